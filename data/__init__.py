@@ -1,0 +1,1 @@
+"""Data layer: the lead/event contract, readers, the simulator and the store."""

@@ -1,0 +1,165 @@
+"""What a lead, an engagement event and a label are.
+
+These records are the data contract shared by the readers, the simulator, the
+store, the feature builder and the API. Event *types* are a closed vocabulary
+(an unknown type is an input error); labels (stages, personas) are learned from
+the data and are open.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "CONTENT_TYPES",
+    "DEFAULT_PERSONAS",
+    "DEFAULT_SALES_READY_STAGES",
+    "DEFAULT_STAGES",
+    "EVENT_COLUMNS",
+    "EVENT_TYPES",
+    "LEAD_COLUMNS",
+    "PAGE_CATEGORIES",
+    "Event",
+    "EventType",
+    "LeadProfile",
+]
+
+#: Buying stages the simulator and demo use, earliest first. Real tables may use others.
+DEFAULT_STAGES: tuple[str, ...] = ("awareness", "consideration", "decision", "purchase")
+#: Stages that count as sales-ready unless routing settings say otherwise.
+DEFAULT_SALES_READY_STAGES: tuple[str, ...] = ("decision", "purchase")
+#: Persona segments the simulator and demo use.
+DEFAULT_PERSONAS: tuple[str, ...] = (
+    "economic_buyer",
+    "technical_evaluator",
+    "practitioner",
+    "non_buyer",
+)
+
+EventType = Literal[
+    "email_open",
+    "email_click",
+    "page_view",
+    "content_download",
+    "webinar_register",
+    "webinar_attend",
+    "form_submit",
+    "demo_request",
+    "trial_start",
+    "meeting_booked",
+]
+#: The closed vocabulary of engagement event types.
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+#: Known values of the ``page_category`` property (open: others are kept as "other").
+PAGE_CATEGORIES: tuple[str, ...] = (
+    "home",
+    "blog",
+    "product",
+    "pricing",
+    "docs",
+    "integrations",
+    "case_study",
+    "comparison",
+    "roi",
+    "careers",
+    "about",
+)
+#: Known values of the ``content_type`` property.
+CONTENT_TYPES: tuple[str, ...] = (
+    "blog_post",
+    "ebook",
+    "whitepaper",
+    "case_study",
+    "comparison_guide",
+    "analyst_report",
+    "roi_calculator",
+    "datasheet",
+    "docs",
+    "webinar",
+)
+
+#: Columns of a leads table (one row a lead) besides free extra columns.
+LEAD_COLUMNS: tuple[str, ...] = (
+    "lead_id",
+    "job_title",
+    "seniority",
+    "department",
+    "company",
+    "company_size",
+    "industry",
+    "country",
+    "lead_source",
+    "created_at",
+)
+#: Columns of an events table: the event properties are flattened into columns.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "lead_id",
+    "timestamp",
+    "type",
+    "page_category",
+    "content_type",
+    "content_topic",
+    "channel",
+)
+
+
+def _to_utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC; aware ones are converted to UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class LeadProfile(BaseModel):
+    """A lead's profile and firmographics, as marketing automation knows them."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    lead_id: str = Field(min_length=1, max_length=200)
+    job_title: str | None = Field(default=None, max_length=300)
+    seniority: str | None = Field(default=None, max_length=100)
+    department: str | None = Field(default=None, max_length=100)
+    company: str | None = Field(default=None, max_length=300)
+    company_size: int | None = Field(default=None, ge=0, le=10_000_000)
+    industry: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, max_length=100)
+    lead_source: str | None = Field(default=None, max_length=100)
+    created_at: datetime | None = None
+    #: Free extra fields of a CRM export: scalar values only.
+    extra: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _to_utc(value)
+
+
+class Event(BaseModel):
+    """One engagement event of a lead: an email open, a page view, a demo request, …"""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    lead_id: str = Field(min_length=1, max_length=200)
+    timestamp: datetime
+    type: EventType
+    page_category: str | None = Field(default=None, max_length=100)
+    content_type: str | None = Field(default=None, max_length=100)
+    content_topic: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=100)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _to_utc(value)
+
+    def properties(self) -> dict[str, Any]:
+        """The event's properties (everything but lead id, timestamp and type)."""
+        return {
+            k: v
+            for k, v in self.model_dump(exclude={"lead_id", "timestamp", "type"}).items()
+            if v is not None
+        }

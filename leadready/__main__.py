@@ -1,0 +1,3 @@
+from leadready.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Subcommands of the leadready command line, one module per area."""

@@ -1,0 +1,1 @@
+"""leadready: review_ui layer."""

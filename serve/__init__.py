@@ -1,0 +1,1 @@
+"""leadready: serve layer."""

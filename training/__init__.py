@@ -1,0 +1,1 @@
+"""leadready: training layer."""
