@@ -9,6 +9,9 @@ import pytest
 
 from leadready.config import Settings
 
+# Session-scoped fixtures with a tiny trained champion, shared by API and UI tests.
+pytest_plugins = ["tests.fixtures_model"]
+
 PG_URL = os.environ.get(
     "LEADREADY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
