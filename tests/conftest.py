@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
 from leadready.config import Settings
 
 # Session-scoped fixtures with a tiny trained champion, shared by API and UI tests.
-pytest_plugins = ["tests.fixtures_model"]
+pytest_plugins = (
+    ["tests.fixtures_model"] if (Path(__file__).parent / "fixtures_model.py").exists() else []
+)
 
 PG_URL = os.environ.get(
     "LEADREADY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
