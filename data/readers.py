@@ -1,0 +1,833 @@
+"""Read lead and event tables from CSV, Parquet and JSON Lines, and say precisely what is wrong.
+
+The file format is chosen by suffix: ``.csv``; ``.parquet`` / ``.pq``; ``.jsonl`` /
+``.ndjson`` (one JSON object a line) and ``.json`` (JSON Lines, or one JSON array of
+objects). :func:`read_table` returns any table as it is; :func:`read_leads` and
+:func:`read_events` validate a leads or an events table against the contract in
+:mod:`data.schema` and return a :class:`ReadResult`: the good rows, typed, and one
+:class:`RowError` for every problem found, naming the file, the row (the N-th data
+row, 1-based, the header not counted), the column, the value and what was wrong.
+Bad rows are never dropped silently: they are returned in ``ReadResult.rejected``
+(and ``ReadResult.rejected_rows``), and strict mode raises :class:`InputError`.
+
+Validation is vectorized with pandas so that a file of a million events is checked
+in seconds; the pydantic models of :mod:`data.schema` remain the contract for single
+records (the API), and the limits checked here (string lengths, company size bounds)
+are read from those models so the two cannot drift apart.
+
+Timestamps are returned as ``datetime64[us, UTC]``. Text timestamps are parsed as
+ISO 8601 first, then in any format pandas recognises ("06/30/2026", "30 Jun 2026
+10:00"); a timestamp without a zone is taken as UTC. Numbers (and all-digit text)
+are Unix epoch times, in seconds, milliseconds, microseconds or nanoseconds
+according to their magnitude.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import warnings
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
+
+__all__ = [
+    "EVENT_PROPERTY_COLUMNS",
+    "REQUIRED_EVENT_COLUMNS",
+    "SUPPORTED_SUFFIXES",
+    "InputError",
+    "ReadResult",
+    "RowError",
+    "read_events",
+    "read_leads",
+    "read_table",
+]
+
+#: File suffix -> format name.
+SUPPORTED_SUFFIXES: dict[str, str] = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+}
+#: Columns an events table must have.
+REQUIRED_EVENT_COLUMNS: tuple[str, ...] = ("lead_id", "timestamp", "type")
+#: Optional event property columns (also read from a ``properties`` object column).
+EVENT_PROPERTY_COLUMNS: tuple[str, ...] = tuple(
+    c for c in EVENT_COLUMNS if c not in REQUIRED_EVENT_COLUMNS
+)
+
+#: How many errors an exception message or a text report lists before summarising.
+_FIRST_ERRORS = 5
+_REPORT_LIMIT = 20
+_DIGITS = re.compile(r"\d{9,19}(\.\d+)?")
+
+
+def _max_length(model: type[Any], name: str) -> int | None:
+    for item in model.model_fields[name].metadata:
+        limit = getattr(item, "max_length", None)
+        if limit is not None:
+            return int(limit)
+    return None
+
+
+def _bound(model: type[Any], name: str, attr: str) -> int | None:
+    for item in model.model_fields[name].metadata:
+        value = getattr(item, attr, None)
+        if value is not None:
+            return int(value)
+    return None
+
+
+#: Text columns of a leads table and their length limits (from ``LeadProfile``).
+_LEAD_TEXT = {
+    c: _max_length(LeadProfile, c)
+    for c in LEAD_COLUMNS
+    if c not in ("lead_id", "company_size", "created_at")
+}
+_ID_MAX = _max_length(LeadProfile, "lead_id")
+_SIZE_MIN = _bound(LeadProfile, "company_size", "ge")
+_SIZE_MAX = _bound(LeadProfile, "company_size", "le")
+#: Event property columns and their length limits (from ``Event``).
+_EVENT_TEXT = {c: _max_length(Event, c) for c in EVENT_PROPERTY_COLUMNS}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem in an input file.
+
+    Parameters
+    ----------
+    file : str
+        The file's name.
+    row : int or None
+        The N-th data row, 1-based (the header is not counted); ``None`` for a
+        problem of the whole file, such as a missing column.
+    column : str or None
+        The column at fault; ``None`` when the row as a whole is unreadable.
+    value : object
+        The offending value as it was read (``None`` when it was missing).
+    message : str
+        What was wrong, in words.
+    """
+
+    file: str
+    row: int | None
+    column: str | None
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.row is not None:
+            parts.append(f"row {self.row}")
+        if self.column is not None:
+            parts.append(f"column {self.column!r}")
+        return f"{', '.join(parts)}: {self.message}"
+
+
+class InputError(ValueError):
+    """An input file cannot be used as it is; ``errors`` lists the problems found.
+
+    Parameters
+    ----------
+    message : str
+        A message naming the file and the first problems.
+    errors : iterable of RowError, optional
+        Every problem found.
+    """
+
+    def __init__(self, message: str, errors: Iterable[RowError] = ()) -> None:
+        super().__init__(message)
+        self.errors: list[RowError] = list(errors)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _list_errors(name: str, errors: Sequence[RowError], n_rows: int, n_bad: int) -> str:
+    head = (
+        f"{name}: {n_bad} of {n_rows} rows rejected ({_plural(len(errors), 'error')}); "
+        "first errors:"
+    )
+    lines = [head, *(f"  {e}" for e in errors[:_FIRST_ERRORS])]
+    if len(errors) > _FIRST_ERRORS:
+        lines.append(f"  ... and {len(errors) - _FIRST_ERRORS} more")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass
+class ReadResult:
+    """What a validating reader returns.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The good rows, typed, with a fresh ``RangeIndex``.
+    rejected : list of RowError
+        Every problem found, in row order (a row may have several).
+    path : pathlib.Path or None
+        The file read.
+    n_rows : int
+        How many data rows the file had.
+    rejected_rows : pandas.DataFrame
+        The rejected rows as they were read, with their row number in ``row``.
+    """
+
+    frame: pd.DataFrame
+    rejected: list[RowError] = field(default_factory=list)
+    path: Path | None = None
+    n_rows: int = 0
+    rejected_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def ok(self) -> bool:
+        """True when no row was rejected."""
+        return not self.rejected
+
+    @property
+    def rejected_row_numbers(self) -> list[int]:
+        """The distinct row numbers that were rejected, ascending."""
+        return sorted({e.row for e in self.rejected if e.row is not None})
+
+    def report(self, limit: int = _REPORT_LIMIT) -> str:
+        """A short text report: counts, then up to ``limit`` errors.
+
+        Parameters
+        ----------
+        limit : int, default 20
+            How many errors to list.
+
+        Returns
+        -------
+        str
+        """
+        name = self.path.name if self.path is not None else "input"
+        n_bad = len(self.rejected_row_numbers)
+        if not self.rejected:
+            return f"{name}: {self.n_rows} rows read, all kept"
+        lines = [
+            f"{name}: {self.n_rows} rows read, {len(self.frame)} kept, "
+            f"{n_bad} rejected ({_plural(len(self.rejected), 'error')})"
+        ]
+        lines += [f"  {e}" for e in self.rejected[:limit]]
+        if len(self.rejected) > limit:
+            lines.append(f"  ... and {len(self.rejected) - limit} more (write_report() lists all)")
+        return "\n".join(lines)
+
+    def write_report(self, path: str | Path) -> Path:
+        """Write every error as CSV: ``file, row, column, value, message``.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            Where to write; parent folders are created.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file", "row", "column", "value", "message"])
+            for e in self.rejected:
+                writer.writerow(
+                    [
+                        e.file,
+                        "" if e.row is None else e.row,
+                        e.column or "",
+                        "" if e.value is None else e.value,
+                        e.message,
+                    ]
+                )
+        return path
+
+    def raise_if_rejected(self) -> ReadResult:
+        """Raise :class:`InputError` if any row was rejected; return ``self`` otherwise."""
+        if self.rejected:
+            name = self.path.name if self.path is not None else "input"
+            raise InputError(
+                _list_errors(name, self.rejected, self.n_rows, len(self.rejected_row_numbers)),
+                self.rejected,
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- raw reading
+
+
+@dataclass
+class _Raw:
+    """Rows as parsed from a file, before validation."""
+
+    frame: pd.DataFrame
+    rows: np.ndarray  # 1-based data row number of each frame row
+    errors: list[RowError]  # rows that could not be parsed at all
+    n_rows: int
+
+
+def _format(path: Path) -> str:
+    fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        allowed = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise InputError(f"{path.name}: unknown file type {path.suffix!r}; use one of {allowed}")
+    return fmt
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+
+
+def _sniff_separator(path: Path) -> str:
+    """``,`` unless the header line has no comma but semicolons or tabs."""
+    with path.open(encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline()
+    if "," in header:
+        return ","
+    for sep in (";", "\t"):
+        if sep in header:
+            return sep
+    return ","
+
+
+def _read_csv(path: Path, text_columns: Collection[str] | bool) -> _Raw:
+    sep = _sniff_separator(path)
+    if text_columns is True:
+        dtype: Any = "str"
+    else:
+        dtype = dict.fromkeys(text_columns or (), "str") or None
+    kw: dict[str, Any] = {"sep": sep, "dtype": dtype, "encoding": "utf-8-sig"}
+    try:
+        frame = pd.read_csv(path, **kw)
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"{path.name}: the file is empty (no header row)") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except pd.errors.ParserError:
+        return _read_csv_row_by_row(path, sep, kw)
+    n = len(frame)
+    return _Raw(frame, np.arange(1, n + 1), [], n)
+
+
+def _read_csv_row_by_row(path: Path, sep: str, kw: dict[str, Any]) -> _Raw:
+    """Find the records pandas could not parse, report them and parse the rest."""
+    good: list[list[str]] = []
+    rows: list[int] = []
+    errors: list[RowError] = []
+    row = 0
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        try:
+            header = next(reader)
+            for record in reader:
+                if not record:
+                    continue  # blank lines are not data rows (as in pandas)
+                row += 1
+                if len(record) > len(header):
+                    errors.append(
+                        RowError(
+                            path.name,
+                            row,
+                            None,
+                            sep.join(record),
+                            f"expected {len(header)} fields, found {len(record)}",
+                        )
+                    )
+                    continue
+                good.append(record)
+                rows.append(row)
+        except csv.Error as exc:
+            raise InputError(f"{path.name}: cannot read as CSV near row {row + 1}: {exc}") from exc
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=sep)
+    writer.writerow(header)
+    writer.writerows(good)
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, **{**kw, "encoding": None})
+    return _Raw(frame, np.asarray(rows, dtype=np.int64), errors, row)
+
+
+def _read_json(path: Path, fmt: str) -> _Raw:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if fmt == "json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path.name}: not valid JSON: {exc}") from exc
+        return _from_records(path, list(enumerate(records, start=1)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    except ValueError:
+        frame = None
+    if frame is not None and len(frame) == sum(1 for line in text.splitlines() if line.strip()):
+        n = len(frame)
+        return _Raw(frame.reset_index(drop=True), np.arange(1, n + 1), [], n)
+    # Some line is not a JSON object: parse line by line to say which.
+    parsed: list[tuple[int, Any]] = []
+    errors: list[RowError] = []
+    row = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        row += 1
+        try:
+            parsed.append((row, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            errors.append(RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}"))
+    raw = _from_records(path, parsed)
+    raw.errors = sorted(errors + raw.errors, key=lambda e: e.row or 0)
+    raw.n_rows = row
+    return raw
+
+
+def _from_records(path: Path, numbered: list[tuple[int, Any]]) -> _Raw:
+    errors = [
+        RowError(path.name, row, None, str(rec)[:200], "expected a JSON object")
+        for row, rec in numbered
+        if not isinstance(rec, dict)
+    ]
+    good = [(row, rec) for row, rec in numbered if isinstance(rec, dict)]
+    frame = pd.DataFrame([rec for _, rec in good])
+    rows = np.asarray([row for row, _ in good], dtype=np.int64)
+    return _Raw(frame, rows, errors, len(numbered))
+
+
+def _read_parquet(path: Path) -> _Raw:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise InputError(f"{path.name}: cannot read as Parquet: {exc}") from exc
+    frame = frame.reset_index(drop=True)
+    n = len(frame)
+    return _Raw(frame, np.arange(1, n + 1), [], n)
+
+
+def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
+    _check_file(path)
+    fmt = _format(path)
+    if fmt == "csv":
+        raw = _read_csv(path, text_columns)
+    elif fmt == "parquet":
+        raw = _read_parquet(path)
+    else:
+        raw = _read_json(path, fmt)
+    raw.frame.columns = [str(c).strip() for c in raw.frame.columns]
+    dupes = raw.frame.columns[raw.frame.columns.duplicated()].unique().tolist()
+    if dupes:
+        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+    return raw
+
+
+def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.DataFrame:
+    """Read any table (CSV, Parquet, JSON Lines) as it is, types inferred.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file; its suffix selects the format (see ``SUPPORTED_SUFFIXES``).
+    text_columns : collection of str, optional
+        Columns to keep as text in a CSV file (an id column such as ``"00123"``
+        would otherwise become the number 123).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per data row, with a fresh ``RangeIndex``.
+
+    Raises
+    ------
+    InputError
+        The file is missing, has an unknown suffix, cannot be parsed, or has rows
+        that cannot be parsed (each named in ``errors``).
+    """
+    path = Path(path)
+    raw = _read_raw(path, text_columns)
+    if raw.errors:
+        raise InputError(
+            _list_errors(path.name, raw.errors, raw.n_rows, len(raw.errors)), raw.errors
+        )
+    return raw.frame.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- column checks
+
+
+class _Checker:
+    """Collects row errors from boolean masks over one raw frame."""
+
+    def __init__(self, name: str, raw: _Raw) -> None:
+        self.name = name
+        self.raw = raw
+        self.bad = np.zeros(len(raw.frame), dtype=bool)
+        self.errors: list[RowError] = list(raw.errors)
+
+    def flag(
+        self,
+        mask: pd.Series | np.ndarray,
+        column: str,
+        values: pd.Series,
+        message: str | Callable[[Any], str],
+    ) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        self.bad |= mask
+        positions = np.flatnonzero(mask)
+        rows = self.raw.rows[positions]
+        picked = values.iloc[positions].tolist()
+        for row, value in zip(rows.tolist(), picked, strict=True):
+            value = None if _is_missing(value) else value
+            text = message(value) if callable(message) else message
+            self.errors.append(RowError(self.name, row, column, value, text))
+
+    def text(
+        self, column: str, *, required: bool, max_length: int | None, what: str | None = None
+    ) -> pd.Series:
+        source = self.raw.frame[column]
+        values = _as_text(source)
+        if required:
+            self.flag(values.isna(), column, source, f"{what or column} is missing")
+        if max_length is not None:
+            too_long = values.str.len().gt(max_length).to_numpy(dtype=bool, na_value=False)
+            self.flag(too_long, column, source, f"longer than {max_length} characters")
+        return values
+
+    def timestamp(self, column: str, *, required: bool) -> pd.Series:
+        source = self.raw.frame[column]
+        parsed, missing, unparsable = _parse_timestamps(source)
+        if required:
+            self.flag(missing, column, source, f"{column} is missing")
+        self.flag(unparsable, column, source, lambda v: f"cannot parse {v!r} as a timestamp")
+        return parsed
+
+    def finish(self, frame: pd.DataFrame, columns_order: Sequence[str]) -> ReadResult:
+        order = {c: i for i, c in enumerate(columns_order)}
+        self.errors.sort(key=lambda e: (e.row or 0, order.get(e.column or "", -1)))
+        keep = ~self.bad
+        rejected_rows = self.raw.frame.loc[self.bad].copy()
+        rejected_rows.insert(0, "row", self.raw.rows[self.bad])
+        # Rows no parser could read have no columns; list them with their raw text.
+        unread = [e for e in self.raw.errors if e.row is not None]
+        if unread:
+            extra = pd.DataFrame({"row": [e.row for e in unread], "raw": [e.value for e in unread]})
+            rejected_rows = (
+                pd.concat([rejected_rows, extra], ignore_index=True)
+                .sort_values("row", kind="stable")
+                .reset_index(drop=True)
+            )
+        else:
+            rejected_rows = rejected_rows.reset_index(drop=True)
+        return ReadResult(
+            frame=frame.loc[keep].reset_index(drop=True),
+            rejected=self.errors,
+            path=None,
+            n_rows=self.raw.n_rows,
+            rejected_rows=rejected_rows,
+        )
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Text with surrounding space stripped; empty text and NaN become missing."""
+    if values.dtype != "str":
+        values = values.astype("str")
+    values = values.str.strip()
+    return values.mask(values == "")
+
+
+def _epoch(numbers: pd.Series) -> pd.Series:
+    """Unix epoch numbers to UTC timestamps; the unit follows the magnitude."""
+    x = numbers.astype("float64")
+    mag = x.abs()
+    scale = np.select(
+        [mag < 1e11, mag < 1e14, mag < 1e17], [1e9, 1e6, 1e3], default=1.0
+    )  # seconds, milliseconds, microseconds, nanoseconds -> ns
+    ns = (x * scale).round()
+    finite = np.isfinite(ns) & (ns.abs() < 9.2e18)
+    out = pd.Series(pd.NaT, index=numbers.index, dtype="datetime64[us, UTC]")
+    if finite.any():
+        out[finite] = pd.to_datetime(ns[finite].astype("int64"), unit="ns", utc=True).astype(
+            "datetime64[us, UTC]"
+        )
+    return out
+
+
+def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Parse to ``datetime64[us, UTC]``; returns (parsed, missing mask, unparsable mask)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert("UTC").dt.as_unit("us")
+        return parsed, parsed.isna().to_numpy(), np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_datetime64_dtype(values):
+        parsed = values.dt.tz_localize("UTC").dt.as_unit("us")
+        return parsed, parsed.isna().to_numpy(), np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        missing = values.isna().to_numpy()
+        parsed = _epoch(values)
+        return parsed, missing, parsed.isna().to_numpy() & ~missing
+    text = _as_text(values)
+    missing = text.isna().to_numpy()
+    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601").dt.as_unit("us")
+    failed = parsed.isna().to_numpy() & ~missing
+    if failed.any():
+        sub = text[failed]
+        digits = sub.str.fullmatch(_DIGITS.pattern).to_numpy(dtype=bool, na_value=False)
+        if digits.any():
+            parsed.loc[sub.index[digits]] = _epoch(pd.to_numeric(sub[digits])).to_numpy()
+        others = sub[~digits]
+        if len(others):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                retry = pd.to_datetime(others, utc=True, errors="coerce", format="mixed")
+            parsed.loc[others.index] = retry.dt.as_unit("us").to_numpy()
+    return parsed, missing, parsed.isna().to_numpy() & ~missing
+
+
+def _missing_columns(name: str, columns: Iterable[str], required: Sequence[str]) -> None:
+    present = set(columns)
+    missing = [c for c in required if c not in present]
+    if missing:
+        found = ", ".join(map(repr, present)) or "none"
+        errors = [RowError(name, None, c, None, "required column is missing") for c in missing]
+        raise InputError(
+            f"{name}: missing required column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))} (columns found: {found})",
+            errors,
+        )
+
+
+def _result(
+    path: Path, checker: _Checker, frame: pd.DataFrame, order: Sequence[str], strict: bool
+) -> ReadResult:
+    result = checker.finish(frame, order)
+    result.path = path
+    if strict:
+        result.raise_if_rejected()
+    return result
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _flatten_properties(checker: _Checker, column: str = "properties") -> pd.DataFrame:
+    """The ``properties`` objects (or JSON text) as one column per known property."""
+    source = checker.raw.frame[column]
+    out: dict[str, list[Any]] = {c: [None] * len(source) for c in EVENT_PROPERTY_COLUMNS}
+    bad_json = np.zeros(len(source), dtype=bool)
+    not_object = np.zeros(len(source), dtype=bool)
+    not_scalar = np.zeros(len(source), dtype=bool)
+    for i, value in enumerate(source.tolist()):
+        if _is_missing(value):
+            continue
+        if isinstance(value, str):
+            if not value.strip():
+                continue
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                bad_json[i] = True
+                continue
+        if not isinstance(value, dict):
+            not_object[i] = True
+            continue
+        for key in EVENT_PROPERTY_COLUMNS:
+            item = value.get(key)
+            if isinstance(item, dict | list):
+                not_scalar[i] = True
+            elif item is not None:
+                out[key][i] = str(item)
+    checker.flag(bad_json, column, source, lambda v: f"cannot parse {v!r} as a JSON object")
+    checker.flag(not_object, column, source, lambda v: f"expected a JSON object, got {v!r}")
+    checker.flag(not_scalar, column, source, "event properties must be text or numbers")
+    return pd.DataFrame(out, index=source.index, dtype="str")
+
+
+def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
+    """Read and validate an events table.
+
+    Required columns are ``lead_id``, ``timestamp`` and ``type`` (one of
+    ``data.schema.EVENT_TYPES``); ``page_category``, ``content_type``,
+    ``content_topic`` and ``channel`` are optional, and a ``properties`` column of
+    JSON objects (or JSON text in a CSV) is flattened into them (a value in the
+    column itself wins over the one in ``properties``). Other columns are kept.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        CSV, Parquet or JSON Lines file.
+    strict : bool, default False
+        Raise :class:`InputError` if any row is bad instead of returning it in
+        ``rejected``.
+
+    Returns
+    -------
+    ReadResult
+        ``frame`` has the columns ``data.schema.EVENT_COLUMNS`` (absent property
+        columns are all missing) followed by any other columns of the file;
+        ``timestamp`` is ``datetime64[us, UTC]``, the others text.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read or lacks a required column; in strict mode, also
+        when a row is bad.
+    """
+    path = Path(path)
+    raw = _read_raw(path, text_columns=(*REQUIRED_EVENT_COLUMNS, *EVENT_PROPERTY_COLUMNS))
+    _missing_columns(path.name, raw.frame.columns, REQUIRED_EVENT_COLUMNS)
+    check = _Checker(path.name, raw)
+    df = raw.frame
+    columns: dict[str, pd.Series] = {
+        "lead_id": check.text("lead_id", required=True, max_length=_ID_MAX),
+        "timestamp": check.timestamp("timestamp", required=True),
+    }
+    kind = check.text("type", required=True, max_length=None)
+    allowed = ", ".join(EVENT_TYPES)
+    unknown = kind.notna().to_numpy() & ~kind.isin(EVENT_TYPES).to_numpy()
+    check.flag(
+        unknown, "type", df["type"], lambda v: f"unknown event type {v!r}; allowed: {allowed}"
+    )
+    columns["type"] = kind
+    nested = _flatten_properties(check) if "properties" in df.columns else None
+    for prop, limit in _EVENT_TEXT.items():
+        if prop in df.columns:
+            values = check.text(prop, required=False, max_length=limit)
+            if nested is not None:
+                values = values.fillna(nested[prop])
+        elif nested is not None:
+            values = nested[prop]
+            too_long = values.str.len().gt(limit).to_numpy(dtype=bool, na_value=False)
+            check.flag(too_long, "properties", df["properties"], f"{prop} is longer than {limit}")
+        else:
+            values = pd.Series(pd.NA, index=df.index, dtype="str")
+        columns[prop] = values.astype("str")
+    extras = [c for c in df.columns if c not in EVENT_COLUMNS and c != "properties"]
+    frame = pd.DataFrame(columns, index=df.index)
+    for c in extras:
+        frame[c] = df[c]
+    return _result(path, check, frame, [*EVENT_COLUMNS, "properties", *extras], strict)
+
+
+# --------------------------------------------------------------------------- leads
+
+
+def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
+    source = check.raw.frame[column]
+    if pd.api.types.is_numeric_dtype(source) and not pd.api.types.is_bool_dtype(source):
+        numbers = source.astype("float64")
+        unparsable = np.zeros(len(source), dtype=bool)
+    else:
+        text = _as_text(source)
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+        unparsable = (numbers.isna() & text.notna()).to_numpy()
+    check.flag(
+        unparsable,
+        column,
+        source,
+        lambda v: f"cannot parse {v!r} as a company size (a whole number)",
+    )
+    finite = numbers.notna().to_numpy()
+    whole = finite & np.isfinite(numbers.to_numpy()) & (numbers.to_numpy() % 1 == 0)
+    check.flag(finite & ~whole, column, source, lambda v: f"company size must be whole, got {v!r}")
+    low = whole & (numbers.to_numpy() < _SIZE_MIN)
+    high = whole & (numbers.to_numpy() > _SIZE_MAX)
+    check.flag(low, column, source, lambda v: f"company size must be at least {_SIZE_MIN}, got {v}")
+    check.flag(
+        high, column, source, lambda v: f"company size must be at most {_SIZE_MAX:,}, got {v}"
+    )
+    return numbers.where(whole & ~low & ~high).astype("Int64")
+
+
+def read_leads(path: str | Path, *, id_col: str = "lead_id", strict: bool = False) -> ReadResult:
+    """Read and validate a leads table (one row a lead).
+
+    The id column is required; a missing, empty or repeated id is a row error (the
+    first row with an id is kept, later ones are rejected). The known profile
+    columns of ``data.schema.LEAD_COLUMNS`` that are present are typed: text
+    stripped (empty text is missing), ``company_size`` a whole number within the
+    bounds of ``LeadProfile`` (nullable ``Int64``), ``created_at`` a UTC timestamp.
+    Every other column (labels, CRM fields) is kept untouched, in file order.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        CSV, Parquet or JSON Lines file.
+    id_col : str, default "lead_id"
+        The id column; it keeps its name in the result.
+    strict : bool, default False
+        Raise :class:`InputError` if any row is bad instead of returning it in
+        ``rejected``.
+
+    Returns
+    -------
+    ReadResult
+        ``frame`` has the file's columns in file order, known ones typed.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read or has no id column; in strict mode, also when a
+        row is bad.
+    """
+    path = Path(path)
+    text_cols = (id_col, *_LEAD_TEXT)
+    raw = _read_raw(path, text_columns=text_cols)
+    _missing_columns(path.name, raw.frame.columns, (id_col,))
+    check = _Checker(path.name, raw)
+    df = raw.frame
+    frame = df.copy()
+    ids = check.text(id_col, required=True, max_length=_ID_MAX, what="lead id")
+    repeated = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
+    if repeated.any():
+        firsts = ~ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
+        first_row = dict(zip(ids[firsts].tolist(), raw.rows[firsts].tolist(), strict=True))
+        check.flag(
+            repeated,
+            id_col,
+            ids,
+            lambda v: f"duplicate lead id {v!r} (first seen in row {first_row[v]})",
+        )
+    frame[id_col] = ids
+    for column, limit in _LEAD_TEXT.items():
+        if column in df.columns and column != id_col:
+            frame[column] = check.text(column, required=False, max_length=limit)
+    if "company_size" in df.columns and id_col != "company_size":
+        frame["company_size"] = _company_size(check)
+    if "created_at" in df.columns and id_col != "created_at":
+        frame["created_at"] = check.timestamp("created_at", required=False)
+    return _result(path, check, frame, list(df.columns), strict)
