@@ -1,0 +1,392 @@
+"""Any lead table → a training set: features, stage and persona labels, slices.
+
+The table has one row a lead (CSV, Parquet or JSON Lines). Options name the id
+column and the label columns; either label may be absent or partly empty (each
+head trains on the rows that have its label). Every other column, except those
+excluded, is handed to :func:`model.features.build_features`, which detects
+numeric and categorical columns and, given an events table, builds the
+engagement features.
+
+Labels of any form become strings: ``"MQL"`` stays ``"MQL"``, ``True`` becomes
+``"True"``, ``1`` and ``1.0`` become ``"1"``; empty text and missing values are
+no label. The held-out rows are chosen by a hash of the lead id
+(:func:`holdout_mask`), so the same leads are held out on every run and a model
+is never evaluated on rows it trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.readers import InputError, RowError, read_events, read_leads
+
+__all__ = [
+    "TrainingSet",
+    "holdout_mask",
+    "load_training_table",
+    "normalize_labels",
+]
+
+#: The slice columns reported when present in a table (besides the labels).
+DEFAULT_SLICE_COLUMNS: tuple[str, ...] = ("lead_source",)
+#: How many offending ids or rows an error message lists.
+_LIST = 10
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A table turned into features and labels.
+
+    Attributes
+    ----------
+    X : DataFrame of shape (n_leads, n_features)
+        Feature rows indexed by lead id (text), as built by
+        ``model.features.build_features``.
+    y_stage, y_persona : Series of shape (n_leads,) or None
+        Labels as text indexed by lead id; missing = no label for that head.
+        None when the table has no such label column.
+    ids : Index
+        The lead ids, in table order.
+    leads : DataFrame
+        The lead columns handed to the feature builder (labels and excluded
+        columns removed), indexed by lead id: what the model takes as input.
+    slices : DataFrame
+        Columns to report metrics by, indexed by lead id: the slice columns
+        found in the table, and ``stage`` / ``persona`` (the labels).
+    source : str
+        Where the data came from (the leads file, and the events file).
+    name : str
+        A short name for the data set (the leads file's name).
+    id_col, stage_col, persona_col : str or None
+        The columns as named in the file.
+    exclude : tuple of str
+        Columns left out of the features.
+    as_of : datetime or None
+        The time engagement features were computed at (the last event when
+        not given), so scoring can use the same reference.
+    rejected : list of RowError
+        Lead rows the reader rejected (they are not in the set).
+    rejected_events : list of RowError
+        Event rows the reader rejected.
+    """
+
+    X: pd.DataFrame
+    y_stage: pd.Series | None
+    y_persona: pd.Series | None
+    ids: pd.Index
+    leads: pd.DataFrame
+    slices: pd.DataFrame
+    source: str
+    name: str
+    id_col: str
+    stage_col: str | None = None
+    persona_col: str | None = None
+    exclude: tuple[str, ...] = ()
+    as_of: datetime | None = None
+    rejected: list[RowError] = field(default_factory=list)
+    rejected_events: list[RowError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def labels(self, head: str) -> pd.Series | None:
+        """The labels of one head (``"stage"`` or ``"persona"``)."""
+        return {"stage": self.y_stage, "persona": self.y_persona}[head]
+
+    def subset(self, mask: np.ndarray | pd.Series) -> TrainingSet:
+        """The rows where ``mask`` is true (a boolean array in table order)."""
+        mask = np.asarray(mask, dtype=bool)
+        ids = self.ids[mask]
+
+        def pick(y: pd.Series | None) -> pd.Series | None:
+            return None if y is None else y.loc[ids]
+
+        return replace(
+            self,
+            X=self.X.loc[ids],
+            y_stage=pick(self.y_stage),
+            y_persona=pick(self.y_persona),
+            ids=ids,
+            leads=self.leads.loc[ids],
+            slices=self.slices.loc[ids],
+        )
+
+    def label_frame(self) -> pd.DataFrame:
+        """The features with the labels as ``stage`` / ``persona`` columns (for MLflow)."""
+        frame = self.X.copy()
+        for head in ("stage", "persona"):
+            y = self.labels(head)
+            if y is not None:
+                frame[f"label_{head}"] = y
+        return frame
+
+
+def holdout_mask(ids: Iterable[Any], share: float = 0.2) -> np.ndarray:
+    """Which leads are held out: ``sha1(id) mod 10_000 < share * 10_000``.
+
+    The choice depends on the id alone, so it is the same on every run, for any
+    table that holds the lead, in any order.
+
+    Parameters
+    ----------
+    ids : iterable
+        Lead ids (compared as text).
+    share : float, default 0.2
+        The expected share of held-out leads, in [0, 1].
+
+    Returns
+    -------
+    ndarray of bool, shape (n_ids,)
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"holdout share must be between 0 and 1, got {share}")
+    cut = round(share * 10_000)
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.sha1(str(i).encode("utf-8")).digest()[:8], "big") % 10_000 < cut
+            for i in ids
+        ),
+        dtype=bool,
+    )
+
+
+def _label_text(value: Any) -> str | None:
+    """One label as text; None when missing."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+        return str(float(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def normalize_labels(values: pd.Series) -> pd.Series:
+    """Labels of any type as text; missing values (and empty text) as None.
+
+    Parameters
+    ----------
+    values : Series
+        Strings, booleans, integers (also as floats, ``1.0`` → ``"1"``), with
+        missing values.
+
+    Returns
+    -------
+    Series of object dtype
+        Same index; ``str`` or ``None``.
+    """
+    out = values.astype(object).map(_label_text)
+    return out.astype(object).where(out.notna(), None)
+
+
+def _columns_listed(columns: Sequence[str]) -> str:
+    return ", ".join(repr(c) for c in columns)
+
+
+def _need_column(name: str, columns: Sequence[str], column: str, what: str) -> None:
+    if column not in columns:
+        raise ValueError(
+            f"{name}: no column {column!r} ({what}); the columns are: {_columns_listed(columns)}"
+        )
+
+
+def _id_errors(name: str, id_col: str, rejected: list[RowError]) -> None:
+    """Raise a ValueError for empty or repeated ids; they cannot be trained on."""
+    errors = [e for e in rejected if e.column == id_col]
+    blank = [e for e in errors if e.value is None or not str(e.value).strip()]
+    empty = [e.row for e in blank]
+    dupes = [e for e in errors if e not in blank and "duplicate" in e.message]
+    other = [e for e in errors if e not in blank and "duplicate" not in e.message]
+    if empty:
+        rows = ", ".join(str(r) for r in empty[:_LIST])
+        more = f" and {len(empty) - _LIST} more" if len(empty) > _LIST else ""
+        raise ValueError(
+            f"{name}: the id column {id_col!r} is empty in {len(empty)} row"
+            f"{'s' if len(empty) != 1 else ''} (rows {rows}{more}); every lead needs an id"
+        )
+    if dupes:
+        ids = list(dict.fromkeys(str(e.value) for e in dupes))
+        listed = ", ".join(repr(i) for i in ids[:_LIST])
+        more = f" and {len(ids) - _LIST} more" if len(ids) > _LIST else ""
+        raise ValueError(
+            f"{name}: the id column {id_col!r} has {len(ids)} duplicate id"
+            f"{'s' if len(ids) != 1 else ''} ({len(dupes)} repeated rows): {listed}{more}; "
+            "one row a lead is expected"
+        )
+    if other:
+        raise ValueError(f"{name}: bad ids in column {id_col!r}: " + "; ".join(map(str, other[:3])))
+
+
+def load_training_table(
+    leads_path: str | Path,
+    *,
+    events_path: str | Path | None = None,
+    id_col: str = "lead_id",
+    stage_col: str | None = None,
+    persona_col: str | None = None,
+    exclude: Sequence[str] = (),
+    as_of: datetime | None = None,
+    slice_cols: Sequence[str] = DEFAULT_SLICE_COLUMNS,
+    feature_config: Any | None = None,
+) -> TrainingSet:
+    """Read a lead table (and events) and turn it into a :class:`TrainingSet`.
+
+    Parameters
+    ----------
+    leads_path : path
+        CSV, Parquet or JSON Lines; one row a lead.
+    events_path : path, optional
+        An events table (``lead_id``, ``timestamp``, ``type``, …); its
+        ``lead_id`` values are the leads' ids.
+    id_col : str, default "lead_id"
+        The id column of the leads table.
+    stage_col, persona_col : str, optional
+        The label columns; at least one is required.
+    exclude : sequence of str
+        Columns that must not become features (leaky fields, e-mail addresses).
+    as_of : datetime, optional
+        Reference time of the engagement features; defaults to the last event.
+    slice_cols : sequence of str, default ("lead_source",)
+        Columns to report metrics by, when the table has them.
+    feature_config : FeatureConfig, optional
+        Passed to ``build_features`` (its default when omitted).
+
+    Returns
+    -------
+    TrainingSet
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the column: an option names a column that does
+        not exist; a label column has fewer than two classes; both label
+        options are omitted; ids are empty or repeated.
+    """
+    from model.features import FeatureConfig, build_features
+
+    path = Path(leads_path)
+    name = path.name
+    if stage_col is None and persona_col is None:
+        raise ValueError(
+            f"{name}: name at least one label column (stage or persona); nothing to train on"
+        )
+    if stage_col is not None and stage_col == persona_col:
+        raise ValueError(f"{name}: the stage and persona label columns are both {stage_col!r}")
+    try:
+        result = read_leads(path, id_col=id_col)
+    except InputError as exc:
+        missing_id = any(e.column == id_col and e.row is None for e in exc.errors)
+        if missing_id:
+            columns = _header(path)
+            raise ValueError(
+                f"{name}: no column {id_col!r} (id column); "
+                f"the columns are: {_columns_listed(columns)}"
+            ) from None
+        raise
+    frame = result.frame
+    columns = [str(c) for c in frame.columns]
+    for column, what in ((stage_col, "stage label"), (persona_col, "persona label")):
+        if column is not None:
+            _need_column(name, columns, column, f"{what} column")
+            if column == id_col:
+                raise ValueError(f"{name}: {column!r} is the id column and cannot be a label")
+    for column in exclude:
+        _need_column(name, columns, column, "excluded column")
+    _id_errors(name, id_col, result.rejected)
+    if len(frame) == 0:
+        raise ValueError(f"{name}: no usable rows")
+
+    ids = pd.Index(frame[id_col].astype(str), name=id_col)
+    labels: dict[str, pd.Series | None] = {}
+    for head, column in (("stage", stage_col), ("persona", persona_col)):
+        if column is None:
+            labels[head] = None
+            continue
+        y = normalize_labels(frame[column])
+        y.index = ids
+        y.name = head
+        classes = y.dropna().unique().tolist()
+        if len(classes) < 2:
+            found = f"only {classes[0]!r}" if classes else "no labels at all"
+            raise ValueError(
+                f"{name}: the {head} label column {column!r} has {found}; "
+                "a classifier needs at least two classes"
+            )
+        labels[head] = y
+
+    dropped = {c for c in (stage_col, persona_col) if c is not None} | set(exclude)
+    leads = frame[[c for c in frame.columns if c not in dropped]].copy()
+    leads[id_col] = ids.to_numpy()
+
+    events = None
+    rejected_events: list[RowError] = []
+    source = str(path.resolve())
+    if events_path is not None:
+        ev = read_events(events_path)
+        events, rejected_events = ev.frame, ev.rejected
+        source = f"{source} + {Path(events_path).resolve()}"
+        if as_of is None and len(events):
+            as_of = events["timestamp"].max().to_pydatetime()
+
+    config = feature_config if feature_config is not None else FeatureConfig()
+    X = build_features(leads, events, as_of=as_of, config=config, id_col=id_col)
+    X.index = X.index.astype(str)
+    X = X.loc[ids]
+
+    slices = pd.DataFrame(index=ids)
+    for column in slice_cols:
+        if column in frame.columns and column not in dropped and column != id_col:
+            slices[column] = frame[column].to_numpy()
+    for head in ("stage", "persona"):
+        y = labels[head]
+        if y is not None:
+            slices[head] = y.to_numpy()
+
+    return TrainingSet(
+        X=X,
+        y_stage=labels["stage"],
+        y_persona=labels["persona"],
+        ids=ids,
+        leads=leads.set_index(ids),
+        slices=slices,
+        source=source,
+        name=name,
+        id_col=id_col,
+        stage_col=stage_col,
+        persona_col=persona_col,
+        exclude=tuple(exclude),
+        as_of=as_of,
+        rejected=[e for e in result.rejected if e.column != id_col],
+        rejected_events=rejected_events,
+    )
+
+
+def _header(path: Path) -> list[str]:
+    """The column names of a table, read as cheaply as the format allows."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    if suffix == ".csv":
+        header = pd.read_csv(path, nrows=0, sep=None, engine="python", encoding="utf-8-sig")
+        return [str(c).strip() for c in header.columns]
+    from data.readers import read_table
+
+    return [str(c) for c in read_table(path).columns]
