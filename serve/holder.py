@@ -1,0 +1,318 @@
+"""The model holder: loads the served model in the background and follows the alias.
+
+``ModelHolder`` serves ``models:/<name>@<alias>`` (default ``champion``). A
+background thread loads it (``/readyz`` answers 503 until then), then polls
+the alias every ``poll_seconds``; when the alias moves (a promotion or a
+rollback) it loads the new version in the background and swaps it in with one
+reference assignment. A request reads :attr:`ModelHolder.current` once at its
+start and uses that object to the end, so requests in flight finish on the
+old model and no request ever sees half a swap. A failed load keeps the old
+model in service; the failure is logged, counted and shown by ``/readyz``.
+
+The thread is started by :meth:`ModelHolder.start`, which the app calls on
+its first request and gunicorn's ``post_worker_init`` hook calls in every
+worker: never before gunicorn forks. A holder that finds itself in a new
+process (forked after starting) starts a fresh thread there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = [
+    "LoadedModel",
+    "Loader",
+    "ModelHolder",
+    "ModelUri",
+    "Resolver",
+    "parse_model_uri",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Loads a model URI: returns ``(LeadReadinessModel, pyfunc model or None, version)``.
+Loader = Callable[[str], tuple[Any, Any, str]]
+#: Resolves ``(name, alias)`` to the version the alias points at (``None``: no such alias).
+Resolver = Callable[[str, str], str | None]
+
+_REGISTRY_URI = re.compile(
+    r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>[^/@]+))?$"
+)
+
+
+@dataclass(frozen=True)
+class ModelUri:
+    """A model URI split into registry name, alias and version (when it has them)."""
+
+    uri: str
+    name: str | None
+    alias: str | None
+    version: str | None
+
+    def for_version(self, version: str) -> str:
+        """The URI of one fixed version of the same registered model."""
+        if self.name is None:
+            return self.uri
+        return f"models:/{self.name}/{version}"
+
+
+def parse_model_uri(uri: str) -> ModelUri:
+    """``models:/lead-readiness@champion`` → name ``lead-readiness``, alias ``champion``."""
+    match = _REGISTRY_URI.match(uri.strip())
+    if not match:
+        return ModelUri(uri=uri, name=None, alias=None, version=None)
+    return ModelUri(
+        uri=uri,
+        name=match["name"],
+        alias=match["alias"],
+        version=match["version"],
+    )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One loaded model version; immutable, so a request can hold it safely."""
+
+    model: Any
+    pyfunc: Any
+    name: str
+    version: str
+    uri: str
+    alias: str | None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def ref(self) -> dict[str, str]:
+        """``{"name", "version"}`` as the API answers it."""
+        return {"name": self.name, "version": self.version}
+
+
+Status = Literal["loading", "ready", "failed"]
+
+
+class ModelHolder:
+    """Holds the served model, loads it in the background and follows the alias.
+
+    Parameters
+    ----------
+    uri
+        ``models:/<name>@<alias>`` (followed), ``models:/<name>/<version>`` or
+        any other MLflow model URI (loaded once).
+    loader
+        Loads a URI; see :data:`Loader`.
+    resolver
+        Resolves an alias to a version; see :data:`Resolver`.
+    poll_seconds
+        How often the alias is checked.
+    name
+        Model name shown when the URI carries none.
+    """
+
+    #: Longest wait before retrying a version that failed to load.
+    max_retry_seconds = 300.0
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        loader: Loader,
+        resolver: Resolver,
+        poll_seconds: float = 10.0,
+        name: str | None = None,
+    ) -> None:
+        self.uri = parse_model_uri(uri)
+        self.loader = loader
+        self.resolver = resolver
+        self.poll_seconds = max(0.05, float(poll_seconds))
+        self.name = self.uri.name or name or "model"
+        self._current: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._listeners: list[Callable[[LoadedModel, LoadedModel | None], None]] = []
+        self._failure_listeners: list[Callable[[BaseException], None]] = []
+        self._failed: dict[str, tuple[int, float]] = {}
+        self.last_error: str | None = None
+
+    # -- what requests use ---------------------------------------------------------------
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model to use now; read it once per request and keep the reference."""
+        return self._current
+
+    @property
+    def status(self) -> Status:
+        """``ready`` once a model is loaded; ``failed`` while the first load keeps failing."""
+        if self._current is not None:
+            return "ready"
+        return "failed" if self.last_error else "loading"
+
+    @property
+    def follows_alias(self) -> bool:
+        """True when the URI names an alias, which the poller follows."""
+        return self.uri.alias is not None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def on_swap(self, listener: Callable[[LoadedModel, LoadedModel | None], None]) -> None:
+        """Call ``listener(new, previous)`` after every swap (metrics, logs)."""
+        self._listeners.append(listener)
+
+    def on_failure(self, listener: Callable[[BaseException], None]) -> None:
+        """Call ``listener(exc)`` after every failed look-up or load."""
+        self._failure_listeners.append(listener)
+
+    def start(self) -> None:
+        """Start the background loader/poller in this process (idempotent, cheap)."""
+        pid = os.getpid()
+        if self._pid == pid and self._thread is not None:
+            return
+        with self._start_lock:
+            if self._pid == pid and self._thread is not None:
+                return
+            self._pid = pid
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="leadready-model", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the poller (a load in progress finishes first)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until a model is loaded; False on timeout."""
+        return self._ready.wait(timeout)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def check(self) -> bool:
+        """Load and swap in the alias's version when it moved; True when swapped.
+
+        Never raises: a failure is logged and reported to the failure listeners,
+        and the current model stays in service.
+        """
+        try:
+            return self._refresh(force=False)
+        except Exception:
+            return False
+
+    def reload(self) -> tuple[LoadedModel, LoadedModel | None]:
+        """Resolve the alias and load its version now, even if it is the current one.
+
+        Returns ``(new, previous)``. Raises the loader's or resolver's exception
+        on failure, in which case the current model stays in service.
+        """
+        with self._load_lock:
+            previous = self._current
+            self._load_target(force=True)
+            current = self._current
+            assert current is not None
+            return current, previous
+
+    def _refresh(self, *, force: bool) -> bool:
+        with self._load_lock:
+            return self._load_target(force=force)
+
+    def _load_target(self, *, force: bool) -> bool:
+        current = self._current
+        version: str | None = None
+        try:
+            if self.uri.alias is not None:
+                version = self.resolver(self.name, self.uri.alias)
+                if version is None:
+                    raise LookupError(f"model alias {self.uri.uri} does not exist")
+                version = str(version)
+                if not force and current is not None and current.version == version:
+                    return False
+                if not force and current is not None and self._backing_off(version):
+                    return False
+                uri = self.uri.for_version(version)
+            else:
+                if not force and current is not None:
+                    return False
+                uri = self.uri.uri
+            t0 = time.perf_counter()
+            model, pyfunc, loaded_version = self.loader(uri)
+            loaded = LoadedModel(
+                model=model,
+                pyfunc=pyfunc,
+                name=self.name,
+                version=str(version if version is not None else loaded_version),
+                uri=uri,
+                alias=self.uri.alias,
+            )
+        except Exception as exc:
+            self._record_failure(exc, version)
+            raise
+        self._current = loaded  # the swap: one reference assignment
+        self.last_error = None
+        self._failed.pop(loaded.version, None)
+        self._ready.set()
+        _log.info(
+            "model %s version %s loaded from %s in %.2f s%s",
+            loaded.name,
+            loaded.version,
+            uri,
+            time.perf_counter() - t0,
+            f" (was version {current.version})" if current is not None else "",
+        )
+        for listener in self._listeners:
+            try:
+                listener(loaded, current)
+            except Exception:
+                _log.exception("model swap listener failed")
+        return True
+
+    def _backing_off(self, version: str) -> bool:
+        failed = self._failed.get(version)
+        return failed is not None and time.monotonic() < failed[1]
+
+    def _record_failure(self, exc: BaseException, version: str | None) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if version is not None:
+            count = self._failed.get(version, (0, 0.0))[0] + 1
+            delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** (count - 1))
+            self._failed[version] = (count, time.monotonic() + delay)
+        kept = self._current
+        _log.error(
+            "loading model %s failed (%s); %s",
+            self.uri.uri,
+            self.last_error,
+            f"still serving version {kept.version}" if kept else "no model loaded yet",
+        )
+        for listener in self._failure_listeners:
+            try:
+                listener(exc)
+            except Exception:
+                _log.exception("model failure listener failed")
+
+    def _run(self) -> None:
+        stop = self._stop
+        delay = min(1.0, self.poll_seconds)
+        while not stop.is_set():
+            self.check()
+            if self._current is None:
+                # First load failed: retry sooner than the poll, backing off.
+                if stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.poll_seconds)
+                continue
+            if not self.follows_alias:
+                return
+            if stop.wait(self.poll_seconds):
+                return
