@@ -1,0 +1,242 @@
+"""Errors of the scoring API: one JSON shape for every client error, HTML for browsers.
+
+Every error an API client sees is ``{"error": {"message", "field", "details"}}``:
+``field`` names the offending input the way a developer would write it
+(``events[3].timestamp``, ``leads[2].lead.company_size``) or is ``null`` when
+the whole body is at fault, and ``details`` lists every problem found (one
+entry per field) so a client can fix all of them at once.
+
+Browsers (the review UI) keep Werkzeug's HTML error pages; API paths and
+clients that ask for JSON get JSON. No handler ever answers a client's bad
+input with a 500: unexpected exceptions are logged with their traceback and
+answered with a generic 500 that reveals nothing about the internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+__all__ = [
+    "API_PATH_PREFIXES",
+    "ApiError",
+    "error_body",
+    "format_loc",
+    "init_app",
+    "validation_details",
+    "wants_json",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Paths whose clients are programs: errors there are always JSON.
+API_PATH_PREFIXES: tuple[str, ...] = (
+    "/v1/",
+    "/invocations",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+)
+
+# pydantic names the member of a union in the error location ("str", "int",
+# "function-after[...]"); such a trailing element is a type, not a field.
+_UNION_TAG = re.compile(
+    r"^(constrained-)?(str|int|float|bool|none|datetime|date|list|dict|decimal)$"
+    r"|^[a-z-]+\[.*\]$"
+)
+
+
+class ApiError(Exception):
+    """A client error with an HTTP status, a message and the offending field.
+
+    Parameters
+    ----------
+    status
+        The HTTP status to answer (4xx for client errors, 503 when no model).
+    message
+        What is wrong, in words a client developer understands.
+    field
+        The offending input (``events[3].timestamp``), or ``None`` for the body.
+    details
+        Every problem found, each ``{"field", "message", "type"}``; defaults to
+        one entry repeating ``field`` and ``message``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        details: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.details = (
+            [dict(d) for d in details]
+            if details is not None
+            else [{"field": field, "message": message, "type": "invalid"}]
+        )
+        self.headers = dict(headers or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of this error."""
+        return error_body(self.message, self.field, self.details)
+
+    @classmethod
+    def from_validation(
+        cls, exc: ValidationError, *, prefix: str = "", status: int = 400
+    ) -> ApiError:
+        """An :class:`ApiError` naming the first invalid field of a pydantic error.
+
+        ``prefix`` is prepended to every field (``leads[3]`` for a batch item).
+        """
+        details = validation_details(exc.errors(include_url=False), prefix=prefix)
+        first = details[0] if details else {"field": prefix or None, "message": str(exc)}
+        message = first["message"]
+        if first["field"]:
+            message = f"{first['field']}: {message}"
+        if len(details) > 1:
+            message += f" (and {len(details) - 1} more problem{'s' if len(details) > 2 else ''})"
+        return cls(status, message, first["field"], details)
+
+
+def error_body(
+    message: str, field: str | None = None, details: Sequence[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``{"error": {"message", "field", "details"}}``, the one error shape of the API."""
+    return {
+        "error": {
+            "message": message,
+            "field": field,
+            "details": [dict(d) for d in details]
+            if details is not None
+            else [{"field": field, "message": message, "type": "invalid"}],
+        }
+    }
+
+
+def format_loc(loc: Iterable[str | int], prefix: str = "") -> str | None:
+    """``("events", 3, "timestamp")`` → ``"events[3].timestamp"`` (after ``prefix``)."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def validation_details(
+    errors: Sequence[Mapping[str, Any]], *, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """pydantic errors as ``{"field", "message", "type"}``, one per field.
+
+    A value that matches no member of a union (``extra.k`` = ``{"x": 1}``)
+    makes pydantic report one error per member; those collapse into one.
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for err in errors:
+        groups.setdefault(tuple(err["loc"][:-1]), []).append(err)
+    out: list[dict[str, Any]] = []
+    seen: set[str | None] = set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        siblings = groups.get(loc[:-1], [])
+        is_union = (
+            len(siblings) > 1
+            and loc
+            and all(
+                isinstance(s["loc"][-1], str) and _UNION_TAG.match(s["loc"][-1]) for s in siblings
+            )
+        )
+        if is_union:
+            loc = loc[:-1]
+        field = format_loc(loc, prefix)
+        if field in seen:
+            continue
+        seen.add(field)
+        message = _message(err)
+        if is_union:
+            message = "Input should be a string, a number, a boolean or null"
+        out.append({"field": field, "message": message, "type": err.get("type", "invalid")})
+    return out
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        return "Unknown field"
+    if kind == "missing":
+        return "Field required"
+    if kind == "json_invalid":
+        detail = (err.get("ctx") or {}).get("error", "")
+        return f"Body is not valid JSON: {detail}" if detail else "Body is not valid JSON"
+    return str(err.get("msg", "Invalid value"))
+
+
+def wants_json() -> bool:
+    """True when the current request is an API client's (JSON errors), not a browser's."""
+    path = request.path
+    if path.startswith(API_PATH_PREFIXES) or path in ("/healthz", "/readyz"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and (
+        request.accept_mimetypes["application/json"] > request.accept_mimetypes["text/html"]
+    )
+
+
+def _json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    for key, value in headers.items():
+        response.headers[key] = value
+    return response
+
+
+def _handle_api_error(exc: ApiError) -> Response:
+    return _json_response(exc.status, exc.to_dict(), exc.headers)
+
+
+def _handle_http_exception(exc: HTTPException) -> Response | HTTPException:
+    if not wants_json():
+        return exc
+    status = exc.code or 500
+    messages = {
+        404: "No such endpoint",
+        405: f"Method {request.method} is not allowed here",
+        413: "Request body is too large",
+    }
+    message = messages.get(status) or exc.description or exc.name
+    headers: dict[str, str] = {}
+    if status == 405 and exc.response is None:
+        valid = getattr(exc, "valid_methods", None)
+        if valid:
+            headers["Allow"] = ", ".join(valid)
+    return _json_response(status, error_body(message, None), headers)
+
+
+def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
+    _log.exception("Unhandled error on %s %s", request.method, request.path)
+    if not wants_json():
+        return "Internal Server Error", 500
+    return _json_response(
+        500, error_body("Internal server error: the failure has been logged", None), {}
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers on ``app`` (JSON for API clients, HTML for browsers)."""
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,255 @@
+"""Request and response models of the scoring API (pydantic).
+
+The request models validate every input on the hot path (no pandas); the
+response models document what the API answers. Both feed ``/openapi.json``:
+the document is generated from these classes, never written by hand. The
+handlers build response dicts directly (a pydantic round trip per prediction
+would cost more than the prediction); the tests validate real responses
+against the JSON schemas generated here, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+
+from data.schema import Event, LeadProfile
+
+__all__ = [
+    "BatchScoreRequest",
+    "BatchScoreResponse",
+    "ErrorDetail",
+    "ErrorItem",
+    "ErrorResponse",
+    "EventIn",
+    "FailedItem",
+    "FeatureScoreRequest",
+    "HeadPrediction",
+    "Health",
+    "InvocationsRequest",
+    "InvocationsResponse",
+    "LeadScoreRequest",
+    "ModelInfo",
+    "ModelRef",
+    "Readiness",
+    "Reason",
+    "ReloadResponse",
+    "Scalar",
+    "ScoreRequest",
+    "ScoreResponse",
+    "ScoredItem",
+]
+
+#: A feature value: the model's inputs are numbers, strings, booleans or missing.
+Scalar = str | int | float | bool | None
+
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class EventIn(Event):
+    """An engagement event inside a scoring request.
+
+    The same fields as :class:`data.schema.Event`; ``lead_id`` may be left out
+    (the event belongs to the request's lead) and, when given, must match it.
+    """
+
+    lead_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class LeadScoreRequest(BaseModel):
+    """Score one lead from its profile and engagement events.
+
+    Features are built by the model's own feature code, the same code that
+    built the training set, from the events at or before ``as_of``.
+    """
+
+    model_config = _STRICT
+
+    lead: LeadProfile
+    events: list[EventIn] = Field(default_factory=list)
+    as_of: datetime | None = Field(
+        default=None,
+        description="Point in time the features describe (ISO 8601); default: now (UTC).",
+    )
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class FeatureScoreRequest(BaseModel):
+    """Score one lead from a ready feature row (the model's input columns).
+
+    Columns left out are missing values; a column the model does not know is an error.
+    """
+
+    model_config = _STRICT
+
+    lead_id: str = Field(min_length=1, max_length=200)
+    features: dict[str, Scalar]
+
+
+class ScoreRequest(RootModel[LeadScoreRequest | FeatureScoreRequest]):
+    """The body of ``POST /v1/score``: a lead with its events, or a ready feature row."""
+
+
+class BatchScoreRequest(BaseModel):
+    """Score many leads at once; each item is scored or rejected on its own."""
+
+    model_config = _STRICT
+
+    leads: list[LeadScoreRequest | FeatureScoreRequest] = Field(
+        min_length=1,
+        description="Up to BATCH_LIMIT items, each like the body of POST /v1/score.",
+    )
+
+
+class Reason(BaseModel):
+    """One factor behind a prediction, worded for a sales rep."""
+
+    feature: str
+    text: str
+    weight: float
+
+
+class HeadPrediction(BaseModel):
+    """What one head of the model (stage or persona) predicts."""
+
+    label: str
+    confidence: float = Field(ge=0, le=1)
+    probabilities: dict[str, float]
+    reasons: list[Reason]
+
+
+class ModelRef(BaseModel):
+    """The registered model version that answered."""
+
+    name: str
+    version: str
+
+
+class ScoreResponse(BaseModel):
+    """The prediction for one lead."""
+
+    lead_id: str
+    stage: HeadPrediction | None
+    persona: HeadPrediction | None
+    readiness: float | None = Field(description="0..1: how ready the lead is for sales.")
+    route: str | None = Field(description="Where the lead goes: sales or nurture.")
+    model: ModelRef
+
+
+class ErrorItem(BaseModel):
+    """One problem with the input."""
+
+    field: str | None
+    message: str
+    type: str
+
+
+class ErrorDetail(BaseModel):
+    """What is wrong and where: ``field`` names the first offending input."""
+
+    message: str
+    field: str | None = Field(description="e.g. events[3].timestamp; null for the whole body.")
+    details: list[ErrorItem]
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API answers has this shape."""
+
+    error: ErrorDetail
+
+
+class ScoredItem(ScoreResponse):
+    """A batch item that was scored."""
+
+    index: int = Field(ge=0, description="Position of the item in the request.")
+
+
+class FailedItem(BaseModel):
+    """A batch item that was rejected; the other items are still scored."""
+
+    index: int = Field(ge=0, description="Position of the item in the request.")
+    lead_id: str | None
+    error: ErrorDetail
+
+
+class BatchScoreResponse(BaseModel):
+    """One result per request item, in request order."""
+
+    model: ModelRef
+    scored: int
+    failed: int
+    results: list[ScoredItem | FailedItem]
+
+
+class ModelInfo(BaseModel):
+    """The model this process serves."""
+
+    name: str
+    version: str
+    alias: str | None
+    uri: str
+    run_id: str | None
+    trained_at: str | None
+    loaded_at: datetime
+    metrics: dict[str, Any]
+    stages: list[str]
+    personas: list[str]
+    input_columns: list[str]
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether a model is loaded (200) or not yet (503)."""
+
+    status: Literal["ready", "loading", "failed"]
+    model: ModelRef | None
+    error: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    """The result of a forced reload."""
+
+    model: ModelRef
+    previous: ModelRef | None
+    changed: bool
+
+
+class DataframeSplit(BaseModel):
+    """pandas ``orient="split"``: columns, data rows and an optional index."""
+
+    columns: list[str]
+    data: list[list[Any]]
+    index: list[Any] | None = None
+
+
+class InvocationsRequest(BaseModel):
+    """MLflow's scoring protocol: exactly one of the four input keys, plus optional params.
+
+    ``params`` goes to the model as in ``mlflow models serve`` (``{"reasons": true}``
+    adds reason columns). CSV bodies (``text/csv``) are read by pandas as MLflow does.
+    """
+
+    dataframe_split: DataframeSplit | None = None
+    dataframe_records: list[dict[str, Any]] | None = None
+    instances: list[Any] | dict[str, Any] | None = None
+    inputs: list[Any] | dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+
+
+class InvocationsResponse(BaseModel):
+    """The model's output frame as records, as ``mlflow models serve`` answers."""
+
+    predictions: list[dict[str, Any]]
