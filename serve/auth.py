@@ -1,0 +1,145 @@
+"""API-key authentication: ``Authorization: Bearer <key>``.
+
+The store keeps only a hash of each key and looks a key up by that hash (one
+indexed query). This module asks the store on every request, or at most every
+``cache_seconds`` for a key it has just accepted (default 1 s), so a revoked
+key stops working in every worker within that time; rejected keys are never
+cached, so a key created a moment ago works at once. The cache holds a digest
+of each key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from serve.errors import ApiError
+
+__all__ = ["ADMIN_ROLE", "ApiKeyAuth", "Identity", "KeyVerifier", "Need"]
+
+#: The role an API key needs for ``/v1/admin/*``.
+ADMIN_ROLE = "admin"
+
+#: What an endpoint needs: nothing, any valid key, or an admin key.
+Need = Literal["none", "api_key", "admin"]
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="leadready"'}
+
+
+class KeyVerifier(Protocol):
+    """What auth needs from the store: ``verify_api_key(token) -> info | None``."""
+
+    def verify_api_key(self, token: str) -> Any:
+        """The key's ``(name, role, revoked)`` record, or ``None`` when unknown."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: the API key's name and role."""
+
+    name: str
+    role: str
+
+
+class ApiKeyAuth:
+    """Checks bearer tokens against the store, with a short positive cache.
+
+    Parameters
+    ----------
+    store
+        Anything with ``verify_api_key(token)`` returning an object with
+        ``name``, ``role`` and ``revoked``, or ``None`` for an unknown key.
+    cache_seconds
+        How long an accepted key is trusted without asking the store again
+        (0 asks every time). Bounds how late a revocation takes effect.
+    on_failure
+        Called with the reason (``missing``, ``invalid``, ``revoked``,
+        ``forbidden``) of each rejection, for metrics.
+    clock
+        Monotonic clock (tests pass a fake one).
+    """
+
+    max_entries = 10_000
+
+    def __init__(
+        self,
+        store: KeyVerifier,
+        *,
+        cache_seconds: float = 1.0,
+        on_failure: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.cache_seconds = float(cache_seconds)
+        self.on_failure = on_failure
+        self.clock = clock
+        self._cache: dict[bytes, tuple[float, Identity]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, header: str | None, need: Need) -> Identity | None:
+        """The caller's identity, or :class:`ApiError` 401/403.
+
+        401 for a missing, malformed or unknown key; 403 for a revoked key and
+        for a non-admin key on an admin endpoint.
+        """
+        if need == "none":
+            return None
+        token = _bearer_token(header)
+        if token is None:
+            self._fail("missing")
+            raise ApiError(
+                401,
+                "Missing API key: send 'Authorization: Bearer <key>'",
+                "Authorization",
+                headers=_CHALLENGE,
+            )
+        identity = self._lookup(token)
+        if need == ADMIN_ROLE and identity.role != ADMIN_ROLE:
+            self._fail("forbidden")
+            raise ApiError(403, "This endpoint needs an admin API key", "Authorization")
+        return identity
+
+    def clear(self) -> None:
+        """Forget every cached key (the next request of each key asks the store)."""
+        with self._lock:
+            self._cache.clear()
+
+    def _lookup(self, token: str) -> Identity:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        now = self.clock()
+        if self.cache_seconds > 0:
+            hit = self._cache.get(digest)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        info = self.store.verify_api_key(token)
+        if info is None:
+            self._fail("invalid")
+            raise ApiError(401, "Invalid API key", "Authorization", headers=_CHALLENGE)
+        if getattr(info, "revoked", False):
+            self._fail("revoked")
+            raise ApiError(403, "This API key has been revoked", "Authorization")
+        identity = Identity(name=str(info.name), role=str(info.role))
+        if self.cache_seconds > 0:
+            with self._lock:
+                if len(self._cache) >= self.max_entries:
+                    self._cache.clear()
+                self._cache[digest] = (now + self.cache_seconds, identity)
+        return identity
+
+    def _fail(self, reason: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(reason)
+
+
+def _bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 512:
+        return None
+    return token

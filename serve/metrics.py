@@ -1,0 +1,202 @@
+"""Prometheus metrics of the scoring API, correct under several gunicorn workers.
+
+Each app owns its metrics in its own :class:`~prometheus_client.CollectorRegistry`
+(no module-level metric objects, so tests can build many apps). Under gunicorn,
+``leadready serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports
+``prometheus_client``; every worker then writes its samples to files in that
+folder and ``GET /metrics`` answers the sum over all workers (the
+``MultiProcessCollector``), whichever worker serves the scrape. Gauges say how
+they aggregate across workers (``livemax``, ``livesum``, ``liveall``), and the
+gunicorn config marks dead workers so their live gauges disappear.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["LATENCY_BUCKETS", "Metrics", "init_app", "multiprocess_dir"]
+
+#: Request latency buckets (seconds): fine below 10 ms, where the API should answer.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+def multiprocess_dir() -> str | None:
+    """The folder of prometheus_client's multiprocess mode, when it is on."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+@dataclass
+class Metrics:
+    """The metrics one app exports, registered in ``registry``."""
+
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+    multiproc_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        reg = self.registry
+        self.requests = Counter(
+            "leadready_http_requests",
+            "HTTP requests answered, per endpoint, method and status.",
+            ["endpoint", "method", "status"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "leadready_http_request_duration_seconds",
+            "Time from request start to response, per endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.predictions = Counter(
+            "leadready_predictions",
+            "Predictions made, per head (stage, persona) and predicted class.",
+            ["head", "label"],
+            registry=reg,
+        )
+        self.routes = Counter(
+            "leadready_routes", "Predictions per route (sales, nurture).", ["route"], registry=reg
+        )
+        self.model_info = Gauge(
+            "leadready_model_info",
+            "1 for the model version a worker serves (max over live workers).",
+            ["name", "version"],
+            multiprocess_mode="livemax",
+            registry=reg,
+        )
+        self.model_version = Gauge(
+            "leadready_model_version",
+            "The numeric model version each worker serves.",
+            ["name"],
+            multiprocess_mode="liveall",
+            registry=reg,
+        )
+        self.model_loads = Counter(
+            "leadready_model_loads",
+            "Model versions loaded and swapped in.",
+            ["name", "version"],
+            registry=reg,
+        )
+        self.model_load_failures = Counter(
+            "leadready_model_load_failures",
+            "Failed model loads or alias look-ups (the old model stays in service).",
+            ["name"],
+            registry=reg,
+        )
+        self.auth_failures = Counter(
+            "leadready_auth_failures",
+            "Rejected API requests, per reason (missing, invalid, revoked, forbidden).",
+            ["reason"],
+            registry=reg,
+        )
+        self.writer_rows = Counter(
+            "leadready_writer_rows",
+            "Rows the background writer stored, per kind (predictions, leads, events).",
+            ["kind"],
+            registry=reg,
+        )
+        self.writer_failures = Counter(
+            "leadready_writer_failures",
+            "Failed store writes of the background writer (retried).",
+            registry=reg,
+        )
+        self.writer_dropped = Counter(
+            "leadready_writer_dropped_rows",
+            "Rows the background writer had to drop (queue overflow or shutdown failure).",
+            registry=reg,
+        )
+        self.writer_pending = Gauge(
+            "leadready_writer_pending_rows",
+            "Rows waiting in the background writer's queue.",
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def observe_predictions(self, outputs: list[Mapping[str, Any]]) -> None:
+        """Count predicted classes and routes of scored leads."""
+        for out in outputs:
+            for head in ("stage", "persona"):
+                pred = out.get(head)
+                if pred:
+                    self.predictions.labels(head, str(pred["label"])).inc()
+            route = out.get("route")
+            if route is not None:
+                self.routes.labels(str(route)).inc()
+
+    def set_model(self, name: str, version: str, previous: str | None) -> None:
+        """Export the model version now served (and clear the previous one)."""
+        if previous is not None and previous != version:
+            self.model_info.labels(name, previous).set(0)
+        self.model_info.labels(name, version).set(1)
+        try:
+            self.model_version.labels(name).set(float(version))
+        except ValueError:
+            self.model_version.labels(name).set(-1)
+        self.model_loads.labels(name, version).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text of this process, or of all workers in multiprocess mode."""
+        if self.multiproc_dir:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _endpoint_label() -> str:
+    return request.endpoint or "unmatched"
+
+
+def init_app(app: Flask, metrics: Metrics) -> None:
+    """Time and count every request of ``app`` into ``metrics``."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.leadready_t0 = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        t0 = g.pop("leadready_t0", None)
+        if t0 is not None:
+            metrics.observe_request(
+                _endpoint_label(), request.method, response.status_code, time.perf_counter() - t0
+            )
+        return response

@@ -1,0 +1,330 @@
+"""Background writer: predictions, profiles and events reach the store off the hot path.
+
+A request puts its rows on an in-memory queue and answers; one thread per
+process takes them off and writes them in batches, every ``flush_seconds`` or
+as soon as ``batch_size`` rows wait, whichever comes first. Within a batch,
+kinds are written in the order given by ``sinks`` (leads before their events
+and predictions). A failed write is retried on the next tick with the rows
+kept in order; ``close()`` (atexit, gunicorn's ``worker_exit``) writes
+everything still queued, so nothing a client got an answer for is lost on a
+clean shutdown.
+
+The thread starts on the first ``submit``, i.e. after gunicorn has forked the
+worker, never in the parent process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["EventDeduper", "PredictionWriter", "Sink"]
+
+_log = logging.getLogger(__name__)
+
+#: Writes a batch of rows of one kind to the store.
+Sink = Callable[[list[Any]], Any]
+
+_STOP = object()
+
+#: Errors by which the store rejects a row's content (not worth retrying).
+_DATA_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError)
+
+
+class _FlushRequest:
+    """Put on the queue by ``flush()``: set once everything before it is written."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+
+
+class PredictionWriter:
+    """Queue + thread that writes rows to the store in batches.
+
+    Parameters
+    ----------
+    sinks
+        Kind → function writing a list of rows of that kind, in write order
+        (e.g. ``{"leads": store.upsert_leads, "events": store.add_events,
+        "predictions": store.record_predictions}``).
+    flush_seconds
+        Longest time a row waits before it is written.
+    batch_size
+        Write as soon as this many rows wait.
+    max_pending
+        Rows kept while the store is failing; beyond that the oldest are
+        dropped (logged and counted), so a dead store cannot exhaust memory.
+    on_written, on_failure, on_dropped, on_pending
+        Metric hooks: ``(kind, n)``, ``()``, ``(n)``, ``(n)``.
+    """
+
+    def __init__(
+        self,
+        sinks: Mapping[str, Sink],
+        *,
+        flush_seconds: float = 0.5,
+        batch_size: int = 500,
+        max_pending: int = 200_000,
+        on_written: Callable[[str, int], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+        on_pending: Callable[[int], None] | None = None,
+    ) -> None:
+        self.sinks = dict(sinks)
+        self.flush_seconds = float(flush_seconds)
+        self.batch_size = int(batch_size)
+        self.max_pending = int(max_pending)
+        self.on_written = on_written
+        self.on_failure = on_failure
+        self.on_dropped = on_dropped
+        self.on_pending = on_pending
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        # Rows taken off the queue but not yet written (kept in order across retries).
+        self._pending: dict[str, list[Any]] = {kind: [] for kind in self.sinks}
+
+    # -- producer side -----------------------------------------------------------------
+
+    def submit(self, **rows: Sequence[Any]) -> None:
+        """Queue rows by kind (``submit(predictions=[...], leads=[...])``); never blocks."""
+        unknown = set(rows) - set(self.sinks)
+        if unknown:
+            raise ValueError(f"unknown row kinds: {sorted(unknown)}")
+        if self._closed:
+            raise RuntimeError("the prediction writer is closed")
+        self._ensure_thread()
+        batch = {kind: list(items) for kind, items in rows.items() if items}
+        if batch:
+            self._queue.put(batch)
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Block until everything submitted before this call is written; True on success."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._drain_inline()
+        request = _FlushRequest()
+        self._queue.put(request)
+        return request.done.wait(timeout) and request.ok
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write everything queued and stop the thread (idempotent); True when all was written."""
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+            thread = self._thread
+        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+            request = _FlushRequest()
+            self._queue.put(request)
+            self._queue.put(_STOP)
+            thread.join(timeout)
+            if request.done.is_set() and request.ok:
+                return True
+            if thread.is_alive():
+                _log.error("prediction writer: store writes did not finish within %.1f s", timeout)
+                return False
+        # No live writer thread (never started, or started before a fork): write from here.
+        return self._drain_inline()
+
+    @property
+    def pending(self) -> int:
+        """Rows taken off the queue but not yet written (retrying after a failure)."""
+        return sum(len(v) for v in self._pending.values())
+
+    # -- consumer side -----------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._thread is not None and self._pid == pid:
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == pid:
+                return
+            self._pid = pid
+            self._thread = threading.Thread(target=self._run, name="leadready-writer", daemon=True)
+            self._thread.start()
+            atexit.register(self.close)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.flush_seconds
+        waiting: list[_FlushRequest] = []
+        stop = False
+        while not stop:
+            timeout = max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, _FlushRequest):
+                waiting.append(item)
+            elif item is not None:
+                self._take(item)
+            due = time.monotonic() >= deadline
+            if due or waiting or stop or self.pending >= self.batch_size:
+                ok = self._write_pending()
+                deadline = time.monotonic() + self.flush_seconds
+                for request in waiting:
+                    request.ok = ok
+                    request.done.set()
+                waiting.clear()
+
+    def _take(self, batch: Mapping[str, list[Any]]) -> None:
+        for kind, items in batch.items():
+            self._pending[kind].extend(items)
+        overflow = self.pending - self.max_pending
+        if overflow > 0:
+            dropped = 0
+            for kind in self.sinks:
+                n = min(overflow - dropped, len(self._pending[kind]))
+                del self._pending[kind][:n]
+                dropped += n
+            _log.error("prediction writer: store is failing, dropped %d oldest rows", dropped)
+            if self.on_dropped:
+                self.on_dropped(dropped)
+        if self.on_pending:
+            self.on_pending(self.pending)
+
+    def _write_pending(self) -> bool:
+        """Write pending rows kind by kind, in sink order; keep the rest on failure."""
+        for kind, sink in self.sinks.items():
+            rows = self._pending[kind]
+            while rows:
+                chunk = rows[: self.batch_size]
+                try:
+                    sink(chunk)
+                except _DATA_ERRORS:
+                    # One bad row must not block every row behind it: write one by one.
+                    if not self._write_one_by_one(kind, sink, chunk):
+                        return self._failed()
+                except Exception:
+                    _log.exception("prediction writer: writing %d %s rows failed", len(chunk), kind)
+                    return self._failed()
+                else:
+                    if self.on_written:
+                        self.on_written(kind, len(chunk))
+                del rows[: len(chunk)]
+        if self.on_pending:
+            self.on_pending(0)
+        return True
+
+    def _write_one_by_one(self, kind: str, sink: Sink, chunk: list[Any]) -> bool:
+        """Write rows singly; drop (log, count) the ones the store rejects as invalid.
+
+        Returns False when a row fails for another reason (the store is down):
+        the chunk then stays pending and is retried whole later, which is safe
+        because the rows written singly so far are removed from it first.
+        """
+        written = 0
+        bad = 0
+        try:
+            for row in chunk:
+                try:
+                    sink([row])
+                except _DATA_ERRORS as exc:
+                    bad += 1
+                    _log.error("prediction writer: dropped an invalid %s row: %s", kind, exc)
+                written += 1
+        except Exception:
+            _log.exception("prediction writer: writing %s rows failed", kind)
+            del self._pending[kind][:written]
+            self._report(kind, written - bad, bad)
+            return False
+        self._report(kind, written - bad, bad)
+        return True
+
+    def _report(self, kind: str, ok: int, bad: int) -> None:
+        if ok and self.on_written:
+            self.on_written(kind, ok)
+        if bad and self.on_dropped:
+            self.on_dropped(bad)
+
+    def _failed(self) -> bool:
+        if self.on_failure:
+            self.on_failure()
+        if self.on_pending:
+            self.on_pending(self.pending)
+        return False
+
+    def _drain_inline(self) -> bool:
+        """Write everything queued from the calling thread (no live writer thread)."""
+        waiting: list[_FlushRequest] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _FlushRequest):
+                waiting.append(item)
+            elif item is not _STOP:
+                self._take(item)
+        ok = self._write_pending()
+        if not ok:
+            _log.error("prediction writer: %d rows could not be written", self.pending)
+        for request in waiting:
+            request.ok = ok
+            request.done.set()
+        return ok
+
+
+class EventDeduper:
+    """Drops events this process has already stored (API clients resend a lead's history).
+
+    A client that scores a lead with its full event history on every call
+    would otherwise append the same events again each time. This filter
+    remembers the last ``max_entries`` events it let through (an LRU of their
+    fingerprints) and keeps only unseen ones; it wraps the events sink.
+    Duplicates across worker processes are not seen here.
+    """
+
+    def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
+        self.sink = sink
+        self.max_entries = int(max_entries)
+        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+
+    def __call__(self, rows: list[Any]) -> Any:
+        """Write the rows not seen before, then remember them."""
+        fresh: list[Any] = []
+        keys: list[tuple[Any, ...]] = []
+        batch: set[tuple[Any, ...]] = set()
+        for row in rows:
+            key = _event_key(row)
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                continue
+            if key in batch:
+                continue
+            batch.add(key)
+            fresh.append(row)
+            keys.append(key)
+        if fresh:
+            self.sink(fresh)
+        for key in keys:
+            self._seen[key] = None
+        while len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+        return len(fresh)
+
+
+def _event_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    ts = row.get("timestamp")
+    return (
+        row.get("lead_id"),
+        ts.isoformat() if hasattr(ts, "isoformat") else ts,
+        row.get("type"),
+        row.get("page_category"),
+        row.get("content_type"),
+        row.get("content_topic"),
+        row.get("channel"),
+    )
