@@ -1,0 +1,169 @@
+"""The background prediction writer: batching, ordering, retries, bad rows, shutdown flush."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from serve.writer import EventDeduper, PredictionWriter
+
+
+class Sink:
+    """Records the batches it is given; can fail a number of times or on bad rows."""
+
+    def __init__(self, log: list, kind: str) -> None:
+        self.log = log
+        self.kind = kind
+        self.fail_times = 0
+        self.reject = lambda row: False
+
+    def __call__(self, rows: list) -> int:
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise ConnectionError("database is down")
+        for row in rows:
+            if self.reject(row):
+                raise ValueError(f"bad row {row!r}")
+        self.log.append((self.kind, list(rows)))
+        return len(rows)
+
+
+def _writer(flush_seconds: float = 0.05, batch_size: int = 500, **kw):
+    log: list = []
+    sinks = {k: Sink(log, k) for k in ("leads", "events", "predictions")}
+    return (
+        PredictionWriter(sinks, flush_seconds=flush_seconds, batch_size=batch_size, **kw),
+        sinks,
+        log,
+    )
+
+
+def _rows(log, kind):
+    return [r for k, rows in log if k == kind for r in rows]
+
+
+def test_no_thread_until_first_row():
+    writer, _, _ = _writer()
+    assert writer._thread is None
+    writer.submit(predictions=[{"id": 1}])
+    assert writer._thread is not None and writer._thread.is_alive()
+    assert writer.close()
+
+
+def test_rows_are_written_in_batches_within_the_flush_interval():
+    writer, _, log = _writer(flush_seconds=0.1)
+    for i in range(50):
+        writer.submit(predictions=[{"id": i}])
+    assert log == []  # nothing written synchronously
+    end = time.monotonic() + 2
+    while len(_rows(log, "predictions")) < 50 and time.monotonic() < end:
+        time.sleep(0.01)
+    assert [r["id"] for r in _rows(log, "predictions")] == list(range(50))
+    assert len(log) <= 3  # batched, not one write per row
+    writer.close()
+
+
+def test_batch_size_triggers_an_early_write():
+    writer, _, log = _writer(flush_seconds=30, batch_size=10)
+    writer.submit(predictions=[{"id": i} for i in range(10)])
+    end = time.monotonic() + 2
+    while not log and time.monotonic() < end:
+        time.sleep(0.01)
+    assert len(_rows(log, "predictions")) == 10
+    writer.close()
+
+
+def test_kinds_are_written_leads_first():
+    writer, _, log = _writer()
+    writer.submit(predictions=[{"id": 1}], events=[{"e": 1}], leads=[{"lead_id": "a"}])
+    assert writer.flush()
+    assert [k for k, _ in log] == ["leads", "events", "predictions"]
+    writer.close()
+
+
+def test_failed_writes_are_retried_without_loss_or_duplicates():
+    failures = []
+    writer, sinks, log = _writer(on_failure=lambda: failures.append(1))
+    sinks["predictions"].fail_times = 2
+    writer.submit(predictions=[{"id": i} for i in range(5)])
+    end = time.monotonic() + 3
+    while len(_rows(log, "predictions")) < 5 and time.monotonic() < end:
+        time.sleep(0.01)
+    assert [r["id"] for r in _rows(log, "predictions")] == [0, 1, 2, 3, 4]
+    assert len(failures) == 2
+    writer.close()
+
+
+def test_an_invalid_row_is_dropped_alone():
+    dropped = []
+    writer, sinks, log = _writer(on_dropped=dropped.append)
+    sinks["predictions"].reject = lambda row: row["id"] == 2
+    writer.submit(predictions=[{"id": i} for i in range(5)])
+    assert writer.flush()
+    assert [r["id"] for r in _rows(log, "predictions")] == [0, 1, 3, 4]
+    assert dropped == [1]
+    # the writer is not stuck behind the bad row
+    writer.submit(predictions=[{"id": 9}])
+    assert writer.flush()
+    assert _rows(log, "predictions")[-1] == {"id": 9}
+    writer.close()
+
+
+def test_close_writes_everything_acknowledged():
+    writer, _, log = _writer(flush_seconds=60, batch_size=10_000)
+    threads = [
+        threading.Thread(
+            target=lambda t=t: [writer.submit(predictions=[{"t": t, "i": i}]) for i in range(200)]
+        )
+        for t in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert log == []  # still waiting for the (long) flush interval
+    assert writer.close(timeout=5)
+    assert len(_rows(log, "predictions")) == 800
+    assert writer.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        writer.submit(predictions=[{"late": 1}])
+
+
+def test_close_without_thread_is_a_no_op_and_unknown_kind_is_refused():
+    writer, _, log = _writer()
+    with pytest.raises(ValueError, match="unknown row kinds"):
+        writer.submit(scores=[{}])
+    assert writer.close()
+    assert log == []
+
+
+def test_overflow_drops_oldest_rows_and_counts_them():
+    dropped = []
+    writer, sinks, log = _writer(max_pending=10, on_dropped=dropped.append)
+    sinks["predictions"].fail_times = 10**9  # the store stays down
+    for i in range(30):
+        writer.submit(predictions=[{"id": i}])
+    time.sleep(0.3)
+    assert writer.pending <= 10
+    assert sum(dropped) >= 20
+    sinks["predictions"].fail_times = 0
+    assert writer.close()
+    assert [r["id"] for r in _rows(log, "predictions")] == list(range(20, 30))
+
+
+def test_event_deduper_skips_events_already_written():
+    written: list = []
+    dedupe = EventDeduper(written.extend, max_entries=3)
+    ts = datetime(2024, 1, 1, tzinfo=UTC)
+    e1 = {"lead_id": "a", "timestamp": ts, "type": "email_open"}
+    e2 = {"lead_id": "a", "timestamp": ts, "type": "page_view", "page_category": "pricing"}
+    e3 = {"lead_id": "b", "timestamp": ts, "type": "email_open"}
+    assert dedupe([e1, e2, dict(e1)]) == 2  # a duplicate inside one batch too
+    assert dedupe([e1, e2, e3]) == 1  # the history resent with one new event
+    assert written == [e1, e2, e3]
+    e4, e5 = ({"lead_id": x, "timestamp": ts, "type": "email_open"} for x in "cd")
+    dedupe([e4, e5])  # evicts the oldest fingerprints (bounded memory)
+    assert len(dedupe._seen) == 3
