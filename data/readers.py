@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
 
@@ -423,7 +424,7 @@ def _from_records(path: Path, numbered: list[tuple[int, Any]]) -> _Raw:
 def _read_parquet(path: Path) -> _Raw:
     try:
         frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path.name}: cannot read as Parquet: {exc}") from exc
     frame = frame.reset_index(drop=True)
     n = len(frame)
@@ -433,12 +434,15 @@ def _read_parquet(path: Path) -> _Raw:
 def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
     _check_file(path)
     fmt = _format(path)
-    if fmt == "csv":
-        raw = _read_csv(path, text_columns)
-    elif fmt == "parquet":
-        raw = _read_parquet(path)
-    else:
-        raw = _read_json(path, fmt)
+    try:
+        if fmt == "csv":
+            raw = _read_csv(path, text_columns)
+        elif fmt == "parquet":
+            raw = _read_parquet(path)
+        else:
+            raw = _read_json(path, fmt)
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
     raw.frame.columns = [str(c).strip() for c in raw.frame.columns]
     dupes = raw.frame.columns[raw.frame.columns.duplicated()].unique().tolist()
     if dupes:

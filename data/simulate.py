@@ -670,7 +670,7 @@ def _profile_noise(
 @dataclass
 class _Events:
     lead: np.ndarray
-    kind: np.ndarray  # index into _KINDS, or -1 for bot clicks/opens (see channel)
+    kind: np.ndarray  # index into _KINDS
     time: np.ndarray  # epoch seconds
     on_demand: np.ndarray  # webinar watched as a recording
 

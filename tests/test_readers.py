@@ -168,6 +168,26 @@ def test_unreadable_files_raise_input_error(tmp_path, name, content, match):
         read_table(path)
 
 
+def test_a_folder_is_not_a_file(tmp_path):
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(InputError, match="not a file"):
+        read_events(tmp_path / "dir.csv")
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_header_only_file_gives_an_empty_typed_frame(tmp_path, suffix):
+    path = tmp_path / f"e.{suffix}"
+    empty = pd.DataFrame({"lead_id": [], "timestamp": [], "type": []}).astype("str")
+    if suffix == "csv":
+        empty.to_csv(path, index=False)
+    else:
+        empty.to_parquet(path)
+    result = read_events(path, strict=True)
+    assert len(result.frame) == 0 and result.n_rows == 0
+    assert list(result.frame.columns) == list(EVENT_COLUMNS)
+    assert str(result.frame["timestamp"].dtype) == "datetime64[us, UTC]"
+
+
 def test_read_table_keeps_text_columns_and_infers_the_rest(tmp_path):
     path = _write(tmp_path / "t.csv", "lead_id,score,label\n00123,1.5,a\n00124,2,b\n")
     frame = read_table(path, text_columns=["lead_id"])
