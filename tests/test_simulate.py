@@ -284,7 +284,7 @@ def test_cli_writes_files_and_prints_a_summary(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {"leads.csv", "events.csv", "truth.csv"}
-    assert "Simulated 400 leads" in result.output
+    assert result.output.startswith("Simulated 400 leads")
     assert "Label noise measured: stage 10.0%, persona 10.0%" in result.output
     assert "awareness" in result.output and "non_buyer" in result.output
     assert str(out / "events.csv") in result.output.replace("\n", "")

@@ -114,6 +114,7 @@ def simulate(
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     ) as progress:
         task = progress.add_task("simulating", total=len(_SIM_STEPS) + 1)
 
