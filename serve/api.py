@@ -1,0 +1,377 @@
+"""The API blueprint: ``/v1`` scoring, ``/invocations``, health, metrics and OpenAPI.
+
+Routes are thin: read the body, call the plain functions of
+:mod:`serve.scoring`, serialise. Each view carries its OpenAPI
+:class:`~serve.openapi.Operation`; the blueprint's ``before_request`` reads the
+same object to decide who may call it (secure by default: a view without one
+needs an API key).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from serve import scoring
+from serve.errors import ApiError
+from serve.holder import LoadedModel
+from serve.openapi import build_openapi, get_operation, operation
+from serve.schemas import (
+    BatchScoreRequest,
+    BatchScoreResponse,
+    ErrorResponse,
+    Health,
+    InvocationsRequest,
+    InvocationsResponse,
+    ModelInfo,
+    Readiness,
+    ReloadResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+from serve.state import get_state
+
+__all__ = ["bp", "model_info"]
+
+bp = Blueprint("api", __name__)
+
+_JSON_TYPES = ("application/json",)
+
+
+@bp.before_request
+def _authenticate() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    op = get_operation(view)
+    need = op.auth if op is not None else "api_key"
+    g.api_identity = get_state().auth.authenticate(request.headers.get("Authorization"), need)
+
+
+def _loaded() -> LoadedModel:
+    loaded = get_state().holder.current
+    if loaded is None:
+        raise ApiError(
+            503,
+            "No model is loaded yet; GET /readyz says when one is",
+            None,
+            headers={"Retry-After": "1"},
+        )
+    return loaded
+
+
+def _json_body() -> Any:
+    mimetype = request.mimetype
+    if mimetype not in _JSON_TYPES and not mimetype.endswith("+json"):
+        raise ApiError(
+            415,
+            f"Content-Type must be application/json, not {request.content_type or 'missing'!r}",
+            "Content-Type",
+        )
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError(415, f"Only UTF-8 JSON is accepted, not {charset!r}", "Content-Type")
+    return scoring.loads_json(request.get_data(cache=False))
+
+
+def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
+    response.headers["X-Model-Version"] = f"{loaded.name}/{loaded.version}"
+    return response
+
+
+# -- scoring ---------------------------------------------------------------------------------
+
+
+@bp.post("/v1/score")
+@operation(
+    summary="Score one lead",
+    description=(
+        "Send the lead's profile and engagement events (features are built by the "
+        "model's own feature code, as in training), or a ready feature row "
+        "(`lead_id` + `features`). The prediction is recorded with its feature snapshot."
+    ),
+    auth="api_key",
+    request=ScoreRequest,
+    responses={
+        200: ("The lead's stage, persona, readiness, route and reasons.", ScoreResponse),
+        503: ("No model loaded yet.", ErrorResponse),
+    },
+    tags=("scoring",),
+)
+def score_one() -> Response:
+    """``POST /v1/score``."""
+    state = get_state()
+    loaded = _loaded()
+    item = scoring.parse_item(_json_body())
+    prepared = scoring.prepare(item, loaded.model)
+    try:
+        [result] = scoring.score([prepared], loaded.model)
+    except (ValueError, TypeError) as exc:
+        raise ApiError(
+            400, f"The model cannot score this input: {exc}", _input_field(item)
+        ) from None
+    result["model"] = loaded.ref
+    state.record([prepared], [result], loaded, source="api")
+    return _with_model_header(jsonify(result), loaded)
+
+
+@bp.post("/v1/score/batch")
+@operation(
+    summary="Score many leads",
+    description=(
+        "Up to `BATCH_LIMIT` items, each like the body of `POST /v1/score`. Each "
+        "item is validated on its own: a bad item gets an entry with its `index` "
+        "and an `error` naming the field (`leads[3].events[0].type`), the others are scored."
+    ),
+    auth="api_key",
+    request=BatchScoreRequest,
+    responses={
+        200: ("One result per item, in request order.", BatchScoreResponse),
+        503: ("No model loaded yet.", ErrorResponse),
+    },
+    tags=("scoring",),
+)
+def score_batch() -> Response:
+    """``POST /v1/score/batch``."""
+    state = get_state()
+    loaded = _loaded()
+    items = scoring.parse_batch(_json_body(), limit=int(current_app.config["BATCH_LIMIT"]))
+    prepared, failed = scoring.prepare_batch(items, loaded.model)
+    scored, prepared, more_failed = _score_isolating(prepared, loaded)
+    failed.extend(more_failed)
+    ref = loaded.ref
+    for res, p in zip(scored, prepared, strict=True):
+        res["index"] = p.index
+        res["model"] = ref
+    state.record(prepared, scored, loaded, source="batch")
+    results = sorted([*scored, *failed], key=lambda r: r["index"])
+    body = {"model": ref, "scored": len(scored), "failed": len(failed), "results": results}
+    return _with_model_header(jsonify(body), loaded)
+
+
+def _score_isolating(
+    prepared: list[scoring.Prepared], loaded: LoadedModel
+) -> tuple[list[dict[str, Any]], list[scoring.Prepared], list[dict[str, Any]]]:
+    """Score all items at once; if the model rejects the batch, find the bad items one by one."""
+    try:
+        return scoring.score(prepared, loaded.model), prepared, []
+    except (ValueError, TypeError):
+        pass
+    ok: list[dict[str, Any]] = []
+    kept: list[scoring.Prepared] = []
+    failed: list[dict[str, Any]] = []
+    for p in prepared:
+        try:
+            [res] = scoring.score([p], loaded.model)
+        except (ValueError, TypeError) as exc:
+            field = f"leads[{p.index}].features" if p.lead is None else f"leads[{p.index}].lead"
+            err = ApiError(400, f"The model cannot score this input: {exc}", field)
+            failed.append({"index": p.index, "lead_id": p.lead_id, **err.to_dict()})
+            continue
+        ok.append(res)
+        kept.append(p)
+    return ok, kept, failed
+
+
+def _input_field(item: scoring.ScoreItem) -> str:
+    return "features" if isinstance(item, scoring.FeatureScoreRequest) else "lead"
+
+
+_CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pandas.read_csv)."}
+
+
+@bp.post("/invocations")
+@operation(
+    summary="Score with MLflow's scoring protocol",
+    description=(
+        "The protocol of `mlflow models serve`: a JSON body with exactly one of "
+        "`dataframe_split`, `dataframe_records`, `instances` or `inputs` (and optional "
+        '`params`, e.g. `{"reasons": true}`), or a CSV body (`text/csv`). Parsed, '
+        "enforced and answered by MLflow's own scoring code with the registered "
+        "pyfunc model, so the answer equals `mlflow models serve`'s. Errors carry "
+        "MLflow's `error_code` and `message` besides the `error` object."
+    ),
+    auth="api_key",
+    request=InvocationsRequest,
+    request_media={"text/csv": _CSV_BODY},
+    responses={
+        200: ("The model's output frame as records.", InvocationsResponse),
+        503: ("No model loaded yet.", ErrorResponse),
+    },
+    tags=("scoring",),
+)
+def invocations() -> Response:
+    """``POST /invocations``."""
+    try:
+        loaded = _loaded()
+        if loaded.pyfunc is None:
+            raise ApiError(503, "This model has no MLflow pyfunc flavour loaded", None)
+        body, status, mimetype = scoring.invocations(
+            request.get_data(cache=False), request.headers.get("Content-Type"), loaded.pyfunc
+        )
+    except ApiError as exc:
+        payload = exc.to_dict()
+        codes = {400: "BAD_REQUEST", 413: "RESOURCE_LIMIT_EXCEEDED", 415: "BAD_REQUEST"}
+        payload["error_code"] = codes.get(exc.status, "INTERNAL_ERROR")
+        payload["message"] = exc.message
+        response = jsonify(payload)
+        response.status_code = exc.status
+        response.headers.update(exc.headers)
+        return response
+    return _with_model_header(Response(body, status=status, mimetype=mimetype), loaded)
+
+
+# -- model and admin -------------------------------------------------------------------------
+
+
+def model_info(loaded: LoadedModel) -> dict[str, Any]:
+    """What ``GET /v1/model`` answers for a loaded model."""
+    model = loaded.model
+    meta: dict[str, Any] = dict(getattr(model, "metadata", None) or {})
+    metrics = meta.get("metrics") or {}
+    return {
+        "name": loaded.name,
+        "version": loaded.version,
+        "alias": loaded.alias,
+        "uri": loaded.uri,
+        "run_id": meta.get("run_id") or _pyfunc_run_id(loaded),
+        "trained_at": _iso(meta.get("trained_at")),
+        "loaded_at": loaded.loaded_at.isoformat(),
+        "metrics": {k: _finite(v) for k, v in metrics.items()},
+        "stages": [str(s) for s in (getattr(model, "stage_labels", None) or [])],
+        "personas": [str(s) for s in (getattr(model, "persona_labels", None) or [])],
+        "input_columns": [str(c) for c in (getattr(model, "input_columns", None) or [])],
+    }
+
+
+def _pyfunc_run_id(loaded: LoadedModel) -> str | None:
+    meta = getattr(loaded.pyfunc, "metadata", None)
+    return getattr(meta, "run_id", None)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@bp.get("/v1/model")
+@operation(
+    summary="The model this process serves",
+    description="Name, version, alias, when it was trained, its metrics and label sets.",
+    auth="api_key",
+    responses={
+        200: ("The served model.", ModelInfo),
+        503: ("No model loaded yet.", ErrorResponse),
+    },
+    tags=("model",),
+)
+def get_model() -> Response:
+    """``GET /v1/model``."""
+    return jsonify(model_info(_loaded()))
+
+
+@bp.post("/v1/admin/reload")
+@operation(
+    summary="Reload the model now",
+    description=(
+        "Resolves the alias and loads its version in the worker that takes the "
+        "request (the others follow within `MODEL_POLL_SECONDS`). A failed load "
+        "keeps the current model and answers 503."
+    ),
+    auth="admin",
+    responses={
+        200: ("The model now served and the one before.", ReloadResponse),
+        503: ("The load failed; the previous model is still served.", ErrorResponse),
+    },
+    tags=("admin",),
+)
+def admin_reload() -> Response:
+    """``POST /v1/admin/reload``."""
+    holder = get_state().holder
+    try:
+        new, previous = holder.reload()
+    except Exception as exc:
+        raise ApiError(503, f"Reload failed, the current model stays: {exc}", None) from None
+    return jsonify(
+        {
+            "model": new.ref,
+            "previous": previous.ref if previous is not None else None,
+            "changed": previous is None or previous.version != new.version,
+        }
+    )
+
+
+# -- open endpoints --------------------------------------------------------------------------
+
+
+@bp.get("/healthz")
+@operation(
+    summary="Liveness",
+    responses={200: ("The process answers.", Health)},
+    tags=("health",),
+)
+def healthz() -> Response:
+    """``GET /healthz``: the process is up (says nothing about the model)."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+@operation(
+    summary="Readiness",
+    description="200 once a model is loaded, 503 before (and while the first load fails).",
+    responses={
+        200: ("A model is loaded.", Readiness),
+        503: ("No model loaded yet.", Readiness),
+    },
+    tags=("health",),
+)
+def readyz() -> Response:
+    """``GET /readyz``."""
+    holder = get_state().holder
+    loaded = holder.current
+    body = {
+        "status": holder.status,
+        "model": loaded.ref if loaded is not None else None,
+        "error": holder.last_error,
+    }
+    response = jsonify(body)
+    response.status_code = 200 if loaded is not None else 503
+    return response
+
+
+@bp.get("/metrics")
+@operation(
+    summary="Prometheus metrics",
+    description=(
+        "Request counts and latency per endpoint, predictions per class, the model "
+        "version served; summed over all gunicorn workers."
+    ),
+    responses={200: ("Prometheus text exposition format.", {"text/plain": {"type": "string"}})},
+    tags=("health",),
+)
+def metrics() -> Response:
+    """``GET /metrics``."""
+    body, content_type = get_state().metrics.exposition()
+    return Response(body, status=200, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+@operation(
+    summary="This document",
+    responses={200: ("The OpenAPI 3.1 document of this API.", {"application/json": {}})},
+    tags=("health",),
+)
+def openapi() -> Response:
+    """``GET /openapi.json``: generated from the routes and the pydantic models."""
+    state = get_state()
+    if state.openapi is None:
+        state.openapi = build_openapi(current_app._get_current_object())  # type: ignore[attr-defined]
+    return jsonify(state.openapi)

@@ -1,0 +1,207 @@
+"""The Flask app factory of the scoring API (and the review UI, when it is installed).
+
+``create_app`` reads its configuration in three layers: embedded defaults
+(with the home, store URL and MLflow URI of ``leadready.config.Settings``),
+then ``LEADREADY_*`` environment variables (``LEADREADY_MODEL_POLL_SECONDS=2``
+sets ``MODEL_POLL_SECONDS``), then the mapping a caller passes. Nothing
+happens at import time, and nothing starts a thread in ``create_app``: the
+model loader starts on the first request or in gunicorn's ``post_worker_init``
+(after the fork), the prediction writer on its first row.
+
+Configuration keys
+------------------
+``LEADREADY_HOME``, ``DATABASE_URL``, ``MLFLOW_TRACKING_URI``, ``MLFLOW_ARTIFACT_ROOT``
+    Where state lives; the URLs default to SQLite files under the home.
+``MODEL_NAME``, ``MODEL_URI``
+    The registered model; ``MODEL_URI`` defaults to ``models:/<MODEL_NAME>@champion``.
+``MODEL_POLL_SECONDS``
+    How often each worker checks whether the alias moved (10).
+``BATCH_LIMIT``
+    Most leads in one ``/v1/score/batch`` request (10000).
+``MAX_CONTENT_LENGTH``
+    Largest request body in bytes (64 MiB); larger bodies get 413.
+``API_KEY_CACHE_SECONDS``
+    How long an accepted API key is trusted before asking the store again (1.0).
+``RECORD_PREDICTIONS``, ``WRITER_FLUSH_SECONDS``, ``WRITER_BATCH_SIZE``
+    The background writer of predictions (on, 0.5 s, 500 rows).
+``MODEL_SOURCE``
+    ``(loader, resolver)`` replacing the MLflow registry (tests, other registries).
+``SECRET_KEY``
+    Signs the review UI's sessions; ``leadready serve`` gives every worker the same one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from leadready.config import Settings
+from serve import api, errors
+from serve import metrics as metrics_mod
+from serve.auth import ApiKeyAuth
+from serve.holder import Loader, ModelHolder, Resolver
+from serve.metrics import Metrics, multiprocess_dir
+from serve.state import EXTENSION, ServeState, get_state
+from serve.writer import EventDeduper, PredictionWriter
+
+__all__ = ["create_app", "init_model", "init_store", "init_writer", "registry_source"]
+
+#: The review UI's blueprint, registered when that module is installed.
+REVIEW_UI_MODULE = "review_ui.views"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then ``LEADREADY_*`` environment, then ``config``."""
+    app = Flask(__name__)
+    env = Settings.from_env()
+    app.config.from_mapping(
+        LEADREADY_HOME=str(env.home),
+        DATABASE_URL=None,
+        MLFLOW_TRACKING_URI=None,
+        MLFLOW_ARTIFACT_ROOT=None,
+        MODEL_NAME=env.model_name,
+        MODEL_URI=None,
+        MODEL_POLL_SECONDS=10.0,
+        BATCH_LIMIT=10_000,
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        SECRET_KEY=secrets.token_hex(32),
+        API_KEY_CACHE_SECONDS=1.0,
+        RECORD_PREDICTIONS=True,
+        WRITER_FLUSH_SECONDS=0.5,
+        WRITER_BATCH_SIZE=500,
+    )
+    app.config.from_prefixed_env("LEADREADY")
+    if config:
+        app.config.from_mapping(config)
+    settings = _settings(app, env)
+
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
+
+    met = Metrics(multiproc_dir=multiprocess_dir())
+    store = init_store(app, settings)
+    auth = ApiKeyAuth(
+        store,
+        cache_seconds=float(app.config["API_KEY_CACHE_SECONDS"]),
+        on_failure=lambda reason: met.auth_failures.labels(reason).inc(),
+    )
+    holder = init_model(app, settings, met)
+    app.extensions[EXTENSION] = ServeState(
+        settings=settings, store=store, holder=holder, metrics=met, auth=auth
+    )
+    init_writer(app)
+
+    errors.init_app(app)
+    metrics_mod.init_app(app, met)
+    app.before_request(holder.start)
+    app.register_blueprint(api.bp)
+    if importlib.util.find_spec(REVIEW_UI_MODULE) is not None:
+        app.register_blueprint(importlib.import_module(REVIEW_UI_MODULE).bp)
+    return app
+
+
+def _settings(app: Flask, env: Settings) -> Settings:
+    """Resolve the home-relative defaults once every layer of configuration is in."""
+    cfg = app.config
+    explicit_db = cfg["DATABASE_URL"] or (env.database_url if _env_has("DATABASE_URL") else None)
+    explicit_ml = cfg["MLFLOW_TRACKING_URI"] or (
+        env.mlflow_tracking_uri if _env_has("MLFLOW_TRACKING_URI") else None
+    )
+    settings = Settings.for_home(
+        cfg["LEADREADY_HOME"],
+        database_url=explicit_db,
+        mlflow_tracking_uri=explicit_ml,
+        model_name=cfg["MODEL_NAME"],
+    )
+    cfg["LEADREADY_HOME"] = str(settings.home)
+    cfg["DATABASE_URL"] = settings.database_url
+    cfg["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    cfg["MLFLOW_ARTIFACT_ROOT"] = cfg["MLFLOW_ARTIFACT_ROOT"] or str(settings.artifact_root)
+    cfg["MODEL_URI"] = cfg["MODEL_URI"] or f"models:/{settings.model_name}@champion"
+    return settings
+
+
+def _env_has(name: str) -> bool:
+    return bool(os.environ.get(name))
+
+
+def init_store(app: Flask, settings: Settings) -> Any:
+    """The store of ``DATABASE_URL`` (migrations are ``leadready db upgrade``'s job)."""
+    from data.store import Store
+
+    return Store(settings.database_url)
+
+
+def registry_source(tracking_uri: str, artifact_root: str) -> tuple[Loader, Resolver]:
+    """Loader and alias resolver backed by the MLflow registry (``model.registry``).
+
+    The loader keeps the MLflow pyfunc model (``/invocations`` answers through
+    it, exactly as ``mlflow models serve``) and the ``LeadReadinessModel`` inside
+    it (the lean ``/v1`` path): one load, two views of the same object.
+    """
+    from model import registry
+
+    registry.configure(tracking_uri, artifact_root)
+
+    def load(uri: str) -> tuple[Any, Any, str]:
+        import mlflow.pyfunc
+
+        from model.pyfunc import unwrap
+
+        pinned, version = registry.resolve_uri(uri)
+        pyfunc = mlflow.pyfunc.load_model(pinned)
+        return unwrap(pyfunc), pyfunc, version or "local"
+
+    def resolve(name: str, alias: str) -> str | None:
+        return registry.alias_version(name, alias)
+
+    return load, resolve
+
+
+def init_model(app: Flask, settings: Settings, met: Metrics) -> ModelHolder:
+    """The model holder of ``MODEL_URI`` (its thread starts later, after any fork)."""
+    cfg = app.config
+    source = cfg.get("MODEL_SOURCE")
+    if source is None:
+        source = registry_source(cfg["MLFLOW_TRACKING_URI"], cfg["MLFLOW_ARTIFACT_ROOT"])
+    loader, resolver = source
+    holder = ModelHolder(
+        cfg["MODEL_URI"],
+        loader=loader,
+        resolver=resolver,
+        poll_seconds=float(cfg["MODEL_POLL_SECONDS"]),
+        name=settings.model_name,
+    )
+    holder.on_swap(
+        lambda new, old: met.set_model(new.name, new.version, old.version if old else None)
+    )
+    holder.on_failure(lambda exc: met.model_load_failures.labels(holder.name).inc())
+    return holder
+
+
+def init_writer(app: Flask) -> None:
+    """The background prediction writer (its thread starts on the first row)."""
+    state = get_state(app)
+    cfg = app.config
+    if not cfg["RECORD_PREDICTIONS"]:
+        return
+    store, met = state.store, state.metrics
+    state.writer = PredictionWriter(
+        {
+            "leads": store.upsert_leads,
+            "events": EventDeduper(store.add_events),
+            "predictions": store.record_predictions,
+        },
+        flush_seconds=float(cfg["WRITER_FLUSH_SECONDS"]),
+        batch_size=int(cfg["WRITER_BATCH_SIZE"]),
+        on_written=lambda kind, n: met.writer_rows.labels(kind).inc(n),
+        on_failure=met.writer_failures.inc,
+        on_dropped=met.writer_dropped.inc,
+        on_pending=met.writer_pending.set,
+    )

@@ -1,0 +1,402 @@
+"""Scoring as plain functions: parse, build features, predict, shape the answer.
+
+Nothing here needs Flask or a request context, so each step is unit-tested on
+its own (like ``invocations()`` in MLflow's scoring server). The routes in
+:mod:`serve.api` only read the body, call these functions and serialise.
+
+The single-lead path stays lean: the body is validated by pydantic, the
+features come from the model's own feature code
+(``LeadReadinessModel.features_from_profile``, i.e. ``model/features.py``, the
+code that built the training set) and the prediction from
+``predict_records`` — no DataFrame per request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from serve.errors import ApiError, format_loc
+from serve.schemas import FeatureScoreRequest, LeadScoreRequest
+
+__all__ = [
+    "ScoreItem",
+    "ScoringModel",
+    "Prepared",
+    "invocations",
+    "loads_json",
+    "margin",
+    "parse_batch",
+    "parse_item",
+    "prediction_rows",
+    "prepare",
+    "prepare_batch",
+    "score",
+]
+
+#: A validated scoring request: a lead with events, or a ready feature row.
+ScoreItem = LeadScoreRequest | FeatureScoreRequest
+
+#: What scoring needs from ``LeadReadinessModel`` (duck-typed, for tests with fakes).
+ScoringModel = Any
+
+
+@dataclass
+class Prepared:
+    """One request item ready to predict: its lead id, feature row and what to store."""
+
+    index: int
+    lead_id: str
+    features: dict[str, Any]
+    lead: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_json(body: bytes | str) -> Any:
+    """Parse a JSON body strictly (no NaN/Infinity); :class:`ApiError` 400 otherwise."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"Body is not valid JSON: {exc}", None) from None
+
+
+def parse_item(obj: Any, *, prefix: str = "") -> ScoreItem:
+    """Validate one scoring request (``{"lead", "events"?, "as_of"?}`` or ``{"lead_id", "features"}``).
+
+    Raises
+    ------
+    ApiError
+        400 naming the offending field (``events[3].timestamp``, after ``prefix``).
+    """
+    if not isinstance(obj, dict):
+        raise ApiError(
+            400,
+            f"{prefix or 'Body'} must be a JSON object, not {_json_kind(obj)}",
+            prefix or None,
+        )
+    kind: type[ScoreItem]
+    if "features" in obj:
+        kind = FeatureScoreRequest
+    elif "lead" in obj:
+        kind = LeadScoreRequest
+    else:
+        field_name = format_loc(["lead"], prefix)
+        raise ApiError(
+            400,
+            "Give either 'lead' (the profile, with optional 'events' and 'as_of') "
+            "or 'lead_id' and 'features' (a ready feature row)",
+            field_name,
+            [{"field": field_name, "message": "Field required", "type": "missing"}],
+        )
+    try:
+        item = kind.model_validate(obj)
+    except ValidationError as exc:
+        raise ApiError.from_validation(exc, prefix=prefix) from None
+    if isinstance(item, LeadScoreRequest):
+        lead_id = item.lead.lead_id
+        for i, event in enumerate(item.events):
+            if event.lead_id is not None and event.lead_id != lead_id:
+                raise ApiError(
+                    400,
+                    f"Event of lead {event.lead_id!r} in the request of lead {lead_id!r}",
+                    format_loc(["events", i, "lead_id"], prefix),
+                )
+    return item
+
+
+def parse_batch(obj: Any, *, limit: int) -> list[Any]:
+    """Check the batch envelope ``{"leads": [...]}``; the items are validated one by one.
+
+    Raises
+    ------
+    ApiError
+        400 for a wrong envelope or an empty list, 413 above ``limit`` items.
+    """
+    if not isinstance(obj, dict):
+        raise ApiError(400, f"Body must be a JSON object, not {_json_kind(obj)}", None)
+    unknown = sorted(set(obj) - {"leads"})
+    if unknown:
+        raise ApiError(400, f"Unknown field {unknown[0]!r}", unknown[0])
+    if "leads" not in obj:
+        raise ApiError(400, "Field required: a list of leads to score", "leads")
+    leads = obj["leads"]
+    if not isinstance(leads, list):
+        raise ApiError(400, f"'leads' must be a list, not {_json_kind(leads)}", "leads")
+    if not leads:
+        raise ApiError(400, "'leads' is empty: send at least one lead", "leads")
+    if len(leads) > limit:
+        raise ApiError(
+            413, f"Too many leads in one batch: {len(leads)} > {limit}; split the batch", "leads"
+        )
+    return leads
+
+
+def prepare(
+    item: ScoreItem,
+    model: ScoringModel,
+    *,
+    now: datetime | None = None,
+    index: int = 0,
+    prefix: str = "",
+) -> Prepared:
+    """Build the feature row of one validated item with the model's own feature code.
+
+    A feature-row item is checked against the model's input columns (unknown
+    column → 400; a column left out is a missing value).
+    """
+    if isinstance(item, FeatureScoreRequest):
+        columns = model.input_columns
+        known = set(columns)
+        for name in item.features:
+            if name not in known:
+                raise ApiError(
+                    400,
+                    f"Unknown feature {name!r}: the model's input columns are listed by GET /v1/model",
+                    format_loc(["features", name], prefix),
+                )
+        features = {col: item.features.get(col) for col in columns}
+        return Prepared(index=index, lead_id=item.lead_id, features=features)
+
+    profile = item.lead.model_dump()
+    events = [event.model_dump() for event in item.events]
+    as_of = item.as_of or now or datetime.now(UTC)
+    try:
+        features = model.features_from_profile(profile, events, as_of)
+    except ValueError as exc:
+        raise ApiError(400, f"Cannot build features: {exc}", format_loc(["lead"], prefix)) from None
+    lead_id = item.lead.lead_id
+    for event in events:
+        event["lead_id"] = lead_id
+    return Prepared(
+        index=index,
+        lead_id=lead_id,
+        features=features,
+        lead=item.lead.model_dump(exclude_unset=True),
+        events=events,
+    )
+
+
+def prepare_batch(
+    items: Sequence[Any], model: ScoringModel, *, now: datetime | None = None
+) -> tuple[list[Prepared], list[dict[str, Any]]]:
+    """Validate and prepare every batch item; returns ``(prepared, failed)``.
+
+    ``failed`` holds ``{"index", "lead_id", "error"}`` for each rejected item,
+    whose field is named from the body root (``leads[3].events[0].type``).
+    """
+    now = now or datetime.now(UTC)
+    prepared: list[Prepared] = []
+    failed: list[dict[str, Any]] = []
+    for index, raw in enumerate(items):
+        prefix = f"leads[{index}]"
+        try:
+            item = parse_item(raw, prefix=prefix)
+            prepared.append(prepare(item, model, now=now, index=index, prefix=prefix))
+        except ApiError as exc:
+            failed.append({"index": index, "lead_id": _raw_lead_id(raw), **exc.to_dict()})
+    return prepared, failed
+
+
+def score(prepared: Sequence[Prepared], model: ScoringModel) -> list[dict[str, Any]]:
+    """Predict prepared items in one ``predict_records`` call.
+
+    Returns one ``{"lead_id", "stage", "persona", "readiness", "route"}`` per
+    item, in order; a head the model lacks is ``None``.
+    """
+    if not prepared:
+        return []
+    outputs = model.predict_records([p.features for p in prepared], reasons=True)
+    return [
+        {
+            "lead_id": p.lead_id,
+            "stage": out.get("stage"),
+            "persona": out.get("persona"),
+            "readiness": out.get("readiness"),
+            "route": out.get("route"),
+        }
+        for p, out in zip(prepared, outputs, strict=True)
+    ]
+
+
+def margin(probabilities: Mapping[str, float] | None) -> float | None:
+    """Top probability minus the runner-up (how clear-cut a prediction is)."""
+    if not probabilities:
+        return None
+    top = sorted((float(p) for p in probabilities.values()), reverse=True)
+    return top[0] - (top[1] if len(top) > 1 else 0.0)
+
+
+def prediction_rows(
+    prepared: Sequence[Prepared],
+    results: Sequence[Mapping[str, Any]],
+    *,
+    model_name: str,
+    model_version: str,
+    source: str,
+    created_at: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for ``Store.record_predictions``: labels, confidences, margins, the feature snapshot."""
+    created_at = created_at or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for p, res in zip(prepared, results, strict=True):
+        stage = res.get("stage") or {}
+        persona = res.get("persona") or {}
+        rows.append(
+            {
+                "lead_id": p.lead_id,
+                "created_at": created_at,
+                "model_name": model_name,
+                "model_version": model_version,
+                "source": source,
+                "stage": stage.get("label"),
+                "stage_confidence": stage.get("confidence"),
+                "stage_margin": margin(stage.get("probabilities")),
+                "persona": persona.get("label"),
+                "persona_confidence": persona.get("confidence"),
+                "persona_margin": margin(persona.get("probabilities")),
+                "probabilities": {
+                    "stage": stage.get("probabilities"),
+                    "persona": persona.get("probabilities"),
+                },
+                "readiness": res.get("readiness"),
+                "route": res.get("route"),
+                "reasons": {"stage": stage.get("reasons"), "persona": persona.get("reasons")},
+                "features": _snapshot(p.features),
+            }
+        )
+    return rows
+
+
+def invocations(body: bytes, content_type: str | None, pyfunc_model: Any) -> tuple[str, int, str]:
+    """MLflow's scoring protocol, answered by MLflow's own scoring functions.
+
+    JSON (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``)
+    and Parquet go through MLflow's ``invocations()`` unchanged: parsing,
+    schema enforcement and serialisation are MLflow's, so the answer is the one
+    ``mlflow models serve`` gives. CSV is read by MLflow's ``parse_csv_input``
+    and answered by ``predictions_to_json`` too, with one difference: when the
+    model's input schema has non-primitive column types (leadready declares
+    every column ``AnyType``, so a column may hold numbers or text), MLflow
+    cannot derive pandas dtypes from it and would refuse every CSV; the table
+    is then read with pandas' own type inference, as ``mlflow.pyfunc``'s
+    ``predict`` on ``pd.read_csv`` would see it.
+
+    Returns ``(body, status, mimetype)``; MLflow's exceptions become
+    :class:`ApiError` with MLflow's status and message.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    if not content_type:
+        raise ApiError(
+            415, "Content-Type is required: application/json or text/csv", "Content-Type"
+        )
+    schema = pyfunc_model.metadata.get_input_schema()
+    try:
+        if content_type.split(";")[0].strip().lower() == scoring_server.CONTENT_TYPE_CSV:
+            return _invocations_csv(body, content_type, pyfunc_model, schema)
+        result = scoring_server.invocations(body, content_type, pyfunc_model, schema)
+    except MlflowException as exc:
+        status = exc.get_http_status_code()
+        status = status if 400 <= status < 500 else 400
+        raise ApiError(status, exc.message, _invocations_field(body, content_type)) from None
+    if result.status == 415:
+        raise ApiError(415, result.response, "Content-Type")
+    return result.response, result.status, result.mimetype
+
+
+def _invocations_csv(
+    body: bytes, content_type: str, pyfunc_model: Any, schema: Any
+) -> tuple[str, int, str]:
+    """The CSV branch of MLflow's ``invocations()`` (see :func:`invocations`)."""
+    import io
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+    from mlflow.types import DataType
+
+    params = dict(
+        part.strip().partition("=")[::2] for part in content_type.split(";")[1:] if part.strip()
+    )
+    charset = params.pop("charset", "utf-8").strip().lower()
+    if charset not in ("utf-8", "utf8") or params:
+        raise ApiError(
+            415, "CSV bodies must be text/csv with no parameter but charset=utf-8", "Content-Type"
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"Body is not valid UTF-8: {exc}", None) from None
+    typed = schema is not None and all(isinstance(t, DataType) for t in schema.input_types())
+    frame = scoring_server.parse_csv_input(io.StringIO(text), schema=schema if typed else None)
+    try:
+        raw = pyfunc_model.predict(frame)
+    except MlflowException:
+        raise
+    except Exception as exc:
+        raise ApiError(
+            400,
+            "Encountered an unexpected error while evaluating the model. Verify that the "
+            f"serialized input Dataframe is compatible with the model for inference: {exc}",
+            None,
+        ) from None
+    out = io.StringIO()
+    scoring_server.predictions_to_json(raw, out)
+    return out.getvalue(), 200, "application/json"
+
+
+def _invocations_field(body: bytes, content_type: str) -> str | None:
+    """The input key of a JSON scoring request (the field MLflow rejected), if one."""
+    if not content_type.split(";")[0].strip().lower().endswith("json"):
+        return None
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in obj]
+    return keys[0] if len(keys) == 1 else None
+
+
+def _snapshot(features: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in features.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out
+
+
+def _raw_lead_id(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return None
+    lead = raw.get("lead")
+    candidate = lead.get("lead_id") if isinstance(lead, dict) else raw.get("lead_id")
+    return candidate if isinstance(candidate, str) else None
+
+
+def _json_kind(value: Any) -> str:
+    kinds: Mapping[type, str] = {
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        dict: "an object",
+    }
+    if value is None:
+        return "null"
+    return kinds.get(type(value), type(value).__name__)

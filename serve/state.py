@@ -1,0 +1,90 @@
+"""The long-lived objects of one app, kept in ``app.extensions["leadready"]``.
+
+Blueprints (the API here, the review UI elsewhere) reach the store, the model
+holder, the prediction writer and the metrics through :func:`get_state`,
+never through module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+
+from leadready.config import Settings
+from serve.auth import ApiKeyAuth
+from serve.holder import LoadedModel, ModelHolder
+from serve.metrics import Metrics
+from serve.scoring import Prepared, prediction_rows
+from serve.writer import PredictionWriter
+
+__all__ = ["EXTENSION", "ServeState", "get_state"]
+
+#: The key of this state in ``app.extensions``.
+EXTENSION = "leadready"
+
+
+@dataclass
+class ServeState:
+    """Everything one app keeps between requests.
+
+    Attributes
+    ----------
+    settings
+        Home, store URL, MLflow URI and model name this app runs with.
+    store
+        The :class:`data.store.Store` (thread-safe; one per process).
+    holder
+        The :class:`~serve.holder.ModelHolder` serving ``MODEL_URI``.
+    metrics
+        This app's Prometheus metrics.
+    auth
+        API-key checks with their short cache.
+    writer
+        The background prediction writer (``None`` when recording is off).
+    """
+
+    settings: Settings
+    store: Any
+    holder: ModelHolder
+    metrics: Metrics
+    auth: ApiKeyAuth
+    writer: PredictionWriter | None = None
+    openapi: dict[str, Any] | None = field(default=None, repr=False)
+
+    def record(
+        self,
+        prepared: list[Prepared],
+        results: list[dict[str, Any]],
+        loaded: LoadedModel,
+        *,
+        source: str,
+    ) -> None:
+        """Queue predictions (and the leads' profiles and events) for the store."""
+        self.metrics.observe_predictions(results)
+        if self.writer is None or not prepared:
+            return
+        self.writer.submit(
+            leads=[p.lead for p in prepared if p.lead is not None],
+            events=[e for p in prepared for e in p.events],
+            predictions=prediction_rows(
+                prepared,
+                results,
+                model_name=loaded.name,
+                model_version=loaded.version,
+                source=source,
+            ),
+        )
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Flush the writer and stop the model poller (clean shutdown)."""
+        ok = self.writer.close(timeout) if self.writer is not None else True
+        self.holder.stop(timeout=1.0)
+        return ok
+
+
+def get_state(app: Flask | None = None) -> ServeState:
+    """The :class:`ServeState` of ``app`` (default: the current app)."""
+    target = app if app is not None else current_app
+    return target.extensions[EXTENSION]
