@@ -1,0 +1,90 @@
+"""gunicorn server hooks for the leadready app (``-c python:serve.gunicorn_conf``).
+
+``leadready serve`` installs the same hooks through gunicorn's Python API.
+
+* ``post_worker_init``: in each worker, after the fork and after the app is
+  loaded, start the model holder's background loader/poller. The first worker
+  of a start logs one line with the URL and the model version once its model
+  is in.
+* ``worker_exit``: flush the prediction writer (nothing acknowledged is lost)
+  and stop the poller.
+* ``child_exit``: in the master, drop the dead worker's live gauges from the
+  Prometheus multiprocess folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = ["child_exit", "post_worker_init", "serving_url", "worker_exit"]
+
+_log = logging.getLogger("leadready.serve")
+
+
+def _state(worker: Any) -> Any:
+    from serve.state import EXTENSION
+
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", None)
+    if not isinstance(extensions, dict):
+        return None
+    return extensions.get(EXTENSION)
+
+
+def serving_url(bind: list[str] | str) -> str:
+    """``http://host:port`` of the first address gunicorn binds."""
+    address = bind[0] if isinstance(bind, list) and bind else str(bind)
+    if address.startswith("unix:"):
+        return address
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the model holder in this worker; the first worker logs the start line."""
+    state = _state(worker)
+    if state is None:
+        return
+    if getattr(worker, "age", 0) == 1:
+        url = serving_url(worker.cfg.bind)
+        workers = worker.cfg.workers
+        logged = False
+
+        def announce(new: Any, previous: Any) -> None:
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            _log.info(
+                "leadready serving %s with model %s version %s (%d worker%s; docs at %s/openapi.json)",
+                url,
+                new.name,
+                new.version,
+                workers,
+                "" if workers == 1 else "s",
+                url,
+            )
+
+        state.holder.on_swap(announce)
+    state.holder.start()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Write every queued prediction, then stop the model poller."""
+    state = _state(worker)
+    if state is not None:
+        state.close()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (prometheus_client multiprocess mode)."""
+    from serve.metrics import multiprocess_dir
+
+    path = multiprocess_dir()
+    if path:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, path)
