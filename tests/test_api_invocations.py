@@ -1,0 +1,137 @@
+"""``POST /invocations`` answers what the registered pyfunc model predicts, for every format."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="module")
+def pyfunc_model(tiny_registry):
+    import mlflow.pyfunc
+
+    tiny_registry.configure()
+    return mlflow.pyfunc.load_model(tiny_registry.uri(tiny_registry.champion))
+
+
+@pytest.fixture(scope="module")
+def rows(tiny_registry) -> pd.DataFrame:
+    """Five feature rows of the training table (with missing values and text columns)."""
+    return tiny_registry.features.head(5).reset_index(drop=True)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    out = []
+    for rec in frame.to_dict("records"):
+        out.append(
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+        )
+    return out
+
+
+def _expected(pyfunc_model, frame: pd.DataFrame, params: dict | None = None) -> list[dict]:
+    """What MLflow serializes for ``pyfunc.predict(frame)``, as a client would read it."""
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    raw = pyfunc_model.predict(frame, params=params)
+    out = io.StringIO()
+    predictions_to_json(raw, out)
+    return json.loads(out.getvalue())["predictions"]
+
+
+def _post(client, headers, payload, content_type="application/json"):
+    body = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+    return client.post("/invocations", data=body, content_type=content_type, headers=headers)
+
+
+@pytest.mark.parametrize("fmt", ["dataframe_split", "dataframe_records", "instances", "inputs"])
+def test_json_formats_equal_pyfunc_predict(fmt, api_client, api_headers, pyfunc_model, rows):
+    records = _records(rows)
+    if fmt == "dataframe_split":
+        payload = {
+            fmt: {"columns": list(rows.columns), "data": [list(r.values()) for r in records]}
+        }
+    else:
+        payload = {fmt: records}
+    response = _post(api_client, api_headers["client"], payload)
+    assert response.status_code == 200, response.json
+    got = response.json["predictions"]
+    want = _expected(pyfunc_model, pd.DataFrame(records))
+    assert len(got) == len(rows) == 5
+    assert got == want
+    assert {"stage", "persona", "readiness", "route"} <= set(got[0])
+
+
+def test_params_reach_the_model(api_client, api_headers, pyfunc_model, rows):
+    records = _records(rows.head(2))
+    payload = {"dataframe_records": records, "params": {"reasons": True}}
+    response = _post(api_client, api_headers["client"], payload)
+    assert response.status_code == 200, response.json
+    got = response.json["predictions"]
+    assert got == _expected(pyfunc_model, pd.DataFrame(records), params={"reasons": True})
+    assert json.loads(got[0]["stage_reasons"])[0]["feature"]
+
+
+def test_csv_equals_pyfunc_predict_of_the_same_table(api_client, api_headers, pyfunc_model, rows):
+    text = rows.to_csv(index=False)
+    response = _post(api_client, api_headers["client"], text, "text/csv")
+    assert response.status_code == 200, response.json
+    want = _expected(pyfunc_model, pd.read_csv(io.StringIO(text)))
+    assert response.json["predictions"] == want
+    # charset=utf-8 is accepted as MLflow does
+    again = _post(api_client, api_headers["client"], text, "text/csv; charset=utf-8")
+    assert again.json["predictions"] == want
+
+
+def test_json_answer_equals_the_v1_answer_for_the_same_features(api_client, api_headers, rows):
+    [record] = _records(rows.head(1))
+    inv = _post(api_client, api_headers["client"], {"dataframe_records": [record]})
+    v1 = api_client.post(
+        "/v1/score",
+        json={"lead_id": "same", "features": record},
+        headers=api_headers["client"],
+    )
+    assert inv.status_code == v1.status_code == 200
+    frame_row = inv.json["predictions"][0]
+    assert frame_row["stage"] == v1.json["stage"]["label"]
+    assert frame_row["stage_confidence"] == pytest.approx(v1.json["stage"]["confidence"])
+    assert frame_row["readiness"] == pytest.approx(v1.json["readiness"])
+    assert frame_row["route"] == v1.json["route"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        ("{not json", "application/json", 400),
+        (json.dumps({"dataframe_records": [], "instances": []}), "application/json", 400),
+        (json.dumps({"data": [[1]]}), "application/json", 400),
+        (json.dumps([{"a": 1}]), "application/json", 400),
+        ("a,b\n1,2\n", "text/plain", 415),
+        ("a,b\n1,2\n", "text/csv; charset=latin-1", 415),
+        (json.dumps({"inputs": []}), "application/json; format=pandas-split", 415),
+        (b"\xff\xfe", "text/csv", 400),
+    ],
+)
+def test_bad_invocations_are_4xx_with_mlflow_and_leadready_error_keys(
+    body, content_type, status, api_client, api_headers
+):
+    response = _post(api_client, api_headers["client"], body, content_type)
+    assert response.status_code == status
+    data = response.json
+    assert data["error"]["message"] and data["message"] == data["error"]["message"]
+    assert data["error_code"] == "BAD_REQUEST"
+
+
+def test_invocations_needs_a_key(api_client, rows):
+    response = api_client.post("/invocations", json={"dataframe_records": _records(rows.head(1))})
+    assert response.status_code == 401
+
+
+def test_missing_content_type_is_415(api_client, api_headers):
+    response = api_client.post("/invocations", data=b"{}", headers=api_headers["client"])
+    assert response.status_code == 415
+    assert response.json["error"]["field"] == "Content-Type"
