@@ -963,6 +963,43 @@ def simulate(
     )
 
 
+_NEEDS_QUOTES = r'[,"\r\n]'
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """CSV as pandas writes it (ISO 8601 ``Z`` timestamps), through pyarrow when that is safe.
+
+    pyarrow writes millions of rows in a fraction of the time pandas takes; it is
+    used when no header or text value needs quoting and every column is text,
+    integer or a timestamp, so the bytes are the same as pandas would write.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+            text = np.char.add(np.datetime_as_string(naive, unit="s"), "Z")
+            out[column] = pd.Series(text, index=values.index, dtype="str").mask(values.isna())
+    simple = all(
+        pd.api.types.is_string_dtype(out[c]) or pd.api.types.is_integer_dtype(out[c])
+        for c in out.columns
+    )
+    quoted = any(pd.Series(out.columns.astype(str)).str.contains(_NEEDS_QUOTES)) or any(
+        out[c].str.contains(_NEEDS_QUOTES, regex=True).any()
+        for c in out.columns
+        if pd.api.types.is_string_dtype(out[c])
+    )
+    if not simple or quoted:
+        out.to_csv(path, index=False, lineterminator="\n")
+        return
+    import pyarrow.csv as pa_csv
+
+    table = pa.Table.from_pandas(out, preserve_index=False)
+    with path.open("wb") as fh:
+        fh.write((",".join(map(str, out.columns)) + "\n").encode("utf-8"))
+        pa_csv.write_csv(table, fh, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+
+
 def write(
     sim: Simulation, out_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv"
 ) -> dict[str, Path]:
@@ -993,7 +1030,7 @@ def write(
     for name, frame in (("leads", sim.leads), ("events", sim.events), ("truth", sim.truth)):
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
-            frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n")
+            _write_csv(frame, path)
         else:
             frame.to_parquet(path, index=False)
         paths[name] = path

@@ -80,6 +80,20 @@ def test_written_files_pass_the_readers(sim, tmp_path, fmt):
     pd.testing.assert_series_equal(leads["company_size"], sim.leads["company_size"])
 
 
+def test_csv_files_are_what_pandas_writes_and_values_needing_quotes_survive(sim, tmp_path):
+    paths = write(sim, tmp_path / "fast")
+    expected = tmp_path / "pandas.csv"
+    sim.events.to_csv(expected, index=False, date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n")
+    assert paths["events"].read_bytes() == expected.read_bytes()
+    odd = Simulation(sim.leads.head(3).copy(), sim.events.head(5), sim.truth.head(3), sim.config)
+    odd.leads.loc[0, "company"] = 'Acme, "The Best" Inc'
+    odd.leads.loc[1, "job_title"] = "Head of\nIT"
+    leads = read_leads(write(odd, tmp_path / "odd")["leads"], strict=True).frame
+    assert leads.loc[0, "company"] == 'Acme, "The Best" Inc'
+    assert leads.loc[1, "job_title"] == "Head of\nIT"
+    assert leads["created_at"].tolist() == odd.leads["created_at"].tolist()
+
+
 def test_write_rejects_unknown_format(sim, tmp_path):
     with pytest.raises(ValueError, match="fmt must be"):
         write(sim, tmp_path, fmt="xlsx")  # type: ignore[arg-type]
