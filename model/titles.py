@@ -1,0 +1,266 @@
+"""Seniority and job function from a free-text job title.
+
+A title is matched against two ordered tables of keyword rules (regular
+expressions, case-insensitive). The *first rule that matches anywhere in the
+title* wins, so ``"Senior Director"`` is a director (the director rule comes
+before the senior rule) and ``"Vice President"`` is a VP, not a president.
+
+The rules of one table are compiled into a single priority regex,
+``^(?:.*?(?P<g0>rule0)|.*?(?P<g1>rule1)|...)``: a backtracking engine tries
+rule 0 over the whole title before it tries rule 1, which is exactly "first rule
+wins". The batch path runs that regex once per distinct title with
+``Series.str.extract`` (Python's ``re`` on an object column); the one-title path
+runs the same compiled regex with ``re.match``. Both give the same labels, and
+the tests check it.
+
+A missing or blank title has seniority ``"unknown"`` and function ``"other"``;
+a title no rule recognises gets the same fallbacks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FUNCTIONS",
+    "FUNCTION_RULES",
+    "SENIORITIES",
+    "SENIORITY_RULES",
+    "TITLE_FEATURES",
+    "parse_title",
+    "parse_titles",
+]
+
+#: Seniority labels, most senior first; ``unknown`` when no rule matches.
+SENIORITIES: tuple[str, ...] = (
+    "c_level",
+    "vp",
+    "director",
+    "head",
+    "manager",
+    "senior_ic",
+    "ic",
+    "student",
+    "unknown",
+)
+#: Function labels; ``other`` when no rule matches.
+FUNCTIONS: tuple[str, ...] = (
+    "engineering",
+    "it",
+    "data",
+    "finance",
+    "procurement",
+    "marketing",
+    "sales",
+    "operations",
+    "hr",
+    "executive",
+    "education",
+    "other",
+)
+#: Names of the columns :func:`parse_titles` returns.
+TITLE_FEATURES: tuple[str, ...] = ("title_seniority", "title_function")
+
+_UNKNOWN_SENIORITY = "unknown"
+_OTHER_FUNCTION = "other"
+
+#: Ordered (label, pattern) rules for seniority: the first match wins.
+SENIORITY_RULES: tuple[tuple[str, str], ...] = (
+    (
+        "student",
+        r"\b(?:student|intern|internship|trainee|apprentice|undergrad(?:uate)?|"
+        r"ph\.?d\.? candidate|graduate assistant)\b",
+    ),
+    # Assistants *to* an executive are not executives.
+    ("ic", r"\b(?:executive|personal|administrative) assistant\b|\bassistant to\b"),
+    ("senior_ic", r"\bproduct owner\b"),
+    ("vp", r"\b(?:s|e|a)?vp\b|\bv\.\s?p\.|\bvice[- ]president\b"),
+    (
+        "c_level",
+        r"\b(?:c[efotimrdpsc]o|ciso|chro|chief|founder|co-?founder|owner|president|"
+        r"managing partner)\b",
+    ),
+    ("director", r"\b(?:director|dir)\b"),
+    ("head", r"\bhead\b"),
+    ("manager", r"\b(?:manager|mgr|supervisor|team lead(?:er)?)\b"),
+    ("senior_ic", r"\b(?:senior|sr|principal|staff|lead|expert|architect)\b"),
+    (
+        "ic",
+        r"\b(?:engineer|developer|analyst|scientist|consultant|specialist|associate|"
+        r"coordinator|representative|rep|administrator|admin|accountant|designer|"
+        r"programmer|technician|officer|executive|agent|buyer|recruiter|writer|"
+        r"teacher|professor|lecturer|researcher|clerk|planner|strategist|advisor|"
+        r"assistant|partner|junior|jr)\b",
+    ),
+)
+
+#: Ordered (label, pattern) rules for the job function: the first match wins.
+FUNCTION_RULES: tuple[tuple[str, str], ...] = (
+    (
+        "education",
+        r"\b(?:student|teacher|professor|lecturer|faculty|academic|school|university|"
+        r"college|ph\.?d|tutor|educat\w*)\b",
+    ),
+    (
+        "finance",
+        r"\b(?:cfo|finance|financial|accounting|accountant|accounts payable|controller|"
+        r"comptroller|treasur\w*|fp&a|audit\w*|tax|bookkeep\w*|payroll)\b",
+    ),
+    (
+        "procurement",
+        r"\b(?:procurement|purchasing|purchaser|buyer|sourcing|vendor management|"
+        r"category manager)\b",
+    ),
+    (
+        "hr",
+        r"\b(?:hr|hris|human resources?|people|talent|recruit\w*|chro|workforce)\b",
+    ),
+    (
+        "data",
+        r"\b(?:data|analytics|machine learning|ml|ai|artificial intelligence|"
+        r"business intelligence|bi|cdo|statistic\w*|insights)\b",
+    ),
+    (
+        "it",
+        r"\b(?:it|information technology|cio|ciso|infrastructure|sysadmin|"
+        r"systems? administrator|network\w*|help ?desk|service desk|security|cyber\w*)\b",
+    ),
+    (
+        "marketing",
+        r"\b(?:marketing|marketer|cmo|brand|growth|content|seo|sem|demand gen\w*|"
+        r"communications?|pr|public relations|social media|campaigns?|advertising)\b",
+    ),
+    (
+        "sales",
+        r"\b(?:sales|account executive|account manager|sdr|bdr|business development|cro|"
+        r"revenue|customer success|partnerships?|inside sales|key accounts?)\b",
+    ),
+    (
+        "engineering",
+        r"\b(?:engineer\w*|developer|software|cto|chief technology officer|architect|"
+        r"devops|sre|programmer|technical|tech|r&d|qa|quality assurance|firmware|"
+        r"platform|backend|frontend|full[- ]?stack)\b",
+    ),
+    (
+        "operations",
+        r"\b(?:operations|ops|coo|chief operating officer|logistics|supply chain|"
+        r"facilities|project manager|program manager|pmo|office manager)\b",
+    ),
+    # Product management is its own function; "owner" must not make it executive.
+    ("other", r"\bproduct (?:owner|manager|management)\b"),
+    (
+        "executive",
+        r"\b(?:ceo|chief executive|founder|co-?founder|owner|president|general manager|"
+        r"managing director|board|chairman|chair|managing partner)\b",
+    ),
+)
+
+_FLAGS = re.IGNORECASE | re.DOTALL
+
+
+def _priority_pattern(rules: Sequence[tuple[str, str]]) -> str:
+    """One regex that tries each rule over the whole string before the next one."""
+    alternatives = "|".join(f".*?(?P<g{i}>{pattern})" for i, (_, pattern) in enumerate(rules))
+    return f"^(?:{alternatives})"
+
+
+_SENIORITY_PATTERN = _priority_pattern(SENIORITY_RULES)
+_FUNCTION_PATTERN = _priority_pattern(FUNCTION_RULES)
+_SENIORITY_RE = re.compile(_SENIORITY_PATTERN, _FLAGS)
+_FUNCTION_RE = re.compile(_FUNCTION_PATTERN, _FLAGS)
+_SENIORITY_LABELS = np.array([label for label, _ in SENIORITY_RULES] + [_UNKNOWN_SENIORITY])
+_FUNCTION_LABELS = np.array([label for label, _ in FUNCTION_RULES] + [_OTHER_FUNCTION])
+
+
+def _usable(title: object) -> bool:
+    """A title worth matching: a string with something besides whitespace."""
+    return isinstance(title, str) and bool(title.strip())
+
+
+def _label_one(regex: re.Pattern[str], labels: np.ndarray, title: str) -> str:
+    match = regex.match(title)
+    if match is None or match.lastgroup is None:
+        return str(labels[-1])
+    return str(labels[int(match.lastgroup[1:])])
+
+
+def parse_title(title: object) -> tuple[str, str]:
+    """Seniority and function of one job title.
+
+    Parameters
+    ----------
+    title : str or None
+        A free-text job title. Anything but a non-blank string counts as missing.
+
+    Returns
+    -------
+    tuple of (str, str)
+        ``(seniority, function)``, one of :data:`SENIORITIES` and one of
+        :data:`FUNCTIONS`.
+
+    Examples
+    --------
+    >>> parse_title("VP of Engineering")
+    ('vp', 'engineering')
+    >>> parse_title(None)
+    ('unknown', 'other')
+    """
+    if not isinstance(title, str) or not title.strip():
+        return _UNKNOWN_SENIORITY, _OTHER_FUNCTION
+    return _parse_text(title)
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(title: str) -> tuple[str, str]:
+    # Titles repeat a lot in a stream of scoring requests: match each once.
+    return (
+        _label_one(_SENIORITY_RE, _SENIORITY_LABELS, title),
+        _label_one(_FUNCTION_RE, _FUNCTION_LABELS, title),
+    )
+
+
+def _label_many(uniques: pd.Series, pattern: str, labels: np.ndarray) -> np.ndarray:
+    """Label of each distinct title: the index of the one rule group that matched."""
+    matched = uniques.str.extract(pattern, flags=_FLAGS, expand=True).notna().to_numpy()
+    first = np.where(matched.any(axis=1), matched.argmax(axis=1), len(labels) - 1)
+    return labels[first]
+
+
+def parse_titles(titles: pd.Series) -> pd.DataFrame:
+    """Seniority and function of every job title in a column.
+
+    Each distinct title is matched once (``Series.str.extract`` with the same
+    priority regex :func:`parse_title` uses), then the labels are spread back.
+
+    Parameters
+    ----------
+    titles : pandas.Series, shape (n_leads,)
+        Job titles; missing, blank or non-string values count as missing.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_leads, 2)
+        Columns ``title_seniority`` and ``title_function`` (strings), with the
+        index of ``titles``.
+    """
+    codes, uniques = pd.factorize(titles, use_na_sentinel=True)
+    values = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
+    usable = np.fromiter((_usable(v) for v in values), dtype=bool, count=len(values))
+    seniority = np.full(len(values) + 1, _UNKNOWN_SENIORITY, dtype=object)
+    function = np.full(len(values) + 1, _OTHER_FUNCTION, dtype=object)
+    if usable.any():
+        seniority[:-1][usable] = _label_many(values[usable], _SENIORITY_PATTERN, _SENIORITY_LABELS)
+        function[:-1][usable] = _label_many(values[usable], _FUNCTION_PATTERN, _FUNCTION_LABELS)
+    # Missing titles have code -1, which picks the fallback in the last slot.
+    return pd.DataFrame(
+        {
+            "title_seniority": pd.array(seniority[codes], dtype="str"),
+            "title_function": pd.array(function[codes], dtype="str"),
+        },
+        index=titles.index,
+    )
