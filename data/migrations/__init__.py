@@ -1,0 +1,1 @@
+"""Alembic migrations of the leadready store (applied by ``Store.upgrade()``)."""

@@ -1,0 +1,1792 @@
+"""The store: leads, events, predictions, reps' corrections, users and API keys.
+
+One :class:`Store` wraps a SQLAlchemy engine for a database URL: a SQLite file by
+default, PostgreSQL for anything shared. The schema is owned by the Alembic
+migrations in ``data/migrations`` (``Store.upgrade()`` applies them, from any
+working directory and from an installed package); the ORM classes below describe
+the same tables and are what new migrations are generated against.
+
+Every method opens and closes its own connection, so one ``Store`` can be shared
+by threads (API workers, a background prediction writer). Methods return plain
+dicts or small frozen dataclasses, never ORM objects.
+
+Corrections are append-only: nothing in this module updates or deletes a
+correction row, and the migration adds triggers that make the database refuse
+it too. A correction records the label it replaces (``old_label``), the label it
+sets (``new_label``), who, when, why, and which prediction was reviewed. Writes
+to one lead's labels are serialised (a row lock on the lead on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite), so two reps correcting the same lead at the same
+moment both get their row stored, in a definite order.
+
+Methods
+-------
+Schema
+    ``upgrade``, ``current_revision``, ``head_revision``, ``ping``, ``dispose``
+Leads and events
+    ``upsert_leads``, ``add_events``, ``get_lead``, ``events_for``, ``search_leads``
+Predictions
+    ``record_predictions``, ``predictions_for``, ``latest_prediction``,
+    ``latest_predictions``
+Corrections
+    ``add_correction``, ``undo_correction``, ``corrections_for``, ``labels_for``,
+    ``current_labels``, ``corrections_frame``
+Users
+    ``create_user``, ``authenticate``, ``get_user``, ``get_user_by_name``,
+    ``list_users``, ``set_password``, ``deactivate_user``
+API keys
+    ``create_api_key``, ``verify_api_key``, ``revoke_api_key``, ``list_api_keys``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import json
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from data.schema import EVENT_COLUMNS, EVENT_TYPES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from alembic.config import Config
+
+__all__ = [
+    "API_KEY_PREFIX",
+    "API_KEY_ROLES",
+    "CORRECTION_FIELDS",
+    "CORRECTION_KINDS",
+    "CORRECTION_SOURCES",
+    "MIGRATIONS_DIR",
+    "PREDICTION_SOURCES",
+    "USER_ROLES",
+    "ApiKeyInfo",
+    "ApiKeyRow",
+    "Base",
+    "CorrectionResult",
+    "CorrectionRow",
+    "EventRow",
+    "LeadRow",
+    "PredictionRow",
+    "Store",
+    "User",
+    "UserRow",
+    "UTCDateTime",
+    "alembic_config",
+]
+
+#: Label fields a rep can correct.
+CORRECTION_FIELDS: Final[tuple[str, ...]] = ("stage", "persona")
+#: Kinds of correction rows.
+CORRECTION_KINDS: Final[tuple[str, ...]] = ("reclassify", "confirm", "undo")
+#: Where a correction came from.
+CORRECTION_SOURCES: Final[tuple[str, ...]] = ("ui", "api", "import")
+#: Where a prediction was made.
+PREDICTION_SOURCES: Final[tuple[str, ...]] = ("api", "batch", "invocations")
+#: Roles of review UI users.
+USER_ROLES: Final[tuple[str, ...]] = ("rep", "analyst", "admin")
+#: Roles of API keys.
+API_KEY_ROLES: Final[tuple[str, ...]] = ("client", "admin")
+#: Every API key starts with this, so a leaked one is easy to recognise.
+API_KEY_PREFIX: Final[str] = "lr_"
+#: The Alembic script directory (env.py, versions/).
+MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parent / "migrations"
+
+_LEAD_ID_MAX = 200
+_LABEL_MAX = 200
+_NAME_MAX = 100
+_REASON_MAX = 200
+_NOTE_MAX = 10_000
+_PASSWORD_MAX = 1024
+_CHUNK = 5000
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE_RETRIES = 6
+_LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = (
+    "job_title",
+    "seniority",
+    "department",
+    "company",
+    "industry",
+    "country",
+    "lead_source",
+)
+_EVENT_PROPERTIES: Final[tuple[str, ...]] = EVENT_COLUMNS[3:]
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- types
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored as UTC on every backend.
+
+    Naive datetimes are taken as UTC; aware ones are converted to UTC. Values read
+    back are always aware and in UTC (SQLite keeps no zone, PostgreSQL answers in
+    the session's zone: both are normalised).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC before writing."""
+        if value is None:
+            return None
+        value = _as_utc(value)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Attach (or convert to) UTC after reading."""
+        if value is None:
+            return None
+        return _as_utc(value)
+
+
+def _json_type() -> sa.types.TypeEngine[Any]:
+    return sa.JSON(none_as_null=True)
+
+
+_NAMING: Final[dict[str, str]] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables (the metadata Alembic compares against)."""
+
+    metadata = sa.MetaData(naming_convention=_NAMING)
+
+
+class LeadRow(Base):
+    """A lead's profile, firmographics and the labels marketing gave it."""
+
+    __tablename__ = "leads"
+
+    lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX), primary_key=True)
+    job_title: Mapped[str | None] = mapped_column(sa.String())
+    seniority: Mapped[str | None] = mapped_column(sa.String())
+    department: Mapped[str | None] = mapped_column(sa.String())
+    company: Mapped[str | None] = mapped_column(sa.String(), index=True)
+    company_size: Mapped[int | None] = mapped_column(sa.Integer())
+    industry: Mapped[str | None] = mapped_column(sa.String())
+    country: Mapped[str | None] = mapped_column(sa.String())
+    lead_source: Mapped[str | None] = mapped_column(sa.String())
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    extra: Mapped[dict[str, Any] | None] = mapped_column(_json_type())
+    marketing_stage: Mapped[str | None] = mapped_column(sa.String())
+    marketing_persona: Mapped[str | None] = mapped_column(sa.String())
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventRow(Base):
+    """One engagement event of a lead, properties flattened into columns."""
+
+    __tablename__ = "events"
+    __table_args__ = (sa.Index("ix_events_lead_id_timestamp", "lead_id", "timestamp"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX), sa.ForeignKey("leads.lead_id"))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+    type: Mapped[str] = mapped_column(sa.String(50))
+    page_category: Mapped[str | None] = mapped_column(sa.String())
+    content_type: Mapped[str | None] = mapped_column(sa.String())
+    content_topic: Mapped[str | None] = mapped_column(sa.String())
+    channel: Mapped[str | None] = mapped_column(sa.String())
+
+
+class PredictionRow(Base):
+    """One scored lead: labels, confidences, margins, readiness, route and the inputs used."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (sa.Index("ix_predictions_lead_id_id", "lead_id", "id"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    model_name: Mapped[str] = mapped_column(sa.String())
+    model_version: Mapped[str] = mapped_column(sa.String())
+    stage: Mapped[str | None] = mapped_column(sa.String())
+    stage_confidence: Mapped[float | None] = mapped_column(sa.Float())
+    stage_margin: Mapped[float | None] = mapped_column(sa.Float())
+    persona: Mapped[str | None] = mapped_column(sa.String())
+    persona_confidence: Mapped[float | None] = mapped_column(sa.Float())
+    persona_margin: Mapped[float | None] = mapped_column(sa.Float())
+    probabilities: Mapped[dict[str, Any] | None] = mapped_column(_json_type())
+    readiness: Mapped[float | None] = mapped_column(sa.Float())
+    route: Mapped[str | None] = mapped_column(sa.String())
+    reasons: Mapped[Any | None] = mapped_column(_json_type())
+    features: Mapped[dict[str, Any] | None] = mapped_column(_json_type())
+    source: Mapped[str] = mapped_column(sa.String(20))
+
+
+class CorrectionRow(Base):
+    """A rep's correction of one label of one lead. Rows are only ever appended.
+
+    ``is_rep_label`` says whether the label this row leaves current is a rep's:
+    true for reclassify/confirm, and for an undo that returns to an earlier rep
+    label; false for an undo that returns the lead to the model's or marketing's
+    label (so retraining never takes the model's own output as a rep's label).
+    """
+
+    __tablename__ = "corrections"
+    __table_args__ = (
+        sa.Index("ix_corrections_lead_id_field_id", "lead_id", "field", "id"),
+        sa.CheckConstraint("field IN ('stage', 'persona')", name="field"),
+        sa.CheckConstraint("kind IN ('reclassify', 'confirm', 'undo')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX), sa.ForeignKey("leads.lead_id"))
+    field: Mapped[str] = mapped_column(sa.String(20))
+    old_label: Mapped[str | None] = mapped_column(sa.String())
+    new_label: Mapped[str | None] = mapped_column(sa.String())
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    is_rep_label: Mapped[bool] = mapped_column(sa.Boolean())
+    reviewer: Mapped[str] = mapped_column(sa.String())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(sa.String())
+    note: Mapped[str | None] = mapped_column(sa.Text())
+    source: Mapped[str] = mapped_column(sa.String(20))
+    prediction_id: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("predictions.id"))
+    model_version: Mapped[str | None] = mapped_column(sa.String())
+    undo_of: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("corrections.id"))
+
+
+class UserRow(Base):
+    """A review UI user: name, role and an argon2 password hash."""
+
+    __tablename__ = "users"
+    __table_args__ = (sa.CheckConstraint("role IN ('rep', 'analyst', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(_NAME_MAX), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(20))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    active: Mapped[bool] = mapped_column(sa.Boolean())
+
+
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 hash and a short display prefix are kept."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.CheckConstraint("role IN ('client', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(_NAME_MAX), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+_LEADS = LeadRow.__table__
+_EVENTS = EventRow.__table__
+_PREDICTIONS = PredictionRow.__table__
+_CORRECTIONS = CorrectionRow.__table__
+_USERS = UserRow.__table__
+_API_KEYS = ApiKeyRow.__table__
+_PREDICTION_KEYS: Final[frozenset[str]] = frozenset(c.name for c in _PREDICTIONS.c) - {"id"}
+
+
+# ------------------------------------------------------------------ result records
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    """What ``add_correction`` / ``undo_correction`` stored.
+
+    ``conflict`` is true when the label the caller expected to replace was not
+    the current one any more (another rep changed it first). The row is stored
+    anyway; the caller decides whether to tell the rep.
+    """
+
+    id: int
+    old_label: str | None
+    new_label: str | None
+    conflict: bool
+    created_at: datetime
+    lead_id: str
+    field: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class User:
+    """A review UI user (never carries the password hash)."""
+
+    id: int
+    name: str
+    role: str
+    active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """An API key as callers may see it: never the key itself.
+
+    Callers answer 401 for an unknown key and 403 for a revoked one.
+    """
+
+    name: str
+    role: str
+    revoked: bool
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
+
+
+# ----------------------------------------------------------------- value helpers
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN, NaT and pandas.NA are missing; everything else is a value."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        # pandas.NA refuses bool(); array-likes are not scalars (not missing).
+        return type(value).__name__ in {"NAType", "NaTType"}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the matching Python scalar; other values unchanged."""
+    if hasattr(value, "item") and not isinstance(value, str | bytes | datetime):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _opt_str(value: Any, name: str) -> str | None:
+    if _is_missing(value):
+        return None
+    value = _plain(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, str | int | float | bool):
+        raise ValueError(f"{name}: expected text, got {type(value).__name__}")
+    text = str(value).strip()
+    return text or None
+
+
+def _req_str(value: Any, name: str, max_len: int) -> str:
+    text = _opt_str(value, name)
+    if text is None:
+        raise ValueError(f"{name}: must not be empty")
+    if len(text) > max_len:
+        raise ValueError(f"{name}: longer than {max_len} characters")
+    return text
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    if _is_missing(value):
+        return None
+    value = _plain(value)
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a whole number, got {value!r}")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{name}: cannot read {value!r} as a whole number") from None
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError(f"{name}: expected a whole number, got {type(value).__name__}")
+    return value
+
+
+def _opt_float(value: Any, name: str) -> float | None:
+    if _is_missing(value):
+        return None
+    value = _plain(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _opt_ts(value: Any, name: str) -> datetime | None:
+    if _is_missing(value):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{name}: cannot parse {text!r} as a timestamp") from None
+    elif hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name}: expected a timestamp, got {type(value).__name__}")
+    return _as_utc(value)
+
+
+def _req_ts(value: Any, name: str) -> datetime:
+    ts = _opt_ts(value, name)
+    if ts is None:
+        raise ValueError(f"{name}: must not be empty")
+    return ts
+
+
+def _extra_value(value: Any, name: str) -> str | int | float | bool | None:
+    if _is_missing(value):
+        return None
+    value = _plain(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise ValueError(
+        f"extra field {name!r}: only scalar values are kept, got {type(value).__name__}"
+    )
+
+
+def _choice(value: Any, name: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinities (which JSON cannot carry) by None, recursively."""
+    value = _plain(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
+        return _finite(value.tolist())
+    return value
+
+
+_JSON_ENCODER: Final = json.JSONEncoder(allow_nan=False, default=_json_default, ensure_ascii=False)
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON for the database: numpy values become Python ones, NaN becomes null."""
+    try:
+        return _JSON_ENCODER.encode(value)
+    except ValueError:
+        return _JSON_ENCODER.encode(_finite(value))
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _lead_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
+    """One lead record as column values: only the columns the record carries."""
+    where = f"lead {position}"
+    if "lead_id" not in record:
+        raise ValueError(f"{where}: lead_id is missing")
+    out: dict[str, Any] = {
+        "lead_id": _req_str(record["lead_id"], f"{where}: lead_id", _LEAD_ID_MAX)
+    }
+    where = f"lead {out['lead_id']!r}"
+    extra: dict[str, Any] = {}
+    has_extra = False
+    for key, value in record.items():
+        if key == "lead_id":
+            continue
+        if key in _LEAD_TEXT_COLUMNS:
+            out[key] = _opt_str(value, f"{where}: {key}")
+        elif key == "company_size":
+            out[key] = _opt_int(value, f"{where}: {key}")
+        elif key == "created_at":
+            out[key] = _opt_ts(value, f"{where}: {key}")
+        elif key in ("marketing_stage", "marketing_persona"):
+            out[key] = _opt_str(value, f"{where}: {key}")
+        elif key in ("stage", "persona"):
+            if f"marketing_{key}" not in record:
+                out[f"marketing_{key}"] = _opt_str(value, f"{where}: {key}")
+        elif key == "extra":
+            has_extra = True
+            if _is_missing(value):
+                continue
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}: extra must be a mapping of scalar values")
+            for k, v in value.items():
+                extra[str(k)] = _extra_value(v, str(k))
+        else:
+            has_extra = True
+            extra[str(key)] = _extra_value(value, str(key))
+    if has_extra:
+        out["extra"] = extra
+    return out
+
+
+def _event_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
+    where = f"event {position}"
+    unknown = set(record) - set(EVENT_COLUMNS) - {"properties"}
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown fields {sorted(unknown)}; allowed: {list(EVENT_COLUMNS)}"
+        )
+    out: dict[str, Any] = {
+        "lead_id": _req_str(record.get("lead_id"), f"{where}: lead_id", _LEAD_ID_MAX),
+        "timestamp": _req_ts(record.get("timestamp"), f"{where}: timestamp"),
+    }
+    kind = record.get("type")
+    if kind not in EVENT_TYPES:
+        raise ValueError(f"{where}: unknown event type {kind!r}; allowed: {list(EVENT_TYPES)}")
+    out["type"] = kind
+    props = record.get("properties")
+    props = props if isinstance(props, Mapping) else {}
+    for name in _EVENT_PROPERTIES:
+        value = record[name] if name in record else props.get(name)
+        out[name] = _opt_str(value, f"{where}: {name}")
+    return out
+
+
+def _prediction_values(record: Mapping[str, Any], position: int, now: datetime) -> dict[str, Any]:
+    where = f"prediction {position}"
+    unknown = set(record) - _PREDICTION_KEYS
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown fields {sorted(unknown)}; allowed: {sorted(_PREDICTION_KEYS)}"
+        )
+    out: dict[str, Any] = {
+        "lead_id": _req_str(record.get("lead_id"), f"{where}: lead_id", _LEAD_ID_MAX),
+        "created_at": _opt_ts(record.get("created_at"), f"{where}: created_at") or now,
+        "model_name": _req_str(record.get("model_name"), f"{where}: model_name", _LABEL_MAX),
+        "model_version": _req_str(
+            record.get("model_version"), f"{where}: model_version", _LABEL_MAX
+        ),
+        "source": _choice(record.get("source"), f"{where}: source", PREDICTION_SOURCES),
+    }
+    for name in ("stage", "persona", "route"):
+        out[name] = _opt_str(record.get(name), f"{where}: {name}")
+    for name in (
+        "stage_confidence",
+        "stage_margin",
+        "persona_confidence",
+        "persona_margin",
+        "readiness",
+    ):
+        out[name] = _opt_float(record.get(name), f"{where}: {name}")
+    for name in ("probabilities", "reasons", "features"):
+        value = record.get(name)
+        out[name] = None if value is None else value
+    return out
+
+
+def _lead_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["extra"] = dict(out.get("extra") or {})
+    return out
+
+
+def _event_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in EVENT_COLUMNS}
+
+
+def _safe_url(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------- engine set-up
+
+
+def _install_sqlite_listeners(engine: Engine) -> None:
+    """WAL, foreign keys and a busy timeout on every connection; explicit BEGINs.
+
+    pysqlite's own transaction handling is switched off (``isolation_level =
+    None``) so that SQLAlchemy's ``begin`` decides: ``BEGIN IMMEDIATE`` for
+    connections carrying the ``leadready_write`` option (it takes the write lock
+    up front, so a transaction never fails half-way upgrading a read lock), plain
+    ``BEGIN`` otherwise. This also makes DDL transactional for the migrations.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("leadready_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """SQLite lock contention, PostgreSQL serialization failures and deadlocks."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in ("40001", "40P01"):
+        return True
+    message = str(orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    """An Alembic ``Config`` built in code: no ini file, works from any directory.
+
+    Parameters
+    ----------
+    connection
+        An open connection the migrations run on (``Store.upgrade`` passes its own).
+    url
+        A database URL, for running Alembic commands (``revision --autogenerate``,
+        ``history``) outside a ``Store``.
+
+    Returns
+    -------
+    alembic.config.Config
+        ``script_location`` points at :data:`MIGRATIONS_DIR`.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+# ----------------------------------------------------------------------- store
+
+
+class Store:
+    """The leadready database: one engine, plain methods, sessions managed inside.
+
+    Parameters
+    ----------
+    url
+        A SQLAlchemy URL: ``sqlite:///path/to/file.db`` (the folder is created) or
+        ``postgresql+psycopg://user@host/db``; a ``search_path`` in the URL's
+        ``options`` puts every table, and Alembic's version table, in that schema.
+    pool_size, max_overflow
+        Connection pool sizes (SQLAlchemy's defaults when None).
+    echo
+        Log every SQL statement (debugging).
+    password_hasher
+        The argon2 hasher for user passwords (default: argon2-cffi's
+        recommended argon2id parameters). Hashes made with other parameters are
+        replaced at the user's next successful login.
+
+    Notes
+    -----
+    Call :meth:`upgrade` once before use. A ``Store`` is safe to share between
+    threads; call :meth:`dispose` when done (or use it as a context manager).
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        echo: bool = False,
+        password_hasher: PasswordHasher | None = None,
+    ) -> None:
+        self._url = make_url(url)
+        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps}
+        if pool_size is not None:
+            kwargs["pool_size"] = pool_size
+        if max_overflow is not None:
+            kwargs["max_overflow"] = max_overflow
+        self._sqlite = self._url.get_backend_name() == "sqlite"
+        if self._sqlite:
+            path = _sqlite_file(self._url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["pool_pre_ping"] = True
+        self._engine = sa.create_engine(self._url, **kwargs)
+        if self._sqlite:
+            _install_sqlite_listeners(self._engine)
+        self._write_engine = self._engine.execution_options(leadready_write=True)
+        self._hasher = password_hasher or PasswordHasher()
+        self._dummy_hash: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Store({_safe_url(self._url)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden (for messages and logs)."""
+        return _safe_url(self._url)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for health checks and tests; prefer the methods)."""
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    # ----------------------------------------------------------- transactions
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction, retrying lock contention.
+
+        On SQLite the transaction starts with ``BEGIN IMMEDIATE``; "database is
+        locked" (past the 30 s busy timeout) and PostgreSQL serialization failures
+        or deadlocks roll back and retry a few times with jittered backoff. The
+        transaction is rolled back before a retry, so a write lands exactly once.
+        """
+        for attempt in range(_WRITE_RETRIES):
+            try:
+                with self._write_engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt == _WRITE_RETRIES - 1 or not _retryable(exc):
+                    raise
+                time.sleep(0.02 * 2**attempt * (1 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _bulk_insert(
+        self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Append rows that all carry the same keys, values already normalised.
+
+        PostgreSQL through psycopg 3 gets ``COPY … FROM STDIN`` (several times
+        faster than its executemany; JSON columns go as JSON text, timestamps are
+        already UTC); other drivers get an executemany.
+        """
+        if not rows:
+            return
+        if conn.dialect.driver != "psycopg":
+            conn.execute(sa.insert(table), list(rows))
+            return
+        names = list(rows[0])
+        json_names = {n for n in names if isinstance(table.c[n].type, sa.JSON)}
+        quoted = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
+        target = conn.dialect.identifier_preparer.format_table(table)
+        statement = f"COPY {target} ({quoted}) FROM STDIN"
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(
+                        [
+                            _json_dumps(row[n])
+                            if n in json_names and row[n] is not None
+                            else row[n]
+                            for n in names
+                        ]
+                    )
+        except dbapi_error as exc:
+            # Raised by psycopg directly: wrap it as SQLAlchemy would (IntegrityError, …).
+            raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+        finally:
+            cursor.close()
+
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT (with ON CONFLICT support)."""
+        if self._sqlite:
+            return sqlite_dialect.insert(table)
+        return pg_dialect.insert(table)
+
+    # ------------------------------------------------------------------ schema
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations up to ``revision`` (idempotent).
+
+        On PostgreSQL an advisory lock per schema makes concurrent upgrades (many
+        workers starting at once) wait for each other instead of colliding.
+        """
+        from alembic import command
+
+        with self._write_engine.begin() as conn:
+            if not self._sqlite:
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_advisory_xact_lock(hashtext('leadready:migrate:' || current_schema()))"
+                    )
+                )
+            command.upgrade(alembic_config(conn), revision)
+
+    def current_revision(self) -> str | None:
+        """The revision the database is at (None before the first upgrade)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        """The newest revision the code knows."""
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except DBAPIError:
+            return False
+        return True
+
+    # ----------------------------------------------------------- leads/events
+
+    def upsert_leads(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Insert new leads and update known ones (profile and marketing labels).
+
+        Parameters
+        ----------
+        records
+            Mappings with ``lead_id`` and any of the profile columns
+            (:data:`data.schema.LEAD_COLUMNS`), marketing labels as ``stage`` /
+            ``persona`` (or ``marketing_stage`` / ``marketing_persona``), an
+            ``extra`` mapping, and other keys (kept in ``extra``). Missing values
+            (None, NaN, NaT) are stored as NULL. A column a record does not carry
+            is left as it is on an existing lead. Rows of a DataFrame
+            (``df.to_dict("records")``) are accepted as they are.
+
+        Returns
+        -------
+        int
+            The number of distinct leads written.
+
+        Raises
+        ------
+        ValueError
+            A record without a lead id or with a value of the wrong kind (nothing
+            of that chunk is written).
+
+        Notes
+        -----
+        Duplicated ids within ``records`` are merged, later values winning. Rows go
+        in chunks of 5000, one transaction each, through the dialect's
+        ``INSERT … ON CONFLICT DO UPDATE`` (fast at 100k rows; re-running an import
+        is harmless).
+        """
+        merged: dict[str, dict[str, Any]] = {}
+        for position, record in enumerate(records, start=1):
+            values = _lead_values(record, position)
+            merged.setdefault(values["lead_id"], {}).update(values)
+        if not merged:
+            return 0
+        now = _now()
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for values in merged.values():
+            values["first_seen"] = now
+            values["updated_at"] = now
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        for columns, rows in groups.items():
+            stmt = self._insert(_LEADS)
+            updates = {c: stmt.excluded[c] for c in columns if c not in ("lead_id", "first_seen")}
+            stmt = stmt.on_conflict_do_update(index_elements=["lead_id"], set_=updates)
+            for chunk in _chunks(rows):
+                self._write(lambda conn, chunk=chunk, stmt=stmt: conn.execute(stmt, list(chunk)))
+        return len(merged)
+
+    def add_events(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Append engagement events (their leads must be in the store).
+
+        Parameters
+        ----------
+        records
+            Mappings with :data:`data.schema.EVENT_COLUMNS` (properties flattened,
+            or under a ``properties`` mapping). Timestamps are stored as UTC.
+
+        Returns
+        -------
+        int
+            The number of events written.
+
+        Raises
+        ------
+        ValueError
+            An unknown event type, a missing timestamp or an unknown field.
+        KeyError
+            An event of a lead that is not in the store (upsert the lead first).
+        """
+        rows = [_event_values(record, i) for i, record in enumerate(records, start=1)]
+
+        def work(conn: Connection, chunk: Sequence[dict[str, Any]]) -> None:
+            ids = sorted({row["lead_id"] for row in chunk})
+            known = set(
+                conn.execute(sa.select(_LEADS.c.lead_id).where(_LEADS.c.lead_id.in_(ids))).scalars()
+            )
+            missing = [lead_id for lead_id in ids if lead_id not in known]
+            if missing:
+                shown = ", ".join(repr(m) for m in missing[:5])
+                more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+                raise KeyError(f"events of unknown leads: {shown}{more}")
+            self._bulk_insert(conn, _EVENTS, chunk)
+
+        for chunk in _chunks(rows):
+            self._write(lambda conn, chunk=chunk: work(conn, chunk))
+        return len(rows)
+
+    def get_lead(self, lead_id: str) -> dict[str, Any] | None:
+        """A lead's stored profile, marketing labels and timestamps, or None."""
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(_LEADS).where(_LEADS.c.lead_id == lead_id))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _lead_dict(row)
+
+    def events_for(self, lead_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A lead's events, oldest first.
+
+        Parameters
+        ----------
+        lead_id
+            The lead.
+        limit
+            Keep only the ``limit`` most recent events (still returned oldest first).
+
+        Returns
+        -------
+        list of dict
+            Keys: :data:`data.schema.EVENT_COLUMNS`.
+        """
+        order = (_EVENTS.c.timestamp.desc(), _EVENTS.c.id.desc())
+        stmt = sa.select(_EVENTS).where(_EVENTS.c.lead_id == lead_id).order_by(*order)
+        if limit is not None:
+            stmt = stmt.limit(max(int(limit), 0))
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [_event_dict(row) for row in reversed(rows)]
+
+    def search_leads(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Leads whose id, company or job title contains ``text`` (case-insensitive).
+
+        An exact id match comes first, then by company and id. ``%`` and ``_`` in
+        ``text`` match themselves. Blank text finds nothing.
+        """
+        needle = (text or "").strip().lower()
+        if not needle:
+            return []
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        columns = (_LEADS.c.lead_id, _LEADS.c.company, _LEADS.c.job_title)
+        stmt = (
+            sa.select(_LEADS)
+            .where(sa.or_(*(sa.func.lower(c).like(pattern, escape="\\") for c in columns)))
+            .order_by(
+                sa.case((sa.func.lower(_LEADS.c.lead_id) == needle, 0), else_=1),
+                _LEADS.c.company,
+                _LEADS.c.lead_id,
+            )
+            .limit(max(1, min(int(limit), 1000)))
+        )
+        with self._engine.connect() as conn:
+            return [_lead_dict(row) for row in conn.execute(stmt).mappings()]
+
+    # ------------------------------------------------------------- predictions
+
+    def record_predictions(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Store scored leads in one bulk insert (``COPY`` on PostgreSQL).
+
+        Parameters
+        ----------
+        rows
+            Mappings with ``lead_id``, ``model_name``, ``model_version``,
+            ``source`` (one of :data:`PREDICTION_SOURCES`) and any of ``stage``,
+            ``stage_confidence``, ``stage_margin``, ``persona``,
+            ``persona_confidence``, ``persona_margin``, ``probabilities``
+            (``{"stage": {label: p}, "persona": {...}}``), ``readiness``,
+            ``route``, ``reasons``, ``features`` (the feature snapshot),
+            ``created_at`` (default: now). JSON values may hold numpy scalars;
+            NaN is stored as null. The lead need not be in the leads table.
+
+        Returns
+        -------
+        int
+            The number of rows written.
+
+        Raises
+        ------
+        ValueError
+            An unknown key, a missing required value or a bad source; nothing is
+            written then.
+        """
+        now = _now()
+        values = [_prediction_values(row, i, now) for i, row in enumerate(rows, start=1)]
+        if not values:
+            return 0
+        self._write(lambda conn: self._bulk_insert(conn, _PREDICTIONS, values))
+        return len(values)
+
+    def predictions_for(self, lead_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A lead's predictions, newest first (all columns)."""
+        stmt = (
+            sa.select(_PREDICTIONS)
+            .where(_PREDICTIONS.c.lead_id == lead_id)
+            .order_by(_PREDICTIONS.c.id.desc())
+        )
+        if limit is not None:
+            stmt = stmt.limit(max(int(limit), 0))
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def latest_prediction(self, lead_id: str) -> dict[str, Any] | None:
+        """A lead's newest prediction, or None."""
+        rows = self.predictions_for(lead_id, limit=1)
+        return rows[0] if rows else None
+
+    def latest_predictions(
+        self, lead_ids: Iterable[str] | None = None, *, with_features: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """The newest prediction of each lead, keyed by lead id.
+
+        Parameters
+        ----------
+        lead_ids
+            Only these leads (default: every lead with a prediction).
+        with_features
+            Include the ``features`` snapshot (leave it out for listings of many
+            leads: it is the bulk of each row).
+
+        Notes
+        -----
+        One ``max(id) … GROUP BY lead_id`` pass over the ``(lead_id, id)`` index,
+        joined back to the rows; ids are asked for in chunks.
+        """
+        columns = [c for c in _PREDICTIONS.c if with_features or c.name != "features"]
+
+        def query(ids: Sequence[str] | None) -> sa.Select[Any]:
+            newest = sa.select(sa.func.max(_PREDICTIONS.c.id).label("id")).group_by(
+                _PREDICTIONS.c.lead_id
+            )
+            if ids is not None:
+                newest = newest.where(_PREDICTIONS.c.lead_id.in_(ids))
+            sub = newest.subquery()
+            return sa.select(*columns).join(sub, _PREDICTIONS.c.id == sub.c.id)
+
+        out: dict[str, dict[str, Any]] = {}
+        with self._engine.connect() as conn:
+            if lead_ids is None:
+                statements = [query(None)]
+            else:
+                ids = sorted(set(lead_ids))
+                statements = [query(chunk) for chunk in _chunks(ids)]
+            for stmt in statements:
+                for row in conn.execute(stmt).mappings():
+                    out[row["lead_id"]] = dict(row)
+        return out
+
+    # ------------------------------------------------------------- corrections
+
+    def _lock_lead(self, conn: Connection, lead_id: str) -> Mapping[str, Any]:
+        """Lock the lead's row for this transaction and return its marketing labels.
+
+        A lead that was scored but never stored as a profile gets a bare row first
+        (so there is a row to lock and a target for the foreign key). Unknown
+        leads raise ``KeyError``.
+        """
+        stmt = (
+            sa.select(_LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona)
+            .where(_LEADS.c.lead_id == lead_id)
+            .with_for_update()
+        )
+        row = conn.execute(stmt).mappings().first()
+        if row is not None:
+            return row
+        scored = conn.execute(
+            sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
+        ).first()
+        if scored is None:
+            raise KeyError(f"unknown lead {lead_id!r}")
+        now = _now()
+        insert = self._insert(_LEADS).values(lead_id=lead_id, first_seen=now, updated_at=now)
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["lead_id"]))
+        return conn.execute(stmt).mappings().one()
+
+    def _label_state(
+        self, conn: Connection, lead: Mapping[str, Any], field: str
+    ) -> tuple[str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
+        """(current label, latest correction row, latest prediction row) of one field."""
+        lead_id = lead["lead_id"]
+        correction = (
+            conn.execute(
+                sa.select(_CORRECTIONS)
+                .where(_CORRECTIONS.c.lead_id == lead_id, _CORRECTIONS.c.field == field)
+                .order_by(_CORRECTIONS.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        prediction = (
+            conn.execute(
+                sa.select(
+                    _PREDICTIONS.c.id,
+                    _PREDICTIONS.c.model_version,
+                    _PREDICTIONS.c[field].label("label"),
+                )
+                .where(_PREDICTIONS.c.lead_id == lead_id)
+                .order_by(_PREDICTIONS.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if correction is not None and correction["is_rep_label"]:
+            return correction["new_label"], correction, prediction
+        if prediction is not None and prediction["label"] is not None:
+            return prediction["label"], correction, prediction
+        return lead[f"marketing_{field}"], correction, prediction
+
+    def _append(self, conn: Connection, values: dict[str, Any]) -> int:
+        result = conn.execute(sa.insert(_CORRECTIONS).returning(_CORRECTIONS.c.id), values)
+        return int(result.scalar_one())
+
+    def add_correction(
+        self,
+        lead_id: str,
+        field: str,
+        new_label: str,
+        *,
+        reviewer: str,
+        kind: str = "reclassify",
+        reason: str | None = None,
+        note: str | None = None,
+        source: str = "ui",
+        prediction_id: int | None = None,
+        model_version: str | None = None,
+        expected_label: str | None | _Missing = _MISSING,
+        created_at: datetime | None = None,
+    ) -> CorrectionResult:
+        """Append a rep's correction of one label of one lead.
+
+        Parameters
+        ----------
+        lead_id
+            The lead (in the leads table, or at least scored).
+        field
+            ``"stage"`` or ``"persona"``.
+        new_label
+            The label the rep sets (labels are open: any non-empty text).
+        reviewer
+            Who corrected (user name, or API key name for CRM corrections).
+        kind
+            ``"reclassify"`` (default), ``"confirm"`` (the rep checked the current
+            label and agrees) or ``"undo"`` (imports only; use
+            :meth:`undo_correction`).
+        reason, note
+            A short reason code and a free note.
+        source
+            ``"ui"``, ``"api"`` or ``"import"``.
+        prediction_id, model_version
+            The prediction the rep reviewed. Default: the lead's newest prediction
+            at this moment (so retraining finds the feature snapshot the rep saw).
+        expected_label
+            The label the caller believes is current. When given and different,
+            the correction is stored all the same and ``conflict`` is true.
+        created_at
+            When the rep corrected (imports); default now.
+
+        Returns
+        -------
+        CorrectionResult
+            ``old_label`` is the label that was current: the latest correction's,
+            else the latest prediction's, else marketing's.
+
+        Raises
+        ------
+        KeyError
+            Unknown lead.
+        ValueError
+            Bad field, kind, source, empty label or reviewer, or a prediction of
+            another lead.
+        """
+        field = _choice(field, "field", CORRECTION_FIELDS)
+        kind = _choice(kind, "kind", CORRECTION_KINDS)
+        source = _choice(source, "source", CORRECTION_SOURCES)
+        label = _req_str(new_label, "new_label", _LABEL_MAX)
+        who = _req_str(reviewer, "reviewer", _LABEL_MAX)
+        why = _opt_str(reason, "reason")
+        if why is not None and len(why) > _REASON_MAX:
+            raise ValueError(f"reason: longer than {_REASON_MAX} characters")
+        if note is not None and not isinstance(note, str):
+            raise ValueError("note: expected text")
+        if note is not None and len(note) > _NOTE_MAX:
+            raise ValueError(f"note: longer than {_NOTE_MAX} characters")
+        when = _opt_ts(created_at, "created_at")
+
+        def work(conn: Connection) -> CorrectionResult:
+            lead = self._lock_lead(conn, lead_id)
+            current, _, latest_prediction = self._label_state(conn, lead, field)
+            pred_id, version = prediction_id, model_version
+            if pred_id is not None:
+                reviewed = conn.execute(
+                    sa.select(_PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version).where(
+                        _PREDICTIONS.c.id == pred_id
+                    )
+                ).first()
+                if reviewed is None or reviewed.lead_id != lead["lead_id"]:
+                    raise ValueError(
+                        f"prediction {pred_id} is not a prediction of lead {lead_id!r}"
+                    )
+                version = version if version is not None else reviewed.model_version
+            elif latest_prediction is not None:
+                pred_id = latest_prediction["id"]
+                version = version if version is not None else latest_prediction["model_version"]
+            stamp = when or _now()
+            new_id = self._append(
+                conn,
+                {
+                    "lead_id": lead["lead_id"],
+                    "field": field,
+                    "old_label": current,
+                    "new_label": label,
+                    "kind": kind,
+                    "is_rep_label": True,
+                    "reviewer": who,
+                    "created_at": stamp,
+                    "reason": why,
+                    "note": note,
+                    "source": source,
+                    "prediction_id": pred_id,
+                    "model_version": version,
+                    "undo_of": None,
+                },
+            )
+            conflict = expected_label is not _MISSING and expected_label != current
+            return CorrectionResult(new_id, current, label, conflict, stamp, lead_id, field, kind)
+
+        return self._write(work)
+
+    def undo_correction(
+        self,
+        correction_id: int,
+        *,
+        reviewer: str,
+        reason: str | None = None,
+        note: str | None = None,
+        source: str = "ui",
+    ) -> CorrectionResult:
+        """Append an ``undo`` row that restores the label from before a correction.
+
+        Nothing is overwritten: the undone row stays, and the new row points at it
+        (``undo_of``). When the undone correction was the first rep label of the
+        field, the lead goes back to the model's (else marketing's) label and no
+        longer counts as rep-labelled in :meth:`current_labels`. Undoing an undo
+        restores what the undo replaced.
+
+        Returns
+        -------
+        CorrectionResult
+            ``conflict`` is true when the label had changed since the undone
+            correction (someone corrected the lead after it); the undo is stored
+            all the same.
+
+        Raises
+        ------
+        KeyError
+            Unknown correction id.
+        """
+        who = _req_str(reviewer, "reviewer", _LABEL_MAX)
+        source = _choice(source, "source", CORRECTION_SOURCES)
+        why = _opt_str(reason, "reason")
+        if note is not None and len(note) > _NOTE_MAX:
+            raise ValueError(f"note: longer than {_NOTE_MAX} characters")
+
+        def work(conn: Connection) -> CorrectionResult:
+            target = (
+                conn.execute(sa.select(_CORRECTIONS).where(_CORRECTIONS.c.id == correction_id))
+                .mappings()
+                .first()
+            )
+            if target is None:
+                raise KeyError(f"unknown correction {correction_id}")
+            field = target["field"]
+            lead = self._lock_lead(conn, target["lead_id"])
+            current, _, latest_prediction = self._label_state(conn, lead, field)
+            before = (
+                conn.execute(
+                    sa.select(_CORRECTIONS.c.is_rep_label)
+                    .where(
+                        _CORRECTIONS.c.lead_id == target["lead_id"],
+                        _CORRECTIONS.c.field == field,
+                        _CORRECTIONS.c.id < target["id"],
+                    )
+                    .order_by(_CORRECTIONS.c.id.desc())
+                    .limit(1)
+                )
+                .scalars()
+                .first()
+            )
+            rep_label = bool(before)
+            if rep_label:
+                restored = target["old_label"]
+            elif latest_prediction is not None and latest_prediction["label"] is not None:
+                restored = latest_prediction["label"]
+            else:
+                restored = lead[f"marketing_{field}"]
+            stamp = _now()
+            new_id = self._append(
+                conn,
+                {
+                    "lead_id": target["lead_id"],
+                    "field": field,
+                    "old_label": current,
+                    "new_label": restored,
+                    "kind": "undo",
+                    "is_rep_label": rep_label,
+                    "reviewer": who,
+                    "created_at": stamp,
+                    "reason": why,
+                    "note": note,
+                    "source": source,
+                    "prediction_id": target["prediction_id"],
+                    "model_version": target["model_version"],
+                    "undo_of": target["id"],
+                },
+            )
+            conflict = current != target["new_label"]
+            return CorrectionResult(
+                new_id, current, restored, conflict, stamp, target["lead_id"], field, "undo"
+            )
+
+        return self._write(work)
+
+    def corrections_for(self, lead_id: str) -> list[dict[str, Any]]:
+        """A lead's complete correction history, oldest first (every column)."""
+        stmt = (
+            sa.select(_CORRECTIONS)
+            .where(_CORRECTIONS.c.lead_id == lead_id)
+            .order_by(_CORRECTIONS.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def labels_for(self, lead_id: str) -> dict[str, str | None]:
+        """The current stage and persona of a lead, by the rule corrections use.
+
+        The latest rep label, else the latest prediction's, else marketing's. Use
+        it as ``expected_label`` when a rep opens a lead.
+
+        Raises
+        ------
+        KeyError
+            The lead is neither stored nor scored.
+        """
+        with self._engine.connect() as conn:
+            lead = (
+                conn.execute(
+                    sa.select(
+                        _LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona
+                    ).where(_LEADS.c.lead_id == lead_id)
+                )
+                .mappings()
+                .first()
+            )
+            if lead is None:
+                scored = conn.execute(
+                    sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
+                ).first()
+                if scored is None:
+                    raise KeyError(f"unknown lead {lead_id!r}")
+                lead = {"lead_id": lead_id, "marketing_stage": None, "marketing_persona": None}
+            return {field: self._label_state(conn, lead, field)[0] for field in CORRECTION_FIELDS}
+
+    def current_labels(
+        self, lead_ids: Iterable[str] | None = None
+    ) -> dict[str, dict[str, str | None]]:
+        """Reps' current labels: the latest correction per lead and field wins.
+
+        Returns
+        -------
+        dict
+            ``{lead_id: {"stage": label or None, "persona": label or None}}`` for
+            leads with at least one rep label; None for a field no rep labelled (or
+            whose corrections were all undone).
+        """
+
+        def query(ids: Sequence[str] | None) -> sa.Select[Any]:
+            newest = sa.select(sa.func.max(_CORRECTIONS.c.id).label("id")).group_by(
+                _CORRECTIONS.c.lead_id, _CORRECTIONS.c.field
+            )
+            if ids is not None:
+                newest = newest.where(_CORRECTIONS.c.lead_id.in_(ids))
+            sub = newest.subquery()
+            return sa.select(
+                _CORRECTIONS.c.lead_id,
+                _CORRECTIONS.c.field,
+                _CORRECTIONS.c.new_label,
+            ).join(
+                sub,
+                sa.and_(_CORRECTIONS.c.id == sub.c.id, _CORRECTIONS.c.is_rep_label.is_(True)),
+            )
+
+        out: dict[str, dict[str, str | None]] = {}
+        with self._engine.connect() as conn:
+            if lead_ids is None:
+                statements = [query(None)]
+            else:
+                statements = [query(chunk) for chunk in _chunks(sorted(set(lead_ids)))]
+            for stmt in statements:
+                for lead_id, field, label in conn.execute(stmt):
+                    out.setdefault(lead_id, dict.fromkeys(CORRECTION_FIELDS))[field] = label
+        return out
+
+    def corrections_frame(self, *, with_features: bool = False) -> pd.DataFrame:
+        """Every correction row, oldest first, for retraining and export.
+
+        Parameters
+        ----------
+        with_features
+            Add a ``features`` column: the feature snapshot of the reviewed
+            prediction (None when the correction names none).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per correction, the table's columns (``created_at`` as UTC
+            datetimes); empty with the same columns when there are none.
+        """
+        import pandas as pd
+
+        columns = list(_CORRECTIONS.c)
+        stmt = sa.select(*columns)
+        if with_features:
+            stmt = stmt.add_columns(_PREDICTIONS.c.features).outerjoin(
+                _PREDICTIONS, _PREDICTIONS.c.id == _CORRECTIONS.c.prediction_id
+            )
+        stmt = stmt.order_by(_CORRECTIONS.c.id)
+        names = [c.name for c in columns] + (["features"] if with_features else [])
+        with self._engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(stmt)]
+        frame = pd.DataFrame.from_records(rows, columns=names)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame
+
+    # -------------------------------------------------------------------- users
+
+    def _user(self, row: Mapping[str, Any]) -> User:
+        return User(row["id"], row["name"], row["role"], bool(row["active"]), row["created_at"])
+
+    @staticmethod
+    def _password(password: str) -> str:
+        if not isinstance(password, str) or not password:
+            raise ValueError("the password must not be empty")
+        if len(password) > _PASSWORD_MAX:
+            raise ValueError(f"the password is longer than {_PASSWORD_MAX} characters")
+        return password
+
+    @staticmethod
+    def _user_name(name: str) -> str:
+        text = _req_str(name, "user name", _NAME_MAX)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+            raise ValueError("user name: control characters are not allowed")
+        return text
+
+    def create_user(self, name: str, role: str, password: str) -> User:
+        """Add a review UI user with an argon2id password hash.
+
+        Raises
+        ------
+        ValueError
+            A role outside :data:`USER_ROLES`, a name already taken, an empty name
+            or password.
+        """
+        name = self._user_name(name)
+        role = _choice(role, "role", USER_ROLES)
+        password_hash = self._hasher.hash(self._password(password))
+        values = {
+            "name": name,
+            "role": role,
+            "password_hash": password_hash,
+            "created_at": _now(),
+            "active": True,
+        }
+
+        def work(conn: Connection) -> User:
+            new_id = conn.execute(sa.insert(_USERS).returning(_USERS.c.id), values).scalar_one()
+            return self._user({**values, "id": new_id})
+
+        try:
+            return self._write(work)
+        except IntegrityError:
+            raise ValueError(f"a user named {name!r} already exists") from None
+
+    def _user_row(self, name: str) -> Mapping[str, Any] | None:
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(_USERS).where(_USERS.c.name == name)).mappings().first()
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The active user with this name and password, else None.
+
+        Unknown and disabled users cost the same argon2 verification as known ones
+        (no timing hint about which names exist). A hash made with weaker
+        parameters than the current ones is replaced on success.
+        """
+        if not isinstance(name, str) or not isinstance(password, str) or not password:
+            return None
+        row = self._user_row(name.strip())
+        if row is None or not row["active"]:
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+            with contextlib.suppress(VerificationError):
+                self._hasher.verify(self._dummy_hash, password)
+            return None
+        try:
+            self._hasher.verify(row["password_hash"], password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if self._hasher.check_needs_rehash(row["password_hash"]):
+            new_hash = self._hasher.hash(password)
+            self._write(
+                lambda conn: conn.execute(
+                    sa.update(_USERS)
+                    .where(
+                        _USERS.c.id == row["id"],
+                        _USERS.c.password_hash == row["password_hash"],
+                    )
+                    .values(password_hash=new_hash)
+                )
+            )
+        return self._user(row)
+
+    def get_user(self, user_id: int) -> User | None:
+        """The user with this id (active or not), or None."""
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(_USERS).where(_USERS.c.id == user_id)).mappings().first()
+        return None if row is None else self._user(row)
+
+    def get_user_by_name(self, name: str) -> User | None:
+        """The user with this name (active or not), or None."""
+        row = self._user_row(name)
+        return None if row is None else self._user(row)
+
+    def list_users(self) -> list[User]:
+        """Every user, by name."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(_USERS).order_by(_USERS.c.name)).mappings().all()
+        return [self._user(row) for row in rows]
+
+    def _update_user(self, name: str, **values: Any) -> User:
+        def work(conn: Connection) -> User:
+            row = (
+                conn.execute(
+                    sa.update(_USERS)
+                    .where(_USERS.c.name == name)
+                    .values(**values)
+                    .returning(*_USERS.c)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise KeyError(f"no user named {name!r}")
+            return self._user(row)
+
+        return self._write(work)
+
+    def set_password(self, name: str, password: str) -> User:
+        """Replace a user's password.
+
+        Raises
+        ------
+        KeyError
+            No such user.
+        ValueError
+            An empty password.
+        """
+        return self._update_user(name, password_hash=self._hasher.hash(self._password(password)))
+
+    def deactivate_user(self, name: str) -> User:
+        """Disable a user: they can no longer log in. The row (and history) stays.
+
+        Raises
+        ------
+        KeyError
+            No such user.
+        """
+        return self._update_user(name, active=False)
+
+    # ----------------------------------------------------------------- API keys
+
+    @staticmethod
+    def _key_hash(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+    @staticmethod
+    def _key_info(row: Mapping[str, Any]) -> ApiKeyInfo:
+        return ApiKeyInfo(
+            name=row["name"],
+            role=row["role"],
+            revoked=row["revoked_at"] is not None,
+            prefix=row["prefix"],
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+        )
+
+    def create_api_key(self, name: str, role: str = "client") -> str:
+        """Create an API key and return it: the only time the key is available.
+
+        Only its SHA-256 (a key is 32 random bytes, so a fast hash is enough, and
+        a request's key is found by an index lookup on the hash) and its first ten
+        characters (to recognise it in listings) are stored.
+
+        Raises
+        ------
+        ValueError
+            A role outside :data:`API_KEY_ROLES`, an empty or taken name.
+        """
+        name = self._user_name(name)
+        role = _choice(role, "role", API_KEY_ROLES)
+        token = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        values = {
+            "name": name,
+            "prefix": token[:10],
+            "key_hash": self._key_hash(token),
+            "role": role,
+            "created_at": _now(),
+            "revoked_at": None,
+        }
+        try:
+            self._write(lambda conn: conn.execute(sa.insert(_API_KEYS), values))
+        except IntegrityError:
+            raise ValueError(f"an API key named {name!r} already exists") from None
+        return token
+
+    def verify_api_key(self, token: str) -> ApiKeyInfo | None:
+        """The key's name, role and revocation, or None for an unknown key."""
+        if not isinstance(token, str) or not token or len(token) > 512:
+            return None
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(_API_KEYS).where(_API_KEYS.c.key_hash == self._key_hash(token))
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else self._key_info(row)
+
+    def revoke_api_key(self, name: str) -> ApiKeyInfo:
+        """Revoke a key by name (idempotent: the first revocation time is kept).
+
+        Raises
+        ------
+        KeyError
+            No key with this name.
+        """
+
+        def work(conn: Connection) -> ApiKeyInfo:
+            conn.execute(
+                sa.update(_API_KEYS)
+                .where(_API_KEYS.c.name == name, _API_KEYS.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
+            row = (
+                conn.execute(sa.select(_API_KEYS).where(_API_KEYS.c.name == name))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise KeyError(f"no API key named {name!r}")
+            return self._key_info(row)
+
+        return self._write(work)
+
+    def list_api_keys(self) -> list[ApiKeyInfo]:
+        """Every key (revoked ones too), by name; never the keys themselves."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(_API_KEYS).order_by(_API_KEYS.c.name)).mappings().all()
+        return [self._key_info(row) for row in rows]
