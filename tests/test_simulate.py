@@ -82,9 +82,10 @@ def test_written_files_pass_the_readers(sim, tmp_path, fmt):
 
 def test_csv_files_are_what_pandas_writes_and_values_needing_quotes_survive(sim, tmp_path):
     paths = write(sim, tmp_path / "fast")
-    expected = tmp_path / "pandas.csv"
-    sim.events.to_csv(expected, index=False, date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n")
-    assert paths["events"].read_bytes() == expected.read_bytes()
+    for name, frame in (("leads", sim.leads), ("events", sim.events), ("truth", sim.truth)):
+        expected = tmp_path / f"pandas_{name}.csv"
+        frame.to_csv(expected, index=False, date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n")
+        assert paths[name].read_bytes() == expected.read_bytes(), name
     odd = Simulation(sim.leads.head(3).copy(), sim.events.head(5), sim.truth.head(3), sim.config)
     odd.leads.loc[0, "company"] = 'Acme, "The Best" Inc'
     odd.leads.loc[1, "job_title"] = "Head of\nIT"
