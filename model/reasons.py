@@ -1,0 +1,321 @@
+"""Reason codes: the top factors behind one prediction, worded for a sales rep.
+
+LightGBM's ``pred_contrib=True`` splits each row's raw score for a class into one
+contribution per encoded column plus a bias (SHAP values). For the predicted class
+of a head, the contributions of the encoded columns that come from one input column
+(all word tokens of a job title, say) are added up, the input columns are ranked by
+absolute contribution, and the top ones are worded from the row's own values:
+
+* ``n_pricing_7d = 3`` → "3 pricing-page visits in the last 7 days"
+* ``n_webinar_attend_90d = 0`` → "no webinars attended in the last 90 days"
+* ``days_since_demo = 2`` → "last demo request 2 days ago"
+* ``job_title = "VP of Engineering"`` → "title: VP of Engineering"
+* ``log_company_size = log1p(1200)`` → "company size: 1,200"
+* any other column → "industry: Fintech", "PageValues: 12.5"
+
+Each reason is ``{"feature": input column, "text": wording, "weight": signed
+contribution in log-odds}``; a positive weight raises the predicted class's score,
+a negative one lowers it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from model.classifier import HeadClassifier
+
+__all__ = ["describe", "explain_head", "format_value", "top_reasons"]
+
+#: Event types: (singular, plural) phrases.
+_EVENT_PHRASES: dict[str, tuple[str, str]] = {
+    "email_open": ("email open", "email opens"),
+    "email_click": ("email click", "email clicks"),
+    "page_view": ("page view", "page views"),
+    "content_download": ("content download", "content downloads"),
+    "webinar_register": ("webinar registration", "webinar registrations"),
+    "webinar_attend": ("webinar attended", "webinars attended"),
+    "form_submit": ("form submission", "form submissions"),
+    "demo_request": ("demo request", "demo requests"),
+    "trial_start": ("trial started", "trials started"),
+    "meeting_booked": ("meeting booked", "meetings booked"),
+}
+#: Content kinds of model.features: (singular, plural) phrases.
+_KIND_PHRASES: dict[str, tuple[str, str]] = {
+    "pricing": ("pricing-page visit", "pricing-page visits"),
+    "technical": ("docs or integrations view", "docs or integrations views"),
+    "careers": ("careers-page visit", "careers-page visits"),
+    "evaluation": ("case study or comparison view", "case study or comparison views"),
+    "business_case": ("ROI or analyst-report view", "ROI or analyst-report views"),
+    "learning": ("blog or ebook read", "blog or ebook reads"),
+    "product": ("product-page view", "product-page views"),
+}
+#: Recency signals of model.features: what "last …" refers to.
+_SIGNAL_PHRASES: dict[str, str] = {
+    "pricing": "pricing-page visit",
+    "demo": "demo request",
+    "webinar": "webinar",
+    "trial": "trial start",
+    "meeting": "meeting booked",
+    "form": "form submission",
+    "any": "activity",
+}
+_SENIORITY_WORDS: dict[str, str] = {
+    "c_level": "C-level",
+    "vp": "VP",
+    "director": "director",
+    "head": "head of a team",
+    "manager": "manager",
+    "senior_ic": "senior individual contributor",
+    "ic": "individual contributor",
+    "student": "student",
+    "unknown": "unknown",
+}
+#: Readable names of the lead columns of data.schema and of model.features' profile columns.
+_COLUMN_NAMES: dict[str, str] = {
+    "job_title": "title",
+    "seniority": "seniority",
+    "department": "department",
+    "company": "company",
+    "company_size": "company size",
+    "industry": "industry",
+    "country": "country",
+    "lead_source": "lead source",
+    "title_seniority": "seniority (from title)",
+    "title_function": "function (from title)",
+}
+
+_WINDOW_RE = re.compile(r"^n_(?P<what>[a-z_]+?)_(?P<days>\d+(?:\.\d+)?)d$")
+
+
+def format_value(value: Any) -> str:
+    """A cell value as a rep reads it: ``1200`` → "1,200", ``12.5`` → "12.5", True → "yes"."""
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return "not given"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        x = float(value)
+        if x.is_integer():
+            return f"{int(x):,}"
+        if abs(x) >= 100:
+            return f"{x:,.0f}"
+        return f"{x:.2f}".rstrip("0").rstrip(".")
+    text = str(value).strip()
+    return text if text else "not given"
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, str):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def _days(days: float) -> str:
+    if days < 1:
+        return "today"
+    n = round(days)
+    return "1 day ago" if n == 1 else f"{n:,} days ago"
+
+
+def _window(days: str) -> str:
+    d = float(days)
+    return "in the last day" if d == 1 else f"in the last {format_value(d)} days"
+
+
+def _count(n: float, phrases: tuple[str, str]) -> str:
+    return f"1 {phrases[0]}" if n == 1 else f"{format_value(n)} {phrases[1]}"
+
+
+def describe(feature: str, value: Any) -> str:
+    """Word one feature value for a sales rep.
+
+    Parameters
+    ----------
+    feature : str
+        An input column name (model.features names get specific wording).
+    value : Any
+        The row's value of that column (None or NaN when missing).
+
+    Returns
+    -------
+    str
+        For example "3 pricing-page visits in the last 7 days", "title: VP of
+        Engineering", "no webinars attended in the last 90 days", "industry: Fintech".
+    """
+    x = _number(value)
+    match = _WINDOW_RE.match(feature)
+    if match and x is not None:
+        what, days = match["what"], match["days"]
+        phrases = (
+            ("event", "events")
+            if what == "events"
+            else _EVENT_PHRASES.get(what) or _KIND_PHRASES.get(what)
+        )
+        if phrases is not None:
+            if x == 0:
+                return f"no {phrases[1]} {_window(days)}"
+            return f"{_count(x, phrases)} {_window(days)}"
+    if feature.startswith("days_since_"):
+        signal = feature.removeprefix("days_since_")
+        thing = _SIGNAL_PHRASES.get(signal)
+        if thing is None:
+            phrases = _EVENT_PHRASES.get(signal) or _KIND_PHRASES.get(signal)
+            thing = phrases[0] if phrases else signal.replace("_", " ")
+        if x is None:
+            return f"no {thing} on record"
+        return f"last {thing} {_days(x)}"
+    if feature.endswith("_days_ago") and x is not None:
+        return f"{feature.removesuffix('_days_ago').replace('_', ' ')}: {_days(x)}"
+    if x is not None:
+        special = _describe_number(feature, x)
+        if special is not None:
+            return special
+    if feature == "title_seniority" and isinstance(value, str):
+        return f"seniority (from title): {_SENIORITY_WORDS.get(value, value.replace('_', ' '))}"
+    if feature == "title_function" and isinstance(value, str):
+        return f"function (from title): {value.replace('_', ' ')}"
+    return f"{_COLUMN_NAMES.get(feature, feature)}: {format_value(value)}"
+
+
+def _describe_number(feature: str, x: float) -> str | None:
+    """Wording of the numeric features of model.features that need more than "name: value"."""
+    if feature == "n_events_total":
+        return "no recorded activity" if x == 0 else f"{_count(x, ('event', 'events'))} in total"
+    if feature == "decayed_engagement":
+        return f"recent engagement score: {format_value(x)}"
+    if feature == "decayed_late_stage":
+        return f"recent late-stage engagement score (demo, trial, pricing, evaluation): {format_value(x)}"
+    if feature == "engagement_velocity":
+        rate = f"{x:.1f}× the earlier rate"
+        if x >= 1.2:
+            return f"engagement accelerating ({rate})"
+        if x <= 0.8:
+            return f"engagement cooling ({rate})"
+        return f"steady engagement ({rate})"
+    if feature == "lead_age_days":
+        return f"lead created {_days(x)}"
+    if feature == "log_company_size":
+        return f"company size: {format_value(float(round(math.expm1(x))))}"
+    if feature == "company_size":
+        return f"company size: {format_value(x)}"
+    if feature == "max_events_per_minute":
+        return f"up to {format_value(x)} events within one minute"
+    distinct = {
+        "n_distinct_types": ("kind of activity", "different kinds of activity"),
+        "n_distinct_kinds": ("content area", "different content areas"),
+        "n_distinct_topics": ("content topic", "different content topics"),
+        "n_distinct_channels": ("channel", "different channels"),
+    }.get(feature)
+    if distinct is not None:
+        return _count(x, distinct)
+    return None
+
+
+def top_reasons(
+    contributions: np.ndarray,
+    features: Sequence[str],
+    values: Sequence[Mapping[str, Any]] | Callable[[int, str], Any],
+    *,
+    top_k: int = 3,
+) -> list[list[dict[str, Any]]]:
+    """The ``top_k`` factors of each row by absolute contribution, worded.
+
+    Parameters
+    ----------
+    contributions : ndarray of shape (n_rows, n_features)
+        Contribution of each input feature to the explained score (no bias column).
+    features : sequence of str, length n_features
+    values : sequence of mappings (length n_rows), or callable (row, feature) → value
+        Each row's values, by feature name (used for the wording).
+    top_k : int
+
+    Returns
+    -------
+    list of lists of dict
+        Per row, up to ``top_k`` of ``{"feature", "text", "weight"}``, strongest
+        first; features with a zero contribution are left out.
+    """
+    value_of = values if callable(values) else (lambda i, f: values[i].get(f))
+    out: list[list[dict[str, Any]]] = []
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :top_k]
+    for i, row in enumerate(contributions):
+        reasons: list[dict[str, Any]] = []
+        for j in order[i]:
+            weight = float(row[j])
+            if abs(weight) < 1e-9:
+                break
+            feature = features[j]
+            reasons.append(
+                {
+                    "feature": feature,
+                    "text": describe(feature, value_of(i, feature)),
+                    "weight": round(weight, 4),
+                }
+            )
+        out.append(reasons)
+    return out
+
+
+def explain_head(
+    head: HeadClassifier,
+    Z: np.ndarray,
+    class_index: np.ndarray,
+    text_values: Mapping[str, Sequence[Any]],
+    *,
+    top_k: int = 3,
+    num_threads: int | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Reasons for one head's prediction of ``class_index`` on encoded rows.
+
+    Parameters
+    ----------
+    head : HeadClassifier
+        A fitted head.
+    Z : ndarray of shape (n_rows, n_features_out)
+        The head's encoding of the rows.
+    class_index : ndarray of int, shape (n_rows,)
+        Which class to explain per row (normally the predicted one).
+    text_values : mapping of str to sequence, each of length n_rows
+        Raw values of the head's text columns (a job title is worded as written).
+    top_k : int
+    num_threads : int, optional
+        LightGBM threads.
+
+    Returns
+    -------
+    list of lists of dict
+        See :func:`top_reasons`.
+    """
+    encoder = head.encoder_
+    n = Z.shape[0]
+    contrib = head.contributions_encoded(Z, num_threads=num_threads)
+    picked = contrib[np.arange(n), np.asarray(class_index, dtype=int), :-1]
+    columns = encoder.columns_
+    slices = encoder.output_slices_
+    # Sum the encoded columns of each input column in a fixed order, row by row
+    # (no BLAS): a row's reasons do not depend on the size of its batch.
+    per_column = picked[:, [slices[c][0] for c in columns]]
+    for j, c in enumerate(columns):
+        start, stop = slices[c]
+        for k in range(start + 1, stop):
+            per_column[:, j] += picked[:, k]
+
+    def value_of(i: int, column: str) -> Any:
+        if encoder.kinds_[column] == "text":
+            raw = text_values.get(column)
+            return None if raw is None else raw[i]
+        return encoder.decode(column, Z[i, slices[column][0]])
+
+    return top_reasons(per_column, columns, value_of, top_k=top_k)

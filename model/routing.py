@@ -1,0 +1,199 @@
+"""Routing: from stage and persona probabilities to a readiness score and a route.
+
+A lead's **readiness** is the probability that its buying stage is one of the
+sales-ready stages. Its **route** is decided by these rules, in order:
+
+1. persona is a nurture persona (``non_buyer`` by default) and the persona head is
+   at least ``min_confidence`` sure → ``"nurture"``;
+2. the stage is unclear — top stage probability below ``min_confidence``, or the
+   margin between the two most probable stages below ``review_margin`` — or there
+   is no readiness (no stage head, or no sales-ready stage is known) → ``"review"``;
+3. readiness ≥ ``sales_threshold`` → ``"sales"``;
+4. otherwise → ``"nurture"``.
+
+Everything is vectorised over rows (numpy arrays in, numpy arrays out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.schema import DEFAULT_SALES_READY_STAGES
+
+__all__ = [
+    "ROUTES",
+    "RoutingConfig",
+    "infer_sales_ready",
+    "readiness",
+    "resolve_sales_ready",
+    "route",
+]
+
+#: The routes a lead can take.
+ROUTES: tuple[str, ...] = ("sales", "nurture", "review")
+_TRUE_LIKE = ("true", "1", "yes", "y", "t")
+_FALSE_LIKE = ("false", "0", "no", "n", "f")
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Routing settings.
+
+    Parameters
+    ----------
+    sales_ready_stages : tuple of str, optional
+        Stage labels that count as sales-ready. None: inferred from the stage
+        labels with :func:`infer_sales_ready`.
+    sales_threshold : float
+        Readiness at or above which a lead goes to sales.
+    review_margin : float
+        A lead goes to review when its two most probable stages are closer than this.
+    min_confidence : float
+        A lead goes to review when its top stage probability is below this; a
+        nurture persona only counts when the persona head is this sure.
+    nurture_personas : tuple of str
+        Personas that never go to sales (students, job seekers, vendors).
+    """
+
+    sales_ready_stages: tuple[str, ...] | None = None
+    sales_threshold: float = 0.5
+    review_margin: float = 0.1
+    min_confidence: float = 0.4
+    nurture_personas: tuple[str, ...] = ("non_buyer",)
+
+    def __post_init__(self) -> None:
+        for name in ("sales_threshold", "review_margin", "min_confidence"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        if self.sales_ready_stages is not None:
+            if isinstance(self.sales_ready_stages, str):
+                raise ValueError("sales_ready_stages must be a sequence of labels, not one string")
+            object.__setattr__(self, "sales_ready_stages", tuple(self.sales_ready_stages))
+        if isinstance(self.nurture_personas, str):
+            raise ValueError("nurture_personas must be a sequence of labels, not one string")
+        object.__setattr__(self, "nurture_personas", tuple(self.nurture_personas))
+
+
+def infer_sales_ready(stage_classes: Sequence[str]) -> tuple[str, ...]:
+    """Which stage labels count as sales-ready when the settings do not say.
+
+    Parameters
+    ----------
+    stage_classes : sequence of str
+        The stage head's labels.
+
+    Returns
+    -------
+    tuple of str
+        The labels among ``data.schema.DEFAULT_SALES_READY_STAGES`` (decision,
+        purchase); else, for boolean-like labels (true/false, 1/0, yes/no), the
+        true-like label; else empty — the caller must name them, and readiness is
+        then None.
+    """
+    classes = [str(c) for c in stage_classes]
+    ready = tuple(c for c in classes if c.strip().lower() in DEFAULT_SALES_READY_STAGES)
+    if ready:
+        return ready
+    lowered = {c.strip().lower() for c in classes}
+    if lowered and lowered <= set(_TRUE_LIKE) | set(_FALSE_LIKE):
+        return tuple(c for c in classes if c.strip().lower() in _TRUE_LIKE)
+    return ()
+
+
+def resolve_sales_ready(config: RoutingConfig, stage_classes: Sequence[str]) -> tuple[str, ...]:
+    """The sales-ready stages for these labels: the configured ones, or inferred.
+
+    Raises
+    ------
+    ValueError
+        Configured stages that are not among ``stage_classes``.
+    """
+    if config.sales_ready_stages is None:
+        return infer_sales_ready(stage_classes)
+    unknown = sorted(set(config.sales_ready_stages) - {str(c) for c in stage_classes})
+    if unknown:
+        raise ValueError(
+            f"sales_ready_stages {unknown} are not stage labels; the labels are {list(stage_classes)}"
+        )
+    return tuple(config.sales_ready_stages)
+
+
+def readiness(
+    stage_proba: np.ndarray, classes: Sequence[str], config: RoutingConfig
+) -> np.ndarray | None:
+    """Probability that each lead's stage is sales-ready.
+
+    Parameters
+    ----------
+    stage_proba : ndarray of shape (n_rows, n_stages)
+    classes : sequence of str, length n_stages
+    config : RoutingConfig
+
+    Returns
+    -------
+    ndarray of shape (n_rows,), or None when no sales-ready stage is known.
+    """
+    ready = set(resolve_sales_ready(config, classes))
+    if not ready:
+        return None
+    mask = np.array([str(c) in ready for c in classes])
+    return np.asarray(stage_proba, dtype=float)[:, mask].sum(axis=1)
+
+
+def route(
+    *,
+    stage_proba: np.ndarray | None,
+    stage_classes: Sequence[str] | None,
+    persona: Sequence[str] | np.ndarray | None = None,
+    persona_confidence: np.ndarray | None = None,
+    config: RoutingConfig,
+    ready: np.ndarray | None = None,
+) -> np.ndarray:
+    """Route each lead to ``"sales"``, ``"nurture"`` or ``"review"`` (rules in the module doc).
+
+    Parameters
+    ----------
+    stage_proba : ndarray of shape (n_rows, n_stages), or None without a stage head
+    stage_classes : sequence of str, length n_stages, or None
+    persona : array-like of str, shape (n_rows,), optional
+        Predicted persona per lead.
+    persona_confidence : ndarray of shape (n_rows,), optional
+        Probability of the predicted persona (default: fully sure).
+    config : RoutingConfig
+    ready : ndarray of shape (n_rows,), optional
+        Readiness already computed with :func:`readiness` (computed here if omitted).
+
+    Returns
+    -------
+    ndarray of str, shape (n_rows,)
+    """
+    if stage_proba is None and persona is None:
+        raise ValueError("route needs stage probabilities, personas or both")
+    n = len(stage_proba) if stage_proba is not None else len(persona)
+    out = np.full(n, "review", dtype=object)
+    if stage_proba is not None:
+        proba = np.asarray(stage_proba, dtype=float)
+        if ready is None:
+            ready = readiness(proba, stage_classes, config)
+        top2 = -np.sort(-proba, axis=1)[:, :2]
+        second = top2[:, 1] if proba.shape[1] > 1 else np.zeros(n)
+        unclear = (top2[:, 0] < config.min_confidence) | (
+            top2[:, 0] - second < config.review_margin
+        )
+        if ready is not None:
+            decided = ~unclear
+            out[decided] = np.where(ready[decided] >= config.sales_threshold, "sales", "nurture")
+    if persona is not None:
+        persona = np.asarray(persona, dtype=object)
+        sure = (
+            np.ones(n, dtype=bool)
+            if persona_confidence is None
+            else np.asarray(persona_confidence, dtype=float) >= config.min_confidence
+        )
+        nurture = np.isin(persona, list(config.nurture_personas)) & sure
+        out[nurture] = "nurture"
+    return out.astype(str)

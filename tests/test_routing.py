@@ -1,0 +1,116 @@
+"""Routing rules: sales-ready stages, readiness and the route of each lead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.routing import RoutingConfig, infer_sales_ready, readiness, resolve_sales_ready, route
+
+STAGES = ("awareness", "consideration", "decision", "purchase")
+
+
+@pytest.mark.parametrize(
+    ("classes", "ready"),
+    [
+        (STAGES, ("decision", "purchase")),
+        (("Awareness", "Decision"), ("Decision",)),
+        (("False", "True"), ("True",)),
+        (("0", "1"), ("1",)),
+        (("no", "yes"), ("yes",)),
+        (("MQL", "SQL"), ()),
+        (("1", "2", "3"), ()),
+    ],
+)
+def test_infer_sales_ready(classes, ready):
+    assert infer_sales_ready(classes) == ready
+
+
+def test_configured_stages_win_and_must_be_labels():
+    config = RoutingConfig(sales_ready_stages=("SQL",))
+    assert resolve_sales_ready(config, ("MQL", "SQL")) == ("SQL",)
+    assert resolve_sales_ready(RoutingConfig(), ("MQL", "SQL")) == ()
+    with pytest.raises(ValueError, match="not stage labels"):
+        resolve_sales_ready(RoutingConfig(sales_ready_stages=("decision",)), ("MQL", "SQL"))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="sales_threshold"):
+        RoutingConfig(sales_threshold=1.5)
+    with pytest.raises(ValueError, match="not one string"):
+        RoutingConfig(sales_ready_stages="decision")
+    assert RoutingConfig(sales_ready_stages=["decision"]).sales_ready_stages == ("decision",)
+
+
+def test_readiness_sums_the_sales_ready_stages():
+    proba = np.array([[0.1, 0.2, 0.3, 0.4], [0.7, 0.2, 0.1, 0.0]])
+    np.testing.assert_allclose(readiness(proba, STAGES, RoutingConfig()), [0.7, 0.1])
+    custom = RoutingConfig(sales_ready_stages=("purchase",))
+    np.testing.assert_allclose(readiness(proba, STAGES, custom), [0.4, 0.0])
+    assert readiness(proba[:, :2], ("MQL", "SQL"), RoutingConfig()) is None
+
+
+def test_route_rules():
+    proba = np.array(
+        [
+            [0.05, 0.05, 0.80, 0.10],  # clear decision → sales
+            [0.80, 0.10, 0.05, 0.05],  # clear awareness → nurture
+            [0.00, 0.48, 0.52, 0.00],  # top two 0.04 apart → review
+            [0.35, 0.33, 0.32, 0.00],  # nothing above min_confidence → review
+            [0.05, 0.05, 0.80, 0.10],  # decision, but a student (sure) → nurture
+            [0.05, 0.05, 0.80, 0.10],  # decision, "student" unsure → sales
+            [0.00, 0.40, 0.60, 0.00],  # readiness 0.6 → sales
+        ]
+    )
+    persona = ["economic_buyer", "economic_buyer", "practitioner", "practitioner",
+               "non_buyer", "non_buyer", "technical_evaluator"]  # fmt: skip
+    confidence = np.array([0.9, 0.9, 0.9, 0.9, 0.95, 0.2, 0.9])
+    got = route(
+        stage_proba=proba,
+        stage_classes=STAGES,
+        persona=persona,
+        persona_confidence=confidence,
+        config=RoutingConfig(),
+    )
+    assert list(got) == ["sales", "nurture", "review", "review", "nurture", "sales", "sales"]
+    stricter = route(
+        stage_proba=proba[-1:],
+        stage_classes=STAGES,
+        config=RoutingConfig(sales_threshold=0.7),
+    )
+    assert list(stricter) == ["nurture"]
+
+
+def test_route_without_readiness_or_stage_head_goes_to_review():
+    proba = np.array([[0.1, 0.9], [0.9, 0.1]])
+    unknown = route(stage_proba=proba, stage_classes=("MQL", "SQL"), config=RoutingConfig())
+    assert list(unknown) == ["review", "review"]
+    named = route(
+        stage_proba=proba,
+        stage_classes=("MQL", "SQL"),
+        config=RoutingConfig(sales_ready_stages=("SQL",)),
+    )
+    assert list(named) == ["sales", "nurture"]
+    persona_only = route(
+        stage_proba=None,
+        stage_classes=None,
+        persona=np.array(["non_buyer", "economic_buyer"]),
+        config=RoutingConfig(),
+    )
+    assert list(persona_only) == ["nurture", "review"]
+    with pytest.raises(ValueError, match="needs"):
+        route(stage_proba=None, stage_classes=None, config=RoutingConfig())
+
+
+def test_more_readiness_never_routes_away_from_sales():
+    rng = np.random.default_rng(0)
+    base = rng.dirichlet(np.ones(4), size=200)
+    config = RoutingConfig(review_margin=0.0, min_confidence=0.0)
+    shifted = base.copy()
+    move = shifted[:, 0] * 0.5  # move mass from awareness to decision
+    shifted[:, 0] -= move
+    shifted[:, 2] += move
+    before = route(stage_proba=base, stage_classes=STAGES, config=config)
+    after = route(stage_proba=shifted, stage_classes=STAGES, config=config)
+    assert not np.any((before == "sales") & (after != "sales"))
+    assert np.sum(after == "sales") > np.sum(before == "sales")
