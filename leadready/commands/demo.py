@@ -1,0 +1,242 @@
+"""``leadready demo``: the whole product on embedded defaults, from an empty home.
+
+Simulate leads → train and register the champion → score every lead into the
+store (so the review queue has work) → create a demo rep, a demo analyst and an
+API key → serve the API and the review UI. A second run reuses whatever the home
+already has: the data, the champion, the predictions, the users and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from leadready.config import Settings
+
+__all__ = ["demo", "prepare_demo"]
+
+DEMO_USERS = {"rep": "demo-rep", "analyst": "demo-analyst", "admin": "demo-admin"}
+DEMO_KEY_NAME = "demo"
+#: Columns of the simulated leads table that are not model inputs: the company name
+#: identifies a lead rather than describing its buying behaviour.
+DEMO_EXCLUDE = ("company",)
+
+
+def _demo_password(home: Path, name: str) -> str:
+    """The demo user's password: made once per home, kept in home/demo-passwords.json (0600)."""
+    import secrets
+
+    path = home / "demo-passwords.json"
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if name not in known:
+        known[name] = secrets.token_urlsafe(9)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(known, fh, indent=2)
+    return known[name]
+
+
+def _api_key(store: Any, home: Path) -> str:
+    """The demo API key: created once; the plaintext is kept in home/demo-api-key (0600)."""
+    path = home / "demo-api-key"
+    known = {k.name: k for k in store.list_api_keys()}
+    if DEMO_KEY_NAME in known and not known[DEMO_KEY_NAME].revoked and path.exists():
+        return path.read_text().strip()
+    name = f"{DEMO_KEY_NAME}-{len(known)}" if DEMO_KEY_NAME in known else DEMO_KEY_NAME
+    key = store.create_api_key(name, role="admin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def _curl_example(base_url: str, key: str, sim_leads: Any, sim_events: Any) -> str:
+    """A ready curl call scoring one simulated lead with its events."""
+    lead = sim_leads.iloc[0]
+    lead_id = str(lead["lead_id"])
+    profile = {"lead_id": lead_id}
+    for col in ("job_title", "company", "company_size", "industry", "country", "lead_source"):
+        value = lead.get(col)
+        if value is not None and value == value:  # skip NaN
+            profile[col] = value.item() if hasattr(value, "item") else value
+    ev = sim_events[sim_events["lead_id"] == lead_id].tail(5)
+    events = []
+    for _, row in ev.iterrows():
+        item = {"timestamp": row["timestamp"].isoformat(), "type": row["type"]}
+        for col in ("page_category", "content_type", "content_topic", "channel"):
+            if isinstance(row.get(col), str):
+                item[col] = row[col]
+        events.append(item)
+    as_of = sim_events["timestamp"].max().isoformat()
+    body = json.dumps({"lead": profile, "events": events, "as_of": as_of})
+    return (
+        f"curl -s {base_url}/v1/score \\\n"
+        f"  -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+        f"  -d {shlex.quote(body)}"
+    )
+
+
+def prepare_demo(
+    settings: Settings,
+    *,
+    n_leads: int = 20_000,
+    seed: int = 1,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Make the home ready for the demo; reuse everything that already exists.
+
+    Returns the demo's facts: data paths, champion version, users and passwords,
+    the API key and a curl example (for ``base_url`` filled in by the caller).
+    """
+    import pandas as pd
+
+    from data.simulate import SimulationConfig, simulate, write
+    from data.store import Store
+    from model import registry
+
+    console = console or Console()
+    home = settings.ensure_home()
+    store = Store(settings.database_url)
+    store.upgrade()
+
+    # 1. Data.
+    data_dir = home / "data"
+    leads_path, events_path = data_dir / "leads.parquet", data_dir / "events.parquet"
+    if leads_path.exists() and events_path.exists():
+        console.print(f"[green]✓[/] data: reusing {data_dir}")
+    else:
+        with console.status(f"Simulating {n_leads:,} leads (seed {seed})…"):
+            sim = simulate(SimulationConfig(n_leads=n_leads, seed=seed))
+            write(sim, data_dir, fmt="parquet")
+        console.print(
+            f"[green]✓[/] data: {len(sim.leads):,} leads, {len(sim.events):,} events → {data_dir}"
+        )
+    leads = pd.read_parquet(leads_path)
+    events = pd.read_parquet(events_path)
+    as_of = events["timestamp"].max().to_pydatetime()
+
+    # 2. Champion.
+    registry.configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    version = registry.alias_version(settings.model_name, "champion")
+    if version is not None:
+        console.print(f"[green]✓[/] model: reusing {settings.model_name} v{version} (champion)")
+    else:
+        from training.train import TrainConfig, train
+
+        result = train(
+            TrainConfig(
+                leads_path=leads_path,
+                events_path=events_path,
+                tracking_uri=settings.mlflow_tracking_uri,
+                artifact_root=settings.artifact_root,
+                id_col="lead_id",
+                stage_col="stage",
+                persona_col="persona",
+                exclude=DEMO_EXCLUDE,
+                as_of=as_of,
+                model_name=settings.model_name,
+                actor="leadready demo",
+                run_name="demo",
+            ),
+            console=console,
+        )
+        version = registry.alias_version(settings.model_name, "champion") or result.version
+        console.print(f"[green]✓[/] model: trained and registered v{version} as champion")
+
+    # 3. Predictions in the store, so the review queue has leads to show.
+    if store.latest_prediction(str(leads["lead_id"].iloc[0])) is not None:
+        console.print("[green]✓[/] store: leads already scored")
+    else:
+        from model.features import build_features
+        from training.record import record_scored_frame
+
+        lead_model, version = registry.load_model(f"models:/{settings.model_name}@champion")
+        with console.status("Scoring every lead into the store…"):
+            store.add_events(events.to_dict("records"))
+            chunk = 5_000
+            for start in range(0, len(leads), chunk):
+                part = leads.iloc[start : start + chunk]
+                ids = set(part["lead_id"])
+                feats = build_features(
+                    part.drop(columns=["stage", "persona"]),
+                    events[events["lead_id"].isin(ids)],
+                    as_of=as_of,
+                    config=lead_model.feature_config,
+                    exclude=DEMO_EXCLUDE,
+                )
+                scored = lead_model.predict_frame(feats, reasons=True)
+                record_scored_frame(
+                    store,
+                    feats,
+                    scored,
+                    settings.model_name,
+                    str(version),
+                    source="batch",
+                    leads=part,
+                )
+        console.print(f"[green]✓[/] store: {len(leads):,} leads scored by v{version}")
+
+    # 4. People and a key.
+    users = {}
+    existing = {u.name for u in store.list_users()}
+    for role, name in DEMO_USERS.items():
+        password = _demo_password(home, name)
+        if name not in existing:
+            store.create_user(name, role, password)
+        users[name] = {"role": role, "password": password}
+    key = _api_key(store, home)
+    store.dispose()
+    return {
+        "data_dir": str(data_dir),
+        "version": str(version),
+        "users": users,
+        "api_key": key,
+        "leads": leads,
+        "events": events,
+    }
+
+
+@click.command()
+@click.option("--leads", "n_leads", default=20_000, show_default=True, help="Leads to simulate.")
+@click.option("--seed", default=1, show_default=True, help="Simulator seed.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Prepare everything, print it, and stop.")
+def demo(n_leads: int, seed: int, host: str, port: int, workers: int, no_serve: bool) -> None:
+    """Simulate, train, create demo users and a key, then serve API + review UI.
+
+    On an empty LEADREADY_HOME everything is made; a second run reuses it.
+    """
+    from data.readers import InputError
+
+    console = Console()
+    settings = Settings.from_env()
+    try:
+        facts = prepare_demo(settings, n_leads=n_leads, seed=seed, console=console)
+    except (InputError, ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    base_url = f"http://{host}:{port}"
+    console.rule("leadready demo")
+    console.print(f"home:        {settings.home}")
+    console.print(f"champion:    {settings.model_name} v{facts['version']}")
+    console.print(f"review UI:   {base_url}/review/")
+    for name, info in facts["users"].items():
+        console.print(f"  {info['role']:<8} {name} / {info['password']}")
+    console.print(f"API key:     {facts['api_key']}")
+    console.print(f"MLflow UI:   mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+    console.print("\nScore a lead:\n")
+    click.echo(_curl_example(base_url, facts["api_key"], facts["leads"], facts["events"]))
+    click.echo("")
+    if no_serve:
+        return
+    from serve.server import ServeOptions, run
+
+    console.print(f"Serving on {base_url} (Ctrl-C stops)…")
+    run(ServeOptions(host=host, port=port, workers=workers), settings)
