@@ -1,0 +1,131 @@
+"""Hot reload: promote and roll back while requests run; no request fails, the version follows."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from serve.app import create_app
+from serve.state import get_state
+
+POLL = 0.25
+
+
+@pytest.fixture
+def polling_app(serve_config, tiny_registry):
+    """An app of its own that polls the alias every POLL seconds."""
+    tiny_registry.configure()
+    app = create_app({**serve_config, "MODEL_POLL_SECONDS": POLL})
+    state = get_state(app)
+    state.holder.start()
+    assert state.holder.wait_ready(60), state.holder.last_error
+    yield app
+    state.close()
+
+
+def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_registry, api_headers):
+    from model import registry
+
+    state = get_state(polling_app)
+    assert state.holder.current.version == tiny_registry.champion
+    stop = threading.Event()
+    failures: list[str] = []
+    seen: list[list[tuple[float, str]]] = []
+
+    def worker(n: int) -> None:
+        client = polling_app.test_client()
+        mine: list[tuple[float, str]] = []
+        seen.append(mine)
+        body = {"lead_id": f"reload-{n}", "features": {"company_size": 10 + n}}
+        while not stop.is_set():
+            response = client.post("/v1/score", json=body, headers=api_headers["client"])
+            if response.status_code != 200:
+                failures.append(f"{response.status_code} {response.get_data(as_text=True)}")
+                continue
+            header = response.headers["X-Model-Version"].rsplit("/", 1)[1]
+            if header != response.json["model"]["version"]:
+                failures.append("header and body disagree on the version")
+            mine.append((time.monotonic(), response.json["model"]["version"]))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        promoted_at = time.monotonic()
+        registry.set_alias(tiny_registry.name, "champion", tiny_registry.other)
+        deadline = promoted_at + POLL + 10  # the poll interval plus the load time
+        while state.holder.current.version != tiny_registry.other:
+            assert time.monotonic() < deadline, state.holder.last_error
+            time.sleep(0.02)
+        swapped_at = time.monotonic()
+        time.sleep(0.3)
+        registry.set_alias(tiny_registry.name, "champion", tiny_registry.champion)  # rollback
+        while state.holder.current.version != tiny_registry.champion:
+            assert time.monotonic() < swapped_at + POLL + 10, state.holder.last_error
+            time.sleep(0.02)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        registry.set_alias(tiny_registry.name, "champion", tiny_registry.champion)
+
+    assert failures == []
+    versions = [v for mine in seen for _, v in mine]
+    assert len(versions) > 20
+    assert {tiny_registry.champion, tiny_registry.other} <= set(versions)
+    # each client saw old → new → old, never flapping back and forth
+    for mine in seen:
+        runs = [v for i, (_, v) in enumerate(mine) if i == 0 or mine[i - 1][1] != v]
+        assert runs in (
+            [tiny_registry.champion, tiny_registry.other, tiny_registry.champion],
+            [tiny_registry.champion, tiny_registry.other],
+            [tiny_registry.other, tiny_registry.champion],
+        ), runs
+    # responses answered after the swap came from the new version
+    after = [v for mine in seen for t, v in mine if swapped_at + 0.05 < t < swapped_at + 0.3]
+    assert after and set(after) == {tiny_registry.other}
+
+
+def test_a_version_that_fails_to_load_keeps_the_old_model_serving(
+    serve_config, tiny_registry, api_headers
+):
+    from model import registry
+    from serve.app import registry_source
+
+    load, resolve = registry_source(tiny_registry.tracking_uri, tiny_registry.artifact_root)
+
+    def load_or_fail(uri: str):
+        if uri.endswith(f"/{tiny_registry.other}"):
+            raise OSError("artifact store unreachable")
+        return load(uri)
+
+    app = create_app(
+        {**serve_config, "MODEL_POLL_SECONDS": POLL, "MODEL_SOURCE": (load_or_fail, resolve)}
+    )
+    state = get_state(app)
+    state.holder.start()
+    assert state.holder.wait_ready(60)
+    client = app.test_client()
+    registry.set_alias(tiny_registry.name, "champion", tiny_registry.other)
+    try:
+        time.sleep(POLL * 4)
+        response = client.post(
+            "/v1/score", json={"lead_id": "x", "features": {}}, headers=api_headers["client"]
+        )
+        assert response.status_code == 200
+        assert response.json["model"]["version"] == tiny_registry.champion
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert "artifact store unreachable" in ready.json["error"]
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert f'leadready_model_load_failures_total{{name="{tiny_registry.name}"}}' in metrics
+        reload = client.post("/v1/admin/reload", headers=api_headers["admin"])
+        assert reload.status_code == 503
+        assert "artifact store unreachable" in reload.json["error"]["message"]
+    finally:
+        registry.set_alias(tiny_registry.name, "champion", tiny_registry.champion)
+        state.close()
