@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 # Regenerate the lock after editing pyproject.toml dependencies.
 lock: | $(BIN)/python
-	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev --extra spark --python-version 3.11 -o requirements.lock
 
 run: install
 	$(BIN)/leadready demo
