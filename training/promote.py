@@ -421,7 +421,7 @@ def run_gate(
     client = _client(client)
     challenger_version = str(challenger_version)
     if challenger is None:
-        challenger = load_model(f"models:/{model_name}/{challenger_version}")
+        challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
     champion_version = current_version(model_name, CHAMPION, client=client)
     challenger_metrics = evaluate_heads(challenger, X, y_stage, y_persona)
     champion_metrics: dict[str, Any] | None = None
@@ -430,7 +430,7 @@ def run_gate(
     elif champion_version == challenger_version:
         decision = GateDecision(False, ["this version already is the champion"])
     else:
-        champion = load_model(f"models:/{model_name}/{champion_version}")
+        champion, _ = load_model(f"models:/{model_name}/{champion_version}")
         try:
             champion_metrics = evaluate_heads(champion, X, y_stage, y_persona)
         except (KeyError, ValueError) as exc:

@@ -1,0 +1,143 @@
+"""``leadready score``: score a lead table in chunks with a registered model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from leadready.config import Settings
+
+__all__ = ["score"]
+
+
+@click.command("score")
+@click.option(
+    "--in",
+    "in_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Lead table to score (CSV, Parquet, JSON Lines).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the rows with predictions (.csv or .parquet).",
+)
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    help="Model URI, e.g. models:/lead-readiness@challenger  [default: …@champion]",
+)
+@click.option(
+    "--events",
+    "events_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Events of the leads; engagement features are built from them as in training.",
+)
+@click.option("--id-col", default="lead_id", show_default=True, help="The lead id column.")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=50_000,
+    show_default=True,
+    help="Rows scored at a time.",
+)
+@click.option("--reasons", is_flag=True, help="Add stage_reasons and persona_reasons (JSON).")
+@click.option(
+    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
+)
+def score(
+    in_path: Path,
+    out_path: Path,
+    model_uri: str | None,
+    events_path: Path | None,
+    id_col: str,
+    chunk_size: int,
+    reasons: bool,
+    as_of: str | None,
+) -> None:
+    """Write every input row with predicted stage, persona, probabilities, readiness and route."""
+    from mlflow.exceptions import MlflowException
+
+    from model.registry import configure, load_model
+    from training.score import score_table
+
+    reference = None
+    if as_of is not None:
+        try:
+            reference = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise click.BadParameter(
+                f"{as_of!r} is not an ISO 8601 time", param_hint="--as-of"
+            ) from None
+    settings = Settings.from_env()
+    settings.ensure_home()
+    uri = model_uri or f"models:/{settings.model_name}@champion"
+    console = Console(stderr=True)
+    try:
+        configure(settings.mlflow_tracking_uri, settings.artifact_root)
+        with console.status(f"loading {uri}…"):
+            model, version = load_model(uri)
+        columns = [
+            SpinnerColumn(),
+            TextColumn("scoring {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+        ]
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(in_path.name, total=None)
+
+            def advance(done: int, total: int | None) -> None:
+                progress.update(task, completed=done, total=total)
+
+            summary = score_table(
+                model,
+                in_path,
+                out_path,
+                events_path=events_path,
+                id_col=id_col,
+                chunk_size=chunk_size,
+                reasons=reasons,
+                as_of=reference,
+                on_chunk=advance,
+            )
+    except (ValueError, LookupError, MlflowException, OSError) as exc:
+        raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
+    label = uri if version is None else f"{uri} (version {version})"
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"scored {summary.rows:,} rows in {summary.chunks} chunk(s) with {label} "
+        f"({summary.seconds:.1f} s, {rate:,.0f} rows/s) → {summary.out_path}"
+    )
+    if summary.routes:
+        console.print(
+            "routes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.routes.items()))
+        )
+    if summary.renamed_columns:
+        renamed = ", ".join(f"{a} → {b}" for a, b in summary.renamed_columns.items())
+        console.print(f"[yellow]input columns renamed to keep the predictions apart: {renamed}")
+    if summary.missing_columns:
+        shown = ", ".join(summary.missing_columns[:8])
+        more = len(summary.missing_columns) - 8
+        console.print(
+            f"[yellow]{len(summary.missing_columns)} of the model's input columns are missing "
+            f"and scored as missing values: {shown}{f' and {more} more' if more > 0 else ''}"
+            + ("" if events_path else " (pass --events if the model was trained with events)")
+        )

@@ -1,0 +1,319 @@
+"""``leadready train``, ``evaluate``, ``promote`` and ``rollback``: thin commands over training/."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from leadready.config import Settings
+
+__all__ = ["evaluate", "promote", "rollback", "train"]
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    """``"a, b,c"`` → ``("a", "b", "c")``; None or blank → ``()``."""
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-06-30T00:00:00Z)", param_hint="--as-of"
+        ) from None
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    settings.ensure_home()
+    return settings
+
+
+def _configure(settings: Settings) -> None:
+    from model.registry import configure
+
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+
+
+def _fail(exc: BaseException) -> click.ClickException:
+    return click.ClickException(str(exc).strip() or type(exc).__name__)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (ValueError, LookupError, MlflowException, OSError)
+
+
+def _f1(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, Any]) -> Table:
+    """macro-F1, accuracy, log loss and ECE per head for the model and the baselines."""
+    table = Table(title=title)
+    for column in ("head", "rows", "model", "logreg", "majority", "accuracy", "log loss", "ECE"):
+        table.add_column(column, justify="left" if column == "head" else "right")
+    for head, m in evaluation.items():
+        if m.get("missing_head"):
+            table.add_row(head, str(m["n"]), "no head", "", "", "", "", "")
+            continue
+        table.add_row(
+            head,
+            f"{m['n']:,}",
+            _f1(m.get("macro_f1")),
+            _f1(base.get("logreg", {}).get(head, {}).get("macro_f1")),
+            _f1(base.get("majority", {}).get(head, {}).get("macro_f1")),
+            _f1(m.get("accuracy")),
+            _f1(m.get("log_loss")),
+            _f1(m.get("ece")),
+        )
+    table.caption = "model / logreg / majority: macro-F1 on the same held-out rows"
+    return table
+
+
+@click.command("train")
+@click.option(
+    "--leads",
+    "leads_path",
+    type=_FILE,
+    required=True,
+    help="Lead table (CSV, Parquet, JSON Lines).",
+)
+@click.option(
+    "--events", "events_path", type=_FILE, default=None, help="Events table of the leads."
+)
+@click.option("--id-col", default="lead_id", show_default=True, help="The lead id column.")
+@click.option("--stage-col", default=None, help="The buying-stage label column.")
+@click.option("--persona-col", default=None, help="The persona label column.")
+@click.option("--exclude", default=None, help="Columns that must not become features: A,B,…")
+@click.option("--sales-ready", default=None, help="Stage labels that count as sales-ready: A,B,…")
+@click.option("--n-estimators", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True
+)
+@click.option(
+    "--holdout-share",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of leads held out (by id hash) for evaluation and the gate.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=2, show_default=True, help="LightGBM threads."
+)
+@click.option(
+    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
+)
+@click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
+def train(
+    leads_path: Path,
+    events_path: Path | None,
+    id_col: str,
+    stage_col: str | None,
+    persona_col: str | None,
+    exclude: str | None,
+    sales_ready: str | None,
+    n_estimators: int,
+    learning_rate: float,
+    holdout_share: float,
+    seed: int,
+    threads: int,
+    as_of: str | None,
+    gate: bool,
+) -> None:
+    """Train on a lead table, log to MLflow, register a challenger and run the gate.
+
+    Each head trains on the rows that have its label; other columns become
+    features (numbers and categories detected), plus engagement features when
+    --events is given.
+    """
+    from training.train import TrainConfig
+    from training.train import train as run_training
+
+    if stage_col is None and persona_col is None:
+        raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
+    settings = _settings()
+    config = TrainConfig(
+        leads_path=leads_path,
+        events_path=events_path,
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifact_root=settings.artifact_root,
+        id_col=id_col,
+        stage_col=stage_col,
+        persona_col=persona_col,
+        exclude=_split(exclude),
+        as_of=_as_of(as_of),
+        holdout_share=holdout_share,
+        seed=seed,
+        n_estimators=n_estimators,
+        learning_rate=learning_rate,
+        num_threads=threads,
+        sales_ready=_split(sales_ready) or None,
+        model_name=settings.model_name,
+        gate=gate,
+        actor=f"{_actor()} (leadready train)",
+    )
+    console = Console()
+    try:
+        result = run_training(config, console=console)
+    except _errors() as exc:
+        raise _fail(exc) from None
+    console.print(
+        _comparison_table(
+            f"{settings.model_name} version {result.version} — "
+            f"{result.n_train:,} training, {result.n_holdout:,} held-out leads",
+            result.evaluation,
+            result.baselines,
+        )
+    )
+    console.print(
+        f"run [bold]{result.run_id}[/bold], model [bold]{result.model_uri}[/bold] (alias challenger)"
+    )
+    if result.gate is None:
+        console.print("gate: not run (--no-gate); promote by hand with `leadready promote VERSION`")
+    else:
+        verdict = (
+            "[green]promoted to champion[/green]" if result.gate.promote else "[red]refused[/red]"
+        )
+        console.print(f"gate: {verdict}")
+        for reason in result.gate.reasons:
+            console.print(f"  • {reason}")
+
+
+@click.command("evaluate")
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    help="Model URI  [default: models:/<model name>@champion]",
+)
+@click.option("--leads", "leads_path", type=_FILE, required=True, help="Labelled lead table.")
+@click.option(
+    "--events", "events_path", type=_FILE, default=None, help="Events table of the leads."
+)
+@click.option("--id-col", default="lead_id", show_default=True)
+@click.option("--stage-col", default=None, help="The buying-stage label column.")
+@click.option("--persona-col", default=None, help="The persona label column.")
+@click.option("--exclude", default=None, help="Columns to leave out: A,B,…")
+@click.option(
+    "--holdout-share",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Evaluate on the held-out leads (by id hash); baselines train on the rest.",
+)
+@click.option("--as-of", default=None, help="Reference time of engagement features.")
+def evaluate(
+    model_uri: str | None,
+    leads_path: Path,
+    events_path: Path | None,
+    id_col: str,
+    stage_col: str | None,
+    persona_col: str | None,
+    exclude: str | None,
+    holdout_share: float,
+    as_of: str | None,
+) -> None:
+    """Evaluate a registered model on a labelled table, next to baselines."""
+    from model.registry import load_model
+    from training.evaluate import evaluate_on_table
+
+    if stage_col is None and persona_col is None:
+        raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
+    settings = _settings()
+    uri = model_uri or f"models:/{settings.model_name}@champion"
+    console = Console()
+    try:
+        _configure(settings)
+        with console.status(f"loading {uri}…"):
+            model, version = load_model(uri)
+        with console.status("building features and evaluating…"):
+            report = evaluate_on_table(
+                model,
+                leads_path,
+                events_path=events_path,
+                id_col=id_col,
+                stage_col=stage_col,
+                persona_col=persona_col,
+                exclude=_split(exclude),
+                as_of=_as_of(as_of),
+                holdout_share=holdout_share,
+            )
+    except _errors() as exc:
+        raise _fail(exc) from None
+    label = uri if version is None else f"{uri} (version {version})"
+    console.print(
+        _comparison_table(
+            f"{label} on {leads_path.name}: {report['n_holdout']:,} held-out leads",
+            report["model"],
+            report["baselines"],
+        )
+    )
+
+
+@click.command("promote")
+@click.argument("version")
+@click.option(
+    "--reason", default="promoted by hand", show_default=True, help="Recorded with the move."
+)
+def promote(version: str, reason: str) -> None:
+    """Point the champion alias at VERSION (the old champion becomes previous_champion)."""
+    from training.promote import promote as promote_version
+
+    settings = _settings()
+    try:
+        _configure(settings)
+        moves = promote_version(version, model_name=settings.model_name, by=_actor(), why=reason)
+    except _errors() as exc:
+        raise _fail(exc) from None
+    console = Console()
+    if not moves:
+        console.print(f"version {version} already is the champion of {settings.model_name}")
+        return
+    for move in moves:
+        console.print(
+            f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
+        )
+
+
+@click.command("rollback")
+@click.option(
+    "--reason", default="rolled back by hand", show_default=True, help="Recorded with the move."
+)
+def rollback(reason: str) -> None:
+    """Move the champion alias back to the previous champion."""
+    from training.promote import rollback as rollback_champion
+
+    settings = _settings()
+    try:
+        _configure(settings)
+        moves = rollback_champion(model_name=settings.model_name, by=_actor(), why=reason)
+    except _errors() as exc:
+        raise _fail(exc) from None
+    console = Console()
+    for move in moves:
+        console.print(
+            f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
+        )

@@ -1,0 +1,248 @@
+"""``leadready score`` and training.score: streaming, chunk-independence, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from leadready.cli import main
+from leadready.config import Settings
+from tests.fixtures.crm.crm import crm_events, crm_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A LEADREADY_HOME whose registry has a champion trained on a CRM export with events."""
+    from training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("score")
+    settings = Settings.for_home(root / "home")
+    settings.ensure_home()
+    table = crm_table(400, seed=5)
+    events = crm_events(table, seed=5)
+    table.to_csv(root / "contacts.csv", index=False)
+    events.to_csv(root / "events.csv", index=False)
+    train(
+        TrainConfig(
+            leads_path=root / "contacts.csv",
+            events_path=root / "events.csv",
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.artifact_root,
+            id_col="Contact ID",
+            stage_col="Lifecycle Stage",
+            persona_col="Segment",
+            exclude=("Email",),
+            n_estimators=15,
+            num_threads=1,
+        )
+    )
+    return root, settings
+
+
+@pytest.fixture
+def run(home, monkeypatch):
+    root, settings = home
+    monkeypatch.setenv("LEADREADY_HOME", str(settings.home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, ["score", *args])
+
+    return invoke
+
+
+def _score_csv(run, root: Path, out: Path, *extra: str) -> pd.DataFrame:
+    result = run(
+        "--in",
+        str(root / "contacts.csv"),
+        "--out",
+        str(out),
+        "--events",
+        str(root / "events.csv"),
+        "--id-col",
+        "Contact ID",
+        *extra,
+    )
+    assert result.exit_code == 0, result.output
+    return pd.read_csv(out)
+
+
+def test_streaming_in_small_chunks_keeps_every_row_and_matches_one_chunk(home, run, tmp_path):
+    root, _ = home
+    source = pd.read_csv(root / "contacts.csv")
+    small = _score_csv(run, root, tmp_path / "small.csv", "--chunk-size", "37")
+    whole = _score_csv(run, root, tmp_path / "whole.csv", "--chunk-size", "100000")
+    assert len(small) == len(source)
+    assert small["Contact ID"].tolist() == source["Contact ID"].tolist()
+    assert list(small.columns[: len(source.columns)]) == list(source.columns)
+    for col in ("stage", "stage_confidence", "persona", "readiness", "route"):
+        assert col in small.columns
+    stage_proba = small.filter(like="stage_proba__")
+    assert set(stage_proba.columns) == {
+        "stage_proba__Customer",
+        "stage_proba__MQL",
+        "stage_proba__Opportunity",
+        "stage_proba__SQL",
+    }
+    assert np.allclose(stage_proba.sum(axis=1), 1.0)
+    assert set(small["route"]) <= {"sales", "nurture", "review"}
+    # Features are computed as of one time for the whole file: chunking changes nothing.
+    pd.testing.assert_frame_equal(small, whole)
+
+
+def test_parquet_in_and_out_with_reasons_and_a_label_column_kept_apart(home, run, tmp_path):
+    root, _ = home
+    frame = pd.read_csv(root / "contacts.csv").head(60)
+    frame["stage"] = "MQL"  # an input column named like a prediction
+    frame.to_parquet(tmp_path / "in.parquet")
+    result = run(
+        "--in",
+        str(tmp_path / "in.parquet"),
+        "--out",
+        str(tmp_path / "out.parquet"),
+        "--events",
+        str(root / "events.csv"),
+        "--id-col",
+        "Contact ID",
+        "--chunk-size",
+        "25",
+        "--reasons",
+    )
+    assert result.exit_code == 0, result.output
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(out) == 60
+    assert (out["stage_input"] == "MQL").all()
+    assert "stage → stage_input" in result.output
+    reasons = json.loads(out["stage_reasons"].iloc[0])
+    assert reasons and {"feature", "text", "weight"} <= set(reasons[0])
+
+
+def test_without_events_the_missing_engagement_columns_are_named(home, run, tmp_path):
+    root, _ = home
+    result = run(
+        "--in",
+        str(root / "contacts.csv"),
+        "--out",
+        str(tmp_path / "o.csv"),
+        "--id-col",
+        "Contact ID",
+    )
+    assert result.exit_code == 0, result.output
+    assert "input columns are missing" in result.output
+    assert "pass --events" in result.output
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 400
+
+
+def test_challenger_alias_can_be_tried_and_an_unknown_alias_is_a_clear_error(home, run, tmp_path):
+    root, _ = home
+    ok = run(
+        "--in",
+        str(root / "contacts.csv"),
+        "--out",
+        str(tmp_path / "c.csv"),
+        "--model",
+        "models:/lead-readiness@challenger",
+        "--id-col",
+        "Contact ID",
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "version 1" in ok.output
+    bad = run(
+        "--in",
+        str(root / "contacts.csv"),
+        "--out",
+        str(tmp_path / "n.csv"),
+        "--model",
+        "models:/lead-readiness@nope",
+    )
+    assert bad.exit_code == 1
+    assert "has alias 'nope'" in bad.output
+    assert "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "{tmp}/o.txt"], "cannot write .txt"),
+        (["--out", "{tmp}/o.csv", "--chunk-size", "0"], "Invalid value for '--chunk-size'"),
+        (["--out", "{tmp}/o.csv", "--events", "{root}/events.csv"], "no id column 'lead_id'"),
+        (["--out", "{root}/contacts.csv"], "would overwrite the input"),
+        (["--out", "{tmp}/missing/o.csv"], "no such folder"),
+        (["--out", "{tmp}/o.csv", "--as-of", "yesterday"], "not an ISO 8601 time"),
+    ],
+)
+def test_bad_options_give_clear_messages(home, run, tmp_path, args, message):
+    root, _ = home
+    args = [a.format(tmp=tmp_path, root=root) for a in args]
+    result = run("--in", str(root / "contacts.csv"), *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.glob(".o.*part"))  # no half-written output left behind
+
+
+def test_repeated_ids_in_a_chunk_are_named(home, tmp_path):
+    from model.registry import configure, load_model
+    from training.score import score_table
+
+    root, settings = home
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    model, _ = load_model("models:/lead-readiness@champion")
+    frame = pd.read_csv(root / "contacts.csv").head(10)
+    frame.loc[4, "Contact ID"] = frame.loc[2, "Contact ID"]
+    frame.to_csv(tmp_path / "dupes.csv", index=False)
+    with pytest.raises(ValueError, match=r"repeated ids in column 'Contact ID'.*'C-100002'"):
+        score_table(
+            model,
+            tmp_path / "dupes.csv",
+            tmp_path / "out.csv",
+            events_path=root / "events.csv",
+            id_col="Contact ID",
+        )
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_fresh_process_loads_the_champion_and_scores(home, tmp_path):
+    root, settings = home
+    env = {**os.environ, "LEADREADY_HOME": str(settings.home), "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = tmp_path / "fresh.csv"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leadready",
+            "score",
+            "--in",
+            str(root / "contacts.csv"),
+            "--out",
+            str(out),
+            "--events",
+            str(root / "events.csv"),
+            "--id-col",
+            "Contact ID",
+            "--chunk-size",
+            "150",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    scored = pd.read_csv(out)
+    assert len(scored) == 400
+    assert "lead-readiness@champion (version 1)" in proc.stderr
+    assert scored["stage"].notna().all()

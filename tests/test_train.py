@@ -1,0 +1,279 @@
+"""Training end to end: a CRM export and simulator output → MLflow run, registry, gate.
+
+One registry per module (training is the slow part); tests that move aliases run
+after the ones that read them, in file order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from tests.fixtures.crm.crm import crm_events, crm_table
+from training.dataset import holdout_mask
+from training.train import TrainConfig, train
+
+MODEL = "lead-readiness"
+
+
+@pytest.fixture(scope="module")
+def crm(tmp_path_factory):
+    """A CRM export with events, and the config that trains on it."""
+    root = tmp_path_factory.mktemp("crm")
+    table = crm_table(800)
+    table.to_csv(root / "contacts.csv", index=False)
+    crm_events(table).to_csv(root / "events.csv", index=False)
+    config = TrainConfig(
+        leads_path=root / "contacts.csv",
+        events_path=root / "events.csv",
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=root / "artifacts",
+        id_col="Contact ID",
+        stage_col="Lifecycle Stage",
+        persona_col="Segment",
+        exclude=("Email", "Converted"),
+        slice_cols=("Lead Source",),
+        n_estimators=40,
+        num_threads=1,
+    )
+    return root, table, config
+
+
+@pytest.fixture(scope="module")
+def first(crm):
+    """The first training run: no champion yet."""
+    _, _, config = crm
+    return train(config)
+
+
+def _client(config: TrainConfig):
+    from mlflow import MlflowClient
+
+    from model.registry import configure
+
+    configure(config.tracking_uri, config.artifact_root)
+    return MlflowClient()
+
+
+def _alias(client, alias: str) -> str:
+    return str(client.get_model_version_by_alias(MODEL, alias).version)
+
+
+def test_first_version_is_registered_as_challenger_and_promoted(crm, first):
+    _, _, config = crm
+    client = _client(config)
+    assert first.version == "1"
+    assert first.gate.promote
+    assert "no champion" in first.gate.reasons[0]
+    assert _alias(client, "challenger") == "1"
+    assert _alias(client, "champion") == "1"
+    # The holdout is the hash holdout of the ids, nothing else.
+    ids = pd.read_csv(config.leads_path)["Contact ID"]
+    assert first.n_holdout == int(holdout_mask(ids, 0.2).sum())
+    assert first.n_train + first.n_holdout == len(ids)
+
+
+def test_model_beats_the_majority_baseline_and_matches_logistic_regression(first):
+    for head in ("stage", "persona"):
+        model = first.macro_f1(head)
+        assert model > first.macro_f1(head, "majority") + 0.2
+        assert model >= first.macro_f1(head, "logreg") - 0.1
+
+
+def test_the_run_holds_params_metrics_plots_data_and_the_gate(crm, first):
+    _, _, config = crm
+    client = _client(config)
+    run = client.get_run(first.run_id)
+    params, metrics = run.data.params, run.data.metrics
+    assert params["id_col"] == "Contact ID"
+    assert params["exclude"] == "Email,Converted"
+    assert params["n_holdout"] == str(first.n_holdout)
+    assert set(params["stage_labels"].split(",")) >= {"MQL", "SQL", "Opportunity"}
+    for key in (
+        "stage_macro_f1",
+        "persona_macro_f1",
+        "stage_baseline_logreg_macro_f1",
+        "stage_baseline_majority_macro_f1",
+        "stage_log_loss",
+        "persona_ece",
+        "stage_recall__MQL",
+        "persona_precision__Technical",
+        "stage_slice__Lead_Source__Webinar_macro_f1",
+        "stage_slice__persona__Technical_macro_f1",
+        "gate_promote",
+        "gate_challenger_stage_macro_f1",
+    ):
+        assert key in metrics, key
+    assert metrics["stage_macro_f1"] == pytest.approx(first.evaluation["stage"]["macro_f1"])
+    assert metrics["gate_promote"] == 1.0
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert artifacts == {
+        "plots/stage_confusion_matrix.png",
+        "plots/stage_calibration.png",
+        "plots/persona_confusion_matrix.png",
+        "plots/persona_calibration.png",
+    }
+    gate_file = Path(client.download_artifacts(first.run_id, "gate/decision.json"))
+    assert json.loads(gate_file.read_text())["decision"]["promote"] is True
+    contexts = {
+        tag.value
+        for ds in run.inputs.dataset_inputs
+        for tag in ds.tags
+        if tag.key == "mlflow.data.context"
+    }
+    assert contexts == {"training", "holdout"}
+    version = client.get_model_version(MODEL, "1")
+    assert version.run_id == first.run_id
+
+
+def _shuffled_training_labels(table: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
+    """The same table with the labels of the *training* rows shuffled; holdout labels kept."""
+    out = table.copy()
+    train_rows = ~holdout_mask(out["Contact ID"], 0.2)
+    rng = np.random.default_rng(seed)
+    for col in ("Lifecycle Stage", "Segment"):
+        values = out.loc[train_rows, col].to_numpy()
+        out.loc[train_rows, col] = rng.permutation(values)
+    return out
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_stays(crm, first):
+    root, table, config = crm
+    _shuffled_training_labels(table).to_csv(root / "shuffled.csv", index=False)
+    result = train(replace(config, leads_path=root / "shuffled.csv"))
+    client = _client(config)
+    assert result.version == "2"
+    assert not result.gate.promote
+    assert any("below the champion" in r for r in result.gate.reasons)
+    assert _alias(client, "champion") == "1"
+    assert _alias(client, "challenger") == "2"
+    metrics = client.get_run(result.run_id).data.metrics
+    assert metrics["gate_promote"] == 0.0
+    assert metrics["gate_champion_stage_macro_f1"] > metrics["gate_challenger_stage_macro_f1"]
+
+
+def test_promote_by_hand_then_rollback_moves_the_alias_and_records_why(crm, first):
+    from training.promote import alias_moves, promote, rollback
+
+    _, _, config = crm
+    client = _client(config)
+    moves = promote("2", model_name=MODEL, by="ana", why="trying the shuffled one")
+    assert [(m.alias, m.from_version, m.to_version) for m in moves] == [
+        ("previous_champion", None, "1"),
+        ("champion", "1", "2"),
+    ]
+    assert _alias(client, "champion") == "2"
+    assert _alias(client, "previous_champion") == "1"
+
+    rollback(model_name=MODEL, by="ben", why="it was worse")
+    assert _alias(client, "champion") == "1"
+    # Version 1 replaced nobody: there is nothing further back.
+    with pytest.raises(ValueError, match="no previous champion"):
+        rollback(model_name=MODEL, by="ben")
+    history = [(m.alias, m.to_version, m.by) for m in alias_moves(MODEL)]
+    assert ("champion", "2", "ana") in history
+    assert ("champion", "1", "ben") in history
+    last = alias_moves(MODEL)[-1]
+    assert "it was worse" in last.why and last.at
+    with pytest.raises(ValueError, match=r"no version '9' \(versions: 2, 1\)"):
+        promote("9", model_name=MODEL, by="ana")
+
+
+def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path):
+    from leadready.cli import main
+
+    root, _, _ = crm
+    monkeypatch.setenv("LEADREADY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--leads",
+            str(root / "contacts.csv"),
+            "--id-col",
+            "Contact ID",
+            "--stage-col",
+            "Lifecycle Stage",
+            "--persona-col",
+            "Segment",
+            "--exclude",
+            "Email, Converted",
+            "--n-estimators",
+            "20",
+            "--threads",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "lead-readiness version 1" in result.output
+    assert "logreg" in result.output and "majority" in result.output
+    assert "promoted to champion" in result.output
+    assert (tmp_path / "home" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stage-col", "Stage"], "no column 'Stage' (stage label column)"),
+        (["--stage-col", "Lifecycle Stage", "--exclude", "Nope"], "no column 'Nope'"),
+        ([], "name at least one label column"),
+    ],
+)
+def test_train_cli_errors_are_messages_not_tracebacks(crm, monkeypatch, tmp_path, args, message):
+    from leadready.cli import main
+
+    root, _, _ = crm
+    monkeypatch.setenv("LEADREADY_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(
+        main, ["train", "--leads", str(root / "contacts.csv"), "--id-col", "Contact ID", *args]
+    )
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.slow
+def test_training_on_simulator_output_beats_the_baselines_against_the_truth(tmp_path):
+    from data.simulate import SimulationConfig, simulate, write
+    from model.registry import load_model
+    from training.evaluate import evaluate_heads
+
+    sim = simulate(SimulationConfig(n_leads=2500, seed=11))
+    paths = write(sim, tmp_path / "sim", fmt="parquet")
+    config = TrainConfig(
+        leads_path=paths["leads"],
+        events_path=paths["events"],
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        stage_col="stage",
+        persona_col="persona",
+        n_estimators=60,
+        num_threads=1,
+    )
+    result = train(config)
+    assert result.gate.promote
+    for head in ("stage", "persona"):
+        assert result.macro_f1(head) > result.macro_f1(head, "majority") + 0.2
+
+    # Against the hidden truth on the held-out leads, the registered model does
+    # better than marketing's own (noisy) labels do on those leads.
+    from training.dataset import load_training_table
+
+    ts = load_training_table(
+        paths["leads"], events_path=paths["events"], stage_col="stage", persona_col="persona"
+    )
+    held = ts.subset(holdout_mask(ts.ids, 0.2))
+    truth = sim.truth.set_index("lead_id").loc[held.ids]
+    model, version = load_model(f"models:/{MODEL}@champion")
+    assert version == result.version
+    scored = evaluate_heads(model, held.X, truth["true_stage"], truth["true_persona"])
+    assert scored["stage"]["macro_f1"] > 0.5
+    assert scored["persona"]["macro_f1"] > 0.6

@@ -1,0 +1,331 @@
+"""Batch scoring: a lead table of any size in, the same rows with predictions out.
+
+:func:`score_table` streams the input in chunks (``pandas.read_csv(chunksize=…)``,
+``pyarrow.parquet.ParquetFile.iter_batches``, JSON Lines by ``chunksize``), builds
+each chunk's features with the model's own feature settings (as training did),
+scores it with ``LeadReadinessModel.predict_frame`` and appends the input rows
+with the prediction columns to the output (CSV or Parquet, by suffix). Memory
+stays at one chunk plus, with an events table, the events — loaded once and
+handed to each chunk for its own leads only.
+
+Engagement features are computed as of one time for the whole table (given, or
+the last event), never per chunk, so a lead's scores do not depend on the chunk
+it falls in. The output is written to a temporary file beside the target and
+renamed at the end: a failed run leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ScoreSummary", "score_table"]
+
+_INPUT_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+_OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """What a scoring run did."""
+
+    rows: int
+    chunks: int
+    out_path: Path
+    as_of: datetime | None
+    seconds: float
+    renamed_columns: dict[str, str] = field(default_factory=dict)
+    missing_columns: list[str] = field(default_factory=list)
+    routes: dict[str, int] = field(default_factory=dict)
+
+
+def _format(path: Path, formats: dict[str, str], what: str) -> str:
+    fmt = formats.get(path.suffix.lower())
+    if fmt is None:
+        allowed = ", ".join(sorted(formats))
+        raise ValueError(
+            f"{path.name}: cannot {what} {path.suffix or 'files without a suffix'}; use {allowed}"
+        )
+    return fmt
+
+
+def _separator(path: Path) -> str:
+    with path.open(encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline()
+    if "," in header:
+        return ","
+    for sep in (";", "\t"):
+        if sep in header:
+            return sep
+    return ","
+
+
+def _chunks(path: Path, fmt: str, chunk_size: int, id_col: str) -> Iterator[pd.DataFrame]:
+    """The input in chunks of at most ``chunk_size`` rows (ids kept as text)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as pf:
+            for batch in pf.iter_batches(batch_size=chunk_size):
+                yield batch.to_pandas()
+        return
+    if fmt == "jsonl":
+        with pd.read_json(path, lines=True, chunksize=chunk_size, dtype=False) as reader:
+            yield from reader
+        return
+    sep = _separator(path)
+    head = pd.read_csv(path, sep=sep, nrows=chunk_size, encoding="utf-8-sig", dtype={id_col: "str"})
+    # Text columns of the first chunk stay text in later chunks (a later chunk of
+    # digits-only codes must not turn into numbers).
+    dtype: dict[str, Any] = {c: "str" for c in head.columns if not _numeric_or_bool(head[c])}
+    dtype[id_col] = "str"
+    with pd.read_csv(
+        path, sep=sep, chunksize=chunk_size, encoding="utf-8-sig", dtype=dtype
+    ) as reader:
+        yield from reader
+
+
+def _numeric_or_bool(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+
+
+def _total_rows(path: Path, fmt: str) -> int | None:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+class _Events:
+    """Events loaded once, indexed by lead id so each chunk takes only its own."""
+
+    def __init__(self, path: Path) -> None:
+        from data.readers import read_events
+
+        result = read_events(path)
+        self.rejected = result.rejected
+        frame = result.frame
+        frame["lead_id"] = frame["lead_id"].astype(str)
+        self.frame = frame
+        self.positions = frame.groupby("lead_id", sort=False).indices
+        self.last = frame["timestamp"].max() if len(frame) else None
+
+    def for_ids(self, ids: pd.Index) -> pd.DataFrame:
+        found = [self.positions[i] for i in ids if i in self.positions]
+        rows = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+        return self.frame.iloc[np.sort(rows)]
+
+
+class _Writer:
+    """Appends scored chunks to a CSV or Parquet file (a temporary one until ``close``)."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        self.parquet: Any = None
+        self.schema: Any = None
+        self.first = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "csv":
+            frame.to_csv(self.tmp, mode="w" if self.first else "a", header=self.first, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self.parquet is None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                self.schema = table.schema
+                self.parquet = pq.ParquetWriter(self.tmp, self.schema)
+            else:
+                try:
+                    table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    raise ValueError(
+                        f"a column changes type between chunks ({exc}); "
+                        "use a larger --chunk-size or write CSV"
+                    ) from exc
+            self.parquet.write_table(table)
+        self.first = False
+
+    def close(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        if self.first:  # no rows at all: still write a file with no rows
+            return
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def score_table(
+    model: Any,
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    events_path: str | Path | None = None,
+    id_col: str = "lead_id",
+    chunk_size: int = 50_000,
+    reasons: bool = False,
+    as_of: datetime | None = None,
+    on_chunk: Callable[[int, int | None], None] | None = None,
+) -> ScoreSummary:
+    """Score every row of a lead table and write them with their predictions.
+
+    Parameters
+    ----------
+    model : LeadReadinessModel
+        The packaged model (``model.registry.load_model``).
+    in_path : path
+        CSV, Parquet or JSON Lines; one row a lead.
+    out_path : path
+        CSV or Parquet (by suffix): the input rows, then ``stage``,
+        ``stage_confidence``, ``stage_proba__<label>``…, ``persona``…,
+        ``readiness``, ``route`` (and ``*_reasons`` with ``reasons``). An input
+        column with one of these names is kept as ``<name>_input``.
+    events_path : path, optional
+        Events of the leads (``lead_id`` = the id column's values).
+    id_col : str, default "lead_id"
+        The id column; required with events. Without events and without the
+        column, rows are numbered.
+    chunk_size : int, default 50_000
+        Rows per chunk.
+    reasons : bool, default False
+        Add the reasons columns.
+    as_of : datetime, optional
+        Reference time of engagement features; default the last event.
+    on_chunk : callable, optional
+        Called after each chunk with (rows done, total rows or None).
+
+    Returns
+    -------
+    ScoreSummary
+
+    Raises
+    ------
+    ValueError
+        Unknown formats, the same file in and out, a missing id column (with
+        events), empty or repeated ids within a chunk.
+    """
+    from model.features import build_features
+
+    start = time.perf_counter()
+    in_path, out_path = Path(in_path), Path(out_path)
+    if chunk_size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
+    if not in_path.is_file():
+        raise ValueError(f"no such file: {in_path}")
+    in_fmt = _format(in_path, _INPUT_FORMATS, "read")
+    out_fmt = _format(out_path, _OUTPUT_FORMATS, "write")
+    if out_path.resolve() == in_path.resolve():
+        raise ValueError(f"{out_path.name}: the output would overwrite the input")
+    if not out_path.parent.is_dir():
+        raise ValueError(f"no such folder for the output: {out_path.parent}")
+
+    events = _Events(Path(events_path)) if events_path is not None else None
+    if as_of is None and events is not None and events.last is not None:
+        as_of = events.last.to_pydatetime()
+    feature_config = getattr(model, "feature_config", None)
+    prediction_columns = model.output_columns(reasons=reasons)
+    total = _total_rows(in_path, in_fmt)
+
+    writer = _Writer(out_path, out_fmt)
+    rows = chunks = 0
+    renamed: dict[str, str] = {}
+    missing: list[str] = []
+    routes: dict[str, int] = {}
+    try:
+        for chunk in _chunks(in_path, in_fmt, chunk_size, id_col):
+            chunk = chunk.reset_index(drop=True)
+            first_row = rows + 1
+            if id_col in chunk.columns:
+                ids = _chunk_ids(chunk[id_col], id_col, first_row, in_path.name)
+            elif events is not None:
+                cols = ", ".join(repr(str(c)) for c in chunk.columns)
+                raise ValueError(
+                    f"{in_path.name}: no id column {id_col!r} to match events by; "
+                    f"the columns are: {cols}"
+                )
+            else:
+                ids = pd.Index([str(first_row + i) for i in range(len(chunk))])
+            leads = chunk.copy()
+            leads[id_col] = ids.to_numpy()
+            if feature_config is not None:
+                features = build_features(
+                    leads,
+                    None if events is None else events.for_ids(ids),
+                    as_of=as_of,
+                    config=feature_config,
+                    id_col=id_col,
+                )
+            else:
+                features = leads.set_index(ids)
+            scored = model.predict_frame(features, reasons=reasons)
+            if not missing:
+                missing = list(scored.attrs.get("missing_columns", []))
+            out = chunk.copy()
+            for name in prediction_columns:
+                if name in out.columns:
+                    renamed[name] = f"{name}_input"
+            out = out.rename(columns=renamed)
+            out = pd.concat([out, scored[prediction_columns].reset_index(drop=True)], axis=1)
+            writer.write(out)
+            for value, count in out["route"].value_counts().items():
+                routes[str(value)] = routes.get(str(value), 0) + int(count)
+            rows += len(chunk)
+            chunks += 1
+            if on_chunk is not None:
+                on_chunk(rows, total)
+        if chunks == 0:
+            empty = pd.DataFrame(columns=prediction_columns)
+            writer.write(empty)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return ScoreSummary(
+        rows=rows,
+        chunks=chunks,
+        out_path=out_path,
+        as_of=as_of,
+        seconds=time.perf_counter() - start,
+        renamed_columns=renamed,
+        missing_columns=missing,
+        routes=routes,
+    )
+
+
+def _chunk_ids(values: pd.Series, id_col: str, first_row: int, name: str) -> pd.Index:
+    """A chunk's ids as text; empty or repeated ids are errors naming the rows."""
+    text = values.astype(object).map(lambda v: None if pd.isna(v) else str(v).strip())
+    empty = np.flatnonzero(text.isna() | (text == "")).tolist()
+    if empty:
+        listed = ", ".join(str(first_row + i) for i in empty[:10])
+        raise ValueError(f"{name}: column {id_col!r} is empty in row(s) {listed}")
+    repeated = text[text.duplicated(keep=False)]
+    if len(repeated):
+        ids = list(dict.fromkeys(repeated.tolist()))[:10]
+        raise ValueError(
+            f"{name}: repeated ids in column {id_col!r} near row {first_row}: "
+            + ", ".join(repr(i) for i in ids)
+        )
+    return pd.Index(text.to_numpy(dtype=object))

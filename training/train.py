@@ -1,0 +1,477 @@
+"""Train a lead-readiness model on a lead table, log it to MLflow, register it, gate it.
+
+:func:`train` is what ``leadready train`` runs:
+
+1. read the table (and events) into a :class:`~training.dataset.TrainingSet`;
+2. hold out the leads whose id hashes into the holdout share
+   (:func:`~training.dataset.holdout_mask`): the same leads on every run, so a
+   champion was never trained on the rows it is compared on;
+3. fit the two-head classifier on the rest and package it with its feature and
+   routing settings (:class:`model.package.LeadReadinessModel`);
+4. evaluate it on the holdout next to a majority-class and a logistic-regression
+   baseline trained on the same split (metrics per head, per class, per slice,
+   confusion matrices, reliability diagrams);
+5. log parameters, metrics, plots, the data sets (``mlflow.data``) and the model
+   to MLflow, register it as a new version with alias ``challenger``;
+6. run the promotion gate (:func:`training.promote.run_gate`) on the holdout.
+
+:func:`train_on` does steps 2–6 for a training set built elsewhere (retraining
+with reps' corrections builds its own).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
+from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
+from training.promote import CHALLENGER, GateDecision, move_alias, run_gate
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from model.package import LeadReadinessModel
+
+__all__ = ["TrainConfig", "TrainResult", "fit_lead_model", "train", "train_on"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs. Frozen: use ``dataclasses.replace`` to vary it.
+
+    Parameters
+    ----------
+    leads_path : Path
+        The lead table (CSV, Parquet, JSON Lines), one row a lead.
+    tracking_uri : str
+        MLflow tracking (and registry) URI.
+    artifact_root : Path, optional
+        Where artifacts go for a local (SQLite) tracking store.
+    events_path : Path, optional
+        An events table; engagement features are built from it.
+    id_col, stage_col, persona_col : str
+        Columns of the lead table; at least one label column.
+    exclude : tuple of str
+        Columns that must not become features.
+    as_of : datetime, optional
+        Reference time of engagement features (default: the last event).
+    slice_cols : tuple of str
+        Columns metrics are also reported by, when present.
+    holdout_share : float
+        Share of leads held out (by id hash) for evaluation and the gate.
+    seed : int
+        Random state of the classifier and the baselines.
+    n_estimators, learning_rate, num_leaves : LightGBM settings per head.
+    num_threads : int
+        LightGBM threads.
+    sales_ready : tuple of str, optional
+        Stage labels that count as sales-ready (inferred from the labels when None).
+    sales_threshold, review_margin, min_confidence : float
+        Routing thresholds (see ``model.routing.RoutingConfig``).
+    nurture_personas : tuple of str
+        Personas never routed to sales.
+    model_name : str
+        Registered model name.
+    gate : bool
+        Run the promotion gate after registering.
+    f1_tolerance, recall_margin : float
+        Gate settings (see ``training.promote.gate``).
+    actor : str
+        Recorded with alias moves.
+    run_name : str, optional
+        MLflow run name.
+    """
+
+    leads_path: Path
+    tracking_uri: str
+    artifact_root: Path | None = None
+    events_path: Path | None = None
+    id_col: str = "lead_id"
+    stage_col: str | None = None
+    persona_col: str | None = None
+    exclude: tuple[str, ...] = ()
+    as_of: datetime | None = None
+    slice_cols: tuple[str, ...] = DEFAULT_SLICE_COLUMNS
+    holdout_share: float = 0.2
+    seed: int = 0
+    n_estimators: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    num_threads: int = 2
+    sales_ready: tuple[str, ...] | None = None
+    sales_threshold: float = 0.5
+    review_margin: float = 0.1
+    min_confidence: float = 0.4
+    nurture_personas: tuple[str, ...] = ("non_buyer",)
+    model_name: str = "lead-readiness"
+    gate: bool = True
+    f1_tolerance: float = 0.01
+    recall_margin: float = 0.05
+    actor: str = "leadready train"
+    run_name: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The settings as MLflow parameters (text values, None as empty)."""
+        out = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, tuple):
+                value = ",".join(map(str, value))
+            out[key] = "" if value is None else str(value)
+        return out
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    run_id: str
+    version: str
+    model_uri: str
+    metrics: dict[str, float]
+    evaluation: dict[str, Any]
+    baselines: dict[str, Any]
+    gate: GateDecision | None
+    n_train: int
+    n_holdout: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def macro_f1(self, head: str, which: str = "model") -> float | None:
+        """Holdout macro-F1 of a head for ``"model"``, ``"logreg"`` or ``"majority"``."""
+        source = self.evaluation if which == "model" else self.baselines.get(which, {})
+        value = source.get(head, {}).get("macro_f1")
+        return None if value is None else float(value)
+
+
+class _Steps:
+    """Rich progress output for the steps of a run (silent without a console)."""
+
+    def __init__(self, console: Console | None) -> None:
+        self.console = console
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, key: str, text: str) -> Iterator[None]:
+        start = time.perf_counter()
+        if self.console is None:
+            yield
+        else:
+            with self.console.status(f"{text}…"):
+                yield
+        took = time.perf_counter() - start
+        self.timings[key] = took
+        if self.console is not None:
+            self.console.print(f"[green]✓[/green] {text} [dim]({took:.1f} s)[/dim]")
+
+
+def _routing(config: TrainConfig) -> Any:
+    from model.routing import RoutingConfig
+
+    return RoutingConfig(
+        sales_ready_stages=config.sales_ready,
+        sales_threshold=config.sales_threshold,
+        review_margin=config.review_margin,
+        min_confidence=config.min_confidence,
+        nurture_personas=config.nurture_personas,
+    )
+
+
+def fit_lead_model(
+    train_set: TrainingSet,
+    config: TrainConfig,
+    *,
+    feature_config: Any | None = None,
+    sample_weight: Sequence[float] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> LeadReadinessModel:
+    """Fit the two-head classifier on a training set and package it.
+
+    Parameters
+    ----------
+    train_set : TrainingSet
+        The rows to fit on (each head on the rows with its label).
+    config : TrainConfig
+        LightGBM and routing settings.
+    feature_config : FeatureConfig, optional
+        The feature settings the set was built with (default ``FeatureConfig()``);
+        carried by the model so serving builds the same features.
+    sample_weight : sequence of float, optional
+        One weight per row of ``train_set``.
+    metadata : dict, optional
+        Stored in the model.
+
+    Returns
+    -------
+    LeadReadinessModel
+    """
+    from model.classifier import HeadClassifier, TwoHeadClassifier
+    from model.features import FeatureConfig
+    from model.package import LeadReadinessModel
+
+    def head() -> HeadClassifier:
+        return HeadClassifier(
+            n_estimators=config.n_estimators,
+            learning_rate=config.learning_rate,
+            num_leaves=config.num_leaves,
+            num_threads=config.num_threads,
+            random_state=config.seed,
+        )
+
+    classifier = TwoHeadClassifier(stage_estimator=head(), persona_estimator=head())
+    classifier.fit(
+        train_set.X,
+        y_stage=None if train_set.y_stage is None else train_set.y_stage.to_numpy(dtype=object),
+        y_persona=None
+        if train_set.y_persona is None
+        else train_set.y_persona.to_numpy(dtype=object),
+        sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=float),
+    )
+    return LeadReadinessModel(
+        classifier,
+        input_columns=list(train_set.X.columns),
+        feature_config=feature_config if feature_config is not None else FeatureConfig(),
+        routing=_routing(config),
+        metadata=metadata,
+    )
+
+
+def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult:
+    """Read the lead table named in ``config`` and run :func:`train_on` on it.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    console : rich.console.Console, optional
+        Where progress is shown; silent when None.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ValueError
+        Bad input (see :func:`training.dataset.load_training_table`), or a
+        holdout without labels.
+    """
+    steps = _Steps(console)
+    with steps.step(
+        "read_features_s", f"reading {Path(config.leads_path).name} and building features"
+    ):
+        training_set = load_training_table(
+            config.leads_path,
+            events_path=config.events_path,
+            id_col=config.id_col,
+            stage_col=config.stage_col,
+            persona_col=config.persona_col,
+            exclude=config.exclude,
+            as_of=config.as_of,
+            slice_cols=config.slice_cols,
+        )
+    return train_on(training_set, config, console=console, _steps=steps)
+
+
+def _labelled_counts(ts: TrainingSet) -> dict[str, int]:
+    return {h: int(ts.labels(h).notna().sum()) for h in HEADS if ts.labels(h) is not None}
+
+
+def train_on(
+    training_set: TrainingSet,
+    config: TrainConfig,
+    *,
+    console: Console | None = None,
+    sample_weight: Sequence[float] | None = None,
+    extra_params: dict[str, Any] | None = None,
+    _steps: _Steps | None = None,
+) -> TrainResult:
+    """Split, fit, evaluate, log, register and gate a training set.
+
+    Parameters
+    ----------
+    training_set : TrainingSet
+        Features and labels of every lead (held-out ones included).
+    config : TrainConfig
+        Settings; its path and column fields are only logged.
+    console : rich.console.Console, optional
+        Where progress is shown.
+    sample_weight : sequence of float, optional
+        One weight per lead of ``training_set`` (held-out weights are ignored).
+    extra_params : dict, optional
+        More MLflow parameters (e.g. how many corrections were applied).
+
+    Returns
+    -------
+    TrainResult
+    """
+    import mlflow
+
+    from model.pyfunc import log_model
+    from model.registry import EXPERIMENT_NAME, configure
+
+    steps = _steps if _steps is not None else _Steps(console)
+    mask = holdout_mask(training_set.ids, config.holdout_share)
+    train_set, holdout = training_set.subset(~mask), training_set.subset(mask)
+    for head, n in _labelled_counts(holdout).items():
+        if n == 0:
+            raise ValueError(
+                f"{training_set.name}: no {head} labels among the {len(holdout)} held-out "
+                f"leads (holdout share {config.holdout_share}); label more leads or raise the share"
+            )
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=float)[~mask]
+
+    counts = _labelled_counts(train_set)
+    heads_text = " and ".join(f"{h} ({n:,} labelled)" for h, n in counts.items())
+    with steps.step("fit_s", f"fitting the {heads_text} head{'s' if len(counts) > 1 else ''}"):
+        lead_model = fit_lead_model(
+            train_set,
+            config,
+            sample_weight=weights,
+            metadata={
+                "id_col": training_set.id_col,
+                "label_columns": {
+                    "stage": training_set.stage_col,
+                    "persona": training_set.persona_col,
+                },
+                "exclude": list(training_set.exclude),
+                "as_of": None if training_set.as_of is None else str(training_set.as_of),
+                "source": training_set.source,
+                "events": config.events_path is not None,
+            },
+        )
+
+    with steps.step("evaluate_s", f"evaluating on {len(holdout):,} held-out leads with baselines"):
+        evaluation = evaluate_heads(
+            lead_model, holdout.X, holdout.y_stage, holdout.y_persona, slices=holdout.slices
+        )
+        base = baselines(
+            train_set.X,
+            holdout.X,
+            y_train_stage=train_set.y_stage,
+            y_train_persona=train_set.y_persona,
+            y_test_stage=holdout.y_stage,
+            y_test_persona=holdout.y_persona,
+            slices=holdout.slices,
+            seed=config.seed,
+        )
+    metrics = flatten_metrics(evaluation)
+    for name, result in base.items():
+        metrics.update(flatten_metrics(result, infix=f"baseline_{name}"))
+    lead_model.metadata["metrics"] = {
+        k: v for k, v in metrics.items() if "slice__" not in k and "baseline" not in k
+    }
+
+    with steps.step("log_s", "logging to MLflow and registering"):
+        experiment_id = configure(config.tracking_uri, config.artifact_root)
+        if experiment_id is None:
+            mlflow.set_experiment(EXPERIMENT_NAME)
+        with mlflow.start_run(run_name=config.run_name) as run:
+            run_id = run.info.run_id
+            params = config.params()
+            params.update(
+                {
+                    "n_leads": str(len(training_set)),
+                    "n_train": str(len(train_set)),
+                    "n_holdout": str(len(holdout)),
+                    "n_features": str(training_set.X.shape[1]),
+                    "as_of": "" if training_set.as_of is None else str(training_set.as_of),
+                    "rejected_rows": str(len(training_set.rejected)),
+                    "rejected_events": str(len(training_set.rejected_events)),
+                }
+            )
+            for head in HEADS:
+                if head in lead_model.labels:
+                    params[f"{head}_labels"] = ",".join(lead_model.labels[head])
+                    params[f"{head}_n_train_labelled"] = str(counts.get(head, 0))
+            params.update({k: str(v) for k, v in (extra_params or {}).items()})
+            mlflow.log_params(params)
+            mlflow.set_tags({"leadready.data": training_set.name, "leadready.actor": config.actor})
+            _log_datasets(training_set, train_set, holdout)
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict(
+                {"model": evaluation, **{f"baseline_{k}": v for k, v in base.items()}},
+                "evaluation/holdout.json",
+            )
+            mlflow.log_dict(lead_model.summary(), "model_summary.json")
+            with tempfile.TemporaryDirectory(prefix="leadready-plots-") as tmp:
+                plots(evaluation, tmp, title="holdout")
+                mlflow.log_artifacts(tmp, "plots")
+            info = log_model(
+                lead_model,
+                name="model",
+                registered_model_name=config.model_name,
+                input_example=holdout.X.head(5),
+            )
+            version = str(info.registered_model_version)
+        move_alias(
+            config.model_name,
+            CHALLENGER,
+            version,
+            by=config.actor,
+            why=f"trained in run {run_id} on {training_set.name}",
+        )
+
+    decision = None
+    if config.gate:
+        with steps.step("gate_s", "running the promotion gate on the holdout"):
+            decision, _ = run_gate(
+                model_name=config.model_name,
+                challenger_version=version,
+                X=holdout.X,
+                y_stage=holdout.y_stage,
+                y_persona=holdout.y_persona,
+                run_id=run_id,
+                challenger=lead_model,
+                f1_tolerance=config.f1_tolerance,
+                recall_margin=config.recall_margin,
+                by=config.actor,
+            )
+    mlflow.log_metrics({f"time_{k}": v for k, v in steps.timings.items()}, run_id=run_id)
+    return TrainResult(
+        run_id=run_id,
+        version=version,
+        model_uri=f"models:/{config.model_name}/{version}",
+        metrics=metrics,
+        evaluation=evaluation,
+        baselines=base,
+        gate=decision,
+        n_train=len(train_set),
+        n_holdout=len(holdout),
+        timings=dict(steps.timings),
+    )
+
+
+def _log_datasets(full: TrainingSet, train_set: TrainingSet, holdout: TrainingSet) -> None:
+    """Describe the training and holdout data with ``mlflow.data`` (schema, digest, source)."""
+    import mlflow
+
+    targets = "label_stage" if full.y_stage is not None else "label_persona"
+    for part, context in ((train_set, "training"), (holdout, "holdout")):
+        frame = part.label_frame().reset_index()
+        dataset = mlflow.data.from_pandas(
+            frame, source=full.source, targets=targets, name=f"{full.name} ({context})"
+        )
+        mlflow.log_input(dataset, context=context)
+    mlflow.log_dict(
+        {
+            "source": full.source,
+            "id_col": full.id_col,
+            "stage_col": full.stage_col,
+            "persona_col": full.persona_col,
+            "exclude": list(full.exclude),
+            "n_leads": len(full),
+            "rejected": [str(e) for e in full.rejected[:100]],
+            "rejected_events": [str(e) for e in full.rejected_events[:100]],
+            "holdout_ids_sample": [str(i) for i in holdout.ids[:20]],
+        },
+        "data/description.json",
+    )
