@@ -217,6 +217,35 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
     assert "promoted to champion" in result.output
     assert (tmp_path / "home" / "mlflow.db").exists()
 
+    runner = CliRunner()
+    common = ["--leads", str(root / "contacts.csv"), "--id-col", "Contact ID"]
+    labels = ["--stage-col", "Lifecycle Stage", "--persona-col", "Segment"]
+    again = runner.invoke(
+        main, ["train", *common, *labels, "--n-estimators", "5", "--threads", "1", "--no-gate"]
+    )
+    assert again.exit_code == 0, again.output
+    assert "gate: not run" in again.output
+
+    evaluated = runner.invoke(
+        main, ["evaluate", *common, *labels, "--model", "models:/lead-readiness/2"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "models:/lead-readiness/2 (version 2)" in evaluated.output
+    assert "stage" in evaluated.output and "persona" in evaluated.output
+
+    promoted = runner.invoke(main, ["promote", "2", "--reason", "cli test"])
+    assert promoted.exit_code == 0, promoted.output
+    assert "lead-readiness@champion: 1 → 2" in promoted.output
+    back = runner.invoke(main, ["rollback"])
+    assert back.exit_code == 0, back.output
+    assert "lead-readiness@champion: 2 → 1" in back.output
+    nothing = runner.invoke(main, ["rollback"])
+    assert nothing.exit_code == 1
+    assert "no previous champion" in nothing.output
+    missing = runner.invoke(main, ["promote", "7"])
+    assert missing.exit_code == 1
+    assert "has no version '7' (versions: 2, 1)" in missing.output
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
