@@ -65,6 +65,11 @@ def _is_missing(value: Any) -> bool:
 
 def _to_number(value: Any) -> float:
     """One cell of a numeric column as a float (bools 0/1, timedeltas in days, else NaN)."""
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        return float(value)
     if _is_missing(value):
         return math.nan
     if isinstance(value, bool | np.bool_):
