@@ -1,0 +1,408 @@
+"""``LeadReadinessModel``: the one object pickled into the MLflow model.
+
+It carries the fitted two-head classifier, the feature columns it was trained on,
+the feature configuration (so serving builds features with the training code), the
+routing settings, the label sets and metadata, and scores in two ways that give the
+same numbers:
+
+* :meth:`LeadReadinessModel.predict_frame` — a DataFrame in, a DataFrame out (batch,
+  ``leadready score``, evaluation, the MLflow pyfunc);
+* :meth:`LeadReadinessModel.predict_records` — plain dicts in and out, no pandas, one
+  LightGBM thread for small inputs (the API's single-lead path).
+
+Output columns of ``predict_frame`` (a head the model lacks has none): ``stage``,
+``stage_confidence``, ``stage_proba__<label>``…, ``persona``, ``persona_confidence``,
+``persona_proba__<label>``…, ``readiness``, ``route`` and, with reasons,
+``stage_reasons`` and ``persona_reasons`` (JSON lists of ``{"feature", "text", "weight"}``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from model.classifier import HEADS, HeadClassifier, TwoHeadClassifier
+from model.reasons import explain_head
+from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from model.features import FeatureConfig
+
+__all__ = ["SMALL_BATCH", "LeadReadinessModel"]
+
+#: Inputs of at most this many rows are scored with one LightGBM thread.
+SMALL_BATCH = 64
+
+
+class LeadReadinessModel:
+    """The packaged lead-readiness model.
+
+    Parameters
+    ----------
+    classifier : TwoHeadClassifier
+        Fitted.
+    input_columns : sequence of str
+        The feature columns the classifier was trained on, in order.
+    feature_config : FeatureConfig, optional
+        How engagement features were built from events; None when the model was
+        trained on a ready feature table.
+    routing : RoutingConfig, optional
+        Default ``RoutingConfig()``; its sales-ready stages are resolved against
+        the stage labels now (a configured stage that is not a label is an error).
+    metadata : mapping, optional
+        Free information (training sets ``"metrics"``); ``"trained_at"`` defaults to now.
+    """
+
+    format_version = 1
+
+    def __init__(
+        self,
+        classifier: TwoHeadClassifier,
+        *,
+        input_columns: Sequence[str],
+        feature_config: FeatureConfig | None = None,
+        routing: RoutingConfig | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        heads = getattr(classifier, "heads_", None)
+        if not heads:
+            raise ValueError("the classifier is not fitted")
+        self.classifier = classifier
+        self.input_columns: list[str] = [str(c) for c in input_columns]
+        if len(set(self.input_columns)) != len(self.input_columns):
+            raise ValueError("input_columns lists a column twice")
+        self.feature_config = feature_config
+        self.routing = routing if routing is not None else RoutingConfig()
+        self.labels: dict[str, tuple[str, ...]] = {
+            h: tuple(str(c) for c in est.classes_) for h, est in heads.items()
+        }
+        stage = heads.get("stage")
+        self.sales_ready_stages: tuple[str, ...] = (
+            resolve_sales_ready(self.routing, self.labels["stage"]) if stage is not None else ()
+        )
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.metadata.setdefault("trained_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        self.metadata.setdefault("metrics", {})
+
+    # ---- facts
+
+    @property
+    def heads(self) -> dict[str, HeadClassifier]:
+        """The present heads, by name (``"stage"``, ``"persona"``)."""
+        return {h: self.classifier.heads_[h] for h in HEADS if h in self.classifier.heads_}
+
+    @property
+    def stage_labels(self) -> tuple[str, ...] | None:
+        """The stage head's labels, or None without a stage head."""
+        return self.labels.get("stage")
+
+    @property
+    def persona_labels(self) -> tuple[str, ...] | None:
+        """The persona head's labels, or None without a persona head."""
+        return self.labels.get("persona")
+
+    def missing_columns(self, columns: Sequence[str]) -> list[str]:
+        """Input columns absent from ``columns`` (they are scored as missing values)."""
+        present = {str(c) for c in columns}
+        return [c for c in self.input_columns if c not in present]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description: labels, columns, routing, calibration, metadata."""
+        return {
+            "heads": {
+                h: {
+                    "labels": list(self.labels[h]),
+                    "calibration": _jsonable(est.calibration_),
+                    "dropped_columns": dict(est.encoder_.dropped_columns_),
+                }
+                for h, est in self.heads.items()
+            },
+            "input_columns": list(self.input_columns),
+            "feature_config": None if self.feature_config is None else repr(self.feature_config),
+            "routing": {
+                "sales_ready_stages": list(self.sales_ready_stages),
+                "sales_threshold": self.routing.sales_threshold,
+                "review_margin": self.routing.review_margin,
+                "min_confidence": self.routing.min_confidence,
+                "nurture_personas": list(self.routing.nurture_personas),
+            },
+            "metadata": _jsonable(self.metadata),
+        }
+
+    def __repr__(self) -> str:
+        heads = ", ".join(f"{h}={list(labels)}" for h, labels in self.labels.items())
+        return f"LeadReadinessModel({heads}, {len(self.input_columns)} input columns)"
+
+    # ---- scoring core
+
+    def _score(
+        self,
+        n: int,
+        encode: Callable[[HeadClassifier], np.ndarray],
+        text_values: Callable[[HeadClassifier], Mapping[str, Sequence[Any]]],
+        *,
+        reasons: bool,
+        top_k: int,
+        num_threads: int | None,
+    ) -> dict[str, Any]:
+        """Per head: proba, label index, confidence (and reasons); readiness and route."""
+        result: dict[str, Any] = {}
+        for head, est in self.heads.items():
+            Z = encode(est)
+            proba = est.predict_proba_encoded(Z, num_threads=num_threads)
+            index = proba.argmax(axis=1)
+            part = {
+                "proba": proba,
+                "index": index,
+                "confidence": proba[np.arange(n), index],
+            }
+            if reasons:
+                part["reasons"] = explain_head(
+                    est, Z, index, text_values(est), top_k=top_k, num_threads=num_threads
+                )
+            result[head] = part
+        stage = result.get("stage")
+        persona = result.get("persona")
+        ready = (
+            readiness(stage["proba"], self.labels["stage"], self._routing_resolved())
+            if stage is not None
+            else None
+        )
+        result["readiness"] = ready
+        result["route"] = route(
+            stage_proba=None if stage is None else stage["proba"],
+            stage_classes=self.labels.get("stage"),
+            persona=None
+            if persona is None
+            else np.asarray(self.labels["persona"], dtype=object)[persona["index"]],
+            persona_confidence=None if persona is None else persona["confidence"],
+            config=self._routing_resolved(),
+            ready=ready,
+        )
+        return result
+
+    def _routing_resolved(self) -> RoutingConfig:
+        cached = self.__dict__.get("_resolved_routing")
+        if cached is None:
+            from dataclasses import replace
+
+            cached = replace(self.routing, sales_ready_stages=self.sales_ready_stages)
+            self.__dict__["_resolved_routing"] = cached
+        return cached
+
+    # ---- batch
+
+    def predict_frame(
+        self, df: pd.DataFrame, *, reasons: bool = False, top_k: int = 3
+    ) -> pd.DataFrame:
+        """Score a feature table.
+
+        Parameters
+        ----------
+        df : DataFrame of shape (n_rows, n_columns)
+            Feature rows (``model.features.build_features`` output or any table
+            with the input columns). Missing input columns are missing values and
+            are listed in ``result.attrs["missing_columns"]``; extra columns are ignored.
+        reasons : bool
+            Add ``stage_reasons`` / ``persona_reasons`` (JSON strings).
+        top_k : int
+            Reasons per head.
+
+        Returns
+        -------
+        DataFrame of shape (n_rows, n_outputs)
+            Same index as ``df``; the columns listed in the module docstring.
+        """
+        import pandas as pd
+
+        n = len(df)
+        missing = self.missing_columns(df.columns)
+        if n == 0:
+            out = pd.DataFrame(index=df.index, columns=self.output_columns(reasons=reasons))
+            out.attrs["missing_columns"] = missing
+            return out
+
+        def text_values(est: HeadClassifier) -> dict[str, Sequence[Any]]:
+            enc = est.encoder_
+            return {
+                c: df[c].to_numpy(dtype=object)
+                for c in enc.columns_
+                if enc.kinds_[c] == "text" and c in df.columns
+            }
+
+        scored = self._score(
+            n,
+            lambda est: est.encode(df),
+            text_values,
+            reasons=reasons,
+            top_k=top_k,
+            num_threads=None,
+        )
+        columns: dict[str, Any] = {}
+        for head, part in ((h, scored[h]) for h in HEADS if h in scored):
+            labels = np.asarray(self.labels[head], dtype=object)
+            columns[head] = labels[part["index"]]
+            columns[f"{head}_confidence"] = part["confidence"]
+            for j, label in enumerate(self.labels[head]):
+                columns[f"{head}_proba__{label}"] = part["proba"][:, j]
+        columns["readiness"] = (
+            np.full(n, np.nan) if scored["readiness"] is None else scored["readiness"]
+        )
+        columns["route"] = scored["route"].astype(object)
+        if reasons:
+            for head in (h for h in HEADS if h in scored):
+                columns[f"{head}_reasons"] = [json.dumps(r) for r in scored[head]["reasons"]]
+        out = pd.DataFrame(columns, index=df.index)
+        out.attrs["missing_columns"] = missing
+        return out
+
+    def output_columns(self, *, reasons: bool = False) -> list[str]:
+        """The columns :meth:`predict_frame` returns, in order."""
+        cols: list[str] = []
+        for head in (h for h in HEADS if h in self.labels):
+            cols += [head, f"{head}_confidence"]
+            cols += [f"{head}_proba__{label}" for label in self.labels[head]]
+        cols += ["readiness", "route"]
+        if reasons:
+            cols += [f"{h}_reasons" for h in HEADS if h in self.labels]
+        return cols
+
+    # ---- lean path
+
+    def predict_records(
+        self, records: Sequence[Mapping[str, Any]], *, reasons: bool = False, top_k: int = 3
+    ) -> list[dict[str, Any]]:
+        """Score feature rows given as plain dicts, without pandas.
+
+        Parameters
+        ----------
+        records : sequence of mappings, length n_rows
+            Feature rows by column name; missing keys are missing values.
+        reasons : bool
+            Add ``"reasons"`` to each head's result.
+        top_k : int
+            Reasons per head.
+
+        Returns
+        -------
+        list of dict, length n_rows
+            ``{"stage": {"label", "confidence", "probabilities": {label: p},
+            "reasons": [...]}, "persona": {...}, "readiness": float | None,
+            "route": str}``; a head the model lacks is None; ``"reasons"`` only
+            when asked. Numbers equal those of :meth:`predict_frame`.
+        """
+        n = len(records)
+        if n == 0:
+            return []
+        threads = 1 if n <= SMALL_BATCH else None
+
+        def text_values(est: HeadClassifier) -> dict[str, list[Any]]:
+            enc = est.encoder_
+            return {c: [r.get(c) for r in records] for c in enc.columns_ if enc.kinds_[c] == "text"}
+
+        scored = self._score(
+            n,
+            lambda est: est.encode_records(records),
+            text_values,
+            reasons=reasons,
+            top_k=top_k,
+            num_threads=threads,
+        )
+        ready = scored["readiness"]
+        routes = scored["route"]
+        out: list[dict[str, Any]] = []
+        for i in range(n):
+            item: dict[str, Any] = {}
+            for head in HEADS:
+                part = scored.get(head)
+                if part is None:
+                    item[head] = None
+                    continue
+                labels = self.labels[head]
+                proba = part["proba"][i]
+                head_out: dict[str, Any] = {
+                    "label": labels[int(part["index"][i])],
+                    "confidence": float(part["confidence"][i]),
+                    "probabilities": {lab: float(p) for lab, p in zip(labels, proba, strict=True)},
+                }
+                if reasons:
+                    head_out["reasons"] = part["reasons"][i]
+                item[head] = head_out
+            item["readiness"] = None if ready is None else float(ready[i])
+            item["route"] = str(routes[i])
+            out.append(item)
+        return out
+
+    # ---- features
+
+    def features_from_profile(
+        self,
+        profile: Mapping[str, Any],
+        events: Sequence[Mapping[str, Any]] | None = (),
+        as_of: Any = None,
+    ) -> dict[str, Any]:
+        """The feature row of one lead, built with the training feature code.
+
+        Parameters
+        ----------
+        profile : mapping
+            The lead's profile (``data.schema.LeadProfile`` fields, ``extra`` flattened).
+        events : sequence of mappings, length n_events
+            The lead's events (``data.schema.EVENT_COLUMNS`` keys). None or empty: no events.
+        as_of : timestamp-like, optional
+            Reference time (the request time); default: the lead's latest event.
+
+        Returns
+        -------
+        dict
+            Feature name → value, ready for :meth:`predict_records`.
+
+        Raises
+        ------
+        ValueError
+            Bad events (see ``model.features.build_features_one``), or events sent
+            to a model trained on a ready feature table (it has no feature config).
+        """
+        if self.feature_config is None:
+            if events:
+                raise ValueError(
+                    "this model was trained on a ready feature table, not on events: "
+                    "send the feature row instead"
+                )
+            row = {k: v for k, v in profile.items() if k != "extra"}
+            extra = profile.get("extra")
+            if isinstance(extra, Mapping):
+                for key, value in extra.items():
+                    row.setdefault(key, value)
+            return row
+        from model.features import build_features_one
+
+        return build_features_one(
+            profile, list(events or ()), as_of=as_of, config=self.feature_config
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_resolved_routing", None)
+        return state
+
+
+def _jsonable(value: Any) -> Any:
+    """Numbers and containers as plain JSON types (numpy scalars → float/int)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    return value

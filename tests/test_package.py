@@ -1,0 +1,249 @@
+"""LeadReadinessModel: output frame, the lean records path, features, pickling."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.classifier import HeadClassifier, TwoHeadClassifier
+from model.features import FeatureConfig, build_features
+from model.package import LeadReadinessModel
+from model.routing import ROUTES, RoutingConfig
+from tests.test_classifier import make_leads
+
+AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
+FAST = {"n_estimators": 40, "num_threads": 1}
+TITLES = {
+    "economic_buyer": ("VP of Sales", "Chief Financial Officer", "Head of Revenue"),
+    "technical_evaluator": ("Staff Engineer", "Solutions Architect", "IT Manager"),
+    "non_buyer": ("Student", "Job Seeker", "Marketing Intern"),
+}
+
+
+def make_lead_tables(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leads (with stage and persona labels) and their events: late stages visit pricing."""
+    rng = np.random.default_rng(seed)
+    stages = rng.choice(["awareness", "consideration", "decision"], size=n, p=[0.45, 0.35, 0.2])
+    personas = rng.choice(list(TITLES), size=n)
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"L{i:04d}" for i in range(n)],
+            "job_title": [rng.choice(TITLES[p]) for p in personas],
+            "company_size": rng.integers(10, 3000, n),
+            "industry": rng.choice(["Fintech", "Retail", "Health"], n),
+            "lead_source": rng.choice(["webinar", "paid_search", "organic"], n),
+            "created_at": [AS_OF - timedelta(days=int(d)) for d in rng.integers(20, 200, n)],
+            "stage": stages,
+            "persona": personas,
+        }
+    )
+    events: list[dict] = []
+    for lead_id, stage in zip(leads["lead_id"], stages, strict=True):
+        level = {"awareness": 0, "consideration": 1, "decision": 2}[stage]
+        visits = [
+            ("blog", "page_view", rng.uniform(0, 80)) for _ in range(rng.poisson(2 + 2 * level))
+        ]
+        visits += [
+            ("pricing", "page_view", rng.uniform(0, 20))
+            for _ in range(rng.poisson(0.2 + 1.5 * level))
+        ]
+        if level == 2 and rng.random() < 0.6:
+            visits.append((None, "demo_request", rng.uniform(0, 10)))
+        events += [
+            {
+                "lead_id": lead_id,
+                "timestamp": AS_OF - timedelta(days=float(age)),
+                "type": kind,
+                "page_category": page,
+                "content_type": None,
+                "content_topic": None,
+                "channel": "web",
+            }
+            for page, kind, age in visits
+        ]
+    return leads, pd.DataFrame(events)
+
+
+@functools.lru_cache(maxsize=1)
+def trained() -> tuple[LeadReadinessModel, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A small two-head model on built features; (model, X, leads, events)."""
+    leads, events = make_lead_tables()
+    config = FeatureConfig()
+    X = build_features(leads, events, as_of=AS_OF, config=config, exclude=("stage", "persona"))
+    clf = TwoHeadClassifier(
+        stage_estimator=HeadClassifier(**FAST), persona_estimator=HeadClassifier(**FAST)
+    ).fit(X, leads["stage"].to_numpy(), leads["persona"].to_numpy())
+    model = LeadReadinessModel(
+        clf,
+        input_columns=list(X.columns),
+        feature_config=config,
+        metadata={"metrics": {"stage_macro_f1": 0.5}},
+    )
+    return model, X, leads, events
+
+
+@pytest.fixture(scope="module")
+def model():
+    return trained()[0]
+
+
+@pytest.fixture(scope="module")
+def features():
+    return trained()[1]
+
+
+def _assert_records_match_frame(frame: pd.DataFrame, records: list[dict], reasons: bool):
+    assert len(frame) == len(records)
+    for i, rec in enumerate(records):
+        row = frame.iloc[i]
+        for head in ("stage", "persona"):
+            if head not in frame.columns:
+                assert rec[head] is None
+                continue
+            assert rec[head]["label"] == row[head]
+            assert abs(rec[head]["confidence"] - row[f"{head}_confidence"]) <= 1e-9
+            for label, p in rec[head]["probabilities"].items():
+                assert abs(p - row[f"{head}_proba__{label}"]) <= 1e-9
+            if reasons:
+                assert rec[head]["reasons"] == json.loads(row[f"{head}_reasons"])
+            else:
+                assert "reasons" not in rec[head]
+        if rec["readiness"] is None:
+            assert np.isnan(row["readiness"])
+        else:
+            assert abs(rec["readiness"] - row["readiness"]) <= 1e-9
+        assert rec["route"] == row["route"]
+
+
+def test_predict_frame_columns_and_values(model, features):
+    out = model.predict_frame(features)
+    assert list(out.columns) == model.output_columns()
+    assert out.index.equals(features.index)
+    stage_cols = [f"stage_proba__{label}" for label in model.stage_labels]
+    proba = out[stage_cols].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(out["stage_confidence"], proba.max(axis=1))
+    assert (out["stage"] == np.asarray(model.stage_labels)[proba.argmax(axis=1)]).all()
+    np.testing.assert_allclose(out["readiness"], out["stage_proba__decision"])
+    assert set(out["route"]) <= set(ROUTES)
+    assert out.attrs["missing_columns"] == []
+    # Learned something: late-stage leads score higher readiness.
+    leads = trained()[2]
+    decision = (leads["stage"] == "decision").to_numpy()
+    assert out["readiness"][decision].mean() > out["readiness"][~decision].mean() + 0.2
+
+
+@pytest.mark.parametrize("reasons", [False, True])
+def test_predict_records_equals_predict_frame(model, features, reasons):
+    sample = features.iloc[:25]
+    frame = model.predict_frame(sample, reasons=reasons)
+    records = [
+        {k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}
+        for row in sample.to_dict("records")
+    ]
+    records[0]["unknown_extra"] = "ignored"
+    _assert_records_match_frame(frame, model.predict_records(records, reasons=reasons), reasons)
+
+
+def test_predict_records_on_a_large_batch_uses_the_same_numbers(model, features):
+    frame = model.predict_frame(features)
+    _assert_records_match_frame(frame, model.predict_records(features.to_dict("records")), False)
+
+
+def test_missing_columns_are_missing_values_and_extras_are_ignored(model, features):
+    sample = features.iloc[:10]
+    full = model.predict_frame(sample)
+    with_extra = model.predict_frame(sample.assign(crm_note="call back", score=3.0))
+    pd.testing.assert_frame_equal(with_extra, full)
+    dropped = sample.drop(columns=["n_pricing_7d", "industry"])
+    out = model.predict_frame(dropped)
+    assert sorted(out.attrs["missing_columns"]) == ["industry", "n_pricing_7d"]
+    nan_filled = model.predict_frame(sample.assign(n_pricing_7d=np.nan, industry=None))
+    pd.testing.assert_frame_equal(out, nan_filled, check_like=False, check_dtype=False)
+
+
+def test_features_from_profile_matches_the_training_features(model, features):
+    _, X, leads, events = trained()
+    lead = leads.iloc[3]
+    profile = lead.drop(["stage", "persona"]).to_dict()
+    own = events[events["lead_id"] == lead["lead_id"]].to_dict("records")
+    row = model.features_from_profile(profile, own, AS_OF)
+    one = model.predict_records([row], reasons=True)[0]
+    batch = model.predict_frame(X.loc[[lead["lead_id"]]], reasons=True)
+    _assert_records_match_frame(batch, [one], True)
+
+
+def test_features_from_profile_without_feature_config(features):
+    clf = trained()[0].classifier
+    bare = LeadReadinessModel(clf, input_columns=list(features.columns))
+    row = bare.features_from_profile(
+        {"lead_id": "x", "industry": "Retail", "extra": {"n_pricing_7d": 4}}, []
+    )
+    assert row == {"lead_id": "x", "industry": "Retail", "n_pricing_7d": 4}
+    with pytest.raises(ValueError, match="ready feature table"):
+        bare.features_from_profile({"lead_id": "x"}, [{"type": "page_view"}])
+
+
+def test_one_head_model():
+    X, _, persona = make_leads(200)
+    clf = TwoHeadClassifier(persona_estimator=HeadClassifier(**FAST)).fit(X, y_persona=persona)
+    model = LeadReadinessModel(clf, input_columns=list(X.columns))
+    out = model.predict_frame(X.head(5))
+    assert not any(c.startswith("stage") for c in out.columns)
+    assert out["readiness"].isna().all()
+    rec = model.predict_records(X.head(5).to_dict("records"))
+    assert all(r["stage"] is None and r["readiness"] is None for r in rec)
+    assert {r["route"] for r in rec} <= {"review", "nurture"}
+    _assert_records_match_frame(out, rec, False)
+
+
+def test_boolean_stage_labels_give_readiness_from_the_true_class():
+    X, stage, _ = make_leads(200)
+    clf = TwoHeadClassifier(stage_estimator=HeadClassifier(**FAST)).fit(
+        X, y_stage=stage == "decision"
+    )
+    model = LeadReadinessModel(clf, input_columns=list(X.columns))
+    assert model.sales_ready_stages == ("True",)
+    out = model.predict_frame(X.head(20))
+    np.testing.assert_allclose(out["readiness"], out["stage_proba__True"])
+    with pytest.raises(ValueError, match="not stage labels"):
+        LeadReadinessModel(
+            clf,
+            input_columns=list(X.columns),
+            routing=RoutingConfig(sales_ready_stages=("decision",)),
+        )
+
+
+def test_pickle_round_trip(model, features):
+    loaded = pickle.loads(pickle.dumps(model))
+    pd.testing.assert_frame_equal(
+        loaded.predict_frame(features, reasons=True), model.predict_frame(features, reasons=True)
+    )
+    assert loaded.metadata["metrics"] == {"stage_macro_f1": 0.5}
+    assert loaded.metadata["trained_at"] == model.metadata["trained_at"]
+
+
+def test_summary_is_json_and_empty_inputs(model, features):
+    summary = json.loads(json.dumps(model.summary()))
+    assert summary["heads"]["stage"]["labels"] == list(model.stage_labels)
+    assert summary["routing"]["sales_ready_stages"] == ["decision"]
+    assert "ece_calibrated" in summary["heads"]["stage"]["calibration"] or (
+        summary["heads"]["stage"]["calibration"]["method"] == "none"
+    )
+    empty = model.predict_frame(features.iloc[:0], reasons=True)
+    assert list(empty.columns) == model.output_columns(reasons=True) and len(empty) == 0
+    assert model.predict_records([]) == []
+
+
+def test_the_lead_id_does_not_move_the_score(model, features):
+    base = features.iloc[:30]
+    renamed = base.set_axis([f"other-{i}" for i in range(len(base))])
+    a = model.predict_frame(base, reasons=True).reset_index(drop=True)
+    b = model.predict_frame(renamed, reasons=True).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
