@@ -1,0 +1,192 @@
+"""The MLflow pyfunc wrapper of ``LeadReadinessModel`` and the helper that logs it.
+
+The logged model holds one artifact, the pickled ``LeadReadinessModel``; the
+wrapper loads it once in ``load_context``. Its classes are pickled by reference
+(``model.classifier``, ``model.package``…), so the loading process needs the
+``leadready`` package installed — it is, in our venv, in the serving image and
+for ``mlflow models serve --env-manager local``.
+
+Signature: the input schema names every input column as optional and of
+MLflow's ``AnyType``: a missing column is a missing value, and JSON numbers,
+booleans, strings and nulls are all accepted, as ``predict_frame`` does (typed
+``double``/``long`` columns would reject an integer for a float column or a null
+in an integer column). The output schema and the params (``reasons``, ``top_k``)
+are inferred from an input example and its prediction.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.models.signature import ModelSignature
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
+
+from model.package import LeadReadinessModel
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+
+__all__ = ["ARTIFACT_KEY", "LeadReadinessPyfunc", "log_model", "signature_for", "unwrap"]
+
+#: Name of the pickled LeadReadinessModel among the pyfunc's artifacts.
+ARTIFACT_KEY = "lead_model"
+_REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "scipy", "numpy", "pandas", "pydantic")
+
+
+class LeadReadinessPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc around a pickled :class:`~model.package.LeadReadinessModel`."""
+
+    def __init__(self) -> None:
+        self.lead_model: LeadReadinessModel | None = None
+
+    def load_context(self, context: Any) -> None:
+        """Load the pickled model artifact (once per loaded pyfunc)."""
+        with open(context.artifacts[ARTIFACT_KEY], "rb") as fh:
+            self.lead_model = pickle.load(fh)
+
+    # MLflow 3 reads the hint on ``model_input``: ``pd.DataFrame`` is one it leaves alone
+    # (no conversion of its own); without a hint, or with ``list[...]``, it would warn
+    # or convert. The signature's schema already turns JSON records into a DataFrame.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Score feature rows.
+
+        Parameters
+        ----------
+        context : PythonModelContext
+        model_input : DataFrame of shape (n_rows, n_columns), or list of dicts, or dict
+            Feature rows.
+        params : dict, optional
+            ``{"reasons": bool, "top_k": int}``.
+
+        Returns
+        -------
+        DataFrame of shape (n_rows, n_outputs)
+            ``LeadReadinessModel.predict_frame`` output.
+        """
+        if self.lead_model is None:
+            raise RuntimeError("the model artifact is not loaded (load_context was not called)")
+        params = params or {}
+        frame = _as_frame(model_input)
+        return self.lead_model.predict_frame(
+            frame,
+            reasons=bool(params.get("reasons", False)),
+            top_k=int(params.get("top_k", 3)),
+        )
+
+
+def _as_frame(model_input: Any) -> pd.DataFrame:
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if isinstance(model_input, Mapping):
+        return pd.DataFrame([dict(model_input)])
+    if isinstance(model_input, list) and all(isinstance(r, Mapping) for r in model_input):
+        return pd.DataFrame([dict(r) for r in model_input])
+    raise TypeError(
+        f"expected a DataFrame, a dict or a list of dicts, got {type(model_input).__name__}"
+    )
+
+
+def signature_for(lead_model: LeadReadinessModel, input_example: pd.DataFrame) -> ModelSignature:
+    """The signature logged with the model (see the module docstring).
+
+    Parameters
+    ----------
+    lead_model : LeadReadinessModel
+    input_example : DataFrame of shape (n_rows, n_columns)
+        Feature rows; the output schema is inferred from their prediction with reasons.
+
+    Returns
+    -------
+    ModelSignature
+    """
+    output = lead_model.predict_frame(input_example, reasons=True)
+    inferred = infer_signature(input_example, output, params={"reasons": False, "top_k": 3})
+    inputs = Schema([ColSpec(AnyType(), name, required=False) for name in lead_model.input_columns])
+    outputs = Schema(
+        [
+            ColSpec(spec.type, spec.name, required=not spec.name.endswith("_reasons"))
+            for spec in inferred.outputs.inputs
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs, params=inferred.params)
+
+
+def _pip_requirements() -> list[str]:
+    reqs = []
+    for dist in _REQUIREMENTS:
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            reqs.append(dist)
+    return reqs
+
+
+def log_model(
+    lead_model: LeadReadinessModel,
+    *,
+    name: str = "model",
+    registered_model_name: str | None = None,
+    input_example: pd.DataFrame | None = None,
+) -> ModelInfo:
+    """Log ``lead_model`` as an MLflow pyfunc in the active run (or a new one).
+
+    Parameters
+    ----------
+    lead_model : LeadReadinessModel
+    name : str
+        The logged model's name.
+    registered_model_name : str, optional
+        Also register it as a new version of this registered model.
+    input_example : DataFrame of shape (n_rows, n_columns), optional
+        A few feature rows, stored with the model and used to infer the output
+        schema. Default: one row of missing values.
+
+    Returns
+    -------
+    mlflow.models.model.ModelInfo
+        ``model_uri``, ``registered_model_version`` (when registered), …
+    """
+    if input_example is None:
+        input_example = pd.DataFrame({c: [None] for c in lead_model.input_columns})
+    signature = signature_for(lead_model, input_example)
+    with tempfile.TemporaryDirectory(prefix="leadready-model-") as tmp:
+        path = Path(tmp) / f"{ARTIFACT_KEY}.pkl"
+        with open(path, "wb") as fh:
+            pickle.dump(lead_model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=LeadReadinessPyfunc(),
+            artifacts={ARTIFACT_KEY: str(path)},
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=registered_model_name,
+            pip_requirements=_pip_requirements(),
+            metadata={"leadready_format": LeadReadinessModel.format_version},
+        )
+
+
+def unwrap(pyfunc_model: Any) -> LeadReadinessModel:
+    """The ``LeadReadinessModel`` inside a loaded pyfunc (``mlflow.pyfunc.load_model``).
+
+    Raises
+    ------
+    TypeError
+        The pyfunc is not a leadready model.
+    """
+    inner = pyfunc_model.unwrap_python_model()
+    model = getattr(inner, "lead_model", None)
+    if not isinstance(model, LeadReadinessModel):
+        raise TypeError(f"not a leadready model: {type(inner).__name__}")
+    return model

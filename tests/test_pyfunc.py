@@ -1,0 +1,181 @@
+"""The MLflow package: log, register, alias, load in a fresh process, predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from model import registry
+from model.package import LeadReadinessModel
+from model.pyfunc import LeadReadinessPyfunc, log_model, unwrap
+from tests.test_package import trained
+
+NAME = "lead-readiness-test"
+
+
+@pytest.fixture(scope="module")
+def mlflow_home(tmp_path_factory):
+    """A throwaway SQLite tracking store; MLflow's process-wide settings are restored after."""
+    from mlflow.tracking import _model_registry, _tracking_service, fluent
+
+    home = tmp_path_factory.mktemp("mlflow")
+    saved_env = {
+        k: os.environ.get(k)
+        for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+    }
+    saved = (
+        _tracking_service.utils._tracking_uri,
+        _model_registry.utils._registry_uri,
+        fluent._active_experiment_id,
+    )
+    cwd = os.getcwd()
+    os.chdir(home)  # anything written to ./mlruns would land here, and is checked
+    try:
+        uri = f"sqlite:///{home / 'mlflow.db'}"
+        experiment_id = registry.configure(uri, home / "artifacts")
+        yield {"home": home, "uri": uri, "experiment_id": experiment_id}
+    finally:
+        os.chdir(cwd)
+        (
+            _tracking_service.utils._tracking_uri,
+            _model_registry.utils._registry_uri,
+            fluent._active_experiment_id,
+        ) = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def logged(mlflow_home):
+    model, X, _, _ = trained()
+    with mlflow.start_run(experiment_id=mlflow_home["experiment_id"]):
+        info = log_model(model, registered_model_name=NAME, input_example=X.head(3))
+    return info
+
+
+def test_configure_keeps_artifacts_under_the_artifact_root(mlflow_home, logged):
+    home = mlflow_home["home"]
+    experiment = mlflow.get_experiment_by_name(registry.EXPERIMENT_NAME)
+    assert experiment.experiment_id == mlflow_home["experiment_id"]
+    assert experiment.artifact_location == (home / "artifacts" / "leadready").as_uri()
+    assert not (home / "mlruns").exists()
+    assert any((home / "artifacts" / "leadready").rglob("lead_model.pkl"))
+    assert registry.configure(mlflow_home["uri"], home / "artifacts") == experiment.experiment_id
+
+
+def test_signature_names_inputs_as_optional_and_params(logged):
+    model = trained()[0]
+    sig = logged.signature
+    assert sig.inputs.input_names() == model.input_columns
+    assert not any(spec.required for spec in sig.inputs.inputs)
+    assert {p.name: p.default for p in sig.params.params} == {"reasons": False, "top_k": 3}
+    outputs = sig.outputs.input_names()
+    assert outputs[: len(model.output_columns())] == model.output_columns()
+    assert {"stage_reasons", "persona_reasons"} <= set(outputs)
+
+
+def test_alias_helpers(mlflow_home, logged):
+    assert logged.registered_model_version == 1
+    assert registry.alias_version(NAME, "champion") is None
+    registry.set_alias(NAME, "champion", 1)
+    assert registry.alias_version(NAME, "champion") == "1"
+    assert registry.alias_version("no-such-model", "champion") is None
+    assert registry.resolve_uri(f"models:/{NAME}@champion") == (f"models:/{NAME}/1", "1")
+    with pytest.raises(LookupError, match="challenger"):
+        registry.resolve_uri(f"models:/{NAME}@challenger")
+
+
+def test_load_model_resolves_the_alias(mlflow_home, logged):
+    registry.set_alias(NAME, "champion", 1)
+    model, version = registry.load_model(f"models:/{NAME}@champion")
+    assert isinstance(model, LeadReadinessModel) and version == "1"
+    original, X, _, _ = trained()
+    pd.testing.assert_frame_equal(model.predict_frame(X), original.predict_frame(X))
+    _, run_version = registry.load_model(logged.model_uri)
+    assert run_version is None
+
+
+def test_pyfunc_predict_accepts_frames_records_and_params(logged):
+    original, X, _, _ = trained()
+    loaded = mlflow.pyfunc.load_model(logged.model_uri)
+    sample = X.head(5)
+    expected = original.predict_frame(sample, reasons=True)
+    got = loaded.predict(sample, params={"reasons": True})
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+    plain = loaded.predict(sample.drop(columns=["industry"]).assign(crm_note="x"))
+    assert "stage_reasons" not in plain.columns
+    assert list(plain.columns) == original.output_columns()
+    records = json.loads(sample.to_json(orient="records"))
+    from_records = loaded.predict(pd.DataFrame(records))
+    np.testing.assert_allclose(
+        from_records["stage_confidence"].to_numpy(), expected["stage_confidence"].to_numpy()
+    )
+    assert unwrap(loaded).stage_labels == original.stage_labels
+    wrapper = LeadReadinessPyfunc()
+    wrapper.lead_model = original
+    out = wrapper.predict(None, records[:2], params={"reasons": False})
+    assert list(out.columns) == original.output_columns()
+
+
+def test_unwrap_rejects_other_models():
+    class Other:
+        def unwrap_python_model(self):
+            return object()
+
+    with pytest.raises(TypeError, match="not a leadready model"):
+        unwrap(Other())
+
+
+def test_fresh_process_loads_and_predicts(mlflow_home, logged, tmp_path):
+    registry.set_alias(NAME, "champion", 1)
+    original, X, _, _ = trained()
+    sample = X.head(4)
+    (tmp_path / "rows.json").write_text(sample.to_json(orient="records"))
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import mlflow.pyfunc
+        import pandas as pd
+        from model import registry
+        registry.configure({mlflow_home["uri"]!r})
+        version = registry.alias_version({NAME!r}, "champion")
+        pyfunc = mlflow.pyfunc.load_model("models:/{NAME}@champion")
+        rows = pd.DataFrame(json.load(open("rows.json")))
+        out = pyfunc.predict(rows, params={{"reasons": True}})
+        print(json.dumps({{"version": version, "out": out.to_dict(orient="list")}}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["version"] == "1"
+    expected = original.predict_frame(sample, reasons=True)
+    got = pd.DataFrame(result["out"])
+    assert list(got.columns) == list(expected.columns)
+    for col in expected.columns:
+        if expected[col].dtype == float:
+            np.testing.assert_allclose(
+                got[col].to_numpy(float), expected[col].to_numpy(), atol=1e-9
+            )
+        else:
+            assert got[col].tolist() == expected[col].tolist()
+    assert not (tmp_path / "mlruns").exists()
