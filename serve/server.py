@@ -114,6 +114,7 @@ def run(options: ServeOptions, settings: Settings | None = None) -> None:
         "graceful_timeout": options.timeout,
         "keepalive": 5,
         "proc_name": "leadready",
+        "control_socket": str(prom.parent / f"gunicorn-{options.port}.ctl"),
         "accesslog": "-" if options.access_log else None,
         "errorlog": "-",
         "loglevel": "info",

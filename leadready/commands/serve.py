@@ -51,6 +51,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     run(
         ServeOptions(
             host=host,
