@@ -189,7 +189,8 @@ _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pa
         "`dataframe_split`, `dataframe_records`, `instances` or `inputs` (and optional "
         '`params`, e.g. `{"reasons": true}`), or a CSV body (`text/csv`). Parsed, '
         "enforced and answered by MLflow's own scoring code with the registered "
-        "pyfunc model, so the answer equals `mlflow models serve`'s. Errors carry "
+        "pyfunc model, so the answer equals `mlflow models serve`'s. Rows with a "
+        "`lead_id` column are recorded in the store like /v1 predictions. Errors carry "
         "MLflow's `error_code` and `message` besides the `error` object."
     ),
     auth="api_key",
@@ -208,7 +209,7 @@ def invocations() -> Response:
         if loaded.pyfunc is None:
             raise ApiError(503, "This model has no MLflow pyfunc flavour loaded", None)
         body, status, mimetype = scoring.invocations(
-            request.get_data(cache=False), request.headers.get("Content-Type"), loaded.pyfunc
+            request.get_data(), request.headers.get("Content-Type"), loaded.pyfunc
         )
     except ApiError as exc:
         payload = exc.to_dict()
@@ -219,6 +220,10 @@ def invocations() -> Response:
         response.status_code = exc.status
         response.headers.update(exc.headers)
         return response
+    prepared, results, every = scoring.invocation_records(
+        request.get_data(), request.headers.get("Content-Type", ""), body
+    )
+    get_state().record(prepared, results, loaded, source="invocations", observed=every)
     return _with_model_header(Response(body, status=status, mimetype=mimetype), loaded)
 
 

@@ -29,12 +29,14 @@ __all__ = [
     "ScoreItem",
     "ScoringModel",
     "Prepared",
+    "invocation_records",
     "invocations",
     "loads_json",
     "margin",
     "parse_batch",
     "parse_item",
     "prediction_rows",
+    "result_from_frame_row",
     "prepare",
     "prepare_batch",
     "score",
@@ -353,6 +355,102 @@ def _invocations_csv(
     out = io.StringIO()
     scoring_server.predictions_to_json(raw, out)
     return out.getvalue(), 200, "application/json"
+
+
+def invocation_records(
+    body: bytes, content_type: str, response_body: str, *, id_col: str = "lead_id"
+) -> tuple[list[Prepared], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of an answered ``/invocations`` request that name a lead, for the store.
+
+    MLflow's protocol has no lead id, but a client may send a ``lead_id``
+    column (the model ignores columns outside its signature). Rows that carry
+    one are returned as ``(prepared, results)`` for :func:`prediction_rows`,
+    with the row (minus the id) as the feature snapshot; rows without one, and
+    payloads whose rows cannot be matched one to one with the predictions, give
+    none. The third list is every prediction in the ``/v1`` result shape (for
+    metrics).
+    """
+    try:
+        predictions = json.loads(response_body)["predictions"]
+    except (ValueError, KeyError, TypeError):
+        return [], [], []
+    if not isinstance(predictions, list):
+        return [], [], []
+    every = [result_from_frame_row(p) for p in predictions if isinstance(p, Mapping)]
+    try:
+        rows = _input_rows(body, content_type)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        return [], [], every
+    if rows is None or len(rows) != len(every):
+        return [], [], every
+    prepared: list[Prepared] = []
+    results: list[dict[str, Any]] = []
+    for index, (row, result) in enumerate(zip(rows, every, strict=True)):
+        lead_id = row.get(id_col)
+        if isinstance(lead_id, float) and lead_id.is_integer():
+            lead_id = int(lead_id)
+        if not isinstance(lead_id, str | int) or isinstance(lead_id, bool) or lead_id == "":
+            continue
+        features = {k: v for k, v in row.items() if k != id_col}
+        prepared.append(Prepared(index=index, lead_id=str(lead_id), features=features))
+        results.append(result)
+    return prepared, results, every
+
+
+def result_from_frame_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``predict_frame`` output row as the ``/v1`` result shape (stage/persona dicts)."""
+    out: dict[str, Any] = {"readiness": row.get("readiness"), "route": row.get("route")}
+    for head in ("stage", "persona"):
+        if head not in row:
+            out[head] = None
+            continue
+        prefix = f"{head}_proba__"
+        reasons = row.get(f"{head}_reasons")
+        if isinstance(reasons, str):
+            try:
+                reasons = json.loads(reasons)
+            except ValueError:
+                reasons = None
+        out[head] = {
+            "label": row.get(head),
+            "confidence": row.get(f"{head}_confidence"),
+            "probabilities": {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)},
+            "reasons": reasons,
+        }
+    return out
+
+
+def _input_rows(body: bytes, content_type: str) -> list[dict[str, Any]] | None:
+    """The request's rows as dicts (JSON formats and CSV), or None when not row-shaped."""
+    mime = content_type.split(";")[0].strip().lower()
+    if mime == "text/csv":
+        import io
+
+        import pandas as pd
+
+        frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
+        return [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in frame.to_dict("records")
+        ]
+    obj = json.loads(body)
+    if not isinstance(obj, dict):
+        return None
+    if "dataframe_split" in obj:
+        split = obj["dataframe_split"]
+        return [dict(zip(split["columns"], values, strict=True)) for values in split["data"]]
+    for key in ("dataframe_records", "instances", "inputs"):
+        if key not in obj:
+            continue
+        value = obj[key]
+        if isinstance(value, list) and all(isinstance(r, dict) for r in value):
+            return value
+        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+            columns = list(value)
+            return [
+                dict(zip(columns, vals, strict=True)) for vals in zip(*value.values(), strict=True)
+            ]
+    return None
 
 
 def _invocations_field(body: bytes, content_type: str) -> str | None:

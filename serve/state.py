@@ -60,9 +60,14 @@ class ServeState:
         loaded: LoadedModel,
         *,
         source: str,
+        observed: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Queue predictions (and the leads' profiles and events) for the store."""
-        self.metrics.observe_predictions(results)
+        """Queue predictions (and the leads' profiles and events) for the store.
+
+        ``observed`` lists the predictions to count in the metrics when they
+        are more than the recorded ones (``/invocations`` rows without a lead id).
+        """
+        self.metrics.observe_predictions(results if observed is None else observed)
         if self.writer is None or not prepared:
             return
         self.writer.submit(

@@ -135,3 +135,40 @@ def test_missing_content_type_is_415(api_client, api_headers):
     response = api_client.post("/invocations", data=b"{}", headers=api_headers["client"])
     assert response.status_code == 415
     assert response.json["error"]["field"] == "Content-Type"
+
+
+@pytest.mark.parametrize("fmt", ["dataframe_records", "dataframe_split", "csv"])
+def test_rows_with_a_lead_id_are_recorded(fmt, api_app, api_client, api_headers, rows):
+    import uuid
+
+    from serve.state import get_state
+
+    ids = [f"inv-{fmt}-{uuid.uuid4().hex[:6]}", None]
+    records = _records(rows.head(2))
+    frame = rows.head(2).assign(lead_id=ids)
+    if fmt == "csv":
+        response = _post(api_client, api_headers["client"], frame.to_csv(index=False), "text/csv")
+    elif fmt == "dataframe_split":
+        payload = {
+            fmt: {
+                "columns": [*rows.columns, "lead_id"],
+                "data": [[*r.values(), i] for r, i in zip(records, ids, strict=True)],
+            }
+        }
+        response = _post(api_client, api_headers["client"], payload)
+    else:
+        payload = {fmt: [{**r, "lead_id": i} for r, i in zip(records, ids, strict=True)]}
+        response = _post(api_client, api_headers["client"], payload)
+    assert response.status_code == 200, response.json
+    answer = response.json["predictions"][0]
+    state = get_state(api_app)
+    assert state.writer.flush(timeout=10)
+    [row] = state.store.predictions_for(ids[0])
+    assert row["source"] == "invocations"
+    assert row["stage"] == answer["stage"]
+    assert row["stage_confidence"] == pytest.approx(answer["stage_confidence"])
+    assert row["probabilities"]["persona"]["non_buyer"] == pytest.approx(
+        answer["persona_proba__non_buyer"]
+    )
+    assert row["route"] == answer["route"]
+    assert "lead_id" not in row["features"] and "company_size" in row["features"]

@@ -250,3 +250,35 @@ def test_invocations_errors(body, content_type, status, field, pyfunc_model):
     with pytest.raises(ApiError) as err:
         scoring.invocations(body, content_type, pyfunc_model)
     assert (err.value.status, err.value.field) == (status, field)
+
+
+def test_frame_rows_convert_to_the_v1_shape():
+    row = {
+        "stage": "decision",
+        "stage_confidence": 0.6,
+        "stage_proba__decision": 0.6,
+        "stage_proba__awareness": 0.4,
+        "stage_reasons": json.dumps([{"feature": "f", "text": "t", "weight": 1.0}]),
+        "readiness": 0.7,
+        "route": "sales",
+    }
+    result = scoring.result_from_frame_row(row)
+    assert result["stage"] == {
+        "label": "decision",
+        "confidence": 0.6,
+        "probabilities": {"decision": 0.6, "awareness": 0.4},
+        "reasons": [{"feature": "f", "text": "t", "weight": 1.0}],
+    }
+    assert result["persona"] is None and result["route"] == "sales"
+
+
+def test_invocation_records_keep_only_rows_with_ids():
+    body = json.dumps({"inputs": {"lead_id": ["a", None, 7], "x": [1, 2, 3]}}).encode()
+    answer = json.dumps({"predictions": [{"stage": "s", "route": "r"}] * 3})
+    prepared, results, every = scoring.invocation_records(body, "application/json", answer)
+    assert [p.lead_id for p in prepared] == ["a", "7"]
+    assert [p.features for p in prepared] == [{"x": 1}, {"x": 3}]
+    assert len(results) == 2 and len(every) == 3
+    # rows that cannot be matched one to one with the predictions are not recorded
+    short = json.dumps({"predictions": [{"stage": "s"}]})
+    assert scoring.invocation_records(body, "application/json", short)[0] == []
