@@ -34,10 +34,13 @@ if TYPE_CHECKING:
 
     from model.features import FeatureConfig
 
-__all__ = ["SMALL_BATCH", "LeadReadinessModel"]
+__all__ = ["CHUNK_ROWS", "SMALL_BATCH", "LeadReadinessModel"]
 
 #: Inputs of at most this many rows are scored with one LightGBM thread.
 SMALL_BATCH = 64
+#: predict_frame scores larger frames in chunks of this many rows (bounds the memory of
+#: the encoded matrix and of the per-class contributions behind reasons).
+CHUNK_ROWS = 50_000
 
 
 class LeadReadinessModel:
@@ -223,6 +226,14 @@ class LeadReadinessModel:
 
         n = len(df)
         missing = self.missing_columns(df.columns)
+        if n > CHUNK_ROWS:
+            parts = [
+                self.predict_frame(df.iloc[i : i + CHUNK_ROWS], reasons=reasons, top_k=top_k)
+                for i in range(0, n, CHUNK_ROWS)
+            ]
+            out = pd.concat(parts)
+            out.attrs["missing_columns"] = missing
+            return out
         if n == 0:
             out = pd.DataFrame(index=df.index, columns=self.output_columns(reasons=reasons))
             out.attrs["missing_columns"] = missing

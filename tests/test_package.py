@@ -156,6 +156,16 @@ def test_predict_records_on_a_large_batch_uses_the_same_numbers(model, features)
     _assert_records_match_frame(frame, model.predict_records(features.to_dict("records")), False)
 
 
+def test_large_frames_are_scored_in_chunks_with_the_same_result(model, features, monkeypatch):
+    sample = features.drop(columns=["industry"])
+    whole = model.predict_frame(sample, reasons=True)
+    monkeypatch.setattr("model.package.CHUNK_ROWS", 50)
+    chunked = model.predict_frame(sample, reasons=True)
+    assert chunked.attrs["missing_columns"] == ["industry"]
+    assert len(chunked) > 50 * 4
+    pd.testing.assert_frame_equal(chunked, whole)
+
+
 def test_missing_columns_are_missing_values_and_extras_are_ignored(model, features):
     sample = features.iloc[:10]
     full = model.predict_frame(sample)
