@@ -1,0 +1,239 @@
+"""Record batch predictions in the store, with their feature snapshots, as the API does.
+
+``leadready score --record`` (nightly bulk scoring) calls
+:func:`record_scored_frame` once per scored chunk, so the review queue, the lead
+page and retraining see batch-scored leads exactly like API-scored ones: each
+prediction row carries the labels, confidences, margins, class probabilities,
+readiness, route, reasons (when scored with reasons) and the feature snapshot
+the model saw (its input columns only), plus the model name and version.
+
+A correction a rep makes later points at the newest prediction of the lead, so
+retraining takes the rep's label together with this snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from data.store import Store
+
+__all__ = ["prediction_records", "record_scored_frame"]
+
+#: The heads a scored frame may carry, in order.
+_HEADS: tuple[str, ...] = ("stage", "persona")
+#: Rows handed to ``Store.record_predictions`` at a time.
+_CHUNK = 5000
+
+
+def _value(value: Any) -> Any:
+    """A JSON- and database-ready scalar: numpy → Python, NaN/NaT/NA → None, times → ISO text."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    if isinstance(value, pd.Timedelta):
+        return value.total_seconds() / 86_400
+    return value
+
+
+def _margin(probabilities: dict[str, float]) -> float | None:
+    """Top probability minus the runner-up (how clear-cut a prediction is)."""
+    if not probabilities:
+        return None
+    top = sorted(probabilities.values(), reverse=True)
+    return top[0] - (top[1] if len(top) > 1 else 0.0)
+
+
+def _reasons(value: Any) -> Any:
+    """A reasons cell (JSON text as written by ``predict_frame``) as a list, else None."""
+    value = _value(value)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def prediction_records(
+    features: pd.DataFrame,
+    scored: pd.DataFrame,
+    *,
+    model_name: str,
+    model_version: str,
+    source: str = "batch",
+    input_columns: Sequence[str] | None = None,
+    created_at: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for ``Store.record_predictions`` from a scored frame and its features.
+
+    Parameters
+    ----------
+    features : DataFrame of shape (n_leads, n_features)
+        The feature rows the model scored, indexed by lead id.
+    scored : DataFrame of shape (n_leads, n_outputs)
+        ``LeadReadinessModel.predict_frame(features)``: same index (or same
+        order), columns ``stage``, ``stage_confidence``, ``stage_proba__<label>``…,
+        ``persona``…, ``readiness``, ``route`` and optionally ``*_reasons``.
+    model_name, model_version : str
+        Which model scored (recorded with each row).
+    source : str, default "batch"
+        One of ``data.store.PREDICTION_SOURCES``.
+    input_columns : sequence of str, optional
+        The columns kept in the snapshot (the model's ``input_columns``); default
+        every column of ``features``. A column absent from ``features`` is
+        recorded as missing (None), as the model scored it.
+    created_at : datetime, optional
+        When the rows were scored (default now, the same for every row).
+
+    Returns
+    -------
+    list of dict, length n_leads
+
+    Raises
+    ------
+    ValueError
+        ``features`` and ``scored`` differ in length or index.
+    """
+    if len(features) != len(scored):
+        raise ValueError(f"{len(features)} feature rows but {len(scored)} scored rows")
+    if not features.index.equals(scored.index) and not isinstance(scored.index, pd.RangeIndex):
+        raise ValueError("the scored rows are not in the order of the feature rows")
+    created_at = created_at or datetime.now(UTC)
+    columns = list(features.columns) if input_columns is None else [str(c) for c in input_columns]
+    snapshot = features.reindex(columns=columns)
+    snapshot_rows = snapshot.astype(object).to_numpy()
+    ids = [str(i) for i in features.index]
+    heads = [h for h in _HEADS if h in scored.columns]
+    proba_cols = {
+        h: [
+            (str(c)[len(f"{h}_proba__") :], c)
+            for c in scored.columns
+            if str(c).startswith(f"{h}_proba__")
+        ]
+        for h in heads
+    }
+    proba_values = {h: scored[[c for _, c in proba_cols[h]]].to_numpy(dtype=float) for h in heads}
+    records: list[dict[str, Any]] = []
+    for i, lead_id in enumerate(ids):
+        row: dict[str, Any] = {
+            "lead_id": lead_id,
+            "created_at": created_at,
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "source": source,
+        }
+        probabilities: dict[str, dict[str, float] | None] = {}
+        reasons: dict[str, Any] = {}
+        for head in _HEADS:
+            if head not in heads:
+                probabilities[head] = None
+                continue
+            probs = {
+                label: float(p)
+                for (label, _), p in zip(proba_cols[head], proba_values[head][i], strict=True)
+            }
+            probabilities[head] = probs
+            row[head] = _value(scored[head].iat[i])
+            row[f"{head}_confidence"] = _value(scored[f"{head}_confidence"].iat[i])
+            row[f"{head}_margin"] = _margin(probs)
+            if f"{head}_reasons" in scored.columns:
+                reasons[head] = _reasons(scored[f"{head}_reasons"].iat[i])
+        row["probabilities"] = probabilities
+        if "readiness" in scored.columns:
+            row["readiness"] = _value(scored["readiness"].iat[i])
+        if "route" in scored.columns:
+            row["route"] = _value(scored["route"].iat[i])
+        if reasons:
+            row["reasons"] = reasons
+        row["features"] = {
+            name: _value(value) for name, value in zip(columns, snapshot_rows[i], strict=True)
+        }
+        records.append(row)
+    return records
+
+
+def record_scored_frame(
+    store: Store,
+    features_df: pd.DataFrame,
+    scored_df: pd.DataFrame,
+    model_name: str,
+    model_version: str,
+    source: str = "batch",
+    *,
+    leads: pd.DataFrame | None = None,
+    id_col: str = "lead_id",
+    input_columns: Sequence[str] | None = None,
+    created_at: datetime | None = None,
+) -> int:
+    """Store a scored chunk: predictions with feature snapshots, and optionally the leads.
+
+    Parameters
+    ----------
+    store : Store
+        A migrated store.
+    features_df : DataFrame of shape (n_leads, n_features)
+        The feature rows the model scored, indexed by lead id.
+    scored_df : DataFrame of shape (n_leads, n_outputs)
+        ``predict_frame`` output for those rows.
+    model_name, model_version : str
+        The registered model and version that scored.
+    source : str, default "batch"
+        Prediction source recorded with each row.
+    leads : DataFrame, optional
+        The input lead rows (profile columns, marketing's ``stage``/``persona``
+        labels when present, one row a lead, ids in ``id_col``): upserted first,
+        so the review UI can show the profile and knows marketing's labels.
+        Columns named like prediction outputs are not taken as profile fields.
+    id_col : str, default "lead_id"
+        The id column of ``leads``.
+    input_columns : sequence of str, optional
+        Snapshot columns (pass the model's ``input_columns``); default all.
+    created_at : datetime, optional
+        Scoring time (default now).
+
+    Returns
+    -------
+    int
+        The number of predictions written.
+
+    Raises
+    ------
+    ValueError
+        Misaligned frames, or a value the store refuses (nothing of that chunk
+        of 5,000 rows is written).
+    """
+    if leads is not None and len(leads):
+        frame = leads.copy()
+        if id_col != "lead_id":
+            frame = frame.drop(columns=["lead_id"], errors="ignore").rename(
+                columns={id_col: "lead_id"}
+            )
+        frame["lead_id"] = frame["lead_id"].astype(str)
+        outputs = {c for c in scored_df.columns if c not in ("stage", "persona")}
+        frame = frame.drop(columns=[c for c in frame.columns if c in outputs])
+        store.upsert_leads(frame.to_dict("records"))
+    records = prediction_records(
+        features_df,
+        scored_df,
+        model_name=model_name,
+        model_version=model_version,
+        source=source,
+        input_columns=input_columns,
+        created_at=created_at,
+    )
+    for start in range(0, len(records), _CHUNK):
+        store.record_predictions(records[start : start + _CHUNK])
+    return len(records)
