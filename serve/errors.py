@@ -188,7 +188,7 @@ def _message(err: Mapping[str, Any]) -> str:
 def wants_json() -> bool:
     """True when the current request is an API client's (JSON errors), not a browser's."""
     path = request.path
-    if path.startswith(API_PATH_PREFIXES) or path in ("/healthz", "/readyz"):
+    if path.startswith(API_PATH_PREFIXES):
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and (

@@ -1,0 +1,49 @@
+"""``leadready serve``'s set-up, without starting gunicorn."""
+
+from __future__ import annotations
+
+import stat
+
+from click.testing import CliRunner
+
+from leadready.cli import main
+from leadready.config import Settings
+from serve.gunicorn_conf import serving_url
+from serve.server import GunicornApp, ServeOptions, prepare_home
+
+
+def test_prepare_home_makes_a_clean_metrics_folder_and_a_stable_secret(tmp_path):
+    settings = Settings.for_home(tmp_path / "home")
+    prom, secret = prepare_home(settings, 8123)
+    assert prom.is_dir() and prom.name == "prometheus-8123"
+    (prom / "counter_123.db").write_bytes(b"stale")
+    key_file = settings.home / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    prom_again, secret_again = prepare_home(settings, 8123)
+    assert prom_again == prom and list(prom.iterdir()) == []  # stale samples are gone
+    assert secret_again == secret and len(secret) == 64  # all workers and restarts share it
+
+
+def test_bind_and_url():
+    assert ServeOptions(host="127.0.0.1", port=9000).bind == "127.0.0.1:9000"
+    assert ServeOptions(host="::1", port=9000).bind == "[::1]:9000"
+    assert serving_url(["0.0.0.0:8000"]) == "http://127.0.0.1:8000"
+    assert serving_url(["[::1]:8000"]) == "http://[::1]:8000"
+
+
+def test_gunicorn_app_takes_known_settings_and_hooks():
+    app = GunicornApp(
+        {"bind": "127.0.0.1:9001", "workers": 3, "threads": 2, "no_such_setting": 1},
+        {"SECRET_KEY": "s"},
+    )
+    assert app.cfg.bind == ["127.0.0.1:9001"]
+    assert app.cfg.workers == 3 and app.cfg.threads == 2
+
+
+def test_serve_command_options():
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--workers", "--threads", "--poll-seconds"):
+        assert option in result.output
+    bad = CliRunner().invoke(main, ["serve", "--workers", "0"])
+    assert bad.exit_code == 2
