@@ -594,12 +594,14 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     """One head: ``TableEncoder`` → LightGBM → probability calibration.
 
     A stratified ``calibration_fraction`` of the training rows is held out of boosting
-    (classes with fewer than 5 rows stay in training). On it the calibrator is chosen by
-    measurement among ``none``, ``temperature`` and ``isotonic`` (per-class isotonic
-    then renormalized): each is fitted on one half of the held-out rows and scored
-    (log loss) on the other, both ways; the best is refitted on all held-out rows.
-    ``calibration_`` reports the expected calibration error of the raw LightGBM
-    probabilities and of each candidate, all measured on held-out rows.
+    (classes with fewer than 5 rows stay in training; with fewer than 20 held-out rows
+    nothing is held out and the head is uncalibrated). On it the calibrator is chosen
+    by measurement among ``none``, ``temperature`` and — when every class has at least
+    100 held-out rows — ``isotonic`` (per class, then renormalized): each is fitted on
+    one half of the held-out rows and scored (log loss) on the other, both ways; the
+    best is refitted on all held-out rows. ``calibration_`` reports the expected
+    calibration error and log loss of the raw LightGBM probabilities and of each
+    candidate, all measured on held-out rows. Temperature is bounded to [0.25, 20].
 
     Class imbalance is handled with class weights (``"balanced"``, capped at
     ``max_class_weight``); the logit shift the weights cause is undone before

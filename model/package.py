@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -193,8 +194,6 @@ class LeadReadinessModel:
     def _routing_resolved(self) -> RoutingConfig:
         cached = self.__dict__.get("_resolved_routing")
         if cached is None:
-            from dataclasses import replace
-
             cached = replace(self.routing, sales_ready_stages=self.sales_ready_stages)
             self.__dict__["_resolved_routing"] = cached
         return cached
