@@ -158,7 +158,6 @@ def prepare_demo(
 
         lead_model, version = registry.load_model(f"models:/{settings.model_name}@champion")
         with console.status("Scoring every lead into the store…"):
-            store.add_events(events.to_dict("records"))
             chunk = 5_000
             for start in range(0, len(leads), chunk):
                 part = leads.iloc[start : start + chunk]
@@ -180,6 +179,8 @@ def prepare_demo(
                     source="batch",
                     leads=part,
                 )
+            # Events after their leads: the store keeps no event of an unknown lead.
+            store.add_events(events.to_dict("records"))
         console.print(f"[green]✓[/] store: {len(leads):,} leads scored by v{version}")
 
     # 4. People and a key.
