@@ -405,7 +405,12 @@ def _logreg_pipeline(numeric: list[str], categorical: list[str], seed: int) -> A
     return Pipeline(
         [
             ("features", ColumnTransformer(transformers)),
-            ("logreg", LogisticRegression(max_iter=500, random_state=seed)),
+            (
+                "logreg",
+                # tol 1e-3: ~45 L-BFGS iterations instead of ~280 on simulator data,
+                # macro-F1 within 0.002 of the tight fit.
+                LogisticRegression(max_iter=300, tol=1e-3, random_state=seed),
+            ),
         ]
     )
 

@@ -383,6 +383,7 @@ def run_gate(
     y_persona: pd.Series | None,
     run_id: str | None = None,
     challenger: Any | None = None,
+    challenger_metrics: Mapping[str, Any] | None = None,
     f1_tolerance: float = 0.01,
     recall_margin: float = 0.05,
     by: str = "leadready train",
@@ -405,6 +406,9 @@ def run_gate(
         ``gate/decision.json`` are logged there.
     challenger : LeadReadinessModel, optional
         The challenger in memory; loaded from the registry when omitted.
+    challenger_metrics : dict, optional
+        The challenger's :func:`~training.evaluate.evaluate_heads` output on
+        exactly these rows, when already computed (it is not recomputed).
     f1_tolerance, recall_margin : float
         See :func:`gate`.
     by : str
@@ -420,10 +424,11 @@ def run_gate(
 
     client = _client(client)
     challenger_version = str(challenger_version)
-    if challenger is None:
-        challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
+    if challenger_metrics is None:
+        if challenger is None:
+            challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
+        challenger_metrics = evaluate_heads(challenger, X, y_stage, y_persona)
     champion_version = current_version(model_name, CHAMPION, client=client)
-    challenger_metrics = evaluate_heads(challenger, X, y_stage, y_persona)
     champion_metrics: dict[str, Any] | None = None
     if champion_version is None:
         decision = gate(challenger_metrics, None)

@@ -121,7 +121,11 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--threads", type=click.IntRange(min=1), default=2, show_default=True, help="LightGBM threads."
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="LightGBM threads (raise on a dedicated machine; a busy one makes them spin).",
 )
 @click.option(
     "--as-of", default=None, help="Reference time of engagement features [default: last event]."
