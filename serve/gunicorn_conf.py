@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 __all__ = ["child_exit", "post_worker_init", "serving_url", "worker_exit"]
@@ -80,10 +81,12 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges (prometheus_client multiprocess mode)."""
-    from serve.metrics import multiprocess_dir
+    """Drop a dead worker's live gauges (prometheus_client multiprocess mode).
 
-    path = multiprocess_dir()
+    Runs in the master: it reads the folder from the environment and imports
+    only ``prometheus_client.multiprocess`` (not the app), so it stays fast.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         from prometheus_client import multiprocess
 
