@@ -1,0 +1,159 @@
+"""The review UI's forms (Flask-WTF: every form carries a CSRF token).
+
+Label choices are learned from the data, so the views fill the stage and
+persona choices before validating (:func:`set_label_choices`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    HiddenField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    ValidationError,
+)
+from wtforms.validators import DataRequired, Length, Optional
+
+__all__ = [
+    "NOTE_MAX",
+    "REASONS",
+    "BulkForm",
+    "ConfirmForm",
+    "DisableUserForm",
+    "LoginForm",
+    "PlainForm",
+    "ReclassifyForm",
+    "UserForm",
+    "set_label_choices",
+]
+
+#: Why a rep reclassifies a lead: (code stored in the correction, words shown).
+REASONS: tuple[tuple[str, str], ...] = (
+    ("wrong_title", "Wrong title or role"),
+    ("not_in_market", "Not in market"),
+    ("talking_to_sales", "Already talking to sales"),
+    ("student_job_seeker", "Student or job seeker"),
+    ("other", "Other"),
+)
+#: Longest note a rep can write.
+NOTE_MAX = 2000
+
+_KEEP = ("", "— keep —")
+
+
+class PlainForm(FlaskForm):
+    """A form with only its CSRF token (logout, undo, retrain)."""
+
+    next = HiddenField()
+
+
+class LoginForm(FlaskForm):
+    """User name and password."""
+
+    name = StringField("User name", validators=[DataRequired(), Length(max=100)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    next = HiddenField()
+    submit = SubmitField("Log in")
+
+
+class _Expected(FlaskForm):
+    """The labels the rep saw (empty: none) and the prediction they reviewed."""
+
+    expected_stage = HiddenField()
+    expected_persona = HiddenField()
+    prediction_id = HiddenField(validators=[Optional()])
+    next = HiddenField()
+
+    def validate_prediction_id(self, field: Any) -> None:
+        """A prediction id is a whole number."""
+        if field.data and not str(field.data).isdigit():
+            raise ValidationError("not a prediction id")
+
+    def expected(self, name: str) -> str | None:
+        """The label the rep saw for ``name`` ("stage" or "persona"), or None."""
+        value = getattr(self, f"expected_{name}").data
+        return value or None
+
+    def prediction(self) -> int | None:
+        """The reviewed prediction's id, or None."""
+        data = self.prediction_id.data
+        return int(data) if data else None
+
+
+class ReclassifyForm(_Expected):
+    """Set stage and/or persona, with a reason and an optional note."""
+
+    stage = SelectField("Stage", choices=[_KEEP], validate_choice=True)
+    persona = SelectField("Persona", choices=[_KEEP], validate_choice=True)
+    reason = SelectField(
+        "Reason", choices=[("", "— choose —"), *REASONS], validators=[DataRequired()]
+    )
+    note = TextAreaField("Note", validators=[Optional(), Length(max=NOTE_MAX)])
+    submit = SubmitField("Reclassify")
+
+    def validate_persona(self, field: Any) -> None:
+        """At least one of stage and persona is set."""
+        if not self.stage.data and not field.data:
+            raise ValidationError("choose a stage or a persona")
+
+
+class ConfirmForm(_Expected):
+    """Agree with the model's stage and persona."""
+
+    submit = SubmitField("Confirm model")
+
+
+class BulkForm(FlaskForm):
+    """Reclassify or confirm the leads ticked in the queue.
+
+    The lead ids come as repeated ``lead_id`` values; each row also sends
+    ``expected_stage:<id>``, ``expected_persona:<id>`` and ``prediction:<id>``.
+    """
+
+    action = SelectField(
+        "Action", choices=[("reclassify", "Reclassify"), ("confirm", "Confirm model")]
+    )
+    stage = SelectField("Stage", choices=[_KEEP], validate_choice=True)
+    persona = SelectField("Persona", choices=[_KEEP], validate_choice=True)
+    reason = SelectField("Reason", choices=[("", "— reason —"), *REASONS])
+    note = TextAreaField("Note", validators=[Optional(), Length(max=NOTE_MAX)])
+    next = HiddenField()
+
+    def validate_reason(self, field: Any) -> None:
+        """Reclassifying needs a reason and a label."""
+        if self.action.data != "reclassify":
+            return
+        if not field.data:
+            raise ValidationError("choose a reason")
+        if not self.stage.data and not self.persona.data:
+            raise ValidationError("choose a stage or a persona")
+
+
+class UserForm(FlaskForm):
+    """Add a user (admins only)."""
+
+    name = StringField("User name", validators=[DataRequired(), Length(max=100)])
+    role = SelectField("Role", choices=[("rep", "Rep"), ("analyst", "Analyst"), ("admin", "Admin")])
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=1024)])
+    submit = SubmitField("Add user")
+
+
+class DisableUserForm(FlaskForm):
+    """Disable a user by name (admins only)."""
+
+    name = HiddenField(validators=[DataRequired()])
+
+
+def set_label_choices(
+    form: ReclassifyForm | BulkForm, stages: Sequence[str], personas: Sequence[str]
+) -> None:
+    """Fill the stage and persona menus (first entry: keep the current label)."""
+    form.stage.choices = [_KEEP, *((s, s) for s in stages)]
+    form.persona.choices = [_KEEP, *((p, p) for p in personas)]

@@ -1,0 +1,290 @@
+"""The retrain button's background job: one at a time, with visible progress.
+
+The job runs in a thread of the server process. "One at a time" must hold
+across gunicorn workers too, and a status poll may reach another worker than
+the one running the job, so when the runner has a folder (the app's home) it
+keeps the status in a small JSON file there and holds an exclusive ``flock``
+on a lock file for the whole run: a second start anywhere is refused, every
+worker reads the same status, and a run whose process died shows as failed
+(its lock is gone) instead of running for ever. Without a folder (tests, a
+single process) the same happens in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import inspect
+import json
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["JobBusy", "RetrainRunner", "summarize_result"]
+
+_log = logging.getLogger(__name__)
+
+#: ``progress(step, fraction)`` as ``training.retrain.retrain`` calls it.
+Progress = Callable[[str, float], None]
+_IDLE: dict[str, Any] = {
+    "state": "idle",
+    "step": None,
+    "fraction": None,
+    "started_by": None,
+    "started_at": None,
+    "finished_at": None,
+    "result": None,
+    "error": None,
+}
+
+
+class JobBusy(RuntimeError):
+    """A retrain is already running (here or in another worker)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of a result (dataclasses, mappings, paths, dates → plain values)."""
+    if depth > 4:
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v, depth + 1) for v in list(value)[:50]]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def summarize_result(result: Any) -> dict[str, Any]:
+    """What the models page shows of a retrain's result.
+
+    A ``training.retrain.RetrainResult`` gives the new version, the base version,
+    the gate's decision and reasons and the corrections used; any other mapping
+    or dataclass is shown as it is (JSON-safe), anything else as text.
+    """
+    if result is None:
+        return {}
+    if hasattr(result, "version") and hasattr(result, "gate"):
+        gate = getattr(result, "gate", None)
+        corrections = getattr(result, "corrections", None)
+        out: dict[str, Any] = {
+            "version": str(result.version),
+            "base_version": _plain(getattr(result, "base_version", None)),
+            "run_id": _plain(getattr(result, "run_id", None)),
+            "promoted": None if gate is None else bool(getattr(gate, "promote", False)),
+            "gate_reasons": [] if gate is None else _plain(list(getattr(gate, "reasons", []))),
+            "gate_set": _plain(getattr(result, "gate_set", None)),
+            "notes": _plain(list(getattr(result, "notes", ()) or ())),
+        }
+        if corrections is not None:
+            out["corrections"] = _plain(corrections)
+        return out
+    plain = _plain(result)
+    return plain if isinstance(plain, dict) else {"result": plain}
+
+
+def _accepts_progress(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "progress" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+
+
+class RetrainRunner:
+    """Runs one retrain at a time in a background thread and reports its status.
+
+    Parameters
+    ----------
+    folder
+        Where the status file and the lock file live (shared by every worker of
+        one home); None keeps both in memory (one process).
+    """
+
+    def __init__(self, folder: Path | str | None = None) -> None:
+        self._folder = Path(folder) if folder is not None else None
+        self._mutex = threading.Lock()
+        self._memory: dict[str, Any] = dict(_IDLE)
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- status
+
+    @property
+    def _status_path(self) -> Path | None:
+        return None if self._folder is None else self._folder / "retrain-status.json"
+
+    @property
+    def _lock_path(self) -> Path | None:
+        return None if self._folder is None else self._folder / "retrain.lock"
+
+    def _write(self, status: Mapping[str, Any]) -> None:
+        with self._mutex:
+            self._memory = dict(status)
+        path = self._status_path
+        if path is None:
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(_plain(status)), encoding="utf-8")
+        tmp.replace(path)
+
+    def _update(self, **changes: Any) -> None:
+        with self._mutex:
+            status = {**self._memory, **changes}
+        self._write(status)
+
+    def status(self) -> dict[str, Any]:
+        """``{"state": idle|running|succeeded|failed, "step", "fraction", "started_by",
+        "started_at", "finished_at", "result", "error"}``."""
+        path = self._status_path
+        if path is None:
+            with self._mutex:
+                return dict(self._memory)
+        try:
+            status = {**_IDLE, **json.loads(path.read_text(encoding="utf-8"))}
+        except (OSError, ValueError):
+            return dict(_IDLE)
+        if status["state"] == "running" and not self._locked_elsewhere():
+            status["state"] = "failed"
+            status["error"] = "the server process running this retrain stopped"
+        return status
+
+    def running(self) -> bool:
+        """True while a retrain runs (in this process or another)."""
+        return self.status()["state"] == "running"
+
+    # ---------------------------------------------------------------- locking
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[TextIO | None]:
+        """Hold the cross-process lock (or None without a folder); JobBusy if taken."""
+        path = self._lock_path
+        if path is None:
+            yield None
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise JobBusy("a retrain is already running") from None
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()
+
+    def _locked_elsewhere(self) -> bool:
+        if self._thread is not None and self._thread.is_alive():
+            return True
+        try:
+            with self._exclusive():
+                return False
+        except JobBusy:
+            return True
+
+    # ----------------------------------------------------------------- running
+
+    def start(self, job: Callable[..., Any], *, started_by: str) -> None:
+        """Start ``job`` in a background thread.
+
+        ``job`` is called with ``progress=`` (a ``progress(step, fraction)``
+        callback) when it accepts that keyword, else with no argument; what it
+        returns is summarised by :func:`summarize_result`.
+
+        Raises
+        ------
+        JobBusy
+            A retrain is already running.
+        """
+        with self._mutex:
+            if self._thread is not None and self._thread.is_alive():
+                raise JobBusy("a retrain is already running")
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            thread = threading.Thread(
+                target=self._run,
+                args=(job, started_by, ready, failure),
+                name="leadready-retrain",
+                daemon=True,
+            )
+            self._thread = thread
+        thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the running job (tests, shutdown); True when none is left running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _run(
+        self,
+        job: Callable[..., Any],
+        started_by: str,
+        ready: threading.Event,
+        failure: list[BaseException],
+    ) -> None:
+        try:
+            lock = self._exclusive()
+            lock.__enter__()
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        try:
+            self._write(
+                {
+                    **_IDLE,
+                    "state": "running",
+                    "step": "starting",
+                    "fraction": 0.0,
+                    "started_by": started_by,
+                    "started_at": _now(),
+                }
+            )
+            ready.set()
+
+            def progress(step: str, fraction: float) -> None:
+                self._update(step=str(step), fraction=max(0.0, min(1.0, float(fraction))))
+
+            try:
+                result = job(progress=progress) if _accepts_progress(job) else job()
+            except Exception as exc:
+                _log.error("retrain failed:\n%s", traceback.format_exc())
+                self._update(
+                    state="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    finished_at=_now(),
+                )
+            else:
+                self._update(
+                    state="succeeded",
+                    step="done",
+                    fraction=1.0,
+                    result=summarize_result(result),
+                    finished_at=_now(),
+                )
+        finally:
+            ready.set()
+            lock.__exit__(None, None, None)

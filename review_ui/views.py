@@ -1,0 +1,837 @@
+"""The review UI's pages: login, the queue, a lead, corrections, models, users.
+
+Every page needs a login; every write checks the role on the server
+(:func:`review_ui.auth.role_required`) and a CSRF token (checked for the whole
+blueprint in :func:`_before`). Writes answer POST → redirect → GET with a
+flashed message, or — when the request carries ``HX-Request`` (the queue's
+JavaScript sends it with ``fetch``) — the updated ``_row.html`` partial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sansio.blueprints import BlueprintSetupState
+from flask_login import current_user
+
+from data.review_queue import (
+    QueueConfig,
+    QueueItem,
+    label_choices,
+    model_versions,
+    queue_facets,
+    queue_item,
+    review_queue,
+)
+from review_ui import auth
+from review_ui.forms import (
+    REASONS,
+    BulkForm,
+    ConfirmForm,
+    DisableUserForm,
+    LoginForm,
+    PlainForm,
+    ReclassifyForm,
+    UserForm,
+    set_label_choices,
+)
+from review_ui.jobs import JobBusy
+from review_ui.present import (
+    correction_rows,
+    event_label,
+    heat_level,
+    probability_bars,
+    reason_lines,
+    weekly_timeline,
+)
+
+__all__ = ["bp"]
+
+bp = Blueprint(
+    "review",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/review/static",
+)
+
+_PAGE_SIZES = (25, 50, 100, 200)
+_BULK_MAX = 200
+_RECENT_ACTIONS = 20
+_REASON_WORDS = dict(REASONS)
+#: Short names of the queue's reasons, for the chips (the sentence is the tooltip).
+_QUEUE_REASON_NAMES = {
+    "possible_mislabel": "Label in doubt",
+    "sales_ready_unsure": "Unsure sales call",
+    "close_call": "Close call",
+    "stage_changed": "Stage changed",
+    "possible_persona_mislabel": "Persona in doubt",
+    "persona_close_call": "Persona close call",
+}
+
+
+@bp.record_once
+def _on_register(state: BlueprintSetupState) -> None:
+    # Registering the blueprint directly (without review_ui.init_app) still
+    # sets up logins, CSRF and the security headers.
+    from review_ui import configure
+
+    configure(state.app)
+
+
+# ------------------------------------------------------------------- plumbing
+
+
+def _ui() -> Any:
+    return current_app.extensions["review_ui"]
+
+
+def _store() -> Any:
+    return _ui().store()
+
+
+def _queue_config() -> QueueConfig:
+    return _ui().queue_config
+
+
+def _is_partial() -> bool:
+    return request.headers.get("HX-Request", "").lower() == "true"
+
+
+def _safe_next(target: str | None, default: str) -> str:
+    """A redirect target on this site only (no scheme, no host, no ``//``)."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(ord(ch) < 32 for ch in target):
+        return default
+    return target
+
+
+@bp.before_request
+def _before() -> Response | None:
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        _ui().csrf.protect()
+    if current_user.is_authenticated and auth.session_expired():
+        auth.log_out()
+        flash("Your session has ended. Please log in again.", "info")
+        return redirect(url_for("review.login", next=request.full_path))
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    from review_ui.security import apply_headers
+
+    static = request.endpoint == "review.static"
+    apply_headers(response, static=static)
+    if not static:
+        response.vary.add("HX-Request")
+    return response
+
+
+@bp.app_template_filter("pct")
+def _pct(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+@bp.app_template_filter("when")
+def _when(value: datetime | date | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return value.isoformat()
+
+
+@bp.app_template_filter("day")
+def _day(value: datetime | date | None) -> str:
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d")
+
+
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {
+        "can": lambda role: auth.has_role(current_user, role),
+        "reason_words": _REASON_WORDS,
+        "queue_reason_names": _QUEUE_REASON_NAMES,
+        "event_label": event_label,
+        "heat_level": heat_level,
+    }
+
+
+def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    return render_template(template, **context), status
+
+
+@bp.errorhandler(400)
+def _bad_request(exc: Any) -> tuple[str, int]:
+    description = getattr(exc, "description", None) or "The request could not be understood."
+    return _render("review/error.html", 400, code=400, title="Bad request", message=description)
+
+
+@bp.errorhandler(403)
+def _forbidden(exc: Any) -> tuple[str, int]:
+    return _render(
+        "review/error.html",
+        403,
+        code=403,
+        title="Not allowed",
+        message="Your role does not allow this. Ask an admin if you need it.",
+    )
+
+
+@bp.errorhandler(404)
+def _not_found(exc: Any) -> tuple[str, int]:
+    return _render(
+        "review/error.html", 404, code=404, title="Not found", message="There is nothing here."
+    )
+
+
+# --------------------------------------------------------------- login/logout
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Log in with a user name and password (the failure message names neither)."""
+    form = LoginForm()
+    default = url_for("review.queue")
+    if request.method == "GET":
+        if current_user.is_authenticated:
+            return redirect(_safe_next(request.args.get("next"), default))
+        form.next.data = request.args.get("next", "")
+    if form.validate_on_submit():
+        user = _store().authenticate(form.name.data or "", form.password.data or "")
+        if user is not None and auth.log_in(auth.ReviewUser.from_store(user)):
+            flash(f"Welcome, {user.name}.", "success")
+            return redirect(_safe_next(form.next.data, default))
+        flash("Wrong user name or password.", "error")
+        return _render("review/login.html", 401, form=form)
+    return _render("review/login.html", 400 if request.method == "POST" else 200, form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    """End the session (POST with a CSRF token, so no page can log a rep out)."""
+    auth.log_out()
+    flash("You are logged out.", "info")
+    return redirect(url_for("review.login"))
+
+
+# ----------------------------------------------------------------------- queue
+
+
+def _parse_since(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _queue_args() -> dict[str, Any]:
+    args = request.args
+    reviewed = {"yes": True, "no": False}.get(args.get("reviewed", ""))
+    try:
+        per = int(args.get("per", 50))
+    except ValueError:
+        per = 50
+    per = per if per in _PAGE_SIZES else 50
+    try:
+        page = max(1, int(args.get("page", 1)))
+    except ValueError:
+        page = 1
+    return {
+        "stage": args.get("stage") or None,
+        "persona": args.get("persona") or None,
+        "route": args.get("route") or None,
+        "reviewed": reviewed,
+        "since": _parse_since(args.get("since")),
+        "search": (args.get("q") or "").strip()[:200] or None,
+        "per": per,
+        "page": page,
+    }
+
+
+def _current(item: QueueItem, rep: Mapping[str, str | None] | None) -> dict[str, str | None]:
+    """The labels a rep sees as current: a rep's label, else the model's, else marketing's."""
+    rep = rep or {}
+    return {
+        "stage": rep.get("stage") or item.stage or item.marketing_stage,
+        "persona": rep.get("persona") or item.persona or item.marketing_persona,
+        "rep_stage": rep.get("stage"),
+        "rep_persona": rep.get("persona"),
+    }
+
+
+def _row_context(items: list[QueueItem]) -> dict[str, dict[str, str | None]]:
+    reps = _store().current_labels([i.lead_id for i in items]) if items else {}
+    return {i.lead_id: _current(i, reps.get(i.lead_id)) for i in items}
+
+
+def _page_url(args: Mapping[str, Any], page: int) -> str:
+    params = {k: v for k, v in request.args.items() if k != "page" and v}
+    params["page"] = str(page)
+    return url_for("review.queue", **params)
+
+
+@bp.route("/review/")
+@auth.role_required("rep")
+def queue() -> Any:
+    """The review queue: filters, search, paging; the table alone for ``HX-Request``."""
+    args = _queue_args()
+    store = _store()
+    page = review_queue(
+        store,
+        limit=args["per"],
+        offset=(args["page"] - 1) * args["per"],
+        stage=args["stage"],
+        persona=args["persona"],
+        route=args["route"],
+        reviewed=args["reviewed"],
+        since=args["since"],
+        search=args["search"],
+        config=_queue_config(),
+    )
+    labels = label_choices(store)
+    bulk = BulkForm()
+    set_label_choices(bulk, labels["stage"], labels["persona"])
+    here = request.full_path.rstrip("?")
+    bulk.next.data = here
+    context = {
+        "page": page,
+        "args": args,
+        "current": _row_context(page.items),
+        "facets": queue_facets(store),
+        "labels": labels,
+        "bulk": bulk,
+        "row_form": PlainForm(),
+        "next_url": here,
+        "prev_href": _page_url(args, args["page"] - 1) if page.has_previous else None,
+        "next_href": _page_url(args, args["page"] + 1) if page.has_next else None,
+        "since_text": request.args.get("since", ""),
+    }
+    template = "review/_queue_table.html" if _is_partial() else "review/queue.html"
+    return render_template(template, **context)
+
+
+def _row_response(lead_id: str, message: str | None, category: str, status: int = 200) -> Any:
+    """The ``_row.html`` partial of one lead, carrying the message for the page to show."""
+    item = queue_item(_store(), lead_id, config=_queue_config())
+    if item is None:
+        return Response(status=204)
+    html = render_template(
+        "review/_row.html",
+        item=item,
+        cur=_row_context([item])[lead_id],
+        labels=label_choices(_store()),
+        row_form=PlainForm(),
+        next_url=url_for("review.queue"),
+        message=message,
+        message_category=category,
+    )
+    return html, status
+
+
+# ------------------------------------------------------------------------ lead
+
+
+def _lead_or_404(lead_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    store = _store()
+    lead = store.get_lead(lead_id)
+    predictions = store.predictions_for(lead_id, limit=25)
+    if lead is None and not predictions:
+        abort(404)
+    return lead, predictions
+
+
+@bp.route("/review/leads/<lead_id>")
+@auth.role_required("rep")
+def lead(lead_id: str) -> Any:
+    """A lead: profile, weekly engagement, the model's view, predictions, corrections."""
+    store = _store()
+    profile, predictions = _lead_or_404(lead_id)
+    latest = predictions[0] if predictions else None
+    current = store.labels_for(lead_id)
+    probabilities = latest.get("probabilities") if latest else None
+    labels = _label_menus(lead_id)
+
+    reclassify = ReclassifyForm()
+    set_label_choices(reclassify, labels["stage"], labels["persona"])
+    confirm = ConfirmForm()
+    for form in (reclassify, confirm):
+        form.expected_stage.data = current.get("stage") or ""
+        form.expected_persona.data = current.get("persona") or ""
+        form.prediction_id.data = str(latest["id"]) if latest else ""
+        form.next.data = url_for("review.lead", lead_id=lead_id)
+    events = store.events_for(lead_id, limit=2000)
+    weeks, kinds = weekly_timeline(events)
+    corrections = correction_rows(store.corrections_for(lead_id))
+    return render_template(
+        "review/lead.html",
+        lead_id=lead_id,
+        profile=profile,
+        latest=latest,
+        predictions=predictions,
+        current=current,
+        item=queue_item(store, lead_id, config=_queue_config()),
+        stage_bars=probability_bars(probabilities, "stage"),
+        persona_bars=probability_bars(probabilities, "persona"),
+        stage_reasons=reason_lines(latest.get("reasons") if latest else None, "stage"),
+        persona_reasons=reason_lines(latest.get("reasons") if latest else None, "persona"),
+        weeks=weeks,
+        kinds=kinds,
+        recent_events=list(reversed(events[-12:])),
+        event_count=len(events),
+        corrections=corrections,
+        reclassify=reclassify,
+        confirm=confirm,
+        undo_form=PlainForm(),
+        labels=labels,
+        queue_url=_safe_next(request.args.get("back"), url_for("review.queue")),
+    )
+
+
+# ----------------------------------------------------------------- corrections
+
+
+def _remember(lead_id: str, ids: list[int]) -> None:
+    """Keep this rep's last action per lead in the session, for "undo" (``u``)."""
+    recent = [r for r in session.get("review_recent", []) if r.get("lead") != lead_id]
+    recent.append({"lead": lead_id, "ids": ids})
+    session["review_recent"] = recent[-_RECENT_ACTIONS:]
+
+
+def _recall(lead_id: str) -> list[int]:
+    recent = session.get("review_recent", [])
+    for entry in reversed(recent):
+        if entry.get("lead") == lead_id:
+            return [int(i) for i in entry.get("ids", [])]
+    return []
+
+
+def _forget(lead_id: str) -> None:
+    session["review_recent"] = [
+        r for r in session.get("review_recent", []) if r.get("lead") != lead_id
+    ]
+
+
+def _conflict_note(lead_id: str, result: Any) -> str:
+    """Who changed the label under the rep, for the flash message."""
+    before = [
+        c
+        for c in _store().corrections_for(lead_id)
+        if c["field"] == result.field and c["id"] < result.id
+    ]
+    if before:
+        last = before[-1]
+        who = f"{last['reviewer']} set it to {last['new_label'] or 'nothing'}"
+    else:
+        who = f"it is now {result.old_label or 'unset'}"
+    return f"the {result.field} changed while you had the lead open ({who})"
+
+
+def _finish(
+    lead_id: str, stored: list[Any], verb: str, next_url: str | None, *, default: str
+) -> Any:
+    """Flash (or return in the partial) what happened, then redirect (PRG)."""
+    conflicts = [r for r in stored if r.conflict]
+    if stored:
+        _remember(lead_id, [r.id for r in stored])
+    changes = ", ".join(f"{r.field} → {r.new_label}" for r in stored)
+    message = f"{verb} {lead_id}: {changes}." if changes else f"Nothing to change on {lead_id}."
+    category = "success"
+    if conflicts:
+        notes = "; ".join(_conflict_note(lead_id, r) for r in conflicts)
+        message = f"{message} Heads up: {notes}. Both corrections are kept; yours is now current."
+        category = "warning"
+    if _is_partial():
+        return _row_response(lead_id, message, category)
+    flash(message, category)
+    return redirect(_safe_next(next_url, default))
+
+
+def _form_errors(form: Any) -> str:
+    parts = []
+    for name, errors in form.errors.items():
+        label = getattr(getattr(form, name, None), "label", None)
+        words = label.text if label is not None else name
+        parts.append(f"{words}: {'; '.join(str(e) for e in errors)}")
+    return "Not saved — " + " · ".join(parts) if parts else "Not saved."
+
+
+def _reject(form: Any, lead_id: str | None, default: str) -> Any:
+    message = _form_errors(form)
+    if _is_partial() and lead_id is not None:
+        return _row_response(lead_id, message, "error", status=422)
+    flash(message, "error")
+    return redirect(_safe_next(getattr(form, "next", None) and form.next.data, default))
+
+
+def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
+    store = _store()
+    labels = label_choices(store)
+    extras: list[Mapping[str, Any]] = []
+    if lead_id is not None:
+        latest = store.latest_prediction(lead_id)
+        if latest is not None:
+            probs = latest.get("probabilities")
+            extras.append(
+                {
+                    "stage": [b.label for b in probability_bars(probs, "stage")],
+                    "persona": [b.label for b in probability_bars(probs, "persona")],
+                }
+            )
+        extras.append(store.labels_for(lead_id))
+    out = {head: list(values) for head, values in labels.items()}
+    for extra in extras:
+        for head in ("stage", "persona"):
+            values = extra.get(head)
+            for value in values if isinstance(values, list) else [values]:
+                if value and value not in out[head]:
+                    out[head].append(value)
+    return out
+
+
+@bp.route("/review/leads/<lead_id>/reclassify", methods=["POST"])
+@auth.role_required("rep")
+def reclassify(lead_id: str) -> Any:
+    """Append a reclassify correction per field the rep set (stage and/or persona)."""
+    _lead_or_404(lead_id)
+    default = url_for("review.lead", lead_id=lead_id)
+    form = ReclassifyForm()
+    labels = _label_menus(lead_id)
+    set_label_choices(form, labels["stage"], labels["persona"])
+    if not form.validate():
+        return _reject(form, lead_id, default)
+    stored = []
+    for field in ("stage", "persona"):
+        value = getattr(form, field).data
+        if not value:
+            continue
+        try:
+            stored.append(
+                _store().add_correction(
+                    lead_id,
+                    field,
+                    value,
+                    reviewer=current_user.name,
+                    kind="reclassify",
+                    reason=form.reason.data,
+                    note=(form.note.data or "").strip() or None,
+                    source="ui",
+                    prediction_id=form.prediction(),
+                    expected_label=form.expected(field),
+                )
+            )
+        except ValueError as exc:
+            abort(400, description=str(exc))
+    return _finish(lead_id, stored, "Reclassified", form.next.data, default=default)
+
+
+@bp.route("/review/leads/<lead_id>/confirm", methods=["POST"])
+@auth.role_required("rep")
+def confirm(lead_id: str) -> Any:
+    """Agree with the model: a ``confirm`` row per head the model predicted."""
+    _, predictions = _lead_or_404(lead_id)
+    default = url_for("review.lead", lead_id=lead_id)
+    form = ConfirmForm()
+    if not form.validate():
+        return _reject(form, lead_id, default)
+    wanted = form.prediction()
+    reviewed = next((p for p in predictions if p["id"] == wanted), None) if wanted else None
+    reviewed = reviewed or (predictions[0] if predictions else None)
+    if reviewed is None:
+        abort(400, description="This lead has no prediction to confirm.")
+    stored = []
+    for field in ("stage", "persona"):
+        label = reviewed.get(field)
+        if not label:
+            continue
+        stored.append(
+            _store().add_correction(
+                lead_id,
+                field,
+                label,
+                reviewer=current_user.name,
+                kind="confirm",
+                source="ui",
+                prediction_id=reviewed["id"],
+                expected_label=form.expected(field),
+            )
+        )
+    return _finish(lead_id, stored, "Confirmed", form.next.data, default=default)
+
+
+def _undo(ids: list[int], lead_id: str, next_url: str | None, default: str) -> Any:
+    stored = []
+    for cid in ids:
+        try:
+            stored.append(_store().undo_correction(cid, reviewer=current_user.name, source="ui"))
+        except KeyError:
+            abort(404)
+    conflicts = [r for r in stored if r.conflict]
+    changes = ", ".join(f"{r.field} back to {r.new_label or 'unset'}" for r in stored)
+    message = f"Undone on {lead_id}: {changes}."
+    category = "success"
+    if conflicts:
+        message += (
+            " Heads up: someone changed this lead after that correction; it is undone all the same."
+        )
+        category = "warning"
+    if _is_partial():
+        return _row_response(lead_id, message, category)
+    flash(message, category)
+    return redirect(_safe_next(next_url, default))
+
+
+@bp.route("/review/corrections/<int:correction_id>/undo", methods=["POST"])
+@auth.role_required("rep")
+def undo(correction_id: int) -> Any:
+    """Append an undo row for one correction (nothing is overwritten)."""
+    form = PlainForm()
+    found = None
+    lead_id = request.form.get("lead_id") or ""
+    if lead_id:
+        found = next(
+            (c for c in _store().corrections_for(lead_id) if c["id"] == correction_id), None
+        )
+    if found is None:
+        abort(404)
+    return _undo(
+        [correction_id],
+        lead_id,
+        form.next.data,
+        url_for("review.lead", lead_id=lead_id),
+    )
+
+
+@bp.route("/review/leads/<lead_id>/undo-last", methods=["POST"])
+@auth.role_required("rep")
+def undo_last(lead_id: str) -> Any:
+    """Undo this rep's last action on the lead (the ``u`` key)."""
+    _lead_or_404(lead_id)
+    form = PlainForm()
+    default = url_for("review.lead", lead_id=lead_id)
+    ids = _recall(lead_id)
+    if not ids:
+        rows = correction_rows(_store().corrections_for(lead_id))
+        mine = [
+            r
+            for r in rows
+            if r["reviewer"] == current_user.name and r["kind"] != "undo" and not r["undone"]
+        ]
+        ids = [mine[0]["id"]] if mine else []
+    if not ids:
+        message = f"Nothing of yours to undo on {lead_id}."
+        if _is_partial():
+            return _row_response(lead_id, message, "info")
+        flash(message, "info")
+        return redirect(_safe_next(form.next.data, default))
+    _forget(lead_id)
+    return _undo(ids, lead_id, form.next.data, default)
+
+
+@bp.route("/review/bulk", methods=["POST"])
+@auth.role_required("rep")
+def bulk() -> Any:
+    """Reclassify or confirm the leads ticked in the queue, one correction row each."""
+    form = BulkForm()
+    labels = _label_menus()
+    set_label_choices(form, labels["stage"], labels["persona"])
+    default = url_for("review.queue")
+    lead_ids = list(dict.fromkeys(x for x in request.form.getlist("lead_id") if x))
+    if not lead_ids:
+        flash("Tick at least one lead first.", "error")
+        return redirect(_safe_next(form.next.data, default))
+    if len(lead_ids) > _BULK_MAX:
+        abort(400, description=f"At most {_BULK_MAX} leads at once.")
+    if not form.validate():
+        return _reject(form, None, default)
+    store = _store()
+    latest = store.latest_predictions(lead_ids, with_features=False)
+    done, conflicted, skipped = [], [], []
+    for lead_id in lead_ids:
+        prediction = latest.get(lead_id)
+        if prediction is None:
+            skipped.append(lead_id)
+            continue
+        try:
+            pid = int(request.form.get(f"prediction:{lead_id}") or prediction["id"])
+        except ValueError:
+            pid = prediction["id"]
+        results = []
+        for field in ("stage", "persona"):
+            expected = request.form.get(f"expected_{field}:{lead_id}") or None
+            if form.action.data == "confirm":
+                label, kind, reason = prediction.get(field), "confirm", None
+            else:
+                label, kind, reason = getattr(form, field).data, "reclassify", form.reason.data
+            if not label:
+                continue
+            try:
+                results.append(
+                    store.add_correction(
+                        lead_id,
+                        field,
+                        label,
+                        reviewer=current_user.name,
+                        kind=kind,
+                        reason=reason,
+                        note=(form.note.data or "").strip() or None,
+                        source="ui",
+                        prediction_id=pid,
+                        expected_label=expected,
+                    )
+                )
+            except (KeyError, ValueError):
+                skipped.append(lead_id)
+                break
+        if results:
+            _remember(lead_id, [r.id for r in results])
+            done.append(lead_id)
+            if any(r.conflict for r in results):
+                conflicted.append(lead_id)
+    verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
+    message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
+    category = "success"
+    if conflicted:
+        message += (
+            f" Heads up: {', '.join(conflicted)} changed while you had the queue open;"
+            " both corrections are kept and yours is now current."
+        )
+        category = "warning"
+    if skipped:
+        message += f" Skipped (not scored): {', '.join(sorted(set(skipped)))}."
+        category = "warning"
+    flash(message, category)
+    return redirect(_safe_next(form.next.data, default))
+
+
+# ---------------------------------------------------------------------- models
+
+
+def _serving_model() -> dict[str, Any] | None:
+    """The model this process serves, read from the API's holder when there is one."""
+    state = current_app.extensions.get("leadready")
+    holder = getattr(state, "holder", None)
+    loaded = getattr(holder, "current", None)
+    if loaded is None:
+        return None
+    return {
+        "name": getattr(loaded, "name", None),
+        "version": getattr(loaded, "version", None),
+        "alias": getattr(loaded, "alias", None),
+        "loaded_at": getattr(loaded, "loaded_at", None),
+    }
+
+
+@bp.route("/review/models")
+@auth.role_required("analyst")
+def models() -> Any:
+    """Served model, versions seen in the predictions, and the retrain button."""
+    ui = _ui()
+    return render_template(
+        "review/models.html",
+        serving=_serving_model(),
+        versions=model_versions(_store()),
+        job=ui.jobs.status(),
+        retrain_ready=ui.retrain_available(),
+        retrain_form=PlainForm(),
+    )
+
+
+@bp.route("/review/models/retrain", methods=["POST"])
+@auth.role_required("analyst")
+def retrain() -> Any:
+    """Start a retrain in the background (one at a time)."""
+    ui = _ui()
+    job = ui.retrain_job(current_app._get_current_object(), current_user.name)  # type: ignore[attr-defined]
+    if job is None:
+        flash("Retraining is not set up on this server.", "error")
+    else:
+        try:
+            ui.jobs.start(job, started_by=current_user.name)
+        except JobBusy:
+            flash("A retrain is already running; its progress is below.", "warning")
+        else:
+            flash("Retrain started. Progress shows below; you can leave this page.", "success")
+    if _is_partial():
+        return jsonify(ui.jobs.status())
+    return redirect(url_for("review.models"))
+
+
+@bp.route("/review/models/retrain/status")
+@auth.role_required("analyst")
+def retrain_status() -> Any:
+    """The retrain job's status as JSON (polled by the models page)."""
+    response = jsonify(_ui().jobs.status())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# ----------------------------------------------------------------------- users
+
+
+@bp.route("/review/users", methods=["GET", "POST"])
+@auth.role_required("admin")
+def users() -> Any:
+    """List users; add one (POST)."""
+    form = UserForm()
+    if request.method == "POST":
+        if form.validate():
+            try:
+                user = _store().create_user(
+                    form.name.data or "", form.role.data, form.password.data
+                )
+            except ValueError as exc:
+                flash(f"Not added: {exc}", "error")
+            else:
+                flash(f"Added {user.name} ({user.role}).", "success")
+                return redirect(url_for("review.users"))
+        else:
+            flash(_form_errors(form), "error")
+        return redirect(url_for("review.users"))
+    return render_template(
+        "review/users.html", users=_store().list_users(), form=form, disable_form=DisableUserForm()
+    )
+
+
+@bp.route("/review/users/disable", methods=["POST"])
+@auth.role_required("admin")
+def disable_user() -> Any:
+    """Disable a user: they cannot log in, and their open session ends."""
+    form = DisableUserForm()
+    if not form.validate():
+        abort(400, description="Which user?")
+    name = form.name.data or ""
+    if name == current_user.name:
+        flash("You cannot disable yourself.", "error")
+        return redirect(url_for("review.users"))
+    try:
+        _store().deactivate_user(name)
+    except KeyError:
+        abort(404)
+    flash(f"Disabled {name}.", "success")
+    return redirect(url_for("review.users"))
