@@ -779,3 +779,37 @@ def test_a_failing_retrain_shows_its_error(tmp_path, template_db):
         assert status["error"] == "ValueError: the base data cannot be found"
     finally:
         _close(app)
+
+
+def test_one_retrain_at_a_time_across_workers_sharing_a_home(tmp_path):
+    from review_ui.jobs import JobBusy, RetrainRunner
+
+    release = threading.Event()
+    first, second = RetrainRunner(tmp_path), RetrainRunner(tmp_path)  # two workers
+
+    def slow(progress):
+        progress("training", 0.5)
+        release.wait(10)
+        return None
+
+    first.start(slow, started_by="ana")
+    try:
+        with pytest.raises(JobBusy):
+            second.start(slow, started_by="boss")
+        assert second.status()["state"] == "running"
+        assert second.status()["started_by"] == "ana"
+    finally:
+        release.set()
+    assert first.join(10)
+    assert second.status()["state"] == "succeeded"
+
+
+def test_a_run_whose_process_died_shows_as_failed(tmp_path):
+    from review_ui.jobs import RetrainRunner
+
+    (tmp_path / "retrain-status.json").write_text(
+        '{"state": "running", "step": "training", "fraction": 0.4, "started_by": "ana"}'
+    )
+    status = RetrainRunner(tmp_path).status()
+    assert status["state"] == "failed"
+    assert "stopped" in status["error"]
