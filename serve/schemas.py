@@ -242,6 +242,15 @@ class InvocationsRequest(BaseModel):
     adds reason columns). CSV bodies (``text/csv``) are read by pandas as MLflow does.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [key]}
+                for key in ("dataframe_split", "dataframe_records", "instances", "inputs")
+            ]
+        }
+    )
+
     dataframe_split: DataframeSplit | None = None
     dataframe_records: list[dict[str, Any]] | None = None
     instances: list[Any] | dict[str, Any] | None = None

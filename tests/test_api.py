@@ -429,3 +429,7 @@ def test_openapi_refs_resolve_and_error_bodies_match_their_schema(
     assert request_schema.is_valid({"lead": {"lead_id": "a"}})
     assert request_schema.is_valid({"lead_id": "a", "features": {"x": 1}})
     assert not request_schema.is_valid({"lead": {"lead_id": "a"}, "bogus": 1})
+    invocations = _validator(openapi_doc, "InvocationsRequest")
+    assert invocations.is_valid({"dataframe_records": [{"a": 1}], "params": {"reasons": True}})
+    assert not invocations.is_valid({})  # exactly one input key, as MLflow requires
+    assert not invocations.is_valid({"instances": [], "inputs": []})
