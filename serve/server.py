@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +90,24 @@ def prepare_home(settings: Settings, port: int) -> tuple[Path, str]:
     return prom, key_file.read_text().strip()
 
 
+def _multiprocess_metrics(folder: Path) -> None:
+    """Switch prometheus_client to multiprocess mode for the workers about to be forked.
+
+    prometheus_client picks its value store when it is first imported; if the
+    calling process imported it already (``leadready demo`` builds an app
+    before serving), pick again now that the folder is set.
+    """
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()
+
+
 def run(options: ServeOptions, settings: Settings | None = None) -> None:
     """Serve until stopped (SIGINT/SIGTERM stop gracefully, flushing every worker)."""
     settings = settings or Settings.from_env()
     prom, secret = prepare_home(settings, options.port)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    _multiprocess_metrics(prom)
     if options.migrate:
         from data.store import Store
 

@@ -47,3 +47,20 @@ def test_serve_command_options():
         assert option in result.output
     bad = CliRunner().invoke(main, ["serve", "--workers", "0"])
     assert bad.exit_code == 2
+
+
+def test_multiprocess_metrics_work_even_if_prometheus_was_imported_first(tmp_path):
+    """``leadready demo`` may import prometheus_client before serving; workers must still share."""
+    import subprocess
+    import sys
+
+    code = (
+        "import prometheus_client, sys\n"
+        "from pathlib import Path\n"
+        "from serve.server import _multiprocess_metrics\n"
+        "_multiprocess_metrics(Path(sys.argv[1]))\n"
+        "c = prometheus_client.Counter('x', 'x', registry=None)\n"
+        "c.inc()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    assert [p.name.split("_")[0] for p in tmp_path.iterdir()] == ["counter"]
