@@ -2,6 +2,10 @@
 
 ``leadready serve`` installs the same hooks through gunicorn's Python API.
 
+* ``post_fork``: in each new worker, give every SQLAlchemy engine inherited
+  from the master (MLflow's tracking store after ``leadready demo`` trained a
+  model in-process, for instance) a fresh pool, so no database connection is
+  shared across the fork.
 * ``post_worker_init``: in each worker, after the fork and after the app is
   loaded, start the model holder's background loader/poller. The first worker
   of a start logs one line with the URL and the model version once its model
@@ -18,7 +22,7 @@ import logging
 import os
 from typing import Any
 
-__all__ = ["child_exit", "post_worker_init", "serving_url", "worker_exit"]
+__all__ = ["child_exit", "post_fork", "post_worker_init", "serving_url", "worker_exit"]
 
 _log = logging.getLogger("leadready.serve")
 
@@ -42,6 +46,25 @@ def serving_url(bind: list[str] | str) -> str:
     if host in ("0.0.0.0", "[::]", ""):
         host = "127.0.0.1"
     return f"http://{host}:{port}"
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Replace the pools of SQLAlchemy engines inherited from the master (fork safety).
+
+    ``Engine.dispose(close=False)`` is SQLAlchemy's recipe for a forked child:
+    the child starts a new pool and leaves the parent's connections alone.
+    """
+    import sys
+
+    if "sqlalchemy" not in sys.modules:
+        return
+    import gc
+
+    from sqlalchemy.engine import Engine
+
+    for obj in gc.get_objects():
+        if isinstance(obj, Engine):
+            obj.dispose(close=False)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -133,6 +133,7 @@ def run(options: ServeOptions, settings: Settings | None = None) -> None:
         "errorlog": "-",
         "loglevel": "info",
         "preload_app": False,
+        "post_fork": gunicorn_conf.post_fork,
         "post_worker_init": gunicorn_conf.post_worker_init,
         "worker_exit": gunicorn_conf.worker_exit,
         "child_exit": gunicorn_conf.child_exit,

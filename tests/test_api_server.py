@@ -64,3 +64,19 @@ def test_multiprocess_metrics_work_even_if_prometheus_was_imported_first(tmp_pat
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
     assert [p.name.split("_")[0] for p in tmp_path.iterdir()] == ["counter"]
+
+
+def test_post_fork_gives_inherited_engines_a_fresh_pool(tmp_path):
+    import sqlalchemy as sa
+
+    from serve.gunicorn_conf import post_fork
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as conn:
+        conn.execute(sa.text("select 1"))
+    old_pool = engine.pool
+    assert old_pool.checkedin() == 1  # a pooled connection a fork would share
+    post_fork(None, None)
+    assert engine.pool is not old_pool and engine.pool.checkedin() == 0
+    engine.dispose()
+    old_pool.dispose()
