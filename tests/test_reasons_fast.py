@@ -1,0 +1,153 @@
+"""Path attribution behind reason codes: exact sums, agreement with TreeSHAP, caching."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from model.classifier import HeadClassifier
+from model.reasons import explain_head
+from tests.test_classifier import make_leads
+
+HEAD = {"n_estimators": 60, "num_threads": 1, "num_leaves": 15}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_leads(600, seed=3)
+
+
+@pytest.fixture(scope="module")
+def multiclass(data):
+    X, stage, _ = data
+    return HeadClassifier(**HEAD).fit(X, stage)
+
+
+@pytest.fixture(scope="module")
+def binary(data):
+    X, _, persona = data
+    return HeadClassifier(**HEAD).fit(X, persona == "non_buyer")
+
+
+def _raw(head: HeadClassifier, Z: np.ndarray) -> np.ndarray:
+    raw = head.booster_.predict(Z, raw_score=True, num_threads=1)
+    return np.asarray(raw).reshape(len(Z), -1)
+
+
+def test_path_contributions_add_up_to_lightgbm_raw_score_multiclass(multiclass, data):
+    X = data[0]
+    Z = multiclass.encode(X)
+    contrib = multiclass.contributions_encoded(Z)
+    assert contrib.shape == (len(X), 3, Z.shape[1] + 1)
+    np.testing.assert_allclose(contrib.sum(axis=2), _raw(multiclass, Z), rtol=0, atol=1e-9)
+    # Not the bias alone: features carry most rows' scores.
+    assert np.abs(contrib[:, :, :-1]).sum(axis=2).min() > 0
+
+
+def test_path_contributions_add_up_to_lightgbm_raw_score_binary(binary, data):
+    X = data[0]
+    Z = binary.encode(X)
+    contrib = binary.contributions_encoded(Z)
+    raw = _raw(binary, Z)[:, 0]
+    np.testing.assert_allclose(contrib[:, 1].sum(axis=1), raw, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(contrib[:, 0], -contrib[:, 1])
+
+
+def test_class_contributions_pick_the_asked_class(multiclass, binary, data):
+    X = data[0]
+    rng = np.random.default_rng(0)
+    for head in (multiclass, binary):
+        Z = head.encode(X.head(50))
+        index = rng.integers(0, len(head.classes_), 50)
+        every = head.contributions_encoded(Z)
+        picked = head.class_contributions_encoded(Z, index)
+        np.testing.assert_array_equal(picked, every[np.arange(50), index])
+    with pytest.raises(ValueError, match="class_index has 3 rows"):
+        multiclass.class_contributions_encoded(Z, np.zeros(3, dtype=int))
+
+
+def test_a_rows_contributions_do_not_depend_on_its_batch(multiclass, data):
+    X = data[0]
+    Z = multiclass.encode(X)
+    index = np.arange(len(X)) % 3
+    batch = multiclass.class_contributions_encoded(Z, index)
+    for i in (0, 17, 599):
+        alone = multiclass.class_contributions_encoded(Z[i : i + 1], index[i : i + 1])
+        np.testing.assert_array_equal(alone[0], batch[i])
+
+
+def test_path_attribution_agrees_in_sign_with_treeshap_on_the_top_features(multiclass, data):
+    X = data[0]
+    Z = multiclass.encode(X.head(200))
+    index = multiclass.predict_proba_encoded(Z).argmax(axis=1)
+    path = multiclass.class_contributions_encoded(Z, index)[:, :-1]
+    shap = multiclass.class_contributions_encoded(Z, index, method="shap")[:, :-1]
+    top = np.argsort(-np.abs(shap), axis=1)[:, :3]
+    rows = np.arange(len(Z))[:, None]
+    agree = np.sign(path[rows, top]) == np.sign(shap[rows, top])
+    assert agree.mean() >= 0.8
+    # The strongest feature is the same one most of the time.
+    assert (np.abs(path).argmax(axis=1) == top[:, 0]).mean() >= 0.6
+
+
+def test_shap_method_is_lightgbms_treeshap(multiclass, data):
+    Z = multiclass.encode(data[0].head(20))
+    shap = multiclass.contributions_encoded(Z, method="shap")
+    expected = np.asarray(multiclass.booster_.predict(Z, pred_contrib=True)).reshape(shap.shape)
+    np.testing.assert_array_equal(shap, expected)
+    path = multiclass.contributions_encoded(Z)
+    assert not np.allclose(path, shap)  # a different attribution, same sums
+    np.testing.assert_allclose(path.sum(axis=2), shap.sum(axis=2), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="method must be 'path' or 'shap'"):
+        multiclass.contributions_encoded(Z, method="saabas")
+
+
+def test_explain_head_offers_both_methods(multiclass):
+    rows = [{"n_pricing_7d": 9, "n_demo_request_30d": 2, "days_since_pricing": 1.0}]
+    Z = multiclass.encode_records(rows)
+    index = multiclass.predict_proba_encoded(Z).argmax(axis=1)
+    assert multiclass.classes_[index[0]] == "decision"
+    texts = {
+        "n_pricing_7d": "9 pricing-page visits in the last 7 days",
+        "n_demo_request_30d": "2 demo requests in the last 30 days",
+        "days_since_pricing": "last pricing-page visit 1 day ago",
+    }
+    for method in ("path", "shap"):
+        [reasons] = explain_head(multiclass, Z, index, {}, method=method)
+        top = reasons[0]
+        assert top["feature"] in texts and top["weight"] > 0, (method, reasons)
+        assert top["text"] == texts[top["feature"]]
+
+
+def test_tables_are_built_once_and_left_out_of_pickles(data):
+    X, stage, _ = data
+    head = HeadClassifier(**HEAD).fit(X, stage)
+    before = len(pickle.dumps(head))
+    assert head.prepare_explanations() is head
+    tables = head._path_attribution()
+    assert head._path_attribution() is tables
+    assert len(pickle.dumps(head)) == before
+    copy = pickle.loads(pickle.dumps(head))
+    assert "_path_cache" not in copy.__dict__
+    Z = head.encode(X.head(5))
+    np.testing.assert_array_equal(copy.contributions_encoded(Z), head.contributions_encoded(Z))
+    # Refitting replaces the booster: the tables follow it.
+    head.fit(X.head(300), stage[:300])
+    assert head._path_attribution() is not tables
+    np.testing.assert_allclose(
+        head.contributions_encoded(Z).sum(axis=2), _raw(head, Z), rtol=0, atol=1e-9
+    )
+
+
+def test_trees_without_splits_are_all_bias(data):
+    X, stage, _ = data
+    head = HeadClassifier(
+        n_estimators=5, num_threads=1, calibration="none", lgbm_params={"min_data_in_leaf": 10_000}
+    ).fit(X, stage)
+    Z = head.encode(X.head(10))
+    contrib = head.contributions_encoded(Z)
+    assert np.all(contrib[:, :, :-1] == 0)
+    np.testing.assert_allclose(contrib[:, :, -1], _raw(head, Z), rtol=0, atol=1e-12)
+    assert explain_head(head, Z, np.zeros(10, dtype=int), {}) == [[]] * 10
