@@ -83,6 +83,7 @@ def test_flatten_names_and_sanitises_labels():
     assert "stage_baseline_logreg_recall__MQL_SQL" in flat
     assert all(isinstance(v, float) for v in flat.values())
     assert metric_key("persona", "", "a b/c") == "persona_a_b_c"
+    assert metric_key("stage", "x" * 300) == "stage_" + "x" * 60
 
 
 def _table(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:

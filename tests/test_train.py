@@ -205,6 +205,8 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
             "Segment",
             "--exclude",
             "Email, Converted",
+            "--slice-cols",
+            "Lead Source,Country",
             "--n-estimators",
             "20",
             "--threads",
@@ -216,6 +218,13 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
     assert "logreg" in result.output and "majority" in result.output
     assert "promoted to champion" in result.output
     assert (tmp_path / "home" / "mlflow.db").exists()
+    from mlflow import MlflowClient
+
+    run_metrics = (
+        MlflowClient().get_run(MlflowClient().get_model_version(MODEL, "1").run_id).data.metrics
+    )
+    assert "stage_slice__Country__DE_macro_f1" in run_metrics
+    assert "persona_slice__Lead_Source__Referral_n" in run_metrics
 
     runner = CliRunner()
     common = ["--leads", str(root / "contacts.csv"), "--id-col", "Contact ID"]

@@ -499,9 +499,19 @@ def baselines(
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
+#: Longest part of a metric name taken from data (a label or a slice value).
+_MAX_PART = 60
+
+
 def metric_key(*parts: str) -> str:
-    """An MLflow-safe metric name from parts (labels may hold any character)."""
-    return "_".join(_UNSAFE.sub("_", str(p)).strip("_") or "_" for p in parts if p != "")
+    """An MLflow-safe metric name from parts (labels may hold any character).
+
+    Characters MLflow does not allow become ``_``; each part is cut to 60
+    characters, so names stay far below MLflow's limit of 250.
+    """
+    return "_".join(
+        (_UNSAFE.sub("_", str(p)).strip("_") or "_")[:_MAX_PART] for p in parts if p != ""
+    )
 
 
 def _finite(value: Any) -> bool:

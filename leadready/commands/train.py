@@ -108,6 +108,12 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 @click.option("--persona-col", default=None, help="The persona label column.")
 @click.option("--exclude", default=None, help="Columns that must not become features: A,B,…")
 @click.option("--sales-ready", default=None, help="Stage labels that count as sales-ready: A,B,…")
+@click.option(
+    "--slice-cols",
+    default="lead_source",
+    show_default=True,
+    help="Columns to also report metrics by (when present): A,B,…",
+)
 @click.option("--n-estimators", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option(
     "--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True
@@ -139,6 +145,7 @@ def train(
     persona_col: str | None,
     exclude: str | None,
     sales_ready: str | None,
+    slice_cols: str,
     n_estimators: int,
     learning_rate: float,
     holdout_share: float,
@@ -169,6 +176,7 @@ def train(
         persona_col=persona_col,
         exclude=_split(exclude),
         as_of=_as_of(as_of),
+        slice_cols=_split(slice_cols),
         holdout_share=holdout_share,
         seed=seed,
         n_estimators=n_estimators,
