@@ -17,7 +17,7 @@ import math
 import numbers
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,8 @@ HEADS: tuple[str, ...] = ("stage", "persona")
 _TOKEN_RE = re.compile(r"[^\W_]+", re.UNICODE)
 _TRUE_WORDS = frozenset({"true", "yes", "y", "t"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "f"})
+#: Frames of at least this many rows encode each distinct string once (pd.factorize).
+_FACTORIZE_ROWS = 256
 #: Isotonic calibration floors each class probability at this value before renormalizing.
 _PROBA_FLOOR = 1e-4
 
@@ -422,7 +424,8 @@ class TableEncoder(TransformerMixin, BaseEstimator):
                 f"is expecting {self.n_features_in_} features as input"
             )
         lookup = {str(c): c for c in frame.columns}
-        out = np.full((len(frame), len(self.feature_names_out_)), np.nan)
+        # Column-major: each input column fills contiguous memory (LightGBM reads either order).
+        out = np.full((len(frame), len(self.feature_names_out_)), np.nan, order="F")
         for col, kind, start, payload in self._plan:
             if col not in lookup:
                 continue
@@ -430,14 +433,43 @@ class TableEncoder(TransformerMixin, BaseEstimator):
             if kind == "numeric":
                 out[:, start] = self._numeric_values(s)
                 continue
+            block = out[:, start : start + (1 if kind == "categorical" else len(payload))]
+            if len(s) >= _FACTORIZE_ROWS and self._encode_distinct(block, s, kind, payload):
+                continue
             values = s.to_numpy(dtype=object)
             if kind == "categorical":
                 out[:, start] = [payload.get(_to_key(v), np.nan) for v in values]
             else:
-                block = out[:, start : start + len(payload)]
                 for r, v in enumerate(values):
                     self._fill_text(block, r, v, payload)
         return out
+
+    @classmethod
+    def _encode_distinct(
+        cls, block: np.ndarray, s: pd.Series, kind: str, payload: dict[str, Any]
+    ) -> bool:
+        """Encode each distinct string once and copy it to its rows (large frames).
+
+        Only when every present value is a plain ``str``: Python's equality puts
+        ``True``, ``1`` and ``1.0`` in one group, which ``_to_key`` keeps apart.
+        Returns False (nothing written) otherwise.
+        """
+        if isinstance(s.dtype, pd.StringDtype):
+            codes, uniques = s.factorize()  # Arrow-backed strings: no Python objects per row
+            uniques = uniques.to_numpy(dtype=object)
+        else:
+            codes, uniques = pd.factorize(s.to_numpy(dtype=object))
+        if not all(type(u) is str for u in uniques):
+            return False
+        width = block.shape[1]
+        table = np.full((len(uniques) + 1, width), np.nan)  # row -1: missing
+        for i, value in enumerate(uniques):
+            if kind == "categorical":
+                table[i, 0] = payload.get(_to_key(value), np.nan)
+            else:
+                cls._fill_text(table, i, value, payload)
+        block[:] = table[codes]
+        return True
 
     @staticmethod
     def _fill_text(block: np.ndarray, row: int, value: Any, tokens: dict[str, int]) -> None:
@@ -940,7 +972,11 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     def _raw_logits(self, Z: np.ndarray, num_threads: int) -> np.ndarray:
         if Z.shape[1] == 0:
             Z = np.zeros((len(Z), 1))
-        raw = self.booster_.predict(Z, raw_score=True, num_threads=num_threads)
+        compiled = self.__dict__.get("_compiled")
+        if compiled is not None and compiled[0] is self.booster_:
+            raw = compiled[1](Z, num_threads)
+        else:
+            raw = self.booster_.predict(Z, raw_score=True, num_threads=num_threads)
         if len(self.classes_) == 2:
             raw = np.column_stack([np.zeros(len(raw)), raw])
         return np.asarray(raw, dtype=float).reshape(len(Z), len(self.classes_))
@@ -1060,6 +1096,29 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             return contrib
         return paths.contributions(leaves, index)
 
+    def attach_compiled(
+        self, predict_raw: Callable[[np.ndarray, int], np.ndarray] | None
+    ) -> HeadClassifier:
+        """Score raw logits with native code instead of the booster (None: back to LightGBM).
+
+        ``predict_raw(Z, num_threads)`` must return what
+        ``booster_.predict(Z, raw_score=True)`` returns (``model.compiled`` checks
+        that before attaching). It follows this booster only (a refit drops it)
+        and is never pickled.
+        """
+        check_is_fitted(self, "booster_")
+        if predict_raw is None:
+            self.__dict__.pop("_compiled", None)
+        else:
+            self.__dict__["_compiled"] = (self.booster_, predict_raw)
+        return self
+
+    @property
+    def uses_compiled(self) -> bool:
+        """Whether raw logits come from attached native code."""
+        compiled = self.__dict__.get("_compiled")
+        return compiled is not None and compiled[0] is getattr(self, "booster_", None)
+
     def prepare_explanations(self) -> HeadClassifier:
         """Build the path-attribution tables now (else on the first explained row)."""
         check_is_fitted(self, "booster_")
@@ -1088,6 +1147,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_path_cache", None)
+        state.pop("_compiled", None)
         return state
 
     def predict_proba(self, X: Any) -> np.ndarray:
