@@ -1,0 +1,511 @@
+"""``leadready retrain``, ``corrections import|export`` and ``queue``: the review loop from a shell.
+
+Thin commands over :mod:`training.retrain`, :mod:`training.corrections` and
+:mod:`data.review_queue`; settings come from the environment
+(:class:`leadready.config.Settings`) and the store is opened with
+:func:`leadready.commands.db.open_store`.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from leadready.commands.db import open_store
+from leadready.config import Settings
+
+if TYPE_CHECKING:
+    from data.review_queue import QueueItem
+    from data.store import Store
+    from training.corrections import ImportResult
+    from training.retrain import RetrainResult
+
+__all__ = ["corrections", "queue", "retrain"]
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+#: Rows asked of the queue at a time (its page limit).
+_PAGE = 1000
+#: Columns of ``leadready queue --format csv``.
+QUEUE_CSV_COLUMNS: tuple[str, ...] = (
+    "rank",
+    "lead_id",
+    "priority",
+    "reason_codes",
+    "reasons",
+    "stage",
+    "stage_confidence",
+    "stage_margin",
+    "persona",
+    "persona_confidence",
+    "persona_margin",
+    "readiness",
+    "route",
+    "marketing_stage",
+    "marketing_persona",
+    "company",
+    "job_title",
+    "reviewed",
+    "model_version",
+    "scored_at",
+)
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    settings.ensure_home()
+    return settings
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (ValueError, LookupError, MlflowException, OSError)
+
+
+def _fail(exc: BaseException) -> click.ClickException:
+    return click.ClickException(str(exc).strip() or type(exc).__name__)
+
+
+def _f1(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+# ------------------------------------------------------------------------ retrain
+
+
+def _retrain_table(result: RetrainResult) -> Table:
+    """Corrections used, gate-set macro-F1 of champion and challenger, decision."""
+    s = result.corrections
+    table = Table(title=f"retrain → version {result.version}", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("reps' labels in the store", f"{s.n_labels:,} on {s.n_leads:,} leads")
+    table.add_row(
+        "corrected leads in training",
+        f"{s.n_training:,} (weight {result.config.correction_weight:g})",
+    )
+    table.add_row("corrected leads in the gate set", f"{s.n_gate:,}")
+    if s.n_new_leads:
+        table.add_row("  of which not in the base data", f"{s.n_new_leads:,}")
+    for head, n in s.n_changed.items():
+        table.add_row(f"{head} labels changed from the base data", f"{n:,}")
+    for why, n in s.skipped.items():
+        table.add_row(f"skipped: {why}", f"{n:,}")
+    if result.gate_set != "none":
+        kind = "reps' labels" if result.gate_set == "rep-verified" else "marketing's + reps' labels"
+        table.add_row("gate set", f"{result.gate_set} ({kind})")
+    for head in ("stage", "persona"):
+        n = result.gate_n(head)
+        if not n:
+            continue
+        table.add_row(
+            f"{head} macro-F1 on {n:,} gate leads",
+            f"champion {_f1(result.gate_macro_f1(head, 'champion'))} · "
+            f"challenger {_f1(result.gate_macro_f1(head, 'challenger'))}",
+        )
+    if result.gate is None:
+        decision = "not gated (--no-gate): promote by hand with `leadready promote`"
+    elif result.gate.promote:
+        decision = f"[green]promoted: version {result.version} is the champion[/green]"
+    else:
+        decision = f"[red]refused: version {result.gate.champion_version} stays champion[/red]"
+    table.add_row("decision", decision)
+    return table
+
+
+@click.command("retrain")
+@click.option(
+    "--leads",
+    "leads_path",
+    type=_FILE,
+    default=None,
+    help="Base lead table [default: the champion's].",
+)
+@click.option(
+    "--events",
+    "events_path",
+    type=_FILE,
+    default=None,
+    help="Base events table [default: the champion's].",
+)
+@click.option(
+    "--id-col", default=None, help="Id column of the base table [default: the champion's]."
+)
+@click.option("--stage-col", default=None, help="Stage label column [default: the champion's].")
+@click.option("--persona-col", default=None, help="Persona label column [default: the champion's].")
+@click.option(
+    "--base-version",
+    default=None,
+    help="Take the base data from this version's run [default: champion].",
+)
+@click.option(
+    "--weight",
+    type=click.FloatRange(0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Sample weight of a corrected lead (base leads weigh 1).",
+)
+@click.option(
+    "--gate-share",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="Share of rep-verified leads kept as the gate set [default: the training holdout share].",
+)
+@click.option(
+    "--min-gate-leads",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Fewer gate leads than this: gate on the training holdout instead.",
+)
+@click.option("--seed", type=int, default=None, help="Classifier seed [default: the champion's].")
+@click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
+def retrain(
+    leads_path: Path | None,
+    events_path: Path | None,
+    id_col: str | None,
+    stage_col: str | None,
+    persona_col: str | None,
+    base_version: str | None,
+    weight: float,
+    gate_share: float | None,
+    min_gate_leads: int,
+    seed: int | None,
+    gate: bool,
+) -> None:
+    """Retrain with reps' corrections and run the promotion gate.
+
+    The training set is the champion's training data (read from its MLflow run,
+    or --leads/--events) plus every lead's current rep label on the feature
+    snapshot the rep reviewed; a hash share of rep-verified leads is the gate
+    set. Serving processes pick a promoted model up by themselves.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.retrain import RetrainConfig
+    from training.retrain import retrain as run_retrain
+
+    settings = _settings()
+    try:
+        config = RetrainConfig(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.artifact_root,
+            model_name=settings.model_name,
+            base_version=base_version,
+            leads_path=leads_path,
+            events_path=events_path,
+            id_col=id_col,
+            stage_col=stage_col,
+            persona_col=persona_col,
+            correction_weight=weight,
+            gate_share=gate_share,
+            min_gate_leads=min_gate_leads,
+            gate=gate,
+            seed=seed,
+            actor=f"{_actor()} (leadready retrain)",
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    console = Console()
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    ]
+    with open_store(settings) as store:
+        try:
+            with Progress(*columns, console=console, transient=True) as progress:
+                task = progress.add_task("retraining", total=1.0)
+
+                def step(text: str, fraction: float) -> None:
+                    progress.update(task, description=text, completed=fraction)
+
+                result = run_retrain(config, store, progress=step)
+        except _errors() as exc:
+            raise _fail(exc) from None
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    console.print(_retrain_table(result))
+    if result.gate is not None:
+        for reason in result.gate.reasons:
+            console.print(f"  gate: {escape(reason)}")
+    console.print(
+        f"run [bold]{result.run_id}[/bold], model [bold]{result.model_uri}[/bold] "
+        "(alias challenger); corrections logged under corrections/ in the run"
+    )
+
+
+# -------------------------------------------------------------------- corrections
+
+
+@click.group("corrections")
+def corrections() -> None:
+    """Import reps' corrections from a CRM export, or export the correction history."""
+
+
+def _model_labels(settings: Settings) -> dict[str, list[str]]:
+    """The champion's labels per head, from its run's parameters (else the model itself)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from model.registry import configure, load_model
+    from training.promote import CHAMPION, current_version
+
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return {}  # no tracking store yet, so no champion: do not create one here
+    configure(uri, settings.artifact_root)
+    client = MlflowClient()
+    version = current_version(settings.model_name, CHAMPION, client=client)
+    if version is None:
+        return {}
+    try:
+        run_id = client.get_model_version(settings.model_name, version).run_id
+        params = client.get_run(run_id).data.params if run_id else {}
+    except MlflowException:
+        params = {}
+    labels = {
+        head: [v for v in params[f"{head}_labels"].split(",") if v]
+        for head in ("stage", "persona")
+        if params.get(f"{head}_labels")
+    }
+    if labels:
+        return labels
+    model, _ = load_model(f"models:/{settings.model_name}/{version}")
+    return {head: list(values) for head, values in model.labels.items()}
+
+
+def _reasons() -> Mapping[str, str]:
+    """The reason codes a rep chooses from (code → words), as the review UI offers them."""
+    from review_ui.forms import REASONS
+
+    return dict(REASONS)
+
+
+def _report_path(settings: Settings, source: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return settings.home / "reports" / f"{source.stem}-rejected-{stamp}.csv"
+
+
+def _print_import(console: Console, result: ImportResult) -> None:
+    for line in result.report().splitlines():
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    if result.ignored_columns:
+        console.print(f"ignored columns: {escape(', '.join(result.ignored_columns))}")
+    if result.conflicts:
+        console.print(
+            f"[yellow]{result.conflicts} correction(s) landed on a lead whose label had "
+            "just changed; both rows are kept, the imported one is current"
+        )
+
+
+@corrections.command("import")
+@click.argument("file", type=_FILE)
+@click.option(
+    "--reviewer-default",
+    default=None,
+    help="Reviewer of rows whose reviewer column is empty.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the rejected rows  [default: $LEADREADY_HOME/reports/…]",
+)
+@click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
+def import_(
+    file: Path, reviewer_default: str | None, report_path: Path | None, dry_run: bool
+) -> None:
+    """Load a CRM export of corrections (lead_id, stage, persona, reviewer, reason, note).
+
+    Every row is checked (known lead, known label, known reason, a reviewer);
+    good rows become corrections (source "import"), rejected rows are printed and
+    written to a report CSV. Exits with status 1 when any row was rejected.
+    """
+    from data.readers import InputError
+    from training.corrections import ImportResult, import_corrections, known_labels
+
+    settings = _settings()
+    console = Console()
+    try:
+        model_labels = _model_labels(settings)
+    except _errors() as exc:
+        raise _fail(exc) from None
+    with open_store(settings) as store:
+        try:
+            result = import_corrections(
+                file,
+                store,
+                labels=known_labels(store, model_labels),
+                reasons=_reasons(),
+                reviewer_default=reviewer_default,
+                dry_run=dry_run,
+            )
+        except InputError as exc:
+            result = ImportResult(path=file, rejected=list(exc.errors))
+            if not exc.errors:
+                raise _fail(exc) from None
+            console.print(f"[red]{escape(str(exc))}[/red]")
+            console.print("nothing was imported")
+    _print_import(console, result)
+    if result.rejected:
+        path = result.write_report(report_path or _report_path(settings, file))
+        console.print(f"rejected rows written to {path}", soft_wrap=True, highlight=False)
+        raise click.exceptions.Exit(1)
+
+
+@corrections.command("export")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write (.csv or .parquet).",
+)
+def export(out_path: Path) -> None:
+    """Write every correction (the append-only history, oldest first)."""
+    from training.corrections import export_corrections
+
+    with open_store() as store:
+        try:
+            path, n = export_corrections(store, out_path)
+        except (ValueError, OSError) as exc:
+            raise _fail(exc) from None
+    Console(stderr=True).print(f"wrote {n:,} correction(s) to {path}", highlight=False)
+
+
+# -------------------------------------------------------------------------- queue
+
+
+def _queue_items(store: Store, top: int, filters: dict[str, Any]) -> tuple[list[QueueItem], int]:
+    """The first ``top`` queue items (paging through the queue's page limit) and the total."""
+    from data.review_queue import review_queue
+
+    items: list[QueueItem] = []
+    total = 0
+    while len(items) < top:
+        page = review_queue(store, limit=min(_PAGE, top - len(items)), offset=len(items), **filters)
+        total = page.total
+        items.extend(page.items)
+        if not page.has_next or not page.items:
+            break
+    return items, total
+
+
+def _csv_row(rank: int, item: QueueItem) -> dict[str, Any]:
+    row = {name: getattr(item, name, None) for name in QUEUE_CSV_COLUMNS if hasattr(item, name)}
+    row["rank"] = rank
+    row["reason_codes"] = ";".join(item.reason_codes)
+    row["reasons"] = " | ".join(r.text for r in item.reasons)
+    row["scored_at"] = item.scored_at.isoformat()
+    return row
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _queue_table(items: list[QueueItem], total: int) -> Table:
+    table = Table(
+        title=f"review queue: top {len(items):,} of {total:,} scored leads",
+        title_justify="left",
+        show_lines=True,
+    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("lead", no_wrap=True)
+    table.add_column("priority", justify="right", no_wrap=True)
+    table.add_column("model says", no_wrap=True)
+    table.add_column("why it is in the queue", ratio=1)
+    for rank, item in enumerate(items, start=1):
+        says = (
+            f"{item.stage or '—'} {_pct(item.stage_confidence)}\n"
+            f"{item.persona or '—'} {_pct(item.persona_confidence)}\n"
+            f"→ {item.route or '—'}"
+        )
+        why = "\n".join(f"• {escape(r.text)}" for r in item.reasons) or "—"
+        if item.reviewed:
+            why = f"[dim](reviewed)[/dim]\n{why}"
+        table.add_row(str(rank), escape(item.lead_id), f"{item.priority:.3f}", escape(says), why)
+    return table
+
+
+@click.command("queue")
+@click.option(
+    "--top", type=click.IntRange(min=1), default=20, show_default=True, help="How many leads."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; csv and json (on standard output) for scripts.",
+)
+@click.option("--stage", default=None, help="Only leads predicted in this stage.")
+@click.option("--persona", default=None, help="Only leads predicted as this persona.")
+@click.option("--route", default=None, help="Only leads with this route (sales, nurture, review).")
+@click.option(
+    "--reviewed/--unreviewed",
+    default=None,
+    help="Only leads a rep has (or has not) labelled  [default: both, reviewed last].",
+)
+@click.option("--search", default=None, help="Text in the lead id or the company.")
+def queue(
+    top: int,
+    fmt: str,
+    stage: str | None,
+    persona: str | None,
+    route: str | None,
+    reviewed: bool | None,
+    search: str | None,
+) -> None:
+    """Print the review queue in its order, with the reasons each lead is in it.
+
+    The same queue, in the same order, as the review UI and GET /v1/review/queue.
+    """
+    filters = {
+        "stage": stage,
+        "persona": persona,
+        "route": route,
+        "reviewed": reviewed,
+        "search": search,
+    }
+    with open_store() as store:
+        items, total = _queue_items(store, top, filters)
+    if fmt == "json":
+        payload = {
+            "total": total,
+            "items": [{"rank": i, **item.to_dict()} for i, item in enumerate(items, start=1)],
+        }
+        click.echo(json.dumps(payload, indent=2, default=str))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(QUEUE_CSV_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for rank, item in enumerate(items, start=1):
+            writer.writerow(_csv_row(rank, item))
+    else:
+        console = Console()
+        if not items:
+            console.print("the queue is empty: no scored leads match")
+            return
+        console.print(_queue_table(items, total))

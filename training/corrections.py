@@ -1,0 +1,528 @@
+"""Import reps' corrections from a CRM export, and export the correction history.
+
+A CRM export of corrections is a table (CSV, or Parquet / JSON Lines by suffix),
+one row a reviewed lead::
+
+    lead_id,stage,persona,reviewer,reason,note
+    L000042,decision,,dana,talking_to_sales,asked for a quote
+    L000043,,non_buyer,dana,Student or job seeker,
+
+Either label may be empty (not both). ``reviewer`` may be empty when a default
+reviewer is given; ``reason`` and ``note`` are optional; an optional
+``created_at`` column (ISO 8601) keeps the time the rep corrected. Header names
+are matched without regard to case or surrounding spaces; other columns are
+ignored (and listed).
+
+Every row is validated the way every input is (:class:`data.readers.RowError`
+naming file, row, column, value and what is wrong): an empty row, a missing or
+unknown lead id, a label that is neither one of the model's labels nor one seen
+in the data, a reason outside the reason codes, a bad timestamp, a value the
+store refuses. Labels and reasons are matched without regard to case, and a
+reason may be given by its code or its words. Good rows are written with
+``Store.add_correction(..., source="import")`` — ``confirm`` when the label
+equals the lead's current one, ``reclassify`` otherwise — and rejected rows are
+returned with their errors (never dropped silently). A file that cannot be
+parsed at all writes nothing. Corrections are append-only, so nothing already
+stored is ever lost; a row identical to the lead's current imported correction
+(same label, reviewer, reason and note) is skipped, so re-running an import after
+a failure does not duplicate what already went in.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from data.readers import InputError, RowError, read_table
+
+if TYPE_CHECKING:
+    from data.store import Store
+
+__all__ = [
+    "IMPORT_COLUMNS",
+    "ImportResult",
+    "export_corrections",
+    "import_corrections",
+    "known_labels",
+]
+
+#: Columns of a corrections import (``created_at`` optional).
+IMPORT_COLUMNS: tuple[str, ...] = ("lead_id", "stage", "persona", "reviewer", "reason", "note")
+_OPTIONAL_COLUMNS: tuple[str, ...] = ("created_at",)
+_FIELDS: tuple[str, ...] = ("stage", "persona")
+_REPORT_COLUMNS: tuple[str, ...] = ("file", "row", "column", "value", "message")
+_SHOWN = 20
+
+
+@dataclass
+class ImportResult:
+    """What an import did.
+
+    Attributes
+    ----------
+    path : Path
+        The file read.
+    n_rows : int
+        Data rows in the file.
+    written : int
+        Correction rows stored (one per label of a row).
+    confirmed : int
+        Of those, how many confirmed the lead's current label.
+    skipped : int
+        Labels skipped as already imported.
+    conflicts : int
+        Stored rows whose lead had changed since (another correction landed).
+    rejected : list of RowError
+        Every problem, in row order.
+    rejected_rows : DataFrame
+        The rejected rows as read, with their row number in ``row``.
+    ignored_columns : list of str
+        Columns of the file that are not part of the import.
+    dry_run : bool
+        True when nothing was written on purpose.
+    """
+
+    path: Path
+    n_rows: int = 0
+    written: int = 0
+    confirmed: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+    rejected_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ignored_columns: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when no row was rejected."""
+        return not self.rejected
+
+    @property
+    def n_rejected(self) -> int:
+        """Distinct rejected rows (a row may carry several errors)."""
+        return len({e.row for e in self.rejected if e.row is not None}) + sum(
+            1 for e in self.rejected if e.row is None
+        )
+
+    def report(self, limit: int = _SHOWN) -> str:
+        """A short text report: counts, then up to ``limit`` errors."""
+        verb = "would write" if self.dry_run else "wrote"
+        lines = [
+            f"{self.path.name}: {self.n_rows} rows read; {verb} {self.written} correction(s) "
+            f"({self.confirmed} confirming the current label), skipped {self.skipped} already "
+            f"imported, rejected {self.n_rejected} row(s)"
+        ]
+        lines += [f"  {e}" for e in self.rejected[:limit]]
+        if len(self.rejected) > limit:
+            lines.append(f"  ... and {len(self.rejected) - limit} more (see the report file)")
+        return "\n".join(lines)
+
+    def write_report(self, path: str | Path) -> Path:
+        """Write every error as CSV: the error, then the row's import columns as read.
+
+        Parameters
+        ----------
+        path : str or Path
+            Where to write; parent folders are created.
+
+        Returns
+        -------
+        Path
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        by_row: dict[int, dict[str, Any]] = {}
+        if len(self.rejected_rows) and "row" in self.rejected_rows.columns:
+            for record in self.rejected_rows.to_dict("records"):
+                by_row[int(record["row"])] = record
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([*_REPORT_COLUMNS, *IMPORT_COLUMNS])
+            for e in self.rejected:
+                raw = by_row.get(e.row or -1, {})
+                writer.writerow(
+                    [
+                        e.file,
+                        "" if e.row is None else e.row,
+                        e.column or "",
+                        "" if e.value is None else e.value,
+                        e.message,
+                        *(_text(raw.get(c)) or "" for c in IMPORT_COLUMNS),
+                    ]
+                )
+        return path
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One validated row, ready to be written."""
+
+    row: int
+    lead_id: str
+    labels: dict[str, str]
+    reviewer: str
+    reason: str | None
+    note: str | None
+    created_at: datetime | None
+
+
+def _text(value: Any) -> str | None:
+    """A cell as stripped text; None when missing or blank."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _key(text: str) -> str:
+    """A matching key: lower case, runs of non-alphanumerics as one underscore."""
+    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+
+
+def known_labels(
+    store: Store, model_labels: Mapping[str, Iterable[str]] | None = None
+) -> dict[str, set[str]]:
+    """The labels an import may use, per field: the model's plus those seen in the data.
+
+    Parameters
+    ----------
+    store : Store
+        Marketing's labels on the stored leads and reps' labels in the
+        corrections count as "seen in the data".
+    model_labels : mapping, optional
+        ``{"stage": [...], "persona": [...]}`` of the serving model.
+
+    Returns
+    -------
+    dict of str to set of str
+    """
+    import sqlalchemy as sa
+
+    from data.store import LeadRow
+
+    leads = LeadRow.__table__
+    out: dict[str, set[str]] = {f: set() for f in _FIELDS}
+    with store.engine.connect() as conn:
+        for name in _FIELDS:
+            column = leads.c[f"marketing_{name}"]
+            stmt = sa.select(column).where(column.is_not(None)).distinct()
+            out[name].update(str(v) for v in conn.execute(stmt).scalars())
+    corrections = store.corrections_frame()
+    if len(corrections):
+        rep = corrections[
+            corrections["is_rep_label"].astype(bool) & corrections["new_label"].notna()
+        ]
+        for name in _FIELDS:
+            out[name].update(rep.loc[rep["field"] == name, "new_label"].astype(str))
+    for name, labels in (model_labels or {}).items():
+        if name in out:
+            out[name].update(str(v) for v in labels)
+    return out
+
+
+def _reason_lookup(reasons: Mapping[str, str] | Collection[str]) -> dict[str, str]:
+    """Matching key of each reason code and each reason's words → the code."""
+    lookup: dict[str, str] = {}
+    items = reasons.items() if isinstance(reasons, Mapping) else ((r, r) for r in reasons)
+    for code, words in items:
+        lookup[_key(str(code))] = str(code)
+        lookup[_key(str(words))] = str(code)
+    return lookup
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The file as text cells with normalised headers, and the ignored columns."""
+    frame = read_table(path, text_columns=[*IMPORT_COLUMNS, *_OPTIONAL_COLUMNS])
+    rename = {c: str(c).strip().lower() for c in frame.columns}
+    frame = frame.rename(columns=rename)
+    dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if dupes:
+        raise InputError(
+            f"{path.name}: columns differ only in case: {', '.join(map(repr, dupes))}",
+            [RowError(path.name, None, d, None, "column given twice") for d in dupes],
+        )
+    errors = []
+    if "lead_id" not in frame.columns:
+        errors.append(RowError(path.name, None, "lead_id", None, "missing column 'lead_id'"))
+    if not set(_FIELDS) & set(frame.columns):
+        errors.append(
+            RowError(
+                path.name, None, "stage", None, "missing columns: give 'stage' and/or 'persona'"
+            )
+        )
+    if errors:
+        found = ", ".join(repr(str(c)) for c in frame.columns)
+        raise InputError(f"{path.name}: {errors[0].message}; the columns are: {found}", errors)
+    known = {*IMPORT_COLUMNS, *_OPTIONAL_COLUMNS}
+    ignored = [str(c) for c in frame.columns if c not in known]
+    for column in known:
+        if column not in frame.columns:
+            frame[column] = None
+    return frame, ignored
+
+
+class _Checker:
+    """Validates rows one by one against the store, the labels and the reasons."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        labels: Mapping[str, Collection[str]],
+        reasons: Mapping[str, str] | Collection[str],
+        reviewer_default: str | None,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.labels = {f: {_key(str(v)): str(v) for v in labels.get(f, ())} for f in _FIELDS}
+        self.reasons = _reason_lookup(reasons)
+        self.reason_codes = sorted(set(self.reasons.values()))
+        self.reviewer_default = reviewer_default
+        self.present: dict[str, bool] = {}
+
+    def known(self, lead_id: str) -> bool:
+        if lead_id not in self.present:
+            self.present[lead_id] = _lead_known(self.store, lead_id)
+        return self.present[lead_id]
+
+    def check(self, position: int, record: Mapping[str, Any]) -> tuple[_Row | None, list[RowError]]:
+        """One row: the validated row, or None and its errors."""
+        cells = {c: _text(record.get(c)) for c in (*IMPORT_COLUMNS, *_OPTIONAL_COLUMNS)}
+        errors: list[RowError] = []
+
+        def bad(column: str | None, value: Any, message: str) -> None:
+            errors.append(RowError(self.name, position, column, value, message))
+
+        if all(v is None for v in cells.values()):
+            bad(None, None, "empty row")
+            return None, errors
+        lead_id = cells["lead_id"]
+        if lead_id is None:
+            bad("lead_id", None, "no lead id")
+        elif not self.known(lead_id):
+            bad("lead_id", lead_id, f"unknown lead {lead_id!r}: neither stored nor scored")
+        chosen: dict[str, str] = {}
+        for f in _FIELDS:
+            value = cells[f]
+            if value is None:
+                continue
+            label = self.labels[f].get(_key(value))
+            if label is None:
+                known = ", ".join(sorted(self.labels[f].values())) or "none yet"
+                bad(f, value, f"unknown {f} {value!r}; known {f} labels: {known}")
+            else:
+                chosen[f] = label
+        if cells["stage"] is None and cells["persona"] is None:
+            bad("stage", None, "no stage and no persona: nothing to correct")
+        reviewer = cells["reviewer"] or self.reviewer_default
+        if reviewer is None:
+            bad("reviewer", None, "no reviewer (fill the column or give a default reviewer)")
+        reason = None
+        if cells["reason"] is not None:
+            reason = self.reasons.get(_key(cells["reason"]))
+            if reason is None:
+                codes = ", ".join(self.reason_codes)
+                bad(
+                    "reason",
+                    cells["reason"],
+                    f"unknown reason {cells['reason']!r}; use one of {codes}",
+                )
+        created_at = None
+        if cells["created_at"] is not None:
+            try:
+                created_at = datetime.fromisoformat(cells["created_at"].replace("Z", "+00:00"))
+            except ValueError:
+                bad("created_at", cells["created_at"], "not an ISO 8601 time")
+        if errors:
+            return None, errors
+        row = _Row(
+            row=position,
+            lead_id=str(lead_id),
+            labels=chosen,
+            reviewer=str(reviewer),
+            reason=reason,
+            note=cells["note"],
+            created_at=created_at,
+        )
+        return row, errors
+
+
+def _lead_known(store: Store, lead_id: str) -> bool:
+    """True when the store has the lead's profile or a prediction of it."""
+    if store.get_lead(lead_id) is not None:
+        return True
+    return bool(store.latest_predictions([lead_id], with_features=False))
+
+
+def _store_error(name: str, row: _Row, f: str, exc: Exception) -> RowError:
+    """A store refusal as a RowError on the column it names."""
+    message = str(exc).strip("'\"")
+    prefix = message.split(":", 1)[0].strip()
+    column = {"reviewer": "reviewer", "reason": "reason", "note": "note"}.get(prefix, f)
+    value = {"reviewer": row.reviewer, "reason": row.reason, "note": row.note}.get(
+        column, row.labels.get(f)
+    )
+    if isinstance(exc, KeyError):
+        column, value = "lead_id", row.lead_id
+    return RowError(name, row.row, column, value, f"refused by the store: {message}")
+
+
+def import_corrections(
+    path: str | Path,
+    store: Store,
+    *,
+    labels: Mapping[str, Collection[str]],
+    reasons: Mapping[str, str] | Collection[str],
+    reviewer_default: str | None = None,
+    dry_run: bool = False,
+) -> ImportResult:
+    """Validate a corrections export and append its good rows to the store.
+
+    Parameters
+    ----------
+    path : str or Path
+        The export (CSV, Parquet, JSON Lines).
+    store : Store
+        A migrated store.
+    labels : mapping of str to collection of str
+        The allowed labels per field (:func:`known_labels`).
+    reasons : mapping of code to words, or collection of codes
+        The allowed reason codes (a reason may be given by code or words).
+    reviewer_default : str, optional
+        Reviewer of rows whose ``reviewer`` is empty.
+    dry_run : bool, default False
+        Validate only; write nothing.
+
+    Returns
+    -------
+    ImportResult
+
+    Raises
+    ------
+    InputError
+        The file is missing, has no ``lead_id`` column or no label column, or
+        cannot be parsed (``errors`` names the rows); nothing is written then.
+    """
+    path = Path(path)
+    frame, ignored = _read(path)
+    frame = frame.reset_index(drop=True)
+    checker = _Checker(path.name, store, labels, reasons, reviewer_default)
+    good: list[_Row] = []
+    errors: list[RowError] = []
+    for position, record in enumerate(frame.to_dict("records"), start=1):
+        row, row_errors = checker.check(position, record)
+        errors.extend(row_errors)
+        if row is not None:
+            good.append(row)
+    result = ImportResult(path=path, n_rows=len(frame), ignored_columns=ignored, dry_run=dry_run)
+    latest = _latest_imports(store) if good else {}
+    for row in good:
+        current: dict[str, str | None] | None = None
+        for f, label in row.labels.items():
+            key = (row.lead_id, f)
+            signature = (label, row.reviewer, row.reason, row.note)
+            if latest.get(key) == signature:
+                result.skipped += 1
+                continue
+            if current is None:
+                current = store.labels_for(row.lead_id)
+            kind = "confirm" if current.get(f) == label else "reclassify"
+            if dry_run:
+                result.written += 1
+                result.confirmed += kind == "confirm"
+                continue
+            try:
+                stored = store.add_correction(
+                    row.lead_id,
+                    f,
+                    label,
+                    reviewer=row.reviewer,
+                    kind=kind,
+                    reason=row.reason,
+                    note=row.note,
+                    source="import",
+                    expected_label=current.get(f),
+                    created_at=row.created_at,
+                )
+            except (KeyError, ValueError) as exc:
+                errors.append(_store_error(path.name, row, f, exc))
+                continue
+            latest[key] = signature
+            current[f] = label
+            result.written += 1
+            result.confirmed += kind == "confirm"
+            result.conflicts += stored.conflict
+    errors.sort(key=lambda e: e.row or 0)
+    result.rejected = errors
+    rows = sorted({e.row for e in errors if e.row is not None})
+    rejected = frame.iloc[[r - 1 for r in rows]] if rows else frame.iloc[:0]
+    rejected = rejected.drop(columns=["row"], errors="ignore").copy()
+    rejected.insert(0, "row", rows)
+    result.rejected_rows = rejected.reset_index(drop=True)
+    return result
+
+
+def _latest_imports(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """Per (lead, field): (label, reviewer, reason, note) of the newest row, if an import's."""
+    frame = store.corrections_frame()
+    if frame.empty:
+        return {}
+    frame = frame.sort_values("id").groupby(["lead_id", "field"], sort=False).tail(1)
+    frame = frame[(frame["source"] == "import") & frame["is_rep_label"].astype(bool)]
+    return {
+        (str(r["lead_id"]), str(r["field"])): (
+            r["new_label"],
+            r["reviewer"],
+            _text(r["reason"]),
+            _text(r["note"]),
+        )
+        for r in frame.to_dict("records")
+    }
+
+
+def export_corrections(store: Store, out: str | Path) -> tuple[Path, int]:
+    """Write every correction row, oldest first (the append-only history).
+
+    Parameters
+    ----------
+    store : Store
+    out : str or Path
+        ``.csv`` or ``.parquet``; parent folders are created. Times are ISO 8601 UTC.
+
+    Returns
+    -------
+    (Path, int)
+        The file written and the number of rows.
+
+    Raises
+    ------
+    ValueError
+        An unsupported suffix.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"{out.name}: write .csv or .parquet")
+    frame = store.corrections_frame()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        frame = frame.copy()
+        frame["created_at"] = frame["created_at"].map(
+            lambda t: "" if pd.isna(t) else t.isoformat().replace("+00:00", "Z")
+        )
+        frame.to_csv(out, index=False, lineterminator="\n")
+    else:
+        frame.to_parquet(out, index=False)
+    return out, len(frame)
