@@ -83,16 +83,14 @@ def served(tmp_path, serve_config, tiny_registry):
     server.proc = proc
     server.log = tmp_path / "serve.log"
     deadline = time.monotonic() + 120
-    ready = 0
-    while ready < 6:  # several answers in a row: both workers have their model
+    while server.log.read_text().count(" loaded from models:/") < 2:  # both workers
         assert proc.poll() is None, server.log.read_text()
         assert time.monotonic() < deadline, server.log.read_text()
-        try:
-            status, _ = server.request("GET", "/readyz")
-        except OSError:
-            status = 0
-        ready = ready + 1 if status == 200 else 0
         time.sleep(0.2)
+    while "leadready serving" not in server.log.read_text():  # logged right after the load
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.05)
+    assert server.request("GET", "/readyz")[0] == 200
     yield server
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
