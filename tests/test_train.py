@@ -1,7 +1,8 @@
 """Training end to end: a CRM export and simulator output → MLflow run, registry, gate.
 
-One registry per module (training is the slow part); tests that move aliases run
-after the ones that read them, in file order.
+One registry per module (training is the slow part), built by module fixtures so
+any test can run alone or on another xdist worker; the test that moves aliases
+leaves them as it found them.
 """
 
 from __future__ import annotations
@@ -143,10 +144,17 @@ def _shuffled_training_labels(table: pd.DataFrame, seed: int = 3) -> pd.DataFram
     return out
 
 
-def test_a_worse_challenger_is_refused_and_the_champion_stays(crm, first):
+@pytest.fixture(scope="module")
+def second(crm, first):
+    """A second run on the same leads with the training rows' labels shuffled."""
     root, table, config = crm
     _shuffled_training_labels(table).to_csv(root / "shuffled.csv", index=False)
-    result = train(replace(config, leads_path=root / "shuffled.csv"))
+    return train(replace(config, leads_path=root / "shuffled.csv"))
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_stays(crm, second):
+    _, _, config = crm
+    result = second
     client = _client(config)
     assert result.version == "2"
     assert not result.gate.promote
@@ -158,7 +166,7 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(crm, first):
     assert metrics["gate_champion_stage_macro_f1"] > metrics["gate_challenger_stage_macro_f1"]
 
 
-def test_promote_by_hand_then_rollback_moves_the_alias_and_records_why(crm, first):
+def test_promote_by_hand_then_rollback_moves_the_alias_and_records_why(crm, second):
     from training.promote import alias_moves, promote, rollback
 
     _, _, config = crm
