@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "CONTENT_TYPES",
+    "CORRECTION_REASONS",
     "DEFAULT_PERSONAS",
     "DEFAULT_SALES_READY_STAGES",
     "DEFAULT_STAGES",
@@ -80,6 +81,16 @@ CONTENT_TYPES: tuple[str, ...] = (
     "datasheet",
     "docs",
     "webinar",
+)
+
+#: Why a rep reclassifies a lead: (code stored with the correction, words shown to people).
+#: The UI, the corrections API and the corrections import share this list.
+CORRECTION_REASONS: tuple[tuple[str, str], ...] = (
+    ("wrong_title", "Wrong title or role"),
+    ("not_in_market", "Not in market"),
+    ("talking_to_sales", "Already talking to sales"),
+    ("student_job_seeker", "Student or job seeker"),
+    ("other", "Other"),
 )
 
 #: Columns of a leads table (one row a lead) besides free extra columns.

@@ -21,6 +21,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
+from data.schema import CORRECTION_REASONS
+
 __all__ = [
     "NOTE_MAX",
     "REASONS",
@@ -35,13 +37,7 @@ __all__ = [
 ]
 
 #: Why a rep reclassifies a lead: (code stored in the correction, words shown).
-REASONS: tuple[tuple[str, str], ...] = (
-    ("wrong_title", "Wrong title or role"),
-    ("not_in_market", "Not in market"),
-    ("talking_to_sales", "Already talking to sales"),
-    ("student_job_seeker", "Student or job seeker"),
-    ("other", "Other"),
-)
+REASONS: tuple[tuple[str, str], ...] = CORRECTION_REASONS
 #: Longest note a rep can write.
 NOTE_MAX = 2000
 

@@ -32,8 +32,6 @@ Configuration keys
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import secrets
 from collections.abc import Mapping
@@ -41,8 +39,9 @@ from typing import Any
 
 from flask import Flask
 
+import review_ui
 from leadready.config import Settings
-from serve import api, errors
+from serve import api, errors, review_api
 from serve import metrics as metrics_mod
 from serve.auth import ApiKeyAuth
 from serve.holder import Loader, ModelHolder, Resolver
@@ -51,9 +50,6 @@ from serve.state import EXTENSION, ServeState, get_state
 from serve.writer import EventDeduper, PredictionWriter
 
 __all__ = ["create_app", "init_model", "init_store", "init_writer", "registry_source"]
-
-#: The review UI's blueprint, registered when that module is installed.
-REVIEW_UI_MODULE = "review_ui.views"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -101,8 +97,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics_mod.init_app(app, met)
     app.before_request(holder.start)
     app.register_blueprint(api.bp)
-    if importlib.util.find_spec(REVIEW_UI_MODULE) is not None:
-        app.register_blueprint(importlib.import_module(REVIEW_UI_MODULE).bp)
+    app.register_blueprint(review_api.bp)
+    review_ui.init_app(app)
     return app
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import re
-import sys
 import threading
-import types
 import uuid
 
 import jsonschema_rs
 import pytest
-from flask import Blueprint
 
 from serve.app import create_app
 from serve.state import get_state
@@ -118,17 +114,13 @@ def test_create_app_starts_no_thread_and_loads_no_model(tmp_path):
     get_state(app).close()
 
 
-def test_review_ui_blueprint_is_registered_when_its_module_exists(tmp_path, monkeypatch):
+def test_the_app_serves_the_api_the_review_api_and_the_review_ui(tmp_path):
     app = create_app({"LEADREADY_HOME": str(tmp_path), "MODEL_SOURCE": FAKE_SOURCE})
-    if "review" not in app.blueprints:
-        module = types.ModuleType("review_ui.views")
-        module.__spec__ = importlib.machinery.ModuleSpec("review_ui.views", loader=None)
-        module.bp = Blueprint("review", __name__, url_prefix="/review")
-        module.bp.add_url_rule("/", "index", lambda: "queue")
-        monkeypatch.setitem(sys.modules, "review_ui.views", module)
-        app = create_app({"LEADREADY_HOME": str(tmp_path), "MODEL_SOURCE": FAKE_SOURCE})
-    assert "review" in app.blueprints
-    assert "api" in app.blueprints
+    assert {"api", "review_api", "review"} <= set(app.blueprints)
+    client = app.test_client()
+    assert client.get("/login").status_code == 200
+    assert client.get("/v1/review/queue").status_code == 401
+    get_state(app).close()
 
 
 # -- health ---------------------------------------------------------------------------------------

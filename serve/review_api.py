@@ -1,0 +1,346 @@
+"""The review loop over the API: corrections from a CRM and the review queue.
+
+``POST /v1/leads/<lead_id>/corrections`` writes to the same append-only store,
+with the same rules, as the review UI; ``GET /v1/leads/<lead_id>/corrections``
+reads a lead's history back; ``GET /v1/review/queue`` gives the queue in the
+order reps see it (``data.review_queue``, shared with the UI and the CLI).
+A correction is written synchronously: a 2xx means it is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.exc import OperationalError
+
+from data.review_queue import review_queue
+from data.schema import CORRECTION_REASONS
+from serve import scoring
+from serve.errors import ApiError
+from serve.openapi import get_operation, operation
+from serve.schemas import ErrorResponse
+from serve.state import get_state
+
+__all__ = [
+    "CorrectionRequest",
+    "CorrectionResponse",
+    "QueueResponse",
+    "bp",
+]
+
+bp = Blueprint("review_api", __name__)
+
+_REASON_CODES = tuple(code for code, _ in CORRECTION_REASONS)
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+#: Most queue items one request may ask for.
+QUEUE_LIMIT_MAX = 500
+
+
+class ExpectedLabels(BaseModel):
+    """The labels the reviewer saw; a mismatch marks the correction as a conflict."""
+
+    model_config = _STRICT
+
+    stage: str | None = None
+    persona: str | None = None
+
+
+class CorrectionRequest(BaseModel):
+    """A rep's correction of a lead's stage and/or persona (or a confirmation)."""
+
+    model_config = _STRICT
+
+    stage: str | None = Field(default=None, min_length=1, max_length=200)
+    persona: str | None = Field(default=None, min_length=1, max_length=200)
+    reviewer: str = Field(min_length=1, max_length=100, description="Who made the call.")
+    kind: Literal["reclassify", "confirm"] = "reclassify"
+    reason: Literal[_REASON_CODES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Why: " + ", ".join(_REASON_CODES)
+    )
+    note: str | None = Field(default=None, max_length=2000)
+    expected: ExpectedLabels | None = Field(
+        default=None,
+        description="The labels the reviewer saw; if the lead changed since, the "
+        "correction is still kept and `conflict` is true.",
+    )
+
+    @model_validator(mode="after")
+    def _some_label(self) -> CorrectionRequest:
+        if self.stage is None and self.persona is None:
+            raise ValueError("give a stage, a persona or both")
+        return self
+
+
+class CorrectionOut(BaseModel):
+    id: int
+    field: str
+    old_label: str | None
+    new_label: str
+    kind: str
+    conflict: bool
+    created_at: datetime
+
+
+class CorrectionResponse(BaseModel):
+    lead_id: str
+    conflict: bool = Field(description="True when the lead changed under the reviewer.")
+    corrections: list[CorrectionOut]
+
+
+class CorrectionHistoryItem(BaseModel):
+    id: int
+    field: str
+    old_label: str | None
+    new_label: str
+    kind: str
+    reviewer: str
+    reason: str | None
+    note: str | None
+    source: str
+    created_at: datetime
+    model_version: str | None
+
+
+class CorrectionHistory(BaseModel):
+    lead_id: str
+    current: dict[str, str | None]
+    corrections: list[CorrectionHistoryItem]
+
+
+class QueueReasonOut(BaseModel):
+    code: str
+    text: str
+
+
+class QueueItemOut(BaseModel):
+    lead_id: str
+    priority: float
+    reasons: list[QueueReasonOut]
+    stage: str | None
+    stage_confidence: float | None
+    persona: str | None
+    persona_confidence: float | None
+    readiness: float | None
+    route: str | None
+    company: str | None
+    reviewed: bool
+    model_version: str
+    scored_at: datetime
+
+
+class QueueResponse(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[QueueItemOut]
+
+
+@bp.before_request
+def _authenticate() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    op = get_operation(view)
+    need = op.auth if op is not None else "api_key"
+    g.api_identity = get_state().auth.authenticate(request.headers.get("Authorization"), need)
+
+
+def _known_labels(field: str) -> tuple[str, ...]:
+    loaded = get_state().holder.current
+    if loaded is None:
+        return ()
+    labels = getattr(loaded.model, f"{field}_labels", None)
+    return tuple(labels or ())
+
+
+def _body(model: type[BaseModel]) -> Any:
+    if request.mimetype != "application/json":
+        raise ApiError(
+            415,
+            f"Content-Type must be application/json, not {request.content_type or 'missing'!r}",
+            "Content-Type",
+        )
+    payload = scoring.loads_json(request.get_data(cache=False))
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ApiError.from_validation(exc) from None
+
+
+@bp.post("/v1/leads/<lead_id>/corrections")
+@operation(
+    summary="Correct a lead's stage and/or persona",
+    description=(
+        "Appends a correction (never overwrites): who, when, old label, new label, "
+        "reason and note. `kind: confirm` records that the reviewer agrees with the "
+        "current label. Labels must be ones the serving model knows."
+    ),
+    auth="api_key",
+    request=CorrectionRequest,
+    responses={
+        201: ("The stored correction rows.", CorrectionResponse),
+        404: ("No such lead.", ErrorResponse),
+        503: ("The store is busy; retry.", ErrorResponse),
+    },
+    tags=("review",),
+)
+def add_correction(lead_id: str) -> tuple[Response, int]:
+    """``POST /v1/leads/<lead_id>/corrections``."""
+    body: CorrectionRequest = _body(CorrectionRequest)
+    store = get_state().store
+    changes = [(f, getattr(body, f)) for f in ("stage", "persona") if getattr(body, f) is not None]
+    for field, label in changes:
+        known = _known_labels(field)
+        if known and label not in known:
+            raise ApiError(
+                400, f"{field}: unknown label {label!r}; use one of {', '.join(known)}", field
+            )
+    if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
+        raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
+    identity = g.get("api_identity")
+    results = []
+    try:
+        for field, label in changes:
+            kwargs: dict[str, Any] = {}
+            if body.expected is not None and field in body.expected.model_fields_set:
+                kwargs["expected_label"] = getattr(body.expected, field)
+            result = store.add_correction(
+                lead_id,
+                field,
+                label,
+                reviewer=body.reviewer,
+                kind=body.kind,
+                reason=body.reason,
+                note=body.note,
+                source="api",
+                **kwargs,
+            )
+            results.append(result)
+    except KeyError:
+        raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id") from None
+    except OperationalError:
+        raise ApiError(
+            503, "The store is busy; retry the request", None, headers={"Retry-After": "1"}
+        ) from None
+    current_app.logger.info(
+        "correction of %s by %s via key %s", lead_id, body.reviewer, getattr(identity, "name", "?")
+    )
+    out = CorrectionResponse(
+        lead_id=lead_id,
+        conflict=any(r.conflict for r in results),
+        corrections=[
+            CorrectionOut(
+                id=r.id,
+                field=r.field,
+                old_label=r.old_label,
+                new_label=r.new_label,
+                kind=r.kind,
+                conflict=r.conflict,
+                created_at=r.created_at,
+            )
+            for r in results
+        ],
+    )
+    return jsonify(out.model_dump(mode="json")), 201
+
+
+@bp.get("/v1/leads/<lead_id>/corrections")
+@operation(
+    summary="A lead's correction history and current labels",
+    auth="api_key",
+    responses={
+        200: ("Oldest first; `current` is the latest label per field.", CorrectionHistory),
+        404: ("No such lead.", ErrorResponse),
+    },
+    tags=("review",),
+)
+def list_corrections(lead_id: str) -> Response:
+    """``GET /v1/leads/<lead_id>/corrections``."""
+    store = get_state().store
+    if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
+        raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
+    rows = store.corrections_for(lead_id)
+    history = CorrectionHistory(
+        lead_id=lead_id,
+        current=store.labels_for(lead_id),
+        corrections=[CorrectionHistoryItem.model_validate(r, from_attributes=False) for r in rows],
+    )
+    return jsonify(history.model_dump(mode="json"))
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, not {raw!r}", name) from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{name} must be between {lo} and {hi}", name)
+    return value
+
+
+_QUEUE_PARAMS = {"limit", "offset", "stage", "persona", "route", "reviewed", "search"}
+
+
+@bp.get("/v1/review/queue")
+@operation(
+    summary="The review queue, most useful leads to check first",
+    description=(
+        "The same order as the review UI and `leadready queue`, each lead with the "
+        "reasons it is in the queue. Query: limit (1–500, default 50), offset, stage, "
+        "persona, route, reviewed (true/false), search (lead id or company)."
+    ),
+    auth="api_key",
+    responses={200: ("A page of the queue.", QueueResponse)},
+    tags=("review",),
+)
+def queue() -> Response:
+    """``GET /v1/review/queue``."""
+    unknown = sorted(set(request.args) - _QUEUE_PARAMS)
+    if unknown:
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}", unknown[0])
+    limit = _int_arg("limit", 50, 1, QUEUE_LIMIT_MAX)
+    offset = _int_arg("offset", 0, 0, 10_000_000)
+    reviewed_raw = request.args.get("reviewed")
+    reviewed: bool | None = None
+    if reviewed_raw is not None:
+        if reviewed_raw.lower() not in ("true", "false", "1", "0"):
+            raise ApiError(400, "reviewed must be true or false", "reviewed")
+        reviewed = reviewed_raw.lower() in ("true", "1")
+    page = review_queue(
+        get_state().store,
+        limit=limit,
+        offset=offset,
+        stage=request.args.get("stage") or None,
+        persona=request.args.get("persona") or None,
+        route=request.args.get("route") or None,
+        reviewed=reviewed,
+        search=request.args.get("search") or None,
+    )
+    out = QueueResponse(
+        total=page.total,
+        limit=limit,
+        offset=offset,
+        items=[
+            QueueItemOut(
+                lead_id=item.lead_id,
+                priority=item.priority,
+                reasons=[QueueReasonOut(code=r.code, text=r.text) for r in item.reasons],
+                stage=item.stage,
+                stage_confidence=item.stage_confidence,
+                persona=item.persona,
+                persona_confidence=item.persona_confidence,
+                readiness=item.readiness,
+                route=item.route,
+                company=item.company,
+                reviewed=item.reviewed,
+                model_version=item.model_version,
+                scored_at=item.scored_at,
+            )
+            for item in page.items
+        ],
+    )
+    return jsonify(out.model_dump(mode="json"))
