@@ -1,0 +1,727 @@
+"""How well reps and the model agree, and whether the model is going stale.
+
+Plain functions over the store (SQL aggregates, then pandas on the few columns
+they return): no Flask, no MLflow, no environment. The alignment dashboard of
+the review UI and the ``/metrics`` gauges call the same functions.
+
+Definitions
+-----------
+review
+    A rep's ``reclassify`` or ``confirm`` row that is still in effect (not
+    undone, or undone and then restored), keeping a rep's last word per lead,
+    field and reviewed prediction. ``undo`` rows are not reviews.
+agreement
+    A review whose label equals the model's label *of the prediction the rep
+    reviewed* (``prediction_id``). Confirms therefore count as agreement;
+    reviews that name no prediction have no model label and count for neither.
+override rate
+    Of the leads reviewed in a period, the share where a rep set a label (stage
+    or persona) other than the model's.
+PSI
+    Population stability index of one feature between a reference sample and a
+    recent one: ``sum((a - e) * ln(a / e))`` over bins (deciles of the
+    reference for numbers, values for categories, one bin for missing values),
+    shares floored at :data:`PSI_FLOOR` so an empty bin stays finite. Below 0.1
+    is stable, 0.1 to 0.25 worth watching, 0.25 and above worth acting on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from data.store import CorrectionRow, PredictionRow
+
+__all__ = [
+    "HEADS",
+    "PSI_ACT",
+    "PSI_FLOOR",
+    "PSI_WATCH",
+    "AgreementRow",
+    "DriftReport",
+    "FeatureDrift",
+    "KappaRow",
+    "RepRow",
+    "SalesFollowUp",
+    "agreement",
+    "alignment_gauges",
+    "confusion",
+    "corrections_by_reason",
+    "corrections_per_week",
+    "drift_report",
+    "feature_psi",
+    "override_rate",
+    "override_rate_per_week",
+    "pairwise_kappa",
+    "per_rep",
+    "psi_from_counts",
+    "psi_level",
+    "reviews_frame",
+    "sales_follow_up",
+]
+
+HEADS: tuple[str, ...] = ("stage", "persona")
+#: PSI at or above this: watch the feature.
+PSI_WATCH = 0.1
+#: PSI at or above this: act (retrain, or find what changed upstream).
+PSI_ACT = 0.25
+#: Smallest share a PSI bin counts with (keeps empty bins finite).
+PSI_FLOOR = 1e-4
+#: Categorical features with more distinct reference values than this are text, not categories.
+MAX_CATEGORIES = 30
+
+_C = CorrectionRow.__table__
+_P = PredictionRow.__table__
+_REVIEW_COLUMNS = [
+    "id",
+    "lead_id",
+    "field",
+    "reviewer",
+    "kind",
+    "reason",
+    "created_at",
+    "rep_label",
+    "prediction_id",
+    "model_version",
+    "model_label",
+]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True, format="mixed")
+
+
+def _in_effect(undos: pd.DataFrame) -> set[int]:
+    """Ids of corrections an undo still in effect has undone.
+
+    An undo can itself be undone (which restores what it undid), so a row is in
+    effect unless an undo of it is in effect; undos come after their targets,
+    so one pass from the newest id down settles every chain.
+    """
+    undoers: dict[int, list[int]] = {}
+    for uid, target in zip(undos["id"], undos["undo_of"], strict=True):
+        if target is not None and not pd.isna(target):
+            undoers.setdefault(int(target), []).append(int(uid))
+    effective: dict[int, bool] = {}
+    ids = sorted(set(undoers) | {int(i) for i in undos["id"]}, reverse=True)
+    for row_id in ids:
+        effective[row_id] = not any(effective.get(u, True) for u in undoers.get(row_id, ()))
+    return {row_id for row_id in undoers if not effective[row_id]}
+
+
+def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
+    """Reps' reviews in effect, with the model's label of each reviewed prediction.
+
+    Parameters
+    ----------
+    store : data.store.Store
+    since : datetime, optional
+        Only reviews made at or after this moment.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per review: ``id, lead_id, field, reviewer, kind, reason,
+        created_at`` (UTC), ``rep_label, prediction_id, model_version,
+        model_label`` and ``agreed`` (bool; False where ``model_label`` is
+        missing — filter on ``model_label.notna()`` for rates).
+    """
+    model_label = sa.case((_C.c.field == "stage", _P.c.stage), else_=_P.c.persona).label(
+        "model_label"
+    )
+    stmt = (
+        sa.select(
+            _C.c.id,
+            _C.c.lead_id,
+            _C.c.field,
+            _C.c.reviewer,
+            _C.c.kind,
+            _C.c.reason,
+            _C.c.created_at,
+            _C.c.new_label.label("rep_label"),
+            _C.c.prediction_id,
+            sa.func.coalesce(_P.c.model_version, _C.c.model_version).label("model_version"),
+            model_label,
+        )
+        .select_from(_C.outerjoin(_P, _P.c.id == _C.c.prediction_id))
+        .where(_C.c.kind != "undo")
+        .order_by(_C.c.id)
+    )
+    undo_stmt = sa.select(_C.c.id, _C.c.undo_of).where(_C.c.kind == "undo")
+    if since is not None:
+        stmt = stmt.where(_C.c.created_at >= since)
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+        undos = pd.DataFrame(conn.execute(undo_stmt).all(), columns=["id", "undo_of"])
+    frame = pd.DataFrame.from_records(rows, columns=_REVIEW_COLUMNS)
+    if len(undos):
+        frame = frame[~frame["id"].isin(_in_effect(undos))]
+    frame = frame.drop_duplicates(
+        ["reviewer", "lead_id", "field", "prediction_id"], keep="last"
+    ).reset_index(drop=True)
+    frame["created_at"] = _utc(frame["created_at"])
+    frame["agreed"] = frame["model_label"].notna() & (frame["rep_label"] == frame["model_label"])
+    return frame
+
+
+@dataclass(frozen=True)
+class AgreementRow:
+    """Agreement of reps with the model for one head and one model label (or all)."""
+
+    head: str
+    label: str
+    reviews: int
+    agreed: int
+
+    @property
+    def rate(self) -> float | None:
+        """Share of reviews that agreed (None without reviews)."""
+        return self.agreed / self.reviews if self.reviews else None
+
+
+def agreement(reviews: pd.DataFrame) -> dict[str, list[AgreementRow]]:
+    """Agreement per head: first the whole head (``label="all"``), then per model label.
+
+    Rows per label are sorted by the number of reviews, most first.
+    """
+    out: dict[str, list[AgreementRow]] = {}
+    scored = reviews[reviews["model_label"].notna()]
+    for head in HEADS:
+        part = scored[scored["field"] == head]
+        rows = [AgreementRow(head, "all", len(part), int(part["agreed"].sum()))]
+        if len(part):
+            grouped = part.groupby("model_label")["agreed"].agg(["size", "sum"])
+            grouped = grouped.sort_values(["size"], ascending=False, kind="stable")
+            rows += [
+                AgreementRow(head, str(label), int(n), int(k))
+                for label, n, k in zip(grouped.index, grouped["size"], grouped["sum"], strict=True)
+            ]
+        out[head] = rows
+    return out
+
+
+def confusion(reviews: pd.DataFrame, head: str) -> pd.DataFrame:
+    """Model label (rows) against the rep's label (columns), counts of reviews.
+
+    Labels are the union of both sides, in the same order on both axes (so the
+    diagonal is agreement); empty when the head has no reviews.
+    """
+    part = reviews[(reviews["field"] == head) & reviews["model_label"].notna()]
+    if part.empty:
+        return pd.DataFrame(dtype=int)
+    labels = sorted(set(part["model_label"]) | set(part["rep_label"]))
+    table = pd.crosstab(part["model_label"], part["rep_label"])
+    return table.reindex(index=labels, columns=labels, fill_value=0).astype(int)
+
+
+def _week(series: pd.Series) -> pd.Series:
+    days = series.dt.tz_convert(UTC).dt.normalize()
+    return days - pd.to_timedelta(days.dt.weekday, unit="D")
+
+
+def corrections_per_week(reviews: pd.DataFrame, *, weeks: int | None = None) -> pd.DataFrame:
+    """Reviews per week (Monday, UTC) and kind: columns ``reclassify``, ``confirm``.
+
+    Weeks without reviews between the first and the last are present with
+    zeros; ``weeks`` keeps only the latest ones.
+    """
+    if reviews.empty:
+        return pd.DataFrame(columns=["reclassify", "confirm"], dtype=int)
+    table = pd.crosstab(_week(reviews["created_at"]), reviews["kind"])
+    table = table.reindex(columns=["reclassify", "confirm"], fill_value=0)
+    full = pd.date_range(table.index.min(), table.index.max(), freq="7D")
+    table = table.reindex(full, fill_value=0).astype(int)
+    table.index.name = "week"
+    return table.tail(weeks) if weeks else table
+
+
+def corrections_by_reason(reviews: pd.DataFrame) -> list[tuple[str, int]]:
+    """Reclassifications per reason code, most frequent first (None → ``"none given"``)."""
+    part = reviews[reviews["kind"] == "reclassify"]
+    counts = part["reason"].fillna("none given").value_counts()
+    return sorted(((str(k), int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _lead_overrides(reviews: pd.DataFrame) -> pd.DataFrame:
+    part = reviews[reviews["model_label"].notna()]
+    return part.assign(changed=~part["agreed"])
+
+
+def override_rate(reviews: pd.DataFrame) -> float | None:
+    """Share of reviewed leads where a rep changed the model's stage or persona."""
+    part = _lead_overrides(reviews)
+    if part.empty:
+        return None
+    return float(part.groupby("lead_id")["changed"].any().mean())
+
+
+def override_rate_per_week(reviews: pd.DataFrame, *, weeks: int | None = None) -> pd.DataFrame:
+    """Per week: ``leads`` reviewed, ``changed`` (a rep overrode the model), ``rate``."""
+    part = _lead_overrides(reviews)
+    if part.empty:
+        return pd.DataFrame(columns=["leads", "changed", "rate"])
+    part = part.assign(week=_week(part["created_at"]))
+    per_lead = part.groupby(["week", "lead_id"])["changed"].any().reset_index()
+    table = per_lead.groupby("week")["changed"].agg(leads="size", changed="sum")
+    full = pd.date_range(table.index.min(), table.index.max(), freq="7D")
+    table = table.reindex(full, fill_value=0).astype(int)
+    table.index.name = "week"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["rate"] = np.where(table["leads"] > 0, table["changed"] / table["leads"], np.nan)
+    return table.tail(weeks) if weeks else table
+
+
+# ------------------------------------------------------------------ per rep
+
+
+@dataclass(frozen=True)
+class RepRow:
+    """One rep's reviewing: leads, reclassifications, confirms, agreement with the model."""
+
+    reviewer: str
+    leads: int
+    reclassified: int
+    confirmed: int
+    scored_reviews: int
+    agreed: int
+
+    @property
+    def agreement(self) -> float | None:
+        """Share of this rep's reviews (of scored leads) that agree with the model."""
+        return self.agreed / self.scored_reviews if self.scored_reviews else None
+
+
+def per_rep(reviews: pd.DataFrame) -> list[RepRow]:
+    """Each reviewer's counts, most leads reviewed first."""
+    out = []
+    for reviewer, part in reviews.groupby("reviewer", sort=True):
+        scored = part[part["model_label"].notna()]
+        out.append(
+            RepRow(
+                reviewer=str(reviewer),
+                leads=int(part["lead_id"].nunique()),
+                reclassified=int((part["kind"] == "reclassify").sum()),
+                confirmed=int((part["kind"] == "confirm").sum()),
+                scored_reviews=len(scored),
+                agreed=int(scored["agreed"].sum()),
+            )
+        )
+    return sorted(out, key=lambda r: (-r.leads, r.reviewer))
+
+
+@dataclass(frozen=True)
+class KappaRow:
+    """Cohen's kappa of two reps on the leads both labelled, for one head."""
+
+    head: str
+    rep_a: str
+    rep_b: str
+    shared: int
+    kappa: float | None
+    agreed: int
+
+
+def pairwise_kappa(reviews: pd.DataFrame, *, min_shared: int = 5) -> list[KappaRow]:
+    """Cohen's kappa per pair of reps and head, on each rep's latest label of shared leads.
+
+    ``kappa`` is None when the pair shares fewer than ``min_shared`` leads, or
+    when both used one and the same label throughout (kappa is undefined then).
+    Pairs sharing no lead are left out.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    out: list[KappaRow] = []
+    latest = reviews.sort_values("id").drop_duplicates(
+        ["reviewer", "lead_id", "field"], keep="last"
+    )
+    for head in HEADS:
+        part = latest[latest["field"] == head]
+        if part.empty:
+            continue
+        wide = part.pivot(index="lead_id", columns="reviewer", values="rep_label")
+        reps = sorted(wide.columns)
+        for i, a in enumerate(reps):
+            for b in reps[i + 1 :]:
+                both = wide[[a, b]].dropna()
+                if both.empty:
+                    continue
+                n = len(both)
+                agreed = int((both[a] == both[b]).sum())
+                kappa: float | None = None
+                if n >= min_shared and len(set(both[a]) | set(both[b])) > 1:
+                    kappa = float(cohen_kappa_score(both[a], both[b]))
+                out.append(KappaRow(head, str(a), str(b), n, kappa, agreed))
+    return out
+
+
+# ------------------------------------------------------------ sales follow-up
+
+
+@dataclass(frozen=True)
+class SalesFollowUp:
+    """Leads the model routed to sales, and whether a rep reviewed them in time.
+
+    ``pending`` leads were routed less than ``days`` ago and are not reviewed
+    yet: they still have time, so ``share_in_time`` leaves them out.
+    """
+
+    days: int
+    routed: int
+    in_time: int
+    late: int
+    overdue: int
+    pending: int
+    median_hours: float | None
+
+    @property
+    def share_in_time(self) -> float | None:
+        """Reviewed within ``days`` among the routed leads whose time is up or who were reviewed."""
+        due = self.in_time + self.late + self.overdue
+        return self.in_time / due if due else None
+
+
+def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -> SalesFollowUp:
+    """Of the leads first routed to sales, how many a rep reviewed within ``days`` of that.
+
+    A lead counts as routed at its first prediction with route ``sales``; it is
+    reviewed at the first reclassify or confirm at or after that moment.
+    """
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    now = now or _utc_now()
+    routed = (
+        sa.select(_P.c.lead_id, sa.func.min(_P.c.created_at).label("routed_at"))
+        .where(_P.c.route == "sales")
+        .group_by(_P.c.lead_id)
+        .subquery()
+    )
+    stmt = (
+        sa.select(
+            routed.c.lead_id,
+            routed.c.routed_at,
+            sa.func.min(_C.c.created_at).label("reviewed_at"),
+        )
+        .select_from(
+            routed.outerjoin(
+                _C,
+                sa.and_(
+                    _C.c.lead_id == routed.c.lead_id,
+                    _C.c.created_at >= routed.c.routed_at,
+                    _C.c.kind != "undo",
+                ),
+            )
+        )
+        .group_by(routed.c.lead_id, routed.c.routed_at)
+    )
+    with store.engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(stmt).all(), columns=["lead_id", "routed_at", "reviewed"])
+    if frame.empty:
+        return SalesFollowUp(days, 0, 0, 0, 0, 0, None)
+    routed_at = _utc(frame["routed_at"])
+    reviewed_at = _utc(frame["reviewed"])
+    delay = reviewed_at - routed_at
+    window = pd.Timedelta(days=days)
+    reviewed = reviewed_at.notna()
+    in_time = reviewed & (delay <= window)
+    due = (pd.Timestamp(now) - routed_at) > window
+    hours = delay[reviewed].dt.total_seconds() / 3600.0
+    return SalesFollowUp(
+        days=days,
+        routed=len(frame),
+        in_time=int(in_time.sum()),
+        late=int((reviewed & ~in_time).sum()),
+        overdue=int((~reviewed & due).sum()),
+        pending=int((~reviewed & ~due).sum()),
+        median_hours=float(hours.median()) if len(hours) else None,
+    )
+
+
+# ---------------------------------------------------------------------- drift
+
+
+def psi_from_counts(expected: Sequence[float], actual: Sequence[float]) -> float:
+    """PSI of two histograms over the same bins (counts or shares; empty bins allowed).
+
+    Raises
+    ------
+    ValueError
+        Different numbers of bins, negative counts, or an empty histogram.
+    """
+    e = np.asarray(expected, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    if e.shape != a.shape or e.ndim != 1:
+        raise ValueError("expected and actual need the same number of bins")
+    if (e < 0).any() or (a < 0).any():
+        raise ValueError("counts cannot be negative")
+    if e.sum() <= 0 or a.sum() <= 0:
+        raise ValueError("a histogram is empty")
+    e = np.maximum(e / e.sum(), PSI_FLOOR)
+    a = np.maximum(a / a.sum(), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_level(value: float | None) -> str:
+    """``stable`` (< 0.1), ``watch`` (< 0.25) or ``act``; ``n/a`` for None."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    if value >= PSI_ACT:
+        return "act"
+    if value >= PSI_WATCH:
+        return "watch"
+    return "stable"
+
+
+def _numeric(series: pd.Series) -> pd.Series | None:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    converted = pd.to_numeric(series, errors="coerce")
+    if converted.notna().sum() < series.notna().sum():
+        return None
+    return converted.astype(float)
+
+
+def feature_psi(
+    reference: pd.Series, recent: pd.Series, *, bins: int = 10
+) -> tuple[float, str] | None:
+    """PSI of one feature and its kind (``numeric`` or ``categorical``).
+
+    Numbers are binned at the reference's deciles (ties merged, open ends);
+    other values are categories. Missing values have a bin of their own on both
+    kinds. None when the reference or the recent sample is empty, or a
+    categorical feature has more than :data:`MAX_CATEGORIES` values (text).
+    """
+    if reference.empty or recent.empty:
+        return None
+    ref_num, new_num = _numeric(reference), _numeric(recent)
+    if ref_num is not None and new_num is not None:
+        finite = ref_num.dropna()
+        if finite.empty:
+            edges = np.array([-np.inf, np.inf])
+        else:
+            inner = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+            edges = np.concatenate([[-np.inf], inner, [np.inf]])
+
+        def hist(values: pd.Series) -> np.ndarray:
+            present = values.dropna().to_numpy()
+            counts, _ = np.histogram(present, bins=edges)
+            return np.append(counts, values.isna().sum())
+
+        return psi_from_counts(hist(ref_num), hist(new_num)), "numeric"
+    ref_cat = reference.astype(object).where(reference.notna(), "\0missing")
+    new_cat = recent.astype(object).where(recent.notna(), "\0missing")
+    ref_cat, new_cat = ref_cat.map(str), new_cat.map(str)
+    if ref_cat.nunique() > MAX_CATEGORIES:
+        return None
+    values = sorted(set(ref_cat) | set(new_cat))
+    e = ref_cat.value_counts().reindex(values, fill_value=0)
+    a = new_cat.value_counts().reindex(values, fill_value=0)
+    return psi_from_counts(e.to_numpy(), a.to_numpy()), "categorical"
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's PSI between the reference and the recent predictions."""
+
+    feature: str
+    psi: float
+    kind: str
+
+    @property
+    def level(self) -> str:
+        """``stable``, ``watch`` or ``act``."""
+        return psi_level(self.psi)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """PSI of every comparable feature, highest first, and what was compared.
+
+    ``features`` is empty and ``note`` says why when there is nothing to compare.
+    """
+
+    reference: str
+    reference_start: datetime | None
+    reference_end: datetime | None
+    reference_n: int
+    recent_start: datetime
+    recent_n: int
+    features: list[FeatureDrift] = field(default_factory=list)
+    skipped: int = 0
+    note: str | None = None
+
+    def top(self, n: int = 10) -> list[FeatureDrift]:
+        """The ``n`` features with the highest PSI."""
+        return self.features[:n]
+
+    def count(self, level: str) -> int:
+        """How many features are at ``level`` (``stable``, ``watch``, ``act``)."""
+        return sum(1 for f in self.features if f.level == level)
+
+
+def _snapshots(
+    store: Any,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    version: str | None = None,
+    exclude_from: datetime | None = None,
+    limit: int,
+) -> pd.DataFrame:
+    """Feature snapshots of the newest ``limit`` predictions in a window, one per lead."""
+    stmt = sa.select(_P.c.lead_id, _P.c.features).where(_P.c.features.is_not(None))
+    if start is not None:
+        stmt = stmt.where(_P.c.created_at >= start)
+    if end is not None:
+        stmt = stmt.where(_P.c.created_at < end)
+    if exclude_from is not None:
+        stmt = stmt.where(_P.c.created_at < exclude_from)
+    if version is not None:
+        stmt = stmt.where(_P.c.model_version == version)
+    stmt = stmt.order_by(_P.c.id.desc()).limit(limit)
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    seen: set[str] = set()
+    records = []
+    for lead_id, features in rows:
+        if lead_id in seen or not isinstance(features, Mapping):
+            continue
+        seen.add(lead_id)
+        records.append(features)
+    return pd.DataFrame.from_records(records)
+
+
+def _first_prediction(store: Any, version: str | None) -> datetime | None:
+    stmt = sa.select(sa.func.min(_P.c.created_at))
+    if version is not None:
+        stmt = stmt.where(_P.c.model_version == version)
+    with store.engine.connect() as conn:
+        value = conn.execute(stmt).scalar()
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
+    return stamp.to_pydatetime()
+
+
+def drift_report(
+    store: Any,
+    *,
+    champion_version: str | None = None,
+    registered_at: datetime | None = None,
+    window_days: int = 7,
+    reference_days: int = 7,
+    bins: int = 10,
+    limit: int = 5000,
+    now: datetime | None = None,
+) -> DriftReport:
+    """PSI of the recent predictions' features against a reference, per feature.
+
+    The training run logs no feature distribution, so the reference is the
+    champion's first ``reference_days`` days of predictions: from
+    ``registered_at`` (its registration in MLflow) when predictions of that
+    version were stored then, else from the version's first stored prediction
+    (or, without a known champion, the first stored prediction of any model).
+    The recent sample is the last ``window_days`` days of predictions; each side
+    keeps the newest prediction of each lead, at most ``limit`` leads, and the
+    reference never reaches into the recent window.
+    """
+    now = now or _utc_now()
+    recent_start = now - timedelta(days=window_days)
+    recent = _snapshots(store, start=recent_start, end=None, limit=limit)
+    start, how = None, ""
+    if champion_version is not None and registered_at is not None:
+        probe = _snapshots(
+            store,
+            start=registered_at,
+            end=registered_at + timedelta(days=reference_days),
+            version=champion_version,
+            exclude_from=recent_start,
+            limit=1,
+        )
+        if len(probe):
+            start = registered_at
+            how = f"version {champion_version}'s first {reference_days} days after its registration"
+    if start is None:
+        start = _first_prediction(store, champion_version)
+        who = f"version {champion_version}" if champion_version else "any model"
+        how = f"the first {reference_days} days of predictions by {who}"
+    end = start + timedelta(days=reference_days) if start is not None else None
+    reference = (
+        _snapshots(
+            store,
+            start=start,
+            end=end,
+            version=champion_version,
+            exclude_from=recent_start,
+            limit=limit,
+        )
+        if start is not None
+        else pd.DataFrame()
+    )
+    report = DriftReport(how, start, end, len(reference), recent_start, len(recent))
+    if reference.empty or recent.empty:
+        if reference.empty:
+            note = f"No predictions with feature snapshots before the last {window_days} days."
+        else:
+            note = f"No predictions with feature snapshots in the last {window_days} days."
+        return DriftReport(**{**report.__dict__, "note": note})
+    drifts, skipped = [], 0
+    for column in sorted(set(reference.columns) & set(recent.columns)):
+        result = feature_psi(reference[column], recent[column], bins=bins)
+        if result is None:
+            skipped += 1
+            continue
+        drifts.append(FeatureDrift(str(column), result[0], result[1]))
+    drifts.sort(key=lambda d: (-d.psi, d.feature))
+    return DriftReport(**{**report.__dict__, "features": drifts, "skipped": skipped})
+
+
+# --------------------------------------------------------------------- gauges
+
+
+def alignment_gauges(
+    store: Any,
+    *,
+    window_days: int = 30,
+    top: int = 5,
+    drift: DriftReport | None = None,
+    champion_version: str | None = None,
+    registered_at: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, float]:
+    """Figures for Prometheus gauges, keyed ``name`` or ``name:label``.
+
+    Keys: ``override_rate`` (last ``window_days``), ``agreement_rate:stage``,
+    ``agreement_rate:persona`` (same window), ``reviews`` (same window) and
+    ``feature_psi:<feature>`` for the ``top`` features by PSI (see
+    :func:`drift_report`; pass ``drift`` to reuse one). Figures without data
+    are left out rather than reported as zero.
+    """
+    now = now or _utc_now()
+    reviews = reviews_frame(store, since=now - timedelta(days=window_days))
+    out: dict[str, float] = {"reviews": float(len(reviews))}
+    rate = override_rate(reviews)
+    if rate is not None:
+        out["override_rate"] = rate
+    for head, rows in agreement(reviews).items():
+        overall = rows[0].rate
+        if overall is not None:
+            out[f"agreement_rate:{head}"] = overall
+    if drift is None:
+        drift = drift_report(
+            store, champion_version=champion_version, registered_at=registered_at, now=now
+        )
+    for item in drift.top(top):
+        out[f"feature_psi:{item.feature}"] = item.psi
+    return out
