@@ -1,0 +1,142 @@
+"""``leadready score --engine spark``: bulk scoring on Apache Spark.
+
+The ``score`` command parses its options and hands over to :func:`score_on_spark`,
+which points MLflow at the registry, starts a Spark session (local mode by
+default: ``--spark-master local[*]``), runs :func:`training.spark.score_spark`
+and prints the same summary the local engine prints. Input and output are
+Parquet (the output a folder of part files, as Spark writes it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from leadready.config import Settings
+
+__all__ = ["DEFAULT_MASTER", "score_on_spark"]
+
+#: Spark master of ``--engine spark`` when none is given: every core of this machine.
+DEFAULT_MASTER = "local[*]"
+
+
+def score_on_spark(
+    settings: Settings,
+    model_uri: str,
+    in_path: Path | str,
+    out_path: Path | str,
+    *,
+    events_path: Path | str | None = None,
+    id_col: str = "lead_id",
+    reasons: bool = False,
+    as_of: datetime | None = None,
+    master: str = DEFAULT_MASTER,
+    driver_memory: str = "4g",
+    console: Console | None = None,
+) -> None:
+    """Score a Parquet lead table on Spark and print a summary.
+
+    Parameters
+    ----------
+    settings : Settings
+        Where the registry is (``MLFLOW_TRACKING_URI`` or the home's SQLite file).
+    model_uri : str
+        ``models:/lead-readiness@champion`` or any model URI.
+    in_path, out_path : path
+        Parquet lead table (file or folder); Parquet folder to write.
+    events_path : path, optional
+        Parquet events; engagement features are built from them on Spark.
+    id_col : str
+        The lead id column.
+    reasons : bool
+        Add the reasons columns.
+    as_of : datetime, optional
+        Reference time of the features (default: the latest event).
+    master : str
+        Spark master URL of the session started here (a session this process
+        already has is used instead, and not stopped).
+    driver_memory : str
+        Heap of the Spark driver JVM.
+    console : rich.console.Console, optional
+        Where to print (stderr by default).
+
+    Raises
+    ------
+    click.ClickException
+        Bad input, an unknown model or alias, or a failed Spark job (its message).
+    """
+    from mlflow.exceptions import MlflowException
+    from pyspark.errors import PySparkException
+    from pyspark.sql import SparkSession
+
+    from model.registry import configure
+    from training.spark import local_session, score_spark
+
+    console = console or Console(stderr=True)
+    settings.ensure_home()
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    # A session this process already runs is used as it is, and left running.
+    existing = SparkSession.getActiveSession()
+    if existing is None:
+        with console.status(f"starting Spark ({master})…"):
+            spark = local_session(
+                master,
+                app_name="leadready-score",
+                driver_memory=driver_memory,
+                local_dir=settings.home / "spark",
+            )
+    else:
+        spark = existing
+        master = spark.sparkContext.master
+    try:
+        with console.status(f"scoring {Path(in_path).name} on Spark with {model_uri}…"):
+            summary = score_spark(
+                spark,
+                in_path,
+                out_path,
+                model_uri=model_uri,
+                events_path=events_path,
+                id_col=id_col,
+                reasons=reasons,
+                as_of=as_of,
+            )
+    except (ValueError, LookupError, MlflowException, OSError) as exc:
+        raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
+    except PySparkException as exc:
+        raise click.ClickException(_first_lines(str(exc))) from None
+    finally:
+        if existing is None:
+            spark.stop()
+    label = (
+        summary.model_uri if summary.version is None else f"{model_uri} (version {summary.version})"
+    )
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"scored {summary.rows:,} rows on Spark ({master}) with {label} "
+        f"({summary.seconds:.1f} s, {rate:,.0f} rows/s) → {summary.out_path}"
+    )
+    if summary.routes:
+        console.print(
+            "routes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.routes.items()))
+        )
+    if summary.renamed_columns:
+        renamed = ", ".join(f"{a} → {b}" for a, b in summary.renamed_columns.items())
+        console.print(f"[yellow]input columns renamed to keep the predictions apart: {renamed}")
+    if summary.missing_columns:
+        shown = ", ".join(summary.missing_columns[:8])
+        more = len(summary.missing_columns) - 8
+        console.print(
+            f"[yellow]{len(summary.missing_columns)} of the model's input columns are missing "
+            f"and scored as missing values: {shown}{f' and {more} more' if more > 0 else ''}"
+            + ("" if events_path else " (pass --events if the model was trained with events)")
+        )
+
+
+def _first_lines(text: str, limit: int = 12) -> str:
+    """The head of a Spark error (the Python traceback of a failed task is long)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    shown = "\n".join(lines[:limit])
+    return shown + ("\n…" if len(lines) > limit else "")

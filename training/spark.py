@@ -1,0 +1,801 @@
+"""Bulk scoring and feature building on Apache Spark, with the registered model.
+
+Two public entry points and a session helper:
+
+* :func:`score_spark` — a Parquet lead table in, the same rows with ``stage``,
+  ``stage_confidence``, ``stage_proba__<label>``…, ``persona``…, ``readiness``
+  and ``route`` out (the columns of :func:`training.score.score_table`),
+  scored by ``mlflow.pyfunc.spark_udf`` with the registered model
+  (``env_manager="local"``: executors use the Python environment they run in,
+  which must have ``leadready`` installed — the serving image does).
+* :func:`build_features_spark` — a Spark leads table and events table in, one
+  feature row per lead out, equal to :func:`model.features.build_features`.
+* :func:`local_session` — a local-mode ``SparkSession`` with sane settings for
+  one machine (tests, benchmarks, ``leadready score --engine spark`` without a
+  cluster).
+
+**One feature code path.** Features are not re-implemented in Spark SQL. Leads
+and events are hashed into buckets by lead id (``pmod(xxhash64(trim(id)), n)``)
+and co-grouped; each bucket's leads and events go, as pandas frames, through
+``model.features.build_features`` itself (``cogroup(...).applyInPandas``).
+Every engagement feature of a lead depends only on that lead's events and on
+``as_of``, and ``as_of`` is resolved once on the driver and passed explicitly,
+so a bucket gives each lead exactly the row the whole table would. Without
+events, leads need no shuffle: ``mapInPandas`` over their partitions. Spark SQL
+equivalents of the windowed counts, decayed sums, recency, velocity, breadth and
+the 60-second burst count would be a second implementation to keep in step
+with the numpy core; this design cannot drift from it, and the tests check
+equality to 1e-9.
+
+**Time.** Spark hands timestamps with a time zone (``TIMESTAMP``) to pandas in
+the session's time zone and without it; to stay independent of
+``spark.sql.session.timeZone`` such columns cross into Python as microseconds
+since the epoch and are turned back into UTC timestamps there (and back into
+``TIMESTAMP`` columns on the way out). ``TIMESTAMP_NTZ`` columns are wall-clock
+times and are read as UTC, as ``build_features`` reads naive timestamps. The
+events' ``timestamp`` column must be a Spark timestamp (Parquet written with
+nanosecond timestamps cannot be read by Spark: write microseconds).
+
+**as_of.** :func:`score_spark` uses what ``score_table`` uses: the given time,
+else the latest event of the events table, else now (once, on the driver).
+:func:`build_features_spark` uses what ``build_features`` uses: the given time,
+else the latest event among the events of the given leads, else now.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from model.features import FeatureConfig, build_features
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import DataType, StructType
+
+__all__ = [
+    "DEFAULT_MODEL_URI",
+    "SparkScoreSummary",
+    "build_features_spark",
+    "local_session",
+    "score_spark",
+]
+
+#: The registered champion, what :func:`score_spark` scores with by default.
+DEFAULT_MODEL_URI = "models:/lead-readiness@champion"
+
+_BUCKET = "__leadready_bucket"
+_PREDICTION = "__leadready_prediction"
+_EVENT_REQUIRED = ("lead_id", "timestamp", "type")
+_TEXT_OUTPUTS = ("stage", "persona", "route")
+
+
+@dataclass(frozen=True)
+class SparkScoreSummary:
+    """What a Spark scoring run did.
+
+    Attributes
+    ----------
+    rows : int
+        Rows written.
+    out_path : str
+        The Parquet folder written.
+    model_uri : str
+        The URI scored with, pinned to a version when it named an alias.
+    version : str or None
+        The registry version (None for run or path URIs).
+    as_of : datetime or None
+        Reference time of the features (None when no features were built).
+    seconds : float
+        Wall time of the run, model load and the count of routes included.
+    renamed_columns : dict of str to str
+        Input columns renamed to keep the predictions apart (``stage`` → ``stage_input``).
+    missing_columns : list of str
+        Model input columns the scored frame lacked (scored as missing values).
+    routes : dict of str to int
+        Rows per route.
+    """
+
+    rows: int
+    out_path: str
+    model_uri: str
+    version: str | None
+    as_of: datetime | None
+    seconds: float
+    renamed_columns: dict[str, str] = field(default_factory=dict)
+    missing_columns: list[str] = field(default_factory=list)
+    routes: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- session
+
+
+def local_session(
+    master: str = "local[2]",
+    *,
+    app_name: str = "leadready",
+    driver_memory: str = "4g",
+    shuffle_partitions: int = 8,
+    python: str | None = None,
+    local_dir: str | Path | None = None,
+    conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """A Spark session for one machine (or ``master`` of a cluster), quiet and loopback-only.
+
+    Parameters
+    ----------
+    master : str
+        ``local[N]`` (N cores of this machine) or a cluster URL.
+    app_name : str
+        Spark application name.
+    driver_memory : str
+        JVM heap of the driver (which is also the executor in local mode).
+        Only applied when this call starts the JVM.
+    shuffle_partitions : int
+        ``spark.sql.shuffle.partitions``; also the default number of feature buckets.
+    python : str, optional
+        Python of the workers (``PYSPARK_PYTHON``); default this interpreter, so
+        workers import the same installed ``leadready``.
+    local_dir : path, optional
+        Spark's scratch folder (``spark.local.dir``).
+    conf : mapping, optional
+        More Spark settings; they win over the ones above.
+
+    Returns
+    -------
+    pyspark.sql.SparkSession
+        With the UI off, the session time zone UTC, the driver bound to 127.0.0.1
+        in local mode, and Arrow on for pandas conversions.
+    """
+    from pyspark.sql import SparkSession
+
+    # PySpark reads the workers' Python from the environment only (no setting).
+    os.environ["PYSPARK_PYTHON"] = python or os.environ.get("PYSPARK_PYTHON") or sys.executable
+    settings: dict[str, str] = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": driver_memory,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.python.worker.reuse": "true",
+    }
+    if master.startswith("local"):
+        settings["spark.driver.host"] = "127.0.0.1"
+        settings["spark.driver.bindAddress"] = "127.0.0.1"
+    if local_dir is not None:
+        settings["spark.local.dir"] = str(local_dir)
+    settings.update(conf or {})
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# --------------------------------------------------------------------------- features
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one feature job crosses between Spark and pandas (picklable, sent to workers)."""
+
+    id_col: str
+    config: FeatureConfig
+    exclude: tuple[str, ...]
+    as_of_ns: int
+    lead_micros: tuple[str, ...]  # lead TIMESTAMP columns passed as µs since the epoch
+    event_micros: tuple[str, ...]
+    text_ids: bool  # normalise ids as score_table does (text, stripped)
+    keep_input: bool  # output: the input columns + generated ones (else build_features' row)
+    columns: tuple[str, ...]  # output columns, in order
+    empty_dtypes: tuple[str, ...]  # pandas dtypes of an empty output, per column
+    with_events: bool
+
+
+def _micros_to_utc(frame: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
+    """Turn µs-since-epoch columns back into UTC timestamps (a copy when any)."""
+    names = [n for n in names if n in frame.columns]
+    if not names:
+        return frame
+    frame = frame.copy()
+    for name in names:
+        values = pd.to_numeric(frame[name], errors="coerce")
+        frame[name] = pd.to_datetime(values, unit="us", utc=True).dt.as_unit("us")
+    return frame
+
+
+def _text_ids(values: pd.Series, id_col: str) -> np.ndarray:
+    """Ids as score_table keeps them: text, stripped; empty ids are an error."""
+    text = values.astype(object).map(lambda v: None if pd.isna(v) else str(v).strip())
+    empty = int((text.isna() | (text == "")).sum())
+    if empty:
+        raise ValueError(f"column {id_col!r} is empty in {empty} row(s)")
+    return text.to_numpy(dtype=object)
+
+
+def _features_of(plan: _Plan, leads: pd.DataFrame, events: pd.DataFrame | None) -> pd.DataFrame:
+    """One bucket (or partition): ``build_features`` on its leads and events, shaped for Spark."""
+    leads = leads.drop(columns=[_BUCKET], errors="ignore").reset_index(drop=True)
+    if len(leads) == 0:  # a bucket with events of other leads only
+        return pd.DataFrame(
+            {
+                name: pd.Series([], dtype=dtype)
+                for name, dtype in zip(plan.columns, plan.empty_dtypes, strict=True)
+            }
+        )
+    original = leads
+    work = _micros_to_utc(leads, plan.lead_micros)
+    if plan.text_ids:
+        work = work.copy() if work is original else work
+        work[plan.id_col] = _text_ids(work[plan.id_col], plan.id_col)
+    if events is not None:
+        events = _micros_to_utc(
+            events.drop(columns=[_BUCKET], errors="ignore").reset_index(drop=True),
+            plan.event_micros,
+        )
+        if plan.text_ids:
+            events = events.copy()
+            events["lead_id"] = events["lead_id"].astype(str)
+    features = build_features(
+        work,
+        events if plan.with_events else None,
+        as_of=pd.Timestamp(plan.as_of_ns, unit="ns", tz="UTC"),
+        config=plan.config,
+        id_col=plan.id_col,
+        exclude=plan.exclude,
+    ).reset_index(drop=True)
+    if plan.keep_input:
+        generated = [c for c in plan.columns if c not in original.columns]
+        out = pd.concat([original, features[generated]], axis=1)
+    else:
+        out = features
+        out.insert(0, plan.id_col, original[plan.id_col].to_numpy())
+    if tuple(out.columns) != plan.columns:
+        raise ValueError(
+            f"feature columns changed between the schema probe and a bucket: "
+            f"{list(out.columns)} != {list(plan.columns)}"
+        )
+    return _arrow_safe(out)
+
+
+def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """pandas 3 text columns as object columns (None for missing) for PySpark's Arrow writer.
+
+    PySpark 4 cannot write an Arrow-backed text column made of several chunks
+    (which concatenated batches and ``pd.concat`` produce).
+    """
+    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype | pd.ArrowDtype)]
+    if not text:
+        return frame
+    frame = frame.copy()
+    for name in text:
+        values = frame[name]
+        frame[name] = values.astype(object).where(values.notna(), None)
+    return frame
+
+
+def _bucket_function(plan: _Plan) -> Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]:
+    def run(leads: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+        return _features_of(plan, leads, events)
+
+    return run
+
+
+def _partition_function(
+    plan: _Plan,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for leads in batches:
+            yield _features_of(plan, leads, None)
+
+    return run
+
+
+def _is_ltz(data_type: DataType) -> bool:
+    from pyspark.sql.types import TimestampType
+
+    return type(data_type) is TimestampType
+
+
+def _is_ntz(data_type: DataType) -> bool:
+    from pyspark.sql.types import TimestampNTZType
+
+    return isinstance(data_type, TimestampNTZType)
+
+
+def _to_micros(frame: DataFrame) -> tuple[DataFrame, tuple[str, ...]]:
+    """Replace every TIMESTAMP (with time zone) column by µs since the epoch."""
+    from pyspark.sql import functions as F
+
+    names = tuple(f.name for f in frame.schema.fields if _is_ltz(f.dataType))
+    for name in names:
+        frame = frame.withColumn(name, F.unix_micros(F.col(_quoted(name))))
+    return frame, names
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _probe_frame(schema: StructType, micros: Iterable[str], rows: int) -> pd.DataFrame:
+    """A frame of ``rows`` missing values shaped like what a worker sees of ``schema``."""
+    micros = set(micros)
+    columns: dict[str, pd.Series] = {}
+    for f in schema.fields:
+        if f.name == _BUCKET:
+            continue
+        if f.name in micros:
+            dtype = "datetime64[us, UTC]"
+        elif _is_ntz(f.dataType):
+            dtype = "datetime64[us]"
+        else:
+            dtype = object
+        columns[f.name] = pd.Series([None] * rows, dtype=dtype)
+    return pd.DataFrame(columns)
+
+
+def _empty_dtype(data_type: DataType) -> str:
+    """The pandas dtype an empty output column of this Spark type is given."""
+    from pyspark.sql.types import BooleanType, FractionalType, IntegralType
+
+    if _is_ntz(data_type):
+        return "datetime64[us]"
+    if isinstance(data_type, IntegralType):
+        return "int64"
+    if isinstance(data_type, FractionalType):
+        return "float64"
+    if isinstance(data_type, BooleanType):
+        return "bool"
+    return "object"
+
+
+def _spark_type(dtype: Any) -> DataType:
+    from pyspark.sql.types import DoubleType, LongType, StringType
+
+    if pd.api.types.is_integer_dtype(dtype):
+        return LongType()
+    if pd.api.types.is_float_dtype(dtype):
+        return DoubleType()
+    return StringType()
+
+
+def _check_events(events: DataFrame) -> None:
+    missing = [c for c in _EVENT_REQUIRED if c not in events.columns]
+    if missing:
+        raise ValueError(f"events lack the column(s) {missing}")
+    timestamp = events.schema["timestamp"].dataType
+    if not (_is_ltz(timestamp) or _is_ntz(timestamp)):
+        raise ValueError(
+            f"events: column 'timestamp' must be a Spark timestamp, not {timestamp.simpleString()}; "
+            "convert it first, e.g. with pyspark.sql.functions.to_timestamp"
+        )
+
+
+def _latest_event_ns(events: DataFrame) -> int | None:
+    """The latest event timestamp in ns since the epoch (TIMESTAMP_NTZ read as UTC)."""
+    from pyspark.sql import functions as F
+
+    column = F.col("timestamp")
+    if _is_ntz(events.schema["timestamp"].dataType):
+        latest = events.agg(F.max(column).alias("t")).first()["t"]
+        if latest is None:
+            return None
+        return int(pd.Timestamp(latest, tz="UTC").as_unit("ns").value)
+    latest = events.agg(F.max(F.unix_micros(column)).alias("t")).first()["t"]
+    return None if latest is None else int(latest) * 1000
+
+
+def _as_of_ns(as_of: object | None, fallback: Callable[[], int | None]) -> int:
+    if as_of is not None:
+        stamp = pd.Timestamp(as_of)
+        if stamp is pd.NaT:
+            raise ValueError(f"as_of must be a timestamp, got {as_of!r}")
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize("UTC")
+        return int(stamp.as_unit("ns").value)
+    latest = fallback()
+    if latest is not None:
+        return latest
+    return int(pd.Timestamp(datetime.now(UTC)).as_unit("ns").value)
+
+
+def _featurize(
+    leads: DataFrame,
+    events: DataFrame | None,
+    *,
+    as_of_ns: int,
+    config: FeatureConfig,
+    id_col: str,
+    exclude: tuple[str, ...],
+    buckets: int | None,
+    text_ids: bool,
+    keep_input: bool,
+) -> DataFrame:
+    """The Spark plan of the feature job (lazy: nothing runs until it is written or collected)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructField, StructType
+
+    if id_col not in leads.columns:
+        raise ValueError(f"leads lack the id column {id_col!r}")
+    if events is not None:
+        _check_events(events)
+    leads_x, lead_micros = _to_micros(leads)
+    events_x, event_micros = _to_micros(events) if events is not None else (None, ())
+
+    # Probe: run the real code on one lead of missing values (build_features needs
+    # a lead) and no events, shaped like the workers' input, to learn the columns.
+    probe_leads = _probe_frame(leads_x.schema, lead_micros, 1)
+    probe_events = _probe_frame(events_x.schema, event_micros, 0) if events_x is not None else None
+    probe = build_features(
+        probe_leads,
+        probe_events,
+        as_of=pd.Timestamp(as_of_ns, unit="ns", tz="UTC"),
+        config=config,
+        id_col=id_col,
+        exclude=exclude,
+    )
+    input_fields = {f.name: f for f in leads_x.schema.fields}
+    generated = [
+        StructField(name, _spark_type(probe[name].dtype), True)
+        for name in probe.columns
+        if name not in input_fields
+    ]
+    if keep_input:
+        fields = [*leads_x.schema.fields, *generated]
+    else:
+        own = [input_fields[name] for name in probe.columns if name in input_fields]
+        fields = [input_fields[id_col], *own, *generated]
+    schema = StructType(fields)
+    plan = _Plan(
+        id_col=id_col,
+        config=config,
+        exclude=exclude,
+        as_of_ns=as_of_ns,
+        lead_micros=lead_micros,
+        event_micros=event_micros,
+        text_ids=text_ids,
+        keep_input=keep_input,
+        columns=tuple(f.name for f in fields),
+        empty_dtypes=tuple(_empty_dtype(f.dataType) for f in fields),
+        with_events=events is not None,
+    )
+
+    if events_x is None:
+        out = leads_x.mapInPandas(_partition_function(plan), schema)
+    else:
+        n = buckets or int(leads.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+        if n < 1:
+            raise ValueError(f"buckets must be at least 1, got {n}")
+
+        def bucket(column: str) -> Any:
+            key = F.trim(F.col(_quoted(column)).cast("string"))
+            return F.pmod(F.xxhash64(key), F.lit(n))
+
+        left = leads_x.withColumn(_BUCKET, bucket(id_col)).groupBy(_BUCKET)
+        right = events_x.withColumn(_BUCKET, bucket("lead_id")).groupBy(_BUCKET)
+        out = left.cogroup(right).applyInPandas(_bucket_function(plan), schema)
+    if keep_input:
+        for name in lead_micros:
+            out = out.withColumn(name, F.timestamp_micros(F.col(_quoted(name))))
+    return out
+
+
+def build_features_spark(
+    leads: DataFrame,
+    events: DataFrame | None = None,
+    *,
+    as_of: object = None,
+    config: FeatureConfig = FeatureConfig(),  # noqa: B008
+    id_col: str = "lead_id",
+    exclude: Iterable[str] = (),
+    buckets: int | None = None,
+) -> DataFrame:
+    """One feature row per lead on Spark: ``model.features.build_features``, bucket by bucket.
+
+    Parameters
+    ----------
+    leads : pyspark.sql.DataFrame, shape (n_leads, n_columns)
+        One row a lead: ``id_col`` plus profile columns. Ids must be unique.
+    events : pyspark.sql.DataFrame, shape (n_events, 7), optional
+        ``data.schema.EVENT_COLUMNS``; ``timestamp`` a Spark timestamp column.
+    as_of : timestamp-like, optional
+        Reference time (naive = UTC). Default: the latest timestamp among the
+        events of these leads (one Spark job), or now when there are none.
+    config : FeatureConfig
+        Engagement feature settings (use the model's ``feature_config``).
+    id_col : str
+        The id column of ``leads``; it is the first output column.
+    exclude : iterable of str
+        Columns of ``leads`` to leave out (labels, for instance).
+    buckets : int, optional
+        Lead-id hash buckets the work is split into (one ``build_features`` call
+        each); default ``spark.sql.shuffle.partitions``. Each bucket's events
+        are held in one Python worker's memory: raise it for big tables.
+
+    Returns
+    -------
+    pyspark.sql.DataFrame, shape (n_leads, 1 + n_features)
+        ``id_col``, then the columns of ``build_features`` in its order, with the
+        same values; row order is Spark's.
+
+    Raises
+    ------
+    ValueError
+        No id column, events without ``lead_id`` / ``timestamp`` / ``type`` or
+        with a non-timestamp ``timestamp``; inside the job: duplicate ids,
+        unknown event types, clashing column names (as ``build_features``).
+    """
+    from pyspark.sql import functions as F
+
+    exclude = tuple(exclude)
+    if events is not None:
+        _check_events(events)
+        if id_col not in leads.columns:
+            raise ValueError(f"leads lack the id column {id_col!r}")
+        ours = events.join(
+            leads.select(F.col(_quoted(id_col)).alias("lead_id")), on="lead_id", how="left_semi"
+        )
+        as_of_ns = _as_of_ns(as_of, lambda: _latest_event_ns(ours))
+    else:
+        as_of_ns = _as_of_ns(as_of, lambda: None)
+    return _featurize(
+        leads,
+        events,
+        as_of_ns=as_of_ns,
+        config=config,
+        id_col=id_col,
+        exclude=exclude,
+        buckets=buckets,
+        text_ids=False,
+        keep_input=False,
+    )
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _result_type(columns: Iterable[str]) -> StructType:
+    """The UDF's struct: labels, routes and reasons as text, every other output a double."""
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    return StructType(
+        [
+            StructField(
+                name,
+                StringType()
+                if name in _TEXT_OUTPUTS or name.endswith("_reasons")
+                else DoubleType(),
+                True,
+            )
+            for name in columns
+        ]
+    )
+
+
+def _is_local(path: str) -> bool:
+    scheme = urlparse(path).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+
+
+def _local_path(path: str) -> Path:
+    parsed = urlparse(path)
+    return Path(parsed.path if parsed.scheme == "file" else path)
+
+
+def _check_parquet(path: str, what: str) -> None:
+    suffix = Path(urlparse(path).path).suffix.lower()
+    if suffix in (".csv", ".tsv", ".json", ".jsonl", ".ndjson"):
+        raise ValueError(
+            f"{what} {path}: the Spark engine reads and writes Parquet only "
+            "(files or folders); convert it, or score it with the local engine"
+        )
+
+
+def score_spark(
+    spark: SparkSession,
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    model_uri: str = DEFAULT_MODEL_URI,
+    events_path: str | Path | None = None,
+    id_col: str = "lead_id",
+    reasons: bool = False,
+    as_of: object = None,
+    features_ready: bool = False,
+    buckets: int | None = None,
+) -> SparkScoreSummary:
+    """Score a Parquet lead table on Spark with the registered model and write Parquet.
+
+    The model is resolved once on the driver (an alias is pinned to its version,
+    so every executor scores with the same one) and applied with
+    ``mlflow.pyfunc.spark_udf(..., env_manager="local")`` to a struct of the
+    model's input columns. Features are built first, as
+    :func:`training.score.score_table` builds them, unless the model was trained
+    on a ready feature table or ``features_ready`` says the input already holds
+    feature rows.
+
+    Parameters
+    ----------
+    spark : pyspark.sql.SparkSession
+        The session (``local_session()`` on one machine). MLflow's tracking URI
+        must already point at the registry (``model.registry.configure``).
+    in_path : path or URI
+        Parquet file or folder, one row a lead.
+    out_path : path or URI
+        Parquet folder to write: the input columns, then the prediction columns
+        of ``LeadReadinessModel.output_columns`` (an input column with one of
+        those names is kept as ``<name>_input``). A local folder is written
+        beside the target and renamed at the end (replacing an older output),
+        so a failed run leaves no half-written output.
+    model_uri : str
+        ``models:/name@alias``, ``models:/name/3``, ``runs:/…`` or a path.
+    events_path : path or URI, optional
+        Parquet events of the leads; engagement features are built from them.
+    id_col : str
+        The lead id column (required).
+    reasons : bool
+        Add ``stage_reasons`` / ``persona_reasons`` (JSON text).
+    as_of : timestamp-like, optional
+        Reference time of the features; default the latest event, else now.
+    features_ready : bool
+        The input holds feature rows (``build_features`` output with its id
+        column): score them as they are.
+    buckets : int, optional
+        Lead-id buckets of the feature job (see :func:`build_features_spark`).
+
+    Returns
+    -------
+    SparkScoreSummary
+
+    Raises
+    ------
+    ValueError
+        CSV or JSON input or output, the output on the input, no id column, bad
+        events (see :func:`build_features_spark`), no model input column present.
+    LookupError
+        The alias is not set.
+    """
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    from model.registry import load_model, resolve_uri
+
+    start = time.perf_counter()
+    in_path, out_path = str(in_path), str(out_path)
+    _check_parquet(in_path, "input")
+    _check_parquet(out_path, "output")
+    if events_path is not None:
+        _check_parquet(str(events_path), "events")
+    if (
+        _is_local(in_path)
+        and _is_local(out_path)
+        and _local_path(out_path).resolve() == _local_path(in_path).resolve()
+    ):
+        raise ValueError(f"{out_path}: the output would overwrite the input")
+
+    pinned, version = resolve_uri(model_uri)
+    model, _ = load_model(pinned)
+    prediction_columns = model.output_columns(reasons=reasons)
+
+    leads = spark.read.parquet(in_path)
+    if id_col not in leads.columns:
+        cols = ", ".join(repr(c) for c in leads.columns)
+        raise ValueError(f"{in_path}: no id column {id_col!r}; the columns are: {cols}")
+
+    reference: datetime | None = None
+    if features_ready or model.feature_config is None:
+        scored_input = leads
+    else:
+        events = spark.read.parquet(str(events_path)) if events_path is not None else None
+        if events is not None:
+            _check_events(events)
+        as_of_ns = _as_of_ns(
+            as_of, (lambda: _latest_event_ns(events)) if events is not None else (lambda: None)
+        )
+        reference = pd.Timestamp(as_of_ns, unit="ns", tz="UTC").to_pydatetime()
+        scored_input = _featurize(
+            leads,
+            events,
+            as_of_ns=as_of_ns,
+            config=model.feature_config,
+            id_col=id_col,
+            exclude=(),
+            buckets=buckets,
+            text_ids=True,
+            keep_input=True,
+        )
+
+    present = set(scored_input.columns)
+    inputs = [c for c in model.input_columns if c in present]
+    missing = [c for c in model.input_columns if c not in present]
+    if not inputs:
+        raise ValueError(
+            f"{in_path}: none of the model's {len(model.input_columns)} input columns is "
+            "present" + ("" if events_path else " (pass the events if it was trained on them)")
+        )
+    predict = mlflow.pyfunc.spark_udf(
+        spark,
+        pinned,
+        result_type=_result_type(prediction_columns),
+        env_manager="local",
+        params={"reasons": reasons},
+    )
+    prediction = predict(F.struct(*[F.col(_quoted(c)) for c in inputs]))
+
+    renamed = {c: f"{c}_input" for c in leads.columns if c in prediction_columns}
+    out = scored_input.withColumn(_PREDICTION, prediction).select(
+        *[F.col(_quoted(c)).alias(renamed.get(c, c)) for c in leads.columns],
+        *[F.col(_PREDICTION)[c].alias(c) for c in prediction_columns],
+    )
+    routes = _write(spark, out, out_path)
+    return SparkScoreSummary(
+        rows=sum(routes.values()),
+        out_path=out_path,
+        model_uri=pinned,
+        version=version,
+        as_of=reference,
+        seconds=time.perf_counter() - start,
+        renamed_columns=renamed,
+        missing_columns=missing,
+        routes=routes,
+    )
+
+
+#: Timestamps as Parquet INT64 microseconds marked UTC (Spark's default is the legacy
+#: INT96, which pandas and pyarrow read as naive times).
+_TIMESTAMP_CONF = ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+
+
+def _write(spark: SparkSession, frame: DataFrame, out_path: str) -> dict[str, int]:
+    """Write ``frame`` as Parquet (a local folder atomically) and count its routes."""
+    key, value = _TIMESTAMP_CONF
+    previous = spark.conf.get(key)
+    spark.conf.set(key, value)
+    try:
+        return _write_parquet(spark, frame, out_path)
+    finally:
+        spark.conf.set(key, previous)
+
+
+def _write_parquet(spark: SparkSession, frame: DataFrame, out_path: str) -> dict[str, int]:
+    if not _is_local(out_path):
+        frame.write.mode("overwrite").parquet(out_path)
+        return _routes(spark, out_path)
+    target = _local_path(out_path).resolve()
+    if not target.parent.is_dir():
+        raise ValueError(f"no such folder for the output: {target.parent}")
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target}: exists and is not a folder (Spark writes a Parquet folder)")
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        frame.write.parquet(str(tmp))
+        routes = _routes(spark, str(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return routes
+
+
+def _routes(spark: SparkSession, path: str) -> dict[str, int]:
+    rows = spark.read.parquet(path).groupBy("route").count().collect()
+    return {
+        ("" if r["route"] is None else str(r["route"])): int(r["count"])
+        for r in sorted(rows, key=lambda r: (r["route"] is None, str(r["route"])))
+    }
