@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -465,9 +466,15 @@ def _log_datasets(full: TrainingSet, train_set: TrainingSet, holdout: TrainingSe
     targets = "label_stage" if full.y_stage is not None else "label_persona"
     for part, context in ((train_set, "training"), (holdout, "holdout")):
         frame = part.label_frame().reset_index()
-        dataset = mlflow.data.from_pandas(
-            frame, source=full.source, targets=targets, name=f"{full.name} ({context})"
-        )
+        with warnings.catch_warnings():
+            # MLflow registers two equivalent sources for local paths and says so, and
+            # hints that integer columns cannot hold missing values: neither is news
+            # for a description of data that is already read.
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            warnings.filterwarnings("ignore", message=".*contains integer column")
+            dataset = mlflow.data.from_pandas(
+                frame, source=full.source, targets=targets, name=f"{full.name} ({context})"
+            )
         mlflow.log_input(dataset, context=context)
     mlflow.log_dict(
         {
