@@ -31,6 +31,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from data.review_queue import QueueConfig
+from review_ui import dashboard as _dashboard  # noqa: F401  (adds its routes to bp)
 from review_ui.auth import init_login
 from review_ui.jobs import RetrainRunner
 from review_ui.security import configure_cookies
