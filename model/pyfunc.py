@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import tempfile
+import warnings
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -160,6 +161,19 @@ def log_model(
     """
     if input_example is None:
         input_example = pd.DataFrame({c: [None] for c in lead_model.input_columns})
+    with warnings.catch_warnings():
+        # The signature declares every column optional and of any type, so MLflow's
+        # hint that integer columns cannot hold missing values does not apply.
+        warnings.filterwarnings("ignore", message=".*contains integer column")
+        return _log(lead_model, name, registered_model_name, input_example)
+
+
+def _log(
+    lead_model: LeadReadinessModel,
+    name: str,
+    registered_model_name: str | None,
+    input_example: pd.DataFrame,
+) -> Any:
     signature = signature_for(lead_model, input_example)
     with tempfile.TemporaryDirectory(prefix="leadready-model-") as tmp:
         path = Path(tmp) / f"{ARTIFACT_KEY}.pkl"
