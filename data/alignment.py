@@ -499,7 +499,8 @@ def feature_psi(
     Numbers are binned at the reference's deciles (ties merged, open ends);
     other values are categories. Missing values have a bin of their own on both
     kinds. None when the reference or the recent sample is empty, or a
-    categorical feature has more than :data:`MAX_CATEGORIES` values (text).
+    categorical feature has more than :data:`MAX_CATEGORIES` values or more
+    values than half the reference's rows (text or identifiers, not categories).
     """
     if reference.empty or recent.empty:
         return None
@@ -521,8 +522,9 @@ def feature_psi(
     ref_cat = reference.astype(object).where(reference.notna(), "\0missing")
     new_cat = recent.astype(object).where(recent.notna(), "\0missing")
     ref_cat, new_cat = ref_cat.map(str), new_cat.map(str)
-    if ref_cat.nunique() > MAX_CATEGORIES:
-        return None
+    distinct = ref_cat.nunique()
+    if distinct > MAX_CATEGORIES or distinct > len(ref_cat) / 2:
+        return None  # free text or an identifier, not a category
     values = sorted(set(ref_cat) | set(new_cat))
     e = ref_cat.value_counts().reindex(values, fill_value=0)
     a = new_cat.value_counts().reindex(values, fill_value=0)
@@ -623,6 +625,7 @@ def drift_report(
     reference_days: int = 7,
     bins: int = 10,
     limit: int = 5000,
+    min_leads: int = 50,
     now: datetime | None = None,
 ) -> DriftReport:
     """PSI of the recent predictions' features against a reference, per feature.
@@ -634,7 +637,8 @@ def drift_report(
     (or, without a known champion, the first stored prediction of any model).
     The recent sample is the last ``window_days`` days of predictions; each side
     keeps the newest prediction of each lead, at most ``limit`` leads, and the
-    reference never reaches into the recent window.
+    reference never reaches into the recent window. With fewer than
+    ``min_leads`` leads on a side the report has no features, and says why.
     """
     now = now or _utc_now()
     recent_start = now - timedelta(days=window_days)
@@ -675,6 +679,12 @@ def drift_report(
             note = f"No predictions with feature snapshots before the last {window_days} days."
         else:
             note = f"No predictions with feature snapshots in the last {window_days} days."
+        return DriftReport(**{**report.__dict__, "note": note})
+    if len(reference) < min_leads or len(recent) < min_leads:
+        note = (
+            f"Too few leads to compare ({len(reference)} in the reference, {len(recent)} recent;"
+            f" at least {min_leads} each)."
+        )
         return DriftReport(**{**report.__dict__, "note": note})
     drifts, skipped = [], 0
     for column in sorted(set(reference.columns) & set(recent.columns)):

@@ -80,6 +80,11 @@ def read_model_versions(tracking_uri: str, model_name: str, limit: int = 8) -> d
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found = client.search_model_versions(f"name = '{model_name}'")
     found = sorted(found, key=lambda v: int(v.version), reverse=True)
+    # search_model_versions leaves aliases out on some stores; the registered model has them.
+    aliases: dict[str, list[str]] = {}
+    if found:
+        for alias, version in (client.get_registered_model(model_name).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
     versions, champion = [], None
     for mv in found[:limit]:
         metrics: dict[str, float] = {}
@@ -90,7 +95,9 @@ def read_model_versions(tracking_uri: str, model_name: str, limit: int = 8) -> d
         registered = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC)
         row: dict[str, Any] = {
             "version": str(mv.version),
-            "aliases": sorted(getattr(mv, "aliases", None) or []),
+            "aliases": sorted(
+                set(getattr(mv, "aliases", None) or []) | set(aliases.get(str(mv.version), []))
+            ),
             "registered_at": registered,
             "decision": tags.get("gate.decision"),
         }

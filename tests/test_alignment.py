@@ -317,6 +317,8 @@ def test_feature_psi_numeric_and_categorical():
     assert alignment.feature_psi(pd.Series([], dtype=float), same) is None
     text = pd.Series([f"title {i}" for i in range(100)])
     assert alignment.feature_psi(text, text) is None
+    ids = pd.Series([f"C{i % 12}" for i in range(20)])  # 12 values in 20 rows: an identifier
+    assert alignment.feature_psi(ids, ids) is None
 
 
 def _scored(store, n: int, *, at: datetime, shift: float, version: str, prefix: str, seed: int):
@@ -355,12 +357,14 @@ def test_drift_report_ranks_the_feature_that_moved(store):
 
 
 def test_drift_report_without_registration_uses_the_first_predictions(store):
-    _scored(store, 50, at=NOW - timedelta(days=40), shift=0, version="1", prefix="R", seed=1)
-    _scored(store, 50, at=NOW - timedelta(days=1), shift=0, version="1", prefix="N", seed=2)
+    _scored(store, 60, at=NOW - timedelta(days=40), shift=0, version="1", prefix="R", seed=1)
+    _scored(store, 60, at=NOW - timedelta(days=1), shift=0, version="1", prefix="N", seed=2)
     report = alignment.drift_report(store, champion_version=None, now=NOW)
     assert report.reference.startswith("the first 7 days of predictions")
     assert report.reference_start == NOW - timedelta(days=40)
-    assert report.reference_n == 50
+    assert report.reference_n == 60 and len(report.features) == 3
+    few = alignment.drift_report(store, champion_version=None, min_leads=100, now=NOW)
+    assert few.features == [] and "Too few leads" in few.note
 
 
 def test_drift_report_says_why_when_there_is_nothing_recent(store):

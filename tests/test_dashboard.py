@@ -249,13 +249,30 @@ class TestInChromium:
         from data.schema import CORRECTION_REASONS
 
         store = ui_server["store"]
-        latest = store.latest_predictions(with_features=False)
+        latest = store.latest_predictions(with_features=True)
         leads = sorted(latest)
         rng = random.Random(7)
         stages = sorted({p["stage"] for p in latest.values() if p["stage"]})
         personas = sorted({p["persona"] for p in latest.values() if p["persona"]})
         reasons = [code for code, _ in CORRECTION_REASONS]
         now = datetime.now(UTC)
+        # Sixty leads rescored and routed to sales since the champion's first scoring.
+        kept = ("model_name", "model_version", "stage", "stage_confidence", "stage_margin",
+                "persona", "persona_confidence", "persona_margin", "probabilities",
+                "readiness", "features")  # fmt: skip
+        routed = {lead: now - timedelta(days=rng.uniform(0.5, 9.5)) for lead in leads[::5]}
+        store.record_predictions(
+            [
+                {
+                    **{k: latest[lead][k] for k in kept},
+                    "lead_id": lead,
+                    "route": "sales",
+                    "source": "batch",
+                    "created_at": at,
+                }  # fmt: skip
+                for lead, at in routed.items()
+            ]
+        )
         reps = {"rita": 0.78, "sam": 0.7, "kim": 0.62, "lee": 0.84}
         picked = rng.sample(leads, 180)
         for i, lead_id in enumerate(picked):
@@ -263,8 +280,10 @@ class TestInChromium:
             who = list(reps)[i % 4]
             pairs = [who] + ([list(reps)[(i + 1) % 4]] if i % 4 == 0 else [])
             for reviewer in pairs:
-                if prediction["route"] == "sales":
-                    when = now - timedelta(days=rng.uniform(0, 2.5))
+                if lead_id in routed:
+                    when = routed[lead_id] + timedelta(days=rng.uniform(0.1, 11))
+                    if when > now:
+                        continue  # not reviewed yet
                 else:
                     when = now - timedelta(days=rng.uniform(0, 62))
                 field = "stage" if rng.random() < 0.75 else "persona"
@@ -300,7 +319,11 @@ class TestInChromium:
                 "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
             )
         assert page.locator("#drift li").count() >= 1
-        assert "champion" in page.locator("#model-versions").inner_text()
+        assert page.locator("#model-versions .alias-champion").count() == 1
+        drift = page.locator("#drift").inner_text()
+        assert "predictions by version 1 (300 leads" in drift, drift
+        follow = page.locator("#follow-up").inner_text()
+        assert "Routed to sales\n60" in follow or "Routed to sales\t60" in follow, follow
         page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
         page.screenshot(path=str(_screens(tmp_path) / "dashboard.png"), full_page=True)
 
