@@ -29,12 +29,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
+from training.noise import LabelNoiseResult, clean_labels
 from training.promote import CHALLENGER, GateDecision, move_alias, run_gate
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class TrainConfig:
         LightGBM threads. One by default: on a machine shared with other work,
         OpenMP threads that wait for each other spin and make training many
         times slower; raise it on a dedicated machine.
+    label_noise : {"none", "prune", "reweight"}
+        What to do with training labels that confident learning flags as
+        probably wrong (:mod:`training.noise`): keep them (``none``), drop them
+        from their head (``prune``) or down-weight them (``reweight``).
     sales_ready : tuple of str, optional
         Stage labels that count as sales-ready (inferred from the labels when None).
     sales_threshold, review_margin, min_confidence : float
@@ -110,6 +115,7 @@ class TrainConfig:
     learning_rate: float = 0.05
     num_leaves: int = 15
     num_threads: int = 1
+    label_noise: Literal["none", "prune", "reweight"] = "none"
     sales_ready: tuple[str, ...] | None = None
     sales_threshold: float = 0.5
     review_margin: float = 0.1
@@ -228,15 +234,33 @@ def fit_lead_model(
             random_state=config.seed,
         )
 
-    classifier = TwoHeadClassifier(stage_estimator=head(), persona_estimator=head())
-    classifier.fit(
-        train_set.X,
-        y_stage=None if train_set.y_stage is None else train_set.y_stage.to_numpy(dtype=object),
-        y_persona=None
+    labels = {
+        "stage": None if train_set.y_stage is None else train_set.y_stage.to_numpy(dtype=object),
+        "persona": None
         if train_set.y_persona is None
         else train_set.y_persona.to_numpy(dtype=object),
-        sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=float),
+    }
+    weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    noise = clean_labels(
+        train_set.X,
+        labels,
+        config.label_noise,
+        num_threads=config.num_threads,
+        seed=config.seed,
     )
+    classifier = TwoHeadClassifier(stage_estimator=head(), persona_estimator=head())
+    if config.label_noise == "reweight":
+        X, y_stage, y_persona, weight = _per_head_rows(train_set.X, noise, weight)
+    else:
+        X, y_stage, y_persona = train_set.X, noise.y["stage"], noise.y["persona"]
+    classifier.fit(X, y_stage=y_stage, y_persona=y_persona, sample_weight=weight)
+    metadata = dict(metadata or {})
+    if config.label_noise != "none":
+        metadata["label_noise"] = {
+            "mode": noise.mode,
+            "flagged": noise.flagged,
+            "seconds": round(noise.seconds, 3),
+        }
     return LeadReadinessModel(
         classifier,
         input_columns=list(train_set.X.columns),
@@ -244,6 +268,32 @@ def fit_lead_model(
         routing=_routing(config),
         metadata=metadata,
     )
+
+
+def _per_head_rows(
+    X: Any, noise: LabelNoiseResult, weight: np.ndarray | None
+) -> tuple[Any, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """The rows stacked once per head, so each head gets its own row weights.
+
+    ``TwoHeadClassifier`` takes one weight per row for both heads; the stage
+    copy carries only the stage label and the persona copy only the persona
+    label, so each head fits on exactly its own labelled rows (same order,
+    same calibration split) with its own weights.
+    """
+    import pandas as pd
+
+    n = len(X)
+    base = np.ones(n) if weight is None else weight
+    present = [h for h in ("stage", "persona") if noise.y[h] is not None]
+    frames, ys, ws = [], {h: [] for h in present}, []
+    for h in present:
+        frames.append(X)
+        ws.append(base * noise.weights[h])
+        for other in present:
+            ys[other].append(noise.y[h] if other == h else np.full(n, None, dtype=object))
+    stacked = pd.concat(frames, axis=0)
+    y = {h: np.concatenate(ys[h]) for h in present}
+    return stacked, y.get("stage"), y.get("persona"), np.concatenate(ws)
 
 
 def train(config: TrainConfig, *, console: Console | None = None) -> TrainResult:
@@ -372,6 +422,9 @@ def train_on(
     lead_model.metadata["metrics"] = {
         k: v for k, v in metrics.items() if "slice__" not in k and "baseline" not in k
     }
+    noise_info = lead_model.metadata.get("label_noise")
+    if noise_info:
+        metrics.update(_noise_metrics(noise_info))
 
     with steps.step("log_s", "logging to MLflow and registering"):
         experiment_id = configure(config.tracking_uri, config.artifact_root)
@@ -452,6 +505,14 @@ def train_on(
         n_holdout=len(holdout),
         timings=dict(steps.timings),
     )
+
+
+def _noise_metrics(info: dict[str, Any]) -> dict[str, float]:
+    """MLflow metrics of the label-noise step: flagged rows per head and class, seconds."""
+    flagged = info.get("flagged", {})
+    result = LabelNoiseResult(mode=info["mode"], y={}, weights={}, flagged=flagged)
+    result.seconds = float(info.get("seconds", 0.0))
+    return result.metrics()
 
 
 def _without_slices(metrics: dict[str, Any]) -> dict[str, Any]:

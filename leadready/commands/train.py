@@ -136,6 +136,13 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 @click.option(
     "--as-of", default=None, help="Reference time of engagement features [default: last event]."
 )
+@click.option(
+    "--label-noise",
+    type=click.Choice(["none", "prune", "reweight"]),
+    default=None,
+    help="Training labels confident learning flags as wrong: keep them, drop them, or "
+    "down-weight them [default: TrainConfig.label_noise].",
+)
 @click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
 def train(
     leads_path: Path,
@@ -152,6 +159,7 @@ def train(
     seed: int,
     threads: int,
     as_of: str | None,
+    label_noise: str | None,
     gate: bool,
 ) -> None:
     """Train on a lead table, log to MLflow, register a challenger and run the gate.
@@ -186,6 +194,7 @@ def train(
         model_name=settings.model_name,
         gate=gate,
         actor=f"{_actor()} (leadready train)",
+        **({} if label_noise is None else {"label_noise": label_noise}),
     )
     console = Console()
     try:

@@ -1,0 +1,353 @@
+"""Label noise: find the training rows whose label is probably wrong (confident learning).
+
+Marketing's labels are noisy (the simulator corrupts a fifth of them). Confident
+learning (Northcutt, Jiang & Chuang, 2021, the method behind *cleanlab*) finds
+the rows whose given label the data itself contradicts:
+
+1. out-of-fold probabilities: a cheap classifier is fitted ``n_folds`` times,
+   each time on all folds but one, and predicts the held-out fold, so no row is
+   scored by a model that saw its label;
+2. a threshold per class: the mean probability of that class over the rows
+   labelled with it (the class's average self-confidence);
+3. a row is flagged when the probability of its given label is below that
+   label's threshold while some other class reaches its own threshold.
+
+The flagged rows are then dropped (``prune``) or given a smaller weight
+(``reweight``: the row's self-confidence over its label's threshold) before
+the final heads are fitted. Either way each class keeps at least
+``min_keep_share`` of its rows (the most confident of the flagged ones stay),
+so no class disappears.
+
+:func:`find_label_issues` works on one head; :func:`clean_labels` on both heads
+of a training set and is what ``fit_lead_model`` calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "LABEL_NOISE_MODES",
+    "HeadIssues",
+    "LabelNoiseResult",
+    "clean_labels",
+    "confident_flags",
+    "find_label_issues",
+    "out_of_fold_proba",
+]
+
+LabelNoiseMode = Literal["none", "prune", "reweight"]
+#: The accepted values of ``TrainConfig.label_noise`` / ``--label-noise``.
+LABEL_NOISE_MODES: tuple[str, ...] = ("none", "prune", "reweight")
+
+
+@dataclass(frozen=True)
+class HeadIssues:
+    """What confident learning found for one head.
+
+    Attributes
+    ----------
+    classes : tuple of str
+        The head's classes, in probability-column order.
+    proba : ndarray of shape (n_labelled, n_classes)
+        Out-of-fold probabilities of the labelled rows.
+    thresholds : dict
+        Class → mean self-confidence of the rows labelled with it.
+    flagged : ndarray of bool, shape (n_labelled,)
+        Rows whose given label is probably wrong (after the per-class floor).
+    suggested : ndarray of object, shape (n_labelled,)
+        For flagged rows the most probable class among those above their own
+        threshold; None elsewhere.
+    self_confidence : ndarray of shape (n_labelled,)
+        Out-of-fold probability of each row's given label.
+    """
+
+    classes: tuple[str, ...]
+    proba: np.ndarray
+    thresholds: dict[str, float]
+    flagged: np.ndarray
+    suggested: np.ndarray
+    self_confidence: np.ndarray
+
+    def flagged_per_class(self, labels: Sequence[str]) -> dict[str, int]:
+        """Flagged rows per given label (every class listed, zeros included)."""
+        given = np.asarray(labels, dtype=object)
+        return {c: int(np.sum(self.flagged & (given == c))) for c in self.classes}
+
+    def weights(self, labels: Sequence[str]) -> np.ndarray:
+        """Row weights for ``reweight``: 1, or self-confidence / threshold for flagged rows."""
+        given = np.asarray(labels, dtype=object)
+        thr = np.array([self.thresholds[str(g)] for g in given], dtype=float)
+        ratio = np.clip(self.self_confidence / np.maximum(thr, 1e-12), 0.0, 1.0)
+        return np.where(self.flagged, ratio, 1.0)
+
+
+@dataclass
+class LabelNoiseResult:
+    """Cleaned labels and weights for a two-head fit, and what was flagged.
+
+    Attributes
+    ----------
+    mode : str
+        ``"none"``, ``"prune"`` or ``"reweight"``.
+    y : dict
+        Head → labels for the final fit (pruned rows' labels set to None).
+    weights : dict
+        Head → row weights (all ones unless ``reweight``).
+    flagged : dict
+        Head → {class: number of flagged rows labelled with it}.
+    seconds : float
+        Time the out-of-fold fits and flagging took.
+    """
+
+    mode: str
+    y: dict[str, np.ndarray | None]
+    weights: dict[str, np.ndarray]
+    flagged: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """MLflow metrics: flagged rows per head and class, and the time it took."""
+        out: dict[str, float] = {"label_noise_seconds": float(self.seconds)}
+        for head, per_class in self.flagged.items():
+            out[f"{head}_label_noise_flagged"] = float(sum(per_class.values()))
+            for label, n in per_class.items():
+                out[f"{head}_label_noise_flagged__{_metric_key(label)}"] = float(n)
+        return out
+
+
+def _metric_key(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(label))
+
+
+def _folds(y_index: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A stratified fold number per row."""
+    fold = np.empty(len(y_index), dtype=int)
+    for c in np.unique(y_index):
+        rows = np.flatnonzero(y_index == c)
+        rng.shuffle(rows)
+        fold[rows] = np.arange(len(rows)) % n_folds
+    return fold
+
+
+def out_of_fold_proba(
+    X: pd.DataFrame,
+    labels: Sequence[str],
+    *,
+    n_folds: int = 3,
+    n_estimators: int = 60,
+    learning_rate: float = 0.1,
+    num_leaves: int = 15,
+    num_threads: int = 1,
+    seed: int = 0,
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Out-of-fold class probabilities of every row (stratified ``n_folds`` folds).
+
+    The classifier is a small uncalibrated :class:`model.classifier.HeadClassifier`
+    (``n_estimators`` trees); the folds' probability columns are aligned on the
+    classes of all rows (a class missing from a fold's training rows gets 0).
+
+    Returns
+    -------
+    classes : tuple of str
+    proba : ndarray of shape (n_rows, n_classes)
+    """
+    from model.classifier import HeadClassifier
+
+    y = np.asarray(labels, dtype=object).astype(str)
+    classes = tuple(sorted(set(y)))
+    if len(classes) < 2:
+        raise ValueError(f"need at least 2 classes to look for label noise, got {classes}")
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    y_index = np.searchsorted(np.asarray(classes), y)
+    fold = _folds(y_index, n_folds, np.random.default_rng(seed))
+    proba = np.zeros((len(y), len(classes)))
+    for k in range(n_folds):
+        test = fold == k
+        train = ~test
+        if not test.any():
+            continue
+        est = HeadClassifier(
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            num_leaves=num_leaves,
+            num_threads=num_threads,
+            calibration="none",
+            random_state=seed + k,
+        )
+        est.fit(X.iloc[np.flatnonzero(train)], y[train])
+        cols = np.searchsorted(np.asarray(classes), est.classes_.astype(str))
+        proba[np.ix_(np.flatnonzero(test), cols)] = est.predict_proba(X.iloc[np.flatnonzero(test)])
+    return classes, proba
+
+
+def confident_flags(
+    proba: np.ndarray,
+    y_index: np.ndarray,
+    *,
+    min_keep_share: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Confident-learning flags from out-of-fold probabilities.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_rows, n_classes)
+    y_index : ndarray of int, shape (n_rows,)
+        Given label of each row, as a column index of ``proba``.
+    min_keep_share : float
+        Each class keeps at least this share of its rows unflagged; beyond it
+        the flagged rows with the highest self-confidence are unflagged.
+
+    Returns
+    -------
+    thresholds : ndarray of shape (n_classes,)
+    flagged : ndarray of bool, shape (n_rows,)
+    suggested : ndarray of int, shape (n_rows,)
+        Suggested class of flagged rows, -1 elsewhere.
+    """
+    proba = np.asarray(proba, dtype=float)
+    y_index = np.asarray(y_index, dtype=int)
+    n, k = proba.shape
+    thresholds = np.array(
+        [proba[y_index == c, c].mean() if np.any(y_index == c) else np.inf for c in range(k)]
+    )
+    self_conf = proba[np.arange(n), y_index]
+    above = proba >= thresholds[None, :]
+    above[np.arange(n), y_index] = False
+    flagged = (self_conf < thresholds[y_index]) & above.any(axis=1)
+    for c in range(k):
+        rows = np.flatnonzero(y_index == c)
+        limit = int(np.floor(len(rows) * (1.0 - min_keep_share)))
+        hit = rows[flagged[rows]]
+        if len(hit) > limit:
+            keep = hit[np.argsort(self_conf[hit], kind="stable")[limit:]]
+            flagged[keep] = False
+    masked = np.where(above, proba, -np.inf)
+    suggested = np.where(flagged, masked.argmax(axis=1), -1)
+    return thresholds, flagged, suggested
+
+
+def find_label_issues(
+    X: pd.DataFrame,
+    labels: Sequence[str],
+    *,
+    n_folds: int = 3,
+    n_estimators: int = 60,
+    learning_rate: float = 0.1,
+    num_leaves: int = 15,
+    num_threads: int = 1,
+    min_keep_share: float = 0.5,
+    seed: int = 0,
+) -> HeadIssues:
+    """Flag the rows of one head whose label is probably wrong (confident learning).
+
+    Parameters
+    ----------
+    X : DataFrame of shape (n_rows, n_columns)
+        Feature rows (every row labelled).
+    labels : sequence of str
+        The given label of each row.
+    n_folds, n_estimators, learning_rate, num_leaves, num_threads :
+        The out-of-fold classifier (see :func:`out_of_fold_proba`).
+    min_keep_share : float
+        Share of each class's rows that always stays unflagged.
+    seed : int
+        Folds and the classifiers' random state: the same seed gives the same flags.
+
+    Returns
+    -------
+    HeadIssues
+    """
+    y = np.asarray(labels, dtype=object).astype(str)
+    classes, proba = out_of_fold_proba(
+        X,
+        y,
+        n_folds=n_folds,
+        n_estimators=n_estimators,
+        learning_rate=learning_rate,
+        num_leaves=num_leaves,
+        num_threads=num_threads,
+        seed=seed,
+    )
+    y_index = np.searchsorted(np.asarray(classes), y)
+    thresholds, flagged, suggested = confident_flags(proba, y_index, min_keep_share=min_keep_share)
+    names = np.asarray(classes, dtype=object)
+    return HeadIssues(
+        classes=classes,
+        proba=proba,
+        thresholds={c: float(t) for c, t in zip(classes, thresholds, strict=True)},
+        flagged=flagged,
+        suggested=np.where(suggested >= 0, names[np.maximum(suggested, 0)], None),
+        self_confidence=proba[np.arange(len(y)), y_index],
+    )
+
+
+def clean_labels(
+    X: pd.DataFrame,
+    y: dict[str, Any],
+    mode: str,
+    *,
+    n_folds: int = 3,
+    n_estimators: int = 60,
+    num_threads: int = 1,
+    seed: int = 0,
+    **kwargs: Any,
+) -> LabelNoiseResult:
+    """Flag noisy labels of each head and prune or down-weight them.
+
+    Parameters
+    ----------
+    X : DataFrame of shape (n_rows, n_columns)
+    y : dict
+        Head → labels (array of str or None, None = unlabelled), or None for
+        an absent head.
+    mode : {"none", "prune", "reweight"}
+    n_folds, n_estimators, num_threads, seed, **kwargs :
+        Passed to :func:`find_label_issues`.
+
+    Returns
+    -------
+    LabelNoiseResult
+        With ``mode="none"`` the labels unchanged and no flags.
+    """
+    if mode not in LABEL_NOISE_MODES:
+        raise ValueError(f"label_noise must be one of {', '.join(LABEL_NOISE_MODES)}, got {mode!r}")
+    n = len(X)
+    out_y: dict[str, np.ndarray | None] = {}
+    weights: dict[str, np.ndarray] = {}
+    flagged: dict[str, dict[str, int]] = {}
+    start = time.perf_counter()
+    for head, labels in y.items():
+        if labels is None:
+            out_y[head] = None
+            weights[head] = np.ones(n)
+            continue
+        values = np.asarray(labels, dtype=object).copy()
+        weight = np.ones(n)
+        rows = np.flatnonzero([v is not None for v in values])
+        if mode != "none" and len({str(v) for v in values[rows]}) >= 2:
+            issues = find_label_issues(
+                X.iloc[rows],
+                values[rows].astype(str),
+                n_folds=n_folds,
+                n_estimators=n_estimators,
+                num_threads=num_threads,
+                seed=seed,
+                **kwargs,
+            )
+            flagged[head] = issues.flagged_per_class(values[rows].astype(str))
+            if mode == "prune":
+                values[rows[issues.flagged]] = None
+            else:
+                weight[rows] = issues.weights(values[rows].astype(str))
+        out_y[head] = values
+        weights[head] = weight
+    seconds = time.perf_counter() - start if mode != "none" else 0.0
+    return LabelNoiseResult(mode=mode, y=out_y, weights=weights, flagged=flagged, seconds=seconds)
