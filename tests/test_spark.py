@@ -11,6 +11,7 @@ session's tiny champion (``tests.fixtures_model``). Compared:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -178,13 +179,8 @@ def test_score_spark_with_events_equals_score_table(
     assert summary.routes == scored["route"].value_counts().sort_index().to_dict()
     assert summary.as_of == events["timestamp"].max().to_pydatetime()
     assert scored["stage"].nunique() > 1
+    assert summary.missing_columns == []
     assert not list(tmp_path.glob(".scored.*"))
-
-    # a second run replaces the output folder whole
-    again = score_spark(spark, folder / "leads.parquet", spark_out, model_uri=uri)
-    assert again.as_of is not None and again.rows == len(leads)
-    assert "n_events_total" in again.missing_columns
-    assert len(pd.read_parquet(spark_out)) == len(leads)
 
 
 def test_score_spark_100k_feature_rows_equal_predict_frame(
@@ -200,7 +196,8 @@ def test_score_spark_100k_feature_rows_equal_predict_frame(
     )
     assert len(features) >= 100_000
     path = tmp_path / "features.parquet"
-    features.reset_index().to_parquet(path, index=False)
+    # Spark splits Parquet by row group: four of them let both cores score.
+    features.reset_index().to_parquet(path, index=False, row_group_size=25_000)
     local = lead_model.predict_frame(features)
 
     summary = score_spark(
@@ -296,44 +293,35 @@ def test_score_on_spark_prints_the_summary_and_turns_errors_into_click_errors(
     from leadready.commands.spark import score_on_spark
     from leadready.config import Settings
 
-    folder, leads, _ = tables
+    _, leads, _ = tables
+    small = tmp_path / "small.parquet"
+    leads.head(40).to_parquet(small, index=False)
     settings = Settings.for_home(tmp_path / "home", mlflow_tracking_uri=tiny_registry.tracking_uri)
+    uri = f"models:/{tiny_registry.name}@champion"
     out = io.StringIO()
     console = Console(file=out, width=200)
-    uri = f"models:/{tiny_registry.name}@champion"
-    score_on_spark(
-        settings,
-        uri,
-        folder / "leads.parquet",
-        tmp_path / "scored",
-        events_path=folder / "events.parquet",
-        console=console,
-    )
+    score_on_spark(settings, uri, small, tmp_path / "scored", reasons=True, console=console)
     text = out.getvalue()
-    assert f"scored {len(leads):,} rows on Spark" in text
+    assert "scored 40 rows on Spark" in text
     assert f"(version {tiny_registry.champion})" in text
     assert "stage → stage_input" in text
-    assert len(pd.read_parquet(tmp_path / "scored")) == len(leads)
+    assert "input columns are missing" in text and "pass --events" in text
+    first = pd.read_parquet(tmp_path / "scored")
+    assert len(first) == 40
+    reasons = json.loads(first["stage_reasons"].iloc[0])
+    assert reasons and {"feature", "text", "weight"} <= set(reasons[0])
     assert spark.sparkContext._jsc is not None  # the shared session is still running
 
+    # a second run replaces the output folder whole
+    leads.head(25).to_parquet(small, index=False)
+    score_on_spark(settings, uri, small, tmp_path / "scored", console=console)
+    assert len(pd.read_parquet(tmp_path / "scored")) == 25
+
     with pytest.raises(click.ClickException, match="no id column 'crm_id'"):
-        score_on_spark(
-            settings,
-            uri,
-            folder / "leads.parquet",
-            tmp_path / "x",
-            id_col="crm_id",
-            console=console,
-        )
+        score_on_spark(settings, uri, small, tmp_path / "x", id_col="crm_id", console=console)
+    dupes = tmp_path / "dupes.parquet"
+    pd.concat([leads.head(5), leads.head(1)]).to_parquet(dupes, index=False)
     with pytest.raises(click.ClickException, match="duplicate ids"):
-        dupes = tmp_path / "dupes.parquet"
-        pd.concat([leads.head(5), leads.head(1)]).to_parquet(dupes, index=False)
-        score_on_spark(
-            settings,
-            uri,
-            dupes,
-            tmp_path / "y",
-            events_path=folder / "events.parquet",
-            console=console,
-        )
+        score_on_spark(settings, uri, dupes, tmp_path / "y", console=console)
     assert not (tmp_path / "y").exists()
+    assert not list(tmp_path.glob(".y.*"))
