@@ -400,36 +400,26 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
     if days < 1:
         raise ValueError("days must be at least 1")
     now = now or _utc_now()
-    routed = (
+    routed_stmt = (
         sa.select(_P.c.lead_id, sa.func.min(_P.c.created_at).label("routed_at"))
         .where(_P.c.route == "sales")
         .group_by(_P.c.lead_id)
-        .subquery()
     )
-    stmt = (
-        sa.select(
-            routed.c.lead_id,
-            routed.c.routed_at,
-            sa.func.min(_C.c.created_at).label("reviewed_at"),
-        )
-        .select_from(
-            routed.outerjoin(
-                _C,
-                sa.and_(
-                    _C.c.lead_id == routed.c.lead_id,
-                    _C.c.created_at >= routed.c.routed_at,
-                    _C.c.kind != "undo",
-                ),
-            )
-        )
-        .group_by(routed.c.lead_id, routed.c.routed_at)
-    )
+    review_stmt = sa.select(_C.c.lead_id, _C.c.created_at).where(_C.c.kind != "undo")
     with store.engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(stmt).all(), columns=["lead_id", "routed_at", "reviewed"])
+        routed = pd.DataFrame(conn.execute(routed_stmt).all(), columns=["lead_id", "routed_at"])
+        reviews = pd.DataFrame(conn.execute(review_stmt).all(), columns=["lead_id", "reviewed"])
+    routed["routed_at"] = _utc(routed["routed_at"])
+    reviews["reviewed"] = _utc(reviews["reviewed"])
+    # The first review at or after the routing, per lead (a merge on the few reviewed leads).
+    both = routed.merge(reviews, on="lead_id", how="inner")
+    both = both[both["reviewed"] >= both["routed_at"]]
+    first = both.groupby("lead_id")["reviewed"].min()
+    frame = routed.merge(first.rename("reviewed"), left_on="lead_id", right_index=True, how="left")
     if frame.empty:
         return SalesFollowUp(days, 0, 0, 0, 0, 0, None)
-    routed_at = _utc(frame["routed_at"])
-    reviewed_at = _utc(frame["reviewed"])
+    routed_at = frame["routed_at"]
+    reviewed_at = pd.to_datetime(frame["reviewed"], utc=True)
     delay = reviewed_at - routed_at
     window = pd.Timedelta(days=days)
     reviewed = reviewed_at.notna()

@@ -39,7 +39,7 @@ from data import alignment
 from review_ui import auth
 from review_ui.views import bp
 
-__all__ = ["MLFLOW_TTL", "MLFLOW_WAIT", "ModelVersions", "read_model_versions"]
+__all__ = ["MLFLOW_TTL", "MLFLOW_WAIT", "DriftCache", "ModelVersions", "read_model_versions"]
 
 #: Seconds a read of the registry is reused.
 MLFLOW_TTL = 60.0
@@ -159,6 +159,26 @@ class ModelVersions:
             return {"error": f"MLflow could not be read ({reason})"}
 
 
+@dataclass
+class DriftCache:
+    """The last drift report, reused for ``ttl`` seconds (it reads up to 10k snapshots)."""
+
+    ttl: float = 300.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _entry: tuple[Any, float, Any] | None = None
+
+    def get(self, key: Any, compute: Any) -> Any:
+        """``compute()``'s answer for ``key``, computed at most once per ``ttl``."""
+        with self._lock:
+            entry = self._entry
+            if entry is not None and entry[0] == key and time.monotonic() - entry[1] < self.ttl:
+                return entry[2]
+        value = compute()
+        with self._lock:
+            self._entry = (key, time.monotonic(), value)
+        return value
+
+
 def _sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
@@ -169,6 +189,10 @@ def _versions_cache() -> ModelVersions:
     if _EXTENSION not in ext:
         ext[_EXTENSION] = ModelVersions()
     return ext[_EXTENSION]
+
+
+def _drift_cache() -> DriftCache:
+    return current_app.extensions.setdefault(_EXTENSION + "_drift", DriftCache())
 
 
 def _models() -> dict[str, Any]:
@@ -227,11 +251,12 @@ def dashboard() -> Any:
     recent = reviews[reviews["created_at"] >= pd.Timestamp(now) - pd.Timedelta(days=30)]
     models = _models()
     champion = models.get("champion") or {}
-    drift = alignment.drift_report(
-        store,
-        champion_version=champion.get("version"),
-        registered_at=champion.get("registered_at"),
-        now=now,
+    key = (champion.get("version"), champion.get("registered_at"))
+    drift = _drift_cache().get(
+        key,
+        lambda: alignment.drift_report(
+            store, champion_version=key[0], registered_at=key[1], now=now
+        ),
     )
     weekly = alignment.corrections_per_week(reviews, weeks=_WEEKS)
     override_weeks = alignment.override_rate_per_week(reviews, weeks=_WEEKS)

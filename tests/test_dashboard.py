@@ -337,3 +337,12 @@ class TestInChromium:
         assert page.locator("nav a", has_text="Alignment").count() == 1
         response = page.goto("/review/dashboard/reps")
         assert response.status == 403
+
+
+def test_the_drift_report_is_reused_for_the_same_champion():
+    cache = dashboard.DriftCache(ttl=60)
+    calls = []
+    assert cache.get(("1", None), lambda: calls.append(1) or "a") == "a"
+    assert cache.get(("1", None), lambda: calls.append(1) or "b") == "a"
+    assert cache.get(("2", None), lambda: calls.append(1) or "c") == "c"  # new champion
+    assert len(calls) == 2
