@@ -25,6 +25,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import assert_all_finite, check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -188,6 +189,13 @@ def _as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
     if array.dtype == object:
         frame = frame.infer_objects()
     return frame, False
+
+
+def _check_fitted(estimator: Any, attribute: str) -> None:
+    """``check_is_fitted`` for the scoring hot path: one attribute lookup, same error."""
+    if attribute not in estimator.__dict__:
+        check_is_fitted(estimator, attribute)  # raises sklearn's NotFittedError message
+        raise NotFittedError(f"{type(estimator).__name__} is not fitted yet")
 
 
 # --------------------------------------------------------------------------- encoder
@@ -416,7 +424,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         ndarray of shape (n_rows, n_features_out)
             float64; NaN where a value is missing or unseen.
         """
-        check_is_fitted(self, "columns_")
+        _check_fitted(self, "columns_")
         frame, is_frame = _as_frame(X)
         if not is_frame and frame.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -494,19 +502,35 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_rows, n_features_out)
         """
-        check_is_fitted(self, "columns_")
+        _check_fitted(self, "columns_")
         plan = self._plan
-        out = np.full((len(records), len(self.feature_names_out_)), np.nan)
-        for r, rec in enumerate(records):
+        width = len(self.feature_names_out_)
+        nan = math.nan
+        rows: list[list[float]] = []
+        for rec in records:
+            row = [nan] * width
+            get = rec.get
             for col, kind, start, payload in plan:
-                v = rec.get(col)
+                v = get(col)
                 if kind == "numeric":
-                    out[r, start] = _to_number(v)
+                    kind_v = type(v)
+                    row[start] = (
+                        v if kind_v is float else float(v) if kind_v is int else _to_number(v)
+                    )
                 elif kind == "categorical":
-                    out[r, start] = payload.get(_to_key(v), np.nan)
+                    row[start] = payload.get(_to_key(v), nan)
                 else:
-                    self._fill_text(out[:, start : start + len(payload)], r, v, payload)
-        return out
+                    key = _to_key(v)
+                    if key is not None:
+                        row[start : start + len(payload)] = [0.0] * len(payload)
+                        for t in _tokens(key):
+                            j = payload.get(t)
+                            if j is not None:
+                                row[start + j] = 1.0
+            rows.append(row)
+        if not rows:
+            return np.full((0, width), np.nan)
+        return np.array(rows, dtype=np.float64)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the encoded columns, shape (n_features_out,)."""
@@ -983,12 +1007,12 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
 
     def encode(self, X: Any) -> np.ndarray:
         """The encoder's matrix for ``X``, shape (n_rows, n_features_out)."""
-        check_is_fitted(self, "booster_")
+        _check_fitted(self, "booster_")
         return self.encoder_.transform(X)
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """The encoder's matrix for plain dicts, shape (n_rows, n_features_out)."""
-        check_is_fitted(self, "booster_")
+        _check_fitted(self, "booster_")
         return self.encoder_.transform_records(records)
 
     def predict_proba_encoded(self, Z: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
@@ -1004,7 +1028,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_rows, n_classes), columns in ``classes_`` order.
         """
-        check_is_fitted(self, "booster_")
+        _check_fitted(self, "booster_")
         threads = self.num_threads if num_threads is None else num_threads
         return self.calibrator_.transform(self._raw_logits(Z, threads) + self.logit_shift_)
 
@@ -1127,7 +1151,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_contrib(self, Z: np.ndarray, method: str) -> tuple[int, int]:
-        check_is_fitted(self, "booster_")
+        _check_fitted(self, "booster_")
         if method not in ("path", "shap"):
             raise ValueError(f"method must be 'path' or 'shap', got {method!r}")
         return Z.shape
