@@ -82,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     met = Metrics(multiproc_dir=multiprocess_dir())
     store = init_store(app, settings)
+    met.add_alignment(lambda: store)
     auth = ApiKeyAuth(
         store,
         cache_seconds=float(app.config["API_KEY_CACHE_SECONDS"]),

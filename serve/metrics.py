@@ -13,8 +13,9 @@ gunicorn config marks dead workers so their live gauges disappear.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +28,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "init_app", "multiprocess_dir"]
+__all__ = ["LATENCY_BUCKETS", "AlignmentCollector", "Metrics", "init_app", "multiprocess_dir"]
 
 #: Request latency buckets (seconds): fine below 10 ms, where the API should answer.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -55,6 +57,57 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+class AlignmentCollector:
+    """Reps' agreement and feature drift from the store at scrape time (cached ``ttl`` s).
+
+    Read at scrape time rather than counted per request, so every worker answers
+    the same figures without multiprocess bookkeeping.
+    """
+
+    _DOCS = {
+        "override_rate": "Share of leads reviewed in the last 30 days where a rep changed a label.",
+        "reviews": "Reps' reviews in effect in the last 30 days.",
+        "agreement_rate": "Share of reps' reviews (30 days) that agree with the model, per head.",
+        "feature_psi": "PSI of recent scored leads' features vs the champion's first week (top 5).",
+    }
+
+    def __init__(self, store_of: Callable[[], Any], ttl: float = 300.0) -> None:
+        self._store_of, self._ttl = store_of, ttl
+        self._lock = threading.Lock()
+        self._values: dict[str, float] = {}
+        self._at = float("-inf")
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """Names only: registering the collector never reads the store."""
+        return [GaugeMetricFamily(f"leadready_{k}", doc) for k, doc in self._DOCS.items()]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The gauges, recomputed at most every ``ttl`` seconds."""
+        from data.alignment import alignment_gauges
+
+        with self._lock:
+            if time.monotonic() - self._at >= self._ttl:
+                self._values = alignment_gauges(self._store_of())
+                self._at = time.monotonic()
+            values = dict(self._values)
+        for k in ("override_rate", "reviews"):
+            if k in values:
+                yield GaugeMetricFamily(f"leadready_{k}", self._DOCS[k], value=values[k])
+        agree = GaugeMetricFamily(
+            "leadready_agreement_rate", self._DOCS["agreement_rate"], labels=["head"]
+        )
+        psi = GaugeMetricFamily(
+            "leadready_feature_psi", self._DOCS["feature_psi"], labels=["feature"]
+        )
+        by_name = {"agreement_rate": agree, "feature_psi": psi}
+        for key, value in values.items():
+            name, _, label = key.partition(":")
+            if name in by_name and label:
+                by_name[name].add_metric([label], value)
+        yield agree
+        yield psi
+
+
 @dataclass
 class Metrics:
     """The metrics one app exports, registered in ``registry``."""
@@ -63,6 +116,13 @@ class Metrics:
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
     multiproc_dir: str | None = None
+    alignment: AlignmentCollector | None = None
+
+    def add_alignment(self, store_of: Callable[[], Any]) -> None:
+        """Export the alignment gauges (override rate, agreement, PSI) from the store."""
+        self.alignment = AlignmentCollector(store_of)
+        if not self.multiproc_dir:
+            self.registry.register(self.alignment)
 
     def __post_init__(self) -> None:
         reg = self.registry
@@ -177,6 +237,8 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+            if self.alignment is not None:
+                registry.register(self.alignment)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 

@@ -152,3 +152,24 @@ def test_the_review_endpoints_are_in_the_openapi_document(api_client):
     doc = api_client.get("/openapi.json").json
     assert "post" in doc["paths"]["/v1/leads/{lead_id}/corrections"]
     assert "get" in doc["paths"]["/v1/review/queue"]
+
+
+def test_metrics_export_the_alignment_gauges(api_app, api_client, api_headers, tiny_registry):
+    lead_id = _scored_lead(api_app, api_client, api_headers, tiny_registry, index=20)
+    assert (
+        _post(
+            api_client,
+            lead_id,
+            {"stage": "decision", "reviewer": "gauge-rep"},
+            api_headers["client"],
+        ).status_code
+        == 201
+    )
+    get_state(api_app).metrics.alignment._at = float("-inf")  # expire the scrape cache
+    text = api_client.get("/metrics").get_data(as_text=True)
+    assert "# HELP leadready_override_rate" in text
+    override = next(
+        line for line in text.splitlines() if line.startswith("leadready_override_rate ")
+    )
+    assert 0.0 <= float(override.split()[1]) <= 1.0
+    assert "# HELP leadready_agreement_rate" in text
