@@ -223,3 +223,18 @@ def test_leadready_train_takes_label_noise(crm, monkeypatch, tmp_path):
     run_id = client.get_model_version("lead-readiness", "1").run_id
     assert client.get_run(run_id).data.params["label_noise"] == "reweight"
     assert client.get_run(run_id).data.metrics["persona_label_noise_flagged"] >= 0
+
+
+@pytest.mark.parametrize("mode", ["prune", "reweight"])
+def test_trusted_rows_are_never_flagged(mode):
+    X, given, _, wrong = _blobs(n=600, flip=0.2, seed=5)
+    y = {"stage": given, "persona": None}
+    free = clean_labels(X, y, mode, n_estimators=20, seed=0)
+    trusted = wrong.copy()  # the mislabelled rows, as if a rep had vouched for them
+    kept = clean_labels(X, y, mode, n_estimators=20, seed=0, trusted=trusted)
+    assert sum(free.flagged["stage"].values()) > 40
+    assert sum(kept.flagged["stage"].values()) < sum(free.flagged["stage"].values()) / 3
+    np.testing.assert_array_equal(kept.y["stage"][trusted], given[trusted])
+    assert np.all(kept.weights["stage"][trusted] == 1.0)
+    with pytest.raises(ValueError, match="trusted has 3 rows"):
+        clean_labels(X, y, mode, trusted=[True, False, True])

@@ -80,7 +80,10 @@ class TrainConfig:
     label_noise : {"none", "prune", "reweight"}
         What to do with training labels that confident learning flags as
         probably wrong (:mod:`training.noise`): keep them (``none``), drop them
-        from their head (``prune``) or down-weight them (``reweight``).
+        from their head (``prune``, the default) or down-weight them
+        (``reweight``). Against the simulator's truth, pruning raised persona
+        macro-F1 by 0.01–0.05 and left stage within ±0.01 (``python -m
+        bench.quality``), for about 45% more fitting CPU.
     sales_ready : tuple of str, optional
         Stage labels that count as sales-ready (inferred from the labels when None).
     sales_threshold, review_margin, min_confidence : float
@@ -115,7 +118,7 @@ class TrainConfig:
     learning_rate: float = 0.05
     num_leaves: int = 15
     num_threads: int = 1
-    label_noise: Literal["none", "prune", "reweight"] = "none"
+    label_noise: Literal["none", "prune", "reweight"] = "prune"
     sales_ready: tuple[str, ...] | None = None
     sales_threshold: float = 0.5
     review_margin: float = 0.1
@@ -200,6 +203,7 @@ def fit_lead_model(
     feature_config: Any | None = None,
     sample_weight: Sequence[float] | None = None,
     metadata: dict[str, Any] | None = None,
+    trusted: Sequence[bool] | None = None,
 ) -> LeadReadinessModel:
     """Fit the two-head classifier on a training set and package it.
 
@@ -216,6 +220,9 @@ def fit_lead_model(
         One weight per row of ``train_set``.
     metadata : dict, optional
         Stored in the model.
+    trusted : sequence of bool, optional
+        Rows with verified labels (reps' corrections), never pruned or
+        down-weighted by ``config.label_noise``.
 
     Returns
     -------
@@ -247,6 +254,7 @@ def fit_lead_model(
         config.label_noise,
         num_threads=config.num_threads,
         seed=config.seed,
+        trusted=trusted,
     )
     classifier = TwoHeadClassifier(stage_estimator=head(), persona_estimator=head())
     if config.label_noise == "reweight":
@@ -343,6 +351,7 @@ def train_on(
     console: Console | None = None,
     sample_weight: Sequence[float] | None = None,
     extra_params: dict[str, Any] | None = None,
+    trusted: Sequence[bool] | None = None,
     _steps: _Steps | None = None,
 ) -> TrainResult:
     """Split, fit, evaluate, log, register and gate a training set.
@@ -359,6 +368,9 @@ def train_on(
         One weight per lead of ``training_set`` (held-out weights are ignored).
     extra_params : dict, optional
         More MLflow parameters (e.g. how many corrections were applied).
+    trusted : sequence of bool, optional
+        One flag per lead of ``training_set``: verified labels (reps'
+        corrections) that label-noise handling must keep as they are.
 
     Returns
     -------
@@ -389,6 +401,7 @@ def train_on(
             train_set,
             config,
             sample_weight=weights,
+            trusted=None if trusted is None else np.asarray(trusted, dtype=bool)[~mask],
             metadata={
                 "id_col": training_set.id_col,
                 "label_columns": {
