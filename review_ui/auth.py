@@ -6,24 +6,43 @@ a disabled user (or a changed role) takes effect on their next click.
 
 Roles are ordered: a ``rep`` reviews and corrects leads; an ``analyst`` also
 retrains and sees the models page; an ``admin`` also manages users.
+
+Password guessing is slowed by :class:`LoginLimiter`: failed logins are counted
+in a sliding window per user name and per client address; past the limit the
+login answers 429 with a ``Retry-After`` before any password is checked, and
+every failure costs a short delay. The counts live in a small SQLite file under
+``LEADREADY_HOME`` (``login_attempts.db``), so every gunicorn worker on the host
+sees the same counts; without a home they are kept in memory per process.
+
+Configuration keys: ``REVIEW_LOGIN_MAX_FAILURES`` (per user name, 5),
+``REVIEW_LOGIN_MAX_FAILURES_PER_IP`` (20), ``REVIEW_LOGIN_WINDOW_SECONDS`` (900),
+``REVIEW_LOGIN_FAILURE_DELAY`` (seconds added to each failed attempt, 0.3).
+Behind a reverse proxy, wrap the app in ``werkzeug.middleware.proxy_fix.ProxyFix``
+so the client address is the real one.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from flask import Flask, abort, current_app, session
+from flask import Flask, Response, abort, current_app, render_template, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
 __all__ = [
     "ROLE_RANK",
+    "LoginLimiter",
     "ReviewUser",
     "has_role",
     "init_login",
+    "init_login_limiter",
     "log_in",
     "log_out",
     "role_required",
@@ -138,4 +157,181 @@ def init_login(app: Flask, load_store: Callable[[], Any]) -> LoginManager:
 
     manager.init_app(app)
     app.permanent_session_lifetime = _lifetime(app)
+    init_login_limiter(app)
     return manager
+
+
+# ----------------------------------------------------------------- rate limiting
+
+_LOGIN_ENDPOINT = "review.login"
+_LIMITER = "review_login_limiter"
+
+
+class LoginLimiter:
+    """Failed logins in a sliding window, per user name and per client address.
+
+    Parameters
+    ----------
+    path
+        A SQLite file shared by every process on the host (``None``: in memory,
+        this process only).
+    max_per_user, max_per_ip
+        Failures allowed within ``window_seconds``; the next attempt is refused.
+    window_seconds
+        Length of the sliding window.
+    clock
+        Wall clock (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        max_per_user: int = 5,
+        max_per_ip: int = 20,
+        window_seconds: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.max_per_user = int(max_per_user)
+        self.max_per_ip = int(max_per_ip)
+        self.window = float(window_seconds)
+        self.clock = clock
+        self._memory: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as conn:
+                conn.execute(
+                    "create table if not exists login_failures (key text not null, at real not null)"
+                )
+                conn.execute(
+                    "create index if not exists login_failures_key on login_failures (key, at)"
+                )
+
+    @staticmethod
+    def keys(name: str, address: str | None) -> tuple[str, str]:
+        """The two counters an attempt touches: the user name's and the address's."""
+        return f"user:{name.strip().casefold()[:200]}", f"ip:{address or '-'}"
+
+    def retry_after(self, name: str, address: str | None) -> int:
+        """Seconds until another attempt is allowed (0: allowed now)."""
+        user_key, ip_key = self.keys(name, address)
+        now = self.clock()
+        waits = [0.0]
+        for key, limit in ((user_key, self.max_per_user), (ip_key, self.max_per_ip)):
+            times = self._recent(key, now)
+            if len(times) >= limit:
+                waits.append(times[-limit] + self.window - now)
+        return int(max(waits) + 0.999)
+
+    def failed(self, name: str, address: str | None) -> None:
+        """Count a failed attempt against the name and the address."""
+        now = self.clock()
+        keys = self.keys(name, address)
+        if self.path is None:
+            with self._lock:
+                for key in keys:
+                    self._memory.setdefault(key, deque(maxlen=1000)).append(now)
+            return
+        with self._connect() as conn:
+            conn.executemany(
+                "insert into login_failures (key, at) values (?, ?)", [(k, now) for k in keys]
+            )
+            conn.execute("delete from login_failures where at < ?", (now - self.window,))
+
+    def succeeded(self, name: str) -> None:
+        """A correct password clears the name's failures (not the address's)."""
+        user_key, _ = self.keys(name, None)
+        if self.path is None:
+            with self._lock:
+                self._memory.pop(user_key, None)
+            return
+        with self._connect() as conn:
+            conn.execute("delete from login_failures where key = ?", (user_key,))
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        since = now - self.window
+        if self.path is None:
+            with self._lock:
+                return sorted(t for t in self._memory.get(key, ()) if t > since)
+        with self._connect() as conn:
+            rows = conn.execute(
+                "select at from login_failures where key = ? and at > ? order by at", (key, since)
+            ).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def _connect(self) -> _Closing:
+        conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
+        conn.execute("pragma journal_mode=wal")
+        conn.execute("pragma busy_timeout=10000")
+        return _Closing(conn)
+
+
+class _Closing:
+    """A connection that commits (autocommit mode) and closes at the end of ``with``."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.conn
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.conn.close()
+
+
+def _login_name() -> str:
+    return str(request.form.get("name") or "")
+
+
+def init_login_limiter(app: Flask) -> LoginLimiter:
+    """Refuse logins past the failure limits with 429; count failures; delay each one."""
+    existing = app.extensions.get(_LIMITER)
+    if existing is not None:
+        return existing
+    cfg = app.config
+    home = cfg.get("LEADREADY_HOME")
+    limiter = LoginLimiter(
+        Path(home) / "login_attempts.db" if home else None,
+        max_per_user=int(cfg.setdefault("REVIEW_LOGIN_MAX_FAILURES", 5)),
+        max_per_ip=int(cfg.setdefault("REVIEW_LOGIN_MAX_FAILURES_PER_IP", 20)),
+        window_seconds=float(cfg.setdefault("REVIEW_LOGIN_WINDOW_SECONDS", 900)),
+    )
+    cfg.setdefault("REVIEW_LOGIN_FAILURE_DELAY", 0.3)
+    app.extensions[_LIMITER] = limiter
+
+    @app.before_request
+    def _refuse_when_limited() -> Any:
+        if request.endpoint != _LOGIN_ENDPOINT or request.method != "POST":
+            return None
+        wait = limiter.retry_after(_login_name(), request.remote_addr)
+        if wait <= 0:
+            return None
+        minutes = max(1, round(wait / 60))
+        html = render_template(
+            "review/error.html",
+            code=429,
+            title="Too many login attempts",
+            message=(
+                "Too many failed logins for this user name or from this address. "
+                f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}, "
+                "or ask an admin to reset your password."
+            ),
+        )
+        return Response(html, status=429, headers={"Retry-After": str(wait)})
+
+    @app.after_request
+    def _count_attempt(response: Response) -> Response:
+        if request.endpoint != _LOGIN_ENDPOINT or request.method != "POST":
+            return response
+        if response.status_code == 401:
+            limiter.failed(_login_name(), request.remote_addr)
+            delay = float(current_app.config["REVIEW_LOGIN_FAILURE_DELAY"])
+            if delay > 0:
+                time.sleep(delay)
+        elif response.status_code in (302, 303):
+            limiter.succeeded(_login_name())
+        return response
+
+    return limiter
