@@ -24,6 +24,7 @@ BENCHMARKS: list[str] = [
     "features",
     "training",
     "serving",
+    "scoring",
     "review_loop",
 ]
 
