@@ -110,7 +110,7 @@ class LoopConfig:
     holdout_share: float = 0.2
     label_noise: float = 0.2
     n_estimators: int = 200
-    num_threads: int = 2
+    num_threads: int = 1
 
     def __post_init__(self) -> None:
         unknown = set(self.strategies) - set(STRATEGIES)
@@ -394,6 +394,7 @@ def _one_run(
         training.subset(fit_rows),
         prepared.train_config,
         sample_weight=retrain_set.sample_weight[fit_rows],
+        trusted=retrain_set.corrected[fit_rows],
     )
     timings["retrain_s"] = time.perf_counter() - start
     after = truth_metrics(challenger, prepared.test_X, prepared.truth)
@@ -614,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weight", type=float, default=2.0, help="correction weight")
     parser.add_argument("--rep-error", type=float, default=0.03)
     parser.add_argument("--trees", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="review_loop", help="result file name")
     args = parser.parse_args(argv)
     config = LoopConfig(

@@ -443,13 +443,22 @@ def loop(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_retrain_logs_the_corrections_and_gates_on_rep_verified_leads(loop):
+def test_retrain_logs_the_corrections_and_gates_on_rep_verified_leads(loop, monkeypatch):
     from mlflow import MlflowClient
 
+    import training.retrain as module
     from training.promote import current_version
     from training.retrain import retrain
 
     root, train_config, store, reviewed = loop
+    seen: dict = {}
+    real_train_on = module.train_on
+
+    def spy(training_set, config, **kw):
+        seen.update(kw, ids=training_set.ids, config=config)
+        return real_train_on(training_set, config, **kw)
+
+    monkeypatch.setattr(module, "train_on", spy)
     steps: list[tuple[str, float]] = []
     config = RetrainConfig(
         tracking_uri=train_config.tracking_uri,
@@ -459,6 +468,13 @@ def test_retrain_logs_the_corrections_and_gates_on_rep_verified_leads(loop):
     result = retrain(config, store, progress=lambda step, f: steps.append((step, f)))
 
     assert result.base_version == "1" and result.version == "2"
+    # Reps' labels are trusted (label-noise pruning keeps them) and weigh double.
+    trusted = pd.Series(seen["trusted"], index=seen["ids"])
+    in_training = set(reviewed) & set(seen["ids"])
+    assert set(trusted[trusted].index) == in_training
+    weights = pd.Series(seen["sample_weight"], index=seen["ids"])
+    assert (weights[list(in_training)] == 2.0).all() and weights[~trusted].eq(1.0).all()
+    assert seen["config"].gate is False  # retrain runs its own gate
     assert result.base_config.leads_path == train_config.leads_path
     assert result.base_config.n_estimators == 25
     gate_ids = set(np.asarray(reviewed)[holdout_mask(reviewed, 0.2)])

@@ -20,9 +20,11 @@ What goes in
   corrected head; the other head keeps the base data's label. A corrected lead
   that is not in the base data is added; one without a snapshot falls back to its
   base feature row (or is skipped, and counted, when it has neither). Corrected
-  rows carry ``correction_weight`` (default 2.0) as their sample weight.
-  ``TwoHeadClassifier`` takes one weight per row, so a lead whose stage was
-  corrected also weighs its (uncorrected) persona label.
+  rows carry ``correction_weight`` (default 2.0) as their sample weight and are
+  passed as ``trusted``, so label-noise handling (``TrainConfig.label_noise``)
+  never prunes or down-weights them. Weights and trust are per row (one for
+  both heads), so a lead whose stage was corrected also weighs, and protects,
+  its uncorrected persona label.
 
 The gate set
 ------------
@@ -822,6 +824,7 @@ def retrain(
         base_config,
         console=console,
         sample_weight=retrain_set.sample_weight,
+        trusted=retrain_set.corrected,
         extra_params={
             "retrain_base_version": base_version or "",
             "retrain_correction_weight": config.correction_weight,
