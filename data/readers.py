@@ -40,7 +40,11 @@ import pyarrow as pa
 
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
 
+#: ``read_leads(path, id_col=ROW_ID)`` on a table without ids numbers its rows.
+ROW_ID = "row_id"
+
 __all__ = [
+    "ROW_ID",
     "EVENT_PROPERTY_COLUMNS",
     "REQUIRED_EVENT_COLUMNS",
     "SUPPORTED_SUFFIXES",
@@ -792,7 +796,8 @@ def read_leads(path: str | Path, *, id_col: str = "lead_id", strict: bool = Fals
     path : str or pathlib.Path
         CSV, Parquet or JSON Lines file.
     id_col : str, default "lead_id"
-        The id column; it keeps its name in the result.
+        The id column; it keeps its name in the result. ``ROW_ID`` (``"row_id"``)
+        on a table without such a column numbers the leads by their data row.
     strict : bool, default False
         Raise :class:`InputError` if any row is bad instead of returning it in
         ``rejected``.
@@ -811,6 +816,9 @@ def read_leads(path: str | Path, *, id_col: str = "lead_id", strict: bool = Fals
     path = Path(path)
     text_cols = (id_col, *_LEAD_TEXT)
     raw = _read_raw(path, text_columns=text_cols)
+    if id_col == ROW_ID and ROW_ID not in raw.frame.columns:
+        # A table without ids (an analytics export): each lead is its row number.
+        raw.frame.insert(0, ROW_ID, [str(r) for r in raw.rows])
     _missing_columns(path.name, raw.frame.columns, (id_col,))
     check = _Checker(path.name, raw)
     df = raw.frame

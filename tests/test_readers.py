@@ -405,3 +405,15 @@ def test_row_error_str_without_row_or_column():
         "f.csv, column 'x': required column is missing"
     )
     assert str(RowError("f.csv", 3, None, "raw", "bad")) == "f.csv, row 3: bad"
+
+
+def test_a_table_without_ids_numbers_its_rows(tmp_path):
+    from data.readers import ROW_ID
+
+    path = tmp_path / "sessions.csv"
+    path.write_text("pages,bought\n3,true\n5,false\n,true\n")
+    result = read_leads(path, id_col=ROW_ID)
+    assert result.frame[ROW_ID].tolist() == ["1", "2", "3"]
+    assert result.frame["pages"].isna().tolist() == [False, False, True]
+    with pytest.raises(InputError, match="lead_id"):
+        read_leads(path, strict=True)

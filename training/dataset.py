@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.readers import InputError, RowError, read_events, read_leads
+from data.readers import ROW_ID, InputError, RowError, read_events, read_leads
 
 __all__ = [
     "TrainingSet",
@@ -296,7 +296,8 @@ def load_training_table(
             columns = _header(path)
             raise ValueError(
                 f"{name}: no column {id_col!r} (id column); "
-                f"the columns are: {_columns_listed(columns)}"
+                f"the columns are: {_columns_listed(columns)}. "
+                f"A table without ids can use --id-col {ROW_ID} (leads numbered by row)"
             ) from None
         raise
     frame = result.frame

@@ -103,7 +103,12 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 @click.option(
     "--events", "events_path", type=_FILE, default=None, help="Events table of the leads."
 )
-@click.option("--id-col", default="lead_id", show_default=True, help="The lead id column.")
+@click.option(
+    "--id-col",
+    default="lead_id",
+    show_default=True,
+    help="The lead id column ('row_id' numbers the rows of a table without ids).",
+)
 @click.option("--stage-col", default=None, help="The buying-stage label column.")
 @click.option("--persona-col", default=None, help="The persona label column.")
 @click.option("--exclude", default=None, help="Columns that must not become features: A,B,…")
