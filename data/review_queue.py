@@ -19,47 +19,69 @@ possible mislabel
     either marketing mislabelled the lead, or the model is confidently wrong —
     both worth a look, and the answer becomes a training label.
 
-``priority`` is a weighted sum of these strengths (:class:`QueueConfig`); each
-item carries the reasons that fired, in words. Leads a rep has labelled (the
-latest correction of a field is a rep's label) sink below all others unless
-the caller filters on ``reviewed``.
+``priority`` is a weighted sum of these strengths (:func:`priority_scores`,
+weights and thresholds in :class:`QueueConfig`); each item carries the reasons
+that fired, in words. Leads a rep has labelled (the latest correction of a field
+is a rep's label) sink below all others unless the caller filters on
+``reviewed``.
 
-Everything that orders or filters is computed in one SQL statement (SQLite and
-PostgreSQL), using the store's indexes: ``predictions(lead_id, id)`` for the
-latest and previous prediction of each lead and ``corrections(lead_id, field,
-id)`` for the reviewed flag. Only the page of items is turned into Python
-objects. No Flask: the review UI, the API (``GET /v1/review/queue``) and the
-CLI (``leadready queue --top K``) call the same :func:`review_queue`.
+The queue is materialized in the store's ``lead_queue`` table
+(:class:`data.store.QueueRow`), one row per scored lead, kept current by the
+store's write paths in the same transaction: ``record_predictions`` (the latest
+prediction, the stage before it, the model's probability of marketing's labels,
+the priority), ``upsert_leads`` (marketing's labels and the company) and
+``add_correction`` / ``undo_correction`` (the reviewed flag). The store computes
+each row with :func:`queue_rows` and :data:`STORED_CONFIG`; ``sort_key`` is
+minus the priority *without* the stage-change term, because that term depends on
+the present: the row keeps the time of the change (``changed_at``) and a page
+adds the term at read time.
+
+A page is then two index walks of at most ``offset + limit`` entries of
+``(reviewed, sort_key, lead_id, …)`` — one over leads whose stage changed
+recently (a partial index), shifted by the change weight, one over the others —
+merged, plus a ``COUNT`` for the total. The indexes carry every column a filter
+tests, so filtered pages walk the index alone too. A configuration whose
+weights or thresholds differ from :data:`STORED_CONFIG` (other than
+``changed_days`` and ``w_changed``) cannot use the stored order: its pages rank
+the filtered rows' stored terms with the same sum written in SQL (a top-N sort
+over one scan of one narrow table, no JSON, no look-up of other predictions;
+tests hold the two renderings equal). No Flask:
+the review UI, the API (``GET /v1/review/queue``) and the CLI (``leadready queue
+--top K``) call the same :func:`review_queue`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from data.schema import DEFAULT_PERSONAS, DEFAULT_SALES_READY_STAGES, DEFAULT_STAGES
-from data.store import CorrectionRow, LeadRow, PredictionRow
+from data.store import LeadRow, PredictionRow, QueueRow
 
 __all__ = [
     "REASON_CODES",
+    "STORED_CONFIG",
     "QueueConfig",
     "QueueItem",
     "QueuePage",
     "QueueReason",
     "label_choices",
+    "marketing_probability",
     "model_versions",
+    "priority_scores",
     "queue_facets",
     "queue_item",
+    "queue_rows",
     "review_queue",
+    "runner_up",
 ]
 
 #: Codes of the reasons a lead is in the queue, in the order they are listed.
@@ -73,10 +95,12 @@ REASON_CODES: tuple[str, ...] = (
 )
 
 _MAX_LIMIT = 1000
+#: A text search matching at most this many leads is ranked from one pass.
+_SEARCH_ROWS = 5000
 
 _P = PredictionRow.__table__
 _L = LeadRow.__table__
-_C = CorrectionRow.__table__
+_Q = QueueRow.__table__
 
 
 @dataclass(frozen=True)
@@ -195,70 +219,239 @@ class QueuePage:
         return self.offset > 0
 
 
-# ------------------------------------------------------------ SQL: one label's probability
+#: The configuration the store ranks by (``lead_queue.sort_key``). Pages asked for
+#: with other weights or thresholds are ranked at read time (see the module notes).
+STORED_CONFIG: QueueConfig = QueueConfig()
 
 
-class _LabelProbability(FunctionElement[float]):
-    """``probabilities[head][label]`` as a float, NULL when absent.
+# ------------------------------------------------------------------ the formula
 
-    ``head`` is ``"stage"`` or ``"persona"`` (fixed by this module, never user
-    input); ``label`` is a column expression, so labels with any characters work.
+
+def _floats(values: Any, n: int, name: str) -> np.ndarray:
+    """A float vector of length ``n``; None becomes NaN."""
+    out = np.asarray(values, dtype=float).reshape(-1)
+    if out.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} values, got {out.shape[0]}")
+    return out
+
+
+def priority_scores(
+    *,
+    stage: Sequence[str | None],
+    stage_confidence: Any,
+    stage_margin: Any,
+    persona_margin: Any,
+    p_marketing_stage: Any,
+    p_marketing_persona: Any,
+    stage_changed: Any = None,
+    config: QueueConfig | None = None,
+) -> np.ndarray:
+    """The queue priority of each lead, vectorised: the one formula of the queue.
+
+    Parameters
+    ----------
+    stage : sequence of str or None, length n
+        The predicted stage.
+    stage_confidence, stage_margin, persona_margin : array-like of float, length n
+        From the prediction; None or NaN where missing.
+    p_marketing_stage, p_marketing_persona : array-like of float, length n
+        The model's probability of marketing's label (:func:`marketing_probability`);
+        None or NaN where marketing gave no label.
+    stage_changed : array-like of bool, length n, optional
+        The stage differs from the previous prediction's and the change is
+        recent (default: no change).
+    config : QueueConfig, optional
+        Thresholds and weights (default :class:`QueueConfig`).
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n,)
+        ``w_margin * (1 - stage_margin) + w_persona_margin * (1 - persona_margin)
+        + w_sales * (1 - stage_confidence) [sales-ready stage] + w_mislabel * (1 -
+        p_marketing_stage) [below the threshold] + w_persona_mislabel * (1 -
+        p_marketing_persona) [below the threshold] + w_changed [stage changed]``;
+        a missing margin counts as 1 (no close call). The stage-change term is
+        added last, so a stored score without it plus ``w_changed`` is exactly
+        the score with it.
     """
+    config = config or QueueConfig()
+    n = len(stage)
+    margin = np.nan_to_num(_floats(stage_margin, n, "stage_margin"), nan=1.0)
+    p_margin = np.nan_to_num(_floats(persona_margin, n, "persona_margin"), nan=1.0)
+    confidence = _floats(stage_confidence, n, "stage_confidence")
+    ready_labels = frozenset(config.sales_ready_stages)
+    ready = np.fromiter((s in ready_labels for s in stage), dtype=bool, count=n)
+    sales = np.where(ready & ~np.isnan(confidence), 1.0 - confidence, 0.0)
+    threshold = config.mislabel_threshold
+    p_stage = _floats(p_marketing_stage, n, "p_marketing_stage")
+    p_persona = _floats(p_marketing_persona, n, "p_marketing_persona")
+    mislabel = np.where(p_stage < threshold, 1.0 - p_stage, 0.0)
+    persona_mislabel = np.where(p_persona < threshold, 1.0 - p_persona, 0.0)
+    score = (
+        config.w_margin * (1.0 - margin)
+        + config.w_persona_margin * (1.0 - p_margin)
+        + config.w_sales * sales
+        + config.w_mislabel * mislabel
+        + config.w_persona_mislabel * persona_mislabel
+    )
+    if stage_changed is not None:
+        changed = np.asarray(stage_changed, dtype=bool).reshape(-1)
+        if changed.shape[0] != n:
+            raise ValueError(f"stage_changed: expected {n} values, got {changed.shape[0]}")
+        score = score + np.where(changed, config.w_changed, 0.0)
+    return score
 
-    type = sa.Float()
-    inherit_cache = True
-    name = "label_probability"
 
-    def __init__(self, probabilities: Any, head: str, label: Any) -> None:
-        if head not in ("stage", "persona"):
-            raise ValueError(f"head must be 'stage' or 'persona', got {head!r}")
-        self.head = head
-        super().__init__(probabilities, label)
+def _probability(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
-@compiles(_LabelProbability)
-def _label_probability_default(element: _LabelProbability, compiler: SQLCompiler, **kw: Any) -> str:
-    """Readable SQL for ``str(statement)``; only SQLite and PostgreSQL can run it."""
-    probabilities, label = (compiler.process(c, **kw) for c in element.clauses)
-    return f"label_probability({probabilities}, '{element.head}', {label})"
+def marketing_probability(
+    probabilities: Any,
+    head: str,
+    marketing_label: str | None,
+    predicted: str | None,
+    confidence: float | None,
+) -> float | None:
+    """The model's probability of marketing's label for one head, or None.
+
+    When marketing agrees with the model it is the model's confidence; otherwise
+    ``probabilities[head][marketing_label]`` (None when marketing gave no label,
+    or the model knows no such class).
+    """
+    if head not in ("stage", "persona"):
+        raise ValueError(f"head must be 'stage' or 'persona', got {head!r}")
+    if marketing_label is None:
+        return None
+    if marketing_label == predicted:
+        return _probability(confidence)
+    probs = probabilities.get(head) if isinstance(probabilities, Mapping) else None
+    return _probability(probs.get(marketing_label)) if isinstance(probs, Mapping) else None
 
 
-@compiles(_LabelProbability, "sqlite")
-def _label_probability_sqlite(element: _LabelProbability, compiler: SQLCompiler, **kw: Any) -> str:
-    probabilities, label = (compiler.process(c, **kw) for c in element.clauses)
-    # json_extract shares SQLite's per-statement parse cache between the stage and
-    # persona look-ups; a label with a double quote cannot be written in a JSON
-    # path, so such labels are looked up with json_each instead.
-    return (
-        f"(CASE WHEN instr({label}, '\"') = 0 "
-        f"THEN json_extract({probabilities}, '$.{element.head}.\"' || {label} || '\"') "
-        f"ELSE (SELECT lp.value FROM json_each({probabilities}, '$.{element.head}') AS lp"
-        f" WHERE lp.key = {label}) END)"
+def runner_up(probabilities: Any, head: str, top: str | None) -> str | None:
+    """The most probable label of ``head`` other than ``top`` (None when there is none)."""
+    if not isinstance(probabilities, Mapping):
+        return None
+    probs = probabilities.get(head)
+    if not isinstance(probs, Mapping):
+        return None
+    best: str | None = None
+    best_p = -math.inf
+    for label, value in probs.items():
+        p = _probability(value)
+        # Strictly greater: among equals the first listed wins.
+        if p is not None and p > best_p and str(label) != top:
+            best, best_p = str(label), p
+    return best
+
+
+def queue_rows(
+    predictions: Sequence[Mapping[str, Any]],
+    *,
+    leads: Mapping[str, Mapping[str, Any]],
+    previous_stages: Mapping[str, str | None],
+    reviewed: Collection[str],
+) -> list[dict[str, Any]]:
+    """Rows of the store's ``lead_queue`` table, one per lead's latest prediction.
+
+    Parameters
+    ----------
+    predictions
+        The latest prediction of each lead, as stored: ``id``, ``lead_id``,
+        ``created_at``, ``model_version``, ``stage``, ``stage_confidence``,
+        ``stage_margin``, ``persona``, ``persona_confidence``,
+        ``persona_margin``, ``probabilities``, ``readiness``, ``route``.
+    leads
+        ``company``, ``marketing_stage`` and ``marketing_persona`` by lead id
+        (a scored lead without a profile may be absent).
+    previous_stages
+        The stage of the prediction before the latest, by lead id (absent: none).
+    reviewed
+        Ids of leads whose current label of some field is a rep's.
+
+    Returns
+    -------
+    list of dict
+        Column values of :class:`data.store.QueueRow`; ``sort_key`` is minus
+        :func:`priority_scores` under :data:`STORED_CONFIG` without the
+        stage-change term, ``changed_at`` the prediction's time when its stage
+        differs from the previous one.
+    """
+    rows: list[dict[str, Any]] = []
+    for prediction in predictions:
+        lead_id = prediction["lead_id"]
+        lead = leads.get(lead_id) or {}
+        probabilities = prediction.get("probabilities")
+        stage, persona = prediction.get("stage"), prediction.get("persona")
+        previous = previous_stages.get(lead_id)
+        changed = previous is not None and stage is not None and previous != stage
+        marketing_stage = lead.get("marketing_stage")
+        marketing_persona = lead.get("marketing_persona")
+        rows.append(
+            {
+                "lead_id": lead_id,
+                "prediction_id": prediction["id"],
+                "scored_at": prediction["created_at"],
+                "model_version": prediction["model_version"],
+                "stage": stage,
+                "stage_confidence": prediction.get("stage_confidence"),
+                "stage_margin": prediction.get("stage_margin"),
+                "stage_runner_up": runner_up(probabilities, "stage", stage),
+                "persona": persona,
+                "persona_confidence": prediction.get("persona_confidence"),
+                "persona_margin": prediction.get("persona_margin"),
+                "persona_runner_up": runner_up(probabilities, "persona", persona),
+                "readiness": prediction.get("readiness"),
+                "route": prediction.get("route"),
+                "previous_stage": previous,
+                "changed_at": prediction["created_at"] if changed else None,
+                "company": lead.get("company"),
+                "marketing_stage": marketing_stage,
+                "marketing_persona": marketing_persona,
+                "p_marketing_stage": marketing_probability(
+                    probabilities,
+                    "stage",
+                    marketing_stage,
+                    stage,
+                    prediction.get("stage_confidence"),
+                ),
+                "p_marketing_persona": marketing_probability(
+                    probabilities,
+                    "persona",
+                    marketing_persona,
+                    persona,
+                    prediction.get("persona_confidence"),
+                ),
+                "reviewed": lead_id in reviewed,
+            }
+        )
+    scores = _scores(rows, STORED_CONFIG)
+    for row, score in zip(rows, scores, strict=True):
+        row["sort_key"] = -float(score)
+    return rows
+
+
+def _scores(
+    rows: Sequence[Mapping[str, Any]], config: QueueConfig, changed: Any = None
+) -> np.ndarray:
+    """:func:`priority_scores` over rows carrying the ``lead_queue`` columns."""
+    return priority_scores(
+        stage=[r["stage"] for r in rows],
+        stage_confidence=[r["stage_confidence"] for r in rows],
+        stage_margin=[r["stage_margin"] for r in rows],
+        persona_margin=[r["persona_margin"] for r in rows],
+        p_marketing_stage=[r["p_marketing_stage"] for r in rows],
+        p_marketing_persona=[r["p_marketing_persona"] for r in rows],
+        stage_changed=changed,
+        config=config,
     )
 
 
-@compiles(_LabelProbability, "postgresql")
-def _label_probability_pg(element: _LabelProbability, compiler: SQLCompiler, **kw: Any) -> str:
-    probabilities, label = (compiler.process(c, **kw) for c in element.clauses)
-    value = f"(CAST({probabilities} AS json) -> '{element.head}' -> {label})"
-    return (
-        f"(CASE WHEN json_typeof({value}) = 'number' "
-        f"THEN CAST({value} #>> '{{}}' AS DOUBLE PRECISION) END)"
-    )
-
-
-# ------------------------------------------------------------------ the query
-
-
-@contextlib.contextmanager
-def _own(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # The planner overestimates the correlated look-ups and JIT-compiles
-            # the ranking query, which costs more than it saves (about 1 s at
-            # 100,000 leads). Local to this read-only transaction.
-            conn.exec_driver_sql("SET LOCAL jit = off")
-        yield conn
+# ------------------------------------------------------------------ connections
 
 
 @contextlib.contextmanager
@@ -268,12 +461,12 @@ def _connection(source: Any) -> Iterator[Connection]:
         yield source
         return
     if isinstance(source, Engine):
-        with _own(source) as conn:
+        with source.connect() as conn:
             yield conn
         return
     engine = getattr(source, "engine", None)
     if isinstance(engine, Engine) and not hasattr(source, "connection"):
-        with _own(engine) as conn:
+        with engine.connect() as conn:
             yield conn
         return
     connection = getattr(source, "connection", None)
@@ -293,139 +486,227 @@ def _as_utc(value: datetime | date) -> datetime:
     return value.astimezone(UTC)
 
 
-def _ts_param(conn: Connection, value: datetime) -> datetime:
-    """A timestamp as the store keeps it: naive UTC on SQLite, aware elsewhere."""
-    value = _as_utc(value)
-    return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
-
-
 def _like_pattern(text: str) -> str:
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
-def _columns(conn: Connection, config: QueueConfig, now: datetime) -> dict[str, Any]:
-    """The expressions the priority needs, over ``p`` (latest prediction) and ``l`` (lead)."""
-    p = _P.alias("p")
-    prev = _P.alias("prev")
-    lead = _L.alias("l")
-    corr = _C.alias("c")
-    newer = _C.alias("c2")
-    cutoff = _ts_param(conn, now - timedelta(days=config.changed_days))
-    previous_stage = (
-        sa.select(prev.c.stage)
-        .where(prev.c.lead_id == p.c.lead_id, prev.c.id < p.c.id)
-        .order_by(prev.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    latest_correction = (
-        sa.select(sa.func.max(newer.c.id))
-        .where(newer.c.lead_id == corr.c.lead_id, newer.c.field == corr.c.field)
-        .scalar_subquery()
-    )
-    reviewed = (
-        sa.exists()
-        .where(
-            corr.c.lead_id == p.c.lead_id,
-            corr.c.is_rep_label.is_(True),
-            corr.c.id == latest_correction,
-        )
-        .correlate(p)
-    )
-
-    def marketing_probability(head: str) -> Any:
-        # When marketing agrees with the model, p(marketing label) is the model's
-        # confidence (a stored column): the JSON is read only for disagreements.
-        label = lead.c[f"marketing_{head}"]
-        return sa.case(
-            (label.is_(None), sa.null()),
-            (label == p.c[head], p.c[f"{head}_confidence"]),
-            else_=_LabelProbability(p.c.probabilities, head, label),
-        )
-
-    return {
-        "p": p,
-        "l": lead,
-        # Only recent predictions are compared with the one before them.
-        "previous_stage": sa.case((p.c.created_at >= cutoff, previous_stage), else_=sa.null()),
-        "p_marketing_stage": marketing_probability("stage"),
-        "p_marketing_persona": marketing_probability("persona"),
-        "reviewed": sa.case((reviewed, 1), else_=0),
-    }
+# ------------------------------------------------------------------ the query
 
 
-def _priority(q: Any, config: QueueConfig) -> Any:
-    """The priority over the inner query's columns (each computed once there)."""
-    zero = sa.literal(0.0)
-    one = sa.literal(1.0)
-    margin = sa.func.coalesce(q.c.stage_margin, one)
-    persona_margin = sa.func.coalesce(q.c.persona_margin, one)
-    ready = q.c.stage.in_(config.sales_ready_stages) if config.sales_ready_stages else sa.false()
-    sales = sa.case(
-        (sa.and_(ready, q.c.stage_confidence.is_not(None)), one - q.c.stage_confidence),
-        else_=zero,
-    )
-    changed = sa.case(
-        (sa.and_(q.c.previous_stage.is_not(None), q.c.previous_stage != q.c.stage), one),
-        else_=zero,
-    )
-    threshold = sa.literal(config.mislabel_threshold)
-    mislabel = sa.case((q.c.p_marketing_stage < threshold, one - q.c.p_marketing_stage), else_=zero)
-    persona_mislabel = sa.case(
-        (q.c.p_marketing_persona < threshold, one - q.c.p_marketing_persona), else_=zero
-    )
-    return (
-        sa.literal(config.w_margin) * (one - margin)
-        + sa.literal(config.w_persona_margin) * (one - persona_margin)
-        + sa.literal(config.w_sales) * sales
-        + sa.literal(config.w_changed) * changed
-        + sa.literal(config.w_mislabel) * mislabel
-        + sa.literal(config.w_persona_mislabel) * persona_mislabel
-    )
+def _contains(column: Any, pattern: str, dialect: str) -> Any:
+    """``column`` contains the (lower-case) pattern, case-insensitively.
+
+    SQLite's LIKE already ignores ASCII case, and its ``lower()`` folds ASCII
+    only, so ``lower()`` would change nothing but the cost (twice the time of a
+    search); PostgreSQL compares ``lower(column)`` (faster there than ILIKE).
+    """
+    if dialect == "sqlite":
+        return column.like(pattern, escape="\\")
+    return sa.func.lower(column).like(pattern, escape="\\")
 
 
 def _filters(
-    conn: Connection,
-    p: Any,
-    lead: Any,
+    dialect: str,
     *,
     stage: str | None,
     persona: str | None,
     route: str | None,
+    reviewed: bool | None,
     since: datetime | date | None,
     search: str | None,
-    lead_id: str | None,
 ) -> list[Any]:
     where: list[Any] = []
     if stage:
-        where.append(p.c.stage == stage)
+        where.append(_Q.c.stage == stage)
     if persona:
-        where.append(p.c.persona == persona)
+        where.append(_Q.c.persona == persona)
     if route:
-        where.append(p.c.route == route)
+        where.append(_Q.c.route == route)
+    if reviewed is not None:
+        where.append(_Q.c.reviewed == bool(reviewed))
     if since is not None:
-        where.append(p.c.created_at >= _ts_param(conn, _as_utc(since)))
+        where.append(_Q.c.scored_at >= _as_utc(since))
     needle = (search or "").strip()
     if needle:
         pattern = _like_pattern(needle)
         where.append(
             sa.or_(
-                sa.func.lower(p.c.lead_id).like(pattern, escape="\\"),
-                sa.func.lower(lead.c.company).like(pattern, escape="\\"),
+                _contains(_Q.c.lead_id, pattern, dialect),
+                _contains(_Q.c.company, pattern, dialect),
             )
         )
-    if lead_id is not None:
-        where.append(p.c.lead_id == lead_id)
     return where
 
 
-def _latest_ids(lead_id: str | None) -> Any:
-    """``max(id)`` per lead: a walk over the ``predictions(lead_id, id)`` index."""
-    newest = sa.select(sa.func.max(_P.c.id).label("id"))
-    if lead_id is not None:
-        newest = newest.where(_P.c.lead_id == lead_id)
-    return newest.group_by(_P.c.lead_id).subquery("latest")
+def _stored_order_fits(config: QueueConfig) -> bool:
+    """True when ``sort_key`` ranks as ``config`` does (the change term is added at read time)."""
+
+    def static(c: QueueConfig) -> QueueConfig:
+        return replace(c, changed_days=0.0, w_changed=0.0)
+
+    return static(config) == static(STORED_CONFIG)
+
+
+def _ranked_ids(
+    conn: Connection,
+    where: list[Any],
+    *,
+    limit: int,
+    offset: int,
+    config: QueueConfig,
+    cutoff: datetime,
+) -> list[str]:
+    """The page's lead ids in the stored order, the change term applied at read time.
+
+    Two walks of ``(reviewed, sort_key, lead_id)``, each stopping after ``offset +
+    limit`` rows: leads whose stage changed since ``cutoff`` (their key shifted by
+    ``w_changed``) and the others; the page is the merge of the two.
+    """
+    n = offset + limit
+    order = (_Q.c.reviewed, _Q.c.sort_key, _Q.c.lead_id)
+
+    def walk(condition: Any, shift: float) -> Any:
+        key = _Q.c.sort_key - shift if shift else _Q.c.sort_key
+        return (
+            sa.select(_Q.c.lead_id, _Q.c.reviewed, key.label("key"))
+            .where(*where, condition)
+            .order_by(*order)
+            .limit(n)
+            .subquery()
+        )
+
+    changed = walk(_Q.c.changed_at >= cutoff, config.w_changed)
+    others = walk(sa.or_(_Q.c.changed_at.is_(None), _Q.c.changed_at < cutoff), 0.0)
+    merged = sa.union_all(sa.select(changed), sa.select(others)).subquery("ranked")
+    stmt = (
+        sa.select(merged.c.lead_id)
+        .order_by(merged.c.reviewed, merged.c.key, merged.c.lead_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(conn.execute(stmt).scalars())
+
+
+def _count(conn: Connection, where: list[Any], *, only_unreviewed: bool) -> int:
+    """The number of queue rows matching ``where``.
+
+    "Not reviewed" alone is counted as all rows minus the reviewed ones: both
+    are cheap (the whole table's count, and a short range of the rank index),
+    where counting the unreviewed directly reads nearly every row.
+    """
+    if only_unreviewed:
+        everyone = conn.execute(sa.select(sa.func.count()).select_from(_Q)).scalar_one()
+        done = conn.execute(
+            sa.select(sa.func.count()).select_from(_Q).where(_Q.c.reviewed == sa.true())
+        ).scalar_one()
+        return int(everyone) - int(done)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one())
+
+
+def _priority_sql(config: QueueConfig, cutoff: datetime) -> Any:
+    """:func:`priority_scores` over the stored terms, as a SQL expression.
+
+    Only for configurations the stored ``sort_key`` does not follow: the same
+    sum, term by term, evaluated by the database over one narrow table (no JSON,
+    no look-up of other predictions). ``tests/test_review_queue.py`` holds its
+    order equal to the priorities :func:`priority_scores` gives the items.
+    """
+    q = _Q.c
+    one = sa.literal(1.0)
+    zero = sa.literal(0.0)
+    threshold = sa.literal(config.mislabel_threshold)
+    ready = (
+        sa.and_(q.stage.in_(config.sales_ready_stages), q.stage_confidence.is_not(None))
+        if config.sales_ready_stages
+        else sa.false()
+    )
+    return (
+        sa.literal(config.w_margin) * (one - sa.func.coalesce(q.stage_margin, one))
+        + sa.literal(config.w_persona_margin) * (one - sa.func.coalesce(q.persona_margin, one))
+        + sa.literal(config.w_sales) * sa.case((ready, one - q.stage_confidence), else_=zero)
+        + sa.literal(config.w_mislabel)
+        * sa.case((q.p_marketing_stage < threshold, one - q.p_marketing_stage), else_=zero)
+        + sa.literal(config.w_persona_mislabel)
+        * sa.case((q.p_marketing_persona < threshold, one - q.p_marketing_persona), else_=zero)
+        + sa.case((q.changed_at >= cutoff, sa.literal(config.w_changed)), else_=zero)
+    )
+
+
+def _searched_ids(
+    conn: Connection,
+    where: list[Any],
+    *,
+    limit: int,
+    offset: int,
+    config: QueueConfig,
+    cutoff: datetime,
+) -> tuple[list[str], int] | None:
+    """A text search's page and total from one pass, or None when it matches many.
+
+    A substring search cannot use an index to find its leads, so walking the
+    rank index would test every entry twice (once per walk) and the count a
+    third time. A search usually matches few leads: their keys are read in one
+    pass and sorted here (the stored key with the change term applied, as the
+    walks compute it). Past :data:`_SEARCH_ROWS` matches, None: the caller walks.
+    """
+    rows = conn.execute(
+        sa.select(_Q.c.lead_id, _Q.c.reviewed, _Q.c.sort_key, _Q.c.changed_at)
+        .where(*where)
+        .limit(_SEARCH_ROWS + 1)
+    ).all()
+    if len(rows) > _SEARCH_ROWS:
+        return None
+
+    def key(row: Any) -> tuple[bool, float, str]:
+        changed = row.changed_at is not None and row.changed_at >= cutoff
+        return (
+            bool(row.reviewed),
+            row.sort_key - (config.w_changed if changed else 0.0),
+            row.lead_id,
+        )
+
+    ranked = sorted(rows, key=key)
+    return [row.lead_id for row in ranked[offset : offset + limit]], len(rows)
+
+
+def _reranked_ids(
+    conn: Connection,
+    where: list[Any],
+    *,
+    limit: int,
+    offset: int,
+    config: QueueConfig,
+    cutoff: datetime,
+) -> tuple[list[str], int]:
+    """The page's lead ids and the total under weights the stored order does not follow.
+
+    The rows matching ``where`` are sorted by :func:`_priority_sql` (a top-N
+    sort over one scan of the narrow queue table) and counted.
+    """
+    key = -_priority_sql(config, cutoff)
+    stmt = (
+        sa.select(_Q.c.lead_id)
+        .where(*where)
+        .order_by(_Q.c.reviewed, key, _Q.c.lead_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    ids = list(conn.execute(stmt).scalars()) if limit else []
+    total = conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one()
+    return ids, int(total)
+
+
+def _page_rows(conn: Connection, lead_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    """The queue rows of these leads with the lead's job title, by lead id."""
+    if not lead_ids:
+        return {}
+    stmt = (
+        sa.select(_Q, _L.c.job_title)
+        .select_from(_Q.outerjoin(_L, _L.c.lead_id == _Q.c.lead_id))
+        .where(_Q.c.lead_id.in_(list(lead_ids)))
+    )
+    return {row["lead_id"]: row for row in conn.execute(stmt).mappings()}
 
 
 def _run(
@@ -441,104 +722,30 @@ def _run(
     search: str | None,
     config: QueueConfig,
     now: datetime,
-    lead_id: str | None = None,
-    count: bool = True,
 ) -> QueuePage:
-    """Rank in SQL over narrow rows, then read the page's full rows by primary key."""
-    cols = _columns(conn, config, now)
-    p, lead = cols["p"], cols["l"]
-    latest = _latest_ids(lead_id)
-    source = p.join(latest, p.c.id == latest.c.id).outerjoin(lead, lead.c.lead_id == p.c.lead_id)
     where = _filters(
-        conn,
-        p,
-        lead,
+        conn.dialect.name,
         stage=stage,
         persona=persona,
         route=route,
+        reviewed=reviewed,
         since=since,
         search=search,
-        lead_id=lead_id,
     )
-    inner = (
-        sa.select(
-            p.c.id,
-            p.c.lead_id,
-            p.c.stage,
-            p.c.stage_confidence,
-            p.c.stage_margin,
-            p.c.persona_margin,
-            cols["previous_stage"].label("previous_stage"),
-            cols["p_marketing_stage"].label("p_marketing_stage"),
-            cols["p_marketing_persona"].label("p_marketing_persona"),
-            cols["reviewed"].label("reviewed"),
-        )
-        .select_from(source)
-        .where(*where)
-    )
-    if reviewed is not None:
-        inner = inner.where(cols["reviewed"] == (1 if reviewed else 0))
-    q = inner.cte("q").prefix_with("MATERIALIZED")
-    priority = _priority(q, config).label("priority")
-    ranked = (
-        conn.execute(
-            sa.select(
-                q.c.id,
-                q.c.previous_stage,
-                q.c.p_marketing_stage,
-                q.c.p_marketing_persona,
-                q.c.reviewed,
-                priority,
-            )
-            .order_by(q.c.reviewed, priority.desc(), q.c.lead_id)
-            .limit(limit)
-            .offset(offset)
-        )
-        .mappings()
-        .all()
-    )
-
-    items: list[QueueItem] = []
-    if ranked:
-        full = {
-            row["prediction_id"]: row
-            for row in conn.execute(
-                sa.select(
-                    _P.c.id.label("prediction_id"),
-                    _P.c.lead_id,
-                    _P.c.model_version,
-                    _P.c.created_at.label("scored_at"),
-                    _P.c.stage,
-                    _P.c.stage_confidence,
-                    _P.c.stage_margin,
-                    _P.c.persona,
-                    _P.c.persona_confidence,
-                    _P.c.persona_margin,
-                    _P.c.readiness,
-                    _P.c.route,
-                    _P.c.probabilities,
-                    _L.c.company,
-                    _L.c.job_title,
-                    _L.c.marketing_stage,
-                    _L.c.marketing_persona,
-                )
-                .select_from(_P.outerjoin(_L, _L.c.lead_id == _P.c.lead_id))
-                .where(_P.c.id.in_([row["id"] for row in ranked]))
-            ).mappings()
-        }
-        items = [_item({**full[row["id"]], **row}, config) for row in ranked]
-
-    if not count:
-        total = len(items)
-    elif reviewed is None and not where:
-        # Every scored lead: count the leads on the (lead_id, id) index alone.
-        leads = sa.select(_P.c.lead_id).group_by(_P.c.lead_id).subquery()
-        total = int(conn.execute(sa.select(sa.func.count()).select_from(leads)).scalar_one())
-    elif reviewed is None:
-        total_stmt = sa.select(sa.func.count()).select_from(source).where(*where)
-        total = int(conn.execute(total_stmt).scalar_one())
+    cutoff = now - timedelta(days=config.changed_days)
+    paging = {"limit": limit, "offset": offset, "config": config, "cutoff": cutoff}
+    one_pass = None
+    if not _stored_order_fits(config):
+        one_pass = _reranked_ids(conn, where, **paging)
+    elif (search or "").strip():
+        one_pass = _searched_ids(conn, where, **paging)
+    if one_pass is not None:
+        ids, total = one_pass
     else:
-        total = int(conn.execute(sa.select(sa.func.count()).select_from(q)).scalar_one())
+        ids = _ranked_ids(conn, where, **paging) if limit else []
+        total = _count(conn, where, only_unreviewed=reviewed is False and len(where) == 1)
+    rows = _page_rows(conn, ids)
+    items = _items([rows[i] for i in ids if i in rows], config, cutoff)
     return QueuePage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -549,21 +756,9 @@ def _pct(value: float | None) -> str:
     return "?" if value is None else f"{value:.0%}"
 
 
-def _runner_up(probabilities: Any, head: str, top: str | None) -> str | None:
-    if not isinstance(probabilities, Mapping):
-        return None
-    probs = probabilities.get(head)
-    if not isinstance(probs, Mapping):
-        return None
-    ranked = sorted(
-        ((str(k), float(v)) for k, v in probs.items() if isinstance(v, int | float)),
-        key=lambda kv: -kv[1],
-    )
-    others = [label for label, _ in ranked if label != top]
-    return others[0] if others else None
-
-
-def _reasons(row: Mapping[str, Any], config: QueueConfig) -> tuple[QueueReason, ...]:
+def _reasons(
+    row: Mapping[str, Any], config: QueueConfig, previous: str | None
+) -> tuple[QueueReason, ...]:
     out: list[QueueReason] = []
     stage, persona = row["stage"], row["persona"]
     p_stage = _opt_float(row["p_marketing_stage"])
@@ -576,7 +771,7 @@ def _reasons(row: Mapping[str, Any], config: QueueConfig) -> tuple[QueueReason, 
                 f"{_pct(p_stage)} (it says {stage or '?'})",
             )
         )
-    confidence = row["stage_confidence"]
+    confidence = _opt_float(row["stage_confidence"])
     if (
         stage in config.sales_ready_stages
         and confidence is not None
@@ -588,9 +783,9 @@ def _reasons(row: Mapping[str, Any], config: QueueConfig) -> tuple[QueueReason, 
                 f"Would go to sales as {stage}, but the model is only {_pct(confidence)} sure",
             )
         )
-    margin = row["stage_margin"]
+    margin = _opt_float(row["stage_margin"])
     if margin is not None and margin < config.close_call_margin:
-        other = _runner_up(row["probabilities"], "stage", stage)
+        other = row["stage_runner_up"]
         versus = f" and {other}" if other else " and the next stage"
         out.append(
             QueueReason(
@@ -598,12 +793,11 @@ def _reasons(row: Mapping[str, Any], config: QueueConfig) -> tuple[QueueReason, 
                 f"Close call between {stage or '?'}{versus} ({margin:.0%} apart)",
             )
         )
-    previous = row["previous_stage"]
-    if previous is not None and previous != stage:
+    if previous is not None and stage is not None and previous != stage:
         out.append(
             QueueReason(
                 "stage_changed",
-                f"Stage changed from {previous} to {stage or '?'} in the latest scoring",
+                f"Stage changed from {previous} to {stage} in the latest scoring",
             )
         )
     if p_persona is not None and p_persona < config.mislabel_threshold:
@@ -614,9 +808,9 @@ def _reasons(row: Mapping[str, Any], config: QueueConfig) -> tuple[QueueReason, 
                 f"{_pct(p_persona)} (it says {persona or '?'})",
             )
         )
-    persona_margin = row["persona_margin"]
+    persona_margin = _opt_float(row["persona_margin"])
     if persona_margin is not None and persona_margin < config.close_call_margin:
-        other = _runner_up(row["probabilities"], "persona", persona)
+        other = row["persona_runner_up"]
         versus = f" and {other}" if other else " and the next persona"
         out.append(
             QueueReason(
@@ -632,36 +826,55 @@ def _opt_float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
+        value = float(value)
     except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) else None
 
 
-def _item(row: Mapping[str, Any], config: QueueConfig) -> QueueItem:
-    return QueueItem(
-        lead_id=row["lead_id"],
-        prediction_id=int(row["prediction_id"]),
-        model_version=row["model_version"],
-        scored_at=_as_utc(row["scored_at"]),
-        stage=row["stage"],
-        stage_confidence=_opt_float(row["stage_confidence"]),
-        stage_margin=_opt_float(row["stage_margin"]),
-        persona=row["persona"],
-        persona_confidence=_opt_float(row["persona_confidence"]),
-        persona_margin=_opt_float(row["persona_margin"]),
-        readiness=_opt_float(row["readiness"]),
-        route=row["route"],
-        company=row["company"],
-        job_title=row["job_title"],
-        marketing_stage=row["marketing_stage"],
-        marketing_persona=row["marketing_persona"],
-        previous_stage=row["previous_stage"],
-        marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
-        marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
-        reviewed=bool(row["reviewed"]),
-        priority=round(float(row["priority"] or 0.0), 6),
-        reasons=_reasons(row, config),
-    )
+def _items(
+    rows: Sequence[Mapping[str, Any]], config: QueueConfig, cutoff: datetime
+) -> list[QueueItem]:
+    """Queue rows as items: the previous stage shows, and counts, only when recent."""
+    if not rows:
+        return []
+    recent = [_as_utc(row["scored_at"]) >= cutoff for row in rows]
+    previous = [
+        row["previous_stage"] if is_recent else None
+        for row, is_recent in zip(rows, recent, strict=True)
+    ]
+    changed = [
+        is_recent and row["changed_at"] is not None
+        for row, is_recent in zip(rows, recent, strict=True)
+    ]
+    scores = _scores(rows, config, changed)
+    return [
+        QueueItem(
+            lead_id=row["lead_id"],
+            prediction_id=int(row["prediction_id"]),
+            model_version=row["model_version"],
+            scored_at=_as_utc(row["scored_at"]),
+            stage=row["stage"],
+            stage_confidence=_opt_float(row["stage_confidence"]),
+            stage_margin=_opt_float(row["stage_margin"]),
+            persona=row["persona"],
+            persona_confidence=_opt_float(row["persona_confidence"]),
+            persona_margin=_opt_float(row["persona_margin"]),
+            readiness=_opt_float(row["readiness"]),
+            route=row["route"],
+            company=row["company"],
+            job_title=row["job_title"],
+            marketing_stage=row["marketing_stage"],
+            marketing_persona=row["marketing_persona"],
+            previous_stage=prev,
+            marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
+            marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
+            reviewed=bool(row["reviewed"]),
+            priority=round(float(score), 6),
+            reasons=_reasons(row, config, prev),
+        )
+        for row, prev, score in zip(rows, previous, scores, strict=True)
+    ]
 
 
 # ------------------------------------------------------------------- public API
@@ -701,7 +914,10 @@ def review_queue(
     search
         Text found (case-insensitively) in the lead id or the company.
     config
-        Thresholds and weights (default :class:`QueueConfig`).
+        Thresholds and weights (default :class:`QueueConfig`). With the weights
+        and thresholds of :data:`STORED_CONFIG` (any ``changed_days`` and
+        ``w_changed``) a page is an index walk; others rank the filtered rows
+        at read time.
     now
         The present, for "recent" stage changes (default: now).
 
@@ -747,32 +963,37 @@ def queue_item(
     config = config or QueueConfig()
     now = _as_utc(now or datetime.now(UTC))
     with _connection(store_or_session) as conn:
-        page = _run(
-            conn,
-            limit=1,
-            offset=0,
-            stage=None,
-            persona=None,
-            route=None,
-            reviewed=None,
-            since=None,
-            search=None,
-            config=config,
-            now=now,
-            lead_id=lead_id,
-            count=False,
-        )
-    return page.items[0] if page.items else None
+        rows = _page_rows(conn, [lead_id])
+    if lead_id not in rows:
+        return None
+    return _items([rows[lead_id]], config, now - timedelta(days=config.changed_days))[0]
+
+
+def _labels_in_use(conn: Connection, column: Any) -> list[str]:
+    """Distinct non-null values of an indexed column, one index probe per value.
+
+    A recursive "loose index scan": the smallest value, then the smallest one
+    above it, and so on (SQLite and PostgreSQL both walk the index that leads
+    with the column instead of reading every row).
+    """
+    seed = sa.select(sa.func.min(column).label("v")).where(column.is_not(None))
+    found = seed.cte("found", recursive=True)
+    following = sa.select(sa.func.min(column)).where(column > found.c.v).scalar_subquery()
+    found = found.union_all(sa.select(following.label("v")).where(found.c.v.is_not(None)))
+    stmt = sa.select(found.c.v).where(found.c.v.is_not(None))
+    return [str(v) for v in conn.execute(stmt).scalars()]
 
 
 def queue_facets(store_or_session: Any) -> dict[str, list[str]]:
-    """The stages, personas and routes the store's predictions use (for filter menus)."""
+    """The stages, personas and routes of the leads in the queue (for filter menus).
+
+    The labels of each lead's latest prediction: exactly what the queue's
+    filters can match.
+    """
     out: dict[str, list[str]] = {}
     with _connection(store_or_session) as conn:
         for name in ("stage", "persona", "route"):
-            column = _P.c[name]
-            stmt = sa.select(column).where(column.is_not(None)).distinct()
-            out[name] = sorted(str(v) for v in conn.execute(stmt).scalars())
+            out[name] = sorted(_labels_in_use(conn, _Q.c[name]))
     out["stage"] = _ordered(out["stage"], DEFAULT_STAGES)
     out["persona"] = _ordered(out["persona"], DEFAULT_PERSONAS)
     return out

@@ -18,6 +18,12 @@ to one lead's labels are serialised (a row lock on the lead on PostgreSQL,
 ``BEGIN IMMEDIATE`` on SQLite), so two reps correcting the same lead at the same
 moment both get their row stored, in a definite order.
 
+The review queue is materialized in ``lead_queue`` (:class:`QueueRow`, one row
+per scored lead): ``record_predictions``, ``upsert_leads``, ``add_correction``
+and ``undo_correction`` keep it current in their own transaction, with the
+formula of :mod:`data.review_queue`, so a queue page is an index walk instead
+of a ranking of every lead's latest prediction.
+
 Methods
 -------
 Schema
@@ -86,6 +92,7 @@ __all__ = [
     "EventRow",
     "LeadRow",
     "PredictionRow",
+    "QueueRow",
     "Store",
     "User",
     "UserRow",
@@ -118,6 +125,10 @@ _NOTE_MAX = 10_000
 _PASSWORD_MAX = 1024
 _CHUNK = 5000
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Page cache per SQLite connection, in KiB (SQLite's default is 2 MiB). Batch
+#: scoring rewrites rows all over the review queue's indexes; with 2 MiB most of
+#: those page reads miss, and the queue's upkeep takes about twice as long.
+_SQLITE_CACHE_KIB = 32 * 1024
 _WRITE_RETRIES = 6
 _LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = (
     "job_title",
@@ -279,6 +290,84 @@ class CorrectionRow(Base):
     undo_of: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("corrections.id"))
 
 
+#: The queue's order, then the columns its filters test, so that walking a page
+#: (and counting it) reads the index alone.
+_QUEUE_RANK_COLUMNS: Final[tuple[str, ...]] = (
+    "reviewed",
+    "sort_key",
+    "lead_id",
+    "stage",
+    "persona",
+    "route",
+    "changed_at",
+    "company",
+    "scored_at",
+)
+
+
+class QueueRow(Base):
+    """The review queue, materialized: one row per scored lead, from its latest prediction.
+
+    Written only by the store's own write paths, in the transaction of the write
+    that changes it (:meth:`Store.record_predictions`, :meth:`Store.upsert_leads`,
+    :meth:`Store.add_correction`, :meth:`Store.undo_correction`); the values come
+    from :func:`data.review_queue.queue_rows`. ``sort_key`` is minus the queue
+    priority without its time-dependent stage-change term (the queue adds that
+    term at read time from ``changed_at``, the time of a stage change). It is
+    stored negated so that the queue's order (unreviewed first, priority
+    descending, lead id) is one ascending index on every backend: SQLite's
+    schema reflection does not report descending index columns, so a DESC
+    index would read as drift in the migration check.
+
+    Two indexes serve every page: ``ix_lead_queue_rank`` over all rows and
+    ``ix_lead_queue_changed_rank``, the same columns over the rows whose stage
+    changed (partial), so the few recent changes are found without walking
+    every lead. Both end with the columns the filters test (stage, persona,
+    route, change time, company, scoring time): a filtered page is an
+    index-only walk too, and on SQLite its count an index-only scan. Few
+    indexes keep batch scoring cheap, as each rescoring moves every row in
+    both; for the same reason ``prediction_id`` carries no foreign key (the
+    check reads the large predictions table once per row: about half the
+    upkeep's cost on SQLite). Predictions are never deleted, and only the store
+    writes this table.
+    """
+
+    __tablename__ = "lead_queue"
+    __table_args__ = (
+        sa.Index("ix_lead_queue_rank", *_QUEUE_RANK_COLUMNS),
+        sa.Index(
+            "ix_lead_queue_changed_rank",
+            *_QUEUE_RANK_COLUMNS,
+            sqlite_where=sa.text("changed_at IS NOT NULL"),
+            postgresql_where=sa.text("changed_at IS NOT NULL"),
+        ),
+    )
+
+    lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX), primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(_BigId)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model_version: Mapped[str] = mapped_column(sa.String())
+    stage: Mapped[str | None] = mapped_column(sa.String())
+    stage_confidence: Mapped[float | None] = mapped_column(sa.Float())
+    stage_margin: Mapped[float | None] = mapped_column(sa.Float())
+    stage_runner_up: Mapped[str | None] = mapped_column(sa.String())
+    persona: Mapped[str | None] = mapped_column(sa.String())
+    persona_confidence: Mapped[float | None] = mapped_column(sa.Float())
+    persona_margin: Mapped[float | None] = mapped_column(sa.Float())
+    persona_runner_up: Mapped[str | None] = mapped_column(sa.String())
+    readiness: Mapped[float | None] = mapped_column(sa.Float())
+    route: Mapped[str | None] = mapped_column(sa.String())
+    previous_stage: Mapped[str | None] = mapped_column(sa.String())
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    company: Mapped[str | None] = mapped_column(sa.String())
+    marketing_stage: Mapped[str | None] = mapped_column(sa.String())
+    marketing_persona: Mapped[str | None] = mapped_column(sa.String())
+    p_marketing_stage: Mapped[float | None] = mapped_column(sa.Float())
+    p_marketing_persona: Mapped[float | None] = mapped_column(sa.Float())
+    reviewed: Mapped[bool] = mapped_column(sa.Boolean())
+    sort_key: Mapped[float] = mapped_column(sa.Float())
+
+
 class UserRow(Base):
     """A review UI user: name, role and an argon2 password hash."""
 
@@ -314,7 +403,38 @@ _PREDICTIONS = PredictionRow.__table__
 _CORRECTIONS = CorrectionRow.__table__
 _USERS = UserRow.__table__
 _API_KEYS = ApiKeyRow.__table__
+_QUEUE = QueueRow.__table__
 _PREDICTION_KEYS: Final[frozenset[str]] = frozenset(c.name for c in _PREDICTIONS.c) - {"id"}
+#: Lead columns the review queue copies (search, the doubt about marketing's labels).
+_QUEUE_LEAD_COLUMNS: Final[frozenset[str]] = frozenset(
+    ("company", "marketing_stage", "marketing_persona")
+)
+#: PostgreSQL element types of the queue's columns, for ``unnest`` of one array per column.
+_PG_ARRAY_TYPES: Final[dict[str, str]] = {
+    "String": "text",
+    "BigInteger": "bigint",
+    "UTCDateTime": "timestamptz",
+    "Float": "double precision",
+    "Boolean": "boolean",
+}
+#: From this many rows on, PostgreSQL gets the review queue's rows by ``COPY``.
+_QUEUE_COPY_MIN_ROWS = 500
+#: Prediction columns a queue row is built from.
+_QUEUE_PREDICTION_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "lead_id",
+    "created_at",
+    "model_version",
+    "stage",
+    "stage_confidence",
+    "stage_margin",
+    "persona",
+    "persona_confidence",
+    "persona_margin",
+    "probabilities",
+    "readiness",
+    "route",
+)
 
 
 # ------------------------------------------------------------------ result records
@@ -664,7 +784,7 @@ def _safe_url(url: URL) -> str:
 
 
 def _install_sqlite_listeners(engine: Engine) -> None:
-    """WAL, foreign keys and a busy timeout on every connection; explicit BEGINs.
+    """WAL, foreign keys, a busy timeout and a 32 MiB page cache on every connection.
 
     pysqlite's own transaction handling is switched off (``isolation_level =
     None``) so that SQLAlchemy's ``begin`` decides: ``BEGIN IMMEDIATE`` for
@@ -682,6 +802,7 @@ def _install_sqlite_listeners(engine: Engine) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
         finally:
             cursor.close()
 
@@ -883,6 +1004,233 @@ class Store:
             return sqlite_dialect.insert(table)
         return pg_dialect.insert(table)
 
+    def _reserve_ids(self, conn: Connection, table: sa.Table, n: int) -> list[int]:
+        """``n`` new ascending ids of ``table`` (so a bulk insert knows its rows' ids).
+
+        PostgreSQL draws them from the column's sequence; on SQLite the write
+        transaction holds the database lock, so the ids after the largest are free.
+        """
+        if self._sqlite:
+            start = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+            return list(range(start + 1, start + 1 + n))
+        ids = conn.execute(
+            sa.text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": n},
+        ).scalars()
+        return sorted(ids)
+
+    # ------------------------------------------------------------ review queue
+
+    def _rep_labelled(self, conn: Connection, lead_ids: Sequence[str]) -> set[str]:
+        """Leads whose latest correction of some field leaves a rep's label current."""
+        if not lead_ids:
+            return set()
+        newer = _CORRECTIONS.alias("newer")
+        latest = (
+            sa.select(sa.func.max(newer.c.id))
+            .where(newer.c.lead_id == _CORRECTIONS.c.lead_id, newer.c.field == _CORRECTIONS.c.field)
+            .scalar_subquery()
+        )
+        out: set[str] = set()
+        for chunk in _chunks(sorted(lead_ids)):
+            stmt = (
+                sa.select(_CORRECTIONS.c.lead_id)
+                .where(
+                    _CORRECTIONS.c.lead_id.in_(chunk),
+                    _CORRECTIONS.c.is_rep_label.is_(True),
+                    _CORRECTIONS.c.id == latest,
+                )
+                .distinct()
+            )
+            out.update(conn.execute(stmt).scalars())
+        return out
+
+    def _queue_upsert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace queue rows; a row is only replaced by a newer prediction's.
+
+        ``reviewed`` of an existing row is left alone (corrections own it). Rows
+        go in lead id order, so concurrent writers lock them in the same order.
+        Batch scoring writes tens of thousands of rows, so the statement runs at
+        the driver level: SQLite gets an ``executemany`` of plain tuples;
+        PostgreSQL gets one ``INSERT … SELECT FROM unnest(<one array per
+        column>)`` for a few rows (the API's writer), and for a batch a ``COPY``
+        into a temporary table and one ``INSERT … SELECT`` from it (dumping
+        arrays costs the client about four times what ``COPY`` does).
+        """
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda row: row["lead_id"])
+        dialect = conn.dialect
+        quote = dialect.identifier_preparer.quote
+        columns = list(_QUEUE.c)
+        names = ", ".join(quote(c.name) for c in columns)
+        updates = ", ".join(
+            f"{quote(c.name)} = excluded.{quote(c.name)}"
+            for c in columns
+            if c.name not in ("lead_id", "reviewed")
+        )
+        table = dialect.identifier_preparer.format_table(_QUEUE)
+        conflict = (
+            f"ON CONFLICT (lead_id) DO UPDATE SET {updates} "
+            f"WHERE {table}.prediction_id < excluded.prediction_id"
+        )
+        processors = [c.type.bind_processor(dialect) for c in columns]
+
+        def values(row: Mapping[str, Any]) -> list[Any]:
+            return [
+                row[c.name] if process is None else process(row[c.name])
+                for c, process in zip(columns, processors, strict=True)
+            ]
+
+        if self._sqlite:
+            marks = ", ".join("?" for _ in columns)
+            statement = f"INSERT INTO {table} ({names}) VALUES ({marks}) {conflict}"
+            conn.exec_driver_sql(statement, [tuple(values(row)) for row in rows])
+            return
+        if len(rows) < _QUEUE_COPY_MIN_ROWS:
+            arrays = ", ".join(
+                f"CAST(%({c.name})s AS {_PG_ARRAY_TYPES[type(c.type).__name__]}[])" for c in columns
+            )
+            table_values = [values(row) for row in rows]
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {conflict}",
+                {c.name: [row[i] for row in table_values] for i, c in enumerate(columns)},
+            )
+            return
+        batch = quote("lead_queue_batch")
+        statements = (
+            f"CREATE TEMPORARY TABLE {batch} (LIKE {table}) ON COMMIT DROP",
+            f"COPY {batch} ({names}) FROM STDIN",
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {batch} "
+            f"ORDER BY lead_id {conflict}",
+            f"DROP TABLE {batch}",
+        )
+        dbapi_error = dialect.loaded_dbapi.Error
+        cursor = conn.connection.driver_connection.cursor()
+        statement = statements[0]
+        try:
+            cursor.execute(statement)
+            statement = statements[1]
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(values(row))
+            for statement in statements[2:]:
+                cursor.execute(statement)
+        except dbapi_error as exc:
+            # Raised by psycopg directly: wrap it as SQLAlchemy would.
+            raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+        finally:
+            cursor.close()
+
+    def _queue_predictions(self, conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
+        """Bring the queue rows of a batch's leads to their newest prediction of the batch."""
+        from data.review_queue import queue_rows
+
+        latest: dict[str, Mapping[str, Any]] = {}
+        before: dict[str, str | None] = {}
+        for row in values:
+            prior = latest.get(row["lead_id"])
+            if prior is not None:
+                before[row["lead_id"]] = prior["stage"]
+            latest[row["lead_id"]] = row
+        rows: list[dict[str, Any]] = []
+        for chunk in _chunks(sorted(latest)):
+            existing = {
+                row.lead_id: row
+                for row in conn.execute(
+                    sa.select(
+                        _QUEUE.c.lead_id,
+                        _QUEUE.c.prediction_id,
+                        _QUEUE.c.stage,
+                        _QUEUE.c.reviewed,
+                    ).where(_QUEUE.c.lead_id.in_(chunk))
+                )
+            }
+            leads = {
+                row["lead_id"]: row
+                for row in conn.execute(
+                    sa.select(
+                        _LEADS.c.lead_id,
+                        *(_LEADS.c[name] for name in sorted(_QUEUE_LEAD_COLUMNS)),
+                    ).where(_LEADS.c.lead_id.in_(chunk))
+                ).mappings()
+            }
+            reviewed = self._rep_labelled(conn, [i for i in chunk if i not in existing])
+            previous: dict[str, str | None] = {}
+            predictions = []
+            for lead_id in chunk:
+                prediction, old = latest[lead_id], existing.get(lead_id)
+                if old is not None and old.prediction_id > prediction["id"]:
+                    continue
+                if old is not None and old.reviewed:
+                    reviewed.add(lead_id)
+                if lead_id in before:
+                    previous[lead_id] = before[lead_id]
+                elif old is not None:
+                    previous[lead_id] = old.stage
+                predictions.append(prediction)
+            rows.extend(
+                queue_rows(predictions, leads=leads, previous_stages=previous, reviewed=reviewed)
+            )
+        self._queue_upsert(conn, rows)
+
+    def _queue_leads(self, conn: Connection, lead_ids: Sequence[str]) -> None:
+        """Rebuild the queue rows whose copy of the lead's company or labels is stale."""
+        from data.review_queue import queue_rows
+
+        differs = sa.or_(
+            *(_QUEUE.c[name].is_distinct_from(_LEADS.c[name]) for name in _QUEUE_LEAD_COLUMNS)
+        )
+        stmt = (
+            sa.select(
+                *(_PREDICTIONS.c[name] for name in _QUEUE_PREDICTION_COLUMNS),
+                *(_LEADS.c[name] for name in sorted(_QUEUE_LEAD_COLUMNS)),
+                _QUEUE.c.previous_stage,
+                _QUEUE.c.reviewed,
+            )
+            .select_from(
+                _QUEUE.join(_LEADS, _LEADS.c.lead_id == _QUEUE.c.lead_id).join(
+                    _PREDICTIONS, _PREDICTIONS.c.id == _QUEUE.c.prediction_id
+                )
+            )
+            .where(_QUEUE.c.lead_id.in_(list(lead_ids)), differs)
+        )
+        stale = conn.execute(stmt).mappings().all()
+        if not stale:
+            return
+        rows = queue_rows(
+            stale,
+            leads={row["lead_id"]: row for row in stale},
+            previous_stages={row["lead_id"]: row["previous_stage"] for row in stale},
+            reviewed={row["lead_id"] for row in stale if row["reviewed"]},
+        )
+        doubt = ("p_marketing_stage", "p_marketing_persona", "sort_key")
+        changed = (*sorted(_QUEUE_LEAD_COLUMNS), *doubt)
+        update = (
+            sa.update(_QUEUE)
+            .where(
+                _QUEUE.c.lead_id == sa.bindparam("q_lead_id"),
+                _QUEUE.c.prediction_id == sa.bindparam("q_prediction_id"),
+            )
+            .values({name: sa.bindparam(f"q_{name}") for name in changed})
+        )
+        conn.execute(
+            update,
+            [
+                {
+                    "q_lead_id": row["lead_id"],
+                    "q_prediction_id": row["prediction_id"],
+                    **{f"q_{name}": row[name] for name in changed},
+                }
+                for row in sorted(rows, key=lambda row: row["lead_id"])
+            ],
+        )
+
+    def _queue_reviewed(self, conn: Connection, lead_id: str) -> None:
+        """Set the queue row's reviewed flag from the lead's corrections."""
+        reviewed = lead_id in self._rep_labelled(conn, [lead_id])
+        conn.execute(sa.update(_QUEUE).where(_QUEUE.c.lead_id == lead_id).values(reviewed=reviewed))
+
     # ------------------------------------------------------------------ schema
 
     def upgrade(self, revision: str = "head") -> None:
@@ -956,7 +1304,9 @@ class Store:
         Duplicated ids within ``records`` are merged, later values winning. Rows go
         in chunks of 5000, one transaction each, through the dialect's
         ``INSERT … ON CONFLICT DO UPDATE`` (fast at 100k rows; re-running an import
-        is harmless).
+        is harmless). In the same transaction, the review queue rows of scored
+        leads whose company or marketing labels changed are brought up to date
+        (the model's probability of marketing's label, the priority).
         """
         merged: dict[str, dict[str, Any]] = {}
         for position, record in enumerate(records, start=1):
@@ -974,8 +1324,21 @@ class Store:
             stmt = self._insert(_LEADS)
             updates = {c: stmt.excluded[c] for c in columns if c not in ("lead_id", "first_seen")}
             stmt = stmt.on_conflict_do_update(index_elements=["lead_id"], set_=updates)
-            for chunk in _chunks(rows):
-                self._write(lambda conn, chunk=chunk, stmt=stmt: conn.execute(stmt, list(chunk)))
+            queued = not _QUEUE_LEAD_COLUMNS.isdisjoint(columns)
+
+            def work(
+                conn: Connection, chunk: Sequence[dict[str, Any]], stmt: Any, queued: bool
+            ) -> None:
+                conn.execute(stmt, list(chunk))
+                if queued:
+                    self._queue_leads(conn, [row["lead_id"] for row in chunk])
+
+            for chunk in _chunks(sorted(rows, key=lambda row: row["lead_id"])):
+                self._write(
+                    lambda conn, chunk=chunk, stmt=stmt, queued=queued: work(
+                        conn, chunk, stmt, queued
+                    )
+                )
         return len(merged)
 
     def add_events(self, records: Iterable[Mapping[str, Any]]) -> int:
@@ -1102,12 +1465,28 @@ class Store:
         ValueError
             An unknown key, a missing required value or a bad source; nothing is
             written then.
+
+        Notes
+        -----
+        The review queue (``lead_queue``) follows in the same transaction: each
+        lead's row is replaced by one built from its newest prediction of this
+        batch (rows are numbered up front, so within a batch the later row of a
+        lead is the newer), with the stage before it, marketing's labels and the
+        reviewed flag (kept from the lead's row, else read from the corrections).
+        A row is only ever replaced by a newer prediction's.
         """
         now = _now()
         values = [_prediction_values(row, i, now) for i, row in enumerate(rows, start=1)]
         if not values:
             return 0
-        self._write(lambda conn: self._bulk_insert(conn, _PREDICTIONS, values))
+
+        def work(conn: Connection) -> None:
+            ids = self._reserve_ids(conn, _PREDICTIONS, len(values))
+            numbered = [{"id": new_id, **row} for new_id, row in zip(ids, values, strict=True)]
+            self._bulk_insert(conn, _PREDICTIONS, numbered)
+            self._queue_predictions(conn, numbered)
+
+        self._write(work)
         return len(values)
 
     def predictions_for(self, lead_id: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -1345,6 +1724,7 @@ class Store:
                     "undo_of": None,
                 },
             )
+            self._queue_reviewed(conn, lead["lead_id"])
             conflict = expected_label is not _MISSING and expected_label != current
             return CorrectionResult(new_id, current, label, conflict, stamp, lead_id, field, kind)
 
@@ -1437,6 +1817,7 @@ class Store:
                     "undo_of": target["id"],
                 },
             )
+            self._queue_reviewed(conn, target["lead_id"])
             conflict = current != target["new_label"]
             return CorrectionResult(
                 new_id, current, restored, conflict, stamp, target["lead_id"], field, "undo"

@@ -1,27 +1,34 @@
 """The review queue: order, reasons, filters and paging over predictions we control.
 
-Every test runs on SQLite and on PostgreSQL (``db_url``), because the priority
-is computed in SQL with dialect-specific JSON look-ups.
+Every test runs on SQLite and on PostgreSQL (``db_url``): the queue is a table
+the store keeps current in dialect-specific upserts, and a page is read with
+dialect-specific plans.
 """
 
 from __future__ import annotations
 
 import json
+import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+import data.store as store_module
 from data.review_queue import (
+    STORED_CONFIG,
     QueueConfig,
     label_choices,
     model_versions,
+    priority_scores,
     queue_facets,
     queue_item,
     review_queue,
 )
-from data.store import Store
+from data.store import QueueRow, Store
 
 NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 STAGES = ("awareness", "consideration", "decision", "purchase")
@@ -348,21 +355,291 @@ def test_menus_and_versions_come_from_the_stored_predictions(store):
     assert versions == {"1": 2, "2": 1}
 
 
-def test_sqlite_ranks_over_the_lead_index(tmp_path):
-    """The latest-prediction step walks ``predictions(lead_id, id)``, not the table."""
+# ------------------------------------------------------- the materialized queue
+
+
+def _queue_row(store, lead_id):
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(QueueRow.__table__).where(QueueRow.__table__.c.lead_id == lead_id)
+        ).mappings()
+        return dict(next(iter(row), None) or {})
+
+
+def test_the_queue_row_follows_predictions_corrections_and_undo(store):
+    store.upsert_leads([_lead("A", stage="awareness", persona="practitioner")])
+    close = _probs(STAGES, "awareness", 0.45, "consideration", 0.4)
+    store.record_predictions([_row("A", close, created_at=NOW - timedelta(days=1))])
+    first = _queue_row(store, "A")
+    assert first["stage"] == "awareness" and first["previous_stage"] is None
+    assert first["changed_at"] is None and first["reviewed"] is False
+
+    moved = _probs(STAGES, "decision", 0.55, "consideration", 0.35)
+    store.record_predictions([_row("A", moved, version="2")])
+    second = _queue_row(store, "A")
+    newest = store.latest_prediction("A")
+    assert second["prediction_id"] == newest["id"] != first["prediction_id"]
+    assert second["previous_stage"] == "awareness"
+    assert second["changed_at"] == NOW
+    assert second["model_version"] == "2"
+    # The priority moved with the prediction: no close call any more, but
+    # marketing's "awareness" now gets 5%, and "decision" is sales-ready, unsure.
+    item = queue_item(store, "A", now=NOW)
+    assert set(item.reason_codes) == {"possible_mislabel", "sales_ready_unsure", "stage_changed"}
+
+    stage_fix = store.add_correction("A", "stage", "consideration", reviewer="rep1")
+    assert _queue_row(store, "A")["reviewed"] is True
+    persona_ok = store.add_correction(
+        "A", "persona", "practitioner", reviewer="rep1", kind="confirm"
+    )
+    store.undo_correction(stage_fix.id, reviewer="rep1")
+    # The stage is back to the model's, but the persona is still a rep's label.
+    assert _queue_row(store, "A")["reviewed"] is True
+    store.undo_correction(persona_ok.id, reviewer="rep2")
+    assert _queue_row(store, "A")["reviewed"] is False
+    assert queue_item(store, "A", now=NOW).reviewed is False
+    # A new prediction keeps the reviewed flag the corrections set.
+    store.add_correction("A", "stage", "decision", reviewer="rep1")
+    store.record_predictions([_row("A", moved, version="3")])
+    assert _queue_row(store, "A")["reviewed"] is True
+    assert _queue_row(store, "A")["previous_stage"] == "decision"
+    assert _queue_row(store, "A")["changed_at"] is None
+
+
+def test_a_lead_corrected_before_it_was_scored_enters_the_queue_reviewed(store):
+    store.upsert_leads([_lead("EARLY", stage="awareness"), _lead("LATER", stage="awareness")])
+    store.add_correction("EARLY", "stage", "decision", reviewer="rep1")
+    probs = _probs(STAGES, "awareness", 0.5, "consideration", 0.45)
+    store.record_predictions([_row("EARLY", probs), _row("LATER", probs)])
+    page = review_queue(store, now=NOW)
+    assert _ids(page) == ["LATER", "EARLY"]
+    assert [item.reviewed for item in page.items] == [False, True]
+
+
+def test_two_predictions_of_a_lead_in_one_batch_keep_the_later(store):
+    store.upsert_leads([_lead("A")])
+    store.record_predictions(
+        [
+            _row("A", _probs(STAGES, "awareness", 0.9, "consideration", 0.05)),
+            _row("A", _probs(STAGES, "consideration", 0.9, "awareness", 0.05), version="2"),
+        ]
+    )
+    item = queue_item(store, "A", now=NOW)
+    assert item.model_version == "2" and item.stage == "consideration"
+    assert item.previous_stage == "awareness"
+    assert item.reason_codes == ("stage_changed",)
+    assert item.prediction_id == store.latest_prediction("A")["id"]
+
+
+def test_marketing_labels_and_company_changes_reach_the_queue(store):
+    store.upsert_leads([_lead("A", stage="consideration", persona="practitioner", company="Acme")])
+    store.record_predictions([_row("A", _probs(STAGES, "consideration", 0.9, "awareness", 0.04))])
+    calm = queue_item(store, "A", now=NOW)
+    assert calm.reason_codes == () and calm.marketing_stage_probability == pytest.approx(0.9)
+
+    # Marketing relabels the lead: the model gives "awareness" 4%, a likely mislabel.
+    store.upsert_leads([{"lead_id": "A", "stage": "awareness", "company": "Globex"}])
+    doubt = queue_item(store, "A", now=NOW)
+    assert doubt.marketing_stage == "awareness"
+    assert doubt.marketing_stage_probability == pytest.approx(0.04)
+    assert doubt.reason_codes == ("possible_mislabel",)
+    assert doubt.priority == pytest.approx(calm.priority + 0.96)
+    assert _ids(review_queue(store, now=NOW, search="globex")) == ["A"]
+    assert review_queue(store, now=NOW, search="acme").total == 0
+    # Other profile columns leave the queue row alone.
+    store.upsert_leads([{"lead_id": "A", "job_title": "CTO"}])
+    assert queue_item(store, "A", now=NOW).job_title == "CTO"
+    assert queue_item(store, "A", now=NOW).priority == doubt.priority
+
+
+def test_a_search_past_the_last_match_still_counts(store):
+    store.upsert_leads([_lead(x, company="Acme") for x in ("A", "B")])
+    store.record_predictions([_row(x, _probs(STAGES, "awareness", 0.6)) for x in ("A", "B")])
+    page = review_queue(store, now=NOW, search="acme", offset=5)
+    assert page.items == [] and page.total == 2
+    assert review_queue(store, now=NOW, search="acme", limit=0).total == 2
+    assert review_queue(store, now=NOW, limit=0).total == 2
+
+
+def test_a_search_matching_many_leads_walks_the_index_with_the_same_result(store, monkeypatch):
+    store.upsert_leads([_lead(f"S{i}", company=f"Acme {i}") for i in range(12)])
+    store.record_predictions(
+        [_row(f"S{i}", _probs(STAGES, "decision", 0.3 + i / 40)) for i in range(12)]
+    )
+    store.add_correction("S3", "stage", "awareness", reviewer="rep1")
+    one_pass = [review_queue(store, now=NOW, search="acme", limit=5, offset=o) for o in (0, 5, 10)]
+    monkeypatch.setattr("data.review_queue._SEARCH_ROWS", 4)
+    walked = [review_queue(store, now=NOW, search="acme", limit=5, offset=o) for o in (0, 5, 10)]
+    assert [_ids(p) for p in walked] == [_ids(p) for p in one_pass]
+    assert [p.total for p in walked] == [p.total for p in one_pass] == [12, 12, 12]
+    assert _ids(one_pass[2])[-1] == "S3"
+
+
+def _random_store_rows(rng, n, *, now):
+    leads, first, second = [], [], []
+    for i in range(n):
+        lead_id = f"R{i:03d}"
+        leads.append(
+            _lead(
+                lead_id,
+                stage=rng.choice([*STAGES, None]),
+                persona=rng.choice([*PERSONAS, None]),
+                company=rng.choice(["Acme", "Globex", "Initech"]),
+            )
+        )
+
+        def probs(labels):
+            weights = [rng.random() ** 3 for _ in labels]
+            total = sum(weights)
+            return {label: w / total for label, w in zip(labels, weights, strict=True)}
+
+        route = rng.choice(["sales", "nurture"])
+        first.append(
+            _row(lead_id, probs(STAGES), probs(PERSONAS), created_at=now - timedelta(days=40))
+        )
+        if rng.random() < 0.5:
+            age = timedelta(days=rng.choice([1, 5, 20, 30]))
+            second.append(
+                _row(lead_id, probs(STAGES), probs(PERSONAS), created_at=now - age, route=route)
+            )
+    return leads, first, second
+
+
+def _expected_order(store, lead_ids, config, now):
+    items = [queue_item(store, lead_id, config=config, now=now) for lead_id in lead_ids]
+    items.sort(key=lambda item: (item.reviewed, -item.priority, item.lead_id))
+    return [item.lead_id for item in items]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        STORED_CONFIG,
+        QueueConfig(changed_days=3, w_changed=2.0),
+        QueueConfig(sales_ready_stages=("awareness",), w_mislabel=3.0),
+    ],
+    ids=["stored", "read-time-change-term", "other-weights"],
+)
+def test_pages_follow_the_priority_of_every_item(store, config):
+    """Any filter and page equals sorting every matching lead by its own priority."""
+    rng = random.Random(7)
+    leads, first, second = _random_store_rows(rng, 60, now=NOW)
+    store.upsert_leads(leads)
+    store.record_predictions(first)
+    store.record_predictions(second)
+    for lead_id in ("R003", "R010", "R011", "R042"):
+        store.add_correction(lead_id, "stage", "decision", reviewer="rep1")
+    every = [lead["lead_id"] for lead in leads]
+    cases = [
+        ({}, lambda item: True),
+        ({"route": "sales"}, lambda item: item.route == "sales"),
+        ({"stage": "decision"}, lambda item: item.stage == "decision"),
+        ({"reviewed": False}, lambda item: not item.reviewed),
+        ({"search": "acme"}, lambda item: item.company == "Acme"),
+        ({"since": NOW - timedelta(days=6)}, lambda item: item.scored_at >= NOW - timedelta(6)),
+    ]
+    for filters, keep in cases:
+        matching = [lead_id for lead_id in every if keep(queue_item(store, lead_id))]
+        assert len(matching) > 0, filters
+        expected = _expected_order(store, matching, config, NOW)
+        pages = [
+            review_queue(store, config=config, now=NOW, limit=7, offset=offset, **filters)
+            for offset in range(0, len(matching) + 7, 7)
+        ]
+        assert [lead_id for page in pages for lead_id in _ids(page)] == expected, filters
+        assert {page.total for page in pages} == {len(matching)}
+
+
+@pytest.mark.parametrize("copy_from", [1, 10_000], ids=["copy", "statement"])
+def test_both_ways_of_writing_queue_rows_agree(db_url, monkeypatch, copy_from):
+    """PostgreSQL takes a batch through COPY and a few rows through one statement."""
+    monkeypatch.setattr(store_module, "_QUEUE_COPY_MIN_ROWS", copy_from)
+    s = Store(db_url)
+    s.upgrade()
+    try:
+        s.upsert_leads([_lead("A", stage="awareness"), _lead("B", company='O"Brien, %_ Ltd')])
+        s.record_predictions(
+            [
+                _row("A", _probs(STAGES, "decision", 0.5, "purchase", 0.3)),
+                _row("B", _probs(STAGES, "awareness", 0.9), created_at=NOW - timedelta(days=2)),
+            ]
+        )
+        s.record_predictions([_row("B", _probs(STAGES, "decision", 0.55, "awareness", 0.4))])
+        a, b = _queue_row(s, "A"), _queue_row(s, "B")
+        assert a["company"] == "A Inc" and b["company"] == 'O"Brien, %_ Ltd'
+        assert b["previous_stage"] == "awareness" and b["changed_at"] == NOW
+        assert a["scored_at"] == NOW and a["reviewed"] is False
+        assert a["p_marketing_stage"] == pytest.approx(0.1)
+        assert _ids(review_queue(s, now=NOW)) == ["A", "B"]
+    finally:
+        s.dispose()
+
+
+def test_a_page_reads_the_queue_indexes_only_on_sqlite(tmp_path):
+    """The page walks the two rank indexes; no full scan, no predictions read."""
     store = Store(f"sqlite:///{tmp_path / 'plan.db'}")
     store.upgrade()
+    store.record_predictions([_row("A", _probs(STAGES, "decision", 0.5, "purchase", 0.4))])
     statements: list[tuple[str, tuple]] = []
 
     @sa.event.listens_for(store.engine, "before_cursor_execute")
     def capture(conn, cursor, statement, parameters, context, executemany):
         statements.append((statement, tuple(parameters)))
 
-    review_queue(store, now=NOW)
-    ranking, params = next(s for s in statements if s[0].lstrip().startswith("WITH"))
-    with store.engine.connect() as conn:
-        plan = " ".join(
-            str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {ranking}", params)
-        )
-    assert "ix_predictions_lead_id_id" in plan
+    for filters in ({}, {"stage": "decision"}, {"reviewed": False}, {"since": NOW}):
+        statements.clear()
+        review_queue(store, now=NOW, **filters)
+        assert not any("predictions" in statement for statement, _ in statements)
+        ranking, params = next(s for s in statements if "ranked" in s[0])
+        with store.engine.connect() as conn:
+            plan = [
+                str(row[-1])
+                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {ranking}", params)
+            ]
+        reads = [line for line in plan if " lead_queue " in f"{line} "]
+        assert any("COVERING INDEX ix_lead_queue_rank" in line for line in reads), plan
+        assert any("COVERING INDEX ix_lead_queue_changed_rank" in line for line in reads), plan
+        assert all("COVERING INDEX" in line for line in reads), plan
     store.dispose()
+
+
+def test_priority_scores_treat_missing_values_as_no_signal():
+    scores = priority_scores(
+        stage=["decision", None, "awareness"],
+        stage_confidence=[0.5, None, 0.9],
+        stage_margin=[0.1, None, np.nan],
+        persona_margin=[None, 0.4, 1.0],
+        p_marketing_stage=[None, 0.1, 0.3],
+        p_marketing_persona=[np.nan, None, 0.05],
+        stage_changed=[False, True, False],
+    )
+    assert scores == pytest.approx([0.9 + 0.5, 0.5 * 0.6 + 0.9 + 0.75, 0.5 * 0.95])
+    with pytest.raises(ValueError, match="stage_margin: expected 3 values, got 2"):
+        priority_scores(
+            stage=["a", "b", "c"],
+            stage_confidence=[1, 1, 1],
+            stage_margin=[1, 1],
+            persona_margin=[1, 1, 1],
+            p_marketing_stage=[1, 1, 1],
+            p_marketing_persona=[1, 1, 1],
+        )
+    # The stage-change term is added last: stored score + weight is exact.
+    base = priority_scores(
+        stage=["decision"],
+        stage_confidence=[0.3],
+        stage_margin=[0.07],
+        persona_margin=[0.11],
+        p_marketing_stage=[0.13],
+        p_marketing_persona=[0.17],
+    )
+    with_change = priority_scores(
+        stage=["decision"],
+        stage_confidence=[0.3],
+        stage_margin=[0.07],
+        persona_margin=[0.11],
+        p_marketing_stage=[0.13],
+        p_marketing_persona=[0.17],
+        stage_changed=[True],
+        config=replace(STORED_CONFIG, w_changed=0.3),
+    )
+    assert with_change[0] == base[0] + 0.3

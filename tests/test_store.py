@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 
 from data.schema import LEAD_COLUMNS
-from data.store import Base, Store
+from data.store import (
+    Base,
+    CorrectionRow,
+    LeadRow,
+    PredictionRow,
+    QueueRow,
+    Store,
+    alembic_config,
+)
 
-TABLES = {"leads", "events", "predictions", "corrections", "users", "api_keys"}
+TABLES = {"leads", "events", "predictions", "corrections", "users", "api_keys", "lead_queue"}
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -84,6 +94,153 @@ def test_migrations_match_the_models(store):
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+@pytest.fixture
+def other_db_url(request, db_url, tmp_path):
+    """A second empty database on the backend of ``db_url``."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'other.db'}"
+        return
+    base = request.getfixturevalue("pg_base_url")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'create schema "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'drop schema "{schema}" cascade'))
+    engine.dispose()
+
+
+_ODD = 'ready "now". v2'
+_QUEUE_LEADS = [
+    _lead("Q1", stage="awareness", persona="practitioner", company="Acme"),
+    _lead("Q2", stage=_ODD, persona="economic_buyer", company="Globex"),
+    _lead("Q4", stage="consideration", persona=None, company=None),
+    _lead("Q5", stage="decision", persona="practitioner"),
+]
+# Q3 is scored but has no profile.
+_QUEUE_FIRST = [
+    _prediction(
+        "Q1",
+        "awareness",
+        stage_margin=0.05,
+        created_at=T0 - timedelta(days=10),
+        probabilities={
+            "stage": {"awareness": 0.5, "consideration": 0.45, "decision": 0.05},
+            "persona": {"economic_buyer": 0.6, "practitioner": 0.4},
+        },
+    ),
+    _prediction(
+        "Q2",
+        "decision",
+        created_at=T0,
+        probabilities={"stage": {"decision": 0.9, _ODD: 0.1}, "persona": {"economic_buyer": 1}},
+    ),
+    _prediction("Q3", "purchase", stage_confidence=0.5, created_at=T0 - timedelta(days=3)),
+    _prediction("Q4", None, stage_margin=None, persona=None, probabilities=None, created_at=T0),
+    _prediction("Q5", "decision", created_at=T0 - timedelta(days=20)),
+]
+_QUEUE_SECOND = [
+    _prediction("Q1", "decision", stage_confidence=0.5, created_at=T0 - timedelta(days=2)),
+    _prediction("Q5", "decision", created_at=T0 - timedelta(days=1)),
+]
+
+
+def _queue_rows(store: Store) -> dict[str, dict]:
+    table = QueueRow.__table__
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(table).order_by(table.c.lead_id)).mappings().all()
+    return {row["lead_id"]: dict(row) for row in rows}
+
+
+def _assert_same_rows(got: dict[str, dict], expected: dict[str, dict]) -> None:
+    assert list(got) == list(expected)
+    for lead_id, row in expected.items():
+        for name, value in row.items():
+            if isinstance(value, float):
+                assert got[lead_id][name] == pytest.approx(value, abs=1e-12), (lead_id, name)
+            else:
+                assert got[lead_id][name] == value, (lead_id, name)
+
+
+def test_migration_backfills_the_queue_as_the_store_keeps_it(db_url, other_db_url):
+    """A home written by the first revision upgrades to the rows the write paths make."""
+    old = Store(db_url)
+    live = Store(other_db_url)
+    try:
+        old.upgrade("0001")
+        assert old.current_revision() == "0001"
+        with old.engine.begin() as conn:
+            conn.execute(
+                sa.insert(LeadRow.__table__),
+                [
+                    {
+                        "lead_id": lead["lead_id"],
+                        "company": lead["company"],
+                        "marketing_stage": lead["stage"],
+                        "marketing_persona": lead["persona"],
+                        "first_seen": T0,
+                        "updated_at": T0,
+                    }
+                    for lead in _QUEUE_LEADS
+                ],
+            )
+            for batch in (_QUEUE_FIRST, _QUEUE_SECOND):
+                conn.execute(sa.insert(PredictionRow.__table__), batch)
+            corrections = CorrectionRow.__table__
+            base = {"reviewer": "ana", "created_at": T0, "source": "ui", "old_label": None}
+            conn.execute(
+                sa.insert(corrections),
+                [
+                    {**base, "lead_id": "Q1", "field": "stage", "new_label": "consideration"}
+                    | {"kind": "reclassify", "is_rep_label": True},
+                    {**base, "lead_id": "Q4", "field": "stage", "new_label": "awareness"}
+                    | {"kind": "reclassify", "is_rep_label": True},
+                    {**base, "lead_id": "Q5", "field": "persona", "new_label": "practitioner"}
+                    | {"kind": "confirm", "is_rep_label": True},
+                ],
+            )
+            first_q4 = conn.execute(
+                sa.select(corrections.c.id).where(corrections.c.lead_id == "Q4")
+            ).scalar_one()
+            conn.execute(
+                sa.insert(corrections),
+                {**base, "lead_id": "Q4", "field": "stage", "new_label": None}
+                | {"kind": "undo", "is_rep_label": False, "undo_of": first_q4},
+            )
+        old.upgrade()
+        assert old.current_revision() == old.head_revision()
+
+        live.upgrade()
+        live.upsert_leads(_QUEUE_LEADS)
+        live.record_predictions(_QUEUE_FIRST)
+        live.record_predictions(_QUEUE_SECOND)
+        live.add_correction("Q1", "stage", "consideration", reviewer="ana")
+        undone = live.add_correction("Q4", "stage", "awareness", reviewer="ana")
+        live.add_correction("Q5", "persona", "practitioner", reviewer="ana", kind="confirm")
+        live.undo_correction(undone.id, reviewer="ana")
+
+        expected = _queue_rows(live)
+        assert [lead_id for lead_id, row in expected.items() if row["reviewed"]] == ["Q1", "Q5"]
+        assert expected["Q1"]["previous_stage"] == "awareness"
+        assert expected["Q1"]["changed_at"] == T0 - timedelta(days=2)
+        assert expected["Q5"]["changed_at"] is None
+        assert expected["Q2"]["p_marketing_stage"] == pytest.approx(0.1)
+        assert expected["Q3"]["company"] is None
+        _assert_same_rows(_queue_rows(old), expected)
+
+        # Down and up again: the table goes, and comes back the same.
+        with old.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        assert "lead_queue" not in sa.inspect(old.engine).get_table_names()
+        old.upgrade()
+        _assert_same_rows(_queue_rows(old), expected)
+    finally:
+        old.dispose()
+        live.dispose()
 
 
 def test_leads_table_carries_the_contract_columns(store):
