@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 export LEADREADY_HOME ?= $(CURDIR)/var
 
-.PHONY: install run test test-fast lint bench fuzz clean lock
+.PHONY: install run test test-fast lint bench fuzz audit clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,28 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Schema fuzzing of the API with many random examples (bench/results/fuzz.json).
+fuzz: install
+	$(BIN)/python -m bench.fuzz --examples $${FUZZ_EXAMPLES:-300} --timeout 3600
+
+# Known vulnerabilities in the pinned set (pip-audit, PyPI's advisory data). Fails on
+# a vulnerability with a fixed version to upgrade to, and when any package could not
+# be audited (an unreachable advisory service must not read as "no vulnerabilities"),
+# unless AUDIT_UNREACHABLE_OK=1 (then a warning).
+AUDIT_JSON := $(VENV)/pip-audit.json
+audit: install
+	rm -f $(AUDIT_JSON)
+	-$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off \
+	  -f json -o $(AUDIT_JSON)
+	$(BIN)/python -c 'import json,sys; d=json.load(open("$(AUDIT_JSON)"))["dependencies"]; \
+	  skip=[x["name"] for x in d if x.get("skip_reason")]; \
+	  v=[(x["name"],x["version"],y["id"],y["fix_versions"]) for x in d for y in x.get("vulns",[])]; \
+	  [print("vulnerable:",*e) for e in v]; \
+	  print(f"audited {len(d)-len(skip)} of {len(d)} packages; {len(v)} known vulnerabilities"); \
+	  msg=f"not audited ({len(skip)}): "+", ".join(skip[:10])+" ... (advisory service unreachable?)"; \
+	  skip and (print("WARNING:",msg) if "$(AUDIT_UNREACHABLE_OK)" else sys.exit(msg)); \
+	  sys.exit(1 if any(e[3] for e in v) else 0)'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
