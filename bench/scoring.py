@@ -148,6 +148,7 @@ def run(
             "rounds": rounds,
             "threads": cores,
             "champion_version": facts["version"],
+            "load_average_at_start": os.getloadavg(),
             "trees": {h: est.booster_.num_trees() for h, est in model.heads.items()},
             "encoded_features": {h: est.n_features_out_ for h, est in model.heads.items()},
         },
@@ -254,6 +255,7 @@ def run(
     out["one_row_us"] = _per_call_us(one, calls=calls)
     out["check"] = {"reasons_index": int(index[0])}
     out["seconds_total"] = round(time.perf_counter() - started, 1)
+    out["load_average_at_end"] = os.getloadavg()
     return out
 
 

@@ -106,11 +106,12 @@ def champion_home(*, quiet: bool = True) -> tuple[Path, dict[str, Any]]:
     facts_file = home / "bench-facts.json"
     if facts_file.exists():
         return home, json.loads(facts_file.read_text())
-    if root.exists():  # homes of older code
+    if root.exists():  # homes of older code, unused for a week
         import shutil
 
+        week_ago = time.time() - 7 * 86_400
         for old in root.iterdir():
-            if old.is_dir() and old != home:
+            if old.is_dir() and old != home and old.stat().st_mtime < week_ago:
                 shutil.rmtree(old, ignore_errors=True)
     from rich.console import Console
 
@@ -409,6 +410,7 @@ def run(*, rounds: int = 3, seconds: float = 4.0, tool: str = "auto") -> dict[st
             "seconds_per_run": seconds,
             "tool": tool_used,
             "champion_version": facts["version"],
+            "load_average_at_start": os.getloadavg(),
             "leadready": "leadready serve --workers 2 --threads 4 (gunicorn gthread)",
             "mlflow": "mlflow models serve --env-manager local -w 2 (uvicorn)",
             "flask": "gunicorn -w 2 (sync) Flask + booster.predict(numpy row)",
@@ -481,6 +483,7 @@ def run(*, rounds: int = 3, seconds: float = 4.0, tool: str = "auto") -> dict[st
         "invocations_ratio": min(inv) >= TARGET_RATIO,
     }
     results["seconds_total"] = round(time.perf_counter() - started, 1)
+    results["load_average_at_end"] = os.getloadavg()
     return results
 
 
