@@ -342,10 +342,14 @@ def runner_up(probabilities: Any, head: str, top: str | None) -> str | None:
     best: str | None = None
     best_p = -math.inf
     for label, value in probs.items():
-        p = _probability(value)
-        # Strictly greater: among equals the first listed wins.
-        if p is not None and p > best_p and str(label) != top:
-            best, best_p = str(label), p
+        # Strictly greater: among equals the first listed wins (and NaN never).
+        if (
+            type(value) in (float, int)
+            and value > best_p
+            and str(label) != top
+            and math.isfinite(value)
+        ):
+            best, best_p = str(label), float(value)
     return best
 
 

@@ -1021,6 +1021,16 @@ class Store:
 
     # ------------------------------------------------------------ review queue
 
+    def _among(self, column: Any, ids: Sequence[str]) -> Any:
+        """``column IN ids`` as one parameter (a JSON array on SQLite, an array on PostgreSQL).
+
+        A 5000-id ``IN (…)`` list costs more to render and parse than to run.
+        """
+        if self._sqlite:
+            values = sa.func.json_each(sa.literal(json.dumps(list(ids)))).table_valued("value")
+            return column.in_(sa.select(values.c.value))
+        return column == sa.any_(sa.literal(list(ids), type_=pg_dialect.ARRAY(sa.String())))
+
     def _rep_labelled(self, conn: Connection, lead_ids: Sequence[str]) -> set[str]:
         """Leads whose latest correction of some field leaves a rep's label current."""
         if not lead_ids:
@@ -1036,7 +1046,7 @@ class Store:
             stmt = (
                 sa.select(_CORRECTIONS.c.lead_id)
                 .where(
-                    _CORRECTIONS.c.lead_id.in_(chunk),
+                    self._among(_CORRECTIONS.c.lead_id, chunk),
                     _CORRECTIONS.c.is_rep_label.is_(True),
                     _CORRECTIONS.c.id == latest,
                 )
@@ -1143,7 +1153,7 @@ class Store:
                         _QUEUE.c.prediction_id,
                         _QUEUE.c.stage,
                         _QUEUE.c.reviewed,
-                    ).where(_QUEUE.c.lead_id.in_(chunk))
+                    ).where(self._among(_QUEUE.c.lead_id, chunk))
                 )
             }
             leads = {
@@ -1152,7 +1162,7 @@ class Store:
                     sa.select(
                         _LEADS.c.lead_id,
                         *(_LEADS.c[name] for name in sorted(_QUEUE_LEAD_COLUMNS)),
-                    ).where(_LEADS.c.lead_id.in_(chunk))
+                    ).where(self._among(_LEADS.c.lead_id, chunk))
                 ).mappings()
             }
             reviewed = self._rep_labelled(conn, [i for i in chunk if i not in existing])
@@ -1193,7 +1203,7 @@ class Store:
                     _PREDICTIONS, _PREDICTIONS.c.id == _QUEUE.c.prediction_id
                 )
             )
-            .where(_QUEUE.c.lead_id.in_(list(lead_ids)), differs)
+            .where(self._among(_QUEUE.c.lead_id, lead_ids), differs)
         )
         stale = conn.execute(stmt).mappings().all()
         if not stale:
