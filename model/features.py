@@ -101,6 +101,8 @@ _CONTENT_KIND: dict[str, int] = {
 _NAT = np.iinfo(np.int64).min
 _DAY_NS = 86_400 * 10**9
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: What int64 nanoseconds hold (pandas' timestamp range).
+_MIN_NS, _MAX_NS = int(pd.Timestamp.min.value), int(pd.Timestamp.max.value)
 _ONE_US = timedelta(microseconds=1)
 _DATE_SUFFIXES = ("_at", "_date")
 
@@ -490,7 +492,13 @@ def _missing(value: object) -> bool:
 def _datetime_ns(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // _ONE_US * 1000
+    ns = (value - _EPOCH) // _ONE_US * 1000
+    if not _MIN_NS <= ns <= _MAX_NS:
+        raise ValueError(
+            f"timestamp {value.isoformat()} is outside the supported range "
+            f"{pd.Timestamp.min.date()} to {pd.Timestamp.max.date()}"
+        )
+    return ns
 
 
 def _ns(value: object) -> int:

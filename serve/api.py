@@ -34,7 +34,7 @@ from serve.schemas import (
 )
 from serve.state import get_state
 
-__all__ = ["bp", "model_info"]
+__all__ = ["bp", "model_info", "nosniff"]
 
 bp = Blueprint("api", __name__)
 
@@ -47,6 +47,13 @@ def _authenticate() -> None:
     op = get_operation(view)
     need = op.auth if op is not None else "api_key"
     g.api_identity = get_state().auth.authenticate(request.headers.get("Authorization"), need)
+
+
+@bp.after_request
+def nosniff(response: Response) -> Response:
+    """API answers are JSON or text: browsers must not guess another type."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 def _loaded() -> LoadedModel:

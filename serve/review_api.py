@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from data.review_queue import review_queue
 from data.schema import CORRECTION_REASONS
 from serve import scoring
+from serve.api import nosniff
 from serve.errors import ApiError
 from serve.openapi import get_operation, operation
 from serve.schemas import ErrorResponse
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 bp = Blueprint("review_api", __name__)
+bp.after_request(nosniff)
 
 _REASON_CODES = tuple(code for code, _ in CORRECTION_REASONS)
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)

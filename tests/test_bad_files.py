@@ -73,11 +73,6 @@ def test_one_class_only_is_refused_with_a_message(tables, tmp_path):
     assert "has only 'awareness'; a classifier needs at least two classes" in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train registers a model on a table whose every feature is empty, without a word "
-    "(patch for training/dataset.py in docs/reliability.md); remove the marker when fixed",
-)
 def test_all_null_features_are_refused_or_reported(tables, tmp_path):
     leads, _, _ = tables
     empty = leads[["lead_id", "stage", "persona"]].copy()

@@ -16,13 +16,12 @@ A failure names the operation and gives the minimal failing request as curl.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -48,19 +47,6 @@ CHECKS = [
 ADMIN_RELOAD = "POST /v1/admin/reload"
 
 Expect = Callable[[Any, Any], None]
-
-#: A known 500 waiting for its fix in ``model/features.py`` (patch in
-#: docs/reliability.md): a timestamp outside int64 nanoseconds (before 1677-09-22
-#: or after 2262-04-11) in ``events[].timestamp`` or ``as_of`` overflows in
-#: ``_records_matrix`` / ``_datetime_ns``. Such cases are discarded here and pinned
-#: by ``test_out_of_range_timestamps_are_a_400`` (strict xfail): when the fix lands
-#: that test fails, and this filter goes.
-_YEARS = re.compile(r"\b(\d{4})-\d\d-\d\d")
-
-
-def _known_issue(case) -> bool:
-    years = [int(y) for y in _YEARS.findall(str(case.body))]
-    return any(y < 1678 or y > 2261 for y in years)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +80,6 @@ def fuzz(schema, mode: GenerationMode, headers: dict[str, str], expect: Expect, 
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case) -> None:
             nonlocal calls
-            assume(not _known_issue(case))
             last[case.operation.label] = case
             calls += 1
             response = case.call(headers=headers)
@@ -175,11 +160,6 @@ def test_requests_with_a_revoked_key(schema, api_headers):
     assert fuzz(schema, GenerationMode.POSITIVE, api_headers["revoked"], expect) > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model/features.py overflows on timestamps outside int64 ns (patch in "
-    "docs/reliability.md); remove this marker and the _known_issue filter when fixed",
-)
 @pytest.mark.parametrize(
     ("event_time", "as_of"),
     [

@@ -303,11 +303,6 @@ def test_security_headers_on_every_ui_page(app):
             assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", response.get_data(as_text=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve/ does not set X-Content-Type-Options on API responses yet (patch in the "
-    "reliability report); remove this marker when it does",
-)
 def test_api_responses_are_nosniff(api_client, api_headers):
     for method, path, headers in (
         ("GET", "/healthz", {}),

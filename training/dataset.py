@@ -349,6 +349,11 @@ def load_training_table(
     X = build_features(leads, events, as_of=as_of, config=config, id_col=id_col)
     X.index = X.index.astype(str)
     X = X.loc[ids]
+    if not any(X[c].nunique(dropna=True) > 1 for c in X.columns):
+        raise ValueError(
+            f"{name}: no usable features: every feature column is empty or constant "
+            f"({_columns_listed([str(c) for c in X.columns])})"
+        )
 
     slices = pd.DataFrame(index=ids)
     for column in slice_cols:
