@@ -513,6 +513,7 @@ def _contains(column: Any, pattern: str, dialect: str) -> Any:
 def _filters(
     dialect: str,
     *,
+    walking: bool,
     stage: str | None,
     persona: str | None,
     route: str | None,
@@ -520,13 +521,23 @@ def _filters(
     since: datetime | date | None,
     search: str | None,
 ) -> list[Any]:
+    """The WHERE terms of the filters; ``walking``: for a walk of the rank indexes.
+
+    SQLite plans without statistics: offered ``stage = ?`` it would read every
+    lead of that stage through ``ix_lead_queue_filters`` and sort them all.
+    For a walk, the label terms are written so no index can take them
+    (``coalesce(stage, '') = ?``, the same test for a non-empty label) and the
+    walk follows the rank index. PostgreSQL keeps the plain terms and chooses
+    by its statistics (for a rare label, that sort is the better plan).
+    """
     where: list[Any] = []
-    if stage:
-        where.append(_Q.c.stage == stage)
-    if persona:
-        where.append(_Q.c.persona == persona)
-    if route:
-        where.append(_Q.c.route == route)
+    for column, value in ((_Q.c.stage, stage), (_Q.c.persona, persona), (_Q.c.route, route)):
+        if not value:
+            continue
+        if walking and dialect == "sqlite":
+            where.append(sa.func.coalesce(column, "") == value)
+        else:
+            where.append(column == value)
     if reviewed is not None:
         where.append(_Q.c.reviewed == bool(reviewed))
     if since is not None:
@@ -727,15 +738,15 @@ def _run(
     config: QueueConfig,
     now: datetime,
 ) -> QueuePage:
-    where = _filters(
-        conn.dialect.name,
-        stage=stage,
-        persona=persona,
-        route=route,
-        reviewed=reviewed,
-        since=since,
-        search=search,
-    )
+    filters = {
+        "stage": stage,
+        "persona": persona,
+        "route": route,
+        "reviewed": reviewed,
+        "since": since,
+        "search": search,
+    }
+    where = _filters(conn.dialect.name, walking=False, **filters)
     cutoff = now - timedelta(days=config.changed_days)
     paging = {"limit": limit, "offset": offset, "config": config, "cutoff": cutoff}
     one_pass = None
@@ -746,7 +757,8 @@ def _run(
     if one_pass is not None:
         ids, total = one_pass
     else:
-        ids = _ranked_ids(conn, where, **paging) if limit else []
+        walk = _filters(conn.dialect.name, walking=True, **filters)
+        ids = _ranked_ids(conn, walk, **paging) if limit else []
         total = _count(conn, where, only_unreviewed=reviewed is False and len(where) == 1)
     rows = _page_rows(conn, ids)
     items = _items([rows[i] for i in ids if i in rows], config, cutoff)

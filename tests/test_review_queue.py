@@ -586,20 +586,23 @@ def test_a_page_reads_the_queue_indexes_only_on_sqlite(tmp_path):
     def capture(conn, cursor, statement, parameters, context, executemany):
         statements.append((statement, tuple(parameters)))
 
-    for filters in ({}, {"stage": "decision"}, {"reviewed": False}, {"since": NOW}):
+    def plan(statement, params):
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+            return [str(row[-1]) for row in rows if " lead_queue " in f"{row[-1]} "]
+
+    for filters in ({}, {"stage": "decision"}, {"route": "nurture"}, {"reviewed": False}):
         statements.clear()
         review_queue(store, now=NOW, **filters)
         assert not any("predictions" in statement for statement, _ in statements)
-        ranking, params = next(s for s in statements if "ranked" in s[0])
-        with store.engine.connect() as conn:
-            plan = [
-                str(row[-1])
-                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {ranking}", params)
-            ]
-        reads = [line for line in plan if " lead_queue " in f"{line} "]
-        assert any("COVERING INDEX ix_lead_queue_rank" in line for line in reads), plan
-        assert any("COVERING INDEX ix_lead_queue_changed_rank" in line for line in reads), plan
-        assert all("COVERING INDEX" in line for line in reads), plan
+        reads = plan(*next(s for s in statements if "ranked" in s[0]))
+        assert any("COVERING INDEX ix_lead_queue_rank" in line for line in reads), reads
+        assert any("COVERING INDEX ix_lead_queue_changed_rank" in line for line in reads), reads
+        assert all("COVERING INDEX" in line for line in reads), reads
+        counts = [plan(*s) for s in statements if s[0].startswith("SELECT count(*)")]
+        assert counts and all("COVERING INDEX" in line for lines in counts for line in lines)
+        if "stage" in filters:
+            assert "ix_lead_queue_filters (stage=?)" in counts[0][0], counts
     store.dispose()
 
 
