@@ -243,6 +243,30 @@ def test_migration_backfills_the_queue_as_the_store_keeps_it(db_url, other_db_ur
         live.dispose()
 
 
+@pytest.mark.parametrize("draft_index", [False, True], ids=["0002", "0002-with-draft-index"])
+def test_a_home_at_0002_upgrades_to_the_filter_index(db_url, draft_index):
+    store = Store(db_url)
+    try:
+        store.upgrade("0002")
+        if draft_index:
+            with store.engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "CREATE INDEX ix_lead_queue_filters "
+                        "ON lead_queue (stage, persona, route, reviewed)"
+                    )
+                )
+        store.upgrade()
+        assert store.current_revision() == store.head_revision()
+        indexes = {i["name"] for i in sa.inspect(store.engine).get_indexes("lead_queue")}
+        assert "ix_lead_queue_filters" in indexes
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        store.dispose()
+
+
 def test_leads_table_carries_the_contract_columns(store):
     columns = {c["name"] for c in sa.inspect(store.engine).get_columns("leads")}
     assert set(LEAD_COLUMNS) | {"extra", "marketing_stage", "marketing_persona"} <= columns

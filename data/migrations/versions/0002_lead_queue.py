@@ -59,7 +59,6 @@ _RANK = [
     "scored_at",
 ]
 _CHANGED = "changed_at IS NOT NULL"
-_FILTERS = ["stage", "persona", "route", "reviewed"]
 
 
 def upgrade() -> None:
@@ -102,12 +101,10 @@ def upgrade() -> None:
         sqlite_where=sa.text(_CHANGED),
         postgresql_where=sa.text(_CHANGED),
     )
-    op.create_index("ix_lead_queue_filters", "lead_queue", _FILTERS)
 
 
 def downgrade() -> None:
     """Drop the queue table (the predictions it was built from stay)."""
-    op.drop_index("ix_lead_queue_filters", table_name="lead_queue")
     op.drop_index("ix_lead_queue_changed_rank", table_name="lead_queue")
     op.drop_index("ix_lead_queue_rank", table_name="lead_queue")
     op.drop_table("lead_queue")
