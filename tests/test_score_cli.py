@@ -246,3 +246,23 @@ def test_a_fresh_process_loads_the_champion_and_scores(home, tmp_path):
     assert len(scored) == 400
     assert "lead-readiness@champion (version 1)" in proc.stderr
     assert scored["stage"].notna().all()
+
+
+def test_record_stores_every_prediction_with_its_feature_snapshot(home, run, tmp_path):
+    from data.review_queue import review_queue
+    from data.store import Store
+
+    root, settings = home
+    scored = _score_csv(run, root, tmp_path / "rec.csv", "--chunk-size", "150", "--record")
+    store = Store(settings.database_url)
+    try:
+        first = str(scored["Contact ID"].iloc[0])
+        [row] = store.predictions_for(first)
+        assert row["source"] == "batch"
+        assert row["stage"] == scored["stage"].iloc[0]
+        assert row["features"], "the feature snapshot is stored"
+        assert store.get_lead(first) is not None
+        page = review_queue(store, limit=500)
+        assert page.total == len(scored)
+    finally:
+        store.dispose()

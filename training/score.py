@@ -188,6 +188,7 @@ def score_table(
     reasons: bool = False,
     as_of: datetime | None = None,
     on_chunk: Callable[[int, int | None], None] | None = None,
+    on_scored: Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], None] | None = None,
 ) -> ScoreSummary:
     """Score every row of a lead table and write them with their predictions.
 
@@ -213,6 +214,9 @@ def score_table(
         Add the reasons columns.
     as_of : datetime, optional
         Reference time of engagement features; default the last event.
+    on_scored : callable, optional
+        Called after each chunk is scored with (lead rows, feature rows indexed by
+        id, predictions): ``leadready score --record`` stores them with it.
     on_chunk : callable, optional
         Called after each chunk with (rows done, total rows or None).
 
@@ -280,6 +284,8 @@ def score_table(
             else:
                 features = leads.set_index(ids)
             scored = model.predict_frame(features, reasons=reasons)
+            if on_scored is not None:
+                on_scored(leads, features, scored)
             if not missing:
                 missing = list(scored.attrs.get("missing_columns", []))
             out = chunk.copy()

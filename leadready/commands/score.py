@@ -59,6 +59,12 @@ __all__ = ["score"]
 )
 @click.option("--reasons", is_flag=True, help="Add stage_reasons and persona_reasons (JSON).")
 @click.option(
+    "--record",
+    is_flag=True,
+    help="Also store the predictions with their feature snapshots (as the API does), "
+    "so batch scoring feeds the review queue and retraining.",
+)
+@click.option(
     "--as-of", default=None, help="Reference time of engagement features [default: last event]."
 )
 def score(
@@ -69,6 +75,7 @@ def score(
     id_col: str,
     chunk_size: int,
     reasons: bool,
+    record: bool,
     as_of: str | None,
 ) -> None:
     """Write every input row with predicted stage, persona, probabilities, readiness and route."""
@@ -101,6 +108,27 @@ def score(
             TextColumn("rows"),
             TimeElapsedColumn(),
         ]
+        on_scored = None
+        if record:
+            from data.store import Store
+            from training.record import record_scored_frame
+
+            store = Store(settings.database_url)
+            store.upgrade()
+
+            def on_scored(leads, features, scored) -> None:
+                record_scored_frame(
+                    store,
+                    features,
+                    scored,
+                    settings.model_name,
+                    str(version),
+                    source="batch",
+                    leads=leads,
+                    id_col=id_col,
+                    input_columns=model.input_columns,
+                )
+
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(in_path.name, total=None)
 
@@ -117,6 +145,7 @@ def score(
                 reasons=reasons,
                 as_of=reference,
                 on_chunk=advance,
+                on_scored=on_scored,
             )
     except (ValueError, LookupError, MlflowException, OSError) as exc:
         raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
