@@ -124,7 +124,7 @@ def _compiled_copy(model: Any, home: Path, sample: pd.DataFrame) -> tuple[Any, d
 
 
 def run(
-    *, rows: int = 1_000_000, lgbm_rows: int = 100_000, rounds: int = 3, calls: int = 500
+    *, rows: int = 1_000_000, lgbm_rows: int = 50_000, rounds: int = 3, calls: int = 500
 ) -> dict[str, Any]:
     """Measure everything in the module docstring."""
     started = time.perf_counter()
@@ -312,7 +312,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scoring", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--lgbm-rows", type=int, default=100_000)
+    parser.add_argument("--lgbm-rows", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=500)
     args = parser.parse_args(argv)
