@@ -59,6 +59,15 @@ __all__ = ["score"]
 )
 @click.option("--reasons", is_flag=True, help="Add stage_reasons and persona_reasons (JSON).")
 @click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: chunks in this process; spark: Apache Spark through mlflow's spark_udf "
+    "(Parquet in and out).",
+)
+@click.option("--spark-master", default="local[*]", show_default=True, help="Spark master URL.")
+@click.option(
     "--record",
     is_flag=True,
     help="Also store the predictions with their feature snapshots (as the API does), "
@@ -75,6 +84,8 @@ def score(
     id_col: str,
     chunk_size: int,
     reasons: bool,
+    engine: str,
+    spark_master: str,
     record: bool,
     as_of: str | None,
 ) -> None:
@@ -96,6 +107,24 @@ def score(
     settings.ensure_home()
     uri = model_uri or f"models:/{settings.model_name}@champion"
     console = Console(stderr=True)
+    if engine == "spark":
+        if record:
+            raise click.BadParameter("--record scores locally only", param_hint="--record")
+        from leadready.commands.spark import score_on_spark
+
+        score_on_spark(
+            settings,
+            uri,
+            in_path,
+            out_path,
+            events_path=events_path,
+            id_col=id_col,
+            reasons=reasons,
+            as_of=reference,
+            master=spark_master,
+            console=console,
+        )
+        return
     try:
         configure(settings.mlflow_tracking_uri, settings.artifact_root)
         with console.status(f"loading {uri}…"):
