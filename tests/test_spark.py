@@ -40,8 +40,9 @@ def spark(tmp_path_factory):
         driver_memory="2g",
         shuffle_partitions=4,
         local_dir=tmp_path_factory.mktemp("spark-local"),
-        # Small Arrow batches: a bucket then arrives in several batches, as big ones do.
-        conf={"spark.sql.execution.arrow.maxRecordsPerBatch": "1000"},
+        # Small Arrow batches: a bucket of leads then arrives in several batches (concatenated
+        # text columns), as the buckets of a big table do.
+        conf={"spark.sql.execution.arrow.maxRecordsPerBatch": "400"},
     )
     yield session
     session.stop()
