@@ -20,6 +20,9 @@ Configuration keys
     Most leads in one ``/v1/score/batch`` request (10000).
 ``MAX_CONTENT_LENGTH``
     Largest request body in bytes (64 MiB); larger bodies get 413.
+``DB_POOL_SIZE``, ``DB_MAX_OVERFLOW``
+    The store's connection pool per worker process (SQLAlchemy's 5 and 10 when
+    unset); ``LEADREADY_DB_POOL_SIZE=5`` in the environment. See docs/deploy.md.
 ``API_KEY_CACHE_SECONDS``
     How long an accepted API key is trusted before asking the store again (1.0).
 ``RECORD_PREDICTIONS``, ``WRITER_FLUSH_SECONDS``, ``WRITER_BATCH_SIZE``
@@ -68,6 +71,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
         SECRET_KEY=secrets.token_hex(32),
         API_KEY_CACHE_SECONDS=1.0,
+        DB_POOL_SIZE=None,
+        DB_MAX_OVERFLOW=None,
         RECORD_PREDICTIONS=True,
         WRITER_FLUSH_SECONDS=0.5,
         WRITER_BATCH_SIZE=500,
@@ -132,7 +137,13 @@ def init_store(app: Flask, settings: Settings) -> Any:
     """The store of ``DATABASE_URL`` (migrations are ``leadready db upgrade``'s job)."""
     from data.store import Store
 
-    return Store(settings.database_url)
+    cfg = app.config
+    pool_size, max_overflow = cfg["DB_POOL_SIZE"], cfg["DB_MAX_OVERFLOW"]
+    return Store(
+        settings.database_url,
+        pool_size=None if pool_size is None else int(pool_size),
+        max_overflow=None if max_overflow is None else int(max_overflow),
+    )
 
 
 def registry_source(tracking_uri: str, artifact_root: str) -> tuple[Loader, Resolver]:

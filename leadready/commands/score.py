@@ -25,16 +25,17 @@ __all__ = ["score"]
 @click.option(
     "--in",
     "in_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     required=True,
-    help="Lead table to score (CSV, Parquet, JSON Lines).",
+    help="Lead table to score (CSV, Parquet, JSON Lines; a Parquet folder with --engine spark).",
 )
 @click.option(
     "--out",
     "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
-    help="Where to write the rows with predictions (.csv or .parquet).",
+    help="Where to write the rows with predictions (.csv or .parquet; a Parquet folder, "
+    "replaced whole, with --engine spark).",
 )
 @click.option(
     "--model",
@@ -45,7 +46,7 @@ __all__ = ["score"]
 @click.option(
     "--events",
     "events_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     default=None,
     help="Events of the leads; engagement features are built from them as in training.",
 )
