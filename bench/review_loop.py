@@ -16,9 +16,14 @@ the simulator's default 20% noise rate):
    (``training.record.record_scored_frame``, as ``leadready score --record``);
 4. for each K and each strategy, on a copy of that store, simulated reps review
    K leads — the top K of the review queue (``data.review_queue.review_queue``,
-   unreviewed leads, in its order) or K leads drawn at random — and label both
-   stage and persona with the truth, wrong at the rep error rate (3%), through
-   ``Store.add_correction`` (``confirm`` when they agree with the model);
+   unreviewed leads, in its order), or K leads drawn at random (three draws,
+   averaged) — and label both stage and persona with the truth, wrong at the rep
+   error rate (3%), through ``Store.add_correction`` (``confirm`` when they agree
+   with the model). A third strategy, ``queue_oof``, is the same queue over
+   *out-of-fold* scores: every CRM lead scored by one of three models that did
+   not train on it (the deployed model's scores of its own training leads are
+   in-sample, which blunts the queue's "possible mislabel" and "close call"
+   signals there);
 5. the retraining set is built by the real code (``training.retrain.
    current_corrections`` and ``build_retrain_set``: snapshots, rep labels,
    correction weight, gate set) and the challenger is fitted on it with the
@@ -28,9 +33,14 @@ the simulator's default 20% noise rate):
 
 MLflow logging is skipped here for speed (``training.retrain.retrain`` is
 ``build_retrain_set`` + ``train_on`` + ``run_gate``; ``tests/test_review_loop.py``
-runs the real path end to end). Diagnostics per run explain the result: the share
-of reviewed leads whose marketing label was wrong (label errors found) and whose
-model prediction was wrong.
+runs the real path end to end). Diagnostics per run explain the result: of the
+reviewed leads, the share whose marketing label was wrong, whose base-model
+prediction was wrong, whose marketing error the model had *learned* (it predicts
+the same wrong label) or already *saw through* (it predicts the truth), and the
+share in the base model's training holdout (never trained on, by any model). The
+**noise floor** is how far macro-F1 moves when the base model is refitted with
+another LightGBM seed and no corrections at all: differences smaller than that
+are not evidence.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +67,16 @@ __all__ = [
     "main",
     "markdown",
     "pick_leads",
+    "record_out_of_fold",
     "run",
     "run_seed",
     "summary_rows",
     "truth_metrics",
 ]
 
-STRATEGIES: tuple[str, ...] = ("queue", "random")
+STRATEGIES: tuple[str, ...] = ("queue", "queue_oof", "random")
+#: Folds of the out-of-fold scores behind ``queue_oof``.
+OOF_FOLDS = 3
 _HEADS: tuple[str, ...] = ("stage", "persona")
 _MODEL_NAME = "lead-readiness"
 _REVIEWERS: tuple[str, ...] = ("ana", "ben", "chloe", "dev")
@@ -82,7 +95,9 @@ class LoopConfig:
     ks : tuple of int
         How many leads the reps review.
     strategies : tuple of str
-        ``"queue"`` and/or ``"random"``.
+        Any of ``"queue"``, ``"queue_oof"`` and ``"random"``.
+    random_draws : int
+        Random draws per K (their mean is the random baseline).
     test_share : float
         Share of leads kept as the truth-scored test set.
     rep_error : float
@@ -103,6 +118,7 @@ class LoopConfig:
     seeds: tuple[int, ...] = (1, 2, 3)
     ks: tuple[int, ...] = (100, 500, 2000)
     strategies: tuple[str, ...] = STRATEGIES
+    random_draws: int = 3
     test_share: float = 0.25
     rep_error: float = 0.03
     correction_weight: float = 2.0
@@ -120,6 +136,8 @@ class LoopConfig:
             raise ValueError(f"test share must be in (0, 1), got {self.test_share}")
         if not 0 <= self.rep_error < 1:
             raise ValueError(f"rep error must be in [0, 1), got {self.rep_error}")
+        if self.random_draws < 1:
+            raise ValueError(f"random draws must be at least 1, got {self.random_draws}")
 
 
 @dataclass
@@ -135,6 +153,8 @@ class _Seed:
     store_path: Path
     labels: dict[str, tuple[str, ...]]
     before: dict[str, float]
+    oof_store_path: Path | None = None
+    noise_floor: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -247,6 +267,25 @@ def _prepare(config: LoopConfig, seed: int, workdir: Path) -> _Seed:
             input_columns=model.input_columns,
         )
     timings["score_and_record_s"] = time.perf_counter() - start
+
+    # The noise floor: the same data, another LightGBM seed, no corrections.
+    start = time.perf_counter()
+    refit = fit_lead_model(
+        base.subset(~holdout_mask(base.ids, config.holdout_share)),
+        replace(train_config, seed=seed + 101),
+    )
+    again = truth_metrics(refit, test_X, truth)
+    noise_floor = {key: again[key] - before[key] for key in before}
+    timings["noise_floor_s"] = time.perf_counter() - start
+
+    oof_path = None
+    if "queue_oof" in config.strategies:
+        start = time.perf_counter()
+        oof_path = data_dir / "store-oof.db"
+        shutil.copyfile(store_path, oof_path)
+        with Store(f"sqlite:///{oof_path}") as store:
+            record_out_of_fold(store, base, train_config, folds=OOF_FOLDS, salt=f"oof-{seed}")
+        timings["out_of_fold_s"] = time.perf_counter() - start
     return _Seed(
         seed=seed,
         base=base,
@@ -257,8 +296,53 @@ def _prepare(config: LoopConfig, seed: int, workdir: Path) -> _Seed:
         store_path=store_path,
         labels={h: tuple(v) for h, v in model.labels.items()},
         before=before,
+        oof_store_path=oof_path,
+        noise_floor=noise_floor,
         timings=timings,
     )
+
+
+def record_out_of_fold(
+    store: Any, base: Any, train_config: Any, *, folds: int = OOF_FOLDS, salt: str = "oof"
+) -> int:
+    """Score every lead of ``base`` with a model that did not train on it, into ``store``.
+
+    The leads are split into ``folds`` groups by a salted hash of the id; each
+    group is scored by a model fitted (``fit_lead_model``, the same settings) on
+    the other groups, and the scores are recorded as the leads' newest
+    predictions (model version ``oof``), so the review queue ranks on them.
+
+    Returns
+    -------
+    int
+        The number of predictions recorded.
+    """
+    from training.record import record_scored_frame
+    from training.train import fit_lead_model
+
+    ids = [str(i) for i in base.ids]
+    group = np.fromiter(
+        (
+            int.from_bytes(hashlib.sha1(f"{salt}:{i}".encode()).digest()[:8], "big") % folds
+            for i in ids
+        ),
+        dtype=int,
+        count=len(ids),
+    )
+    n = 0
+    for k in range(folds):
+        model = fit_lead_model(base.subset(group != k), train_config)
+        X = base.X[group == k]
+        n += record_scored_frame(
+            store,
+            X,
+            model.predict_frame(X),
+            _MODEL_NAME,
+            "oof",
+            source="batch",
+            input_columns=model.input_columns,
+        )
+    return n
 
 
 def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
@@ -268,7 +352,8 @@ def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
     ----------
     store : Store
         Filled with the base model's predictions.
-    strategy : {"queue", "random"}
+    strategy : {"queue", "queue_oof", "random"}
+        ``queue_oof`` reads the queue of a store holding out-of-fold scores.
     k : int
     seed : int
         For the random draw.
@@ -279,7 +364,7 @@ def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
     """
     from data.review_queue import review_queue
 
-    if strategy == "queue":
+    if strategy in ("queue", "queue_oof"):
         picked: list[str] = []
         while len(picked) < k:
             page = review_queue(
@@ -338,25 +423,36 @@ def apply_reviews(
 
 
 def _diagnostics(prepared: _Seed, picked: Sequence[str]) -> dict[str, float]:
-    """How many reviewed leads had a wrong marketing label, or a wrong prediction."""
+    """What the reviewed leads were: marketing wrong, model wrong, errors learned or seen through."""
+    from training.dataset import holdout_mask
+
     base = prepared.base
+    picked = list(picked)
+    if not picked:
+        return {}
     truth = prepared.truth.reindex(picked)
-    out: dict[str, float] = {}
-    predicted = prepared.model.predict_frame(base.X.loc[list(picked)]) if picked else None
+    predicted = prepared.model.predict_frame(base.X.loc[picked])
+    out: dict[str, float] = {
+        "in_base_holdout_share": float(
+            holdout_mask(picked, prepared.train_config.holdout_share).mean()
+        )
+    }
     for head in _HEADS:
-        marketing = base.labels(head).reindex(picked)
-        wrong = (marketing.astype(str) != truth[f"true_{head}"].astype(str)).to_numpy()
-        out[f"{head}_marketing_wrong_share"] = float(wrong.mean()) if len(picked) else 0.0
-        if predicted is not None:
-            miss = (predicted[head].astype(str) != truth[f"true_{head}"].astype(str)).to_numpy()
-            out[f"{head}_model_wrong_share"] = float(miss.mean())
+        marketing = base.labels(head).reindex(picked).astype(str).to_numpy()
+        true = truth[f"true_{head}"].astype(str).to_numpy()
+        model = predicted[head].astype(str).to_numpy()
+        wrong = marketing != true
+        out[f"{head}_marketing_wrong_share"] = float(wrong.mean())
+        out[f"{head}_model_wrong_share"] = float((model != true).mean())
+        out[f"{head}_learned_error_share"] = float((wrong & (model == marketing)).mean())
+        out[f"{head}_seen_through_share"] = float((wrong & (model == true)).mean())
     return out
 
 
 def _one_run(
-    config: LoopConfig, prepared: _Seed, strategy: str, k: int, workdir: Path
+    config: LoopConfig, prepared: _Seed, strategy: str, k: int, workdir: Path, draw: int = 0
 ) -> dict[str, Any]:
-    """Review K leads by one strategy, retrain, measure against the truth."""
+    """Review K leads by one strategy (random: draw ``draw``), retrain, measure against the truth."""
     from data.store import Store
     from training.dataset import holdout_mask
     from training.evaluate import evaluate_heads
@@ -364,12 +460,15 @@ def _one_run(
     from training.retrain import build_retrain_set, current_corrections
     from training.train import fit_lead_model
 
-    path = workdir / f"seed-{prepared.seed}-{strategy}-{k}.db"
-    shutil.copyfile(prepared.store_path, path)
+    path = workdir / f"seed-{prepared.seed}-{strategy}-{k}-{draw}.db"
+    source = prepared.oof_store_path if strategy == "queue_oof" else prepared.store_path
+    if source is None:
+        raise ValueError("queue_oof needs the out-of-fold store (include it in the strategies)")
+    shutil.copyfile(source, path)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     with Store(f"sqlite:///{path}") as store:
-        picked = pick_leads(store, strategy, k, seed=prepared.seed)
+        picked = pick_leads(store, strategy, k, seed=prepared.seed + 1000 * draw)
         counts = apply_reviews(
             store,
             picked,
@@ -411,6 +510,7 @@ def _one_run(
     return {
         "seed": prepared.seed,
         "strategy": strategy,
+        "draw": draw,
         "k": k,
         "reviewed": len(picked),
         **counts,
@@ -444,59 +544,96 @@ def run_seed(
     runs = []
     for k in config.ks:
         for strategy in config.strategies:
-            result = _one_run(config, prepared, strategy, k, workdir)
-            runs.append(result)
-            if on_run is not None:
-                on_run(result)
+            draws = config.random_draws if strategy == "random" else 1
+            for draw in range(draws):
+                result = _one_run(config, prepared, strategy, k, workdir, draw)
+                runs.append(result)
+                if on_run is not None:
+                    on_run(result)
     return {
         "seed": seed,
         "n_crm_leads": len(prepared.base),
         "n_test_leads": len(prepared.test_X),
         "before": prepared.before,
+        "noise_floor": prepared.noise_floor,
         "timings": prepared.timings,
         "runs": runs,
     }
 
 
+def _per_seed(results: list[dict[str, Any]], k: int, strategy: str) -> list[dict[str, Any]]:
+    """One entry per seed: the run (random: its draws averaged) of ``strategy`` at ``k``."""
+    out = []
+    for s in results:
+        runs = [r for r in s["runs"] if r["k"] == k and r["strategy"] == strategy]
+        if not runs:
+            continue
+        entry: dict[str, Any] = {"seed": s["seed"], "before": s["before"], "draws": len(runs)}
+        for part in ("after", "delta", "diagnostics"):
+            keys = runs[0][part]
+            entry[part] = {key: statistics.mean(r[part][key] for r in runs) for key in keys}
+        promoted = [r["gate_promote"] for r in runs if r["gate_promote"] is not None]
+        entry["gate_promoted"] = (sum(promoted), len(promoted))
+        out.append(entry)
+    return out
+
+
 def _table(results: list[dict[str, Any]], config: LoopConfig) -> list[dict[str, Any]]:
-    """One row per (K, strategy): mean deltas over seeds and per-seed stage deltas."""
+    """One row per (K, strategy): means over seeds, per-seed stage deltas, diagnostics."""
     rows = []
     for k in config.ks:
         for strategy in config.strategies:
-            runs = [
-                r for s in results for r in s["runs"] if r["k"] == k and r["strategy"] == strategy
-            ]
-            if not runs:
+            seeds = _per_seed(results, k, strategy)
+            if not seeds:
                 continue
-            row: dict[str, Any] = {"k": k, "strategy": strategy, "seeds": [r["seed"] for r in runs]}
+            row: dict[str, Any] = {
+                "k": k,
+                "strategy": strategy,
+                "seeds": [e["seed"] for e in seeds],
+                "draws": seeds[0]["draws"],
+            }
             for head in _HEADS:
                 key = f"{head}_macro_f1"
-                row[f"{head}_before"] = statistics.mean(r["before"][key] for r in runs)
-                row[f"{head}_after"] = statistics.mean(r["after"][key] for r in runs)
-                row[f"{head}_delta"] = statistics.mean(r["delta"][key] for r in runs)
-                row[f"{head}_delta_by_seed"] = [r["delta"][key] for r in runs]
-                row[f"{head}_marketing_wrong_share"] = statistics.mean(
-                    r["diagnostics"][f"{head}_marketing_wrong_share"] for r in runs
-                )
-            promoted = [r["gate_promote"] for r in runs if r["gate_promote"] is not None]
-            row["gate_promoted"] = f"{sum(promoted)}/{len(promoted)}" if promoted else "no gate set"
+                row[f"{head}_before"] = statistics.mean(e["before"][key] for e in seeds)
+                row[f"{head}_after"] = statistics.mean(e["after"][key] for e in seeds)
+                row[f"{head}_delta"] = statistics.mean(e["delta"][key] for e in seeds)
+                row[f"{head}_delta_by_seed"] = [e["delta"][key] for e in seeds]
+            for name in seeds[0]["diagnostics"]:
+                row[name] = statistics.mean(e["diagnostics"][name] for e in seeds)
+            promoted = [e["gate_promoted"] for e in seeds]
+            total = sum(n for _, n in promoted)
+            row["gate_promoted"] = (
+                f"{sum(p for p, _ in promoted)}/{total}" if total else "no gate set"
+            )
             rows.append(row)
     return rows
 
 
-def _queue_beats_random(results: list[dict[str, Any]], config: LoopConfig) -> dict[str, Any]:
-    """Per K and head: on how many seeds the queue's delta beat random's."""
+def _beats_random(results: list[dict[str, Any]], config: LoopConfig) -> dict[str, Any]:
+    """Per queue strategy, K and head: seeds where its delta beat random's (mean of draws)."""
     out: dict[str, Any] = {}
-    for k in config.ks:
-        for head in _HEADS:
-            key = f"{head}_macro_f1"
-            wins = []
-            for s in results:
-                by = {r["strategy"]: r for r in s["runs"] if r["k"] == k}
-                if "queue" in by and "random" in by:
-                    wins.append(by["queue"]["delta"][key] > by["random"]["delta"][key])
-            out[f"k{k}_{head}"] = {"wins": sum(wins), "seeds": len(wins)}
+    if "random" not in config.strategies:
+        return out
+    for strategy in (s for s in config.strategies if s != "random"):
+        for k in config.ks:
+            rand = {e["seed"]: e for e in _per_seed(results, k, "random")}
+            mine = {e["seed"]: e for e in _per_seed(results, k, strategy)}
+            for head in _HEADS:
+                key = f"{head}_macro_f1"
+                margins = [mine[s]["delta"][key] - rand[s]["delta"][key] for s in mine if s in rand]
+                out[f"{strategy}_k{k}_{head}"] = {
+                    "wins": sum(m > 0 for m in margins),
+                    "seeds": len(margins),
+                    "margins": margins,
+                }
     return out
+
+
+def _noise_floor(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The largest macro-F1 move, per head, from refitting with another seed alone."""
+    return {
+        head: max(abs(s["noise_floor"][f"{head}_macro_f1"]) for s in results) for head in _HEADS
+    }
 
 
 def run(config: LoopConfig, *, workdir: Path | None = None, verbose: bool = True) -> dict[str, Any]:
@@ -513,12 +650,14 @@ def run(config: LoopConfig, *, workdir: Path | None = None, verbose: bool = True
         if verbose:
             d = result["delta"]
             print(
-                f"  seed {result['seed']} K={result['k']:>5} {result['strategy']:<6} "
+                f"  seed {result['seed']} K={result['k']:>5} "
+                f"{result['strategy']}{'' if result['strategy'] != 'random' else result['draw']:<10} "
                 f"stage {result['before']['stage_macro_f1']:.3f}→{result['after']['stage_macro_f1']:.3f} "
                 f"({d['stage_macro_f1']:+.3f})  persona "
                 f"{result['before']['persona_macro_f1']:.3f}→{result['after']['persona_macro_f1']:.3f} "
                 f"({d['persona_macro_f1']:+.3f})  marketing wrong on "
-                f"{result['diagnostics']['stage_marketing_wrong_share']:.0%} (stage) of reviewed",
+                f"{result['diagnostics'].get('stage_marketing_wrong_share', 0):.0%} "
+                "(stage) of reviewed",
                 flush=True,
             )
 
@@ -536,15 +675,24 @@ def run(config: LoopConfig, *, workdir: Path | None = None, verbose: bool = True
         "config": asdict(config),
         "seeds": results,
         "table": _table(results, config),
-        "queue_beats_random": _queue_beats_random(results, config),
+        "beats_random": _beats_random(results, config),
+        "noise_floor": _noise_floor(results),
         "seconds": time.perf_counter() - started,
     }
 
 
+_NAMES = {
+    "queue": "review queue",
+    "queue_oof": "review queue, out-of-fold scores",
+    "random": "random",
+}
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The result as a Markdown table (mean over seeds; per-seed stage deltas)."""
+    """The result as Markdown: mean over seeds, per-seed stage deltas, what was reviewed."""
     config = result["config"]
     seeds = ", ".join(str(s) for s in config["seeds"])
+    floor = result["noise_floor"]
     lines = [
         "# The review loop, measured",
         "",
@@ -552,33 +700,50 @@ def markdown(result: dict[str, Any]) -> str:
         "as the test set, scored against the simulator's hidden truth. The base model is "
         f"trained on marketing's labels ({config['label_noise']:.0%} wrong); reps "
         f"({config['rep_error']:.0%} error rate) label stage and persona of K leads taken "
-        "from the top of the review queue or at random; the challenger is retrained on the "
-        "base data plus their corrections (weight "
-        f"{config['correction_weight']:g}, gate set kept out).",
+        "from the top of the review queue or at random "
+        f"(mean of {config['random_draws']} draws); the challenger is retrained on the base "
+        f"data plus their corrections (weight {config['correction_weight']:g}, gate set kept "
+        "out). *review queue, out-of-fold scores* is the same queue ranking scores from models "
+        "that did not train on the lead.",
+        "",
+        f"Noise floor: refitting the base model with another LightGBM seed, no corrections, "
+        f"moves macro-F1 by up to {floor['stage']:.3f} (stage) and {floor['persona']:.3f} "
+        "(persona); smaller differences are not evidence.",
         "",
         "Macro-F1 against the truth on the test set, mean over seeds (Δ = after − before):",
         "",
-        "| K | leads from | stage before | stage after | Δ stage | Δ stage per seed "
-        "| persona before | persona after | Δ persona | marketing wrong on reviewed (stage / persona) "
+        "| K | leads from | stage before → after | Δ stage | Δ stage per seed "
+        "| persona before → after | Δ persona | reviewed: marketing wrong (stage) "
+        "| … model already right | … model learned the error | … in the training holdout "
         "| gate would promote |",
-        "| ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |",
+        "| ---: | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in result["table"]:
         per_seed = " ".join(f"{d:+.3f}" for d in row["stage_delta_by_seed"])
         lines.append(
-            f"| {row['k']:,} | {row['strategy']} | {row['stage_before']:.3f} | "
-            f"{row['stage_after']:.3f} | {row['stage_delta']:+.3f} | {per_seed} | "
-            f"{row['persona_before']:.3f} | {row['persona_after']:.3f} | "
-            f"{row['persona_delta']:+.3f} | {row['stage_marketing_wrong_share']:.0%} / "
-            f"{row['persona_marketing_wrong_share']:.0%} | {row['gate_promoted']} |"
+            f"| {row['k']:,} | {_NAMES.get(row['strategy'], row['strategy'])} | "
+            f"{row['stage_before']:.3f} → {row['stage_after']:.3f} | {row['stage_delta']:+.3f} | "
+            f"{per_seed} | {row['persona_before']:.3f} → {row['persona_after']:.3f} | "
+            f"{row['persona_delta']:+.3f} | {row.get('stage_marketing_wrong_share', 0):.0%} | "
+            f"{row.get('stage_seen_through_share', 0):.0%} | "
+            f"{row.get('stage_learned_error_share', 0):.0%} | "
+            f"{row.get('in_base_holdout_share', 0):.0%} | {row['gate_promoted']} |"
         )
-    lines += ["", "Queue beats random (seeds where its Δ is larger):", ""]
-    for key, value in result["queue_beats_random"].items():
-        lines.append(f"- {key.replace('_', ' ')}: {value['wins']} of {value['seeds']}")
+    if result["beats_random"]:
+        lines += ["", "Seeds on which a queue's Δ beat random's (mean of the draws):", ""]
+        for key, value in result["beats_random"].items():
+            strategy, k, head = key.rsplit("_", 2)
+            margins = " ".join(f"{m:+.3f}" for m in value["margins"])
+            lines.append(
+                f"- {_NAMES.get(strategy, strategy)}, K={k[1:]}, {head}: "
+                f"{value['wins']} of {value['seeds']} (margins {margins})"
+            )
     lines += [
         "",
         f"Command: `python -m bench.review_loop --seeds {' '.join(map(str, config['seeds']))} "
-        f"--ks {' '.join(map(str, config['ks']))} --leads {config['n_leads']}` "
+        f"--ks {' '.join(map(str, config['ks']))} --leads {config['n_leads']} "
+        f"--draws {config['random_draws']} --weight {config['correction_weight']:g} "
+        f"--trees {config['n_estimators']}` "
         f"({result['seconds'] / 60:.0f} min).",
         "",
     ]
@@ -586,22 +751,24 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Rows for ``bench/results/SUMMARY.md``: stage Δ of queue vs random per K."""
+    """Rows for ``bench/results/SUMMARY.md``: stage Δ of the queue vs random per K."""
     rows = []
     by = {(r["k"], r["strategy"]): r for r in result["table"]}
     for k in result["config"]["ks"]:
-        queue, rand = by.get((k, "queue")), by.get((k, "random"))
-        if queue is None or rand is None:
-            continue
-        wins = result["queue_beats_random"][f"k{k}_stage"]
-        rows.append(
-            (
-                f"stage macro-F1 Δ, K={k:,}: queue vs random",
-                f"{queue['stage_delta']:+.3f} vs {rand['stage_delta']:+.3f} "
-                f"(queue ahead on {wins['wins']}/{wins['seeds']} seeds)",
-                "queue ahead on every seed",
+        rand = by.get((k, "random"))
+        for strategy in ("queue", "queue_oof"):
+            mine = by.get((k, strategy))
+            wins = result["beats_random"].get(f"{strategy}_k{k}_stage")
+            if mine is None or rand is None or wins is None:
+                continue
+            rows.append(
+                (
+                    f"stage macro-F1 Δ, K={k:,}: {_NAMES[strategy]} vs random",
+                    f"{mine['stage_delta']:+.3f} vs {rand['stage_delta']:+.3f} "
+                    f"(ahead on {wins['wins']}/{wins['seeds']} seeds)",
+                    "ahead on every seed",
+                )
             )
-        )
     return rows
 
 
@@ -612,6 +779,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[100, 500, 2000])
     parser.add_argument("--leads", type=int, default=20_000)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--draws", type=int, default=3, help="random draws per K")
     parser.add_argument("--weight", type=float, default=2.0, help="correction weight")
     parser.add_argument("--rep-error", type=float, default=0.03)
     parser.add_argument("--trees", type=int, default=200)
@@ -623,6 +791,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds=tuple(args.seeds),
         ks=tuple(args.ks),
         strategies=tuple(args.strategies),
+        random_draws=args.draws,
         rep_error=args.rep_error,
         correction_weight=args.weight,
         n_estimators=args.trees,

@@ -10,6 +10,7 @@ challenger is better against the truth than the champion it was compared with.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,69 @@ def test_picked_leads_and_reviews_follow_the_queue_and_the_truth(tmp_path):
         assert all(v == {"stage": "purchase", "persona": "non_buyer"} for v in current.values())
         # Reviewed leads leave the unreviewed queue.
         assert not set(top) & {i.lead_id for i in review_queue(store, reviewed=False).items}
+
+
+def _fake_run(seed: int, strategy: str, k: int, stage: float, draw: int = 0) -> dict:
+    before = {"stage_macro_f1": 0.6, "persona_macro_f1": 0.9}
+    after = {"stage_macro_f1": 0.6 + stage, "persona_macro_f1": 0.9}
+    return {
+        "seed": seed,
+        "strategy": strategy,
+        "draw": draw,
+        "k": k,
+        "before": before,
+        "after": after,
+        "delta": {key: after[key] - before[key] for key in after},
+        "gate_promote": True,
+        "diagnostics": {"stage_marketing_wrong_share": 0.5 if strategy == "queue" else 0.2},
+    }
+
+
+def test_the_table_averages_random_draws_and_counts_seeds_the_queue_wins():
+    from bench.review_loop import _beats_random, _table, markdown
+
+    config = LoopConfig(seeds=(1, 2), ks=(100,), strategies=("queue", "random"))
+    results = [
+        {
+            "seed": 1,
+            "before": {"stage_macro_f1": 0.6, "persona_macro_f1": 0.9},
+            "noise_floor": {"stage_macro_f1": 0.01, "persona_macro_f1": -0.004},
+            "runs": [
+                _fake_run(1, "queue", 100, 0.03),
+                _fake_run(1, "random", 100, 0.01, 0),
+                _fake_run(1, "random", 100, 0.03, 1),  # random mean 0.02: the queue wins
+            ],
+        },
+        {
+            "seed": 2,
+            "before": {"stage_macro_f1": 0.6, "persona_macro_f1": 0.9},
+            "noise_floor": {"stage_macro_f1": -0.02, "persona_macro_f1": 0.0},
+            "runs": [
+                _fake_run(2, "queue", 100, 0.01),
+                _fake_run(2, "random", 100, 0.02, 0),
+                _fake_run(2, "random", 100, 0.02, 1),  # the queue loses here
+            ],
+        },
+    ]
+    table = {row["strategy"]: row for row in _table(results, config)}
+    assert table["random"]["draws"] == 2
+    assert table["random"]["stage_delta"] == pytest.approx(0.02)
+    assert table["queue"]["stage_delta_by_seed"] == pytest.approx([0.03, 0.01])
+    wins = _beats_random(results, config)["queue_k100_stage"]
+    assert (wins["wins"], wins["seeds"]) == (1, 2)
+    assert wins["margins"] == pytest.approx([0.01, -0.01])
+    text = markdown(
+        {
+            "config": asdict(config),
+            "table": list(table.values()),
+            "beats_random": _beats_random(results, config),
+            "noise_floor": {"stage": 0.02, "persona": 0.004},
+            "seconds": 60.0,
+        }
+    )
+    assert "up to 0.020 (stage)" in text
+    assert "review queue, K=100, stage: 1 of 2 (margins +0.010 -0.010)" in text
+    assert "| 100 | random | 0.600 → 0.620 | +0.020 |" in text
 
 
 @pytest.mark.slow
