@@ -301,3 +301,14 @@ def test_cli_export(tmp_path, home, store):
     result = CliRunner().invoke(main, ["corrections", "export", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out)["new_label"].tolist() == ["purchase"]
+
+
+def test_the_default_reasons_are_the_ones_reps_choose_from(tmp_path, store):
+    from data.schema import CORRECTION_REASONS
+
+    words = dict(CORRECTION_REASONS)["student_job_seeker"]
+    path = write(tmp_path, HEADER + f"L1,decision,,dana,{words},\nL2,decision,,dana,because,\n")
+    result = import_corrections(path, store, labels=LABELS)
+    assert result.written == 1
+    assert store.corrections_frame()["reason"].tolist() == ["student_job_seeker"]
+    assert result.rejected[0].column == "reason"

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from data.readers import InputError, RowError, read_table
+from data.schema import CORRECTION_REASONS
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -384,7 +385,7 @@ def import_corrections(
     store: Store,
     *,
     labels: Mapping[str, Collection[str]],
-    reasons: Mapping[str, str] | Collection[str],
+    reasons: Mapping[str, str] | Collection[str] | None = None,
     reviewer_default: str | None = None,
     dry_run: bool = False,
 ) -> ImportResult:
@@ -398,8 +399,9 @@ def import_corrections(
         A migrated store.
     labels : mapping of str to collection of str
         The allowed labels per field (:func:`known_labels`).
-    reasons : mapping of code to words, or collection of codes
-        The allowed reason codes (a reason may be given by code or words).
+    reasons : mapping of code to words, or collection of codes, optional
+        The allowed reason codes (a reason may be given by code or words);
+        default ``data.schema.CORRECTION_REASONS``, the ones reps choose from.
     reviewer_default : str, optional
         Reviewer of rows whose ``reviewer`` is empty.
     dry_run : bool, default False
@@ -416,6 +418,8 @@ def import_corrections(
         cannot be parsed (``errors`` names the rows); nothing is written then.
     """
     path = Path(path)
+    if reasons is None:
+        reasons = dict(CORRECTION_REASONS)
     frame, ignored = _read(path)
     frame = frame.reset_index(drop=True)
     checker = _Checker(path.name, store, labels, reasons, reviewer_default)

@@ -12,7 +12,6 @@ import csv
 import getpass
 import json
 import sys
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -294,13 +293,6 @@ def _model_labels(settings: Settings) -> dict[str, list[str]]:
     return {head: list(values) for head, values in model.labels.items()}
 
 
-def _reasons() -> Mapping[str, str]:
-    """The reason codes a rep chooses from (code → words), as the review UI offers them."""
-    from review_ui.forms import REASONS
-
-    return dict(REASONS)
-
-
 def _report_path(settings: Settings, source: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return settings.home / "reports" / f"{source.stem}-rejected-{stamp}.csv"
@@ -357,7 +349,6 @@ def import_(
                 file,
                 store,
                 labels=known_labels(store, model_labels),
-                reasons=_reasons(),
                 reviewer_default=reviewer_default,
                 dry_run=dry_run,
             )
