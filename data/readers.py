@@ -51,6 +51,7 @@ __all__ = [
     "InputError",
     "ReadResult",
     "RowError",
+    "Sample",
     "read_events",
     "read_leads",
     "read_table",
@@ -194,6 +195,9 @@ class ReadResult:
         How many data rows the file had.
     rejected_rows : pandas.DataFrame
         The rejected rows as they were read, with their row number in ``row``.
+    sample : Sample or None
+        Set by a bounded read (``max_rows``): how many rows the file had and
+        how many were kept; only the kept rows are validated.
     """
 
     frame: pd.DataFrame
@@ -201,6 +205,7 @@ class ReadResult:
     path: Path | None = None
     n_rows: int = 0
     rejected_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sample: Sample | None = None
 
     @property
     def ok(self) -> bool:
@@ -452,6 +457,300 @@ def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
     if dupes:
         raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
     return raw
+
+
+# --------------------------------------------------------------------------- bounded reading
+
+#: Rows a bounded read (``read_leads(max_rows=...)``) parses at a time.
+SAMPLE_CHUNK_ROWS = 100_000
+#: Unreadable rows a bounded read lists (it counts them all).
+_BOUNDED_ERRORS = 1_000
+_SKIPPED = re.compile(r"Skipping line (\d+): (.*)")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How a bounded read kept at most ``max_rows`` rows of a bigger table.
+
+    The rows kept are a uniform random sample without replacement of the
+    file's readable rows (bottom-k on one uniform key a row, drawn in file order
+    from ``numpy.random.default_rng(seed)``: the same file and seed give the
+    same rows, whatever the chunk size), in file order.
+
+    Attributes
+    ----------
+    max_rows : int
+        The bound.
+    seed : int
+        Seed of the keys.
+    n_rows : int
+        Data rows in the file (readable or not).
+    n_kept : int
+        Rows kept (all readable rows when they are no more than ``max_rows``).
+    n_unreadable : int
+        Rows no parser could read (listed in ``rejected`` up to 1,000).
+    """
+
+    max_rows: int
+    seed: int
+    n_rows: int
+    n_kept: int
+    n_unreadable: int = 0
+
+    @property
+    def sampled(self) -> bool:
+        """True when readable rows were left out."""
+        return self.n_kept < self.n_rows - self.n_unreadable
+
+    def describe(self, name: str) -> str:
+        """One sentence for the user: what was kept out of what."""
+        readable = self.n_rows - self.n_unreadable
+        if not self.sampled:
+            return f"{name}: all {readable:,} readable rows kept (bound {self.max_rows:,})"
+        return (
+            f"{name} has {readable:,} readable rows, more than the bound of "
+            f"{self.max_rows:,}: kept a uniform random sample of {self.n_kept:,} "
+            f"(seed {self.seed}); rows outside the sample are not read further"
+        )
+
+
+def _count_rows(path: Path, fmt: str) -> int | None:
+    """Data rows of a file, cheaply and never fewer than there are; None when unknown."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+    if fmt not in ("csv", "jsonl"):
+        return None
+    lines, last = 0, b"\n"
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 24):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    lines += last != b"\n"  # a last line without a newline
+    return max(lines - (fmt == "csv"), 0)
+
+
+def _csv_chunks(
+    path: Path, text_columns: Collection[str] | bool, chunk_rows: int
+) -> Iterable[tuple[pd.DataFrame, list[tuple[int, str]]]]:
+    """CSV chunks and the (data row, message) of the lines pandas skipped so far."""
+    sep = _sniff_separator(path)
+    leading = _leading_long_rows(path, sep)
+    if leading:
+        # pandas would take the extra fields of a long first row as an index: skip them.
+        yield pd.DataFrame(), [(row, message) for row, _, message in leading]
+    if text_columns is True:
+        dtype: Any = "str"
+    else:
+        dtype = dict.fromkeys(text_columns or (), "str") or None
+    try:
+        reader = pd.read_csv(
+            path,
+            sep=sep,
+            dtype=dtype,
+            encoding="utf-8-sig",
+            chunksize=chunk_rows,
+            on_bad_lines="warn",
+            skiprows=[line for _, line, _ in leading] or None,
+        )
+        with reader:
+            while True:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", pd.errors.ParserWarning)
+                    try:
+                        chunk = next(reader)
+                    except StopIteration:
+                        chunk = None
+                skipped = [
+                    (int(m.group(1)) - 1, m.group(2).strip())
+                    for w in caught
+                    for m in _SKIPPED.finditer(str(w.message))
+                ]
+                if chunk is None:
+                    if skipped:
+                        yield pd.DataFrame(), skipped
+                    return
+                yield chunk, skipped
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"{path.name}: the file is empty (no header row)") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{path.name}: cannot read as CSV: {exc}") from exc
+
+
+def _leading_long_rows(path: Path, sep: str) -> list[tuple[int, int, str]]:
+    """(data row, file line index, message) of the rows with too many fields before the
+    first good one (pandas reads a long first row as index values, not as an error)."""
+    out: list[tuple[int, int, str]] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            header = next(reader, None)
+            if header is None:
+                return out
+            for record in reader:
+                if not record:
+                    continue
+                if len(record) <= len(header):
+                    break
+                line = reader.line_num - 1  # 0-based index of the record's (last) line
+                message = f"expected {len(header)} fields, saw {len(record)}"
+                out.append((line, line, message))
+    except (csv.Error, UnicodeDecodeError):
+        return out  # the chunked reader reports it
+    return out
+
+
+def _parquet_chunks(
+    path: Path, chunk_rows: int
+) -> Iterable[tuple[pd.DataFrame, list[tuple[int, str]]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        source = pq.ParquetFile(path)
+        for batch in source.iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas(), []
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise InputError(f"{path.name}: cannot read as Parquet: {exc}") from exc
+
+
+class _Reservoir:
+    """The ``k`` rows of smallest key among all rows offered (bottom-k sampling).
+
+    Candidates are buffered and merged into the ``k`` kept rows when they reach a
+    quarter of ``k`` (the first merge when ``k`` rows have come), so memory holds at
+    most about ``1.25 k`` rows plus one chunk; a row whose key is not below the
+    k-th smallest key of the last merge can never be kept and is dropped at once
+    (after the first ``k`` rows, only about ``k / n`` of the n-th row's chunk is).
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.frames: list[pd.DataFrame] = []
+        self.rows: list[np.ndarray] = []
+        self.keys: list[np.ndarray] = []
+        self.pending = 0  # rows buffered since the last merge, kept rows included
+        self.kept = 0  # rows kept at the last merge
+        self.threshold = np.inf
+
+    def offer(self, frame: pd.DataFrame, rows: np.ndarray, keys: np.ndarray) -> None:
+        if np.isfinite(self.threshold):
+            take = keys < self.threshold
+            if not take.all():
+                frame, rows, keys = frame.loc[take], rows[take], keys[take]
+        if not len(keys):
+            return
+        self.frames.append(frame)
+        self.rows.append(rows)
+        self.keys.append(keys)
+        self.pending += len(keys)
+        if self.pending - self.kept >= max(self.k // 4, 1) and self.pending > self.k:
+            self._merge()
+
+    def _merge(self) -> None:
+        frame = (
+            pd.concat(self.frames, ignore_index=True) if len(self.frames) > 1 else self.frames[0]
+        )
+        rows, keys = np.concatenate(self.rows), np.concatenate(self.keys)
+        if len(keys) > self.k:
+            keep = np.sort(np.argpartition(keys, self.k - 1)[: self.k])
+            frame = frame.iloc[keep].reset_index(drop=True)
+            rows, keys = rows[keep], keys[keep]
+            self.threshold = float(keys.max())
+        self.frames, self.rows, self.keys = [frame], [rows], [keys]
+        self.pending = self.kept = len(keys)
+
+    def result(self, columns: pd.Index | None) -> tuple[pd.DataFrame, np.ndarray]:
+        if not self.frames:
+            return pd.DataFrame(columns=columns), np.empty(0, dtype=np.int64)
+        self._merge()
+        return self.frames[0].reset_index(drop=True), self.rows[0].astype(np.int64)
+
+
+def _read_raw_bounded(
+    path: Path,
+    text_columns: Collection[str] | bool,
+    max_rows: int,
+    seed: int,
+    chunk_rows: int = SAMPLE_CHUNK_ROWS,
+) -> tuple[_Raw, Sample]:
+    """At most ``max_rows`` rows of a table, a uniform sample when it has more.
+
+    CSV and Parquet are streamed in chunks of ``chunk_rows`` (memory bounded by
+    about twice ``max_rows`` rows plus one chunk); JSON files are read whole and
+    then sampled. A file whose row count (from its line count or Parquet
+    metadata) is within the bound is read as :func:`_read_raw` reads it.
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    _check_file(path)
+    fmt = _format(path)
+    try:
+        estimate = _count_rows(path, fmt)
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
+    rng = np.random.default_rng(seed)
+    reservoir = _Reservoir(max_rows)
+    if fmt not in ("csv", "parquet") or (estimate is not None and estimate <= max_rows):
+        raw = _read_raw(path, text_columns)
+        if len(raw.frame) > max_rows:
+            reservoir.offer(raw.frame, raw.rows, rng.random(len(raw.frame)))
+            frame, rows = reservoir.result(raw.frame.columns)
+            raw = _Raw(frame, rows, raw.errors, raw.n_rows)
+        unreadable = sum(1 for e in raw.errors if e.row is not None)
+        return raw, Sample(max_rows, seed, raw.n_rows, len(raw.frame), unreadable)
+
+    chunks = (
+        _csv_chunks(path, text_columns, chunk_rows)
+        if fmt == "csv"
+        else _parquet_chunks(path, chunk_rows)
+    )
+    errors: list[RowError] = []
+    bad: set[int] = set()  # data rows skipped and not yet passed by the numbering
+    n_bad = 0
+    next_row = 1
+    columns: pd.Index | None = None
+    try:
+        for chunk, skipped in chunks:
+            for row, message in skipped:
+                n_bad += 1
+                bad.add(row)
+                if len(errors) < _BOUNDED_ERRORS:
+                    errors.append(RowError(path.name, row, None, None, message))
+            if not len(chunk):
+                continue
+            if columns is None:
+                columns = chunk.columns
+            if not bad:
+                rows = np.arange(next_row, next_row + len(chunk), dtype=np.int64)
+                next_row += len(chunk)
+            else:
+                rows = np.empty(len(chunk), dtype=np.int64)
+                for i in range(len(chunk)):
+                    while next_row in bad:
+                        bad.discard(next_row)
+                        next_row += 1
+                    rows[i] = next_row
+                    next_row += 1
+            reservoir.offer(chunk, rows, rng.random(len(chunk)))
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
+    frame, rows = reservoir.result(columns)
+    n_rows = next_row - 1 + len(bad)
+    if fmt == "csv" and columns is None and not n_bad:
+        # A header and no data: as the whole-file reader returns it.
+        return _read_raw(path, text_columns), Sample(max_rows, seed, 0, 0, 0)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if dupes:
+        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+    raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_rows)
+    return raw, Sample(max_rows, seed, n_rows, len(frame), n_bad)
 
 
 def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.DataFrame:
@@ -781,7 +1080,15 @@ def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
     return numbers.where(whole & ~low & ~high).astype("Int64")
 
 
-def read_leads(path: str | Path, *, id_col: str = "lead_id", strict: bool = False) -> ReadResult:
+def read_leads(
+    path: str | Path,
+    *,
+    id_col: str = "lead_id",
+    strict: bool = False,
+    max_rows: int | None = None,
+    seed: int = 0,
+    chunk_rows: int = SAMPLE_CHUNK_ROWS,
+) -> ReadResult:
     """Read and validate a leads table (one row a lead).
 
     The id column is required; a missing, empty or repeated id is a row error (the
@@ -801,6 +1108,19 @@ def read_leads(path: str | Path, *, id_col: str = "lead_id", strict: bool = Fals
     strict : bool, default False
         Raise :class:`InputError` if any row is bad instead of returning it in
         ``rejected``.
+    max_rows : int, optional
+        Bound the rows held in memory: a CSV or Parquet file is read in chunks
+        of ``chunk_rows`` and, when it has more than ``max_rows`` readable rows,
+        a uniform random sample of ``max_rows`` of them is kept (see
+        :class:`Sample`; JSON files are read whole, then sampled). Only the kept
+        rows are validated (a duplicate id is one repeated within the sample);
+        rows no parser could read are counted over the whole file and the first
+        1,000 listed. Row numbers count the file's lines after the header.
+        ``ReadResult.sample`` says what was kept.
+    seed : int, default 0
+        Seed of the sample.
+    chunk_rows : int, default 100_000
+        Rows parsed at a time by a bounded read.
 
     Returns
     -------
@@ -815,7 +1135,11 @@ def read_leads(path: str | Path, *, id_col: str = "lead_id", strict: bool = Fals
     """
     path = Path(path)
     text_cols = (id_col, *_LEAD_TEXT)
-    raw = _read_raw(path, text_columns=text_cols)
+    sample = None
+    if max_rows is None:
+        raw = _read_raw(path, text_columns=text_cols)
+    else:
+        raw, sample = _read_raw_bounded(path, text_cols, max_rows, seed, chunk_rows)
     if id_col == ROW_ID and ROW_ID not in raw.frame.columns:
         # A table without ids (an analytics export): each lead is its row number.
         raw.frame.insert(0, ROW_ID, [str(r) for r in raw.rows])
@@ -842,4 +1166,6 @@ def read_leads(path: str | Path, *, id_col: str = "lead_id", strict: bool = Fals
         frame["company_size"] = _company_size(check)
     if "created_at" in df.columns and id_col != "created_at":
         frame["created_at"] = check.timestamp("created_at", required=False)
-    return _result(path, check, frame, list(df.columns), strict)
+    result = _result(path, check, frame, list(df.columns), strict)
+    result.sample = sample
+    return result

@@ -109,3 +109,40 @@ def test_ten_percent_unparseable_rows_are_reported(tables, tmp_path):
     assert "row" in output.lower(), output[-2000:]
     if code == 0:
         assert "reject" in output.lower() or "skipp" in output.lower(), output[-2000:]
+
+
+def test_a_table_bigger_than_max_rows_is_sampled_with_a_notice(tables, tmp_path):
+    """The documented handling of a big file (bench/bigfile.py runs it on 2 GB): the
+    table is streamed and a uniform sample of --max-rows leads trained on, as stderr
+    says and the MLflow run records."""
+    import mlflow
+
+    from leadready.config import Settings
+
+    leads, events, _ = tables
+    path = tmp_path / "leads.csv"
+    leads.to_csv(path, index=False)
+    cmd = [sys.executable, "-m", "leadready", "train", "--leads", str(path)]
+    cmd += ["--events", str(events), *_labels("stage", "persona")]
+    cmd += ["--n-estimators", "5", "--no-gate", "--max-rows", "150", "--seed", "4"]
+    env = {**os.environ, "LEADREADY_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.run(
+        cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        f"leads.csv has {len(leads)} readable rows, more than the bound of 150: kept a "
+        "uniform random sample of 150 (seed 4)" in proc.stderr
+    ), proc.stderr[-2000:]
+    assert "uniform random sample" not in proc.stdout
+
+    mlflow.set_tracking_uri(Settings.for_home(tmp_path / "home").mlflow_tracking_uri)
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    params = run.data.params
+    assert params["max_rows"] == "150"
+    assert params["rows_in_file"] == str(len(leads))
+    assert params["sampled"] == "True"
+    assert params["n_leads"] == "150"

@@ -188,3 +188,33 @@ def test_subset_keeps_features_labels_and_slices_aligned(tmp_path):
     assert list(part.ids) == list(ts.ids[mask])
     assert part.X.index.equals(part.ids) and part.y_stage.index.equals(part.ids)
     assert part.slices.index.equals(part.ids)
+
+
+def test_a_table_bigger_than_max_rows_is_a_seeded_uniform_sample(tmp_path):
+    table = crm_table(600, seed=3)
+    events = crm_events(table, seed=3)
+    table.to_csv(tmp_path / "contacts.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    kw = {
+        "events_path": tmp_path / "events.csv",
+        "id_col": "Contact ID",
+        "stage_col": "Lifecycle Stage",
+        "persona_col": "Segment",
+        "max_rows": 250,
+    }
+    ts = load_training_table(tmp_path / "contacts.csv", seed=1, **kw)
+    assert len(ts) == 250 and len(ts.X) == 250
+    assert ts.sample is not None and ts.sample.sampled
+    assert (ts.sample.n_rows, ts.sample.n_kept) == (600, 250)
+    assert set(ts.ids) <= set(table["Contact ID"].astype(str))
+    assert ts.y_stage.index.equals(ts.ids) and ts.X.index.equals(ts.ids)
+    # engagement features of a sampled lead are those of the whole table
+    whole = load_training_table(tmp_path / "contacts.csv", **{**kw, "max_rows": None})
+    assert whole.sample is None
+    pd.testing.assert_frame_equal(ts.X, whole.X.loc[ts.ids], check_dtype=False)
+    again = load_training_table(tmp_path / "contacts.csv", seed=1, **kw)
+    assert list(again.ids) == list(ts.ids)
+    other = load_training_table(tmp_path / "contacts.csv", seed=2, **kw)
+    assert list(other.ids) != list(ts.ids)
+    small = load_training_table(tmp_path / "contacts.csv", **{**kw, "max_rows": 10_000})
+    assert small.sample is not None and not small.sample.sampled and len(small) == 600

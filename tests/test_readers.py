@@ -417,3 +417,117 @@ def test_a_table_without_ids_numbers_its_rows(tmp_path):
     assert result.frame["pages"].isna().tolist() == [False, False, True]
     with pytest.raises(InputError, match="lead_id"):
         read_leads(path, strict=True)
+
+
+# --------------------------------------------------------------------------- bounded reads
+
+
+def _lead_table(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(n)],
+            "job_title": ["VP Sales", "Engineer", "Student"] * (n // 3) + ["CTO"] * (n % 3),
+            "company_size": [i % 900 + 1 for i in range(n)],
+            "stage": ["awareness", "decision"] * (n // 2) + ["awareness"] * (n % 2),
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_bounded_read_keeps_a_uniform_sample_of_at_most_max_rows(tmp_path, suffix):
+    table = _lead_table(2_500)
+    path = tmp_path / f"leads{suffix}"
+    if suffix == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False, row_group_size=700)
+
+    result = read_leads(path, max_rows=300, seed=3, chunk_rows=128)
+    assert len(result.frame) == 300
+    assert result.sample is not None and result.sample.sampled
+    assert (result.sample.n_rows, result.sample.n_kept, result.sample.max_rows) == (2_500, 300, 300)
+    assert result.n_rows == 2_500 and result.ok
+    # rows of the whole file, in file order, with their values and types intact
+    ids = result.frame["lead_id"].str[1:].astype(int)
+    assert ids.is_monotonic_increasing and ids.is_unique
+    assert ids.min() < 500 and ids.max() > 2_000  # spread over the file, not its head
+    assert result.frame["company_size"].tolist() == [i % 900 + 1 for i in ids]
+    full = read_leads(path)
+    assert result.frame.dtypes.to_dict() == full.frame.dtypes.to_dict()
+    # the same seed gives the same rows whatever the chunk size; another seed others
+    again = read_leads(path, max_rows=300, seed=3, chunk_rows=1_000)
+    assert again.frame["lead_id"].tolist() == result.frame["lead_id"].tolist()
+    other = read_leads(path, max_rows=300, seed=4, chunk_rows=128)
+    assert other.frame["lead_id"].tolist() != result.frame["lead_id"].tolist()
+    assert "uniform random sample of 300 (seed 3)" in result.sample.describe(path.name)
+
+
+def test_a_bounded_read_of_a_small_file_is_the_whole_file(tmp_path):
+    path = tmp_path / "leads.csv"
+    _lead_table(400).to_csv(path, index=False)
+    full = read_leads(path)
+    bounded = read_leads(path, max_rows=400, chunk_rows=50)
+    pd.testing.assert_frame_equal(bounded.frame, full.frame)
+    assert bounded.sample is not None and not bounded.sample.sampled
+    assert "all 400 readable rows kept" in bounded.sample.describe("leads.csv")
+
+
+def test_a_bounded_read_is_uniform_over_the_file():
+    """Each half of the file gets about half the sample (seeds 0–19, 100 of 1,000 rows)."""
+    import numpy as np
+
+    from data.readers import _Reservoir
+
+    frame = pd.DataFrame({"x": range(1_000)})
+    first_half = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        reservoir = _Reservoir(100)
+        for start in range(0, 1_000, 64):
+            part = frame.iloc[start : start + 64]
+            reservoir.offer(part, part["x"].to_numpy(), rng.random(len(part)))
+        kept, rows = reservoir.result(frame.columns)
+        assert len(kept) == 100 and kept["x"].is_unique
+        assert (kept["x"].to_numpy() == rows).all()
+        first_half.append(int((rows < 500).sum()))
+    assert 45 < sum(first_half) / len(first_half) < 55
+
+
+def test_a_bounded_read_counts_unreadable_rows_over_the_whole_file(tmp_path):
+    path = tmp_path / "leads.csv"
+    _lead_table(2_000).to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    for i in range(1, len(lines), 10):  # data rows 1, 11, 21, …: one in ten
+        lines[i] += ",extra,fields"
+    path.write_text("\n".join(lines) + "\n")
+
+    result = read_leads(path, max_rows=250, seed=0, chunk_rows=128)
+    assert result.sample is not None
+    assert result.sample.n_rows == 2_000
+    assert result.sample.n_unreadable == 200
+    assert len(result.frame) == 250
+    assert [e.row for e in result.rejected[:3]] == [1, 11, 21]
+    assert "expected 4 fields" in result.rejected[0].message
+    # kept rows carry their own row numbers: lead Li is data row i + 1
+    rows = {e.row for e in result.rejected}
+    assert all(int(i[1:]) % 10 != 0 for i in result.frame["lead_id"])
+    assert not rows & {int(i[1:]) + 1 for i in result.frame["lead_id"]}
+    assert "2000 rows read, 250 kept, 200 rejected" in result.report()
+
+
+def test_a_bounded_read_refuses_a_bound_below_one(tmp_path):
+    path = tmp_path / "leads.csv"
+    _lead_table(10).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="at least 1"):
+        read_leads(path, max_rows=0)
+
+
+def test_a_bounded_read_of_json_lines_samples_after_reading(tmp_path):
+    path = tmp_path / "leads.jsonl"
+    _lead_table(900).to_json(path, orient="records", lines=True)
+    result = read_leads(path, max_rows=100, seed=5)
+    assert len(result.frame) == 100 and result.sample is not None and result.sample.sampled
+    assert result.sample.n_rows == 900
+    again = read_leads(path, max_rows=100, seed=5)
+    assert again.frame["lead_id"].tolist() == result.frame["lead_id"].tolist()
+    assert result.frame["lead_id"].str[1:].astype(int).is_monotonic_increasing

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.readers import ROW_ID, InputError, RowError, read_events, read_leads
+from data.readers import ROW_ID, InputError, RowError, Sample, read_events, read_leads
 
 __all__ = [
     "TrainingSet",
@@ -77,6 +77,9 @@ class TrainingSet:
         Lead rows the reader rejected (they are not in the set).
     rejected_events : list of RowError
         Event rows the reader rejected.
+    sample : Sample or None
+        With ``max_rows``: how many rows the file had and how many were kept
+        (``sample.sampled`` when the set is a uniform sample of a bigger table).
     """
 
     X: pd.DataFrame
@@ -94,6 +97,7 @@ class TrainingSet:
     as_of: datetime | None = None
     rejected: list[RowError] = field(default_factory=list)
     rejected_events: list[RowError] = field(default_factory=list)
+    sample: Sample | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -244,6 +248,8 @@ def load_training_table(
     as_of: datetime | None = None,
     slice_cols: Sequence[str] = DEFAULT_SLICE_COLUMNS,
     feature_config: Any | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> TrainingSet:
     """Read a lead table (and events) and turn it into a :class:`TrainingSet`.
 
@@ -266,6 +272,14 @@ def load_training_table(
         Columns to report metrics by, when the table has them.
     feature_config : FeatureConfig, optional
         Passed to ``build_features`` (its default when omitted).
+    max_rows : int, optional
+        Bound the leads held in memory: a CSV or Parquet table with more rows is
+        streamed in chunks and a uniform random sample of ``max_rows`` rows is
+        kept (``data.readers.read_leads(max_rows=...)``); ``TrainingSet.sample``
+        says so. The events table, when given, is read whole and only the
+        sampled leads' events are used. None reads the whole table.
+    seed : int, default 0
+        Seed of the sample.
 
     Returns
     -------
@@ -289,7 +303,7 @@ def load_training_table(
     if stage_col is not None and stage_col == persona_col:
         raise ValueError(f"{name}: the stage and persona label columns are both {stage_col!r}")
     try:
-        result = read_leads(path, id_col=id_col)
+        result = read_leads(path, id_col=id_col, max_rows=max_rows, seed=seed)
     except InputError as exc:
         missing_id = any(e.column == id_col and e.row is None for e in exc.errors)
         if missing_id:
@@ -380,6 +394,7 @@ def load_training_table(
         as_of=as_of,
         rejected=[e for e in result.rejected if e.column != id_col],
         rejected_events=rejected_events,
+        sample=result.sample,
     )
 
 
