@@ -428,8 +428,9 @@ def _engagement(
     counts = np.concatenate(
         [
             all_types[:, :n_windows],
-            by_type[:, :, :n_windows].reshape(n_leads, -1),
-            by_kind[:, :, :n_windows].reshape(n_leads, -1),
+            # explicit widths: a reshape to (0, -1) is ambiguous with no leads
+            by_type[:, :, :n_windows].reshape(n_leads, n_types * n_windows),
+            by_kind[:, :, :n_windows].reshape(n_leads, n_kinds * n_windows),
             all_types[:, -1:],
             distinct,
             busiest[:, None],

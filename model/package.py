@@ -10,6 +10,11 @@ same numbers:
 * :meth:`LeadReadinessModel.predict_records` — plain dicts in and out, no pandas, one
   LightGBM thread for small inputs (the API's single-lead path).
 
+:meth:`LeadReadinessModel.prepare` readies a loaded model for serving: it switches
+each head to its compiled native code (``model.compiled``, lleaves) when that code
+is present and verified equal to LightGBM to ``1e-9`` here and now, and otherwise
+keeps LightGBM; :attr:`LeadReadinessModel.engine` says which one scores.
+
 Output columns of ``predict_frame`` (a head the model lacks has none): ``stage``,
 ``stage_confidence``, ``stage_proba__<label>``…, ``persona``, ``persona_confidence``,
 ``persona_proba__<label>``…, ``readiness``, ``route`` and, with reasons,
@@ -19,9 +24,11 @@ Output columns of ``predict_frame`` (a head the model lacks has none): ``stage``
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -139,6 +146,69 @@ class LeadReadinessModel:
             "metadata": _jsonable(self.metadata),
         }
 
+    # ---- serving set-up
+
+    def prepare(
+        self, compiled_dir: str | Path | None = None, *, explanations: bool = True
+    ) -> dict[str, str]:
+        """Ready the model for scoring: native trees where verified, reason tables built.
+
+        Parameters
+        ----------
+        compiled_dir : path, optional
+            A folder written by ``model.compiled.compile_model`` (the ``compiled``
+            artifact of the MLflow model). Each head whose code loads here and
+            equals LightGBM's raw scores on the stored check rows to
+            ``model.compiled.TOLERANCE`` scores with it; the others keep LightGBM.
+            None: every head keeps LightGBM.
+        explanations : bool
+            Build the path-attribution tables now rather than on the first
+            explained request.
+
+        Returns
+        -------
+        dict
+            Head → ``"compiled"`` or ``"lightgbm: <why>"`` (also in
+            ``metadata["engine_status"]``).
+        """
+        if compiled_dir is None:
+            status = {h: "lightgbm: no compiled artifact" for h in self.heads}
+        else:
+            from model.compiled import attach_compiled
+
+            try:
+                status = attach_compiled(self, compiled_dir)
+            except Exception as exc:  # a broken artifact must never stop serving
+                for est in self.heads.values():
+                    est.attach_compiled(None)
+                status = {h: f"lightgbm: compiled code failed to load ({exc})" for h in self.heads}
+        if explanations:
+            for est in self.heads.values():
+                est.prepare_explanations()
+        self._routing_resolved()
+        self.__dict__["_engine_status"] = dict(status)
+        return status
+
+    @property
+    def engine(self) -> str:
+        """``"compiled"`` when every head scores with native code, ``"lightgbm"`` when
+        none does, ``"mixed"`` otherwise."""
+        used = [est.uses_compiled for est in self.heads.values()]
+        if used and all(used):
+            return "compiled"
+        return "mixed" if any(used) else "lightgbm"
+
+    @property
+    def engine_status(self) -> dict[str, str]:
+        """Per head, why it scores with native code or LightGBM (after :meth:`prepare`)."""
+        status = self.__dict__.get("_engine_status")
+        if status is None:
+            return {
+                h: "compiled" if est.uses_compiled else "lightgbm: not prepared"
+                for h, est in self.heads.items()
+            }
+        return dict(status)
+
     def __repr__(self) -> str:
         heads = ", ".join(f"{h}={list(labels)}" for h, labels in self.labels.items())
         return f"LeadReadinessModel({heads}, {len(self.input_columns)} input columns)"
@@ -201,7 +271,12 @@ class LeadReadinessModel:
     # ---- batch
 
     def predict_frame(
-        self, df: pd.DataFrame, *, reasons: bool = False, top_k: int = 3
+        self,
+        df: pd.DataFrame,
+        *,
+        reasons: bool = False,
+        top_k: int = 3,
+        num_threads: int | None = None,
     ) -> pd.DataFrame:
         """Score a feature table.
 
@@ -215,6 +290,10 @@ class LeadReadinessModel:
             Add ``stage_reasons`` / ``persona_reasons`` (JSON strings).
         top_k : int
             Reasons per head.
+        num_threads : int, optional
+            Threads of the tree code; default: one for at most ``SMALL_BATCH``
+            rows (LightGBM's thread pool costs milliseconds on one row when the
+            CPU is busy), else each head's ``num_threads``.
 
         Returns
         -------
@@ -227,7 +306,12 @@ class LeadReadinessModel:
         missing = self.missing_columns(df.columns)
         if n > CHUNK_ROWS:
             parts = [
-                self.predict_frame(df.iloc[i : i + CHUNK_ROWS], reasons=reasons, top_k=top_k)
+                self.predict_frame(
+                    df.iloc[i : i + CHUNK_ROWS],
+                    reasons=reasons,
+                    top_k=top_k,
+                    num_threads=num_threads,
+                )
                 for i in range(0, n, CHUNK_ROWS)
             ]
             out = pd.concat(parts)
@@ -252,7 +336,7 @@ class LeadReadinessModel:
             text_values,
             reasons=reasons,
             top_k=top_k,
-            num_threads=None,
+            num_threads=_threads(num_threads, n),
         )
         columns: dict[str, Any] = {}
         for head, part in ((h, scored[h]) for h in HEADS if h in scored):
@@ -310,7 +394,7 @@ class LeadReadinessModel:
         n = len(records)
         if n == 0:
             return []
-        threads = 1 if n <= SMALL_BATCH else None
+        threads = _threads(None, n)
 
         def text_values(est: HeadClassifier) -> dict[str, list[Any]]:
             enc = est.encoder_
@@ -347,6 +431,44 @@ class LeadReadinessModel:
             item["readiness"] = None if ready is None else float(ready[i])
             item["route"] = str(routes[i])
             out.append(item)
+        return out
+
+    def predict_rows(
+        self, records: Sequence[Mapping[str, Any]], *, reasons: bool = False, top_k: int = 3
+    ) -> list[dict[str, Any]]:
+        """:meth:`predict_frame`'s output rows as plain dicts, without pandas.
+
+        Parameters
+        ----------
+        records : sequence of mappings, length n_rows
+            Feature rows by column name; missing keys are missing values.
+        reasons, top_k
+            As for :meth:`predict_frame`.
+
+        Returns
+        -------
+        list of dict, length n_rows
+            Each ``predict_frame(pd.DataFrame(records), ...).to_dict("records")``
+            row: the same keys in the same order, the same numbers (Python floats
+            and strings; readiness NaN without a stage head).
+        """
+        out: list[dict[str, Any]] = []
+        present = [h for h in HEADS if h in self.labels]
+        for item in self.predict_records(records, reasons=reasons, top_k=top_k):
+            row: dict[str, Any] = {}
+            for head in present:
+                part = item[head]
+                row[head] = part["label"]
+                row[f"{head}_confidence"] = part["confidence"]
+                for label, p in part["probabilities"].items():
+                    row[f"{head}_proba__{label}"] = p
+            ready = item["readiness"]
+            row["readiness"] = math.nan if ready is None else ready
+            row["route"] = item["route"]
+            if reasons:
+                for head in present:
+                    row[f"{head}_reasons"] = json.dumps(item[head]["reasons"])
+            out.append(row)
         return out
 
     # ---- features
@@ -400,7 +522,15 @@ class LeadReadinessModel:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_resolved_routing", None)
+        state.pop("_engine_status", None)
         return state
+
+
+def _threads(num_threads: int | None, n: int) -> int | None:
+    """Tree threads for ``n`` rows: as given, else one for small inputs, else the head's."""
+    if num_threads is not None:
+        return num_threads
+    return 1 if n <= SMALL_BATCH else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,11 @@
 """The MLflow pyfunc wrapper of ``LeadReadinessModel`` and the helper that logs it.
 
-The logged model holds one artifact, the pickled ``LeadReadinessModel``; the
-wrapper loads it once in ``load_context``. Its classes are pickled by reference
+The logged model holds the pickled ``LeadReadinessModel`` and, when it was logged
+with ``compile_rows``, a ``compiled`` folder: each head's trees compiled to native
+code with lleaves (``model.compiled``), with check rows. The wrapper loads both
+once in ``load_context`` and calls ``LeadReadinessModel.prepare``, which uses the
+native code only for heads where it equals LightGBM to 1e-9 on this machine
+(otherwise LightGBM scores, as without the artifact). Its classes are pickled by reference
 (``model.classifier``, ``model.package``…), so the loading process needs the
 ``leadready`` package installed — it is, in our venv, in the serving image and
 for ``mlflow models serve --env-manager local``.
@@ -16,6 +20,7 @@ are inferred from an input example and its prediction.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import tempfile
 import warnings
@@ -37,10 +42,21 @@ from model.package import LeadReadinessModel
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
-__all__ = ["ARTIFACT_KEY", "LeadReadinessPyfunc", "log_model", "signature_for", "unwrap"]
+__all__ = [
+    "ARTIFACT_KEY",
+    "COMPILED_KEY",
+    "LeadReadinessPyfunc",
+    "log_model",
+    "signature_for",
+    "unwrap",
+]
+
+_logger = logging.getLogger(__name__)
 
 #: Name of the pickled LeadReadinessModel among the pyfunc's artifacts.
 ARTIFACT_KEY = "lead_model"
+#: Name of the folder of compiled trees among the pyfunc's artifacts (optional).
+COMPILED_KEY = "compiled"
 _REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "scipy", "numpy", "pandas", "pydantic")
 
 
@@ -51,9 +67,17 @@ class LeadReadinessPyfunc(mlflow.pyfunc.PythonModel):
         self.lead_model: LeadReadinessModel | None = None
 
     def load_context(self, context: Any) -> None:
-        """Load the pickled model artifact (once per loaded pyfunc)."""
+        """Load the pickled model artifact and prepare it (once per loaded pyfunc).
+
+        With a ``compiled`` artifact, heads switch to their native code where it
+        is verified equal to LightGBM here (see ``LeadReadinessModel.prepare``).
+        """
         with open(context.artifacts[ARTIFACT_KEY], "rb") as fh:
-            self.lead_model = pickle.load(fh)
+            lead_model = pickle.load(fh)
+        status = lead_model.prepare(context.artifacts.get(COMPILED_KEY))
+        if any(s != "compiled" for s in status.values()) and COMPILED_KEY in context.artifacts:
+            _logger.warning("compiled trees not used for every head: %s", status)
+        self.lead_model = lead_model
 
     # MLflow 3 reads the hint on ``model_input``: ``pd.DataFrame`` is one it leaves alone
     # (no conversion of its own); without a hint, or with ``list[...]``, it would warn
@@ -124,9 +148,9 @@ def signature_for(lead_model: LeadReadinessModel, input_example: pd.DataFrame) -
     return ModelSignature(inputs=inputs, outputs=outputs, params=inferred.params)
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     reqs = []
-    for dist in _REQUIREMENTS:
+    for dist in (*_REQUIREMENTS, *extra):
         try:
             reqs.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -140,6 +164,7 @@ def log_model(
     name: str = "model",
     registered_model_name: str | None = None,
     input_example: pd.DataFrame | None = None,
+    compile_rows: pd.DataFrame | None = None,
 ) -> ModelInfo:
     """Log ``lead_model`` as an MLflow pyfunc in the active run (or a new one).
 
@@ -153,6 +178,11 @@ def log_model(
     input_example : DataFrame of shape (n_rows, n_columns), optional
         A few feature rows, stored with the model and used to infer the output
         schema. Default: one row of missing values.
+    compile_rows : DataFrame of shape (n_rows, n_columns), optional
+        Feature rows (a few hundred training rows): compile every head's trees to
+        native code (lleaves) and log them as the ``compiled`` artifact, verified
+        equal to LightGBM on these rows. When lleaves is missing or the code
+        disagrees, the model is logged without it (and a warning says why).
 
     Returns
     -------
@@ -165,7 +195,22 @@ def log_model(
         # The signature declares every column optional and of any type, so MLflow's
         # hint that integer columns cannot hold missing values does not apply.
         warnings.filterwarnings("ignore", message=".*contains integer column")
-        return _log(lead_model, name, registered_model_name, input_example)
+        return _log(lead_model, name, registered_model_name, input_example, compile_rows)
+
+
+def _compile(lead_model: LeadReadinessModel, folder: Path, rows: pd.DataFrame) -> bool:
+    """Compile the heads into ``folder``; False (with a warning) when it cannot be used."""
+    from model import compiled
+
+    if not compiled.available():
+        _logger.warning("lleaves is not installed: the model is logged without compiled trees")
+        return False
+    try:
+        compiled.compile_model(lead_model, folder, check_rows=rows)
+    except Exception as exc:
+        _logger.warning("compiling the trees failed, logged without them: %s", exc)
+        return False
+    return True
 
 
 def _log(
@@ -173,20 +218,28 @@ def _log(
     name: str,
     registered_model_name: str | None,
     input_example: pd.DataFrame,
+    compile_rows: pd.DataFrame | None = None,
 ) -> Any:
     signature = signature_for(lead_model, input_example)
     with tempfile.TemporaryDirectory(prefix="leadready-model-") as tmp:
         path = Path(tmp) / f"{ARTIFACT_KEY}.pkl"
         with open(path, "wb") as fh:
             pickle.dump(lead_model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        artifacts = {ARTIFACT_KEY: str(path)}
+        if compile_rows is not None and len(compile_rows):
+            folder = Path(tmp) / COMPILED_KEY
+            if _compile(lead_model, folder, compile_rows):
+                artifacts[COMPILED_KEY] = str(folder)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=LeadReadinessPyfunc(),
-            artifacts={ARTIFACT_KEY: str(path)},
+            artifacts=artifacts,
             signature=signature,
             input_example=input_example,
             registered_model_name=registered_model_name,
-            pip_requirements=_pip_requirements(),
+            pip_requirements=_pip_requirements(
+                ("lleaves", "llvmlite") if COMPILED_KEY in artifacts else ()
+            ),
             metadata={"leadready_format": LeadReadinessModel.format_version},
         )
 

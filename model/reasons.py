@@ -93,6 +93,9 @@ _COLUMN_NAMES: dict[str, str] = {
     "title_function": "function (from title)",
 }
 
+#: Explained batches of at most this many rows sum per-column contributions in Python.
+_PYTHON_SUM_ROWS = 8
+
 _WINDOW_RE = re.compile(r"^n_(?P<what>[a-z_]+?)_(?P<days>\d+(?:\.\d+)?)d$")
 
 
@@ -314,11 +317,26 @@ def explain_head(
     slices = encoder.output_slices_
     # Sum the encoded columns of each input column in a fixed order, row by row
     # (no BLAS): a row's reasons do not depend on the size of its batch.
-    per_column = picked[:, [slices[c][0] for c in columns]]
-    for j, c in enumerate(columns):
-        start, stop = slices[c]
-        for k in range(start + 1, stop):
-            per_column[:, j] += picked[:, k]
+    if len(picked) <= _PYTHON_SUM_ROWS:
+        # The same additions in the same order on Python floats (IEEE doubles, as
+        # numpy's): bit-equal, without a numpy call per encoded column.
+        bounds = [slices[c] for c in columns]
+        sums = []
+        for values in picked.tolist():
+            row = []
+            for start, stop in bounds:
+                acc = values[start]
+                for k in range(start + 1, stop):
+                    acc += values[k]
+                row.append(acc)
+            sums.append(row)
+        per_column = np.array(sums, dtype=np.float64).reshape(len(picked), len(columns))
+    else:
+        per_column = picked[:, [slices[c][0] for c in columns]]
+        for j, c in enumerate(columns):
+            start, stop = slices[c]
+            for k in range(start + 1, stop):
+                per_column[:, j] += picked[:, k]
 
     def value_of(i: int, column: str) -> Any:
         if encoder.kinds_[column] == "text":

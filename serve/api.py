@@ -211,13 +211,16 @@ _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pa
 )
 def invocations() -> Response:
     """``POST /invocations``."""
+    fast = None
     try:
         loaded = _loaded()
         if loaded.pyfunc is None:
             raise ApiError(503, "This model has no MLflow pyfunc flavour loaded", None)
-        body, status, mimetype = scoring.invocations(
-            request.get_data(), request.headers.get("Content-Type"), loaded.pyfunc
-        )
+        data, content_type = request.get_data(), request.headers.get("Content-Type")
+        # Plain JSON rows: answered without pandas, byte for byte as MLflow would.
+        fast = _fast_invocations(data, content_type, loaded)
+        if fast is None:
+            body, status, mimetype = scoring.invocations(data, content_type, loaded.pyfunc)
     except ApiError as exc:
         payload = exc.to_dict()
         codes = {400: "BAD_REQUEST", 413: "RESOURCE_LIMIT_EXCEEDED", 415: "BAD_REQUEST"}
@@ -227,11 +230,31 @@ def invocations() -> Response:
         response.status_code = exc.status
         response.headers.update(exc.headers)
         return response
-    prepared, results, every = scoring.invocation_records(
-        request.get_data(), request.headers.get("Content-Type", ""), body
-    )
+    if fast is not None:
+        prepared, results, every = scoring.fast_invocation_records(fast)
+        body, status, mimetype = fast.body, 200, "application/json"
+    else:
+        prepared, results, every = scoring.invocation_records(
+            request.get_data(), request.headers.get("Content-Type", ""), body
+        )
     get_state().record(prepared, results, loaded, source="invocations", observed=every)
     return _with_model_header(Response(body, status=status, mimetype=mimetype), loaded)
+
+
+def _fast_invocations(
+    data: bytes, content_type: str | None, loaded: LoadedModel
+) -> scoring.FastInvocation | None:
+    """The pandas-free answer for plain JSON rows, or None for MLflow's own path.
+
+    Only for the leadready model the pyfunc wraps; a model error falls back to
+    MLflow's path, which words it as ``mlflow models serve`` does.
+    """
+    if not hasattr(loaded.model, "predict_rows"):
+        return None
+    try:
+        return scoring.fast_invocations(data, content_type, loaded.model)
+    except (ValueError, TypeError):
+        return None
 
 
 # -- model and admin -------------------------------------------------------------------------

@@ -31,6 +31,12 @@ Configuration keys
     ``(loader, resolver)`` replacing the MLflow registry (tests, other registries).
 ``SECRET_KEY``
     Signs the review UI's sessions; ``leadready serve`` gives every worker the same one.
+``PROXY_HOPS``
+    How many trusted proxies (load balancers) stand in front of the app (0). With
+    ``LEADREADY_PROXY_HOPS=1`` the client address, scheme and host are read from
+    that many ``X-Forwarded-*`` entries (werkzeug's ``ProxyFix``), so the login
+    rate limit counts clients, not the load balancer. Never set it without a
+    proxy: clients could then forge their address.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from serve.auth import ApiKeyAuth
 from serve.holder import Loader, ModelHolder, Resolver
 from serve.metrics import Metrics, multiprocess_dir
 from serve.state import EXTENSION, ServeState, get_state
-from serve.writer import EventDeduper, PredictionWriter
+from serve.writer import EventDeduper, LeadDeduper, PredictionWriter
 
 __all__ = ["create_app", "init_model", "init_store", "init_writer", "registry_source"]
 
@@ -76,11 +82,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         RECORD_PREDICTIONS=True,
         WRITER_FLUSH_SECONDS=0.5,
         WRITER_BATCH_SIZE=500,
+        PROXY_HOPS=0,
     )
     app.config.from_prefixed_env("LEADREADY")
     if config:
         app.config.from_mapping(config)
     settings = _settings(app, env)
+
+    hops = int(app.config["PROXY_HOPS"] or 0)
+    if hops < 0:
+        raise ValueError(f"PROXY_HOPS must be 0 or more, got {hops}")
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]
@@ -202,7 +219,7 @@ def init_writer(app: Flask) -> None:
     store, met = state.store, state.metrics
     state.writer = PredictionWriter(
         {
-            "leads": store.upsert_leads,
+            "leads": LeadDeduper(store.upsert_leads),
             "events": EventDeduper(store.add_events),
             "predictions": store.record_predictions,
         },

@@ -12,6 +12,7 @@ gunicorn config marks dead workers so their live gauges disappear.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -209,15 +210,25 @@ class Metrics:
         self.latency.labels(endpoint).observe(seconds)
 
     def observe_predictions(self, outputs: list[Mapping[str, Any]]) -> None:
-        """Count predicted classes and routes of scored leads."""
+        """Count predicted classes and routes of scored leads.
+
+        Counted per distinct label first: one ``inc`` per label and request, not
+        per lead (each is a write to a shared file in multiprocess mode).
+        """
+        classes: collections.Counter[tuple[str, str]] = collections.Counter()
+        routes: collections.Counter[str] = collections.Counter()
         for out in outputs:
             for head in ("stage", "persona"):
                 pred = out.get(head)
                 if pred:
-                    self.predictions.labels(head, str(pred["label"])).inc()
+                    classes[head, str(pred["label"])] += 1
             route = out.get("route")
             if route is not None:
-                self.routes.labels(str(route)).inc()
+                routes[str(route)] += 1
+        for (head, label), n in classes.items():
+            self.predictions.labels(head, label).inc(n)
+        for route_name, n in routes.items():
+            self.routes.labels(route_name).inc(n)
 
     def set_model(self, name: str, version: str, previous: str | None) -> None:
         """Export the model version now served (and clear the previous one)."""

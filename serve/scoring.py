@@ -29,6 +29,8 @@ __all__ = [
     "ScoreItem",
     "ScoringModel",
     "Prepared",
+    "FastInvocation",
+    "fast_invocations",
     "invocation_records",
     "invocations",
     "loads_json",
@@ -279,6 +281,150 @@ def prediction_rows(
     return rows
 
 
+@dataclass
+class FastInvocation:
+    """An ``/invocations`` request answered without MLflow's parsing (see :func:`fast_invocations`)."""
+
+    body: str
+    rows: list[dict[str, Any]]
+    predictions: list[dict[str, Any]]
+
+
+_FAST_FORMATS = ("dataframe_records", "dataframe_split")
+_SCALARS = (str, int, float, bool, type(None))
+#: Largest top_k the fast path answers (MLflow's own path takes anything else).
+_FAST_TOP_K = 100
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _scalar_rows(obj: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The rows of a plain ``dataframe_records`` / ``dataframe_split`` payload, else None."""
+    if "dataframe_records" in obj:
+        rows = obj["dataframe_records"]
+        if not isinstance(rows, list) or not rows:
+            return None
+        for row in rows:
+            if type(row) is not dict or not row:  # pandas drops all-empty records
+                return None
+            for value in row.values():
+                if not isinstance(value, _SCALARS):
+                    return None
+        return rows
+    split = obj["dataframe_split"]
+    if type(split) is not dict or set(split) != {"columns", "data"}:
+        return None
+    columns, data = split["columns"], split["data"]
+    if not isinstance(columns, list) or not isinstance(data, list) or not data:
+        return None
+    if not all(type(c) is str for c in columns) or len(set(columns)) != len(columns):
+        return None
+    width = len(columns)
+    rows = []
+    for values in data:
+        if type(values) is not list or len(values) != width:
+            return None
+        if not all(isinstance(v, _SCALARS) for v in values):
+            return None
+        rows.append(dict(zip(columns, values, strict=True)))
+    return rows
+
+
+def _pandas_like(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with the values pandas' column inference would hand the model.
+
+    ``pd.DataFrame(rows)`` turns an integer column with floats or missing cells
+    into float64 (``3`` → ``3.0``); everything else reaches the model as sent
+    (the encoder treats None and NaN alike).
+    """
+    ints: set[str] = set()
+    floats: set[str] = set()
+    other: set[str] = set()
+    present: dict[str, int] = {}
+    for row in rows:
+        for key, value in row.items():
+            kind = type(value)
+            if kind is int:
+                ints.add(key)
+            elif kind is float:
+                floats.add(key)
+            elif value is not None:
+                other.add(key)
+                continue
+            else:
+                continue
+            present[key] = present.get(key, 0) + 1
+    n = len(rows)
+    convert = {k for k in ints - other if k in floats or present[k] < n}
+    if not convert:
+        return rows
+    return [
+        {k: (float(v) if type(v) is int and k in convert else v) for k, v in row.items()}
+        for row in rows
+    ]
+
+
+def fast_invocations(
+    body: bytes, content_type: str | None, model: ScoringModel
+) -> FastInvocation | None:
+    """Answer a plain JSON ``/invocations`` request without pandas, as MLflow would.
+
+    Taken only for ``application/json`` (charset utf-8 or none) bodies with
+    exactly one of ``dataframe_records`` (a non-empty list of objects) or
+    ``dataframe_split`` (``columns`` and ``data`` only) whose cells are JSON
+    scalars, and optional ``params`` with a boolean ``reasons`` and an integer
+    ``top_k``. The answer is ``{"predictions": [...]}`` with the rows of
+    ``predict_frame``, serialised like MLflow's ``predictions_to_json``: the
+    same bytes ``mlflow models serve`` returns (a test compares them). Anything
+    else (other formats, nested values, NaN, unknown params…) returns None and
+    goes through MLflow's own parsing and schema enforcement.
+    """
+    if not content_type:
+        return None
+    mime, _, rest = content_type.partition(";")
+    if mime.strip() != "application/json":
+        return None
+    if rest.strip():
+        key, _, value = rest.strip().partition("=")
+        if key.strip() != "charset" or value.strip().lower() != "utf-8" or ";" in value:
+            return None
+    try:
+        obj = json.loads(body, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if type(obj) is not dict:
+        return None
+    formats = [k for k in _FAST_FORMATS if k in obj]
+    if len(formats) != 1 or not set(obj) <= {formats[0], "params"}:
+        return None
+    reasons, top_k = False, 3
+    if "params" in obj:
+        params = obj["params"]
+        if type(params) is not dict or not set(params) <= {"reasons", "top_k"}:
+            return None
+        reasons = params.get("reasons", False)
+        top_k = params.get("top_k", 3)
+        if type(reasons) is not bool or type(top_k) is not int or not 0 <= top_k <= _FAST_TOP_K:
+            return None
+    rows = _scalar_rows(obj)
+    if rows is None:
+        return None
+    predictions = model.predict_rows(_pandas_like(rows), reasons=reasons, top_k=top_k)
+    return FastInvocation(
+        body=json.dumps({"predictions": predictions}), rows=rows, predictions=predictions
+    )
+
+
+def fast_invocation_records(
+    fast: FastInvocation, *, id_col: str = "lead_id"
+) -> tuple[list[Prepared], list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`invocation_records` for a request answered by :func:`fast_invocations`."""
+    every = [result_from_frame_row(p) for p in fast.predictions]
+    return (*_named_rows(fast.rows, every, id_col), every)
+
+
 def invocations(body: bytes, content_type: str | None, pyfunc_model: Any) -> tuple[str, int, str]:
     """MLflow's scoring protocol, answered by MLflow's own scoring functions.
 
@@ -383,6 +529,13 @@ def invocation_records(
         return [], [], every
     if rows is None or len(rows) != len(every):
         return [], [], every
+    return (*_named_rows(rows, every, id_col), every)
+
+
+def _named_rows(
+    rows: Sequence[Mapping[str, Any]], every: Sequence[dict[str, Any]], id_col: str
+) -> tuple[list[Prepared], list[dict[str, Any]]]:
+    """The rows with a usable lead id, as ``(prepared, results)`` for the store."""
     prepared: list[Prepared] = []
     results: list[dict[str, Any]] = []
     for index, (row, result) in enumerate(zip(rows, every, strict=True)):
@@ -394,7 +547,7 @@ def invocation_records(
         features = {k: v for k, v in row.items() if k != id_col}
         prepared.append(Prepared(index=index, lead_id=str(lead_id), features=features))
         results.append(result)
-    return prepared, results, every
+    return prepared, results
 
 
 def result_from_frame_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,9 @@ everything still queued, so nothing a client got an answer for is lost on a
 clean shutdown.
 
 The thread starts on the first ``submit``, i.e. after gunicorn has forked the
-worker, never in the parent process.
+worker, never in the parent process. ``submit`` only appends to a list: the
+thread is woken when ``batch_size`` rows wait (or by ``flush``/``close``), not
+once per request, so a request does not hand the GIL to the writer.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["EventDeduper", "PredictionWriter", "Sink"]
+__all__ = ["EventDeduper", "LeadDeduper", "PredictionWriter", "Sink"]
 
 _log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ _log = logging.getLogger(__name__)
 Sink = Callable[[list[Any]], Any]
 
 _STOP = object()
+#: Put on the control queue when enough rows wait to write them before the deadline.
+_WAKE = object()
 
 #: Errors by which the store rejects a row's content (not worth retrying).
 _DATA_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError)
@@ -86,7 +90,12 @@ class PredictionWriter:
         self.on_failure = on_failure
         self.on_dropped = on_dropped
         self.on_pending = on_pending
+        # Control messages (wake-ups, flush requests, stop) for the thread.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Submitted batches, in order (deque appends and pops are atomic).
+        self._rows: deque[dict[str, list[Any]]] = deque()
+        self._waiting_rows = 0
+        self._woken = False
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -105,8 +114,14 @@ class PredictionWriter:
             raise RuntimeError("the prediction writer is closed")
         self._ensure_thread()
         batch = {kind: list(items) for kind, items in rows.items() if items}
-        if batch:
-            self._queue.put(batch)
+        if not batch:
+            return
+        self._rows.append(batch)
+        # An estimate (no lock): it only decides when to wake the thread early.
+        self._waiting_rows += sum(len(items) for items in batch.values())
+        if self._waiting_rows >= self.batch_size and not self._woken:
+            self._woken = True
+            self._queue.put(_WAKE)
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Block until everything submitted before this call is written; True on success."""
@@ -169,8 +184,7 @@ class PredictionWriter:
                 stop = True
             elif isinstance(item, _FlushRequest):
                 waiting.append(item)
-            elif item is not None:
-                self._take(item)
+            self._take_submitted()
             due = time.monotonic() >= deadline
             if due or waiting or stop or self.pending >= self.batch_size:
                 ok = self._write_pending()
@@ -179,6 +193,18 @@ class PredictionWriter:
                     request.ok = ok
                     request.done.set()
                 waiting.clear()
+
+    def _take_submitted(self) -> None:
+        """Move every submitted batch to the pending rows (in order)."""
+        self._woken = False
+        self._waiting_rows = 0
+        rows = self._rows
+        while rows:
+            try:
+                batch = rows.popleft()
+            except IndexError:
+                break
+            self._take(batch)
 
     def _take(self, batch: Mapping[str, list[Any]]) -> None:
         for kind, items in batch.items():
@@ -267,8 +293,7 @@ class PredictionWriter:
                 break
             if isinstance(item, _FlushRequest):
                 waiting.append(item)
-            elif item is not _STOP:
-                self._take(item)
+        self._take_submitted()
         ok = self._write_pending()
         if not ok:
             _log.error("prediction writer: %d rows could not be written", self.pending)
@@ -315,6 +340,50 @@ class EventDeduper:
         while len(self._seen) > self.max_entries:
             self._seen.popitem(last=False)
         return len(fresh)
+
+
+class LeadDeduper:
+    """Skips lead profiles identical to the one this process last wrote for that lead.
+
+    API clients send the lead's profile with every score request; upserting an
+    unchanged profile again changes nothing but costs a write. This filter
+    remembers, per lead id, a fingerprint of the last profile it let through
+    (LRU of ``max_entries`` leads) and keeps only changed ones; it wraps the
+    leads sink. A profile changed in the store by someone else is not seen here:
+    the next *different* profile from the API still overwrites it.
+    """
+
+    def __init__(self, sink: Sink, *, max_entries: int = 100_000, id_key: str = "lead_id") -> None:
+        self.sink = sink
+        self.max_entries = int(max_entries)
+        self.id_key = id_key
+        self._last: OrderedDict[Any, str] = OrderedDict()
+
+    def __call__(self, rows: list[Any]) -> Any:
+        """Write the rows whose profile changed, then remember them."""
+        fresh: list[Any] = []
+        marks: list[tuple[Any, str]] = []
+        latest: dict[Any, str] = {}
+        for row in rows:
+            lead_id = row.get(self.id_key)
+            mark = _fingerprint(row)
+            if latest.get(lead_id, self._last.get(lead_id)) == mark:
+                continue
+            latest[lead_id] = mark
+            fresh.append(row)
+            marks.append((lead_id, mark))
+        if fresh:
+            self.sink(fresh)
+        for lead_id, mark in marks:
+            self._last[lead_id] = mark
+            self._last.move_to_end(lead_id)
+        while len(self._last) > self.max_entries:
+            self._last.popitem(last=False)
+        return len(fresh)
+
+
+def _fingerprint(row: Mapping[str, Any]) -> str:
+    return repr(sorted(row.items(), key=lambda kv: str(kv[0])))
 
 
 def _event_key(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -425,3 +425,27 @@ def test_openapi_refs_resolve_and_error_bodies_match_their_schema(
     assert invocations.is_valid({"dataframe_records": [{"a": 1}], "params": {"reasons": True}})
     assert not invocations.is_valid({})  # exactly one input key, as MLflow requires
     assert not invocations.is_valid({"instances": [], "inputs": []})
+
+
+def test_predictions_of_a_batch_are_counted_per_lead():
+    from serve.metrics import Metrics
+
+    met = Metrics(multiproc_dir=None)
+    outputs = [
+        {"stage": {"label": "decision"}, "persona": {"label": "economic_buyer"}, "route": "sales"},
+        {"stage": {"label": "decision"}, "persona": None, "route": "sales"},
+        {"stage": {"label": "awareness"}, "persona": {"label": "economic_buyer"}, "route": None},
+    ]
+    met.observe_predictions(outputs)
+    text = met.exposition()[0].decode()
+
+    def sample(text: str, prefix: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    assert sample(text, 'leadready_predictions_total{head="stage",label="decision"}') == 2
+    assert sample(text, 'leadready_predictions_total{head="stage",label="awareness"}') == 1
+    assert sample(text, 'leadready_predictions_total{head="persona",label="economic_buyer"}') == 2
+    assert sample(text, 'leadready_routes_total{route="sales"}') == 2

@@ -172,3 +172,106 @@ def test_rows_with_a_lead_id_are_recorded(fmt, api_app, api_client, api_headers,
     )
     assert row["route"] == answer["route"]
     assert "lead_id" not in row["features"] and "company_size" in row["features"]
+
+
+def _mlflow_bytes(pyfunc_model, body: bytes, content_type: str = "application/json") -> str:
+    """What MLflow's own scoring server answers for this body (its ``invocations()``)."""
+    from mlflow.pyfunc import scoring_server
+
+    schema = pyfunc_model.metadata.get_input_schema()
+    result = scoring_server.invocations(body, content_type, pyfunc_model, schema)
+    assert result.status == 200, result.response
+    return result.response
+
+
+def _fast_payloads(rows: pd.DataFrame) -> list[dict]:
+    records = _records(rows)
+    columns = list(rows.columns)
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(rows[c])]
+    mixed = [dict(r) for r in records]
+    for i, r in enumerate(mixed):
+        r["lead_id"] = f"L{i}"  # a column outside the signature
+        if numeric:
+            # an integer column with a float and a missing cell, a number as text, a boolean
+            r[numeric[0]] = [3, None, 2.5, 7, 0][i % 5]
+        if len(numeric) > 1:
+            r[numeric[1]] = ["12", True, None, 4, "x"][i % 5]
+    ragged = [
+        {k: v for j, (k, v) in enumerate(r.items()) if (i + j) % 3} for i, r in enumerate(records)
+    ]
+    ints = [dict(r) for r in records]
+    for r in ints:
+        for c in numeric[:3]:
+            r[c] = 5  # whole numbers throughout: pandas keeps them integers
+    return [
+        {"dataframe_records": records},
+        {"dataframe_records": records[:1]},
+        {"dataframe_records": records * 20},
+        {"dataframe_split": {"columns": columns, "data": [list(r.values()) for r in records]}},
+        {"dataframe_records": records, "params": {"reasons": True}},
+        {"dataframe_records": records[:2], "params": {"reasons": True, "top_k": 1}},
+        {"dataframe_records": records, "params": {"top_k": 5, "reasons": False}},
+        {"dataframe_records": mixed, "params": {"reasons": True}},
+        {"dataframe_records": ragged, "params": {"reasons": True}},
+        {"dataframe_records": ints},
+    ]
+
+
+def test_fast_path_answers_byte_for_byte_like_mlflow(pyfunc_model, rows):
+    from model.pyfunc import unwrap
+    from serve import scoring
+
+    model = unwrap(pyfunc_model)
+    for payload in _fast_payloads(rows):
+        body = json.dumps(payload).encode()
+        for content_type in ("application/json", "application/json; charset=UTF-8"):
+            fast = scoring.fast_invocations(body, content_type, model)
+            assert fast is not None, payload
+            assert fast.body == _mlflow_bytes(pyfunc_model, body, content_type), payload
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ('{"dataframe_records": [{"a": NaN}]}', "application/json"),
+        ('{"dataframe_records": [{"a": [1, 2]}]}', "application/json"),
+        ('{"dataframe_records": [{"a": {"b": 1}}]}', "application/json"),
+        ('{"dataframe_records": []}', "application/json"),
+        ('{"dataframe_records": [{}]}', "application/json"),
+        ('{"instances": [{"a": 1}]}', "application/json"),
+        ('{"inputs": [{"a": 1}]}', "application/json"),
+        ('{"dataframe_records": [{"a": 1}], "params": {"reasons": 1}}', "application/json"),
+        ('{"dataframe_records": [{"a": 1}], "params": {"other": 1}}', "application/json"),
+        ('{"dataframe_records": [{"a": 1}], "extra": 1}', "application/json"),
+        (
+            '{"dataframe_split": {"columns": ["a"], "data": [[1]], "index": [0]}}',
+            "application/json",
+        ),
+        ('{"dataframe_split": {"columns": ["a", "a"], "data": [[1, 2]]}}', "application/json"),
+        ('{"dataframe_records": [{"a": 1}]}', "application/json; charset=latin-1"),
+        ('{"dataframe_records": [{"a": 1}]}', "application/json; format=pandas-records"),
+        ('{"dataframe_records": [{"a": 1}]}', "text/csv"),
+        ('{"dataframe_records": [{"a": 1}]}', None),
+        ("[1, 2]", "application/json"),
+        ("not json", "application/json"),
+    ],
+)
+def test_anything_else_goes_through_mlflows_own_parsing(pyfunc_model, body, content_type):
+    from model.pyfunc import unwrap
+    from serve import scoring
+
+    assert scoring.fast_invocations(body.encode(), content_type, unwrap(pyfunc_model)) is None
+
+
+def test_fast_path_records_rows_with_a_lead_id(api_app, api_client, api_headers, rows):
+    from serve.state import get_state
+
+    records = [{**r, "lead_id": f"fast-{i}"} for i, r in enumerate(_records(rows.head(3)))]
+    records[1]["lead_id"] = None
+    response = _post(api_client, api_headers["client"], {"dataframe_records": records})
+    assert response.status_code == 200
+    state = get_state(api_app)
+    assert state.writer is not None and state.writer.flush()
+    assert state.store.latest_prediction("fast-0") is not None
+    assert state.store.latest_prediction("fast-2") is not None
+    assert state.store.latest_prediction("fast-1") is None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from serve.writer import EventDeduper, PredictionWriter
+from serve.writer import EventDeduper, LeadDeduper, PredictionWriter
 
 
 class Sink:
@@ -167,3 +167,46 @@ def test_event_deduper_skips_events_already_written():
     e4, e5 = ({"lead_id": x, "timestamp": ts, "type": "email_open"} for x in "cd")
     dedupe([e4, e5])  # evicts the oldest fingerprints (bounded memory)
     assert len(dedupe._seen) == 3
+
+
+def test_a_submit_below_the_batch_size_does_not_wake_the_thread():
+    writer, _, log = _writer(flush_seconds=30, batch_size=100)
+    writer.submit(predictions=[{"id": 0}])
+    time.sleep(0.05)
+    for i in range(1, 50):
+        writer.submit(predictions=[{"id": i}])
+    assert writer._queue.empty()  # no message per request
+    assert log == []
+    assert writer.flush()
+    assert [r["id"] for r in _rows(log, "predictions")] == list(range(50))
+    writer.close()
+
+
+def test_lead_deduper_skips_unchanged_profiles():
+    written: list = []
+    dedupe = LeadDeduper(written.extend, max_entries=2)
+    a1 = {"lead_id": "a", "company": "Acme"}
+    a2 = {"lead_id": "a", "company": "Acme Corp"}
+    b = {"lead_id": "b", "company": "Beta"}
+    assert dedupe([a1, dict(a1), b]) == 2
+    assert dedupe([dict(a1), dict(b)]) == 0
+    assert dedupe([a2, dict(a1)]) == 2  # changed, then changed back: both written, in order
+    assert written == [a1, b, a2, a1]
+    c = {"lead_id": "c", "company": "Gamma"}
+    dedupe([c])  # evicts the least recently written lead (b)
+    assert dedupe([dict(b)]) == 1
+
+
+def test_lead_deduper_forgets_nothing_when_the_write_fails():
+    calls: list = []
+
+    def failing(rows):
+        calls.append(list(rows))
+        if len(calls) == 1:
+            raise ConnectionError("database is down")
+
+    dedupe = LeadDeduper(failing)
+    row = {"lead_id": "a", "company": "Acme"}
+    with pytest.raises(ConnectionError):
+        dedupe([row])
+    assert dedupe([dict(row)]) == 1

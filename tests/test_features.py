@@ -607,3 +607,21 @@ def test_simulated_data_batch_matches_single_leads() -> None:
         records = by_lead.get(lead["lead_id"], empty).to_dict("records")
         one = build_features_one(profile, records, as_of=as_of, exclude=["stage", "persona"])
         assert_same_row(batch.loc[lead["lead_id"]], one)
+
+
+@pytest.mark.parametrize("events_kind", ["empty", "other leads", "none"])
+def test_zero_leads_give_an_empty_frame_with_the_columns(events_kind):
+    """Spark's per-bucket scoring can hand over a bucket without leads."""
+    from tests.test_package import make_lead_tables
+
+    leads, events = make_lead_tables(30)
+    leads = leads.drop(columns=["stage", "persona"])
+    given_events = {"empty": events.head(0), "other leads": events, "none": None}[events_kind]
+    with_rows = build_features(leads, None if given_events is None else events, as_of=AS_OF)
+    empty = build_features(leads.head(0), given_events, as_of=AS_OF)
+    assert len(empty) == 0
+    assert list(empty.columns) == list(with_rows.columns)
+    assert empty.dtypes.to_dict() == with_rows.dtypes.to_dict()
+    if given_events is not None:
+        # no as_of and no events at all: still an empty frame, not an error
+        assert len(build_features(leads.head(0), events.head(0))) == 0

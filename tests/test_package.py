@@ -257,3 +257,64 @@ def test_the_lead_id_does_not_move_the_score(model, features):
     a = model.predict_frame(base, reasons=True).reset_index(drop=True)
     b = model.predict_frame(renamed, reasons=True).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_prepare_without_compiled_code_keeps_lightgbm(model, features):
+    fresh = pickle.loads(pickle.dumps(model))
+    status = fresh.prepare(None)
+    assert fresh.engine == "lightgbm"
+    assert set(status) == set(fresh.heads)
+    assert all(s.startswith("lightgbm") for s in status.values())
+    pd.testing.assert_frame_equal(fresh.predict_frame(features), model.predict_frame(features))
+    # A broken folder never stops scoring: LightGBM keeps every head.
+    status = fresh.prepare("/nonexistent/compiled")
+    assert fresh.engine == "lightgbm" and all(s.startswith("lightgbm") for s in status.values())
+    again = pickle.loads(pickle.dumps(fresh))
+    assert "_engine_status" not in again.__dict__
+
+
+def test_predict_frame_threads_do_not_change_the_numbers(model, features):
+    one = model.predict_frame(features, reasons=True, num_threads=1)
+    two = model.predict_frame(features, reasons=True, num_threads=2)
+    default = model.predict_frame(features.head(3), reasons=True)
+    pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(default, one.head(3))
+
+
+def _messy_records(features: pd.DataFrame, n: int = 40) -> list[dict]:
+    """Feature rows as a JSON client sends them, with the cells an encoder must convert."""
+    records = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in features.head(n).to_dict("records")
+    ]
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
+    for i, row in enumerate(records):
+        row[numeric[0]] = ["12", "1,200", True, None, "yes", " 7 ", 3, 2.5][i % 8]
+        row[numeric[1]] = [None, 4, False, 1.5][i % 4]
+        if i % 5 == 0:
+            row.pop(numeric[2], None)
+        for c in features.columns:
+            if not pd.api.types.is_numeric_dtype(features[c]) and i % 3 == 0:
+                row[c] = [None, 7, "  ", True][i % 4]
+    return records
+
+
+def test_records_encode_the_same_row_by_row_and_column_by_column(model, features, monkeypatch):
+    from model import classifier
+
+    records = _messy_records(features)
+    for est in model.heads.values():
+        by_column = est.encode_records(records)
+        monkeypatch.setattr(classifier, "_ROW_WISE_RECORDS", 10_000)
+        by_row = est.encode_records(records)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(by_column, by_row)
+        np.testing.assert_array_equal(by_column, est.encode(pd.DataFrame(records)))
+
+
+@pytest.mark.parametrize("reasons", [False, True])
+def test_predict_rows_are_predict_frames_rows(model, features, reasons):
+    records = _messy_records(features)
+    frame = model.predict_frame(pd.DataFrame(records), reasons=reasons, top_k=2)
+    rows = model.predict_rows(records, reasons=reasons, top_k=2)
+    assert json.dumps(rows) == json.dumps(frame.to_dict("records"))

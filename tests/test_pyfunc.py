@@ -179,3 +179,57 @@ def test_fresh_process_loads_and_predicts(mlflow_home, logged, tmp_path):
         else:
             assert got[col].tolist() == expected[col].tolist()
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_compiled_artifact_is_logged_loaded_and_equal_to_lightgbm(mlflow_home):
+    pytest.importorskip("lleaves")
+    original, X, _, _ = trained()
+    with mlflow.start_run(experiment_id=mlflow_home["experiment_id"]):
+        info = log_model(original, input_example=X.head(3), compile_rows=X.head(64))
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    model = unwrap(loaded)
+    assert model.engine == "compiled"
+    assert model.engine_status == {h: "compiled" for h in model.heads}
+    assert not any(est.uses_compiled for est in original.heads.values())
+    rows = X.head(200).copy()
+    rows.iloc[::7, :] = np.nan
+    expected = original.predict_frame(rows, reasons=True)
+    got = loaded.predict(rows, params={"reasons": True})
+    numeric = [c for c in expected.columns if expected[c].dtype.kind == "f"]
+    diff = np.nanmax(np.abs(got[numeric].to_numpy() - expected[numeric].to_numpy()))
+    assert diff <= 1e-9
+    others = [c for c in expected.columns if c not in numeric]
+    pd.testing.assert_frame_equal(got[others], expected[others])
+    records = rows.head(3).to_dict("records")
+    for a, b in zip(
+        model.predict_records(records, reasons=True),
+        original.predict_records(records, reasons=True),
+        strict=True,
+    ):
+        assert a["stage"]["label"] == b["stage"]["label"]
+        assert abs(a["readiness"] - b["readiness"]) <= 1e-9
+
+
+def test_without_compile_rows_the_model_scores_with_lightgbm(logged):
+    model = unwrap(mlflow.pyfunc.load_model(logged.model_uri))
+    assert model.engine == "lightgbm"
+    assert all(s.startswith("lightgbm: no compiled artifact") for s in model.engine_status.values())
+
+
+def test_a_failed_compile_logs_the_model_without_it(mlflow_home, monkeypatch):
+    from model import compiled
+
+    def broken(*args, **kwargs):
+        raise ValueError("stage head: compiled scores differ from LightGBM's by 1")
+
+    monkeypatch.setattr(compiled, "compile_model", broken)
+    original, X, _, _ = trained()
+    with mlflow.start_run(experiment_id=mlflow_home["experiment_id"]):
+        info = log_model(original, input_example=X.head(3), compile_rows=X.head(16))
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    assert unwrap(loaded).engine == "lightgbm"
+    pd.testing.assert_frame_equal(
+        loaded.predict(X.head(5)).reset_index(drop=True),
+        original.predict_frame(X.head(5)).reset_index(drop=True),
+    )

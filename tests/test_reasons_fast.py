@@ -151,3 +151,37 @@ def test_trees_without_splits_are_all_bias(data):
     assert np.all(contrib[:, :, :-1] == 0)
     np.testing.assert_allclose(contrib[:, :, -1], _raw(head, Z), rtol=0, atol=1e-12)
     assert explain_head(head, Z, np.zeros(10, dtype=int), {}) == [[]] * 10
+
+
+@pytest.mark.parametrize("head_name", ["multiclass", "binary"])
+def test_single_row_leaves_equal_the_batch_leaves(head_name, request, data):
+    head = request.getfixturevalue(head_name)
+    Z = head.encode(data[0].head(120))
+    Z[::4, ::3] = np.nan
+    batch = np.asarray(head.booster_.predict(Z, pred_leaf=True, num_threads=1), dtype=np.int64)
+    for i in range(len(Z)):
+        np.testing.assert_array_equal(head._leaves(Z[i : i + 1], 1), batch[i : i + 1])
+    np.testing.assert_array_equal(head._leaves(Z[:3], 1), batch[:3])
+    assert "_single_row" not in pickle.loads(pickle.dumps(head)).__dict__
+
+
+def test_small_batches_sum_reasons_exactly_like_large_ones(multiclass, data, monkeypatch):
+    from model import reasons
+
+    X = data[0].head(40)
+    Z = multiclass.encode(X)
+    index = multiclass.predict_proba_encoded(Z).argmax(axis=1)
+    text = {
+        c: X[c].to_numpy(dtype=object)
+        for c in multiclass.encoder_.columns_
+        if multiclass.encoder_.kinds_[c] == "text"
+    }
+    batch = explain_head(multiclass, Z, index, text, top_k=6)
+    for i in range(len(X)):
+        one = {c: v[i : i + 1] for c, v in text.items()}
+        assert explain_head(multiclass, Z[i : i + 1], index[i : i + 1], one, top_k=6) == [batch[i]]
+    monkeypatch.setattr(reasons, "_PYTHON_SUM_ROWS", 0)
+    assert (
+        explain_head(multiclass, Z[:5], index[:5], {c: v[:5] for c, v in text.items()}, top_k=6)
+        == batch[:5]
+    )

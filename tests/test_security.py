@@ -201,6 +201,48 @@ def test_logins_are_rate_limited_per_address(tmp_path, template_db):  # noqa: F8
         _close(app)
 
 
+def test_behind_a_proxy_the_limit_counts_forwarded_clients(tmp_path, template_db):  # noqa: F811
+    # Every request arrives from the load balancer's address; with PROXY_HOPS=1 the
+    # limit reads the client from X-Forwarded-For, so one guessing client is locked
+    # out and another behind the same balancer is not.
+    app = _make_app(
+        tmp_path,
+        template_db,
+        REVIEW_LOGIN_FAILURE_DELAY=0,
+        REVIEW_LOGIN_MAX_FAILURES_PER_IP=4,
+        PROXY_HOPS=1,
+    )
+    try:
+        guesser = app.test_client()
+        guesser.environ_base.update(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.7")
+        for i in range(4):
+            assert _try(guesser, f"nobody{i}", "guess").status_code == 401
+        assert _try(guesser, "rep1", PASSWORD).status_code == 429
+        colleague = app.test_client()
+        colleague.environ_base.update(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.4")
+        assert _try(colleague, "rep1", PASSWORD).status_code == 302
+    finally:
+        _close(app)
+
+
+def test_without_proxy_hops_forwarded_addresses_are_not_trusted(tmp_path, template_db):  # noqa: F811
+    app = _make_app(
+        tmp_path,
+        template_db,
+        REVIEW_LOGIN_FAILURE_DELAY=0,
+        REVIEW_LOGIN_MAX_FAILURES_PER_IP=4,
+    )
+    try:
+        client = app.test_client()
+        for i in range(4):
+            client.environ_base["HTTP_X_FORWARDED_FOR"] = f"198.51.100.{i}"  # forged
+            assert _try(client, f"nobody{i}", "guess").status_code == 401
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.200"
+        assert _try(client, "rep1", PASSWORD).status_code == 429
+    finally:
+        _close(app)
+
+
 def test_a_good_login_clears_the_name_s_failures(app):
     client = app.test_client()
     for _ in range(4):

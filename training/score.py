@@ -189,6 +189,7 @@ def score_table(
     as_of: datetime | None = None,
     on_chunk: Callable[[int, int | None], None] | None = None,
     on_scored: Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], None] | None = None,
+    num_threads: int | None = None,
 ) -> ScoreSummary:
     """Score every row of a lead table and write them with their predictions.
 
@@ -219,6 +220,9 @@ def score_table(
         id, predictions): ``leadready score --record`` stores them with it.
     on_chunk : callable, optional
         Called after each chunk with (rows done, total rows or None).
+    num_threads : int, optional
+        Threads of the tree code (compiled or LightGBM); default every core
+        (``os.cpu_count()``), whatever the model was trained with.
 
     Returns
     -------
@@ -245,6 +249,7 @@ def score_table(
     if not out_path.parent.is_dir():
         raise ValueError(f"no such folder for the output: {out_path.parent}")
 
+    threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
     events = _Events(Path(events_path)) if events_path is not None else None
     if as_of is None and events is not None and events.last is not None:
         as_of = events.last.to_pydatetime()
@@ -283,7 +288,7 @@ def score_table(
                 )
             else:
                 features = leads.set_index(ids)
-            scored = model.predict_frame(features, reasons=reasons)
+            scored = model.predict_frame(features, reasons=reasons, num_threads=threads)
             if on_scored is not None:
                 on_scored(leads, features, scored)
             if not missing:

@@ -16,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from leadready.commands.score_summary import print_score_summary
 from leadready.config import Settings
 
 __all__ = ["score"]
@@ -180,23 +181,10 @@ def score(
     except (ValueError, LookupError, MlflowException, OSError) as exc:
         raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
     label = uri if version is None else f"{uri} (version {version})"
-    rate = summary.rows / summary.seconds if summary.seconds else 0.0
-    console.print(
-        f"scored {summary.rows:,} rows in {summary.chunks} chunk(s) with {label} "
-        f"({summary.seconds:.1f} s, {rate:,.0f} rows/s) → {summary.out_path}"
+    print_score_summary(
+        console,
+        summary,
+        how=f"in {summary.chunks} chunk(s)",
+        label=label,
+        events_given=events_path is not None,
     )
-    if summary.routes:
-        console.print(
-            "routes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.routes.items()))
-        )
-    if summary.renamed_columns:
-        renamed = ", ".join(f"{a} → {b}" for a, b in summary.renamed_columns.items())
-        console.print(f"[yellow]input columns renamed to keep the predictions apart: {renamed}")
-    if summary.missing_columns:
-        shown = ", ".join(summary.missing_columns[:8])
-        more = len(summary.missing_columns) - 8
-        console.print(
-            f"[yellow]{len(summary.missing_columns)} of the model's input columns are missing "
-            f"and scored as missing values: {shown}{f' and {more} more' if more > 0 else ''}"
-            + ("" if events_path else " (pass --events if the model was trained with events)")
-        )
