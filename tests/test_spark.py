@@ -6,7 +6,9 @@ session's tiny champion (``tests.fixtures_model``). Compared:
 * ``build_features_spark`` against ``model.features.build_features`` on the same
   leads and events (every column, 1e-9, NaN-aware, same order and dtypes);
 * ``score_spark`` with events against ``training.score.score_table``;
-* ``score_spark`` on 100,000 feature rows against ``LeadReadinessModel.predict_frame``.
+* ``score_spark`` on 100,000 feature rows against ``LeadReadinessModel.predict_frame``;
+* the command ``leadready score --engine spark`` against ``leadready score`` (local
+  engine) on the same leads and events (the command uses the module's session).
 """
 
 from __future__ import annotations
@@ -326,3 +328,54 @@ def test_score_on_spark_prints_the_summary_and_turns_errors_into_click_errors(
         score_on_spark(settings, uri, dupes, tmp_path / "y", console=console)
     assert not (tmp_path / "y").exists()
     assert not list(tmp_path.glob(".y.*"))
+
+
+def test_score_command_with_engine_spark_equals_the_local_engine(
+    spark, tables, tiny_registry, tmp_path, monkeypatch
+):
+    """``leadready score --engine spark --in --out`` through the command line, in this
+    process (so it scores on the module's session, which it leaves running), against
+    ``leadready score`` with the local engine on the same leads and events."""
+    from click.testing import CliRunner
+
+    from leadready.cli import main
+
+    folder, leads, events = tables
+    monkeypatch.setenv("LEADREADY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_registry.tracking_uri)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    common = [
+        "--in",
+        str(folder / "leads.parquet"),
+        "--events",
+        str(folder / "events.parquet"),
+        "--model",
+        f"models:/{tiny_registry.name}@champion",
+    ]
+
+    def score(*args: str):
+        result = CliRunner().invoke(main, ["score", *common, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    local_text = score("--out", str(tmp_path / "local.parquet"), "--chunk-size", "400")
+    spark_text = score("--engine", "spark", "--out", str(tmp_path / "scored"))
+
+    local = pd.read_parquet(tmp_path / "local.parquet").set_index("lead_id")
+    scored = pd.read_parquet(tmp_path / "scored").set_index("lead_id").loc[local.index]
+    _assert_same_frame(local, scored, atol=1e-6)
+    assert len(scored) == len(leads) and scored["stage"].nunique() > 1
+    n = f"{len(leads):,}"
+    assert f"scored {n} rows on Spark (local[2]) with models:/" in spark_text
+    assert f"scored {n} rows in 4 chunk(s) with models:/" in local_text
+    version = f"(version {tiny_registry.champion})"
+    for text in (local_text, spark_text):
+        # the one summary of both engines: version, routes, renamed label columns
+        assert version in text
+        routes = ", ".join(
+            f"{k} {v:,}" for k, v in local["route"].value_counts().sort_index().items()
+        )
+        assert f"routes: {routes}" in text
+        assert "stage → stage_input" in text
+        assert "input columns are missing" not in text
+    assert spark.sparkContext._jsc is not None  # the module's session is still running

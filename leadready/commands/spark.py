@@ -3,7 +3,8 @@
 The ``score`` command parses its options and hands over to :func:`score_on_spark`,
 which points MLflow at the registry, starts a Spark session (local mode by
 default: ``--spark-master local[*]``), runs :func:`training.spark.score_spark`
-and prints the same summary the local engine prints. Input and output are
+and prints the summary the local engine prints
+(:func:`leadready.commands.score_summary.print_score_summary`). Input and output are
 Parquet (the output a folder of part files, as Spark writes it).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from leadready.commands.score_summary import print_score_summary
 from leadready.config import Settings
 
 __all__ = ["DEFAULT_MASTER", "score_on_spark"]
@@ -113,26 +115,13 @@ def score_on_spark(
     label = (
         summary.model_uri if summary.version is None else f"{model_uri} (version {summary.version})"
     )
-    rate = summary.rows / summary.seconds if summary.seconds else 0.0
-    console.print(
-        f"scored {summary.rows:,} rows on Spark ({master}) with {label} "
-        f"({summary.seconds:.1f} s, {rate:,.0f} rows/s) → {summary.out_path}"
+    print_score_summary(
+        console,
+        summary,
+        how=f"on Spark ({master})",
+        label=label,
+        events_given=events_path is not None,
     )
-    if summary.routes:
-        console.print(
-            "routes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.routes.items()))
-        )
-    if summary.renamed_columns:
-        renamed = ", ".join(f"{a} → {b}" for a, b in summary.renamed_columns.items())
-        console.print(f"[yellow]input columns renamed to keep the predictions apart: {renamed}")
-    if summary.missing_columns:
-        shown = ", ".join(summary.missing_columns[:8])
-        more = len(summary.missing_columns) - 8
-        console.print(
-            f"[yellow]{len(summary.missing_columns)} of the model's input columns are missing "
-            f"and scored as missing values: {shown}{f' and {more} more' if more > 0 else ''}"
-            + ("" if events_path else " (pass --events if the model was trained with events)")
-        )
 
 
 def _first_lines(text: str, limit: int = 12) -> str:
