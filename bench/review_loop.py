@@ -16,10 +16,17 @@ the simulator's default 20% noise rate):
    (``training.record.record_scored_frame``, as ``leadready score --record``);
 4. for each K and each strategy, on a copy of that store, simulated reps review
    K leads — the top K of the review queue (``data.review_queue.review_queue``,
-   unreviewed leads, in its order), or K leads drawn at random (three draws,
-   averaged) — and label both stage and persona with the truth, wrong at the rep
-   error rate (3%), through ``Store.add_correction`` (``confirm`` when they agree
-   with the model). A third strategy, ``queue_oof``, is the same queue over
+   unreviewed leads, in its order), or K leads drawn at random — and label both
+   stage and persona with the truth, wrong at the rep error rate (3%), through
+   ``Store.add_correction`` (``confirm`` when they agree with the model). Every
+   strategy is played ``draws`` times (three) and averaged: a random draw takes
+   other leads and other rep errors, a queue draw the same leads with other rep
+   errors. Both arms are averaged alike because a refit moves macro-F1 by about
+   0.01 whatever changed (see the noise floor below), so one draw of an arm
+   against the mean of three of the other compares noise with less noise.
+   ``queue_retraining`` is the same queue in ``data.review_queue.RETRAINING_CONFIG``
+   order (close calls and unsure sales-ready calls first, possible mislabels
+   not ranked up). An optional strategy, ``queue_oof``, is the same queue over
    *out-of-fold* scores: every CRM lead scored by one of three models that did
    not train on it (the deployed model's scores of its own training leads are
    in-sample, which blunts the queue's "possible mislabel" and "close call"
@@ -74,7 +81,9 @@ __all__ = [
     "truth_metrics",
 ]
 
-STRATEGIES: tuple[str, ...] = ("queue", "queue_oof", "random")
+STRATEGIES: tuple[str, ...] = ("queue", "queue_retraining", "queue_oof", "random")
+#: The strategies measured by default.
+DEFAULT_STRATEGIES: tuple[str, ...] = ("queue", "queue_retraining", "random")
 #: Folds of the out-of-fold scores behind ``queue_oof``.
 OOF_FOLDS = 3
 _HEADS: tuple[str, ...] = ("stage", "persona")
@@ -95,9 +104,10 @@ class LoopConfig:
     ks : tuple of int
         How many leads the reps review.
     strategies : tuple of str
-        Any of ``"queue"``, ``"queue_oof"`` and ``"random"``.
+        Any of ``"queue"``, ``"queue_retraining"``, ``"queue_oof"`` and ``"random"``.
     random_draws : int
-        Random draws per K (their mean is the random baseline).
+        Draws per K and strategy, averaged: random draws take other leads and
+        other rep errors, queue draws the same leads with other rep errors.
     test_share : float
         Share of leads kept as the truth-scored test set.
     rep_error : float
@@ -117,7 +127,7 @@ class LoopConfig:
     n_leads: int = 20_000
     seeds: tuple[int, ...] = (1, 2, 3)
     ks: tuple[int, ...] = (100, 500, 2000)
-    strategies: tuple[str, ...] = STRATEGIES
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     random_draws: int = 3
     test_share: float = 0.25
     rep_error: float = 0.03
@@ -352,8 +362,10 @@ def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
     ----------
     store : Store
         Filled with the base model's predictions.
-    strategy : {"queue", "queue_oof", "random"}
-        ``queue_oof`` reads the queue of a store holding out-of-fold scores.
+    strategy : {"queue", "queue_retraining", "queue_oof", "random"}
+        ``queue`` is the stored (default) order, ``queue_retraining`` the queue
+        in ``data.review_queue.RETRAINING_CONFIG`` order, ``queue_oof`` the
+        stored order of a store holding out-of-fold scores.
     k : int
     seed : int
         For the random draw.
@@ -362,13 +374,18 @@ def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
     -------
     list of str
     """
-    from data.review_queue import review_queue
+    from data.review_queue import RETRAINING_CONFIG, review_queue
 
-    if strategy in ("queue", "queue_oof"):
+    if strategy in ("queue", "queue_retraining", "queue_oof"):
+        config = RETRAINING_CONFIG if strategy == "queue_retraining" else None
         picked: list[str] = []
         while len(picked) < k:
             page = review_queue(
-                store, limit=min(1000, k - len(picked)), offset=len(picked), reviewed=False
+                store,
+                limit=min(1000, k - len(picked)),
+                offset=len(picked),
+                reviewed=False,
+                config=config,
             )
             picked.extend(item.lead_id for item in page.items)
             if not page.has_next or not page.items:
@@ -475,7 +492,7 @@ def _one_run(
             prepared.truth,
             prepared.labels,
             rep_error=config.rep_error,
-            seed=prepared.seed,
+            seed=prepared.seed + 1000 * draw,
         )
         corrections = current_corrections(store)
     timings["review_s"] = time.perf_counter() - start
@@ -544,8 +561,7 @@ def run_seed(
     runs = []
     for k in config.ks:
         for strategy in config.strategies:
-            draws = config.random_draws if strategy == "random" else 1
-            for draw in range(draws):
+            for draw in range(config.random_draws):
                 result = _one_run(config, prepared, strategy, k, workdir, draw)
                 runs.append(result)
                 if on_run is not None:
@@ -562,7 +578,7 @@ def run_seed(
 
 
 def _per_seed(results: list[dict[str, Any]], k: int, strategy: str) -> list[dict[str, Any]]:
-    """One entry per seed: the run (random: its draws averaged) of ``strategy`` at ``k``."""
+    """One entry per seed: the runs (draws averaged) of ``strategy`` at ``k``."""
     out = []
     for s in results:
         runs = [r for r in s["runs"] if r["k"] == k and r["strategy"] == strategy]
@@ -636,8 +652,34 @@ def _noise_floor(results: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def run(config: LoopConfig, *, workdir: Path | None = None, verbose: bool = True) -> dict[str, Any]:
+def _seed_job(config: LoopConfig, seed: int, root: Path, verbose: bool) -> dict[str, Any]:
+    """One seed in a worker process (``run(jobs > 1)``)."""
+    return run_seed(config, seed, root, on_run=_show if verbose else None)
+
+
+def _show(result: dict[str, Any]) -> None:
+    d = result["delta"]
+    print(
+        f"  seed {result['seed']} K={result['k']:>5} "
+        f"{result['strategy'] + str(result['draw']):<12} "
+        f"stage {result['before']['stage_macro_f1']:.3f}→{result['after']['stage_macro_f1']:.3f} "
+        f"({d['stage_macro_f1']:+.3f})  persona "
+        f"{result['before']['persona_macro_f1']:.3f}→{result['after']['persona_macro_f1']:.3f} "
+        f"({d['persona_macro_f1']:+.3f})  marketing wrong on "
+        f"{result['diagnostics'].get('stage_marketing_wrong_share', 0):.0%} "
+        "(stage) of reviewed",
+        flush=True,
+    )
+
+
+def run(
+    config: LoopConfig, *, workdir: Path | None = None, verbose: bool = True, jobs: int = 1
+) -> dict[str, Any]:
     """Measure the loop for every seed, K and strategy.
+
+    ``jobs`` > 1 plays that many seeds at once in worker processes (each
+    LightGBM fit stays on ``config.num_threads`` threads); the results are the
+    same as one at a time.
 
     Returns
     -------
@@ -645,32 +687,26 @@ def run(config: LoopConfig, *, workdir: Path | None = None, verbose: bool = True
         The result written to ``bench/results/review_loop.json``.
     """
     started = time.perf_counter()
-
-    def show(result: dict[str, Any]) -> None:
-        if verbose:
-            d = result["delta"]
-            print(
-                f"  seed {result['seed']} K={result['k']:>5} "
-                f"{result['strategy']}{'' if result['strategy'] != 'random' else result['draw']:<10} "
-                f"stage {result['before']['stage_macro_f1']:.3f}→{result['after']['stage_macro_f1']:.3f} "
-                f"({d['stage_macro_f1']:+.3f})  persona "
-                f"{result['before']['persona_macro_f1']:.3f}→{result['after']['persona_macro_f1']:.3f} "
-                f"({d['persona_macro_f1']:+.3f})  marketing wrong on "
-                f"{result['diagnostics'].get('stage_marketing_wrong_share', 0):.0%} "
-                "(stage) of reviewed",
-                flush=True,
-            )
-
     results = []
     with tempfile.TemporaryDirectory(prefix="review-loop-") as tmp:
         root = workdir or Path(tmp)
-        for seed in config.seeds:
-            if verbose:
-                print(
-                    f"seed {seed}: simulating {config.n_leads:,} leads, training the base model",
-                    flush=True,
-                )
-            results.append(run_seed(config, seed, root, on_run=show))
+        if verbose:
+            print(
+                f"seeds {', '.join(map(str, config.seeds))}: simulating {config.n_leads:,} "
+                "leads each, training the base models",
+                flush=True,
+            )
+        if jobs > 1 and len(config.seeds) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=min(jobs, len(config.seeds))) as pool:
+                futures = [
+                    pool.submit(_seed_job, config, seed, root, verbose) for seed in config.seeds
+                ]
+                results = [f.result() for f in futures]
+        else:
+            for seed in config.seeds:
+                results.append(run_seed(config, seed, root, on_run=_show if verbose else None))
     return {
         "config": asdict(config),
         "seeds": results,
@@ -683,6 +719,7 @@ def run(config: LoopConfig, *, workdir: Path | None = None, verbose: bool = True
 
 _NAMES = {
     "queue": "review queue",
+    "queue_retraining": "review queue, retraining order",
     "queue_oof": "review queue, out-of-fold scores",
     "random": "random",
 }
@@ -700,10 +737,15 @@ def markdown(result: dict[str, Any]) -> str:
         "as the test set, scored against the simulator's hidden truth. The base model is "
         f"trained on marketing's labels ({config['label_noise']:.0%} wrong); reps "
         f"({config['rep_error']:.0%} error rate) label stage and persona of K leads taken "
-        "from the top of the review queue or at random "
-        f"(mean of {config['random_draws']} draws); the challenger is retrained on the base "
-        f"data plus their corrections (weight {config['correction_weight']:g}, gate set kept "
-        "out). *review queue, out-of-fold scores* is the same queue ranking scores from models "
+        "from the top of the review queue or at random; every row is the mean of "
+        f"{config['random_draws']} draws (random: other leads and rep errors; queue: the same "
+        "leads, other rep errors). The challenger is retrained on the base data plus the "
+        f"corrections (weight {config['correction_weight']:g}, gate set kept out) with the "
+        "label-noise step informed by them (reps' labels weigh more in its out-of-fold fits, "
+        "folds by lead id). *review queue* is the stored (default) order; *review queue, "
+        "retraining order* the same queue in `data.review_queue.RETRAINING_CONFIG` order (close "
+        "calls and unsure sales-ready calls first; possible mislabels do not add to the "
+        "priority); *review queue, out-of-fold scores* the stored order over scores from models "
         "that did not train on the lead.",
         "",
         f"Noise floor: refitting the base model with another LightGBM seed, no corrections, "
@@ -743,7 +785,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"Command: `python -m bench.review_loop --seeds {' '.join(map(str, config['seeds']))} "
         f"--ks {' '.join(map(str, config['ks']))} --leads {config['n_leads']} "
         f"--draws {config['random_draws']} --weight {config['correction_weight']:g} "
-        f"--trees {config['n_estimators']}` "
+        f"--trees {config['n_estimators']}"
+        + (
+            ""
+            if tuple(config["strategies"]) == DEFAULT_STRATEGIES
+            else f" --strategies {' '.join(config['strategies'])}"
+        )
+        + "` "
         f"({result['seconds'] / 60:.0f} min).",
         "",
     ]
@@ -756,7 +804,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     by = {(r["k"], r["strategy"]): r for r in result["table"]}
     for k in result["config"]["ks"]:
         rand = by.get((k, "random"))
-        for strategy in ("queue", "queue_oof"):
+        for strategy in ("queue", "queue_retraining", "queue_oof"):
             mine = by.get((k, strategy))
             wins = result["beats_random"].get(f"{strategy}_k{k}_stage")
             if mine is None or rand is None or wins is None:
@@ -778,8 +826,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--ks", type=int, nargs="+", default=[100, 500, 2000])
     parser.add_argument("--leads", type=int, default=20_000)
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--draws", type=int, default=3, help="random draws per K")
+    parser.add_argument(
+        "--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES
+    )
+    parser.add_argument("--draws", type=int, default=3, help="draws per K and strategy")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds played at once")
     parser.add_argument("--weight", type=float, default=2.0, help="correction weight")
     parser.add_argument("--rep-error", type=float, default=0.03)
     parser.add_argument("--trees", type=int, default=200)
@@ -797,7 +848,7 @@ def main(argv: list[str] | None = None) -> None:
         n_estimators=args.trees,
         num_threads=args.threads,
     )
-    result = run(config)
+    result = run(config, jobs=args.jobs)
     path = write_result(args.name, result)
     md = RESULTS / f"{args.name}.md"
     md.write_text(markdown(result))

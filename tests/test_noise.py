@@ -231,10 +231,69 @@ def test_trusted_rows_are_never_flagged(mode):
     y = {"stage": given, "persona": None}
     free = clean_labels(X, y, mode, n_estimators=20, seed=0)
     trusted = wrong.copy()  # the mislabelled rows, as if a rep had vouched for them
-    kept = clean_labels(X, y, mode, n_estimators=20, seed=0, trusted=trusted)
+    # weighed like the others, so the only difference is that they cannot be flagged
+    kept = clean_labels(X, y, mode, n_estimators=20, seed=0, trusted=trusted, trusted_weight=1.0)
     assert sum(free.flagged["stage"].values()) > 40
     assert sum(kept.flagged["stage"].values()) < sum(free.flagged["stage"].values()) / 3
     np.testing.assert_array_equal(kept.y["stage"][trusted], given[trusted])
     assert np.all(kept.weights["stage"][trusted] == 1.0)
     with pytest.raises(ValueError, match="trusted has 3 rows"):
         clean_labels(X, y, mode, trusted=[True, False, True])
+
+
+def test_folds_follow_the_lead_id_not_the_labels():
+    """A retrain that changes a few labels leaves every other row in its fold."""
+    from training.noise import _hash_folds, out_of_fold_proba
+
+    X, given, _, _ = _blobs(n=400)
+    X.index = [f"L{i:05d}" for i in range(len(X))]
+    folds = _hash_folds(list(X.index), 2, seed=0)
+    assert 0.4 < folds.mean() < 0.6
+    np.testing.assert_array_equal(folds, _hash_folds(list(X.index), 2, seed=0))
+    assert not np.array_equal(folds, _hash_folds(list(X.index), 2, seed=1))
+    changed = given.copy()
+    changed[:5] = np.where(changed[:5] == "a", "b", "a")
+    _, one = out_of_fold_proba(X, given, n_estimators=20, fold_keys=list(X.index))
+    _, two = out_of_fold_proba(X, changed, n_estimators=20, fold_keys=list(X.index))
+    # the rows of the fold the changed rows sit in keep their probabilities exactly
+    # (they are predicted by the model of the other fold, which did not change)
+    same_fold = folds == folds[0]
+    if np.all(folds[:5] == folds[0]):
+        np.testing.assert_allclose(one[same_fold], two[same_fold])
+    # clean_labels takes the index as the fold key
+    result = clean_labels(X, {"stage": given, "persona": None}, "reweight", n_estimators=20)
+    again = clean_labels(
+        X.reset_index(drop=True), {"stage": given, "persona": None}, "reweight", n_estimators=20
+    )
+    assert result.flagged and again.flagged
+
+
+def test_corrections_teach_the_cleaning_to_flag_marketings_systematic_mistake():
+    """Marketing calls every "b" far out on u a "c"; a few reps' corrections there say "b".
+
+    Weighted in the out-of-fold fits, those corrections make the other "c"
+    labels of that region improbable, so they are flagged — the systematic
+    mistake the marketing-only fits had learned as the rule.
+    """
+    X, given, truth, _ = _blobs(n=1200, flip=0.05, seed=3)
+    region = (truth == "b") & (X["u"].to_numpy() > 4.0)
+    given = given.copy()
+    given[region] = "c"
+    rows = np.flatnonzero(region)
+    trusted = np.zeros(len(X), dtype=bool)
+    trusted[rows[: len(rows) // 5]] = True
+    labels = given.copy()
+    labels[trusted] = "b"  # the reps' labels
+    rest = region & ~trusted
+    y = {"stage": labels, "persona": None}
+
+    def flagged_in_region(weight):
+        issues = clean_labels(
+            X, y, "reweight", n_estimators=20, seed=0, trusted=trusted, trusted_weight=weight
+        )
+        return (issues.weights["stage"][rest] < 1).mean()
+
+    assert rest.sum() > 40
+    unweighted = flagged_in_region(1.0)
+    assert unweighted < 0.05  # learned as the rule
+    assert flagged_in_region(8.0) > unweighted + 0.12

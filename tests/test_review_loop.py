@@ -31,6 +31,7 @@ def test_queue_corrections_raise_macro_f1_against_the_truth(tmp_path):
         seeds=(1,),
         ks=(250,),
         strategies=("queue",),
+        random_draws=1,
         rep_error=0.0,
         n_estimators=40,
         num_threads=1,
@@ -217,3 +218,28 @@ def test_the_real_retrain_path_closes_the_loop(tmp_path):
     assert result.gate is not None and result.gate.champion_version == first.version
     assert result.gate.reasons
     assert Path(result.base_config.leads_path) == paths["leads"]
+
+
+def test_queue_draws_are_averaged_like_random_draws():
+    """Every arm is the mean of its draws (queue draws differ in the reps' errors only)."""
+    from bench.review_loop import _beats_random, _table
+
+    config = LoopConfig(seeds=(1,), ks=(100,), strategies=("queue", "random"), random_draws=2)
+    results = [
+        {
+            "seed": 1,
+            "before": {"stage_macro_f1": 0.6, "persona_macro_f1": 0.9},
+            "noise_floor": {"stage_macro_f1": 0.01, "persona_macro_f1": 0.0},
+            "runs": [
+                _fake_run(1, "queue", 100, 0.00, 0),
+                _fake_run(1, "queue", 100, 0.04, 1),
+                _fake_run(1, "random", 100, 0.01, 0),
+                _fake_run(1, "random", 100, 0.02, 1),
+            ],
+        }
+    ]
+    table = {row["strategy"]: row for row in _table(results, config)}
+    assert table["queue"]["draws"] == 2
+    assert table["queue"]["stage_delta"] == pytest.approx(0.02)
+    wins = _beats_random(results, config)["queue_k100_stage"]
+    assert wins["margins"] == pytest.approx([0.005])

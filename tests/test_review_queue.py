@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 import data.store as store_module
 from data.review_queue import (
+    RETRAINING_CONFIG,
     STORED_CONFIG,
     QueueConfig,
     label_choices,
@@ -180,6 +181,26 @@ def test_confident_disagreement_with_marketing_flags_a_possible_mislabel(store):
     # Agreement reads the model's confidence; no marketing label reads nothing.
     assert others["OK"].marketing_stage_probability == pytest.approx(0.94)
     assert others["NOLABEL"].marketing_stage_probability is None
+
+
+def test_the_retraining_order_puts_close_calls_before_mislabels_the_model_sees_through(store):
+    store.upsert_leads(
+        [
+            _lead("M", stage="awareness", persona="practitioner"),
+            _lead("CLOSE", stage="consideration", persona="practitioner"),
+        ]
+    )
+    store.record_predictions(
+        [
+            _row("M", _probs(STAGES, "consideration", 0.94, "decision", 0.02)),
+            _row("CLOSE", _probs(STAGES, "consideration", 0.45, "awareness", 0.4)),
+        ]
+    )
+    assert _ids(review_queue(store, now=NOW)) == ["M", "CLOSE"]
+    page = review_queue(store, now=NOW, config=RETRAINING_CONFIG)
+    assert _ids(page) == ["CLOSE", "M"]
+    # the mislabel is still said, it only does not rank the lead up
+    assert page.items[1].reason_codes == ("possible_mislabel",)
 
 
 def test_labels_with_quotes_dots_and_spaces_are_looked_up(store):
@@ -517,8 +538,9 @@ def _expected_order(store, lead_ids, config, now):
         STORED_CONFIG,
         QueueConfig(changed_days=3, w_changed=2.0),
         QueueConfig(sales_ready_stages=("awareness",), w_mislabel=3.0),
+        RETRAINING_CONFIG,
     ],
-    ids=["stored", "read-time-change-term", "other-weights"],
+    ids=["stored", "read-time-change-term", "other-weights", "retraining"],
 )
 def test_pages_follow_the_priority_of_every_item(store, config):
     """Any filter and page equals sorting every matching lead by its own priority."""

@@ -24,6 +24,7 @@ of a training set and is what ``fit_lead_model`` calls.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ __all__ = [
     "LEARNING_RATE",
     "N_ESTIMATORS",
     "N_FOLDS",
+    "TRUSTED_WEIGHT",
     "HeadIssues",
     "LabelNoiseResult",
     "clean_labels",
@@ -55,6 +57,8 @@ LABEL_NOISE_MODES: tuple[str, ...] = ("none", "prune", "reweight")
 N_FOLDS = 2
 N_ESTIMATORS = 40
 LEARNING_RATE = 0.15
+#: Weight of a rep-verified (trusted) row in the out-of-fold fits.
+TRUSTED_WEIGHT = 4.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,26 @@ def _folds(y_index: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.nd
     return fold
 
 
+def _hash_folds(keys: Sequence[Any], n_folds: int, seed: int) -> np.ndarray:
+    """A fold number per row from a salted hash of its key (the lead id).
+
+    Unlike :func:`_folds` it does not depend on the labels: a retrain that
+    changes a few labels (reps' corrections) keeps every other row in its fold,
+    so the out-of-fold probabilities, flags and weights of the rows the
+    corrections do not touch stay put instead of being reshuffled.
+    """
+    salt = f"leadready-noise-folds-{seed}:".encode()
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(salt + str(k).encode(), digest_size=8).digest(), "big")
+            % n_folds
+            for k in keys
+        ),
+        dtype=int,
+        count=len(keys),
+    )
+
+
 def out_of_fold_proba(
     X: pd.DataFrame,
     labels: Sequence[str],
@@ -156,12 +180,18 @@ def out_of_fold_proba(
     num_leaves: int = 15,
     num_threads: int = 1,
     seed: int = 0,
+    sample_weight: Sequence[float] | None = None,
+    fold_keys: Sequence[Any] | None = None,
 ) -> tuple[tuple[str, ...], np.ndarray]:
-    """Out-of-fold class probabilities of every row (stratified ``n_folds`` folds).
+    """Out-of-fold class probabilities of every row (``n_folds`` folds).
 
     The classifier is a small uncalibrated :class:`model.classifier.HeadClassifier`
     (``n_estimators`` trees); the folds' probability columns are aligned on the
     classes of all rows (a class missing from a fold's training rows gets 0).
+    With ``fold_keys`` (one unique key per row, the lead id) a row's fold is a
+    salted hash of its key, so it does not move when other rows' labels change;
+    otherwise the folds are stratified by label. ``sample_weight`` weighs the
+    rows in the fits (reps' corrections weigh more than marketing's labels).
 
     Returns
     -------
@@ -177,7 +207,15 @@ def out_of_fold_proba(
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2, got {n_folds}")
     y_index = np.searchsorted(np.asarray(classes), y)
-    fold = _folds(y_index, n_folds, np.random.default_rng(seed))
+    if fold_keys is not None:
+        if len(fold_keys) != len(y):
+            raise ValueError(f"fold_keys has {len(fold_keys)} rows, labels have {len(y)}")
+        fold = _hash_folds(fold_keys, n_folds, seed)
+    else:
+        fold = _folds(y_index, n_folds, np.random.default_rng(seed))
+    weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    if weight is not None and weight.shape != (len(y),):
+        raise ValueError(f"sample_weight has {weight.shape[0]} rows, labels have {len(y)}")
     proba = np.zeros((len(y), len(classes)))
     for k in range(n_folds):
         test = fold == k
@@ -192,7 +230,11 @@ def out_of_fold_proba(
             calibration="none",
             random_state=seed + k,
         )
-        est.fit(X.iloc[np.flatnonzero(train)], y[train])
+        est.fit(
+            X.iloc[np.flatnonzero(train)],
+            y[train],
+            sample_weight=None if weight is None else weight[train],
+        )
         cols = np.searchsorted(np.asarray(classes), est.classes_.astype(str))
         proba[np.ix_(np.flatnonzero(test), cols)] = est.predict_proba(X.iloc[np.flatnonzero(test)])
     return classes, proba
@@ -255,6 +297,8 @@ def find_label_issues(
     num_threads: int = 1,
     min_keep_share: float = 0.5,
     seed: int = 0,
+    sample_weight: Sequence[float] | None = None,
+    fold_keys: Sequence[Any] | None = None,
 ) -> HeadIssues:
     """Flag the rows of one head whose label is probably wrong (confident learning).
 
@@ -270,6 +314,9 @@ def find_label_issues(
         Share of each class's rows that always stays unflagged.
     seed : int
         Folds and the classifiers' random state: the same seed gives the same flags.
+    sample_weight, fold_keys : optional
+        Row weights of the out-of-fold fits, and keys that fix each row's fold
+        (see :func:`out_of_fold_proba`).
 
     Returns
     -------
@@ -285,6 +332,8 @@ def find_label_issues(
         num_leaves=num_leaves,
         num_threads=num_threads,
         seed=seed,
+        sample_weight=sample_weight,
+        fold_keys=fold_keys,
     )
     y_index = np.searchsorted(np.asarray(classes), y)
     thresholds, flagged, suggested = confident_flags(proba, y_index, min_keep_share=min_keep_share)
@@ -309,6 +358,7 @@ def clean_labels(
     num_threads: int = 1,
     seed: int = 0,
     trusted: Sequence[bool] | None = None,
+    trusted_weight: float = TRUSTED_WEIGHT,
     **kwargs: Any,
 ) -> LabelNoiseResult:
     """Flag noisy labels of each head and prune or down-weight them.
@@ -325,6 +375,16 @@ def clean_labels(
     trusted : sequence of bool, optional
         Rows whose labels are verified (reps' corrections): they take part in
         the out-of-fold fits and thresholds but are never flagged.
+    trusted_weight : float
+        Weight of the trusted rows in the out-of-fold fits (others weigh 1):
+        a rep's label counts for more than marketing's there, so marketing
+        labels that contradict nearby corrections get a low out-of-fold
+        probability and are flagged — the corrections teach the cleaning, not
+        only the final fit.
+
+    When ``X`` has a unique index (lead ids), each row's fold is a salted hash
+    of its id (:func:`out_of_fold_proba` ``fold_keys``): a retrain that changes
+    a few labels leaves every other row's fold, and so its flag, where it was.
 
     Returns
     -------
@@ -337,6 +397,10 @@ def clean_labels(
     keep = np.zeros(n, dtype=bool) if trusted is None else np.asarray(trusted, dtype=bool)
     if keep.shape != (n,):
         raise ValueError(f"trusted has {keep.shape[0]} rows, X has {n}")
+    if not trusted_weight > 0:
+        raise ValueError(f"trusted_weight must be positive, got {trusted_weight}")
+    row_weight = np.where(keep, float(trusted_weight), 1.0)
+    keys = np.asarray(X.index, dtype=object) if X.index.is_unique else None
     out_y: dict[str, np.ndarray | None] = {}
     weights: dict[str, np.ndarray] = {}
     flagged: dict[str, dict[str, int]] = {}
@@ -357,6 +421,8 @@ def clean_labels(
                 n_estimators=n_estimators,
                 num_threads=num_threads,
                 seed=seed,
+                sample_weight=row_weight[rows] if keep[rows].any() else None,
+                fold_keys=None if keys is None else keys[rows],
                 **kwargs,
             )
             issues = replace(issues, flagged=issues.flagged & ~keep[rows])

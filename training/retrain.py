@@ -22,9 +22,15 @@ What goes in
   base feature row (or is skipped, and counted, when it has neither). Corrected
   rows carry ``correction_weight`` (default 2.0) as their sample weight and are
   passed as ``trusted``, so label-noise handling (``TrainConfig.label_noise``)
-  never prunes or down-weights them. Weights and trust are per row (one for
-  both heads), so a lead whose stage was corrected also weighs, and protects,
-  its uncorrected persona label.
+  never prunes or down-weights them, and weighs them
+  (:data:`training.noise.TRUSTED_WEIGHT`) in its out-of-fold fits: marketing
+  labels that contradict the reps' labels of similar leads get a low
+  out-of-fold probability and are down-weighted, so a correction also cleans
+  the marketing labels that share its mistake (marketing's mistakes are partly
+  systematic). Its folds follow the lead id, so a retrain that changes a few
+  labels leaves the other rows' flags where they were. Weights and trust are
+  per row (one for both heads), so a lead whose stage was corrected also
+  weighs, and protects, its uncorrected persona label.
 
 The gate set
 ------------
