@@ -137,7 +137,9 @@ def signature_for(lead_model: LeadReadinessModel, input_example: pd.DataFrame) -
     ModelSignature
     """
     output = lead_model.predict_frame(input_example, reasons=True)
-    inferred = infer_signature(input_example, output, params={"reasons": False, "top_k": 3})
+    # Only the outputs and params are inferred: the inputs are declared below (any
+    # type, optional), so inferring them would only print MLflow's integer hint.
+    inferred = infer_signature(None, output, params={"reasons": False, "top_k": 3})
     inputs = Schema([ColSpec(AnyType(), name, required=False) for name in lead_model.input_columns])
     outputs = Schema(
         [

@@ -592,7 +592,7 @@ def _log_datasets(full: TrainingSet, train_set: TrainingSet, holdout: TrainingSe
             dataset = mlflow.data.from_pandas(
                 frame, source=full.source, targets=targets, name=f"{full.name} ({context})"
             )
-        mlflow.log_input(dataset, context=context)
+            mlflow.log_input(dataset, context=context)  # infers the schema here
     mlflow.log_dict(
         {
             "source": full.source,
