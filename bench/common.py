@@ -2,11 +2,12 @@
 
 Every benchmark reports min/median/max over repeated runs (this machine is
 shared and noisy), the machine's facts and the versions of what it measured,
-and writes ``bench/results/<name>.json``.
+and writes ``bench/results/<name>.json`` (or ``$LEADREADY_BENCH_RESULTS/<name>.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: Where result files go: ``bench/results`` (the figures the README quotes), or the
+#: folder in ``LEADREADY_BENCH_RESULTS`` (``make bench`` writes its bounded runs to
+#: ``bench/results/make-bench`` so they never overwrite the full runs).
+RESULTS = Path(
+    os.environ.get("LEADREADY_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
+)
 
 __all__ = ["RESULTS", "machine_facts", "peak_rss_mb", "repeat", "summary", "write_result"]
 
@@ -70,10 +76,8 @@ def machine_facts() -> dict[str, Any]:
     except OSError:
         pass
     mem_gb = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),

@@ -531,6 +531,31 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append((f"{label}: leadready", _fmt(s["leadready"]), ""))
         rows.append((f"{label}: MLflow serve", _fmt(s["mlflow"]), ""))
         rows.append((f"{label}: ratio", f"{s['ratio_rps']:.1f}×", target))
+    targets = result.get("targets")
+    if targets:
+        met = targets["met"]
+        checks = (
+            (
+                "target: single lead ratio to MLflow, 8 connections",
+                f"{targets['score_ratio_c8']['value']:.1f}×",
+                f"≥ {TARGET_RATIO:.0f}×",
+                met["score_ratio_c8"],
+            ),
+            (
+                "target: single lead p99, 8 connections",
+                f"{targets['score_p99_ms_c8']['value']:.2f} ms",
+                f"≤ {TARGET_P99_MS:.0f} ms",
+                met["score_p99_ms_c8"],
+            ),
+            (
+                "target: /invocations ratio to MLflow (lower of 1 and 100 rows)",
+                f"{targets['invocations_ratio_min']['value']:.1f}×",
+                f"≥ {TARGET_RATIO:.0f}×",
+                met["invocations_ratio"],
+            ),
+        )
+        for label, value, target, ok in checks:
+            rows.append((label, value, f"{target}: {'met' if ok else 'NOT met'}"))
     for key in ("flask_c1", "flask_c8"):
         if key in sc:
             rows.append(

@@ -89,9 +89,10 @@ def _quality(data: Path, config: Any, version: str) -> dict[str, Any]:
     """Holdout macro-F1 against the hidden truth: model, baselines, marketing's labels."""
     import pandas as pd
 
+    from bench.quality import baselines_vs_truth
     from model.registry import load_model
     from training.dataset import holdout_mask, load_training_table
-    from training.evaluate import HEADS, HeadPrediction, baselines, evaluate_heads, head_metrics
+    from training.evaluate import HEADS, evaluate_heads
 
     ts = load_training_table(
         config.leads_path, events_path=config.events_path, stage_col="stage", persona_col="persona"
@@ -104,27 +105,13 @@ def _quality(data: Path, config: Any, version: str) -> dict[str, Any]:
     model, _ = load_model(f"models:/{config.model_name}/{version}")
     true = {"stage": truth["true_stage"], "persona": truth["true_persona"]}
     scored = evaluate_heads(model, held.X, true["stage"], true["persona"])
-    base = baselines(
-        train_set.X,
-        held.X,
-        y_train_stage=train_set.y_stage,
-        y_train_persona=train_set.y_persona,
-        y_test_stage=true["stage"],
-        y_test_persona=true["persona"],
-        seed=config.seed,
-    )
+    base = baselines_vs_truth(train_set, held, true, seed=config.seed)
     result: dict[str, Any] = {"n_holdout": len(held)}
     for head in HEADS:
-        labels = held.labels(head)
-        classes = tuple(sorted(labels.dropna().unique()))
-        onehot = (labels.to_numpy()[:, None] == pd.Index(classes).to_numpy()[None, :]).astype(float)
-        marketing = head_metrics(true[head], HeadPrediction(classes, onehot, held.ids))
         result[head] = {
             "model_macro_f1": scored[head]["macro_f1"],
             "model_accuracy": scored[head]["accuracy"],
-            "logreg_macro_f1": base["logreg"][head]["macro_f1"],
-            "majority_macro_f1": base["majority"][head]["macro_f1"],
-            "marketing_labels_macro_f1": marketing["macro_f1"],
+            **base[head],
             "model_per_class_recall": {
                 k: v["recall"] for k, v in scored[head]["per_class"].items()
             },
