@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import math
 import numbers
 import re
@@ -110,6 +111,13 @@ def _to_key(value: Any) -> str | None:
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def _key(value: Any) -> str | None:
+    """:func:`_to_key`, with plain strings (most categorical cells) answered inline."""
+    if type(value) is str:
+        return value.strip() or None
+    return _to_key(value)
 
 
 def _tokens(text: str) -> set[str]:
@@ -483,7 +491,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _fill_text(block: np.ndarray, row: int, value: Any, tokens: dict[str, int]) -> None:
-        key = _to_key(value)
+        key = _key(value)
         if key is None:
             return
         block[row, :] = 0.0
@@ -522,9 +530,9 @@ class TableEncoder(TransformerMixin, BaseEstimator):
                         v if kind_v is float else float(v) if kind_v is int else _to_number(v)
                     )
                 elif kind == "categorical":
-                    row[start] = payload.get(_to_key(v), nan)
+                    row[start] = payload.get(_key(v), nan)
                 else:
-                    key = _to_key(v)
+                    key = _key(v)
                     if key is not None:
                         row[start : start + len(payload)] = [0.0] * len(payload)
                         for t in _tokens(key):
@@ -546,15 +554,19 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         n = len(records)
         out = np.full((n, width), np.nan)
         nan = math.nan
+        plain = all(type(rec) is dict for rec in records)
         for col, kind, start, payload in plan:
-            values = [rec.get(col) for rec in records]
+            if plain:  # dict.get mapped in C
+                values = list(map(dict.get, records, itertools.repeat(col, n)))
+            else:
+                values = [rec.get(col) for rec in records]
             if kind == "numeric":
-                if all(type(v) in _PLAIN_NUMBERS for v in values):
+                if set(map(type, values)) <= _PLAIN_NUMBERS:
                     out[:, start] = np.array(values, dtype=np.float64)  # None → NaN
                 else:
                     out[:, start] = [_to_number(v) for v in values]
             elif kind == "categorical":
-                out[:, start] = [payload.get(_to_key(v), nan) for v in values]
+                out[:, start] = [payload.get(_key(v), nan) for v in values]
             else:
                 block = out[:, start : start + len(payload)]
                 for r, v in enumerate(values):
@@ -800,7 +812,7 @@ class _PathAttribution:
 
 #: transform_records encodes at most this many records row by row, more column by column.
 _ROW_WISE_RECORDS = 8
-_PLAIN_NUMBERS = (int, float, bool, type(None))
+_PLAIN_NUMBERS = frozenset({int, float, bool, type(None)})
 
 #: Inputs of at most this many rows get their leaves row by row through LightGBM's
 #: single-row C API (no per-call predictor set-up, no thread pool).

@@ -339,6 +339,16 @@ def _pandas_like(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     into float64 (``3`` → ``3.0``); everything else reaches the model as sent
     (the encoder treats None and NaN alike).
     """
+    n = len(rows)
+    keys = rows[0].keys()
+    if all(row.keys() == keys for row in rows):
+        # The usual shape, every row with the same columns: one type set per column.
+        convert = set()
+        for key in keys:
+            types = set(map(type, [row[key] for row in rows]))
+            if int in types and types <= _INT_FLOAT_NONE and (float in types or _NONE in types):
+                convert.add(key)
+        return _floats_for(rows, convert)
     ints: set[str] = set()
     floats: set[str] = set()
     other: set[str] = set()
@@ -356,8 +366,16 @@ def _pandas_like(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 continue
             present[key] = present.get(key, 0) + 1
-    n = len(rows)
     convert = {k for k in ints - other if k in floats or present[k] < n}
+    return _floats_for(rows, convert)
+
+
+_NONE = type(None)
+_INT_FLOAT_NONE = frozenset({int, float, _NONE})
+
+
+def _floats_for(rows: list[dict[str, Any]], convert: set[str]) -> list[dict[str, Any]]:
+    """``rows`` with the int cells of the ``convert`` columns as floats."""
     if not convert:
         return rows
     return [

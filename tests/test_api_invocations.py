@@ -275,3 +275,34 @@ def test_fast_path_records_rows_with_a_lead_id(api_app, api_client, api_headers,
     assert state.store.latest_prediction("fast-0") is not None
     assert state.store.latest_prediction("fast-2") is not None
     assert state.store.latest_prediction("fast-1") is None
+
+
+_CELLS = [1, 3, 2.5, 0.0, None, "x", True]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pandas_like_turns_ints_into_floats_exactly_where_pandas_does(seed):
+    """The fast path's column inference equals pandas' on random tables, whether or
+    not every row has every column (the two code paths of ``_pandas_like``)."""
+    import random
+
+    from serve.scoring import _pandas_like
+
+    rng = random.Random(seed)
+    for _ in range(300):
+        n = rng.randint(1, 6)
+        ragged = rng.random() < 0.3
+        rows = [
+            {c: rng.choice(_CELLS) for c in "abc" if not ragged or rng.random() < 0.7}
+            for _ in range(n)
+        ]
+        if not any(rows):
+            continue
+        frame = pd.DataFrame(rows)
+        got = _pandas_like(rows)
+        for column in frame.columns:
+            floated = frame[column].dtype == "float64"
+            for before, after in zip(rows, got, strict=True):
+                if type(before.get(column)) is int:
+                    assert type(after[column]) is (float if floated else int), (rows, column)
+                    assert after[column] == before[column]
