@@ -92,14 +92,14 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench(
         "training",
         ("--sizes", "20000,100000,400000", "--runs", "1", "--threads", "2"),
-        540,
+        500,
         "20k / 100k / 400k leads once each, 2 threads, seconds and peak memory (full: 2 runs)",
         core=True,
     ),
     Bench(
         "serving",
         ("--rounds", "2", "--seconds", "4"),
-        230,
+        270,
         "leadready serve vs mlflow models serve vs Flask, A B A B, 2 rounds of 4 s (full: 3)",
         core=True,
     ),
