@@ -58,7 +58,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ STRATEGIES: tuple[str, ...] = (
     "queue",
     "queue_retraining",
     "queue_balanced",
+    "queue_mixed",
     "queue_oof",
     "random",
 )
@@ -368,12 +369,14 @@ def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
     ----------
     store : Store
         Filled with the base model's predictions.
-    strategy : {"queue", "queue_retraining", "queue_balanced", "queue_oof", "random"}
+    strategy : {"queue", "queue_retraining", "queue_balanced", "queue_mixed", "queue_oof", "random"}
         ``queue`` is the stored (default) order, ``queue_retraining`` the queue
         in ``data.review_queue.RETRAINING_CONFIG`` order, ``queue_balanced`` that
         order taken in turns across predicted stages (measured, not adopted:
-        ``bench/results/review_loop_balanced.md``), ``queue_oof`` the stored
-        order of a store holding out-of-fold scores.
+        ``bench/results/review_loop_balanced.md``), ``queue_mixed`` the top
+        half of K from that order and the other half at random (measured on
+        seeds 4-6, not adopted: ``bench/results/review_loop_seeds456.md``),
+        ``queue_oof`` the stored order of a store holding out-of-fold scores.
     k : int
     seed : int
         For the random draw.
@@ -386,6 +389,9 @@ def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
 
     if strategy == "queue_balanced":
         return _balanced(store, k)
+    if strategy == "queue_mixed":
+        top = pick_leads(store, "queue_retraining", (k + 1) // 2, seed=seed)
+        return top + _at_random(store, k - len(top), [seed, k, 11], exclude=set(top))
     if strategy in ("queue", "queue_retraining", "queue_oof"):
         config = RETRAINING_CONFIG if strategy == "queue_retraining" else None
         picked: list[str] = []
@@ -401,8 +407,15 @@ def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
             if not page.has_next or not page.items:
                 break
         return picked
-    ids = sorted(store.latest_predictions(with_features=False))
-    rng = np.random.default_rng([seed, k, 7])
+    return _at_random(store, k, [seed, k, 7])
+
+
+def _at_random(
+    store: Any, k: int, seed: list[int], exclude: Container[str] = frozenset()
+) -> list[str]:
+    """K scored leads drawn without replacement (reproducible for ``seed``), none of ``exclude``."""
+    ids = sorted(i for i in store.latest_predictions(with_features=False) if i not in exclude)
+    rng = np.random.default_rng(seed)
     return [str(i) for i in rng.choice(ids, size=min(k, len(ids)), replace=False)]
 
 
@@ -762,6 +775,7 @@ _NAMES = {
     "queue": "review queue",
     "queue_retraining": "review queue, retraining order",
     "queue_balanced": "review queue, retraining order in turns by predicted stage",
+    "queue_mixed": "review queue, retraining order, half the leads at random",
     "queue_oof": "review queue, out-of-fold scores",
     "random": "random",
 }
@@ -846,7 +860,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     by = {(r["k"], r["strategy"]): r for r in result["table"]}
     for k in result["config"]["ks"]:
         rand = by.get((k, "random"))
-        for strategy in ("queue", "queue_retraining", "queue_balanced", "queue_oof"):
+        for strategy in (s for s in STRATEGIES if s != "random"):
             mine = by.get((k, strategy))
             wins = result["beats_random"].get(f"{strategy}_k{k}_stage")
             if mine is None or rand is None or wins is None:

@@ -75,6 +75,11 @@ def test_picked_leads_and_reviews_follow_the_queue_and_the_truth(tmp_path):
         assert top == [item.lead_id for item in review_queue(store, limit=4).items]
         randomly = pick_leads(store, "random", 4, seed=1)
         assert len(set(randomly)) == 4 and pick_leads(store, "random", 4, seed=1) == randomly
+        # Half from the top of the retraining order, the rest other leads at random.
+        mixed = pick_leads(store, "queue_mixed", 4, seed=1)
+        retraining = pick_leads(store, "queue_retraining", 2, seed=1)
+        assert mixed[:2] == retraining and len(set(mixed)) == 4
+        assert not set(mixed[2:]) & set(retraining)
         truth = pd.DataFrame(
             {"true_stage": ["purchase"] * 6, "true_persona": ["non_buyer"] * 6},
             index=[f"L{i}" for i in range(6)],
