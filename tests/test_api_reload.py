@@ -32,7 +32,7 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
     assert state.holder.current.version == tiny_registry.champion
     stop = threading.Event()
     failures: list[str] = []
-    seen: list[list[tuple[float, str]]] = []
+    seen: list[list[tuple[float, str]]] = []  # (when the request was sent, version that answered)
 
     def worker(n: int) -> None:
         client = polling_app.test_client()
@@ -40,6 +40,7 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
         seen.append(mine)
         body = {"lead_id": f"reload-{n}", "features": {"company_size": 10 + n}}
         while not stop.is_set():
+            sent = time.monotonic()
             response = client.post("/v1/score", json=body, headers=api_headers["client"])
             if response.status_code != 200:
                 failures.append(f"{response.status_code} {response.get_data(as_text=True)}")
@@ -47,7 +48,7 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
             header = response.headers["X-Model-Version"].rsplit("/", 1)[1]
             if header != response.json["model"]["version"]:
                 failures.append("header and body disagree on the version")
-            mine.append((time.monotonic(), response.json["model"]["version"]))
+            mine.append((sent, response.json["model"]["version"]))
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for t in threads:
@@ -85,8 +86,10 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
             [tiny_registry.champion, tiny_registry.other],
             [tiny_registry.other, tiny_registry.champion],
         ), runs
-    # responses answered after the swap came from the new version
-    after = [v for mine in seen for t, v in mine if swapped_at + 0.05 < t < swapped_at + 0.3]
+    # requests sent after the swap was observed were answered by the new version (by send
+    # time, not answer time: a request already running when the swap landed may finish
+    # late on a busy machine with the model it started with, which is what should happen)
+    after = [v for mine in seen for t, v in mine if swapped_at < t < swapped_at + 0.2]
     assert after and set(after) == {tiny_registry.other}
 
 
