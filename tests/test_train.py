@@ -323,3 +323,123 @@ def test_training_on_simulator_output_beats_the_baselines_against_the_truth(tmp_
     scored = evaluate_heads(model, held.X, truth["true_stage"], truth["true_persona"])
     assert scored["stage"]["macro_f1"] > 0.5
     assert scored["persona"]["macro_f1"] > 0.6
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_run_stopped_while_logging_ends_killed_not_running(crm, tmp_path, monkeypatch, stop):
+    import model.pyfunc
+
+    _, _, config = crm
+    config = replace(
+        config,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        n_estimators=5,
+    )
+
+    def stopped(*args, **kwargs):
+        raise stop(143) if stop is SystemExit else stop()
+
+    monkeypatch.setattr(model.pyfunc, "log_model", stopped)
+    with pytest.raises(stop):
+        train(config)
+    client = _client(config)
+    [run] = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], max_results=5
+    )
+    assert run.info.status == "KILLED"
+    assert run.data.metrics  # it was under way: metrics were logged before the stop
+    assert client.search_model_versions(f"name='{MODEL}'") == []
+
+
+def test_a_sigterm_while_mlflow_sets_the_run_up_waits_and_ends_it_killed(
+    crm, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    import mlflow
+
+    from leadready.commands.train import stop_on_sigterm
+
+    _, _, config = crm
+    config = replace(
+        config,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        n_estimators=5,
+    )
+    start_run = mlflow.start_run
+
+    def interrupted_start(*args, **kwargs):
+        run = start_run(*args, **kwargs)  # the run exists, RUNNING …
+        os.kill(os.getpid(), signal.SIGTERM)  # … and the stop lands before it is handed back
+        for _ in range(1000):
+            pass
+        return run
+
+    monkeypatch.setattr(mlflow, "start_run", interrupted_start)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        stop_on_sigterm()
+        installed = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(SystemExit) as stopped:
+            train(config)
+        assert signal.getsignal(signal.SIGTERM) is installed  # held, then given back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 143
+    client = _client(config)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED"
+
+
+def test_a_stop_whose_exception_python_dropped_still_ends_the_run_killed(
+    crm, tmp_path, monkeypatch
+):
+    """A signal handler's exception raised inside a GC callback is dropped; the note is not."""
+    import model.pyfunc
+    from training.train import request_stop
+
+    _, _, config = crm
+    config = replace(
+        config,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        n_estimators=5,
+    )
+    log_model = model.pyfunc.log_model
+
+    def noted_only(*args, **kwargs):
+        request_stop(143)  # the handler ran; its SystemExit went nowhere
+        return log_model(*args, **kwargs)
+
+    monkeypatch.setattr(model.pyfunc, "log_model", noted_only)
+    with pytest.raises(SystemExit) as stopped:
+        train(config)
+    assert stopped.value.code == 143
+    client = _client(config)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED"
+    assert client.get_registered_model(MODEL).aliases == {}  # no challenger, no gate
+
+    monkeypatch.setattr(model.pyfunc, "log_model", log_model)
+    assert train(config).version == "2"  # the next run of the process is not stopped by it
+
+
+def test_sigterm_stops_a_command_by_unwinding():
+    import os
+    import signal
+
+    from leadready.commands.train import stop_on_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        stop_on_sigterm()
+        with pytest.raises(SystemExit) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # Python runs the handler between bytecodes, at once
+                pass
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)

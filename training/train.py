@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from model.package import LeadReadinessModel
 
-__all__ = ["TrainConfig", "TrainResult", "fit_lead_model", "train", "train_on"]
+__all__ = ["TrainConfig", "TrainResult", "fit_lead_model", "request_stop", "train", "train_on"]
 
 #: Training rows the compiled trees are checked against (at logging and at every load).
 COMPILE_CHECK_ROWS = 256
@@ -482,7 +482,7 @@ def train_on(
         experiment_id = configure(config.tracking_uri, config.artifact_root)
         if experiment_id is None:
             mlflow.set_experiment(EXPERIMENT_NAME)
-        with mlflow.start_run(run_name=config.run_name) as run:
+        with _tracked_run(config.run_name) as run:
             run_id = run.info.run_id
             params = config.params()
             params.update(
@@ -561,6 +561,78 @@ def train_on(
         n_holdout=len(holdout),
         timings=dict(steps.timings),
     )
+
+
+@contextmanager
+def _tracked_run(run_name: str | None) -> Iterator[Any]:
+    """``mlflow.start_run`` whose run ends KILLED when Ctrl-C or a stop hits it.
+
+    MLflow ends a run left by any exception as FAILED, and a stop that lands
+    while ``start_run`` is still setting the run up leaves it RUNNING forever. Here
+    SIGINT and SIGTERM wait until the run is set up (``_stops_deferred``); a
+    ``KeyboardInterrupt`` or ``SystemExit`` (``leadready train`` turns SIGTERM into
+    one) then ends it KILLED — stopped, not broken. Only ``kill -9`` still leaves a
+    RUNNING run behind: it gives the process no chance to say anything.
+    """
+    import mlflow
+
+    run = None
+    _stop_requested.clear()  # one noted for an earlier run of this process is done with
+    try:
+        with _stops_deferred():
+            run = mlflow.start_run(run_name=run_name)
+        yield run
+    except (KeyboardInterrupt, SystemExit):
+        if run is not None:
+            mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        if run is not None:
+            mlflow.end_run("FAILED")
+        raise
+    else:
+        if _stop_requested:  # a stop whose exception Python had to drop (see request_stop)
+            mlflow.end_run("KILLED")
+            raise SystemExit(_stop_requested[-1])
+        mlflow.end_run("FINISHED")
+
+
+#: Exit codes of stops asked for by a signal handler (``request_stop``).
+_stop_requested: list[int] = []
+
+
+def request_stop(code: int) -> None:
+    """Note that the process was told to stop (call it from a signal handler, then raise).
+
+    An exception raised by a signal handler is lost when the handler happens to
+    run inside a garbage-collector callback or ``__del__`` (Python prints
+    "Exception ignored" and goes on). A run that reaches its end with a stop
+    noted is ended KILLED and ``SystemExit(code)`` is raised then.
+    """
+    _stop_requested.append(int(code))
+
+
+@contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block, then deliver any that came (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: caught.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def _noise_metrics(info: dict[str, Any]) -> dict[str, float]:

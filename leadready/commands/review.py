@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from leadready.commands.db import open_store
+from leadready.commands.train import stop_on_sigterm
 from leadready.config import Settings
 
 if TYPE_CHECKING:
@@ -230,6 +231,7 @@ def retrain(
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
     ]
+    stop_on_sigterm()
     with open_store(settings) as store:
         try:
             with Progress(*columns, console=console, transient=True) as progress:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from leadready.config import Settings
 
-__all__ = ["evaluate", "promote", "rollback", "train"]
+__all__ = ["evaluate", "promote", "rollback", "stop_on_sigterm", "train"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -45,6 +45,24 @@ def _actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (a job scheduler, ``kill``, a container stop) into ``SystemExit(143)``.
+
+    Python's default for SIGTERM ends the process on the spot; raised as an
+    exception it unwinds instead, so an MLflow run under way is ended (KILLED)
+    rather than left RUNNING forever. The exit status stays 128 + 15.
+    """
+    import signal
+
+    from training.train import request_stop
+
+    def _stop(signum: int, frame: Any) -> None:
+        request_stop(128 + signum)  # in case this exception lands where Python drops it
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _stop)
 
 
 def _settings() -> Settings:
@@ -224,6 +242,7 @@ def train(
         **({} if label_noise is None else {"label_noise": label_noise}),
     )
     console = Console()
+    stop_on_sigterm()
     try:
         result = run_training(config, console=console, notices=Console(stderr=True))
     except _errors() as exc:
