@@ -8,6 +8,7 @@ leaves them as it found them.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -325,36 +326,52 @@ def test_training_on_simulator_output_beats_the_baselines_against_the_truth(tmp_
     assert scored["persona"]["macro_f1"] > 0.6
 
 
-@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
-def test_a_run_stopped_while_logging_ends_killed_not_running(crm, tmp_path, monkeypatch, stop):
-    import model.pyfunc
-
+@pytest.fixture
+def own_registry(crm, tmp_path):
+    """The CRM config with a tracking store of its own and 5 trees (runs are counted)."""
     _, _, config = crm
-    config = replace(
+    return replace(
         config,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         artifact_root=tmp_path / "artifacts",
         n_estimators=5,
     )
 
+
+def _only_run(config: TrainConfig):
+    client = _client(config)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return run
+
+
+@contextmanager
+def _sigterm_handler_restored():
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_run_stopped_while_logging_ends_killed_not_running(own_registry, monkeypatch, stop):
+    import model.pyfunc
+
     def stopped(*args, **kwargs):
         raise stop(143) if stop is SystemExit else stop()
 
     monkeypatch.setattr(model.pyfunc, "log_model", stopped)
     with pytest.raises(stop):
-        train(config)
-    client = _client(config)
-    [run] = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()], max_results=5
-    )
+        train(own_registry)
+    run = _only_run(own_registry)
     assert run.info.status == "KILLED"
     assert run.data.metrics  # it was under way: metrics were logged before the stop
-    assert client.search_model_versions(f"name='{MODEL}'") == []
+    assert _client(own_registry).search_model_versions(f"name='{MODEL}'") == []
 
 
-def test_a_sigterm_while_mlflow_sets_the_run_up_waits_and_ends_it_killed(
-    crm, tmp_path, monkeypatch
-):
+def test_a_sigterm_while_mlflow_sets_the_run_up_waits_and_ends_it_killed(own_registry, monkeypatch):
     import os
     import signal
 
@@ -362,13 +379,6 @@ def test_a_sigterm_while_mlflow_sets_the_run_up_waits_and_ends_it_killed(
 
     from leadready.commands.train import stop_on_sigterm
 
-    _, _, config = crm
-    config = replace(
-        config,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifact_root=tmp_path / "artifacts",
-        n_estimators=5,
-    )
     start_run = mlflow.start_run
 
     def interrupted_start(*args, **kwargs):
@@ -379,35 +389,21 @@ def test_a_sigterm_while_mlflow_sets_the_run_up_waits_and_ends_it_killed(
         return run
 
     monkeypatch.setattr(mlflow, "start_run", interrupted_start)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
+    with _sigterm_handler_restored():
         stop_on_sigterm()
         installed = signal.getsignal(signal.SIGTERM)
         with pytest.raises(SystemExit) as stopped:
-            train(config)
+            train(own_registry)
         assert signal.getsignal(signal.SIGTERM) is installed  # held, then given back
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     assert stopped.value.code == 143
-    client = _client(config)
-    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert run.info.status == "KILLED"
+    assert _only_run(own_registry).info.status == "KILLED"
 
 
-def test_a_stop_whose_exception_python_dropped_still_ends_the_run_killed(
-    crm, tmp_path, monkeypatch
-):
+def test_a_stop_whose_exception_python_dropped_still_ends_the_run_killed(own_registry, monkeypatch):
     """A signal handler's exception raised inside a GC callback is dropped; the note is not."""
     import model.pyfunc
     from training.train import request_stop
 
-    _, _, config = crm
-    config = replace(
-        config,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifact_root=tmp_path / "artifacts",
-        n_estimators=5,
-    )
     log_model = model.pyfunc.log_model
 
     def noted_only(*args, **kwargs):
@@ -416,15 +412,13 @@ def test_a_stop_whose_exception_python_dropped_still_ends_the_run_killed(
 
     monkeypatch.setattr(model.pyfunc, "log_model", noted_only)
     with pytest.raises(SystemExit) as stopped:
-        train(config)
+        train(own_registry)
     assert stopped.value.code == 143
-    client = _client(config)
-    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert run.info.status == "KILLED"
-    assert client.get_registered_model(MODEL).aliases == {}  # no challenger, no gate
+    assert _only_run(own_registry).info.status == "KILLED"
+    assert _client(own_registry).get_registered_model(MODEL).aliases == {}  # no challenger, no gate
 
     monkeypatch.setattr(model.pyfunc, "log_model", log_model)
-    assert train(config).version == "2"  # the next run of the process is not stopped by it
+    assert train(own_registry).version == "2"  # the next run of the process is not stopped by it
 
 
 def test_sigterm_stops_a_command_by_unwinding():
@@ -433,13 +427,10 @@ def test_sigterm_stops_a_command_by_unwinding():
 
     from leadready.commands.train import stop_on_sigterm
 
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
+    with _sigterm_handler_restored():
         stop_on_sigterm()
         with pytest.raises(SystemExit) as stopped:
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):  # Python runs the handler between bytecodes, at once
                 pass
         assert stopped.value.code == 128 + signal.SIGTERM
-    finally:
-        signal.signal(signal.SIGTERM, previous)
