@@ -160,13 +160,20 @@ def test_kill_9_mid_stream_loses_no_prediction_older_than_the_flush_window(
             assert conn.exec_driver_sql("pragma integrity_check").scalar() == "ok"
     proc, log = _start(home, port, db_url, tiny_registry, log_path)
     try:
-        status, body = _request(
-            port,
-            "POST",
-            "/v1/score",
-            {"lead_id": f"crash-{run}-after", "features": {}},
-            keys.client,
-        )
+        # /readyz answered from one worker; the other may still be loading its model and
+        # answer 503 with Retry-After, which a client honours
+        deadline = time.monotonic() + 60
+        while True:
+            status, body = _request(
+                port,
+                "POST",
+                "/v1/score",
+                {"lead_id": f"crash-{run}-after", "features": {}},
+                keys.client,
+            )
+            if status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert status == 200, body
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -221,6 +221,7 @@ def test_readers_never_see_a_missing_model_during_swaps():
     for v in ("2", "3", "4"):
         reg.aliases["champion"] = v
         assert _wait(lambda v=v: holder.current.version == v)
+    assert _wait(lambda: "4" in seen)  # a reader gets the interpreter after the last swap
     stop.set()
     for t in threads:
         t.join()
