@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from model.features import FeatureConfig
+    from model.task import ModelTask
 
 __all__ = ["CHUNK_ROWS", "SMALL_BATCH", "LeadReadinessModel"]
 
@@ -118,6 +119,13 @@ class LeadReadinessModel:
         """The persona head's labels, or None without a persona head."""
         return self.labels.get("persona")
 
+    @property
+    def task(self) -> ModelTask:
+        """What this model is for: label sets, sales-ready stages, input columns and kinds."""
+        from model.task import task_of
+
+        return task_of(self)
+
     def missing_columns(self, columns: Sequence[str]) -> list[str]:
         """Input columns absent from ``columns`` (they are scored as missing values)."""
         present = {str(c) for c in columns}
@@ -135,6 +143,7 @@ class LeadReadinessModel:
                 for h, est in self.heads.items()
             },
             "input_columns": list(self.input_columns),
+            "task": self.task.to_dict(),
             "feature_config": None if self.feature_config is None else repr(self.feature_config),
             "routing": {
                 "sales_ready_stages": list(self.sales_ready_stages),

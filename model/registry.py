@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from model.package import LeadReadinessModel
+    from model.task import ModelTask
 
 __all__ = [
     "EXPERIMENT_NAME",
@@ -20,6 +21,8 @@ __all__ = [
     "load_model",
     "resolve_uri",
     "set_alias",
+    "tag_task",
+    "version_task",
 ]
 
 #: The experiment training runs go to.
@@ -91,6 +94,23 @@ def alias_version(model_name: str, alias: str) -> str | None:
 def set_alias(model_name: str, alias: str, version: str | int) -> None:
     """Point ``alias`` of ``model_name`` at ``version`` (moving it if it was set)."""
     _client().set_registered_model_alias(model_name, alias, str(version))
+
+
+def tag_task(model_name: str, version: str | int, task: ModelTask) -> None:
+    """Write a version's task (labels, sales-ready stages, inputs) as registry tags."""
+    from model.task import task_tags
+
+    client = _client()
+    for key, value in task_tags(task).items():
+        client.set_model_version_tag(model_name, str(version), key, value)
+
+
+def version_task(model_name: str, version: str | int) -> ModelTask | None:
+    """A version's task from its registry tags (None when it was registered without them)."""
+    from model.task import task_from_tags
+
+    tags = _client().get_model_version(model_name, str(version)).tags or {}
+    return task_from_tags(tags)
 
 
 def resolve_uri(uri: str) -> tuple[str, str | None]:

@@ -15,14 +15,15 @@ MLflow must already point at the right tracking server
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from training.evaluate import HEADS, evaluate_heads, flatten_metrics
+from training.evaluate import HEADS, flatten_metrics
 
 __all__ = [
     "CHALLENGER",
@@ -30,9 +31,13 @@ __all__ = [
     "PREVIOUS_CHAMPION",
     "AliasMove",
     "GateDecision",
+    "GateSet",
     "alias_moves",
     "current_version",
+    "describe_comparison",
     "gate",
+    "gate_decision_of",
+    "inputs_from_table",
     "move_alias",
     "promote",
     "rollback",
@@ -50,16 +55,124 @@ ALIAS_MOVE_TAG = "leadready.alias_move"
 
 @dataclass(frozen=True)
 class GateDecision:
-    """The gate's answer: promote or not, and every check that led there."""
+    """The gate's answer: promote or not, and every check that led there.
+
+    One object tells the whole story, and every surface renders this object
+    (``leadready train`` / ``retrain``, the review UI's retrain result and
+    Models page, the MLflow run's ``gate/decision.json``, the alias-move audit):
+
+    * ``sets``: each gate set it was decided on (``training holdout``,
+      ``rep-verified``), with its size per head, each compared macro-F1 with a
+      bootstrap interval and the verdict (``better``, ``worse``, ``inside the
+      noise``), whether that set could refuse, and why the champion could not
+      be scored there when it could not;
+    * ``task_differences``: what makes the challenger a different task than
+      the champion (empty when it is the same task); ``forced`` when it was
+      promoted anyway;
+    * ``reasons``: every check, passed or failed, in words.
+    """
 
     promote: bool
     reasons: list[str] = field(default_factory=list)
     challenger_version: str | None = None
     champion_version: str | None = None
+    model_name: str | None = None
+    sets: list[dict[str, Any]] = field(default_factory=list)
+    task_differences: list[str] = field(default_factory=list)
+    input_changes: dict[str, list[str]] = field(default_factory=dict)
+    forced: bool = False
+    at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateDecision:
+        """The inverse of :meth:`to_dict` (unknown keys ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("promote", False)
+        return cls(**values)
+
+    @property
+    def verdict(self) -> str:
+        """``promoted`` (``promoted (forced)``) or ``refused``."""
+        if not self.promote:
+            return "refused"
+        return "promoted (forced)" if self.forced else "promoted"
+
+    def set_lines(self) -> list[str]:
+        """Per gate set: its name and sizes, then one line per compared head."""
+        lines = []
+        for gate_set in self.sets:
+            sizes = ", ".join(f"{h} {n:,}" for h, n in gate_set.get("sizes", {}).items())
+            lines.append(f"set: {gate_set['name']} ({sizes or 'no labelled'} leads)")
+            if gate_set.get("note"):
+                lines.append(f"  {gate_set['note']}")
+            for comp in gate_set.get("heads", []):
+                lines.append("  " + describe_comparison(comp))
+        return lines
+
+    def summary(self) -> str:
+        """One line: verdict, then per set and head the macro-F1s and the difference."""
+        parts = [self.verdict]
+        if self.task_differences:
+            parts.append("different task: " + "; ".join(self.task_differences))
+        for gate_set in self.sets:
+            heads = []
+            for comp in gate_set.get("heads", []):
+                heads.append(_short_comparison(comp))
+            if heads:
+                parts.append(f"{gate_set['name']}: " + "; ".join(heads))
+            elif gate_set.get("note"):
+                parts.append(f"{gate_set['name']}: {gate_set['note']}")
+        return " • ".join(parts)
+
+
+def _f(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _interval_text(interval: Any) -> str:
+    if not interval:
+        return ""
+    lo, hi = interval
+    return f" [{lo:.3f}, {hi:.3f}]"
+
+
+def _signed_interval(interval: Any) -> str:
+    if not interval:
+        return ""
+    lo, hi = interval
+    return f" [{lo:+.3f}, {hi:+.3f}]"
+
+
+def describe_comparison(comp: Mapping[str, Any]) -> str:
+    """One head on one set in words: both macro-F1s with intervals, the difference, verdict."""
+    conf = int(round(100 * float(comp.get("confidence", 0.95))))
+    text = (
+        f"{comp['head']}: macro-F1 {_f(comp.get('challenger'))}"
+        f"{_interval_text(comp.get('challenger_interval'))}"
+    )
+    if comp.get("champion") is not None:
+        text += (
+            f" vs champion {_f(comp.get('champion'))}"
+            f"{_interval_text(comp.get('champion_interval'))}; difference "
+            f"{comp['difference']:+.3f}{_signed_interval(comp.get('difference_interval'))}"
+        )
+    text += f" ({conf}% intervals, {comp.get('n', 0):,} leads): {comp.get('verdict', '')}"
+    return text
+
+
+def _short_comparison(comp: Mapping[str, Any]) -> str:
+    if comp.get("champion") is None:
+        return f"{comp['head']} {_f(comp.get('challenger'))} (n={comp.get('n', 0)})"
+    return (
+        f"{comp['head']} {_f(comp.get('challenger'))} vs {_f(comp.get('champion'))} "
+        f"(Δ {comp['difference']:+.3f}{_signed_interval(comp.get('difference_interval'))}, "
+        f"{comp.get('verdict', '')}, n={comp.get('n', 0)})"
+    )
 
 
 @dataclass(frozen=True)
@@ -73,6 +186,8 @@ class AliasMove:
     by: str
     at: str
     why: str
+    gate: str | None = None
+    forced: bool = False
 
 
 def gate(
@@ -81,6 +196,9 @@ def gate(
     *,
     f1_tolerance: float = 0.01,
     recall_margin: float = 0.05,
+    comparisons: Mapping[str, Mapping[str, Any]] | None = None,
+    can_refuse: Mapping[str, bool] | None = None,
+    set_name: str | None = None,
 ) -> GateDecision:
     """Decide whether a challenger may replace the champion.
 
@@ -93,6 +211,14 @@ def gate(
         How far below the champion's macro-F1 a head may be.
     recall_margin : float, default 0.05
         How far below the champion's recall any class may drop.
+    comparisons : dict, optional
+        Head → :meth:`training.gate_stats.HeadComparison.to_dict` on the same
+        rows: a macro-F1 difference inside the noise is said so in the reasons.
+    can_refuse : dict, optional
+        Head → False when this set is too small to refuse on that head (a
+        failed check is then reported, not acted on).
+    set_name : str, optional
+        The set's name, prefixed to each reason.
 
     Returns
     -------
@@ -104,38 +230,59 @@ def gate(
         return GateDecision(True, ["no champion yet: the first version is promoted"])
     reasons: list[str] = []
     ok = True
+    where = f"{set_name}, " if set_name else ""
+
+    def fail(head: str, text: str) -> None:
+        nonlocal ok
+        if can_refuse is not None and not can_refuse.get(head, True):
+            reasons.append(f"{where}{text} (too few leads to refuse on: reported only)")
+        else:
+            ok = False
+            reasons.append(f"{where}{text}")
+
     for head in HEADS:
         champ = champion_metrics.get(head)
         chall = challenger_metrics.get(head)
         if not champ or champ.get("n", 0) == 0:
             if chall and chall.get("n", 0) and not chall.get("missing_head"):
-                reasons.append(f"{head}: the champion has no {head} head to compare with")
+                reasons.append(f"{where}{head}: the champion has no {head} head to compare with")
             continue
         if champ.get("missing_head"):
-            reasons.append(f"{head}: the champion has no {head} head; nothing to match")
+            reasons.append(f"{where}{head}: the champion has no {head} head; nothing to match")
             continue
         if not chall or chall.get("missing_head") or chall.get("n", 0) == 0:
             ok = False
-            reasons.append(f"{head}: the challenger has no {head} head but the champion has one")
+            reasons.append(
+                f"{where}{head}: the challenger has no {head} head but the champion has one"
+            )
             continue
         if chall["n"] != champ["n"]:
             ok = False
             reasons.append(
-                f"{head}: not evaluated on the same rows "
+                f"{where}{head}: not evaluated on the same rows "
                 f"(challenger {chall['n']}, champion {champ['n']})"
             )
             continue
+        comp = (comparisons or {}).get(head) or {}
+        noise = ""
+        interval = comp.get("difference_interval")
+        if interval:
+            lo, hi = interval
+            inside = lo <= 0.0 <= hi
+            noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + (
+                "inside the noise" if inside else "outside the noise"
+            )
         f1_new, f1_old = chall["macro_f1"], champ["macro_f1"]
         if f1_new < f1_old - f1_tolerance:
-            ok = False
-            reasons.append(
+            fail(
+                head,
                 f"{head}: macro-F1 {f1_new:.3f} is below the champion's {f1_old:.3f} "
-                f"by more than {f1_tolerance:.3f}"
+                f"by more than {f1_tolerance:.3f}{noise}",
             )
         else:
             reasons.append(
-                f"{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
-                f"(tolerance {f1_tolerance:.3f}): ok"
+                f"{where}{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
+                f"(tolerance {f1_tolerance:.3f}){noise}: ok"
             )
         drops = []
         for label, old in champ.get("per_class", {}).items():
@@ -145,12 +292,14 @@ def gate(
             if new < old["recall"] - recall_margin:
                 drops.append(f"{label!r} {old['recall']:.3f} → {new:.3f}")
         if drops:
-            ok = False
-            reasons.append(
-                f"{head}: recall drops by more than {recall_margin:.3f} for " + ", ".join(drops)
+            fail(
+                head,
+                f"{head}: recall drops by more than {recall_margin:.3f} for " + ", ".join(drops),
             )
         else:
-            reasons.append(f"{head}: no class's recall drops by more than {recall_margin:.3f}")
+            reasons.append(
+                f"{where}{head}: no class's recall drops by more than {recall_margin:.3f}"
+            )
     return GateDecision(ok, reasons)
 
 
@@ -205,6 +354,8 @@ def move_alias(
     by: str,
     why: str,
     client: Any | None = None,
+    gate: str | None = None,
+    forced: bool = False,
 ) -> AliasMove:
     """Point ``alias`` at ``version`` (None deletes it) and record the move.
 
@@ -225,6 +376,11 @@ def move_alias(
     why : str
         In words.
     client : MlflowClient, optional
+    gate : str, optional
+        The gate's decision in one line (:meth:`GateDecision.summary`), when a
+        gate decided the move.
+    forced : bool
+        The move overrode the gate (e.g. ``--force`` over a task change).
 
     Returns
     -------
@@ -240,6 +396,8 @@ def move_alias(
         by=by,
         at=_now(),
         why=why,
+        gate=None if gate is None else gate[:3000],
+        forced=forced,
     )
     if version is None:
         if before is None:
@@ -263,7 +421,9 @@ def alias_moves(model_name: str, *, client: Any | None = None) -> list[AliasMove
     for mv in client.search_model_versions(f"name = '{model_name}'"):
         for key, value in (mv.tags or {}).items():
             if key.startswith(f"{ALIAS_MOVE_TAG}."):
-                moves.append(AliasMove(**json.loads(value)))
+                data = json.loads(value)
+                known = AliasMove.__dataclass_fields__
+                moves.append(AliasMove(**{k: v for k, v in data.items() if k in known}))
     return sorted(moves, key=lambda m: m.at)
 
 
@@ -274,6 +434,8 @@ def promote(
     by: str,
     why: str = "promoted by hand",
     client: Any | None = None,
+    gate: str | None = None,
+    forced: bool = False,
 ) -> list[AliasMove]:
     """Make ``version`` the champion; the current champion becomes ``previous_champion``.
 
@@ -286,6 +448,8 @@ def promote(
     by, why : str
         Recorded with each alias move.
     client : MlflowClient, optional
+    gate, forced
+        Recorded with the champion's move (see :func:`move_alias`).
 
     Returns
     -------
@@ -316,7 +480,11 @@ def promote(
             )
         )
     client.set_model_version_tag(model_name, version, PROMOTED_FROM_TAG, current or "")
-    moves.append(move_alias(model_name, CHAMPION, version, by=by, why=why, client=client))
+    moves.append(
+        move_alias(
+            model_name, CHAMPION, version, by=by, why=why, client=client, gate=gate, forced=forced
+        )
+    )
     return moves
 
 
@@ -374,6 +542,66 @@ def rollback(
     return moves
 
 
+@dataclass(frozen=True)
+class GateSet:
+    """Leads the gate compares on.
+
+    Attributes
+    ----------
+    name : str
+        ``training holdout`` or ``rep-verified``.
+    X : DataFrame
+        The challenger's feature rows, indexed by lead id.
+    y_stage, y_persona : Series or None
+        The labels.
+    champion_inputs : callable, optional
+        ``champion_inputs(champion) -> DataFrame``: the champion's own input
+        columns for the same leads (e.g. read again from the same table with
+        the champion's columns). Default: ``X``.
+    min_refuse : int
+        Below this many labelled leads of a head, the set reports the head's
+        checks but cannot refuse on them (0: it always can).
+    """
+
+    name: str
+    X: pd.DataFrame
+    y_stage: pd.Series | None
+    y_persona: pd.Series | None
+    champion_inputs: Callable[[Any], pd.DataFrame] | None = None
+    min_refuse: int = 0
+
+    def labels(self, head: str) -> pd.Series | None:
+        y = {"stage": self.y_stage, "persona": self.y_persona}[head]
+        return None if y is None else y.dropna()
+
+
+def _predict(model: Any, X: pd.DataFrame, gate_set: GateSet) -> tuple[dict, dict]:
+    """(metrics per head as ``evaluate_heads``, predicted labels per head on the labelled rows)."""
+    from training.evaluate import head_metrics, predict_heads
+
+    predictions = predict_heads(model, X)
+    metrics: dict[str, Any] = {}
+    labels: dict[str, Any] = {}
+    for head in HEADS:
+        y = gate_set.labels(head)
+        if y is None or len(y) == 0:
+            continue
+        if head not in predictions:
+            metrics[head] = {"n": len(y), "missing_head": True}
+            continue
+        pred = predictions[head]
+        positions = pred.index.get_indexer(y.index)
+        classes = np.asarray(pred.classes, dtype=object)
+        labels[head] = classes[np.argmax(pred.proba[positions], axis=1)]
+        metrics[head] = {k: v for k, v in head_metrics(y, pred).items() if k != "slices"}
+    return metrics, labels
+
+
+def _missing_inputs(champion: Any, frame: pd.DataFrame) -> list[str]:
+    present = {str(c) for c in frame.columns}
+    return [c for c in champion.input_columns if c not in present]
+
+
 def run_gate(
     *,
     model_name: str,
@@ -388,8 +616,14 @@ def run_gate(
     recall_margin: float = 0.05,
     by: str = "leadready train",
     client: Any | None = None,
+    set_name: str = "training holdout",
+    champion_inputs: Callable[[Any], pd.DataFrame] | None = None,
+    min_refuse: int = 0,
+    extra_sets: Sequence[GateSet] = (),
+    force: bool = False,
+    seed: int = 0,
 ) -> tuple[GateDecision, dict[str, Any]]:
-    """Evaluate challenger and champion on the same gate set, decide, move ``champion``.
+    """Compare challenger and champion on the same leads, decide, move ``champion``.
 
     Parameters
     ----------
@@ -407,92 +641,313 @@ def run_gate(
     challenger : LeadReadinessModel, optional
         The challenger in memory; loaded from the registry when omitted.
     challenger_metrics : dict, optional
-        The challenger's :func:`~training.evaluate.evaluate_heads` output on
-        exactly these rows, when already computed (it is not recomputed).
+        Ignored (kept for callers of earlier versions): the gate scores the
+        challenger itself, with the predictions its intervals need.
     f1_tolerance, recall_margin : float
         See :func:`gate`.
     by : str
         Recorded with the alias move.
     client : MlflowClient, optional
+    set_name : str
+        The name of the set ``X`` is (``training holdout``, ``rep-verified``).
+    champion_inputs : callable, optional
+        ``champion_inputs(champion) -> DataFrame``: the champion's own inputs for
+        the leads of ``X`` (see :class:`GateSet`).
+    min_refuse : int
+        See :class:`GateSet`.
+    extra_sets : sequence of GateSet
+        More sets the decision is made on (each can refuse).
+    force : bool
+        Promote over a champion of another task (recorded in the audit).
+    seed : int
+        Seed of the bootstrap.
 
     Returns
     -------
     (GateDecision, dict)
-        The decision and ``{"challenger": metrics, "champion": metrics or None}``.
+        The decision and ``{"challenger": metrics, "champion": metrics or None}``
+        on the first set.
     """
     from model.registry import load_model
+    from training.gate_stats import compare_head
 
     client = _client(client)
     challenger_version = str(challenger_version)
-    if challenger_metrics is None:
-        if challenger is None:
-            challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
-        challenger_metrics = evaluate_heads(challenger, X, y_stage, y_persona)
+    if challenger is None:
+        challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
+    sets = [GateSet(set_name, X, y_stage, y_persona, champion_inputs, min_refuse), *extra_sets]
     champion_version = current_version(model_name, CHAMPION, client=client)
-    champion_metrics: dict[str, Any] | None = None
-    if champion_version is None:
-        decision = gate(challenger_metrics, None)
-    elif champion_version == challenger_version:
-        decision = GateDecision(False, ["this version already is the champion"])
+    champion = None
+    reasons: list[str] = []
+    promote_it = True
+    forced = False
+    differences: list[str] = []
+    input_changes: dict[str, list[str]] = {}
+    if champion_version == challenger_version:
+        promote_it = False
+        reasons.append("this version already is the champion")
+        champion_version_for_scores = None
     else:
+        champion_version_for_scores = champion_version
+    if champion_version_for_scores is not None:
         champion, _ = load_model(f"models:/{model_name}/{champion_version}")
-        try:
-            champion_metrics = evaluate_heads(champion, X, y_stage, y_persona)
-        except (KeyError, ValueError) as exc:
-            decision = GateDecision(
-                False,
-                [
-                    f"the champion (version {champion_version}) cannot score this gate set "
-                    f"({exc}); compare by hand and use `leadready promote`"
-                ],
+        differences = champion.task.differences(challenger.task)
+        input_changes = champion.task.input_changes(challenger.task)
+        if differences and not force:
+            promote_it = False
+            reasons.append(
+                f"the challenger (version {challenger_version}) does another task than the "
+                f"champion (version {champion_version}) of {model_name!r}: "
+                + "; ".join(differences)
+                + ". Register it under its own name (--model-name NAME or "
+                "LEADREADY_MODEL_NAME=NAME), or replace the champion's task on purpose "
+                "with --force (recorded in the alias history)"
             )
-        else:
-            decision = gate(
-                challenger_metrics,
-                champion_metrics,
+        elif differences:
+            forced = True
+            reasons.append("forced over a task change (--force): " + "; ".join(differences))
+    elif champion_version is None:
+        reasons.append("no champion yet: the first version is promoted")
+
+    rendered_sets: list[dict[str, Any]] = []
+    first_metrics: dict[str, Any] = {"challenger": None, "champion": None}
+    comparable = champion is not None and not differences
+    for position, gate_set in enumerate(sets):
+        chall_metrics, chall_labels = _predict(challenger, gate_set.X, gate_set)
+        sizes = {h: int(m.get("n", 0)) for h, m in chall_metrics.items()}
+        entry: dict[str, Any] = {
+            "name": gate_set.name,
+            "sizes": sizes,
+            "min_refuse": gate_set.min_refuse,
+            "can_refuse": {h: n >= gate_set.min_refuse for h, n in sizes.items()},
+            "champion_scored": False,
+            "note": None,
+            "heads": [],
+        }
+        champ_metrics: dict[str, Any] | None = None
+        champ_labels: dict[str, Any] = {}
+        if comparable:
+            frame = (
+                gate_set.champion_inputs(champion)
+                if gate_set.champion_inputs is not None
+                else gate_set.X
+            )
+            missing = _missing_inputs(champion, frame) if frame is not None else ["(all)"]
+            if missing:
+                shown = ", ".join(repr(c) for c in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                entry["note"] = (
+                    f"the champion (version {champion_version}) needs input columns these "
+                    f"leads do not have ({shown}{more}): it cannot be scored on them, so no "
+                    "champion score is computed"
+                )
+                promote_it = False
+                reasons.append(
+                    f"{gate_set.name}: {entry['note']}; compare by hand (leadready evaluate) "
+                    f"and promote with `leadready promote {challenger_version}` if it is better"
+                )
+            else:
+                champ_frame = frame.reindex(gate_set.X.index)
+                champ_metrics, champ_labels = _predict(champion, champ_frame, gate_set)
+                entry["champion_scored"] = True
+        for head, pred in chall_labels.items():
+            truth = gate_set.labels(head).to_numpy(dtype=object)
+            comp = compare_head(head, truth, pred, champ_labels.get(head), seed=seed + position)
+            entry["heads"].append(comp.to_dict())
+        if champ_metrics is not None:
+            verdict = gate(
+                chall_metrics,
+                champ_metrics,
                 f1_tolerance=f1_tolerance,
                 recall_margin=recall_margin,
+                comparisons={c["head"]: c for c in entry["heads"]},
+                can_refuse=entry["can_refuse"],
+                set_name=gate_set.name,
             )
+            promote_it = promote_it and verdict.promote
+            reasons.extend(verdict.reasons)
+            small = [h for h, ok in entry["can_refuse"].items() if not ok]
+            if small:
+                entry["note"] = (
+                    f"fewer than {gate_set.min_refuse} labelled leads for {', '.join(small)}: "
+                    "reported, but these leads alone cannot refuse the challenger"
+                )
+        if position == 0:
+            first_metrics = {"challenger": chall_metrics, "champion": champ_metrics}
+        rendered_sets.append(entry)
+
     decision = GateDecision(
-        decision.promote, decision.reasons, challenger_version, champion_version
+        promote=promote_it,
+        reasons=reasons,
+        challenger_version=challenger_version,
+        champion_version=champion_version,
+        model_name=model_name,
+        sets=rendered_sets,
+        task_differences=differences,
+        input_changes=input_changes,
+        forced=forced,
+        at=_now(),
     )
     if decision.promote:
+        why = "passed the promotion gate" if not forced else "forced over a task change"
         promote(
             challenger_version,
             model_name=model_name,
             by=by,
-            why="passed the promotion gate: " + "; ".join(decision.reasons),
+            why=f"{why} (run {run_id})" if run_id else why,
             client=client,
+            gate=decision.summary(),
+            forced=forced,
         )
+    _tag_version(client, model_name, challenger_version, decision)
     if run_id is not None:
-        _log_gate(client, run_id, decision, challenger_metrics, champion_metrics)
-    return decision, {"challenger": challenger_metrics, "champion": champion_metrics}
+        _log_gate(client, run_id, decision, first_metrics["challenger"], first_metrics["champion"])
+    return decision, first_metrics
+
+
+#: Version tags: the gate's decision on a version, as one line and as JSON.
+GATE_SUMMARY_TAG = "leadready.gate"
+GATE_JSON_TAG = "leadready.gate.json"
+
+
+def _tag_version(client: Any, model_name: str, version: str, decision: GateDecision) -> None:
+    """Keep the decision on the version (the Models page and ``models history`` read it)."""
+    client.set_model_version_tag(model_name, version, GATE_SUMMARY_TAG, decision.summary()[:4900])
+    text = json.dumps(_compact(decision.to_dict()))
+    if len(text) <= 4900:
+        client.set_model_version_tag(model_name, version, GATE_JSON_TAG, text)
+
+
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    """The decision without its long reasons list (kept in the run's ``gate/decision.json``)."""
+    out = dict(data)
+    out["reasons"] = [r[:300] for r in data.get("reasons", [])[:12]]
+    return out
+
+
+def gate_decision_of(
+    model_name: str, version: str, *, client: Any | None = None
+) -> GateDecision | None:
+    """The gate's decision on a version, as kept in its tags (None when not gated)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(client)
+    try:
+        tags = client.get_model_version(model_name, str(version)).tags or {}
+    except MlflowException:
+        return None
+    text = tags.get(GATE_JSON_TAG)
+    if text:
+        try:
+            return GateDecision.from_dict(json.loads(text))
+        except (ValueError, TypeError):
+            pass
+    if tags.get(GATE_SUMMARY_TAG):
+        return GateDecision(
+            promote=tags[GATE_SUMMARY_TAG].startswith("promoted"),
+            reasons=[tags[GATE_SUMMARY_TAG]],
+            challenger_version=str(version),
+            model_name=model_name,
+        )
+    return None
 
 
 def _log_gate(
     client: Any,
     run_id: str,
     decision: GateDecision,
-    challenger_metrics: Mapping[str, Any],
+    challenger_metrics: Mapping[str, Any] | None,
     champion_metrics: Mapping[str, Any] | None,
 ) -> None:
     """Log the decision and both metric sets into the challenger's run."""
     import mlflow
 
+    from training.evaluate import metric_key
+
     metrics = {"gate_promote": 1.0 if decision.promote else 0.0}
     if decision.champion_version is not None:
         metrics["gate_champion_version"] = float(decision.champion_version)
-    metrics.update(flatten_metrics(challenger_metrics, prefix="gate_challenger_"))
+    if challenger_metrics:
+        metrics.update(flatten_metrics(challenger_metrics, prefix="gate_challenger_"))
     if champion_metrics:
         metrics.update(flatten_metrics(champion_metrics, prefix="gate_champion_"))
+    for gate_set in decision.sets:
+        prefix = metric_key("gate", gate_set["name"])
+        for head, n in gate_set.get("sizes", {}).items():
+            metrics[f"{prefix}_{head}_n"] = float(n)
+        for comp in gate_set.get("heads", []):
+            key = f"{prefix}_{comp['head']}"
+            for name in ("difference_interval", "challenger_interval", "champion_interval"):
+                interval = comp.get(name)
+                if interval:
+                    metrics[f"{key}_{name}_lo"] = float(interval[0])
+                    metrics[f"{key}_{name}_hi"] = float(interval[1])
+            if comp.get("difference") is not None:
+                metrics[f"{key}_difference"] = float(comp["difference"])
     mlflow.log_metrics(metrics, run_id=run_id)
     client.set_tag(run_id, "gate.decision", "promoted" if decision.promote else "refused")
+    client.set_tag(run_id, "leadready.gate_set", " + ".join(s["name"] for s in decision.sets))
+    client.set_tag(run_id, "leadready.gate_summary", decision.summary()[:4900])
     mlflow.log_dict(
         {
             "decision": decision.to_dict(),
+            "lines": decision.set_lines(),
             "challenger": challenger_metrics,
             "champion": champion_metrics,
         },
         "gate/decision.json",
         run_id=run_id,
     )
+
+
+def inputs_from_table(
+    *,
+    leads_path: Any,
+    fallback: pd.DataFrame,
+    events_path: Any | None = None,
+    id_col: str = "lead_id",
+    stage_col: str | None = None,
+    persona_col: str | None = None,
+    as_of: Any | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> Callable[[Any], pd.DataFrame]:
+    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table.
+
+    When the champion reads only columns the challenger's rows already have,
+    those rows are used as they are. Otherwise the lead table is read again
+    with nothing excluded and the champion's feature settings, and the gate
+    leads' rows are taken from it (leads not in the table, such as leads added
+    by reps' corrections, keep their rows from ``fallback``); a column still
+    missing then is reported by the gate, which scores no champion on them.
+    """
+
+    def build(champion: Any) -> pd.DataFrame:
+        if not _missing_inputs(champion, fallback):
+            return fallback
+        from model.features import FeatureConfig
+        from training.dataset import load_training_table
+
+        try:
+            full = load_training_table(
+                leads_path,
+                events_path=events_path,
+                id_col=id_col,
+                stage_col=stage_col,
+                persona_col=persona_col,
+                exclude=(),
+                as_of=as_of,
+                slice_cols=(),
+                feature_config=champion.feature_config or FeatureConfig(),
+                max_rows=max_rows,
+                seed=seed,
+            )
+        except (ValueError, OSError):
+            return fallback
+        found = fallback.index.isin(full.X.index)
+        parts = [full.X.loc[fallback.index[found]]]
+        if not found.all():
+            parts.append(fallback.loc[~found].reindex(columns=full.X.columns))
+        return pd.concat(parts).reindex(fallback.index)
+
+    return build

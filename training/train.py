@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +36,7 @@ import numpy as np
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
 from training.noise import LabelNoiseResult, clean_labels
-from training.promote import CHALLENGER, GateDecision, move_alias, run_gate
+from training.promote import CHALLENGER, GateDecision, inputs_from_table, move_alias, run_gate
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -113,7 +113,9 @@ class TrainConfig:
     actor : str
         Recorded with alias moves.
     run_name : str, optional
-        MLflow run name.
+        MLflow run name (default ``train <table> <UTC date>``).
+    force : bool
+        Let the gate promote over a champion of another task (recorded).
     compile : bool
         Also compile each head's trees to native code (lleaves) and log them
         beside the model (``model.pyfunc.log_model(compile_rows=...)``), checked
@@ -153,6 +155,7 @@ class TrainConfig:
     actor: str = "leadready train"
     run_name: str | None = None
     compile: bool = True
+    force: bool = False
 
     def params(self) -> dict[str, Any]:
         """The settings as MLflow parameters (text values, None as empty)."""
@@ -418,7 +421,7 @@ def train_on(
     import mlflow
 
     from model.pyfunc import log_model
-    from model.registry import EXPERIMENT_NAME, configure
+    from model.registry import EXPERIMENT_NAME, configure, tag_task
 
     steps = _steps if _steps is not None else _Steps(console)
     mask = holdout_mask(training_set.ids, config.holdout_share)
@@ -482,7 +485,8 @@ def train_on(
         experiment_id = configure(config.tracking_uri, config.artifact_root)
         if experiment_id is None:
             mlflow.set_experiment(EXPERIMENT_NAME)
-        with _tracked_run(config.run_name) as run:
+        run_name = config.run_name or f"train {training_set.name} {datetime.now(UTC):%Y-%m-%d}"
+        with _tracked_run(run_name) as run:
             run_id = run.info.run_id
             params = config.params()
             params.update(
@@ -524,6 +528,7 @@ def train_on(
                 compile_rows=_compile_rows(train_set.X) if config.compile else None,
             )
             version = str(info.registered_model_version)
+        tag_task(config.model_name, version, lead_model.task)
         move_alias(
             config.model_name,
             CHALLENGER,
@@ -547,6 +552,19 @@ def train_on(
                 f1_tolerance=config.f1_tolerance,
                 recall_margin=config.recall_margin,
                 by=config.actor,
+                champion_inputs=inputs_from_table(
+                    leads_path=config.leads_path,
+                    fallback=holdout.X,
+                    events_path=config.events_path,
+                    id_col=training_set.id_col,
+                    stage_col=training_set.stage_col,
+                    persona_col=training_set.persona_col,
+                    as_of=training_set.as_of,
+                    max_rows=config.max_rows,
+                    seed=config.seed,
+                ),
+                force=config.force,
+                seed=config.seed,
             )
     mlflow.log_metrics({f"time_{k}": v for k, v in steps.timings.items()}, run_id=run_id)
     return TrainResult(
