@@ -83,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WRITER_FLUSH_SECONDS=0.5,
         WRITER_BATCH_SIZE=500,
         PROXY_HOPS=0,
+        ALLOW_TASK_CHANGE=False,
     )
     app.config.from_prefixed_env("LEADREADY")
     if config:
@@ -202,6 +203,10 @@ def init_model(app: Flask, settings: Settings, met: Metrics) -> ModelHolder:
         resolver=resolver,
         poll_seconds=float(cfg["MODEL_POLL_SECONDS"]),
         name=settings.model_name,
+        allow_task_change=bool(cfg["ALLOW_TASK_CHANGE"]),
+    )
+    holder.on_task_refusal(
+        lambda version, _: met.model_task_refusals.labels(holder.name, version).inc()
     )
     holder.on_swap(
         lambda new, old: met.set_model(new.name, new.version, old.version if old else None)

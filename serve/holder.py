@@ -64,6 +64,17 @@ class ModelUri:
         return f"models:/{self.name}/{version}"
 
 
+def _task_differences(current: Any, new: Any) -> list[str]:
+    """What makes ``new`` another task than ``current`` (empty when either has no task)."""
+    old_task, new_task = getattr(current, "task", None), getattr(new, "task", None)
+    if old_task is None or new_task is None:
+        return []
+    try:
+        return list(old_task.differences(new_task))
+    except AttributeError:
+        return []
+
+
 def parse_model_uri(uri: str) -> ModelUri:
     """``models:/lead-readiness@champion`` → name ``lead-readiness``, alias ``champion``."""
     match = _REGISTRY_URI.match(uri.strip())
@@ -114,6 +125,11 @@ class ModelHolder:
         How often the alias is checked.
     name
         Model name shown when the URI carries none.
+    allow_task_change
+        Swap in a version whose task (labels, sales-ready stages, input kinds;
+        ``LeadReadinessModel.task``) differs from the served one. Off by
+        default: such a version is loaded, refused, logged and counted, and
+        the served model stays until the setting is turned on.
     """
 
     #: Longest wait before retrying a version that failed to load.
@@ -127,8 +143,13 @@ class ModelHolder:
         resolver: Resolver,
         poll_seconds: float = 10.0,
         name: str | None = None,
+        allow_task_change: bool = False,
     ) -> None:
         self.uri = parse_model_uri(uri)
+        self.allow_task_change = bool(allow_task_change)
+        #: ``(version, differences)`` of the last version refused for doing another task.
+        self.refused_task: tuple[str, list[str]] | None = None
+        self._refusal_listeners: list[Callable[[str, list[str]], None]] = []
         self.loader = loader
         self.resolver = resolver
         self.poll_seconds = max(0.05, float(poll_seconds))
@@ -169,6 +190,10 @@ class ModelHolder:
     def on_swap(self, listener: Callable[[LoadedModel, LoadedModel | None], None]) -> None:
         """Call ``listener(new, previous)`` after every swap (metrics, logs)."""
         self._listeners.append(listener)
+
+    def on_task_refusal(self, listener: Callable[[str, list[str]], None]) -> None:
+        """Call ``listener(version, differences)`` when a version of another task is refused."""
+        self._refusal_listeners.append(listener)
 
     def on_failure(self, listener: Callable[[BaseException], None]) -> None:
         """Call ``listener(exc)`` after every failed look-up or load."""
@@ -259,6 +284,11 @@ class ModelHolder:
         except Exception as exc:
             self._record_failure(exc, version)
             raise
+        if current is not None and not self.allow_task_change:
+            differences = _task_differences(current.model, loaded.model)
+            if differences:
+                self._refuse_task(loaded.version, differences, current)
+                return False
         self._current = loaded  # the swap: one reference assignment
         self.last_error = None
         self._failed.pop(loaded.version, None)
@@ -277,6 +307,30 @@ class ModelHolder:
             except Exception:
                 _log.exception("model swap listener failed")
         return True
+
+    def _refuse_task(self, version: str, differences: list[str], current: LoadedModel) -> None:
+        """Keep serving ``current``: the new version does another task."""
+        first_time = self.refused_task is None or self.refused_task[0] != version
+        self.refused_task = (version, differences)
+        count = self._failed.get(version, (0, 0.0))[0] + 1
+        delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** (count - 1))
+        self._failed[version] = (count, time.monotonic() + delay)
+        if first_time:
+            _log.error(
+                "model %s version %s does another task than the served version %s (%s): not "
+                "swapped in; still serving version %s. Register it under its own name, or set "
+                "LEADREADY_ALLOW_TASK_CHANGE=true to serve it",
+                self.name,
+                version,
+                current.version,
+                "; ".join(differences),
+                current.version,
+            )
+            for listener in self._refusal_listeners:
+                try:
+                    listener(version, differences)
+                except Exception:
+                    _log.exception("model task refusal listener failed")
 
     def _backing_off(self, version: str) -> bool:
         failed = self._failed.get(version)

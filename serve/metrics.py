@@ -175,6 +175,12 @@ class Metrics:
             ["name"],
             registry=reg,
         )
+        self.model_task_refusals = Counter(
+            "leadready_model_task_refusals",
+            "Versions not swapped in because they do another task than the served model.",
+            ["name", "version"],
+            registry=reg,
+        )
         self.auth_failures = Counter(
             "leadready_auth_failures",
             "Rejected API requests, per reason (missing, invalid, revoked, forbidden).",

@@ -155,7 +155,13 @@ class RetrainConfig:
     actor : str
         Recorded with alias moves and as the run's actor.
     run_name : str, optional
-        MLflow run name (default ``retrain-<n> corrections``).
+        MLflow run name (default ``retrain <n> corrections``).
+    min_refuse_leads : int, default 100
+        Fewest rep-verified gate leads of a head before they alone can refuse
+        a challenger: below it their comparison is reported (with its wide
+        interval) and the training holdout, compared too, decides.
+    force : bool
+        Let the gate promote over a champion of another task (recorded).
     """
 
     tracking_uri: str
@@ -176,6 +182,8 @@ class RetrainConfig:
     seed: int | None = None
     actor: str = "leadready retrain"
     run_name: str | None = None
+    min_refuse_leads: int = 100
+    force: bool = False
 
     def __post_init__(self) -> None:
         if not self.correction_weight > 0:
@@ -822,7 +830,7 @@ def retrain(
     )
     summary = retrain_set.summary
     if base_config.run_name is None:
-        base_config = replace(base_config, run_name=f"retrain-{summary.n_used}-corrections")
+        base_config = replace(base_config, run_name=f"retrain {summary.n_used} corrections")
 
     report(f"training the challenger ({summary.n_training:,} corrected leads in training)", 0.35)
     trained = train_on(
@@ -847,33 +855,66 @@ def retrain(
     gate_metrics: dict[str, Any] = {}
     gate_set = "none"
     if config.gate:
+        holdout = retrain_set.training.subset(
+            holdout_mask(retrain_set.training.ids, base_config.holdout_share)
+        )
+        from training.promote import GateSet, inputs_from_table
+
+        def table_inputs(fallback: pd.DataFrame) -> Any:
+            return inputs_from_table(
+                leads_path=base_config.leads_path,
+                fallback=fallback,
+                events_path=base_config.events_path,
+                id_col=base_config.id_col,
+                stage_col=base_config.stage_col,
+                persona_col=base_config.persona_col,
+                as_of=base.as_of,
+                seed=base_config.seed,
+            )
+
+        holdout_set = GateSet(
+            "training holdout",
+            holdout.X,
+            holdout.y_stage,
+            holdout.y_persona,
+            table_inputs(holdout.X),
+        )
         if retrain_set.gate is not None:
+            # The reps' labels decide first; below min_refuse_leads per head they are
+            # reported but cannot refuse alone, and the training holdout is compared too.
             gate_set = "rep-verified"
-            X, y_stage, y_persona = (
+            first = GateSet(
+                "rep-verified",
                 retrain_set.gate.X,
                 retrain_set.gate.y_stage,
                 retrain_set.gate.y_persona,
+                table_inputs(retrain_set.gate.X),
+                config.min_refuse_leads,
             )
+            extra = [holdout_set]
         else:
             gate_set = "training holdout"
-            holdout = retrain_set.training.subset(
-                holdout_mask(retrain_set.training.ids, base_config.holdout_share)
-            )
-            X, y_stage, y_persona = holdout.X, holdout.y_stage, holdout.y_persona
-        report(f"running the promotion gate on the {gate_set} set ({len(X):,} leads)", 0.85)
+            first, extra = holdout_set, []
+        n_leads = len(first.X) + sum(len(e.X) for e in extra)
+        report(f"running the promotion gate on the {gate_set} set ({n_leads:,} leads)", 0.85)
         decision, gate_metrics = run_gate(
             model_name=config.model_name,
             challenger_version=trained.version,
-            X=X,
-            y_stage=y_stage,
-            y_persona=y_persona,
+            X=first.X,
+            y_stage=first.y_stage,
+            y_persona=first.y_persona,
             run_id=trained.run_id,
             f1_tolerance=base_config.f1_tolerance,
             recall_margin=base_config.recall_margin,
             by=config.actor,
             client=client,
+            set_name=first.name,
+            champion_inputs=first.champion_inputs,
+            min_refuse=first.min_refuse,
+            extra_sets=extra,
+            force=config.force,
+            seed=base_config.seed,
         )
-        client.set_tag(trained.run_id, "leadready.gate_set", gate_set)
     verdict = "not gated" if decision is None else ("promoted" if decision.promote else "refused")
     report(f"done: version {trained.version} {verdict}", 1.0)
     return RetrainResult(

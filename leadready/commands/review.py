@@ -178,6 +178,18 @@ def _retrain_table(result: RetrainResult) -> Table:
 )
 @click.option("--seed", type=int, default=None, help="Classifier seed [default: the champion's].")
 @click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
+@click.option(
+    "--min-refuse-leads",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Fewest rep-verified gate leads of a head before they alone can refuse a challenger.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Let the gate promote over a champion of another task (recorded in the alias history).",
+)
 def retrain(
     leads_path: Path | None,
     events_path: Path | None,
@@ -190,6 +202,8 @@ def retrain(
     min_gate_leads: int,
     seed: int | None,
     gate: bool,
+    min_refuse_leads: int,
+    force: bool,
 ) -> None:
     """Retrain with reps' corrections and run the promotion gate.
 
@@ -221,6 +235,8 @@ def retrain(
             gate=gate,
             seed=seed,
             actor=f"{_actor()} (leadready retrain)",
+            min_refuse_leads=min_refuse_leads,
+            force=force,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -247,8 +263,9 @@ def retrain(
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(_retrain_table(result))
     if result.gate is not None:
-        for reason in result.gate.reasons:
-            console.print(f"  gate: {escape(reason)}")
+        from leadready.commands.gate_text import print_decision
+
+        print_decision(console, result.gate)
     console.print(
         f"run [bold]{result.run_id}[/bold], model [bold]{result.model_uri}[/bold] "
         "(alias challenger); corrections logged under corrections/ in the run"

@@ -186,6 +186,17 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     "down-weight them [default: TrainConfig.label_noise].",
 )
 @click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
+@click.option(
+    "--model-name",
+    default=None,
+    help="Registered model name [default: LEADREADY_MODEL_NAME or lead-readiness]; "
+    "a model of another task (other labels) needs its own name.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Let the gate promote over a champion of another task (recorded in the alias history).",
+)
 def train(
     leads_path: Path,
     events_path: Path | None,
@@ -204,6 +215,8 @@ def train(
     as_of: str | None,
     label_noise: str | None,
     gate: bool,
+    model_name: str | None,
+    force: bool,
 ) -> None:
     """Train on a lead table, log to MLflow, register a challenger and run the gate.
 
@@ -218,6 +231,10 @@ def train(
     if stage_col is None and persona_col is None:
         raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
     settings = _settings()
+    if model_name:
+        from dataclasses import replace
+
+        settings = replace(settings, model_name=model_name)
     config = TrainConfig(
         leads_path=leads_path,
         events_path=events_path,
@@ -238,6 +255,7 @@ def train(
         sales_ready=_split(sales_ready) or None,
         model_name=settings.model_name,
         gate=gate,
+        force=force,
         actor=f"{_actor()} (leadready train)",
         **({} if label_noise is None else {"label_noise": label_noise}),
     )
@@ -261,12 +279,9 @@ def train(
     if result.gate is None:
         console.print("gate: not run (--no-gate); promote by hand with `leadready promote VERSION`")
     else:
-        verdict = (
-            "[green]promoted to champion[/green]" if result.gate.promote else "[red]refused[/red]"
-        )
-        console.print(f"gate: {verdict}")
-        for reason in result.gate.reasons:
-            console.print(f"  • {reason}")
+        from leadready.commands.gate_text import print_decision
+
+        print_decision(console, result.gate)
 
 
 @click.command("evaluate")
