@@ -107,7 +107,7 @@ CORRECTION_KINDS: Final[tuple[str, ...]] = ("reclassify", "confirm", "undo")
 #: Where a correction came from.
 CORRECTION_SOURCES: Final[tuple[str, ...]] = ("ui", "api", "import")
 #: Where a prediction was made.
-PREDICTION_SOURCES: Final[tuple[str, ...]] = ("api", "batch", "invocations")
+PREDICTION_SOURCES: Final[tuple[str, ...]] = ("api", "batch", "invocations", "rescore")
 #: Roles of review UI users.
 USER_ROLES: Final[tuple[str, ...]] = ("rep", "analyst", "admin")
 #: Roles of API keys.

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +59,18 @@ from serve.metrics import Metrics, multiprocess_dir
 from serve.state import EXTENSION, ServeState, get_state
 from serve.writer import EventDeduper, LeadDeduper, PredictionWriter
 
-__all__ = ["create_app", "init_model", "init_store", "init_writer", "registry_source"]
+__all__ = [
+    "RESCORE_EXTENSION",
+    "create_app",
+    "init_model",
+    "init_rescore",
+    "init_store",
+    "init_writer",
+    "registry_source",
+]
+
+#: ``app.extensions`` key of the background re-scorer (``serve.rescore.Rescorer``).
+RESCORE_EXTENSION = "leadready_rescore"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -84,6 +96,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WRITER_BATCH_SIZE=500,
         PROXY_HOPS=0,
         ALLOW_TASK_CHANGE=False,
+        RESCORE_ON_SWAP=True,
+        RESCORE_BATCH_SIZE=1000,
+        RESCORE_SETTLE_SECONDS=None,
     )
     app.config.from_prefixed_env("LEADREADY")
     if config:
@@ -116,6 +131,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings=settings, store=store, holder=holder, metrics=met, auth=auth
     )
     init_writer(app)
+    init_rescore(app, store, holder)
 
     errors.init_app(app)
     metrics_mod.init_app(app, met)
@@ -213,6 +229,30 @@ def init_model(app: Flask, settings: Settings, met: Metrics) -> ModelHolder:
     )
     holder.on_failure(lambda exc: met.model_load_failures.labels(holder.name).inc())
     return holder
+
+
+def init_rescore(app: Flask, store: Any, holder: ModelHolder) -> None:
+    """Re-score stored leads in the background after each swap to a new champion.
+
+    Only a holder that follows an alias triggers it (a process pinned to one
+    version must not rewrite every lead's prediction). See ``serve.rescore``.
+    """
+    from serve.rescore import Rescorer
+
+    cfg = app.config
+    home = cfg.get("LEADREADY_HOME")
+    settle = cfg["RESCORE_SETTLE_SECONDS"]
+    rescorer = Rescorer(
+        store,
+        folder=Path(home) / "jobs" if home else None,
+        batch_size=int(cfg["RESCORE_BATCH_SIZE"]),
+        settle_seconds=2 * float(cfg["MODEL_POLL_SECONDS"]) if settle is None else float(settle),
+    )
+    app.extensions[RESCORE_EXTENSION] = rescorer
+    if cfg["RESCORE_ON_SWAP"] and holder.follows_alias:
+        holder.on_swap(
+            lambda new, old: rescorer.request(new.model, model_name=new.name, version=new.version)
+        )
 
 
 def init_writer(app: Flask) -> None:

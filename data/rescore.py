@@ -1,0 +1,174 @@
+"""Re-scoring bookkeeping: which stored leads still show another model version.
+
+After a promotion or a rollback every stored lead must move to the new
+champion (the queue, the lead pages, the dashboard and ``GET /v1/leads/...``
+read the newest prediction of each lead). The work list is the data itself:
+``lead_queue`` holds one row per scored lead with the model version of its
+newest prediction, so *the leads whose row shows another version than the
+target* are exactly what is left to do. Nothing else is recorded, so the work
+resumes after any restart where it stopped, and several runners cannot
+disagree about it.
+
+* :func:`version_counts` — stored leads per model version (the progress the
+  Models page shows);
+* :func:`stale_leads` — the next batch of leads not on the target version,
+  in lead-id order after a cursor (one forward walk of the primary key);
+* :func:`snapshots` — the feature snapshot of each lead's newest prediction,
+  which is what the new version scores;
+* :class:`RescoreLock` — one runner per database at a time: a PostgreSQL
+  advisory lock (every host), or an ``flock`` on a file next to a SQLite
+  database (every process of the host that holds the file).
+
+The scoring itself (model layer) and the background thread (serving process)
+live in ``serve.rescore``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from data.store import PredictionRow, QueueRow
+
+if TYPE_CHECKING:
+    from data.store import Store
+
+__all__ = ["RescoreLock", "VersionCounts", "snapshots", "stale_leads", "version_counts"]
+
+_QUEUE = QueueRow.__table__
+_PREDICTIONS = PredictionRow.__table__
+
+
+@dataclass(frozen=True)
+class VersionCounts:
+    """Stored (scored) leads per model version of their newest prediction."""
+
+    by_version: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_version.values())
+
+    def on(self, version: str) -> int:
+        """Leads whose newest prediction comes from ``version``."""
+        return self.by_version.get(str(version), 0)
+
+    def share(self, version: str) -> float:
+        """Share of stored leads on ``version`` (1.0 when there are none)."""
+        return 1.0 if self.total == 0 else self.on(version) / self.total
+
+
+def version_counts(store: Store) -> VersionCounts:
+    """Stored leads per model version (one ``GROUP BY`` over the queue table)."""
+    stmt = sa.select(_QUEUE.c.model_version, sa.func.count()).group_by(_QUEUE.c.model_version)
+    with store.engine.connect() as conn:
+        return VersionCounts({str(v): int(n) for v, n in conn.execute(stmt)})
+
+
+def stale_leads(store: Store, version: str, *, after: str | None, limit: int) -> list[str]:
+    """Up to ``limit`` lead ids after ``after`` whose newest prediction is not from ``version``."""
+    stmt = (
+        sa.select(_QUEUE.c.lead_id)
+        .where(_QUEUE.c.model_version != str(version))
+        .order_by(_QUEUE.c.lead_id)
+        .limit(int(limit))
+    )
+    if after is not None:
+        stmt = stmt.where(_QUEUE.c.lead_id > after)
+    with store.engine.connect() as conn:
+        return [str(r) for r in conn.execute(stmt).scalars()]
+
+
+def snapshots(store: Store, lead_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Lead id → the feature snapshot of its newest prediction (leads without one are absent)."""
+    if not lead_ids:
+        return {}
+    newest = (
+        sa.select(_QUEUE.c.lead_id, _QUEUE.c.prediction_id)
+        .where(_QUEUE.c.lead_id.in_(list(lead_ids)))
+        .subquery()
+    )
+    stmt = sa.select(_PREDICTIONS.c.lead_id, _PREDICTIONS.c.features).join(
+        newest, _PREDICTIONS.c.id == newest.c.prediction_id
+    )
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for lead_id, features in conn.execute(stmt):
+            if isinstance(features, dict):
+                out[str(lead_id)] = features
+    return out
+
+
+class RescoreLock:
+    """One re-scoring runner per database at a time.
+
+    Parameters
+    ----------
+    store : Store
+    folder : path, optional
+        Where the lock file of a SQLite database lives (default: next to the
+        database file; an in-memory database takes no lock).
+    """
+
+    def __init__(self, store: Store, folder: Path | str | None = None) -> None:
+        self.store = store
+        self._folder = Path(folder) if folder is not None else None
+        self._conn: Any = None
+        self._handle: Any = None
+
+    def _key(self) -> int:
+        digest = hashlib.sha1(b"leadready.rescore").digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def _path(self) -> Path | None:
+        if self._folder is not None:
+            return self._folder / "rescore.lock"
+        database = self.store.engine.url.database
+        if not database or database == ":memory:":
+            return None
+        return Path(database).with_suffix(".rescore.lock")
+
+    def acquire(self, *, blocking: bool = False) -> bool:
+        """Take the lock; False when another runner holds it (and not ``blocking``)."""
+        if self.store.dialect == "postgresql":
+            conn = self.store.engine.connect()
+            fn = "pg_advisory_lock" if blocking else "pg_try_advisory_lock"
+            got = conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": self._key()}).scalar()
+            if blocking or got:
+                conn.commit()
+                self._conn = conn
+                return True
+            conn.close()
+            return False
+        path = self._path()
+        if path is None:
+            return True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (idempotent)."""
+        if self._conn is not None:
+            try:
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key()})
+                self._conn.commit()
+            finally:
+                self._conn.close()
+                self._conn = None
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None

@@ -1,0 +1,325 @@
+"""Re-score stored leads with the served champion after a promotion or a rollback.
+
+The queue, the lead pages, the dashboard and ``GET /v1/leads/...`` show each
+lead's newest prediction; without this they would keep showing the version
+that scored the lead last. :func:`rescore_to` walks the stored leads whose
+newest prediction comes from another version (``data.rescore.stale_leads``)
+in bounded batches, scores each one's stored feature snapshot with the new
+model (reasons included, exactly as the API scores) and records the results
+as new predictions (source ``rescore``) — the old ones stay, as every
+prediction does. Until a lead's turn comes its queue row keeps showing the
+version it comes from.
+
+:class:`Rescorer` runs that in a background thread of a serving process: the
+model holder calls it after every swap to a new version of the followed
+alias, and once at start-up (so an interrupted run resumes). One runner per
+database works at a time (``data.rescore.RescoreLock``); the others wait on
+the lock and, when it frees (the runner finished or died), look again and find
+nothing or the rest. After a pass it waits ``settle_seconds`` (other workers
+may still have served the old version meanwhile) and makes one more pass.
+Progress is readable by every worker (a small JSON status file in the home and
+the version counts of the stored leads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from data.rescore import RescoreLock, snapshots, stale_leads, version_counts
+
+__all__ = ["RescoreResult", "Rescorer", "rescore_to"]
+
+_log = logging.getLogger(__name__)
+
+#: Leads per batch: one read, one ``predict_records`` call and one write transaction.
+BATCH_SIZE = 1000
+
+
+@dataclass
+class RescoreResult:
+    """What one pass did."""
+
+    model_name: str
+    version: str
+    rescored: int = 0
+    without_snapshot: int = 0
+    missing_inputs: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    stopped: bool = False
+
+
+def rescore_to(
+    store: Any,
+    model: Any,
+    *,
+    model_name: str,
+    version: str,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[RescoreResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RescoreResult:
+    """Score every stored lead not on ``version`` with ``model`` (one pass, in batches).
+
+    Parameters
+    ----------
+    store : data.store.Store
+    model : LeadReadinessModel
+        The model of ``version``.
+    model_name, version : str
+        Recorded with each new prediction.
+    batch_size : int
+        Leads per batch (bounds memory and the length of each write transaction).
+    progress : callable, optional
+        Called with the running result after each batch.
+    should_stop : callable, optional
+        Checked between batches; True ends the pass early (``stopped``).
+
+    Returns
+    -------
+    RescoreResult
+        Leads re-scored, leads skipped for lack of a feature snapshot, and how
+        many leads lacked each input column of the model (scored as missing).
+    """
+    from serve.scoring import Prepared, prediction_rows, score
+
+    result = RescoreResult(model_name=model_name, version=str(version))
+    started, cpu0 = time.perf_counter(), time.process_time()
+    missing: Counter[str] = Counter()
+    inputs = list(model.input_columns)
+    cursor: str | None = None
+    while True:
+        if should_stop is not None and should_stop():
+            result.stopped = True
+            break
+        ids = stale_leads(store, version, after=cursor, limit=batch_size)
+        if not ids:
+            break
+        cursor = ids[-1]
+        snaps = snapshots(store, ids)
+        prepared = [
+            Prepared(index=i, lead_id=lead_id, features=snaps[lead_id])
+            for i, lead_id in enumerate(ids)
+            if lead_id in snaps
+        ]
+        result.without_snapshot += len(ids) - len(prepared)
+        for p in prepared:
+            if len(p.features) < len(inputs) or any(c not in p.features for c in inputs):
+                missing.update(c for c in inputs if c not in p.features)
+        if prepared:
+            rows = prediction_rows(
+                prepared,
+                score(prepared, model),
+                model_name=model_name,
+                model_version=str(version),
+                source="rescore",
+            )
+            store.record_predictions(rows)
+            result.rescored += len(rows)
+        result.missing_inputs = dict(missing)
+        result.seconds = time.perf_counter() - started
+        result.cpu_seconds = time.process_time() - cpu0
+        if progress is not None:
+            progress(result)
+    result.missing_inputs = dict(missing)
+    result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu0
+    return result
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Rescorer:
+    """Background re-scoring in a serving process (see the module notes).
+
+    Parameters
+    ----------
+    store : data.store.Store
+    folder : path, optional
+        Where the status file (and a SQLite database's lock file) live; None
+        keeps the status in memory.
+    batch_size : int
+    settle_seconds : float
+        Wait before the second pass (about twice the holder's poll interval).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        folder: Path | str | None = None,
+        batch_size: int = BATCH_SIZE,
+        settle_seconds: float = 20.0,
+    ) -> None:
+        self.store = store
+        self.folder = Path(folder) if folder is not None else None
+        self.batch_size = int(batch_size)
+        self.settle_seconds = float(settle_seconds)
+        self._target: tuple[Any, str, str] | None = None
+        self._changed = threading.Event()
+        self._stop = threading.Event()
+        self._mutex = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._memory: dict[str, Any] = {"state": "idle"}
+        #: Set after each finished pass (tests and benchmarks wait on it).
+        self.finished = threading.Event()
+
+    # ------------------------------------------------------------- status
+
+    @property
+    def _status_path(self) -> Path | None:
+        return None if self.folder is None else self.folder / "rescore-status.json"
+
+    def _write(self, **status: Any) -> None:
+        with self._mutex:
+            self._memory = {**self._memory, **status, "updated_at": _now()}
+            data = dict(self._memory)
+        path = self._status_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+
+    def status(self) -> dict[str, Any]:
+        """The last status any worker wrote: state, target version, counts, errors."""
+        path = self._status_path
+        if path is not None:
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                pass
+        with self._mutex:
+            return dict(self._memory)
+
+    # ------------------------------------------------------------ running
+
+    def request(self, model: Any, *, model_name: str, version: str) -> None:
+        """Bring every stored lead to ``version`` (scored by ``model``) in the background."""
+        with self._mutex:
+            self._target = (model, model_name, str(version))
+        self.finished.clear()
+        self._changed.set()
+        self._ensure_thread()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop after the current batch."""
+        self._stop.set()
+        self._changed.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        with self._mutex:
+            if self._pid == pid and self._thread is not None and self._thread.is_alive():
+                return
+            self._pid = pid
+            self._thread = threading.Thread(target=self._run, name="leadready-rescore", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._changed.wait()
+            if self._stop.is_set():
+                return
+            self._changed.clear()
+            with self._mutex:
+                target = self._target
+            if target is None:
+                continue
+            try:
+                self._work(*target)
+            except Exception as exc:  # keep serving; say what failed
+                _log.exception("re-scoring stored leads failed")
+                self._write(state="failed", error=f"{type(exc).__name__}: {exc}")
+                self.finished.set()
+
+    def _work(self, model: Any, model_name: str, version: str) -> None:
+        lock = RescoreLock(self.store, self.folder)
+        if not lock.acquire(blocking=False):
+            self._write(state="waiting", version=version, note="another worker is re-scoring")
+            lock.acquire(blocking=True)  # the runner finished or died: look again
+        try:
+            for attempt in range(2):
+                if self._changed.is_set() or self._stop.is_set():
+                    return  # a newer target arrived: the loop takes it
+                counts = version_counts(self.store)
+                if counts.total == counts.on(version):
+                    break
+                self._write(
+                    state="running",
+                    model_name=model_name,
+                    version=version,
+                    total=counts.total,
+                    done=counts.on(version),
+                    started_at=_now(),
+                    finished_at=None,
+                    error=None,
+                    pid=os.getpid(),
+                )
+                result = rescore_to(
+                    self.store,
+                    model,
+                    model_name=model_name,
+                    version=version,
+                    batch_size=self.batch_size,
+                    progress=lambda r: self._write(
+                        rescored=r.rescored,
+                        done=counts.on(version) + r.rescored,
+                        seconds=round(r.seconds, 1),
+                        missing_inputs=r.missing_inputs,
+                        without_snapshot=r.without_snapshot,
+                    ),
+                    should_stop=lambda: self._changed.is_set() or self._stop.is_set(),
+                )
+                _log.info(
+                    "re-scored %d stored leads with %s version %s in %.1f s (%.1f s CPU)",
+                    result.rescored,
+                    model_name,
+                    version,
+                    result.seconds,
+                    result.cpu_seconds,
+                )
+                if result.stopped or attempt == 1:
+                    break
+                # Workers that had not swapped yet may have scored with the old version.
+                if self._stop.wait(self.settle_seconds) or self._changed.is_set():
+                    return
+            counts = version_counts(self.store)
+            self._write(
+                state="done",
+                model_name=model_name,
+                version=version,
+                total=counts.total,
+                done=counts.on(version),
+                finished_at=_now(),
+            )
+            self.finished.set()
+        finally:
+            lock.release()
+
+
+def status_record(status: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of a status (for the API and the Models page)."""
+    return json.loads(json.dumps(status, default=str))
+
+
+def as_dict(result: RescoreResult) -> dict[str, Any]:
+    """A JSON-ready copy of a result."""
+    return asdict(result)
