@@ -273,15 +273,16 @@ class Rescorer:
                     error=None,
                     pid=os.getpid(),
                 )
+                before = counts.on(version)
                 result = rescore_to(
                     self.store,
                     model,
                     model_name=model_name,
                     version=version,
                     batch_size=self.batch_size,
-                    progress=lambda r: self._write(
+                    progress=lambda r, before=before: self._write(
                         rescored=r.rescored,
-                        done=counts.on(version) + r.rescored,
+                        done=before + r.rescored,
                         seconds=round(r.seconds, 1),
                         missing_inputs=r.missing_inputs,
                         without_snapshot=r.without_snapshot,

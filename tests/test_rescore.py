@@ -29,7 +29,9 @@ def scored_store(db_url, tiny_registry, models):
     features = tiny_registry.features.head(240)
     prepared = [
         Prepared(index=i, lead_id=str(lead_id), features=row)
-        for i, (lead_id, row) in enumerate(zip(features.index, features.to_dict("records")))
+        for i, (lead_id, row) in enumerate(
+            zip(features.index, features.to_dict("records"), strict=True)
+        )
     ]
     store.record_predictions(
         prediction_rows(
@@ -55,7 +57,7 @@ def test_every_stored_lead_moves_to_the_new_version_with_its_scores(
     assert result.rescored == 240 and result.without_snapshot == 0
     assert version_counts(store).by_version == {version: 240}
     latest = store.latest_predictions()
-    expected = {p.lead_id: r for p, r in zip(prepared, score(prepared, new))}
+    expected = {p.lead_id: r for p, r in zip(prepared, score(prepared, new), strict=True)}
     for lead_id, row in latest.items():
         assert row["model_version"] == version and row["source"] == "rescore"
         assert row["stage"] == expected[lead_id]["stage"]["label"]
