@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "retrain": ("review", "retrain", "Retrain with reps' corrections and run the promotion gate."),
     "corrections": ("review", "corrections", "Import or export reps' corrections."),
     "queue": ("review", "queue", "Print the review queue in its order."),
+    "models": ("models", "models", "Versions, who moved the champion and why, re-scoring."),
 }
 
 

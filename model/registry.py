@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from model.package import LeadReadinessModel
     from model.task import ModelTask
 
 __all__ = [
+    "ALIAS_MOVE_TAG",
     "EXPERIMENT_NAME",
+    "GATE_JSON_TAG",
+    "GATE_SUMMARY_TAG",
+    "alias_history",
     "alias_version",
     "configure",
     "load_model",
@@ -23,6 +27,7 @@ __all__ = [
     "set_alias",
     "tag_task",
     "version_task",
+    "versions_overview",
 ]
 
 #: The experiment training runs go to.
@@ -163,3 +168,95 @@ def load_model(uri: str) -> tuple[LeadReadinessModel, str | None]:
 
     pinned, version = resolve_uri(uri)
     return unwrap(mlflow.pyfunc.load_model(pinned)), version
+
+
+#: Version tag prefix of alias-move records (one tag per move, JSON value).
+ALIAS_MOVE_TAG = "leadready.alias_move"
+#: Version tags of the gate's decision on a version: one line, and JSON.
+GATE_SUMMARY_TAG = "leadready.gate"
+GATE_JSON_TAG = "leadready.gate.json"
+
+
+def _client_for(tracking_uri: str | None, client: Any | None) -> Any:
+    if client is not None:
+        return client
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri is None:
+        return MlflowClient()
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def alias_history(
+    model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
+) -> list[dict[str, Any]]:
+    """Every recorded move of an alias of ``model_name``, oldest first.
+
+    Each is ``{"model_name", "alias", "from_version", "to_version", "by", "at",
+    "why", "gate", "forced"}`` (``gate``: the gate's decision in one line when a
+    gate decided the move). Moves are kept as version tags (``leadready.alias_move.*``)
+    by ``training.promote.move_alias``.
+    """
+    import json
+
+    client = _client_for(tracking_uri, client)
+    moves = []
+    for mv in client.search_model_versions(f"name = '{model_name}'"):
+        for key, value in (mv.tags or {}).items():
+            if not key.startswith(f"{ALIAS_MOVE_TAG}."):
+                continue
+            try:
+                data = json.loads(value)
+            except ValueError:
+                continue
+            data.setdefault("gate", None)
+            data.setdefault("forced", False)
+            moves.append(data)
+    return sorted(moves, key=lambda m: str(m.get("at")))
+
+
+def versions_overview(
+    model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
+) -> list[dict[str, Any]]:
+    """Registered versions, newest first: aliases, task, the gate's decision on it.
+
+    Each is ``{"version", "aliases", "registered_at" (ms), "run_id", "task"
+    (ModelTask or None), "gate" (one line or None), "gate_decision" (dict or None)}``.
+    """
+    import json
+
+    from model.task import task_from_tags
+
+    client = _client_for(tracking_uri, client)
+    found = sorted(
+        client.search_model_versions(f"name = '{model_name}'"),
+        key=lambda v: int(v.version),
+        reverse=True,
+    )
+    aliases: dict[str, list[str]] = {}
+    if found:
+        for alias, version in (client.get_registered_model(model_name).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+    out = []
+    for mv in found:
+        tags = dict(mv.tags or {})
+        decision = None
+        if tags.get(GATE_JSON_TAG):
+            try:
+                decision = json.loads(tags[GATE_JSON_TAG])
+            except ValueError:
+                decision = None
+        out.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(
+                    set(getattr(mv, "aliases", None) or []) | set(aliases.get(str(mv.version), []))
+                ),
+                "registered_at": int(mv.creation_timestamp or 0),
+                "run_id": mv.run_id,
+                "task": task_from_tags(tags),
+                "gate": tags.get(GATE_SUMMARY_TAG),
+                "gate_decision": decision,
+            }
+        )
+    return out

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model import registry as _registry
 from training.evaluate import HEADS, flatten_metrics
 
 __all__ = [
@@ -50,7 +51,7 @@ PREVIOUS_CHAMPION = "previous_champion"
 #: Version tag: the champion a version replaced when it was promoted.
 PROMOTED_FROM_TAG = "leadready.promoted_from"
 #: Version tag prefix of alias-move records (one tag per move, JSON value).
-ALIAS_MOVE_TAG = "leadready.alias_move"
+ALIAS_MOVE_TAG = _registry.ALIAS_MOVE_TAG
 
 
 @dataclass(frozen=True)
@@ -467,6 +468,24 @@ def promote(
     current = current_version(model_name, CHAMPION, client=client)
     if current == version:
         return []
+    if gate is None:
+        differences = _tagged_task_differences(model_name, current, version, client)
+        if differences and not forced:
+            raise ValueError(
+                f"version {version} of {model_name!r} does another task than the champion "
+                f"(version {current}): " + "; ".join(differences) + ". Register it under its "
+                "own name (--model-name), or replace the champion's task on purpose with --force"
+            )
+        tags = client.get_model_version(model_name, version).tags or {}
+        said = tags.get(GATE_SUMMARY_TAG)
+        gate = (
+            f"no gate for this move (by hand); the gate had said: {said}"
+            if said
+            else "no gate for this move (by hand); the version was never gated"
+        )
+        forced = bool(differences)
+        if differences:
+            gate = "forced over a task change: " + "; ".join(differences) + f" • {gate}"
     moves = []
     if current is not None:
         moves.append(
@@ -486,6 +505,21 @@ def promote(
         )
     )
     return moves
+
+
+def _tagged_task_differences(
+    model_name: str, current: str | None, version: str, client: Any
+) -> list[str]:
+    """Task differences of two versions from their registry tags (empty if either has none)."""
+    from model.task import task_from_tags
+
+    if current is None:
+        return []
+    old = task_from_tags(client.get_model_version(model_name, current).tags or {})
+    new = task_from_tags(client.get_model_version(model_name, version).tags or {})
+    if old is None or new is None:
+        return []
+    return old.differences(new)
 
 
 def rollback(
@@ -806,8 +840,8 @@ def run_gate(
 
 
 #: Version tags: the gate's decision on a version, as one line and as JSON.
-GATE_SUMMARY_TAG = "leadready.gate"
-GATE_JSON_TAG = "leadready.gate.json"
+GATE_SUMMARY_TAG = _registry.GATE_SUMMARY_TAG
+GATE_JSON_TAG = _registry.GATE_JSON_TAG
 
 
 def _tag_version(client: Any, model_name: str, version: str, decision: GateDecision) -> None:

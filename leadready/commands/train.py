@@ -360,14 +360,21 @@ def evaluate(
 @click.option(
     "--reason", default="promoted by hand", show_default=True, help="Recorded with the move."
 )
-def promote(version: str, reason: str) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Promote a version of another task (other labels) over the champion (recorded).",
+)
+def promote(version: str, reason: str, force: bool) -> None:
     """Point the champion alias at VERSION (the old champion becomes previous_champion)."""
     from training.promote import promote as promote_version
 
     settings = _settings()
     try:
         _configure(settings)
-        moves = promote_version(version, model_name=settings.model_name, by=_actor(), why=reason)
+        moves = promote_version(
+            version, model_name=settings.model_name, by=_actor(), why=reason, forced=force
+        )
     except _errors() as exc:
         raise _fail(exc) from None
     console = Console()
@@ -378,6 +385,10 @@ def promote(version: str, reason: str) -> None:
         console.print(
             f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
         )
+    console.print(
+        "serving processes move the stored leads' predictions to the new champion in the "
+        "background (`leadready models rescore` does it now when no server runs)"
+    )
 
 
 @click.command("rollback")
@@ -399,3 +410,7 @@ def rollback(reason: str) -> None:
         console.print(
             f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
         )
+    console.print(
+        "serving processes move the stored leads' predictions to the new champion in the "
+        "background (`leadready models rescore` does it now when no server runs)"
+    )
