@@ -88,6 +88,7 @@ def summarize_result(result: Any) -> dict[str, Any]:
             "promoted": None if gate is None else bool(getattr(gate, "promote", False)),
             "gate_reasons": [] if gate is None else _plain(list(getattr(gate, "reasons", []))),
             "gate_set": _plain(getattr(result, "gate_set", None)),
+            "gate": _decision(gate),
             "notes": _plain(list(getattr(result, "notes", ()) or ())),
         }
         if corrections is not None:
@@ -95,6 +96,13 @@ def summarize_result(result: Any) -> dict[str, Any]:
         return out
     plain = _plain(result)
     return plain if isinstance(plain, dict) else {"result": plain}
+
+
+def _decision(gate: Any) -> dict[str, Any] | None:
+    """The gate's whole decision (sets, sizes, intervals) as plain JSON, or None."""
+    if gate is None or not hasattr(gate, "to_dict"):
+        return None
+    return json.loads(json.dumps(gate.to_dict(), default=str))
 
 
 def _accepts_progress(fn: Callable[..., Any]) -> bool:

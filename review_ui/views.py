@@ -732,29 +732,25 @@ def bulk() -> Any:
 # ---------------------------------------------------------------------- models
 
 
-def _serving_model() -> dict[str, Any] | None:
-    """The model this process serves, read from the API's holder when there is one."""
-    state = current_app.extensions.get("leadready")
-    holder = getattr(state, "holder", None)
-    loaded = getattr(holder, "current", None)
-    if loaded is None:
-        return None
-    return {
-        "name": getattr(loaded, "name", None),
-        "version": getattr(loaded, "version", None),
-        "alias": getattr(loaded, "alias", None),
-        "loaded_at": getattr(loaded, "loaded_at", None),
-    }
-
-
 @bp.route("/review/models")
 @auth.role_required("analyst")
 def models() -> Any:
-    """Served model, versions seen in the predictions, and the retrain button."""
+    """Served model against the champion, re-scoring progress, the alias history,
+    versions and their gate decisions, and the retrain button."""
+    from review_ui.models_page import registry_state, rescore_state, serving_state
+
     ui = _ui()
+    cfg = current_app.config
+    registry = registry_state(
+        cfg.get("MLFLOW_TRACKING_URI"), cfg.get("MODEL_NAME") or "lead-readiness"
+    )
+    serving = serving_state(current_app.extensions, registry["champion"])
+    target = registry["champion"] or (serving or {}).get("version")
     return render_template(
         "review/models.html",
-        serving=_serving_model(),
+        serving=serving,
+        registry=registry,
+        rescore=rescore_state(current_app.extensions, _store(), target),
         versions=model_versions(_store()),
         job=ui.jobs.status(),
         retrain_ready=ui.retrain_available(),

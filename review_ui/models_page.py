@@ -1,0 +1,118 @@
+"""What the Models page shows, gathered without blocking the page on MLflow.
+
+* :func:`registry_state` — the registered versions (aliases, task, the gate's
+  decision) and every alias move (who, when, why, the gate's line), read from
+  the registry (``model.registry``) in a daemon thread for at most
+  :data:`MLFLOW_WAIT` seconds;
+* :func:`serving_state` — the version *this serving process* answers with
+  (its model holder), set against the registry's champion: right after a
+  promotion the page says the process is still on the old version and will
+  switch, instead of claiming either;
+* :func:`rescore_state` — how many stored leads show each version, and the
+  background re-scoring's status (``serve.rescore``), so analysts see the
+  stored predictions move to a new champion.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from data.rescore import version_counts
+
+__all__ = ["MLFLOW_WAIT", "registry_state", "rescore_state", "serving_state"]
+
+#: Seconds the page waits for the registry before it says "unavailable".
+MLFLOW_WAIT = 3.0
+_RESCORE_EXTENSION = "leadready_rescore"
+
+
+def _read(tracking_uri: str, model_name: str) -> dict[str, Any]:
+    from model.registry import alias_history, versions_overview
+
+    versions = versions_overview(model_name, tracking_uri=tracking_uri)
+    moves = list(reversed(alias_history(model_name, tracking_uri=tracking_uri)))
+    champion = next((v["version"] for v in versions if "champion" in v["aliases"]), None)
+    return {"versions": versions, "moves": moves, "champion": champion, "error": None}
+
+
+def registry_state(
+    tracking_uri: str | None, model_name: str | None, *, wait: float = MLFLOW_WAIT
+) -> dict[str, Any]:
+    """Versions, alias moves (newest first) and the champion, or ``{"error": words}``."""
+    empty: dict[str, Any] = {"versions": [], "moves": [], "champion": None}
+    if not tracking_uri or not model_name:
+        return {**empty, "error": "no MLflow tracking URI or model name is configured"}
+    if tracking_uri.startswith("sqlite:///"):
+        from pathlib import Path
+
+        if not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+            return {**empty, "error": "no MLflow tracking store yet (nothing has been trained)"}
+    future: Future[dict[str, Any]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(_read(tracking_uri, model_name))
+        except BaseException as exc:  # handed to the page through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="models-page-mlflow", daemon=True).start()
+    try:
+        return future.result(timeout=wait)
+    except FutureTimeout:
+        return {**empty, "error": f"MLflow did not answer within {wait:g} s"}
+    except Exception as exc:  # MLflow raises many kinds; the page must still render
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        return {**empty, "error": f"MLflow could not be read ({reason})"}
+
+
+def serving_state(extensions: dict[str, Any], champion: str | None) -> dict[str, Any] | None:
+    """The served version of this process against the registry's champion.
+
+    Returns None when this process holds no model holder (the UI alone).
+    """
+    state = extensions.get("leadready")
+    holder = getattr(state, "holder", None)
+    if holder is None:
+        return None
+    loaded = getattr(holder, "current", None)
+    out: dict[str, Any] = {
+        "name": getattr(holder, "name", None),
+        "version": None if loaded is None else str(loaded.version),
+        "alias": None if loaded is None else loaded.alias,
+        "loaded_at": None if loaded is None else loaded.loaded_at,
+        "champion": champion,
+        "poll_seconds": getattr(holder, "poll_seconds", None),
+        "follows_alias": bool(getattr(holder, "follows_alias", False)),
+        "refused": None,
+        "switching": False,
+    }
+    refused = getattr(holder, "refused_task", None)
+    if refused is not None and champion is not None and refused[0] == champion:
+        out["refused"] = {"version": refused[0], "differences": list(refused[1])}
+    elif (
+        loaded is not None
+        and champion is not None
+        and out["follows_alias"]
+        and str(loaded.version) != str(champion)
+    ):
+        out["switching"] = True
+    return out
+
+
+def rescore_state(extensions: dict[str, Any], store: Any, target: str | None) -> dict[str, Any]:
+    """Stored leads per version, the share on ``target`` and the re-scoring status."""
+    counts = version_counts(store)
+    rescorer = extensions.get(_RESCORE_EXTENSION)
+    status = rescorer.status() if rescorer is not None else {"state": "idle"}
+    by_version = sorted(counts.by_version.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        "total": counts.total,
+        "target": target,
+        "on_target": None if target is None else counts.on(target),
+        "share": None if target is None else counts.share(target),
+        "by_version": by_version,
+        "status": status,
+    }
