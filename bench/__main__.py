@@ -7,7 +7,7 @@ scoring of 1M rows — each in its own process (so one benchmark's memory and
 threads never skew the next) under a time cap, prints each one's elapsed time,
 writes ``bench/results/NAME.json`` (the README's figures) and the summary
 ``bench/results/SUMMARY.md``: every figure with its target, the options used and
-the elapsed time of each. The caps add up to 15 minutes; a benchmark that
+the elapsed time of each. The caps add up to 17.5 minutes (15 before the re-scoring benchmark of issue #16); a benchmark that
 outruns its cap is stopped and reported, and the command fails.
 
 ``python -m bench --all`` adds the other harnesses (review loop, queue, quality,
@@ -57,7 +57,7 @@ FULL_RESULTS = Path(__file__).resolve().parent / "results"
 #: Where ``make bench`` writes its bounded runs.
 BOUNDED_RESULTS = FULL_RESULTS / "make-bench"
 #: ``make bench`` must finish within this on 2 cores.
-BUDGET_SECONDS = 15 * 60
+BUDGET_SECONDS = 15 * 60 + 150  # issue #16 added the re-scoring of 100,000 stored leads
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,13 @@ BENCHMARKS: tuple[Bench, ...] = (
         ("--rows", "1000000", "--lgbm-rows", "50000", "--rounds", "1", "--calls", "500"),
         80,
         "bulk scoring of 1M feature rows, compiled vs LightGBM, 1 round (full: 3 rounds)",
+        core=True,
+    ),
+    Bench(
+        "rescore",
+        ("--leads", "100000", "--no-pg"),
+        150,
+        "100,000 stored leads moved to a new champion on SQLite (full: SQLite and PostgreSQL)",
         core=True,
     ),
     Bench(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -787,6 +787,10 @@ def run_gate(
         for head, pred in chall_labels.items():
             truth = gate_set.labels(head).to_numpy(dtype=object)
             comp = compare_head(head, truth, pred, champ_labels.get(head), seed=seed + position)
+            if differences:
+                comp = replace(comp, verdict="not compared: the champion does another task")
+            elif champion is not None and not entry["champion_scored"]:
+                comp = replace(comp, verdict="not compared: the champion cannot be scored here")
             entry["heads"].append(comp.to_dict())
         if champ_metrics is not None:
             verdict = gate(
