@@ -131,3 +131,58 @@ def test_after_a_promotion_every_stored_lead_moves_to_the_new_version(app, tiny_
     page = _text(client.get("/review/models").get_data(as_text=True))
     assert "120 of 120 stored leads show the champion v2 (100%)" in page
     assert "this process still answers" not in page
+
+
+def test_models_history_and_list_read_the_audit(registry, tmp_path):
+    from click.testing import CliRunner
+
+    from leadready.cli import main
+    from training.promote import promote, rollback
+
+    uri, _ = registry
+    from model.registry import configure
+
+    configure(uri, registry[1])
+    promote("2", model_name=MODEL, by="ana", why="trying v2")
+    rollback(model_name=MODEL, by="bo", why="v2 routes too few leads to sales")
+    env = {"LEADREADY_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": uri, "COLUMNS": "400"}
+    runner = CliRunner()
+    out = runner.invoke(main, ["models", "history"], env=env, terminal_width=250)
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "v2 routes too few leads to sales" in text and "bo" in text
+    assert "trying v2" in text and "no gate for this move (by hand)" in text
+    listed = runner.invoke(main, ["models", "list"], env=env, terminal_width=250)
+    assert listed.exit_code == 0, listed.output
+    assert "champion" in listed.output and "stage:" in listed.output
+
+
+def test_a_hand_promotion_of_another_task_needs_force(registry, tiny_registry):
+    import mlflow
+
+    from model import registry as reg
+    from model.pyfunc import log_model
+    from tests.fixtures_model import _fit
+    from training.promote import alias_moves, promote
+
+    uri, artifacts = registry
+    reg.configure(uri, artifacts)
+    leads = tiny_registry.simulation.leads.copy()
+    leads["stage"] = leads["stage"].map(
+        lambda s: "hot" if s in ("decision", "purchase") else "cold"
+    )
+    model = _fit(tiny_registry.features, leads, seed=3, trees=3)
+    with mlflow.start_run(run_name="other-task"):
+        info = log_model(
+            model, registered_model_name=MODEL, input_example=tiny_registry.features.head(2)
+        )
+    version = str(info.registered_model_version)
+    reg.tag_task(MODEL, version, model.task)
+    champion = reg.alias_version(MODEL, "champion")
+    with pytest.raises(ValueError, match="does another task.*--model-name.*--force"):
+        promote(version, model_name=MODEL, by="ana")
+    assert reg.alias_version(MODEL, "champion") == champion
+    moves = promote(version, model_name=MODEL, by="ana", why="new stages on purpose", forced=True)
+    assert moves[-1].forced and "forced over a task change" in moves[-1].gate
+    assert alias_moves(MODEL)[-1].forced
+    promote(champion, model_name=MODEL, by="ana", why="back", forced=True)
