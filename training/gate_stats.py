@@ -24,6 +24,7 @@ __all__ = ["HeadComparison", "compare_head", "macro_f1"]
 #: Resamples per interval, and the interval's coverage.
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
+_DRAWS_PER_CHUNK = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,22 @@ def compare_head(
     out: dict[str, Any] = {}
     chall_f1 = float(_macro_f1_rows(codes[0], codes[1], whole, k)[0])
     champ_f1 = None
-    draws_all = []
-    for start in range(0, n_bootstrap, 200):  # bounded memory: 200 × n positions at a time
-        draws_all.append(rng.integers(0, n, size=(min(200, n_bootstrap - start), n)))
-    boot_chall = np.concatenate([_macro_f1_rows(codes[0], codes[1], d, k) for d in draws_all])
+    # Bounded memory: at most ~2 million drawn positions at a time (16 MB), whatever n;
+    # both models are scored on each chunk of draws (the pairing), then it is dropped.
+    chunk = max(1, min(n_bootstrap, _DRAWS_PER_CHUNK // n))
+    parts_chall: list[np.ndarray] = []
+    parts_champ: list[np.ndarray] = []
+    for start in range(0, n_bootstrap, chunk):
+        draws = rng.integers(0, n, size=(min(chunk, n_bootstrap - start), n))
+        parts_chall.append(_macro_f1_rows(codes[0], codes[1], draws, k))
+        if champ is not None:
+            parts_champ.append(_macro_f1_rows(codes[0], codes[2], draws, k))
+    boot_chall = np.concatenate(parts_chall)
     out["challenger_interval"] = _interval(boot_chall, confidence)
     verdict = "no champion to compare with"
     if champ is not None:
         champ_f1 = float(_macro_f1_rows(codes[0], codes[2], whole, k)[0])
-        boot_champ = np.concatenate([_macro_f1_rows(codes[0], codes[2], d, k) for d in draws_all])
+        boot_champ = np.concatenate(parts_champ)
         out["champion_interval"] = _interval(boot_champ, confidence)
         out["difference"] = chall_f1 - champ_f1
         lo, hi = _interval(boot_chall - boot_champ, confidence)
