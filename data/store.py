@@ -70,6 +70,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from data.schema import EVENT_COLUMNS, EVENT_TYPES
+from data.text import check_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -537,7 +538,7 @@ def _opt_str(value: Any, name: str) -> str | None:
         value = int(value)
     if not isinstance(value, str | int | float | bool):
         raise ValueError(f"{name}: expected text, got {type(value).__name__}")
-    text = str(value).strip()
+    text = check_text(str(value), name).strip()
     return text or None
 
 
@@ -600,7 +601,12 @@ def _opt_ts(value: Any, name: str) -> datetime | None:
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
         raise ValueError(f"{name}: expected a timestamp, got {type(value).__name__}")
-    return _as_utc(value)
+    try:
+        return _as_utc(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name}: {value.isoformat()} is outside the range of timestamps"
+        ) from None
 
 
 def _req_ts(value: Any, name: str) -> datetime:
@@ -614,9 +620,12 @@ def _extra_value(value: Any, name: str) -> str | int | float | bool | None:
     if _is_missing(value):
         return None
     value = _plain(value)
+    check_text(name, "extra field name")
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, str | int | bool):
+    if isinstance(value, str):
+        return check_text(value, f"extra field {name!r}")
+    if isinstance(value, int | bool):
         return value
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -1444,6 +1453,7 @@ class Store:
         needle = (text or "").strip().lower()
         if not needle:
             return []
+        check_text(needle, "search")
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
         columns = (_LEADS.c.lead_id, _LEADS.c.company, _LEADS.c.job_title)

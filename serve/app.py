@@ -27,6 +27,9 @@ Configuration keys
     How long an accepted API key is trusted before asking the store again (1.0).
 ``RECORD_PREDICTIONS``, ``WRITER_FLUSH_SECONDS``, ``WRITER_BATCH_SIZE``
     The background writer of predictions (on, 0.5 s, 500 rows).
+``WRITER_MAX_PENDING``, ``MAX_EVENTS_PER_REQUEST``
+    Most rows the writer holds for the store (200000; beyond, requests get 503 +
+    Retry-After) and most events one request may carry (50000; beyond, 413).
 ``MODEL_SOURCE``
     ``(loader, resolver)`` replacing the MLflow registry (tests, other registries).
 ``SECRET_KEY``
@@ -50,7 +53,7 @@ from flask import Flask
 
 import review_ui
 from leadready.config import Settings
-from serve import api, errors, review_api
+from serve import api, errors, guard, review_api
 from serve import metrics as metrics_mod
 from serve.auth import ApiKeyAuth
 from serve.holder import Loader, ModelHolder, Resolver
@@ -74,6 +77,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MODEL_URI=None,
         MODEL_POLL_SECONDS=10.0,
         BATCH_LIMIT=10_000,
+        MAX_EVENTS_PER_REQUEST=50_000,
+        WRITER_MAX_PENDING=200_000,
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
         SECRET_KEY=secrets.token_hex(32),
         API_KEY_CACHE_SECONDS=1.0,
@@ -117,6 +122,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_writer(app)
 
     errors.init_app(app)
+    guard.init_app(app)
     metrics_mod.init_app(app, met)
     app.before_request(holder.start)
     app.register_blueprint(api.bp)
@@ -225,6 +231,7 @@ def init_writer(app: Flask) -> None:
         },
         flush_seconds=float(cfg["WRITER_FLUSH_SECONDS"]),
         batch_size=int(cfg["WRITER_BATCH_SIZE"]),
+        max_pending=int(cfg["WRITER_MAX_PENDING"]),
         on_written=lambda kind, n: met.writer_rows.labels(kind).inc(n),
         on_failure=met.writer_failures.inc,
         on_dropped=met.writer_dropped.inc,

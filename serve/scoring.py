@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from serve.errors import ApiError, format_loc
+from serve.guard import check_json_body
 from serve.schemas import FeatureScoreRequest, LeadScoreRequest
 
 __all__ = [
@@ -69,9 +70,10 @@ def _reject_constant(name: str) -> float:
 def loads_json(body: bytes | str) -> Any:
     """Parse a JSON body strictly (no NaN/Infinity); :class:`ApiError` 400 otherwise."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        value = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"Body is not valid JSON: {exc}", None) from None
+    return check_json_body(body, value)
 
 
 def parse_item(obj: Any, *, prefix: str = "") -> ScoreItem:

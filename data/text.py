@@ -1,0 +1,74 @@
+"""The one rule for text that every store accepts.
+
+PostgreSQL text columns cannot hold the NUL character (U+0000), and neither
+SQLite nor PostgreSQL can store a lone UTF-16 surrogate (``"\\ud800"`` parses
+from JSON but is not encodable as UTF-8). SQLite's C string handling cuts a
+value at a NUL, so a search for ``a\\x00b`` matched everything starting with
+``a``. Text with either is refused wherever it enters: at the HTTP door (400
+naming the field) and again by the store's own value checks (``ValueError``),
+so a row that gets past the door can never wedge a background writer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["bad_text_reason", "check_text", "find_bad_text"]
+
+_BAD = re.compile("[\x00\ud800-\udfff]")
+
+
+def bad_text_reason(text: str) -> str | None:
+    """Why ``text`` cannot be stored, or None when it can."""
+    match = _BAD.search(text)
+    if match is None:
+        return None
+    char = match.group()
+    if char == "\x00":
+        return "contains a NUL character (U+0000), which text fields cannot hold"
+    return f"contains a lone surrogate (U+{ord(char):04X}), which is not valid Unicode text"
+
+
+def check_text(text: str, name: str) -> str:
+    """``text`` unchanged, or :class:`ValueError` naming ``name`` and the reason."""
+    reason = bad_text_reason(text)
+    if reason is not None:
+        raise ValueError(f"{name}: {reason}")
+    return text
+
+
+def find_bad_text(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> tuple[tuple[str | int, ...], str] | None:
+    """The location and reason of the first unstorable string in a parsed JSON value.
+
+    Keys and values are both checked; the path is a tuple of keys and list
+    indices (``("leads", 3, "lead", "company")``). Iterative, so deeply nested
+    input cannot exhaust the stack.
+    """
+    for where, text in _strings(value, path):
+        reason = bad_text_reason(text)
+        if reason is not None:
+            return where, reason
+    return None
+
+
+def _strings(
+    value: Any, path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            yield where, item
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                if isinstance(key, str):
+                    yield (*where, key), key
+                children.append(((*where, key), child))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(reversed([((*where, i), child) for i, child in enumerate(item)]))

@@ -1,0 +1,219 @@
+"""Issue #17: each finding of the outside test, reproduced as written, on SQLite and PostgreSQL.
+
+Every test here failed before its fix. ``rel`` builds an app on a fresh store of
+each backend (``db_url``) that serves the session's tiny champion without
+reloading it (``MODEL_SOURCE`` hands over the already loaded model).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from data.store import Store
+from serve.state import get_state
+from tests.test_api import _lead_request
+
+
+@dataclass
+class Rel:
+    app: Any
+    client: Any
+    store: Store
+    headers: dict[str, str]
+    sim: Any
+    as_of: Any
+
+    def score(
+        self, lead_id: str | None = None, index: int = 0, max_events: int | None = None, **lead: Any
+    ) -> Any:
+        body = _lead_request(self.sim, index, lead_id=lead_id or _new_id(), as_of=self.as_of)
+        body["lead"].update(lead)
+        if max_events is not None:
+            body["events"] = body["events"][:max_events]
+        return self.client.post("/v1/score", json=body, headers=self.headers)
+
+    def flush(self) -> None:
+        assert get_state(self.app).writer.flush(timeout=20)
+
+
+def _new_id() -> str:
+    return f"rel-{uuid.uuid4().hex[:8]}"
+
+
+def source_of(api_app) -> tuple[Any, Any]:
+    """A ``MODEL_SOURCE`` serving the model ``api_app`` already loaded (no MLflow load)."""
+    loaded = get_state(api_app).holder.current
+    return (
+        lambda uri: (loaded.model, loaded.pyfunc, loaded.version),
+        lambda name, alias: loaded.version,
+    )
+
+
+def make_rel(db_url: str, api_app, serve_config, tiny_registry, tmp_path, **config: Any) -> Rel:
+    from serve.app import create_app
+
+    store = Store(db_url)
+    store.upgrade()
+    key = store.create_api_key(f"crm-{uuid.uuid4().hex[:6]}", "client")
+    cfg = {
+        **serve_config,
+        "LEADREADY_HOME": str(tmp_path / "home"),
+        "DATABASE_URL": db_url,
+        "MODEL_SOURCE": source_of(api_app),
+        **config,
+    }
+    app = create_app(cfg)
+    state = get_state(app)
+    state.holder.start()
+    assert state.holder.wait_ready(30), state.holder.last_error
+    return Rel(
+        app=app,
+        client=app.test_client(),
+        store=store,
+        headers={"Authorization": f"Bearer {key}"},
+        sim=tiny_registry.simulation,
+        as_of=tiny_registry.as_of,
+    )
+
+
+@pytest.fixture
+def rel(db_url, api_app, serve_config, tiny_registry, tmp_path):
+    r = make_rel(db_url, api_app, serve_config, tiny_registry, tmp_path)
+    yield r
+    state = get_state(r.app)
+    state.close()
+    state.store.dispose()
+    r.store.dispose()
+
+
+# -- 1. NUL bytes ------------------------------------------------------------------------------
+
+
+def test_1_nul_in_a_score_request_is_a_400_and_the_writer_keeps_going(rel):
+    response = rel.score(lead_id="PGNUL1", company="nul\u0000byte")
+    assert response.status_code == 400
+    assert response.json["error"]["field"] == "lead.company"
+    assert "NUL" in response.json["error"]["message"]
+    lone = rel.score(company="half \ud800 pair")
+    assert lone.status_code == 400 and lone.json["error"]["field"] == "lead.company"
+    ok_ids = [_new_id() for _ in range(5)]
+    for lead_id in ok_ids:
+        assert rel.score(lead_id=lead_id).status_code == 200
+    rel.flush()
+    assert rel.store.get_lead("PGNUL1") is None
+    assert all(rel.store.latest_prediction(i) is not None for i in ok_ids)
+
+
+def test_1_nul_in_a_batch_names_the_item_field(rel):
+    body = _lead_request(rel.sim, 0, lead_id=_new_id(), as_of=rel.as_of)
+    body["events"][0]["channel"] = "e\u0000mail"
+    response = rel.client.post("/v1/score/batch", json={"leads": [body]}, headers=rel.headers)
+    assert response.status_code == 400
+    assert response.json["error"]["field"] == "leads[0].events[0].channel"
+
+
+def test_1_nul_in_corrections_search_and_ids_is_a_400_never_a_500(rel):
+    lead_id = _new_id()
+    assert rel.score(lead_id=lead_id).status_code == 200
+    rel.flush()
+    url = f"/v1/leads/{lead_id}/corrections"
+    bad = rel.client.post(
+        url, json={"stage": "decision", "reviewer": "crm", "note": "x\u0000y"}, headers=rel.headers
+    )
+    assert bad.status_code == 400 and bad.json["error"]["field"] == "note"
+    search = rel.client.get("/v1/review/queue?search=a%00b", headers=rel.headers)
+    assert search.status_code == 400 and search.json["error"]["field"] == "search"
+    by_id = rel.client.get("/v1/leads/a%00b/corrections", headers=rel.headers)
+    assert by_id.status_code == 400 and by_id.json["error"]["field"] == "lead_id"
+    page = rel.client.get("/review/leads/a%00b", headers={"Accept": "text/html"})
+    assert page.status_code == 400 and page.mimetype == "text/html"
+    assert rel.store.corrections_for(lead_id) == []
+
+
+def test_1_the_store_refuses_nul_on_every_backend(db_url):
+    with Store(db_url) as store:
+        store.upgrade()
+        with pytest.raises(ValueError, match="company: contains a NUL"):
+            store.upsert_leads([{"lead_id": "n1", "company": "a\x00b"}])
+        with pytest.raises(ValueError, match="NUL"):
+            store.upsert_leads([{"lead_id": "n\x00"}])
+        with pytest.raises(ValueError, match="search: contains a NUL"):
+            store.search_leads("a\x00b")
+        store.upsert_leads([{"lead_id": "abc", "company": "abc"}])
+        assert store.search_leads("a") and store.get_lead("n1") is None
+
+
+def test_1_a_row_past_the_door_is_isolated_by_the_writer_not_retried_forever(rel):
+    """The writer itself: one unstorable row among good ones, written straight to it."""
+    writer = get_state(rel.app).writer
+    good = [{"lead_id": _new_id(), "company": "ok"} for _ in range(20)]
+    writer.submit(leads=[*good[:10], {"lead_id": "PGNUL2", "company": "nul\x00"}, *good[10:]])
+    rel.flush()
+    assert writer.backlog == 0
+    assert all(rel.store.get_lead(r["lead_id"]) is not None for r in good)
+    assert rel.store.get_lead("PGNUL2") is None
+
+
+# -- 2. writer back-pressure -------------------------------------------------------------------
+
+
+def test_2_too_many_events_in_one_request_is_a_413_before_anything_is_stored(
+    db_url, api_app, serve_config, tiny_registry, tmp_path
+):
+    r = make_rel(db_url, api_app, serve_config, tiny_registry, tmp_path, MAX_EVENTS_PER_REQUEST=5)
+    try:
+        lead_id = _new_id()
+        body = _lead_request(r.sim, 0, lead_id=lead_id, as_of=r.as_of)
+        event = (
+            body["events"][0]
+            if body["events"]
+            else {"type": "page_view", "timestamp": "2024-01-01T00:00:00Z"}
+        )
+        body["events"] = [event] * 6
+        response = r.client.post("/v1/score", json=body, headers=r.headers)
+        assert response.status_code == 413 and response.json["error"]["field"] == "events"
+        batch = r.client.post("/v1/score/batch", json={"leads": [body]}, headers=r.headers)
+        assert batch.status_code == 413 and batch.json["error"]["field"] == "leads"
+        r.flush()
+        assert r.store.get_lead(lead_id) is None
+    finally:
+        get_state(r.app).close()
+        r.store.dispose()
+
+
+def test_2_a_full_writer_answers_503_with_retry_after_and_loses_nothing_acknowledged(
+    db_url, api_app, serve_config, tiny_registry, tmp_path
+):
+    r = make_rel(
+        db_url,
+        api_app,
+        serve_config,
+        tiny_registry,
+        tmp_path,
+        WRITER_MAX_PENDING=40,
+        WRITER_FLUSH_SECONDS=3600,
+        WRITER_BATCH_SIZE=10_000,
+    )
+    try:
+        acknowledged, refused = [], 0
+        for index in range(24):
+            lead_id = _new_id()
+            response = r.score(lead_id=lead_id, index=index, max_events=0)
+            if response.status_code == 200:
+                acknowledged.append(lead_id)
+            else:
+                assert response.status_code == 503
+                assert response.headers["Retry-After"]
+                refused += 1
+        assert acknowledged and refused
+        r.flush()
+        assert all(r.store.latest_prediction(i) is not None for i in acknowledged)
+        assert len(acknowledged) == 20  # 2 rows (lead, prediction) each, 40 at most
+        assert r.score(index=0, max_events=0).status_code == 200  # room again once written
+    finally:
+        get_state(r.app).close()
+        r.store.dispose()
