@@ -131,6 +131,7 @@ _SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: those page reads miss, and the queue's upkeep takes about twice as long.
 _SQLITE_CACHE_KIB = 32 * 1024
 _WRITE_RETRIES = 6
+_PG_CONNECT_TIMEOUT_S = 5
 _LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = (
     "job_title",
     "seniority",
@@ -917,6 +918,9 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs["pool_pre_ping"] = True
+            if "connect_timeout" not in self._url.query:
+                # An unreachable server fails a connect in seconds, not at the TCP timeout.
+                kwargs["connect_args"] = {"connect_timeout": _PG_CONNECT_TIMEOUT_S}
         self._engine = sa.create_engine(self._url, **kwargs)
         if self._sqlite:
             _install_sqlite_listeners(self._engine)

@@ -426,24 +426,35 @@ def healthz() -> Response:
 @bp.get("/readyz")
 @operation(
     summary="Readiness",
-    description="200 once a model is loaded, 503 before (and while the first load fails).",
+    description=(
+        "200 once a model is loaded and the store answers; 503 (with Retry-After) before "
+        "the first load, while the first load fails, and while the store is unreachable "
+        "(`store` says which), so a load balancer sends no traffic to a worker that "
+        "cannot record it."
+    ),
     responses={
-        200: ("A model is loaded.", Readiness),
-        503: ("No model loaded yet.", Readiness),
+        200: ("A model is loaded and the store answers.", Readiness),
+        503: ("No model loaded yet, or the store is unreachable.", Readiness),
     },
     tags=("health",),
 )
 def readyz() -> Response:
     """``GET /readyz``."""
-    holder = get_state().holder
+    state = get_state()
+    holder = state.holder
     loaded = holder.current
+    store_ok = state.store.ping()
+    ready = loaded is not None and store_ok
     body = {
-        "status": holder.status,
+        "status": holder.status if store_ok else "store unavailable",
         "model": loaded.ref if loaded is not None else None,
         "error": holder.last_error,
+        "store": "ok" if store_ok else "unavailable",
     }
     response = jsonify(body)
-    response.status_code = 200 if loaded is not None else 503
+    response.status_code = 200 if ready else 503
+    if not ready:
+        response.headers["Retry-After"] = "1"
     return response
 
 

@@ -25,6 +25,9 @@ Configuration keys
     unset); ``LEADREADY_DB_POOL_SIZE=5`` in the environment. See docs/deploy.md.
 ``API_KEY_CACHE_SECONDS``
     How long an accepted API key is trusted before asking the store again (1.0).
+``API_KEY_KNOWN_SECONDS``
+    While the store is unreachable, keys it accepted within this many seconds still
+    work (3600; 0 turns it off); unknown keys get 503 + Retry-After.
 ``RECORD_PREDICTIONS``, ``WRITER_FLUSH_SECONDS``, ``WRITER_BATCH_SIZE``
     The background writer of predictions (on, 0.5 s, 500 rows).
 ``WRITER_MAX_PENDING``, ``MAX_EVENTS_PER_REQUEST``
@@ -57,6 +60,7 @@ from serve import api, errors, guard, review_api
 from serve import metrics as metrics_mod
 from serve.auth import ApiKeyAuth
 from serve.holder import Loader, ModelHolder, Resolver
+from serve.labels import LabelBook
 from serve.metrics import Metrics, multiprocess_dir
 from serve.state import EXTENSION, ServeState, get_state
 from serve.writer import EventDeduper, LeadDeduper, PredictionWriter
@@ -82,6 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
         SECRET_KEY=secrets.token_hex(32),
         API_KEY_CACHE_SECONDS=1.0,
+        API_KEY_KNOWN_SECONDS=3600.0,
         DB_POOL_SIZE=None,
         DB_MAX_OVERFLOW=None,
         RECORD_PREDICTIONS=True,
@@ -113,11 +118,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth = ApiKeyAuth(
         store,
         cache_seconds=float(app.config["API_KEY_CACHE_SECONDS"]),
+        known_seconds=float(app.config["API_KEY_KNOWN_SECONDS"]),
         on_failure=lambda reason: met.auth_failures.labels(reason).inc(),
     )
     holder = init_model(app, settings, met)
+    labels = LabelBook(settings.home / "serve")
+    holder.on_swap(lambda new, old: labels.save(new.name, new.version, _label_sets(new.model)))
     app.extensions[EXTENSION] = ServeState(
-        settings=settings, store=store, holder=holder, metrics=met, auth=auth
+        settings=settings, store=store, holder=holder, metrics=met, auth=auth, labels=labels
     )
     init_writer(app)
 
@@ -129,6 +137,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(review_api.bp)
     review_ui.init_app(app)
     return app
+
+
+def _label_sets(model: Any) -> dict[str, Any]:
+    return {f: getattr(model, f"{f}_labels", None) for f in ("stage", "persona")}
 
 
 def _settings(app: Flask, env: Settings) -> Settings:

@@ -149,11 +149,25 @@ def _authenticate() -> None:
 
 
 def _known_labels(field: str) -> tuple[str, ...]:
-    loaded = get_state().holder.current
-    if loaded is None:
-        return ()
-    labels = getattr(loaded.model, f"{field}_labels", None)
-    return tuple(labels or ())
+    """The serving model's labels of ``field``; while none is loaded, the last one's.
+
+    503 + Retry-After when no model was ever loaded in this home: a label is
+    never accepted unchecked (it would become a "known" label for retraining).
+    """
+    state = get_state()
+    loaded = state.holder.current
+    if loaded is not None:
+        labels = getattr(loaded.model, f"{field}_labels", None)
+        return tuple(labels or ())
+    book = state.labels.load(state.holder.name) if state.labels is not None else None
+    if book is None:
+        raise ApiError(
+            503,
+            "The model's labels are not known yet (no model loaded); retry shortly",
+            field,
+            headers={"Retry-After": "2"},
+        )
+    return book.get(field, ())
 
 
 def _body(model: type[BaseModel]) -> Any:
@@ -221,9 +235,15 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
             results.append(result)
     except KeyError:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id") from None
-    except OperationalError:
+    except OperationalError as exc:
+        # Locked, read-only or unreachable: the store's state, not the client's input.
+        current_app.logger.warning("correction of %s not stored: %s", lead_id, exc.orig)
         raise ApiError(
-            503, "The store is busy; retry the request", None, headers={"Retry-After": "1"}
+            503,
+            "The store cannot take the correction right now (busy, read-only or "
+            "unreachable); retry the request",
+            None,
+            headers={"Retry-After": "1"},
         ) from None
     current_app.logger.info(
         "correction of %s by %s via key %s", lead_id, body.reviewer, getattr(identity, "name", "?")

@@ -212,11 +212,12 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether a model is loaded (200) or not yet (503)."""
+    """Whether a model is loaded and the store answers (200) or not (503)."""
 
-    status: Literal["ready", "loading", "failed"]
+    status: Literal["ready", "loading", "failed", "store unavailable"]
     model: ModelRef | None
     error: str | None = None
+    store: Literal["ok", "unavailable"] = "ok"
 
 
 class ReloadResponse(BaseModel):

@@ -16,6 +16,7 @@ from leadready.config import Settings
 from serve.auth import ApiKeyAuth
 from serve.errors import ApiError
 from serve.holder import LoadedModel, ModelHolder
+from serve.labels import LabelBook
 from serve.metrics import Metrics
 from serve.scoring import Prepared, prediction_rows
 from serve.writer import PredictionWriter, WriterFull
@@ -46,6 +47,8 @@ class ServeState:
         API-key checks with their short cache.
     writer
         The background prediction writer (``None`` when recording is off).
+    labels
+        The label sets of the last loaded model, on disk (checked while none is loaded).
     """
 
     settings: Settings
@@ -54,6 +57,7 @@ class ServeState:
     metrics: Metrics
     auth: ApiKeyAuth
     writer: PredictionWriter | None = None
+    labels: LabelBook | None = None
     openapi: dict[str, Any] | None = field(default=None, repr=False)
 
     def record(

@@ -7,6 +7,7 @@ reloading it (``MODEL_SOURCE`` hands over the already loaded model).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ class Rel:
     headers: dict[str, str]
     sim: Any
     as_of: Any
+    swapped: threading.Event
 
     def score(
         self, lead_id: str | None = None, index: int = 0, max_events: int | None = None, **lead: Any
@@ -53,12 +55,21 @@ def source_of(api_app) -> tuple[Any, Any]:
     )
 
 
-def make_rel(db_url: str, api_app, serve_config, tiny_registry, tmp_path, **config: Any) -> Rel:
+def make_rel(
+    db_url: str,
+    api_app,
+    serve_config,
+    tiny_registry,
+    tmp_path,
+    key: str | None = None,
+    **config: Any,
+) -> Rel:
     from serve.app import create_app
 
     store = Store(db_url)
-    store.upgrade()
-    key = store.create_api_key(f"crm-{uuid.uuid4().hex[:6]}", "client")
+    if key is None:
+        store.upgrade()
+        key = store.create_api_key(f"crm-{uuid.uuid4().hex[:6]}", "client")
     cfg = {
         **serve_config,
         "LEADREADY_HOME": str(tmp_path / "home"),
@@ -68,6 +79,8 @@ def make_rel(db_url: str, api_app, serve_config, tiny_registry, tmp_path, **conf
     }
     app = create_app(cfg)
     state = get_state(app)
+    swapped = threading.Event()  # listeners run in order: the app's ran before this one
+    state.holder.on_swap(lambda new, old: swapped.set())
     state.holder.start()
     assert state.holder.wait_ready(30), state.holder.last_error
     return Rel(
@@ -77,6 +90,7 @@ def make_rel(db_url: str, api_app, serve_config, tiny_registry, tmp_path, **conf
         headers={"Authorization": f"Bearer {key}"},
         sim=tiny_registry.simulation,
         as_of=tiny_registry.as_of,
+        swapped=swapped,
     )
 
 
@@ -217,3 +231,115 @@ def test_2_a_full_writer_answers_503_with_retry_after_and_loses_nothing_acknowle
     finally:
         get_state(r.app).close()
         r.store.dispose()
+
+
+# -- 3. labels checked while no model is loaded ------------------------------------------------
+
+
+def _unloaded_app(db_url, serve_config, tmp_path):
+    """An app whose model never finishes loading (the ~10 s after a restart, held open)."""
+    from serve.app import create_app
+
+    gate = threading.Event()
+
+    def loader(uri):
+        gate.wait(30)
+        raise RuntimeError("still loading")
+
+    store = Store(db_url)
+    store.upgrade()
+    key = store.create_api_key("crm", "client")
+    store.upsert_leads([{"lead_id": "L000050", "company": "Acme"}])
+    app = create_app(
+        {
+            **serve_config,
+            "LEADREADY_HOME": str(tmp_path / "home"),
+            "DATABASE_URL": db_url,
+            "MODEL_SOURCE": (loader, lambda name, alias: "1"),
+        }
+    )
+    return app, store, {"Authorization": f"Bearer {key}"}, gate
+
+
+def test_3_without_a_model_or_known_labels_a_correction_is_503_and_nothing_stored(
+    db_url, serve_config, tmp_path
+):
+    app, store, headers, gate = _unloaded_app(db_url, serve_config, tmp_path)
+    try:
+        body = {"stage": "<b>bogus-stage</b>", "persona": "cfo-typo", "reviewer": "crm"}
+        response = app.test_client().post(
+            "/v1/leads/L000050/corrections", json=body, headers=headers
+        )
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert store.corrections_for("L000050") == []
+    finally:
+        gate.set()
+        get_state(app).close()
+        store.dispose()
+
+
+def test_3_while_no_model_is_loaded_labels_are_checked_against_the_last_loaded_one(
+    db_url, serve_config, tmp_path, api_app
+):
+    app, store, headers, gate = _unloaded_app(db_url, serve_config, tmp_path)
+    try:
+        loaded = get_state(api_app).holder.current
+        stages = list(loaded.model.stage_labels)
+        state = get_state(app)
+        # What every load records (the app's on_swap listener), as a previous process left it.
+        state.labels.save(state.holder.name, "1", {"stage": stages, "persona": None})
+        client = app.test_client()
+        bogus = {"stage": "<b>bogus-stage</b>", "reviewer": "crm"}
+        response = client.post("/v1/leads/L000050/corrections", json=bogus, headers=headers)
+        assert response.status_code == 400 and response.json["error"]["field"] == "stage"
+        assert state.holder.current is None
+        good = {"stage": stages[0], "reviewer": "crm"}
+        response = client.post("/v1/leads/L000050/corrections", json=good, headers=headers)
+        assert response.status_code == 201
+        assert [c["new_label"] for c in store.corrections_for("L000050")] == [stages[0]]
+    finally:
+        gate.set()
+        get_state(app).close()
+        store.dispose()
+
+
+def test_3_every_load_records_the_label_sets(rel, api_app):
+    state = get_state(rel.app)
+    assert rel.swapped.wait(30)
+    book = state.labels.load(state.holder.name)
+    loaded = get_state(api_app).holder.current
+    assert book is not None
+    assert book["stage"] == tuple(loaded.model.stage_labels)
+
+
+# -- 6. database outage ------------------------------------------------------------------------
+
+
+def test_6_a_read_only_store_gives_503_with_retry_after_not_500(
+    tmp_path, api_app, serve_config, tiny_registry
+):
+    path = tmp_path / "ro.db"
+    r = make_rel(f"sqlite:///{path}", api_app, serve_config, tiny_registry, tmp_path)
+    lead_id = _new_id()
+    assert r.score(lead_id=lead_id).status_code == 200
+    r.flush()
+    get_state(r.app).close()
+    r.store.dispose()
+    ro = make_rel(
+        f"sqlite:///file:{path}?mode=ro&uri=true",
+        api_app,
+        serve_config,
+        tiny_registry,
+        tmp_path / "ro",
+        key=r.headers["Authorization"].split()[1],
+    )
+    try:
+        stages = list(get_state(api_app).holder.current.model.stage_labels)
+        response = ro.client.post(
+            f"/v1/leads/{lead_id}/corrections",
+            json={"stage": stages[0], "reviewer": "crm"},
+            headers=ro.headers,
+        )
+        assert response.status_code == 503 and response.headers["Retry-After"]
+    finally:
+        get_state(ro.app).close()
