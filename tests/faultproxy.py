@@ -42,6 +42,8 @@ class FaultProxy:
         self._call(self._stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     # -- controls (from the test's thread) --------------------------------------------------
 
@@ -74,6 +76,10 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
         await self._set(abort=True)
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _set(
         self, *, cut: bool | None = None, delay: float | None = None, abort: bool = False

@@ -343,3 +343,95 @@ def test_6_a_read_only_store_gives_503_with_retry_after_not_500(
         assert response.status_code == 503 and response.headers["Retry-After"]
     finally:
         get_state(ro.app).close()
+
+
+# -- fault injection: a TCP proxy between the service and PostgreSQL ---------------------------
+
+
+def test_fault_injection_cut_delay_reset_loses_nothing_acknowledged_and_never_500s(
+    pg_url, api_app, serve_config, tiny_registry, tmp_path
+):
+    """Scores and corrections stream while the proxy delays, resets and cuts PostgreSQL.
+
+    Asserts: only 200/201 or 503 + Retry-After (never 500); every acknowledged
+    prediction and correction is in the store afterwards; ``/readyz`` is 503
+    while the store is cut and 200 once it is back. Each phase is a fixed
+    number of requests (bounded), and the proxy's controls return once applied.
+    """
+    from collections import Counter
+
+    from sqlalchemy.engine import make_url
+
+    from tests.faultproxy import FaultProxy
+
+    target = make_url(pg_url)
+    with FaultProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
+        r = make_rel(proxied, api_app, serve_config, tiny_registry, tmp_path)
+        stages = list(get_state(api_app).holder.current.model.stage_labels)
+        try:
+            base = _new_id()
+            assert r.score(lead_id=base).status_code == 200
+            r.flush()
+            scored: list[str] = []
+            corrected: list[str] = []
+            statuses: Counter[int] = Counter()
+
+            def step(i: int) -> None:
+                lead_id = _new_id()
+                response = r.score(lead_id=lead_id, index=i % 20, max_events=3)
+                statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    scored.append(lead_id)
+                else:
+                    assert response.status_code == 503, response.json
+                    assert response.headers.get("Retry-After")
+                note = f"fault-{i}"
+                body = {"stage": stages[i % len(stages)], "reviewer": "crm", "note": note}
+                response = r.client.post(
+                    f"/v1/leads/{base}/corrections", json=body, headers=r.headers
+                )
+                statuses[response.status_code] += 1
+                if response.status_code == 201:
+                    corrected.append(note)
+                else:
+                    assert response.status_code == 503, response.json
+                    assert response.headers.get("Retry-After")
+
+            for i in range(5):
+                step(i)
+            proxy.delay(0.05)
+            for i in range(5, 10):
+                step(i)
+            proxy.restore()
+            for i in range(10, 20):
+                if i % 3 == 0:
+                    proxy.reset()
+                step(i)
+            proxy.cut()
+            ready = r.client.get("/readyz")
+            assert ready.status_code == 503 and ready.json["store"] == "unavailable"
+            assert ready.headers.get("Retry-After")
+            for i in range(20, 30):
+                step(i)
+            cut_statuses = Counter(statuses)
+            proxy.restore()
+            ready = r.client.get("/readyz")
+            assert ready.status_code == 200 and ready.json["store"] == "ok"
+            for i in range(30, 35):
+                step(i)
+            r.flush()
+
+            assert set(statuses) <= {200, 201, 503}, statuses
+            assert cut_statuses[503] >= 10  # corrections during the cut
+            assert cut_statuses[200] >= 10  # scoring went on with keys already seen
+            missing = [i for i in scored if r.store.latest_prediction(i) is None]
+            assert missing == []
+            notes = {c["note"] for c in r.store.corrections_for(base)}
+            assert set(corrected) <= notes
+            assert get_state(r.app).writer.backlog == 0
+        finally:
+            get_state(r.app).close()
+            r.store.dispose()
