@@ -38,7 +38,7 @@ Corrections
     ``current_labels``, ``corrections_frame``
 Users
     ``create_user``, ``authenticate``, ``get_user``, ``get_user_by_name``,
-    ``list_users``, ``set_password``, ``deactivate_user``
+    ``list_users``, ``set_password``, ``set_role``, ``end_sessions``, ``deactivate_user``
 API keys
     ``create_api_key``, ``verify_api_key``, ``revoke_api_key``, ``list_api_keys``
 """
@@ -70,7 +70,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from data.schema import EVENT_COLUMNS, EVENT_TYPES
-from data.text import check_text
+from data.text import check_text, name_skeleton, user_name_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -219,10 +219,17 @@ class LeadRow(Base):
 
 
 class EventRow(Base):
-    """One engagement event of a lead, properties flattened into columns."""
+    """One engagement event of a lead, properties flattened into columns.
+
+    ``event_id`` is the event's idempotency key (client-supplied, or derived from
+    its lead, time, type and properties): a history sent again is stored once.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (sa.Index("ix_events_lead_id_timestamp", "lead_id", "timestamp"),)
+    __table_args__ = (
+        sa.Index("ix_events_lead_id_timestamp", "lead_id", "timestamp"),
+        sa.Index("ux_events_lead_id_event_id", "lead_id", "event_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX), sa.ForeignKey("leads.lead_id"))
@@ -232,6 +239,7 @@ class EventRow(Base):
     content_type: Mapped[str | None] = mapped_column(sa.String())
     content_topic: Mapped[str | None] = mapped_column(sa.String())
     channel: Mapped[str | None] = mapped_column(sa.String())
+    event_id: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class PredictionRow(Base):
@@ -290,6 +298,8 @@ class CorrectionRow(Base):
     prediction_id: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("predictions.id"))
     model_version: Mapped[str | None] = mapped_column(sa.String())
     undo_of: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("corrections.id"))
+    #: The API key that sent the correction (NULL for the UI and imports).
+    api_key: Mapped[str | None] = mapped_column(sa.String(_NAME_MAX))
 
 
 #: The queue's order, then the columns its filters test, so that walking a page
@@ -385,6 +395,8 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     active: Mapped[bool] = mapped_column(sa.Boolean())
+    #: Bumped on logout, password and role change; sessions of an older one end.
+    session_generation: Mapped[int] = mapped_column(sa.Integer(), server_default=sa.text("0"))
 
 
 class ApiKeyRow(Base):
@@ -473,6 +485,8 @@ class User:
     role: str
     active: bool
     created_at: datetime
+    #: Sessions started under another generation have ended (logout, password, role).
+    session_generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -916,6 +930,9 @@ class Store:
             path = _sqlite_file(self._url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                # Created private (0600): the file holds password and API-key hashes.
+                # SQLite gives its -wal and -shm files the database file's mode.
+                path.touch(mode=0o600, exist_ok=True)
         else:
             kwargs["pool_pre_ping"] = True
             if "connect_timeout" not in self._url.query:
@@ -1664,6 +1681,7 @@ class Store:
         model_version: str | None = None,
         expected_label: str | None | _Missing = _MISSING,
         created_at: datetime | None = None,
+        api_key: str | None = None,
     ) -> CorrectionResult:
         """Append a rep's correction of one label of one lead.
 
@@ -1693,6 +1711,8 @@ class Store:
             the correction is stored all the same and ``conflict`` is true.
         created_at
             When the rep corrected (imports); default now.
+        api_key
+            The name of the API key that sent the correction (API corrections).
 
         Returns
         -------
@@ -1721,6 +1741,7 @@ class Store:
         if note is not None and len(note) > _NOTE_MAX:
             raise ValueError(f"note: longer than {_NOTE_MAX} characters")
         when = _opt_ts(created_at, "created_at")
+        key_name = None if api_key is None else _req_str(api_key, "api_key", _NAME_MAX)
 
         def work(conn: Connection) -> CorrectionResult:
             lead = self._lock_lead(conn, lead_id)
@@ -1758,6 +1779,7 @@ class Store:
                     "prediction_id": pred_id,
                     "model_version": version,
                     "undo_of": None,
+                    "api_key": key_name,
                 },
             )
             self._queue_reviewed(conn, lead["lead_id"])
@@ -1975,7 +1997,14 @@ class Store:
     # -------------------------------------------------------------------- users
 
     def _user(self, row: Mapping[str, Any]) -> User:
-        return User(row["id"], row["name"], row["role"], bool(row["active"]), row["created_at"])
+        return User(
+            row["id"],
+            row["name"],
+            row["role"],
+            bool(row["active"]),
+            row["created_at"],
+            int(row.get("session_generation") or 0),
+        )
 
     @staticmethod
     def _password(password: str) -> str:
@@ -1990,6 +2019,11 @@ class Store:
         text = _req_str(name, "user name", _NAME_MAX)
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
             raise ValueError("user name: control characters are not allowed")
+        problem = user_name_problem(text)
+        if problem is not None:
+            raise ValueError(f"user name {text!r}: {problem}")
+        if text.startswith("ext:"):
+            raise ValueError("user name: 'ext:' marks reviewers named by API clients")
         return text
 
     def create_user(self, name: str, role: str, password: str) -> User:
@@ -2003,6 +2037,10 @@ class Store:
         """
         name = self._user_name(name)
         role = _choice(role, "role", USER_ROLES)
+        skeleton = name_skeleton(name)
+        for other in self.list_users():
+            if other.name != name and name_skeleton(other.name) == skeleton:
+                raise ValueError(f"user name {name!r} looks like the existing user {other.name!r}")
         password_hash = self._hasher.hash(self._password(password))
         values = {
             "name": name,
@@ -2104,7 +2142,36 @@ class Store:
         ValueError
             An empty password.
         """
-        return self._update_user(name, password_hash=self._hasher.hash(self._password(password)))
+        return self._update_user(
+            name,
+            password_hash=self._hasher.hash(self._password(password)),
+            session_generation=_USERS.c.session_generation + 1,
+        )
+
+    def set_role(self, name: str, role: str) -> User:
+        """Change a user's role; their open sessions end (they log in again).
+
+        Raises
+        ------
+        KeyError
+            No such user.
+        ValueError
+            A role outside :data:`USER_ROLES`.
+        """
+        role = _choice(role, "role", USER_ROLES)
+        return self._update_user(
+            name, role=role, session_generation=_USERS.c.session_generation + 1
+        )
+
+    def end_sessions(self, name: str) -> User:
+        """End every session of a user, on every server (logout; a stolen cookie).
+
+        Raises
+        ------
+        KeyError
+            No such user.
+        """
+        return self._update_user(name, session_generation=_USERS.c.session_generation + 1)
 
     def deactivate_user(self, name: str) -> User:
         """Disable a user: they can no longer log in. The row (and history) stays.

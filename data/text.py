@@ -12,10 +12,11 @@ so a row that gets past the door can never wedge a background writer.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["bad_text_reason", "check_text", "find_bad_text"]
+__all__ = ["bad_text_reason", "check_text", "find_bad_text", "name_skeleton", "user_name_problem"]
 
 _BAD = re.compile("[\x00\ud800-\udfff]")
 
@@ -72,3 +73,43 @@ def _strings(
             stack.extend(reversed(children))
         elif isinstance(item, list):
             stack.extend(reversed([((*where, i), child) for i, child in enumerate(item)]))
+
+
+def user_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a user name (a look-alike risk), or None.
+
+    Refused: text that NFKC normalisation changes (``ｄｅｍｏ``, ``ﬁ``), control and
+    invisible format characters (zero-width joiners, bidi marks), and letters of
+    more than one script (Latin ``demo-rep`` with a Cyrillic ``е``).
+    """
+    if unicodedata.normalize("NFKC", name) != name:
+        return "must be in Unicode NFKC form (no full-width, ligature or compatibility characters)"
+    scripts = set()
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Cf", "Co", "Cs", "Cn"):
+            return f"must not contain invisible or control characters (U+{ord(ch):04X})"
+        if category.startswith("L"):
+            scripts.add(unicodedata.name(ch, "UNKNOWN").split()[0])
+    if len(scripts) > 1:
+        return f"mixes letters of several scripts ({', '.join(sorted(scripts))})"
+    return None
+
+
+def name_skeleton(name: str) -> str:
+    """A folded form of a user name: two names with one skeleton look alike.
+
+    NFKC, case folded, every dash-like character (``-``, U+2010–U+2015, U+2212 …)
+    as ``-`` and every space-like one as a space, so ``demo‑rep`` (U+2011) and
+    ``Demo-Rep`` fold to ``demo-rep``.
+    """
+    out = []
+    for ch in unicodedata.normalize("NFKC", name).casefold():
+        category = unicodedata.category(ch)
+        if category == "Pd" or ch == "\u2212":
+            out.append("-")
+        elif category == "Zs":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -1,8 +1,13 @@
 """Who is logged in, and what they may do: Flask-Login sessions and roles.
 
 Users live in the store (``Store.authenticate``, ``Store.get_user``); the session
-keeps only the user's id and the login time. Every request reloads the user, so
-a disabled user (or a changed role) takes effect on their next click.
+keeps only the user's id, the login time and the user's session generation.
+Every request reloads the user, so a disabled user (or a changed role) takes
+effect on their next click. Sessions end on the server too: logout, a password
+change and a role change bump the user's ``session_generation`` in the store,
+and a session started under an older generation is refused by the user loader,
+so a copied cookie stops working at once on every server (logout ends every
+session of that user, on every device).
 
 Roles are ordered: a ``rep`` reviews and corrects leads; an ``analyst`` also
 retrains and sees the models page; an ``admin`` also manages users.
@@ -52,6 +57,7 @@ __all__ = [
 #: Roles from least to most allowed.
 ROLE_RANK: dict[str, int] = {"rep": 1, "analyst": 2, "admin": 3}
 _LOGIN_AT = "review_login_at"
+_GENERATION = "review_session_generation"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,16 +65,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ReviewUser(UserMixin):
     """The logged-in user as Flask-Login sees them (built from ``data.store.User``)."""
 
-    def __init__(self, user_id: int, name: str, role: str, active: bool = True) -> None:
+    def __init__(
+        self, user_id: int, name: str, role: str, active: bool = True, generation: int = 0
+    ) -> None:
         self.id = int(user_id)
         self.name = name
         self.role = role
         self._active = bool(active)
+        self.generation = int(generation)
 
     @classmethod
     def from_store(cls, user: Any) -> ReviewUser:
         """Wrap a ``data.store.User``."""
-        return cls(user.id, user.name, user.role, user.active)
+        return cls(
+            user.id, user.name, user.role, user.active, getattr(user, "session_generation", 0)
+        )
 
     @property
     def is_active(self) -> bool:  # type: ignore[override]
@@ -119,11 +130,15 @@ def log_in(user: ReviewUser) -> bool:
         return False
     session.permanent = True
     session[_LOGIN_AT] = int(time.time())
+    session[_GENERATION] = user.generation
     return True
 
 
-def log_out() -> None:
-    """End the session."""
+def log_out(store: Any | None = None) -> None:
+    """End the session; with ``store``, end every copy of it on the server side too."""
+    user = current_user
+    if store is not None and getattr(user, "is_authenticated", False):
+        store.end_sessions(cast(ReviewUser, user).name)
     logout_user()
     session.clear()
 
@@ -153,6 +168,8 @@ def init_login(app: Flask, load_store: Callable[[], Any]) -> LoginManager:
         user = load_store().get_user(uid)
         if user is None or not user.active:
             return None
+        if session.get(_GENERATION, 0) != user.session_generation:
+            return None  # logged out, password or role changed since this session began
         return ReviewUser.from_store(user)
 
     manager.init_app(app)

@@ -49,6 +49,7 @@ from review_ui.forms import (
     PlainForm,
     ReclassifyForm,
     UserForm,
+    is_prediction_id,
     set_label_choices,
 )
 from review_ui.jobs import JobBusy
@@ -233,7 +234,7 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
     """End the session (POST with a CSRF token, so no page can log a rep out)."""
-    auth.log_out()
+    auth.log_out(_store())
     flash("You are logged out.", "info")
     return redirect(url_for("review.login"))
 
@@ -250,6 +251,10 @@ def _parse_since(text: str | None) -> date | None:
         return None
 
 
+#: Highest queue page number taken from a URL (pages beyond it show as this one).
+_MAX_PAGE = 1_000_000
+
+
 def _queue_args() -> dict[str, Any]:
     args = request.args
     reviewed = {"yes": True, "no": False}.get(args.get("reviewed", ""))
@@ -259,7 +264,8 @@ def _queue_args() -> dict[str, Any]:
         per = 50
     per = per if per in _PAGE_SIZES else 50
     try:
-        page = max(1, int(args.get("page", 1)))
+        # Clamped: a page past any queue is just empty, never an integer overflow in SQL.
+        page = min(max(1, int(args.get("page", 1))), _MAX_PAGE)
     except ValueError:
         page = 1
     return {
@@ -677,10 +683,8 @@ def bulk() -> Any:
         if prediction is None:
             skipped.append(lead_id)
             continue
-        try:
-            pid = int(request.form.get(f"prediction:{lead_id}") or prediction["id"])
-        except ValueError:
-            pid = prediction["id"]
+        raw_pid = request.form.get(f"prediction:{lead_id}") or ""
+        pid = int(raw_pid) if is_prediction_id(raw_pid) else prediction["id"]
         results = []
         for field in ("stage", "persona"):
             expected = request.form.get(f"expected_{field}:{lead_id}") or None

@@ -26,8 +26,10 @@ from serve.schemas import ErrorResponse
 from serve.state import get_state
 
 __all__ = [
+    "EXTERNAL_PREFIX",
     "CorrectionRequest",
     "CorrectionResponse",
+    "external_reviewer",
     "QueueResponse",
     "bp",
 ]
@@ -88,6 +90,11 @@ class CorrectionOut(BaseModel):
 
 class CorrectionResponse(BaseModel):
     lead_id: str
+    reviewer: str = Field(
+        description="As stored: the given reviewer marked external (`ext:<name>`); an API "
+        "correction never counts as, or can be undone by, the UI user of that name."
+    )
+    api_key: str | None = Field(description="The API key the correction is attributed to.")
     conflict: bool = Field(description="True when the lead changed under the reviewer.")
     corrections: list[CorrectionOut]
 
@@ -104,6 +111,7 @@ class CorrectionHistoryItem(BaseModel):
     source: str
     created_at: datetime
     model_version: str | None
+    api_key: str | None = None
 
 
 class CorrectionHistory(BaseModel):
@@ -170,6 +178,15 @@ def _known_labels(field: str) -> tuple[str, ...]:
     return book.get(field, ())
 
 
+#: Marks a reviewer named by an API client (not a review UI user; user names cannot start so).
+EXTERNAL_PREFIX = "ext:"
+
+
+def external_reviewer(name: str) -> str:
+    """``name`` as stored for an API correction: marked external (``ext:<name>``)."""
+    return name if name.startswith(EXTERNAL_PREFIX) else f"{EXTERNAL_PREFIX}{name}"
+
+
 def _body(model: type[BaseModel]) -> Any:
     if request.mimetype != "application/json":
         raise ApiError(
@@ -215,6 +232,10 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
     identity = g.get("api_identity")
+    key_name = getattr(identity, "name", None)
+    # A key cannot prove which rep it speaks for: its reviewer is stored as external,
+    # so it never counts as (or can be undone by) the review UI user of that name.
+    reviewer = external_reviewer(body.reviewer)
     results = []
     try:
         for field, label in changes:
@@ -225,11 +246,12 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
                 lead_id,
                 field,
                 label,
-                reviewer=body.reviewer,
+                reviewer=reviewer,
                 kind=body.kind,
                 reason=body.reason,
                 note=body.note,
                 source="api",
+                api_key=key_name,
                 **kwargs,
             )
             results.append(result)
@@ -245,11 +267,11 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
             None,
             headers={"Retry-After": "1"},
         ) from None
-    current_app.logger.info(
-        "correction of %s by %s via key %s", lead_id, body.reviewer, getattr(identity, "name", "?")
-    )
+    current_app.logger.info("correction of %s by %s via key %s", lead_id, reviewer, key_name)
     out = CorrectionResponse(
         lead_id=lead_id,
+        reviewer=reviewer,
+        api_key=key_name,
         conflict=any(r.conflict for r in results),
         corrections=[
             CorrectionOut(

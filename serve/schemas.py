@@ -10,12 +10,12 @@ against the JSON schemas generated here, so the two cannot drift.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from data.schema import Event, LeadProfile
+from data.schema import Event, LeadProfile, to_utc
 
 __all__ = [
     "BatchScoreRequest",
@@ -79,7 +79,7 @@ class LeadScoreRequest(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return to_utc(value)
 
 
 class FeatureScoreRequest(BaseModel):
