@@ -435,3 +435,118 @@ def test_fault_injection_cut_delay_reset_loses_nothing_acknowledged_and_never_50
         finally:
             get_state(r.app).close()
             r.store.dispose()
+
+
+# -- 4. API corrections attributed to the key --------------------------------------------------
+
+
+def test_4_an_api_correction_is_the_keys_and_never_a_reps(rel, api_app):
+    rel.store.create_user("demo-rep", "rep", "a long enough password")
+    lead_id = _new_id()
+    assert rel.score(lead_id=lead_id).status_code == 200
+    rel.flush()
+    stage = get_state(api_app).holder.current.model.stage_labels[0]
+    response = rel.client.post(
+        f"/v1/leads/{lead_id}/corrections",
+        json={"stage": stage, "reviewer": "demo-rep"},
+        headers=rel.headers,
+    )
+    assert response.status_code == 201
+    [row] = rel.store.corrections_for(lead_id)
+    assert row["reviewer"] == "ext:demo-rep" and row["api_key"].startswith("crm-")
+    assert row["reviewer"] != "demo-rep"  # not counted as, nor undone by, the rep
+    frame = rel.store.corrections_frame()
+    assert "demo-rep" not in set(frame["reviewer"])
+
+
+# -- 7. remaining 500s -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_7_out_of_range_timestamps_are_400_and_fail_only_their_batch_item(
+    api_client, api_headers, tiny_registry, ts
+):
+    sim, as_of = tiny_registry.simulation, tiny_registry.as_of
+    for field in ("lead.created_at", "events[0].timestamp", "as_of"):
+        body = _lead_request(sim, 0, lead_id=_new_id(), as_of=as_of)
+        if field == "lead.created_at":
+            body["lead"]["created_at"] = ts
+        elif field == "as_of":
+            body["as_of"] = ts
+        else:
+            body["events"] = [{"type": "page_view", "timestamp": ts}]
+        one = api_client.post("/v1/score", json=body, headers=api_headers["client"])
+        assert one.status_code == 400 and one.json["error"]["field"] == field
+        good = _lead_request(sim, 1, lead_id=_new_id(), as_of=as_of)
+        batch = api_client.post(
+            "/v1/score/batch", json={"leads": [body, good]}, headers=api_headers["client"]
+        )
+        assert batch.status_code == 200
+        assert (batch.json["scored"], batch.json["failed"]) == (1, 1)
+
+
+def test_7_deeply_nested_invocations_are_a_400(api_client, api_headers):
+    body = '{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = api_client.post(
+        "/invocations",
+        data=body,
+        headers={**api_headers["client"], "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+
+
+# -- 11. /invocations refuses unknown columns ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_records": [{"bogus": 1}]},
+        {"dataframe_split": {"columns": ["bogus"], "data": [[1]]}},
+        {"inputs": [{"bogus": 1}]},
+    ],
+)
+def test_11_invocations_reject_unknown_columns_naming_them(api_client, api_headers, body):
+    response = api_client.post("/invocations", json=body, headers=api_headers["client"])
+    assert response.status_code == 400
+    assert response.json["error"]["field"] == "bogus" and "bogus" in response.json["message"]
+
+
+def test_11_known_columns_and_lead_id_still_score(api_client, api_headers, tiny_registry):
+    row = tiny_registry.features.iloc[0].to_dict()
+    row = {k: (None if v != v else v) for k, v in row.items()}
+    row["lead_id"] = _new_id()
+    response = api_client.post(
+        "/invocations", json={"dataframe_records": [row]}, headers=api_headers["client"]
+    )
+    assert response.status_code == 200, response.json
+
+
+# -- 12. file mode, look-alike names -------------------------------------------------------------
+
+
+def test_12_the_sqlite_store_is_created_private(tmp_path):
+    path = tmp_path / "home" / "leadready.db"
+    with Store(f"sqlite:///{path}") as store:
+        store.upgrade()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "demo\u2011rep",
+        "d\u0435mo-rep",
+        "Demo-Rep",
+        "demo\u200b-rep",
+        "\uff44emo-rep",
+        "ext:demo-rep",
+    ],
+)
+def test_12_look_alike_user_names_are_refused(db_url, name):
+    with Store(db_url) as store:
+        store.upgrade()
+        store.create_user("demo-rep", "rep", "a long enough password")
+        with pytest.raises(ValueError, match="user name"):
+            store.create_user(name, "rep", "a long enough password")
+        assert [u.name for u in store.list_users()] == ["demo-rep"]
