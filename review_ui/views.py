@@ -372,7 +372,7 @@ def _lead_or_404(lead_id: str) -> tuple[dict[str, Any] | None, list[dict[str, An
     return lead, predictions
 
 
-@bp.route("/review/leads/<lead_id>")
+@bp.route("/review/leads/<path:lead_id>")
 @auth.role_required("rep")
 def lead(lead_id: str) -> Any:
     """A lead: profile, weekly engagement, the model's view, predictions, corrections."""
@@ -520,7 +520,7 @@ def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
     return out
 
 
-@bp.route("/review/leads/<lead_id>/reclassify", methods=["POST"])
+@bp.route("/review/leads/<path:lead_id>/reclassify", methods=["POST"])
 @auth.role_required("rep")
 def reclassify(lead_id: str) -> Any:
     """Append a reclassify correction per field the rep set (stage and/or persona)."""
@@ -556,7 +556,7 @@ def reclassify(lead_id: str) -> Any:
     return _finish(lead_id, stored, "Reclassified", form.next.data, default=default)
 
 
-@bp.route("/review/leads/<lead_id>/confirm", methods=["POST"])
+@bp.route("/review/leads/<path:lead_id>/confirm", methods=["POST"])
 @auth.role_required("rep")
 def confirm(lead_id: str) -> Any:
     """Agree with the model: a ``confirm`` row per head the model predicted."""
@@ -633,7 +633,7 @@ def undo(correction_id: int) -> Any:
     )
 
 
-@bp.route("/review/leads/<lead_id>/undo-last", methods=["POST"])
+@bp.route("/review/leads/<path:lead_id>/undo-last", methods=["POST"])
 @auth.role_required("rep")
 def undo_last(lead_id: str) -> Any:
     """Undo this rep's last action on the lead (the ``u`` key)."""

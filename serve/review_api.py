@@ -201,7 +201,7 @@ def _body(model: type[BaseModel]) -> Any:
         raise ApiError.from_validation(exc) from None
 
 
-@bp.post("/v1/leads/<lead_id>/corrections")
+@bp.post("/v1/leads/<path:lead_id>/corrections")
 @operation(
     summary="Correct a lead's stage and/or persona",
     description=(
@@ -289,7 +289,7 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     return jsonify(out.model_dump(mode="json")), 201
 
 
-@bp.get("/v1/leads/<lead_id>/corrections")
+@bp.get("/v1/leads/<path:lead_id>/corrections")
 @operation(
     summary="A lead's correction history and current labels",
     auth="api_key",

@@ -550,3 +550,57 @@ def test_12_look_alike_user_names_are_refused(db_url, name):
         with pytest.raises(ValueError, match="user name"):
             store.create_user(name, "rep", "a long enough password")
         assert [u.name for u in store.list_users()] == ["demo-rep"]
+
+
+# -- 9. spreadsheet formulas in the corrections export -----------------------------------------
+
+
+def test_9_export_neutralises_formula_cells_and_says_so(db_url, tmp_path):
+    import csv
+
+    from training.corrections import export_corrections
+
+    with Store(db_url) as store:
+        store.upgrade()
+        store.upsert_leads([{"lead_id": "F1"}])
+        store.add_correction(
+            "F1", "stage", "decision", reviewer='=HYPERLINK("http://x.invalid","hi")', source="api"
+        )
+        store.add_correction(
+            "F1", "stage", "awareness", reviewer="ana", note="=cmd|' /C calc'!A0", source="ui"
+        )
+        store.add_correction("F1", "stage", "decision", reviewer="ana", note="@SUM(1)\tx")
+        counts: list[int] = []
+        path, n = export_corrections(store, tmp_path / "c.csv", on_neutralised=counts.append)
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    assert n == 3 and counts == [3]
+    assert rows[0]["reviewer"] == '\'=HYPERLINK("http://x.invalid","hi")'
+    assert rows[1]["note"] == "'=cmd|' /C calc'!A0"
+    assert rows[2]["note"] == "'@SUM(1)\tx"
+    assert rows[1]["reviewer"] == "ana"  # plain text untouched
+
+
+# -- 10. ids with a slash ----------------------------------------------------------------------
+
+
+def test_10_a_lead_id_with_a_slash_is_routable_in_the_api_and_the_ui(rel, api_app):
+    lead_id = f"acme/{_new_id()}"
+    assert rel.score(lead_id=lead_id).status_code == 200
+    rel.flush()
+    url = f"/v1/leads/{lead_id}/corrections"
+    stage = get_state(api_app).holder.current.model.stage_labels[0]
+    response = rel.client.post(url, json={"stage": stage, "reviewer": "crm"}, headers=rel.headers)
+    assert response.status_code == 201, response.json
+    history = rel.client.get(url, headers=rel.headers)
+    assert history.status_code == 200 and history.json["lead_id"] == lead_id
+    with rel.app.test_request_context():
+        from flask import url_for
+
+        page = url_for("review.lead", lead_id=lead_id)
+        assert page == f"/review/leads/{lead_id}"
+        adapter = rel.app.url_map.bind("localhost")
+        assert adapter.match(page) == ("review.lead", {"lead_id": lead_id})
+        assert adapter.match(f"{page}/confirm", method="POST") == (
+            "review.confirm",
+            {"lead_id": lead_id},
+        )
