@@ -119,6 +119,7 @@ API_KEY_PREFIX: Final[str] = "lr_"
 MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parent / "migrations"
 
 _LEAD_ID_MAX = 200
+_EVENT_ID_MAX = 64
 _LABEL_MAX = 200
 _NAME_MAX = 100
 _REASON_MAX = 200
@@ -738,9 +739,21 @@ def _lead_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     return out
 
 
+def event_id_of(values: Mapping[str, Any]) -> str:
+    """The derived idempotency key of an event: SHA-256 of its lead, UTC time, type, properties.
+
+    The same event sent again (a client re-sending a lead's history) gets the
+    same key, whichever process stores it.
+    """
+    ts = values["timestamp"]
+    parts = [values["lead_id"], ts.isoformat(), values["type"]]
+    parts += ["" if values.get(n) is None else str(values[n]) for n in _EVENT_PROPERTIES]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
 def _event_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     where = f"event {position}"
-    unknown = set(record) - set(EVENT_COLUMNS) - {"properties"}
+    unknown = set(record) - set(EVENT_COLUMNS) - {"properties", "event_id"}
     if unknown:
         raise ValueError(
             f"{where}: unknown fields {sorted(unknown)}; allowed: {list(EVENT_COLUMNS)}"
@@ -758,6 +771,10 @@ def _event_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     for name in _EVENT_PROPERTIES:
         value = record[name] if name in record else props.get(name)
         out[name] = _opt_str(value, f"{where}: {name}")
+    given = _opt_str(record.get("event_id"), f"{where}: event_id")
+    if given is not None and len(given) > _EVENT_ID_MAX:
+        raise ValueError(f"{where}: event_id longer than {_EVENT_ID_MAX} characters")
+    out["event_id"] = given or event_id_of(out)
     return out
 
 
@@ -1405,12 +1422,19 @@ class Store:
         Returns
         -------
         int
-            The number of events written.
+            The number of events given (those already stored are skipped).
 
         Raises
         ------
         ValueError
             An unknown event type, a missing timestamp or an unknown field.
+
+        Notes
+        -----
+        Each event has an idempotency key, ``event_id``: the record's own (at most
+        64 characters) or :func:`event_id_of` its content. A unique index on
+        ``(lead_id, event_id)`` and ``INSERT … ON CONFLICT DO NOTHING`` (SQLite
+        and PostgreSQL) store an event sent again, by any process, only once.
         KeyError
             An event of a lead that is not in the store (upsert the lead first).
         """
@@ -1426,7 +1450,11 @@ class Store:
                 shown = ", ".join(repr(m) for m in missing[:5])
                 more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
                 raise KeyError(f"events of unknown leads: {shown}{more}")
-            self._bulk_insert(conn, _EVENTS, chunk)
+            # Idempotent: an event already stored (same lead and event id) is skipped.
+            stmt = self._insert(_EVENTS).on_conflict_do_nothing(
+                index_elements=["lead_id", "event_id"]
+            )
+            conn.execute(stmt, list(chunk))
 
         for chunk in _chunks(rows):
             self._write(lambda conn, chunk=chunk: work(conn, chunk))

@@ -91,9 +91,16 @@ def user_name_problem(name: str) -> str | None:
             return f"must not contain invisible or control characters (U+{ord(ch):04X})"
         if category.startswith("L"):
             scripts.add(unicodedata.name(ch, "UNKNOWN").split()[0])
-    if len(scripts) > 1:
-        return f"mixes letters of several scripts ({', '.join(sorted(scripts))})"
+    # Latin with CJK or Hangul is ordinary (UTS #39 "highly restrictive" allows it);
+    # two of the alphabets whose letters look alike is how look-alike names are made.
+    mixed = scripts & _LOOKALIKE_SCRIPTS
+    if len(mixed) > 1:
+        return f"mixes letters of several alphabets ({', '.join(sorted(mixed))})"
     return None
+
+
+#: Alphabets with many letters that look like another's (Latin a, Cyrillic а, Greek α).
+_LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
 
 
 def name_skeleton(name: str) -> str:

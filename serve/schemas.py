@@ -56,6 +56,13 @@ class EventIn(Event):
     """
 
     lead_id: str | None = Field(default=None, min_length=1, max_length=200)
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The event's idempotency key; default: derived from its lead, time, type "
+        "and properties. An event already stored under its key is not stored again.",
+    )
 
 
 class LeadScoreRequest(BaseModel):

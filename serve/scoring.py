@@ -175,14 +175,18 @@ def prepare(
 
     profile = item.lead.model_dump()
     events = [event.model_dump() for event in item.events]
+    # The idempotency key is the store's, not a feature: kept aside while features are built.
+    event_ids = [event.pop("event_id", None) for event in events]
     as_of = item.as_of or now or datetime.now(UTC)
     try:
         features = model.features_from_profile(profile, events, as_of)
     except ValueError as exc:
         raise ApiError(400, f"Cannot build features: {exc}", format_loc(["lead"], prefix)) from None
     lead_id = item.lead.lead_id
-    for event in events:
+    for event, event_id in zip(events, event_ids, strict=True):
         event["lead_id"] = lead_id
+        if event_id is not None:
+            event["event_id"] = event_id
     return Prepared(
         index=index,
         lead_id=lead_id,

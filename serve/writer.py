@@ -413,7 +413,8 @@ class EventDeduper:
     would otherwise append the same events again each time. This filter
     remembers the last ``max_entries`` events it let through (an LRU of their
     fingerprints) and keeps only unseen ones; it wraps the events sink.
-    Duplicates across worker processes are not seen here.
+    Duplicates across worker processes are not seen here; the store's unique
+    event id (``ON CONFLICT DO NOTHING``) skips those.
     """
 
     def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
@@ -499,4 +500,5 @@ def _event_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
         row.get("content_type"),
         row.get("content_topic"),
         row.get("channel"),
+        row.get("event_id"),
     )

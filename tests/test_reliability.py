@@ -604,3 +604,42 @@ def test_10_a_lead_id_with_a_slash_is_routable_in_the_api_and_the_ui(rel, api_ap
             "review.confirm",
             {"lead_id": lead_id},
         )
+
+
+# -- 8. events stored once however often a history is re-sent ----------------------------------
+
+
+def test_8_a_resent_history_is_stored_once_across_processes(db_url):
+    from datetime import UTC, datetime
+
+    from serve.writer import EventDeduper
+
+    ts = datetime(2024, 5, 1, tzinfo=UTC)
+    history = [
+        {"lead_id": "E1", "timestamp": ts, "type": "page_view", "page_category": "pricing"},
+        {"lead_id": "E1", "timestamp": ts, "type": "email_open"},
+        {"lead_id": "E1", "timestamp": ts, "type": "demo_request", "event_id": "crm-42"},
+    ]
+    with Store(db_url) as store:
+        store.upgrade()
+        store.upsert_leads([{"lead_id": "E1"}])
+        # Three "processes", each with its own per-process de-duplication, 8 sends in all.
+        processes = [EventDeduper(store.add_events) for _ in range(3)]
+        for send in range(8):
+            processes[send % 3]([dict(e) for e in history])
+        store.add_events([dict(e) for e in history] * 2)  # and a bulk import, twice
+        stored = store.events_for("E1")
+        assert len(stored) == 3
+        # The client's own key wins: same content under another key is another event.
+        store.add_events([{**history[2], "event_id": "crm-43"}])
+        assert len(store.events_for("E1")) == 4
+
+
+def test_8_the_api_takes_a_client_event_id(rel):
+    lead_id = _new_id()
+    body = _lead_request(rel.sim, 0, lead_id=lead_id, as_of=rel.as_of)
+    body["events"] = [{"type": "page_view", "timestamp": "2024-05-01T00:00:00Z", "event_id": "k1"}]
+    for _ in range(3):
+        assert rel.client.post("/v1/score", json=body, headers=rel.headers).status_code == 200
+    rel.flush()
+    assert len(rel.store.events_for(lead_id)) == 1
