@@ -643,3 +643,24 @@ def test_8_the_api_takes_a_client_event_id(rel):
         assert rel.client.post("/v1/score", json=body, headers=rel.headers).status_code == 200
     rel.flush()
     assert len(rel.store.events_for(lead_id)) == 1
+
+
+def test_12_guessing_cannot_lock_a_colleague_out_and_the_delay_grows(tmp_path, caplog):
+    from review_ui.auth import LoginLimiter
+
+    now = [1000.0]
+    limiter = LoginLimiter(
+        tmp_path / "login.db", max_per_user=5, window_seconds=900, clock=lambda: now[0]
+    )
+    with caplog.at_level("WARNING", logger="review_ui.auth"):
+        for _ in range(5):
+            limiter.failed("demo-rep", "203.0.113.7")  # the guesser
+    assert "demo-rep" in caplog.text and "203.0.113.7" in caplog.text  # the admins' notice
+    assert limiter.retry_after("demo-rep", "198.51.100.4") == 0  # the rep herself
+    assert limiter.retry_after("demo-rep", "203.0.113.7") == 30
+    waits = []
+    for _ in range(4):
+        now[0] += limiter.retry_after("demo-rep", "203.0.113.7")
+        limiter.failed("demo-rep", "203.0.113.7")
+        waits.append(limiter.retry_after("demo-rep", "203.0.113.7"))
+    assert waits == [60, 120, 240, 480]
