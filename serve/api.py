@@ -127,7 +127,11 @@ def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
     request=ScoreRequest,
     responses={
         200: ("The lead's stage, persona, readiness, route and reasons.", ScoreResponse),
-        503: ("No model loaded yet.", ErrorResponse),
+        503: (
+            "No model loaded yet, the store unreachable, or the writer's backlog full; "
+            "retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("scoring",),
 )
@@ -160,7 +164,11 @@ def score_one() -> Response:
     request=BatchScoreRequest,
     responses={
         200: ("One result per item, in request order.", BatchScoreResponse),
-        503: ("No model loaded yet.", ErrorResponse),
+        503: (
+            "No model loaded yet, the store unreachable, or the writer's backlog full; "
+            "retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("scoring",),
 )
@@ -232,7 +240,11 @@ _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pa
     request_media={"text/csv": _CSV_BODY},
     responses={
         200: ("The model's output frame as records.", InvocationsResponse),
-        503: ("No model loaded yet.", ErrorResponse),
+        503: (
+            "No model loaded yet, the store unreachable, or the writer's backlog full; "
+            "retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("scoring",),
 )

@@ -214,7 +214,11 @@ def _body(model: type[BaseModel]) -> Any:
     responses={
         201: ("The stored correction rows.", CorrectionResponse),
         404: ("No such lead.", ErrorResponse),
-        503: ("The store is busy; retry.", ErrorResponse),
+        503: (
+            "The model's labels are not known yet (no model loaded), or the store is busy, "
+            "read-only or unreachable; retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("review",),
 )
