@@ -65,6 +65,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from data.schema import DEFAULT_PERSONAS, DEFAULT_SALES_READY_STAGES, DEFAULT_STAGES
 from data.store import LeadRow, PredictionRow, QueueRow
+from data.text import check_text
 
 __all__ = [
     "REASON_CODES",
@@ -559,6 +560,7 @@ def _filters(
         where.append(_Q.c.scored_at >= _as_utc(since))
     needle = (search or "").strip()
     if needle:
+        check_text(needle, "search")
         pattern = _like_pattern(needle)
         where.append(
             sa.or_(

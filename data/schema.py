@@ -26,6 +26,7 @@ __all__ = [
     "Event",
     "EventType",
     "LeadProfile",
+    "to_utc",
 ]
 
 #: Buying stages the simulator and demo use, earliest first. Real tables may use others.
@@ -118,11 +119,21 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _to_utc(value: datetime) -> datetime:
-    """Naive timestamps are taken as UTC; aware ones are converted to UTC."""
+def to_utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC; aware ones are converted to UTC.
+
+    A time whose UTC equivalent falls outside year 1–9999
+    (``0001-01-01T00:00:00+05:00``) is a ``ValueError`` (a 400 naming the field),
+    not the ``OverflowError`` of ``astimezone``.
+    """
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{value.isoformat()} is outside the range of timestamps (years 1 to 9999 in UTC)"
+        ) from None
 
 
 class LeadProfile(BaseModel):
@@ -146,7 +157,7 @@ class LeadProfile(BaseModel):
     @field_validator("created_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _to_utc(value)
+        return None if value is None else to_utc(value)
 
 
 class Event(BaseModel):
@@ -165,7 +176,7 @@ class Event(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return _to_utc(value)
+        return to_utc(value)
 
     def properties(self) -> dict[str, Any]:
         """The event's properties (everything but lead id, timestamp and type)."""

@@ -38,7 +38,7 @@ Corrections
     ``current_labels``, ``corrections_frame``
 Users
     ``create_user``, ``authenticate``, ``get_user``, ``get_user_by_name``,
-    ``list_users``, ``set_password``, ``deactivate_user``
+    ``list_users``, ``set_password``, ``set_role``, ``end_sessions``, ``deactivate_user``
 API keys
     ``create_api_key``, ``verify_api_key``, ``revoke_api_key``, ``list_api_keys``
 """
@@ -70,6 +70,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from data.schema import EVENT_COLUMNS, EVENT_TYPES
+from data.text import check_text, name_skeleton, user_name_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,6 +119,7 @@ API_KEY_PREFIX: Final[str] = "lr_"
 MIGRATIONS_DIR: Final[Path] = Path(__file__).resolve().parent / "migrations"
 
 _LEAD_ID_MAX = 200
+_EVENT_ID_MAX = 64
 _LABEL_MAX = 200
 _NAME_MAX = 100
 _REASON_MAX = 200
@@ -130,6 +132,7 @@ _SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: those page reads miss, and the queue's upkeep takes about twice as long.
 _SQLITE_CACHE_KIB = 32 * 1024
 _WRITE_RETRIES = 6
+_PG_CONNECT_TIMEOUT_S = 5
 _LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = (
     "job_title",
     "seniority",
@@ -217,10 +220,17 @@ class LeadRow(Base):
 
 
 class EventRow(Base):
-    """One engagement event of a lead, properties flattened into columns."""
+    """One engagement event of a lead, properties flattened into columns.
+
+    ``event_id`` is the event's idempotency key (client-supplied, or derived from
+    its lead, time, type and properties): a history sent again is stored once.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (sa.Index("ix_events_lead_id_timestamp", "lead_id", "timestamp"),)
+    __table_args__ = (
+        sa.Index("ix_events_lead_id_timestamp", "lead_id", "timestamp"),
+        sa.Index("ux_events_lead_id_event_id", "lead_id", "event_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX), sa.ForeignKey("leads.lead_id"))
@@ -230,6 +240,7 @@ class EventRow(Base):
     content_type: Mapped[str | None] = mapped_column(sa.String())
     content_topic: Mapped[str | None] = mapped_column(sa.String())
     channel: Mapped[str | None] = mapped_column(sa.String())
+    event_id: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class PredictionRow(Base):
@@ -288,6 +299,8 @@ class CorrectionRow(Base):
     prediction_id: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("predictions.id"))
     model_version: Mapped[str | None] = mapped_column(sa.String())
     undo_of: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("corrections.id"))
+    #: The API key that sent the correction (NULL for the UI and imports).
+    api_key: Mapped[str | None] = mapped_column(sa.String(_NAME_MAX))
 
 
 #: The queue's order, then the columns its filters test, so that walking a page
@@ -383,6 +396,8 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     active: Mapped[bool] = mapped_column(sa.Boolean())
+    #: Bumped on logout, password and role change; sessions of an older one end.
+    session_generation: Mapped[int] = mapped_column(sa.Integer(), server_default=sa.text("0"))
 
 
 class ApiKeyRow(Base):
@@ -471,6 +486,8 @@ class User:
     role: str
     active: bool
     created_at: datetime
+    #: Sessions started under another generation have ended (logout, password, role).
+    session_generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -537,7 +554,7 @@ def _opt_str(value: Any, name: str) -> str | None:
         value = int(value)
     if not isinstance(value, str | int | float | bool):
         raise ValueError(f"{name}: expected text, got {type(value).__name__}")
-    text = str(value).strip()
+    text = check_text(str(value), name).strip()
     return text or None
 
 
@@ -600,7 +617,12 @@ def _opt_ts(value: Any, name: str) -> datetime | None:
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
         raise ValueError(f"{name}: expected a timestamp, got {type(value).__name__}")
-    return _as_utc(value)
+    try:
+        return _as_utc(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name}: {value.isoformat()} is outside the range of timestamps"
+        ) from None
 
 
 def _req_ts(value: Any, name: str) -> datetime:
@@ -614,9 +636,12 @@ def _extra_value(value: Any, name: str) -> str | int | float | bool | None:
     if _is_missing(value):
         return None
     value = _plain(value)
+    check_text(name, "extra field name")
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, str | int | bool):
+    if isinstance(value, str):
+        return check_text(value, f"extra field {name!r}")
+    if isinstance(value, int | bool):
         return value
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -714,9 +739,21 @@ def _lead_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     return out
 
 
+def event_id_of(values: Mapping[str, Any]) -> str:
+    """The derived idempotency key of an event: SHA-256 of its lead, UTC time, type, properties.
+
+    The same event sent again (a client re-sending a lead's history) gets the
+    same key, whichever process stores it.
+    """
+    ts = values["timestamp"]
+    parts = [values["lead_id"], ts.isoformat(), values["type"]]
+    parts += ["" if values.get(n) is None else str(values[n]) for n in _EVENT_PROPERTIES]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
 def _event_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     where = f"event {position}"
-    unknown = set(record) - set(EVENT_COLUMNS) - {"properties"}
+    unknown = set(record) - set(EVENT_COLUMNS) - {"properties", "event_id"}
     if unknown:
         raise ValueError(
             f"{where}: unknown fields {sorted(unknown)}; allowed: {list(EVENT_COLUMNS)}"
@@ -734,6 +771,10 @@ def _event_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     for name in _EVENT_PROPERTIES:
         value = record[name] if name in record else props.get(name)
         out[name] = _opt_str(value, f"{where}: {name}")
+    given = _opt_str(record.get("event_id"), f"{where}: event_id")
+    if given is not None and len(given) > _EVENT_ID_MAX:
+        raise ValueError(f"{where}: event_id longer than {_EVENT_ID_MAX} characters")
+    out["event_id"] = given or event_id_of(out)
     return out
 
 
@@ -906,8 +947,14 @@ class Store:
             path = _sqlite_file(self._url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                # Created private (0600): the file holds password and API-key hashes.
+                # SQLite gives its -wal and -shm files the database file's mode.
+                path.touch(mode=0o600, exist_ok=True)
         else:
             kwargs["pool_pre_ping"] = True
+            if "connect_timeout" not in self._url.query:
+                # An unreachable server fails a connect in seconds, not at the TCP timeout.
+                kwargs["connect_args"] = {"connect_timeout": _PG_CONNECT_TIMEOUT_S}
         self._engine = sa.create_engine(self._url, **kwargs)
         if self._sqlite:
             _install_sqlite_listeners(self._engine)
@@ -1375,12 +1422,19 @@ class Store:
         Returns
         -------
         int
-            The number of events written.
+            The number of events given (those already stored are skipped).
 
         Raises
         ------
         ValueError
             An unknown event type, a missing timestamp or an unknown field.
+
+        Notes
+        -----
+        Each event has an idempotency key, ``event_id``: the record's own (at most
+        64 characters) or :func:`event_id_of` its content. A unique index on
+        ``(lead_id, event_id)`` and ``INSERT … ON CONFLICT DO NOTHING`` (SQLite
+        and PostgreSQL) store an event sent again, by any process, only once.
         KeyError
             An event of a lead that is not in the store (upsert the lead first).
         """
@@ -1396,7 +1450,11 @@ class Store:
                 shown = ", ".join(repr(m) for m in missing[:5])
                 more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
                 raise KeyError(f"events of unknown leads: {shown}{more}")
-            self._bulk_insert(conn, _EVENTS, chunk)
+            # Idempotent: an event already stored (same lead and event id) is skipped.
+            stmt = self._insert(_EVENTS).on_conflict_do_nothing(
+                index_elements=["lead_id", "event_id"]
+            )
+            conn.execute(stmt, list(chunk))
 
         for chunk in _chunks(rows):
             self._write(lambda conn, chunk=chunk: work(conn, chunk))
@@ -1444,6 +1502,7 @@ class Store:
         needle = (text or "").strip().lower()
         if not needle:
             return []
+        check_text(needle, "search")
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
         columns = (_LEADS.c.lead_id, _LEADS.c.company, _LEADS.c.job_title)
@@ -1650,6 +1709,7 @@ class Store:
         model_version: str | None = None,
         expected_label: str | None | _Missing = _MISSING,
         created_at: datetime | None = None,
+        api_key: str | None = None,
     ) -> CorrectionResult:
         """Append a rep's correction of one label of one lead.
 
@@ -1679,6 +1739,8 @@ class Store:
             the correction is stored all the same and ``conflict`` is true.
         created_at
             When the rep corrected (imports); default now.
+        api_key
+            The name of the API key that sent the correction (API corrections).
 
         Returns
         -------
@@ -1707,6 +1769,7 @@ class Store:
         if note is not None and len(note) > _NOTE_MAX:
             raise ValueError(f"note: longer than {_NOTE_MAX} characters")
         when = _opt_ts(created_at, "created_at")
+        key_name = None if api_key is None else _req_str(api_key, "api_key", _NAME_MAX)
 
         def work(conn: Connection) -> CorrectionResult:
             lead = self._lock_lead(conn, lead_id)
@@ -1744,6 +1807,7 @@ class Store:
                     "prediction_id": pred_id,
                     "model_version": version,
                     "undo_of": None,
+                    "api_key": key_name,
                 },
             )
             self._queue_reviewed(conn, lead["lead_id"])
@@ -1961,7 +2025,14 @@ class Store:
     # -------------------------------------------------------------------- users
 
     def _user(self, row: Mapping[str, Any]) -> User:
-        return User(row["id"], row["name"], row["role"], bool(row["active"]), row["created_at"])
+        return User(
+            row["id"],
+            row["name"],
+            row["role"],
+            bool(row["active"]),
+            row["created_at"],
+            int(row.get("session_generation") or 0),
+        )
 
     @staticmethod
     def _password(password: str) -> str:
@@ -1976,6 +2047,11 @@ class Store:
         text = _req_str(name, "user name", _NAME_MAX)
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
             raise ValueError("user name: control characters are not allowed")
+        problem = user_name_problem(text)
+        if problem is not None:
+            raise ValueError(f"user name {text!r}: {problem}")
+        if text.startswith("ext:"):
+            raise ValueError("user name: 'ext:' marks reviewers named by API clients")
         return text
 
     def create_user(self, name: str, role: str, password: str) -> User:
@@ -1989,6 +2065,10 @@ class Store:
         """
         name = self._user_name(name)
         role = _choice(role, "role", USER_ROLES)
+        skeleton = name_skeleton(name)
+        for other in self.list_users():
+            if other.name != name and name_skeleton(other.name) == skeleton:
+                raise ValueError(f"user name {name!r} looks like the existing user {other.name!r}")
         password_hash = self._hasher.hash(self._password(password))
         values = {
             "name": name,
@@ -2090,7 +2170,36 @@ class Store:
         ValueError
             An empty password.
         """
-        return self._update_user(name, password_hash=self._hasher.hash(self._password(password)))
+        return self._update_user(
+            name,
+            password_hash=self._hasher.hash(self._password(password)),
+            session_generation=_USERS.c.session_generation + 1,
+        )
+
+    def set_role(self, name: str, role: str) -> User:
+        """Change a user's role; their open sessions end (they log in again).
+
+        Raises
+        ------
+        KeyError
+            No such user.
+        ValueError
+            A role outside :data:`USER_ROLES`.
+        """
+        role = _choice(role, "role", USER_ROLES)
+        return self._update_user(
+            name, role=role, session_generation=_USERS.c.session_generation + 1
+        )
+
+    def end_sessions(self, name: str) -> User:
+        """End every session of a user, on every server (logout; a stolen cookie).
+
+        Raises
+        ------
+        KeyError
+            No such user.
+        """
+        return self._update_user(name, session_generation=_USERS.c.session_generation + 1)
 
     def deactivate_user(self, name: str) -> User:
         """Disable a user: they can no longer log in. The row (and history) stays.

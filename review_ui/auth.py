@@ -1,28 +1,42 @@
 """Who is logged in, and what they may do: Flask-Login sessions and roles.
 
 Users live in the store (``Store.authenticate``, ``Store.get_user``); the session
-keeps only the user's id and the login time. Every request reloads the user, so
-a disabled user (or a changed role) takes effect on their next click.
+keeps only the user's id, the login time and the user's session generation.
+Every request reloads the user, so a disabled user (or a changed role) takes
+effect on their next click. Sessions end on the server too: logout, a password
+change and a role change bump the user's ``session_generation`` in the store,
+and a session started under an older generation is refused by the user loader,
+so a copied cookie stops working at once on every server (logout ends every
+session of that user, on every device).
 
 Roles are ordered: a ``rep`` reviews and corrects leads; an ``analyst`` also
 retrains and sees the models page; an ``admin`` also manages users.
 
 Password guessing is slowed by :class:`LoginLimiter`: failed logins are counted
-in a sliding window per user name and per client address; past the limit the
-login answers 429 with a ``Retry-After`` before any password is checked, and
-every failure costs a short delay. The counts live in a small SQLite file under
-``LEADREADY_HOME`` (``login_attempts.db``), so every gunicorn worker on the host
-sees the same counts; without a home they are kept in memory per process.
+in a sliding window per user name *and* client address, and per address. Past
+``REVIEW_LOGIN_MAX_FAILURES`` failures of one name from one address, each further
+attempt from there waits a delay that doubles with every failure
+(``REVIEW_LOGIN_BACKOFF_SECONDS``, 30 s, then 60 s, … up to the window): the
+login answers 429 with a ``Retry-After`` before any password is checked. The
+same name from another address is not slowed, so nobody can lock a colleague
+out by guessing; the first throttle of a name and address is logged as a
+warning for admins. Past ``REVIEW_LOGIN_MAX_FAILURES_PER_IP`` failures an
+address waits out the window. Every failure also costs a short delay. The
+counts live in a small SQLite file under ``LEADREADY_HOME``
+(``login_attempts.db``), so every gunicorn worker on the host sees the same
+counts; without a home they are kept in memory per process.
 
-Configuration keys: ``REVIEW_LOGIN_MAX_FAILURES`` (per user name, 5),
-``REVIEW_LOGIN_MAX_FAILURES_PER_IP`` (20), ``REVIEW_LOGIN_WINDOW_SECONDS`` (900),
-``REVIEW_LOGIN_FAILURE_DELAY`` (seconds added to each failed attempt, 0.3).
+Configuration keys: ``REVIEW_LOGIN_MAX_FAILURES`` (per user name and address,
+5), ``REVIEW_LOGIN_BACKOFF_SECONDS`` (30), ``REVIEW_LOGIN_MAX_FAILURES_PER_IP``
+(20), ``REVIEW_LOGIN_WINDOW_SECONDS`` (900), ``REVIEW_LOGIN_FAILURE_DELAY``
+(seconds added to each failed attempt, 0.3).
 Behind a reverse proxy, wrap the app in ``werkzeug.middleware.proxy_fix.ProxyFix``
 so the client address is the real one.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -35,6 +49,8 @@ from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, abort, current_app, render_template, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "ROLE_RANK",
@@ -52,6 +68,7 @@ __all__ = [
 #: Roles from least to most allowed.
 ROLE_RANK: dict[str, int] = {"rep": 1, "analyst": 2, "admin": 3}
 _LOGIN_AT = "review_login_at"
+_GENERATION = "review_session_generation"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,16 +76,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ReviewUser(UserMixin):
     """The logged-in user as Flask-Login sees them (built from ``data.store.User``)."""
 
-    def __init__(self, user_id: int, name: str, role: str, active: bool = True) -> None:
+    def __init__(
+        self, user_id: int, name: str, role: str, active: bool = True, generation: int = 0
+    ) -> None:
         self.id = int(user_id)
         self.name = name
         self.role = role
         self._active = bool(active)
+        self.generation = int(generation)
 
     @classmethod
     def from_store(cls, user: Any) -> ReviewUser:
         """Wrap a ``data.store.User``."""
-        return cls(user.id, user.name, user.role, user.active)
+        return cls(
+            user.id, user.name, user.role, user.active, getattr(user, "session_generation", 0)
+        )
 
     @property
     def is_active(self) -> bool:  # type: ignore[override]
@@ -119,11 +141,15 @@ def log_in(user: ReviewUser) -> bool:
         return False
     session.permanent = True
     session[_LOGIN_AT] = int(time.time())
+    session[_GENERATION] = user.generation
     return True
 
 
-def log_out() -> None:
-    """End the session."""
+def log_out(store: Any | None = None) -> None:
+    """End the session; with ``store``, end every copy of it on the server side too."""
+    user = current_user
+    if store is not None and getattr(user, "is_authenticated", False):
+        store.end_sessions(cast(ReviewUser, user).name)
     logout_user()
     session.clear()
 
@@ -153,6 +179,8 @@ def init_login(app: Flask, load_store: Callable[[], Any]) -> LoginManager:
         user = load_store().get_user(uid)
         if user is None or not user.active:
             return None
+        if session.get(_GENERATION, 0) != user.session_generation:
+            return None  # logged out, password or role changed since this session began
         return ReviewUser.from_store(user)
 
     manager.init_app(app)
@@ -168,17 +196,22 @@ _LIMITER = "review_login_limiter"
 
 
 class LoginLimiter:
-    """Failed logins in a sliding window, per user name and per client address.
+    """Failed logins in a sliding window, per user name and address, and per address.
 
     Parameters
     ----------
     path
         A SQLite file shared by every process on the host (``None``: in memory,
         this process only).
-    max_per_user, max_per_ip
-        Failures allowed within ``window_seconds``; the next attempt is refused.
+    max_per_user
+        Failures of one user name from one address within ``window_seconds``
+        before each further attempt waits ``backoff_seconds``, doubled per failure.
+    max_per_ip
+        Failures from one address within ``window_seconds``; then it waits the window out.
     window_seconds
-        Length of the sliding window.
+        Length of the sliding window (and the longest back-off).
+    backoff_seconds
+        The first back-off delay.
     clock
         Wall clock (tests pass a fake one).
     """
@@ -190,9 +223,11 @@ class LoginLimiter:
         max_per_user: int = 5,
         max_per_ip: int = 20,
         window_seconds: float = 900.0,
+        backoff_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
+        self.backoff = float(backoff_seconds)
         self.max_per_user = int(max_per_user)
         self.max_per_ip = int(max_per_ip)
         self.window = float(window_seconds)
@@ -211,44 +246,56 @@ class LoginLimiter:
 
     @staticmethod
     def keys(name: str, address: str | None) -> tuple[str, str]:
-        """The two counters an attempt touches: the user name's and the address's."""
-        return f"user:{name.strip().casefold()[:200]}", f"ip:{address or '-'}"
+        """The two counters an attempt touches: the user name's from this address, the address's."""
+        return f"user:{name.strip().casefold()[:200]}|{address or '-'}", f"ip:{address or '-'}"
 
     def retry_after(self, name: str, address: str | None) -> int:
         """Seconds until another attempt is allowed (0: allowed now)."""
-        user_key, ip_key = self.keys(name, address)
+        pair_key, ip_key = self.keys(name, address)
         now = self.clock()
         waits = [0.0]
-        for key, limit in ((user_key, self.max_per_user), (ip_key, self.max_per_ip)):
-            times = self._recent(key, now)
-            if len(times) >= limit:
-                waits.append(times[-limit] + self.window - now)
+        times = self._recent(pair_key, now)
+        if len(times) >= self.max_per_user:
+            delay = min(self.backoff * 2 ** (len(times) - self.max_per_user), self.window)
+            waits.append(times[-1] + delay - now)
+        times = self._recent(ip_key, now)
+        if len(times) >= self.max_per_ip:
+            waits.append(times[-self.max_per_ip] + self.window - now)
         return int(max(waits) + 0.999)
 
     def failed(self, name: str, address: str | None) -> None:
-        """Count a failed attempt against the name and the address."""
+        """Count a failed attempt against the name from this address, and the address."""
         now = self.clock()
         keys = self.keys(name, address)
         if self.path is None:
             with self._lock:
                 for key in keys:
                     self._memory.setdefault(key, deque(maxlen=1000)).append(now)
-            return
-        with self._connect() as conn:
-            conn.executemany(
-                "insert into login_failures (key, at) values (?, ?)", [(k, now) for k in keys]
+        else:
+            with self._connect() as conn:
+                conn.executemany(
+                    "insert into login_failures (key, at) values (?, ?)", [(k, now) for k in keys]
+                )
+                conn.execute("delete from login_failures where at < ?", (now - self.window,))
+        if len(self._recent(keys[0], now)) == self.max_per_user:
+            _log.warning(
+                "login: %d failed logins for user name %r from %s within %.0f s; "
+                "further attempts from there now wait a growing delay",
+                self.max_per_user,
+                name.strip()[:200],
+                address or "-",
+                self.window,
             )
-            conn.execute("delete from login_failures where at < ?", (now - self.window,))
 
-    def succeeded(self, name: str) -> None:
-        """A correct password clears the name's failures (not the address's)."""
-        user_key, _ = self.keys(name, None)
+    def succeeded(self, name: str, address: str | None = None) -> None:
+        """A correct password clears the name's failures from that address (not the address's)."""
+        pair_key, _ = self.keys(name, address)
         if self.path is None:
             with self._lock:
-                self._memory.pop(user_key, None)
+                self._memory.pop(pair_key, None)
             return
         with self._connect() as conn:
-            conn.execute("delete from login_failures where key = ?", (user_key,))
+            conn.execute("delete from login_failures where key = ?", (pair_key,))
 
     def _recent(self, key: str, now: float) -> list[float]:
         since = now - self.window
@@ -297,6 +344,7 @@ def init_login_limiter(app: Flask) -> LoginLimiter:
         max_per_user=int(cfg.setdefault("REVIEW_LOGIN_MAX_FAILURES", 5)),
         max_per_ip=int(cfg.setdefault("REVIEW_LOGIN_MAX_FAILURES_PER_IP", 20)),
         window_seconds=float(cfg.setdefault("REVIEW_LOGIN_WINDOW_SECONDS", 900)),
+        backoff_seconds=float(cfg.setdefault("REVIEW_LOGIN_BACKOFF_SECONDS", 30)),
     )
     cfg.setdefault("REVIEW_LOGIN_FAILURE_DELAY", 0.3)
     app.extensions[_LIMITER] = limiter
@@ -314,7 +362,7 @@ def init_login_limiter(app: Flask) -> LoginLimiter:
             code=429,
             title="Too many login attempts",
             message=(
-                "Too many failed logins for this user name or from this address. "
+                "Too many failed logins for this user name from this address. "
                 f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}, "
                 "or ask an admin to reset your password."
             ),
@@ -331,7 +379,7 @@ def init_login_limiter(app: Flask) -> LoginLimiter:
             if delay > 0:
                 time.sleep(delay)
         elif response.status_code in (302, 303):
-            limiter.succeeded(_login_name())
+            limiter.succeeded(_login_name(), request.remote_addr)
         return response
 
     return limiter

@@ -68,8 +68,8 @@ class _Expected(FlaskForm):
     next = HiddenField()
 
     def validate_prediction_id(self, field: Any) -> None:
-        """A prediction id is a whole number."""
-        if field.data and not str(field.data).isdigit():
+        """A prediction id is a whole number in ASCII digits that fits a 64-bit column."""
+        if field.data and not is_prediction_id(str(field.data)):
             raise ValidationError("not a prediction id")
 
     def expected(self, name: str) -> str | None:
@@ -81,6 +81,11 @@ class _Expected(FlaskForm):
         """The reviewed prediction's id, or None."""
         data = self.prediction_id.data
         return int(data) if data else None
+
+
+def is_prediction_id(text: str) -> bool:
+    """ASCII digits of a positive 64-bit integer (``str.isdigit`` also takes ``²``)."""
+    return text.isascii() and text.isdigit() and 0 < int(text) < 2**63
 
 
 class ReclassifyForm(_Expected):

@@ -49,6 +49,7 @@ from review_ui.forms import (
     PlainForm,
     ReclassifyForm,
     UserForm,
+    is_prediction_id,
     set_label_choices,
 )
 from review_ui.jobs import JobBusy
@@ -233,7 +234,7 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
     """End the session (POST with a CSRF token, so no page can log a rep out)."""
-    auth.log_out()
+    auth.log_out(_store())
     flash("You are logged out.", "info")
     return redirect(url_for("review.login"))
 
@@ -250,6 +251,10 @@ def _parse_since(text: str | None) -> date | None:
         return None
 
 
+#: Highest queue page number taken from a URL (pages beyond it show as this one).
+_MAX_PAGE = 1_000_000
+
+
 def _queue_args() -> dict[str, Any]:
     args = request.args
     reviewed = {"yes": True, "no": False}.get(args.get("reviewed", ""))
@@ -259,7 +264,8 @@ def _queue_args() -> dict[str, Any]:
         per = 50
     per = per if per in _PAGE_SIZES else 50
     try:
-        page = max(1, int(args.get("page", 1)))
+        # Clamped: a page past any queue is just empty, never an integer overflow in SQL.
+        page = min(max(1, int(args.get("page", 1))), _MAX_PAGE)
     except ValueError:
         page = 1
     return {
@@ -366,7 +372,7 @@ def _lead_or_404(lead_id: str) -> tuple[dict[str, Any] | None, list[dict[str, An
     return lead, predictions
 
 
-@bp.route("/review/leads/<lead_id>")
+@bp.route("/review/leads/<path:lead_id>")
 @auth.role_required("rep")
 def lead(lead_id: str) -> Any:
     """A lead: profile, weekly engagement, the model's view, predictions, corrections."""
@@ -514,7 +520,7 @@ def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
     return out
 
 
-@bp.route("/review/leads/<lead_id>/reclassify", methods=["POST"])
+@bp.route("/review/leads/<path:lead_id>/reclassify", methods=["POST"])
 @auth.role_required("rep")
 def reclassify(lead_id: str) -> Any:
     """Append a reclassify correction per field the rep set (stage and/or persona)."""
@@ -550,7 +556,7 @@ def reclassify(lead_id: str) -> Any:
     return _finish(lead_id, stored, "Reclassified", form.next.data, default=default)
 
 
-@bp.route("/review/leads/<lead_id>/confirm", methods=["POST"])
+@bp.route("/review/leads/<path:lead_id>/confirm", methods=["POST"])
 @auth.role_required("rep")
 def confirm(lead_id: str) -> Any:
     """Agree with the model: a ``confirm`` row per head the model predicted."""
@@ -627,7 +633,7 @@ def undo(correction_id: int) -> Any:
     )
 
 
-@bp.route("/review/leads/<lead_id>/undo-last", methods=["POST"])
+@bp.route("/review/leads/<path:lead_id>/undo-last", methods=["POST"])
 @auth.role_required("rep")
 def undo_last(lead_id: str) -> Any:
     """Undo this rep's last action on the lead (the ``u`` key)."""
@@ -677,10 +683,8 @@ def bulk() -> Any:
         if prediction is None:
             skipped.append(lead_id)
             continue
-        try:
-            pid = int(request.form.get(f"prediction:{lead_id}") or prediction["id"])
-        except ValueError:
-            pid = prediction["id"]
+        raw_pid = request.form.get(f"prediction:{lead_id}") or ""
+        pid = int(raw_pid) if is_prediction_id(raw_pid) else prediction["id"]
         results = []
         for field in ("stage", "persona"):
             expected = request.form.get(f"expected_{field}:{lead_id}") or None

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from serve import scoring
+from serve import guard, scoring
 from serve.errors import ApiError
 from serve.holder import LoadedModel
 from serve.openapi import build_openapi, get_operation, operation
@@ -82,6 +82,31 @@ def _json_body() -> Any:
     return scoring.loads_json(request.get_data(cache=False))
 
 
+def _limit_events(body: Any, *, batch: bool = False) -> Any:
+    """413 when a request carries more events than ``MAX_EVENTS_PER_REQUEST`` (all leads).
+
+    Checked before validation, so an oversized history costs no parsing work
+    and is never acknowledged without being stored.
+    """
+    limit = int(current_app.config["MAX_EVENTS_PER_REQUEST"])
+    items = body.get("leads") if batch and isinstance(body, dict) else [body]
+    if not isinstance(items, list):
+        return body
+    total = sum(
+        len(item["events"])
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("events"), list)
+    )
+    if total > limit:
+        raise ApiError(
+            413,
+            f"Too many events in one request: {total} > {limit} (MAX_EVENTS_PER_REQUEST); "
+            "send a lead's history once and only new events afterwards, or split the batch",
+            "leads" if batch else "events",
+        )
+    return body
+
+
 def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
     response.headers["X-Model-Version"] = f"{loaded.name}/{loaded.version}"
     return response
@@ -102,7 +127,11 @@ def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
     request=ScoreRequest,
     responses={
         200: ("The lead's stage, persona, readiness, route and reasons.", ScoreResponse),
-        503: ("No model loaded yet.", ErrorResponse),
+        503: (
+            "No model loaded yet, the store unreachable, or the writer's backlog full; "
+            "retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("scoring",),
 )
@@ -110,7 +139,7 @@ def score_one() -> Response:
     """``POST /v1/score``."""
     state = get_state()
     loaded = _loaded()
-    item = scoring.parse_item(_json_body())
+    item = scoring.parse_item(_limit_events(_json_body()))
     prepared = scoring.prepare(item, loaded.model)
     try:
         [result] = scoring.score([prepared], loaded.model)
@@ -135,7 +164,11 @@ def score_one() -> Response:
     request=BatchScoreRequest,
     responses={
         200: ("One result per item, in request order.", BatchScoreResponse),
-        503: ("No model loaded yet.", ErrorResponse),
+        503: (
+            "No model loaded yet, the store unreachable, or the writer's backlog full; "
+            "retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("scoring",),
 )
@@ -143,7 +176,9 @@ def score_batch() -> Response:
     """``POST /v1/score/batch``."""
     state = get_state()
     loaded = _loaded()
-    items = scoring.parse_batch(_json_body(), limit=int(current_app.config["BATCH_LIMIT"]))
+    items = scoring.parse_batch(
+        _limit_events(_json_body(), batch=True), limit=int(current_app.config["BATCH_LIMIT"])
+    )
     prepared, failed = scoring.prepare_batch(items, loaded.model)
     scored, prepared, more_failed = _score_isolating(prepared, loaded)
     failed.extend(more_failed)
@@ -205,7 +240,11 @@ _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pa
     request_media={"text/csv": _CSV_BODY},
     responses={
         200: ("The model's output frame as records.", InvocationsResponse),
-        503: ("No model loaded yet.", ErrorResponse),
+        503: (
+            "No model loaded yet, the store unreachable, or the writer's backlog full; "
+            "retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("scoring",),
 )
@@ -217,10 +256,16 @@ def invocations() -> Response:
         if loaded.pyfunc is None:
             raise ApiError(503, "This model has no MLflow pyfunc flavour loaded", None)
         data, content_type = request.get_data(), request.headers.get("Content-Type")
-        # Plain JSON rows: answered without pandas, byte for byte as MLflow would.
-        fast = _fast_invocations(data, content_type, loaded)
-        if fast is None:
-            body, status, mimetype = scoring.invocations(data, content_type, loaded.pyfunc)
+        guard.check_invocations_body(data, content_type)
+        try:
+            # Plain JSON rows: answered without pandas, byte for byte as MLflow would.
+            fast = _fast_invocations(data, content_type, loaded)
+            if fast is None:
+                body, status, mimetype = scoring.invocations(data, content_type, loaded.pyfunc)
+            rows = fast.rows if fast is not None else _invocation_rows(data, content_type)
+            _refuse_unknown_columns(rows, loaded)
+        except RecursionError:
+            raise ApiError(400, "Body nests too deeply to be a scoring request", None) from None
     except ApiError as exc:
         payload = exc.to_dict()
         codes = {400: "BAD_REQUEST", 413: "RESOURCE_LIMIT_EXCEEDED", 415: "BAD_REQUEST"}
@@ -239,6 +284,38 @@ def invocations() -> Response:
         )
     get_state().record(prepared, results, loaded, source="invocations", observed=every)
     return _with_model_header(Response(body, status=status, mimetype=mimetype), loaded)
+
+
+def _invocation_rows(data: bytes, content_type: str | None) -> list[dict[str, Any]] | None:
+    """The request's rows when they can be read as rows (else MLflow reports the problem)."""
+    if not content_type:
+        return None
+    try:
+        return scoring._input_rows(data, content_type)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def _refuse_unknown_columns(rows: list[dict[str, Any]] | None, loaded: LoadedModel) -> None:
+    """400 naming the columns neither the model nor the store knows (``lead_id`` is the store's).
+
+    MLflow's schema enforcement ignores extra columns; ``/v1/score`` refuses them,
+    and so does this endpoint, so a misspelt column is not scored as missing.
+    """
+    columns = getattr(loaded.model, "input_columns", None)
+    if not rows or not columns:
+        return
+    known = {str(c) for c in columns} | {"lead_id"}
+    unknown = sorted({str(k) for row in rows for k in row} - known)
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise ApiError(
+            400,
+            f"Unknown column{'s' if len(unknown) > 1 else ''} {shown}{more}: the model's "
+            "input columns are listed by GET /v1/model",
+            unknown[0],
+        )
 
 
 def _fast_invocations(
@@ -361,24 +438,35 @@ def healthz() -> Response:
 @bp.get("/readyz")
 @operation(
     summary="Readiness",
-    description="200 once a model is loaded, 503 before (and while the first load fails).",
+    description=(
+        "200 once a model is loaded and the store answers; 503 (with Retry-After) before "
+        "the first load, while the first load fails, and while the store is unreachable "
+        "(`store` says which), so a load balancer sends no traffic to a worker that "
+        "cannot record it."
+    ),
     responses={
-        200: ("A model is loaded.", Readiness),
-        503: ("No model loaded yet.", Readiness),
+        200: ("A model is loaded and the store answers.", Readiness),
+        503: ("No model loaded yet, or the store is unreachable.", Readiness),
     },
     tags=("health",),
 )
 def readyz() -> Response:
     """``GET /readyz``."""
-    holder = get_state().holder
+    state = get_state()
+    holder = state.holder
     loaded = holder.current
+    store_ok = state.store.ping()
+    ready = loaded is not None and store_ok
     body = {
-        "status": holder.status,
+        "status": holder.status if store_ok else "store unavailable",
         "model": loaded.ref if loaded is not None else None,
         "error": holder.last_error,
+        "store": "ok" if store_ok else "unavailable",
     }
     response = jsonify(body)
-    response.status_code = 200 if loaded is not None else 503
+    response.status_code = 200 if ready else 503
+    if not ready:
+        response.headers["Retry-After"] = "1"
     return response
 
 

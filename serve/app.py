@@ -25,8 +25,14 @@ Configuration keys
     unset); ``LEADREADY_DB_POOL_SIZE=5`` in the environment. See docs/deploy.md.
 ``API_KEY_CACHE_SECONDS``
     How long an accepted API key is trusted before asking the store again (1.0).
+``API_KEY_KNOWN_SECONDS``
+    While the store is unreachable, keys it accepted within this many seconds still
+    work (3600; 0 turns it off); unknown keys get 503 + Retry-After.
 ``RECORD_PREDICTIONS``, ``WRITER_FLUSH_SECONDS``, ``WRITER_BATCH_SIZE``
     The background writer of predictions (on, 0.5 s, 500 rows).
+``WRITER_MAX_PENDING``, ``MAX_EVENTS_PER_REQUEST``
+    Most rows the writer holds for the store (200000; beyond, requests get 503 +
+    Retry-After) and most events one request may carry (50000; beyond, 413).
 ``MODEL_SOURCE``
     ``(loader, resolver)`` replacing the MLflow registry (tests, other registries).
 ``SECRET_KEY``
@@ -51,10 +57,11 @@ from flask import Flask
 
 import review_ui
 from leadready.config import Settings
-from serve import api, errors, review_api
+from serve import api, errors, guard, review_api
 from serve import metrics as metrics_mod
 from serve.auth import ApiKeyAuth
 from serve.holder import Loader, ModelHolder, Resolver
+from serve.labels import LabelBook
 from serve.metrics import Metrics, multiprocess_dir
 from serve.state import EXTENSION, ServeState, get_state
 from serve.writer import EventDeduper, LeadDeduper, PredictionWriter
@@ -86,9 +93,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MODEL_URI=None,
         MODEL_POLL_SECONDS=10.0,
         BATCH_LIMIT=10_000,
+        MAX_EVENTS_PER_REQUEST=50_000,
+        WRITER_MAX_PENDING=200_000,
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
         SECRET_KEY=secrets.token_hex(32),
         API_KEY_CACHE_SECONDS=1.0,
+        API_KEY_KNOWN_SECONDS=3600.0,
         DB_POOL_SIZE=None,
         DB_MAX_OVERFLOW=None,
         RECORD_PREDICTIONS=True,
@@ -124,22 +134,30 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth = ApiKeyAuth(
         store,
         cache_seconds=float(app.config["API_KEY_CACHE_SECONDS"]),
+        known_seconds=float(app.config["API_KEY_KNOWN_SECONDS"]),
         on_failure=lambda reason: met.auth_failures.labels(reason).inc(),
     )
     holder = init_model(app, settings, met)
+    labels = LabelBook(settings.home / "serve")
+    holder.on_swap(lambda new, old: labels.save(new.name, new.version, _label_sets(new.model)))
     app.extensions[EXTENSION] = ServeState(
-        settings=settings, store=store, holder=holder, metrics=met, auth=auth
+        settings=settings, store=store, holder=holder, metrics=met, auth=auth, labels=labels
     )
     init_writer(app)
     init_rescore(app, store, holder)
 
     errors.init_app(app)
+    guard.init_app(app)
     metrics_mod.init_app(app, met)
     app.before_request(holder.start)
     app.register_blueprint(api.bp)
     app.register_blueprint(review_api.bp)
     review_ui.init_app(app)
     return app
+
+
+def _label_sets(model: Any) -> dict[str, Any]:
+    return {f: getattr(model, f"{f}_labels", None) for f in ("stage", "persona")}
 
 
 def _settings(app: Flask, env: Settings) -> Settings:
@@ -270,6 +288,7 @@ def init_writer(app: Flask) -> None:
         },
         flush_seconds=float(cfg["WRITER_FLUSH_SECONDS"]),
         batch_size=int(cfg["WRITER_BATCH_SIZE"]),
+        max_pending=int(cfg["WRITER_MAX_PENDING"]),
         on_written=lambda kind, n: met.writer_rows.labels(kind).inc(n),
         on_failure=met.writer_failures.inc,
         on_dropped=met.writer_dropped.inc,

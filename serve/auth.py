@@ -6,6 +6,14 @@ indexed query). This module asks the store on every request, or at most every
 key stops working in every worker within that time; rejected keys are never
 cached, so a key created a moment ago works at once. The cache holds a digest
 of each key, never the key itself.
+
+A database outage does not stop scoring for clients already seen: each
+worker remembers the keys the store accepted in the last ``known_seconds``
+(default 1 h; at most ``max_entries`` keys, least recently used dropped) and,
+only while the store cannot be reached, accepts those. Revocation is still
+honoured within ``cache_seconds`` whenever the store answers (a revocation is
+itself a write to that store, so it cannot land while the store is gone). A key
+not seen before gets 503 + Retry-After during an outage, never a 500.
 """
 
 from __future__ import annotations
@@ -13,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from serve.errors import ApiError
+from serve.errors import STORE_RETRY_AFTER, ApiError, store_unavailable
 
 __all__ = ["ADMIN_ROLE", "ApiKeyAuth", "Identity", "KeyVerifier", "Need"]
 
@@ -61,6 +70,9 @@ class ApiKeyAuth:
         ``forbidden``) of each rejection, for metrics.
     clock
         Monotonic clock (tests pass a fake one).
+    known_seconds
+        How long after its last successful check a key is still accepted while
+        the store is unreachable (0: never).
     """
 
     max_entries = 10_000
@@ -72,12 +84,15 @@ class ApiKeyAuth:
         cache_seconds: float = 1.0,
         on_failure: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        known_seconds: float = 3600.0,
     ) -> None:
         self.store = store
         self.cache_seconds = float(cache_seconds)
         self.on_failure = on_failure
         self.clock = clock
         self._cache: dict[bytes, tuple[float, Identity]] = {}
+        self._known: OrderedDict[bytes, tuple[float, Identity]] = OrderedDict()
+        self.known_seconds = float(known_seconds)
         self._lock = threading.Lock()
 
     def authenticate(self, header: str | None, need: Need) -> Identity | None:
@@ -115,7 +130,12 @@ class ApiKeyAuth:
             hit = self._cache.get(digest)
             if hit is not None and hit[0] > now:
                 return hit[1]
-        info = self.store.verify_api_key(token)
+        try:
+            info = self.store.verify_api_key(token)
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            return self._known_during_outage(digest, now)
         if info is None:
             self._fail("invalid")
             raise ApiError(401, "Invalid API key", "Authorization", headers=_CHALLENGE)
@@ -123,12 +143,32 @@ class ApiKeyAuth:
             self._fail("revoked")
             raise ApiError(403, "This API key has been revoked", "Authorization")
         identity = Identity(name=str(info.name), role=str(info.role))
-        if self.cache_seconds > 0:
-            with self._lock:
+        with self._lock:
+            if self.cache_seconds > 0:
                 if len(self._cache) >= self.max_entries:
                     self._cache.clear()
                 self._cache[digest] = (now + self.cache_seconds, identity)
+            if self.known_seconds > 0:
+                self._known[digest] = (now, identity)
+                self._known.move_to_end(digest)
+                while len(self._known) > self.max_entries:
+                    self._known.popitem(last=False)
         return identity
+
+    def _known_during_outage(self, digest: bytes, now: float) -> Identity:
+        """A key verified within ``known_seconds``, or 503 + Retry-After (store unreachable)."""
+        with self._lock:
+            hit = self._known.get(digest)
+            if hit is not None:
+                self._known.move_to_end(digest)
+        if hit is not None and now - hit[0] <= self.known_seconds:
+            return hit[1]
+        raise ApiError(
+            503,
+            "The key store is unavailable and this key has not been seen recently; retry shortly",
+            None,
+            headers={"Retry-After": STORE_RETRY_AFTER},
+        )
 
     def _fail(self, reason: str) -> None:
         if self.on_failure is not None:

@@ -20,7 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from markupsafe import escape
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "error_body",
     "format_loc",
     "init_app",
+    "store_unavailable",
     "validation_details",
     "wants_json",
 ]
@@ -204,8 +207,60 @@ def _json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, s
     return response
 
 
+#: Seconds a client is told to wait when the store cannot take a request now.
+STORE_RETRY_AFTER = "2"
+
+#: SQLSTATEs that mean "the database cannot serve now" rather than "this input is wrong":
+#: connection exceptions (class 08), read-only transaction, admin/crash shutdown,
+#: cannot connect now, too many connections.
+_UNAVAILABLE_SQLSTATES = ("25006", "57P01", "57P02", "57P03", "53300")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the store is unreachable, read-only or shutting down.
+
+    Such a failure is the service's, not the client's: it is answered 503 with
+    ``Retry-After``, never 500, and never blamed on the input.
+    """
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.InterfaceError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
+def _html_page(status: int, title: str, message: str, headers: Mapping[str, str]) -> Response:
+    """A self-contained error page (no template, no session, no store: works in an outage)."""
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{status} {escape(title)}</title></head><body>"
+        f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
+    )
+    response = Response(body, status=status, mimetype="text/html")
+    for key, value in headers.items():
+        response.headers[key] = value
+    return response
+
+
 def _handle_api_error(exc: ApiError) -> Response:
+    if not wants_json():
+        title = {400: "Bad request", 503: "Service unavailable"}.get(exc.status, "Error")
+        return _html_page(exc.status, title, exc.message, exc.headers)
     return _json_response(exc.status, exc.to_dict(), exc.headers)
+
+
+def _handle_store_error(exc: Exception) -> Response | tuple[str, int]:
+    if not store_unavailable(exc):
+        return _handle_unexpected(exc)
+    _log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+    headers = {"Retry-After": STORE_RETRY_AFTER}
+    message = "The store is unavailable right now; retry shortly"
+    if not wants_json():
+        return _html_page(503, "Service unavailable", message + ".", headers)
+    return _json_response(503, error_body(message, None), headers)
 
 
 def _handle_http_exception(exc: HTTPException) -> Response | HTTPException:
@@ -238,5 +293,6 @@ def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
 def init_app(app: Flask) -> None:
     """Register the error handlers on ``app`` (JSON for API clients, HTML for browsers)."""
     app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(sa_exc.SQLAlchemyError, _handle_store_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -200,7 +200,8 @@ class Metrics:
         )
         self.writer_dropped = Counter(
             "leadready_writer_dropped_rows",
-            "Rows the background writer had to drop (queue overflow or shutdown failure).",
+            "Rows the store refused for their content (isolated, logged, not retried); "
+            "rows are never dropped for room: a full writer answers 503 instead.",
             registry=reg,
         )
         self.writer_pending = Gauge(

@@ -86,9 +86,18 @@ def _error_responses(op: Operation) -> dict[int, tuple[str, Body]]:
         errors[413] = ("Request body (or batch) too large.", ErrorResponse)
         errors[415] = ("Unsupported Content-Type.", ErrorResponse)
     if op.auth != "none":
+        errors[400] = errors.get(400) or (
+            "Invalid input (a path or query parameter): `error.field` names it.",
+            ErrorResponse,
+        )
         errors[401] = ("Missing or invalid API key.", ErrorResponse)
         errors[403] = (
             "Revoked API key" + (", or not an admin key." if op.auth == "admin" else "."),
+            ErrorResponse,
+        )
+        errors[503] = (
+            "Cannot take the request now (no model loaded, the store unreachable or "
+            "read-only, or the writer's backlog full); retry after `Retry-After` seconds.",
             ErrorResponse,
         )
     errors[500] = ("Unexpected server error (logged; no details are revealed).", ErrorResponse)

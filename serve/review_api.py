@@ -26,8 +26,10 @@ from serve.schemas import ErrorResponse
 from serve.state import get_state
 
 __all__ = [
+    "EXTERNAL_PREFIX",
     "CorrectionRequest",
     "CorrectionResponse",
+    "external_reviewer",
     "QueueResponse",
     "bp",
 ]
@@ -88,6 +90,11 @@ class CorrectionOut(BaseModel):
 
 class CorrectionResponse(BaseModel):
     lead_id: str
+    reviewer: str = Field(
+        description="As stored: the given reviewer marked external (`ext:<name>`); an API "
+        "correction never counts as, or can be undone by, the UI user of that name."
+    )
+    api_key: str | None = Field(description="The API key the correction is attributed to.")
     conflict: bool = Field(description="True when the lead changed under the reviewer.")
     corrections: list[CorrectionOut]
 
@@ -104,6 +111,7 @@ class CorrectionHistoryItem(BaseModel):
     source: str
     created_at: datetime
     model_version: str | None
+    api_key: str | None = None
 
 
 class CorrectionHistory(BaseModel):
@@ -149,11 +157,34 @@ def _authenticate() -> None:
 
 
 def _known_labels(field: str) -> tuple[str, ...]:
-    loaded = get_state().holder.current
-    if loaded is None:
-        return ()
-    labels = getattr(loaded.model, f"{field}_labels", None)
-    return tuple(labels or ())
+    """The serving model's labels of ``field``; while none is loaded, the last one's.
+
+    503 + Retry-After when no model was ever loaded in this home: a label is
+    never accepted unchecked (it would become a "known" label for retraining).
+    """
+    state = get_state()
+    loaded = state.holder.current
+    if loaded is not None:
+        labels = getattr(loaded.model, f"{field}_labels", None)
+        return tuple(labels or ())
+    book = state.labels.load(state.holder.name) if state.labels is not None else None
+    if book is None:
+        raise ApiError(
+            503,
+            "The model's labels are not known yet (no model loaded); retry shortly",
+            field,
+            headers={"Retry-After": "2"},
+        )
+    return book.get(field, ())
+
+
+#: Marks a reviewer named by an API client (not a review UI user; user names cannot start so).
+EXTERNAL_PREFIX = "ext:"
+
+
+def external_reviewer(name: str) -> str:
+    """``name`` as stored for an API correction: marked external (``ext:<name>``)."""
+    return name if name.startswith(EXTERNAL_PREFIX) else f"{EXTERNAL_PREFIX}{name}"
 
 
 def _body(model: type[BaseModel]) -> Any:
@@ -170,7 +201,7 @@ def _body(model: type[BaseModel]) -> Any:
         raise ApiError.from_validation(exc) from None
 
 
-@bp.post("/v1/leads/<lead_id>/corrections")
+@bp.post("/v1/leads/<path:lead_id>/corrections")
 @operation(
     summary="Correct a lead's stage and/or persona",
     description=(
@@ -183,7 +214,11 @@ def _body(model: type[BaseModel]) -> Any:
     responses={
         201: ("The stored correction rows.", CorrectionResponse),
         404: ("No such lead.", ErrorResponse),
-        503: ("The store is busy; retry.", ErrorResponse),
+        503: (
+            "The model's labels are not known yet (no model loaded), or the store is busy, "
+            "read-only or unreachable; retry after `Retry-After` seconds.",
+            ErrorResponse,
+        ),
     },
     tags=("review",),
 )
@@ -201,6 +236,10 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
     identity = g.get("api_identity")
+    key_name = getattr(identity, "name", None)
+    # A key cannot prove which rep it speaks for: its reviewer is stored as external,
+    # so it never counts as (or can be undone by) the review UI user of that name.
+    reviewer = external_reviewer(body.reviewer)
     results = []
     try:
         for field, label in changes:
@@ -211,25 +250,32 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
                 lead_id,
                 field,
                 label,
-                reviewer=body.reviewer,
+                reviewer=reviewer,
                 kind=body.kind,
                 reason=body.reason,
                 note=body.note,
                 source="api",
+                api_key=key_name,
                 **kwargs,
             )
             results.append(result)
     except KeyError:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id") from None
-    except OperationalError:
+    except OperationalError as exc:
+        # Locked, read-only or unreachable: the store's state, not the client's input.
+        current_app.logger.warning("correction of %s not stored: %s", lead_id, exc.orig)
         raise ApiError(
-            503, "The store is busy; retry the request", None, headers={"Retry-After": "1"}
+            503,
+            "The store cannot take the correction right now (busy, read-only or "
+            "unreachable); retry the request",
+            None,
+            headers={"Retry-After": "1"},
         ) from None
-    current_app.logger.info(
-        "correction of %s by %s via key %s", lead_id, body.reviewer, getattr(identity, "name", "?")
-    )
+    current_app.logger.info("correction of %s by %s via key %s", lead_id, reviewer, key_name)
     out = CorrectionResponse(
         lead_id=lead_id,
+        reviewer=reviewer,
+        api_key=key_name,
         conflict=any(r.conflict for r in results),
         corrections=[
             CorrectionOut(
@@ -247,7 +293,7 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     return jsonify(out.model_dump(mode="json")), 201
 
 
-@bp.get("/v1/leads/<lead_id>/corrections")
+@bp.get("/v1/leads/<path:lead_id>/corrections")
 @operation(
     summary="A lead's correction history and current labels",
     auth="api_key",

@@ -10,12 +10,12 @@ against the JSON schemas generated here, so the two cannot drift.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from data.schema import Event, LeadProfile
+from data.schema import Event, LeadProfile, to_utc
 
 __all__ = [
     "BatchScoreRequest",
@@ -56,6 +56,13 @@ class EventIn(Event):
     """
 
     lead_id: str | None = Field(default=None, min_length=1, max_length=200)
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The event's idempotency key; default: derived from its lead, time, type "
+        "and properties. An event already stored under its key is not stored again.",
+    )
 
 
 class LeadScoreRequest(BaseModel):
@@ -79,7 +86,7 @@ class LeadScoreRequest(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return to_utc(value)
 
 
 class FeatureScoreRequest(BaseModel):
@@ -212,11 +219,12 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether a model is loaded (200) or not yet (503)."""
+    """Whether a model is loaded and the store answers (200) or not (503)."""
 
-    status: Literal["ready", "loading", "failed"]
+    status: Literal["ready", "loading", "failed", "store unavailable"]
     model: ModelRef | None
     error: str | None = None
+    store: Literal["ok", "unavailable"] = "ok"
 
 
 class ReloadResponse(BaseModel):

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from serve.errors import ApiError, format_loc
+from serve.guard import check_json_body
 from serve.schemas import FeatureScoreRequest, LeadScoreRequest
 
 __all__ = [
@@ -69,9 +70,10 @@ def _reject_constant(name: str) -> float:
 def loads_json(body: bytes | str) -> Any:
     """Parse a JSON body strictly (no NaN/Infinity); :class:`ApiError` 400 otherwise."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        value = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"Body is not valid JSON: {exc}", None) from None
+    return check_json_body(body, value)
 
 
 def parse_item(obj: Any, *, prefix: str = "") -> ScoreItem:
@@ -173,14 +175,18 @@ def prepare(
 
     profile = item.lead.model_dump()
     events = [event.model_dump() for event in item.events]
+    # The idempotency key is the store's, not a feature: kept aside while features are built.
+    event_ids = [event.pop("event_id", None) for event in events]
     as_of = item.as_of or now or datetime.now(UTC)
     try:
         features = model.features_from_profile(profile, events, as_of)
     except ValueError as exc:
         raise ApiError(400, f"Cannot build features: {exc}", format_loc(["lead"], prefix)) from None
     lead_id = item.lead.lead_id
-    for event in events:
+    for event, event_id in zip(events, event_ids, strict=True):
         event["lead_id"] = lead_id
+        if event_id is not None:
+            event["event_id"] = event_id
     return Prepared(
         index=index,
         lead_id=lead_id,

@@ -14,15 +14,19 @@ from flask import Flask, current_app
 
 from leadready.config import Settings
 from serve.auth import ApiKeyAuth
+from serve.errors import ApiError
 from serve.holder import LoadedModel, ModelHolder
+from serve.labels import LabelBook
 from serve.metrics import Metrics
 from serve.scoring import Prepared, prediction_rows
-from serve.writer import PredictionWriter
+from serve.writer import PredictionWriter, WriterFull
 
 __all__ = ["EXTENSION", "ServeState", "get_state"]
 
 #: The key of this state in ``app.extensions``.
 EXTENSION = "leadready"
+#: Seconds a client is told to wait when the writer's backlog is full.
+WRITER_RETRY_AFTER = "2"
 
 
 @dataclass
@@ -43,6 +47,8 @@ class ServeState:
         API-key checks with their short cache.
     writer
         The background prediction writer (``None`` when recording is off).
+    labels
+        The label sets of the last loaded model, on disk (checked while none is loaded).
     """
 
     settings: Settings
@@ -51,6 +57,7 @@ class ServeState:
     metrics: Metrics
     auth: ApiKeyAuth
     writer: PredictionWriter | None = None
+    labels: LabelBook | None = None
     openapi: dict[str, Any] | None = field(default=None, repr=False)
 
     def record(
@@ -67,20 +74,34 @@ class ServeState:
         ``observed`` lists the predictions to count in the metrics when they
         are more than the recorded ones (``/invocations`` rows without a lead id).
         """
-        self.metrics.observe_predictions(results if observed is None else observed)
         if self.writer is None or not prepared:
+            self.metrics.observe_predictions(results if observed is None else observed)
             return
-        self.writer.submit(
-            leads=[p.lead for p in prepared if p.lead is not None],
-            events=[e for p in prepared for e in p.events],
-            predictions=prediction_rows(
-                prepared,
-                results,
-                model_name=loaded.name,
-                model_version=loaded.version,
-                source=source,
-            ),
-        )
+        try:
+            self.writer.submit(
+                leads=[p.lead for p in prepared if p.lead is not None],
+                events=[e for p in prepared for e in p.events],
+                predictions=prediction_rows(
+                    prepared,
+                    results,
+                    model_name=loaded.name,
+                    model_version=loaded.version,
+                    source=source,
+                ),
+            )
+        except WriterFull as exc:
+            # Refused before answering: the client retries; nothing acknowledged is lost.
+            if exc.too_large:
+                raise ApiError(
+                    413, f"Too much to record in one request: {exc}; send fewer leads or events"
+                ) from None
+            raise ApiError(
+                503,
+                f"The store is behind ({exc}); retry shortly",
+                None,
+                headers={"Retry-After": WRITER_RETRY_AFTER},
+            ) from None
+        self.metrics.observe_predictions(results if observed is None else observed)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush the writer and stop the model poller (clean shutdown)."""

@@ -9,6 +9,17 @@ kept in order; ``close()`` (atexit, gunicorn's ``worker_exit``) writes
 everything still queued, so nothing a client got an answer for is lost on a
 clean shutdown.
 
+Back-pressure, not loss: ``submit`` refuses (:class:`WriterFull`) rows that
+would take the backlog past ``max_pending``, *before* the request is
+answered, so the API can say 503 + Retry-After (or 413 for a request larger
+than the whole backlog) instead of acknowledging rows it cannot keep. Rows
+once accepted are never dropped to make room.
+
+A row the store refuses for its content (``ValueError``, a constraint or data
+error) is found by bisecting the chunk (a handful of writes, not one per row),
+reported once with its reason and counted, and the rest are written: one bad
+row can never stall the rows behind it.
+
 The thread starts on the first ``submit``, i.e. after gunicorn has forked the
 worker, never in the parent process. ``submit`` only appends to a list: the
 thread is woken when ``batch_size`` rows wait (or by ``flush``/``close``), not
@@ -27,7 +38,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["EventDeduper", "LeadDeduper", "PredictionWriter", "Sink"]
+from sqlalchemy import exc as sa_exc
+
+__all__ = ["EventDeduper", "LeadDeduper", "PredictionWriter", "Sink", "WriterFull"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,7 +52,23 @@ _STOP = object()
 _WAKE = object()
 
 #: Errors by which the store rejects a row's content (not worth retrying).
-_DATA_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError)
+_DATA_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    KeyError,
+    TypeError,
+    sa_exc.DataError,
+    sa_exc.IntegrityError,
+)
+#: While the store keeps failing, at most one log line per this many seconds.
+_FAILURE_LOG_SECONDS = 30.0
+
+
+class WriterFull(Exception):
+    """The writer cannot take these rows now (``too_large``: not ever, in one piece)."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
 
 
 class _FlushRequest:
@@ -64,10 +93,13 @@ class PredictionWriter:
     batch_size
         Write as soon as this many rows wait.
     max_pending
-        Rows kept while the store is failing; beyond that the oldest are
-        dropped (logged and counted), so a dead store cannot exhaust memory.
+        Most rows accepted but not yet written; ``submit`` refuses more
+        (:class:`WriterFull`), so a dead store cannot exhaust memory and no
+        accepted row is ever dropped.
     on_written, on_failure, on_dropped, on_pending
-        Metric hooks: ``(kind, n)``, ``()``, ``(n)``, ``(n)``.
+        Metric hooks: ``(kind, n)``, ``()``, ``(n)``, ``(n)``. ``on_dropped``
+        counts rows the store refused for their content (never rows dropped
+        for room).
     """
 
     def __init__(
@@ -102,23 +134,49 @@ class PredictionWriter:
         self._closed = False
         # Rows taken off the queue but not yet written (kept in order across retries).
         self._pending: dict[str, list[Any]] = {kind: [] for kind in self.sinks}
+        # Rows accepted by submit and not yet written or refused by the store.
+        self._backlog = 0
+        self._backlog_lock = threading.Lock()
+        self._failing_since: float | None = None
+        self._failures = 0
+        self._last_failure_log = 0.0
 
     # -- producer side -----------------------------------------------------------------
 
     def submit(self, **rows: Sequence[Any]) -> None:
-        """Queue rows by kind (``submit(predictions=[...], leads=[...])``); never blocks."""
+        """Queue rows by kind (``submit(predictions=[...], leads=[...])``); never blocks.
+
+        Raises
+        ------
+        WriterFull
+            The rows would take the backlog past ``max_pending`` (the store is
+            slow or down: retry later), or are more than ``max_pending`` on
+            their own (``too_large``: send fewer at once). Nothing is queued then.
+        """
         unknown = set(rows) - set(self.sinks)
         if unknown:
             raise ValueError(f"unknown row kinds: {sorted(unknown)}")
         if self._closed:
             raise RuntimeError("the prediction writer is closed")
-        self._ensure_thread()
         batch = {kind: list(items) for kind, items in rows.items() if items}
         if not batch:
             return
+        n = sum(len(items) for items in batch.values())
+        if n > self.max_pending:
+            raise WriterFull(
+                f"{n} rows in one request are more than the writer holds ({self.max_pending})",
+                too_large=True,
+            )
+        with self._backlog_lock:
+            if self._backlog + n > self.max_pending:
+                raise WriterFull(
+                    f"{self._backlog} rows are waiting for the store; it cannot take {n} more now"
+                )
+            self._backlog += n
+        self._ensure_thread()
         self._rows.append(batch)
         # An estimate (no lock): it only decides when to wake the thread early.
-        self._waiting_rows += sum(len(items) for items in batch.values())
+        self._waiting_rows += n
         if self._waiting_rows >= self.batch_size and not self._woken:
             self._woken = True
             self._queue.put(_WAKE)
@@ -155,6 +213,15 @@ class PredictionWriter:
     def pending(self) -> int:
         """Rows taken off the queue but not yet written (retrying after a failure)."""
         return sum(len(v) for v in self._pending.values())
+
+    @property
+    def backlog(self) -> int:
+        """Rows accepted by :meth:`submit` and not yet written or refused by the store."""
+        return self._backlog
+
+    def _settle(self, n: int) -> None:
+        with self._backlog_lock:
+            self._backlog -= n
 
     # -- consumer side -----------------------------------------------------------------
 
@@ -209,16 +276,6 @@ class PredictionWriter:
     def _take(self, batch: Mapping[str, list[Any]]) -> None:
         for kind, items in batch.items():
             self._pending[kind].extend(items)
-        overflow = self.pending - self.max_pending
-        if overflow > 0:
-            dropped = 0
-            for kind in self.sinks:
-                n = min(overflow - dropped, len(self._pending[kind]))
-                del self._pending[kind][:n]
-                dropped += n
-            _log.error("prediction writer: store is failing, dropped %d oldest rows", dropped)
-            if self.on_dropped:
-                self.on_dropped(dropped)
         if self.on_pending:
             self.on_pending(self.pending)
 
@@ -228,55 +285,101 @@ class PredictionWriter:
             rows = self._pending[kind]
             while rows:
                 chunk = rows[: self.batch_size]
+                progress = [0]
+                refused: list[tuple[Any, Exception]] = []
                 try:
-                    sink(chunk)
-                except _DATA_ERRORS:
-                    # One bad row must not block every row behind it: write one by one.
-                    if not self._write_one_by_one(kind, sink, chunk):
-                        return self._failed()
-                except Exception:
-                    _log.exception("prediction writer: writing %d %s rows failed", len(chunk), kind)
-                    return self._failed()
-                else:
-                    if self.on_written:
-                        self.on_written(kind, len(chunk))
+                    self._write_isolating(kind, sink, chunk, progress, refused)
+                except Exception as exc:
+                    del rows[: progress[0]]
+                    self._report_refused(kind, len(chunk), refused)
+                    return self._failed(kind, len(chunk), exc)
                 del rows[: len(chunk)]
+                self._report_refused(kind, len(chunk), refused)
+        if self._failing_since is not None:
+            _log.warning(
+                "prediction writer: store writes recovered after %d failed attempts in %.1f s",
+                self._failures,
+                time.monotonic() - self._failing_since,
+            )
+            self._failing_since = None
+            self._failures = 0
         if self.on_pending:
             self.on_pending(0)
         return True
 
-    def _write_one_by_one(self, kind: str, sink: Sink, chunk: list[Any]) -> bool:
-        """Write rows singly; drop (log, count) the ones the store rejects as invalid.
+    def _write_isolating(
+        self,
+        kind: str,
+        sink: Sink,
+        rows: list[Any],
+        progress: list[int],
+        refused: list[tuple[Any, Exception]],
+    ) -> None:
+        """Write ``rows``; when the store refuses their content, bisect to the bad rows.
 
-        Returns False when a row fails for another reason (the store is down):
-        the chunk then stays pending and is retried whole later, which is safe
-        because the rows written singly so far are removed from it first.
+        ``progress[0]`` counts the leading rows done (written or refused), so a
+        store failure half-way keeps exactly the rest pending. Any error other
+        than a content error propagates (the store is failing: retry later).
         """
-        written = 0
-        bad = 0
         try:
-            for row in chunk:
-                try:
-                    sink([row])
-                except _DATA_ERRORS as exc:
-                    bad += 1
-                    _log.error("prediction writer: dropped an invalid %s row: %s", kind, exc)
-                written += 1
-        except Exception:
-            _log.exception("prediction writer: writing %s rows failed", kind)
-            del self._pending[kind][:written]
-            self._report(kind, written - bad, bad)
-            return False
-        self._report(kind, written - bad, bad)
-        return True
+            sink(rows)
+        except _DATA_ERRORS as exc:
+            if len(rows) == 1:
+                refused.append((rows[0], exc))
+                progress[0] += 1
+                self._settle(1)
+                return
+            mid = len(rows) // 2
+            self._write_isolating(kind, sink, rows[:mid], progress, refused)
+            self._write_isolating(kind, sink, rows[mid:], progress, refused)
+            return
+        progress[0] += len(rows)
+        self._settle(len(rows))
+        if self.on_written:
+            self.on_written(kind, len(rows))
 
-    def _report(self, kind: str, ok: int, bad: int) -> None:
-        if ok and self.on_written:
-            self.on_written(kind, ok)
-        if bad and self.on_dropped:
-            self.on_dropped(bad)
+    def _report_refused(self, kind: str, total: int, refused: list[tuple[Any, Exception]]) -> None:
+        """One log line per chunk for the rows the store refused (with the first reasons)."""
+        if not refused:
+            return
+        shown = "; ".join(str(exc) for _, exc in refused[:3])
+        more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+        _log.error(
+            "prediction writer: the store refused %d of %d %s rows for their content, "
+            "not retried: %s%s",
+            len(refused),
+            total,
+            kind,
+            shown,
+            more,
+        )
+        if self.on_dropped:
+            self.on_dropped(len(refused))
 
-    def _failed(self) -> bool:
+    def _failed(self, kind: str, n: int, exc: Exception) -> bool:
+        """Count a failed write; log the first of a streak, then at most every 30 s."""
+        now = time.monotonic()
+        self._failures += 1
+        if self._failing_since is None:
+            self._failing_since = now
+            self._last_failure_log = now
+            _log.error(
+                "prediction writer: writing %d %s rows failed; %d rows wait and are retried",
+                n,
+                kind,
+                self._backlog,
+                exc_info=exc,
+            )
+        elif now - self._last_failure_log >= _FAILURE_LOG_SECONDS:
+            self._last_failure_log = now
+            _log.error(
+                "prediction writer: the store has been failing for %.0f s (%d attempts); "
+                "%d rows wait; last error: %s",
+                now - self._failing_since,
+                self._failures,
+                self._backlog,
+                exc,
+            )
         if self.on_failure:
             self.on_failure()
         if self.on_pending:
@@ -310,7 +413,8 @@ class EventDeduper:
     would otherwise append the same events again each time. This filter
     remembers the last ``max_entries`` events it let through (an LRU of their
     fingerprints) and keeps only unseen ones; it wraps the events sink.
-    Duplicates across worker processes are not seen here.
+    Duplicates across worker processes are not seen here; the store's unique
+    event id (``ON CONFLICT DO NOTHING``) skips those.
     """
 
     def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
@@ -396,4 +500,5 @@ def _event_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
         row.get("content_type"),
         row.get("content_topic"),
         row.get("channel"),
+        row.get("event_id"),
     )

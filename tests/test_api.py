@@ -152,7 +152,7 @@ def test_readyz_is_503_until_a_model_loads(tmp_path, api_headers, api_store):
     client = app.test_client()
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json == {"status": "loading", "model": None, "error": None}
+    assert response.json == {"status": "loading", "model": None, "error": None, "store": "ok"}
     scored = client.post(
         "/v1/score", json={"lead": {"lead_id": "x"}}, headers=api_headers["client"]
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from serve.writer import EventDeduper, LeadDeduper, PredictionWriter
+from serve.writer import EventDeduper, LeadDeduper, PredictionWriter, WriterFull
 
 
 class Sink:
@@ -140,18 +140,81 @@ def test_close_without_thread_is_a_no_op_and_unknown_kind_is_refused():
     assert log == []
 
 
-def test_overflow_drops_oldest_rows_and_counts_them():
+def test_a_full_backlog_refuses_new_rows_and_never_drops_accepted_ones():
+    """#17 finding 2: overflow answered by refusal (503 upstream), never by dropping old rows."""
     dropped = []
     writer, sinks, log = _writer(max_pending=10, on_dropped=dropped.append)
     sinks["predictions"].fail_times = 10**9  # the store stays down
-    for i in range(30):
+    for i in range(10):
         writer.submit(predictions=[{"id": i}])
-    time.sleep(0.3)
-    assert writer.pending <= 10
-    assert sum(dropped) >= 20
+    with pytest.raises(WriterFull) as refused:
+        writer.submit(predictions=[{"id": 10}])
+    assert not refused.value.too_large
+    assert writer.backlog == 10
+    with pytest.raises(WriterFull) as huge:
+        writer.submit(predictions=[{"id": i} for i in range(11)])
+    assert huge.value.too_large
     sinks["predictions"].fail_times = 0
     assert writer.close()
-    assert [r["id"] for r in _rows(log, "predictions")] == list(range(20, 30))
+    assert [r["id"] for r in _rows(log, "predictions")] == list(range(10))
+    assert dropped == []
+    assert writer.backlog == 0
+
+
+def test_room_frees_up_once_the_store_catches_up():
+    writer, sinks, log = _writer(max_pending=5)
+    writer.submit(predictions=[{"id": i} for i in range(5)])
+    with pytest.raises(WriterFull):
+        writer.submit(predictions=[{"id": 5}])
+    assert writer.flush()
+    writer.submit(predictions=[{"id": 5}])
+    assert writer.close()
+    assert [r["id"] for r in _rows(log, "predictions")] == list(range(6))
+
+
+def test_bad_rows_are_found_by_bisection_not_one_write_per_row():
+    """#17 finding 2: no one-by-one insert storm; a few writes isolate the bad rows."""
+    dropped = []
+    writer, sinks, log = _writer(on_dropped=dropped.append, batch_size=512)
+    calls = []
+    reject = sinks["predictions"]
+
+    def counting(rows):
+        calls.append(len(rows))
+        return reject(rows)
+
+    writer.sinks["predictions"] = counting
+    reject.reject = lambda row: row["id"] in (100, 400)
+    writer.submit(predictions=[{"id": i} for i in range(512)])
+    assert writer.flush()
+    ids = [r["id"] for r in _rows(log, "predictions")]
+    assert ids == [i for i in range(512) if i not in (100, 400)]
+    assert dropped == [2]
+    assert len(calls) < 40  # one by one would be 512 writes
+    writer.close()
+
+
+def test_a_store_data_error_is_isolated_like_a_value_error():
+    """A row PostgreSQL refuses (psycopg DataError, e.g. a NUL byte) is not retried forever."""
+    import sqlalchemy.exc as sa_exc
+
+    dropped, failures = [], []
+    writer, sinks, log = _writer(on_dropped=dropped.append, on_failure=lambda: failures.append(1))
+    inner = sinks["predictions"]
+
+    def pg_like(rows):
+        if any(r["id"] == 1 for r in rows):
+            raise sa_exc.DataError("COPY", None, Exception("text fields cannot contain NUL"))
+        return inner(rows)
+
+    writer.sinks["predictions"] = pg_like
+    writer.submit(predictions=[{"id": i} for i in range(3)])
+    assert writer.flush()
+    writer.submit(predictions=[{"id": 7}])
+    assert writer.flush()
+    assert [r["id"] for r in _rows(log, "predictions")] == [0, 2, 7]
+    assert dropped == [1] and failures == []
+    writer.close()
 
 
 def test_event_deduper_skips_events_already_written():

@@ -44,7 +44,10 @@ def test_a_correction_is_stored_append_only_with_who_old_and_new(
     assert (row["field"], row["old_label"], row["new_label"]) == ("stage", before, new)
     assert response.json["conflict"] is False
     [stored] = store.corrections_for(lead_id)
-    assert (stored["reviewer"], stored["source"], stored["note"]) == ("crm-ana", "api", "asked")
+    # Marked external and attributed to the key that sent it (#17, finding 4).
+    assert (stored["reviewer"], stored["source"], stored["note"]) == ("ext:crm-ana", "api", "asked")
+    assert stored["api_key"] == "test-client"
+    assert (response.json["reviewer"], response.json["api_key"]) == ("ext:crm-ana", "test-client")
 
     # A second correction appends; history keeps both, current is the latest.
     again = _post(

@@ -258,16 +258,21 @@ def test_the_limit_is_shared_by_workers_on_one_home(tmp_path):
     """Two limiters on the same file (two gunicorn workers) see one count; the window slides."""
     now = [1000.0]
     path = tmp_path / "home" / "login_attempts.db"
-    a = LoginLimiter(path, max_per_user=3, window_seconds=60, clock=lambda: now[0])
-    b = LoginLimiter(path, max_per_user=3, window_seconds=60, clock=lambda: now[0])
+    a = LoginLimiter(
+        path, max_per_user=3, window_seconds=60, backoff_seconds=20, clock=lambda: now[0]
+    )
+    b = LoginLimiter(
+        path, max_per_user=3, window_seconds=60, backoff_seconds=20, clock=lambda: now[0]
+    )
     a.failed("Rep1", "1.2.3.4")
-    b.failed("rep1 ", "5.6.7.8")
-    assert a.retry_after("rep1", "9.9.9.9") == 0
+    b.failed("rep1 ", "1.2.3.4")
+    assert a.retry_after("rep1", "1.2.3.4") == 0
     now[0] += 10
     a.failed("rep1", "1.2.3.4")
-    assert b.retry_after("rep1", "9.9.9.9") == 50
-    now[0] += 51
-    assert b.retry_after("rep1", "9.9.9.9") == 0
+    assert b.retry_after("rep1", "1.2.3.4") == 20  # both workers counted: third failure
+    assert b.retry_after("rep1", "9.9.9.9") == 0  # the name from elsewhere is not slowed
+    now[0] += 21
+    assert b.retry_after("rep1", "1.2.3.4") == 0
     with sqlite3.connect(path) as conn:
         stored = [r[0] for r in conn.execute("select key from login_failures")]
     assert all(k.startswith(("user:", "ip:")) for k in stored)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -496,7 +496,31 @@ def _latest_imports(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:
     }
 
 
-def export_corrections(store: Store, out: str | Path) -> tuple[Path, int]:
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Text cells that a spreadsheet would run as formulas, prefixed with ``'``.
+
+    Returns the new frame and how many cells were changed (callers say so).
+    """
+    out = frame.copy()
+    changed = 0
+    for column in out.columns:
+        if not (out[column].dtype == object or pd.api.types.is_string_dtype(out[column])):
+            continue
+        risky = out[column].map(lambda v: isinstance(v, str) and v.startswith(FORMULA_PREFIXES))
+        n = int(risky.sum())
+        if n:
+            out.loc[risky, column] = "'" + out.loc[risky, column]
+            changed += n
+    return out, changed
+
+
+def export_corrections(
+    store: Store, out: str | Path, *, on_neutralised: Callable[[int], None] | None = None
+) -> tuple[Path, int]:
     """Write every correction row, oldest first (the append-only history).
 
     Parameters
@@ -504,6 +528,11 @@ def export_corrections(store: Store, out: str | Path) -> tuple[Path, int]:
     store : Store
     out : str or Path
         ``.csv`` or ``.parquet``; parent folders are created. Times are ISO 8601 UTC.
+        In CSV, text cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+        carriage return get a leading ``'`` so a spreadsheet shows them as text
+        instead of running them (``=HYPERLINK(...)`` as a reviewer name).
+    on_neutralised : callable, optional
+        Called with the number of cells so prefixed (CSV only), to report it.
 
     Returns
     -------
@@ -526,6 +555,9 @@ def export_corrections(store: Store, out: str | Path) -> tuple[Path, int]:
         frame["created_at"] = frame["created_at"].map(
             lambda t: "" if pd.isna(t) else t.isoformat().replace("+00:00", "Z")
         )
+        frame, neutralised = neutralise_formulas(frame)
+        if on_neutralised is not None:
+            on_neutralised(neutralised)
         frame.to_csv(out, index=False, lineterminator="\n")
     else:
         frame.to_parquet(out, index=False)

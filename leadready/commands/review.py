@@ -396,12 +396,19 @@ def export(out_path: Path) -> None:
     """Write every correction (the append-only history, oldest first)."""
     from training.corrections import export_corrections
 
+    guarded: list[int] = []
     with open_store() as store:
         try:
-            path, n = export_corrections(store, out_path)
+            path, n = export_corrections(store, out_path, on_neutralised=guarded.append)
         except (ValueError, OSError) as exc:
             raise _fail(exc) from None
     Console(stderr=True).print(f"wrote {n:,} correction(s) to {path}", highlight=False)
+    if guarded and guarded[0]:
+        Console(stderr=True).print(
+            f"{guarded[0]:,} cell(s) starting with = + - @, a tab or CR were prefixed with ' "
+            "so spreadsheets show them as text instead of running them",
+            highlight=False,
+        )
 
 
 # -------------------------------------------------------------------------- queue
