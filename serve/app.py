@@ -50,7 +50,7 @@ from flask import Flask
 
 import review_ui
 from leadready.config import Settings
-from serve import api, errors, review_api
+from serve import api, docs, errors, review_api
 from serve import metrics as metrics_mod
 from serve.auth import ApiKeyAuth
 from serve.holder import Loader, ModelHolder, Resolver
@@ -83,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WRITER_FLUSH_SECONDS=0.5,
         WRITER_BATCH_SIZE=500,
         PROXY_HOPS=0,
+        API_DIGITS=4,
     )
     app.config.from_prefixed_env("LEADREADY")
     if config:
@@ -122,6 +123,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(review_api.bp)
     review_ui.init_app(app)
+    docs.init_app(app)
     return app
 
 
