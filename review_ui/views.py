@@ -410,6 +410,9 @@ def lead(lead_id: str) -> Any:
     probabilities = latest.get("probabilities") if latest else None
     labels = _label_menus(lead_id)
 
+    queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
+    # After a save that stays, or an undo, the lead page keeps the queue it came from.
+    here = url_for("review.lead", lead_id=lead_id, back=queue_url)
     reclassify = ReclassifyForm()
     set_label_choices(reclassify, labels["stage"], labels["persona"])
     confirm = ConfirmForm()
@@ -417,8 +420,7 @@ def lead(lead_id: str) -> Any:
         form.expected_stage.data = current.get("stage") or ""
         form.expected_persona.data = current.get("persona") or ""
         form.prediction_id.data = str(latest["id"]) if latest else ""
-        form.next.data = url_for("review.lead", lead_id=lead_id)
-    queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
+        form.next.data = here
     for form in (reclassify, confirm):
         form.back.data = queue_url
     rep = store.current_labels([lead_id]).get(lead_id, {})
@@ -467,6 +469,7 @@ def lead(lead_id: str) -> Any:
         undo_form=PlainForm(),
         labels=labels,
         queue_url=queue_url,
+        here=here,
         next_lead=_next_in_queue(lead_id, queue_url),
     )
 
