@@ -247,9 +247,13 @@ def corrections_per_week(reviews: pd.DataFrame, *, weeks: int | None = None) -> 
 
 
 def corrections_by_reason(reviews: pd.DataFrame) -> list[tuple[str, int]]:
-    """Reclassifications per reason code, most frequent first (None → ``"none given"``)."""
+    """Leads reclassified per reason code, most first (None → ``"none given"``).
+
+    A lead whose stage and persona a rep reclassified for the same reason counts once.
+    """
     part = reviews[reviews["kind"] == "reclassify"]
-    counts = part["reason"].fillna("none given").value_counts()
+    reasons = part.assign(reason=part["reason"].fillna("none given"))
+    counts = reasons.drop_duplicates(["lead_id", "reason"])["reason"].value_counts()
     return sorted(((str(k), int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -373,7 +377,10 @@ class SalesFollowUp:
     """Leads the model routed to sales, and whether a rep reviewed them in time.
 
     ``pending`` leads were routed less than ``days`` ago and are not reviewed
-    yet: they still have time, so ``share_in_time`` leaves them out.
+    yet: they still have time. ``due`` counts every routed lead whose ``days``
+    are over, reviewed or not, and ``due_in_time`` those of them a rep reviewed
+    in time: ``share_in_time`` is their ratio, so a lead reviewed early does not
+    count unless the leads routed with it that nobody reviewed count too.
     """
 
     days: int
@@ -383,12 +390,18 @@ class SalesFollowUp:
     overdue: int
     pending: int
     median_hours: float | None
+    due: int = 0
+    due_in_time: int = 0
+
+    @property
+    def never_reviewed(self) -> int:
+        """Routed leads no rep has reviewed since (overdue or still in time)."""
+        return self.overdue + self.pending
 
     @property
     def share_in_time(self) -> float | None:
-        """Reviewed within ``days`` among the routed leads whose time is up or who were reviewed."""
-        due = self.in_time + self.late + self.overdue
-        return self.in_time / due if due else None
+        """Reviewed within ``days`` among all routed leads whose ``days`` are over."""
+        return self.due_in_time / self.due if self.due else None
 
 
 def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -> SalesFollowUp:
@@ -434,6 +447,8 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
         overdue=int((~reviewed & due).sum()),
         pending=int((~reviewed & ~due).sum()),
         median_hours=float(hours.median()) if len(hours) else None,
+        due=int(due.sum()),
+        due_in_time=int((in_time & due).sum()),
     )
 
 

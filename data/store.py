@@ -301,6 +301,8 @@ class CorrectionRow(Base):
     undo_of: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("corrections.id"))
     #: The API key that sent the correction (NULL for the UI and imports).
     api_key: Mapped[str | None] = mapped_column(sa.String(_NAME_MAX))
+    #: The bulk action (or batch undo) that made this row, so it can be undone as one step.
+    batch_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
 
 #: The queue's order, then the columns its filters test, so that walking a page
@@ -1710,6 +1712,7 @@ class Store:
         expected_label: str | None | _Missing = _MISSING,
         created_at: datetime | None = None,
         api_key: str | None = None,
+        batch_id: str | None = None,
     ) -> CorrectionResult:
         """Append a rep's correction of one label of one lead.
 
@@ -1741,6 +1744,8 @@ class Store:
             When the rep corrected (imports); default now.
         api_key
             The name of the API key that sent the correction (API corrections).
+        batch_id
+            The bulk action this row belongs to (see :meth:`undo_batch`).
 
         Returns
         -------
@@ -1808,6 +1813,7 @@ class Store:
                     "model_version": version,
                     "undo_of": None,
                     "api_key": key_name,
+                    "batch_id": batch_id,
                 },
             )
             self._queue_reviewed(conn, lead["lead_id"])
@@ -1824,6 +1830,7 @@ class Store:
         reason: str | None = None,
         note: str | None = None,
         source: str = "ui",
+        batch_id: str | None = None,
     ) -> CorrectionResult:
         """Append an ``undo`` row that restores the label from before a correction.
 
@@ -1901,6 +1908,7 @@ class Store:
                     "prediction_id": target["prediction_id"],
                     "model_version": target["model_version"],
                     "undo_of": target["id"],
+                    "batch_id": batch_id,
                 },
             )
             self._queue_reviewed(conn, target["lead_id"])
@@ -1910,6 +1918,50 @@ class Store:
             )
 
         return self._write(work)
+
+    # ------------------------------------------------- batches (issue #18: bulk undo)
+
+    def corrections_in_batch(self, batch_id: str) -> list[dict[str, Any]]:
+        """The corrections one bulk action made, oldest first (every column)."""
+        stmt = (
+            sa.select(_CORRECTIONS)
+            .where(_CORRECTIONS.c.batch_id == batch_id)
+            .order_by(_CORRECTIONS.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def undo_batch(
+        self, batch_id: str, *, reviewer: str, undo_batch_id: str, source: str = "ui"
+    ) -> list[CorrectionResult]:
+        """Undo every correction of a bulk action not undone yet (append-only).
+
+        Each undo row carries ``undo_batch_id``. Rows of the batch that an earlier
+        undo already took back are left alone, so running it again after an
+        interruption finishes the job instead of undoing twice.
+
+        Raises
+        ------
+        KeyError
+            No correction carries ``batch_id``.
+        """
+        rows = self.corrections_in_batch(batch_id)
+        if not rows:
+            raise KeyError(f"unknown batch {batch_id!r}")
+        ids = [r["id"] for r in rows if r["kind"] != "undo"]
+        with self._engine.connect() as conn:
+            undone = set(
+                conn.execute(
+                    sa.select(_CORRECTIONS.c.undo_of).where(_CORRECTIONS.c.undo_of.in_(ids))
+                ).scalars()
+            )
+        return [
+            self.undo_correction(cid, reviewer=reviewer, source=source, batch_id=undo_batch_id)
+            for cid in ids
+            if cid not in undone
+        ]
+
+    # ------------------------------------------------------------------------
 
     def corrections_for(self, lead_id: str) -> list[dict[str, Any]]:
         """A lead's complete correction history, oldest first (every column)."""

@@ -268,6 +268,7 @@ def dashboard() -> Any:
         max_days=_MAX_DAYS,
         n_reviews=len(reviews),
         n_leads=int(reviews["lead_id"].nunique()),
+        n_field={h: int((reviews["field"] == h).sum()) for h in alignment.HEADS},
         agreement=alignment.agreement(reviews),
         confusions={h: _confusion_rows(alignment.confusion(reviews, h)) for h in alignment.HEADS},
         override_30d=alignment.override_rate(recent),
@@ -349,9 +350,15 @@ def _corrections_chart(reviews: pd.DataFrame) -> Any:
     x = range(len(table))
     ax.bar(x, table["reclassify"], color=_ACCENT, width=0.62, label="reclassified")
     ax.bar(
-        x, table["confirm"], bottom=table["reclassify"], color="#9fb0ec", width=0.62,
+        x,
+        table["confirm"],
+        bottom=table["reclassify"],
+        color="#8aa0ea",
+        width=0.62,
+        edgecolor=_ACCENT,
+        linewidth=0.8,
         label="confirmed",
-    )  # fmt: skip
+    )  # fmt: skip  -- outlined, so the legend's swatch shows on a white card
     ax.set_xticks(list(x), _week_labels(table.index))
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend(frameon=False, fontsize=8, loc="upper left", ncols=2, labelcolor=_INK)

@@ -22,6 +22,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 
 from data.schema import CORRECTION_REASONS
+from review_ui.words import label_words
 
 __all__ = [
     "NOTE_MAX",
@@ -66,6 +67,8 @@ class _Expected(FlaskForm):
     expected_persona = HiddenField()
     prediction_id = HiddenField(validators=[Optional()])
     next = HiddenField()
+    #: The queue (with its filters and page) the rep came from: save-and-next walks it.
+    back = HiddenField()
 
     def validate_prediction_id(self, field: Any) -> None:
         """A prediction id is a whole number in ASCII digits that fits a 64-bit column."""
@@ -126,6 +129,8 @@ class BulkForm(FlaskForm):
     reason = SelectField("Reason", choices=[("", "— reason —"), *REASONS])
     note = TextAreaField("Note", validators=[Optional(), Length(max=NOTE_MAX)])
     next = HiddenField()
+    #: The number of leads the rep confirmed on the confirmation step ("" before it).
+    confirmed = HiddenField()
 
     def validate_reason(self, field: Any) -> None:
         """Reclassifying needs a reason and a label."""
@@ -156,5 +161,5 @@ def set_label_choices(
     form: ReclassifyForm | BulkForm, stages: Sequence[str], personas: Sequence[str]
 ) -> None:
     """Fill the stage and persona menus (first entry: keep the current label)."""
-    form.stage.choices = [_KEEP, *((s, s) for s in stages)]
-    form.persona.choices = [_KEEP, *((p, p) for p in personas)]
+    form.stage.choices = [_KEEP, *((s, label_words(s)) for s in stages)]
+    form.persona.choices = [_KEEP, *((p, label_words(p)) for p in personas)]

@@ -9,10 +9,11 @@ JavaScript sends it with ``fetch``) — the updated ``_row.html`` partial.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import (
     Blueprint,
@@ -61,6 +62,7 @@ from review_ui.present import (
     reason_lines,
     weekly_timeline,
 )
+from review_ui.words import day_words, label_words, when_words
 
 __all__ = ["bp"]
 
@@ -78,11 +80,11 @@ _RECENT_ACTIONS = 20
 _REASON_WORDS = dict(REASONS)
 #: Short names of the queue's reasons, for the chips (the sentence is the tooltip).
 _QUEUE_REASON_NAMES = {
-    "possible_mislabel": "Label in doubt",
+    "possible_mislabel": "Marketing's stage in doubt",
     "sales_ready_unsure": "Unsure sales call",
     "close_call": "Close call",
     "stage_changed": "Stage changed",
-    "possible_persona_mislabel": "Persona in doubt",
+    "possible_persona_mislabel": "Marketing's persona in doubt",
     "persona_close_call": "Persona close call",
 }
 
@@ -156,18 +158,17 @@ def _pct(value: float | None, digits: int = 0) -> str:
 
 @bp.app_template_filter("when")
 def _when(value: datetime | date | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return value.isoformat()
+    return when_words(value)
 
 
 @bp.app_template_filter("day")
 def _day(value: datetime | date | None) -> str:
-    if value is None:
-        return "—"
-    return value.strftime("%Y-%m-%d")
+    return day_words(value)
+
+
+@bp.app_template_filter("label")
+def _label(value: str | None, empty: str = "—") -> str:
+    return label_words(value, empty)
 
 
 @bp.app_context_processor
@@ -255,8 +256,8 @@ def _parse_since(text: str | None) -> date | None:
 _MAX_PAGE = 1_000_000
 
 
-def _queue_args() -> dict[str, Any]:
-    args = request.args
+def _queue_args(args: Mapping[str, str] | None = None) -> dict[str, Any]:
+    args = request.args if args is None else args
     reviewed = {"yes": True, "no": False}.get(args.get("reviewed", ""))
     try:
         per = int(args.get("per", 50))
@@ -302,6 +303,36 @@ def _page_url(args: Mapping[str, Any], page: int) -> str:
     return url_for("review.queue", **params)
 
 
+def _next_in_queue(lead_id: str, back: str) -> str | None:
+    """The lead after ``lead_id`` in the queue ``back`` points at (its filters and page).
+
+    Reviewed leads sink to the end of the queue, so once a rep saved this lead
+    it may have left the page: then the page's first lead not yet reviewed is next.
+    """
+    parts = urlsplit(back)
+    if parts.path != url_for("review.queue"):
+        return None
+    args = _queue_args(dict(parse_qsl(parts.query)))
+    page = review_queue(
+        _store(),
+        limit=args["per"] + 1,
+        offset=(args["page"] - 1) * args["per"],
+        stage=args["stage"],
+        persona=args["persona"],
+        route=args["route"],
+        reviewed=args["reviewed"],
+        since=args["since"],
+        search=args["search"],
+        config=_queue_config(),
+    )
+    ids = [i.lead_id for i in page.items]
+    if lead_id in ids:
+        rest = ids[ids.index(lead_id) + 1 :]
+    else:
+        rest = [i.lead_id for i in page.items if not i.reviewed]
+    return next((x for x in rest if x != lead_id), None)
+
+
 @bp.route("/review/")
 @auth.role_required("rep")
 def queue() -> Any:
@@ -327,6 +358,8 @@ def queue() -> Any:
     bulk.next.data = here
     context = {
         "page": page,
+        "last_batch": session.get("review_batch"),
+        "batch_form": PlainForm(),
         "args": args,
         "current": _row_context(page.items),
         "facets": queue_facets(store),
@@ -383,6 +416,9 @@ def lead(lead_id: str) -> Any:
     probabilities = latest.get("probabilities") if latest else None
     labels = _label_menus(lead_id)
 
+    queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
+    # After a save that stays, or an undo, the lead page keeps the queue it came from.
+    here = url_for("review.lead", lead_id=lead_id, back=queue_url)
     reclassify = ReclassifyForm()
     set_label_choices(reclassify, labels["stage"], labels["persona"])
     confirm = ConfirmForm()
@@ -390,10 +426,26 @@ def lead(lead_id: str) -> Any:
         form.expected_stage.data = current.get("stage") or ""
         form.expected_persona.data = current.get("persona") or ""
         form.prediction_id.data = str(latest["id"]) if latest else ""
-        form.next.data = url_for("review.lead", lead_id=lead_id)
+        form.next.data = here
+    for form in (reclassify, confirm):
+        form.back.data = queue_url
+    rep = store.current_labels([lead_id]).get(lead_id, {})
+    sources = {}
+    for field in ("stage", "persona"):
+        if rep.get(field):
+            sources[field] = "rep"
+        elif latest and latest.get(field):
+            sources[field] = "model"
+        elif profile and profile.get(f"marketing_{field}"):
+            sources[field] = "marketing"
+    history = store.corrections_for(lead_id)
+    by_id = {c["id"]: c for c in history}
+    undo_preview = [
+        (by_id[i]["field"], by_id[i]["old_label"]) for i in _undo_targets(lead_id) if i in by_id
+    ]
     events = store.events_for(lead_id, limit=2000)
     weeks, kinds = weekly_timeline(events)
-    corrections = correction_rows(store.corrections_for(lead_id))
+    corrections = correction_rows(history)
     return render_template(
         "review/lead.html",
         lead_id=lead_id,
@@ -401,11 +453,18 @@ def lead(lead_id: str) -> Any:
         latest=latest,
         predictions=predictions,
         current=current,
+        current_source=sources,
+        undo_preview=undo_preview,
         item=queue_item(store, lead_id, config=_queue_config()),
         stage_bars=probability_bars(probabilities, "stage"),
         persona_bars=probability_bars(probabilities, "persona"),
         stage_reasons=reason_lines(latest.get("reasons") if latest else None, "stage"),
         persona_reasons=reason_lines(latest.get("reasons") if latest else None, "persona"),
+        model_reasons=[
+            {**r, "head": head}
+            for head in ("stage", "persona")
+            for r in reason_lines(latest.get("reasons") if latest else None, head)
+        ],
         weeks=weeks,
         kinds=kinds,
         recent_events=list(reversed(events[-12:])),
@@ -415,7 +474,9 @@ def lead(lead_id: str) -> Any:
         confirm=confirm,
         undo_form=PlainForm(),
         labels=labels,
-        queue_url=_safe_next(request.args.get("back"), url_for("review.queue")),
+        queue_url=queue_url,
+        here=here,
+        next_lead=_next_in_queue(lead_id, queue_url),
     )
 
 
@@ -458,14 +519,36 @@ def _conflict_note(lead_id: str, result: Any) -> str:
     return f"the {result.field} changed while you had the lead open ({who})"
 
 
+def _advance(lead_id: str, form: Any) -> tuple[str, str] | None:
+    """Save-and-next: where to go after saving, and the words for it (None: stay).
+
+    Asked for by the "Save and next" button (``advance``), which Enter and the
+    ``c`` key press. Worked out *before* saving, while the lead still holds its
+    place in the queue (reviewed leads sink to the end).
+    """
+    if _is_partial() or not request.form.get("advance"):
+        return None
+    back = _safe_next(form.back.data, url_for("review.queue"))
+    following = _next_in_queue(lead_id, back)
+    if following is None:
+        return back, " That was the last lead of this queue page."
+    return url_for("review.lead", lead_id=following, back=back), f" Next in the queue: {following}."
+
+
 def _finish(
-    lead_id: str, stored: list[Any], verb: str, next_url: str | None, *, default: str
+    lead_id: str,
+    stored: list[Any],
+    verb: str,
+    next_url: str | None,
+    *,
+    default: str,
+    advance: tuple[str, str] | None = None,
 ) -> Any:
     """Flash (or return in the partial) what happened, then redirect (PRG)."""
     conflicts = [r for r in stored if r.conflict]
     if stored:
         _remember(lead_id, [r.id for r in stored])
-    changes = ", ".join(f"{r.field} → {r.new_label}" for r in stored)
+    changes = ", ".join(f"{r.field} → {label_words(r.new_label)}" for r in stored)
     message = f"{verb} {lead_id}: {changes}." if changes else f"Nothing to change on {lead_id}."
     category = "success"
     if conflicts:
@@ -474,6 +557,9 @@ def _finish(
         category = "warning"
     if _is_partial():
         return _row_response(lead_id, message, category)
+    if advance is not None:
+        next_url, words = advance
+        message += words
     flash(message, category)
     return redirect(_safe_next(next_url, default))
 
@@ -531,6 +617,7 @@ def reclassify(lead_id: str) -> Any:
     set_label_choices(form, labels["stage"], labels["persona"])
     if not form.validate():
         return _reject(form, lead_id, default)
+    advance = _advance(lead_id, form)
     stored = []
     for field in ("stage", "persona"):
         value = getattr(form, field).data
@@ -553,7 +640,9 @@ def reclassify(lead_id: str) -> Any:
             )
         except ValueError as exc:
             abort(400, description=str(exc))
-    return _finish(lead_id, stored, "Reclassified", form.next.data, default=default)
+    return _finish(
+        lead_id, stored, "Reclassified", form.next.data, default=default, advance=advance
+    )
 
 
 @bp.route("/review/leads/<path:lead_id>/confirm", methods=["POST"])
@@ -570,6 +659,7 @@ def confirm(lead_id: str) -> Any:
     reviewed = reviewed or (predictions[0] if predictions else None)
     if reviewed is None:
         abort(400, description="This lead has no prediction to confirm.")
+    advance = _advance(lead_id, form)
     stored = []
     for field in ("stage", "persona"):
         label = reviewed.get(field)
@@ -587,7 +677,7 @@ def confirm(lead_id: str) -> Any:
                 expected_label=form.expected(field),
             )
         )
-    return _finish(lead_id, stored, "Confirmed", form.next.data, default=default)
+    return _finish(lead_id, stored, "Confirmed", form.next.data, default=default, advance=advance)
 
 
 def _undo(ids: list[int], lead_id: str, next_url: str | None, default: str) -> Any:
@@ -633,13 +723,8 @@ def undo(correction_id: int) -> Any:
     )
 
 
-@bp.route("/review/leads/<path:lead_id>/undo-last", methods=["POST"])
-@auth.role_required("rep")
-def undo_last(lead_id: str) -> Any:
-    """Undo this rep's last action on the lead (the ``u`` key)."""
-    _lead_or_404(lead_id)
-    form = PlainForm()
-    default = url_for("review.lead", lead_id=lead_id)
+def _undo_targets(lead_id: str) -> list[int]:
+    """The corrections ``u`` undoes: this rep's last action here, else their newest live row."""
     ids = _recall(lead_id)
     if not ids:
         rows = correction_rows(_store().corrections_for(lead_id))
@@ -649,6 +734,17 @@ def undo_last(lead_id: str) -> Any:
             if r["reviewer"] == current_user.name and r["kind"] != "undo" and not r["undone"]
         ]
         ids = [mine[0]["id"]] if mine else []
+    return ids
+
+
+@bp.route("/review/leads/<path:lead_id>/undo-last", methods=["POST"])
+@auth.role_required("rep")
+def undo_last(lead_id: str) -> Any:
+    """Undo this rep's last action on the lead (the ``u`` key)."""
+    _lead_or_404(lead_id)
+    form = PlainForm()
+    default = url_for("review.lead", lead_id=lead_id)
+    ids = _undo_targets(lead_id)
     if not ids:
         message = f"Nothing of yours to undo on {lead_id}."
         if _is_partial():
@@ -675,8 +771,12 @@ def bulk() -> Any:
         abort(400, description=f"At most {_BULK_MAX} leads at once.")
     if not form.validate():
         return _reject(form, None, default)
+    if form.confirmed.data != str(len(lead_ids)):
+        # Nothing is written until the rep has seen how many leads it touches.
+        return _bulk_confirm_page(form, lead_ids, labels)
     store = _store()
     latest = store.latest_predictions(lead_ids, with_features=False)
+    batch_id = uuid.uuid4().hex
     done, conflicted, skipped = [], [], []
     for lead_id in lead_ids:
         prediction = latest.get(lead_id)
@@ -707,6 +807,7 @@ def bulk() -> Any:
                         source="ui",
                         prediction_id=pid,
                         expected_label=expected,
+                        batch_id=batch_id,
                     )
                 )
             except (KeyError, ValueError):
@@ -718,7 +819,16 @@ def bulk() -> Any:
             if any(r.conflict for r in results):
                 conflicted.append(lead_id)
     verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
+    if done:
+        session["review_batch"] = {
+            "id": batch_id,
+            "verb": verb.lower(),
+            "count": len(done),
+            "at": datetime.now(UTC).isoformat(),
+        }
     message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
+    if done:
+        message += " Undo the whole batch from the bar above the queue."
     category = "success"
     if conflicted:
         message += (
@@ -731,6 +841,62 @@ def bulk() -> Any:
         category = "warning"
     flash(message, category)
     return redirect(_safe_next(form.next.data, default))
+
+
+def _bulk_confirm_page(form: BulkForm, lead_ids: list[str], labels: Mapping[str, Any]) -> Any:
+    """The count and the change, with Confirm (posts it all again) and Cancel."""
+    hidden = [
+        (key, value)
+        for key in request.form
+        if key.startswith(("expected_stage:", "expected_persona:", "prediction:"))
+        for value in request.form.getlist(key)
+    ]
+    return render_template(
+        "review/bulk_confirm.html",
+        form=form,
+        lead_ids=lead_ids,
+        hidden=hidden,
+        count=len(lead_ids),
+        back=_safe_next(form.next.data, url_for("review.queue")),
+        reason_text=_REASON_WORDS.get(form.reason.data or "", ""),
+    )
+
+
+@bp.route("/review/batches/<batch_id>/undo", methods=["POST"])
+@auth.role_required("rep")
+def undo_batch(batch_id: str) -> Any:
+    """Undo a whole bulk action of this rep: one undo row per correction it made."""
+    form = PlainForm()
+    store = _store()
+    rows = store.corrections_in_batch(batch_id)
+    if not rows:
+        abort(404)
+    if any(r["reviewer"] != current_user.name for r in rows):
+        abort(403)
+    results = store.undo_batch(
+        batch_id, reviewer=current_user.name, undo_batch_id=uuid.uuid4().hex, source="ui"
+    )
+    leads = sorted({r.lead_id for r in results})
+    last = session.get("review_batch") or {}
+    if last.get("id") == batch_id:
+        session.pop("review_batch", None)
+    for lead_id in leads:
+        _forget(lead_id)
+    if results:
+        message = (
+            f"Undid the batch: {len(results)} correction{'s' if len(results) != 1 else ''}"
+            f" on {len(leads)} lead{'s' if len(leads) != 1 else ''} put back."
+        )
+        category = "success"
+        if any(r.conflict for r in results):
+            message += (
+                " Heads up: some of these leads were changed after the batch; undone all the same."
+            )
+            category = "warning"
+    else:
+        message, category = "That batch was already undone.", "info"
+    flash(message, category)
+    return redirect(_safe_next(form.next.data, url_for("review.queue")))
 
 
 # ---------------------------------------------------------------------- models

@@ -19,6 +19,7 @@ from serve import guard, scoring
 from serve.errors import ApiError
 from serve.holder import LoadedModel
 from serve.openapi import build_openapi, get_operation, operation
+from serve.rounding import round_floats
 from serve.schemas import (
     BatchScoreRequest,
     BatchScoreResponse,
@@ -149,7 +150,7 @@ def score_one() -> Response:
         ) from None
     result["model"] = loaded.ref
     state.record([prepared], [result], loaded, source="api")
-    return _with_model_header(jsonify(result), loaded)
+    return _with_model_header(jsonify(round_floats(result, _digits())), loaded)
 
 
 @bp.post("/v1/score/batch")
@@ -189,7 +190,12 @@ def score_batch() -> Response:
     state.record(prepared, scored, loaded, source="batch")
     results = sorted([*scored, *failed], key=lambda r: r["index"])
     body = {"model": ref, "scored": len(scored), "failed": len(failed), "results": results}
-    return _with_model_header(jsonify(body), loaded)
+    return _with_model_header(jsonify(round_floats(body, _digits())), loaded)
+
+
+def _digits() -> int:
+    """``API_DIGITS``: decimals of the numbers in scoring answers (< 0: full precision)."""
+    return int(current_app.config.get("API_DIGITS", 4))
 
 
 def _score_isolating(

@@ -57,7 +57,7 @@ from flask import Flask
 
 import review_ui
 from leadready.config import Settings
-from serve import api, errors, guard, review_api
+from serve import api, docs, errors, guard, review_api
 from serve import metrics as metrics_mod
 from serve.auth import ApiKeyAuth
 from serve.holder import Loader, ModelHolder, Resolver
@@ -109,6 +109,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         RESCORE_ON_SWAP=True,
         RESCORE_BATCH_SIZE=1000,
         RESCORE_SETTLE_SECONDS=None,
+        API_DIGITS=4,
     )
     app.config.from_prefixed_env("LEADREADY")
     if config:
@@ -153,6 +154,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(review_api.bp)
     review_ui.init_app(app)
+    docs.init_app(app)
     return app
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from serve.auth import Need
+from serve.examples import EXAMPLES, KNOWN_VALUES, PATH_EXAMPLES
 from serve.schemas import ErrorResponse
 
 __all__ = ["Body", "Operation", "build_openapi", "get_operation", "operation"]
@@ -157,11 +158,15 @@ def build_openapi(
         if params:
             spec["parameters"] = [
                 {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                | ({"example": PATH_EXAMPLES[n]} if n in PATH_EXAMPLES else {})
                 for n in params
             ]
         if op.request is not None or op.request_media:
             content = _content(op.request, key_map, "validation") or {}
             content.update({media: {"schema": dict(s)} for media, s in op.request_media.items()})
+            examples = EXAMPLES.get(spec["operationId"])
+            if examples and "application/json" in content:
+                content["application/json"]["examples"] = examples
             spec["requestBody"] = {"required": True, "content": content}
         spec["security"] = [{"bearerAuth": []}] if op.auth != "none" else []
         paths.setdefault(path, {})[method] = spec
@@ -179,7 +184,7 @@ def build_openapi(
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": _known_values(defs.get("$defs", {})),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",
@@ -189,3 +194,18 @@ def build_openapi(
             },
         },
     }
+
+
+def _known_values(schemas: dict[str, Any]) -> dict[str, Any]:
+    """Open vocabularies (``page_category``, …) list their known values as ``examples``."""
+    for schema in schemas.values():
+        for name, prop in (schema.get("properties") or {}).items():
+            known = KNOWN_VALUES.get(name)
+            if known is None or not isinstance(prop, dict):
+                continue
+            prop["examples"] = list(known)
+            prop["description"] = (
+                f"Known values: {', '.join(known)}. Other values are accepted "
+                "(the model counts them as 'other')."
+            )
+    return schemas

@@ -244,7 +244,9 @@ def test_sales_routed_leads_reviewed_within_n_days(store):
         1,
         1,
     )
-    assert result.share_in_time == pytest.approx(2 / 4)
+    # Due: S1, S2, S3 (their 7 days are over); S5 was reviewed in time but is not due yet.
+    assert (result.due, result.due_in_time, result.never_reviewed) == (3, 1, 2)
+    assert result.share_in_time == pytest.approx(1 / 3)
     assert result.median_hours == pytest.approx(48.0)
     wider = alignment.sales_follow_up(store, days=14, now=NOW)
     assert (wider.in_time, wider.late, wider.overdue) == (3, 0, 1)

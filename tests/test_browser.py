@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from review_ui.words import label_words
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
@@ -169,7 +171,7 @@ def test_a_rep_reclassifies_a_lead_from_the_queue(page, ui_server, tmp_path):
     _login(page, "rita")
     rows = page.locator("tr.q-row")
     assert rows.count() == 50
-    assert page.locator(".table-meta").inner_text().startswith("300 leads")
+    assert page.locator("#pager-top").inner_text().startswith("300 leads")
     assert page.locator("tr.q-row .chip").count() > 0
     page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
     page.screenshot(path=str(_screens(tmp_path) / "review-queue.png"))
@@ -183,17 +185,18 @@ def test_a_rep_reclassifies_a_lead_from_the_queue(page, ui_server, tmp_path):
     assert page.locator(".bars li").count() >= 4
     assert page.locator("table.timeline tbody tr").count() >= 1
 
-    options = page.locator("#rc-stage option").all_inner_texts()
+    options = page.locator("#rc-stage option").evaluate_all("os => os.map(o => o.value)")
     new_stage = next(o for o in options[1:] if o != current_stage)
+    words = label_words(new_stage)
     page.select_option("#rc-stage", new_stage)
     page.select_option("#rc-reason", "talking_to_sales")
     page.fill("#rc-note", "Met them at the trade fair; budget approved for Q3.")
-    page.click("#reclassify-form button[type=submit]")
+    page.click("#save-stay")
     page.wait_for_selector(".flash-success")
-    assert f"Reclassified {lead_id}: stage → {new_stage}." in page.locator(".flash").inner_text()
+    assert f"Reclassified {lead_id}: stage → {words}." in page.locator(".flash").inner_text()
 
     history = page.locator("#correction-history tbody tr").first.inner_text()
-    assert "rita" in history and new_stage in history and "trade fair" in history
+    assert "rita" in history and words in history and "trade fair" in history
     rows = store.corrections_for(lead_id)
     assert [(r["reviewer"], r["new_label"], r["reason"]) for r in rows] == [
         ("rita", new_stage, "talking_to_sales")
@@ -289,3 +292,191 @@ def test_a_stored_script_in_a_note_never_runs(page, ui_server):
     assert note.inner_text() == attack
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("#correction-history img").count() == 0
+
+
+# ------------------------------------------------ issue #18: keys, layouts, a11y
+
+
+def _context(browser, ui_server, width: int, height: int, **options: Any):
+    return browser.new_context(
+        viewport={"width": width, "height": height}, base_url=ui_server["base"], **options
+    )
+
+
+def _no_horizontal_overflow(page) -> None:
+    widths = page.evaluate(
+        "() => [document.documentElement.scrollWidth, window.innerWidth, document.body.scrollWidth]"
+    )
+    assert widths[0] <= widths[1] and widths[2] <= widths[1], widths
+
+
+def _wait_flash(page, text: str) -> None:
+    page.wait_for_selector(f".flash:has-text('{text}')")
+
+
+def test_the_documented_keys_save_and_walk_the_queue(page, ui_server):
+    """1-4, ArrowDown, Enter saves and opens the next lead; c confirms and moves on; u; g q."""
+    store = ui_server["store"]
+    _login(page, "rita")
+    page.goto("/review/?reviewed=no&per=25")
+    page.keyboard.press("j")
+    first = page.locator("tr.q-row.is-focused").get_attribute("data-lead")
+    second = page.locator("tr.q-row").nth(1).get_attribute("data-lead")
+    third = page.locator("tr.q-row").nth(2).get_attribute("data-lead")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(rf"/review/leads/{first}\?back="))
+    stage_two = page.locator("#rc-stage option").nth(2).get_attribute("value")
+    reason_one = page.locator("#rc-reason option").nth(1).get_attribute("value")
+
+    page.keyboard.press("2")
+    assert page.evaluate("() => document.activeElement.id") == "rc-reason"
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(rf"/review/leads/{second}\?back="))
+    assert "reviewed%3Dno" in page.url and "per%3D25" in page.url  # the queue's filters
+    rows = store.corrections_for(first)
+    assert [(r["field"], r["new_label"], r["reason"], r["reviewer"]) for r in rows] == [
+        ("stage", stage_two, reason_one, "rita")
+    ]
+    assert f"Next in the queue: {second}" in page.locator(".flash").inner_text()
+
+    page.keyboard.press("c")
+    page.wait_for_url(re.compile(rf"/review/leads/{third}\?back="))
+    assert {r["kind"] for r in store.corrections_for(second)} == {"confirm"}
+
+    page.go_back()
+    page.reload()  # the lead page as it is now: the confirm is the rep's to undo
+    page.wait_for_url(re.compile(rf"/review/leads/{second}"))
+    assert "Goes back to" in page.locator("#undo-what").inner_text()
+    page.keyboard.press("u")
+    _wait_flash(page, "Undone")
+    kinds = [r["kind"] for r in store.corrections_for(second)]
+    assert kinds.count("undo") == kinds.count("confirm") == 2
+
+    page.keyboard.press("g")
+    page.keyboard.press("q")
+    page.wait_for_url(re.compile(r"/review/\?reviewed=no&per=25$"))
+
+
+def test_a_bulk_change_confirms_its_count_and_undoes_as_one_batch(page, ui_server):
+    store = ui_server["store"]
+    _login(page, "rita")
+    page.goto("/review/?reviewed=no")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    page.keyboard.press("j")
+    picked = [page.locator("tr.q-row").nth(i).get_attribute("data-lead") for i in range(2)]
+    before = {lead: len(store.corrections_for(lead)) for lead in picked}
+    page.keyboard.press("1")  # stage 1 for the ticked rows (ticks the highlighted one too)
+    assert page.locator("#selected-count").inner_text() == "2"
+    assert page.locator("#bulk-submit").inner_text() == "Apply to 2 leads…"
+    stage_one = page.locator("#bulk-stage option").nth(1).get_attribute("value")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#bulk-confirm")
+    assert page.locator("h1").inner_text().strip() == "Reclassify 2 leads?"
+    assert {lead: len(store.corrections_for(lead)) for lead in picked} == before  # not yet
+    page.keyboard.press("Enter")  # the confirm button has the focus
+    _wait_flash(page, "Reclassified 2 leads.")
+    rows = [r for lead in picked for r in store.corrections_for(lead)[before[lead] :]]
+    assert [r["new_label"] for r in rows] == [stage_one, stage_one]
+    assert len({r["batch_id"] for r in rows}) == 1 and rows[0]["batch_id"]
+
+    page.click("#batch-undo")
+    _wait_flash(page, "Undid the batch: 2 corrections on 2 leads put back.")
+    for lead in picked:
+        new = store.corrections_for(lead)[before[lead] :]
+        assert [r["kind"] for r in new] == ["reclassify", "undo"]
+
+
+def test_desk_layout_at_1366_shows_eight_leads_above_the_fold(browser, ui_server, tmp_path):
+    context = _context(browser, ui_server, 1366, 768)
+    page = context.new_page()
+    try:
+        _login(page, "rita")
+        page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
+        page.screenshot(path=str(_screens(tmp_path) / "queue-1366.png"))
+        _no_horizontal_overflow(page)
+        bottoms = page.locator("tr.q-row").evaluate_all(
+            "rows => rows.map(r => r.getBoundingClientRect().bottom)"
+        )
+        assert sum(b <= 768 for b in bottoms) >= 8, bottoms[:10]
+        assert page.locator("#more-filters").get_attribute("open") is None  # collapsed
+        assert page.locator("#pager-top a[rel=next]").is_visible()
+        assert page.locator("#pager-bottom a[rel=next]").count() == 1
+        labels = page.locator("tr.q-row .label").all_inner_texts()
+        assert labels and not any("_" in text for text in labels)
+    finally:
+        context.close()
+
+
+def test_phone_layout_at_390_is_one_column_of_cards(browser, ui_server, tmp_path):
+    context = _context(browser, ui_server, 390, 844, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        _login(page, "rita")
+        page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
+        _no_horizontal_overflow(page)
+        assert not page.locator("table.queue thead").is_visible()
+        assert page.locator("tr.q-row").first.evaluate("r => getComputedStyle(r).display") == (
+            "grid"
+        )
+        for selector in (
+            "#search",
+            "nav.nav a:has-text('Queue')",
+            "button:has-text('Log out')",
+            "tr.q-row >> nth=0 >> a.lead-link",
+            "tr.q-row >> nth=0 >> button[data-action=confirm]",
+        ):
+            box = page.locator(selector).first.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, selector
+        page.screenshot(path=str(_screens(tmp_path) / "queue-390.png"))
+
+        page.locator("tr.q-row a.lead-link").first.click()
+        page.wait_for_url(re.compile(r"/review/leads/"))
+        _no_horizontal_overflow(page)
+        for selector in ("#save-next", "#rc-stage", "#rc-reason", "#confirm-next"):
+            box = page.locator(selector).bounding_box()
+            assert box and box["x"] + box["width"] <= 390, selector
+        page.screenshot(path=str(_screens(tmp_path) / "lead-390.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_desk_screenshot_at_1440(browser, ui_server, tmp_path):
+    context = _context(browser, ui_server, 1440, 900)
+    page = context.new_page()
+    try:
+        _login(page, "rita")
+        page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
+        _no_horizontal_overflow(page)
+        page.screenshot(path=str(_screens(tmp_path) / "queue-1440.png"))
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("where", ["login", "queue", "lead", "dashboard"])
+def test_pages_have_no_serious_accessibility_violations(browser, ui_server, where):
+    from axe_playwright_python.sync_playwright import Axe
+
+    context = _context(browser, ui_server, 1366, 768, bypass_csp=True)
+    page = context.new_page()
+    try:
+        if where == "login":
+            page.goto("/login")
+        else:
+            _login(page, "rita")
+            if where == "lead":
+                page.locator("tr.q-row a.lead-link").first.click()
+                page.wait_for_url(re.compile(r"/review/leads/"))
+            elif where == "dashboard":
+                page.goto("/review/dashboard")
+        results = Axe().run(page)
+        serious = [
+            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert serious == [], serious
+    finally:
+        context.close()

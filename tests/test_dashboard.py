@@ -69,16 +69,18 @@ def test_a_rep_sees_the_dashboard_with_real_numbers(app, client):
     response = client.get("/review/dashboard")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    assert _text(html, "kpi-reviews").startswith("Reviews 3 on 3 leads")
+    assert _text(html, "kpi-reviews") == "Leads reviewed 3 3 label reviews: 2 stage, 1 persona"
     assert "50% 1 of 2 reviews" in _text(html, "kpi-agree-stage")
     assert "0% 0 of 1 review" in _text(html, "kpi-agree-persona")
     # L1 and L2 changed? L1 confirmed, L2 and L3 overridden: 2 of 3 leads.
     assert "67%" in _text(html, "kpi-override")
     stage = _text(html, "agreement-stage")
-    assert "decision 1 1 100%" in stage and "consideration 1 0 0%" in stage
+    assert "Decision 1 1 100%" in stage and "Consideration 1 0 0%" in stage
     confusion = _text(html, "confusion-stage")
-    assert "consideration · 1 1" in confusion and "decision · 1 1" in confusion
-    assert _text(html, "reasons") == "Why reps reclassify student 1 Already talking to sales 1"
+    assert "Consideration · 1 1" in confusion and "Decision · 1 1" in confusion
+    assert (
+        _text(html, "reasons") == "Why reps reclassify (leads) Student 1 Already talking to sales 1"
+    )
 
     # No inline code anywhere: the CSP forbids it.
     assert "style=" not in html and not re.search(r"<script(?![^>]*\bsrc=)", html)
@@ -97,7 +99,9 @@ def test_sales_follow_up_counts_and_the_days_parameter(app, client):
     store.add_correction("L4", "stage", "decision", reviewer="rep2")
     html = client.get("/review/dashboard?days=3").get_data(as_text=True)
     assert "Reviewed ≤ 3 d 1" in _text(html, "follow-up")
-    assert "100% 1 of 1 due" in _text(html, "kpi-followup")
+    # L4 was reviewed in time, but neither routed lead's 3 days are over: nothing is due yet,
+    # and L1 (confirmed before it was routed) is called out as never reviewed.
+    assert "— none due yet · 1 of 2 never reviewed" in _text(html, "kpi-followup")
     assert client.get("/review/dashboard?days=0").status_code == 400
     assert client.get("/review/dashboard?days=soon").status_code == 400
 
@@ -304,8 +308,10 @@ class TestInChromium:
         _login(page, "ana")
         page.click("nav a:has-text('Alignment')")
         page.wait_for_url("**/review/dashboard")
-        reviews = page.locator("#kpi-reviews .kpi-value").inner_text()
-        assert int(reviews.replace(",", "")) >= 180
+        leads = page.locator("#kpi-reviews .kpi-value").inner_text()
+        sub = page.locator("#kpi-reviews .kpi-sub").inner_text()
+        reviews = int(re.match(r"([\d,]+) label reviews", sub).group(1).replace(",", ""))
+        assert reviews >= 180 and 0 < int(leads.replace(",", "")) <= reviews
         for head in ("stage", "persona"):
             value = page.locator(f"#kpi-agree-{head} .kpi-value").inner_text()
             assert re.fullmatch(r"\d{1,3}%", value), value

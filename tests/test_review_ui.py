@@ -387,7 +387,7 @@ def test_reclassify_posts_redirects_and_flashes(rep, store):
     assert response.status_code == 302
     assert response.headers["Location"] == "/review/leads/L2"
     page = rep.get("/review/leads/L2").get_data(as_text=True)
-    assert "Reclassified L2: stage → decision, persona → non_buyer." in page
+    assert "Reclassified L2: stage → Decision, persona → Non buyer." in page
     assert "Final-year student; thesis on data pipelines." in page
 
     rows = store.corrections_for("L2")
@@ -517,6 +517,8 @@ def _bulk(client, lead_ids, **fields):
         "note": "",
         "lead_id": list(lead_ids),
         "next": "/review/?stage=decision",
+        # The count the rep confirmed on the confirmation step.
+        "confirmed": str(len(set(lead_ids))),
     }
     data.update(fields)
     return client.post("/review/bulk", data=data)
@@ -581,7 +583,7 @@ def test_htmx_requests_get_the_row_partial(rep, store):
     html = response.get_data(as_text=True).strip()
     assert html.startswith('<tr class="q-row is-reviewed" id="row-L1"')
     assert "<html" not in html
-    assert 'data-message="Confirmed L1: stage → decision, persona → economic_buyer."' in html
+    assert 'data-message="Confirmed L1: stage → Decision, persona → Economic buyer."' in html
     assert "HX-Request" in response.headers["Vary"]
     # No flash is left over for the next full page.
     assert "Confirmed L1" not in rep.get("/review/").get_data(as_text=True)
@@ -813,3 +815,118 @@ def test_a_run_whose_process_died_shows_as_failed(tmp_path):
     status = RetrainRunner(tmp_path).status()
     assert status["state"] == "failed"
     assert "stopped" in status["error"]
+
+
+# ------------------------------------------------ issue #18: flow, batches, words
+
+
+def test_save_and_next_opens_the_next_lead_of_the_same_queue(app, rep, store):
+    from data.review_queue import review_queue
+
+    back = "/review/?reviewed=no&per=25"
+    order = [i.lead_id for i in review_queue(store, limit=25, reviewed=False).items]
+    first, second = order[0], order[1]
+    page = rep.get(f"/review/leads/{first}?back=/review/%3Freviewed%3Dno%26per%3D25")
+    html = page.get_data(as_text=True)
+    assert f"Next in the queue: {second}" in html
+    seen = store.labels_for(first)
+    response = _reclassify(
+        rep,
+        first,
+        stage="decision",
+        advance="1",
+        back=back,
+        expected_stage=seen["stage"] or "",
+        expected_persona=seen["persona"] or "",
+    )
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith(f"/review/leads/{second}?back=")
+    assert "reviewed%3Dno" in location and "per%3D25" in location  # the queue's filters kept
+    assert [r["new_label"] for r in store.corrections_for(first)] == ["decision"]
+    landed = rep.get(location).get_data(as_text=True)
+    flashes = re.findall(r"class=\"flash flash-\w+\" role=\"status\">([^<]*)<", landed)
+    assert flashes == [f"Reclassified {first}: stage → Decision. Next in the queue: {second}."]
+
+    # "Save, stay here" (no advance) stays on the lead.
+    stay = _reclassify(rep, second, stage="awareness", back=back)
+    assert stay.headers["Location"] == f"/review/leads/{second}"
+
+
+def test_save_and_next_on_the_last_lead_goes_back_to_the_queue(rep, store):
+    from data.review_queue import review_queue
+
+    last = review_queue(store, limit=50).items[-1].lead_id
+    response = _reclassify(rep, last, stage="decision", advance="1", back="/review/?per=50")
+    assert response.headers["Location"] == "/review/?per=50"
+    assert "That was the last lead of this queue page." in rep.get("/review/").get_data(
+        as_text=True
+    )
+
+
+def test_a_bulk_change_asks_to_confirm_the_count_before_writing(rep, store):
+    before = len(store.corrections_frame())
+    response = _bulk(rep, ["L2", "L3"], stage="awareness", confirmed="")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Reclassify 2 leads?" in html and "Stage → <strong>Awareness</strong>" in html
+    assert 'name="confirmed" value="2"' in html
+    assert len(store.corrections_frame()) == before  # nothing written yet
+
+    # A count that no longer matches the ticked leads asks again.
+    again = _bulk(rep, ["L2", "L3", "L5"], stage="awareness", confirmed="2")
+    assert again.status_code == 200 and "Reclassify 3 leads?" in again.get_data(as_text=True)
+    assert len(store.corrections_frame()) == before
+
+
+def test_a_bulk_batch_is_undone_in_one_step(app, rep, store):
+    assert _bulk(rep, ["L2", "L3", "L5"], stage="awareness").status_code == 302
+    rows = [r for lead in ("L2", "L3", "L5") for r in store.corrections_for(lead)]
+    batches = {r["batch_id"] for r in rows}
+    assert len(batches) == 1 and None not in batches
+    batch = batches.pop()
+    queue = rep.get("/review/").get_data(as_text=True)
+    assert "Your last bulk change: reclassified 3 leads." in queue
+    assert f"/review/batches/{batch}/undo" in queue
+
+    other = app.test_client()
+    login(app, other, "rep2")
+    refused = other.post(f"/review/batches/{batch}/undo", data={"csrf_token": csrf(other)})
+    assert refused.status_code == 403
+
+    response = rep.post(
+        f"/review/batches/{batch}/undo", data={"csrf_token": csrf(rep), "next": "/review/"}
+    )
+    assert response.status_code == 302
+    page = rep.get("/review/").get_data(as_text=True)
+    assert "Undid the batch: 3 corrections on 3 leads put back." in page
+    assert "Your last bulk change" not in page
+    for lead in ("L2", "L3", "L5"):
+        kinds = [(r["kind"], r["batch_id"] == batch) for r in store.corrections_for(lead)]
+        assert kinds[0] == ("reclassify", True) and kinds[1][0] == "undo"
+        assert store.current_labels([lead]).get(lead, {}).get("stage") is None
+    undo_batches = {r["batch_id"] for r in store.corrections_frame().to_dict("records")} - {batch}
+    assert len(undo_batches - {None}) == 1  # the undo rows share their own batch id
+
+    rep.post(f"/review/batches/{batch}/undo", data={"csrf_token": csrf(rep)})
+    assert "That batch was already undone." in rep.get("/review/").get_data(as_text=True)
+    assert rep.post("/review/batches/nope/undo", data={"csrf_token": csrf(rep)}).status_code == 404
+
+
+def test_lead_page_says_whose_label_is_current_and_what_undo_restores(rep, store):
+    html = rep.get("/review/leads/L2").get_data(as_text=True)
+    assert "the model&#39;s prediction" in html or "the model's prediction" in html
+    assert "Nothing of yours to undo here." in html
+    _reclassify(rep, "L2", stage="awareness")
+    html = rep.get("/review/leads/L2").get_data(as_text=True)
+    assert "a rep&#39;s label" in html or "a rep's label" in html
+    old = store.corrections_for("L2")[0]["old_label"]
+    assert f"Goes back to stage {old.capitalize()}." in html
+
+
+def test_queue_words_show_marketing_labels_and_people_dates(rep, store):
+    html = rep.get("/review/").get_data(as_text=True)
+    assert "economic_buyer<" not in html and ">economic_buyer" not in html
+    assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4}", html)  # dates for people
+    assert 'id="pager-top"' in html and 'id="pager-bottom"' in html
+    assert '<details class="more-filters"' in html

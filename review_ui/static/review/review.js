@@ -79,6 +79,10 @@
     var count = document.querySelectorAll('tr.q-row input[name="lead_id"]:checked').length;
     var out = document.getElementById("selected-count");
     if (out) out.textContent = String(count);
+    var submit = document.getElementById("bulk-submit");
+    if (submit) {
+      submit.textContent = count ? "Apply to " + count + " lead" + (count === 1 ? "" : "s") + "…" : "Apply to selected…";
+    }
   }
 
   function postRow(row, url) {
@@ -169,6 +173,18 @@
       }
       updateSelected();
     });
+    // Enter in a bulk menu submits the bulk form (the server then asks to confirm the count).
+    var bulkForm = document.getElementById("bulk-form");
+    if (bulkForm) {
+      bulkForm.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" && event.target.tagName === "SELECT") {
+          event.preventDefault();
+          var submit = document.getElementById("bulk-submit");
+          if (typeof bulkForm.requestSubmit === "function") bulkForm.requestSubmit(submit);
+          else bulkForm.submit();
+        }
+      });
+    }
     var filters = document.getElementById("filter-form");
     if (filters) {
       filters.addEventListener("change", function (event) {
@@ -205,19 +221,34 @@
 
   /* ---------------------------------------------------------------- lead */
 
-  function submitForm(id) {
+  function submitForm(id, buttonId) {
     var form = document.getElementById(id);
     if (!form) return false;
-    if (typeof form.requestSubmit === "function") form.requestSubmit();
+    var button = buttonId ? document.getElementById(buttonId) : null;
+    if (button && button.disabled) return false;
+    if (typeof form.requestSubmit === "function") form.requestSubmit(button || undefined);
     else form.submit();
     return true;
   }
 
   function leadKeys(event) {
     var key = event.key;
-    if (key === "c") return submitForm("confirm-form");
-    if (key === "u") return submitForm("undo-last-form");
+    if (key === "c") return submitForm("confirm-form", "confirm-next");
+    if (key === "u") return submitForm("undo-last-form", "undo-last");
     return false;
+  }
+
+  function initLead() {
+    // "1-4, a reason, Enter": Enter in one of the form's menus saves and opens the
+    // next lead (a <select> does not submit its form on Enter by itself).
+    var form = document.getElementById("reclassify-form");
+    if (!form) return;
+    form.addEventListener("keydown", function (event) {
+      if (event.key !== "Enter" || event.target.tagName !== "SELECT") return;
+      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      event.preventDefault();
+      submitForm("reclassify-form", "save-next");
+    });
   }
 
   /* ------------------------------------------------------------- retrain */
@@ -299,5 +330,6 @@
   });
 
   initQueue();
+  initLead();
   initRetrain();
 })();
