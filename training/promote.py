@@ -18,11 +18,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from training.evaluate import HEADS, evaluate_heads, flatten_metrics
+# training.evaluate (scikit-learn's metrics) and pandas are imported by the functions
+# that use them: `leadready promote` and `rollback` only move an alias.
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CHALLENGER",
@@ -100,6 +101,8 @@ def gate(
         ``promote`` is True only if every check passes; ``reasons`` lists each
         check, passed or failed, in words.
     """
+    from training.evaluate import HEADS
+
     if not champion_metrics:
         return GateDecision(True, ["no champion yet: the first version is promoted"])
     reasons: list[str] = []
@@ -421,6 +424,7 @@ def run_gate(
         The decision and ``{"challenger": metrics, "champion": metrics or None}``.
     """
     from model.registry import load_model
+    from training.evaluate import evaluate_heads
 
     client = _client(client)
     challenger_version = str(challenger_version)
@@ -478,6 +482,8 @@ def _log_gate(
 ) -> None:
     """Log the decision and both metric sets into the challenger's run."""
     import mlflow
+
+    from training.evaluate import flatten_metrics
 
     metrics = {"gate_promote": 1.0 if decision.promote else 0.0}
     if decision.champion_version is not None:
