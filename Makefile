@@ -53,7 +53,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Issue #8's side-by-side set (~15 min on 2 cores); `python -m bench --all` adds the rest.
+# Issue #8's side-by-side set and #20's commands (~25 min on 2 cores); `python -m bench --all` adds the rest.
 bench: install
 	@command -v wrk >/dev/null || echo "note: wrk is not installed (apt-get install wrk); the serving benchmark falls back to a Python load generator, which takes CPU from the servers"
 	$(BIN)/python -m bench

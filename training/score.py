@@ -122,13 +122,19 @@ class _Events:
         frame = result.frame
         frame["lead_id"] = frame["lead_id"].astype(str)
         self.frame = frame
-        self.positions = frame.groupby("lead_id", sort=False).indices
+        # Each event's lead as an integer code: a chunk's events are then one vectorised
+        # mask (a groupby's per-lead position arrays cost seconds at millions of events).
+        codes, leads = pd.factorize(frame["lead_id"], sort=False)
+        self.codes = codes
+        self.leads = pd.Index(leads)
         self.last = frame["timestamp"].max() if len(frame) else None
 
     def for_ids(self, ids: pd.Index) -> pd.DataFrame:
-        found = [self.positions[i] for i in ids if i in self.positions]
-        rows = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
-        return self.frame.iloc[np.sort(rows)]
+        """The events of ``ids`` (unique), in the order of the events table."""
+        wanted = self.leads.get_indexer(ids)
+        chosen = np.zeros(len(self.leads) + 1, dtype=bool)
+        chosen[wanted[wanted >= 0]] = True
+        return self.frame.iloc[np.flatnonzero(chosen[self.codes])]
 
 
 class _Writer:
