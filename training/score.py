@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ScoreSummary", "score_table"]
+__all__ = ["READ_AHEAD_BYTES", "EventsAhead", "ScoreSummary", "score_table"]
 
 _INPUT_FORMATS = {
     ".csv": "csv",
@@ -111,13 +111,59 @@ def _total_rows(path: Path, fmt: str) -> int | None:
     return None
 
 
+def _read_events(path: str) -> Any:
+    from data.readers import read_events
+
+    return read_events(path)
+
+
+class EventsAhead:
+    """An events table read in another process, started before the model is loaded.
+
+    ``leadready score`` spends its first seconds importing MLflow and loading the
+    model on one core; reading (and validating) a large events table is as long
+    and needs nothing from the model, so it runs meanwhile on the other core, in a
+    fresh ``spawn`` process (a fork of a process with threads is not safe). The
+    table comes back pickled (Arrow-backed text pickles as buffers: a fraction of a
+    second for millions of events). Errors of the reader are raised by
+    :meth:`result`, as reading here would raise them.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import multiprocessing
+
+        self.path = Path(path)
+        self._pool = multiprocessing.get_context("spawn").Pool(1)
+        self._pending = self._pool.apply_async(_read_events, (str(self.path),))
+
+    def result(self) -> Any:
+        """The reader's ``ReadResult`` (waits for it)."""
+        try:
+            return self._pending.get()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the reading process (at once, if it is still reading)."""
+        self._pool.terminate()
+        self._pool.join()
+
+
+#: Events files at least this big are read ahead (:class:`EventsAhead`) by ``leadready
+#: score``: below it, starting a second interpreter costs more than the read.
+READ_AHEAD_BYTES = 4 * 2**20
+
+
 class _Events:
     """Events loaded once, indexed by lead id so each chunk takes only its own."""
 
-    def __init__(self, path: Path) -> None:
-        from data.readers import read_events
+    def __init__(self, source: Path | EventsAhead) -> None:
+        if isinstance(source, EventsAhead):
+            result = source.result()
+        else:
+            from data.readers import read_events
 
-        result = read_events(path)
+            result = read_events(source)
         self.rejected = result.rejected
         frame = result.frame
         frame["lead_id"] = frame["lead_id"].astype(str)
@@ -188,7 +234,7 @@ def score_table(
     in_path: str | Path,
     out_path: str | Path,
     *,
-    events_path: str | Path | None = None,
+    events_path: str | Path | EventsAhead | None = None,
     id_col: str = "lead_id",
     chunk_size: int = 50_000,
     reasons: bool = False,
@@ -210,8 +256,9 @@ def score_table(
         ``stage_confidence``, ``stage_proba__<label>``…, ``persona``…,
         ``readiness``, ``route`` (and ``*_reasons`` with ``reasons``). An input
         column with one of these names is kept as ``<name>_input``.
-    events_path : path, optional
-        Events of the leads (``lead_id`` = the id column's values).
+    events_path : path or EventsAhead, optional
+        Events of the leads (``lead_id`` = the id column's values); an
+        :class:`EventsAhead` is a table already being read in another process.
     id_col : str, default "lead_id"
         The id column; required with events. Without events and without the
         column, rows are numbered.
@@ -256,7 +303,10 @@ def score_table(
         raise ValueError(f"no such folder for the output: {out_path.parent}")
 
     threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
-    events = _Events(Path(events_path)) if events_path is not None else None
+    if events_path is None:
+        events = None
+    else:
+        events = _Events(events_path if isinstance(events_path, EventsAhead) else Path(events_path))
     if as_of is None and events is not None and events.last is not None:
         as_of = events.last.to_pydatetime()
     feature_config = getattr(model, "feature_config", None)
