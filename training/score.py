@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,22 +112,41 @@ def _total_rows(path: Path, fmt: str) -> int | None:
     return None
 
 
-def _read_events(path: str) -> Any:
-    from data.readers import read_events
+#: The events of the process an :class:`EventsAhead` started (in that process only).
+_AHEAD_EVENTS: _Events | None = None
 
-    return read_events(path)
+
+def _ahead_load(path: str) -> datetime | None:
+    """In the events process: read the table and keep it; the time of its last event."""
+    global _AHEAD_EVENTS
+    _AHEAD_EVENTS = _Events(Path(path))
+    last = _AHEAD_EVENTS.last
+    return None if last is None else last.to_pydatetime()
+
+
+def _ahead_features(
+    leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
+) -> pd.DataFrame:
+    """In the events process: one chunk's feature rows, as :func:`score_table` builds them."""
+    from model.features import build_features
+
+    assert _AHEAD_EVENTS is not None, "the events are not loaded in this process"
+    return build_features(
+        leads, _AHEAD_EVENTS.for_ids(ids), as_of=as_of, config=config, id_col=id_col
+    )
 
 
 class EventsAhead:
-    """An events table read in another process, started before the model is loaded.
+    """An events table read, and features built from it, in a second process.
 
     ``leadready score`` spends its first seconds importing MLflow and loading the
-    model on one core; reading (and validating) a large events table is as long
-    and needs nothing from the model, so it runs meanwhile on the other core, in a
-    fresh ``spawn`` process (a fork of a process with threads is not safe). The
-    table comes back pickled (Arrow-backed text pickles as buffers: a fraction of a
-    second for millions of events). Errors of the reader are raised by
-    :meth:`result`, as reading here would raise them.
+    model on one core; reading (and validating) a large events table takes as long
+    and needs nothing from the model, so it starts at once in a fresh ``spawn``
+    process (a fork of a process with threads is not safe) on the other core. The
+    events stay there: :func:`score_table` sends it each chunk's leads and gets the
+    feature rows back (the events never cross processes), building the next chunk's
+    features there while this process scores and writes the current one. The
+    reader's errors are raised by :meth:`last_event`, as reading here would raise them.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -134,17 +154,20 @@ class EventsAhead:
 
         self.path = Path(path)
         self._pool = multiprocessing.get_context("spawn").Pool(1)
-        self._pending = self._pool.apply_async(_read_events, (str(self.path),))
+        self._loaded = self._pool.apply_async(_ahead_load, (str(self.path),))
 
-    def result(self) -> Any:
-        """The reader's ``ReadResult`` (waits for it)."""
-        try:
-            return self._pending.get()
-        finally:
-            self.close()
+    def last_event(self) -> datetime | None:
+        """The time of the last event (waits for the table to be read)."""
+        return self._loaded.get()
+
+    def features(
+        self, leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
+    ) -> Any:
+        """Start building one chunk's features; ``.get()`` of the result returns them."""
+        return self._pool.apply_async(_ahead_features, (leads, ids, as_of, config, id_col))
 
     def close(self) -> None:
-        """Stop the reading process (at once, if it is still reading)."""
+        """Stop the events process (at once, if it is still working)."""
         self._pool.terminate()
         self._pool.join()
 
@@ -157,13 +180,10 @@ READ_AHEAD_BYTES = 4 * 2**20
 class _Events:
     """Events loaded once, indexed by lead id so each chunk takes only its own."""
 
-    def __init__(self, source: Path | EventsAhead) -> None:
-        if isinstance(source, EventsAhead):
-            result = source.result()
-        else:
-            from data.readers import read_events
+    def __init__(self, path: Path) -> None:
+        from data.readers import read_events
 
-            result = read_events(source)
+        result = read_events(path)
         self.rejected = result.rejected
         frame = result.frame
         frame["lead_id"] = frame["lead_id"].astype(str)
@@ -303,12 +323,15 @@ def score_table(
         raise ValueError(f"no such folder for the output: {out_path.parent}")
 
     threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
-    if events_path is None:
-        events = None
-    else:
-        events = _Events(events_path if isinstance(events_path, EventsAhead) else Path(events_path))
-    if as_of is None and events is not None and events.last is not None:
+    ahead = events_path if isinstance(events_path, EventsAhead) else None
+    events = _Events(Path(events_path)) if events_path is not None and not ahead else None
+    if ahead is not None:
+        last = ahead.last_event()
+        if as_of is None and last is not None:
+            as_of = last
+    elif as_of is None and events is not None and events.last is not None:
         as_of = events.last.to_pydatetime()
+    has_events = ahead is not None or events is not None
     feature_config = getattr(model, "feature_config", None)
     prediction_columns = model.output_columns(reasons=reasons)
     total = _total_rows(in_path, in_fmt)
@@ -318,13 +341,17 @@ def score_table(
     renamed: dict[str, str] = {}
     missing: list[str] = []
     routes: dict[str, int] = {}
-    try:
+
+    def prepared() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]]:
+        """Each chunk with its leads and ids, and its features started in the events process."""
+        read = 0
         for chunk in _chunks(in_path, in_fmt, chunk_size, id_col):
             chunk = chunk.reset_index(drop=True)
-            first_row = rows + 1
+            first_row = read + 1
+            read += len(chunk)
             if id_col in chunk.columns:
                 ids = _chunk_ids(chunk[id_col], id_col, first_row, in_path.name)
-            elif events is not None:
+            elif has_events:
                 cols = ", ".join(repr(str(c)) for c in chunk.columns)
                 raise ValueError(
                     f"{in_path.name}: no id column {id_col!r} to match events by; "
@@ -334,7 +361,29 @@ def score_table(
                 ids = pd.Index([str(first_row + i) for i in range(len(chunk))])
             leads = chunk.copy()
             leads[id_col] = ids.to_numpy()
-            if feature_config is not None:
+            started = None
+            if ahead is not None and feature_config is not None:
+                started = ahead.features(leads, ids, as_of, feature_config, id_col)
+            yield chunk, leads, ids, started
+
+    # With the events in their own process, the next chunk's features are built there
+    # while this one is scored and written here.
+    depth = 2 if ahead is not None else 1
+    try:
+        queue: deque[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]] = deque()
+        source = prepared()
+        while True:
+            while len(queue) < depth:
+                item = next(source, None)
+                if item is None:
+                    break
+                queue.append(item)
+            if not queue:
+                break
+            chunk, leads, ids, started = queue.popleft()
+            if started is not None:
+                features = started.get()
+            elif feature_config is not None:
                 features = build_features(
                     leads,
                     None if events is None else events.for_ids(ids),
