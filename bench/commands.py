@@ -213,10 +213,17 @@ def feature_rows(home: Path, data: Path, out: Path, limit: int) -> tuple[Path, i
     model, _ = load_model(f"models:/{MODEL}/1")
     leads = pd.read_parquet(data / "leads.parquet").head(limit)
     leads["lead_id"] = leads["lead_id"].astype(str)
-    events = pd.read_parquet(data / "events.parquet")
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    # The same reference time as `leadready score` (the last event of the whole table),
+    # then only these leads' events (a million leads' would not fit twice in memory).
+    table = pq.read_table(data / "events.parquet", columns=["timestamp"])
+    as_of = pc.max(table["timestamp"]).as_py()
+    events = pd.read_parquet(
+        data / "events.parquet", filters=[("lead_id", "in", leads["lead_id"].tolist())]
+    )
     events["lead_id"] = events["lead_id"].astype(str)
-    as_of = events["timestamp"].max().to_pydatetime()
-    events = events[events["lead_id"].isin(set(leads["lead_id"]))]
     features = build_features(leads, events, as_of=as_of, config=model.feature_config)
     features = features.reindex(columns=model.input_columns)
     path = out / f"features-{limit}.csv"
