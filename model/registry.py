@@ -61,9 +61,7 @@ def configure(tracking_uri: str, artifact_root: str | Path | None = None) -> str
     mlflow.set_registry_uri(tracking_uri)
     if not tracking_uri.startswith("sqlite:") or artifact_root is None:
         return None
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = _client()
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         root = Path(artifact_root).expanduser().resolve()
@@ -78,9 +76,23 @@ def configure(tracking_uri: str, artifact_root: str | Path | None = None) -> str
 
 
 def _client():
+    """One MLflow client per tracking/registry URI pair, made on first use.
+
+    Building a client opens MLflow's stores (for a SQLite URI: its SQLAlchemy
+    models and a schema check, about a second); a command makes one and reuses it.
+    """
+    import mlflow
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient()
+    key = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = MlflowClient(tracking_uri=key[0], registry_uri=key[1])
+    return client
+
+
+#: The clients made by :func:`_client`, by (tracking URI, registry URI).
+_CLIENTS: dict[tuple[str, str], object] = {}
 
 
 def alias_version(model_name: str, alias: str) -> str | None:
@@ -167,7 +179,11 @@ def load_model(uri: str) -> tuple[LeadReadinessModel, str | None]:
     from model.pyfunc import unwrap
 
     pinned, version = resolve_uri(uri)
-    return unwrap(mlflow.pyfunc.load_model(pinned)), version
+    # suppress_warnings=True skips MLflow's dependency-mismatch check (the model's pip
+    # requirements against this environment, ~0.7 s a load) and its Python-version
+    # warning: a leadready model is run by the leadready that logged it, installed from
+    # the same lock (requirements.lock). Nothing that fails is hidden by it.
+    return unwrap(mlflow.pyfunc.load_model(pinned, suppress_warnings=True)), version
 
 
 #: Version tag prefix of alias-move records (one tag per move, JSON value).

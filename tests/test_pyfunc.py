@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -104,6 +105,41 @@ def test_load_model_resolves_the_alias(mlflow_home, logged):
     pd.testing.assert_frame_equal(model.predict_frame(X), original.predict_frame(X))
     _, run_version = registry.load_model(logged.model_uri)
     assert run_version is None
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_load_model_skips_the_dependency_mismatch_check(logged, tmp_path):
+    # A copy of the model whose requirements this environment does not meet: MLflow's
+    # own load reports the mismatch; ours (a model from our own lock) does not check.
+    path = mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=str(tmp_path))
+    requirements = tmp_path.joinpath(path, "requirements.txt")
+    requirements.write_text(requirements.read_text().rstrip("\n") + "\nlightgbm==0.0.1\n")
+    handler = _Records()
+    mlflow_logger = logging.getLogger("mlflow")
+    mlflow_logger.addHandler(handler)
+    try:
+        mlflow.pyfunc.load_model(path)
+        assert any("mismatches" in m and "lightgbm" in m for m in handler.messages)
+        handler.messages.clear()
+        model, version = registry.load_model(path)
+    finally:
+        mlflow_logger.removeHandler(handler)
+    assert isinstance(model, LeadReadinessModel) and version is None
+    assert not [m for m in handler.messages if "mismatches" in m]
+
+
+def test_registry_client_is_made_once_per_uri(mlflow_home, logged):
+    assert registry._client() is registry._client()
+    assert registry.alias_version(NAME, "no-such-alias") is None
+    assert len([k for k in registry._CLIENTS if k[0] == mlflow_home["uri"]]) == 1
 
 
 def test_pyfunc_predict_accepts_frames_records_and_params(logged):

@@ -100,6 +100,46 @@ def test_streaming_in_small_chunks_keeps_every_row_and_matches_one_chunk(home, r
     pd.testing.assert_frame_equal(small, whole)
 
 
+def test_events_read_ahead_in_another_process_score_the_same(home, run, tmp_path, monkeypatch):
+    import training.score
+
+    root, _ = home
+    here = _score_csv(run, root, tmp_path / "here.csv")
+    monkeypatch.setattr(training.score, "READ_AHEAD_BYTES", 0)  # every events file ahead
+    ahead = _score_csv(run, root, tmp_path / "ahead.csv")
+    pd.testing.assert_frame_equal(here, ahead)
+    # Many chunks: each one's features are built there while the one before is scored here.
+    pipelined = _score_csv(run, root, tmp_path / "pipelined.csv", "--chunk-size", "37")
+    pd.testing.assert_frame_equal(here, pipelined)
+
+
+def test_a_bad_events_file_read_ahead_is_the_readers_error(home, run, tmp_path, monkeypatch):
+    import training.score
+
+    root, _ = home
+    (tmp_path / "events.csv").write_text("lead_id,when\nC1,2026-01-01\n")
+    monkeypatch.setattr(training.score, "READ_AHEAD_BYTES", 0)
+    result = run(
+        "--in", str(root / "contacts.csv"), "--out", str(tmp_path / "out.csv"),
+        "--events", str(tmp_path / "events.csv"), "--id-col", "Contact ID",
+    )  # fmt: skip
+    monkeypatch.setattr(training.score, "READ_AHEAD_BYTES", 2**62)
+    direct = run(
+        "--in", str(root / "contacts.csv"), "--out", str(tmp_path / "out.csv"),
+        "--events", str(tmp_path / "events.csv"), "--id-col", "Contact ID",
+    )  # fmt: skip
+    assert result.exit_code == direct.exit_code == 1
+    assert "events.csv" in result.output and "timestamp" in result.output
+
+    # Same message; the reader lists the columns it found in set order, which varies
+    # between processes (string hashing), so the words are compared.
+    def words(text: str) -> list[str]:
+        return sorted(text.replace(",", " ").replace("(", " ").replace(")", " ").split())
+
+    assert words(result.output) == words(direct.output)
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_parquet_in_and_out_with_reasons_and_a_label_column_kept_apart(home, run, tmp_path):
     root, _ = home
     frame = pd.read_csv(root / "contacts.csv").head(60)

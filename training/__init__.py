@@ -8,34 +8,69 @@ imported when a function that talks to it runs.
 - :mod:`training.train` — :class:`TrainConfig`, :func:`train`, :func:`train_on`.
 - :mod:`training.promote` — :func:`gate`, :func:`run_gate`, :func:`promote`, :func:`rollback`.
 - :mod:`training.score` — :func:`score_table`, batch scoring in chunks.
+
+Public names are importable from here; each is imported from its module on first
+use (as in ``model``), so ``import training.score`` — what ``leadready score``
+runs — does not import ``training.evaluate`` and with it scikit-learn's metrics.
 """
 
-from training.dataset import TrainingSet, holdout_mask, load_training_table, normalize_labels
-from training.evaluate import baselines, evaluate_heads, evaluate_on_table, flatten_metrics, plots
-from training.promote import GateDecision, gate, promote, rollback, run_gate
-from training.score import ScoreSummary, score_table
-from training.train import TrainConfig, TrainResult, fit_lead_model, train, train_on
+import sys
+import types
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "GateDecision",
-    "ScoreSummary",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingSet",
-    "baselines",
-    "evaluate_heads",
-    "evaluate_on_table",
-    "fit_lead_model",
-    "flatten_metrics",
-    "gate",
-    "holdout_mask",
-    "load_training_table",
-    "normalize_labels",
-    "plots",
-    "promote",
-    "rollback",
-    "run_gate",
-    "score_table",
-    "train",
-    "train_on",
-]
+#: Public name → module that defines it.
+_EXPORTS: dict[str, str] = {
+    "TrainingSet": "training.dataset",
+    "holdout_mask": "training.dataset",
+    "load_training_table": "training.dataset",
+    "normalize_labels": "training.dataset",
+    "baselines": "training.evaluate",
+    "evaluate_heads": "training.evaluate",
+    "evaluate_on_table": "training.evaluate",
+    "flatten_metrics": "training.evaluate",
+    "plots": "training.evaluate",
+    "GateDecision": "training.promote",
+    "gate": "training.promote",
+    "promote": "training.promote",
+    "rollback": "training.promote",
+    "run_gate": "training.promote",
+    "ScoreSummary": "training.score",
+    "score_table": "training.score",
+    "TrainConfig": "training.train",
+    "TrainResult": "training.train",
+    "fit_lead_model": "training.train",
+    "train": "training.train",
+    "train_on": "training.train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'training' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+class _Package(types.ModuleType):
+    """Keeps ``training.train`` and ``training.promote`` the functions, as they always were.
+
+    Importing a submodule binds it on its package; two submodules share their name
+    with the function they export, which the eager imports used to rebind.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -18,13 +18,14 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from model import registry as _registry
-from training.evaluate import HEADS, flatten_metrics
+
+# training.evaluate (scikit-learn's metrics), numpy and pandas are imported by the
+# functions that use them: `leadready promote` and `rollback` only move an alias.
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CHALLENGER",
@@ -227,6 +228,8 @@ def gate(
         ``promote`` is True only if every check passes; ``reasons`` lists each
         check, passed or failed, in words.
     """
+    from training.evaluate import HEADS
+
     if not champion_metrics:
         return GateDecision(True, ["no champion yet: the first version is promoted"])
     reasons: list[str] = []
@@ -611,7 +614,9 @@ class GateSet:
 
 def _predict(model: Any, X: pd.DataFrame, gate_set: GateSet) -> tuple[dict, dict]:
     """(metrics per head as ``evaluate_heads``, predicted labels per head on the labelled rows)."""
-    from training.evaluate import head_metrics, predict_heads
+    import numpy as np
+
+    from training.evaluate import HEADS, head_metrics, predict_heads
 
     predictions = predict_heads(model, X)
     metrics: dict[str, Any] = {}
@@ -900,7 +905,7 @@ def _log_gate(
     """Log the decision and both metric sets into the challenger's run."""
     import mlflow
 
-    from training.evaluate import metric_key
+    from training.evaluate import flatten_metrics, metric_key
 
     metrics = {"gate_promote": 1.0 if decision.promote else 0.0}
     if decision.champion_version is not None:
@@ -961,6 +966,8 @@ def inputs_from_table(
     """
 
     def build(champion: Any) -> pd.DataFrame:
+        import pandas as pd
+
         if not _missing_inputs(champion, fallback):
             return fallback
         from model.features import FeatureConfig

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ScoreSummary", "score_table"]
+__all__ = ["READ_AHEAD_BYTES", "EventsAhead", "ScoreSummary", "score_table"]
 
 _INPUT_FORMATS = {
     ".csv": "csv",
@@ -111,6 +112,71 @@ def _total_rows(path: Path, fmt: str) -> int | None:
     return None
 
 
+#: The events of the process an :class:`EventsAhead` started (in that process only).
+_AHEAD_EVENTS: _Events | None = None
+
+
+def _ahead_load(path: str) -> datetime | None:
+    """In the events process: read the table and keep it; the time of its last event."""
+    global _AHEAD_EVENTS
+    _AHEAD_EVENTS = _Events(Path(path))
+    last = _AHEAD_EVENTS.last
+    return None if last is None else last.to_pydatetime()
+
+
+def _ahead_features(
+    leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
+) -> pd.DataFrame:
+    """In the events process: one chunk's feature rows, as :func:`score_table` builds them."""
+    from model.features import build_features
+
+    assert _AHEAD_EVENTS is not None, "the events are not loaded in this process"
+    return build_features(
+        leads, _AHEAD_EVENTS.for_ids(ids), as_of=as_of, config=config, id_col=id_col
+    )
+
+
+class EventsAhead:
+    """An events table read, and features built from it, in a second process.
+
+    ``leadready score`` spends its first seconds importing MLflow and loading the
+    model on one core; reading (and validating) a large events table takes as long
+    and needs nothing from the model, so it starts at once in a fresh ``spawn``
+    process (a fork of a process with threads is not safe) on the other core. The
+    events stay there: :func:`score_table` sends it each chunk's leads and gets the
+    feature rows back (the events never cross processes), building the next chunk's
+    features there while this process scores and writes the current one. The
+    reader's errors are raised by :meth:`last_event`, as reading here would raise them.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import multiprocessing
+
+        self.path = Path(path)
+        self._pool = multiprocessing.get_context("spawn").Pool(1)
+        self._loaded = self._pool.apply_async(_ahead_load, (str(self.path),))
+
+    def last_event(self) -> datetime | None:
+        """The time of the last event (waits for the table to be read)."""
+        return self._loaded.get()
+
+    def features(
+        self, leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
+    ) -> Any:
+        """Start building one chunk's features; ``.get()`` of the result returns them."""
+        return self._pool.apply_async(_ahead_features, (leads, ids, as_of, config, id_col))
+
+    def close(self) -> None:
+        """Stop the events process (at once, if it is still working)."""
+        self._pool.terminate()
+        self._pool.join()
+
+
+#: Events files at least this big are read ahead (:class:`EventsAhead`) by ``leadready
+#: score``: below it, starting a second interpreter costs more than the read.
+READ_AHEAD_BYTES = 4 * 2**20
+
+
 class _Events:
     """Events loaded once, indexed by lead id so each chunk takes only its own."""
 
@@ -122,13 +188,19 @@ class _Events:
         frame = result.frame
         frame["lead_id"] = frame["lead_id"].astype(str)
         self.frame = frame
-        self.positions = frame.groupby("lead_id", sort=False).indices
+        # Each event's lead as an integer code: a chunk's events are then one vectorised
+        # mask (a groupby's per-lead position arrays cost seconds at millions of events).
+        codes, leads = pd.factorize(frame["lead_id"], sort=False)
+        self.codes = codes
+        self.leads = pd.Index(leads)
         self.last = frame["timestamp"].max() if len(frame) else None
 
     def for_ids(self, ids: pd.Index) -> pd.DataFrame:
-        found = [self.positions[i] for i in ids if i in self.positions]
-        rows = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
-        return self.frame.iloc[np.sort(rows)]
+        """The events of ``ids`` (unique), in the order of the events table."""
+        wanted = self.leads.get_indexer(ids)
+        chosen = np.zeros(len(self.leads) + 1, dtype=bool)
+        chosen[wanted[wanted >= 0]] = True
+        return self.frame.iloc[np.flatnonzero(chosen[self.codes])]
 
 
 class _Writer:
@@ -182,7 +254,7 @@ def score_table(
     in_path: str | Path,
     out_path: str | Path,
     *,
-    events_path: str | Path | None = None,
+    events_path: str | Path | EventsAhead | None = None,
     id_col: str = "lead_id",
     chunk_size: int = 50_000,
     reasons: bool = False,
@@ -204,8 +276,9 @@ def score_table(
         ``stage_confidence``, ``stage_proba__<label>``…, ``persona``…,
         ``readiness``, ``route`` (and ``*_reasons`` with ``reasons``). An input
         column with one of these names is kept as ``<name>_input``.
-    events_path : path, optional
-        Events of the leads (``lead_id`` = the id column's values).
+    events_path : path or EventsAhead, optional
+        Events of the leads (``lead_id`` = the id column's values); an
+        :class:`EventsAhead` is a table already being read in another process.
     id_col : str, default "lead_id"
         The id column; required with events. Without events and without the
         column, rows are numbered.
@@ -250,9 +323,15 @@ def score_table(
         raise ValueError(f"no such folder for the output: {out_path.parent}")
 
     threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
-    events = _Events(Path(events_path)) if events_path is not None else None
-    if as_of is None and events is not None and events.last is not None:
+    ahead = events_path if isinstance(events_path, EventsAhead) else None
+    events = _Events(Path(events_path)) if events_path is not None and not ahead else None
+    if ahead is not None:
+        last = ahead.last_event()
+        if as_of is None and last is not None:
+            as_of = last
+    elif as_of is None and events is not None and events.last is not None:
         as_of = events.last.to_pydatetime()
+    has_events = ahead is not None or events is not None
     feature_config = getattr(model, "feature_config", None)
     prediction_columns = model.output_columns(reasons=reasons)
     total = _total_rows(in_path, in_fmt)
@@ -262,13 +341,17 @@ def score_table(
     renamed: dict[str, str] = {}
     missing: list[str] = []
     routes: dict[str, int] = {}
-    try:
+
+    def prepared() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]]:
+        """Each chunk with its leads and ids, and its features started in the events process."""
+        read = 0
         for chunk in _chunks(in_path, in_fmt, chunk_size, id_col):
             chunk = chunk.reset_index(drop=True)
-            first_row = rows + 1
+            first_row = read + 1
+            read += len(chunk)
             if id_col in chunk.columns:
                 ids = _chunk_ids(chunk[id_col], id_col, first_row, in_path.name)
-            elif events is not None:
+            elif has_events:
                 cols = ", ".join(repr(str(c)) for c in chunk.columns)
                 raise ValueError(
                     f"{in_path.name}: no id column {id_col!r} to match events by; "
@@ -278,7 +361,29 @@ def score_table(
                 ids = pd.Index([str(first_row + i) for i in range(len(chunk))])
             leads = chunk.copy()
             leads[id_col] = ids.to_numpy()
-            if feature_config is not None:
+            started = None
+            if ahead is not None and feature_config is not None:
+                started = ahead.features(leads, ids, as_of, feature_config, id_col)
+            yield chunk, leads, ids, started
+
+    # With the events in their own process, the next chunk's features are built there
+    # while this one is scored and written here.
+    depth = 2 if ahead is not None else 1
+    try:
+        queue: deque[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]] = deque()
+        source = prepared()
+        while True:
+            while len(queue) < depth:
+                item = next(source, None)
+                if item is None:
+                    break
+                queue.append(item)
+            if not queue:
+                break
+            chunk, leads, ids, started = queue.popleft()
+            if started is not None:
+                features = started.get()
+            elif feature_config is not None:
                 features = build_features(
                     leads,
                     None if events is None else events.for_ids(ids),

@@ -92,10 +92,7 @@ def score(
     as_of: str | None,
 ) -> None:
     """Write every input row with predicted stage, persona, probabilities, readiness and route."""
-    from mlflow.exceptions import MlflowException
-
-    from model.registry import configure, load_model
-    from training.score import score_table
+    from training.score import READ_AHEAD_BYTES, EventsAhead, score_table
 
     reference = None
     if as_of is not None:
@@ -127,7 +124,15 @@ def score(
             console=console,
         )
         return
+    # A large events table is read in another process while MLflow and the model load here.
+    events: Path | EventsAhead | None = events_path
+    if events_path is not None and events_path.stat().st_size >= READ_AHEAD_BYTES:
+        events = EventsAhead(events_path)
+    from mlflow.exceptions import MlflowException
+
     try:
+        from model.registry import configure, load_model
+
         configure(settings.mlflow_tracking_uri, settings.artifact_root)
         with console.status(f"loading {uri}…"):
             model, version = load_model(uri)
@@ -170,7 +175,7 @@ def score(
                 model,
                 in_path,
                 out_path,
-                events_path=events_path,
+                events_path=events,
                 id_col=id_col,
                 chunk_size=chunk_size,
                 reasons=reasons,
@@ -180,6 +185,9 @@ def score(
             )
     except (ValueError, LookupError, MlflowException, OSError) as exc:
         raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
+    finally:
+        if isinstance(events, EventsAhead):
+            events.close()
     label = uri if version is None else f"{uri} (version {version})"
     print_score_summary(
         console,
