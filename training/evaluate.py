@@ -244,7 +244,6 @@ def head_metrics(
         missing = y.index[positions < 0][:5].tolist()
         raise ValueError(f"labels for rows the model did not score, e.g. {missing}")
     proba = prediction.proba[positions]
-    classes = np.asarray(prediction.classes, dtype=object)
     y_pred = prediction.predicted[positions]
     y_arr = y.to_numpy(dtype=object)
 

@@ -36,6 +36,7 @@ import numpy as np
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
 from training.noise import LabelNoiseResult, clean_labels
+from training.procedure import procedure_metrics, procedure_report, procedure_table
 from training.promote import CHALLENGER, GateDecision, move_alias, run_gate
 
 if TYPE_CHECKING:
@@ -481,7 +482,11 @@ def train_on(
             slices=holdout.slices,
             seed=config.seed,
         )
+    procedure = procedure_report(lead_model)
+    if console is not None:
+        console.print(procedure_table(procedure))
     metrics = flatten_metrics(evaluation)
+    metrics.update(procedure_metrics(procedure))
     for name, result in base.items():
         metrics.update(flatten_metrics(result, infix=f"baseline_{name}"))
     lead_model.metadata["metrics"] = {
@@ -526,6 +531,7 @@ def train_on(
                 "evaluation/holdout.json",
             )
             mlflow.log_dict(lead_model.summary(), "model_summary.json")
+            mlflow.log_dict(procedure, "training/procedure.json")
             with tempfile.TemporaryDirectory(prefix="leadready-plots-") as tmp:
                 plots(evaluation, tmp, title="holdout")
                 mlflow.log_artifacts(tmp, "plots")
