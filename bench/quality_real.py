@@ -61,6 +61,7 @@ __all__ = [
     "baseline_lightgbm",
     "baseline_logreg",
     "calibration_metrics",
+    "combine",
     "main",
     "markdown",
     "split",
@@ -481,6 +482,16 @@ def summarize(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     return summary
 
 
+def combine(parts: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Runs of several result files as one: per table and seed, arms merged (later wins)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for table, by_seed in part.items():
+            for seed, arms in by_seed.items():
+                runs.setdefault(table, {}).setdefault(seed, {}).update(arms)
+    return runs
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """The README's table: mean macro-F1 over the seeds per head and arm."""
     lines = [
@@ -521,7 +532,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--sim-leads", type=int, default=20_000)
     parser.add_argument("--name", default="quality_real", help="result file name")
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="only merge the runs of these result files (e.g. tables run in parallel) "
+        "into --name's .json and .md",
+    )
     args = parser.parse_args(argv)
+    if args.combine:
+        runs = combine(
+            [json.loads((RESULTS / f"{n}.json").read_text())["runs"] for n in args.combine]
+        )
+        summary = summarize(runs)
+        write_result(args.name, {"runs": runs, "summary": summary, "combined_from": args.combine})
+        (RESULTS / f"{args.name}.md").write_text(markdown(summary))
+        print(markdown(summary))
+        return 0
     if not SHARED.is_dir():
         print(f"bench.quality_real: skipped, {SHARED} is absent (the real tables live there)")
         return 0
