@@ -22,6 +22,7 @@ The full runs, each one command (module defaults; minutes to an hour each on
     python -m bench.simulator            python -m bench.review_loop
     python -m bench.features             python -m bench.queue
     python -m bench.training             python -m bench.quality
+    python -m bench.quality_real         # real tables in ../shared (skips without)
     python -m bench.serving              python -m bench.spark     # 100k and 1M rows
     python -m bench.scoring              python -m bench.load_swap
     python -m bench.commands             # commands as users run them
@@ -159,6 +160,22 @@ BENCHMARKS: tuple[Bench, ...] = (
         ("--seeds", "1", "--leads", "5000", "--trees", "100"),
         60,
         "one seed, 5,000 leads, 100 trees (full: 3 seeds, 20,000 leads, 200 trees)",
+    ),
+    Bench(
+        "quality_real",
+        (
+            "--seeds",
+            "11",
+            "--tables",
+            "online_shoppers",
+            "--arms",
+            "leadready",
+            "lightgbm",
+            "logreg",
+        ),
+        300,
+        "Online Shoppers, seed 11, no FLAML (full: both real tables and the simulator, "
+        "seeds 11-13, with FLAML); skips without ../shared",
     ),
     Bench(
         "spark",

@@ -41,6 +41,7 @@ __all__ = [
     "expected_calibration_error",
     "normalize_label",
     "normalize_labels",
+    "tune_decision_weights",
 ]
 
 #: The heads of the two-head classifier, in output order.
@@ -624,6 +625,61 @@ def _log_loss(proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray) -> flo
     return float(-np.average(np.log(p), weights=weight))
 
 
+def _macro_f1(y_index: np.ndarray, pred: np.ndarray, k: int, weight: np.ndarray) -> float:
+    """Weighted macro-F1 over the classes present in truth or predictions."""
+    tp = np.bincount(y_index[pred == y_index], weights=weight[pred == y_index], minlength=k)
+    true = np.bincount(y_index, weights=weight, minlength=k)
+    predicted = np.bincount(pred, weights=weight, minlength=k)
+    seen = (true > 0) | (predicted > 0)
+    denom = true + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+    return float(f1[seen].mean()) if seen.any() else 0.0
+
+
+def tune_decision_weights(
+    proba: np.ndarray,
+    y_index: np.ndarray,
+    weight: np.ndarray | None = None,
+    *,
+    rounds: int = 3,
+    grid: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """Per-class weights ``w`` maximising the macro-F1 of ``argmax(proba * w)``.
+
+    Coordinate ascent over classes on a log grid (each class's weight relative to
+    the current ones), ``rounds`` passes; weights are normalised to a geometric
+    mean of 1. For two classes this is a threshold search. Ties keep the smaller
+    change (the first grid point from 1).
+
+    Returns
+    -------
+    (weights of shape (n_classes,), macro-F1 reached)
+    """
+    proba = np.asarray(proba, dtype=float)
+    n, k = proba.shape
+    weight = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
+    if grid is None:
+        grid = np.exp(np.linspace(-2.5, 2.5, 51))
+    order = np.argsort(np.abs(np.log(grid)), kind="stable")  # no change first
+    grid = grid[order]
+    w = np.ones(k)
+    best = _macro_f1(y_index, proba.argmax(axis=1), k, weight)
+    for _ in range(rounds):
+        improved = False
+        for c in range(k):
+            start, chosen = w[c], w[c]
+            for g in grid:
+                w[c] = start * g
+                score = _macro_f1(y_index, (proba * w).argmax(axis=1), k, weight)
+                if score > best + 1e-9:
+                    best, chosen, improved = score, w[c], True
+            w[c] = chosen
+        if not improved:
+            break
+    w = w / np.exp(np.mean(np.log(w)))
+    return w, float(best)
+
+
 class _Calibrator:
     """Maps prior-corrected logits (n, k) to calibrated probabilities (n, k)."""
 
@@ -922,6 +978,23 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         for this many rounds, and keep the rounds up to the best (``n_rounds_``);
         ``n_estimators`` is then the most. None or 0 boosts all ``n_estimators``.
         Fewer trees predict and explain faster in serving and bulk scoring.
+    cv_folds : int
+        0 (default): the carved-out calibration slice above. ``K >= 2``: cross-fitting
+        instead, so no row is lost to boosting — K boosters, each fitted on K − 1
+        folds (by a hash of the row key) and stopped early on the remaining fold,
+        give out-of-fold logits for every row; the final booster is fitted on
+        **all** rows for the mean of the folds' best round counts, and the
+        calibrator (chosen as above) is fitted on the out-of-fold logits. Costs
+        about K times the boosting of one fit. Falls back to the slice when a class
+        has fewer than ``2 * K`` rows. ``cv_`` reports the folds' round counts and
+        out-of-fold scores.
+    decision : {"argmax", "macro_f1"}
+        How a label is picked from the calibrated probabilities. ``"argmax"``: the
+        most probable. ``"macro_f1"``: the argmax of the probabilities times
+        per-class weights tuned for macro-F1 on held-out (out-of-fold, or the
+        calibration slice's) probabilities (``decision_weights_``; ``decision_``
+        reports macro-F1 before and after). The probabilities themselves are not
+        changed — readiness and routing read them; only the label is.
     """
 
     def __init__(
@@ -941,6 +1014,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         lgbm_params: dict[str, Any] | None = None,
         early_stopping_rounds: int | None = 20,
+        cv_folds: int = 0,
+        decision: str = "argmax",
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -956,6 +1031,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.lgbm_params = lgbm_params
         self.early_stopping_rounds = early_stopping_rounds
+        self.cv_folds = cv_folds
+        self.decision = decision
 
     # ---- fitting
 
@@ -1025,6 +1102,13 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight_ = {str(c): float(w) for c, w in zip(self.classes_, cw, strict=True)}
         self.logit_shift_ = -np.log(cw)
 
+        self.n_features_out_ = Z.shape[1]
+        self.decision_weights_ = np.ones(k)
+        self.cv_ = None
+        folds = self._folds(frame.index, y_index)
+        if folds is not None:
+            self._fit_cross(Z, y_index, weight, cw, folds, frame.index)
+            return self
         held = _held_out(
             y_index,
             _row_uniforms(frame.index, self.random_state, "calibration"),
@@ -1043,10 +1127,97 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             Z[train], y_index[train], weight[train] * cw[y_index[train]], valid
         )
         self.n_train_rows_ = int(train.sum())
-        self.n_features_out_ = Z.shape[1]
         halves = _row_uniforms(frame.index[held], self.random_state, "halves")
         self._fit_calibration(Z[held], y_index[held], weight[held], halves)
+        if held.any():
+            raw = self._raw_logits(Z[held], self.num_threads)
+            self._fit_decision(
+                self.calibrator_.transform(raw + self.logit_shift_), y_index[held], weight[held]
+            )
         return self
+
+    def _folds(self, index: pd.Index, y_index: np.ndarray) -> np.ndarray | None:
+        """Fold number per row for cross-fitting, or None (too few rows: the slice)."""
+        K = int(self.cv_folds or 0)
+        if K < 2:
+            return None
+        counts = np.bincount(y_index, minlength=len(self.classes_))
+        if counts.min() < 2 * K or len(y_index) < 20 * K:
+            return None
+        u = _row_uniforms(index, self.random_state, "folds")
+        # Within each class, deal rows to folds in the order of their hash: every fold
+        # gets its share of every class, and a row keeps its fold whatever the others.
+        folds = np.empty(len(y_index), dtype=np.int64)
+        for c in range(len(self.classes_)):
+            rows = np.flatnonzero(y_index == c)
+            order = rows[np.argsort(u[rows], kind="stable")]
+            folds[order] = np.arange(len(order)) % K
+        return folds
+
+    def _fit_cross(
+        self,
+        Z: np.ndarray,
+        y_index: np.ndarray,
+        weight: np.ndarray,
+        cw: np.ndarray,
+        folds: np.ndarray,
+        index: pd.Index,
+    ) -> None:
+        """Cross-fitting: out-of-fold logits and round counts, then one booster on all rows."""
+        K = int(folds.max()) + 1
+        k = len(self.classes_)
+        oof = np.zeros((len(y_index), k))
+        rounds: list[int] = []
+        stop = self.early_stopping_rounds
+        for f in range(K):
+            out = folds == f
+            valid = (Z[out], y_index[out], weight[out] * cw[y_index[out]]) if stop else None
+            booster = self._train_booster(
+                Z[~out], y_index[~out], weight[~out] * cw[y_index[~out]], valid
+            )
+            rounds.append(int(self.n_rounds_))
+            self.booster_ = booster  # _raw_logits reads it
+            oof[out] = self._raw_logits(Z[out], self.num_threads)
+        n_rounds = max(1, int(round(float(np.mean(rounds)))))
+        full = clone(self).set_params(n_estimators=n_rounds, early_stopping_rounds=None)
+        full.classes_ = self.classes_
+        full.encoder_ = self.encoder_
+        self.booster_ = full._train_booster(Z, y_index, weight * cw[y_index], None)
+        self.n_rounds_ = n_rounds
+        self.n_train_rows_ = len(y_index)
+        halves = _row_uniforms(index, self.random_state, "halves")
+        self._fit_calibration(Z, y_index, weight, halves, raw=oof)
+        proba = self.calibrator_.transform(oof + self.logit_shift_)
+        self._fit_decision(proba, y_index, weight)
+        self.cv_ = {
+            "folds": K,
+            "fold_rounds": rounds,
+            "rounds": n_rounds,
+            "oof_macro_f1": _macro_f1(y_index, proba.argmax(axis=1), k, weight),
+            "oof_log_loss": _log_loss(proba, y_index, weight),
+        }
+
+    def _fit_decision(self, proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray) -> None:
+        k = len(self.classes_)
+        before = _macro_f1(y_index, proba.argmax(axis=1), k, weight)
+        self.decision_ = {"method": self.decision, "macro_f1_argmax": before, "n_rows": len(proba)}
+        if self.decision == "argmax" or len(proba) < 20 * k:
+            self.decision_weights_ = np.ones(k)
+            self.decision_["macro_f1"] = before
+            return
+        w, after = tune_decision_weights(proba, y_index, weight)
+        self.decision_weights_ = w
+        self.decision_["macro_f1"] = after
+        self.decision_["weights"] = {
+            str(c): float(x) for c, x in zip(self.classes_, w, strict=True)
+        }
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """The chosen class index per row of calibrated probabilities (see ``decision``)."""
+        weights = self.__dict__.get("decision_weights_")
+        if weights is None:  # a model pickled before decision weights existed
+            return np.asarray(proba).argmax(axis=1)
+        return (np.asarray(proba) * weights).argmax(axis=1)
 
     def _booster_params(self, k: int) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -1124,6 +1295,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         y_index: np.ndarray,
         weight: np.ndarray,
         halves: np.ndarray,
+        *,
+        raw: np.ndarray | None = None,
     ) -> None:
         n = len(y_index)
         report: dict[str, Any] = {"n_rows": int(n), "candidates": {}}
@@ -1132,7 +1305,10 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             report.update(method="none", reason="too few rows to hold out for calibration")
             self.calibration_ = report
             return
-        raw = self._raw_logits(Z, self.num_threads)
+        if raw is None:
+            raw = self._raw_logits(Z, self.num_threads)
+        else:
+            report["out_of_fold"] = True
         report["ece_uncalibrated"] = expected_calibration_error(
             _softmax(raw), y_index, sample_weight=weight
         )
@@ -1385,8 +1561,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class label (str) per row, shape (n_rows,)."""
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
+        index = self.decide(self.predict_proba(X))  # checks fitted first
+        return self.classes_[index]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

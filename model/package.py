@@ -239,7 +239,7 @@ class LeadReadinessModel:
         for head, est in self.heads.items():
             Z = encode(est)
             proba = est.predict_proba_encoded(Z, num_threads=num_threads)
-            index = proba.argmax(axis=1)
+            index = est.decide(proba)  # the head's decision rule (argmax or macro-F1 weights)
             part = {
                 "proba": proba,
                 "index": index,

@@ -5,11 +5,21 @@ sales-ready stages. Its **route** is decided by these rules, in order:
 
 1. persona is a nurture persona (``non_buyer`` by default) and the persona head is
    at least ``min_confidence`` sure → ``"nurture"``;
-2. the stage is unclear — top stage probability below ``min_confidence``, or the
-   margin between the two most probable stages below ``review_margin`` — or there
-   is no readiness (no stage head, or no sales-ready stage is known) → ``"review"``;
-3. readiness ≥ ``sales_threshold`` → ``"sales"``;
-4. otherwise → ``"nurture"``.
+2. there is no readiness (no stage head, or no sales-ready stage is known) →
+   ``"review"``;
+3. the route itself is in doubt — readiness within ``review_margin`` of
+   ``sales_threshold`` (``|readiness − sales_threshold| < review_margin``) →
+   ``"review"``;
+4. readiness ≥ ``sales_threshold`` → ``"sales"``;
+5. otherwise → ``"nurture"``.
+
+A close call between two stages on the same side of the line is no reason for
+review: a lead at decision 0.51 / purchase 0.46 has readiness 0.97 and is a
+sales lead whichever of the two it is; one at awareness 0.45 / consideration
+0.43 is a nurture lead. Defaults: ``sales_threshold`` 0.5, ``review_margin``
+0.1 (readiness in (0.4, 0.6) goes to review), ``min_confidence`` 0.4.
+:func:`route_reasons` says, per lead, which rule decided and against which
+threshold (serving and ``leadready score`` show it with each answer).
 
 Everything is vectorised over rows (numpy arrays in, numpy arrays out).
 """
@@ -30,6 +40,7 @@ __all__ = [
     "readiness",
     "resolve_sales_ready",
     "route",
+    "route_reasons",
 ]
 
 #: The routes a lead can take.
@@ -50,10 +61,10 @@ class RoutingConfig:
     sales_threshold : float
         Readiness at or above which a lead goes to sales.
     review_margin : float
-        A lead goes to review when its two most probable stages are closer than this.
+        A lead goes to review when its readiness is closer than this to
+        ``sales_threshold`` (the route itself is in doubt).
     min_confidence : float
-        A lead goes to review when its top stage probability is below this; a
-        nurture persona only counts when the persona head is this sure.
+        A nurture persona only counts when the persona head is at least this sure.
     nurture_personas : tuple of str
         Personas that never go to sales (students, job seekers, vendors).
     """
@@ -174,26 +185,93 @@ def route(
     if stage_proba is None and persona is None:
         raise ValueError("route needs stage probabilities, personas or both")
     n = len(stage_proba) if stage_proba is not None else len(persona)
+    return _decide(
+        stage_proba=stage_proba,
+        stage_classes=stage_classes,
+        persona=persona,
+        persona_confidence=persona_confidence,
+        config=config,
+        ready=ready,
+        n=n,
+    )[0].astype(str)
+
+
+def route_reasons(
+    *,
+    stage_proba: np.ndarray | None,
+    stage_classes: Sequence[str] | None,
+    persona: Sequence[str] | np.ndarray | None = None,
+    persona_confidence: np.ndarray | None = None,
+    config: RoutingConfig,
+    ready: np.ndarray | None = None,
+) -> list[str]:
+    """Why each lead got its route, with the thresholds applied (same rules as :func:`route`).
+
+    E.g. ``"readiness 0.97 >= sales threshold 0.50 (review within ±0.10)"``,
+    ``"readiness 0.55 within ±0.10 of sales threshold 0.50"``,
+    ``"persona non_buyer (0.93 >= 0.40)"``, ``"no sales-ready stage known"``.
+    """
+    if stage_proba is None and persona is None:
+        raise ValueError("route_reasons needs stage probabilities, personas or both")
+    n = len(stage_proba) if stage_proba is not None else len(persona)
+    routes, rule, ready, conf = _decide(
+        stage_proba=stage_proba,
+        stage_classes=stage_classes,
+        persona=persona,
+        persona_confidence=persona_confidence,
+        config=config,
+        ready=ready,
+        n=n,
+    )
+    t, m = config.sales_threshold, config.review_margin
+    out: list[str] = []
+    for i in range(n):
+        if rule[i] == "persona":
+            out.append(f"persona {persona[i]} ({conf[i]:.2f} >= {config.min_confidence:.2f})")
+        elif rule[i] == "no_readiness":
+            out.append("no stage head" if stage_proba is None else "no sales-ready stage known")
+        elif rule[i] == "doubt":
+            out.append(f"readiness {ready[i]:.2f} within ±{m:.2f} of sales threshold {t:.2f}")
+        else:
+            sign = ">=" if routes[i] == "sales" else "<"
+            out.append(
+                f"readiness {ready[i]:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
+            )
+    return out
+
+
+def _decide(
+    *,
+    stage_proba: np.ndarray | None,
+    stage_classes: Sequence[str] | None,
+    persona: Sequence[str] | np.ndarray | None,
+    persona_confidence: np.ndarray | None,
+    config: RoutingConfig,
+    ready: np.ndarray | None,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Routes, the rule that decided each (persona / no_readiness / doubt / readiness),
+    readiness and the persona confidence."""
     out = np.full(n, "review", dtype=object)
+    rule = np.full(n, "no_readiness", dtype=object)
     if stage_proba is not None:
         proba = np.asarray(stage_proba, dtype=float)
         if ready is None:
             ready = readiness(proba, stage_classes, config)
-        top2 = -np.sort(-proba, axis=1)[:, :2]
-        second = top2[:, 1] if proba.shape[1] > 1 else np.zeros(n)
-        unclear = (top2[:, 0] < config.min_confidence) | (
-            top2[:, 0] - second < config.review_margin
-        )
         if ready is not None:
-            decided = ~unclear
+            ready = np.asarray(ready, dtype=float)
+            # (1e-9: readiness 0.6 summed from 0.4 + 0.2 must not fall inside a 0.1 margin)
+            doubt = np.abs(ready - config.sales_threshold) < config.review_margin - 1e-9
+            decided = ~doubt
             out[decided] = np.where(ready[decided] >= config.sales_threshold, "sales", "nurture")
+            rule[:] = np.where(doubt, "doubt", "readiness")
+    conf = np.ones(n)
     if persona is not None:
         persona = np.asarray(persona, dtype=object)
-        sure = (
-            np.ones(n, dtype=bool)
-            if persona_confidence is None
-            else np.asarray(persona_confidence, dtype=float) >= config.min_confidence
-        )
+        if persona_confidence is not None:
+            conf = np.asarray(persona_confidence, dtype=float)
+        sure = conf >= config.min_confidence
         nurture = np.isin(persona, list(config.nurture_personas)) & sure
         out[nurture] = "nurture"
-    return out.astype(str)
+        rule[nurture] = "persona"
+    return out, rule, ready, conf

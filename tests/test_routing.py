@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.routing import RoutingConfig, infer_sales_ready, readiness, resolve_sales_ready, route
+from model.routing import (
+    RoutingConfig,
+    infer_sales_ready,
+    readiness,
+    resolve_sales_ready,
+    route,
+    route_reasons,
+)
 
 STAGES = ("awareness", "consideration", "decision", "purchase")
 
@@ -55,8 +62,8 @@ def test_route_rules():
         [
             [0.05, 0.05, 0.80, 0.10],  # clear decision → sales
             [0.80, 0.10, 0.05, 0.05],  # clear awareness → nurture
-            [0.00, 0.48, 0.52, 0.00],  # top two 0.04 apart → review
-            [0.35, 0.33, 0.32, 0.00],  # nothing above min_confidence → review
+            [0.00, 0.48, 0.52, 0.00],  # readiness 0.52, within 0.1 of 0.5 → review
+            [0.35, 0.33, 0.32, 0.00],  # unsure stage, but readiness 0.32 is clear → nurture
             [0.05, 0.05, 0.80, 0.10],  # decision, but a student (sure) → nurture
             [0.05, 0.05, 0.80, 0.10],  # decision, "student" unsure → sales
             [0.00, 0.40, 0.60, 0.00],  # readiness 0.6 → sales
@@ -72,7 +79,7 @@ def test_route_rules():
         persona_confidence=confidence,
         config=RoutingConfig(),
     )
-    assert list(got) == ["sales", "nurture", "review", "review", "nurture", "sales", "sales"]
+    assert list(got) == ["sales", "nurture", "review", "nurture", "nurture", "sales", "sales"]
     stricter = route(
         stage_proba=proba[-1:],
         stage_classes=STAGES,
@@ -114,3 +121,49 @@ def test_more_readiness_never_routes_away_from_sales():
     after = route(stage_proba=shifted, stage_classes=STAGES, config=config)
     assert not np.any((before == "sales") & (after != "sales"))
     assert np.sum(after == "sales") > np.sum(before == "sales")
+
+
+def test_a_close_call_between_two_sales_ready_stages_is_a_sales_lead():
+    # The CFO: decision 0.51 / purchase 0.46 — readiness 0.97, so sales
+    # (the old rule sent it to review because the top two stages were close).
+    proba = np.array([[0.01, 0.02, 0.51, 0.46], [0.45, 0.43, 0.07, 0.05]])
+    got = route(stage_proba=proba, stage_classes=STAGES, config=RoutingConfig())
+    assert list(got) == ["sales", "nurture"]
+
+
+def test_review_only_when_readiness_is_near_the_threshold():
+    config = RoutingConfig(sales_threshold=0.5, review_margin=0.1)
+    ready = np.array([0.39, 0.41, 0.5, 0.59, 0.61])
+    proba = np.column_stack([1 - ready, np.zeros(5), ready, np.zeros(5)])
+    got = route(stage_proba=proba, stage_classes=STAGES, config=config)
+    assert list(got) == ["nurture", "review", "review", "review", "sales"]
+
+
+def test_route_reasons_name_the_rule_and_its_thresholds():
+    proba = np.array(
+        [
+            [0.01, 0.02, 0.51, 0.46],
+            [0.00, 0.48, 0.52, 0.00],
+            [0.80, 0.10, 0.05, 0.05],
+            [0.05, 0.05, 0.80, 0.10],
+        ]
+    )
+    persona = np.array(["economic_buyer", "economic_buyer", "practitioner", "non_buyer"])
+    kwargs = dict(
+        stage_proba=proba,
+        stage_classes=STAGES,
+        persona=persona,
+        persona_confidence=np.array([0.9, 0.9, 0.9, 0.93]),
+        config=RoutingConfig(),
+    )
+    why = route_reasons(**kwargs)
+    assert list(route(**kwargs)) == ["sales", "review", "nurture", "nurture"]
+    assert why == [
+        "readiness 0.97 >= sales threshold 0.50 (review within ±0.10)",
+        "readiness 0.52 within ±0.10 of sales threshold 0.50",
+        "readiness 0.10 < sales threshold 0.50 (review within ±0.10)",
+        "persona non_buyer (0.93 >= 0.40)",
+    ]
+    assert route_reasons(
+        stage_proba=proba[:1], stage_classes=("a", "b", "c", "d"), config=RoutingConfig()
+    ) == ["no sales-ready stage known"]

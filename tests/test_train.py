@@ -110,8 +110,27 @@ def test_the_run_holds_params_metrics_plots_data_and_the_gate(crm, first):
         "stage_slice__persona__Technical_macro_f1",
         "gate_promote",
         "gate_challenger_stage_macro_f1",
+        "procedure_stage_oof_macro_f1_argmax",
+        "procedure_stage_oof_macro_f1_decided",
+        "procedure_stage_calibration_none_log_loss",
     ):
         assert key in metrics, key
+    # cross-fitted heads boost on every training row; the tuned decision is never
+    # worse than argmax on the out-of-fold rows it was tuned on
+    assert 0 < metrics["procedure_stage_rows_boosted"] <= first.n_train
+    assert (
+        metrics["procedure_stage_oof_macro_f1_decided"]
+        >= metrics["procedure_stage_oof_macro_f1_argmax"]
+    )
+    procedure = json.loads(
+        Path(client.download_artifacts(first.run_id, "training/procedure.json")).read_text()
+    )
+    # (a class of this small table may have too few rows for 3 folds: then the slice)
+    assert {procedure[h]["fitting"] for h in ("stage", "persona")} <= {
+        "cross-fitted",
+        "calibration slice",
+    }
+    assert procedure["stage"]["decision"]["method"] == "macro_f1"
     assert metrics["stage_macro_f1"] == pytest.approx(first.evaluation["stage"]["macro_f1"])
     assert metrics["gate_promote"] == 1.0
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
@@ -225,6 +244,7 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
     assert result.exit_code == 0, result.output
     assert "lead-readiness version 1" in result.output
     assert "logreg" in result.output and "majority" in result.output
+    assert "training procedure" in result.output  # what was chosen, with the CV scores
     assert "promoted to champion" in result.output
     assert (tmp_path / "home" / "mlflow.db").exists()
     from mlflow import MlflowClient

@@ -68,15 +68,21 @@ class HeadPrediction:
         Class probabilities; rows sum to 1.
     index : pandas.Index
         The row labels (lead ids) of ``proba``.
+    labels : ndarray of shape (n_rows,), optional
+        The labels the model decided (its ``decision`` rule, e.g. tuned for
+        macro-F1); None: the most probable label.
     """
 
     classes: tuple[str, ...]
     proba: np.ndarray
     index: pd.Index
+    labels: np.ndarray | None = None
 
     @property
     def predicted(self) -> np.ndarray:
-        """The most probable label of each row, shape (n_rows,)."""
+        """The label the model gives each row, shape (n_rows,)."""
+        if self.labels is not None:
+            return np.asarray(self.labels, dtype=object)
         return np.asarray(self.classes, dtype=object)[np.argmax(self.proba, axis=1)]
 
 
@@ -119,9 +125,11 @@ def predict_heads(model: Any, X: pd.DataFrame) -> dict[str, HeadPrediction]:
                 continue
             classes = tuple(str(c)[len(prefix) :] for c in cols)
             proba = out[cols].to_numpy(dtype=float)
-            result[head] = HeadPrediction(classes, proba, pd.Index(X.index))
+            labels = out[head].astype(str).to_numpy(dtype=object) if head in out else None
+            result[head] = HeadPrediction(classes, proba, pd.Index(X.index), labels)
         return result
     raw = model.predict_proba(X)
+    decided = model.predict(X) if hasattr(model, "predict") else {}
     result = {}
     for head in HEADS:
         if head not in raw or raw[head] is None:
@@ -131,8 +139,12 @@ def predict_heads(model: Any, X: pd.DataFrame) -> dict[str, HeadPrediction]:
             raise ValueError(
                 f"cannot tell the classes of the {head!r} head of {type(model).__name__}"
             )
+        labels = decided.get(head)
         result[head] = HeadPrediction(
-            classes, np.asarray(raw[head], dtype=float), pd.Index(X.index)
+            classes,
+            np.asarray(raw[head], dtype=float),
+            pd.Index(X.index),
+            None if labels is None else np.asarray(labels, dtype=str).astype(object),
         )
     return result
 
@@ -232,8 +244,7 @@ def head_metrics(
         missing = y.index[positions < 0][:5].tolist()
         raise ValueError(f"labels for rows the model did not score, e.g. {missing}")
     proba = prediction.proba[positions]
-    classes = np.asarray(prediction.classes, dtype=object)
-    y_pred = classes[np.argmax(proba, axis=1)]
+    y_pred = prediction.predicted[positions]
     y_arr = y.to_numpy(dtype=object)
 
     labels, scores = _scores(y_arr, y_pred)

@@ -1,0 +1,94 @@
+"""What the training procedure chose for each head, and the cross-validated scores behind it.
+
+Each head of a model trained by :func:`training.train.fit_lead_model` reports, from
+its out-of-fold (cross-fitted) or held-out probabilities:
+
+- the boosting rounds each fold stopped at and the rounds of the final booster;
+- the label decision: macro-F1 of the plain argmax and of the per-class weights
+  tuned for macro-F1 (``decision``), and the weights;
+- the calibration: log loss and ECE of every candidate method, and the one kept.
+
+:func:`procedure_report` gathers that per head, :func:`procedure_metrics` turns it
+into MLflow metrics and :func:`procedure_table` into the table ``leadready train``
+prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["procedure_metrics", "procedure_report", "procedure_table"]
+
+
+def procedure_report(lead_model: Any) -> dict[str, dict[str, Any]]:
+    """Per head: cross-fitting, decision and calibration choices with their scores."""
+    out: dict[str, dict[str, Any]] = {}
+    for head, est in lead_model.heads.items():
+        calibration = dict(getattr(est, "calibration_", {}) or {})
+        cv = getattr(est, "cv_", None)
+        decision = dict(getattr(est, "decision_", {}) or {})
+        out[head] = {
+            "fitting": "cross-fitted" if cv else "calibration slice",
+            "rows_boosted": int(getattr(est, "n_train_rows_", 0)),
+            "rounds": int(getattr(est, "n_rounds_", 0)),
+            "cv": cv,
+            "decision": decision,
+            "calibration": {
+                "method": calibration.get("method"),
+                "candidates": calibration.get("candidates", {}),
+                "out_of_fold": bool(calibration.get("out_of_fold", False)),
+            },
+        }
+    return out
+
+
+def procedure_metrics(report: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """MLflow metrics: ``procedure_<head>_<what>`` for every score the report holds."""
+    metrics: dict[str, float] = {}
+    for head, r in report.items():
+        p = f"procedure_{head}_"
+        metrics[p + "rows_boosted"] = float(r["rows_boosted"])
+        metrics[p + "rounds"] = float(r["rounds"])
+        decision = r["decision"]
+        for key in ("macro_f1_argmax", "macro_f1"):
+            if decision.get(key) is not None:
+                name = "oof_macro_f1_argmax" if key == "macro_f1_argmax" else "oof_macro_f1_decided"
+                metrics[p + name] = float(decision[key])
+        for method, scores in r["calibration"]["candidates"].items():
+            for key, value in scores.items():
+                metrics[f"{p}calibration_{method}_{key}"] = float(value)
+        if r["cv"]:
+            for i, rounds in enumerate(r["cv"]["fold_rounds"]):
+                metrics[f"{p}fold{i}_rounds"] = float(rounds)
+    return metrics
+
+
+def procedure_table(report: dict[str, dict[str, Any]]) -> Any:
+    """A rich table: per head what was chosen, next to the alternatives' scores."""
+    from rich.table import Table
+
+    table = Table(title="training procedure (scores on out-of-fold / held-out rows)")
+    for column in ("head", "fitting", "rounds", "decision", "macro-F1 argmax → decided",
+                   "calibration", "log loss of candidates"):  # fmt: skip
+        table.add_column(column)
+    for head, r in report.items():
+        d = r["decision"]
+        f1 = (
+            f"{d['macro_f1_argmax']:.3f} → {d['macro_f1']:.3f}"
+            if d.get("macro_f1") is not None
+            else "—"
+        )
+        folds = r["cv"]["fold_rounds"] if r["cv"] else None
+        candidates = ", ".join(
+            f"{m} {s['log_loss']:.3f}" for m, s in r["calibration"]["candidates"].items()
+        )
+        table.add_row(
+            head,
+            f"{r['fitting']} ({r['rows_boosted']:,} rows)",
+            f"{r['rounds']}" + (f" (folds {folds})" if folds else ""),
+            d.get("method", "argmax"),
+            f1,
+            str(r["calibration"]["method"]),
+            candidates or "—",
+        )
+    return table
