@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "CATEGORICAL_FEATURES",
@@ -86,6 +87,10 @@ class CorrectionModelConfig:
         ``HistGradientBoostingClassifier`` settings (small trees: few rows).
     seed
         Random state of the classifiers.
+    n_threads
+        OpenMP threads of fit and predict (scikit-learn's default, every core,
+        spins waiting for busy cores on a shared machine: 1 is faster for the
+        few hundred to few thousand rows this model sees).
     """
 
     min_corrections: int = 50
@@ -96,6 +101,7 @@ class CorrectionModelConfig:
     min_samples_leaf: int = 8
     l2_regularization: float = 1.0
     seed: int = 0
+    n_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.min_corrections < 1 or self.min_wrong < 1:
@@ -194,7 +200,8 @@ class CorrectionModel:
         thresholds on it.
         """
         columns = [c for c in X.columns if X[c].notna().any()]
-        return self._classifier().fit(X[columns], y), columns
+        with threadpool_limits(limits=self.config.n_threads, user_api="openmp"):
+            return self._classifier().fit(X[columns], y), columns
 
     def fit(
         self,
@@ -269,6 +276,10 @@ class CorrectionModel:
         """
         if not self.fitted_:
             return None
+        with threadpool_limits(limits=self.config.n_threads, user_api="openmp"):
+            return self._predict(features, queue)
+
+    def _predict(self, features: pd.DataFrame, queue: pd.DataFrame) -> pd.DataFrame:
         X = design_frame(features, queue, categories=self.categories_)[self.columns_]
         out = pd.DataFrame(index=queue.index)
         keep = np.ones(len(X))
