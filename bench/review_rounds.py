@@ -199,9 +199,7 @@ def _arm(
             picked = _pick(store, arm, k, rng)
             served = store.latest_predictions(picked, with_features=False)
             wrong = sum(
-                any(
-                    served[i].get(h) != str(truth.at[i, f"true_{h}"]) for h in _HEADS
-                )
+                any(served[i].get(h) != str(truth.at[i, f"true_{h}"]) for h in _HEADS)
                 for i in picked
             )
             _review(store, picked, truth, prepared.labels, rng, len(picked_all))
@@ -349,8 +347,7 @@ def summarize(results: list[dict[str, Any]], config: RoundsConfig) -> dict[str, 
         "f1": f1,
         "served_wrong_base_rate": _mean([s["served_wrong_base_rate"] for s in results]),
         "noise_floor": {
-            head: max(abs(s["noise_floor"][f"{head}_macro_f1"]) for s in results)
-            for head in _HEADS
+            head: max(abs(s["noise_floor"][f"{head}_macro_f1"]) for s in results) for head in _HEADS
         },
         "refit_seconds_max": max(refits) if refits else None,
     }

@@ -1107,9 +1107,7 @@ def queue_frame(store_or_session: Any) -> Any:
     columns = [c for c in _Q.c]
     with _connection(store_or_session) as conn:
         rows = conn.execute(sa.select(*columns)).mappings().all()
-    frame = pd.DataFrame.from_records(
-        [dict(r) for r in rows], columns=[c.name for c in columns]
-    )
+    frame = pd.DataFrame.from_records([dict(r) for r in rows], columns=[c.name for c in columns])
     if frame.empty:
         frame["base_priority"] = pd.Series(dtype=float)
         return frame.set_index("lead_id")

@@ -72,6 +72,7 @@ class RefitResult:
     seconds: float
     model: CorrectionModel
     predictions: pd.DataFrame | None = None
+    queue: pd.DataFrame | None = None
 
     def summary(self) -> str:
         """One line for a person."""
@@ -123,8 +124,12 @@ def _groups(pred: pd.DataFrame, queue: pd.DataFrame) -> pd.Series:
     return stage.where(stage_first, persona)
 
 
-def refit_queue(store: Store, config: LearnedQueueConfig | None = None) -> RefitResult:
+def refit_queue(
+    store: Store, config: LearnedQueueConfig | None = None, *, write: bool = True
+) -> RefitResult:
     """Fit the model of corrections on the corrections so far and re-key the queue.
+
+    ``write=False`` fits and predicts without touching the keys (for retraining).
 
     Returns
     -------
@@ -160,7 +165,7 @@ def refit_queue(store: Store, config: LearnedQueueConfig | None = None) -> Refit
     # Reviewed rows get today's key back (they sink below the others in any case).
     reviewed = queue.index.difference(open_ids)
     keys.update({i: -float(p) for i, p in queue.loc[reviewed, "base_priority"].items()})
-    n = write_sort_keys(store, keys)
+    n = write_sort_keys(store, keys) if write else 0
     return RefitResult(
         fitted=model.fitted_,
         n_reviewed=len(reps),
@@ -169,5 +174,5 @@ def refit_queue(store: Store, config: LearnedQueueConfig | None = None) -> Refit
         seconds=time.perf_counter() - start,
         model=model,
         predictions=predictions,
+        queue=queue,
     )
-
