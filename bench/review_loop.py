@@ -877,7 +877,21 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the measurement and write the JSON and Markdown results."""
+    """Run the measurement and write the JSON and Markdown results.
+
+    ``--rounds`` runs the loop in rounds instead (:mod:`bench.review_rounds`: the
+    adaptive queue, today's, uncertainty only and random, the queue updated
+    between rounds); the other arguments are then that module's.
+    """
+    import sys
+
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if "--rounds" in args_in:
+        from bench.review_rounds import main as rounds_main
+
+        args_in.remove("--rounds")
+        rounds_main(args_in)
+        return
     parser = argparse.ArgumentParser(prog="python -m bench.review_loop", description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--ks", type=int, nargs="+", default=[100, 500, 2000])
@@ -892,7 +906,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="review_loop", help="result file name")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     config = LoopConfig(
         n_leads=args.leads,
         seeds=tuple(args.seeds),

@@ -1086,3 +1086,58 @@ def model_versions(store_or_session: Any) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+# ------------------------------------------------ learned keys (issue 19)
+#
+# The adaptive queue (``training.learned_queue``) fits a model of corrections
+# and writes its ranking into ``lead_queue.sort_key``, so a page stays an index
+# walk. The store's own write paths (a rescoring, a change of marketing's
+# labels) recompute a row's key with today's formula; the next refit (after
+# every N corrections, or ``leadready queue --refit``) brings it back.
+
+
+def queue_frame(store_or_session: Any) -> Any:
+    """Every ``lead_queue`` row as a DataFrame indexed by lead id, with ``base_priority``.
+
+    ``base_priority`` is today's priority (:func:`priority_scores` under
+    :data:`STORED_CONFIG`, without the stage-change term), recomputed from the
+    row's terms: after a refit ``sort_key`` holds the learned ranking instead.
+    """
+    import pandas as pd
+
+    columns = [c for c in _Q.c]
+    with _connection(store_or_session) as conn:
+        rows = conn.execute(sa.select(*columns)).mappings().all()
+    frame = pd.DataFrame.from_records([dict(r) for r in rows], columns=[c.name for c in columns])
+    if frame.empty:
+        frame["base_priority"] = pd.Series(dtype=float)
+        return frame.set_index("lead_id")
+    records = frame.to_dict("records")
+    frame["base_priority"] = _scores(records, STORED_CONFIG)
+    return frame.set_index("lead_id")
+
+
+def write_sort_keys(store_or_session: Any, keys: Mapping[str, float]) -> int:
+    """Set ``lead_queue.sort_key`` of these leads (lower ranks first); returns rows written.
+
+    One executemany in lead id order (concurrent writers lock rows in the
+    same order as the store's own upserts).
+    """
+    if not keys:
+        return 0
+    stmt = (
+        sa.update(_Q)
+        .where(_Q.c.lead_id == sa.bindparam("k_lead_id"))
+        .values(sort_key=sa.bindparam("k_sort_key"))
+    )
+    params = [
+        {"k_lead_id": lead_id, "k_sort_key": float(keys[lead_id])} for lead_id in sorted(keys)
+    ]
+    if isinstance(store_or_session, Connection):
+        store_or_session.execute(stmt, params)
+        return len(params)
+    engine = store_or_session if isinstance(store_or_session, Engine) else store_or_session.engine
+    with engine.begin() as conn:
+        conn.execute(stmt, params)
+    return len(params)

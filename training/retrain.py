@@ -162,6 +162,10 @@ class RetrainConfig:
         interval) and the training holdout, compared too, decides.
     force : bool
         Let the gate promote over a champion of another task (recorded).
+    label_trust : bool, default True
+        Weigh each rep's labels by measured agreement on multiply-reviewed
+        leads and down-weight marketing labels the model of corrections doubts
+        (:mod:`training.label_trust`; logged to MLflow).
     """
 
     tracking_uri: str
@@ -184,6 +188,7 @@ class RetrainConfig:
     run_name: str | None = None
     min_refuse_leads: int = 100
     force: bool = False
+    label_trust: bool = True
 
     def __post_init__(self) -> None:
         if not self.correction_weight > 0:
@@ -756,6 +761,54 @@ def _log_corrections(run_id: str, retrain_set: RetrainSet, base_version: str | N
         client.log_artifact(run_id, str(path), "corrections")
 
 
+def _with_label_trust(store: Store, retrain_set: RetrainSet) -> tuple[RetrainSet, Any]:
+    """The retrain set with :mod:`training.label_trust`'s weights, and what changed."""
+    from dataclasses import replace as _replace
+
+    from data.review_queue import label_choices
+    from training.label_trust import adjust_weights, marketing_doubt, rep_quality
+    from training.learned_queue import refit_queue
+
+    frame = store.corrections_frame()
+    reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
+    latest = store.latest_predictions(reviewed, with_features=False)
+    probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
+    quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
+    refit = refit_queue(store, write=False)
+    queue = refit.queue if refit.queue is not None else pd.DataFrame()
+    doubt = marketing_doubt(refit.predictions, queue)
+    weights, trust = adjust_weights(
+        [str(i) for i in retrain_set.training.ids],
+        retrain_set.sample_weight,
+        retrain_set.corrected,
+        retrain_set.used,
+        quality=quality,
+        n_shared=n_shared,
+        doubt=doubt,
+    )
+    notes = (*retrain_set.notes, *trust.notes)
+    return _replace(retrain_set, sample_weight=weights, notes=notes), trust
+
+
+def _log_trust(run_id: str, trust: Any) -> None:
+    """Log every change of training labels' weights: per-rep factors and doubted marketing rows."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {
+            "retrain_marketing_downweighted": float(len(trust.marketing_downweighted)),
+            "retrain_shared_rep_labels": float(trust.n_shared_leads),
+        },
+        run_id=run_id,
+    )
+    mlflow.log_dict(trust.to_dict(), "corrections/label_trust.json", run_id=run_id)
+    mlflow.log_dict(
+        {"marketing_weight_factor": trust.marketing_downweighted},
+        "corrections/marketing_downweighted.json",
+        run_id=run_id,
+    )
+
+
 def retrain(
     config: RetrainConfig,
     store: Store,
@@ -829,6 +882,10 @@ def retrain(
         min_gate_leads=config.min_gate_leads,
     )
     summary = retrain_set.summary
+    trust = None
+    if config.label_trust:
+        report("weighing reps and marketing's labels", 0.32)
+        retrain_set, trust = _with_label_trust(store, retrain_set)
     if base_config.run_name is None:
         base_config = replace(base_config, run_name=f"retrain {summary.n_used} corrections")
 
@@ -850,6 +907,8 @@ def retrain(
     )
     report("logging the corrections used", 0.8)
     _log_corrections(trained.run_id, retrain_set, base_version)
+    if trust is not None:
+        _log_trust(trained.run_id, trust)
 
     decision: GateDecision | None = None
     gate_metrics: dict[str, Any] = {}

@@ -378,6 +378,12 @@ def import_(
             console.print(f"[red]{escape(str(exc))}[/red]")
             console.print("nothing was imported")
     _print_import(console, result)
+    if not dry_run and result.written:
+        # The queue learns from what was just imported (issue 19).
+        from training.learned_queue import refit_queue
+
+        with open_store(settings) as store:
+            console.print(refit_queue(store).summary(), soft_wrap=True, highlight=False)
     if result.rejected:
         path = result.write_report(report_path or _report_path(settings, file))
         console.print(f"rejected rows written to {path}", soft_wrap=True, highlight=False)
@@ -487,6 +493,11 @@ def _queue_table(items: list[QueueItem], total: int) -> Table:
     help="Only leads a rep has (or has not) labelled  [default: both, reviewed last].",
 )
 @click.option("--search", default=None, help="Text in the lead id or the company.")
+@click.option(
+    "--refit",
+    is_flag=True,
+    help="First refit the model of corrections and re-rank the queue (message on stderr).",
+)
 def queue(
     top: int,
     fmt: str,
@@ -495,11 +506,17 @@ def queue(
     route: str | None,
     reviewed: bool | None,
     search: str | None,
+    refit: bool,
 ) -> None:
     """Print the review queue in its order, with the reasons each lead is in it.
 
     The same queue, in the same order, as the review UI and GET /v1/review/queue.
     """
+    if refit:
+        from training.learned_queue import refit_queue
+
+        with open_store() as store:
+            click.echo(refit_queue(store).summary(), err=True)
     filters = {
         "stage": stage,
         "persona": persona,

@@ -1,0 +1,308 @@
+"""The model of corrections: where marketing's labels and the served answers are wrong.
+
+Reps' first corrections reveal marketing's *systematic* mistakes (students marked
+practitioner, heavy webinar attendees marked a later stage): the base model
+learns those mistakes from marketing's labels and is then confidently wrong
+exactly there, so neither its uncertainty nor "label in doubt" points at them.
+A second, small model fitted on the corrections so far does:
+
+- inputs (:func:`design_frame`): the lead's feature snapshot (numbers and the
+  low-cardinality categories: title function and seniority, department, source,
+  industry), the served answer (stage and persona, their confidence and margin),
+  marketing's labels, the model's probability of marketing's labels and whether
+  the two agree, and the stored queue priority (today's ranking);
+- per head, a binary gradient-boosted classifier (scikit-learn's
+  ``HistGradientBoostingClassifier``, native categorical support): was the
+  served answer wrong, i.e. did a rep's label differ from it; and a multi-class
+  one fitted on the wrong rows only: which label the rep chose (the predicted
+  *change*, e.g. practitioner → non_buyer), for "leads like this one".
+
+``p_wrong`` of a lead is ``1 - (1 - p_stage_wrong) * (1 - p_persona_wrong)``:
+the probability that the served answer (stage or persona) is wrong. Until
+:attr:`CorrectionModelConfig.min_corrections` reviewed leads with at least
+:attr:`CorrectionModelConfig.min_wrong` wrong answers exist, :meth:`fit` leaves
+the model unfitted and the queue keeps today's ranking (cold start).
+
+Fitting 5,000 reviewed leads takes a few seconds of one core (see
+``bench/results/correction_model.json``); predicting is vectorised.
+No store, no Flask: :mod:`training.learned_queue` reads the store and writes keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "CorrectionModel",
+    "CorrectionModelConfig",
+    "design_frame",
+]
+
+HEADS: tuple[str, ...] = ("stage", "persona")
+
+#: Snapshot columns used as categories (the free-text ones, like company and the
+#: raw job title, are left out: too many values for a few hundred corrections).
+CATEGORICAL_FEATURES: tuple[str, ...] = (
+    "title_function",
+    "title_seniority",
+    "seniority",
+    "department",
+    "lead_source",
+    "industry",
+)
+#: Served-answer and queue columns the design takes from the queue rows.
+_QUEUE_NUMBERS: tuple[str, ...] = (
+    "stage_confidence",
+    "stage_margin",
+    "persona_confidence",
+    "persona_margin",
+    "p_marketing_stage",
+    "p_marketing_persona",
+    "base_priority",
+)
+_QUEUE_LABELS: tuple[str, ...] = ("stage", "persona", "marketing_stage", "marketing_persona")
+_MAX_CATEGORIES = 60
+#: Wrong answers needed to learn which label a rep chooses (fewer: the most frequent).
+_MIN_CHANGE_ROWS = 20
+
+
+@dataclass(frozen=True)
+class CorrectionModelConfig:
+    """How the model of corrections is fitted.
+
+    Parameters
+    ----------
+    min_corrections
+        Reviewed leads needed before a fit (fewer: cold start, today's ranking).
+    min_wrong
+        Reviewed leads whose served answer was wrong needed before a fit.
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
+        ``HistGradientBoostingClassifier`` settings (small trees: few rows).
+    seed
+        Random state of the classifiers.
+    n_threads
+        OpenMP threads of fit and predict (scikit-learn's default, every core,
+        spins waiting for busy cores on a shared machine: 1 is faster for the
+        few hundred to few thousand rows this model sees).
+    """
+
+    min_corrections: int = 50
+    min_wrong: int = 10
+    max_iter: int = 150
+    learning_rate: float = 0.08
+    max_leaf_nodes: int = 15
+    min_samples_leaf: int = 8
+    l2_regularization: float = 1.0
+    seed: int = 0
+    n_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_corrections < 1 or self.min_wrong < 1:
+            raise ValueError("min_corrections and min_wrong must be at least 1")
+
+
+def design_frame(
+    features: pd.DataFrame, queue: pd.DataFrame, *, categories: Mapping[str, Sequence[str]] | None
+) -> pd.DataFrame:
+    """The correction model's inputs, one row per lead.
+
+    Parameters
+    ----------
+    features : DataFrame, indexed by lead id
+        Feature snapshots of the served predictions (as :func:`model.features.
+        build_features` makes them); numeric columns and
+        :data:`CATEGORICAL_FEATURES` are used, other columns ignored.
+    queue : DataFrame, indexed by lead id
+        ``stage``, ``persona``, ``marketing_stage``, ``marketing_persona`` and
+        the numbers of :data:`_QUEUE_NUMBERS` (missing ones count as NaN).
+    categories : mapping or None
+        The category values per column, fixed at fit time (None: learn them
+        from these rows and keep at most the most frequent 60).
+
+    Returns
+    -------
+    DataFrame
+        Numeric columns as float, categorical ones as ``category`` dtype.
+    """
+    idx = queue.index
+    feats = features.reindex(idx)
+    out: dict[str, Any] = {}
+    for name in feats.columns:
+        if name in CATEGORICAL_FEATURES:
+            continue
+        col = feats[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            out[f"f_{name}"] = pd.to_numeric(col, errors="coerce").astype(float).to_numpy()
+    for name in _QUEUE_NUMBERS:
+        values = queue[name] if name in queue else pd.Series(np.nan, index=idx)
+        out[f"q_{name}"] = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+    for head in HEADS:
+        served = queue.get(head, pd.Series(None, index=idx)).astype(object)
+        marketing = queue.get(f"marketing_{head}", pd.Series(None, index=idx)).astype(object)
+        out[f"q_agree_{head}"] = (served.to_numpy() == marketing.to_numpy()).astype(float)
+    frame = pd.DataFrame(out, index=idx)
+    cat_sources = {f"c_{n}": feats[n] for n in CATEGORICAL_FEATURES if n in feats}
+    cat_sources.update({f"c_{n}": queue[n] for n in _QUEUE_LABELS if n in queue})
+    for name, values in cat_sources.items():
+        text = values.astype(object).where(values.notna(), None)
+        text = text.map(lambda v: None if v is None else str(v))
+        if categories is not None:
+            allowed = list(categories.get(name, ()))
+        else:
+            allowed = text.value_counts().index[:_MAX_CATEGORIES].tolist()
+        frame[name] = pd.Categorical(text.where(text.isin(allowed), None), categories=allowed)
+    return frame
+
+
+@dataclass
+class CorrectionModel:
+    """Per head: P(served answer wrong) and, when wrong, which label a rep would choose.
+
+    Fitted with :meth:`fit` on reviewed leads; :attr:`fitted_` is False at cold
+    start (too few corrections), and :meth:`predict` then returns None.
+    """
+
+    config: CorrectionModelConfig = field(default_factory=CorrectionModelConfig)
+    fitted_: bool = False
+    n_reviewed_: int = 0
+    n_wrong_: dict[str, int] = field(default_factory=dict)
+    columns_: list[str] = field(default_factory=list)
+    categories_: dict[str, list[str]] = field(default_factory=dict)
+    wrong_: dict[str, Any] = field(default_factory=dict)
+    change_: dict[str, Any] = field(default_factory=dict)
+
+    def _classifier(self) -> Any:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        c = self.config
+        return HistGradientBoostingClassifier(
+            max_iter=c.max_iter,
+            learning_rate=c.learning_rate,
+            max_leaf_nodes=c.max_leaf_nodes,
+            min_samples_leaf=c.min_samples_leaf,
+            l2_regularization=c.l2_regularization,
+            categorical_features="from_dtype",
+            early_stopping=False,
+            random_state=c.seed,
+        )
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray) -> tuple[Any, list[str]]:
+        """A classifier on the columns that have a value in these rows, and those columns.
+
+        A column without a value teaches nothing, and the binning cannot place
+        thresholds on it.
+        """
+        columns = [c for c in X.columns if X[c].notna().any()]
+        with threadpool_limits(limits=self.config.n_threads, user_api="openmp"):
+            return self._classifier().fit(X[columns], y), columns
+
+    def fit(
+        self,
+        features: pd.DataFrame,
+        queue: pd.DataFrame,
+        rep_labels: pd.DataFrame,
+    ) -> CorrectionModel:
+        """Fit on the reviewed leads.
+
+        Parameters
+        ----------
+        features, queue : DataFrame, indexed by lead id
+            As :func:`design_frame` takes them: the snapshot and the served
+            answer *at review time* of each reviewed lead.
+        rep_labels : DataFrame, indexed by lead id
+            ``stage`` and ``persona``: the rep's current label (NaN where the
+            rep labelled only the other field).
+
+        Returns
+        -------
+        CorrectionModel
+            ``self``; :attr:`fitted_` says whether there was enough to fit.
+        """
+        ids = rep_labels.index
+        self.fitted_ = False
+        self.wrong_, self.change_, self.n_wrong_ = {}, {}, {}
+        self.n_reviewed_ = len(ids)
+        if len(ids) < self.config.min_corrections:
+            return self
+        X = design_frame(features.reindex(ids), queue.reindex(ids), categories=None)
+        self.columns_ = list(X.columns)
+        self.categories_ = {
+            name: [str(v) for v in X[name].cat.categories]
+            for name in X.columns
+            if isinstance(X[name].dtype, pd.CategoricalDtype)
+        }
+        any_wrong = 0
+        for head in HEADS:
+            rep = rep_labels.get(head)
+            if rep is None:
+                continue
+            known = rep.notna().to_numpy()
+            served = queue.reindex(ids)[head].astype(object).to_numpy()
+            wrong = rep.astype(object).to_numpy() != served
+            self.n_wrong_[head] = int((wrong & known).sum())
+            any_wrong += self.n_wrong_[head]
+            y = wrong[known]
+            if y.all() or not y.any():
+                continue
+            self.wrong_[head] = self._fit(X[known], y.astype(int))
+            changed = known & wrong
+            targets = rep.astype(object).to_numpy()[changed].astype(str)
+            if len(set(targets)) >= 2 and len(targets) >= _MIN_CHANGE_ROWS:
+                self.change_[head] = self._fit(X[changed], targets)
+            elif len(targets):
+                # Too few changes to learn which: the most frequent one.
+                values, counts = np.unique(targets, return_counts=True)
+                self.change_[head] = str(values[np.argmax(counts)])
+        self.fitted_ = bool(self.wrong_) and any_wrong >= self.config.min_wrong
+        return self
+
+    def predict(self, features: pd.DataFrame, queue: pd.DataFrame) -> pd.DataFrame | None:
+        """P(served answer wrong) per head and overall, and the likely change, per lead.
+
+        Returns
+        -------
+        DataFrame or None
+            Indexed like ``queue``: ``p_stage_wrong``, ``p_persona_wrong`` (0
+            for a head with no classifier), ``p_wrong``, ``stage_to`` and
+            ``persona_to`` (the label a rep would most likely choose, when the
+            answer is wrong); None when not fitted (cold start).
+        """
+        if not self.fitted_:
+            return None
+        with threadpool_limits(limits=self.config.n_threads, user_api="openmp"):
+            return self._predict(features, queue)
+
+    def _predict(self, features: pd.DataFrame, queue: pd.DataFrame) -> pd.DataFrame:
+        X = design_frame(features, queue, categories=self.categories_)[self.columns_]
+        out = pd.DataFrame(index=queue.index)
+        keep = np.ones(len(X))
+        for head in HEADS:
+            fitted = self.wrong_.get(head)
+            p = np.zeros(len(X))
+            if fitted is not None:
+                clf, columns = fitted
+                p = clf.predict_proba(X[columns])[:, 1]
+            out[f"p_{head}_wrong"] = p
+            keep *= 1.0 - p
+            change = self.change_.get(head)
+            if change is None:
+                out[f"{head}_to"] = None
+            elif isinstance(change, str):
+                out[f"{head}_to"] = change
+            else:
+                clf, columns = change
+                proba = clf.predict_proba(X[columns])
+                served = queue[head].astype(object).to_numpy()
+                classes = np.asarray(clf.classes_).astype(str)
+                # The rep's label is never the served one: mask it before the argmax.
+                proba = np.where(classes[None, :] == served[:, None].astype(str), -1.0, proba)
+                out[f"{head}_to"] = classes[np.argmax(proba, axis=1)]
+        out["p_wrong"] = 1.0 - keep
+        return out

@@ -1,0 +1,242 @@
+"""How much to trust each training label: reps by measured agreement, marketing by the model of corrections.
+
+Two adjustments of a retrain's sample weights (:func:`adjust_weights`), both
+logged to MLflow by :func:`training.retrain.retrain`:
+
+reps, CROWDLAB-style
+    Sales' view is informed but not infallible. On leads labelled by more than
+    one rep (the latest label of each rep per lead and field), cleanlab's
+    ``multiannotator.get_label_quality_multiannotator`` (CROWDLAB: the model's
+    stored probabilities and every rep's labels) estimates each rep's quality;
+    a rep's corrected rows weigh ``quality / mean quality`` (clipped to
+    ``[min_factor, max_factor]``). With fewer than ``min_shared_leads``
+    multiply-reviewed leads, every rep weighs 1 (and the note says so).
+marketing, from the model of corrections
+    Where the served answer equals marketing's label and the model of
+    corrections (:mod:`training.learned_queue`) says it is wrong with
+    probability at least ``marketing_threshold``, marketing's label weighs
+    ``max(marketing_floor, 1 - p)``: a soft down-weighting, never a rep label
+    (the row keeps marketing's label; no class is invented for it).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TrustConfig", "TrustResult", "adjust_weights", "marketing_doubt", "rep_quality"]
+
+_HEADS: tuple[str, ...] = ("stage", "persona")
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """Thresholds of :func:`adjust_weights`."""
+
+    min_shared_leads: int = 10
+    min_factor: float = 0.25
+    max_factor: float = 1.5
+    marketing_threshold: float = 0.8
+    marketing_floor: float = 0.1
+
+
+@dataclass
+class TrustResult:
+    """What changed: per-rep factors, marketing rows down-weighted, notes in words."""
+
+    rep_factors: dict[str, float] = field(default_factory=dict)
+    rep_quality: dict[str, float] = field(default_factory=dict)
+    n_shared_leads: int = 0
+    marketing_downweighted: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "rep_factors": self.rep_factors,
+            "rep_quality": self.rep_quality,
+            "n_shared_leads": self.n_shared_leads,
+            "n_marketing_downweighted": len(self.marketing_downweighted),
+            "notes": self.notes,
+        }
+
+
+def _rep_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """The latest rep label of each (lead, field, reviewer)."""
+    rows = frame[frame["is_rep_label"].astype(bool) & frame["new_label"].notna()]
+    rows = rows.sort_values("id", kind="stable")
+    return rows.groupby(["lead_id", "field", "reviewer"], sort=False).tail(1)
+
+
+def rep_quality(
+    corrections: pd.DataFrame,
+    probabilities: Mapping[str, Mapping[str, Mapping[str, float]]],
+    classes: Mapping[str, Sequence[str]],
+    config: TrustConfig | None = None,
+) -> tuple[dict[str, float], int]:
+    """Each rep's CROWDLAB quality (mean over heads) on multiply-reviewed leads.
+
+    Parameters
+    ----------
+    corrections : DataFrame
+        ``Store.corrections_frame()``: every correction, with ``is_rep_label``.
+    probabilities : mapping
+        ``{lead_id: {head: {label: p}}}``: the model's stored probabilities.
+    classes : mapping
+        The labels of each head, in a fixed order.
+
+    Returns
+    -------
+    (dict, int)
+        ``{reviewer: quality in [0, 1]}`` (empty when too few leads were
+        reviewed by several reps) and the number of such (lead, field) pairs.
+    """
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    config = config or TrustConfig()
+    if corrections.empty:
+        return {}, 0
+    labels = _rep_labels(corrections)
+    scores: dict[str, list[float]] = {}
+    shared_total = 0
+    for head in _HEADS:
+        names = list(classes.get(head, ()))
+        rows = labels[(labels["field"] == head) & labels["new_label"].isin(names)]
+        rows = rows[rows["lead_id"].isin(list(probabilities))]
+        counts = rows.groupby("lead_id")["reviewer"].nunique()
+        shared = counts.index[counts >= 2]
+        shared_total += len(shared)
+        if len(shared) < config.min_shared_leads:
+            continue
+        rows = rows[rows["lead_id"].isin(shared)]
+        index = {label: i for i, label in enumerate(names)}
+        matrix = rows.pivot_table(
+            index="lead_id",
+            columns="reviewer",
+            values="new_label",
+            aggfunc="last",
+        )
+        matrix = matrix.apply(lambda col, index=index: col.map(index.get)).astype(float)
+        matrix = matrix.loc[:, matrix.notna().any(axis=0)]
+        proba = np.array(
+            [
+                [float((probabilities[i].get(head) or {}).get(label, 0.0)) for label in names]
+                for i in matrix.index
+            ]
+        )
+        proba = np.clip(proba, 1e-6, None)
+        proba = proba / proba.sum(axis=1, keepdims=True)
+        with warnings.catch_warnings():
+            # cleanlab warns about annotators who labelled few leads: that is
+            # the normal case here, and their quality is shrunk towards the rest.
+            warnings.simplefilter("ignore")
+            result = get_label_quality_multiannotator(
+                matrix.reset_index(drop=True), proba, verbose=False
+            )
+        stats = result["annotator_stats"]
+        for reviewer, quality in stats["annotator_quality"].items():
+            scores.setdefault(str(reviewer), []).append(float(quality))
+    return {r: float(np.mean(q)) for r, q in scores.items()}, shared_total
+
+
+def marketing_doubt(
+    predictions: pd.DataFrame | None, queue: pd.DataFrame, config: TrustConfig | None = None
+) -> dict[str, float]:
+    """Leads whose marketing label the model of corrections doubts, and their weight factor.
+
+    ``predictions`` is :attr:`training.learned_queue.RefitResult.predictions`
+    (per unreviewed lead: ``p_stage_wrong``, ``p_persona_wrong``); ``queue`` the
+    queue rows (served and marketing labels). A head counts only where the
+    served answer equals marketing's label, so ``P(served wrong)`` is
+    ``P(marketing wrong)``.
+    """
+    config = config or TrustConfig()
+    if predictions is None or predictions.empty:
+        return {}
+    q = queue.reindex(predictions.index)
+    factor = pd.Series(1.0, index=predictions.index)
+    for head in _HEADS:
+        same = q[head].astype(object).to_numpy() == q[f"marketing_{head}"].astype(object).to_numpy()
+        p = predictions[f"p_{head}_wrong"].to_numpy(dtype=float)
+        doubted = same & (p >= config.marketing_threshold)
+        head_factor = np.where(doubted, np.maximum(config.marketing_floor, 1.0 - p), 1.0)
+        factor = np.minimum(factor, head_factor)
+    factor = pd.Series(factor, index=predictions.index)
+    return {str(i): float(v) for i, v in factor[factor < 1.0].items()}
+
+
+def adjust_weights(
+    ids: Sequence[str],
+    sample_weight: np.ndarray,
+    corrected: np.ndarray,
+    used: pd.DataFrame,
+    *,
+    quality: Mapping[str, float],
+    n_shared: int,
+    doubt: Mapping[str, float],
+    config: TrustConfig | None = None,
+) -> tuple[np.ndarray, TrustResult]:
+    """The retrain's sample weights with reps weighed by quality and doubted marketing rows down.
+
+    Parameters
+    ----------
+    ids : sequence of str, length n
+        The training rows' lead ids.
+    sample_weight, corrected : arrays of length n
+        From :class:`training.retrain.RetrainSet`.
+    used : DataFrame
+        ``RetrainSet.used`` (``lead_id``, ``reviewer``, ``role``).
+    quality, n_shared
+        From :func:`rep_quality`.
+    doubt
+        From :func:`marketing_doubt`.
+
+    Returns
+    -------
+    (ndarray, TrustResult)
+        New weights (a copy) and what changed.
+    """
+    config = config or TrustConfig()
+    weights = np.asarray(sample_weight, dtype=float).copy()
+    result = TrustResult(n_shared_leads=n_shared, rep_quality=dict(quality))
+    ids = [str(i) for i in ids]
+    if quality:
+        mean = float(np.mean(list(quality.values()))) or 1.0
+        factors = {
+            r: float(np.clip(q / mean, config.min_factor, config.max_factor))
+            for r, q in quality.items()
+        }
+        result.rep_factors = factors
+        training_rows = used[used.get("role", "training") == "training"] if len(used) else used
+        by_lead: dict[str, list[float]] = {}
+        for lead_id, reviewer in zip(
+            training_rows["lead_id"], training_rows["reviewer"], strict=True
+        ):
+            by_lead.setdefault(str(lead_id), []).append(factors.get(str(reviewer), 1.0))
+        for n, lead_id in enumerate(ids):
+            if corrected[n] and lead_id in by_lead:
+                weights[n] *= float(np.mean(by_lead[lead_id]))
+        result.notes.append(
+            "reps' labels weighed by agreement with consensus on "
+            f"{n_shared} multiply-reviewed labels: "
+            + ", ".join(f"{r} ×{f:.2f}" for r, f in sorted(factors.items()))
+        )
+    else:
+        result.notes.append(
+            f"every rep weighs the same: {n_shared} multiply-reviewed labels, "
+            f"{config.min_shared_leads} needed per field to measure agreement"
+        )
+    for n, lead_id in enumerate(ids):
+        if not corrected[n] and lead_id in doubt:
+            weights[n] *= doubt[lead_id]
+            result.marketing_downweighted[lead_id] = doubt[lead_id]
+    result.notes.append(
+        f"{len(result.marketing_downweighted)} marketing labels down-weighted: the model of "
+        f"corrections says they are wrong with probability ≥ {config.marketing_threshold:.0%}"
+    )
+    return weights, result
