@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "issue18_correction_batch"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "issue17_reliability"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
