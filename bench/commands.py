@@ -355,6 +355,7 @@ def run(
             figures[name] = _figures(values, target_wall=TARGET_SHORT_S)
         if 1 in sizes:
             figures["score 1 lead"]["leads"] = 1
+        write_result("commands", result)  # what is measured so far, should a later part stop
 
         for n in bulk:
             data = simulated(n, cache)
@@ -387,6 +388,7 @@ def run(
             )
             figures[f"score {n:,} leads"]["vs_mlflow"] = round(ours_rate / theirs_rate, 2)
             (root / f"out-{n}.parquet").unlink(missing_ok=True)
+            write_result("commands", result)
 
         load = os.getloadavg()[0]
         table = importtime_table({"--help": ["--help"], **short}, env)
