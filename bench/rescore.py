@@ -85,7 +85,9 @@ def _fill(store: Any, v1: Any, X: Any, n_leads: int) -> None:
 
     records = [{k: v for k, v in r.items() if v == v} for r in X.to_dict("records")]
     base = [Prepared(index=i, lead_id=str(i), features=r) for i, r in enumerate(records)]
-    rows = prediction_rows(base, score(base, v1), model_name="bench", model_version="1", source="api")
+    rows = prediction_rows(
+        base, score(base, v1), model_name="bench", model_version="1", source="api"
+    )
     written = 0
     copy = 0
     while written < n_leads:

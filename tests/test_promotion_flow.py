@@ -151,7 +151,11 @@ def test_models_history_and_list_read_the_audit(registry, tmp_path):
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
     assert "v2 routes too few leads to sales" in text and "bo" in text
-    assert "trying v2" in text and "no gate for this move (by hand)" in text
+    from model.registry import alias_history
+
+    champion_moves = [m for m in alias_history(MODEL) if m["alias"] == "champion"]
+    assert champion_moves[-2]["why"] == "trying v2" and champion_moves[-2]["by"] == "ana"
+    assert champion_moves[-2]["gate"].startswith("no gate for this move (by hand)")
     listed = runner.invoke(main, ["models", "list"], env=env, terminal_width=250)
     assert listed.exit_code == 0, listed.output
     assert "champion" in listed.output and "stage:" in listed.output
