@@ -664,3 +664,39 @@ def test_12_guessing_cannot_lock_a_colleague_out_and_the_delay_grows(tmp_path, c
         limiter.failed("demo-rep", "203.0.113.7")
         waits.append(limiter.retry_after("demo-rep", "203.0.113.7"))
     assert waits == [60, 120, 240, 480]
+
+
+def test_6_keys_already_seen_survive_an_outage_for_a_bounded_time_unknown_keys_get_503():
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    from serve.auth import ApiKeyAuth
+    from serve.errors import ApiError
+
+    class FlakyStore:
+        down = False
+
+        def verify_api_key(self, token):
+            if self.down:
+                raise OperationalError("SELECT", None, Exception("connection refused"))
+            return SimpleNamespace(name=f"key-{token}", role="client", revoked=token == "gone")
+
+    now = [0.0]
+    store = FlakyStore()
+    auth = ApiKeyAuth(store, cache_seconds=1, known_seconds=60, clock=lambda: now[0])
+    assert auth.authenticate("Bearer seen", "api_key").name == "key-seen"
+    store.down = True
+    now[0] = 30.0
+    assert auth.authenticate("Bearer seen", "api_key").name == "key-seen"  # from the known keys
+    with pytest.raises(ApiError) as unknown:
+        auth.authenticate("Bearer never-seen", "api_key")
+    assert unknown.value.status == 503 and unknown.value.headers["Retry-After"]
+    now[0] = 61.0
+    with pytest.raises(ApiError) as stale:
+        auth.authenticate("Bearer seen", "api_key")
+    assert stale.value.status == 503
+    store.down = False
+    with pytest.raises(ApiError) as revoked:
+        auth.authenticate("Bearer gone", "api_key")  # revocation as soon as the store answers
+    assert revoked.value.status == 403
