@@ -170,3 +170,14 @@ def test_filters_reach_the_queue(cli, store):
 
 def test_an_empty_queue_says_so(cli):
     assert "the queue is empty" in cli("--stage", "renewal")
+
+
+def test_refit_at_cold_start_says_so_and_keeps_the_order(tmp_path, monkeypatch, store):
+    monkeypatch.setenv("LEADREADY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", str(store.engine.url))
+    before = _ids(review_queue(store, limit=8))
+    result = CliRunner().invoke(main, ["queue", "--refit", "--top", "8", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "cold start: 1 reviewed leads are too few" in result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["lead_id"] for r in rows] == before

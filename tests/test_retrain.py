@@ -473,7 +473,21 @@ def test_retrain_logs_the_corrections_and_gates_on_rep_verified_leads(loop, monk
     in_training = set(reviewed) & set(seen["ids"])
     assert set(trusted[trusted].index) == in_training
     weights = pd.Series(seen["sample_weight"], index=seen["ids"])
-    assert (weights[list(in_training)] == 2.0).all() and weights[~trusted].eq(1.0).all()
+    # Marketing rows weigh 1, except those the model of corrections doubts
+    # (issue 19): each is logged to MLflow with its factor.
+    import mlflow
+
+    doubted = mlflow.artifacts.load_dict(
+        f"runs:/{result.run_id}/corrections/marketing_downweighted.json"
+    )["marketing_weight_factor"]
+    marketing = weights[~trusted]
+    assert marketing.drop(list(doubted)).eq(1.0).all()
+    for lead_id, factor in doubted.items():
+        assert marketing[lead_id] == pytest.approx(factor) and factor < 1.0
+    # Reps' factors come from agreement on multiply-reviewed leads: none here.
+    trust = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/corrections/label_trust.json")
+    assert trust["rep_factors"] == {}
+    assert (weights[list(in_training)] == 2.0).all()
     assert seen["config"].gate is False  # retrain runs its own gate
     assert result.base_config.leads_path == train_config.leads_path
     assert result.base_config.n_estimators == 25
@@ -500,7 +514,12 @@ def test_retrain_logs_the_corrections_and_gates_on_rep_verified_leads(loop, monk
     assert run.data.tags["gate.decision"] in ("promoted", "refused")
     assert "gate_challenger_stage_macro_f1" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "corrections")}
-    assert artifacts == {"corrections/summary.json", "corrections/used.csv"}
+    assert artifacts == {
+        "corrections/summary.json",
+        "corrections/used.csv",
+        "corrections/label_trust.json",
+        "corrections/marketing_downweighted.json",
+    }
     summary = json.loads(
         Path(client.download_artifacts(result.run_id, "corrections/summary.json")).read_text()
     )
