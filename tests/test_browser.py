@@ -480,3 +480,19 @@ def test_pages_have_no_serious_accessibility_violations(browser, ui_server, wher
         assert serious == [], serious
     finally:
         context.close()
+
+
+def test_the_api_page_renders_every_endpoint_offline(page, ui_server):
+    """/docs runs Swagger UI from package files under its CSP, with the score example."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto("/docs")
+    page.wait_for_selector('.opblock-summary-path[data-path="/v1/score/batch"]')
+    paths = page.locator(".opblock-summary-path").evaluate_all(
+        "els => els.map(e => e.getAttribute('data-path'))"
+    )
+    assert "/v1/score" in paths and "/v1/leads/{lead_id}/corrections" in paths
+    page.locator('.opblock-post .opblock-summary-path[data-path="/v1/score"]').click()
+    page.wait_for_selector(".opblock.is-open .body-param__example, .opblock.is-open .microlight")
+    assert "L000001" in page.locator(".opblock.is-open").inner_text()
+    assert all(url.startswith(ui_server["base"]) for url in requested), requested
