@@ -688,7 +688,7 @@ def _undo(ids: list[int], lead_id: str, next_url: str | None, default: str) -> A
         except KeyError:
             abort(404)
     conflicts = [r for r in stored if r.conflict]
-    changes = ", ".join(f"{r.field} back to {r.new_label or 'unset'}" for r in stored)
+    changes = ", ".join(f"{r.field} back to {label_words(r.new_label, 'unset')}" for r in stored)
     message = f"Undone on {lead_id}: {changes}."
     category = "success"
     if conflicts:

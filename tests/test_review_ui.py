@@ -475,7 +475,7 @@ def test_undo_appends_a_row_and_overwrites_nothing(rep, store):
         "awareness",
     )
     assert store.labels_for("L5")["stage"] == "awareness"
-    assert "Undone on L5: stage back to awareness." in rep.get("/review/leads/L5").get_data(
+    assert "Undone on L5: stage back to Awareness." in rep.get("/review/leads/L5").get_data(
         as_text=True
     )
     # An unknown correction, or one of another lead, is not found.

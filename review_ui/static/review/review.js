@@ -79,6 +79,8 @@
     var count = document.querySelectorAll('tr.q-row input[name="lead_id"]:checked').length;
     var out = document.getElementById("selected-count");
     if (out) out.textContent = String(count);
+    var bulkBar = document.getElementById("bulk-form");
+    if (bulkBar) bulkBar.classList.toggle("has-selection", count > 0);
     var submit = document.getElementById("bulk-submit");
     if (submit) {
       submit.textContent = count ? "Apply to " + count + " lead" + (count === 1 ? "" : "s") + "…" : "Apply to selected…";
