@@ -286,7 +286,7 @@ def test_every_ui_form_checks_csrf(app, store):
     login(app, client, "boss")
     before = _counts(store)
     posts = _ui_rules(app, "POST")
-    assert "/review/leads/<lead_id>/reclassify" in posts and "/login" in posts
+    assert "/review/leads/<path:lead_id>/reclassify" in posts and "/login" in posts
     for rule in posts:
         data = {"name": "x", "password": PASSWORD, "stage": "decision", "lead_id": "L1"}
         response = client.post(_fill(rule), data=data)
