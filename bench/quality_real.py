@@ -197,7 +197,7 @@ def baseline_flaml(
     """Labels predicted by FLAML's AutoML tuned for macro-F1 within ``budget`` seconds."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from flaml import AutoML
+        from flaml.automl.automl import AutoML
 
         automl = AutoML()
         X_train = X_train.copy()
@@ -435,6 +435,12 @@ def run_one(
             if budget is None:
                 raise ValueError("flaml needs leadready's training time: run the leadready arm")
             out["flaml"] = {"budget_seconds": budget}
+            try:
+                from flaml.automl.automl import AutoML  # noqa: F401  (needs flaml[automl])
+            except ImportError as exc:
+                out["flaml"]["unavailable"] = f"flaml's AutoML cannot be imported: {exc}"
+                print(f"   flaml: skipped — {out['flaml']['unavailable']}", flush=True)
+                return out
             for head in HEADS:
                 pred = baseline_flaml(
                     data["X_train"], data["y_train"][head], data["X_test"], seed, budget / 2
@@ -455,7 +461,11 @@ def summarize(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
         for head in HEADS:
             h: dict[str, Any] = {}
             for arm in ARMS:
-                values = [by_seed[s][arm][head]["macro_f1"] for s in seeds if arm in by_seed[s]]
+                values = [
+                    by_seed[s][arm][head]["macro_f1"]
+                    for s in seeds
+                    if head in by_seed[s].get(arm, {})
+                ]
                 if values:
                     h[arm] = statistics.fmean(values)
             for key in ("log_loss", "ece"):
@@ -542,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.combine:
+        absent = [n for n in args.combine if not (RESULTS / f"{n}.json").exists()]
+        if absent:
+            parser.error(f"no result file {', '.join(str(RESULTS / f'{n}.json') for n in absent)}")
         runs = combine(
             [json.loads((RESULTS / f"{n}.json").read_text())["runs"] for n in args.combine]
         )

@@ -16,6 +16,10 @@ absolute contribution, and the top ones are worded from the row's own values:
 * ``log_company_size = log1p(1200)`` → "company size: 1,200"
 * any other column → "industry: Fintech", "PageValues: 12.5"
 
+A value the input merely left out is worded as such ("created date not given")
+and ranked after the row's present values (engagement features without events
+are facts, "no demo request on record", and rank by weight like the others).
+
 Each reason is ``{"feature": input column, "text": wording, "weight": signed
 contribution in log-odds}``; a positive weight raises the predicted class's score,
 a negative one lowers it.
@@ -33,7 +37,7 @@ import numpy as np
 if TYPE_CHECKING:
     from model.classifier import HeadClassifier
 
-__all__ = ["describe", "explain_head", "format_value", "top_reasons"]
+__all__ = ["describe", "explain_head", "format_value", "is_merely_missing", "top_reasons"]
 
 #: Event types: (singular, plural) phrases.
 _EVENT_PHRASES: dict[str, tuple[str, str]] = {
@@ -182,8 +186,9 @@ def describe(feature: str, value: Any) -> str:
         if x is None:
             return f"no {thing} on record"
         return f"last {thing} {_days(x)}"
-    if feature.endswith("_days_ago") and x is not None:
-        return f"{feature.removesuffix('_days_ago').replace('_', ' ')}: {_days(x)}"
+    if feature.endswith("_days_ago"):
+        what = feature.removesuffix("_days_ago").replace("_", " ")
+        return f"{what}: {_days(x)}" if x is not None else f"{what} date not given"
     if x is not None:
         special = _describe_number(feature, x)
         if special is not None:
@@ -192,7 +197,21 @@ def describe(feature: str, value: Any) -> str:
         return f"seniority (from title): {_SENIORITY_WORDS.get(value, value.replace('_', ' '))}"
     if feature == "title_function" and isinstance(value, str):
         return f"function (from title): {value.replace('_', ' ')}"
+    if is_merely_missing(feature, value):
+        return f"{_COLUMN_NAMES.get(feature, feature)} not given"
     return f"{_COLUMN_NAMES.get(feature, feature)}: {format_value(value)}"
+
+
+def is_merely_missing(feature: str, value: Any) -> bool:
+    """Whether a reason would be about a value that is simply absent from the input.
+
+    An engagement feature without events (``days_since_demo`` of a lead that never
+    asked for a demo) is a fact about the lead, worded as such ("no demo request on
+    record"); any other empty value only says the input did not carry it.
+    """
+    if feature.startswith("days_since_") or _WINDOW_RE.match(feature):
+        return False
+    return format_value(value) == "not given"
 
 
 def _describe_number(feature: str, x: float) -> str | None:
@@ -255,22 +274,25 @@ def top_reasons(
     """
     value_of = values if callable(values) else (lambda i, f: values[i].get(f))
     out: list[list[dict[str, Any]]] = []
-    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :top_k]
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
     for i, row in enumerate(contributions):
         reasons: list[dict[str, Any]] = []
+        missing: list[dict[str, Any]] = []
         for j in order[i]:
             weight = float(row[j])
-            if abs(weight) < 1e-9:
+            if abs(weight) < 1e-9 or len(reasons) >= top_k:
                 break
             feature = features[j]
-            reasons.append(
-                {
-                    "feature": feature,
-                    "text": describe(feature, value_of(i, feature)),
-                    "weight": round(weight, 4),
-                }
-            )
-        out.append(reasons)
+            value = value_of(i, feature)
+            reason = {
+                "feature": feature,
+                "text": describe(feature, value),
+                "weight": round(weight, 4),
+            }
+            # A value the input merely left out ranks after the row's own values: a
+            # rep can act on "3 pricing visits", not on "created date not given".
+            (missing if is_merely_missing(feature, value) else reasons).append(reason)
+        out.append((reasons + missing)[:top_k])
     return out
 
 

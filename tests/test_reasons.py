@@ -28,7 +28,7 @@ from tests.test_classifier import make_leads
         ("days_since_webinar", float("nan"), "no webinar on record"),
         ("days_since_trial_start", 1.0, "last trial started 1 day ago"),
         ("job_title", "VP of Engineering", "title: VP of Engineering"),
-        ("job_title", None, "title: not given"),
+        ("job_title", None, "title not given"),
         ("company_size", 1200, "company size: 1,200"),
         ("log_company_size", math.log1p(1200), "company size: 1,200"),
         ("industry", "Fintech", "industry: Fintech"),
@@ -130,3 +130,29 @@ def test_explain_head_words_a_title_as_written():
     }
     assert top[0]["weight"] > 0
     assert len(top) <= 2
+
+
+def test_a_merely_missing_value_is_worded_as_such_and_ranked_after_present_ones():
+    from model.reasons import is_merely_missing
+
+    contributions = np.array([[2.0, -1.5, 0.5, 0.1]])
+    features = ["created_days_ago", "days_since_demo", "industry", "n_pricing_7d"]
+    values = [{"created_days_ago": None, "days_since_demo": None, "industry": "Fintech",
+               "n_pricing_7d": 3}]  # fmt: skip
+    got = top_reasons(contributions, features, values, top_k=4)[0]
+    # "no demo request on record" is a fact about the lead and keeps its rank; the
+    # absent created date (the largest weight) is worded as absent and comes after
+    # the values the lead does have
+    assert [r["feature"] for r in got] == [
+        "days_since_demo",
+        "industry",
+        "n_pricing_7d",
+        "created_days_ago",
+    ]
+    assert got[3]["text"] == "created date not given" and got[3]["weight"] == 2.0
+    assert is_merely_missing("industry", float("nan"))
+    assert not is_merely_missing("days_since_demo", None)
+    assert not is_merely_missing("industry", "Fintech")
+    # with enough present values, a missing one is left out of a short list
+    short = top_reasons(contributions, features, values, top_k=2)[0]
+    assert [r["feature"] for r in short] == ["days_since_demo", "industry"]
