@@ -614,8 +614,6 @@ class GateSet:
 
 def _predict(model: Any, X: pd.DataFrame, gate_set: GateSet) -> tuple[dict, dict]:
     """(metrics per head as ``evaluate_heads``, predicted labels per head on the labelled rows)."""
-    import numpy as np
-
     from training.evaluate import HEADS, head_metrics, predict_heads
 
     predictions = predict_heads(model, X)
@@ -630,8 +628,8 @@ def _predict(model: Any, X: pd.DataFrame, gate_set: GateSet) -> tuple[dict, dict
             continue
         pred = predictions[head]
         positions = pred.index.get_indexer(y.index)
-        classes = np.asarray(pred.classes, dtype=object)
-        labels[head] = classes[np.argmax(pred.proba[positions], axis=1)]
+        # The label the model gives (its decision rule), as head_metrics scores it.
+        labels[head] = pred.predicted[positions]
         metrics[head] = {k: v for k, v in head_metrics(y, pred).items() if k != "slices"}
     return metrics, labels
 
