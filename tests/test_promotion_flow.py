@@ -140,9 +140,11 @@ def test_models_history_and_list_read_the_audit(registry, tmp_path):
     from training.promote import promote, rollback
 
     uri, _ = registry
-    from model.registry import configure
+    from model.registry import configure, set_alias
 
     configure(uri, registry[1])
+    # The module's registry is shared: another test may have left v2 as champion.
+    set_alias(MODEL, "champion", "1")
     promote("2", model_name=MODEL, by="ana", why="trying v2")
     rollback(model_name=MODEL, by="bo", why="v2 routes too few leads to sales")
     env = {"LEADREADY_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": uri, "COLUMNS": "400"}
