@@ -186,6 +186,30 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     "down-weight them [default: TrainConfig.label_noise].",
 )
 @click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Stop (exit status 1) at the first input line that cannot be read or validated.",
+)
+@click.option(
+    "--types",
+    default=None,
+    help="Force column kinds instead of the inferred ones: 'Annual Revenue=number,Close "
+    "Date=date' (number, date, date-dmy, date-mdy, boolean, text).",
+)
+@click.option(
+    "--allow-column",
+    "allow_columns",
+    multiple=True,
+    help="Keep a column as a feature although it looks personal or leaky (repeatable).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the rejected lines  [default: $LEADREADY_HOME/reports/…]",
+)
 def train(
     leads_path: Path,
     events_path: Path | None,
@@ -204,6 +228,10 @@ def train(
     as_of: str | None,
     label_noise: str | None,
     gate: bool,
+    strict: bool,
+    report_path: Path | None,
+    types: str | None,
+    allow_columns: tuple[str, ...],
 ) -> None:
     """Train on a lead table, log to MLflow, register a challenger and run the gate.
 
@@ -212,6 +240,7 @@ def train(
     --events is given. A table of more than --max-rows leads is streamed and
     sampled uniformly, so memory stays bounded whatever the file's size.
     """
+    from training.input_report import rejected_report_path
     from training.train import TrainConfig
     from training.train import train as run_training
 
@@ -238,6 +267,10 @@ def train(
         sales_ready=_split(sales_ready) or None,
         model_name=settings.model_name,
         gate=gate,
+        strict=strict,
+        types=types,
+        allow_columns=tuple(allow_columns),
+        rejected_report=report_path or rejected_report_path(settings.home, leads_path),
         actor=f"{_actor()} (leadready train)",
         **({} if label_noise is None else {"label_noise": label_noise}),
     )
