@@ -20,9 +20,10 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["Screened", "screen_columns"]
+__all__ = ["LEAK_ACCURACY", "Screened", "screen_columns", "single_column_leaks"]
 
 _PERSONAL_NAME = re.compile(
     r"^(first|last|middle|given|family|full|sur|nick|contact|display)[\s_-]*name$|^name$|"
@@ -87,7 +88,7 @@ class Screened:
 
 
 def _share(values: pd.Series, pattern: str) -> float:
-    text = values.dropna().astype("str").str.strip()
+    text = values.dropna().head(5_000).astype("str").str.strip()
     text = text[text != ""].head(2_000)
     if not len(text):
         return 0.0
@@ -123,7 +124,11 @@ def screen_columns(
         if name in skip:
             continue
         col = frame[name]
-        text_like = not pd.api.types.is_numeric_dtype(col.dtype)
+        text_like = not (
+            pd.api.types.is_numeric_dtype(col.dtype)
+            or pd.api.types.is_datetime64_any_dtype(col.dtype)
+            or pd.api.types.is_bool_dtype(col.dtype)
+        )
         reason = None
         if _VENDOR_SCORE.search(str(name)):
             reason = vendor
@@ -140,6 +145,55 @@ def screen_columns(
                 reason.append(str(name))
             continue
         present = col.dropna()
-        if text_like and len(present) > 20 and present.astype(str).nunique() == len(present):
+        if text_like and len(present) > 20 and present.nunique() == len(present):
             id_like.append(str(name))
     return Screened(tuple(personal), tuple(vendor), tuple(after), tuple(id_like), tuple(allowed))
+
+
+#: Out-of-fold accuracy of one column alone above which it is flagged as a leak.
+LEAK_ACCURACY = 0.99
+_FOLDS = 5
+
+
+def single_column_leaks(
+    frame: pd.DataFrame, y: pd.Series, columns: Collection[str]
+) -> list[tuple[str, float]]:
+    """Columns that alone predict the label almost perfectly, out of fold.
+
+    Each column is cut into at most 20 quantile bins (numbers) or taken as it is
+    (text, missing as its own value); each row's label is predicted by the most
+    frequent label of its value in the other four of five folds (rows by position).
+    A column whose out-of-fold accuracy reaches ``LEAK_ACCURACY`` while always
+    answering the majority class would not is returned with its accuracy.
+    """
+    labelled = y.notna().to_numpy()
+    if labelled.sum() < 50:
+        return []
+    target = y[labelled].astype(str).to_numpy()
+    majority = pd.Series(target).value_counts(normalize=True).iloc[0]
+    if majority >= LEAK_ACCURACY:
+        return []
+    fold = np.arange(len(target)) % _FOLDS
+    out = []
+    for name in columns:
+        col = frame[name].iloc[np.flatnonzero(labelled)]
+        if pd.api.types.is_numeric_dtype(col.dtype):
+            try:
+                keys = pd.qcut(col, 20, labels=False, duplicates="drop").astype("float64")
+            except ValueError:
+                continue
+            keys = keys.fillna(-1).astype(int).astype(str).to_numpy()
+        else:
+            keys = col.astype("str").fillna("<missing>").to_numpy()
+        right = 0
+        for k in range(_FOLDS):
+            train = fold != k
+            table = pd.DataFrame({"key": keys[train], "y": target[train]})
+            counts = table.value_counts(["key", "y"], sort=True)
+            best = counts.reset_index().drop_duplicates("key").set_index("key")["y"]
+            pred = pd.Series(keys[~train]).map(best).to_numpy()
+            right += int((pred == target[~train]).sum())
+        accuracy = right / len(target)
+        if accuracy >= LEAK_ACCURACY:
+            out.append((str(name), round(accuracy, 4)))
+    return out

@@ -140,3 +140,23 @@ def test_personal_and_leaky_columns_by_name_and_content():
     assert "excluded as personal data: Prénom, Contact, Straße" in screened.messages()[0]
     with pytest.raises(ValueError, match="--allow-column names columns"):
         screen_columns(frame, allow={"Nope"})
+
+
+def test_a_column_that_alone_predicts_the_label_is_flagged():
+    from data.personal import single_column_leaks
+
+    rng = np.random.default_rng(0)
+    n = 400
+    y = pd.Series(rng.choice(["lead", "mql", "sql"], n))
+    frame = pd.DataFrame(
+        {
+            "Vendor Points": y.map({"lead": 5, "mql": 50, "sql": 90}) + rng.integers(0, 3, n),
+            "Stage Copy": y.str.upper(),
+            "Visits": rng.integers(0, 100, n),
+            "Country": rng.choice(["DE", "FR", "US"], n),
+        }
+    )
+    leaks = dict(single_column_leaks(frame, y, frame.columns))
+    assert set(leaks) == {"Vendor Points", "Stage Copy"}
+    assert leaks["Stage Copy"] == 1.0
+    assert single_column_leaks(frame, y.where(pd.Series(range(n)) < 10), frame.columns) == []

@@ -159,3 +159,104 @@ def test_an_unterminated_quote_on_the_last_line(tmp_path):
     result = read_leads(path, id_col="id")
     assert result.frame["id"].tolist() == ["1"]
     assert re.match(r"t\.csv, line 3, column 'notes': unterminated quote", str(result.rejected[0]))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_train_and_score_a_hubspot_export_end_to_end(tmp_path, monkeypatch):
+    """Every defect reported by line and column by both commands; nothing personal learned."""
+    import json
+
+    from click.testing import CliRunner
+
+    from leadready.cli import main
+
+    path = tmp_path / "hubspot.csv"
+    d = hubspot_export(path)
+    home = tmp_path / "home"
+    monkeypatch.setenv("LEADREADY_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runner = CliRunner()
+    args = ["--leads", str(path), "--id-col", ID, "--stage-col", "Lifecycle Stage"]
+    trained = runner.invoke(
+        main, ["train", *args, "--persona-col", "Persona", "--n-estimators", "10"]
+    )
+    assert trained.exit_code == 0, trained.output
+    out = trained.output
+    assert "hubspot.csv: 400 lines read, 397 kept, 3 rejected" in out
+    for line in (d.too_many, d.too_few, d.unterminated):
+        assert f"hubspot.csv, line {line}, column" in out
+    assert (
+        "excluded as personal data: First Name, Last Name, Email, Phone Number, Street Address"
+        in out
+    )
+    assert "HubSpot Score" in out and "Became a Customer Date" in out
+    assert "'LEAD' ← 'Lead', 'lead'" in out
+    assert "Annual Revenue: number" in out and "Create Date: date" in out
+    assert "sales-ready stages inferred from the CRM lifecycle stages" in out
+    (report,) = (home / "reports").glob("hubspot-rejected-*.csv")
+    lines = pd.read_csv(report)["line"].tolist()
+    assert lines == [d.too_many, d.too_few, d.unterminated]
+
+    from leadready.config import Settings
+    from model.registry import configure, load_model
+
+    settings = Settings.from_env()
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    model, _ = load_model(f"models:/{settings.model_name}@challenger")
+    used = set(model.input_columns)
+    assert not used & {"First Name", "Last Name", "Email", "Phone Number", "Street Address"}
+    assert not used & {"HubSpot Score", "Became a Customer Date"}
+    assert model.metadata["column_types"]["Annual Revenue"]["kind"] == "number"
+    stages = set(model.labels["stage"])
+    assert "LEAD" in stages and "lead" not in stages and "Lead" not in stages
+
+    scored_path = tmp_path / "scored.csv"
+    scored = runner.invoke(
+        main,
+        ["score", "--in", str(path), "--out", str(scored_path), "--id-col", ID,
+         "--model", f"models:/{settings.model_name}@challenger"],
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    assert "hubspot.csv: 400 lines read, 397 kept, 3 rejected" in scored.output
+    frame = pd.read_csv(scored_path, dtype={ID: str})
+    assert len(frame) == 397
+    assert frame["readiness"].notna().all()
+    strict = runner.invoke(
+        main,
+        ["score", "--in", str(path), "--out", str(tmp_path / "s2.csv"), "--id-col", ID,
+         "--strict", "--model", f"models:/{settings.model_name}@challenger"],
+    )  # fmt: skip
+    assert strict.exit_code != 0
+    assert f"line {d.too_many}" in strict.output
+    assert not (tmp_path / "s2.csv").exists()
+    json.dumps(model.metadata["column_types"])  # logged with the model: plain JSON
+
+
+@pytest.mark.slow
+def test_train_stops_when_sales_ready_stages_cannot_be_inferred(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from leadready.cli import main
+
+    path = tmp_path / "leads.csv"
+    rng = np.random.default_rng(0)
+    n = 120
+    pd.DataFrame(
+        {
+            "id": [f"L{i}" for i in range(n)],
+            "visits": rng.integers(0, 50, n),
+            "temperature": rng.choice(["hot", "warm", "cold"], n),
+        }
+    ).to_csv(path, index=False)
+    monkeypatch.setenv("LEADREADY_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(
+        main, ["train", "--leads", str(path), "--id-col", "id", "--stage-col", "temperature"]
+    )
+    assert result.exit_code != 0
+    assert "cannot tell which stage labels are sales-ready (labels: cold, hot, warm)" in (
+        result.output
+    )
+    assert "--sales-ready" in result.output

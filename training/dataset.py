@@ -29,7 +29,7 @@ import pandas as pd
 
 from data.coltypes import format_report
 from data.labels import describe_variants, merge_label_variants
-from data.personal import screen_columns
+from data.personal import screen_columns, single_column_leaks
 from data.readers import ROW_ID, InputError, RowError, Sample, read_events, read_leads
 
 __all__ = [
@@ -400,6 +400,18 @@ def load_training_table(
         inferred.append(f"not features (empty or constant): {', '.join(unusable)}")
     dropped = label_cols | set(exclude) | set(screened.excluded if screened else ()) | set(unusable)
     leads = frame[[c for c in frame.columns if c not in dropped]].copy()
+    features_in = [c for c in leads.columns if c != id_col]
+    for head in ("stage", "persona"):
+        y = labels[head]
+        if y is None:
+            continue
+        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in)
+        report[f"{head}_single_column_leaks"] = dict(leaks)
+        for column, accuracy in leaks:
+            inferred.append(
+                f"possible leak: {column!r} alone predicts the {head} label {accuracy:.1%} of the "
+                f"time out of fold; --exclude {column!r} if it is known only after the outcome"
+            )
     title_col = title_column(leads.columns)
     if title_col is not None and title_col != "job_title":
         # The feature builder parses ``job_title``; a CRM names it otherwise.
