@@ -316,6 +316,9 @@ def _read_distinct(
         low = t.str.lower()
         if low.isin(_TRUE | _FALSE).all() and low.isin(_WORD_BOOL).any():
             spec = ColumnSpec("boolean")
+        elif share(t.str.contains(r"\d", regex=True)) < FIT_SHARE:
+            # Too few values hold a digit to be numbers or dates: text, without parsing.
+            return t, none, ColumnReport(name, "text", n, spec=ColumnSpec("text"))
         else:
             comma = _decimal_comma(t)
             x, pct = _numbers(t, comma)

@@ -75,7 +75,7 @@ def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[s
             mapping[s] = name
         if len(spellings) > 1:
             variants[name] = [name, *(s for s in spellings if s != name)]
-    out = values.map(lambda v: None if v is None else mapping.get(str(v), v))
+    out = values.map(mapping)  # a dict lookup per row, no Python callback
     return out.astype(object).where(out.notna(), None), variants
 
 
