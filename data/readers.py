@@ -1,8 +1,13 @@
 """Read lead and event tables from CSV, Parquet and JSON Lines, and say precisely what is wrong.
 
-The file format is chosen by suffix: ``.csv``; ``.parquet`` / ``.pq``; ``.jsonl`` /
-``.ndjson`` (one JSON object a line) and ``.json`` (JSON Lines, or one JSON array of
-objects). :func:`read_table` returns any table as it is; :func:`read_leads` and
+The file format is chosen by suffix: ``.csv``; ``.xlsx`` (the first sheet, through
+python-calamine); ``.parquet`` / ``.pq``; ``.jsonl`` / ``.ndjson`` (one JSON object a
+line) and ``.json`` (JSON Lines, or one JSON array of objects). CSV records are split
+and checked by :class:`data.csvscan.CsvScanner` before pandas parses them, so a line
+with too many or too few fields or an unterminated quote is a :class:`RowError`
+naming the file's physical line (``RowError.line``; ``str()`` reads ``file, line N,
+column 'X': why``), and encoding and delimiter are found and said
+(``ReadResult.notes``). :func:`iter_table` streams any table in chunks (``score``). :func:`read_table` returns any table as it is; :func:`read_leads` and
 :func:`read_events` validate a leads or an events table against the contract in
 :mod:`data.schema` and return a :class:`ReadResult`: the good rows, typed, and one
 :class:`RowError` for every problem found, naming the file, the row (the N-th data
