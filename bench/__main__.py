@@ -110,6 +110,13 @@ BENCHMARKS: tuple[Bench, ...] = (
         core=True,
     ),
     Bench(
+        "reading",
+        ("--leads", "100000", "--runs", "2"),
+        120,
+        "read the 100k-lead table: before / after issue #14 and with typing, CPU s (full: 3 runs)",
+        core=True,
+    ),
+    Bench(
         "scoring",
         ("--rows", "1000000", "--lgbm-rows", "50000", "--rounds", "1", "--calls", "500"),
         80,

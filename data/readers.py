@@ -1,8 +1,13 @@
 """Read lead and event tables from CSV, Parquet and JSON Lines, and say precisely what is wrong.
 
-The file format is chosen by suffix: ``.csv``; ``.parquet`` / ``.pq``; ``.jsonl`` /
-``.ndjson`` (one JSON object a line) and ``.json`` (JSON Lines, or one JSON array of
-objects). :func:`read_table` returns any table as it is; :func:`read_leads` and
+The file format is chosen by suffix: ``.csv``; ``.xlsx`` (the first sheet, through
+python-calamine); ``.parquet`` / ``.pq``; ``.jsonl`` / ``.ndjson`` (one JSON object a
+line) and ``.json`` (JSON Lines, or one JSON array of objects). CSV records are split
+and checked by :class:`data.csvscan.CsvScanner` before pandas parses them, so a line
+with too many or too few fields or an unterminated quote is a :class:`RowError`
+naming the file's physical line (``RowError.line``; ``str()`` reads ``file, line N,
+column 'X': why``), and encoding and delimiter are found and said
+(``ReadResult.notes``). :func:`iter_table` streams any table in chunks (``score``). :func:`read_table` returns any table as it is; :func:`read_leads` and
 :func:`read_events` validate a leads or an events table against the contract in
 :mod:`data.schema` and return a :class:`ReadResult`: the good rows, typed, and one
 :class:`RowError` for every problem found, naming the file, the row (the N-th data
@@ -29,8 +34,8 @@ import io
 import json
 import re
 import warnings
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from data.csvscan import BadLine, CsvScanner, detect_encoding
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
 
 #: ``read_leads(path, id_col=ROW_ID)`` on a table without ids numbers its rows.
@@ -52,6 +58,8 @@ __all__ = [
     "ReadResult",
     "RowError",
     "Sample",
+    "TableChunk",
+    "iter_table",
     "read_events",
     "read_leads",
     "read_table",
@@ -65,6 +73,8 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
 }
 #: Columns an events table must have.
 REQUIRED_EVENT_COLUMNS: tuple[str, ...] = ("lead_id", "timestamp", "type")
@@ -128,6 +138,10 @@ class RowError:
         The offending value as it was read (``None`` when it was missing).
     message : str
         What was wrong, in words.
+    line : int or None
+        The physical line of the file as an editor numbers it (the header is line
+        1 of a CSV file; the row number a spreadsheet shows for Excel), when the
+        format has lines; ``str()`` names it instead of ``row``.
     """
 
     file: str
@@ -135,10 +149,13 @@ class RowError:
     column: str | None
     value: Any
     message: str
+    line: int | None = None
 
     def __str__(self) -> str:
         parts = [self.file]
-        if self.row is not None:
+        if self.line is not None:
+            parts.append(f"line {self.line}")
+        elif self.row is not None:
             parts.append(f"row {self.row}")
         if self.column is not None:
             parts.append(f"column {self.column!r}")
@@ -206,6 +223,8 @@ class ReadResult:
     n_rows: int = 0
     rejected_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
     sample: Sample | None = None
+    #: What the reader chose and the user should know (encoding, delimiter).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -232,10 +251,10 @@ class ReadResult:
         name = self.path.name if self.path is not None else "input"
         n_bad = len(self.rejected_row_numbers)
         if not self.rejected:
-            return f"{name}: {self.n_rows} rows read, all kept"
+            return f"{name}: {self.n_rows:,} rows read, all kept"
         lines = [
-            f"{name}: {self.n_rows} rows read, {len(self.frame)} kept, "
-            f"{n_bad} rejected ({_plural(len(self.rejected), 'error')})"
+            f"{name}: {self.n_rows:,} rows read, {len(self.frame):,} kept, "
+            f"{n_bad:,} rejected ({_plural(len(self.rejected), 'error')})"
         ]
         lines += [f"  {e}" for e in self.rejected[:limit]]
         if len(self.rejected) > limit:
@@ -294,6 +313,8 @@ class _Raw:
     rows: np.ndarray  # 1-based data row number of each frame row
     errors: list[RowError]  # rows that could not be parsed at all
     n_rows: int
+    line_base: int | None = None  # physical line = row + line_base (None: no lines)
+    notes: list[str] = field(default_factory=list)  # what the reader chose (encoding…)
 
 
 def _format(path: Path) -> str:
@@ -311,80 +332,91 @@ def _check_file(path: Path) -> None:
         raise InputError(f"not a file: {path}")
 
 
-def _sniff_separator(path: Path) -> str:
-    """``,`` unless the header line has no comma but semicolons or tabs."""
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
-        header = fh.readline()
-    if "," in header:
-        return ","
-    for sep in (";", "\t"):
-        if sep in header:
-            return sep
-    return ","
+def _csv_dtype(text_columns: Collection[str] | bool) -> Any:
+    if text_columns is True:
+        return "str"
+    return dict.fromkeys(text_columns or (), "str") or None
+
+
+def _scanner(path: Path) -> CsvScanner:
+    try:
+        return CsvScanner(path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _bad_lines(scanner: CsvScanner, bad: Iterable[BadLine]) -> list[RowError]:
+    base = scanner.header_line
+    return [
+        RowError(scanner.name, b.line - base, b.column, b.text, b.message, line=b.line) for b in bad
+    ]
+
+
+def _parse_chunk(
+    scanner: CsvScanner, data: bytes, dtype: Any, *, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Parse good records (as :class:`CsvScanner` checked them) with pandas' C parser."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), sep=scanner.delimiter, dtype=dtype, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame(columns=list(columns or scanner.header))
+    except pd.errors.ParserError as exc:  # not expected after the scan; say where anyway
+        raise InputError(f"{scanner.name}: cannot read as CSV: {exc}") from exc
+    return frame
+
+
+def _encoding_notes(scanner: CsvScanner) -> list[str]:
+    notes = [scanner.encoding_note] if scanner.encoding_note else []
+    if scanner.delimiter != ",":
+        shown = {"\t": "tabs", ";": "semicolons", "|": "pipes"}.get(
+            scanner.delimiter, repr(scanner.delimiter)
+        )
+        notes.append(f"{scanner.name}: fields separated by {shown}")
+    return notes
 
 
 def _read_csv(path: Path, text_columns: Collection[str] | bool) -> _Raw:
-    sep = _sniff_separator(path)
-    if text_columns is True:
-        dtype: Any = "str"
-    else:
-        dtype = dict.fromkeys(text_columns or (), "str") or None
-    kw: dict[str, Any] = {"sep": sep, "dtype": dtype, "encoding": "utf-8-sig"}
-    try:
-        frame = pd.read_csv(path, **kw)
-    except pd.errors.EmptyDataError as exc:
-        raise InputError(f"{path.name}: the file is empty (no header row)") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except pd.errors.ParserError:
-        return _read_csv_row_by_row(path, sep, kw)
-    n = len(frame)
-    return _Raw(frame, np.arange(1, n + 1), [], n)
-
-
-def _read_csv_row_by_row(path: Path, sep: str, kw: dict[str, Any]) -> _Raw:
-    """Find the records pandas could not parse, report them and parse the rest."""
-    good: list[list[str]] = []
-    rows: list[int] = []
+    """The whole file: records split and checked by the scanner, parsed once by pandas."""
+    scanner = _scanner(path)
+    parts: list[bytes] = []
+    lines: list[np.ndarray] = []
     errors: list[RowError] = []
-    row = 0
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, delimiter=sep)
-        try:
-            header = next(reader)
-            for record in reader:
-                if not record:
-                    continue  # blank lines are not data rows (as in pandas)
-                row += 1
-                if len(record) > len(header):
-                    errors.append(
-                        RowError(
-                            path.name,
-                            row,
-                            None,
-                            sep.join(record),
-                            f"expected {len(header)} fields, found {len(record)}",
-                        )
-                    )
-                    continue
-                good.append(record)
-                rows.append(row)
-        except csv.Error as exc:
-            raise InputError(f"{path.name}: cannot read as CSV near row {row + 1}: {exc}") from exc
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=sep)
-    writer.writerow(header)
-    writer.writerows(good)
-    buffer.seek(0)
-    frame = pd.read_csv(buffer, **{**kw, "encoding": None})
-    return _Raw(frame, np.asarray(rows, dtype=np.int64), errors, row)
+    header = len(scanner._header_bytes)
+    for i, chunk in enumerate(scanner.chunks()):
+        parts.append(chunk.data if i == 0 else chunk.data[header:])
+        lines.append(chunk.lines)
+        errors += _bad_lines(scanner, chunk.bad)
+    data = b"".join(parts) if parts else scanner._header_bytes
+    frame = _parse_chunk(scanner, data, _csv_dtype(text_columns))
+    line = np.concatenate(lines) if lines else np.empty(0, dtype=np.int64)
+    if len(line) != len(frame):  # pragma: no cover - the scanner and pandas disagree
+        raise InputError(
+            f"{path.name}: {len(frame)} records parsed but {len(line)} expected; "
+            "please report this file's shape"
+        )
+    rows = line - scanner.header_line
+    return _Raw(
+        frame,
+        rows.astype(np.int64),
+        errors,
+        scanner.n_records,
+        line_base=scanner.header_line,
+        notes=_encoding_notes(scanner),
+    )
 
 
 def _read_json(path: Path, fmt: str) -> _Raw:
+    encoding, note = detect_encoding(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding=encoding)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    raw = _read_json_text(path, fmt, text.removeprefix("\ufeff"))
+    raw.notes = [note] if note else []
+    return raw
+
+
+def _read_json_text(path: Path, fmt: str, text: str) -> _Raw:
     if fmt == "json" and text.lstrip().startswith("["):
         try:
             records = json.loads(text)
@@ -397,24 +429,30 @@ def _read_json(path: Path, fmt: str) -> _Raw:
             frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
     except ValueError:
         frame = None
-    if frame is not None and len(frame) == sum(1 for line in text.splitlines() if line.strip()):
+    physical = [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if frame is not None and len(frame) == len(physical):
         n = len(frame)
-        return _Raw(frame.reset_index(drop=True), np.arange(1, n + 1), [], n)
+        return _Raw(
+            frame.reset_index(drop=True), np.asarray(physical, dtype=np.int64), [], n, line_base=0
+        )
     # Some line is not a JSON object: parse line by line to say which.
     parsed: list[tuple[int, Any]] = []
     errors: list[RowError] = []
-    row = 0
-    for line in text.splitlines():
+    for row, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        row += 1
         try:
             parsed.append((row, json.loads(line)))
         except json.JSONDecodeError as exc:
-            errors.append(RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}"))
+            errors.append(
+                RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}", line=row)
+            )
     raw = _from_records(path, parsed)
+    for i, e in enumerate(raw.errors):
+        raw.errors[i] = replace(e, line=e.row)
     raw.errors = sorted(errors + raw.errors, key=lambda e: e.row or 0)
-    raw.n_rows = row
+    raw.n_rows = len(physical)
+    raw.line_base = 0
     return raw
 
 
@@ -440,12 +478,28 @@ def _read_parquet(path: Path) -> _Raw:
     return _Raw(frame, np.arange(1, n + 1), [], n)
 
 
+def _read_excel(path: Path, text_columns: Collection[str] | bool) -> _Raw:
+    """The first sheet of an ``.xlsx`` workbook (python-calamine); lines are sheet rows."""
+    try:
+        frame = pd.read_excel(path, engine="calamine", dtype=_csv_dtype(text_columns))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path.name}: cannot read as an Excel workbook: {exc}") from exc
+    except Exception as exc:  # calamine raises its own error types for broken workbooks
+        raise InputError(f"{path.name}: cannot read as an Excel workbook: {exc}") from exc
+    blank = frame.isna().all(axis=1).to_numpy()
+    rows = np.flatnonzero(~blank).astype(np.int64) + 1
+    frame = frame.loc[~blank].reset_index(drop=True)
+    return _Raw(frame, rows, [], len(frame), line_base=1)
+
+
 def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
     _check_file(path)
     fmt = _format(path)
     try:
         if fmt == "csv":
             raw = _read_csv(path, text_columns)
+        elif fmt == "excel":
+            raw = _read_excel(path, text_columns)
         elif fmt == "parquet":
             raw = _read_parquet(path)
         else:
@@ -465,7 +519,6 @@ def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
 SAMPLE_CHUNK_ROWS = 100_000
 #: Unreadable rows a bounded read lists (it counts them all).
 _BOUNDED_ERRORS = 1_000
-_SKIPPED = re.compile(r"Skipping line (\d+): (.*)")
 
 
 @dataclass(frozen=True)
@@ -534,87 +587,111 @@ def _count_rows(path: Path, fmt: str) -> int | None:
     return max(lines - (fmt == "csv"), 0)
 
 
+@dataclass
+class TableChunk:
+    """Some rows of a table as :func:`iter_table` streams them.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The readable rows of the chunk, as parsed (not validated).
+    rows : ndarray of int64
+        The data row number of each frame row (1-based, the header not counted).
+    errors : list of RowError
+        The lines of the chunk no parser could read (too many or too few fields,
+        an unterminated quote), each with its physical line.
+    """
+
+    frame: pd.DataFrame
+    rows: np.ndarray
+    errors: list[RowError] = field(default_factory=list)
+
+
+def _block_bytes(path: Path, chunk_rows: int) -> int:
+    """Bytes holding about ``chunk_rows`` lines, from the first lines' length."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    per_line = max(len(head) / max(head.count(b"\n"), 1), 16.0)
+    return int(min(max(chunk_rows * per_line, 4096), 256 << 20))
+
+
 def _csv_chunks(
     path: Path, text_columns: Collection[str] | bool, chunk_rows: int
-) -> Iterable[tuple[pd.DataFrame, list[tuple[int, str]]]]:
-    """CSV chunks and the (data row, message) of the lines pandas skipped so far."""
-    sep = _sniff_separator(path)
-    leading = _leading_long_rows(path, sep)
-    if leading:
-        # pandas would take the extra fields of a long first row as an index: skip them.
-        yield pd.DataFrame(), [(row, message) for row, _, message in leading]
-    if text_columns is True:
-        dtype: Any = "str"
-    else:
-        dtype = dict.fromkeys(text_columns or (), "str") or None
-    try:
-        reader = pd.read_csv(
-            path,
-            sep=sep,
-            dtype=dtype,
-            encoding="utf-8-sig",
-            chunksize=chunk_rows,
-            on_bad_lines="warn",
-            skiprows=[line for _, line, _ in leading] or None,
+) -> Iterator[TableChunk]:
+    """CSV chunks: records split and checked by :class:`CsvScanner`, parsed by pandas."""
+    scanner = _scanner(path)
+    scanner.block_bytes = _block_bytes(path, chunk_rows)
+    dtype = _csv_dtype(text_columns)
+    for chunk in scanner.chunks():
+        frame = _parse_chunk(scanner, chunk.data, dtype)
+        yield TableChunk(
+            frame,
+            (chunk.lines - scanner.header_line).astype(np.int64),
+            _bad_lines(scanner, chunk.bad),
         )
-        with reader:
-            while True:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", pd.errors.ParserWarning)
-                    try:
-                        chunk = next(reader)
-                    except StopIteration:
-                        chunk = None
-                skipped = [
-                    (int(m.group(1)) - 1, m.group(2).strip())
-                    for w in caught
-                    for m in _SKIPPED.finditer(str(w.message))
-                ]
-                if chunk is None:
-                    if skipped:
-                        yield pd.DataFrame(), skipped
-                    return
-                yield chunk, skipped
-    except pd.errors.EmptyDataError as exc:
-        raise InputError(f"{path.name}: the file is empty (no header row)") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path.name}: cannot read as CSV: {exc}") from exc
 
 
-def _leading_long_rows(path: Path, sep: str) -> list[tuple[int, int, str]]:
-    """(data row, file line index, message) of the rows with too many fields before the
-    first good one (pandas reads a long first row as index values, not as an error)."""
-    out: list[tuple[int, int, str]] = []
+def iter_table(
+    path: str | Path,
+    *,
+    chunk_rows: int = 100_000,
+    text_columns: Collection[str] | bool = (),
+    notes: list[str] | None = None,
+) -> Iterator[TableChunk]:
+    """Stream any table in chunks of about ``chunk_rows`` rows, bad lines reported.
+
+    The one reader of every entry point (``train``, ``score``, ``features``,
+    ``corrections import``): CSV with any delimiter, quoting and encoding,
+    Excel, Parquet and JSON Lines are split the same way, and every line that
+    cannot be read is a :class:`RowError` of its chunk. CSV and Parquet are
+    streamed (memory: one chunk); other formats are read whole, then sliced.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+    chunk_rows : int
+        Rows a chunk holds, about (CSV chunks are cut by bytes).
+    text_columns : collection of str, or True
+        Columns kept as text (True: all).
+    notes : list, optional
+        Receives what the reader chose (encoding, delimiter), to tell the user.
+    """
+    path = Path(path)
+    _check_file(path)
+    fmt = _format(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, delimiter=sep)
-            header = next(reader, None)
-            if header is None:
-                return out
-            for record in reader:
-                if not record:
-                    continue
-                if len(record) <= len(header):
-                    break
-                line = reader.line_num - 1  # 0-based index of the record's (last) line
-                message = f"expected {len(header)} fields, saw {len(record)}"
-                out.append((line, line, message))
-    except (csv.Error, UnicodeDecodeError):
-        return out  # the chunked reader reports it
-    return out
+        if fmt == "csv":
+            scanner = _scanner(path)
+            if notes is not None:
+                notes.extend(_encoding_notes(scanner))
+            yield from _csv_chunks(path, text_columns, chunk_rows)
+        elif fmt == "parquet":
+            yield from _parquet_chunks(path, chunk_rows)
+        else:
+            raw = _read_raw(path, text_columns)
+            if notes is not None:
+                notes.extend(raw.notes)
+            errors = list(raw.errors)
+            if not len(raw.frame):
+                yield TableChunk(raw.frame, raw.rows, errors)
+            for start in range(0, len(raw.frame), chunk_rows):
+                part = raw.frame.iloc[start : start + chunk_rows].reset_index(drop=True)
+                yield TableChunk(part, raw.rows[start : start + chunk_rows], errors)
+                errors = []
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
 
 
-def _parquet_chunks(
-    path: Path, chunk_rows: int
-) -> Iterable[tuple[pd.DataFrame, list[tuple[int, str]]]]:
+def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[TableChunk]:
     import pyarrow.parquet as pq
 
     try:
         source = pq.ParquetFile(path)
+        done = 0
         for batch in source.iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas(), []
+            frame = batch.to_pandas()
+            yield TableChunk(frame, np.arange(done + 1, done + len(frame) + 1, dtype=np.int64))
+            done += len(frame)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"{path.name}: cannot read as Parquet: {exc}") from exc
 
@@ -711,45 +788,35 @@ def _read_raw_bounded(
         else _parquet_chunks(path, chunk_rows)
     )
     errors: list[RowError] = []
-    bad: set[int] = set()  # data rows skipped and not yet passed by the numbering
     n_bad = 0
-    next_row = 1
+    n_good = 0
     columns: pd.Index | None = None
+    notes: list[str] = []
+    if fmt == "csv":
+        notes = _encoding_notes(_scanner(path))
     try:
-        for chunk, skipped in chunks:
-            for row, message in skipped:
-                n_bad += 1
-                bad.add(row)
-                if len(errors) < _BOUNDED_ERRORS:
-                    errors.append(RowError(path.name, row, None, None, message))
-            if not len(chunk):
-                continue
+        for chunk in chunks:
+            n_bad += len(chunk.errors)
+            if len(errors) < _BOUNDED_ERRORS:
+                errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
             if columns is None:
-                columns = chunk.columns
-            if not bad:
-                rows = np.arange(next_row, next_row + len(chunk), dtype=np.int64)
-                next_row += len(chunk)
-            else:
-                rows = np.empty(len(chunk), dtype=np.int64)
-                for i in range(len(chunk)):
-                    while next_row in bad:
-                        bad.discard(next_row)
-                        next_row += 1
-                    rows[i] = next_row
-                    next_row += 1
-            reservoir.offer(chunk, rows, rng.random(len(chunk)))
+                columns = chunk.frame.columns
+            if not len(chunk.frame):
+                continue
+            n_good += len(chunk.frame)
+            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
     except OSError as exc:
         raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
+    if columns is None and fmt == "csv":
+        columns = pd.Index(_scanner(path).header)
     frame, rows = reservoir.result(columns)
-    n_rows = next_row - 1 + len(bad)
-    if fmt == "csv" and columns is None and not n_bad:
-        # A header and no data: as the whole-file reader returns it.
-        return _read_raw(path, text_columns), Sample(max_rows, seed, 0, 0, 0)
+    n_rows = n_good + n_bad
     frame.columns = [str(c).strip() for c in frame.columns]
     dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
     if dupes:
         raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
-    raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_rows)
+    base = _scanner(path).header_line if fmt == "csv" else None
+    raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_rows, base, notes)
     return raw, Sample(max_rows, seed, n_rows, len(frame), n_bad)
 
 
@@ -810,10 +877,12 @@ class _Checker:
         positions = np.flatnonzero(mask)
         rows = self.raw.rows[positions]
         picked = values.iloc[positions].tolist()
+        base = self.raw.line_base
         for row, value in zip(rows.tolist(), picked, strict=True):
             value = None if _is_missing(value) else value
             text = message(value) if callable(message) else message
-            self.errors.append(RowError(self.name, row, column, value, text))
+            line = None if base is None else row + base
+            self.errors.append(RowError(self.name, row, column, value, text, line=line))
 
     def text(
         self, column: str, *, required: bool, max_length: int | None, what: str | None = None
@@ -943,6 +1012,7 @@ def _result(
 ) -> ReadResult:
     result = checker.finish(frame, order)
     result.path = path
+    result.notes = list(checker.raw.notes)
     if strict:
         result.raise_if_rejected()
     return result
@@ -1151,12 +1221,14 @@ def read_leads(
     repeated = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
     if repeated.any():
         firsts = ~ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
-        first_row = dict(zip(ids[firsts].tolist(), raw.rows[firsts].tolist(), strict=True))
+        where = "line" if raw.line_base is not None else "row"
+        first_rows = raw.rows[firsts] + (raw.line_base or 0)
+        first_row = dict(zip(ids[firsts].tolist(), first_rows.tolist(), strict=True))
         check.flag(
             repeated,
             id_col,
             ids,
-            lambda v: f"duplicate lead id {v!r} (first seen in row {first_row[v]})",
+            lambda v: f"duplicate lead id {v!r} (first seen on {where} {first_row[v]})",
         )
     frame[id_col] = ids
     for column, limit in _LEAD_TEXT.items():

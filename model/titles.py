@@ -74,28 +74,62 @@ SENIORITY_RULES: tuple[tuple[str, str], ...] = (
     (
         "student",
         r"\b(?:student|intern|internship|trainee|apprentice|undergrad(?:uate)?|"
-        r"ph\.?d\.? candidate|graduate assistant)\b",
+        r"ph\.?d\.? candidate|graduate assistant|"
+        # FR, DE, ES, PT, NL
+        r"[ée]tudiante?|stagiaire|alternante?|praktikant(?:in)?|werkstudent(?:in)?|azubi|"
+        r"estudiante|becari[oa]|estudante|estagi[aá]ri[oa]|stagiair)\b",
     ),
     # Assistants *to* an executive are not executives.
     ("ic", r"\b(?:executive|personal|administrative) assistant\b|\bassistant to\b"),
     ("senior_ic", r"\bproduct owner\b"),
-    ("vp", r"\b(?:s|e|a)?vp\b|\bv\.\s?p\.|\bvice[- ]president\b"),
+    (
+        "vp",
+        r"\b(?:s|e|a)?vp\b|\bv\.\s?p\.|\bvice[- ]president\b|"
+        r"\bvice[- ]?pr[ée]sidente?\b|\bvicepresidente?\b",
+    ),
     (
         "c_level",
         r"\b(?:c[efotimrdpsc]o|ciso|chro|chief|founder|co-?founder|owner|president|"
-        r"managing partner)\b",
+        r"managing partner|"
+        r"pdg|dg|directeur g[ée]n[ée]ral|directrice g[ée]n[ée]rale|pr[ée]sidente?|fondateur|"
+        r"fondatrice|gesch[äa]ftsf[üu]hrer(?:in)?|vorstand\w*|inhaber(?:in)?|gr[üu]nder(?:in)?|"
+        r"director general|directora general|gerente general|fundador(?:a)?|"
+        r"diretor(?:a)? geral|s[óo]ci[oa]|algemeen directeur|oprichter|eigenaar)\b",
     ),
-    ("director", r"\b(?:director|dir)\b"),
-    ("head", r"\bhead\b"),
-    ("manager", r"\b(?:manager|mgr|supervisor|team lead(?:er)?)\b"),
-    ("senior_ic", r"\b(?:senior|sr|principal|staff|lead|expert|architect)\b"),
+    (
+        "director",
+        r"\b(?:director|dir|directeur|directrice|direktor(?:in)?|directora|diretor(?:a)?|"
+        r"daf|drh|dsi)\b",
+    ),
+    (
+        "head",
+        r"\bhead\b|\b(?:responsable|chef|cheffe|leiter(?:in)?|leitung|jefe|jefa|chefe|"
+        r"hoofd|afdelingshoofd)\b",
+    ),
+    (
+        "manager",
+        r"\b(?:manager|mgr|supervisor|team lead(?:er)?|gerente|gestor(?:a)?|gestionnaire|"
+        r"teamleiter(?:in)?|coordinador(?:a)?|coordenador(?:a)?|teamleider|bedrijfsleider)\b",
+    ),
+    (
+        "senior_ic",
+        r"\b(?:senior|sr|principal|staff|lead|expert|architect|s[ée]nior|experte|"
+        r"architecte|arquitect[oa]|arquiteto)\b",
+    ),
     (
         "ic",
         r"\b(?:engineer|developer|analyst|scientist|consultant|specialist|associate|"
         r"coordinator|representative|rep|administrator|admin|accountant|designer|"
         r"programmer|technician|officer|executive|agent|buyer|recruiter|writer|"
         r"teacher|professor|lecturer|researcher|clerk|planner|strategist|advisor|"
-        r"assistant|partner|junior|jr)\b",
+        r"assistant|partner|junior|jr|"
+        r"ing[ée]nieur(?:e)?|ingenieur(?:in)?|ingeniera?o?|engenheir[oa]|analyste|analista|"
+        r"d[ée]veloppeu(?:r|se)|entwickler(?:in)?|desarrollador(?:a)?|desenvolvedor(?:a)?|"
+        r"ontwikkelaar|comptable|contable|contador(?:a)?|buchhalter(?:in)?|boekhouder|"
+        r"consultante?|berater(?:in)?|consultor(?:a)?|adviseur|assistante?|asistente|"
+        r"assistente|medewerker|mitarbeiter(?:in)?|sachbearbeiter(?:in)?|referent(?:in)?|"
+        r"t[ée]cnic[oa]|technicien(?:ne)?|commercial(?:e)?|vendedor(?:a)?|verk[äa]ufer(?:in)?|"
+        r"verkoper|charg[ée]e? d[e']|auxiliar|employ[ée]e?)\b",
     ),
 )
 
@@ -109,54 +143,74 @@ FUNCTION_RULES: tuple[tuple[str, str], ...] = (
     (
         "finance",
         r"\b(?:cfo|finance|financial|accounting|accountant|accounts payable|controller|"
-        r"comptroller|treasur\w*|fp&a|audit\w*|tax|bookkeep\w*|payroll)\b",
+        r"comptroller|treasur\w*|fp&a|audit\w*|tax|bookkeep\w*|payroll|"
+        r"financ\w*|finanz\w*|comptab\w*|contab\w*|contador\w*|buchhalt\w*|boekhoud\w*|"
+        r"daf|tr[ée]sor\w*|tesorer\w*|tesour\w*|controlling|fiscal\w*|steuer\w*)\b",
     ),
     (
         "procurement",
         r"\b(?:procurement|purchasing|purchaser|buyer|sourcing|vendor management|"
-        r"category manager)\b",
+        r"category manager|achats?|acheteu(?:r|se)|approvisionnement|einkauf\w*|"
+        r"eink[äa]ufer(?:in)?|beschaffung|compras|comprador(?:a)?|aprovisionamiento|"
+        r"suprimentos|inkoop|inkoper)\b",
     ),
     (
         "hr",
-        r"\b(?:hr|hris|human resources?|people|talent|recruit\w*|chro|workforce)\b",
+        r"\b(?:hr|hris|human resources?|people|talent|recruit\w*|chro|workforce|rh|drh|"
+        r"ressources humaines|personalabteilung|personalleit\w*|personalwesen|"
+        r"recursos humanos|personeelszaken|hrm)\b",
     ),
     (
         "data",
         r"\b(?:data|analytics|machine learning|ml|ai|artificial intelligence|"
-        r"business intelligence|bi|cdo|statistic\w*|insights)\b",
+        r"business intelligence|bi|cdo|statistic\w*|insights|donn[ée]es|datos|dados|daten)\b",
     ),
     (
         "it",
         r"\b(?:it|information technology|cio|ciso|infrastructure|sysadmin|"
-        r"systems? administrator|network\w*|help ?desk|service desk|security|cyber\w*)\b",
+        r"systems? administrator|network\w*|help ?desk|service desk|security|cyber\w*|"
+        r"informatique|inform[áa]tica|informatik|ict|ti|dsi|sistemas|s[ée]curit[ée])\b",
     ),
     (
         "marketing",
         r"\b(?:marketing|marketer|cmo|brand|growth|content|seo|sem|demand gen\w*|"
-        r"communications?|pr|public relations|social media|campaigns?|advertising)\b",
+        r"communications?|pr|public relations|social media|campaigns?|advertising|"
+        r"mercadeo|mercadotecnia|comunicaci[óo]n|comunica[çc][ãa]o|kommunikation|"
+        r"communicatie|publicit\w*|werbung)\b",
     ),
     (
         "sales",
         r"\b(?:sales|account executive|account manager|sdr|bdr|business development|cro|"
-        r"revenue|customer success|partnerships?|inside sales|key accounts?)\b",
+        r"revenue|customer success|partnerships?|inside sales|key accounts?|"
+        r"ventes?|commercial\w*|vertrieb\w*|verkauf\w*|verk[äa]ufer\w*|ventas|vendas|"
+        r"verkoop|verkoper|comercial\w*|vendedor\w*)\b",
     ),
     (
         "engineering",
         r"\b(?:engineer\w*|developer|software|cto|chief technology officer|architect|"
         r"devops|sre|programmer|technical|tech|r&d|qa|quality assurance|firmware|"
-        r"platform|backend|frontend|full[- ]?stack)\b",
+        r"platform|backend|frontend|full[- ]?stack|"
+        r"ing[ée]nieu\w*|ingenieur\w*|ingenier\w*|engenh\w*|d[ée]velopp\w*|entwickl\w*|"
+        r"desarroll\w*|desenvolv\w*|ontwikkel\w*|logiciel|technique|t[ée]cnic[oa]|"
+        r"technisch\w*|techniek|bureau d'[ée]tudes)\b",
     ),
     (
         "operations",
         r"\b(?:operations|ops|coo|chief operating officer|logistics|supply chain|"
-        r"facilities|project manager|program manager|pmo|office manager)\b",
+        r"facilities|project manager|program manager|pmo|office manager|"
+        r"op[ée]rations|operaciones|opera[çc][õo]es|betrieb\w*|logistique|log[íi]stica|"
+        r"logistik|logistiek|production|producci[óo]n|produ[çc][ãa]o|produktion|productie|"
+        r"chef de projet|projektleiter\w*|jefe de proyecto|projectleider)\b",
     ),
     # Product management is its own function; "owner" must not make it executive.
     ("other", r"\bproduct (?:owner|manager|management)\b"),
     (
         "executive",
         r"\b(?:ceo|chief executive|founder|co-?founder|owner|president|general manager|"
-        r"managing director|board|chairman|chair|managing partner)\b",
+        r"managing director|board|chairman|chair|managing partner|"
+        r"pdg|directeur g[ée]n[ée]ral|directrice g[ée]n[ée]rale|gesch[äa]ftsf[üu]hr\w*|"
+        r"vorstand\w*|director general|gerente general|diretor(?:a)? geral|"
+        r"algemeen directeur)\b",
     ),
 )
 

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.exc import OperationalError
 
+from data.labels import match_label
 from data.review_queue import review_queue
 from data.schema import CORRECTION_REASONS
 from serve import scoring
@@ -227,12 +228,16 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     body: CorrectionRequest = _body(CorrectionRequest)
     store = get_state().store
     changes = [(f, getattr(body, f)) for f in ("stage", "persona") if getattr(body, f) is not None]
-    for field, label in changes:
+    for i, (field, label) in enumerate(changes):
         known = _known_labels(field)
-        if known and label not in known:
-            raise ApiError(
-                400, f"{field}: unknown label {label!r}; use one of {', '.join(known)}", field
-            )
+        if known:
+            # One label policy (data.labels): "Decision", " decision" are the model's "decision".
+            match = match_label(label, known)
+            if match is None:
+                raise ApiError(
+                    400, f"{field}: unknown label {label!r}; use one of {', '.join(known)}", field
+                )
+            changes[i] = (field, match)
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
     identity = g.get("api_identity")

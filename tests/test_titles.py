@@ -102,3 +102,26 @@ def test_any_titles_column_agrees_with_one_title_at_a_time(titles: list[str | No
     assert got == [parse_title(t) for t in titles]
     assert set(frame["title_seniority"]) <= set(SENIORITIES)
     assert set(frame["title_function"]) <= set(FUNCTIONS)
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("Directeur Financier", ("director", "finance")),
+        ("Directrice Générale", ("c_level", "executive")),
+        ("Responsable marketing", ("head", "marketing")),
+        ("Stagiaire RH", ("student", "hr")),
+        ("Leiter Einkauf", ("head", "procurement")),
+        ("Geschäftsführer", ("c_level", "executive")),
+        ("Entwicklerin", ("ic", "engineering")),
+        ("Jefe de Ventas", ("head", "sales")),
+        ("Analista de datos", ("ic", "data")),
+        ("Gerente de TI", ("manager", "it")),
+        ("Diretora Financeira", ("director", "finance")),
+        ("Hoofd Inkoop", ("head", "procurement")),
+        ("Medewerker verkoop", ("ic", "sales")),
+    ],
+)
+def test_titles_in_french_german_spanish_portuguese_dutch(title, expected):
+    assert parse_title(title) == expected
+    assert parse_titles(pd.Series([title])).iloc[0].tolist() == list(expected)

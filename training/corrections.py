@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from data.labels import label_key
 from data.readers import InputError, RowError, read_table
 from data.schema import CORRECTION_REASONS
 
@@ -287,7 +288,8 @@ class _Checker:
     ) -> None:
         self.name = name
         self.store = store
-        self.labels = {f: {_key(str(v)): str(v) for v in labels.get(f, ())} for f in _FIELDS}
+        # One label policy for every entry point (data.labels.label_key).
+        self.labels = {f: {label_key(v): str(v) for v in labels.get(f, ())} for f in _FIELDS}
         self.reasons = _reason_lookup(reasons)
         self.reason_codes = sorted(set(self.reasons.values()))
         self.reviewer_default = reviewer_default
@@ -319,7 +321,7 @@ class _Checker:
             value = cells[f]
             if value is None:
                 continue
-            label = self.labels[f].get(_key(value))
+            label = self.labels[f].get(label_key(value))
             if label is None:
                 known = ", ".join(sorted(self.labels[f].values())) or "none yet"
                 bad(f, value, f"unknown {f} {value!r}; known {f} labels: {known}")

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.coltypes import format_report
+from data.labels import describe_variants, merge_label_variants
+from data.personal import screen_columns, single_column_leaks
 from data.readers import ROW_ID, InputError, RowError, Sample, read_events, read_leads
 
 __all__ = [
@@ -98,6 +101,16 @@ class TrainingSet:
     rejected: list[RowError] = field(default_factory=list)
     rejected_events: list[RowError] = field(default_factory=list)
     sample: Sample | None = None
+    #: Data rows (records) the leads file had, read or rejected.
+    n_rows_read: int = 0
+    #: What the reader chose and inferred, to be said (encoding, delimiter, …).
+    notes: tuple[str, ...] = ()
+    #: What was inferred about the table, one sentence each (column kinds, excluded
+    #: columns, merged label spellings), printed by ``train`` and logged to MLflow.
+    inferred: tuple[str, ...] = ()
+    #: The column report (``data.coltypes.ColumnReport.as_dict`` per column) and the
+    #: screening of columns, as logged to MLflow (``input_report.json``).
+    input_report: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -250,6 +263,10 @@ def load_training_table(
     feature_config: Any | None = None,
     max_rows: int | None = None,
     seed: int = 0,
+    strict: bool = False,
+    types: Mapping[str, str] | None = None,
+    allow_columns: Sequence[str] = (),
+    screen: bool = True,
 ) -> TrainingSet:
     """Read a lead table (and events) and turn it into a :class:`TrainingSet`.
 
@@ -280,6 +297,16 @@ def load_training_table(
         sampled leads' events are used. None reads the whole table.
     seed : int, default 0
         Seed of the sample.
+    strict : bool, default False
+        Raise ``InputError`` at any line of the leads or events file that cannot
+        be read or validated, instead of leaving it out and reporting it.
+    types : mapping of str to str, optional
+        Column → kind (``data.coltypes.KINDS``) instead of the inferred kind.
+    allow_columns : sequence of str
+        Columns kept as features although they look personal or leaky.
+    screen : bool, default True
+        Exclude personal, vendor-score and after-outcome columns
+        (``data.personal.screen_columns``); each is said in ``inferred``.
 
     Returns
     -------
@@ -303,7 +330,7 @@ def load_training_table(
     if stage_col is not None and stage_col == persona_col:
         raise ValueError(f"{name}: the stage and persona label columns are both {stage_col!r}")
     try:
-        result = read_leads(path, id_col=id_col, max_rows=max_rows, seed=seed)
+        result = read_leads(path, id_col=id_col, max_rows=max_rows, seed=seed, strict=strict)
     except InputError as exc:
         missing_id = any(e.column == id_col and e.row is None for e in exc.errors)
         if missing_id:
@@ -328,12 +355,16 @@ def load_training_table(
         raise ValueError(f"{name}: no usable rows")
 
     ids = pd.Index(frame[id_col].astype(str), name=id_col)
+    inferred: list[str] = []
+    report: dict[str, Any] = {}
     labels: dict[str, pd.Series | None] = {}
     for head, column in (("stage", stage_col), ("persona", persona_col)):
         if column is None:
             labels[head] = None
             continue
-        y = normalize_labels(frame[column])
+        y, variants = merge_label_variants(normalize_labels(frame[column]))
+        inferred += describe_variants(head, variants)
+        report[f"{head}_label_variants"] = variants
         y.index = ids
         y.name = head
         classes = y.dropna().unique().tolist()
@@ -345,15 +376,55 @@ def load_training_table(
             )
         labels[head] = y
 
-    dropped = {c for c in (stage_col, persona_col) if c is not None} | set(exclude)
+    label_cols = {c for c in (stage_col, persona_col) if c is not None}
+    screened = (
+        screen_columns(frame, skip={id_col, *label_cols, *exclude}, allow=allow_columns)
+        if screen
+        else None
+    )
+    if screened is not None:
+        inferred += screened.messages()
+        report["screened"] = asdict(screened)
+    frame, kinds = _type_columns(
+        frame,
+        result,
+        skip={id_col, *label_cols, *exclude, *(screened.excluded if screened else ())},
+        types=types or {},
+    )
+    report["columns"] = [k.as_dict() for k in kinds]
+    unusable = [k.name for k in kinds if k.kind in ("empty", "constant")]
+    if kinds:
+        inferred.append("column kinds:")
+        inferred += format_report(kinds)
+    if unusable:
+        inferred.append(f"not features (empty or constant): {', '.join(unusable)}")
+    dropped = label_cols | set(exclude) | set(screened.excluded if screened else ()) | set(unusable)
     leads = frame[[c for c in frame.columns if c not in dropped]].copy()
+    features_in = [c for c in leads.columns if c != id_col]
+    for head in ("stage", "persona"):
+        y = labels[head]
+        if y is None:
+            continue
+        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in)
+        report[f"{head}_single_column_leaks"] = dict(leaks)
+        for column, accuracy in leaks:
+            inferred.append(
+                f"possible leak: {column!r} alone predicts the {head} label {accuracy:.1%} of the "
+                f"time out of fold; --exclude {column!r} if it is known only after the outcome"
+            )
+    title_col = title_column(leads.columns)
+    if title_col is not None and title_col != "job_title":
+        # The feature builder parses ``job_title``; a CRM names it otherwise.
+        leads["job_title"] = leads[title_col]
+        report["title_column"] = title_col
+        inferred.append(f"job titles read from {title_col!r} (seniority and function)")
     leads[id_col] = ids.to_numpy()
 
     events = None
     rejected_events: list[RowError] = []
     source = str(path.resolve())
     if events_path is not None:
-        ev = read_events(events_path)
+        ev = read_events(events_path, strict=strict)
         events, rejected_events = ev.frame, ev.rejected
         source = f"{source} + {Path(events_path).resolve()}"
         if as_of is None and len(events):
@@ -361,6 +432,24 @@ def load_training_table(
 
     config = feature_config if feature_config is not None else FeatureConfig()
     X = build_features(leads, events, as_of=as_of, config=config, id_col=id_col)
+    if title_col is not None and "title_seniority" in X.columns:
+        given = (
+            leads["job_title"].notna().to_numpy()
+            & (leads["job_title"].astype(str).str.strip() != "").to_numpy()
+        )
+        unparsed = (
+            given
+            & (X["title_seniority"].to_numpy() == "unknown")
+            & (X["title_function"].to_numpy() == "other")
+        )
+        share = unparsed.sum() / max(given.sum(), 1)
+        report["titles_unparsed_share"] = float(share)
+        examples = leads.loc[unparsed, "job_title"].astype(str).unique()[:3].tolist()
+        inferred.append(
+            f"job titles: {unparsed.sum():,} of {given.sum():,} ({share:.0%}) recognised "
+            "neither seniority nor function"
+            + (f", e.g. {', '.join(map(repr, examples))}" if examples else "")
+        )
     X.index = X.index.astype(str)
     X = X.loc[ids]
     if not any(X[c].nunique(dropna=True) > 1 for c in X.columns):
@@ -395,7 +484,56 @@ def load_training_table(
         rejected=[e for e in result.rejected if e.column != id_col],
         rejected_events=rejected_events,
         sample=result.sample,
+        n_rows_read=result.n_rows,
+        notes=tuple(result.notes),
+        inferred=tuple(inferred),
+        input_report=report,
     )
+
+
+#: Column names (as ``data.labels.label_key`` gives them) that hold a job title.
+_TITLE_NAMES = (
+    "jobtitle",
+    "title",
+    "position",
+    "jobposition",
+    "role",
+    "jobrole",
+    "poste",
+    "fonction",
+    "intituledeposte",
+    "berufsbezeichnung",
+    "position",
+    "cargo",
+    "puesto",
+    "functie",
+    "functietitel",
+)
+
+
+def title_column(columns: Iterable[Any]) -> str | None:
+    """The column of a lead table that holds the job title (``job_title`` first)."""
+    from data.labels import label_key
+
+    names = [str(c) for c in columns]
+    if "job_title" in names:
+        return "job_title"
+    for name in names:
+        if label_key(name) in _TITLE_NAMES:
+            return name
+    return None
+
+
+def _type_columns(
+    frame: pd.DataFrame, result: Any, *, skip: set[str], types: Mapping[str, str]
+) -> tuple[pd.DataFrame, list[Any]]:
+    """Read the CRM columns as a person would (``data.coltypes``); the columns the
+    reader already typed from ``data.schema`` (company size, created at) stay as they are."""
+    from data.coltypes import infer_types
+    from data.schema import LEAD_COLUMNS
+
+    keep = skip | {c for c in LEAD_COLUMNS if c in frame.columns and c not in types}
+    return infer_types(frame, overrides=types, skip=keep)
 
 
 def _header(path: Path) -> list[str]:

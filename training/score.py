@@ -36,6 +36,9 @@ _INPUT_FORMATS = {
     ".pq": "parquet",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".json": "json",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
 }
 _OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -52,6 +55,15 @@ class ScoreSummary:
     renamed_columns: dict[str, str] = field(default_factory=dict)
     missing_columns: list[str] = field(default_factory=list)
     routes: dict[str, int] = field(default_factory=dict)
+    #: Lines of the input no parser could read (same reader, same report as ``train``).
+    rejected: list[Any] = field(default_factory=list)
+    #: What the reader chose (encoding, delimiter).
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lines_read(self) -> int:
+        """Records read: the rows scored plus the rejected ones."""
+        return self.rows + len({e.row for e in self.rejected})
 
 
 def _format(path: Path, formats: dict[str, str], what: str) -> str:
@@ -64,40 +76,33 @@ def _format(path: Path, formats: dict[str, str], what: str) -> str:
     return fmt
 
 
-def _separator(path: Path) -> str:
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
-        header = fh.readline()
-    if "," in header:
-        return ","
-    for sep in (";", "\t"):
-        if sep in header:
-            return sep
-    return ","
+def _chunks(
+    path: Path, chunk_size: int, id_col: str, rejected: list[Any], notes: list[str], strict: bool
+) -> Iterator[pd.DataFrame]:
+    """The input in chunks of about ``chunk_size`` rows, through the one reader of
+    ``data.readers`` (so ``score`` reads exactly what ``train`` reads); lines it cannot
+    read are appended to ``rejected`` (raised at once with ``strict``)."""
+    from data.readers import InputError, iter_table
 
-
-def _chunks(path: Path, fmt: str, chunk_size: int, id_col: str) -> Iterator[pd.DataFrame]:
-    """The input in chunks of at most ``chunk_size`` rows (ids kept as text)."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with pq.ParquetFile(path) as pf:
-            for batch in pf.iter_batches(batch_size=chunk_size):
-                yield batch.to_pandas()
-        return
-    if fmt == "jsonl":
-        with pd.read_json(path, lines=True, chunksize=chunk_size, dtype=False) as reader:
-            yield from reader
-        return
-    sep = _separator(path)
-    head = pd.read_csv(path, sep=sep, nrows=chunk_size, encoding="utf-8-sig", dtype={id_col: "str"})
-    # Text columns of the first chunk stay text in later chunks (a later chunk of
-    # digits-only codes must not turn into numbers).
-    dtype: dict[str, Any] = {c: "str" for c in head.columns if not _numeric_or_bool(head[c])}
-    dtype[id_col] = "str"
-    with pd.read_csv(
-        path, sep=sep, chunksize=chunk_size, encoding="utf-8-sig", dtype=dtype
-    ) as reader:
-        yield from reader
+    text: set[str] = {id_col}
+    first = True
+    for chunk in iter_table(path, chunk_rows=chunk_size, text_columns=[id_col], notes=notes):
+        if chunk.errors:
+            if strict:
+                raise InputError(f"{chunk.errors[0]} (--strict)", chunk.errors)
+            rejected.extend(chunk.errors)
+        frame = chunk.frame
+        if first:
+            # Text columns of the first chunk stay text in later chunks (a later chunk
+            # of digits-only codes must not turn into numbers).
+            text |= {c for c in frame.columns if not _numeric_or_bool(frame[c])}
+            first = False
+        else:
+            for c in frame.columns:
+                if c in text and _numeric_or_bool(frame[c]):
+                    frame[c] = frame[c].astype("str").where(frame[c].notna(), None)
+        if len(frame):
+            yield frame
 
 
 def _numeric_or_bool(s: pd.Series) -> bool:
@@ -262,6 +267,7 @@ def score_table(
     on_chunk: Callable[[int, int | None], None] | None = None,
     on_scored: Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], None] | None = None,
     num_threads: int | None = None,
+    strict: bool = False,
 ) -> ScoreSummary:
     """Score every row of a lead table and write them with their predictions.
 
@@ -296,6 +302,10 @@ def score_table(
     num_threads : int, optional
         Threads of the tree code (compiled or LightGBM); default every core
         (``os.cpu_count()``), whatever the model was trained with.
+    strict : bool, default False
+        Stop with ``data.readers.InputError`` at the first line that cannot be
+        read; otherwise such lines are left out of the output and listed in
+        ``ScoreSummary.rejected``.
 
     Returns
     -------
@@ -307,6 +317,7 @@ def score_table(
         Unknown formats, the same file in and out, a missing id column (with
         events), empty or repeated ids within a chunk.
     """
+    from data.coltypes import apply_types
     from model.features import build_features
 
     start = time.perf_counter()
@@ -334,6 +345,9 @@ def score_table(
     has_events = ahead is not None or events is not None
     feature_config = getattr(model, "feature_config", None)
     prediction_columns = model.output_columns(reasons=reasons)
+    # The training table's column kinds ("$4,365,000" as a number, dates as days).
+    column_types = (getattr(model, "metadata", None) or {}).get("column_types") or {}
+    title_col = (getattr(model, "metadata", None) or {}).get("title_column")
     total = _total_rows(in_path, in_fmt)
 
     writer = _Writer(out_path, out_fmt)
@@ -341,11 +355,13 @@ def score_table(
     renamed: dict[str, str] = {}
     missing: list[str] = []
     routes: dict[str, int] = {}
+    rejected: list[Any] = []
+    notes: list[str] = []
 
     def prepared() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]]:
         """Each chunk with its leads and ids, and its features started in the events process."""
         read = 0
-        for chunk in _chunks(in_path, in_fmt, chunk_size, id_col):
+        for chunk in _chunks(in_path, chunk_size, id_col, rejected, notes, strict):
             chunk = chunk.reset_index(drop=True)
             first_row = read + 1
             read += len(chunk)
@@ -361,6 +377,10 @@ def score_table(
                 ids = pd.Index([str(first_row + i) for i in range(len(chunk))])
             leads = chunk.copy()
             leads[id_col] = ids.to_numpy()
+            if column_types:
+                leads = apply_types(leads, column_types)
+            if title_col and title_col in leads.columns and "job_title" not in leads.columns:
+                leads["job_title"] = leads[title_col]
             started = None
             if ahead is not None and feature_config is not None:
                 started = ahead.features(leads, ids, as_of, feature_config, id_col)
@@ -427,6 +447,8 @@ def score_table(
         renamed_columns=renamed,
         missing_columns=missing,
         routes=routes,
+        rejected=rejected,
+        notes=notes,
     )
 
 

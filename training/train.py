@@ -26,13 +26,14 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from data.coltypes import parse_types
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
 from training.noise import LabelNoiseResult, clean_labels
@@ -156,6 +157,14 @@ class TrainConfig:
     cv_folds: int = 3
     decision: Literal["argmax", "macro_f1"] = "macro_f1"
     sales_ready: tuple[str, ...] | None = None
+    #: Stop at the first input line that cannot be read (``--strict``).
+    strict: bool = False
+    #: Where the rejected lines of the inputs are written, when there are any.
+    rejected_report: Path | None = None
+    #: Column kinds forced by the user: ``"Annual Revenue=number,Close Date=date"``.
+    types: str | None = None
+    #: Columns kept as features although they look personal or leaky.
+    allow_columns: tuple[str, ...] = ()
     sales_threshold: float = 0.5
     review_margin: float = 0.1
     min_confidence: float = 0.4
@@ -388,12 +397,45 @@ def train(
             slice_cols=config.slice_cols,
             max_rows=config.max_rows,
             seed=config.seed,
+            strict=config.strict,
+            types=parse_types(config.types),
+            allow_columns=config.allow_columns,
         )
+    config, training_set = _with_sales_ready(config, training_set)
     sample = training_set.sample
     notices = notices if notices is not None else console
+    if notices is not None:
+        from training.input_report import print_training_input
+
+        print_training_input(notices, training_set, config.rejected_report)
     if sample is not None and sample.sampled and notices is not None:
         notices.print(f"[yellow]{sample.describe(training_set.name)} (--max-rows)")
     return train_on(training_set, config, console=console, _steps=steps)
+
+
+def _with_sales_ready(config: TrainConfig, ts: TrainingSet) -> tuple[TrainConfig, TrainingSet]:
+    """Infer the sales-ready stages when not given, or stop naming the labels and the flag
+    (readiness is never left undefined without a word)."""
+    if config.sales_ready is not None or ts.y_stage is None:
+        return config, ts
+    from data.labels import infer_stage_order
+    from model.routing import infer_sales_ready
+
+    classes = sorted(str(c) for c in ts.y_stage.dropna().unique())
+    ready = infer_sales_ready(classes)
+    if ready:
+        sentence = f"sales-ready stages inferred: {', '.join(ready)}; --sales-ready overrides"
+        return replace(config, sales_ready=tuple(ready)), replace(
+            ts, inferred=(*ts.inferred, sentence)
+        )
+    found = infer_stage_order(classes)
+    if found is None:
+        raise ValueError(
+            f"{ts.name}: cannot tell which stage labels are sales-ready "
+            f"(labels: {', '.join(classes)}); name them with --sales-ready A,B"
+        )
+    ready, sentence = found
+    return replace(config, sales_ready=ready), replace(ts, inferred=(*ts.inferred, sentence))
 
 
 def _labelled_counts(ts: TrainingSet) -> dict[str, int]:
@@ -495,6 +537,13 @@ def train_on(
     lead_model.metadata["metrics"] = {
         k: v for k, v in metrics.items() if "slice__" not in k and "baseline" not in k
     }
+    column_types = {
+        c["name"]: c["spec"] for c in training_set.input_report.get("columns", []) if c["spec"]
+    }
+    if column_types:  # read by training.score so a scored table is typed as this one was
+        lead_model.metadata["column_types"] = column_types
+    if training_set.input_report.get("title_column"):
+        lead_model.metadata["title_column"] = training_set.input_report["title_column"]
     noise_info = lead_model.metadata.get("label_noise")
     if noise_info:
         metrics.update(_noise_metrics(noise_info))
@@ -536,6 +585,11 @@ def train_on(
             )
             mlflow.log_dict(lead_model.summary(), "model_summary.json")
             mlflow.log_dict(procedure, "training/procedure.json")
+            if training_set.input_report:
+                mlflow.log_dict(
+                    {**training_set.input_report, "inferred": list(training_set.inferred)},
+                    "input_report.json",
+                )
             with tempfile.TemporaryDirectory(prefix="leadready-plots-") as tmp:
                 plots(evaluation, tmp, title="holdout")
                 mlflow.log_artifacts(tmp, "plots")

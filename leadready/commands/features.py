@@ -19,6 +19,8 @@ _OUT_SUFFIXES = (".csv", ".parquet")
 
 def _report(result: ReadResult, what: str) -> None:
     """Say on stderr which rows of an input were rejected (they are never dropped silently)."""
+    for note in result.notes:  # the encoding or delimiter the reader chose
+        click.echo(note, err=True)
     if not result.ok:
         click.echo(result.report(), err=True)
         click.echo(f"{what}: rejected rows are left out of the features", err=True)

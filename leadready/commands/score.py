@@ -78,6 +78,19 @@ __all__ = ["score"]
 @click.option(
     "--as-of", default=None, help="Reference time of engagement features [default: last event]."
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Stop (exit status 1) at the first input line that cannot be read, instead of "
+    "leaving it out of the output and listing it in the rejected-lines report.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the rejected lines  [default: $LEADREADY_HOME/reports/…]",
+)
 def score(
     in_path: Path,
     out_path: Path,
@@ -90,6 +103,8 @@ def score(
     spark_master: str,
     record: bool,
     as_of: str | None,
+    strict: bool,
+    report_path: Path | None,
 ) -> None:
     """Write every input row with predicted stage, persona, probabilities, readiness and route."""
     from training.score import READ_AHEAD_BYTES, EventsAhead, score_table
@@ -176,6 +191,7 @@ def score(
                 in_path,
                 out_path,
                 events_path=events,
+                strict=strict,
                 id_col=id_col,
                 chunk_size=chunk_size,
                 reasons=reasons,
@@ -188,6 +204,16 @@ def score(
     finally:
         if isinstance(events, EventsAhead):
             events.close()
+    from training.input_report import print_read_summary, rejected_report_path
+
+    print_read_summary(
+        console,
+        in_path.name,
+        n_kept=summary.rows,
+        errors=summary.rejected,
+        notes=summary.notes,
+        report_path=report_path or rejected_report_path(settings.home, in_path),
+    )
     label = uri if version is None else f"{uri} (version {version})"
     print_score_summary(
         console,

@@ -197,6 +197,30 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     is_flag=True,
     help="Let the gate promote over a champion of another task (recorded in the alias history).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Stop (exit status 1) at the first input line that cannot be read or validated.",
+)
+@click.option(
+    "--types",
+    default=None,
+    help="Force column kinds instead of the inferred ones: 'Annual Revenue=number,Close "
+    "Date=date' (number, date, date-dmy, date-mdy, boolean, text).",
+)
+@click.option(
+    "--allow-column",
+    "allow_columns",
+    multiple=True,
+    help="Keep a column as a feature although it looks personal or leaky (repeatable).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the rejected lines  [default: $LEADREADY_HOME/reports/…]",
+)
 def train(
     leads_path: Path,
     events_path: Path | None,
@@ -217,6 +241,10 @@ def train(
     gate: bool,
     model_name: str | None,
     force: bool,
+    strict: bool,
+    report_path: Path | None,
+    types: str | None,
+    allow_columns: tuple[str, ...],
 ) -> None:
     """Train on a lead table, log to MLflow, register a challenger and run the gate.
 
@@ -225,6 +253,7 @@ def train(
     --events is given. A table of more than --max-rows leads is streamed and
     sampled uniformly, so memory stays bounded whatever the file's size.
     """
+    from training.input_report import rejected_report_path
     from training.train import TrainConfig
     from training.train import train as run_training
 
@@ -256,6 +285,10 @@ def train(
         model_name=settings.model_name,
         gate=gate,
         force=force,
+        strict=strict,
+        types=types,
+        allow_columns=tuple(allow_columns),
+        rejected_report=report_path or rejected_report_path(settings.home, leads_path),
         actor=f"{_actor()} (leadready train)",
         **({} if label_noise is None else {"label_noise": label_noise}),
     )

@@ -1,0 +1,423 @@
+"""Split a CSV export into records before pandas parses it, and say which lines are bad.
+
+pandas' C parser is fast but it cannot tell a user *which* physical line is wrong:
+it drops a line with too many fields (or stops with a raw tokenizer error), pads a
+line with too few fields with missing values, and lets an unterminated quote swallow
+the following records into one field. :class:`CsvScanner` finds the record
+boundaries first, vectorized with numpy over blocks of bytes (a quote toggles the
+"inside a quoted field" state, so the state at any byte is the parity of the quotes
+before it, which also holds for doubled ``""`` quotes), and checks every record's
+field count against the header. Good records are handed on as UTF-8 CSV bytes for
+pandas to parse; each bad line becomes a :class:`BadLine` naming its physical line
+number in the file (the header is line 1, as an editor shows it), the column and
+what is wrong. Only bad records are looked at one by one in Python.
+
+A record that spans several lines (a quoted field with line breaks, such as a note)
+is kept when it has the header's number of fields and none of its continuation lines
+looks like a record of its own; otherwise its first line is reported as an
+unterminated quote and scanning starts again on the next line, so a quote that runs
+on never merges one record into another.
+
+The encoding is found before scanning: UTF-8 (with or without a byte-order mark),
+UTF-16 with a byte-order mark (Excel's "Unicode text"), and otherwise Windows-1252
+(Excel's and most CRMs' legacy export), which :attr:`CsvScanner.encoding_note` says.
+The delimiter is sniffed from the first lines among ``,`` ``;`` tab and ``|``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DELIMITERS", "BadLine", "CsvChunk", "CsvScanner", "detect_encoding"]
+
+#: Delimiters the sniffer chooses from, most usual first.
+DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
+#: Bytes scanned at a time.
+BLOCK_BYTES = 4 << 20
+#: An unfinished quoted record longer than this is taken as a quote that runs on.
+_RUNAWAY_BYTES = 1 << 20
+_NL = 10
+_CR = 13
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """One line that could not be read as a record of the table.
+
+    Attributes
+    ----------
+    line : int
+        Physical line number in the file, 1-based (the header is line 1).
+    column : str or None
+        The column at fault (the first missing one, the one whose quote runs on),
+        None when the whole line is at fault.
+    message : str
+        What is wrong, in words.
+    text : str
+        The line as it is in the file (without its line break), at most 500 characters.
+    """
+
+    line: int
+    column: str | None
+    message: str
+    text: str
+
+
+@dataclass
+class CsvChunk:
+    """Good records of one block, ready for ``pandas.read_csv``.
+
+    Attributes
+    ----------
+    data : bytes
+        UTF-8 CSV text: the header line, then the good records.
+    lines : ndarray of int64
+        Physical line number (1-based) where each good record starts.
+    bad : list of BadLine
+        Lines of this block that were rejected.
+    """
+
+    data: bytes
+    lines: np.ndarray
+    bad: list[BadLine] = field(default_factory=list)
+
+
+def detect_encoding(path: Path, block: int = BLOCK_BYTES) -> tuple[str, str | None]:
+    """The file's text encoding and, when it is not plain UTF-8, a sentence saying so.
+
+    Returns
+    -------
+    (encoding, note)
+        ``encoding`` is a Python codec name; ``note`` is None for UTF-8 without a
+        byte-order mark.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            enc, note = "utf-8-sig", None
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16", f"{path.name}: read as UTF-16 (byte-order mark)"
+        else:
+            enc, note = "utf-8", None
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        try:
+            while chunk := fh.read(block):
+                decoder.decode(chunk)
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            where = offset + exc.start
+            try:
+                path.read_bytes().decode("cp1252")
+                enc = "cp1252"
+            except UnicodeDecodeError:
+                enc = "latin-1"
+            label = "Windows-1252" if enc == "cp1252" else "Latin-1"
+            return enc, (
+                f"{path.name}: not UTF-8 (byte {where:,} is not valid UTF-8); read as {label}"
+            )
+    return enc, note
+
+
+def _sniff(lines: list[str]) -> str:
+    """The delimiter that splits the first lines into the same, largest number of fields."""
+    best, best_score = ",", (-1, -1)
+    for delim in DELIMITERS:
+        counts = [len(r) for r in csv.reader(lines, delimiter=delim)]
+        if not counts or counts[0] < 2:
+            continue
+        consistent = sum(c == counts[0] for c in counts)
+        score = (consistent, counts[0])
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def _open_quote_field(text: str, delim: str) -> int:
+    """The field (0-based) of ``text`` whose opening quote is never properly closed.
+
+    Fields are read as RFC 4180 has them; a quoted field is broken when no quote
+    closes it or when its closing quote is followed by something other than the
+    delimiter (``"Acme, Inc,414,"$36"``: the quote of ``Acme`` is the broken one).
+    """
+    i, index, n = 0, 0, len(text)
+    while i < n:
+        if text[i] == '"':
+            j = i + 1
+            while True:
+                k = text.find('"', j)
+                if k < 0:
+                    return index
+                if text.startswith('""', k):
+                    j = k + 2
+                    continue
+                if k + 1 == n or text[k + 1] == delim:
+                    i = k + 1
+                    break
+                return index
+        else:
+            k = text.find(delim, i)
+            if k < 0:
+                return index
+            i = k
+        if i < n and text[i] == delim:
+            index += 1
+            i += 1
+    return index
+
+
+class CsvScanner:
+    """Reads a CSV file's header and then its records, block by block.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    delimiter : str, optional
+        Sniffed from the first lines when not given.
+    block_bytes : int
+        Bytes scanned at a time (memory stays around a few times this).
+
+    Attributes
+    ----------
+    encoding : str
+        The codec the file is read with.
+    encoding_note : str or None
+        Said to the user when the file is not plain UTF-8.
+    delimiter : str
+    header : list of str
+        Column names as in the file (surrounding space stripped).
+    header_line : int
+        Physical line of the header (blank lines before it are skipped).
+    n_records : int
+        Records seen so far, good and bad (blank lines are not records).
+    """
+
+    def __init__(
+        self, path: Path, *, delimiter: str | None = None, block_bytes: int = BLOCK_BYTES
+    ) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        self.encoding, self.encoding_note = detect_encoding(self.path)
+        self.block_bytes = block_bytes
+        self.n_records = 0
+        with self.path.open(encoding=self.encoding, newline="") as fh:
+            first: list[str] = []
+            skipped = 0
+            for raw in fh:
+                if not first and not raw.strip():
+                    skipped += 1
+                    continue
+                first.append(raw.rstrip("\r\n"))
+                if len(first) >= 20:
+                    break
+        if not first:
+            raise ValueError(f"{self.name}: the file is empty (no header row)")
+        self.delimiter = delimiter or _sniff(first)
+        self.header = [h.strip() for h in next(csv.reader([first[0]], delimiter=self.delimiter))]
+        self.header_line = skipped + 1
+        self.n_fields = len(self.header)
+        self._sep = ord(self.delimiter)
+        out = io.StringIO()
+        csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(self.header)
+        self._header_bytes = out.getvalue().encode("utf-8")
+
+    # ------------------------------------------------------------------ text blocks
+
+    def _text_blocks(self) -> Iterator[bytes]:
+        """The file after the header as UTF-8 bytes, in blocks that end at a line break."""
+        if self.encoding in ("utf-8", "utf-8-sig"):
+            decode = None
+        else:
+            decode = codecs.getincrementaldecoder(self.encoding)()
+        with self.path.open("rb") as fh:
+            rest = b""
+            while True:
+                raw = fh.read(self.block_bytes)
+                final = not raw
+                if decode is not None:
+                    raw = decode.decode(raw, final=final).encode("utf-8")
+                buf = rest + raw
+                if final:
+                    if buf:
+                        yield buf
+                    return
+                cut = buf.rfind(b"\n")
+                if cut < 0:
+                    rest = buf
+                    continue
+                yield buf[: cut + 1]
+                rest = buf[cut + 1 :]
+
+    def chunks(self) -> Iterator[CsvChunk]:
+        """Good records block by block, with the bad lines of each block."""
+        blocks = self._text_blocks()
+        pending = b""
+        line = 1  # physical line number of pending's first byte
+        skip_header = True
+        bom = self.encoding == "utf-8-sig"
+        for block in blocks:
+            if bom:
+                block = block.removeprefix(codecs.BOM_UTF8)
+                bom = False
+            buf = pending + block
+            if skip_header:
+                # Drop blank lines and the header line itself.
+                for _ in range(self.header_line):
+                    cut = buf.find(b"\n")
+                    if cut < 0:
+                        buf = b""
+                        break
+                    buf = buf[cut + 1 :]
+                line = self.header_line + 1
+                skip_header = False
+            chunk, pending, line = self._scan(buf, line, final=False)
+            if len(chunk.lines) or chunk.bad:
+                yield chunk
+        if pending:
+            chunk, rest, _ = self._scan(pending, line, final=True)
+            assert not rest
+            if len(chunk.lines) or chunk.bad:
+                yield chunk
+
+    # ------------------------------------------------------------------ scanning
+
+    def _scan(self, buf: bytes, line: int, *, final: bool) -> tuple[CsvChunk, bytes, int]:
+        """Split ``buf`` (starting at physical ``line``) into records.
+
+        Returns the chunk of good records and bad lines, the unfinished tail to
+        carry into the next block, and the physical line of that tail.
+        """
+        parts: list[bytes] = [self._header_bytes]
+        lines: list[np.ndarray] = []
+        bad: list[BadLine] = []
+        while buf:
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            quotes = np.cumsum(arr == 34, dtype=np.int32)
+            outside = (quotes & 1) == 0
+            is_nl = arr == _NL
+            nl_all = np.flatnonzero(is_nl)
+            ends = np.flatnonzero(is_nl & outside)
+            tail_open = final and (len(ends) == 0 or ends[-1] != len(arr) - 1)
+            if tail_open:
+                ends = np.append(ends, len(arr))  # the last record, unfinished
+            if not len(ends):
+                if len(buf) > _RUNAWAY_BYTES:
+                    buf, line = self._runaway(buf, line, bad)
+                    continue
+                break
+            starts = np.concatenate(([0], ends[:-1] + 1))
+            delims = np.flatnonzero((arr == self._sep) & outside)
+            counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
+            first_line = np.searchsorted(nl_all, starts) + line
+            # Line breaks inside a record: a quoted field that spans lines.
+            spans = np.searchsorted(nl_all, ends) - np.searchsorted(nl_all, starts)
+            length = ends - starts
+            blank = (length == 0) | ((length == 1) & (arr[np.minimum(starts, len(arr) - 1)] == _CR))
+            wrong = (counts != self.n_fields) & ~blank
+            multi = (spans > 0) & ~blank
+            suspect = np.flatnonzero(multi)
+            stop = len(ends)  # records handled in this pass
+            for i in suspect.tolist():
+                if wrong[i] or self._looks_merged(buf[starts[i] : ends[i]]):
+                    stop = i
+                    break
+            if tail_open and stop == len(ends) and (multi[-1] or quotes[-1] & 1):
+                stop = len(ends) - 1  # an unterminated quote at the end of the file
+            if stop:
+                # Good records are copied in runs; a wrong one between runs is re-read alone.
+                pos = 0
+                picked = np.zeros(stop, dtype=bool)
+                for i in np.flatnonzero(wrong[:stop]).tolist():
+                    parts.append(buf[pos : starts[i]])
+                    rec = self._one_line(buf[starts[i] : ends[i]], int(first_line[i]), bad)
+                    if rec is not None:
+                        parts.append(rec)
+                        picked[i] = True
+                    pos = int(ends[i]) + 1
+                parts.append(buf[pos : ends[stop - 1] + 1])
+                keep = (~blank[:stop] & ~wrong[:stop]) | picked
+                lines.append(first_line[:stop][keep])
+            self.n_records += int((~blank[:stop]).sum())
+            if stop == len(ends):
+                done = int(ends[-1]) + 1 if not tail_open else len(buf)
+                line = int(line + np.searchsorted(nl_all, done))
+                buf = buf[done:]
+                if not tail_open:
+                    break
+                continue
+            # A record that spans lines and is not a record: its first line is bad.
+            start = int(starts[stop])
+            line = int(first_line[stop])
+            buf, line = self._runaway(buf[start:], line, bad)
+        data = b"".join(parts)
+        rows = np.concatenate(lines) if lines else np.empty(0, dtype=np.int64)
+        bad.sort(key=lambda b: b.line)
+        return CsvChunk(data, rows.astype(np.int64), bad), buf, line
+
+    def _looks_merged(self, record: bytes) -> bool:
+        """A continuation line of a multi-line record that looks like a record of its own."""
+        need = max(self.n_fields - 1, 1)
+        return any(
+            piece.count(self._sep) >= need and self.n_fields > 2
+            for piece in record.split(b"\n")[1:]
+        )
+
+    def _runaway(self, buf: bytes, line: int, bad: list[BadLine]) -> tuple[bytes, int]:
+        """Reject the first line of ``buf`` (a quote that runs on); return the rest."""
+        cut = buf.find(b"\n")
+        first = buf if cut < 0 else buf[:cut]
+        text = first.decode("utf-8", errors="replace").rstrip("\r")
+        field_index = _open_quote_field(text, self.delimiter)
+        column = self.header[min(field_index, self.n_fields - 1)]
+        bad.append(
+            BadLine(
+                line,
+                column,
+                "unterminated quote: the quoted text runs on past the end of the line "
+                "(the line was rejected, not merged with the next one)",
+                text[:500],
+            )
+        )
+        self.n_records += 1
+        return (b"" if cut < 0 else buf[cut + 1 :]), line + 1
+
+    def _one_line(self, record: bytes, line: int, bad: list[BadLine]) -> bytes | None:
+        """A one-line record whose field count is off: re-read it as Python's csv does.
+
+        Returns it re-written as a clean CSV line when it has the header's number of
+        fields after all (a quote inside an unquoted field); otherwise records why
+        it is bad and returns None.
+        """
+        text = record.decode("utf-8", errors="replace").rstrip("\r")
+        fields = next(csv.reader([text], delimiter=self.delimiter), [])
+        n = len(fields)
+        if n == self.n_fields:
+            out = io.StringIO()
+            csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(fields)
+            if "\n" not in out.getvalue()[:-1]:
+                return out.getvalue().encode("utf-8")
+        if n > self.n_fields:
+            extra = n - self.n_fields
+            message = (
+                f"expected {self.n_fields} fields, found {n}: "
+                f"{extra} more than the header (after its last column)"
+            )
+            column = self.header[-1]
+        else:
+            column = self.header[n] if n < self.n_fields else None
+            message = (
+                f"expected {self.n_fields} fields, found {n}: the line ends before this column "
+                "(the line was rejected, not padded with empty values)"
+            )
+        bad.append(BadLine(line, column, message, text[:500]))
+        return None

@@ -1,0 +1,155 @@
+"""One label policy for every entry point: training, the corrections API, the review UI and
+``corrections import``.
+
+Two spellings are the same label when they are equal after case folding and after
+removing surrounding and inner white space, ``-`` and ``_`` (``"LEAD"``, ``" lead "``,
+``"Sales-Qualified_Lead"`` and ``"sales qualified lead"`` are each one label); the
+CRM abbreviations MQL, SQL and SAL are their long forms.
+Training names each class by its most frequent spelling in the table (ties: the
+first seen) and lists the variants it merged; the API, the UI and imports accept
+any spelling of a known label and store the known one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+__all__ = ["label_key", "match_label", "merge_label_variants"]
+
+_NOISE = re.compile(r"[\s\-_]+")
+#: CRM abbreviations that are the same lifecycle stage as their long form.
+_ALIASES = {
+    "mql": "marketingqualifiedlead",
+    "sql": "salesqualifiedlead",
+    "sal": "salesacceptedlead",
+    "opp": "opportunity",
+}
+
+
+def label_key(label: object) -> str:
+    """The comparison key of a label: case-folded, without white space, ``-`` or ``_``
+    (and a CRM abbreviation — MQL, SQL, SAL — as its long form)."""
+    key = _NOISE.sub("", str(label)).casefold()
+    return _ALIASES.get(key, key)
+
+
+def match_label(label: object, known: Iterable[str]) -> str | None:
+    """The known label ``label`` is a spelling of, or None."""
+    key = label_key(label)
+    if not key:
+        return None
+    for k in known:
+        if label_key(k) == key:
+            return str(k)
+    return None
+
+
+def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[str]]]:
+    """Merge the spellings of each label into one (the most frequent spelling).
+
+    Parameters
+    ----------
+    values : Series of str or None
+        Labels as text (missing = None).
+
+    Returns
+    -------
+    (labels, variants)
+        The labels with every spelling replaced by its class name, and for each
+        class that had several spellings, the spellings found (class name first).
+    """
+    present = values.dropna().astype(str)
+    counts = Counter(present.tolist())
+    groups: dict[str, list[str]] = {}
+    for spelling in dict.fromkeys(present.tolist()):
+        groups.setdefault(label_key(spelling), []).append(spelling)
+    mapping: dict[str, str] = {}
+    variants: dict[str, list[str]] = {}
+    for spellings in groups.values():
+        name = max(spellings, key=lambda s: (counts[s], -spellings.index(s)))
+        for s in spellings:
+            mapping[s] = name
+        if len(spellings) > 1:
+            variants[name] = [name, *(s for s in spellings if s != name)]
+    out = values.map(mapping)  # a dict lookup per row, no Python callback
+    return out.astype(object).where(out.notna(), None), variants
+
+
+def describe_variants(head: str, variants: dict[str, list[str]]) -> list[str]:
+    """``stage labels merged: 'lead' ← 'LEAD', ' Lead '`` lines for the report."""
+    return [
+        f"{head} labels merged (case, spaces, '-', '_', MQL/SQL ignored): {name!r} ← "
+        + ", ".join(repr(s) for s in spellings[1:])
+        for name, spellings in variants.items()
+    ]
+
+
+def ordered_known(labels: Sequence[str]) -> list[str]:
+    """Labels in their given order without spelling duplicates."""
+    seen: set[str] = set()
+    out = []
+    for label in labels:
+        key = label_key(label)
+        if key not in seen:
+            seen.add(key)
+            out.append(label)
+    return out
+
+
+#: CRM lifecycle stages in order (keys as :func:`label_key` gives them), with the
+#: spellings HubSpot, Salesforce and Marketo use; the value is the rank.
+LIFECYCLE_ORDER: dict[str, int] = {
+    "subscriber": 0,
+    "lead": 1,
+    "newlead": 1,
+    "rawlead": 1,
+    "inquiry": 1,
+    "marketingqualifiedlead": 2,
+    "mql": 2,
+    "salesacceptedlead": 3,
+    "sal": 3,
+    "salesqualifiedlead": 3,
+    "sql": 3,
+    "opportunity": 4,
+    "opp": 4,
+    "customer": 5,
+    "closedwon": 5,
+    "evangelist": 6,
+}
+#: The first lifecycle rank a sales team owns (SQL and later).
+SALES_READY_RANK = 3
+#: The demo's buying stages in order.
+BUYING_ORDER = {"awareness": 0, "consideration": 1, "decision": 2, "purchase": 3}
+
+
+def infer_stage_order(classes: Sequence[str]) -> tuple[tuple[str, ...], str] | None:
+    """Sales-ready stages when the labels are a known ordered vocabulary.
+
+    Returns ``(ready labels, a sentence saying what was inferred)``, or None when
+    some label is not part of a known order (the caller then asks for ``--sales-ready``).
+    """
+    keys = {c: label_key(c) for c in classes}
+    if len(set(keys.values())) < len(keys):
+        return None  # spellings of one stage: merge them first (merge_label_variants)
+    for order, first_ready, what in (
+        (BUYING_ORDER, 2, "buying stages awareness → consideration → decision → purchase"),
+        (
+            LIFECYCLE_ORDER,
+            SALES_READY_RANK,
+            "CRM lifecycle stages subscriber → lead → MQL → SQL → opportunity → customer",
+        ),
+    ):
+        if classes and all(k in order for k in keys.values()):
+            ranked = sorted(classes, key=lambda c: order[keys[c]])
+            ready = tuple(c for c in ranked if order[keys[c]] >= first_ready)
+            if not ready or len(ready) == len(classes):
+                return None
+            return ready, (
+                f"sales-ready stages inferred from the {what}: {', '.join(ready)} "
+                f"(order read: {' → '.join(ranked)}); --sales-ready overrides"
+            )
+    return None

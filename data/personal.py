@@ -1,0 +1,206 @@
+"""Columns a model must not learn from unless someone says so: personal data and leaks.
+
+* **Personal data** — names, e-mail addresses, phone numbers, street addresses —
+  found by column name (in the languages exports carry) and by content (most values
+  look like an e-mail address or a phone number).
+* **Vendor scores** — another tool's score of the same lead (``HubSpot Score``,
+  ``Lead Score``): it encodes the outcome the model should learn.
+* **Dates after the outcome** — ``Became a Customer Date``, ``Close Date``,
+  ``Converted Date``: known only once the label is.
+* **Id-like columns** — unique text per row (a record id, a URL): never a feature;
+  reported by name.
+
+:func:`screen_columns` returns what to exclude and why; the caller excludes them,
+says so, and keeps a column the user allowed (``--allow-column NAME``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["LEAK_ACCURACY", "Screened", "screen_columns", "single_column_leaks"]
+
+_PERSONAL_NAME = re.compile(
+    r"^(first|last|middle|given|family|full|sur|nick|contact|display)[\s_-]*name$|^name$|"
+    r"^(pr[eé]nom|nom|vorname|nachname|nombre|apellidos?|voornaam|achternaam|sobrenome)$|"
+    r"e[\s_-]?mail|courriel|correo|"
+    r"phone|mobile|cell|\btel\b|telephone|t[eé]l[eé]phone|telefon|tel[eé]fono|fax|"
+    r"street|address|adresse|direcci[oó]n|endere[cç]o|straße|strasse|postal[\s_-]*address|"
+    r"linkedin|twitter|birth|geburt|ssn|social[\s_-]*security|passport",
+    re.I,
+)
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+_PHONE = r"^(?=(?:\D*\d){9})\+?[\d\s().\-/]{9,24}$"  # nine digits at least: not a date
+_VENDOR_SCORE = re.compile(
+    r"(hubspot|marketo|salesforce|einstein|pardot|6sense|demandbase|madkudu|predictive|"
+    r"lead|behaviou?ral|engagement|fit)[\s_-]*(score|grade|rating)|^score$|^lead[\s_-]*grade$",
+    re.I,
+)
+_AFTER_OUTCOME = re.compile(
+    r"became[\s_-]+an?[\s_-]+\w+|clos(e|ed)[\s_-]*(won|lost)?[\s_-]*date|converted[\s_-]*"
+    r"(date|at|on)|conversion[\s_-]*date|won[\s_-]*date|date[\s_-]*of[\s_-]*(conversion|close)|"
+    r"days?[\s_-]*to[\s_-]*close|deal[\s_-]*stage|closed[\s_-]*deals?",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Screened:
+    """Columns to exclude by reason, and columns kept on purpose."""
+
+    personal: tuple[str, ...] = ()
+    vendor_scores: tuple[str, ...] = ()
+    after_outcome: tuple[str, ...] = ()
+    id_like: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        return (*self.personal, *self.vendor_scores, *self.after_outcome)
+
+    def messages(self) -> list[str]:
+        out = []
+        for what, cols, how in (
+            ("personal data", self.personal, "--allow-column NAME keeps one"),
+            (
+                "a vendor's score of the lead (it leaks the label)",
+                self.vendor_scores,
+                "--allow-column NAME keeps one",
+            ),
+            (
+                "dates known only after the outcome (they leak the label)",
+                self.after_outcome,
+                "--allow-column NAME keeps one",
+            ),
+        ):
+            if cols:
+                out.append(f"excluded as {what}: {', '.join(cols)} ({how})")
+        if self.id_like:
+            out.append(f"id-like columns (unique per row), not features: {', '.join(self.id_like)}")
+        if self.allowed:
+            out.append(f"kept on purpose (--allow-column): {', '.join(self.allowed)}")
+        return out
+
+
+def _share(values: pd.Series, pattern: str) -> float:
+    text = values.dropna().head(5_000).astype("str").str.strip()
+    text = text[text != ""].head(2_000)
+    if not len(text):
+        return 0.0
+    return float(text.str.fullmatch(pattern).mean())
+
+
+def screen_columns(
+    frame: pd.DataFrame, *, skip: Collection[str] = (), allow: Collection[str] = ()
+) -> Screened:
+    """Find personal, vendor-score, after-outcome and id-like columns of ``frame``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The table as read (before typing: content checks look at the text).
+    skip : collection of str
+        Columns not screened (id, labels).
+    allow : collection of str
+        Columns kept even when they look personal or leaky.
+
+    Raises
+    ------
+    ValueError
+        ``allow`` names a column the table does not have.
+    """
+    missing = [c for c in allow if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"--allow-column names columns the table does not have: {', '.join(map(repr, missing))}"
+        )
+    personal, vendor, after, id_like, allowed = [], [], [], [], []
+    for name in frame.columns:
+        if name in skip:
+            continue
+        col = frame[name]
+        text_like = not (
+            pd.api.types.is_numeric_dtype(col.dtype)
+            or pd.api.types.is_datetime64_any_dtype(col.dtype)
+            or pd.api.types.is_bool_dtype(col.dtype)
+        )
+        reason = None
+        if _VENDOR_SCORE.search(str(name)):
+            reason = vendor
+        elif _AFTER_OUTCOME.search(str(name)):
+            reason = after
+        elif _PERSONAL_NAME.search(str(name)) or (
+            text_like and (_share(col, _EMAIL) > 0.5 or _share(col, _PHONE) > 0.5)
+        ):
+            reason = personal
+        if reason is not None:
+            if name in allow:
+                allowed.append(str(name))
+            else:
+                reason.append(str(name))
+            continue
+        present = col.dropna()
+        if text_like and len(present) > 20 and present.nunique() == len(present):
+            id_like.append(str(name))
+    return Screened(tuple(personal), tuple(vendor), tuple(after), tuple(id_like), tuple(allowed))
+
+
+#: Out-of-fold accuracy of one column alone above which it is flagged as a leak.
+LEAK_ACCURACY = 0.99
+_FOLDS = 5
+
+
+def single_column_leaks(
+    frame: pd.DataFrame, y: pd.Series, columns: Collection[str]
+) -> list[tuple[str, float]]:
+    """Columns that alone predict the label almost perfectly, out of fold.
+
+    Each column is cut into at most 20 quantile bins (numbers) or taken as it is
+    (text, missing as its own value); each row's label is predicted by the most
+    frequent label of its value in the other four of five folds (rows by position).
+    A column whose out-of-fold accuracy reaches ``LEAK_ACCURACY`` while always
+    answering the majority class would not is returned with its accuracy.
+    """
+    labelled = y.notna().to_numpy()
+    if labelled.sum() < 50:
+        return []
+    target, classes = pd.factorize(y[labelled].astype(str))
+    k = len(classes)
+    majority = np.bincount(target).max() / len(target)
+    if majority >= LEAK_ACCURACY:
+        return []
+    fold = np.arange(len(target)) % _FOLDS
+    rows = np.flatnonzero(labelled)
+    out = []
+    for name in columns:
+        col = frame[name].iloc[rows]
+        if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+            try:
+                bins = pd.qcut(col.astype("float64"), 20, labels=False, duplicates="drop")
+            except ValueError:
+                continue
+            keys = np.where(np.isnan(bins.to_numpy(dtype="float64")), -1, bins).astype(np.int64)
+            keys, _ = pd.factorize(keys)
+        else:
+            keys, _ = pd.factorize(col, use_na_sentinel=False)
+        m = int(keys.max()) + 1 if len(keys) else 0
+        if m == 0 or m > len(target) // 2:
+            continue  # (almost) one value a row: id-like, not a leak test
+        right = 0
+        for f in range(_FOLDS):
+            train = fold != f
+            counts = np.bincount(keys[train] * k + target[train], minlength=m * k).reshape(m, k)
+            best = counts.argmax(axis=1)
+            seen = counts.sum(axis=1) > 0
+            test_keys = keys[~train]
+            pred = np.where(seen[test_keys], best[test_keys], -1)
+            right += int((pred == target[~train]).sum())
+        accuracy = right / len(target)
+        if accuracy >= LEAK_ACCURACY:
+            out.append((str(name), round(accuracy, 4)))
+    return out

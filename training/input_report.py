@@ -1,0 +1,108 @@
+"""What every reading command says about its input: lines read, kept, rejected, and where the
+rejected lines were written. ``train``, ``score`` and ``features`` print the same summary, and
+``train`` adds what it inferred about the table (column kinds, excluded columns, labels)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = [
+    "print_read_summary",
+    "print_training_input",
+    "rejected_report_path",
+    "write_rejected",
+]
+
+#: Rejected lines printed before "and N more".
+_SHOWN = 10
+
+
+def rejected_report_path(home: Path, source: Path) -> Path:
+    """``$LEADREADY_HOME/reports/<file>-rejected-<UTC time>.csv``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(home) / "reports" / f"{Path(source).stem}-rejected-{stamp}.csv"
+
+
+def write_rejected(path: Path, errors: Iterable[Any]) -> Path:
+    """Write rejected lines as CSV: ``file, line, row, column, value, message``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "line", "row", "column", "value", "message"])
+        for e in errors:
+            writer.writerow(
+                [
+                    e.file,
+                    "" if e.line is None else e.line,
+                    "" if e.row is None else e.row,
+                    e.column or "",
+                    "" if e.value is None else e.value,
+                    e.message,
+                ]
+            )
+    return path
+
+
+def print_read_summary(
+    console: Console,
+    name: str,
+    *,
+    n_kept: int,
+    errors: Sequence[Any],
+    notes: Sequence[str] = (),
+    report_path: Path | None = None,
+) -> Path | None:
+    """Print ``leads.csv: 2,005 lines read, 2,000 kept, 5 rejected`` and the first errors.
+
+    Writes every error to ``report_path`` when there are errors and a path is given,
+    and returns the path written (None otherwise).
+    """
+    for note in notes:
+        console.print(f"[yellow]{escape(note)}", highlight=False, soft_wrap=True)
+    bad = len({(e.file, e.row) for e in errors})
+    console.print(
+        f"{escape(name)}: {n_kept + bad:,} lines read, {n_kept:,} kept, {bad:,} rejected",
+        highlight=False,
+    )
+    for e in list(errors)[:_SHOWN]:
+        console.print(f"  {escape(str(e))}", highlight=False, soft_wrap=True)
+    if len(errors) > _SHOWN:
+        console.print(f"  … and {len(errors) - _SHOWN:,} more", highlight=False)
+    if errors and report_path is not None:
+        written = write_rejected(report_path, errors)
+        console.print(f"rejected lines written to {written}", highlight=False, soft_wrap=True)
+        return written
+    return None
+
+
+def print_training_input(console: Console, training_set: Any, report_path: Path | None) -> None:
+    """The read summary of a training set's leads (and events) and what was inferred."""
+    errors = list(training_set.rejected)
+    print_read_summary(
+        console,
+        training_set.name,
+        n_kept=len(training_set),
+        errors=errors,
+        notes=training_set.notes,
+        report_path=None,
+    )
+    events = list(training_set.rejected_events)
+    if events:
+        console.print(f"events: {len({e.row for e in events}):,} lines rejected", highlight=False)
+        for e in events[:_SHOWN]:
+            console.print(f"  {escape(str(e))}", highlight=False, soft_wrap=True)
+        if len(events) > _SHOWN:
+            console.print(f"  … and {len(events) - _SHOWN:,} more", highlight=False)
+    if (errors or events) and report_path is not None:
+        written = write_rejected(report_path, [*errors, *events])
+        console.print(f"rejected lines written to {written}", highlight=False, soft_wrap=True)
+    for line in getattr(training_set, "inferred", ()):
+        console.print(escape(line), highlight=False, soft_wrap=True)
