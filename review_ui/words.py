@@ -40,10 +40,19 @@ def day_words(value: datetime | date | None) -> str:
     return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
 
 
-def when_words(value: datetime | date | None) -> str:
-    """``4 Dec 2026, 18:58 UTC`` (a naive time is taken as UTC); a date as :func:`day_words`."""
-    if value is None:
+def when_words(value: datetime | date | str | None) -> str:
+    """``4 Dec 2026, 18:58 UTC`` (a naive time is taken as UTC); a date as :func:`day_words`.
+
+    An ISO 8601 string (as the registry's audit tags and job records keep times) is
+    read first; any other string is shown as it is.
+    """
+    if value is None or value == "":
         return "—"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if not isinstance(value, datetime):
         return day_words(value)
     moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

@@ -452,6 +452,9 @@ def test_desk_screenshot_at_1440(browser, ui_server, tmp_path):
         _login(page, "rita")
         page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
         _no_horizontal_overflow(page)
+        # A wide desk shows the queue as a table, every column of it.
+        assert page.locator("tr.q-row").count() >= 8
+        assert page.locator("tr.q-row .col-why").first.is_visible()
         page.screenshot(path=str(_screens(tmp_path) / "queue-1440.png"))
     finally:
         context.close()

@@ -298,5 +298,6 @@ def test_a_correction_through_one_server_is_visible_through_the_other(cluster):
         scored["stage"]["label"],
         new_stage,
     )
-    assert (row["reviewer"], row["note"], row["source"]) == ("crm-sync", note, "api")
+    # A reviewer an API client names is not a user of ours: it is stored as external.
+    assert (row["reviewer"], row["note"], row["source"]) == ("ext:crm-sync", note, "api")
     assert row["id"] == written["corrections"][0]["id"]

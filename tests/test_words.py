@@ -38,3 +38,7 @@ def test_times_read_in_utc_for_people():
     assert day_words(date(2026, 2, 1)) == "1 Feb 2026"
     assert when_words(date(2026, 2, 1)) == "1 Feb 2026"
     assert when_words(None) == day_words(None) == "—"
+    # Times kept as ISO text (alias-move tags, job records) read the same way.
+    assert when_words("2026-12-04T20:37:39.788377+00:00") == "4 Dec 2026, 20:37 UTC"
+    assert when_words("2026-12-04T21:37:39+01:00") == "4 Dec 2026, 20:37 UTC"
+    assert when_words("not a time") == "not a time"
