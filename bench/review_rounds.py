@@ -38,9 +38,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,29 @@ from bench.common import RESULTS, write_result
 
 __all__ = ["ARMS", "RoundsConfig", "main", "markdown", "run", "run_seed"]
 
-ARMS: tuple[str, ...] = ("adaptive", "today", "uncertainty", "random")
+ARMS: tuple[str, ...] = ("adaptive", "today", "uncertainty", "random", "adaptive_no_oof")
+#: The arms run by default (``adaptive_no_oof``, the adaptive queue without the
+#: out-of-fold disagreement inputs, is the side-by-side check of those inputs).
+DEFAULT_ARMS: tuple[str, ...] = ("adaptive", "random", "today", "uncertainty")
 _HEADS: tuple[str, ...] = ("stage", "persona")
 #: Reviewers in turn and their error rates: three careful reps and one sloppy one.
 REPS: tuple[tuple[str, float], ...] = (("ana", 0.03), ("ben", 0.03), ("chloe", 0.03), ("dev", 0.15))
+
+
+#: Retraining designs measured side by side on the same corrections (see :func:`_retrain`):
+#: ``plain`` rep labels at weight 2 (``build_retrain_set``); ``trust`` + reps weighed by
+#: CROWDLAB and doubted marketing labels down-weighted at p ≥ 0.8 (``leadready retrain``'s
+#: default); ``soft50`` / ``soft80`` reps weighed, doubted marketing labels soft-relabelled
+#: (the predicted rep label as an extra row at weight p) at p ≥ 0.5 / 0.8; ``k4`` rep labels
+#: at weight 4; ``soft50_k4`` both.
+DESIGNS: dict[str, dict[str, Any]] = {
+    "plain": {"weight": 2.0, "trust": False, "doubt": None, "soft": None},
+    "trust": {"weight": 2.0, "trust": True, "doubt": 0.8, "soft": None},
+    "soft50": {"weight": 2.0, "trust": True, "doubt": None, "soft": 0.5},
+    "soft80": {"weight": 2.0, "trust": True, "doubt": None, "soft": 0.8},
+    "k4": {"weight": 4.0, "trust": True, "doubt": 0.8, "soft": None},
+    "soft50_k4": {"weight": 4.0, "trust": True, "doubt": None, "soft": 0.5},
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +83,7 @@ class RoundsConfig:
 
     n_leads: int = 20_000
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] = DEFAULT_ARMS
     round_size: int = 100
     max_reviews: int = 1000
     retrain_at: tuple[int, ...] = (500, 1000)
@@ -72,11 +92,16 @@ class RoundsConfig:
     holdout_share: float = 0.2
     n_estimators: int = 200
     num_threads: int = 1
+    designs: tuple[str, ...] = ("trust",)
+    design_arms: tuple[str, ...] = DEFAULT_ARMS
 
     def __post_init__(self) -> None:
         unknown = set(self.arms) - set(ARMS)
         if unknown:
             raise ValueError(f"unknown arms {sorted(unknown)}; use {', '.join(ARMS)}")
+        bad = set(self.designs) - set(DESIGNS)
+        if bad or not self.designs:
+            raise ValueError(f"unknown designs {sorted(bad)}; use {', '.join(DESIGNS)}")
         if self.round_size < 1 or self.max_reviews < self.round_size:
             raise ValueError("round_size must be at least 1 and at most max_reviews")
 
@@ -146,35 +171,96 @@ def _review(
             )
 
 
-def _retrain(prepared: Any, store: Any, config: RoundsConfig) -> dict[str, float]:
+def _retrain(prepared: Any, store: Any, config: RoundsConfig, designs: tuple[str, ...]) -> dict[str, Any]:
+    """Each design's challenger on the same corrections: macro-F1 gain vs the truth, and what changed."""
     from bench.review_loop import truth_metrics
+    from data.review_queue import label_choices
     from training.dataset import holdout_mask
+    from training.label_trust import (
+        TrustConfig,
+        adjust_weights,
+        marketing_doubt,
+        rep_quality,
+        soft_relabel,
+    )
+    from training.learned_queue import refit_queue
     from training.retrain import build_retrain_set, current_corrections
     from training.train import fit_lead_model
 
-    retrain_set = build_retrain_set(
-        prepared.base,
-        current_corrections(store),
-        correction_weight=config.correction_weight,
-        holdout_share=config.holdout_share,
-    )
-    training = retrain_set.training
-    fit_rows = ~holdout_mask(training.ids, config.holdout_share)
-    challenger = fit_lead_model(
-        training.subset(fit_rows),
-        prepared.train_config,
-        sample_weight=retrain_set.sample_weight[fit_rows],
-        trusted=retrain_set.corrected[fit_rows],
-    )
-    after = truth_metrics(challenger, prepared.test_X, prepared.truth)
-    return {key: after[key] - prepared.before[key] for key in after}
+    corrections = current_corrections(store)
+    frame = store.corrections_frame()
+    reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
+    latest = store.latest_predictions(reviewed, with_features=False)
+    probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
+    quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
+    refit = refit_queue(store, write=False)
+    queue = refit.queue if refit.queue is not None else pd.DataFrame()
+    out: dict[str, Any] = {}
+    for design in designs:
+        spec = DESIGNS[design]
+        started = time.perf_counter()
+        retrain_set = build_retrain_set(
+            prepared.base,
+            corrections,
+            correction_weight=spec["weight"],
+            holdout_share=config.holdout_share,
+        )
+        changed: dict[str, Any] = {}
+        if spec["trust"]:
+            doubt = (
+                marketing_doubt(refit.predictions, queue, TrustConfig(marketing_threshold=spec["doubt"]))
+                if spec["doubt"] is not None
+                else {}
+            )
+            weights, trust = adjust_weights(
+                [str(i) for i in retrain_set.training.ids],
+                retrain_set.sample_weight,
+                retrain_set.corrected,
+                retrain_set.used,
+                quality=quality,
+                n_shared=n_shared,
+                doubt=doubt,
+            )
+            retrain_set = replace(retrain_set, sample_weight=weights)
+            changed["rep_factors"] = trust.rep_factors
+            changed["marketing_downweighted"] = len(trust.marketing_downweighted)
+        if spec["soft"] is not None:
+            retrain_set, soft = soft_relabel(
+                retrain_set,
+                refit.predictions,
+                queue,
+                threshold=spec["soft"],
+                holdout_share=config.holdout_share,
+            )
+            changed["soft_rows"] = sum(len(v) for v in soft.relabelled.values())
+            right = total = 0
+            for lead_id, heads in soft.relabelled.items():
+                for head, entry in heads.items():
+                    total += 1
+                    right += entry["inferred"] == str(prepared.truth.at[lead_id, f"true_{head}"])
+            changed["soft_rows_right"] = right
+        training = retrain_set.training
+        fit_rows = ~holdout_mask(training.ids, config.holdout_share)
+        challenger = fit_lead_model(
+            training.subset(fit_rows),
+            prepared.train_config,
+            sample_weight=retrain_set.sample_weight[fit_rows],
+            trusted=retrain_set.corrected[fit_rows],
+        )
+        after = truth_metrics(challenger, prepared.test_X, prepared.truth)
+        out[design] = {
+            **{key: after[key] - prepared.before[key] for key in after},
+            "changed": changed,
+            "seconds": time.perf_counter() - started,
+        }
+    return out
 
 
 def _arm(
     config: RoundsConfig, prepared: Any, arm: str, workdir: Path, verbose: bool
 ) -> dict[str, Any]:
     from data.store import Store
-    from training.learned_queue import refit_queue
+    from training.learned_queue import LearnedQueueConfig, refit_queue
 
     path = workdir / f"rounds-{prepared.seed}-{arm}.db"
     shutil.copyfile(prepared.store_path, path)
@@ -192,8 +278,8 @@ def _arm(
     refit_s: list[float] = []
     with Store(f"sqlite:///{path}") as store:
         while len(picked_all) < config.max_reviews:
-            if arm == "adaptive":
-                result = refit_queue(store)
+            if arm.startswith("adaptive"):
+                result = refit_queue(store, LearnedQueueConfig(out_of_fold=arm == "adaptive"))
                 refit_s.append(result.seconds)
             k = min(config.round_size, config.max_reviews - len(picked_all))
             picked = _pick(store, arm, k, rng)
@@ -217,15 +303,17 @@ def _arm(
                 }
             )
             if len(picked_all) in config.retrain_at:
-                retrained[len(picked_all)] = _retrain(prepared, store, config)
+                designs = config.designs if arm in config.design_arms else config.designs[:1]
+                retrained[len(picked_all)] = _retrain(prepared, store, config, designs)
             if verbose:
+                done = retrained.get(len(picked_all), {})
                 print(
                     f"  seed {prepared.seed} {arm:<11} K={len(picked_all):>5} served wrong "
                     f"{wrong_total / len(picked_all):.0%} (round {wrong / max(len(picked), 1):.0%})"
-                    + (
-                        f" stage ΔF1 {retrained[len(picked_all)]['stage_macro_f1']:+.3f}"
-                        if len(picked_all) in retrained
-                        else ""
+                    + "".join(
+                        f" {d} ΔF1 stage {v['stage_macro_f1']:+.3f} persona "
+                        f"{v['persona_macro_f1']:+.3f}"
+                        for d, v in done.items()
                     ),
                     flush=True,
                 )
@@ -252,8 +340,15 @@ def _fixed(
     return fixed
 
 
-def run_seed(config: RoundsConfig, seed: int, workdir: Path, verbose: bool) -> dict[str, Any]:
-    """Every arm of one seed."""
+def run_seed(
+    config: RoundsConfig,
+    seed: int,
+    workdir: Path,
+    verbose: bool,
+    partial: Path | None = None,
+    done: frozenset[tuple[int, str]] = frozenset(),
+) -> dict[str, Any]:
+    """Every arm of one seed (arms in ``done`` skipped); each arm appended to ``partial``."""
     from bench.review_loop import _prepare
 
     start = time.perf_counter()
@@ -264,83 +359,127 @@ def run_seed(config: RoundsConfig, seed: int, workdir: Path, verbose: bool) -> d
     wrong = np.zeros(len(ids), dtype=bool)
     for head in _HEADS:
         wrong |= served[head].astype(str).to_numpy() != truth[f"true_{head}"].astype(str).to_numpy()
-    arms = [_arm(config, prepared, arm, workdir, verbose) for arm in config.arms]
-    return {
+    head_info = {
         "seed": seed,
         "n_crm_leads": len(ids),
         "served_wrong_base_rate": float(wrong.mean()),
         "n_served_wrong": int(wrong.sum()),
         "before": prepared.before,
         "noise_floor": prepared.noise_floor,
-        "arms": arms,
-        "seconds": time.perf_counter() - start,
     }
+    arms = []
+    for arm in config.arms:
+        if (seed, arm) in done:
+            continue
+        record = _arm(config, prepared, arm, workdir, verbose)
+        arms.append(record)
+        if partial is not None:
+            with partial.open("a") as fh:
+                fh.write(json.dumps({**head_info, "arm_result": record}) + "\n")
+    return {**head_info, "arms": arms, "seconds": time.perf_counter() - start}
+
+
+def load_partial(path: Path) -> list[dict[str, Any]]:
+    """Seeds as :func:`run_seed` returns them, rebuilt from the appended per-arm records."""
+    seeds: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        arm = rec.pop("arm_result")
+        entry = seeds.setdefault(rec["seed"], {**rec, "arms": []})
+        entry["arms"] = [a for a in entry["arms"] if a["arm"] != arm["arm"]] + [arm]
+    return [seeds[k] for k in sorted(seeds)]
 
 
 def _mean(values: list[float]) -> float:
     return statistics.mean(values) if values else float("nan")
 
 
+def _arm_of(seed: dict[str, Any], arm: str) -> dict[str, Any] | None:
+    return next((a for a in seed["arms"] if a["arm"] == arm), None)
+
+
 def summarize(results: list[dict[str, Any]], config: RoundsConfig) -> dict[str, Any]:
-    """Per arm and K: means over seeds; lifts over random; the oracle's ceiling."""
+    """Per arm and K: means over the seeds that ran the arm; lifts over random; the oracle."""
     table = []
     ks = sorted({r["k"] for s in results for a in s["arms"] for r in a["rounds"]})
+    arms = [a for a in ARMS if any(_arm_of(s, a) for s in results)]
     for k in ks:
-        oracle = _mean([min(1.0, s["n_served_wrong"] / k) for s in results])
-        rand = None
-        for arm in config.arms:
-            per_seed = [
-                next(r for r in a["rounds"] if r["k"] == k)
+        rows_k = []
+        for arm in arms:
+            per_seed = {
+                s["seed"]: next(r for r in a["rounds"] if r["k"] == k)
                 for s in results
-                for a in s["arms"]
-                if a["arm"] == arm
-            ]
+                if (a := _arm_of(s, arm)) and any(r["k"] == k for r in a["rounds"])
+            }
+            if not per_seed:
+                continue
+            seeds_here = [s for s in results if s["seed"] in per_seed]
+            oracle = _mean([min(1.0, s["n_served_wrong"] / k) for s in seeds_here])
+            rand = {
+                s["seed"]: next(r for r in a["rounds"] if r["k"] == k)["served_wrong_share"]
+                for s in seeds_here
+                if (a := _arm_of(s, "random")) and any(r["k"] == k for r in a["rounds"])
+            }
+            ref = _mean(list(rand.values())) if rand else None
+            mine_paired = _mean([per_seed[sd]["served_wrong_share"] for sd in rand])
             row = {
                 "k": k,
                 "arm": arm,
-                "served_wrong_share": _mean([r["served_wrong_share"] for r in per_seed]),
-                "served_wrong_by_seed": [r["served_wrong_share"] for r in per_seed],
+                "seeds": sorted(per_seed),
+                "served_wrong_share": _mean([r["served_wrong_share"] for r in per_seed.values()]),
+                "served_wrong_by_seed": [r["served_wrong_share"] for r in per_seed.values()],
                 "marketing_errors_fixed_share": _mean(
-                    [r["marketing_errors_fixed_share"] for r in per_seed]
+                    [r["marketing_errors_fixed_share"] for r in per_seed.values()]
                 ),
+                # Suggestions ("leads like this one", #19 part A) are not in this branch: 0 accepted.
+                "marketing_errors_fixed_by_suggestions": 0,
                 "oracle_share": oracle,
+                "lift": mine_paired / ref if ref else float("nan"),
+                "oracle_lift": _mean([min(1.0, s["n_served_wrong"] / k) for s in seeds_here if s["seed"] in rand]) / ref
+                if ref
+                else float("nan"),
             }
-            if arm == "random":
-                rand = row["served_wrong_share"]
-            table.append(row)
-        base_rate = _mean([s["served_wrong_base_rate"] for s in results])
-        for row in table:
-            if row["k"] == k:
-                ref = rand if rand is not None else base_rate
-                row["lift"] = row["served_wrong_share"] / ref if ref else float("nan")
-                row["oracle_lift"] = oracle / ref if ref else float("nan")
+            rows_k.append(row)
+        table.extend(rows_k)
     f1 = []
+    designs = list(config.designs)
     for k in config.retrain_at:
-        rand_by_seed = {
-            s["seed"]: a["retrained"].get(str(k))
-            for s in results
-            for a in s["arms"]
-            if a["arm"] == "random"
-        }
-        for arm in config.arms:
-            entry: dict[str, Any] = {"k": k, "arm": arm}
-            for head in _HEADS:
-                key = f"{head}_macro_f1"
-                by_seed = {
-                    s["seed"]: a["retrained"][str(k)][key]
+        for design in designs:
+            rand_by_seed = {
+                s["seed"]: a["retrained"][str(k)][design]
+                for s in results
+                if (a := _arm_of(s, "random"))
+                and design in a["retrained"].get(str(k), {})
+            }
+            for arm in arms:
+                entry: dict[str, Any] = {"k": k, "arm": arm, "design": design}
+                by_seed_all = {
+                    s["seed"]: a["retrained"][str(k)][design]
                     for s in results
-                    for a in s["arms"]
-                    if a["arm"] == arm and str(k) in a["retrained"]
+                    if (a := _arm_of(s, arm)) and design in a["retrained"].get(str(k), {})
                 }
-                entry[f"{head}_delta"] = _mean(list(by_seed.values()))
-                entry[f"{head}_delta_by_seed"] = list(by_seed.values())
-                wins = [
-                    by_seed[seed] > rand_by_seed[seed][key]
-                    for seed in by_seed
-                    if rand_by_seed.get(seed)
-                ]
-                entry[f"{head}_wins_vs_random"] = f"{sum(wins)}/{len(wins)}"
-            f1.append(entry)
+                if not by_seed_all:
+                    continue
+                entry["seeds"] = sorted(by_seed_all)
+                for head in _HEADS:
+                    key = f"{head}_macro_f1"
+                    by_seed = {sd: v[key] for sd, v in by_seed_all.items()}
+                    entry[f"{head}_delta"] = _mean(list(by_seed.values()))
+                    entry[f"{head}_delta_by_seed"] = list(by_seed.values())
+                    paired = [sd for sd in by_seed if sd in rand_by_seed]
+                    wins = [by_seed[sd] > rand_by_seed[sd][key] for sd in paired]
+                    entry[f"{head}_wins_vs_random"] = f"{sum(wins)}/{len(wins)}"
+                    rand_mean = _mean([rand_by_seed[sd][key] for sd in paired])
+                    mine = _mean([by_seed[sd] for sd in paired])
+                    entry[f"{head}_x_random"] = (
+                        mine / rand_mean if paired and rand_mean > 0 else float("nan")
+                    )
+                entry["changed"] = [v.get("changed", {}) for v in by_seed_all.values()]
+                f1.append(entry)
     refits = [t for s in results for a in s["arms"] for t in a["refit_seconds"]]
     return {
         "table": table,
@@ -348,25 +487,50 @@ def summarize(results: list[dict[str, Any]], config: RoundsConfig) -> dict[str, 
         "served_wrong_base_rate": _mean([s["served_wrong_base_rate"] for s in results]),
         "noise_floor": {
             head: max(abs(s["noise_floor"][f"{head}_macro_f1"]) for s in results) for head in _HEADS
+        }
+        if results
+        else {h: float("nan") for h in _HEADS},
+        "noise_floor_by_seed": {
+            s["seed"]: {h: s["noise_floor"][f"{h}_macro_f1"] for h in _HEADS} for s in results
         },
         "refit_seconds_max": max(refits) if refits else None,
+        "complete": {
+            s["seed"]: sorted(a["arm"] for a in s["arms"]) for s in results
+        },
     }
 
 
-def run(config: RoundsConfig, *, verbose: bool = True, jobs: int = 1) -> dict[str, Any]:
-    """Every seed and arm; the result written to ``bench/results/review_rounds.json``."""
+def run(
+    config: RoundsConfig,
+    *,
+    verbose: bool = True,
+    jobs: int = 1,
+    partial: Path | None = None,
+) -> dict[str, Any]:
+    """Every seed and arm not yet in ``partial``; the result over everything in it.
+
+    Each finished (seed, arm) is appended to ``partial`` (JSON lines) as it
+    ends, so a stopped run keeps what it measured and a rerun resumes.
+    """
     started = time.perf_counter()
     cpu = time.process_time()
+    earlier = load_partial(partial) if partial is not None else []
+    done = frozenset((s["seed"], a["arm"]) for s in earlier for a in s["arms"])
+    todo = [sd for sd in config.seeds if any((sd, a) not in done for a in config.arms)]
     with tempfile.TemporaryDirectory(prefix="review-rounds-") as tmp:
         root = Path(tmp)
-        if jobs > 1 and len(config.seeds) > 1:
+        if jobs > 1 and len(todo) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=min(jobs, len(config.seeds))) as pool:
-                futures = [pool.submit(run_seed, config, s, root, verbose) for s in config.seeds]
-                results = [f.result() for f in futures]
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+                futures = [
+                    pool.submit(run_seed, config, sd, root, verbose, partial, done) for sd in todo
+                ]
+                fresh = [f.result() for f in futures]
         else:
-            results = [run_seed(config, s, root, verbose) for s in config.seeds]
+            fresh = [run_seed(config, sd, root, verbose, partial, done) for sd in todo]
+    results = load_partial(partial) if partial is not None else fresh
+    results = [s for s in results if s["seed"] in config.seeds]
     return {
         "config": asdict(config),
         "seeds": results,
@@ -378,6 +542,7 @@ def run(config: RoundsConfig, *, verbose: bool = True, jobs: int = 1) -> dict[st
 
 _NAMES = {
     "adaptive": "adaptive queue (learns from corrections)",
+    "adaptive_no_oof": "adaptive, without out-of-fold inputs",
     "today": "today's queue",
     "uncertainty": "uncertainty only",
     "random": "random",
@@ -388,73 +553,100 @@ def markdown(result: dict[str, Any]) -> str:
     """The result as Markdown tables."""
     c = result["config"]
     floor = result["noise_floor"]
+    complete = result.get("complete", {})
+    ran = ", ".join(
+        f"seed {sd}: {'all arms' if len(arms) == len(c['arms']) else ', '.join(arms)}"
+        for sd, arms in complete.items()
+    )
     lines = [
         "# The review loop in rounds, measured",
         "",
-        f"{c['n_leads']:,} simulated leads per seed (seeds "
-        f"{', '.join(map(str, c['seeds']))}), marketing labels {c['label_noise']:.0%} wrong "
+        f"{c['n_leads']:,} simulated leads per seed, marketing labels {c['label_noise']:.0%} wrong "
         f"(half systematic); rounds of {c['round_size']} reviews up to {c['max_reviews']}, the "
         "queue updated between rounds; reps: three at 3% error, one at 15%. Served answer "
-        f"wrong (stage or persona) on {result['served_wrong_base_rate']:.1%} of all CRM leads.",
+        f"wrong (stage or persona) on {result['served_wrong_base_rate']:.1%} of all CRM leads. "
+        f"Measured: {ran or 'nothing yet'} (of seeds {', '.join(map(str, c['seeds']))}).",
         "",
         "Share of reviewed leads whose served answer was wrong (mean over seeds), lift over "
-        "random, the oracle's ceiling, and marketing label errors fixed:",
+        "random (paired seeds), the oracle's ceiling, and marketing label errors fixed "
+        "(suggestions accepted: 0 — \"leads like this one\" is not in this branch):",
         "",
         "| K | arm | served wrong | per seed | lift vs random | oracle lift "
         "| marketing errors fixed |",
         "| ---: | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for row in result["table"]:
-        if row["k"] not in (100, 200, 300, 500, 700, 1000):
-            continue
         per_seed = " ".join(f"{v:.0%}" for v in row["served_wrong_by_seed"])
         lines.append(
             f"| {row['k']:,} | {_NAMES.get(row['arm'], row['arm'])} | "
             f"{row['served_wrong_share']:.1%} | {per_seed} | {row['lift']:.2f}× | "
             f"{row['oracle_lift']:.2f}× | {row['marketing_errors_fixed_share']:.1%} |"
         )
+    by_seed_floor = result.get("noise_floor_by_seed", {})
     lines += [
         "",
-        f"Macro-F1 gain after retraining (vs the truth on held-out leads); refit noise floor "
-        f"{floor['stage']:.3f} (stage), {floor['persona']:.3f} (persona):",
+        "Macro-F1 gain after retraining (vs the truth on held-out leads), per retraining "
+        "design (`bench.review_rounds.DESIGNS`); refit noise floor (base model refitted with "
+        f"another seed, no labels) up to {floor['stage']:.3f} stage, {floor['persona']:.3f} "
+        "persona ("
+        + ", ".join(
+            f"seed {sd}: {v['stage']:+.3f} / {v['persona']:+.3f}" for sd, v in by_seed_floor.items()
+        )
+        + "):",
         "",
-        "| K | arm | Δ stage | per seed | ahead of random | Δ persona | per seed "
-        "| ahead of random |",
-        "| ---: | --- | ---: | --- | --- | ---: | --- | --- |",
+        "| K | design | arm | Δ stage | per seed | × random | ahead of random | Δ persona "
+        "| per seed | ahead of random |",
+        "| ---: | --- | --- | ---: | --- | ---: | --- | ---: | --- | --- |",
     ]
     for e in result["f1"]:
         lines.append(
-            f"| {e['k']:,} | {_NAMES.get(e['arm'], e['arm'])} | {e['stage_delta']:+.4f} | "
+            f"| {e['k']:,} | {e['design']} | {_NAMES.get(e['arm'], e['arm'])} | "
+            f"{e['stage_delta']:+.4f} | "
             + " ".join(f"{v:+.3f}" for v in e["stage_delta_by_seed"])
-            + f" | {e['stage_wins_vs_random']} | {e['persona_delta']:+.4f} | "
+            + f" | {e['stage_x_random']:.2f}× | {e['stage_wins_vs_random']} | "
+            f"{e['persona_delta']:+.4f} | "
             + " ".join(f"{v:+.3f}" for v in e["persona_delta_by_seed"])
             + f" | {e['persona_wins_vs_random']} |"
         )
     refit = result.get("refit_seconds_max")
     lines += [
         "",
-        f"Slowest refit of the model of corrections: {refit:.1f} s (wall, shared machine)."
+        f"Slowest refit of the adaptive queue: {refit:.1f} s (wall, shared machine)."
         if refit is not None
         else "",
         f"Command: `python -m bench.review_loop --rounds --seeds {' '.join(map(str, c['seeds']))} "
-        f"--leads {c['n_leads']}` ({result['seconds'] / 60:.0f} min wall).",
+        f"--leads {c['n_leads']} --retrain-at {' '.join(map(str, c['retrain_at']))} --designs "
+        f"{' '.join(c['designs'])}`.",
         "",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the measurement and write JSON and Markdown results."""
+    """Run the measurement (resuming from the partial file) and write JSON and Markdown."""
     parser = argparse.ArgumentParser(prog="python -m bench.review_rounds", description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--leads", type=int, default=20_000)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=ARMS)
     parser.add_argument("--round-size", type=int, default=100)
     parser.add_argument("--max-reviews", type=int, default=1000)
     parser.add_argument("--retrain-at", type=int, nargs="*", default=[500, 1000])
+    parser.add_argument("--designs", nargs="+", default=["trust"], choices=list(DESIGNS))
+    parser.add_argument(
+        "--design-arms",
+        nargs="+",
+        default=list(DEFAULT_ARMS),
+        choices=ARMS,
+        help="arms retrained with every design (the others with the first design only)",
+    )
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--name", default="review_rounds")
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="only rebuild the JSON and Markdown from the partial file",
+    )
     args = parser.parse_args(argv)
     config = RoundsConfig(
         n_leads=args.leads,
@@ -464,13 +656,26 @@ def main(argv: list[str] | None = None) -> None:
         max_reviews=args.max_reviews,
         retrain_at=tuple(args.retrain_at),
         n_estimators=args.trees,
+        designs=tuple(args.designs),
+        design_arms=tuple(args.design_arms),
     )
-    result = run(config, jobs=args.jobs)
+    partial = RESULTS / f"{args.name}.partial.jsonl"
+    if args.summarize:
+        results = [s for s in load_partial(partial) if s["seed"] in config.seeds]
+        result = {
+            "config": asdict(config),
+            "seeds": results,
+            **summarize(results, config),
+            "seconds": 0.0,
+            "cpu_seconds_main": 0.0,
+        }
+    else:
+        result = run(config, jobs=args.jobs, partial=partial)
     path = write_result(args.name, result)
     md = RESULTS / f"{args.name}.md"
     md.write_text(markdown(result))
     print(markdown(result))
-    print(f"wrote {path} and {md}")
+    print(f"wrote {path} and {md} (per-arm records: {partial})")
 
 
 if __name__ == "__main__":

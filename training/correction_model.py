@@ -10,7 +10,9 @@ A second, small model fitted on the corrections so far does:
   low-cardinality categories: title function and seniority, department, source,
   industry), the served answer (stage and persona, their confidence and margin),
   marketing's labels, the model's probability of marketing's labels and whether
-  the two agree, and the stored queue priority (today's ranking);
+  the two agree, the stored queue priority (today's ranking), and the
+  *out-of-fold* probabilities of marketing's label and of the served answer
+  (from models that did not train on the lead; missing ones are NaN);
 - per head, a binary gradient-boosted classifier (scikit-learn's
   ``HistGradientBoostingClassifier``, native categorical support): was the
   served answer wrong, i.e. did a rep's label differ from it; and a multi-class
@@ -66,6 +68,12 @@ _QUEUE_NUMBERS: tuple[str, ...] = (
     "p_marketing_stage",
     "p_marketing_persona",
     "base_priority",
+    # Out-of-fold disagreement (:func:`training.learned_queue.out_of_fold_disagreement`):
+    # a model that did not train on the lead, on marketing's label and on the served one.
+    "oof_p_marketing_stage",
+    "oof_p_marketing_persona",
+    "oof_p_served_stage",
+    "oof_p_served_persona",
 )
 _QUEUE_LABELS: tuple[str, ...] = ("stage", "persona", "marketing_stage", "marketing_persona")
 _MAX_CATEGORIES = 60

@@ -17,6 +17,13 @@ marketing, from the model of corrections
     probability at least ``marketing_threshold``, marketing's label weighs
     ``max(marketing_floor, 1 - p)``: a soft down-weighting, never a rep label
     (the row keeps marketing's label; no class is invented for it).
+marketing, soft-relabelled (:func:`soft_relabel`, an alternative measured side by side)
+    Where the model of corrections says marketing's label (= the served answer)
+    is wrong with probability ``p`` at least a threshold, the row is split in
+    two: marketing's label at weight ``1 - p`` and, as an extra row with the
+    same features, the label the model of corrections predicts reps would
+    choose at weight ``p`` — a soft label, marked ``label_source = inferred``,
+    never counted as a rep label (not trusted, not in the gate set).
 """
 
 from __future__ import annotations
@@ -29,7 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TrustConfig", "TrustResult", "adjust_weights", "marketing_doubt", "rep_quality"]
+__all__ = [
+    "SoftRelabelResult",
+    "TrustConfig",
+    "TrustResult",
+    "adjust_weights",
+    "marketing_doubt",
+    "rep_quality",
+    "soft_relabel",
+    "soft_row_id",
+]
 
 _HEADS: tuple[str, ...] = ("stage", "persona")
 
@@ -240,3 +256,166 @@ def adjust_weights(
         f"corrections says they are wrong with probability ≥ {config.marketing_threshold:.0%}"
     )
     return weights, result
+
+
+@dataclass
+class SoftRelabelResult:
+    """What :func:`soft_relabel` changed: per lead and head, the inferred label and its weight."""
+
+    threshold: float
+    relabelled: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "threshold": self.threshold,
+            "n_rows_added": sum(len(v) for v in self.relabelled.values()),
+            "n_leads": len(self.relabelled),
+            "relabelled": self.relabelled,
+            "notes": self.notes,
+        }
+
+
+def soft_row_id(lead_id: str, head: str, holdout_share: float) -> str:
+    """The id of a lead's inferred (soft-label) row: in the same holdout side as the lead.
+
+    ``<lead_id>~soft-<head>[-n]``: the first suffix whose :func:`training.dataset.
+    holdout_mask` side equals the lead's, so the extra row never lands in the
+    training holdout when its lead is trained on (or the reverse).
+    """
+    from training.dataset import holdout_mask
+
+    side = bool(holdout_mask([lead_id], holdout_share)[0])
+    for n in range(200):
+        candidate = f"{lead_id}~soft-{head}" + (f"-{n}" if n else "")
+        if bool(holdout_mask([candidate], holdout_share)[0]) == side:
+            return candidate
+    raise RuntimeError(f"no soft-row id on the holdout side of {lead_id!r}")  # pragma: no cover
+
+
+def soft_relabel(
+    retrain_set: Any,
+    predictions: pd.DataFrame | None,
+    queue: pd.DataFrame,
+    *,
+    threshold: float = 0.8,
+    holdout_share: float = 0.2,
+) -> tuple[Any, SoftRelabelResult]:
+    """Split doubted marketing rows into marketing's label (1 − p) and the predicted change (p).
+
+    Parameters
+    ----------
+    retrain_set : training.retrain.RetrainSet
+    predictions : DataFrame or None
+        :attr:`training.learned_queue.RefitResult.predictions`: per unreviewed
+        lead ``p_<head>_wrong`` and ``<head>_to``.
+    queue : DataFrame
+        The queue rows (served and marketing labels).
+    threshold : float
+        Minimum ``p_<head>_wrong`` for a head to be relabelled.
+    holdout_share : float
+        The training holdout share (extra rows follow their lead's side).
+
+    Returns
+    -------
+    (RetrainSet, SoftRelabelResult)
+        A new set (extra rows appended, weights changed) and what changed.
+    """
+    from dataclasses import replace as _replace
+
+    result = SoftRelabelResult(threshold=threshold)
+    if predictions is None or predictions.empty:
+        result.notes.append("no marketing label soft-relabelled: the model of corrections is not fitted")
+        return retrain_set, result
+    training = retrain_set.training
+    ids = [str(i) for i in training.ids]
+    position = {lead_id: n for n, lead_id in enumerate(ids)}
+    weights = np.asarray(retrain_set.sample_weight, dtype=float).copy()
+    corrected = np.asarray(retrain_set.corrected, dtype=bool)
+    q = queue.reindex(predictions.index)
+    extra_rows: list[int] = []
+    extra_ids: list[str] = []
+    extra_labels: dict[str, list[Any]] = {h: [] for h in _HEADS}
+    extra_weights: list[float] = []
+    down: dict[int, float] = {}
+    for head in _HEADS:
+        y = training.labels(head)
+        if y is None or f"p_{head}_wrong" not in predictions or f"{head}_to" not in predictions:
+            continue
+        served = q[head].astype(object).to_numpy()
+        marketing = q[f"marketing_{head}"].astype(object).to_numpy()
+        p = predictions[f"p_{head}_wrong"].to_numpy(dtype=float)
+        to = predictions[f"{head}_to"].astype(object).to_numpy()
+        for k, lead_id in enumerate(predictions.index.astype(str)):
+            n = position.get(lead_id)
+            if n is None or corrected[n] or p[k] < threshold or to[k] is None:
+                continue
+            if served[k] != marketing[k] or str(to[k]) == str(marketing[k]):
+                continue
+            if str(y.iloc[n]) != str(marketing[k]):
+                continue
+            extra_rows.append(n)
+            extra_ids.append(soft_row_id(lead_id, head, holdout_share))
+            for other in _HEADS:
+                other_y = training.labels(other)
+                value = None if other_y is None else other_y.iloc[n]
+                extra_labels[other].append(str(to[k]) if other == head else value)
+            extra_weights.append(float(p[k]) * weights[n])
+            down[n] = max(down.get(n, 0.0), float(p[k]))
+            result.relabelled.setdefault(lead_id, {})[head] = {
+                "marketing": str(marketing[k]),
+                "inferred": str(to[k]),
+                "p_wrong": round(float(p[k]), 4),
+            }
+    for n, p_max in down.items():
+        weights[n] *= 1.0 - p_max
+    if not extra_rows:
+        result.notes.append(
+            f"no marketing label soft-relabelled: none doubted with probability ≥ {threshold:.0%}"
+        )
+        return _replace(retrain_set, sample_weight=weights), result
+    new_index = pd.Index(extra_ids, name=training.ids.name, dtype=object)
+    src = training.ids[extra_rows]
+
+    def add(frame: pd.DataFrame) -> pd.DataFrame:
+        rows = frame.loc[src].copy()
+        rows.index = new_index
+        return pd.concat([frame, rows])
+
+    labels: dict[str, pd.Series | None] = {}
+    for head in _HEADS:
+        y = training.labels(head)
+        labels[head] = (
+            None if y is None else pd.concat([y, pd.Series(extra_labels[head], index=new_index, name=y.name)])
+        )
+    slices = add(training.slices)
+    slices.loc[new_index, "label_source"] = "inferred"
+    for head in _HEADS:
+        if labels[head] is not None and head in slices.columns:
+            slices[head] = labels[head].to_numpy(dtype=object)
+    new_training = _replace(
+        training,
+        X=add(training.X),
+        y_stage=labels["stage"],
+        y_persona=labels["persona"],
+        ids=training.ids.append(new_index),
+        leads=add(training.leads),
+        slices=slices,
+    )
+    result.notes.append(
+        f"{len(extra_rows)} marketing label(s) on {len(result.relabelled)} lead(s) soft-relabelled: "
+        f"the model of corrections says they are wrong with probability ≥ {threshold:.0%}; "
+        "marketing's label keeps weight 1 − p and the predicted rep label is an extra "
+        "row at weight p (label_source inferred, never a rep label)"
+    )
+    return (
+        _replace(
+            retrain_set,
+            training=new_training,
+            sample_weight=np.concatenate([weights, np.asarray(extra_weights)]),
+            corrected=np.concatenate([corrected, np.zeros(len(extra_rows), dtype=bool)]),
+            notes=(*retrain_set.notes, *result.notes),
+        ),
+        result,
+    )

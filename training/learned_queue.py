@@ -12,6 +12,15 @@ diversity_scale``. The result goes into ``lead_queue.sort_key`` (minus
 an index walk. Reviewed leads keep today's key (they sink below the others
 anyway).
 
+Out-of-fold disagreement: the deployed model's probabilities of its own
+training leads are in-sample (it learned marketing's labels there), so the
+refit also scores every lead with a marketing label by small models that did not
+train on it (:func:`out_of_fold_disagreement`, :func:`training.noise.
+out_of_fold_proba`, folds by a hash of the lead id) and gives the model of
+corrections the out-of-fold probability of marketing's label and of the served
+answer. They depend only on the snapshots and marketing's labels, so one
+process computes them once per store state (a cache keyed by both).
+
 Cold start (too few corrections to fit): every key is today's priority again.
 Run it after every N corrections or on a schedule (``leadready queue --refit``);
 a rescoring recomputes the keys of rescored leads with today's formula until
@@ -20,10 +29,12 @@ the next refit.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from training.correction_model import HEADS, CorrectionModel, CorrectionModelConfig
@@ -31,7 +42,19 @@ from training.correction_model import HEADS, CorrectionModel, CorrectionModelCon
 if TYPE_CHECKING:
     from data.store import Store
 
-__all__ = ["LearnedQueueConfig", "RefitResult", "diversified", "refit_queue", "rep_label_frame"]
+__all__ = [
+    "LearnedQueueConfig",
+    "RefitResult",
+    "diversified",
+    "out_of_fold_disagreement",
+    "refit_queue",
+    "rep_label_frame",
+]
+
+#: How the learned key is described where the queue shows it (``lead_queue.priority_method``).
+METHOD_LEARNED = "learned"
+#: Today's formula (:func:`data.review_queue.priority_scores`).
+METHOD_FORMULA = "formula"
 
 
 @dataclass(frozen=True)
@@ -48,11 +71,15 @@ class LearnedQueueConfig:
     key_scale
         ``sort_key = -key_scale * discounted p_wrong``: on the scale of today's
         priorities, so the read-time stage-change term keeps its weight.
+    out_of_fold
+        Give the model of corrections the out-of-fold disagreement
+        (:func:`out_of_fold_disagreement`).
     """
 
     model: CorrectionModelConfig = field(default_factory=CorrectionModelConfig)
     diversity_scale: float = 150.0
     key_scale: float = 3.0
+    out_of_fold: bool = True
 
     def __post_init__(self) -> None:
         if self.diversity_scale < 0:
@@ -73,6 +100,7 @@ class RefitResult:
     model: CorrectionModel
     predictions: pd.DataFrame | None = None
     queue: pd.DataFrame | None = None
+    out_of_fold_seconds: float = 0.0
 
     def summary(self) -> str:
         """One line for a person."""
@@ -105,6 +133,73 @@ def _features(store: Store, lead_ids: Any) -> pd.DataFrame:
     latest = store.latest_predictions(lead_ids, with_features=True)
     snapshots = {i: row.get("features") or {} for i, row in latest.items()}
     return pd.DataFrame.from_dict(snapshots, orient="index")
+
+
+_OOF_CACHE: dict[str, pd.DataFrame] = {}
+
+
+def _oof_key(features: pd.DataFrame, queue: pd.DataFrame) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    cols = ["prediction_id", "marketing_stage", "marketing_persona", "stage", "persona"]
+    part = queue.reindex(columns=cols).astype(str)
+    digest.update(pd.util.hash_pandas_object(part, index=True).to_numpy().tobytes())
+    digest.update(str(features.shape).encode())
+    return digest.hexdigest()
+
+
+def out_of_fold_disagreement(
+    features: pd.DataFrame, queue: pd.DataFrame, *, seed: int = 0
+) -> pd.DataFrame:
+    """Per lead, the out-of-fold probability of marketing's label and of the served answer.
+
+    Parameters
+    ----------
+    features : DataFrame, indexed by lead id
+        The feature snapshots of the served predictions.
+    queue : DataFrame, indexed by lead id
+        ``stage``, ``persona``, ``marketing_stage``, ``marketing_persona``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed like ``queue``: ``oof_p_marketing_<head>`` and
+        ``oof_p_served_<head>`` per head, from :func:`training.noise.
+        out_of_fold_proba` fitted on marketing's labels (folds by a hash of the
+        lead id); NaN where the lead has no marketing label for that head or
+        the head has fewer than two labels. Cached per process for the same
+        snapshots and labels.
+    """
+    from training.noise import out_of_fold_proba
+
+    key = _oof_key(features, queue) + f":{seed}"
+    if key in _OOF_CACHE:
+        return _OOF_CACHE[key].copy()
+    out = pd.DataFrame(index=queue.index)
+    X = features.reindex(queue.index)
+    for head in HEADS:
+        marketing = queue.get(f"marketing_{head}", pd.Series(None, index=queue.index))
+        served = queue.get(head, pd.Series(None, index=queue.index)).astype(object)
+        has = marketing.notna().to_numpy()
+        p_marketing = np.full(len(queue), np.nan)
+        p_served = np.full(len(queue), np.nan)
+        labels = marketing[has].astype(str)
+        if labels.nunique() >= 2 and has.sum() >= 20:
+            rows = np.flatnonzero(has)
+            classes, proba = out_of_fold_proba(
+                X.iloc[rows], labels.to_list(), fold_keys=[str(i) for i in labels.index], seed=seed
+            )
+            index = {c: n for n, c in enumerate(classes)}
+            col = np.array([index[v] for v in labels])
+            p_marketing[rows] = proba[np.arange(len(rows)), col]
+            served_col = np.array([index.get(str(v), -1) for v in served.to_numpy()[rows]])
+            ok = served_col >= 0
+            p_served[rows[ok]] = proba[np.flatnonzero(ok), served_col[ok]]
+        out[f"oof_p_marketing_{head}"] = p_marketing
+        out[f"oof_p_served_{head}"] = p_served
+    if len(_OOF_CACHE) > 8:
+        _OOF_CACHE.clear()
+    _OOF_CACHE[key] = out
+    return out.copy()
 
 
 def diversified(p_wrong: pd.Series, group: pd.Series, scale: float) -> pd.Series:
@@ -147,13 +242,21 @@ def refit_queue(
     reps = rep_label_frame(current_corrections(store))
     reps = reps[reps.index.isin(queue.index)]
     model = CorrectionModel(config.model)
-    if len(reps) >= config.model.min_corrections:
-        model.fit(_features(store, list(reps.index)), queue.loc[reps.index], reps)
     open_ids = queue.index[~queue["reviewed"].astype(bool) & ~queue.index.isin(reps.index)]
+    oof_seconds = 0.0
+    features: pd.DataFrame | None = None
+    if len(reps) >= config.model.min_corrections:
+        features = _features(store, list(queue.index))
+        if config.out_of_fold:
+            started = time.perf_counter()
+            queue = queue.join(out_of_fold_disagreement(features, queue))
+            oof_seconds = time.perf_counter() - started
+        model.fit(features.reindex(reps.index), queue.loc[reps.index], reps)
     predictions = None
     if model.fitted_:
+        assert features is not None
         open_queue = queue.loc[open_ids]
-        predictions = model.predict(_features(store, list(open_ids)), open_queue)
+        predictions = model.predict(features.reindex(open_ids), open_queue)
         assert predictions is not None
         predictions["group"] = _groups(predictions, open_queue)
         predictions["priority"] = diversified(
@@ -175,4 +278,5 @@ def refit_queue(
         model=model,
         predictions=predictions,
         queue=queue,
+        out_of_fold_seconds=oof_seconds,
     )
