@@ -66,7 +66,7 @@ REPS: tuple[tuple[str, float], ...] = (("ana", 0.03), ("ben", 0.03), ("chloe", 0
 #: CROWDLAB and doubted marketing labels down-weighted at p ≥ 0.8 (``leadready retrain``'s
 #: default); ``soft50`` / ``soft80`` reps weighed, doubted marketing labels soft-relabelled
 #: (the predicted rep label as an extra row at weight p) at p ≥ 0.5 / 0.8; ``k4`` rep labels
-#: at weight 4; ``soft50_k4`` both.
+#: at weight 4; ``soft50_k4`` / ``soft80_k4`` both.
 DESIGNS: dict[str, dict[str, Any]] = {
     "plain": {"weight": 2.0, "trust": False, "doubt": None, "soft": None},
     "trust": {"weight": 2.0, "trust": True, "doubt": 0.8, "soft": None},
@@ -74,6 +74,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "soft80": {"weight": 2.0, "trust": True, "doubt": None, "soft": 0.8},
     "k4": {"weight": 4.0, "trust": True, "doubt": 0.8, "soft": None},
     "soft50_k4": {"weight": 4.0, "trust": True, "doubt": None, "soft": 0.5},
+    "soft80_k4": {"weight": 4.0, "trust": True, "doubt": None, "soft": 0.8},
 }
 
 
