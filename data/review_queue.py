@@ -88,6 +88,7 @@ __all__ = [
 
 #: Codes of the reasons a lead is in the queue, in the order they are listed.
 REASON_CODES: tuple[str, ...] = (
+    "learned_wrong",
     "possible_mislabel",
     "sales_ready_unsure",
     "close_call",
@@ -187,6 +188,15 @@ class QueueItem:
     reviewed: bool
     priority: float
     reasons: tuple[QueueReason, ...] = field(default=())
+    #: How :attr:`priority` was computed: ``"formula"`` (today's weighted sum,
+    #: :func:`priority_scores`) or ``"learned"`` (after ``leadready queue
+    #: --refit``: ``LEARNED_KEY_SCALE`` × the estimated probability that the
+    #: served answer is wrong, discounted for later leads of the same predicted
+    #: change). Either way it is what the page is sorted by.
+    priority_method: str = "formula"
+    #: With ``priority_method == "learned"``: that estimated (discounted)
+    #: probability that the served stage or persona is wrong; else None.
+    p_wrong: float | None = None
 
     @property
     def reason_codes(self) -> tuple[str, ...]:
@@ -220,6 +230,11 @@ class QueuePage:
         """True when this is not the first page."""
         return self.offset > 0
 
+
+#: ``sort_key = -LEARNED_KEY_SCALE * p`` after a refit of the adaptive queue
+#: (:mod:`training.learned_queue`): on the scale of today's priorities, so the
+#: read-time stage-change term keeps its weight.
+LEARNED_KEY_SCALE = 3.0
 
 #: The configuration the store ranks by (``lead_queue.sort_key``). Pages asked for
 #: with other weights or thresholds are ranked at read time (see the module notes).
@@ -868,7 +883,14 @@ def _opt_float(value: Any) -> float | None:
 def _items(
     rows: Sequence[Mapping[str, Any]], config: QueueConfig, cutoff: datetime
 ) -> list[QueueItem]:
-    """Queue rows as items: the previous stage shows, and counts, only when recent."""
+    """Queue rows as items: the previous stage shows, and counts, only when recent.
+
+    When the page follows the stored order, each item's priority is the one it
+    is sorted by: ``-sort_key`` plus the stage-change term. A key that is not
+    today's formula (:func:`priority_scores` of the row's terms) was written by
+    a refit of the adaptive queue: the item says ``priority_method="learned"``
+    and shows the estimated probability that its served answer is wrong.
+    """
     if not rows:
         return []
     recent = [_as_utc(row["scored_at"]) >= cutoff for row in rows]
@@ -881,33 +903,56 @@ def _items(
         for row, is_recent in zip(rows, recent, strict=True)
     ]
     scores = _scores(rows, config, changed)
-    return [
-        QueueItem(
-            lead_id=row["lead_id"],
-            prediction_id=int(row["prediction_id"]),
-            model_version=row["model_version"],
-            scored_at=_as_utc(row["scored_at"]),
-            stage=row["stage"],
-            stage_confidence=_opt_float(row["stage_confidence"]),
-            stage_margin=_opt_float(row["stage_margin"]),
-            persona=row["persona"],
-            persona_confidence=_opt_float(row["persona_confidence"]),
-            persona_margin=_opt_float(row["persona_margin"]),
-            readiness=_opt_float(row["readiness"]),
-            route=row["route"],
-            company=row["company"],
-            job_title=row["job_title"],
-            marketing_stage=row["marketing_stage"],
-            marketing_persona=row["marketing_persona"],
-            previous_stage=prev,
-            marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
-            marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
-            reviewed=bool(row["reviewed"]),
-            priority=round(float(score), 6),
-            reasons=_reasons(row, config, prev),
+    learned = np.zeros(len(rows), dtype=bool)
+    stored = np.full(len(rows), np.nan)
+    if _stored_order_fits(config) and all("sort_key" in row for row in rows):
+        stored = -np.asarray([float(row["sort_key"]) for row in rows])
+        formula = _scores(rows, config)
+        learned = ~np.isclose(stored, formula, rtol=1e-9, atol=1e-12)
+        change = np.where(np.asarray(changed, dtype=bool), config.w_changed, 0.0)
+        scores = np.where(learned, stored + change, scores)
+    items = []
+    for n, (row, prev, score) in enumerate(zip(rows, previous, scores, strict=True)):
+        p_wrong = float(stored[n]) / LEARNED_KEY_SCALE if learned[n] else None
+        reasons = _reasons(row, config, prev)
+        if p_wrong is not None:
+            reasons = (
+                QueueReason(
+                    "learned_wrong",
+                    f"The model of reps' corrections puts the chance that this stage or "
+                    f"persona is wrong at {_pct(p_wrong)}",
+                ),
+                *reasons,
+            )
+        items.append(
+            QueueItem(
+                lead_id=row["lead_id"],
+                prediction_id=int(row["prediction_id"]),
+                model_version=row["model_version"],
+                scored_at=_as_utc(row["scored_at"]),
+                stage=row["stage"],
+                stage_confidence=_opt_float(row["stage_confidence"]),
+                stage_margin=_opt_float(row["stage_margin"]),
+                persona=row["persona"],
+                persona_confidence=_opt_float(row["persona_confidence"]),
+                persona_margin=_opt_float(row["persona_margin"]),
+                readiness=_opt_float(row["readiness"]),
+                route=row["route"],
+                company=row["company"],
+                job_title=row["job_title"],
+                marketing_stage=row["marketing_stage"],
+                marketing_persona=row["marketing_persona"],
+                previous_stage=prev,
+                marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
+                marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
+                reviewed=bool(row["reviewed"]),
+                priority=round(float(score), 6),
+                reasons=reasons,
+                priority_method="learned" if learned[n] else "formula",
+                p_wrong=None if p_wrong is None else round(p_wrong, 6),
+            )
         )
-        for row, prev, score in zip(rows, previous, scores, strict=True)
-    ]
+    return items
 
 
 # ------------------------------------------------------------------- public API

@@ -80,6 +80,7 @@ _RECENT_ACTIONS = 20
 _REASON_WORDS = dict(REASONS)
 #: Short names of the queue's reasons, for the chips (the sentence is the tooltip).
 _QUEUE_REASON_NAMES = {
+    "learned_wrong": "Likely wrong (learned from corrections)",
     "possible_mislabel": "Marketing's stage in doubt",
     "sales_ready_unsure": "Unsure sales call",
     "close_call": "Close call",

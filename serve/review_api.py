@@ -129,6 +129,14 @@ class QueueReasonOut(BaseModel):
 class QueueItemOut(BaseModel):
     lead_id: str
     priority: float
+    priority_method: str = Field(
+        default="formula",
+        description="formula (today's weighted sum) or learned (after a refit: 3 × p_wrong)",
+    )
+    p_wrong: float | None = Field(
+        default=None,
+        description="learned: estimated probability that the served stage or persona is wrong",
+    )
     reasons: list[QueueReasonOut]
     stage: str | None
     stage_confidence: float | None
@@ -381,6 +389,8 @@ def queue() -> Response:
             QueueItemOut(
                 lead_id=item.lead_id,
                 priority=item.priority,
+                priority_method=item.priority_method,
+                p_wrong=item.p_wrong,
                 reasons=[QueueReasonOut(code=r.code, text=r.text) for r in item.reasons],
                 stage=item.stage,
                 stage_confidence=item.stage_confidence,

@@ -266,3 +266,128 @@ def test_marketing_doubt_counts_only_where_the_model_repeats_marketing():
     )
     doubt = marketing_doubt(pred, queue, TrustConfig(marketing_threshold=0.8, marketing_floor=0.05))
     assert doubt == {"a": pytest.approx(0.1)}
+
+
+def test_after_a_refit_the_page_shows_what_it_sorts_by(filled):
+    store, truth = filled
+    assert {i.priority_method for i in review_queue(store, limit=50, now=NOW).items} == {"formula"}
+    first = _top(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]
+    _review(store, first, truth)
+    result = refit_queue(store)
+    assert result.fitted
+    page = review_queue(store, limit=80, reviewed=False, now=NOW).items
+    assert {i.priority_method for i in page} == {"learned"}
+    priorities = [i.priority for i in page]
+    assert priorities == sorted(priorities, reverse=True), "shown priority follows the order"
+    for item in page:
+        expected = float(result.predictions.at[item.lead_id, "priority"])
+        assert item.p_wrong == pytest.approx(expected, abs=1e-6)
+        assert item.priority == pytest.approx(3.0 * expected, abs=1e-5)
+        assert item.reasons[0].code == "learned_wrong"
+    # Reviewed leads keep today's key, and say so.
+    done = review_queue(store, limit=5, reviewed=True, now=NOW).items
+    assert done and {i.priority_method for i in done} == {"formula"}
+    assert all(i.p_wrong is None for i in done)
+
+
+def test_refit_gives_the_model_of_corrections_out_of_fold_disagreement(filled):
+    store, truth = filled
+    _review(store, _top(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)], truth)
+    with_oof = refit_queue(store, write=False)
+    without = refit_queue(store, LearnedQueueConfig(out_of_fold=False), write=False)
+    q = with_oof.queue
+    # Marketing's stage has two values here: out-of-fold probabilities exist; persona has one.
+    p = q["oof_p_marketing_stage"]
+    assert p.notna().all() and ((p >= 0) & (p <= 1)).all()
+    assert q["oof_p_marketing_persona"].isna().all()
+    served_is_marketing = q["stage"] == q["marketing_stage"]
+    assert (q.loc[served_is_marketing, "oof_p_served_stage"] == p[served_is_marketing]).all()
+    assert "q_oof_p_marketing_stage" in with_oof.model.columns_
+    assert "oof_p_marketing_stage" not in without.queue.columns
+    assert with_oof.out_of_fold_seconds > 0 and without.out_of_fold_seconds == 0
+
+
+def test_out_of_fold_disagreement_leaves_leads_without_marketing_label_empty():
+    from training.learned_queue import out_of_fold_disagreement
+
+    rng = np.random.default_rng(1)
+    n = 200
+    x = rng.normal(size=n)
+    features = pd.DataFrame({"x": x}, index=[f"L{k}" for k in range(n)])
+    marketing = np.where(x > 0, "b", "a").astype(object)
+    marketing[:10] = None
+    queue = pd.DataFrame(
+        {
+            "stage": np.where(x > 0, "b", "a"),
+            "marketing_stage": marketing,
+            "persona": "p",
+            "marketing_persona": None,
+        },
+        index=features.index,
+    )
+    out = out_of_fold_disagreement(features, queue)
+    assert out["oof_p_marketing_stage"].iloc[:10].isna().all()
+    # A clean, learnable label: out of fold, the model mostly agrees with it.
+    assert out["oof_p_marketing_stage"].iloc[10:].median() > 0.8
+    assert out["oof_p_marketing_persona"].isna().all()
+
+
+def test_soft_relabel_splits_a_doubted_marketing_row_and_never_makes_a_rep_label():
+    from training.dataset import TrainingSet, holdout_mask
+    from training.label_trust import soft_relabel, soft_row_id
+    from training.retrain import CorrectionSummary, RetrainSet
+
+    ids = pd.Index(["A", "B", "C", "R"], name="lead_id", dtype=object)
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}, index=ids)
+    training = TrainingSet(
+        X=X,
+        y_stage=pd.Series(["awareness"] * 4, index=ids, name="stage", dtype=object),
+        y_persona=pd.Series(["practitioner"] * 3 + ["non_buyer"], index=ids, dtype=object),
+        ids=ids,
+        leads=X.copy(),
+        slices=pd.DataFrame({"label_source": ["marketing"] * 3 + ["rep"]}, index=ids),
+        source="t",
+        name="t",
+        id_col="lead_id",
+    )
+    retrain_set = RetrainSet(
+        training=training,
+        sample_weight=np.array([1.0, 1.0, 1.0, 2.0]),
+        corrected=np.array([False, False, False, True]),
+        gate=None,
+        used=pd.DataFrame(),
+        summary=CorrectionSummary(),
+    )
+    pred = pd.DataFrame(
+        {
+            "p_stage_wrong": [0.1, 0.1, 0.1],
+            "p_persona_wrong": [0.9, 0.6, 0.95],
+            "stage_to": ["decision"] * 3,
+            "persona_to": ["non_buyer"] * 3,
+        },
+        index=["A", "B", "C"],
+    )
+    queue = pd.DataFrame(
+        {
+            "stage": ["awareness"] * 3,
+            "marketing_stage": ["awareness"] * 3,
+            "persona": ["practitioner", "practitioner", "economic_buyer"],
+            "marketing_persona": ["practitioner"] * 3,
+        },
+        index=["A", "B", "C"],
+    )
+    out, result = soft_relabel(retrain_set, pred, queue, threshold=0.8)
+    # Only A: B is below the threshold, C's served answer is not marketing's label.
+    assert list(result.relabelled) == ["A"]
+    t = out.training
+    assert len(t.ids) == 5
+    extra = t.ids[-1]
+    assert extra == soft_row_id("A", "persona", 0.2)
+    assert holdout_mask([extra])[0] == holdout_mask(["A"])[0]
+    assert t.y_persona[extra] == "non_buyer" and t.y_stage[extra] == "awareness"
+    assert t.y_persona["A"] == "practitioner", "marketing's label is kept on its row"
+    assert out.sample_weight.tolist() == pytest.approx([0.1, 1.0, 1.0, 2.0, 0.9])
+    assert out.corrected.tolist() == [False, False, False, True, False]
+    assert t.slices.at[extra, "label_source"] == "inferred"
+    assert t.X.at[extra, "x"] == 1.0
+    assert result.to_dict()["n_rows_added"] == 1

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from data.review_queue import LEARNED_KEY_SCALE
 from training.correction_model import HEADS, CorrectionModel, CorrectionModelConfig
 
 if TYPE_CHECKING:
@@ -70,7 +71,9 @@ class LearnedQueueConfig:
         diversity_scale)`` of its probability (0: no discount).
     key_scale
         ``sort_key = -key_scale * discounted p_wrong``: on the scale of today's
-        priorities, so the read-time stage-change term keeps its weight.
+        priorities, so the read-time stage-change term keeps its weight. The
+        queue shows ``p_wrong = -sort_key / data.review_queue.LEARNED_KEY_SCALE``,
+        so keep the two equal (the default) unless only the order matters.
     out_of_fold
         Give the model of corrections the out-of-fold disagreement
         (:func:`out_of_fold_disagreement`).
@@ -78,7 +81,7 @@ class LearnedQueueConfig:
 
     model: CorrectionModelConfig = field(default_factory=CorrectionModelConfig)
     diversity_scale: float = 150.0
-    key_scale: float = 3.0
+    key_scale: float = LEARNED_KEY_SCALE
     out_of_fold: bool = True
 
     def __post_init__(self) -> None:

@@ -41,6 +41,8 @@ QUEUE_CSV_COLUMNS: tuple[str, ...] = (
     "rank",
     "lead_id",
     "priority",
+    "priority_method",
+    "p_wrong",
     "reason_codes",
     "reasons",
     "stage",
