@@ -70,6 +70,8 @@ class TrustResult:
     n_shared_leads: int = 0
     marketing_downweighted: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: :class:`SoftRelabelResult` when marketing labels were soft-relabelled instead.
+    soft: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -78,7 +80,10 @@ class TrustResult:
             "rep_quality": self.rep_quality,
             "n_shared_leads": self.n_shared_leads,
             "n_marketing_downweighted": len(self.marketing_downweighted),
-            "notes": self.notes,
+            "n_marketing_soft_relabelled": 0
+            if self.soft is None
+            else sum(len(v) for v in self.soft.relabelled.values()),
+            "notes": self.notes + ([] if self.soft is None else list(self.soft.notes)),
         }
 
 

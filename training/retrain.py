@@ -166,6 +166,14 @@ class RetrainConfig:
         Weigh each rep's labels by measured agreement on multiply-reviewed
         leads and down-weight marketing labels the model of corrections doubts
         (:mod:`training.label_trust`; logged to MLflow).
+    soft_relabel : float, optional
+        With label trust on: instead of down-weighting them, split marketing
+        labels the model of corrections says are wrong with at least this
+        probability ``p`` into marketing's label at weight ``1 - p`` and the
+        predicted rep label as an extra row at weight ``p``
+        (:func:`training.label_trust.soft_relabel`; soft labels, never rep
+        labels; every one logged to MLflow). Default off: see the README's
+        side-by-side measurement.
     """
 
     tracking_uri: str
@@ -189,8 +197,11 @@ class RetrainConfig:
     min_refuse_leads: int = 100
     force: bool = False
     label_trust: bool = True
+    soft_relabel: float | None = None
 
     def __post_init__(self) -> None:
+        if self.soft_relabel is not None and not 0.0 < self.soft_relabel <= 1.0:
+            raise ValueError(f"soft relabel threshold must be in (0, 1], got {self.soft_relabel}")
         if not self.correction_weight > 0:
             raise ValueError(f"correction weight must be positive, got {self.correction_weight}")
         if self.gate_share is not None and not 0.0 <= self.gate_share < 1.0:
@@ -761,12 +772,23 @@ def _log_corrections(run_id: str, retrain_set: RetrainSet, base_version: str | N
         client.log_artifact(run_id, str(path), "corrections")
 
 
-def _with_label_trust(store: Store, retrain_set: RetrainSet) -> tuple[RetrainSet, Any]:
-    """The retrain set with :mod:`training.label_trust`'s weights, and what changed."""
+def _with_label_trust(
+    store: Store,
+    retrain_set: RetrainSet,
+    *,
+    soft_threshold: float | None = None,
+    holdout_share: float = 0.2,
+) -> tuple[RetrainSet, Any]:
+    """The retrain set with :mod:`training.label_trust`'s weights, and what changed.
+
+    With ``soft_threshold``, doubted marketing labels are soft-relabelled
+    (:func:`training.label_trust.soft_relabel`) instead of down-weighted; what
+    was relabelled is in the returned trust result's ``soft`` attribute.
+    """
     from dataclasses import replace as _replace
 
     from data.review_queue import label_choices
-    from training.label_trust import adjust_weights, marketing_doubt, rep_quality
+    from training.label_trust import adjust_weights, marketing_doubt, rep_quality, soft_relabel
     from training.learned_queue import refit_queue
 
     frame = store.corrections_frame()
@@ -776,7 +798,7 @@ def _with_label_trust(store: Store, retrain_set: RetrainSet) -> tuple[RetrainSet
     quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
     refit = refit_queue(store, write=False)
     queue = refit.queue if refit.queue is not None else pd.DataFrame()
-    doubt = marketing_doubt(refit.predictions, queue)
+    doubt = {} if soft_threshold is not None else marketing_doubt(refit.predictions, queue)
     weights, trust = adjust_weights(
         [str(i) for i in retrain_set.training.ids],
         retrain_set.sample_weight,
@@ -786,8 +808,17 @@ def _with_label_trust(store: Store, retrain_set: RetrainSet) -> tuple[RetrainSet
         n_shared=n_shared,
         doubt=doubt,
     )
+    if soft_threshold is not None:
+        # adjust_weights' note on marketing rows would say 0 down-weighted: soft labels replace it.
+        trust.notes = [n for n in trust.notes if "marketing labels down-weighted" not in n]
     notes = (*retrain_set.notes, *trust.notes)
-    return _replace(retrain_set, sample_weight=weights, notes=notes), trust
+    out = _replace(retrain_set, sample_weight=weights, notes=notes)
+    trust.soft = None
+    if soft_threshold is not None:
+        out, trust.soft = soft_relabel(
+            out, refit.predictions, queue, threshold=soft_threshold, holdout_share=holdout_share
+        )
+    return out, trust
 
 
 def _log_trust(run_id: str, trust: Any) -> None:
@@ -802,6 +833,13 @@ def _log_trust(run_id: str, trust: Any) -> None:
         run_id=run_id,
     )
     mlflow.log_dict(trust.to_dict(), "corrections/label_trust.json", run_id=run_id)
+    soft = getattr(trust, "soft", None)
+    if soft is not None:
+        mlflow.log_metrics(
+            {"retrain_marketing_soft_relabelled": float(soft.to_dict()["n_rows_added"])},
+            run_id=run_id,
+        )
+        mlflow.log_dict(soft.to_dict(), "corrections/marketing_soft_relabelled.json", run_id=run_id)
     mlflow.log_dict(
         {"marketing_weight_factor": trust.marketing_downweighted},
         "corrections/marketing_downweighted.json",
@@ -885,7 +923,12 @@ def retrain(
     trust = None
     if config.label_trust:
         report("weighing reps and marketing's labels", 0.32)
-        retrain_set, trust = _with_label_trust(store, retrain_set)
+        retrain_set, trust = _with_label_trust(
+            store,
+            retrain_set,
+            soft_threshold=config.soft_relabel,
+            holdout_share=base_config.holdout_share,
+        )
     if base_config.run_name is None:
         base_config = replace(base_config, run_name=f"retrain {summary.n_used} corrections")
 

@@ -192,6 +192,14 @@ def _retrain_table(result: RetrainResult) -> Table:
     is_flag=True,
     help="Let the gate promote over a champion of another task (recorded in the alias history).",
 )
+@click.option(
+    "--soft-relabel",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Soft-relabel marketing labels the model of corrections says are wrong with at least "
+    "this probability (predicted rep label as an extra row at weight p) instead of "
+    "down-weighting them.",
+)
 def retrain(
     leads_path: Path | None,
     events_path: Path | None,
@@ -206,6 +214,7 @@ def retrain(
     gate: bool,
     min_refuse_leads: int,
     force: bool,
+    soft_relabel: float | None,
 ) -> None:
     """Retrain with reps' corrections and run the promotion gate.
 
@@ -239,6 +248,7 @@ def retrain(
             actor=f"{_actor()} (leadready retrain)",
             min_refuse_leads=min_refuse_leads,
             force=force,
+            soft_relabel=soft_relabel,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
