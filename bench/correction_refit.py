@@ -6,7 +6,10 @@
 Simulated leads (features as ``leadready train`` builds them); the served answer
 is marketing's label, the rep's label the hidden truth. The correction model
 (:class:`training.correction_model.CorrectionModel`, default settings, one
-thread) is fitted on ``corrections`` leads and predicts every other lead. CPU
+thread) is fitted on ``corrections`` leads and predicts every other lead, with
+the out-of-fold disagreement inputs the queue's refit gives it
+(:func:`training.learned_queue.out_of_fold_disagreement` over every lead, timed
+apart: it depends only on the snapshots and marketing's labels). CPU
 time (user + sys of this process) is reported next to wall time: on a shared
 machine the wall time is inflated by other work.
 """
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     from data.simulate import SimulationConfig, simulate
     from model.features import build_features
     from training.correction_model import CorrectionModel
+    from training.learned_queue import out_of_fold_disagreement
 
     parser = argparse.ArgumentParser(prog="python -m bench.correction_refit")
     parser.add_argument("--corrections", type=int, default=5000)
@@ -51,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
             "marketing_persona": leads["persona"],
         }
     )
+    cpu, wall = _cpu(), time.perf_counter()
+    queue = queue.join(out_of_fold_disagreement(X.reindex(queue.index), queue))
+    oof_cpu, oof_wall = _cpu() - cpu, time.perf_counter() - wall
     ids = queue.index[: args.corrections]
     rest = queue.index[args.corrections :]
     reps = truth.loc[ids, ["true_stage", "true_persona"]].set_axis(["stage", "persona"], axis=1)
@@ -68,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
         "fit_wall_s": fit_wall,
         "predict_cpu_s": predict_cpu,
         "predict_wall_s": predict_wall,
+        "out_of_fold_leads": len(queue),
+        "out_of_fold_cpu_s": oof_cpu,
+        "out_of_fold_wall_s": oof_wall,
         "load_average": os.getloadavg()[0],
         "target_s": 10.0,
     }

@@ -56,6 +56,7 @@ _PAGE = 50
 #: The page figures of the summary, in order.
 _PAGE_CASES = (
     "first_page",
+    "first_page_learned",
     "stage_filter",
     "unreviewed",
     "search",
@@ -226,7 +227,40 @@ def _pages(store: Any, runs: int) -> dict[str, Any]:
     page = review_queue(store, limit=_PAGE, now=NOW)
     out["total"] = page.total
     out["first_ids"] = [item.lead_id for item in page.items[:5]]
+    out.update(_learned(store, runs))
     return out
+
+
+def _learned(store: Any, runs: int) -> dict[str, Any]:
+    """After a refit of the adaptive queue: every key learned (``-3 p``), then the first page.
+
+    The keys are random probabilities written by ``write_sort_keys`` (as
+    :func:`training.learned_queue.refit_queue` writes them); the page then shows
+    ``priority_method="learned"``, which costs a second pass of the formula over
+    the page's rows.
+    """
+    import numpy as np
+
+    from data.review_queue import LEARNED_KEY_SCALE, queue_frame, review_queue, write_sort_keys
+
+    frame = queue_frame(store)
+    rng = np.random.default_rng(7)
+    keys = {
+        str(i): -LEARNED_KEY_SCALE * float(p)
+        for i, p in zip(frame.index, rng.uniform(0, 1, len(frame)), strict=True)
+    }
+    start = time.perf_counter()
+    write_sort_keys(store, keys)
+    write_s = time.perf_counter() - start
+    page = review_queue(store, limit=_PAGE, now=NOW)
+    assert {item.priority_method for item in page.items} == {"learned"}
+    timed = _time(lambda: review_queue(store, limit=_PAGE, now=NOW), runs)
+    print(
+        f"   learned keys: wrote {len(keys):,} in {write_s:.1f} s; first page median "
+        f"{timed['median']:.1f} ms (min {timed['min']:.1f}, cpu {timed['cpu_median']:.1f})",
+        flush=True,
+    )
+    return {"first_page_learned": timed, "write_learned_keys_s": round(write_s, 2)}
 
 
 def _record(store: Any, ids: list[str], runs: int) -> dict[str, Any]:
