@@ -113,9 +113,15 @@ class RefitResult:
                 f"{self.n_keys} leads keep today's ranking"
             )
         wrong = ", ".join(f"{h} {n}" for h, n in self.n_wrong.items())
+        oof = (
+            f", out-of-fold disagreement {self.out_of_fold_seconds:.1f} s of it"
+            if self.out_of_fold_seconds
+            else ""
+        )
         return (
             f"learned from {self.n_reviewed} reviewed leads (served answer wrong: {wrong}); "
-            f"re-ranked {self.n_keys} leads in {self.seconds:.1f} s"
+            f"re-ranked {self.n_keys} leads in {self.seconds:.1f} s{oof}; the queue now shows "
+            "each lead's estimated chance that its served answer is wrong"
         )
 
 
