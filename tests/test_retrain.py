@@ -444,56 +444,6 @@ def loop(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_soft_relabelled_marketing_labels_are_extra_rows_logged_to_mlflow(loop, monkeypatch):
-    import mlflow
-
-    import training.retrain as module
-    from training.label_trust import soft_row_id
-    from training.retrain import retrain
-
-    root, train_config, store, reviewed = loop
-    seen: dict = {}
-    real_train_on = module.train_on
-
-    def spy(training_set, config, **kw):
-        seen.update(kw, set=training_set)
-        return real_train_on(training_set, config, **kw)
-
-    monkeypatch.setattr(module, "train_on", spy)
-    config = RetrainConfig(
-        tracking_uri=train_config.tracking_uri,
-        artifact_root=train_config.artifact_root,
-        min_gate_leads=5,
-        gate=False,
-        soft_relabel=0.5,
-    )
-    result = retrain(config, store)
-    logged = mlflow.artifacts.load_dict(
-        f"runs:/{result.run_id}/corrections/marketing_soft_relabelled.json"
-    )
-    run = mlflow.MlflowClient().get_run(result.run_id)
-    assert run.data.metrics["retrain_marketing_soft_relabelled"] == logged["n_rows_added"]
-    assert logged["n_rows_added"] > 0, "the model of corrections doubts some marketing labels"
-    training = seen["set"]
-    weights = pd.Series(seen["sample_weight"], index=training.ids)
-    trusted = pd.Series(seen["trusted"], index=training.ids)
-    inferred = training.slices["label_source"] == "inferred"
-    assert int(inferred.sum()) == logged["n_rows_added"]
-    assert not trusted[inferred].any(), "a soft label is never a rep label"
-    for lead_id, heads in logged["relabelled"].items():
-        assert lead_id not in set(reviewed)
-        for head, entry in heads.items():
-            row = soft_row_id(lead_id, head, 0.2)
-            assert training.labels(head)[row] == entry["inferred"]
-            assert training.labels(head)[lead_id] == entry["marketing"]
-            assert weights[row] == pytest.approx(entry["p_wrong"], abs=1e-4)
-            assert weights[lead_id] <= 1.0 - entry["p_wrong"] + 1e-4
-    trust = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/corrections/label_trust.json")
-    assert trust["n_marketing_soft_relabelled"] == logged["n_rows_added"]
-    assert trust["n_marketing_downweighted"] == 0
-
-
-@pytest.mark.slow
 def test_retrain_logs_the_corrections_and_gates_on_rep_verified_leads(loop, monkeypatch):
     from mlflow import MlflowClient
 
@@ -515,6 +465,7 @@ def test_retrain_logs_the_corrections_and_gates_on_rep_verified_leads(loop, monk
         tracking_uri=train_config.tracking_uri,
         artifact_root=train_config.artifact_root,
         min_gate_leads=5,
+        soft_relabel=None,  # down-weighting (the soft labels have their own test)
     )
     result = retrain(config, store, progress=lambda step, f: steps.append((step, f)))
 
@@ -618,3 +569,53 @@ def test_the_retrain_command_prints_corrections_f1_and_the_decision(loop, monkey
     assert "decision" in result.output
     bad = CliRunner().invoke(main, ["retrain", "--base-version", "999"])
     assert bad.exit_code != 0
+
+
+@pytest.mark.slow
+def test_soft_relabelled_marketing_labels_are_extra_rows_logged_to_mlflow(loop, monkeypatch):
+    import mlflow
+
+    import training.retrain as module
+    from training.label_trust import soft_row_id
+    from training.retrain import retrain
+
+    root, train_config, store, reviewed = loop
+    seen: dict = {}
+    real_train_on = module.train_on
+
+    def spy(training_set, config, **kw):
+        seen.update(kw, set=training_set)
+        return real_train_on(training_set, config, **kw)
+
+    monkeypatch.setattr(module, "train_on", spy)
+    config = RetrainConfig(
+        tracking_uri=train_config.tracking_uri,
+        artifact_root=train_config.artifact_root,
+        min_gate_leads=5,
+        gate=False,
+        soft_relabel=0.5,
+    )
+    result = retrain(config, store)
+    logged = mlflow.artifacts.load_dict(
+        f"runs:/{result.run_id}/corrections/marketing_soft_relabelled.json"
+    )
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert run.data.metrics["retrain_marketing_soft_relabelled"] == logged["n_rows_added"]
+    assert logged["n_rows_added"] > 0, "the model of corrections doubts some marketing labels"
+    training = seen["set"]
+    weights = pd.Series(seen["sample_weight"], index=training.ids)
+    trusted = pd.Series(seen["trusted"], index=training.ids)
+    inferred = training.slices["label_source"] == "inferred"
+    assert int(inferred.sum()) == logged["n_rows_added"]
+    assert not trusted[inferred].any(), "a soft label is never a rep label"
+    for lead_id, heads in logged["relabelled"].items():
+        assert lead_id not in set(reviewed)
+        for head, entry in heads.items():
+            row = soft_row_id(lead_id, head, 0.2)
+            assert training.labels(head)[row] == entry["inferred"]
+            assert training.labels(head)[lead_id] == entry["marketing"]
+            assert weights[row] == pytest.approx(entry["p_wrong"], abs=1e-4)
+            assert weights[lead_id] <= 1.0 - entry["p_wrong"] + 1e-4
+    trust = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/corrections/label_trust.json")
+    assert trust["n_marketing_soft_relabelled"] == logged["n_rows_added"]
+    assert trust["n_marketing_downweighted"] == 0

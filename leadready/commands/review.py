@@ -194,11 +194,12 @@ def _retrain_table(result: RetrainResult) -> Table:
 )
 @click.option(
     "--soft-relabel",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
+    type=click.FloatRange(0, 1),
+    default=0.8,
+    show_default=True,
     help="Soft-relabel marketing labels the model of corrections says are wrong with at least "
-    "this probability (predicted rep label as an extra row at weight p) instead of "
-    "down-weighting them.",
+    "this probability (predicted rep label as an extra row at weight p); 0: down-weight "
+    "them instead.",
 )
 def retrain(
     leads_path: Path | None,
@@ -248,7 +249,7 @@ def retrain(
             actor=f"{_actor()} (leadready retrain)",
             min_refuse_leads=min_refuse_leads,
             force=force,
-            soft_relabel=soft_relabel,
+            soft_relabel=soft_relabel or None,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
