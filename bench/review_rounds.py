@@ -36,9 +36,9 @@ floor (the base model refitted with another LightGBM seed, no corrections).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -172,7 +172,9 @@ def _review(
             )
 
 
-def _retrain(prepared: Any, store: Any, config: RoundsConfig, designs: tuple[str, ...]) -> dict[str, Any]:
+def _retrain(
+    prepared: Any, store: Any, config: RoundsConfig, designs: tuple[str, ...]
+) -> dict[str, Any]:
     """Each design's challenger on the same corrections: macro-F1 gain vs the truth, and what changed."""
     from bench.review_loop import truth_metrics
     from data.review_queue import label_choices
@@ -209,7 +211,9 @@ def _retrain(prepared: Any, store: Any, config: RoundsConfig, designs: tuple[str
         changed: dict[str, Any] = {}
         if spec["trust"]:
             doubt = (
-                marketing_doubt(refit.predictions, queue, TrustConfig(marketing_threshold=spec["doubt"]))
+                marketing_doubt(
+                    refit.predictions, queue, TrustConfig(marketing_threshold=spec["doubt"])
+                )
                 if spec["doubt"] is not None
                 else {}
             )
@@ -440,7 +444,10 @@ def summarize(results: list[dict[str, Any]], config: RoundsConfig) -> dict[str, 
                 "marketing_errors_fixed_by_suggestions": 0,
                 "oracle_share": oracle,
                 "lift": mine_paired / ref if ref else float("nan"),
-                "oracle_lift": _mean([min(1.0, s["n_served_wrong"] / k) for s in seeds_here if s["seed"] in rand]) / ref
+                "oracle_lift": _mean(
+                    [min(1.0, s["n_served_wrong"] / k) for s in seeds_here if s["seed"] in rand]
+                )
+                / ref
                 if ref
                 else float("nan"),
             }
@@ -453,8 +460,7 @@ def summarize(results: list[dict[str, Any]], config: RoundsConfig) -> dict[str, 
             rand_by_seed = {
                 s["seed"]: a["retrained"][str(k)][design]
                 for s in results
-                if (a := _arm_of(s, "random"))
-                and design in a["retrained"].get(str(k), {})
+                if (a := _arm_of(s, "random")) and design in a["retrained"].get(str(k), {})
             }
             for arm in arms:
                 entry: dict[str, Any] = {"k": k, "arm": arm, "design": design}
@@ -495,9 +501,7 @@ def summarize(results: list[dict[str, Any]], config: RoundsConfig) -> dict[str, 
             s["seed"]: {h: s["noise_floor"][f"{h}_macro_f1"] for h in _HEADS} for s in results
         },
         "refit_seconds_max": max(refits) if refits else None,
-        "complete": {
-            s["seed"]: sorted(a["arm"] for a in s["arms"]) for s in results
-        },
+        "complete": {s["seed"]: sorted(a["arm"] for a in s["arms"]) for s in results},
     }
 
 
@@ -570,7 +574,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Share of reviewed leads whose served answer was wrong (mean over seeds), lift over "
         "random (paired seeds), the oracle's ceiling, and marketing label errors fixed "
-        "(suggestions accepted: 0 — \"leads like this one\" is not in this branch):",
+        '(suggestions accepted: 0 — "leads like this one" is not in this branch):',
         "",
         "| K | arm | served wrong | per seed | lift vs random | oracle lift "
         "| marketing errors fixed |",

@@ -331,7 +331,9 @@ def soft_relabel(
 
     result = SoftRelabelResult(threshold=threshold)
     if predictions is None or predictions.empty:
-        result.notes.append("no marketing label soft-relabelled: the model of corrections is not fitted")
+        result.notes.append(
+            "no marketing label soft-relabelled: the model of corrections is not fitted"
+        )
         return retrain_set, result
     training = retrain_set.training
     ids = [str(i) for i in training.ids]
@@ -392,7 +394,9 @@ def soft_relabel(
     for head in _HEADS:
         y = training.labels(head)
         labels[head] = (
-            None if y is None else pd.concat([y, pd.Series(extra_labels[head], index=new_index, name=y.name)])
+            None
+            if y is None
+            else pd.concat([y, pd.Series(extra_labels[head], index=new_index, name=y.name)])
         )
     slices = add(training.slices)
     slices.loc[new_index, "label_source"] = "inferred"
