@@ -18,7 +18,9 @@ today
 uncertainty
     stage and persona margins only (close calls first);
 random
-    leads drawn at random.
+    leads drawn at random;
+adaptive_no_oof (opt-in)
+    the adaptive queue without the out-of-fold disagreement inputs.
 
 Simulated reps label stage and persona with the hidden truth; three reps err on
 3% of labels, one on 15% (each lead goes to the next rep in turn). Reported per
@@ -30,7 +32,12 @@ the CRM leads) that reps have fixed. At the retraining Ks the challenger is
 retrained on marketing's labels plus the corrections (``training.retrain``'s
 ``build_retrain_set``, as ``leadready retrain``) and stage/persona macro-F1
 against the truth on the test set is reported per seed, with the refit noise
-floor (the base model refitted with another LightGBM seed, no corrections).
+floor (the base model refitted with another LightGBM seed, no corrections),
+once per retraining design (:data:`DESIGNS`, ``--designs``; ``--design-arms``
+get every design, the other arms the first one). Each finished (seed, arm) is
+appended to ``bench/results/<name>.partial.jsonl`` as it ends: a stopped run
+keeps what it measured, a rerun skips what is there, and ``--summarize``
+rebuilds the JSON and Markdown from it.
 """
 
 from __future__ import annotations
