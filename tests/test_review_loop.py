@@ -248,3 +248,70 @@ def test_queue_draws_are_averaged_like_random_draws():
     assert table["queue"]["stage_delta"] == pytest.approx(0.02)
     wins = _beats_random(results, config)["queue_k100_stage"]
     assert wins["margins"] == pytest.approx([0.005])
+
+
+def test_rounds_partial_records_resume_and_summarize_what_finished(tmp_path):
+    """Per-arm records appended by the rounds benchmark rebuild seeds; lifts pair seeds."""
+    import json
+
+    from bench.review_rounds import RoundsConfig, load_partial, markdown, summarize
+
+    def record(seed, arm, wrong_share, stage_gain):
+        return {
+            "seed": seed,
+            "n_crm_leads": 1000,
+            "served_wrong_base_rate": 0.25,
+            "n_served_wrong": 250,
+            "before": {"stage_macro_f1": 0.5, "persona_macro_f1": 0.5},
+            "noise_floor": {"stage_macro_f1": 0.01, "persona_macro_f1": -0.02},
+            "arm_result": {
+                "arm": arm,
+                "rounds": [
+                    {
+                        "k": 100,
+                        "served_wrong": int(wrong_share * 100),
+                        "served_wrong_share": wrong_share,
+                        "round_served_wrong_share": wrong_share,
+                        "marketing_errors_fixed": 5,
+                        "marketing_errors_fixed_share": 0.05,
+                    }
+                ],
+                "retrained": {
+                    "100": {
+                        "trust": {"stage_macro_f1": stage_gain, "persona_macro_f1": 0.0},
+                    }
+                },
+                "refit_seconds": [1.0],
+                "n_marketing_errors": 100,
+            },
+        }
+
+    path = tmp_path / "r.partial.jsonl"
+    lines = [
+        record(1, "adaptive", 0.75, 0.04),
+        record(1, "random", 0.25, 0.02),
+        record(2, "adaptive", 0.60, 0.01),
+        record(2, "random", 0.20, 0.03),
+        record(3, "adaptive", 0.90, 0.05),  # no random arm yet on seed 3
+        record(1, "random", 0.25, 0.02),  # a rerun's duplicate: kept once
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    seeds = load_partial(path)
+    assert [s["seed"] for s in seeds] == [1, 2, 3]
+    assert sorted(a["arm"] for a in seeds[0]["arms"]) == ["adaptive", "random"]
+    config = RoundsConfig(seeds=(1, 2, 3), retrain_at=(100,), max_reviews=100)
+    result = summarize(seeds, config)
+    adaptive = next(r for r in result["table"] if r["arm"] == "adaptive")
+    # Mean over the three seeds that ran it; the lift only over seeds with random too.
+    assert adaptive["served_wrong_share"] == pytest.approx((0.75 + 0.60 + 0.90) / 3)
+    assert adaptive["lift"] == pytest.approx(((0.75 + 0.60) / 2) / ((0.25 + 0.20) / 2))
+    f1 = next(e for e in result["f1"] if e["arm"] == "adaptive")
+    assert f1["stage_wins_vs_random"] == "1/2"
+    assert f1["stage_x_random"] == pytest.approx(((0.04 + 0.01) / 2) / ((0.02 + 0.03) / 2))
+    assert result["complete"] == {
+        1: ["adaptive", "random"],
+        2: ["adaptive", "random"],
+        3: ["adaptive"],
+    }
+    text = markdown({**result, "config": __import__("dataclasses").asdict(config)})
+    assert "seed 3: adaptive" in text
