@@ -193,7 +193,7 @@ def _retrain(
         rep_quality,
         soft_relabel,
     )
-    from training.learned_queue import refit_queue
+    from training.learned_queue import LearnedQueueConfig, refit_queue
     from training.retrain import build_retrain_set, current_corrections
     from training.train import fit_lead_model
 
@@ -203,7 +203,7 @@ def _retrain(
     latest = store.latest_predictions(reviewed, with_features=False)
     probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
     quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
-    refit = refit_queue(store, write=False)
+    refit = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
     queue = refit.queue if refit.queue is not None else pd.DataFrame()
     out: dict[str, Any] = {}
     for design in designs:

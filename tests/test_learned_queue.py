@@ -293,8 +293,8 @@ def test_after_a_refit_the_page_shows_what_it_sorts_by(filled):
 def test_refit_gives_the_model_of_corrections_out_of_fold_disagreement(filled):
     store, truth = filled
     _review(store, _top(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)], truth)
-    with_oof = refit_queue(store, write=False)
-    without = refit_queue(store, LearnedQueueConfig(out_of_fold=False), write=False)
+    with_oof = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
+    without = refit_queue(store, write=False)
     q = with_oof.queue
     # Marketing's stage has two values here: out-of-fold probabilities exist; persona has one.
     p = q["oof_p_marketing_stage"]

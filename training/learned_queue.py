@@ -76,13 +76,18 @@ class LearnedQueueConfig:
         so keep the two equal (the default) unless only the order matters.
     out_of_fold
         Give the model of corrections the out-of-fold disagreement
-        (:func:`out_of_fold_disagreement`).
+        (:func:`out_of_fold_disagreement`). Off for the queue's ranking: on the
+        5-seed loop benchmark it made the first learned round worse (37–55% of
+        the leads wrong against 44–62% without) and did not help later rounds
+        (``bench/results/review_rounds.md``, arm ``adaptive_no_oof``). On for
+        the retrain's soft labels (:func:`training.retrain.retrain`), which
+        were measured with it.
     """
 
     model: CorrectionModelConfig = field(default_factory=CorrectionModelConfig)
     diversity_scale: float = 150.0
     key_scale: float = LEARNED_KEY_SCALE
-    out_of_fold: bool = True
+    out_of_fold: bool = False
 
     def __post_init__(self) -> None:
         if self.diversity_scale < 0:

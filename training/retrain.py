@@ -790,14 +790,14 @@ def _with_label_trust(
 
     from data.review_queue import label_choices
     from training.label_trust import adjust_weights, marketing_doubt, rep_quality, soft_relabel
-    from training.learned_queue import refit_queue
+    from training.learned_queue import LearnedQueueConfig, refit_queue
 
     frame = store.corrections_frame()
     reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
     latest = store.latest_predictions(reviewed, with_features=False)
     probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
     quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
-    refit = refit_queue(store, write=False)
+    refit = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
     queue = refit.queue if refit.queue is not None else pd.DataFrame()
     doubt = {} if soft_threshold is not None else marketing_doubt(refit.predictions, queue)
     weights, trust = adjust_weights(
