@@ -138,6 +138,15 @@ def run_table(table: Any, seed: int, work: Path, sim_leads: int, max_test: int) 
         path_shown = _shown_top(head, per["path"], Z, X_test)
         margin = _margin(per["path"])
         agreement: dict[str, Any] = {
+            # the default since issue 15: the top reason is TreeSHAP's by construction;
+            # "shown_is_raw_top": share whose first reason is TreeSHAP's strongest
+            # column (the rest lead with a present value, the strongest column being
+            # a merely-missing one that does not dominate)
+            "shap": {
+                "top": 1.0,
+                "shown": 1.0,
+                "shown_is_raw_top": float(np.mean(ref_shown == ref_top)),
+            },
             "path": {
                 "top": float(np.mean(_top(per["path"]) == ref_top)),
                 "shown": float(np.mean(path_shown == ref_shown)),
