@@ -230,6 +230,30 @@ def one_lead_champion(leads: int = 300) -> dict[str, Any]:
     return out
 
 
+def bulk_champion(rows: int = 20_000, runs: int = 2) -> dict[str, Any]:
+    """``predict_frame`` on ``rows`` feature rows of the demo champion, with and without
+    reasons, 2 threads: what ``leadready score [--reasons]`` runs per chunk."""
+    from bench.scoring import _load
+    from bench.serving import champion_home
+
+    home, _ = champion_home()
+    model, features = _load(home)
+    for est in model.heads.values():
+        est.num_threads = os.cpu_count() or 1
+        est.prepare_explanations()
+    frame = features.head(rows)
+    out: dict[str, Any] = {"rows": len(frame)}
+    for name, r in (("no_reasons", False), ("reasons", True)):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model.predict_frame(frame, reasons=r)
+            times.append(time.perf_counter() - start)
+        out[name] = {"seconds": summary(times), "leads_per_s": round(len(frame) / min(times))}
+    out["load"] = os.getloadavg()
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "| table: head | classes | path top = TreeSHAP | hybrid@0.2 (exact share) | "
@@ -263,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-test", type=int, default=4000, help="held-out leads explained")
     parser.add_argument("--name", default="reasons", help="result file name")
     parser.add_argument(
+        "--bulk", action="store_true", help="also time predict_frame on the demo champion"
+    )
+    parser.add_argument(
         "--champion", action="store_true", help="also time one lead on the demo champion"
     )
     args = parser.parse_args(argv)
@@ -283,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             out["tables"][table.name] = run_table(
                 table, args.seed, Path(tmp), args.sim_leads, args.max_test
             )
+    if args.bulk:
+        out["champion_bulk"] = bulk_champion()
+        print("champion bulk:", json.dumps(out["champion_bulk"]), flush=True)
     if args.champion:
         out["champion_one_lead_cpu_us"] = one_lead_champion()
         print("champion one lead:", json.dumps(out["champion_one_lead_cpu_us"]), flush=True)
