@@ -242,12 +242,19 @@ def score(prepared: Sequence[Prepared], model: ScoringModel) -> list[dict[str, A
     ]
 
 
-def routing_of(model: ScoringModel, outputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per answer: the model's routing thresholds, the lead's readiness, the rule and why."""
+def routing_of(
+    model: ScoringModel, outputs: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any] | None]:
+    """Per answer: the model's routing thresholds, the lead's readiness, the rule and why.
+
+    None per answer for a model without routing settings (a stand-in scoring object).
+    """
     from dataclasses import replace
 
-    from model.routing import routing_answers
+    from model.routing import RoutingConfig, routing_answers
 
+    if not isinstance(getattr(model, "routing", None), RoutingConfig):
+        return [None] * len(outputs)
     config = replace(model.routing, sales_ready_stages=tuple(model.sales_ready_stages))
     has_stage = any(out.get("stage") is not None for out in outputs)
     persona = [(out.get("persona") or {}) for out in outputs]
