@@ -224,3 +224,28 @@ def test_small_batches_sum_reasons_exactly_like_large_ones(multiclass, data, mon
         explain_head(multiclass, Z[:5], index[:5], {c: v[:5] for c, v in text.items()}, top_k=6)
         == batch[:5]
     )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_estimators": 300, "learning_rate": 0.3, "early_stopping_rounds": 3},
+        {
+            "n_estimators": 30,
+            "early_stopping_rounds": None,
+            "lgbm_params": {"boosting": "dart", "drop_rate": 0.2},
+        },
+    ],
+    ids=["early-stopped", "dart"],
+)
+def test_one_class_treeshap_equals_lightgbms_on_every_booster_kind(data, params):
+    X, stage, _ = data
+    head = HeadClassifier(num_threads=1, num_leaves=15, **params).fit(X, stage)
+    Z = head.encode(X.head(80))
+    index = np.arange(80) % len(head.classes_)
+    full = np.asarray(head.booster_.predict(Z, pred_contrib=True, num_threads=1))
+    expected = full.reshape(80, len(head.classes_), -1)[np.arange(80), index]
+    np.testing.assert_allclose(head.class_contributions_encoded(Z, index), expected, atol=1e-12)
+    np.testing.assert_allclose(
+        expected.sum(axis=1), _raw(head, Z)[np.arange(80), index], rtol=0, atol=1e-9
+    )
