@@ -387,10 +387,11 @@ def explain_head(
     top_k : int
     num_threads : int, optional
         LightGBM threads.
-    method : {"path", "shap"}
+    method : {"shap", "path"}
         How contributions are computed (see
-        ``HeadClassifier.contributions_encoded``): path attribution (fast, the
-        default) or TreeSHAP (exact Shapley values, for analysts).
+        ``HeadClassifier.class_contributions_encoded``): exact TreeSHAP of the
+        explained class (the default, what reps are shown) or path attribution
+        (faster in bulk, top reason often not TreeSHAP's: ``bench/reasons.py``).
 
     Returns
     -------
