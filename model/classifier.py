@@ -13,8 +13,6 @@ stores parameters, learned state ends in ``_``, ``fit`` returns ``self``).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import itertools
 import math
 import numbers
@@ -870,69 +868,72 @@ class _PathAttribution:
 _ROW_WISE_RECORDS = 8
 _PLAIN_NUMBERS = frozenset({int, float, bool, type(None)})
 
-#: Inputs of at most this many rows get their leaves row by row through LightGBM's
-#: single-row C API (no per-call predictor set-up, no thread pool).
-_SINGLE_ROW_MAX = 4
 
+class _ClassTreeShap:
+    """Exact TreeSHAP of one class of a multiclass booster, on that class's trees only.
 
-class _SingleRowLeaves:
-    """``booster.predict(Z, pred_leaf=True)`` for a few rows, through
-    ``LGBM_BoosterPredictForMatSingleRowFast``.
+    LightGBM's ``predict(pred_contrib=True)`` computes the Shapley values of every
+    class; reasons need those of one class per row (the decided one), so for a
+    ``k``-class head that is ``k`` times the work. Shapley values add up over
+    trees, and a class's raw score is the sum of its own trees, so the values of
+    class ``c`` are the TreeSHAP values of a model made of the trees ``c, c + k,
+    c + 2k, …`` alone. Those one-class models are built once from the booster's
+    text (``model_to_string``, LightGBM's documented model format: the header's
+    class counts set to one, the other classes' trees left out) and loaded with
+    the public ``lightgbm.Booster(model_str=...)``; each row is then explained by
+    its class's model with ``predict(pred_contrib=True)``. Equal to the full
+    booster's values for that class (up to float summation order; tests check it).
 
-    ``Booster.predict`` builds a predictor and a thread pool on every call, a
-    quarter of a millisecond for one row of the demo model; the fast single-row
-    API keeps one predictor set up (LightGBM locks it per call, so threads may
-    share it). Leaf indices are exact, the same as the batch path's.
+    Parameters
+    ----------
+    booster : lightgbm.Booster
+        A multiclass booster (``num_tree_per_iteration`` > 1).
     """
 
-    def __init__(self, booster: lgb.Booster, n_features: int) -> None:
-        from lightgbm import basic
-
-        self._lib = basic._LIB
-        self._safe_call = basic._safe_call
-        self.n_features = n_features
-        self.n_trees = int(booster.num_trees())
-        handle = ctypes.c_void_p()
-        self._safe_call(
-            self._lib.LGBM_BoosterPredictForMatSingleRowFastInit(
-                booster._handle,
-                ctypes.c_int(basic._C_API_PREDICT_LEAF_INDEX),
-                ctypes.c_int(0),
-                ctypes.c_int(booster.best_iteration),
-                ctypes.c_int(basic._C_API_DTYPE_FLOAT64),
-                ctypes.c_int32(n_features),
-                basic._c_str("num_threads=1"),
-                ctypes.byref(handle),
+    def __init__(self, booster: lgb.Booster) -> None:
+        text = booster.model_to_string()  # the best iteration's trees, as predict uses
+        head, _, rest = text.partition("\nTree=")
+        trees_text, _, _ = ("Tree=" + rest).partition("end of trees")
+        blocks = [b for b in re.split(r"\n(?=Tree=\d+\n)", trees_text.strip()) if b.strip()]
+        header: dict[str, str] = {}
+        for line in head.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                header[key] = value
+        k = int(header.get("num_tree_per_iteration", "1"))
+        if k < 2 or len(blocks) % k:
+            raise ValueError(
+                f"not a multiclass booster: {k} trees per iteration, {len(blocks)} trees"
             )
-        )
-        self._handle = handle
-        self._booster = booster  # the config refers to it: keep it alive
+        lines = []
+        for line in head.splitlines():
+            key = line.partition("=")[0]
+            if key in ("num_class", "num_tree_per_iteration"):
+                line = f"{key}=1"
+            elif key == "objective":
+                line = "objective=regression"
+            elif key == "tree_sizes":
+                continue  # optional; LightGBM then reads the trees one by one
+            lines.append(line)
+        self.boosters: list[lgb.Booster] = []
+        for c in range(k):
+            own = [
+                re.sub(r"^Tree=\d+", f"Tree={t}", blocks[i], count=1)
+                for t, i in enumerate(range(c, len(blocks), k))
+            ]
+            model = "\n".join(lines).rstrip() + "\n\n" + "\n\n".join(own) + "\n\n\nend of trees\n"
+            self.boosters.append(lgb.Booster(model_str=model))
 
-    def leaves(self, Z: np.ndarray) -> np.ndarray:
-        """Leaf index per row and tree, shape (n_rows, n_trees), int64."""
-        Z = np.ascontiguousarray(Z, dtype=np.float64)
-        if Z.ndim != 2 or Z.shape[1] != self.n_features:
-            raise ValueError(f"expected rows of {self.n_features} features, got {Z.shape}")
-        out = np.empty((len(Z), self.n_trees), dtype=np.float64)
-        out_len = ctypes.c_int64(0)
-        for i in range(len(Z)):
-            self._safe_call(
-                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                    self._handle,
-                    Z[i].ctypes.data_as(ctypes.c_void_p),
-                    ctypes.byref(out_len),
-                    out[i].ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-                )
+    def contributions(self, Z: np.ndarray, class_index: np.ndarray, num_threads: int) -> np.ndarray:
+        """TreeSHAP values of each row's ``class_index`` class, shape (n_rows, n_features + 1)."""
+        out = np.empty((len(Z), Z.shape[1] + 1))
+        for c in np.unique(class_index):
+            rows = np.flatnonzero(class_index == c)
+            part = Z if len(rows) == len(Z) else Z[rows]
+            out[rows] = self.boosters[int(c)].predict(
+                part, pred_contrib=True, num_threads=num_threads
             )
-            if out_len.value != self.n_trees:
-                raise RuntimeError(f"LightGBM returned {out_len.value} leaves, not {self.n_trees}")
-        return out.astype(np.int64)
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None and handle.value:
-            with contextlib.suppress(Exception):  # interpreter shutdown
-                self._lib.LGBM_FastConfigFree(handle)
+        return out
 
 
 # --------------------------------------------------------------------------- one head
@@ -1388,7 +1389,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return self.calibrator_.transform(self._raw_logits(Z, threads) + self.logit_shift_)
 
     def contributions_encoded(
-        self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "path"
+        self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "shap"
     ) -> np.ndarray:
         """Per-feature contributions to each class's raw score.
 
@@ -1397,12 +1398,13 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         Z : ndarray of shape (n_rows, n_features_out)
         num_threads : int, optional
             LightGBM threads (default: the head's ``num_threads``).
-        method : {"path", "shap"}
-            ``"path"`` (default): path attribution (Saabas) — each split on a
-            row's path in each tree credits its feature with the change of the
-            node value; fast (one ``pred_leaf`` pass and a sparse sum).
-            ``"shap"``: LightGBM's TreeSHAP (``pred_contrib=True``), exact Shapley
-            values, about a hundred times slower; for analysts.
+        method : {"shap", "path"}
+            ``"shap"`` (default): LightGBM's TreeSHAP (``pred_contrib=True``),
+            exact Shapley values in log-odds. ``"path"``: path attribution
+            (Saabas) — each split on a row's path in each tree credits its
+            feature with the change of the node value; 2–7 times faster in bulk
+            but its top feature disagrees with TreeSHAP's on 30–45% of real
+            leads (``bench/reasons.py``), so reasons no longer use it.
 
         Returns
         -------
@@ -1439,12 +1441,16 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         class_index: np.ndarray,
         *,
         num_threads: int | None = None,
-        method: str = "path",
+        method: str = "shap",
     ) -> np.ndarray:
         """Contributions to one class per row (the one to explain), without the others.
 
-        Equals ``contributions_encoded(Z, method=method)[arange(n), class_index]``;
-        with ``method="path"`` only the trees of the explained class are summed.
+        Equals ``contributions_encoded(Z, method=method)[arange(n), class_index]``
+        (for ``"shap"`` up to float summation order), but only the trees of the
+        explained class are used: with ``"shap"`` (the default, what reasons show)
+        through one-class boosters of the head's trees (``_ClassTreeShap``), exact
+        TreeSHAP at ``1 / n_classes`` of the cost of ``pred_contrib`` on the whole
+        booster; with ``"path"`` through the path-attribution tables.
 
         Parameters
         ----------
@@ -1463,10 +1469,14 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class_index has {index.shape[0]} rows, Z has {n}")
         if f == 0:
             return np.zeros((n, 1))
-        if method == "shap":
-            every = self.contributions_encoded(Z, num_threads=num_threads, method="shap")
-            return every[np.arange(n), index]
         threads = self.num_threads if num_threads is None else num_threads
+        if method == "shap":
+            per_class = self._class_tree_shap()
+            if per_class is not None:
+                return per_class.contributions(Z, index, threads)
+            contrib = np.asarray(self.booster_.predict(Z, pred_contrib=True, num_threads=threads))
+            contrib = contrib.reshape(n, f + 1)
+            return np.where((index == 0)[:, None], -contrib, contrib)
         paths = self._path_attribution()
         leaves = self._leaves(Z, threads)
         if len(self.classes_) == 2:
@@ -1499,10 +1509,10 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return compiled is not None and compiled[0] is getattr(self, "booster_", None)
 
     def prepare_explanations(self) -> HeadClassifier:
-        """Build the path-attribution tables now (else on the first explained row)."""
+        """Build the one-class TreeSHAP boosters now (else on the first explained row)."""
         check_is_fitted(self, "booster_")
         if self.n_features_out_ > 0:
-            self._path_attribution()
+            self._class_tree_shap()
         return self
 
     def _check_contrib(self, Z: np.ndarray, method: str) -> tuple[int, int]:
@@ -1512,23 +1522,18 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return Z.shape
 
     def _leaves(self, Z: np.ndarray, threads: int) -> np.ndarray:
-        if len(Z) <= _SINGLE_ROW_MAX:
-            fast = self._single_row_leaves()
-            if fast is not None:
-                return fast.leaves(Z)
         leaves = self.booster_.predict(Z, pred_leaf=True, num_threads=threads)
         return np.asarray(leaves, dtype=np.int64).reshape(len(Z), -1)
 
-    def _single_row_leaves(self) -> _SingleRowLeaves | None:
-        """LightGBM's single-row leaf predictor of the current booster (None if unavailable)."""
-        cached = self.__dict__.get("_single_row")
+    def _class_tree_shap(self) -> _ClassTreeShap | None:
+        """One-class boosters of the current booster for TreeSHAP (None for a binary head)."""
+        cached = self.__dict__.get("_shap_cache")
         if cached is None or cached[0] is not self.booster_:
-            try:
-                fast = _SingleRowLeaves(self.booster_, max(1, self.n_features_out_))
-            except Exception:  # an older LightGBM without the fast C API: the batch path
-                fast = None
-            cached = (self.booster_, fast)
-            self.__dict__["_single_row"] = cached
+            per_class = None
+            if int(self.booster_.num_model_per_iteration()) > 1:
+                per_class = _ClassTreeShap(self.booster_)
+            cached = (self.booster_, per_class)
+            self.__dict__["_shap_cache"] = cached
         return cached[1]
 
     def _path_attribution(self) -> _PathAttribution:
@@ -1543,7 +1548,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         state = dict(super().__getstate__())
         state.pop("_path_cache", None)
         state.pop("_compiled", None)
-        state.pop("_single_row", None)
+        state.pop("_shap_cache", None)
         return state
 
     def predict_proba(self, X: Any) -> np.ndarray:

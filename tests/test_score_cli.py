@@ -163,6 +163,10 @@ def test_parquet_in_and_out_with_reasons_and_a_label_column_kept_apart(home, run
     assert len(out) == 60
     assert (out["stage_input"] == "MQL").all()
     assert "stage → stage_input" in result.output
+    # the thresholds behind the route column, stated once per run
+    note = " ".join(result.output.split())
+    assert "routing: readiness = P(" in note and "sales at readiness >= 0.50" in note
+    assert "review when 0.40 < readiness < 0.60" in note
     reasons = json.loads(out["stage_reasons"].iloc[0])
     assert reasons and {"feature", "text", "weight"} <= set(reasons[0])
 

@@ -222,3 +222,14 @@ def score(
         label=label,
         events_given=events_path is not None,
     )
+    if "route" in model.output_columns():
+        from dataclasses import replace
+
+        from model.routing import thresholds_note
+
+        # the thresholds behind the route column, once per run (the rows stay compact)
+        console.print(
+            thresholds_note(
+                replace(model.routing, sales_ready_stages=tuple(model.sales_ready_stages))
+            )
+        )
