@@ -103,8 +103,18 @@ def test_label_policy_is_one_function():
     merged, variants = merge_label_variants(
         pd.Series(["lead", "LEAD", " lead", "mql", None, "lead"], dtype=object)
     )
-    assert merged.tolist() == ["lead", "lead", "lead", "mql", None, "lead"]
-    assert variants == {"lead": ["lead", "LEAD", " lead"]}
+    # A CRM lifecycle vocabulary is named as the CRM shows it.
+    lead, mql = "Lead", "Marketing Qualified Lead"
+    assert merged.tolist() == [lead, lead, lead, mql, None, lead]
+    assert variants == {lead: [lead, "lead", "LEAD", " lead"], mql: [mql, "mql"]}
+    # Other labels: words apart, not in capitals, then the most frequent spelling.
+    merged, variants = merge_label_variants(
+        pd.Series(["hotlead", "hotlead", "HOT_LEAD", "Hot Lead", "cold"], dtype=object)
+    )
+    assert merged.tolist() == ["Hot Lead"] * 4 + ["cold"]
+    assert variants == {"Hot Lead": ["Hot Lead", "hotlead", "HOT_LEAD"]}
+    merged, _ = merge_label_variants(pd.Series(["decision", "Decision", "decision"]))
+    assert merged.tolist() == ["decision"] * 3
 
 
 def test_stage_order_is_inferred_only_when_plain():
