@@ -276,7 +276,9 @@ class ReadResult:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as fh:
+        from data.personal import open_private
+
+        with open_private(path) as fh:  # owner only: the values are the user's data
             writer = csv.writer(fh)
             writer.writerow(["file", "row", "column", "value", "message"])
             for e in self.rejected:
@@ -346,9 +348,21 @@ def _scanner(path: Path) -> CsvScanner:
 
 
 def _bad_lines(scanner: CsvScanner, bad: Iterable[BadLine]) -> list[RowError]:
+    """The scanner's bad lines as errors; the line's text is kept with its personal
+    values masked (``data.personal.mask_line``), since it goes into a report file."""
+    from data.personal import mask_line
+
     base = scanner.header_line
     return [
-        RowError(scanner.name, b.line - base, b.column, b.text, b.message, line=b.line) for b in bad
+        RowError(
+            scanner.name,
+            b.line - base,
+            b.column,
+            mask_line(b.text, scanner.header, scanner.delimiter),
+            b.message,
+            line=b.line,
+        )
+        for b in bad
     ]
 
 

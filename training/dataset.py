@@ -208,8 +208,14 @@ def normalize_labels(values: pd.Series) -> pd.Series:
     Series of object dtype
         Same index; ``str`` or ``None``.
     """
-    out = values.astype(object).map(_label_text)
-    return out.astype(object).where(out.notna(), None)
+    if values.dtype == object:
+        # Mixed Python values: 1, 1.0 and True hash alike, so each is read by itself.
+        out = values.astype(object).map(_label_text)
+        return out.astype(object).where(out.notna(), None)
+    # One type: each distinct value is read once, then spread over the rows.
+    codes, uniques = pd.factorize(values)
+    texts = np.array([_label_text(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(texts[codes], index=values.index, dtype=object)
 
 
 def _columns_listed(columns: Sequence[str]) -> str:
@@ -401,6 +407,7 @@ def load_training_table(
     dropped = label_cols | set(exclude) | set(screened.excluded if screened else ()) | set(unusable)
     leads = frame[[c for c in frame.columns if c not in dropped]].copy()
     features_in = [c for c in leads.columns if c != id_col]
+    leaked: dict[str, str] = {}
     for head in ("stage", "persona"):
         y = labels[head]
         if y is None:
@@ -408,10 +415,20 @@ def load_training_table(
         leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in)
         report[f"{head}_single_column_leaks"] = dict(leaks)
         for column, accuracy in leaks:
-            inferred.append(
-                f"possible leak: {column!r} alone predicts the {head} label {accuracy:.1%} of the "
-                f"time out of fold; --exclude {column!r} if it is known only after the outcome"
-            )
+            alone = f"alone predicts the {head} label {accuracy:.1%} of the time out of fold"
+            if column in allow_columns:
+                inferred.append(f"kept on purpose (--allow-column): {column!r} {alone}")
+            elif column not in leaked:
+                leaked[column] = f"{alone} (a leak of the label)"
+                inferred.append(
+                    f"excluded as a leak: {column!r} {alone}; "
+                    f"--allow-column {column!r} keeps it if it is known before the outcome"
+                )
+    if leaked:
+        leads = leads.drop(columns=list(leaked))
+        dropped |= set(leaked)
+    # Every column left out of the features and why, for the column report.
+    report["excluded_columns"] = _excluded_columns(screened, leaked, exclude, unusable)
     title_col = title_column(leads.columns)
     if title_col is not None and title_col != "job_title":
         # The feature builder parses ``job_title``; a CRM names it otherwise.
@@ -489,6 +506,24 @@ def load_training_table(
         inferred=tuple(inferred),
         input_report=report,
     )
+
+
+def _excluded_columns(
+    screened: Any, leaked: Mapping[str, str], exclude: Sequence[str], unusable: Sequence[str]
+) -> list[dict[str, str]]:
+    """``[{"column", "reason"}]`` for every column kept out of the features."""
+    out = [{"column": c, "reason": "--exclude"} for c in exclude]
+    if screened is not None:
+        for reason, columns in (
+            ("personal data", screened.personal),
+            ("a vendor's score of the lead (leaks the label)", screened.vendor_scores),
+            ("a date known only after the outcome (leaks the label)", screened.after_outcome),
+        ):
+            out += [{"column": c, "reason": reason} for c in columns]
+        out += [{"column": c, "reason": "id-like (unique per row)"} for c in screened.id_like]
+    out += [{"column": c, "reason": why} for c, why in leaked.items()]
+    out += [{"column": c, "reason": "empty or constant"} for c in unusable]
+    return out
 
 
 #: Column names (as ``data.labels.label_key`` gives them) that hold a job title.
