@@ -112,7 +112,9 @@ def detect_encoding(path: Path, block: int = BLOCK_BYTES) -> tuple[str, str | No
         offset = 0
         try:
             while chunk := fh.read(block):
-                decoder.decode(chunk)
+                # Plain ASCII (most exports) is UTF-8 without decoding it.
+                if np.frombuffer(chunk, dtype=np.uint8).max() >= 0x80 or decoder.getstate()[0]:
+                    decoder.decode(chunk)
                 offset += len(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:

@@ -935,8 +935,9 @@ class _Checker:
             )
         else:
             rejected_rows = rejected_rows.reset_index(drop=True)
+        kept = frame if keep.all() else frame.loc[keep]  # no copy when every row is kept
         return ReadResult(
-            frame=frame.loc[keep].reset_index(drop=True),
+            frame=kept.reset_index(drop=True),
             rejected=self.errors,
             path=None,
             n_rows=self.raw.n_rows,

@@ -118,3 +118,21 @@ def test_the_api_scores_a_crm_lead_as_its_training_row(crm_model, tmp_path):
     state.close()
     state.store.dispose()
     store.dispose()
+
+
+def test_spark_refuses_crm_columns_it_would_misread(crm_model):
+    """The Spark engine scores columns as they are: a CRM-trained model's typed columns held
+    as text in the Parquet input are named, not misread."""
+    from training.spark import crm_columns_spark_cannot_read
+
+    model, _, _ = crm_model
+    as_text = {"Record ID": "string", "Annual Revenue": "string", "Create Date": "string",
+               "Job Title": "string", "Lead Source": "string"}  # fmt: skip
+    unread = crm_columns_spark_cannot_read(model.metadata, as_text)
+    assert "'Annual Revenue' (number, held as text)" in unread
+    assert "'Create Date' (date, held as text)" in unread
+    assert "'Job Title' (the job titles)" in unread
+    assert not any("Lead Source" in u for u in unread)  # text is read as text
+    typed = {**as_text, "Annual Revenue": "double", "Create Date": "double", "job_title": "string"}
+    assert crm_columns_spark_cannot_read(model.metadata, typed) == []
+    assert crm_columns_spark_cannot_read({}, as_text) == []
