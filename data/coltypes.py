@@ -135,6 +135,21 @@ def _text(values: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
+def _plain_numbers(raw: pd.Series) -> pd.Series | None:
+    """The column as float64 when every value is a plain number (``45``, ``-1.5``,
+    ``1e3``) and none could be a dotted thousands group (``12.000``, which a German
+    export means as twelve thousand: left to the text rules, which decide per column)."""
+    present = raw.dropna()
+    if not len(present):
+        return None
+    u = pd.Series(present.unique(), dtype="str").str.strip()
+    if not u.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").all():
+        return None
+    if u.str.fullmatch(r"[+-]?\d{1,3}(\.\d{3})+").any():
+        return None
+    return pd.to_numeric(raw.str.strip(), errors="coerce").astype("float64")
+
+
 def _distinct_text(raw: pd.Series) -> tuple[np.ndarray, pd.Series, pd.Series | None]:
     """The column as codes into its distinct values, stripped (empty text is missing).
 
@@ -182,9 +197,11 @@ def _numbers(s: pd.Series, decimal_comma: bool) -> tuple[pd.Series, pd.Series]:
 
 
 def _decimal_comma(s: pd.Series) -> bool:
+    """Whether the column writes numbers the European way (``1.234,5``; ``12.000``)."""
     t, _, _ = _clean_number_text(s.dropna())
     eu = t.str.match(_EU_NUMBER).sum()
-    us = t.str.match(_US_NUMBER).sum()
+    # A dot followed by other than three digits is a decimal point: US evidence.
+    us = t.str.match(_US_NUMBER).sum() + t.str.fullmatch(r"[+-]?\d*\.(\d{1,2}|\d{4,})").sum()
     return bool(eu > us)
 
 
@@ -303,6 +320,10 @@ def _read_column(
         return _days(t), ColumnReport(
             name, "date", n, note="as days since 1970", spec=ColumnSpec("date")
         )
+    if spec is None and raw.dtype == "str":
+        plain = _plain_numbers(raw)
+        if plain is not None:  # as pandas would have read it: 0/1, epoch dates, numbers
+            return _read_column(name, plain, None, lines)
     # Every decision and parse runs on the distinct values (weighted by their counts),
     # then is spread back over the rows: a column of 100,000 rows and 30 distinct
     # values costs 30 parses (stripping the spaces too).

@@ -66,15 +66,16 @@ LIFECYCLE_NAMES: dict[str, str] = {
 
 def readable_name(spellings: Sequence[str], counts: Mapping[str, int]) -> str:
     """The spelling a class is named by: words kept apart (when some spelling has
-    them apart), not in capitals (but a short abbreviation), no surrounding space;
-    then the most frequent, then the first seen."""
+    them apart), not in capitals (but a short abbreviation), with a capital letter,
+    no surrounding space; then the most frequent, then the first seen."""
     spaced = any(_NOISE.search(s.strip()) for s in spellings)
 
-    def rank(s: str) -> tuple[bool, bool, bool, int, int]:
+    def rank(s: str) -> tuple[bool, bool, bool, bool, int, int]:
         inner = s.strip()
         return (
             not spaced or bool(_NOISE.search(inner)),
             not (inner.isupper() and len(inner) > 4),
+            inner != inner.lower(),  # "Open - Not Contacted" over "open - not contacted"
             inner == s,
             counts.get(s, 0),
             -spellings.index(s),

@@ -64,7 +64,9 @@ _AFTER_OUTCOME = re.compile(
 #: What a personal value is replaced by in a report.
 MASK = "***"
 _EMAIL_ANYWHERE = re.compile(r"[^@\s,;|\t\"]+@[^@\s,;|\t\"]+\.[A-Za-z]{2,}")
-_PHONE_ANYWHERE = re.compile(r"\+?\(?\d[\d\s().\-/]{7,22}\d")
+#: A phone number out of its column: international (``+49 30 …``) or with an area code
+#: in parentheses; plain digit runs are left alone (amounts, dates, ids).
+_PHONE_ANYWHERE = re.compile(r"(?:\+|\(\d)[\d\s().\-/]{7,22}\d")
 
 
 def personal_by_name(name: str) -> bool:

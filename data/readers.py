@@ -1173,6 +1173,7 @@ def read_leads(
     max_rows: int | None = None,
     seed: int = 0,
     chunk_rows: int = SAMPLE_CHUNK_ROWS,
+    text_columns: Collection[str] = (),
 ) -> ReadResult:
     """Read and validate a leads table (one row a lead).
 
@@ -1206,6 +1207,10 @@ def read_leads(
         Seed of the sample.
     chunk_rows : int, default 100_000
         Rows parsed at a time by a bounded read.
+    text_columns : collection of str
+        More columns kept as the text of the file (not parsed as numbers by
+        pandas: ``12.000`` in a German export is twelve thousand, which
+        ``data.coltypes`` can tell from its column, pandas cannot).
 
     Returns
     -------
@@ -1219,7 +1224,7 @@ def read_leads(
         row is bad.
     """
     path = Path(path)
-    text_cols = (id_col, *_LEAD_TEXT)
+    text_cols = (id_col, *_LEAD_TEXT, *text_columns)
     sample = None
     if max_rows is None:
         raw = _read_raw(path, text_columns=text_cols)

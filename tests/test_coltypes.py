@@ -87,6 +87,27 @@ def test_booleans_empty_and_constant_columns():
     assert out["Opt In"].tolist()[:3] == [1.0, 0.0, 1.0]
 
 
+def test_plain_numbers_and_european_thousands_in_text_columns():
+    # Read as text (as train reads a CSV): "12.000" in a column of European numbers is
+    # twelve thousand; a column of plain numbers is read as pandas would read it.
+    frame = pd.DataFrame(
+        {
+            "Mitarbeiter": ["45", "180", "1.200", "12.000", None],
+            "Rate": ["1.5", "2.25", "1.200", "3", "4"],
+            "Flag": ["1", "0", "1", "0", "1"],
+            "created_date": ["1767225600", "1767312000", "1767225600", "1767225600", None],
+        },
+        dtype="str",
+    )
+    typed, reports = infer_types(frame)
+    assert typed["Mitarbeiter"].tolist()[:4] == [45.0, 180.0, 1200.0, 12000.0]
+    assert typed["Rate"].tolist() == [1.5, 2.25, 1.2, 3.0, 4.0]
+    kinds = {r.name: r.kind for r in reports}
+    assert kinds == {"Mitarbeiter": "number", "Rate": "number", "Flag": "boolean",
+                     "created_date": "date"}  # fmt: skip
+    assert typed["created_date"].iloc[1] == _days("2026-01-02")
+
+
 def test_a_scoring_table_is_read_as_the_training_table_was():
     train, reports = infer_types(pd.DataFrame({"d": ["03/04/2026", "05/06/2026"]}, dtype="str"))
     specs = {r.name: r.as_dict()["spec"] for r in reports}
@@ -113,8 +134,12 @@ def test_label_policy_is_one_function():
     )
     assert merged.tolist() == ["Hot Lead"] * 4 + ["cold"]
     assert variants == {"Hot Lead": ["Hot Lead", "hotlead", "HOT_LEAD"]}
-    merged, _ = merge_label_variants(pd.Series(["decision", "Decision", "decision"]))
-    assert merged.tolist() == ["decision"] * 3
+    merged, _ = merge_label_variants(
+        pd.Series(["open - not contacted", "Open - Not Contacted", "open - not contacted"])
+    )
+    assert merged.tolist() == ["Open - Not Contacted"] * 3
+    merged, _ = merge_label_variants(pd.Series(["Lead", "lead ", "lead"]))  # a known stage
+    assert merged.tolist() == ["Lead"] * 3
 
 
 def test_stage_order_is_inferred_only_when_plain():

@@ -336,7 +336,14 @@ def load_training_table(
     if stage_col is not None and stage_col == persona_col:
         raise ValueError(f"{name}: the stage and persona label columns are both {stage_col!r}")
     try:
-        result = read_leads(path, id_col=id_col, max_rows=max_rows, seed=seed, strict=strict)
+        result = read_leads(
+            path,
+            id_col=id_col,
+            max_rows=max_rows,
+            seed=seed,
+            strict=strict,
+            text_columns=_crm_text_columns(path, {stage_col, persona_col}),
+        )
     except InputError as exc:
         missing_id = any(e.column == id_col and e.row is None for e in exc.errors)
         if missing_id:
@@ -388,15 +395,19 @@ def load_training_table(
         if screen
         else None
     )
-    if screened is not None:
-        inferred += screened.messages()
-        report["screened"] = asdict(screened)
     frame, kinds = _type_columns(
         frame,
         result,
         skip={id_col, *label_cols, *exclude, *(screened.excluded if screened else ())},
         types=types or {},
     )
+    if screened is not None:
+        # Unique per row is id-like only for text: revenue figures are all different too.
+        kind = {k.name: k.kind for k in kinds}
+        id_like = tuple(c for c in screened.id_like if kind.get(c, "text") == "text")
+        screened = replace(screened, id_like=id_like)
+        inferred += screened.messages()
+        report["screened"] = asdict(screened)
     report["columns"] = [k.as_dict() for k in kinds]
     unusable = [k.name for k in kinds if k.kind in ("empty", "constant")]
     if kinds:
@@ -569,6 +580,22 @@ def _type_columns(
 
     keep = skip | {c for c in LEAD_COLUMNS if c in frame.columns and c not in types}
     return infer_types(frame, overrides=types, skip=keep)
+
+
+def _crm_text_columns(path: Path, labels: set[str | None]) -> list[str]:
+    """The CSV columns to read as text, for ``data.coltypes`` to type (every column but
+    the labels and the ``data.schema`` columns the reader types itself): pandas would
+    read ``12.000`` (twelve thousand in a German export) as 12.0."""
+    from data.csvscan import CsvScanner
+    from data.schema import LEAD_COLUMNS
+
+    if path.suffix.lower() != ".csv":
+        return []
+    try:
+        header = CsvScanner(path).header
+    except (OSError, ValueError):
+        return []  # the reader says what is wrong with the file
+    return [c for c in header if c not in labels and c not in LEAD_COLUMNS]
 
 
 def _header(path: Path) -> list[str]:
