@@ -16,8 +16,6 @@ says so, and keeps a column the user allowed (``--allow-column NAME``).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from collections.abc import Collection
@@ -74,24 +72,49 @@ def personal_by_name(name: str) -> bool:
     return bool(_PERSONAL_NAME.search(str(name)))
 
 
+def _field_spans(text: str, delim: str) -> list[tuple[int, int]]:
+    """Where each field of a CSV line is, as (start, end); a quoted field that is never
+    properly closed runs to the end of the line (one span)."""
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(text)
+    while True:
+        if i < n and text[i] == '"':
+            j = i + 1
+            while True:
+                k = text.find('"', j)
+                if k < 0:
+                    return [*spans, (i, n)]
+                if text.startswith('""', k):
+                    j = k + 2
+                    continue
+                break
+            end = k + 1
+            if end < n and text[end] != delim:
+                return [*spans, (i, n)]
+            spans.append((i, end))
+            if end >= n:
+                return spans
+            i = end + 1
+        else:
+            k = text.find(delim, i)
+            if k < 0:
+                return [*spans, (i, n)]
+            spans.append((i, k))
+            i = k + 1
+
+
 def mask_line(text: str, header: list[str], delimiter: str) -> str:
     """A rejected line as it can be kept in a report: the fields of personal columns
     (by the header's names, at their position) replaced by ``***``, and anything that
-    looks like an e-mail address or a phone number replaced wherever it is (a line with
-    too many or too few fields may have its values shifted)."""
-    try:
-        fields = next(csv.reader([text], delimiter=delimiter))
-    except (csv.Error, StopIteration):
-        fields = [text]
-    for i, name in enumerate(header[: len(fields)]):
-        if fields[i] and personal_by_name(name):
-            fields[i] = MASK
-    out = io.StringIO()
-    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(fields)
-    masked = _EMAIL_ANYWHERE.sub(MASK, out.getvalue())
-    return _PHONE_ANYWHERE.sub(
-        lambda m: MASK if sum(ch.isdigit() for ch in m.group()) >= 9 else m.group(), masked
-    )
+    looks like an e-mail address or an international phone number replaced wherever it
+    is (a line with too many or too few fields may have its values shifted); the rest
+    of the line is kept as it is in the file."""
+    spans = _field_spans(text, delimiter)
+    out = text
+    for index, (start, end) in reversed(list(enumerate(spans))):
+        if index < len(header) and end > start and personal_by_name(header[index]):
+            out = out[:start] + MASK + out[end:]
+    return _PHONE_ANYWHERE.sub(MASK, _EMAIL_ANYWHERE.sub(MASK, out))
 
 
 def open_private(path: str | os.PathLike[str]) -> IO[str]:

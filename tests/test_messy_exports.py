@@ -331,3 +331,15 @@ def test_the_rejected_lines_report_is_private_and_masks_personal_values(hubspot,
     report.chmod(0o644)  # an existing report is made private again when rewritten
     write_rejected(report, result.rejected)
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
+
+
+def test_a_masked_line_keeps_its_other_text_as_in_the_file():
+    from data.personal import mask_line
+
+    header = ["id", "First Name", "Email", "Company", "Revenue"]
+    line = '7,"Doe, Jane",jane@x.io,"Acme, Inc,414,"$36,142,000",12'  # quote runs on
+    assert mask_line(line, header, ",") == '7,***,***,"Acme, Inc,414,"$36,142,000",12'
+    shifted = "8;Jane;+49 30 1234567;Acme;1.200,50 €;notes"  # a field missing before
+    assert mask_line(shifted, ["id", "Vorname", "E-Mail", "Telefon", "Firma"], ";") == (
+        "8;***;***;***;1.200,50 €;notes"
+    )
