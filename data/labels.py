@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["label_key", "match_label", "merge_label_variants"]
@@ -99,11 +100,14 @@ def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[s
         The labels with every spelling replaced by its class name, and for each
         class that had several spellings, the spellings found (class name first).
     """
-    present = values.dropna().astype(str)
-    # Spellings in order of first appearance, with how often each occurs.
-    counts = Counter(present.value_counts(sort=False).to_dict())
+    # Spellings in order of first appearance, with how often each occurs; the rows
+    # are only coded (factorize), every decision is made on the distinct spellings.
+    codes, uniques = pd.factorize(values)
+    spellings_seen = [str(u) for u in uniques]
+    n_each = np.bincount(codes[codes >= 0], minlength=len(spellings_seen))
+    counts = Counter(dict(zip(spellings_seen, n_each.tolist(), strict=True)))
     groups: dict[str, list[str]] = {}
-    for spelling in pd.unique(present.to_numpy()).tolist():
+    for spelling in spellings_seen:
         groups.setdefault(label_key(spelling), []).append(spelling)
     mapping: dict[str, str] = {}
     variants: dict[str, list[str]] = {}
@@ -121,8 +125,8 @@ def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[s
         others = [s for s in spellings if s != name]
         if others:
             variants[name] = [name, *others]
-    out = values.map(mapping)  # a dict lookup per row, no Python callback
-    return out.astype(object).where(out.notna(), None), variants
+    names = np.array([mapping[u] for u in spellings_seen] + [None], dtype=object)
+    return pd.Series(names[codes], index=values.index, dtype=object), variants
 
 
 def describe_variants(head: str, variants: dict[str, list[str]]) -> list[str]:

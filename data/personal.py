@@ -255,8 +255,25 @@ LEAK_ACCURACY = 0.99
 _FOLDS = 5
 
 
+def _leak_keys(col: pd.Series) -> np.ndarray | None:
+    """A column as value codes: numbers in up to 20 quantile bins, text as it is."""
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        try:
+            bins = pd.qcut(col.astype("float64"), 20, labels=False, duplicates="drop")
+        except ValueError:
+            return None
+        keys = np.where(np.isnan(bins.to_numpy(dtype="float64")), -1, bins).astype(np.int64)
+        keys, _ = pd.factorize(keys)
+        return keys
+    keys, _ = pd.factorize(col, use_na_sentinel=False)
+    return keys
+
+
 def single_column_leaks(
-    frame: pd.DataFrame, y: pd.Series, columns: Collection[str]
+    frame: pd.DataFrame,
+    y: pd.Series,
+    columns: Collection[str],
+    cache: dict[str, np.ndarray | None] | None = None,
 ) -> list[tuple[str, float]]:
     """Columns that alone predict the label almost perfectly, out of fold.
 
@@ -277,17 +294,18 @@ def single_column_leaks(
     fold = np.arange(len(target)) % _FOLDS
     rows = np.flatnonzero(labelled)
     out = []
+    cache = {} if cache is None else cache
+    every = len(rows) == len(frame)
     for name in columns:
-        col = frame[name].iloc[rows]
-        if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-            try:
-                bins = pd.qcut(col.astype("float64"), 20, labels=False, duplicates="drop")
-            except ValueError:
-                continue
-            keys = np.where(np.isnan(bins.to_numpy(dtype="float64")), -1, bins).astype(np.int64)
-            keys, _ = pd.factorize(keys)
+        if every and name in cache:  # coded for another label of the same rows
+            keys_or_none = cache[name]
         else:
-            keys, _ = pd.factorize(col, use_na_sentinel=False)
+            keys_or_none = _leak_keys(frame[name] if every else frame[name].iloc[rows])
+            if every:
+                cache[name] = keys_or_none
+        if keys_or_none is None:
+            continue
+        keys = keys_or_none
         m = int(keys.max()) + 1 if len(keys) else 0
         if m == 0 or m > len(target) // 2:
             continue  # (almost) one value a row: id-like, not a leak test

@@ -419,11 +419,12 @@ def load_training_table(
     leads = frame[[c for c in frame.columns if c not in dropped]].copy()
     features_in = [c for c in leads.columns if c != id_col]
     leaked: dict[str, str] = {}
+    coded: dict[str, Any] = {}  # the columns' codes, shared by both heads
     for head in ("stage", "persona"):
         y = labels[head]
         if y is None:
             continue
-        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in)
+        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in, coded)
         report[f"{head}_single_column_leaks"] = dict(leaks)
         for column, accuracy in leaks:
             alone = f"alone predicts the {head} label {accuracy:.1%} of the time out of fold"
