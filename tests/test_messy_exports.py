@@ -263,6 +263,9 @@ def test_train_stops_when_sales_ready_stages_cannot_be_inferred(tmp_path, monkey
         result.output
     )
     assert "--sales-ready" in result.output
+    # What was read is said before the stop.
+    read = result.output.index("leads.csv: 120 lines read, 120 kept, 0 rejected")
+    assert read < result.output.index("cannot tell which stage labels")
 
 
 # --------------------------------------------------------------------------- leaks
