@@ -137,15 +137,24 @@ def _text(values: pd.Series) -> pd.Series:
 
 def _plain_numbers(raw: pd.Series) -> pd.Series | None:
     """The column as float64 when every value is a plain number (``45``, ``-1.5``,
-    ``1e3``) and none could be a dotted thousands group (``12.000``, which a German
-    export means as twelve thousand: left to the text rules, which decide per column)."""
+    ``1e3``), as pandas would read it, unless its dotted values are thousands groups
+    (then None: the text rules decide, per column)."""
     present = raw.dropna()
     if not len(present):
         return None
     u = pd.Series(present.unique(), dtype="str").str.strip()
     if not u.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").all():
         return None
-    if u.str.fullmatch(r"[+-]?\d{1,3}(\.\d{3})+").any():
+    # "12.000" beside whole numbers ("45", "1.200", "12.000") is a German export's
+    # twelve thousand: only then are the text rules asked. A dot before other than three
+    # digits, or after a 0 ("93.2", "0.634"), is a decimal point, as are dotted values
+    # with no whole numbers beside them (an index, a rate: "93.994", "4.857").
+    grouped = u.str.fullmatch(r"[+-]?[1-9]\d{0,2}(\.\d{3})+")
+    if (
+        grouped.any()
+        and not u.str.fullmatch(r"[+-]?(\d*\.(\d{1,2}|\d{4,})|0\.\d+)").any()
+        and u.str.fullmatch(r"[+-]?\d+").any()
+    ):
         return None
     return pd.to_numeric(raw.str.strip(), errors="coerce").astype("float64")
 

@@ -100,6 +100,12 @@ def test_plain_numbers_and_european_thousands_in_text_columns():
         dtype="str",
     )
     typed, reports = infer_types(frame)
+    # Dotted values with no whole numbers beside them, or a 0 before the dot, are
+    # decimals (the Bank Marketing table's price index and Euribor rate).
+    index, _ = infer_types(pd.DataFrame({"cons.price.idx": ["93.994", "92.893", "94.465"],
+                                         "euribor3m": ["4.857", "0.634", "1.313"]}, dtype="str"))  # fmt: skip
+    assert index["cons.price.idx"].tolist() == [93.994, 92.893, 94.465]
+    assert index["euribor3m"].tolist() == [4.857, 0.634, 1.313]
     assert typed["Mitarbeiter"].tolist()[:4] == [45.0, 180.0, 1200.0, 12000.0]
     assert typed["Rate"].tolist() == [1.5, 2.25, 1.2, 3.0, 4.0]
     kinds = {r.name: r.kind for r in reports}
