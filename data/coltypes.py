@@ -135,14 +135,12 @@ def _text(values: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
-def _plain_numbers(raw: pd.Series) -> pd.Series | None:
-    """The column as float64 when every value is a plain number (``45``, ``-1.5``,
-    ``1e3``), as pandas would read it, unless its dotted values are thousands groups
-    (then None: the text rules decide, per column)."""
-    present = raw.dropna()
-    if not len(present):
+def _plain_numbers(u: pd.Series) -> pd.Series | None:
+    """The distinct values ``u`` (stripped text) as float64 when every one is a plain
+    number (``45``, ``-1.5``, ``1e3``), as pandas would read them, unless the dotted
+    ones are thousands groups (then None: the text rules decide, per column)."""
+    if not len(u):
         return None
-    u = pd.Series(present.unique(), dtype="str").str.strip()
     if not u.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").all():
         return None
     # "12.000" beside whole numbers ("45", "1.200", "12.000") is a German export's
@@ -156,7 +154,7 @@ def _plain_numbers(raw: pd.Series) -> pd.Series | None:
         and u.str.fullmatch(r"[+-]?\d+").any()
     ):
         return None
-    return pd.to_numeric(raw.str.strip(), errors="coerce").astype("float64")
+    return pd.to_numeric(u, errors="coerce").astype("float64")
 
 
 def _distinct_text(raw: pd.Series) -> tuple[np.ndarray, pd.Series, pd.Series | None]:
@@ -329,14 +327,16 @@ def _read_column(
         return _days(t), ColumnReport(
             name, "date", n, note="as days since 1970", spec=ColumnSpec("date")
         )
-    if spec is None and raw.dtype == "str":
-        plain = _plain_numbers(raw)
-        if plain is not None:  # as pandas would have read it: 0/1, epoch dates, numbers
-            return _read_column(name, plain, None, lines)
     # Every decision and parse runs on the distinct values (weighted by their counts),
     # then is spread back over the rows: a column of 100,000 rows and 30 distinct
     # values costs 30 parses (stripping the spaces too).
     codes, u, t = _distinct_text(raw)
+    if spec is None and raw.dtype == "str":
+        plain_u = _plain_numbers(u)
+        if plain_u is not None:  # as pandas would have read it: 0/1, epoch dates, numbers
+            plain = np.full(len(raw), np.nan)
+            plain[codes >= 0] = plain_u.to_numpy()[codes[codes >= 0]]
+            return _read_column(name, pd.Series(plain, index=raw.index), None, lines)
     w = np.bincount(codes[codes >= 0], minlength=len(u)).astype(np.int64)
     values_u, unfit_u, report = _read_distinct(name, u, w, spec, forced)
     if report.kind in ("text", "empty", "constant"):
