@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -77,16 +77,23 @@ def _format(path: Path, formats: dict[str, str], what: str) -> str:
 
 
 def _chunks(
-    path: Path, chunk_size: int, id_col: str, rejected: list[Any], notes: list[str], strict: bool
+    path: Path,
+    chunk_size: int,
+    id_col: str,
+    rejected: list[Any],
+    notes: list[str],
+    strict: bool,
+    typed: Iterable[str] = (),
 ) -> Iterator[pd.DataFrame]:
     """The input in chunks of about ``chunk_size`` rows, through the one reader of
     ``data.readers`` (so ``score`` reads exactly what ``train`` reads); lines it cannot
     read are appended to ``rejected`` (raised at once with ``strict``)."""
     from data.readers import InputError, iter_table
 
-    text: set[str] = {id_col}
+    # The columns training typed (data.coltypes) are read as text and typed as it did.
+    text: set[str] = {id_col, *typed}
     first = True
-    for chunk in iter_table(path, chunk_rows=chunk_size, text_columns=[id_col], notes=notes):
+    for chunk in iter_table(path, chunk_rows=chunk_size, text_columns=sorted(text), notes=notes):
         if chunk.errors:
             if strict:
                 raise InputError(f"{chunk.errors[0]} (--strict)", chunk.errors)
@@ -361,7 +368,7 @@ def score_table(
     def prepared() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]]:
         """Each chunk with its leads and ids, and its features started in the events process."""
         read = 0
-        for chunk in _chunks(in_path, chunk_size, id_col, rejected, notes, strict):
+        for chunk in _chunks(in_path, chunk_size, id_col, rejected, notes, strict, column_types):
             chunk = chunk.reset_index(drop=True)
             first_row = read + 1
             read += len(chunk)

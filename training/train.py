@@ -401,12 +401,17 @@ def train(
             types=parse_types(config.types),
             allow_columns=config.allow_columns,
         )
-    config, training_set = _with_sales_ready(config, training_set)
-    sample = training_set.sample
-    notices = notices if notices is not None else console
-    if notices is not None:
-        from training.input_report import print_training_input
+    from training.input_report import print_training_input
 
+    notices = notices if notices is not None else console
+    try:
+        config, training_set = _with_sales_ready(config, training_set)
+    except ValueError:
+        if notices is not None:  # what was read and inferred is said before the stop
+            print_training_input(notices, training_set, config.rejected_report)
+        raise
+    sample = training_set.sample
+    if notices is not None:
         print_training_input(notices, training_set, config.rejected_report)
     if sample is not None and sample.sampled and notices is not None:
         notices.print(f"[yellow]{sample.describe(training_set.name)} (--max-rows)")
