@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +21,29 @@ from leadready.commands.score_summary import print_score_summary
 from leadready.config import Settings
 
 __all__ = ["score"]
+
+
+def _load(settings: Settings, uri: str):
+    """The model and its version: from the local copy while the registry is unchanged
+    (no MLflow import), else resolved through MLflow and copied for the next command."""
+    from model.model_cache import load_cached
+
+    cached = load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri)
+    if cached is not None:
+        return cached
+    from model.registry import configure, load_model
+
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    return load_model(uri, cache_dir=settings.model_cache_dir)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """The errors shown as a one-line message (MLflow's only when it was imported)."""
+    errors: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError)
+    exceptions = sys.modules.get("mlflow.exceptions")
+    if exceptions is not None:
+        errors += (exceptions.MlflowException,)
+    return errors
 
 
 @click.command("score")
@@ -143,14 +167,9 @@ def score(
     events: Path | EventsAhead | None = events_path
     if events_path is not None and events_path.stat().st_size >= READ_AHEAD_BYTES:
         events = EventsAhead(events_path)
-    from mlflow.exceptions import MlflowException
-
     try:
-        from model.registry import configure, load_model
-
-        configure(settings.mlflow_tracking_uri, settings.artifact_root)
         with console.status(f"loading {uri}…"):
-            model, version = load_model(uri)
+            model, version = _load(settings, uri)
         columns = [
             SpinnerColumn(),
             TextColumn("scoring {task.description}"),
@@ -199,7 +218,7 @@ def score(
                 on_chunk=advance,
                 on_scored=on_scored,
             )
-    except (ValueError, LookupError, MlflowException, OSError) as exc:
+    except _errors() as exc:
         raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
     finally:
         if isinstance(events, EventsAhead):
