@@ -36,7 +36,7 @@ from urllib.parse import unquote
 if TYPE_CHECKING:
     from model.package import LeadReadinessModel
 
-__all__ = ["CacheEntry", "load_cached", "registry_stamp", "remember"]
+__all__ = ["CacheEntry", "keep", "load_cached", "recall", "registry_stamp", "remember"]
 
 _logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def remember(
 def _prune(cache_dir: Path) -> None:
     """Remove copies no entry names once they are an hour old (a copy in use is named)."""
     named = set()
-    for path in cache_dir.glob("*.json"):
+    for path in cache_dir.glob("[!v]*.json"):
         try:
             named.add(json.loads(path.read_text()).get("copy"))
         except (OSError, ValueError, AttributeError):
@@ -221,3 +221,47 @@ def _prune(cache_dir: Path) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
         except OSError:
             continue
+
+
+def _value_path(cache_dir: Path, registry_uri: str, key: str) -> Path:
+    digest = hashlib.sha256(f"{registry_uri}\n{key}".encode()).hexdigest()[:24]
+    return cache_dir / f"value-{digest}.json"
+
+
+def recall(cache_dir: Path, registry_uri: str, key: str) -> Any | None:
+    """A value :func:`keep` stored under ``key``, if the registry is still as stamped then."""
+    stamp = registry_stamp(registry_uri)
+    if stamp is None:
+        return None
+    try:
+        entry = json.loads(_value_path(cache_dir, registry_uri, key).read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(entry, dict)
+        or entry.get("format") != FORMAT
+        or entry.get("registry_uri") != registry_uri
+        or entry.get("key") != key
+        or entry.get("stamp") != stamp
+    ):
+        return None
+    return entry.get("value")
+
+
+def keep(cache_dir: Path, registry_uri: str, key: str, stamp: list[Any], value: Any) -> None:
+    """Store a JSON ``value`` read from the registry after ``stamp`` was taken."""
+    entry = {
+        "format": FORMAT,
+        "registry_uri": registry_uri,
+        "key": key,
+        "stamp": stamp,
+        "value": value,
+    }
+    target = _value_path(cache_dir, registry_uri, key)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, target)
+    except OSError as exc:
+        _logger.warning("could not cache %s (%s)", key, exc)

@@ -169,3 +169,22 @@ def test_only_a_sqlite_registry_file_is_stamped(tmp_path):
     assert registry_stamp(f"sqlite:///{db}") != first
     (tmp_path / "r.db-wal").write_bytes(b"")
     assert registry_stamp(f"sqlite:///{db}") != first
+
+
+def test_a_kept_value_is_recalled_until_the_registry_file_changes(tmp_path):
+    import sqlite3
+
+    from model.model_cache import keep, recall, registry_stamp
+
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    uri = f"sqlite:///{db}"
+    cache = tmp_path / "cache"
+    assert recall(cache, uri, "labels") is None
+    keep(cache, uri, "labels", registry_stamp(uri), {"stage": ["MQL", "SQL"]})
+    assert recall(cache, uri, "labels") == {"stage": ["MQL", "SQL"]}
+    assert recall(cache, uri, "other") is None
+    with sqlite3.connect(db) as conn:  # any write: an alias move, a tag…
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert recall(cache, uri, "labels") is None
