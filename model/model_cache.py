@@ -87,9 +87,13 @@ def _entry_path(cache_dir: Path, registry_uri: str, uri: str) -> Path:
 
 
 def load_cached(
-    cache_dir: Path, registry_uri: str, uri: str
+    cache_dir: Path, registry_uri: str, uri: str, *, explanations: bool = True
 ) -> tuple[LeadReadinessModel, str] | None:
     """The model ``uri`` resolved to when the registry was last stamped, if it still is.
+
+    ``explanations=False`` leaves the reason tables to be built on the first
+    explained prediction (``LeadReadinessModel.prepare``): a command that scores
+    without reasons does not build them.
 
     Returns
     -------
@@ -113,7 +117,9 @@ def load_cached(
     ):
         return None
     try:
-        model = _load_copy(cache_dir / entry["copy"], entry["lead_model"], entry.get("compiled"))
+        model = _load_copy(
+            cache_dir / entry["copy"], entry["lead_model"], entry.get("compiled"), explanations
+        )
     except Exception as exc:  # any doubt: MLflow resolves it, and copies it again
         _logger.warning("cached copy of %s not used (%s); resolving through MLflow", uri, exc)
         copy = entry.get("copy")
@@ -123,11 +129,15 @@ def load_cached(
     return model, str(entry["version"])
 
 
-def _load_copy(folder: Path, lead_model: str, compiled: str | None) -> LeadReadinessModel:
+def _load_copy(
+    folder: Path, lead_model: str, compiled: str | None, explanations: bool = True
+) -> LeadReadinessModel:
     """As ``LeadReadinessPyfunc.load_context``: the pickle, then ``prepare``."""
     with open(folder / lead_model, "rb") as fh:
         model = pickle.load(fh)
-    status = model.prepare(None if compiled is None else str(folder / compiled))
+    status = model.prepare(
+        None if compiled is None else str(folder / compiled), explanations=explanations
+    )
     if compiled is not None and any(s != "compiled" for s in status.values()):
         _logger.warning("compiled trees not used for every head: %s", status)
     return model

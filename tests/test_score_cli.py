@@ -113,6 +113,35 @@ def test_events_read_ahead_in_another_process_score_the_same(home, run, tmp_path
     pd.testing.assert_frame_equal(here, pipelined)
 
 
+def test_two_feature_processes_taking_chunks_in_turn_score_the_same(home, tmp_path):
+    from model.registry import configure, load_model
+    from training.score import EventsAhead, score_table
+
+    root, settings = home
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    model, _ = load_model("models:/lead-readiness@champion")
+    kwargs = {"id_col": "Contact ID", "chunk_size": 37}
+    score_table(
+        model,
+        root / "contacts.csv",
+        tmp_path / "one.csv",
+        events_path=root / "events.csv",
+        **kwargs,
+    )
+    ahead = EventsAhead(root / "events.csv", workers=2)
+    try:
+        assert ahead.workers == 2
+        summary = score_table(
+            model, root / "contacts.csv", tmp_path / "two.csv", events_path=ahead, **kwargs
+        )
+    finally:
+        ahead.close()
+    assert summary.chunks == 11  # 400 rows: the two processes took turns
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "two.csv")
+    )
+
+
 def test_a_bad_events_file_read_ahead_is_the_readers_error(home, run, tmp_path, monkeypatch):
     import training.score
 

@@ -23,18 +23,58 @@ from leadready.config import Settings
 __all__ = ["score"]
 
 
-def _load(settings: Settings, uri: str):
+def _load(settings: Settings, uri: str, *, reasons: bool = True):
     """The model and its version: from the local copy while the registry is unchanged
     (no MLflow import), else resolved through MLflow and copied for the next command."""
     from model.model_cache import load_cached
 
-    cached = load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri)
+    cached = load_cached(
+        settings.model_cache_dir, settings.mlflow_tracking_uri, uri, explanations=reasons
+    )
     if cached is not None:
         return cached
     from model.registry import configure, load_model
 
     configure(settings.mlflow_tracking_uri, settings.artifact_root)
     return load_model(uri, cache_dir=settings.model_cache_dir)
+
+
+def _feature_workers(in_path: Path, events_path: Path, chunk_size: int) -> int:
+    """Processes building features: two on a machine with two cores or more when the
+    table has more than one chunk and two copies of the events fit in half the memory
+    available (each process holds the whole events table; they take chunks in turn).
+    Otherwise one."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        return 1
+    if in_path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            several = pq.ParquetFile(in_path).metadata.num_rows > chunk_size
+        except (OSError, ValueError):
+            several = False
+    else:  # by size: a lead row is rarely under 100 bytes
+        several = in_path.stat().st_size > chunk_size * 100
+    if not several:
+        return 1
+    # Events in memory: ~25x a Parquet file (compressed, dictionary-coded), ~4x CSV.
+    factor = 25 if events_path.suffix.lower() in (".parquet", ".pq") else 4
+    needed = 2 * factor * events_path.stat().st_size
+    return 2 if needed < _available_memory() / 2 else 1
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where there is none: one process)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -166,10 +206,12 @@ def score(
     # A large events table is read in another process while MLflow and the model load here.
     events: Path | EventsAhead | None = events_path
     if events_path is not None and events_path.stat().st_size >= READ_AHEAD_BYTES:
-        events = EventsAhead(events_path)
+        events = EventsAhead(
+            events_path, workers=_feature_workers(in_path, events_path, chunk_size)
+        )
     try:
         with console.status(f"loading {uri}…"):
-            model, version = _load(settings, uri)
+            model, version = _load(settings, uri, reasons=reasons)
         columns = [
             SpinnerColumn(),
             TextColumn("scoring {task.description}"),
