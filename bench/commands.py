@@ -382,9 +382,20 @@ def run(
             ]  # fmt: skip
             ours: list[dict[str, float]] = []
             theirs: list[dict[str, float]] = []
-            for _ in range(bulk_runs):  # A B A B
+            # Up to 100k leads, also with features built in two processes (the default
+            # is one): what a second process gives, side by side.
+            single: list[dict[str, float]] = []
+            for _ in range(bulk_runs):  # A B (C) A B (C)
                 ours.append(timed(score_argv, env))
                 theirs.append(timed(mlflow_argv, env))
+                if n <= 100_000:
+                    single.append(timed([*score_argv, "--feature-processes", "2"], env))
+            if single:
+                figures[f"score {n:,} leads, features in two processes"] = _figures(
+                    single,
+                    leads=n,
+                    leads_per_s=round(n / summary([s["wall"] for s in single])["median"]),
+                )
             ours_rate = n / summary([s["wall"] for s in ours])["median"]
             theirs_rate = n_features / summary([s["wall"] for s in theirs])["median"]
             figures[f"score {n:,} leads"] = _figures(

@@ -111,6 +111,10 @@ def test_events_read_ahead_in_another_process_score_the_same(home, run, tmp_path
     # Many chunks: each one's features are built there while the one before is scored here.
     pipelined = _score_csv(run, root, tmp_path / "pipelined.csv", "--chunk-size", "37")
     pd.testing.assert_frame_equal(here, pipelined)
+    two = _score_csv(
+        run, root, tmp_path / "two.csv", "--chunk-size", "37", "--feature-processes", "2"
+    )
+    pd.testing.assert_frame_equal(here, two)
 
 
 def test_two_feature_processes_taking_chunks_in_turn_score_the_same(home, tmp_path):

@@ -40,10 +40,12 @@ def _load(settings: Settings, uri: str, *, reasons: bool = True):
 
 
 def _feature_workers(in_path: Path, events_path: Path, chunk_size: int) -> int:
-    """Processes building features: two on a machine with two cores or more when the
-    table has more than one chunk and two copies of the events fit in half the memory
-    available (each process holds the whole events table; they take chunks in turn).
-    Otherwise one."""
+    """Processes that can build features: two on a machine with two cores or more when
+    the table has more than one chunk and two copies of the events fit in half the
+    memory available (each process holds the whole events table; they take chunks in
+    turn). Otherwise one. Two are used only when asked for (``--feature-processes 2``):
+    on a loaded machine the second process's read of the events costs more than it
+    gives (bench/results/commands.json has both)."""
     import os
 
     if (os.cpu_count() or 1) < 2:
@@ -123,6 +125,14 @@ def _errors() -> tuple[type[BaseException], ...]:
     show_default=True,
     help="Rows scored at a time.",
 )
+@click.option(
+    "--feature-processes",
+    type=click.IntRange(min=1, max=2),
+    default=None,
+    help="Processes building features from a large events table, each holding the whole "
+    "events table; 2 is used only with 2+ cores, several chunks and the memory for two "
+    "copies of the events (else 1, said on the console)  [default: 1]",
+)
 @click.option("--reasons", is_flag=True, help="Add stage_reasons and persona_reasons (JSON).")
 @click.option(
     "--engine",
@@ -162,6 +172,7 @@ def score(
     events_path: Path | None,
     id_col: str,
     chunk_size: int,
+    feature_processes: int | None,
     reasons: bool,
     engine: str,
     spark_master: str,
@@ -206,9 +217,15 @@ def score(
     # A large events table is read in another process while MLflow and the model load here.
     events: Path | EventsAhead | None = events_path
     if events_path is not None and events_path.stat().st_size >= READ_AHEAD_BYTES:
-        events = EventsAhead(
-            events_path, workers=_feature_workers(in_path, events_path, chunk_size)
-        )
+        workers = 1
+        if feature_processes == 2:
+            workers = _feature_workers(in_path, events_path, chunk_size)
+            if workers == 1:
+                console.print(
+                    "features built in one process: --feature-processes 2 needs 2 cores, "
+                    "more than one chunk and the memory for two copies of the events"
+                )
+        events = EventsAhead(events_path, workers=workers)
     try:
         with console.status(f"loading {uri}…"):
             model, version = _load(settings, uri, reasons=reasons)
