@@ -159,13 +159,15 @@ def remember(
     version: str,
     stamp: list[Any],
     source_key: str,
+    name: str,
 ) -> Path | None:
     """Copy version ``version``'s artifacts into the cache and record the resolution.
 
     Called with MLflow configured, after ``uri`` was resolved to ``version``;
     ``stamp`` is :func:`registry_stamp` taken *before* the resolution. The copy
     is keyed by ``source_key`` (registry URI, name, version and the version's
-    source), so a version already copied is not copied again.
+    source), so a version already copied is not copied again; ``name`` is the
+    registered model's name.
 
     Returns
     -------
@@ -177,17 +179,14 @@ def remember(
 
     from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY
 
-    match_name = uri.split("/", 1)[1].split("@", 1)[0] if uri.startswith("models:/") else "model"
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in match_name)
-    copy = f"{name}-v{version}-{hashlib.sha256(source_key.encode()).hexdigest()[:16]}"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    copy = f"{safe}-v{version}-{hashlib.sha256(source_key.encode()).hexdigest()[:16]}"
     folder = cache_dir / copy
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         if not (folder / "MLmodel").exists():
             partial = cache_dir / f".partial-{uuid.uuid4().hex}"
-            download_artifacts(
-                artifact_uri=f"models:/{match_name}/{version}", dst_path=str(partial)
-            )
+            download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(partial))
             try:
                 partial.rename(folder)
             except OSError:  # another process made it meanwhile

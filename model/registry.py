@@ -202,6 +202,7 @@ def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessMo
             version,
             stamp,
             source_key=f"{mlflow.get_registry_uri()}\n{name}\n{version}\n{source}",
+            name=name,
         )
         if copy is not None:
             pinned = str(copy)

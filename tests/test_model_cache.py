@@ -188,3 +188,19 @@ def test_a_kept_value_is_recalled_until_the_registry_file_changes(tmp_path):
     with sqlite3.connect(db) as conn:  # any write: an alias move, a tag…
         conn.execute("INSERT INTO t VALUES (1)")
     assert recall(cache, uri, "labels") is None
+
+
+def test_a_version_uri_is_kept_too(home, cli, tmp_path):
+    from model.model_cache import load_cached
+
+    root, settings, _, other = home
+    uri = f"models:/{MODEL}/{other}"
+    args = ("--in", str(root / "contacts.csv"), "--id-col", "Contact ID", "--model", uri)
+    first = cli("score", *args, "--out", str(tmp_path / "v1.csv"))
+    assert f"(version {other})" in first.output
+    assert load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri)[1] == other
+    again = cli("score", *args, "--out", str(tmp_path / "v2.csv"))
+    assert f"(version {other})" in again.output
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "v1.csv"), pd.read_csv(tmp_path / "v2.csv")
+    )
