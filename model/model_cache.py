@@ -81,6 +81,18 @@ def registry_stamp(registry_uri: str) -> list[Any] | None:
     return stamp
 
 
+#: File times come from a coarse clock (a few ms): a write in the same tick as the
+#: one a stamp saw could leave the stamp unchanged. A stamp is trusted only when
+#: the registry file's last write is at least this much older than the stamp.
+SETTLED_NS = 100_000_000
+
+
+def settled(stamp: list[Any], taken_ns: int) -> bool:
+    """Whether a stamp taken at ``taken_ns`` (``time.time_ns()``) can be trusted."""
+    times = [part[3] for part in stamp if len(part) > 3 and part[3] is not None]
+    return bool(times) and taken_ns - max(times) >= SETTLED_NS
+
+
 def _entry_path(cache_dir: Path, registry_uri: str, uri: str) -> Path:
     key = hashlib.sha256(f"{registry_uri}\n{uri}".encode()).hexdigest()[:24]
     return cache_dir / f"{key}.json"
@@ -160,6 +172,7 @@ def remember(
     stamp: list[Any],
     source_key: str,
     name: str,
+    taken_ns: int | None = None,
 ) -> Path | None:
     """Copy version ``version``'s artifacts into the cache and record the resolution.
 
@@ -167,7 +180,9 @@ def remember(
     ``stamp`` is :func:`registry_stamp` taken *before* the resolution. The copy
     is keyed by ``source_key`` (registry URI, name, version and the version's
     source), so a version already copied is not copied again; ``name`` is the
-    registered model's name.
+    registered model's name. With ``taken_ns`` (when the stamp was taken), a
+    stamp of a file written less than :data:`SETTLED_NS` before is not
+    recorded (the copy is still made and returned).
 
     Returns
     -------
@@ -202,10 +217,11 @@ def remember(
             "lead_model": artifacts[ARTIFACT_KEY],
             "compiled": artifacts.get(COMPILED_KEY),
         }
-        target = _entry_path(cache_dir, registry_uri, uri)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps(entry))
-        os.replace(tmp, target)
+        if taken_ns is None or settled(stamp, taken_ns):
+            target = _entry_path(cache_dir, registry_uri, uri)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+            tmp.write_text(json.dumps(entry))
+            os.replace(tmp, target)
         _prune(cache_dir)
     except (OSError, KeyError, ValueError) as exc:
         _logger.warning("could not cache %s version %s (%s)", uri, version, exc)
@@ -257,8 +273,18 @@ def recall(cache_dir: Path, registry_uri: str, key: str) -> Any | None:
     return entry.get("value")
 
 
-def keep(cache_dir: Path, registry_uri: str, key: str, stamp: list[Any], value: Any) -> None:
-    """Store a JSON ``value`` read from the registry after ``stamp`` was taken."""
+def keep(
+    cache_dir: Path,
+    registry_uri: str,
+    key: str,
+    stamp: list[Any],
+    value: Any,
+    taken_ns: int | None = None,
+) -> None:
+    """Store a JSON ``value`` read from the registry after ``stamp`` was taken
+    (at ``taken_ns``: not stored when the stamp is not :func:`settled`)."""
+    if taken_ns is not None and not settled(stamp, taken_ns):
+        return
     entry = {
         "format": FORMAT,
         "registry_uri": registry_uri,

@@ -7,6 +7,7 @@ They take everything as arguments (no environment reads) and use aliases
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +190,7 @@ def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessMo
 
         # Taken before the alias is read: a move after it changes the file again.
         stamp = registry_stamp(mlflow.get_registry_uri())
+        taken_ns = time.time_ns()
     pinned, version = resolve_uri(uri)
     if stamp is not None and version is not None:
         from model.model_cache import remember
@@ -203,6 +205,7 @@ def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessMo
             stamp,
             source_key=f"{mlflow.get_registry_uri()}\n{name}\n{version}\n{source}",
             name=name,
+            taken_ns=taken_ns,
         )
         if copy is not None:
             pinned = str(copy)

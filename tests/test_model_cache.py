@@ -78,6 +78,16 @@ def _score(cli, root: Path, out: Path):
     return result, pd.read_csv(out)
 
 
+def _settle(settings: Settings) -> None:
+    """As if the registry's last write were a second old (commands run seconds apart):
+    a stamp of a file written in the last 100 ms is not trusted (``model_cache.settled``)."""
+    import time
+
+    db = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+    old = time.time_ns() - 1_000_000_000
+    os.utime(db, ns=(old, old))
+
+
 def _entries(settings: Settings) -> list[dict]:
     return [json.loads(p.read_text()) for p in settings.model_cache_dir.glob("*.json")]
 
@@ -87,6 +97,7 @@ def test_the_champion_moves_between_two_scores_and_the_second_uses_the_new_one(h
 
     root, settings, champion, other = home
     uri = f"models:/{MODEL}@champion"
+    _settle(settings)
     first, scored1 = _score(cli, root, tmp_path / "a.csv")
     assert f"(version {champion})" in first.output
     [entry] = [e for e in _entries(settings) if e["uri"] == uri]
@@ -100,6 +111,7 @@ def test_the_champion_moves_between_two_scores_and_the_second_uses_the_new_one(h
     pd.testing.assert_frame_equal(scored1, scored1b)
 
     cli("promote", other, "--reason", "cache test")
+    _settle(settings)
     assert load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri) is None
     moved, scored2 = _score(cli, root, tmp_path / "c.csv")
     assert f"(version {other})" in moved.output
@@ -107,6 +119,7 @@ def test_the_champion_moves_between_two_scores_and_the_second_uses_the_new_one(h
     assert load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri)[1] == other
 
     cli("rollback", "--reason", "cache test")
+    _settle(settings)
     back, scored3 = _score(cli, root, tmp_path / "d.csv")
     assert f"(version {champion})" in back.output
     pd.testing.assert_frame_equal(scored1, scored3)
@@ -114,6 +127,7 @@ def test_the_champion_moves_between_two_scores_and_the_second_uses_the_new_one(h
 
 def test_a_second_process_scores_without_importing_mlflow(home, cli, tmp_path):
     root, settings, _, _ = home
+    _settle(settings)
     _score(cli, root, tmp_path / "warm.csv")  # resolves and caches
     env = {**os.environ, "LEADREADY_HOME": str(settings.home), "PYTHONPATH": str(ROOT)}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -144,6 +158,7 @@ def test_a_copy_that_does_not_load_is_resolved_through_mlflow_again(home, cli, t
 
     root, settings, _, _ = home
     uri = f"models:/{MODEL}@champion"
+    _settle(settings)
     _, before = _score(cli, root, tmp_path / "x.csv")
     [entry] = [e for e in _entries(settings) if e["uri"] == uri]
     (settings.model_cache_dir / entry["copy"] / entry["lead_model"]).write_bytes(b"not a pickle")
@@ -195,6 +210,7 @@ def test_a_version_uri_is_kept_too(home, cli, tmp_path):
 
     root, settings, _, other = home
     uri = f"models:/{MODEL}/{other}"
+    _settle(settings)
     args = ("--in", str(root / "contacts.csv"), "--id-col", "Contact ID", "--model", uri)
     first = cli("score", *args, "--out", str(tmp_path / "v1.csv"))
     assert f"(version {other})" in first.output
@@ -204,3 +220,23 @@ def test_a_version_uri_is_kept_too(home, cli, tmp_path):
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "v1.csv"), pd.read_csv(tmp_path / "v2.csv")
     )
+
+
+def test_a_stamp_of_a_file_written_in_the_same_clock_tick_is_not_trusted(tmp_path):
+    import time
+
+    from model.model_cache import SETTLED_NS, keep, recall, registry_stamp, settled
+
+    db = tmp_path / "r.db"
+    db.write_bytes(b"x")
+    uri = f"sqlite:///{db}"
+    stamp = registry_stamp(uri)
+    written = db.stat().st_mtime_ns
+    assert not settled(stamp, written + SETTLED_NS - 1)
+    assert settled(stamp, written + SETTLED_NS)
+    # A value read right after a write is not kept (a second write in the same tick
+    # could leave the stamp as it is); one read later is.
+    keep(tmp_path / "c", uri, "k", stamp, 1, taken_ns=written)
+    assert recall(tmp_path / "c", uri, "k") is None
+    keep(tmp_path / "c", uri, "k", stamp, 2, taken_ns=time.time_ns() + SETTLED_NS)
+    assert recall(tmp_path / "c", uri, "k") == 2

@@ -12,6 +12,7 @@ import csv
 import getpass
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -295,9 +296,10 @@ def _model_labels(settings: Settings) -> dict[str, list[str]]:
     if isinstance(cached, dict):
         return {str(h): [str(v) for v in values] for h, values in cached.items()}
     stamp = registry_stamp(uri)  # before the champion is read
+    taken_ns = time.time_ns()
     labels = _model_labels_from_mlflow(settings)
     if stamp is not None:
-        keep(settings.model_cache_dir, uri, key, stamp, labels)
+        keep(settings.model_cache_dir, uri, key, stamp, labels, taken_ns)
     return labels
 
 
