@@ -11,7 +11,10 @@ venv without compiled bytecode pays for compiling on every run):
 * ``score`` of 1 lead (with its events), of 100k and of 1M simulated leads with
   their events (Parquet in, Parquet out);
 * ``promote`` and ``rollback`` (alternating: promote version 2, roll back to 1),
-  ``queue --top 20``, ``corrections import`` of a 100-row CSV;
+  ``queue --top 20``, ``corrections import`` of a 100-row CSV; ``score`` of 1
+  lead and ``corrections import`` are timed twice a round: first right after the
+  champion moved (resolved through MLflow), then with the champion unchanged
+  (resolved once and kept, ``model.model_cache``: no MLflow import);
 * ``mlflow models predict`` (``--env-manager local``) of the same registered
   model on the same leads' ready feature rows (CSV), alternating with
   ``leadready score`` on those leads (A B A B). MLflow's command is run on at
@@ -337,16 +340,23 @@ def run(
         small = simulated(min(bulk) if bulk else 1000, cache)
         one, one_events = one_lead(small, root)
         corrections = corrections_csv(home, root)
+        score_one = [
+            "score", "--in", str(one), "--events", str(one_events),
+            "--out", str(root / "one-out.csv"),
+        ]  # fmt: skip
+        import_100 = ["corrections", "import", str(corrections)]
+        # In this order each round: the champion moves (promote, rollback), then the
+        # first score and import after the move resolve it through MLflow, and the
+        # next ones find it resolved (model.model_cache) — both cases are reported.
         short = {
-            "score 1 lead": [
-                "score", "--in", str(one), "--events", str(one_events),
-                "--out", str(root / "one-out.csv"),
-            ],
-            "queue --top 20": ["queue", "--top", "20"],
-            "corrections import (100 rows)": ["corrections", "import", str(corrections)],
             "promote": ["promote", "2", "--reason", "bench"],
             "rollback": ["rollback", "--reason", "bench"],
-        }  # fmt: skip
+            "score 1 lead, first after a champion move": score_one,
+            "corrections import (100 rows), first after a champion move": import_100,
+            "score 1 lead": score_one,
+            "corrections import (100 rows)": import_100,
+            "queue --top 20": ["queue", "--top", "20"],
+        }
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in short}
         for _ in range(runs):
             for name, argv in short.items():
@@ -355,6 +365,7 @@ def run(
             figures[name] = _figures(values, target_wall=TARGET_SHORT_S)
         if 1 in sizes:
             figures["score 1 lead"]["leads"] = 1
+            figures["score 1 lead, first after a champion move"]["leads"] = 1
         write_result("commands", result)  # what is measured so far, should a later part stop
 
         for n in bulk:
@@ -371,9 +382,20 @@ def run(
             ]  # fmt: skip
             ours: list[dict[str, float]] = []
             theirs: list[dict[str, float]] = []
-            for _ in range(bulk_runs):  # A B A B
+            # Up to 100k leads, also with features built in two processes (the default
+            # is one): what a second process gives, side by side.
+            single: list[dict[str, float]] = []
+            for _ in range(bulk_runs):  # A B (C) A B (C)
                 ours.append(timed(score_argv, env))
                 theirs.append(timed(mlflow_argv, env))
+                if n <= 100_000:
+                    single.append(timed([*score_argv, "--feature-processes", "2"], env))
+            if single:
+                figures[f"score {n:,} leads, features in two processes"] = _figures(
+                    single,
+                    leads=n,
+                    leads_per_s=round(n / summary([s["wall"] for s in single])["median"]),
+                )
             ours_rate = n / summary([s["wall"] for s in ours])["median"]
             theirs_rate = n_features / summary([s["wall"] for s in theirs])["median"]
             figures[f"score {n:,} leads"] = _figures(

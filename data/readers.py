@@ -905,7 +905,7 @@ class _Checker:
         values = _as_text(source)
         if required:
             self.flag(values.isna(), column, source, f"{what or column} is missing")
-        if max_length is not None:
+        if max_length is not None and _may_exceed(values, max_length):
             too_long = values.str.len().gt(max_length).to_numpy(dtype=bool, na_value=False)
             self.flag(too_long, column, source, f"longer than {max_length} characters")
         return values
@@ -952,6 +952,29 @@ def _is_missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def _may_exceed(values: pd.Series, max_length: int) -> bool:
+    """Whether any text may be longer than ``max_length`` characters.
+
+    A character is at least one byte, so when no value has more than
+    ``max_length`` bytes none has more characters: the byte lengths of an
+    Arrow-backed column are read from its offsets, while counting characters
+    decodes every string (0.15 s a column of 1.9 M events). Other columns: True.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.dtype != "str":
+        return True
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return True
+    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
+        return True
+    longest = pc.max(pc.binary_length(array)).as_py()
+    return longest is not None and longest > max_length
 
 
 def _as_text(values: pd.Series) -> pd.Series:

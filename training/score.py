@@ -161,27 +161,40 @@ class EventsAhead:
     reader's errors are raised by :meth:`last_event`, as reading here would raise them.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, workers: int = 1) -> None:
         import multiprocessing
 
         self.path = Path(path)
-        self._pool = multiprocessing.get_context("spawn").Pool(1)
-        self._loaded = self._pool.apply_async(_ahead_load, (str(self.path),))
+        context = multiprocessing.get_context("spawn")
+        # One process per worker, each with the whole events table; chunks go to
+        # them in turn, so ``workers`` chunks' features are built at once.
+        self._pools = [context.Pool(1) for _ in range(max(1, workers))]
+        self._loaded = [p.apply_async(_ahead_load, (str(self.path),)) for p in self._pools]
+        self._turn = 0
+
+    @property
+    def workers(self) -> int:
+        """Processes building features."""
+        return len(self._pools)
 
     def last_event(self) -> datetime | None:
         """The time of the last event (waits for the table to be read)."""
-        return self._loaded.get()
+        return self._loaded[0].get()
 
     def features(
         self, leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
     ) -> Any:
         """Start building one chunk's features; ``.get()`` of the result returns them."""
-        return self._pool.apply_async(_ahead_features, (leads, ids, as_of, config, id_col))
+        pool = self._pools[self._turn % len(self._pools)]
+        self._turn += 1
+        return pool.apply_async(_ahead_features, (leads, ids, as_of, config, id_col))
 
     def close(self) -> None:
-        """Stop the events process (at once, if it is still working)."""
-        self._pool.terminate()
-        self._pool.join()
+        """Stop the events processes (at once, if they are still working)."""
+        for pool in self._pools:
+            pool.terminate()
+        for pool in self._pools:
+            pool.join()
 
 
 #: Events files at least this big are read ahead (:class:`EventsAhead`) by ``leadready
@@ -395,7 +408,7 @@ def score_table(
 
     # With the events in their own process, the next chunk's features are built there
     # while this one is scored and written here.
-    depth = 2 if ahead is not None else 1
+    depth = ahead.workers + 1 if ahead is not None else 1
     try:
         queue: deque[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]] = deque()
         source = prepared()
