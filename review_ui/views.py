@@ -9,6 +9,7 @@ JavaScript sends it with ``fetch``) — the updated ``_row.html`` partial.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -49,6 +50,7 @@ from review_ui.forms import (
     LoginForm,
     PlainForm,
     ReclassifyForm,
+    SuggestionsForm,
     UserForm,
     is_prediction_id,
     set_label_choices,
@@ -63,8 +65,12 @@ from review_ui.present import (
     weekly_timeline,
 )
 from review_ui.words import day_words, label_words, when_words
+from training.similar import METHODS as SIMILAR_METHODS
+from training.similar import sets_for_lead
 
 __all__ = ["bp"]
+
+_log = logging.getLogger(__name__)
 
 bp = Blueprint(
     "review",
@@ -477,6 +483,8 @@ def lead(lead_id: str) -> Any:
         queue_url=queue_url,
         here=here,
         next_lead=_next_in_queue(lead_id, queue_url),
+        similar_sets=sets_for_lead(store, lead_id),
+        method_words=SIMILAR_METHODS,
     )
 
 
@@ -640,6 +648,7 @@ def reclassify(lead_id: str) -> Any:
             )
         except ValueError as exc:
             abort(400, description=str(exc))
+    _offer_similar(stored)
     return _finish(
         lead_id, stored, "Reclassified", form.next.data, default=default, advance=advance
     )
@@ -1001,3 +1010,131 @@ def disable_user() -> Any:
         abort(404)
     flash(f"Disabled {name}.", "success")
     return redirect(url_for("review.users"))
+
+
+# ------------------------------------------------ "leads like this one" (#19 part A)
+
+
+def _offer_similar(stored: list[Any]) -> None:
+    """Build the suggestions of each label change just saved (kept in the store).
+
+    A failure here must not lose the rep's correction (already stored): it is
+    logged and said in a flash message, and the lead page simply shows none.
+    """
+    from training.similar import build_suggestions
+
+    for result in stored:
+        if result.kind != "reclassify" or not result.old_label or result.old_label == result.new_label:
+            continue
+        try:
+            built = build_suggestions(_store(), result.id)
+        except Exception:  # noqa: BLE001 - the correction stands; say that suggestions failed
+            _log.exception("building suggestions for correction %s failed", result.id)
+            flash("Could not look for leads like this one (logged); your correction is saved.", "warning")
+            continue
+        if built is not None and built.items:
+            flash(
+                f"{built.n_candidates} unreviewed lead{'s' if built.n_candidates != 1 else ''} "
+                f"also served {label_words(built.from_label)}: see \u201cLeads like this one\u201d "
+                "on the lead page.",
+                "info",
+            )
+
+
+def _suggestion_ids(values: list[str]) -> list[int]:
+    """The ticked suggestion ids; anything but a whole number is a 400 naming the field."""
+    bad = [v for v in values if not is_prediction_id(v)]
+    if bad:
+        abort(400, description=f"suggestion: not a suggestion id: {', '.join(bad[:5])}")
+    return list(dict.fromkeys(int(v) for v in values))
+
+
+def _suggestions_page(
+    correction_id: int, form: Any, status: int = 200, problems: Mapping[int, str] | None = None
+) -> Any:
+    from training.similar import suggestion_set
+
+    found = suggestion_set(_store(), correction_id)
+    if found is None:
+        abort(404)
+    here = url_for("review.suggestions", correction_id=correction_id)
+    html = render_template(
+        "review/suggestions.html",
+        sset=found,
+        counts=found.counts(),
+        form=form,
+        here=here,
+        problems=problems or {},
+        method_words=SIMILAR_METHODS,
+        source_url=url_for("review.lead", lead_id=found.lead_id),
+    )
+    return html, status
+
+
+@bp.route("/review/suggestions/<int:correction_id>", methods=["GET", "POST"])
+@auth.role_required("rep")
+def suggestions(correction_id: int) -> Any:
+    """The leads suggested after one reclassify: look, tick, then reclassify or dismiss them."""
+    from training.similar import (
+        StaleSuggestions,
+        UnknownSuggestions,
+        accept_suggestions,
+        dismiss_suggestions,
+    )
+
+    form = SuggestionsForm()
+    if request.method == "GET":
+        return _suggestions_page(correction_id, form)
+    ids = _suggestion_ids(request.form.getlist("suggestion"))
+    here = url_for("review.suggestions", correction_id=correction_id)
+    if not form.validate():
+        return _reject(form, None, here)
+    if not ids:
+        flash("Tick at least one lead first.", "error")
+        return redirect(here)
+    if len(ids) > _BULK_MAX:
+        abort(400, description=f"suggestion: at most {_BULK_MAX} leads at once")
+    store = _store()
+    try:
+        if form.action.data == "accept":
+            batch_id = uuid.uuid4().hex
+            result = accept_suggestions(
+                store,
+                correction_id,
+                ids,
+                reviewer=current_user.name,
+                reason=form.reason.data,
+                note=(form.note.data or "").strip() or None,
+                batch_id=batch_id,
+            )
+            for r in result.corrections:
+                _remember(r.lead_id, [r.id])
+            n = len(result.corrections)
+            session["review_batch"] = {
+                "id": batch_id,
+                "verb": "reclassified",
+                "count": n,
+                "at": datetime.now(UTC).isoformat(),
+            }
+            flash(
+                f"Reclassified {n} suggested lead{'s' if n != 1 else ''} "
+                f"({', '.join(result.lead_ids[:10])}{'…' if n > 10 else ''}). "
+                "Undo the whole batch from the bar above the queue.",
+                "success",
+            )
+        else:
+            done = dismiss_suggestions(store, correction_id, ids, reviewer=current_user.name)
+            flash(
+                f"Dismissed {len(done)} suggestion{'s' if len(done) != 1 else ''}; "
+                "no labels were changed.",
+                "success",
+            )
+    except UnknownSuggestions as exc:
+        abort(
+            400,
+            description="suggestion: unknown id(s) for this correction: "
+            + ", ".join(map(str, exc.ids[:10])),
+        )
+    except StaleSuggestions as exc:
+        return _suggestions_page(correction_id, form, status=409, problems=exc.problems)
+    return redirect(here)
