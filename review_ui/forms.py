@@ -177,7 +177,10 @@ class SuggestionsForm(FlaskForm):
 
     action = SelectField(
         "Action",
-        choices=[("accept", "Reclassify the ticked leads"), ("dismiss", "Dismiss the ticked leads")],
+        choices=[
+            ("accept", "Reclassify the ticked leads"),
+            ("dismiss", "Dismiss the ticked leads"),
+        ],
     )
     # Checked below: a dismissal may leave it out altogether.
     reason = SelectField("Reason", choices=[("", "— reason —"), *REASONS], validate_choice=False)

@@ -10,9 +10,10 @@ JavaScript sends it with ``fetch``) — the updated ``_row.html`` partial.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -66,9 +67,9 @@ from review_ui.present import (
 )
 from review_ui.words import day_words, label_words, when_words
 from training.similar import METHODS as SIMILAR_METHODS
-from training.similar import sets_for_lead
+from training.similar import pending_for_lead, sets_for_lead
 
-__all__ = ["bp"]
+__all__ = ["bp", "wait_for_suggestions"]
 
 _log = logging.getLogger(__name__)
 
@@ -484,6 +485,10 @@ def lead(lead_id: str) -> Any:
         here=here,
         next_lead=_next_in_queue(lead_id, queue_url),
         similar_sets=sets_for_lead(store, lead_id),
+        similar_pending=[
+            {**c, "recent": datetime.now(UTC) - c["created_at"] < _BUILD_GRACE}
+            for c in pending_for_lead(store, lead_id)
+        ],
         method_words=SIMILAR_METHODS,
     )
 
@@ -1015,30 +1020,85 @@ def disable_user() -> Any:
 # ------------------------------------------------ "leads like this one" (#19 part A)
 
 
-def _offer_similar(stored: list[Any]) -> None:
-    """Build the suggestions of each label change just saved (kept in the store).
+_BUILDS: set[threading.Thread] = set()
+_BUILDS_LOCK = threading.Lock()
+#: A reclassify younger than this whose suggestions are missing shows as "being looked for".
+_BUILD_GRACE = timedelta(minutes=2)
 
-    A failure here must not lose the rep's correction (already stored): it is
-    logged and said in a flash message, and the lead page simply shows none.
-    """
+
+def _build_all(store: Any, correction_ids: list[int]) -> None:
     from training.similar import build_suggestions
 
-    for result in stored:
-        if result.kind != "reclassify" or not result.old_label or result.old_label == result.new_label:
-            continue
+    for cid in correction_ids:
         try:
-            built = build_suggestions(_store(), result.id)
-        except Exception:  # noqa: BLE001 - the correction stands; say that suggestions failed
-            _log.exception("building suggestions for correction %s failed", result.id)
-            flash("Could not look for leads like this one (logged); your correction is saved.", "warning")
-            continue
-        if built is not None and built.items:
-            flash(
-                f"{built.n_candidates} unreviewed lead{'s' if built.n_candidates != 1 else ''} "
-                f"also served {label_words(built.from_label)}: see \u201cLeads like this one\u201d "
-                "on the lead page.",
-                "info",
-            )
+            build_suggestions(store, cid)
+        except Exception:  # noqa: BLE001 - a background job: log it, the lead page offers a retry
+            _log.exception("building suggestions for correction %s failed", cid)
+
+
+def wait_for_suggestions(timeout: float | None = None) -> bool:
+    """Join the background builds started so far (tests, shutdown); True if all finished."""
+    with _BUILDS_LOCK:
+        threads = list(_BUILDS)
+    for thread in threads:
+        thread.join(timeout)
+    return not any(t.is_alive() for t in threads)
+
+
+def _offer_similar(stored: list[Any]) -> None:
+    """Build the suggestions of each label change just saved, off the request.
+
+    At 100k scored leads a build reads ~25k feature snapshots (seconds, see
+    ``bench/results/similar.json``): a thread does it after the response, and the
+    lead page reads the stored result (or says it is being looked for). With
+    ``REVIEW_SIMILAR_SYNC`` set, it runs before the response instead.
+    """
+    ids = [
+        r.id
+        for r in stored
+        if r.kind == "reclassify" and r.old_label and r.old_label != r.new_label
+    ]
+    if not ids:
+        return
+    flash(
+        "Looking for unreviewed leads likely to need the same change: "
+        "see \u201cLeads like this one\u201d on the lead page.",
+        "info",
+    )
+    store = _store()
+    if current_app.config.get("REVIEW_SIMILAR_SYNC"):
+        _build_all(store, ids)
+        return
+
+    def run() -> None:
+        try:
+            _build_all(store, ids)
+        finally:
+            with _BUILDS_LOCK:
+                _BUILDS.discard(threading.current_thread())
+
+    thread = threading.Thread(target=run, name="similar-build", daemon=True)
+    with _BUILDS_LOCK:
+        _BUILDS.add(thread)
+    thread.start()
+
+
+@bp.route("/review/leads/<path:lead_id>/similar", methods=["POST"])
+@auth.role_required("rep")
+def build_similar(lead_id: str) -> Any:
+    """Look for leads like this one now (a build that never ran, or failed)."""
+    from training.similar import pending_for_lead
+
+    _lead_or_404(lead_id)
+    form = PlainForm()
+    default = url_for("review.lead", lead_id=lead_id)
+    pending = pending_for_lead(_store(), lead_id)
+    _build_all(_store(), [c["id"] for c in pending])
+    if pending:
+        flash("Looked for leads like this one.", "success")
+    else:
+        flash("Nothing to look for: no reclassify of this lead is waiting for suggestions.", "info")
+    return redirect(_safe_next(form.next.data, default))
 
 
 def _suggestion_ids(values: list[str]) -> list[int]:

@@ -1,4 +1,4 @@
-""""Leads like this one" (issue 19, part A): building suggestions and their store semantics.
+""" "Leads like this one" (issue 19, part A): building suggestions and their store semantics.
 
 Store tests run on SQLite and PostgreSQL (``db_url``). The leads are those of
 ``tests.test_learned_queue``: every third lead a confident "practitioner" who is
@@ -60,7 +60,11 @@ def test_cold_start_ranks_by_neighbours_and_says_so(filled):
     assert built is not None
     assert built.method == "neighbours"
     assert "cold start" in built.note
-    assert (built.field, built.from_label, built.to_label) == ("persona", "practitioner", "non_buyer")
+    assert (built.field, built.from_label, built.to_label) == (
+        "persona",
+        "practitioner",
+        "non_buyer",
+    )
     # Every other lead is served practitioner and unreviewed.
     assert built.n_candidates == N - 1
     assert built.n_likely is None
@@ -99,7 +103,9 @@ def test_the_model_of_corrections_ranks_the_same_change_once_it_can(filled):
 
 def test_a_confirm_or_an_unchanged_label_builds_nothing(filled):
     store, _ = filled
-    confirm = store.add_correction("L0001", "persona", "practitioner", reviewer="ana", kind="confirm")
+    confirm = store.add_correction(
+        "L0001", "persona", "practitioner", reviewer="ana", kind="confirm"
+    )
     assert build_suggestions(store, confirm.id) is None
     with pytest.raises(KeyError):
         build_suggestions(store, 999_999)

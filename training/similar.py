@@ -1,4 +1,4 @@
-""""Leads like this one": after a rep reclassifies a lead, the unreviewed leads likely to
+""" "Leads like this one": after a rep reclassifies a lead, the unreviewed leads likely to
 carry the same mistake.
 
 A rep changes a lead's served stage (or persona) from X to Y. :func:`build_suggestions`
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from data.store import CorrectionRow, PredictionRow, SuggestionRow, SuggestionSetRow
+from data.store import CorrectionRow, PredictionRow, QueueRow, SuggestionRow, SuggestionSetRow
 from training.correction_model import (
     CATEGORICAL_FEATURES,
     CorrectionModel,
@@ -57,6 +57,7 @@ __all__ = [
     "build_suggestions",
     "dismiss_suggestions",
     "forget_models",
+    "pending_for_lead",
     "sets_for_lead",
     "suggestion_set",
     "suggestions_in_set",
@@ -66,6 +67,7 @@ _SETS = SuggestionSetRow.__table__
 _SUGGESTIONS = SuggestionRow.__table__
 _CORRECTIONS = CorrectionRow.__table__
 _PREDICTIONS = PredictionRow.__table__
+_QUEUE = QueueRow.__table__
 
 #: How suggestions are ranked, and the words a rep reads for each.
 METHODS: dict[str, str] = {
@@ -181,19 +183,50 @@ def forget_models() -> None:
         _MODELS.clear()
 
 
-def _snapshots(frame: pd.DataFrame) -> pd.DataFrame:
-    """Feature snapshots (a ``features`` column of dicts) as one row per lead id."""
-    records = {
-        lead: snap if isinstance(snap, Mapping) else {}
-        for lead, snap in zip(frame["lead_id"], frame["features"], strict=True)
-    }
-    return pd.DataFrame.from_dict(records, orient="index")
+def _queue(store: Store, where: Any, *, with_features: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``lead_queue`` rows matching ``where`` (with ``base_priority``) and, if asked, the
+    feature snapshots of their served predictions — one query, no full-table frame.
+    """
+    from data.review_queue import STORED_CONFIG, priority_scores
+
+    columns = list(_QUEUE.c)
+    stmt = sa.select(*columns).where(where)
+    if with_features:
+        stmt = stmt.add_columns(_PREDICTIONS.c.features).outerjoin(
+            _PREDICTIONS, _PREDICTIONS.c.id == _QUEUE.c.prediction_id
+        )
+    names = [c.name for c in columns]
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    frame = pd.DataFrame.from_records(
+        [tuple(r)[: len(names)] for r in rows], columns=names
+    ).set_index("lead_id")
+    if len(frame):
+        frame["base_priority"] = priority_scores(
+            stage=frame["stage"].tolist(),
+            stage_confidence=frame["stage_confidence"].to_numpy(dtype=float, na_value=np.nan),
+            stage_margin=frame["stage_margin"].to_numpy(dtype=float, na_value=np.nan),
+            persona_margin=frame["persona_margin"].to_numpy(dtype=float, na_value=np.nan),
+            p_marketing_stage=frame["p_marketing_stage"].to_numpy(dtype=float, na_value=np.nan),
+            p_marketing_persona=frame["p_marketing_persona"].to_numpy(dtype=float, na_value=np.nan),
+            config=STORED_CONFIG,
+        )
+    else:
+        frame["base_priority"] = pd.Series(dtype=float)
+    features = pd.DataFrame(index=frame.index)
+    if with_features and rows:
+        snaps = [r[-1] if isinstance(r[-1], Mapping) else {} for r in rows]
+        features = pd.DataFrame.from_records(snaps, index=frame.index)
+    return frame, features
 
 
-def _latest_snapshots(store: Store, lead_ids: Sequence[str]) -> pd.DataFrame:
-    latest = store.latest_predictions(lead_ids, with_features=True)
-    records = {i: (latest[i].get("features") or {}) if i in latest else {} for i in lead_ids}
-    return pd.DataFrame.from_dict(records, orient="index")
+def _n_reviewed(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(_QUEUE).where(_QUEUE.c.reviewed.is_(True))
+            ).scalar_one()
+        )
 
 
 def _rep_labels(corrections: pd.DataFrame) -> pd.DataFrame:
@@ -205,31 +238,31 @@ def _rep_labels(corrections: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex(columns=list(_HEADS)).astype(object)
 
 
-def _model(
-    store: Store, queue: pd.DataFrame, config: SimilarConfig
-) -> tuple[CorrectionModel, pd.Index]:
-    """The model of corrections for this store (cached), and the reviewed lead ids."""
+def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
+    """The model of corrections for this store, cached until ``refit_every`` more reviews.
+
+    Fitted as :func:`training.learned_queue.refit_queue` fits it: on the reviewed
+    leads' queue rows and the snapshots of their served predictions, against
+    reps' current labels.
+    """
     from training.retrain import current_corrections
 
-    corrections = current_corrections(store)
-    reps = _rep_labels(corrections)
-    reps = reps[reps.index.isin(queue.index)]
-    n = len(reps)
+    n = _n_reviewed(store)
+    model = CorrectionModel(config.model)
+    if n < config.model.min_corrections:
+        model.n_reviewed_ = n  # cold start: nothing to fit, nothing to cache
+        return model
     with _MODELS_LOCK:
         cached = _MODELS.get(store.url)
-    if cached is not None:
-        n_fit, model = cached
-        fresh = n - n_fit < max(config.refit_every, 1) and n >= n_fit
-        if fresh and (model.fitted_ or n < config.model.min_corrections):
-            return model, reps.index
-    model = CorrectionModel(config.model)
-    if n >= config.model.min_corrections:
-        rows = corrections.sort_values("id", kind="stable").drop_duplicates("lead_id", keep="last")
-        features = _snapshots(rows[rows["lead_id"].isin(reps.index)])
-        model.fit(features, queue.loc[reps.index], reps)
+    if cached is not None and 0 <= n - cached[0] < max(config.refit_every, 1):
+        return cached[1]
+    queue, features = _queue(store, _QUEUE.c.reviewed.is_(True), with_features=True)
+    reps = _rep_labels(current_corrections(store))
+    reps = reps[reps.index.isin(queue.index)]
+    model.fit(features.loc[reps.index], queue.loc[reps.index], reps)
     with _MODELS_LOCK:
         _MODELS[store.url] = (n, model)
-    return model, reps.index
+    return model
 
 
 # -------------------------------------------------------------- neighbours
@@ -311,8 +344,6 @@ def build_suggestions(
     KeyError
         Unknown correction.
     """
-    from data.review_queue import queue_frame
-
     config = config or SimilarConfig()
     existing = suggestion_set(store, correction_id)
     if existing is not None:
@@ -322,16 +353,18 @@ def build_suggestions(
     if correction["kind"] != "reclassify" or not before or not after or before == after:
         return None
     start = time.perf_counter()
-    queue = queue_frame(store)
-    model, reviewed = _model(store, queue, config)
-    open_rows = queue[
-        (queue[head].astype(object) == before)
-        & ~queue["reviewed"].astype(bool)
-        & ~queue.index.isin(reviewed)
-        & (queue.index != correction["lead_id"])
-    ]
+    model = _model(store, config)
+    # Not yet reviewed, served the same answer: the store keeps `reviewed` with the labels.
+    open_rows, features = _queue(
+        store,
+        sa.and_(
+            _QUEUE.c[head] == before,
+            _QUEUE.c.reviewed.is_(False),
+            _QUEUE.c.lead_id != correction["lead_id"],
+        ),
+        with_features=True,
+    )
     ids = list(open_rows.index)
-    features = _latest_snapshots(store, ids) if ids else pd.DataFrame()
     probability = None
     note = None
     if ids and model.fitted_:
@@ -342,10 +375,14 @@ def build_suggestions(
                 f"not seen a {head} change to {after} yet: ranked by nearest neighbours instead"
             )
     elif not model.fitted_:
-        wrong = sum(model.n_wrong_.values())
+        wrong = (
+            f" ({sum(model.n_wrong_.values())} with a wrong served answer)"
+            if model.n_wrong_
+            else ""
+        )
         note = (
-            f"cold start: {len(reviewed)} reviewed leads ({wrong} with a wrong served answer); "
-            f"the model of corrections needs {config.model.min_corrections} reviewed leads with "
+            f"cold start: {model.n_reviewed_} reviewed leads{wrong}; the model of corrections "
+            f"needs {config.model.min_corrections} reviewed leads with "
             f"{config.model.min_wrong} wrong answers"
         )
     if probability is not None:
@@ -377,7 +414,7 @@ def build_suggestions(
         "method": method,
         "n_candidates": len(ids),
         "n_likely": n_likely,
-        "n_reviewed": int(model.n_reviewed_ if model.fitted_ else len(reviewed)),
+        "n_reviewed": int(model.n_reviewed_),
         "note": note,
         "seconds": float(seconds),
         "created_at": now,
@@ -496,6 +533,36 @@ def sets_for_lead(store: Store, lead_id: str, *, preview: int = 10) -> list[Sugg
     return out
 
 
+def pending_for_lead(store: Store, lead_id: str) -> list[dict[str, Any]]:
+    """This lead's current reclassify corrections that suggestions can be built for but
+    have none yet (being built in the background, or made before this feature).
+    """
+    history = store.corrections_for(lead_id)
+    latest: dict[str, Mapping[str, Any]] = {}
+    for c in history:
+        latest[c["field"]] = c
+    candidates = [
+        dict(c)
+        for c in latest.values()
+        if c["kind"] == "reclassify"
+        and c["old_label"]
+        and c["new_label"]
+        and c["old_label"] != c["new_label"]
+        and c["suggestion_id"] is None
+    ]
+    if not candidates:
+        return []
+    with store.engine.connect() as conn:
+        built = set(
+            conn.execute(
+                sa.select(_SETS.c.correction_id).where(
+                    _SETS.c.correction_id.in_([c["id"] for c in candidates])
+                )
+            ).scalars()
+        )
+    return [c for c in candidates if c["id"] not in built]
+
+
 # ------------------------------------------------------------------ decide
 
 
@@ -531,8 +598,7 @@ def _checked(
             continue
         if now != r["from_label"]:
             problems[r["id"]] = (
-                f"the {r['field']} of {r['lead_id']} is now {now or 'unset'}, "
-                f"not {r['from_label']}"
+                f"the {r['field']} of {r['lead_id']} is now {now or 'unset'}, not {r['from_label']}"
             )
     if problems:
         raise StaleSuggestions(problems)
