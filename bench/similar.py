@@ -1,5 +1,5 @@
-""" "Leads like this one" at 100,000 scored leads: building one correction's suggestions, and
-reading them back for a page.
+"""Suggestions ("leads like this one") at 100,000 scored leads: building one correction's
+suggestions, and reading them back for a page.
 
 ``python -m bench.similar [--leads 100000] [--corrections 2000] [--runs 5]`` writes
 ``bench/results/similar.json``.

@@ -426,7 +426,7 @@ class ApiKeyRow(Base):
 
 
 class SuggestionSetRow(Base):
-    """ "Leads like this one", built for one reclassify correction: the change and the counts.
+    """One reclassify correction's "leads like this one": the change, the method, the counts.
 
     ``method`` says how the leads were ranked: ``correction_model`` (the model
     of corrections' probability of the same change) or ``neighbours`` (cold

@@ -317,6 +317,8 @@ def _next_in_queue(lead_id: str, back: str) -> str | None:
     it may have left the page: then the page's first lead not yet reviewed is next.
     """
     parts = urlsplit(back)
+    if parts.path.startswith("/review/suggestions/"):
+        return _next_suggested(lead_id, parts.path)
     if parts.path != url_for("review.queue"):
         return None
     args = _queue_args(dict(parse_qsl(parts.query)))
@@ -1099,6 +1101,18 @@ def build_similar(lead_id: str) -> Any:
     else:
         flash("Nothing to look for: no reclassify of this lead is waiting for suggestions.", "info")
     return redirect(_safe_next(form.next.data, default))
+
+
+def _next_suggested(lead_id: str, path: str) -> str | None:
+    """Walking a suggestions page: the next open suggestion after ``lead_id`` (or the first)."""
+    from training.similar import suggestions_in_set
+
+    tail = path.rsplit("/", 1)[-1]
+    if not is_prediction_id(tail):
+        return None
+    ids = [r["lead_id"] for r in suggestions_in_set(_store(), int(tail), status="open")]
+    rest = ids[ids.index(lead_id) + 1 :] if lead_id in ids else ids
+    return next((x for x in rest if x != lead_id), None)
 
 
 def _suggestion_ids(values: list[str]) -> list[int]:

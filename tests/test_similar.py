@@ -1,4 +1,4 @@
-""" "Leads like this one" (issue 19, part A): building suggestions and their store semantics.
+"""Suggestions ("leads like this one", issue 19 part A): building them, their store semantics.
 
 Store tests run on SQLite and PostgreSQL (``db_url``). The leads are those of
 ``tests.test_learned_queue``: every third lead a confident "practitioner" who is

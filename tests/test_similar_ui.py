@@ -1,4 +1,4 @@
-""" "Leads like this one" in the review UI (issue 19, part A), through Flask's test client.
+"""Suggestions ("leads like this one", issue 19 part A) in the review UI, Flask's test client.
 
 Reclassify a lead → its page shows the suggestions with counts and the method →
 the suggestions page lists them with checkboxes → the ticked ones become the
@@ -134,6 +134,15 @@ def test_reclassify_then_the_lead_page_offers_leads_like_it_then_bulk_confirm(re
     )
     assert response.status_code == 302
     assert store.labels_for(leads[0])["persona"] == "practitioner"
+
+
+def test_save_and_next_walks_the_suggested_leads(rep, store):
+    cid = _reclassify_student(rep, store)
+    listing = rep.get(f"/review/suggestions/{cid}").get_data(as_text=True)
+    leads = re.findall(r'<tr class="suggestion-open" data-lead="(L\d+)"', listing)
+    back = f"/review/suggestions/{cid}"
+    page = rep.get(f"/review/leads/{leads[0]}?back={back}").get_data(as_text=True)
+    assert f"Next in the queue: {leads[1]}" in page
 
 
 def test_dismiss_writes_no_correction(rep, store):

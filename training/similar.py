@@ -1,5 +1,5 @@
-""" "Leads like this one": after a rep reclassifies a lead, the unreviewed leads likely to
-carry the same mistake.
+"""Suggestions ("leads like this one"): after a rep reclassifies a lead, the unreviewed
+leads likely to carry the same mistake.
 
 A rep changes a lead's served stage (or persona) from X to Y. :func:`build_suggestions`
 looks at every lead whose served answer is X and that no rep has reviewed, and ranks them:
@@ -380,8 +380,10 @@ def build_suggestions(
             if model.n_wrong_
             else ""
         )
+        n_rev = model.n_reviewed_
         note = (
-            f"cold start: {model.n_reviewed_} reviewed leads{wrong}; the model of corrections "
+            f"cold start: {n_rev} reviewed lead{'' if n_rev == 1 else 's'}{wrong}; "
+            "the model of corrections "
             f"needs {config.model.min_corrections} reviewed leads with "
             f"{config.model.min_wrong} wrong answers"
         )

@@ -1,4 +1,4 @@
-""" "Leads like this one" (#19): suggestion sets, suggestions, and the marker on corrections.
+"""Suggestions (#19, "leads like this one"): suggestion sets, suggestions, a marker on corrections.
 
 - ``suggestion_sets``: one row per reclassify correction that suggestions were
   built for: the change (field, from, to), the method (``correction_model`` or
