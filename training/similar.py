@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "METHODS",
     "AcceptResult",
+    "Ranking",
     "SimilarConfig",
     "StaleSuggestions",
     "SuggestionSet",
@@ -58,6 +59,7 @@ __all__ = [
     "dismiss_suggestions",
     "forget_models",
     "pending_for_lead",
+    "rank_candidates",
     "sets_for_lead",
     "suggestion_set",
     "suggestions_in_set",
@@ -320,39 +322,35 @@ def _source_snapshot(store: Store, correction: Mapping[str, Any]) -> Mapping[str
     return latest.get("features") or {}
 
 
-def build_suggestions(
-    store: Store, correction_id: int, config: SimilarConfig | None = None
-) -> SuggestionSet | None:
-    """Rank the unreviewed leads served the same answer, store the top ones as suggestions.
+@dataclass
+class Ranking:
+    """The unreviewed leads served the same answer as a corrected lead, ranked.
 
-    Built once per correction: a second call returns the stored set.
+    ``order`` holds every candidate, best first; ``probability`` (the model of
+    corrections) or ``distance`` (neighbours) is indexed by lead id.
+    """
 
-    Parameters
-    ----------
-    store : Store
-    correction_id : int
-        A ``reclassify`` correction that changed a label (X → Y).
+    method: str
+    order: pd.Index
+    candidates: pd.DataFrame
+    probability: pd.Series | None
+    distance: pd.Series | None
+    n_reviewed: int
+    note: str | None
 
-    Returns
-    -------
-    SuggestionSet or None
-        None when the correction changed nothing to learn from (a confirm, an
-        undo, a label set where none was served, X == Y).
 
-    Raises
-    ------
-    KeyError
-        Unknown correction.
+def rank_candidates(
+    store: Store, correction: Mapping[str, Any], config: SimilarConfig | None = None
+) -> Ranking:
+    """Rank the leads likely to carry the same mistake as ``correction`` (nothing is stored).
+
+    ``correction`` is a ``corrections`` row (``lead_id``, ``field``, ``old_label``,
+    ``new_label``, ``prediction_id``). The model of corrections ranks when it is
+    fitted and has seen a change to ``new_label``; else nearest neighbours, and
+    ``note`` says why.
     """
     config = config or SimilarConfig()
-    existing = suggestion_set(store, correction_id)
-    if existing is not None:
-        return existing
-    correction = _correction(store, correction_id)
     head, before, after = correction["field"], correction["old_label"], correction["new_label"]
-    if correction["kind"] != "reclassify" or not before or not after or before == after:
-        return None
-    start = time.perf_counter()
     model = _model(store, config)
     # Not yet reviewed, served the same answer: the store keeps `reviewed` with the labels.
     open_rows, features = _queue(
@@ -388,37 +386,71 @@ def build_suggestions(
             f"{config.model.min_wrong} wrong answers"
         )
     if probability is not None:
-        method = "correction_model"
         score = pd.Series(probability, index=open_rows.index)
-        order = score.sort_values(ascending=False, kind="stable").index[: config.keep]
-        n_likely: int | None = int((score >= config.likely).sum())
-        distance = None
+        order = score.sort_values(ascending=False, kind="stable").index
+        return Ranking(
+            "correction_model", order, open_rows, score, None, int(model.n_reviewed_), note
+        )
+    if ids:
+        distance = pd.Series(
+            _neighbour_distances(_source_snapshot(store, correction), features.reindex(ids)),
+            index=open_rows.index,
+        )
     else:
-        method = "neighbours"
-        n_likely = None
-        if ids:
-            distance = pd.Series(
-                _neighbour_distances(_source_snapshot(store, correction), features.reindex(ids)),
-                index=open_rows.index,
-            )
-            order = distance.sort_values(kind="stable").index[: config.keep]
-        else:
-            distance = pd.Series(dtype=float)
-            order = open_rows.index[:0]
+        distance = pd.Series(dtype=float)
+    order = distance.sort_values(kind="stable").index
+    return Ranking("neighbours", order, open_rows, None, distance, int(model.n_reviewed_), note)
+
+
+def build_suggestions(
+    store: Store, correction_id: int, config: SimilarConfig | None = None
+) -> SuggestionSet | None:
+    """Rank the unreviewed leads served the same answer, store the top ones as suggestions.
+
+    Built once per correction: a second call returns the stored set.
+
+    Parameters
+    ----------
+    store : Store
+    correction_id : int
+        A ``reclassify`` correction that changed a label (X → Y).
+
+    Returns
+    -------
+    SuggestionSet or None
+        None when the correction changed nothing to learn from (a confirm, an
+        undo, a label set where none was served, X == Y).
+
+    Raises
+    ------
+    KeyError
+        Unknown correction.
+    """
+    config = config or SimilarConfig()
+    existing = suggestion_set(store, correction_id)
+    if existing is not None:
+        return existing
+    correction = _correction(store, correction_id)
+    head, before, after = correction["field"], correction["old_label"], correction["new_label"]
+    if correction["kind"] != "reclassify" or not before or not after or before == after:
+        return None
+    start = time.perf_counter()
+    ranked = rank_candidates(store, correction, config)
+    probability, distance = ranked.probability, ranked.distance
+    n_likely = None if probability is None else int((probability >= config.likely).sum())
     now = datetime.now(UTC)
-    seconds = time.perf_counter() - start
     set_values = {
         "correction_id": int(correction_id),
         "lead_id": correction["lead_id"],
         "field": head,
         "from_label": before,
         "to_label": after,
-        "method": method,
-        "n_candidates": len(ids),
+        "method": ranked.method,
+        "n_candidates": len(ranked.candidates),
         "n_likely": n_likely,
-        "n_reviewed": int(model.n_reviewed_),
-        "note": note,
-        "seconds": float(seconds),
+        "n_reviewed": ranked.n_reviewed,
+        "note": ranked.note,
+        "seconds": float(time.perf_counter() - start),
         "created_at": now,
     }
     rows = [
@@ -428,18 +460,18 @@ def build_suggestions(
             "field": head,
             "from_label": before,
             "to_label": after,
-            "prediction_id": _int(open_rows.at[lead_id, "prediction_id"]),
+            "prediction_id": _int(ranked.candidates.at[lead_id, "prediction_id"]),
             "rank": rank,
-            "probability": None if probability is None else float(score[lead_id]),
+            "probability": None if probability is None else float(probability[lead_id]),
             "distance": None if distance is None else float(distance[lead_id]),
-            "method": method,
+            "method": ranked.method,
             "created_at": now,
             "status": "open",
             "decided_by": None,
             "decided_at": None,
             "correction_id": None,
         }
-        for rank, lead_id in enumerate(order, start=1)
+        for rank, lead_id in enumerate(ranked.order[: config.keep], start=1)
     ]
     try:
         with store.engine.begin() as conn:
