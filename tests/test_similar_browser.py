@@ -48,7 +48,8 @@ def test_a_rep_reclassifies_then_confirms_leads_like_it(page, ui_server, tmp_pat
     assert "nearest neighbours" in block.locator(".similar-method").inner_text()
     preview = block.locator("table.similar-preview tbody tr")
     assert preview.count() == min(10, n_candidates)
-    page.screenshot(path=str(_screens(tmp_path) / "leads-like-this-one.png"), full_page=True)
+    page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
+    block.screenshot(path=str(_screens(tmp_path) / "leads-like-this-one.png"))
 
     block.locator("a.btn-primary").click()
     page.wait_for_url(re.compile(r"/review/suggestions/\d+$"))
