@@ -197,6 +197,14 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {row['reviewed_leads']} | {name} | {pct(r['base_rate'])} | {pct(r['p_at_10'])} "
                 f"| {x(r['lift_at_10'])} | {pct(r['p_at_50'])} | {x(r['lift_at_50'])} |"
             )
+    lines.append("")
+    for i, target in enumerate(result["checkpoints"]):
+        ranked = sum(s["checkpoints"][i]["corrections_ranked"] for s in result["per_seed"])
+        fell = sum(s["checkpoints"][i]["model_fell_back_to_neighbours"] for s in result["per_seed"])
+        lines.append(
+            f"At {target} reviewed leads the model of corrections ranked {ranked - fell} of "
+            f"{ranked} reclassifies (the others: cold start, or a change it had not seen)."
+        )
     return "\n".join(lines) + "\n"
 
 
