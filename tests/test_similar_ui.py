@@ -134,6 +134,8 @@ def test_reclassify_then_the_lead_page_offers_leads_like_it_then_bulk_confirm(re
     )
     assert response.status_code == 302
     assert store.labels_for(leads[0])["persona"] == "practitioner"
+    listing = rep.get(f"/review/suggestions/{cid}").get_data(as_text=True)
+    assert listing.count("(undone)") == 4
 
 
 def test_save_and_next_walks_the_suggested_leads(rep, store):

@@ -24,9 +24,10 @@ into corrections by that rep, each marked with ``corrections.suggestion_id``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -170,6 +171,15 @@ class AcceptResult:
     def lead_ids(self) -> list[str]:
         """The leads that got a correction."""
         return [r.lead_id for r in self.corrections]
+
+
+@contextlib.contextmanager
+def _writing(store: Store) -> Iterator[Any]:
+    """A write transaction that takes SQLite's write lock up front (as the store's own)."""
+    with store.engine.connect() as conn:
+        conn = conn.execution_options(leadready_write=True)
+        with conn.begin():
+            yield conn
 
 
 # ------------------------------------------------------------------ the model
@@ -474,7 +484,7 @@ def build_suggestions(
         for rank, lead_id in enumerate(ranked.order[: config.keep], start=1)
     ]
     try:
-        with store.engine.begin() as conn:
+        with _writing(store) as conn:
             conn.execute(sa.insert(_SETS), [set_values])
             if rows:
                 conn.execute(sa.insert(_SUGGESTIONS), rows)
@@ -501,12 +511,20 @@ def suggestions_in_set(
     from data.store import LeadRow
 
     leads = LeadRow.__table__
+    undo = _CORRECTIONS.alias("undo")
+    # An accepted suggestion whose correction was undone since (say, its batch).
+    undone = (
+        sa.exists()
+        .where(undo.c.undo_of == _SUGGESTIONS.c.correction_id, undo.c.kind == "undo")
+        .label("undone")
+    )
     stmt = (
         sa.select(
             _SUGGESTIONS,
             leads.c.company,
             leads.c.job_title,
             leads.c.country,
+            undone,
         )
         .outerjoin(leads, leads.c.lead_id == _SUGGESTIONS.c.lead_id)
         .where(_SUGGESTIONS.c.source_correction_id == correction_id)
@@ -662,35 +680,52 @@ def accept_suggestions(
     prediction the suggestion was about. The suggestion becomes ``accepted``.
     """
     rows = _checked(store, correction_id, suggestion_ids)
+    ids = [int(r["id"]) for r in rows]
+    # Claim them first (open → accepted), so two reps confirming the same
+    # suggestions at once make one correction each, not two.
+    with _writing(store) as conn:
+        claimed = conn.execute(
+            sa.update(_SUGGESTIONS)
+            .where(_SUGGESTIONS.c.id.in_(ids), _SUGGESTIONS.c.status == "open")
+            .values(status="accepted", decided_by=reviewer, decided_at=datetime.now(UTC))
+        ).rowcount
+        if claimed != len(ids):
+            raise StaleSuggestions(dict.fromkeys(ids, "another rep decided on these meanwhile"))
     results = []
-    for r in rows:
-        result = store.add_correction(
-            r["lead_id"],
-            r["field"],
-            r["to_label"],
-            reviewer=reviewer,
-            kind="reclassify",
-            reason=reason,
-            note=note,
-            source=source,
-            prediction_id=r["prediction_id"],
-            expected_label=r["from_label"],
-            batch_id=batch_id,
-            suggestion_id=int(r["id"]),
-        )
-        with store.engine.begin() as conn:
-            conn.execute(
-                sa.update(_SUGGESTIONS)
-                .where(_SUGGESTIONS.c.id == r["id"])
-                .values(
-                    status="accepted",
-                    decided_by=reviewer,
-                    decided_at=datetime.now(UTC),
-                    correction_id=result.id,
-                )
+    try:
+        for r in rows:
+            result = store.add_correction(
+                r["lead_id"],
+                r["field"],
+                r["to_label"],
+                reviewer=reviewer,
+                kind="reclassify",
+                reason=reason,
+                note=note,
+                source=source,
+                prediction_id=r["prediction_id"],
+                expected_label=r["from_label"],
+                batch_id=batch_id,
+                suggestion_id=int(r["id"]),
             )
-        results.append(result)
-    return AcceptResult(results, [int(r["id"]) for r in rows], batch_id)
+            with _writing(store) as conn:
+                conn.execute(
+                    sa.update(_SUGGESTIONS)
+                    .where(_SUGGESTIONS.c.id == r["id"])
+                    .values(correction_id=result.id)
+                )
+            results.append(result)
+    finally:
+        # Whatever was not written goes back to open.
+        unwritten = ids[len(results) :]
+        if unwritten:
+            with _writing(store) as conn:
+                conn.execute(
+                    sa.update(_SUGGESTIONS)
+                    .where(_SUGGESTIONS.c.id.in_(unwritten), _SUGGESTIONS.c.correction_id.is_(None))
+                    .values(status="open", decided_by=None, decided_at=None)
+                )
+    return AcceptResult(results, ids, batch_id)
 
 
 def dismiss_suggestions(
@@ -707,7 +742,7 @@ def dismiss_suggestions(
     stmt = sa.select(_SUGGESTIONS.c.id, _SUGGESTIONS.c.status, _SUGGESTIONS.c.lead_id).where(
         _SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.source_correction_id == correction_id
     )
-    with store.engine.begin() as conn:
+    with _writing(store) as conn:
         found = {r.id: r for r in conn.execute(stmt)}
         unknown = [i for i in wanted if i not in found]
         if unknown:
