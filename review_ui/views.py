@@ -1050,10 +1050,10 @@ def wait_for_suggestions(timeout: float | None = None) -> bool:
 def _offer_similar(stored: list[Any]) -> None:
     """Build the suggestions of each label change just saved, off the request.
 
-    At 100k scored leads a build reads ~25k feature snapshots (seconds, see
-    ``bench/results/similar.json``): a thread does it after the response, and the
-    lead page reads the stored result (or says it is being looked for). With
-    ``REVIEW_SIMILAR_SYNC`` set, it runs before the response instead.
+    At 100k scored leads a build reads ~35k feature snapshots (about 3 s of
+    CPU, see ``bench/results/similar.json``): a thread does it after the
+    response, and the lead page reads the stored result (or says it is being
+    looked for). Tests join it with :func:`wait_for_suggestions`.
     """
     ids = [
         r.id
@@ -1062,15 +1062,13 @@ def _offer_similar(stored: list[Any]) -> None:
     ]
     if not ids:
         return
-    flash(
-        "Looking for unreviewed leads likely to need the same change: "
-        "see \u201cLeads like this one\u201d on the lead page.",
-        "info",
-    )
+    if not _is_partial():  # a partial (queue row) shows no flash; it would surface later
+        flash(
+            "Looking for unreviewed leads likely to need the same change: "
+            "see \u201cLeads like this one\u201d on the lead page.",
+            "info",
+        )
     store = _store()
-    if current_app.config.get("REVIEW_SIMILAR_SYNC"):
-        _build_all(store, ids)
-        return
 
     def run() -> None:
         try:
