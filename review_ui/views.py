@@ -1062,12 +1062,7 @@ def _offer_similar(stored: list[Any]) -> None:
     ]
     if not ids:
         return
-    if not _is_partial():  # a partial (queue row) shows no flash; it would surface later
-        flash(
-            "Looking for unreviewed leads likely to need the same change: "
-            "see \u201cLeads like this one\u201d on the lead page.",
-            "info",
-        )
+    # No flash of its own: the lead page's card says the leads are being looked for.
     store = _store()
 
     def run() -> None:
