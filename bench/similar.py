@@ -182,8 +182,8 @@ def run(
             case["wall"].append(wall)
             case["cpu"].append(cpu)
 
-        def top_precision(built: Any) -> float:
-            hits = [fn[i["lead_id"]] == "student" for i in built.items]
+        def top_precision(built: Any, k: int = 200) -> float:
+            hits = [fn[i["lead_id"]] == "student" for i in built.items[:k]]
             return round(float(np.mean(hits)), 3) if hits else float("nan")
 
         model_sets = []
@@ -201,6 +201,7 @@ def run(
             record("build_cached", wall, cpu)
         last = model_sets[-1]
         precision["correction_model"] = top_precision(last)
+        out["top50_share_of_planted_mistake"] = {"correction_model": top_precision(last, 50)}
         out["correction_model_set"] = {
             "method": last.method,
             "n_candidates": last.n_candidates,
@@ -215,6 +216,7 @@ def run(
             wall, cpu, built = _timed(lambda cid=cid: build_suggestions(store, cid, cold))
             record("build_neighbours", wall, cpu)
         precision["neighbours"] = top_precision(built)
+        out["top50_share_of_planted_mistake"]["neighbours"] = top_precision(built, 50)
         out["neighbours_set"] = {"method": built.method, "n_candidates": built.n_candidates}
         lead = last.lead_id
         for _ in range(runs):
