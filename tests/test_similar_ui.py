@@ -183,6 +183,8 @@ def test_bad_input_is_a_4xx_and_writes_nothing(rep, store):
     assert "suggestion: not a suggestion id" in garbage.get_data(as_text=True)
     assert rep.get("/review/suggestions/999999").status_code == 404
     assert rep.get("/review/leads/NOPE").status_code == 404
+    unknown_lead = rep.post("/review/leads/NOPE/similar", data={"csrf_token": token})
+    assert unknown_lead.status_code == 404
     no_reason = rep.post(url, data={**base, "reason": "", "suggestion": ids[:1]})
     assert no_reason.status_code == 302
     assert "Reason: choose a reason" in rep.get(url).get_data(as_text=True)
