@@ -74,3 +74,31 @@ def test_a_rep_reclassifies_then_confirms_leads_like_it(page, ui_server, tmp_pat
         assert row["suggestion_id"] is not None
     untouched = page.locator("tr.suggestion-open").first.get_attribute("data-lead")
     assert store.corrections_for(untouched) == []
+
+
+def test_leads_like_this_one_fit_a_phone(browser, ui_server, tmp_path):  # noqa: F811
+    from tests.test_browser import _context, _no_horizontal_overflow
+
+    store = ui_server["store"]
+    context = _context(browser, ui_server, 390, 844, is_mobile=True, has_touch=True)
+    page = context.new_page()  # noqa: F811
+    try:
+        _login(page, "rita")
+        lead_id = page.locator("tr.q-row").nth(3).get_attribute("data-lead")
+        served = store.labels_for(lead_id)["stage"]
+        new = next(s for s in ("awareness", "consideration", "decision") if s != served)
+        store.add_correction(lead_id, "stage", new, reviewer="rita", reason="other")
+        page.goto(f"/review/leads/{lead_id}")
+        page.locator("button[id^=similar-build-]").first.click()  # "Look now"
+        page.wait_for_selector("section.similar table.similar-preview")
+        _no_horizontal_overflow(page)
+        box = page.locator("section.similar a.btn-primary").first.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        page.locator("section.similar a.btn-primary").first.click()
+        page.wait_for_url(re.compile(r"/review/suggestions/\d+$"))
+        _no_horizontal_overflow(page)
+        box = page.locator("#sg-submit").bounding_box()
+        assert box and box["x"] + box["width"] <= 390
+        page.screenshot(path=str(_screens(tmp_path) / "suggestions-390.png"), full_page=True)
+    finally:
+        context.close()
