@@ -1028,14 +1028,18 @@ _BUILDS_LOCK = threading.Lock()
 _BUILD_GRACE = timedelta(minutes=2)
 
 
-def _build_all(store: Any, correction_ids: list[int]) -> None:
+def _build_all(store: Any, correction_ids: list[int]) -> int:
+    """Build each correction's suggestions; returns how many builds failed (logged)."""
     from training.similar import build_suggestions
 
+    failed = 0
     for cid in correction_ids:
         try:
             build_suggestions(store, cid)
         except Exception:  # noqa: BLE001 - a background job: log it, the lead page offers a retry
             _log.exception("building suggestions for correction %s failed", cid)
+            failed += 1
+    return failed
 
 
 def wait_for_suggestions(timeout: float | None = None) -> bool:
@@ -1082,14 +1086,14 @@ def _offer_similar(stored: list[Any]) -> None:
 @auth.role_required("rep")
 def build_similar(lead_id: str) -> Any:
     """Look for leads like this one now (a build that never ran, or failed)."""
-    from training.similar import pending_for_lead
-
     _lead_or_404(lead_id)
     form = PlainForm()
     default = url_for("review.lead", lead_id=lead_id)
     pending = pending_for_lead(_store(), lead_id)
-    _build_all(_store(), [c["id"] for c in pending])
-    if pending:
+    failed = _build_all(_store(), [c["id"] for c in pending])
+    if failed:
+        flash("Could not look for leads like this one (the error is logged).", "error")
+    elif pending:
         flash("Looked for leads like this one.", "success")
     else:
         flash("Nothing to look for: no reclassify of this lead is waiting for suggestions.", "info")
