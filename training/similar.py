@@ -511,20 +511,12 @@ def suggestions_in_set(
     from data.store import LeadRow
 
     leads = LeadRow.__table__
-    undo = _CORRECTIONS.alias("undo")
-    # An accepted suggestion whose correction was undone since (say, its batch).
-    undone = (
-        sa.exists()
-        .where(undo.c.undo_of == _SUGGESTIONS.c.correction_id, undo.c.kind == "undo")
-        .label("undone")
-    )
     stmt = (
         sa.select(
             _SUGGESTIONS,
             leads.c.company,
             leads.c.job_title,
             leads.c.country,
-            undone,
         )
         .outerjoin(leads, leads.c.lead_id == _SUGGESTIONS.c.lead_id)
         .where(_SUGGESTIONS.c.source_correction_id == correction_id)
@@ -535,7 +527,22 @@ def suggestions_in_set(
     if limit is not None:
         stmt = stmt.limit(limit)
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        items = [dict(r) for r in conn.execute(stmt).mappings()]
+        # An accepted suggestion whose correction was undone since (say, its batch):
+        # one lookup for the accepted ones only (most sets have few or none).
+        made = [i["correction_id"] for i in items if i["correction_id"] is not None]
+        undone: set[int] = set()
+        if made:
+            undone = set(
+                conn.execute(
+                    sa.select(_CORRECTIONS.c.undo_of).where(
+                        _CORRECTIONS.c.undo_of.in_(made), _CORRECTIONS.c.kind == "undo"
+                    )
+                ).scalars()
+            )
+    for item in items:
+        item["undone"] = item["correction_id"] in undone
+    return items
 
 
 def suggestion_set(
