@@ -21,6 +21,12 @@ venv without compiled bytecode pays for compiling on every run):
   most ``--mlflow-rows`` leads (default 100,000: a million take it minutes); the
   comparison is in leads per second.
 
+``promote``, ``rollback`` and the first ``score``/``corrections import`` after a
+champion move are also timed against an ``mlflow server`` on the same registry
+(``--tracking-server``, on by default): the deployment ``docs/deploy.md``
+recommends, where a command talks to MLflow over HTTP instead of opening its SQL
+store in-process (about a second of CPU a command on this machine).
+
 It works on a private copy of the demo champion's home (``bench.serving``), with
 a second registered version of the same model so ``promote`` and ``rollback``
 have something to move; simulated tables are cached under the system temp
@@ -36,11 +42,14 @@ imported (a command that evaluates nothing should not).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import http.client
 import os
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -98,6 +107,47 @@ def _env(home: Path) -> dict[str, str]:
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/health")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def tracking_server(home: Path, *, timeout: float = 120.0):
+    """An ``mlflow server`` on 127.0.0.1 over the home's registry; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(home / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
+    argv = [
+        _bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, cwd=home, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start; see {home / 'mlflow-server.log'}")
+            time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
 
 
 def timed(argv: list[str], env: dict[str, str], *, ok: tuple[int, ...] = (0,)) -> dict[str, float]:
@@ -326,6 +376,7 @@ def run(
     bulk_runs: int = 1,
     mlflow_rows: int = 100_000,
     cache: Path | None = None,
+    server: bool = True,
 ) -> dict[str, Any]:
     """Measure every command; see the module docstring."""
     cache = cache or Path(tempfile.gettempdir()) / "leadready-bench" / "commands-data"
@@ -367,6 +418,23 @@ def run(
             figures["score 1 lead"]["leads"] = 1
             figures["score 1 lead, first after a champion move"]["leads"] = 1
         write_result("commands", result)  # what is measured so far, should a later part stop
+
+        if server:
+            moving = [
+                "promote", "rollback", "score 1 lead, first after a champion move",
+                "corrections import (100 rows), first after a champion move",
+            ]  # fmt: skip
+            with tracking_server(home) as url:
+                served_env = {**env, "MLFLOW_TRACKING_URI": url}
+                served = {name: [] for name in moving}
+                for _ in range(runs):
+                    for name in moving:
+                        served[name].append(timed([lr, *short[name]], served_env))
+            for name, values in served.items():
+                figures[f"{name} (MLflow tracking server)"] = _figures(
+                    values, target_wall=TARGET_SHORT_S
+                )
+            write_result("commands", result)
 
         for n in bulk:
             data = simulated(n, cache)
@@ -453,10 +521,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mlflow-rows", type=int, default=100_000, help="most leads given to mlflow predict"
     )
+    parser.add_argument(
+        "--no-tracking-server",
+        dest="server",
+        action="store_false",
+        help="skip timing promote/rollback against an mlflow server over the same registry",
+    )
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     result = run(
-        sizes=sizes, runs=args.runs, bulk_runs=args.bulk_runs, mlflow_rows=args.mlflow_rows
+        sizes=sizes,
+        runs=args.runs,
+        bulk_runs=args.bulk_runs,
+        mlflow_rows=args.mlflow_rows,
+        server=args.server,
     )
     for figure, value, target in summary_rows(result):
         print(f"{figure}: {value}   [{target}]")
