@@ -246,7 +246,7 @@ def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def _cli(args: list[str], home: Path) -> tuple[float, float, str]:
     """Run ``leadready ARGS`` in ``home``; (wall seconds, child CPU seconds)."""
-    env = {**os.environ, "LEADREADY_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "LEADREADY_HOME": str(home), "PYTHONWARNINGS": "ignore", "COLUMNS": "160"}
     env.pop("MLFLOW_TRACKING_URI", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -293,7 +293,20 @@ def run_leadready(
     score_args += ["--model", "models:/lead-readiness@challenger", *score_extra]
     _cli(score_args, home)
     frame = pd.read_csv(scored, dtype={"lead_id": str}, keep_default_na=False, na_values=[""])
-    return frame, {"train_seconds": wall, "train_cpu_seconds": cpu, "train_stdout": out[-4000:]}
+    info = {"train_seconds": wall, "train_cpu_seconds": cpu, "train_stdout": out[-6000:]}
+    logged = sorted(home.rglob("procedure.json"))  # the run's training/procedure.json artifact
+    if logged:
+        procedure = json.loads(logged[-1].read_text())
+        info["procedure"] = {
+            head: {
+                "family": r.get("family"),
+                "families": r.get("families"),
+                "linear_C": (r.get("linear") or {}).get("C"),
+                "calibration": r["calibration"]["method"],
+            }
+            for head, r in procedure.items()
+        }
+    return frame, info
 
 
 # --------------------------------------------------------------------------- one table, one seed
@@ -506,8 +519,8 @@ def markdown(summary: dict[str, Any]) -> str:
     """The README's table: mean macro-F1 over the seeds per head and arm."""
     lines = [
         "| table: head | leadready | default LightGBM | logistic regression | FLAML (same time) "
-        "| leadready ÷ best baseline | leadready log loss | leadready ECE |",
-        "|---|---|---|---|---|---|---|---|",
+        "| leadready ÷ best baseline | leadready ÷ FLAML | leadready log loss | leadready ECE |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for table, t in summary.items():
         cols = {h: c for h, c in zip(HEADS, _columns(table), strict=True)}
@@ -523,7 +536,8 @@ def markdown(summary: dict[str, Any]) -> str:
                 ratio_text = f"**{ratio_text}**"
             lines.append(
                 f"| {table}: `{cols[head]}` | {f('leadready')} | {f('lightgbm')} | {f('logreg')} "
-                f"| {f('flaml')} | {ratio_text} | {f('leadready_log_loss')} | {f('leadready_ece')} |"
+                f"| {f('flaml')} | {ratio_text} | {f('ratio_to_flaml')} "
+                f"| {f('leadready_log_loss')} | {f('leadready_ece')} |"
             )
     return "\n".join(lines) + "\n"
 
