@@ -150,3 +150,14 @@ def test_a_linear_and_a_blend_head_serve_single_leads_with_reasons():
     console = Console(record=True, width=250)
     console.print(procedure_table(report))
     assert "linear" in console.export_text()
+
+
+def test_linear_fits_use_at_most_the_row_cap(monkeypatch):
+    from model import linear
+
+    monkeypatch.setattr(linear, "MAX_FIT_ROWS", 600)
+    X, y = _linear_table(1500, seed=6)
+    head = HeadClassifier(**FAST, family="linear").fit(X, y)
+    assert head.cv_["linear"]["fit_rows"] == 600
+    Xt, yt = _linear_table(2000, seed=7)
+    assert f1_score(yt, head.predict(Xt), average="macro") > 0.5  # still learned the world
