@@ -109,6 +109,11 @@ class TrainConfig:
         How each head picks its label from its calibrated probabilities
         (``HeadClassifier(decision=...)``): per-class weights tuned for macro-F1 on
         out-of-fold probabilities (default), or the most probable label.
+    family : {"auto", "lightgbm", "linear", "blend"}
+        Each head's model family (``HeadClassifier(family=...)``): ``auto``
+        (default) picks LightGBM, a regularised logistic regression or their
+        blend per head by out-of-fold macro-F1 on the cross-fitting folds; the
+        scores of every candidate are printed and logged (``procedure_*``).
     sales_ready : tuple of str, optional
         Stage labels that count as sales-ready (inferred from the labels when None).
     sales_threshold, review_margin, min_confidence : float
@@ -156,6 +161,7 @@ class TrainConfig:
     label_noise: Literal["none", "prune", "reweight"] = "reweight"
     cv_folds: int = 3
     decision: Literal["argmax", "macro_f1"] = "macro_f1"
+    family: Literal["auto", "lightgbm", "linear", "blend"] = "auto"
     sales_ready: tuple[str, ...] | None = None
     #: Stop at the first input line that cannot be read (``--strict``).
     strict: bool = False
@@ -294,6 +300,7 @@ def fit_lead_model(
             random_state=config.seed,
             cv_folds=config.cv_folds,
             decision=config.decision,
+            family=config.family,
         )
 
     labels = {
