@@ -11,12 +11,21 @@ venv without compiled bytecode pays for compiling on every run):
 * ``score`` of 1 lead (with its events), of 100k and of 1M simulated leads with
   their events (Parquet in, Parquet out);
 * ``promote`` and ``rollback`` (alternating: promote version 2, roll back to 1),
-  ``queue --top 20``, ``corrections import`` of a 100-row CSV;
+  ``queue --top 20``, ``corrections import`` of a 100-row CSV; ``score`` of 1
+  lead and ``corrections import`` are timed twice a round: first right after the
+  champion moved (resolved through MLflow), then with the champion unchanged
+  (resolved once and kept, ``model.model_cache``: no MLflow import);
 * ``mlflow models predict`` (``--env-manager local``) of the same registered
   model on the same leads' ready feature rows (CSV), alternating with
   ``leadready score`` on those leads (A B A B). MLflow's command is run on at
   most ``--mlflow-rows`` leads (default 100,000: a million take it minutes); the
   comparison is in leads per second.
+
+``promote``, ``rollback`` and the first ``score``/``corrections import`` after a
+champion move are also timed against an ``mlflow server`` on the same registry
+(``--tracking-server``, on by default): the deployment ``docs/deploy.md``
+recommends, where a command talks to MLflow over HTTP instead of opening its SQL
+store in-process (about a second of CPU a command on this machine).
 
 It works on a private copy of the demo champion's home (``bench.serving``), with
 a second registered version of the same model so ``promote`` and ``rollback``
@@ -33,11 +42,14 @@ imported (a command that evaluates nothing should not).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import http.client
 import os
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,6 +107,47 @@ def _env(home: Path) -> dict[str, str]:
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/health")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def tracking_server(home: Path, *, timeout: float = 120.0):
+    """An ``mlflow server`` on 127.0.0.1 over the home's registry; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(home / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
+    argv = [
+        _bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, cwd=home, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start; see {home / 'mlflow-server.log'}")
+            time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
 
 
 def timed(argv: list[str], env: dict[str, str], *, ok: tuple[int, ...] = (0,)) -> dict[str, float]:
@@ -323,6 +376,7 @@ def run(
     bulk_runs: int = 1,
     mlflow_rows: int = 100_000,
     cache: Path | None = None,
+    server: bool = True,
 ) -> dict[str, Any]:
     """Measure every command; see the module docstring."""
     cache = cache or Path(tempfile.gettempdir()) / "leadready-bench" / "commands-data"
@@ -337,16 +391,23 @@ def run(
         small = simulated(min(bulk) if bulk else 1000, cache)
         one, one_events = one_lead(small, root)
         corrections = corrections_csv(home, root)
+        score_one = [
+            "score", "--in", str(one), "--events", str(one_events),
+            "--out", str(root / "one-out.csv"),
+        ]  # fmt: skip
+        import_100 = ["corrections", "import", str(corrections)]
+        # In this order each round: the champion moves (promote, rollback), then the
+        # first score and import after the move resolve it through MLflow, and the
+        # next ones find it resolved (model.model_cache) — both cases are reported.
         short = {
-            "score 1 lead": [
-                "score", "--in", str(one), "--events", str(one_events),
-                "--out", str(root / "one-out.csv"),
-            ],
-            "queue --top 20": ["queue", "--top", "20"],
-            "corrections import (100 rows)": ["corrections", "import", str(corrections)],
             "promote": ["promote", "2", "--reason", "bench"],
             "rollback": ["rollback", "--reason", "bench"],
-        }  # fmt: skip
+            "score 1 lead, first after a champion move": score_one,
+            "corrections import (100 rows), first after a champion move": import_100,
+            "score 1 lead": score_one,
+            "corrections import (100 rows)": import_100,
+            "queue --top 20": ["queue", "--top", "20"],
+        }
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in short}
         for _ in range(runs):
             for name, argv in short.items():
@@ -355,7 +416,25 @@ def run(
             figures[name] = _figures(values, target_wall=TARGET_SHORT_S)
         if 1 in sizes:
             figures["score 1 lead"]["leads"] = 1
+            figures["score 1 lead, first after a champion move"]["leads"] = 1
         write_result("commands", result)  # what is measured so far, should a later part stop
+
+        if server:
+            moving = [
+                "promote", "rollback", "score 1 lead, first after a champion move",
+                "corrections import (100 rows), first after a champion move",
+            ]  # fmt: skip
+            with tracking_server(home) as url:
+                served_env = {**env, "MLFLOW_TRACKING_URI": url}
+                served = {name: [] for name in moving}
+                for _ in range(runs):
+                    for name in moving:
+                        served[name].append(timed([lr, *short[name]], served_env))
+            for name, values in served.items():
+                figures[f"{name} (MLflow tracking server)"] = _figures(
+                    values, target_wall=TARGET_SHORT_S
+                )
+            write_result("commands", result)
 
         for n in bulk:
             data = simulated(n, cache)
@@ -371,9 +450,20 @@ def run(
             ]  # fmt: skip
             ours: list[dict[str, float]] = []
             theirs: list[dict[str, float]] = []
-            for _ in range(bulk_runs):  # A B A B
+            # Up to 100k leads, also with features built in two processes (the default
+            # is one): what a second process gives, side by side.
+            single: list[dict[str, float]] = []
+            for _ in range(bulk_runs):  # A B (C) A B (C)
                 ours.append(timed(score_argv, env))
                 theirs.append(timed(mlflow_argv, env))
+                if n <= 100_000:
+                    single.append(timed([*score_argv, "--feature-processes", "2"], env))
+            if single:
+                figures[f"score {n:,} leads, features in two processes"] = _figures(
+                    single,
+                    leads=n,
+                    leads_per_s=round(n / summary([s["wall"] for s in single])["median"]),
+                )
             ours_rate = n / summary([s["wall"] for s in ours])["median"]
             theirs_rate = n_features / summary([s["wall"] for s in theirs])["median"]
             figures[f"score {n:,} leads"] = _figures(
@@ -431,10 +521,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mlflow-rows", type=int, default=100_000, help="most leads given to mlflow predict"
     )
+    parser.add_argument(
+        "--no-tracking-server",
+        dest="server",
+        action="store_false",
+        help="skip timing promote/rollback against an mlflow server over the same registry",
+    )
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     result = run(
-        sizes=sizes, runs=args.runs, bulk_runs=args.bulk_runs, mlflow_rows=args.mlflow_rows
+        sizes=sizes,
+        runs=args.runs,
+        bulk_runs=args.bulk_runs,
+        mlflow_rows=args.mlflow_rows,
+        server=args.server,
     )
     for figure, value, target in summary_rows(result):
         print(f"{figure}: {value}   [{target}]")

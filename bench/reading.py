@@ -8,8 +8,11 @@ machine is shared, so wall time would measure the neighbours) of:
 * ``before``: ``read_leads`` as it was before issue #14 (the module from git commit
   ``a915251``, loaded from ``git show``; skipped when git or the commit is absent);
 * ``after``: ``read_leads`` now (the record scanner, then pandas), and
-  ``after+typing``: that plus what ``train`` adds — column typing
-  (``data.coltypes.infer_types``) and column screening (``data.personal``);
+  ``after+typing``: that plus column typing of *every* column
+  (``data.coltypes.infer_types``, as a CRM export whose columns are not the
+  schema's would be typed) and column screening (``data.personal``);
+  ``after+train_typing``: the same as ``train`` runs it on this table (the
+  ``data.schema`` columns are typed by the reader, not again by ``data.coltypes``);
 * ``train_step``: the whole step ``train`` reports as "reading … and building
   features" (no events): before = the old ``read_leads`` + ``build_features``; after =
   ``load_training_table`` (reader, label merging, screening, typing, the one-column
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -89,6 +93,7 @@ def run(leads: int, runs: int) -> dict[str, Any]:
     from data.personal import screen_columns
     from data.readers import read_leads
     from data.simulate import SimulationConfig, simulate
+    from training.dataset import _crm_text_columns, _type_columns
 
     sim = simulate(SimulationConfig(n_leads=leads, seed=0))
     with tempfile.TemporaryDirectory(prefix="leadready-reading-") as tmp:
@@ -101,12 +106,21 @@ def run(leads: int, runs: int) -> dict[str, Any]:
             screen_columns(frame, skip=labels)
             infer_types(frame, skip=labels)
 
+        def after_train_typing() -> None:
+            # What train runs: the columns data.schema names are typed by the reader
+            # itself, the others (none here but the labels) by data.coltypes.
+            result = read_leads(path, text_columns=_crm_text_columns(path, set(labels)))
+            frame = result.frame
+            screen_columns(frame, skip=labels)
+            _type_columns(frame, result, skip=set(labels), types={})
+
         out: dict[str, Any] = {
             "leads": leads,
             "file_mb": round(path.stat().st_size / 2**20, 1),
             "pandas": _cpu(lambda: pd.read_csv(path), runs),
             "after": _cpu(lambda: read_leads(path), runs),
             "after+typing": _cpu(after_typing, runs),
+            "after+train_typing": _cpu(after_train_typing, runs),
         }
         from model.features import build_features
         from training.dataset import load_training_table
@@ -132,8 +146,11 @@ def run(leads: int, runs: int) -> dict[str, Any]:
             )
             ratio = out["after+typing"]["median_cpu_s"] / out["before"]["median_cpu_s"]
             out["ratio_after_typing_to_before"] = round(ratio, 2)
+            train_ratio = out["after+train_typing"]["median_cpu_s"] / out["before"]["median_cpu_s"]
+            out["ratio_after_train_typing_to_before"] = round(train_ratio, 2)
             out["target"] = "after+typing <= 1.5 x before"
             out["met"] = ratio <= 1.5
+            out["met_as_train_types"] = train_ratio <= 1.5
         bound = max(leads // 5, 1)
         out["peak_mb_whole"] = round(_peak(lambda: read_leads(path)), 1)
         out["peak_mb_bounded"] = round(
@@ -165,8 +182,16 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     if "ratio_after_typing_to_before" in result:
         rows.append(
             (
-                "reading ratio after+typing / before",
+                "reading ratio after+typing (every column) / before",
                 str(result["ratio_after_typing_to_before"]),
+                "≤ 1.5",
+            )
+        )
+    if "ratio_after_train_typing_to_before" in result:
+        rows.append(
+            (
+                "reading ratio after+typing as train types / before",
+                str(result["ratio_after_train_typing_to_before"]),
                 "≤ 1.5",
             )
         )
@@ -178,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
+    before = [round(x, 2) for x in os.getloadavg()]
     result = run(args.leads, args.runs)
+    # CPU time is less sensitive to neighbours than wall time, not immune: say the load.
+    result["load_avg_1_5_15"] = {"start": before, "end": [round(x, 2) for x in os.getloadavg()]}
     print(result)
     print(write_result("reading", result))
     return 0

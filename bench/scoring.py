@@ -227,7 +227,7 @@ def run(
         {
             "path_both_heads": lambda: [
                 est.class_contributions_encoded(
-                    est.encode_records([lead]), np.zeros(1, int), num_threads=1
+                    est.encode_records([lead]), np.zeros(1, int), num_threads=1, method="path"
                 )
                 for est in model.heads.values()
             ],

@@ -21,6 +21,7 @@ table, so both read a column the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Collection, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "format_report",
     "infer_types",
     "parse_types",
+    "type_record",
 ]
 
 #: Kinds a column can be given (``--types``).
@@ -133,6 +135,51 @@ def _text(values: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
+def _plain_numbers(u: pd.Series) -> pd.Series | None:
+    """The distinct values ``u`` (stripped text) as float64 when every one is a plain
+    number (``45``, ``-1.5``, ``1e3``), as pandas would read them, unless the dotted
+    ones are thousands groups (then None: the text rules decide, per column)."""
+    if not len(u):
+        return None
+    if not u.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?").all():
+        return None
+    # "12.000" beside whole numbers ("45", "1.200", "12.000") is a German export's
+    # twelve thousand: only then are the text rules asked. A dot before other than three
+    # digits, or after a 0 ("93.2", "0.634"), is a decimal point, as are dotted values
+    # with no whole numbers beside them (an index, a rate: "93.994", "4.857").
+    grouped = u.str.fullmatch(r"[+-]?[1-9]\d{0,2}(\.\d{3})+")
+    if (
+        grouped.any()
+        and not u.str.fullmatch(r"[+-]?(\d*\.(\d{1,2}|\d{4,})|0\.\d+)").any()
+        and u.str.fullmatch(r"[+-]?\d+").any()
+    ):
+        return None
+    return pd.to_numeric(u, errors="coerce").astype("float64")
+
+
+def _distinct_text(raw: pd.Series) -> tuple[np.ndarray, pd.Series, pd.Series | None]:
+    """The column as codes into its distinct values, stripped (empty text is missing).
+
+    Returns ``(codes, distinct values, the stripped column or None)``: the column is
+    None when stripping changed some value (the caller builds it from the codes only
+    when it needs the text).
+    """
+    if raw.dtype != "str":
+        t = _text(raw)
+        codes, uniques = pd.factorize(t)
+        return codes, pd.Series(uniques, dtype="str"), t
+    codes, uniques = pd.factorize(raw)
+    u = pd.Series(uniques, dtype="str")
+    stripped = u.str.strip()
+    changed = (stripped != u) | (stripped == "")
+    if not changed.any():
+        return codes, u, raw
+    # Values equal once stripped become one; empty text becomes missing.
+    remap, merged = pd.factorize(stripped.mask(stripped == ""))
+    codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+    return codes, pd.Series(merged, dtype="str"), None
+
+
 def _clean_number_text(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Strip currency, spaces and percent; (text, percent mask, negative-in-parentheses mask)."""
     t = s.str.replace(_CURRENCY, "", regex=True).str.replace(_SPACES, "", regex=True)
@@ -157,9 +204,11 @@ def _numbers(s: pd.Series, decimal_comma: bool) -> tuple[pd.Series, pd.Series]:
 
 
 def _decimal_comma(s: pd.Series) -> bool:
+    """Whether the column writes numbers the European way (``1.234,5``; ``12.000``)."""
     t, _, _ = _clean_number_text(s.dropna())
     eu = t.str.match(_EU_NUMBER).sum()
-    us = t.str.match(_US_NUMBER).sum()
+    # A dot followed by other than three digits is a decimal point: US evidence.
+    us = t.str.match(_US_NUMBER).sum() + t.str.fullmatch(r"[+-]?\d*\.(\d{1,2}|\d{4,})").sum()
     return bool(eu > us)
 
 
@@ -278,15 +327,24 @@ def _read_column(
         return _days(t), ColumnReport(
             name, "date", n, note="as days since 1970", spec=ColumnSpec("date")
         )
-    t = _text(raw)
     # Every decision and parse runs on the distinct values (weighted by their counts),
     # then is spread back over the rows: a column of 100,000 rows and 30 distinct
-    # values costs 30 parses.
-    codes, uniques = pd.factorize(t)
-    u = pd.Series(uniques, dtype="str")
+    # values costs 30 parses (stripping the spaces too).
+    codes, u, t = _distinct_text(raw)
+    if spec is None and raw.dtype == "str":
+        plain_u = _plain_numbers(u)
+        if plain_u is not None:  # as pandas would have read it: 0/1, epoch dates, numbers
+            plain = np.full(len(raw), np.nan)
+            plain[codes >= 0] = plain_u.to_numpy()[codes[codes >= 0]]
+            return _read_column(name, pd.Series(plain, index=raw.index), None, lines)
     w = np.bincount(codes[codes >= 0], minlength=len(u)).astype(np.int64)
     values_u, unfit_u, report = _read_distinct(name, u, w, spec, forced)
     if report.kind in ("text", "empty", "constant"):
+        if t is None:
+            t = pd.Series(
+                pd.array(u.to_numpy(dtype=object), dtype="str").take(codes, allow_fill=True),
+                index=raw.index,
+            )
         return t, report
     rows = codes >= 0
     out = np.full(len(t), np.nan)
@@ -437,6 +495,51 @@ def apply_types(frame: pd.DataFrame, specs: Mapping[str, Mapping[str, Any]]) -> 
             continue
         values, _ = _read_column(name, out[name], ColumnSpec(**spec), None)
         out[name] = values
+    return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _typed_value(name: str, spec: tuple[tuple[str, Any], ...], value: Any) -> Any:
+    """One value read by :func:`apply_types` (the bulk path) on a one-row table."""
+    frame = pd.DataFrame(
+        {name: pd.Series([value], dtype="str" if isinstance(value, str) else None)}
+    )
+    out = apply_types(frame, {name: dict(spec)})[name].iloc[0]
+    return None if pd.isna(out) else float(out) if isinstance(out, int | float | np.number) else out
+
+
+def type_record(
+    record: Mapping[str, Any],
+    specs: Mapping[str, Mapping[str, Any]] | None,
+    title_column: str | None = None,
+) -> dict[str, Any]:
+    """One lead (the API's profile: fields, and CRM columns under ``"extra"``) read as
+    the training table's columns were: the same :func:`apply_types` as ``score`` uses,
+    so ``"$4,365,000"`` is 4365000.0 and a date is days since 1970 in the column's
+    day/month order; the title column (``title_column``, e.g. ``"Job Title"``) is also
+    the ``job_title`` the title features are parsed from.
+
+    Values are read once each (cached), so a repeated value costs a dictionary lookup.
+    """
+    out = dict(record)
+    extra = out.get("extra")
+    extra = dict(extra) if isinstance(extra, Mapping) else None
+    for name, spec in (specs or {}).items():
+        if not spec or spec.get("kind") in (None, "text"):
+            continue
+        key = tuple(sorted(spec.items()))
+        for holder in (out, extra):
+            if holder is not None and holder.get(name) is not None and name != "extra":
+                value = holder[name]
+                if isinstance(value, bool):
+                    value = float(value)
+                holder[name] = _typed_value(name, key, value)
+    if extra is not None:
+        out["extra"] = extra
+    if title_column and not out.get("job_title"):
+        title = (extra or {}).get(title_column, out.get(title_column))
+        if isinstance(title, str) and title.strip():
+            out["job_title"] = title
     return out
 
 

@@ -6,9 +6,10 @@ line with too few fields with missing values, and lets an unterminated quote swa
 the following records into one field. :class:`CsvScanner` finds the record
 boundaries first, vectorized with numpy over blocks of bytes (a quote toggles the
 "inside a quoted field" state, so the state at any byte is the parity of the quotes
-before it, which also holds for doubled ``""`` quotes), and checks every record's
-field count against the header. Good records are handed on as UTF-8 CSV bytes for
-pandas to parse; each bad line becomes a :class:`BadLine` naming its physical line
+before it, which also holds for doubled ``""`` quotes; it is looked up, by binary
+search in the quotes' positions, only at line breaks and delimiters), and checks
+every record's field count against the header. Good records are handed on as UTF-8
+CSV bytes for pandas to parse; each bad line becomes a :class:`BadLine` naming its physical line
 number in the file (the header is line 1, as an editor shows it), the column and
 what is wrong. Only bad records are looked at one by one in Python.
 
@@ -111,7 +112,9 @@ def detect_encoding(path: Path, block: int = BLOCK_BYTES) -> tuple[str, str | No
         offset = 0
         try:
             while chunk := fh.read(block):
-                decoder.decode(chunk)
+                # Plain ASCII (most exports) is UTF-8 without decoding it.
+                if np.frombuffer(chunk, dtype=np.uint8).max() >= 0x80 or decoder.getstate()[0]:
+                    decoder.decode(chunk)
                 offset += len(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:
@@ -302,11 +305,18 @@ class CsvScanner:
         bad: list[BadLine] = []
         while buf:
             arr = np.frombuffer(buf, dtype=np.uint8)
-            quotes = np.cumsum(arr == 34, dtype=np.int32)
-            outside = (quotes & 1) == 0
-            is_nl = arr == _NL
-            nl_all = np.flatnonzero(is_nl)
-            ends = np.flatnonzero(is_nl & outside)
+            # Quote parity only where it matters (line breaks and delimiters): the
+            # number of quotes before a byte, by binary search in the quotes' positions
+            # (an export has far fewer quotes than bytes; none at all is common).
+            qpos = np.flatnonzero(arr == 34)
+            nl_all = np.flatnonzero(arr == _NL)
+            delims = np.flatnonzero(arr == self._sep)
+            if len(qpos):
+                ends = nl_all[(np.searchsorted(qpos, nl_all) & 1) == 0]
+                delims = delims[(np.searchsorted(qpos, delims) & 1) == 0]
+            else:
+                ends = nl_all
+            odd_quotes = bool(len(qpos) & 1)
             tail_open = final and (len(ends) == 0 or ends[-1] != len(arr) - 1)
             if tail_open:
                 ends = np.append(ends, len(arr))  # the last record, unfinished
@@ -316,7 +326,6 @@ class CsvScanner:
                     continue
                 break
             starts = np.concatenate(([0], ends[:-1] + 1))
-            delims = np.flatnonzero((arr == self._sep) & outside)
             counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
             first_line = np.searchsorted(nl_all, starts) + line
             # Line breaks inside a record: a quoted field that spans lines.
@@ -331,7 +340,7 @@ class CsvScanner:
                 if wrong[i] or self._looks_merged(buf[starts[i] : ends[i]]):
                     stop = i
                     break
-            if tail_open and stop == len(ends) and (multi[-1] or quotes[-1] & 1):
+            if tail_open and stop == len(ends) and (multi[-1] or odd_quotes):
                 stop = len(ends) - 1  # an unterminated quote at the end of the file
             if stop:
                 # Good records are copied in runs; a wrong one between runs is re-read alone.

@@ -5,8 +5,10 @@ Two spellings are the same label when they are equal after case folding and afte
 removing surrounding and inner white space, ``-`` and ``_`` (``"LEAD"``, ``" lead "``,
 ``"Sales-Qualified_Lead"`` and ``"sales qualified lead"`` are each one label); the
 CRM abbreviations MQL, SQL and SAL are their long forms.
-Training names each class by its most frequent spelling in the table (ties: the
-first seen) and lists the variants it merged; the API, the UI and imports accept
+Training names each class by a readable spelling (:func:`readable_name`: words
+apart, not in capitals, then the most frequent; CRM lifecycle stages that needed
+merging by the CRM's own display names, "Sales Qualified Lead") and lists the
+variants it merged; the API, the UI and imports accept
 any spelling of a known label and store the known one.
 """
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["label_key", "match_label", "merge_label_variants"]
@@ -48,8 +51,43 @@ def match_label(label: object, known: Iterable[str]) -> str | None:
     return None
 
 
+#: How CRMs (HubSpot, Salesforce, Marketo) show their lifecycle stages, by label key.
+LIFECYCLE_NAMES: dict[str, str] = {
+    "subscriber": "Subscriber",
+    "lead": "Lead",
+    "marketingqualifiedlead": "Marketing Qualified Lead",
+    "salesacceptedlead": "Sales Accepted Lead",
+    "salesqualifiedlead": "Sales Qualified Lead",
+    "opportunity": "Opportunity",
+    "customer": "Customer",
+    "evangelist": "Evangelist",
+    "other": "Other",
+}
+
+
+def readable_name(spellings: Sequence[str], counts: Mapping[str, int]) -> str:
+    """The spelling a class is named by: words kept apart (when some spelling has
+    them apart), not in capitals (but a short abbreviation), with a capital letter,
+    no surrounding space; then the most frequent, then the first seen."""
+    spaced = any(_NOISE.search(s.strip()) for s in spellings)
+
+    def rank(s: str) -> tuple[bool, bool, bool, bool, int, int]:
+        inner = s.strip()
+        return (
+            not spaced or bool(_NOISE.search(inner)),
+            not (inner.isupper() and len(inner) > 4),
+            inner != inner.lower(),  # "Open - Not Contacted" over "open - not contacted"
+            inner == s,
+            counts.get(s, 0),
+            -spellings.index(s),
+        )
+
+    return max(spellings, key=rank)
+
+
 def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[str]]]:
-    """Merge the spellings of each label into one (the most frequent spelling).
+    """Merge the spellings of each label into one, named by :func:`readable_name`
+    (or, for CRM lifecycle stages that needed merging, by :data:`LIFECYCLE_NAMES`).
 
     Parameters
     ----------
@@ -62,21 +100,33 @@ def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[s
         The labels with every spelling replaced by its class name, and for each
         class that had several spellings, the spellings found (class name first).
     """
-    present = values.dropna().astype(str)
-    counts = Counter(present.tolist())
+    # Spellings in order of first appearance, with how often each occurs; the rows
+    # are only coded (factorize), every decision is made on the distinct spellings.
+    codes, uniques = pd.factorize(values)
+    spellings_seen = [str(u) for u in uniques]
+    n_each = np.bincount(codes[codes >= 0], minlength=len(spellings_seen))
+    counts = Counter(dict(zip(spellings_seen, n_each.tolist(), strict=True)))
     groups: dict[str, list[str]] = {}
-    for spelling in dict.fromkeys(present.tolist()):
+    for spelling in spellings_seen:
         groups.setdefault(label_key(spelling), []).append(spelling)
     mapping: dict[str, str] = {}
     variants: dict[str, list[str]] = {}
-    for spellings in groups.values():
-        name = max(spellings, key=lambda s: (counts[s], -spellings.index(s)))
+    # A CRM lifecycle vocabulary whose spellings had to be merged is named as the CRM
+    # shows it ("Sales Qualified Lead", not the internal "salesqualifiedlead").
+    lifecycle = (
+        bool(groups)
+        and all(k in LIFECYCLE_NAMES for k in groups)
+        and any(len(v) > 1 for v in groups.values())
+    )
+    for key, spellings in groups.items():
+        name = LIFECYCLE_NAMES[key] if lifecycle else readable_name(spellings, counts)
         for s in spellings:
             mapping[s] = name
-        if len(spellings) > 1:
-            variants[name] = [name, *(s for s in spellings if s != name)]
-    out = values.map(mapping)  # a dict lookup per row, no Python callback
-    return out.astype(object).where(out.notna(), None), variants
+        others = [s for s in spellings if s != name]
+        if others:
+            variants[name] = [name, *others]
+    names = np.array([mapping[u] for u in spellings_seen] + [None], dtype=object)
+    return pd.Series(names[codes], index=values.index, dtype=object), variants
 
 
 def describe_variants(head: str, variants: dict[str, list[str]]) -> list[str]:

@@ -16,14 +16,24 @@ says so, and keeps a column the user allowed (``--allow-column NAME``).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["LEAK_ACCURACY", "Screened", "screen_columns", "single_column_leaks"]
+__all__ = [
+    "LEAK_ACCURACY",
+    "MASK",
+    "Screened",
+    "mask_line",
+    "open_private",
+    "screen_columns",
+    "single_column_leaks",
+]
 
 _PERSONAL_NAME = re.compile(
     r"^(first|last|middle|given|family|full|sur|nick|contact|display)[\s_-]*name$|^name$|"
@@ -35,7 +45,7 @@ _PERSONAL_NAME = re.compile(
     re.I,
 )
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
-_PHONE = r"^(?=(?:\D*\d){9})\+?[\d\s().\-/]{9,24}$"  # nine digits at least: not a date
+_PHONE = r"^\+?[\d\s().\-/]{9,24}$"  # with nine digits at least (not a date): _share
 _VENDOR_SCORE = re.compile(
     r"(hubspot|marketo|salesforce|einstein|pardot|6sense|demandbase|madkudu|predictive|"
     r"lead|behaviou?ral|engagement|fit)[\s_-]*(score|grade|rating)|^score$|^lead[\s_-]*grade$",
@@ -47,6 +57,72 @@ _AFTER_OUTCOME = re.compile(
     r"days?[\s_-]*to[\s_-]*close|deal[\s_-]*stage|closed[\s_-]*deals?",
     re.I,
 )
+
+
+#: What a personal value is replaced by in a report.
+MASK = "***"
+_EMAIL_ANYWHERE = re.compile(r"[^@\s,;|\t\"]+@[^@\s,;|\t\"]+\.[A-Za-z]{2,}")
+#: A phone number out of its column: international (``+49 30 …``) or with an area code
+#: in parentheses; plain digit runs are left alone (amounts, dates, ids).
+_PHONE_ANYWHERE = re.compile(r"(?:\+|\(\d)[\d\s().\-/]{7,22}\d")
+
+
+def personal_by_name(name: str) -> bool:
+    """A column whose name says it holds personal data (names, e-mail, phone, address)."""
+    return bool(_PERSONAL_NAME.search(str(name)))
+
+
+def _field_spans(text: str, delim: str) -> list[tuple[int, int]]:
+    """Where each field of a CSV line is, as (start, end); a quoted field that is never
+    properly closed runs to the end of the line (one span)."""
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(text)
+    while True:
+        if i < n and text[i] == '"':
+            j = i + 1
+            while True:
+                k = text.find('"', j)
+                if k < 0:
+                    return [*spans, (i, n)]
+                if text.startswith('""', k):
+                    j = k + 2
+                    continue
+                break
+            end = k + 1
+            if end < n and text[end] != delim:
+                return [*spans, (i, n)]
+            spans.append((i, end))
+            if end >= n:
+                return spans
+            i = end + 1
+        else:
+            k = text.find(delim, i)
+            if k < 0:
+                return [*spans, (i, n)]
+            spans.append((i, k))
+            i = k + 1
+
+
+def mask_line(text: str, header: list[str], delimiter: str) -> str:
+    """A rejected line as it can be kept in a report: the fields of personal columns
+    (by the header's names, at their position) replaced by ``***``, and anything that
+    looks like an e-mail address or an international phone number replaced wherever it
+    is (a line with too many or too few fields may have its values shifted); the rest
+    of the line is kept as it is in the file."""
+    spans = _field_spans(text, delimiter)
+    out = text
+    for index, (start, end) in reversed(list(enumerate(spans))):
+        if index < len(header) and end > start and personal_by_name(header[index]):
+            out = out[:start] + MASK + out[end:]
+    return _PHONE_ANYWHERE.sub(MASK, _EMAIL_ANYWHERE.sub(MASK, out))
+
+
+def open_private(path: str | os.PathLike[str]) -> IO[str]:
+    """Open ``path`` for writing text (UTF-8, CSV newlines), readable and writable by
+    its owner only (mode 0600), for reports that hold values of the user's data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(path, 0o600)  # an existing file keeps its old mode through os.open
+    return os.fdopen(fd, "w", newline="", encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -87,12 +163,32 @@ class Screened:
         return out
 
 
-def _share(values: pd.Series, pattern: str) -> float:
-    text = values.dropna().head(5_000).astype("str").str.strip()
-    text = text[text != ""].head(2_000)
-    if not len(text):
+def _head_counts(col: pd.Series, present: np.ndarray) -> pd.Series:
+    """How often each of the first 2,000 non-empty values occurs (among the first
+    5,000 present ones; found without copying the whole column)."""
+    text = col.iloc[present[:5_000]].astype("str").str.strip()
+    return text[text != ""].head(2_000).value_counts()
+
+
+def _share(counts: pd.Series, pattern: str) -> float:
+    """The share of values (``counts``, by distinct value) that match ``pattern``."""
+    if not len(counts):
         return 0.0
-    return float(text.str.fullmatch(pattern).mean())
+    values = pd.Series(counts.index, dtype="str")
+    fits = values.str.fullmatch(pattern)
+    if pattern == _PHONE:  # nine digits at least: a date is not a phone number
+        fits &= values.str.count(r"\d") >= 9
+    return float((fits.to_numpy(dtype=bool) * counts.to_numpy()).sum() / counts.sum())
+
+
+def _unique_per_row(col: pd.Series, present: np.ndarray) -> bool:
+    """More than 20 values, all different (the first 2,000 are checked first)."""
+    if len(present) <= 20:
+        return False
+    head = col.iloc[present[:2_000]]
+    if head.nunique() < len(head):
+        return False
+    return len(present) <= 2_000 or col.nunique(dropna=True) == len(present)
 
 
 def screen_columns(
@@ -130,12 +226,17 @@ def screen_columns(
             or pd.api.types.is_bool_dtype(col.dtype)
         )
         reason = None
+        present = np.flatnonzero(col.notna().to_numpy()) if text_like else None
         if _VENDOR_SCORE.search(str(name)):
             reason = vendor
         elif _AFTER_OUTCOME.search(str(name)):
             reason = after
         elif _PERSONAL_NAME.search(str(name)) or (
-            text_like and (_share(col, _EMAIL) > 0.5 or _share(col, _PHONE) > 0.5)
+            present is not None
+            and (
+                _share(counts := _head_counts(col, present), _EMAIL) > 0.5
+                or _share(counts, _PHONE) > 0.5
+            )
         ):
             reason = personal
         if reason is not None:
@@ -144,8 +245,7 @@ def screen_columns(
             else:
                 reason.append(str(name))
             continue
-        present = col.dropna()
-        if text_like and len(present) > 20 and present.nunique() == len(present):
+        if present is not None and _unique_per_row(col, present):
             id_like.append(str(name))
     return Screened(tuple(personal), tuple(vendor), tuple(after), tuple(id_like), tuple(allowed))
 
@@ -155,8 +255,25 @@ LEAK_ACCURACY = 0.99
 _FOLDS = 5
 
 
+def _leak_keys(col: pd.Series) -> np.ndarray | None:
+    """A column as value codes: numbers in up to 20 quantile bins, text as it is."""
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        try:
+            bins = pd.qcut(col.astype("float64"), 20, labels=False, duplicates="drop")
+        except ValueError:
+            return None
+        keys = np.where(np.isnan(bins.to_numpy(dtype="float64")), -1, bins).astype(np.int64)
+        keys, _ = pd.factorize(keys)
+        return keys
+    keys, _ = pd.factorize(col, use_na_sentinel=False)
+    return keys
+
+
 def single_column_leaks(
-    frame: pd.DataFrame, y: pd.Series, columns: Collection[str]
+    frame: pd.DataFrame,
+    y: pd.Series,
+    columns: Collection[str],
+    cache: dict[str, np.ndarray | None] | None = None,
 ) -> list[tuple[str, float]]:
     """Columns that alone predict the label almost perfectly, out of fold.
 
@@ -177,17 +294,18 @@ def single_column_leaks(
     fold = np.arange(len(target)) % _FOLDS
     rows = np.flatnonzero(labelled)
     out = []
+    cache = {} if cache is None else cache
+    every = len(rows) == len(frame)
     for name in columns:
-        col = frame[name].iloc[rows]
-        if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-            try:
-                bins = pd.qcut(col.astype("float64"), 20, labels=False, duplicates="drop")
-            except ValueError:
-                continue
-            keys = np.where(np.isnan(bins.to_numpy(dtype="float64")), -1, bins).astype(np.int64)
-            keys, _ = pd.factorize(keys)
+        if every and name in cache:  # coded for another label of the same rows
+            keys_or_none = cache[name]
         else:
-            keys, _ = pd.factorize(col, use_na_sentinel=False)
+            keys_or_none = _leak_keys(frame[name] if every else frame[name].iloc[rows])
+            if every:
+                cache[name] = keys_or_none
+        if keys_or_none is None:
+            continue
+        keys = keys_or_none
         m = int(keys.max()) + 1 if len(keys) else 0
         if m == 0 or m > len(target) // 2:
             continue  # (almost) one value a row: id-like, not a leak test

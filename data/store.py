@@ -95,6 +95,8 @@ __all__ = [
     "PredictionRow",
     "QueueRow",
     "Store",
+    "SuggestionRow",
+    "SuggestionSetRow",
     "User",
     "UserRow",
     "UTCDateTime",
@@ -303,6 +305,9 @@ class CorrectionRow(Base):
     api_key: Mapped[str | None] = mapped_column(sa.String(_NAME_MAX))
     #: The bulk action (or batch undo) that made this row, so it can be undone as one step.
     batch_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    #: The "leads like this one" suggestion a rep confirmed to make this row (NULL: none).
+    #: No foreign key: ``suggestions`` refers to ``corrections`` (see SuggestionRow).
+    suggestion_id: Mapped[int | None] = mapped_column(_BigId, index=True)
 
 
 #: The queue's order, then the columns its filters test, so that walking a page
@@ -415,6 +420,83 @@ class ApiKeyRow(Base):
     role: Mapped[str] = mapped_column(sa.String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# ---------------------------------------------------- suggestions (issue #19)
+
+
+class SuggestionSetRow(Base):
+    """One reclassify correction's "leads like this one": the change, the method, the counts.
+
+    ``method`` says how the leads were ranked: ``correction_model`` (the model
+    of corrections' probability of the same change) or ``neighbours`` (cold
+    start: nearest neighbours in feature space among the leads served the same
+    answer). Written by :mod:`training.similar`.
+    """
+
+    __tablename__ = "suggestion_sets"
+    __table_args__ = (
+        sa.CheckConstraint("field IN ('stage', 'persona')", name="field"),
+        sa.CheckConstraint("method IN ('correction_model', 'neighbours')", name="method"),
+    )
+
+    correction_id: Mapped[int] = mapped_column(
+        _BigId, sa.ForeignKey("corrections.id"), primary_key=True
+    )
+    lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX))
+    field: Mapped[str] = mapped_column(sa.String(20))
+    from_label: Mapped[str] = mapped_column(sa.String())
+    to_label: Mapped[str] = mapped_column(sa.String())
+    method: Mapped[str] = mapped_column(sa.String(20))
+    #: Not-yet-reviewed leads served ``from_label`` when the set was built.
+    n_candidates: Mapped[int] = mapped_column(sa.Integer())
+    #: Of those, how many the model of corrections gives >= 50% (NULL for neighbours).
+    n_likely: Mapped[int | None] = mapped_column(sa.Integer())
+    #: Reviewed leads the model of corrections learned from (0 at cold start).
+    n_reviewed: Mapped[int] = mapped_column(sa.Integer())
+    note: Mapped[str | None] = mapped_column(sa.Text())
+    seconds: Mapped[float] = mapped_column(sa.Float())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SuggestionRow(Base):
+    """One suggested lead: "this lead likely carries the same mistake", open until a rep decides.
+
+    An open or dismissed suggestion is *not* a correction: it never changes the
+    served answer and never feeds retraining. Accepting one appends a correction
+    (``corrections.suggestion_id`` = this id) and records it here.
+    """
+
+    __tablename__ = "suggestions"
+    __table_args__ = (
+        sa.Index("ix_suggestions_set_rank", "source_correction_id", "rank"),
+        sa.CheckConstraint("status IN ('open', 'accepted', 'dismissed')", name="status"),
+        sa.CheckConstraint("field IN ('stage', 'persona')", name="field"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    source_correction_id: Mapped[int] = mapped_column(
+        _BigId, sa.ForeignKey("suggestion_sets.correction_id")
+    )
+    #: No foreign key: a scored lead may have no profile row until a rep corrects it.
+    lead_id: Mapped[str] = mapped_column(sa.String(_LEAD_ID_MAX), index=True)
+    field: Mapped[str] = mapped_column(sa.String(20))
+    from_label: Mapped[str] = mapped_column(sa.String())
+    to_label: Mapped[str] = mapped_column(sa.String())
+    #: The prediction whose served answer the suggestion is about.
+    prediction_id: Mapped[int | None] = mapped_column(_BigId)
+    rank: Mapped[int] = mapped_column(sa.Integer())
+    #: P(a rep changes from_label → to_label) by the model of corrections (NULL: neighbours).
+    probability: Mapped[float | None] = mapped_column(sa.Float())
+    #: Standardised feature distance to the corrected lead (neighbours only).
+    distance: Mapped[float | None] = mapped_column(sa.Float())
+    method: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(sa.String(20))
+    decided_by: Mapped[str | None] = mapped_column(sa.String())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The correction accepting it made.
+    correction_id: Mapped[int | None] = mapped_column(_BigId, sa.ForeignKey("corrections.id"))
 
 
 _LEADS = LeadRow.__table__
@@ -1713,6 +1795,7 @@ class Store:
         created_at: datetime | None = None,
         api_key: str | None = None,
         batch_id: str | None = None,
+        suggestion_id: int | None = None,
     ) -> CorrectionResult:
         """Append a rep's correction of one label of one lead.
 
@@ -1746,6 +1829,8 @@ class Store:
             The name of the API key that sent the correction (API corrections).
         batch_id
             The bulk action this row belongs to (see :meth:`undo_batch`).
+        suggestion_id
+            The suggestion the rep confirmed (see :mod:`training.similar`).
 
         Returns
         -------
@@ -1814,6 +1899,7 @@ class Store:
                     "undo_of": None,
                     "api_key": key_name,
                     "batch_id": batch_id,
+                    "suggestion_id": suggestion_id,
                 },
             )
             self._queue_reviewed(conn, lead["lead_id"])

@@ -60,6 +60,11 @@ class Settings:
         """Where MLflow artifacts go when tracking is the local default."""
         return self.home / "mlartifacts"
 
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where commands keep the resolved registry model (``model.model_cache``)."""
+        return self.home / "cache" / "models"
+
     def ensure_home(self) -> Path:
         """Create the home folder (called by commands, never at import time)."""
         self.home.mkdir(parents=True, exist_ok=True)

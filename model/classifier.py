@@ -13,8 +13,7 @@ stores parameters, learned state ends in ``_``, ``fit`` returns ``self``).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import copy
 import itertools
 import math
 import numbers
@@ -32,6 +31,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import assert_all_finite, check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from model.linear import fit_linear_cv
 
 __all__ = [
     "HEADS",
@@ -54,6 +55,10 @@ _FALSE_WORDS = frozenset({"false", "no", "n", "f"})
 _FACTORIZE_ROWS = 256
 #: Isotonic calibration floors each class probability at this value before renormalizing.
 _PROBA_FLOOR = 1e-4
+#: HeadClassifier(family=...) values; "auto" chooses among the other three.
+_FAMILIES = ("auto", "lightgbm", "linear", "blend")
+#: Out-of-fold macro-F1 within this of the best counts as a tie (log loss decides).
+_FAMILY_TIE = 0.002
 
 
 # --------------------------------------------------------------------------- values
@@ -681,7 +686,20 @@ def tune_decision_weights(
 
 
 class _Calibrator:
-    """Maps prior-corrected logits (n, k) to calibrated probabilities (n, k)."""
+    """Maps prior-corrected logits (n, k) to calibrated probabilities (n, k).
+
+    Kept in place of ``CalibratedClassifierCV(FrozenEstimator(...))`` after a side by
+    side (``python -m bench.calibration_noise``, seed 11, the same out-of-fold logits):
+    on Bank ``output``/``job`` and Online Shoppers ``Revenue``/``VisitorType`` the
+    library's ``method="temperature"`` gives the same probabilities (log loss and ECE
+    equal to 4 decimals; 5e-8 apart on 12 classes), its sigmoid and isotonic are no
+    better overall (isotonic: lower ECE on the binary heads, 0.0055 vs 0.0080 and
+    0.0092 vs 0.0194, but log loss from −0.0001 to +0.025; sigmoid: better on the two
+    binary heads by ≤ 0.001 log loss, worse on the two multi-class ones by 0.003 to
+    0.010) — but one row through its ``predict_proba`` costs 463 µs CPU against 4.5 µs
+    here, +0.9 ms for the two heads of a single-lead request (budget: +20% of 2.9 ms),
+    and its temperature is readable only through private attributes.
+    """
 
     def __init__(self, method: str) -> None:
         self.method = method
@@ -870,69 +888,72 @@ class _PathAttribution:
 _ROW_WISE_RECORDS = 8
 _PLAIN_NUMBERS = frozenset({int, float, bool, type(None)})
 
-#: Inputs of at most this many rows get their leaves row by row through LightGBM's
-#: single-row C API (no per-call predictor set-up, no thread pool).
-_SINGLE_ROW_MAX = 4
 
+class _ClassTreeShap:
+    """Exact TreeSHAP of one class of a multiclass booster, on that class's trees only.
 
-class _SingleRowLeaves:
-    """``booster.predict(Z, pred_leaf=True)`` for a few rows, through
-    ``LGBM_BoosterPredictForMatSingleRowFast``.
+    LightGBM's ``predict(pred_contrib=True)`` computes the Shapley values of every
+    class; reasons need those of one class per row (the decided one), so for a
+    ``k``-class head that is ``k`` times the work. Shapley values add up over
+    trees, and a class's raw score is the sum of its own trees, so the values of
+    class ``c`` are the TreeSHAP values of a model made of the trees ``c, c + k,
+    c + 2k, …`` alone. Those one-class models are built once from the booster's
+    text (``model_to_string``, LightGBM's documented model format: the header's
+    class counts set to one, the other classes' trees left out) and loaded with
+    the public ``lightgbm.Booster(model_str=...)``; each row is then explained by
+    its class's model with ``predict(pred_contrib=True)``. Equal to the full
+    booster's values for that class (up to float summation order; tests check it).
 
-    ``Booster.predict`` builds a predictor and a thread pool on every call, a
-    quarter of a millisecond for one row of the demo model; the fast single-row
-    API keeps one predictor set up (LightGBM locks it per call, so threads may
-    share it). Leaf indices are exact, the same as the batch path's.
+    Parameters
+    ----------
+    booster : lightgbm.Booster
+        A multiclass booster (``num_tree_per_iteration`` > 1).
     """
 
-    def __init__(self, booster: lgb.Booster, n_features: int) -> None:
-        from lightgbm import basic
-
-        self._lib = basic._LIB
-        self._safe_call = basic._safe_call
-        self.n_features = n_features
-        self.n_trees = int(booster.num_trees())
-        handle = ctypes.c_void_p()
-        self._safe_call(
-            self._lib.LGBM_BoosterPredictForMatSingleRowFastInit(
-                booster._handle,
-                ctypes.c_int(basic._C_API_PREDICT_LEAF_INDEX),
-                ctypes.c_int(0),
-                ctypes.c_int(booster.best_iteration),
-                ctypes.c_int(basic._C_API_DTYPE_FLOAT64),
-                ctypes.c_int32(n_features),
-                basic._c_str("num_threads=1"),
-                ctypes.byref(handle),
+    def __init__(self, booster: lgb.Booster) -> None:
+        text = booster.model_to_string()  # the best iteration's trees, as predict uses
+        head, _, rest = text.partition("\nTree=")
+        trees_text, _, _ = ("Tree=" + rest).partition("end of trees")
+        blocks = [b for b in re.split(r"\n(?=Tree=\d+\n)", trees_text.strip()) if b.strip()]
+        header: dict[str, str] = {}
+        for line in head.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                header[key] = value
+        k = int(header.get("num_tree_per_iteration", "1"))
+        if k < 2 or len(blocks) % k:
+            raise ValueError(
+                f"not a multiclass booster: {k} trees per iteration, {len(blocks)} trees"
             )
-        )
-        self._handle = handle
-        self._booster = booster  # the config refers to it: keep it alive
+        lines = []
+        for line in head.splitlines():
+            key = line.partition("=")[0]
+            if key in ("num_class", "num_tree_per_iteration"):
+                line = f"{key}=1"
+            elif key == "objective":
+                line = "objective=regression"
+            elif key == "tree_sizes":
+                continue  # optional; LightGBM then reads the trees one by one
+            lines.append(line)
+        self.boosters: list[lgb.Booster] = []
+        for c in range(k):
+            own = [
+                re.sub(r"^Tree=\d+", f"Tree={t}", blocks[i], count=1)
+                for t, i in enumerate(range(c, len(blocks), k))
+            ]
+            model = "\n".join(lines).rstrip() + "\n\n" + "\n\n".join(own) + "\n\n\nend of trees\n"
+            self.boosters.append(lgb.Booster(model_str=model))
 
-    def leaves(self, Z: np.ndarray) -> np.ndarray:
-        """Leaf index per row and tree, shape (n_rows, n_trees), int64."""
-        Z = np.ascontiguousarray(Z, dtype=np.float64)
-        if Z.ndim != 2 or Z.shape[1] != self.n_features:
-            raise ValueError(f"expected rows of {self.n_features} features, got {Z.shape}")
-        out = np.empty((len(Z), self.n_trees), dtype=np.float64)
-        out_len = ctypes.c_int64(0)
-        for i in range(len(Z)):
-            self._safe_call(
-                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                    self._handle,
-                    Z[i].ctypes.data_as(ctypes.c_void_p),
-                    ctypes.byref(out_len),
-                    out[i].ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
-                )
+    def contributions(self, Z: np.ndarray, class_index: np.ndarray, num_threads: int) -> np.ndarray:
+        """TreeSHAP values of each row's ``class_index`` class, shape (n_rows, n_features + 1)."""
+        out = np.empty((len(Z), Z.shape[1] + 1))
+        for c in np.unique(class_index):
+            rows = np.flatnonzero(class_index == c)
+            part = Z if len(rows) == len(Z) else Z[rows]
+            out[rows] = self.boosters[int(c)].predict(
+                part, pred_contrib=True, num_threads=num_threads
             )
-            if out_len.value != self.n_trees:
-                raise RuntimeError(f"LightGBM returned {out_len.value} leaves, not {self.n_trees}")
-        return out.astype(np.int64)
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None and handle.value:
-            with contextlib.suppress(Exception):  # interpreter shutdown
-                self._lib.LGBM_FastConfigFree(handle)
+        return out
 
 
 # --------------------------------------------------------------------------- one head
@@ -995,6 +1016,16 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         calibration slice's) probabilities (``decision_weights_``; ``decision_``
         reports macro-F1 before and after). The probabilities themselves are not
         changed — readiness and routing read them; only the label is.
+    family : {"auto", "lightgbm", "linear", "blend"}
+        The model family, with cross-fitting (``cv_folds >= 2``; the slice path is
+        LightGBM only). ``"auto"`` (default): chosen per head on the same folds —
+        the boosters' out-of-fold logits, a regularised logistic regression's
+        (:mod:`model.linear`, ``C`` chosen on the folds) and their mean (the blend)
+        are each calibrated and given a tuned decision; the best out-of-fold
+        macro-F1 after the decision wins, log loss breaks ties (within
+        ``_FAMILY_TIE``). ``family_`` is the choice, ``cv_["families"]`` every
+        candidate's scores. The final booster is always fitted (it costs one fit);
+        a linear or blend head adds the linear scores to (or in place of) it.
     """
 
     def __init__(
@@ -1016,6 +1047,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         early_stopping_rounds: int | None = 20,
         cv_folds: int = 0,
         decision: str = "argmax",
+        family: str = "auto",
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -1033,6 +1065,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping_rounds = early_stopping_rounds
         self.cv_folds = cv_folds
         self.decision = decision
+        self.family = family
 
     # ---- fitting
 
@@ -1056,6 +1089,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             )
         if self.class_weight not in ("balanced", None):
             raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+        if self.family not in _FAMILIES:
+            raise ValueError(f"family must be auto, lightgbm, linear or blend, got {self.family!r}")
         frame, _ = _as_frame(X)
         y_raw = column_or_1d(np.asarray(y), warn=True)
         if len(y_raw) != len(frame):
@@ -1105,6 +1140,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_out_ = Z.shape[1]
         self.decision_weights_ = np.ones(k)
         self.cv_ = None
+        self.family_ = "lightgbm"
+        self.linear_ = None
         folds = self._folds(frame.index, y_index)
         if folds is not None:
             self._fit_cross(Z, y_index, weight, cw, folds, frame.index)
@@ -1186,15 +1223,58 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.n_rounds_ = n_rounds
         self.n_train_rows_ = len(y_index)
         halves = _row_uniforms(index, self.random_state, "halves")
-        self._fit_calibration(Z, y_index, weight, halves, raw=oof)
-        proba = self.calibrator_.transform(oof + self.logit_shift_)
-        self._fit_decision(proba, y_index, weight)
+        candidates = {"lightgbm": oof}
+        linear_report = None
+        if self.family != "lightgbm":
+            linear, linear_oof, linear_report = fit_linear_cv(
+                Z,
+                y_index,
+                weight,
+                weight * cw[y_index],
+                folds,
+                n_classes=k,
+                categorical=list(self.encoder_.categorical_indices_),
+                n_categories=[
+                    len(self.encoder_.categories_[self.encoder_.output_sources_[j]])
+                    for j in self.encoder_.categorical_indices_
+                ],
+                logit_shift=self.logit_shift_,
+            )
+            candidates["linear"] = linear_oof
+            candidates["blend"] = 0.5 * (oof + linear_oof)
+            if self.family != "auto":
+                candidates = {self.family: candidates[self.family]}
+        scores: dict[str, dict[str, float]] = {}
+        states: dict[str, tuple[Any, ...]] = {}
+        for name, raw in candidates.items():
+            self._fit_calibration(Z, y_index, weight, halves, raw=raw)
+            proba = self.calibrator_.transform(raw + self.logit_shift_)
+            self._fit_decision(proba, y_index, weight)
+            scores[name] = {
+                "macro_f1_decided": float(self.decision_["macro_f1"]),
+                "macro_f1_argmax": float(self.decision_["macro_f1_argmax"]),
+                "log_loss": _log_loss(proba, y_index, weight),
+                "calibration": self.calibration_["method"],
+            }
+            states[name] = (
+                self.calibrator_, self.calibration_, self.decision_, self.decision_weights_, proba
+            )  # fmt: skip
+        best_f1 = max(s["macro_f1_decided"] for s in scores.values())
+        tied = [n for n, s in scores.items() if s["macro_f1_decided"] >= best_f1 - _FAMILY_TIE]
+        chosen = min(tied, key=lambda n: (scores[n]["log_loss"], list(scores).index(n)))
+        (self.calibrator_, self.calibration_, self.decision_, self.decision_weights_,
+         proba) = states[chosen]  # fmt: skip
+        self.family_ = chosen
+        self.linear_ = linear if chosen in ("linear", "blend") else None
         self.cv_ = {
             "folds": K,
             "fold_rounds": rounds,
             "rounds": n_rounds,
             "oof_macro_f1": _macro_f1(y_index, proba.argmax(axis=1), k, weight),
             "oof_log_loss": _log_loss(proba, y_index, weight),
+            "family": chosen,
+            "families": scores,
+            "linear": linear_report,
         }
 
     def _fit_decision(self, proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray) -> None:
@@ -1349,6 +1429,15 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     # ---- predicting
 
     def _raw_logits(self, Z: np.ndarray, num_threads: int) -> np.ndarray:
+        family = self.__dict__.get("family_", "lightgbm")
+        if family == "linear":
+            return self.linear_.raw_logits(Z)
+        if family == "blend":
+            return 0.5 * (self._tree_logits(Z, num_threads) + self.linear_.raw_logits(Z))
+        return self._tree_logits(Z, num_threads)
+
+    def _tree_logits(self, Z: np.ndarray, num_threads: int) -> np.ndarray:
+        """The booster's raw scores (compiled code when attached), (n_rows, n_classes)."""
         if Z.shape[1] == 0:
             Z = np.zeros((len(Z), 1))
         compiled = self.__dict__.get("_compiled")
@@ -1388,7 +1477,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return self.calibrator_.transform(self._raw_logits(Z, threads) + self.logit_shift_)
 
     def contributions_encoded(
-        self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "path"
+        self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "shap"
     ) -> np.ndarray:
         """Per-feature contributions to each class's raw score.
 
@@ -1397,12 +1486,13 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         Z : ndarray of shape (n_rows, n_features_out)
         num_threads : int, optional
             LightGBM threads (default: the head's ``num_threads``).
-        method : {"path", "shap"}
-            ``"path"`` (default): path attribution (Saabas) — each split on a
-            row's path in each tree credits its feature with the change of the
-            node value; fast (one ``pred_leaf`` pass and a sparse sum).
-            ``"shap"``: LightGBM's TreeSHAP (``pred_contrib=True``), exact Shapley
-            values, about a hundred times slower; for analysts.
+        method : {"shap", "path"}
+            ``"shap"`` (default): LightGBM's TreeSHAP (``pred_contrib=True``),
+            exact Shapley values in log-odds. ``"path"``: path attribution
+            (Saabas) — each split on a row's path in each tree credits its
+            feature with the change of the node value; 2–7 times faster in bulk
+            but its top feature disagrees with TreeSHAP's on 30–45% of real
+            leads (``bench/reasons.py``), so reasons no longer use it.
 
         Returns
         -------
@@ -1415,6 +1505,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         k = len(self.classes_)
         if f == 0:
             return np.zeros((n, k, 1))
+        mixed = self._family_contributions(Z, None, num_threads, method)
+        if mixed is not None:
+            return mixed
         threads = self.num_threads if num_threads is None else num_threads
         if method == "shap":
             contrib = np.asarray(self.booster_.predict(Z, pred_contrib=True, num_threads=threads))
@@ -1439,12 +1532,16 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         class_index: np.ndarray,
         *,
         num_threads: int | None = None,
-        method: str = "path",
+        method: str = "shap",
     ) -> np.ndarray:
         """Contributions to one class per row (the one to explain), without the others.
 
-        Equals ``contributions_encoded(Z, method=method)[arange(n), class_index]``;
-        with ``method="path"`` only the trees of the explained class are summed.
+        Equals ``contributions_encoded(Z, method=method)[arange(n), class_index]``
+        (for ``"shap"`` up to float summation order), but only the trees of the
+        explained class are used: with ``"shap"`` (the default, what reasons show)
+        through one-class boosters of the head's trees (``_ClassTreeShap``), exact
+        TreeSHAP at ``1 / n_classes`` of the cost of ``pred_contrib`` on the whole
+        booster; with ``"path"`` through the path-attribution tables.
 
         Parameters
         ----------
@@ -1463,10 +1560,17 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class_index has {index.shape[0]} rows, Z has {n}")
         if f == 0:
             return np.zeros((n, 1))
-        if method == "shap":
-            every = self.contributions_encoded(Z, num_threads=num_threads, method="shap")
-            return every[np.arange(n), index]
+        mixed = self._family_contributions(Z, index, num_threads, method)
+        if mixed is not None:
+            return mixed
         threads = self.num_threads if num_threads is None else num_threads
+        if method == "shap":
+            per_class = self._class_tree_shap()
+            if per_class is not None:
+                return per_class.contributions(Z, index, threads)
+            contrib = np.asarray(self.booster_.predict(Z, pred_contrib=True, num_threads=threads))
+            contrib = contrib.reshape(n, f + 1)
+            return np.where((index == 0)[:, None], -contrib, contrib)
         paths = self._path_attribution()
         leaves = self._leaves(Z, threads)
         if len(self.classes_) == 2:
@@ -1474,6 +1578,40 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             contrib[index == 0] *= -1.0
             return contrib
         return paths.contributions(leaves, index)
+
+    def _family_contributions(
+        self, Z: np.ndarray, index: np.ndarray | None, num_threads: int | None, method: str
+    ) -> np.ndarray | None:
+        """Contributions of a linear or blend head (None for a LightGBM head).
+
+        Linear: coefficient × standardised value per encoded column, exact
+        (:meth:`model.linear.LinearHead.contributions`). Blend: the mean of the
+        linear ones and the tree ones (path or TreeSHAP, from a LightGBM-only view
+        of this head), as the blend's raw score is the mean of the two.
+        """
+        family = self.__dict__.get("family_", "lightgbm")
+        if family == "lightgbm":
+            return None
+        linear = self.linear_.contributions(Z, index)
+        if family == "linear":
+            return linear
+        cached = self.__dict__.get("_tree_view")
+        if cached is None or cached[0] is not self.booster_:
+            view = copy.copy(self)
+            view.family_, view.linear_ = "lightgbm", None
+            compiled = self.__dict__.get("_compiled")
+            if compiled is not None:
+                view.__dict__["_compiled"] = compiled
+            cached = (self.booster_, view)
+            self.__dict__["_tree_view"] = cached
+        view = cached[1]
+        if index is None:
+            tree = view.contributions_encoded(Z, num_threads=num_threads, method=method)
+        else:
+            tree = view.class_contributions_encoded(
+                Z, index, num_threads=num_threads, method=method
+            )
+        return 0.5 * (tree + linear)
 
     def attach_compiled(
         self, predict_raw: Callable[[np.ndarray, int], np.ndarray] | None
@@ -1499,10 +1637,10 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return compiled is not None and compiled[0] is getattr(self, "booster_", None)
 
     def prepare_explanations(self) -> HeadClassifier:
-        """Build the path-attribution tables now (else on the first explained row)."""
+        """Build the one-class TreeSHAP boosters now (else on the first explained row)."""
         check_is_fitted(self, "booster_")
         if self.n_features_out_ > 0:
-            self._path_attribution()
+            self._class_tree_shap()
         return self
 
     def _check_contrib(self, Z: np.ndarray, method: str) -> tuple[int, int]:
@@ -1512,23 +1650,18 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return Z.shape
 
     def _leaves(self, Z: np.ndarray, threads: int) -> np.ndarray:
-        if len(Z) <= _SINGLE_ROW_MAX:
-            fast = self._single_row_leaves()
-            if fast is not None:
-                return fast.leaves(Z)
         leaves = self.booster_.predict(Z, pred_leaf=True, num_threads=threads)
         return np.asarray(leaves, dtype=np.int64).reshape(len(Z), -1)
 
-    def _single_row_leaves(self) -> _SingleRowLeaves | None:
-        """LightGBM's single-row leaf predictor of the current booster (None if unavailable)."""
-        cached = self.__dict__.get("_single_row")
+    def _class_tree_shap(self) -> _ClassTreeShap | None:
+        """One-class boosters of the current booster for TreeSHAP (None for a binary head)."""
+        cached = self.__dict__.get("_shap_cache")
         if cached is None or cached[0] is not self.booster_:
-            try:
-                fast = _SingleRowLeaves(self.booster_, max(1, self.n_features_out_))
-            except Exception:  # an older LightGBM without the fast C API: the batch path
-                fast = None
-            cached = (self.booster_, fast)
-            self.__dict__["_single_row"] = cached
+            per_class = None
+            if int(self.booster_.num_model_per_iteration()) > 1:
+                per_class = _ClassTreeShap(self.booster_)
+            cached = (self.booster_, per_class)
+            self.__dict__["_shap_cache"] = cached
         return cached[1]
 
     def _path_attribution(self) -> _PathAttribution:
@@ -1543,7 +1676,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         state = dict(super().__getstate__())
         state.pop("_path_cache", None)
         state.pop("_compiled", None)
-        state.pop("_single_row", None)
+        state.pop("_shap_cache", None)
+        state.pop("_tree_view", None)
         return state
 
     def predict_proba(self, X: Any) -> np.ndarray:

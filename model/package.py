@@ -510,6 +510,12 @@ class LeadReadinessModel:
             Bad events (see ``model.features.build_features_one``), or events sent
             to a model trained on a ready feature table (it has no feature config).
         """
+        meta = getattr(self, "metadata", None) or {}
+        if meta.get("column_types") or meta.get("title_column"):
+            # Read the CRM columns as training (and ``score``) read them.
+            from data.coltypes import type_record
+
+            profile = type_record(profile, meta.get("column_types"), meta.get("title_column"))
         if self.feature_config is None:
             if events:
                 raise ValueError(

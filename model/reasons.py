@@ -1,11 +1,12 @@
 """Reason codes: the top factors behind one prediction, worded for a sales rep.
 
-Each row's raw score for a class is split into one contribution per encoded column
-plus a bias: by default with path attribution (each split on the row's path in each
-tree credits its feature with the change of the node value — one ``pred_leaf`` pass
-and a sparse sum, well under a millisecond a lead), or with LightGBM's TreeSHAP
-(``method="shap"``, exact Shapley values, about a hundred times slower). For the
-predicted class of a head, the contributions of the encoded columns that come from one input column
+Each row's raw score (log-odds) for a class is split into one contribution per
+encoded column plus a bias: by default with LightGBM's TreeSHAP (exact Shapley
+values, ``pred_contrib=True``) computed on the explained class's trees only (see
+``HeadClassifier.class_contributions_encoded``), or with path attribution
+(``method="path"``: each split on the row's path credits its feature with the change
+of the node value — faster in bulk, but its top reason disagreed with TreeSHAP's on
+30–45% of real leads, ``bench/reasons.py``). For the decided class of a head, the contributions of the encoded columns that come from one input column
 (all word tokens of a job title, say) are added up, the input columns are ranked by
 absolute contribution, and the top ones are worded from the row's own values:
 
@@ -17,8 +18,10 @@ absolute contribution, and the top ones are worded from the row's own values:
 * any other column → "industry: Fintech", "PageValues: 12.5"
 
 A value the input merely left out is worded as such ("created date not given")
-and ranked after the row's present values (engagement features without events
-are facts, "no demo request on record", and rank by weight like the others).
+and ranked by half its weight (``MISSING_DOMINANCE``): it leads the list only when
+its contribution is more than twice that of every present value (engagement
+features without events are facts, "no demo request on record", and rank by
+weight like the others).
 
 Each reason is ``{"feature": input column, "text": wording, "weight": signed
 contribution in log-odds}``; a positive weight raises the predicted class's score,
@@ -37,7 +40,14 @@ import numpy as np
 if TYPE_CHECKING:
     from model.classifier import HeadClassifier
 
-__all__ = ["describe", "explain_head", "format_value", "is_merely_missing", "top_reasons"]
+__all__ = [
+    "column_contributions",
+    "describe",
+    "explain_head",
+    "format_value",
+    "is_merely_missing",
+    "top_reasons",
+]
 
 #: Event types: (singular, plural) phrases.
 _EVENT_PHRASES: dict[str, tuple[str, str]] = {
@@ -96,6 +106,10 @@ _COLUMN_NAMES: dict[str, str] = {
     "title_seniority": "seniority (from title)",
     "title_function": "function (from title)",
 }
+
+#: A reason about a merely-missing value ranks by its weight divided by this: it leads
+#: a list only when it outweighs the strongest present value this many times over.
+MISSING_DOMINANCE = 2.0
 
 #: Explained batches of at most this many rows sum per-column contributions in Python.
 _PYTHON_SUM_ROWS = 8
@@ -270,71 +284,58 @@ def top_reasons(
     -------
     list of lists of dict
         Per row, up to ``top_k`` of ``{"feature", "text", "weight"}``, strongest
-        first; features with a zero contribution are left out.
+        first; features with a zero contribution are left out. A merely-missing
+        value (:func:`is_merely_missing`) ranks by ``|weight| / MISSING_DOMINANCE``
+        (its shown weight is not changed).
     """
     value_of = values if callable(values) else (lambda i, f: values[i].get(f))
     out: list[list[dict[str, Any]]] = []
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
     for i, row in enumerate(contributions):
-        reasons: list[dict[str, Any]] = []
-        missing: list[dict[str, Any]] = []
+        # (rank key, merely missing, position, reason); a merely-missing value ranks by a discounted
+        # weight: a rep can act on "3 pricing visits", not on "created date not
+        # given", so the latter leads only when it outweighs every present value
+        # MISSING_DOMINANCE times over.
+        ranked: list[tuple[float, bool, int, dict[str, Any]]] = []
         for j in order[i]:
             weight = float(row[j])
-            if abs(weight) < 1e-9 or len(reasons) >= top_k:
+            if abs(weight) < 1e-9:
+                break
+            # every later key is at most |weight|: the top_k are known
+            if sum(1 for item in ranked if item[0] > abs(weight)) >= top_k:
                 break
             feature = features[j]
             value = value_of(i, feature)
+            missing = is_merely_missing(feature, value)
             reason = {
                 "feature": feature,
                 "text": describe(feature, value),
                 "weight": round(weight, 4),
             }
-            # A value the input merely left out ranks after the row's own values: a
-            # rep can act on "3 pricing visits", not on "created date not given".
-            (missing if is_merely_missing(feature, value) else reasons).append(reason)
-        out.append((reasons + missing)[:top_k])
+            key = abs(weight) / MISSING_DOMINANCE if missing else abs(weight)
+            ranked.append((key, missing, len(ranked), reason))
+        # ties: a present value first
+        ranked.sort(key=lambda item: (-item[0], item[1], item[2]))
+        out.append([item[3] for item in ranked[:top_k]])
     return out
 
 
-def explain_head(
-    head: HeadClassifier,
-    Z: np.ndarray,
-    class_index: np.ndarray,
-    text_values: Mapping[str, Sequence[Any]],
-    *,
-    top_k: int = 3,
-    num_threads: int | None = None,
-    method: str = "path",
-) -> list[list[dict[str, Any]]]:
-    """Reasons for one head's prediction of ``class_index`` on encoded rows.
+def column_contributions(head: HeadClassifier, picked: np.ndarray) -> np.ndarray:
+    """Encoded-column contributions summed per input column (as a rep reads them).
 
     Parameters
     ----------
     head : HeadClassifier
-        A fitted head.
-    Z : ndarray of shape (n_rows, n_features_out)
-        The head's encoding of the rows.
-    class_index : ndarray of int, shape (n_rows,)
-        Which class to explain per row (normally the predicted one).
-    text_values : mapping of str to sequence, each of length n_rows
-        Raw values of the head's text columns (a job title is worded as written).
-    top_k : int
-    num_threads : int, optional
-        LightGBM threads.
-    method : {"path", "shap"}
-        How contributions are computed (see
-        ``HeadClassifier.contributions_encoded``): path attribution (fast, the
-        default) or TreeSHAP (exact Shapley values, for analysts).
+        A fitted head (its encoder says which encoded columns make an input column).
+    picked : ndarray of shape (n_rows, n_features_out + 1)
+        Contributions to one class per row, the bias last (it is dropped).
 
     Returns
     -------
-    list of lists of dict
-        See :func:`top_reasons`.
+    ndarray of shape (n_rows, n_input_columns), in ``head.encoder_.columns_`` order.
     """
     encoder = head.encoder_
-    picked = head.class_contributions_encoded(
-        Z, np.asarray(class_index, dtype=int), num_threads=num_threads, method=method
-    )[:, :-1]
+    picked = np.asarray(picked, dtype=np.float64)[:, :-1]
     columns = encoder.columns_
     slices = encoder.output_slices_
     # Sum the encoded columns of each input column in a fixed order, row by row
@@ -352,13 +353,58 @@ def explain_head(
                     acc += values[k]
                 row.append(acc)
             sums.append(row)
-        per_column = np.array(sums, dtype=np.float64).reshape(len(picked), len(columns))
-    else:
-        per_column = picked[:, [slices[c][0] for c in columns]]
-        for j, c in enumerate(columns):
-            start, stop = slices[c]
-            for k in range(start + 1, stop):
-                per_column[:, j] += picked[:, k]
+        return np.array(sums, dtype=np.float64).reshape(len(picked), len(columns))
+    per_column = picked[:, [slices[c][0] for c in columns]]
+    for j, c in enumerate(columns):
+        start, stop = slices[c]
+        for k in range(start + 1, stop):
+            per_column[:, j] += picked[:, k]
+    return per_column
+
+
+def explain_head(
+    head: HeadClassifier,
+    Z: np.ndarray,
+    class_index: np.ndarray,
+    text_values: Mapping[str, Sequence[Any]],
+    *,
+    top_k: int = 3,
+    num_threads: int | None = None,
+    method: str = "shap",
+) -> list[list[dict[str, Any]]]:
+    """Reasons for one head's prediction of ``class_index`` on encoded rows.
+
+    Parameters
+    ----------
+    head : HeadClassifier
+        A fitted head.
+    Z : ndarray of shape (n_rows, n_features_out)
+        The head's encoding of the rows.
+    class_index : ndarray of int, shape (n_rows,)
+        Which class to explain per row (normally the predicted one).
+    text_values : mapping of str to sequence, each of length n_rows
+        Raw values of the head's text columns (a job title is worded as written).
+    top_k : int
+    num_threads : int, optional
+        LightGBM threads.
+    method : {"shap", "path"}
+        How contributions are computed (see
+        ``HeadClassifier.class_contributions_encoded``): exact TreeSHAP of the
+        explained class (the default, what reps are shown) or path attribution
+        (faster in bulk, top reason often not TreeSHAP's: ``bench/reasons.py``).
+
+    Returns
+    -------
+    list of lists of dict
+        See :func:`top_reasons`.
+    """
+    encoder = head.encoder_
+    picked = head.class_contributions_encoded(
+        Z, np.asarray(class_index, dtype=int), num_threads=num_threads, method=method
+    )
+    per_column = column_contributions(head, picked)
+    columns = encoder.columns_
+    slices = encoder.output_slices_
 
     def value_of(i: int, column: str) -> Any:
         if encoder.kinds_[column] == "text":

@@ -7,6 +7,7 @@ They take everything as arguments (no environment reads) and use aliases
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,13 +156,18 @@ def resolve_uri(uri: str) -> tuple[str, str | None]:
     return uri, None
 
 
-def load_model(uri: str) -> tuple[LeadReadinessModel, str | None]:
+def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessModel, str | None]:
     """Load a leadready model from the registry, a run or a path.
 
     Parameters
     ----------
     uri : str
         ``models:/name@alias``, ``models:/name/3``, ``runs:/…/model`` or a path.
+    cache_dir : Path, optional
+        With a SQLite registry and a registry URI: also keep the resolved version
+        and a copy of its artifacts there (``model.model_cache``), so the next
+        command finds them with ``model_cache.load_cached`` while the registry is
+        unchanged. The model is then loaded from that copy.
 
     Returns
     -------
@@ -178,7 +184,31 @@ def load_model(uri: str) -> tuple[LeadReadinessModel, str | None]:
 
     from model.pyfunc import unwrap
 
+    stamp = None
+    if cache_dir is not None:
+        from model.model_cache import registry_stamp
+
+        # Taken before the alias is read: a move after it changes the file again.
+        stamp = registry_stamp(mlflow.get_registry_uri())
+        taken_ns = time.time_ns()
     pinned, version = resolve_uri(uri)
+    if stamp is not None and version is not None:
+        from model.model_cache import remember
+
+        name = pinned.split("/")[1]
+        source = _client().get_model_version(name, version).source
+        copy = remember(
+            Path(cache_dir),
+            mlflow.get_registry_uri(),
+            uri,
+            version,
+            stamp,
+            source_key=f"{mlflow.get_registry_uri()}\n{name}\n{version}\n{source}",
+            name=name,
+            taken_ns=taken_ns,
+        )
+        if copy is not None:
+            pinned = str(copy)
     # suppress_warnings=True skips MLflow's dependency-mismatch check (the model's pip
     # requirements against this environment, ~0.7 s a load) and its Python-version
     # warning: a leadready model is run by the leadready that logged it, installed from

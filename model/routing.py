@@ -41,6 +41,9 @@ __all__ = [
     "resolve_sales_ready",
     "route",
     "route_reasons",
+    "routing_answers",
+    "thresholds",
+    "thresholds_note",
 ]
 
 #: The routes a lead can take.
@@ -240,6 +243,107 @@ def route_reasons(
     return out
 
 
+def thresholds(config: RoutingConfig) -> dict[str, object]:
+    """The routing thresholds as shown with each answer (JSON-ready).
+
+    ``sales_at``: readiness at or above which a lead goes to sales;
+    ``review_band``: ``[low, high]`` — readiness strictly inside it goes to review
+    (the route itself is in doubt); ``sales_ready_stages``: the stages readiness
+    adds up; ``nurture_personas`` and ``min_persona_confidence``: a lead of such a
+    persona, predicted at least that surely, goes to nurture whatever its readiness.
+    """
+    t, m = config.sales_threshold, config.review_margin
+    return {
+        "sales_at": t,
+        "review_band": [round(max(0.0, t - m), 10), round(min(1.0, t + m), 10)],
+        "sales_ready_stages": list(config.sales_ready_stages or ()),
+        "nurture_personas": list(config.nurture_personas),
+        "min_persona_confidence": config.min_confidence,
+    }
+
+
+def thresholds_note(config: RoutingConfig) -> str:
+    """One line that states the routing rules and thresholds (for ``leadready score``)."""
+    th = thresholds(config)
+    low, high = th["review_band"]
+    stages = "/".join(th["sales_ready_stages"]) or "none known"
+    personas = "/".join(th["nurture_personas"]) or "none"
+    return (
+        f"routing: readiness = P({stages}); sales at readiness >= {th['sales_at']:.2f}, "
+        f"review when {low:.2f} < readiness < {high:.2f}, nurture below; "
+        f"persona {personas} at confidence >= {th['min_persona_confidence']:.2f} → nurture"
+    )
+
+
+def routing_answers(
+    config: RoutingConfig,
+    *,
+    ready: Sequence[float | None] | np.ndarray | None,
+    persona: Sequence[str | None] | None = None,
+    persona_confidence: Sequence[float | None] | None = None,
+) -> list[dict[str, object]]:
+    """Per lead: the thresholds, its readiness, the rule that decided its route and why.
+
+    Same rules as :func:`route`, from readiness already computed (``None`` or
+    ``ready=None``: no readiness). Each answer is :func:`thresholds` plus
+    ``readiness``, ``rule`` (``"persona"``, ``"no_readiness"``, ``"review_band"``
+    or ``"readiness"``) and ``why`` (as :func:`route_reasons` words it).
+    """
+    n = len(ready) if ready is not None else len(persona or ())
+    values = (
+        np.full(n, np.nan)
+        if ready is None
+        else np.array([np.nan if r is None else float(r) for r in ready], dtype=float)
+    )
+    known = ~np.isnan(values)
+    personas = (
+        None
+        if persona is None
+        else np.array(["" if p is None else p for p in persona], dtype=object)
+    )
+    conf = None
+    if persona_confidence is not None:
+        conf = np.array([0.0 if c is None else float(c) for c in persona_confidence])
+    routes, rule, _, conf_used = _decide(
+        stage_proba=None,
+        stage_classes=None,
+        persona=personas,
+        persona_confidence=conf,
+        config=config,
+        ready=np.where(known, values, 0.0) if known.any() else None,
+        n=n,
+    )
+    th = thresholds(config)
+    t, m = config.sales_threshold, config.review_margin
+    out: list[dict[str, object]] = []
+    for i in range(n):
+        r = rule[i]
+        if r != "persona" and not known[i]:
+            r, route_i = "no_readiness", "review"
+        else:
+            route_i = routes[i]
+        if r == "persona":
+            why = f"persona {personas[i]} ({conf_used[i]:.2f} >= {config.min_confidence:.2f})"
+        elif r == "no_readiness":
+            why = "no sales-ready stage known" if ready is not None else "no stage head"
+        elif r == "doubt":
+            why = f"readiness {values[i]:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
+        else:
+            sign = ">=" if route_i == "sales" else "<"
+            why = (
+                f"readiness {values[i]:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
+            )
+        out.append(
+            {
+                **th,
+                "readiness": None if not known[i] else float(values[i]),
+                "rule": "review_band" if r == "doubt" else str(r),
+                "why": why,
+            }
+        )
+    return out
+
+
 def _decide(
     *,
     stage_proba: np.ndarray | None,
@@ -254,10 +358,9 @@ def _decide(
     readiness and the persona confidence."""
     out = np.full(n, "review", dtype=object)
     rule = np.full(n, "no_readiness", dtype=object)
-    if stage_proba is not None:
-        proba = np.asarray(stage_proba, dtype=float)
+    if stage_proba is not None or ready is not None:
         if ready is None:
-            ready = readiness(proba, stage_classes, config)
+            ready = readiness(np.asarray(stage_proba, dtype=float), stage_classes, config)
         if ready is not None:
             ready = np.asarray(ready, dtype=float)
             # (1e-9: readiness 0.6 summed from 0.4 + 0.2 must not fall inside a 0.1 margin)

@@ -163,3 +163,33 @@ def set_label_choices(
     """Fill the stage and persona menus (first entry: keep the current label)."""
     form.stage.choices = [_KEEP, *((s, label_words(s)) for s in stages)]
     form.persona.choices = [_KEEP, *((p, label_words(p)) for p in personas)]
+
+
+# ------------------------------------------- issue #19 part A: "leads like this one"
+
+
+class SuggestionsForm(FlaskForm):
+    """Accept (reclassify) or dismiss the suggested leads a rep ticked.
+
+    The ticked suggestions come as repeated ``suggestion`` values (ids); the
+    change itself (field, from, to) is the suggestion's, not the form's.
+    """
+
+    action = SelectField(
+        "Action",
+        choices=[
+            ("accept", "Reclassify the ticked leads"),
+            ("dismiss", "Dismiss the ticked leads"),
+        ],
+    )
+    # Checked below: a dismissal may leave it out altogether.
+    reason = SelectField("Reason", choices=[("", "— reason —"), *REASONS], validate_choice=False)
+    note = TextAreaField("Note", validators=[Optional(), Length(max=NOTE_MAX)])
+    submit = SubmitField("Apply to ticked leads")
+
+    def validate_reason(self, field: Any) -> None:
+        """Reclassifying needs a known reason (as a reclassify on the lead page does)."""
+        if field.data and field.data not in dict(REASONS):
+            raise ValidationError("Not a valid choice.")
+        if self.action.data == "accept" and not field.data:
+            raise ValidationError("choose a reason")

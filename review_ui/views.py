@@ -9,9 +9,11 @@ JavaScript sends it with ``fetch``) — the updated ``_row.html`` partial.
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -49,6 +51,7 @@ from review_ui.forms import (
     LoginForm,
     PlainForm,
     ReclassifyForm,
+    SuggestionsForm,
     UserForm,
     is_prediction_id,
     set_label_choices,
@@ -63,8 +66,12 @@ from review_ui.present import (
     weekly_timeline,
 )
 from review_ui.words import day_words, label_words, when_words
+from training.similar import METHODS as SIMILAR_METHODS
+from training.similar import pending_for_lead, sets_for_lead
 
-__all__ = ["bp"]
+__all__ = ["bp", "wait_for_suggestions"]
+
+_log = logging.getLogger(__name__)
 
 bp = Blueprint(
     "review",
@@ -311,6 +318,8 @@ def _next_in_queue(lead_id: str, back: str) -> str | None:
     it may have left the page: then the page's first lead not yet reviewed is next.
     """
     parts = urlsplit(back)
+    if parts.path.startswith("/review/suggestions/"):
+        return _next_suggested(lead_id, parts.path)
     if parts.path != url_for("review.queue"):
         return None
     args = _queue_args(dict(parse_qsl(parts.query)))
@@ -478,6 +487,12 @@ def lead(lead_id: str) -> Any:
         queue_url=queue_url,
         here=here,
         next_lead=_next_in_queue(lead_id, queue_url),
+        similar_sets=sets_for_lead(store, lead_id),
+        similar_pending=[
+            {**c, "recent": datetime.now(UTC) - c["created_at"] < _BUILD_GRACE}
+            for c in pending_for_lead(store, lead_id)
+        ],
+        method_words=SIMILAR_METHODS,
     )
 
 
@@ -641,6 +656,7 @@ def reclassify(lead_id: str) -> Any:
             )
         except ValueError as exc:
             abort(400, description=str(exc))
+    _offer_similar(stored)
     return _finish(
         lead_id, stored, "Reclassified", form.next.data, default=default, advance=advance
     )
@@ -1002,3 +1018,195 @@ def disable_user() -> Any:
         abort(404)
     flash(f"Disabled {name}.", "success")
     return redirect(url_for("review.users"))
+
+
+# ------------------------------------------------ "leads like this one" (#19 part A)
+
+
+_BUILDS: set[threading.Thread] = set()
+_BUILDS_LOCK = threading.Lock()
+#: A reclassify younger than this whose suggestions are missing shows as "being looked for".
+_BUILD_GRACE = timedelta(minutes=2)
+
+
+def _build_all(store: Any, correction_ids: list[int]) -> int:
+    """Build each correction's suggestions; returns how many builds failed (logged)."""
+    from training.similar import build_suggestions
+
+    failed = 0
+    for cid in correction_ids:
+        try:
+            build_suggestions(store, cid)
+        except Exception:  # noqa: BLE001 - a background job: log it, the lead page offers a retry
+            _log.exception("building suggestions for correction %s failed", cid)
+            failed += 1
+    return failed
+
+
+def wait_for_suggestions(timeout: float | None = None) -> bool:
+    """Join the background builds started so far (tests, shutdown); True if all finished."""
+    with _BUILDS_LOCK:
+        threads = list(_BUILDS)
+    for thread in threads:
+        thread.join(timeout)
+    return not any(t.is_alive() for t in threads)
+
+
+def _offer_similar(stored: list[Any]) -> None:
+    """Build the suggestions of each label change just saved, off the request.
+
+    At 100k scored leads a build reads ~35k feature snapshots (about 3 s of
+    CPU, see ``bench/results/similar.json``): a thread does it after the
+    response, and the lead page reads the stored result (or says it is being
+    looked for). Tests join it with :func:`wait_for_suggestions`.
+    """
+    ids = [
+        r.id
+        for r in stored
+        if r.kind == "reclassify" and r.old_label and r.old_label != r.new_label
+    ]
+    if not ids:
+        return
+    # No flash of its own: the lead page's card says the leads are being looked for.
+    store = _store()
+
+    def run() -> None:
+        try:
+            _build_all(store, ids)
+        finally:
+            with _BUILDS_LOCK:
+                _BUILDS.discard(threading.current_thread())
+
+    thread = threading.Thread(target=run, name="similar-build", daemon=True)
+    with _BUILDS_LOCK:
+        _BUILDS.add(thread)
+    thread.start()
+
+
+@bp.route("/review/leads/<path:lead_id>/similar", methods=["POST"])
+@auth.role_required("rep")
+def build_similar(lead_id: str) -> Any:
+    """Look for leads like this one now (a build that never ran, or failed)."""
+    _lead_or_404(lead_id)
+    form = PlainForm()
+    default = url_for("review.lead", lead_id=lead_id)
+    pending = pending_for_lead(_store(), lead_id)
+    failed = _build_all(_store(), [c["id"] for c in pending])
+    if failed:
+        flash("Could not look for leads like this one (the error is logged).", "error")
+    elif pending:
+        flash("Looked for leads like this one.", "success")
+    else:
+        flash("Nothing to look for: no reclassify of this lead is waiting for suggestions.", "info")
+    return redirect(_safe_next(form.next.data, default))
+
+
+def _next_suggested(lead_id: str, path: str) -> str | None:
+    """Walking a suggestions page: the next open suggestion after ``lead_id`` (or the first)."""
+    from training.similar import suggestions_in_set
+
+    tail = path.rsplit("/", 1)[-1]
+    if not is_prediction_id(tail):
+        return None
+    ids = [r["lead_id"] for r in suggestions_in_set(_store(), int(tail), status="open")]
+    rest = ids[ids.index(lead_id) + 1 :] if lead_id in ids else ids
+    return next((x for x in rest if x != lead_id), None)
+
+
+def _suggestion_ids(values: list[str]) -> list[int]:
+    """The ticked suggestion ids; anything but a whole number is a 400 naming the field."""
+    bad = [v for v in values if not is_prediction_id(v)]
+    if bad:
+        abort(400, description=f"suggestion: not a suggestion id: {', '.join(bad[:5])}")
+    return list(dict.fromkeys(int(v) for v in values))
+
+
+def _suggestions_page(
+    correction_id: int, form: Any, status: int = 200, problems: Mapping[int, str] | None = None
+) -> Any:
+    from training.similar import suggestion_set
+
+    found = suggestion_set(_store(), correction_id)
+    if found is None:
+        abort(404)
+    here = url_for("review.suggestions", correction_id=correction_id)
+    html = render_template(
+        "review/suggestions.html",
+        sset=found,
+        counts=found.counts(),
+        form=form,
+        here=here,
+        problems=problems or {},
+        method_words=SIMILAR_METHODS,
+        source_url=url_for("review.lead", lead_id=found.lead_id),
+    )
+    return html, status
+
+
+@bp.route("/review/suggestions/<int:correction_id>", methods=["GET", "POST"])
+@auth.role_required("rep")
+def suggestions(correction_id: int) -> Any:
+    """The leads suggested after one reclassify: look, tick, then reclassify or dismiss them."""
+    from training.similar import (
+        StaleSuggestions,
+        UnknownSuggestions,
+        accept_suggestions,
+        dismiss_suggestions,
+    )
+
+    form = SuggestionsForm()
+    if request.method == "GET":
+        return _suggestions_page(correction_id, form)
+    ids = _suggestion_ids(request.form.getlist("suggestion"))
+    here = url_for("review.suggestions", correction_id=correction_id)
+    if not form.validate():
+        return _reject(form, None, here)
+    if not ids:
+        flash("Tick at least one lead first.", "error")
+        return redirect(here)
+    if len(ids) > _BULK_MAX:
+        abort(400, description=f"suggestion: at most {_BULK_MAX} leads at once")
+    store = _store()
+    try:
+        if form.action.data == "accept":
+            batch_id = uuid.uuid4().hex
+            result = accept_suggestions(
+                store,
+                correction_id,
+                ids,
+                reviewer=current_user.name,
+                reason=form.reason.data,
+                note=(form.note.data or "").strip() or None,
+                batch_id=batch_id,
+            )
+            for r in result.corrections:
+                _remember(r.lead_id, [r.id])
+            n = len(result.corrections)
+            session["review_batch"] = {
+                "id": batch_id,
+                "verb": "reclassified",
+                "count": n,
+                "at": datetime.now(UTC).isoformat(),
+            }
+            flash(
+                f"Reclassified {n} suggested lead{'s' if n != 1 else ''} "
+                f"({', '.join(result.lead_ids[:10])}{'…' if n > 10 else ''}). "
+                "Undo the whole batch from the bar above the queue.",
+                "success",
+            )
+        else:
+            done = dismiss_suggestions(store, correction_id, ids, reviewer=current_user.name)
+            flash(
+                f"Dismissed {len(done)} suggestion{'s' if len(done) != 1 else ''}; "
+                "no labels were changed.",
+                "success",
+            )
+    except UnknownSuggestions as exc:
+        abort(
+            400,
+            description="suggestion: unknown id(s) for this correction: "
+            + ", ".join(map(str, exc.ids[:10])),
+        )
+    except StaleSuggestions as exc:
+        return _suggestions_page(correction_id, form, status=409, problems=exc.problems)
+    return redirect(here)

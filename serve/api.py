@@ -127,7 +127,11 @@ def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
     auth="api_key",
     request=ScoreRequest,
     responses={
-        200: ("The lead's stage, persona, readiness, route and reasons.", ScoreResponse),
+        200: (
+            "The lead's stage, persona, readiness, route (with the routing thresholds "
+            "it was decided by, `routing`) and reasons (exact TreeSHAP, log-odds).",
+            ScoreResponse,
+        ),
         503: (
             "No model loaded yet, the store unreachable, or the writer's backlog full; "
             "retry after `Retry-After` seconds.",

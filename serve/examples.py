@@ -115,7 +115,7 @@ EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-PATH_EXAMPLES: dict[str, str] = {"lead_id": "L000001"}
+PATH_EXAMPLES: dict[str, str] = {"lead_id": "L000001", "correction_id": "42"}
 
 KNOWN_VALUES: dict[str, tuple[str, ...]] = {
     "page_category": PAGE_CATEGORIES,

@@ -407,3 +407,73 @@ def queue() -> Response:
         ],
     )
     return jsonify(out.model_dump(mode="json"))
+
+
+# ------------------------------------------------ "leads like this one" (#19 part A)
+
+
+class SuggestionOut(BaseModel):
+    id: int
+    lead_id: str
+    rank: int
+    probability: float | None = Field(description="P(a rep makes the same change); model only.")
+    distance: float | None = Field(
+        description="Feature distance to the corrected lead; neighbours."
+    )
+    status: Literal["open", "accepted", "dismissed"]
+    prediction_id: int | None
+    correction_id: int | None = Field(description="The correction accepting it made.")
+
+
+class SuggestionSetOut(BaseModel):
+    correction_id: int
+    lead_id: str
+    field: Literal["stage", "persona"]
+    from_label: str
+    to_label: str
+    method: Literal["correction_model", "neighbours"]
+    n_candidates: int = Field(description="Unreviewed leads served `from_label` at build time.")
+    n_likely: int | None = Field(description="Of those, how many are >= 50% likely (model only).")
+    n_reviewed: int
+    note: str | None
+    created_at: datetime
+    items: list[SuggestionOut] = Field(description="Best first (at most 200 are stored).")
+
+
+@bp.get("/v1/corrections/<int:correction_id>/suggestions")
+@operation(
+    summary="Leads like a corrected one: the suggestions built after a reclassify",
+    auth="api_key",
+    responses={
+        200: (
+            "Suggestions, not corrections: an open one changes no label until a rep confirms it.",
+            SuggestionSetOut,
+        ),
+        404: ("No suggestions were built for this correction.", ErrorResponse),
+    },
+    tags=("review",),
+)
+def suggestions(correction_id: int) -> Response:
+    """``GET /v1/corrections/<correction_id>/suggestions``."""
+    from training.similar import suggestion_set
+
+    found = suggestion_set(get_state().store, correction_id)
+    if found is None:
+        raise ApiError(
+            404, f"No suggestions were built for correction {correction_id}", "correction_id"
+        )
+    out = SuggestionSetOut(
+        correction_id=found.correction_id,
+        lead_id=found.lead_id,
+        field=found.field,
+        from_label=found.from_label,
+        to_label=found.to_label,
+        method=found.method,
+        n_candidates=found.n_candidates,
+        n_likely=found.n_likely,
+        n_reviewed=found.n_reviewed,
+        note=found.note,
+        created_at=found.created_at,
+        items=[SuggestionOut.model_validate(i) for i in found.items],
+    )
+    return jsonify(out.model_dump(mode="json"))

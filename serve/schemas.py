@@ -35,6 +35,7 @@ __all__ = [
     "ModelRef",
     "Readiness",
     "Reason",
+    "Routing",
     "ReloadResponse",
     "Scalar",
     "ScoreRequest",
@@ -117,11 +118,19 @@ class BatchScoreRequest(BaseModel):
 
 
 class Reason(BaseModel):
-    """One factor behind a prediction, worded for a sales rep."""
+    """One factor behind a prediction, worded for a sales rep.
 
-    feature: str
-    text: str
-    weight: float
+    Reasons are the input columns with the largest exact TreeSHAP contributions to
+    the predicted label's score (log-odds), strongest first. A value the input
+    merely left out is worded as such ("created date not given") and ranks by half
+    its weight: it leads only when it outweighs every present value twice over.
+    """
+
+    feature: str = Field(description="The input column.")
+    text: str = Field(description="The column's value as a rep reads it.")
+    weight: float = Field(
+        description="Signed contribution in log-odds: > 0 raises the predicted label's score."
+    )
 
 
 class HeadPrediction(BaseModel):
@@ -140,6 +149,35 @@ class ModelRef(BaseModel):
     version: str
 
 
+class Routing(BaseModel):
+    """The thresholds a route was decided by, and which rule decided it.
+
+    Rules, in order: a nurture persona predicted at least ``min_persona_confidence``
+    surely → nurture; no readiness → review; readiness strictly inside
+    ``review_band`` (the route itself is in doubt) → review; readiness ≥
+    ``sales_at`` → sales; else nurture.
+    """
+
+    readiness: float | None = Field(
+        description="0..1: probability that the stage is one of sales_ready_stages."
+    )
+    sales_at: float = Field(description="Readiness at or above which a lead goes to sales.")
+    review_band: list[float] = Field(
+        min_length=2,
+        max_length=2,
+        description="[low, high]: readiness strictly inside goes to review.",
+    )
+    sales_ready_stages: list[str] = Field(description="The stages readiness adds up.")
+    nurture_personas: list[str] = Field(description="Personas routed to nurture.")
+    min_persona_confidence: float = Field(
+        description="How sure the persona head must be for a nurture persona to count."
+    )
+    rule: str = Field(description="What decided: persona, no_readiness, review_band or readiness.")
+    why: str = Field(
+        description="e.g. 'readiness 0.97 >= sales threshold 0.50 (review within ±0.10)'."
+    )
+
+
 class ScoreResponse(BaseModel):
     """The prediction for one lead."""
 
@@ -147,7 +185,13 @@ class ScoreResponse(BaseModel):
     stage: HeadPrediction | None
     persona: HeadPrediction | None
     readiness: float | None = Field(description="0..1: how ready the lead is for sales.")
-    route: str | None = Field(description="Where the lead goes: sales or nurture.")
+    route: str | None = Field(
+        description="Where the lead goes: sales, nurture, or review when the route "
+        "itself is in doubt (see routing)."
+    )
+    routing: Routing | None = Field(
+        default=None, description="The thresholds the route was decided by, and why."
+    )
     model: ModelRef
 
 

@@ -220,12 +220,15 @@ def prepare_batch(
 def score(prepared: Sequence[Prepared], model: ScoringModel) -> list[dict[str, Any]]:
     """Predict prepared items in one ``predict_records`` call.
 
-    Returns one ``{"lead_id", "stage", "persona", "readiness", "route"}`` per
-    item, in order; a head the model lacks is ``None``.
+    Returns one ``{"lead_id", "stage", "persona", "readiness", "route",
+    "routing"}`` per item, in order; a head the model lacks is ``None``;
+    ``routing`` holds the thresholds the route was decided by and why
+    (``model.routing.routing_answers``).
     """
     if not prepared:
         return []
     outputs = model.predict_records([p.features for p in prepared], reasons=True)
+    routing = routing_of(model, outputs)
     return [
         {
             "lead_id": p.lead_id,
@@ -233,9 +236,34 @@ def score(prepared: Sequence[Prepared], model: ScoringModel) -> list[dict[str, A
             "persona": out.get("persona"),
             "readiness": out.get("readiness"),
             "route": out.get("route"),
+            "routing": why,
         }
-        for p, out in zip(prepared, outputs, strict=True)
+        for p, out, why in zip(prepared, outputs, routing, strict=True)
     ]
+
+
+def routing_of(
+    model: ScoringModel, outputs: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any] | None]:
+    """Per answer: the model's routing thresholds, the lead's readiness, the rule and why.
+
+    None per answer for a model without routing settings (a stand-in scoring object).
+    """
+    from dataclasses import replace
+
+    from model.routing import RoutingConfig, routing_answers
+
+    if not isinstance(getattr(model, "routing", None), RoutingConfig):
+        return [None] * len(outputs)
+    config = replace(model.routing, sales_ready_stages=tuple(model.sales_ready_stages))
+    has_stage = any(out.get("stage") is not None for out in outputs)
+    persona = [(out.get("persona") or {}) for out in outputs]
+    return routing_answers(
+        config,
+        ready=[out.get("readiness") for out in outputs] if has_stage else None,
+        persona=[p.get("label") for p in persona],
+        persona_confidence=[p.get("confidence") for p in persona],
+    )
 
 
 def margin(probabilities: Mapping[str, float] | None) -> float | None:

@@ -95,6 +95,15 @@ def test_combine_merges_arms_and_tables_of_separate_runs():
     merged = qr.combine([runs, flaml, shop])
     assert set(merged) == {"bank_marketing", "online_shoppers"}
     assert set(merged["bank_marketing"]["11"]) == {"leadready", "lightgbm", "logreg", "flaml"}
+    stage = qr.summarize(merged)["bank_marketing"]["stage"]
+    assert stage["flaml"] == pytest.approx(0.69)
+    assert stage["ratio_to_flaml"] == pytest.approx(stage["leadready"] / 0.69)
+    row = next(
+        line for line in qr.markdown(qr.summarize(merged)).splitlines() if "`output`" in line
+    )
+    assert (
+        f"| 0.690 | {stage['ratio_to_best_baseline']:.3f} | {stage['ratio_to_flaml']:.3f} |" in row
+    )
 
 
 def test_skips_with_a_message_without_the_shared_tables(monkeypatch, tmp_path, capsys):

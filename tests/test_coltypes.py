@@ -87,6 +87,33 @@ def test_booleans_empty_and_constant_columns():
     assert out["Opt In"].tolist()[:3] == [1.0, 0.0, 1.0]
 
 
+def test_plain_numbers_and_european_thousands_in_text_columns():
+    # Read as text (as train reads a CSV): "12.000" in a column of European numbers is
+    # twelve thousand; a column of plain numbers is read as pandas would read it.
+    frame = pd.DataFrame(
+        {
+            "Mitarbeiter": ["45", "180", "1.200", "12.000", None],
+            "Rate": ["1.5", "2.25", "1.200", "3", "4"],
+            "Flag": ["1", "0", "1", "0", "1"],
+            "created_date": ["1767225600", "1767312000", "1767225600", "1767225600", None],
+        },
+        dtype="str",
+    )
+    typed, reports = infer_types(frame)
+    # Dotted values with no whole numbers beside them, or a 0 before the dot, are
+    # decimals (the Bank Marketing table's price index and Euribor rate).
+    index, _ = infer_types(pd.DataFrame({"cons.price.idx": ["93.994", "92.893", "94.465"],
+                                         "euribor3m": ["4.857", "0.634", "1.313"]}, dtype="str"))  # fmt: skip
+    assert index["cons.price.idx"].tolist() == [93.994, 92.893, 94.465]
+    assert index["euribor3m"].tolist() == [4.857, 0.634, 1.313]
+    assert typed["Mitarbeiter"].tolist()[:4] == [45.0, 180.0, 1200.0, 12000.0]
+    assert typed["Rate"].tolist() == [1.5, 2.25, 1.2, 3.0, 4.0]
+    kinds = {r.name: r.kind for r in reports}
+    assert kinds == {"Mitarbeiter": "number", "Rate": "number", "Flag": "boolean",
+                     "created_date": "date"}  # fmt: skip
+    assert typed["created_date"].iloc[1] == _days("2026-01-02")
+
+
 def test_a_scoring_table_is_read_as_the_training_table_was():
     train, reports = infer_types(pd.DataFrame({"d": ["03/04/2026", "05/06/2026"]}, dtype="str"))
     specs = {r.name: r.as_dict()["spec"] for r in reports}
@@ -103,8 +130,22 @@ def test_label_policy_is_one_function():
     merged, variants = merge_label_variants(
         pd.Series(["lead", "LEAD", " lead", "mql", None, "lead"], dtype=object)
     )
-    assert merged.tolist() == ["lead", "lead", "lead", "mql", None, "lead"]
-    assert variants == {"lead": ["lead", "LEAD", " lead"]}
+    # A CRM lifecycle vocabulary is named as the CRM shows it.
+    lead, mql = "Lead", "Marketing Qualified Lead"
+    assert merged.tolist() == [lead, lead, lead, mql, None, lead]
+    assert variants == {lead: [lead, "lead", "LEAD", " lead"], mql: [mql, "mql"]}
+    # Other labels: words apart, not in capitals, then the most frequent spelling.
+    merged, variants = merge_label_variants(
+        pd.Series(["hotlead", "hotlead", "HOT_LEAD", "Hot Lead", "cold"], dtype=object)
+    )
+    assert merged.tolist() == ["Hot Lead"] * 4 + ["cold"]
+    assert variants == {"Hot Lead": ["Hot Lead", "hotlead", "HOT_LEAD"]}
+    merged, _ = merge_label_variants(
+        pd.Series(["open - not contacted", "Open - Not Contacted", "open - not contacted"])
+    )
+    assert merged.tolist() == ["Open - Not Contacted"] * 3
+    merged, _ = merge_label_variants(pd.Series(["Lead", "lead ", "lead"]))  # a known stage
+    assert merged.tolist() == ["Lead"] * 3
 
 
 def test_stage_order_is_inferred_only_when_plain():

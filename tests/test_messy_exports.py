@@ -193,7 +193,9 @@ def test_train_and_score_a_hubspot_export_end_to_end(tmp_path, monkeypatch):
         in out
     )
     assert "HubSpot Score" in out and "Became a Customer Date" in out
-    assert "'LEAD' ← 'Lead', 'lead'" in out
+    # Merged lifecycle spellings are named as the CRM shows them.
+    assert "'Lead' ← " in out and "'Sales Qualified Lead' ← 'SQL', 'salesqualifiedlead'" in out
+    assert "salesqualifiedlead," not in out.split("sales-ready stages inferred")[1]
     assert "Annual Revenue: number" in out and "Create Date: date" in out
     assert "sales-ready stages inferred from the CRM lifecycle stages" in out
     (report,) = (home / "reports").glob("hubspot-rejected-*.csv")
@@ -211,7 +213,8 @@ def test_train_and_score_a_hubspot_export_end_to_end(tmp_path, monkeypatch):
     assert not used & {"HubSpot Score", "Became a Customer Date"}
     assert model.metadata["column_types"]["Annual Revenue"]["kind"] == "number"
     stages = set(model.labels["stage"])
-    assert "LEAD" in stages and "lead" not in stages and "Lead" not in stages
+    assert {"Lead", "Sales Qualified Lead", "Marketing Qualified Lead"} <= stages
+    assert not stages & {"LEAD", "lead", "salesqualifiedlead", "SQL"}
 
     scored_path = tmp_path / "scored.csv"
     scored = runner.invoke(
@@ -260,3 +263,86 @@ def test_train_stops_when_sales_ready_stages_cannot_be_inferred(tmp_path, monkey
         result.output
     )
     assert "--sales-ready" in result.output
+    # What was read is said before the stop.
+    read = result.output.index("leads.csv: 120 lines read, 120 kept, 0 rejected")
+    assert read < result.output.index("cannot tell which stage labels")
+
+
+# --------------------------------------------------------------------------- leaks
+
+
+def _leaky_table(tmp_path, n=300):
+    rng = np.random.default_rng(3)
+    stage = rng.choice(["cold", "warm", "hot"], n)
+    frame = pd.DataFrame(
+        {
+            "id": [f"L{i}" for i in range(n)],
+            "Visits": rng.integers(0, 50, n),
+            "Industry": rng.choice(["retail", "tech", "finance"], n),
+            # Filled in by the sales team once the stage is known: it is the label.
+            "Rep Verdict": [f"v-{s}" for s in stage],
+            "stage": stage,
+        }
+    )
+    path = tmp_path / "leaky.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_column_that_alone_predicts_the_label_is_excluded_and_said(tmp_path):
+    from training.dataset import load_training_table
+
+    path = _leaky_table(tmp_path)
+    ts = load_training_table(path, id_col="id", stage_col="stage")
+    assert "Rep Verdict" not in ts.leads.columns
+    assert not any(c.startswith("Rep Verdict") for c in ts.X.columns)
+    said = [line for line in ts.inferred if line.startswith("excluded as a leak")]
+    assert len(said) == 1 and said[0].startswith("excluded as a leak: 'Rep Verdict' alone predicts")
+    assert "--allow-column 'Rep Verdict'" in said[0]
+    reasons = {e["column"]: e["reason"] for e in ts.input_report["excluded_columns"]}
+    assert "leak" in reasons["Rep Verdict"] and "Visits" not in reasons
+
+    kept = load_training_table(path, id_col="id", stage_col="stage", allow_columns=["Rep Verdict"])
+    assert "Rep Verdict" in kept.leads.columns
+    assert any("kept on purpose (--allow-column): 'Rep Verdict'" in line for line in kept.inferred)
+
+
+# --------------------------------------------------------------------------- report privacy
+
+
+def test_the_rejected_lines_report_is_private_and_masks_personal_values(hubspot, tmp_path):
+    import stat
+
+    from training.input_report import write_rejected
+
+    path, d = hubspot
+    result = read_leads(path, id_col=ID)
+    by_line = {e.line: e for e in result.rejected}
+    text = path.read_text(encoding="utf-8").splitlines()
+    for line in (d.too_many, d.too_few):
+        raw = text[line - 1]
+        first, last, email = raw.split(",")[1:4]
+        shown = by_line[line].value
+        # The record id finds the line; names, e-mail and phone are not copied.
+        assert shown.startswith(raw.split(",")[0] + ",***,***,***,***")
+        assert first not in shown and last not in shown and email not in shown
+        assert "@" not in shown
+    report = write_rejected(tmp_path / "r" / "rejected.csv", result.rejected)
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    written = report.read_text(encoding="utf-8")
+    assert "@" not in written and f",{d.too_few}," in written
+    report.chmod(0o644)  # an existing report is made private again when rewritten
+    write_rejected(report, result.rejected)
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+
+
+def test_a_masked_line_keeps_its_other_text_as_in_the_file():
+    from data.personal import mask_line
+
+    header = ["id", "First Name", "Email", "Company", "Revenue"]
+    line = '7,"Doe, Jane",jane@x.io,"Acme, Inc,414,"$36,142,000",12'  # quote runs on
+    assert mask_line(line, header, ",") == '7,***,***,"Acme, Inc,414,"$36,142,000",12'
+    shifted = "8;Jane;+49 30 1234567;Acme;1.200,50 €;notes"  # a field missing before
+    assert mask_line(shifted, ["id", "Vorname", "E-Mail", "Telefon", "Firma"], ";") == (
+        "8;***;***;***;1.200,50 €;notes"
+    )

@@ -132,7 +132,7 @@ def test_explain_head_words_a_title_as_written():
     assert len(top) <= 2
 
 
-def test_a_merely_missing_value_is_worded_as_such_and_ranked_after_present_ones():
+def test_a_merely_missing_value_is_worded_as_such_and_ranked_by_half_its_weight():
     from model.reasons import is_merely_missing
 
     contributions = np.array([[2.0, -1.5, 0.5, 0.1]])
@@ -141,18 +141,24 @@ def test_a_merely_missing_value_is_worded_as_such_and_ranked_after_present_ones(
                "n_pricing_7d": 3}]  # fmt: skip
     got = top_reasons(contributions, features, values, top_k=4)[0]
     # "no demo request on record" is a fact about the lead and keeps its rank; the
-    # absent created date (the largest weight) is worded as absent and comes after
-    # the values the lead does have
+    # absent created date (the largest weight, 2.0) is worded as absent and ranks
+    # as 1.0: after the 1.5 of a present value, before the weaker ones
     assert [r["feature"] for r in got] == [
         "days_since_demo",
+        "created_days_ago",
         "industry",
         "n_pricing_7d",
-        "created_days_ago",
     ]
-    assert got[3]["text"] == "created date not given" and got[3]["weight"] == 2.0
+    assert got[1]["text"] == "created date not given" and got[1]["weight"] == 2.0
     assert is_merely_missing("industry", float("nan"))
     assert not is_merely_missing("days_since_demo", None)
     assert not is_merely_missing("industry", "Fintech")
-    # with enough present values, a missing one is left out of a short list
-    short = top_reasons(contributions, features, values, top_k=2)[0]
-    assert [r["feature"] for r in short] == ["days_since_demo", "industry"]
+    short = top_reasons(contributions, features, values, top_k=1)[0]
+    assert [r["feature"] for r in short] == ["days_since_demo"]
+    # it leads only when it outweighs every present value more than twice over
+    dominant = top_reasons(np.array([[3.1, -1.5, 0.5, 0.1]]), features, values, top_k=2)[0]
+    assert [r["feature"] for r in dominant] == ["created_days_ago", "days_since_demo"]
+    tie = top_reasons(np.array([[3.0, -1.5, 0.5, 0.1]]), features, values, top_k=2)[0]
+    assert [r["feature"] for r in tie] == ["days_since_demo", "created_days_ago"]
+    tie_one = top_reasons(np.array([[3.0, -1.5, 0.5, 0.1]]), features, values, top_k=1)[0]
+    assert [r["feature"] for r in tie_one] == ["days_since_demo"]

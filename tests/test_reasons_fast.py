@@ -1,4 +1,5 @@
-"""Path attribution behind reason codes: exact sums, agreement with TreeSHAP, caching."""
+"""Attribution behind reason codes: TreeSHAP per class (the default), path attribution
+(an option), exact sums, caching."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _raw(head: HeadClassifier, Z: np.ndarray) -> np.ndarray:
 def test_path_contributions_add_up_to_lightgbm_raw_score_multiclass(multiclass, data):
     X = data[0]
     Z = multiclass.encode(X)
-    contrib = multiclass.contributions_encoded(Z)
+    contrib = multiclass.contributions_encoded(Z, method="path")
     assert contrib.shape == (len(X), 3, Z.shape[1] + 1)
     np.testing.assert_allclose(contrib.sum(axis=2), _raw(multiclass, Z), rtol=0, atol=1e-9)
     # Not the bias alone: features carry most rows' scores.
@@ -49,40 +50,73 @@ def test_path_contributions_add_up_to_lightgbm_raw_score_multiclass(multiclass, 
 def test_path_contributions_add_up_to_lightgbm_raw_score_binary(binary, data):
     X = data[0]
     Z = binary.encode(X)
-    contrib = binary.contributions_encoded(Z)
+    contrib = binary.contributions_encoded(Z, method="path")
     raw = _raw(binary, Z)[:, 0]
     np.testing.assert_allclose(contrib[:, 1].sum(axis=1), raw, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(contrib[:, 0], -contrib[:, 1])
 
 
-def test_class_contributions_pick_the_asked_class(multiclass, binary, data):
+@pytest.mark.parametrize("method", ["path", "shap"])
+def test_class_contributions_pick_the_asked_class(multiclass, binary, data, method):
     X = data[0]
     rng = np.random.default_rng(0)
     for head in (multiclass, binary):
         Z = head.encode(X.head(50))
         index = rng.integers(0, len(head.classes_), 50)
-        every = head.contributions_encoded(Z)
-        picked = head.class_contributions_encoded(Z, index)
-        np.testing.assert_array_equal(picked, every[np.arange(50), index])
+        every = head.contributions_encoded(Z, method=method)
+        picked = head.class_contributions_encoded(Z, index, method=method)
+        # TreeSHAP of one class's trees alone: the same values, summed in another order
+        np.testing.assert_allclose(picked, every[np.arange(50), index], rtol=0, atol=1e-12)
+        assert not np.allclose(picked[:, :-1], 0)
     with pytest.raises(ValueError, match="class_index has 3 rows"):
         multiclass.class_contributions_encoded(Z, np.zeros(3, dtype=int))
 
 
-def test_a_rows_contributions_do_not_depend_on_its_batch(multiclass, data):
+@pytest.mark.parametrize("method", ["path", "shap"])
+def test_a_rows_contributions_do_not_depend_on_its_batch(multiclass, data, method):
     X = data[0]
     Z = multiclass.encode(X)
     index = np.arange(len(X)) % 3
-    batch = multiclass.class_contributions_encoded(Z, index)
+    batch = multiclass.class_contributions_encoded(Z, index, method=method, num_threads=2)
     for i in (0, 17, 599):
-        alone = multiclass.class_contributions_encoded(Z[i : i + 1], index[i : i + 1])
+        alone = multiclass.class_contributions_encoded(
+            Z[i : i + 1], index[i : i + 1], method=method
+        )
         np.testing.assert_array_equal(alone[0], batch[i])
+
+
+def test_reasons_default_to_treeshap_of_the_explained_class(multiclass, binary, data):
+    X = data[0].head(200)
+    for head in (multiclass, binary):
+        Z = head.encode(X)
+        index = head.predict_proba_encoded(Z).argmax(axis=1)
+        picked = head.class_contributions_encoded(Z, index)
+        full = np.asarray(head.booster_.predict(Z, pred_contrib=True, num_threads=1))
+        if len(head.classes_) == 2:
+            expected = np.where((index == 0)[:, None], -full, full)
+        else:
+            expected = full.reshape(len(Z), len(head.classes_), -1)[np.arange(len(Z)), index]
+        np.testing.assert_allclose(picked, expected, rtol=0, atol=1e-12)
+        # the explained class's raw score, bias included
+        raw = (
+            np.column_stack([np.zeros(len(Z)), _raw(head, Z)])
+            if len(head.classes_) == 2
+            else _raw(head, Z)
+        )
+        sign = np.where(index == 0, -1.0, 1.0) if len(head.classes_) == 2 else 1.0
+        np.testing.assert_allclose(
+            picked.sum(axis=1),
+            (raw[:, 1] * sign) if len(head.classes_) == 2 else raw[np.arange(len(Z)), index],
+            rtol=0,
+            atol=1e-9,
+        )
 
 
 def test_path_attribution_agrees_in_sign_with_treeshap_on_the_top_features(multiclass, data):
     X = data[0]
     Z = multiclass.encode(X.head(200))
     index = multiclass.predict_proba_encoded(Z).argmax(axis=1)
-    path = multiclass.class_contributions_encoded(Z, index)[:, :-1]
+    path = multiclass.class_contributions_encoded(Z, index, method="path")[:, :-1]
     shap = multiclass.class_contributions_encoded(Z, index, method="shap")[:, :-1]
     top = np.argsort(-np.abs(shap), axis=1)[:, :3]
     rows = np.arange(len(Z))[:, None]
@@ -97,7 +131,7 @@ def test_shap_method_is_lightgbms_treeshap(multiclass, data):
     shap = multiclass.contributions_encoded(Z, method="shap")
     expected = np.asarray(multiclass.booster_.predict(Z, pred_contrib=True)).reshape(shap.shape)
     np.testing.assert_array_equal(shap, expected)
-    path = multiclass.contributions_encoded(Z)
+    path = multiclass.contributions_encoded(Z, method="path")
     assert not np.allclose(path, shap)  # a different attribution, same sums
     np.testing.assert_allclose(path.sum(axis=2), shap.sum(axis=2), rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="method must be 'path' or 'shap'"):
@@ -126,19 +160,35 @@ def test_tables_are_built_once_and_left_out_of_pickles(data):
     head = HeadClassifier(**HEAD).fit(X, stage)
     before = len(pickle.dumps(head))
     assert head.prepare_explanations() is head
+    boosters = head._class_tree_shap()
+    assert head._class_tree_shap() is boosters and len(boosters.boosters) == 3
     tables = head._path_attribution()
     assert head._path_attribution() is tables
     assert len(pickle.dumps(head)) == before
     copy = pickle.loads(pickle.dumps(head))
-    assert "_path_cache" not in copy.__dict__
+    assert "_path_cache" not in copy.__dict__ and "_shap_cache" not in copy.__dict__
     Z = head.encode(X.head(5))
-    np.testing.assert_array_equal(copy.contributions_encoded(Z), head.contributions_encoded(Z))
-    # Refitting replaces the booster: the tables follow it.
+    index = np.array([0, 1, 2, 1, 0])
+    for method in ("path", "shap"):
+        np.testing.assert_array_equal(
+            copy.class_contributions_encoded(Z, index, method=method),
+            head.class_contributions_encoded(Z, index, method=method),
+        )
+    # Refitting replaces the booster: the tables and the one-class boosters follow it.
     head.fit(X.head(300), stage[:300])
     assert head._path_attribution() is not tables
-    np.testing.assert_allclose(
-        head.contributions_encoded(Z).sum(axis=2), _raw(head, Z), rtol=0, atol=1e-9
-    )
+    assert head._class_tree_shap() is not boosters
+    for method in ("path", "shap"):
+        np.testing.assert_allclose(
+            head.contributions_encoded(Z, method=method).sum(axis=2),
+            _raw(head, Z),
+            rtol=0,
+            atol=1e-9,
+        )
+        picked = head.class_contributions_encoded(Z, index, method=method)
+        np.testing.assert_allclose(
+            picked.sum(axis=1), _raw(head, Z)[np.arange(5), index], rtol=0, atol=1e-9
+        )
 
 
 def test_trees_without_splits_are_all_bias(data):
@@ -147,22 +197,11 @@ def test_trees_without_splits_are_all_bias(data):
         n_estimators=5, num_threads=1, calibration="none", lgbm_params={"min_data_in_leaf": 10_000}
     ).fit(X, stage)
     Z = head.encode(X.head(10))
-    contrib = head.contributions_encoded(Z)
-    assert np.all(contrib[:, :, :-1] == 0)
-    np.testing.assert_allclose(contrib[:, :, -1], _raw(head, Z), rtol=0, atol=1e-12)
+    for method in ("path", "shap"):
+        contrib = head.contributions_encoded(Z, method=method)
+        assert np.all(contrib[:, :, :-1] == 0)
+        np.testing.assert_allclose(contrib[:, :, -1], _raw(head, Z), rtol=0, atol=1e-12)
     assert explain_head(head, Z, np.zeros(10, dtype=int), {}) == [[]] * 10
-
-
-@pytest.mark.parametrize("head_name", ["multiclass", "binary"])
-def test_single_row_leaves_equal_the_batch_leaves(head_name, request, data):
-    head = request.getfixturevalue(head_name)
-    Z = head.encode(data[0].head(120))
-    Z[::4, ::3] = np.nan
-    batch = np.asarray(head.booster_.predict(Z, pred_leaf=True, num_threads=1), dtype=np.int64)
-    for i in range(len(Z)):
-        np.testing.assert_array_equal(head._leaves(Z[i : i + 1], 1), batch[i : i + 1])
-    np.testing.assert_array_equal(head._leaves(Z[:3], 1), batch[:3])
-    assert "_single_row" not in pickle.loads(pickle.dumps(head)).__dict__
 
 
 def test_small_batches_sum_reasons_exactly_like_large_ones(multiclass, data, monkeypatch):
@@ -184,4 +223,29 @@ def test_small_batches_sum_reasons_exactly_like_large_ones(multiclass, data, mon
     assert (
         explain_head(multiclass, Z[:5], index[:5], {c: v[:5] for c, v in text.items()}, top_k=6)
         == batch[:5]
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_estimators": 300, "learning_rate": 0.3, "early_stopping_rounds": 3},
+        {
+            "n_estimators": 30,
+            "early_stopping_rounds": None,
+            "lgbm_params": {"boosting": "dart", "drop_rate": 0.2},
+        },
+    ],
+    ids=["early-stopped", "dart"],
+)
+def test_one_class_treeshap_equals_lightgbms_on_every_booster_kind(data, params):
+    X, stage, _ = data
+    head = HeadClassifier(num_threads=1, num_leaves=15, **params).fit(X, stage)
+    Z = head.encode(X.head(80))
+    index = np.arange(80) % len(head.classes_)
+    full = np.asarray(head.booster_.predict(Z, pred_contrib=True, num_threads=1))
+    expected = full.reshape(80, len(head.classes_), -1)[np.arange(80), index]
+    np.testing.assert_allclose(head.class_contributions_encoded(Z, index), expected, atol=1e-12)
+    np.testing.assert_allclose(
+        expected.sum(axis=1), _raw(head, Z)[np.arange(80), index], rtol=0, atol=1e-9
     )

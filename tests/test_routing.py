@@ -167,3 +167,81 @@ def test_route_reasons_name_the_rule_and_its_thresholds():
     assert route_reasons(
         stage_proba=proba[:1], stage_classes=("a", "b", "c", "d"), config=RoutingConfig()
     ) == ["no sales-ready stage known"]
+
+
+def test_routing_answers_show_thresholds_rule_and_why_like_route():
+    from model.routing import routing_answers, thresholds, thresholds_note
+
+    config = RoutingConfig(sales_ready_stages=("decision", "purchase"))
+    # the CFO (readiness 0.97), a doubtful lead, a nurture lead, a non-buyer
+    proba = np.array(
+        [
+            [0.01, 0.02, 0.51, 0.46],
+            [0.30, 0.15, 0.30, 0.25],
+            [0.45, 0.43, 0.07, 0.05],
+            [0.01, 0.02, 0.51, 0.46],
+        ]
+    )
+    persona = ["economic_buyer", "economic_buyer", "practitioner", "non_buyer"]
+    conf = np.array([0.9, 0.9, 0.9, 0.93])
+    ready = readiness(proba, STAGES, config)
+    answers = routing_answers(config, ready=ready, persona=persona, persona_confidence=conf)
+    routes = route(
+        stage_proba=proba,
+        stage_classes=STAGES,
+        persona=persona,
+        persona_confidence=conf,
+        config=config,
+    )
+    assert list(routes) == ["sales", "review", "nurture", "nurture"]
+    assert [a["rule"] for a in answers] == ["readiness", "review_band", "readiness", "persona"]
+    assert answers[0]["readiness"] == pytest.approx(0.97)
+    assert answers[0]["why"] == "readiness 0.97 >= sales threshold 0.50 (review within ±0.10)"
+    assert answers[1]["why"] == "readiness 0.55 within ±0.10 of sales threshold 0.50"
+    assert answers[3]["why"] == "persona non_buyer (0.93 >= 0.40)"
+    for a in answers:
+        assert {k: a[k] for k in thresholds(config)} == thresholds(config)
+        assert a["sales_at"] == 0.5 and a["review_band"] == [0.4, 0.6]
+    # the same words as route_reasons
+    why = route_reasons(
+        stage_proba=proba, stage_classes=STAGES, persona=persona, persona_confidence=conf,
+        config=config,
+    )  # fmt: skip
+    assert [a["why"] for a in answers] == why
+    # no readiness: review, said so
+    [none] = routing_answers(
+        config, ready=[None], persona=["practitioner"], persona_confidence=[0.9]
+    )
+    assert none["rule"] == "no_readiness" and none["readiness"] is None
+    [no_head] = routing_answers(
+        config, ready=None, persona=["practitioner"], persona_confidence=[0.9]
+    )
+    assert no_head["why"] == "no stage head"
+    note = thresholds_note(config)
+    assert "sales at readiness >= 0.50" in note and "0.40 < readiness < 0.60" in note
+
+
+def test_routing_answers_agree_with_route_on_random_leads():
+    from model.routing import routing_answers
+
+    rng = np.random.default_rng(5)
+    config = RoutingConfig(sales_ready_stages=("decision", "purchase"), review_margin=0.15)
+    proba = rng.dirichlet(np.ones(4), size=500)
+    persona = rng.choice(["economic_buyer", "non_buyer"], size=500)
+    conf = rng.uniform(0.2, 1.0, size=500)
+    routes = route(
+        stage_proba=proba, stage_classes=STAGES, persona=persona, persona_confidence=conf,
+        config=config,
+    )  # fmt: skip
+    answers = routing_answers(
+        config, ready=readiness(proba, STAGES, config), persona=list(persona),
+        persona_confidence=list(conf),
+    )  # fmt: skip
+    expected = {
+        "sales": {"readiness"},
+        "nurture": {"readiness", "persona"},
+        "review": {"review_band"},
+    }
+    for r, a in zip(routes, answers, strict=True):
+        assert a["rule"] in expected[r]
+    assert {a["rule"] for a in answers} == {"readiness", "review_band", "persona"}

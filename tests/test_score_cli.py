@@ -111,6 +111,39 @@ def test_events_read_ahead_in_another_process_score_the_same(home, run, tmp_path
     # Many chunks: each one's features are built there while the one before is scored here.
     pipelined = _score_csv(run, root, tmp_path / "pipelined.csv", "--chunk-size", "37")
     pd.testing.assert_frame_equal(here, pipelined)
+    two = _score_csv(
+        run, root, tmp_path / "two.csv", "--chunk-size", "37", "--feature-processes", "2"
+    )
+    pd.testing.assert_frame_equal(here, two)
+
+
+def test_two_feature_processes_taking_chunks_in_turn_score_the_same(home, tmp_path):
+    from model.registry import configure, load_model
+    from training.score import EventsAhead, score_table
+
+    root, settings = home
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    model, _ = load_model("models:/lead-readiness@champion")
+    kwargs = {"id_col": "Contact ID", "chunk_size": 37}
+    score_table(
+        model,
+        root / "contacts.csv",
+        tmp_path / "one.csv",
+        events_path=root / "events.csv",
+        **kwargs,
+    )
+    ahead = EventsAhead(root / "events.csv", workers=2)
+    try:
+        assert ahead.workers == 2
+        summary = score_table(
+            model, root / "contacts.csv", tmp_path / "two.csv", events_path=ahead, **kwargs
+        )
+    finally:
+        ahead.close()
+    assert summary.chunks == 11  # 400 rows: the two processes took turns
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "two.csv")
+    )
 
 
 def test_a_bad_events_file_read_ahead_is_the_readers_error(home, run, tmp_path, monkeypatch):
@@ -163,6 +196,10 @@ def test_parquet_in_and_out_with_reasons_and_a_label_column_kept_apart(home, run
     assert len(out) == 60
     assert (out["stage_input"] == "MQL").all()
     assert "stage → stage_input" in result.output
+    # the thresholds behind the route column, stated once per run
+    note = " ".join(result.output.split())
+    assert "routing: readiness = P(" in note and "sales at readiness >= 0.50" in note
+    assert "review when 0.40 < readiness < 0.60" in note
     reasons = json.loads(out["stage_reasons"].iloc[0])
     assert reasons and {"feature", "text", "weight"} <= set(reasons[0])
 

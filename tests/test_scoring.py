@@ -171,8 +171,10 @@ def test_score_shapes_one_answer_per_item(model):
     results = scoring.score(items, model)
     assert [r["lead_id"] for r in results] == ["L1", "b"]
     for r in results:
-        assert set(r) == {"lead_id", "stage", "persona", "readiness", "route"}
+        assert set(r) == {"lead_id", "stage", "persona", "readiness", "route", "routing"}
         assert r["stage"]["reasons"] and r["persona"]["label"] in model.persona_labels
+        assert r["routing"]["readiness"] == r["readiness"]
+        assert r["routing"]["sales_at"] == model.routing.sales_threshold
     assert scoring.score([], model) == []
 
 

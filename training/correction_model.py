@@ -314,3 +314,53 @@ class CorrectionModel:
                 out[f"{head}_to"] = classes[np.argmax(proba, axis=1)]
         out["p_wrong"] = 1.0 - keep
         return out
+
+
+# ------------------------------------------------- issue #19 part A: one change's probability
+
+
+def change_probability(
+    model: CorrectionModel,
+    features: pd.DataFrame,
+    queue: pd.DataFrame,
+    head: str,
+    to_label: str,
+) -> np.ndarray | None:
+    """P(a rep changes the served ``head`` answer of each lead to ``to_label``).
+
+    ``P(wrong) * P(to_label | wrong)``: the per-head probability that the served
+    answer is wrong, times the change classifier's probability of ``to_label``
+    among the labels other than the served one (renormalised). For "leads like
+    this one": the leads most likely to carry the same mistake.
+
+    Returns
+    -------
+    ndarray or None
+        One probability per row of ``queue``; None when the model is not fitted,
+        has no classifier for ``head``, or has never seen a change to ``to_label``
+        (then the caller falls back to another method and says so).
+    """
+    if not model.fitted_ or head not in model.wrong_ or head not in model.change_:
+        return None
+    change = model.change_[head]
+    if isinstance(change, str):
+        if change != to_label:
+            return None
+        share = np.ones(len(queue))
+    else:
+        clf, columns = change
+        classes = np.asarray(clf.classes_).astype(str)
+        if to_label not in classes:
+            return None
+    with threadpool_limits(limits=model.config.n_threads, user_api="openmp"):
+        X = design_frame(features, queue, categories=model.categories_)[model.columns_]
+        wrong_clf, wrong_columns = model.wrong_[head]
+        p_wrong = wrong_clf.predict_proba(X[wrong_columns])[:, 1]
+        if not isinstance(change, str):
+            proba = clf.predict_proba(X[columns])
+            served = queue[head].astype(object).to_numpy().astype(str)
+            proba = np.where(classes[None, :] == served[:, None], 0.0, proba)
+            total = proba.sum(axis=1)
+            target = proba[:, int(np.flatnonzero(classes == to_label)[0])]
+            share = np.divide(target, total, out=np.zeros(len(queue)), where=total > 0)
+    return np.asarray(p_wrong * share, dtype=float)

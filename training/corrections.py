@@ -145,7 +145,9 @@ class ImportResult:
         if len(self.rejected_rows) and "row" in self.rejected_rows.columns:
             for record in self.rejected_rows.to_dict("records"):
                 by_row[int(record["row"])] = record
-        with path.open("w", newline="", encoding="utf-8") as fh:
+        from data.personal import open_private
+
+        with open_private(path) as fh:  # owner only: the values are the user's data
             writer = csv.writer(fh)
             writer.writerow([*_REPORT_COLUMNS, *IMPORT_COLUMNS])
             for e in self.rejected:

@@ -208,8 +208,14 @@ def normalize_labels(values: pd.Series) -> pd.Series:
     Series of object dtype
         Same index; ``str`` or ``None``.
     """
-    out = values.astype(object).map(_label_text)
-    return out.astype(object).where(out.notna(), None)
+    if values.dtype == object:
+        # Mixed Python values: 1, 1.0 and True hash alike, so each is read by itself.
+        out = values.astype(object).map(_label_text)
+        return out.astype(object).where(out.notna(), None)
+    # One type: each distinct value is read once, then spread over the rows.
+    codes, uniques = pd.factorize(values)
+    texts = np.array([_label_text(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(texts[codes], index=values.index, dtype=object)
 
 
 def _columns_listed(columns: Sequence[str]) -> str:
@@ -330,7 +336,14 @@ def load_training_table(
     if stage_col is not None and stage_col == persona_col:
         raise ValueError(f"{name}: the stage and persona label columns are both {stage_col!r}")
     try:
-        result = read_leads(path, id_col=id_col, max_rows=max_rows, seed=seed, strict=strict)
+        result = read_leads(
+            path,
+            id_col=id_col,
+            max_rows=max_rows,
+            seed=seed,
+            strict=strict,
+            text_columns=_crm_text_columns(path, {stage_col, persona_col}),
+        )
     except InputError as exc:
         missing_id = any(e.column == id_col and e.row is None for e in exc.errors)
         if missing_id:
@@ -382,15 +395,19 @@ def load_training_table(
         if screen
         else None
     )
-    if screened is not None:
-        inferred += screened.messages()
-        report["screened"] = asdict(screened)
     frame, kinds = _type_columns(
         frame,
         result,
         skip={id_col, *label_cols, *exclude, *(screened.excluded if screened else ())},
         types=types or {},
     )
+    if screened is not None:
+        # Unique per row is id-like only for text: revenue figures are all different too.
+        kind = {k.name: k.kind for k in kinds}
+        id_like = tuple(c for c in screened.id_like if kind.get(c, "text") == "text")
+        screened = replace(screened, id_like=id_like)
+        inferred += screened.messages()
+        report["screened"] = asdict(screened)
     report["columns"] = [k.as_dict() for k in kinds]
     unusable = [k.name for k in kinds if k.kind in ("empty", "constant")]
     if kinds:
@@ -401,17 +418,29 @@ def load_training_table(
     dropped = label_cols | set(exclude) | set(screened.excluded if screened else ()) | set(unusable)
     leads = frame[[c for c in frame.columns if c not in dropped]].copy()
     features_in = [c for c in leads.columns if c != id_col]
+    leaked: dict[str, str] = {}
+    coded: dict[str, Any] = {}  # the columns' codes, shared by both heads
     for head in ("stage", "persona"):
         y = labels[head]
         if y is None:
             continue
-        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in)
+        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in, coded)
         report[f"{head}_single_column_leaks"] = dict(leaks)
         for column, accuracy in leaks:
-            inferred.append(
-                f"possible leak: {column!r} alone predicts the {head} label {accuracy:.1%} of the "
-                f"time out of fold; --exclude {column!r} if it is known only after the outcome"
-            )
+            alone = f"alone predicts the {head} label {accuracy:.1%} of the time out of fold"
+            if column in allow_columns:
+                inferred.append(f"kept on purpose (--allow-column): {column!r} {alone}")
+            elif column not in leaked:
+                leaked[column] = f"{alone} (a leak of the label)"
+                inferred.append(
+                    f"excluded as a leak: {column!r} {alone}; "
+                    f"--allow-column {column!r} keeps it if it is known before the outcome"
+                )
+    if leaked:
+        leads = leads.drop(columns=list(leaked))
+        dropped |= set(leaked)
+    # Every column left out of the features and why, for the column report.
+    report["excluded_columns"] = _excluded_columns(screened, leaked, exclude, unusable)
     title_col = title_column(leads.columns)
     if title_col is not None and title_col != "job_title":
         # The feature builder parses ``job_title``; a CRM names it otherwise.
@@ -491,6 +520,24 @@ def load_training_table(
     )
 
 
+def _excluded_columns(
+    screened: Any, leaked: Mapping[str, str], exclude: Sequence[str], unusable: Sequence[str]
+) -> list[dict[str, str]]:
+    """``[{"column", "reason"}]`` for every column kept out of the features."""
+    out = [{"column": c, "reason": "--exclude"} for c in exclude]
+    if screened is not None:
+        for reason, columns in (
+            ("personal data", screened.personal),
+            ("a vendor's score of the lead (leaks the label)", screened.vendor_scores),
+            ("a date known only after the outcome (leaks the label)", screened.after_outcome),
+        ):
+            out += [{"column": c, "reason": reason} for c in columns]
+        out += [{"column": c, "reason": "id-like (unique per row)"} for c in screened.id_like]
+    out += [{"column": c, "reason": why} for c, why in leaked.items()]
+    out += [{"column": c, "reason": "empty or constant"} for c in unusable]
+    return out
+
+
 #: Column names (as ``data.labels.label_key`` gives them) that hold a job title.
 _TITLE_NAMES = (
     "jobtitle",
@@ -534,6 +581,22 @@ def _type_columns(
 
     keep = skip | {c for c in LEAD_COLUMNS if c in frame.columns and c not in types}
     return infer_types(frame, overrides=types, skip=keep)
+
+
+def _crm_text_columns(path: Path, labels: set[str | None]) -> list[str]:
+    """The CSV columns to read as text, for ``data.coltypes`` to type (every column but
+    the labels and the ``data.schema`` columns the reader types itself): pandas would
+    read ``12.000`` (twelve thousand in a German export) as 12.0."""
+    from data.csvscan import CsvScanner
+    from data.schema import LEAD_COLUMNS
+
+    if path.suffix.lower() != ".csv":
+        return []
+    try:
+        header = CsvScanner(path).header
+    except (OSError, ValueError):
+        return []  # the reader says what is wrong with the file
+    return [c for c in header if c not in labels and c not in LEAD_COLUMNS]
 
 
 def _header(path: Path) -> list[str]:

@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from data.personal import open_private
+
 __all__ = [
     "print_read_summary",
     "print_training_input",
@@ -31,10 +33,16 @@ def rejected_report_path(home: Path, source: Path) -> Path:
 
 
 def write_rejected(path: Path, errors: Iterable[Any]) -> Path:
-    """Write rejected lines as CSV: ``file, line, row, column, value, message``."""
+    """Write rejected lines as CSV: ``file, line, row, column, value, message``.
+
+    The file is readable and writable by its owner only (mode 0600): the values
+    are the user's data. Personal values of a rejected line are already masked
+    by the reader (``data.personal.mask_line``); the line number finds the line in
+    the source file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with open_private(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "line", "row", "column", "value", "message"])
         for e in errors:
@@ -78,7 +86,11 @@ def print_read_summary(
         console.print(f"  … and {len(errors) - _SHOWN:,} more", highlight=False)
     if errors and report_path is not None:
         written = write_rejected(report_path, errors)
-        console.print(f"rejected lines written to {written}", highlight=False, soft_wrap=True)
+        console.print(
+            f"rejected lines written to {written} (readable by you only; personal values masked)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return written
     return None
 
@@ -103,6 +115,10 @@ def print_training_input(console: Console, training_set: Any, report_path: Path 
             console.print(f"  … and {len(events) - _SHOWN:,} more", highlight=False)
     if (errors or events) and report_path is not None:
         written = write_rejected(report_path, [*errors, *events])
-        console.print(f"rejected lines written to {written}", highlight=False, soft_wrap=True)
+        console.print(
+            f"rejected lines written to {written} (readable by you only; personal values masked)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for line in getattr(training_set, "inferred", ()):
         console.print(escape(line), highlight=False, soft_wrap=True)

@@ -20,6 +20,14 @@ so no class disappears.
 
 :func:`find_label_issues` works on one head; :func:`clean_labels` on both heads
 of a training set and is what ``fit_lead_model`` calls.
+
+The flagging rule (:func:`confident_flags`) is kept in place of cleanlab's
+``cleanlab.filter.find_label_issues`` after a side by side on the same
+out-of-fold probabilities (``python -m bench.calibration_noise``, seed 11, flagged
+rows re-weighted the same way): on the simulator, against its hidden truth, stage
+macro-F1 0.695 with these flags vs 0.683 with cleanlab's (0.675 without); on the
+real tables the two are within 0.002 (Bank 0.707 vs 0.705 and 0.370 vs 0.370,
+Online Shoppers 0.635 vs 0.636 and 0.707 vs 0.706).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ its out-of-fold (cross-fitted) or held-out probabilities:
 - the boosting rounds each fold stopped at and the rounds of the final booster;
 - the label decision: macro-F1 of the plain argmax and of the per-class weights
   tuned for macro-F1 (``decision``), and the weights;
-- the calibration: log loss and ECE of every candidate method, and the one kept.
+- the calibration: log loss and ECE of every candidate method, and the one kept;
+- the model family (LightGBM, a regularised logistic regression, or their blend),
+  chosen by out-of-fold macro-F1 after the tuned decision (log loss breaks ties),
+  with every candidate's out-of-fold scores and the linear model's ``C``.
 
 :func:`procedure_report` gathers that per head, :func:`procedure_metrics` turns it
 into MLflow metrics and :func:`procedure_table` into the table ``leadready train``
@@ -31,6 +34,9 @@ def procedure_report(lead_model: Any) -> dict[str, dict[str, Any]]:
             "fitting": "cross-fitted" if cv else "calibration slice",
             "rows_boosted": int(getattr(est, "n_train_rows_", 0)),
             "rounds": int(getattr(est, "n_rounds_", 0)),
+            "family": getattr(est, "family_", "lightgbm"),
+            "families": dict((cv or {}).get("families") or {}),
+            "linear": (cv or {}).get("linear"),
             "cv": cv,
             "decision": decision,
             "calibration": {
@@ -57,6 +63,12 @@ def procedure_metrics(report: dict[str, dict[str, Any]]) -> dict[str, float]:
         for method, scores in r["calibration"]["candidates"].items():
             for key, value in scores.items():
                 metrics[f"{p}calibration_{method}_{key}"] = float(value)
+        for family, scores in r.get("families", {}).items():
+            for key in ("macro_f1_decided", "macro_f1_argmax", "log_loss"):
+                metrics[f"{p}family_{family}_oof_{key}"] = float(scores[key])
+            metrics[f"{p}family_{family}_chosen"] = float(family == r.get("family"))
+        if r.get("linear"):
+            metrics[p + "linear_C"] = float(r["linear"]["C"])
         if r["cv"]:
             for i, rounds in enumerate(r["cv"]["fold_rounds"]):
                 metrics[f"{p}fold{i}_rounds"] = float(rounds)
@@ -68,8 +80,9 @@ def procedure_table(report: dict[str, dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(title="training procedure (scores on out-of-fold / held-out rows)")
-    for column in ("head", "fitting", "rounds", "decision", "macro-F1 argmax → decided",
-                   "calibration", "log loss of candidates"):  # fmt: skip
+    for column in ("head", "fitting", "rounds", "model (OOF macro-F1 decided / log loss)",
+                   "decision", "macro-F1 argmax → decided", "calibration",
+                   "log loss of candidates"):  # fmt: skip
         table.add_column(column)
     for head, r in report.items():
         d = r["decision"]
@@ -82,10 +95,20 @@ def procedure_table(report: dict[str, dict[str, Any]]) -> Any:
         candidates = ", ".join(
             f"{m} {s['log_loss']:.3f}" for m, s in r["calibration"]["candidates"].items()
         )
+        families = r.get("families") or {}
+        model = r.get("family", "lightgbm")
+        if families:
+            model += " — " + ", ".join(
+                f"{name} {s['macro_f1_decided']:.3f}/{s['log_loss']:.3f}"
+                for name, s in families.items()
+            )
+        if r.get("linear"):
+            model += f" (logreg C={r['linear']['C']:g})"
         table.add_row(
             head,
             f"{r['fitting']} ({r['rows_boosted']:,} rows)",
             f"{r['rounds']}" + (f" (folds {folds})" if folds else ""),
+            model,
             d.get("method", "argmax"),
             f1,
             str(r["calibration"]["method"]),

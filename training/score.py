@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -77,16 +77,23 @@ def _format(path: Path, formats: dict[str, str], what: str) -> str:
 
 
 def _chunks(
-    path: Path, chunk_size: int, id_col: str, rejected: list[Any], notes: list[str], strict: bool
+    path: Path,
+    chunk_size: int,
+    id_col: str,
+    rejected: list[Any],
+    notes: list[str],
+    strict: bool,
+    typed: Iterable[str] = (),
 ) -> Iterator[pd.DataFrame]:
     """The input in chunks of about ``chunk_size`` rows, through the one reader of
     ``data.readers`` (so ``score`` reads exactly what ``train`` reads); lines it cannot
     read are appended to ``rejected`` (raised at once with ``strict``)."""
     from data.readers import InputError, iter_table
 
-    text: set[str] = {id_col}
+    # The columns training typed (data.coltypes) are read as text and typed as it did.
+    text: set[str] = {id_col, *typed}
     first = True
-    for chunk in iter_table(path, chunk_rows=chunk_size, text_columns=[id_col], notes=notes):
+    for chunk in iter_table(path, chunk_rows=chunk_size, text_columns=sorted(text), notes=notes):
         if chunk.errors:
             if strict:
                 raise InputError(f"{chunk.errors[0]} (--strict)", chunk.errors)
@@ -154,27 +161,40 @@ class EventsAhead:
     reader's errors are raised by :meth:`last_event`, as reading here would raise them.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, workers: int = 1) -> None:
         import multiprocessing
 
         self.path = Path(path)
-        self._pool = multiprocessing.get_context("spawn").Pool(1)
-        self._loaded = self._pool.apply_async(_ahead_load, (str(self.path),))
+        context = multiprocessing.get_context("spawn")
+        # One process per worker, each with the whole events table; chunks go to
+        # them in turn, so ``workers`` chunks' features are built at once.
+        self._pools = [context.Pool(1) for _ in range(max(1, workers))]
+        self._loaded = [p.apply_async(_ahead_load, (str(self.path),)) for p in self._pools]
+        self._turn = 0
+
+    @property
+    def workers(self) -> int:
+        """Processes building features."""
+        return len(self._pools)
 
     def last_event(self) -> datetime | None:
         """The time of the last event (waits for the table to be read)."""
-        return self._loaded.get()
+        return self._loaded[0].get()
 
     def features(
         self, leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
     ) -> Any:
         """Start building one chunk's features; ``.get()`` of the result returns them."""
-        return self._pool.apply_async(_ahead_features, (leads, ids, as_of, config, id_col))
+        pool = self._pools[self._turn % len(self._pools)]
+        self._turn += 1
+        return pool.apply_async(_ahead_features, (leads, ids, as_of, config, id_col))
 
     def close(self) -> None:
-        """Stop the events process (at once, if it is still working)."""
-        self._pool.terminate()
-        self._pool.join()
+        """Stop the events processes (at once, if they are still working)."""
+        for pool in self._pools:
+            pool.terminate()
+        for pool in self._pools:
+            pool.join()
 
 
 #: Events files at least this big are read ahead (:class:`EventsAhead`) by ``leadready
@@ -361,7 +381,7 @@ def score_table(
     def prepared() -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]]:
         """Each chunk with its leads and ids, and its features started in the events process."""
         read = 0
-        for chunk in _chunks(in_path, chunk_size, id_col, rejected, notes, strict):
+        for chunk in _chunks(in_path, chunk_size, id_col, rejected, notes, strict, column_types):
             chunk = chunk.reset_index(drop=True)
             first_row = read + 1
             read += len(chunk)
@@ -388,7 +408,7 @@ def score_table(
 
     # With the events in their own process, the next chunk's features are built there
     # while this one is scored and written here.
-    depth = 2 if ahead is not None else 1
+    depth = ahead.workers + 1 if ahead is not None else 1
     try:
         queue: deque[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]] = deque()
         source = prepared()

@@ -605,6 +605,31 @@ def _check_parquet(path: str, what: str) -> None:
         )
 
 
+def crm_columns_spark_cannot_read(
+    metadata: Mapping[str, Any] | None, column_types: Mapping[str, str]
+) -> list[str]:
+    """Input columns a model reads as a person would (``"$4,365,000"`` → a number, a
+    date in its training column's order: ``metadata["column_types"]``, set when it
+    was trained on a CRM export) that the Parquet input holds as text.
+
+    The Spark engine scores the input columns as they are; the typing of
+    ``data.coltypes`` is the single-machine reader's (``leadready score``), so such
+    a column would be misread. ``column_types`` maps a column to its Spark type
+    (``DataType.simpleString()``). Also the title column a model parses job titles
+    from when the input has no ``job_title``.
+    """
+    meta = metadata or {}
+    out = []
+    for name, spec in (meta.get("column_types") or {}).items():
+        kind = (spec or {}).get("kind")
+        if kind not in (None, "text") and column_types.get(name) == "string":
+            out.append(f"{name!r} ({kind}, held as text)")
+    title = meta.get("title_column")
+    if title and title in column_types and "job_title" not in column_types:
+        out.append(f"{title!r} (the job titles)")
+    return out
+
+
 def score_spark(
     spark: SparkSession,
     in_path: str | Path,
@@ -695,6 +720,18 @@ def score_spark(
     if id_col not in leads.columns:
         cols = ", ".join(repr(c) for c in leads.columns)
         raise ValueError(f"{in_path}: no id column {id_col!r}; the columns are: {cols}")
+    unread = crm_columns_spark_cannot_read(
+        getattr(model, "metadata", None),
+        {f.name: f.dataType.simpleString() for f in leads.schema.fields},
+    )
+    if unread:
+        raise ValueError(
+            f"{in_path}: the model reads these columns as it read its training export, "
+            f"which the Spark engine does not do: {', '.join(unread)}; score the file "
+            "with the local engine (leadready score --engine local, which reads CSV, "
+            "Excel, Parquet and JSON Lines the way train does), or write them typed "
+            "(numbers as numbers, dates as days since 1970) into the Parquet input"
+        )
 
     reference: datetime | None = None
     if features_ready or model.feature_config is None:

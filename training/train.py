@@ -109,6 +109,11 @@ class TrainConfig:
         How each head picks its label from its calibrated probabilities
         (``HeadClassifier(decision=...)``): per-class weights tuned for macro-F1 on
         out-of-fold probabilities (default), or the most probable label.
+    family : {"auto", "lightgbm", "linear", "blend"}
+        Each head's model family (``HeadClassifier(family=...)``): ``auto``
+        (default) picks LightGBM, a regularised logistic regression or their
+        blend per head by out-of-fold macro-F1 on the cross-fitting folds; the
+        scores of every candidate are printed and logged (``procedure_*``).
     sales_ready : tuple of str, optional
         Stage labels that count as sales-ready (inferred from the labels when None).
     sales_threshold, review_margin, min_confidence : float
@@ -156,6 +161,7 @@ class TrainConfig:
     label_noise: Literal["none", "prune", "reweight"] = "reweight"
     cv_folds: int = 3
     decision: Literal["argmax", "macro_f1"] = "macro_f1"
+    family: Literal["auto", "lightgbm", "linear", "blend"] = "auto"
     sales_ready: tuple[str, ...] | None = None
     #: Stop at the first input line that cannot be read (``--strict``).
     strict: bool = False
@@ -294,6 +300,7 @@ def fit_lead_model(
             random_state=config.seed,
             cv_folds=config.cv_folds,
             decision=config.decision,
+            family=config.family,
         )
 
     labels = {
@@ -401,12 +408,17 @@ def train(
             types=parse_types(config.types),
             allow_columns=config.allow_columns,
         )
-    config, training_set = _with_sales_ready(config, training_set)
-    sample = training_set.sample
-    notices = notices if notices is not None else console
-    if notices is not None:
-        from training.input_report import print_training_input
+    from training.input_report import print_training_input
 
+    notices = notices if notices is not None else console
+    try:
+        config, training_set = _with_sales_ready(config, training_set)
+    except ValueError:
+        if notices is not None:  # what was read and inferred is said before the stop
+            print_training_input(notices, training_set, config.rejected_report)
+        raise
+    sample = training_set.sample
+    if notices is not None:
         print_training_input(notices, training_set, config.rejected_report)
     if sample is not None and sample.sampled and notices is not None:
         notices.print(f"[yellow]{sample.describe(training_set.name)} (--max-rows)")

@@ -12,6 +12,7 @@ import csv
 import getpass
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -294,7 +295,28 @@ def corrections() -> None:
 
 
 def _model_labels(settings: Settings) -> dict[str, list[str]]:
-    """The champion's labels per head, from its run's parameters (else the model itself)."""
+    """The champion's labels per head, from its run's parameters (else the model itself).
+
+    Read through MLflow once, then kept under ``$LEADREADY_HOME/cache/models`` while
+    the SQLite registry file is unchanged (``model.model_cache``): an import of
+    corrections then does not open MLflow when no model moved.
+    """
+    from model.model_cache import keep, recall, registry_stamp
+
+    uri = settings.mlflow_tracking_uri
+    key = f"champion labels of {settings.model_name}"
+    cached = recall(settings.model_cache_dir, uri, key)
+    if isinstance(cached, dict):
+        return {str(h): [str(v) for v in values] for h, values in cached.items()}
+    stamp = registry_stamp(uri)  # before the champion is read
+    taken_ns = time.time_ns()
+    labels = _model_labels_from_mlflow(settings)
+    if stamp is not None:
+        keep(settings.model_cache_dir, uri, key, stamp, labels, taken_ns)
+    return labels
+
+
+def _model_labels_from_mlflow(settings: Settings) -> dict[str, list[str]]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +21,71 @@ from leadready.commands.score_summary import print_score_summary
 from leadready.config import Settings
 
 __all__ = ["score"]
+
+
+def _load(settings: Settings, uri: str, *, reasons: bool = True):
+    """The model and its version: from the local copy while the registry is unchanged
+    (no MLflow import), else resolved through MLflow and copied for the next command."""
+    from model.model_cache import load_cached
+
+    cached = load_cached(
+        settings.model_cache_dir, settings.mlflow_tracking_uri, uri, explanations=reasons
+    )
+    if cached is not None:
+        return cached
+    from model.registry import configure, load_model
+
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    return load_model(uri, cache_dir=settings.model_cache_dir)
+
+
+def _feature_workers(in_path: Path, events_path: Path, chunk_size: int) -> int:
+    """Processes that can build features: two on a machine with two cores or more when
+    the table has more than one chunk and two copies of the events fit in half the
+    memory available (each process holds the whole events table; they take chunks in
+    turn). Otherwise one. Two are used only when asked for (``--feature-processes 2``):
+    on a loaded machine the second process's read of the events costs more than it
+    gives (bench/results/commands.json has both)."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        return 1
+    if in_path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            several = pq.ParquetFile(in_path).metadata.num_rows > chunk_size
+        except (OSError, ValueError):
+            several = False
+    else:  # by size: a lead row is rarely under 100 bytes
+        several = in_path.stat().st_size > chunk_size * 100
+    if not several:
+        return 1
+    # Events in memory: ~25x a Parquet file (compressed, dictionary-coded), ~4x CSV.
+    factor = 25 if events_path.suffix.lower() in (".parquet", ".pq") else 4
+    needed = 2 * factor * events_path.stat().st_size
+    return 2 if needed < _available_memory() / 2 else 1
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where there is none: one process)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """The errors shown as a one-line message (MLflow's only when it was imported)."""
+    errors: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError)
+    exceptions = sys.modules.get("mlflow.exceptions")
+    if exceptions is not None:
+        errors += (exceptions.MlflowException,)
+    return errors
 
 
 @click.command("score")
@@ -58,6 +124,14 @@ __all__ = ["score"]
     default=50_000,
     show_default=True,
     help="Rows scored at a time.",
+)
+@click.option(
+    "--feature-processes",
+    type=click.IntRange(min=1, max=2),
+    default=None,
+    help="Processes building features from a large events table, each holding the whole "
+    "events table; 2 is used only with 2+ cores, several chunks and the memory for two "
+    "copies of the events (else 1, said on the console)  [default: 1]",
 )
 @click.option("--reasons", is_flag=True, help="Add stage_reasons and persona_reasons (JSON).")
 @click.option(
@@ -98,6 +172,7 @@ def score(
     events_path: Path | None,
     id_col: str,
     chunk_size: int,
+    feature_processes: int | None,
     reasons: bool,
     engine: str,
     spark_master: str,
@@ -142,15 +217,18 @@ def score(
     # A large events table is read in another process while MLflow and the model load here.
     events: Path | EventsAhead | None = events_path
     if events_path is not None and events_path.stat().st_size >= READ_AHEAD_BYTES:
-        events = EventsAhead(events_path)
-    from mlflow.exceptions import MlflowException
-
+        workers = 1
+        if feature_processes == 2:
+            workers = _feature_workers(in_path, events_path, chunk_size)
+            if workers == 1:
+                console.print(
+                    "features built in one process: --feature-processes 2 needs 2 cores, "
+                    "more than one chunk and the memory for two copies of the events"
+                )
+        events = EventsAhead(events_path, workers=workers)
     try:
-        from model.registry import configure, load_model
-
-        configure(settings.mlflow_tracking_uri, settings.artifact_root)
         with console.status(f"loading {uri}…"):
-            model, version = load_model(uri)
+            model, version = _load(settings, uri, reasons=reasons)
         columns = [
             SpinnerColumn(),
             TextColumn("scoring {task.description}"),
@@ -199,7 +277,7 @@ def score(
                 on_chunk=advance,
                 on_scored=on_scored,
             )
-    except (ValueError, LookupError, MlflowException, OSError) as exc:
+    except _errors() as exc:
         raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
     finally:
         if isinstance(events, EventsAhead):
@@ -222,3 +300,14 @@ def score(
         label=label,
         events_given=events_path is not None,
     )
+    if "route" in model.output_columns():
+        from dataclasses import replace
+
+        from model.routing import thresholds_note
+
+        # the thresholds behind the route column, once per run (the rows stay compact)
+        console.print(
+            thresholds_note(
+                replace(model.routing, sales_ready_stages=tuple(model.sales_ready_stages))
+            )
+        )

@@ -212,7 +212,8 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     "--allow-column",
     "allow_columns",
     multiple=True,
-    help="Keep a column as a feature although it looks personal or leaky (repeatable).",
+    help="Keep a column as a feature although it looks personal or leaks the label (a vendor "
+    "score, a date after the outcome, a column that alone predicts the label) (repeatable).",
 )
 @click.option(
     "--report",

@@ -1,0 +1,298 @@
+"""A regularised linear head on the encoder's matrix, and its additive reasons.
+
+:class:`LinearHead` is the linear candidate :class:`model.classifier.HeadClassifier`
+weighs against LightGBM (and a blend of the two) by cross-validation. It reads the
+same encoded matrix ``Z`` the booster reads (``TableEncoder``: numbers with NaN for
+missing, categorical integer codes, 0/1 text tokens) and turns it into a design
+matrix a linear model can use:
+
+- a number (or text token) is clipped to its training 0.5–99.5 percentiles (a few
+  extreme values would otherwise own the slope), missing values take the training
+  mean, and a 0/1 "missing" column is added when training rows had missing values;
+- a categorical code becomes one 0/1 column per category (missing or unseen: all 0).
+
+Every design column is standardised (``sklearn.preprocessing.StandardScaler``) and
+``sklearn.linear_model.LogisticRegression`` (L2, multinomial) is fitted on it, its
+``C`` chosen by the caller's cross-validation (:func:`fit_linear_cv`, on the very
+folds the boosters use). The raw scores follow the booster's convention: one
+column per class, a binary head gets ``[0, score]``.
+
+Reasons are exact and additive in log-odds: the contribution of encoded column
+``j`` is ``sum(coef[d] * (x[d] - mean[d]) / scale[d])`` over its design columns
+``d`` (coefficient × standardised value, centred on the training mean), plus the
+intercept as bias — same shape as ``HeadClassifier.contributions_encoded``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+__all__ = ["LinearHead", "fit_linear_cv"]
+
+#: C values tried by :func:`fit_linear_cv` (on standardised columns), weakest fit first.
+C_GRID: tuple[float, ...] = (0.003, 0.03, 0.3, 3.0)
+#: Most rows a linear fit uses (a fixed random subset beyond): a few hundred
+#: coefficients are settled long before, and the 13 fits of a head cost ~16 s CPU
+#: on 20,000 simulated leads (230 design columns), growing linearly with rows.
+MAX_FIT_ROWS = 20_000
+
+
+def _capped(rows: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """``rows`` itself, or a fixed random subset of ``limit`` of them (sorted)."""
+    limit = MAX_FIT_ROWS if limit is None else limit
+    if len(rows) <= limit:
+        return rows
+    pick = np.random.default_rng(0).choice(len(rows), size=limit, replace=False)
+    return rows[np.sort(pick)]
+
+
+class LinearHead:
+    """Design matrix + standardisation + logistic regression of one head.
+
+    Parameters
+    ----------
+    n_classes : int
+    categorical : list of int
+        Encoded columns holding category codes.
+    n_categories : list of int
+        Number of categories of each of those columns.
+    C : float
+        Inverse L2 strength of ``LogisticRegression``.
+    max_iter : int
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        categorical: list[int],
+        n_categories: list[int],
+        *,
+        C: float = 1.0,
+        max_iter: int = 300,
+    ) -> None:
+        self.n_classes = n_classes
+        self.categorical = list(categorical)
+        self.n_categories = list(n_categories)
+        self.C = C
+        self.max_iter = max_iter
+
+    # ---- design matrix
+
+    def _layout(self, Z: np.ndarray) -> None:
+        """Decide the design columns from training rows (clip bounds, fills, indicators)."""
+        f = Z.shape[1]
+        cat = set(self.categorical)
+        self.numeric_ = np.asarray([j for j in range(f) if j not in cat], dtype=np.int64)
+        num = Z[:, self.numeric_]
+        missing = np.isnan(num)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+            lo = np.nanpercentile(num, 0.5, axis=0) if len(num) else np.zeros(0)
+            hi = np.nanpercentile(num, 99.5, axis=0) if len(num) else np.zeros(0)
+        self.lo_ = np.nan_to_num(lo)
+        self.hi_ = np.nan_to_num(hi)
+        clipped = np.clip(num, self.lo_, self.hi_)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.fill_ = np.nan_to_num(np.nanmean(clipped, axis=0)) if len(num) else self.lo_
+        self.indicator_ = np.flatnonzero(missing.any(axis=0))  # positions within numeric_
+        # encoded column of every design column, in design order
+        owner = [*self.numeric_.tolist(), *self.numeric_[self.indicator_].tolist()]
+        for j, m in zip(self.categorical, self.n_categories, strict=True):
+            owner.extend([j] * m)
+        self.owner_ = np.asarray(owner, dtype=np.int64)
+        self.n_features_ = f
+
+    def design(self, Z: np.ndarray) -> np.ndarray:
+        """The unstandardised design matrix of ``Z``, shape (n_rows, n_design)."""
+        Z = np.asarray(Z, dtype=float)
+        num = Z[:, self.numeric_]
+        missing = np.isnan(num)
+        filled = np.where(missing, self.fill_, np.clip(num, self.lo_, self.hi_))
+        blocks = [filled, missing[:, self.indicator_].astype(float)]
+        for j, m in zip(self.categorical, self.n_categories, strict=True):
+            codes = Z[:, j]
+            onehot = np.zeros((len(Z), m))
+            ok = ~np.isnan(codes) & (codes >= 0) & (codes < m)
+            onehot[np.flatnonzero(ok), codes[ok].astype(np.int64)] = 1.0
+            blocks.append(onehot)
+        return np.hstack(blocks) if blocks else np.zeros((len(Z), 0))
+
+    # ---- fitting
+
+    def prepare(self, Z: np.ndarray) -> np.ndarray:
+        """Fix the layout and scaler on ``Z``; return its standardised design matrix."""
+        self._layout(Z)
+        D = self.design(Z)
+        self.scaler_ = StandardScaler().fit(D)
+        return self.scaler_.transform(D)
+
+    def fit_standardised(
+        self, S: np.ndarray, y_index: np.ndarray, weight: np.ndarray, *, warm: Any = None
+    ) -> LinearHead:
+        """Fit the logistic regression on an already standardised design matrix."""
+        model = (
+            warm
+            if warm is not None
+            else LogisticRegression(C=self.C, max_iter=self.max_iter, warm_start=True)
+        )
+        model.set_params(C=self.C)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(S, y_index, sample_weight=weight)
+        self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        self.model_ = model
+        coef = np.asarray(model.coef_, dtype=float)
+        intercept = np.asarray(model.intercept_, dtype=float)
+        if self.n_classes == 2:  # sklearn keeps one row for class 1
+            coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+            intercept = np.array([0.0, intercept[0]])
+        self.coef_ = coef  # (k, n_design), on standardised columns
+        self.intercept_ = intercept
+        return self
+
+    def standardise(self, Z: np.ndarray) -> np.ndarray:
+        D = self.design(Z)
+        return (D - self.scaler_.mean_) / self.scaler_.scale_
+
+    # ---- predicting and explaining
+
+    def raw_logits(self, Z: np.ndarray) -> np.ndarray:
+        """Raw scores, shape (n_rows, n_classes) — the booster's convention."""
+        return self.standardise(Z) @ self.coef_.T + self.intercept_
+
+    def contributions(self, Z: np.ndarray, class_index: np.ndarray | None = None) -> np.ndarray:
+        """Additive log-odds contributions per encoded column, the bias last.
+
+        With ``class_index`` (one class per row): shape (n_rows, n_features + 1);
+        without: (n_rows, n_classes, n_features + 1). Each class's entries add up to
+        its raw score. A binary head's class 0 gets the negated contributions of
+        class 1, as the booster's do.
+        """
+        S = self.standardise(Z)
+        n, f, k = len(S), self.n_features_, self.n_classes
+        group = np.zeros((S.shape[1], f))
+        group[np.arange(S.shape[1]), self.owner_] = 1.0
+        if k == 2:
+            one = np.empty((n, f + 1))
+            one[:, :f] = (S * self.coef_[1]) @ group
+            one[:, f] = self.intercept_[1]
+            if class_index is None:
+                return np.stack([-one, one], axis=1)
+            out = one.copy()
+            out[np.asarray(class_index).reshape(-1) == 0] *= -1.0
+            return out
+        if class_index is not None:
+            index = np.asarray(class_index, dtype=np.int64).reshape(-1)
+            out = np.empty((n, f + 1))
+            out[:, :f] = (S * self.coef_[index]) @ group
+            out[:, f] = self.intercept_[index]
+            return out
+        out = np.empty((n, k, f + 1))
+        for c in range(k):
+            out[:, c, :f] = (S * self.coef_[c]) @ group
+            out[:, c, f] = self.intercept_[c]
+        return out
+
+
+def _weighted_log_loss(raw: np.ndarray, shift: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    z = raw + shift
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.average(logp[np.arange(len(y)), y], weights=w))
+
+
+def fit_linear_cv(
+    Z: np.ndarray,
+    y_index: np.ndarray,
+    weight: np.ndarray,
+    fit_weight: np.ndarray,
+    folds: np.ndarray,
+    *,
+    n_classes: int,
+    categorical: list[int],
+    n_categories: list[int],
+    logit_shift: np.ndarray,
+    grid: tuple[float, ...] = C_GRID,
+) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
+    """Choose ``C`` on the given folds, return the head fitted on all rows.
+
+    Each fold's model is fitted on the other folds (at most ``MAX_FIT_ROWS`` of
+    them, as is the final model) for every ``C`` of ``grid``
+    (warm-started from the previous, weaker one) with ``fit_weight`` (row × class
+    weights, like the boosters); ``C`` with the lowest out-of-fold log loss of the
+    prior-corrected scores (weighted by ``weight``) wins.
+
+    Returns
+    -------
+    (head fitted on all rows, its out-of-fold raw scores (n, k), report)
+    The layout and standardisation are fitted on all rows once (they use no labels).
+    BLAS runs single-threaded here: on a shared 2-core machine its threads spin
+    against LightGBM's and made these small fits ten times slower (measured).
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_linear_cv(
+            Z, y_index, weight, fit_weight, folds, n_classes=n_classes,
+            categorical=categorical, n_categories=n_categories,
+            logit_shift=logit_shift, grid=grid,
+        )  # fmt: skip
+
+
+def _fit_linear_cv(
+    Z: np.ndarray,
+    y_index: np.ndarray,
+    weight: np.ndarray,
+    fit_weight: np.ndarray,
+    folds: np.ndarray,
+    *,
+    n_classes: int,
+    categorical: list[int],
+    n_categories: list[int],
+    logit_shift: np.ndarray,
+    grid: tuple[float, ...],
+) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
+    probe = LinearHead(n_classes, categorical, n_categories)
+    S = probe.prepare(Z)
+    K = int(folds.max()) + 1
+    oof = {c: np.zeros((len(y_index), n_classes)) for c in grid}
+    for f in range(K):
+        out = folds == f
+        fit_rows = _capped(np.flatnonzero(~out))
+        warm = None
+        for c in grid:
+            part = LinearHead(n_classes, categorical, n_categories, C=c)
+            part.fit_standardised(S[fit_rows], y_index[fit_rows], fit_weight[fit_rows], warm=warm)
+            warm = part.model_
+            oof[c][out] = S[out] @ part.coef_.T + part.intercept_
+    scores = {c: _weighted_log_loss(oof[c], logit_shift, y_index, weight) for c in grid}
+    best = min(grid, key=lambda c: (scores[c], grid.index(c)))
+    head = LinearHead(n_classes, categorical, n_categories, C=best)
+    head.numeric_, head.lo_, head.hi_, head.fill_ = (
+        probe.numeric_,
+        probe.lo_,
+        probe.hi_,
+        probe.fill_,
+    )
+    head.indicator_, head.owner_, head.n_features_ = (
+        probe.indicator_,
+        probe.owner_,
+        probe.n_features_,
+    )
+    head.scaler_ = probe.scaler_
+    rows = _capped(np.arange(len(y_index)))
+    head.fit_standardised(S[rows], y_index[rows], fit_weight[rows])
+    report = {
+        "C": best,
+        "oof_log_loss_by_C": {str(c): s for c, s in scores.items()},
+        "design_columns": int(S.shape[1]),
+        "converged": bool(head.converged_),
+        "fit_rows": int(len(rows)),
+    }
+    return head, oof[best], report

@@ -1,0 +1,302 @@
+"""The champion resolved once: a registry model kept on local disk for commands.
+
+A command that scores (``leadready score``) must resolve ``models:/name@champion``
+through MLflow: importing MLflow and opening its SQL stores costs about 2 s of a
+one-lead ``score``. This module keeps, under ``$LEADREADY_HOME/cache/models``, what
+the last resolution found — the alias's version and a local copy of that version's
+artifacts (the pickled ``LeadReadinessModel`` and its compiled trees) — and a stamp
+of the registry: the SQLite file of the registry (and its ``-wal``/``-journal``
+files) by inode, size, modification and change time, taken *before* the alias was
+resolved. A later command uses the copy without importing MLflow only when the
+registry file is exactly as stamped; any write to the registry (a promotion, a
+rollback, a new version, a tag) changes the file, and then the alias is resolved
+through MLflow again. Anything else (a tracking server, a missing or unreadable
+entry, a copy that does not load) is resolved through MLflow as well.
+
+The copy is MLflow's own download of the version (``mlflow.artifacts.download_artifacts``),
+read as its ``MLmodel`` file says (the ``python_function`` flavor's artifacts),
+and the model is loaded exactly as ``model.pyfunc.LeadReadinessPyfunc.load_context``
+loads it: the pickle, then ``LeadReadinessModel.prepare`` with the compiled trees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from model.package import LeadReadinessModel
+
+__all__ = ["CacheEntry", "keep", "load_cached", "recall", "registry_stamp", "remember"]
+
+_logger = logging.getLogger(__name__)
+
+#: Format of an entry file; an entry of another format is ignored.
+FORMAT = 1
+#: Model copies not named by any entry are removed once this old (seconds).
+_STALE_SECONDS = 3600
+
+CacheEntry = dict[str, Any]
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///…`` URI (None for any other URI or an in-memory one)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = unquote(uri[len("sqlite:///") :].split("?", 1)[0])
+    if not path or path == ":memory:":
+        return None
+    return Path(path).resolve()
+
+
+def registry_stamp(registry_uri: str) -> list[Any] | None:
+    """What the registry file is now (None when the registry is not a SQLite file).
+
+    Inode, size and the modification and change times (ns) of the database file
+    and of its ``-wal`` and ``-journal`` files (a write in WAL mode lands in the
+    ``-wal`` file first).
+    """
+    path = _sqlite_file(registry_uri)
+    if path is None:
+        return None
+    stamp: list[Any] = []
+    for suffix in ("", "-wal", "-journal"):
+        try:
+            st = os.stat(f"{path}{suffix}")
+        except FileNotFoundError:
+            if not suffix:
+                return None
+            stamp.append([suffix, None])
+            continue
+        stamp.append([suffix, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    return stamp
+
+
+#: File times come from a coarse clock (a few ms): a write in the same tick as the
+#: one a stamp saw could leave the stamp unchanged. A stamp is trusted only when
+#: the registry file's last write is at least this much older than the stamp.
+SETTLED_NS = 100_000_000
+
+
+def settled(stamp: list[Any], taken_ns: int) -> bool:
+    """Whether a stamp taken at ``taken_ns`` (``time.time_ns()``) can be trusted."""
+    times = [part[3] for part in stamp if len(part) > 3 and part[3] is not None]
+    return bool(times) and taken_ns - max(times) >= SETTLED_NS
+
+
+def _entry_path(cache_dir: Path, registry_uri: str, uri: str) -> Path:
+    key = hashlib.sha256(f"{registry_uri}\n{uri}".encode()).hexdigest()[:24]
+    return cache_dir / f"{key}.json"
+
+
+def load_cached(
+    cache_dir: Path, registry_uri: str, uri: str, *, explanations: bool = True
+) -> tuple[LeadReadinessModel, str] | None:
+    """The model ``uri`` resolved to when the registry was last stamped, if it still is.
+
+    ``explanations=False`` leaves the reason tables to be built on the first
+    explained prediction (``LeadReadinessModel.prepare``): a command that scores
+    without reasons does not build them.
+
+    Returns
+    -------
+    (LeadReadinessModel, str) or None
+        The model and its registry version; None when the registry may have
+        changed since (or there is no usable entry): resolve through MLflow then.
+    """
+    stamp = registry_stamp(registry_uri)
+    if stamp is None:
+        return None
+    try:
+        entry = json.loads(_entry_path(cache_dir, registry_uri, uri).read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(entry, dict)
+        or entry.get("format") != FORMAT
+        or entry.get("registry_uri") != registry_uri
+        or entry.get("uri") != uri
+        or entry.get("stamp") != stamp
+    ):
+        return None
+    try:
+        model = _load_copy(
+            cache_dir / entry["copy"], entry["lead_model"], entry.get("compiled"), explanations
+        )
+    except Exception as exc:  # any doubt: MLflow resolves it, and copies it again
+        _logger.warning("cached copy of %s not used (%s); resolving through MLflow", uri, exc)
+        copy = entry.get("copy")
+        if isinstance(copy, str) and copy and "/" not in copy and not copy.startswith("."):
+            shutil.rmtree(cache_dir / copy, ignore_errors=True)
+        return None
+    return model, str(entry["version"])
+
+
+def _load_copy(
+    folder: Path, lead_model: str, compiled: str | None, explanations: bool = True
+) -> LeadReadinessModel:
+    """As ``LeadReadinessPyfunc.load_context``: the pickle, then ``prepare``."""
+    with open(folder / lead_model, "rb") as fh:
+        model = pickle.load(fh)
+    status = model.prepare(
+        None if compiled is None else str(folder / compiled), explanations=explanations
+    )
+    if compiled is not None and any(s != "compiled" for s in status.values()):
+        _logger.warning("compiled trees not used for every head: %s", status)
+    return model
+
+
+def _pyfunc_artifacts(folder: Path) -> dict[str, str]:
+    """Artifact key → path (relative to ``folder``) from the copy's ``MLmodel`` file."""
+    import yaml
+
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    artifacts = meta["flavors"]["python_function"].get("artifacts") or {}
+    return {key: str(spec["path"]) for key, spec in artifacts.items()}
+
+
+def remember(
+    cache_dir: Path,
+    registry_uri: str,
+    uri: str,
+    version: str,
+    stamp: list[Any],
+    source_key: str,
+    name: str,
+    taken_ns: int | None = None,
+) -> Path | None:
+    """Copy version ``version``'s artifacts into the cache and record the resolution.
+
+    Called with MLflow configured, after ``uri`` was resolved to ``version``;
+    ``stamp`` is :func:`registry_stamp` taken *before* the resolution. The copy
+    is keyed by ``source_key`` (registry URI, name, version and the version's
+    source), so a version already copied is not copied again; ``name`` is the
+    registered model's name. With ``taken_ns`` (when the stamp was taken), a
+    stamp of a file written less than :data:`SETTLED_NS` before is not
+    recorded (the copy is still made and returned).
+
+    Returns
+    -------
+    Path or None
+        The folder of the copy (load it with ``mlflow.pyfunc.load_model``), or
+        None when it could not be made (the caller loads through MLflow as before).
+    """
+    from mlflow.artifacts import download_artifacts
+
+    from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    copy = f"{safe}-v{version}-{hashlib.sha256(source_key.encode()).hexdigest()[:16]}"
+    folder = cache_dir / copy
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        if not (folder / "MLmodel").exists():
+            partial = cache_dir / f".partial-{uuid.uuid4().hex}"
+            download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(partial))
+            try:
+                partial.rename(folder)
+            except OSError:  # another process made it meanwhile
+                shutil.rmtree(partial, ignore_errors=True)
+        artifacts = _pyfunc_artifacts(folder)
+        entry = {
+            "format": FORMAT,
+            "registry_uri": registry_uri,
+            "uri": uri,
+            "version": str(version),
+            "stamp": stamp,
+            "copy": copy,
+            "lead_model": artifacts[ARTIFACT_KEY],
+            "compiled": artifacts.get(COMPILED_KEY),
+        }
+        if taken_ns is None or settled(stamp, taken_ns):
+            target = _entry_path(cache_dir, registry_uri, uri)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+            tmp.write_text(json.dumps(entry))
+            os.replace(tmp, target)
+        _prune(cache_dir)
+    except (OSError, KeyError, ValueError) as exc:
+        _logger.warning("could not cache %s version %s (%s)", uri, version, exc)
+        return None
+    return folder
+
+
+def _prune(cache_dir: Path) -> None:
+    """Remove copies no entry names once they are an hour old (a copy in use is named)."""
+    named = set()
+    for path in cache_dir.glob("[!v]*.json"):
+        try:
+            named.add(json.loads(path.read_text()).get("copy"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    now = time.time()
+    for folder in cache_dir.iterdir():
+        if not folder.is_dir() or folder.name in named:
+            continue
+        try:
+            if now - folder.stat().st_mtime > _STALE_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _value_path(cache_dir: Path, registry_uri: str, key: str) -> Path:
+    digest = hashlib.sha256(f"{registry_uri}\n{key}".encode()).hexdigest()[:24]
+    return cache_dir / f"value-{digest}.json"
+
+
+def recall(cache_dir: Path, registry_uri: str, key: str) -> Any | None:
+    """A value :func:`keep` stored under ``key``, if the registry is still as stamped then."""
+    stamp = registry_stamp(registry_uri)
+    if stamp is None:
+        return None
+    try:
+        entry = json.loads(_value_path(cache_dir, registry_uri, key).read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(entry, dict)
+        or entry.get("format") != FORMAT
+        or entry.get("registry_uri") != registry_uri
+        or entry.get("key") != key
+        or entry.get("stamp") != stamp
+    ):
+        return None
+    return entry.get("value")
+
+
+def keep(
+    cache_dir: Path,
+    registry_uri: str,
+    key: str,
+    stamp: list[Any],
+    value: Any,
+    taken_ns: int | None = None,
+) -> None:
+    """Store a JSON ``value`` read from the registry after ``stamp`` was taken
+    (at ``taken_ns``: not stored when the stamp is not :func:`settled`)."""
+    if taken_ns is not None and not settled(stamp, taken_ns):
+        return
+    entry = {
+        "format": FORMAT,
+        "registry_uri": registry_uri,
+        "key": key,
+        "stamp": stamp,
+        "value": value,
+    }
+    target = _value_path(cache_dir, registry_uri, key)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, target)
+    except OSError as exc:
+        _logger.warning("could not cache %s (%s)", key, exc)

@@ -1,0 +1,242 @@
+"""The champion resolved once (``model.model_cache``): ``score`` without MLflow while the
+registry is unchanged, and the new champion as soon as it moves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from leadready.cli import main
+from leadready.config import Settings
+from tests.fixtures.crm.crm import crm_events, crm_table
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "lead-readiness"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A home whose registry has version 1 (champion) and version 2 of another training."""
+    from mlflow import MlflowClient
+
+    from training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("cache")
+    settings = Settings.for_home(root / "home")
+    settings.ensure_home()
+    table = crm_table(300, seed=7)
+    table.to_csv(root / "contacts.csv", index=False)
+    crm_events(table, seed=7).to_csv(root / "events.csv", index=False)
+    for trees in (15, 4):  # two versions that score differently
+        train(
+            TrainConfig(
+                leads_path=root / "contacts.csv",
+                events_path=root / "events.csv",
+                tracking_uri=settings.mlflow_tracking_uri,
+                artifact_root=settings.artifact_root,
+                id_col="Contact ID",
+                stage_col="Lifecycle Stage",
+                persona_col="Segment",
+                exclude=("Email",),
+                n_estimators=trees,
+                num_threads=1,
+            )
+        )
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    other = "2" if champion == "1" else "1"
+    assert client.get_model_version(MODEL, other)
+    return root, settings, champion, other
+
+
+@pytest.fixture
+def cli(home, monkeypatch):
+    root, settings, _, _ = home
+    monkeypatch.setenv("LEADREADY_HOME", str(settings.home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def invoke(*args: str):
+        result = CliRunner().invoke(main, list(args))
+        assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def _score(cli, root: Path, out: Path):
+    result = cli(
+        "score", "--in", str(root / "contacts.csv"), "--events", str(root / "events.csv"),
+        "--id-col", "Contact ID", "--out", str(out),
+    )  # fmt: skip
+    return result, pd.read_csv(out)
+
+
+def _settle(settings: Settings) -> None:
+    """As if the registry's last write were a second old (commands run seconds apart):
+    a stamp of a file written in the last 100 ms is not trusted (``model_cache.settled``)."""
+    import time
+
+    db = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+    old = time.time_ns() - 1_000_000_000
+    os.utime(db, ns=(old, old))
+
+
+def _entries(settings: Settings) -> list[dict]:
+    return [json.loads(p.read_text()) for p in settings.model_cache_dir.glob("*.json")]
+
+
+def test_the_champion_moves_between_two_scores_and_the_second_uses_the_new_one(home, cli, tmp_path):
+    from model.model_cache import load_cached
+
+    root, settings, champion, other = home
+    uri = f"models:/{MODEL}@champion"
+    _settle(settings)
+    first, scored1 = _score(cli, root, tmp_path / "a.csv")
+    assert f"(version {champion})" in first.output
+    [entry] = [e for e in _entries(settings) if e["uri"] == uri]
+    assert entry["version"] == champion
+    cached = load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri)
+    assert cached is not None and cached[1] == champion
+
+    # The copy scores exactly as the model MLflow loads.
+    again, scored1b = _score(cli, root, tmp_path / "b.csv")
+    assert f"(version {champion})" in again.output
+    pd.testing.assert_frame_equal(scored1, scored1b)
+
+    cli("promote", other, "--reason", "cache test")
+    _settle(settings)
+    assert load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri) is None
+    moved, scored2 = _score(cli, root, tmp_path / "c.csv")
+    assert f"(version {other})" in moved.output
+    assert not scored2.equals(scored1)  # the other version scores differently
+    assert load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri)[1] == other
+
+    cli("rollback", "--reason", "cache test")
+    _settle(settings)
+    back, scored3 = _score(cli, root, tmp_path / "d.csv")
+    assert f"(version {champion})" in back.output
+    pd.testing.assert_frame_equal(scored1, scored3)
+
+
+def test_a_second_process_scores_without_importing_mlflow(home, cli, tmp_path):
+    root, settings, _, _ = home
+    _settle(settings)
+    _score(cli, root, tmp_path / "warm.csv")  # resolves and caches
+    env = {**os.environ, "LEADREADY_HOME": str(settings.home), "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    script = (
+        "import sys\n"
+        "from leadready.cli import main\n"
+        "try:\n"
+        f"    main(['score', '--in', {str(root / 'contacts.csv')!r}, '--events', "
+        f"{str(root / 'events.csv')!r}, '--id-col', 'Contact ID', '--out', "
+        f"{str(tmp_path / 'fresh.csv')!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('MLFLOW', 'mlflow' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "MLFLOW False" in proc.stdout
+    assert "(version" in proc.stderr
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "fresh.csv"), pd.read_csv(tmp_path / "warm.csv")
+    )
+
+
+def test_a_copy_that_does_not_load_is_resolved_through_mlflow_again(home, cli, tmp_path):
+    from model.model_cache import load_cached
+
+    root, settings, _, _ = home
+    uri = f"models:/{MODEL}@champion"
+    _settle(settings)
+    _, before = _score(cli, root, tmp_path / "x.csv")
+    [entry] = [e for e in _entries(settings) if e["uri"] == uri]
+    (settings.model_cache_dir / entry["copy"] / entry["lead_model"]).write_bytes(b"not a pickle")
+    assert load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri) is None
+    # The broken copy is not used; MLflow resolves and loads the version itself.
+    _, after = _score(cli, root, tmp_path / "y.csv")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_only_a_sqlite_registry_file_is_stamped(tmp_path):
+    from model.model_cache import registry_stamp
+
+    assert registry_stamp("http://tracking:5000") is None
+    assert registry_stamp("sqlite:///:memory:") is None
+    assert registry_stamp(f"sqlite:///{tmp_path / 'missing.db'}") is None
+    db = tmp_path / "r.db"
+    db.write_bytes(b"x")
+    first = registry_stamp(f"sqlite:///{db}")
+    assert first is not None
+    assert registry_stamp(f"sqlite:///{db}") == first
+    with db.open("ab") as fh:
+        fh.write(b"y")
+    assert registry_stamp(f"sqlite:///{db}") != first
+    (tmp_path / "r.db-wal").write_bytes(b"")
+    assert registry_stamp(f"sqlite:///{db}") != first
+
+
+def test_a_kept_value_is_recalled_until_the_registry_file_changes(tmp_path):
+    import sqlite3
+
+    from model.model_cache import keep, recall, registry_stamp
+
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    uri = f"sqlite:///{db}"
+    cache = tmp_path / "cache"
+    assert recall(cache, uri, "labels") is None
+    keep(cache, uri, "labels", registry_stamp(uri), {"stage": ["MQL", "SQL"]})
+    assert recall(cache, uri, "labels") == {"stage": ["MQL", "SQL"]}
+    assert recall(cache, uri, "other") is None
+    with sqlite3.connect(db) as conn:  # any write: an alias move, a tag…
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert recall(cache, uri, "labels") is None
+
+
+def test_a_version_uri_is_kept_too(home, cli, tmp_path):
+    from model.model_cache import load_cached
+
+    root, settings, _, other = home
+    uri = f"models:/{MODEL}/{other}"
+    _settle(settings)
+    args = ("--in", str(root / "contacts.csv"), "--id-col", "Contact ID", "--model", uri)
+    first = cli("score", *args, "--out", str(tmp_path / "v1.csv"))
+    assert f"(version {other})" in first.output
+    assert load_cached(settings.model_cache_dir, settings.mlflow_tracking_uri, uri)[1] == other
+    again = cli("score", *args, "--out", str(tmp_path / "v2.csv"))
+    assert f"(version {other})" in again.output
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "v1.csv"), pd.read_csv(tmp_path / "v2.csv")
+    )
+
+
+def test_a_stamp_of_a_file_written_in_the_same_clock_tick_is_not_trusted(tmp_path):
+    import time
+
+    from model.model_cache import SETTLED_NS, keep, recall, registry_stamp, settled
+
+    db = tmp_path / "r.db"
+    db.write_bytes(b"x")
+    uri = f"sqlite:///{db}"
+    stamp = registry_stamp(uri)
+    written = db.stat().st_mtime_ns
+    assert not settled(stamp, written + SETTLED_NS - 1)
+    assert settled(stamp, written + SETTLED_NS)
+    # A value read right after a write is not kept (a second write in the same tick
+    # could leave the stamp as it is); one read later is.
+    keep(tmp_path / "c", uri, "k", stamp, 1, taken_ns=written)
+    assert recall(tmp_path / "c", uri, "k") is None
+    keep(tmp_path / "c", uri, "k", stamp, 2, taken_ns=time.time_ns() + SETTLED_NS)
+    assert recall(tmp_path / "c", uri, "k") == 2

@@ -1,0 +1,769 @@
+"""Suggestions ("leads like this one"): after a rep reclassifies a lead, the unreviewed
+leads likely to carry the same mistake.
+
+A rep changes a lead's served stage (or persona) from X to Y. :func:`build_suggestions`
+looks at every lead whose served answer is X and that no rep has reviewed, and ranks them:
+
+- ``correction_model``: by the model of corrections' probability that a rep
+  would make the same change X → Y (:func:`training.correction_model.change_probability`,
+  P(served answer wrong) × P(rep chooses Y | wrong)). The model is fitted on the
+  reviewed leads so far and kept per store for ``refit_every`` further
+  corrections (fitting 5,000 reviewed leads takes seconds, a page view must not);
+- ``neighbours`` (cold start: too few corrections for a fitted model, or a
+  change to Y the model has never seen): by the distance to the corrected lead
+  in feature space (standardised numbers, one-hot categories), nearest first.
+
+The ranked top ``keep`` leads are stored as ``suggestions`` rows (status
+``open``) under a ``suggestion_sets`` row that keeps the change, the method and
+the counts, so the lead page reads them with one indexed query. An open (or
+dismissed) suggestion is *not* a correction: it never changes the served
+answer and never feeds retraining (:func:`training.retrain.current_corrections`
+reads corrections only). :func:`accept_suggestions` turns the ones a rep ticked
+into corrections by that rep, each marked with ``corrections.suggestion_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from data.store import CorrectionRow, PredictionRow, QueueRow, SuggestionRow, SuggestionSetRow
+from training.correction_model import (
+    CATEGORICAL_FEATURES,
+    CorrectionModel,
+    CorrectionModelConfig,
+    change_probability,
+)
+
+if TYPE_CHECKING:
+    from data.store import Store
+
+__all__ = [
+    "METHODS",
+    "AcceptResult",
+    "Ranking",
+    "SimilarConfig",
+    "StaleSuggestions",
+    "SuggestionSet",
+    "UnknownSuggestions",
+    "accept_suggestions",
+    "build_suggestions",
+    "dismiss_suggestions",
+    "forget_models",
+    "pending_for_lead",
+    "rank_candidates",
+    "sets_for_lead",
+    "suggestion_set",
+    "suggestions_in_set",
+]
+
+_SETS = SuggestionSetRow.__table__
+_SUGGESTIONS = SuggestionRow.__table__
+_CORRECTIONS = CorrectionRow.__table__
+_PREDICTIONS = PredictionRow.__table__
+_QUEUE = QueueRow.__table__
+
+#: How suggestions are ranked, and the words a rep reads for each.
+METHODS: dict[str, str] = {
+    "correction_model": "the model of corrections' probability of the same change",
+    "neighbours": "nearest neighbours in feature space (too few corrections to learn from yet)",
+}
+_HEADS = ("stage", "persona")
+
+
+@dataclass(frozen=True)
+class SimilarConfig:
+    """How suggestions are built.
+
+    Parameters
+    ----------
+    keep
+        Suggested leads stored per correction (the bulk form's limit).
+    likely
+        The probability from which a lead counts as likely to carry the mistake.
+    refit_every
+        Refit the cached model of corrections once this many reviewed leads were
+        added since its fit (0: refit on every build).
+    model
+        The model of corrections' settings (cold-start thresholds included).
+    """
+
+    keep: int = 200
+    likely: float = 0.5
+    refit_every: int = 25
+    model: CorrectionModelConfig = field(default_factory=CorrectionModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.keep < 1:
+            raise ValueError(f"keep must be at least 1, got {self.keep}")
+        if not 0.0 < self.likely < 1.0:
+            raise ValueError(f"likely must be between 0 and 1, got {self.likely}")
+        if self.refit_every < 0:
+            raise ValueError(f"refit_every must not be negative, got {self.refit_every}")
+
+
+@dataclass
+class SuggestionSet:
+    """One correction's suggestions: the change, the method, the counts, the leads."""
+
+    correction_id: int
+    lead_id: str
+    field: str
+    from_label: str
+    to_label: str
+    method: str
+    n_candidates: int
+    n_likely: int | None
+    n_reviewed: int
+    note: str | None
+    seconds: float
+    created_at: datetime
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def method_words(self) -> str:
+        """How the leads were ranked, for a person."""
+        return METHODS.get(self.method, self.method)
+
+    def counts(self) -> dict[str, int]:
+        """Open, accepted and dismissed suggestions among the stored ones."""
+        out = {"open": 0, "accepted": 0, "dismissed": 0}
+        for item in self.items:
+            out[item["status"]] = out.get(item["status"], 0) + 1
+        return out
+
+
+class UnknownSuggestions(KeyError):
+    """Suggestion ids that are not in the set (or not suggestions at all)."""
+
+    def __init__(self, ids: Sequence[Any]) -> None:
+        self.ids = list(ids)
+        super().__init__(f"unknown suggestion id(s): {', '.join(map(str, self.ids))}")
+
+
+class StaleSuggestions(ValueError):
+    """Suggestions that no longer hold: decided already, or the lead changed since."""
+
+    def __init__(self, problems: Mapping[int, str]) -> None:
+        self.problems = dict(problems)
+        words = "; ".join(f"{i}: {why}" for i, why in self.problems.items())
+        super().__init__(f"stale suggestion(s) — {words}")
+
+
+@dataclass
+class AcceptResult:
+    """What accepting suggestions wrote."""
+
+    corrections: list[Any]
+    suggestion_ids: list[int]
+    batch_id: str | None
+
+    @property
+    def lead_ids(self) -> list[str]:
+        """The leads that got a correction."""
+        return [r.lead_id for r in self.corrections]
+
+
+@contextlib.contextmanager
+def _writing(store: Store) -> Iterator[Any]:
+    """A write transaction that takes SQLite's write lock up front (as the store's own)."""
+    with store.engine.connect() as conn:
+        conn = conn.execution_options(leadready_write=True)
+        with conn.begin():
+            yield conn
+
+
+# ------------------------------------------------------------------ the model
+
+
+_MODELS: dict[str, tuple[int, CorrectionModel]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def forget_models() -> None:
+    """Drop the cached models of corrections (tests; after a restore of the store)."""
+    with _MODELS_LOCK:
+        _MODELS.clear()
+
+
+def _queue(store: Store, where: Any, *, with_features: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``lead_queue`` rows matching ``where`` (with ``base_priority``) and, if asked, the
+    feature snapshots of their served predictions — one query, no full-table frame.
+    """
+    from data.review_queue import STORED_CONFIG, priority_scores
+
+    columns = list(_QUEUE.c)
+    stmt = sa.select(*columns).where(where)
+    if with_features:
+        stmt = stmt.add_columns(_PREDICTIONS.c.features).outerjoin(
+            _PREDICTIONS, _PREDICTIONS.c.id == _QUEUE.c.prediction_id
+        )
+    names = [c.name for c in columns]
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    frame = pd.DataFrame.from_records(
+        [tuple(r)[: len(names)] for r in rows], columns=names
+    ).set_index("lead_id")
+    if len(frame):
+        frame["base_priority"] = priority_scores(
+            stage=frame["stage"].tolist(),
+            stage_confidence=frame["stage_confidence"].to_numpy(dtype=float, na_value=np.nan),
+            stage_margin=frame["stage_margin"].to_numpy(dtype=float, na_value=np.nan),
+            persona_margin=frame["persona_margin"].to_numpy(dtype=float, na_value=np.nan),
+            p_marketing_stage=frame["p_marketing_stage"].to_numpy(dtype=float, na_value=np.nan),
+            p_marketing_persona=frame["p_marketing_persona"].to_numpy(dtype=float, na_value=np.nan),
+            config=STORED_CONFIG,
+        )
+    else:
+        frame["base_priority"] = pd.Series(dtype=float)
+    features = pd.DataFrame(index=frame.index)
+    if with_features and rows:
+        snaps = [r[-1] if isinstance(r[-1], Mapping) else {} for r in rows]
+        features = pd.DataFrame.from_records(snaps, index=frame.index)
+    return frame, features
+
+
+def _n_reviewed(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(_QUEUE).where(_QUEUE.c.reviewed.is_(True))
+            ).scalar_one()
+        )
+
+
+def _rep_labels(corrections: pd.DataFrame) -> pd.DataFrame:
+    if corrections.empty:
+        return pd.DataFrame(columns=list(_HEADS), dtype=object)
+    wide = corrections.pivot_table(
+        index="lead_id", columns="field", values="new_label", aggfunc="last"
+    )
+    return wide.reindex(columns=list(_HEADS)).astype(object)
+
+
+def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
+    """The model of corrections for this store, cached until ``refit_every`` more reviews.
+
+    Fitted as :func:`training.learned_queue.refit_queue` fits it: on the reviewed
+    leads' queue rows and the snapshots of their served predictions, against
+    reps' current labels.
+    """
+    from training.retrain import current_corrections
+
+    n = _n_reviewed(store)
+    model = CorrectionModel(config.model)
+    if n < config.model.min_corrections:
+        model.n_reviewed_ = n  # cold start: nothing to fit, nothing to cache
+        return model
+    with _MODELS_LOCK:
+        cached = _MODELS.get(store.url)
+    if cached is not None and 0 <= n - cached[0] < max(config.refit_every, 1):
+        return cached[1]
+    queue, features = _queue(store, _QUEUE.c.reviewed.is_(True), with_features=True)
+    reps = _rep_labels(current_corrections(store))
+    reps = reps[reps.index.isin(queue.index)]
+    model.fit(features.loc[reps.index], queue.loc[reps.index], reps)
+    with _MODELS_LOCK:
+        _MODELS[store.url] = (n, model)
+    return model
+
+
+# -------------------------------------------------------------- neighbours
+
+
+def _neighbour_distances(source: Mapping[str, Any], candidates: pd.DataFrame) -> np.ndarray:
+    """Euclidean distance of each candidate to the source lead (standardised, one-hot)."""
+    from sklearn.preprocessing import StandardScaler
+
+    both = pd.concat([pd.DataFrame([dict(source)]), candidates], ignore_index=True)
+    parts = []
+    numeric = [
+        c
+        for c in both.columns
+        if c not in CATEGORICAL_FEATURES
+        and (pd.api.types.is_numeric_dtype(both[c]) or pd.api.types.is_bool_dtype(both[c]))
+    ]
+    if numeric:
+        values = both[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
+        values = values.loc[:, values.notna().any()]
+        if values.shape[1]:
+            scaled = StandardScaler().fit_transform(values)
+            parts.append(np.nan_to_num(scaled, nan=0.0))
+    cats = [c for c in CATEGORICAL_FEATURES if c in both.columns]
+    if cats:
+        dummies = pd.get_dummies(both[cats].astype(object).astype(str), dtype=float)
+        parts.append(dummies.to_numpy())
+    if not parts:
+        return np.zeros(len(candidates))
+    matrix = np.hstack(parts)
+    return np.sqrt(((matrix[1:] - matrix[0]) ** 2).sum(axis=1))
+
+
+# ------------------------------------------------------------------- build
+
+
+def _correction(store: Store, correction_id: int) -> Mapping[str, Any]:
+    stmt = sa.select(_CORRECTIONS).where(_CORRECTIONS.c.id == correction_id)
+    with store.engine.connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise KeyError(f"unknown correction {correction_id}")
+    return row
+
+
+def _source_snapshot(store: Store, correction: Mapping[str, Any]) -> Mapping[str, Any]:
+    pid = correction["prediction_id"]
+    if pid is not None:
+        stmt = sa.select(_PREDICTIONS.c.features).where(_PREDICTIONS.c.id == pid)
+        with store.engine.connect() as conn:
+            features = conn.execute(stmt).scalar()
+        if isinstance(features, Mapping):
+            return features
+    latest = store.latest_prediction(correction["lead_id"]) or {}
+    return latest.get("features") or {}
+
+
+@dataclass
+class Ranking:
+    """The unreviewed leads served the same answer as a corrected lead, ranked.
+
+    ``order`` holds every candidate, best first; ``probability`` (the model of
+    corrections) or ``distance`` (neighbours) is indexed by lead id.
+    """
+
+    method: str
+    order: pd.Index
+    candidates: pd.DataFrame
+    probability: pd.Series | None
+    distance: pd.Series | None
+    n_reviewed: int
+    note: str | None
+
+
+def rank_candidates(
+    store: Store, correction: Mapping[str, Any], config: SimilarConfig | None = None
+) -> Ranking:
+    """Rank the leads likely to carry the same mistake as ``correction`` (nothing is stored).
+
+    ``correction`` is a ``corrections`` row (``lead_id``, ``field``, ``old_label``,
+    ``new_label``, ``prediction_id``). The model of corrections ranks when it is
+    fitted and has seen a change to ``new_label``; else nearest neighbours, and
+    ``note`` says why.
+    """
+    config = config or SimilarConfig()
+    head, before, after = correction["field"], correction["old_label"], correction["new_label"]
+    model = _model(store, config)
+    # Not yet reviewed, served the same answer: the store keeps `reviewed` with the labels.
+    open_rows, features = _queue(
+        store,
+        sa.and_(
+            _QUEUE.c[head] == before,
+            _QUEUE.c.reviewed.is_(False),
+            _QUEUE.c.lead_id != correction["lead_id"],
+        ),
+        with_features=True,
+    )
+    ids = list(open_rows.index)
+    probability = None
+    note = None
+    if ids and model.fitted_:
+        probability = change_probability(model, features, open_rows, head, after)
+        if probability is None:
+            note = (
+                f"the model of corrections (fitted on {model.n_reviewed_} reviewed leads) has "
+                f"not seen a {head} change to {after} yet: ranked by nearest neighbours instead"
+            )
+    elif not model.fitted_:
+        wrong = (
+            f" ({sum(model.n_wrong_.values())} with a wrong served answer)"
+            if model.n_wrong_
+            else ""
+        )
+        n_rev = model.n_reviewed_
+        note = (
+            f"cold start: {n_rev} reviewed lead{'' if n_rev == 1 else 's'}{wrong}; "
+            "the model of corrections "
+            f"needs {config.model.min_corrections} reviewed leads with "
+            f"{config.model.min_wrong} wrong answers"
+        )
+    if probability is not None:
+        score = pd.Series(probability, index=open_rows.index)
+        order = score.sort_values(ascending=False, kind="stable").index
+        return Ranking(
+            "correction_model", order, open_rows, score, None, int(model.n_reviewed_), note
+        )
+    if ids:
+        distance = pd.Series(
+            _neighbour_distances(_source_snapshot(store, correction), features.reindex(ids)),
+            index=open_rows.index,
+        )
+    else:
+        distance = pd.Series(dtype=float)
+    order = distance.sort_values(kind="stable").index
+    return Ranking("neighbours", order, open_rows, None, distance, int(model.n_reviewed_), note)
+
+
+def build_suggestions(
+    store: Store, correction_id: int, config: SimilarConfig | None = None
+) -> SuggestionSet | None:
+    """Rank the unreviewed leads served the same answer, store the top ones as suggestions.
+
+    Built once per correction: a second call returns the stored set.
+
+    Parameters
+    ----------
+    store : Store
+    correction_id : int
+        A ``reclassify`` correction that changed a label (X → Y).
+
+    Returns
+    -------
+    SuggestionSet or None
+        None when the correction changed nothing to learn from (a confirm, an
+        undo, a label set where none was served, X == Y).
+
+    Raises
+    ------
+    KeyError
+        Unknown correction.
+    """
+    config = config or SimilarConfig()
+    existing = suggestion_set(store, correction_id)
+    if existing is not None:
+        return existing
+    correction = _correction(store, correction_id)
+    head, before, after = correction["field"], correction["old_label"], correction["new_label"]
+    if correction["kind"] != "reclassify" or not before or not after or before == after:
+        return None
+    start = time.perf_counter()
+    ranked = rank_candidates(store, correction, config)
+    probability, distance = ranked.probability, ranked.distance
+    n_likely = None if probability is None else int((probability >= config.likely).sum())
+    now = datetime.now(UTC)
+    set_values = {
+        "correction_id": int(correction_id),
+        "lead_id": correction["lead_id"],
+        "field": head,
+        "from_label": before,
+        "to_label": after,
+        "method": ranked.method,
+        "n_candidates": len(ranked.candidates),
+        "n_likely": n_likely,
+        "n_reviewed": ranked.n_reviewed,
+        "note": ranked.note,
+        "seconds": float(time.perf_counter() - start),
+        "created_at": now,
+    }
+    rows = [
+        {
+            "source_correction_id": int(correction_id),
+            "lead_id": lead_id,
+            "field": head,
+            "from_label": before,
+            "to_label": after,
+            "prediction_id": _int(ranked.candidates.at[lead_id, "prediction_id"]),
+            "rank": rank,
+            "probability": None if probability is None else float(probability[lead_id]),
+            "distance": None if distance is None else float(distance[lead_id]),
+            "method": ranked.method,
+            "created_at": now,
+            "status": "open",
+            "decided_by": None,
+            "decided_at": None,
+            "correction_id": None,
+        }
+        for rank, lead_id in enumerate(ranked.order[: config.keep], start=1)
+    ]
+    try:
+        with _writing(store) as conn:
+            conn.execute(sa.insert(_SETS), [set_values])
+            if rows:
+                conn.execute(sa.insert(_SUGGESTIONS), rows)
+    except sa.exc.IntegrityError:
+        # Built by another request meanwhile: theirs stands.
+        pass
+    return suggestion_set(store, correction_id)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None or pd.isna(value) else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -------------------------------------------------------------------- read
+
+
+def suggestions_in_set(
+    store: Store, correction_id: int, *, status: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The stored suggestions of one correction, best first, with the lead's profile columns."""
+    from data.store import LeadRow
+
+    leads = LeadRow.__table__
+    stmt = (
+        sa.select(
+            _SUGGESTIONS,
+            leads.c.company,
+            leads.c.job_title,
+            leads.c.country,
+        )
+        .outerjoin(leads, leads.c.lead_id == _SUGGESTIONS.c.lead_id)
+        .where(_SUGGESTIONS.c.source_correction_id == correction_id)
+        .order_by(_SUGGESTIONS.c.rank)
+    )
+    if status is not None:
+        stmt = stmt.where(_SUGGESTIONS.c.status == status)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with store.engine.connect() as conn:
+        items = [dict(r) for r in conn.execute(stmt).mappings()]
+        # An accepted suggestion whose correction was undone since (say, its batch):
+        # one lookup for the accepted ones only (most sets have few or none).
+        made = [i["correction_id"] for i in items if i["correction_id"] is not None]
+        undone: set[int] = set()
+        if made:
+            undone = set(
+                conn.execute(
+                    sa.select(_CORRECTIONS.c.undo_of).where(
+                        _CORRECTIONS.c.undo_of.in_(made), _CORRECTIONS.c.kind == "undo"
+                    )
+                ).scalars()
+            )
+    for item in items:
+        item["undone"] = item["correction_id"] in undone
+    return items
+
+
+def suggestion_set(
+    store: Store, correction_id: int, *, limit: int | None = None
+) -> SuggestionSet | None:
+    """One correction's stored set (None: none built), with its suggestions (``limit``)."""
+    with store.engine.connect() as conn:
+        row = (
+            conn.execute(sa.select(_SETS).where(_SETS.c.correction_id == correction_id))
+            .mappings()
+            .first()
+        )
+    if row is None:
+        return None
+    items = suggestions_in_set(store, correction_id, limit=limit)
+    return SuggestionSet(**dict(row), items=items)
+
+
+def sets_for_lead(store: Store, lead_id: str, *, preview: int = 10) -> list[SuggestionSet]:
+    """The sets built from this lead's corrections, newest first, each with a preview.
+
+    Only sets whose correction is still the lead's current label of that field
+    (an undone reclassify's suggestions are not offered any more).
+    """
+    with store.engine.connect() as conn:
+        rows = (
+            conn.execute(
+                sa.select(_SETS)
+                .where(_SETS.c.lead_id == lead_id)
+                .order_by(_SETS.c.correction_id.desc())
+            )
+            .mappings()
+            .all()
+        )
+    if not rows:
+        return []
+    history = store.corrections_for(lead_id)
+    latest = {}
+    for c in history:
+        latest[c["field"]] = c["id"]
+    out = []
+    for row in rows:
+        if latest.get(row["field"]) != row["correction_id"]:
+            continue
+        items = suggestions_in_set(store, row["correction_id"], status="open", limit=preview)
+        out.append(SuggestionSet(**dict(row), items=items))
+    return out
+
+
+def pending_for_lead(store: Store, lead_id: str) -> list[dict[str, Any]]:
+    """This lead's current reclassify corrections that suggestions can be built for but
+    have none yet (being built in the background, or made before this feature).
+    """
+    history = store.corrections_for(lead_id)
+    latest: dict[str, Mapping[str, Any]] = {}
+    for c in history:
+        latest[c["field"]] = c
+    candidates = [
+        dict(c)
+        for c in latest.values()
+        if c["kind"] == "reclassify"
+        and c["old_label"]
+        and c["new_label"]
+        and c["old_label"] != c["new_label"]
+        and c["suggestion_id"] is None
+    ]
+    if not candidates:
+        return []
+    with store.engine.connect() as conn:
+        built = set(
+            conn.execute(
+                sa.select(_SETS.c.correction_id).where(
+                    _SETS.c.correction_id.in_([c["id"] for c in candidates])
+                )
+            ).scalars()
+        )
+    return [c for c in candidates if c["id"] not in built]
+
+
+# ------------------------------------------------------------------ decide
+
+
+def _checked(
+    store: Store, correction_id: int, suggestion_ids: Iterable[int]
+) -> list[Mapping[str, Any]]:
+    """The suggestions, checked: all in the set, open, and the lead still served the same."""
+    wanted = list(dict.fromkeys(int(i) for i in suggestion_ids))
+    if not wanted:
+        return []
+    stmt = sa.select(_SUGGESTIONS).where(
+        _SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.source_correction_id == correction_id
+    )
+    with store.engine.connect() as conn:
+        found = {r["id"]: r for r in conn.execute(stmt).mappings()}
+    unknown = [i for i in wanted if i not in found]
+    if unknown:
+        raise UnknownSuggestions(unknown)
+    rows = [found[i] for i in wanted]
+    problems: dict[int, str] = {}
+    reps = store.current_labels([r["lead_id"] for r in rows])
+    for r in rows:
+        if r["status"] != "open":
+            problems[r["id"]] = f"{r['lead_id']} was {r['status']} already"
+            continue
+        if (reps.get(r["lead_id"]) or {}).get(r["field"]):
+            problems[r["id"]] = f"a rep has labelled the {r['field']} of {r['lead_id']} since"
+            continue
+        try:
+            now = store.labels_for(r["lead_id"]).get(r["field"])
+        except KeyError:
+            problems[r["id"]] = f"{r['lead_id']} is no longer stored"
+            continue
+        if now != r["from_label"]:
+            problems[r["id"]] = (
+                f"the {r['field']} of {r['lead_id']} is now {now or 'unset'}, not {r['from_label']}"
+            )
+    if problems:
+        raise StaleSuggestions(problems)
+    return rows
+
+
+def accept_suggestions(
+    store: Store,
+    correction_id: int,
+    suggestion_ids: Iterable[int],
+    *,
+    reviewer: str,
+    reason: str | None,
+    note: str | None = None,
+    batch_id: str | None = None,
+    source: str = "ui",
+) -> AcceptResult:
+    """Turn the suggestions a rep ticked into that rep's corrections (marked as from a suggestion).
+
+    All or nothing on the checks: an unknown id raises :class:`UnknownSuggestions`,
+    a stale one (decided already, the lead relabelled or rescored to another
+    answer since) :class:`StaleSuggestions`, and nothing is written.
+
+    Each correction is a ``reclassify`` of the suggestion's field to its
+    ``to_label``, by ``reviewer``, with ``corrections.suggestion_id`` set, the
+    ``batch_id`` of the bulk action (undoable as one step), and the
+    prediction the suggestion was about. The suggestion becomes ``accepted``.
+    """
+    rows = _checked(store, correction_id, suggestion_ids)
+    ids = [int(r["id"]) for r in rows]
+    # Claim them first (open → accepted), so two reps confirming the same
+    # suggestions at once make one correction each, not two.
+    with _writing(store) as conn:
+        claimed = conn.execute(
+            sa.update(_SUGGESTIONS)
+            .where(_SUGGESTIONS.c.id.in_(ids), _SUGGESTIONS.c.status == "open")
+            .values(status="accepted", decided_by=reviewer, decided_at=datetime.now(UTC))
+        ).rowcount
+        if claimed != len(ids):
+            raise StaleSuggestions(dict.fromkeys(ids, "another rep decided on these meanwhile"))
+    results = []
+    try:
+        for r in rows:
+            result = store.add_correction(
+                r["lead_id"],
+                r["field"],
+                r["to_label"],
+                reviewer=reviewer,
+                kind="reclassify",
+                reason=reason,
+                note=note,
+                source=source,
+                prediction_id=r["prediction_id"],
+                expected_label=r["from_label"],
+                batch_id=batch_id,
+                suggestion_id=int(r["id"]),
+            )
+            with _writing(store) as conn:
+                conn.execute(
+                    sa.update(_SUGGESTIONS)
+                    .where(_SUGGESTIONS.c.id == r["id"])
+                    .values(correction_id=result.id)
+                )
+            results.append(result)
+    finally:
+        # Whatever was not written goes back to open.
+        unwritten = ids[len(results) :]
+        if unwritten:
+            with _writing(store) as conn:
+                conn.execute(
+                    sa.update(_SUGGESTIONS)
+                    .where(_SUGGESTIONS.c.id.in_(unwritten), _SUGGESTIONS.c.correction_id.is_(None))
+                    .values(status="open", decided_by=None, decided_at=None)
+                )
+    return AcceptResult(results, ids, batch_id)
+
+
+def dismiss_suggestions(
+    store: Store, correction_id: int, suggestion_ids: Iterable[int], *, reviewer: str
+) -> list[int]:
+    """Mark suggestions dismissed (no correction is written); returns their ids.
+
+    Unknown ids raise :class:`UnknownSuggestions`; ones no longer open raise
+    :class:`StaleSuggestions` (a dismissal does not need the lead unchanged).
+    """
+    wanted = list(dict.fromkeys(int(i) for i in suggestion_ids))
+    if not wanted:
+        return []
+    stmt = sa.select(_SUGGESTIONS.c.id, _SUGGESTIONS.c.status, _SUGGESTIONS.c.lead_id).where(
+        _SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.source_correction_id == correction_id
+    )
+    with _writing(store) as conn:
+        found = {r.id: r for r in conn.execute(stmt)}
+        unknown = [i for i in wanted if i not in found]
+        if unknown:
+            raise UnknownSuggestions(unknown)
+        stale = {
+            i: f"{found[i].lead_id} was {found[i].status} already"
+            for i in wanted
+            if found[i].status != "open"
+        }
+        if stale:
+            raise StaleSuggestions(stale)
+        conn.execute(
+            sa.update(_SUGGESTIONS)
+            .where(_SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.status == "open")
+            .values(status="dismissed", decided_by=reviewer, decided_at=datetime.now(UTC))
+        )
+    return wanted
