@@ -440,7 +440,7 @@ class SuggestionSetOut(BaseModel):
     items: list[SuggestionOut] = Field(description="Best first (at most 200 are stored).")
 
 
-@bp.get("/v1/corrections/<int:correction_id>/suggestions")
+@bp.get("/v1/corrections/<correction_id>/suggestions")
 @operation(
     summary="Leads like a corrected one: the suggestions built after a reclassify",
     auth="api_key",
@@ -449,15 +449,22 @@ class SuggestionSetOut(BaseModel):
             "Suggestions, not corrections: an open one changes no label until a rep confirms it.",
             SuggestionSetOut,
         ),
+        400: ("correction_id is not a correction number.", ErrorResponse),
         404: ("No suggestions were built for this correction.", ErrorResponse),
     },
     tags=("review",),
 )
-def suggestions(correction_id: int) -> Response:
-    """``GET /v1/corrections/<correction_id>/suggestions``."""
+def suggestions(correction_id: str) -> Response:
+    """``GET /v1/corrections/<correction_id>/suggestions``.
+
+    The id is read here, not by a URL converter, so that a request without a
+    valid API key is refused (401/403) before its id is looked at.
+    """
     from training.similar import suggestion_set
 
-    found = suggestion_set(get_state().store, correction_id)
+    if not (correction_id.isascii() and correction_id.isdigit()) or len(correction_id) > 18:
+        raise ApiError(400, "correction_id must be a correction number", "correction_id")
+    found = suggestion_set(get_state().store, int(correction_id))
     if found is None:
         raise ApiError(
             404, f"No suggestions were built for correction {correction_id}", "correction_id"

@@ -34,3 +34,15 @@ def test_the_suggestions_of_a_correction_over_the_api(
     assert [i["lead_id"] for i in body["items"]] == [i["lead_id"] for i in built.items]
     assert all(i["status"] == "open" for i in body["items"])
     assert api_client.get(url).status_code == 401
+
+
+def test_a_bad_correction_id_is_refused_after_the_key_is_checked(api_client, api_headers):
+    # Without a key the answer is 401 whatever the id (the id is not read first).
+    assert api_client.get("/v1/corrections/%3A/suggestions").status_code == 401
+    bad = api_client.get("/v1/corrections/%3A/suggestions", headers=api_headers["client"])
+    assert bad.status_code == 400
+    assert bad.json["error"]["field"] == "correction_id"
+    huge = api_client.get(
+        "/v1/corrections/" + "9" * 40 + "/suggestions", headers=api_headers["client"]
+    )
+    assert huge.status_code == 400
