@@ -20,6 +20,7 @@ are inferred from an input example and its prediction.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import pickle
 import tempfile
@@ -160,6 +161,38 @@ def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     return reqs
 
 
+class Precompiled:
+    """The heads' trees compiled in a background thread while a run logs the rest.
+
+    LLVM compiles with the GIL released, so the compilation overlaps the run's
+    Python work (dataset descriptions, plots, metrics); :func:`log_model` then takes
+    the finished folder (``precompiled=``). Same outcome as ``compile_rows=``: when
+    lleaves is missing or the code disagrees, the model is logged without it.
+
+    Parameters
+    ----------
+    lead_model : LeadReadinessModel
+    rows : DataFrame of shape (n_rows, n_columns)
+        Feature rows the compiled code is checked against.
+    """
+
+    def __init__(self, lead_model: LeadReadinessModel, rows: pd.DataFrame) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="leadready-compiled-")
+        self._folder = Path(self._tmp.name) / COMPILED_KEY
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile-trees")
+        self._job = pool.submit(_compile, lead_model, self._folder, rows)
+        pool.shutdown(wait=False)
+
+    def folder(self) -> Path | None:
+        """The compiled folder once ready (waits), or None when it cannot be used."""
+        return self._folder if self._job.result() else None
+
+    def close(self) -> None:
+        """Wait for the compilation and remove its folder."""
+        concurrent.futures.wait([self._job])
+        self._tmp.cleanup()
+
+
 def log_model(
     lead_model: LeadReadinessModel,
     *,
@@ -167,6 +200,7 @@ def log_model(
     registered_model_name: str | None = None,
     input_example: pd.DataFrame | None = None,
     compile_rows: pd.DataFrame | None = None,
+    precompiled: Precompiled | None = None,
 ) -> ModelInfo:
     """Log ``lead_model`` as an MLflow pyfunc in the active run (or a new one).
 
@@ -185,6 +219,8 @@ def log_model(
         native code (lleaves) and log them as the ``compiled`` artifact, verified
         equal to LightGBM on these rows. When lleaves is missing or the code
         disagrees, the model is logged without it (and a warning says why).
+    precompiled : Precompiled, optional
+        Trees already being compiled (instead of ``compile_rows``).
 
     Returns
     -------
@@ -197,7 +233,9 @@ def log_model(
         # The signature declares every column optional and of any type, so MLflow's
         # hint that integer columns cannot hold missing values does not apply.
         warnings.filterwarnings("ignore", message=".*contains integer column")
-        return _log(lead_model, name, registered_model_name, input_example, compile_rows)
+        return _log(
+            lead_model, name, registered_model_name, input_example, compile_rows, precompiled
+        )
 
 
 def _compile(lead_model: LeadReadinessModel, folder: Path, rows: pd.DataFrame) -> bool:
@@ -221,6 +259,7 @@ def _log(
     registered_model_name: str | None,
     input_example: pd.DataFrame,
     compile_rows: pd.DataFrame | None = None,
+    precompiled: Precompiled | None = None,
 ) -> Any:
     signature = signature_for(lead_model, input_example)
     with tempfile.TemporaryDirectory(prefix="leadready-model-") as tmp:
@@ -228,7 +267,11 @@ def _log(
         with open(path, "wb") as fh:
             pickle.dump(lead_model, fh, protocol=pickle.HIGHEST_PROTOCOL)
         artifacts = {ARTIFACT_KEY: str(path)}
-        if compile_rows is not None and len(compile_rows):
+        if precompiled is not None:
+            ready = precompiled.folder()
+            if ready is not None:
+                artifacts[COMPILED_KEY] = str(ready)
+        elif compile_rows is not None and len(compile_rows):
             folder = Path(tmp) / COMPILED_KEY
             if _compile(lead_model, folder, compile_rows):
                 artifacts[COMPILED_KEY] = str(folder)

@@ -16,7 +16,7 @@ import pytest
 
 from model import registry
 from model.package import LeadReadinessModel
-from model.pyfunc import LeadReadinessPyfunc, log_model, unwrap
+from model.pyfunc import LeadReadinessPyfunc, Precompiled, log_model, unwrap
 from tests.test_package import trained
 
 NAME = "lead-readiness-test"
@@ -269,3 +269,33 @@ def test_a_failed_compile_logs_the_model_without_it(mlflow_home, monkeypatch):
         loaded.predict(X.head(5)).reset_index(drop=True),
         original.predict_frame(X.head(5)).reset_index(drop=True),
     )
+
+
+def test_trees_compiled_in_the_background_are_logged_and_cleaned_up(mlflow_home):
+    pytest.importorskip("lleaves")
+    original, X, _, _ = trained()
+    precompiled = Precompiled(original, X.head(64))
+    with mlflow.start_run(experiment_id=mlflow_home["experiment_id"]):
+        info = log_model(original, input_example=X.head(3), precompiled=precompiled)
+    folder = precompiled.folder()
+    assert folder is not None and (folder / "compiled.json").exists()
+    precompiled.close()
+    assert not folder.exists()
+    model = unwrap(mlflow.pyfunc.load_model(info.model_uri))
+    assert model.engine_status == {h: "compiled" for h in model.heads}
+
+
+def test_a_failed_background_compile_logs_the_model_without_it(mlflow_home, monkeypatch):
+    from model import compiled
+
+    def broken(*args, **kwargs):
+        raise ValueError("persona head: compiled scores differ from LightGBM's by 1")
+
+    monkeypatch.setattr(compiled, "compile_model", broken)
+    original, X, _, _ = trained()
+    precompiled = Precompiled(original, X.head(16))
+    with mlflow.start_run(experiment_id=mlflow_home["experiment_id"]):
+        info = log_model(original, input_example=X.head(3), precompiled=precompiled)
+    precompiled.close()
+    assert precompiled.folder() is None
+    assert unwrap(mlflow.pyfunc.load_model(info.model_uri)).engine == "lightgbm"

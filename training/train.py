@@ -134,7 +134,7 @@ class TrainConfig:
         Let the gate promote over a champion of another task (recorded).
     compile : bool
         Also compile each head's trees to native code (lleaves) and log them
-        beside the model (``model.pyfunc.log_model(compile_rows=...)``), checked
+        beside the model (``model.pyfunc.Precompiled``, while the run logs the rest), checked
         against LightGBM on ``COMPILE_CHECK_ROWS`` training rows. Serving and
         ``leadready score`` then score about five times faster where the code
         loads and stays equal to LightGBM to 1e-9 (else LightGBM scores). Costs
@@ -488,7 +488,7 @@ def train_on(
     """
     import mlflow
 
-    from model.pyfunc import log_model
+    from model.pyfunc import Precompiled, log_model
     from model.registry import EXPERIMENT_NAME, configure, tag_task
 
     steps = _steps if _steps is not None else _Steps(console)
@@ -561,6 +561,10 @@ def train_on(
         metrics.update(_noise_metrics(noise_info))
 
     with steps.step("log_s", "logging to MLflow and registering"):
+        # The trees compile (LLVM, GIL released) while the run logs everything else.
+        precompiled = (
+            Precompiled(lead_model, _compile_rows(train_set.X)) if config.compile else None
+        )
         experiment_id = configure(config.tracking_uri, config.artifact_root)
         if experiment_id is None:
             mlflow.set_experiment(EXPERIMENT_NAME)
@@ -610,9 +614,11 @@ def train_on(
                 name="model",
                 registered_model_name=config.model_name,
                 input_example=holdout.X.head(5),
-                compile_rows=_compile_rows(train_set.X) if config.compile else None,
+                precompiled=precompiled,
             )
             version = str(info.registered_model_version)
+            if precompiled is not None:
+                precompiled.close()
         tag_task(config.model_name, version, lead_model.task)
         move_alias(
             config.model_name,
