@@ -343,3 +343,30 @@ def test_record_stores_every_prediction_with_its_feature_snapshot(home, run, tmp
         assert page.total == len(scored)
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("load", "said"),
+    [
+        (0.2, "features built in two processes"),
+        (9.0, "features built in one process: the machine is busy"),
+    ],
+)
+def test_by_default_a_second_feature_process_only_on_a_quiet_machine(
+    home, run, tmp_path, monkeypatch, load, said
+):
+    import os
+
+    import training.score
+
+    root, _ = home
+    here = _score_csv(run, root, tmp_path / "here.csv")
+    monkeypatch.setattr(training.score, "READ_AHEAD_BYTES", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    argv = ["--in", str(root / "contacts.csv"), "--out", str(tmp_path / "auto.csv")]
+    argv += ["--events", str(root / "events.csv"), "--id-col", "Contact ID", "--chunk-size", "37"]
+    result = run(*argv)
+    assert result.exit_code == 0, result.output
+    assert said in " ".join(result.output.split())
+    pd.testing.assert_frame_equal(here, pd.read_csv(tmp_path / "auto.csv"))
