@@ -113,20 +113,8 @@ def load_cached(
         The model and its registry version; None when the registry may have
         changed since (or there is no usable entry): resolve through MLflow then.
     """
-    stamp = registry_stamp(registry_uri)
-    if stamp is None:
-        return None
-    try:
-        entry = json.loads(_entry_path(cache_dir, registry_uri, uri).read_text())
-    except (OSError, ValueError):
-        return None
-    if (
-        not isinstance(entry, dict)
-        or entry.get("format") != FORMAT
-        or entry.get("registry_uri") != registry_uri
-        or entry.get("uri") != uri
-        or entry.get("stamp") != stamp
-    ):
+    entry = _fresh_entry(_entry_path(cache_dir, registry_uri, uri), registry_uri, uri=uri)
+    if entry is None:
         return None
     try:
         model = _load_copy(
@@ -255,22 +243,26 @@ def _value_path(cache_dir: Path, registry_uri: str, key: str) -> Path:
 
 def recall(cache_dir: Path, registry_uri: str, key: str) -> Any | None:
     """A value :func:`keep` stored under ``key``, if the registry is still as stamped then."""
+    entry = _fresh_entry(_value_path(cache_dir, registry_uri, key), registry_uri, key=key)
+    return None if entry is None else entry.get("value")
+
+
+def _fresh_entry(path: Path, registry_uri: str, **expected: str) -> dict[str, Any] | None:
+    """The cache entry at ``path`` when it is ours, for these keys, and the registry
+    is still as stamped in it; None otherwise (unreadable, stale, or another's)."""
     stamp = registry_stamp(registry_uri)
     if stamp is None:
         return None
     try:
-        entry = json.loads(_value_path(cache_dir, registry_uri, key).read_text())
+        entry = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if (
-        not isinstance(entry, dict)
-        or entry.get("format") != FORMAT
-        or entry.get("registry_uri") != registry_uri
-        or entry.get("key") != key
-        or entry.get("stamp") != stamp
-    ):
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT:
         return None
-    return entry.get("value")
+    wanted = {"registry_uri": registry_uri, "stamp": stamp, **expected}
+    if any(entry.get(k) != v for k, v in wanted.items()):
+        return None
+    return entry
 
 
 def keep(
