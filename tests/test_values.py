@@ -18,7 +18,7 @@ def test_missing_scalars(value):
     assert is_missing(value, blank=True)
 
 
-@pytest.mark.parametrize("value", [0, 0.0, "x", "0", False, np.array([np.nan])])
+@pytest.mark.parametrize("value", [0, 0.0, "x", "0", False, np.array([np.nan, 1.0])])
 def test_values_are_not_missing(value):
     assert not is_missing(value)
 
@@ -38,8 +38,8 @@ def test_as_utc_naive_aware_and_date():
 
 
 def test_finite_recurses_and_plains():
-    out = finite({"a": [1.0, math.inf, np.float64("nan")], 2: np.int64(3), "b": np.array([1.5])})
-    assert out == {"a": [1.0, None, None], "2": 3, "b": [1.5]}
+    out = finite({"a": [1.0, math.inf, np.float64("nan")], 2: np.int64(3), "b": np.array([1.5, 2.5])})
+    assert out == {"a": [1.0, None, None], "2": 3, "b": [1.5, 2.5]}
     assert type(out["2"]) is int
 
 
