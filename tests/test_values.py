@@ -38,7 +38,9 @@ def test_as_utc_naive_aware_and_date():
 
 
 def test_finite_recurses_and_plains():
-    out = finite({"a": [1.0, math.inf, np.float64("nan")], 2: np.int64(3), "b": np.array([1.5, 2.5])})
+    out = finite(
+        {"a": [1.0, math.inf, np.float64("nan")], 2: np.int64(3), "b": np.array([1.5, 2.5])}
+    )
     assert out == {"a": [1.0, None, None], "2": 3, "b": [1.5, 2.5]}
     assert type(out["2"]) is int
 
