@@ -4,13 +4,12 @@ What goes in
 ------------
 * **The base data**: the lead table (and events) the base model — by default the
   current champion — was trained on, with the same columns and settings.
-  ``training.train`` logs its :class:`~training.train.TrainConfig` as run
-  parameters (``leads_path``, ``events_path``, ``id_col``, ``stage_col``,
-  ``persona_col``, ``exclude``, ``as_of``, LightGBM and routing settings), so
-  :func:`base_train_config` reads them back from the base version's run. Any of
+  ``training.train`` logs its :class:`~training.train.TrainConfig` as the run
+  artifact ``training/config.json`` (and as parameters, for the UI), so
+  :func:`base_train_config` reads it back from the base version's run. Any of
   the paths and columns can be overridden in :class:`RetrainConfig` (the files
   moved, or the base model was registered by hand and has no such run). A
-  retrain run logs the same parameters, so retrains chain.
+  retrain run logs the same artifact, so retrains chain.
 * **Every lead's current rep label** (``Store.corrections_frame``): per lead and
   field the newest correction row wins, and counts only when it leaves a rep's
   label current (``is_rep_label``: a reclassify, a confirm, or an undo back to an
@@ -65,12 +64,9 @@ on their own, so a promoted challenger is served without a restart.
 from __future__ import annotations
 
 import tempfile
-import types
-import typing
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +76,7 @@ import pandas as pd
 from training.dataset import TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, metric_key
 from training.promote import CHAMPION, GateDecision, current_version, run_gate
-from training.train import TrainConfig, TrainResult, train_on
+from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, train_on
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -360,48 +356,17 @@ class RetrainResult:
 # ----------------------------------------------------------------------- base data
 
 
-def _hint_parts(hint: Any) -> tuple[Any, bool]:
-    """(the non-None type of an annotation, whether None is allowed)."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        kinds = [a for a in args if a is not type(None)]
-        return (kinds[0] if len(kinds) == 1 else str), True
-    return hint, False
-
-
-def _parse_param(text: str, hint: Any) -> Any:
-    """A ``TrainConfig.params()`` text value back as the field's type."""
-    kind, optional = _hint_parts(hint)
-    if text == "" and optional:
-        return None
-    origin = typing.get_origin(kind)
-    if origin is tuple or kind is tuple:
-        return tuple(part for part in text.split(",") if part != "")
-    if kind is bool:
-        if text not in ("True", "False"):
-            raise ValueError(f"expected True or False, got {text!r}")
-        return text == "True"
-    if kind is int:
-        return int(text)
-    if kind is float:
-        return float(text)
-    if kind is Path:
-        return Path(text)
-    if kind is datetime:
-        return datetime.fromisoformat(text)
-    return text
-
-
 def base_train_config(
-    config: RetrainConfig, params: Mapping[str, str] | None, *, base_version: str | None = None
+    config: RetrainConfig, logged: Mapping[str, Any] | None, *, base_version: str | None = None
 ) -> TrainConfig:
     """The training settings of the base run, with the retrain's overrides.
 
     Parameters
     ----------
     config : RetrainConfig
-    params : mapping of str to str, optional
-        The base version's run parameters (None when there is no such run).
+    logged : mapping, optional
+        The base version's run's :data:`~training.train.CONFIG_ARTIFACT`
+        (``TrainConfig.to_dict()``; None when there is no such run or artifact).
     base_version : str, optional
         For messages.
 
@@ -414,19 +379,10 @@ def base_train_config(
     Raises
     ------
     ValueError
-        No lead table is known (neither logged nor given), or no label column.
+        No lead table is known (neither logged nor given), no label column, or
+        a logged setting cannot be read.
     """
-    hints = typing.get_type_hints(TrainConfig)
-    values: dict[str, Any] = {}
-    for f in fields(TrainConfig):
-        if params is None or f.name not in params:
-            continue
-        try:
-            values[f.name] = _parse_param(params[f.name], hints[f.name])
-        except ValueError as exc:
-            raise ValueError(
-                f"the base run's parameter {f.name}={params[f.name]!r} cannot be read: {exc}"
-            ) from None
+    values: dict[str, Any] = dict(logged or {})
     overrides = {
         "leads_path": config.leads_path,
         "events_path": config.events_path,
@@ -463,7 +419,24 @@ def base_train_config(
         actor=config.actor,
         run_name=config.run_name,
     )
-    return TrainConfig(**values)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as exc:
+        raise ValueError(f"the base run's training settings cannot be read: {exc}") from None
+
+
+def _logged_config(client: Any, model_name: str, version: str) -> dict[str, Any] | None:
+    """The :data:`~training.train.CONFIG_ARTIFACT` of a version's run, or None.
+
+    Runs logged before the artifact existed (settings only as text parameters)
+    give None: the retrain then needs the base data named (``--leads`` ...)."""
+    import mlflow
+
+    run_id = client.get_model_version(model_name, version).run_id
+    folder = CONFIG_ARTIFACT.rpartition("/")[0]
+    if not run_id or CONFIG_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        return None
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFIG_ARTIFACT}")
 
 
 # ----------------------------------------------------------------------- corrections
@@ -892,12 +865,10 @@ def retrain(
     base_version = config.base_version or current_version(
         config.model_name, CHAMPION, client=client
     )
-    params: dict[str, str] | None = None
+    logged = None
     if base_version is not None:
-        run_id = client.get_model_version(config.model_name, str(base_version)).run_id
-        if run_id:
-            params = dict(client.get_run(run_id).data.params)
-    base_config = base_train_config(config, params, base_version=base_version)
+        logged = _logged_config(client, config.model_name, str(base_version))
+    base_config = base_train_config(config, logged, base_version=base_version)
 
     report(f"reading {Path(base_config.leads_path).name} and building features", 0.05)
     base = load_training_table(

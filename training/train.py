@@ -21,10 +21,11 @@ with reps' corrections builds its own).
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -45,10 +46,20 @@ if TYPE_CHECKING:
 
     from model.package import LeadReadinessModel
 
-__all__ = ["TrainConfig", "TrainResult", "fit_lead_model", "request_stop", "train", "train_on"]
+__all__ = [
+    "CONFIG_ARTIFACT",
+    "TrainConfig",
+    "TrainResult",
+    "fit_lead_model",
+    "request_stop",
+    "train",
+    "train_on",
+]
 
 #: Training rows the compiled trees are checked against (at logging and at every load).
 COMPILE_CHECK_ROWS = 256
+#: Run artifact holding :meth:`TrainConfig.to_dict`, read back by a retrain.
+CONFIG_ARTIFACT = "training/config.json"
 
 
 @dataclass(frozen=True)
@@ -184,14 +195,30 @@ class TrainConfig:
     compile: bool = True
     force: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON values, logged as :data:`CONFIG_ARTIFACT`."""
+        return _config_adapter().dump_python(self, mode="json")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Settings back from :meth:`to_dict` (pydantic converts and checks the types)."""
+        return _config_adapter().validate_python(dict(values))
+
     def params(self) -> dict[str, Any]:
-        """The settings as MLflow parameters (text values, None as empty)."""
+        """The settings as MLflow parameters (text values, None as empty), for the UI."""
         out = {}
         for key, value in asdict(self).items():
             if isinstance(value, tuple):
                 value = ",".join(map(str, value))
             out[key] = "" if value is None else str(value)
         return out
+
+
+@functools.cache
+def _config_adapter() -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(TrainConfig)
 
 
 @dataclass(frozen=True)
@@ -592,6 +619,7 @@ def train_on(
                     params[f"{head}_n_train_labelled"] = str(counts.get(head, 0))
             params.update({k: str(v) for k, v in (extra_params or {}).items()})
             mlflow.log_params(params)
+            mlflow.log_dict(config.to_dict(), CONFIG_ARTIFACT)
             mlflow.set_tags({"leadready.data": training_set.name, "leadready.actor": config.actor})
             _log_datasets(training_set, train_set, holdout)
             mlflow.log_metrics(metrics)
