@@ -32,6 +32,7 @@ from sklearn.utils import assert_all_finite, check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from data.values import is_missing
 from model.linear import fit_linear_cv
 
 __all__ = [
@@ -64,17 +65,6 @@ _FAMILY_TIE = 0.002
 # --------------------------------------------------------------------------- values
 
 
-def _is_missing(value: Any) -> bool:
-    """None, NaN, pd.NA / NaT and empty or blank strings count as missing."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, float | np.floating):
-        return math.isnan(value)
-    if isinstance(value, str):
-        return not value.strip()
-    return False
-
-
 def _to_number(value: Any) -> float:
     """One cell of a numeric column as a float (bools 0/1, timedeltas in days, else NaN)."""
     kind = type(value)
@@ -82,7 +72,7 @@ def _to_number(value: Any) -> float:
         return value
     if kind is int:
         return float(value)
-    if _is_missing(value):
+    if is_missing(value, blank=True):
         return math.nan
     if isinstance(value, bool | np.bool_):
         return 1.0 if value else 0.0
@@ -108,7 +98,7 @@ def _to_number(value: Any) -> float:
 
 def _to_key(value: Any) -> str | None:
     """One cell of a categorical or text column as a stripped string (None when missing)."""
-    if _is_missing(value):
+    if is_missing(value, blank=True):
         return None
     if isinstance(value, bool | np.bool_):
         return "True" if value else "False"
@@ -324,7 +314,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
             self._fit_numeric(name, self._numeric_values(s))
             return
         values = s.to_numpy(dtype=object)
-        present = [v for v in values if not _is_missing(v)]
+        present = [v for v in values if not is_missing(v, blank=True)]
         if not present:
             self.dropped_columns_[name] = "all missing"
             return

@@ -27,12 +27,12 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from data.values import finite, utc_now
 from model.classifier import HEADS, HeadClassifier, TwoHeadClassifier
 from model.reasons import explain_head
 from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
@@ -99,7 +99,7 @@ class LeadReadinessModel:
             resolve_sales_ready(self.routing, self.labels["stage"]) if stage is not None else ()
         )
         self.metadata: dict[str, Any] = dict(metadata or {})
-        self.metadata.setdefault("trained_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        self.metadata.setdefault("trained_at", utc_now().isoformat(timespec="seconds"))
         self.metadata.setdefault("metrics", {})
 
     # ---- facts
@@ -137,7 +137,7 @@ class LeadReadinessModel:
             "heads": {
                 h: {
                     "labels": list(self.labels[h]),
-                    "calibration": _jsonable(est.calibration_),
+                    "calibration": finite(est.calibration_),
                     "dropped_columns": dict(est.encoder_.dropped_columns_),
                 }
                 for h, est in self.heads.items()
@@ -152,7 +152,7 @@ class LeadReadinessModel:
                 "min_confidence": self.routing.min_confidence,
                 "nurture_personas": list(self.routing.nurture_personas),
             },
-            "metadata": _jsonable(self.metadata),
+            "metadata": finite(self.metadata),
         }
 
     # ---- serving set-up
@@ -546,18 +546,3 @@ def _threads(num_threads: int | None, n: int) -> int | None:
     if num_threads is not None:
         return num_threads
     return 1 if n <= SMALL_BATCH else None
-
-
-def _jsonable(value: Any) -> Any:
-    """Numbers and containers as plain JSON types (numpy scalars → float/int)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    return value

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from data.values import is_missing
+
 if TYPE_CHECKING:
     from model.classifier import HeadClassifier
 
@@ -119,7 +121,7 @@ _WINDOW_RE = re.compile(r"^n_(?P<what>[a-z_]+?)_(?P<days>\d+(?:\.\d+)?)d$")
 
 def format_value(value: Any) -> str:
     """A cell value as a rep reads it: ``1200`` → "1,200", ``12.5`` → "12.5", True → "yes"."""
-    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+    if is_missing(value):
         return "not given"
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"

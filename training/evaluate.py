@@ -525,7 +525,8 @@ def metric_key(*parts: str) -> str:
     )
 
 
-def _finite(value: Any) -> bool:
+def _is_finite_number(value: Any) -> bool:
+    """A real number (not a bool) that is neither NaN nor infinite: a loggable metric."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -555,7 +556,7 @@ def flatten_metrics(
     out: dict[str, float] = {}
 
     def put(name: str, value: Any) -> None:
-        if _finite(value):
+        if _is_finite_number(value):
             out[name] = float(value)
 
     for head, m in evaluation.items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from data.personal import open_private
+from data.values import utc_now
 
 __all__ = [
     "print_read_summary",
@@ -28,7 +28,7 @@ _SHOWN = 10
 
 def rejected_report_path(home: Path, source: Path) -> Path:
     """``$LEADREADY_HOME/reports/<file>-rejected-<UTC time>.csv``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     return Path(home) / "reports" / f"{Path(source).stem}-rejected-{stamp}.csv"
 
 

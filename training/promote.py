@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from data.values import utc_now
 from model import registry as _registry
 
 # training.evaluate (scikit-learn's metrics), numpy and pandas are imported by the
@@ -347,7 +347,7 @@ def _check_version(model_name: str, version: str, client: Any) -> None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return utc_now().isoformat(timespec="microseconds")
 
 
 def move_alias(

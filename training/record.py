@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
+
+from data.values import is_missing, plain, utc_now
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -35,10 +36,9 @@ _CHUNK = 5000
 
 def _value(value: Any) -> Any:
     """A JSON- and database-ready scalar: numpy → Python, NaN/NaT/NA → None, times → ISO text."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if is_missing(value):
         return None
-    if isinstance(value, np.generic):
-        value = value.item()
+    value = plain(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, pd.Timestamp | datetime):
@@ -111,7 +111,7 @@ def prediction_records(
         raise ValueError(f"{len(features)} feature rows but {len(scored)} scored rows")
     if not features.index.equals(scored.index) and not isinstance(scored.index, pd.RangeIndex):
         raise ValueError("the scored rows are not in the order of the feature rows")
-    created_at = created_at or datetime.now(UTC)
+    created_at = created_at or utc_now()
     columns = list(features.columns) if input_columns is None else [str(c) for c in input_columns]
     snapshot = features.reindex(columns=columns)
     snapshot_rows = snapshot.astype(object).to_numpy()

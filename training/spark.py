@@ -51,7 +51,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -59,6 +59,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from data.values import utc_now
 from model.features import FeatureConfig, build_features
 
 if TYPE_CHECKING:
@@ -410,7 +411,7 @@ def _as_of_ns(as_of: object | None, fallback: Callable[[], int | None]) -> int:
     latest = fallback()
     if latest is not None:
         return latest
-    return int(pd.Timestamp(datetime.now(UTC)).as_unit("ns").value)
+    return int(pd.Timestamp(utc_now()).as_unit("ns").value)
 
 
 def _featurize(

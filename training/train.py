@@ -28,13 +28,14 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from data.coltypes import parse_types
+from data.values import utc_now
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
 from training.noise import LabelNoiseResult, clean_labels
@@ -595,7 +596,7 @@ def train_on(
         experiment_id = configure(config.tracking_uri, config.artifact_root)
         if experiment_id is None:
             mlflow.set_experiment(EXPERIMENT_NAME)
-        run_name = config.run_name or f"train {training_set.name} {datetime.now(UTC):%Y-%m-%d}"
+        run_name = config.run_name or f"train {training_set.name} {utc_now():%Y-%m-%d}"
         with _tracked_run(run_name) as run:
             run_id = run.info.run_id
             params = config.params()
