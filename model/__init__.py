@@ -1,7 +1,8 @@
-"""leadready: model layer.
+"""Model layer: features, two-head classifier, reasons, routing, packaged model, registry.
 
-Public names are importable from here; each is imported from its module on first
-use, so ``import model.features`` does not pay for LightGBM or MLflow.
+Lazy package: public names are importable from here and each is imported from its module
+on first use (PEP 562 ``__getattr__`` over ``_EXPORTS``), so ``import model.features``
+does not pay for LightGBM or MLflow.
 """
 
 from importlib import import_module

@@ -36,12 +36,12 @@ from data.values import finite, utc_now
 from model.classifier import HEADS, HeadClassifier, TwoHeadClassifier
 from model.reasons import explain_head
 from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
+from model.task import ModelTask, task_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from model.features import FeatureConfig
-    from model.task import ModelTask
 
 __all__ = ["CHUNK_ROWS", "SMALL_BATCH", "LeadReadinessModel"]
 
@@ -122,8 +122,6 @@ class LeadReadinessModel:
     @property
     def task(self) -> ModelTask:
         """What this model is for: label sets, sales-ready stages, input columns and kinds."""
-        from model.task import task_of
-
         return task_of(self)
 
     def missing_columns(self, columns: Sequence[str]) -> list[str]:

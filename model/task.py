@@ -21,12 +21,24 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from model.package import LeadReadinessModel
+from typing import Any, Protocol
 
 __all__ = ["TASK_TAG", "ModelTask", "task_from_tags", "task_of", "task_tags"]
+
+
+class _Packaged(Protocol):
+    """What :func:`task_of` reads of a ``model.package.LeadReadinessModel``
+    (a protocol, so this module does not import the package that imports it)."""
+
+    @property
+    def heads(self) -> Mapping[str, Any]: ...
+    @property
+    def labels(self) -> Mapping[str, Any]: ...
+    @property
+    def sales_ready_stages(self) -> Any: ...
+    @property
+    def input_columns(self) -> Any: ...
+
 
 #: Registry tag prefix of a version's task (``leadready.task.json`` holds all of it).
 TASK_TAG = "leadready.task"
@@ -133,7 +145,7 @@ def _label_difference(head: str, mine: tuple[str, ...], theirs: tuple[str, ...])
     return f"{head} labels differ: the new model {' and '.join(parts)}"
 
 
-def task_of(model: LeadReadinessModel) -> ModelTask:
+def task_of(model: _Packaged) -> ModelTask:
     """The task of a packaged model (labels, sales-ready stages, input columns and kinds)."""
     kinds: dict[str, str] = {}
     for est in model.heads.values():
