@@ -1,9 +1,7 @@
 """Training layer: training sets, fitting, evaluation, MLflow logging, the gate, retraining.
-
-Lazy package: public names are importable from here and each is imported from its module
-on first use (PEP 562 ``__getattr__`` over ``_EXPORTS``), so ``import training.score``
-(``leadready score``) does not pay for scikit-learn's metrics or MLflow.
-"""
+Lazy package: public names are importable from here and each is imported from its module on
+first use (PEP 562 ``__getattr__`` over ``_EXPORTS``), so ``import training.score``
+(``leadready score``) does not pay for scikit-learn's metrics or MLflow."""
 
 import sys
 import types

@@ -1,18 +1,5 @@
 """Any lead table → a training set: features, stage and persona labels, slices.
-
-The table has one row a lead (CSV, Parquet or JSON Lines). Options name the id
-column and the label columns; either label may be absent or partly empty (each
-head trains on the rows that have its label). Every other column, except those
-excluded, is handed to :func:`model.features.build_features`, which detects
-numeric and categorical columns and, given an events table, builds the
-engagement features.
-
-Labels of any form become strings: ``"MQL"`` stays ``"MQL"``, ``True`` becomes
-``"True"``, ``1`` and ``1.0`` become ``"1"``; empty text and missing values are
-no label. The held-out rows are chosen by a hash of the lead id
-(:func:`holdout_mask`), so the same leads are held out on every run and a model
-is never evaluated on rows it trained on.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -47,43 +34,7 @@ _LIST = 10
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """A table turned into features and labels.
-
-    Attributes
-    ----------
-    X : DataFrame of shape (n_leads, n_features)
-        Feature rows indexed by lead id (text), as built by
-        ``model.features.build_features``.
-    y_stage, y_persona : Series of shape (n_leads,) or None
-        Labels as text indexed by lead id; missing = no label for that head.
-        None when the table has no such label column.
-    ids : Index
-        The lead ids, in table order.
-    leads : DataFrame
-        The lead columns handed to the feature builder (labels and excluded
-        columns removed), indexed by lead id: what the model takes as input.
-    slices : DataFrame
-        Columns to report metrics by, indexed by lead id: the slice columns
-        found in the table, and ``stage`` / ``persona`` (the labels).
-    source : str
-        Where the data came from (the leads file, and the events file).
-    name : str
-        A short name for the data set (the leads file's name).
-    id_col, stage_col, persona_col : str or None
-        The columns as named in the file.
-    exclude : tuple of str
-        Columns left out of the features.
-    as_of : datetime or None
-        The time engagement features were computed at (the last event when
-        not given), so scoring can use the same reference.
-    rejected : list of RowError
-        Lead rows the reader rejected (they are not in the set).
-    rejected_events : list of RowError
-        Event rows the reader rejected.
-    sample : Sample or None
-        With ``max_rows``: how many rows the file had and how many were kept
-        (``sample.sampled`` when the set is a uniform sample of a bigger table).
-    """
+    """A table turned into features and labels."""
 
     X: pd.DataFrame
     y_stage: pd.Series | None
@@ -148,22 +99,7 @@ class TrainingSet:
 
 
 def holdout_mask(ids: Iterable[Any], share: float = 0.2) -> np.ndarray:
-    """Which leads are held out: ``sha1(id) mod 10_000 < share * 10_000``.
-
-    The choice depends on the id alone, so it is the same on every run, for any
-    table that holds the lead, in any order.
-
-    Parameters
-    ----------
-    ids : iterable
-        Lead ids (compared as text).
-    share : float, default 0.2
-        The expected share of held-out leads, in [0, 1].
-
-    Returns
-    -------
-    ndarray of bool, shape (n_ids,)
-    """
+    """Which leads are held out: ``sha1(id) mod 10_000 < share * 10_000``."""
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"holdout share must be between 0 and 1, got {share}")
     cut = round(share * 10_000)
@@ -195,19 +131,7 @@ def _label_text(value: Any) -> str | None:
 
 
 def normalize_labels(values: pd.Series) -> pd.Series:
-    """Labels of any type as text; missing values (and empty text) as None.
-
-    Parameters
-    ----------
-    values : Series
-        Strings, booleans, integers (also as floats, ``1.0`` → ``"1"``), with
-        missing values.
-
-    Returns
-    -------
-    Series of object dtype
-        Same index; ``str`` or ``None``.
-    """
+    """Labels of any type as text; missing values (and empty text) as None."""
     if values.dtype == object:
         # Mixed Python values: 1, 1.0 and True hash alike, so each is read by itself.
         out = values.astype(object).map(_label_text)
@@ -274,57 +198,7 @@ def load_training_table(
     allow_columns: Sequence[str] = (),
     screen: bool = True,
 ) -> TrainingSet:
-    """Read a lead table (and events) and turn it into a :class:`TrainingSet`.
-
-    Parameters
-    ----------
-    leads_path : path
-        CSV, Parquet or JSON Lines; one row a lead.
-    events_path : path, optional
-        An events table (``lead_id``, ``timestamp``, ``type``, …); its
-        ``lead_id`` values are the leads' ids.
-    id_col : str, default "lead_id"
-        The id column of the leads table.
-    stage_col, persona_col : str, optional
-        The label columns; at least one is required.
-    exclude : sequence of str
-        Columns that must not become features (leaky fields, e-mail addresses).
-    as_of : datetime, optional
-        Reference time of the engagement features; defaults to the last event.
-    slice_cols : sequence of str, default ("lead_source",)
-        Columns to report metrics by, when the table has them.
-    feature_config : FeatureConfig, optional
-        Passed to ``build_features`` (its default when omitted).
-    max_rows : int, optional
-        Bound the leads held in memory: a CSV or Parquet table with more rows is
-        streamed in chunks and a uniform random sample of ``max_rows`` rows is
-        kept (``data.readers.read_leads(max_rows=...)``); ``TrainingSet.sample``
-        says so. The events table, when given, is read whole and only the
-        sampled leads' events are used. None reads the whole table.
-    seed : int, default 0
-        Seed of the sample.
-    strict : bool, default False
-        Raise ``InputError`` at any line of the leads or events file that cannot
-        be read or validated, instead of leaving it out and reporting it.
-    types : mapping of str to str, optional
-        Column → kind (``data.coltypes.KINDS``) instead of the inferred kind.
-    allow_columns : sequence of str
-        Columns kept as features although they look personal or leaky.
-    screen : bool, default True
-        Exclude personal, vendor-score and after-outcome columns
-        (``data.personal.screen_columns``); each is said in ``inferred``.
-
-    Returns
-    -------
-    TrainingSet
-
-    Raises
-    ------
-    ValueError
-        Naming the file and the column: an option names a column that does
-        not exist; a label column has fewer than two classes; both label
-        options are omitted; ids are empty or repeated.
-    """
+    """Read a lead table (and events) and turn it into a :class:`TrainingSet`."""
     from model.features import FeatureConfig, build_features
 
     path = Path(leads_path)

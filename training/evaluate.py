@@ -1,21 +1,5 @@
 """Evaluate a two-head model: metrics per head and per slice, baselines, plots.
-
-Everything here works on a model's *probabilities* and the true labels, so the
-same code scores the challenger, the champion loaded from the registry and the
-baselines, on the same rows. A head's labels may be partly missing: each head is
-evaluated on the rows that have its label.
-
-The evaluation of one model is a plain ``dict``::
-
-    {"stage": {"n": 812, "macro_f1": 0.71, "accuracy": 0.74, "log_loss": 0.66,
-               "ece": 0.03, "labels": [...], "per_class": {label: {...}},
-               "confusion_matrix": {"labels": [...], "matrix": [[...]]},
-               "calibration": {...}, "slices": {column: {value: {...}}}},
-     "persona": {...}}
-
-:func:`flatten_metrics` turns it into MLflow metric names such as
-``stage_macro_f1`` or ``persona_recall__economic_buyer``.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -58,20 +42,7 @@ MAX_SLICE_VALUES = 20
 
 @dataclass(frozen=True)
 class HeadPrediction:
-    """One head's class probabilities for a set of rows.
-
-    Attributes
-    ----------
-    classes : tuple of str
-        The labels, in the column order of ``proba``.
-    proba : ndarray of shape (n_rows, n_classes)
-        Class probabilities; rows sum to 1.
-    index : pandas.Index
-        The row labels (lead ids) of ``proba``.
-    labels : ndarray of shape (n_rows,), optional
-        The labels the model decided (its ``decision`` rule, e.g. tuned for
-        macro-F1); None: the most probable label.
-    """
+    """One head's class probabilities for a set of rows."""
 
     classes: tuple[str, ...]
     proba: np.ndarray
@@ -99,22 +70,7 @@ def _head_classes(model: Any, head: str) -> tuple[str, ...] | None:
 
 
 def predict_heads(model: Any, X: pd.DataFrame) -> dict[str, HeadPrediction]:
-    """Class probabilities of every head a model has, for the rows of ``X``.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel or TwoHeadClassifier
-        Either an object with ``predict_frame(X)`` returning ``<head>_proba__<label>``
-        columns (the packaged model, as loaded from the registry), or a fitted
-        classifier whose ``predict_proba(X)`` returns ``{head: ndarray}``.
-    X : DataFrame of shape (n_rows, n_features)
-        Feature rows (the output of ``model.features.build_features``).
-
-    Returns
-    -------
-    dict of str to HeadPrediction
-        One entry per head the model has.
-    """
+    """Class probabilities of every head a model has, for the rows of ``X``."""
     if hasattr(model, "predict_frame"):
         out = model.predict_frame(X)
         result: dict[str, HeadPrediction] = {}
@@ -215,27 +171,7 @@ def head_metrics(
     slices: pd.DataFrame | None = None,
     n_bins: int = 10,
 ) -> dict[str, Any]:
-    """Metrics of one head on the rows of ``y_true`` that have a label.
-
-    Parameters
-    ----------
-    y_true : Series of shape (n_rows,)
-        True labels indexed like ``prediction.index``; missing values are skipped.
-    prediction : HeadPrediction
-        The head's probabilities for (at least) those rows.
-    slices : DataFrame, optional
-        Slice columns indexed by lead id (e.g. lead source, persona); metrics are
-        reported per value of each column (values with fewer than
-        ``MIN_SLICE_ROWS`` labelled rows are skipped).
-    n_bins : int, default 10
-        Confidence bins for the expected calibration error.
-
-    Returns
-    -------
-    dict
-        ``n``, ``macro_f1``, ``accuracy``, ``log_loss``, ``ece``, ``labels``,
-        ``per_class``, ``confusion_matrix``, ``calibration``, ``slices``.
-    """
+    """Metrics of one head on the rows of ``y_true`` that have a label."""
     y = _labelled(y_true)
     if len(y) == 0:
         return {"n": 0}
@@ -304,26 +240,7 @@ def evaluate_heads(
     *,
     slices: pd.DataFrame | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate every head of ``model`` that has labels, on the rows of ``X``.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel or TwoHeadClassifier
-        See :func:`predict_heads`.
-    X : DataFrame of shape (n_rows, n_features)
-        Feature rows indexed by lead id.
-    y_stage, y_persona : Series of shape (n_rows,) or None
-        True labels indexed by lead id (missing = not evaluated for that head).
-    slices : DataFrame, optional
-        Slice columns indexed by lead id. A column named like a head (``stage``,
-        ``persona``) is used to slice the *other* head.
-
-    Returns
-    -------
-    dict of str to dict
-        Per head, the output of :func:`head_metrics`. A head with labels that
-        the model lacks is reported as ``{"n": ..., "missing_head": True}``.
-    """
+    """Evaluate every head of ``model`` that has labels, on the rows of ``X``."""
     predictions = predict_heads(model, X)
     result: dict[str, dict[str, Any]] = {}
     for head, y in zip(HEADS, (y_stage, y_persona), strict=True):
@@ -348,11 +265,7 @@ def _as_object_strings(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _logreg_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Numeric and categorical columns usable by the logistic-regression baseline.
-
-    Datetimes are skipped; text columns with more distinct values than half the
-    rows (ids, e-mail addresses, free text) are skipped too.
-    """
+    """Numeric and categorical columns usable by the logistic-regression baseline."""
     numeric, categorical = [], []
     n = len(X)
     for col in X.columns:
@@ -450,27 +363,7 @@ def baselines(
     slices: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Majority-class and logistic-regression baselines on the same split.
-
-    Both are trained on ``X_train`` (each head on its labelled rows) and evaluated
-    on ``X_test`` with :func:`head_metrics`, exactly as the model is.
-
-    Parameters
-    ----------
-    X_train, X_test : DataFrame
-        Feature rows indexed by lead id (the model's features).
-    y_train_stage, y_train_persona, y_test_stage, y_test_persona : Series or None
-        Labels indexed by lead id; missing = no label for that head.
-    slices : DataFrame, optional
-        Slice columns for the test rows (see :func:`evaluate_heads`).
-    seed : int, default 0
-        Random state of the logistic regression.
-
-    Returns
-    -------
-    dict
-        ``{"majority": {head: metrics}, "logreg": {head: metrics}}``.
-    """
+    """Majority-class and logistic-regression baselines on the same split."""
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
@@ -515,11 +408,7 @@ _MAX_PART = 60
 
 
 def metric_key(*parts: str) -> str:
-    """An MLflow-safe metric name from parts (labels may hold any character).
-
-    Characters MLflow does not allow become ``_``; each part is cut to 60
-    characters, so names stay far below MLflow's limit of 250.
-    """
+    """An MLflow-safe metric name from parts (labels may hold any character)."""
     return "_".join(
         (_UNSAFE.sub("_", str(p)).strip("_") or "_")[:_MAX_PART] for p in parts if p != ""
     )
@@ -533,26 +422,7 @@ def _is_finite_number(value: Any) -> bool:
 def flatten_metrics(
     evaluation: Mapping[str, Mapping[str, Any]], *, prefix: str = "", infix: str = ""
 ) -> dict[str, float]:
-    """Flatten an evaluation into scalar metrics for ``mlflow.log_metrics``.
-
-    Names are ``{prefix}{head}_{infix}_{metric}``: ``stage_macro_f1``,
-    ``stage_recall__decision`` (per class), ``persona_slice__lead_source__webinar_macro_f1``
-    (per slice); with ``infix="baseline_logreg"``: ``stage_baseline_logreg_macro_f1``.
-
-    Parameters
-    ----------
-    evaluation : dict
-        The output of :func:`evaluate_heads` (or one entry of :func:`baselines`).
-    prefix : str, default ""
-        Put before the head, e.g. ``"gate_champion_"``.
-    infix : str, default ""
-        Put between the head and the metric, e.g. ``"baseline_logreg"``.
-
-    Returns
-    -------
-    dict of str to float
-        Finite values only.
-    """
+    """Flatten an evaluation into scalar metrics for ``mlflow.log_metrics``."""
     out: dict[str, float] = {}
 
     def put(name: str, value: Any) -> None:
@@ -580,23 +450,7 @@ def flatten_metrics(
 def plots(
     evaluation: Mapping[str, Mapping[str, Any]], out_dir: Path | str, *, title: str = ""
 ) -> list[Path]:
-    """Confusion-matrix and reliability-diagram PNGs, one of each per head.
-
-    Parameters
-    ----------
-    evaluation : dict
-        The output of :func:`evaluate_heads`.
-    out_dir : path
-        Folder for ``<head>_confusion_matrix.png`` and ``<head>_calibration.png``
-        (created if needed).
-    title : str, default ""
-        Put in front of each figure's title (e.g. the model version).
-
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
+    """Confusion-matrix and reliability-diagram PNGs, one of each per head."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -686,27 +540,7 @@ def evaluate_on_table(
     slice_cols: Sequence[str] = ("lead_source",),
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate a packaged model on the held-out leads of a labelled table.
-
-    Features are built with the model's own feature settings. The model is
-    evaluated on the leads :func:`training.dataset.holdout_mask` holds out (the
-    ones training never fits on); the baselines are trained on the other leads
-    of the same table.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel
-    leads_path, events_path, id_col, stage_col, persona_col, exclude, as_of
-        As for :func:`training.dataset.load_training_table`.
-    holdout_share : float, default 0.2
-    slice_cols : sequence of str
-    seed : int
-
-    Returns
-    -------
-    dict
-        ``{"model": evaluation, "baselines": {...}, "n_holdout": int, "n_train": int}``.
-    """
+    """Evaluate a packaged model on the held-out leads of a labelled table."""
     from training.dataset import holdout_mask, load_training_table
 
     ts = load_training_table(

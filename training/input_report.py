@@ -33,13 +33,7 @@ def rejected_report_path(home: Path, source: Path) -> Path:
 
 
 def write_rejected(path: Path, errors: Iterable[Any]) -> Path:
-    """Write rejected lines as CSV: ``file, line, row, column, value, message``.
-
-    The file is readable and writable by its owner only (mode 0600): the values
-    are the user's data. Personal values of a rejected line are already masked
-    by the reader (``data.personal.mask_line``); the line number finds the line in
-    the source file.
-    """
+    """Write rejected lines as CSV: ``file, line, row, column, value, message``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open_private(path) as fh:
@@ -68,11 +62,7 @@ def print_read_summary(
     notes: Sequence[str] = (),
     report_path: Path | None = None,
 ) -> Path | None:
-    """Print ``leads.csv: 2,005 lines read, 2,000 kept, 5 rejected`` and the first errors.
-
-    Writes every error to ``report_path`` when there are errors and a path is given,
-    and returns the path written (None otherwise).
-    """
+    """Print ``leads.csv: 2,005 lines read, 2,000 kept, 5 rejected`` and the first errors."""
     for note in notes:
         console.print(f"[yellow]{escape(note)}", highlight=False, soft_wrap=True)
     bad = len({(e.file, e.row) for e in errors})

@@ -1,16 +1,5 @@
 """The promotion gate, and moving the ``champion`` alias by hand or back.
-
-A challenger becomes champion only if, on the same gate set, it is no worse
-than the champion: each head's macro-F1 within a tolerance, and no class's
-recall down by more than a margin. The first version is promoted when there is
-no champion. Every alias move is recorded as a tag on the model version that
-receives it (who, when, why, from which version), and a promoted version
-remembers the champion it replaced (tag ``leadready.promoted_from``), so
-:func:`rollback` can walk back one champion at a time.
-
-MLflow must already point at the right tracking server
-(``model.registry.configure``); the functions take the registered model name.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -57,22 +46,7 @@ ALIAS_MOVE_TAG = _registry.ALIAS_MOVE_TAG
 
 @dataclass(frozen=True)
 class GateDecision:
-    """The gate's answer: promote or not, and every check that led there.
-
-    One object tells the whole story, and every surface renders this object
-    (``leadready train`` / ``retrain``, the review UI's retrain result and
-    Models page, the MLflow run's ``gate/decision.json``, the alias-move audit):
-
-    * ``sets``: each gate set it was decided on (``training holdout``,
-      ``rep-verified``), with its size per head, each compared macro-F1 with a
-      bootstrap interval and the verdict (``better``, ``worse``, ``inside the
-      noise``), whether that set could refuse, and why the champion could not
-      be scored there when it could not;
-    * ``task_differences``: what makes the challenger a different task than
-      the champion (empty when it is the same task); ``forced`` when it was
-      promoted anyway;
-    * ``reasons``: every check, passed or failed, in words.
-    """
+    """The gate's answer: promote or not, and every check that led there."""
 
     promote: bool
     reasons: list[str] = field(default_factory=list)
@@ -202,32 +176,7 @@ def gate(
     can_refuse: Mapping[str, bool] | None = None,
     set_name: str | None = None,
 ) -> GateDecision:
-    """Decide whether a challenger may replace the champion.
-
-    Parameters
-    ----------
-    challenger_metrics, champion_metrics : dict
-        Outputs of :func:`training.evaluate.evaluate_heads` on the *same* gate
-        set. ``champion_metrics`` is None when there is no champion.
-    f1_tolerance : float, default 0.01
-        How far below the champion's macro-F1 a head may be.
-    recall_margin : float, default 0.05
-        How far below the champion's recall any class may drop.
-    comparisons : dict, optional
-        Head → :meth:`training.gate_stats.HeadComparison.to_dict` on the same
-        rows: a macro-F1 difference inside the noise is said so in the reasons.
-    can_refuse : dict, optional
-        Head → False when this set is too small to refuse on that head (a
-        failed check is then reported, not acted on).
-    set_name : str, optional
-        The set's name, prefixed to each reason.
-
-    Returns
-    -------
-    GateDecision
-        ``promote`` is True only if every check passes; ``reasons`` lists each
-        check, passed or failed, in words.
-    """
+    """Decide whether a challenger may replace the champion."""
     from training.evaluate import HEADS
 
     if not champion_metrics:
@@ -361,35 +310,7 @@ def move_alias(
     gate: str | None = None,
     forced: bool = False,
 ) -> AliasMove:
-    """Point ``alias`` at ``version`` (None deletes it) and record the move.
-
-    The record is a tag ``leadready.alias_move.<alias>.<UTC time>`` whose value
-    is the JSON of the :class:`AliasMove`, on the version that receives the
-    alias (or, when the alias is deleted, on the version that loses it).
-
-    Parameters
-    ----------
-    model_name : str
-        Registered model name.
-    alias : str
-        E.g. ``champion``, ``challenger``, ``previous_champion``.
-    version : str or None
-        The version to point at; None removes the alias.
-    by : str
-        Who moves it (a user name, or ``leadready train`` for the gate).
-    why : str
-        In words.
-    client : MlflowClient, optional
-    gate : str, optional
-        The gate's decision in one line (:meth:`GateDecision.summary`), when a
-        gate decided the move.
-    forced : bool
-        The move overrode the gate (e.g. ``--force`` over a task change).
-
-    Returns
-    -------
-    AliasMove
-    """
+    """Point ``alias`` at ``version`` (None deletes it) and record the move."""
     client = _client(client)
     before = current_version(model_name, alias, client=client)
     move = AliasMove(
@@ -441,30 +362,7 @@ def promote(
     gate: str | None = None,
     forced: bool = False,
 ) -> list[AliasMove]:
-    """Make ``version`` the champion; the current champion becomes ``previous_champion``.
-
-    Parameters
-    ----------
-    version : str or int
-        An existing version of ``model_name``.
-    model_name : str
-        Registered model name.
-    by, why : str
-        Recorded with each alias move.
-    client : MlflowClient, optional
-    gate, forced
-        Recorded with the champion's move (see :func:`move_alias`).
-
-    Returns
-    -------
-    list of AliasMove
-        The moves made (empty when ``version`` already is the champion).
-
-    Raises
-    ------
-    ValueError
-        If the version does not exist.
-    """
+    """Make ``version`` the champion; the current champion becomes ``previous_champion``."""
     client = _client(client)
     version = str(version)
     _check_version(model_name, version, client)
@@ -532,20 +430,7 @@ def rollback(
     why: str = "rolled back by hand",
     client: Any | None = None,
 ) -> list[AliasMove]:
-    """Point ``champion`` back at ``previous_champion``.
-
-    ``previous_champion`` then moves to the champion *that* version replaced
-    (if any), so repeated rollbacks walk back through the champions.
-
-    Returns
-    -------
-    list of AliasMove
-
-    Raises
-    ------
-    ValueError
-        If there is no previous champion.
-    """
+    """Point ``champion`` back at ``previous_champion``."""
     client = _client(client)
     previous = current_version(model_name, PREVIOUS_CHAMPION, client=client)
     if previous is None:
@@ -581,24 +466,7 @@ def rollback(
 
 @dataclass(frozen=True)
 class GateSet:
-    """Leads the gate compares on.
-
-    Attributes
-    ----------
-    name : str
-        ``training holdout`` or ``rep-verified``.
-    X : DataFrame
-        The challenger's feature rows, indexed by lead id.
-    y_stage, y_persona : Series or None
-        The labels.
-    champion_inputs : callable, optional
-        ``champion_inputs(champion) -> DataFrame``: the champion's own input
-        columns for the same leads (e.g. read again from the same table with
-        the champion's columns). Default: ``X``.
-    min_refuse : int
-        Below this many labelled leads of a head, the set reports the head's
-        checks but cannot refuse on them (0: it always can).
-    """
+    """Leads the gate compares on."""
 
     name: str
     X: pd.DataFrame
@@ -660,51 +528,7 @@ def run_gate(
     force: bool = False,
     seed: int = 0,
 ) -> tuple[GateDecision, dict[str, Any]]:
-    """Compare challenger and champion on the same leads, decide, move ``champion``.
-
-    Parameters
-    ----------
-    model_name : str
-        Registered model name.
-    challenger_version : str
-        The registered version under test.
-    X : DataFrame
-        The gate set's feature rows (e.g. the training holdout), indexed by lead id.
-    y_stage, y_persona : Series or None
-        The gate set's labels.
-    run_id : str, optional
-        The challenger's MLflow run: the decision, ``gate_*`` metrics and
-        ``gate/decision.json`` are logged there.
-    challenger : LeadReadinessModel, optional
-        The challenger in memory; loaded from the registry when omitted.
-    challenger_metrics : dict, optional
-        Ignored (kept for callers of earlier versions): the gate scores the
-        challenger itself, with the predictions its intervals need.
-    f1_tolerance, recall_margin : float
-        See :func:`gate`.
-    by : str
-        Recorded with the alias move.
-    client : MlflowClient, optional
-    set_name : str
-        The name of the set ``X`` is (``training holdout``, ``rep-verified``).
-    champion_inputs : callable, optional
-        ``champion_inputs(champion) -> DataFrame``: the champion's own inputs for
-        the leads of ``X`` (see :class:`GateSet`).
-    min_refuse : int
-        See :class:`GateSet`.
-    extra_sets : sequence of GateSet
-        More sets the decision is made on (each can refuse).
-    force : bool
-        Promote over a champion of another task (recorded in the audit).
-    seed : int
-        Seed of the bootstrap.
-
-    Returns
-    -------
-    (GateDecision, dict)
-        The decision and ``{"challenger": metrics, "champion": metrics or None}``
-        on the first set.
-    """
+    """Compare challenger and champion on the same leads, decide, move ``champion``."""
     from model.registry import load_model
     from training.gate_stats import compare_head
 
@@ -953,15 +777,7 @@ def inputs_from_table(
     max_rows: int | None = None,
     seed: int = 0,
 ) -> Callable[[Any], pd.DataFrame]:
-    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table.
-
-    When the champion reads only columns the challenger's rows already have,
-    those rows are used as they are. Otherwise the lead table is read again
-    with nothing excluded and the champion's feature settings, and the gate
-    leads' rows are taken from it (leads not in the table, such as leads added
-    by reps' corrections, keep their rows from ``fallback``); a column still
-    missing then is reported by the gate, which scores no champion on them.
-    """
+    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table."""
 
     def build(champion: Any) -> pd.DataFrame:
         import pandas as pd

@@ -1,65 +1,5 @@
 """Retrain with reps' corrections: base data + every lead's current rep label → challenger → gate.
-
-What goes in
-------------
-* **The base data**: the lead table (and events) the base model — by default the
-  current champion — was trained on, with the same columns and settings.
-  ``training.train`` logs its :class:`~training.train.TrainConfig` as the run
-  artifact ``training/config.json`` (and as parameters, for the UI), so
-  :func:`base_train_config` reads it back from the base version's run. Any of
-  the paths and columns can be overridden in :class:`RetrainConfig` (the files
-  moved, or the base model was registered by hand and has no such run). A
-  retrain run logs the same artifact, so retrains chain.
-* **Every lead's current rep label** (``Store.corrections_frame``): per lead and
-  field the newest correction row wins, and counts only when it leaves a rep's
-  label current (``is_rep_label``: a reclassify, a confirm, or an undo back to an
-  earlier rep label). The lead's row is the **feature snapshot of the prediction
-  the rep reviewed** (the newest such snapshot when the rep corrected both
-  fields at different times) with the rep's label replacing marketing's for the
-  corrected head; the other head keeps the base data's label. A corrected lead
-  that is not in the base data is added; one without a snapshot falls back to its
-  base feature row (or is skipped, and counted, when it has neither). Corrected
-  rows carry ``correction_weight`` (default 2.0) as their sample weight and are
-  passed as ``trusted``, so label-noise handling (``TrainConfig.label_noise``)
-  never prunes or down-weights them, and weighs them
-  (:data:`training.noise.TRUSTED_WEIGHT`) in its out-of-fold fits: marketing
-  labels that contradict the reps' labels of similar leads get a low
-  out-of-fold probability and are down-weighted, so a correction also cleans
-  the marketing labels that share its mistake (marketing's mistakes are partly
-  systematic). Its folds follow the lead id, so a retrain that changes a few
-  labels leaves the other rows' flags where they were. Weights and trust are
-  per row (one for both heads), so a lead whose stage was corrected also
-  weighs, and protects, its uncorrected persona label.
-
-The gate set
-------------
-The rep-verified leads whose id falls in the training holdout — the hash share
-:func:`training.dataset.holdout_mask` gives ``holdout_share`` (20%), the rows
-``training.train`` never fits on — are kept out of training and are the gate
-set: the challenger and the champion are compared on the reps' labels there.
-The choice depends on the lead id alone, so it is stable across retrains, is
-independent of the label (each class gets its share in expectation; the counts
-per class are logged) and, above all, takes only leads that *neither* model was
-trained on. A larger ``gate_share`` is allowed, but the leads it adds were in the
-champion's training data (with marketing's labels): on them the champion is
-scored in-sample, which favours it — on simulated data by about 0.13 stage
-macro-F1 — so the result notes it. Forcing every class into the gate set would
-have the same flaw, so strata are left to the hash. With fewer than
-``min_gate_leads`` leads in the gate set, no gate set is kept: every correction
-trains (those in the holdout are evaluated there with the rep's label) and the
-gate runs on the training holdout as ``leadready train`` does (reps' labels where
-they exist, marketing's elsewhere); the result says so.
-
-What comes out
---------------
-A new registered version with alias ``challenger`` (``training.train.train_on``:
-evaluation, baselines, plots and the model in an MLflow run), the corrections
-that went in logged to that run (parameters, ``corrections_*`` metrics by class,
-rep, reason, kind and source, ``corrections/summary.json`` and
-``corrections/used.csv``), and the gate decision
-(``training.promote.run_gate``). Serving processes follow the ``champion`` alias
-on their own, so a promoted challenger is served without a restart.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -117,61 +57,7 @@ CURRENT_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Settings of one retrain. Frozen: use ``dataclasses.replace`` to vary it.
-
-    Parameters
-    ----------
-    tracking_uri : str
-        MLflow tracking (and registry) URI.
-    artifact_root : Path, optional
-        Artifact folder of a local (SQLite) tracking store.
-    model_name : str
-        Registered model name.
-    base_version : str, optional
-        The version whose training run names the base data and settings;
-        default the current champion.
-    leads_path, events_path : Path, optional
-        Override the base run's lead table / events table.
-    id_col, stage_col, persona_col : str, optional
-        Override the base run's columns.
-    correction_weight : float, default 2.0
-        Sample weight of a corrected lead's row (base rows weigh 1).
-    gate_share : float, optional
-        Share (by id hash) of rep-verified leads kept out of training as the
-        gate set; default the base run's training holdout share (see the module
-        notes for why).
-    min_gate_leads : int, default 20
-        Below this many gate leads, no gate set is kept (see the module notes).
-    gate : bool, default True
-        Run the promotion gate.
-    f1_tolerance, recall_margin : float, optional
-        Gate settings; default the base run's.
-    seed : int, optional
-        Classifier seed; default the base run's.
-    actor : str
-        Recorded with alias moves and as the run's actor.
-    run_name : str, optional
-        MLflow run name (default ``retrain <n> corrections``).
-    min_refuse_leads : int, default 100
-        Fewest rep-verified gate leads of a head before they alone can refuse
-        a challenger: below it their comparison is reported (with its wide
-        interval) and the training holdout, compared too, decides.
-    force : bool
-        Let the gate promote over a champion of another task (recorded).
-    label_trust : bool, default True
-        Weigh each rep's labels by measured agreement on multiply-reviewed
-        leads and down-weight marketing labels the model of corrections doubts
-        (:mod:`training.label_trust`; logged to MLflow).
-    soft_relabel : float or None, default 0.8
-        With label trust on: split marketing labels the model of corrections
-        says are wrong with at least this probability ``p`` into marketing's
-        label at weight ``1 - p`` and the predicted rep label as an extra row
-        at weight ``p`` (:func:`training.label_trust.soft_relabel`; soft
-        labels, never rep labels; every one logged to MLflow). None:
-        down-weight them instead (``max(0.1, 1 - p)``). Chosen by measurement
-        (``bench/results/review_rounds_ar.md``: +0.060 stage macro-F1 after
-        500 corrections against +0.043 down-weighted, mean of 5 seeds).
-    """
+    """Settings of one retrain. Frozen: use ``dataclasses.replace`` to vary it."""
 
     tracking_uri: str
     artifact_root: Path | None = None
@@ -209,31 +95,7 @@ class RetrainConfig:
 
 @dataclass(frozen=True)
 class CorrectionSummary:
-    """Which corrections went into a retrain.
-
-    Attributes
-    ----------
-    n_labels : int
-        Current rep labels (lead × field) found in the store.
-    n_leads : int
-        Leads with at least one current rep label.
-    n_training, n_gate : int
-        Corrected leads whose row went into training / into the gate set.
-    n_new_leads : int
-        Corrected leads that are not in the base data (added rows).
-    n_changed : dict
-        Per head, rep labels that differ from the base data's label.
-    skipped : dict
-        Leads or labels left out, by why.
-    by_class, by_rep, by_reason, by_kind, by_source : dict
-        Counts of the labels used (``by_class`` per head, then label).
-    gate_by_class : dict
-        Per head and label, how many of them are in the gate set.
-    gate_share : float
-        The gate share used.
-    correction_ids : tuple of int
-        The correction rows used (training and gate).
-    """
+    """Which corrections went into a retrain."""
 
     n_labels: int = 0
     n_leads: int = 0
@@ -294,26 +156,7 @@ class CorrectionSummary:
 
 @dataclass(frozen=True)
 class RetrainSet:
-    """The training set of a retrain, its weights and the gate set.
-
-    Attributes
-    ----------
-    training : TrainingSet
-        Base rows and corrected rows (gate leads removed); a ``label_source``
-        slice says ``rep`` or ``marketing`` per lead.
-    sample_weight : ndarray of shape (n_training,)
-        1 for base rows, ``correction_weight`` for corrected rows.
-    corrected : ndarray of bool, shape (n_training,)
-        Which training rows carry a rep label.
-    gate : TrainingSet or None
-        The rep-verified gate set: snapshot rows with the reps' labels only
-        (None for a head the rep did not label); None when no gate set is kept.
-    used : DataFrame
-        The correction rows used, with ``role`` = ``training`` or ``gate``.
-    summary : CorrectionSummary
-    notes : tuple of str
-        What a person should know about this set, in words.
-    """
+    """The training set of a retrain, its weights and the gate set."""
 
     training: TrainingSet
     sample_weight: np.ndarray
@@ -359,29 +202,7 @@ class RetrainResult:
 def base_train_config(
     config: RetrainConfig, logged: Mapping[str, Any] | None, *, base_version: str | None = None
 ) -> TrainConfig:
-    """The training settings of the base run, with the retrain's overrides.
-
-    Parameters
-    ----------
-    config : RetrainConfig
-    logged : mapping, optional
-        The base version's run's :data:`~training.train.CONFIG_ARTIFACT`
-        (``TrainConfig.to_dict()``; None when there is no such run or artifact).
-    base_version : str, optional
-        For messages.
-
-    Returns
-    -------
-    TrainConfig
-        ``gate`` is False (the retrain runs its own gate), tracking and the
-        model name are the retrain's.
-
-    Raises
-    ------
-    ValueError
-        No lead table is known (neither logged nor given), no label column, or
-        a logged setting cannot be read.
-    """
+    """The training settings of the base run, with the retrain's overrides."""
     values: dict[str, Any] = dict(logged or {})
     overrides = {
         "leads_path": config.leads_path,
@@ -426,10 +247,7 @@ def base_train_config(
 
 
 def _logged_config(client: Any, model_name: str, version: str) -> dict[str, Any] | None:
-    """The :data:`~training.train.CONFIG_ARTIFACT` of a version's run, or None.
-
-    Runs logged before the artifact existed (settings only as text parameters)
-    give None: the retrain then needs the base data named (``--leads`` ...)."""
+    """The :data:`~training.train.CONFIG_ARTIFACT` of a version's run, or None."""
     import mlflow
 
     run_id = client.get_model_version(model_name, version).run_id
@@ -500,28 +318,7 @@ def build_retrain_set(
     holdout_share: float = 0.2,
     min_gate_leads: int = 20,
 ) -> RetrainSet:
-    """Combine the base training set with reps' current labels, and split off the gate set.
-
-    Parameters
-    ----------
-    base : TrainingSet
-        The base data (``load_training_table``).
-    corrections : DataFrame
-        :func:`current_corrections` output (or the same columns).
-    correction_weight : float, default 2.0
-        Sample weight of corrected rows.
-    gate_share : float, optional
-        Share (by id hash) of rep-verified leads in the gate set; default
-        ``holdout_share``.
-    holdout_share : float, default 0.2
-        The training holdout share ``train_on`` will use.
-    min_gate_leads : int, default 20
-        Below this many gate leads, no gate set is kept.
-
-    Returns
-    -------
-    RetrainSet
-    """
+    """Combine the base training set with reps' current labels, and split off the gate set."""
     notes: list[str] = []
     heads = [h for h in HEADS if base.labels(h) is not None]
     skipped: Counter[str] = Counter()
@@ -828,29 +625,7 @@ def retrain(
     progress: Progress | None = None,
     console: Console | None = None,
 ) -> RetrainResult:
-    """Train a challenger on the base data plus reps' corrections, log it, gate it.
-
-    Parameters
-    ----------
-    config : RetrainConfig
-    store : Store
-        Where the corrections and the predictions' feature snapshots are.
-    progress : callable, optional
-        ``progress(step, fraction)`` at each step (the review UI's retrain
-        button shows it).
-    console : rich.console.Console, optional
-        Passed to ``train_on`` for its own step output (leave None under a
-        live progress display).
-
-    Returns
-    -------
-    RetrainResult
-
-    Raises
-    ------
-    ValueError
-        The base data cannot be found or read (message says what to pass).
-    """
+    """Train a challenger on the base data plus reps' corrections, log it, gate it."""
     from mlflow import MlflowClient
 
     from model.registry import configure

@@ -1,23 +1,5 @@
 """Train a lead-readiness model on a lead table, log it to MLflow, register it, gate it.
-
-:func:`train` is what ``leadready train`` runs:
-
-1. read the table (and events) into a :class:`~training.dataset.TrainingSet`;
-2. hold out the leads whose id hashes into the holdout share
-   (:func:`~training.dataset.holdout_mask`): the same leads on every run, so a
-   champion was never trained on the rows it is compared on;
-3. fit the two-head classifier on the rest and package it with its feature and
-   routing settings (:class:`model.package.LeadReadinessModel`);
-4. evaluate it on the holdout next to a majority-class and a logistic-regression
-   baseline trained on the same split (metrics per head, per class, per slice,
-   confusion matrices, reliability diagrams);
-5. log parameters, metrics, plots, the data sets (``mlflow.data``) and the model
-   to MLflow, register it as a new version with alias ``challenger``;
-6. run the promotion gate (:func:`training.promote.run_gate`) on the holdout.
-
-:func:`train_on` does steps 2–6 for a training set built elsewhere (retraining
-with reps' corrections builds its own).
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -65,93 +47,7 @@ CONFIG_ARTIFACT = "training/config.json"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs. Frozen: use ``dataclasses.replace`` to vary it.
-
-    Parameters
-    ----------
-    leads_path : Path
-        The lead table (CSV, Parquet, JSON Lines), one row a lead.
-    tracking_uri : str
-        MLflow tracking (and registry) URI.
-    artifact_root : Path, optional
-        Where artifacts go for a local (SQLite) tracking store.
-    events_path : Path, optional
-        An events table; engagement features are built from it.
-    id_col, stage_col, persona_col : str
-        Columns of the lead table; at least one label column.
-    exclude : tuple of str
-        Columns that must not become features.
-    as_of : datetime, optional
-        Reference time of engagement features (default: the last event).
-    slice_cols : tuple of str
-        Columns metrics are also reported by, when present.
-    holdout_share : float
-        Share of leads held out (by id hash) for evaluation and the gate.
-    seed : int
-        Random state of the classifier and the baselines (and of the sample
-        of a table bigger than ``max_rows``).
-    max_rows : int, optional
-        Bound on the leads held in memory: a bigger CSV or Parquet table is
-        streamed and a uniform random sample of ``max_rows`` rows trained on
-        (see ``training.dataset.load_training_table``). None: the whole table.
-    n_estimators, learning_rate, num_leaves : LightGBM settings per head.
-        ``n_estimators`` is the most boosting rounds: each head stops early on its
-        calibration rows. At 0.1 (was 0.05) the heads keep about half the trees
-        with the same macro-F1 against the simulator's truth (bench.quality,
-        seeds 1–3), so serving, reasons and bulk scoring do half the work.
-    num_threads : int
-        LightGBM threads. One by default: on a machine shared with other work,
-        OpenMP threads that wait for each other spin and make training many
-        times slower; raise it on a dedicated machine.
-    label_noise : {"none", "prune", "reweight"}
-        What to do with training labels that confident learning flags as
-        probably wrong (:mod:`training.noise`): keep them (``none``), drop them
-        from their head (``prune``) or down-weight them (``reweight``, the
-        default). Against the simulator's truth (``python -m bench.quality``,
-        seeds 2–6) reweighting raised persona macro-F1 by about 0.01 and stage
-        by about 0.005; pruning raised persona by about 0.02 but lowered stage
-        by about 0.01. It costs about half again the fitting CPU (2 folds of
-        40 trees per head: ~12 s CPU on 80,000 training leads).
-    cv_folds : int
-        Cross-fitting folds of each head (``HeadClassifier(cv_folds=...)``): every
-        training row is boosted on, early stopping and calibration use out-of-fold
-        logits instead of a carved-out fifth. 0: the carved-out slice (v0.1).
-        Measured on the real tables (``python -m bench.quality_real``).
-    decision : {"argmax", "macro_f1"}
-        How each head picks its label from its calibrated probabilities
-        (``HeadClassifier(decision=...)``): per-class weights tuned for macro-F1 on
-        out-of-fold probabilities (default), or the most probable label.
-    family : {"auto", "lightgbm", "linear", "blend"}
-        Each head's model family (``HeadClassifier(family=...)``): ``auto``
-        (default) picks LightGBM, a regularised logistic regression or their
-        blend per head by out-of-fold macro-F1 on the cross-fitting folds; the
-        scores of every candidate are printed and logged (``procedure_*``).
-    sales_ready : tuple of str, optional
-        Stage labels that count as sales-ready (inferred from the labels when None).
-    sales_threshold, review_margin, min_confidence : float
-        Routing thresholds (see ``model.routing.RoutingConfig``).
-    nurture_personas : tuple of str
-        Personas never routed to sales.
-    model_name : str
-        Registered model name.
-    gate : bool
-        Run the promotion gate after registering.
-    f1_tolerance, recall_margin : float
-        Gate settings (see ``training.promote.gate``).
-    actor : str
-        Recorded with alias moves.
-    run_name : str, optional
-        MLflow run name (default ``train <table> <UTC date>``).
-    force : bool
-        Let the gate promote over a champion of another task (recorded).
-    compile : bool
-        Also compile each head's trees to native code (lleaves) and log them
-        beside the model (``model.pyfunc.Precompiled``, while the run logs the rest), checked
-        against LightGBM on ``COMPILE_CHECK_ROWS`` training rows. Serving and
-        ``leadready score`` then score about five times faster where the code
-        loads and stays equal to LightGBM to 1e-9 (else LightGBM scores). Costs
-        about 20 s per head of 800 trees at training time.
-    """
+    """Everything one training run needs. Frozen: use ``dataclasses.replace`` to vary it."""
 
     leads_path: Path
     tracking_uri: str
@@ -292,29 +188,7 @@ def fit_lead_model(
     metadata: dict[str, Any] | None = None,
     trusted: Sequence[bool] | None = None,
 ) -> LeadReadinessModel:
-    """Fit the two-head classifier on a training set and package it.
-
-    Parameters
-    ----------
-    train_set : TrainingSet
-        The rows to fit on (each head on the rows with its label).
-    config : TrainConfig
-        LightGBM and routing settings.
-    feature_config : FeatureConfig, optional
-        The feature settings the set was built with (default ``FeatureConfig()``);
-        carried by the model so serving builds the same features.
-    sample_weight : sequence of float, optional
-        One weight per row of ``train_set``.
-    metadata : dict, optional
-        Stored in the model.
-    trusted : sequence of bool, optional
-        Rows with verified labels (reps' corrections), never pruned or
-        down-weighted by ``config.label_noise``.
-
-    Returns
-    -------
-    LeadReadinessModel
-    """
+    """Fit the two-head classifier on a training set and package it."""
     from model.classifier import HeadClassifier, TwoHeadClassifier
     from model.features import FeatureConfig
     from model.package import LeadReadinessModel
@@ -371,13 +245,7 @@ def fit_lead_model(
 def _per_head_rows(
     X: Any, noise: LabelNoiseResult, weight: np.ndarray | None
 ) -> tuple[Any, np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """The rows stacked once per head, so each head gets its own row weights.
-
-    ``TwoHeadClassifier`` takes one weight per row for both heads; the stage
-    copy carries only the stage label and the persona copy only the persona
-    label, so each head fits on exactly its own labelled rows (same order,
-    same calibration split) with its own weights.
-    """
+    """The rows stacked once per head, so each head gets its own row weights."""
     import pandas as pd
 
     n = len(X)
@@ -397,26 +265,7 @@ def _per_head_rows(
 def train(
     config: TrainConfig, *, console: Console | None = None, notices: Console | None = None
 ) -> TrainResult:
-    """Read the lead table named in ``config`` and run :func:`train_on` on it.
-
-    Parameters
-    ----------
-    config : TrainConfig
-    console : rich.console.Console, optional
-        Where progress is shown; silent when None.
-    notices : rich.console.Console, optional
-        Where a sampled table is announced (default: ``console``).
-
-    Returns
-    -------
-    TrainResult
-
-    Raises
-    ------
-    ValueError
-        Bad input (see :func:`training.dataset.load_training_table`), or a
-        holdout without labels.
-    """
+    """Read the lead table named in ``config`` and run :func:`train_on` on it."""
     steps = _Steps(console)
     with steps.step(
         "read_features_s", f"reading {Path(config.leads_path).name} and building features"
@@ -492,28 +341,7 @@ def train_on(
     trusted: Sequence[bool] | None = None,
     _steps: _Steps | None = None,
 ) -> TrainResult:
-    """Split, fit, evaluate, log, register and gate a training set.
-
-    Parameters
-    ----------
-    training_set : TrainingSet
-        Features and labels of every lead (held-out ones included).
-    config : TrainConfig
-        Settings; its path and column fields are only logged.
-    console : rich.console.Console, optional
-        Where progress is shown.
-    sample_weight : sequence of float, optional
-        One weight per lead of ``training_set`` (held-out weights are ignored).
-    extra_params : dict, optional
-        More MLflow parameters (e.g. how many corrections were applied).
-    trusted : sequence of bool, optional
-        One flag per lead of ``training_set``: verified labels (reps'
-        corrections) that label-noise handling must keep as they are.
-
-    Returns
-    -------
-    TrainResult
-    """
+    """Split, fit, evaluate, log, register and gate a training set."""
     import mlflow
 
     from model.pyfunc import Precompiled, log_model
@@ -703,15 +531,7 @@ def train_on(
 
 @contextmanager
 def _tracked_run(run_name: str | None) -> Iterator[Any]:
-    """``mlflow.start_run`` whose run ends KILLED when Ctrl-C or a stop hits it.
-
-    MLflow ends a run left by any exception as FAILED, and a stop that lands
-    while ``start_run`` is still setting the run up leaves it RUNNING forever. Here
-    SIGINT and SIGTERM wait until the run is set up (``_stops_deferred``); a
-    ``KeyboardInterrupt`` or ``SystemExit`` (``leadready train`` turns SIGTERM into
-    one) then ends it KILLED — stopped, not broken. Only ``kill -9`` still leaves a
-    RUNNING run behind: it gives the process no chance to say anything.
-    """
+    """``mlflow.start_run`` whose run ends KILLED when Ctrl-C or a stop hits it."""
     import mlflow
 
     run = None
@@ -740,13 +560,7 @@ _stop_requested: list[int] = []
 
 
 def request_stop(code: int) -> None:
-    """Note that the process was told to stop (call it from a signal handler, then raise).
-
-    An exception raised by a signal handler is lost when the handler happens to
-    run inside a garbage-collector callback or ``__del__`` (Python prints
-    "Exception ignored" and goes on). A run that reaches its end with a stop
-    noted is ended KILLED and ``SystemExit(code)`` is raised then.
-    """
+    """Note that the process was told to stop (call it from a signal handler, then raise)."""
     _stop_requested.append(int(code))
 
 
