@@ -825,42 +825,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> HeadClassifier:
         """Fit encoder, booster and calibrator."""
-        if self.calibration not in ("auto", "temperature", "isotonic", "none"):
-            raise ValueError(
-                f"calibration must be auto, temperature, isotonic or none, got {self.calibration!r}"
-            )
-        if self.class_weight not in ("balanced", None):
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
-        if self.family not in _FAMILIES:
-            raise ValueError(f"family must be auto, lightgbm, linear or blend, got {self.family!r}")
-        frame, _ = _as_frame(X)
-        y_raw = column_or_1d(np.asarray(y), warn=True)
-        if len(y_raw) != len(frame):
-            raise ValueError(f"X has {len(frame)} rows but y has {len(y_raw)}")
-        labels = normalize_labels(y_raw)
-        if any(v is None for v in labels):
-            raise ValueError("y contains missing labels; drop those rows first")
-        if y_raw.dtype.kind == "f":
-            assert_all_finite(y_raw, input_name="y")
-            check_classification_targets(y_raw)  # rejects a continuous target
-        self.classes_ = np.asarray(sorted(set(labels)), dtype=object)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"need at least 2 classes to train, got one class: {self.classes_[0]!r}"
-            )
-        y_index = np.searchsorted(self.classes_.astype(str), labels.astype(str))
-        weight = (
-            np.ones(len(labels))
-            if sample_weight is None
-            else np.asarray(sample_weight, dtype=float).reshape(-1)
-        )
-        if weight.shape[0] != len(labels):
-            raise ValueError(f"sample_weight has {weight.shape[0]} rows, X has {len(labels)}")
-        if np.any(weight < 0):
-            raise ValueError("sample_weight must be non-negative")
-        if weight.sum() <= 0:
-            raise ValueError("Sample weights must contain at least one non-zero number.")
-
+        frame, labels, y_index, weight = self._fit_inputs(X, y, sample_weight)
         self.encoder_ = TableEncoder(
             max_categories=self.max_categories, max_text_tokens=self.max_text_tokens
         ).fit(frame, labels)
@@ -914,6 +879,48 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
                 self.calibrator_.transform(raw + self.logit_shift_), y_index[held], weight[held]
             )
         return self
+
+    def _fit_inputs(
+        self, X: Any, y: Any, sample_weight: Any
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+        """Check the settings and inputs of :meth:`fit`; set ``classes_``. Returns (the
+        table, the normalised labels, each row's class index, each row's weight)."""
+        if self.calibration not in ("auto", "temperature", "isotonic", "none"):
+            raise ValueError(
+                f"calibration must be auto, temperature, isotonic or none, got {self.calibration!r}"
+            )
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+        if self.family not in _FAMILIES:
+            raise ValueError(f"family must be auto, lightgbm, linear or blend, got {self.family!r}")
+        frame, _ = _as_frame(X)
+        y_raw = column_or_1d(np.asarray(y), warn=True)
+        if len(y_raw) != len(frame):
+            raise ValueError(f"X has {len(frame)} rows but y has {len(y_raw)}")
+        labels = normalize_labels(y_raw)
+        if any(v is None for v in labels):
+            raise ValueError("y contains missing labels; drop those rows first")
+        if y_raw.dtype.kind == "f":
+            assert_all_finite(y_raw, input_name="y")
+            check_classification_targets(y_raw)  # rejects a continuous target
+        self.classes_ = np.asarray(sorted(set(labels)), dtype=object)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"need at least 2 classes to train, got one class: {self.classes_[0]!r}"
+            )
+        y_index = np.searchsorted(self.classes_.astype(str), labels.astype(str))
+        weight = (
+            np.ones(len(labels))
+            if sample_weight is None
+            else np.asarray(sample_weight, dtype=float).reshape(-1)
+        )
+        if weight.shape[0] != len(labels):
+            raise ValueError(f"sample_weight has {weight.shape[0]} rows, X has {len(labels)}")
+        if np.any(weight < 0):
+            raise ValueError("sample_weight must be non-negative")
+        if weight.sum() <= 0:
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return frame, labels, y_index, weight
 
     def _folds(self, index: pd.Index, y_index: np.ndarray) -> np.ndarray | None:
         """Fold number per row for cross-fitting, or None (too few rows: the slice)."""
@@ -986,6 +993,31 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             candidates["blend"] = 0.5 * (oof + linear_oof)
             if self.family != "auto":
                 candidates = {self.family: candidates[self.family]}
+        chosen, scores, proba = self._choose_family(Z, y_index, weight, halves, candidates)
+        self.family_ = chosen
+        self.linear_ = linear if chosen in ("linear", "blend") else None
+        self.cv_ = {
+            "folds": K,
+            "fold_rounds": rounds,
+            "rounds": n_rounds,
+            "oof_macro_f1": _macro_f1(y_index, proba.argmax(axis=1), k, weight),
+            "oof_log_loss": _log_loss(proba, y_index, weight),
+            "family": chosen,
+            "families": scores,
+            "linear": linear_report,
+        }
+
+    def _choose_family(
+        self,
+        Z: np.ndarray,
+        y_index: np.ndarray,
+        weight: np.ndarray,
+        halves: np.ndarray,
+        candidates: Mapping[str, np.ndarray],
+    ) -> tuple[str, dict[str, dict[str, float]], np.ndarray]:
+        """Calibrate and tune the decision of every candidate's out-of-fold logits; keep the
+        best by decided macro-F1 (ties within ``_FAMILY_TIE`` go to the lower log loss).
+        Returns (its name, every candidate's scores, its out-of-fold probabilities)."""
         scores: dict[str, dict[str, float]] = {}
         states: dict[str, tuple[Any, ...]] = {}
         for name, raw in candidates.items():
@@ -1006,18 +1038,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         chosen = min(tied, key=lambda n: (scores[n]["log_loss"], list(scores).index(n)))
         (self.calibrator_, self.calibration_, self.decision_, self.decision_weights_,
          proba) = states[chosen]  # fmt: skip
-        self.family_ = chosen
-        self.linear_ = linear if chosen in ("linear", "blend") else None
-        self.cv_ = {
-            "folds": K,
-            "fold_rounds": rounds,
-            "rounds": n_rounds,
-            "oof_macro_f1": _macro_f1(y_index, proba.argmax(axis=1), k, weight),
-            "oof_log_loss": _log_loss(proba, y_index, weight),
-            "family": chosen,
-            "families": scores,
-            "linear": linear_report,
-        }
+        return chosen, scores, proba
 
     def _fit_decision(self, proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray) -> None:
         k = len(self.classes_)

@@ -194,66 +194,90 @@ def gate(
             reasons.append(f"{where}{text}")
 
     for head in HEADS:
-        champ = champion_metrics.get(head)
-        chall = challenger_metrics.get(head)
-        if not champ or champ.get("n", 0) == 0:
-            if chall and chall.get("n", 0) and not chall.get("missing_head"):
-                reasons.append(f"{where}{head}: the champion has no {head} head to compare with")
-            continue
-        if champ.get("missing_head"):
-            reasons.append(f"{where}{head}: the champion has no {head} head; nothing to match")
-            continue
-        if not chall or chall.get("missing_head") or chall.get("n", 0) == 0:
-            ok = False
-            reasons.append(
-                f"{where}{head}: the challenger has no {head} head but the champion has one"
-            )
-            continue
-        if chall["n"] != champ["n"]:
-            ok = False
-            reasons.append(
-                f"{where}{head}: not evaluated on the same rows "
-                f"(challenger {chall['n']}, champion {champ['n']})"
-            )
-            continue
         comp = (comparisons or {}).get(head) or {}
-        noise = ""
-        interval = comp.get("difference_interval")
-        if interval:
-            lo, hi = interval
-            inside = lo <= 0.0 <= hi
-            noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + (
-                "inside the noise" if inside else "outside the noise"
+        findings = _head_findings(
+            head,
+            challenger_metrics.get(head),
+            champion_metrics.get(head),
+            comp,
+            f1_tolerance=f1_tolerance,
+            recall_margin=recall_margin,
+        )
+        for kind, text in findings:
+            if kind == "check":
+                fail(head, text)
+            else:
+                ok = ok and kind != "refuse"
+                reasons.append(f"{where}{text}")
+    return GateDecision(ok, reasons)
+
+
+def _head_findings(
+    head: str,
+    chall: Mapping[str, Any] | None,
+    champ: Mapping[str, Any] | None,
+    comp: Mapping[str, Any],
+    *,
+    f1_tolerance: float,
+    recall_margin: float,
+) -> list[tuple[str, str]]:
+    """What the gate finds on one head, in order: ``("ok", text)`` says, ``("refuse", text)``
+    refuses, ``("check", text)`` refuses unless the set has too few leads to refuse on."""
+    if not champ or champ.get("n", 0) == 0:
+        if chall and chall.get("n", 0) and not chall.get("missing_head"):
+            return [("ok", f"{head}: the champion has no {head} head to compare with")]
+        return []
+    if champ.get("missing_head"):
+        return [("ok", f"{head}: the champion has no {head} head; nothing to match")]
+    if not chall or chall.get("missing_head") or chall.get("n", 0) == 0:
+        return [("refuse", f"{head}: the challenger has no {head} head but the champion has one")]
+    if chall["n"] != champ["n"]:
+        return [
+            (
+                "refuse",
+                f"{head}: not evaluated on the same rows "
+                f"(challenger {chall['n']}, champion {champ['n']})",
             )
-        f1_new, f1_old = chall["macro_f1"], champ["macro_f1"]
-        if f1_new < f1_old - f1_tolerance:
-            fail(
-                head,
+        ]
+    noise = ""
+    interval = comp.get("difference_interval")
+    if interval:
+        lo, hi = interval
+        inside = lo <= 0.0 <= hi
+        noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + (
+            "inside the noise" if inside else "outside the noise"
+        )
+    findings = []
+    f1_new, f1_old = chall["macro_f1"], champ["macro_f1"]
+    if f1_new < f1_old - f1_tolerance:
+        findings.append(
+            (
+                "check",
                 f"{head}: macro-F1 {f1_new:.3f} is below the champion's {f1_old:.3f} "
                 f"by more than {f1_tolerance:.3f}{noise}",
             )
-        else:
-            reasons.append(
-                f"{where}{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
-                f"(tolerance {f1_tolerance:.3f}){noise}: ok"
+        )
+    else:
+        findings.append(
+            (
+                "ok",
+                f"{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
+                f"(tolerance {f1_tolerance:.3f}){noise}: ok",
             )
-        drops = []
-        for label, old in champ.get("per_class", {}).items():
-            if old.get("support", 0) == 0:
-                continue
-            new = chall.get("per_class", {}).get(label, {}).get("recall", 0.0)
-            if new < old["recall"] - recall_margin:
-                drops.append(f"{label!r} {old['recall']:.3f} → {new:.3f}")
-        if drops:
-            fail(
-                head,
-                f"{head}: recall drops by more than {recall_margin:.3f} for " + ", ".join(drops),
-            )
-        else:
-            reasons.append(
-                f"{where}{head}: no class's recall drops by more than {recall_margin:.3f}"
-            )
-    return GateDecision(ok, reasons)
+        )
+    drops = []
+    for label, old in champ.get("per_class", {}).items():
+        if old.get("support", 0) == 0:
+            continue
+        new = chall.get("per_class", {}).get(label, {}).get("recall", 0.0)
+        if new < old["recall"] - recall_margin:
+            drops.append(f"{label!r} {old['recall']:.3f} → {new:.3f}")
+    if drops:
+        text = f"{head}: recall drops by more than {recall_margin:.3f} for " + ", ".join(drops)
+        findings.append(("check", text))
+    else:
+        findings.append(("ok", f"{head}: no class's recall drops by more than {recall_margin:.3f}"))
+    return findings
 
 
 # -- the registry ----------------------------------------------------------------------
@@ -530,7 +554,6 @@ def run_gate(
 ) -> tuple[GateDecision, dict[str, Any]]:
     """Compare challenger and champion on the same leads, decide, move ``champion``."""
     from model.registry import load_model
-    from training.gate_stats import compare_head
 
     client = _client(client)
     challenger_version = str(challenger_version)
@@ -538,105 +561,24 @@ def run_gate(
         challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
     sets = [GateSet(set_name, X, y_stage, y_persona, champion_inputs, min_refuse), *extra_sets]
     champion_version = current_version(model_name, CHAMPION, client=client)
-    champion = None
-    reasons: list[str] = []
-    promote_it = True
-    forced = False
-    differences: list[str] = []
-    input_changes: dict[str, list[str]] = {}
-    if champion_version == challenger_version:
-        promote_it = False
-        reasons.append("this version already is the champion")
-        champion_version_for_scores = None
-    else:
-        champion_version_for_scores = champion_version
-    if champion_version_for_scores is not None:
-        champion, _ = load_model(f"models:/{model_name}/{champion_version}")
-        differences = champion.task.differences(challenger.task)
-        input_changes = champion.task.input_changes(challenger.task)
-        if differences and not force:
-            promote_it = False
-            reasons.append(
-                f"the challenger (version {challenger_version}) does another task than the "
-                f"champion (version {champion_version}) of {model_name!r}: "
-                + "; ".join(differences)
-                + ". Register it under its own name (--model-name NAME or "
-                "LEADREADY_MODEL_NAME=NAME), or replace the champion's task on purpose "
-                "with --force (recorded in the alias history)"
-            )
-        elif differences:
-            forced = True
-            reasons.append("forced over a task change (--force): " + "; ".join(differences))
-    elif champion_version is None:
-        reasons.append("no champion yet: the first version is promoted")
-
+    check = _task_check(model_name, challenger, challenger_version, champion_version, force)
+    champion, differences = check.champion, check.differences
+    promote_it, reasons = check.promote, list(check.reasons)
     rendered_sets: list[dict[str, Any]] = []
     first_metrics: dict[str, Any] = {"challenger": None, "champion": None}
-    comparable = champion is not None and not differences
     for position, gate_set in enumerate(sets):
-        chall_metrics, chall_labels = _predict(challenger, gate_set.X, gate_set)
-        sizes = {h: int(m.get("n", 0)) for h, m in chall_metrics.items()}
-        entry: dict[str, Any] = {
-            "name": gate_set.name,
-            "sizes": sizes,
-            "min_refuse": gate_set.min_refuse,
-            "can_refuse": {h: n >= gate_set.min_refuse for h, n in sizes.items()},
-            "champion_scored": False,
-            "note": None,
-            "heads": [],
-        }
-        champ_metrics: dict[str, Any] | None = None
-        champ_labels: dict[str, Any] = {}
-        if comparable:
-            frame = (
-                gate_set.champion_inputs(champion)
-                if gate_set.champion_inputs is not None
-                else gate_set.X
-            )
-            missing = _missing_inputs(champion, frame) if frame is not None else ["(all)"]
-            if missing:
-                shown = ", ".join(repr(c) for c in missing[:10])
-                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                entry["note"] = (
-                    f"the champion (version {champion_version}) needs input columns these "
-                    f"leads do not have ({shown}{more}): it cannot be scored on them, so no "
-                    "champion score is computed"
-                )
-                promote_it = False
-                reasons.append(
-                    f"{gate_set.name}: {entry['note']}; compare by hand (leadready evaluate) "
-                    f"and promote with `leadready promote {challenger_version}` if it is better"
-                )
-            else:
-                champ_frame = frame.reindex(gate_set.X.index)
-                champ_metrics, champ_labels = _predict(champion, champ_frame, gate_set)
-                entry["champion_scored"] = True
-        for head, pred in chall_labels.items():
-            truth = gate_set.labels(head).to_numpy(dtype=object)
-            comp = compare_head(head, truth, pred, champ_labels.get(head), seed=seed + position)
-            if differences:
-                comp = replace(comp, verdict="not compared: the champion does another task")
-            elif champion is not None and not entry["champion_scored"]:
-                comp = replace(comp, verdict="not compared: the champion cannot be scored here")
-            entry["heads"].append(comp.to_dict())
-        if champ_metrics is not None:
-            verdict = gate(
-                chall_metrics,
-                champ_metrics,
-                f1_tolerance=f1_tolerance,
-                recall_margin=recall_margin,
-                comparisons={c["head"]: c for c in entry["heads"]},
-                can_refuse=entry["can_refuse"],
-                set_name=gate_set.name,
-            )
-            promote_it = promote_it and verdict.promote
-            reasons.extend(verdict.reasons)
-            small = [h for h, ok in entry["can_refuse"].items() if not ok]
-            if small:
-                entry["note"] = (
-                    f"fewer than {gate_set.min_refuse} labelled leads for {', '.join(small)}: "
-                    "reported, but these leads alone cannot refuse the challenger"
-                )
+        entry, chall_metrics, champ_metrics, verdict = _gate_set(
+            gate_set,
+            challenger,
+            champion if not differences else None,
+            names=(challenger_version, champion_version),
+            differences=differences,
+            f1_tolerance=f1_tolerance,
+            recall_margin=recall_margin,
+            seed=seed + position,
+        )
+        promote_it = promote_it and verdict.promote
+        reasons.extend(verdict.reasons)
         if position == 0:
             first_metrics = {"challenger": chall_metrics, "champion": champ_metrics}
         rendered_sets.append(entry)
@@ -649,12 +591,12 @@ def run_gate(
         model_name=model_name,
         sets=rendered_sets,
         task_differences=differences,
-        input_changes=input_changes,
-        forced=forced,
+        input_changes=check.input_changes,
+        forced=check.forced,
         at=_now(),
     )
     if decision.promote:
-        why = "passed the promotion gate" if not forced else "forced over a task change"
+        why = "passed the promotion gate" if not check.forced else "forced over a task change"
         promote(
             challenger_version,
             model_name=model_name,
@@ -662,12 +604,142 @@ def run_gate(
             why=f"{why} (run {run_id})" if run_id else why,
             client=client,
             gate=decision.summary(),
-            forced=forced,
+            forced=check.forced,
         )
     _tag_version(client, model_name, challenger_version, decision)
     if run_id is not None:
         _log_gate(client, run_id, decision, first_metrics["challenger"], first_metrics["champion"])
     return decision, first_metrics
+
+
+@dataclass(frozen=True)
+class _TaskCheck:
+    """Whether the champion does the challenger's task, before any scoring."""
+
+    champion: Any | None
+    promote: bool
+    reasons: tuple[str, ...]
+    differences: list[str]
+    input_changes: dict[str, list[str]]
+    forced: bool
+
+
+def _task_check(
+    model_name: str,
+    challenger: Any,
+    challenger_version: str,
+    champion_version: str | None,
+    force: bool,
+) -> _TaskCheck:
+    """Load the champion (unless the challenger is it or there is none) and compare tasks."""
+    from model.registry import load_model
+
+    if champion_version == challenger_version:
+        return _TaskCheck(None, False, ("this version already is the champion",), [], {}, False)
+    if champion_version is None:
+        reason = "no champion yet: the first version is promoted"
+        return _TaskCheck(None, True, (reason,), [], {}, False)
+    champion, _ = load_model(f"models:/{model_name}/{champion_version}")
+    differences = champion.task.differences(challenger.task)
+    input_changes = champion.task.input_changes(challenger.task)
+    if differences and not force:
+        reason = (
+            f"the challenger (version {challenger_version}) does another task than the "
+            f"champion (version {champion_version}) of {model_name!r}: "
+            + "; ".join(differences)
+            + ". Register it under its own name (--model-name NAME or "
+            "LEADREADY_MODEL_NAME=NAME), or replace the champion's task on purpose "
+            "with --force (recorded in the alias history)"
+        )
+        return _TaskCheck(champion, False, (reason,), differences, input_changes, False)
+    if differences:
+        reason = "forced over a task change (--force): " + "; ".join(differences)
+        return _TaskCheck(champion, True, (reason,), differences, input_changes, True)
+    return _TaskCheck(champion, True, (), differences, input_changes, False)
+
+
+def _gate_set(
+    gate_set: GateSet,
+    challenger: Any,
+    champion: Any | None,
+    *,
+    names: tuple[str, str | None],
+    differences: list[str],
+    f1_tolerance: float,
+    recall_margin: float,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, GateDecision]:
+    """Score one gate set and compare: (its rendered entry, the challenger's metrics, the
+    champion's or None, the verdict on this set). ``champion`` is None when it is not
+    comparable (none, or another task)."""
+    from training.gate_stats import compare_head
+
+    challenger_version, champion_version = names
+    chall_metrics, chall_labels = _predict(challenger, gate_set.X, gate_set)
+    sizes = {h: int(m.get("n", 0)) for h, m in chall_metrics.items()}
+    entry: dict[str, Any] = {
+        "name": gate_set.name,
+        "sizes": sizes,
+        "min_refuse": gate_set.min_refuse,
+        "can_refuse": {h: n >= gate_set.min_refuse for h, n in sizes.items()},
+        "champion_scored": False,
+        "note": None,
+        "heads": [],
+    }
+    verdict = GateDecision(promote=True, reasons=[])
+    champ_metrics: dict[str, Any] | None = None
+    champ_labels: dict[str, Any] = {}
+    if champion is not None:
+        frame = (
+            gate_set.champion_inputs(champion)
+            if gate_set.champion_inputs is not None
+            else gate_set.X
+        )
+        missing = _missing_inputs(champion, frame) if frame is not None else ["(all)"]
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            entry["note"] = (
+                f"the champion (version {champion_version}) needs input columns these "
+                f"leads do not have ({shown}{more}): it cannot be scored on them, so no "
+                "champion score is computed"
+            )
+            verdict = GateDecision(
+                promote=False,
+                reasons=[
+                    f"{gate_set.name}: {entry['note']}; compare by hand (leadready evaluate) "
+                    f"and promote with `leadready promote {challenger_version}` if it is better"
+                ],
+            )
+        else:
+            champ_frame = frame.reindex(gate_set.X.index)
+            champ_metrics, champ_labels = _predict(champion, champ_frame, gate_set)
+            entry["champion_scored"] = True
+    for head, pred in chall_labels.items():
+        truth = gate_set.labels(head).to_numpy(dtype=object)
+        comp = compare_head(head, truth, pred, champ_labels.get(head), seed=seed)
+        if differences:
+            comp = replace(comp, verdict="not compared: the champion does another task")
+        elif champion is not None and not entry["champion_scored"]:
+            comp = replace(comp, verdict="not compared: the champion cannot be scored here")
+        entry["heads"].append(comp.to_dict())
+    if champ_metrics is not None:
+        verdict = gate(
+            chall_metrics,
+            champ_metrics,
+            f1_tolerance=f1_tolerance,
+            recall_margin=recall_margin,
+            comparisons={c["head"]: c for c in entry["heads"]},
+            can_refuse=entry["can_refuse"],
+            set_name=gate_set.name,
+        )
+        small = [h for h, ok in entry["can_refuse"].items() if not ok]
+        if small:
+            entry["note"] = (
+                f"fewer than {gate_set.min_refuse} labelled leads for {', '.join(small)}: "
+                "reported, but these leads alone cannot refuse the challenger"
+            )
+    return entry, chall_metrics, champ_metrics, verdict
 
 
 #: Version tags: the gate's decision on a version, as one line and as JSON.

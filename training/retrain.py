@@ -15,7 +15,14 @@ import pandas as pd
 
 from training.dataset import TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, metric_key
-from training.promote import CHAMPION, GateDecision, current_version, run_gate
+from training.promote import (
+    CHAMPION,
+    GateDecision,
+    GateSet,
+    current_version,
+    inputs_from_table,
+    run_gate,
+)
 from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, train_on
 
 if TYPE_CHECKING:
@@ -246,11 +253,11 @@ def base_train_config(
         raise ValueError(f"the base run's training settings cannot be read: {exc}") from None
 
 
-def _logged_config(client: Any, model_name: str, version: str) -> dict[str, Any] | None:
+def _logged_config(client: Any, config: RetrainConfig, version: str) -> dict[str, Any] | None:
     """The :data:`~training.train.CONFIG_ARTIFACT` of a version's run, or None."""
     import mlflow
 
-    run_id = client.get_model_version(model_name, version).run_id
+    run_id = client.get_model_version(config.model_name, version).run_id
     folder = CONFIG_ARTIFACT.rpartition("/")[0]
     if not run_id or CONFIG_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
         return None
@@ -320,8 +327,63 @@ def build_retrain_set(
 ) -> RetrainSet:
     """Combine the base training set with reps' current labels, and split off the gate set."""
     notes: list[str] = []
-    heads = [h for h in HEADS if base.labels(h) is not None]
     skipped: Counter[str] = Counter()
+    heads = [h for h in HEADS if base.labels(h) is not None]
+    base_ids = base.ids
+    if not all(isinstance(i, str) for i in base_ids):
+        base_ids = pd.Index(base_ids.astype(str), name=base_ids.name)
+    rows, snapshot_of, usable = _usable_corrections(
+        corrections, heads, set(base_ids), skipped, notes
+    )
+    rep = {h: rows[rows["field"] == h].set_index("lead_id")["new_label"].astype(str) for h in heads}
+    corrected_ids = pd.Index(usable, dtype=object)
+    new_ids = [i for i in usable if i not in set(base_ids)]
+    X = _corrected_features(base, base_ids, snapshot_of, usable, new_ids, notes)
+    labels, changed = _relabelled(base, X.index, rep)
+    is_corrected = X.index.isin(corrected_ids)
+    full = _corrected_table(base, base_ids, X, labels, is_corrected, new_ids)
+
+    share = holdout_share if gate_share is None else gate_share
+    gate_ids = _gate_ids(corrected_ids, share, holdout_share, min_gate_leads, notes)
+    training, gate_set, keep = _split_gate(full, labels, rep, gate_ids)
+
+    used = rows.copy()
+    used["role"] = np.where(used["lead_id"].isin(set(gate_ids)), "gate", "training")
+    used = used.drop(columns=["features"]).reset_index(drop=True)
+    summary = _summary(
+        corrections,
+        used,
+        heads,
+        skipped=skipped,
+        changed=changed,
+        share=share,
+        n_training=int(len(corrected_ids) - len(gate_ids)),
+        n_gate=int(len(gate_ids)),
+        n_new_leads=len(new_ids),
+    )
+    if not len(corrections):
+        notes.insert(0, "no reps' corrections in the store: trained on the base data only")
+    weights = np.where(is_corrected, float(correction_weight), 1.0)
+    return RetrainSet(
+        training=training,
+        sample_weight=weights[keep],
+        corrected=np.asarray(is_corrected)[keep],
+        gate=gate_set,
+        used=used,
+        summary=summary,
+        notes=tuple(notes),
+    )
+
+
+def _usable_corrections(
+    corrections: pd.DataFrame,
+    heads: list[str],
+    in_base: set[str],
+    skipped: Counter[str],
+    notes: list[str],
+) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+    """The corrections a retrain can use: (their rows, the newest reviewed snapshot per
+    lead, the usable lead ids in order); the rest counted in ``skipped``."""
     rows = corrections.copy() if len(corrections) else pd.DataFrame(columns=list(CURRENT_COLUMNS))
     rows["lead_id"] = rows["lead_id"].astype(str)
     unknown_head = ~rows["field"].isin(heads)
@@ -332,13 +394,7 @@ def build_retrain_set(
             f"{n} rep {head} label(s) not used: the base data has no {head} labels to train a head on"
         )
     rows = rows[~unknown_head]
-
-    base_ids = base.ids
-    if not all(isinstance(i, str) for i in base_ids):
-        base_ids = pd.Index(base_ids.astype(str), name=base_ids.name)
-    in_base = set(base_ids)
     lead_ids = list(dict.fromkeys(rows["lead_id"]))
-    # Newest snapshot a rep reviewed, per lead.
     has_snapshot = np.fromiter(
         (isinstance(f, Mapping) and len(f) > 0 for f in rows["features"]),
         dtype=bool,
@@ -347,14 +403,21 @@ def build_retrain_set(
     with_features = rows.loc[has_snapshot]
     snapshot_of = with_features.groupby("lead_id", sort=False)["features"].last().to_dict()
     usable = [i for i in lead_ids if i in snapshot_of or i in in_base]
-    for lead_id in lead_ids:
-        if lead_id not in snapshot_of and lead_id not in in_base:
-            skipped["no feature snapshot and not in the base data"] += 1
-    rows = rows[rows["lead_id"].isin(set(usable))]
+    if len(usable) < len(lead_ids):
+        skipped["no feature snapshot and not in the base data"] += len(lead_ids) - len(usable)
+    return rows[rows["lead_id"].isin(set(usable))], snapshot_of, usable
 
-    rep = {h: rows[rows["field"] == h].set_index("lead_id")["new_label"].astype(str) for h in heads}
-    corrected_ids = pd.Index(usable, dtype=object)
-    new_ids = [i for i in usable if i not in in_base]
+
+def _corrected_features(
+    base: TrainingSet,
+    base_ids: pd.Index,
+    snapshot_of: Mapping[str, Any],
+    usable: list[str],
+    new_ids: list[str],
+    notes: list[str],
+) -> pd.DataFrame:
+    """The base feature rows with each corrected lead's reviewed snapshot in place of its
+    row (base leads without one keep theirs), new leads appended."""
     snap_ids = [i for i in usable if i in snapshot_of]
     X_base = base.X.copy()
     X_base.index = base_ids
@@ -365,8 +428,6 @@ def build_retrain_set(
             f"{partial} snapshot(s) lack some of the base data's feature columns "
             "(made by a model with other inputs): those columns are missing values"
         )
-
-    # Corrected leads take their snapshot row; base leads without one keep theirs.
     if snap_ids:
         X = pd.concat([X_base.drop(index=snap_ids, errors="ignore"), snapshots])
         for column in X_base.columns:
@@ -375,9 +436,14 @@ def build_retrain_set(
     else:
         X = X_base
     order = base_ids.append(pd.Index(new_ids, dtype=object)) if new_ids else base_ids
-    X = X.reindex(order.rename(base_ids.name))
-    ids = X.index
+    return X.reindex(order.rename(base_ids.name))
 
+
+def _relabelled(
+    base: TrainingSet, ids: pd.Index, rep: Mapping[str, pd.Series]
+) -> tuple[dict[str, pd.Series | None], dict[str, int]]:
+    """Per head, the base labels with the reps' in their place (None for a head the base
+    data has no labels of), and how many rep labels changed one."""
     labels: dict[str, pd.Series | None] = {}
     changed: dict[str, int] = {}
     for head in HEADS:
@@ -391,10 +457,20 @@ def build_retrain_set(
         y.loc[corrected.index] = corrected.to_numpy(dtype=object)
         y.name = head
         labels[head] = y
+    return labels, changed
 
-    is_corrected = ids.isin(corrected_ids)
-    weights = np.where(is_corrected, float(correction_weight), 1.0)
 
+def _corrected_table(
+    base: TrainingSet,
+    base_ids: pd.Index,
+    X: pd.DataFrame,
+    labels: Mapping[str, pd.Series | None],
+    is_corrected: np.ndarray,
+    new_ids: list[str],
+) -> TrainingSet:
+    """The base training set with the corrected features and labels, its slices saying
+    ``label_source`` = ``rep`` or ``marketing`` per lead."""
+    ids = X.index
     leads = base.leads.copy()
     leads.index = base_ids
     leads = leads.reindex(ids)
@@ -408,7 +484,7 @@ def build_retrain_set(
         if labels[head] is not None and head in slices.columns:
             slices[head] = labels[head].to_numpy(dtype=object)
     slices["label_source"] = np.where(is_corrected, "rep", "marketing")
-    full = replace(
+    return replace(
         base,
         X=X,
         y_stage=labels["stage"],
@@ -418,18 +494,24 @@ def build_retrain_set(
         slices=slices,
     )
 
-    # The gate set: the corrected leads whose id hashes under the gate share.
-    share = holdout_share if gate_share is None else gate_share
-    in_gate = holdout_mask(corrected_ids, share)
-    gate_ids = corrected_ids[in_gate]
+
+def _gate_ids(
+    corrected_ids: pd.Index,
+    share: float,
+    holdout_share: float,
+    min_gate_leads: int,
+    notes: list[str],
+) -> pd.Index:
+    """The corrected leads whose id hashes under the gate share (none when too few)."""
+    gate_ids = corrected_ids[holdout_mask(corrected_ids, share)]
     if len(gate_ids) < min_gate_leads and len(corrected_ids) and share > 0:
         notes.append(
             f"only {len(gate_ids)} rep-verified lead(s) fall in the gate set (fewer than "
             f"{min_gate_leads}): no gate set is kept; every correction trains and the gate "
             "runs on the training holdout (reps' labels where they exist, marketing's elsewhere)"
         )
-        gate_ids = corrected_ids[:0]
-    elif share > holdout_share and len(gate_ids):
+        return corrected_ids[:0]
+    if share > holdout_share and len(gate_ids):
         seen = int((~holdout_mask(gate_ids, holdout_share)).sum())
         notes.append(
             f"{seen} of the {len(gate_ids)} gate leads hash outside the training holdout "
@@ -441,39 +523,54 @@ def build_retrain_set(
             f"the gate share {share} is below the training holdout share {holdout_share}: "
             "corrections in between are evaluated in the holdout instead of trained on"
         )
-    gate_set = None
-    if len(gate_ids):
-        gate_rows = np.asarray(ids.isin(gate_ids))
-        gate_set = full.subset(gate_rows)
-        gate_set = replace(
-            gate_set,
-            y_stage=None
-            if labels["stage"] is None
-            else _rep_only(rep["stage"], gate_set.ids, "stage"),
-            y_persona=None
-            if labels["persona"] is None
-            else _rep_only(rep["persona"], gate_set.ids, "persona"),
-        )
-        training = full.subset(~gate_rows)
-        keep = ~gate_rows
-    else:
-        training = full
-        keep = np.ones(len(ids), dtype=bool)
+    return gate_ids
 
-    used = rows.copy()
-    used["role"] = np.where(used["lead_id"].isin(set(gate_ids)), "gate", "training")
-    used = used.drop(columns=["features"]).reset_index(drop=True)
+
+def _split_gate(
+    full: TrainingSet,
+    labels: Mapping[str, pd.Series | None],
+    rep: Mapping[str, pd.Series],
+    gate_ids: pd.Index,
+) -> tuple[TrainingSet, TrainingSet | None, np.ndarray]:
+    """(training set, gate set with the reps' labels only or None, which rows train)."""
+    if not len(gate_ids):
+        return full, None, np.ones(len(full.ids), dtype=bool)
+    gate_rows = np.asarray(full.ids.isin(gate_ids))
+    gate_set = full.subset(gate_rows)
+    gate_set = replace(
+        gate_set,
+        y_stage=None if labels["stage"] is None else _rep_only(rep["stage"], gate_set.ids, "stage"),
+        y_persona=None
+        if labels["persona"] is None
+        else _rep_only(rep["persona"], gate_set.ids, "persona"),
+    )
+    return full.subset(~gate_rows), gate_set, ~gate_rows
+
+
+def _summary(
+    corrections: pd.DataFrame,
+    used: pd.DataFrame,
+    heads: list[str],
+    *,
+    skipped: Counter[str],
+    changed: dict[str, int],
+    share: float,
+    n_training: int,
+    n_gate: int,
+    n_new_leads: int,
+) -> CorrectionSummary:
+    """The :class:`CorrectionSummary` of the used rows and the counts given."""
 
     def count(column: str) -> dict[str, int]:
         values = used[column].astype(object).where(used[column].notna(), "(none)").map(str)
         return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
 
-    summary = CorrectionSummary(
+    return CorrectionSummary(
         n_labels=int(len(corrections)),
         n_leads=int(corrections["lead_id"].nunique()) if len(corrections) else 0,
-        n_training=int(len(corrected_ids) - len(gate_ids)),
-        n_gate=int(len(gate_ids)),
-        n_new_leads=len(new_ids),
+        n_training=n_training,
+        n_gate=n_gate,
+        n_new_leads=n_new_leads,
         n_changed=changed,
         skipped=dict(skipped),
         by_class={h: _label_counts(used[used["field"] == h]) for h in heads},
@@ -486,17 +583,6 @@ def build_retrain_set(
         by_kind=count("kind"),
         by_source=count("source"),
         correction_ids=tuple(int(i) for i in used["id"]),
-    )
-    if not len(corrections):
-        notes.insert(0, "no reps' corrections in the store: trained on the base data only")
-    return RetrainSet(
-        training=training,
-        sample_weight=weights[keep],
-        corrected=np.asarray(is_corrected)[keep],
-        gate=gate_set,
-        used=used,
-        summary=summary,
-        notes=tuple(notes),
     )
 
 
@@ -625,7 +711,8 @@ def retrain(
     progress: Progress | None = None,
     console: Console | None = None,
 ) -> RetrainResult:
-    """Train a challenger on the base data plus reps' corrections, log it, gate it."""
+    """Train a challenger on the base data plus reps' corrections, log it, gate it: the steps
+    in order, each reported to ``progress`` (which is why it reads top to bottom here)."""
     from mlflow import MlflowClient
 
     from model.registry import configure
@@ -640,22 +727,11 @@ def retrain(
     base_version = config.base_version or current_version(
         config.model_name, CHAMPION, client=client
     )
-    logged = None
-    if base_version is not None:
-        logged = _logged_config(client, config.model_name, str(base_version))
+    logged = None if base_version is None else _logged_config(client, config, str(base_version))
     base_config = base_train_config(config, logged, base_version=base_version)
 
     report(f"reading {Path(base_config.leads_path).name} and building features", 0.05)
-    base = load_training_table(
-        base_config.leads_path,
-        events_path=base_config.events_path,
-        id_col=base_config.id_col,
-        stage_col=base_config.stage_col,
-        persona_col=base_config.persona_col,
-        exclude=base_config.exclude,
-        as_of=base_config.as_of,
-        slice_cols=base_config.slice_cols,
-    )
+    base = _base_table(base_config)
 
     report("collecting reps' corrections", 0.3)
     retrain_set = build_retrain_set(
@@ -704,66 +780,11 @@ def retrain(
     gate_metrics: dict[str, Any] = {}
     gate_set = "none"
     if config.gate:
-        holdout = retrain_set.training.subset(
-            holdout_mask(retrain_set.training.ids, base_config.holdout_share)
-        )
-        from training.promote import GateSet, inputs_from_table
-
-        def table_inputs(fallback: pd.DataFrame) -> Any:
-            return inputs_from_table(
-                leads_path=base_config.leads_path,
-                fallback=fallback,
-                events_path=base_config.events_path,
-                id_col=base_config.id_col,
-                stage_col=base_config.stage_col,
-                persona_col=base_config.persona_col,
-                as_of=base.as_of,
-                seed=base_config.seed,
-            )
-
-        holdout_set = GateSet(
-            "training holdout",
-            holdout.X,
-            holdout.y_stage,
-            holdout.y_persona,
-            table_inputs(holdout.X),
-        )
-        if retrain_set.gate is not None:
-            # The reps' labels decide first; below min_refuse_leads per head they are
-            # reported but cannot refuse alone, and the training holdout is compared too.
-            gate_set = "rep-verified"
-            first = GateSet(
-                "rep-verified",
-                retrain_set.gate.X,
-                retrain_set.gate.y_stage,
-                retrain_set.gate.y_persona,
-                table_inputs(retrain_set.gate.X),
-                config.min_refuse_leads,
-            )
-            extra = [holdout_set]
-        else:
-            gate_set = "training holdout"
-            first, extra = holdout_set, []
+        first, extra = _gate_sets(config, base_config, base, retrain_set)
+        gate_set = first.name
         n_leads = len(first.X) + sum(len(e.X) for e in extra)
         report(f"running the promotion gate on the {gate_set} set ({n_leads:,} leads)", 0.85)
-        decision, gate_metrics = run_gate(
-            model_name=config.model_name,
-            challenger_version=trained.version,
-            X=first.X,
-            y_stage=first.y_stage,
-            y_persona=first.y_persona,
-            run_id=trained.run_id,
-            f1_tolerance=base_config.f1_tolerance,
-            recall_margin=base_config.recall_margin,
-            by=config.actor,
-            client=client,
-            set_name=first.name,
-            champion_inputs=first.champion_inputs,
-            min_refuse=first.min_refuse,
-            extra_sets=extra,
-            force=config.force,
-            seed=base_config.seed,
-        )
+        decision, gate_metrics = _run_gate(config, base_config, trained, first, extra, client)
     verdict = "not gated" if decision is None else ("promoted" if decision.promote else "refused")
     report(f"done: version {trained.version} {verdict}", 1.0)
     return RetrainResult(
@@ -779,4 +800,86 @@ def retrain(
         gate_metrics=gate_metrics,
         train=trained,
         notes=retrain_set.notes,
+    )
+
+
+def _gate_sets(
+    config: RetrainConfig, base_config: TrainConfig, base: TrainingSet, retrain_set: RetrainSet
+) -> tuple[GateSet, list[GateSet]]:
+    """The gate's sets: the rep-verified leads first and the training holdout as well, or
+    the training holdout alone; the champion is scored on its own inputs from the base data."""
+
+    def table_inputs(fallback: pd.DataFrame) -> Any:
+        return inputs_from_table(
+            leads_path=base_config.leads_path,
+            fallback=fallback,
+            events_path=base_config.events_path,
+            id_col=base_config.id_col,
+            stage_col=base_config.stage_col,
+            persona_col=base_config.persona_col,
+            as_of=base.as_of,
+            seed=base_config.seed,
+        )
+
+    holdout = retrain_set.training.subset(
+        holdout_mask(retrain_set.training.ids, base_config.holdout_share)
+    )
+    holdout_set = GateSet(
+        "training holdout", holdout.X, holdout.y_stage, holdout.y_persona, table_inputs(holdout.X)
+    )
+    if retrain_set.gate is None:
+        return holdout_set, []
+    # The reps' labels decide first; below min_refuse_leads per head they are
+    # reported but cannot refuse alone, and the training holdout is compared too.
+    first = GateSet(
+        "rep-verified",
+        retrain_set.gate.X,
+        retrain_set.gate.y_stage,
+        retrain_set.gate.y_persona,
+        table_inputs(retrain_set.gate.X),
+        config.min_refuse_leads,
+    )
+    return first, [holdout_set]
+
+
+def _base_table(base_config: TrainConfig) -> TrainingSet:
+    """The base run's lead table, read with its settings."""
+    return load_training_table(
+        base_config.leads_path,
+        events_path=base_config.events_path,
+        id_col=base_config.id_col,
+        stage_col=base_config.stage_col,
+        persona_col=base_config.persona_col,
+        exclude=base_config.exclude,
+        as_of=base_config.as_of,
+        slice_cols=base_config.slice_cols,
+    )
+
+
+def _run_gate(
+    config: RetrainConfig,
+    base_config: TrainConfig,
+    trained: TrainResult,
+    first: GateSet,
+    extra: list[GateSet],
+    client: Any,
+) -> tuple[GateDecision, dict[str, Any]]:
+    """The promotion gate on the retrain's sets, with the base run's gate settings."""
+    return run_gate(
+        model_name=config.model_name,
+        challenger_version=trained.version,
+        X=first.X,
+        y_stage=first.y_stage,
+        y_persona=first.y_persona,
+        run_id=trained.run_id,
+        f1_tolerance=base_config.f1_tolerance,
+        recall_margin=base_config.recall_margin,
+        by=config.actor,
+        client=client,
+        set_name=first.name,
+        champion_inputs=first.champion_inputs,
+        min_refuse=first.min_refuse,
+        extra_sets=extra,
+        force=config.force,
+        seed=base_config.seed,
     )

@@ -348,73 +348,26 @@ def train_on(
     from model.registry import EXPERIMENT_NAME, configure, tag_task
 
     steps = _steps if _steps is not None else _Steps(console)
-    mask = holdout_mask(training_set.ids, config.holdout_share)
+    mask = _holdout(training_set, config)
     train_set, holdout = training_set.subset(~mask), training_set.subset(mask)
-    for head, n in _labelled_counts(holdout).items():
-        if n == 0:
-            raise ValueError(
-                f"{training_set.name}: no {head} labels among the {len(holdout)} held-out "
-                f"leads (holdout share {config.holdout_share}); label more leads or raise the share"
-            )
-    weights = None
-    if sample_weight is not None:
-        weights = np.asarray(sample_weight, dtype=float)[~mask]
-
     counts = _labelled_counts(train_set)
     heads_text = " and ".join(f"{h} ({n:,} labelled)" for h, n in counts.items())
     with steps.step("fit_s", f"fitting the {heads_text} head{'s' if len(counts) > 1 else ''}"):
         lead_model = fit_lead_model(
             train_set,
             config,
-            sample_weight=weights,
+            sample_weight=None
+            if sample_weight is None
+            else np.asarray(sample_weight, float)[~mask],
             trusted=None if trusted is None else np.asarray(trusted, dtype=bool)[~mask],
-            metadata={
-                "id_col": training_set.id_col,
-                "label_columns": {
-                    "stage": training_set.stage_col,
-                    "persona": training_set.persona_col,
-                },
-                "exclude": list(training_set.exclude),
-                "as_of": None if training_set.as_of is None else str(training_set.as_of),
-                "source": training_set.source,
-                "events": config.events_path is not None,
-            },
+            metadata=_model_metadata(training_set, config),
         )
-
     with steps.step("evaluate_s", f"evaluating on {len(holdout):,} held-out leads with baselines"):
-        evaluation = evaluate_heads(
-            lead_model, holdout.X, holdout.y_stage, holdout.y_persona, slices=holdout.slices
-        )
-        base = baselines(
-            train_set.X,
-            holdout.X,
-            y_train_stage=train_set.y_stage,
-            y_train_persona=train_set.y_persona,
-            y_test_stage=holdout.y_stage,
-            y_test_persona=holdout.y_persona,
-            slices=holdout.slices,
-            seed=config.seed,
-        )
+        evaluation, base = _evaluate(lead_model, train_set, holdout, config)
     procedure = procedure_report(lead_model)
     if console is not None:
         console.print(procedure_table(procedure))
-    metrics = flatten_metrics(evaluation)
-    metrics.update(procedure_metrics(procedure))
-    for name, result in base.items():
-        metrics.update(flatten_metrics(result, infix=f"baseline_{name}"))
-    lead_model.metadata["metrics"] = {
-        k: v for k, v in metrics.items() if "slice__" not in k and "baseline" not in k
-    }
-    column_types = {
-        c["name"]: c["spec"] for c in training_set.input_report.get("columns", []) if c["spec"]
-    }
-    if column_types:  # read by training.score so a scored table is typed as this one was
-        lead_model.metadata["column_types"] = column_types
-    if training_set.input_report.get("title_column"):
-        lead_model.metadata["title_column"] = training_set.input_report["title_column"]
-    noise_info = lead_model.metadata.get("label_noise")
-    if noise_info:
-        metrics.update(_noise_metrics(noise_info))
+    metrics = _metrics(lead_model, training_set, evaluation, base, procedure)
 
     with steps.step("log_s", "logging to MLflow and registering"):
         # The trees compile (LLVM, GIL released) while the run logs everything else.
@@ -427,45 +380,10 @@ def train_on(
         run_name = config.run_name or f"train {training_set.name} {utc_now():%Y-%m-%d}"
         with _tracked_run(run_name) as run:
             run_id = run.info.run_id
-            params = config.params()
-            params.update(
-                {
-                    "n_leads": str(len(training_set)),
-                    "n_train": str(len(train_set)),
-                    "n_holdout": str(len(holdout)),
-                    "n_features": str(training_set.X.shape[1]),
-                    "as_of": "" if training_set.as_of is None else str(training_set.as_of),
-                    "rejected_rows": str(len(training_set.rejected)),
-                    "rejected_events": str(len(training_set.rejected_events)),
-                }
-            )
-            if training_set.sample is not None:
-                params["rows_in_file"] = str(training_set.sample.n_rows)
-                params["sampled"] = str(training_set.sample.sampled)
-            for head in HEADS:
-                if head in lead_model.labels:
-                    params[f"{head}_labels"] = ",".join(lead_model.labels[head])
-                    params[f"{head}_n_train_labelled"] = str(counts.get(head, 0))
+            params = _run_params(config, training_set, train_set, holdout, lead_model, counts)
             params.update({k: str(v) for k, v in (extra_params or {}).items()})
-            mlflow.log_params(params)
-            mlflow.log_dict(config.to_dict(), CONFIG_ARTIFACT)
-            mlflow.set_tags({"leadready.data": training_set.name, "leadready.actor": config.actor})
-            _log_datasets(training_set, train_set, holdout)
-            mlflow.log_metrics(metrics)
-            mlflow.log_dict(
-                {"model": evaluation, **{f"baseline_{k}": v for k, v in base.items()}},
-                "evaluation/holdout.json",
-            )
-            mlflow.log_dict(lead_model.summary(), "model_summary.json")
-            mlflow.log_dict(procedure, "training/procedure.json")
-            if training_set.input_report:
-                mlflow.log_dict(
-                    {**training_set.input_report, "inferred": list(training_set.inferred)},
-                    "input_report.json",
-                )
-            with tempfile.TemporaryDirectory(prefix="leadready-plots-") as tmp:
-                plots(evaluation, tmp, title="holdout")
-                mlflow.log_artifacts(tmp, "plots")
+            _log_run(config, params, metrics, training_set, train_set, holdout)
+            _log_results(lead_model, evaluation, base, procedure, training_set)
             info = log_model(
                 lead_model,
                 name="model",
@@ -488,31 +406,8 @@ def train_on(
     decision = None
     if config.gate:
         with steps.step("gate_s", "running the promotion gate on the holdout"):
-            decision, _ = run_gate(
-                model_name=config.model_name,
-                challenger_version=version,
-                X=holdout.X,
-                y_stage=holdout.y_stage,
-                y_persona=holdout.y_persona,
-                run_id=run_id,
-                challenger=lead_model,
-                challenger_metrics={h: _without_slices(m) for h, m in evaluation.items()},
-                f1_tolerance=config.f1_tolerance,
-                recall_margin=config.recall_margin,
-                by=config.actor,
-                champion_inputs=inputs_from_table(
-                    leads_path=config.leads_path,
-                    fallback=holdout.X,
-                    events_path=config.events_path,
-                    id_col=training_set.id_col,
-                    stage_col=training_set.stage_col,
-                    persona_col=training_set.persona_col,
-                    as_of=training_set.as_of,
-                    max_rows=config.max_rows,
-                    seed=config.seed,
-                ),
-                force=config.force,
-                seed=config.seed,
+            decision = _gate_on_holdout(
+                config, training_set, holdout, lead_model, evaluation, version, run_id
             )
     mlflow.log_metrics({f"time_{k}": v for k, v in steps.timings.items()}, run_id=run_id)
     return TrainResult(
@@ -527,6 +422,193 @@ def train_on(
         n_holdout=len(holdout),
         timings=dict(steps.timings),
     )
+
+
+def _holdout(training_set: TrainingSet, config: TrainConfig) -> np.ndarray:
+    """The hash holdout's rows; refuses a holdout without labels of a head."""
+    mask = holdout_mask(training_set.ids, config.holdout_share)
+    holdout = training_set.subset(mask)
+    for head, n in _labelled_counts(holdout).items():
+        if n == 0:
+            raise ValueError(
+                f"{training_set.name}: no {head} labels among the {len(holdout)} held-out "
+                f"leads (holdout share {config.holdout_share}); label more leads or raise the share"
+            )
+    return mask
+
+
+def _model_metadata(training_set: TrainingSet, config: TrainConfig) -> dict[str, Any]:
+    """What the packaged model records about the data it was trained on."""
+    return {
+        "id_col": training_set.id_col,
+        "label_columns": {"stage": training_set.stage_col, "persona": training_set.persona_col},
+        "exclude": list(training_set.exclude),
+        "as_of": None if training_set.as_of is None else str(training_set.as_of),
+        "source": training_set.source,
+        "events": config.events_path is not None,
+    }
+
+
+def _evaluate(
+    lead_model: Any, train_set: TrainingSet, holdout: TrainingSet, config: TrainConfig
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the model's holdout evaluation, the baselines' evaluations)."""
+    evaluation = evaluate_heads(
+        lead_model, holdout.X, holdout.y_stage, holdout.y_persona, slices=holdout.slices
+    )
+    base = baselines(
+        train_set.X,
+        holdout.X,
+        y_train_stage=train_set.y_stage,
+        y_train_persona=train_set.y_persona,
+        y_test_stage=holdout.y_stage,
+        y_test_persona=holdout.y_persona,
+        slices=holdout.slices,
+        seed=config.seed,
+    )
+    return evaluation, base
+
+
+def _metrics(
+    lead_model: Any,
+    training_set: TrainingSet,
+    evaluation: dict[str, Any],
+    base: dict[str, Any],
+    procedure: dict[str, Any],
+) -> dict[str, float]:
+    """The run's metrics; the model's own (and the table's column types) go into its metadata."""
+    metrics = flatten_metrics(evaluation)
+    metrics.update(procedure_metrics(procedure))
+    for name, result in base.items():
+        metrics.update(flatten_metrics(result, infix=f"baseline_{name}"))
+    lead_model.metadata["metrics"] = {
+        k: v for k, v in metrics.items() if "slice__" not in k and "baseline" not in k
+    }
+    column_types = {
+        c["name"]: c["spec"] for c in training_set.input_report.get("columns", []) if c["spec"]
+    }
+    if column_types:  # read by training.score so a scored table is typed as this one was
+        lead_model.metadata["column_types"] = column_types
+    if training_set.input_report.get("title_column"):
+        lead_model.metadata["title_column"] = training_set.input_report["title_column"]
+    noise_info = lead_model.metadata.get("label_noise")
+    if noise_info:
+        metrics.update(_noise_metrics(noise_info))
+    return metrics
+
+
+def _run_params(
+    config: TrainConfig,
+    training_set: TrainingSet,
+    train_set: TrainingSet,
+    holdout: TrainingSet,
+    lead_model: Any,
+    counts: dict[str, int],
+) -> dict[str, str]:
+    """The run's MLflow parameters: the settings and what the data held."""
+    params = config.params()
+    params.update(
+        {
+            "n_leads": str(len(training_set)),
+            "n_train": str(len(train_set)),
+            "n_holdout": str(len(holdout)),
+            "n_features": str(training_set.X.shape[1]),
+            "as_of": "" if training_set.as_of is None else str(training_set.as_of),
+            "rejected_rows": str(len(training_set.rejected)),
+            "rejected_events": str(len(training_set.rejected_events)),
+        }
+    )
+    if training_set.sample is not None:
+        params["rows_in_file"] = str(training_set.sample.n_rows)
+        params["sampled"] = str(training_set.sample.sampled)
+    for head in HEADS:
+        if head in lead_model.labels:
+            params[f"{head}_labels"] = ",".join(lead_model.labels[head])
+            params[f"{head}_n_train_labelled"] = str(counts.get(head, 0))
+    return params
+
+
+def _log_run(
+    config: TrainConfig,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    training_set: TrainingSet,
+    train_set: TrainingSet,
+    holdout: TrainingSet,
+) -> None:
+    """Log the settings (parameters and :data:`CONFIG_ARTIFACT`), tags, datasets and metrics."""
+    import mlflow
+
+    mlflow.log_params(params)
+    mlflow.log_dict(config.to_dict(), CONFIG_ARTIFACT)
+    mlflow.set_tags({"leadready.data": training_set.name, "leadready.actor": config.actor})
+    _log_datasets(training_set, train_set, holdout)
+    mlflow.log_metrics(metrics)
+
+
+def _log_results(
+    lead_model: Any,
+    evaluation: dict[str, Any],
+    base: dict[str, Any],
+    procedure: dict[str, Any],
+    training_set: TrainingSet,
+) -> None:
+    """Log the evaluation, model summary, procedure, input report and plots as artifacts."""
+    import mlflow
+
+    mlflow.log_dict(
+        {"model": evaluation, **{f"baseline_{k}": v for k, v in base.items()}},
+        "evaluation/holdout.json",
+    )
+    mlflow.log_dict(lead_model.summary(), "model_summary.json")
+    mlflow.log_dict(procedure, "training/procedure.json")
+    if training_set.input_report:
+        mlflow.log_dict(
+            {**training_set.input_report, "inferred": list(training_set.inferred)},
+            "input_report.json",
+        )
+    with tempfile.TemporaryDirectory(prefix="leadready-plots-") as tmp:
+        plots(evaluation, tmp, title="holdout")
+        mlflow.log_artifacts(tmp, "plots")
+
+
+def _gate_on_holdout(
+    config: TrainConfig,
+    training_set: TrainingSet,
+    holdout: TrainingSet,
+    lead_model: Any,
+    evaluation: dict[str, Any],
+    version: str,
+    run_id: str,
+) -> GateDecision:
+    """Run the promotion gate on the holdout, the champion scored on its own inputs."""
+    decision, _ = run_gate(
+        model_name=config.model_name,
+        challenger_version=version,
+        X=holdout.X,
+        y_stage=holdout.y_stage,
+        y_persona=holdout.y_persona,
+        run_id=run_id,
+        challenger=lead_model,
+        challenger_metrics={h: _without_slices(m) for h, m in evaluation.items()},
+        f1_tolerance=config.f1_tolerance,
+        recall_margin=config.recall_margin,
+        by=config.actor,
+        champion_inputs=inputs_from_table(
+            leads_path=config.leads_path,
+            fallback=holdout.X,
+            events_path=config.events_path,
+            id_col=training_set.id_col,
+            stage_col=training_set.stage_col,
+            persona_col=training_set.persona_col,
+            as_of=training_set.as_of,
+            max_rows=config.max_rows,
+            seed=config.seed,
+        ),
+        force=config.force,
+        seed=config.seed,
+    )
+    return decision
 
 
 @contextmanager
