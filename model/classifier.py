@@ -949,7 +949,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         folds: np.ndarray,
         index: pd.Index,
     ) -> None:
-        """Cross-fitting: out-of-fold logits and round counts, then one booster on all rows."""
+        """Cross-fitting: out-of-fold logits and round counts, then one booster on all rows,
+        then the family chosen (:meth:`_choose_family`); one pass over the folds, kept whole so
+        the state it sets on ``self`` reads in order."""
         K = int(folds.max()) + 1
         k = len(self.classes_)
         oof = np.zeros((len(y_index), k))

@@ -230,7 +230,8 @@ class LeadReadinessModel:
         top_k: int = 3,
         num_threads: int | None = None,
     ) -> pd.DataFrame:
-        """Score a feature table."""
+        """Score a feature table: in chunks of ``CHUNK_ROWS``, each scored by :meth:`_score` and
+        laid out as the output columns (kept together: the layout is the output contract)."""
         import pandas as pd
 
         n = len(df)

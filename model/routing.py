@@ -209,7 +209,6 @@ def routing_answers(
         n=n,
     )
     th = thresholds(config)
-    t, m = config.sales_threshold, config.review_margin
     out: list[dict[str, object]] = []
     for i in range(n):
         r = rule[i]
@@ -221,13 +220,8 @@ def routing_answers(
             why = f"persona {personas[i]} ({conf_used[i]:.2f} >= {config.min_confidence:.2f})"
         elif r == "no_readiness":
             why = "no sales-ready stage known" if ready is not None else "no stage head"
-        elif r == "doubt":
-            why = f"readiness {values[i]:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
         else:
-            sign = ">=" if route_i == "sales" else "<"
-            why = (
-                f"readiness {values[i]:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
-            )
+            why = _readiness_why(values[i], r == "doubt", route_i == "sales", config)
         out.append(
             {
                 **th,
@@ -237,6 +231,15 @@ def routing_answers(
             }
         )
     return out
+
+
+def _readiness_why(value: float, doubt: bool, sales: bool, config: RoutingConfig) -> str:
+    """Why a readiness routed a lead, in words."""
+    t, m = config.sales_threshold, config.review_margin
+    if doubt:
+        return f"readiness {value:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
+    sign = ">=" if sales else "<"
+    return f"readiness {value:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
 
 
 def _decide(

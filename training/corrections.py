@@ -319,7 +319,8 @@ def import_corrections(
     reviewer_default: str | None = None,
     dry_run: bool = False,
 ) -> ImportResult:
-    """Validate a corrections export and append its good rows to the store."""
+    """Validate a corrections export and append its good rows to the store (read, check each
+    row, write the good ones: one pass kept whole so a row's fate reads in one place)."""
     path = Path(path)
     if reasons is None:
         reasons = dict(CORRECTION_REASONS)

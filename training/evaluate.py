@@ -463,64 +463,73 @@ def plots(
     for head, m in evaluation.items():
         if "confusion_matrix" not in m:
             continue
-        labels = m["confusion_matrix"]["labels"]
-        matrix = np.asarray(m["confusion_matrix"]["matrix"], dtype=float)
-        rows = matrix.sum(axis=1, keepdims=True)
-        share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-        size = max(4.0, 0.6 * len(labels) + 2.5)
-        fig, ax = plt.subplots(figsize=(size + 1, size))
-        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(labels)), labels=labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels=labels)
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                ax.text(
-                    j,
-                    i,
-                    f"{int(matrix[i, j])}",
-                    ha="center",
-                    va="center",
-                    color="white" if share[i, j] > 0.5 else "black",
-                    fontsize=8,
-                )
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"{lead}{head}: confusion matrix (n={m['n']}, macro-F1 {m['macro_f1']:.3f})")
-        fig.colorbar(image, ax=ax, label="share of true class")
-        fig.tight_layout()
-        path = out / f"{head}_confusion_matrix.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-
-        bins = m["calibration"]
-        edges = np.asarray(bins["edges"])
-        centers = (edges[:-1] + edges[1:]) / 2
-        filled = [i for i, c in enumerate(bins["count"]) if c]
-        fig, (ax, ax_count) = plt.subplots(
-            2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-        )
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-        ax.plot(
-            [bins["confidence"][i] for i in filled],
-            [bins["accuracy"][i] for i in filled],
-            marker="o",
-            label=head,
-        )
-        ax.set_ylabel("accuracy")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.legend(loc="upper left")
-        ax.set_title(f"{lead}{head}: reliability (ECE {m['ece']:.3f})")
-        ax_count.bar(centers, bins["count"], width=edges[1] - edges[0], color="grey")
-        ax_count.set_xlabel("confidence of the predicted class")
-        ax_count.set_ylabel("rows")
-        fig.tight_layout()
-        path = out / f"{head}_calibration.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        for name, draw in (
+            ("confusion_matrix", _confusion_plot),
+            ("calibration", _calibration_plot),
+        ):
+            fig = draw(plt, head, m, lead)
+            fig.tight_layout()
+            path = out / f"{head}_{name}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
     return written
+
+
+def _confusion_plot(plt: Any, head: str, m: Mapping[str, Any], lead: str) -> Any:
+    """A head's confusion matrix, coloured by share of the true class."""
+    labels = m["confusion_matrix"]["labels"]
+    matrix = np.asarray(m["confusion_matrix"]["matrix"], dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels=labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{lead}{head}: confusion matrix (n={m['n']}, macro-F1 {m['macro_f1']:.3f})")
+    fig.colorbar(image, ax=ax, label="share of true class")
+    return fig
+
+
+def _calibration_plot(plt: Any, head: str, m: Mapping[str, Any], lead: str) -> Any:
+    """A head's reliability diagram over the count of rows per confidence bin."""
+    bins = m["calibration"]
+    edges = np.asarray(bins["edges"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    filled = [i for i, c in enumerate(bins["count"]) if c]
+    fig, (ax, ax_count) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    ax.plot(
+        [bins["confidence"][i] for i in filled],
+        [bins["accuracy"][i] for i in filled],
+        marker="o",
+        label=head,
+    )
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    ax.set_title(f"{lead}{head}: reliability (ECE {m['ece']:.3f})")
+    ax_count.bar(centers, bins["count"], width=edges[1] - edges[0], color="grey")
+    ax_count.set_xlabel("confidence of the predicted class")
+    ax_count.set_ylabel("rows")
+    return fig
 
 
 # -- a registered model on a labelled table --------------------------------------------

@@ -222,7 +222,8 @@ def _head_findings(
     recall_margin: float,
 ) -> list[tuple[str, str]]:
     """What the gate finds on one head, in order: ``("ok", text)`` says, ``("refuse", text)``
-    refuses, ``("check", text)`` refuses unless the set has too few leads to refuse on."""
+    refuses, ``("check", text)`` refuses unless the set has too few leads to refuse on. One
+    check after the other, each a few lines of wording, in the order a reader is told them."""
     if not champ or champ.get("n", 0) == 0:
         if chall and chall.get("n", 0) and not chall.get("missing_head"):
             return [("ok", f"{head}: the champion has no {head} head to compare with")]
@@ -552,7 +553,9 @@ def run_gate(
     force: bool = False,
     seed: int = 0,
 ) -> tuple[GateDecision, dict[str, Any]]:
-    """Compare challenger and champion on the same leads, decide, move ``champion``."""
+    """Compare challenger and champion on the same leads, decide, move ``champion``: the task
+    check, each gate set (:func:`_gate_set`), then the decision recorded; its length is its
+    keyword arguments, which callers pass by name."""
     from model.registry import load_model
 
     client = _client(client)
@@ -658,6 +661,23 @@ def _task_check(
     return _TaskCheck(champion, True, (), differences, input_changes, False)
 
 
+def _score_champion(
+    gate_set: GateSet, champion: Any
+) -> tuple[dict[str, Any] | None, dict[str, Any], str | None]:
+    """The champion's metrics and labels on a gate set from its own inputs, or (None, {},
+    the input columns it lacks, in words) when it cannot be scored there."""
+    frame = (
+        gate_set.champion_inputs(champion) if gate_set.champion_inputs is not None else gate_set.X
+    )
+    missing = _missing_inputs(champion, frame) if frame is not None else ["(all)"]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        return None, {}, f"{shown}{more}"
+    champ_metrics, champ_labels = _predict(champion, frame.reindex(gate_set.X.index), gate_set)
+    return champ_metrics, champ_labels, None
+
+
 def _gate_set(
     gate_set: GateSet,
     challenger: Any,
@@ -671,7 +691,8 @@ def _gate_set(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, GateDecision]:
     """Score one gate set and compare: (its rendered entry, the challenger's metrics, the
     champion's or None, the verdict on this set). ``champion`` is None when it is not
-    comparable (none, or another task)."""
+    comparable (none, or another task). Kept whole: the entry it fills is what the gate
+    report renders."""
     from training.gate_stats import compare_head
 
     challenger_version, champion_version = names
@@ -690,18 +711,12 @@ def _gate_set(
     champ_metrics: dict[str, Any] | None = None
     champ_labels: dict[str, Any] = {}
     if champion is not None:
-        frame = (
-            gate_set.champion_inputs(champion)
-            if gate_set.champion_inputs is not None
-            else gate_set.X
-        )
-        missing = _missing_inputs(champion, frame) if frame is not None else ["(all)"]
+        champ_metrics, champ_labels, missing = _score_champion(gate_set, champion)
+        entry["champion_scored"] = champ_metrics is not None
         if missing:
-            shown = ", ".join(repr(c) for c in missing[:10])
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
             entry["note"] = (
                 f"the champion (version {champion_version}) needs input columns these "
-                f"leads do not have ({shown}{more}): it cannot be scored on them, so no "
+                f"leads do not have ({missing}): it cannot be scored on them, so no "
                 "champion score is computed"
             )
             verdict = GateDecision(
@@ -711,10 +726,6 @@ def _gate_set(
                     f"and promote with `leadready promote {challenger_version}` if it is better"
                 ],
             )
-        else:
-            champ_frame = frame.reindex(gate_set.X.index)
-            champ_metrics, champ_labels = _predict(champion, champ_frame, gate_set)
-            entry["champion_scored"] = True
     for head, pred in chall_labels.items():
         truth = gate_set.labels(head).to_numpy(dtype=object)
         comp = compare_head(head, truth, pred, champ_labels.get(head), seed=seed)

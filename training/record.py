@@ -67,7 +67,8 @@ def prediction_records(
     input_columns: Sequence[str] | None = None,
     created_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for ``Store.record_predictions`` from a scored frame and its features."""
+    """Rows for ``Store.record_predictions`` from a scored frame and its features (one loop
+    building each row, kept whole so a stored row's layout reads in one place)."""
     if len(features) != len(scored):
         raise ValueError(f"{len(features)} feature rows but {len(scored)} scored rows")
     if not features.index.equals(scored.index) and not isinstance(scored.index, pd.RangeIndex):

@@ -321,29 +321,21 @@ def _as_of_ns(as_of: object | None, fallback: Callable[[], int | None]) -> int:
     return int(pd.Timestamp(utc_now()).as_unit("ns").value)
 
 
-def _featurize(
-    leads: DataFrame,
-    events: DataFrame | None,
+def _output_fields(
+    leads_x: DataFrame,
+    events_x: DataFrame | None,
+    micros: tuple[Any, Any],
     *,
     as_of_ns: int,
     config: FeatureConfig,
     id_col: str,
     exclude: tuple[str, ...],
-    buckets: int | None,
-    text_ids: bool,
     keep_input: bool,
-) -> DataFrame:
-    """The Spark plan of the feature job (lazy: nothing runs until it is written or collected)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StructField, StructType
+) -> list[Any]:
+    """The Spark fields of the feature job's output, learnt by running the real code."""
+    from pyspark.sql.types import StructField
 
-    if id_col not in leads.columns:
-        raise ValueError(f"leads lack the id column {id_col!r}")
-    if events is not None:
-        _check_events(events)
-    leads_x, lead_micros = _to_micros(leads)
-    events_x, event_micros = _to_micros(events) if events is not None else (None, ())
-
+    lead_micros, event_micros = micros
     # Probe: run the real code on one lead of missing values (build_features needs
     # a lead) and no events, shaped like the workers' input, to learn the columns.
     probe_leads = _probe_frame(leads_x.schema, lead_micros, 1)
@@ -367,6 +359,43 @@ def _featurize(
     else:
         own = [input_fields[name] for name in probe.columns if name in input_fields]
         fields = [input_fields[id_col], *own, *generated]
+    return fields
+
+
+def _featurize(
+    leads: DataFrame,
+    events: DataFrame | None,
+    *,
+    as_of_ns: int,
+    config: FeatureConfig,
+    id_col: str,
+    exclude: tuple[str, ...],
+    buckets: int | None,
+    text_ids: bool,
+    keep_input: bool,
+) -> DataFrame:
+    """The Spark plan of the feature job (lazy: nothing runs until it is written or collected):
+    output fields, the plan the workers run, then one map or a bucketed cogroup with events."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
+
+    if id_col not in leads.columns:
+        raise ValueError(f"leads lack the id column {id_col!r}")
+    if events is not None:
+        _check_events(events)
+    leads_x, lead_micros = _to_micros(leads)
+    events_x, event_micros = _to_micros(events) if events is not None else (None, ())
+
+    fields = _output_fields(
+        leads_x,
+        events_x,
+        (lead_micros, event_micros),
+        as_of_ns=as_of_ns,
+        config=config,
+        id_col=id_col,
+        exclude=exclude,
+        keep_input=keep_input,
+    )
     schema = StructType(fields)
     plan = _Plan(
         id_col=id_col,
@@ -497,27 +526,8 @@ def crm_columns_spark_cannot_read(
     return out
 
 
-def score_spark(
-    spark: SparkSession,
-    in_path: str | Path,
-    out_path: str | Path,
-    *,
-    model_uri: str = DEFAULT_MODEL_URI,
-    events_path: str | Path | None = None,
-    id_col: str = "lead_id",
-    reasons: bool = False,
-    as_of: object = None,
-    features_ready: bool = False,
-    buckets: int | None = None,
-) -> SparkScoreSummary:
-    """Score a Parquet lead table on Spark with the registered model and write Parquet."""
-    import mlflow.pyfunc
-    from pyspark.sql import functions as F
-
-    from model.registry import load_model, resolve_uri
-
-    start = time.perf_counter()
-    in_path, out_path = str(in_path), str(out_path)
+def _check_paths(in_path: str, out_path: str, events_path: str | Path | None) -> None:
+    """Refuse paths that are not Parquet, and an output that would overwrite the input."""
     _check_parquet(in_path, "input")
     _check_parquet(out_path, "output")
     if events_path is not None:
@@ -529,11 +539,10 @@ def score_spark(
     ):
         raise ValueError(f"{out_path}: the output would overwrite the input")
 
-    pinned, version = resolve_uri(model_uri)
-    model, _ = load_model(pinned)
-    prediction_columns = model.output_columns(reasons=reasons)
 
-    leads = spark.read.parquet(in_path)
+def _check_leads(model: Any, leads: DataFrame, id_col: str, in_path: str) -> None:
+    """Refuse a lead table without the id column or with columns Spark cannot read as the
+    model's training export was read."""
     if id_col not in leads.columns:
         cols = ", ".join(repr(c) for c in leads.columns)
         raise ValueError(f"{in_path}: no id column {id_col!r}; the columns are: {cols}")
@@ -550,27 +559,75 @@ def score_spark(
             "(numbers as numbers, dates as days since 1970) into the Parquet input"
         )
 
-    reference: datetime | None = None
+
+def _featurized_leads(
+    spark: SparkSession,
+    leads: DataFrame,
+    model: Any,
+    events_path: str | Path | None,
+    *,
+    id_col: str,
+    as_of: object,
+    buckets: int | None,
+) -> tuple[DataFrame, datetime]:
+    """The leads with the model's features built on Spark (input columns kept), and the
+    reference time the features were built at."""
+    events = spark.read.parquet(str(events_path)) if events_path is not None else None
+    if events is not None:
+        _check_events(events)
+    as_of_ns = _as_of_ns(
+        as_of, (lambda: _latest_event_ns(events)) if events is not None else (lambda: None)
+    )
+    reference = pd.Timestamp(as_of_ns, unit="ns", tz="UTC").to_pydatetime()
+    featurized = _featurize(
+        leads,
+        events,
+        as_of_ns=as_of_ns,
+        config=model.feature_config,
+        id_col=id_col,
+        exclude=(),
+        buckets=buckets,
+        text_ids=True,
+        keep_input=True,
+    )
+    return featurized, reference
+
+
+def score_spark(
+    spark: SparkSession,
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    model_uri: str = DEFAULT_MODEL_URI,
+    events_path: str | Path | None = None,
+    id_col: str = "lead_id",
+    reasons: bool = False,
+    as_of: object = None,
+    features_ready: bool = False,
+    buckets: int | None = None,
+) -> SparkScoreSummary:
+    """Score a Parquet lead table on Spark with the registered model and write Parquet: check,
+    featurize, predict with MLflow's Spark UDF, write (each step a helper or one call)."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    from model.registry import load_model, resolve_uri
+
+    start = time.perf_counter()
+    in_path, out_path = str(in_path), str(out_path)
+    _check_paths(in_path, out_path, events_path)
+
+    pinned, version = resolve_uri(model_uri)
+    model, _ = load_model(pinned)
+    prediction_columns = model.output_columns(reasons=reasons)
+
+    leads = spark.read.parquet(in_path)
+    _check_leads(model, leads, id_col, in_path)
     if features_ready or model.feature_config is None:
-        scored_input = leads
+        scored_input, reference = leads, None
     else:
-        events = spark.read.parquet(str(events_path)) if events_path is not None else None
-        if events is not None:
-            _check_events(events)
-        as_of_ns = _as_of_ns(
-            as_of, (lambda: _latest_event_ns(events)) if events is not None else (lambda: None)
-        )
-        reference = pd.Timestamp(as_of_ns, unit="ns", tz="UTC").to_pydatetime()
-        scored_input = _featurize(
-            leads,
-            events,
-            as_of_ns=as_of_ns,
-            config=model.feature_config,
-            id_col=id_col,
-            exclude=(),
-            buckets=buckets,
-            text_ids=True,
-            keep_input=True,
+        scored_input, reference = _featurized_leads(
+            spark, leads, model, events_path, id_col=id_col, as_of=as_of, buckets=buckets
         )
 
     present = set(scored_input.columns)

@@ -188,7 +188,8 @@ def fit_lead_model(
     metadata: dict[str, Any] | None = None,
     trusted: Sequence[bool] | None = None,
 ) -> LeadReadinessModel:
-    """Fit the two-head classifier on a training set and package it."""
+    """Fit the two-head classifier on a training set and package it (its length is the
+    settings handed through to ``TwoHeadClassifier`` and ``LeadReadinessModel``)."""
     from model.classifier import HeadClassifier, TwoHeadClassifier
     from model.features import FeatureConfig
     from model.package import LeadReadinessModel
@@ -341,7 +342,8 @@ def train_on(
     trusted: Sequence[bool] | None = None,
     _steps: _Steps | None = None,
 ) -> TrainResult:
-    """Split, fit, evaluate, log, register and gate a training set."""
+    """Split, fit, evaluate, log, register and gate a training set: the steps in order, each
+    timed by ``_Steps`` (which is why it reads top to bottom here; each step is a helper)."""
     import mlflow
 
     from model.pyfunc import Precompiled, log_model
