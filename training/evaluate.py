@@ -567,6 +567,15 @@ def evaluate_on_table(
     train, held = ts.subset(~mask), ts.subset(mask)
     if len(held) == 0:
         raise ValueError(f"{ts.name}: no held-out leads at share {holdout_share}")
+    evaluation, base = evaluate_with_baselines(model, train, held, seed=seed)
+    return {"model": evaluation, "baselines": base, "n_holdout": len(held), "n_train": len(train)}
+
+
+def evaluate_with_baselines(
+    model: Any, train: Any, held: Any, *, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the model's evaluation on the held-out ``TrainingSet``, the baselines' evaluations,
+    fitted on ``train``)."""
     evaluation = evaluate_heads(model, held.X, held.y_stage, held.y_persona, slices=held.slices)
     base = baselines(
         train.X,
@@ -578,4 +587,4 @@ def evaluate_on_table(
         slices=held.slices,
         seed=seed,
     )
-    return {"model": evaluation, "baselines": base, "n_holdout": len(held), "n_train": len(train)}
+    return evaluation, base

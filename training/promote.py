@@ -110,18 +110,9 @@ def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def _interval_text(interval: Any) -> str:
-    if not interval:
-        return ""
-    lo, hi = interval
-    return f" [{lo:.3f}, {hi:.3f}]"
-
-
-def _signed_interval(interval: Any) -> str:
-    if not interval:
-        return ""
-    lo, hi = interval
-    return f" [{lo:+.3f}, {hi:+.3f}]"
+def _interval_text(interval: Any, sign: str = "") -> str:
+    """`` [lo, hi]`` to three places (``sign="+"``: signed), or "" without an interval."""
+    return f" [{interval[0]:{sign}.3f}, {interval[1]:{sign}.3f}]" if interval else ""
 
 
 def describe_comparison(comp: Mapping[str, Any]) -> str:
@@ -135,7 +126,7 @@ def describe_comparison(comp: Mapping[str, Any]) -> str:
         text += (
             f" vs champion {_f(comp.get('champion'))}"
             f"{_interval_text(comp.get('champion_interval'))}; difference "
-            f"{comp['difference']:+.3f}{_signed_interval(comp.get('difference_interval'))}"
+            f"{comp['difference']:+.3f}{_interval_text(comp.get('difference_interval'), '+')}"
         )
     text += f" ({conf}% intervals, {comp.get('n', 0):,} leads): {comp.get('verdict', '')}"
     return text
@@ -146,7 +137,7 @@ def _short_comparison(comp: Mapping[str, Any]) -> str:
         return f"{comp['head']} {_f(comp.get('challenger'))} (n={comp.get('n', 0)})"
     return (
         f"{comp['head']} {_f(comp.get('challenger'))} vs {_f(comp.get('champion'))} "
-        f"(Δ {comp['difference']:+.3f}{_signed_interval(comp.get('difference_interval'))}, "
+        f"(Δ {comp['difference']:+.3f}{_interval_text(comp.get('difference_interval'), '+')}, "
         f"{comp.get('verdict', '')}, n={comp.get('n', 0)})"
     )
 

@@ -19,7 +19,7 @@ import numpy as np
 from data.coltypes import parse_types
 from data.values import utc_now
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
-from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
+from training.evaluate import HEADS, evaluate_with_baselines, flatten_metrics, plots
 from training.noise import LabelNoiseResult, clean_labels
 from training.procedure import procedure_metrics, procedure_report, procedure_table
 from training.promote import CHALLENGER, GateDecision, inputs_from_table, move_alias, run_gate
@@ -365,7 +365,7 @@ def train_on(
             metadata=_model_metadata(training_set, config),
         )
     with steps.step("evaluate_s", f"evaluating on {len(holdout):,} held-out leads with baselines"):
-        evaluation, base = _evaluate(lead_model, train_set, holdout, config)
+        evaluation, base = evaluate_with_baselines(lead_model, train_set, holdout, seed=config.seed)
     procedure = procedure_report(lead_model)
     if console is not None:
         console.print(procedure_table(procedure))
@@ -449,26 +449,6 @@ def _model_metadata(training_set: TrainingSet, config: TrainConfig) -> dict[str,
         "source": training_set.source,
         "events": config.events_path is not None,
     }
-
-
-def _evaluate(
-    lead_model: Any, train_set: TrainingSet, holdout: TrainingSet, config: TrainConfig
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the model's holdout evaluation, the baselines' evaluations)."""
-    evaluation = evaluate_heads(
-        lead_model, holdout.X, holdout.y_stage, holdout.y_persona, slices=holdout.slices
-    )
-    base = baselines(
-        train_set.X,
-        holdout.X,
-        y_train_stage=train_set.y_stage,
-        y_train_persona=train_set.y_persona,
-        y_test_stage=holdout.y_stage,
-        y_test_persona=holdout.y_persona,
-        slices=holdout.slices,
-        seed=config.seed,
-    )
-    return evaluation, base
 
 
 def _metrics(
