@@ -16,6 +16,7 @@ import pandas as pd
 from data.labels import label_key
 from data.readers import InputError, RowError, read_table
 from data.schema import CORRECTION_REASONS
+from data.values import is_missing
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -119,9 +120,7 @@ class _Row:
 
 def _text(value: Any) -> str | None:
     """A cell as stripped text; None when missing or blank."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and value != value:
+    if is_missing(value):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
