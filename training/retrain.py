@@ -226,7 +226,8 @@ def base_train_config(
     if values.get("leads_path") is None:
         raise ValueError(
             f"cannot tell which lead table {which} was trained on (its run logged no "
-            "leads_path); give the base data (--leads, --events and the label columns)"
+            f"leads_path in {CONFIG_ARTIFACT}, as runs from before that artifact do not); "
+            "give the base data (--leads, --events and the label columns)"
         )
     if values.get("stage_col") is None and values.get("persona_col") is None:
         raise ValueError(
