@@ -16,7 +16,7 @@ from data.values import finite, utc_now
 from model.classifier import HEADS, HeadClassifier, TwoHeadClassifier
 from model.reasons import explain_head
 from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
-from model.task import ModelTask, task_of
+from model.task import ModelTask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,7 +86,16 @@ class LeadReadinessModel:
     @property
     def task(self) -> ModelTask:
         """What this model is for: label sets, sales-ready stages, input columns and kinds."""
-        return task_of(self)
+        kinds: dict[str, str] = {}
+        for est in self.heads.values():
+            encoder = getattr(est, "encoder_", None)
+            for column, kind in (getattr(encoder, "kinds_", None) or {}).items():
+                kinds.setdefault(str(column), str(kind))
+        return ModelTask(
+            labels={h: tuple(sorted(v)) for h, v in self.labels.items()},
+            sales_ready=tuple(sorted(self.sales_ready_stages)),
+            inputs={c: kinds.get(c, "unused") for c in self.input_columns},
+        )
 
     def missing_columns(self, columns: Sequence[str]) -> list[str]:
         """Input columns absent from ``columns`` (they are scored as missing values)."""

@@ -6,23 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["TASK_TAG", "ModelTask", "task_from_tags", "task_of", "task_tags"]
-
-
-class _Packaged(Protocol):
-    """What :func:`task_of` reads of a ``model.package.LeadReadinessModel``
-    (a protocol, so this module does not import the package that imports it)."""
-
-    @property
-    def heads(self) -> Mapping[str, Any]: ...
-    @property
-    def labels(self) -> Mapping[str, Any]: ...
-    @property
-    def sales_ready_stages(self) -> Any: ...
-    @property
-    def input_columns(self) -> Any: ...
+__all__ = ["TASK_TAG", "ModelTask", "task_from_tags", "task_tags"]
 
 
 #: Registry tag prefix of a version's task (``leadready.task.json`` holds all of it).
@@ -112,20 +98,6 @@ def _label_difference(head: str, mine: tuple[str, ...], theirs: tuple[str, ...])
     if gone:
         parts.append(f"lacks {_listed(gone[:8])}{' …' if len(gone) > 8 else ''}")
     return f"{head} labels differ: the new model {' and '.join(parts)}"
-
-
-def task_of(model: _Packaged) -> ModelTask:
-    """The task of a packaged model (labels, sales-ready stages, input columns and kinds)."""
-    kinds: dict[str, str] = {}
-    for est in model.heads.values():
-        encoder = getattr(est, "encoder_", None)
-        for column, kind in (getattr(encoder, "kinds_", None) or {}).items():
-            kinds.setdefault(str(column), str(kind))
-    return ModelTask(
-        labels={h: tuple(sorted(v)) for h, v in model.labels.items()},
-        sales_ready=tuple(sorted(model.sales_ready_stages)),
-        inputs={c: kinds.get(c, "unused") for c in model.input_columns},
-    )
 
 
 def task_tags(task: ModelTask) -> dict[str, str]:
