@@ -1,8 +1,7 @@
-"""leadready: model layer.
-
-Public names are importable from here; each is imported from its module on first
-use, so ``import model.features`` does not pay for LightGBM or MLflow.
-"""
+"""Model layer: features, two-head classifier, reasons, routing, packaged model, registry. Lazy
+package: public names are importable from here and each is imported from its module on first
+use (PEP 562 ``__getattr__`` over ``_EXPORTS``), so ``import model.features`` does not pay
+for LightGBM or MLflow."""
 
 from importlib import import_module
 from typing import Any

@@ -1,15 +1,5 @@
 """Estimators on LightGBM: a table encoder, one calibrated head, and the two-head classifier.
-
-``TableEncoder`` turns any lead table (numbers, booleans, categories, free text such
-as raw job titles) into a float matrix LightGBM can use, and says why it dropped any
-column it did not use. ``HeadClassifier`` is one head: encoder → LightGBM →
-probability calibration fitted on a held-out slice of its training rows.
-``TwoHeadClassifier`` holds the buying-stage head and the persona head, each trained
-on the rows that carry its label.
-
-All three follow scikit-learn's estimator rules (keyword-only ``__init__`` that only
-stores parameters, learned state ends in ``_``, ``fit`` returns ``self``).
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
@@ -32,6 +22,7 @@ from sklearn.utils import assert_all_finite, check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from data.values import is_missing
 from model.linear import fit_linear_cv
 
 __all__ = [
@@ -64,17 +55,6 @@ _FAMILY_TIE = 0.002
 # --------------------------------------------------------------------------- values
 
 
-def _is_missing(value: Any) -> bool:
-    """None, NaN, pd.NA / NaT and empty or blank strings count as missing."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, float | np.floating):
-        return math.isnan(value)
-    if isinstance(value, str):
-        return not value.strip()
-    return False
-
-
 def _to_number(value: Any) -> float:
     """One cell of a numeric column as a float (bools 0/1, timedeltas in days, else NaN)."""
     kind = type(value)
@@ -82,7 +62,7 @@ def _to_number(value: Any) -> float:
         return value
     if kind is int:
         return float(value)
-    if _is_missing(value):
+    if is_missing(value, blank=True):
         return math.nan
     if isinstance(value, bool | np.bool_):
         return 1.0 if value else 0.0
@@ -108,7 +88,7 @@ def _to_number(value: Any) -> float:
 
 def _to_key(value: Any) -> str | None:
     """One cell of a categorical or text column as a stripped string (None when missing)."""
-    if _is_missing(value):
+    if is_missing(value, blank=True):
         return None
     if isinstance(value, bool | np.bool_):
         return "True" if value else "False"
@@ -132,10 +112,7 @@ def _tokens(text: str) -> set[str]:
 
 
 def normalize_label(value: Any) -> str | None:
-    """A label as a string: ``True`` → ``"True"``, ``1``/``1.0`` → ``"1"``; missing → None.
-
-    None, NaN, pd.NA and empty strings are missing (the row has no label).
-    """
+    """A label as a string: ``True`` → ``"True"``, ``1``/``1.0`` → ``"1"``; missing → None."""
     return _to_key(value)
 
 
@@ -151,23 +128,7 @@ def normalize_labels(y: Any) -> np.ndarray:
 def expected_calibration_error(
     proba: np.ndarray, y_index: np.ndarray, *, n_bins: int = 10, sample_weight=None
 ) -> float:
-    """Top-label expected calibration error with equal-width confidence bins.
-
-    Parameters
-    ----------
-    proba : ndarray of shape (n_rows, n_classes)
-        Predicted class probabilities.
-    y_index : ndarray of shape (n_rows,)
-        Index of the true class of each row.
-    n_bins : int
-        Number of equal-width bins over [0, 1].
-    sample_weight : ndarray of shape (n_rows,), optional
-
-    Returns
-    -------
-    float
-        Weighted mean of |accuracy − confidence| over bins, in [0, 1].
-    """
+    """Top-label expected calibration error with equal-width confidence bins."""
     proba = np.asarray(proba, dtype=float)
     y_index = np.asarray(y_index, dtype=int)
     if proba.shape[0] == 0:
@@ -218,30 +179,7 @@ def _check_fitted(estimator: Any, attribute: str) -> None:
 
 
 class TableEncoder(TransformerMixin, BaseEstimator):
-    """Encode a lead table as a float matrix for LightGBM.
-
-    Each input column is detected as one of:
-
-    * numeric — numbers, booleans (0/1), timedeltas (days); missing → NaN;
-    * categorical — strings with at most ``max_categories`` distinct values → integer
-      codes (for LightGBM's native categorical splits); unseen or missing → NaN;
-    * text — strings with more distinct values (raw job titles, free text) → one 0/1
-      column per selected word token (the ``max_text_tokens`` most informative about
-      ``y`` when given, else the most frequent); missing → NaN;
-
-    or is dropped with a reason in ``dropped_columns_`` (all missing, constant,
-    id-like unique strings, datetimes, nested values, text without repeated words).
-    Datetime columns should arrive as day counts.
-
-    Parameters
-    ----------
-    max_categories : int
-        Strings with at most this many distinct values are categorical.
-    max_text_tokens : int
-        Word tokens kept per text column.
-    min_token_count : int
-        A token must occur in at least this many rows to be kept.
-    """
+    """Encode a lead table as a float matrix for LightGBM."""
 
     def __init__(
         self, *, max_categories: int = 50, max_text_tokens: int = 20, min_token_count: int = 2
@@ -253,18 +191,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     # ---- fitting
 
     def fit(self, X: Any, y: Any = None) -> TableEncoder:
-        """Detect column kinds, categories and text tokens.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_rows, n_columns)
-        y : array-like of shape (n_rows,), optional
-            Labels; when given, text tokens are ranked by mutual information with them.
-
-        Returns
-        -------
-        self
-        """
+        """Detect column kinds, categories and text tokens."""
         frame, is_frame = _as_frame(X)
         self.n_features_in_ = frame.shape[1]
         if is_frame and all(isinstance(c, str) for c in frame.columns):
@@ -324,7 +251,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
             self._fit_numeric(name, self._numeric_values(s))
             return
         values = s.to_numpy(dtype=object)
-        present = [v for v in values if not _is_missing(v)]
+        present = [v for v in values if not is_missing(v, blank=True)]
         if not present:
             self.dropped_columns_[name] = "all missing"
             return
@@ -429,17 +356,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         return plan
 
     def transform(self, X: Any) -> np.ndarray:
-        """Encode a table. Missing columns give NaN; columns not seen in ``fit`` are ignored.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_rows, n_columns)
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_features_out)
-            float64; NaN where a value is missing or unseen.
-        """
+        """Encode a table. Missing columns give NaN; columns not seen in ``fit`` are ignored."""
         _check_fitted(self, "columns_")
         frame, is_frame = _as_frame(X)
         if not is_frame and frame.shape[1] != self.n_features_in_:
@@ -472,12 +389,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     def _encode_distinct(
         cls, block: np.ndarray, s: pd.Series, kind: str, payload: dict[str, Any]
     ) -> bool:
-        """Encode each distinct string once and copy it to its rows (large frames).
-
-        Only when every present value is a plain ``str``: Python's equality puts
-        ``True``, ``1`` and ``1.0`` in one group, which ``_to_key`` keeps apart.
-        Returns False (nothing written) otherwise.
-        """
+        """Encode each distinct string once and copy it to its rows (large frames)."""
         if isinstance(s.dtype, pd.StringDtype):
             codes, uniques = s.factorize()  # Arrow-backed strings: no Python objects per row
             uniques = uniques.to_numpy(dtype=object)
@@ -507,17 +419,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
                 block[row, j] = 1.0
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Encode plain dicts without pandas; equals ``transform(pd.DataFrame(records))``.
-
-        Parameters
-        ----------
-        records : sequence of mappings, length n_rows
-            Missing keys are missing values; unknown keys are ignored.
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_features_out)
-        """
+        """Encode plain dicts without pandas; equals ``transform(pd.DataFrame(records))``."""
         _check_fitted(self, "columns_")
         plan = self._plan
         width = len(self.feature_names_out_)
@@ -649,17 +551,7 @@ def tune_decision_weights(
     rounds: int = 3,
     grid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Per-class weights ``w`` maximising the macro-F1 of ``argmax(proba * w)``.
-
-    Coordinate ascent over classes on a log grid (each class's weight relative to
-    the current ones), ``rounds`` passes; weights are normalised to a geometric
-    mean of 1. For two classes this is a threshold search. Ties keep the smaller
-    change (the first grid point from 1).
-
-    Returns
-    -------
-    (weights of shape (n_classes,), macro-F1 reached)
-    """
+    """Per-class weights ``w`` maximising the macro-F1 of ``argmax(proba * w)``."""
     proba = np.asarray(proba, dtype=float)
     n, k = proba.shape
     weight = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
@@ -686,20 +578,7 @@ def tune_decision_weights(
 
 
 class _Calibrator:
-    """Maps prior-corrected logits (n, k) to calibrated probabilities (n, k).
-
-    Kept in place of ``CalibratedClassifierCV(FrozenEstimator(...))`` after a side by
-    side (``python -m bench.calibration_noise``, seed 11, the same out-of-fold logits):
-    on Bank ``output``/``job`` and Online Shoppers ``Revenue``/``VisitorType`` the
-    library's ``method="temperature"`` gives the same probabilities (log loss and ECE
-    equal to 4 decimals; 5e-8 apart on 12 classes), its sigmoid and isotonic are no
-    better overall (isotonic: lower ECE on the binary heads, 0.0055 vs 0.0080 and
-    0.0092 vs 0.0194, but log loss from −0.0001 to +0.025; sigmoid: better on the two
-    binary heads by ≤ 0.001 log loss, worse on the two multi-class ones by 0.003 to
-    0.010) — but one row through its ``predict_proba`` costs 463 µs CPU against 4.5 µs
-    here, +0.9 ms for the two heads of a single-lead request (budget: +20% of 2.9 ms),
-    and its temperature is readable only through private attributes.
-    """
+    """Maps prior-corrected logits (n, k) to calibrated probabilities (n, k)."""
 
     def __init__(self, method: str) -> None:
         self.method = method
@@ -745,14 +624,7 @@ class _Calibrator:
 
 
 def _row_uniforms(index: pd.Index, seed: int, salt: str) -> np.ndarray:
-    """A uniform number in [0, 1) per row from a hash of the row's key and the seed.
-
-    The key is the row's index label when the frame has a meaningful index (lead
-    ids), else its position. A row keeps its number whatever the other rows and the
-    labels are: correcting a few labels or adding rows moves no other row between
-    the boosting and the calibration rows (a per-class random draw reshuffles them
-    all, which alone moved macro-F1 by ±0.015 after three label fixes).
-    """
+    """A uniform number in [0, 1) per row from a hash of the row's key and the seed."""
     keys = np.arange(len(index)) if isinstance(index, pd.RangeIndex) else index.to_numpy()
     key = f"{salt}{seed}".encode().hex()[:16].ljust(16, "0")
     hashed = pd.util.hash_array(np.asarray(keys, dtype=object).astype(str), hash_key=key)
@@ -778,29 +650,7 @@ def _held_out(
 
 
 class _PathAttribution:
-    """Per-leaf path contributions of a LightGBM booster (Saabas / treeinterpreter).
-
-    For every tree and leaf, the change of the node value along the path from the
-    root to the leaf is credited to the feature each node splits on: ``value(child)
-    − value(parent)`` (``internal_value`` of internal nodes, ``leaf_value`` of
-    leaves). A leaf's credits plus its tree's root value add up to its leaf value
-    (the differences telescope), so a row's credits over its leaves plus the bias
-    (the sum of the root values of the class's trees) add up to its raw score.
-
-    Built once from ``booster.dump_model()`` as a ragged table: leaf ``g`` of the
-    forest (trees numbered in order, leaves within) owns entries
-    ``start[g]:start[g + 1]`` of ``features`` and ``values``, one per distinct
-    feature on its path, the tree's root value last (as the bias column). At
-    predict time the rows' leaves (``pred_leaf=True``) select entries that are
-    added per row with one ``bincount``, in tree order, so a row's result does
-    not depend on the other rows of its batch.
-
-    Parameters
-    ----------
-    booster : lightgbm.Booster
-    n_features : int
-        Encoded feature count (the bias is column ``n_features``).
-    """
+    """Per-leaf path contributions of a LightGBM booster (Saabas / treeinterpreter)."""
 
     #: Rows explained per block (bounds the memory of the gathered entries).
     BLOCK_ROWS = 4096
@@ -847,19 +697,7 @@ class _PathAttribution:
         self.values = np.array([v for e in entries for _, v in e], dtype=np.float64)
 
     def contributions(self, leaves: np.ndarray, model_class: np.ndarray) -> np.ndarray:
-        """Contributions to one model class per row.
-
-        Parameters
-        ----------
-        leaves : ndarray of int, shape (n_rows, n_trees)
-            ``booster.predict(..., pred_leaf=True)``.
-        model_class : ndarray of int, shape (n_rows,)
-            Which of the booster's per-iteration models to explain per row.
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_features + 1), the bias last.
-        """
+        """Contributions to one model class per row."""
         n, n_trees = leaves.shape
         width = self.n_features + 1
         out = np.zeros((n, width))
@@ -890,25 +728,7 @@ _PLAIN_NUMBERS = frozenset({int, float, bool, type(None)})
 
 
 class _ClassTreeShap:
-    """Exact TreeSHAP of one class of a multiclass booster, on that class's trees only.
-
-    LightGBM's ``predict(pred_contrib=True)`` computes the Shapley values of every
-    class; reasons need those of one class per row (the decided one), so for a
-    ``k``-class head that is ``k`` times the work. Shapley values add up over
-    trees, and a class's raw score is the sum of its own trees, so the values of
-    class ``c`` are the TreeSHAP values of a model made of the trees ``c, c + k,
-    c + 2k, …`` alone. Those one-class models are built once from the booster's
-    text (``model_to_string``, LightGBM's documented model format: the header's
-    class counts set to one, the other classes' trees left out) and loaded with
-    the public ``lightgbm.Booster(model_str=...)``; each row is then explained by
-    its class's model with ``predict(pred_contrib=True)``. Equal to the full
-    booster's values for that class (up to float summation order; tests check it).
-
-    Parameters
-    ----------
-    booster : lightgbm.Booster
-        A multiclass booster (``num_tree_per_iteration`` > 1).
-    """
+    """Exact TreeSHAP of one class of a multiclass booster, on that class's trees only."""
 
     def __init__(self, booster: lgb.Booster) -> None:
         text = booster.model_to_string()  # the best iteration's trees, as predict uses
@@ -960,73 +780,7 @@ class _ClassTreeShap:
 
 
 class HeadClassifier(ClassifierMixin, BaseEstimator):
-    """One head: ``TableEncoder`` → LightGBM → probability calibration.
-
-    A ``calibration_fraction`` of the training rows, chosen by a hash of each row's
-    key (its index label — the lead id — or its position) and ``random_state``, so
-    independent of the labels, is held out of boosting; it also stops boosting early
-    (``early_stopping_rounds``). Classes with fewer than 5 rows stay in training;
-    with fewer than 20 held-out rows
-    nothing is held out and the head is uncalibrated). On it the calibrator is chosen
-    by measurement among ``none``, ``temperature`` and — when every class has at least
-    100 held-out rows — ``isotonic`` (per class, then renormalized): each is fitted on
-    one half of the held-out rows and scored (log loss) on the other, both ways; the
-    best is refitted on all held-out rows. ``calibration_`` reports the expected
-    calibration error and log loss of the raw LightGBM probabilities and of each
-    candidate, all measured on held-out rows. Temperature is bounded to [0.25, 20].
-
-    Class imbalance is handled with class weights (``"balanced"``, capped at
-    ``max_class_weight``); the logit shift the weights cause is undone before
-    calibration, so probabilities reflect the real class mix.
-
-    Parameters
-    ----------
-    n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM settings
-    num_threads : int
-        LightGBM threads for training and batch prediction.
-    class_weight : {"balanced", None}
-    max_class_weight : float
-        Upper bound of a class weight relative to the mean row weight.
-    calibration : {"auto", "temperature", "isotonic", "none"}
-    calibration_fraction : float
-        Share of each class's rows held out for calibration.
-    max_categories, max_text_tokens : TableEncoder settings
-    random_state : int
-    lgbm_params : dict, optional
-        Further LightGBM parameters (they win over the ones above).
-    early_stopping_rounds : int or None
-        Stop boosting when the held-out (calibration) rows' log loss has not improved
-        for this many rounds, and keep the rounds up to the best (``n_rounds_``);
-        ``n_estimators`` is then the most. None or 0 boosts all ``n_estimators``.
-        Fewer trees predict and explain faster in serving and bulk scoring.
-    cv_folds : int
-        0 (default): the carved-out calibration slice above. ``K >= 2``: cross-fitting
-        instead, so no row is lost to boosting — K boosters, each fitted on K − 1
-        folds (by a hash of the row key) and stopped early on the remaining fold,
-        give out-of-fold logits for every row; the final booster is fitted on
-        **all** rows for the mean of the folds' best round counts, and the
-        calibrator (chosen as above) is fitted on the out-of-fold logits. Costs
-        about K times the boosting of one fit. Falls back to the slice when a class
-        has fewer than ``2 * K`` rows. ``cv_`` reports the folds' round counts and
-        out-of-fold scores.
-    decision : {"argmax", "macro_f1"}
-        How a label is picked from the calibrated probabilities. ``"argmax"``: the
-        most probable. ``"macro_f1"``: the argmax of the probabilities times
-        per-class weights tuned for macro-F1 on held-out (out-of-fold, or the
-        calibration slice's) probabilities (``decision_weights_``; ``decision_``
-        reports macro-F1 before and after). The probabilities themselves are not
-        changed — readiness and routing read them; only the label is.
-    family : {"auto", "lightgbm", "linear", "blend"}
-        The model family, with cross-fitting (``cv_folds >= 2``; the slice path is
-        LightGBM only). ``"auto"`` (default): chosen per head on the same folds —
-        the boosters' out-of-fold logits, a regularised logistic regression's
-        (:mod:`model.linear`, ``C`` chosen on the folds) and their mean (the blend)
-        are each calibrated and given a tuned decision; the best out-of-fold
-        macro-F1 after the decision wins, log loss breaks ties (within
-        ``_FAMILY_TIE``). ``family_`` is the choice, ``cv_["families"]`` every
-        candidate's scores. The final booster is always fitted (it costs one fit);
-        a linear or blend head adds the linear scores to (or in place of) it.
-    """
+    """One head: ``TableEncoder`` → LightGBM → probability calibration."""
 
     def __init__(
         self,
@@ -1070,55 +824,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     # ---- fitting
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> HeadClassifier:
-        """Fit encoder, booster and calibrator.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_rows, n_columns)
-        y : array-like of shape (n_rows,)
-            Labels: strings, booleans or integers (stored as strings in ``classes_``).
-        sample_weight : array-like of shape (n_rows,), optional
-
-        Returns
-        -------
-        self
-        """
-        if self.calibration not in ("auto", "temperature", "isotonic", "none"):
-            raise ValueError(
-                f"calibration must be auto, temperature, isotonic or none, got {self.calibration!r}"
-            )
-        if self.class_weight not in ("balanced", None):
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
-        if self.family not in _FAMILIES:
-            raise ValueError(f"family must be auto, lightgbm, linear or blend, got {self.family!r}")
-        frame, _ = _as_frame(X)
-        y_raw = column_or_1d(np.asarray(y), warn=True)
-        if len(y_raw) != len(frame):
-            raise ValueError(f"X has {len(frame)} rows but y has {len(y_raw)}")
-        labels = normalize_labels(y_raw)
-        if any(v is None for v in labels):
-            raise ValueError("y contains missing labels; drop those rows first")
-        if y_raw.dtype.kind == "f":
-            assert_all_finite(y_raw, input_name="y")
-            check_classification_targets(y_raw)  # rejects a continuous target
-        self.classes_ = np.asarray(sorted(set(labels)), dtype=object)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"need at least 2 classes to train, got one class: {self.classes_[0]!r}"
-            )
-        y_index = np.searchsorted(self.classes_.astype(str), labels.astype(str))
-        weight = (
-            np.ones(len(labels))
-            if sample_weight is None
-            else np.asarray(sample_weight, dtype=float).reshape(-1)
-        )
-        if weight.shape[0] != len(labels):
-            raise ValueError(f"sample_weight has {weight.shape[0]} rows, X has {len(labels)}")
-        if np.any(weight < 0):
-            raise ValueError("sample_weight must be non-negative")
-        if weight.sum() <= 0:
-            raise ValueError("Sample weights must contain at least one non-zero number.")
-
+        """Fit encoder, booster and calibrator."""
+        frame, labels, y_index, weight = self._fit_inputs(X, y, sample_weight)
         self.encoder_ = TableEncoder(
             max_categories=self.max_categories, max_text_tokens=self.max_text_tokens
         ).fit(frame, labels)
@@ -1173,6 +880,48 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             )
         return self
 
+    def _fit_inputs(
+        self, X: Any, y: Any, sample_weight: Any
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+        """Check the settings and inputs of :meth:`fit`; set ``classes_``. Returns (the
+        table, the normalised labels, each row's class index, each row's weight)."""
+        if self.calibration not in ("auto", "temperature", "isotonic", "none"):
+            raise ValueError(
+                f"calibration must be auto, temperature, isotonic or none, got {self.calibration!r}"
+            )
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+        if self.family not in _FAMILIES:
+            raise ValueError(f"family must be auto, lightgbm, linear or blend, got {self.family!r}")
+        frame, _ = _as_frame(X)
+        y_raw = column_or_1d(np.asarray(y), warn=True)
+        if len(y_raw) != len(frame):
+            raise ValueError(f"X has {len(frame)} rows but y has {len(y_raw)}")
+        labels = normalize_labels(y_raw)
+        if any(v is None for v in labels):
+            raise ValueError("y contains missing labels; drop those rows first")
+        if y_raw.dtype.kind == "f":
+            assert_all_finite(y_raw, input_name="y")
+            check_classification_targets(y_raw)  # rejects a continuous target
+        self.classes_ = np.asarray(sorted(set(labels)), dtype=object)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"need at least 2 classes to train, got one class: {self.classes_[0]!r}"
+            )
+        y_index = np.searchsorted(self.classes_.astype(str), labels.astype(str))
+        weight = (
+            np.ones(len(labels))
+            if sample_weight is None
+            else np.asarray(sample_weight, dtype=float).reshape(-1)
+        )
+        if weight.shape[0] != len(labels):
+            raise ValueError(f"sample_weight has {weight.shape[0]} rows, X has {len(labels)}")
+        if np.any(weight < 0):
+            raise ValueError("sample_weight must be non-negative")
+        if weight.sum() <= 0:
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return frame, labels, y_index, weight
+
     def _folds(self, index: pd.Index, y_index: np.ndarray) -> np.ndarray | None:
         """Fold number per row for cross-fitting, or None (too few rows: the slice)."""
         K = int(self.cv_folds or 0)
@@ -1200,7 +949,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         folds: np.ndarray,
         index: pd.Index,
     ) -> None:
-        """Cross-fitting: out-of-fold logits and round counts, then one booster on all rows."""
+        """Cross-fitting: out-of-fold logits and round counts, then one booster on all rows,
+        then the family chosen (:meth:`_choose_family`); one pass over the folds, kept whole so
+        the state it sets on ``self`` reads in order."""
         K = int(folds.max()) + 1
         k = len(self.classes_)
         oof = np.zeros((len(y_index), k))
@@ -1244,6 +995,31 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             candidates["blend"] = 0.5 * (oof + linear_oof)
             if self.family != "auto":
                 candidates = {self.family: candidates[self.family]}
+        chosen, scores, proba = self._choose_family(Z, y_index, weight, halves, candidates)
+        self.family_ = chosen
+        self.linear_ = linear if chosen in ("linear", "blend") else None
+        self.cv_ = {
+            "folds": K,
+            "fold_rounds": rounds,
+            "rounds": n_rounds,
+            "oof_macro_f1": _macro_f1(y_index, proba.argmax(axis=1), k, weight),
+            "oof_log_loss": _log_loss(proba, y_index, weight),
+            "family": chosen,
+            "families": scores,
+            "linear": linear_report,
+        }
+
+    def _choose_family(
+        self,
+        Z: np.ndarray,
+        y_index: np.ndarray,
+        weight: np.ndarray,
+        halves: np.ndarray,
+        candidates: Mapping[str, np.ndarray],
+    ) -> tuple[str, dict[str, dict[str, float]], np.ndarray]:
+        """Calibrate and tune the decision of every candidate's out-of-fold logits; keep the
+        best by decided macro-F1 (ties within ``_FAMILY_TIE`` go to the lower log loss).
+        Returns (its name, every candidate's scores, its out-of-fold probabilities)."""
         scores: dict[str, dict[str, float]] = {}
         states: dict[str, tuple[Any, ...]] = {}
         for name, raw in candidates.items():
@@ -1264,18 +1040,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         chosen = min(tied, key=lambda n: (scores[n]["log_loss"], list(scores).index(n)))
         (self.calibrator_, self.calibration_, self.decision_, self.decision_weights_,
          proba) = states[chosen]  # fmt: skip
-        self.family_ = chosen
-        self.linear_ = linear if chosen in ("linear", "blend") else None
-        self.cv_ = {
-            "folds": K,
-            "fold_rounds": rounds,
-            "rounds": n_rounds,
-            "oof_macro_f1": _macro_f1(y_index, proba.argmax(axis=1), k, weight),
-            "oof_log_loss": _log_loss(proba, y_index, weight),
-            "family": chosen,
-            "families": scores,
-            "linear": linear_report,
-        }
+        return chosen, scores, proba
 
     def _fit_decision(self, proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray) -> None:
         k = len(self.classes_)
@@ -1460,18 +1225,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return self.encoder_.transform_records(records)
 
     def predict_proba_encoded(self, Z: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
-        """Calibrated probabilities from an encoded matrix.
-
-        Parameters
-        ----------
-        Z : ndarray of shape (n_rows, n_features_out)
-        num_threads : int, optional
-            LightGBM threads (default: the head's ``num_threads``).
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_classes), columns in ``classes_`` order.
-        """
+        """Calibrated probabilities from an encoded matrix."""
         _check_fitted(self, "booster_")
         threads = self.num_threads if num_threads is None else num_threads
         return self.calibrator_.transform(self._raw_logits(Z, threads) + self.logit_shift_)
@@ -1479,28 +1233,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     def contributions_encoded(
         self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "shap"
     ) -> np.ndarray:
-        """Per-feature contributions to each class's raw score.
-
-        Parameters
-        ----------
-        Z : ndarray of shape (n_rows, n_features_out)
-        num_threads : int, optional
-            LightGBM threads (default: the head's ``num_threads``).
-        method : {"shap", "path"}
-            ``"shap"`` (default): LightGBM's TreeSHAP (``pred_contrib=True``),
-            exact Shapley values in log-odds. ``"path"``: path attribution
-            (Saabas) — each split on a row's path in each tree credits its
-            feature with the change of the node value; 2–7 times faster in bulk
-            but its top feature disagrees with TreeSHAP's on 30–45% of real
-            leads (``bench/reasons.py``), so reasons no longer use it.
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_classes, n_features_out + 1)
-            The last entry is the bias; each class's entries add up to its raw
-            score. For a binary head, class 0 gets the negated contributions of
-            class 1 (what pushes the score toward class 0).
-        """
+        """Per-feature contributions to each class's raw score."""
         n, f = self._check_contrib(Z, method)
         k = len(self.classes_)
         if f == 0:
@@ -1534,26 +1267,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         num_threads: int | None = None,
         method: str = "shap",
     ) -> np.ndarray:
-        """Contributions to one class per row (the one to explain), without the others.
-
-        Equals ``contributions_encoded(Z, method=method)[arange(n), class_index]``
-        (for ``"shap"`` up to float summation order), but only the trees of the
-        explained class are used: with ``"shap"`` (the default, what reasons show)
-        through one-class boosters of the head's trees (``_ClassTreeShap``), exact
-        TreeSHAP at ``1 / n_classes`` of the cost of ``pred_contrib`` on the whole
-        booster; with ``"path"`` through the path-attribution tables.
-
-        Parameters
-        ----------
-        Z : ndarray of shape (n_rows, n_features_out)
-        class_index : ndarray of int, shape (n_rows,)
-        num_threads : int, optional
-        method : {"path", "shap"}
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_features_out + 1), the bias last.
-        """
+        """Contributions to one class per row (the one to explain), without the others."""
         n, f = self._check_contrib(Z, method)
         index = np.asarray(class_index, dtype=np.int64).reshape(-1)
         if index.shape[0] != n:
@@ -1582,13 +1296,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     def _family_contributions(
         self, Z: np.ndarray, index: np.ndarray | None, num_threads: int | None, method: str
     ) -> np.ndarray | None:
-        """Contributions of a linear or blend head (None for a LightGBM head).
-
-        Linear: coefficient × standardised value per encoded column, exact
-        (:meth:`model.linear.LinearHead.contributions`). Blend: the mean of the
-        linear ones and the tree ones (path or TreeSHAP, from a LightGBM-only view
-        of this head), as the blend's raw score is the mean of the two.
-        """
+        """Contributions of a linear or blend head (None for a LightGBM head)."""
         family = self.__dict__.get("family_", "lightgbm")
         if family == "lightgbm":
             return None
@@ -1616,13 +1324,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     def attach_compiled(
         self, predict_raw: Callable[[np.ndarray, int], np.ndarray] | None
     ) -> HeadClassifier:
-        """Score raw logits with native code instead of the booster (None: back to LightGBM).
-
-        ``predict_raw(Z, num_threads)`` must return what
-        ``booster_.predict(Z, raw_score=True)`` returns (``model.compiled`` checks
-        that before attaching). It follows this booster only (a refit drops it)
-        and is never pickled.
-        """
+        """Score raw logits with native code instead of the booster (None: back to LightGBM)."""
         check_is_fitted(self, "booster_")
         if predict_raw is None:
             self.__dict__.pop("_compiled", None)
@@ -1681,16 +1383,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Calibrated class probabilities.
-
-        Parameters
-        ----------
-        X : DataFrame or array-like of shape (n_rows, n_columns)
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_classes), columns in ``classes_`` order.
-        """
+        """Calibrated class probabilities."""
         return self.predict_proba_encoded(self.encode(X))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -1719,17 +1412,7 @@ def _head_labels(y: Any, n_rows: int, head: str) -> np.ndarray | None:
 
 
 class TwoHeadClassifier(BaseEstimator):
-    """The buying-stage head and the persona head, each fit on the rows with its label.
-
-    A label of None, NaN or "" means the row has no label for that head. A head
-    without any labels (``y_<head>=None`` or all missing) is absent: its attribute is
-    None and predictions have no entry for it. At least one head is required.
-
-    Parameters
-    ----------
-    stage_estimator, persona_estimator : HeadClassifier, optional
-        Templates (cloned at fit); default ``HeadClassifier()``.
-    """
+    """The buying-stage head and the persona head, each fit on the rows with its label."""
 
     def __init__(
         self,
@@ -1747,18 +1430,7 @@ class TwoHeadClassifier(BaseEstimator):
         y_persona: Any = None,
         sample_weight: Any = None,
     ) -> TwoHeadClassifier:
-        """Fit each head on the rows that carry its label.
-
-        Parameters
-        ----------
-        X : DataFrame of shape (n_rows, n_columns)
-        y_stage, y_persona : array-like of shape (n_rows,), optional
-        sample_weight : array-like of shape (n_rows,), optional
-
-        Returns
-        -------
-        self
-        """
+        """Fit each head on the rows that carry its label."""
         frame, _ = _as_frame(X)
         n = len(frame)
         weight = (
@@ -1795,13 +1467,7 @@ class TwoHeadClassifier(BaseEstimator):
         return self
 
     def predict_proba(self, X: Any) -> dict[str, np.ndarray]:
-        """Calibrated probabilities per present head.
-
-        Returns
-        -------
-        dict
-            head name → ndarray of shape (n_rows, n_classes_of_head).
-        """
+        """Calibrated probabilities per present head."""
         check_is_fitted(self, "heads_")
         return {h: est.predict_proba(X) for h, est in self.heads_.items()}
 

@@ -1,27 +1,5 @@
 """A regularised linear head on the encoder's matrix, and its additive reasons.
-
-:class:`LinearHead` is the linear candidate :class:`model.classifier.HeadClassifier`
-weighs against LightGBM (and a blend of the two) by cross-validation. It reads the
-same encoded matrix ``Z`` the booster reads (``TableEncoder``: numbers with NaN for
-missing, categorical integer codes, 0/1 text tokens) and turns it into a design
-matrix a linear model can use:
-
-- a number (or text token) is clipped to its training 0.5–99.5 percentiles (a few
-  extreme values would otherwise own the slope), missing values take the training
-  mean, and a 0/1 "missing" column is added when training rows had missing values;
-- a categorical code becomes one 0/1 column per category (missing or unseen: all 0).
-
-Every design column is standardised (``sklearn.preprocessing.StandardScaler``) and
-``sklearn.linear_model.LogisticRegression`` (L2, multinomial) is fitted on it, its
-``C`` chosen by the caller's cross-validation (:func:`fit_linear_cv`, on the very
-folds the boosters use). The raw scores follow the booster's convention: one
-column per class, a binary head gets ``[0, score]``.
-
-Reasons are exact and additive in log-odds: the contribution of encoded column
-``j`` is ``sum(coef[d] * (x[d] - mean[d]) / scale[d])`` over its design columns
-``d`` (coefficient × standardised value, centred on the training mean), plus the
-intercept as bias — same shape as ``HeadClassifier.contributions_encoded``.
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
@@ -55,19 +33,7 @@ def _capped(rows: np.ndarray, limit: int | None = None) -> np.ndarray:
 
 
 class LinearHead:
-    """Design matrix + standardisation + logistic regression of one head.
-
-    Parameters
-    ----------
-    n_classes : int
-    categorical : list of int
-        Encoded columns holding category codes.
-    n_categories : list of int
-        Number of categories of each of those columns.
-    C : float
-        Inverse L2 strength of ``LogisticRegression``.
-    max_iter : int
-    """
+    """Design matrix + standardisation + logistic regression of one head."""
 
     def __init__(
         self,
@@ -170,13 +136,7 @@ class LinearHead:
         return self.standardise(Z) @ self.coef_.T + self.intercept_
 
     def contributions(self, Z: np.ndarray, class_index: np.ndarray | None = None) -> np.ndarray:
-        """Additive log-odds contributions per encoded column, the bias last.
-
-        With ``class_index`` (one class per row): shape (n_rows, n_features + 1);
-        without: (n_rows, n_classes, n_features + 1). Each class's entries add up to
-        its raw score. A binary head's class 0 gets the negated contributions of
-        class 1, as the booster's do.
-        """
+        """Additive log-odds contributions per encoded column, the bias last."""
         S = self.standardise(Z)
         n, f, k = len(S), self.n_features_, self.n_classes
         group = np.zeros((S.shape[1], f))
@@ -223,21 +183,7 @@ def fit_linear_cv(
     logit_shift: np.ndarray,
     grid: tuple[float, ...] = C_GRID,
 ) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
-    """Choose ``C`` on the given folds, return the head fitted on all rows.
-
-    Each fold's model is fitted on the other folds (at most ``MAX_FIT_ROWS`` of
-    them, as is the final model) for every ``C`` of ``grid``
-    (warm-started from the previous, weaker one) with ``fit_weight`` (row × class
-    weights, like the boosters); ``C`` with the lowest out-of-fold log loss of the
-    prior-corrected scores (weighted by ``weight``) wins.
-
-    Returns
-    -------
-    (head fitted on all rows, its out-of-fold raw scores (n, k), report)
-    The layout and standardisation are fitted on all rows once (they use no labels).
-    BLAS runs single-threaded here: on a shared 2-core machine its threads spin
-    against LightGBM's and made these small fits ten times slower (measured).
-    """
+    """Choose ``C`` on the given folds, return the head fitted on all rows."""
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit_linear_cv(
             Z, y_index, weight, fit_weight, folds, n_classes=n_classes,

@@ -1,25 +1,5 @@
 """``LeadReadinessModel``: the one object pickled into the MLflow model.
-
-It carries the fitted two-head classifier, the feature columns it was trained on,
-the feature configuration (so serving builds features with the training code), the
-routing settings, the label sets and metadata, and scores in two ways that give the
-same numbers:
-
-* :meth:`LeadReadinessModel.predict_frame` — a DataFrame in, a DataFrame out (batch,
-  ``leadready score``, evaluation, the MLflow pyfunc);
-* :meth:`LeadReadinessModel.predict_records` — plain dicts in and out, no pandas, one
-  LightGBM thread for small inputs (the API's single-lead path).
-
-:meth:`LeadReadinessModel.prepare` readies a loaded model for serving: it switches
-each head to its compiled native code (``model.compiled``, lleaves) when that code
-is present and verified equal to LightGBM to ``1e-9`` here and now, and otherwise
-keeps LightGBM; :attr:`LeadReadinessModel.engine` says which one scores.
-
-Output columns of ``predict_frame`` (a head the model lacks has none): ``stage``,
-``stage_confidence``, ``stage_proba__<label>``…, ``persona``, ``persona_confidence``,
-``persona_proba__<label>``…, ``readiness``, ``route`` and, with reasons,
-``stage_reasons`` and ``persona_reasons`` (JSON lists of ``{"feature", "text", "weight"}``).
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
@@ -27,21 +7,21 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from data.values import finite, utc_now
 from model.classifier import HEADS, HeadClassifier, TwoHeadClassifier
 from model.reasons import explain_head
 from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
+from model.task import ModelTask
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from model.features import FeatureConfig
-    from model.task import ModelTask
 
 __all__ = ["CHUNK_ROWS", "SMALL_BATCH", "LeadReadinessModel"]
 
@@ -53,23 +33,7 @@ CHUNK_ROWS = 50_000
 
 
 class LeadReadinessModel:
-    """The packaged lead-readiness model.
-
-    Parameters
-    ----------
-    classifier : TwoHeadClassifier
-        Fitted.
-    input_columns : sequence of str
-        The feature columns the classifier was trained on, in order.
-    feature_config : FeatureConfig, optional
-        How engagement features were built from events; None when the model was
-        trained on a ready feature table.
-    routing : RoutingConfig, optional
-        Default ``RoutingConfig()``; its sales-ready stages are resolved against
-        the stage labels now (a configured stage that is not a label is an error).
-    metadata : mapping, optional
-        Free information (training sets ``"metrics"``); ``"trained_at"`` defaults to now.
-    """
+    """The packaged lead-readiness model."""
 
     format_version = 1
 
@@ -99,7 +63,7 @@ class LeadReadinessModel:
             resolve_sales_ready(self.routing, self.labels["stage"]) if stage is not None else ()
         )
         self.metadata: dict[str, Any] = dict(metadata or {})
-        self.metadata.setdefault("trained_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        self.metadata.setdefault("trained_at", utc_now().isoformat(timespec="seconds"))
         self.metadata.setdefault("metrics", {})
 
     # ---- facts
@@ -122,9 +86,16 @@ class LeadReadinessModel:
     @property
     def task(self) -> ModelTask:
         """What this model is for: label sets, sales-ready stages, input columns and kinds."""
-        from model.task import task_of
-
-        return task_of(self)
+        kinds: dict[str, str] = {}
+        for est in self.heads.values():
+            encoder = getattr(est, "encoder_", None)
+            for column, kind in (getattr(encoder, "kinds_", None) or {}).items():
+                kinds.setdefault(str(column), str(kind))
+        return ModelTask(
+            labels={h: tuple(sorted(v)) for h, v in self.labels.items()},
+            sales_ready=tuple(sorted(self.sales_ready_stages)),
+            inputs={c: kinds.get(c, "unused") for c in self.input_columns},
+        )
 
     def missing_columns(self, columns: Sequence[str]) -> list[str]:
         """Input columns absent from ``columns`` (they are scored as missing values)."""
@@ -137,7 +108,7 @@ class LeadReadinessModel:
             "heads": {
                 h: {
                     "labels": list(self.labels[h]),
-                    "calibration": _jsonable(est.calibration_),
+                    "calibration": finite(est.calibration_),
                     "dropped_columns": dict(est.encoder_.dropped_columns_),
                 }
                 for h, est in self.heads.items()
@@ -152,7 +123,7 @@ class LeadReadinessModel:
                 "min_confidence": self.routing.min_confidence,
                 "nurture_personas": list(self.routing.nurture_personas),
             },
-            "metadata": _jsonable(self.metadata),
+            "metadata": finite(self.metadata),
         }
 
     # ---- serving set-up
@@ -160,26 +131,7 @@ class LeadReadinessModel:
     def prepare(
         self, compiled_dir: str | Path | None = None, *, explanations: bool = True
     ) -> dict[str, str]:
-        """Ready the model for scoring: native trees where verified, reason tables built.
-
-        Parameters
-        ----------
-        compiled_dir : path, optional
-            A folder written by ``model.compiled.compile_model`` (the ``compiled``
-            artifact of the MLflow model). Each head whose code loads here and
-            equals LightGBM's raw scores on the stored check rows to
-            ``model.compiled.TOLERANCE`` scores with it; the others keep LightGBM.
-            None: every head keeps LightGBM.
-        explanations : bool
-            Build the path-attribution tables now rather than on the first
-            explained request.
-
-        Returns
-        -------
-        dict
-            Head → ``"compiled"`` or ``"lightgbm: <why>"`` (also in
-            ``metadata["engine_status"]``).
-        """
+        """Ready the model for scoring: native trees where verified, reason tables built."""
         if compiled_dir is None:
             status = {h: "lightgbm: no compiled artifact" for h in self.heads}
         else:
@@ -287,28 +239,8 @@ class LeadReadinessModel:
         top_k: int = 3,
         num_threads: int | None = None,
     ) -> pd.DataFrame:
-        """Score a feature table.
-
-        Parameters
-        ----------
-        df : DataFrame of shape (n_rows, n_columns)
-            Feature rows (``model.features.build_features`` output or any table
-            with the input columns). Missing input columns are missing values and
-            are listed in ``result.attrs["missing_columns"]``; extra columns are ignored.
-        reasons : bool
-            Add ``stage_reasons`` / ``persona_reasons`` (JSON strings).
-        top_k : int
-            Reasons per head.
-        num_threads : int, optional
-            Threads of the tree code; default: one for at most ``SMALL_BATCH``
-            rows (LightGBM's thread pool costs milliseconds on one row when the
-            CPU is busy), else each head's ``num_threads``.
-
-        Returns
-        -------
-        DataFrame of shape (n_rows, n_outputs)
-            Same index as ``df``; the columns listed in the module docstring.
-        """
+        """Score a feature table: in chunks of ``CHUNK_ROWS``, each scored by :meth:`_score` and
+        laid out as the output columns (kept together: the layout is the output contract)."""
         import pandas as pd
 
         n = len(df)
@@ -381,25 +313,7 @@ class LeadReadinessModel:
     def predict_records(
         self, records: Sequence[Mapping[str, Any]], *, reasons: bool = False, top_k: int = 3
     ) -> list[dict[str, Any]]:
-        """Score feature rows given as plain dicts, without pandas.
-
-        Parameters
-        ----------
-        records : sequence of mappings, length n_rows
-            Feature rows by column name; missing keys are missing values.
-        reasons : bool
-            Add ``"reasons"`` to each head's result.
-        top_k : int
-            Reasons per head.
-
-        Returns
-        -------
-        list of dict, length n_rows
-            ``{"stage": {"label", "confidence", "probabilities": {label: p},
-            "reasons": [...]}, "persona": {...}, "readiness": float | None,
-            "route": str}``; a head the model lacks is None; ``"reasons"`` only
-            when asked. Numbers equal those of :meth:`predict_frame`.
-        """
+        """Score feature rows given as plain dicts, without pandas."""
         n = len(records)
         if n == 0:
             return []
@@ -445,22 +359,7 @@ class LeadReadinessModel:
     def predict_rows(
         self, records: Sequence[Mapping[str, Any]], *, reasons: bool = False, top_k: int = 3
     ) -> list[dict[str, Any]]:
-        """:meth:`predict_frame`'s output rows as plain dicts, without pandas.
-
-        Parameters
-        ----------
-        records : sequence of mappings, length n_rows
-            Feature rows by column name; missing keys are missing values.
-        reasons, top_k
-            As for :meth:`predict_frame`.
-
-        Returns
-        -------
-        list of dict, length n_rows
-            Each ``predict_frame(pd.DataFrame(records), ...).to_dict("records")``
-            row: the same keys in the same order, the same numbers (Python floats
-            and strings; readiness NaN without a stage head).
-        """
+        """:meth:`predict_frame`'s output rows as plain dicts, without pandas."""
         out: list[dict[str, Any]] = []
         present = [h for h in HEADS if h in self.labels]
         for item in self.predict_records(records, reasons=reasons, top_k=top_k):
@@ -488,28 +387,7 @@ class LeadReadinessModel:
         events: Sequence[Mapping[str, Any]] | None = (),
         as_of: Any = None,
     ) -> dict[str, Any]:
-        """The feature row of one lead, built with the training feature code.
-
-        Parameters
-        ----------
-        profile : mapping
-            The lead's profile (``data.schema.LeadProfile`` fields, ``extra`` flattened).
-        events : sequence of mappings, length n_events
-            The lead's events (``data.schema.EVENT_COLUMNS`` keys). None or empty: no events.
-        as_of : timestamp-like, optional
-            Reference time (the request time); default: the lead's latest event.
-
-        Returns
-        -------
-        dict
-            Feature name → value, ready for :meth:`predict_records`.
-
-        Raises
-        ------
-        ValueError
-            Bad events (see ``model.features.build_features_one``), or events sent
-            to a model trained on a ready feature table (it has no feature config).
-        """
+        """The feature row of one lead, built with the training feature code."""
         meta = getattr(self, "metadata", None) or {}
         if meta.get("column_types") or meta.get("title_column"):
             # Read the CRM columns as training (and ``score``) read them.
@@ -546,18 +424,3 @@ def _threads(num_threads: int | None, n: int) -> int | None:
     if num_threads is not None:
         return num_threads
     return 1 if n <= SMALL_BATCH else None
-
-
-def _jsonable(value: Any) -> Any:
-    """Numbers and containers as plain JSON types (numpy scalars → float/int)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    return value

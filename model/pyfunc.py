@@ -1,22 +1,5 @@
 """The MLflow pyfunc wrapper of ``LeadReadinessModel`` and the helper that logs it.
-
-The logged model holds the pickled ``LeadReadinessModel`` and, when it was logged
-with ``compile_rows``, a ``compiled`` folder: each head's trees compiled to native
-code with lleaves (``model.compiled``), with check rows. The wrapper loads both
-once in ``load_context`` and calls ``LeadReadinessModel.prepare``, which uses the
-native code only for heads where it equals LightGBM to 1e-9 on this machine
-(otherwise LightGBM scores, as without the artifact). Its classes are pickled by reference
-(``model.classifier``, ``model.package``…), so the loading process needs the
-``leadready`` package installed — it is, in our venv, in the serving image and
-for ``mlflow models serve --env-manager local``.
-
-Signature: the input schema names every input column as optional and of
-MLflow's ``AnyType``: a missing column is a missing value, and JSON numbers,
-booleans, strings and nulls are all accepted, as ``predict_frame`` does (typed
-``double``/``long`` columns would reject an integer for a float column or a null
-in an integer column). The output schema and the params (``reasons``, ``top_k``)
-are inferred from an input example and its prediction.
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
@@ -68,11 +51,7 @@ class LeadReadinessPyfunc(mlflow.pyfunc.PythonModel):
         self.lead_model: LeadReadinessModel | None = None
 
     def load_context(self, context: Any) -> None:
-        """Load the pickled model artifact and prepare it (once per loaded pyfunc).
-
-        With a ``compiled`` artifact, heads switch to their native code where it
-        is verified equal to LightGBM here (see ``LeadReadinessModel.prepare``).
-        """
+        """Load the pickled model artifact and prepare it (once per loaded pyfunc)."""
         with open(context.artifacts[ARTIFACT_KEY], "rb") as fh:
             lead_model = pickle.load(fh)
         status = lead_model.prepare(context.artifacts.get(COMPILED_KEY))
@@ -86,21 +65,7 @@ class LeadReadinessPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Score feature rows.
-
-        Parameters
-        ----------
-        context : PythonModelContext
-        model_input : DataFrame of shape (n_rows, n_columns), or list of dicts, or dict
-            Feature rows.
-        params : dict, optional
-            ``{"reasons": bool, "top_k": int}``.
-
-        Returns
-        -------
-        DataFrame of shape (n_rows, n_outputs)
-            ``LeadReadinessModel.predict_frame`` output.
-        """
+        """Score feature rows."""
         if self.lead_model is None:
             raise RuntimeError("the model artifact is not loaded (load_context was not called)")
         params = params or {}
@@ -125,18 +90,7 @@ def _as_frame(model_input: Any) -> pd.DataFrame:
 
 
 def signature_for(lead_model: LeadReadinessModel, input_example: pd.DataFrame) -> ModelSignature:
-    """The signature logged with the model (see the module docstring).
-
-    Parameters
-    ----------
-    lead_model : LeadReadinessModel
-    input_example : DataFrame of shape (n_rows, n_columns)
-        Feature rows; the output schema is inferred from their prediction with reasons.
-
-    Returns
-    -------
-    ModelSignature
-    """
+    """The signature logged with the model (see the module docstring)."""
     output = lead_model.predict_frame(input_example, reasons=True)
     # Only the outputs and params are inferred: the inputs are declared below (any
     # type, optional), so inferring them would only print MLflow's integer hint.
@@ -162,19 +116,7 @@ def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
 
 
 class Precompiled:
-    """The heads' trees compiled in a background thread while a run logs the rest.
-
-    LLVM compiles with the GIL released, so the compilation overlaps the run's
-    Python work (dataset descriptions, plots, metrics); :func:`log_model` then takes
-    the finished folder (``precompiled=``). Same outcome as ``compile_rows=``: when
-    lleaves is missing or the code disagrees, the model is logged without it.
-
-    Parameters
-    ----------
-    lead_model : LeadReadinessModel
-    rows : DataFrame of shape (n_rows, n_columns)
-        Feature rows the compiled code is checked against.
-    """
+    """The heads' trees compiled in a background thread while a run logs the rest."""
 
     def __init__(self, lead_model: LeadReadinessModel, rows: pd.DataFrame) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="leadready-compiled-")
@@ -202,31 +144,7 @@ def log_model(
     compile_rows: pd.DataFrame | None = None,
     precompiled: Precompiled | None = None,
 ) -> ModelInfo:
-    """Log ``lead_model`` as an MLflow pyfunc in the active run (or a new one).
-
-    Parameters
-    ----------
-    lead_model : LeadReadinessModel
-    name : str
-        The logged model's name.
-    registered_model_name : str, optional
-        Also register it as a new version of this registered model.
-    input_example : DataFrame of shape (n_rows, n_columns), optional
-        A few feature rows, stored with the model and used to infer the output
-        schema. Default: one row of missing values.
-    compile_rows : DataFrame of shape (n_rows, n_columns), optional
-        Feature rows (a few hundred training rows): compile every head's trees to
-        native code (lleaves) and log them as the ``compiled`` artifact, verified
-        equal to LightGBM on these rows. When lleaves is missing or the code
-        disagrees, the model is logged without it (and a warning says why).
-    precompiled : Precompiled, optional
-        Trees already being compiled (instead of ``compile_rows``).
-
-    Returns
-    -------
-    mlflow.models.model.ModelInfo
-        ``model_uri``, ``registered_model_version`` (when registered), …
-    """
+    """Log ``lead_model`` as an MLflow pyfunc in the active run (or a new one)."""
     if input_example is None:
         input_example = pd.DataFrame({c: [None] for c in lead_model.input_columns})
     with warnings.catch_warnings():
@@ -290,13 +208,7 @@ def _log(
 
 
 def unwrap(pyfunc_model: Any) -> LeadReadinessModel:
-    """The ``LeadReadinessModel`` inside a loaded pyfunc (``mlflow.pyfunc.load_model``).
-
-    Raises
-    ------
-    TypeError
-        The pyfunc is not a leadready model.
-    """
+    """The ``LeadReadinessModel`` inside a loaded pyfunc (``mlflow.pyfunc.load_model``)."""
     inner = pyfunc_model.unwrap_python_model()
     model = getattr(inner, "lead_model", None)
     if not isinstance(model, LeadReadinessModel):

@@ -1,32 +1,5 @@
 """Reason codes: the top factors behind one prediction, worded for a sales rep.
-
-Each row's raw score (log-odds) for a class is split into one contribution per
-encoded column plus a bias: by default with LightGBM's TreeSHAP (exact Shapley
-values, ``pred_contrib=True``) computed on the explained class's trees only (see
-``HeadClassifier.class_contributions_encoded``), or with path attribution
-(``method="path"``: each split on the row's path credits its feature with the change
-of the node value — faster in bulk, but its top reason disagreed with TreeSHAP's on
-30–45% of real leads, ``bench/reasons.py``). For the decided class of a head, the contributions of the encoded columns that come from one input column
-(all word tokens of a job title, say) are added up, the input columns are ranked by
-absolute contribution, and the top ones are worded from the row's own values:
-
-* ``n_pricing_7d = 3`` → "3 pricing-page visits in the last 7 days"
-* ``n_webinar_attend_90d = 0`` → "no webinars attended in the last 90 days"
-* ``days_since_demo = 2`` → "last demo request 2 days ago"
-* ``job_title = "VP of Engineering"`` → "title: VP of Engineering"
-* ``log_company_size = log1p(1200)`` → "company size: 1,200"
-* any other column → "industry: Fintech", "PageValues: 12.5"
-
-A value the input merely left out is worded as such ("created date not given")
-and ranked by half its weight (``MISSING_DOMINANCE``): it leads the list only when
-its contribution is more than twice that of every present value (engagement
-features without events are facts, "no demo request on record", and rank by
-weight like the others).
-
-Each reason is ``{"feature": input column, "text": wording, "weight": signed
-contribution in log-odds}``; a positive weight raises the predicted class's score,
-a negative one lowers it.
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
@@ -36,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from data.values import is_missing
 
 if TYPE_CHECKING:
     from model.classifier import HeadClassifier
@@ -119,7 +94,7 @@ _WINDOW_RE = re.compile(r"^n_(?P<what>[a-z_]+?)_(?P<days>\d+(?:\.\d+)?)d$")
 
 def format_value(value: Any) -> str:
     """A cell value as a rep reads it: ``1200`` → "1,200", ``12.5`` → "12.5", True → "yes"."""
-    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+    if is_missing(value):
         return "not given"
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
@@ -163,21 +138,7 @@ def _count(n: float, phrases: tuple[str, str]) -> str:
 
 
 def describe(feature: str, value: Any) -> str:
-    """Word one feature value for a sales rep.
-
-    Parameters
-    ----------
-    feature : str
-        An input column name (model.features names get specific wording).
-    value : Any
-        The row's value of that column (None or NaN when missing).
-
-    Returns
-    -------
-    str
-        For example "3 pricing-page visits in the last 7 days", "title: VP of
-        Engineering", "no webinars attended in the last 90 days", "industry: Fintech".
-    """
+    """Word one feature value for a sales rep."""
     x = _number(value)
     match = _WINDOW_RE.match(feature)
     if match and x is not None:
@@ -217,12 +178,7 @@ def describe(feature: str, value: Any) -> str:
 
 
 def is_merely_missing(feature: str, value: Any) -> bool:
-    """Whether a reason would be about a value that is simply absent from the input.
-
-    An engagement feature without events (``days_since_demo`` of a lead that never
-    asked for a demo) is a fact about the lead, worded as such ("no demo request on
-    record"); any other empty value only says the input did not carry it.
-    """
+    """Whether a reason would be about a value that is simply absent from the input."""
     if feature.startswith("days_since_") or _WINDOW_RE.match(feature):
         return False
     return format_value(value) == "not given"
@@ -269,25 +225,7 @@ def top_reasons(
     *,
     top_k: int = 3,
 ) -> list[list[dict[str, Any]]]:
-    """The ``top_k`` factors of each row by absolute contribution, worded.
-
-    Parameters
-    ----------
-    contributions : ndarray of shape (n_rows, n_features)
-        Contribution of each input feature to the explained score (no bias column).
-    features : sequence of str, length n_features
-    values : sequence of mappings (length n_rows), or callable (row, feature) → value
-        Each row's values, by feature name (used for the wording).
-    top_k : int
-
-    Returns
-    -------
-    list of lists of dict
-        Per row, up to ``top_k`` of ``{"feature", "text", "weight"}``, strongest
-        first; features with a zero contribution are left out. A merely-missing
-        value (:func:`is_merely_missing`) ranks by ``|weight| / MISSING_DOMINANCE``
-        (its shown weight is not changed).
-    """
+    """The ``top_k`` factors of each row by absolute contribution, worded."""
     value_of = values if callable(values) else (lambda i, f: values[i].get(f))
     out: list[list[dict[str, Any]]] = []
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
@@ -321,19 +259,7 @@ def top_reasons(
 
 
 def column_contributions(head: HeadClassifier, picked: np.ndarray) -> np.ndarray:
-    """Encoded-column contributions summed per input column (as a rep reads them).
-
-    Parameters
-    ----------
-    head : HeadClassifier
-        A fitted head (its encoder says which encoded columns make an input column).
-    picked : ndarray of shape (n_rows, n_features_out + 1)
-        Contributions to one class per row, the bias last (it is dropped).
-
-    Returns
-    -------
-    ndarray of shape (n_rows, n_input_columns), in ``head.encoder_.columns_`` order.
-    """
+    """Encoded-column contributions summed per input column (as a rep reads them)."""
     encoder = head.encoder_
     picked = np.asarray(picked, dtype=np.float64)[:, :-1]
     columns = encoder.columns_
@@ -372,32 +298,7 @@ def explain_head(
     num_threads: int | None = None,
     method: str = "shap",
 ) -> list[list[dict[str, Any]]]:
-    """Reasons for one head's prediction of ``class_index`` on encoded rows.
-
-    Parameters
-    ----------
-    head : HeadClassifier
-        A fitted head.
-    Z : ndarray of shape (n_rows, n_features_out)
-        The head's encoding of the rows.
-    class_index : ndarray of int, shape (n_rows,)
-        Which class to explain per row (normally the predicted one).
-    text_values : mapping of str to sequence, each of length n_rows
-        Raw values of the head's text columns (a job title is worded as written).
-    top_k : int
-    num_threads : int, optional
-        LightGBM threads.
-    method : {"shap", "path"}
-        How contributions are computed (see
-        ``HeadClassifier.class_contributions_encoded``): exact TreeSHAP of the
-        explained class (the default, what reps are shown) or path attribution
-        (faster in bulk, top reason often not TreeSHAP's: ``bench/reasons.py``).
-
-    Returns
-    -------
-    list of lists of dict
-        See :func:`top_reasons`.
-    """
+    """Reasons for one head's prediction of ``class_index`` on encoded rows."""
     encoder = head.encoder_
     picked = head.class_contributions_encoded(
         Z, np.asarray(class_index, dtype=int), num_threads=num_threads, method=method

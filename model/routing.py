@@ -1,28 +1,5 @@
 """Routing: from stage and persona probabilities to a readiness score and a route.
-
-A lead's **readiness** is the probability that its buying stage is one of the
-sales-ready stages. Its **route** is decided by these rules, in order:
-
-1. persona is a nurture persona (``non_buyer`` by default) and the persona head is
-   at least ``min_confidence`` sure → ``"nurture"``;
-2. there is no readiness (no stage head, or no sales-ready stage is known) →
-   ``"review"``;
-3. the route itself is in doubt — readiness within ``review_margin`` of
-   ``sales_threshold`` (``|readiness − sales_threshold| < review_margin``) →
-   ``"review"``;
-4. readiness ≥ ``sales_threshold`` → ``"sales"``;
-5. otherwise → ``"nurture"``.
-
-A close call between two stages on the same side of the line is no reason for
-review: a lead at decision 0.51 / purchase 0.46 has readiness 0.97 and is a
-sales lead whichever of the two it is; one at awareness 0.45 / consideration
-0.43 is a nurture lead. Defaults: ``sales_threshold`` 0.5, ``review_margin``
-0.1 (readiness in (0.4, 0.6) goes to review), ``min_confidence`` 0.4.
-:func:`route_reasons` says, per lead, which rule decided and against which
-threshold (serving and ``leadready score`` show it with each answer).
-
-Everything is vectorised over rows (numpy arrays in, numpy arrays out).
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
@@ -54,23 +31,7 @@ _FALSE_LIKE = ("false", "0", "no", "n", "f")
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    """Routing settings.
-
-    Parameters
-    ----------
-    sales_ready_stages : tuple of str, optional
-        Stage labels that count as sales-ready. None: inferred from the stage
-        labels with :func:`infer_sales_ready`.
-    sales_threshold : float
-        Readiness at or above which a lead goes to sales.
-    review_margin : float
-        A lead goes to review when its readiness is closer than this to
-        ``sales_threshold`` (the route itself is in doubt).
-    min_confidence : float
-        A nurture persona only counts when the persona head is at least this sure.
-    nurture_personas : tuple of str
-        Personas that never go to sales (students, job seekers, vendors).
-    """
+    """Routing settings."""
 
     sales_ready_stages: tuple[str, ...] | None = None
     sales_threshold: float = 0.5
@@ -93,21 +54,7 @@ class RoutingConfig:
 
 
 def infer_sales_ready(stage_classes: Sequence[str]) -> tuple[str, ...]:
-    """Which stage labels count as sales-ready when the settings do not say.
-
-    Parameters
-    ----------
-    stage_classes : sequence of str
-        The stage head's labels.
-
-    Returns
-    -------
-    tuple of str
-        The labels among ``data.schema.DEFAULT_SALES_READY_STAGES`` (decision,
-        purchase); else, for boolean-like labels (true/false, 1/0, yes/no), the
-        true-like label; else empty — the caller must name them, and readiness is
-        then None.
-    """
+    """Which stage labels count as sales-ready when the settings do not say."""
     classes = [str(c) for c in stage_classes]
     ready = tuple(c for c in classes if c.strip().lower() in DEFAULT_SALES_READY_STAGES)
     if ready:
@@ -119,13 +66,7 @@ def infer_sales_ready(stage_classes: Sequence[str]) -> tuple[str, ...]:
 
 
 def resolve_sales_ready(config: RoutingConfig, stage_classes: Sequence[str]) -> tuple[str, ...]:
-    """The sales-ready stages for these labels: the configured ones, or inferred.
-
-    Raises
-    ------
-    ValueError
-        Configured stages that are not among ``stage_classes``.
-    """
+    """The sales-ready stages for these labels: the configured ones, or inferred."""
     if config.sales_ready_stages is None:
         return infer_sales_ready(stage_classes)
     unknown = sorted(set(config.sales_ready_stages) - {str(c) for c in stage_classes})
@@ -139,18 +80,7 @@ def resolve_sales_ready(config: RoutingConfig, stage_classes: Sequence[str]) -> 
 def readiness(
     stage_proba: np.ndarray, classes: Sequence[str], config: RoutingConfig
 ) -> np.ndarray | None:
-    """Probability that each lead's stage is sales-ready.
-
-    Parameters
-    ----------
-    stage_proba : ndarray of shape (n_rows, n_stages)
-    classes : sequence of str, length n_stages
-    config : RoutingConfig
-
-    Returns
-    -------
-    ndarray of shape (n_rows,), or None when no sales-ready stage is known.
-    """
+    """Probability that each lead's stage is sales-ready."""
     ready = set(resolve_sales_ready(config, classes))
     if not ready:
         return None
@@ -167,24 +97,7 @@ def route(
     config: RoutingConfig,
     ready: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Route each lead to ``"sales"``, ``"nurture"`` or ``"review"`` (rules in the module doc).
-
-    Parameters
-    ----------
-    stage_proba : ndarray of shape (n_rows, n_stages), or None without a stage head
-    stage_classes : sequence of str, length n_stages, or None
-    persona : array-like of str, shape (n_rows,), optional
-        Predicted persona per lead.
-    persona_confidence : ndarray of shape (n_rows,), optional
-        Probability of the predicted persona (default: fully sure).
-    config : RoutingConfig
-    ready : ndarray of shape (n_rows,), optional
-        Readiness already computed with :func:`readiness` (computed here if omitted).
-
-    Returns
-    -------
-    ndarray of str, shape (n_rows,)
-    """
+    """Route each lead to ``"sales"``, ``"nurture"`` or ``"review"`` (rules in the module doc)."""
     if stage_proba is None and persona is None:
         raise ValueError("route needs stage probabilities, personas or both")
     n = len(stage_proba) if stage_proba is not None else len(persona)
@@ -208,12 +121,7 @@ def route_reasons(
     config: RoutingConfig,
     ready: np.ndarray | None = None,
 ) -> list[str]:
-    """Why each lead got its route, with the thresholds applied (same rules as :func:`route`).
-
-    E.g. ``"readiness 0.97 >= sales threshold 0.50 (review within ±0.10)"``,
-    ``"readiness 0.55 within ±0.10 of sales threshold 0.50"``,
-    ``"persona non_buyer (0.93 >= 0.40)"``, ``"no sales-ready stage known"``.
-    """
+    """Why each lead got its route, with the thresholds applied (same rules as :func:`route`)."""
     if stage_proba is None and persona is None:
         raise ValueError("route_reasons needs stage probabilities, personas or both")
     n = len(stage_proba) if stage_proba is not None else len(persona)
@@ -244,14 +152,7 @@ def route_reasons(
 
 
 def thresholds(config: RoutingConfig) -> dict[str, object]:
-    """The routing thresholds as shown with each answer (JSON-ready).
-
-    ``sales_at``: readiness at or above which a lead goes to sales;
-    ``review_band``: ``[low, high]`` — readiness strictly inside it goes to review
-    (the route itself is in doubt); ``sales_ready_stages``: the stages readiness
-    adds up; ``nurture_personas`` and ``min_persona_confidence``: a lead of such a
-    persona, predicted at least that surely, goes to nurture whatever its readiness.
-    """
+    """The routing thresholds as shown with each answer (JSON-ready)."""
     t, m = config.sales_threshold, config.review_margin
     return {
         "sales_at": t,
@@ -282,13 +183,7 @@ def routing_answers(
     persona: Sequence[str | None] | None = None,
     persona_confidence: Sequence[float | None] | None = None,
 ) -> list[dict[str, object]]:
-    """Per lead: the thresholds, its readiness, the rule that decided its route and why.
-
-    Same rules as :func:`route`, from readiness already computed (``None`` or
-    ``ready=None``: no readiness). Each answer is :func:`thresholds` plus
-    ``readiness``, ``rule`` (``"persona"``, ``"no_readiness"``, ``"review_band"``
-    or ``"readiness"``) and ``why`` (as :func:`route_reasons` words it).
-    """
+    """Per lead: the thresholds, its readiness, the rule that decided its route and why."""
     n = len(ready) if ready is not None else len(persona or ())
     values = (
         np.full(n, np.nan)
@@ -314,7 +209,6 @@ def routing_answers(
         n=n,
     )
     th = thresholds(config)
-    t, m = config.sales_threshold, config.review_margin
     out: list[dict[str, object]] = []
     for i in range(n):
         r = rule[i]
@@ -326,13 +220,8 @@ def routing_answers(
             why = f"persona {personas[i]} ({conf_used[i]:.2f} >= {config.min_confidence:.2f})"
         elif r == "no_readiness":
             why = "no sales-ready stage known" if ready is not None else "no stage head"
-        elif r == "doubt":
-            why = f"readiness {values[i]:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
         else:
-            sign = ">=" if route_i == "sales" else "<"
-            why = (
-                f"readiness {values[i]:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
-            )
+            why = _readiness_why(values[i], r == "doubt", route_i == "sales", config)
         out.append(
             {
                 **th,
@@ -342,6 +231,15 @@ def routing_answers(
             }
         )
     return out
+
+
+def _readiness_why(value: float, doubt: bool, sales: bool, config: RoutingConfig) -> str:
+    """Why a readiness routed a lead, in words."""
+    t, m = config.sales_threshold, config.review_margin
+    if doubt:
+        return f"readiness {value:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
+    sign = ">=" if sales else "<"
+    return f"readiness {value:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
 
 
 def _decide(

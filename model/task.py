@@ -1,32 +1,15 @@
 """What a model is for: its task signature, stored with the registered model.
-
-A :class:`ModelTask` is the part of a model that callers depend on: the label
-set of each head (what ``stage`` and ``persona`` can be), the sales-ready stages
-(what routes a lead to sales) and the input contract (the columns it reads and
-the kind of each). Two models do the same task when their heads, labels and
-sales-ready stages are the same and no column they share changed kind; a
-challenger that reads fewer (or more) columns still does the champion's task
-(it is compared with the champion scored on the champion's own inputs).
-
-The task is computed from a :class:`~model.package.LeadReadinessModel`
-(``LeadReadinessModel.task``), so it travels inside the pickled package (the
-serving process knows it from the model it loads), and it is also written as
-registry tags on each registered version (``leadready.task.*``, see
-:func:`task_tags`) so a registry browser, the gate and ``leadready models``
-can read it without loading the model.
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from model.package import LeadReadinessModel
+__all__ = ["TASK_TAG", "ModelTask", "task_from_tags", "task_tags"]
 
-__all__ = ["TASK_TAG", "ModelTask", "task_from_tags", "task_of", "task_tags"]
 
 #: Registry tag prefix of a version's task (``leadready.task.json`` holds all of it).
 TASK_TAG = "leadready.task"
@@ -35,18 +18,7 @@ _HEADS = ("stage", "persona")
 
 @dataclass(frozen=True)
 class ModelTask:
-    """Label sets, sales-ready stages and input contract of one model.
-
-    Attributes
-    ----------
-    labels : dict
-        Head → sorted tuple of labels (a head the model lacks is absent).
-    sales_ready : tuple of str
-        Stage labels that count as sales-ready (sorted).
-    inputs : dict
-        Input column → kind (``numeric``, ``categorical``, ``text``; ``unused``
-        for a column no head kept).
-    """
+    """Label sets, sales-ready stages and input contract of one model."""
 
     labels: dict[str, tuple[str, ...]]
     sales_ready: tuple[str, ...] = ()
@@ -70,12 +42,7 @@ class ModelTask:
         )
 
     def differences(self, other: ModelTask) -> list[str]:
-        """What makes ``other`` (the new model) a different task than ``self``, in words.
-
-        Empty when both do the same task. Added or removed input columns are
-        not differences (see :meth:`input_changes`); a shared column whose kind
-        changed is.
-        """
+        """What makes ``other`` (the new model) a different task than ``self``, in words."""
         out: list[str] = []
         for head in _HEADS:
             mine, theirs = self.labels.get(head), other.labels.get(head)
@@ -133,26 +100,8 @@ def _label_difference(head: str, mine: tuple[str, ...], theirs: tuple[str, ...])
     return f"{head} labels differ: the new model {' and '.join(parts)}"
 
 
-def task_of(model: LeadReadinessModel) -> ModelTask:
-    """The task of a packaged model (labels, sales-ready stages, input columns and kinds)."""
-    kinds: dict[str, str] = {}
-    for est in model.heads.values():
-        encoder = getattr(est, "encoder_", None)
-        for column, kind in (getattr(encoder, "kinds_", None) or {}).items():
-            kinds.setdefault(str(column), str(kind))
-    return ModelTask(
-        labels={h: tuple(sorted(v)) for h, v in model.labels.items()},
-        sales_ready=tuple(sorted(model.sales_ready_stages)),
-        inputs={c: kinds.get(c, "unused") for c in model.input_columns},
-    )
-
-
 def task_tags(task: ModelTask) -> dict[str, str]:
-    """Registry tags of a version's task: the whole task as JSON, and readable summaries.
-
-    MLflow tag values are limited (5,000 characters on some stores); the JSON
-    is cut to ``leadready.task.json`` pieces of at most 4,000 characters.
-    """
+    """Registry tags of a version's task: the whole task as JSON, and readable summaries."""
     text = json.dumps(task.to_dict(), sort_keys=True)
     tags = {
         f"{TASK_TAG}.{head}_labels": ",".join(labels)[:4000] for head, labels in task.labels.items()

@@ -1,21 +1,5 @@
 """Seniority and job function from a free-text job title.
-
-A title is matched against two ordered tables of keyword rules (regular
-expressions, case-insensitive). The *first rule that matches anywhere in the
-title* wins, so ``"Senior Director"`` is a director (the director rule comes
-before the senior rule) and ``"Vice President"`` is a VP, not a president.
-
-The rules of one table are compiled into a single priority regex,
-``^(?:.*?(?P<g0>rule0)|.*?(?P<g1>rule1)|...)``: a backtracking engine tries
-rule 0 over the whole title before it tries rule 1, which is exactly "first rule
-wins". The batch path runs that regex once per distinct title with
-``Series.str.extract`` (Python's ``re`` on an object column); the one-title path
-runs the same compiled regex with ``re.match``. Both give the same labels, and
-the tests check it.
-
-A missing or blank title has seniority ``"unknown"`` and function ``"other"``;
-a title no rule recognises gets the same fallbacks.
-"""
+Design notes: ``docs/design/model.md``."""
 
 from __future__ import annotations
 
@@ -244,26 +228,7 @@ def _label_one(regex: re.Pattern[str], labels: np.ndarray, title: str) -> str:
 
 
 def parse_title(title: object) -> tuple[str, str]:
-    """Seniority and function of one job title.
-
-    Parameters
-    ----------
-    title : str or None
-        A free-text job title. Anything but a non-blank string counts as missing.
-
-    Returns
-    -------
-    tuple of (str, str)
-        ``(seniority, function)``, one of :data:`SENIORITIES` and one of
-        :data:`FUNCTIONS`.
-
-    Examples
-    --------
-    >>> parse_title("VP of Engineering")
-    ('vp', 'engineering')
-    >>> parse_title(None)
-    ('unknown', 'other')
-    """
+    """Seniority and function of one job title."""
     if not isinstance(title, str) or not title.strip():
         return _UNKNOWN_SENIORITY, _OTHER_FUNCTION
     return _parse_text(title)
@@ -286,22 +251,7 @@ def _label_many(uniques: pd.Series, pattern: str, labels: np.ndarray) -> np.ndar
 
 
 def parse_titles(titles: pd.Series) -> pd.DataFrame:
-    """Seniority and function of every job title in a column.
-
-    Each distinct title is matched once (``Series.str.extract`` with the same
-    priority regex :func:`parse_title` uses), then the labels are spread back.
-
-    Parameters
-    ----------
-    titles : pandas.Series, shape (n_leads,)
-        Job titles; missing, blank or non-string values count as missing.
-
-    Returns
-    -------
-    pandas.DataFrame, shape (n_leads, 2)
-        Columns ``title_seniority`` and ``title_function`` (strings), with the
-        index of ``titles``.
-    """
+    """Seniority and function of every job title in a column."""
     codes, uniques = pd.factorize(titles, use_na_sentinel=True)
     values = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
     usable = np.fromiter((_usable(v) for v in values), dtype=bool, count=len(values))

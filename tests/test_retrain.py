@@ -347,7 +347,7 @@ def test_the_base_runs_settings_come_back_from_its_parameters(tmp_path):
         as_of=pd.Timestamp("2026-06-30T00:00:00Z").to_pydatetime(),
     )
     config = RetrainConfig(tracking_uri="sqlite:///here.db", artifact_root=tmp_path / "art")
-    got = base_train_config(config, logged.params(), base_version="3")
+    got = base_train_config(config, logged.to_dict(), base_version="3")
     expected = replace(
         logged,
         tracking_uri="sqlite:///here.db",
@@ -359,7 +359,7 @@ def test_the_base_runs_settings_come_back_from_its_parameters(tmp_path):
     # Overrides win.
     moved = tmp_path / "moved.csv"
     moved.write_text("lead_id\n")
-    got = base_train_config(replace(config, leads_path=moved, seed=7), logged.params())
+    got = base_train_config(replace(config, leads_path=moved, seed=7), logged.to_dict())
     assert got.leads_path == moved and got.seed == 7 and got.exclude == ("Email", "Converted")
 
 
@@ -371,7 +371,7 @@ def test_an_unknown_base_says_what_to_give(tmp_path):
         base_train_config(replace(config, leads_path=tmp_path / "x.csv"), {})
     params = TrainConfig(
         leads_path=tmp_path / "gone.csv", tracking_uri="t", stage_col="stage"
-    ).params()
+    ).to_dict()
     with pytest.raises(ValueError, match="no longer exists"):
         base_train_config(config, params, base_version="1")
 

@@ -1,18 +1,7 @@
-"""Training layer: training sets, fitting, evaluation, MLflow logging, the promotion gate.
-
-``training`` may import ``data`` and ``model``, never ``serve``. MLflow is only
-imported when a function that talks to it runs.
-
-- :mod:`training.dataset` — any lead table → :class:`TrainingSet`; the hash holdout.
-- :mod:`training.evaluate` — metrics per head, class and slice; baselines; plots.
-- :mod:`training.train` — :class:`TrainConfig`, :func:`train`, :func:`train_on`.
-- :mod:`training.promote` — :func:`gate`, :func:`run_gate`, :func:`promote`, :func:`rollback`.
-- :mod:`training.score` — :func:`score_table`, batch scoring in chunks.
-
-Public names are importable from here; each is imported from its module on first
-use (as in ``model``), so ``import training.score`` — what ``leadready score``
-runs — does not import ``training.evaluate`` and with it scikit-learn's metrics.
-"""
+"""Training layer: training sets, fitting, evaluation, MLflow logging, the gate, retraining.
+Lazy package: public names are importable from here and each is imported from its module on
+first use (PEP 562 ``__getattr__`` over ``_EXPORTS``), so ``import training.score``
+(``leadready score``) does not pay for scikit-learn's metrics or MLflow."""
 
 import sys
 import types
@@ -61,11 +50,8 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """Keeps ``training.train`` and ``training.promote`` the functions, as they always were.
-
-    Importing a submodule binds it on its package; two submodules share their name
-    with the function they export, which the eager imports used to rebind.
-    """
+    """Keeps ``training.train`` and ``training.promote`` the functions they export, although
+    importing a submodule binds the module of the same name on its package."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:

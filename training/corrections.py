@@ -1,32 +1,5 @@
 """Import reps' corrections from a CRM export, and export the correction history.
-
-A CRM export of corrections is a table (CSV, or Parquet / JSON Lines by suffix),
-one row a reviewed lead::
-
-    lead_id,stage,persona,reviewer,reason,note
-    L000042,decision,,dana,talking_to_sales,asked for a quote
-    L000043,,non_buyer,dana,Student or job seeker,
-
-Either label may be empty (not both). ``reviewer`` may be empty when a default
-reviewer is given; ``reason`` and ``note`` are optional; an optional
-``created_at`` column (ISO 8601) keeps the time the rep corrected. Header names
-are matched without regard to case or surrounding spaces; other columns are
-ignored (and listed).
-
-Every row is validated the way every input is (:class:`data.readers.RowError`
-naming file, row, column, value and what is wrong): an empty row, a missing or
-unknown lead id, a label that is neither one of the model's labels nor one seen
-in the data, a reason outside the reason codes, a bad timestamp, a value the
-store refuses. Labels and reasons are matched without regard to case, and a
-reason may be given by its code or its words. Good rows are written with
-``Store.add_correction(..., source="import")`` — ``confirm`` when the label
-equals the lead's current one, ``reclassify`` otherwise — and rejected rows are
-returned with their errors (never dropped silently). A file that cannot be
-parsed at all writes nothing. Corrections are append-only, so nothing already
-stored is ever lost; a row identical to the lead's current imported correction
-(same label, reviewer, reason and note) is skipped, so re-running an import after
-a failure does not duplicate what already went in.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -43,6 +16,7 @@ import pandas as pd
 from data.labels import label_key
 from data.readers import InputError, RowError, read_table
 from data.schema import CORRECTION_REASONS
+from data.values import is_missing
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -65,31 +39,7 @@ _SHOWN = 20
 
 @dataclass
 class ImportResult:
-    """What an import did.
-
-    Attributes
-    ----------
-    path : Path
-        The file read.
-    n_rows : int
-        Data rows in the file.
-    written : int
-        Correction rows stored (one per label of a row).
-    confirmed : int
-        Of those, how many confirmed the lead's current label.
-    skipped : int
-        Labels skipped as already imported.
-    conflicts : int
-        Stored rows whose lead had changed since (another correction landed).
-    rejected : list of RowError
-        Every problem, in row order.
-    rejected_rows : DataFrame
-        The rejected rows as read, with their row number in ``row``.
-    ignored_columns : list of str
-        Columns of the file that are not part of the import.
-    dry_run : bool
-        True when nothing was written on purpose.
-    """
+    """What an import did."""
 
     path: Path
     n_rows: int = 0
@@ -128,17 +78,7 @@ class ImportResult:
         return "\n".join(lines)
 
     def write_report(self, path: str | Path) -> Path:
-        """Write every error as CSV: the error, then the row's import columns as read.
-
-        Parameters
-        ----------
-        path : str or Path
-            Where to write; parent folders are created.
-
-        Returns
-        -------
-        Path
-        """
+        """Write every error as CSV: the error, then the row's import columns as read."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         by_row: dict[int, dict[str, Any]] = {}
@@ -180,9 +120,7 @@ class _Row:
 
 def _text(value: Any) -> str | None:
     """A cell as stripped text; None when missing or blank."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and value != value:
+    if is_missing(value):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -198,20 +136,7 @@ def _key(text: str) -> str:
 def known_labels(
     store: Store, model_labels: Mapping[str, Iterable[str]] | None = None
 ) -> dict[str, set[str]]:
-    """The labels an import may use, per field: the model's plus those seen in the data.
-
-    Parameters
-    ----------
-    store : Store
-        Marketing's labels on the stored leads and reps' labels in the
-        corrections count as "seen in the data".
-    model_labels : mapping, optional
-        ``{"stage": [...], "persona": [...]}`` of the serving model.
-
-    Returns
-    -------
-    dict of str to set of str
-    """
+    """The labels an import may use, per field: the model's plus those seen in the data."""
     import sqlalchemy as sa
 
     from data.store import LeadRow
@@ -393,34 +318,8 @@ def import_corrections(
     reviewer_default: str | None = None,
     dry_run: bool = False,
 ) -> ImportResult:
-    """Validate a corrections export and append its good rows to the store.
-
-    Parameters
-    ----------
-    path : str or Path
-        The export (CSV, Parquet, JSON Lines).
-    store : Store
-        A migrated store.
-    labels : mapping of str to collection of str
-        The allowed labels per field (:func:`known_labels`).
-    reasons : mapping of code to words, or collection of codes, optional
-        The allowed reason codes (a reason may be given by code or words);
-        default ``data.schema.CORRECTION_REASONS``, the ones reps choose from.
-    reviewer_default : str, optional
-        Reviewer of rows whose ``reviewer`` is empty.
-    dry_run : bool, default False
-        Validate only; write nothing.
-
-    Returns
-    -------
-    ImportResult
-
-    Raises
-    ------
-    InputError
-        The file is missing, has no ``lead_id`` column or no label column, or
-        cannot be parsed (``errors`` names the rows); nothing is written then.
-    """
+    """Validate a corrections export and append its good rows to the store (read, check each
+    row, write the good ones: one pass kept whole so a row's fate reads in one place)."""
     path = Path(path)
     if reasons is None:
         reasons = dict(CORRECTION_REASONS)
@@ -505,10 +404,7 @@ FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Text cells that a spreadsheet would run as formulas, prefixed with ``'``.
-
-    Returns the new frame and how many cells were changed (callers say so).
-    """
+    """Text cells that a spreadsheet would run as formulas, prefixed with ``'``."""
     out = frame.copy()
     changed = 0
     for column in out.columns:
@@ -525,29 +421,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def export_corrections(
     store: Store, out: str | Path, *, on_neutralised: Callable[[int], None] | None = None
 ) -> tuple[Path, int]:
-    """Write every correction row, oldest first (the append-only history).
-
-    Parameters
-    ----------
-    store : Store
-    out : str or Path
-        ``.csv`` or ``.parquet``; parent folders are created. Times are ISO 8601 UTC.
-        In CSV, text cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a
-        carriage return get a leading ``'`` so a spreadsheet shows them as text
-        instead of running them (``=HYPERLINK(...)`` as a reviewer name).
-    on_neutralised : callable, optional
-        Called with the number of cells so prefixed (CSV only), to report it.
-
-    Returns
-    -------
-    (Path, int)
-        The file written and the number of rows.
-
-    Raises
-    ------
-    ValueError
-        An unsupported suffix.
-    """
+    """Write every correction row, oldest first (the append-only history)."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):

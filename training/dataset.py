@@ -1,18 +1,5 @@
 """Any lead table → a training set: features, stage and persona labels, slices.
-
-The table has one row a lead (CSV, Parquet or JSON Lines). Options name the id
-column and the label columns; either label may be absent or partly empty (each
-head trains on the rows that have its label). Every other column, except those
-excluded, is handed to :func:`model.features.build_features`, which detects
-numeric and categorical columns and, given an events table, builds the
-engagement features.
-
-Labels of any form become strings: ``"MQL"`` stays ``"MQL"``, ``True`` becomes
-``"True"``, ``1`` and ``1.0`` become ``"1"``; empty text and missing values are
-no label. The held-out rows are chosen by a hash of the lead id
-(:func:`holdout_mask`), so the same leads are held out on every run and a model
-is never evaluated on rows it trained on.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -47,43 +34,7 @@ _LIST = 10
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """A table turned into features and labels.
-
-    Attributes
-    ----------
-    X : DataFrame of shape (n_leads, n_features)
-        Feature rows indexed by lead id (text), as built by
-        ``model.features.build_features``.
-    y_stage, y_persona : Series of shape (n_leads,) or None
-        Labels as text indexed by lead id; missing = no label for that head.
-        None when the table has no such label column.
-    ids : Index
-        The lead ids, in table order.
-    leads : DataFrame
-        The lead columns handed to the feature builder (labels and excluded
-        columns removed), indexed by lead id: what the model takes as input.
-    slices : DataFrame
-        Columns to report metrics by, indexed by lead id: the slice columns
-        found in the table, and ``stage`` / ``persona`` (the labels).
-    source : str
-        Where the data came from (the leads file, and the events file).
-    name : str
-        A short name for the data set (the leads file's name).
-    id_col, stage_col, persona_col : str or None
-        The columns as named in the file.
-    exclude : tuple of str
-        Columns left out of the features.
-    as_of : datetime or None
-        The time engagement features were computed at (the last event when
-        not given), so scoring can use the same reference.
-    rejected : list of RowError
-        Lead rows the reader rejected (they are not in the set).
-    rejected_events : list of RowError
-        Event rows the reader rejected.
-    sample : Sample or None
-        With ``max_rows``: how many rows the file had and how many were kept
-        (``sample.sampled`` when the set is a uniform sample of a bigger table).
-    """
+    """A table turned into features and labels."""
 
     X: pd.DataFrame
     y_stage: pd.Series | None
@@ -148,22 +99,7 @@ class TrainingSet:
 
 
 def holdout_mask(ids: Iterable[Any], share: float = 0.2) -> np.ndarray:
-    """Which leads are held out: ``sha1(id) mod 10_000 < share * 10_000``.
-
-    The choice depends on the id alone, so it is the same on every run, for any
-    table that holds the lead, in any order.
-
-    Parameters
-    ----------
-    ids : iterable
-        Lead ids (compared as text).
-    share : float, default 0.2
-        The expected share of held-out leads, in [0, 1].
-
-    Returns
-    -------
-    ndarray of bool, shape (n_ids,)
-    """
+    """Which leads are held out: ``sha1(id) mod 10_000 < share * 10_000``."""
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"holdout share must be between 0 and 1, got {share}")
     cut = round(share * 10_000)
@@ -195,19 +131,7 @@ def _label_text(value: Any) -> str | None:
 
 
 def normalize_labels(values: pd.Series) -> pd.Series:
-    """Labels of any type as text; missing values (and empty text) as None.
-
-    Parameters
-    ----------
-    values : Series
-        Strings, booleans, integers (also as floats, ``1.0`` → ``"1"``), with
-        missing values.
-
-    Returns
-    -------
-    Series of object dtype
-        Same index; ``str`` or ``None``.
-    """
+    """Labels of any type as text; missing values (and empty text) as None."""
     if values.dtype == object:
         # Mixed Python values: 1, 1.0 and True hash alike, so each is read by itself.
         out = values.astype(object).map(_label_text)
@@ -274,168 +198,26 @@ def load_training_table(
     allow_columns: Sequence[str] = (),
     screen: bool = True,
 ) -> TrainingSet:
-    """Read a lead table (and events) and turn it into a :class:`TrainingSet`.
-
-    Parameters
-    ----------
-    leads_path : path
-        CSV, Parquet or JSON Lines; one row a lead.
-    events_path : path, optional
-        An events table (``lead_id``, ``timestamp``, ``type``, …); its
-        ``lead_id`` values are the leads' ids.
-    id_col : str, default "lead_id"
-        The id column of the leads table.
-    stage_col, persona_col : str, optional
-        The label columns; at least one is required.
-    exclude : sequence of str
-        Columns that must not become features (leaky fields, e-mail addresses).
-    as_of : datetime, optional
-        Reference time of the engagement features; defaults to the last event.
-    slice_cols : sequence of str, default ("lead_source",)
-        Columns to report metrics by, when the table has them.
-    feature_config : FeatureConfig, optional
-        Passed to ``build_features`` (its default when omitted).
-    max_rows : int, optional
-        Bound the leads held in memory: a CSV or Parquet table with more rows is
-        streamed in chunks and a uniform random sample of ``max_rows`` rows is
-        kept (``data.readers.read_leads(max_rows=...)``); ``TrainingSet.sample``
-        says so. The events table, when given, is read whole and only the
-        sampled leads' events are used. None reads the whole table.
-    seed : int, default 0
-        Seed of the sample.
-    strict : bool, default False
-        Raise ``InputError`` at any line of the leads or events file that cannot
-        be read or validated, instead of leaving it out and reporting it.
-    types : mapping of str to str, optional
-        Column → kind (``data.coltypes.KINDS``) instead of the inferred kind.
-    allow_columns : sequence of str
-        Columns kept as features although they look personal or leaky.
-    screen : bool, default True
-        Exclude personal, vendor-score and after-outcome columns
-        (``data.personal.screen_columns``); each is said in ``inferred``.
-
-    Returns
-    -------
-    TrainingSet
-
-    Raises
-    ------
-    ValueError
-        Naming the file and the column: an option names a column that does
-        not exist; a label column has fewer than two classes; both label
-        options are omitted; ids are empty or repeated.
-    """
+    """Read a lead table (and events) and turn it into a :class:`TrainingSet`: read and check
+    the table, its labels, the columns screened and typed, leaks dropped, features built.
+    ``inferred`` (what a person should know, in words) and ``report`` (the input report)
+    gather what each step found."""
     from model.features import FeatureConfig, build_features
 
     path = Path(leads_path)
     name = path.name
-    if stage_col is None and persona_col is None:
-        raise ValueError(
-            f"{name}: name at least one label column (stage or persona); nothing to train on"
-        )
-    if stage_col is not None and stage_col == persona_col:
-        raise ValueError(f"{name}: the stage and persona label columns are both {stage_col!r}")
-    try:
-        result = read_leads(
-            path,
-            id_col=id_col,
-            max_rows=max_rows,
-            seed=seed,
-            strict=strict,
-            text_columns=_crm_text_columns(path, {stage_col, persona_col}),
-        )
-    except InputError as exc:
-        missing_id = any(e.column == id_col and e.row is None for e in exc.errors)
-        if missing_id:
-            columns = _header(path)
-            raise ValueError(
-                f"{name}: no column {id_col!r} (id column); "
-                f"the columns are: {_columns_listed(columns)}. "
-                f"A table without ids can use --id-col {ROW_ID} (leads numbered by row)"
-            ) from None
-        raise
+    result = _read_table(path, id_col, stage_col, persona_col, exclude, max_rows, seed, strict)
     frame = result.frame
-    columns = [str(c) for c in frame.columns]
-    for column, what in ((stage_col, "stage label"), (persona_col, "persona label")):
-        if column is not None:
-            _need_column(name, columns, column, f"{what} column")
-            if column == id_col:
-                raise ValueError(f"{name}: {column!r} is the id column and cannot be a label")
-    for column in exclude:
-        _need_column(name, columns, column, "excluded column")
-    _id_errors(name, id_col, result.rejected)
-    if len(frame) == 0:
-        raise ValueError(f"{name}: no usable rows")
-
     ids = pd.Index(frame[id_col].astype(str), name=id_col)
     inferred: list[str] = []
     report: dict[str, Any] = {}
-    labels: dict[str, pd.Series | None] = {}
-    for head, column in (("stage", stage_col), ("persona", persona_col)):
-        if column is None:
-            labels[head] = None
-            continue
-        y, variants = merge_label_variants(normalize_labels(frame[column]))
-        inferred += describe_variants(head, variants)
-        report[f"{head}_label_variants"] = variants
-        y.index = ids
-        y.name = head
-        classes = y.dropna().unique().tolist()
-        if len(classes) < 2:
-            found = f"only {classes[0]!r}" if classes else "no labels at all"
-            raise ValueError(
-                f"{name}: the {head} label column {column!r} has {found}; "
-                "a classifier needs at least two classes"
-            )
-        labels[head] = y
-
+    labels = _read_labels(frame, ids, name, stage_col, persona_col, inferred, report)
     label_cols = {c for c in (stage_col, persona_col) if c is not None}
-    screened = (
-        screen_columns(frame, skip={id_col, *label_cols, *exclude}, allow=allow_columns)
-        if screen
-        else None
+    frame, dropped, unusable, screened = _screen_and_type(
+        frame, result, id_col, label_cols, exclude, allow_columns, types, screen, inferred, report
     )
-    frame, kinds = _type_columns(
-        frame,
-        result,
-        skip={id_col, *label_cols, *exclude, *(screened.excluded if screened else ())},
-        types=types or {},
-    )
-    if screened is not None:
-        # Unique per row is id-like only for text: revenue figures are all different too.
-        kind = {k.name: k.kind for k in kinds}
-        id_like = tuple(c for c in screened.id_like if kind.get(c, "text") == "text")
-        screened = replace(screened, id_like=id_like)
-        inferred += screened.messages()
-        report["screened"] = asdict(screened)
-    report["columns"] = [k.as_dict() for k in kinds]
-    unusable = [k.name for k in kinds if k.kind in ("empty", "constant")]
-    if kinds:
-        inferred.append("column kinds:")
-        inferred += format_report(kinds)
-    if unusable:
-        inferred.append(f"not features (empty or constant): {', '.join(unusable)}")
-    dropped = label_cols | set(exclude) | set(screened.excluded if screened else ()) | set(unusable)
     leads = frame[[c for c in frame.columns if c not in dropped]].copy()
-    features_in = [c for c in leads.columns if c != id_col]
-    leaked: dict[str, str] = {}
-    coded: dict[str, Any] = {}  # the columns' codes, shared by both heads
-    for head in ("stage", "persona"):
-        y = labels[head]
-        if y is None:
-            continue
-        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in, coded)
-        report[f"{head}_single_column_leaks"] = dict(leaks)
-        for column, accuracy in leaks:
-            alone = f"alone predicts the {head} label {accuracy:.1%} of the time out of fold"
-            if column in allow_columns:
-                inferred.append(f"kept on purpose (--allow-column): {column!r} {alone}")
-            elif column not in leaked:
-                leaked[column] = f"{alone} (a leak of the label)"
-                inferred.append(
-                    f"excluded as a leak: {column!r} {alone}; "
-                    f"--allow-column {column!r} keeps it if it is known before the outcome"
-                )
+    leaked = _leaks(frame, leads, labels, id_col, allow_columns, inferred, report)
     if leaked:
         leads = leads.drop(columns=list(leaked))
         dropped |= set(leaked)
@@ -462,23 +244,7 @@ def load_training_table(
     config = feature_config if feature_config is not None else FeatureConfig()
     X = build_features(leads, events, as_of=as_of, config=config, id_col=id_col)
     if title_col is not None and "title_seniority" in X.columns:
-        given = (
-            leads["job_title"].notna().to_numpy()
-            & (leads["job_title"].astype(str).str.strip() != "").to_numpy()
-        )
-        unparsed = (
-            given
-            & (X["title_seniority"].to_numpy() == "unknown")
-            & (X["title_function"].to_numpy() == "other")
-        )
-        share = unparsed.sum() / max(given.sum(), 1)
-        report["titles_unparsed_share"] = float(share)
-        examples = leads.loc[unparsed, "job_title"].astype(str).unique()[:3].tolist()
-        inferred.append(
-            f"job titles: {unparsed.sum():,} of {given.sum():,} ({share:.0%}) recognised "
-            "neither seniority nor function"
-            + (f", e.g. {', '.join(map(repr, examples))}" if examples else "")
-        )
+        _title_report(leads, X, inferred, report)
     X.index = X.index.astype(str)
     X = X.loc[ids]
     if not any(X[c].nunique(dropna=True) > 1 for c in X.columns):
@@ -486,23 +252,13 @@ def load_training_table(
             f"{name}: no usable features: every feature column is empty or constant "
             f"({_columns_listed([str(c) for c in X.columns])})"
         )
-
-    slices = pd.DataFrame(index=ids)
-    for column in slice_cols:
-        if column in frame.columns and column not in dropped and column != id_col:
-            slices[column] = frame[column].to_numpy()
-    for head in ("stage", "persona"):
-        y = labels[head]
-        if y is not None:
-            slices[head] = y.to_numpy()
-
     return TrainingSet(
         X=X,
         y_stage=labels["stage"],
         y_persona=labels["persona"],
         ids=ids,
         leads=leads.set_index(ids),
-        slices=slices,
+        slices=_slices(frame, ids, slice_cols, dropped, id_col, labels),
         source=source,
         name=name,
         id_col=id_col,
@@ -518,6 +274,207 @@ def load_training_table(
         inferred=tuple(inferred),
         input_report=report,
     )
+
+
+def _read_table(
+    path: Path,
+    id_col: str,
+    stage_col: str | None,
+    persona_col: str | None,
+    exclude: Sequence[str],
+    max_rows: int | None,
+    seed: int,
+    strict: bool,
+) -> Any:
+    """The lead table as read (``read_leads``), refused with the file's name when the id,
+    label or excluded columns are wrong or no row is usable."""
+    name = path.name
+    if stage_col is None and persona_col is None:
+        raise ValueError(
+            f"{name}: name at least one label column (stage or persona); nothing to train on"
+        )
+    if stage_col is not None and stage_col == persona_col:
+        raise ValueError(f"{name}: the stage and persona label columns are both {stage_col!r}")
+    try:
+        result = read_leads(
+            path,
+            id_col=id_col,
+            max_rows=max_rows,
+            seed=seed,
+            strict=strict,
+            text_columns=_crm_text_columns(path, {stage_col, persona_col}),
+        )
+    except InputError as exc:
+        missing_id = any(e.column == id_col and e.row is None for e in exc.errors)
+        if missing_id:
+            columns = _header(path)
+            raise ValueError(
+                f"{name}: no column {id_col!r} (id column); "
+                f"the columns are: {_columns_listed(columns)}. "
+                f"A table without ids can use --id-col {ROW_ID} (leads numbered by row)"
+            ) from None
+        raise
+    columns = [str(c) for c in result.frame.columns]
+    for column, what in ((stage_col, "stage label"), (persona_col, "persona label")):
+        if column is not None:
+            _need_column(name, columns, column, f"{what} column")
+            if column == id_col:
+                raise ValueError(f"{name}: {column!r} is the id column and cannot be a label")
+    for column in exclude:
+        _need_column(name, columns, column, "excluded column")
+    _id_errors(name, id_col, result.rejected)
+    if len(result.frame) == 0:
+        raise ValueError(f"{name}: no usable rows")
+    return result
+
+
+def _read_labels(
+    frame: pd.DataFrame,
+    ids: pd.Index,
+    name: str,
+    stage_col: str | None,
+    persona_col: str | None,
+    inferred: list[str],
+    report: dict[str, Any],
+) -> dict[str, pd.Series | None]:
+    """Each head's labels (spelling variants merged), refused with fewer than two classes."""
+    labels: dict[str, pd.Series | None] = {}
+    for head, column in (("stage", stage_col), ("persona", persona_col)):
+        if column is None:
+            labels[head] = None
+            continue
+        y, variants = merge_label_variants(normalize_labels(frame[column]))
+        inferred += describe_variants(head, variants)
+        report[f"{head}_label_variants"] = variants
+        y.index = ids
+        y.name = head
+        classes = y.dropna().unique().tolist()
+        if len(classes) < 2:
+            found = f"only {classes[0]!r}" if classes else "no labels at all"
+            raise ValueError(
+                f"{name}: the {head} label column {column!r} has {found}; "
+                "a classifier needs at least two classes"
+            )
+        labels[head] = y
+    return labels
+
+
+def _screen_and_type(
+    frame: pd.DataFrame,
+    result: Any,
+    id_col: str,
+    label_cols: set[str],
+    exclude: Sequence[str],
+    allow_columns: Sequence[str],
+    types: Mapping[str, str] | None,
+    screen: bool,
+    inferred: list[str],
+    report: dict[str, Any],
+) -> tuple[pd.DataFrame, set[str], list[str], Any]:
+    """Screen out personal and id-like columns, type the rest: (typed frame, columns that
+    are not features, empty or constant ones, the screening or None)."""
+    screened = (
+        screen_columns(frame, skip={id_col, *label_cols, *exclude}, allow=allow_columns)
+        if screen
+        else None
+    )
+    frame, kinds = _type_columns(
+        frame,
+        result,
+        skip={id_col, *label_cols, *exclude, *(screened.excluded if screened else ())},
+        types=types or {},
+    )
+    if screened is not None:
+        # Unique per row is id-like only for text: revenue figures are all different too.
+        kind = {k.name: k.kind for k in kinds}
+        id_like = tuple(c for c in screened.id_like if kind.get(c, "text") == "text")
+        screened = replace(screened, id_like=id_like)
+        inferred += screened.messages()
+        report["screened"] = asdict(screened)
+    report["columns"] = [k.as_dict() for k in kinds]
+    unusable = [k.name for k in kinds if k.kind in ("empty", "constant")]
+    if kinds:
+        inferred.append("column kinds:")
+        inferred += format_report(kinds)
+    if unusable:
+        inferred.append(f"not features (empty or constant): {', '.join(unusable)}")
+    dropped = label_cols | set(exclude) | set(screened.excluded if screened else ()) | set(unusable)
+    return frame, dropped, unusable, screened
+
+
+def _leaks(
+    frame: pd.DataFrame,
+    leads: pd.DataFrame,
+    labels: Mapping[str, pd.Series | None],
+    id_col: str,
+    allow_columns: Sequence[str],
+    inferred: list[str],
+    report: dict[str, Any],
+) -> dict[str, str]:
+    """Columns that alone predict a label (leaks), by why; ``allow_columns`` are kept."""
+    features_in = [c for c in leads.columns if c != id_col]
+    leaked: dict[str, str] = {}
+    coded: dict[str, Any] = {}  # the columns' codes, shared by both heads
+    for head in ("stage", "persona"):
+        y = labels[head]
+        if y is None:
+            continue
+        leaks = single_column_leaks(frame, pd.Series(y.to_numpy()), features_in, coded)
+        report[f"{head}_single_column_leaks"] = dict(leaks)
+        for column, accuracy in leaks:
+            alone = f"alone predicts the {head} label {accuracy:.1%} of the time out of fold"
+            if column in allow_columns:
+                inferred.append(f"kept on purpose (--allow-column): {column!r} {alone}")
+            elif column not in leaked:
+                leaked[column] = f"{alone} (a leak of the label)"
+                inferred.append(
+                    f"excluded as a leak: {column!r} {alone}; "
+                    f"--allow-column {column!r} keeps it if it is known before the outcome"
+                )
+    return leaked
+
+
+def _title_report(
+    leads: pd.DataFrame, X: pd.DataFrame, inferred: list[str], report: dict[str, Any]
+) -> None:
+    """Say how many given job titles named neither seniority nor function."""
+    given = (
+        leads["job_title"].notna().to_numpy()
+        & (leads["job_title"].astype(str).str.strip() != "").to_numpy()
+    )
+    unparsed = (
+        given
+        & (X["title_seniority"].to_numpy() == "unknown")
+        & (X["title_function"].to_numpy() == "other")
+    )
+    share = unparsed.sum() / max(given.sum(), 1)
+    report["titles_unparsed_share"] = float(share)
+    examples = leads.loc[unparsed, "job_title"].astype(str).unique()[:3].tolist()
+    inferred.append(
+        f"job titles: {unparsed.sum():,} of {given.sum():,} ({share:.0%}) recognised "
+        "neither seniority nor function"
+        + (f", e.g. {', '.join(map(repr, examples))}" if examples else "")
+    )
+
+
+def _slices(
+    frame: pd.DataFrame,
+    ids: pd.Index,
+    slice_cols: Sequence[str],
+    dropped: set[str],
+    id_col: str,
+    labels: Mapping[str, pd.Series | None],
+) -> pd.DataFrame:
+    """The columns metrics are sliced by, and the labels, one row per lead."""
+    slices = pd.DataFrame(index=ids)
+    for column in slice_cols:
+        if column in frame.columns and column not in dropped and column != id_col:
+            slices[column] = frame[column].to_numpy()
+    for head in ("stage", "persona"):
+        y = labels[head]
+        if y is not None:
+            slices[head] = y.to_numpy()
+    return slices
 
 
 def _excluded_columns(

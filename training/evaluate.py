@@ -1,21 +1,5 @@
 """Evaluate a two-head model: metrics per head and per slice, baselines, plots.
-
-Everything here works on a model's *probabilities* and the true labels, so the
-same code scores the challenger, the champion loaded from the registry and the
-baselines, on the same rows. A head's labels may be partly missing: each head is
-evaluated on the rows that have its label.
-
-The evaluation of one model is a plain ``dict``::
-
-    {"stage": {"n": 812, "macro_f1": 0.71, "accuracy": 0.74, "log_loss": 0.66,
-               "ece": 0.03, "labels": [...], "per_class": {label: {...}},
-               "confusion_matrix": {"labels": [...], "matrix": [[...]]},
-               "calibration": {...}, "slices": {column: {value: {...}}}},
-     "persona": {...}}
-
-:func:`flatten_metrics` turns it into MLflow metric names such as
-``stage_macro_f1`` or ``persona_recall__economic_buyer``.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -58,20 +42,7 @@ MAX_SLICE_VALUES = 20
 
 @dataclass(frozen=True)
 class HeadPrediction:
-    """One head's class probabilities for a set of rows.
-
-    Attributes
-    ----------
-    classes : tuple of str
-        The labels, in the column order of ``proba``.
-    proba : ndarray of shape (n_rows, n_classes)
-        Class probabilities; rows sum to 1.
-    index : pandas.Index
-        The row labels (lead ids) of ``proba``.
-    labels : ndarray of shape (n_rows,), optional
-        The labels the model decided (its ``decision`` rule, e.g. tuned for
-        macro-F1); None: the most probable label.
-    """
+    """One head's class probabilities for a set of rows."""
 
     classes: tuple[str, ...]
     proba: np.ndarray
@@ -99,22 +70,7 @@ def _head_classes(model: Any, head: str) -> tuple[str, ...] | None:
 
 
 def predict_heads(model: Any, X: pd.DataFrame) -> dict[str, HeadPrediction]:
-    """Class probabilities of every head a model has, for the rows of ``X``.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel or TwoHeadClassifier
-        Either an object with ``predict_frame(X)`` returning ``<head>_proba__<label>``
-        columns (the packaged model, as loaded from the registry), or a fitted
-        classifier whose ``predict_proba(X)`` returns ``{head: ndarray}``.
-    X : DataFrame of shape (n_rows, n_features)
-        Feature rows (the output of ``model.features.build_features``).
-
-    Returns
-    -------
-    dict of str to HeadPrediction
-        One entry per head the model has.
-    """
+    """Class probabilities of every head a model has, for the rows of ``X``."""
     if hasattr(model, "predict_frame"):
         out = model.predict_frame(X)
         result: dict[str, HeadPrediction] = {}
@@ -215,27 +171,7 @@ def head_metrics(
     slices: pd.DataFrame | None = None,
     n_bins: int = 10,
 ) -> dict[str, Any]:
-    """Metrics of one head on the rows of ``y_true`` that have a label.
-
-    Parameters
-    ----------
-    y_true : Series of shape (n_rows,)
-        True labels indexed like ``prediction.index``; missing values are skipped.
-    prediction : HeadPrediction
-        The head's probabilities for (at least) those rows.
-    slices : DataFrame, optional
-        Slice columns indexed by lead id (e.g. lead source, persona); metrics are
-        reported per value of each column (values with fewer than
-        ``MIN_SLICE_ROWS`` labelled rows are skipped).
-    n_bins : int, default 10
-        Confidence bins for the expected calibration error.
-
-    Returns
-    -------
-    dict
-        ``n``, ``macro_f1``, ``accuracy``, ``log_loss``, ``ece``, ``labels``,
-        ``per_class``, ``confusion_matrix``, ``calibration``, ``slices``.
-    """
+    """Metrics of one head on the rows of ``y_true`` that have a label."""
     y = _labelled(y_true)
     if len(y) == 0:
         return {"n": 0}
@@ -304,26 +240,7 @@ def evaluate_heads(
     *,
     slices: pd.DataFrame | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate every head of ``model`` that has labels, on the rows of ``X``.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel or TwoHeadClassifier
-        See :func:`predict_heads`.
-    X : DataFrame of shape (n_rows, n_features)
-        Feature rows indexed by lead id.
-    y_stage, y_persona : Series of shape (n_rows,) or None
-        True labels indexed by lead id (missing = not evaluated for that head).
-    slices : DataFrame, optional
-        Slice columns indexed by lead id. A column named like a head (``stage``,
-        ``persona``) is used to slice the *other* head.
-
-    Returns
-    -------
-    dict of str to dict
-        Per head, the output of :func:`head_metrics`. A head with labels that
-        the model lacks is reported as ``{"n": ..., "missing_head": True}``.
-    """
+    """Evaluate every head of ``model`` that has labels, on the rows of ``X``."""
     predictions = predict_heads(model, X)
     result: dict[str, dict[str, Any]] = {}
     for head, y in zip(HEADS, (y_stage, y_persona), strict=True):
@@ -348,11 +265,7 @@ def _as_object_strings(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _logreg_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Numeric and categorical columns usable by the logistic-regression baseline.
-
-    Datetimes are skipped; text columns with more distinct values than half the
-    rows (ids, e-mail addresses, free text) are skipped too.
-    """
+    """Numeric and categorical columns usable by the logistic-regression baseline."""
     numeric, categorical = [], []
     n = len(X)
     for col in X.columns:
@@ -450,27 +363,7 @@ def baselines(
     slices: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Majority-class and logistic-regression baselines on the same split.
-
-    Both are trained on ``X_train`` (each head on its labelled rows) and evaluated
-    on ``X_test`` with :func:`head_metrics`, exactly as the model is.
-
-    Parameters
-    ----------
-    X_train, X_test : DataFrame
-        Feature rows indexed by lead id (the model's features).
-    y_train_stage, y_train_persona, y_test_stage, y_test_persona : Series or None
-        Labels indexed by lead id; missing = no label for that head.
-    slices : DataFrame, optional
-        Slice columns for the test rows (see :func:`evaluate_heads`).
-    seed : int, default 0
-        Random state of the logistic regression.
-
-    Returns
-    -------
-    dict
-        ``{"majority": {head: metrics}, "logreg": {head: metrics}}``.
-    """
+    """Majority-class and logistic-regression baselines on the same split."""
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
@@ -515,47 +408,25 @@ _MAX_PART = 60
 
 
 def metric_key(*parts: str) -> str:
-    """An MLflow-safe metric name from parts (labels may hold any character).
-
-    Characters MLflow does not allow become ``_``; each part is cut to 60
-    characters, so names stay far below MLflow's limit of 250.
-    """
+    """An MLflow-safe metric name from parts (labels may hold any character)."""
     return "_".join(
         (_UNSAFE.sub("_", str(p)).strip("_") or "_")[:_MAX_PART] for p in parts if p != ""
     )
 
 
-def _finite(value: Any) -> bool:
+def _is_finite_number(value: Any) -> bool:
+    """A real number (not a bool) that is neither NaN nor infinite: a loggable metric."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def flatten_metrics(
     evaluation: Mapping[str, Mapping[str, Any]], *, prefix: str = "", infix: str = ""
 ) -> dict[str, float]:
-    """Flatten an evaluation into scalar metrics for ``mlflow.log_metrics``.
-
-    Names are ``{prefix}{head}_{infix}_{metric}``: ``stage_macro_f1``,
-    ``stage_recall__decision`` (per class), ``persona_slice__lead_source__webinar_macro_f1``
-    (per slice); with ``infix="baseline_logreg"``: ``stage_baseline_logreg_macro_f1``.
-
-    Parameters
-    ----------
-    evaluation : dict
-        The output of :func:`evaluate_heads` (or one entry of :func:`baselines`).
-    prefix : str, default ""
-        Put before the head, e.g. ``"gate_champion_"``.
-    infix : str, default ""
-        Put between the head and the metric, e.g. ``"baseline_logreg"``.
-
-    Returns
-    -------
-    dict of str to float
-        Finite values only.
-    """
+    """Flatten an evaluation into scalar metrics for ``mlflow.log_metrics``."""
     out: dict[str, float] = {}
 
     def put(name: str, value: Any) -> None:
-        if _finite(value):
+        if _is_finite_number(value):
             out[name] = float(value)
 
     for head, m in evaluation.items():
@@ -579,23 +450,7 @@ def flatten_metrics(
 def plots(
     evaluation: Mapping[str, Mapping[str, Any]], out_dir: Path | str, *, title: str = ""
 ) -> list[Path]:
-    """Confusion-matrix and reliability-diagram PNGs, one of each per head.
-
-    Parameters
-    ----------
-    evaluation : dict
-        The output of :func:`evaluate_heads`.
-    out_dir : path
-        Folder for ``<head>_confusion_matrix.png`` and ``<head>_calibration.png``
-        (created if needed).
-    title : str, default ""
-        Put in front of each figure's title (e.g. the model version).
-
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
+    """Confusion-matrix and reliability-diagram PNGs, one of each per head."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -608,64 +463,73 @@ def plots(
     for head, m in evaluation.items():
         if "confusion_matrix" not in m:
             continue
-        labels = m["confusion_matrix"]["labels"]
-        matrix = np.asarray(m["confusion_matrix"]["matrix"], dtype=float)
-        rows = matrix.sum(axis=1, keepdims=True)
-        share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-        size = max(4.0, 0.6 * len(labels) + 2.5)
-        fig, ax = plt.subplots(figsize=(size + 1, size))
-        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(labels)), labels=labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels=labels)
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                ax.text(
-                    j,
-                    i,
-                    f"{int(matrix[i, j])}",
-                    ha="center",
-                    va="center",
-                    color="white" if share[i, j] > 0.5 else "black",
-                    fontsize=8,
-                )
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"{lead}{head}: confusion matrix (n={m['n']}, macro-F1 {m['macro_f1']:.3f})")
-        fig.colorbar(image, ax=ax, label="share of true class")
-        fig.tight_layout()
-        path = out / f"{head}_confusion_matrix.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-
-        bins = m["calibration"]
-        edges = np.asarray(bins["edges"])
-        centers = (edges[:-1] + edges[1:]) / 2
-        filled = [i for i, c in enumerate(bins["count"]) if c]
-        fig, (ax, ax_count) = plt.subplots(
-            2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-        )
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-        ax.plot(
-            [bins["confidence"][i] for i in filled],
-            [bins["accuracy"][i] for i in filled],
-            marker="o",
-            label=head,
-        )
-        ax.set_ylabel("accuracy")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.legend(loc="upper left")
-        ax.set_title(f"{lead}{head}: reliability (ECE {m['ece']:.3f})")
-        ax_count.bar(centers, bins["count"], width=edges[1] - edges[0], color="grey")
-        ax_count.set_xlabel("confidence of the predicted class")
-        ax_count.set_ylabel("rows")
-        fig.tight_layout()
-        path = out / f"{head}_calibration.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        for name, draw in (
+            ("confusion_matrix", _confusion_plot),
+            ("calibration", _calibration_plot),
+        ):
+            fig = draw(plt, head, m, lead)
+            fig.tight_layout()
+            path = out / f"{head}_{name}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
     return written
+
+
+def _confusion_plot(plt: Any, head: str, m: Mapping[str, Any], lead: str) -> Any:
+    """A head's confusion matrix, coloured by share of the true class."""
+    labels = m["confusion_matrix"]["labels"]
+    matrix = np.asarray(m["confusion_matrix"]["matrix"], dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels=labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{lead}{head}: confusion matrix (n={m['n']}, macro-F1 {m['macro_f1']:.3f})")
+    fig.colorbar(image, ax=ax, label="share of true class")
+    return fig
+
+
+def _calibration_plot(plt: Any, head: str, m: Mapping[str, Any], lead: str) -> Any:
+    """A head's reliability diagram over the count of rows per confidence bin."""
+    bins = m["calibration"]
+    edges = np.asarray(bins["edges"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    filled = [i for i, c in enumerate(bins["count"]) if c]
+    fig, (ax, ax_count) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    ax.plot(
+        [bins["confidence"][i] for i in filled],
+        [bins["accuracy"][i] for i in filled],
+        marker="o",
+        label=head,
+    )
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    ax.set_title(f"{lead}{head}: reliability (ECE {m['ece']:.3f})")
+    ax_count.bar(centers, bins["count"], width=edges[1] - edges[0], color="grey")
+    ax_count.set_xlabel("confidence of the predicted class")
+    ax_count.set_ylabel("rows")
+    return fig
 
 
 # -- a registered model on a labelled table --------------------------------------------
@@ -685,27 +549,7 @@ def evaluate_on_table(
     slice_cols: Sequence[str] = ("lead_source",),
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate a packaged model on the held-out leads of a labelled table.
-
-    Features are built with the model's own feature settings. The model is
-    evaluated on the leads :func:`training.dataset.holdout_mask` holds out (the
-    ones training never fits on); the baselines are trained on the other leads
-    of the same table.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel
-    leads_path, events_path, id_col, stage_col, persona_col, exclude, as_of
-        As for :func:`training.dataset.load_training_table`.
-    holdout_share : float, default 0.2
-    slice_cols : sequence of str
-    seed : int
-
-    Returns
-    -------
-    dict
-        ``{"model": evaluation, "baselines": {...}, "n_holdout": int, "n_train": int}``.
-    """
+    """Evaluate a packaged model on the held-out leads of a labelled table."""
     from training.dataset import holdout_mask, load_training_table
 
     ts = load_training_table(
@@ -723,6 +567,15 @@ def evaluate_on_table(
     train, held = ts.subset(~mask), ts.subset(mask)
     if len(held) == 0:
         raise ValueError(f"{ts.name}: no held-out leads at share {holdout_share}")
+    evaluation, base = evaluate_with_baselines(model, train, held, seed=seed)
+    return {"model": evaluation, "baselines": base, "n_holdout": len(held), "n_train": len(train)}
+
+
+def evaluate_with_baselines(
+    model: Any, train: Any, held: Any, *, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the model's evaluation on the held-out ``TrainingSet``, the baselines' evaluations,
+    fitted on ``train``)."""
     evaluation = evaluate_heads(model, held.X, held.y_stage, held.y_persona, slices=held.slices)
     base = baselines(
         train.X,
@@ -734,4 +587,4 @@ def evaluate_on_table(
         slices=held.slices,
         seed=seed,
     )
-    return {"model": evaluation, "baselines": base, "n_holdout": len(held), "n_train": len(train)}
+    return evaluation, base

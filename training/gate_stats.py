@@ -1,16 +1,5 @@
 """Paired bootstrap intervals of macro-F1 for the promotion gate.
-
-The gate compares a challenger and a champion on the *same* leads. How much of
-a difference is noise depends on how many leads there are: on 15 rep-verified
-leads one lead is almost 0.07 of accuracy. :func:`compare_head` resamples the
-gate leads with replacement (the same draw for both models, so the pairing is
-kept) and reports a percentile interval for each model's macro-F1 and for
-their difference. A difference whose interval contains 0 is *inside the noise*.
-
-Macro-F1 here is the one of :func:`training.evaluate.head_metrics`: the mean
-F1 over the labels seen in the truth or the predictions of the rows scored,
-computed from per-class counts so a thousand resamples take milliseconds.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -29,25 +18,7 @@ _DRAWS_PER_CHUNK = 2_000_000
 
 @dataclass(frozen=True)
 class HeadComparison:
-    """One head compared on one gate set.
-
-    Attributes
-    ----------
-    head : str
-    n : int
-        Labelled gate leads of this head.
-    challenger, champion : float or None
-        Macro-F1 on those leads (None when that model could not be scored).
-    challenger_interval, champion_interval, difference_interval : (float, float) or None
-        Percentile bootstrap intervals (``confidence``) of each macro-F1 and of
-        challenger minus champion.
-    difference : float or None
-        Challenger minus champion.
-    verdict : str
-        ``better``, ``worse``, ``inside the noise``, or a reason the heads
-        could not be compared.
-    confidence : float
-    """
+    """One head compared on one gate set."""
 
     head: str
     n: int
@@ -135,24 +106,7 @@ def compare_head(
     confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> HeadComparison:
-    """Macro-F1 of both models on the same rows, with paired bootstrap intervals.
-
-    Parameters
-    ----------
-    head : str
-    truth : array of shape (n,)
-        True labels (no missing values).
-    challenger_pred, champion_pred : array of shape (n,)
-        Predicted labels; ``champion_pred`` None when there is no champion to score.
-    n_bootstrap : int
-    confidence : float
-    seed : int
-        The resampling is deterministic for a seed.
-
-    Returns
-    -------
-    HeadComparison
-    """
+    """Macro-F1 of both models on the same rows, with paired bootstrap intervals."""
     truth = np.asarray(truth, dtype=object)
     n = len(truth)
     chall = np.asarray(challenger_pred, dtype=object)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from data.personal import open_private
+from data.values import utc_now
 
 __all__ = [
     "print_read_summary",
@@ -28,18 +28,12 @@ _SHOWN = 10
 
 def rejected_report_path(home: Path, source: Path) -> Path:
     """``$LEADREADY_HOME/reports/<file>-rejected-<UTC time>.csv``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     return Path(home) / "reports" / f"{Path(source).stem}-rejected-{stamp}.csv"
 
 
 def write_rejected(path: Path, errors: Iterable[Any]) -> Path:
-    """Write rejected lines as CSV: ``file, line, row, column, value, message``.
-
-    The file is readable and writable by its owner only (mode 0600): the values
-    are the user's data. Personal values of a rejected line are already masked
-    by the reader (``data.personal.mask_line``); the line number finds the line in
-    the source file.
-    """
+    """Write rejected lines as CSV: ``file, line, row, column, value, message``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open_private(path) as fh:
@@ -68,11 +62,7 @@ def print_read_summary(
     notes: Sequence[str] = (),
     report_path: Path | None = None,
 ) -> Path | None:
-    """Print ``leads.csv: 2,005 lines read, 2,000 kept, 5 rejected`` and the first errors.
-
-    Writes every error to ``report_path`` when there are errors and a path is given,
-    and returns the path written (None otherwise).
-    """
+    """Print ``leads.csv: 2,005 lines read, 2,000 kept, 5 rejected`` and the first errors."""
     for note in notes:
         console.print(f"[yellow]{escape(note)}", highlight=False, soft_wrap=True)
     bad = len({(e.file, e.row) for e in errors})

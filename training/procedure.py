@@ -1,20 +1,5 @@
 """What the training procedure chose for each head, and the cross-validated scores behind it.
-
-Each head of a model trained by :func:`training.train.fit_lead_model` reports, from
-its out-of-fold (cross-fitted) or held-out probabilities:
-
-- the boosting rounds each fold stopped at and the rounds of the final booster;
-- the label decision: macro-F1 of the plain argmax and of the per-class weights
-  tuned for macro-F1 (``decision``), and the weights;
-- the calibration: log loss and ECE of every candidate method, and the one kept;
-- the model family (LightGBM, a regularised logistic regression, or their blend),
-  chosen by out-of-fold macro-F1 after the tuned decision (log loss breaks ties),
-  with every candidate's out-of-fold scores and the linear model's ``C``.
-
-:func:`procedure_report` gathers that per head, :func:`procedure_metrics` turns it
-into MLflow metrics and :func:`procedure_table` into the table ``leadready train``
-prints.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 

@@ -1,25 +1,14 @@
 """The promotion gate, and moving the ``champion`` alias by hand or back.
-
-A challenger becomes champion only if, on the same gate set, it is no worse
-than the champion: each head's macro-F1 within a tolerance, and no class's
-recall down by more than a margin. The first version is promoted when there is
-no champion. Every alias move is recorded as a tag on the model version that
-receives it (who, when, why, from which version), and a promoted version
-remembers the champion it replaced (tag ``leadready.promoted_from``), so
-:func:`rollback` can walk back one champion at a time.
-
-MLflow must already point at the right tracking server
-(``model.registry.configure``); the functions take the registered model name.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from data.values import utc_now
 from model import registry as _registry
 
 # training.evaluate (scikit-learn's metrics), numpy and pandas are imported by the
@@ -57,22 +46,7 @@ ALIAS_MOVE_TAG = _registry.ALIAS_MOVE_TAG
 
 @dataclass(frozen=True)
 class GateDecision:
-    """The gate's answer: promote or not, and every check that led there.
-
-    One object tells the whole story, and every surface renders this object
-    (``leadready train`` / ``retrain``, the review UI's retrain result and
-    Models page, the MLflow run's ``gate/decision.json``, the alias-move audit):
-
-    * ``sets``: each gate set it was decided on (``training holdout``,
-      ``rep-verified``), with its size per head, each compared macro-F1 with a
-      bootstrap interval and the verdict (``better``, ``worse``, ``inside the
-      noise``), whether that set could refuse, and why the champion could not
-      be scored there when it could not;
-    * ``task_differences``: what makes the challenger a different task than
-      the champion (empty when it is the same task); ``forced`` when it was
-      promoted anyway;
-    * ``reasons``: every check, passed or failed, in words.
-    """
+    """The gate's answer: promote or not, and every check that led there."""
 
     promote: bool
     reasons: list[str] = field(default_factory=list)
@@ -136,18 +110,9 @@ def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def _interval_text(interval: Any) -> str:
-    if not interval:
-        return ""
-    lo, hi = interval
-    return f" [{lo:.3f}, {hi:.3f}]"
-
-
-def _signed_interval(interval: Any) -> str:
-    if not interval:
-        return ""
-    lo, hi = interval
-    return f" [{lo:+.3f}, {hi:+.3f}]"
+def _interval_text(interval: Any, sign: str = "") -> str:
+    """`` [lo, hi]`` to three places (``sign="+"``: signed), or "" without an interval."""
+    return f" [{interval[0]:{sign}.3f}, {interval[1]:{sign}.3f}]" if interval else ""
 
 
 def describe_comparison(comp: Mapping[str, Any]) -> str:
@@ -161,7 +126,7 @@ def describe_comparison(comp: Mapping[str, Any]) -> str:
         text += (
             f" vs champion {_f(comp.get('champion'))}"
             f"{_interval_text(comp.get('champion_interval'))}; difference "
-            f"{comp['difference']:+.3f}{_signed_interval(comp.get('difference_interval'))}"
+            f"{comp['difference']:+.3f}{_interval_text(comp.get('difference_interval'), '+')}"
         )
     text += f" ({conf}% intervals, {comp.get('n', 0):,} leads): {comp.get('verdict', '')}"
     return text
@@ -172,7 +137,7 @@ def _short_comparison(comp: Mapping[str, Any]) -> str:
         return f"{comp['head']} {_f(comp.get('challenger'))} (n={comp.get('n', 0)})"
     return (
         f"{comp['head']} {_f(comp.get('challenger'))} vs {_f(comp.get('champion'))} "
-        f"(Δ {comp['difference']:+.3f}{_signed_interval(comp.get('difference_interval'))}, "
+        f"(Δ {comp['difference']:+.3f}{_interval_text(comp.get('difference_interval'), '+')}, "
         f"{comp.get('verdict', '')}, n={comp.get('n', 0)})"
     )
 
@@ -202,32 +167,7 @@ def gate(
     can_refuse: Mapping[str, bool] | None = None,
     set_name: str | None = None,
 ) -> GateDecision:
-    """Decide whether a challenger may replace the champion.
-
-    Parameters
-    ----------
-    challenger_metrics, champion_metrics : dict
-        Outputs of :func:`training.evaluate.evaluate_heads` on the *same* gate
-        set. ``champion_metrics`` is None when there is no champion.
-    f1_tolerance : float, default 0.01
-        How far below the champion's macro-F1 a head may be.
-    recall_margin : float, default 0.05
-        How far below the champion's recall any class may drop.
-    comparisons : dict, optional
-        Head → :meth:`training.gate_stats.HeadComparison.to_dict` on the same
-        rows: a macro-F1 difference inside the noise is said so in the reasons.
-    can_refuse : dict, optional
-        Head → False when this set is too small to refuse on that head (a
-        failed check is then reported, not acted on).
-    set_name : str, optional
-        The set's name, prefixed to each reason.
-
-    Returns
-    -------
-    GateDecision
-        ``promote`` is True only if every check passes; ``reasons`` lists each
-        check, passed or failed, in words.
-    """
+    """Decide whether a challenger may replace the champion."""
     from training.evaluate import HEADS
 
     if not champion_metrics:
@@ -245,66 +185,91 @@ def gate(
             reasons.append(f"{where}{text}")
 
     for head in HEADS:
-        champ = champion_metrics.get(head)
-        chall = challenger_metrics.get(head)
-        if not champ or champ.get("n", 0) == 0:
-            if chall and chall.get("n", 0) and not chall.get("missing_head"):
-                reasons.append(f"{where}{head}: the champion has no {head} head to compare with")
-            continue
-        if champ.get("missing_head"):
-            reasons.append(f"{where}{head}: the champion has no {head} head; nothing to match")
-            continue
-        if not chall or chall.get("missing_head") or chall.get("n", 0) == 0:
-            ok = False
-            reasons.append(
-                f"{where}{head}: the challenger has no {head} head but the champion has one"
-            )
-            continue
-        if chall["n"] != champ["n"]:
-            ok = False
-            reasons.append(
-                f"{where}{head}: not evaluated on the same rows "
-                f"(challenger {chall['n']}, champion {champ['n']})"
-            )
-            continue
         comp = (comparisons or {}).get(head) or {}
-        noise = ""
-        interval = comp.get("difference_interval")
-        if interval:
-            lo, hi = interval
-            inside = lo <= 0.0 <= hi
-            noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + (
-                "inside the noise" if inside else "outside the noise"
+        findings = _head_findings(
+            head,
+            challenger_metrics.get(head),
+            champion_metrics.get(head),
+            comp,
+            f1_tolerance=f1_tolerance,
+            recall_margin=recall_margin,
+        )
+        for kind, text in findings:
+            if kind == "check":
+                fail(head, text)
+            else:
+                ok = ok and kind != "refuse"
+                reasons.append(f"{where}{text}")
+    return GateDecision(ok, reasons)
+
+
+def _head_findings(
+    head: str,
+    chall: Mapping[str, Any] | None,
+    champ: Mapping[str, Any] | None,
+    comp: Mapping[str, Any],
+    *,
+    f1_tolerance: float,
+    recall_margin: float,
+) -> list[tuple[str, str]]:
+    """What the gate finds on one head, in order: ``("ok", text)`` says, ``("refuse", text)``
+    refuses, ``("check", text)`` refuses unless the set has too few leads to refuse on. One
+    check after the other, each a few lines of wording, in the order a reader is told them."""
+    if not champ or champ.get("n", 0) == 0:
+        if chall and chall.get("n", 0) and not chall.get("missing_head"):
+            return [("ok", f"{head}: the champion has no {head} head to compare with")]
+        return []
+    if champ.get("missing_head"):
+        return [("ok", f"{head}: the champion has no {head} head; nothing to match")]
+    if not chall or chall.get("missing_head") or chall.get("n", 0) == 0:
+        return [("refuse", f"{head}: the challenger has no {head} head but the champion has one")]
+    if chall["n"] != champ["n"]:
+        return [
+            (
+                "refuse",
+                f"{head}: not evaluated on the same rows "
+                f"(challenger {chall['n']}, champion {champ['n']})",
             )
-        f1_new, f1_old = chall["macro_f1"], champ["macro_f1"]
-        if f1_new < f1_old - f1_tolerance:
-            fail(
-                head,
+        ]
+    noise = ""
+    interval = comp.get("difference_interval")
+    if interval:
+        lo, hi = interval
+        inside = lo <= 0.0 <= hi
+        noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + (
+            "inside the noise" if inside else "outside the noise"
+        )
+    findings = []
+    f1_new, f1_old = chall["macro_f1"], champ["macro_f1"]
+    if f1_new < f1_old - f1_tolerance:
+        findings.append(
+            (
+                "check",
                 f"{head}: macro-F1 {f1_new:.3f} is below the champion's {f1_old:.3f} "
                 f"by more than {f1_tolerance:.3f}{noise}",
             )
-        else:
-            reasons.append(
-                f"{where}{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
-                f"(tolerance {f1_tolerance:.3f}){noise}: ok"
+        )
+    else:
+        findings.append(
+            (
+                "ok",
+                f"{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
+                f"(tolerance {f1_tolerance:.3f}){noise}: ok",
             )
-        drops = []
-        for label, old in champ.get("per_class", {}).items():
-            if old.get("support", 0) == 0:
-                continue
-            new = chall.get("per_class", {}).get(label, {}).get("recall", 0.0)
-            if new < old["recall"] - recall_margin:
-                drops.append(f"{label!r} {old['recall']:.3f} → {new:.3f}")
-        if drops:
-            fail(
-                head,
-                f"{head}: recall drops by more than {recall_margin:.3f} for " + ", ".join(drops),
-            )
-        else:
-            reasons.append(
-                f"{where}{head}: no class's recall drops by more than {recall_margin:.3f}"
-            )
-    return GateDecision(ok, reasons)
+        )
+    drops = []
+    for label, old in champ.get("per_class", {}).items():
+        if old.get("support", 0) == 0:
+            continue
+        new = chall.get("per_class", {}).get(label, {}).get("recall", 0.0)
+        if new < old["recall"] - recall_margin:
+            drops.append(f"{label!r} {old['recall']:.3f} → {new:.3f}")
+    if drops:
+        text = f"{head}: recall drops by more than {recall_margin:.3f} for " + ", ".join(drops)
+        findings.append(("check", text))
+    else:
+        findings.append(("ok", f"{head}: no class's recall drops by more than {recall_margin:.3f}"))
+    return findings
 
 
 # -- the registry ----------------------------------------------------------------------
@@ -347,7 +312,7 @@ def _check_version(model_name: str, version: str, client: Any) -> None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return utc_now().isoformat(timespec="microseconds")
 
 
 def move_alias(
@@ -361,35 +326,7 @@ def move_alias(
     gate: str | None = None,
     forced: bool = False,
 ) -> AliasMove:
-    """Point ``alias`` at ``version`` (None deletes it) and record the move.
-
-    The record is a tag ``leadready.alias_move.<alias>.<UTC time>`` whose value
-    is the JSON of the :class:`AliasMove`, on the version that receives the
-    alias (or, when the alias is deleted, on the version that loses it).
-
-    Parameters
-    ----------
-    model_name : str
-        Registered model name.
-    alias : str
-        E.g. ``champion``, ``challenger``, ``previous_champion``.
-    version : str or None
-        The version to point at; None removes the alias.
-    by : str
-        Who moves it (a user name, or ``leadready train`` for the gate).
-    why : str
-        In words.
-    client : MlflowClient, optional
-    gate : str, optional
-        The gate's decision in one line (:meth:`GateDecision.summary`), when a
-        gate decided the move.
-    forced : bool
-        The move overrode the gate (e.g. ``--force`` over a task change).
-
-    Returns
-    -------
-    AliasMove
-    """
+    """Point ``alias`` at ``version`` (None deletes it) and record the move."""
     client = _client(client)
     before = current_version(model_name, alias, client=client)
     move = AliasMove(
@@ -441,30 +378,7 @@ def promote(
     gate: str | None = None,
     forced: bool = False,
 ) -> list[AliasMove]:
-    """Make ``version`` the champion; the current champion becomes ``previous_champion``.
-
-    Parameters
-    ----------
-    version : str or int
-        An existing version of ``model_name``.
-    model_name : str
-        Registered model name.
-    by, why : str
-        Recorded with each alias move.
-    client : MlflowClient, optional
-    gate, forced
-        Recorded with the champion's move (see :func:`move_alias`).
-
-    Returns
-    -------
-    list of AliasMove
-        The moves made (empty when ``version`` already is the champion).
-
-    Raises
-    ------
-    ValueError
-        If the version does not exist.
-    """
+    """Make ``version`` the champion; the current champion becomes ``previous_champion``."""
     client = _client(client)
     version = str(version)
     _check_version(model_name, version, client)
@@ -532,20 +446,7 @@ def rollback(
     why: str = "rolled back by hand",
     client: Any | None = None,
 ) -> list[AliasMove]:
-    """Point ``champion`` back at ``previous_champion``.
-
-    ``previous_champion`` then moves to the champion *that* version replaced
-    (if any), so repeated rollbacks walk back through the champions.
-
-    Returns
-    -------
-    list of AliasMove
-
-    Raises
-    ------
-    ValueError
-        If there is no previous champion.
-    """
+    """Point ``champion`` back at ``previous_champion``."""
     client = _client(client)
     previous = current_version(model_name, PREVIOUS_CHAMPION, client=client)
     if previous is None:
@@ -581,24 +482,7 @@ def rollback(
 
 @dataclass(frozen=True)
 class GateSet:
-    """Leads the gate compares on.
-
-    Attributes
-    ----------
-    name : str
-        ``training holdout`` or ``rep-verified``.
-    X : DataFrame
-        The challenger's feature rows, indexed by lead id.
-    y_stage, y_persona : Series or None
-        The labels.
-    champion_inputs : callable, optional
-        ``champion_inputs(champion) -> DataFrame``: the champion's own input
-        columns for the same leads (e.g. read again from the same table with
-        the champion's columns). Default: ``X``.
-    min_refuse : int
-        Below this many labelled leads of a head, the set reports the head's
-        checks but cannot refuse on them (0: it always can).
-    """
+    """Leads the gate compares on."""
 
     name: str
     X: pd.DataFrame
@@ -660,53 +544,10 @@ def run_gate(
     force: bool = False,
     seed: int = 0,
 ) -> tuple[GateDecision, dict[str, Any]]:
-    """Compare challenger and champion on the same leads, decide, move ``champion``.
-
-    Parameters
-    ----------
-    model_name : str
-        Registered model name.
-    challenger_version : str
-        The registered version under test.
-    X : DataFrame
-        The gate set's feature rows (e.g. the training holdout), indexed by lead id.
-    y_stage, y_persona : Series or None
-        The gate set's labels.
-    run_id : str, optional
-        The challenger's MLflow run: the decision, ``gate_*`` metrics and
-        ``gate/decision.json`` are logged there.
-    challenger : LeadReadinessModel, optional
-        The challenger in memory; loaded from the registry when omitted.
-    challenger_metrics : dict, optional
-        Ignored (kept for callers of earlier versions): the gate scores the
-        challenger itself, with the predictions its intervals need.
-    f1_tolerance, recall_margin : float
-        See :func:`gate`.
-    by : str
-        Recorded with the alias move.
-    client : MlflowClient, optional
-    set_name : str
-        The name of the set ``X`` is (``training holdout``, ``rep-verified``).
-    champion_inputs : callable, optional
-        ``champion_inputs(champion) -> DataFrame``: the champion's own inputs for
-        the leads of ``X`` (see :class:`GateSet`).
-    min_refuse : int
-        See :class:`GateSet`.
-    extra_sets : sequence of GateSet
-        More sets the decision is made on (each can refuse).
-    force : bool
-        Promote over a champion of another task (recorded in the audit).
-    seed : int
-        Seed of the bootstrap.
-
-    Returns
-    -------
-    (GateDecision, dict)
-        The decision and ``{"challenger": metrics, "champion": metrics or None}``
-        on the first set.
-    """
+    """Compare challenger and champion on the same leads, decide, move ``champion``: the task
+    check, each gate set (:func:`_gate_set`), then the decision recorded; its length is its
+    keyword arguments, which callers pass by name."""
     from model.registry import load_model
-    from training.gate_stats import compare_head
 
     client = _client(client)
     challenger_version = str(challenger_version)
@@ -714,105 +555,24 @@ def run_gate(
         challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
     sets = [GateSet(set_name, X, y_stage, y_persona, champion_inputs, min_refuse), *extra_sets]
     champion_version = current_version(model_name, CHAMPION, client=client)
-    champion = None
-    reasons: list[str] = []
-    promote_it = True
-    forced = False
-    differences: list[str] = []
-    input_changes: dict[str, list[str]] = {}
-    if champion_version == challenger_version:
-        promote_it = False
-        reasons.append("this version already is the champion")
-        champion_version_for_scores = None
-    else:
-        champion_version_for_scores = champion_version
-    if champion_version_for_scores is not None:
-        champion, _ = load_model(f"models:/{model_name}/{champion_version}")
-        differences = champion.task.differences(challenger.task)
-        input_changes = champion.task.input_changes(challenger.task)
-        if differences and not force:
-            promote_it = False
-            reasons.append(
-                f"the challenger (version {challenger_version}) does another task than the "
-                f"champion (version {champion_version}) of {model_name!r}: "
-                + "; ".join(differences)
-                + ". Register it under its own name (--model-name NAME or "
-                "LEADREADY_MODEL_NAME=NAME), or replace the champion's task on purpose "
-                "with --force (recorded in the alias history)"
-            )
-        elif differences:
-            forced = True
-            reasons.append("forced over a task change (--force): " + "; ".join(differences))
-    elif champion_version is None:
-        reasons.append("no champion yet: the first version is promoted")
-
+    check = _task_check(model_name, challenger, challenger_version, champion_version, force)
+    champion, differences = check.champion, check.differences
+    promote_it, reasons = check.promote, list(check.reasons)
     rendered_sets: list[dict[str, Any]] = []
     first_metrics: dict[str, Any] = {"challenger": None, "champion": None}
-    comparable = champion is not None and not differences
     for position, gate_set in enumerate(sets):
-        chall_metrics, chall_labels = _predict(challenger, gate_set.X, gate_set)
-        sizes = {h: int(m.get("n", 0)) for h, m in chall_metrics.items()}
-        entry: dict[str, Any] = {
-            "name": gate_set.name,
-            "sizes": sizes,
-            "min_refuse": gate_set.min_refuse,
-            "can_refuse": {h: n >= gate_set.min_refuse for h, n in sizes.items()},
-            "champion_scored": False,
-            "note": None,
-            "heads": [],
-        }
-        champ_metrics: dict[str, Any] | None = None
-        champ_labels: dict[str, Any] = {}
-        if comparable:
-            frame = (
-                gate_set.champion_inputs(champion)
-                if gate_set.champion_inputs is not None
-                else gate_set.X
-            )
-            missing = _missing_inputs(champion, frame) if frame is not None else ["(all)"]
-            if missing:
-                shown = ", ".join(repr(c) for c in missing[:10])
-                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                entry["note"] = (
-                    f"the champion (version {champion_version}) needs input columns these "
-                    f"leads do not have ({shown}{more}): it cannot be scored on them, so no "
-                    "champion score is computed"
-                )
-                promote_it = False
-                reasons.append(
-                    f"{gate_set.name}: {entry['note']}; compare by hand (leadready evaluate) "
-                    f"and promote with `leadready promote {challenger_version}` if it is better"
-                )
-            else:
-                champ_frame = frame.reindex(gate_set.X.index)
-                champ_metrics, champ_labels = _predict(champion, champ_frame, gate_set)
-                entry["champion_scored"] = True
-        for head, pred in chall_labels.items():
-            truth = gate_set.labels(head).to_numpy(dtype=object)
-            comp = compare_head(head, truth, pred, champ_labels.get(head), seed=seed + position)
-            if differences:
-                comp = replace(comp, verdict="not compared: the champion does another task")
-            elif champion is not None and not entry["champion_scored"]:
-                comp = replace(comp, verdict="not compared: the champion cannot be scored here")
-            entry["heads"].append(comp.to_dict())
-        if champ_metrics is not None:
-            verdict = gate(
-                chall_metrics,
-                champ_metrics,
-                f1_tolerance=f1_tolerance,
-                recall_margin=recall_margin,
-                comparisons={c["head"]: c for c in entry["heads"]},
-                can_refuse=entry["can_refuse"],
-                set_name=gate_set.name,
-            )
-            promote_it = promote_it and verdict.promote
-            reasons.extend(verdict.reasons)
-            small = [h for h, ok in entry["can_refuse"].items() if not ok]
-            if small:
-                entry["note"] = (
-                    f"fewer than {gate_set.min_refuse} labelled leads for {', '.join(small)}: "
-                    "reported, but these leads alone cannot refuse the challenger"
-                )
+        entry, chall_metrics, champ_metrics, verdict = _gate_set(
+            gate_set,
+            challenger,
+            champion if not differences else None,
+            names=(challenger_version, champion_version),
+            differences=differences,
+            f1_tolerance=f1_tolerance,
+            recall_margin=recall_margin,
+            seed=seed + position,
+        )
+        promote_it = promote_it and verdict.promote
+        reasons.extend(verdict.reasons)
         if position == 0:
             first_metrics = {"challenger": chall_metrics, "champion": champ_metrics}
         rendered_sets.append(entry)
@@ -825,12 +585,12 @@ def run_gate(
         model_name=model_name,
         sets=rendered_sets,
         task_differences=differences,
-        input_changes=input_changes,
-        forced=forced,
+        input_changes=check.input_changes,
+        forced=check.forced,
         at=_now(),
     )
     if decision.promote:
-        why = "passed the promotion gate" if not forced else "forced over a task change"
+        why = "passed the promotion gate" if not check.forced else "forced over a task change"
         promote(
             challenger_version,
             model_name=model_name,
@@ -838,12 +598,150 @@ def run_gate(
             why=f"{why} (run {run_id})" if run_id else why,
             client=client,
             gate=decision.summary(),
-            forced=forced,
+            forced=check.forced,
         )
     _tag_version(client, model_name, challenger_version, decision)
     if run_id is not None:
         _log_gate(client, run_id, decision, first_metrics["challenger"], first_metrics["champion"])
     return decision, first_metrics
+
+
+@dataclass(frozen=True)
+class _TaskCheck:
+    """Whether the champion does the challenger's task, before any scoring."""
+
+    champion: Any | None
+    promote: bool
+    reasons: tuple[str, ...]
+    differences: list[str]
+    input_changes: dict[str, list[str]]
+    forced: bool
+
+
+def _task_check(
+    model_name: str,
+    challenger: Any,
+    challenger_version: str,
+    champion_version: str | None,
+    force: bool,
+) -> _TaskCheck:
+    """Load the champion (unless the challenger is it or there is none) and compare tasks."""
+    from model.registry import load_model
+
+    if champion_version == challenger_version:
+        return _TaskCheck(None, False, ("this version already is the champion",), [], {}, False)
+    if champion_version is None:
+        reason = "no champion yet: the first version is promoted"
+        return _TaskCheck(None, True, (reason,), [], {}, False)
+    champion, _ = load_model(f"models:/{model_name}/{champion_version}")
+    differences = champion.task.differences(challenger.task)
+    input_changes = champion.task.input_changes(challenger.task)
+    if differences and not force:
+        reason = (
+            f"the challenger (version {challenger_version}) does another task than the "
+            f"champion (version {champion_version}) of {model_name!r}: "
+            + "; ".join(differences)
+            + ". Register it under its own name (--model-name NAME or "
+            "LEADREADY_MODEL_NAME=NAME), or replace the champion's task on purpose "
+            "with --force (recorded in the alias history)"
+        )
+        return _TaskCheck(champion, False, (reason,), differences, input_changes, False)
+    if differences:
+        reason = "forced over a task change (--force): " + "; ".join(differences)
+        return _TaskCheck(champion, True, (reason,), differences, input_changes, True)
+    return _TaskCheck(champion, True, (), differences, input_changes, False)
+
+
+def _score_champion(
+    gate_set: GateSet, champion: Any
+) -> tuple[dict[str, Any] | None, dict[str, Any], str | None]:
+    """The champion's metrics and labels on a gate set from its own inputs, or (None, {},
+    the input columns it lacks, in words) when it cannot be scored there."""
+    frame = (
+        gate_set.champion_inputs(champion) if gate_set.champion_inputs is not None else gate_set.X
+    )
+    missing = _missing_inputs(champion, frame) if frame is not None else ["(all)"]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        return None, {}, f"{shown}{more}"
+    champ_metrics, champ_labels = _predict(champion, frame.reindex(gate_set.X.index), gate_set)
+    return champ_metrics, champ_labels, None
+
+
+def _gate_set(
+    gate_set: GateSet,
+    challenger: Any,
+    champion: Any | None,
+    *,
+    names: tuple[str, str | None],
+    differences: list[str],
+    f1_tolerance: float,
+    recall_margin: float,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, GateDecision]:
+    """Score one gate set and compare: (its rendered entry, the challenger's metrics, the
+    champion's or None, the verdict on this set). ``champion`` is None when it is not
+    comparable (none, or another task). Kept whole: the entry it fills is what the gate
+    report renders."""
+    from training.gate_stats import compare_head
+
+    challenger_version, champion_version = names
+    chall_metrics, chall_labels = _predict(challenger, gate_set.X, gate_set)
+    sizes = {h: int(m.get("n", 0)) for h, m in chall_metrics.items()}
+    entry: dict[str, Any] = {
+        "name": gate_set.name,
+        "sizes": sizes,
+        "min_refuse": gate_set.min_refuse,
+        "can_refuse": {h: n >= gate_set.min_refuse for h, n in sizes.items()},
+        "champion_scored": False,
+        "note": None,
+        "heads": [],
+    }
+    verdict = GateDecision(promote=True, reasons=[])
+    champ_metrics: dict[str, Any] | None = None
+    champ_labels: dict[str, Any] = {}
+    if champion is not None:
+        champ_metrics, champ_labels, missing = _score_champion(gate_set, champion)
+        entry["champion_scored"] = champ_metrics is not None
+        if missing:
+            entry["note"] = (
+                f"the champion (version {champion_version}) needs input columns these "
+                f"leads do not have ({missing}): it cannot be scored on them, so no "
+                "champion score is computed"
+            )
+            verdict = GateDecision(
+                promote=False,
+                reasons=[
+                    f"{gate_set.name}: {entry['note']}; compare by hand (leadready evaluate) "
+                    f"and promote with `leadready promote {challenger_version}` if it is better"
+                ],
+            )
+    for head, pred in chall_labels.items():
+        truth = gate_set.labels(head).to_numpy(dtype=object)
+        comp = compare_head(head, truth, pred, champ_labels.get(head), seed=seed)
+        if differences:
+            comp = replace(comp, verdict="not compared: the champion does another task")
+        elif champion is not None and not entry["champion_scored"]:
+            comp = replace(comp, verdict="not compared: the champion cannot be scored here")
+        entry["heads"].append(comp.to_dict())
+    if champ_metrics is not None:
+        verdict = gate(
+            chall_metrics,
+            champ_metrics,
+            f1_tolerance=f1_tolerance,
+            recall_margin=recall_margin,
+            comparisons={c["head"]: c for c in entry["heads"]},
+            can_refuse=entry["can_refuse"],
+            set_name=gate_set.name,
+        )
+        small = [h for h, ok in entry["can_refuse"].items() if not ok]
+        if small:
+            entry["note"] = (
+                f"fewer than {gate_set.min_refuse} labelled leads for {', '.join(small)}: "
+                "reported, but these leads alone cannot refuse the challenger"
+            )
+    return entry, chall_metrics, champ_metrics, verdict
 
 
 #: Version tags: the gate's decision on a version, as one line and as JSON.
@@ -953,15 +851,7 @@ def inputs_from_table(
     max_rows: int | None = None,
     seed: int = 0,
 ) -> Callable[[Any], pd.DataFrame]:
-    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table.
-
-    When the champion reads only columns the challenger's rows already have,
-    those rows are used as they are. Otherwise the lead table is read again
-    with nothing excluded and the champion's feature settings, and the gate
-    leads' rows are taken from it (leads not in the table, such as leads added
-    by reps' corrections, keep their rows from ``fallback``); a column still
-    missing then is reported by the gate, which scores no champion on them.
-    """
+    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table."""
 
     def build(champion: Any) -> pd.DataFrame:
         import pandas as pd

@@ -1,26 +1,17 @@
 """Record batch predictions in the store, with their feature snapshots, as the API does.
-
-``leadready score --record`` (nightly bulk scoring) calls
-:func:`record_scored_frame` once per scored chunk, so the review queue, the lead
-page and retraining see batch-scored leads exactly like API-scored ones: each
-prediction row carries the labels, confidences, margins, class probabilities,
-readiness, route, reasons (when scored with reasons) and the feature snapshot
-the model saw (its input columns only), plus the model name and version.
-
-A correction a rep makes later points at the newest prediction of the lead, so
-retraining takes the rep's label together with this snapshot.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
+
+from data.values import is_missing, plain, utc_now
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -35,10 +26,9 @@ _CHUNK = 5000
 
 def _value(value: Any) -> Any:
     """A JSON- and database-ready scalar: numpy → Python, NaN/NaT/NA → None, times → ISO text."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if is_missing(value):
         return None
-    if isinstance(value, np.generic):
-        value = value.item()
+    value = plain(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, pd.Timestamp | datetime):
@@ -77,41 +67,13 @@ def prediction_records(
     input_columns: Sequence[str] | None = None,
     created_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for ``Store.record_predictions`` from a scored frame and its features.
-
-    Parameters
-    ----------
-    features : DataFrame of shape (n_leads, n_features)
-        The feature rows the model scored, indexed by lead id.
-    scored : DataFrame of shape (n_leads, n_outputs)
-        ``LeadReadinessModel.predict_frame(features)``: same index (or same
-        order), columns ``stage``, ``stage_confidence``, ``stage_proba__<label>``…,
-        ``persona``…, ``readiness``, ``route`` and optionally ``*_reasons``.
-    model_name, model_version : str
-        Which model scored (recorded with each row).
-    source : str, default "batch"
-        One of ``data.store.PREDICTION_SOURCES``.
-    input_columns : sequence of str, optional
-        The columns kept in the snapshot (the model's ``input_columns``); default
-        every column of ``features``. A column absent from ``features`` is
-        recorded as missing (None), as the model scored it.
-    created_at : datetime, optional
-        When the rows were scored (default now, the same for every row).
-
-    Returns
-    -------
-    list of dict, length n_leads
-
-    Raises
-    ------
-    ValueError
-        ``features`` and ``scored`` differ in length or index.
-    """
+    """Rows for ``Store.record_predictions`` from a scored frame and its features (one loop
+    building each row, kept whole so a stored row's layout reads in one place)."""
     if len(features) != len(scored):
         raise ValueError(f"{len(features)} feature rows but {len(scored)} scored rows")
     if not features.index.equals(scored.index) and not isinstance(scored.index, pd.RangeIndex):
         raise ValueError("the scored rows are not in the order of the feature rows")
-    created_at = created_at or datetime.now(UTC)
+    created_at = created_at or utc_now()
     columns = list(features.columns) if input_columns is None else [str(c) for c in input_columns]
     snapshot = features.reindex(columns=columns)
     snapshot_rows = snapshot.astype(object).to_numpy()
@@ -178,43 +140,7 @@ def record_scored_frame(
     input_columns: Sequence[str] | None = None,
     created_at: datetime | None = None,
 ) -> int:
-    """Store a scored chunk: predictions with feature snapshots, and optionally the leads.
-
-    Parameters
-    ----------
-    store : Store
-        A migrated store.
-    features_df : DataFrame of shape (n_leads, n_features)
-        The feature rows the model scored, indexed by lead id.
-    scored_df : DataFrame of shape (n_leads, n_outputs)
-        ``predict_frame`` output for those rows.
-    model_name, model_version : str
-        The registered model and version that scored.
-    source : str, default "batch"
-        Prediction source recorded with each row.
-    leads : DataFrame, optional
-        The input lead rows (profile columns, marketing's ``stage``/``persona``
-        labels when present, one row a lead, ids in ``id_col``): upserted first,
-        so the review UI can show the profile and knows marketing's labels.
-        Columns named like prediction outputs are not taken as profile fields.
-    id_col : str, default "lead_id"
-        The id column of ``leads``.
-    input_columns : sequence of str, optional
-        Snapshot columns (pass the model's ``input_columns``); default all.
-    created_at : datetime, optional
-        Scoring time (default now).
-
-    Returns
-    -------
-    int
-        The number of predictions written.
-
-    Raises
-    ------
-    ValueError
-        Misaligned frames, or a value the store refuses (nothing of that chunk
-        of 5,000 rows is written).
-    """
+    """Store a scored chunk: predictions with feature snapshots, and optionally the leads."""
     if leads is not None and len(leads):
         frame = leads.copy()
         if id_col != "lead_id":

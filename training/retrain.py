@@ -1,76 +1,12 @@
 """Retrain with reps' corrections: base data + every lead's current rep label → challenger → gate.
-
-What goes in
-------------
-* **The base data**: the lead table (and events) the base model — by default the
-  current champion — was trained on, with the same columns and settings.
-  ``training.train`` logs its :class:`~training.train.TrainConfig` as run
-  parameters (``leads_path``, ``events_path``, ``id_col``, ``stage_col``,
-  ``persona_col``, ``exclude``, ``as_of``, LightGBM and routing settings), so
-  :func:`base_train_config` reads them back from the base version's run. Any of
-  the paths and columns can be overridden in :class:`RetrainConfig` (the files
-  moved, or the base model was registered by hand and has no such run). A
-  retrain run logs the same parameters, so retrains chain.
-* **Every lead's current rep label** (``Store.corrections_frame``): per lead and
-  field the newest correction row wins, and counts only when it leaves a rep's
-  label current (``is_rep_label``: a reclassify, a confirm, or an undo back to an
-  earlier rep label). The lead's row is the **feature snapshot of the prediction
-  the rep reviewed** (the newest such snapshot when the rep corrected both
-  fields at different times) with the rep's label replacing marketing's for the
-  corrected head; the other head keeps the base data's label. A corrected lead
-  that is not in the base data is added; one without a snapshot falls back to its
-  base feature row (or is skipped, and counted, when it has neither). Corrected
-  rows carry ``correction_weight`` (default 2.0) as their sample weight and are
-  passed as ``trusted``, so label-noise handling (``TrainConfig.label_noise``)
-  never prunes or down-weights them, and weighs them
-  (:data:`training.noise.TRUSTED_WEIGHT`) in its out-of-fold fits: marketing
-  labels that contradict the reps' labels of similar leads get a low
-  out-of-fold probability and are down-weighted, so a correction also cleans
-  the marketing labels that share its mistake (marketing's mistakes are partly
-  systematic). Its folds follow the lead id, so a retrain that changes a few
-  labels leaves the other rows' flags where they were. Weights and trust are
-  per row (one for both heads), so a lead whose stage was corrected also
-  weighs, and protects, its uncorrected persona label.
-
-The gate set
-------------
-The rep-verified leads whose id falls in the training holdout — the hash share
-:func:`training.dataset.holdout_mask` gives ``holdout_share`` (20%), the rows
-``training.train`` never fits on — are kept out of training and are the gate
-set: the challenger and the champion are compared on the reps' labels there.
-The choice depends on the lead id alone, so it is stable across retrains, is
-independent of the label (each class gets its share in expectation; the counts
-per class are logged) and, above all, takes only leads that *neither* model was
-trained on. A larger ``gate_share`` is allowed, but the leads it adds were in the
-champion's training data (with marketing's labels): on them the champion is
-scored in-sample, which favours it — on simulated data by about 0.13 stage
-macro-F1 — so the result notes it. Forcing every class into the gate set would
-have the same flaw, so strata are left to the hash. With fewer than
-``min_gate_leads`` leads in the gate set, no gate set is kept: every correction
-trains (those in the holdout are evaluated there with the rep's label) and the
-gate runs on the training holdout as ``leadready train`` does (reps' labels where
-they exist, marketing's elsewhere); the result says so.
-
-What comes out
---------------
-A new registered version with alias ``challenger`` (``training.train.train_on``:
-evaluation, baselines, plots and the model in an MLflow run), the corrections
-that went in logged to that run (parameters, ``corrections_*`` metrics by class,
-rep, reason, kind and source, ``corrections/summary.json`` and
-``corrections/used.csv``), and the gate decision
-(``training.promote.run_gate``). Serving processes follow the ``champion`` alias
-on their own, so a promoted challenger is served without a restart.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
 import tempfile
-import types
-import typing
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,8 +15,15 @@ import pandas as pd
 
 from training.dataset import TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, metric_key
-from training.promote import CHAMPION, GateDecision, current_version, run_gate
-from training.train import TrainConfig, TrainResult, train_on
+from training.promote import (
+    CHAMPION,
+    GateDecision,
+    GateSet,
+    current_version,
+    inputs_from_table,
+    run_gate,
+)
+from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, train_on
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -121,61 +64,7 @@ CURRENT_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Settings of one retrain. Frozen: use ``dataclasses.replace`` to vary it.
-
-    Parameters
-    ----------
-    tracking_uri : str
-        MLflow tracking (and registry) URI.
-    artifact_root : Path, optional
-        Artifact folder of a local (SQLite) tracking store.
-    model_name : str
-        Registered model name.
-    base_version : str, optional
-        The version whose training run names the base data and settings;
-        default the current champion.
-    leads_path, events_path : Path, optional
-        Override the base run's lead table / events table.
-    id_col, stage_col, persona_col : str, optional
-        Override the base run's columns.
-    correction_weight : float, default 2.0
-        Sample weight of a corrected lead's row (base rows weigh 1).
-    gate_share : float, optional
-        Share (by id hash) of rep-verified leads kept out of training as the
-        gate set; default the base run's training holdout share (see the module
-        notes for why).
-    min_gate_leads : int, default 20
-        Below this many gate leads, no gate set is kept (see the module notes).
-    gate : bool, default True
-        Run the promotion gate.
-    f1_tolerance, recall_margin : float, optional
-        Gate settings; default the base run's.
-    seed : int, optional
-        Classifier seed; default the base run's.
-    actor : str
-        Recorded with alias moves and as the run's actor.
-    run_name : str, optional
-        MLflow run name (default ``retrain <n> corrections``).
-    min_refuse_leads : int, default 100
-        Fewest rep-verified gate leads of a head before they alone can refuse
-        a challenger: below it their comparison is reported (with its wide
-        interval) and the training holdout, compared too, decides.
-    force : bool
-        Let the gate promote over a champion of another task (recorded).
-    label_trust : bool, default True
-        Weigh each rep's labels by measured agreement on multiply-reviewed
-        leads and down-weight marketing labels the model of corrections doubts
-        (:mod:`training.label_trust`; logged to MLflow).
-    soft_relabel : float or None, default 0.8
-        With label trust on: split marketing labels the model of corrections
-        says are wrong with at least this probability ``p`` into marketing's
-        label at weight ``1 - p`` and the predicted rep label as an extra row
-        at weight ``p`` (:func:`training.label_trust.soft_relabel`; soft
-        labels, never rep labels; every one logged to MLflow). None:
-        down-weight them instead (``max(0.1, 1 - p)``). Chosen by measurement
-        (``bench/results/review_rounds_ar.md``: +0.060 stage macro-F1 after
-        500 corrections against +0.043 down-weighted, mean of 5 seeds).
-    """
+    """Settings of one retrain. Frozen: use ``dataclasses.replace`` to vary it."""
 
     tracking_uri: str
     artifact_root: Path | None = None
@@ -213,31 +102,7 @@ class RetrainConfig:
 
 @dataclass(frozen=True)
 class CorrectionSummary:
-    """Which corrections went into a retrain.
-
-    Attributes
-    ----------
-    n_labels : int
-        Current rep labels (lead × field) found in the store.
-    n_leads : int
-        Leads with at least one current rep label.
-    n_training, n_gate : int
-        Corrected leads whose row went into training / into the gate set.
-    n_new_leads : int
-        Corrected leads that are not in the base data (added rows).
-    n_changed : dict
-        Per head, rep labels that differ from the base data's label.
-    skipped : dict
-        Leads or labels left out, by why.
-    by_class, by_rep, by_reason, by_kind, by_source : dict
-        Counts of the labels used (``by_class`` per head, then label).
-    gate_by_class : dict
-        Per head and label, how many of them are in the gate set.
-    gate_share : float
-        The gate share used.
-    correction_ids : tuple of int
-        The correction rows used (training and gate).
-    """
+    """Which corrections went into a retrain."""
 
     n_labels: int = 0
     n_leads: int = 0
@@ -298,26 +163,7 @@ class CorrectionSummary:
 
 @dataclass(frozen=True)
 class RetrainSet:
-    """The training set of a retrain, its weights and the gate set.
-
-    Attributes
-    ----------
-    training : TrainingSet
-        Base rows and corrected rows (gate leads removed); a ``label_source``
-        slice says ``rep`` or ``marketing`` per lead.
-    sample_weight : ndarray of shape (n_training,)
-        1 for base rows, ``correction_weight`` for corrected rows.
-    corrected : ndarray of bool, shape (n_training,)
-        Which training rows carry a rep label.
-    gate : TrainingSet or None
-        The rep-verified gate set: snapshot rows with the reps' labels only
-        (None for a head the rep did not label); None when no gate set is kept.
-    used : DataFrame
-        The correction rows used, with ``role`` = ``training`` or ``gate``.
-    summary : CorrectionSummary
-    notes : tuple of str
-        What a person should know about this set, in words.
-    """
+    """The training set of a retrain, its weights and the gate set."""
 
     training: TrainingSet
     sample_weight: np.ndarray
@@ -360,73 +206,11 @@ class RetrainResult:
 # ----------------------------------------------------------------------- base data
 
 
-def _hint_parts(hint: Any) -> tuple[Any, bool]:
-    """(the non-None type of an annotation, whether None is allowed)."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        kinds = [a for a in args if a is not type(None)]
-        return (kinds[0] if len(kinds) == 1 else str), True
-    return hint, False
-
-
-def _parse_param(text: str, hint: Any) -> Any:
-    """A ``TrainConfig.params()`` text value back as the field's type."""
-    kind, optional = _hint_parts(hint)
-    if text == "" and optional:
-        return None
-    origin = typing.get_origin(kind)
-    if origin is tuple or kind is tuple:
-        return tuple(part for part in text.split(",") if part != "")
-    if kind is bool:
-        if text not in ("True", "False"):
-            raise ValueError(f"expected True or False, got {text!r}")
-        return text == "True"
-    if kind is int:
-        return int(text)
-    if kind is float:
-        return float(text)
-    if kind is Path:
-        return Path(text)
-    if kind is datetime:
-        return datetime.fromisoformat(text)
-    return text
-
-
 def base_train_config(
-    config: RetrainConfig, params: Mapping[str, str] | None, *, base_version: str | None = None
+    config: RetrainConfig, logged: Mapping[str, Any] | None, *, base_version: str | None = None
 ) -> TrainConfig:
-    """The training settings of the base run, with the retrain's overrides.
-
-    Parameters
-    ----------
-    config : RetrainConfig
-    params : mapping of str to str, optional
-        The base version's run parameters (None when there is no such run).
-    base_version : str, optional
-        For messages.
-
-    Returns
-    -------
-    TrainConfig
-        ``gate`` is False (the retrain runs its own gate), tracking and the
-        model name are the retrain's.
-
-    Raises
-    ------
-    ValueError
-        No lead table is known (neither logged nor given), or no label column.
-    """
-    hints = typing.get_type_hints(TrainConfig)
-    values: dict[str, Any] = {}
-    for f in fields(TrainConfig):
-        if params is None or f.name not in params:
-            continue
-        try:
-            values[f.name] = _parse_param(params[f.name], hints[f.name])
-        except ValueError as exc:
-            raise ValueError(
-                f"the base run's parameter {f.name}={params[f.name]!r} cannot be read: {exc}"
-            ) from None
+    """The training settings of the base run, with the retrain's overrides."""
+    values: dict[str, Any] = dict(logged or {})
     overrides = {
         "leads_path": config.leads_path,
         "events_path": config.events_path,
@@ -442,7 +226,8 @@ def base_train_config(
     if values.get("leads_path") is None:
         raise ValueError(
             f"cannot tell which lead table {which} was trained on (its run logged no "
-            "leads_path); give the base data (--leads, --events and the label columns)"
+            f"leads_path in {CONFIG_ARTIFACT}, as runs from before that artifact do not); "
+            "give the base data (--leads, --events and the label columns)"
         )
     if values.get("stage_col") is None and values.get("persona_col") is None:
         raise ValueError(
@@ -463,7 +248,21 @@ def base_train_config(
         actor=config.actor,
         run_name=config.run_name,
     )
-    return TrainConfig(**values)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as exc:
+        raise ValueError(f"the base run's training settings cannot be read: {exc}") from None
+
+
+def _logged_config(client: Any, config: RetrainConfig, version: str) -> dict[str, Any] | None:
+    """The :data:`~training.train.CONFIG_ARTIFACT` of a version's run, or None."""
+    import mlflow
+
+    run_id = client.get_model_version(config.model_name, version).run_id
+    folder = CONFIG_ARTIFACT.rpartition("/")[0]
+    if not run_id or CONFIG_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        return None
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFIG_ARTIFACT}")
 
 
 # ----------------------------------------------------------------------- corrections
@@ -527,31 +326,65 @@ def build_retrain_set(
     holdout_share: float = 0.2,
     min_gate_leads: int = 20,
 ) -> RetrainSet:
-    """Combine the base training set with reps' current labels, and split off the gate set.
-
-    Parameters
-    ----------
-    base : TrainingSet
-        The base data (``load_training_table``).
-    corrections : DataFrame
-        :func:`current_corrections` output (or the same columns).
-    correction_weight : float, default 2.0
-        Sample weight of corrected rows.
-    gate_share : float, optional
-        Share (by id hash) of rep-verified leads in the gate set; default
-        ``holdout_share``.
-    holdout_share : float, default 0.2
-        The training holdout share ``train_on`` will use.
-    min_gate_leads : int, default 20
-        Below this many gate leads, no gate set is kept.
-
-    Returns
-    -------
-    RetrainSet
-    """
+    """Combine the base training set with reps' current labels, and split off the gate set."""
     notes: list[str] = []
-    heads = [h for h in HEADS if base.labels(h) is not None]
     skipped: Counter[str] = Counter()
+    heads = [h for h in HEADS if base.labels(h) is not None]
+    base_ids = base.ids
+    if not all(isinstance(i, str) for i in base_ids):
+        base_ids = pd.Index(base_ids.astype(str), name=base_ids.name)
+    rows, snapshot_of, usable = _usable_corrections(
+        corrections, heads, set(base_ids), skipped, notes
+    )
+    rep = {h: rows[rows["field"] == h].set_index("lead_id")["new_label"].astype(str) for h in heads}
+    corrected_ids = pd.Index(usable, dtype=object)
+    new_ids = [i for i in usable if i not in set(base_ids)]
+    X = _corrected_features(base, base_ids, snapshot_of, usable, new_ids, notes)
+    labels, changed = _relabelled(base, X.index, rep)
+    is_corrected = X.index.isin(corrected_ids)
+    full = _corrected_table(base, base_ids, X, labels, is_corrected, new_ids)
+
+    share = holdout_share if gate_share is None else gate_share
+    gate_ids = _gate_ids(corrected_ids, share, holdout_share, min_gate_leads, notes)
+    training, gate_set, keep = _split_gate(full, labels, rep, gate_ids)
+
+    used = rows.copy()
+    used["role"] = np.where(used["lead_id"].isin(set(gate_ids)), "gate", "training")
+    used = used.drop(columns=["features"]).reset_index(drop=True)
+    summary = _summary(
+        corrections,
+        used,
+        heads,
+        skipped=skipped,
+        changed=changed,
+        share=share,
+        n_training=int(len(corrected_ids) - len(gate_ids)),
+        n_gate=int(len(gate_ids)),
+        n_new_leads=len(new_ids),
+    )
+    if not len(corrections):
+        notes.insert(0, "no reps' corrections in the store: trained on the base data only")
+    weights = np.where(is_corrected, float(correction_weight), 1.0)
+    return RetrainSet(
+        training=training,
+        sample_weight=weights[keep],
+        corrected=np.asarray(is_corrected)[keep],
+        gate=gate_set,
+        used=used,
+        summary=summary,
+        notes=tuple(notes),
+    )
+
+
+def _usable_corrections(
+    corrections: pd.DataFrame,
+    heads: list[str],
+    in_base: set[str],
+    skipped: Counter[str],
+    notes: list[str],
+) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+    """The corrections a retrain can use: (their rows, the newest reviewed snapshot per
+    lead, the usable lead ids in order); the rest counted in ``skipped``."""
     rows = corrections.copy() if len(corrections) else pd.DataFrame(columns=list(CURRENT_COLUMNS))
     rows["lead_id"] = rows["lead_id"].astype(str)
     unknown_head = ~rows["field"].isin(heads)
@@ -562,13 +395,7 @@ def build_retrain_set(
             f"{n} rep {head} label(s) not used: the base data has no {head} labels to train a head on"
         )
     rows = rows[~unknown_head]
-
-    base_ids = base.ids
-    if not all(isinstance(i, str) for i in base_ids):
-        base_ids = pd.Index(base_ids.astype(str), name=base_ids.name)
-    in_base = set(base_ids)
     lead_ids = list(dict.fromkeys(rows["lead_id"]))
-    # Newest snapshot a rep reviewed, per lead.
     has_snapshot = np.fromiter(
         (isinstance(f, Mapping) and len(f) > 0 for f in rows["features"]),
         dtype=bool,
@@ -577,14 +404,21 @@ def build_retrain_set(
     with_features = rows.loc[has_snapshot]
     snapshot_of = with_features.groupby("lead_id", sort=False)["features"].last().to_dict()
     usable = [i for i in lead_ids if i in snapshot_of or i in in_base]
-    for lead_id in lead_ids:
-        if lead_id not in snapshot_of and lead_id not in in_base:
-            skipped["no feature snapshot and not in the base data"] += 1
-    rows = rows[rows["lead_id"].isin(set(usable))]
+    if len(usable) < len(lead_ids):
+        skipped["no feature snapshot and not in the base data"] += len(lead_ids) - len(usable)
+    return rows[rows["lead_id"].isin(set(usable))], snapshot_of, usable
 
-    rep = {h: rows[rows["field"] == h].set_index("lead_id")["new_label"].astype(str) for h in heads}
-    corrected_ids = pd.Index(usable, dtype=object)
-    new_ids = [i for i in usable if i not in in_base]
+
+def _corrected_features(
+    base: TrainingSet,
+    base_ids: pd.Index,
+    snapshot_of: Mapping[str, Any],
+    usable: list[str],
+    new_ids: list[str],
+    notes: list[str],
+) -> pd.DataFrame:
+    """The base feature rows with each corrected lead's reviewed snapshot in place of its
+    row (base leads without one keep theirs), new leads appended."""
     snap_ids = [i for i in usable if i in snapshot_of]
     X_base = base.X.copy()
     X_base.index = base_ids
@@ -595,8 +429,6 @@ def build_retrain_set(
             f"{partial} snapshot(s) lack some of the base data's feature columns "
             "(made by a model with other inputs): those columns are missing values"
         )
-
-    # Corrected leads take their snapshot row; base leads without one keep theirs.
     if snap_ids:
         X = pd.concat([X_base.drop(index=snap_ids, errors="ignore"), snapshots])
         for column in X_base.columns:
@@ -605,9 +437,14 @@ def build_retrain_set(
     else:
         X = X_base
     order = base_ids.append(pd.Index(new_ids, dtype=object)) if new_ids else base_ids
-    X = X.reindex(order.rename(base_ids.name))
-    ids = X.index
+    return X.reindex(order.rename(base_ids.name))
 
+
+def _relabelled(
+    base: TrainingSet, ids: pd.Index, rep: Mapping[str, pd.Series]
+) -> tuple[dict[str, pd.Series | None], dict[str, int]]:
+    """Per head, the base labels with the reps' in their place (None for a head the base
+    data has no labels of), and how many rep labels changed one."""
     labels: dict[str, pd.Series | None] = {}
     changed: dict[str, int] = {}
     for head in HEADS:
@@ -621,10 +458,20 @@ def build_retrain_set(
         y.loc[corrected.index] = corrected.to_numpy(dtype=object)
         y.name = head
         labels[head] = y
+    return labels, changed
 
-    is_corrected = ids.isin(corrected_ids)
-    weights = np.where(is_corrected, float(correction_weight), 1.0)
 
+def _corrected_table(
+    base: TrainingSet,
+    base_ids: pd.Index,
+    X: pd.DataFrame,
+    labels: Mapping[str, pd.Series | None],
+    is_corrected: np.ndarray,
+    new_ids: list[str],
+) -> TrainingSet:
+    """The base training set with the corrected features and labels, its slices saying
+    ``label_source`` = ``rep`` or ``marketing`` per lead."""
+    ids = X.index
     leads = base.leads.copy()
     leads.index = base_ids
     leads = leads.reindex(ids)
@@ -638,7 +485,7 @@ def build_retrain_set(
         if labels[head] is not None and head in slices.columns:
             slices[head] = labels[head].to_numpy(dtype=object)
     slices["label_source"] = np.where(is_corrected, "rep", "marketing")
-    full = replace(
+    return replace(
         base,
         X=X,
         y_stage=labels["stage"],
@@ -648,18 +495,24 @@ def build_retrain_set(
         slices=slices,
     )
 
-    # The gate set: the corrected leads whose id hashes under the gate share.
-    share = holdout_share if gate_share is None else gate_share
-    in_gate = holdout_mask(corrected_ids, share)
-    gate_ids = corrected_ids[in_gate]
+
+def _gate_ids(
+    corrected_ids: pd.Index,
+    share: float,
+    holdout_share: float,
+    min_gate_leads: int,
+    notes: list[str],
+) -> pd.Index:
+    """The corrected leads whose id hashes under the gate share (none when too few)."""
+    gate_ids = corrected_ids[holdout_mask(corrected_ids, share)]
     if len(gate_ids) < min_gate_leads and len(corrected_ids) and share > 0:
         notes.append(
             f"only {len(gate_ids)} rep-verified lead(s) fall in the gate set (fewer than "
             f"{min_gate_leads}): no gate set is kept; every correction trains and the gate "
             "runs on the training holdout (reps' labels where they exist, marketing's elsewhere)"
         )
-        gate_ids = corrected_ids[:0]
-    elif share > holdout_share and len(gate_ids):
+        return corrected_ids[:0]
+    if share > holdout_share and len(gate_ids):
         seen = int((~holdout_mask(gate_ids, holdout_share)).sum())
         notes.append(
             f"{seen} of the {len(gate_ids)} gate leads hash outside the training holdout "
@@ -671,39 +524,54 @@ def build_retrain_set(
             f"the gate share {share} is below the training holdout share {holdout_share}: "
             "corrections in between are evaluated in the holdout instead of trained on"
         )
-    gate_set = None
-    if len(gate_ids):
-        gate_rows = np.asarray(ids.isin(gate_ids))
-        gate_set = full.subset(gate_rows)
-        gate_set = replace(
-            gate_set,
-            y_stage=None
-            if labels["stage"] is None
-            else _rep_only(rep["stage"], gate_set.ids, "stage"),
-            y_persona=None
-            if labels["persona"] is None
-            else _rep_only(rep["persona"], gate_set.ids, "persona"),
-        )
-        training = full.subset(~gate_rows)
-        keep = ~gate_rows
-    else:
-        training = full
-        keep = np.ones(len(ids), dtype=bool)
+    return gate_ids
 
-    used = rows.copy()
-    used["role"] = np.where(used["lead_id"].isin(set(gate_ids)), "gate", "training")
-    used = used.drop(columns=["features"]).reset_index(drop=True)
+
+def _split_gate(
+    full: TrainingSet,
+    labels: Mapping[str, pd.Series | None],
+    rep: Mapping[str, pd.Series],
+    gate_ids: pd.Index,
+) -> tuple[TrainingSet, TrainingSet | None, np.ndarray]:
+    """(training set, gate set with the reps' labels only or None, which rows train)."""
+    if not len(gate_ids):
+        return full, None, np.ones(len(full.ids), dtype=bool)
+    gate_rows = np.asarray(full.ids.isin(gate_ids))
+    gate_set = full.subset(gate_rows)
+    gate_set = replace(
+        gate_set,
+        y_stage=None if labels["stage"] is None else _rep_only(rep["stage"], gate_set.ids, "stage"),
+        y_persona=None
+        if labels["persona"] is None
+        else _rep_only(rep["persona"], gate_set.ids, "persona"),
+    )
+    return full.subset(~gate_rows), gate_set, ~gate_rows
+
+
+def _summary(
+    corrections: pd.DataFrame,
+    used: pd.DataFrame,
+    heads: list[str],
+    *,
+    skipped: Counter[str],
+    changed: dict[str, int],
+    share: float,
+    n_training: int,
+    n_gate: int,
+    n_new_leads: int,
+) -> CorrectionSummary:
+    """The :class:`CorrectionSummary` of the used rows and the counts given."""
 
     def count(column: str) -> dict[str, int]:
         values = used[column].astype(object).where(used[column].notna(), "(none)").map(str)
         return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
 
-    summary = CorrectionSummary(
+    return CorrectionSummary(
         n_labels=int(len(corrections)),
         n_leads=int(corrections["lead_id"].nunique()) if len(corrections) else 0,
-        n_training=int(len(corrected_ids) - len(gate_ids)),
-        n_gate=int(len(gate_ids)),
-        n_new_leads=len(new_ids),
+        n_training=n_training,
+        n_gate=n_gate,
+        n_new_leads=n_new_leads,
         n_changed=changed,
         skipped=dict(skipped),
         by_class={h: _label_counts(used[used["field"] == h]) for h in heads},
@@ -716,17 +584,6 @@ def build_retrain_set(
         by_kind=count("kind"),
         by_source=count("source"),
         correction_ids=tuple(int(i) for i in used["id"]),
-    )
-    if not len(corrections):
-        notes.insert(0, "no reps' corrections in the store: trained on the base data only")
-    return RetrainSet(
-        training=training,
-        sample_weight=weights[keep],
-        corrected=np.asarray(is_corrected)[keep],
-        gate=gate_set,
-        used=used,
-        summary=summary,
-        notes=tuple(notes),
     )
 
 
@@ -855,29 +712,8 @@ def retrain(
     progress: Progress | None = None,
     console: Console | None = None,
 ) -> RetrainResult:
-    """Train a challenger on the base data plus reps' corrections, log it, gate it.
-
-    Parameters
-    ----------
-    config : RetrainConfig
-    store : Store
-        Where the corrections and the predictions' feature snapshots are.
-    progress : callable, optional
-        ``progress(step, fraction)`` at each step (the review UI's retrain
-        button shows it).
-    console : rich.console.Console, optional
-        Passed to ``train_on`` for its own step output (leave None under a
-        live progress display).
-
-    Returns
-    -------
-    RetrainResult
-
-    Raises
-    ------
-    ValueError
-        The base data cannot be found or read (message says what to pass).
-    """
+    """Train a challenger on the base data plus reps' corrections, log it, gate it: the steps
+    in order, each reported to ``progress`` (which is why it reads top to bottom here)."""
     from mlflow import MlflowClient
 
     from model.registry import configure
@@ -892,24 +728,11 @@ def retrain(
     base_version = config.base_version or current_version(
         config.model_name, CHAMPION, client=client
     )
-    params: dict[str, str] | None = None
-    if base_version is not None:
-        run_id = client.get_model_version(config.model_name, str(base_version)).run_id
-        if run_id:
-            params = dict(client.get_run(run_id).data.params)
-    base_config = base_train_config(config, params, base_version=base_version)
+    logged = None if base_version is None else _logged_config(client, config, str(base_version))
+    base_config = base_train_config(config, logged, base_version=base_version)
 
     report(f"reading {Path(base_config.leads_path).name} and building features", 0.05)
-    base = load_training_table(
-        base_config.leads_path,
-        events_path=base_config.events_path,
-        id_col=base_config.id_col,
-        stage_col=base_config.stage_col,
-        persona_col=base_config.persona_col,
-        exclude=base_config.exclude,
-        as_of=base_config.as_of,
-        slice_cols=base_config.slice_cols,
-    )
+    base = _base_table(base_config)
 
     report("collecting reps' corrections", 0.3)
     retrain_set = build_retrain_set(
@@ -958,66 +781,11 @@ def retrain(
     gate_metrics: dict[str, Any] = {}
     gate_set = "none"
     if config.gate:
-        holdout = retrain_set.training.subset(
-            holdout_mask(retrain_set.training.ids, base_config.holdout_share)
-        )
-        from training.promote import GateSet, inputs_from_table
-
-        def table_inputs(fallback: pd.DataFrame) -> Any:
-            return inputs_from_table(
-                leads_path=base_config.leads_path,
-                fallback=fallback,
-                events_path=base_config.events_path,
-                id_col=base_config.id_col,
-                stage_col=base_config.stage_col,
-                persona_col=base_config.persona_col,
-                as_of=base.as_of,
-                seed=base_config.seed,
-            )
-
-        holdout_set = GateSet(
-            "training holdout",
-            holdout.X,
-            holdout.y_stage,
-            holdout.y_persona,
-            table_inputs(holdout.X),
-        )
-        if retrain_set.gate is not None:
-            # The reps' labels decide first; below min_refuse_leads per head they are
-            # reported but cannot refuse alone, and the training holdout is compared too.
-            gate_set = "rep-verified"
-            first = GateSet(
-                "rep-verified",
-                retrain_set.gate.X,
-                retrain_set.gate.y_stage,
-                retrain_set.gate.y_persona,
-                table_inputs(retrain_set.gate.X),
-                config.min_refuse_leads,
-            )
-            extra = [holdout_set]
-        else:
-            gate_set = "training holdout"
-            first, extra = holdout_set, []
+        first, extra = _gate_sets(config, base_config, base, retrain_set)
+        gate_set = first.name
         n_leads = len(first.X) + sum(len(e.X) for e in extra)
         report(f"running the promotion gate on the {gate_set} set ({n_leads:,} leads)", 0.85)
-        decision, gate_metrics = run_gate(
-            model_name=config.model_name,
-            challenger_version=trained.version,
-            X=first.X,
-            y_stage=first.y_stage,
-            y_persona=first.y_persona,
-            run_id=trained.run_id,
-            f1_tolerance=base_config.f1_tolerance,
-            recall_margin=base_config.recall_margin,
-            by=config.actor,
-            client=client,
-            set_name=first.name,
-            champion_inputs=first.champion_inputs,
-            min_refuse=first.min_refuse,
-            extra_sets=extra,
-            force=config.force,
-            seed=base_config.seed,
-        )
+        decision, gate_metrics = _run_gate(config, base_config, trained, first, extra, client)
     verdict = "not gated" if decision is None else ("promoted" if decision.promote else "refused")
     report(f"done: version {trained.version} {verdict}", 1.0)
     return RetrainResult(
@@ -1033,4 +801,86 @@ def retrain(
         gate_metrics=gate_metrics,
         train=trained,
         notes=retrain_set.notes,
+    )
+
+
+def _gate_sets(
+    config: RetrainConfig, base_config: TrainConfig, base: TrainingSet, retrain_set: RetrainSet
+) -> tuple[GateSet, list[GateSet]]:
+    """The gate's sets: the rep-verified leads first and the training holdout as well, or
+    the training holdout alone; the champion is scored on its own inputs from the base data."""
+
+    def table_inputs(fallback: pd.DataFrame) -> Any:
+        return inputs_from_table(
+            leads_path=base_config.leads_path,
+            fallback=fallback,
+            events_path=base_config.events_path,
+            id_col=base_config.id_col,
+            stage_col=base_config.stage_col,
+            persona_col=base_config.persona_col,
+            as_of=base.as_of,
+            seed=base_config.seed,
+        )
+
+    holdout = retrain_set.training.subset(
+        holdout_mask(retrain_set.training.ids, base_config.holdout_share)
+    )
+    holdout_set = GateSet(
+        "training holdout", holdout.X, holdout.y_stage, holdout.y_persona, table_inputs(holdout.X)
+    )
+    if retrain_set.gate is None:
+        return holdout_set, []
+    # The reps' labels decide first; below min_refuse_leads per head they are
+    # reported but cannot refuse alone, and the training holdout is compared too.
+    first = GateSet(
+        "rep-verified",
+        retrain_set.gate.X,
+        retrain_set.gate.y_stage,
+        retrain_set.gate.y_persona,
+        table_inputs(retrain_set.gate.X),
+        config.min_refuse_leads,
+    )
+    return first, [holdout_set]
+
+
+def _base_table(base_config: TrainConfig) -> TrainingSet:
+    """The base run's lead table, read with its settings."""
+    return load_training_table(
+        base_config.leads_path,
+        events_path=base_config.events_path,
+        id_col=base_config.id_col,
+        stage_col=base_config.stage_col,
+        persona_col=base_config.persona_col,
+        exclude=base_config.exclude,
+        as_of=base_config.as_of,
+        slice_cols=base_config.slice_cols,
+    )
+
+
+def _run_gate(
+    config: RetrainConfig,
+    base_config: TrainConfig,
+    trained: TrainResult,
+    first: GateSet,
+    extra: list[GateSet],
+    client: Any,
+) -> tuple[GateDecision, dict[str, Any]]:
+    """The promotion gate on the retrain's sets, with the base run's gate settings."""
+    return run_gate(
+        model_name=config.model_name,
+        challenger_version=trained.version,
+        X=first.X,
+        y_stage=first.y_stage,
+        y_persona=first.y_persona,
+        run_id=trained.run_id,
+        f1_tolerance=base_config.f1_tolerance,
+        recall_margin=base_config.recall_margin,
+        by=config.actor,
+        client=client,
+        set_name=first.name,
+        champion_inputs=first.champion_inputs,
+        min_refuse=first.min_refuse,
+        extra_sets=extra,
+        force=config.force,
+        seed=base_config.seed,
     )

@@ -1,46 +1,5 @@
 """Bulk scoring and feature building on Apache Spark, with the registered model.
-
-Two public entry points and a session helper:
-
-* :func:`score_spark` — a Parquet lead table in, the same rows with ``stage``,
-  ``stage_confidence``, ``stage_proba__<label>``…, ``persona``…, ``readiness``
-  and ``route`` out (the columns of :func:`training.score.score_table`),
-  scored by ``mlflow.pyfunc.spark_udf`` with the registered model
-  (``env_manager="local"``: executors use the Python environment they run in,
-  which must have ``leadready`` installed — the serving image does).
-* :func:`build_features_spark` — a Spark leads table and events table in, one
-  feature row per lead out, equal to :func:`model.features.build_features`.
-* :func:`local_session` — a local-mode ``SparkSession`` with sane settings for
-  one machine (tests, benchmarks, ``leadready score --engine spark`` without a
-  cluster).
-
-**One feature code path.** Features are not re-implemented in Spark SQL. Leads
-and events are hashed into buckets by lead id (``pmod(xxhash64(trim(id)), n)``)
-and co-grouped; each bucket's leads and events go, as pandas frames, through
-``model.features.build_features`` itself (``cogroup(...).applyInPandas``).
-Every engagement feature of a lead depends only on that lead's events and on
-``as_of``, and ``as_of`` is resolved once on the driver and passed explicitly,
-so a bucket gives each lead exactly the row the whole table would. Without
-events, leads need no shuffle: ``mapInPandas`` over their partitions. Spark SQL
-equivalents of the windowed counts, decayed sums, recency, velocity, breadth and
-the 60-second burst count would be a second implementation to keep in step
-with the numpy core; this design cannot drift from it, and the tests check
-equality to 1e-9.
-
-**Time.** Spark hands timestamps with a time zone (``TIMESTAMP``) to pandas in
-the session's time zone and without it; to stay independent of
-``spark.sql.session.timeZone`` such columns cross into Python as microseconds
-since the epoch and are turned back into UTC timestamps there (and back into
-``TIMESTAMP`` columns on the way out). ``TIMESTAMP_NTZ`` columns are wall-clock
-times and are read as UTC, as ``build_features`` reads naive timestamps. The
-events' ``timestamp`` column must be a Spark timestamp (Parquet written with
-nanosecond timestamps cannot be read by Spark: write microseconds).
-
-**as_of.** :func:`score_spark` uses what ``score_table`` uses: the given time,
-else the latest event of the events table, else now (once, on the driver).
-:func:`build_features_spark` uses what ``build_features`` uses: the given time,
-else the latest event among the events of the given leads, else now.
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
@@ -51,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -59,6 +18,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from data.values import utc_now
 from model.features import FeatureConfig, build_features
 
 if TYPE_CHECKING:
@@ -84,29 +44,7 @@ _TEXT_OUTPUTS = ("stage", "persona", "route")
 
 @dataclass(frozen=True)
 class SparkScoreSummary:
-    """What a Spark scoring run did.
-
-    Attributes
-    ----------
-    rows : int
-        Rows written.
-    out_path : str
-        The Parquet folder written.
-    model_uri : str
-        The URI scored with, pinned to a version when it named an alias.
-    version : str or None
-        The registry version (None for run or path URIs).
-    as_of : datetime or None
-        Reference time of the features (None when no features were built).
-    seconds : float
-        Wall time of the run, model load and the count of routes included.
-    renamed_columns : dict of str to str
-        Input columns renamed to keep the predictions apart (``stage`` → ``stage_input``).
-    missing_columns : list of str
-        Model input columns the scored frame lacked (scored as missing values).
-    routes : dict of str to int
-        Rows per route.
-    """
+    """What a Spark scoring run did."""
 
     rows: int
     out_path: str
@@ -132,33 +70,7 @@ def local_session(
     local_dir: str | Path | None = None,
     conf: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    """A Spark session for one machine (or ``master`` of a cluster), quiet and loopback-only.
-
-    Parameters
-    ----------
-    master : str
-        ``local[N]`` (N cores of this machine) or a cluster URL.
-    app_name : str
-        Spark application name.
-    driver_memory : str
-        JVM heap of the driver (which is also the executor in local mode).
-        Only applied when this call starts the JVM.
-    shuffle_partitions : int
-        ``spark.sql.shuffle.partitions``; also the default number of feature buckets.
-    python : str, optional
-        Python of the workers (``PYSPARK_PYTHON``); default this interpreter, so
-        workers import the same installed ``leadready``.
-    local_dir : path, optional
-        Spark's scratch folder (``spark.local.dir``).
-    conf : mapping, optional
-        More Spark settings; they win over the ones above.
-
-    Returns
-    -------
-    pyspark.sql.SparkSession
-        With the UI off, the session time zone UTC, the driver bound to 127.0.0.1
-        in local mode, and Arrow on for pandas conversions.
-    """
+    """A Spark session for one machine (or ``master`` of a cluster), quiet and loopback-only."""
     from pyspark.sql import SparkSession
 
     # PySpark reads the workers' Python from the environment only (no setting).
@@ -273,11 +185,7 @@ def _features_of(plan: _Plan, leads: pd.DataFrame, events: pd.DataFrame | None) 
 
 
 def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """pandas 3 text columns as object columns (None for missing) for PySpark's Arrow writer.
-
-    PySpark 4 cannot write an Arrow-backed text column made of several chunks
-    (which concatenated batches and ``pd.concat`` produce).
-    """
+    """pandas 3 text columns as object columns (None for missing) for PySpark's Arrow writer."""
     text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype | pd.ArrowDtype)]
     if not text:
         return frame
@@ -410,32 +318,24 @@ def _as_of_ns(as_of: object | None, fallback: Callable[[], int | None]) -> int:
     latest = fallback()
     if latest is not None:
         return latest
-    return int(pd.Timestamp(datetime.now(UTC)).as_unit("ns").value)
+    return int(pd.Timestamp(utc_now()).as_unit("ns").value)
 
 
-def _featurize(
-    leads: DataFrame,
-    events: DataFrame | None,
+def _output_fields(
+    leads_x: DataFrame,
+    events_x: DataFrame | None,
+    micros: tuple[Any, Any],
     *,
     as_of_ns: int,
     config: FeatureConfig,
     id_col: str,
     exclude: tuple[str, ...],
-    buckets: int | None,
-    text_ids: bool,
     keep_input: bool,
-) -> DataFrame:
-    """The Spark plan of the feature job (lazy: nothing runs until it is written or collected)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StructField, StructType
+) -> list[Any]:
+    """The Spark fields of the feature job's output, learnt by running the real code."""
+    from pyspark.sql.types import StructField
 
-    if id_col not in leads.columns:
-        raise ValueError(f"leads lack the id column {id_col!r}")
-    if events is not None:
-        _check_events(events)
-    leads_x, lead_micros = _to_micros(leads)
-    events_x, event_micros = _to_micros(events) if events is not None else (None, ())
-
+    lead_micros, event_micros = micros
     # Probe: run the real code on one lead of missing values (build_features needs
     # a lead) and no events, shaped like the workers' input, to learn the columns.
     probe_leads = _probe_frame(leads_x.schema, lead_micros, 1)
@@ -459,6 +359,43 @@ def _featurize(
     else:
         own = [input_fields[name] for name in probe.columns if name in input_fields]
         fields = [input_fields[id_col], *own, *generated]
+    return fields
+
+
+def _featurize(
+    leads: DataFrame,
+    events: DataFrame | None,
+    *,
+    as_of_ns: int,
+    config: FeatureConfig,
+    id_col: str,
+    exclude: tuple[str, ...],
+    buckets: int | None,
+    text_ids: bool,
+    keep_input: bool,
+) -> DataFrame:
+    """The Spark plan of the feature job (lazy: nothing runs until it is written or collected):
+    output fields, the plan the workers run, then one map or a bucketed cogroup with events."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
+
+    if id_col not in leads.columns:
+        raise ValueError(f"leads lack the id column {id_col!r}")
+    if events is not None:
+        _check_events(events)
+    leads_x, lead_micros = _to_micros(leads)
+    events_x, event_micros = _to_micros(events) if events is not None else (None, ())
+
+    fields = _output_fields(
+        leads_x,
+        events_x,
+        (lead_micros, event_micros),
+        as_of_ns=as_of_ns,
+        config=config,
+        id_col=id_col,
+        exclude=exclude,
+        keep_input=keep_input,
+    )
     schema = StructType(fields)
     plan = _Plan(
         id_col=id_col,
@@ -504,41 +441,7 @@ def build_features_spark(
     exclude: Iterable[str] = (),
     buckets: int | None = None,
 ) -> DataFrame:
-    """One feature row per lead on Spark: ``model.features.build_features``, bucket by bucket.
-
-    Parameters
-    ----------
-    leads : pyspark.sql.DataFrame, shape (n_leads, n_columns)
-        One row a lead: ``id_col`` plus profile columns. Ids must be unique.
-    events : pyspark.sql.DataFrame, shape (n_events, 7), optional
-        ``data.schema.EVENT_COLUMNS``; ``timestamp`` a Spark timestamp column.
-    as_of : timestamp-like, optional
-        Reference time (naive = UTC). Default: the latest timestamp among the
-        events of these leads (one Spark job), or now when there are none.
-    config : FeatureConfig
-        Engagement feature settings (use the model's ``feature_config``).
-    id_col : str
-        The id column of ``leads``; it is the first output column.
-    exclude : iterable of str
-        Columns of ``leads`` to leave out (labels, for instance).
-    buckets : int, optional
-        Lead-id hash buckets the work is split into (one ``build_features`` call
-        each); default ``spark.sql.shuffle.partitions``. Each bucket's events
-        are held in one Python worker's memory: raise it for big tables.
-
-    Returns
-    -------
-    pyspark.sql.DataFrame, shape (n_leads, 1 + n_features)
-        ``id_col``, then the columns of ``build_features`` in its order, with the
-        same values; row order is Spark's.
-
-    Raises
-    ------
-    ValueError
-        No id column, events without ``lead_id`` / ``timestamp`` / ``type`` or
-        with a non-timestamp ``timestamp``; inside the job: duplicate ids,
-        unknown event types, clashing column names (as ``build_features``).
-    """
+    """One feature row per lead on Spark: ``model.features.build_features``, bucket by bucket."""
     from pyspark.sql import functions as F
 
     exclude = tuple(exclude)
@@ -610,14 +513,7 @@ def crm_columns_spark_cannot_read(
 ) -> list[str]:
     """Input columns a model reads as a person would (``"$4,365,000"`` → a number, a
     date in its training column's order: ``metadata["column_types"]``, set when it
-    was trained on a CRM export) that the Parquet input holds as text.
-
-    The Spark engine scores the input columns as they are; the typing of
-    ``data.coltypes`` is the single-machine reader's (``leadready score``), so such
-    a column would be misread. ``column_types`` maps a column to its Spark type
-    (``DataType.simpleString()``). Also the title column a model parses job titles
-    from when the input has no ``job_title``.
-    """
+    was trained on a CRM export) that the Parquet input holds as text."""
     meta = metadata or {}
     out = []
     for name, spec in (meta.get("column_types") or {}).items():
@@ -630,77 +526,8 @@ def crm_columns_spark_cannot_read(
     return out
 
 
-def score_spark(
-    spark: SparkSession,
-    in_path: str | Path,
-    out_path: str | Path,
-    *,
-    model_uri: str = DEFAULT_MODEL_URI,
-    events_path: str | Path | None = None,
-    id_col: str = "lead_id",
-    reasons: bool = False,
-    as_of: object = None,
-    features_ready: bool = False,
-    buckets: int | None = None,
-) -> SparkScoreSummary:
-    """Score a Parquet lead table on Spark with the registered model and write Parquet.
-
-    The model is resolved once on the driver (an alias is pinned to its version,
-    so every executor scores with the same one) and applied with
-    ``mlflow.pyfunc.spark_udf(..., env_manager="local")`` to a struct of the
-    model's input columns. Features are built first, as
-    :func:`training.score.score_table` builds them, unless the model was trained
-    on a ready feature table or ``features_ready`` says the input already holds
-    feature rows.
-
-    Parameters
-    ----------
-    spark : pyspark.sql.SparkSession
-        The session (``local_session()`` on one machine). MLflow's tracking URI
-        must already point at the registry (``model.registry.configure``).
-    in_path : path or URI
-        Parquet file or folder, one row a lead.
-    out_path : path or URI
-        Parquet folder to write: the input columns, then the prediction columns
-        of ``LeadReadinessModel.output_columns`` (an input column with one of
-        those names is kept as ``<name>_input``). A local folder is written
-        beside the target and renamed at the end (replacing an older output),
-        so a failed run leaves no half-written output.
-    model_uri : str
-        ``models:/name@alias``, ``models:/name/3``, ``runs:/…`` or a path.
-    events_path : path or URI, optional
-        Parquet events of the leads; engagement features are built from them.
-    id_col : str
-        The lead id column (required).
-    reasons : bool
-        Add ``stage_reasons`` / ``persona_reasons`` (JSON text).
-    as_of : timestamp-like, optional
-        Reference time of the features; default the latest event, else now.
-    features_ready : bool
-        The input holds feature rows (``build_features`` output with its id
-        column): score them as they are.
-    buckets : int, optional
-        Lead-id buckets of the feature job (see :func:`build_features_spark`).
-
-    Returns
-    -------
-    SparkScoreSummary
-
-    Raises
-    ------
-    ValueError
-        CSV or JSON input or output, the output on the input, no id column, bad
-        events (see :func:`build_features_spark`), no model input column present.
-    LookupError
-        The alias is not set.
-    """
-    import mlflow.pyfunc
-    from pyspark.sql import functions as F
-
-    from model.registry import load_model, resolve_uri
-
-    start = time.perf_counter()
-    in_path, out_path = str(in_path), str(out_path)
+def _check_paths(in_path: str, out_path: str, events_path: str | Path | None) -> None:
+    """Refuse paths that are not Parquet, and an output that would overwrite the input."""
     _check_parquet(in_path, "input")
     _check_parquet(out_path, "output")
     if events_path is not None:
@@ -712,11 +539,10 @@ def score_spark(
     ):
         raise ValueError(f"{out_path}: the output would overwrite the input")
 
-    pinned, version = resolve_uri(model_uri)
-    model, _ = load_model(pinned)
-    prediction_columns = model.output_columns(reasons=reasons)
 
-    leads = spark.read.parquet(in_path)
+def _check_leads(model: Any, leads: DataFrame, id_col: str, in_path: str) -> None:
+    """Refuse a lead table without the id column or with columns Spark cannot read as the
+    model's training export was read."""
     if id_col not in leads.columns:
         cols = ", ".join(repr(c) for c in leads.columns)
         raise ValueError(f"{in_path}: no id column {id_col!r}; the columns are: {cols}")
@@ -733,27 +559,75 @@ def score_spark(
             "(numbers as numbers, dates as days since 1970) into the Parquet input"
         )
 
-    reference: datetime | None = None
+
+def _featurized_leads(
+    spark: SparkSession,
+    leads: DataFrame,
+    model: Any,
+    events_path: str | Path | None,
+    *,
+    id_col: str,
+    as_of: object,
+    buckets: int | None,
+) -> tuple[DataFrame, datetime]:
+    """The leads with the model's features built on Spark (input columns kept), and the
+    reference time the features were built at."""
+    events = spark.read.parquet(str(events_path)) if events_path is not None else None
+    if events is not None:
+        _check_events(events)
+    as_of_ns = _as_of_ns(
+        as_of, (lambda: _latest_event_ns(events)) if events is not None else (lambda: None)
+    )
+    reference = pd.Timestamp(as_of_ns, unit="ns", tz="UTC").to_pydatetime()
+    featurized = _featurize(
+        leads,
+        events,
+        as_of_ns=as_of_ns,
+        config=model.feature_config,
+        id_col=id_col,
+        exclude=(),
+        buckets=buckets,
+        text_ids=True,
+        keep_input=True,
+    )
+    return featurized, reference
+
+
+def score_spark(
+    spark: SparkSession,
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    model_uri: str = DEFAULT_MODEL_URI,
+    events_path: str | Path | None = None,
+    id_col: str = "lead_id",
+    reasons: bool = False,
+    as_of: object = None,
+    features_ready: bool = False,
+    buckets: int | None = None,
+) -> SparkScoreSummary:
+    """Score a Parquet lead table on Spark with the registered model and write Parquet: check,
+    featurize, predict with MLflow's Spark UDF, write (each step a helper or one call)."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    from model.registry import load_model, resolve_uri
+
+    start = time.perf_counter()
+    in_path, out_path = str(in_path), str(out_path)
+    _check_paths(in_path, out_path, events_path)
+
+    pinned, version = resolve_uri(model_uri)
+    model, _ = load_model(pinned)
+    prediction_columns = model.output_columns(reasons=reasons)
+
+    leads = spark.read.parquet(in_path)
+    _check_leads(model, leads, id_col, in_path)
     if features_ready or model.feature_config is None:
-        scored_input = leads
+        scored_input, reference = leads, None
     else:
-        events = spark.read.parquet(str(events_path)) if events_path is not None else None
-        if events is not None:
-            _check_events(events)
-        as_of_ns = _as_of_ns(
-            as_of, (lambda: _latest_event_ns(events)) if events is not None else (lambda: None)
-        )
-        reference = pd.Timestamp(as_of_ns, unit="ns", tz="UTC").to_pydatetime()
-        scored_input = _featurize(
-            leads,
-            events,
-            as_of_ns=as_of_ns,
-            config=model.feature_config,
-            id_col=id_col,
-            exclude=(),
-            buckets=buckets,
-            text_ids=True,
-            keep_input=True,
+        scored_input, reference = _featurized_leads(
+            spark, leads, model, events_path, id_col=id_col, as_of=as_of, buckets=buckets
         )
 
     present = set(scored_input.columns)

@@ -1,41 +1,25 @@
 """Train a lead-readiness model on a lead table, log it to MLflow, register it, gate it.
-
-:func:`train` is what ``leadready train`` runs:
-
-1. read the table (and events) into a :class:`~training.dataset.TrainingSet`;
-2. hold out the leads whose id hashes into the holdout share
-   (:func:`~training.dataset.holdout_mask`): the same leads on every run, so a
-   champion was never trained on the rows it is compared on;
-3. fit the two-head classifier on the rest and package it with its feature and
-   routing settings (:class:`model.package.LeadReadinessModel`);
-4. evaluate it on the holdout next to a majority-class and a logistic-regression
-   baseline trained on the same split (metrics per head, per class, per slice,
-   confusion matrices, reliability diagrams);
-5. log parameters, metrics, plots, the data sets (``mlflow.data``) and the model
-   to MLflow, register it as a new version with alias ``challenger``;
-6. run the promotion gate (:func:`training.promote.run_gate`) on the holdout.
-
-:func:`train_on` does steps 2–6 for a training set built elsewhere (retraining
-with reps' corrections builds its own).
-"""
+Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from data.coltypes import parse_types
+from data.values import utc_now
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
-from training.evaluate import HEADS, baselines, evaluate_heads, flatten_metrics, plots
+from training.evaluate import HEADS, evaluate_with_baselines, flatten_metrics, plots
 from training.noise import LabelNoiseResult, clean_labels
 from training.procedure import procedure_metrics, procedure_report, procedure_table
 from training.promote import CHALLENGER, GateDecision, inputs_from_table, move_alias, run_gate
@@ -45,101 +29,25 @@ if TYPE_CHECKING:
 
     from model.package import LeadReadinessModel
 
-__all__ = ["TrainConfig", "TrainResult", "fit_lead_model", "request_stop", "train", "train_on"]
+__all__ = [
+    "CONFIG_ARTIFACT",
+    "TrainConfig",
+    "TrainResult",
+    "fit_lead_model",
+    "request_stop",
+    "train",
+    "train_on",
+]
 
 #: Training rows the compiled trees are checked against (at logging and at every load).
 COMPILE_CHECK_ROWS = 256
+#: Run artifact holding :meth:`TrainConfig.to_dict`, read back by a retrain.
+CONFIG_ARTIFACT = "training/config.json"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs. Frozen: use ``dataclasses.replace`` to vary it.
-
-    Parameters
-    ----------
-    leads_path : Path
-        The lead table (CSV, Parquet, JSON Lines), one row a lead.
-    tracking_uri : str
-        MLflow tracking (and registry) URI.
-    artifact_root : Path, optional
-        Where artifacts go for a local (SQLite) tracking store.
-    events_path : Path, optional
-        An events table; engagement features are built from it.
-    id_col, stage_col, persona_col : str
-        Columns of the lead table; at least one label column.
-    exclude : tuple of str
-        Columns that must not become features.
-    as_of : datetime, optional
-        Reference time of engagement features (default: the last event).
-    slice_cols : tuple of str
-        Columns metrics are also reported by, when present.
-    holdout_share : float
-        Share of leads held out (by id hash) for evaluation and the gate.
-    seed : int
-        Random state of the classifier and the baselines (and of the sample
-        of a table bigger than ``max_rows``).
-    max_rows : int, optional
-        Bound on the leads held in memory: a bigger CSV or Parquet table is
-        streamed and a uniform random sample of ``max_rows`` rows trained on
-        (see ``training.dataset.load_training_table``). None: the whole table.
-    n_estimators, learning_rate, num_leaves : LightGBM settings per head.
-        ``n_estimators`` is the most boosting rounds: each head stops early on its
-        calibration rows. At 0.1 (was 0.05) the heads keep about half the trees
-        with the same macro-F1 against the simulator's truth (bench.quality,
-        seeds 1–3), so serving, reasons and bulk scoring do half the work.
-    num_threads : int
-        LightGBM threads. One by default: on a machine shared with other work,
-        OpenMP threads that wait for each other spin and make training many
-        times slower; raise it on a dedicated machine.
-    label_noise : {"none", "prune", "reweight"}
-        What to do with training labels that confident learning flags as
-        probably wrong (:mod:`training.noise`): keep them (``none``), drop them
-        from their head (``prune``) or down-weight them (``reweight``, the
-        default). Against the simulator's truth (``python -m bench.quality``,
-        seeds 2–6) reweighting raised persona macro-F1 by about 0.01 and stage
-        by about 0.005; pruning raised persona by about 0.02 but lowered stage
-        by about 0.01. It costs about half again the fitting CPU (2 folds of
-        40 trees per head: ~12 s CPU on 80,000 training leads).
-    cv_folds : int
-        Cross-fitting folds of each head (``HeadClassifier(cv_folds=...)``): every
-        training row is boosted on, early stopping and calibration use out-of-fold
-        logits instead of a carved-out fifth. 0: the carved-out slice (v0.1).
-        Measured on the real tables (``python -m bench.quality_real``).
-    decision : {"argmax", "macro_f1"}
-        How each head picks its label from its calibrated probabilities
-        (``HeadClassifier(decision=...)``): per-class weights tuned for macro-F1 on
-        out-of-fold probabilities (default), or the most probable label.
-    family : {"auto", "lightgbm", "linear", "blend"}
-        Each head's model family (``HeadClassifier(family=...)``): ``auto``
-        (default) picks LightGBM, a regularised logistic regression or their
-        blend per head by out-of-fold macro-F1 on the cross-fitting folds; the
-        scores of every candidate are printed and logged (``procedure_*``).
-    sales_ready : tuple of str, optional
-        Stage labels that count as sales-ready (inferred from the labels when None).
-    sales_threshold, review_margin, min_confidence : float
-        Routing thresholds (see ``model.routing.RoutingConfig``).
-    nurture_personas : tuple of str
-        Personas never routed to sales.
-    model_name : str
-        Registered model name.
-    gate : bool
-        Run the promotion gate after registering.
-    f1_tolerance, recall_margin : float
-        Gate settings (see ``training.promote.gate``).
-    actor : str
-        Recorded with alias moves.
-    run_name : str, optional
-        MLflow run name (default ``train <table> <UTC date>``).
-    force : bool
-        Let the gate promote over a champion of another task (recorded).
-    compile : bool
-        Also compile each head's trees to native code (lleaves) and log them
-        beside the model (``model.pyfunc.Precompiled``, while the run logs the rest), checked
-        against LightGBM on ``COMPILE_CHECK_ROWS`` training rows. Serving and
-        ``leadready score`` then score about five times faster where the code
-        loads and stays equal to LightGBM to 1e-9 (else LightGBM scores). Costs
-        about 20 s per head of 800 trees at training time.
-    """
+    """Everything one training run needs. Frozen: use ``dataclasses.replace`` to vary it."""
 
     leads_path: Path
     tracking_uri: str
@@ -184,14 +92,30 @@ class TrainConfig:
     compile: bool = True
     force: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON values, logged as :data:`CONFIG_ARTIFACT`."""
+        return _config_adapter().dump_python(self, mode="json")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Settings back from :meth:`to_dict` (pydantic converts and checks the types)."""
+        return _config_adapter().validate_python(dict(values))
+
     def params(self) -> dict[str, Any]:
-        """The settings as MLflow parameters (text values, None as empty)."""
+        """The settings as MLflow parameters (text values, None as empty), for the UI."""
         out = {}
         for key, value in asdict(self).items():
             if isinstance(value, tuple):
                 value = ",".join(map(str, value))
             out[key] = "" if value is None else str(value)
         return out
+
+
+@functools.cache
+def _config_adapter() -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(TrainConfig)
 
 
 @dataclass(frozen=True)
@@ -264,29 +188,8 @@ def fit_lead_model(
     metadata: dict[str, Any] | None = None,
     trusted: Sequence[bool] | None = None,
 ) -> LeadReadinessModel:
-    """Fit the two-head classifier on a training set and package it.
-
-    Parameters
-    ----------
-    train_set : TrainingSet
-        The rows to fit on (each head on the rows with its label).
-    config : TrainConfig
-        LightGBM and routing settings.
-    feature_config : FeatureConfig, optional
-        The feature settings the set was built with (default ``FeatureConfig()``);
-        carried by the model so serving builds the same features.
-    sample_weight : sequence of float, optional
-        One weight per row of ``train_set``.
-    metadata : dict, optional
-        Stored in the model.
-    trusted : sequence of bool, optional
-        Rows with verified labels (reps' corrections), never pruned or
-        down-weighted by ``config.label_noise``.
-
-    Returns
-    -------
-    LeadReadinessModel
-    """
+    """Fit the two-head classifier on a training set and package it (its length is the
+    settings handed through to ``TwoHeadClassifier`` and ``LeadReadinessModel``)."""
     from model.classifier import HeadClassifier, TwoHeadClassifier
     from model.features import FeatureConfig
     from model.package import LeadReadinessModel
@@ -343,13 +246,7 @@ def fit_lead_model(
 def _per_head_rows(
     X: Any, noise: LabelNoiseResult, weight: np.ndarray | None
 ) -> tuple[Any, np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """The rows stacked once per head, so each head gets its own row weights.
-
-    ``TwoHeadClassifier`` takes one weight per row for both heads; the stage
-    copy carries only the stage label and the persona copy only the persona
-    label, so each head fits on exactly its own labelled rows (same order,
-    same calibration split) with its own weights.
-    """
+    """The rows stacked once per head, so each head gets its own row weights."""
     import pandas as pd
 
     n = len(X)
@@ -369,26 +266,7 @@ def _per_head_rows(
 def train(
     config: TrainConfig, *, console: Console | None = None, notices: Console | None = None
 ) -> TrainResult:
-    """Read the lead table named in ``config`` and run :func:`train_on` on it.
-
-    Parameters
-    ----------
-    config : TrainConfig
-    console : rich.console.Console, optional
-        Where progress is shown; silent when None.
-    notices : rich.console.Console, optional
-        Where a sampled table is announced (default: ``console``).
-
-    Returns
-    -------
-    TrainResult
-
-    Raises
-    ------
-    ValueError
-        Bad input (see :func:`training.dataset.load_training_table`), or a
-        holdout without labels.
-    """
+    """Read the lead table named in ``config`` and run :func:`train_on` on it."""
     steps = _Steps(console)
     with steps.step(
         "read_features_s", f"reading {Path(config.leads_path).name} and building features"
@@ -464,101 +342,34 @@ def train_on(
     trusted: Sequence[bool] | None = None,
     _steps: _Steps | None = None,
 ) -> TrainResult:
-    """Split, fit, evaluate, log, register and gate a training set.
-
-    Parameters
-    ----------
-    training_set : TrainingSet
-        Features and labels of every lead (held-out ones included).
-    config : TrainConfig
-        Settings; its path and column fields are only logged.
-    console : rich.console.Console, optional
-        Where progress is shown.
-    sample_weight : sequence of float, optional
-        One weight per lead of ``training_set`` (held-out weights are ignored).
-    extra_params : dict, optional
-        More MLflow parameters (e.g. how many corrections were applied).
-    trusted : sequence of bool, optional
-        One flag per lead of ``training_set``: verified labels (reps'
-        corrections) that label-noise handling must keep as they are.
-
-    Returns
-    -------
-    TrainResult
-    """
+    """Split, fit, evaluate, log, register and gate a training set: the steps in order, each
+    timed by ``_Steps`` (which is why it reads top to bottom here; each step is a helper)."""
     import mlflow
 
     from model.pyfunc import Precompiled, log_model
     from model.registry import EXPERIMENT_NAME, configure, tag_task
 
     steps = _steps if _steps is not None else _Steps(console)
-    mask = holdout_mask(training_set.ids, config.holdout_share)
+    mask = _holdout(training_set, config)
     train_set, holdout = training_set.subset(~mask), training_set.subset(mask)
-    for head, n in _labelled_counts(holdout).items():
-        if n == 0:
-            raise ValueError(
-                f"{training_set.name}: no {head} labels among the {len(holdout)} held-out "
-                f"leads (holdout share {config.holdout_share}); label more leads or raise the share"
-            )
-    weights = None
-    if sample_weight is not None:
-        weights = np.asarray(sample_weight, dtype=float)[~mask]
-
     counts = _labelled_counts(train_set)
     heads_text = " and ".join(f"{h} ({n:,} labelled)" for h, n in counts.items())
     with steps.step("fit_s", f"fitting the {heads_text} head{'s' if len(counts) > 1 else ''}"):
         lead_model = fit_lead_model(
             train_set,
             config,
-            sample_weight=weights,
+            sample_weight=None
+            if sample_weight is None
+            else np.asarray(sample_weight, float)[~mask],
             trusted=None if trusted is None else np.asarray(trusted, dtype=bool)[~mask],
-            metadata={
-                "id_col": training_set.id_col,
-                "label_columns": {
-                    "stage": training_set.stage_col,
-                    "persona": training_set.persona_col,
-                },
-                "exclude": list(training_set.exclude),
-                "as_of": None if training_set.as_of is None else str(training_set.as_of),
-                "source": training_set.source,
-                "events": config.events_path is not None,
-            },
+            metadata=_model_metadata(training_set, config),
         )
-
     with steps.step("evaluate_s", f"evaluating on {len(holdout):,} held-out leads with baselines"):
-        evaluation = evaluate_heads(
-            lead_model, holdout.X, holdout.y_stage, holdout.y_persona, slices=holdout.slices
-        )
-        base = baselines(
-            train_set.X,
-            holdout.X,
-            y_train_stage=train_set.y_stage,
-            y_train_persona=train_set.y_persona,
-            y_test_stage=holdout.y_stage,
-            y_test_persona=holdout.y_persona,
-            slices=holdout.slices,
-            seed=config.seed,
-        )
+        evaluation, base = evaluate_with_baselines(lead_model, train_set, holdout, seed=config.seed)
     procedure = procedure_report(lead_model)
     if console is not None:
         console.print(procedure_table(procedure))
-    metrics = flatten_metrics(evaluation)
-    metrics.update(procedure_metrics(procedure))
-    for name, result in base.items():
-        metrics.update(flatten_metrics(result, infix=f"baseline_{name}"))
-    lead_model.metadata["metrics"] = {
-        k: v for k, v in metrics.items() if "slice__" not in k and "baseline" not in k
-    }
-    column_types = {
-        c["name"]: c["spec"] for c in training_set.input_report.get("columns", []) if c["spec"]
-    }
-    if column_types:  # read by training.score so a scored table is typed as this one was
-        lead_model.metadata["column_types"] = column_types
-    if training_set.input_report.get("title_column"):
-        lead_model.metadata["title_column"] = training_set.input_report["title_column"]
-    noise_info = lead_model.metadata.get("label_noise")
-    if noise_info:
-        metrics.update(_noise_metrics(noise_info))
+    metrics = _metrics(lead_model, training_set, evaluation, base, procedure)
 
     with steps.step("log_s", "logging to MLflow and registering"):
         # The trees compile (LLVM, GIL released) while the run logs everything else.
@@ -568,47 +379,13 @@ def train_on(
         experiment_id = configure(config.tracking_uri, config.artifact_root)
         if experiment_id is None:
             mlflow.set_experiment(EXPERIMENT_NAME)
-        run_name = config.run_name or f"train {training_set.name} {datetime.now(UTC):%Y-%m-%d}"
+        run_name = config.run_name or f"train {training_set.name} {utc_now():%Y-%m-%d}"
         with _tracked_run(run_name) as run:
             run_id = run.info.run_id
-            params = config.params()
-            params.update(
-                {
-                    "n_leads": str(len(training_set)),
-                    "n_train": str(len(train_set)),
-                    "n_holdout": str(len(holdout)),
-                    "n_features": str(training_set.X.shape[1]),
-                    "as_of": "" if training_set.as_of is None else str(training_set.as_of),
-                    "rejected_rows": str(len(training_set.rejected)),
-                    "rejected_events": str(len(training_set.rejected_events)),
-                }
-            )
-            if training_set.sample is not None:
-                params["rows_in_file"] = str(training_set.sample.n_rows)
-                params["sampled"] = str(training_set.sample.sampled)
-            for head in HEADS:
-                if head in lead_model.labels:
-                    params[f"{head}_labels"] = ",".join(lead_model.labels[head])
-                    params[f"{head}_n_train_labelled"] = str(counts.get(head, 0))
+            params = _run_params(config, training_set, train_set, holdout, lead_model, counts)
             params.update({k: str(v) for k, v in (extra_params or {}).items()})
-            mlflow.log_params(params)
-            mlflow.set_tags({"leadready.data": training_set.name, "leadready.actor": config.actor})
-            _log_datasets(training_set, train_set, holdout)
-            mlflow.log_metrics(metrics)
-            mlflow.log_dict(
-                {"model": evaluation, **{f"baseline_{k}": v for k, v in base.items()}},
-                "evaluation/holdout.json",
-            )
-            mlflow.log_dict(lead_model.summary(), "model_summary.json")
-            mlflow.log_dict(procedure, "training/procedure.json")
-            if training_set.input_report:
-                mlflow.log_dict(
-                    {**training_set.input_report, "inferred": list(training_set.inferred)},
-                    "input_report.json",
-                )
-            with tempfile.TemporaryDirectory(prefix="leadready-plots-") as tmp:
-                plots(evaluation, tmp, title="holdout")
-                mlflow.log_artifacts(tmp, "plots")
+            _log_run(config, params, metrics, training_set, train_set, holdout)
+            _log_results(lead_model, evaluation, base, procedure, training_set)
             info = log_model(
                 lead_model,
                 name="model",
@@ -631,31 +408,8 @@ def train_on(
     decision = None
     if config.gate:
         with steps.step("gate_s", "running the promotion gate on the holdout"):
-            decision, _ = run_gate(
-                model_name=config.model_name,
-                challenger_version=version,
-                X=holdout.X,
-                y_stage=holdout.y_stage,
-                y_persona=holdout.y_persona,
-                run_id=run_id,
-                challenger=lead_model,
-                challenger_metrics={h: _without_slices(m) for h, m in evaluation.items()},
-                f1_tolerance=config.f1_tolerance,
-                recall_margin=config.recall_margin,
-                by=config.actor,
-                champion_inputs=inputs_from_table(
-                    leads_path=config.leads_path,
-                    fallback=holdout.X,
-                    events_path=config.events_path,
-                    id_col=training_set.id_col,
-                    stage_col=training_set.stage_col,
-                    persona_col=training_set.persona_col,
-                    as_of=training_set.as_of,
-                    max_rows=config.max_rows,
-                    seed=config.seed,
-                ),
-                force=config.force,
-                seed=config.seed,
+            decision = _gate_on_holdout(
+                config, training_set, holdout, lead_model, evaluation, version, run_id
             )
     mlflow.log_metrics({f"time_{k}": v for k, v in steps.timings.items()}, run_id=run_id)
     return TrainResult(
@@ -672,17 +426,176 @@ def train_on(
     )
 
 
+def _holdout(training_set: TrainingSet, config: TrainConfig) -> np.ndarray:
+    """The hash holdout's rows; refuses a holdout without labels of a head."""
+    mask = holdout_mask(training_set.ids, config.holdout_share)
+    holdout = training_set.subset(mask)
+    for head, n in _labelled_counts(holdout).items():
+        if n == 0:
+            raise ValueError(
+                f"{training_set.name}: no {head} labels among the {len(holdout)} held-out "
+                f"leads (holdout share {config.holdout_share}); label more leads or raise the share"
+            )
+    return mask
+
+
+def _model_metadata(training_set: TrainingSet, config: TrainConfig) -> dict[str, Any]:
+    """What the packaged model records about the data it was trained on."""
+    return {
+        "id_col": training_set.id_col,
+        "label_columns": {"stage": training_set.stage_col, "persona": training_set.persona_col},
+        "exclude": list(training_set.exclude),
+        "as_of": None if training_set.as_of is None else str(training_set.as_of),
+        "source": training_set.source,
+        "events": config.events_path is not None,
+    }
+
+
+def _metrics(
+    lead_model: Any,
+    training_set: TrainingSet,
+    evaluation: dict[str, Any],
+    base: dict[str, Any],
+    procedure: dict[str, Any],
+) -> dict[str, float]:
+    """The run's metrics; the model's own (and the table's column types) go into its metadata."""
+    metrics = flatten_metrics(evaluation)
+    metrics.update(procedure_metrics(procedure))
+    for name, result in base.items():
+        metrics.update(flatten_metrics(result, infix=f"baseline_{name}"))
+    lead_model.metadata["metrics"] = {
+        k: v for k, v in metrics.items() if "slice__" not in k and "baseline" not in k
+    }
+    column_types = {
+        c["name"]: c["spec"] for c in training_set.input_report.get("columns", []) if c["spec"]
+    }
+    if column_types:  # read by training.score so a scored table is typed as this one was
+        lead_model.metadata["column_types"] = column_types
+    if training_set.input_report.get("title_column"):
+        lead_model.metadata["title_column"] = training_set.input_report["title_column"]
+    noise_info = lead_model.metadata.get("label_noise")
+    if noise_info:
+        metrics.update(_noise_metrics(noise_info))
+    return metrics
+
+
+def _run_params(
+    config: TrainConfig,
+    training_set: TrainingSet,
+    train_set: TrainingSet,
+    holdout: TrainingSet,
+    lead_model: Any,
+    counts: dict[str, int],
+) -> dict[str, str]:
+    """The run's MLflow parameters: the settings and what the data held."""
+    params = config.params()
+    params.update(
+        {
+            "n_leads": str(len(training_set)),
+            "n_train": str(len(train_set)),
+            "n_holdout": str(len(holdout)),
+            "n_features": str(training_set.X.shape[1]),
+            "as_of": "" if training_set.as_of is None else str(training_set.as_of),
+            "rejected_rows": str(len(training_set.rejected)),
+            "rejected_events": str(len(training_set.rejected_events)),
+        }
+    )
+    if training_set.sample is not None:
+        params["rows_in_file"] = str(training_set.sample.n_rows)
+        params["sampled"] = str(training_set.sample.sampled)
+    for head in HEADS:
+        if head in lead_model.labels:
+            params[f"{head}_labels"] = ",".join(lead_model.labels[head])
+            params[f"{head}_n_train_labelled"] = str(counts.get(head, 0))
+    return params
+
+
+def _log_run(
+    config: TrainConfig,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    training_set: TrainingSet,
+    train_set: TrainingSet,
+    holdout: TrainingSet,
+) -> None:
+    """Log the settings (parameters and :data:`CONFIG_ARTIFACT`), tags, datasets and metrics."""
+    import mlflow
+
+    mlflow.log_params(params)
+    mlflow.log_dict(config.to_dict(), CONFIG_ARTIFACT)
+    mlflow.set_tags({"leadready.data": training_set.name, "leadready.actor": config.actor})
+    _log_datasets(training_set, train_set, holdout)
+    mlflow.log_metrics(metrics)
+
+
+def _log_results(
+    lead_model: Any,
+    evaluation: dict[str, Any],
+    base: dict[str, Any],
+    procedure: dict[str, Any],
+    training_set: TrainingSet,
+) -> None:
+    """Log the evaluation, model summary, procedure, input report and plots as artifacts."""
+    import mlflow
+
+    mlflow.log_dict(
+        {"model": evaluation, **{f"baseline_{k}": v for k, v in base.items()}},
+        "evaluation/holdout.json",
+    )
+    mlflow.log_dict(lead_model.summary(), "model_summary.json")
+    mlflow.log_dict(procedure, "training/procedure.json")
+    if training_set.input_report:
+        mlflow.log_dict(
+            {**training_set.input_report, "inferred": list(training_set.inferred)},
+            "input_report.json",
+        )
+    with tempfile.TemporaryDirectory(prefix="leadready-plots-") as tmp:
+        plots(evaluation, tmp, title="holdout")
+        mlflow.log_artifacts(tmp, "plots")
+
+
+def _gate_on_holdout(
+    config: TrainConfig,
+    training_set: TrainingSet,
+    holdout: TrainingSet,
+    lead_model: Any,
+    evaluation: dict[str, Any],
+    version: str,
+    run_id: str,
+) -> GateDecision:
+    """Run the promotion gate on the holdout, the champion scored on its own inputs."""
+    decision, _ = run_gate(
+        model_name=config.model_name,
+        challenger_version=version,
+        X=holdout.X,
+        y_stage=holdout.y_stage,
+        y_persona=holdout.y_persona,
+        run_id=run_id,
+        challenger=lead_model,
+        challenger_metrics={h: _without_slices(m) for h, m in evaluation.items()},
+        f1_tolerance=config.f1_tolerance,
+        recall_margin=config.recall_margin,
+        by=config.actor,
+        champion_inputs=inputs_from_table(
+            leads_path=config.leads_path,
+            fallback=holdout.X,
+            events_path=config.events_path,
+            id_col=training_set.id_col,
+            stage_col=training_set.stage_col,
+            persona_col=training_set.persona_col,
+            as_of=training_set.as_of,
+            max_rows=config.max_rows,
+            seed=config.seed,
+        ),
+        force=config.force,
+        seed=config.seed,
+    )
+    return decision
+
+
 @contextmanager
 def _tracked_run(run_name: str | None) -> Iterator[Any]:
-    """``mlflow.start_run`` whose run ends KILLED when Ctrl-C or a stop hits it.
-
-    MLflow ends a run left by any exception as FAILED, and a stop that lands
-    while ``start_run`` is still setting the run up leaves it RUNNING forever. Here
-    SIGINT and SIGTERM wait until the run is set up (``_stops_deferred``); a
-    ``KeyboardInterrupt`` or ``SystemExit`` (``leadready train`` turns SIGTERM into
-    one) then ends it KILLED — stopped, not broken. Only ``kill -9`` still leaves a
-    RUNNING run behind: it gives the process no chance to say anything.
-    """
+    """``mlflow.start_run`` whose run ends KILLED when Ctrl-C or a stop hits it."""
     import mlflow
 
     run = None
@@ -711,13 +624,7 @@ _stop_requested: list[int] = []
 
 
 def request_stop(code: int) -> None:
-    """Note that the process was told to stop (call it from a signal handler, then raise).
-
-    An exception raised by a signal handler is lost when the handler happens to
-    run inside a garbage-collector callback or ``__del__`` (Python prints
-    "Exception ignored" and goes on). A run that reaches its end with a stop
-    noted is ended KILLED and ``SystemExit(code)`` is raised then.
-    """
+    """Note that the process was told to stop (call it from a signal handler, then raise)."""
     _stop_requested.append(int(code))
 
 
