@@ -796,10 +796,11 @@ class EventCodes:
 
     Coding an events table (each text column to integer codes, timestamps to ns)
     is most of a feature build; a bulk scorer that builds features chunk by chunk
-    from one events table codes it once here and each chunk then takes its own
-    events' codes (one integer gather, no text). The features are the same as
-    from the table itself: topic and channel codes differ, but only their
-    distinct counts are used.
+    from one events table codes it once here, grouped by lead, and each chunk then
+    takes its own leads' events (integer gathers of those events only, no text and
+    no pass over the whole table). The features are the same as from the table
+    itself: they do not depend on the order of the events, and topic and channel
+    codes differ but only their distinct counts are used.
 
     Raises ``ValueError`` as :func:`build_features` does (missing columns,
     unknown event types), for the whole table at once.
@@ -815,24 +816,38 @@ class EventCodes:
         )
         self.matrix = _events_matrix(events, pd.Index([]), codes)
         self.leads = pd.Index(leads)
-        self._leads_text: pd.Index | None = None
+        #: by "ids as text or not": (leads, event order by lead, first, count of each lead)
+        self._groups: dict[bool, tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.matrix.shape[1]
 
+    def _grouped(self, text: bool) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
+        """The events grouped by lead (as text when ``text``), made on first use."""
+        if text not in self._groups:
+            codes, leads = self.matrix[_LEAD], self.leads
+            if text:  # as _lead_codes matches them: both as text
+                remap, leads = pd.factorize(leads.astype(str))
+                codes = np.append(np.asarray(remap, dtype=np.int64), -1)[codes]
+            counts = np.bincount(codes[codes >= 0], minlength=len(leads))
+            # stable: a lead's events stay in table order (-1 = no lead first, left out)
+            order = np.argsort(codes, kind="stable")[np.count_nonzero(codes < 0) :]
+            self._groups[text] = (pd.Index(leads), order, np.cumsum(counts) - counts, counts)
+        return self._groups[text]
+
     def for_ids(self, ids: pd.Index) -> np.ndarray:
-        """The event matrix of ``ids``' events (rows of ``ids`` as lead codes), in table order."""
-        leads = self.leads
-        if pd.api.types.is_numeric_dtype(ids.dtype) != pd.api.types.is_numeric_dtype(leads.dtype):
-            # as _lead_codes matches them: both as text
-            if self._leads_text is None:
-                self._leads_text = leads.astype(str)
-            leads, ids = self._leads_text, ids.astype(str)
-        rows = np.append(np.asarray(ids.get_indexer(leads), dtype=np.int64), -1)
-        lead_row = rows[self.matrix[_LEAD]]
-        chosen = np.flatnonzero(lead_row >= 0)
-        matrix = self.matrix[:, chosen]
-        matrix[_LEAD] = lead_row[chosen]
+        """The event matrix of the events of ``ids`` (unique), lead codes = rows of ``ids``."""
+        text = pd.api.types.is_numeric_dtype(ids.dtype) != pd.api.types.is_numeric_dtype(
+            self.leads.dtype
+        )
+        leads, order, first, counts = self._grouped(text)
+        lead = leads.get_indexer(ids.astype(str) if text else ids)
+        rows = np.flatnonzero(lead >= 0)
+        n = counts[lead[rows]]
+        # each row's events: the range first[lead] .. first[lead] + n of ``order``
+        starts = np.repeat(first[lead[rows]] - (np.cumsum(n) - n), n)
+        matrix = self.matrix[:, order[np.arange(int(n.sum())) + starts]]
+        matrix[_LEAD] = np.repeat(rows, n)
         return matrix
 
 
