@@ -57,6 +57,7 @@ __all__ = [
     "CONTENT_KINDS",
     "PROFILE_FEATURES",
     "RECENCY_SIGNALS",
+    "EventCodes",
     "FeatureConfig",
     "build_features",
     "build_features_one",
@@ -764,8 +765,11 @@ def _lead_codes(ids: pd.Index, event_ids: pd.Series) -> np.ndarray:
     return np.append(rows, -1)[codes]
 
 
-def _events_matrix(events: pd.DataFrame, ids: pd.Index) -> np.ndarray:
-    """The event matrix of :func:`_engagement` for an events table, shape (7, n_events)."""
+def _events_matrix(
+    events: pd.DataFrame, ids: pd.Index, lead: np.ndarray | None = None
+) -> np.ndarray:
+    """The event matrix of :func:`_engagement` for an events table, shape (7, n_events);
+    its first row is ``lead`` when given, else each event's row in ``ids``."""
     missing = [c for c in ("lead_id", "timestamp", "type") if c not in events.columns]
     if missing:
         raise ValueError(f"events lack the column(s) {missing}")
@@ -776,7 +780,7 @@ def _events_matrix(events: pd.DataFrame, ids: pd.Index) -> np.ndarray:
         raise ValueError(_bad_types_message(events["type"][bad].unique()))
     return np.stack(
         [
-            _lead_codes(ids, events["lead_id"]),
+            _lead_codes(ids, events["lead_id"]) if lead is None else lead,
             _series_ns(events["timestamp"]),
             type_code,
             _coded(events.get("page_category"), n, _PAGE_KIND),
@@ -785,6 +789,67 @@ def _events_matrix(events: pd.DataFrame, ids: pd.Index) -> np.ndarray:
             _coded(events.get("channel"), n, None),
         ]
     )
+
+
+class EventCodes:
+    """An events table coded once, for :func:`build_features` of many chunks of leads.
+
+    Coding an events table (each text column to integer codes, timestamps to ns)
+    is most of a feature build; a bulk scorer that builds features chunk by chunk
+    from one events table codes it once here, grouped by lead, and each chunk then
+    takes its own leads' events (integer gathers of those events only, no text and
+    no pass over the whole table). The features are the same as from the table
+    itself: they do not depend on the order of the events, and topic and channel
+    codes differ but only their distinct counts are used.
+
+    Raises ``ValueError`` as :func:`build_features` does (missing columns,
+    unknown event types), for the whole table at once.
+    """
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        # Leads as codes into ``self.leads`` (-1 = missing) until ``for_ids`` maps
+        # them to a chunk's rows (a missing column is reported by _events_matrix).
+        codes, leads = (
+            pd.factorize(events["lead_id"], use_na_sentinel=True)
+            if "lead_id" in events.columns
+            else (None, [])
+        )
+        self.matrix = _events_matrix(events, pd.Index([]), codes)
+        self.leads = pd.Index(leads)
+        #: by "ids as text or not": (leads, event order by lead, first, count of each lead)
+        self._groups: dict[bool, tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.matrix.shape[1]
+
+    def _grouped(self, text: bool) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
+        """The events grouped by lead (as text when ``text``), made on first use."""
+        if text not in self._groups:
+            codes, leads = self.matrix[_LEAD], self.leads
+            if text:  # as _lead_codes matches them: both as text
+                remap, leads = pd.factorize(leads.astype(str))
+                codes = np.append(np.asarray(remap, dtype=np.int64), -1)[codes]
+            counts = np.bincount(codes[codes >= 0], minlength=len(leads))
+            # any order within a lead: the features do not depend on it (a stable
+            # sort costs 3.5x); -1 (no lead) sorts first and is left out
+            order = np.argsort(codes)[np.count_nonzero(codes < 0) :]
+            self._groups[text] = (pd.Index(leads), order, np.cumsum(counts) - counts, counts)
+        return self._groups[text]
+
+    def for_ids(self, ids: pd.Index) -> np.ndarray:
+        """The event matrix of the events of ``ids`` (unique), lead codes = rows of ``ids``."""
+        text = pd.api.types.is_numeric_dtype(ids.dtype) != pd.api.types.is_numeric_dtype(
+            self.leads.dtype
+        )
+        leads, order, first, counts = self._grouped(text)
+        lead = leads.get_indexer(ids.astype(str) if text else ids)
+        rows = np.flatnonzero(lead >= 0)
+        n = counts[lead[rows]]
+        # each row's events: the range first[lead] .. first[lead] + n of ``order``
+        starts = np.repeat(first[lead[rows]] - (np.cumsum(n) - n), n)
+        matrix = self.matrix[:, order[np.arange(int(n.sum())) + starts]]
+        matrix[_LEAD] = np.repeat(rows, n)
+        return matrix
 
 
 def _company_size_log(values: pd.Series) -> np.ndarray:
@@ -800,7 +865,7 @@ def _company_size_log(values: pd.Series) -> np.ndarray:
 
 def build_features(
     leads: pd.DataFrame,
-    events: pd.DataFrame | None = None,
+    events: pd.DataFrame | EventCodes | None = None,
     *,
     as_of: object = None,
     config: FeatureConfig = FeatureConfig(),  # noqa: B008
@@ -818,6 +883,7 @@ def build_features(
         ``data.schema.EVENT_COLUMNS``; ``timestamp`` a datetime64 column (naive =
         UTC; ISO strings are parsed); property columns may be missing or null.
         Events of leads not in ``leads`` and events after ``as_of`` are ignored.
+        An :class:`EventCodes` of such a table gives the same features.
     as_of : timestamp-like, optional
         Reference time. Default: the latest timestamp of the events of these
         leads, or now when there are none.
@@ -851,7 +917,10 @@ def build_features(
         raise ValueError(f"leads: duplicate ids in {id_col!r}, e.g. {dupes}")
     n_leads = len(leads)
 
-    matrix = _events_matrix(events, ids) if events is not None else None
+    if isinstance(events, EventCodes):
+        matrix: np.ndarray | None = events.for_ids(ids)
+    else:
+        matrix = _events_matrix(events, ids) if events is not None else None
     as_of_ns = _resolve_as_of(as_of, matrix)
 
     excluded = set(exclude) | {id_col}

@@ -18,6 +18,7 @@ from data.schema import CONTENT_TYPES, EVENT_COLUMNS, EVENT_TYPES, PAGE_CATEGORI
 from model.features import (
     CONTENT_KINDS,
     PROFILE_FEATURES,
+    EventCodes,
     FeatureConfig,
     build_features,
     build_features_one,
@@ -201,6 +202,39 @@ def test_content_kinds_use_the_schema_vocabulary() -> None:
     for pages, content in CONTENT_KINDS.values():
         assert set(pages) <= set(PAGE_CATEGORIES)
         assert set(content) <= set(CONTENT_TYPES)
+
+
+def test_events_coded_once_give_every_chunk_the_same_features_as_the_table() -> None:
+    # Bulk scoring codes the events table once (EventCodes) and builds each chunk's
+    # features from the codes: identical to building them from the table.
+    leads = leads_frame(PROFILES)
+    events = events_frame(EVENTS)
+    coded = EventCodes(events)
+    for rows in ([0, 1, 2], [2], [1, 0], []):
+        chunk = leads.iloc[rows].reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            build_features(chunk, coded, as_of=AS_OF), build_features(chunk, events, as_of=AS_OF)
+        )
+    # default as_of (the chunk's last event) too
+    pd.testing.assert_frame_equal(build_features(leads, coded), build_features(leads, events))
+
+
+def test_events_coded_once_match_numeric_lead_ids_as_text() -> None:
+    leads = pd.DataFrame({"lead_id": [7, 8], "company_size": [10, 20]})
+    events = events_frame(
+        [event("7", ago(1)), event("8", ago(2), "demo_request"), event("9", ago(1))]
+    )
+    pd.testing.assert_frame_equal(
+        build_features(leads, EventCodes(events), as_of=AS_OF),
+        build_features(leads, events, as_of=AS_OF),
+    )
+
+
+def test_events_coded_once_raise_the_tables_errors() -> None:
+    with pytest.raises(ValueError, match="unknown event type"):
+        EventCodes(events_frame([event("a", ago(1), "teleport")]))
+    with pytest.raises(ValueError, match="lack the column"):
+        EventCodes(pd.DataFrame({"lead_id": ["a"], "type": ["page_view"]}))
 
 
 # --------------------------------------------------------------------------- leakage

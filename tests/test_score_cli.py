@@ -146,6 +146,37 @@ def test_two_feature_processes_taking_chunks_in_turn_score_the_same(home, tmp_pa
     )
 
 
+def test_features_from_events_coded_once_are_those_of_the_events_table(home, tmp_path):
+    # score_table codes the events once (model.features.EventCodes); each chunk's
+    # features must be exactly those built from the events table itself.
+    from data.readers import read_events
+    from model.features import build_features
+    from model.registry import configure, load_model
+    from training.score import score_table
+
+    root, settings = home
+    configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    model, _ = load_model("models:/lead-readiness@champion")
+    seen: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    summary = score_table(
+        model,
+        root / "contacts.csv",
+        tmp_path / "out.csv",
+        events_path=root / "events.csv",
+        id_col="Contact ID",
+        chunk_size=150,
+        on_scored=lambda leads, features, scored: seen.append((leads, features)),
+    )
+    events = read_events(root / "events.csv").frame
+    events["lead_id"] = events["lead_id"].astype(str)
+    assert len(seen) == 3
+    for leads, features in seen:
+        expected = build_features(
+            leads, events, as_of=summary.as_of, config=model.feature_config, id_col="Contact ID"
+        )
+        pd.testing.assert_frame_equal(features, expected)
+
+
 def test_a_bad_events_file_read_ahead_is_the_readers_error(home, run, tmp_path, monkeypatch):
     import training.score
 

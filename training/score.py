@@ -137,15 +137,13 @@ def _ahead_load(path: str) -> datetime | None:
 
 
 def _ahead_features(
-    leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
+    leads: pd.DataFrame, as_of: datetime | None, config: Any, id_col: str
 ) -> pd.DataFrame:
     """In the events process: one chunk's feature rows, as :func:`score_table` builds them."""
     from model.features import build_features
 
     assert _AHEAD_EVENTS is not None, "the events are not loaded in this process"
-    return build_features(
-        leads, _AHEAD_EVENTS.for_ids(ids), as_of=as_of, config=config, id_col=id_col
-    )
+    return build_features(leads, _AHEAD_EVENTS.codes, as_of=as_of, config=config, id_col=id_col)
 
 
 class EventsAhead:
@@ -182,12 +180,12 @@ class EventsAhead:
         return self._loaded[0].get()
 
     def features(
-        self, leads: pd.DataFrame, ids: pd.Index, as_of: datetime | None, config: Any, id_col: str
+        self, leads: pd.DataFrame, as_of: datetime | None, config: Any, id_col: str
     ) -> Any:
         """Start building one chunk's features; ``.get()`` of the result returns them."""
         pool = self._pools[self._turn % len(self._pools)]
         self._turn += 1
-        return pool.apply_async(_ahead_features, (leads, ids, as_of, config, id_col))
+        return pool.apply_async(_ahead_features, (leads, as_of, config, id_col))
 
     def close(self) -> None:
         """Stop the events processes (at once, if they are still working)."""
@@ -203,29 +201,19 @@ READ_AHEAD_BYTES = 4 * 2**20
 
 
 class _Events:
-    """Events loaded once, indexed by lead id so each chunk takes only its own."""
+    """Events read once and coded once (``model.features.EventCodes``): each chunk then
+    takes its own events' codes, with no text handled per chunk."""
 
     def __init__(self, path: Path) -> None:
         from data.readers import read_events
+        from model.features import EventCodes
 
         result = read_events(path)
         self.rejected = result.rejected
         frame = result.frame
         frame["lead_id"] = frame["lead_id"].astype(str)
-        self.frame = frame
-        # Each event's lead as an integer code: a chunk's events are then one vectorised
-        # mask (a groupby's per-lead position arrays cost seconds at millions of events).
-        codes, leads = pd.factorize(frame["lead_id"], sort=False)
-        self.codes = codes
-        self.leads = pd.Index(leads)
         self.last = frame["timestamp"].max() if len(frame) else None
-
-    def for_ids(self, ids: pd.Index) -> pd.DataFrame:
-        """The events of ``ids`` (unique), in the order of the events table."""
-        wanted = self.leads.get_indexer(ids)
-        chosen = np.zeros(len(self.leads) + 1, dtype=bool)
-        chosen[wanted[wanted >= 0]] = True
-        return self.frame.iloc[np.flatnonzero(chosen[self.codes])]
+        self.codes = EventCodes(frame)
 
 
 class _Writer:
@@ -403,7 +391,7 @@ def score_table(
                 leads["job_title"] = leads[title_col]
             started = None
             if ahead is not None and feature_config is not None:
-                started = ahead.features(leads, ids, as_of, feature_config, id_col)
+                started = ahead.features(leads, as_of, feature_config, id_col)
             yield chunk, leads, ids, started
 
     # With the events in their own process, the next chunk's features are built there
@@ -426,7 +414,7 @@ def score_table(
             elif feature_config is not None:
                 features = build_features(
                     leads,
-                    None if events is None else events.for_ids(ids),
+                    None if events is None else events.codes,
                     as_of=as_of,
                     config=feature_config,
                     id_col=id_col,
@@ -474,7 +462,13 @@ def score_table(
 
 def _chunk_ids(values: pd.Series, id_col: str, first_row: int, name: str) -> pd.Index:
     """A chunk's ids as text; empty or repeated ids are errors naming the rows."""
-    text = values.astype(object).map(lambda v: None if pd.isna(v) else str(v).strip())
+    if pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(
+        values.dtype
+    ):
+        # text as read (the reader reads the id column as text): stripped at once
+        text = values.str.strip().astype(object).where(values.notna(), None)
+    else:
+        text = values.astype(object).map(lambda v: None if pd.isna(v) else str(v).strip())
     empty = np.flatnonzero(text.isna() | (text == "")).tolist()
     if empty:
         listed = ", ".join(str(first_row + i) for i in empty[:10])
