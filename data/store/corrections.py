@@ -1,0 +1,509 @@
+"""Reps' corrections: appended, never updated (an undo is a new row), one lead's labels
+written one transaction at a time; read back as histories, current labels and a frame."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from data.store.checks import _choice, _opt_str, _opt_ts, _req_str
+from data.store.queue import QueueUpkeep
+from data.store.tables import (
+    _CHUNK,
+    _CORRECTIONS,
+    _LABEL_MAX,
+    _LEADS,
+    _NAME_MAX,
+    _NOTE_MAX,
+    _PREDICTIONS,
+    _REASON_MAX,
+    CORRECTION_FIELDS,
+    CORRECTION_KINDS,
+    CORRECTION_SOURCES,
+)
+from data.values import chunks, utc_now
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    """What ``add_correction`` / ``undo_correction`` stored.
+
+    ``conflict`` is true when the label the caller expected to replace was not
+    the current one any more (another rep changed it first). The row is stored
+    anyway; the caller decides whether to tell the rep.
+    """
+
+    id: int
+    old_label: str | None
+    new_label: str | None
+    conflict: bool
+    created_at: datetime
+    lead_id: str
+    field: str
+    kind: str
+
+
+class _Missing(enum.Enum):
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
+
+
+class CorrectionsRoom(QueueUpkeep):
+    """Append-only corrections of a lead's stage or persona, undos and bulk undos."""
+
+    def _lock_lead(self, conn: Connection, lead_id: str) -> Mapping[str, Any]:
+        """Lock the lead's row for this transaction and return its marketing labels.
+
+        A lead that was scored but never stored as a profile gets a bare row first
+        (so there is a row to lock and a target for the foreign key). Unknown
+        leads raise ``KeyError``.
+        """
+        stmt = (
+            sa.select(_LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona)
+            .where(_LEADS.c.lead_id == lead_id)
+            .with_for_update()
+        )
+        row = conn.execute(stmt).mappings().first()
+        if row is not None:
+            return row
+        scored = conn.execute(
+            sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
+        ).first()
+        if scored is None:
+            raise KeyError(f"unknown lead {lead_id!r}")
+        now = utc_now()
+        insert = self._insert(_LEADS).values(lead_id=lead_id, first_seen=now, updated_at=now)
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["lead_id"]))
+        return conn.execute(stmt).mappings().one()
+
+    def _label_state(
+        self, conn: Connection, lead: Mapping[str, Any], field: str
+    ) -> tuple[str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
+        """(current label, latest correction row, latest prediction row) of one field."""
+        lead_id = lead["lead_id"]
+        correction = (
+            conn.execute(
+                sa.select(_CORRECTIONS)
+                .where(_CORRECTIONS.c.lead_id == lead_id, _CORRECTIONS.c.field == field)
+                .order_by(_CORRECTIONS.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        prediction = (
+            conn.execute(
+                sa.select(
+                    _PREDICTIONS.c.id,
+                    _PREDICTIONS.c.model_version,
+                    _PREDICTIONS.c[field].label("label"),
+                )
+                .where(_PREDICTIONS.c.lead_id == lead_id)
+                .order_by(_PREDICTIONS.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if correction is not None and correction["is_rep_label"]:
+            return correction["new_label"], correction, prediction
+        if prediction is not None and prediction["label"] is not None:
+            return prediction["label"], correction, prediction
+        return lead[f"marketing_{field}"], correction, prediction
+
+    def _append(self, conn: Connection, values: dict[str, Any]) -> int:
+        result = conn.execute(sa.insert(_CORRECTIONS).returning(_CORRECTIONS.c.id), values)
+        return int(result.scalar_one())
+
+    def add_correction(
+        self,
+        lead_id: str,
+        field: str,
+        new_label: str,
+        *,
+        reviewer: str,
+        kind: str = "reclassify",
+        reason: str | None = None,
+        note: str | None = None,
+        source: str = "ui",
+        prediction_id: int | None = None,
+        model_version: str | None = None,
+        expected_label: str | None | _Missing = _MISSING,
+        created_at: datetime | None = None,
+        api_key: str | None = None,
+        batch_id: str | None = None,
+        suggestion_id: int | None = None,
+    ) -> CorrectionResult:
+        """Append a rep's correction of one label of one lead.
+
+        Parameters
+        ----------
+        lead_id
+            The lead (in the leads table, or at least scored).
+        field
+            ``"stage"`` or ``"persona"``.
+        new_label
+            The label the rep sets (labels are open: any non-empty text).
+        reviewer
+            Who corrected (user name, or API key name for CRM corrections).
+        kind
+            ``"reclassify"`` (default), ``"confirm"`` (the rep checked the current
+            label and agrees) or ``"undo"`` (imports only; use
+            :meth:`undo_correction`).
+        reason, note
+            A short reason code and a free note.
+        source
+            ``"ui"``, ``"api"`` or ``"import"``.
+        prediction_id, model_version
+            The prediction the rep reviewed. Default: the lead's newest prediction
+            at this moment (so retraining finds the feature snapshot the rep saw).
+        expected_label
+            The label the caller believes is current. When given and different,
+            the correction is stored all the same and ``conflict`` is true.
+        created_at
+            When the rep corrected (imports); default now.
+        api_key
+            The name of the API key that sent the correction (API corrections).
+        batch_id
+            The bulk action this row belongs to (see :meth:`undo_batch`).
+        suggestion_id
+            The suggestion the rep confirmed (see :mod:`training.similar`).
+
+        Returns
+        -------
+        CorrectionResult
+            ``old_label`` is the label that was current: the latest correction's,
+            else the latest prediction's, else marketing's.
+
+        Raises
+        ------
+        KeyError
+            Unknown lead.
+        ValueError
+            Bad field, kind, source, empty label or reviewer, or a prediction of
+            another lead.
+        """
+        field = _choice(field, "field", CORRECTION_FIELDS)
+        kind = _choice(kind, "kind", CORRECTION_KINDS)
+        source = _choice(source, "source", CORRECTION_SOURCES)
+        label = _req_str(new_label, "new_label", _LABEL_MAX)
+        who = _req_str(reviewer, "reviewer", _LABEL_MAX)
+        why = _opt_str(reason, "reason")
+        if why is not None and len(why) > _REASON_MAX:
+            raise ValueError(f"reason: longer than {_REASON_MAX} characters")
+        if note is not None and not isinstance(note, str):
+            raise ValueError("note: expected text")
+        if note is not None and len(note) > _NOTE_MAX:
+            raise ValueError(f"note: longer than {_NOTE_MAX} characters")
+        when = _opt_ts(created_at, "created_at")
+        key_name = None if api_key is None else _req_str(api_key, "api_key", _NAME_MAX)
+
+        def work(conn: Connection) -> CorrectionResult:
+            lead = self._lock_lead(conn, lead_id)
+            current, _, latest_prediction = self._label_state(conn, lead, field)
+            pred_id, version = prediction_id, model_version
+            if pred_id is not None:
+                reviewed = conn.execute(
+                    sa.select(_PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version).where(
+                        _PREDICTIONS.c.id == pred_id
+                    )
+                ).first()
+                if reviewed is None or reviewed.lead_id != lead["lead_id"]:
+                    raise ValueError(
+                        f"prediction {pred_id} is not a prediction of lead {lead_id!r}"
+                    )
+                version = version if version is not None else reviewed.model_version
+            elif latest_prediction is not None:
+                pred_id = latest_prediction["id"]
+                version = version if version is not None else latest_prediction["model_version"]
+            stamp = when or utc_now()
+            new_id = self._append(
+                conn,
+                {
+                    "lead_id": lead["lead_id"],
+                    "field": field,
+                    "old_label": current,
+                    "new_label": label,
+                    "kind": kind,
+                    "is_rep_label": True,
+                    "reviewer": who,
+                    "created_at": stamp,
+                    "reason": why,
+                    "note": note,
+                    "source": source,
+                    "prediction_id": pred_id,
+                    "model_version": version,
+                    "undo_of": None,
+                    "api_key": key_name,
+                    "batch_id": batch_id,
+                    "suggestion_id": suggestion_id,
+                },
+            )
+            self._queue_reviewed(conn, lead["lead_id"])
+            conflict = expected_label is not _MISSING and expected_label != current
+            return CorrectionResult(new_id, current, label, conflict, stamp, lead_id, field, kind)
+
+        return self._write(work)
+
+    def undo_correction(
+        self,
+        correction_id: int,
+        *,
+        reviewer: str,
+        reason: str | None = None,
+        note: str | None = None,
+        source: str = "ui",
+        batch_id: str | None = None,
+    ) -> CorrectionResult:
+        """Append an ``undo`` row that restores the label from before a correction.
+
+        Nothing is overwritten: the undone row stays, and the new row points at it
+        (``undo_of``). When the undone correction was the first rep label of the
+        field, the lead goes back to the model's (else marketing's) label and no
+        longer counts as rep-labelled in :meth:`current_labels`. Undoing an undo
+        restores what the undo replaced.
+
+        Returns
+        -------
+        CorrectionResult
+            ``conflict`` is true when the label had changed since the undone
+            correction (someone corrected the lead after it); the undo is stored
+            all the same.
+
+        Raises
+        ------
+        KeyError
+            Unknown correction id.
+        """
+        who = _req_str(reviewer, "reviewer", _LABEL_MAX)
+        source = _choice(source, "source", CORRECTION_SOURCES)
+        why = _opt_str(reason, "reason")
+        if note is not None and len(note) > _NOTE_MAX:
+            raise ValueError(f"note: longer than {_NOTE_MAX} characters")
+
+        def work(conn: Connection) -> CorrectionResult:
+            target = (
+                conn.execute(sa.select(_CORRECTIONS).where(_CORRECTIONS.c.id == correction_id))
+                .mappings()
+                .first()
+            )
+            if target is None:
+                raise KeyError(f"unknown correction {correction_id}")
+            field = target["field"]
+            lead = self._lock_lead(conn, target["lead_id"])
+            current, _, latest_prediction = self._label_state(conn, lead, field)
+            before = (
+                conn.execute(
+                    sa.select(_CORRECTIONS.c.is_rep_label)
+                    .where(
+                        _CORRECTIONS.c.lead_id == target["lead_id"],
+                        _CORRECTIONS.c.field == field,
+                        _CORRECTIONS.c.id < target["id"],
+                    )
+                    .order_by(_CORRECTIONS.c.id.desc())
+                    .limit(1)
+                )
+                .scalars()
+                .first()
+            )
+            rep_label = bool(before)
+            if rep_label:
+                restored = target["old_label"]
+            elif latest_prediction is not None and latest_prediction["label"] is not None:
+                restored = latest_prediction["label"]
+            else:
+                restored = lead[f"marketing_{field}"]
+            stamp = utc_now()
+            new_id = self._append(
+                conn,
+                {
+                    "lead_id": target["lead_id"],
+                    "field": field,
+                    "old_label": current,
+                    "new_label": restored,
+                    "kind": "undo",
+                    "is_rep_label": rep_label,
+                    "reviewer": who,
+                    "created_at": stamp,
+                    "reason": why,
+                    "note": note,
+                    "source": source,
+                    "prediction_id": target["prediction_id"],
+                    "model_version": target["model_version"],
+                    "undo_of": target["id"],
+                    "batch_id": batch_id,
+                },
+            )
+            self._queue_reviewed(conn, target["lead_id"])
+            conflict = current != target["new_label"]
+            return CorrectionResult(
+                new_id, current, restored, conflict, stamp, target["lead_id"], field, "undo"
+            )
+
+        return self._write(work)
+
+    # ------------------------------------------------- batches (issue #18: bulk undo)
+
+    def corrections_in_batch(self, batch_id: str) -> list[dict[str, Any]]:
+        """The corrections one bulk action made, oldest first (every column)."""
+        stmt = (
+            sa.select(_CORRECTIONS)
+            .where(_CORRECTIONS.c.batch_id == batch_id)
+            .order_by(_CORRECTIONS.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def undo_batch(
+        self, batch_id: str, *, reviewer: str, undo_batch_id: str, source: str = "ui"
+    ) -> list[CorrectionResult]:
+        """Undo every correction of a bulk action not undone yet (append-only).
+
+        Each undo row carries ``undo_batch_id``. Rows of the batch that an earlier
+        undo already took back are left alone, so running it again after an
+        interruption finishes the job instead of undoing twice.
+
+        Raises
+        ------
+        KeyError
+            No correction carries ``batch_id``.
+        """
+        rows = self.corrections_in_batch(batch_id)
+        if not rows:
+            raise KeyError(f"unknown batch {batch_id!r}")
+        ids = [r["id"] for r in rows if r["kind"] != "undo"]
+        with self._engine.connect() as conn:
+            undone = set(
+                conn.execute(
+                    sa.select(_CORRECTIONS.c.undo_of).where(_CORRECTIONS.c.undo_of.in_(ids))
+                ).scalars()
+            )
+        return [
+            self.undo_correction(cid, reviewer=reviewer, source=source, batch_id=undo_batch_id)
+            for cid in ids
+            if cid not in undone
+        ]
+
+    # ------------------------------------------------------------------------
+
+    def corrections_for(self, lead_id: str) -> list[dict[str, Any]]:
+        """A lead's complete correction history, oldest first (every column)."""
+        stmt = (
+            sa.select(_CORRECTIONS)
+            .where(_CORRECTIONS.c.lead_id == lead_id)
+            .order_by(_CORRECTIONS.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+
+    def labels_for(self, lead_id: str) -> dict[str, str | None]:
+        """The current stage and persona of a lead, by the rule corrections use.
+
+        The latest rep label, else the latest prediction's, else marketing's. Use
+        it as ``expected_label`` when a rep opens a lead.
+
+        Raises
+        ------
+        KeyError
+            The lead is neither stored nor scored.
+        """
+        with self._engine.connect() as conn:
+            lead = (
+                conn.execute(
+                    sa.select(
+                        _LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona
+                    ).where(_LEADS.c.lead_id == lead_id)
+                )
+                .mappings()
+                .first()
+            )
+            if lead is None:
+                scored = conn.execute(
+                    sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
+                ).first()
+                if scored is None:
+                    raise KeyError(f"unknown lead {lead_id!r}")
+                lead = {"lead_id": lead_id, "marketing_stage": None, "marketing_persona": None}
+            return {field: self._label_state(conn, lead, field)[0] for field in CORRECTION_FIELDS}
+
+    def current_labels(
+        self, lead_ids: Iterable[str] | None = None
+    ) -> dict[str, dict[str, str | None]]:
+        """Reps' current labels: the latest correction per lead and field wins.
+
+        Returns
+        -------
+        dict
+            ``{lead_id: {"stage": label or None, "persona": label or None}}`` for
+            leads with at least one rep label; None for a field no rep labelled (or
+            whose corrections were all undone).
+        """
+
+        def query(ids: Sequence[str] | None) -> sa.Select[Any]:
+            newest = sa.select(sa.func.max(_CORRECTIONS.c.id).label("id")).group_by(
+                _CORRECTIONS.c.lead_id, _CORRECTIONS.c.field
+            )
+            if ids is not None:
+                newest = newest.where(_CORRECTIONS.c.lead_id.in_(ids))
+            sub = newest.subquery()
+            return sa.select(
+                _CORRECTIONS.c.lead_id,
+                _CORRECTIONS.c.field,
+                _CORRECTIONS.c.new_label,
+            ).join(
+                sub,
+                sa.and_(_CORRECTIONS.c.id == sub.c.id, _CORRECTIONS.c.is_rep_label.is_(True)),
+            )
+
+        out: dict[str, dict[str, str | None]] = {}
+        with self._engine.connect() as conn:
+            if lead_ids is None:
+                statements = [query(None)]
+            else:
+                statements = [query(chunk) for chunk in chunks(sorted(set(lead_ids)), _CHUNK)]
+            for stmt in statements:
+                for lead_id, field, label in conn.execute(stmt):
+                    out.setdefault(lead_id, dict.fromkeys(CORRECTION_FIELDS))[field] = label
+        return out
+
+    def corrections_frame(self, *, with_features: bool = False) -> pd.DataFrame:
+        """Every correction row, oldest first, for retraining and export.
+
+        Parameters
+        ----------
+        with_features
+            Add a ``features`` column: the feature snapshot of the reviewed
+            prediction (None when the correction names none).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per correction, the table's columns (``created_at`` as UTC
+            datetimes); empty with the same columns when there are none.
+        """
+        import pandas as pd
+
+        columns = list(_CORRECTIONS.c)
+        stmt = sa.select(*columns)
+        if with_features:
+            stmt = stmt.add_columns(_PREDICTIONS.c.features).outerjoin(
+                _PREDICTIONS, _PREDICTIONS.c.id == _CORRECTIONS.c.prediction_id
+            )
+        stmt = stmt.order_by(_CORRECTIONS.c.id)
+        names = [c.name for c in columns] + (["features"] if with_features else [])
+        with self._engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(stmt)]
+        frame = pd.DataFrame.from_records(rows, columns=names)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame
