@@ -38,6 +38,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from data.store import CorrectionRow, PredictionRow
+from data.values import utc_now
 
 __all__ = [
     "HEADS",
@@ -92,10 +93,6 @@ _REVIEW_COLUMNS = [
     "model_version",
     "model_label",
 ]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _utc(series: pd.Series) -> pd.Series:
@@ -412,7 +409,7 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
     """
     if days < 1:
         raise ValueError("days must be at least 1")
-    now = now or _utc_now()
+    now = now or utc_now()
     routed_stmt = (
         sa.select(_P.c.lead_id, sa.func.min(_P.c.created_at).label("routed_at"))
         .where(_P.c.route == "sales")
@@ -645,7 +642,7 @@ def drift_report(
     reference never reaches into the recent window. With fewer than
     ``min_leads`` leads on a side the report has no features, and says why.
     """
-    now = now or _utc_now()
+    now = now or utc_now()
     recent_start = now - timedelta(days=window_days)
     recent = _snapshots(store, start=recent_start, end=None, limit=limit)
     start, how = None, ""
@@ -723,7 +720,7 @@ def alignment_gauges(
     :func:`drift_report`; pass ``drift`` to reuse one). Figures without data
     are left out rather than reported as zero.
     """
-    now = now or _utc_now()
+    now = now or utc_now()
     reviews = reviews_frame(store, since=now - timedelta(days=window_days))
     out: dict[str, float] = {"reviews": float(len(reviews))}
     rate = override_rate(reviews)

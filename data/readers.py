@@ -44,7 +44,9 @@ import pandas as pd
 import pyarrow as pa
 
 from data.csvscan import BadLine, CsvScanner, detect_encoding
+from data.personal import mask_line, open_private
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
+from data.values import is_missing
 
 #: ``read_leads(path, id_col=ROW_ID)`` on a table without ids numbers its rows.
 ROW_ID = "row_id"
@@ -276,8 +278,6 @@ class ReadResult:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        from data.personal import open_private
-
         with open_private(path) as fh:  # owner only: the values are the user's data
             writer = csv.writer(fh)
             writer.writerow(["file", "row", "column", "value", "message"])
@@ -350,8 +350,6 @@ def _scanner(path: Path) -> CsvScanner:
 def _bad_lines(scanner: CsvScanner, bad: Iterable[BadLine]) -> list[RowError]:
     """The scanner's bad lines as errors; the line's text is kept with its personal
     values masked (``data.personal.mask_line``), since it goes into a report file."""
-    from data.personal import mask_line
-
     base = scanner.header_line
     return [
         RowError(
@@ -893,7 +891,7 @@ class _Checker:
         picked = values.iloc[positions].tolist()
         base = self.raw.line_base
         for row, value in zip(rows.tolist(), picked, strict=True):
-            value = None if _is_missing(value) else value
+            value = None if is_missing(value) else value
             text = message(value) if callable(message) else message
             line = None if base is None else row + base
             self.errors.append(RowError(self.name, row, column, value, text, line=line))
@@ -943,15 +941,6 @@ class _Checker:
             n_rows=self.raw.n_rows,
             rejected_rows=rejected_rows,
         )
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _may_exceed(values: pd.Series, max_length: int) -> bool:
@@ -1067,7 +1056,7 @@ def _flatten_properties(checker: _Checker, column: str = "properties") -> pd.Dat
     not_object = np.zeros(len(source), dtype=bool)
     not_scalar = np.zeros(len(source), dtype=bool)
     for i, value in enumerate(source.tolist()):
-        if _is_missing(value):
+        if is_missing(value):
             continue
         if isinstance(value, str):
             if not value.strip():

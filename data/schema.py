@@ -8,10 +8,12 @@ the data and are open.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from data.values import as_utc
 
 __all__ = [
     "CONTENT_TYPES",
@@ -126,10 +128,8 @@ def to_utc(value: datetime) -> datetime:
     (``0001-01-01T00:00:00+05:00``) is a ``ValueError`` (a 400 naming the field),
     not the ``OverflowError`` of ``astimezone``.
     """
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(UTC)
+        return as_utc(value)
     except OverflowError:
         raise ValueError(
             f"{value.isoformat()} is outside the range of timestamps (years 1 to 9999 in UTC)"

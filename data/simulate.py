@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.schema import DEFAULT_PERSONAS, DEFAULT_STAGES, EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS
+from data.values import as_utc
 
 __all__ = [
     "LEAD_SOURCES",
@@ -148,7 +149,7 @@ class SimulationConfig:
         end = self.end
         if not isinstance(end, datetime):
             raise ValueError(f"end must be a datetime, got {end!r}")
-        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+        end = as_utc(end)
         object.__setattr__(self, "end", end)
 
     @property

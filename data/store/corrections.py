@@ -59,6 +59,21 @@ class _Missing(enum.Enum):
 _MISSING: Final = _Missing.MISSING
 
 
+def _reason(reason: Any) -> str | None:
+    why = _opt_str(reason, "reason")
+    if why is not None and len(why) > _REASON_MAX:
+        raise ValueError(f"reason: longer than {_REASON_MAX} characters")
+    return why
+
+
+def _note(note: Any) -> str | None:
+    if note is not None and not isinstance(note, str):
+        raise ValueError("note: expected text")
+    if note is not None and len(note) > _NOTE_MAX:
+        raise ValueError(f"note: longer than {_NOTE_MAX} characters")
+    return note
+
+
 class CorrectionsRoom(QueueUpkeep):
     """Append-only corrections of a lead's stage or persona, undos and bulk undos."""
 
@@ -145,116 +160,83 @@ class CorrectionsRoom(QueueUpkeep):
         batch_id: str | None = None,
         suggestion_id: int | None = None,
     ) -> CorrectionResult:
-        """Append a rep's correction of one label of one lead.
+        """Append a rep's correction of one label (``field``: stage or persona) of one lead.
 
-        Parameters
-        ----------
-        lead_id
-            The lead (in the leads table, or at least scored).
-        field
-            ``"stage"`` or ``"persona"``.
-        new_label
-            The label the rep sets (labels are open: any non-empty text).
-        reviewer
-            Who corrected (user name, or API key name for CRM corrections).
-        kind
-            ``"reclassify"`` (default), ``"confirm"`` (the rep checked the current
-            label and agrees) or ``"undo"`` (imports only; use
-            :meth:`undo_correction`).
-        reason, note
-            A short reason code and a free note.
-        source
-            ``"ui"``, ``"api"`` or ``"import"``.
-        prediction_id, model_version
-            The prediction the rep reviewed. Default: the lead's newest prediction
-            at this moment (so retraining finds the feature snapshot the rep saw).
-        expected_label
-            The label the caller believes is current. When given and different,
-            the correction is stored all the same and ``conflict`` is true.
-        created_at
-            When the rep corrected (imports); default now.
-        api_key
-            The name of the API key that sent the correction (API corrections).
-        batch_id
-            The bulk action this row belongs to (see :meth:`undo_batch`).
-        suggestion_id
-            The suggestion the rep confirmed (see :mod:`training.similar`).
-
-        Returns
-        -------
-        CorrectionResult
-            ``old_label`` is the label that was current: the latest correction's,
-            else the latest prediction's, else marketing's.
-
-        Raises
-        ------
-        KeyError
-            Unknown lead.
-        ValueError
-            Bad field, kind, source, empty label or reviewer, or a prediction of
-            another lead.
+        ``new_label`` is any non-empty text; ``kind`` is ``"reclassify"``, ``"confirm"``
+        (the rep agrees with the current label) or ``"undo"`` (imports only: use
+        :meth:`undo_correction`); ``source`` is ``"ui"``, ``"api"`` or ``"import"``.
+        ``prediction_id``/``model_version`` name the prediction reviewed (default:
+        the lead's newest now, so retraining finds the features the rep saw).
+        ``expected_label`` is the label the caller believes current: when it is not,
+        the row is stored all the same and ``conflict`` is true. ``created_at``
+        (imports), ``api_key`` (the key that sent it), ``batch_id`` (the bulk
+        action, :meth:`undo_batch`) and ``suggestion_id`` (:mod:`training.similar`)
+        are recorded as given. The result's ``old_label`` is the label that was
+        current: the latest rep label, else the latest prediction's, else
+        marketing's. ``KeyError`` for an unknown lead; ``ValueError`` naming the
+        argument for a bad field, kind, source, empty label or reviewer, or a
+        prediction of another lead.
         """
-        field = _choice(field, "field", CORRECTION_FIELDS)
-        kind = _choice(kind, "kind", CORRECTION_KINDS)
-        source = _choice(source, "source", CORRECTION_SOURCES)
-        label = _req_str(new_label, "new_label", _LABEL_MAX)
-        who = _req_str(reviewer, "reviewer", _LABEL_MAX)
-        why = _opt_str(reason, "reason")
-        if why is not None and len(why) > _REASON_MAX:
-            raise ValueError(f"reason: longer than {_REASON_MAX} characters")
-        if note is not None and not isinstance(note, str):
-            raise ValueError("note: expected text")
-        if note is not None and len(note) > _NOTE_MAX:
-            raise ValueError(f"note: longer than {_NOTE_MAX} characters")
-        when = _opt_ts(created_at, "created_at")
-        key_name = None if api_key is None else _req_str(api_key, "api_key", _NAME_MAX)
+        values: dict[str, Any] = {
+            "field": _choice(field, "field", CORRECTION_FIELDS),
+            "kind": _choice(kind, "kind", CORRECTION_KINDS),
+            "source": _choice(source, "source", CORRECTION_SOURCES),
+            "new_label": _req_str(new_label, "new_label", _LABEL_MAX),
+            "reviewer": _req_str(reviewer, "reviewer", _LABEL_MAX),
+            "reason": _reason(reason),
+            "note": _note(note),
+            "created_at": _opt_ts(created_at, "created_at"),
+            "api_key": None if api_key is None else _req_str(api_key, "api_key", _NAME_MAX),
+            "is_rep_label": True,
+            "undo_of": None,
+            "batch_id": batch_id,
+            "suggestion_id": suggestion_id,
+        }
 
         def work(conn: Connection) -> CorrectionResult:
             lead = self._lock_lead(conn, lead_id)
-            current, _, latest_prediction = self._label_state(conn, lead, field)
-            pred_id, version = prediction_id, model_version
-            if pred_id is not None:
-                reviewed = conn.execute(
-                    sa.select(_PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version).where(
-                        _PREDICTIONS.c.id == pred_id
-                    )
-                ).first()
-                if reviewed is None or reviewed.lead_id != lead["lead_id"]:
-                    raise ValueError(
-                        f"prediction {pred_id} is not a prediction of lead {lead_id!r}"
-                    )
-                version = version if version is not None else reviewed.model_version
-            elif latest_prediction is not None:
-                pred_id = latest_prediction["id"]
-                version = version if version is not None else latest_prediction["model_version"]
-            stamp = when or utc_now()
-            new_id = self._append(
-                conn,
-                {
-                    "lead_id": lead["lead_id"],
-                    "field": field,
-                    "old_label": current,
-                    "new_label": label,
-                    "kind": kind,
-                    "is_rep_label": True,
-                    "reviewer": who,
-                    "created_at": stamp,
-                    "reason": why,
-                    "note": note,
-                    "source": source,
-                    "prediction_id": pred_id,
-                    "model_version": version,
-                    "undo_of": None,
-                    "api_key": key_name,
-                    "batch_id": batch_id,
-                    "suggestion_id": suggestion_id,
-                },
-            )
-            self._queue_reviewed(conn, lead["lead_id"])
+            current, _, latest = self._label_state(conn, lead, values["field"])
+            reviewed = self._reviewed_prediction(conn, lead_id, prediction_id, latest)
+            version = model_version
+            if version is None and reviewed is not None:
+                version = reviewed["model_version"]
+            stamp = values["created_at"] or utc_now()
+            row = {
+                **values,
+                "lead_id": lead_id,
+                "old_label": current,
+                "created_at": stamp,
+                "prediction_id": None if reviewed is None else reviewed["id"],
+                "model_version": version,
+            }
+            new_id = self._append(conn, row)
+            self._queue_reviewed(conn, lead_id)
             conflict = expected_label is not _MISSING and expected_label != current
-            return CorrectionResult(new_id, current, label, conflict, stamp, lead_id, field, kind)
+            label, field_, kind_ = values["new_label"], values["field"], values["kind"]
+            return CorrectionResult(new_id, current, label, conflict, stamp, lead_id, field_, kind_)
 
         return self._write(work)
+
+    @staticmethod
+    def _reviewed_prediction(
+        conn: Connection, lead_id: str, prediction_id: int | None, latest: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """The prediction a correction reviews: the one named (it must be of this lead),
+        else the lead's newest (so retraining finds the feature snapshot the rep saw)."""
+        if prediction_id is None:
+            return latest
+        reviewed = (
+            conn.execute(
+                sa.select(
+                    _PREDICTIONS.c.id, _PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version
+                ).where(_PREDICTIONS.c.id == prediction_id)
+            )
+            .mappings()
+            .first()
+        )
+        if reviewed is None or reviewed["lead_id"] != lead_id:
+            raise ValueError(f"prediction {prediction_id} is not a prediction of lead {lead_id!r}")
+        return reviewed
 
     def undo_correction(
         self,
@@ -268,23 +250,13 @@ class CorrectionsRoom(QueueUpkeep):
     ) -> CorrectionResult:
         """Append an ``undo`` row that restores the label from before a correction.
 
-        Nothing is overwritten: the undone row stays, and the new row points at it
-        (``undo_of``). When the undone correction was the first rep label of the
-        field, the lead goes back to the model's (else marketing's) label and no
-        longer counts as rep-labelled in :meth:`current_labels`. Undoing an undo
-        restores what the undo replaced.
-
-        Returns
-        -------
-        CorrectionResult
-            ``conflict`` is true when the label had changed since the undone
-            correction (someone corrected the lead after it); the undo is stored
-            all the same.
-
-        Raises
-        ------
-        KeyError
-            Unknown correction id.
+        Nothing is overwritten: the undone row stays and the new row points at it
+        (``undo_of``). When the undone correction was the field's first rep label,
+        the lead goes back to the model's (else marketing's) label and no longer
+        counts as rep-labelled in :meth:`current_labels`; undoing an undo restores
+        what the undo replaced. ``conflict`` is true when the label changed since
+        the undone correction (the undo is stored all the same). ``KeyError`` for
+        an unknown correction id.
         """
         who = _req_str(reviewer, "reviewer", _LABEL_MAX)
         source = _choice(source, "source", CORRECTION_SOURCES)
@@ -303,27 +275,7 @@ class CorrectionsRoom(QueueUpkeep):
             field = target["field"]
             lead = self._lock_lead(conn, target["lead_id"])
             current, _, latest_prediction = self._label_state(conn, lead, field)
-            before = (
-                conn.execute(
-                    sa.select(_CORRECTIONS.c.is_rep_label)
-                    .where(
-                        _CORRECTIONS.c.lead_id == target["lead_id"],
-                        _CORRECTIONS.c.field == field,
-                        _CORRECTIONS.c.id < target["id"],
-                    )
-                    .order_by(_CORRECTIONS.c.id.desc())
-                    .limit(1)
-                )
-                .scalars()
-                .first()
-            )
-            rep_label = bool(before)
-            if rep_label:
-                restored = target["old_label"]
-            elif latest_prediction is not None and latest_prediction["label"] is not None:
-                restored = latest_prediction["label"]
-            else:
-                restored = lead[f"marketing_{field}"]
+            rep_label, restored = self._restored(conn, target, lead, latest_prediction)
             stamp = utc_now()
             new_id = self._append(
                 conn,
@@ -352,6 +304,37 @@ class CorrectionsRoom(QueueUpkeep):
             )
 
         return self._write(work)
+
+    @staticmethod
+    def _restored(
+        conn: Connection,
+        target: Mapping[str, Any],
+        lead: Mapping[str, Any],
+        latest_prediction: Mapping[str, Any] | None,
+    ) -> tuple[bool, str | None]:
+        """(whether the label an undo of ``target`` restores is a rep's, that label):
+        the label ``target`` replaced when a rep's label came before it, else the
+        model's newest, else marketing's."""
+        field = target["field"]
+        before = (
+            conn.execute(
+                sa.select(_CORRECTIONS.c.is_rep_label)
+                .where(
+                    _CORRECTIONS.c.lead_id == target["lead_id"],
+                    _CORRECTIONS.c.field == field,
+                    _CORRECTIONS.c.id < target["id"],
+                )
+                .order_by(_CORRECTIONS.c.id.desc())
+                .limit(1)
+            )
+            .scalars()
+            .first()
+        )
+        if before:
+            return True, target["old_label"]
+        if latest_prediction is not None and latest_prediction["label"] is not None:
+            return False, latest_prediction["label"]
+        return False, lead[f"marketing_{field}"]
 
     # ------------------------------------------------- batches (issue #18: bulk undo)
 
