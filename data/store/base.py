@@ -40,13 +40,9 @@ def _safe_url(url: URL) -> str:
 
 
 def _install_sqlite_listeners(engine: Engine) -> None:
-    """WAL, foreign keys, a busy timeout and a 32 MiB page cache on every connection.
-
-    pysqlite's own transaction handling is switched off (``isolation_level =
-    None``) so that SQLAlchemy's ``begin`` decides: ``BEGIN IMMEDIATE`` for
-    connections carrying the ``leadready_write`` option (it takes the write lock
-    up front, so a transaction never fails half-way upgrading a read lock), plain
-    ``BEGIN`` otherwise. This also makes DDL transactional for the migrations.
+    """WAL, foreign keys, a busy timeout and a 32 MiB page cache on every connection;
+    ``BEGIN IMMEDIATE`` for connections with the ``leadready_write`` option, plain
+    ``BEGIN`` otherwise (pysqlite's own transaction handling is off: docs/design/data.md).
     """
 
     @event.listens_for(engine, "connect")
@@ -86,20 +82,10 @@ def _retryable(exc: DBAPIError) -> bool:
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
-    """An Alembic ``Config`` built in code: no ini file, works from any directory.
-
-    Parameters
-    ----------
-    connection
-        An open connection the migrations run on (``Store.upgrade`` passes its own).
-    url
-        A database URL, for running Alembic commands (``revision --autogenerate``,
-        ``history``) outside a ``Store``.
-
-    Returns
-    -------
-    alembic.config.Config
-        ``script_location`` points at :data:`MIGRATIONS_DIR`.
+    """An Alembic ``Config`` built in code (no ini file, any working directory) whose
+    ``script_location`` is :data:`MIGRATIONS_DIR`: on an open ``connection`` (what
+    :meth:`Store.upgrade` passes), or for a ``url`` (``revision --autogenerate``,
+    ``history`` outside a ``Store``).
     """
     from alembic.config import Config
 
@@ -181,12 +167,9 @@ class StoreBase:
     # ----------------------------------------------------------- transactions
 
     def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction, retrying lock contention.
-
-        On SQLite the transaction starts with ``BEGIN IMMEDIATE``; "database is
-        locked" (past the 30 s busy timeout) and PostgreSQL serialization failures
-        or deadlocks roll back and retry a few times with jittered backoff. The
-        transaction is rolled back before a retry, so a write lands exactly once.
+        """Run ``work`` in one write transaction, retrying lock contention, serialization
+        failures and deadlocks a few times with jittered backoff (rolled back before a
+        retry, so a write lands exactly once).
         """
         for attempt in range(_WRITE_RETRIES):
             try:
@@ -201,11 +184,8 @@ class StoreBase:
     def _bulk_insert(
         self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
     ) -> None:
-        """Append rows that all carry the same keys, values already normalised.
-
-        PostgreSQL through psycopg 3 gets ``COPY … FROM STDIN`` (several times
-        faster than its executemany; JSON columns go as JSON text, timestamps are
-        already UTC); other drivers get an executemany.
+        """Append rows that all carry the same keys, values already checked: ``COPY … FROM
+        STDIN`` on PostgreSQL through psycopg 3 (JSON columns as JSON text), else an executemany.
         """
         if not rows:
             return

@@ -423,14 +423,9 @@ class CorrectionsRoom(QueueUpkeep):
     def current_labels(
         self, lead_ids: Iterable[str] | None = None
     ) -> dict[str, dict[str, str | None]]:
-        """Reps' current labels: the latest correction per lead and field wins.
-
-        Returns
-        -------
-        dict
-            ``{lead_id: {"stage": label or None, "persona": label or None}}`` for
-            leads with at least one rep label; None for a field no rep labelled (or
-            whose corrections were all undone).
+        """Reps' current labels, ``{lead_id: {"stage": label or None, "persona": ...}}``:
+        the latest correction per lead and field wins; only leads with a rep label, and
+        None for a field no rep labelled (or whose corrections were all undone).
         """
 
         def query(ids: Sequence[str] | None) -> sa.Select[Any]:
@@ -461,19 +456,10 @@ class CorrectionsRoom(QueueUpkeep):
         return out
 
     def corrections_frame(self, *, with_features: bool = False) -> pd.DataFrame:
-        """Every correction row, oldest first, for retraining and export.
-
-        Parameters
-        ----------
-        with_features
-            Add a ``features`` column: the feature snapshot of the reviewed
-            prediction (None when the correction names none).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per correction, the table's columns (``created_at`` as UTC
-            datetimes); empty with the same columns when there are none.
+        """Every correction row, oldest first, as a DataFrame of the table's columns
+        (``created_at`` as UTC datetimes; empty with the same columns when there are none),
+        for retraining and export; ``with_features`` adds the reviewed prediction's feature
+        snapshot as ``features`` (None when the correction names none).
         """
         import pandas as pd
 

@@ -120,38 +120,18 @@ class LeadsRoom(QueueUpkeep):
     """Leads (profile, firmographics, marketing's labels) and their events."""
 
     def upsert_leads(self, records: Iterable[Mapping[str, Any]]) -> int:
-        """Insert new leads and update known ones (profile and marketing labels).
+        """Insert new leads and update known ones (profile and marketing labels); returns
+        the number of distinct leads written.
 
-        Parameters
-        ----------
-        records
-            Mappings with ``lead_id`` and any of the profile columns
-            (:data:`data.schema.LEAD_COLUMNS`), marketing labels as ``stage`` /
-            ``persona`` (or ``marketing_stage`` / ``marketing_persona``), an
-            ``extra`` mapping, and other keys (kept in ``extra``). Missing values
-            (None, NaN, NaT) are stored as NULL. A column a record does not carry
-            is left as it is on an existing lead. Rows of a DataFrame
-            (``df.to_dict("records")``) are accepted as they are.
-
-        Returns
-        -------
-        int
-            The number of distinct leads written.
-
-        Raises
-        ------
-        ValueError
-            A record without a lead id or with a value of the wrong kind (nothing
-            of that chunk is written).
-
-        Notes
-        -----
-        Duplicated ids within ``records`` are merged, later values winning. Rows go
-        in chunks of 5000, one transaction each, through the dialect's
-        ``INSERT … ON CONFLICT DO UPDATE`` (fast at 100k rows; re-running an import
-        is harmless). In the same transaction, the review queue rows of scored
-        leads whose company or marketing labels changed are brought up to date
-        (the model's probability of marketing's label, the priority).
+        A record has ``lead_id`` and any profile column (:data:`data.schema.LEAD_COLUMNS`),
+        marketing's labels as ``stage``/``persona`` (or ``marketing_stage``/
+        ``marketing_persona``), an ``extra`` mapping and other keys (kept in ``extra``);
+        rows of ``df.to_dict("records")`` are accepted as they are. Missing values are
+        stored as NULL; a column a record does not carry is left as it is. Duplicated ids
+        are merged (later values win); chunks of 5000 go in one ``INSERT … ON CONFLICT DO
+        UPDATE`` transaction each, which also brings the queue rows of leads whose company
+        or marketing labels changed up to date. ``ValueError`` (nothing of the chunk is
+        written) for a record without a lead id or with a value of the wrong kind.
         """
         merged: dict[str, dict[str, Any]] = {}
         for position, record in enumerate(records, start=1):
@@ -187,32 +167,13 @@ class LeadsRoom(QueueUpkeep):
         return len(merged)
 
     def add_events(self, records: Iterable[Mapping[str, Any]]) -> int:
-        """Append engagement events (their leads must be in the store).
+        """Append engagement events of leads already in the store; returns the number given.
 
-        Parameters
-        ----------
-        records
-            Mappings with :data:`data.schema.EVENT_COLUMNS` (properties flattened,
-            or under a ``properties`` mapping). Timestamps are stored as UTC.
-
-        Returns
-        -------
-        int
-            The number of events given (those already stored are skipped).
-
-        Raises
-        ------
-        ValueError
-            An unknown event type, a missing timestamp or an unknown field.
-
-        Notes
-        -----
-        Each event has an idempotency key, ``event_id``: the record's own (at most
-        64 characters) or :func:`event_id_of` its content. A unique index on
-        ``(lead_id, event_id)`` and ``INSERT … ON CONFLICT DO NOTHING`` (SQLite
-        and PostgreSQL) store an event sent again, by any process, only once.
-        KeyError
-            An event of a lead that is not in the store (upsert the lead first).
+        A record has :data:`data.schema.EVENT_COLUMNS` (properties flattened, or under a
+        ``properties`` mapping) and optionally its idempotency key ``event_id`` (at most 64
+        characters; default :func:`event_id_of` its content): an event sent again, by any
+        process, is stored once. ``ValueError`` for an unknown event type, a missing
+        timestamp or an unknown field; ``KeyError`` for an event of an unknown lead.
         """
         rows = [_event_values(record, i) for i, record in enumerate(records, start=1)]
 
@@ -247,19 +208,8 @@ class LeadsRoom(QueueUpkeep):
         return None if row is None else _lead_dict(row)
 
     def events_for(self, lead_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """A lead's events, oldest first.
-
-        Parameters
-        ----------
-        lead_id
-            The lead.
-        limit
-            Keep only the ``limit`` most recent events (still returned oldest first).
-
-        Returns
-        -------
-        list of dict
-            Keys: :data:`data.schema.EVENT_COLUMNS`.
+        """A lead's events (keys :data:`data.schema.EVENT_COLUMNS`), oldest first; with
+        ``limit``, only the ``limit`` most recent (still oldest first).
         """
         order = (_EVENTS.c.timestamp.desc(), _EVENTS.c.id.desc())
         stmt = sa.select(_EVENTS).where(_EVENTS.c.lead_id == lead_id).order_by(*order)

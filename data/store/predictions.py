@@ -59,39 +59,17 @@ class PredictionsRoom(QueueUpkeep):
     """Scored leads: labels, confidences, margins, readiness, route and the inputs used."""
 
     def record_predictions(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Store scored leads in one bulk insert (``COPY`` on PostgreSQL).
+        """Store scored leads in one bulk insert (``COPY`` on PostgreSQL); returns the number written.
 
-        Parameters
-        ----------
-        rows
-            Mappings with ``lead_id``, ``model_name``, ``model_version``,
-            ``source`` (one of :data:`PREDICTION_SOURCES`) and any of ``stage``,
-            ``stage_confidence``, ``stage_margin``, ``persona``,
-            ``persona_confidence``, ``persona_margin``, ``probabilities``
-            (``{"stage": {label: p}, "persona": {...}}``), ``readiness``,
-            ``route``, ``reasons``, ``features`` (the feature snapshot),
-            ``created_at`` (default: now). JSON values may hold numpy scalars;
-            NaN is stored as null. The lead need not be in the leads table.
-
-        Returns
-        -------
-        int
-            The number of rows written.
-
-        Raises
-        ------
-        ValueError
-            An unknown key, a missing required value or a bad source; nothing is
-            written then.
-
-        Notes
-        -----
-        The review queue (``lead_queue``) follows in the same transaction: each
-        lead's row is replaced by one built from its newest prediction of this
-        batch (rows are numbered up front, so within a batch the later row of a
-        lead is the newer), with the stage before it, marketing's labels and the
-        reviewed flag (kept from the lead's row, else read from the corrections).
-        A row is only ever replaced by a newer prediction's.
+        A row has ``lead_id``, ``model_name``, ``model_version``, ``source`` (one of
+        :data:`PREDICTION_SOURCES`) and any of the other columns of
+        :class:`~data.store.PredictionRow` (``probabilities`` as ``{"stage": {label: p},
+        "persona": {...}}``, ``features`` the feature snapshot, ``created_at`` default
+        now); JSON values may hold numpy scalars, NaN is stored as null, and the lead need
+        not be in the leads table. In the same transaction each lead's queue row is
+        replaced by one built from its newest prediction of the batch (rows are numbered
+        up front). ``ValueError``, and nothing written, for an unknown key, a missing
+        required value or a bad source.
         """
         now = utc_now()
         values = [_prediction_values(row, i, now) for i, row in enumerate(rows, start=1)]
@@ -127,20 +105,9 @@ class PredictionsRoom(QueueUpkeep):
     def latest_predictions(
         self, lead_ids: Iterable[str] | None = None, *, with_features: bool = True
     ) -> dict[str, dict[str, Any]]:
-        """The newest prediction of each lead, keyed by lead id.
-
-        Parameters
-        ----------
-        lead_ids
-            Only these leads (default: every lead with a prediction).
-        with_features
-            Include the ``features`` snapshot (leave it out for listings of many
-            leads: it is the bulk of each row).
-
-        Notes
-        -----
-        One ``max(id) … GROUP BY lead_id`` pass over the ``(lead_id, id)`` index,
-        joined back to the rows; ids are asked for in chunks.
+        """The newest prediction of each lead (of ``lead_ids``, default all), keyed by lead
+        id; ``with_features=False`` leaves out the feature snapshot, the bulk of each row.
+        One ``max(id) … GROUP BY lead_id`` pass over the ``(lead_id, id)`` index, in chunks of ids.
         """
         columns = [c for c in _PREDICTIONS.c if with_features or c.name != "features"]
 

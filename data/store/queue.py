@@ -78,16 +78,10 @@ class QueueUpkeep(StoreBase):
         return out
 
     def _queue_upsert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace queue rows; a row is only replaced by a newer prediction's.
-
-        ``reviewed`` of an existing row is left alone (corrections own it). Rows
-        go in lead id order, so concurrent writers lock them in the same order.
-        Batch scoring writes tens of thousands of rows, so the statement runs at
-        the driver level: SQLite gets an ``executemany`` of plain tuples;
-        PostgreSQL gets one ``INSERT … SELECT FROM unnest(<one array per
-        column>)`` for a few rows (the API's writer), and for a batch a ``COPY``
-        into a temporary table and one ``INSERT … SELECT`` from it (dumping
-        arrays costs the client about four times what ``COPY`` does).
+        """Insert or replace queue rows, in lead id order; a row is only replaced by a newer
+        prediction's, and its ``reviewed`` flag is left alone (corrections own it). Runs at
+        the driver level: executemany on SQLite; ``unnest`` of arrays, or from 500 rows a
+        ``COPY`` into a temporary table, on PostgreSQL (docs/design/data.md).
         """
         if not rows:
             return
@@ -155,15 +149,9 @@ class QueueUpkeep(StoreBase):
             cursor.close()
 
     def _queue_predictions(self, conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
-        """Bring the queue rows of a batch's leads to their newest prediction of the batch.
-
-        On SQLite writers are serialised, so a row is always exact. On
-        PostgreSQL (READ COMMITTED) the newest prediction always wins (the
-        upsert only replaces an older ``prediction_id``), but two transactions
-        writing the same lead at the same moment (two scorings; a scoring and a
-        change of marketing's label; a lead's first scoring and a correction)
-        can leave that row's previous stage, doubt term or reviewed flag one
-        write behind, until the lead's next write of that kind.
+        """Bring the queue rows of a batch's leads to their newest prediction of the batch
+        (on PostgreSQL a concurrent write of the same lead may leave the previous stage,
+        doubt term or reviewed flag one write behind: docs/design/data.md).
         """
 
         latest: dict[str, Mapping[str, Any]] = {}

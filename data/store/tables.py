@@ -237,30 +237,10 @@ _QUEUE_RANK_COLUMNS: Final[tuple[str, ...]] = (
 class QueueRow(Base):
     """The review queue, materialized: one row per scored lead, from its latest prediction.
 
-    Written only by the store's own write paths, in the transaction of the write
-    that changes it (:meth:`Store.record_predictions`, :meth:`Store.upsert_leads`,
-    :meth:`Store.add_correction`, :meth:`Store.undo_correction`); the values come
-    from :func:`data.review_queue.queue_rows`. ``sort_key`` is minus the queue
-    priority without its time-dependent stage-change term (the queue adds that
-    term at read time from ``changed_at``, the time of a stage change). It is
-    stored negated so that the queue's order (unreviewed first, priority
-    descending, lead id) is one ascending index on every backend: SQLite's
-    schema reflection does not report descending index columns, so a DESC
-    index would read as drift in the migration check.
-
-    Two indexes serve every page: ``ix_lead_queue_rank`` over all rows and
-    ``ix_lead_queue_changed_rank``, the same columns over the rows whose stage
-    changed (partial), so the few recent changes are found without walking
-    every lead. Both end with the columns the filters test (stage, persona,
-    route, change time, company, scoring time): a filtered page is an
-    index-only walk too. ``ix_lead_queue_filters`` (stage, persona, route,
-    reviewed) counts a filtered page without reading the table (PostgreSQL
-    would scan it: ~10x slower). Few indexes keep batch scoring cheap, as each
-    rescoring moves every row in the rank indexes (and on PostgreSQL adds an
-    entry to every index); for the same reason ``prediction_id`` carries no
-    foreign key (the check reads the large predictions table once per row:
-    about half the upkeep's cost on SQLite). Predictions are never deleted,
-    and only the store writes this table.
+    Written only by the store's write paths, in the transaction of the write that
+    changes it, with the values of :func:`data.priority.queue_rows`; ``sort_key`` is
+    minus the priority without the stage-change term, stored negated so the queue's
+    order is one ascending index (docs/design/data.md: the order and the indexes).
     """
 
     __tablename__ = "lead_queue"
