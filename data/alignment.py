@@ -1,28 +1,6 @@
-"""How well reps and the model agree, and whether the model is going stale.
-
-Plain functions over the store (SQL aggregates, then pandas on the few columns
-they return): no Flask, no MLflow, no environment. The alignment dashboard of
-the review UI and the ``/metrics`` gauges call the same functions.
-
-Definitions
------------
-review
-    A rep's ``reclassify`` or ``confirm`` row that is still in effect (not
-    undone, or undone and then restored), keeping a rep's last word per lead,
-    field and reviewed prediction. ``undo`` rows are not reviews.
-agreement
-    A review whose label equals the model's label *of the prediction the rep
-    reviewed* (``prediction_id``). Confirms therefore count as agreement;
-    reviews that name no prediction have no model label and count for neither.
-override rate
-    Of the leads reviewed in a period, the share where a rep set a label (stage
-    or persona) other than the model's.
-PSI
-    Population stability index of one feature between a reference sample and a
-    recent one: ``sum((a - e) * ln(a / e))`` over bins (deciles of the
-    reference for numbers, values for categories, one bin for missing values),
-    shares floored at :data:`PSI_FLOOR` so an empty bin stays finite. Below 0.1
-    is stable, 0.1 to 0.25 worth watching, 0.25 and above worth acting on.
+"""How well reps and the model agree, and whether the model is going stale: plain functions
+over the store for the alignment dashboard and the ``/metrics`` gauges (the definitions of
+review, agreement, override rate and PSI: docs/design/data.md).
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
-"""Read a column's values as a person would: numbers, dates, booleans, text.
-
-CRM exports carry numbers as people type them (``1,234``, ``$4,365,000``, ``12,5 %``,
-``1.234,50 €``), dates in ISO, US and European forms, with time zones or as epoch
-seconds, and booleans as ``Yes``/``no``/``TRUE``/``1``. :func:`infer_types` decides
-one kind per column — ``number``, ``date``, ``boolean``, ``text``, ``empty`` or
-``constant`` — and parses every value of the column the same way (an ambiguous
-date column such as ``03/04/2026`` is read one way for the whole column and the
-report says which). Values that do not fit the column's kind become missing and
-are counted, with the first examples and their lines, in a :class:`ColumnReport`.
-
-Dates become a number for the model: days since 1970-01-01 (UTC), since the
-model's table encoder takes numbers, not timestamps. Everything here is
-vectorized with pandas string methods; no per-row Python loop.
-
-A kind can be forced per column (``--types 'Annual Revenue=number,Close Date=date'``,
-:func:`parse_types`); ``date-dmy`` / ``date-mdy`` force the day/month order.
-:func:`apply_types` re-applies the decisions of a training table to a scoring
-table, so both read a column the same way.
+"""Read a column's values as a person would: one kind per column (number, date, boolean,
+text, empty, constant) decided from CRM-style values and applied the same way to training
+and scoring tables (docs/design/data.md).
 """
 
 from __future__ import annotations

@@ -1,28 +1,5 @@
-"""Split a CSV export into records before pandas parses it, and say which lines are bad.
-
-pandas' C parser is fast but it cannot tell a user *which* physical line is wrong:
-it drops a line with too many fields (or stops with a raw tokenizer error), pads a
-line with too few fields with missing values, and lets an unterminated quote swallow
-the following records into one field. :class:`CsvScanner` finds the record
-boundaries first, vectorized with numpy over blocks of bytes (a quote toggles the
-"inside a quoted field" state, so the state at any byte is the parity of the quotes
-before it, which also holds for doubled ``""`` quotes; it is looked up, by binary
-search in the quotes' positions, only at line breaks and delimiters), and checks
-every record's field count against the header. Good records are handed on as UTF-8
-CSV bytes for pandas to parse; each bad line becomes a :class:`BadLine` naming its physical line
-number in the file (the header is line 1, as an editor shows it), the column and
-what is wrong. Only bad records are looked at one by one in Python.
-
-A record that spans several lines (a quoted field with line breaks, such as a note)
-is kept when it has the header's number of fields and none of its continuation lines
-looks like a record of its own; otherwise its first line is reported as an
-unterminated quote and scanning starts again on the next line, so a quote that runs
-on never merges one record into another.
-
-The encoding is found before scanning: UTF-8 (with or without a byte-order mark),
-UTF-16 with a byte-order mark (Excel's "Unicode text"), and otherwise Windows-1252
-(Excel's and most CRMs' legacy export), which :attr:`CsvScanner.encoding_note` says.
-The delimiter is sniffed from the first lines among ``,`` ``;`` tab and ``|``.
+"""Split a CSV export into records before pandas parses it, and say which physical lines are
+bad, with the encoding and delimiter found (the vectorized quote-parity scan: docs/design/data.md).
 """
 
 from __future__ import annotations

@@ -1,15 +1,5 @@
-"""One label policy for every entry point: training, the corrections API, the review UI and
-``corrections import``.
-
-Two spellings are the same label when they are equal after case folding and after
-removing surrounding and inner white space, ``-`` and ``_`` (``"LEAD"``, ``" lead "``,
-``"Sales-Qualified_Lead"`` and ``"sales qualified lead"`` are each one label); the
-CRM abbreviations MQL, SQL and SAL are their long forms.
-Training names each class by a readable spelling (:func:`readable_name`: words
-apart, not in capitals, then the most frequent; CRM lifecycle stages that needed
-merging by the CRM's own display names, "Sales Qualified Lead") and lists the
-variants it merged; the API, the UI and imports accept
-any spelling of a known label and store the known one.
+"""One label policy for every entry point (training, the corrections API, the review UI and
+``corrections import``): which spellings are one label, and its readable name (docs/design/data.md).
 """
 
 from __future__ import annotations

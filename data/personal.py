@@ -1,17 +1,5 @@
-"""Columns a model must not learn from unless someone says so: personal data and leaks.
-
-* **Personal data** — names, e-mail addresses, phone numbers, street addresses —
-  found by column name (in the languages exports carry) and by content (most values
-  look like an e-mail address or a phone number).
-* **Vendor scores** — another tool's score of the same lead (``HubSpot Score``,
-  ``Lead Score``): it encodes the outcome the model should learn.
-* **Dates after the outcome** — ``Became a Customer Date``, ``Close Date``,
-  ``Converted Date``: known only once the label is.
-* **Id-like columns** — unique text per row (a record id, a URL): never a feature;
-  reported by name.
-
-:func:`screen_columns` returns what to exclude and why; the caller excludes them,
-says so, and keeps a column the user allowed (``--allow-column NAME``).
+"""Columns a model must not learn from unless someone says so: personal data, vendor scores,
+dates after the outcome and id-like columns (docs/design/data.md).
 """
 
 from __future__ import annotations

@@ -34,24 +34,12 @@ __all__ = [
 class QueueConfig:
     """Thresholds (when a reason fires) and weights (how much it adds to the priority).
 
-    Parameters
-    ----------
-    sales_ready_stages
-        Stage labels that send a lead to sales.
-    close_call_margin
-        A stage (or persona) margin below this is a close call.
-    sales_confidence
-        A sales-ready prediction less sure than this is "sales-ready, unsure".
-    mislabel_threshold
-        Marketing's label is suspect when the model gives it less than this.
-    changed_days
-        A stage change counts when the latest prediction is at most this old.
-    w_margin, w_persona_margin, w_sales, w_changed, w_mislabel, w_persona_mislabel
-        Weights: ``w_margin * (1 - stage_margin) + w_persona_margin * (1 -
-        persona_margin) + w_sales * (1 - stage_confidence) [sales-ready] +
-        w_changed [stage changed] + w_mislabel * (1 - p(marketing stage))
-        [below threshold] + w_persona_mislabel * (1 - p(marketing persona))
-        [below threshold]``.
+    A stage is sales-ready when in ``sales_ready_stages``; a stage (or persona) margin
+    below ``close_call_margin`` is a close call; a sales-ready prediction less sure
+    than ``sales_confidence`` is "sales-ready, unsure"; marketing's label is suspect
+    when the model gives it less than ``mislabel_threshold``; a stage change counts
+    when the latest prediction is at most ``changed_days`` old. The ``w_*`` weights
+    multiply those terms in :func:`_formula`.
     """
 
     sales_ready_stages: tuple[str, ...] = DEFAULT_SALES_READY_STAGES
@@ -119,33 +107,14 @@ def priority_scores(
     stage_changed: Any = None,
     config: QueueConfig | None = None,
 ) -> np.ndarray:
-    """The queue priority of each lead, vectorised: the one formula of the queue.
+    """The queue priority of each of n leads, vectorised (:func:`_formula` over numpy arrays).
 
-    Parameters
-    ----------
-    stage : sequence of str or None, length n
-        The predicted stage.
-    stage_confidence, stage_margin, persona_margin : array-like of float, length n
-        From the prediction; None or NaN where missing.
-    p_marketing_stage, p_marketing_persona : array-like of float, length n
-        The model's probability of marketing's label (:func:`marketing_probability`);
-        None or NaN where marketing gave no label.
-    stage_changed : array-like of bool, length n, optional
-        The stage differs from the previous prediction's and the change is
-        recent (default: no change).
-    config : QueueConfig, optional
-        Thresholds and weights (default :class:`QueueConfig`).
-
-    Returns
-    -------
-    numpy.ndarray of float, shape (n,)
-        ``w_margin * (1 - stage_margin) + w_persona_margin * (1 - persona_margin)
-        + w_sales * (1 - stage_confidence) [sales-ready stage] + w_mislabel * (1 -
-        p_marketing_stage) [below the threshold] + w_persona_mislabel * (1 -
-        p_marketing_persona) [below the threshold] + w_changed [stage changed]``;
-        a missing margin counts as 1 (no close call). The stage-change term is
-        added last, so a stored score without it plus ``w_changed`` is exactly
-        the score with it.
+    ``stage`` is the predicted stage; ``stage_confidence``, ``stage_margin``,
+    ``persona_margin`` come from the prediction and ``p_marketing_stage``,
+    ``p_marketing_persona`` are the model's probability of marketing's label
+    (:func:`marketing_probability`), each array-like of length n with None or NaN where
+    missing; ``stage_changed`` (bool, default none) marks a recent stage change;
+    ``config`` defaults to :class:`QueueConfig`. Returns a float array of shape (n,).
     """
     config = config or QueueConfig()
     n = len(stage)
@@ -276,83 +245,72 @@ def queue_rows(
     previous_stages: Mapping[str, str | None],
     reviewed: Collection[str],
 ) -> list[dict[str, Any]]:
-    """Rows of the store's ``lead_queue`` table, one per lead's latest prediction.
+    """Column values of the store's ``lead_queue`` rows (:class:`data.store.QueueRow`),
+    one per lead's latest prediction (as stored, with ``id`` and ``probabilities``).
 
-    Parameters
-    ----------
-    predictions
-        The latest prediction of each lead, as stored: ``id``, ``lead_id``,
-        ``created_at``, ``model_version``, ``stage``, ``stage_confidence``,
-        ``stage_margin``, ``persona``, ``persona_confidence``,
-        ``persona_margin``, ``probabilities``, ``readiness``, ``route``.
-    leads
-        ``company``, ``marketing_stage`` and ``marketing_persona`` by lead id
-        (a scored lead without a profile may be absent).
-    previous_stages
-        The stage of the prediction before the latest, by lead id (absent: none).
-    reviewed
-        Ids of leads whose current label of some field is a rep's.
-
-    Returns
-    -------
-    list of dict
-        Column values of :class:`data.store.QueueRow`; ``sort_key`` is minus
-        :func:`priority_scores` under :data:`STORED_CONFIG` without the
-        stage-change term, ``changed_at`` the prediction's time when its stage
-        differs from the previous one.
+    ``leads`` maps lead ids to ``company``, ``marketing_stage`` and
+    ``marketing_persona`` (a scored lead without a profile may be absent);
+    ``previous_stages`` the stage of the prediction before the latest; ``reviewed``
+    holds the leads whose current label of some field is a rep's. ``sort_key`` is
+    minus :func:`priority_scores` under :data:`STORED_CONFIG` without the stage-change
+    term; ``changed_at`` is the prediction's time when its stage differs from the
+    previous one.
     """
-    rows: list[dict[str, Any]] = []
-    for prediction in predictions:
-        lead_id = prediction["lead_id"]
-        lead = leads.get(lead_id) or {}
-        probabilities = prediction.get("probabilities")
-        stage, persona = prediction.get("stage"), prediction.get("persona")
-        previous = previous_stages.get(lead_id)
-        changed = previous is not None and stage is not None and previous != stage
-        marketing_stage = lead.get("marketing_stage")
-        marketing_persona = lead.get("marketing_persona")
-        rows.append(
-            {
-                "lead_id": lead_id,
-                "prediction_id": prediction["id"],
-                "scored_at": prediction["created_at"],
-                "model_version": prediction["model_version"],
-                "stage": stage,
-                "stage_confidence": prediction.get("stage_confidence"),
-                "stage_margin": prediction.get("stage_margin"),
-                "stage_runner_up": runner_up(probabilities, "stage", stage),
-                "persona": persona,
-                "persona_confidence": prediction.get("persona_confidence"),
-                "persona_margin": prediction.get("persona_margin"),
-                "persona_runner_up": runner_up(probabilities, "persona", persona),
-                "readiness": prediction.get("readiness"),
-                "route": prediction.get("route"),
-                "previous_stage": previous,
-                "changed_at": prediction["created_at"] if changed else None,
-                "company": lead.get("company"),
-                "marketing_stage": marketing_stage,
-                "marketing_persona": marketing_persona,
-                "p_marketing_stage": marketing_probability(
-                    probabilities,
-                    "stage",
-                    marketing_stage,
-                    stage,
-                    prediction.get("stage_confidence"),
-                ),
-                "p_marketing_persona": marketing_probability(
-                    probabilities,
-                    "persona",
-                    marketing_persona,
-                    persona,
-                    prediction.get("persona_confidence"),
-                ),
-                "reviewed": lead_id in reviewed,
-            }
+    rows = [
+        _queue_row(
+            prediction,
+            leads.get(prediction["lead_id"]) or {},
+            previous_stages.get(prediction["lead_id"]),
+            prediction["lead_id"] in reviewed,
         )
+        for prediction in predictions
+    ]
     scores = row_scores(rows, STORED_CONFIG)
     for row, score in zip(rows, scores, strict=True):
         row["sort_key"] = -float(score)
     return rows
+
+
+#: Prediction columns a queue row copies as they are.
+_COPIED: tuple[str, ...] = (
+    "stage_confidence",
+    "stage_margin",
+    "persona_confidence",
+    "persona_margin",
+    "readiness",
+    "route",
+)
+
+
+def _queue_row(
+    prediction: Mapping[str, Any], lead: Mapping[str, Any], previous: str | None, reviewed: bool
+) -> dict[str, Any]:
+    """One ``lead_queue`` row without its ``sort_key``."""
+    probabilities = prediction.get("probabilities")
+    stage, persona = prediction.get("stage"), prediction.get("persona")
+    changed = previous is not None and stage is not None and previous != stage
+    row = {name: prediction.get(name) for name in _COPIED}
+    row.update(
+        lead_id=prediction["lead_id"],
+        prediction_id=prediction["id"],
+        scored_at=prediction["created_at"],
+        model_version=prediction["model_version"],
+        stage=stage,
+        persona=persona,
+        previous_stage=previous,
+        changed_at=prediction["created_at"] if changed else None,
+        company=lead.get("company"),
+        reviewed=reviewed,
+    )
+    for head, top in (("stage", stage), ("persona", persona)):
+        marketing = lead.get(f"marketing_{head}")
+        confidence = prediction.get(f"{head}_confidence")
+        row[f"{head}_runner_up"] = runner_up(probabilities, head, top)
+        row[f"marketing_{head}"] = marketing
+        row[f"p_marketing_{head}"] = marketing_probability(
+            probabilities, head, marketing, top, confidence
+        )
+    return row
 
 
 def row_scores(

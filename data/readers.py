@@ -1,30 +1,6 @@
-"""Read lead and event tables from CSV, Parquet and JSON Lines, and say precisely what is wrong.
-
-The file format is chosen by suffix: ``.csv``; ``.xlsx`` (the first sheet, through
-python-calamine); ``.parquet`` / ``.pq``; ``.jsonl`` / ``.ndjson`` (one JSON object a
-line) and ``.json`` (JSON Lines, or one JSON array of objects). CSV records are split
-and checked by :class:`data.csvscan.CsvScanner` before pandas parses them, so a line
-with too many or too few fields or an unterminated quote is a :class:`RowError`
-naming the file's physical line (``RowError.line``; ``str()`` reads ``file, line N,
-column 'X': why``), and encoding and delimiter are found and said
-(``ReadResult.notes``). :func:`iter_table` streams any table in chunks (``score``). :func:`read_table` returns any table as it is; :func:`read_leads` and
-:func:`read_events` validate a leads or an events table against the contract in
-:mod:`data.schema` and return a :class:`ReadResult`: the good rows, typed, and one
-:class:`RowError` for every problem found, naming the file, the row (the N-th data
-row, 1-based, the header not counted), the column, the value and what was wrong.
-Bad rows are never dropped silently: they are returned in ``ReadResult.rejected``
-(and ``ReadResult.rejected_rows``), and strict mode raises :class:`InputError`.
-
-Validation is vectorized with pandas so that a file of a million events is checked
-in seconds; the pydantic models of :mod:`data.schema` remain the contract for single
-records (the API), and the limits checked here (string lengths, company size bounds)
-are read from those models so the two cannot drift apart.
-
-Timestamps are returned as ``datetime64[us, UTC]``. Text timestamps are parsed as
-ISO 8601 first, then in any format pandas recognises ("06/30/2026", "30 Jun 2026
-10:00"); a timestamp without a zone is taken as UTC. Numbers (and all-digit text)
-are Unix epoch times, in seconds, milliseconds, microseconds or nanoseconds
-according to their magnitude.
+"""Read lead and event tables from CSV, Excel, Parquet and JSON Lines, and say precisely what
+is wrong: every bad row is a :class:`RowError` naming the file, line, column, value and
+why, never dropped silently (formats, validation and timestamps: docs/design/data.md).
 """
 
 from __future__ import annotations

@@ -440,67 +440,53 @@ def _run(
 def _reasons(
     row: Mapping[str, Any], config: QueueConfig, previous: str | None
 ) -> tuple[QueueReason, ...]:
-    out: list[QueueReason] = []
+    """The reasons that fire for one queue row, in the order of :data:`REASON_CODES`."""
     stage, persona = row["stage"], row["persona"]
-    p_stage = _opt_float(row["p_marketing_stage"])
-    p_persona = _opt_float(row["p_marketing_persona"])
-    if p_stage is not None and p_stage < config.mislabel_threshold:
-        out.append(
-            QueueReason(
-                "possible_mislabel",
-                f"Marketing says {row['marketing_stage']}, but the model gives that only "
-                f"{percent(p_stage)} (it says {stage or '?'})",
-            )
-        )
+    p_stage, p_persona = (
+        _opt_float(row["p_marketing_stage"]),
+        _opt_float(row["p_marketing_persona"]),
+    )
     confidence = _opt_float(row["stage_confidence"])
-    if (
-        stage in config.sales_ready_stages
-        and confidence is not None
-        and confidence < config.sales_confidence
-    ):
-        out.append(
-            QueueReason(
-                "sales_ready_unsure",
-                f"Would go to sales as {stage}, but the model is only {percent(confidence)} sure",
-            )
-        )
-    margin = _opt_float(row["stage_margin"])
-    if margin is not None and margin < config.close_call_margin:
-        other = row["stage_runner_up"]
-        versus = f" and {other}" if other else " and the next stage"
-        out.append(
-            QueueReason(
-                "close_call",
-                f"Close call between {stage or '?'}{versus} ({margin:.0%} apart)",
-            )
-        )
+    margin, persona_margin = _opt_float(row["stage_margin"]), _opt_float(row["persona_margin"])
+    out: list[QueueReason] = []
+    if _below(p_stage, config.mislabel_threshold):
+        text = _mislabel(row["marketing_stage"], p_stage, stage)
+        out.append(QueueReason("possible_mislabel", text))
+    if stage in config.sales_ready_stages and _below(confidence, config.sales_confidence):
+        text = f"Would go to sales as {stage}, but the model is only {percent(confidence)} sure"
+        out.append(QueueReason("sales_ready_unsure", text))
+    if _below(margin, config.close_call_margin):
+        text = "Close call between " + _versus(stage, row["stage_runner_up"], "stage", margin)
+        out.append(QueueReason("close_call", text))
     if previous is not None and stage is not None and previous != stage:
-        out.append(
-            QueueReason(
-                "stage_changed",
-                f"Stage changed from {previous} to {stage} in the latest scoring",
-            )
-        )
-    if p_persona is not None and p_persona < config.mislabel_threshold:
-        out.append(
-            QueueReason(
-                "possible_persona_mislabel",
-                f"Marketing says {row['marketing_persona']}, but the model gives that only "
-                f"{percent(p_persona)} (it says {persona or '?'})",
-            )
-        )
-    persona_margin = _opt_float(row["persona_margin"])
-    if persona_margin is not None and persona_margin < config.close_call_margin:
+        text = f"Stage changed from {previous} to {stage} in the latest scoring"
+        out.append(QueueReason("stage_changed", text))
+    if _below(p_persona, config.mislabel_threshold):
+        text = _mislabel(row["marketing_persona"], p_persona, persona)
+        out.append(QueueReason("possible_persona_mislabel", text))
+    if _below(persona_margin, config.close_call_margin):
         other = row["persona_runner_up"]
-        versus = f" and {other}" if other else " and the next persona"
-        out.append(
-            QueueReason(
-                "persona_close_call",
-                f"Persona is a close call between {persona or '?'}{versus} "
-                f"({persona_margin:.0%} apart)",
-            )
+        text = "Persona is a close call between " + _versus(
+            persona, other, "persona", persona_margin
         )
+        out.append(QueueReason("persona_close_call", text))
     return tuple(out)
+
+
+def _below(value: float | None, limit: float) -> bool:
+    return value is not None and value < limit
+
+
+def _mislabel(marketing: str | None, p: float | None, predicted: str | None) -> str:
+    return (
+        f"Marketing says {marketing}, but the model gives that only {percent(p)} "
+        f"(it says {predicted or '?'})"
+    )
+
+
+def _versus(top: str | None, other: str | None, head: str, margin: float | None) -> str:
+    versus = f" and {other}" if other else f" and the next {head}"
+    return f"{top or '?'}{versus} ({margin:.0%} apart)"
 
 
 def _opt_float(value: Any) -> float | None:
@@ -544,48 +530,59 @@ def _items(
         learned = ~np.isclose(stored, formula, rtol=1e-9, atol=1e-12)
         change = np.where(np.asarray(changed, dtype=bool), config.w_changed, 0.0)
         scores = np.where(learned, stored + change, scores)
-    items = []
-    for n, (row, prev, score) in enumerate(zip(rows, previous, scores, strict=True)):
-        p_wrong = float(stored[n]) / LEARNED_KEY_SCALE if learned[n] else None
-        reasons = _reasons(row, config, prev)
-        if p_wrong is not None:
-            reasons = (
-                QueueReason(
-                    "learned_wrong",
-                    f"The model of reps' corrections puts the chance that this stage or "
-                    f"persona is wrong at {percent(p_wrong)}",
-                ),
-                *reasons,
-            )
-        items.append(
-            QueueItem(
-                lead_id=row["lead_id"],
-                prediction_id=int(row["prediction_id"]),
-                model_version=row["model_version"],
-                scored_at=as_utc(row["scored_at"]),
-                stage=row["stage"],
-                stage_confidence=_opt_float(row["stage_confidence"]),
-                stage_margin=_opt_float(row["stage_margin"]),
-                persona=row["persona"],
-                persona_confidence=_opt_float(row["persona_confidence"]),
-                persona_margin=_opt_float(row["persona_margin"]),
-                readiness=_opt_float(row["readiness"]),
-                route=row["route"],
-                company=row["company"],
-                job_title=row["job_title"],
-                marketing_stage=row["marketing_stage"],
-                marketing_persona=row["marketing_persona"],
-                previous_stage=prev,
-                marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
-                marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
-                reviewed=bool(row["reviewed"]),
-                priority=round(float(score), 6),
-                reasons=reasons,
-                priority_method="learned" if learned[n] else "formula",
-                p_wrong=None if p_wrong is None else round(p_wrong, 6),
-            )
+    return [
+        _item(
+            row,
+            prev,
+            float(score),
+            float(stored[n]) / LEARNED_KEY_SCALE if learned[n] else None,
+            config,
         )
-    return items
+        for n, (row, prev, score) in enumerate(zip(rows, previous, scores, strict=True))
+    ]
+
+
+def _item(
+    row: Mapping[str, Any],
+    previous: str | None,
+    score: float,
+    p_wrong: float | None,
+    config: QueueConfig,
+) -> QueueItem:
+    """One queue row as an item; ``p_wrong`` is set when its key is a learned one."""
+    reasons = _reasons(row, config, previous)
+    if p_wrong is not None:
+        text = (
+            "The model of reps' corrections puts the chance that this stage or "
+            f"persona is wrong at {percent(p_wrong)}"
+        )
+        reasons = (QueueReason("learned_wrong", text), *reasons)
+    numbers = {
+        name: _opt_float(row[name])
+        for name in (
+            "stage_confidence",
+            "stage_margin",
+            "persona_confidence",
+            "persona_margin",
+            "readiness",
+        )
+    }
+    names = ("stage", "persona", "route", "company", "job_title", "model_version")
+    return QueueItem(
+        lead_id=row["lead_id"],
+        prediction_id=int(row["prediction_id"]),
+        scored_at=as_utc(row["scored_at"]),
+        **{name: row[name] for name in (*names, "marketing_stage", "marketing_persona")},
+        **numbers,
+        previous_stage=previous,
+        marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
+        marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
+        reviewed=bool(row["reviewed"]),
+        priority=round(score, 6),
+        reasons=reasons,
+        priority_method="formula" if p_wrong is None else "learned",
+        p_wrong=None if p_wrong is None else round(p_wrong, 6),
+    )
 
 
 # ------------------------------------------------------------------- public API
@@ -605,43 +602,18 @@ def review_queue(
     config: QueueConfig | None = None,
     now: datetime | None = None,
 ) -> QueuePage:
-    """The scored leads a rep should check first, most useful first.
+    """The scored leads a rep should check first, most useful first, as a :class:`QueuePage`
+    (``items`` by reviewed, priority descending, lead id; ``total`` matching the filters).
 
-    Parameters
-    ----------
-    store_or_session
-        A :class:`data.store.Store`, a SQLAlchemy ``Engine``, ``Connection`` or
-        ORM ``Session`` on the store's database.
-    limit, offset
-        Paging (``limit`` is capped at 1000).
-    stage, persona, route
-        Keep leads whose latest prediction has this stage, persona or route.
-    reviewed
-        True: only leads a rep has labelled; False: only the others; None: all,
-        reviewed ones after the rest.
-    since
-        Keep leads whose latest prediction is at or after this time (a date
-        means its midnight UTC).
-    search
-        Text found (case-insensitively) in the lead id or the company.
-    config
-        Thresholds and weights (default :class:`QueueConfig`). With the weights
-        and thresholds of :data:`STORED_CONFIG` (any ``changed_days`` and
-        ``w_changed``) a page is an index walk; others rank the filtered rows
-        at read time.
-    now
-        The present, for "recent" stage changes (default: now).
-
-    Returns
-    -------
-    QueuePage
-        ``items`` ordered by (reviewed, priority descending, lead id) and
-        ``total``, the number of leads matching the filters.
-
-    Raises
-    ------
-    ValueError
-        A negative ``limit`` or ``offset``.
+    ``store_or_session`` is a :class:`data.store.Store`, an ``Engine``, ``Connection``
+    or ``Session`` on its database; ``limit`` (at most 1000) and ``offset`` page
+    (``ValueError`` when negative). Filters: ``stage``, ``persona``, ``route`` of the
+    latest prediction; ``reviewed`` (True: only leads a rep labelled, False: only the
+    others, None: all, reviewed ones last); ``since`` (scored at or after; a date is
+    its midnight UTC); ``search`` (text in the lead id or company, any case).
+    ``config`` defaults to :class:`QueueConfig`: with :data:`STORED_CONFIG`'s weights
+    and thresholds (any ``changed_days``, ``w_changed``) a page is an index walk,
+    others are ranked at read time. ``now`` (default now) decides which changes are recent.
     """
     if limit < 0 or offset < 0:
         raise ValueError(f"limit and offset must not be negative; got {limit}, {offset}")

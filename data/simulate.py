@@ -1,32 +1,6 @@
-"""Simulate B2B buyer journeys: leads, their engagement events and the hidden truth.
-
-Every lead has a hidden buying stage (``data.schema.DEFAULT_STAGES``) and persona
-(``data.schema.DEFAULT_PERSONAS``; non-buyers are students, job seekers and vendors).
-Profiles are drawn per persona (titles with their seniority and department,
-companies with log-normal sizes, industries, countries, lead sources); events over
-the window depend on stage and persona in volume, mix and recency:
-
-- early stages read blog posts and e-books; middle stages attend webinars and read
-  case studies and comparison guides; late stages view pricing, request demos,
-  start trials and book meetings, and their activity is recent;
-- technical evaluators read docs and integration pages; economic buyers read ROI
-  and analyst content; practitioners read how-tos and attend webinars;
-- non-buyers visit the careers page (job seekers), consume lots of content without
-  buying signals (students) or look at pricing and the contact form (vendors);
-- webinars bring bursts of new leads (``lead_source="webinar"``, ``created_at``
-  just before a webinar date);
-- noise: missing titles, partial profiles, casing variants, and bots (mail
-  scanners that click every link of an email within seconds).
-
-Marketing's ``stage`` and ``persona`` labels are the truth corrupted at the rate
-``label_noise``: part of it systematic (heavy webinar attendees marked a stage
-later than they are, students marked practitioner, senior technical titles marked
-economic buyer, purchase-ready leads without a meeting marked decision) and the
-rest uniform. The measured rate of each label is ``round(label_noise * n) / n``.
-
-Everything is vectorized with numpy (loops run over the handful of personas,
-stages and event kinds, never over leads or events) and deterministic for a seed:
-the same config gives byte-identical files.
+"""Simulate B2B buyer journeys: leads, their engagement events and the hidden truth, with
+marketing's labels corrupted at a known rate; vectorized and deterministic for a seed
+(what is drawn and how: docs/design/data.md).
 """
 
 from __future__ import annotations

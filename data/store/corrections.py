@@ -196,23 +196,22 @@ class CorrectionsRoom(QueueUpkeep):
         def work(conn: Connection) -> CorrectionResult:
             lead = self._lock_lead(conn, lead_id)
             current, _, latest = self._label_state(conn, lead, values["field"])
-            reviewed = self._reviewed_prediction(conn, lead_id, prediction_id, latest)
-            version = model_version
-            if version is None and reviewed is not None:
-                version = reviewed["model_version"]
-            stamp = values["created_at"] or utc_now()
+            reviewed = self._reviewed_prediction(conn, lead_id, prediction_id, latest) or {}
+            version = reviewed.get("model_version") if model_version is None else model_version
             row = {
                 **values,
                 "lead_id": lead_id,
                 "old_label": current,
-                "created_at": stamp,
-                "prediction_id": None if reviewed is None else reviewed["id"],
+                "created_at": values["created_at"] or utc_now(),
+                "prediction_id": reviewed.get("id"),
                 "model_version": version,
             }
             new_id = self._append(conn, row)
             self._queue_reviewed(conn, lead_id)
             conflict = expected_label is not _MISSING and expected_label != current
-            label, field_, kind_ = values["new_label"], values["field"], values["kind"]
+            stamp, label, field_, kind_ = (
+                row[k] for k in ("created_at", "new_label", "field", "kind")
+            )
             return CorrectionResult(new_id, current, label, conflict, stamp, lead_id, field_, kind_)
 
         return self._write(work)
@@ -258,9 +257,14 @@ class CorrectionsRoom(QueueUpkeep):
         the undone correction (the undo is stored all the same). ``KeyError`` for
         an unknown correction id.
         """
-        who = _req_str(reviewer, "reviewer", _LABEL_MAX)
-        source = _choice(source, "source", CORRECTION_SOURCES)
-        why = _opt_str(reason, "reason")
+        values = {
+            "reviewer": _req_str(reviewer, "reviewer", _LABEL_MAX),
+            "source": _choice(source, "source", CORRECTION_SOURCES),
+            "reason": _opt_str(reason, "reason"),
+            "note": note,
+            "kind": "undo",
+            "batch_id": batch_id,
+        }
         if note is not None and len(note) > _NOTE_MAX:
             raise ValueError(f"note: longer than {_NOTE_MAX} characters")
 
@@ -277,26 +281,19 @@ class CorrectionsRoom(QueueUpkeep):
             current, _, latest_prediction = self._label_state(conn, lead, field)
             rep_label, restored = self._restored(conn, target, lead, latest_prediction)
             stamp = utc_now()
-            new_id = self._append(
-                conn,
-                {
-                    "lead_id": target["lead_id"],
-                    "field": field,
-                    "old_label": current,
-                    "new_label": restored,
-                    "kind": "undo",
-                    "is_rep_label": rep_label,
-                    "reviewer": who,
-                    "created_at": stamp,
-                    "reason": why,
-                    "note": note,
-                    "source": source,
-                    "prediction_id": target["prediction_id"],
-                    "model_version": target["model_version"],
-                    "undo_of": target["id"],
-                    "batch_id": batch_id,
-                },
-            )
+            row = {
+                **values,
+                "lead_id": target["lead_id"],
+                "field": field,
+                "old_label": current,
+                "new_label": restored,
+                "is_rep_label": rep_label,
+                "created_at": stamp,
+                "prediction_id": target["prediction_id"],
+                "model_version": target["model_version"],
+                "undo_of": target["id"],
+            }
+            new_id = self._append(conn, row)
             self._queue_reviewed(conn, target["lead_id"])
             conflict = current != target["new_label"]
             return CorrectionResult(
