@@ -101,32 +101,20 @@ _EVENT_TEXT = {c: _max_length(Event, c) for c in EVENT_PROPERTY_COLUMNS}
 
 @dataclass(frozen=True)
 class RowError:
-    """One problem in an input file.
+    """One problem in an input file; ``str()`` reads ``file, line N, column 'X': why``."""
 
-    Parameters
-    ----------
-    file : str
-        The file's name.
-    row : int or None
-        The N-th data row, 1-based (the header is not counted); ``None`` for a
-        problem of the whole file, such as a missing column.
-    column : str or None
-        The column at fault; ``None`` when the row as a whole is unreadable.
-    value : object
-        The offending value as it was read (``None`` when it was missing).
-    message : str
-        What was wrong, in words.
-    line : int or None
-        The physical line of the file as an editor numbers it (the header is line
-        1 of a CSV file; the row number a spreadsheet shows for Excel), when the
-        format has lines; ``str()`` names it instead of ``row``.
-    """
-
+    #: The file's name.
     file: str
+    #: The N-th data row, 1-based (header not counted); None for the whole file (a missing column).
     row: int | None
+    #: The column at fault; None when the row as a whole is unreadable.
     column: str | None
+    #: The offending value as it was read (None when it was missing).
     value: Any
+    #: What was wrong, in words.
     message: str
+    #: The physical line as an editor numbers it (header = line 1 of a CSV; the row a
+    #: spreadsheet shows for Excel), when the format has lines; ``str()`` names it, not ``row``.
     line: int | None = None
 
     def __str__(self) -> str:
@@ -176,30 +164,19 @@ def _list_errors(name: str, errors: Sequence[RowError], n_rows: int, n_bad: int)
 
 @dataclass
 class ReadResult:
-    """What a validating reader returns.
+    """What a validating reader returns."""
 
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        The good rows, typed, with a fresh ``RangeIndex``.
-    rejected : list of RowError
-        Every problem found, in row order (a row may have several).
-    path : pathlib.Path or None
-        The file read.
-    n_rows : int
-        How many data rows the file had.
-    rejected_rows : pandas.DataFrame
-        The rejected rows as they were read, with their row number in ``row``.
-    sample : Sample or None
-        Set by a bounded read (``max_rows``): how many rows the file had and
-        how many were kept; only the kept rows are validated.
-    """
-
+    #: The good rows, typed, with a fresh ``RangeIndex``.
     frame: pd.DataFrame
+    #: Every problem found, in row order (a row may have several).
     rejected: list[RowError] = field(default_factory=list)
+    #: The file read.
     path: Path | None = None
+    #: How many data rows the file had.
     n_rows: int = 0
+    #: The rejected rows as they were read, with their row number in ``row``.
     rejected_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Set by a bounded read (``max_rows``): only the kept rows are validated.
     sample: Sample | None = None
     #: What the reader chose and the user should know (encoding, delimiter).
     notes: list[str] = field(default_factory=list)
@@ -511,31 +488,18 @@ _BOUNDED_ERRORS = 1_000
 
 @dataclass(frozen=True)
 class Sample:
-    """How a bounded read kept at most ``max_rows`` rows of a bigger table.
-
-    The rows kept are a uniform random sample without replacement of the
-    file's readable rows (bottom-k on one uniform key a row, drawn in file order
-    from ``numpy.random.default_rng(seed)``: the same file and seed give the
-    same rows, whatever the chunk size), in file order.
-
-    Attributes
-    ----------
-    max_rows : int
-        The bound.
-    seed : int
-        Seed of the keys.
-    n_rows : int
-        Data rows in the file (readable or not).
-    n_kept : int
-        Rows kept (all readable rows when they are no more than ``max_rows``).
-    n_unreadable : int
-        Rows no parser could read (listed in ``rejected`` up to 1,000).
-    """
+    """How a bounded read kept at most ``max_rows`` rows of a bigger table: a uniform
+    random sample without replacement of the readable rows, in file order (bottom-k on
+    one uniform key a row, drawn in file order from ``numpy.random.default_rng(seed)``:
+    the same file and seed give the same rows, whatever the chunk size)."""
 
     max_rows: int
     seed: int
+    #: Data rows in the file (readable or not).
     n_rows: int
+    #: Rows kept (all readable rows when they are no more than ``max_rows``).
     n_kept: int
+    #: Rows no parser could read (listed in ``rejected`` up to 1,000).
     n_unreadable: int = 0
 
     @property
@@ -577,21 +541,12 @@ def _count_rows(path: Path, fmt: str) -> int | None:
 
 @dataclass
 class TableChunk:
-    """Some rows of a table as :func:`iter_table` streams them.
-
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        The readable rows of the chunk, as parsed (not validated).
-    rows : ndarray of int64
-        The data row number of each frame row (1-based, the header not counted).
-    errors : list of RowError
-        The lines of the chunk no parser could read (too many or too few fields,
-        an unterminated quote), each with its physical line.
-    """
+    """Some rows of a table as :func:`iter_table` streams them (parsed, not validated)."""
 
     frame: pd.DataFrame
+    #: The data row number of each frame row (1-based, the header not counted).
     rows: np.ndarray
+    #: The lines no parser could read (field count, unterminated quote), with their line.
     errors: list[RowError] = field(default_factory=list)
 
 
