@@ -596,6 +596,32 @@ def _first_prediction(store: Any, version: str | None) -> datetime | None:
     return stamp.to_pydatetime()
 
 
+def _reference_start(
+    store: Any,
+    champion_version: str | None,
+    registered_at: datetime | None,
+    reference_days: int,
+    recent_start: datetime,
+) -> tuple[datetime | None, str]:
+    """Where the reference sample starts, and how to say it: the champion's
+    registration when it has predictions then, else its (or any model's) first."""
+    if champion_version is not None and registered_at is not None:
+        probe = _snapshots(
+            store,
+            start=registered_at,
+            end=registered_at + timedelta(days=reference_days),
+            version=champion_version,
+            exclude_from=recent_start,
+            limit=1,
+        )
+        if len(probe):
+            how = f"version {champion_version}'s first {reference_days} days after its registration"
+            return registered_at, how
+    who = f"version {champion_version}" if champion_version else "any model"
+    how = f"the first {reference_days} days of predictions by {who}"
+    return _first_prediction(store, champion_version), how
+
+
 def drift_report(
     store: Any,
     *,
@@ -623,23 +649,9 @@ def drift_report(
     now = now or utc_now()
     recent_start = now - timedelta(days=window_days)
     recent = _snapshots(store, start=recent_start, end=None, limit=limit)
-    start, how = None, ""
-    if champion_version is not None and registered_at is not None:
-        probe = _snapshots(
-            store,
-            start=registered_at,
-            end=registered_at + timedelta(days=reference_days),
-            version=champion_version,
-            exclude_from=recent_start,
-            limit=1,
-        )
-        if len(probe):
-            start = registered_at
-            how = f"version {champion_version}'s first {reference_days} days after its registration"
-    if start is None:
-        start = _first_prediction(store, champion_version)
-        who = f"version {champion_version}" if champion_version else "any model"
-        how = f"the first {reference_days} days of predictions by {who}"
+    start, how = _reference_start(
+        store, champion_version, registered_at, reference_days, recent_start
+    )
     end = start + timedelta(days=reference_days) if start is not None else None
     reference = (
         _snapshots(

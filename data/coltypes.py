@@ -387,23 +387,45 @@ def _read_distinct(
         bad = int((unfit * w).sum())
         return out, unfit, ColumnReport(name, "boolean", n, bad, spec=spec, forced=forced)
     if kind == "number":
-        comma = spec.decimal_comma if not forced else _decimal_comma(t)
-        x, pct = _numbers(t, comma)
-        unfit = x.isna().to_numpy()
-        notes = []
-        if comma:
-            notes.append("decimal comma")
-        if t.str.contains(_CURRENCY, regex=True).any():
-            notes.append("currency signs removed")
-        if t.str.contains(r"\d[,.\u00a0\u202f ']\d{3}\b", regex=True).any():
-            notes.append("thousands separators removed")
-        if pct.any():
-            notes.append("percent as a fraction (12.5% → 0.125)")
-        spec = ColumnSpec("number", decimal_comma=comma, percent=bool(pct.any()))
-        bad = int((unfit * w).sum())
-        rep = ColumnReport(name, "number", n, bad, note=", ".join(notes), spec=spec, forced=forced)
-        return x, unfit, rep
-    # dates
+        return _read_numbers(name, t, w, spec, forced)
+    return _read_dates(name, t, w, spec, forced, inferred)
+
+
+def _read_numbers(
+    name: str, t: pd.Series, w: np.ndarray, spec: ColumnSpec, forced: bool
+) -> tuple[pd.Series, np.ndarray, ColumnReport]:
+    """A number column's distinct values parsed, and what the parse removed, said."""
+    n = int(w.sum())
+    comma = spec.decimal_comma if not forced else _decimal_comma(t)
+    x, pct = _numbers(t, comma)
+    unfit = x.isna().to_numpy()
+    notes = []
+    if comma:
+        notes.append("decimal comma")
+    if t.str.contains(_CURRENCY, regex=True).any():
+        notes.append("currency signs removed")
+    if t.str.contains(r"\d[,.\u00a0\u202f ']\d{3}\b", regex=True).any():
+        notes.append("thousands separators removed")
+    if pct.any():
+        notes.append("percent as a fraction (12.5% → 0.125)")
+    spec = ColumnSpec("number", decimal_comma=comma, percent=bool(pct.any()))
+    bad = int((unfit * w).sum())
+    rep = ColumnReport(name, "number", n, bad, note=", ".join(notes), spec=spec, forced=forced)
+    return x, unfit, rep
+
+
+def _read_dates(
+    name: str,
+    t: pd.Series,
+    w: np.ndarray,
+    spec: ColumnSpec,
+    forced: bool,
+    inferred: tuple[pd.Series, bool | None, str] | None,
+) -> tuple[pd.Series, np.ndarray, ColumnReport]:
+    """A date column's distinct values as days since 1970 (epoch seconds, or dates in the
+    day/month order decided: ``inferred`` when the inference already parsed them)."""
+    n = int(w.sum())
+    kind = spec.kind
     dayfirst = {"date-dmy": True, "date-mdy": False}.get(kind, spec.dayfirst)
     if spec.epoch:
         x = pd.to_numeric(t, errors="coerce")
