@@ -276,6 +276,9 @@ class CsvScanner:
 
         Returns the chunk of good records and bad lines, the unfinished tail to
         carry into the next block, and the physical line of that tail.
+        One loop on purpose: its steps share the aligned arrays of one pass (record
+        starts, ends, field counts, first lines); what stands alone (a bad line, a
+        runaway quote, a merged record) is its own method.
         """
         parts: list[bytes] = [self._header_bytes]
         lines: list[np.ndarray] = []

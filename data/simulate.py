@@ -518,6 +518,9 @@ def _draw_truth(
 
 
 def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np.ndarray) -> _Leads:
+    """Every lead's hidden truth and profile, drawn column by column. One function on
+    purpose: the order of the draws from ``rng`` is part of the output (a seed gives
+    byte-identical files), and here it reads top to bottom."""
     n = config.n_leads
     stage, group = _draw_truth(config, rng)
     start, end = _seconds(config.start), _seconds(config.end)
@@ -667,6 +670,8 @@ def _kind_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def _draw_events(
     config: SimulationConfig, rng: np.random.Generator, leads: _Leads, webinars: np.ndarray
 ) -> _Events:
+    """Every lead's events, drawn per kind of event. One function on purpose: the order
+    of the draws from ``rng`` is part of the output, and here it reads top to bottom."""
     n = config.n_leads
     end = _seconds(config.end)
     rates, mult, signal, caps = _kind_tables()
