@@ -67,7 +67,7 @@ class QueueConfig:
 
 
 #: The configuration the store ranks by (``lead_queue.sort_key``). Pages asked for
-#: with other weights or thresholds are ranked at read time (see the module notes).
+#: with other weights or thresholds are ranked at read time (docs/design/data.md).
 STORED_CONFIG: QueueConfig = QueueConfig()
 
 #: The order that makes reps' corrections pay most when the model is retrained

@@ -311,12 +311,6 @@ def _count(conn: Connection, where: list[Any], *, only_unreviewed: bool) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one())
 
 
-def _priority_sql(config: QueueConfig, cutoff: datetime) -> Any:
-    """:func:`priority_scores` over the stored terms, for configurations the stored
-    ``sort_key`` does not follow (:func:`data.priority.priority_sql`)."""
-    return priority_sql(_Q.c, config, _Q.c.changed_at >= cutoff)
-
-
 def _searched_ids(
     conn: Connection,
     where: list[Any],
@@ -365,10 +359,10 @@ def _reranked_ids(
 ) -> tuple[list[str], int]:
     """The page's lead ids and the total under weights the stored order does not follow.
 
-    The rows matching ``where`` are sorted by :func:`_priority_sql` (a top-N
+    The rows matching ``where`` are sorted by :func:`data.priority.priority_sql` (a top-N
     sort over one scan of the narrow queue table) and counted.
     """
-    key = -_priority_sql(config, cutoff)
+    key = -priority_sql(_Q.c, config, _Q.c.changed_at >= cutoff)
     stmt = (
         sa.select(_Q.c.lead_id)
         .where(*where)

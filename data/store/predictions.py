@@ -59,7 +59,7 @@ class PredictionsRoom(QueueUpkeep):
     """Scored leads: labels, confidences, margins, readiness, route and the inputs used."""
 
     def record_predictions(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Store scored leads in one bulk insert (``COPY`` on PostgreSQL); returns the number written.
+        """Store scored leads in one bulk insert (``COPY`` on PostgreSQL); returns how many.
 
         A row has ``lead_id``, ``model_name``, ``model_version``, ``source`` (one of
         :data:`PREDICTION_SOURCES`) and any of the other columns of
