@@ -11,12 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from data.text import check_text
 from data.values import as_utc
 
 __all__ = [
     "CONTENT_TYPES",
+    "Checked",
     "CORRECTION_REASONS",
     "DEFAULT_PERSONAS",
     "DEFAULT_SALES_READY_STAGES",
@@ -136,6 +138,26 @@ def to_utc(value: datetime) -> datetime:
         ) from None
 
 
+def _storable(value: Any, info: ValidationInfo) -> Any:
+    """The store's text rule (data/text.py) on a field's text, and on an extra mapping's keys
+    and text values: a model that validates holds only text every store accepts."""
+    if isinstance(value, str):
+        check_text(value, str(info.field_name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, "extra field name")
+            if isinstance(item, str):
+                check_text(item, f"extra field {key!r}")
+    return value
+
+
+class Checked(dict[str, Any]):
+    """The ``model_dump`` of a :class:`LeadProfile` or :class:`Event` (an event with its
+    ``lead_id`` and optional ``event_id``): the store takes its values as the model
+    validated them instead of checking them again by hand. Build one only from a model.
+    """
+
+
 class LeadProfile(BaseModel):
     """A lead's profile and firmographics, as marketing automation knows them."""
 
@@ -153,6 +175,8 @@ class LeadProfile(BaseModel):
     created_at: datetime | None = None
     #: Free extra fields of a CRM export: scalar values only.
     extra: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    _text = field_validator("*")(_storable)
 
     @field_validator("created_at")
     @classmethod
@@ -172,6 +196,8 @@ class Event(BaseModel):
     content_type: str | None = Field(default=None, max_length=100)
     content_topic: str | None = Field(default=None, max_length=100)
     channel: str | None = Field(default=None, max_length=100)
+
+    _text = field_validator("*")(_storable)
 
     @field_validator("timestamp")
     @classmethod

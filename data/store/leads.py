@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from data.schema import EVENT_COLUMNS, EVENT_TYPES
+from data.schema import EVENT_COLUMNS, EVENT_TYPES, Checked
 from data.store.checks import _extra_value, _opt_int, _opt_str, _opt_ts, _req_str, _req_ts
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
@@ -23,11 +23,24 @@ from data.store.tables import (
     _QUEUE_LEAD_COLUMNS,
 )
 from data.text import check_text
-from data.values import chunks, is_missing, utc_now
+from data.values import chunks, finite, is_missing, utc_now
+
+
+def _checked_values(record: Checked) -> dict[str, Any]:
+    """Column values of a record the schema's models validated: no check again, only the
+    store's spelling of a value (blank text and non-finite numbers are NULL)."""
+    out = {
+        k: (v or None) if isinstance(v, str) and k != "lead_id" else v for k, v in record.items()
+    }
+    if "extra" in out:
+        out["extra"] = finite(out["extra"] or {})
+    return out
 
 
 def _lead_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     """One lead record as column values: only the columns the record carries."""
+    if isinstance(record, Checked):
+        return _checked_values(record)
     where = f"lead {position}"
     if "lead_id" not in record:
         raise ValueError(f"{where}: lead_id is missing")
@@ -80,6 +93,11 @@ def event_id_of(values: Mapping[str, Any]) -> str:
 
 
 def _event_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
+    """One event record as column values, its ``event_id`` derived when not given."""
+    if isinstance(record, Checked):
+        out = _checked_values(record)
+        out["event_id"] = out.get("event_id") or event_id_of(out)
+        return out
     where = f"event {position}"
     unknown = set(record) - set(EVENT_COLUMNS) - {"properties", "event_id"}
     if unknown:
