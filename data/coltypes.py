@@ -272,6 +272,30 @@ def _examples(
 # --------------------------------------------------------------------------- inference
 
 
+def _numeric_column(
+    name: str, raw: pd.Series, spec: ColumnSpec | None, n: int, forced: bool
+) -> tuple[pd.Series, ColumnReport]:
+    """Type a column pandas read as numbers: 0/1 is boolean, large numbers in a date-named
+    column are epoch times (as days since 1970), the rest numbers."""
+    x = raw.astype("float64")
+    if spec is not None and spec.kind == "boolean":
+        return x, ColumnReport(name, "boolean", n, spec=spec, forced=forced)
+    distinct = x.dropna().unique()
+    if spec is None and len(distinct) and set(distinct.tolist()) <= {0.0, 1.0}:
+        return x, ColumnReport(name, "boolean", n, note="0/1", spec=ColumnSpec("boolean"))
+    if (
+        spec is None
+        and _DATE_NAME.search(name)
+        and len(distinct)
+        and ((x.dropna() > 1e8) & (x.dropna() < 2e12)).all()
+    ):
+        note = "epoch seconds" if x.abs().max() < 1e11 else "epoch milliseconds"
+        spec = ColumnSpec("date", epoch=True)
+        report = ColumnReport(name, "date", n, note=f"{note}, as days since 1970", spec=spec)
+        return _epoch_days(x), report
+    return x, ColumnReport(name, "number", n, spec=ColumnSpec("number"), forced=forced)
+
+
 def _read_column(
     name: str,
     raw: pd.Series,
@@ -285,27 +309,10 @@ def _read_column(
     if pd.api.types.is_bool_dtype(raw.dtype):
         rep = ColumnReport(name, "boolean", n, spec=ColumnSpec("boolean"))
         return raw.astype("float64"), rep
-    numeric = pd.api.types.is_numeric_dtype(raw.dtype)
-    if numeric and spec is not None and spec.kind == "boolean":
-        return raw.astype("float64"), ColumnReport(name, "boolean", n, spec=spec, forced=forced)
-    if numeric and (spec is None or spec.kind == "number"):
-        x = raw.astype("float64")
-        distinct = x.dropna().unique()
-        if spec is None and len(distinct) and set(distinct.tolist()) <= {0.0, 1.0}:
-            return x, ColumnReport(name, "boolean", n, note="0/1", spec=ColumnSpec("boolean"))
-        if (
-            spec is None
-            and _DATE_NAME.search(name)
-            and len(distinct)
-            and ((x.dropna() > 1e8) & (x.dropna() < 2e12)).all()
-        ):
-            days = _epoch_days(x)
-            note = "epoch seconds" if x.abs().max() < 1e11 else "epoch milliseconds"
-            spec = ColumnSpec("date", epoch=True)
-            return days, ColumnReport(
-                name, "date", n, note=f"{note}, as days since 1970", spec=spec
-            )
-        return x, ColumnReport(name, "number", n, spec=ColumnSpec("number"), forced=forced)
+    if pd.api.types.is_numeric_dtype(raw.dtype) and (
+        spec is None or spec.kind in ("number", "boolean")
+    ):
+        return _numeric_column(name, raw, spec, n, forced)
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         t = raw if isinstance(raw.dtype, pd.DatetimeTZDtype) else raw.dt.tz_localize("UTC")
         return _days(t), ColumnReport(

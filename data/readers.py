@@ -692,6 +692,43 @@ class _Reservoir:
         return self.frames[0].reset_index(drop=True), self.rows[0].astype(np.int64)
 
 
+def _stream_into(
+    path: Path,
+    fmt: str,
+    text_columns: Collection[str] | bool,
+    chunk_rows: int,
+    reservoir: _Reservoir,
+    rng: np.random.Generator,
+) -> tuple[list[RowError], int, int, pd.Index | None]:
+    """Offer every chunk of a CSV or Parquet file to ``reservoir``; returns the first
+    row errors, the counts of readable and unreadable rows, and the columns."""
+    chunks = (
+        _csv_chunks(path, text_columns, chunk_rows)
+        if fmt == "csv"
+        else _parquet_chunks(path, chunk_rows)
+    )
+    errors: list[RowError] = []
+    n_bad = 0
+    n_good = 0
+    columns: pd.Index | None = None
+    try:
+        for chunk in chunks:
+            n_bad += len(chunk.errors)
+            if len(errors) < _BOUNDED_ERRORS:
+                errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
+            if columns is None:
+                columns = chunk.frame.columns
+            if not len(chunk.frame):
+                continue
+            n_good += len(chunk.frame)
+            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
+    if columns is None and fmt == "csv":
+        columns = pd.Index(_scanner(path).header)
+    return errors, n_good, n_bad, columns
+
+
 def _read_raw_bounded(
     path: Path,
     text_columns: Collection[str] | bool,
@@ -725,33 +762,10 @@ def _read_raw_bounded(
         unreadable = sum(1 for e in raw.errors if e.row is not None)
         return raw, Sample(max_rows, seed, raw.n_rows, len(raw.frame), unreadable)
 
-    chunks = (
-        _csv_chunks(path, text_columns, chunk_rows)
-        if fmt == "csv"
-        else _parquet_chunks(path, chunk_rows)
+    notes = _encoding_notes(_scanner(path)) if fmt == "csv" else []
+    errors, n_good, n_bad, columns = _stream_into(
+        path, fmt, text_columns, chunk_rows, reservoir, rng
     )
-    errors: list[RowError] = []
-    n_bad = 0
-    n_good = 0
-    columns: pd.Index | None = None
-    notes: list[str] = []
-    if fmt == "csv":
-        notes = _encoding_notes(_scanner(path))
-    try:
-        for chunk in chunks:
-            n_bad += len(chunk.errors)
-            if len(errors) < _BOUNDED_ERRORS:
-                errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
-            if columns is None:
-                columns = chunk.frame.columns
-            if not len(chunk.frame):
-                continue
-            n_good += len(chunk.frame)
-            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
-    except OSError as exc:
-        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
-    if columns is None and fmt == "csv":
-        columns = pd.Index(_scanner(path).header)
     frame, rows = reservoir.result(columns)
     n_rows = n_good + n_bad
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -1012,35 +1026,38 @@ def _flatten_properties(checker: _Checker, column: str = "properties") -> pd.Dat
     return pd.DataFrame(out, index=source.index, dtype="str")
 
 
+def _event_properties(check: _Checker) -> dict[str, pd.Series]:
+    """The property columns of an events table, a column of the file winning over the same
+    key of its ``properties`` JSON; an absent property is all missing."""
+    df = check.raw.frame
+    nested = _flatten_properties(check) if "properties" in df.columns else None
+    columns: dict[str, pd.Series] = {}
+    for prop, limit in _EVENT_TEXT.items():
+        if prop in df.columns:
+            values = check.text(prop, required=False, max_length=limit)
+            if nested is not None:
+                values = values.fillna(nested[prop])
+        elif nested is not None:
+            values = nested[prop]
+            too_long = values.str.len().gt(limit).to_numpy(dtype=bool, na_value=False)
+            check.flag(too_long, "properties", df["properties"], f"{prop} is longer than {limit}")
+        else:
+            values = pd.Series(pd.NA, index=df.index, dtype="str")
+        columns[prop] = values.astype("str")
+    return columns
+
+
 def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
-    """Read and validate an events table.
+    """Read and validate an events table (CSV, Parquet or JSON Lines).
 
     Required columns are ``lead_id``, ``timestamp`` and ``type`` (one of
-    ``data.schema.EVENT_TYPES``); ``page_category``, ``content_type``,
-    ``content_topic`` and ``channel`` are optional, and a ``properties`` column of
-    JSON objects (or JSON text in a CSV) is flattened into them (a value in the
-    column itself wins over the one in ``properties``). Other columns are kept.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        CSV, Parquet or JSON Lines file.
-    strict : bool, default False
-        Raise :class:`InputError` if any row is bad instead of returning it in
-        ``rejected``.
-
-    Returns
-    -------
-    ReadResult
-        ``frame`` has the columns ``data.schema.EVENT_COLUMNS`` (absent property
-        columns are all missing) followed by any other columns of the file;
-        ``timestamp`` is ``datetime64[us, UTC]``, the others text.
-
-    Raises
-    ------
-    InputError
-        The file cannot be read or lacks a required column; in strict mode, also
-        when a row is bad.
+    ``data.schema.EVENT_TYPES``); the optional properties ``page_category``,
+    ``content_type``, ``content_topic`` and ``channel`` may also come in a ``properties``
+    column of JSON objects (a value in the column itself wins). The frame has
+    ``data.schema.EVENT_COLUMNS`` (``timestamp`` as ``datetime64[us, UTC]``, the others
+    text) followed by the file's other columns. ``strict`` raises :class:`InputError` on a
+    bad row instead of returning it in ``rejected``; ``InputError`` too when the file
+    cannot be read or lacks a required column.
     """
     path = Path(path)
     raw = _read_raw(path, text_columns=(*REQUIRED_EVENT_COLUMNS, *EVENT_PROPERTY_COLUMNS))
@@ -1058,19 +1075,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
         unknown, "type", df["type"], lambda v: f"unknown event type {v!r}; allowed: {allowed}"
     )
     columns["type"] = kind
-    nested = _flatten_properties(check) if "properties" in df.columns else None
-    for prop, limit in _EVENT_TEXT.items():
-        if prop in df.columns:
-            values = check.text(prop, required=False, max_length=limit)
-            if nested is not None:
-                values = values.fillna(nested[prop])
-        elif nested is not None:
-            values = nested[prop]
-            too_long = values.str.len().gt(limit).to_numpy(dtype=bool, na_value=False)
-            check.flag(too_long, "properties", df["properties"], f"{prop} is longer than {limit}")
-        else:
-            values = pd.Series(pd.NA, index=df.index, dtype="str")
-        columns[prop] = values.astype("str")
+    columns.update(_event_properties(check))
     extras = [c for c in df.columns if c not in EVENT_COLUMNS and c != "properties"]
     frame = pd.DataFrame(columns, index=df.index)
     for c in extras:
@@ -1108,6 +1113,26 @@ def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
     return numbers.where(whole & ~low & ~high).astype("Int64")
 
 
+def _lead_ids(check: _Checker, id_col: str) -> pd.Series:
+    """The id column checked: a missing, empty or repeated id is a row error naming the
+    line (or row) where the id was first seen."""
+    raw = check.raw
+    ids = check.text(id_col, required=True, max_length=_ID_MAX, what="lead id")
+    repeated = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
+    if repeated.any():
+        firsts = ~ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
+        where = "line" if raw.line_base is not None else "row"
+        first_rows = raw.rows[firsts] + (raw.line_base or 0)
+        first_row = dict(zip(ids[firsts].tolist(), first_rows.tolist(), strict=True))
+        check.flag(
+            repeated,
+            id_col,
+            ids,
+            lambda v: f"duplicate lead id {v!r} (first seen on {where} {first_row[v]})",
+        )
+    return ids
+
+
 def read_leads(
     path: str | Path,
     *,
@@ -1118,53 +1143,25 @@ def read_leads(
     chunk_rows: int = SAMPLE_CHUNK_ROWS,
     text_columns: Collection[str] = (),
 ) -> ReadResult:
-    """Read and validate a leads table (one row a lead).
+    """Read and validate a leads table (one row a lead) from CSV, Parquet or JSON Lines.
 
-    The id column is required; a missing, empty or repeated id is a row error (the
-    first row with an id is kept, later ones are rejected). The known profile
-    columns of ``data.schema.LEAD_COLUMNS`` that are present are typed: text
-    stripped (empty text is missing), ``company_size`` a whole number within the
-    bounds of ``LeadProfile`` (nullable ``Int64``), ``created_at`` a UTC timestamp.
-    Every other column (labels, CRM fields) is kept untouched, in file order.
+    ``id_col`` is required (``ROW_ID`` on a table without it numbers the leads by their
+    data row); a missing, empty or repeated id is a row error (the first row with an id
+    is kept). The known profile columns of ``data.schema.LEAD_COLUMNS`` that are present
+    are typed: text stripped (empty text is missing), ``company_size`` a whole number
+    within ``LeadProfile``'s bounds (``Int64``), ``created_at`` a UTC timestamp; every
+    other column is kept untouched, in file order. ``strict`` raises :class:`InputError`
+    on a bad row instead of returning it in ``rejected``; ``InputError`` too when the file
+    cannot be read or has no id column.
 
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        CSV, Parquet or JSON Lines file.
-    id_col : str, default "lead_id"
-        The id column; it keeps its name in the result. ``ROW_ID`` (``"row_id"``)
-        on a table without such a column numbers the leads by their data row.
-    strict : bool, default False
-        Raise :class:`InputError` if any row is bad instead of returning it in
-        ``rejected``.
-    max_rows : int, optional
-        Bound the rows held in memory: a CSV or Parquet file is read in chunks
-        of ``chunk_rows`` and, when it has more than ``max_rows`` readable rows,
-        a uniform random sample of ``max_rows`` of them is kept (see
-        :class:`Sample`; JSON files are read whole, then sampled). Only the kept
-        rows are validated (a duplicate id is one repeated within the sample);
-        rows no parser could read are counted over the whole file and the first
-        1,000 listed. Row numbers count the file's lines after the header.
-        ``ReadResult.sample`` says what was kept.
-    seed : int, default 0
-        Seed of the sample.
-    chunk_rows : int, default 100_000
-        Rows parsed at a time by a bounded read.
-    text_columns : collection of str
-        More columns kept as the text of the file (not parsed as numbers by
-        pandas: ``12.000`` in a German export is twelve thousand, which
-        ``data.coltypes`` can tell from its column, pandas cannot).
-
-    Returns
-    -------
-    ReadResult
-        ``frame`` has the file's columns in file order, known ones typed.
-
-    Raises
-    ------
-    InputError
-        The file cannot be read or has no id column; in strict mode, also when a
-        row is bad.
+    ``max_rows`` bounds the rows held in memory: CSV and Parquet are read in chunks of
+    ``chunk_rows`` and, past ``max_rows`` readable rows, a uniform sample (``seed``) is
+    kept (JSON is read whole, then sampled); only kept rows are validated, unreadable
+    rows are counted over the whole file (the first 1,000 listed) and
+    ``ReadResult.sample`` says what was kept. ``text_columns`` are kept as the file's
+    text (``12.000`` in a German export is twelve thousand, which ``data.coltypes`` can
+    tell from its column and pandas cannot). The function is long only for this
+    docstring: the checks are :func:`_lead_ids`, ``_Checker`` and :func:`_company_size`.
     """
     path = Path(path)
     text_cols = (id_col, *_LEAD_TEXT, *text_columns)
@@ -1180,20 +1177,7 @@ def read_leads(
     check = _Checker(path.name, raw)
     df = raw.frame
     frame = df.copy()
-    ids = check.text(id_col, required=True, max_length=_ID_MAX, what="lead id")
-    repeated = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
-    if repeated.any():
-        firsts = ~ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
-        where = "line" if raw.line_base is not None else "row"
-        first_rows = raw.rows[firsts] + (raw.line_base or 0)
-        first_row = dict(zip(ids[firsts].tolist(), first_rows.tolist(), strict=True))
-        check.flag(
-            repeated,
-            id_col,
-            ids,
-            lambda v: f"duplicate lead id {v!r} (first seen on {where} {first_row[v]})",
-        )
-    frame[id_col] = ids
+    frame[id_col] = _lead_ids(check, id_col)
     for column, limit in _LEAD_TEXT.items():
         if column in df.columns and column != id_col:
             frame[column] = check.text(column, required=False, max_length=limit)
