@@ -96,21 +96,11 @@ def _in_effect(undos: pd.DataFrame) -> set[int]:
 
 
 def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
-    """Reps' reviews in effect, with the model's label of each reviewed prediction.
+    """Reps' reviews in effect (made at or after ``since`` when given), with the model's label of each reviewed prediction.
 
-    Parameters
-    ----------
-    store : data.store.Store
-    since : datetime, optional
-        Only reviews made at or after this moment.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per review: ``id, lead_id, field, reviewer, kind, reason,
-        created_at`` (UTC), ``rep_label, prediction_id, model_version,
-        model_label`` and ``agreed`` (bool; False where ``model_label`` is
-        missing — filter on ``model_label.notna()`` for rates).
+    One row per review: ``id, lead_id, field, reviewer, kind, reason, created_at`` (UTC),
+    ``rep_label, prediction_id, model_version, model_label`` and ``agreed`` (False where
+    ``model_label`` is missing: filter on ``model_label.notna()`` for rates).
     """
     model_label = sa.case((_C.c.field == "stage", _P.c.stage), else_=_P.c.persona).label(
         "model_label"

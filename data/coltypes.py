@@ -457,29 +457,13 @@ def infer_types(
     skip: Collection[str] = (),
     lines: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[ColumnReport]]:
-    """Give every column (but ``skip``) one kind and parse it that way.
+    """Give every column of ``frame`` (as read) but ``skip`` one kind and parse it that way.
 
-    Parameters
-    ----------
-    frame : DataFrame
-        As read (text, or numbers pandas already parsed).
-    overrides : mapping of str to str, optional
-        Column → kind (see ``KINDS``), instead of inferring.
-    skip : collection of str
-        Columns left untouched (ids, labels).
-    lines : ndarray, optional
-        The physical line of each row, for the report's examples.
-
-    Returns
-    -------
-    (typed frame, reports)
-        ``number``, ``date`` (days since 1970) and ``boolean`` (1.0 / 0.0)
-        columns are float64; text stays text. One report per typed column.
-
-    Raises
-    ------
-    ValueError
-        An override names a column the table does not have.
+    ``overrides`` maps a column to a kind (see ``KINDS``) instead of inferring it (a
+    column the table does not have is a ``ValueError``); ``lines`` are the physical lines
+    of the rows, for the report's examples. ``number``, ``date`` (days since 1970) and
+    ``boolean`` (1.0 / 0.0) columns come back float64, text stays text; one report per
+    typed column.
     """
     overrides = dict(overrides or {})
     unknown = [c for c in overrides if c not in frame.columns]

@@ -158,28 +158,12 @@ def _open_quote_field(text: str, delim: str) -> int:
 class CsvScanner:
     """Reads a CSV file's header and then its records, block by block.
 
-    Parameters
-    ----------
-    path : pathlib.Path
-        The file.
-    delimiter : str, optional
-        Sniffed from the first lines when not given.
-    block_bytes : int
-        Bytes scanned at a time (memory stays around a few times this).
-
-    Attributes
-    ----------
-    encoding : str
-        The codec the file is read with.
-    encoding_note : str or None
-        Said to the user when the file is not plain UTF-8.
-    delimiter : str
-    header : list of str
-        Column names as in the file (surrounding space stripped).
-    header_line : int
-        Physical line of the header (blank lines before it are skipped).
-    n_records : int
-        Records seen so far, good and bad (blank lines are not records).
+    The delimiter is sniffed from the first lines unless given; ``block_bytes`` are
+    scanned at a time (memory stays around a few times this). It exposes ``encoding``
+    (and ``encoding_note``, said to the user when the file is not plain UTF-8),
+    ``delimiter``, ``header`` (names stripped), ``header_line`` (the physical line of the
+    header, blank lines before it skipped) and ``n_records`` (records seen so far, good
+    and bad; blank lines are not records).
     """
 
     def __init__(

@@ -182,21 +182,11 @@ def _unique_per_row(col: pd.Series, present: np.ndarray) -> bool:
 def screen_columns(
     frame: pd.DataFrame, *, skip: Collection[str] = (), allow: Collection[str] = ()
 ) -> Screened:
-    """Find personal, vendor-score, after-outcome and id-like columns of ``frame``.
+    """Find personal, vendor-score, after-outcome and id-like columns of ``frame`` (as read,
+    before typing: content checks look at the text), but not of ``skip``.
 
-    Parameters
-    ----------
-    frame : DataFrame
-        The table as read (before typing: content checks look at the text).
-    skip : collection of str
-        Columns not screened (id, labels).
-    allow : collection of str
-        Columns kept even when they look personal or leaky.
-
-    Raises
-    ------
-    ValueError
-        ``allow`` names a column the table does not have.
+    Columns of ``allow`` are kept even when they look personal or leaky; ``allow`` naming
+    a column the table does not have is a ``ValueError``.
     """
     missing = [c for c in allow if c not in frame.columns]
     if missing:

@@ -129,14 +129,8 @@ class RowError:
 
 
 class InputError(ValueError):
-    """An input file cannot be used as it is; ``errors`` lists the problems found.
-
-    Parameters
-    ----------
-    message : str
-        A message naming the file and the first problems.
-    errors : iterable of RowError, optional
-        Every problem found.
+    """An input file cannot be used as it is: the message names the file and the first
+    problems, ``errors`` (:class:`RowError`) lists every problem found.
     """
 
     def __init__(self, message: str, errors: Iterable[RowError] = ()) -> None:
@@ -192,17 +186,7 @@ class ReadResult:
         return sorted({e.row for e in self.rejected if e.row is not None})
 
     def report(self, limit: int = _REPORT_LIMIT) -> str:
-        """A short text report: counts, then up to ``limit`` errors.
-
-        Parameters
-        ----------
-        limit : int, default 20
-            How many errors to list.
-
-        Returns
-        -------
-        str
-        """
+        """A short text report: counts, then up to ``limit`` errors."""
         name = self.path.name if self.path is not None else "input"
         n_bad = len(self.rejected_row_numbers)
         if not self.rejected:
@@ -217,17 +201,8 @@ class ReadResult:
         return "\n".join(lines)
 
     def write_report(self, path: str | Path) -> Path:
-        """Write every error as CSV: ``file, row, column, value, message``.
-
-        Parameters
-        ----------
-        path : str or pathlib.Path
-            Where to write; parent folders are created.
-
-        Returns
-        -------
-        pathlib.Path
-            The path written.
+        """Write every error as CSV (``file, row, column, value, message``) to ``path``, its
+        folders created; returns the path written.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -584,20 +559,12 @@ def iter_table(
     """Stream any table in chunks of about ``chunk_rows`` rows, bad lines reported.
 
     The one reader of every entry point (``train``, ``score``, ``features``,
-    ``corrections import``): CSV with any delimiter, quoting and encoding,
-    Excel, Parquet and JSON Lines are split the same way, and every line that
-    cannot be read is a :class:`RowError` of its chunk. CSV and Parquet are
-    streamed (memory: one chunk); other formats are read whole, then sliced.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-    chunk_rows : int
-        Rows a chunk holds, about (CSV chunks are cut by bytes).
-    text_columns : collection of str, or True
-        Columns kept as text (True: all).
-    notes : list, optional
-        Receives what the reader chose (encoding, delimiter), to tell the user.
+    ``corrections import``): CSV with any delimiter, quoting and encoding, Excel, Parquet
+    and JSON Lines are split the same way, and every line that cannot be read is a
+    :class:`RowError` of its chunk. CSV and Parquet are streamed (memory: one chunk; CSV
+    chunks are cut by bytes); other formats are read whole, then sliced.
+    ``text_columns`` are kept as text (True: all); ``notes`` receives what the reader
+    chose (encoding, delimiter), to tell the user.
     """
     path = Path(path)
     _check_file(path)
@@ -778,26 +745,12 @@ def _read_raw_bounded(
 
 
 def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.DataFrame:
-    """Read any table (CSV, Parquet, JSON Lines) as it is, types inferred.
+    """Read any table (CSV, Parquet, JSON Lines; by suffix) as it is, types inferred, with a
+    fresh ``RangeIndex``.
 
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The file; its suffix selects the format (see ``SUPPORTED_SUFFIXES``).
-    text_columns : collection of str, optional
-        Columns to keep as text in a CSV file (an id column such as ``"00123"``
-        would otherwise become the number 123).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per data row, with a fresh ``RangeIndex``.
-
-    Raises
-    ------
-    InputError
-        The file is missing, has an unknown suffix, cannot be parsed, or has rows
-        that cannot be parsed (each named in ``errors``).
+    ``text_columns`` stay text in a CSV (an id ``"00123"`` would otherwise become 123).
+    :class:`InputError` when the file is missing, has an unknown suffix, cannot be parsed,
+    or has rows that cannot be parsed (each named in ``errors``).
     """
     path = Path(path)
     raw = _read_raw(path, text_columns)

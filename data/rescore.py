@@ -87,12 +87,8 @@ def snapshots(store: Store, lead_ids: Sequence[str]) -> dict[str, dict[str, Any]
 class RescoreLock:
     """One re-scoring runner per database at a time.
 
-    Parameters
-    ----------
-    store : Store
-    folder : path, optional
-        Where the lock file of a SQLite database lives (default: next to the
-        database file; an in-memory database takes no lock).
+    The lock file of a SQLite database lives in ``folder`` (default: next to the database
+    file; an in-memory database takes no lock).
     """
 
     def __init__(self, store: Store, folder: Path | str | None = None) -> None:

@@ -884,22 +884,12 @@ def simulate(
     *,
     on_step: Callable[[str], None] | None = None,
 ) -> Simulation:
-    """Simulate leads, their events and the hidden truth.
+    """Simulate leads, their events and the hidden truth (``config`` default
+    ``SimulationConfig()``); ``on_step`` is called with each step's name as it starts
+    ("profiles", "events", "labels", "tables").
 
-    Parameters
-    ----------
-    config : SimulationConfig, optional
-        What to simulate; ``SimulationConfig()`` when omitted.
-    on_step : callable, optional
-        Called with the name of each step as it starts ("profiles", "events",
-        "labels", "tables"), for progress displays.
-
-    Returns
-    -------
-    Simulation
-        ``leads`` (n_leads rows, ``SIMULATED_LEAD_COLUMNS``), ``events`` (``EVENT_COLUMNS``,
-        sorted by timestamp) and ``truth`` (``TRUTH_COLUMNS``); leads are ordered
-        and numbered by creation time.
+    ``leads`` has ``SIMULATED_LEAD_COLUMNS``, ordered and numbered by creation time;
+    ``events`` has ``EVENT_COLUMNS``, sorted by timestamp; ``truth`` ``TRUTH_COLUMNS``.
     """
     config = config or SimulationConfig()
     step = on_step or (lambda _name: None)
@@ -1025,24 +1015,10 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 def write(
     sim: Simulation, out_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv"
 ) -> dict[str, Path]:
-    """Write ``leads``, ``events`` and ``truth`` to ``out_dir`` as CSV or Parquet.
+    """Write ``leads``, ``events`` and ``truth`` to ``out_dir`` (created if needed) as
+    ``<table>.<fmt>``, CSV or Parquet; returns table name to the file written.
 
     Timestamps in CSV are ISO 8601 in UTC (``2026-06-30T16:05:00Z``).
-
-    Parameters
-    ----------
-    sim : Simulation
-        The tables.
-    out_dir : str or pathlib.Path
-        Folder to write to (created if needed); files are ``leads.<fmt>``,
-        ``events.<fmt>`` and ``truth.<fmt>``.
-    fmt : {"csv", "parquet"}
-        File format.
-
-    Returns
-    -------
-    dict of str to pathlib.Path
-        Table name to the file written.
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")

@@ -65,23 +65,12 @@ __all__ = [
 class Store(LeadsRoom, PredictionsRoom, CorrectionsRoom, AccountsRoom, StoreBase):
     """The leadready database: one engine, plain methods, sessions managed inside.
 
-    Parameters
-    ----------
-    url
-        A SQLAlchemy URL: ``sqlite:///path/to/file.db`` (the folder is created) or
-        ``postgresql+psycopg://user@host/db``; a ``search_path`` in the URL's
-        ``options`` puts every table, and Alembic's version table, in that schema.
-    pool_size, max_overflow
-        Connection pool sizes (SQLAlchemy's defaults when None).
-    echo
-        Log every SQL statement (debugging).
-    password_hasher
-        The argon2 hasher for user passwords (default: argon2-cffi's
-        recommended argon2id parameters). Hashes made with other parameters are
-        replaced at the user's next successful login.
-
-    Notes
-    -----
-    Call :meth:`upgrade` once before use. A ``Store`` is safe to share between
-    threads; call :meth:`dispose` when done (or use it as a context manager).
+    ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/file.db`` (the folder is created) or
+    ``postgresql+psycopg://user@host/db``; a ``search_path`` in its ``options`` puts every
+    table, and Alembic's version table, in that schema. ``pool_size``/``max_overflow``
+    size the pool (SQLAlchemy's defaults when None); ``echo`` logs SQL. Passwords are
+    hashed by ``password_hasher`` (default: argon2-cffi's recommended argon2id; hashes of
+    other parameters are replaced at the user's next login). Call :meth:`upgrade` once
+    before use; a ``Store`` is safe to share between threads; :meth:`dispose` it when done
+    (or use it as a context manager).
     """
