@@ -421,12 +421,8 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
 
 
 def psi_from_counts(expected: Sequence[float], actual: Sequence[float]) -> float:
-    """PSI of two histograms over the same bins (counts or shares; empty bins allowed).
-
-    Raises
-    ------
-    ValueError
-        Different numbers of bins, negative counts, or an empty histogram.
+    """PSI of two histograms over the same bins (counts or shares; empty bins allowed);
+    ``ValueError`` for different numbers of bins, negative counts or an empty histogram.
     """
     e = np.asarray(expected, dtype=float)
     a = np.asarray(actual, dtype=float)

@@ -27,54 +27,33 @@ _CR = 13
 
 @dataclass(frozen=True)
 class BadLine:
-    """One line that could not be read as a record of the table.
+    """One line that could not be read as a record of the table."""
 
-    Attributes
-    ----------
-    line : int
-        Physical line number in the file, 1-based (the header is line 1).
-    column : str or None
-        The column at fault (the first missing one, the one whose quote runs on),
-        None when the whole line is at fault.
-    message : str
-        What is wrong, in words.
-    text : str
-        The line as it is in the file (without its line break), at most 500 characters.
-    """
-
+    #: Physical line number in the file, 1-based (the header is line 1).
     line: int
+    #: The column at fault (the first missing one, the one whose quote runs on), None
+    #: when the whole line is at fault.
     column: str | None
     message: str
+    #: The line as it is in the file (without its line break), at most 500 characters.
     text: str
 
 
 @dataclass
 class CsvChunk:
-    """Good records of one block, ready for ``pandas.read_csv``.
+    """Good records of one block, ready for ``pandas.read_csv``."""
 
-    Attributes
-    ----------
-    data : bytes
-        UTF-8 CSV text: the header line, then the good records.
-    lines : ndarray of int64
-        Physical line number (1-based) where each good record starts.
-    bad : list of BadLine
-        Lines of this block that were rejected.
-    """
-
+    #: UTF-8 CSV text: the header line, then the good records.
     data: bytes
+    #: Physical line number (1-based, int64) where each good record starts.
     lines: np.ndarray
+    #: Lines of this block that were rejected.
     bad: list[BadLine] = field(default_factory=list)
 
 
 def detect_encoding(path: Path, block: int = BLOCK_BYTES) -> tuple[str, str | None]:
-    """The file's text encoding and, when it is not plain UTF-8, a sentence saying so.
-
-    Returns
-    -------
-    (encoding, note)
-        ``encoding`` is a Python codec name; ``note`` is None for UTF-8 without a
-        byte-order mark.
+    """The file's text encoding (a Python codec name) and, when it is not plain UTF-8, a
+    sentence saying so (None for UTF-8 without a byte-order mark).
     """
     with path.open("rb") as fh:
         head = fh.read(4)

@@ -271,15 +271,16 @@ def queue_rows(
     return rows
 
 
-#: Prediction columns a queue row copies as they are.
-_COPIED: tuple[str, ...] = (
+#: A prediction's numbers (confidences, margins, readiness).
+PREDICTION_NUMBERS: tuple[str, ...] = (
     "stage_confidence",
     "stage_margin",
     "persona_confidence",
     "persona_margin",
     "readiness",
-    "route",
 )
+#: Prediction columns a queue row copies as they are.
+_COPIED: tuple[str, ...] = (*PREDICTION_NUMBERS, "route")
 
 
 def _queue_row(

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from data.priority import (
+    PREDICTION_NUMBERS,
     RETRAINING_CONFIG,
     STORED_CONFIG,
     QueueConfig,
@@ -551,16 +552,7 @@ def _item(
             f"persona is wrong at {percent(p_wrong)}"
         )
         reasons = (QueueReason("learned_wrong", text), *reasons)
-    numbers = {
-        name: _opt_float(row[name])
-        for name in (
-            "stage_confidence",
-            "stage_margin",
-            "persona_confidence",
-            "persona_margin",
-            "readiness",
-        )
-    }
+    numbers = {name: _opt_float(row[name]) for name in PREDICTION_NUMBERS}
     names = ("stage", "persona", "route", "company", "job_title", "model_version")
     return QueueItem(
         lead_id=row["lead_id"],

@@ -54,48 +54,32 @@ _US = 1_000_000  # microseconds per second: timestamps are datetime64[us, UTC]
 class SimulationConfig:
     """What to simulate. Frozen: pass a new one (``dataclasses.replace``) to change it.
 
-    Parameters
-    ----------
-    n_leads : int
-        Number of leads.
-    seed : int
-        Random seed; the same config gives the same tables, byte for byte.
-    window_days : int
-        Length of the observed window, ending at ``end``.
-    label_noise : float
-        Share of marketing labels (each of stage and persona) that differ from the truth.
-    end : datetime
-        End of the window (no event or lead is later); naive means UTC.
-    late_stage_share : float
-        Share of leads truly in a late stage (decision or purchase).
-    non_buyer_share : float
-        Share of non-buyers (students, job seekers, vendors) among all leads.
-    systematic_noise_share : float
-        Part of the label noise that follows marketing's systematic mistakes.
-    webinar_lead_share : float
-        Share of leads that come from a webinar registration.
-    bot_share : float
-        Share of leads whose mail scanner clicks every link within seconds.
-    missing_title_share : float
-        Share of leads without a job title.
-    partial_profile_share : float
-        Share of leads with several profile fields missing.
-    activity : float
-        Multiplies every event rate (1.0 gives roughly 20 events per lead).
+    The same config gives the same tables, byte for byte. Shares are of all leads unless
+    said otherwise; ``end`` closes the window (no event or lead is later; naive means
+    UTC) of ``window_days``.
     """
 
     n_leads: int = 10_000
     seed: int = 0
     window_days: int = 180
+    #: Share of marketing labels (each of stage and persona) that differ from the truth.
     label_noise: float = 0.20
     end: datetime = datetime(2026, 6, 30, tzinfo=UTC)
+    #: Leads truly in a late stage (decision or purchase).
     late_stage_share: float = 0.15
+    #: Non-buyers (students, job seekers, vendors).
     non_buyer_share: float = 0.20
+    #: Part of the label noise that follows marketing's systematic mistakes.
     systematic_noise_share: float = 0.5
+    #: Leads that come from a webinar registration.
     webinar_lead_share: float = 0.15
+    #: Leads whose mail scanner clicks every link within seconds.
     bot_share: float = 0.01
+    #: Leads without a job title.
     missing_title_share: float = 0.05
+    #: Leads with several profile fields missing.
     partial_profile_share: float = 0.08
+    #: Multiplies every event rate (1.0 gives roughly 20 events per lead).
     activity: float = 1.0
 
     def __post_init__(self) -> None:
@@ -134,22 +118,13 @@ class SimulationConfig:
 
 @dataclass
 class Simulation:
-    """Simulated tables.
+    """Simulated tables and the config that produced them."""
 
-    Attributes
-    ----------
-    leads : pandas.DataFrame
-        One row a lead: ``SIMULATED_LEAD_COLUMNS`` (profile, marketing's ``stage`` and ``persona``).
-    events : pandas.DataFrame
-        One row an event: ``data.schema.EVENT_COLUMNS``, sorted by time.
-    truth : pandas.DataFrame
-        ``lead_id, true_stage, true_persona``, in the order of ``leads``.
-    config : SimulationConfig
-        The config that produced them.
-    """
-
+    #: One row a lead: ``SIMULATED_LEAD_COLUMNS`` (profile, marketing's stage and persona).
     leads: pd.DataFrame
+    #: One row an event: ``data.schema.EVENT_COLUMNS``, sorted by time.
     events: pd.DataFrame
+    #: ``lead_id, true_stage, true_persona``, in the order of ``leads``.
     truth: pd.DataFrame
     config: SimulationConfig = field(default_factory=SimulationConfig)
 

@@ -92,13 +92,8 @@ class AccountsRoom(StoreBase):
         return text
 
     def create_user(self, name: str, role: str, password: str) -> User:
-        """Add a review UI user with an argon2id password hash.
-
-        Raises
-        ------
-        ValueError
-            A role outside :data:`USER_ROLES`, a name already taken, an empty name
-            or password.
+        """Add a review UI user with an argon2id password hash; ``ValueError`` for a role outside
+        :data:`USER_ROLES`, a name already taken, an empty name or password.
         """
         name = self._user_name(name)
         role = _choice(role, "role", USER_ROLES)
@@ -198,14 +193,8 @@ class AccountsRoom(StoreBase):
         return self._write(work)
 
     def set_password(self, name: str, password: str) -> User:
-        """Replace a user's password.
-
-        Raises
-        ------
-        KeyError
-            No such user.
-        ValueError
-            An empty password.
+        """Replace a user's password; ``KeyError`` for no such user, ``ValueError`` for an empty
+        password.
         """
         return self._update_user(
             name,
@@ -214,14 +203,8 @@ class AccountsRoom(StoreBase):
         )
 
     def set_role(self, name: str, role: str) -> User:
-        """Change a user's role; their open sessions end (they log in again).
-
-        Raises
-        ------
-        KeyError
-            No such user.
-        ValueError
-            A role outside :data:`USER_ROLES`.
+        """Change a user's role; their open sessions end (they log in again). ``KeyError`` for no
+        such user, ``ValueError`` for a role outside :data:`USER_ROLES`.
         """
         role = _choice(role, "role", USER_ROLES)
         return self._update_user(
@@ -229,22 +212,14 @@ class AccountsRoom(StoreBase):
         )
 
     def end_sessions(self, name: str) -> User:
-        """End every session of a user, on every server (logout; a stolen cookie).
-
-        Raises
-        ------
-        KeyError
-            No such user.
+        """End every session of a user, on every server (logout; a stolen cookie); ``KeyError``
+        for no such user.
         """
         return self._update_user(name, session_generation=_USERS.c.session_generation + 1)
 
     def deactivate_user(self, name: str) -> User:
-        """Disable a user: they can no longer log in. The row (and history) stays.
-
-        Raises
-        ------
-        KeyError
-            No such user.
+        """Disable a user: they can no longer log in; the row (and history) stays. ``KeyError``
+        for no such user.
         """
         return self._update_user(name, active=False)
 
@@ -268,14 +243,10 @@ class AccountsRoom(StoreBase):
     def create_api_key(self, name: str, role: str = "client") -> str:
         """Create an API key and return it: the only time the key is available.
 
-        Only its SHA-256 (a key is 32 random bytes, so a fast hash is enough, and
-        a request's key is found by an index lookup on the hash) and its first ten
-        characters (to recognise it in listings) are stored.
-
-        Raises
-        ------
-        ValueError
-            A role outside :data:`API_KEY_ROLES`, an empty or taken name.
+        Only its SHA-256 (a key is 32 random bytes, so a fast hash is enough, and a request's
+        key is found by an index lookup on the hash) and its first ten characters (to
+        recognise it in listings) are stored. ``ValueError`` for a role outside
+        :data:`API_KEY_ROLES`, an empty or taken name.
         """
         name = self._user_name(name)
         role = _choice(role, "role", API_KEY_ROLES)
@@ -309,12 +280,8 @@ class AccountsRoom(StoreBase):
         return None if row is None else self._key_info(row)
 
     def revoke_api_key(self, name: str) -> ApiKeyInfo:
-        """Revoke a key by name (idempotent: the first revocation time is kept).
-
-        Raises
-        ------
-        KeyError
-            No key with this name.
+        """Revoke a key by name (idempotent: the first revocation time is kept); ``KeyError``
+        for no key with this name.
         """
 
         def work(conn: Connection) -> ApiKeyInfo:

@@ -337,11 +337,10 @@ class CorrectionsRoom(QueueUpkeep):
 
     def corrections_in_batch(self, batch_id: str) -> list[dict[str, Any]]:
         """The corrections one bulk action made, oldest first (every column)."""
-        stmt = (
-            sa.select(_CORRECTIONS)
-            .where(_CORRECTIONS.c.batch_id == batch_id)
-            .order_by(_CORRECTIONS.c.id)
-        )
+        return self._corrections_where(_CORRECTIONS.c.batch_id == batch_id)
+
+    def _corrections_where(self, condition: Any) -> list[dict[str, Any]]:
+        stmt = sa.select(_CORRECTIONS).where(condition).order_by(_CORRECTIONS.c.id)
         with self._engine.connect() as conn:
             return [dict(row) for row in conn.execute(stmt).mappings()]
 
@@ -350,14 +349,9 @@ class CorrectionsRoom(QueueUpkeep):
     ) -> list[CorrectionResult]:
         """Undo every correction of a bulk action not undone yet (append-only).
 
-        Each undo row carries ``undo_batch_id``. Rows of the batch that an earlier
-        undo already took back are left alone, so running it again after an
-        interruption finishes the job instead of undoing twice.
-
-        Raises
-        ------
-        KeyError
-            No correction carries ``batch_id``.
+        Each undo row carries ``undo_batch_id``. Rows of the batch that an earlier undo
+        already took back are left alone, so running it again after an interruption finishes
+        the job instead of undoing twice. ``KeyError`` when no correction carries ``batch_id``.
         """
         rows = self.corrections_in_batch(batch_id)
         if not rows:
@@ -379,24 +373,14 @@ class CorrectionsRoom(QueueUpkeep):
 
     def corrections_for(self, lead_id: str) -> list[dict[str, Any]]:
         """A lead's complete correction history, oldest first (every column)."""
-        stmt = (
-            sa.select(_CORRECTIONS)
-            .where(_CORRECTIONS.c.lead_id == lead_id)
-            .order_by(_CORRECTIONS.c.id)
-        )
-        with self._engine.connect() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
+        return self._corrections_where(_CORRECTIONS.c.lead_id == lead_id)
 
     def labels_for(self, lead_id: str) -> dict[str, str | None]:
         """The current stage and persona of a lead, by the rule corrections use.
 
-        The latest rep label, else the latest prediction's, else marketing's. Use
-        it as ``expected_label`` when a rep opens a lead.
-
-        Raises
-        ------
-        KeyError
-            The lead is neither stored nor scored.
+        The latest rep label, else the latest prediction's, else marketing's. Use it as
+        ``expected_label`` when a rep opens a lead. ``KeyError`` when the lead is neither
+        stored nor scored.
         """
         with self._engine.connect() as conn:
             lead = (

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from data.priority import PREDICTION_NUMBERS
 from data.store.checks import _choice, _opt_float, _opt_str, _opt_ts, _req_str
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
@@ -41,13 +42,7 @@ def _prediction_values(record: Mapping[str, Any], position: int, now: datetime) 
     }
     for name in ("stage", "persona", "route"):
         out[name] = _opt_str(record.get(name), f"{where}: {name}")
-    for name in (
-        "stage_confidence",
-        "stage_margin",
-        "persona_confidence",
-        "persona_margin",
-        "readiness",
-    ):
+    for name in PREDICTION_NUMBERS:
         out[name] = _opt_float(record.get(name), f"{where}: {name}")
     for name in ("probabilities", "reasons", "features"):
         value = record.get(name)
