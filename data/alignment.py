@@ -96,7 +96,8 @@ def _in_effect(undos: pd.DataFrame) -> set[int]:
 
 
 def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
-    """Reps' reviews in effect (made at or after ``since`` when given), with the model's label of each reviewed prediction.
+    """Reps' reviews in effect (made at or after ``since`` when given), with the model's
+    label of each reviewed prediction.
 
     One row per review: ``id, lead_id, field, reviewer, kind, reason, created_at`` (UTC),
     ``rep_label, prediction_id, model_version, model_label`` and ``agreed`` (False where
