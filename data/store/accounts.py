@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from data.store.base import StoreBase
+from data.store.base import StoreBase, _first
 from data.store.checks import _choice, _req_str
 from data.store.tables import (
     _API_KEYS,
@@ -176,15 +176,12 @@ class AccountsRoom(StoreBase):
 
     def _update_user(self, name: str, **values: Any) -> User:
         def work(conn: Connection) -> User:
-            row = (
-                conn.execute(
-                    sa.update(_USERS)
-                    .where(_USERS.c.name == name)
-                    .values(**values)
-                    .returning(*_USERS.c)
-                )
-                .mappings()
-                .first()
+            row = _first(
+                conn,
+                sa.update(_USERS)
+                .where(_USERS.c.name == name)
+                .values(**values)
+                .returning(*_USERS.c),
             )
             if row is None:
                 raise KeyError(f"no user named {name!r}")
@@ -270,12 +267,8 @@ class AccountsRoom(StoreBase):
         if not isinstance(token, str) or not token or len(token) > 512:
             return None
         with self._engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.select(_API_KEYS).where(_API_KEYS.c.key_hash == self._key_hash(token))
-                )
-                .mappings()
-                .first()
+            row = _first(
+                conn, sa.select(_API_KEYS).where(_API_KEYS.c.key_hash == self._key_hash(token))
             )
         return None if row is None else self._key_info(row)
 
@@ -290,11 +283,7 @@ class AccountsRoom(StoreBase):
                 .where(_API_KEYS.c.name == name, _API_KEYS.c.revoked_at.is_(None))
                 .values(revoked_at=utc_now())
             )
-            row = (
-                conn.execute(sa.select(_API_KEYS).where(_API_KEYS.c.name == name))
-                .mappings()
-                .first()
-            )
+            row = _first(conn, sa.select(_API_KEYS).where(_API_KEYS.c.name == name))
             if row is None:
                 raise KeyError(f"no API key named {name!r}")
             return self._key_info(row)

@@ -81,6 +81,11 @@ def _retryable(exc: DBAPIError) -> bool:
     return "database is locked" in message or "database is busy" in message
 
 
+def _first(conn: Connection, stmt: Any) -> Any:
+    """The first row of ``stmt`` as a mapping, or None."""
+    return conn.execute(stmt).mappings().first()
+
+
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """An Alembic ``Config`` built in code (no ini file, any working directory) whose
     ``script_location`` is :data:`MIGRATIONS_DIR`: on an open ``connection`` (what

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from data.store.base import _first
 from data.store.checks import _choice, _opt_str, _opt_ts, _req_str
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
@@ -107,29 +108,23 @@ class CorrectionsRoom(QueueUpkeep):
     ) -> tuple[str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
         """(current label, latest correction row, latest prediction row) of one field."""
         lead_id = lead["lead_id"]
-        correction = (
-            conn.execute(
-                sa.select(_CORRECTIONS)
-                .where(_CORRECTIONS.c.lead_id == lead_id, _CORRECTIONS.c.field == field)
-                .order_by(_CORRECTIONS.c.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
+        correction = _first(
+            conn,
+            sa.select(_CORRECTIONS)
+            .where(_CORRECTIONS.c.lead_id == lead_id, _CORRECTIONS.c.field == field)
+            .order_by(_CORRECTIONS.c.id.desc())
+            .limit(1),
         )
-        prediction = (
-            conn.execute(
-                sa.select(
-                    _PREDICTIONS.c.id,
-                    _PREDICTIONS.c.model_version,
-                    _PREDICTIONS.c[field].label("label"),
-                )
-                .where(_PREDICTIONS.c.lead_id == lead_id)
-                .order_by(_PREDICTIONS.c.id.desc())
-                .limit(1)
+        prediction = _first(
+            conn,
+            sa.select(
+                _PREDICTIONS.c.id,
+                _PREDICTIONS.c.model_version,
+                _PREDICTIONS.c[field].label("label"),
             )
-            .mappings()
-            .first()
+            .where(_PREDICTIONS.c.lead_id == lead_id)
+            .order_by(_PREDICTIONS.c.id.desc())
+            .limit(1),
         )
         if correction is not None and correction["is_rep_label"]:
             return correction["new_label"], correction, prediction
@@ -224,14 +219,11 @@ class CorrectionsRoom(QueueUpkeep):
         else the lead's newest (so retraining finds the feature snapshot the rep saw)."""
         if prediction_id is None:
             return latest
-        reviewed = (
-            conn.execute(
-                sa.select(
-                    _PREDICTIONS.c.id, _PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version
-                ).where(_PREDICTIONS.c.id == prediction_id)
-            )
-            .mappings()
-            .first()
+        reviewed = _first(
+            conn,
+            sa.select(
+                _PREDICTIONS.c.id, _PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version
+            ).where(_PREDICTIONS.c.id == prediction_id),
         )
         if reviewed is None or reviewed["lead_id"] != lead_id:
             raise ValueError(f"prediction {prediction_id} is not a prediction of lead {lead_id!r}")
@@ -269,11 +261,7 @@ class CorrectionsRoom(QueueUpkeep):
             raise ValueError(f"note: longer than {_NOTE_MAX} characters")
 
         def work(conn: Connection) -> CorrectionResult:
-            target = (
-                conn.execute(sa.select(_CORRECTIONS).where(_CORRECTIONS.c.id == correction_id))
-                .mappings()
-                .first()
-            )
+            target = _first(conn, sa.select(_CORRECTIONS).where(_CORRECTIONS.c.id == correction_id))
             if target is None:
                 raise KeyError(f"unknown correction {correction_id}")
             field = target["field"]
@@ -383,14 +371,11 @@ class CorrectionsRoom(QueueUpkeep):
         stored nor scored.
         """
         with self._engine.connect() as conn:
-            lead = (
-                conn.execute(
-                    sa.select(
-                        _LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona
-                    ).where(_LEADS.c.lead_id == lead_id)
-                )
-                .mappings()
-                .first()
+            lead = _first(
+                conn,
+                sa.select(
+                    _LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona
+                ).where(_LEADS.c.lead_id == lead_id),
             )
             if lead is None:
                 scored = conn.execute(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, Checked
+from data.store.base import _first
 from data.store.checks import _extra_value, _opt_int, _opt_str, _opt_ts, _req_str, _req_ts
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
@@ -218,11 +219,7 @@ class LeadsRoom(QueueUpkeep):
     def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         """A lead's stored profile, marketing labels and timestamps, or None."""
         with self._engine.connect() as conn:
-            row = (
-                conn.execute(sa.select(_LEADS).where(_LEADS.c.lead_id == lead_id))
-                .mappings()
-                .first()
-            )
+            row = _first(conn, sa.select(_LEADS).where(_LEADS.c.lead_id == lead_id))
         return None if row is None else _lead_dict(row)
 
     def events_for(self, lead_id: str, limit: int | None = None) -> list[dict[str, Any]]:
