@@ -432,6 +432,14 @@ def _read_excel(path: Path, text_columns: Collection[str] | bool) -> _Raw:
     return _Raw(frame, rows, [], len(frame), line_base=1)
 
 
+def _strip_names(path: Path, frame: pd.DataFrame) -> None:
+    """Column names stripped of surrounding space; names that then repeat are an InputError."""
+    frame.columns = [str(c).strip() for c in frame.columns]
+    dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if dupes:
+        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+
+
 def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
     _check_file(path)
     fmt = _format(path)
@@ -446,10 +454,7 @@ def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
             raw = _read_json(path, fmt)
     except OSError as exc:
         raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
-    raw.frame.columns = [str(c).strip() for c in raw.frame.columns]
-    dupes = raw.frame.columns[raw.frame.columns.duplicated()].unique().tolist()
-    if dupes:
-        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+    _strip_names(path, raw.frame)
     return raw
 
 
@@ -735,10 +740,7 @@ def _read_raw_bounded(
     )
     frame, rows = reservoir.result(columns)
     n_rows = n_good + n_bad
-    frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
-    if dupes:
-        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+    _strip_names(path, frame)
     base = _scanner(path).header_line if fmt == "csv" else None
     raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_rows, base, notes)
     return raw, Sample(max_rows, seed, n_rows, len(frame), n_bad)
