@@ -265,7 +265,8 @@ def _learned(store: Any, runs: int) -> dict[str, Any]:
 
 def _record(store: Any, ids: list[str], runs: int) -> dict[str, Any]:
     """20,000 predictions: ``record_predictions`` against the bare insert of the same rows."""
-    from data.store import PredictionRow, _prediction_values
+    from data.store import PredictionRow
+    from data.store.predictions import _prediction_values
 
     table = PredictionRow.__table__
     with_upkeep: list[float] = []

@@ -1,28 +1,6 @@
-"""How well reps and the model agree, and whether the model is going stale.
-
-Plain functions over the store (SQL aggregates, then pandas on the few columns
-they return): no Flask, no MLflow, no environment. The alignment dashboard of
-the review UI and the ``/metrics`` gauges call the same functions.
-
-Definitions
------------
-review
-    A rep's ``reclassify`` or ``confirm`` row that is still in effect (not
-    undone, or undone and then restored), keeping a rep's last word per lead,
-    field and reviewed prediction. ``undo`` rows are not reviews.
-agreement
-    A review whose label equals the model's label *of the prediction the rep
-    reviewed* (``prediction_id``). Confirms therefore count as agreement;
-    reviews that name no prediction have no model label and count for neither.
-override rate
-    Of the leads reviewed in a period, the share where a rep set a label (stage
-    or persona) other than the model's.
-PSI
-    Population stability index of one feature between a reference sample and a
-    recent one: ``sum((a - e) * ln(a / e))`` over bins (deciles of the
-    reference for numbers, values for categories, one bin for missing values),
-    shares floored at :data:`PSI_FLOOR` so an empty bin stays finite. Below 0.1
-    is stable, 0.1 to 0.25 worth watching, 0.25 and above worth acting on.
+"""How well reps and the model agree, and whether the model is going stale: plain functions
+over the store for the alignment dashboard and the ``/metrics`` gauges (the definitions of
+review, agreement, override rate and PSI: docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -38,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from data.store import CorrectionRow, PredictionRow
+from data.values import utc_now
 
 __all__ = [
     "HEADS",
@@ -94,10 +73,6 @@ _REVIEW_COLUMNS = [
 ]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _utc(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True, format="mixed")
 
@@ -121,21 +96,12 @@ def _in_effect(undos: pd.DataFrame) -> set[int]:
 
 
 def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
-    """Reps' reviews in effect, with the model's label of each reviewed prediction.
+    """Reps' reviews in effect (made at or after ``since`` when given), with the model's
+    label of each reviewed prediction.
 
-    Parameters
-    ----------
-    store : data.store.Store
-    since : datetime, optional
-        Only reviews made at or after this moment.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per review: ``id, lead_id, field, reviewer, kind, reason,
-        created_at`` (UTC), ``rep_label, prediction_id, model_version,
-        model_label`` and ``agreed`` (bool; False where ``model_label`` is
-        missing — filter on ``model_label.notna()`` for rates).
+    One row per review: ``id, lead_id, field, reviewer, kind, reason, created_at`` (UTC),
+    ``rep_label, prediction_id, model_version, model_label`` and ``agreed`` (False where
+    ``model_label`` is missing: filter on ``model_label.notna()`` for rates).
     """
     model_label = sa.case((_C.c.field == "stage", _P.c.stage), else_=_P.c.persona).label(
         "model_label"
@@ -412,7 +378,7 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
     """
     if days < 1:
         raise ValueError("days must be at least 1")
-    now = now or _utc_now()
+    now = now or utc_now()
     routed_stmt = (
         sa.select(_P.c.lead_id, sa.func.min(_P.c.created_at).label("routed_at"))
         .where(_P.c.route == "sales")
@@ -456,12 +422,8 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
 
 
 def psi_from_counts(expected: Sequence[float], actual: Sequence[float]) -> float:
-    """PSI of two histograms over the same bins (counts or shares; empty bins allowed).
-
-    Raises
-    ------
-    ValueError
-        Different numbers of bins, negative counts, or an empty histogram.
+    """PSI of two histograms over the same bins (counts or shares; empty bins allowed);
+    ``ValueError`` for different numbers of bins, negative counts or an empty histogram.
     """
     e = np.asarray(expected, dtype=float)
     a = np.asarray(actual, dtype=float)
@@ -621,6 +583,32 @@ def _first_prediction(store: Any, version: str | None) -> datetime | None:
     return stamp.to_pydatetime()
 
 
+def _reference_start(
+    store: Any,
+    champion_version: str | None,
+    registered_at: datetime | None,
+    reference_days: int,
+    recent_start: datetime,
+) -> tuple[datetime | None, str]:
+    """Where the reference sample starts, and how to say it: the champion's
+    registration when it has predictions then, else its (or any model's) first."""
+    if champion_version is not None and registered_at is not None:
+        probe = _snapshots(
+            store,
+            start=registered_at,
+            end=registered_at + timedelta(days=reference_days),
+            version=champion_version,
+            exclude_from=recent_start,
+            limit=1,
+        )
+        if len(probe):
+            how = f"version {champion_version}'s first {reference_days} days after its registration"
+            return registered_at, how
+    who = f"version {champion_version}" if champion_version else "any model"
+    how = f"the first {reference_days} days of predictions by {who}"
+    return _first_prediction(store, champion_version), how
+
+
 def drift_report(
     store: Any,
     *,
@@ -645,26 +633,12 @@ def drift_report(
     reference never reaches into the recent window. With fewer than
     ``min_leads`` leads on a side the report has no features, and says why.
     """
-    now = now or _utc_now()
+    now = now or utc_now()
     recent_start = now - timedelta(days=window_days)
     recent = _snapshots(store, start=recent_start, end=None, limit=limit)
-    start, how = None, ""
-    if champion_version is not None and registered_at is not None:
-        probe = _snapshots(
-            store,
-            start=registered_at,
-            end=registered_at + timedelta(days=reference_days),
-            version=champion_version,
-            exclude_from=recent_start,
-            limit=1,
-        )
-        if len(probe):
-            start = registered_at
-            how = f"version {champion_version}'s first {reference_days} days after its registration"
-    if start is None:
-        start = _first_prediction(store, champion_version)
-        who = f"version {champion_version}" if champion_version else "any model"
-        how = f"the first {reference_days} days of predictions by {who}"
+    start, how = _reference_start(
+        store, champion_version, registered_at, reference_days, recent_start
+    )
     end = start + timedelta(days=reference_days) if start is not None else None
     reference = (
         _snapshots(
@@ -723,7 +697,7 @@ def alignment_gauges(
     :func:`drift_report`; pass ``drift`` to reuse one). Figures without data
     are left out rather than reported as zero.
     """
-    now = now or _utc_now()
+    now = now or utc_now()
     reviews = reviews_frame(store, since=now - timedelta(days=window_days))
     out: dict[str, float] = {"reviews": float(len(reviews))}
     rate = override_rate(reviews)

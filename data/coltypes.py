@@ -1,22 +1,6 @@
-"""Read a column's values as a person would: numbers, dates, booleans, text.
-
-CRM exports carry numbers as people type them (``1,234``, ``$4,365,000``, ``12,5 %``,
-``1.234,50 €``), dates in ISO, US and European forms, with time zones or as epoch
-seconds, and booleans as ``Yes``/``no``/``TRUE``/``1``. :func:`infer_types` decides
-one kind per column — ``number``, ``date``, ``boolean``, ``text``, ``empty`` or
-``constant`` — and parses every value of the column the same way (an ambiguous
-date column such as ``03/04/2026`` is read one way for the whole column and the
-report says which). Values that do not fit the column's kind become missing and
-are counted, with the first examples and their lines, in a :class:`ColumnReport`.
-
-Dates become a number for the model: days since 1970-01-01 (UTC), since the
-model's table encoder takes numbers, not timestamps. Everything here is
-vectorized with pandas string methods; no per-row Python loop.
-
-A kind can be forced per column (``--types 'Annual Revenue=number,Close Date=date'``,
-:func:`parse_types`); ``date-dmy`` / ``date-mdy`` force the day/month order.
-:func:`apply_types` re-applies the decisions of a training table to a scoring
-table, so both read a column the same way.
+"""Read a column's values as a person would: one kind per column (number, date, boolean,
+text, empty, constant) decided from CRM-style values and applied the same way to training
+and scoring tables (docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -288,6 +272,30 @@ def _examples(
 # --------------------------------------------------------------------------- inference
 
 
+def _numeric_column(
+    name: str, raw: pd.Series, spec: ColumnSpec | None, n: int, forced: bool
+) -> tuple[pd.Series, ColumnReport]:
+    """Type a column pandas read as numbers: 0/1 is boolean, large numbers in a date-named
+    column are epoch times (as days since 1970), the rest numbers."""
+    x = raw.astype("float64")
+    if spec is not None and spec.kind == "boolean":
+        return x, ColumnReport(name, "boolean", n, spec=spec, forced=forced)
+    distinct = x.dropna().unique()
+    if spec is None and len(distinct) and set(distinct.tolist()) <= {0.0, 1.0}:
+        return x, ColumnReport(name, "boolean", n, note="0/1", spec=ColumnSpec("boolean"))
+    if (
+        spec is None
+        and _DATE_NAME.search(name)
+        and len(distinct)
+        and ((x.dropna() > 1e8) & (x.dropna() < 2e12)).all()
+    ):
+        note = "epoch seconds" if x.abs().max() < 1e11 else "epoch milliseconds"
+        spec = ColumnSpec("date", epoch=True)
+        report = ColumnReport(name, "date", n, note=f"{note}, as days since 1970", spec=spec)
+        return _epoch_days(x), report
+    return x, ColumnReport(name, "number", n, spec=ColumnSpec("number"), forced=forced)
+
+
 def _read_column(
     name: str,
     raw: pd.Series,
@@ -301,27 +309,10 @@ def _read_column(
     if pd.api.types.is_bool_dtype(raw.dtype):
         rep = ColumnReport(name, "boolean", n, spec=ColumnSpec("boolean"))
         return raw.astype("float64"), rep
-    numeric = pd.api.types.is_numeric_dtype(raw.dtype)
-    if numeric and spec is not None and spec.kind == "boolean":
-        return raw.astype("float64"), ColumnReport(name, "boolean", n, spec=spec, forced=forced)
-    if numeric and (spec is None or spec.kind == "number"):
-        x = raw.astype("float64")
-        distinct = x.dropna().unique()
-        if spec is None and len(distinct) and set(distinct.tolist()) <= {0.0, 1.0}:
-            return x, ColumnReport(name, "boolean", n, note="0/1", spec=ColumnSpec("boolean"))
-        if (
-            spec is None
-            and _DATE_NAME.search(name)
-            and len(distinct)
-            and ((x.dropna() > 1e8) & (x.dropna() < 2e12)).all()
-        ):
-            days = _epoch_days(x)
-            note = "epoch seconds" if x.abs().max() < 1e11 else "epoch milliseconds"
-            spec = ColumnSpec("date", epoch=True)
-            return days, ColumnReport(
-                name, "date", n, note=f"{note}, as days since 1970", spec=spec
-            )
-        return x, ColumnReport(name, "number", n, spec=ColumnSpec("number"), forced=forced)
+    if pd.api.types.is_numeric_dtype(raw.dtype) and (
+        spec is None or spec.kind in ("number", "boolean")
+    ):
+        return _numeric_column(name, raw, spec, n, forced)
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         t = raw if isinstance(raw.dtype, pd.DatetimeTZDtype) else raw.dt.tz_localize("UTC")
         return _days(t), ColumnReport(
@@ -403,23 +394,45 @@ def _read_distinct(
         bad = int((unfit * w).sum())
         return out, unfit, ColumnReport(name, "boolean", n, bad, spec=spec, forced=forced)
     if kind == "number":
-        comma = spec.decimal_comma if not forced else _decimal_comma(t)
-        x, pct = _numbers(t, comma)
-        unfit = x.isna().to_numpy()
-        notes = []
-        if comma:
-            notes.append("decimal comma")
-        if t.str.contains(_CURRENCY, regex=True).any():
-            notes.append("currency signs removed")
-        if t.str.contains(r"\d[,.\u00a0\u202f ']\d{3}\b", regex=True).any():
-            notes.append("thousands separators removed")
-        if pct.any():
-            notes.append("percent as a fraction (12.5% → 0.125)")
-        spec = ColumnSpec("number", decimal_comma=comma, percent=bool(pct.any()))
-        bad = int((unfit * w).sum())
-        rep = ColumnReport(name, "number", n, bad, note=", ".join(notes), spec=spec, forced=forced)
-        return x, unfit, rep
-    # dates
+        return _read_numbers(name, t, w, spec, forced)
+    return _read_dates(name, t, w, spec, forced, inferred)
+
+
+def _read_numbers(
+    name: str, t: pd.Series, w: np.ndarray, spec: ColumnSpec, forced: bool
+) -> tuple[pd.Series, np.ndarray, ColumnReport]:
+    """A number column's distinct values parsed, and what the parse removed, said."""
+    n = int(w.sum())
+    comma = spec.decimal_comma if not forced else _decimal_comma(t)
+    x, pct = _numbers(t, comma)
+    unfit = x.isna().to_numpy()
+    notes = []
+    if comma:
+        notes.append("decimal comma")
+    if t.str.contains(_CURRENCY, regex=True).any():
+        notes.append("currency signs removed")
+    if t.str.contains(r"\d[,.\u00a0\u202f ']\d{3}\b", regex=True).any():
+        notes.append("thousands separators removed")
+    if pct.any():
+        notes.append("percent as a fraction (12.5% → 0.125)")
+    spec = ColumnSpec("number", decimal_comma=comma, percent=bool(pct.any()))
+    bad = int((unfit * w).sum())
+    rep = ColumnReport(name, "number", n, bad, note=", ".join(notes), spec=spec, forced=forced)
+    return x, unfit, rep
+
+
+def _read_dates(
+    name: str,
+    t: pd.Series,
+    w: np.ndarray,
+    spec: ColumnSpec,
+    forced: bool,
+    inferred: tuple[pd.Series, bool | None, str] | None,
+) -> tuple[pd.Series, np.ndarray, ColumnReport]:
+    """A date column's distinct values as days since 1970 (epoch seconds, or dates in the
+    day/month order decided: ``inferred`` when the inference already parsed them)."""
+    n = int(w.sum())
+    kind = spec.kind
     dayfirst = {"date-dmy": True, "date-mdy": False}.get(kind, spec.dayfirst)
     if spec.epoch:
         x = pd.to_numeric(t, errors="coerce")
@@ -444,29 +457,13 @@ def infer_types(
     skip: Collection[str] = (),
     lines: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[ColumnReport]]:
-    """Give every column (but ``skip``) one kind and parse it that way.
+    """Give every column of ``frame`` (as read) but ``skip`` one kind and parse it that way.
 
-    Parameters
-    ----------
-    frame : DataFrame
-        As read (text, or numbers pandas already parsed).
-    overrides : mapping of str to str, optional
-        Column → kind (see ``KINDS``), instead of inferring.
-    skip : collection of str
-        Columns left untouched (ids, labels).
-    lines : ndarray, optional
-        The physical line of each row, for the report's examples.
-
-    Returns
-    -------
-    (typed frame, reports)
-        ``number``, ``date`` (days since 1970) and ``boolean`` (1.0 / 0.0)
-        columns are float64; text stays text. One report per typed column.
-
-    Raises
-    ------
-    ValueError
-        An override names a column the table does not have.
+    ``overrides`` maps a column to a kind (see ``KINDS``) instead of inferring it (a
+    column the table does not have is a ``ValueError``); ``lines`` are the physical lines
+    of the rows, for the report's examples. ``number``, ``date`` (days since 1970) and
+    ``boolean`` (1.0 / 0.0) columns come back float64, text stays text; one report per
+    typed column.
     """
     overrides = dict(overrides or {})
     unknown = [c for c in overrides if c not in frame.columns]

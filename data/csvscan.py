@@ -1,28 +1,5 @@
-"""Split a CSV export into records before pandas parses it, and say which lines are bad.
-
-pandas' C parser is fast but it cannot tell a user *which* physical line is wrong:
-it drops a line with too many fields (or stops with a raw tokenizer error), pads a
-line with too few fields with missing values, and lets an unterminated quote swallow
-the following records into one field. :class:`CsvScanner` finds the record
-boundaries first, vectorized with numpy over blocks of bytes (a quote toggles the
-"inside a quoted field" state, so the state at any byte is the parity of the quotes
-before it, which also holds for doubled ``""`` quotes; it is looked up, by binary
-search in the quotes' positions, only at line breaks and delimiters), and checks
-every record's field count against the header. Good records are handed on as UTF-8
-CSV bytes for pandas to parse; each bad line becomes a :class:`BadLine` naming its physical line
-number in the file (the header is line 1, as an editor shows it), the column and
-what is wrong. Only bad records are looked at one by one in Python.
-
-A record that spans several lines (a quoted field with line breaks, such as a note)
-is kept when it has the header's number of fields and none of its continuation lines
-looks like a record of its own; otherwise its first line is reported as an
-unterminated quote and scanning starts again on the next line, so a quote that runs
-on never merges one record into another.
-
-The encoding is found before scanning: UTF-8 (with or without a byte-order mark),
-UTF-16 with a byte-order mark (Excel's "Unicode text"), and otherwise Windows-1252
-(Excel's and most CRMs' legacy export), which :attr:`CsvScanner.encoding_note` says.
-The delimiter is sniffed from the first lines among ``,`` ``;`` tab and ``|``.
+"""Split a CSV export into records before pandas parses it, and say which physical lines are
+bad, with the encoding and delimiter found (the vectorized quote-parity scan: docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -50,54 +27,33 @@ _CR = 13
 
 @dataclass(frozen=True)
 class BadLine:
-    """One line that could not be read as a record of the table.
+    """One line that could not be read as a record of the table."""
 
-    Attributes
-    ----------
-    line : int
-        Physical line number in the file, 1-based (the header is line 1).
-    column : str or None
-        The column at fault (the first missing one, the one whose quote runs on),
-        None when the whole line is at fault.
-    message : str
-        What is wrong, in words.
-    text : str
-        The line as it is in the file (without its line break), at most 500 characters.
-    """
-
+    #: Physical line number in the file, 1-based (the header is line 1).
     line: int
+    #: The column at fault (the first missing one, the one whose quote runs on), None
+    #: when the whole line is at fault.
     column: str | None
     message: str
+    #: The line as it is in the file (without its line break), at most 500 characters.
     text: str
 
 
 @dataclass
 class CsvChunk:
-    """Good records of one block, ready for ``pandas.read_csv``.
+    """Good records of one block, ready for ``pandas.read_csv``."""
 
-    Attributes
-    ----------
-    data : bytes
-        UTF-8 CSV text: the header line, then the good records.
-    lines : ndarray of int64
-        Physical line number (1-based) where each good record starts.
-    bad : list of BadLine
-        Lines of this block that were rejected.
-    """
-
+    #: UTF-8 CSV text: the header line, then the good records.
     data: bytes
+    #: Physical line number (1-based, int64) where each good record starts.
     lines: np.ndarray
+    #: Lines of this block that were rejected.
     bad: list[BadLine] = field(default_factory=list)
 
 
 def detect_encoding(path: Path, block: int = BLOCK_BYTES) -> tuple[str, str | None]:
-    """The file's text encoding and, when it is not plain UTF-8, a sentence saying so.
-
-    Returns
-    -------
-    (encoding, note)
-        ``encoding`` is a Python codec name; ``note`` is None for UTF-8 without a
-        byte-order mark.
+    """The file's text encoding (a Python codec name) and, when it is not plain UTF-8, a
+    sentence saying so (None for UTF-8 without a byte-order mark).
     """
     with path.open("rb") as fh:
         head = fh.read(4)
@@ -181,28 +137,12 @@ def _open_quote_field(text: str, delim: str) -> int:
 class CsvScanner:
     """Reads a CSV file's header and then its records, block by block.
 
-    Parameters
-    ----------
-    path : pathlib.Path
-        The file.
-    delimiter : str, optional
-        Sniffed from the first lines when not given.
-    block_bytes : int
-        Bytes scanned at a time (memory stays around a few times this).
-
-    Attributes
-    ----------
-    encoding : str
-        The codec the file is read with.
-    encoding_note : str or None
-        Said to the user when the file is not plain UTF-8.
-    delimiter : str
-    header : list of str
-        Column names as in the file (surrounding space stripped).
-    header_line : int
-        Physical line of the header (blank lines before it are skipped).
-    n_records : int
-        Records seen so far, good and bad (blank lines are not records).
+    The delimiter is sniffed from the first lines unless given; ``block_bytes`` are
+    scanned at a time (memory stays around a few times this). It exposes ``encoding``
+    (and ``encoding_note``, said to the user when the file is not plain UTF-8),
+    ``delimiter``, ``header`` (names stripped), ``header_line`` (the physical line of the
+    header, blank lines before it skipped) and ``n_records`` (records seen so far, good
+    and bad; blank lines are not records).
     """
 
     def __init__(
@@ -299,6 +239,9 @@ class CsvScanner:
 
         Returns the chunk of good records and bad lines, the unfinished tail to
         carry into the next block, and the physical line of that tail.
+        One loop on purpose: its steps share the aligned arrays of one pass (record
+        starts, ends, field counts, first lines); what stands alone (a bad line, a
+        runaway quote, a merged record) is its own method.
         """
         parts: list[bytes] = [self._header_bytes]
         lines: list[np.ndarray] = []

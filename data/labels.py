@@ -1,15 +1,5 @@
-"""One label policy for every entry point: training, the corrections API, the review UI and
-``corrections import``.
-
-Two spellings are the same label when they are equal after case folding and after
-removing surrounding and inner white space, ``-`` and ``_`` (``"LEAD"``, ``" lead "``,
-``"Sales-Qualified_Lead"`` and ``"sales qualified lead"`` are each one label); the
-CRM abbreviations MQL, SQL and SAL are their long forms.
-Training names each class by a readable spelling (:func:`readable_name`: words
-apart, not in capitals, then the most frequent; CRM lifecycle stages that needed
-merging by the CRM's own display names, "Sales Qualified Lead") and lists the
-variants it merged; the API, the UI and imports accept
-any spelling of a known label and store the known one.
+"""One label policy for every entry point (training, the corrections API, the review UI and
+``corrections import``): which spellings are one label, and its readable name (docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -86,19 +76,11 @@ def readable_name(spellings: Sequence[str], counts: Mapping[str, int]) -> str:
 
 
 def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[str]]]:
-    """Merge the spellings of each label into one, named by :func:`readable_name`
-    (or, for CRM lifecycle stages that needed merging, by :data:`LIFECYCLE_NAMES`).
+    """Merge the spellings of each label of ``values`` (text, missing = None) into one, named
+    by :func:`readable_name` (or, for CRM lifecycle stages, by :data:`LIFECYCLE_NAMES`).
 
-    Parameters
-    ----------
-    values : Series of str or None
-        Labels as text (missing = None).
-
-    Returns
-    -------
-    (labels, variants)
-        The labels with every spelling replaced by its class name, and for each
-        class that had several spellings, the spellings found (class name first).
+    Returns the labels with every spelling replaced by its class name, and for each class
+    that had several spellings, the spellings found (class name first).
     """
     # Spellings in order of first appearance, with how often each occurs; the rows
     # are only coded (factorize), every decision is made on the distinct spellings.
@@ -136,18 +118,6 @@ def describe_variants(head: str, variants: dict[str, list[str]]) -> list[str]:
         + ", ".join(repr(s) for s in spellings[1:])
         for name, spellings in variants.items()
     ]
-
-
-def ordered_known(labels: Sequence[str]) -> list[str]:
-    """Labels in their given order without spelling duplicates."""
-    seen: set[str] = set()
-    out = []
-    for label in labels:
-        key = label_key(label)
-        if key not in seen:
-            seen.add(key)
-            out.append(label)
-    return out
 
 
 #: CRM lifecycle stages in order (keys as :func:`label_key` gives them), with the

@@ -1,17 +1,5 @@
-"""Columns a model must not learn from unless someone says so: personal data and leaks.
-
-* **Personal data** — names, e-mail addresses, phone numbers, street addresses —
-  found by column name (in the languages exports carry) and by content (most values
-  look like an e-mail address or a phone number).
-* **Vendor scores** — another tool's score of the same lead (``HubSpot Score``,
-  ``Lead Score``): it encodes the outcome the model should learn.
-* **Dates after the outcome** — ``Became a Customer Date``, ``Close Date``,
-  ``Converted Date``: known only once the label is.
-* **Id-like columns** — unique text per row (a record id, a URL): never a feature;
-  reported by name.
-
-:func:`screen_columns` returns what to exclude and why; the caller excludes them,
-says so, and keeps a column the user allowed (``--allow-column NAME``).
+"""Columns a model must not learn from unless someone says so: personal data, vendor scores,
+dates after the outcome and id-like columns (docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -194,21 +182,11 @@ def _unique_per_row(col: pd.Series, present: np.ndarray) -> bool:
 def screen_columns(
     frame: pd.DataFrame, *, skip: Collection[str] = (), allow: Collection[str] = ()
 ) -> Screened:
-    """Find personal, vendor-score, after-outcome and id-like columns of ``frame``.
+    """Find personal, vendor-score, after-outcome and id-like columns of ``frame`` (as read,
+    before typing: content checks look at the text), but not of ``skip``.
 
-    Parameters
-    ----------
-    frame : DataFrame
-        The table as read (before typing: content checks look at the text).
-    skip : collection of str
-        Columns not screened (id, labels).
-    allow : collection of str
-        Columns kept even when they look personal or leaky.
-
-    Raises
-    ------
-    ValueError
-        ``allow`` names a column the table does not have.
+    Columns of ``allow`` are kept even when they look personal or leaky; ``allow`` naming
+    a column the table does not have is a ``ValueError``.
     """
     missing = [c for c in allow if c not in frame.columns]
     if missing:

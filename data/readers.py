@@ -1,30 +1,6 @@
-"""Read lead and event tables from CSV, Parquet and JSON Lines, and say precisely what is wrong.
-
-The file format is chosen by suffix: ``.csv``; ``.xlsx`` (the first sheet, through
-python-calamine); ``.parquet`` / ``.pq``; ``.jsonl`` / ``.ndjson`` (one JSON object a
-line) and ``.json`` (JSON Lines, or one JSON array of objects). CSV records are split
-and checked by :class:`data.csvscan.CsvScanner` before pandas parses them, so a line
-with too many or too few fields or an unterminated quote is a :class:`RowError`
-naming the file's physical line (``RowError.line``; ``str()`` reads ``file, line N,
-column 'X': why``), and encoding and delimiter are found and said
-(``ReadResult.notes``). :func:`iter_table` streams any table in chunks (``score``). :func:`read_table` returns any table as it is; :func:`read_leads` and
-:func:`read_events` validate a leads or an events table against the contract in
-:mod:`data.schema` and return a :class:`ReadResult`: the good rows, typed, and one
-:class:`RowError` for every problem found, naming the file, the row (the N-th data
-row, 1-based, the header not counted), the column, the value and what was wrong.
-Bad rows are never dropped silently: they are returned in ``ReadResult.rejected``
-(and ``ReadResult.rejected_rows``), and strict mode raises :class:`InputError`.
-
-Validation is vectorized with pandas so that a file of a million events is checked
-in seconds; the pydantic models of :mod:`data.schema` remain the contract for single
-records (the API), and the limits checked here (string lengths, company size bounds)
-are read from those models so the two cannot drift apart.
-
-Timestamps are returned as ``datetime64[us, UTC]``. Text timestamps are parsed as
-ISO 8601 first, then in any format pandas recognises ("06/30/2026", "30 Jun 2026
-10:00"); a timestamp without a zone is taken as UTC. Numbers (and all-digit text)
-are Unix epoch times, in seconds, milliseconds, microseconds or nanoseconds
-according to their magnitude.
+"""Read lead and event tables from CSV, Excel, Parquet and JSON Lines, and say precisely what
+is wrong: every bad row is a :class:`RowError` naming the file, line, column, value and
+why, never dropped silently (formats, validation and timestamps: docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -44,7 +20,9 @@ import pandas as pd
 import pyarrow as pa
 
 from data.csvscan import BadLine, CsvScanner, detect_encoding
+from data.personal import mask_line, open_private
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
+from data.values import is_missing
 
 #: ``read_leads(path, id_col=ROW_ID)`` on a table without ids numbers its rows.
 ROW_ID = "row_id"
@@ -123,32 +101,20 @@ _EVENT_TEXT = {c: _max_length(Event, c) for c in EVENT_PROPERTY_COLUMNS}
 
 @dataclass(frozen=True)
 class RowError:
-    """One problem in an input file.
+    """One problem in an input file; ``str()`` reads ``file, line N, column 'X': why``."""
 
-    Parameters
-    ----------
-    file : str
-        The file's name.
-    row : int or None
-        The N-th data row, 1-based (the header is not counted); ``None`` for a
-        problem of the whole file, such as a missing column.
-    column : str or None
-        The column at fault; ``None`` when the row as a whole is unreadable.
-    value : object
-        The offending value as it was read (``None`` when it was missing).
-    message : str
-        What was wrong, in words.
-    line : int or None
-        The physical line of the file as an editor numbers it (the header is line
-        1 of a CSV file; the row number a spreadsheet shows for Excel), when the
-        format has lines; ``str()`` names it instead of ``row``.
-    """
-
+    #: The file's name.
     file: str
+    #: The N-th data row, 1-based (header not counted); None for the whole file (a missing column).
     row: int | None
+    #: The column at fault; None when the row as a whole is unreadable.
     column: str | None
+    #: The offending value as it was read (None when it was missing).
     value: Any
+    #: What was wrong, in words.
     message: str
+    #: The physical line as an editor numbers it (header = line 1 of a CSV; the row a
+    #: spreadsheet shows for Excel), when the format has lines; ``str()`` names it, not ``row``.
     line: int | None = None
 
     def __str__(self) -> str:
@@ -163,14 +129,8 @@ class RowError:
 
 
 class InputError(ValueError):
-    """An input file cannot be used as it is; ``errors`` lists the problems found.
-
-    Parameters
-    ----------
-    message : str
-        A message naming the file and the first problems.
-    errors : iterable of RowError, optional
-        Every problem found.
+    """An input file cannot be used as it is: the message names the file and the first
+    problems, ``errors`` (:class:`RowError`) lists every problem found.
     """
 
     def __init__(self, message: str, errors: Iterable[RowError] = ()) -> None:
@@ -198,30 +158,19 @@ def _list_errors(name: str, errors: Sequence[RowError], n_rows: int, n_bad: int)
 
 @dataclass
 class ReadResult:
-    """What a validating reader returns.
+    """What a validating reader returns."""
 
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        The good rows, typed, with a fresh ``RangeIndex``.
-    rejected : list of RowError
-        Every problem found, in row order (a row may have several).
-    path : pathlib.Path or None
-        The file read.
-    n_rows : int
-        How many data rows the file had.
-    rejected_rows : pandas.DataFrame
-        The rejected rows as they were read, with their row number in ``row``.
-    sample : Sample or None
-        Set by a bounded read (``max_rows``): how many rows the file had and
-        how many were kept; only the kept rows are validated.
-    """
-
+    #: The good rows, typed, with a fresh ``RangeIndex``.
     frame: pd.DataFrame
+    #: Every problem found, in row order (a row may have several).
     rejected: list[RowError] = field(default_factory=list)
+    #: The file read.
     path: Path | None = None
+    #: How many data rows the file had.
     n_rows: int = 0
+    #: The rejected rows as they were read, with their row number in ``row``.
     rejected_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Set by a bounded read (``max_rows``): only the kept rows are validated.
     sample: Sample | None = None
     #: What the reader chose and the user should know (encoding, delimiter).
     notes: list[str] = field(default_factory=list)
@@ -237,17 +186,7 @@ class ReadResult:
         return sorted({e.row for e in self.rejected if e.row is not None})
 
     def report(self, limit: int = _REPORT_LIMIT) -> str:
-        """A short text report: counts, then up to ``limit`` errors.
-
-        Parameters
-        ----------
-        limit : int, default 20
-            How many errors to list.
-
-        Returns
-        -------
-        str
-        """
+        """A short text report: counts, then up to ``limit`` errors."""
         name = self.path.name if self.path is not None else "input"
         n_bad = len(self.rejected_row_numbers)
         if not self.rejected:
@@ -262,22 +201,11 @@ class ReadResult:
         return "\n".join(lines)
 
     def write_report(self, path: str | Path) -> Path:
-        """Write every error as CSV: ``file, row, column, value, message``.
-
-        Parameters
-        ----------
-        path : str or pathlib.Path
-            Where to write; parent folders are created.
-
-        Returns
-        -------
-        pathlib.Path
-            The path written.
+        """Write every error as CSV (``file, row, column, value, message``) to ``path``, its
+        folders created; returns the path written.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        from data.personal import open_private
-
         with open_private(path) as fh:  # owner only: the values are the user's data
             writer = csv.writer(fh)
             writer.writerow(["file", "row", "column", "value", "message"])
@@ -350,8 +278,6 @@ def _scanner(path: Path) -> CsvScanner:
 def _bad_lines(scanner: CsvScanner, bad: Iterable[BadLine]) -> list[RowError]:
     """The scanner's bad lines as errors; the line's text is kept with its personal
     values masked (``data.personal.mask_line``), since it goes into a report file."""
-    from data.personal import mask_line
-
     base = scanner.header_line
     return [
         RowError(
@@ -506,6 +432,14 @@ def _read_excel(path: Path, text_columns: Collection[str] | bool) -> _Raw:
     return _Raw(frame, rows, [], len(frame), line_base=1)
 
 
+def _strip_names(path: Path, frame: pd.DataFrame) -> None:
+    """Column names stripped of surrounding space; names that then repeat are an InputError."""
+    frame.columns = [str(c).strip() for c in frame.columns]
+    dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if dupes:
+        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+
+
 def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
     _check_file(path)
     fmt = _format(path)
@@ -520,10 +454,7 @@ def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
             raw = _read_json(path, fmt)
     except OSError as exc:
         raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
-    raw.frame.columns = [str(c).strip() for c in raw.frame.columns]
-    dupes = raw.frame.columns[raw.frame.columns.duplicated()].unique().tolist()
-    if dupes:
-        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+    _strip_names(path, raw.frame)
     return raw
 
 
@@ -537,31 +468,18 @@ _BOUNDED_ERRORS = 1_000
 
 @dataclass(frozen=True)
 class Sample:
-    """How a bounded read kept at most ``max_rows`` rows of a bigger table.
-
-    The rows kept are a uniform random sample without replacement of the
-    file's readable rows (bottom-k on one uniform key a row, drawn in file order
-    from ``numpy.random.default_rng(seed)``: the same file and seed give the
-    same rows, whatever the chunk size), in file order.
-
-    Attributes
-    ----------
-    max_rows : int
-        The bound.
-    seed : int
-        Seed of the keys.
-    n_rows : int
-        Data rows in the file (readable or not).
-    n_kept : int
-        Rows kept (all readable rows when they are no more than ``max_rows``).
-    n_unreadable : int
-        Rows no parser could read (listed in ``rejected`` up to 1,000).
-    """
+    """How a bounded read kept at most ``max_rows`` rows of a bigger table: a uniform
+    random sample without replacement of the readable rows, in file order (bottom-k on
+    one uniform key a row, drawn in file order from ``numpy.random.default_rng(seed)``:
+    the same file and seed give the same rows, whatever the chunk size)."""
 
     max_rows: int
     seed: int
+    #: Data rows in the file (readable or not).
     n_rows: int
+    #: Rows kept (all readable rows when they are no more than ``max_rows``).
     n_kept: int
+    #: Rows no parser could read (listed in ``rejected`` up to 1,000).
     n_unreadable: int = 0
 
     @property
@@ -603,21 +521,12 @@ def _count_rows(path: Path, fmt: str) -> int | None:
 
 @dataclass
 class TableChunk:
-    """Some rows of a table as :func:`iter_table` streams them.
-
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        The readable rows of the chunk, as parsed (not validated).
-    rows : ndarray of int64
-        The data row number of each frame row (1-based, the header not counted).
-    errors : list of RowError
-        The lines of the chunk no parser could read (too many or too few fields,
-        an unterminated quote), each with its physical line.
-    """
+    """Some rows of a table as :func:`iter_table` streams them (parsed, not validated)."""
 
     frame: pd.DataFrame
+    #: The data row number of each frame row (1-based, the header not counted).
     rows: np.ndarray
+    #: The lines no parser could read (field count, unterminated quote), with their line.
     errors: list[RowError] = field(default_factory=list)
 
 
@@ -655,20 +564,12 @@ def iter_table(
     """Stream any table in chunks of about ``chunk_rows`` rows, bad lines reported.
 
     The one reader of every entry point (``train``, ``score``, ``features``,
-    ``corrections import``): CSV with any delimiter, quoting and encoding,
-    Excel, Parquet and JSON Lines are split the same way, and every line that
-    cannot be read is a :class:`RowError` of its chunk. CSV and Parquet are
-    streamed (memory: one chunk); other formats are read whole, then sliced.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-    chunk_rows : int
-        Rows a chunk holds, about (CSV chunks are cut by bytes).
-    text_columns : collection of str, or True
-        Columns kept as text (True: all).
-    notes : list, optional
-        Receives what the reader chose (encoding, delimiter), to tell the user.
+    ``corrections import``): CSV with any delimiter, quoting and encoding, Excel, Parquet
+    and JSON Lines are split the same way, and every line that cannot be read is a
+    :class:`RowError` of its chunk. CSV and Parquet are streamed (memory: one chunk; CSV
+    chunks are cut by bytes); other formats are read whole, then sliced.
+    ``text_columns`` are kept as text (True: all); ``notes`` receives what the reader
+    chose (encoding, delimiter), to tell the user.
     """
     path = Path(path)
     _check_file(path)
@@ -763,6 +664,43 @@ class _Reservoir:
         return self.frames[0].reset_index(drop=True), self.rows[0].astype(np.int64)
 
 
+def _stream_into(
+    path: Path,
+    fmt: str,
+    text_columns: Collection[str] | bool,
+    chunk_rows: int,
+    reservoir: _Reservoir,
+    rng: np.random.Generator,
+) -> tuple[list[RowError], int, int, pd.Index | None]:
+    """Offer every chunk of a CSV or Parquet file to ``reservoir``; returns the first
+    row errors, the counts of readable and unreadable rows, and the columns."""
+    chunks = (
+        _csv_chunks(path, text_columns, chunk_rows)
+        if fmt == "csv"
+        else _parquet_chunks(path, chunk_rows)
+    )
+    errors: list[RowError] = []
+    n_bad = 0
+    n_good = 0
+    columns: pd.Index | None = None
+    try:
+        for chunk in chunks:
+            n_bad += len(chunk.errors)
+            if len(errors) < _BOUNDED_ERRORS:
+                errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
+            if columns is None:
+                columns = chunk.frame.columns
+            if not len(chunk.frame):
+                continue
+            n_good += len(chunk.frame)
+            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
+    if columns is None and fmt == "csv":
+        columns = pd.Index(_scanner(path).header)
+    return errors, n_good, n_bad, columns
+
+
 def _read_raw_bounded(
     path: Path,
     text_columns: Collection[str] | bool,
@@ -796,65 +734,25 @@ def _read_raw_bounded(
         unreadable = sum(1 for e in raw.errors if e.row is not None)
         return raw, Sample(max_rows, seed, raw.n_rows, len(raw.frame), unreadable)
 
-    chunks = (
-        _csv_chunks(path, text_columns, chunk_rows)
-        if fmt == "csv"
-        else _parquet_chunks(path, chunk_rows)
+    notes = _encoding_notes(_scanner(path)) if fmt == "csv" else []
+    errors, n_good, n_bad, columns = _stream_into(
+        path, fmt, text_columns, chunk_rows, reservoir, rng
     )
-    errors: list[RowError] = []
-    n_bad = 0
-    n_good = 0
-    columns: pd.Index | None = None
-    notes: list[str] = []
-    if fmt == "csv":
-        notes = _encoding_notes(_scanner(path))
-    try:
-        for chunk in chunks:
-            n_bad += len(chunk.errors)
-            if len(errors) < _BOUNDED_ERRORS:
-                errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
-            if columns is None:
-                columns = chunk.frame.columns
-            if not len(chunk.frame):
-                continue
-            n_good += len(chunk.frame)
-            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
-    except OSError as exc:
-        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
-    if columns is None and fmt == "csv":
-        columns = pd.Index(_scanner(path).header)
     frame, rows = reservoir.result(columns)
     n_rows = n_good + n_bad
-    frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
-    if dupes:
-        raise InputError(f"{path.name}: duplicate column names: {', '.join(map(repr, dupes))}")
+    _strip_names(path, frame)
     base = _scanner(path).header_line if fmt == "csv" else None
     raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_rows, base, notes)
     return raw, Sample(max_rows, seed, n_rows, len(frame), n_bad)
 
 
 def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.DataFrame:
-    """Read any table (CSV, Parquet, JSON Lines) as it is, types inferred.
+    """Read any table (CSV, Parquet, JSON Lines; by suffix) as it is, types inferred, with a
+    fresh ``RangeIndex``.
 
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The file; its suffix selects the format (see ``SUPPORTED_SUFFIXES``).
-    text_columns : collection of str, optional
-        Columns to keep as text in a CSV file (an id column such as ``"00123"``
-        would otherwise become the number 123).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per data row, with a fresh ``RangeIndex``.
-
-    Raises
-    ------
-    InputError
-        The file is missing, has an unknown suffix, cannot be parsed, or has rows
-        that cannot be parsed (each named in ``errors``).
+    ``text_columns`` stay text in a CSV (an id ``"00123"`` would otherwise become 123).
+    :class:`InputError` when the file is missing, has an unknown suffix, cannot be parsed,
+    or has rows that cannot be parsed (each named in ``errors``).
     """
     path = Path(path)
     raw = _read_raw(path, text_columns)
@@ -893,7 +791,7 @@ class _Checker:
         picked = values.iloc[positions].tolist()
         base = self.raw.line_base
         for row, value in zip(rows.tolist(), picked, strict=True):
-            value = None if _is_missing(value) else value
+            value = None if is_missing(value) else value
             text = message(value) if callable(message) else message
             line = None if base is None else row + base
             self.errors.append(RowError(self.name, row, column, value, text, line=line))
@@ -943,15 +841,6 @@ class _Checker:
             n_rows=self.raw.n_rows,
             rejected_rows=rejected_rows,
         )
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _may_exceed(values: pd.Series, max_length: int) -> bool:
@@ -1067,7 +956,7 @@ def _flatten_properties(checker: _Checker, column: str = "properties") -> pd.Dat
     not_object = np.zeros(len(source), dtype=bool)
     not_scalar = np.zeros(len(source), dtype=bool)
     for i, value in enumerate(source.tolist()):
-        if _is_missing(value):
+        if is_missing(value):
             continue
         if isinstance(value, str):
             if not value.strip():
@@ -1092,35 +981,38 @@ def _flatten_properties(checker: _Checker, column: str = "properties") -> pd.Dat
     return pd.DataFrame(out, index=source.index, dtype="str")
 
 
+def _event_properties(check: _Checker) -> dict[str, pd.Series]:
+    """The property columns of an events table, a column of the file winning over the same
+    key of its ``properties`` JSON; an absent property is all missing."""
+    df = check.raw.frame
+    nested = _flatten_properties(check) if "properties" in df.columns else None
+    columns: dict[str, pd.Series] = {}
+    for prop, limit in _EVENT_TEXT.items():
+        if prop in df.columns:
+            values = check.text(prop, required=False, max_length=limit)
+            if nested is not None:
+                values = values.fillna(nested[prop])
+        elif nested is not None:
+            values = nested[prop]
+            too_long = values.str.len().gt(limit).to_numpy(dtype=bool, na_value=False)
+            check.flag(too_long, "properties", df["properties"], f"{prop} is longer than {limit}")
+        else:
+            values = pd.Series(pd.NA, index=df.index, dtype="str")
+        columns[prop] = values.astype("str")
+    return columns
+
+
 def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
-    """Read and validate an events table.
+    """Read and validate an events table (CSV, Parquet or JSON Lines).
 
     Required columns are ``lead_id``, ``timestamp`` and ``type`` (one of
-    ``data.schema.EVENT_TYPES``); ``page_category``, ``content_type``,
-    ``content_topic`` and ``channel`` are optional, and a ``properties`` column of
-    JSON objects (or JSON text in a CSV) is flattened into them (a value in the
-    column itself wins over the one in ``properties``). Other columns are kept.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        CSV, Parquet or JSON Lines file.
-    strict : bool, default False
-        Raise :class:`InputError` if any row is bad instead of returning it in
-        ``rejected``.
-
-    Returns
-    -------
-    ReadResult
-        ``frame`` has the columns ``data.schema.EVENT_COLUMNS`` (absent property
-        columns are all missing) followed by any other columns of the file;
-        ``timestamp`` is ``datetime64[us, UTC]``, the others text.
-
-    Raises
-    ------
-    InputError
-        The file cannot be read or lacks a required column; in strict mode, also
-        when a row is bad.
+    ``data.schema.EVENT_TYPES``); the optional properties ``page_category``,
+    ``content_type``, ``content_topic`` and ``channel`` may also come in a ``properties``
+    column of JSON objects (a value in the column itself wins). The frame has
+    ``data.schema.EVENT_COLUMNS`` (``timestamp`` as ``datetime64[us, UTC]``, the others
+    text) followed by the file's other columns. ``strict`` raises :class:`InputError` on a
+    bad row instead of returning it in ``rejected``; ``InputError`` too when the file
+    cannot be read or lacks a required column.
     """
     path = Path(path)
     raw = _read_raw(path, text_columns=(*REQUIRED_EVENT_COLUMNS, *EVENT_PROPERTY_COLUMNS))
@@ -1138,19 +1030,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
         unknown, "type", df["type"], lambda v: f"unknown event type {v!r}; allowed: {allowed}"
     )
     columns["type"] = kind
-    nested = _flatten_properties(check) if "properties" in df.columns else None
-    for prop, limit in _EVENT_TEXT.items():
-        if prop in df.columns:
-            values = check.text(prop, required=False, max_length=limit)
-            if nested is not None:
-                values = values.fillna(nested[prop])
-        elif nested is not None:
-            values = nested[prop]
-            too_long = values.str.len().gt(limit).to_numpy(dtype=bool, na_value=False)
-            check.flag(too_long, "properties", df["properties"], f"{prop} is longer than {limit}")
-        else:
-            values = pd.Series(pd.NA, index=df.index, dtype="str")
-        columns[prop] = values.astype("str")
+    columns.update(_event_properties(check))
     extras = [c for c in df.columns if c not in EVENT_COLUMNS and c != "properties"]
     frame = pd.DataFrame(columns, index=df.index)
     for c in extras:
@@ -1188,6 +1068,26 @@ def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
     return numbers.where(whole & ~low & ~high).astype("Int64")
 
 
+def _lead_ids(check: _Checker, id_col: str) -> pd.Series:
+    """The id column checked: a missing, empty or repeated id is a row error naming the
+    line (or row) where the id was first seen."""
+    raw = check.raw
+    ids = check.text(id_col, required=True, max_length=_ID_MAX, what="lead id")
+    repeated = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
+    if repeated.any():
+        firsts = ~ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
+        where = "line" if raw.line_base is not None else "row"
+        first_rows = raw.rows[firsts] + (raw.line_base or 0)
+        first_row = dict(zip(ids[firsts].tolist(), first_rows.tolist(), strict=True))
+        check.flag(
+            repeated,
+            id_col,
+            ids,
+            lambda v: f"duplicate lead id {v!r} (first seen on {where} {first_row[v]})",
+        )
+    return ids
+
+
 def read_leads(
     path: str | Path,
     *,
@@ -1198,53 +1098,25 @@ def read_leads(
     chunk_rows: int = SAMPLE_CHUNK_ROWS,
     text_columns: Collection[str] = (),
 ) -> ReadResult:
-    """Read and validate a leads table (one row a lead).
+    """Read and validate a leads table (one row a lead) from CSV, Parquet or JSON Lines.
 
-    The id column is required; a missing, empty or repeated id is a row error (the
-    first row with an id is kept, later ones are rejected). The known profile
-    columns of ``data.schema.LEAD_COLUMNS`` that are present are typed: text
-    stripped (empty text is missing), ``company_size`` a whole number within the
-    bounds of ``LeadProfile`` (nullable ``Int64``), ``created_at`` a UTC timestamp.
-    Every other column (labels, CRM fields) is kept untouched, in file order.
+    ``id_col`` is required (``ROW_ID`` on a table without it numbers the leads by their
+    data row); a missing, empty or repeated id is a row error (the first row with an id
+    is kept). The known profile columns of ``data.schema.LEAD_COLUMNS`` that are present
+    are typed: text stripped (empty text is missing), ``company_size`` a whole number
+    within ``LeadProfile``'s bounds (``Int64``), ``created_at`` a UTC timestamp; every
+    other column is kept untouched, in file order. ``strict`` raises :class:`InputError`
+    on a bad row instead of returning it in ``rejected``; ``InputError`` too when the file
+    cannot be read or has no id column.
 
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        CSV, Parquet or JSON Lines file.
-    id_col : str, default "lead_id"
-        The id column; it keeps its name in the result. ``ROW_ID`` (``"row_id"``)
-        on a table without such a column numbers the leads by their data row.
-    strict : bool, default False
-        Raise :class:`InputError` if any row is bad instead of returning it in
-        ``rejected``.
-    max_rows : int, optional
-        Bound the rows held in memory: a CSV or Parquet file is read in chunks
-        of ``chunk_rows`` and, when it has more than ``max_rows`` readable rows,
-        a uniform random sample of ``max_rows`` of them is kept (see
-        :class:`Sample`; JSON files are read whole, then sampled). Only the kept
-        rows are validated (a duplicate id is one repeated within the sample);
-        rows no parser could read are counted over the whole file and the first
-        1,000 listed. Row numbers count the file's lines after the header.
-        ``ReadResult.sample`` says what was kept.
-    seed : int, default 0
-        Seed of the sample.
-    chunk_rows : int, default 100_000
-        Rows parsed at a time by a bounded read.
-    text_columns : collection of str
-        More columns kept as the text of the file (not parsed as numbers by
-        pandas: ``12.000`` in a German export is twelve thousand, which
-        ``data.coltypes`` can tell from its column, pandas cannot).
-
-    Returns
-    -------
-    ReadResult
-        ``frame`` has the file's columns in file order, known ones typed.
-
-    Raises
-    ------
-    InputError
-        The file cannot be read or has no id column; in strict mode, also when a
-        row is bad.
+    ``max_rows`` bounds the rows held in memory: CSV and Parquet are read in chunks of
+    ``chunk_rows`` and, past ``max_rows`` readable rows, a uniform sample (``seed``) is
+    kept (JSON is read whole, then sampled); only kept rows are validated, unreadable
+    rows are counted over the whole file (the first 1,000 listed) and
+    ``ReadResult.sample`` says what was kept. ``text_columns`` are kept as the file's
+    text (``12.000`` in a German export is twelve thousand, which ``data.coltypes`` can
+    tell from its column and pandas cannot). The function is long only for this
+    docstring: the checks are :func:`_lead_ids`, ``_Checker`` and :func:`_company_size`.
     """
     path = Path(path)
     text_cols = (id_col, *_LEAD_TEXT, *text_columns)
@@ -1260,20 +1132,7 @@ def read_leads(
     check = _Checker(path.name, raw)
     df = raw.frame
     frame = df.copy()
-    ids = check.text(id_col, required=True, max_length=_ID_MAX, what="lead id")
-    repeated = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
-    if repeated.any():
-        firsts = ~ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
-        where = "line" if raw.line_base is not None else "row"
-        first_rows = raw.rows[firsts] + (raw.line_base or 0)
-        first_row = dict(zip(ids[firsts].tolist(), first_rows.tolist(), strict=True))
-        check.flag(
-            repeated,
-            id_col,
-            ids,
-            lambda v: f"duplicate lead id {v!r} (first seen on {where} {first_row[v]})",
-        )
-    frame[id_col] = ids
+    frame[id_col] = _lead_ids(check, id_col)
     for column, limit in _LEAD_TEXT.items():
         if column in df.columns and column != id_col:
             frame[column] = check.text(column, required=False, max_length=limit)

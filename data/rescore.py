@@ -1,26 +1,5 @@
-"""Re-scoring bookkeeping: which stored leads still show another model version.
-
-After a promotion or a rollback every stored lead must move to the new
-champion (the queue, the lead pages, the dashboard and ``GET /v1/leads/...``
-read the newest prediction of each lead). The work list is the data itself:
-``lead_queue`` holds one row per scored lead with the model version of its
-newest prediction, so *the leads whose row shows another version than the
-target* are exactly what is left to do. Nothing else is recorded, so the work
-resumes after any restart where it stopped, and several runners cannot
-disagree about it.
-
-* :func:`version_counts` — stored leads per model version (the progress the
-  Models page shows);
-* :func:`stale_leads` — the next batch of leads not on the target version,
-  in lead-id order after a cursor (one forward walk of the primary key);
-* :func:`snapshots` — the feature snapshot of each lead's newest prediction,
-  which is what the new version scores;
-* :class:`RescoreLock` — one runner per database at a time: a PostgreSQL
-  advisory lock (every host), or an ``flock`` on a file next to a SQLite
-  database (every process of the host that holds the file).
-
-The scoring itself (model layer) and the background thread (serving process)
-live in ``serve.rescore``.
+"""Re-scoring bookkeeping: which stored leads still show another model version than the
+champion, read from ``lead_queue`` itself so the work resumes anywhere (docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -108,12 +87,8 @@ def snapshots(store: Store, lead_ids: Sequence[str]) -> dict[str, dict[str, Any]
 class RescoreLock:
     """One re-scoring runner per database at a time.
 
-    Parameters
-    ----------
-    store : Store
-    folder : path, optional
-        Where the lock file of a SQLite database lives (default: next to the
-        database file; an in-memory database takes no lock).
+    The lock file of a SQLite database lives in ``folder`` (default: next to the database
+    file; an in-memory database takes no lock).
     """
 
     def __init__(self, store: Store, folder: Path | str | None = None) -> None:

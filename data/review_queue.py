@@ -1,71 +1,38 @@
-"""The review queue: which scored leads a rep should check first, and why.
-
-A human check is worth most where the model is most likely wrong, where being
-wrong costs most, or where the label we train on is most likely wrong. Over the
-**latest prediction of every lead** the queue scores:
-
-close call
-    a small margin between the two most probable stages (margin sampling, the
-    classic active-learning signal); the persona margin counts half;
-sales-ready, unsure
-    a sales-ready stage predicted with low confidence: such a lead goes to a
-    rep's calendar, so a wrong call costs most;
-stage changed
-    the latest prediction's stage differs from the previous prediction's, and
-    the latest is recent: the lead moved, or the model wobbles;
-possible mislabel
-    the model gives marketing's own label a low probability (cleanlab's
-    *self-confidence* label-quality score, read from the stored probabilities):
-    either marketing mislabelled the lead, or the model is confidently wrong —
-    both worth a look, and the answer becomes a training label.
-
-``priority`` is a weighted sum of these strengths (:func:`priority_scores`,
-weights and thresholds in :class:`QueueConfig`); each item carries the reasons
-that fired, in words. Leads a rep has labelled (the latest correction of a field
-is a rep's label) sink below all others unless the caller filters on
-``reviewed``.
-
-The queue is materialized in the store's ``lead_queue`` table
-(:class:`data.store.QueueRow`), one row per scored lead, kept current by the
-store's write paths in the same transaction: ``record_predictions`` (the latest
-prediction, the stage before it, the model's probability of marketing's labels,
-the priority), ``upsert_leads`` (marketing's labels and the company) and
-``add_correction`` / ``undo_correction`` (the reviewed flag). The store computes
-each row with :func:`queue_rows` and :data:`STORED_CONFIG`; ``sort_key`` is
-minus the priority *without* the stage-change term, because that term depends on
-the present: the row keeps the time of the change (``changed_at``) and a page
-adds the term at read time.
-
-A page is then two index walks of at most ``offset + limit`` entries of
-``(reviewed, sort_key, lead_id, …)`` — one over leads whose stage changed
-recently (a partial index), shifted by the change weight, one over the others —
-merged, plus a ``COUNT`` for the total. The indexes carry every column a filter
-tests, so filtered pages walk the index alone too. A configuration whose
-weights or thresholds differ from :data:`STORED_CONFIG` (other than
-``changed_days`` and ``w_changed``) cannot use the stored order: its pages rank
-the filtered rows' stored terms with the same sum written in SQL (a top-N sort
-over one scan of one narrow table, no JSON, no look-up of other predictions;
-tests hold the two renderings equal). No Flask:
-the review UI, the API (``GET /v1/review/queue``) and the CLI (``leadready queue
---top K``) call the same :func:`review_queue`.
-"""
+"""The review queue: which scored leads a rep should check first, and why. A page reads
+the ``lead_queue`` table the store keeps (:mod:`data.priority` builds its rows and holds
+the one priority formula); the review UI, the API (``GET /v1/review/queue``) and the CLI
+(``leadready queue --top K``) call the same :func:`review_queue`. How a page is planned
+(index walks, read-time re-ranking) is in docs/design/data.md."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from data.schema import DEFAULT_PERSONAS, DEFAULT_SALES_READY_STAGES, DEFAULT_STAGES
+from data.priority import (
+    PREDICTION_NUMBERS,
+    RETRAINING_CONFIG,
+    STORED_CONFIG,
+    QueueConfig,
+    marketing_probability,
+    priority_scores,
+    priority_sql,
+    queue_rows,
+    row_scores,
+    runner_up,
+)
+from data.schema import DEFAULT_PERSONAS, DEFAULT_STAGES
 from data.store import LeadRow, PredictionRow, QueueRow
 from data.text import check_text
+from data.values import as_utc, percent, utc_now
 
 __all__ = [
     "REASON_CODES",
@@ -104,54 +71,6 @@ _SEARCH_ROWS = 5000
 _P = PredictionRow.__table__
 _L = LeadRow.__table__
 _Q = QueueRow.__table__
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    """Thresholds (when a reason fires) and weights (how much it adds to the priority).
-
-    Parameters
-    ----------
-    sales_ready_stages
-        Stage labels that send a lead to sales.
-    close_call_margin
-        A stage (or persona) margin below this is a close call.
-    sales_confidence
-        A sales-ready prediction less sure than this is "sales-ready, unsure".
-    mislabel_threshold
-        Marketing's label is suspect when the model gives it less than this.
-    changed_days
-        A stage change counts when the latest prediction is at most this old.
-    w_margin, w_persona_margin, w_sales, w_changed, w_mislabel, w_persona_mislabel
-        Weights: ``w_margin * (1 - stage_margin) + w_persona_margin * (1 -
-        persona_margin) + w_sales * (1 - stage_confidence) [sales-ready] +
-        w_changed [stage changed] + w_mislabel * (1 - p(marketing stage))
-        [below threshold] + w_persona_mislabel * (1 - p(marketing persona))
-        [below threshold]``.
-    """
-
-    sales_ready_stages: tuple[str, ...] = DEFAULT_SALES_READY_STAGES
-    close_call_margin: float = 0.15
-    sales_confidence: float = 0.6
-    mislabel_threshold: float = 0.2
-    changed_days: float = 14.0
-    w_margin: float = 1.0
-    w_persona_margin: float = 0.5
-    w_sales: float = 1.0
-    w_changed: float = 0.75
-    w_mislabel: float = 1.0
-    w_persona_mislabel: float = 0.5
-
-    def __post_init__(self) -> None:
-        if isinstance(self.sales_ready_stages, str):
-            raise ValueError("sales_ready_stages must be a sequence of labels, not one string")
-        object.__setattr__(self, "sales_ready_stages", tuple(self.sales_ready_stages))
-        for name in ("close_call_margin", "sales_confidence", "mislabel_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
-        if self.changed_days < 0:
-            raise ValueError(f"changed_days must not be negative, got {self.changed_days!r}")
 
 
 @dataclass(frozen=True)
@@ -236,256 +155,6 @@ class QueuePage:
 #: read-time stage-change term keeps its weight.
 LEARNED_KEY_SCALE = 3.0
 
-#: The configuration the store ranks by (``lead_queue.sort_key``). Pages asked for
-#: with other weights or thresholds are ranked at read time (see the module notes).
-STORED_CONFIG: QueueConfig = QueueConfig()
-
-#: The order that makes reps' corrections pay most when the model is retrained
-#: on them: close calls and unsure sales-ready calls first, where the model is
-#: most likely wrong itself. "Possible mislabel" still shows as a reason but adds
-#: nothing to the priority: on most of those leads the model already sees
-#: through marketing's label, so a rep's label teaches it little. On simulated
-#: data (``bench/results/review_loop.md``) the stored order's top 2,000 are 36%
-#: such leads and 6% mistakes the model learned from marketing; this order's
-#: are 13% and 14%, and retraining on them gains 0.052 stage macro-F1 against
-#: the truth where the stored order gains 0.037 and random leads 0.039 (0.018,
-#: 0.009 and 0.008 at 500 leads). Use it for a labelling sprint before a
-#: retrain: ``review_queue(store, config=RETRAINING_CONFIG)``, or the review UI's
-#: ``REVIEW_QUEUE`` setting; pages rank at read time.
-RETRAINING_CONFIG: QueueConfig = QueueConfig(w_mislabel=0.0, w_persona_mislabel=0.0)
-
-
-# ------------------------------------------------------------------ the formula
-
-
-def _floats(values: Any, n: int, name: str) -> np.ndarray:
-    """A float vector of length ``n``; None becomes NaN."""
-    out = np.asarray(values, dtype=float).reshape(-1)
-    if out.shape[0] != n:
-        raise ValueError(f"{name}: expected {n} values, got {out.shape[0]}")
-    return out
-
-
-def priority_scores(
-    *,
-    stage: Sequence[str | None],
-    stage_confidence: Any,
-    stage_margin: Any,
-    persona_margin: Any,
-    p_marketing_stage: Any,
-    p_marketing_persona: Any,
-    stage_changed: Any = None,
-    config: QueueConfig | None = None,
-) -> np.ndarray:
-    """The queue priority of each lead, vectorised: the one formula of the queue.
-
-    Parameters
-    ----------
-    stage : sequence of str or None, length n
-        The predicted stage.
-    stage_confidence, stage_margin, persona_margin : array-like of float, length n
-        From the prediction; None or NaN where missing.
-    p_marketing_stage, p_marketing_persona : array-like of float, length n
-        The model's probability of marketing's label (:func:`marketing_probability`);
-        None or NaN where marketing gave no label.
-    stage_changed : array-like of bool, length n, optional
-        The stage differs from the previous prediction's and the change is
-        recent (default: no change).
-    config : QueueConfig, optional
-        Thresholds and weights (default :class:`QueueConfig`).
-
-    Returns
-    -------
-    numpy.ndarray of float, shape (n,)
-        ``w_margin * (1 - stage_margin) + w_persona_margin * (1 - persona_margin)
-        + w_sales * (1 - stage_confidence) [sales-ready stage] + w_mislabel * (1 -
-        p_marketing_stage) [below the threshold] + w_persona_mislabel * (1 -
-        p_marketing_persona) [below the threshold] + w_changed [stage changed]``;
-        a missing margin counts as 1 (no close call). The stage-change term is
-        added last, so a stored score without it plus ``w_changed`` is exactly
-        the score with it.
-    """
-    config = config or QueueConfig()
-    n = len(stage)
-    margin = np.nan_to_num(_floats(stage_margin, n, "stage_margin"), nan=1.0)
-    p_margin = np.nan_to_num(_floats(persona_margin, n, "persona_margin"), nan=1.0)
-    confidence = _floats(stage_confidence, n, "stage_confidence")
-    ready_labels = frozenset(config.sales_ready_stages)
-    ready = np.fromiter((s in ready_labels for s in stage), dtype=bool, count=n)
-    sales = np.where(ready & ~np.isnan(confidence), 1.0 - confidence, 0.0)
-    threshold = config.mislabel_threshold
-    p_stage = _floats(p_marketing_stage, n, "p_marketing_stage")
-    p_persona = _floats(p_marketing_persona, n, "p_marketing_persona")
-    mislabel = np.where(p_stage < threshold, 1.0 - p_stage, 0.0)
-    persona_mislabel = np.where(p_persona < threshold, 1.0 - p_persona, 0.0)
-    score = (
-        config.w_margin * (1.0 - margin)
-        + config.w_persona_margin * (1.0 - p_margin)
-        + config.w_sales * sales
-        + config.w_mislabel * mislabel
-        + config.w_persona_mislabel * persona_mislabel
-    )
-    if stage_changed is not None:
-        changed = np.asarray(stage_changed, dtype=bool).reshape(-1)
-        if changed.shape[0] != n:
-            raise ValueError(f"stage_changed: expected {n} values, got {changed.shape[0]}")
-        score = score + np.where(changed, config.w_changed, 0.0)
-    return score
-
-
-def _probability(value: Any) -> float | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def marketing_probability(
-    probabilities: Any,
-    head: str,
-    marketing_label: str | None,
-    predicted: str | None,
-    confidence: float | None,
-) -> float | None:
-    """The model's probability of marketing's label for one head, or None.
-
-    When marketing agrees with the model it is the model's confidence; otherwise
-    ``probabilities[head][marketing_label]`` (None when marketing gave no label,
-    or the model knows no such class).
-    """
-    if head not in ("stage", "persona"):
-        raise ValueError(f"head must be 'stage' or 'persona', got {head!r}")
-    if marketing_label is None:
-        return None
-    if marketing_label == predicted:
-        return _probability(confidence)
-    probs = probabilities.get(head) if isinstance(probabilities, Mapping) else None
-    return _probability(probs.get(marketing_label)) if isinstance(probs, Mapping) else None
-
-
-def runner_up(probabilities: Any, head: str, top: str | None) -> str | None:
-    """The most probable label of ``head`` other than ``top`` (None when there is none)."""
-    if not isinstance(probabilities, Mapping):
-        return None
-    probs = probabilities.get(head)
-    if not isinstance(probs, Mapping):
-        return None
-    best: str | None = None
-    best_p = -math.inf
-    for label, value in probs.items():
-        # Strictly greater: among equals the first listed wins (and NaN never).
-        if (
-            type(value) in (float, int)
-            and value > best_p
-            and str(label) != top
-            and math.isfinite(value)
-        ):
-            best, best_p = str(label), float(value)
-    return best
-
-
-def queue_rows(
-    predictions: Sequence[Mapping[str, Any]],
-    *,
-    leads: Mapping[str, Mapping[str, Any]],
-    previous_stages: Mapping[str, str | None],
-    reviewed: Collection[str],
-) -> list[dict[str, Any]]:
-    """Rows of the store's ``lead_queue`` table, one per lead's latest prediction.
-
-    Parameters
-    ----------
-    predictions
-        The latest prediction of each lead, as stored: ``id``, ``lead_id``,
-        ``created_at``, ``model_version``, ``stage``, ``stage_confidence``,
-        ``stage_margin``, ``persona``, ``persona_confidence``,
-        ``persona_margin``, ``probabilities``, ``readiness``, ``route``.
-    leads
-        ``company``, ``marketing_stage`` and ``marketing_persona`` by lead id
-        (a scored lead without a profile may be absent).
-    previous_stages
-        The stage of the prediction before the latest, by lead id (absent: none).
-    reviewed
-        Ids of leads whose current label of some field is a rep's.
-
-    Returns
-    -------
-    list of dict
-        Column values of :class:`data.store.QueueRow`; ``sort_key`` is minus
-        :func:`priority_scores` under :data:`STORED_CONFIG` without the
-        stage-change term, ``changed_at`` the prediction's time when its stage
-        differs from the previous one.
-    """
-    rows: list[dict[str, Any]] = []
-    for prediction in predictions:
-        lead_id = prediction["lead_id"]
-        lead = leads.get(lead_id) or {}
-        probabilities = prediction.get("probabilities")
-        stage, persona = prediction.get("stage"), prediction.get("persona")
-        previous = previous_stages.get(lead_id)
-        changed = previous is not None and stage is not None and previous != stage
-        marketing_stage = lead.get("marketing_stage")
-        marketing_persona = lead.get("marketing_persona")
-        rows.append(
-            {
-                "lead_id": lead_id,
-                "prediction_id": prediction["id"],
-                "scored_at": prediction["created_at"],
-                "model_version": prediction["model_version"],
-                "stage": stage,
-                "stage_confidence": prediction.get("stage_confidence"),
-                "stage_margin": prediction.get("stage_margin"),
-                "stage_runner_up": runner_up(probabilities, "stage", stage),
-                "persona": persona,
-                "persona_confidence": prediction.get("persona_confidence"),
-                "persona_margin": prediction.get("persona_margin"),
-                "persona_runner_up": runner_up(probabilities, "persona", persona),
-                "readiness": prediction.get("readiness"),
-                "route": prediction.get("route"),
-                "previous_stage": previous,
-                "changed_at": prediction["created_at"] if changed else None,
-                "company": lead.get("company"),
-                "marketing_stage": marketing_stage,
-                "marketing_persona": marketing_persona,
-                "p_marketing_stage": marketing_probability(
-                    probabilities,
-                    "stage",
-                    marketing_stage,
-                    stage,
-                    prediction.get("stage_confidence"),
-                ),
-                "p_marketing_persona": marketing_probability(
-                    probabilities,
-                    "persona",
-                    marketing_persona,
-                    persona,
-                    prediction.get("persona_confidence"),
-                ),
-                "reviewed": lead_id in reviewed,
-            }
-        )
-    scores = _scores(rows, STORED_CONFIG)
-    for row, score in zip(rows, scores, strict=True):
-        row["sort_key"] = -float(score)
-    return rows
-
-
-def _scores(
-    rows: Sequence[Mapping[str, Any]], config: QueueConfig, changed: Any = None
-) -> np.ndarray:
-    """:func:`priority_scores` over rows carrying the ``lead_queue`` columns."""
-    return priority_scores(
-        stage=[r["stage"] for r in rows],
-        stage_confidence=[r["stage_confidence"] for r in rows],
-        stage_margin=[r["stage_margin"] for r in rows],
-        persona_margin=[r["persona_margin"] for r in rows],
-        p_marketing_stage=[r["p_marketing_stage"] for r in rows],
-        p_marketing_persona=[r["p_marketing_persona"] for r in rows],
-        stage_changed=changed,
-        config=config,
-    )
-
-
 # ------------------------------------------------------------------ connections
 
 
@@ -511,14 +180,6 @@ def _connection(source: Any) -> Iterator[Connection]:
     raise TypeError(
         f"expected a Store, an Engine, a Connection or a Session; got {type(source).__name__}"
     )
-
-
-def _as_utc(value: datetime | date) -> datetime:
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _like_pattern(text: str) -> str:
@@ -572,7 +233,7 @@ def _filters(
     if reviewed is not None:
         where.append(_Q.c.reviewed == bool(reviewed))
     if since is not None:
-        where.append(_Q.c.scored_at >= _as_utc(since))
+        where.append(_Q.c.scored_at >= as_utc(since))
     needle = (search or "").strip()
     if needle:
         check_text(needle, "search")
@@ -651,35 +312,6 @@ def _count(conn: Connection, where: list[Any], *, only_unreviewed: bool) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one())
 
 
-def _priority_sql(config: QueueConfig, cutoff: datetime) -> Any:
-    """:func:`priority_scores` over the stored terms, as a SQL expression.
-
-    Only for configurations the stored ``sort_key`` does not follow: the same
-    sum, term by term, evaluated by the database over one narrow table (no JSON,
-    no look-up of other predictions). ``tests/test_review_queue.py`` holds its
-    order equal to the priorities :func:`priority_scores` gives the items.
-    """
-    q = _Q.c
-    one = sa.literal(1.0)
-    zero = sa.literal(0.0)
-    threshold = sa.literal(config.mislabel_threshold)
-    ready = (
-        sa.and_(q.stage.in_(config.sales_ready_stages), q.stage_confidence.is_not(None))
-        if config.sales_ready_stages
-        else sa.false()
-    )
-    return (
-        sa.literal(config.w_margin) * (one - sa.func.coalesce(q.stage_margin, one))
-        + sa.literal(config.w_persona_margin) * (one - sa.func.coalesce(q.persona_margin, one))
-        + sa.literal(config.w_sales) * sa.case((ready, one - q.stage_confidence), else_=zero)
-        + sa.literal(config.w_mislabel)
-        * sa.case((q.p_marketing_stage < threshold, one - q.p_marketing_stage), else_=zero)
-        + sa.literal(config.w_persona_mislabel)
-        * sa.case((q.p_marketing_persona < threshold, one - q.p_marketing_persona), else_=zero)
-        + sa.case((q.changed_at >= cutoff, sa.literal(config.w_changed)), else_=zero)
-    )
-
-
 def _searched_ids(
     conn: Connection,
     where: list[Any],
@@ -728,10 +360,10 @@ def _reranked_ids(
 ) -> tuple[list[str], int]:
     """The page's lead ids and the total under weights the stored order does not follow.
 
-    The rows matching ``where`` are sorted by :func:`_priority_sql` (a top-N
+    The rows matching ``where`` are sorted by :func:`data.priority.priority_sql` (a top-N
     sort over one scan of the narrow queue table) and counted.
     """
-    key = -_priority_sql(config, cutoff)
+    key = -priority_sql(_Q.c, config, _Q.c.changed_at >= cutoff)
     stmt = (
         sa.select(_Q.c.lead_id)
         .where(*where)
@@ -800,74 +432,56 @@ def _run(
 # --------------------------------------------------------------- rows → items
 
 
-def _pct(value: float | None) -> str:
-    return "?" if value is None else f"{value:.0%}"
-
-
 def _reasons(
     row: Mapping[str, Any], config: QueueConfig, previous: str | None
 ) -> tuple[QueueReason, ...]:
-    out: list[QueueReason] = []
+    """The reasons that fire for one queue row, in the order of :data:`REASON_CODES`."""
     stage, persona = row["stage"], row["persona"]
-    p_stage = _opt_float(row["p_marketing_stage"])
-    p_persona = _opt_float(row["p_marketing_persona"])
-    if p_stage is not None and p_stage < config.mislabel_threshold:
-        out.append(
-            QueueReason(
-                "possible_mislabel",
-                f"Marketing says {row['marketing_stage']}, but the model gives that only "
-                f"{_pct(p_stage)} (it says {stage or '?'})",
-            )
-        )
+    p_stage, p_persona = (
+        _opt_float(row["p_marketing_stage"]),
+        _opt_float(row["p_marketing_persona"]),
+    )
     confidence = _opt_float(row["stage_confidence"])
-    if (
-        stage in config.sales_ready_stages
-        and confidence is not None
-        and confidence < config.sales_confidence
-    ):
-        out.append(
-            QueueReason(
-                "sales_ready_unsure",
-                f"Would go to sales as {stage}, but the model is only {_pct(confidence)} sure",
-            )
-        )
-    margin = _opt_float(row["stage_margin"])
-    if margin is not None and margin < config.close_call_margin:
-        other = row["stage_runner_up"]
-        versus = f" and {other}" if other else " and the next stage"
-        out.append(
-            QueueReason(
-                "close_call",
-                f"Close call between {stage or '?'}{versus} ({margin:.0%} apart)",
-            )
-        )
+    margin, persona_margin = _opt_float(row["stage_margin"]), _opt_float(row["persona_margin"])
+    out: list[QueueReason] = []
+    if _below(p_stage, config.mislabel_threshold):
+        text = _mislabel(row["marketing_stage"], p_stage, stage)
+        out.append(QueueReason("possible_mislabel", text))
+    if stage in config.sales_ready_stages and _below(confidence, config.sales_confidence):
+        text = f"Would go to sales as {stage}, but the model is only {percent(confidence)} sure"
+        out.append(QueueReason("sales_ready_unsure", text))
+    if _below(margin, config.close_call_margin):
+        text = "Close call between " + _versus(stage, row["stage_runner_up"], "stage", margin)
+        out.append(QueueReason("close_call", text))
     if previous is not None and stage is not None and previous != stage:
-        out.append(
-            QueueReason(
-                "stage_changed",
-                f"Stage changed from {previous} to {stage} in the latest scoring",
-            )
-        )
-    if p_persona is not None and p_persona < config.mislabel_threshold:
-        out.append(
-            QueueReason(
-                "possible_persona_mislabel",
-                f"Marketing says {row['marketing_persona']}, but the model gives that only "
-                f"{_pct(p_persona)} (it says {persona or '?'})",
-            )
-        )
-    persona_margin = _opt_float(row["persona_margin"])
-    if persona_margin is not None and persona_margin < config.close_call_margin:
+        text = f"Stage changed from {previous} to {stage} in the latest scoring"
+        out.append(QueueReason("stage_changed", text))
+    if _below(p_persona, config.mislabel_threshold):
+        text = _mislabel(row["marketing_persona"], p_persona, persona)
+        out.append(QueueReason("possible_persona_mislabel", text))
+    if _below(persona_margin, config.close_call_margin):
         other = row["persona_runner_up"]
-        versus = f" and {other}" if other else " and the next persona"
-        out.append(
-            QueueReason(
-                "persona_close_call",
-                f"Persona is a close call between {persona or '?'}{versus} "
-                f"({persona_margin:.0%} apart)",
-            )
+        text = "Persona is a close call between " + _versus(
+            persona, other, "persona", persona_margin
         )
+        out.append(QueueReason("persona_close_call", text))
     return tuple(out)
+
+
+def _below(value: float | None, limit: float) -> bool:
+    return value is not None and value < limit
+
+
+def _mislabel(marketing: str | None, p: float | None, predicted: str | None) -> str:
+    return (
+        f"Marketing says {marketing}, but the model gives that only {percent(p)} "
+        f"(it says {predicted or '?'})"
+    )
+
+
+def _versus(top: str | None, other: str | None, head: str, margin: float | None) -> str:
+    versus = f" and {other}" if other else f" and the next {head}"
+    return f"{top or '?'}{versus} ({margin:.0%} apart)"
 
 
 def _opt_float(value: Any) -> float | None:
@@ -893,7 +507,7 @@ def _items(
     """
     if not rows:
         return []
-    recent = [_as_utc(row["scored_at"]) >= cutoff for row in rows]
+    recent = [as_utc(row["scored_at"]) >= cutoff for row in rows]
     previous = [
         row["previous_stage"] if is_recent else None
         for row, is_recent in zip(rows, recent, strict=True)
@@ -902,57 +516,59 @@ def _items(
         is_recent and row["changed_at"] is not None
         for row, is_recent in zip(rows, recent, strict=True)
     ]
-    scores = _scores(rows, config, changed)
+    scores = row_scores(rows, config, changed)
     learned = np.zeros(len(rows), dtype=bool)
     stored = np.full(len(rows), np.nan)
     if _stored_order_fits(config) and all("sort_key" in row for row in rows):
         stored = -np.asarray([float(row["sort_key"]) for row in rows])
-        formula = _scores(rows, config)
+        formula = row_scores(rows, config)
         learned = ~np.isclose(stored, formula, rtol=1e-9, atol=1e-12)
         change = np.where(np.asarray(changed, dtype=bool), config.w_changed, 0.0)
         scores = np.where(learned, stored + change, scores)
-    items = []
-    for n, (row, prev, score) in enumerate(zip(rows, previous, scores, strict=True)):
-        p_wrong = float(stored[n]) / LEARNED_KEY_SCALE if learned[n] else None
-        reasons = _reasons(row, config, prev)
-        if p_wrong is not None:
-            reasons = (
-                QueueReason(
-                    "learned_wrong",
-                    f"The model of reps' corrections puts the chance that this stage or "
-                    f"persona is wrong at {_pct(p_wrong)}",
-                ),
-                *reasons,
-            )
-        items.append(
-            QueueItem(
-                lead_id=row["lead_id"],
-                prediction_id=int(row["prediction_id"]),
-                model_version=row["model_version"],
-                scored_at=_as_utc(row["scored_at"]),
-                stage=row["stage"],
-                stage_confidence=_opt_float(row["stage_confidence"]),
-                stage_margin=_opt_float(row["stage_margin"]),
-                persona=row["persona"],
-                persona_confidence=_opt_float(row["persona_confidence"]),
-                persona_margin=_opt_float(row["persona_margin"]),
-                readiness=_opt_float(row["readiness"]),
-                route=row["route"],
-                company=row["company"],
-                job_title=row["job_title"],
-                marketing_stage=row["marketing_stage"],
-                marketing_persona=row["marketing_persona"],
-                previous_stage=prev,
-                marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
-                marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
-                reviewed=bool(row["reviewed"]),
-                priority=round(float(score), 6),
-                reasons=reasons,
-                priority_method="learned" if learned[n] else "formula",
-                p_wrong=None if p_wrong is None else round(p_wrong, 6),
-            )
+    return [
+        _item(
+            row,
+            prev,
+            float(score),
+            float(stored[n]) / LEARNED_KEY_SCALE if learned[n] else None,
+            config,
         )
-    return items
+        for n, (row, prev, score) in enumerate(zip(rows, previous, scores, strict=True))
+    ]
+
+
+def _item(
+    row: Mapping[str, Any],
+    previous: str | None,
+    score: float,
+    p_wrong: float | None,
+    config: QueueConfig,
+) -> QueueItem:
+    """One queue row as an item; ``p_wrong`` is set when its key is a learned one."""
+    reasons = _reasons(row, config, previous)
+    if p_wrong is not None:
+        text = (
+            "The model of reps' corrections puts the chance that this stage or "
+            f"persona is wrong at {percent(p_wrong)}"
+        )
+        reasons = (QueueReason("learned_wrong", text), *reasons)
+    numbers = {name: _opt_float(row[name]) for name in PREDICTION_NUMBERS}
+    names = ("stage", "persona", "route", "company", "job_title", "model_version")
+    return QueueItem(
+        lead_id=row["lead_id"],
+        prediction_id=int(row["prediction_id"]),
+        scored_at=as_utc(row["scored_at"]),
+        **{name: row[name] for name in (*names, "marketing_stage", "marketing_persona")},
+        **numbers,
+        previous_stage=previous,
+        marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
+        marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
+        reviewed=bool(row["reviewed"]),
+        priority=round(score, 6),
+        reasons=reasons,
+        priority_method="formula" if p_wrong is None else "learned",
+        p_wrong=None if p_wrong is None else round(p_wrong, 6),
+    )
 
 
 # ------------------------------------------------------------------- public API
@@ -972,48 +588,23 @@ def review_queue(
     config: QueueConfig | None = None,
     now: datetime | None = None,
 ) -> QueuePage:
-    """The scored leads a rep should check first, most useful first.
+    """The scored leads a rep should check first, most useful first, as a :class:`QueuePage`
+    (``items`` by reviewed, priority descending, lead id; ``total`` matching the filters).
 
-    Parameters
-    ----------
-    store_or_session
-        A :class:`data.store.Store`, a SQLAlchemy ``Engine``, ``Connection`` or
-        ORM ``Session`` on the store's database.
-    limit, offset
-        Paging (``limit`` is capped at 1000).
-    stage, persona, route
-        Keep leads whose latest prediction has this stage, persona or route.
-    reviewed
-        True: only leads a rep has labelled; False: only the others; None: all,
-        reviewed ones after the rest.
-    since
-        Keep leads whose latest prediction is at or after this time (a date
-        means its midnight UTC).
-    search
-        Text found (case-insensitively) in the lead id or the company.
-    config
-        Thresholds and weights (default :class:`QueueConfig`). With the weights
-        and thresholds of :data:`STORED_CONFIG` (any ``changed_days`` and
-        ``w_changed``) a page is an index walk; others rank the filtered rows
-        at read time.
-    now
-        The present, for "recent" stage changes (default: now).
-
-    Returns
-    -------
-    QueuePage
-        ``items`` ordered by (reviewed, priority descending, lead id) and
-        ``total``, the number of leads matching the filters.
-
-    Raises
-    ------
-    ValueError
-        A negative ``limit`` or ``offset``.
+    ``store_or_session`` is a :class:`data.store.Store`, an ``Engine``, ``Connection``
+    or ``Session`` on its database; ``limit`` (at most 1000) and ``offset`` page
+    (``ValueError`` when negative). Filters: ``stage``, ``persona``, ``route`` of the
+    latest prediction; ``reviewed`` (True: only leads a rep labelled, False: only the
+    others, None: all, reviewed ones last); ``since`` (scored at or after; a date is
+    its midnight UTC); ``search`` (text in the lead id or company, any case).
+    ``config`` defaults to :class:`QueueConfig`: with :data:`STORED_CONFIG`'s weights
+    and thresholds (any ``changed_days``, ``w_changed``) a page is an index walk,
+    others are ranked at read time. ``now`` (default now) decides which changes are recent.
     """
     if limit < 0 or offset < 0:
         raise ValueError(f"limit and offset must not be negative; got {limit}, {offset}")
     config = config or QueueConfig()
-    now = _as_utc(now or datetime.now(UTC))
+    now = as_utc(now or utc_now())
     with _connection(store_or_session) as conn:
         return _run(
             conn,
@@ -1039,7 +630,7 @@ def queue_item(
 ) -> QueueItem | None:
     """One lead as the queue shows it (latest prediction, priority, reasons), or None."""
     config = config or QueueConfig()
-    now = _as_utc(now or datetime.now(UTC))
+    now = as_utc(now or utc_now())
     with _connection(store_or_session) as conn:
         rows = _page_rows(conn, [lead_id])
     if lead_id not in rows:
@@ -1126,8 +717,8 @@ def model_versions(store_or_session: Any) -> list[dict[str, Any]]:
     return [
         {
             **dict(row),
-            "first_used": _as_utc(row["first_used"]) if row["first_used"] else None,
-            "last_used": _as_utc(row["last_used"]) if row["last_used"] else None,
+            "first_used": as_utc(row["first_used"]) if row["first_used"] else None,
+            "last_used": as_utc(row["last_used"]) if row["last_used"] else None,
         }
         for row in rows
     ]
@@ -1159,7 +750,7 @@ def queue_frame(store_or_session: Any) -> Any:
         frame["base_priority"] = pd.Series(dtype=float)
         return frame.set_index("lead_id")
     records = frame.to_dict("records")
-    frame["base_priority"] = _scores(records, STORED_CONFIG)
+    frame["base_priority"] = row_scores(records, STORED_CONFIG)
     return frame.set_index("lead_id")
 
 

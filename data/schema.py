@@ -8,13 +8,17 @@ the data and are open.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from data.text import check_text
+from data.values import as_utc
 
 __all__ = [
     "CONTENT_TYPES",
+    "Checked",
     "CORRECTION_REASONS",
     "DEFAULT_PERSONAS",
     "DEFAULT_SALES_READY_STAGES",
@@ -126,14 +130,32 @@ def to_utc(value: datetime) -> datetime:
     (``0001-01-01T00:00:00+05:00``) is a ``ValueError`` (a 400 naming the field),
     not the ``OverflowError`` of ``astimezone``.
     """
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(UTC)
+        return as_utc(value)
     except OverflowError:
         raise ValueError(
             f"{value.isoformat()} is outside the range of timestamps (years 1 to 9999 in UTC)"
         ) from None
+
+
+def _storable(value: Any, info: ValidationInfo) -> Any:
+    """The store's text rule (data/text.py) on a field's text, and on an extra mapping's keys
+    and text values: a model that validates holds only text every store accepts."""
+    if isinstance(value, str):
+        check_text(value, str(info.field_name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, "extra field name")
+            if isinstance(item, str):
+                check_text(item, f"extra field {key!r}")
+    return value
+
+
+class Checked(dict[str, Any]):
+    """The ``model_dump`` of a :class:`LeadProfile` or :class:`Event` (an event with its
+    ``lead_id`` and optional ``event_id``): the store takes its values as the model
+    validated them instead of checking them again by hand. Build one only from a model.
+    """
 
 
 class LeadProfile(BaseModel):
@@ -154,6 +176,8 @@ class LeadProfile(BaseModel):
     #: Free extra fields of a CRM export: scalar values only.
     extra: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
+    _text = field_validator("*")(_storable)
+
     @field_validator("created_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
@@ -172,6 +196,8 @@ class Event(BaseModel):
     content_type: str | None = Field(default=None, max_length=100)
     content_topic: str | None = Field(default=None, max_length=100)
     channel: str | None = Field(default=None, max_length=100)
+
+    _text = field_validator("*")(_storable)
 
     @field_validator("timestamp")
     @classmethod

@@ -1,32 +1,6 @@
-"""Simulate B2B buyer journeys: leads, their engagement events and the hidden truth.
-
-Every lead has a hidden buying stage (``data.schema.DEFAULT_STAGES``) and persona
-(``data.schema.DEFAULT_PERSONAS``; non-buyers are students, job seekers and vendors).
-Profiles are drawn per persona (titles with their seniority and department,
-companies with log-normal sizes, industries, countries, lead sources); events over
-the window depend on stage and persona in volume, mix and recency:
-
-- early stages read blog posts and e-books; middle stages attend webinars and read
-  case studies and comparison guides; late stages view pricing, request demos,
-  start trials and book meetings, and their activity is recent;
-- technical evaluators read docs and integration pages; economic buyers read ROI
-  and analyst content; practitioners read how-tos and attend webinars;
-- non-buyers visit the careers page (job seekers), consume lots of content without
-  buying signals (students) or look at pricing and the contact form (vendors);
-- webinars bring bursts of new leads (``lead_source="webinar"``, ``created_at``
-  just before a webinar date);
-- noise: missing titles, partial profiles, casing variants, and bots (mail
-  scanners that click every link of an email within seconds).
-
-Marketing's ``stage`` and ``persona`` labels are the truth corrupted at the rate
-``label_noise``: part of it systematic (heavy webinar attendees marked a stage
-later than they are, students marked practitioner, senior technical titles marked
-economic buyer, purchase-ready leads without a meeting marked decision) and the
-rest uniform. The measured rate of each label is ``round(label_noise * n) / n``.
-
-Everything is vectorized with numpy (loops run over the handful of personas,
-stages and event kinds, never over leads or events) and deterministic for a seed:
-the same config gives byte-identical files.
+"""Simulate B2B buyer journeys: leads, their engagement events and the hidden truth, with
+marketing's labels corrupted at a known rate; vectorized and deterministic for a seed
+(what is drawn and how: docs/design/data.md).
 """
 
 from __future__ import annotations
@@ -45,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.schema import DEFAULT_PERSONAS, DEFAULT_STAGES, EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS
+from data.values import as_utc
 
 __all__ = [
     "LEAD_SOURCES",
@@ -79,48 +54,32 @@ _US = 1_000_000  # microseconds per second: timestamps are datetime64[us, UTC]
 class SimulationConfig:
     """What to simulate. Frozen: pass a new one (``dataclasses.replace``) to change it.
 
-    Parameters
-    ----------
-    n_leads : int
-        Number of leads.
-    seed : int
-        Random seed; the same config gives the same tables, byte for byte.
-    window_days : int
-        Length of the observed window, ending at ``end``.
-    label_noise : float
-        Share of marketing labels (each of stage and persona) that differ from the truth.
-    end : datetime
-        End of the window (no event or lead is later); naive means UTC.
-    late_stage_share : float
-        Share of leads truly in a late stage (decision or purchase).
-    non_buyer_share : float
-        Share of non-buyers (students, job seekers, vendors) among all leads.
-    systematic_noise_share : float
-        Part of the label noise that follows marketing's systematic mistakes.
-    webinar_lead_share : float
-        Share of leads that come from a webinar registration.
-    bot_share : float
-        Share of leads whose mail scanner clicks every link within seconds.
-    missing_title_share : float
-        Share of leads without a job title.
-    partial_profile_share : float
-        Share of leads with several profile fields missing.
-    activity : float
-        Multiplies every event rate (1.0 gives roughly 20 events per lead).
+    The same config gives the same tables, byte for byte. Shares are of all leads unless
+    said otherwise; ``end`` closes the window (no event or lead is later; naive means
+    UTC) of ``window_days``.
     """
 
     n_leads: int = 10_000
     seed: int = 0
     window_days: int = 180
+    #: Share of marketing labels (each of stage and persona) that differ from the truth.
     label_noise: float = 0.20
     end: datetime = datetime(2026, 6, 30, tzinfo=UTC)
+    #: Leads truly in a late stage (decision or purchase).
     late_stage_share: float = 0.15
+    #: Non-buyers (students, job seekers, vendors).
     non_buyer_share: float = 0.20
+    #: Part of the label noise that follows marketing's systematic mistakes.
     systematic_noise_share: float = 0.5
+    #: Leads that come from a webinar registration.
     webinar_lead_share: float = 0.15
+    #: Leads whose mail scanner clicks every link within seconds.
     bot_share: float = 0.01
+    #: Leads without a job title.
     missing_title_share: float = 0.05
+    #: Leads with several profile fields missing.
     partial_profile_share: float = 0.08
+    #: Multiplies every event rate (1.0 gives roughly 20 events per lead).
     activity: float = 1.0
 
     def __post_init__(self) -> None:
@@ -148,7 +107,7 @@ class SimulationConfig:
         end = self.end
         if not isinstance(end, datetime):
             raise ValueError(f"end must be a datetime, got {end!r}")
-        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+        end = as_utc(end)
         object.__setattr__(self, "end", end)
 
     @property
@@ -159,22 +118,13 @@ class SimulationConfig:
 
 @dataclass
 class Simulation:
-    """Simulated tables.
+    """Simulated tables and the config that produced them."""
 
-    Attributes
-    ----------
-    leads : pandas.DataFrame
-        One row a lead: ``SIMULATED_LEAD_COLUMNS`` (profile, marketing's ``stage`` and ``persona``).
-    events : pandas.DataFrame
-        One row an event: ``data.schema.EVENT_COLUMNS``, sorted by time.
-    truth : pandas.DataFrame
-        ``lead_id, true_stage, true_persona``, in the order of ``leads``.
-    config : SimulationConfig
-        The config that produced them.
-    """
-
+    #: One row a lead: ``SIMULATED_LEAD_COLUMNS`` (profile, marketing's stage and persona).
     leads: pd.DataFrame
+    #: One row an event: ``data.schema.EVENT_COLUMNS``, sorted by time.
     events: pd.DataFrame
+    #: ``lead_id, true_stage, true_persona``, in the order of ``leads``.
     truth: pd.DataFrame
     config: SimulationConfig = field(default_factory=SimulationConfig)
 
@@ -543,6 +493,9 @@ def _draw_truth(
 
 
 def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np.ndarray) -> _Leads:
+    """Every lead's hidden truth and profile, drawn column by column. One function on
+    purpose: the order of the draws from ``rng`` is part of the output (a seed gives
+    byte-identical files), and here it reads top to bottom."""
     n = config.n_leads
     stage, group = _draw_truth(config, rng)
     start, end = _seconds(config.start), _seconds(config.end)
@@ -692,6 +645,8 @@ def _kind_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def _draw_events(
     config: SimulationConfig, rng: np.random.Generator, leads: _Leads, webinars: np.ndarray
 ) -> _Events:
+    """Every lead's events, drawn per kind of event. One function on purpose: the order
+    of the draws from ``rng`` is part of the output, and here it reads top to bottom."""
     n = config.n_leads
     end = _seconds(config.end)
     rates, mult, signal, caps = _kind_tables()
@@ -904,22 +859,12 @@ def simulate(
     *,
     on_step: Callable[[str], None] | None = None,
 ) -> Simulation:
-    """Simulate leads, their events and the hidden truth.
+    """Simulate leads, their events and the hidden truth (``config`` default
+    ``SimulationConfig()``); ``on_step`` is called with each step's name as it starts
+    ("profiles", "events", "labels", "tables").
 
-    Parameters
-    ----------
-    config : SimulationConfig, optional
-        What to simulate; ``SimulationConfig()`` when omitted.
-    on_step : callable, optional
-        Called with the name of each step as it starts ("profiles", "events",
-        "labels", "tables"), for progress displays.
-
-    Returns
-    -------
-    Simulation
-        ``leads`` (n_leads rows, ``SIMULATED_LEAD_COLUMNS``), ``events`` (``EVENT_COLUMNS``,
-        sorted by timestamp) and ``truth`` (``TRUTH_COLUMNS``); leads are ordered
-        and numbered by creation time.
+    ``leads`` has ``SIMULATED_LEAD_COLUMNS``, ordered and numbered by creation time;
+    ``events`` has ``EVENT_COLUMNS``, sorted by timestamp; ``truth`` ``TRUTH_COLUMNS``.
     """
     config = config or SimulationConfig()
     step = on_step or (lambda _name: None)
@@ -1045,24 +990,10 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 def write(
     sim: Simulation, out_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv"
 ) -> dict[str, Path]:
-    """Write ``leads``, ``events`` and ``truth`` to ``out_dir`` as CSV or Parquet.
+    """Write ``leads``, ``events`` and ``truth`` to ``out_dir`` (created if needed) as
+    ``<table>.<fmt>``, CSV or Parquet; returns table name to the file written.
 
     Timestamps in CSV are ISO 8601 in UTC (``2026-06-30T16:05:00Z``).
-
-    Parameters
-    ----------
-    sim : Simulation
-        The tables.
-    out_dir : str or pathlib.Path
-        Folder to write to (created if needed); files are ``leads.<fmt>``,
-        ``events.<fmt>`` and ``truth.<fmt>``.
-    fmt : {"csv", "parquet"}
-        File format.
-
-    Returns
-    -------
-    dict of str to pathlib.Path
-        Table name to the file written.
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")

@@ -1,12 +1,5 @@
-"""The one rule for text that every store accepts.
-
-PostgreSQL text columns cannot hold the NUL character (U+0000), and neither
-SQLite nor PostgreSQL can store a lone UTF-16 surrogate (``"\\ud800"`` parses
-from JSON but is not encodable as UTF-8). SQLite's C string handling cuts a
-value at a NUL, so a search for ``a\\x00b`` matched everything starting with
-``a``. Text with either is refused wherever it enters: at the HTTP door (400
-naming the field) and again by the store's own value checks (``ValueError``),
-so a row that gets past the door can never wedge a background writer.
+"""The one rule for text that every store accepts: no NUL and no lone surrogate, refused at
+the HTTP door and again by the store (docs/design/data.md).
 """
 
 from __future__ import annotations

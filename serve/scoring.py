@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from data.schema import Checked
 from serve.errors import ApiError, format_loc
 from serve.guard import check_json_body
 from serve.schemas import FeatureScoreRequest, LeadScoreRequest
@@ -191,8 +192,8 @@ def prepare(
         index=index,
         lead_id=lead_id,
         features=features,
-        lead=item.lead.model_dump(exclude_unset=True),
-        events=events,
+        lead=Checked(item.lead.model_dump(exclude_unset=True)),
+        events=[Checked(event) for event in events],
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-import data.store as store_module
+import data.store.queue as store_module
 from data.review_queue import (
     RETRAINING_CONFIG,
     STORED_CONFIG,

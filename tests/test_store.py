@@ -855,3 +855,53 @@ def test_injection_looking_text_is_stored_verbatim(store, text):
     store.create_api_key(text)
     assert [k.name for k in store.list_api_keys()] == [text.strip()]
     assert set(sa.inspect(store.engine).get_table_names()) >= TABLES
+
+
+def test_records_the_schema_validated_are_stored_like_hand_checked_ones(store):
+    """The API path hands the store ``Checked`` model dumps: the store takes their values as
+    pydantic left them and stores what the hand-checked bulk path stores."""
+    from data.schema import Checked, Event, LeadProfile
+
+    lead = {
+        "job_title": " CTO ",
+        "company": "",
+        "company_size": 40,
+        "extra": {"tier": "a", "score": float("nan")},
+    }
+    event = {"timestamp": "2024-02-01T00:00:00", "type": "page_view", "page_category": "pricing"}
+    created = "2024-01-02T03:04:05+02:00"
+    store.upsert_leads([dict(lead, lead_id="H", created_at=datetime(2024, 1, 2, 1, 4, 5))])
+    store.add_events([dict(event, lead_id="H", timestamp=datetime(2024, 2, 1))])
+    profile = LeadProfile.model_validate(dict(lead, lead_id="M", created_at=created))
+    store.upsert_leads([Checked(profile.model_dump(exclude_unset=True))])
+    checked_event = Checked(Event.model_validate(dict(event, lead_id="M")).model_dump())
+    store.add_events([checked_event])
+    hand, model = (
+        {
+            k: v
+            for k, v in store.get_lead(i).items()
+            if k not in ("lead_id", "first_seen", "updated_at")
+        }
+        for i in ("H", "M")
+    )
+    assert model == hand
+    assert model["job_title"] == "CTO" and model["company"] is None
+    assert model["extra"] == {"tier": "a", "score": None}
+    hand_events, model_events = (
+        [dict(e, lead_id=None) for e in store.events_for(i)] for i in ("H", "M")
+    )
+    assert model_events == hand_events and len(model_events) == 1
+    store.add_events([Checked(checked_event)])
+    assert len(store.events_for("M")) == 1  # the same derived event id: stored once
+
+
+def test_the_schema_refuses_text_no_store_accepts():
+    from pydantic import ValidationError
+
+    from data.schema import Event, LeadProfile
+
+    for bad in ({"job_title": "a\x00b"}, {"extra": {"k\x00": 1}}, {"extra": {"k": "v\x00"}}):
+        with pytest.raises(ValidationError, match="NUL"):
+            LeadProfile(lead_id="L1", **bad)
+    with pytest.raises(ValidationError, match="channel"):
+        Event(lead_id="L1", timestamp=datetime(2024, 1, 1), type="page_view", channel="\x00")
