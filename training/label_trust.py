@@ -36,11 +36,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.review_queue import label_choices
+from training.learned_queue import LearnedQueueConfig, refit_queue
+
 __all__ = [
     "SoftRelabelResult",
     "TrustConfig",
+    "TrustEvidence",
     "TrustResult",
     "adjust_weights",
+    "apply_label_trust",
+    "gather_evidence",
     "marketing_doubt",
     "rep_quality",
     "soft_relabel",
@@ -428,3 +434,96 @@ def soft_relabel(
         ),
         result,
     )
+
+
+@dataclass
+class TrustEvidence:
+    """What label trust reads from the store: reps' measured quality and the model of corrections.
+
+    ``predictions`` and ``queue`` are :func:`training.learned_queue.refit_queue`'s
+    (out-of-fold inputs on, nothing written); ``predictions`` is None while the
+    model of corrections is at cold start.
+    """
+
+    quality: dict[str, float]
+    n_shared: int
+    predictions: pd.DataFrame | None
+    queue: pd.DataFrame
+
+
+def gather_evidence(store: Any) -> TrustEvidence:
+    """Fit what :func:`apply_label_trust` needs from ``store`` (a :class:`data.store.Store`)."""
+    frame = store.corrections_frame()
+    reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
+    latest = store.latest_predictions(reviewed, with_features=False)
+    probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
+    quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
+    refit = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
+    queue = refit.queue if refit.queue is not None else pd.DataFrame()
+    return TrustEvidence(quality, n_shared, refit.predictions, queue)
+
+
+def apply_label_trust(
+    retrain_set: Any,
+    evidence: TrustEvidence,
+    *,
+    soft_threshold: float | None = None,
+    holdout_share: float = 0.2,
+    config: TrustConfig | None = None,
+) -> tuple[Any, TrustResult]:
+    """The retrain set with reps weighed and doubted marketing labels handled, and what changed.
+
+    The one composition of label trust (``leadready retrain`` and the loop
+    benchmark both call it): reps' rows weighed by :func:`adjust_weights`;
+    marketing labels the model of corrections doubts are down-weighted
+    (:func:`marketing_doubt`) or, with ``soft_threshold``, soft-relabelled
+    instead (:func:`soft_relabel`; what was relabelled is in the result's
+    ``soft`` attribute).
+
+    Parameters
+    ----------
+    retrain_set : training.retrain.RetrainSet
+    evidence : TrustEvidence
+        From :func:`gather_evidence`.
+    soft_threshold : float or None
+        Minimum probability that marketing's label is wrong for a soft label;
+        None down-weights doubted labels instead.
+    holdout_share : float
+        The training holdout share (soft rows follow their lead's side).
+    config : TrustConfig, optional
+
+    Returns
+    -------
+    (RetrainSet, TrustResult)
+    """
+    from dataclasses import replace
+
+    config = config or TrustConfig()
+    doubt = (
+        {}
+        if soft_threshold is not None
+        else marketing_doubt(evidence.predictions, evidence.queue, config)
+    )
+    weights, trust = adjust_weights(
+        [str(i) for i in retrain_set.training.ids],
+        retrain_set.sample_weight,
+        retrain_set.corrected,
+        retrain_set.used,
+        quality=evidence.quality,
+        n_shared=evidence.n_shared,
+        doubt=doubt,
+        config=config,
+    )
+    if soft_threshold is not None:
+        # adjust_weights' note on marketing rows would say 0 down-weighted: soft labels replace it.
+        trust.notes = [n for n in trust.notes if "marketing labels down-weighted" not in n]
+    out = replace(retrain_set, sample_weight=weights, notes=(*retrain_set.notes, *trust.notes))
+    if soft_threshold is not None:
+        out, trust.soft = soft_relabel(
+            out,
+            evidence.predictions,
+            evidence.queue,
+            threshold=soft_threshold,
+            holdout_share=holdout_share,
+        )
+    return out, trust

@@ -39,6 +39,7 @@ import pandas as pd
 
 from data.review_queue import LEARNED_KEY_SCALE
 from training.correction_model import HEADS, CorrectionModel, CorrectionModelConfig
+from training.rep_labels import current_corrections
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -133,7 +134,7 @@ class RefitResult:
 def rep_label_frame(corrections: pd.DataFrame) -> pd.DataFrame:
     """Reps' current labels, one row per lead: ``stage`` and ``persona`` (NaN: not labelled).
 
-    ``corrections`` is :func:`training.retrain.current_corrections`'s frame.
+    ``corrections`` is :func:`training.rep_labels.current_corrections`'s frame.
     """
     if corrections.empty:
         return pd.DataFrame(columns=list(HEADS), dtype=object)
@@ -248,7 +249,6 @@ def refit_queue(
         None at cold start.
     """
     from data.review_queue import queue_frame, write_sort_keys
-    from training.retrain import current_corrections
 
     config = config or LearnedQueueConfig()
     start = time.perf_counter()

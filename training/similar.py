@@ -17,7 +17,7 @@ The ranked top ``keep`` leads are stored as ``suggestions`` rows (status
 ``open``) under a ``suggestion_sets`` row that keeps the change, the method and
 the counts, so the lead page reads them with one indexed query. An open (or
 dismissed) suggestion is *not* a correction: it never changes the served
-answer and never feeds retraining (:func:`training.retrain.current_corrections`
+answer and never feeds retraining (:func:`training.rep_labels.current_corrections`
 reads corrections only). :func:`accept_suggestions` turns the ones a rep ticked
 into corrections by that rep, each marked with ``corrections.suggestion_id``.
 """
@@ -43,6 +43,7 @@ from training.correction_model import (
     CorrectionModelConfig,
     change_probability,
 )
+from training.rep_labels import current_corrections
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -257,7 +258,6 @@ def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
     leads' queue rows and the snapshots of their served predictions, against
     reps' current labels.
     """
-    from training.retrain import current_corrections
 
     n = _n_reviewed(store)
     model = CorrectionModel(config.model)
