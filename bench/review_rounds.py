@@ -212,15 +212,14 @@ def _retrain(
             )
             changed["rep_factors"] = trust.rep_factors
             changed["marketing_downweighted"] = len(trust.marketing_downweighted)
-        if spec["soft"] is not None:
-            soft = trust.soft
-            changed["soft_rows"] = sum(len(v) for v in soft.relabelled.values())
-            right = total = 0
-            for lead_id, heads in soft.relabelled.items():
-                for head, entry in heads.items():
-                    total += 1
-                    right += entry["inferred"] == str(prepared.truth.at[lead_id, f"true_{head}"])
-            changed["soft_rows_right"] = right
+            if trust.soft is not None:
+                relabelled = trust.soft.relabelled
+                changed["soft_rows"] = sum(len(v) for v in relabelled.values())
+                changed["soft_rows_right"] = sum(
+                    entry["inferred"] == str(prepared.truth.at[lead_id, f"true_{head}"])
+                    for lead_id, heads in relabelled.items()
+                    for head, entry in heads.items()
+                )
         training = retrain_set.training
         fit_rows = ~holdout_mask(training.ids, config.holdout_share)
         challenger = fit_lead_model(

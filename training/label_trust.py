@@ -438,12 +438,7 @@ def soft_relabel(
 
 @dataclass
 class TrustEvidence:
-    """What label trust reads from the store: reps' measured quality and the model of corrections.
-
-    ``predictions`` and ``queue`` are :func:`training.learned_queue.refit_queue`'s
-    (out-of-fold inputs on, nothing written); ``predictions`` is None while the
-    model of corrections is at cold start.
-    """
+    """Reps' measured quality and the model of corrections' predictions (None at cold start)."""
 
     quality: dict[str, float]
     n_shared: int
@@ -473,28 +468,13 @@ def apply_label_trust(
 ) -> tuple[Any, TrustResult]:
     """The retrain set with reps weighed and doubted marketing labels handled, and what changed.
 
-    The one composition of label trust (``leadready retrain`` and the loop
-    benchmark both call it): reps' rows weighed by :func:`adjust_weights`;
-    marketing labels the model of corrections doubts are down-weighted
-    (:func:`marketing_doubt`) or, with ``soft_threshold``, soft-relabelled
-    instead (:func:`soft_relabel`; what was relabelled is in the result's
-    ``soft`` attribute).
-
-    Parameters
-    ----------
-    retrain_set : training.retrain.RetrainSet
-    evidence : TrustEvidence
-        From :func:`gather_evidence`.
-    soft_threshold : float or None
-        Minimum probability that marketing's label is wrong for a soft label;
-        None down-weights doubted labels instead.
-    holdout_share : float
-        The training holdout share (soft rows follow their lead's side).
-    config : TrustConfig, optional
-
-    Returns
-    -------
-    (RetrainSet, TrustResult)
+    The one composition of label trust, called by ``leadready retrain`` and the
+    loop benchmark: reps' rows weighed (:func:`adjust_weights`); marketing labels
+    the model of corrections doubts down-weighted (:func:`marketing_doubt`) or,
+    with ``soft_threshold``, soft-relabelled instead (:func:`soft_relabel`, what
+    changed in the result's ``soft``). ``retrain_set`` is a
+    :class:`training.retrain.RetrainSet`; ``holdout_share`` keeps soft rows on
+    their lead's side of the training holdout.
     """
     from dataclasses import replace
 

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from data.store import CorrectionRow, PredictionRow, QueueRow, SuggestionRow, SuggestionSetRow
+from data.values import is_missing, utc_now
 from training.correction_model import (
     CATEGORICAL_FEATURES,
     CorrectionModel,
@@ -448,7 +449,7 @@ def build_suggestions(
     ranked = rank_candidates(store, correction, config)
     probability, distance = ranked.probability, ranked.distance
     n_likely = None if probability is None else int((probability >= config.likely).sum())
-    now = datetime.now(UTC)
+    now = utc_now()
     set_values = {
         "correction_id": int(correction_id),
         "lead_id": correction["lead_id"],
@@ -496,7 +497,7 @@ def build_suggestions(
 
 def _int(value: Any) -> int | None:
     try:
-        return None if value is None or pd.isna(value) else int(value)
+        return None if is_missing(value) else int(value)
     except (TypeError, ValueError):
         return None
 
@@ -694,7 +695,7 @@ def accept_suggestions(
         claimed = conn.execute(
             sa.update(_SUGGESTIONS)
             .where(_SUGGESTIONS.c.id.in_(ids), _SUGGESTIONS.c.status == "open")
-            .values(status="accepted", decided_by=reviewer, decided_at=datetime.now(UTC))
+            .values(status="accepted", decided_by=reviewer, decided_at=utc_now())
         ).rowcount
         if claimed != len(ids):
             raise StaleSuggestions(dict.fromkeys(ids, "another rep decided on these meanwhile"))
@@ -764,6 +765,6 @@ def dismiss_suggestions(
         conn.execute(
             sa.update(_SUGGESTIONS)
             .where(_SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.status == "open")
-            .values(status="dismissed", decided_by=reviewer, decided_at=datetime.now(UTC))
+            .values(status="dismissed", decided_by=reviewer, decided_at=utc_now())
         )
     return wanted
