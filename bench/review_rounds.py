@@ -76,7 +76,7 @@ REPS: tuple[tuple[str, float], ...] = (("ana", 0.03), ("ben", 0.03), ("chloe", 0
 #: soft-relabelled (the predicted rep label as an extra row at weight p) at p ≥ 0.5 / 0.8
 #: (``soft80``: ``leadready retrain``'s default), all through ``training.label_trust.
 #: apply_label_trust`` as ``retrain`` composes it; ``k4`` rep labels
-#: at weight 4; ``soft50_k4`` / ``soft80_k4`` both.
+#: at weight 4; ``soft50_k4`` / ``soft80_k4`` both; ``soft50_k8`` rep labels at weight 8.
 DESIGNS: dict[str, dict[str, Any]] = {
     "plain": {"weight": 2.0, "trust": False, "soft": None},
     "trust": {"weight": 2.0, "trust": True, "soft": None},
@@ -85,6 +85,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "k4": {"weight": 4.0, "trust": True, "soft": None},
     "soft50_k4": {"weight": 4.0, "trust": True, "soft": 0.5},
     "soft80_k4": {"weight": 4.0, "trust": True, "soft": 0.8},
+    "soft50_k8": {"weight": 8.0, "trust": True, "soft": 0.5},
 }
 
 

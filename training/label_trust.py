@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from data.review_queue import label_choices
+from training.dataset import holdout_mask
 from training.learned_queue import LearnedQueueConfig, refit_queue
 
 __all__ = [
@@ -295,8 +296,6 @@ def soft_row_id(lead_id: str, head: str, holdout_share: float) -> str:
     holdout_mask` side equals the lead's, so the extra row never lands in the
     training holdout when its lead is trained on (or the reverse).
     """
-    from training.dataset import holdout_mask
-
     side = bool(holdout_mask([lead_id], holdout_share)[0])
     for n in range(200):
         candidate = f"{lead_id}~soft-{head}" + (f"-{n}" if n else "")
@@ -333,8 +332,6 @@ def soft_relabel(
     (RetrainSet, SoftRelabelResult)
         A new set (extra rows appended, weights changed) and what changed.
     """
-    from dataclasses import replace as _replace
-
     result = SoftRelabelResult(threshold=threshold)
     if predictions is None or predictions.empty:
         result.notes.append(
@@ -387,7 +384,7 @@ def soft_relabel(
         result.notes.append(
             f"no marketing label soft-relabelled: none doubted with probability ≥ {threshold:.0%}"
         )
-        return _replace(retrain_set, sample_weight=weights), result
+        return replace(retrain_set, sample_weight=weights), result
     new_index = pd.Index(extra_ids, name=training.ids.name, dtype=object)
     src = training.ids[extra_rows]
 
@@ -409,7 +406,7 @@ def soft_relabel(
     for head in _HEADS:
         if labels[head] is not None and head in slices.columns:
             slices[head] = labels[head].to_numpy(dtype=object)
-    new_training = _replace(
+    new_training = replace(
         training,
         X=add(training.X),
         y_stage=labels["stage"],
@@ -425,7 +422,7 @@ def soft_relabel(
         "row at weight p (label_source inferred, never a rep label)"
     )
     return (
-        _replace(
+        replace(
             retrain_set,
             training=new_training,
             sample_weight=np.concatenate([weights, np.asarray(extra_weights)]),
@@ -476,8 +473,6 @@ def apply_label_trust(
     :class:`training.retrain.RetrainSet`; ``holdout_share`` keeps soft rows on
     their lead's side of the training holdout.
     """
-    from dataclasses import replace
-
     config = config or TrustConfig()
     doubt = (
         {}

@@ -36,7 +36,15 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from data.store import CorrectionRow, PredictionRow, QueueRow, SuggestionRow, SuggestionSetRow
+from data.review_queue import STORED_CONFIG, priority_scores
+from data.store import (
+    CorrectionRow,
+    LeadRow,
+    PredictionRow,
+    QueueRow,
+    SuggestionRow,
+    SuggestionSetRow,
+)
 from data.values import is_missing, utc_now
 from training.correction_model import (
     CATEGORICAL_FEATURES,
@@ -201,8 +209,6 @@ def _queue(store: Store, where: Any, *, with_features: bool) -> tuple[pd.DataFra
     """``lead_queue`` rows matching ``where`` (with ``base_priority``) and, if asked, the
     feature snapshots of their served predictions — one query, no full-table frame.
     """
-    from data.review_queue import STORED_CONFIG, priority_scores
-
     columns = list(_QUEUE.c)
     stmt = sa.select(*columns).where(where)
     if with_features:
@@ -509,8 +515,6 @@ def suggestions_in_set(
     store: Store, correction_id: int, *, status: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The stored suggestions of one correction, best first, with the lead's profile columns."""
-    from data.store import LeadRow
-
     leads = LeadRow.__table__
     stmt = (
         sa.select(
