@@ -596,7 +596,7 @@ def markdown(result: dict[str, Any]) -> str:
         else "",
         f"Command: `python -m bench.review_loop --rounds --seeds {' '.join(map(str, c['seeds']))} "
         f"--leads {c['n_leads']} --retrain-at {' '.join(map(str, c['retrain_at']))} --designs "
-        f"{' '.join(c['designs'])}`.",
+        f"{' '.join(c['designs'])} --arms {' '.join(c['arms'])} --max-reviews {c['max_reviews']}`.",
         "",
     ]
     return "\n".join(lines)
