@@ -53,13 +53,12 @@ are not evidence.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Container, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +66,16 @@ import numpy as np
 import pandas as pd
 
 from bench.common import RESULTS, write_result
+from bench.review_sim import (
+    DEFAULT_STRATEGIES,
+    STRATEGIES,
+    LoopConfig,
+    PreparedSeed,
+    prepare_seed,
+    record_out_of_fold,
+    truth_metrics,
+)
+from bench.review_sim import HEADS as _HEADS
 
 __all__ = [
     "LoopConfig",
@@ -81,285 +90,7 @@ __all__ = [
     "truth_metrics",
 ]
 
-STRATEGIES: tuple[str, ...] = (
-    "queue",
-    "queue_retraining",
-    "queue_balanced",
-    "queue_mixed",
-    "queue_oof",
-    "random",
-)
-#: The strategies measured by default.
-DEFAULT_STRATEGIES: tuple[str, ...] = ("queue", "queue_retraining", "random")
-#: Folds of the out-of-fold scores behind ``queue_oof``.
-OOF_FOLDS = 3
-_HEADS: tuple[str, ...] = ("stage", "persona")
-_MODEL_NAME = "lead-readiness"
 _REVIEWERS: tuple[str, ...] = ("ana", "ben", "chloe", "dev")
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """One measurement of the loop.
-
-    Parameters
-    ----------
-    n_leads : int
-        Simulated leads per seed (test set included).
-    seeds : tuple of int
-        Simulation (and model) seeds.
-    ks : tuple of int
-        How many leads the reps review.
-    strategies : tuple of str
-        Any of ``"queue"``, ``"queue_retraining"``, ``"queue_oof"`` and ``"random"``.
-    random_draws : int
-        Draws per K and strategy, averaged: random draws take other leads and
-        other rep errors, queue draws the same leads with other rep errors.
-    test_share : float
-        Share of leads kept as the truth-scored test set.
-    rep_error : float
-        Share of a rep's labels that are wrong.
-    correction_weight : float
-        Sample weight of a corrected lead.
-    gate_share : float, optional
-        Gate share (default: the training holdout share, as ``retrain``).
-    holdout_share : float
-        The training holdout share (as ``leadready train``).
-    label_noise : float
-        Share of marketing's labels that are wrong.
-    n_estimators, num_threads : int
-        LightGBM settings.
-    """
-
-    n_leads: int = 20_000
-    seeds: tuple[int, ...] = (1, 2, 3)
-    ks: tuple[int, ...] = (100, 500, 2000)
-    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    random_draws: int = 3
-    test_share: float = 0.25
-    rep_error: float = 0.03
-    correction_weight: float = 2.0
-    gate_share: float | None = None
-    holdout_share: float = 0.2
-    label_noise: float = 0.2
-    n_estimators: int = 200
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        unknown = set(self.strategies) - set(STRATEGIES)
-        if unknown:
-            raise ValueError(f"unknown strategies {sorted(unknown)}; use {', '.join(STRATEGIES)}")
-        if not 0 < self.test_share < 1:
-            raise ValueError(f"test share must be in (0, 1), got {self.test_share}")
-        if not 0 <= self.rep_error < 1:
-            raise ValueError(f"rep error must be in [0, 1), got {self.rep_error}")
-        if self.random_draws < 1:
-            raise ValueError(f"random draws must be at least 1, got {self.random_draws}")
-
-
-@dataclass
-class _Seed:
-    """What one seed's runs share: data, base model, test set, the filled store."""
-
-    seed: int
-    base: Any
-    train_config: Any
-    model: Any
-    test_X: pd.DataFrame
-    truth: pd.DataFrame
-    store_path: Path
-    labels: dict[str, tuple[str, ...]]
-    before: dict[str, float]
-    oof_store_path: Path | None = None
-    noise_floor: dict[str, float] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def _salted_share(ids: Sequence[str], salt: str, share: float) -> np.ndarray:
-    """Which ids hash (with a salt, so unlike the training holdout) under ``share``."""
-    cut = round(share * 10_000)
-    return np.fromiter(
-        (
-            int.from_bytes(hashlib.sha1(f"{salt}:{i}".encode()).digest()[:8], "big") % 10_000 < cut
-            for i in ids
-        ),
-        dtype=bool,
-        count=len(ids),
-    )
-
-
-def truth_metrics(model: Any, X: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """Stage and persona macro-F1 (and accuracy) of ``model`` against the hidden truth.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel
-    X : DataFrame of shape (n_leads, n_features)
-        Feature rows indexed by lead id.
-    truth : DataFrame
-        ``true_stage`` and ``true_persona`` indexed by lead id.
-
-    Returns
-    -------
-    dict
-        ``stage_macro_f1``, ``stage_accuracy``, ``persona_macro_f1``, ``persona_accuracy``.
-    """
-    from training.evaluate import evaluate_heads
-
-    t = truth.reindex(X.index)
-    result = evaluate_heads(model, X, t["true_stage"], t["true_persona"])
-    return {
-        f"{head}_{name}": float(result[head][name])
-        for head in _HEADS
-        for name in ("macro_f1", "accuracy")
-    }
-
-
-def _prepare(config: LoopConfig, seed: int, workdir: Path) -> _Seed:
-    """Simulate, split, train the base model on marketing's labels, fill the store."""
-    from data.simulate import SimulationConfig, simulate, write
-    from data.store import Store
-    from model.features import build_features
-    from training.dataset import holdout_mask, load_training_table
-    from training.record import record_scored_frame
-    from training.train import TrainConfig, fit_lead_model
-
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    sim = simulate(
-        SimulationConfig(n_leads=config.n_leads, seed=seed, label_noise=config.label_noise)
-    )
-    ids = sim.leads["lead_id"].astype(str)
-    is_test = _salted_share(ids.tolist(), f"review-loop-test-{seed}", config.test_share)
-    test_ids = set(ids[is_test])
-    pool = sim.leads[~is_test].reset_index(drop=True)
-    pool_events = sim.events[~sim.events["lead_id"].isin(test_ids)]
-    test_leads = sim.leads[is_test].reset_index(drop=True)
-    test_events = sim.events[sim.events["lead_id"].isin(test_ids)]
-    data_dir = workdir / f"seed-{seed}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    from data.simulate import Simulation
-
-    paths = write(Simulation(pool, pool_events, sim.truth, sim.config), data_dir, fmt="parquet")
-    base = load_training_table(
-        paths["leads"], events_path=paths["events"], stage_col="stage", persona_col="persona"
-    )
-    test_X = build_features(
-        test_leads.drop(columns=["stage", "persona"]), test_events, as_of=base.as_of
-    )
-    test_X.index = test_X.index.astype(str)
-    timings["data_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    train_config = TrainConfig(
-        leads_path=paths["leads"],
-        events_path=paths["events"],
-        tracking_uri="sqlite:///:memory:",
-        stage_col="stage",
-        persona_col="persona",
-        holdout_share=config.holdout_share,
-        n_estimators=config.n_estimators,
-        num_threads=config.num_threads,
-        seed=seed,
-    )
-    model = fit_lead_model(base.subset(~holdout_mask(base.ids, config.holdout_share)), train_config)
-    timings["fit_base_s"] = time.perf_counter() - start
-    truth = sim.truth.assign(lead_id=sim.truth["lead_id"].astype(str)).set_index("lead_id")
-    before = truth_metrics(model, test_X, truth)
-
-    start = time.perf_counter()
-    store_path = data_dir / "store.db"
-    store_path.unlink(missing_ok=True)
-    with Store(f"sqlite:///{store_path}") as store:
-        store.upgrade()
-        scored = model.predict_frame(base.X)
-        record_scored_frame(
-            store,
-            base.X,
-            scored,
-            _MODEL_NAME,
-            "1",
-            source="batch",
-            leads=pool,
-            input_columns=model.input_columns,
-        )
-    timings["score_and_record_s"] = time.perf_counter() - start
-
-    # The noise floor: the same data, another LightGBM seed, no corrections.
-    start = time.perf_counter()
-    refit = fit_lead_model(
-        base.subset(~holdout_mask(base.ids, config.holdout_share)),
-        replace(train_config, seed=seed + 101),
-    )
-    again = truth_metrics(refit, test_X, truth)
-    noise_floor = {key: again[key] - before[key] for key in before}
-    timings["noise_floor_s"] = time.perf_counter() - start
-
-    oof_path = None
-    if "queue_oof" in config.strategies:
-        start = time.perf_counter()
-        oof_path = data_dir / "store-oof.db"
-        shutil.copyfile(store_path, oof_path)
-        with Store(f"sqlite:///{oof_path}") as store:
-            record_out_of_fold(store, base, train_config, folds=OOF_FOLDS, salt=f"oof-{seed}")
-        timings["out_of_fold_s"] = time.perf_counter() - start
-    return _Seed(
-        seed=seed,
-        base=base,
-        train_config=train_config,
-        model=model,
-        test_X=test_X,
-        truth=truth,
-        store_path=store_path,
-        labels={h: tuple(v) for h, v in model.labels.items()},
-        before=before,
-        oof_store_path=oof_path,
-        noise_floor=noise_floor,
-        timings=timings,
-    )
-
-
-def record_out_of_fold(
-    store: Any, base: Any, train_config: Any, *, folds: int = OOF_FOLDS, salt: str = "oof"
-) -> int:
-    """Score every lead of ``base`` with a model that did not train on it, into ``store``.
-
-    The leads are split into ``folds`` groups by a salted hash of the id; each
-    group is scored by a model fitted (``fit_lead_model``, the same settings) on
-    the other groups, and the scores are recorded as the leads' newest
-    predictions (model version ``oof``), so the review queue ranks on them.
-
-    Returns
-    -------
-    int
-        The number of predictions recorded.
-    """
-    from training.record import record_scored_frame
-    from training.train import fit_lead_model
-
-    ids = [str(i) for i in base.ids]
-    group = np.fromiter(
-        (
-            int.from_bytes(hashlib.sha1(f"{salt}:{i}".encode()).digest()[:8], "big") % folds
-            for i in ids
-        ),
-        dtype=int,
-        count=len(ids),
-    )
-    n = 0
-    for k in range(folds):
-        model = fit_lead_model(base.subset(group != k), train_config)
-        X = base.X[group == k]
-        n += record_scored_frame(
-            store,
-            X,
-            model.predict_frame(X),
-            _MODEL_NAME,
-            "oof",
-            source="batch",
-            input_columns=model.input_columns,
-        )
-    return n
 
 
 def pick_leads(store: Any, strategy: str, k: int, *, seed: int) -> list[str]:
@@ -493,7 +224,7 @@ def apply_reviews(
     return counts
 
 
-def _diagnostics(prepared: _Seed, picked: Sequence[str]) -> dict[str, float]:
+def _diagnostics(prepared: PreparedSeed, picked: Sequence[str]) -> dict[str, float]:
     """What the reviewed leads were: marketing wrong, model wrong, errors learned or seen through."""
     from training.dataset import holdout_mask
 
@@ -521,7 +252,7 @@ def _diagnostics(prepared: _Seed, picked: Sequence[str]) -> dict[str, float]:
 
 
 def _one_run(
-    config: LoopConfig, prepared: _Seed, strategy: str, k: int, workdir: Path, draw: int = 0
+    config: LoopConfig, prepared: PreparedSeed, strategy: str, k: int, workdir: Path, draw: int = 0
 ) -> dict[str, Any]:
     """Review K leads by one strategy (random: draw ``draw``), retrain, measure against the truth."""
     from data.store import Store
@@ -611,7 +342,7 @@ def run_seed(
     dict
         ``seed``, ``before`` (base model vs the truth), ``timings`` and ``runs``.
     """
-    prepared = _prepare(config, seed, workdir)
+    prepared = prepare_seed(config, seed, workdir)
     runs = []
     for k in config.ks:
         for strategy in config.strategies:

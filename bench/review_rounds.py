@@ -48,7 +48,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import RESULTS, write_result
+from bench.review_sim import LoopConfig, prepare_seed, truth_metrics
 
 __all__ = ["ARMS", "RoundsConfig", "main", "markdown", "run", "run_seed"]
 
@@ -70,18 +71,21 @@ REPS: tuple[tuple[str, float], ...] = (("ana", 0.03), ("ben", 0.03), ("chloe", 0
 
 #: Retraining designs measured side by side on the same corrections (see :func:`_retrain`):
 #: ``plain`` rep labels at weight 2 (``build_retrain_set``); ``trust`` + reps weighed by
-#: CROWDLAB and doubted marketing labels down-weighted at p ≥ 0.8 (``leadready retrain``'s
-#: default); ``soft50`` / ``soft80`` reps weighed, doubted marketing labels soft-relabelled
-#: (the predicted rep label as an extra row at weight p) at p ≥ 0.5 / 0.8; ``k4`` rep labels
-#: at weight 4; ``soft50_k4`` / ``soft80_k4`` both.
+#: CROWDLAB and doubted marketing labels down-weighted at p ≥ 0.8 (``leadready retrain
+#: --soft-relabel 0``); ``soft50`` / ``soft80`` reps weighed, doubted marketing labels
+#: soft-relabelled (the predicted rep label as an extra row at weight p) at p ≥ 0.5 / 0.8
+#: (``soft80``: ``leadready retrain``'s default), all through ``training.label_trust.
+#: apply_label_trust`` as ``retrain`` composes it; ``k4`` rep labels
+#: at weight 4; ``soft50_k4`` / ``soft80_k4`` both; ``soft50_k8`` rep labels at weight 8.
 DESIGNS: dict[str, dict[str, Any]] = {
-    "plain": {"weight": 2.0, "trust": False, "doubt": None, "soft": None},
-    "trust": {"weight": 2.0, "trust": True, "doubt": 0.8, "soft": None},
-    "soft50": {"weight": 2.0, "trust": True, "doubt": None, "soft": 0.5},
-    "soft80": {"weight": 2.0, "trust": True, "doubt": None, "soft": 0.8},
-    "k4": {"weight": 4.0, "trust": True, "doubt": 0.8, "soft": None},
-    "soft50_k4": {"weight": 4.0, "trust": True, "doubt": None, "soft": 0.5},
-    "soft80_k4": {"weight": 4.0, "trust": True, "doubt": None, "soft": 0.8},
+    "plain": {"weight": 2.0, "trust": False, "soft": None},
+    "trust": {"weight": 2.0, "trust": True, "soft": None},
+    "soft50": {"weight": 2.0, "trust": True, "soft": 0.5},
+    "soft80": {"weight": 2.0, "trust": True, "soft": 0.8},
+    "k4": {"weight": 4.0, "trust": True, "soft": None},
+    "soft50_k4": {"weight": 4.0, "trust": True, "soft": 0.5},
+    "soft80_k4": {"weight": 4.0, "trust": True, "soft": 0.8},
+    "soft50_k8": {"weight": 8.0, "trust": True, "soft": 0.5},
 }
 
 
@@ -114,8 +118,6 @@ class RoundsConfig:
             raise ValueError("round_size must be at least 1 and at most max_reviews")
 
     def loop_config(self) -> Any:
-        from bench.review_loop import LoopConfig
-
         return LoopConfig(
             n_leads=self.n_leads,
             seeds=self.seeds,
@@ -183,28 +185,14 @@ def _retrain(
     prepared: Any, store: Any, config: RoundsConfig, designs: tuple[str, ...]
 ) -> dict[str, Any]:
     """Each design's challenger on the same corrections: macro-F1 gain vs the truth, and what changed."""
-    from bench.review_loop import truth_metrics
-    from data.review_queue import label_choices
     from training.dataset import holdout_mask
-    from training.label_trust import (
-        TrustConfig,
-        adjust_weights,
-        marketing_doubt,
-        rep_quality,
-        soft_relabel,
-    )
-    from training.learned_queue import LearnedQueueConfig, refit_queue
-    from training.retrain import build_retrain_set, current_corrections
+    from training.label_trust import apply_label_trust, gather_evidence
+    from training.rep_labels import current_corrections
+    from training.retrain import build_retrain_set
     from training.train import fit_lead_model
 
     corrections = current_corrections(store)
-    frame = store.corrections_frame()
-    reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
-    latest = store.latest_predictions(reviewed, with_features=False)
-    probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
-    quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
-    refit = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
-    queue = refit.queue if refit.queue is not None else pd.DataFrame()
+    evidence = gather_evidence(store)
     out: dict[str, Any] = {}
     for design in designs:
         spec = DESIGNS[design]
@@ -217,40 +205,22 @@ def _retrain(
         )
         changed: dict[str, Any] = {}
         if spec["trust"]:
-            doubt = (
-                marketing_doubt(
-                    refit.predictions, queue, TrustConfig(marketing_threshold=spec["doubt"])
-                )
-                if spec["doubt"] is not None
-                else {}
-            )
-            weights, trust = adjust_weights(
-                [str(i) for i in retrain_set.training.ids],
-                retrain_set.sample_weight,
-                retrain_set.corrected,
-                retrain_set.used,
-                quality=quality,
-                n_shared=n_shared,
-                doubt=doubt,
-            )
-            retrain_set = replace(retrain_set, sample_weight=weights)
-            changed["rep_factors"] = trust.rep_factors
-            changed["marketing_downweighted"] = len(trust.marketing_downweighted)
-        if spec["soft"] is not None:
-            retrain_set, soft = soft_relabel(
+            retrain_set, trust = apply_label_trust(
                 retrain_set,
-                refit.predictions,
-                queue,
-                threshold=spec["soft"],
+                evidence,
+                soft_threshold=spec["soft"],
                 holdout_share=config.holdout_share,
             )
-            changed["soft_rows"] = sum(len(v) for v in soft.relabelled.values())
-            right = total = 0
-            for lead_id, heads in soft.relabelled.items():
-                for head, entry in heads.items():
-                    total += 1
-                    right += entry["inferred"] == str(prepared.truth.at[lead_id, f"true_{head}"])
-            changed["soft_rows_right"] = right
+            changed["rep_factors"] = trust.rep_factors
+            changed["marketing_downweighted"] = len(trust.marketing_downweighted)
+            if trust.soft is not None:
+                relabelled = trust.soft.relabelled
+                changed["soft_rows"] = sum(len(v) for v in relabelled.values())
+                changed["soft_rows_right"] = sum(
+                    entry["inferred"] == str(prepared.truth.at[lead_id, f"true_{head}"])
+                    for lead_id, heads in relabelled.items()
+                    for head, entry in heads.items()
+                )
         training = retrain_set.training
         fit_rows = ~holdout_mask(training.ids, config.holdout_share)
         challenger = fit_lead_model(
@@ -361,10 +331,8 @@ def run_seed(
     done: frozenset[tuple[int, str]] = frozenset(),
 ) -> dict[str, Any]:
     """Every arm of one seed (arms in ``done`` skipped); each arm appended to ``partial``."""
-    from bench.review_loop import _prepare
-
     start = time.perf_counter()
-    prepared = _prepare(config.loop_config(), seed, workdir)
+    prepared = prepare_seed(config.loop_config(), seed, workdir)
     ids = prepared.base.ids
     served = prepared.model.predict_frame(prepared.base.X)
     truth = prepared.truth.reindex(ids)
@@ -628,7 +596,7 @@ def markdown(result: dict[str, Any]) -> str:
         else "",
         f"Command: `python -m bench.review_loop --rounds --seeds {' '.join(map(str, c['seeds']))} "
         f"--leads {c['n_leads']} --retrain-at {' '.join(map(str, c['retrain_at']))} --designs "
-        f"{' '.join(c['designs'])}`.",
+        f"{' '.join(c['designs'])} --arms {' '.join(c['arms'])} --max-reviews {c['max_reviews']}`.",
         "",
     ]
     return "\n".join(lines)

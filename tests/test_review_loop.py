@@ -10,6 +10,7 @@ challenger is better against the truth than the champion it was compared with.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -315,3 +316,33 @@ def test_rounds_partial_records_resume_and_summarize_what_finished(tmp_path):
     }
     text = markdown({**result, "config": __import__("dataclasses").asdict(config)})
     assert "seed 3: adaptive" in text
+
+
+def test_rounds_retrain_every_design_through_the_shared_label_trust(tmp_path):
+    from bench.review_rounds import RoundsConfig
+    from bench.review_rounds import run_seed as rounds_seed
+
+    config = RoundsConfig(
+        n_leads=1500,
+        seeds=(1,),
+        arms=("adaptive", "random"),
+        round_size=100,
+        max_reviews=200,
+        retrain_at=(200,),
+        n_estimators=30,
+        designs=("soft50", "trust", "plain"),
+    )
+    result = rounds_seed(config, 1, tmp_path, verbose=False)
+    by_arm = {a["arm"]: a for a in result["arms"]}
+    assert set(by_arm) == {"adaptive", "random"}
+    for record in by_arm.values():
+        designs = record["retrained"]["200"]
+        assert set(designs) == {"soft50", "trust", "plain"}
+        # Soft labels are counted, and checked against the truth only in the bench.
+        soft = designs["soft50"]["changed"]
+        assert 0 <= soft["soft_rows_right"] <= soft["soft_rows"]
+        assert designs["plain"]["changed"] == {}
+        assert "marketing_downweighted" in designs["trust"]["changed"]
+        assert all(math.isfinite(d["stage_macro_f1"]) for d in designs.values())
+    # The adaptive arm refits its queue before every round.
+    assert len(by_arm["adaptive"]["refit_seconds"]) == 2

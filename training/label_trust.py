@@ -30,17 +30,24 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from data.review_queue import label_choices
+from training.dataset import holdout_mask
+from training.learned_queue import LearnedQueueConfig, refit_queue
+
 __all__ = [
     "SoftRelabelResult",
     "TrustConfig",
+    "TrustEvidence",
     "TrustResult",
     "adjust_weights",
+    "apply_label_trust",
+    "gather_evidence",
     "marketing_doubt",
     "rep_quality",
     "soft_relabel",
@@ -289,8 +296,6 @@ def soft_row_id(lead_id: str, head: str, holdout_share: float) -> str:
     holdout_mask` side equals the lead's, so the extra row never lands in the
     training holdout when its lead is trained on (or the reverse).
     """
-    from training.dataset import holdout_mask
-
     side = bool(holdout_mask([lead_id], holdout_share)[0])
     for n in range(200):
         candidate = f"{lead_id}~soft-{head}" + (f"-{n}" if n else "")
@@ -327,8 +332,6 @@ def soft_relabel(
     (RetrainSet, SoftRelabelResult)
         A new set (extra rows appended, weights changed) and what changed.
     """
-    from dataclasses import replace as _replace
-
     result = SoftRelabelResult(threshold=threshold)
     if predictions is None or predictions.empty:
         result.notes.append(
@@ -381,7 +384,7 @@ def soft_relabel(
         result.notes.append(
             f"no marketing label soft-relabelled: none doubted with probability ≥ {threshold:.0%}"
         )
-        return _replace(retrain_set, sample_weight=weights), result
+        return replace(retrain_set, sample_weight=weights), result
     new_index = pd.Index(extra_ids, name=training.ids.name, dtype=object)
     src = training.ids[extra_rows]
 
@@ -403,7 +406,7 @@ def soft_relabel(
     for head in _HEADS:
         if labels[head] is not None and head in slices.columns:
             slices[head] = labels[head].to_numpy(dtype=object)
-    new_training = _replace(
+    new_training = replace(
         training,
         X=add(training.X),
         y_stage=labels["stage"],
@@ -419,7 +422,7 @@ def soft_relabel(
         "row at weight p (label_source inferred, never a rep label)"
     )
     return (
-        _replace(
+        replace(
             retrain_set,
             training=new_training,
             sample_weight=np.concatenate([weights, np.asarray(extra_weights)]),
@@ -428,3 +431,74 @@ def soft_relabel(
         ),
         result,
     )
+
+
+@dataclass
+class TrustEvidence:
+    """Reps' measured quality and the model of corrections' predictions (None at cold start)."""
+
+    quality: dict[str, float]
+    n_shared: int
+    predictions: pd.DataFrame | None
+    queue: pd.DataFrame
+
+
+def gather_evidence(store: Any) -> TrustEvidence:
+    """Fit what :func:`apply_label_trust` needs from ``store`` (a :class:`data.store.Store`)."""
+    frame = store.corrections_frame()
+    reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
+    latest = store.latest_predictions(reviewed, with_features=False)
+    probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
+    quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
+    refit = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
+    queue = refit.queue if refit.queue is not None else pd.DataFrame()
+    return TrustEvidence(quality, n_shared, refit.predictions, queue)
+
+
+def apply_label_trust(
+    retrain_set: Any,
+    evidence: TrustEvidence,
+    *,
+    soft_threshold: float | None = None,
+    holdout_share: float = 0.2,
+    config: TrustConfig | None = None,
+) -> tuple[Any, TrustResult]:
+    """The retrain set with reps weighed and doubted marketing labels handled, and what changed.
+
+    The one composition of label trust, called by ``leadready retrain`` and the
+    loop benchmark: reps' rows weighed (:func:`adjust_weights`); marketing labels
+    the model of corrections doubts down-weighted (:func:`marketing_doubt`) or,
+    with ``soft_threshold``, soft-relabelled instead (:func:`soft_relabel`, what
+    changed in the result's ``soft``). ``retrain_set`` is a
+    :class:`training.retrain.RetrainSet`; ``holdout_share`` keeps soft rows on
+    their lead's side of the training holdout.
+    """
+    config = config or TrustConfig()
+    doubt = (
+        {}
+        if soft_threshold is not None
+        else marketing_doubt(evidence.predictions, evidence.queue, config)
+    )
+    weights, trust = adjust_weights(
+        [str(i) for i in retrain_set.training.ids],
+        retrain_set.sample_weight,
+        retrain_set.corrected,
+        retrain_set.used,
+        quality=evidence.quality,
+        n_shared=evidence.n_shared,
+        doubt=doubt,
+        config=config,
+    )
+    if soft_threshold is not None:
+        # adjust_weights' note on marketing rows would say 0 down-weighted: soft labels replace it.
+        trust.notes = [n for n in trust.notes if "marketing labels down-weighted" not in n]
+    out = replace(retrain_set, sample_weight=weights, notes=(*retrain_set.notes, *trust.notes))
+    if soft_threshold is not None:
+        out, trust.soft = soft_relabel(
+            out,
+            evidence.predictions,
+            evidence.queue,
+            threshold=soft_threshold,
+            holdout_share=holdout_share,
+        )
+    return out, trust

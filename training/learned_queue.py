@@ -37,8 +37,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from data.review_queue import LEARNED_KEY_SCALE
+from data.review_queue import LEARNED_KEY_SCALE, queue_frame, write_sort_keys
 from training.correction_model import HEADS, CorrectionModel, CorrectionModelConfig
+from training.noise import out_of_fold_proba
+from training.rep_labels import current_corrections
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -133,7 +135,7 @@ class RefitResult:
 def rep_label_frame(corrections: pd.DataFrame) -> pd.DataFrame:
     """Reps' current labels, one row per lead: ``stage`` and ``persona`` (NaN: not labelled).
 
-    ``corrections`` is :func:`training.retrain.current_corrections`'s frame.
+    ``corrections`` is :func:`training.rep_labels.current_corrections`'s frame.
     """
     if corrections.empty:
         return pd.DataFrame(columns=list(HEADS), dtype=object)
@@ -183,8 +185,6 @@ def out_of_fold_disagreement(
         the head has fewer than two labels. Cached per process for the same
         snapshots and labels.
     """
-    from training.noise import out_of_fold_proba
-
     key = _oof_key(features, queue) + f":{seed}"
     if key in _OOF_CACHE:
         return _OOF_CACHE[key].copy()
@@ -247,9 +247,6 @@ def refit_queue(
         probabilities and predicted changes, and ``priority`` (discounted);
         None at cold start.
     """
-    from data.review_queue import queue_frame, write_sort_keys
-    from training.retrain import current_corrections
-
     config = config or LearnedQueueConfig()
     start = time.perf_counter()
     queue = queue_frame(store)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from training.dataset import TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, metric_key
+from training.label_trust import apply_label_trust, gather_evidence
 from training.promote import (
     CHAMPION,
     GateDecision,
@@ -23,6 +24,7 @@ from training.promote import (
     inputs_from_table,
     run_gate,
 )
+from training.rep_labels import CURRENT_COLUMNS, current_corrections
 from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, train_on
 
 if TYPE_CHECKING:
@@ -43,23 +45,6 @@ __all__ = [
 
 #: Called with (step in words, fraction done in [0, 1]).
 Progress = Callable[[str, float], None]
-
-#: Columns of :func:`current_corrections`.
-CURRENT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "lead_id",
-    "field",
-    "new_label",
-    "old_label",
-    "kind",
-    "reviewer",
-    "reason",
-    "source",
-    "created_at",
-    "prediction_id",
-    "model_version",
-    "features",
-)
 
 
 @dataclass(frozen=True)
@@ -266,30 +251,6 @@ def _logged_config(client: Any, config: RetrainConfig, version: str) -> dict[str
 
 
 # ----------------------------------------------------------------------- corrections
-
-
-def current_corrections(store: Store) -> pd.DataFrame:
-    """Every current rep label: per lead and field, the newest correction, if a rep's.
-
-    Parameters
-    ----------
-    store : Store
-
-    Returns
-    -------
-    DataFrame
-        One row per (lead, field) whose newest correction leaves a rep label
-        current, columns :data:`CURRENT_COLUMNS` (``features`` is the snapshot
-        of the reviewed prediction, or None), ordered by correction id.
-    """
-    frame = store.corrections_frame(with_features=True)
-    if frame.empty:
-        return pd.DataFrame(columns=list(CURRENT_COLUMNS))
-    frame = frame.sort_values("id", kind="stable")
-    latest = frame.groupby(["lead_id", "field"], sort=False).tail(1)
-    current = latest[latest["is_rep_label"].astype(bool)]
-    current = current[current["new_label"].notna()]
-    return current[list(CURRENT_COLUMNS)].reset_index(drop=True)
 
 
 def _numeric(values: pd.Series) -> bool:
@@ -630,55 +591,6 @@ def _log_corrections(run_id: str, retrain_set: RetrainSet, base_version: str | N
         client.log_artifact(run_id, str(path), "corrections")
 
 
-def _with_label_trust(
-    store: Store,
-    retrain_set: RetrainSet,
-    *,
-    soft_threshold: float | None = None,
-    holdout_share: float = 0.2,
-) -> tuple[RetrainSet, Any]:
-    """The retrain set with :mod:`training.label_trust`'s weights, and what changed.
-
-    With ``soft_threshold``, doubted marketing labels are soft-relabelled
-    (:func:`training.label_trust.soft_relabel`) instead of down-weighted; what
-    was relabelled is in the returned trust result's ``soft`` attribute.
-    """
-    from dataclasses import replace as _replace
-
-    from data.review_queue import label_choices
-    from training.label_trust import adjust_weights, marketing_doubt, rep_quality, soft_relabel
-    from training.learned_queue import LearnedQueueConfig, refit_queue
-
-    frame = store.corrections_frame()
-    reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
-    latest = store.latest_predictions(reviewed, with_features=False)
-    probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
-    quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
-    refit = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
-    queue = refit.queue if refit.queue is not None else pd.DataFrame()
-    doubt = {} if soft_threshold is not None else marketing_doubt(refit.predictions, queue)
-    weights, trust = adjust_weights(
-        [str(i) for i in retrain_set.training.ids],
-        retrain_set.sample_weight,
-        retrain_set.corrected,
-        retrain_set.used,
-        quality=quality,
-        n_shared=n_shared,
-        doubt=doubt,
-    )
-    if soft_threshold is not None:
-        # adjust_weights' note on marketing rows would say 0 down-weighted: soft labels replace it.
-        trust.notes = [n for n in trust.notes if "marketing labels down-weighted" not in n]
-    notes = (*retrain_set.notes, *trust.notes)
-    out = _replace(retrain_set, sample_weight=weights, notes=notes)
-    trust.soft = None
-    if soft_threshold is not None:
-        out, trust.soft = soft_relabel(
-            out, refit.predictions, queue, threshold=soft_threshold, holdout_share=holdout_share
-        )
-    return out, trust
-
-
 def _log_trust(run_id: str, trust: Any) -> None:
     """Log every change of training labels' weights: per-rep factors and doubted marketing rows."""
     import mlflow
@@ -747,9 +659,9 @@ def retrain(
     trust = None
     if config.label_trust:
         report("weighing reps and marketing's labels", 0.32)
-        retrain_set, trust = _with_label_trust(
-            store,
+        retrain_set, trust = apply_label_trust(
             retrain_set,
+            gather_evidence(store),
             soft_threshold=config.soft_relabel,
             holdout_share=base_config.holdout_share,
         )

@@ -17,7 +17,7 @@ The ranked top ``keep`` leads are stored as ``suggestions`` rows (status
 ``open``) under a ``suggestion_sets`` row that keeps the change, the method and
 the counts, so the lead page reads them with one indexed query. An open (or
 dismissed) suggestion is *not* a correction: it never changes the served
-answer and never feeds retraining (:func:`training.retrain.current_corrections`
+answer and never feeds retraining (:func:`training.rep_labels.current_corrections`
 reads corrections only). :func:`accept_suggestions` turns the ones a rep ticked
 into corrections by that rep, each marked with ``corrections.suggestion_id``.
 """
@@ -29,20 +29,30 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from data.store import CorrectionRow, PredictionRow, QueueRow, SuggestionRow, SuggestionSetRow
+from data.review_queue import STORED_CONFIG, priority_scores
+from data.store import (
+    CorrectionRow,
+    LeadRow,
+    PredictionRow,
+    QueueRow,
+    SuggestionRow,
+    SuggestionSetRow,
+)
+from data.values import is_missing, utc_now
 from training.correction_model import (
     CATEGORICAL_FEATURES,
     CorrectionModel,
     CorrectionModelConfig,
     change_probability,
 )
+from training.rep_labels import current_corrections
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -199,8 +209,6 @@ def _queue(store: Store, where: Any, *, with_features: bool) -> tuple[pd.DataFra
     """``lead_queue`` rows matching ``where`` (with ``base_priority``) and, if asked, the
     feature snapshots of their served predictions — one query, no full-table frame.
     """
-    from data.review_queue import STORED_CONFIG, priority_scores
-
     columns = list(_QUEUE.c)
     stmt = sa.select(*columns).where(where)
     if with_features:
@@ -257,7 +265,6 @@ def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
     leads' queue rows and the snapshots of their served predictions, against
     reps' current labels.
     """
-    from training.retrain import current_corrections
 
     n = _n_reviewed(store)
     model = CorrectionModel(config.model)
@@ -448,7 +455,7 @@ def build_suggestions(
     ranked = rank_candidates(store, correction, config)
     probability, distance = ranked.probability, ranked.distance
     n_likely = None if probability is None else int((probability >= config.likely).sum())
-    now = datetime.now(UTC)
+    now = utc_now()
     set_values = {
         "correction_id": int(correction_id),
         "lead_id": correction["lead_id"],
@@ -496,7 +503,7 @@ def build_suggestions(
 
 def _int(value: Any) -> int | None:
     try:
-        return None if value is None or pd.isna(value) else int(value)
+        return None if is_missing(value) else int(value)
     except (TypeError, ValueError):
         return None
 
@@ -508,8 +515,6 @@ def suggestions_in_set(
     store: Store, correction_id: int, *, status: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """The stored suggestions of one correction, best first, with the lead's profile columns."""
-    from data.store import LeadRow
-
     leads = LeadRow.__table__
     stmt = (
         sa.select(
@@ -694,7 +699,7 @@ def accept_suggestions(
         claimed = conn.execute(
             sa.update(_SUGGESTIONS)
             .where(_SUGGESTIONS.c.id.in_(ids), _SUGGESTIONS.c.status == "open")
-            .values(status="accepted", decided_by=reviewer, decided_at=datetime.now(UTC))
+            .values(status="accepted", decided_by=reviewer, decided_at=utc_now())
         ).rowcount
         if claimed != len(ids):
             raise StaleSuggestions(dict.fromkeys(ids, "another rep decided on these meanwhile"))
@@ -764,6 +769,6 @@ def dismiss_suggestions(
         conn.execute(
             sa.update(_SUGGESTIONS)
             .where(_SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.status == "open")
-            .values(status="dismissed", decided_by=reviewer, decided_at=datetime.now(UTC))
+            .values(status="dismissed", decided_by=reviewer, decided_at=utc_now())
         )
     return wanted

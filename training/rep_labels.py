@@ -1,0 +1,59 @@
+"""Reps' current labels: per lead and field, the newest correction, if it is a rep's.
+
+The one reading of the corrections that retraining (:mod:`training.retrain`),
+the adaptive queue (:mod:`training.learned_queue`), "leads like this one"
+(:mod:`training.similar`) and label trust (:mod:`training.label_trust`) share; it
+sits below all of them so none imports another to get it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from data.store import Store
+
+__all__ = ["CURRENT_COLUMNS", "current_corrections"]
+
+#: Columns of :func:`current_corrections`.
+CURRENT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "lead_id",
+    "field",
+    "new_label",
+    "old_label",
+    "kind",
+    "reviewer",
+    "reason",
+    "source",
+    "created_at",
+    "prediction_id",
+    "model_version",
+    "features",
+)
+
+
+def current_corrections(store: Store) -> pd.DataFrame:
+    """Every current rep label: per lead and field, the newest correction, if a rep's.
+
+    Parameters
+    ----------
+    store : Store
+
+    Returns
+    -------
+    DataFrame
+        One row per (lead, field) whose newest correction leaves a rep label
+        current, columns :data:`CURRENT_COLUMNS` (``features`` is the snapshot
+        of the reviewed prediction, or None), ordered by correction id.
+    """
+    frame = store.corrections_frame(with_features=True)
+    if frame.empty:
+        return pd.DataFrame(columns=list(CURRENT_COLUMNS))
+    frame = frame.sort_values("id", kind="stable")
+    latest = frame.groupby(["lead_id", "field"], sort=False).tail(1)
+    current = latest[latest["is_rep_label"].astype(bool)]
+    current = current[current["new_label"].notna()]
+    return current[list(CURRENT_COLUMNS)].reset_index(drop=True)
