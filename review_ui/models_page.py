@@ -26,7 +26,6 @@ __all__ = ["MLFLOW_WAIT", "registry_state", "rescore_state", "serving_state"]
 
 #: Seconds the page waits for the registry before it says "unavailable".
 MLFLOW_WAIT = 3.0
-_RESCORE_EXTENSION = "leadready_rescore"
 
 
 def _read(tracking_uri: str, model_name: str) -> dict[str, Any]:
@@ -68,13 +67,11 @@ def registry_state(
         return {**empty, "error": f"MLflow could not be read ({reason})"}
 
 
-def serving_state(extensions: dict[str, Any], champion: str | None) -> dict[str, Any] | None:
+def serving_state(holder: Any, champion: str | None) -> dict[str, Any] | None:
     """The served version of this process against the registry's champion.
 
     Returns None when this process holds no model holder (the UI alone).
     """
-    state = extensions.get("leadready")
-    holder = getattr(state, "holder", None)
     if holder is None:
         return None
     loaded = getattr(holder, "current", None)
@@ -102,10 +99,9 @@ def serving_state(extensions: dict[str, Any], champion: str | None) -> dict[str,
     return out
 
 
-def rescore_state(extensions: dict[str, Any], store: Any, target: str | None) -> dict[str, Any]:
+def rescore_state(rescorer: Any, store: Any, target: str | None) -> dict[str, Any]:
     """Stored leads per version, the share on ``target`` and the re-scoring status."""
     counts = version_counts(store)
-    rescorer = extensions.get(_RESCORE_EXTENSION)
     status = rescorer.status() if rescorer is not None else {"state": "idle"}
     by_version = sorted(counts.by_version.items(), key=lambda kv: (-kv[1], kv[0]))
     return {

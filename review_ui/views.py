@@ -66,8 +66,6 @@ from review_ui.present import (
     weekly_timeline,
 )
 from review_ui.words import day_words, label_words, when_words
-from training.similar import METHODS as SIMILAR_METHODS
-from training.similar import pending_for_lead, sets_for_lead
 
 __all__ = ["bp", "wait_for_suggestions"]
 
@@ -99,11 +97,9 @@ _QUEUE_REASON_NAMES = {
 
 @bp.record_once
 def _on_register(state: BlueprintSetupState) -> None:
-    # Registering the blueprint directly (without review_ui.init_app) still
-    # sets up logins, CSRF and the security headers.
-    from review_ui import configure
-
-    configure(state.app)
+    # Logins, CSRF and the services come from review_ui.init_app, which runs first.
+    if "review_ui" not in state.app.extensions:
+        raise RuntimeError("install the review UI with review_ui.init_app(app, store=..., ...)")
 
 
 # ------------------------------------------------------------------- plumbing
@@ -115,6 +111,10 @@ def _ui() -> Any:
 
 def _store() -> Any:
     return _ui().store()
+
+
+def _similar() -> Any:
+    return _ui().suggestions
 
 
 def _queue_config() -> QueueConfig:
@@ -487,12 +487,12 @@ def lead(lead_id: str) -> Any:
         queue_url=queue_url,
         here=here,
         next_lead=_next_in_queue(lead_id, queue_url),
-        similar_sets=sets_for_lead(store, lead_id),
+        similar_sets=_similar().sets_for_lead(store, lead_id),
         similar_pending=[
             {**c, "recent": datetime.now(UTC) - c["created_at"] < _BUILD_GRACE}
-            for c in pending_for_lead(store, lead_id)
+            for c in _similar().pending_for_lead(store, lead_id)
         ],
-        method_words=SIMILAR_METHODS,
+        method_words=_similar().METHODS,
     )
 
 
@@ -931,13 +931,13 @@ def models() -> Any:
     registry = registry_state(
         cfg.get("MLFLOW_TRACKING_URI"), cfg.get("MODEL_NAME") or "lead-readiness"
     )
-    serving = serving_state(current_app.extensions, registry["champion"])
+    serving = serving_state(ui.holder, registry["champion"])
     target = registry["champion"] or (serving or {}).get("version")
     return render_template(
         "review/models.html",
         serving=serving,
         registry=registry,
-        rescore=rescore_state(current_app.extensions, _store(), target),
+        rescore=rescore_state(ui.rescorer, _store(), target),
         versions=model_versions(_store()),
         job=ui.jobs.status(),
         retrain_ready=ui.retrain_available(),
@@ -950,7 +950,7 @@ def models() -> Any:
 def retrain() -> Any:
     """Start a retrain in the background (one at a time)."""
     ui = _ui()
-    job = ui.retrain_job(current_app._get_current_object(), current_user.name)  # type: ignore[attr-defined]
+    job = ui.retrain_job(current_user.name)
     if job is None:
         flash("Retraining is not set up on this server.", "error")
     else:
@@ -1029,14 +1029,12 @@ _BUILDS_LOCK = threading.Lock()
 _BUILD_GRACE = timedelta(minutes=2)
 
 
-def _build_all(store: Any, correction_ids: list[int]) -> int:
+def _build_all(similar: Any, store: Any, correction_ids: list[int]) -> int:
     """Build each correction's suggestions; returns how many builds failed (logged)."""
-    from training.similar import build_suggestions
-
     failed = 0
     for cid in correction_ids:
         try:
-            build_suggestions(store, cid)
+            similar.build_suggestions(store, cid)
         except Exception:  # noqa: BLE001 - a background job: log it, the lead page offers a retry
             _log.exception("building suggestions for correction %s failed", cid)
             failed += 1
@@ -1068,11 +1066,11 @@ def _offer_similar(stored: list[Any]) -> None:
     if not ids:
         return
     # No flash of its own: the lead page's card says the leads are being looked for.
-    store = _store()
+    store, similar = _store(), _similar()
 
     def run() -> None:
         try:
-            _build_all(store, ids)
+            _build_all(similar, store, ids)
         finally:
             with _BUILDS_LOCK:
                 _BUILDS.discard(threading.current_thread())
@@ -1090,8 +1088,8 @@ def build_similar(lead_id: str) -> Any:
     _lead_or_404(lead_id)
     form = PlainForm()
     default = url_for("review.lead", lead_id=lead_id)
-    pending = pending_for_lead(_store(), lead_id)
-    failed = _build_all(_store(), [c["id"] for c in pending])
+    pending = _similar().pending_for_lead(_store(), lead_id)
+    failed = _build_all(_similar(), _store(), [c["id"] for c in pending])
     if failed:
         flash("Could not look for leads like this one (the error is logged).", "error")
     elif pending:
@@ -1103,12 +1101,10 @@ def build_similar(lead_id: str) -> Any:
 
 def _next_suggested(lead_id: str, path: str) -> str | None:
     """Walking a suggestions page: the next open suggestion after ``lead_id`` (or the first)."""
-    from training.similar import suggestions_in_set
-
     tail = path.rsplit("/", 1)[-1]
     if not is_prediction_id(tail):
         return None
-    ids = [r["lead_id"] for r in suggestions_in_set(_store(), int(tail), status="open")]
+    ids = [r["lead_id"] for r in _similar().suggestions_in_set(_store(), int(tail), status="open")]
     rest = ids[ids.index(lead_id) + 1 :] if lead_id in ids else ids
     return next((x for x in rest if x != lead_id), None)
 
@@ -1124,9 +1120,7 @@ def _suggestion_ids(values: list[str]) -> list[int]:
 def _suggestions_page(
     correction_id: int, form: Any, status: int = 200, problems: Mapping[int, str] | None = None
 ) -> Any:
-    from training.similar import suggestion_set
-
-    found = suggestion_set(_store(), correction_id)
+    found = _similar().suggestion_set(_store(), correction_id)
     if found is None:
         abort(404)
     here = url_for("review.suggestions", correction_id=correction_id)
@@ -1137,7 +1131,7 @@ def _suggestions_page(
         form=form,
         here=here,
         problems=problems or {},
-        method_words=SIMILAR_METHODS,
+        method_words=_similar().METHODS,
         source_url=url_for("review.lead", lead_id=found.lead_id),
     )
     return html, status
@@ -1147,13 +1141,7 @@ def _suggestions_page(
 @auth.role_required("rep")
 def suggestions(correction_id: int) -> Any:
     """The leads suggested after one reclassify: look, tick, then reclassify or dismiss them."""
-    from training.similar import (
-        StaleSuggestions,
-        UnknownSuggestions,
-        accept_suggestions,
-        dismiss_suggestions,
-    )
-
+    similar = _similar()
     form = SuggestionsForm()
     if request.method == "GET":
         return _suggestions_page(correction_id, form)
@@ -1170,7 +1158,7 @@ def suggestions(correction_id: int) -> Any:
     try:
         if form.action.data == "accept":
             batch_id = uuid.uuid4().hex
-            result = accept_suggestions(
+            result = similar.accept_suggestions(
                 store,
                 correction_id,
                 ids,
@@ -1195,18 +1183,18 @@ def suggestions(correction_id: int) -> Any:
                 "success",
             )
         else:
-            done = dismiss_suggestions(store, correction_id, ids, reviewer=current_user.name)
+            done = similar.dismiss_suggestions(store, correction_id, ids, reviewer=current_user.name)
             flash(
                 f"Dismissed {len(done)} suggestion{'s' if len(done) != 1 else ''}; "
                 "no labels were changed.",
                 "success",
             )
-    except UnknownSuggestions as exc:
+    except similar.UnknownSuggestions as exc:
         abort(
             400,
             description="suggestion: unknown id(s) for this correction: "
             + ", ".join(map(str, exc.ids[:10])),
         )
-    except StaleSuggestions as exc:
+    except similar.StaleSuggestions as exc:
         return _suggestions_page(correction_id, form, status=409, problems=exc.problems)
     return redirect(here)

@@ -13,7 +13,6 @@ gunicorn config marks dead workers so their live gauges disappear.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +30,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["LATENCY_BUCKETS", "AlignmentCollector", "Metrics", "init_app", "multiprocess_dir"]
+__all__ = ["LATENCY_BUCKETS", "AlignmentCollector", "Metrics", "init_app"]
 
 #: Request latency buckets (seconds): fine below 10 ms, where the API should answer.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -51,11 +50,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
-
-
-def multiprocess_dir() -> str | None:
-    """The folder of prometheus_client's multiprocess mode, when it is on."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class AlignmentCollector:

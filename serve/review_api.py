@@ -460,11 +460,12 @@ def suggestions(correction_id: str) -> Response:
     The id is read here, not by a URL converter, so that a request without a
     valid API key is refused (401/403) before its id is looked at.
     """
-    from training.similar import suggestion_set
-
     if not (correction_id.isascii() and correction_id.isdigit()) or len(correction_id) > 18:
         raise ApiError(400, "correction_id must be a correction number", "correction_id")
-    found = suggestion_set(get_state().store, int(correction_id))
+    state = get_state()
+    if state.suggestion_set is None:
+        raise ApiError(404, "Suggestions are not set up on this server", "correction_id")
+    found = state.suggestion_set(state.store, int(correction_id))
     if found is None:
         raise ApiError(
             404, f"No suggestions were built for correction {correction_id}", "correction_id"

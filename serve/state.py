@@ -7,12 +7,12 @@ never through module globals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
 
-from leadready.config import Settings
 from serve.auth import ApiKeyAuth
 from serve.errors import ApiError
 from serve.holder import LoadedModel, ModelHolder
@@ -35,8 +35,6 @@ class ServeState:
 
     Attributes
     ----------
-    settings
-        Home, store URL, MLflow URI and model name this app runs with.
     store
         The :class:`data.store.Store` (thread-safe; one per process).
     holder
@@ -49,15 +47,17 @@ class ServeState:
         The background prediction writer (``None`` when recording is off).
     labels
         The label sets of the last loaded model, on disk (checked while none is loaded).
+    suggestion_set
+        ``suggestion_set(store, correction_id)``: one correction's suggested leads.
     """
 
-    settings: Settings
     store: Any
     holder: ModelHolder
     metrics: Metrics
     auth: ApiKeyAuth
     writer: PredictionWriter | None = None
     labels: LabelBook | None = None
+    suggestion_set: Callable[[Any, int], Any] | None = None
     openapi: dict[str, Any] | None = field(default=None, repr=False)
 
     def record(

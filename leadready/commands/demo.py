@@ -237,7 +237,7 @@ def demo(n_leads: int, seed: int, host: str, port: int, workers: int, no_serve: 
     click.echo("")
     if no_serve:
         return
-    from serve.server import ServeOptions, run
+    from leadready.server import ServeOptions, run
 
     console.print(f"Serving on {base_url} (Ctrl-C stops)…")
     run(ServeOptions(host=host, port=port, workers=workers), settings)

@@ -1,4 +1,4 @@
-"""gunicorn server hooks for the leadready app (``-c python:serve.gunicorn_conf``).
+"""gunicorn server hooks for the leadready app (``-c python:leadready.gunicorn_conf``).
 
 ``leadready serve`` installs the same hooks through gunicorn's Python API.
 

@@ -24,7 +24,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from leadready.config import Settings
-from serve import gunicorn_conf
+from leadready import gunicorn_conf
 
 __all__ = ["GunicornApp", "ServeOptions", "prepare_home", "run"]
 
@@ -68,7 +68,7 @@ class GunicornApp(BaseApplication):
 
     def load(self) -> Any:
         """Create the app (runs in each worker, after the fork)."""
-        from serve.app import create_app
+        from leadready.app import create_app
 
         return create_app(self.app_config)
 
