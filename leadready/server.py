@@ -23,8 +23,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from leadready.config import Settings
 from leadready import gunicorn_conf
+from leadready.config import Settings
 
 __all__ = ["GunicornApp", "ServeOptions", "prepare_home", "run"]
 

@@ -1183,7 +1183,9 @@ def suggestions(correction_id: int) -> Any:
                 "success",
             )
         else:
-            done = similar.dismiss_suggestions(store, correction_id, ids, reviewer=current_user.name)
+            done = similar.dismiss_suggestions(
+                store, correction_id, ids, reviewer=current_user.name
+            )
             flash(
                 f"Dismissed {len(done)} suggestion{'s' if len(done) != 1 else ''}; "
                 "no labels were changed.",
