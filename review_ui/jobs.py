@@ -22,9 +22,11 @@ import os
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from data.values import utc_now
 
 __all__ = ["JobBusy", "RetrainRunner", "summarize_result"]
 
@@ -49,7 +51,7 @@ class JobBusy(RuntimeError):
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now().isoformat(timespec="seconds")
 
 
 def _plain(value: Any, depth: int = 0) -> Any:

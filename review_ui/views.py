@@ -42,6 +42,7 @@ from data.review_queue import (
     queue_item,
     review_queue,
 )
+from data.values import percent
 from review_ui import auth
 from review_ui.forms import (
     REASONS,
@@ -161,7 +162,7 @@ def _headers(response: Response) -> Response:
 
 @bp.app_template_filter("pct")
 def _pct(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value * 100:.{digits}f}%"
+    return percent(value, digits=digits, missing="—")
 
 
 @bp.app_template_filter("when")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from data.values import as_utc
+
 __all__ = ["day_words", "label_words", "when_words"]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -55,5 +57,5 @@ def when_words(value: datetime | date | str | None) -> str:
             return value
     if not isinstance(value, datetime):
         return day_words(value)
-    moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    moment = as_utc(value)
     return f"{day_words(moment)}, {moment:%H:%M} UTC"

@@ -9,12 +9,12 @@ needs an API key).
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from data.values import finite
 from serve import guard, scoring
 from serve.errors import ApiError
 from serve.holder import LoadedModel
@@ -360,7 +360,7 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "run_id": meta.get("run_id") or _pyfunc_run_id(loaded),
         "trained_at": _iso(meta.get("trained_at")),
         "loaded_at": loaded.loaded_at.isoformat(),
-        "metrics": {k: _finite(v) for k, v in metrics.items()},
+        "metrics": {k: finite(v) for k, v in metrics.items()},
         "stages": [str(s) for s in (getattr(model, "stage_labels", None) or [])],
         "personas": [str(s) for s in (getattr(model, "persona_labels", None) or [])],
         "input_columns": [str(c) for c in (getattr(model, "input_columns", None) or [])],
@@ -376,12 +376,6 @@ def _iso(value: Any) -> str | None:
     if value is None:
         return None
     return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @bp.get("/v1/model")

@@ -31,11 +31,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from data.rescore import RescoreLock, snapshots, stale_leads, version_counts
+from data.values import utc_now
 
 __all__ = ["RescoreResult", "Rescorer", "rescore_to"]
 
@@ -138,7 +138,7 @@ def rescore_to(
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now().isoformat(timespec="seconds")
 
 
 class Rescorer:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from data.values import finite
 from serve.errors import ApiError, format_loc
 from serve.guard import check_json_body
 from serve.schemas import FeatureScoreRequest, LeadScoreRequest
@@ -309,7 +310,7 @@ def prediction_rows(
                 "readiness": res.get("readiness"),
                 "route": res.get("route"),
                 "reasons": {"stage": stage.get("reasons"), "persona": persona.get("reasons")},
-                "features": _snapshot(p.features),
+                "features": {k: finite(v) for k, v in p.features.items()},
             }
         )
     return rows
@@ -670,17 +671,6 @@ def _invocations_field(body: bytes, content_type: str) -> str | None:
         return None
     keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in obj]
     return keys[0] if len(keys) == 1 else None
-
-
-def _snapshot(features: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in features.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out
 
 
 def _raw_lead_id(raw: Any) -> str | None:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from data.values import percent
 from leadready.commands.db import open_store
 from leadready.commands.train import stop_on_sigterm
 from leadready.config import Settings
@@ -480,7 +481,7 @@ def _csv_row(rank: int, item: QueueItem) -> dict[str, Any]:
 
 
 def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value:.0%}"
+    return percent(value, missing="")
 
 
 def _queue_table(items: list[QueueItem], total: int) -> Table:
