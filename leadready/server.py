@@ -1,12 +1,6 @@
 """Run the app under gunicorn through its Python API (what ``leadready serve`` calls).
 
-Before gunicorn starts, in the master: the home exists, the store's schema is
-migrated (and its connections closed, so no worker inherits one), a fresh
-Prometheus multiprocess folder is set in ``PROMETHEUS_MULTIPROC_DIR`` (before
-anything imports ``prometheus_client``), and a secret key shared by all
-workers is read from the home (made once). The app itself is created in each
-worker after the fork (no ``preload_app``), so no model, thread or connection
-crosses a fork.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """The alignment dashboard: do reps agree with the model, and is the model going stale?
 
-Routes on the review UI's blueprint (so logins, CSRF and the security headers
-are the UI's own):
-
-``/review/dashboard``
-    any logged-in role: agreement per stage and persona, confusion matrices
-    model vs rep, corrections per week and by reason, sales-routed leads
-    reviewed within ``?days=N`` (default 7), model versions with their gate
-    metrics from MLflow, the override rate over time and feature drift (PSI).
-``/review/dashboard/reps``
-    analysts and admins: per rep, leads reviewed, reclassifications vs confirms,
-    agreement with the model, and Cohen's kappa between reps on shared leads.
-``/review/dashboard/chart/<name>.svg``
-    the dashboard's charts, drawn by matplotlib on the server (no scripts).
-
-The figures come from :mod:`data.alignment`. MLflow is read lazily in a worker
-thread, at most every :data:`MLFLOW_TTL` seconds, and the page says
-"unavailable" instead of waiting when the tracking server does not answer
-within :data:`MLFLOW_WAIT` seconds.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """The retrain button's background job: one at a time, with visible progress.
 
-The job runs in a thread of the server process. "One at a time" must hold
-across gunicorn workers too, and a status poll may reach another worker than
-the one running the job, so when the runner has a folder (the app's home) it
-keeps the status in a small JSON file there and holds an exclusive ``flock``
-on a lock file for the whole run: a second start anywhere is refused, every
-worker reads the same status, and a run whose process died shows as failed
-(its lock is gone) instead of running for ever. Without a folder (tests, a
-single process) the same happens in memory.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

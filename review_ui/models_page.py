@@ -1,16 +1,6 @@
 """What the Models page shows, gathered without blocking the page on MLflow.
 
-* :func:`registry_state` — the registered versions (aliases, task, the gate's
-  decision) and every alias move (who, when, why, the gate's line), read from
-  the registry (``model.registry``) in a daemon thread for at most
-  :data:`MLFLOW_WAIT` seconds;
-* :func:`serving_state` — the version *this serving process* answers with
-  (its model holder), set against the registry's champion: right after a
-  promotion the page says the process is still on the old version and will
-  switch, instead of claiming either;
-* :func:`rescore_state` — how many stored leads show each version, and the
-  background re-scoring's status (``serve.rescore``), so analysts see the
-  stored predictions move to a new champion.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

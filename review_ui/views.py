@@ -1,10 +1,6 @@
 """The review UI's pages: login, the queue, a lead, corrections, models, users.
 
-Every page needs a login; every write checks the role on the server
-(:func:`review_ui.auth.role_required`) and a CSRF token (checked for the whole
-blueprint in :func:`_before`). Writes answer POST → redirect → GET with a
-flashed message, or — when the request carries ``HX-Request`` (the queue's
-JavaScript sends it with ``fetch``) — the updated ``_row.html`` partial.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Words and dates for people: one place for how a label or a time reads in the UI.
 
-Labels are learned from the data (``economic_buyer``, ``technical_evaluator``);
-a rep reads them as words (``Economic buyer``). Times are stored in UTC; a rep
-reads ``4 Dec 2026, 18:58 UTC`` (a whole string that does not wrap mid-way), and
-the exact ISO time stays in the ``<time datetime>`` attribute where it helps.
-Both are Jinja filters (``label``, ``when``, ``day``), registered by the views.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

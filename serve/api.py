@@ -1,10 +1,6 @@
 """The API blueprint: ``/v1`` scoring, ``/invocations``, health, metrics and OpenAPI.
 
-Routes are thin: read the body, call the plain functions of
-:mod:`serve.scoring`, serialise. Each view carries its OpenAPI
-:class:`~serve.openapi.Operation`; the blueprint's ``before_request`` reads the
-same object to decide who may call it (secure by default: a view without one
-needs an API key).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """Prometheus metrics of the scoring API, correct under several gunicorn workers.
 
-Each app owns its metrics in its own :class:`~prometheus_client.CollectorRegistry`
-(no module-level metric objects, so tests can build many apps). Under gunicorn,
-``leadready serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports
-``prometheus_client``; every worker then writes its samples to files in that
-folder and ``GET /metrics`` answers the sum over all workers (the
-``MultiProcessCollector``), whichever worker serves the scrape. Gauges say how
-they aggregate across workers (``livemax``, ``livesum``, ``liveall``), and the
-gunicorn config marks dead workers so their live gauges disappear.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

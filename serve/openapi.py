@@ -1,12 +1,6 @@
 """``/openapi.json``: an OpenAPI 3.1 document generated from the code.
 
-Each API view carries an :class:`Operation` (set by the :func:`operation`
-decorator): its summary, who may call it, its request model and its
-responses. :func:`build_openapi` walks the app's URL map, the registry of
-routes Flask actually serves, and turns every documented view into a path
-item, with the JSON schemas of the pydantic models under
-``components/schemas``. The auth check reads the same :class:`Operation`, so
-what the document says about security is what the server enforces.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,6 @@
 """Re-score stored leads with the served champion after a promotion or a rollback.
 
-The queue, the lead pages, the dashboard and ``GET /v1/leads/...`` show each
-lead's newest prediction; without this they would keep showing the version
-that scored the lead last. :func:`rescore_to` walks the stored leads whose
-newest prediction comes from another version (``data.rescore.stale_leads``)
-in bounded batches, scores each one's stored feature snapshot with the new
-model (reasons included, exactly as the API scores) and records the results
-as new predictions (source ``rescore``) — the old ones stay, as every
-prediction does. Until a lead's turn comes its queue row keeps showing the
-version it comes from.
-
-:class:`Rescorer` runs that in a background thread of a serving process: the
-model holder calls it after every swap to a new version of the followed
-alias, and once at start-up (so an interrupted run resumes). One runner per
-database works at a time (``data.rescore.RescoreLock``); the others wait on
-the lock and, when it frees (the runner finished or died), look again and find
-nothing or the rest. After a pass it waits ``settle_seconds`` (other workers
-may still have served the old version meanwhile) and makes one more pass.
-Progress is readable by every worker (a small JSON status file in the home and
-the version counts of the stored leads).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

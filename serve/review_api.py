@@ -1,10 +1,6 @@
 """The review loop over the API: corrections from a CRM and the review queue.
 
-``POST /v1/leads/<lead_id>/corrections`` writes to the same append-only store,
-with the same rules, as the review UI; ``GET /v1/leads/<lead_id>/corrections``
-reads a lead's history back; ``GET /v1/review/queue`` gives the queue in the
-order reps see it (``data.review_queue``, shared with the UI and the CLI).
-A correction is written synchronously: a 2xx means it is stored.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

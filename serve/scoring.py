@@ -1,14 +1,6 @@
 """Scoring as plain functions: parse, build features, predict, shape the answer.
 
-Nothing here needs Flask or a request context, so each step is unit-tested on
-its own (like ``invocations()`` in MLflow's scoring server). The routes in
-:mod:`serve.api` only read the body, call these functions and serialise.
-
-The single-lead path stays lean: the body is validated by pydantic, the
-features come from the model's own feature code
-(``LeadReadinessModel.features_from_profile``, i.e. ``model/features.py``, the
-code that built the training set) and the prediction from
-``predict_records`` — no DataFrame per request.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """``leadready db``: apply and inspect the store's migrations.
 
-Also home to :func:`open_store`, the one way commands open the store: settings
-from the environment, the home folder created, migrations applied, and database
-errors turned into a one-line message instead of a traceback.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """``leadready demo``: the whole product on embedded defaults, from an empty home.
 
-Simulate leads → train and register the champion → score every lead into the
-store (so the review queue has work) → create a demo rep, a demo analyst and an
-API key → serve the API and the review UI. A second run reuses whatever the home
-already has: the data, the champion, the predictions, the users and the key.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

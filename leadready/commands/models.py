@@ -1,9 +1,6 @@
 """``leadready models``: registered versions, the alias history, re-scoring stored leads.
 
-* ``models list`` — every version with its aliases, task and the gate's decision;
-* ``models history`` — every move of an alias: who, when, why, the gate's result;
-* ``models rescore`` — move every stored lead's prediction to the champion now
-  (serving processes do it by themselves in the background after a promotion).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

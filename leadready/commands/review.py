@@ -1,9 +1,6 @@
 """``leadready retrain``, ``corrections import|export`` and ``queue``: the review loop from a shell.
 
-Thin commands over :mod:`training.retrain`, :mod:`training.corrections` and
-:mod:`data.review_queue`; settings come from the environment
-(:class:`leadready.config.Settings`) and the store is opened with
-:func:`leadready.commands.db.open_store`.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """``leadready score --engine spark``: bulk scoring on Apache Spark.
 
-The ``score`` command parses its options and hands over to :func:`score_on_spark`,
-which points MLflow at the registry, starts a Spark session (local mode by
-default: ``--spark-master local[*]``), runs :func:`training.spark.score_spark`
-and prints the summary the local engine prints
-(:func:`leadready.commands.score_summary.print_score_summary`). Input and output are
-Parquet (the output a folder of part files, as Spark writes it).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
