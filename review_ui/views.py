@@ -426,25 +426,8 @@ def lead(lead_id: str) -> Any:
     queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
     # After a save that stays, or an undo, the lead page keeps the queue it came from.
     here = url_for("review.lead", lead_id=lead_id, back=queue_url)
-    reclassify = ReclassifyForm()
-    set_label_choices(reclassify, labels["stage"], labels["persona"])
-    confirm = ConfirmForm()
-    for form in (reclassify, confirm):
-        form.expected_stage.data = current.get("stage") or ""
-        form.expected_persona.data = current.get("persona") or ""
-        form.prediction_id.data = str(latest["id"]) if latest else ""
-        form.next.data = here
-    for form in (reclassify, confirm):
-        form.back.data = queue_url
-    rep = store.current_labels([lead_id]).get(lead_id, {})
-    sources = {}
-    for field in ("stage", "persona"):
-        if rep.get(field):
-            sources[field] = "rep"
-        elif latest and latest.get(field):
-            sources[field] = "model"
-        elif profile and profile.get(f"marketing_{field}"):
-            sources[field] = "marketing"
+    reclassify, confirm = _lead_forms(labels, current, latest, here, queue_url)
+    sources = _label_sources(store.current_labels([lead_id]).get(lead_id, {}), latest, profile)
     history = store.corrections_for(lead_id)
     by_id = {c["id"]: c for c in history}
     undo_preview = [
@@ -491,6 +474,35 @@ def lead(lead_id: str) -> Any:
         ],
         method_words=_similar().METHODS,
     )
+
+
+def _lead_forms(
+    labels: Mapping[str, Any], current: Mapping[str, Any], latest: Any, here: str, back: str
+) -> tuple[ReclassifyForm, ConfirmForm]:
+    """The lead page's reclassify and confirm forms, stamped with what the rep saw."""
+    reclassify = ReclassifyForm()
+    set_label_choices(reclassify, labels["stage"], labels["persona"])
+    confirm = ConfirmForm()
+    for form in (reclassify, confirm):
+        form.expected_stage.data = current.get("stage") or ""
+        form.expected_persona.data = current.get("persona") or ""
+        form.prediction_id.data = str(latest["id"]) if latest else ""
+        form.next.data = here
+        form.back.data = back
+    return reclassify, confirm
+
+
+def _label_sources(rep: Mapping[str, Any], latest: Any, profile: Any) -> dict[str, str]:
+    """Where each current label comes from: a rep, the model or marketing."""
+    sources = {}
+    for field in ("stage", "persona"):
+        if rep.get(field):
+            sources[field] = "rep"
+        elif latest and latest.get(field):
+            sources[field] = "model"
+        elif profile and profile.get(f"marketing_{field}"):
+            sources[field] = "marketing"
+    return sources
 
 
 # ----------------------------------------------------------------- corrections
@@ -788,10 +800,42 @@ def bulk() -> Any:
     if form.confirmed.data != str(len(lead_ids)):
         # Nothing is written until the rep has seen how many leads it touches.
         return _bulk_confirm_page(form, lead_ids, labels)
+    batch_id = uuid.uuid4().hex
+    done, conflicted, skipped = _bulk_write(form, lead_ids, batch_id)
+    verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
+    if done:
+        session["review_batch"] = {
+            "id": batch_id,
+            "verb": verb.lower(),
+            "count": len(done),
+            "at": datetime.now(UTC).isoformat(),
+        }
+    message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
+    if done:
+        message += " Undo the whole batch from the bar above the queue."
+    category = "success"
+    if conflicted:
+        message += (
+            f" Heads up: {', '.join(conflicted)} changed while you had the queue open;"
+            " both corrections are kept and yours is now current."
+        )
+        category = "warning"
+    if skipped:
+        message += f" Skipped (not scored): {', '.join(sorted(set(skipped)))}."
+        category = "warning"
+    flash(message, category)
+    return redirect(_safe_next(form.next.data, default))
+
+
+def _bulk_write(
+    form: BulkForm, lead_ids: list[str], batch_id: str
+) -> tuple[list[str], list[str], list[str]]:
+    """One correction row per ticked lead and head: (done, conflicted, skipped) lead ids."""
     store = _store()
     latest = store.latest_predictions(lead_ids, with_features=False)
-    batch_id = uuid.uuid4().hex
-    done, conflicted, skipped = [], [], []
+    done: list[str] = []
+    conflicted: list[str] = []
+    skipped: list[str] = []
     for lead_id in lead_ids:
         prediction = latest.get(lead_id)
         if prediction is None:
@@ -832,29 +876,7 @@ def bulk() -> Any:
             done.append(lead_id)
             if any(r.conflict for r in results):
                 conflicted.append(lead_id)
-    verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
-    if done:
-        session["review_batch"] = {
-            "id": batch_id,
-            "verb": verb.lower(),
-            "count": len(done),
-            "at": datetime.now(UTC).isoformat(),
-        }
-    message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
-    if done:
-        message += " Undo the whole batch from the bar above the queue."
-    category = "success"
-    if conflicted:
-        message += (
-            f" Heads up: {', '.join(conflicted)} changed while you had the queue open;"
-            " both corrections are kept and yours is now current."
-        )
-        category = "warning"
-    if skipped:
-        message += f" Skipped (not scored): {', '.join(sorted(set(skipped)))}."
-        category = "warning"
-    flash(message, category)
-    return redirect(_safe_next(form.next.data, default))
+    return done, conflicted, skipped
 
 
 def _bulk_confirm_page(form: BulkForm, lead_ids: list[str], labels: Mapping[str, Any]) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -190,16 +191,10 @@ def score(
     report_path: Path | None,
 ) -> None:
     """Write every input row with predicted stage, persona, probabilities, readiness and route."""
-    from training.score import READ_AHEAD_BYTES, EventsAhead, score_table
+    from training.input_report import rejected_report_path
+    from training.score import EventsAhead, score_table
 
-    reference = None
-    if as_of is not None:
-        try:
-            reference = datetime.fromisoformat(as_of)
-        except ValueError:
-            raise click.BadParameter(
-                f"{as_of!r} is not an ISO 8601 time", param_hint="--as-of"
-            ) from None
+    reference = _parse_as_of(as_of)
     settings = Settings.from_env()
     settings.ensure_home()
     uri = model_uri or f"models:/{settings.model_name}@champion"
@@ -222,31 +217,7 @@ def score(
             console=console,
         )
         return
-    # A large events table is read in another process while MLflow and the model load here.
-    events: Path | EventsAhead | None = events_path
-    if events_path is not None and events_path.stat().st_size >= READ_AHEAD_BYTES:
-        workers = 1
-        if feature_processes == 2:
-            workers = _feature_workers(in_path, events_path, chunk_size)
-            if workers == 1:
-                console.print(
-                    "features built in one process: --feature-processes 2 needs 2 cores, "
-                    "more than one chunk and the memory for two copies of the events"
-                )
-        elif feature_processes is None:
-            import os
-
-            workers = _feature_workers(in_path, events_path, chunk_size)
-            load, cores = os.getloadavg()[0], os.cpu_count() or 1
-            if workers == 2 and busy(load, cores):
-                workers = 1
-                console.print(
-                    f"features built in one process: the machine is busy (load average "
-                    f"{load:.1f} on {cores} cores); --feature-processes 2 asks for two"
-                )
-            elif workers == 2:
-                console.print("features built in two processes (--feature-processes 1 for one)")
-        events = EventsAhead(events_path, workers=workers)
+    events = _events_source(in_path, events_path, chunk_size, feature_processes, console)
     try:
         with console.status(f"loading {uri}…"):
             model, version = _load(settings, uri, reasons=reasons)
@@ -258,27 +229,7 @@ def score(
             TextColumn("rows"),
             TimeElapsedColumn(),
         ]
-        on_scored = None
-        if record:
-            from data.store import Store
-            from training.record import record_scored_frame
-
-            store = Store(settings.database_url)
-            store.upgrade()
-
-            def on_scored(leads, features, scored) -> None:
-                record_scored_frame(
-                    store,
-                    features,
-                    scored,
-                    settings.model_name,
-                    str(version),
-                    source="batch",
-                    leads=leads,
-                    id_col=id_col,
-                    input_columns=model.input_columns,
-                )
-
+        on_scored = _recorder(settings, model, version, id_col) if record else None
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(in_path.name, total=None)
 
@@ -303,7 +254,105 @@ def score(
     finally:
         if isinstance(events, EventsAhead):
             events.close()
-    from training.input_report import print_read_summary, rejected_report_path
+    _print_summaries(
+        console,
+        summary,
+        model,
+        in_path,
+        report_path or rejected_report_path(settings.home, in_path),
+        label=uri if version is None else f"{uri} (version {version})",
+        events_given=events_path is not None,
+    )
+
+
+def _parse_as_of(as_of: str | None) -> datetime | None:
+    """``--as-of`` as a time, or a usage error naming the option."""
+    if as_of is None:
+        return None
+    try:
+        return datetime.fromisoformat(as_of)
+    except ValueError:
+        raise click.BadParameter(
+            f"{as_of!r} is not an ISO 8601 time", param_hint="--as-of"
+        ) from None
+
+
+def _events_source(
+    in_path: Path,
+    events_path: Path | None,
+    chunk_size: int,
+    processes: int | None,
+    console: Console,
+) -> Any:
+    """The events for ``score_table``: a large table is read ahead in other processes.
+
+    It is read while MLflow and the model load here, in one or two processes
+    (``--feature-processes``; by default two on a quiet machine, said on the console).
+    """
+    from training.score import READ_AHEAD_BYTES, EventsAhead
+
+    if events_path is None or events_path.stat().st_size < READ_AHEAD_BYTES:
+        return events_path
+    workers = 1
+    if processes == 2:
+        workers = _feature_workers(in_path, events_path, chunk_size)
+        if workers == 1:
+            console.print(
+                "features built in one process: --feature-processes 2 needs 2 cores, "
+                "more than one chunk and the memory for two copies of the events"
+            )
+    elif processes is None:
+        import os
+
+        workers = _feature_workers(in_path, events_path, chunk_size)
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if workers == 2 and busy(load, cores):
+            workers = 1
+            console.print(
+                f"features built in one process: the machine is busy (load average "
+                f"{load:.1f} on {cores} cores); --feature-processes 2 asks for two"
+            )
+        elif workers == 2:
+            console.print("features built in two processes (--feature-processes 1 for one)")
+    return EventsAhead(events_path, workers=workers)
+
+
+def _recorder(settings: Settings, model: Any, version: Any, id_col: str) -> Any:
+    """``on_scored`` of ``--record``: each scored chunk's leads and predictions into the store."""
+    from data.store import Store
+    from training.record import record_scored_frame
+
+    store = Store(settings.database_url)
+    store.upgrade()
+
+    def on_scored(leads: Any, features: Any, scored: Any) -> None:
+        record_scored_frame(
+            store,
+            features,
+            scored,
+            settings.model_name,
+            str(version),
+            source="batch",
+            leads=leads,
+            id_col=id_col,
+            input_columns=model.input_columns,
+        )
+
+    return on_scored
+
+
+def _print_summaries(
+    console: Console,
+    summary: Any,
+    model: Any,
+    in_path: Path,
+    report_path: Path,
+    *,
+    label: str,
+    events_given: bool,
+) -> None:
+    """What was read, what was scored, and the thresholds behind the route column."""
+    from training.input_report import print_read_summary
 
     print_read_summary(
         console,
@@ -311,15 +360,14 @@ def score(
         n_kept=summary.rows,
         errors=summary.rejected,
         notes=summary.notes,
-        report_path=report_path or rejected_report_path(settings.home, in_path),
+        report_path=report_path,
     )
-    label = uri if version is None else f"{uri} (version {version})"
     print_score_summary(
         console,
         summary,
         how=f"in {summary.chunks} chunk(s)",
         label=label,
-        events_given=events_path is not None,
+        events_given=events_given,
     )
     if "route" in model.output_columns():
         from dataclasses import replace
