@@ -1159,7 +1159,10 @@ def _suggestions_page(
 @bp.route("/review/suggestions/<int:correction_id>", methods=["GET", "POST"])
 @auth.role_required("rep")
 def suggestions(correction_id: int) -> Any:
-    """The leads suggested after one reclassify: look, tick, then reclassify or dismiss them."""
+    """The leads suggested after one reclassify: look, tick, then reclassify or dismiss them.
+
+    Long for its two actions' flashed messages; the writes are ``training.similar``'s.
+    """
     similar = _similar()
     form = SuggestionsForm()
     if request.method == "GET":

@@ -113,6 +113,7 @@ class Metrics:
             self.registry.register(self.alignment)
 
     def __post_init__(self) -> None:
+        """Declare every metric of the app (long: one flat list, one declaration each)."""
         reg = self.registry
         self.requests = Counter(
             "leadready_http_requests",

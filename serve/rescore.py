@@ -233,6 +233,11 @@ class Rescorer:
                 self.finished.set()
 
     def _work(self, model: Any, model_name: str, version: str) -> None:
+        """Wait for the lock, run a pass, settle, run the second pass, write the status.
+
+        Kept whole: the lock's acquire and release and the status writes around
+        the two passes read best in one place.
+        """
         lock = RescoreLock(self.store, self.folder)
         if not lock.acquire(blocking=False):
             self._write(state="waiting", version=version, note="another worker is re-scoring")

@@ -206,6 +206,22 @@ def _body(model: type[BaseModel]) -> Any:
         raise ApiError.from_validation(exc) from None
 
 
+def _label_changes(body: CorrectionRequest) -> list[tuple[str, str]]:
+    """``(field, label)`` of each head the request changes, in the model's spelling."""
+    changes = [(f, getattr(body, f)) for f in ("stage", "persona") if getattr(body, f) is not None]
+    for i, (field, label) in enumerate(changes):
+        known = _known_labels(field)
+        if known:
+            # One label policy (data.labels): "Decision", " decision" are the model's "decision".
+            match = match_label(label, known)
+            if match is None:
+                raise ApiError(
+                    400, f"{field}: unknown label {label!r}; use one of {', '.join(known)}", field
+                )
+            changes[i] = (field, match)
+    return changes
+
+
 @bp.post("/v1/leads/<path:lead_id>/corrections")
 @operation(
     summary="Correct a lead's stage and/or persona",
@@ -231,17 +247,7 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     """``POST /v1/leads/<lead_id>/corrections``."""
     body: CorrectionRequest = _body(CorrectionRequest)
     store = get_state().store
-    changes = [(f, getattr(body, f)) for f in ("stage", "persona") if getattr(body, f) is not None]
-    for i, (field, label) in enumerate(changes):
-        known = _known_labels(field)
-        if known:
-            # One label policy (data.labels): "Decision", " decision" are the model's "decision".
-            match = match_label(label, known)
-            if match is None:
-                raise ApiError(
-                    400, f"{field}: unknown label {label!r}; use one of {', '.join(known)}", field
-                )
-            changes[i] = (field, match)
+    changes = _label_changes(body)
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
     identity = g.get("api_identity")

@@ -222,6 +222,8 @@ def retrain(
     or --leads/--events) plus every lead's current rep label on the feature
     snapshot the rep reviewed; a hash share of rep-verified leads is the gate
     set. Serving processes pick a promoted model up by themselves.
+    \f
+    Long for its parameters, one per option; the work is ``training.retrain``'s.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

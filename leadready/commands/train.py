@@ -253,6 +253,8 @@ def train(
     features (numbers and categories detected), plus engagement features when
     --events is given. A table of more than --max-rows leads is streamed and
     sampled uniformly, so memory stays bounded whatever the file's size.
+    \f
+    Long for its parameters, one per option; the work is ``training.train``'s.
     """
     from training.input_report import rejected_report_path
     from training.train import TrainConfig
