@@ -6,7 +6,6 @@ Design notes: ``docs/design/serving.md``.
 from __future__ import annotations
 
 import csv
-import getpass
 import json
 import sys
 import time
@@ -20,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from data.values import percent
+from leadready.commands import common
 from leadready.commands.db import open_store
 from leadready.commands.train import stop_on_sigterm
 from leadready.config import Settings
@@ -62,33 +62,6 @@ QUEUE_CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _settings() -> Settings:
-    settings = Settings.from_env()
-    settings.ensure_home()
-    return settings
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from mlflow.exceptions import MlflowException
-
-    return (ValueError, LookupError, MlflowException, OSError)
-
-
-def _fail(exc: BaseException) -> click.ClickException:
-    return click.ClickException(str(exc).strip() or type(exc).__name__)
-
-
-def _f1(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
 # ------------------------------------------------------------------------ retrain
 
 
@@ -119,8 +92,8 @@ def _retrain_table(result: RetrainResult) -> Table:
             continue
         table.add_row(
             f"{head} macro-F1 on {n:,} gate leads",
-            f"champion {_f1(result.gate_macro_f1(head, 'champion'))} · "
-            f"challenger {_f1(result.gate_macro_f1(head, 'challenger'))}",
+            f"champion {common.f1(result.gate_macro_f1(head, 'champion'))} · "
+            f"challenger {common.f1(result.gate_macro_f1(head, 'challenger'))}",
         )
     if result.gate is None:
         decision = "not gated (--no-gate): promote by hand with `leadready promote`"
@@ -230,7 +203,7 @@ def retrain(
     from training.retrain import RetrainConfig
     from training.retrain import retrain as run_retrain
 
-    settings = _settings()
+    settings = common.settings()
     try:
         config = RetrainConfig(
             tracking_uri=settings.mlflow_tracking_uri,
@@ -247,7 +220,7 @@ def retrain(
             min_gate_leads=min_gate_leads,
             gate=gate,
             seed=seed,
-            actor=f"{_actor()} (leadready retrain)",
+            actor=f"{common.actor()} (leadready retrain)",
             min_refuse_leads=min_refuse_leads,
             force=force,
             soft_relabel=soft_relabel or None,
@@ -271,8 +244,8 @@ def retrain(
                     progress.update(task, description=text, completed=fraction)
 
                 result = run_retrain(config, store, progress=step)
-        except _errors() as exc:
-            raise _fail(exc) from None
+        except common.errors() as exc:
+            raise common.fail(exc) from None
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(_retrain_table(result))
@@ -391,12 +364,12 @@ def import_(
     from data.readers import InputError
     from training.corrections import ImportResult, import_corrections, known_labels
 
-    settings = _settings()
+    settings = common.settings()
     console = Console()
     try:
         model_labels = _model_labels(settings)
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc) from None
     with open_store(settings) as store:
         try:
             result = import_corrections(
@@ -409,7 +382,7 @@ def import_(
         except InputError as exc:
             result = ImportResult(path=file, rejected=list(exc.errors))
             if not exc.errors:
-                raise _fail(exc) from None
+                raise common.fail(exc) from None
             console.print(f"[red]{escape(str(exc))}[/red]")
             console.print("nothing was imported")
     _print_import(console, result)
@@ -442,7 +415,7 @@ def export(out_path: Path) -> None:
         try:
             path, n = export_corrections(store, out_path, on_neutralised=guarded.append)
         except (ValueError, OSError) as exc:
-            raise _fail(exc) from None
+            raise common.fail(exc) from None
     Console(stderr=True).print(f"wrote {n:,} correction(s) to {path}", highlight=False)
     if guarded and guarded[0]:
         Console(stderr=True).print(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from leadready.commands import common
 from leadready.commands.score_summary import print_score_summary
 from leadready.config import Settings
 
@@ -85,15 +84,6 @@ def _available_memory() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    """The errors shown as a one-line message (MLflow's only when it was imported)."""
-    errors: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError)
-    exceptions = sys.modules.get("mlflow.exceptions")
-    if exceptions is not None:
-        errors += (exceptions.MlflowException,)
-    return errors
 
 
 @click.command("score")
@@ -194,7 +184,7 @@ def score(
     from training.input_report import rejected_report_path
     from training.score import EventsAhead, score_table
 
-    reference = _parse_as_of(as_of)
+    reference = common.as_of(as_of)
     settings = Settings.from_env()
     settings.ensure_home()
     uri = model_uri or f"models:/{settings.model_name}@champion"
@@ -249,7 +239,7 @@ def score(
                 on_chunk=advance,
                 on_scored=on_scored,
             )
-    except _errors() as exc:
+    except common.errors() as exc:
         raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
     finally:
         if isinstance(events, EventsAhead):
@@ -263,18 +253,6 @@ def score(
         label=uri if version is None else f"{uri} (version {version})",
         events_given=events_path is not None,
     )
-
-
-def _parse_as_of(as_of: str | None) -> datetime | None:
-    """``--as-of`` as a time, or a usage error naming the option."""
-    if as_of is None:
-        return None
-    try:
-        return datetime.fromisoformat(as_of)
-    except ValueError:
-        raise click.BadParameter(
-            f"{as_of!r} is not an ISO 8601 time", param_hint="--as-of"
-        ) from None
 
 
 def _events_source(
