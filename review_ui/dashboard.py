@@ -9,10 +9,8 @@ import io
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,6 +18,7 @@ from flask import Response, abort, current_app, render_template, request
 
 from data import alignment
 from review_ui import auth
+from review_ui.models_page import in_thread, registry_unavailable, within
 from review_ui.views import bp
 
 __all__ = ["MLFLOW_TTL", "MLFLOW_WAIT", "DriftCache", "ModelVersions", "read_model_versions"]
@@ -102,44 +101,25 @@ class ModelVersions:
     _future: Future[dict[str, Any]] | None = None
     _started: float = 0.0
 
-    @staticmethod
-    def _start(tracking_uri: str, model_name: str) -> Future[dict[str, Any]]:
-        """Read in a daemon thread: a hung tracking server never holds up a page or an exit."""
-        future: Future[dict[str, Any]] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(read_model_versions(tracking_uri, model_name))
-            except BaseException as exc:  # handed to the page through the future
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name="dashboard-mlflow", daemon=True).start()
-        return future
-
     def get(self, tracking_uri: str | None, model_name: str) -> dict[str, Any]:
         """The versions, or ``{"error": words}`` when MLflow is not there in time."""
-        if not tracking_uri or not model_name:
-            return {"error": "no MLflow tracking URI or model name is configured"}
-        local = _sqlite_path(tracking_uri)
-        if local is not None and not local.exists():
-            # Opening a missing SQLite tracking store would create (and migrate) one.
-            return {"error": "no MLflow tracking store yet (nothing has been trained)"}
+        why = registry_unavailable(tracking_uri, model_name)
+        if why is not None:
+            return {"error": why}
         with self._lock:
             fresh = time.monotonic() - self._started < self.ttl
             if self._future is None or (self._future.done() and not fresh):
-                self._future = self._start(tracking_uri, model_name)
+                self._future = in_thread(
+                    lambda: read_model_versions(tracking_uri, model_name), "dashboard-mlflow"
+                )
                 self._started = time.monotonic()
             future = self._future
-        try:
-            return future.result(timeout=self.wait)
-        except FutureTimeout:
-            return {"error": f"MLflow did not answer within {self.wait:g} s"}
-        except Exception as exc:  # MLflow raises many kinds; the page must still render
+        answer = within(future, self.wait)
+        if future.done() and future.exception() is not None:
             with self._lock:
                 if self._future is future:
                     self._started = 0.0  # ask again on the next page
-            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            return {"error": f"MLflow could not be read ({reason})"}
+        return answer
 
 
 @dataclass
@@ -160,11 +140,6 @@ class DriftCache:
         with self._lock:
             self._entry = (key, time.monotonic(), value)
         return value
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def _versions_cache() -> ModelVersions:
