@@ -96,8 +96,8 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
 def test_a_version_that_fails_to_load_keeps_the_old_model_serving(
     serve_config, tiny_registry, api_headers
 ):
-    from model import registry
     from leadready.app import registry_source
+    from model import registry
 
     load, resolve = registry_source(tiny_registry.tracking_uri, tiny_registry.artifact_root)
 
