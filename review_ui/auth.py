@@ -167,22 +167,10 @@ _LIMITER = "review_login_limiter"
 class LoginLimiter:
     """Failed logins in a sliding window, per user name and address, and per address.
 
-    Parameters
-    ----------
-    path
-        A SQLite file shared by every process on the host (``None``: in memory,
-        this process only).
-    max_per_user
-        Failures of one user name from one address within ``window_seconds``
-        before each further attempt waits ``backoff_seconds``, doubled per failure.
-    max_per_ip
-        Failures from one address within ``window_seconds``; then it waits the window out.
-    window_seconds
-        Length of the sliding window (and the longest back-off).
-    backoff_seconds
-        The first back-off delay.
-    clock
-        Wall clock (tests pass a fake one).
+    After ``max_per_user`` failures of one name from one address within ``window_seconds`` each
+    attempt waits ``backoff_seconds``, doubled per failure (at most the window); after
+    ``max_per_ip`` from one address it waits the window out. ``path``: a SQLite file shared by
+    the host's processes (None: in memory, this process only).
     """
 
     def __init__(

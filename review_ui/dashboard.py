@@ -48,14 +48,8 @@ _GATE_METRICS = {
 def read_model_versions(tracking_uri: str, model_name: str, limit: int = 8) -> dict[str, Any]:
     """Registered versions of ``model_name``, newest first, with their gate metrics.
 
-    Returns
-    -------
-    dict
-        ``versions``: list of ``{"version", "aliases", "registered_at",
-        "decision", "stage_f1", "persona_f1", "champion_stage_f1",
-        "champion_persona_f1", "stage_accuracy"}`` (gate metrics on the gate
-        set, else the run's holdout metrics; None when not logged);
-        ``champion``: the champion's version and ``registered_at``, or None.
+    ``{"versions": [...], "champion": ...}``; each version's gate F1s come from the gate set,
+    else the run's holdout metrics (None when not logged).
     """
     from mlflow.tracking import MlflowClient
 

@@ -113,11 +113,7 @@ def _accepts_progress(fn: Callable[..., Any]) -> bool:
 class RetrainRunner:
     """Runs one retrain at a time in a background thread and reports its status.
 
-    Parameters
-    ----------
-    folder
-        Where the status file and the lock file live (shared by every worker of
-        one home); None keeps both in memory (one process).
+    Status and lock files live in ``folder`` (shared by one home's workers; None: in memory).
     """
 
     def __init__(self, folder: Path | str | None = None) -> None:
@@ -205,16 +201,9 @@ class RetrainRunner:
     # ----------------------------------------------------------------- running
 
     def start(self, job: Callable[..., Any], *, started_by: str) -> None:
-        """Start ``job`` in a background thread.
+        """Start ``job`` in a background thread (with ``progress=`` when it accepts it).
 
-        ``job`` is called with ``progress=`` (a ``progress(step, fraction)``
-        callback) when it accepts that keyword, else with no argument; what it
-        returns is summarised by :func:`summarize_result`.
-
-        Raises
-        ------
-        JobBusy
-            A retrain is already running.
+        Raises :class:`JobBusy` when a retrain is already running.
         """
         with self._mutex:
             if self._thread is not None and self._thread.is_alive():

@@ -111,6 +111,12 @@ def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
 
 # -- scoring ---------------------------------------------------------------------------------
 
+_BUSY = (
+    "No model loaded yet, the store unreachable, or the writer's backlog full; "
+    "retry after `Retry-After` seconds.",
+    ErrorResponse,
+)
+
 
 @bp.post("/v1/score")
 @operation(
@@ -128,11 +134,7 @@ def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
             "it was decided by, `routing`) and reasons (exact TreeSHAP, log-odds).",
             ScoreResponse,
         ),
-        503: (
-            "No model loaded yet, the store unreachable, or the writer's backlog full; "
-            "retry after `Retry-After` seconds.",
-            ErrorResponse,
-        ),
+        503: _BUSY,
     },
     tags=("scoring",),
 )
@@ -165,11 +167,7 @@ def score_one() -> Response:
     request=BatchScoreRequest,
     responses={
         200: ("One result per item, in request order.", BatchScoreResponse),
-        503: (
-            "No model loaded yet, the store unreachable, or the writer's backlog full; "
-            "retry after `Retry-After` seconds.",
-            ErrorResponse,
-        ),
+        503: _BUSY,
     },
     tags=("scoring",),
 )
@@ -246,11 +244,7 @@ _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pa
     request_media={"text/csv": _CSV_BODY},
     responses={
         200: ("The model's output frame as records.", InvocationsResponse),
-        503: (
-            "No model loaded yet, the store unreachable, or the writer's backlog full; "
-            "retry after `Retry-After` seconds.",
-            ErrorResponse,
-        ),
+        503: _BUSY,
     },
     tags=("scoring",),
 )

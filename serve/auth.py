@@ -44,22 +44,9 @@ class Identity:
 class ApiKeyAuth:
     """Checks bearer tokens against the store, with a short positive cache.
 
-    Parameters
-    ----------
-    store
-        Anything with ``verify_api_key(token)`` returning an object with
-        ``name``, ``role`` and ``revoked``, or ``None`` for an unknown key.
-    cache_seconds
-        How long an accepted key is trusted without asking the store again
-        (0 asks every time). Bounds how late a revocation takes effect.
-    on_failure
-        Called with the reason (``missing``, ``invalid``, ``revoked``,
-        ``forbidden``) of each rejection, for metrics.
-    clock
-        Monotonic clock (tests pass a fake one).
-    known_seconds
-        How long after its last successful check a key is still accepted while
-        the store is unreachable (0: never).
+    An accepted key is trusted ``cache_seconds`` without asking the store (this bounds how late a
+    revocation takes effect) and ``known_seconds`` after its last check while the store is
+    unreachable; ``on_failure`` gets each rejection's reason, for metrics.
     """
 
     max_entries = 10_000

@@ -50,17 +50,8 @@ _UNION_TAG = re.compile(
 class ApiError(Exception):
     """A client error with an HTTP status, a message and the offending field.
 
-    Parameters
-    ----------
-    status
-        The HTTP status to answer (4xx for client errors, 503 when no model).
-    message
-        What is wrong, in words a client developer understands.
-    field
-        The offending input (``events[3].timestamp``), or ``None`` for the body.
-    details
-        Every problem found, each ``{"field", "message", "type"}``; defaults to
-        one entry repeating ``field`` and ``message``.
+    ``field`` names the input (``events[3].timestamp``; None: the body); ``details`` lists every
+    problem as ``{"field", "message", "type"}`` (default: one entry from field and message).
     """
 
     def __init__(

@@ -51,27 +51,10 @@ def rescore_to(
     progress: Callable[[RescoreResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RescoreResult:
-    """Score every stored lead not on ``version`` with ``model`` (one pass, in batches).
+    """Score every stored lead not on ``version`` with ``model``, ``batch_size`` leads at a time.
 
-    Parameters
-    ----------
-    store : data.store.Store
-    model : LeadReadinessModel
-        The model of ``version``.
-    model_name, version : str
-        Recorded with each new prediction.
-    batch_size : int
-        Leads per batch (bounds memory and the length of each write transaction).
-    progress : callable, optional
-        Called with the running result after each batch.
-    should_stop : callable, optional
-        Checked between batches; True ends the pass early (``stopped``).
-
-    Returns
-    -------
-    RescoreResult
-        Leads re-scored, leads skipped for lack of a feature snapshot, and how
-        many leads lacked each input column of the model (scored as missing).
+    ``progress`` gets the running result after each batch; ``should_stop`` is checked between
+    batches and ends the pass early (``stopped``).
     """
     from serve.scoring import Prepared, prediction_rows, score
 
@@ -124,17 +107,10 @@ def _now() -> str:
 
 
 class Rescorer:
-    """Background re-scoring in a serving process (see the module notes).
+    """Background re-scoring in a serving process (see docs/design/serving.md).
 
-    Parameters
-    ----------
-    store : data.store.Store
-    folder : path, optional
-        Where the status file (and a SQLite database's lock file) live; None
-        keeps the status in memory.
-    batch_size : int
-    settle_seconds : float
-        Wait before the second pass (about twice the holder's poll interval).
+    ``folder`` holds the status (and a SQLite store's lock) file, None keeps it in memory;
+    ``settle_seconds`` is the wait before the second pass (about twice the holder's poll).
     """
 
     def __init__(

@@ -292,18 +292,7 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
         reviewer=reviewer,
         api_key=key_name,
         conflict=any(r.conflict for r in results),
-        corrections=[
-            CorrectionOut(
-                id=r.id,
-                field=r.field,
-                old_label=r.old_label,
-                new_label=r.new_label,
-                kind=r.kind,
-                conflict=r.conflict,
-                created_at=r.created_at,
-            )
-            for r in results
-        ],
+        corrections=[CorrectionOut.model_validate(r, from_attributes=True) for r in results],
     )
     return jsonify(out.model_dump(mode="json")), 201
 
@@ -387,26 +376,7 @@ def queue() -> Response:
         total=page.total,
         limit=limit,
         offset=offset,
-        items=[
-            QueueItemOut(
-                lead_id=item.lead_id,
-                priority=item.priority,
-                priority_method=item.priority_method,
-                p_wrong=item.p_wrong,
-                reasons=[QueueReasonOut(code=r.code, text=r.text) for r in item.reasons],
-                stage=item.stage,
-                stage_confidence=item.stage_confidence,
-                persona=item.persona,
-                persona_confidence=item.persona_confidence,
-                readiness=item.readiness,
-                route=item.route,
-                company=item.company,
-                reviewed=item.reviewed,
-                model_version=item.model_version,
-                scored_at=item.scored_at,
-            )
-            for item in page.items
-        ],
+        items=[QueueItemOut.model_validate(item, from_attributes=True) for item in page.items],
     )
     return jsonify(out.model_dump(mode="json"))
 

@@ -414,17 +414,10 @@ def _floats_for(rows: list[dict[str, Any]], convert: set[str]) -> list[dict[str,
 def fast_invocations(
     body: bytes, content_type: str | None, model: ScoringModel
 ) -> FastInvocation | None:
-    """Answer a plain JSON ``/invocations`` request without pandas, as MLflow would.
+    """Answer a plain JSON ``/invocations`` request without pandas, byte for byte as MLflow would.
 
-    Taken only for ``application/json`` (charset utf-8 or none) bodies with
-    exactly one of ``dataframe_records`` (a non-empty list of objects) or
-    ``dataframe_split`` (``columns`` and ``data`` only) whose cells are JSON
-    scalars, and optional ``params`` with a boolean ``reasons`` and an integer
-    ``top_k``. The answer is ``{"predictions": [...]}`` with the rows of
-    ``predict_frame``, serialised like MLflow's ``predictions_to_json``: the
-    same bytes ``mlflow models serve`` returns (a test compares them). Anything
-    else (other formats, nested values, NaN, unknown params…) returns None and
-    goes through MLflow's own parsing and schema enforcement.
+    None for anything else, which goes through MLflow's own parsing (which requests qualify:
+    docs/design/serving.md).
     """
     if not content_type:
         return None
@@ -473,19 +466,8 @@ def fast_invocation_records(
 def invocations(body: bytes, content_type: str | None, pyfunc_model: Any) -> tuple[str, int, str]:
     """MLflow's scoring protocol, answered by MLflow's own scoring functions.
 
-    JSON (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``)
-    and Parquet go through MLflow's ``invocations()`` unchanged: parsing,
-    schema enforcement and serialisation are MLflow's, so the answer is the one
-    ``mlflow models serve`` gives. CSV is read by MLflow's ``parse_csv_input``
-    and answered by ``predictions_to_json`` too, with one difference: when the
-    model's input schema has non-primitive column types (leadready declares
-    every column ``AnyType``, so a column may hold numbers or text), MLflow
-    cannot derive pandas dtypes from it and would refuse every CSV; the table
-    is then read with pandas' own type inference, as ``mlflow.pyfunc``'s
-    ``predict`` on ``pd.read_csv`` would see it.
-
-    Returns ``(body, status, mimetype)``; MLflow's exceptions become
-    :class:`ApiError` with MLflow's status and message.
+    Returns ``(body, status, mimetype)``; MLflow's exceptions become :class:`ApiError`. How CSV
+    differs (non-primitive schemas) is in docs/design/serving.md.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
@@ -551,15 +533,10 @@ def _invocations_csv(
 def invocation_records(
     body: bytes, content_type: str, response_body: str, *, id_col: str = "lead_id"
 ) -> tuple[list[Prepared], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows of an answered ``/invocations`` request that name a lead, for the store.
+    """The rows of an answered ``/invocations`` request that carry a ``lead_id`` column.
 
-    MLflow's protocol has no lead id, but a client may send a ``lead_id``
-    column (the model ignores columns outside its signature). Rows that carry
-    one are returned as ``(prepared, results)`` for :func:`prediction_rows`,
-    with the row (minus the id) as the feature snapshot; rows without one, and
-    payloads whose rows cannot be matched one to one with the predictions, give
-    none. The third list is every prediction in the ``/v1`` result shape (for
-    metrics).
+    ``(prepared, results)`` for the store (the row minus the id is the snapshot; unmatched rows
+    give none), and every prediction in the ``/v1`` shape, for metrics.
     """
     try:
         predictions = json.loads(response_body)["predictions"]

@@ -33,22 +33,9 @@ WRITER_RETRY_AFTER = "2"
 class ServeState:
     """Everything one app keeps between requests.
 
-    Attributes
-    ----------
-    store
-        The :class:`data.store.Store` (thread-safe; one per process).
-    holder
-        The :class:`~serve.holder.ModelHolder` serving ``MODEL_URI``.
-    metrics
-        This app's Prometheus metrics.
-    auth
-        API-key checks with their short cache.
-    writer
-        The background prediction writer (``None`` when recording is off).
-    labels
-        The label sets of the last loaded model, on disk (checked while none is loaded).
-    suggestion_set
-        ``suggestion_set(store, correction_id)``: one correction's suggested leads.
+    The store, the model holder, this app's metrics, the API-key checks, the prediction writer
+    (None when recording is off), the last loaded model's label sets (on disk, read while none
+    is loaded) and ``suggestion_set(store, correction_id)``.
     """
 
     store: Any

@@ -46,13 +46,7 @@ def busy(load: float, cores: int) -> bool:
 
 
 def _feature_workers(in_path: Path, events_path: Path, chunk_size: int) -> int:
-    """Processes that can build features: two on a machine with two cores or more when
-    the table has more than one chunk and two copies of the events fit in half the
-    memory available (each process holds the whole events table; they take chunks in
-    turn). Otherwise one. By default two are also skipped on a busy machine
-    (:func:`busy`): there the second process's read of the events costs more than it
-    gives, while on a quiet one it is 1.3x faster at 100,000 leads
-    (bench/results/commands.json has both)."""
+    """Processes that can build features: 2 or 1 (when and why: docs/design/serving.md)."""
     import os
 
     if (os.cpu_count() or 1) < 2:

@@ -34,36 +34,10 @@ def score_on_spark(
     driver_memory: str = "4g",
     console: Console | None = None,
 ) -> None:
-    """Score a Parquet lead table on Spark and print a summary.
+    """Score a Parquet lead table (file or folder) on Spark into a Parquet folder, print a summary.
 
-    Parameters
-    ----------
-    settings : Settings
-        Where the registry is (``MLFLOW_TRACKING_URI`` or the home's SQLite file).
-    model_uri : str
-        ``models:/lead-readiness@champion`` or any model URI.
-    in_path, out_path : path
-        Parquet lead table (file or folder); Parquet folder to write.
-    events_path : path, optional
-        Parquet events; engagement features are built from them on Spark.
-    id_col : str
-        The lead id column.
-    reasons : bool
-        Add the reasons columns.
-    as_of : datetime, optional
-        Reference time of the features (default: the latest event).
-    master : str
-        Spark master URL of the session started here (a session this process
-        already has is used instead, and not stopped).
-    driver_memory : str
-        Heap of the Spark driver JVM.
-    console : rich.console.Console, optional
-        Where to print (stderr by default).
-
-    Raises
-    ------
-    click.ClickException
-        Bad input, an unknown model or alias, or a failed Spark job (its message).
+    A Spark session this process already has is used and not stopped, else one is started on
+    ``master``; bad input, an unknown model or alias, or a failed job is a ClickException.
     """
     from mlflow.exceptions import MlflowException
     from pyspark.errors import PySparkException
