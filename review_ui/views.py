@@ -308,6 +308,18 @@ def _page_url(args: Mapping[str, Any], page: int) -> str:
     return url_for("review.queue", **params)
 
 
+def _queue_page(store: Any, args: Mapping[str, Any], extra: int = 0) -> Any:
+    """The queue page ``args`` (from :func:`_queue_args`) asks for, ``extra`` leads longer."""
+    filters = {k: args[k] for k in ("stage", "persona", "route", "reviewed", "since", "search")}
+    return review_queue(
+        store,
+        limit=args["per"] + extra,
+        offset=(args["page"] - 1) * args["per"],
+        config=_queue_config(),
+        **filters,
+    )
+
+
 def _next_in_queue(lead_id: str, back: str) -> str | None:
     """The lead after ``lead_id`` in the queue ``back`` points at (its filters and page).
 
@@ -320,18 +332,7 @@ def _next_in_queue(lead_id: str, back: str) -> str | None:
     if parts.path != url_for("review.queue"):
         return None
     args = _queue_args(dict(parse_qsl(parts.query)))
-    page = review_queue(
-        _store(),
-        limit=args["per"] + 1,
-        offset=(args["page"] - 1) * args["per"],
-        stage=args["stage"],
-        persona=args["persona"],
-        route=args["route"],
-        reviewed=args["reviewed"],
-        since=args["since"],
-        search=args["search"],
-        config=_queue_config(),
-    )
+    page = _queue_page(_store(), args, extra=1)
     ids = [i.lead_id for i in page.items]
     if lead_id in ids:
         rest = ids[ids.index(lead_id) + 1 :]
@@ -346,18 +347,7 @@ def queue() -> Any:
     """The review queue: filters, search, paging; the table alone for ``HX-Request``."""
     args = _queue_args()
     store = _store()
-    page = review_queue(
-        store,
-        limit=args["per"],
-        offset=(args["page"] - 1) * args["per"],
-        stage=args["stage"],
-        persona=args["persona"],
-        route=args["route"],
-        reviewed=args["reviewed"],
-        since=args["since"],
-        search=args["search"],
-        config=_queue_config(),
-    )
+    page = _queue_page(store, args)
     labels = label_choices(store)
     bulk = BulkForm()
     set_label_choices(bulk, labels["stage"], labels["persona"])

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -277,13 +277,3 @@ class Rescorer:
             self.finished.set()
         finally:
             lock.release()
-
-
-def status_record(status: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-safe copy of a status (for the API and the Models page)."""
-    return json.loads(json.dumps(status, default=str))
-
-
-def as_dict(result: RescoreResult) -> dict[str, Any]:
-    """A JSON-ready copy of a result."""
-    return asdict(result)

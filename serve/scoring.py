@@ -72,10 +72,7 @@ def loads_json(body: bytes | str) -> Any:
 def parse_item(obj: Any, *, prefix: str = "") -> ScoreItem:
     """Validate one scoring request (``{"lead", "events"?, "as_of"?}`` or ``{"lead_id", "features"}``).
 
-    Raises
-    ------
-    ApiError
-        400 naming the offending field (``events[3].timestamp``, after ``prefix``).
+    :class:`ApiError` 400 names the offending field (``events[3].timestamp``, after ``prefix``).
     """
     if not isinstance(obj, dict):
         raise ApiError(
@@ -116,10 +113,7 @@ def parse_item(obj: Any, *, prefix: str = "") -> ScoreItem:
 def parse_batch(obj: Any, *, limit: int) -> list[Any]:
     """Check the batch envelope ``{"leads": [...]}``; the items are validated one by one.
 
-    Raises
-    ------
-    ApiError
-        400 for a wrong envelope or an empty list, 413 above ``limit`` items.
+    :class:`ApiError` 400 for a wrong envelope or an empty list, 413 above ``limit`` items.
     """
     if not isinstance(obj, dict):
         raise ApiError(400, f"Body must be a JSON object, not {_json_kind(obj)}", None)
@@ -213,10 +207,8 @@ def prepare_batch(
 def score(prepared: Sequence[Prepared], model: ScoringModel) -> list[dict[str, Any]]:
     """Predict prepared items in one ``predict_records`` call.
 
-    Returns one ``{"lead_id", "stage", "persona", "readiness", "route",
-    "routing"}`` per item, in order; a head the model lacks is ``None``;
-    ``routing`` holds the thresholds the route was decided by and why
-    (``model.routing.routing_answers``).
+    One ``{"lead_id", "stage", "persona", "readiness", "route", "routing"}`` per item, in
+    order (a head the model lacks is None; ``routing``: ``model.routing.routing_answers``).
     """
     if not prepared:
         return []

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import click
 
 from leadready.config import Settings
 
-__all__ = ["actor", "as_of", "errors", "f1", "fail", "settings", "split"]
+__all__ = [
+    "AS_OF",
+    "FILE",
+    "FORCE",
+    "actor",
+    "as_of",
+    "errors",
+    "f1",
+    "fail",
+    "report_option",
+    "settings",
+    "split",
+]
 
 
 def settings(model_name: str | None = None) -> Settings:
@@ -66,3 +81,26 @@ def fail(exc: BaseException, *, first_line: bool = False) -> click.ClickExceptio
 def f1(value: float | None) -> str:
     """A macro-F1 for a table cell."""
     return "—" if value is None else f"{value:.3f}"
+
+
+# Options more than one command takes, with the same words.
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+AS_OF = click.option(
+    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
+)
+FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="Let the gate promote over a champion of another task (recorded in the alias history).",
+)
+
+
+def report_option(what: str = "lines") -> Callable[[Any], Any]:
+    """``--report``: where to write the rejected ``what``."""
+    return click.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Where to write the rejected {what}  [default: $LEADREADY_HOME/reports/…]",
+    )

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["corrections", "queue", "retrain"]
 
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_FILE = common.FILE
 #: Rows asked of the queue at a time (its page limit).
 _PAGE = 1000
 #: Columns of ``leadready queue --format csv``.
@@ -159,11 +159,7 @@ def _retrain_table(result: RetrainResult) -> Table:
     show_default=True,
     help="Fewest rep-verified gate leads of a head before they alone can refuse a challenger.",
 )
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Let the gate promote over a champion of another task (recorded in the alias history).",
-)
+@common.FORCE
 @click.option(
     "--soft-relabel",
     type=click.FloatRange(0, 1),
@@ -344,13 +340,7 @@ def _print_import(console: Console, result: ImportResult) -> None:
     default=None,
     help="Reviewer of rows whose reviewer column is empty.",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the rejected rows  [default: $LEADREADY_HOME/reports/…]",
-)
+@common.report_option("rows")
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 def import_(
     file: Path, reviewer_default: str | None, report_path: Path | None, dry_run: bool

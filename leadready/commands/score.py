@@ -142,22 +142,14 @@ def _available_memory() -> int:
     help="Also store the predictions with their feature snapshots (as the API does), "
     "so batch scoring feeds the review queue and retraining.",
 )
-@click.option(
-    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
-)
+@common.AS_OF
 @click.option(
     "--strict",
     is_flag=True,
     help="Stop (exit status 1) at the first input line that cannot be read, instead of "
     "leaving it out of the output and listing it in the rejected-lines report.",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the rejected lines  [default: $LEADREADY_HOME/reports/…]",
-)
+@common.report_option()
 def score(
     in_path: Path,
     out_path: Path,

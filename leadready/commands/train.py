@@ -14,7 +14,7 @@ from leadready.config import Settings
 
 __all__ = ["evaluate", "promote", "rollback", "stop_on_sigterm", "train"]
 
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_FILE = common.FILE
 
 #: ``leadready train --max-rows`` by default: a million leads train in minutes in a few
 #: GB of memory; a bigger table (a 2 GB CSV holds about 20 million) is sampled.
@@ -129,9 +129,7 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     show_default=True,
     help="LightGBM threads (raise on a dedicated machine; a busy one makes them spin).",
 )
-@click.option(
-    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
-)
+@common.AS_OF
 @click.option(
     "--label-noise",
     type=click.Choice(["none", "prune", "reweight"]),
@@ -146,11 +144,7 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     help="Registered model name [default: LEADREADY_MODEL_NAME or lead-readiness]; "
     "a model of another task (other labels) needs its own name.",
 )
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Let the gate promote over a champion of another task (recorded in the alias history).",
-)
+@common.FORCE
 @click.option(
     "--strict",
     is_flag=True,
@@ -169,13 +163,7 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     help="Keep a column as a feature although it looks personal or leaks the label (a vendor "
     "score, a date after the outcome, a column that alone predicts the label) (repeatable).",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the rejected lines  [default: $LEADREADY_HOME/reports/…]",
-)
+@common.report_option()
 def train(
     leads_path: Path,
     events_path: Path | None,
@@ -371,14 +359,7 @@ def promote(version: str, reason: str, force: bool) -> None:
     if not moves:
         console.print(f"version {version} already is the champion of {settings.model_name}")
         return
-    for move in moves:
-        console.print(
-            f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
-        )
-    console.print(
-        "serving processes move the stored leads' predictions to the new champion in the "
-        "background (`leadready models rescore` does it now when no server runs)"
-    )
+    _print_moves(console, settings.model_name, moves)
 
 
 @click.command("rollback")
@@ -396,9 +377,14 @@ def rollback(reason: str) -> None:
     except common.errors() as exc:
         raise common.fail(exc) from None
     console = Console()
+    _print_moves(console, settings.model_name, moves)
+
+
+def _print_moves(console: Console, model_name: str, moves: Any) -> None:
+    """The alias moves of a promote or rollback, and what serving does next."""
     for move in moves:
         console.print(
-            f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
+            f"{model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
         )
     console.print(
         "serving processes move the stored leads' predictions to the new champion in the "
