@@ -258,18 +258,16 @@ def dashboard_reps() -> Any:
 # ------------------------------------------------------------------- charts
 
 
-def _figure(width: float, height: float) -> Any:
+def _chart() -> tuple[Any, Any]:
+    """A 6.4 x 2.5 in figure (transparent, Agg) and its one axes in the dashboard's style."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(6.4, 2.5), dpi=100)
     fig.patch.set_alpha(0)
-    return fig
-
-
-def _style(ax: Any) -> None:
+    ax = fig.add_subplot()
     ax.set_facecolor("none")
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -277,6 +275,7 @@ def _style(ax: Any) -> None:
     ax.tick_params(colors=_MUTED, labelsize=8, length=0)
     ax.grid(axis="y", color=_LINE, linewidth=0.8)
     ax.set_axisbelow(True)
+    return fig, ax
 
 
 def _week_labels(index: pd.Index) -> list[str]:
@@ -296,9 +295,7 @@ def _svg(fig: Any) -> Response:
 
 def _corrections_chart(reviews: pd.DataFrame) -> Any:
     table = alignment.corrections_per_week(reviews, weeks=_WEEKS)
-    fig = _figure(6.4, 2.5)
-    ax = fig.add_subplot()
-    _style(ax)
+    fig, ax = _chart()
     x = range(len(table))
     ax.bar(x, table["reclassify"], color=_ACCENT, width=0.62, label="reclassified")
     ax.bar(
@@ -320,9 +317,7 @@ def _corrections_chart(reviews: pd.DataFrame) -> Any:
 
 def _override_chart(reviews: pd.DataFrame) -> Any:
     table = alignment.override_rate_per_week(reviews, weeks=_WEEKS)
-    fig = _figure(6.4, 2.5)
-    ax = fig.add_subplot()
-    _style(ax)
+    fig, ax = _chart()
     x = list(range(len(table)))
     rate = table["rate"].astype(float)
     ax.fill_between(x, rate.fillna(0), color=_BAD, alpha=0.08, linewidth=0)

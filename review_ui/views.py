@@ -191,28 +191,24 @@ def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]
     return render_template(template, **context), status
 
 
-@bp.errorhandler(400)
-def _bad_request(exc: Any) -> tuple[str, int]:
-    description = getattr(exc, "description", None) or "The request could not be understood."
-    return _render("review/error.html", 400, code=400, title="Bad request", message=description)
+#: The UI's error pages: title and words per status (a 400 says what was wrong, when it can).
+_ERROR_PAGES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Not allowed", "Your role does not allow this. Ask an admin if you need it."),
+    404: ("Not found", "There is nothing here."),
+}
 
 
-@bp.errorhandler(403)
-def _forbidden(exc: Any) -> tuple[str, int]:
-    return _render(
-        "review/error.html",
-        403,
-        code=403,
-        title="Not allowed",
-        message="Your role does not allow this. Ask an admin if you need it.",
-    )
+def _error_page(exc: Any) -> tuple[str, int]:
+    code = exc.code
+    title, message = _ERROR_PAGES[code]
+    if code == 400:
+        message = getattr(exc, "description", None) or message
+    return _render("review/error.html", code, code=code, title=title, message=message)
 
 
-@bp.errorhandler(404)
-def _not_found(exc: Any) -> tuple[str, int]:
-    return _render(
-        "review/error.html", 404, code=404, title="Not found", message="There is nothing here."
-    )
+for _code in _ERROR_PAGES:
+    bp.register_error_handler(_code, _error_page)
 
 
 # --------------------------------------------------------------- login/logout
