@@ -139,7 +139,6 @@ _BUSY = (
     tags=("scoring",),
 )
 def score_one() -> Response:
-    """``POST /v1/score``."""
     state = get_state()
     loaded = _loaded()
     item = scoring.parse_item(_limit_events(_json_body()))
@@ -172,7 +171,6 @@ def score_one() -> Response:
     tags=("scoring",),
 )
 def score_batch() -> Response:
-    """``POST /v1/score/batch``."""
     state = get_state()
     loaded = _loaded()
     items = scoring.parse_batch(
@@ -249,7 +247,6 @@ _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pa
     tags=("scoring",),
 )
 def invocations() -> Response:
-    """``POST /invocations``."""
     fast = None
     try:
         loaded = _loaded()
@@ -380,7 +377,6 @@ def _iso(value: Any) -> str | None:
     tags=("model",),
 )
 def get_model() -> Response:
-    """``GET /v1/model``."""
     return jsonify(model_info(_loaded()))
 
 
@@ -400,7 +396,6 @@ def get_model() -> Response:
     tags=("admin",),
 )
 def admin_reload() -> Response:
-    """``POST /v1/admin/reload``."""
     holder = get_state().holder
     try:
         new, previous = holder.reload()
@@ -445,7 +440,6 @@ def healthz() -> Response:
     tags=("health",),
 )
 def readyz() -> Response:
-    """``GET /readyz``."""
     state = get_state()
     holder = state.holder
     loaded = holder.current
@@ -475,7 +469,6 @@ def readyz() -> Response:
     tags=("health",),
 )
 def metrics() -> Response:
-    """``GET /metrics``."""
     body, content_type = get_state().metrics.exposition()
     return Response(body, status=200, content_type=content_type)
 

@@ -244,7 +244,6 @@ def _label_changes(body: CorrectionRequest) -> list[tuple[str, str]]:
     tags=("review",),
 )
 def add_correction(lead_id: str) -> tuple[Response, int]:
-    """``POST /v1/leads/<lead_id>/corrections``."""
     body: CorrectionRequest = _body(CorrectionRequest)
     store = get_state().store
     changes = _label_changes(body)
@@ -308,7 +307,6 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     tags=("review",),
 )
 def list_corrections(lead_id: str) -> Response:
-    """``GET /v1/leads/<lead_id>/corrections``."""
     store = get_state().store
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
@@ -350,7 +348,6 @@ _QUEUE_PARAMS = {"limit", "offset", "stage", "persona", "route", "reviewed", "se
     tags=("review",),
 )
 def queue() -> Response:
-    """``GET /v1/review/queue``."""
     unknown = sorted(set(request.args) - _QUEUE_PARAMS)
     if unknown:
         raise ApiError(400, f"unknown query parameter {unknown[0]!r}", unknown[0])
