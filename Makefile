@@ -52,6 +52,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 # Issue #8's side-by-side set and #20's commands (~25 min on 2 cores); `python -m bench --all` adds the rest.
 bench: install

@@ -1,16 +1,6 @@
 """The dependency audit's verdict: read pip-audit's JSON report and decide.
 
-``make audit`` runs ``pip-audit -r requirements.lock -f json`` and hands the
-report to ``python -m leadready.audit REPORT``, which
-
-* fails (exit 1) when a pinned package has a known vulnerability with a fixed
-  version to upgrade to (one without a fix is printed, not fatal: there is
-  nothing to upgrade to yet);
-* fails (exit 2) when packages could not be audited — an unreachable advisory
-  service must never read as "no vulnerabilities" — unless
-  ``--allow-unaudited`` is given (CI on a machine without the advisory service),
-  then it warns;
-* fails (exit 2) when the report is missing or is not pip-audit's JSON.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,30 +1,19 @@
 """The review UI: a Flask blueprint where sales reps work the review queue.
 
-``init_app(app)`` does everything the UI needs on an app built by
-``serve.app.create_app`` (or any Flask app whose ``app.extensions["leadready"]``
-holds the store, as an object with a ``store`` attribute or a mapping with a
-``"store"`` key):
-
-* registers the blueprint (``/review/…``, ``/login``, ``/logout``);
-* Flask-Login sessions (lifetime ``REVIEW_SESSION_HOURS``, default 8);
-* CSRF protection for the UI's forms only: ``WTF_CSRF_CHECK_DEFAULT`` is off and
-  the blueprint checks every non-GET request itself, so API routes with bearer
-  keys never need a token;
-* HttpOnly, SameSite=Lax session cookies (``SESSION_COOKIE_SECURE`` for HTTPS);
-* security headers on UI responses (CSP without inline scripts, no framing,
-  ``nosniff``).
-
-Configuration keys: ``REVIEW_SESSION_HOURS``; ``REVIEW_QUEUE`` (a
-:class:`data.review_queue.QueueConfig`); ``LEADREADY_RETRAIN`` (the retrain
-button's callable, see :class:`ReviewUI`); ``SESSION_COOKIE_SECURE``.
+``init_app(app, store=..., ...)`` installs it on an app with the objects the
+composition root (``leadready.app``) hands in: the store, the serving model
+holder and re-scorer (for the Models page), the retrain callable and the
+suggestion service. It adds Flask-Login sessions, CSRF for the UI's forms only
+(API routes with bearer keys never need a token), HttpOnly SameSite cookies and
+security headers; the configuration keys are listed in ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask
 from flask_login import LoginManager
@@ -37,94 +26,71 @@ from review_ui.jobs import RetrainRunner
 from review_ui.security import configure_cookies
 from review_ui.views import bp
 
-__all__ = ["EXTENSION", "ReviewUI", "bp", "configure", "init_app"]
+__all__ = ["EXTENSION", "Retrain", "ReviewUI", "Suggestions", "bp", "configure", "init_app"]
 
 #: The UI's key in ``app.extensions``.
 EXTENSION = "review_ui"
 
+#: ``retrain(store=, actor=, progress=)``: the retrain button's job (``progress(step, fraction)``).
+Retrain = Callable[..., Any]
 
-def _store_of(app: Flask) -> Any:
-    state = app.extensions.get("leadready")
-    if state is None:
-        raise RuntimeError(
-            'the review UI needs the store in app.extensions["leadready"] (serve.app.create_app)'
-        )
-    store = state.get("store") if isinstance(state, Mapping) else getattr(state, "store", None)
-    if store is None:
-        raise RuntimeError('app.extensions["leadready"] holds no store')
-    return store
+
+class Suggestions(Protocol):
+    """What the UI uses of the suggestion service (``training.similar``'s public functions)."""
+
+    METHODS: dict[str, str]
+    StaleSuggestions: type[Exception]
+    UnknownSuggestions: type[Exception]
+
+    def sets_for_lead(self, store: Any, lead_id: str) -> list[Any]: ...
+    def pending_for_lead(self, store: Any, lead_id: str) -> list[dict[str, Any]]: ...
+    def build_suggestions(self, store: Any, correction_id: int) -> Any: ...
+    def suggestion_set(self, store: Any, correction_id: int) -> Any: ...
+    def suggestions_in_set(self, store: Any, correction_id: int, **kw: Any) -> list[Any]: ...
+    def accept_suggestions(self, store: Any, correction_id: int, ids: Any, **kw: Any) -> Any: ...
+    def dismiss_suggestions(self, store: Any, correction_id: int, ids: Any, **kw: Any) -> Any: ...
 
 
 @dataclass
 class ReviewUI:
-    """The UI's long-lived objects on one app (``app.extensions["review_ui"]``).
-
-    The retrain button calls ``app.config["LEADREADY_RETRAIN"]`` when it is set:
-    a callable taking ``store=``, ``actor=`` (the user's name) and, if it wants
-    progress, ``progress=`` (``progress(step, fraction)``); the command line or
-    the app factory builds it around ``training.retrain.retrain``, so the UI
-    does not depend on the training layer. Without it the job imports
-    ``training.retrain`` lazily (inside the background job, never at import
-    time) and retrains the app's ``MODEL_NAME`` on its ``MLFLOW_TRACKING_URI``.
-    """
+    """The UI's long-lived objects on one app (``app.extensions["review_ui"]``)."""
 
     app: Flask
     login_manager: LoginManager
     csrf: CSRFProtect
     jobs: RetrainRunner
     queue_config: QueueConfig
+    suggestions: Suggestions
+    retrain: Retrain | None = None
+    holder: Any = None
+    rescorer: Any = None
+    _store: Any = None
 
     def store(self) -> Any:
-        """The store of ``app.extensions["leadready"]`` (read per call: it may be swapped)."""
-        return _store_of(self.app)
+        """The store the UI reads and writes."""
+        return self._store
 
     def retrain_available(self) -> bool:
-        """True when the retrain button has something to call.
+        """True when the retrain button has something to call."""
+        return self.retrain is not None
 
-        Looks for ``training/retrain.py`` on disk without importing anything
-        (importing ``training`` loads scikit-learn and friends: seconds).
-        """
-        if callable(self.app.config.get("LEADREADY_RETRAIN")):
-            return True
-        import importlib.util
-
-        try:
-            spec = importlib.util.find_spec("training")
-        except (ImportError, ValueError):
-            return False
-        locations = spec.submodule_search_locations if spec is not None else None
-        return any((Path(loc) / "retrain.py").is_file() for loc in locations or ())
-
-    def retrain_job(self, app: Flask, actor: str) -> Callable[..., Any] | None:
+    def retrain_job(self, actor: str) -> Callable[[Callable[[str, float], None]], Any] | None:
         """The job the retrain button starts, or None when retraining is not set up."""
-        if not self.retrain_available():
+        retrain, store = self.retrain, self._store
+        if retrain is None:
             return None
-        store = self.store()
-        configured = app.config.get("LEADREADY_RETRAIN")
-        if callable(configured):
-
-            def run_configured(progress: Callable[[str, float], None]) -> Any:
-                return configured(store=store, actor=actor, progress=progress)
-
-            return run_configured
-        cfg = dict(app.config)
-
-        def run_default(progress: Callable[[str, float], None]) -> Any:
-            from training.retrain import RetrainConfig, retrain
-
-            root = cfg.get("MLFLOW_ARTIFACT_ROOT")
-            config = RetrainConfig(
-                tracking_uri=cfg["MLFLOW_TRACKING_URI"],
-                artifact_root=Path(root) if root else None,
-                model_name=cfg.get("MODEL_NAME") or "lead-readiness",
-                actor=f"review UI: {actor}",
-            )
-            return retrain(config, store, progress=progress)
-
-        return run_default
+        return lambda progress: retrain(store=store, actor=actor, progress=progress)
 
 
-def configure(app: Flask) -> ReviewUI:
+def configure(
+    app: Flask,
+    *,
+    store: Any,
+    suggestions: Suggestions,
+    retrain: Retrain | None = None,
+    holder: Any = None,
+    rescorer: Any = None,
+) -> ReviewUI:
     """Set up logins, CSRF, cookies and the retrain runner on ``app`` (once)."""
     existing = app.extensions.get(EXTENSION)
     if existing is not None:
@@ -140,21 +106,29 @@ def configure(app: Flask) -> ReviewUI:
     if not isinstance(queue_config, QueueConfig):
         queue_config = QueueConfig(**dict(queue_config))
     home = cfg.get("LEADREADY_HOME")
-    jobs = RetrainRunner(Path(home) / "jobs" if home else None)
     ui = ReviewUI(
         app=app,
-        login_manager=init_login(app, lambda: _store_of(app)),
+        login_manager=init_login(app, lambda: store),
         csrf=csrf,
-        jobs=jobs,
+        jobs=RetrainRunner(Path(home) / "jobs" if home else None),
         queue_config=queue_config,
+        suggestions=suggestions,
+        retrain=retrain,
+        holder=holder,
+        rescorer=rescorer,
+        _store=store,
     )
     app.extensions[EXTENSION] = ui
     return ui
 
 
-def init_app(app: Flask) -> ReviewUI:
-    """Install the review UI on ``app`` (idempotent): blueprint, logins, CSRF, headers."""
-    ui = configure(app)
+def init_app(app: Flask, **services: Any) -> ReviewUI:
+    """Install the review UI on ``app`` (idempotent): blueprint, logins, CSRF, headers.
+
+    ``services`` are :func:`configure`'s keywords; a second call returns the
+    UI already installed.
+    """
+    ui = app.extensions.get(EXTENSION) or configure(app, **services)
     if bp.name not in app.blueprints:
         app.register_blueprint(bp)
     return ui

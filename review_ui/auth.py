@@ -1,37 +1,6 @@
 """Who is logged in, and what they may do: Flask-Login sessions and roles.
 
-Users live in the store (``Store.authenticate``, ``Store.get_user``); the session
-keeps only the user's id, the login time and the user's session generation.
-Every request reloads the user, so a disabled user (or a changed role) takes
-effect on their next click. Sessions end on the server too: logout, a password
-change and a role change bump the user's ``session_generation`` in the store,
-and a session started under an older generation is refused by the user loader,
-so a copied cookie stops working at once on every server (logout ends every
-session of that user, on every device).
-
-Roles are ordered: a ``rep`` reviews and corrects leads; an ``analyst`` also
-retrains and sees the models page; an ``admin`` also manages users.
-
-Password guessing is slowed by :class:`LoginLimiter`: failed logins are counted
-in a sliding window per user name *and* client address, and per address. Past
-``REVIEW_LOGIN_MAX_FAILURES`` failures of one name from one address, each further
-attempt from there waits a delay that doubles with every failure
-(``REVIEW_LOGIN_BACKOFF_SECONDS``, 30 s, then 60 s, … up to the window): the
-login answers 429 with a ``Retry-After`` before any password is checked. The
-same name from another address is not slowed, so nobody can lock a colleague
-out by guessing; the first throttle of a name and address is logged as a
-warning for admins. Past ``REVIEW_LOGIN_MAX_FAILURES_PER_IP`` failures an
-address waits out the window. Every failure also costs a short delay. The
-counts live in a small SQLite file under ``LEADREADY_HOME``
-(``login_attempts.db``), so every gunicorn worker on the host sees the same
-counts; without a home they are kept in memory per process.
-
-Configuration keys: ``REVIEW_LOGIN_MAX_FAILURES`` (per user name and address,
-5), ``REVIEW_LOGIN_BACKOFF_SECONDS`` (30), ``REVIEW_LOGIN_MAX_FAILURES_PER_IP``
-(20), ``REVIEW_LOGIN_WINDOW_SECONDS`` (900), ``REVIEW_LOGIN_FAILURE_DELAY``
-(seconds added to each failed attempt, 0.3).
-Behind a reverse proxy, wrap the app in ``werkzeug.middleware.proxy_fix.ProxyFix``
-so the client address is the real one.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -198,22 +167,10 @@ _LIMITER = "review_login_limiter"
 class LoginLimiter:
     """Failed logins in a sliding window, per user name and address, and per address.
 
-    Parameters
-    ----------
-    path
-        A SQLite file shared by every process on the host (``None``: in memory,
-        this process only).
-    max_per_user
-        Failures of one user name from one address within ``window_seconds``
-        before each further attempt waits ``backoff_seconds``, doubled per failure.
-    max_per_ip
-        Failures from one address within ``window_seconds``; then it waits the window out.
-    window_seconds
-        Length of the sliding window (and the longest back-off).
-    backoff_seconds
-        The first back-off delay.
-    clock
-        Wall clock (tests pass a fake one).
+    After ``max_per_user`` failures of one name from one address within ``window_seconds`` each
+    attempt waits ``backoff_seconds``, doubled per failure (at most the window); after
+    ``max_per_ip`` from one address it waits the window out. ``path``: a SQLite file shared by
+    the host's processes (None: in memory, this process only).
     """
 
     def __init__(

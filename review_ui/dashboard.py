@@ -1,23 +1,6 @@
 """The alignment dashboard: do reps agree with the model, and is the model going stale?
 
-Routes on the review UI's blueprint (so logins, CSRF and the security headers
-are the UI's own):
-
-``/review/dashboard``
-    any logged-in role: agreement per stage and persona, confusion matrices
-    model vs rep, corrections per week and by reason, sales-routed leads
-    reviewed within ``?days=N`` (default 7), model versions with their gate
-    metrics from MLflow, the override rate over time and feature drift (PSI).
-``/review/dashboard/reps``
-    analysts and admins: per rep, leads reviewed, reclassifications vs confirms,
-    agreement with the model, and Cohen's kappa between reps on shared leads.
-``/review/dashboard/chart/<name>.svg``
-    the dashboard's charts, drawn by matplotlib on the server (no scripts).
-
-The figures come from :mod:`data.alignment`. MLflow is read lazily in a worker
-thread, at most every :data:`MLFLOW_TTL` seconds, and the page says
-"unavailable" instead of waiting when the tracking server does not answer
-within :data:`MLFLOW_WAIT` seconds.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -26,10 +9,8 @@ import io
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -37,6 +18,7 @@ from flask import Response, abort, current_app, render_template, request
 
 from data import alignment
 from review_ui import auth
+from review_ui.models_page import in_thread, registry_unavailable, within
 from review_ui.views import bp
 
 __all__ = ["MLFLOW_TTL", "MLFLOW_WAIT", "DriftCache", "ModelVersions", "read_model_versions"]
@@ -66,14 +48,8 @@ _GATE_METRICS = {
 def read_model_versions(tracking_uri: str, model_name: str, limit: int = 8) -> dict[str, Any]:
     """Registered versions of ``model_name``, newest first, with their gate metrics.
 
-    Returns
-    -------
-    dict
-        ``versions``: list of ``{"version", "aliases", "registered_at",
-        "decision", "stage_f1", "persona_f1", "champion_stage_f1",
-        "champion_persona_f1", "stage_accuracy"}`` (gate metrics on the gate
-        set, else the run's holdout metrics; None when not logged);
-        ``champion``: the champion's version and ``registered_at``, or None.
+    ``{"versions": [...], "champion": ...}``; each version's gate F1s come from the gate set,
+    else the run's holdout metrics (None when not logged).
     """
     from mlflow.tracking import MlflowClient
 
@@ -119,44 +95,25 @@ class ModelVersions:
     _future: Future[dict[str, Any]] | None = None
     _started: float = 0.0
 
-    @staticmethod
-    def _start(tracking_uri: str, model_name: str) -> Future[dict[str, Any]]:
-        """Read in a daemon thread: a hung tracking server never holds up a page or an exit."""
-        future: Future[dict[str, Any]] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(read_model_versions(tracking_uri, model_name))
-            except BaseException as exc:  # handed to the page through the future
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name="dashboard-mlflow", daemon=True).start()
-        return future
-
     def get(self, tracking_uri: str | None, model_name: str) -> dict[str, Any]:
         """The versions, or ``{"error": words}`` when MLflow is not there in time."""
-        if not tracking_uri or not model_name:
-            return {"error": "no MLflow tracking URI or model name is configured"}
-        local = _sqlite_path(tracking_uri)
-        if local is not None and not local.exists():
-            # Opening a missing SQLite tracking store would create (and migrate) one.
-            return {"error": "no MLflow tracking store yet (nothing has been trained)"}
+        why = registry_unavailable(tracking_uri, model_name)
+        if why is not None:
+            return {"error": why}
         with self._lock:
             fresh = time.monotonic() - self._started < self.ttl
             if self._future is None or (self._future.done() and not fresh):
-                self._future = self._start(tracking_uri, model_name)
+                self._future = in_thread(
+                    lambda: read_model_versions(tracking_uri, model_name), "dashboard-mlflow"
+                )
                 self._started = time.monotonic()
             future = self._future
-        try:
-            return future.result(timeout=self.wait)
-        except FutureTimeout:
-            return {"error": f"MLflow did not answer within {self.wait:g} s"}
-        except Exception as exc:  # MLflow raises many kinds; the page must still render
+        answer = within(future, self.wait)
+        if future.done() and future.exception() is not None:
             with self._lock:
                 if self._future is future:
                     self._started = 0.0  # ask again on the next page
-            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            return {"error": f"MLflow could not be read ({reason})"}
+        return answer
 
 
 @dataclass
@@ -177,11 +134,6 @@ class DriftCache:
         with self._lock:
             self._entry = (key, time.monotonic(), value)
         return value
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def _versions_cache() -> ModelVersions:
@@ -306,18 +258,16 @@ def dashboard_reps() -> Any:
 # ------------------------------------------------------------------- charts
 
 
-def _figure(width: float, height: float) -> Any:
+def _chart() -> tuple[Any, Any]:
+    """A 6.4 x 2.5 in figure (transparent, Agg) and its one axes in the dashboard's style."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(6.4, 2.5), dpi=100)
     fig.patch.set_alpha(0)
-    return fig
-
-
-def _style(ax: Any) -> None:
+    ax = fig.add_subplot()
     ax.set_facecolor("none")
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -325,6 +275,7 @@ def _style(ax: Any) -> None:
     ax.tick_params(colors=_MUTED, labelsize=8, length=0)
     ax.grid(axis="y", color=_LINE, linewidth=0.8)
     ax.set_axisbelow(True)
+    return fig, ax
 
 
 def _week_labels(index: pd.Index) -> list[str]:
@@ -344,9 +295,7 @@ def _svg(fig: Any) -> Response:
 
 def _corrections_chart(reviews: pd.DataFrame) -> Any:
     table = alignment.corrections_per_week(reviews, weeks=_WEEKS)
-    fig = _figure(6.4, 2.5)
-    ax = fig.add_subplot()
-    _style(ax)
+    fig, ax = _chart()
     x = range(len(table))
     ax.bar(x, table["reclassify"], color=_ACCENT, width=0.62, label="reclassified")
     ax.bar(
@@ -368,9 +317,7 @@ def _corrections_chart(reviews: pd.DataFrame) -> Any:
 
 def _override_chart(reviews: pd.DataFrame) -> Any:
     table = alignment.override_rate_per_week(reviews, weeks=_WEEKS)
-    fig = _figure(6.4, 2.5)
-    ax = fig.add_subplot()
-    _style(ax)
+    fig, ax = _chart()
     x = list(range(len(table)))
     rate = table["rate"].astype(float)
     ax.fill_between(x, rate.fillna(0), color=_BAD, alpha=0.08, linewidth=0)

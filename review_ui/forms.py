@@ -1,7 +1,6 @@
 """The review UI's forms (Flask-WTF: every form carries a CSRF token).
 
-Label choices are learned from the data, so the views fill the stage and
-persona choices before validating (:func:`set_label_choices`).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

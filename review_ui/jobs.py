@@ -1,13 +1,6 @@
 """The retrain button's background job: one at a time, with visible progress.
 
-The job runs in a thread of the server process. "One at a time" must hold
-across gunicorn workers too, and a status poll may reach another worker than
-the one running the job, so when the runner has a folder (the app's home) it
-keeps the status in a small JSON file there and holds an exclusive ``flock``
-on a lock file for the whole run: a second start anywhere is refused, every
-worker reads the same status, and a run whose process died shows as failed
-(its lock is gone) instead of running for ever. Without a folder (tests, a
-single process) the same happens in memory.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -22,9 +15,11 @@ import os
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from data.values import utc_now
 
 __all__ = ["JobBusy", "RetrainRunner", "summarize_result"]
 
@@ -49,7 +44,7 @@ class JobBusy(RuntimeError):
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now().isoformat(timespec="seconds")
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -118,11 +113,7 @@ def _accepts_progress(fn: Callable[..., Any]) -> bool:
 class RetrainRunner:
     """Runs one retrain at a time in a background thread and reports its status.
 
-    Parameters
-    ----------
-    folder
-        Where the status file and the lock file live (shared by every worker of
-        one home); None keeps both in memory (one process).
+    Status and lock files live in ``folder`` (shared by one home's workers; None: in memory).
     """
 
     def __init__(self, folder: Path | str | None = None) -> None:
@@ -210,16 +201,9 @@ class RetrainRunner:
     # ----------------------------------------------------------------- running
 
     def start(self, job: Callable[..., Any], *, started_by: str) -> None:
-        """Start ``job`` in a background thread.
+        """Start ``job`` in a background thread (with ``progress=`` when it accepts it).
 
-        ``job`` is called with ``progress=`` (a ``progress(step, fraction)``
-        callback) when it accepts that keyword, else with no argument; what it
-        returns is summarised by :func:`summarize_result`.
-
-        Raises
-        ------
-        JobBusy
-            A retrain is already running.
+        Raises :class:`JobBusy` when a retrain is already running.
         """
         with self._mutex:
             if self._thread is not None and self._thread.is_alive():

@@ -1,32 +1,30 @@
 """What the Models page shows, gathered without blocking the page on MLflow.
 
-* :func:`registry_state` — the registered versions (aliases, task, the gate's
-  decision) and every alias move (who, when, why, the gate's line), read from
-  the registry (``model.registry``) in a daemon thread for at most
-  :data:`MLFLOW_WAIT` seconds;
-* :func:`serving_state` — the version *this serving process* answers with
-  (its model holder), set against the registry's champion: right after a
-  promotion the page says the process is still on the old version and will
-  switch, instead of claiming either;
-* :func:`rescore_state` — how many stored leads show each version, and the
-  background re-scoring's status (``serve.rescore``), so analysts see the
-  stored predictions move to a new champion.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from data.rescore import version_counts
 
-__all__ = ["MLFLOW_WAIT", "registry_state", "rescore_state", "serving_state"]
+__all__ = [
+    "MLFLOW_WAIT",
+    "in_thread",
+    "registry_state",
+    "registry_unavailable",
+    "rescore_state",
+    "serving_state",
+    "within",
+]
 
 #: Seconds the page waits for the registry before it says "unavailable".
 MLFLOW_WAIT = 3.0
-_RESCORE_EXTENSION = "leadready_rescore"
 
 
 def _read(tracking_uri: str, model_name: str) -> dict[str, Any]:
@@ -38,43 +36,61 @@ def _read(tracking_uri: str, model_name: str) -> dict[str, Any]:
     return {"versions": versions, "moves": moves, "champion": champion, "error": None}
 
 
+def registry_unavailable(tracking_uri: str | None, model_name: str | None) -> str | None:
+    """Why the registry cannot be read at all, in words, or None."""
+    if not tracking_uri or not model_name:
+        return "no MLflow tracking URI or model name is configured"
+    if tracking_uri.startswith("sqlite:///"):
+        from pathlib import Path
+
+        if not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+            # Opening a missing SQLite tracking store would create (and migrate) one.
+            return "no MLflow tracking store yet (nothing has been trained)"
+    return None
+
+
+def in_thread(read: Callable[[], dict[str, Any]], name: str) -> Future[dict[str, Any]]:
+    """Run ``read`` in a daemon thread: a hung tracking server never holds up a page or an exit."""
+    future: Future[dict[str, Any]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(read())
+        except BaseException as exc:  # handed to the page through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def within(future: Future[dict[str, Any]], wait: float) -> dict[str, Any]:
+    """The future's answer, or ``{"error": words}`` when MLflow failed or is late."""
+    try:
+        return future.result(timeout=wait)
+    except FutureTimeout:
+        return {"error": f"MLflow did not answer within {wait:g} s"}
+    except Exception as exc:  # MLflow raises many kinds; the page must still render
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        return {"error": f"MLflow could not be read ({reason})"}
+
+
 def registry_state(
     tracking_uri: str | None, model_name: str | None, *, wait: float = MLFLOW_WAIT
 ) -> dict[str, Any]:
     """Versions, alias moves (newest first) and the champion, or ``{"error": words}``."""
     empty: dict[str, Any] = {"versions": [], "moves": [], "champion": None}
-    if not tracking_uri or not model_name:
-        return {**empty, "error": "no MLflow tracking URI or model name is configured"}
-    if tracking_uri.startswith("sqlite:///"):
-        from pathlib import Path
-
-        if not Path(tracking_uri.removeprefix("sqlite:///")).exists():
-            return {**empty, "error": "no MLflow tracking store yet (nothing has been trained)"}
-    future: Future[dict[str, Any]] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(_read(tracking_uri, model_name))
-        except BaseException as exc:  # handed to the page through the future
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="models-page-mlflow", daemon=True).start()
-    try:
-        return future.result(timeout=wait)
-    except FutureTimeout:
-        return {**empty, "error": f"MLflow did not answer within {wait:g} s"}
-    except Exception as exc:  # MLflow raises many kinds; the page must still render
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        return {**empty, "error": f"MLflow could not be read ({reason})"}
+    why = registry_unavailable(tracking_uri, model_name)
+    if why is not None:
+        return {**empty, "error": why}
+    future = in_thread(lambda: _read(tracking_uri, model_name), "models-page-mlflow")
+    return {**empty, **within(future, wait)}
 
 
-def serving_state(extensions: dict[str, Any], champion: str | None) -> dict[str, Any] | None:
+def serving_state(holder: Any, champion: str | None) -> dict[str, Any] | None:
     """The served version of this process against the registry's champion.
 
     Returns None when this process holds no model holder (the UI alone).
     """
-    state = extensions.get("leadready")
-    holder = getattr(state, "holder", None)
     if holder is None:
         return None
     loaded = getattr(holder, "current", None)
@@ -102,10 +118,9 @@ def serving_state(extensions: dict[str, Any], champion: str | None) -> dict[str,
     return out
 
 
-def rescore_state(extensions: dict[str, Any], store: Any, target: str | None) -> dict[str, Any]:
+def rescore_state(rescorer: Any, store: Any, target: str | None) -> dict[str, Any]:
     """Stored leads per version, the share on ``target`` and the re-scoring status."""
     counts = version_counts(store)
-    rescorer = extensions.get(_RESCORE_EXTENSION)
     status = rescorer.status() if rescorer is not None else {"state": "idle"}
     by_version = sorted(counts.by_version.items(), key=lambda kv: (-kv[1], kv[0]))
     return {

@@ -130,16 +130,10 @@ def _monday(ts: datetime) -> date:
 def weekly_timeline(
     events: Iterable[Mapping[str, Any]], *, max_weeks: int = 26
 ) -> tuple[list[TimelineWeek], list[str]]:
-    """Events counted per ISO week (Monday) and type, newest week first.
+    """Events counted per ISO week (Monday) and type, newest week first, at most ``max_weeks``.
 
-    Weeks without events between the first and the last are kept (a gap in
-    engagement is information); at most ``max_weeks`` weeks, the newest.
-
-    Returns
-    -------
-    (weeks, kinds)
-        ``kinds`` are the event types present, in :data:`data.schema.EVENT_TYPES`
-        order (the funnel's order), others after.
+    Empty weeks between the first and the last are kept (a gap in engagement is information);
+    the types come in :data:`data.schema.EVENT_TYPES` (funnel) order, others after.
     """
     per_week: dict[date, Counter[str]] = {}
     kinds: set[str] = set()

@@ -1,7 +1,6 @@
 """Security headers and cookie settings of the review UI's pages.
 
-Only the UI's responses get these headers (the JSON API keeps its own); the
-session cookie settings are the app's, which only the UI uses.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

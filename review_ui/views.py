@@ -1,10 +1,6 @@
 """The review UI's pages: login, the queue, a lead, corrections, models, users.
 
-Every page needs a login; every write checks the role on the server
-(:func:`review_ui.auth.role_required`) and a CSRF token (checked for the whole
-blueprint in :func:`_before`). Writes answer POST → redirect → GET with a
-flashed message, or — when the request carries ``HX-Request`` (the queue's
-JavaScript sends it with ``fetch``) — the updated ``_row.html`` partial.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -42,6 +38,7 @@ from data.review_queue import (
     queue_item,
     review_queue,
 )
+from data.values import percent
 from review_ui import auth
 from review_ui.forms import (
     REASONS,
@@ -66,8 +63,6 @@ from review_ui.present import (
     weekly_timeline,
 )
 from review_ui.words import day_words, label_words, when_words
-from training.similar import METHODS as SIMILAR_METHODS
-from training.similar import pending_for_lead, sets_for_lead
 
 __all__ = ["bp", "wait_for_suggestions"]
 
@@ -99,11 +94,9 @@ _QUEUE_REASON_NAMES = {
 
 @bp.record_once
 def _on_register(state: BlueprintSetupState) -> None:
-    # Registering the blueprint directly (without review_ui.init_app) still
-    # sets up logins, CSRF and the security headers.
-    from review_ui import configure
-
-    configure(state.app)
+    # Logins, CSRF and the services come from review_ui.init_app, which runs first.
+    if "review_ui" not in state.app.extensions:
+        raise RuntimeError("install the review UI with review_ui.init_app(app, store=..., ...)")
 
 
 # ------------------------------------------------------------------- plumbing
@@ -115,6 +108,10 @@ def _ui() -> Any:
 
 def _store() -> Any:
     return _ui().store()
+
+
+def _similar() -> Any:
+    return _ui().suggestions
 
 
 def _queue_config() -> QueueConfig:
@@ -161,7 +158,7 @@ def _headers(response: Response) -> Response:
 
 @bp.app_template_filter("pct")
 def _pct(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value * 100:.{digits}f}%"
+    return percent(value, digits=digits, missing="—")
 
 
 @bp.app_template_filter("when")
@@ -194,28 +191,24 @@ def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]
     return render_template(template, **context), status
 
 
-@bp.errorhandler(400)
-def _bad_request(exc: Any) -> tuple[str, int]:
-    description = getattr(exc, "description", None) or "The request could not be understood."
-    return _render("review/error.html", 400, code=400, title="Bad request", message=description)
+#: The UI's error pages: title and words per status (a 400 says what was wrong, when it can).
+_ERROR_PAGES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Not allowed", "Your role does not allow this. Ask an admin if you need it."),
+    404: ("Not found", "There is nothing here."),
+}
 
 
-@bp.errorhandler(403)
-def _forbidden(exc: Any) -> tuple[str, int]:
-    return _render(
-        "review/error.html",
-        403,
-        code=403,
-        title="Not allowed",
-        message="Your role does not allow this. Ask an admin if you need it.",
-    )
+def _error_page(exc: Any) -> tuple[str, int]:
+    code = exc.code
+    title, message = _ERROR_PAGES[code]
+    if code == 400:
+        message = getattr(exc, "description", None) or message
+    return _render("review/error.html", code, code=code, title=title, message=message)
 
 
-@bp.errorhandler(404)
-def _not_found(exc: Any) -> tuple[str, int]:
-    return _render(
-        "review/error.html", 404, code=404, title="Not found", message="There is nothing here."
-    )
+for _code in _ERROR_PAGES:
+    bp.register_error_handler(_code, _error_page)
 
 
 # --------------------------------------------------------------- login/logout
@@ -311,6 +304,18 @@ def _page_url(args: Mapping[str, Any], page: int) -> str:
     return url_for("review.queue", **params)
 
 
+def _queue_page(store: Any, args: Mapping[str, Any], extra: int = 0) -> Any:
+    """The queue page ``args`` (from :func:`_queue_args`) asks for, ``extra`` leads longer."""
+    filters = {k: args[k] for k in ("stage", "persona", "route", "reviewed", "since", "search")}
+    return review_queue(
+        store,
+        limit=args["per"] + extra,
+        offset=(args["page"] - 1) * args["per"],
+        config=_queue_config(),
+        **filters,
+    )
+
+
 def _next_in_queue(lead_id: str, back: str) -> str | None:
     """The lead after ``lead_id`` in the queue ``back`` points at (its filters and page).
 
@@ -323,18 +328,7 @@ def _next_in_queue(lead_id: str, back: str) -> str | None:
     if parts.path != url_for("review.queue"):
         return None
     args = _queue_args(dict(parse_qsl(parts.query)))
-    page = review_queue(
-        _store(),
-        limit=args["per"] + 1,
-        offset=(args["page"] - 1) * args["per"],
-        stage=args["stage"],
-        persona=args["persona"],
-        route=args["route"],
-        reviewed=args["reviewed"],
-        since=args["since"],
-        search=args["search"],
-        config=_queue_config(),
-    )
+    page = _queue_page(_store(), args, extra=1)
     ids = [i.lead_id for i in page.items]
     if lead_id in ids:
         rest = ids[ids.index(lead_id) + 1 :]
@@ -349,18 +343,7 @@ def queue() -> Any:
     """The review queue: filters, search, paging; the table alone for ``HX-Request``."""
     args = _queue_args()
     store = _store()
-    page = review_queue(
-        store,
-        limit=args["per"],
-        offset=(args["page"] - 1) * args["per"],
-        stage=args["stage"],
-        persona=args["persona"],
-        route=args["route"],
-        reviewed=args["reviewed"],
-        since=args["since"],
-        search=args["search"],
-        config=_queue_config(),
-    )
+    page = _queue_page(store, args)
     labels = label_choices(store)
     bulk = BulkForm()
     set_label_choices(bulk, labels["stage"], labels["persona"])
@@ -429,25 +412,8 @@ def lead(lead_id: str) -> Any:
     queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
     # After a save that stays, or an undo, the lead page keeps the queue it came from.
     here = url_for("review.lead", lead_id=lead_id, back=queue_url)
-    reclassify = ReclassifyForm()
-    set_label_choices(reclassify, labels["stage"], labels["persona"])
-    confirm = ConfirmForm()
-    for form in (reclassify, confirm):
-        form.expected_stage.data = current.get("stage") or ""
-        form.expected_persona.data = current.get("persona") or ""
-        form.prediction_id.data = str(latest["id"]) if latest else ""
-        form.next.data = here
-    for form in (reclassify, confirm):
-        form.back.data = queue_url
-    rep = store.current_labels([lead_id]).get(lead_id, {})
-    sources = {}
-    for field in ("stage", "persona"):
-        if rep.get(field):
-            sources[field] = "rep"
-        elif latest and latest.get(field):
-            sources[field] = "model"
-        elif profile and profile.get(f"marketing_{field}"):
-            sources[field] = "marketing"
+    reclassify, confirm = _lead_forms(labels, current, latest, here, queue_url)
+    sources = _label_sources(store.current_labels([lead_id]).get(lead_id, {}), latest, profile)
     history = store.corrections_for(lead_id)
     by_id = {c["id"]: c for c in history}
     undo_preview = [
@@ -487,13 +453,42 @@ def lead(lead_id: str) -> Any:
         queue_url=queue_url,
         here=here,
         next_lead=_next_in_queue(lead_id, queue_url),
-        similar_sets=sets_for_lead(store, lead_id),
+        similar_sets=_similar().sets_for_lead(store, lead_id),
         similar_pending=[
             {**c, "recent": datetime.now(UTC) - c["created_at"] < _BUILD_GRACE}
-            for c in pending_for_lead(store, lead_id)
+            for c in _similar().pending_for_lead(store, lead_id)
         ],
-        method_words=SIMILAR_METHODS,
+        method_words=_similar().METHODS,
     )
+
+
+def _lead_forms(
+    labels: Mapping[str, Any], current: Mapping[str, Any], latest: Any, here: str, back: str
+) -> tuple[ReclassifyForm, ConfirmForm]:
+    """The lead page's reclassify and confirm forms, stamped with what the rep saw."""
+    reclassify = ReclassifyForm()
+    set_label_choices(reclassify, labels["stage"], labels["persona"])
+    confirm = ConfirmForm()
+    for form in (reclassify, confirm):
+        form.expected_stage.data = current.get("stage") or ""
+        form.expected_persona.data = current.get("persona") or ""
+        form.prediction_id.data = str(latest["id"]) if latest else ""
+        form.next.data = here
+        form.back.data = back
+    return reclassify, confirm
+
+
+def _label_sources(rep: Mapping[str, Any], latest: Any, profile: Any) -> dict[str, str]:
+    """Where each current label comes from: a rep, the model or marketing."""
+    sources = {}
+    for field in ("stage", "persona"):
+        if rep.get(field):
+            sources[field] = "rep"
+        elif latest and latest.get(field):
+            sources[field] = "model"
+        elif profile and profile.get(f"marketing_{field}"):
+            sources[field] = "marketing"
+    return sources
 
 
 # ----------------------------------------------------------------- corrections
@@ -791,10 +786,42 @@ def bulk() -> Any:
     if form.confirmed.data != str(len(lead_ids)):
         # Nothing is written until the rep has seen how many leads it touches.
         return _bulk_confirm_page(form, lead_ids, labels)
+    batch_id = uuid.uuid4().hex
+    done, conflicted, skipped = _bulk_write(form, lead_ids, batch_id)
+    verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
+    if done:
+        session["review_batch"] = {
+            "id": batch_id,
+            "verb": verb.lower(),
+            "count": len(done),
+            "at": datetime.now(UTC).isoformat(),
+        }
+    message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
+    if done:
+        message += " Undo the whole batch from the bar above the queue."
+    category = "success"
+    if conflicted:
+        message += (
+            f" Heads up: {', '.join(conflicted)} changed while you had the queue open;"
+            " both corrections are kept and yours is now current."
+        )
+        category = "warning"
+    if skipped:
+        message += f" Skipped (not scored): {', '.join(sorted(set(skipped)))}."
+        category = "warning"
+    flash(message, category)
+    return redirect(_safe_next(form.next.data, default))
+
+
+def _bulk_write(
+    form: BulkForm, lead_ids: list[str], batch_id: str
+) -> tuple[list[str], list[str], list[str]]:
+    """One correction row per ticked lead and head: (done, conflicted, skipped) lead ids."""
     store = _store()
     latest = store.latest_predictions(lead_ids, with_features=False)
-    batch_id = uuid.uuid4().hex
-    done, conflicted, skipped = [], [], []
+    done: list[str] = []
+    conflicted: list[str] = []
+    skipped: list[str] = []
     for lead_id in lead_ids:
         prediction = latest.get(lead_id)
         if prediction is None:
@@ -835,29 +862,7 @@ def bulk() -> Any:
             done.append(lead_id)
             if any(r.conflict for r in results):
                 conflicted.append(lead_id)
-    verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
-    if done:
-        session["review_batch"] = {
-            "id": batch_id,
-            "verb": verb.lower(),
-            "count": len(done),
-            "at": datetime.now(UTC).isoformat(),
-        }
-    message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
-    if done:
-        message += " Undo the whole batch from the bar above the queue."
-    category = "success"
-    if conflicted:
-        message += (
-            f" Heads up: {', '.join(conflicted)} changed while you had the queue open;"
-            " both corrections are kept and yours is now current."
-        )
-        category = "warning"
-    if skipped:
-        message += f" Skipped (not scored): {', '.join(sorted(set(skipped)))}."
-        category = "warning"
-    flash(message, category)
-    return redirect(_safe_next(form.next.data, default))
+    return done, conflicted, skipped
 
 
 def _bulk_confirm_page(form: BulkForm, lead_ids: list[str], labels: Mapping[str, Any]) -> Any:
@@ -931,13 +936,13 @@ def models() -> Any:
     registry = registry_state(
         cfg.get("MLFLOW_TRACKING_URI"), cfg.get("MODEL_NAME") or "lead-readiness"
     )
-    serving = serving_state(current_app.extensions, registry["champion"])
+    serving = serving_state(ui.holder, registry["champion"])
     target = registry["champion"] or (serving or {}).get("version")
     return render_template(
         "review/models.html",
         serving=serving,
         registry=registry,
-        rescore=rescore_state(current_app.extensions, _store(), target),
+        rescore=rescore_state(ui.rescorer, _store(), target),
         versions=model_versions(_store()),
         job=ui.jobs.status(),
         retrain_ready=ui.retrain_available(),
@@ -950,7 +955,7 @@ def models() -> Any:
 def retrain() -> Any:
     """Start a retrain in the background (one at a time)."""
     ui = _ui()
-    job = ui.retrain_job(current_app._get_current_object(), current_user.name)  # type: ignore[attr-defined]
+    job = ui.retrain_job(current_user.name)
     if job is None:
         flash("Retraining is not set up on this server.", "error")
     else:
@@ -1029,14 +1034,12 @@ _BUILDS_LOCK = threading.Lock()
 _BUILD_GRACE = timedelta(minutes=2)
 
 
-def _build_all(store: Any, correction_ids: list[int]) -> int:
+def _build_all(similar: Any, store: Any, correction_ids: list[int]) -> int:
     """Build each correction's suggestions; returns how many builds failed (logged)."""
-    from training.similar import build_suggestions
-
     failed = 0
     for cid in correction_ids:
         try:
-            build_suggestions(store, cid)
+            similar.build_suggestions(store, cid)
         except Exception:  # noqa: BLE001 - a background job: log it, the lead page offers a retry
             _log.exception("building suggestions for correction %s failed", cid)
             failed += 1
@@ -1068,11 +1071,11 @@ def _offer_similar(stored: list[Any]) -> None:
     if not ids:
         return
     # No flash of its own: the lead page's card says the leads are being looked for.
-    store = _store()
+    store, similar = _store(), _similar()
 
     def run() -> None:
         try:
-            _build_all(store, ids)
+            _build_all(similar, store, ids)
         finally:
             with _BUILDS_LOCK:
                 _BUILDS.discard(threading.current_thread())
@@ -1090,8 +1093,8 @@ def build_similar(lead_id: str) -> Any:
     _lead_or_404(lead_id)
     form = PlainForm()
     default = url_for("review.lead", lead_id=lead_id)
-    pending = pending_for_lead(_store(), lead_id)
-    failed = _build_all(_store(), [c["id"] for c in pending])
+    pending = _similar().pending_for_lead(_store(), lead_id)
+    failed = _build_all(_similar(), _store(), [c["id"] for c in pending])
     if failed:
         flash("Could not look for leads like this one (the error is logged).", "error")
     elif pending:
@@ -1103,12 +1106,10 @@ def build_similar(lead_id: str) -> Any:
 
 def _next_suggested(lead_id: str, path: str) -> str | None:
     """Walking a suggestions page: the next open suggestion after ``lead_id`` (or the first)."""
-    from training.similar import suggestions_in_set
-
     tail = path.rsplit("/", 1)[-1]
     if not is_prediction_id(tail):
         return None
-    ids = [r["lead_id"] for r in suggestions_in_set(_store(), int(tail), status="open")]
+    ids = [r["lead_id"] for r in _similar().suggestions_in_set(_store(), int(tail), status="open")]
     rest = ids[ids.index(lead_id) + 1 :] if lead_id in ids else ids
     return next((x for x in rest if x != lead_id), None)
 
@@ -1124,9 +1125,7 @@ def _suggestion_ids(values: list[str]) -> list[int]:
 def _suggestions_page(
     correction_id: int, form: Any, status: int = 200, problems: Mapping[int, str] | None = None
 ) -> Any:
-    from training.similar import suggestion_set
-
-    found = suggestion_set(_store(), correction_id)
+    found = _similar().suggestion_set(_store(), correction_id)
     if found is None:
         abort(404)
     here = url_for("review.suggestions", correction_id=correction_id)
@@ -1137,7 +1136,7 @@ def _suggestions_page(
         form=form,
         here=here,
         problems=problems or {},
-        method_words=SIMILAR_METHODS,
+        method_words=_similar().METHODS,
         source_url=url_for("review.lead", lead_id=found.lead_id),
     )
     return html, status
@@ -1146,14 +1145,11 @@ def _suggestions_page(
 @bp.route("/review/suggestions/<int:correction_id>", methods=["GET", "POST"])
 @auth.role_required("rep")
 def suggestions(correction_id: int) -> Any:
-    """The leads suggested after one reclassify: look, tick, then reclassify or dismiss them."""
-    from training.similar import (
-        StaleSuggestions,
-        UnknownSuggestions,
-        accept_suggestions,
-        dismiss_suggestions,
-    )
+    """The leads suggested after one reclassify: look, tick, then reclassify or dismiss them.
 
+    Long for its two actions' flashed messages; the writes are ``training.similar``'s.
+    """
+    similar = _similar()
     form = SuggestionsForm()
     if request.method == "GET":
         return _suggestions_page(correction_id, form)
@@ -1170,7 +1166,7 @@ def suggestions(correction_id: int) -> Any:
     try:
         if form.action.data == "accept":
             batch_id = uuid.uuid4().hex
-            result = accept_suggestions(
+            result = similar.accept_suggestions(
                 store,
                 correction_id,
                 ids,
@@ -1195,18 +1191,20 @@ def suggestions(correction_id: int) -> Any:
                 "success",
             )
         else:
-            done = dismiss_suggestions(store, correction_id, ids, reviewer=current_user.name)
+            done = similar.dismiss_suggestions(
+                store, correction_id, ids, reviewer=current_user.name
+            )
             flash(
                 f"Dismissed {len(done)} suggestion{'s' if len(done) != 1 else ''}; "
                 "no labels were changed.",
                 "success",
             )
-    except UnknownSuggestions as exc:
+    except similar.UnknownSuggestions as exc:
         abort(
             400,
             description="suggestion: unknown id(s) for this correction: "
             + ", ".join(map(str, exc.ids[:10])),
         )
-    except StaleSuggestions as exc:
+    except similar.StaleSuggestions as exc:
         return _suggestions_page(correction_id, form, status=409, problems=exc.problems)
     return redirect(here)

@@ -1,15 +1,13 @@
 """Words and dates for people: one place for how a label or a time reads in the UI.
 
-Labels are learned from the data (``economic_buyer``, ``technical_evaluator``);
-a rep reads them as words (``Economic buyer``). Times are stored in UTC; a rep
-reads ``4 Dec 2026, 18:58 UTC`` (a whole string that does not wrap mid-way), and
-the exact ISO time stays in the ``<time datetime>`` attribute where it helps.
-Both are Jinja filters (``label``, ``when``, ``day``), registered by the views.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+
+from data.values import as_utc
 
 __all__ = ["day_words", "label_words", "when_words"]
 
@@ -55,5 +53,5 @@ def when_words(value: datetime | date | str | None) -> str:
             return value
     if not isinstance(value, datetime):
         return day_words(value)
-    moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    moment = as_utc(value)
     return f"{day_words(moment)}, {moment:%H:%M} UTC"

@@ -1,20 +1,5 @@
-"""leadready: serve layer (scoring API, MLflow-protocol endpoint, model holder, metrics).
+"""leadready's serve layer: scoring API, MLflow-protocol endpoint, model holder, metrics.
 
-``create_app`` is re-exported lazily: importing ``serve`` (or ``serve.server``)
-must not import Flask or prometheus_client before ``leadready serve`` has set
-up the multiprocess metrics folder.
+The app is built by ``serve.app.create_app`` from objects that the composition
+root (``leadready.app``) hands in; nothing here reads the environment.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["create_app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_app":
-        from serve.app import create_app
-
-        return create_app
-    raise AttributeError(f"module 'serve' has no attribute {name!r}")

@@ -1,20 +1,16 @@
 """The API blueprint: ``/v1`` scoring, ``/invocations``, health, metrics and OpenAPI.
 
-Routes are thin: read the body, call the plain functions of
-:mod:`serve.scoring`, serialise. Each view carries its OpenAPI
-:class:`~serve.openapi.Operation`; the blueprint's ``before_request`` reads the
-same object to decide who may call it (secure by default: a view without one
-needs an API key).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from data.values import finite
 from serve import guard, scoring
 from serve.errors import ApiError
 from serve.holder import LoadedModel
@@ -115,6 +111,12 @@ def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
 
 # -- scoring ---------------------------------------------------------------------------------
 
+_BUSY = (
+    "No model loaded yet, the store unreachable, or the writer's backlog full; "
+    "retry after `Retry-After` seconds.",
+    ErrorResponse,
+)
+
 
 @bp.post("/v1/score")
 @operation(
@@ -132,16 +134,11 @@ def _with_model_header(response: Response, loaded: LoadedModel) -> Response:
             "it was decided by, `routing`) and reasons (exact TreeSHAP, log-odds).",
             ScoreResponse,
         ),
-        503: (
-            "No model loaded yet, the store unreachable, or the writer's backlog full; "
-            "retry after `Retry-After` seconds.",
-            ErrorResponse,
-        ),
+        503: _BUSY,
     },
     tags=("scoring",),
 )
 def score_one() -> Response:
-    """``POST /v1/score``."""
     state = get_state()
     loaded = _loaded()
     item = scoring.parse_item(_limit_events(_json_body()))
@@ -169,16 +166,11 @@ def score_one() -> Response:
     request=BatchScoreRequest,
     responses={
         200: ("One result per item, in request order.", BatchScoreResponse),
-        503: (
-            "No model loaded yet, the store unreachable, or the writer's backlog full; "
-            "retry after `Retry-After` seconds.",
-            ErrorResponse,
-        ),
+        503: _BUSY,
     },
     tags=("scoring",),
 )
 def score_batch() -> Response:
-    """``POST /v1/score/batch``."""
     state = get_state()
     loaded = _loaded()
     items = scoring.parse_batch(
@@ -250,16 +242,11 @@ _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pa
     request_media={"text/csv": _CSV_BODY},
     responses={
         200: ("The model's output frame as records.", InvocationsResponse),
-        503: (
-            "No model loaded yet, the store unreachable, or the writer's backlog full; "
-            "retry after `Retry-After` seconds.",
-            ErrorResponse,
-        ),
+        503: _BUSY,
     },
     tags=("scoring",),
 )
 def invocations() -> Response:
-    """``POST /invocations``."""
     fast = None
     try:
         loaded = _loaded()
@@ -360,7 +347,7 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "run_id": meta.get("run_id") or _pyfunc_run_id(loaded),
         "trained_at": _iso(meta.get("trained_at")),
         "loaded_at": loaded.loaded_at.isoformat(),
-        "metrics": {k: _finite(v) for k, v in metrics.items()},
+        "metrics": {k: finite(v) for k, v in metrics.items()},
         "stages": [str(s) for s in (getattr(model, "stage_labels", None) or [])],
         "personas": [str(s) for s in (getattr(model, "persona_labels", None) or [])],
         "input_columns": [str(c) for c in (getattr(model, "input_columns", None) or [])],
@@ -378,12 +365,6 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 @bp.get("/v1/model")
 @operation(
     summary="The model this process serves",
@@ -396,7 +377,6 @@ def _finite(value: Any) -> Any:
     tags=("model",),
 )
 def get_model() -> Response:
-    """``GET /v1/model``."""
     return jsonify(model_info(_loaded()))
 
 
@@ -416,7 +396,6 @@ def get_model() -> Response:
     tags=("admin",),
 )
 def admin_reload() -> Response:
-    """``POST /v1/admin/reload``."""
     holder = get_state().holder
     try:
         new, previous = holder.reload()
@@ -461,7 +440,6 @@ def healthz() -> Response:
     tags=("health",),
 )
 def readyz() -> Response:
-    """``GET /readyz``."""
     state = get_state()
     holder = state.holder
     loaded = holder.current
@@ -491,7 +469,6 @@ def readyz() -> Response:
     tags=("health",),
 )
 def metrics() -> Response:
-    """``GET /metrics``."""
     body, content_type = get_state().metrics.exposition()
     return Response(body, status=200, content_type=content_type)
 

@@ -1,19 +1,6 @@
 """API-key authentication: ``Authorization: Bearer <key>``.
 
-The store keeps only a hash of each key and looks a key up by that hash (one
-indexed query). This module asks the store on every request, or at most every
-``cache_seconds`` for a key it has just accepted (default 1 s), so a revoked
-key stops working in every worker within that time; rejected keys are never
-cached, so a key created a moment ago works at once. The cache holds a digest
-of each key, never the key itself.
-
-A database outage does not stop scoring for clients already seen: each
-worker remembers the keys the store accepted in the last ``known_seconds``
-(default 1 h; at most ``max_entries`` keys, least recently used dropped) and,
-only while the store cannot be reached, accepts those. Revocation is still
-honoured within ``cache_seconds`` whenever the store answers (a revocation is
-itself a write to that store, so it cannot land while the store is gone). A key
-not seen before gets 503 + Retry-After during an outage, never a 500.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -57,22 +44,9 @@ class Identity:
 class ApiKeyAuth:
     """Checks bearer tokens against the store, with a short positive cache.
 
-    Parameters
-    ----------
-    store
-        Anything with ``verify_api_key(token)`` returning an object with
-        ``name``, ``role`` and ``revoked``, or ``None`` for an unknown key.
-    cache_seconds
-        How long an accepted key is trusted without asking the store again
-        (0 asks every time). Bounds how late a revocation takes effect.
-    on_failure
-        Called with the reason (``missing``, ``invalid``, ``revoked``,
-        ``forbidden``) of each rejection, for metrics.
-    clock
-        Monotonic clock (tests pass a fake one).
-    known_seconds
-        How long after its last successful check a key is still accepted while
-        the store is unreachable (0: never).
+    An accepted key is trusted ``cache_seconds`` without asking the store (this bounds how late a
+    revocation takes effect) and ``known_seconds`` after its last check while the store is
+    unreachable; ``on_failure`` gets each rejection's reason, for metrics.
     """
 
     max_entries = 10_000

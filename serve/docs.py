@@ -1,13 +1,6 @@
 """``/docs`` (Swagger UI over ``/openapi.json``) and ``/`` (where to go from here).
 
-Swagger UI's files come from the ``flask-swagger-ui`` package (its ``dist``
-folder): nothing is fetched from the internet when the page loads. The page
-starts Swagger UI from a small script file of ours, so the page needs no inline
-script and carries a strict Content-Security-Policy of its own.
-
-``/`` answers a browser (``Accept: text/html``) with a redirect to the review UI
-(or to ``/docs`` when the UI is not mounted) and an API client with a short JSON
-index of the service's entry points.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

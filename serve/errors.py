@@ -1,15 +1,6 @@
 """Errors of the scoring API: one JSON shape for every client error, HTML for browsers.
 
-Every error an API client sees is ``{"error": {"message", "field", "details"}}``:
-``field`` names the offending input the way a developer would write it
-(``events[3].timestamp``, ``leads[2].lead.company_size``) or is ``null`` when
-the whole body is at fault, and ``details`` lists every problem found (one
-entry per field) so a client can fix all of them at once.
-
-Browsers (the review UI) keep Werkzeug's HTML error pages; API paths and
-clients that ask for JSON get JSON. No handler ever answers a client's bad
-input with a 500: unexpected exceptions are logged with their traceback and
-answered with a generic 500 that reveals nothing about the internals.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -59,17 +50,8 @@ _UNION_TAG = re.compile(
 class ApiError(Exception):
     """A client error with an HTTP status, a message and the offending field.
 
-    Parameters
-    ----------
-    status
-        The HTTP status to answer (4xx for client errors, 503 when no model).
-    message
-        What is wrong, in words a client developer understands.
-    field
-        The offending input (``events[3].timestamp``), or ``None`` for the body.
-    details
-        Every problem found, each ``{"field", "message", "type"}``; defaults to
-        one entry repeating ``field`` and ``message``.
+    ``field`` names the input (``events[3].timestamp``; None: the body); ``details`` lists every
+    problem as ``{"field", "message", "type"}`` (default: one entry from field and message).
     """
 
     def __init__(

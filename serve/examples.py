@@ -1,13 +1,6 @@
 """Request examples and known values for ``/openapi.json`` (and so for ``/docs``).
 
-``EXAMPLES`` maps an operation id to its request examples: the README's lead with
-its events for ``/v1/score``, and one example for every other endpoint that takes
-a body. ``PATH_EXAMPLES`` gives the path parameters an example value.
-``KNOWN_VALUES`` documents the vocabularies of the event properties: event
-``type`` is closed (its enum comes from the model itself); ``page_category`` and
-``content_type`` are open (unknown values are accepted and counted as "other"),
-so the document lists their known values as examples rather than an enum the
-server does not enforce.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

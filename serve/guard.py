@@ -1,10 +1,6 @@
 """The door: text no store can hold is refused before any view runs.
 
-One rule (:mod:`data.text`) for every surface of the app: a NUL character or a
-lone surrogate in a URL path segment, a query parameter or a form field
-answers 400 naming the parameter (JSON for API clients, HTML for browsers);
-JSON bodies are checked by :func:`check_json` right after parsing. The store
-applies the same rule again, so nothing unstorable reaches a background writer.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """The label sets of the served model, kept on disk so they are known before a model loads.
 
-Corrections are checked against the serving model's labels. A restarted worker
-answers requests for a few seconds before its model is loaded; without the
-model it used to accept any label, and a bogus stage then became a "known"
-label for imports and retraining. Every load writes the model's label sets to
-``<LEADREADY_HOME>/serve/labels-<model name>.json`` (atomically), and a worker
-without a model reads them from there. When no model has ever been loaded in
-this home the labels cannot be known: the caller answers 503 + Retry-After.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

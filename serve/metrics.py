@@ -1,19 +1,11 @@
 """Prometheus metrics of the scoring API, correct under several gunicorn workers.
 
-Each app owns its metrics in its own :class:`~prometheus_client.CollectorRegistry`
-(no module-level metric objects, so tests can build many apps). Under gunicorn,
-``leadready serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports
-``prometheus_client``; every worker then writes its samples to files in that
-folder and ``GET /metrics`` answers the sum over all workers (the
-``MultiProcessCollector``), whichever worker serves the scrape. Gauges say how
-they aggregate across workers (``livemax``, ``livesum``, ``liveall``), and the
-gunicorn config marks dead workers so their live gauges disappear.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["LATENCY_BUCKETS", "AlignmentCollector", "Metrics", "init_app", "multiprocess_dir"]
+__all__ = ["LATENCY_BUCKETS", "AlignmentCollector", "Metrics", "init_app"]
 
 #: Request latency buckets (seconds): fine below 10 ms, where the API should answer.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -51,11 +43,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
-
-
-def multiprocess_dir() -> str | None:
-    """The folder of prometheus_client's multiprocess mode, when it is on."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class AlignmentCollector:
@@ -126,6 +113,7 @@ class Metrics:
             self.registry.register(self.alignment)
 
     def __post_init__(self) -> None:
+        """Declare every metric of the app (long: one flat list, one declaration each)."""
         reg = self.registry
         self.requests = Counter(
             "leadready_http_requests",

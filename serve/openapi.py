@@ -1,12 +1,6 @@
 """``/openapi.json``: an OpenAPI 3.1 document generated from the code.
 
-Each API view carries an :class:`Operation` (set by the :func:`operation`
-decorator): its summary, who may call it, its request model and its
-responses. :func:`build_openapi` walks the app's URL map, the registry of
-routes Flask actually serves, and turns every documented view into a path
-item, with the JSON schemas of the pydantic models under
-``components/schemas``. The auth check reads the same :class:`Operation`, so
-what the document says about security is what the server enforces.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -121,7 +115,11 @@ def _path_of(rule: str) -> tuple[str, list[str]]:
 def build_openapi(
     app: Flask, *, title: str = "leadready", version: str = "0.1.0"
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every documented route ``app`` serves."""
+    """The OpenAPI 3.1 document of every documented route ``app`` serves.
+
+    One walk over the URL map that fills the path items, parameters, bodies and
+    responses; kept whole so the document's shape reads top to bottom.
+    """
     ops: list[tuple[str, str, str, Operation]] = []
     for rule in app.url_map.iter_rules():
         op = get_operation(app.view_functions.get(rule.endpoint))

@@ -1,24 +1,6 @@
 """Re-score stored leads with the served champion after a promotion or a rollback.
 
-The queue, the lead pages, the dashboard and ``GET /v1/leads/...`` show each
-lead's newest prediction; without this they would keep showing the version
-that scored the lead last. :func:`rescore_to` walks the stored leads whose
-newest prediction comes from another version (``data.rescore.stale_leads``)
-in bounded batches, scores each one's stored feature snapshot with the new
-model (reasons included, exactly as the API scores) and records the results
-as new predictions (source ``rescore``) — the old ones stay, as every
-prediction does. Until a lead's turn comes its queue row keeps showing the
-version it comes from.
-
-:class:`Rescorer` runs that in a background thread of a serving process: the
-model holder calls it after every swap to a new version of the followed
-alias, and once at start-up (so an interrupted run resumes). One runner per
-database works at a time (``data.rescore.RescoreLock``); the others wait on
-the lock and, when it frees (the runner finished or died), look again and find
-nothing or the rest. After a pass it waits ``settle_seconds`` (other workers
-may still have served the old version meanwhile) and makes one more pass.
-Progress is readable by every worker (a small JSON status file in the home and
-the version counts of the stored leads).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -30,12 +12,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data.rescore import RescoreLock, snapshots, stale_leads, version_counts
+from data.values import utc_now
 
 __all__ = ["RescoreResult", "Rescorer", "rescore_to"]
 
@@ -69,27 +51,10 @@ def rescore_to(
     progress: Callable[[RescoreResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RescoreResult:
-    """Score every stored lead not on ``version`` with ``model`` (one pass, in batches).
+    """Score every stored lead not on ``version`` with ``model``, ``batch_size`` leads at a time.
 
-    Parameters
-    ----------
-    store : data.store.Store
-    model : LeadReadinessModel
-        The model of ``version``.
-    model_name, version : str
-        Recorded with each new prediction.
-    batch_size : int
-        Leads per batch (bounds memory and the length of each write transaction).
-    progress : callable, optional
-        Called with the running result after each batch.
-    should_stop : callable, optional
-        Checked between batches; True ends the pass early (``stopped``).
-
-    Returns
-    -------
-    RescoreResult
-        Leads re-scored, leads skipped for lack of a feature snapshot, and how
-        many leads lacked each input column of the model (scored as missing).
+    ``progress`` gets the running result after each batch; ``should_stop`` is checked between
+    batches and ends the pass early (``stopped``).
     """
     from serve.scoring import Prepared, prediction_rows, score
 
@@ -138,21 +103,14 @@ def rescore_to(
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now().isoformat(timespec="seconds")
 
 
 class Rescorer:
-    """Background re-scoring in a serving process (see the module notes).
+    """Background re-scoring in a serving process (see docs/design/serving.md).
 
-    Parameters
-    ----------
-    store : data.store.Store
-    folder : path, optional
-        Where the status file (and a SQLite database's lock file) live; None
-        keeps the status in memory.
-    batch_size : int
-    settle_seconds : float
-        Wait before the second pass (about twice the holder's poll interval).
+    ``folder`` holds the status (and a SQLite store's lock) file, None keeps it in memory;
+    ``settle_seconds`` is the wait before the second pass (about twice the holder's poll).
     """
 
     def __init__(
@@ -251,6 +209,11 @@ class Rescorer:
                 self.finished.set()
 
     def _work(self, model: Any, model_name: str, version: str) -> None:
+        """Wait for the lock, run a pass, settle, run the second pass, write the status.
+
+        Kept whole: the lock's acquire and release and the status writes around
+        the two passes read best in one place.
+        """
         lock = RescoreLock(self.store, self.folder)
         if not lock.acquire(blocking=False):
             self._write(state="waiting", version=version, note="another worker is re-scoring")
@@ -314,13 +277,3 @@ class Rescorer:
             self.finished.set()
         finally:
             lock.release()
-
-
-def status_record(status: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-safe copy of a status (for the API and the Models page)."""
-    return json.loads(json.dumps(status, default=str))
-
-
-def as_dict(result: RescoreResult) -> dict[str, Any]:
-    """A JSON-ready copy of a result."""
-    return asdict(result)

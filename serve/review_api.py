@@ -1,10 +1,6 @@
 """The review loop over the API: corrections from a CRM and the review queue.
 
-``POST /v1/leads/<lead_id>/corrections`` writes to the same append-only store,
-with the same rules, as the review UI; ``GET /v1/leads/<lead_id>/corrections``
-reads a lead's history back; ``GET /v1/review/queue`` gives the queue in the
-order reps see it (``data.review_queue``, shared with the UI and the CLI).
-A correction is written synchronously: a 2xx means it is stored.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -210,6 +206,22 @@ def _body(model: type[BaseModel]) -> Any:
         raise ApiError.from_validation(exc) from None
 
 
+def _label_changes(body: CorrectionRequest) -> list[tuple[str, str]]:
+    """``(field, label)`` of each head the request changes, in the model's spelling."""
+    changes = [(f, getattr(body, f)) for f in ("stage", "persona") if getattr(body, f) is not None]
+    for i, (field, label) in enumerate(changes):
+        known = _known_labels(field)
+        if known:
+            # One label policy (data.labels): "Decision", " decision" are the model's "decision".
+            match = match_label(label, known)
+            if match is None:
+                raise ApiError(
+                    400, f"{field}: unknown label {label!r}; use one of {', '.join(known)}", field
+                )
+            changes[i] = (field, match)
+    return changes
+
+
 @bp.post("/v1/leads/<path:lead_id>/corrections")
 @operation(
     summary="Correct a lead's stage and/or persona",
@@ -232,20 +244,9 @@ def _body(model: type[BaseModel]) -> Any:
     tags=("review",),
 )
 def add_correction(lead_id: str) -> tuple[Response, int]:
-    """``POST /v1/leads/<lead_id>/corrections``."""
     body: CorrectionRequest = _body(CorrectionRequest)
     store = get_state().store
-    changes = [(f, getattr(body, f)) for f in ("stage", "persona") if getattr(body, f) is not None]
-    for i, (field, label) in enumerate(changes):
-        known = _known_labels(field)
-        if known:
-            # One label policy (data.labels): "Decision", " decision" are the model's "decision".
-            match = match_label(label, known)
-            if match is None:
-                raise ApiError(
-                    400, f"{field}: unknown label {label!r}; use one of {', '.join(known)}", field
-                )
-            changes[i] = (field, match)
+    changes = _label_changes(body)
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
     identity = g.get("api_identity")
@@ -290,18 +291,7 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
         reviewer=reviewer,
         api_key=key_name,
         conflict=any(r.conflict for r in results),
-        corrections=[
-            CorrectionOut(
-                id=r.id,
-                field=r.field,
-                old_label=r.old_label,
-                new_label=r.new_label,
-                kind=r.kind,
-                conflict=r.conflict,
-                created_at=r.created_at,
-            )
-            for r in results
-        ],
+        corrections=[CorrectionOut.model_validate(r, from_attributes=True) for r in results],
     )
     return jsonify(out.model_dump(mode="json")), 201
 
@@ -317,7 +307,6 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     tags=("review",),
 )
 def list_corrections(lead_id: str) -> Response:
-    """``GET /v1/leads/<lead_id>/corrections``."""
     store = get_state().store
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
@@ -359,7 +348,6 @@ _QUEUE_PARAMS = {"limit", "offset", "stage", "persona", "route", "reviewed", "se
     tags=("review",),
 )
 def queue() -> Response:
-    """``GET /v1/review/queue``."""
     unknown = sorted(set(request.args) - _QUEUE_PARAMS)
     if unknown:
         raise ApiError(400, f"unknown query parameter {unknown[0]!r}", unknown[0])
@@ -385,26 +373,7 @@ def queue() -> Response:
         total=page.total,
         limit=limit,
         offset=offset,
-        items=[
-            QueueItemOut(
-                lead_id=item.lead_id,
-                priority=item.priority,
-                priority_method=item.priority_method,
-                p_wrong=item.p_wrong,
-                reasons=[QueueReasonOut(code=r.code, text=r.text) for r in item.reasons],
-                stage=item.stage,
-                stage_confidence=item.stage_confidence,
-                persona=item.persona,
-                persona_confidence=item.persona_confidence,
-                readiness=item.readiness,
-                route=item.route,
-                company=item.company,
-                reviewed=item.reviewed,
-                model_version=item.model_version,
-                scored_at=item.scored_at,
-            )
-            for item in page.items
-        ],
+        items=[QueueItemOut.model_validate(item, from_attributes=True) for item in page.items],
     )
     return jsonify(out.model_dump(mode="json"))
 
@@ -460,11 +429,12 @@ def suggestions(correction_id: str) -> Response:
     The id is read here, not by a URL converter, so that a request without a
     valid API key is refused (401/403) before its id is looked at.
     """
-    from training.similar import suggestion_set
-
     if not (correction_id.isascii() and correction_id.isdigit()) or len(correction_id) > 18:
         raise ApiError(400, "correction_id must be a correction number", "correction_id")
-    found = suggestion_set(get_state().store, int(correction_id))
+    state = get_state()
+    if state.suggestion_set is None:
+        raise ApiError(404, "Suggestions are not set up on this server", "correction_id")
+    found = state.suggestion_set(state.store, int(correction_id))
     if found is None:
         raise ApiError(
             404, f"No suggestions were built for correction {correction_id}", "correction_id"

@@ -1,7 +1,6 @@
 """Round the numbers of an API answer for people and logs (``API_DIGITS``, default 4).
 
-The store keeps every prediction at full precision; only the JSON answer is
-rounded, so ``0.42931978`` reads ``0.4293``. ``API_DIGITS`` < 0 answers full precision.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

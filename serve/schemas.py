@@ -1,11 +1,6 @@
 """Request and response models of the scoring API (pydantic).
 
-The request models validate every input on the hot path (no pandas); the
-response models document what the API answers. Both feed ``/openapi.json``:
-the document is generated from these classes, never written by hand. The
-handlers build response dicts directly (a pydantic round trip per prediction
-would cost more than the prediction); the tests validate real responses
-against the JSON schemas generated here, so the two cannot drift.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """Scoring as plain functions: parse, build features, predict, shape the answer.
 
-Nothing here needs Flask or a request context, so each step is unit-tested on
-its own (like ``invocations()`` in MLflow's scoring server). The routes in
-:mod:`serve.api` only read the body, call these functions and serialise.
-
-The single-lead path stays lean: the body is validated by pydantic, the
-features come from the model's own feature code
-(``LeadReadinessModel.features_from_profile``, i.e. ``model/features.py``, the
-code that built the training set) and the prediction from
-``predict_records`` — no DataFrame per request.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from data.schema import Checked
+from data.values import finite
 from serve.errors import ApiError, format_loc
 from serve.guard import check_json_body
 from serve.schemas import FeatureScoreRequest, LeadScoreRequest
@@ -80,10 +73,7 @@ def loads_json(body: bytes | str) -> Any:
 def parse_item(obj: Any, *, prefix: str = "") -> ScoreItem:
     """Validate one scoring request (``{"lead", "events"?, "as_of"?}`` or ``{"lead_id", "features"}``).
 
-    Raises
-    ------
-    ApiError
-        400 naming the offending field (``events[3].timestamp``, after ``prefix``).
+    :class:`ApiError` 400 names the offending field (``events[3].timestamp``, after ``prefix``).
     """
     if not isinstance(obj, dict):
         raise ApiError(
@@ -124,10 +114,7 @@ def parse_item(obj: Any, *, prefix: str = "") -> ScoreItem:
 def parse_batch(obj: Any, *, limit: int) -> list[Any]:
     """Check the batch envelope ``{"leads": [...]}``; the items are validated one by one.
 
-    Raises
-    ------
-    ApiError
-        400 for a wrong envelope or an empty list, 413 above ``limit`` items.
+    :class:`ApiError` 400 for a wrong envelope or an empty list, 413 above ``limit`` items.
     """
     if not isinstance(obj, dict):
         raise ApiError(400, f"Body must be a JSON object, not {_json_kind(obj)}", None)
@@ -221,10 +208,8 @@ def prepare_batch(
 def score(prepared: Sequence[Prepared], model: ScoringModel) -> list[dict[str, Any]]:
     """Predict prepared items in one ``predict_records`` call.
 
-    Returns one ``{"lead_id", "stage", "persona", "readiness", "route",
-    "routing"}`` per item, in order; a head the model lacks is ``None``;
-    ``routing`` holds the thresholds the route was decided by and why
-    (``model.routing.routing_answers``).
+    One ``{"lead_id", "stage", "persona", "readiness", "route", "routing"}`` per item, in
+    order (a head the model lacks is None; ``routing``: ``model.routing.routing_answers``).
     """
     if not prepared:
         return []
@@ -310,7 +295,7 @@ def prediction_rows(
                 "readiness": res.get("readiness"),
                 "route": res.get("route"),
                 "reasons": {"stage": stage.get("reasons"), "persona": persona.get("reasons")},
-                "features": _snapshot(p.features),
+                "features": {k: finite(v) for k, v in p.features.items()},
             }
         )
     return rows
@@ -422,17 +407,10 @@ def _floats_for(rows: list[dict[str, Any]], convert: set[str]) -> list[dict[str,
 def fast_invocations(
     body: bytes, content_type: str | None, model: ScoringModel
 ) -> FastInvocation | None:
-    """Answer a plain JSON ``/invocations`` request without pandas, as MLflow would.
+    """Answer a plain JSON ``/invocations`` request without pandas, byte for byte as MLflow would.
 
-    Taken only for ``application/json`` (charset utf-8 or none) bodies with
-    exactly one of ``dataframe_records`` (a non-empty list of objects) or
-    ``dataframe_split`` (``columns`` and ``data`` only) whose cells are JSON
-    scalars, and optional ``params`` with a boolean ``reasons`` and an integer
-    ``top_k``. The answer is ``{"predictions": [...]}`` with the rows of
-    ``predict_frame``, serialised like MLflow's ``predictions_to_json``: the
-    same bytes ``mlflow models serve`` returns (a test compares them). Anything
-    else (other formats, nested values, NaN, unknown params…) returns None and
-    goes through MLflow's own parsing and schema enforcement.
+    None for anything else, which goes through MLflow's own parsing (which requests qualify:
+    docs/design/serving.md).
     """
     if not content_type:
         return None
@@ -481,19 +459,8 @@ def fast_invocation_records(
 def invocations(body: bytes, content_type: str | None, pyfunc_model: Any) -> tuple[str, int, str]:
     """MLflow's scoring protocol, answered by MLflow's own scoring functions.
 
-    JSON (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``)
-    and Parquet go through MLflow's ``invocations()`` unchanged: parsing,
-    schema enforcement and serialisation are MLflow's, so the answer is the one
-    ``mlflow models serve`` gives. CSV is read by MLflow's ``parse_csv_input``
-    and answered by ``predictions_to_json`` too, with one difference: when the
-    model's input schema has non-primitive column types (leadready declares
-    every column ``AnyType``, so a column may hold numbers or text), MLflow
-    cannot derive pandas dtypes from it and would refuse every CSV; the table
-    is then read with pandas' own type inference, as ``mlflow.pyfunc``'s
-    ``predict`` on ``pd.read_csv`` would see it.
-
-    Returns ``(body, status, mimetype)``; MLflow's exceptions become
-    :class:`ApiError` with MLflow's status and message.
+    Returns ``(body, status, mimetype)``; MLflow's exceptions become :class:`ApiError`. How CSV
+    differs (non-primitive schemas) is in docs/design/serving.md.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
@@ -559,15 +526,10 @@ def _invocations_csv(
 def invocation_records(
     body: bytes, content_type: str, response_body: str, *, id_col: str = "lead_id"
 ) -> tuple[list[Prepared], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows of an answered ``/invocations`` request that name a lead, for the store.
+    """The rows of an answered ``/invocations`` request that carry a ``lead_id`` column.
 
-    MLflow's protocol has no lead id, but a client may send a ``lead_id``
-    column (the model ignores columns outside its signature). Rows that carry
-    one are returned as ``(prepared, results)`` for :func:`prediction_rows`,
-    with the row (minus the id) as the feature snapshot; rows without one, and
-    payloads whose rows cannot be matched one to one with the predictions, give
-    none. The third list is every prediction in the ``/v1`` result shape (for
-    metrics).
+    ``(prepared, results)`` for the store (the row minus the id is the snapshot; unmatched rows
+    give none), and every prediction in the ``/v1`` shape, for metrics.
     """
     try:
         predictions = json.loads(response_body)["predictions"]
@@ -671,17 +633,6 @@ def _invocations_field(body: bytes, content_type: str) -> str | None:
         return None
     keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in obj]
     return keys[0] if len(keys) == 1 else None
-
-
-def _snapshot(features: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in features.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out
 
 
 def _raw_lead_id(raw: Any) -> str | None:

@@ -7,12 +7,12 @@ never through module globals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
 
-from leadready.config import Settings
 from serve.auth import ApiKeyAuth
 from serve.errors import ApiError
 from serve.holder import LoadedModel, ModelHolder
@@ -33,31 +33,18 @@ WRITER_RETRY_AFTER = "2"
 class ServeState:
     """Everything one app keeps between requests.
 
-    Attributes
-    ----------
-    settings
-        Home, store URL, MLflow URI and model name this app runs with.
-    store
-        The :class:`data.store.Store` (thread-safe; one per process).
-    holder
-        The :class:`~serve.holder.ModelHolder` serving ``MODEL_URI``.
-    metrics
-        This app's Prometheus metrics.
-    auth
-        API-key checks with their short cache.
-    writer
-        The background prediction writer (``None`` when recording is off).
-    labels
-        The label sets of the last loaded model, on disk (checked while none is loaded).
+    The store, the model holder, this app's metrics, the API-key checks, the prediction writer
+    (None when recording is off), the last loaded model's label sets (on disk, read while none
+    is loaded) and ``suggestion_set(store, correction_id)``.
     """
 
-    settings: Settings
     store: Any
     holder: ModelHolder
     metrics: Metrics
     auth: ApiKeyAuth
     writer: PredictionWriter | None = None
     labels: LabelBook | None = None
+    suggestion_set: Callable[[Any, int], Any] | None = None
     openapi: dict[str, Any] | None = field(default=None, repr=False)
 
     def record(

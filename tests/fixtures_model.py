@@ -178,7 +178,7 @@ def serve_config(
 @pytest.fixture(scope="session")
 def api_app(serve_config: dict[str, Any], tiny_registry: TinyRegistry):
     """The scoring app for the session, with the champion loaded."""
-    from serve.app import create_app
+    from leadready.app import create_app
     from serve.state import get_state
 
     tiny_registry.configure()

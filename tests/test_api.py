@@ -10,7 +10,7 @@ import uuid
 import jsonschema_rs
 import pytest
 
-from serve.app import create_app
+from leadready.app import create_app
 from serve.state import get_state
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def test_config_layers_defaults_then_env_then_mapping(tmp_path, monkeypatch):
     assert cfg["MAX_CONTENT_LENGTH"] > 0 and cfg["SECRET_KEY"]
     state = get_state(app)
     assert state.holder.poll_seconds == 5
-    assert state.settings.home == home.resolve()
+    assert cfg["LEADREADY_HOME"] == str(home.resolve())
 
 
 def test_env_urls_win_over_home_defaults(tmp_path, monkeypatch):

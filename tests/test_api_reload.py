@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from serve.app import create_app
+from leadready.app import create_app
 from serve.state import get_state
 
 POLL = 0.25
@@ -96,8 +96,8 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
 def test_a_version_that_fails_to_load_keeps_the_old_model_serving(
     serve_config, tiny_registry, api_headers
 ):
+    from leadready.app import registry_source
     from model import registry
-    from serve.app import registry_source
 
     load, resolve = registry_source(tiny_registry.tracking_uri, tiny_registry.artifact_root)
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from leadready.cli import main
 from leadready.config import Settings
-from serve.gunicorn_conf import serving_url
-from serve.server import GunicornApp, ServeOptions, prepare_home
+from leadready.gunicorn_conf import serving_url
+from leadready.server import GunicornApp, ServeOptions, prepare_home
 
 
 def test_prepare_home_makes_a_clean_metrics_folder_and_a_stable_secret(tmp_path):
@@ -57,7 +57,7 @@ def test_multiprocess_metrics_work_even_if_prometheus_was_imported_first(tmp_pat
     code = (
         "import prometheus_client, sys\n"
         "from pathlib import Path\n"
-        "from serve.server import _multiprocess_metrics\n"
+        "from leadready.server import _multiprocess_metrics\n"
         "_multiprocess_metrics(Path(sys.argv[1]))\n"
         "c = prometheus_client.Counter('x', 'x', registry=None)\n"
         "c.inc()\n"
@@ -69,7 +69,7 @@ def test_multiprocess_metrics_work_even_if_prometheus_was_imported_first(tmp_pat
 def test_post_fork_gives_inherited_engines_a_fresh_pool(tmp_path):
     import sqlalchemy as sa
 
-    from serve.gunicorn_conf import post_fork
+    from leadready.gunicorn_conf import post_fork
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with engine.connect() as conn:

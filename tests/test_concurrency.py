@@ -58,7 +58,7 @@ def _seed(store: Store) -> None:
 
 def _app(url: str, home: str):
     import review_ui
-    from serve.app import create_app
+    from leadready.app import create_app
 
     app = create_app(
         {

@@ -77,7 +77,7 @@ def test_a_profile_is_typed_as_the_training_column(crm_model):
 
 def test_the_api_scores_a_crm_lead_as_its_training_row(crm_model, tmp_path):
     from data.store import Store
-    from serve.app import create_app
+    from leadready.app import create_app
     from serve.state import get_state
 
     model, ts, path = crm_model

@@ -41,7 +41,7 @@ def registry(tmp_path_factory, tiny_registry):
 
 @pytest.fixture
 def app(registry, tmp_path, tiny_registry):
-    from serve.app import create_app
+    from leadready.app import create_app
     from serve.state import get_state
 
     uri, artifacts = registry

@@ -64,7 +64,7 @@ def make_rel(
     key: str | None = None,
     **config: Any,
 ) -> Rel:
-    from serve.app import create_app
+    from leadready.app import create_app
 
     store = Store(db_url)
     if key is None:
@@ -238,7 +238,7 @@ def test_2_a_full_writer_answers_503_with_retry_after_and_loses_nothing_acknowle
 
 def _unloaded_app(db_url, serve_config, tmp_path):
     """An app whose model never finishes loading (the ~10 s after a restart, held open)."""
-    from serve.app import create_app
+    from leadready.app import create_app
 
     gate = threading.Event()
 

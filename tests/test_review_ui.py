@@ -131,7 +131,7 @@ class _StubModel:
 
 
 def _make_app(tmp_path: Path, template: Path, **config: Any):
-    from serve.app import create_app
+    from leadready.app import create_app
 
     db = tmp_path / "leadready.db"
     shutil.copyfile(template, db)

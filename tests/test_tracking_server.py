@@ -211,9 +211,9 @@ def test_train_register_promote_serve_through_the_tracking_server(
     from mlflow.tracking import MlflowClient
 
     from data.store import Store
+    from leadready.app import create_app
     from model.pyfunc import log_model
     from model.registry import configure, load_model
-    from serve.app import create_app
     from serve.state import get_state
     from training.promote import promote
     from training.train import TrainConfig, train

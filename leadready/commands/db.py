@@ -1,8 +1,6 @@
 """``leadready db``: apply and inspect the store's migrations.
 
-Also home to :func:`open_store`, the one way commands open the store: settings
-from the environment, the home folder created, migrations applied, and database
-errors turned into a one-line message instead of a traceback.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -30,24 +28,9 @@ def _reason(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Iterator[Store]:
-    """Open the store named by the settings (default: from the environment).
+    """Open the store of ``settings`` (default: the environment), migrated first with ``upgrade``.
 
-    Parameters
-    ----------
-    settings
-        Where the store is; ``Settings.from_env()`` when None.
-    upgrade
-        Apply pending migrations first (every command but ``db`` wants this).
-
-    Yields
-    ------
-    Store
-        Disposed of when the block ends.
-
-    Raises
-    ------
-    click.ClickException
-        The database cannot be opened or a database error happens in the block.
+    Disposed of when the block ends; a database error is a ClickException.
     """
     from sqlalchemy.exc import SQLAlchemyError
 

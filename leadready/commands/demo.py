@@ -1,9 +1,6 @@
 """``leadready demo``: the whole product on embedded defaults, from an empty home.
 
-Simulate leads → train and register the champion → score every lead into the
-store (so the review queue has work) → create a demo rep, a demo analyst and an
-API key → serve the API and the review UI. A second run reuses whatever the home
-already has: the data, the champion, the predictions, the users and the key.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -94,96 +91,20 @@ def prepare_demo(
     Returns the demo's facts: data paths, champion version, users and passwords,
     the API key and a curl example (for ``base_url`` filled in by the caller).
     """
-    import pandas as pd
-
-    from data.simulate import SimulationConfig, simulate, write
     from data.store import Store
-    from model import registry
 
     console = console or Console()
     home = settings.ensure_home()
     store = Store(settings.database_url)
     store.upgrade()
-
-    # 1. Data.
     data_dir = home / "data"
-    leads_path, events_path = data_dir / "leads.parquet", data_dir / "events.parquet"
-    if leads_path.exists() and events_path.exists():
-        console.print(f"[green]✓[/] data: reusing {data_dir}")
-    else:
-        with console.status(f"Simulating {n_leads:,} leads (seed {seed})…"):
-            sim = simulate(SimulationConfig(n_leads=n_leads, seed=seed))
-            write(sim, data_dir, fmt="parquet")
-        console.print(
-            f"[green]✓[/] data: {len(sim.leads):,} leads, {len(sim.events):,} events → {data_dir}"
-        )
-    leads = pd.read_parquet(leads_path)
-    events = pd.read_parquet(events_path)
+    leads, events = _demo_data(data_dir, n_leads, seed, console)
     as_of = events["timestamp"].max().to_pydatetime()
-
-    # 2. Champion.
-    registry.configure(settings.mlflow_tracking_uri, settings.artifact_root)
-    version = registry.alias_version(settings.model_name, "champion")
-    if version is not None:
-        console.print(f"[green]✓[/] model: reusing {settings.model_name} v{version} (champion)")
-    else:
-        from training.train import TrainConfig, train
-
-        result = train(
-            TrainConfig(
-                leads_path=leads_path,
-                events_path=events_path,
-                tracking_uri=settings.mlflow_tracking_uri,
-                artifact_root=settings.artifact_root,
-                id_col="lead_id",
-                stage_col="stage",
-                persona_col="persona",
-                exclude=DEMO_EXCLUDE,
-                as_of=as_of,
-                model_name=settings.model_name,
-                actor="leadready demo",
-                run_name="demo",
-            ),
-            console=console,
-        )
-        version = registry.alias_version(settings.model_name, "champion") or result.version
-        console.print(f"[green]✓[/] model: trained and registered v{version} as champion")
-
-    # 3. Predictions in the store, so the review queue has leads to show.
+    version = _demo_champion(settings, data_dir, as_of, console)
     if store.latest_prediction(str(leads["lead_id"].iloc[0])) is not None:
         console.print("[green]✓[/] store: leads already scored")
     else:
-        from model.features import build_features
-        from training.record import record_scored_frame
-
-        lead_model, version = registry.load_model(f"models:/{settings.model_name}@champion")
-        with console.status("Scoring every lead into the store…"):
-            chunk = 5_000
-            for start in range(0, len(leads), chunk):
-                part = leads.iloc[start : start + chunk]
-                ids = set(part["lead_id"])
-                feats = build_features(
-                    part.drop(columns=["stage", "persona"]),
-                    events[events["lead_id"].isin(ids)],
-                    as_of=as_of,
-                    config=lead_model.feature_config,
-                    exclude=DEMO_EXCLUDE,
-                )
-                scored = lead_model.predict_frame(feats, reasons=True)
-                record_scored_frame(
-                    store,
-                    feats,
-                    scored,
-                    settings.model_name,
-                    str(version),
-                    source="batch",
-                    leads=part,
-                )
-            # Events after their leads: the store keeps no event of an unknown lead.
-            store.add_events(events.to_dict("records"))
-        console.print(f"[green]✓[/] store: {len(leads):,} leads scored by v{version}")
-
-    # 4. People and a key.
+        version = _demo_scores(settings, store, leads, events, as_of, console)
     users = {}
     existing = {u.name for u in store.list_users()}
     for role, name in DEMO_USERS.items():
@@ -201,6 +122,89 @@ def prepare_demo(
         "leads": leads,
         "events": events,
     }
+
+
+def _demo_data(data_dir: Path, n_leads: int, seed: int, console: Console) -> tuple[Any, Any]:
+    """The simulated leads and events (simulated once, then reused)."""
+    import pandas as pd
+
+    from data.simulate import SimulationConfig, simulate, write
+
+    leads_path, events_path = data_dir / "leads.parquet", data_dir / "events.parquet"
+    if leads_path.exists() and events_path.exists():
+        console.print(f"[green]✓[/] data: reusing {data_dir}")
+    else:
+        with console.status(f"Simulating {n_leads:,} leads (seed {seed})…"):
+            sim = simulate(SimulationConfig(n_leads=n_leads, seed=seed))
+            write(sim, data_dir, fmt="parquet")
+        console.print(
+            f"[green]✓[/] data: {len(sim.leads):,} leads, {len(sim.events):,} events → {data_dir}"
+        )
+    return pd.read_parquet(leads_path), pd.read_parquet(events_path)
+
+
+def _demo_champion(settings: Settings, data_dir: Path, as_of: Any, console: Console) -> Any:
+    """The champion's version: the registered one, or one trained on the demo data now."""
+    from model import registry
+
+    registry.configure(settings.mlflow_tracking_uri, settings.artifact_root)
+    version = registry.alias_version(settings.model_name, "champion")
+    if version is not None:
+        console.print(f"[green]✓[/] model: reusing {settings.model_name} v{version} (champion)")
+        return version
+    from training.train import TrainConfig, train
+
+    result = train(
+        TrainConfig(
+            leads_path=data_dir / "leads.parquet",
+            events_path=data_dir / "events.parquet",
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.artifact_root,
+            id_col="lead_id",
+            stage_col="stage",
+            persona_col="persona",
+            exclude=DEMO_EXCLUDE,
+            as_of=as_of,
+            model_name=settings.model_name,
+            actor="leadready demo",
+            run_name="demo",
+        ),
+        console=console,
+    )
+    version = registry.alias_version(settings.model_name, "champion") or result.version
+    console.print(f"[green]✓[/] model: trained and registered v{version} as champion")
+    return version
+
+
+def _demo_scores(
+    settings: Settings, store: Any, leads: Any, events: Any, as_of: Any, console: Console
+) -> Any:
+    """Score every lead into the store with the champion, so the review queue has work."""
+    from model import registry
+    from model.features import build_features
+    from training.record import record_scored_frame
+
+    lead_model, version = registry.load_model(f"models:/{settings.model_name}@champion")
+    with console.status("Scoring every lead into the store…"):
+        chunk = 5_000
+        for start in range(0, len(leads), chunk):
+            part = leads.iloc[start : start + chunk]
+            ids = set(part["lead_id"])
+            feats = build_features(
+                part.drop(columns=["stage", "persona"]),
+                events[events["lead_id"].isin(ids)],
+                as_of=as_of,
+                config=lead_model.feature_config,
+                exclude=DEMO_EXCLUDE,
+            )
+            scored = lead_model.predict_frame(feats, reasons=True)
+            record_scored_frame(
+                store, feats, scored, settings.model_name, str(version), source="batch", leads=part
+            )
+        # Events after their leads: the store keeps no event of an unknown lead.
+        store.add_events(events.to_dict("records"))
+    console.print(f"[green]✓[/] store: {len(leads):,} leads scored by v{version}")
+    return version
 
 
 @click.command()
@@ -237,7 +241,7 @@ def demo(n_leads: int, seed: int, host: str, port: int, workers: int, no_serve: 
     click.echo("")
     if no_serve:
         return
-    from serve.server import ServeOptions, run
+    from leadready.server import ServeOptions, run
 
     console.print(f"Serving on {base_url} (Ctrl-C stops)…")
     run(ServeOptions(host=host, port=port, workers=workers), settings)

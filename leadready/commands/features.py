@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
 import pandas as pd
 
 from data.readers import ReadResult, read_events, read_leads
+from data.values import as_utc
 from model.features import FeatureConfig, build_features, feature_names
 
 __all__ = ["features"]
@@ -46,7 +47,7 @@ def _as_of(value: str | None) -> datetime | None:
             "2026-06-30T12:00:00Z)",
             param_hint="--as-of",
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    return as_utc(parsed)
 
 
 @click.command("features")

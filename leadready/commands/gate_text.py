@@ -1,9 +1,6 @@
 """The gate's decision in a terminal: one renderer for ``train``, ``retrain`` and ``models``.
 
-It renders a :class:`training.promote.GateDecision` (or its ``to_dict()``):
-the verdict, each gate set with its size per head and every compared macro-F1
-with its bootstrap interval, then each check in words. Nothing heavy is
-imported here (the decision's own methods do the wording).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

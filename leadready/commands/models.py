@@ -1,9 +1,6 @@
 """``leadready models``: registered versions, the alias history, re-scoring stored leads.
 
-* ``models list`` — every version with its aliases, task and the gate's decision;
-* ``models history`` — every move of an alias: who, when, why, the gate's result;
-* ``models rescore`` — move every stored lead's prediction to the champion now
-  (serving processes do it by themselves in the background after a promotion).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -15,20 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from leadready.commands import common
 from leadready.commands.db import open_store
-from leadready.config import Settings
 
 __all__ = ["models"]
-
-
-def _settings(model_name: str | None) -> Settings:
-    settings = Settings.from_env()
-    settings.ensure_home()
-    if model_name:
-        from dataclasses import replace
-
-        settings = replace(settings, model_name=model_name)
-    return settings
 
 
 def _when(at: str | int | None) -> str:
@@ -42,16 +29,6 @@ def _when(at: str | int | None) -> str:
         except ValueError:
             return str(at)
     return stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _fail(exc: BaseException) -> click.ClickException:
-    return click.ClickException(str(exc).strip().splitlines()[0] or type(exc).__name__)
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from mlflow.exceptions import MlflowException
-
-    return (ValueError, LookupError, MlflowException, OSError)
 
 
 _NAME = click.option(
@@ -73,11 +50,11 @@ def history(model_name: str | None, limit: int) -> None:
     """Every move of an alias (champion, previous_champion, challenger), newest first."""
     from model.registry import alias_history
 
-    settings = _settings(model_name)
+    settings = common.settings(model_name)
     try:
         moves = alias_history(settings.model_name, tracking_uri=settings.mlflow_tracking_uri)
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc, first_line=True) from None
     console = Console()
     if not moves:
         console.print(f"no alias of {settings.model_name} has moved yet")
@@ -106,11 +83,11 @@ def list_versions(model_name: str | None) -> None:
     """Registered versions, newest first: aliases, task and the gate's decision."""
     from model.registry import versions_overview
 
-    settings = _settings(model_name)
+    settings = common.settings(model_name)
     try:
         versions = versions_overview(settings.model_name, tracking_uri=settings.mlflow_tracking_uri)
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc, first_line=True) from None
     console = Console()
     if not versions:
         console.print(f"no versions of {settings.model_name} are registered")
@@ -150,13 +127,13 @@ def rescore(model_name: str | None, batch_size: int) -> None:
     from model.registry import configure, load_model
     from serve.rescore import rescore_to
 
-    settings = _settings(model_name)
+    settings = common.settings(model_name)
     console = Console()
     try:
         configure(settings.mlflow_tracking_uri, settings.artifact_root)
         model, version = load_model(f"models:/{settings.model_name}@champion")
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc, first_line=True) from None
     with open_store(settings) as store:
         before = version_counts(store)
         console.print(

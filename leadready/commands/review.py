@@ -1,15 +1,11 @@
 """``leadready retrain``, ``corrections import|export`` and ``queue``: the review loop from a shell.
 
-Thin commands over :mod:`training.retrain`, :mod:`training.corrections` and
-:mod:`data.review_queue`; settings come from the environment
-(:class:`leadready.config.Settings`) and the store is opened with
-:func:`leadready.commands.db.open_store`.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
 
 import csv
-import getpass
 import json
 import sys
 import time
@@ -22,6 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from data.values import percent
+from leadready.commands import common
 from leadready.commands.db import open_store
 from leadready.commands.train import stop_on_sigterm
 from leadready.config import Settings
@@ -34,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["corrections", "queue", "retrain"]
 
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_FILE = common.FILE
 #: Rows asked of the queue at a time (its page limit).
 _PAGE = 1000
 #: Columns of ``leadready queue --format csv``.
@@ -62,33 +60,6 @@ QUEUE_CSV_COLUMNS: tuple[str, ...] = (
     "model_version",
     "scored_at",
 )
-
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _settings() -> Settings:
-    settings = Settings.from_env()
-    settings.ensure_home()
-    return settings
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from mlflow.exceptions import MlflowException
-
-    return (ValueError, LookupError, MlflowException, OSError)
-
-
-def _fail(exc: BaseException) -> click.ClickException:
-    return click.ClickException(str(exc).strip() or type(exc).__name__)
-
-
-def _f1(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
 
 
 # ------------------------------------------------------------------------ retrain
@@ -121,8 +92,8 @@ def _retrain_table(result: RetrainResult) -> Table:
             continue
         table.add_row(
             f"{head} macro-F1 on {n:,} gate leads",
-            f"champion {_f1(result.gate_macro_f1(head, 'champion'))} · "
-            f"challenger {_f1(result.gate_macro_f1(head, 'challenger'))}",
+            f"champion {common.f1(result.gate_macro_f1(head, 'champion'))} · "
+            f"challenger {common.f1(result.gate_macro_f1(head, 'challenger'))}",
         )
     if result.gate is None:
         decision = "not gated (--no-gate): promote by hand with `leadready promote`"
@@ -188,11 +159,7 @@ def _retrain_table(result: RetrainResult) -> Table:
     show_default=True,
     help="Fewest rep-verified gate leads of a head before they alone can refuse a challenger.",
 )
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Let the gate promote over a champion of another task (recorded in the alias history).",
-)
+@common.FORCE
 @click.option(
     "--soft-relabel",
     type=click.FloatRange(0, 1),
@@ -224,13 +191,15 @@ def retrain(
     or --leads/--events) plus every lead's current rep label on the feature
     snapshot the rep reviewed; a hash share of rep-verified leads is the gate
     set. Serving processes pick a promoted model up by themselves.
+    \f
+    Long for its parameters, one per option; the work is ``training.retrain``'s.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from training.retrain import RetrainConfig
     from training.retrain import retrain as run_retrain
 
-    settings = _settings()
+    settings = common.settings()
     try:
         config = RetrainConfig(
             tracking_uri=settings.mlflow_tracking_uri,
@@ -247,7 +216,7 @@ def retrain(
             min_gate_leads=min_gate_leads,
             gate=gate,
             seed=seed,
-            actor=f"{_actor()} (leadready retrain)",
+            actor=f"{common.actor()} (leadready retrain)",
             min_refuse_leads=min_refuse_leads,
             force=force,
             soft_relabel=soft_relabel or None,
@@ -271,8 +240,8 @@ def retrain(
                     progress.update(task, description=text, completed=fraction)
 
                 result = run_retrain(config, store, progress=step)
-        except _errors() as exc:
-            raise _fail(exc) from None
+        except common.errors() as exc:
+            raise common.fail(exc) from None
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(_retrain_table(result))
@@ -371,13 +340,7 @@ def _print_import(console: Console, result: ImportResult) -> None:
     default=None,
     help="Reviewer of rows whose reviewer column is empty.",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the rejected rows  [default: $LEADREADY_HOME/reports/…]",
-)
+@common.report_option("rows")
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 def import_(
     file: Path, reviewer_default: str | None, report_path: Path | None, dry_run: bool
@@ -391,12 +354,12 @@ def import_(
     from data.readers import InputError
     from training.corrections import ImportResult, import_corrections, known_labels
 
-    settings = _settings()
+    settings = common.settings()
     console = Console()
     try:
         model_labels = _model_labels(settings)
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc) from None
     with open_store(settings) as store:
         try:
             result = import_corrections(
@@ -409,7 +372,7 @@ def import_(
         except InputError as exc:
             result = ImportResult(path=file, rejected=list(exc.errors))
             if not exc.errors:
-                raise _fail(exc) from None
+                raise common.fail(exc) from None
             console.print(f"[red]{escape(str(exc))}[/red]")
             console.print("nothing was imported")
     _print_import(console, result)
@@ -442,7 +405,7 @@ def export(out_path: Path) -> None:
         try:
             path, n = export_corrections(store, out_path, on_neutralised=guarded.append)
         except (ValueError, OSError) as exc:
-            raise _fail(exc) from None
+            raise common.fail(exc) from None
     Console(stderr=True).print(f"wrote {n:,} correction(s) to {path}", highlight=False)
     if guarded and guarded[0]:
         Console(stderr=True).print(
@@ -480,7 +443,7 @@ def _csv_row(rank: int, item: QueueItem) -> dict[str, Any]:
 
 
 def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value:.0%}"
+    return percent(value, missing="")
 
 
 def _queue_table(items: list[QueueItem], total: int) -> Table:

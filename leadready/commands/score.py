@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -17,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from leadready.commands import common
 from leadready.commands.score_summary import print_score_summary
 from leadready.config import Settings
 
@@ -46,13 +46,7 @@ def busy(load: float, cores: int) -> bool:
 
 
 def _feature_workers(in_path: Path, events_path: Path, chunk_size: int) -> int:
-    """Processes that can build features: two on a machine with two cores or more when
-    the table has more than one chunk and two copies of the events fit in half the
-    memory available (each process holds the whole events table; they take chunks in
-    turn). Otherwise one. By default two are also skipped on a busy machine
-    (:func:`busy`): there the second process's read of the events costs more than it
-    gives, while on a quiet one it is 1.3x faster at 100,000 leads
-    (bench/results/commands.json has both)."""
+    """Processes that can build features: 2 or 1 (when and why: docs/design/serving.md)."""
     import os
 
     if (os.cpu_count() or 1) < 2:
@@ -84,15 +78,6 @@ def _available_memory() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    """The errors shown as a one-line message (MLflow's only when it was imported)."""
-    errors: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError)
-    exceptions = sys.modules.get("mlflow.exceptions")
-    if exceptions is not None:
-        errors += (exceptions.MlflowException,)
-    return errors
 
 
 @click.command("score")
@@ -157,22 +142,14 @@ def _errors() -> tuple[type[BaseException], ...]:
     help="Also store the predictions with their feature snapshots (as the API does), "
     "so batch scoring feeds the review queue and retraining.",
 )
-@click.option(
-    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
-)
+@common.AS_OF
 @click.option(
     "--strict",
     is_flag=True,
     help="Stop (exit status 1) at the first input line that cannot be read, instead of "
     "leaving it out of the output and listing it in the rejected-lines report.",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the rejected lines  [default: $LEADREADY_HOME/reports/…]",
-)
+@common.report_option()
 def score(
     in_path: Path,
     out_path: Path,
@@ -190,16 +167,10 @@ def score(
     report_path: Path | None,
 ) -> None:
     """Write every input row with predicted stage, persona, probabilities, readiness and route."""
-    from training.score import READ_AHEAD_BYTES, EventsAhead, score_table
+    from training.input_report import rejected_report_path
+    from training.score import EventsAhead, score_table
 
-    reference = None
-    if as_of is not None:
-        try:
-            reference = datetime.fromisoformat(as_of)
-        except ValueError:
-            raise click.BadParameter(
-                f"{as_of!r} is not an ISO 8601 time", param_hint="--as-of"
-            ) from None
+    reference = common.as_of(as_of)
     settings = Settings.from_env()
     settings.ensure_home()
     uri = model_uri or f"models:/{settings.model_name}@champion"
@@ -222,31 +193,7 @@ def score(
             console=console,
         )
         return
-    # A large events table is read in another process while MLflow and the model load here.
-    events: Path | EventsAhead | None = events_path
-    if events_path is not None and events_path.stat().st_size >= READ_AHEAD_BYTES:
-        workers = 1
-        if feature_processes == 2:
-            workers = _feature_workers(in_path, events_path, chunk_size)
-            if workers == 1:
-                console.print(
-                    "features built in one process: --feature-processes 2 needs 2 cores, "
-                    "more than one chunk and the memory for two copies of the events"
-                )
-        elif feature_processes is None:
-            import os
-
-            workers = _feature_workers(in_path, events_path, chunk_size)
-            load, cores = os.getloadavg()[0], os.cpu_count() or 1
-            if workers == 2 and busy(load, cores):
-                workers = 1
-                console.print(
-                    f"features built in one process: the machine is busy (load average "
-                    f"{load:.1f} on {cores} cores); --feature-processes 2 asks for two"
-                )
-            elif workers == 2:
-                console.print("features built in two processes (--feature-processes 1 for one)")
-        events = EventsAhead(events_path, workers=workers)
+    events = _events_source(in_path, events_path, chunk_size, feature_processes, console)
     try:
         with console.status(f"loading {uri}…"):
             model, version = _load(settings, uri, reasons=reasons)
@@ -258,27 +205,7 @@ def score(
             TextColumn("rows"),
             TimeElapsedColumn(),
         ]
-        on_scored = None
-        if record:
-            from data.store import Store
-            from training.record import record_scored_frame
-
-            store = Store(settings.database_url)
-            store.upgrade()
-
-            def on_scored(leads, features, scored) -> None:
-                record_scored_frame(
-                    store,
-                    features,
-                    scored,
-                    settings.model_name,
-                    str(version),
-                    source="batch",
-                    leads=leads,
-                    id_col=id_col,
-                    input_columns=model.input_columns,
-                )
-
+        on_scored = _recorder(settings, model, version, id_col) if record else None
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(in_path.name, total=None)
 
@@ -298,12 +225,98 @@ def score(
                 on_chunk=advance,
                 on_scored=on_scored,
             )
-    except _errors() as exc:
+    except common.errors() as exc:
         raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
     finally:
         if isinstance(events, EventsAhead):
             events.close()
-    from training.input_report import print_read_summary, rejected_report_path
+    _print_summaries(
+        console,
+        summary,
+        model,
+        in_path,
+        report_path or rejected_report_path(settings.home, in_path),
+        label=uri if version is None else f"{uri} (version {version})",
+        events_given=events_path is not None,
+    )
+
+
+def _events_source(
+    in_path: Path,
+    events_path: Path | None,
+    chunk_size: int,
+    processes: int | None,
+    console: Console,
+) -> Any:
+    """The events for ``score_table``: a large table is read ahead in other processes.
+
+    It is read while MLflow and the model load here, in one or two processes
+    (``--feature-processes``; by default two on a quiet machine, said on the console).
+    """
+    from training.score import READ_AHEAD_BYTES, EventsAhead
+
+    if events_path is None or events_path.stat().st_size < READ_AHEAD_BYTES:
+        return events_path
+    workers = 1
+    if processes == 2:
+        workers = _feature_workers(in_path, events_path, chunk_size)
+        if workers == 1:
+            console.print(
+                "features built in one process: --feature-processes 2 needs 2 cores, "
+                "more than one chunk and the memory for two copies of the events"
+            )
+    elif processes is None:
+        import os
+
+        workers = _feature_workers(in_path, events_path, chunk_size)
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if workers == 2 and busy(load, cores):
+            workers = 1
+            console.print(
+                f"features built in one process: the machine is busy (load average "
+                f"{load:.1f} on {cores} cores); --feature-processes 2 asks for two"
+            )
+        elif workers == 2:
+            console.print("features built in two processes (--feature-processes 1 for one)")
+    return EventsAhead(events_path, workers=workers)
+
+
+def _recorder(settings: Settings, model: Any, version: Any, id_col: str) -> Any:
+    """``on_scored`` of ``--record``: each scored chunk's leads and predictions into the store."""
+    from data.store import Store
+    from training.record import record_scored_frame
+
+    store = Store(settings.database_url)
+    store.upgrade()
+
+    def on_scored(leads: Any, features: Any, scored: Any) -> None:
+        record_scored_frame(
+            store,
+            features,
+            scored,
+            settings.model_name,
+            str(version),
+            source="batch",
+            leads=leads,
+            id_col=id_col,
+            input_columns=model.input_columns,
+        )
+
+    return on_scored
+
+
+def _print_summaries(
+    console: Console,
+    summary: Any,
+    model: Any,
+    in_path: Path,
+    report_path: Path,
+    *,
+    label: str,
+    events_given: bool,
+) -> None:
+    """What was read, what was scored, and the thresholds behind the route column."""
+    from training.input_report import print_read_summary
 
     print_read_summary(
         console,
@@ -311,15 +324,14 @@ def score(
         n_kept=summary.rows,
         errors=summary.rejected,
         notes=summary.notes,
-        report_path=report_path or rejected_report_path(settings.home, in_path),
+        report_path=report_path,
     )
-    label = uri if version is None else f"{uri} (version {version})"
     print_score_summary(
         console,
         summary,
         how=f"in {summary.chunks} chunk(s)",
         label=label,
-        events_given=events_path is not None,
+        events_given=events_given,
     )
     if "route" in model.output_columns():
         from dataclasses import replace

@@ -17,19 +17,8 @@ def print_score_summary(
 ) -> None:
     """Print what a scoring run did: rows, time and rate, routes, renamed and missing columns.
 
-    Parameters
-    ----------
-    console : rich.console.Console
-        Where to print.
-    summary : training.score.ScoreSummary or training.spark.SparkScoreSummary
-        ``rows``, ``seconds``, ``out_path``, ``routes``, ``renamed_columns`` and
-        ``missing_columns`` are read.
-    how : str
-        How it was scored, after the row count: ``"in 3 chunk(s)"``, ``"on Spark (local[*])"``.
-    label : str
-        The model, e.g. ``models:/lead-readiness@champion (version 4)``.
-    events_given : bool
-        An events table was given (else a missing-columns warning suggests ``--events``).
+    ``how`` follows the row count ("in 3 chunk(s)"), ``label`` names the model; without
+    ``events_given`` a missing-columns warning suggests ``--events``.
     """
     rate = summary.rows / summary.seconds if summary.seconds else 0.0
     console.print(

@@ -46,7 +46,7 @@ def serve(
     LEADREADY_* variables set the app's other keys (LEADREADY_BATCH_LIMIT=500).
     """
     from leadready.config import Settings
-    from serve.server import ServeOptions, run
+    from leadready.server import ServeOptions, run
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"

@@ -1,11 +1,6 @@
 """``leadready score --engine spark``: bulk scoring on Apache Spark.
 
-The ``score`` command parses its options and hands over to :func:`score_on_spark`,
-which points MLflow at the registry, starts a Spark session (local mode by
-default: ``--spark-master local[*]``), runs :func:`training.spark.score_spark`
-and prints the summary the local engine prints
-(:func:`leadready.commands.score_summary.print_score_summary`). Input and output are
-Parquet (the output a folder of part files, as Spark writes it).
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -39,36 +34,10 @@ def score_on_spark(
     driver_memory: str = "4g",
     console: Console | None = None,
 ) -> None:
-    """Score a Parquet lead table on Spark and print a summary.
+    """Score a Parquet lead table (file or folder) on Spark into a Parquet folder, print a summary.
 
-    Parameters
-    ----------
-    settings : Settings
-        Where the registry is (``MLFLOW_TRACKING_URI`` or the home's SQLite file).
-    model_uri : str
-        ``models:/lead-readiness@champion`` or any model URI.
-    in_path, out_path : path
-        Parquet lead table (file or folder); Parquet folder to write.
-    events_path : path, optional
-        Parquet events; engagement features are built from them on Spark.
-    id_col : str
-        The lead id column.
-    reasons : bool
-        Add the reasons columns.
-    as_of : datetime, optional
-        Reference time of the features (default: the latest event).
-    master : str
-        Spark master URL of the session started here (a session this process
-        already has is used instead, and not stopped).
-    driver_memory : str
-        Heap of the Spark driver JVM.
-    console : rich.console.Console, optional
-        Where to print (stderr by default).
-
-    Raises
-    ------
-    click.ClickException
-        Bad input, an unknown model or alias, or a failed Spark job (its message).
+    A Spark session this process already has is used and not stopped, else one is started on
+    ``master``; bad input, an unknown model or alias, or a failed job is a ClickException.
     """
     from mlflow.exceptions import MlflowException
     from pyspark.errors import PySparkException

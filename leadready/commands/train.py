@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,40 +9,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from leadready.commands import common
 from leadready.config import Settings
 
 __all__ = ["evaluate", "promote", "rollback", "stop_on_sigterm", "train"]
 
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_FILE = common.FILE
 
 #: ``leadready train --max-rows`` by default: a million leads train in minutes in a few
 #: GB of memory; a bigger table (a 2 GB CSV holds about 20 million) is sampled.
 DEFAULT_MAX_ROWS = 1_000_000
-
-
-def _split(value: str | None) -> tuple[str, ...]:
-    """``"a, b,c"`` → ``("a", "b", "c")``; None or blank → ``()``."""
-    if not value:
-        return ()
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _as_of(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time (e.g. 2026-06-30T00:00:00Z)", param_hint="--as-of"
-        ) from None
-
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def stop_on_sigterm() -> None:
@@ -65,30 +39,10 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _stop)
 
 
-def _settings() -> Settings:
-    settings = Settings.from_env()
-    settings.ensure_home()
-    return settings
-
-
 def _configure(settings: Settings) -> None:
     from model.registry import configure
 
     configure(settings.mlflow_tracking_uri, settings.artifact_root)
-
-
-def _fail(exc: BaseException) -> click.ClickException:
-    return click.ClickException(str(exc).strip() or type(exc).__name__)
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from mlflow.exceptions import MlflowException
-
-    return (ValueError, LookupError, MlflowException, OSError)
-
-
-def _f1(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
 
 
 def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, Any]) -> Table:
@@ -103,12 +57,12 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
         table.add_row(
             head,
             f"{m['n']:,}",
-            _f1(m.get("macro_f1")),
-            _f1(base.get("logreg", {}).get(head, {}).get("macro_f1")),
-            _f1(base.get("majority", {}).get(head, {}).get("macro_f1")),
-            _f1(m.get("accuracy")),
-            _f1(m.get("log_loss")),
-            _f1(m.get("ece")),
+            common.f1(m.get("macro_f1")),
+            common.f1(base.get("logreg", {}).get(head, {}).get("macro_f1")),
+            common.f1(base.get("majority", {}).get(head, {}).get("macro_f1")),
+            common.f1(m.get("accuracy")),
+            common.f1(m.get("log_loss")),
+            common.f1(m.get("ece")),
         )
     table.caption = "model / logreg / majority: macro-F1 on the same held-out rows"
     return table
@@ -175,9 +129,7 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     show_default=True,
     help="LightGBM threads (raise on a dedicated machine; a busy one makes them spin).",
 )
-@click.option(
-    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
-)
+@common.AS_OF
 @click.option(
     "--label-noise",
     type=click.Choice(["none", "prune", "reweight"]),
@@ -192,11 +144,7 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     help="Registered model name [default: LEADREADY_MODEL_NAME or lead-readiness]; "
     "a model of another task (other labels) needs its own name.",
 )
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Let the gate promote over a champion of another task (recorded in the alias history).",
-)
+@common.FORCE
 @click.option(
     "--strict",
     is_flag=True,
@@ -215,13 +163,7 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     help="Keep a column as a feature although it looks personal or leaks the label (a vendor "
     "score, a date after the outcome, a column that alone predicts the label) (repeatable).",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the rejected lines  [default: $LEADREADY_HOME/reports/…]",
-)
+@common.report_option()
 def train(
     leads_path: Path,
     events_path: Path | None,
@@ -253,6 +195,8 @@ def train(
     features (numbers and categories detected), plus engagement features when
     --events is given. A table of more than --max-rows leads is streamed and
     sampled uniformly, so memory stays bounded whatever the file's size.
+    \f
+    Long for its parameters, one per option; the work is ``training.train``'s.
     """
     from training.input_report import rejected_report_path
     from training.train import TrainConfig
@@ -260,7 +204,7 @@ def train(
 
     if stage_col is None and persona_col is None:
         raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
-    settings = _settings()
+    settings = common.settings()
     if model_name:
         from dataclasses import replace
 
@@ -273,16 +217,16 @@ def train(
         id_col=id_col,
         stage_col=stage_col,
         persona_col=persona_col,
-        exclude=_split(exclude),
-        as_of=_as_of(as_of),
-        slice_cols=_split(slice_cols),
+        exclude=common.split(exclude),
+        as_of=common.as_of(as_of),
+        slice_cols=common.split(slice_cols),
         holdout_share=holdout_share,
         seed=seed,
         max_rows=max_rows or None,
         n_estimators=n_estimators,
         learning_rate=learning_rate,
         num_threads=threads,
-        sales_ready=_split(sales_ready) or None,
+        sales_ready=common.split(sales_ready) or None,
         model_name=settings.model_name,
         gate=gate,
         force=force,
@@ -290,15 +234,15 @@ def train(
         types=types,
         allow_columns=tuple(allow_columns),
         rejected_report=report_path or rejected_report_path(settings.home, leads_path),
-        actor=f"{_actor()} (leadready train)",
+        actor=f"{common.actor()} (leadready train)",
         **({} if label_noise is None else {"label_noise": label_noise}),
     )
     console = Console()
     stop_on_sigterm()
     try:
         result = run_training(config, console=console, notices=Console(stderr=True))
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc) from None
     console.print(
         _comparison_table(
             f"{settings.model_name} version {result.version} — "
@@ -358,7 +302,7 @@ def evaluate(
 
     if stage_col is None and persona_col is None:
         raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
-    settings = _settings()
+    settings = common.settings()
     uri = model_uri or f"models:/{settings.model_name}@champion"
     console = Console()
     try:
@@ -373,12 +317,12 @@ def evaluate(
                 id_col=id_col,
                 stage_col=stage_col,
                 persona_col=persona_col,
-                exclude=_split(exclude),
-                as_of=_as_of(as_of),
+                exclude=common.split(exclude),
+                as_of=common.as_of(as_of),
                 holdout_share=holdout_share,
             )
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc) from None
     label = uri if version is None else f"{uri} (version {version})"
     console.print(
         _comparison_table(
@@ -403,26 +347,19 @@ def promote(version: str, reason: str, force: bool) -> None:
     """Point the champion alias at VERSION (the old champion becomes previous_champion)."""
     from training.promote import promote as promote_version
 
-    settings = _settings()
+    settings = common.settings()
     try:
         _configure(settings)
         moves = promote_version(
-            version, model_name=settings.model_name, by=_actor(), why=reason, forced=force
+            version, model_name=settings.model_name, by=common.actor(), why=reason, forced=force
         )
-    except _errors() as exc:
-        raise _fail(exc) from None
+    except common.errors() as exc:
+        raise common.fail(exc) from None
     console = Console()
     if not moves:
         console.print(f"version {version} already is the champion of {settings.model_name}")
         return
-    for move in moves:
-        console.print(
-            f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
-        )
-    console.print(
-        "serving processes move the stored leads' predictions to the new champion in the "
-        "background (`leadready models rescore` does it now when no server runs)"
-    )
+    _print_moves(console, settings.model_name, moves)
 
 
 @click.command("rollback")
@@ -433,16 +370,21 @@ def rollback(reason: str) -> None:
     """Move the champion alias back to the previous champion."""
     from training.promote import rollback as rollback_champion
 
-    settings = _settings()
+    settings = common.settings()
     try:
         _configure(settings)
-        moves = rollback_champion(model_name=settings.model_name, by=_actor(), why=reason)
-    except _errors() as exc:
-        raise _fail(exc) from None
+        moves = rollback_champion(model_name=settings.model_name, by=common.actor(), why=reason)
+    except common.errors() as exc:
+        raise common.fail(exc) from None
     console = Console()
+    _print_moves(console, settings.model_name, moves)
+
+
+def _print_moves(console: Console, model_name: str, moves: Any) -> None:
+    """The alias moves of a promote or rollback, and what serving does next."""
     for move in moves:
         console.print(
-            f"{settings.model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
+            f"{model_name}@{move.alias}: {move.from_version or '—'} → {move.to_version or '—'}"
         )
     console.print(
         "serving processes move the stored leads' predictions to the new champion in the "

@@ -1,10 +1,6 @@
 """``leadready user …`` and ``leadready apikey …``: review UI users and API keys.
 
-Passwords are never taken on the command line (they would end up in shell
-history and process listings): they are prompted for twice, hidden, or read
-from a file (``-`` for standard input). An API key is printed once, alone on
-standard output (so ``KEY=$(leadready apikey create crm)`` works), with the hint
-on standard error; only its hash is stored.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """Run the app under gunicorn through its Python API (what ``leadready serve`` calls).
 
-Before gunicorn starts, in the master: the home exists, the store's schema is
-migrated (and its connections closed, so no worker inherits one), a fresh
-Prometheus multiprocess folder is set in ``PROMETHEUS_MULTIPROC_DIR`` (before
-anything imports ``prometheus_client``), and a secret key shared by all
-workers is read from the home (made once). The app itself is created in each
-worker after the fork (no ``preload_app``), so no model, thread or connection
-crosses a fork.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -23,8 +17,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from leadready import gunicorn_conf
 from leadready.config import Settings
-from serve import gunicorn_conf
 
 __all__ = ["GunicornApp", "ServeOptions", "prepare_home", "run"]
 
@@ -68,7 +62,7 @@ class GunicornApp(BaseApplication):
 
     def load(self) -> Any:
         """Create the app (runs in each worker, after the fork)."""
-        from serve.app import create_app
+        from leadready.app import create_app
 
         return create_app(self.app_config)
 

@@ -1,19 +1,6 @@
-"""gunicorn server hooks for the leadready app (``-c python:serve.gunicorn_conf``).
+"""gunicorn server hooks for the leadready app (``-c python:leadready.gunicorn_conf``).
 
-``leadready serve`` installs the same hooks through gunicorn's Python API.
-
-* ``post_fork``: in each new worker, give every SQLAlchemy engine inherited
-  from the master (MLflow's tracking store after ``leadready demo`` trained a
-  model in-process, for instance) a fresh pool, so no database connection is
-  shared across the fork.
-* ``post_worker_init``: in each worker, after the fork and after the app is
-  loaded, start the model holder's background loader/poller. The first worker
-  of a start logs one line with the URL and the model version once its model
-  is in.
-* ``worker_exit``: flush the prediction writer (nothing acknowledged is lost)
-  and stop the poller.
-* ``child_exit``: in the master, drop the dead worker's live gauges from the
-  Prometheus multiprocess folder.
+Design notes: ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
