@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -44,7 +44,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from model.classifier import HeadClassifier
-    from model.package import LeadReadinessModel
+
+
+class LeadReadinessModel(Protocol):
+    """What compiling needs of a packaged model (``model.package.LeadReadinessModel``):
+    its heads by name. A protocol, so this module does not import the package
+    module that imports it."""
+
+    heads: Mapping[str, HeadClassifier]
+
 
 __all__ = [
     "FORMAT",
