@@ -57,6 +57,7 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
+
     def swapped_to(version: str) -> None:
         """Wait for the holder's swap to ``version``: the poll interval plus the load time."""
         deadline = time.monotonic() + POLL + 10
@@ -65,8 +66,9 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
 
     def answered_since(t: float, n: int = 3):
         """Every client has had ``n`` answers to requests sent after ``t``."""
-        return lambda: len(seen) == len(threads) and all(
-            sum(1 for sent, _ in list(mine) if sent > t) >= n for mine in seen
+        return lambda: (
+            len(seen) == len(threads)
+            and all(sum(1 for sent, _ in list(mine) if sent > t) >= n for mine in seen)
         )
 
     try:

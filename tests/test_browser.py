@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,14 @@ PASSWORD = "review-loop-pass"
 VIEWPORT = {"width": 1440, "height": 900}
 
 
+#: Opened by the test once the page showed the retrain running (a retrain that takes a while).
+RETRAIN_GATE = threading.Event()
+
+
 def _retrain_for_demo(*, store: Any, actor: str, progress: Any) -> dict[str, Any]:
-    for step, fraction in (("collecting reps' corrections", 0.3), ("training", 0.6)):
-        progress(step, fraction)
-        time.sleep(0.3)
+    progress("collecting reps' corrections", 0.3)
+    assert RETRAIN_GATE.wait(30), "the test never let the retrain finish"
+    progress("training", 0.6)
     return {"version": "3", "base_version": "1", "promoted": False, "gate_reasons": ["no gain"]}
 
 
@@ -259,7 +262,9 @@ def test_an_analyst_retrains_and_sees_progress(page, ui_server):
     page.goto("/review/models")
     page.click("#retrain-button")
     page.wait_for_url("**/review/models")
-    page.wait_for_selector("#job-state.state-succeeded", timeout=20_000)
+    page.wait_for_selector("#job-state.state-running", timeout=20_000)  # shown while it runs
+    RETRAIN_GATE.set()
+    page.wait_for_selector("#job-state.state-succeeded", timeout=20_000)  # the page polls
     assert "champion kept" in page.locator("#job-result").inner_text()
     assert ui_server["app"].extensions["review_ui"].jobs.status()["started_by"] == "ana"
 

@@ -48,6 +48,7 @@ def _text(html: str, element_id: str) -> str:
 
 def _stub_versions(app, result=None, *, error: Exception | None = None, delay: float = 0.0):
     def read(uri, name, limit=8):
+        # A slow MLflow IS the behaviour under test: the dashboard stops waiting after 0.3 s.
         time.sleep(delay)
         if error is not None:
             raise error
