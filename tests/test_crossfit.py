@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from model.classifier import HeadClassifier, tune_decision_weights
-from tests.test_classifier import make_leads
+from tests.support.leads import make_leads
 
 FAST = {"n_estimators": 40, "num_threads": 1}
 

@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 from model.classifier import HeadClassifier, TwoHeadClassifier
 from model.features import FeatureConfig, build_features
 from model.package import LeadReadinessModel
-from tests.test_package import AS_OF, _assert_records_match_frame, make_lead_tables
+from tests.support.leads import AS_OF, assert_records_match_frame, make_lead_tables
 from training.procedure import procedure_metrics, procedure_report, procedure_table
 
 FAST = {"n_estimators": 60, "num_threads": 1, "cv_folds": 3, "decision": "macro_f1"}
@@ -133,7 +133,7 @@ def test_a_linear_and_a_blend_head_serve_single_leads_with_reasons():
     sample = X.head(6)
     frame = model.predict_frame(sample, reasons=True)
     records = model.predict_records(json.loads(sample.to_json(orient="records")), reasons=True)
-    _assert_records_match_frame(frame, records, reasons=True)
+    assert_records_match_frame(frame, records, reasons=True)
     assert all(rec["persona"]["reasons"] for rec in records)
     # the persona head learned the job titles: the top reason is about the title
     top = [rec["persona"]["reasons"][0] for rec in records]

@@ -17,7 +17,7 @@ import pytest
 from model import registry
 from model.package import LeadReadinessModel
 from model.pyfunc import LeadReadinessPyfunc, Precompiled, log_model, unwrap
-from tests.test_package import trained
+from tests.support.leads import trained
 
 NAME = "lead-readiness-test"
 
