@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from training.noise import clean_labels, confident_flags, find_label_issues
-from training.train import TrainConfig, _per_head_rows, fit_lead_model, train
+from training.train import _per_head_rows, fit_lead_model, train
 
 CLASSES = np.array(["a", "b", "c"], dtype=object)
 
@@ -140,27 +140,9 @@ def test_per_head_rows_fit_exactly_like_one_fit_with_unit_weights():
 
 
 @pytest.fixture(scope="module")
-def crm(tmp_path_factory):
-    from tests.fixtures.crm.crm import crm_events, crm_table
-
-    root = tmp_path_factory.mktemp("crm-noise")
-    table = crm_table(600)
-    table.to_csv(root / "contacts.csv", index=False)
-    crm_events(table).to_csv(root / "events.csv", index=False)
-    config = TrainConfig(
-        leads_path=root / "contacts.csv",
-        events_path=root / "events.csv",
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-        id_col="Contact ID",
-        stage_col="Lifecycle Stage",
-        persona_col="Segment",
-        exclude=("Email", "Converted"),
-        n_estimators=20,
-        num_threads=1,
-        gate=False,
-    )
-    return root, config
+def crm(crm_export):
+    export = crm_export("crm-noise", 600)
+    return export.root, export.config(n_estimators=20, gate=False)
 
 
 def test_the_option_plumbs_through_train_to_mlflow(crm):

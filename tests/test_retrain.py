@@ -413,6 +413,7 @@ def loop(tmp_path_factory):
         persona_col="persona",
         n_estimators=25,
         num_threads=1,
+        compile=False,
     )
     first = train(config)
     champion, version = load_model(f"models:/lead-readiness/{first.version}")

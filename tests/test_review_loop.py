@@ -184,6 +184,7 @@ def test_the_real_retrain_path_closes_the_loop(tmp_path):
             persona_col="persona",
             n_estimators=40,
             num_threads=1,
+            compile=False,
         )
     )
     champion, version = load_model(f"models:/lead-readiness/{first.version}")

@@ -1,7 +1,7 @@
 """Spark feature building and bulk scoring give the numbers of the local code paths.
 
 One local Spark session (``local[2]``, UI off) for the module. The model is the
-session's tiny champion (``tests.fixtures_model``). Compared:
+session's tiny champion (``tests.support.registry``). Compared:
 
 * ``build_features_spark`` against ``model.features.build_features`` on the same
   leads and events (every column, 1e-9, NaN-aware, same order and dtypes);

@@ -112,6 +112,7 @@ def test_train_register_promote_serve_through_the_tracking_server(
             gate=False,
             model_name=MODEL_NAME,
             run_name="tracking-server-test",
+            compile=False,
         )
     )
     assert result.version == "1"
