@@ -75,9 +75,9 @@ def pg_url(pg_base_url):
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
-    """Each store test runs on SQLite and on PostgreSQL."""
+    """Each store test runs on SQLite and on PostgreSQL (that one marked ``postgres``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("pg_url")

@@ -27,6 +27,7 @@ def polling_app(serve_config, tiny_registry):
     state.close()
 
 
+@pytest.mark.slow
 def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_registry, api_headers):
     from model import registry
 

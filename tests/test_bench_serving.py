@@ -13,6 +13,7 @@ from bench.serving import TARGET_P99_MS, group_cpu_seconds, summary_rows, target
 from tests.support.waiting import wait_until
 
 
+@pytest.mark.slow
 def test_group_cpu_counts_every_process_of_the_group():
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass"
     # a new process group: a parent that starts a burning child (same group) and burns too

@@ -193,6 +193,7 @@ def test_calibration_lowers_ece_on_held_out_data():
     assert ece_cal < ece_raw
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_only_the_rounds_up_to_the_best():
     # 600 rows and a fast learning rate overfit long before 300 rounds: boosting
     # stops on the held-out rows' log loss and the stored booster has just the

@@ -202,6 +202,7 @@ def _check(out: dict[str, Any], n: int) -> None:
         assert stage_rows[0]["old_label"] == "consideration"  # the prediction's
 
 
+@pytest.mark.slow
 def test_concurrent_reviewers_on_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     store = Store(url)

@@ -167,6 +167,7 @@ def test_kappa_reads_na_with_too_few_shared_leads(app, client):
     assert "rep1 · rep2 1 0 n/a" in stage
 
 
+@pytest.mark.slow
 def test_charts_are_svg_from_the_server(app, client):
     login(app, client, "rep1")
     html = client.get("/review/dashboard").get_data(as_text=True)

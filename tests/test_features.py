@@ -504,6 +504,7 @@ _EVENT = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=st.lists(_EVENT, max_size=25),

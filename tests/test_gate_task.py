@@ -12,6 +12,9 @@ from training.dataset import holdout_mask, load_training_table
 from training.promote import GateDecision, gate
 from training.train import train
 
+# Trains and registers models, runs the CLI end to end: the full suite, not the inner loop.
+pytestmark = pytest.mark.slow
+
 MODEL = "lead-readiness"
 SHOPPERS = "/work/shared/datasets/online_shoppers/online_shoppers_intention.csv"
 

@@ -50,6 +50,7 @@ def test_cold_start_keeps_todays_order(filled):
     assert all(int(i[1:]) % 3 != 0 for i in top_of_queue(store, 30))
 
 
+@pytest.mark.slow
 def test_refit_learns_the_systematic_mistake_and_ranks_it_first(filled):
     store, truth = filled
     # Reps review today's top leads plus a few students (as a random check would find).
@@ -194,6 +195,7 @@ def test_marketing_doubt_counts_only_where_the_model_repeats_marketing():
     assert doubt == {"a": pytest.approx(0.1)}
 
 
+@pytest.mark.slow
 def test_after_a_refit_the_page_shows_what_it_sorts_by(filled):
     store, truth = filled
     assert {i.priority_method for i in review_queue(store, limit=50, now=NOW).items} == {"formula"}
@@ -216,6 +218,7 @@ def test_after_a_refit_the_page_shows_what_it_sorts_by(filled):
     assert all(i.p_wrong is None for i in done)
 
 
+@pytest.mark.slow
 def test_refit_gives_the_model_of_corrections_out_of_fold_disagreement(filled):
     store, truth = filled
     review_leads(store, top_of_queue(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)], truth)

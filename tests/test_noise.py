@@ -145,6 +145,7 @@ def crm(crm_export):
     return export.root, export.config(n_estimators=20, gate=False)
 
 
+@pytest.mark.slow
 def test_the_option_plumbs_through_train_to_mlflow(crm):
     from mlflow import MlflowClient
 
@@ -163,6 +164,7 @@ def test_the_option_plumbs_through_train_to_mlflow(crm):
     assert "stage_label_noise_flagged" not in MlflowClient().get_run(plain.run_id).data.metrics
 
 
+@pytest.mark.slow
 def test_fit_lead_model_records_what_it_flagged_per_mode(crm):
     from training.dataset import load_training_table
 
@@ -186,6 +188,7 @@ def test_fit_lead_model_records_what_it_flagged_per_mode(crm):
     assert p_re.shape == p_none.shape and not np.allclose(p_re, p_none)
 
 
+@pytest.mark.slow
 def test_leadready_train_takes_label_noise(crm, monkeypatch, tmp_path):
     from mlflow import MlflowClient
 

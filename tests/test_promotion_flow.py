@@ -88,6 +88,7 @@ def _text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
+@pytest.mark.slow
 def test_after_a_promotion_every_stored_lead_moves_to_the_new_version(app, tiny_registry):
     from serve.state import get_state
     from training.promote import promote
@@ -163,6 +164,7 @@ def test_models_history_and_list_read_the_audit(registry, tmp_path):
     assert "champion" in listed.output and "stage:" in listed.output
 
 
+@pytest.mark.slow
 def test_a_hand_promotion_of_another_task_needs_force(registry, tiny_registry):
     import mlflow
 

@@ -348,6 +348,7 @@ def test_6_a_read_only_store_gives_503_with_retry_after_not_500(
 # -- fault injection: a TCP proxy between the service and PostgreSQL ---------------------------
 
 
+@pytest.mark.slow
 def test_fault_injection_cut_delay_reset_loses_nothing_acknowledged_and_never_500s(
     pg_url, api_app, serve_config, tiny_registry, tmp_path
 ):

@@ -25,6 +25,7 @@ def _mean_f1(metrics: dict[str, float]) -> float:
     return sum(metrics[k] for k in _F1) / len(_F1)
 
 
+@pytest.mark.slow
 def test_queue_corrections_raise_macro_f1_against_the_truth(tmp_path):
     config = LoopConfig(
         n_leads=1200,

@@ -68,6 +68,7 @@ def test_login_with_a_password_then_logout(client):
     assert client.get("/review/").status_code == 302
 
 
+@pytest.mark.slow
 def test_failed_logins_do_not_say_which_part_was_wrong(client):
     answers = []
     for name, password in (("rep1", "wrong password"), ("nobody", PASSWORD), ("gone", PASSWORD)):
@@ -82,6 +83,7 @@ def test_failed_logins_do_not_say_which_part_was_wrong(client):
     assert client.get("/review/").status_code == 302
 
 
+@pytest.mark.slow
 def test_login_never_redirects_off_site(client):
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         token = csrf(client, "/login")

@@ -16,6 +16,9 @@ from click.testing import CliRunner
 from leadready.cli import main
 from leadready.config import Settings
 
+# Trains and registers models, runs the CLI end to end: the full suite, not the inner loop.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -167,6 +167,7 @@ def _try(client, name: str, password: str):
     )
 
 
+@pytest.mark.slow
 def test_logins_are_rate_limited_per_user_name(app):
     client = app.test_client()
     for _ in range(5):
@@ -182,6 +183,7 @@ def test_logins_are_rate_limited_per_user_name(app):
     assert _try(app.test_client(), "rep2", PASSWORD).status_code == 302
 
 
+@pytest.mark.slow
 def test_logins_are_rate_limited_per_address(tmp_path, template_db):
     app = make_review_app(
         tmp_path,
@@ -201,6 +203,7 @@ def test_logins_are_rate_limited_per_address(tmp_path, template_db):
         close_app(app)
 
 
+@pytest.mark.slow
 def test_behind_a_proxy_the_limit_counts_forwarded_clients(tmp_path, template_db):
     # Every request arrives from the load balancer's address; with PROXY_HOPS=1 the
     # limit reads the client from X-Forwarded-For, so one guessing client is locked
@@ -225,6 +228,7 @@ def test_behind_a_proxy_the_limit_counts_forwarded_clients(tmp_path, template_db
         close_app(app)
 
 
+@pytest.mark.slow
 def test_without_proxy_hops_forwarded_addresses_are_not_trusted(tmp_path, template_db):
     app = make_review_app(
         tmp_path,
@@ -243,6 +247,7 @@ def test_without_proxy_hops_forwarded_addresses_are_not_trusted(tmp_path, templa
         close_app(app)
 
 
+@pytest.mark.slow
 def test_a_good_login_clears_the_name_s_failures(app):
     client = app.test_client()
     for _ in range(4):
@@ -420,6 +425,7 @@ def test_injection_strings_through_score_are_stored_verbatim(api_app, api_client
         assert after[table] == before[table], table
 
 
+@pytest.mark.slow
 def test_injection_strings_in_corrections_search_and_login(app, store):
     client = app.test_client()
     login(app, client, "rep1")

@@ -77,6 +77,7 @@ def test_cold_start_ranks_by_neighbours_and_says_so(filled):
     assert [i["id"] for i in again.items] == [i["id"] for i in built.items]
 
 
+@pytest.mark.slow
 def test_the_model_of_corrections_ranks_the_same_change_once_it_can(filled):
     store, truth = filled
     reviewed = top_of_queue(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]

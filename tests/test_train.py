@@ -20,6 +20,9 @@ from click.testing import CliRunner
 from training.dataset import holdout_mask
 from training.train import TrainConfig, train
 
+# Trains and registers models, runs the CLI end to end: the full suite, not the inner loop.
+pytestmark = pytest.mark.slow
+
 MODEL = "lead-readiness"
 
 
