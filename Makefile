@@ -43,11 +43,14 @@ lock: | $(BIN)/python
 run: install
 	$(BIN)/leadready demo
 
+# The whole suite; the 25 slowest steps are printed so a test that grew slow shows in CI.
 test: install
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q --durations=25
 
+# The inner loop (< 2 min on 2 cores): no `slow` (training, CLI end to end, servers,
+# fuzzing), no `browser`, no `postgres` (store tests still run on SQLite).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -n 2 -q -m "not slow and not browser and not postgres" --durations=10
 
 lint: install
 	$(BIN)/ruff check .

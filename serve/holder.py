@@ -130,6 +130,8 @@ class ModelHolder:
         ``LeadReadinessModel.task``) differs from the served one. Off by
         default: such a version is loaded, refused, logged and counted, and
         the served model stays until the setting is turned on.
+    clock
+        Monotonic seconds for the retry back-off of a failed version (tests inject one).
     """
 
     #: Longest wait before retrying a version that failed to load.
@@ -144,6 +146,7 @@ class ModelHolder:
         poll_seconds: float = 10.0,
         name: str | None = None,
         allow_task_change: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.uri = parse_model_uri(uri)
         self.allow_task_change = bool(allow_task_change)
@@ -154,6 +157,7 @@ class ModelHolder:
         self.resolver = resolver
         self.poll_seconds = max(0.05, float(poll_seconds))
         self.name = self.uri.name or name or "model"
+        self._clock = clock
         self._current: LoadedModel | None = None
         self._load_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -218,6 +222,12 @@ class ModelHolder:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the background loader/poller thread is alive in this process."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and self._pid == os.getpid()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until a model is loaded; False on timeout."""
@@ -314,7 +324,7 @@ class ModelHolder:
         self.refused_task = (version, differences)
         count = self._failed.get(version, (0, 0.0))[0] + 1
         delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** (count - 1))
-        self._failed[version] = (count, time.monotonic() + delay)
+        self._failed[version] = (count, self._clock() + delay)
         if first_time:
             _log.error(
                 "model %s version %s does another task than the served version %s (%s): not "
@@ -334,14 +344,14 @@ class ModelHolder:
 
     def _backing_off(self, version: str) -> bool:
         failed = self._failed.get(version)
-        return failed is not None and time.monotonic() < failed[1]
+        return failed is not None and self._clock() < failed[1]
 
     def _record_failure(self, exc: BaseException, version: str | None) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
         if version is not None:
             count = self._failed.get(version, (0, 0.0))[0] + 1
             delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** (count - 1))
-            self._failed[version] = (count, time.monotonic() + delay)
+            self._failed[version] = (count, self._clock() + delay)
         kept = self._current
         _log.error(
             "loading model %s failed (%s); %s",

@@ -128,6 +128,8 @@ class PredictionWriter:
         self._rows: deque[dict[str, list[Any]]] = deque()
         self._waiting_rows = 0
         self._woken = False
+        #: Times ``submit`` woke the thread before the deadline (``batch_size`` rows waited).
+        self.wakeups = 0
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -179,6 +181,7 @@ class PredictionWriter:
         self._waiting_rows += n
         if self._waiting_rows >= self.batch_size and not self._woken:
             self._woken = True
+            self.wakeups += 1
             self._queue.put(_WAKE)
 
     def flush(self, timeout: float | None = 10.0) -> bool:
@@ -208,6 +211,12 @@ class PredictionWriter:
                 return False
         # No live writer thread (never started, or started before a fork): write from here.
         return self._drain_inline()
+
+    @property
+    def running(self) -> bool:
+        """True while the writer thread is alive in this process (it starts on the first row)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and self._pid == os.getpid()
 
     @property
     def pending(self) -> int:

@@ -1,19 +1,29 @@
-"""Shared fixtures: a throwaway home, store URLs for SQLite and PostgreSQL."""
+"""Shared fixtures: a throwaway home, store URLs for SQLite and PostgreSQL, a CRM export to
+train on.
+
+Where things live: fixtures every test may use are here or in plugins of
+``tests/support`` (loaded below); plain helpers are imported from ``tests/support``
+(``wait_until``, the MLflow server, lead builders); generated data from
+``tests/fixtures``. No test module imports another test module.
+
+Trainings in the tests do not compile the trees to native code (``compile=False``):
+LLVM compilation belongs to the tests about the compiled model, which ask for it.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from leadready.config import Settings
 
 # Session-scoped fixtures with a tiny trained champion, shared by API and UI tests.
-pytest_plugins = (
-    ["tests.fixtures_model"] if (Path(__file__).parent / "fixtures_model.py").exists() else []
-)
+pytest_plugins = ["tests.support.registry"]
 
 PG_URL = os.environ.get(
     "LEADREADY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -65,9 +75,56 @@ def pg_url(pg_base_url):
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
-    """Each store test runs on SQLite and on PostgreSQL."""
+    """Each store test runs on SQLite and on PostgreSQL (that one marked ``postgres``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@dataclass(frozen=True)
+class CrmExport:
+    """A CRM export written to ``root``: ``contacts.csv`` (``table``) and ``events.csv``."""
+
+    root: Path
+    table: Any
+
+    def config(self, **overrides: Any) -> Any:
+        """The ``TrainConfig`` for this export; ``overrides`` replace the defaults.
+
+        Defaults: the export's columns (``Contact ID``, ``Lifecycle Stage``, ``Segment``;
+        ``Email`` and ``Converted`` excluded), an MLflow store in ``root``, one thread,
+        and ``compile=False`` (only the tests about the compiled model pass ``True``).
+        """
+        from training.train import TrainConfig
+
+        values: dict[str, Any] = {
+            "leads_path": self.root / "contacts.csv",
+            "events_path": self.root / "events.csv",
+            "tracking_uri": f"sqlite:///{self.root / 'mlflow.db'}",
+            "artifact_root": self.root / "artifacts",
+            "id_col": "Contact ID",
+            "stage_col": "Lifecycle Stage",
+            "persona_col": "Segment",
+            "exclude": ("Email", "Converted"),
+            "num_threads": 1,
+            "compile": False,
+        }
+        values.update(overrides)
+        return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def crm_export(tmp_path_factory):
+    """``crm_export(name, n, seed=7)``: a fresh folder with a CRM export of ``n`` contacts."""
+    from tests.fixtures.crm.crm import crm_events, crm_table
+
+    def write(name: str, n: int, *, seed: int = 7) -> CrmExport:
+        root = tmp_path_factory.mktemp(name)
+        table = crm_table(n, seed=seed)
+        table.to_csv(root / "contacts.csv", index=False)
+        crm_events(table, seed=seed).to_csv(root / "events.csv", index=False)
+        return CrmExport(root, table)
+
+    return write

@@ -10,8 +10,10 @@ import uuid
 import jsonschema_rs
 import pytest
 
+from data.values import is_missing
 from leadready.app import create_app
 from serve.state import get_state
+from tests.support.api import lead_request
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -22,39 +24,6 @@ class _FakeModel:
 
 
 FAKE_SOURCE = (lambda uri: (_FakeModel(), None, "1"), lambda name, alias: "1")
-
-
-def _lead_request(sim, index: int = 0, *, lead_id: str | None = None, as_of=None) -> dict:
-    """A /v1/score body for the simulated lead at ``index``: its profile and its events."""
-    lead = sim.leads.iloc[index]
-    events = sim.events[sim.events["lead_id"] == lead["lead_id"]]
-    profile = {
-        k: (None if _missing(v) else v)
-        for k, v in lead.drop(["stage", "persona"]).to_dict().items()
-    }
-    profile["created_at"] = profile["created_at"].isoformat() if profile["created_at"] else None
-    profile["lead_id"] = lead_id or profile["lead_id"]
-    body = {
-        "lead": profile,
-        "events": [
-            {
-                k: (v.isoformat() if k == "timestamp" else (None if _missing(v) else v))
-                for k, v in ev.items()
-                if k != "lead_id"
-            }
-            for ev in events.to_dict("records")
-        ],
-    }
-    if as_of is not None:
-        body["as_of"] = as_of.isoformat()
-    return body
-
-
-def _missing(value) -> bool:
-    try:
-        return value is None or value != value
-    except (TypeError, ValueError):
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +157,7 @@ def test_score_one_lead_with_events(api_client, api_headers, tiny_registry, open
     sim = tiny_registry.simulation
     response = api_client.post(
         "/v1/score",
-        json=_lead_request(sim, 0, as_of=tiny_registry.as_of),
+        json=lead_request(sim, 0, as_of=tiny_registry.as_of),
         headers=api_headers["client"],
     )
     assert response.status_code == 200, response.json
@@ -214,7 +183,7 @@ def test_features_from_events_are_the_training_features(api_client, api_headers,
         lead_id = sim.leads.iloc[index]["lead_id"]
         from_events = api_client.post(
             "/v1/score",
-            json=_lead_request(sim, index, as_of=tiny_registry.as_of),
+            json=lead_request(sim, index, as_of=tiny_registry.as_of),
             headers=api_headers["client"],
         ).json
         row = tiny_registry.features.loc[lead_id]
@@ -222,7 +191,7 @@ def test_features_from_events_are_the_training_features(api_client, api_headers,
             "/v1/score",
             json={
                 "lead_id": lead_id,
-                "features": {k: (None if _missing(v) else v) for k, v in row.to_dict().items()},
+                "features": {k: (None if is_missing(v) else v) for k, v in row.to_dict().items()},
             },
             headers=api_headers["client"],
         ).json
@@ -240,7 +209,7 @@ def test_as_of_defaults_to_the_request_time(api_app, api_client, api_headers, ti
 
     sim = tiny_registry.simulation
     lead_id = f"asof-{uuid.uuid4().hex[:8]}"
-    body = _lead_request(sim, 0, lead_id=lead_id)
+    body = lead_request(sim, 0, lead_id=lead_id)
     assert body["events"]
     last_event = max(datetime.fromisoformat(e["timestamp"]) for e in body["events"])
     assert api_client.post("/v1/score", json=body, headers=api_headers["client"]).status_code == 200
@@ -254,7 +223,7 @@ def test_batch_scores_in_order_and_matches_single_calls(
     api_client, api_headers, tiny_registry, openapi_doc
 ):
     sim = tiny_registry.simulation
-    items = [_lead_request(sim, i, as_of=tiny_registry.as_of) for i in range(4)]
+    items = [lead_request(sim, i, as_of=tiny_registry.as_of) for i in range(4)]
     response = api_client.post(
         "/v1/score/batch", json={"leads": items}, headers=api_headers["client"]
     )
@@ -301,7 +270,7 @@ def test_predictions_profiles_and_events_land_in_the_store(
 ):
     sim = tiny_registry.simulation
     lead_id = f"store-{uuid.uuid4().hex[:8]}"
-    body = _lead_request(sim, 5, lead_id=lead_id, as_of=tiny_registry.as_of)
+    body = lead_request(sim, 5, lead_id=lead_id, as_of=tiny_registry.as_of)
     answer = api_client.post("/v1/score", json=body, headers=api_headers["client"]).json
     # the same lead again with its history resent: events are not duplicated
     api_client.post("/v1/score", json=body, headers=api_headers["client"])

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until
+
 pytestmark = pytest.mark.slow
 
 
@@ -82,14 +84,22 @@ def served(tmp_path, serve_config, tiny_registry):
     server = Server(port)
     server.proc = proc
     server.log = tmp_path / "serve.log"
+
+    def logged(text: str, times: int = 1):
+        def check() -> bool:
+            assert proc.poll() is None, server.log.read_text()
+            return server.log.read_text().count(text) >= times
+
+        return check
+
     deadline = time.monotonic() + 120
-    while server.log.read_text().count(" loaded from models:/") < 2:  # both workers
-        assert proc.poll() is None, server.log.read_text()
-        assert time.monotonic() < deadline, server.log.read_text()
-        time.sleep(0.2)
-    while "leadready serving" not in server.log.read_text():  # logged right after the load
-        assert time.monotonic() < deadline, server.log.read_text()
-        time.sleep(0.05)
+    wait_until(logged(" loaded from models:/", 2), 120, interval=0.1, message=server.log.read_text)
+    # logged right after the load
+    wait_until(
+        logged("leadready serving"),
+        max(0.0, deadline - time.monotonic()),
+        message=server.log.read_text,
+    )
     assert server.request("GET", "/readyz")[0] == 200
     yield server
     if proc.poll() is None:
@@ -142,19 +152,24 @@ def test_serve_under_gunicorn(served, api_store, tiny_registry):
     key = store.create_api_key(name, "client")
     assert _score(served, key, "k")[0] == 200
     store.revoke_api_key(name)
+    # Waiting out the bound IS the behaviour under test: a worker trusts an accepted key
+    # for at most 0.5 s, so 0.6 s after the revocation every worker refuses it.
     time.sleep(0.6)
     assert {_score(served, key, "k")[0] for _ in range(10)} == {403}
 
     # every worker follows a promotion
     registry.set_alias(tiny_registry.name, "champion", tiny_registry.other)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            versions = {_score(served, keys.client, "v")[1]["model"]["version"] for _ in range(10)}
-            if versions == {tiny_registry.other}:
-                break
-            assert time.monotonic() < deadline, versions
-            time.sleep(0.2)
+        versions: set = set()
+
+        def all_promoted() -> bool:  # both workers' pollers (0.5 s) moved to the new version
+            versions.clear()
+            versions.update(
+                _score(served, keys.client, "v")[1]["model"]["version"] for _ in range(10)
+            )
+            return versions == {tiny_registry.other}
+
+        wait_until(all_promoted, 60, interval=0.2, message=lambda: versions)
     finally:
         registry.set_alias(tiny_registry.name, "champion", tiny_registry.champion)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 
@@ -9,6 +10,7 @@ import pytest
 
 from leadready.app import create_app
 from serve.state import get_state
+from tests.support.waiting import wait_until
 
 POLL = 0.25
 
@@ -25,11 +27,14 @@ def polling_app(serve_config, tiny_registry):
     state.close()
 
 
+@pytest.mark.slow
 def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_registry, api_headers):
     from model import registry
 
     state = get_state(polling_app)
     assert state.holder.current.version == tiny_registry.champion
+    swaps: queue.SimpleQueue[str] = queue.SimpleQueue()
+    state.holder.on_swap(lambda new, old: swaps.put(new.version))
     stop = threading.Event()
     failures: list[str] = []
     seen: list[list[tuple[float, str]]] = []  # (when the request was sent, version that answered)
@@ -53,21 +58,29 @@ def test_promotion_and_rollback_swap_the_model_under_load(polling_app, tiny_regi
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
+
+    def swapped_to(version: str) -> None:
+        """Wait for the holder's swap to ``version``: the poll interval plus the load time."""
+        deadline = time.monotonic() + POLL + 10
+        while swaps.get(timeout=max(0.0, deadline - time.monotonic())) != version:
+            pass
+
+    def answered_since(t: float, n: int = 3):
+        """Every client has had ``n`` answers to requests sent after ``t``."""
+        return lambda: (
+            len(seen) == len(threads)
+            and all(sum(1 for sent, _ in list(mine) if sent > t) >= n for mine in seen)
+        )
+
     try:
-        time.sleep(0.3)
-        promoted_at = time.monotonic()
+        wait_until(answered_since(0), 30)  # every client served by the old model first
         registry.set_alias(tiny_registry.name, "champion", tiny_registry.other)
-        deadline = promoted_at + POLL + 10  # the poll interval plus the load time
-        while state.holder.current.version != tiny_registry.other:
-            assert time.monotonic() < deadline, state.holder.last_error
-            time.sleep(0.02)
+        swapped_to(tiny_registry.other)
         swapped_at = time.monotonic()
-        time.sleep(0.3)
+        wait_until(answered_since(swapped_at), 30)  # every client served by the new one
         registry.set_alias(tiny_registry.name, "champion", tiny_registry.champion)  # rollback
-        while state.holder.current.version != tiny_registry.champion:
-            assert time.monotonic() < swapped_at + POLL + 10, state.holder.last_error
-            time.sleep(0.02)
-        time.sleep(0.3)
+        swapped_to(tiny_registry.champion)
+        wait_until(answered_since(time.monotonic()), 30)
     finally:
         stop.set()
         for t in threads:
@@ -112,10 +125,12 @@ def test_a_version_that_fails_to_load_keeps_the_old_model_serving(
     state = get_state(app)
     state.holder.start()
     assert state.holder.wait_ready(60)
+    failed = threading.Event()
+    state.holder.on_failure(lambda exc: failed.set())
     client = app.test_client()
     registry.set_alias(tiny_registry.name, "champion", tiny_registry.other)
     try:
-        time.sleep(POLL * 4)
+        assert failed.wait(POLL + 10)  # the poller tried the new version and failed
         response = client.post(
             "/v1/score", json={"lead_id": "x", "features": {}}, headers=api_headers["client"]
         )

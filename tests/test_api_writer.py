@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -45,33 +44,44 @@ def _rows(log, kind):
     return [r for k, rows in log if k == kind for r in rows]
 
 
+def _counting(n: int):
+    """An ``on_written`` hook and an event set once ``n`` rows were written."""
+    done = threading.Event()
+    written = [0]
+
+    def on_written(kind: str, rows: int) -> None:
+        written[0] += rows
+        if written[0] >= n:
+            done.set()
+
+    return on_written, done
+
+
 def test_no_thread_until_first_row():
     writer, _, _ = _writer()
-    assert writer._thread is None
+    assert not writer.running
     writer.submit(predictions=[{"id": 1}])
-    assert writer._thread is not None and writer._thread.is_alive()
+    assert writer.running
     assert writer.close()
 
 
 def test_rows_are_written_in_batches_within_the_flush_interval():
-    writer, _, log = _writer(flush_seconds=0.1)
+    on_written, done = _counting(50)
+    writer, _, log = _writer(flush_seconds=0.1, on_written=on_written)
     for i in range(50):
         writer.submit(predictions=[{"id": i}])
     assert log == []  # nothing written synchronously
-    end = time.monotonic() + 2
-    while len(_rows(log, "predictions")) < 50 and time.monotonic() < end:
-        time.sleep(0.01)
+    assert done.wait(2)  # written by the thread on its deadline (no flush() asked for)
     assert [r["id"] for r in _rows(log, "predictions")] == list(range(50))
     assert len(log) <= 3  # batched, not one write per row
     writer.close()
 
 
 def test_batch_size_triggers_an_early_write():
-    writer, _, log = _writer(flush_seconds=30, batch_size=10)
+    on_written, done = _counting(10)
+    writer, _, log = _writer(flush_seconds=30, batch_size=10, on_written=on_written)
     writer.submit(predictions=[{"id": i} for i in range(10)])
-    end = time.monotonic() + 2
-    while not log and time.monotonic() < end:
-        time.sleep(0.01)
+    assert done.wait(2)  # long before the 30 s deadline
     assert len(_rows(log, "predictions")) == 10
     writer.close()
 
@@ -86,12 +96,11 @@ def test_kinds_are_written_leads_first():
 
 def test_failed_writes_are_retried_without_loss_or_duplicates():
     failures = []
-    writer, sinks, log = _writer(on_failure=lambda: failures.append(1))
+    on_written, done = _counting(5)
+    writer, sinks, log = _writer(on_failure=lambda: failures.append(1), on_written=on_written)
     sinks["predictions"].fail_times = 2
     writer.submit(predictions=[{"id": i} for i in range(5)])
-    end = time.monotonic() + 3
-    while len(_rows(log, "predictions")) < 5 and time.monotonic() < end:
-        time.sleep(0.01)
+    assert done.wait(3)  # retried by the thread on its own ticks
     assert [r["id"] for r in _rows(log, "predictions")] == [0, 1, 2, 3, 4]
     assert len(failures) == 2
     writer.close()
@@ -229,16 +238,15 @@ def test_event_deduper_skips_events_already_written():
     assert written == [e1, e2, e3]
     e4, e5 = ({"lead_id": x, "timestamp": ts, "type": "email_open"} for x in "cd")
     dedupe([e4, e5])  # evicts the oldest fingerprints (bounded memory)
-    assert len(dedupe._seen) == 3
+    assert dedupe([dict(e3), dict(e4), dict(e5)]) == 0  # the three newest are remembered
+    assert dedupe([dict(e1)]) == 1  # the oldest was forgotten: three kept, no more
 
 
 def test_a_submit_below_the_batch_size_does_not_wake_the_thread():
     writer, _, log = _writer(flush_seconds=30, batch_size=100)
-    writer.submit(predictions=[{"id": 0}])
-    time.sleep(0.05)
-    for i in range(1, 50):
+    for i in range(50):
         writer.submit(predictions=[{"id": i}])
-    assert writer._queue.empty()  # no message per request
+    assert writer.running and writer.wakeups == 0  # no message per request
     assert log == []
     assert writer.flush()
     assert [r["id"] for r in _rows(log, "predictions")] == list(range(50))

@@ -33,6 +33,7 @@ def test_split_is_80_20_stratified_and_repeatable():
     assert not np.array_equal(train, other)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn", [qr.baseline_lightgbm, qr.baseline_logreg])
 def test_baselines_learn_the_signal(fn):
     X, y = _table(800, seed=1)

@@ -1,6 +1,6 @@
 """The review UI in a real Chromium (Playwright, sync API): a rep's whole loop.
 
-A werkzeug server runs the real app (``serve.app.create_app`` + the UI) on a
+A werkzeug server runs the real app (``leadready.app.create_app`` + the UI) on a
 free port, over a store holding the tiny registry's 300 simulated leads,
 scored by its champion (and a later rescoring of some of them by the other
 version, so the queue has stage changes and the lead pages a history).
@@ -11,170 +11,34 @@ to refresh the README's pictures.
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from review_ui.words import label_words
+from tests.support.browser import (  # noqa: F401  (fixtures)
+    RETRAIN_GATE,
+    browser_context,
+    browser_login,
+    browser_page,
+    chromium_browser,
+    live_ui_server,
+    no_horizontal_overflow,
+    screens,
+)
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "review-loop-pass"
-VIEWPORT = {"width": 1440, "height": 900}
-
-
-def _retrain_for_demo(*, store: Any, actor: str, progress: Any) -> dict[str, Any]:
-    for step, fraction in (("collecting reps' corrections", 0.3), ("training", 0.6)):
-        progress(step, fraction)
-        time.sleep(0.3)
-    return {"version": "3", "base_version": "1", "promoted": False, "gate_reasons": ["no gain"]}
-
-
-@pytest.fixture(scope="module")
-def ui_server(tiny_registry, serve_config, tmp_path_factory):
-    """A live server on 127.0.0.1 with the UI, its store, and the base URL."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from werkzeug.serving import make_server
-
-    import review_ui
-    from data.store import Store
-    from leadready.app import create_app
-    from model import registry
-    from serve.state import get_state
-    from training.record import record_scored_frame
-
-    home = tmp_path_factory.mktemp("browser-home")
-    url = f"sqlite:///{home / 'leadready.db'}"
-    store = Store(url)
-    store.upgrade()
-    store.create_user("rita", "rep", PASSWORD)
-    store.create_user("ana", "analyst", PASSWORD)
-
-    tiny_registry.configure()
-    sim, features = tiny_registry.simulation, tiny_registry.features
-    champion, version = registry.load_model(tiny_registry.uri(tiny_registry.champion))
-    scored = champion.predict_frame(features, reasons=True)
-    earlier = datetime.now(UTC) - timedelta(days=3)
-    record_scored_frame(
-        store,
-        features,
-        scored,
-        tiny_registry.name,
-        str(version),
-        leads=sim.leads,
-        input_columns=champion.input_columns,
-        created_at=earlier - timedelta(days=7),
-    )
-    other, other_version = registry.load_model(tiny_registry.uri(tiny_registry.other))
-    subset = features.iloc[::3]
-    record_scored_frame(
-        store,
-        subset,
-        other.predict_frame(subset, reasons=True),
-        tiny_registry.name,
-        str(other_version),
-        input_columns=other.input_columns,
-        created_at=earlier,
-    )
-    events = sim.events.astype(object).where(sim.events.notna(), None)
-    store.add_events(events.to_dict("records"))
-
-    app = create_app(
-        {
-            **serve_config,
-            "LEADREADY_HOME": str(home),
-            "DATABASE_URL": url,
-            "RECORD_PREDICTIONS": False,
-            "SECRET_KEY": "browser-test",
-            "LEADREADY_RETRAIN": _retrain_for_demo,
-        }
-    )
-    review_ui.init_app(app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="ui-server", daemon=True)
-    thread.start()
-    try:
-        yield {"base": f"http://127.0.0.1:{server.server_port}", "store": store, "app": app}
-    finally:
-        server.shutdown()
-        thread.join(5)
-        state = get_state(app)
-        state.close(timeout=2)
-        state.store.dispose()
-        store.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, ui_server):
-    context = browser.new_context(viewport=VIEWPORT, base_url=ui_server["base"])
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text) if msg.type == "error" and "403" not in msg.text else None
-        ),
-    )
-    yield page
-    context.close()
-    assert errors == [], f"JavaScript errors or CSP violations: {errors}"
-
-
-def _screens(tmp_path: Path) -> Path:
-    target = os.environ.get("LEADREADY_SCREENSHOTS")
-    folder = Path(target) if target else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _login(page, name: str) -> None:
-    page.goto("/review/")
-    assert "/login" in page.url
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/review/")
 
 
 def test_a_rep_reclassifies_a_lead_from_the_queue(page, ui_server, tmp_path):
     store = ui_server["store"]
-    _login(page, "rita")
+    browser_login(page, "rita")
     rows = page.locator("tr.q-row")
     assert rows.count() == 50
     assert page.locator("#pager-top").inner_text().startswith("300 leads")
     assert page.locator("tr.q-row .chip").count() > 0
     page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
-    page.screenshot(path=str(_screens(tmp_path) / "review-queue.png"))
+    page.screenshot(path=str(screens(tmp_path) / "review-queue.png"))
 
     first = rows.first
     lead_id = first.get_attribute("data-lead")
@@ -203,12 +67,12 @@ def test_a_rep_reclassifies_a_lead_from_the_queue(page, ui_server, tmp_path):
     ]
     assert rows[0]["old_label"] == current_stage
     page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
-    page.screenshot(path=str(_screens(tmp_path) / "lead-page.png"), full_page=True)
+    page.screenshot(path=str(screens(tmp_path) / "lead-page.png"), full_page=True)
 
 
 def test_keyboard_confirm_and_undo_swap_the_row_in_place(page, ui_server):
     store = ui_server["store"]
-    _login(page, "rita")
+    browser_login(page, "rita")
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
     page.keyboard.press("Escape")
@@ -235,7 +99,7 @@ def test_keyboard_confirm_and_undo_swap_the_row_in_place(page, ui_server):
 
 
 def test_a_rep_cannot_reach_the_retrain_button(page, ui_server):
-    _login(page, "rita")
+    browser_login(page, "rita")
     assert page.locator("nav a", has_text="Models").count() == 0
     response = page.goto("/review/models")
     assert response.status == 403
@@ -255,17 +119,19 @@ def test_a_rep_cannot_reach_the_retrain_button(page, ui_server):
 
 
 def test_an_analyst_retrains_and_sees_progress(page, ui_server):
-    _login(page, "ana")
+    browser_login(page, "ana")
     page.goto("/review/models")
     page.click("#retrain-button")
     page.wait_for_url("**/review/models")
-    page.wait_for_selector("#job-state.state-succeeded", timeout=20_000)
+    page.wait_for_selector("#job-state.state-running", timeout=20_000)  # shown while it runs
+    RETRAIN_GATE.set()
+    page.wait_for_selector("#job-state.state-succeeded", timeout=20_000)  # the page polls
     assert "champion kept" in page.locator("#job-result").inner_text()
     assert ui_server["app"].extensions["review_ui"].jobs.status()["started_by"] == "ana"
 
 
 def test_a_post_without_csrf_token_is_refused(page, ui_server):
-    _login(page, "rita")
+    browser_login(page, "rita")
     lead_id = page.locator("tr.q-row").first.get_attribute("data-lead")
     before = len(ui_server["store"].corrections_for(lead_id))
     response = page.request.post(
@@ -286,7 +152,7 @@ def test_a_stored_script_in_a_note_never_runs(page, ui_server):
     store.add_correction(
         lead_id, "persona", "non_buyer", reviewer="mallory", reason="other", note=attack
     )
-    _login(page, "rita")
+    browser_login(page, "rita")
     page.goto(f"/review/leads/{lead_id}")
     note = page.locator("#correction-history .note").first
     assert note.inner_text() == attack
@@ -297,19 +163,6 @@ def test_a_stored_script_in_a_note_never_runs(page, ui_server):
 # ------------------------------------------------ issue #18: keys, layouts, a11y
 
 
-def _context(browser, ui_server, width: int, height: int, **options: Any):
-    return browser.new_context(
-        viewport={"width": width, "height": height}, base_url=ui_server["base"], **options
-    )
-
-
-def _no_horizontal_overflow(page) -> None:
-    widths = page.evaluate(
-        "() => [document.documentElement.scrollWidth, window.innerWidth, document.body.scrollWidth]"
-    )
-    assert widths[0] <= widths[1] and widths[2] <= widths[1], widths
-
-
 def _wait_flash(page, text: str) -> None:
     page.wait_for_selector(f".flash:has-text('{text}')")
 
@@ -317,7 +170,7 @@ def _wait_flash(page, text: str) -> None:
 def test_the_documented_keys_save_and_walk_the_queue(page, ui_server):
     """1-4, ArrowDown, Enter saves and opens the next lead; c confirms and moves on; u; g q."""
     store = ui_server["store"]
-    _login(page, "rita")
+    browser_login(page, "rita")
     page.goto("/review/?reviewed=no&per=25")
     page.keyboard.press("j")
     first = page.locator("tr.q-row.is-focused").get_attribute("data-lead")
@@ -362,7 +215,7 @@ def test_the_documented_keys_save_and_walk_the_queue(page, ui_server):
 
 def test_a_bulk_change_confirms_its_count_and_undoes_as_one_batch(page, ui_server):
     store = ui_server["store"]
-    _login(page, "rita")
+    browser_login(page, "rita")
     page.goto("/review/?reviewed=no")
     page.keyboard.press("j")
     page.keyboard.press("x")
@@ -392,13 +245,13 @@ def test_a_bulk_change_confirms_its_count_and_undoes_as_one_batch(page, ui_serve
 
 
 def test_desk_layout_at_1366_shows_eight_leads_above_the_fold(browser, ui_server, tmp_path):
-    context = _context(browser, ui_server, 1366, 768)
+    context = browser_context(browser, ui_server, 1366, 768)
     page = context.new_page()
     try:
-        _login(page, "rita")
+        browser_login(page, "rita")
         page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
-        page.screenshot(path=str(_screens(tmp_path) / "queue-1366.png"))
-        _no_horizontal_overflow(page)
+        page.screenshot(path=str(screens(tmp_path) / "queue-1366.png"))
+        no_horizontal_overflow(page)
         bottoms = page.locator("tr.q-row").evaluate_all(
             "rows => rows.map(r => r.getBoundingClientRect().bottom)"
         )
@@ -413,12 +266,12 @@ def test_desk_layout_at_1366_shows_eight_leads_above_the_fold(browser, ui_server
 
 
 def test_phone_layout_at_390_is_one_column_of_cards(browser, ui_server, tmp_path):
-    context = _context(browser, ui_server, 390, 844, is_mobile=True, has_touch=True)
+    context = browser_context(browser, ui_server, 390, 844, is_mobile=True, has_touch=True)
     page = context.new_page()
     try:
-        _login(page, "rita")
+        browser_login(page, "rita")
         page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         assert not page.locator("table.queue thead").is_visible()
         assert page.locator("tr.q-row").first.evaluate("r => getComputedStyle(r).display") == (
             "grid"
@@ -432,30 +285,30 @@ def test_phone_layout_at_390_is_one_column_of_cards(browser, ui_server, tmp_path
         ):
             box = page.locator(selector).first.bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, selector
-        page.screenshot(path=str(_screens(tmp_path) / "queue-390.png"))
+        page.screenshot(path=str(screens(tmp_path) / "queue-390.png"))
 
         page.locator("tr.q-row a.lead-link").first.click()
         page.wait_for_url(re.compile(r"/review/leads/"))
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         for selector in ("#save-next", "#rc-stage", "#rc-reason", "#confirm-next"):
             box = page.locator(selector).bounding_box()
             assert box and box["x"] + box["width"] <= 390, selector
-        page.screenshot(path=str(_screens(tmp_path) / "lead-390.png"), full_page=True)
+        page.screenshot(path=str(screens(tmp_path) / "lead-390.png"), full_page=True)
     finally:
         context.close()
 
 
 def test_desk_screenshot_at_1440(browser, ui_server, tmp_path):
-    context = _context(browser, ui_server, 1440, 900)
+    context = browser_context(browser, ui_server, 1440, 900)
     page = context.new_page()
     try:
-        _login(page, "rita")
+        browser_login(page, "rita")
         page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         # A wide desk shows the queue as a table, every column of it.
         assert page.locator("tr.q-row").count() >= 8
         assert page.locator("tr.q-row .col-why").first.is_visible()
-        page.screenshot(path=str(_screens(tmp_path) / "queue-1440.png"))
+        page.screenshot(path=str(screens(tmp_path) / "queue-1440.png"))
     finally:
         context.close()
 
@@ -464,13 +317,13 @@ def test_desk_screenshot_at_1440(browser, ui_server, tmp_path):
 def test_pages_have_no_serious_accessibility_violations(browser, ui_server, where):
     from axe_playwright_python.sync_playwright import Axe
 
-    context = _context(browser, ui_server, 1366, 768, bypass_csp=True)
+    context = browser_context(browser, ui_server, 1366, 768, bypass_csp=True)
     page = context.new_page()
     try:
         if where == "login":
             page.goto("/login")
         else:
-            _login(page, "rita")
+            browser_login(page, "rita")
             if where == "lead":
                 page.locator("tr.q-row a.lead-link").first.click()
                 page.wait_for_url(re.compile(r"/review/leads/"))
@@ -505,7 +358,7 @@ def test_the_api_page_renders_every_endpoint_offline(page, ui_server):
 
 def test_the_lead_page_tab_order_follows_the_form(page, ui_server):
     """Tab walks the correction form in reading order, every control with a name."""
-    _login(page, "rita")
+    browser_login(page, "rita")
     page.locator("tr.q-row a.lead-link").first.click()
     page.wait_for_url(re.compile(r"/review/leads/"))
     page.focus("#rc-stage")
@@ -523,7 +376,7 @@ def test_the_lead_page_tab_order_follows_the_form(page, ui_server):
 
 
 def test_queue_keys_k_o_and_slash(page, ui_server):
-    _login(page, "rita")
+    browser_login(page, "rita")
     page.keyboard.press("j")
     page.keyboard.press("j")
     page.keyboard.press("k")

@@ -17,44 +17,9 @@ from model.classifier import (
     expected_calibration_error,
     normalize_labels,
 )
+from tests.support.leads import STAGES, TITLES, make_leads
 
-STAGES = ("awareness", "consideration", "decision")
-TITLES = {
-    "economic_buyer": ("VP of Sales", "Chief Revenue Officer", "VP Finance"),
-    "technical_evaluator": ("Senior Engineer", "Engineering Manager", "Solutions Architect"),
-    "non_buyer": ("Student", "Job Seeker", "Intern at University"),
-}
-REGIONS = ("EMEA", "US", "APAC", "LATAM", "DACH", "Nordics", "UK", "France", "Iberia", "Benelux")
 FAST = {"n_estimators": 40, "num_threads": 1}
-
-
-def make_leads(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """A feature table with signal: pricing/demo activity → stage, job title → persona."""
-    rng = np.random.default_rng(seed)
-    stage = rng.choice(STAGES, size=n, p=[0.5, 0.3, 0.2])
-    persona = rng.choice(list(TITLES), size=n)
-    level = pd.Series(stage).map({s: i for i, s in enumerate(STAGES)}).to_numpy()
-    pricing = rng.poisson(0.2 + 2.0 * level)
-    demo = rng.poisson(0.05 + 0.6 * (level == 2))
-    title = [
-        rng.choice(TITLES[p]) + (f" {rng.choice(REGIONS)}" if rng.random() < 0.6 else "")
-        for p in persona
-    ]
-    frame = pd.DataFrame(
-        {
-            "lead_id": [f"lead-{i:05d}" for i in range(n)],
-            "n_pricing_7d": pricing,
-            "n_demo_request_30d": demo,
-            "days_since_pricing": np.where(pricing > 0, rng.integers(0, 20, n), np.nan),
-            "company_size": rng.integers(5, 5000, n),
-            "industry": rng.choice(["Fintech", "Retail", "Health"], n),
-            "job_title": title,
-            "is_customer": rng.random(n) < 0.1,
-            "always_one": 1,
-            "noise": rng.normal(size=n),
-        }
-    )
-    return frame, stage, persona
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +193,7 @@ def test_calibration_lowers_ece_on_held_out_data():
     assert ece_cal < ece_raw
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_only_the_rounds_up_to_the_best():
     # 600 rows and a fast learning rate overfit long before 300 rounds: boosting
     # stops on the held-out rows' log loss and the stored booster has just the

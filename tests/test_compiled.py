@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("lleaves")
 
 from model import compiled  # noqa: E402
-from tests.test_package import trained  # noqa: E402
+from tests.support.leads import trained  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,10 @@ from typing import Any
 import pytest
 
 from data.store import Store
-from tests.test_review_ui import _prediction, _StubModel
+from tests.support.review_ui import (  # noqa: F401  (fixtures)
+    StubModel,
+    prediction,
+)
 
 LEADS = [f"C{i}" for i in range(6)]
 STAGES = ("awareness", "consideration", "decision", "purchase")
@@ -50,7 +53,7 @@ def _seed(store: Store) -> None:
         ]
     )
     store.record_predictions(
-        [_prediction(lead, "consideration", 0.5, "decision", 0.3) for lead in LEADS]
+        [prediction(lead, "consideration", 0.5, "decision", 0.3) for lead in LEADS]
     )
     for i in range(UI_THREADS):
         store.create_user(f"rep{i}", "rep", "correct horse battery")
@@ -66,7 +69,7 @@ def _app(url: str, home: str):
             "SECRET_KEY": "test-secret",
             "LEADREADY_HOME": home,
             "DATABASE_URL": url,
-            "MODEL_SOURCE": (lambda uri: (_StubModel(), _StubModel(), "1"), lambda n, a: "1"),
+            "MODEL_SOURCE": (lambda uri: (StubModel(), StubModel(), "1"), lambda n, a: "1"),
             "MODEL_POLL_SECONDS": 3600,
             "RECORD_PREDICTIONS": False,
         }
@@ -199,6 +202,7 @@ def _check(out: dict[str, Any], n: int) -> None:
         assert stage_rows[0]["old_label"] == "consideration"  # the prediction's
 
 
+@pytest.mark.slow
 def test_concurrent_reviewers_on_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     store = Store(url)

@@ -270,6 +270,7 @@ def test_cli_import_prints_rejects_writes_a_report_and_exits_1(tmp_path, home, s
     assert store.current_labels()["L1"]["stage"] == "decision"
 
 
+@pytest.mark.slow
 def test_cli_import_of_a_clean_file_exits_0_and_uses_the_default_reviewer(tmp_path, home, store):
     from leadready.cli import main
 

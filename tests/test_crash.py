@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.support.waiting import wait_until
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,16 +65,15 @@ def _start(home: Path, port: int, db_url: str, tiny_registry, log_path: Path):
         cwd=ROOT,
         start_new_session=True,  # its own process group: kill -9 reaches every worker
     )
-    deadline = time.monotonic() + 180
-    while True:
+
+    def ready() -> bool:
         assert proc.poll() is None, log_path.read_text()[-3000:]
-        assert time.monotonic() < deadline, log_path.read_text()[-3000:]
         try:
-            if _request(port, "GET", "/readyz")[0] == 200:
-                break
+            return _request(port, "GET", "/readyz")[0] == 200
         except OSError:
-            pass
-        time.sleep(0.2)
+            return False
+
+    wait_until(ready, 180, interval=0.2, message=lambda: log_path.read_text()[-3000:])
     return proc, log
 
 
@@ -126,10 +127,14 @@ def test_kill_9_mid_stream_loses_no_prediction_older_than_the_flush_window(
     for t in threads:
         t.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(acked) < 100 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(2 * LOSS_WINDOW_SECONDS)  # still streaming: the kill lands mid-stream
+        # 100 acknowledged predictions older than twice the loss window, the streams still
+        # running: the kill lands mid-stream with acknowledgements it must not lose
+        def old_acks() -> bool:
+            assert all(t.is_alive() for t in threads), log_path.read_text()[-2000:]
+            horizon = time.monotonic() - 2 * LOSS_WINDOW_SECONDS
+            return sum(1 for _, at in list(acked) if at < horizon) >= 100
+
+        wait_until(old_acks, 60 + 2 * LOSS_WINDOW_SECONDS, interval=0.05)
         killed_at = time.monotonic()
         _kill_group(proc)
     finally:
@@ -162,18 +167,20 @@ def test_kill_9_mid_stream_loses_no_prediction_older_than_the_flush_window(
     try:
         # /readyz answered from one worker; the other may still be loading its model and
         # answer 503 with Retry-After, which a client honours
-        deadline = time.monotonic() + 60
-        while True:
-            status, body = _request(
+        answer: list = []
+
+        def not_503() -> bool:
+            answer[:] = _request(
                 port,
                 "POST",
                 "/v1/score",
                 {"lead_id": f"crash-{run}-after", "features": {}},
                 keys.client,
             )
-            if status != 503 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            return answer[0] != 503
+
+        wait_until(not_503, 60, interval=1, message=lambda: answer)  # 1 s: its Retry-After
+        status, body = answer
         assert status == 200, body
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -252,18 +259,21 @@ def test_a_training_run_killed_midway_leaves_the_champion_serving(tmp_path, tiny
     proc, log = _train(home, tracking_uri, leads, events, 20000, log_path)
     engine = sa.create_engine(tracking_uri)
     try:
-        deadline = time.monotonic() + 240
-        while True:  # an MLflow run exists: data read, features built, fitting under way
+
+        def logging_midway() -> bool:
+            """A RUNNING MLflow run whose parameters are written: the model is fitted and
+            the run is mid-way through logging and registering (the compiled trees of 20,000
+            rounds, the model, the version are still to come)."""
             assert proc.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             with engine.connect() as conn:
-                running = conn.execute(
-                    sa.text("select count(*) from runs where status = 'RUNNING'")
+                return conn.execute(
+                    sa.text(
+                        "select count(*) from runs join params on params.run_uuid = runs.run_uuid"
+                        " where runs.status = 'RUNNING'"
+                    )
                 ).scalar_one()
-            if running:
-                break
-            time.sleep(0.2)
-        time.sleep(2.0)
+
+        wait_until(logging_midway, 240, interval=0.1, message=lambda: log_path.read_text()[-3000:])
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from model.classifier import HeadClassifier, tune_decision_weights
-from tests.test_classifier import make_leads
+from tests.support.leads import make_leads
 
 FAST = {"n_estimators": 40, "num_threads": 1}
 
@@ -47,6 +47,7 @@ def test_weights_stay_one_when_argmax_is_already_best():
     assert score == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_cross_fitting_boosts_on_every_row_and_calibrates_out_of_fold():
     X, stage, _ = make_leads(900, seed=5)
     head = HeadClassifier(**FAST, cv_folds=3).fit(X, stage)
@@ -79,6 +80,7 @@ def test_cross_fitting_falls_back_to_the_slice_with_a_tiny_class():
     assert head.cv_ is None and head.n_train_rows_ < len(X)
 
 
+@pytest.mark.slow
 def test_macro_f1_decision_changes_labels_not_probabilities():
     X, stage, _ = make_leads(900, seed=7)
     plain = HeadClassifier(**FAST, cv_folds=3).fit(X, stage)

@@ -11,18 +11,29 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from review_ui import dashboard
-from tests.test_browser import _login, _screens, browser, page, ui_server  # noqa: F401
-from tests.test_review_ui import _close, _make_app, login, template_db  # noqa: F401
+from tests.support.browser import (  # noqa: F401  (fixtures)
+    browser_login,
+    browser_page,
+    chromium_browser,
+    live_ui_server,
+    screens,
+)
+from tests.support.review_ui import (  # noqa: F401  (fixtures)
+    close_app,
+    login,
+    make_review_app,
+    review_template_db,
+)
 
 NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-def app(tmp_path, template_db):  # noqa: F811
-    app = _make_app(tmp_path, template_db)
+def app(tmp_path, template_db):
+    app = make_review_app(tmp_path, template_db)
     store = app.extensions["review_ui"].store()
     # L1 decision (sales), L2 consideration, L3 awareness, L4 purchase (sales), model persona
-    # economic_buyer everywhere (see tests.test_review_ui._prediction).
+    # economic_buyer everywhere (see tests.test_review_ui.prediction).
     store.add_correction("L1", "stage", "decision", reviewer="rep1", kind="confirm",
                          created_at=NOW - timedelta(hours=20))  # fmt: skip
     store.add_correction("L2", "stage", "decision", reviewer="rep1", reason="talking_to_sales",
@@ -30,7 +41,7 @@ def app(tmp_path, template_db):  # noqa: F811
     store.add_correction("L3", "persona", "non_buyer", reviewer="rep2", reason="student",
                          created_at=NOW - timedelta(hours=5))  # fmt: skip
     yield app
-    _close(app)
+    close_app(app)
 
 
 @pytest.fixture
@@ -48,6 +59,7 @@ def _text(html: str, element_id: str) -> str:
 
 def _stub_versions(app, result=None, *, error: Exception | None = None, delay: float = 0.0):
     def read(uri, name, limit=8):
+        # A slow MLflow IS the behaviour under test: the dashboard stops waiting after 0.3 s.
         time.sleep(delay)
         if error is not None:
             raise error
@@ -155,6 +167,7 @@ def test_kappa_reads_na_with_too_few_shared_leads(app, client):
     assert "rep1 · rep2 1 0 n/a" in stage
 
 
+@pytest.mark.slow
 def test_charts_are_svg_from_the_server(app, client):
     login(app, client, "rep1")
     html = client.get("/review/dashboard").get_data(as_text=True)
@@ -248,7 +261,7 @@ class TestInChromium:
     """The dashboard in a real Chromium, over the browser tests' live server."""
 
     @pytest.fixture(scope="class")
-    def filled(self, ui_server):  # noqa: F811
+    def filled(self, ui_server):
         """Nine weeks of reviews by four reps, some leads reviewed twice, on the live store."""
         from data.schema import CORRECTION_REASONS
 
@@ -304,8 +317,8 @@ class TestInChromium:
                                          reason=rng.choice(reasons), created_at=when)  # fmt: skip
         return store
 
-    def test_an_analyst_reads_the_dashboard(self, page, ui_server, filled, tmp_path):  # noqa: F811
-        _login(page, "ana")
+    def test_an_analyst_reads_the_dashboard(self, page, ui_server, filled, tmp_path):
+        browser_login(page, "ana")
         page.click("nav a:has-text('Alignment')")
         page.wait_for_url("**/review/dashboard")
         leads = page.locator("#kpi-reviews .kpi-value").inner_text()
@@ -331,15 +344,15 @@ class TestInChromium:
         follow = page.locator("#follow-up").inner_text()
         assert "Routed to sales\n60" in follow or "Routed to sales\t60" in follow, follow
         page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
-        page.screenshot(path=str(_screens(tmp_path) / "dashboard.png"), full_page=True)
+        page.screenshot(path=str(screens(tmp_path) / "dashboard.png"), full_page=True)
 
         page.click("a.btn:has-text('Per rep')")
         page.wait_for_url("**/review/dashboard/reps")
         assert page.locator("#reps tbody tr").count() == 4
         assert page.locator("#kappa-stage tbody tr").count() >= 1
 
-    def test_a_rep_is_refused_the_per_rep_view(self, page, ui_server, filled):  # noqa: F811
-        _login(page, "rita")
+    def test_a_rep_is_refused_the_per_rep_view(self, page, ui_server, filled):
+        browser_login(page, "rita")
         assert page.locator("nav a", has_text="Alignment").count() == 1
         response = page.goto("/review/dashboard/reps")
         assert response.status == 403

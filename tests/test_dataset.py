@@ -190,6 +190,7 @@ def test_subset_keeps_features_labels_and_slices_aligned(tmp_path):
     assert part.slices.index.equals(part.ids)
 
 
+@pytest.mark.slow
 def test_a_table_bigger_than_max_rows_is_a_seeded_uniform_sample(tmp_path):
     table = crm_table(600, seed=3)
     events = crm_events(table, seed=3)

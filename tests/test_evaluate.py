@@ -124,6 +124,7 @@ def test_logistic_baseline_learns_what_majority_cannot():
     assert result["logreg"]["persona"]["n"] == persona.loc[test].notna().sum()
 
 
+@pytest.mark.slow
 def test_plots_write_one_confusion_and_one_reliability_png_per_head(tmp_path):
     ids = ["a", "b", "c"]
     y = pd.Series(["x", "y", "y"], index=ids)

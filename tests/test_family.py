@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 from model.classifier import HeadClassifier, TwoHeadClassifier
 from model.features import FeatureConfig, build_features
 from model.package import LeadReadinessModel
-from tests.test_package import AS_OF, _assert_records_match_frame, make_lead_tables
+from tests.support.leads import AS_OF, assert_records_match_frame, make_lead_tables
 from training.procedure import procedure_metrics, procedure_report, procedure_table
 
 FAST = {"n_estimators": 60, "num_threads": 1, "cv_folds": 3, "decision": "macro_f1"}
@@ -46,6 +46,7 @@ def _xor_table(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame({"a": a, "b": b, "noise": rng.normal(size=n)}), y.astype(object)
 
 
+@pytest.mark.slow
 def test_auto_picks_a_linear_family_in_a_linear_world_and_lightgbm_for_an_interaction():
     X, y = _linear_table(2400, seed=1)
     head = HeadClassifier(**FAST).fit(X, y)
@@ -70,6 +71,7 @@ def test_auto_picks_a_linear_family_in_a_linear_world_and_lightgbm_for_an_intera
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["linear", "blend"])
 @pytest.mark.parametrize("k", [2, 3])
 def test_contributions_add_up_to_the_score_and_follow_the_coefficients(family, k):
@@ -107,6 +109,7 @@ def test_contributions_add_up_to_the_score_and_follow_the_coefficients(family, k
     assert np.all(np.abs(part[missing, :, column]) > 0)
 
 
+@pytest.mark.slow
 def test_linear_head_survives_pickling_and_an_unknown_family_is_refused():
     X, y = _linear_table(900, seed=5)
     head = HeadClassifier(**FAST, family="linear").fit(X, y)
@@ -120,6 +123,7 @@ def test_linear_head_survives_pickling_and_an_unknown_family_is_refused():
     assert slice_head.family_ == "lightgbm" and slice_head.cv_ is None
 
 
+@pytest.mark.slow
 def test_a_linear_and_a_blend_head_serve_single_leads_with_reasons():
     leads, events = make_lead_tables(400, seed=3)
     config = FeatureConfig()
@@ -133,7 +137,7 @@ def test_a_linear_and_a_blend_head_serve_single_leads_with_reasons():
     sample = X.head(6)
     frame = model.predict_frame(sample, reasons=True)
     records = model.predict_records(json.loads(sample.to_json(orient="records")), reasons=True)
-    _assert_records_match_frame(frame, records, reasons=True)
+    assert_records_match_frame(frame, records, reasons=True)
     assert all(rec["persona"]["reasons"] for rec in records)
     # the persona head learned the job titles: the top reason is about the title
     top = [rec["persona"]["reasons"][0] for rec in records]
@@ -152,6 +156,7 @@ def test_a_linear_and_a_blend_head_serve_single_leads_with_reasons():
     assert "linear" in console.export_text()
 
 
+@pytest.mark.slow
 def test_linear_fits_use_at_most_the_row_cap(monkeypatch):
     from model import linear
 

@@ -538,6 +538,7 @@ _EVENT = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=st.lists(_EVENT, max_size=25),
@@ -646,7 +647,7 @@ def test_simulated_data_batch_matches_single_leads() -> None:
 @pytest.mark.parametrize("events_kind", ["empty", "other leads", "none"])
 def test_zero_leads_give_an_empty_frame_with_the_columns(events_kind):
     """Spark's per-bucket scoring can hand over a bucket without leads."""
-    from tests.test_package import make_lead_tables
+    from tests.support.leads import make_lead_tables
 
     leads, events = make_lead_tables(30)
     leads = leads.drop(columns=["stage", "persona"])

@@ -104,6 +104,7 @@ def _secured(case) -> bool:
     return bool(case.operation.definition.raw.get("security"))
 
 
+@pytest.mark.slow
 def test_valid_requests_with_a_client_key(schema, api_headers):
     """Schema-valid requests with a client key: never a 5xx, always as documented."""
 
@@ -116,6 +117,7 @@ def test_valid_requests_with_a_client_key(schema, api_headers):
     assert fuzz(schema, GenerationMode.POSITIVE, api_headers["client"], expect) > 0
 
 
+@pytest.mark.slow
 def test_invalid_requests_with_a_client_key(schema, api_headers):
     """Schema-violating requests: refused with a documented 4xx, never a 5xx."""
 
@@ -125,6 +127,7 @@ def test_invalid_requests_with_a_client_key(schema, api_headers):
     assert fuzz(schema, GenerationMode.NEGATIVE, api_headers["client"], expect) > 0
 
 
+@pytest.mark.slow
 def test_valid_requests_with_an_admin_key(schema, api_headers):
     """An admin key may call everything (reload included) and gets no 5xx."""
 
@@ -149,6 +152,7 @@ def test_requests_without_a_key(schema):
     assert fuzz(schema, GenerationMode.POSITIVE, {}, expect) > 0
 
 
+@pytest.mark.slow
 def test_requests_with_a_revoked_key(schema, api_headers):
     """A revoked key gets 403 on every secured operation, whatever the body."""
 

@@ -8,37 +8,24 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from tests.fixtures.crm.crm import crm_events, crm_table
 from training.dataset import holdout_mask, load_training_table
 from training.promote import GateDecision, gate
-from training.train import TrainConfig, train
+from training.train import train
+
+# Trains and registers models, runs the CLI end to end: the full suite, not the inner loop.
+pytestmark = pytest.mark.slow
 
 MODEL = "lead-readiness"
 SHOPPERS = "/work/shared/datasets/online_shoppers/online_shoppers_intention.csv"
 
 
 @pytest.fixture(scope="module")
-def crm(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gate-task")
-    table = crm_table(600)
-    table.to_csv(root / "contacts.csv", index=False)
-    crm_events(table).to_csv(root / "events.csv", index=False)
-    config = TrainConfig(
-        leads_path=root / "contacts.csv",
-        events_path=root / "events.csv",
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-        id_col="Contact ID",
-        stage_col="Lifecycle Stage",
-        persona_col="Segment",
-        exclude=("Email", "Converted"),
-        slice_cols=(),
-        n_estimators=30,
-        compile=False,
-    )
+def crm(crm_export):
+    export = crm_export("gate-task", 600)
+    config = export.config(slice_cols=(), n_estimators=30)
     first = train(config)
     assert first.gate.promote and first.version == "1"
-    return root, config
+    return export.root, config
 
 
 def _champion(config):

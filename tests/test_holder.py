@@ -13,22 +13,23 @@ import time
 import pytest
 
 from serve.holder import ModelHolder, parse_model_uri
+from tests.support.waiting import wait_until
 
 
 class FakeRegistry:
-    """alias → version, and a loader that can be told to fail or to be slow."""
+    """alias → version, and a loader that can be told to fail or to wait for a gate."""
 
     def __init__(self) -> None:
         self.aliases = {"champion": "1"}
         self.loads: list[str] = []
         self.fail_versions: set[str] = set()
-        self.delay = 0.0
+        self.gate: threading.Event | None = None  # a slow load: it waits until the gate opens
         self.resolve_error: Exception | None = None
 
     def load(self, uri: str):
         self.loads.append(uri)
-        if self.delay:
-            time.sleep(self.delay)
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never opened the gate"
         version = uri.rsplit("/", 1)[-1]
         if version in self.fail_versions:
             raise OSError(f"artifact of version {version} is missing")
@@ -40,17 +41,26 @@ class FakeRegistry:
         return self.aliases.get(alias)
 
 
-def _holder(reg: FakeRegistry, poll: float = 0.05, uri: str = "models:/lr@champion"):
-    return ModelHolder(uri, loader=reg.load, resolver=reg.resolve, poll_seconds=poll)
+def _holder(reg: FakeRegistry, poll: float = 0.05, uri: str = "models:/lr@champion", **kw):
+    return ModelHolder(uri, loader=reg.load, resolver=reg.resolve, poll_seconds=poll, **kw)
 
 
 def _wait(predicate, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+    return bool(wait_until(predicate, timeout, interval=0.005))
+
+
+def _model_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "leadready-model"}
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the test says so (the holder's back-off)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.mark.parametrize(
@@ -69,15 +79,17 @@ def test_parse_model_uri(uri, name, alias, version):
 
 def test_nothing_loads_before_start_then_loads_in_background():
     reg = FakeRegistry()
-    reg.delay = 0.2
+    reg.gate = threading.Event()
     holder = _holder(reg)
     assert holder.current is None and holder.status == "loading"
-    time.sleep(0.05)
-    assert reg.loads == []  # constructing a holder does no work
+    assert not holder.running and reg.loads == []  # constructing a holder does no work
     t0 = time.perf_counter()
     holder.start()
     assert time.perf_counter() - t0 < 0.1  # start() does not block on the load
     assert holder.current is None
+    assert _wait(lambda: reg.loads)  # the load runs in the background, still held at the gate
+    assert holder.current is None and holder.status == "loading"
+    reg.gate.set()
     assert holder.wait_ready(5)
     assert holder.current.version == "1"
     assert holder.current.uri == "models:/lr/1"  # the fixed version the alias pointed at
@@ -88,10 +100,10 @@ def test_nothing_loads_before_start_then_loads_in_background():
 def test_start_is_idempotent():
     reg = FakeRegistry()
     holder = _holder(reg)
+    before = _model_threads()
     holder.start()
-    first = holder._thread
     holder.start()
-    assert holder._thread is first
+    assert len(_model_threads() - before) == 1  # one thread for both calls
     assert holder.wait_ready(5)
     holder.stop()
     assert reg.loads.count("models:/lr/1") == 1
@@ -116,7 +128,8 @@ def test_alias_move_is_followed_and_old_reference_stays_valid():
 
 def test_failed_load_keeps_old_model_and_reports():
     reg = FakeRegistry()
-    holder = _holder(reg)
+    clock = FakeClock()
+    holder = _holder(reg, clock=clock)
     failures = []
     holder.on_failure(failures.append)
     holder.start()
@@ -127,8 +140,11 @@ def test_failed_load_keeps_old_model_and_reports():
     assert holder.current.version == "1"
     assert holder.status == "ready"
     assert "artifact of version 2 is missing" in holder.last_error
-    # the broken version is retried with back-off, not on every poll
-    time.sleep(0.3)
+    # the broken version is retried with back-off, not on every poll: six polls' worth
+    # of the holder's clock (0.3 s at 0.05 s), each followed by a check
+    for _ in range(6):
+        clock.now += 0.05
+        holder.check()
     tries = reg.loads.count("models:/lr/2")
     assert 1 <= tries <= 4
     # once fixed, a reload picks it up
@@ -192,7 +208,7 @@ def test_fixed_uri_is_loaded_once_and_not_polled():
     holder.start()
     assert holder.wait_ready(5)
     assert holder.current.version == "3"
-    time.sleep(0.2)
+    assert _wait(lambda: not holder.running)  # the thread ends after the one load: no polls
     assert reg.loads == ["models:/lr/3"]
     assert not holder.follows_alias
     holder.stop()

@@ -8,133 +8,58 @@ stage that reps confirm.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from data.review_queue import queue_frame, review_queue, write_sort_keys
 from data.store import Store
+from tests.support.review_data import (
+    NOW,
+    STAGES,
+    lead_rows,
+    probabilities_of,
+    review_leads,
+    top_of_queue,
+)
 from training.correction_model import CorrectionModel, CorrectionModelConfig, design_frame
 from training.label_trust import TrustConfig, adjust_weights, marketing_doubt, rep_quality
 from training.learned_queue import LearnedQueueConfig, diversified, refit_queue
-
-NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
-STAGES = ("awareness", "consideration", "decision", "purchase")
-PERSONAS = ("economic_buyer", "technical_evaluator", "practitioner", "non_buyer")
-
-
-def _probs(labels, top, p_top, second=None, p_second=0.0):
-    out = dict.fromkeys(labels, 0.0)
-    out[top] = p_top
-    rest = [label for label in labels if label not in (top, second)]
-    left = 1.0 - p_top - (p_second if second else 0.0)
-    if second:
-        out[second] = p_second
-    for label in rest:
-        out[label] = left / len(rest)
-    return out
-
-
-def _lead_rows(n: int, rng: np.random.Generator):
-    """Predictions and leads: every third lead a confident 'practitioner' student."""
-    predictions, leads, truth = [], [], {}
-    for k in range(n):
-        lead_id = f"L{k:04d}"
-        student = k % 3 == 0
-        if student:
-            stage = _probs(STAGES, "awareness", 0.9)
-            margin = 0.9 - 0.1 / 3
-        else:
-            # A close call on stage, which reps confirm: today's queue puts it first.
-            stage = _probs(STAGES, "consideration", 0.45, "decision", 0.40)
-            margin = 0.05
-        persona = _probs(PERSONAS, "practitioner", 0.9)
-        predictions.append(
-            {
-                "lead_id": lead_id,
-                "model_name": "lead-readiness",
-                "model_version": "1",
-                "source": "batch",
-                "created_at": NOW,
-                "stage": max(stage, key=stage.get),
-                "stage_confidence": max(stage.values()),
-                "stage_margin": margin,
-                "persona": "practitioner",
-                "persona_confidence": 0.9,
-                "persona_margin": 0.9 - 0.1 / 3,
-                "probabilities": {"stage": stage, "persona": persona},
-                "route": "nurture",
-                "features": {
-                    "title_function": "student" if student else "engineering",
-                    "n_page_view_30d": int(rng.integers(0, 20)),
-                    "lead_age_days": float(rng.uniform(1, 90)),
-                },
-            }
-        )
-        leads.append(
-            {
-                "lead_id": lead_id,
-                "company": f"{lead_id} Inc",
-                "marketing_stage": max(stage, key=stage.get),
-                "marketing_persona": "practitioner",
-            }
-        )
-        truth[lead_id] = "non_buyer" if student else "practitioner"
-    return predictions, leads, truth
 
 
 @pytest.fixture
 def filled(db_url):
     store = Store(db_url)
     store.upgrade()
-    predictions, leads, truth = _lead_rows(600, np.random.default_rng(0))
+    predictions, leads, truth = lead_rows(600, np.random.default_rng(0))
     store.upsert_leads(leads)
     store.record_predictions(predictions)
     yield store, truth
     store.dispose()
 
 
-def _review(store, lead_ids, truth, reviewer="ana"):
-    for lead_id in lead_ids:
-        label = truth[lead_id]
-        kind = "confirm" if label == "practitioner" else "reclassify"
-        store.add_correction(lead_id, "persona", label, reviewer=reviewer, kind=kind)
-        store.add_correction(
-            lead_id, "stage", _stage(store, lead_id), reviewer=reviewer, kind="confirm"
-        )
-
-
-def _stage(store, lead_id):
-    return store.latest_prediction(lead_id)["stage"]
-
-
-def _top(store, n):
-    return [item.lead_id for item in review_queue(store, limit=n, reviewed=False, now=NOW).items]
-
-
 def test_cold_start_keeps_todays_order(filled):
     store, truth = filled
-    before = _top(store, 50)
-    _review(store, [f"L{k:04d}" for k in range(20)], truth)
+    before = top_of_queue(store, 50)
+    review_leads(store, [f"L{k:04d}" for k in range(20)], truth)
     result = refit_queue(store)
     assert not result.fitted
     assert "cold start" in result.summary()
-    assert _top(store, 30) == [i for i in before if int(i[1:]) >= 20][:30]
+    assert top_of_queue(store, 30) == [i for i in before if int(i[1:]) >= 20][:30]
     # Today's queue puts the close calls (non-students) first.
-    assert all(int(i[1:]) % 3 != 0 for i in _top(store, 30))
+    assert all(int(i[1:]) % 3 != 0 for i in top_of_queue(store, 30))
 
 
+@pytest.mark.slow
 def test_refit_learns_the_systematic_mistake_and_ranks_it_first(filled):
     store, truth = filled
     # Reps review today's top leads plus a few students (as a random check would find).
-    first = _top(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]
-    _review(store, first, truth)
+    first = top_of_queue(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]
+    review_leads(store, first, truth)
     result = refit_queue(store, LearnedQueueConfig(diversity_scale=0))
     assert result.fitted
     assert result.n_wrong["persona"] == 30
-    top = _top(store, 60)
+    top = top_of_queue(store, 60)
     students = [i for i in top if int(i[1:]) % 3 == 0]
     assert len(students) == 60, "every lead at the top is a student marked practitioner"
     pred = result.predictions
@@ -151,7 +76,7 @@ def test_written_keys_order_the_page_and_todays_priority_is_kept(filled):
     assert queue_frame(store).at[lead, "base_priority"] == pytest.approx(
         frame.at[lead, "base_priority"]
     )
-    assert _top(store, 1) == [lead]
+    assert top_of_queue(store, 1) == [lead]
 
 
 def test_diversity_discounts_the_later_leads_of_one_change():
@@ -210,7 +135,7 @@ def test_a_rep_who_disagrees_with_consensus_weighs_less():
     for k in range(40):
         lead = f"L{k}"
         true = STAGES[k % 4]
-        probabilities[lead] = {"stage": _probs(STAGES, true, 0.7)}
+        probabilities[lead] = {"stage": probabilities_of(STAGES, true, 0.7)}
         rows.append((lead, "ana", true))
         rows.append((lead, "ben", true))
         sloppy = true if rng.random() < 0.5 else STAGES[(k + 1) % 4]
@@ -240,7 +165,9 @@ def test_a_rep_who_disagrees_with_consensus_weighs_less():
 def test_too_few_shared_leads_leave_every_rep_at_one():
     rows = [("L0", "ana", "awareness"), ("L0", "ben", "decision")]
     quality, shared = rep_quality(
-        _corrections(rows), {"L0": {"stage": _probs(STAGES, "awareness", 0.7)}}, {"stage": STAGES}
+        _corrections(rows),
+        {"L0": {"stage": probabilities_of(STAGES, "awareness", 0.7)}},
+        {"stage": STAGES},
     )
     assert quality == {} and shared == 1
     weights, result = adjust_weights(
@@ -268,11 +195,12 @@ def test_marketing_doubt_counts_only_where_the_model_repeats_marketing():
     assert doubt == {"a": pytest.approx(0.1)}
 
 
+@pytest.mark.slow
 def test_after_a_refit_the_page_shows_what_it_sorts_by(filled):
     store, truth = filled
     assert {i.priority_method for i in review_queue(store, limit=50, now=NOW).items} == {"formula"}
-    first = _top(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]
-    _review(store, first, truth)
+    first = top_of_queue(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]
+    review_leads(store, first, truth)
     result = refit_queue(store)
     assert result.fitted
     page = review_queue(store, limit=80, reviewed=False, now=NOW).items
@@ -290,9 +218,10 @@ def test_after_a_refit_the_page_shows_what_it_sorts_by(filled):
     assert all(i.p_wrong is None for i in done)
 
 
+@pytest.mark.slow
 def test_refit_gives_the_model_of_corrections_out_of_fold_disagreement(filled):
     store, truth = filled
-    _review(store, _top(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)], truth)
+    review_leads(store, top_of_queue(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)], truth)
     with_oof = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
     without = refit_queue(store, write=False)
     q = with_oof.queue

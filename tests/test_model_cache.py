@@ -15,38 +15,33 @@ from click.testing import CliRunner
 
 from leadready.cli import main
 from leadready.config import Settings
-from tests.fixtures.crm.crm import crm_events, crm_table
+
+# Trains and registers models, runs the CLI end to end: the full suite, not the inner loop.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "lead-readiness"
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(crm_export):
     """A home whose registry has version 1 (champion) and version 2 of another training."""
     from mlflow import MlflowClient
 
-    from training.train import TrainConfig, train
+    from training.train import train
 
-    root = tmp_path_factory.mktemp("cache")
+    export = crm_export("cache", 300, seed=7)
+    root = export.root
     settings = Settings.for_home(root / "home")
     settings.ensure_home()
-    table = crm_table(300, seed=7)
-    table.to_csv(root / "contacts.csv", index=False)
-    crm_events(table, seed=7).to_csv(root / "events.csv", index=False)
     for trees in (15, 4):  # two versions that score differently
         train(
-            TrainConfig(
-                leads_path=root / "contacts.csv",
-                events_path=root / "events.csv",
+            export.config(
                 tracking_uri=settings.mlflow_tracking_uri,
                 artifact_root=settings.artifact_root,
-                id_col="Contact ID",
-                stage_col="Lifecycle Stage",
-                persona_col="Segment",
                 exclude=("Email",),
                 n_estimators=trees,
-                num_threads=1,
+                compile=True,  # the kept copy of the model carries its compiled trees
             )
         )
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)

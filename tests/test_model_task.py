@@ -54,13 +54,13 @@ def test_task_round_trips_through_registry_tags():
 def tiny_model():
     from data.simulate import SimulationConfig, simulate
     from model.features import build_features
-    from tests.fixtures_model import _fit
+    from tests.support.registry import fit_tiny_model
 
     sim = simulate(SimulationConfig(n_leads=200, seed=4))
     features = build_features(
         sim.leads.drop(columns=["stage", "persona"]), sim.events, as_of=sim.config.end
     )
-    return _fit(features, sim.leads, seed=4, trees=5)
+    return fit_tiny_model(features, sim.leads, seed=4, trees=5)
 
 
 def test_packaged_model_knows_its_task(tiny_model):

@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_tracking_server import MlflowServer, free_port, pg_database
+from tests.support.servers import MlflowServer, free_port, pg_database
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -123,16 +124,21 @@ def _start(name: str, folder: Path, env: dict[str, str], secret: str) -> Served:
 
 
 def _wait_ready(server: Served, deadline: float) -> None:
-    ready = 0
-    while ready < 3:
+    """Until the server's process answers ``/readyz`` 200 three times in a row."""
+    ready = [0]
+
+    def three_in_a_row() -> bool:
         assert server.process.poll() is None, server.log_tail()
-        assert time.monotonic() < deadline, server.log_tail()
         try:
             status = server.request("GET", "/readyz")[0]
         except OSError:
             status = 0
-        ready = ready + 1 if status == 200 else 0
-        time.sleep(0.2)
+        ready[0] = ready[0] + 1 if status == 200 else 0
+        return ready[0] >= 3
+
+    wait_until(
+        three_in_a_row, max(0.0, deadline - time.monotonic()), interval=0.2, message=server.log_tail
+    )
 
 
 @pytest.fixture(scope="module")
@@ -214,12 +220,19 @@ def test_a_promotion_reaches_both_servers(cluster):
     start = time.monotonic()
     promote("2", model_name=MODEL_NAME, by="test", why="second")
     reached: dict[str, float] = {}
-    while len(reached) < 2:
+
+    def both_reached() -> bool:
         for server in (a, b):
             if server.name not in reached and _version(server, key, "p") == "2":
                 reached[server.name] = time.monotonic() - start
-        assert time.monotonic() - start < PROMOTION_TIMEOUT, (reached, a.log_tail(), b.log_tail())
-        time.sleep(0.05)
+        return len(reached) == 2
+
+    wait_until(
+        both_reached,
+        PROMOTION_TIMEOUT - (time.monotonic() - start),
+        interval=0.05,
+        message=lambda: (reached, a.log_tail(), b.log_tail()),
+    )
     print(f"promotion reached the servers after {reached} s (poll {POLL_SECONDS} s)")
     # once there, a server stays on the new version
     assert {_version(s, key, "p") for s in (a, b) for _ in range(5)} == {"2"}
@@ -238,7 +251,9 @@ def test_api_keys_live_in_the_shared_store(cluster):
             server.request("POST", "/v1/score", {"lead_id": "k", "features": {}}, key=key)[0] == 200
         )
     store.revoke_api_key(name)
-    time.sleep(0.7)  # the servers trust an accepted key for at most 0.5 s
+    # Waiting out the bound IS the behaviour under test: the servers trust an accepted
+    # key for at most 0.5 s (API_KEY_CACHE_SECONDS), so 0.7 s later every one refuses it.
+    time.sleep(0.7)
     for server in (a, b):
         assert (
             server.request("POST", "/v1/score", {"lead_id": "k", "features": {}}, key=key)[0] == 403
@@ -246,13 +261,8 @@ def test_api_keys_live_in_the_shared_store(cluster):
 
 
 def _wait_for(fn, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    """Rows written by a server's writer thread reach the shared store (no hook across processes)."""
+    return wait_until(fn, timeout, interval=0.05)
 
 
 def test_a_correction_through_one_server_is_visible_through_the_other(cluster):

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from training.noise import clean_labels, confident_flags, find_label_issues
-from training.train import TrainConfig, _per_head_rows, fit_lead_model, train
+from training.train import _per_head_rows, fit_lead_model, train
 
 CLASSES = np.array(["a", "b", "c"], dtype=object)
 
@@ -140,29 +140,12 @@ def test_per_head_rows_fit_exactly_like_one_fit_with_unit_weights():
 
 
 @pytest.fixture(scope="module")
-def crm(tmp_path_factory):
-    from tests.fixtures.crm.crm import crm_events, crm_table
-
-    root = tmp_path_factory.mktemp("crm-noise")
-    table = crm_table(600)
-    table.to_csv(root / "contacts.csv", index=False)
-    crm_events(table).to_csv(root / "events.csv", index=False)
-    config = TrainConfig(
-        leads_path=root / "contacts.csv",
-        events_path=root / "events.csv",
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-        id_col="Contact ID",
-        stage_col="Lifecycle Stage",
-        persona_col="Segment",
-        exclude=("Email", "Converted"),
-        n_estimators=20,
-        num_threads=1,
-        gate=False,
-    )
-    return root, config
+def crm(crm_export):
+    export = crm_export("crm-noise", 600)
+    return export.root, export.config(n_estimators=20, gate=False)
 
 
+@pytest.mark.slow
 def test_the_option_plumbs_through_train_to_mlflow(crm):
     from mlflow import MlflowClient
 
@@ -181,6 +164,7 @@ def test_the_option_plumbs_through_train_to_mlflow(crm):
     assert "stage_label_noise_flagged" not in MlflowClient().get_run(plain.run_id).data.metrics
 
 
+@pytest.mark.slow
 def test_fit_lead_model_records_what_it_flagged_per_mode(crm):
     from training.dataset import load_training_table
 
@@ -204,6 +188,7 @@ def test_fit_lead_model_records_what_it_flagged_per_mode(crm):
     assert p_re.shape == p_none.shape and not np.allclose(p_re, p_none)
 
 
+@pytest.mark.slow
 def test_leadready_train_takes_label_noise(crm, monkeypatch, tmp_path):
     from mlflow import MlflowClient
 

@@ -2,90 +2,24 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import pickle
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from model.classifier import HeadClassifier, TwoHeadClassifier
-from model.features import FeatureConfig, build_features
 from model.package import LeadReadinessModel
 from model.routing import ROUTES, RoutingConfig
-from tests.test_classifier import make_leads
+from tests.support.leads import (
+    AS_OF,
+    assert_records_match_frame,
+    make_leads,
+    trained,
+)
 
-AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 FAST = {"n_estimators": 40, "num_threads": 1}
-TITLES = {
-    "economic_buyer": ("VP of Sales", "Chief Financial Officer", "Head of Revenue"),
-    "technical_evaluator": ("Staff Engineer", "Solutions Architect", "IT Manager"),
-    "non_buyer": ("Student", "Job Seeker", "Marketing Intern"),
-}
-
-
-def make_lead_tables(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Leads (with stage and persona labels) and their events: late stages visit pricing."""
-    rng = np.random.default_rng(seed)
-    stages = rng.choice(["awareness", "consideration", "decision"], size=n, p=[0.45, 0.35, 0.2])
-    personas = rng.choice(list(TITLES), size=n)
-    leads = pd.DataFrame(
-        {
-            "lead_id": [f"L{i:04d}" for i in range(n)],
-            "job_title": [rng.choice(TITLES[p]) for p in personas],
-            "company_size": rng.integers(10, 3000, n),
-            "industry": rng.choice(["Fintech", "Retail", "Health"], n),
-            "lead_source": rng.choice(["webinar", "paid_search", "organic"], n),
-            "created_at": [AS_OF - timedelta(days=int(d)) for d in rng.integers(20, 200, n)],
-            "stage": stages,
-            "persona": personas,
-        }
-    )
-    events: list[dict] = []
-    for lead_id, stage in zip(leads["lead_id"], stages, strict=True):
-        level = {"awareness": 0, "consideration": 1, "decision": 2}[stage]
-        visits = [
-            ("blog", "page_view", rng.uniform(0, 80)) for _ in range(rng.poisson(2 + 2 * level))
-        ]
-        visits += [
-            ("pricing", "page_view", rng.uniform(0, 20))
-            for _ in range(rng.poisson(0.2 + 1.5 * level))
-        ]
-        if level == 2 and rng.random() < 0.6:
-            visits.append((None, "demo_request", rng.uniform(0, 10)))
-        events += [
-            {
-                "lead_id": lead_id,
-                "timestamp": AS_OF - timedelta(days=float(age)),
-                "type": kind,
-                "page_category": page,
-                "content_type": None,
-                "content_topic": None,
-                "channel": "web",
-            }
-            for page, kind, age in visits
-        ]
-    return leads, pd.DataFrame(events)
-
-
-@functools.lru_cache(maxsize=1)
-def trained() -> tuple[LeadReadinessModel, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A small two-head model on built features; (model, X, leads, events)."""
-    leads, events = make_lead_tables()
-    config = FeatureConfig()
-    X = build_features(leads, events, as_of=AS_OF, config=config, exclude=("stage", "persona"))
-    clf = TwoHeadClassifier(
-        stage_estimator=HeadClassifier(**FAST), persona_estimator=HeadClassifier(**FAST)
-    ).fit(X, leads["stage"].to_numpy(), leads["persona"].to_numpy())
-    model = LeadReadinessModel(
-        clf,
-        input_columns=list(X.columns),
-        feature_config=config,
-        metadata={"metrics": {"stage_macro_f1": 0.5}},
-    )
-    return model, X, leads, events
 
 
 @pytest.fixture(scope="module")
@@ -96,29 +30,6 @@ def model():
 @pytest.fixture(scope="module")
 def features():
     return trained()[1]
-
-
-def _assert_records_match_frame(frame: pd.DataFrame, records: list[dict], reasons: bool):
-    assert len(frame) == len(records)
-    for i, rec in enumerate(records):
-        row = frame.iloc[i]
-        for head in ("stage", "persona"):
-            if head not in frame.columns:
-                assert rec[head] is None
-                continue
-            assert rec[head]["label"] == row[head]
-            assert abs(rec[head]["confidence"] - row[f"{head}_confidence"]) <= 1e-9
-            for label, p in rec[head]["probabilities"].items():
-                assert abs(p - row[f"{head}_proba__{label}"]) <= 1e-9
-            if reasons:
-                assert rec[head]["reasons"] == json.loads(row[f"{head}_reasons"])
-            else:
-                assert "reasons" not in rec[head]
-        if rec["readiness"] is None:
-            assert np.isnan(row["readiness"])
-        else:
-            assert abs(rec["readiness"] - row["readiness"]) <= 1e-9
-        assert rec["route"] == row["route"]
 
 
 def test_predict_frame_columns_and_values(model, features):
@@ -148,12 +59,12 @@ def test_predict_records_equals_predict_frame(model, features, reasons):
         for row in sample.to_dict("records")
     ]
     records[0]["unknown_extra"] = "ignored"
-    _assert_records_match_frame(frame, model.predict_records(records, reasons=reasons), reasons)
+    assert_records_match_frame(frame, model.predict_records(records, reasons=reasons), reasons)
 
 
 def test_predict_records_on_a_large_batch_uses_the_same_numbers(model, features):
     frame = model.predict_frame(features)
-    _assert_records_match_frame(frame, model.predict_records(features.to_dict("records")), False)
+    assert_records_match_frame(frame, model.predict_records(features.to_dict("records")), False)
 
 
 def test_large_frames_are_scored_in_chunks_with_the_same_result(model, features, monkeypatch):
@@ -186,7 +97,7 @@ def test_features_from_profile_matches_the_training_features(model, features):
     row = model.features_from_profile(profile, own, AS_OF)
     one = model.predict_records([row], reasons=True)[0]
     batch = model.predict_frame(X.loc[[lead["lead_id"]]], reasons=True)
-    _assert_records_match_frame(batch, [one], True)
+    assert_records_match_frame(batch, [one], True)
 
 
 def test_features_from_profile_without_feature_config(features):
@@ -210,7 +121,7 @@ def test_one_head_model():
     rec = model.predict_records(X.head(5).to_dict("records"))
     assert all(r["stage"] is None and r["readiness"] is None for r in rec)
     assert {r["route"] for r in rec} <= {"review", "nurture"}
-    _assert_records_match_frame(out, rec, False)
+    assert_records_match_frame(out, rec, False)
 
 
 def test_boolean_stage_labels_give_readiness_from_the_true_class():

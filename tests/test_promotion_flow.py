@@ -22,7 +22,7 @@ def registry(tmp_path_factory, tiny_registry):
 
     from model import registry as reg
     from model.pyfunc import log_model
-    from tests.fixtures_model import _fit
+    from tests.support.registry import fit_tiny_model
 
     root = tmp_path_factory.mktemp("flow-mlflow")
     uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
@@ -30,7 +30,7 @@ def registry(tmp_path_factory, tiny_registry):
     features = tiny_registry.features
     leads = tiny_registry.simulation.leads
     for seed, trees in ((1, 6), (2, 4)):
-        model = _fit(features, leads, seed=seed, trees=trees)
+        model = fit_tiny_model(features, leads, seed=seed, trees=trees)
         with mlflow.start_run(run_name=f"flow-{seed}"):
             info = log_model(model, registered_model_name=MODEL, input_example=features.head(3))
         reg.tag_task(MODEL, info.registered_model_version, model.task)
@@ -88,6 +88,7 @@ def _text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
+@pytest.mark.slow
 def test_after_a_promotion_every_stored_lead_moves_to_the_new_version(app, tiny_registry):
     from serve.state import get_state
     from training.promote import promote
@@ -163,12 +164,13 @@ def test_models_history_and_list_read_the_audit(registry, tmp_path):
     assert "champion" in listed.output and "stage:" in listed.output
 
 
+@pytest.mark.slow
 def test_a_hand_promotion_of_another_task_needs_force(registry, tiny_registry):
     import mlflow
 
     from model import registry as reg
     from model.pyfunc import log_model
-    from tests.fixtures_model import _fit
+    from tests.support.registry import fit_tiny_model
     from training.promote import alias_moves, promote
 
     uri, artifacts = registry
@@ -177,7 +179,7 @@ def test_a_hand_promotion_of_another_task_needs_force(registry, tiny_registry):
     leads["stage"] = leads["stage"].map(
         lambda s: "hot" if s in ("decision", "purchase") else "cold"
     )
-    model = _fit(tiny_registry.features, leads, seed=3, trees=3)
+    model = fit_tiny_model(tiny_registry.features, leads, seed=3, trees=3)
     with mlflow.start_run(run_name="other-task"):
         info = log_model(
             model, registered_model_name=MODEL, input_example=tiny_registry.features.head(2)

@@ -17,7 +17,7 @@ import pytest
 from model import registry
 from model.package import LeadReadinessModel
 from model.pyfunc import LeadReadinessPyfunc, Precompiled, log_model, unwrap
-from tests.test_package import trained
+from tests.support.leads import trained
 
 NAME = "lead-readiness-test"
 
@@ -173,6 +173,7 @@ def test_unwrap_rejects_other_models():
         unwrap(Other())
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_and_predicts(mlflow_home, logged, tmp_path):
     registry.set_alias(NAME, "champion", 1)
     original, X, _, _ = trained()
@@ -271,6 +272,7 @@ def test_a_failed_compile_logs_the_model_without_it(mlflow_home, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_trees_compiled_in_the_background_are_logged_and_cleaned_up(mlflow_home):
     pytest.importorskip("lleaves")
     original, X, _, _ = trained()

@@ -10,7 +10,7 @@ import pytest
 from model.classifier import HeadClassifier
 from model.features import PROFILE_FEATURES, FeatureConfig, feature_names
 from model.reasons import describe, explain_head, format_value, top_reasons
-from tests.test_classifier import make_leads
+from tests.support.leads import make_leads
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from model.classifier import HeadClassifier
 from model.reasons import explain_head
-from tests.test_classifier import make_leads
+from tests.support.leads import make_leads
 
 HEAD = {"n_estimators": 60, "num_threads": 1, "num_leaves": 15}
 

@@ -16,7 +16,7 @@ import pytest
 
 from data.store import Store
 from serve.state import get_state
-from tests.test_api import _lead_request
+from tests.support.api import lead_request
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Rel:
     def score(
         self, lead_id: str | None = None, index: int = 0, max_events: int | None = None, **lead: Any
     ) -> Any:
-        body = _lead_request(self.sim, index, lead_id=lead_id or _new_id(), as_of=self.as_of)
+        body = lead_request(self.sim, index, lead_id=lead_id or _new_id(), as_of=self.as_of)
         body["lead"].update(lead)
         if max_events is not None:
             body["events"] = body["events"][:max_events]
@@ -123,7 +123,7 @@ def test_1_nul_in_a_score_request_is_a_400_and_the_writer_keeps_going(rel):
 
 
 def test_1_nul_in_a_batch_names_the_item_field(rel):
-    body = _lead_request(rel.sim, 0, lead_id=_new_id(), as_of=rel.as_of)
+    body = lead_request(rel.sim, 0, lead_id=_new_id(), as_of=rel.as_of)
     body["events"][0]["channel"] = "e\u0000mail"
     response = rel.client.post("/v1/score/batch", json={"leads": [body]}, headers=rel.headers)
     assert response.status_code == 400
@@ -181,7 +181,7 @@ def test_2_too_many_events_in_one_request_is_a_413_before_anything_is_stored(
     r = make_rel(db_url, api_app, serve_config, tiny_registry, tmp_path, MAX_EVENTS_PER_REQUEST=5)
     try:
         lead_id = _new_id()
-        body = _lead_request(r.sim, 0, lead_id=lead_id, as_of=r.as_of)
+        body = lead_request(r.sim, 0, lead_id=lead_id, as_of=r.as_of)
         event = (
             body["events"][0]
             if body["events"]
@@ -348,6 +348,7 @@ def test_6_a_read_only_store_gives_503_with_retry_after_not_500(
 # -- fault injection: a TCP proxy between the service and PostgreSQL ---------------------------
 
 
+@pytest.mark.slow
 def test_fault_injection_cut_delay_reset_loses_nothing_acknowledged_and_never_500s(
     pg_url, api_app, serve_config, tiny_registry, tmp_path
 ):
@@ -468,7 +469,7 @@ def test_7_out_of_range_timestamps_are_400_and_fail_only_their_batch_item(
 ):
     sim, as_of = tiny_registry.simulation, tiny_registry.as_of
     for field in ("lead.created_at", "events[0].timestamp", "as_of"):
-        body = _lead_request(sim, 0, lead_id=_new_id(), as_of=as_of)
+        body = lead_request(sim, 0, lead_id=_new_id(), as_of=as_of)
         if field == "lead.created_at":
             body["lead"]["created_at"] = ts
         elif field == "as_of":
@@ -477,7 +478,7 @@ def test_7_out_of_range_timestamps_are_400_and_fail_only_their_batch_item(
             body["events"] = [{"type": "page_view", "timestamp": ts}]
         one = api_client.post("/v1/score", json=body, headers=api_headers["client"])
         assert one.status_code == 400 and one.json["error"]["field"] == field
-        good = _lead_request(sim, 1, lead_id=_new_id(), as_of=as_of)
+        good = lead_request(sim, 1, lead_id=_new_id(), as_of=as_of)
         batch = api_client.post(
             "/v1/score/batch", json={"leads": [body, good]}, headers=api_headers["client"]
         )
@@ -637,7 +638,7 @@ def test_8_a_resent_history_is_stored_once_across_processes(db_url):
 
 def test_8_the_api_takes_a_client_event_id(rel):
     lead_id = _new_id()
-    body = _lead_request(rel.sim, 0, lead_id=lead_id, as_of=rel.as_of)
+    body = lead_request(rel.sim, 0, lead_id=lead_id, as_of=rel.as_of)
     body["events"] = [{"type": "page_view", "timestamp": "2024-05-01T00:00:00Z", "event_id": "k1"}]
     for _ in range(3):
         assert rel.client.post("/v1/score", json=body, headers=rel.headers).status_code == 200

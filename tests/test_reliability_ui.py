@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_review_ui import (  # noqa: F401  (fixtures)
-    _reclassify,
-    app,
-    client,
+from tests.support.review_ui import (  # noqa: F401  (fixtures)
     csrf,
     login,
-    rep,
-    store,
-    template_db,
+    reclassify,
+    rep_client,
+    review_app,
+    review_client,
+    review_store,
+    review_template_db,
 )
 
 
@@ -64,7 +64,7 @@ def test_5_logging_in_again_after_logout_still_works(app, client):
 
 @pytest.mark.parametrize("pid", ["²", "99999999999999999999", "-1"])
 def test_7_odd_prediction_ids_are_refused_not_a_500(rep, store, pid):
-    response = _reclassify(rep, "L2", stage="decision", prediction_id=pid)
+    response = reclassify(rep, "L2", stage="decision", prediction_id=pid)
     # The form is refused like any invalid form: redirect back with the error flashed.
     assert response.status_code == 302
     assert "not a prediction id" in rep.get(response.headers["Location"]).get_data(as_text=True)

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from data.store import Store
+from tests.support.review_data import base_set
 from training.dataset import TrainingSet, holdout_mask
 from training.retrain import (
     CURRENT_COLUMNS,
@@ -23,46 +24,6 @@ from training.retrain import (
 from training.train import TrainConfig
 
 # --------------------------------------------------------------------------- helpers
-
-
-def base_set(n: int = 400, *, persona: bool = True) -> TrainingSet:
-    """A small training set: 2 features, stage and persona labels from marketing."""
-    ids = pd.Index([f"L{i:04d}" for i in range(n)], name="lead_id", dtype=object)
-    X = pd.DataFrame(
-        {
-            "visits": np.arange(n, dtype=float),
-            "lead_source": np.where(np.arange(n) % 2, "webinar", "referral").astype(object),
-        },
-        index=ids,
-    )
-    stage = pd.Series(
-        np.where(np.arange(n) % 3 == 0, "decision", "awareness").astype(object),
-        index=ids,
-        name="stage",
-        dtype=object,
-    )
-    personas = pd.Series(
-        np.array(["practitioner", "economic_buyer"], dtype=object)[np.arange(n) % 2],
-        index=ids,
-        name="persona",
-        dtype=object,
-    )
-    slices = pd.DataFrame({"lead_source": X["lead_source"], "stage": stage}, index=ids)
-    if persona:
-        slices["persona"] = personas
-    return TrainingSet(
-        X=X,
-        y_stage=stage,
-        y_persona=personas if persona else None,
-        ids=ids,
-        leads=X.copy(),
-        slices=slices,
-        source="memory",
-        name="base.csv",
-        id_col="lead_id",
-        stage_col="stage",
-        persona_col="persona" if persona else None,
-    )
 
 
 def correction(i: int, lead_id: str, field: str, label: str, **kw) -> dict:
@@ -413,6 +374,7 @@ def loop(tmp_path_factory):
         persona_col="persona",
         n_estimators=25,
         num_threads=1,
+        compile=False,
     )
     first = train(config)
     champion, version = load_model(f"models:/lead-readiness/{first.version}")

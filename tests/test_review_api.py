@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from data.review_queue import review_queue
 from serve.state import get_state
-from tests.test_api import _lead_request
-
-
-def _scored_lead(api_app, api_client, api_headers, tiny_registry, index: int = 0) -> str:
-    """Score a simulated lead through /v1/score and wait until the store has it."""
-    lead_id = f"rev-{uuid.uuid4().hex[:8]}"
-    body = _lead_request(
-        tiny_registry.simulation, index, lead_id=lead_id, as_of=tiny_registry.as_of
-    )
-    assert api_client.post("/v1/score", json=body, headers=api_headers["client"]).status_code == 200
-    assert get_state(api_app).writer.flush(timeout=10)
-    return lead_id
-
-
-def _post(client, lead_id, body, headers):
-    return client.post(f"/v1/leads/{lead_id}/corrections", json=body, headers=headers)
+from tests.support.api import post_correction, scored_lead
 
 
 def test_a_correction_is_stored_append_only_with_who_old_and_new(
     api_app, api_client, api_headers, tiny_registry
 ):
-    lead_id = _scored_lead(api_app, api_client, api_headers, tiny_registry)
+    lead_id = scored_lead(api_app, api_client, api_headers, tiny_registry)
     store = get_state(api_app).store
     before = store.labels_for(lead_id)["stage"]
     new = next(s for s in ("awareness", "consideration", "decision") if s != before)
-    response = _post(
+    response = post_correction(
         api_client,
         lead_id,
         {"stage": new, "reviewer": "crm-ana", "reason": "not_in_market", "note": "asked"},
@@ -50,7 +33,7 @@ def test_a_correction_is_stored_append_only_with_who_old_and_new(
     assert (response.json["reviewer"], response.json["api_key"]) == ("ext:crm-ana", "test-client")
 
     # A second correction appends; history keeps both, current is the latest.
-    again = _post(
+    again = post_correction(
         api_client, lead_id, {"stage": before, "reviewer": "crm-bo"}, api_headers["client"]
     )
     assert again.status_code == 201
@@ -61,8 +44,8 @@ def test_a_correction_is_stored_append_only_with_who_old_and_new(
 
 
 def test_both_labels_and_a_conflict_are_reported(api_app, api_client, api_headers, tiny_registry):
-    lead_id = _scored_lead(api_app, api_client, api_headers, tiny_registry, index=1)
-    first = _post(
+    lead_id = scored_lead(api_app, api_client, api_headers, tiny_registry, index=1)
+    first = post_correction(
         api_client,
         lead_id,
         {"stage": "decision", "persona": "practitioner", "reviewer": "rep-1"},
@@ -71,7 +54,7 @@ def test_both_labels_and_a_conflict_are_reported(api_app, api_client, api_header
     assert first.status_code == 201
     assert {c["field"] for c in first.json["corrections"]} == {"stage", "persona"}
     # rep-2 still saw the model's stage: the correction is kept and flagged.
-    second = _post(
+    second = post_correction(
         api_client,
         lead_id,
         {"stage": "awareness", "reviewer": "rep-2", "expected": {"stage": "consideration"}},
@@ -100,8 +83,8 @@ def test_both_labels_and_a_conflict_are_reported(api_app, api_client, api_header
 def test_bad_corrections_get_4xx_naming_the_field_and_store_nothing(
     api_app, api_client, api_headers, tiny_registry, body, status, field
 ):
-    lead_id = _scored_lead(api_app, api_client, api_headers, tiny_registry, index=2)
-    response = _post(api_client, lead_id, body, api_headers["client"])
+    lead_id = scored_lead(api_app, api_client, api_headers, tiny_registry, index=2)
+    response = post_correction(api_client, lead_id, body, api_headers["client"])
     assert response.status_code == status, response.json
     if field is not None:
         assert response.json["error"]["field"] == field
@@ -110,11 +93,13 @@ def test_bad_corrections_get_4xx_naming_the_field_and_store_nothing(
 
 def test_unknown_lead_content_type_and_auth(api_client, api_headers):
     ok = {"stage": "decision", "reviewer": "x"}
-    missing = _post(api_client, "no-such-lead", ok, api_headers["client"])
+    missing = post_correction(api_client, "no-such-lead", ok, api_headers["client"])
     assert missing.status_code == 404
     assert missing.json["error"]["field"] == "lead_id"
-    assert _post(api_client, "no-such-lead", ok, {}).status_code == 401
-    assert _post(api_client, "no-such-lead", ok, api_headers["revoked"]).status_code == 403
+    assert post_correction(api_client, "no-such-lead", ok, {}).status_code == 401
+    assert (
+        post_correction(api_client, "no-such-lead", ok, api_headers["revoked"]).status_code == 403
+    )
     form = api_client.post(
         "/v1/leads/x/corrections", data="stage=decision", headers=api_headers["client"]
     )
@@ -125,7 +110,7 @@ def test_the_queue_is_the_same_through_the_api_and_the_function(
     api_app, api_client, api_headers, tiny_registry
 ):
     for i in range(3):
-        _scored_lead(api_app, api_client, api_headers, tiny_registry, index=10 + i)
+        scored_lead(api_app, api_client, api_headers, tiny_registry, index=10 + i)
     response = api_client.get("/v1/review/queue?limit=20", headers=api_headers["client"])
     assert response.status_code == 200
     page = review_queue(get_state(api_app).store, limit=20)
@@ -158,9 +143,9 @@ def test_the_review_endpoints_are_in_the_openapi_document(api_client):
 
 
 def test_metrics_export_the_alignment_gauges(api_app, api_client, api_headers, tiny_registry):
-    lead_id = _scored_lead(api_app, api_client, api_headers, tiny_registry, index=20)
+    lead_id = scored_lead(api_app, api_client, api_headers, tiny_registry, index=20)
     assert (
-        _post(
+        post_correction(
             api_client,
             lead_id,
             {"stage": "decision", "reviewer": "gauge-rep"},

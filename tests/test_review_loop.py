@@ -26,6 +26,7 @@ def _mean_f1(metrics: dict[str, float]) -> float:
     return sum(metrics[k] for k in _F1) / len(_F1)
 
 
+@pytest.mark.slow
 def test_queue_corrections_raise_macro_f1_against_the_truth(tmp_path):
     config = LoopConfig(
         n_leads=1200,
@@ -185,6 +186,7 @@ def test_the_real_retrain_path_closes_the_loop(tmp_path):
             persona_col="persona",
             n_estimators=40,
             num_threads=1,
+            compile=False,
         )
     )
     champion, version = load_model(f"models:/lead-readiness/{first.version}")

@@ -532,6 +532,7 @@ def _expected_order(store, lead_ids, config, now):
     return [item.lead_id for item in items]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
     [

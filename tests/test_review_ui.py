@@ -1,6 +1,6 @@
 """The review UI through Flask's test client: logins, roles, CSRF, PRG, conflicts, partials.
 
-The app is the real one (``serve.app.create_app``) with the UI installed by
+The app is the real one (``leadready.app.create_app``) with the UI installed by
 ``review_ui.init_app``; the model holder gets a stub source, so no MLflow is
 touched. Users are made once per session in a template database (argon2 is
 slow on purpose) that each test copies.
@@ -9,197 +9,31 @@ slow on purpose) that each test copies.
 from __future__ import annotations
 
 import re
-import shutil
 import threading
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import session
 
 import review_ui
-from data.store import Store
 from review_ui import auth
-
-PASSWORD = "correct horse battery"
-USERS = {"rep1": "rep", "rep2": "rep", "ana": "analyst", "boss": "admin", "gone": "rep"}
-NOW = datetime.now(UTC)
-
-
-def _probs(top: str, p_top: float, second: str, p_second: float, labels: tuple[str, ...]):
-    out = dict.fromkeys(labels, (1.0 - p_top - p_second) / (len(labels) - 2))
-    out[top], out[second] = p_top, p_second
-    return out
-
-
-STAGES = ("awareness", "consideration", "decision", "purchase")
-PERSONAS = ("economic_buyer", "technical_evaluator", "practitioner", "non_buyer")
-
-
-def _prediction(lead_id: str, stage: str, p: float, second: str, q: float, **extra: Any) -> dict:
-    stage_probs = _probs(stage, p, second, q, STAGES)
-    persona_probs = _probs("economic_buyer", 0.7, "practitioner", 0.2, PERSONAS)
-    row = {
-        "lead_id": lead_id,
-        "model_name": "lead-readiness",
-        "model_version": "1",
-        "source": "batch",
-        "created_at": NOW - timedelta(hours=1),
-        "stage": stage,
-        "stage_confidence": p,
-        "stage_margin": p - q,
-        "persona": "economic_buyer",
-        "persona_confidence": 0.7,
-        "persona_margin": 0.5,
-        "probabilities": {"stage": stage_probs, "persona": persona_probs},
-        "readiness": stage_probs["decision"] + stage_probs["purchase"],
-        "route": "sales" if stage in ("decision", "purchase") else "nurture",
-        "reasons": {
-            "stage": [
-                {
-                    "feature": "demo_requests_30d",
-                    "text": "Asked for a demo 3 days ago",
-                    "weight": 0.9,
-                },
-                {"feature": "student", "text": "Title says student", "weight": -0.2},
-            ]
-        },
-    }
-    row.update(extra)
-    return row
-
-
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory) -> Path:
-    """A migrated store with users, six scored leads and some events."""
-    path = tmp_path_factory.mktemp("review-template") / "leadready.db"
-    store = Store(f"sqlite:///{path}")
-    store.upgrade()
-    for name, role in USERS.items():
-        store.create_user(name, role, PASSWORD)
-    store.deactivate_user("gone")
-    store.upsert_leads(
-        [
-            {
-                "lead_id": f"L{i}",
-                "company": company,
-                "job_title": "VP Engineering",
-                "country": "DE",
-                "stage": "awareness",
-                "persona": "economic_buyer",
-            }
-            for i, company in enumerate(
-                ["Acme <b>bold</b>", "Globex", "Initech", "Umbrella", "Hooli", "Stark"], start=1
-            )
-        ]
-    )
-    store.add_events(
-        [
-            {"lead_id": "L1", "timestamp": NOW - timedelta(days=d), "type": kind}
-            for d, kind in [
-                (1, "page_view"),
-                (2, "page_view"),
-                (3, "demo_request"),
-                (20, "email_open"),
-            ]
-        ]
-    )
-    store.record_predictions(
-        [
-            _prediction("L1", "decision", 0.46, "consideration", 0.44),
-            _prediction("L2", "consideration", 0.6, "awareness", 0.3),
-            _prediction("L3", "awareness", 0.8, "consideration", 0.1),
-            _prediction("L4", "purchase", 0.5, "decision", 0.3),
-            _prediction("L5", "awareness", 0.9, "consideration", 0.05),
-            _prediction("L6", "consideration", 0.7, "decision", 0.2),
-        ]
-    )
-    with store.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    store.dispose()
-    return path
-
-
-def _quick_retrain(*, store, actor, progress):
-    progress("done", 1.0)
-    return {"version": "2", "promoted": False}
-
-
-class _StubModel:
-    """What the model holder loads in these tests: nothing is scored here."""
-
-
-def _make_app(tmp_path: Path, template: Path, **config: Any):
-    from leadready.app import create_app
-
-    db = tmp_path / "leadready.db"
-    shutil.copyfile(template, db)
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "LEADREADY_HOME": str(tmp_path / "home"),
-            "DATABASE_URL": f"sqlite:///{db}",
-            "MODEL_SOURCE": (lambda uri: (_StubModel(), _StubModel(), "1"), lambda n, a: "1"),
-            "MODEL_POLL_SECONDS": 3600,
-            "RECORD_PREDICTIONS": False,
-            "LEADREADY_RETRAIN": _quick_retrain,
-            **config,
-        }
-    )
-    review_ui.init_app(app)
-    return app
-
-
-@pytest.fixture
-def app(tmp_path, template_db):
-    app = _make_app(tmp_path, template_db)
-    yield app
-    _close(app)
-
-
-def _close(app) -> None:
-    from serve.state import get_state
-
-    app.extensions["review_ui"].jobs.join(10)
-    state = get_state(app)
-    state.close(timeout=1)
-    state.store.dispose()
-
-
-@pytest.fixture
-def store(app) -> Store:
-    return app.extensions["review_ui"].store()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-def login(app, client, name: str) -> None:
-    """Log ``name`` in through the UI's own ``log_in`` (no argon2 round per test)."""
-    user = app.extensions["review_ui"].store().get_user_by_name(name)
-    with app.test_request_context(environ_base=client.environ_base):
-        assert auth.log_in(auth.ReviewUser.from_store(user))
-        data = dict(session)
-    with client.session_transaction() as sess:
-        sess.update(data)
-
-
-def csrf(client, path: str = "/review/") -> str:
-    html = client.get(path).get_data(as_text=True)
-    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
-
-
-@pytest.fixture
-def rep(app, client):
-    login(app, client, "rep1")
-    return client
-
+from tests.support.review_ui import (  # noqa: F401  (fixtures)
+    NOW,
+    PASSWORD,
+    StubModel,
+    close_app,
+    csrf,
+    login,
+    make_review_app,
+    prediction,
+    quick_retrain,
+    reclassify,
+    rep_client,
+    review_app,
+    review_client,
+    review_store,
+    review_template_db,
+)
 
 # ------------------------------------------------------------------ login/logout
 
@@ -234,6 +68,7 @@ def test_login_with_a_password_then_logout(client):
     assert client.get("/review/").status_code == 302
 
 
+@pytest.mark.slow
 def test_failed_logins_do_not_say_which_part_was_wrong(client):
     answers = []
     for name, password in (("rep1", "wrong password"), ("nobody", PASSWORD), ("gone", PASSWORD)):
@@ -248,6 +83,7 @@ def test_failed_logins_do_not_say_which_part_was_wrong(client):
     assert client.get("/review/").status_code == 302
 
 
+@pytest.mark.slow
 def test_login_never_redirects_off_site(client):
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         token = csrf(client, "/login")
@@ -277,7 +113,7 @@ def test_sessions_end_after_the_configured_lifetime(app, client):
 
 
 def test_session_lifetime_is_configurable(tmp_path, template_db):
-    app = _make_app(tmp_path, template_db, REVIEW_SESSION_HOURS=1)
+    app = make_review_app(tmp_path, template_db, REVIEW_SESSION_HOURS=1)
     try:
         assert app.permanent_session_lifetime == timedelta(hours=1)
         client = app.test_client()
@@ -286,7 +122,7 @@ def test_session_lifetime_is_configurable(tmp_path, template_db):
             sess["review_login_at"] = (NOW - timedelta(hours=2)).timestamp()
         assert client.get("/review/").status_code == 302
     finally:
-        _close(app)
+        close_app(app)
 
 
 # ------------------------------------------------------------------------ roles
@@ -355,25 +191,9 @@ def test_api_json_routes_do_not_need_a_csrf_token(app, client):
 # -------------------------------------------------------------- reclassify (PRG)
 
 
-def _reclassify(client, lead_id: str, **fields: str):
-    data = {
-        "csrf_token": csrf(client, f"/review/leads/{lead_id}"),
-        "stage": "",
-        "persona": "",
-        "reason": "wrong_title",
-        "note": "",
-        "expected_stage": "",
-        "expected_persona": "",
-        "prediction_id": "",
-        "next": f"/review/leads/{lead_id}",
-    }
-    data.update(fields)
-    return client.post(f"/review/leads/{lead_id}/reclassify", data=data)
-
-
 def test_reclassify_posts_redirects_and_flashes(rep, store):
     latest = store.latest_prediction("L2")
-    response = _reclassify(
+    response = reclassify(
         rep,
         "L2",
         stage="decision",
@@ -408,20 +228,20 @@ def test_reclassify_rejects_bad_input_without_writing(rep, store):
         {"stage": "not-a-stage", "reason": "other"},
         {"stage": "decision", "reason": "other", "note": "x" * 2001},
     ):
-        response = _reclassify(rep, "L3", **fields)
+        response = reclassify(rep, "L3", **fields)
         assert response.status_code == 302
         assert "Not saved" in rep.get("/review/leads/L3").get_data(as_text=True)
     assert store.corrections_for("L3") == []
-    assert _reclassify(rep, "NOPE", stage="decision").status_code == 404
+    assert reclassify(rep, "NOPE", stage="decision").status_code == 404
 
 
 def test_a_concurrent_correction_is_kept_and_the_second_rep_is_told(app, rep, store):
     # rep1 opened L4 while it read "purchase"; rep2 corrects it first.
     other = app.test_client()
     login(app, other, "rep2")
-    assert _reclassify(other, "L4", stage="decision", expected_stage="purchase").status_code == 302
+    assert reclassify(other, "L4", stage="decision", expected_stage="purchase").status_code == 302
 
-    response = _reclassify(rep, "L4", stage="consideration", expected_stage="purchase")
+    response = reclassify(rep, "L4", stage="consideration", expected_stage="purchase")
     assert response.status_code == 302
     page = rep.get("/review/leads/L4").get_data(as_text=True)
     assert "Heads up" in page and "rep2 set it to decision" in page
@@ -458,7 +278,7 @@ def test_confirm_appends_confirm_rows_with_the_models_labels(rep, store):
 
 
 def test_undo_appends_a_row_and_overwrites_nothing(rep, store):
-    _reclassify(rep, "L5", stage="decision")
+    reclassify(rep, "L5", stage="decision")
     first = store.corrections_for("L5")[0]
     token = csrf(rep, "/review/leads/L5")
     response = rep.post(
@@ -489,7 +309,7 @@ def test_undo_appends_a_row_and_overwrites_nothing(rep, store):
 
 
 def test_undo_last_undoes_this_reps_last_action_on_the_lead(rep, store):
-    _reclassify(rep, "L3", stage="decision", persona="practitioner")
+    reclassify(rep, "L3", stage="decision", persona="practitioner")
     token = csrf(rep, "/review/leads/L3")
     response = rep.post("/review/leads/L3/undo-last", data={"csrf_token": token})
     assert response.status_code == 302
@@ -545,7 +365,7 @@ def test_bulk_reclassify_and_confirm(rep, store):
 def test_bulk_flags_conflicts_and_refuses_bad_requests(app, rep, store):
     other = app.test_client()
     login(app, other, "rep2")
-    _reclassify(other, "L1", stage="purchase")
+    reclassify(other, "L1", stage="purchase")
     response = _bulk(
         rep,
         ["L1", "L2"],
@@ -643,7 +463,7 @@ def test_lead_page_shows_profile_model_timeline_and_history(rep, store):
 
 def test_notes_and_names_are_escaped(rep, store):
     attack = "<script>window.pwned = 1</script><img src=x onerror=alert(1)>"
-    _reclassify(rep, "L2", stage="decision", note=attack)
+    reclassify(rep, "L2", stage="decision", note=attack)
     page = rep.get("/review/leads/L2").get_data(as_text=True)
     assert attack not in page
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in page
@@ -672,13 +492,13 @@ def test_security_headers_and_cookie_flags(app, client):
 
 
 def test_secure_cookies_when_configured(tmp_path, template_db):
-    app = _make_app(tmp_path, template_db, SESSION_COOKIE_SECURE=True)
+    app = make_review_app(tmp_path, template_db, SESSION_COOKIE_SECURE=True)
     try:
         cookie = app.test_client().get("/login").headers["Set-Cookie"]
         assert "Secure" in cookie
         assert app.config["REMEMBER_COOKIE_SECURE"] is True
     finally:
-        _close(app)
+        close_app(app)
 
 
 def test_init_app_is_idempotent_and_leaves_api_csrf_off(app):
@@ -737,7 +557,7 @@ def test_retrain_runs_in_the_background_one_at_a_time(tmp_path, template_db):
         progress("gating", 0.9)
         return {"version": "7", "promoted": True}
 
-    app = _make_app(tmp_path, template_db, LEADREADY_RETRAIN=fake_retrain)
+    app = make_review_app(tmp_path, template_db, LEADREADY_RETRAIN=fake_retrain)
     try:
         client = app.test_client()
         login(app, client, "ana")
@@ -763,14 +583,14 @@ def test_retrain_runs_in_the_background_one_at_a_time(tmp_path, template_db):
         assert "yes — now champion" in client.get("/review/models").get_data(as_text=True)
     finally:
         release.set()
-        _close(app)
+        close_app(app)
 
 
 def test_a_failing_retrain_shows_its_error(tmp_path, template_db):
     def broken(*, store, actor, progress):
         raise ValueError("the base data cannot be found")
 
-    app = _make_app(tmp_path, template_db, LEADREADY_RETRAIN=broken)
+    app = make_review_app(tmp_path, template_db, LEADREADY_RETRAIN=broken)
     try:
         client = app.test_client()
         login(app, client, "boss")
@@ -780,7 +600,7 @@ def test_a_failing_retrain_shows_its_error(tmp_path, template_db):
         assert status["state"] == "failed"
         assert status["error"] == "ValueError: the base data cannot be found"
     finally:
-        _close(app)
+        close_app(app)
 
 
 def test_one_retrain_at_a_time_across_workers_sharing_a_home(tmp_path):
@@ -830,7 +650,7 @@ def test_save_and_next_opens_the_next_lead_of_the_same_queue(app, rep, store):
     html = page.get_data(as_text=True)
     assert f"Next in the queue: {second}" in html
     seen = store.labels_for(first)
-    response = _reclassify(
+    response = reclassify(
         rep,
         first,
         stage="decision",
@@ -849,7 +669,7 @@ def test_save_and_next_opens_the_next_lead_of_the_same_queue(app, rep, store):
     assert flashes == [f"Reclassified {first}: stage → Decision. Next in the queue: {second}."]
 
     # "Save, stay here" (no advance) stays on the lead.
-    stay = _reclassify(rep, second, stage="awareness", back=back)
+    stay = reclassify(rep, second, stage="awareness", back=back)
     assert stay.headers["Location"] == f"/review/leads/{second}"
 
 
@@ -857,7 +677,7 @@ def test_save_and_next_on_the_last_lead_goes_back_to_the_queue(rep, store):
     from data.review_queue import review_queue
 
     last = review_queue(store, limit=50).items[-1].lead_id
-    response = _reclassify(rep, last, stage="decision", advance="1", back="/review/?per=50")
+    response = reclassify(rep, last, stage="decision", advance="1", back="/review/?per=50")
     assert response.headers["Location"] == "/review/?per=50"
     assert "That was the last lead of this queue page." in rep.get("/review/").get_data(
         as_text=True
@@ -917,7 +737,7 @@ def test_lead_page_says_whose_label_is_current_and_what_undo_restores(rep, store
     html = rep.get("/review/leads/L2").get_data(as_text=True)
     assert "the model&#39;s prediction" in html or "the model's prediction" in html
     assert "Nothing of yours to undo here." in html
-    _reclassify(rep, "L2", stage="awareness")
+    reclassify(rep, "L2", stage="awareness")
     html = rep.get("/review/leads/L2").get_data(as_text=True)
     assert "a rep&#39;s label" in html or "a rep's label" in html
     old = store.corrections_for("L2")[0]["old_label"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema_rs
 import pytest
 
-from tests.test_api import _lead_request
+from tests.support.api import lead_request
 
 
 def _validator(doc: dict, name: str):
@@ -45,7 +45,7 @@ def test_each_answer_shows_the_routing_thresholds_and_rule(
     for index in range(0, 300, 10):
         body = api_client.post(
             "/v1/score",
-            json=_lead_request(sim, index, as_of=tiny_registry.as_of),
+            json=lead_request(sim, index, as_of=tiny_registry.as_of),
             headers=api_headers["client"],
         ).json
         _validator(openapi_doc, "ScoreResponse").validate(body)
@@ -58,7 +58,7 @@ def test_batch_answers_show_the_routing_thresholds(
     api_client, api_headers, tiny_registry, openapi_doc
 ):
     sim = tiny_registry.simulation
-    items = [_lead_request(sim, i, as_of=tiny_registry.as_of) for i in range(5)]
+    items = [lead_request(sim, i, as_of=tiny_registry.as_of) for i in range(5)]
     body = api_client.post(
         "/v1/score/batch", json={"leads": items}, headers=api_headers["client"]
     ).json

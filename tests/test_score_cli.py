@@ -15,35 +15,28 @@ from click.testing import CliRunner
 
 from leadready.cli import main
 from leadready.config import Settings
-from tests.fixtures.crm.crm import crm_events, crm_table
+
+# Trains and registers models, runs the CLI end to end: the full suite, not the inner loop.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(crm_export):
     """A LEADREADY_HOME whose registry has a champion trained on a CRM export with events."""
-    from training.train import TrainConfig, train
+    from training.train import train
 
-    root = tmp_path_factory.mktemp("score")
+    export = crm_export("score", 400, seed=5)
+    root = export.root
     settings = Settings.for_home(root / "home")
     settings.ensure_home()
-    table = crm_table(400, seed=5)
-    events = crm_events(table, seed=5)
-    table.to_csv(root / "contacts.csv", index=False)
-    events.to_csv(root / "events.csv", index=False)
     train(
-        TrainConfig(
-            leads_path=root / "contacts.csv",
-            events_path=root / "events.csv",
+        export.config(
             tracking_uri=settings.mlflow_tracking_uri,
             artifact_root=settings.artifact_root,
-            id_col="Contact ID",
-            stage_col="Lifecycle Stage",
-            persona_col="Segment",
             exclude=("Email",),
             n_estimators=15,
-            num_threads=1,
         )
     )
     return root, settings

@@ -22,14 +22,14 @@ import sqlalchemy as sa
 
 from data.store import Store
 from review_ui.auth import LoginLimiter
-from tests.test_review_ui import (  # noqa: F401
+from tests.support.review_ui import (  # noqa: F401  (fixtures)
     PASSWORD,
-    _close,
-    _make_app,
-    _reclassify,
+    close_app,
     csrf,
     login,
-    template_db,
+    make_review_app,
+    reclassify,
+    review_template_db,
 )
 
 INJECTIONS = [
@@ -47,10 +47,10 @@ TABLES = ("leads", "events", "predictions", "corrections", "users", "api_keys")
 
 
 @pytest.fixture
-def app(tmp_path, template_db):  # noqa: F811
-    app = _make_app(tmp_path, template_db, REVIEW_LOGIN_FAILURE_DELAY=0)
+def app(tmp_path, template_db):
+    app = make_review_app(tmp_path, template_db, REVIEW_LOGIN_FAILURE_DELAY=0)
     yield app
-    _close(app)
+    close_app(app)
 
 
 @pytest.fixture
@@ -167,6 +167,7 @@ def _try(client, name: str, password: str):
     )
 
 
+@pytest.mark.slow
 def test_logins_are_rate_limited_per_user_name(app):
     client = app.test_client()
     for _ in range(5):
@@ -182,8 +183,9 @@ def test_logins_are_rate_limited_per_user_name(app):
     assert _try(app.test_client(), "rep2", PASSWORD).status_code == 302
 
 
-def test_logins_are_rate_limited_per_address(tmp_path, template_db):  # noqa: F811
-    app = _make_app(
+@pytest.mark.slow
+def test_logins_are_rate_limited_per_address(tmp_path, template_db):
+    app = make_review_app(
         tmp_path,
         template_db,
         REVIEW_LOGIN_FAILURE_DELAY=0,
@@ -198,14 +200,15 @@ def test_logins_are_rate_limited_per_address(tmp_path, template_db):  # noqa: F8
         other.environ_base["REMOTE_ADDR"] = "10.0.0.9"
         assert _try(other, "rep1", PASSWORD).status_code == 302
     finally:
-        _close(app)
+        close_app(app)
 
 
-def test_behind_a_proxy_the_limit_counts_forwarded_clients(tmp_path, template_db):  # noqa: F811
+@pytest.mark.slow
+def test_behind_a_proxy_the_limit_counts_forwarded_clients(tmp_path, template_db):
     # Every request arrives from the load balancer's address; with PROXY_HOPS=1 the
     # limit reads the client from X-Forwarded-For, so one guessing client is locked
     # out and another behind the same balancer is not.
-    app = _make_app(
+    app = make_review_app(
         tmp_path,
         template_db,
         REVIEW_LOGIN_FAILURE_DELAY=0,
@@ -222,11 +225,12 @@ def test_behind_a_proxy_the_limit_counts_forwarded_clients(tmp_path, template_db
         colleague.environ_base.update(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.4")
         assert _try(colleague, "rep1", PASSWORD).status_code == 302
     finally:
-        _close(app)
+        close_app(app)
 
 
-def test_without_proxy_hops_forwarded_addresses_are_not_trusted(tmp_path, template_db):  # noqa: F811
-    app = _make_app(
+@pytest.mark.slow
+def test_without_proxy_hops_forwarded_addresses_are_not_trusted(tmp_path, template_db):
+    app = make_review_app(
         tmp_path,
         template_db,
         REVIEW_LOGIN_FAILURE_DELAY=0,
@@ -240,9 +244,10 @@ def test_without_proxy_hops_forwarded_addresses_are_not_trusted(tmp_path, templa
         client.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.200"
         assert _try(client, "rep1", PASSWORD).status_code == 429
     finally:
-        _close(app)
+        close_app(app)
 
 
+@pytest.mark.slow
 def test_a_good_login_clears_the_name_s_failures(app):
     client = app.test_client()
     for _ in range(4):
@@ -420,6 +425,7 @@ def test_injection_strings_through_score_are_stored_verbatim(api_app, api_client
         assert after[table] == before[table], table
 
 
+@pytest.mark.slow
 def test_injection_strings_in_corrections_search_and_login(app, store):
     client = app.test_client()
     login(app, client, "rep1")
@@ -427,7 +433,7 @@ def test_injection_strings_in_corrections_search_and_login(app, store):
     before = _counts(store)
     for i, text in enumerate(INJECTIONS):
         stage = ("decision", "consideration")[i % 2]
-        response = _reclassify(client, "L3", stage=stage, note=text)
+        response = reclassify(client, "L3", stage=stage, note=text)
         assert response.status_code == 302, text
         assert client.get("/review/", query_string={"q": text}).status_code == 200
         assert store.search_leads(text) == []

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from data.store import Store
-from tests.test_learned_queue import _lead_rows, _review, _top
-from tests.test_retrain import base_set
+from tests.support.review_data import base_set, lead_rows, review_leads, top_of_queue
 from training.retrain import build_retrain_set, current_corrections
 from training.similar import (
     SimilarConfig,
@@ -39,7 +38,7 @@ def filled(db_url):
     forget_models()
     store = Store(db_url)
     store.upgrade()
-    predictions, leads, truth = _lead_rows(N, np.random.default_rng(0))
+    predictions, leads, truth = lead_rows(N, np.random.default_rng(0))
     store.upsert_leads(leads)
     store.record_predictions(predictions)
     yield store, truth
@@ -78,10 +77,11 @@ def test_cold_start_ranks_by_neighbours_and_says_so(filled):
     assert [i["id"] for i in again.items] == [i["id"] for i in built.items]
 
 
+@pytest.mark.slow
 def test_the_model_of_corrections_ranks_the_same_change_once_it_can(filled):
     store, truth = filled
-    reviewed = _top(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]
-    _review(store, reviewed, truth)
+    reviewed = top_of_queue(store, 120) + [f"L{k:04d}" for k in range(0, 90, 3)]
+    review_leads(store, reviewed, truth)
     lead = "L0300"
     assert lead not in reviewed
     result = _reclassify(store, lead)

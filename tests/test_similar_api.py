@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from serve.state import get_state
-from tests.test_review_api import _post, _scored_lead
+from tests.support.api import post_correction, scored_lead
 from training.similar import build_suggestions
 
 
 def test_the_suggestions_of_a_correction_over_the_api(
     api_app, api_client, api_headers, tiny_registry
 ):
-    lead_id = _scored_lead(api_app, api_client, api_headers, tiny_registry)
+    lead_id = scored_lead(api_app, api_client, api_headers, tiny_registry)
     store = get_state(api_app).store
     served = store.labels_for(lead_id)["persona"]
     new = next(p for p in ("practitioner", "non_buyer", "economic_buyer") if p != served)
-    response = _post(
+    response = post_correction(
         api_client, lead_id, {"persona": new, "reviewer": "crm-ana"}, api_headers["client"]
     )
     assert response.status_code == 201

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.similar import run
 
 
+@pytest.mark.slow
 def test_the_similar_benchmark_runs_small_and_finds_the_planted_mistake():
     result = run(n_leads=1000, n_corrections=150, runs=1, seed=3)
     assert set(result["cases"]) == {

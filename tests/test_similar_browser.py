@@ -14,14 +14,20 @@ import pytest
 
 from review_ui.views import wait_for_suggestions
 from review_ui.words import label_words
-from tests.test_browser import _login, _screens, browser, page, ui_server  # noqa: F401
+from tests.support.browser import (  # noqa: F401  (fixtures)
+    browser_login,
+    browser_page,
+    chromium_browser,
+    live_ui_server,
+    screens,
+)
 
 pytestmark = pytest.mark.browser
 
 
 def test_a_rep_reclassifies_then_confirms_leads_like_it(page, ui_server, tmp_path):  # noqa: F811
     store = ui_server["store"]
-    _login(page, "rita")
+    browser_login(page, "rita")
     lead_id = page.locator("tr.q-row").first.get_attribute("data-lead")
     page.goto(f"/review/leads/{lead_id}")
     served = store.labels_for(lead_id)["persona"]
@@ -49,7 +55,7 @@ def test_a_rep_reclassifies_then_confirms_leads_like_it(page, ui_server, tmp_pat
     preview = block.locator("table.similar-preview tbody tr")
     assert preview.count() == min(10, n_candidates)
     page.locator(".flash").evaluate_all("els => els.forEach(el => el.remove())")
-    block.screenshot(path=str(_screens(tmp_path) / "leads-like-this-one.png"))
+    block.screenshot(path=str(screens(tmp_path) / "leads-like-this-one.png"))
 
     block.locator("a.btn-primary").click()
     page.wait_for_url(re.compile(r"/review/suggestions/\d+$"))
@@ -77,13 +83,13 @@ def test_a_rep_reclassifies_then_confirms_leads_like_it(page, ui_server, tmp_pat
 
 
 def test_leads_like_this_one_fit_a_phone(browser, ui_server, tmp_path):  # noqa: F811
-    from tests.test_browser import _context, _no_horizontal_overflow
+    from tests.support.browser import browser_context, no_horizontal_overflow
 
     store = ui_server["store"]
-    context = _context(browser, ui_server, 390, 844, is_mobile=True, has_touch=True)
+    context = browser_context(browser, ui_server, 390, 844, is_mobile=True, has_touch=True)
     page = context.new_page()  # noqa: F811
     try:
-        _login(page, "rita")
+        browser_login(page, "rita")
         lead_id = page.locator("tr.q-row").nth(3).get_attribute("data-lead")
         served = store.labels_for(lead_id)["stage"]
         new = next(s for s in ("awareness", "consideration", "decision") if s != served)
@@ -91,14 +97,14 @@ def test_leads_like_this_one_fit_a_phone(browser, ui_server, tmp_path):  # noqa:
         page.goto(f"/review/leads/{lead_id}")
         page.locator("button[id^=similar-build-]").first.click()  # "Look now"
         page.wait_for_selector("section.similar table.similar-preview")
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         box = page.locator("section.similar a.btn-primary").first.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
         page.locator("section.similar a.btn-primary").first.click()
         page.wait_for_url(re.compile(r"/review/suggestions/\d+$"))
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         box = page.locator("#sg-submit").bounding_box()
         assert box and box["x"] + box["width"] <= 390
-        page.screenshot(path=str(_screens(tmp_path) / "suggestions-390.png"), full_page=True)
+        page.screenshot(path=str(screens(tmp_path) / "suggestions-390.png"), full_page=True)
     finally:
         context.close()

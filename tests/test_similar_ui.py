@@ -16,8 +16,14 @@ import pytest
 
 from data.store import Store
 from review_ui.views import wait_for_suggestions
-from tests.test_learned_queue import _lead_rows
-from tests.test_review_ui import PASSWORD, _close, _make_app, csrf, login
+from tests.support.review_data import lead_rows
+from tests.support.review_ui import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    close_app,
+    csrf,
+    login,
+    make_review_app,
+)
 from training.similar import forget_models
 
 N = 90
@@ -30,7 +36,7 @@ def similar_db(tmp_path_factory) -> Path:
     store.upgrade()
     store.create_user("rep1", "rep", PASSWORD)
     store.create_user("ana", "analyst", PASSWORD)
-    predictions, leads, _ = _lead_rows(N, np.random.default_rng(1))
+    predictions, leads, _ = lead_rows(N, np.random.default_rng(1))
     store.upsert_leads(leads)
     store.record_predictions(predictions)
     with store.engine.connect() as conn:
@@ -42,9 +48,9 @@ def similar_db(tmp_path_factory) -> Path:
 @pytest.fixture
 def app(tmp_path, similar_db):
     forget_models()
-    app = _make_app(tmp_path, similar_db)
+    app = make_review_app(tmp_path, similar_db)
     yield app
-    _close(app)
+    close_app(app)
     forget_models()
 
 

@@ -272,6 +272,7 @@ def test_leads_table_carries_the_contract_columns(store):
     assert set(LEAD_COLUMNS) | {"extra", "marketing_stage", "marketing_persona"} <= columns
 
 
+@pytest.mark.postgres
 def test_postgres_tables_and_version_table_land_in_the_url_schema(pg_url):
     schema = pg_url.rsplit("%3D", 1)[1]
     store = Store(pg_url)
@@ -665,6 +666,7 @@ def test_corrections_frame_has_every_row_and_optional_features(store):
     assert str(frame["created_at"].dt.tz) == "UTC"
 
 
+@pytest.mark.slow
 def test_concurrent_corrections_are_all_stored_in_one_order(db_url):
     store = Store(db_url, pool_size=8, max_overflow=4)
     store.upgrade()

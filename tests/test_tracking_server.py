@@ -12,147 +12,22 @@ moves ``champion`` to it, ``create_app`` with ``MLFLOW_TRACKING_URI`` set to
 the server answers ``/v1/score`` with version 1; a second version registered
 and promoted through the server reaches the app within its poll interval.
 
-The helpers (:func:`pg_database`, :class:`MlflowServer`) are reused by
-``tests/test_multi_serve.py``.
+The helpers (:func:`pg_database`, :class:`MlflowServer`) live in
+``tests/support/servers.py``, shared with ``tests/test_multi_serve.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.servers import MlflowServer, pg_database
+from tests.support.waiting import wait_until
+
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-#: Longest wait for the server to answer /health (migrations + imports on a busy machine).
-START_TIMEOUT = 240.0
 MODEL_NAME = "lead-readiness"
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def pg_database(base_url: str, prefix: str = "leadready_mlflow") -> Iterator[str]:
-    """A fresh PostgreSQL database on the server of ``base_url``, dropped afterwards.
-
-    Yields its SQLAlchemy URL (same driver, user and host; no query options).
-    """
-    import sqlalchemy as sa
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    url = sa.make_url(base_url).set(database=name, query={})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
-
-
-@dataclass
-class MlflowServer:
-    """An ``mlflow server`` subprocess on 127.0.0.1."""
-
-    url: str
-    port: int
-    process: subprocess.Popen
-    log_path: Path
-    artifacts: Path
-
-    @classmethod
-    def start(
-        cls, backend_uri: str, folder: Path, *, timeout: float = START_TIMEOUT
-    ) -> MlflowServer:
-        """Start the server and wait until ``/health`` answers (or fail with its log)."""
-        port = free_port()
-        artifacts = folder / "artifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        log_path = folder / "mlflow-server.log"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("MLFLOW_", "LEADREADY_")) and k != "DATABASE_URL"
-        }
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("mlflow")),
-                    "server",
-                    "--backend-store-uri",
-                    backend_uri,
-                    "--serve-artifacts",
-                    "--artifacts-destination",
-                    str(artifacts),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=folder,
-                start_new_session=True,
-            )
-        server = cls(f"http://127.0.0.1:{port}", port, process, log_path, artifacts)
-        deadline = time.monotonic() + timeout
-        while not server.healthy():
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited:\n{server.log_tail()}")
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"mlflow server not up in {timeout:.0f} s:\n{server.log_tail()}")
-            time.sleep(0.5)
-        return server
-
-    def healthy(self) -> bool:
-        """Whether ``GET /health`` answers 200."""
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            conn.request("GET", "/health")
-            ok = conn.getresponse().status == 200
-            conn.close()
-            return ok
-        except OSError:
-            return False
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the server's output."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM the server's process group; SIGKILL it if it lingers."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -192,15 +67,17 @@ def _score(client, key: str, sim, lead_index: int = 0):
 
 
 def _wait_for_version(client, key: str, sim, version: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Until the app's alias poller (a thread with its own interval) serves ``version``."""
+    last: list = []
+
+    def serves_it() -> bool:
         response = _score(client, key, sim)
-        if response.status_code == 200 and response.headers["X-Model-Version"].endswith(
+        last[:] = [response.status_code, dict(response.headers)]
+        return response.status_code == 200 and response.headers["X-Model-Version"].endswith(
             f"/{version}"
-        ):
-            return
-        assert time.monotonic() < deadline, (response.status_code, dict(response.headers))
-        time.sleep(0.1)
+        )
+
+    wait_until(serves_it, timeout, interval=0.1, message=lambda: last)
 
 
 def test_train_register_promote_serve_through_the_tracking_server(
@@ -235,6 +112,7 @@ def test_train_register_promote_serve_through_the_tracking_server(
             gate=False,
             model_name=MODEL_NAME,
             run_name="tracking-server-test",
+            compile=False,
         )
     )
     assert result.version == "1"

@@ -17,34 +17,21 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tests.fixtures.crm.crm import crm_events, crm_table
 from training.dataset import holdout_mask
 from training.train import TrainConfig, train
+
+# Trains and registers models, runs the CLI end to end: the full suite, not the inner loop.
+pytestmark = pytest.mark.slow
 
 MODEL = "lead-readiness"
 
 
 @pytest.fixture(scope="module")
-def crm(tmp_path_factory):
+def crm(crm_export):
     """A CRM export with events, and the config that trains on it."""
-    root = tmp_path_factory.mktemp("crm")
-    table = crm_table(800)
-    table.to_csv(root / "contacts.csv", index=False)
-    crm_events(table).to_csv(root / "events.csv", index=False)
-    config = TrainConfig(
-        leads_path=root / "contacts.csv",
-        events_path=root / "events.csv",
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-        id_col="Contact ID",
-        stage_col="Lifecycle Stage",
-        persona_col="Segment",
-        exclude=("Email", "Converted"),
-        slice_cols=("Lead Source",),
-        n_estimators=40,
-        num_threads=1,
-    )
-    return root, table, config
+    export = crm_export("crm", 800)
+    config = export.config(slice_cols=("Lead Source",), n_estimators=40)
+    return export.root, export.table, config
 
 
 @pytest.fixture(scope="module")
@@ -324,6 +311,7 @@ def test_training_on_simulator_output_beats_the_baselines_against_the_truth(tmp_
         persona_col="persona",
         n_estimators=60,
         num_threads=1,
+        compile=False,
     )
     result = train(config)
     assert result.gate.promote

@@ -114,6 +114,7 @@ def test_user_add_reports_errors_without_a_traceback(home, run, tmp_path):
     assert empty.exit_code == 1 and "empty" in empty.output
 
 
+@pytest.mark.slow
 def test_user_list_passwd_and_disable(home, run, tmp_path, open_home_store):
     assert "no users yet" in run("user", "list").output
     run("user", "add", "ana", "--role", "admin", "--password-file", _password_file(tmp_path, "old"))

@@ -1,8 +1,7 @@
 """Session-scoped fixtures: a tiny trained champion in a throwaway MLflow registry,
 a store with API keys, and the scoring app serving them.
 
-Loaded as a pytest plugin (``pytest_plugins = ["tests.fixtures_model"]`` in
-conftest), so the API tests, the UI tests and any other test reuse one model
+Loaded as a pytest plugin (``pytest_plugins`` in ``tests/conftest.py``), so the API tests, the UI tests and any other test reuse one model
 for the whole session: a few hundred simulated leads, a few trees per head,
 two registered versions (``champion`` → version 1; version 2 is trained on
 other leads and has no alias, for promotion tests).
@@ -29,6 +28,7 @@ import pytest
 
 __all__ = [
     "ApiKeys",
+    "fit_tiny_model",
     "TinyRegistry",
     "api_app",
     "api_client",
@@ -74,7 +74,8 @@ class ApiKeys:
     revoked: str
 
 
-def _fit(features: Any, leads: Any, *, seed: int, trees: int) -> Any:
+def fit_tiny_model(features: Any, leads: Any, *, seed: int, trees: int) -> Any:
+    """A ``LeadReadinessModel`` of two small LightGBM heads (no compiled trees)."""
     from model.classifier import HeadClassifier, TwoHeadClassifier
     from model.features import FeatureConfig
     from model.package import LeadReadinessModel
@@ -113,7 +114,7 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> TinyRegistry:
         features = build_features(
             leads.drop(columns=["stage", "persona"]), sim.events, as_of=sim.config.end
         )
-        model = _fit(features, leads, seed=seed, trees=trees)
+        model = fit_tiny_model(features, leads, seed=seed, trees=trees)
         with mlflow.start_run(run_name=f"tiny-{seed}"):
             info = log_model(
                 model, registered_model_name=MODEL_NAME, input_example=features.head(3)
