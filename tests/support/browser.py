@@ -57,8 +57,8 @@ def live_ui_server(tiny_registry, serve_config, tmp_path_factory):
 
     import review_ui
     from data.store import Store
-    from model import registry
     from leadready.app import create_app
+    from model import registry
     from serve.state import get_state
     from training.record import record_scored_frame
 
