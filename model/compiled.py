@@ -1,30 +1,4 @@
-"""Native code for a model's trees (lleaves), kept beside the MLflow model.
-
-LightGBM walks its trees through a generic interpreter; lleaves compiles one
-booster (its ``model.txt``) to machine code with LLVM, about ten times faster in
-batch and five times for one row on the demo model (see ``bench/scoring.py``).
-Compiling takes a minute or more per head, so it is done once, when a model is
-trained, and the object code is kept as an artifact beside the pickled model:
-
-``compile_model(lead_model, directory, check_rows=...)`` writes, per head,
-``<head>.txt`` (the booster), ``<head>.o`` (the object code) and, for all heads,
-``check.npz`` (encoded check rows and LightGBM's raw scores on them) and
-``compiled.json`` (versions, the CPU compiled for, the heads).
-
-``attach_compiled(lead_model, directory)`` loads them into a model (in
-``load_context``) and switches a head to native code only when all of these
-hold, and otherwise keeps LightGBM for that head and says why:
-
-* lleaves is importable, and the manifest's format, lleaves and llvmlite
-  versions are the loading process's;
-* the loading CPU is the one the code was compiled for (object code built for
-  another CPU may use instructions this one lacks);
-* the booster is the one that was compiled (same ``model.txt``), and on the check
-  rows the native raw scores equal LightGBM's — here, now — to ``TOLERANCE``.
-
-The compiled code is never pickled with the model; a head without it, or a
-process without lleaves, scores with LightGBM as before.
-"""
+"""Native code for a model's trees (lleaves), kept beside the MLflow model."""
 
 from __future__ import annotations
 
@@ -104,13 +78,7 @@ def host_cpu() -> dict[str, str]:
 
 
 class CompiledForest:
-    """One booster compiled to native code: raw scores like ``booster.predict(raw_score=True)``.
-
-    Parameters
-    ----------
-    model : lleaves.Model
-        Compiled with ``raw_score=True``.
-    """
+    """One booster compiled to native code: raw scores like ``booster.predict(raw_score=True)``."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -119,14 +87,7 @@ class CompiledForest:
         self._entry = model._c_entry_func if getattr(model, "use_fp64", True) else None
 
     def predict_raw(self, Z: np.ndarray, num_threads: int = 1) -> np.ndarray:
-        """Raw scores, shape (n_rows,) for one model per iteration, else (n_rows, n_classes).
-
-        Parameters
-        ----------
-        Z : ndarray of shape (n_rows, n_features)
-        num_threads : int
-            Threads for large inputs (smaller ones run on the calling thread).
-        """
+        """Raw scores, shape (n_rows,) for one model per iteration, else (n_rows, n_classes)."""
         Z = np.ascontiguousarray(Z, dtype=np.float64)
         n = len(Z)
         if n < _THREADED_ROWS and self._entry is not None and Z.ndim == 2:
@@ -145,15 +106,7 @@ def _digest(text: str) -> str:
 
 
 def compile_head(booster: Any, directory: Path, name: str) -> CompiledForest:
-    """Compile one booster to ``directory/<name>.o`` (with its ``<name>.txt``).
-
-    Parameters
-    ----------
-    booster : lightgbm.Booster
-    directory : Path
-    name : str
-        File stem (the head's name).
-    """
+    """Compile one booster to ``directory/<name>.o`` (with its ``<name>.txt``)."""
     import lleaves
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -167,27 +120,7 @@ def compile_head(booster: Any, directory: Path, name: str) -> CompiledForest:
 def compile_model(
     lead_model: LeadReadinessModel, directory: Path | str, *, check_rows: pd.DataFrame
 ) -> dict[str, Any]:
-    """Compile every head of ``lead_model`` into ``directory`` and write the manifest.
-
-    Parameters
-    ----------
-    lead_model : LeadReadinessModel
-    directory : Path or str
-        Created if missing; becomes the model's ``compiled`` artifact.
-    check_rows : DataFrame of shape (n_rows, n_columns)
-        Feature rows (a few hundred training rows, with their missing values);
-        their encodings and LightGBM's raw scores are stored to verify the code at load.
-
-    Returns
-    -------
-    dict
-        The manifest (also written to ``directory/compiled.json``).
-
-    Raises
-    ------
-    ValueError
-        The compiled code disagrees with LightGBM on the check rows.
-    """
+    """Compile every head of ``lead_model`` into ``directory`` and write the manifest."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     checks: dict[str, np.ndarray] = {}
@@ -246,19 +179,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def attach_compiled(lead_model: LeadReadinessModel, directory: Path | str) -> dict[str, str]:
-    """Switch each head of ``lead_model`` to its compiled code, where it is verified equal.
-
-    Parameters
-    ----------
-    lead_model : LeadReadinessModel
-    directory : Path or str
-        A folder written by :func:`compile_model`.
-
-    Returns
-    -------
-    dict
-        Head name → ``"compiled"``, or ``"lightgbm: <why>"`` when that head keeps LightGBM.
-    """
+    """Switch each head of ``lead_model`` to its compiled code, where it is verified equal."""
     directory = Path(directory)
     heads = lead_model.heads
     status = {name: "lightgbm: no compiled code for this head" for name in heads}

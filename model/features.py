@@ -1,42 +1,4 @@
-"""Feature building: one code path for training (a table of leads) and serving (one lead).
-
-A lead's feature row has three parts, in this order:
-
-1. **the lead's own columns** (minus the id, the excluded columns and the raw date
-   columns), as they are; every other date column ``X`` becomes ``X_days_ago``;
-2. **profile features**: ``lead_age_days`` (from ``created_at``),
-   ``log_company_size``, ``title_seniority`` and ``title_function`` (from
-   ``job_title``, see :mod:`model.titles`);
-3. **engagement features** from the lead's events at or before ``as_of``
-   (listed by :func:`feature_names`).
-
-Both entry points turn their events into the same int64 event matrix (one column
-an event: lead code, time in ns, type code, content-kind codes of the page and of
-the content, topic and channel codes) and call the same aggregation,
-:func:`_engagement`, built on ``np.bincount`` / ``np.minimum.at`` /
-``np.maximum.at`` after one sort by (lead, time). The batch path builds the
-matrix with vectorised pandas operations, each distinct value looked up once (no
-loop over leads or events); the one-lead path builds it straight from the list
-of event mappings, without a DataFrame, because serving scores one lead with tens
-of events. The profile part is computed by twin functions over a column and over
-one value that share their rules (``model.titles`` for titles); the tests check
-that both paths give the same row.
-
-**as_of.** Events after ``as_of`` never count. Ages are measured from ``as_of``.
-When ``as_of`` is not given it is the latest event timestamp among the events
-that belong to the leads at hand (for one lead: its own latest event), or *now*
-when there are none. A scoring service should always pass ``as_of`` (the time
-of the request), so that a lead's features do not depend on the other leads of
-its batch.
-
-**Windows.** A window of ``w`` days is the half-open interval
-``(as_of - w days, as_of]``: an event exactly ``w`` days old is outside it.
-
-**Date-like columns.** A lead column is a date if it holds datetimes (a
-``datetime64`` column, or ``datetime`` / ``date`` values in a profile) or if its
-name is ``created_at`` or ends with ``_at`` or ``_date``; ISO 8601 strings in such
-columns are parsed, and anything unparseable or non-temporal becomes NaN.
-"""
+"""Feature building: one code path for training (a table of leads) and serving (one lead)."""
 
 from __future__ import annotations
 
@@ -110,27 +72,7 @@ _DATE_SUFFIXES = ("_at", "_date")
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """How engagement features are computed.
-
-    Parameters
-    ----------
-    windows : tuple of float
-        Count windows in days, strictly increasing (``(7, 30, 90)``).
-    half_life_days : float
-        Half-life of the exponential decay of engagement: an event this many days
-        old weighs 0.5.
-    recency : tuple of str
-        Signals that get a ``days_since_<signal>`` feature: names of
-        :data:`RECENCY_SIGNALS`, event types, content kinds, or ``"any"``.
-    late_stage_types, late_stage_kinds : tuple of str
-        Event types and content kinds whose events count as late-stage signals
-        for ``decayed_late_stage``.
-    velocity_days, velocity_prior_days : float
-        Velocity compares the events of the last ``velocity_days`` with those of
-        the ``velocity_prior_days`` before them.
-    burst_seconds : float
-        Span of the bot-likeness feature ``max_events_per_minute``.
-    """
+    """How engagement features are computed."""
 
     windows: tuple[float, ...] = (7, 30, 90)
     half_life_days: float = 14.0
@@ -259,23 +201,7 @@ def _plan(config: FeatureConfig) -> _Plan:
 
 
 def feature_names(config: FeatureConfig = FeatureConfig()) -> list[str]:  # noqa: B008
-    """Names of the engagement features, in column order.
-
-    Parameters
-    ----------
-    config : FeatureConfig
-        The windows and recency signals decide the names.
-
-    Returns
-    -------
-    list of str
-        Counts first: ``n_events_<w>d`` per window; ``n_<event type>_<w>d`` per
-        type and window; ``n_<content kind>_<w>d`` per kind and window;
-        ``n_events_total``, ``n_distinct_types``, ``n_distinct_kinds``,
-        ``n_distinct_topics``, ``n_distinct_channels``, ``max_events_per_minute``.
-        Then the real-valued ones: ``decayed_engagement``, ``decayed_late_stage``,
-        ``days_since_<signal>`` per recency signal, ``engagement_velocity``.
-    """
+    """Names of the engagement features, in column order."""
     plan = _plan(config)
     return [*plan.int_names, *plan.float_names]
 
@@ -286,11 +212,7 @@ def feature_names(config: FeatureConfig = FeatureConfig()) -> list[str]:  # noqa
 def _distinct_counts(
     lead: np.ndarray, codes: np.ndarray, bounds: np.ndarray, n_leads: int
 ) -> np.ndarray:
-    """Distinct codes per lead and code group, shape (n_leads, len(bounds) - 1).
-
-    ``codes`` live in one shared space where group ``g`` owns
-    ``[bounds[g], bounds[g + 1])``; ``lead`` gives each code's lead.
-    """
+    """Distinct codes per lead and code group, shape (n_leads, len(bounds) - 1)."""
     n_groups = len(bounds) - 1
     base = int(bounds[-1])
     pairs = lead * base + codes
@@ -308,13 +230,7 @@ def _distinct_counts(
 
 
 def _busiest_span(lead: np.ndarray, t_ns: np.ndarray, n_leads: int, span_ns: int) -> np.ndarray:
-    """Most events of one lead within ``span_ns`` of one of them, shape (n_leads,).
-
-    ``lead`` and ``t_ns`` must be sorted by (lead, time). Only events with a
-    same-lead neighbour within the span can be in a group of two or more, and
-    every event of such a group is in such a chain, so the grouped search runs on
-    those events alone.
-    """
+    """Most events of one lead within ``span_ns`` of one of them, shape (n_leads,)."""
     busiest = (np.bincount(lead, minlength=n_leads) > 0).astype(np.int64)
     close = (lead[1:] == lead[:-1]) & (t_ns[1:] - t_ns[:-1] <= span_ns)
     if not close.any():
@@ -335,13 +251,7 @@ def _busiest_span(lead: np.ndarray, t_ns: np.ndarray, n_leads: int, span_ns: int
 
 
 def _lead_time_order(lead: np.ndarray, t_ns: np.ndarray, n_leads: int) -> np.ndarray:
-    """Indices that sort events by (lead, time), shape (n_events,).
-
-    One argsort of a single int64 key ``lead * span + time`` when it fits (time in
-    µs when every timestamp is a whole µs), else of ``lead * n + rank of time``.
-    Events tied on both lead and time may come in any order: they weigh the same
-    in every feature.
-    """
+    """Indices that sort events by (lead, time), shape (n_events,)."""
     if len(t_ns) == 0:
         return np.zeros(0, dtype=np.intp)
     offset = t_ns - t_ns.min()
@@ -357,30 +267,7 @@ def _lead_time_order(lead: np.ndarray, t_ns: np.ndarray, n_leads: int) -> np.nda
 def _engagement(
     events: np.ndarray, *, n_leads: int, as_of_ns: int, config: FeatureConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Engagement features of ``n_leads`` leads from an event matrix.
-
-    Parameters
-    ----------
-    events : ndarray of int64, shape (7, n_events)
-        One column an event; rows: lead code in ``[0, n_leads)`` (negative = not
-        one of our leads), time in ns since the epoch UTC (``iinfo(int64).min`` =
-        missing), index into ``EVENT_TYPES``, index into :data:`CONTENT_KINDS` of
-        the page category and of the content type (-1 = none), then any coding of
-        the content topic and of the channel (-1 = missing).
-    n_leads : int
-        Number of leads (rows of the result).
-    as_of_ns : int
-        The reference time, ns since the epoch; later events are dropped.
-    config : FeatureConfig
-        Windows, half-life, recency signals.
-
-    Returns
-    -------
-    counts : ndarray of int64, shape (n_leads, n_count_features)
-        Columns named by the count part of :func:`feature_names`.
-    reals : ndarray of float64, shape (n_leads, n_real_features)
-        Columns named by the rest of :func:`feature_names`.
-    """
+    """Engagement features of ``n_leads`` leads from an event matrix."""
     plan = _plan(config)
     lead, t_ns = events[_LEAD], events[_TIME]
     keep = np.flatnonzero((lead >= 0) & (t_ns != _NAT) & (t_ns <= as_of_ns))
@@ -504,13 +391,7 @@ def _datetime_ns(value: datetime) -> int:
 
 
 def _ns(value: object) -> int:
-    """A timestamp as int ns since the epoch, UTC (naive = UTC); NaT sentinel if missing.
-
-    Raises
-    ------
-    ValueError
-        A string that is not ISO 8601, or a value that is not a timestamp.
-    """
+    """A timestamp as int ns since the epoch, UTC (naive = UTC); NaT sentinel if missing."""
     if isinstance(value, str):
         try:
             return _datetime_ns(datetime.fromisoformat(value.strip()))
@@ -578,39 +459,7 @@ def build_features_one(
     id_col: str = "lead_id",
     exclude: Iterable[str] = (),
 ) -> dict[str, object]:
-    """Feature row of one lead: the same values :func:`build_features` gives its row.
-
-    Parameters
-    ----------
-    profile : Mapping
-        The lead's columns (``data.schema.LEAD_COLUMNS`` and any extra ones). A
-        nested mapping under ``"extra"`` is flattened into columns.
-    events : sequence of Mapping, length n_events, or None
-        The lead's events with keys of ``data.schema.EVENT_COLUMNS``; ``timestamp``
-        may be a datetime, a pandas Timestamp or an ISO 8601 string (naive = UTC).
-        Their ``lead_id`` is not consulted: they all belong to this lead. ``None``
-        leaves out the engagement features (like ``build_features`` without events).
-    as_of : timestamp-like, optional
-        Reference time. Default: the lead's latest event, or now without events.
-    config : FeatureConfig
-        Engagement feature settings.
-    id_col : str
-        Name of the id key in ``profile`` (left out of the features).
-    exclude : iterable of str
-        Profile keys to leave out (labels, for instance).
-
-    Returns
-    -------
-    dict of str to object
-        Own columns, ``*_days_ago``, :data:`PROFILE_FEATURES`, then
-        :func:`feature_names` (counts as int, the rest as float).
-
-    Raises
-    ------
-    ValueError
-        An event with a missing or unknown type or an unparseable timestamp; a
-        profile key that clashes with a generated feature name.
-    """
+    """Feature row of one lead: the same values :func:`build_features` gives its row."""
     excluded = set(exclude)
     excluded.add(id_col)
     matrix = _records_matrix(events) if events is not None else None
@@ -737,11 +586,7 @@ def _date_column_ns(values: pd.Series) -> np.ndarray:
 
 
 def _coded(values: pd.Series | None, n: int, lookup: Mapping[object, int] | None) -> np.ndarray:
-    """Codes of a property column: via ``lookup`` (known values) or by first appearance.
-
-    Missing and blank values, and values absent from ``lookup``, get -1. Each
-    distinct value is looked up once.
-    """
+    """Codes of a property column: via ``lookup`` (known values) or by first appearance."""
     if values is None:
         return np.full(n, -1, dtype=np.int64)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -792,19 +637,7 @@ def _events_matrix(
 
 
 class EventCodes:
-    """An events table coded once, for :func:`build_features` of many chunks of leads.
-
-    Coding an events table (each text column to integer codes, timestamps to ns)
-    is most of a feature build; a bulk scorer that builds features chunk by chunk
-    from one events table codes it once here, grouped by lead, and each chunk then
-    takes its own leads' events (integer gathers of those events only, no text and
-    no pass over the whole table). The features are the same as from the table
-    itself: they do not depend on the order of the events, and topic and channel
-    codes differ but only their distinct counts are used.
-
-    Raises ``ValueError`` as :func:`build_features` does (missing columns,
-    unknown event types), for the whole table at once.
-    """
+    """An events table coded once, for :func:`build_features` of many chunks of leads."""
 
     def __init__(self, events: pd.DataFrame) -> None:
         # Leads as codes into ``self.leads`` (-1 = missing) until ``for_ids`` maps
@@ -872,43 +705,7 @@ def build_features(
     id_col: str = "lead_id",
     exclude: Iterable[str] = (),
 ) -> pd.DataFrame:
-    """One feature row per lead, from a leads table and (optionally) their events.
-
-    Parameters
-    ----------
-    leads : pandas.DataFrame, shape (n_leads, n_columns)
-        One row a lead: ``id_col`` plus any of ``data.schema.LEAD_COLUMNS`` and
-        any extra columns. Ids must be unique.
-    events : pandas.DataFrame, shape (n_events, 7), optional
-        ``data.schema.EVENT_COLUMNS``; ``timestamp`` a datetime64 column (naive =
-        UTC; ISO strings are parsed); property columns may be missing or null.
-        Events of leads not in ``leads`` and events after ``as_of`` are ignored.
-        An :class:`EventCodes` of such a table gives the same features.
-    as_of : timestamp-like, optional
-        Reference time. Default: the latest timestamp of the events of these
-        leads, or now when there are none.
-    config : FeatureConfig
-        Engagement feature settings.
-    id_col : str
-        The id column of ``leads``; it becomes the index (named ``lead_id``).
-    exclude : iterable of str
-        Columns of ``leads`` to leave out (labels, for instance). Names that are
-        not columns are ignored.
-
-    Returns
-    -------
-    pandas.DataFrame, shape (n_leads, n_features)
-        Index: lead id, in the order of ``leads``. Columns: the lead's own
-        columns, ``<date column>_days_ago``, :data:`PROFILE_FEATURES`, then
-        :func:`feature_names` when ``events`` is given (leads without events:
-        zero counts, NaN recency).
-
-    Raises
-    ------
-    ValueError
-        Missing or duplicate ids, events without ``lead_id`` / ``timestamp`` /
-        ``type``, unknown event types, or lead columns clashing with generated names.
-    """
+    """One feature row per lead, from a leads table and (optionally) their events."""
     if id_col not in leads.columns:
         raise ValueError(f"leads lack the id column {id_col!r}")
     ids = pd.Index(leads[id_col], name="lead_id")

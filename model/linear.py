@@ -170,6 +170,7 @@ def _weighted_log_loss(raw: np.ndarray, shift: np.ndarray, y: np.ndarray, w: np.
     return float(-np.average(logp[np.arange(len(y)), y], weights=w))
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def fit_linear_cv(
     Z: np.ndarray,
     y_index: np.ndarray,
@@ -184,27 +185,6 @@ def fit_linear_cv(
     grid: tuple[float, ...] = C_GRID,
 ) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
     """Choose ``C`` on the given folds, return the head fitted on all rows."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_linear_cv(
-            Z, y_index, weight, fit_weight, folds, n_classes=n_classes,
-            categorical=categorical, n_categories=n_categories,
-            logit_shift=logit_shift, grid=grid,
-        )  # fmt: skip
-
-
-def _fit_linear_cv(
-    Z: np.ndarray,
-    y_index: np.ndarray,
-    weight: np.ndarray,
-    fit_weight: np.ndarray,
-    folds: np.ndarray,
-    *,
-    n_classes: int,
-    categorical: list[int],
-    n_categories: list[int],
-    logit_shift: np.ndarray,
-    grid: tuple[float, ...],
-) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
     probe = LinearHead(n_classes, categorical, n_categories)
     S = probe.prepare(Z)
     K = int(folds.max()) + 1

@@ -1,23 +1,4 @@
-"""The champion resolved once: a registry model kept on local disk for commands.
-
-A command that scores (``leadready score``) must resolve ``models:/name@champion``
-through MLflow: importing MLflow and opening its SQL stores costs about 2 s of a
-one-lead ``score``. This module keeps, under ``$LEADREADY_HOME/cache/models``, what
-the last resolution found — the alias's version and a local copy of that version's
-artifacts (the pickled ``LeadReadinessModel`` and its compiled trees) — and a stamp
-of the registry: the SQLite file of the registry (and its ``-wal``/``-journal``
-files) by inode, size, modification and change time, taken *before* the alias was
-resolved. A later command uses the copy without importing MLflow only when the
-registry file is exactly as stamped; any write to the registry (a promotion, a
-rollback, a new version, a tag) changes the file, and then the alias is resolved
-through MLflow again. Anything else (a tracking server, a missing or unreadable
-entry, a copy that does not load) is resolved through MLflow as well.
-
-The copy is MLflow's own download of the version (``mlflow.artifacts.download_artifacts``),
-read as its ``MLmodel`` file says (the ``python_function`` flavor's artifacts),
-and the model is loaded exactly as ``model.pyfunc.LeadReadinessPyfunc.load_context``
-loads it: the pickle, then ``LeadReadinessModel.prepare`` with the compiled trees.
-"""
+"""The champion resolved once: a registry model kept on local disk for commands."""
 
 from __future__ import annotations
 
@@ -59,12 +40,7 @@ def _sqlite_file(uri: str) -> Path | None:
 
 
 def registry_stamp(registry_uri: str) -> list[Any] | None:
-    """What the registry file is now (None when the registry is not a SQLite file).
-
-    Inode, size and the modification and change times (ns) of the database file
-    and of its ``-wal`` and ``-journal`` files (a write in WAL mode lands in the
-    ``-wal`` file first).
-    """
+    """What the registry file is now (None when the registry is not a SQLite file)."""
     path = _sqlite_file(registry_uri)
     if path is None:
         return None
@@ -101,18 +77,7 @@ def _entry_path(cache_dir: Path, registry_uri: str, uri: str) -> Path:
 def load_cached(
     cache_dir: Path, registry_uri: str, uri: str, *, explanations: bool = True
 ) -> tuple[LeadReadinessModel, str] | None:
-    """The model ``uri`` resolved to when the registry was last stamped, if it still is.
-
-    ``explanations=False`` leaves the reason tables to be built on the first
-    explained prediction (``LeadReadinessModel.prepare``): a command that scores
-    without reasons does not build them.
-
-    Returns
-    -------
-    (LeadReadinessModel, str) or None
-        The model and its registry version; None when the registry may have
-        changed since (or there is no usable entry): resolve through MLflow then.
-    """
+    """The model ``uri`` resolved to when the registry was last stamped, if it still is."""
     entry = _fresh_entry(_entry_path(cache_dir, registry_uri, uri), registry_uri, uri=uri)
     if entry is None:
         return None
@@ -162,22 +127,7 @@ def remember(
     name: str,
     taken_ns: int | None = None,
 ) -> Path | None:
-    """Copy version ``version``'s artifacts into the cache and record the resolution.
-
-    Called with MLflow configured, after ``uri`` was resolved to ``version``;
-    ``stamp`` is :func:`registry_stamp` taken *before* the resolution. The copy
-    is keyed by ``source_key`` (registry URI, name, version and the version's
-    source), so a version already copied is not copied again; ``name`` is the
-    registered model's name. With ``taken_ns`` (when the stamp was taken), a
-    stamp of a file written less than :data:`SETTLED_NS` before is not
-    recorded (the copy is still made and returned).
-
-    Returns
-    -------
-    Path or None
-        The folder of the copy (load it with ``mlflow.pyfunc.load_model``), or
-        None when it could not be made (the caller loads through MLflow as before).
-    """
+    """Copy version ``version``'s artifacts into the cache and record the resolution."""
     from mlflow.artifacts import download_artifacts
 
     from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY

@@ -1,8 +1,4 @@
-"""Small MLflow registry helpers shared by training and serving.
-
-They take everything as arguments (no environment reads) and use aliases
-(``champion``, ``challenger``), never the deprecated stages.
-"""
+"""Small MLflow registry helpers shared by training and serving."""
 
 from __future__ import annotations
 
@@ -38,24 +34,7 @@ _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
 def configure(tracking_uri: str, artifact_root: str | Path | None = None) -> str | None:
-    """Point MLflow tracking and registry at ``tracking_uri``.
-
-    For a local SQLite tracking URI with an ``artifact_root``, also make sure the
-    experiment ``leadready`` exists with its artifacts under ``artifact_root`` (so
-    nothing lands in the working directory's ``./mlruns``) and make it the active one.
-
-    Parameters
-    ----------
-    tracking_uri : str
-        ``sqlite:///…``, ``http(s)://…`` (a tracking server), ``databricks``…
-    artifact_root : str or Path, optional
-        Folder for the artifacts of a local tracking store.
-
-    Returns
-    -------
-    str or None
-        The ``leadready`` experiment id when it was ensured, else None.
-    """
+    """Point MLflow tracking and registry at ``tracking_uri``."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -77,11 +56,7 @@ def configure(tracking_uri: str, artifact_root: str | Path | None = None) -> str
 
 
 def _client():
-    """One MLflow client per tracking/registry URI pair, made on first use.
-
-    Building a client opens MLflow's stores (for a SQLite URI: its SQLAlchemy
-    models and a schema check, about a second); a command makes one and reuses it.
-    """
+    """One MLflow client per tracking/registry URI pair, made on first use."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -132,18 +107,7 @@ def version_task(model_name: str, version: str | int) -> ModelTask | None:
 
 
 def resolve_uri(uri: str) -> tuple[str, str | None]:
-    """Pin ``models:/name@alias`` to ``models:/name/<version>``.
-
-    Returns
-    -------
-    (str, str or None)
-        The URI to load and its registry version (None for run or path URIs).
-
-    Raises
-    ------
-    LookupError
-        The alias is not set.
-    """
+    """Pin ``models:/name@alias`` to ``models:/name/<version>``."""
     match = _ALIAS_URI.match(uri)
     if match:
         version = alias_version(match["name"], match["alias"])
@@ -157,29 +121,7 @@ def resolve_uri(uri: str) -> tuple[str, str | None]:
 
 
 def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessModel, str | None]:
-    """Load a leadready model from the registry, a run or a path.
-
-    Parameters
-    ----------
-    uri : str
-        ``models:/name@alias``, ``models:/name/3``, ``runs:/…/model`` or a path.
-    cache_dir : Path, optional
-        With a SQLite registry and a registry URI: also keep the resolved version
-        and a copy of its artifacts there (``model.model_cache``), so the next
-        command finds them with ``model_cache.load_cached`` while the registry is
-        unchanged. The model is then loaded from that copy.
-
-    Returns
-    -------
-    (LeadReadinessModel, str or None)
-        The model and its registry version (None when not loaded from the registry).
-        An alias is resolved once, so the model and the version always match.
-
-    Raises
-    ------
-    LookupError
-        The alias is not set.
-    """
+    """Load a leadready model from the registry, a run or a path."""
     import mlflow.pyfunc
 
     from model.pyfunc import unwrap
@@ -236,13 +178,7 @@ def _client_for(tracking_uri: str | None, client: Any | None) -> Any:
 def alias_history(
     model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
 ) -> list[dict[str, Any]]:
-    """Every recorded move of an alias of ``model_name``, oldest first.
-
-    Each is ``{"model_name", "alias", "from_version", "to_version", "by", "at",
-    "why", "gate", "forced"}`` (``gate``: the gate's decision in one line when a
-    gate decided the move). Moves are kept as version tags (``leadready.alias_move.*``)
-    by ``training.promote.move_alias``.
-    """
+    """Every recorded move of an alias of ``model_name``, oldest first."""
     import json
 
     client = _client_for(tracking_uri, client)
@@ -264,11 +200,7 @@ def alias_history(
 def versions_overview(
     model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
 ) -> list[dict[str, Any]]:
-    """Registered versions, newest first: aliases, task, the gate's decision on it.
-
-    Each is ``{"version", "aliases", "registered_at" (ms), "run_id", "task"
-    (ModelTask or None), "gate" (one line or None), "gate_decision" (dict or None)}``.
-    """
+    """Registered versions, newest first: aliases, task, the gate's decision on it."""
     import json
 
     from model.task import task_from_tags

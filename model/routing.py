@@ -134,20 +134,14 @@ def route_reasons(
         ready=ready,
         n=n,
     )
-    t, m = config.sales_threshold, config.review_margin
     out: list[str] = []
     for i in range(n):
         if rule[i] == "persona":
             out.append(f"persona {persona[i]} ({conf[i]:.2f} >= {config.min_confidence:.2f})")
         elif rule[i] == "no_readiness":
             out.append("no stage head" if stage_proba is None else "no sales-ready stage known")
-        elif rule[i] == "doubt":
-            out.append(f"readiness {ready[i]:.2f} within ±{m:.2f} of sales threshold {t:.2f}")
         else:
-            sign = ">=" if routes[i] == "sales" else "<"
-            out.append(
-                f"readiness {ready[i]:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
-            )
+            out.append(_readiness_why(ready[i], rule[i] == "doubt", routes[i] == "sales", config))
     return out
 
 

@@ -1,34 +1,4 @@
-"""The model of corrections: where marketing's labels and the served answers are wrong.
-
-Reps' first corrections reveal marketing's *systematic* mistakes (students marked
-practitioner, heavy webinar attendees marked a later stage): the base model
-learns those mistakes from marketing's labels and is then confidently wrong
-exactly there, so neither its uncertainty nor "label in doubt" points at them.
-A second, small model fitted on the corrections so far does:
-
-- inputs (:func:`design_frame`): the lead's feature snapshot (numbers and the
-  low-cardinality categories: title function and seniority, department, source,
-  industry), the served answer (stage and persona, their confidence and margin),
-  marketing's labels, the model's probability of marketing's labels and whether
-  the two agree, the stored queue priority (today's ranking), and the
-  *out-of-fold* probabilities of marketing's label and of the served answer
-  (from models that did not train on the lead; missing ones are NaN);
-- per head, a binary gradient-boosted classifier (scikit-learn's
-  ``HistGradientBoostingClassifier``, native categorical support): was the
-  served answer wrong, i.e. did a rep's label differ from it; and a multi-class
-  one fitted on the wrong rows only: which label the rep chose (the predicted
-  *change*, e.g. practitioner → non_buyer), for "leads like this one".
-
-``p_wrong`` of a lead is ``1 - (1 - p_stage_wrong) * (1 - p_persona_wrong)``:
-the probability that the served answer (stage or persona) is wrong. Until
-:attr:`CorrectionModelConfig.min_corrections` reviewed leads with at least
-:attr:`CorrectionModelConfig.min_wrong` wrong answers exist, :meth:`fit` leaves
-the model unfitted and the queue keeps today's ranking (cold start).
-
-Fitting 5,000 reviewed leads takes a few seconds of one core (see
-``bench/results/correction_model.json``); predicting is vectorised.
-No store, no Flask: :mod:`training.learned_queue` reads the store and writes keys.
-"""
+"""The model of corrections: where marketing's labels and the served answers are wrong."""
 
 from __future__ import annotations
 
@@ -83,23 +53,7 @@ _MIN_CHANGE_ROWS = 20
 
 @dataclass(frozen=True)
 class CorrectionModelConfig:
-    """How the model of corrections is fitted.
-
-    Parameters
-    ----------
-    min_corrections
-        Reviewed leads needed before a fit (fewer: cold start, today's ranking).
-    min_wrong
-        Reviewed leads whose served answer was wrong needed before a fit.
-    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
-        ``HistGradientBoostingClassifier`` settings (small trees: few rows).
-    seed
-        Random state of the classifiers.
-    n_threads
-        OpenMP threads of fit and predict (scikit-learn's default, every core,
-        spins waiting for busy cores on a shared machine: 1 is faster for the
-        few hundred to few thousand rows this model sees).
-    """
+    """How the model of corrections is fitted."""
 
     min_corrections: int = 50
     min_wrong: int = 10
@@ -119,26 +73,7 @@ class CorrectionModelConfig:
 def design_frame(
     features: pd.DataFrame, queue: pd.DataFrame, *, categories: Mapping[str, Sequence[str]] | None
 ) -> pd.DataFrame:
-    """The correction model's inputs, one row per lead.
-
-    Parameters
-    ----------
-    features : DataFrame, indexed by lead id
-        Feature snapshots of the served predictions (as :func:`model.features.
-        build_features` makes them); numeric columns and
-        :data:`CATEGORICAL_FEATURES` are used, other columns ignored.
-    queue : DataFrame, indexed by lead id
-        ``stage``, ``persona``, ``marketing_stage``, ``marketing_persona`` and
-        the numbers of :data:`_QUEUE_NUMBERS` (missing ones count as NaN).
-    categories : mapping or None
-        The category values per column, fixed at fit time (None: learn them
-        from these rows and keep at most the most frequent 60).
-
-    Returns
-    -------
-    DataFrame
-        Numeric columns as float, categorical ones as ``category`` dtype.
-    """
+    """The correction model's inputs, one row per lead."""
     idx = queue.index
     feats = features.reindex(idx)
     out: dict[str, Any] = {}
@@ -171,11 +106,7 @@ def design_frame(
 
 @dataclass
 class CorrectionModel:
-    """Per head: P(served answer wrong) and, when wrong, which label a rep would choose.
-
-    Fitted with :meth:`fit` on reviewed leads; :attr:`fitted_` is False at cold
-    start (too few corrections), and :meth:`predict` then returns None.
-    """
+    """Per head: P(served answer wrong) and, when wrong, which label a rep would choose."""
 
     config: CorrectionModelConfig = field(default_factory=CorrectionModelConfig)
     fitted_: bool = False
@@ -202,11 +133,7 @@ class CorrectionModel:
         )
 
     def _fit(self, X: pd.DataFrame, y: np.ndarray) -> tuple[Any, list[str]]:
-        """A classifier on the columns that have a value in these rows, and those columns.
-
-        A column without a value teaches nothing, and the binning cannot place
-        thresholds on it.
-        """
+        """A classifier on the columns that have a value in these rows, and those columns."""
         columns = [c for c in X.columns if X[c].notna().any()]
         with threadpool_limits(limits=self.config.n_threads, user_api="openmp"):
             return self._classifier().fit(X[columns], y), columns
@@ -217,22 +144,7 @@ class CorrectionModel:
         queue: pd.DataFrame,
         rep_labels: pd.DataFrame,
     ) -> CorrectionModel:
-        """Fit on the reviewed leads.
-
-        Parameters
-        ----------
-        features, queue : DataFrame, indexed by lead id
-            As :func:`design_frame` takes them: the snapshot and the served
-            answer *at review time* of each reviewed lead.
-        rep_labels : DataFrame, indexed by lead id
-            ``stage`` and ``persona``: the rep's current label (NaN where the
-            rep labelled only the other field).
-
-        Returns
-        -------
-        CorrectionModel
-            ``self``; :attr:`fitted_` says whether there was enough to fit.
-        """
+        """Fit on the reviewed leads."""
         ids = rep_labels.index
         self.fitted_ = False
         self.wrong_, self.change_, self.n_wrong_ = {}, {}, {}
@@ -272,16 +184,7 @@ class CorrectionModel:
         return self
 
     def predict(self, features: pd.DataFrame, queue: pd.DataFrame) -> pd.DataFrame | None:
-        """P(served answer wrong) per head and overall, and the likely change, per lead.
-
-        Returns
-        -------
-        DataFrame or None
-            Indexed like ``queue``: ``p_stage_wrong``, ``p_persona_wrong`` (0
-            for a head with no classifier), ``p_wrong``, ``stage_to`` and
-            ``persona_to`` (the label a rep would most likely choose, when the
-            answer is wrong); None when not fitted (cold start).
-        """
+        """P(served answer wrong) per head and overall, and the likely change, per lead."""
         if not self.fitted_:
             return None
         with threadpool_limits(limits=self.config.n_threads, user_api="openmp"):
@@ -326,20 +229,7 @@ def change_probability(
     head: str,
     to_label: str,
 ) -> np.ndarray | None:
-    """P(a rep changes the served ``head`` answer of each lead to ``to_label``).
-
-    ``P(wrong) * P(to_label | wrong)``: the per-head probability that the served
-    answer is wrong, times the change classifier's probability of ``to_label``
-    among the labels other than the served one (renormalised). For "leads like
-    this one": the leads most likely to carry the same mistake.
-
-    Returns
-    -------
-    ndarray or None
-        One probability per row of ``queue``; None when the model is not fitted,
-        has no classifier for ``head``, or has never seen a change to ``to_label``
-        (then the caller falls back to another method and says so).
-    """
+    """P(a rep changes the served ``head`` answer of each lead to ``to_label``)."""
     if not model.fitted_ or head not in model.wrong_ or head not in model.change_:
         return None
     change = model.change_[head]

@@ -70,19 +70,27 @@ def print_read_summary(
         f"{escape(name)}: {n_kept + bad:,} lines read, {n_kept:,} kept, {bad:,} rejected",
         highlight=False,
     )
+    _print_first(console, errors)
+    if errors and report_path is not None:
+        return _write_and_say(console, report_path, errors)
+    return None
+
+
+def _print_first(console: Console, errors: Sequence[Any]) -> None:
     for e in list(errors)[:_SHOWN]:
         console.print(f"  {escape(str(e))}", highlight=False, soft_wrap=True)
     if len(errors) > _SHOWN:
         console.print(f"  … and {len(errors) - _SHOWN:,} more", highlight=False)
-    if errors and report_path is not None:
-        written = write_rejected(report_path, errors)
-        console.print(
-            f"rejected lines written to {written} (readable by you only; personal values masked)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return written
-    return None
+
+
+def _write_and_say(console: Console, path: Path, errors: Sequence[Any]) -> Path:
+    written = write_rejected(path, errors)
+    console.print(
+        f"rejected lines written to {written} (readable by you only; personal values masked)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return written
 
 
 def print_training_input(console: Console, training_set: Any, report_path: Path | None) -> None:
@@ -99,16 +107,8 @@ def print_training_input(console: Console, training_set: Any, report_path: Path 
     events = list(training_set.rejected_events)
     if events:
         console.print(f"events: {len({e.row for e in events}):,} lines rejected", highlight=False)
-        for e in events[:_SHOWN]:
-            console.print(f"  {escape(str(e))}", highlight=False, soft_wrap=True)
-        if len(events) > _SHOWN:
-            console.print(f"  … and {len(events) - _SHOWN:,} more", highlight=False)
+        _print_first(console, events)
     if (errors or events) and report_path is not None:
-        written = write_rejected(report_path, [*errors, *events])
-        console.print(
-            f"rejected lines written to {written} (readable by you only; personal values masked)",
-            highlight=False,
-            soft_wrap=True,
-        )
+        _write_and_say(console, report_path, [*errors, *events])
     for line in getattr(training_set, "inferred", ()):
         console.print(escape(line), highlight=False, soft_wrap=True)

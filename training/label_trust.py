@@ -1,30 +1,4 @@
-"""How much to trust each training label: reps by measured agreement, marketing by the model of corrections.
-
-Two adjustments of a retrain's sample weights (:func:`adjust_weights`), both
-logged to MLflow by :func:`training.retrain.retrain`:
-
-reps, CROWDLAB-style
-    Sales' view is informed but not infallible. On leads labelled by more than
-    one rep (the latest label of each rep per lead and field), cleanlab's
-    ``multiannotator.get_label_quality_multiannotator`` (CROWDLAB: the model's
-    stored probabilities and every rep's labels) estimates each rep's quality;
-    a rep's corrected rows weigh ``quality / mean quality`` (clipped to
-    ``[min_factor, max_factor]``). With fewer than ``min_shared_leads``
-    multiply-reviewed leads, every rep weighs 1 (and the note says so).
-marketing, from the model of corrections
-    Where the served answer equals marketing's label and the model of
-    corrections (:mod:`training.learned_queue`) says it is wrong with
-    probability at least ``marketing_threshold``, marketing's label weighs
-    ``max(marketing_floor, 1 - p)``: a soft down-weighting, never a rep label
-    (the row keeps marketing's label; no class is invented for it).
-marketing, soft-relabelled (:func:`soft_relabel`, an alternative measured side by side)
-    Where the model of corrections says marketing's label (= the served answer)
-    is wrong with probability ``p`` at least a threshold, the row is split in
-    two: marketing's label at weight ``1 - p`` and, as an extra row with the
-    same features, the label the model of corrections predicts reps would
-    choose at weight ``p`` — a soft label, marked ``label_source = inferred``,
-    never counted as a rep label (not trusted, not in the gate set).
-"""
+"""How much to trust each training label: reps by measured agreement, marketing by the model of corrections."""
 
 from __future__ import annotations
 
@@ -107,23 +81,7 @@ def rep_quality(
     classes: Mapping[str, Sequence[str]],
     config: TrustConfig | None = None,
 ) -> tuple[dict[str, float], int]:
-    """Each rep's CROWDLAB quality (mean over heads) on multiply-reviewed leads.
-
-    Parameters
-    ----------
-    corrections : DataFrame
-        ``Store.corrections_frame()``: every correction, with ``is_rep_label``.
-    probabilities : mapping
-        ``{lead_id: {head: {label: p}}}``: the model's stored probabilities.
-    classes : mapping
-        The labels of each head, in a fixed order.
-
-    Returns
-    -------
-    (dict, int)
-        ``{reviewer: quality in [0, 1]}`` (empty when too few leads were
-        reviewed by several reps) and the number of such (lead, field) pairs.
-    """
+    """Each rep's CROWDLAB quality (mean over heads) on multiply-reviewed leads."""
     from cleanlab.multiannotator import get_label_quality_multiannotator
 
     config = config or TrustConfig()
@@ -175,14 +133,7 @@ def rep_quality(
 def marketing_doubt(
     predictions: pd.DataFrame | None, queue: pd.DataFrame, config: TrustConfig | None = None
 ) -> dict[str, float]:
-    """Leads whose marketing label the model of corrections doubts, and their weight factor.
-
-    ``predictions`` is :attr:`training.learned_queue.RefitResult.predictions`
-    (per unreviewed lead: ``p_stage_wrong``, ``p_persona_wrong``); ``queue`` the
-    queue rows (served and marketing labels). A head counts only where the
-    served answer equals marketing's label, so ``P(served wrong)`` is
-    ``P(marketing wrong)``.
-    """
+    """Leads whose marketing label the model of corrections doubts, and their weight factor."""
     config = config or TrustConfig()
     if predictions is None or predictions.empty:
         return {}
@@ -209,26 +160,7 @@ def adjust_weights(
     doubt: Mapping[str, float],
     config: TrustConfig | None = None,
 ) -> tuple[np.ndarray, TrustResult]:
-    """The retrain's sample weights with reps weighed by quality and doubted marketing rows down.
-
-    Parameters
-    ----------
-    ids : sequence of str, length n
-        The training rows' lead ids.
-    sample_weight, corrected : arrays of length n
-        From :class:`training.retrain.RetrainSet`.
-    used : DataFrame
-        ``RetrainSet.used`` (``lead_id``, ``reviewer``, ``role``).
-    quality, n_shared
-        From :func:`rep_quality`.
-    doubt
-        From :func:`marketing_doubt`.
-
-    Returns
-    -------
-    (ndarray, TrustResult)
-        New weights (a copy) and what changed.
-    """
+    """The retrain's sample weights with reps weighed by quality and doubted marketing rows down."""
     config = config or TrustConfig()
     weights = np.asarray(sample_weight, dtype=float).copy()
     result = TrustResult(n_shared_leads=n_shared, rep_quality=dict(quality))
@@ -290,12 +222,7 @@ class SoftRelabelResult:
 
 
 def soft_row_id(lead_id: str, head: str, holdout_share: float) -> str:
-    """The id of a lead's inferred (soft-label) row: in the same holdout side as the lead.
-
-    ``<lead_id>~soft-<head>[-n]``: the first suffix whose :func:`training.dataset.
-    holdout_mask` side equals the lead's, so the extra row never lands in the
-    training holdout when its lead is trained on (or the reverse).
-    """
+    """The id of a lead's inferred (soft-label) row: in the same holdout side as the lead."""
     side = bool(holdout_mask([lead_id], holdout_share)[0])
     for n in range(200):
         candidate = f"{lead_id}~soft-{head}" + (f"-{n}" if n else "")
@@ -312,26 +239,7 @@ def soft_relabel(
     threshold: float = 0.8,
     holdout_share: float = 0.2,
 ) -> tuple[Any, SoftRelabelResult]:
-    """Split doubted marketing rows into marketing's label (1 − p) and the predicted change (p).
-
-    Parameters
-    ----------
-    retrain_set : training.retrain.RetrainSet
-    predictions : DataFrame or None
-        :attr:`training.learned_queue.RefitResult.predictions`: per unreviewed
-        lead ``p_<head>_wrong`` and ``<head>_to``.
-    queue : DataFrame
-        The queue rows (served and marketing labels).
-    threshold : float
-        Minimum ``p_<head>_wrong`` for a head to be relabelled.
-    holdout_share : float
-        The training holdout share (extra rows follow their lead's side).
-
-    Returns
-    -------
-    (RetrainSet, SoftRelabelResult)
-        A new set (extra rows appended, weights changed) and what changed.
-    """
+    """Split doubted marketing rows into marketing's label (1 − p) and the predicted change (p)."""
     result = SoftRelabelResult(threshold=threshold)
     if predictions is None or predictions.empty:
         result.notes.append(
@@ -463,16 +371,7 @@ def apply_label_trust(
     holdout_share: float = 0.2,
     config: TrustConfig | None = None,
 ) -> tuple[Any, TrustResult]:
-    """The retrain set with reps weighed and doubted marketing labels handled, and what changed.
-
-    The one composition of label trust, called by ``leadready retrain`` and the
-    loop benchmark: reps' rows weighed (:func:`adjust_weights`); marketing labels
-    the model of corrections doubts down-weighted (:func:`marketing_doubt`) or,
-    with ``soft_threshold``, soft-relabelled instead (:func:`soft_relabel`, what
-    changed in the result's ``soft``). ``retrain_set`` is a
-    :class:`training.retrain.RetrainSet`; ``holdout_share`` keeps soft rows on
-    their lead's side of the training holdout.
-    """
+    """The retrain set with reps weighed and doubted marketing labels handled, and what changed."""
     config = config or TrustConfig()
     doubt = (
         {}

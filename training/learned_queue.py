@@ -1,31 +1,4 @@
-"""The adaptive review queue: refit the model of corrections, write the queue's keys.
-
-:func:`refit_queue` reads the store (the queue rows, the feature snapshots of the
-served predictions, reps' current labels), fits
-:class:`training.correction_model.CorrectionModel` on the reviewed leads and
-ranks every unreviewed lead by the estimated probability that its served answer
-is wrong, with a diversity discount so that one boundary (say, practitioner →
-non_buyer) does not take the whole page: within a group of leads sharing the
-same predicted change, the r-th lead's probability is divided by ``1 + r /
-diversity_scale``. The result goes into ``lead_queue.sort_key`` (minus
-``key_scale`` times the discounted probability), so a page of the queue is still
-an index walk. Reviewed leads keep today's key (they sink below the others
-anyway).
-
-Out-of-fold disagreement: the deployed model's probabilities of its own
-training leads are in-sample (it learned marketing's labels there), so the
-refit also scores every lead with a marketing label by small models that did not
-train on it (:func:`out_of_fold_disagreement`, :func:`training.noise.
-out_of_fold_proba`, folds by a hash of the lead id) and gives the model of
-corrections the out-of-fold probability of marketing's label and of the served
-answer. They depend only on the snapshots and marketing's labels, so one
-process computes them once per store state (a cache keyed by both).
-
-Cold start (too few corrections to fit): every key is today's priority again.
-Run it after every N corrections or on a schedule (``leadready queue --refit``);
-a rescoring recomputes the keys of rescored leads with today's formula until
-the next refit.
-"""
+"""The adaptive review queue: refit the model of corrections, write the queue's keys."""
 
 from __future__ import annotations
 
@@ -62,29 +35,7 @@ METHOD_FORMULA = "formula"
 
 @dataclass(frozen=True)
 class LearnedQueueConfig:
-    """How the adaptive queue ranks.
-
-    Parameters
-    ----------
-    model
-        The correction model's settings (cold-start thresholds included).
-    diversity_scale
-        The r-th lead of one predicted change counts ``1 / (1 + r /
-        diversity_scale)`` of its probability (0: no discount).
-    key_scale
-        ``sort_key = -key_scale * discounted p_wrong``: on the scale of today's
-        priorities, so the read-time stage-change term keeps its weight. The
-        queue shows ``p_wrong = -sort_key / data.review_queue.LEARNED_KEY_SCALE``,
-        so keep the two equal (the default) unless only the order matters.
-    out_of_fold
-        Give the model of corrections the out-of-fold disagreement
-        (:func:`out_of_fold_disagreement`). Off for the queue's ranking: on the
-        5-seed loop benchmark it made the first learned round worse (37–55% of
-        the leads wrong against 44–62% without) and did not help later rounds
-        (``bench/results/review_rounds.md``, arm ``adaptive_no_oof``). On for
-        the retrain's soft labels (:func:`training.retrain.retrain`), which
-        were measured with it.
-    """
+    """How the adaptive queue ranks."""
 
     model: CorrectionModelConfig = field(default_factory=CorrectionModelConfig)
     diversity_scale: float = 150.0
@@ -133,10 +84,7 @@ class RefitResult:
 
 
 def rep_label_frame(corrections: pd.DataFrame) -> pd.DataFrame:
-    """Reps' current labels, one row per lead: ``stage`` and ``persona`` (NaN: not labelled).
-
-    ``corrections`` is :func:`training.rep_labels.current_corrections`'s frame.
-    """
+    """Reps' current labels, one row per lead: ``stage`` and ``persona`` (NaN: not labelled)."""
     if corrections.empty:
         return pd.DataFrame(columns=list(HEADS), dtype=object)
     wide = corrections.pivot_table(
@@ -166,25 +114,7 @@ def _oof_key(features: pd.DataFrame, queue: pd.DataFrame) -> str:
 def out_of_fold_disagreement(
     features: pd.DataFrame, queue: pd.DataFrame, *, seed: int = 0
 ) -> pd.DataFrame:
-    """Per lead, the out-of-fold probability of marketing's label and of the served answer.
-
-    Parameters
-    ----------
-    features : DataFrame, indexed by lead id
-        The feature snapshots of the served predictions.
-    queue : DataFrame, indexed by lead id
-        ``stage``, ``persona``, ``marketing_stage``, ``marketing_persona``.
-
-    Returns
-    -------
-    DataFrame
-        Indexed like ``queue``: ``oof_p_marketing_<head>`` and
-        ``oof_p_served_<head>`` per head, from :func:`training.noise.
-        out_of_fold_proba` fitted on marketing's labels (folds by a hash of the
-        lead id); NaN where the lead has no marketing label for that head or
-        the head has fewer than two labels. Cached per process for the same
-        snapshots and labels.
-    """
+    """Per lead, the out-of-fold probability of marketing's label and of the served answer."""
     key = _oof_key(features, queue) + f":{seed}"
     if key in _OOF_CACHE:
         return _OOF_CACHE[key].copy()
@@ -236,17 +166,7 @@ def _groups(pred: pd.DataFrame, queue: pd.DataFrame) -> pd.Series:
 def refit_queue(
     store: Store, config: LearnedQueueConfig | None = None, *, write: bool = True
 ) -> RefitResult:
-    """Fit the model of corrections on the corrections so far and re-key the queue.
-
-    ``write=False`` fits and predicts without touching the keys (for retraining).
-
-    Returns
-    -------
-    RefitResult
-        ``predictions`` holds, per unreviewed lead, ``p_wrong``, the per-head
-        probabilities and predicted changes, and ``priority`` (discounted);
-        None at cold start.
-    """
+    """Fit the model of corrections on the corrections so far and re-key the queue."""
     config = config or LearnedQueueConfig()
     start = time.perf_counter()
     queue = queue_frame(store)

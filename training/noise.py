@@ -1,34 +1,4 @@
-"""Label noise: find the training rows whose label is probably wrong (confident learning).
-
-Marketing's labels are noisy (the simulator corrupts a fifth of them). Confident
-learning (Northcutt, Jiang & Chuang, 2021, the method behind *cleanlab*) finds
-the rows whose given label the data itself contradicts:
-
-1. out-of-fold probabilities: a cheap classifier is fitted ``n_folds`` times,
-   each time on all folds but one, and predicts the held-out fold, so no row is
-   scored by a model that saw its label;
-2. a threshold per class: the mean probability of that class over the rows
-   labelled with it (the class's average self-confidence);
-3. a row is flagged when the probability of its given label is below that
-   label's threshold while some other class reaches its own threshold.
-
-The flagged rows are then dropped (``prune``) or given a smaller weight
-(``reweight``: the row's self-confidence over its label's threshold) before
-the final heads are fitted. Either way each class keeps at least
-``min_keep_share`` of its rows (the most confident of the flagged ones stay),
-so no class disappears.
-
-:func:`find_label_issues` works on one head; :func:`clean_labels` on both heads
-of a training set and is what ``fit_lead_model`` calls.
-
-The flagging rule (:func:`confident_flags`) is kept in place of cleanlab's
-``cleanlab.filter.find_label_issues`` after a side by side on the same
-out-of-fold probabilities (``python -m bench.calibration_noise``, seed 11, flagged
-rows re-weighted the same way): on the simulator, against its hidden truth, stage
-macro-F1 0.695 with these flags vs 0.683 with cleanlab's (0.675 without); on the
-real tables the two are within 0.002 (Bank 0.707 vs 0.705 and 0.370 vs 0.370,
-Online Shoppers 0.635 vs 0.636 and 0.707 vs 0.706).
-"""
+"""Label noise: find the training rows whose label is probably wrong (confident learning)."""
 
 from __future__ import annotations
 
@@ -71,24 +41,7 @@ TRUSTED_WEIGHT = 4.0
 
 @dataclass(frozen=True)
 class HeadIssues:
-    """What confident learning found for one head.
-
-    Attributes
-    ----------
-    classes : tuple of str
-        The head's classes, in probability-column order.
-    proba : ndarray of shape (n_labelled, n_classes)
-        Out-of-fold probabilities of the labelled rows.
-    thresholds : dict
-        Class → mean self-confidence of the rows labelled with it.
-    flagged : ndarray of bool, shape (n_labelled,)
-        Rows whose given label is probably wrong (after the per-class floor).
-    suggested : ndarray of object, shape (n_labelled,)
-        For flagged rows the most probable class among those above their own
-        threshold; None elsewhere.
-    self_confidence : ndarray of shape (n_labelled,)
-        Out-of-fold probability of each row's given label.
-    """
+    """What confident learning found for one head."""
 
     classes: tuple[str, ...]
     proba: np.ndarray
@@ -112,21 +65,7 @@ class HeadIssues:
 
 @dataclass
 class LabelNoiseResult:
-    """Cleaned labels and weights for a two-head fit, and what was flagged.
-
-    Attributes
-    ----------
-    mode : str
-        ``"none"``, ``"prune"`` or ``"reweight"``.
-    y : dict
-        Head → labels for the final fit (pruned rows' labels set to None).
-    weights : dict
-        Head → row weights (all ones unless ``reweight``).
-    flagged : dict
-        Head → {class: number of flagged rows labelled with it}.
-    seconds : float
-        Time the out-of-fold fits and flagging took.
-    """
+    """Cleaned labels and weights for a two-head fit, and what was flagged."""
 
     mode: str
     y: dict[str, np.ndarray | None]
@@ -159,13 +98,7 @@ def _folds(y_index: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.nd
 
 
 def _hash_folds(keys: Sequence[Any], n_folds: int, seed: int) -> np.ndarray:
-    """A fold number per row from a salted hash of its key (the lead id).
-
-    Unlike :func:`_folds` it does not depend on the labels: a retrain that
-    changes a few labels (reps' corrections) keeps every other row in its fold,
-    so the out-of-fold probabilities, flags and weights of the rows the
-    corrections do not touch stay put instead of being reshuffled.
-    """
+    """A fold number per row from a salted hash of its key (the lead id)."""
     salt = f"leadready-noise-folds-{seed}:".encode()
     return np.fromiter(
         (
@@ -191,21 +124,7 @@ def out_of_fold_proba(
     sample_weight: Sequence[float] | None = None,
     fold_keys: Sequence[Any] | None = None,
 ) -> tuple[tuple[str, ...], np.ndarray]:
-    """Out-of-fold class probabilities of every row (``n_folds`` folds).
-
-    The classifier is a small uncalibrated :class:`model.classifier.HeadClassifier`
-    (``n_estimators`` trees); the folds' probability columns are aligned on the
-    classes of all rows (a class missing from a fold's training rows gets 0).
-    With ``fold_keys`` (one unique key per row, the lead id) a row's fold is a
-    salted hash of its key, so it does not move when other rows' labels change;
-    otherwise the folds are stratified by label. ``sample_weight`` weighs the
-    rows in the fits (reps' corrections weigh more than marketing's labels).
-
-    Returns
-    -------
-    classes : tuple of str
-    proba : ndarray of shape (n_rows, n_classes)
-    """
+    """Out-of-fold class probabilities of every row (``n_folds`` folds)."""
     from model.classifier import HeadClassifier
 
     y = np.asarray(labels, dtype=object).astype(str)
@@ -254,24 +173,7 @@ def confident_flags(
     *,
     min_keep_share: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Confident-learning flags from out-of-fold probabilities.
-
-    Parameters
-    ----------
-    proba : ndarray of shape (n_rows, n_classes)
-    y_index : ndarray of int, shape (n_rows,)
-        Given label of each row, as a column index of ``proba``.
-    min_keep_share : float
-        Each class keeps at least this share of its rows unflagged; beyond it
-        the flagged rows with the highest self-confidence are unflagged.
-
-    Returns
-    -------
-    thresholds : ndarray of shape (n_classes,)
-    flagged : ndarray of bool, shape (n_rows,)
-    suggested : ndarray of int, shape (n_rows,)
-        Suggested class of flagged rows, -1 elsewhere.
-    """
+    """Confident-learning flags from out-of-fold probabilities."""
     proba = np.asarray(proba, dtype=float)
     y_index = np.asarray(y_index, dtype=int)
     n, k = proba.shape
@@ -308,28 +210,7 @@ def find_label_issues(
     sample_weight: Sequence[float] | None = None,
     fold_keys: Sequence[Any] | None = None,
 ) -> HeadIssues:
-    """Flag the rows of one head whose label is probably wrong (confident learning).
-
-    Parameters
-    ----------
-    X : DataFrame of shape (n_rows, n_columns)
-        Feature rows (every row labelled).
-    labels : sequence of str
-        The given label of each row.
-    n_folds, n_estimators, learning_rate, num_leaves, num_threads :
-        The out-of-fold classifier (see :func:`out_of_fold_proba`).
-    min_keep_share : float
-        Share of each class's rows that always stays unflagged.
-    seed : int
-        Folds and the classifiers' random state: the same seed gives the same flags.
-    sample_weight, fold_keys : optional
-        Row weights of the out-of-fold fits, and keys that fix each row's fold
-        (see :func:`out_of_fold_proba`).
-
-    Returns
-    -------
-    HeadIssues
-    """
+    """Flag the rows of one head whose label is probably wrong (confident learning)."""
     y = np.asarray(labels, dtype=object).astype(str)
     classes, proba = out_of_fold_proba(
         X,
@@ -369,36 +250,7 @@ def clean_labels(
     trusted_weight: float = TRUSTED_WEIGHT,
     **kwargs: Any,
 ) -> LabelNoiseResult:
-    """Flag noisy labels of each head and prune or down-weight them.
-
-    Parameters
-    ----------
-    X : DataFrame of shape (n_rows, n_columns)
-    y : dict
-        Head → labels (array of str or None, None = unlabelled), or None for
-        an absent head.
-    mode : {"none", "prune", "reweight"}
-    n_folds, n_estimators, num_threads, seed, **kwargs :
-        Passed to :func:`find_label_issues`.
-    trusted : sequence of bool, optional
-        Rows whose labels are verified (reps' corrections): they take part in
-        the out-of-fold fits and thresholds but are never flagged.
-    trusted_weight : float
-        Weight of the trusted rows in the out-of-fold fits (others weigh 1):
-        a rep's label counts for more than marketing's there, so marketing
-        labels that contradict nearby corrections get a low out-of-fold
-        probability and are flagged — the corrections teach the cleaning, not
-        only the final fit.
-
-    When ``X`` has a unique index (lead ids), each row's fold is a salted hash
-    of its id (:func:`out_of_fold_proba` ``fold_keys``): a retrain that changes
-    a few labels leaves every other row's fold, and so its flag, where it was.
-
-    Returns
-    -------
-    LabelNoiseResult
-        With ``mode="none"`` the labels unchanged and no flags.
-    """
+    """Flag noisy labels of each head and prune or down-weight them."""
     if mode not in LABEL_NOISE_MODES:
         raise ValueError(f"label_noise must be one of {', '.join(LABEL_NOISE_MODES)}, got {mode!r}")
     n = len(X)

@@ -1,10 +1,4 @@
-"""Reps' current labels: per lead and field, the newest correction, if it is a rep's.
-
-The one reading of the corrections that retraining (:mod:`training.retrain`),
-the adaptive queue (:mod:`training.learned_queue`), "leads like this one"
-(:mod:`training.similar`) and label trust (:mod:`training.label_trust`) share; it
-sits below all of them so none imports another to get it.
-"""
+"""Reps' current labels: per lead and field, the newest correction, if it is a rep's."""
 
 from __future__ import annotations
 
@@ -36,19 +30,7 @@ CURRENT_COLUMNS: tuple[str, ...] = (
 
 
 def current_corrections(store: Store) -> pd.DataFrame:
-    """Every current rep label: per lead and field, the newest correction, if a rep's.
-
-    Parameters
-    ----------
-    store : Store
-
-    Returns
-    -------
-    DataFrame
-        One row per (lead, field) whose newest correction leaves a rep label
-        current, columns :data:`CURRENT_COLUMNS` (``features`` is the snapshot
-        of the reviewed prediction, or None), ordered by correction id.
-    """
+    """Every current rep label: per lead and field, the newest correction, if a rep's."""
     frame = store.corrections_frame(with_features=True)
     if frame.empty:
         return pd.DataFrame(columns=list(CURRENT_COLUMNS))

@@ -1,18 +1,4 @@
-"""Batch scoring: a lead table of any size in, the same rows with predictions out.
-
-:func:`score_table` streams the input in chunks (``pandas.read_csv(chunksize=…)``,
-``pyarrow.parquet.ParquetFile.iter_batches``, JSON Lines by ``chunksize``), builds
-each chunk's features with the model's own feature settings (as training did),
-scores it with ``LeadReadinessModel.predict_frame`` and appends the input rows
-with the prediction columns to the output (CSV or Parquet, by suffix). Memory
-stays at one chunk plus, with an events table, the events — loaded once and
-handed to each chunk for its own leads only.
-
-Engagement features are computed as of one time for the whole table (given, or
-the last event), never per chunk, so a lead's scores do not depend on the chunk
-it falls in. The output is written to a temporary file beside the target and
-renamed at the end: a failed run leaves no half-written output.
-"""
+"""Batch scoring: a lead table of any size in, the same rows with predictions out."""
 
 from __future__ import annotations
 
@@ -30,16 +16,6 @@ import pandas as pd
 
 __all__ = ["READ_AHEAD_BYTES", "EventsAhead", "ScoreSummary", "score_table"]
 
-_INPUT_FORMATS = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".xlsx": "excel",
-    ".xlsm": "excel",
-}
 _OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -59,11 +35,6 @@ class ScoreSummary:
     rejected: list[Any] = field(default_factory=list)
     #: What the reader chose (encoding, delimiter).
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def lines_read(self) -> int:
-        """Records read: the rows scored plus the rejected ones."""
-        return self.rows + len({e.row for e in self.rejected})
 
 
 def _format(path: Path, formats: dict[str, str], what: str) -> str:
@@ -147,17 +118,7 @@ def _ahead_features(
 
 
 class EventsAhead:
-    """An events table read, and features built from it, in a second process.
-
-    ``leadready score`` spends its first seconds importing MLflow and loading the
-    model on one core; reading (and validating) a large events table takes as long
-    and needs nothing from the model, so it starts at once in a fresh ``spawn``
-    process (a fork of a process with threads is not safe) on the other core. The
-    events stay there: :func:`score_table` sends it each chunk's leads and gets the
-    feature rows back (the events never cross processes), building the next chunk's
-    features there while this process scores and writes the current one. The
-    reader's errors are raised by :meth:`last_event`, as reading here would raise them.
-    """
+    """An events table read, and features built from it, in a second process."""
 
     def __init__(self, path: str | Path, workers: int = 1) -> None:
         import multiprocessing
@@ -277,55 +238,9 @@ def score_table(
     num_threads: int | None = None,
     strict: bool = False,
 ) -> ScoreSummary:
-    """Score every row of a lead table and write them with their predictions.
-
-    Parameters
-    ----------
-    model : LeadReadinessModel
-        The packaged model (``model.registry.load_model``).
-    in_path : path
-        CSV, Parquet or JSON Lines; one row a lead.
-    out_path : path
-        CSV or Parquet (by suffix): the input rows, then ``stage``,
-        ``stage_confidence``, ``stage_proba__<label>``…, ``persona``…,
-        ``readiness``, ``route`` (and ``*_reasons`` with ``reasons``). An input
-        column with one of these names is kept as ``<name>_input``.
-    events_path : path or EventsAhead, optional
-        Events of the leads (``lead_id`` = the id column's values); an
-        :class:`EventsAhead` is a table already being read in another process.
-    id_col : str, default "lead_id"
-        The id column; required with events. Without events and without the
-        column, rows are numbered.
-    chunk_size : int, default 50_000
-        Rows per chunk.
-    reasons : bool, default False
-        Add the reasons columns.
-    as_of : datetime, optional
-        Reference time of engagement features; default the last event.
-    on_scored : callable, optional
-        Called after each chunk is scored with (lead rows, feature rows indexed by
-        id, predictions): ``leadready score --record`` stores them with it.
-    on_chunk : callable, optional
-        Called after each chunk with (rows done, total rows or None).
-    num_threads : int, optional
-        Threads of the tree code (compiled or LightGBM); default every core
-        (``os.cpu_count()``), whatever the model was trained with.
-    strict : bool, default False
-        Stop with ``data.readers.InputError`` at the first line that cannot be
-        read; otherwise such lines are left out of the output and listed in
-        ``ScoreSummary.rejected``.
-
-    Returns
-    -------
-    ScoreSummary
-
-    Raises
-    ------
-    ValueError
-        Unknown formats, the same file in and out, a missing id column (with
-        events), empty or repeated ids within a chunk.
-    """
+    """Score every row of a lead table and write them with their predictions."""
     from data.coltypes import apply_types
+    from data.readers import SUPPORTED_SUFFIXES
     from model.features import build_features
 
     start = time.perf_counter()
@@ -334,7 +249,7 @@ def score_table(
         raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
     if not in_path.is_file():
         raise ValueError(f"no such file: {in_path}")
-    in_fmt = _format(in_path, _INPUT_FORMATS, "read")
+    in_fmt = _format(in_path, SUPPORTED_SUFFIXES, "read")
     out_fmt = _format(out_path, _OUTPUT_FORMATS, "write")
     if out_path.resolve() == in_path.resolve():
         raise ValueError(f"{out_path.name}: the output would overwrite the input")

@@ -1,26 +1,5 @@
 """Suggestions ("leads like this one"): after a rep reclassifies a lead, the unreviewed
-leads likely to carry the same mistake.
-
-A rep changes a lead's served stage (or persona) from X to Y. :func:`build_suggestions`
-looks at every lead whose served answer is X and that no rep has reviewed, and ranks them:
-
-- ``correction_model``: by the model of corrections' probability that a rep
-  would make the same change X → Y (:func:`training.correction_model.change_probability`,
-  P(served answer wrong) × P(rep chooses Y | wrong)). The model is fitted on the
-  reviewed leads so far and kept per store for ``refit_every`` further
-  corrections (fitting 5,000 reviewed leads takes seconds, a page view must not);
-- ``neighbours`` (cold start: too few corrections for a fitted model, or a
-  change to Y the model has never seen): by the distance to the corrected lead
-  in feature space (standardised numbers, one-hot categories), nearest first.
-
-The ranked top ``keep`` leads are stored as ``suggestions`` rows (status
-``open``) under a ``suggestion_sets`` row that keeps the change, the method and
-the counts, so the lead page reads them with one indexed query. An open (or
-dismissed) suggestion is *not* a correction: it never changes the served
-answer and never feeds retraining (:func:`training.rep_labels.current_corrections`
-reads corrections only). :func:`accept_suggestions` turns the ones a rep ticked
-into corrections by that rep, each marked with ``corrections.suggestion_id``.
-"""
+leads likely to carry the same mistake."""
 
 from __future__ import annotations
 
@@ -92,20 +71,7 @@ _HEADS = ("stage", "persona")
 
 @dataclass(frozen=True)
 class SimilarConfig:
-    """How suggestions are built.
-
-    Parameters
-    ----------
-    keep
-        Suggested leads stored per correction (the bulk form's limit).
-    likely
-        The probability from which a lead counts as likely to carry the mistake.
-    refit_every
-        Refit the cached model of corrections once this many reviewed leads were
-        added since its fit (0: refit on every build).
-    model
-        The model of corrections' settings (cold-start thresholds included).
-    """
+    """How suggestions are built."""
 
     keep: int = 200
     likely: float = 0.5
@@ -259,12 +225,7 @@ def _rep_labels(corrections: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
-    """The model of corrections for this store, cached until ``refit_every`` more reviews.
-
-    Fitted as :func:`training.learned_queue.refit_queue` fits it: on the reviewed
-    leads' queue rows and the snapshots of their served predictions, against
-    reps' current labels.
-    """
+    """The model of corrections for this store, cached until ``refit_every`` more reviews."""
 
     n = _n_reviewed(store)
     model = CorrectionModel(config.model)
@@ -341,11 +302,7 @@ def _source_snapshot(store: Store, correction: Mapping[str, Any]) -> Mapping[str
 
 @dataclass
 class Ranking:
-    """The unreviewed leads served the same answer as a corrected lead, ranked.
-
-    ``order`` holds every candidate, best first; ``probability`` (the model of
-    corrections) or ``distance`` (neighbours) is indexed by lead id.
-    """
+    """The unreviewed leads served the same answer as a corrected lead, ranked."""
 
     method: str
     order: pd.Index
@@ -359,13 +316,7 @@ class Ranking:
 def rank_candidates(
     store: Store, correction: Mapping[str, Any], config: SimilarConfig | None = None
 ) -> Ranking:
-    """Rank the leads likely to carry the same mistake as ``correction`` (nothing is stored).
-
-    ``correction`` is a ``corrections`` row (``lead_id``, ``field``, ``old_label``,
-    ``new_label``, ``prediction_id``). The model of corrections ranks when it is
-    fitted and has seen a change to ``new_label``; else nearest neighbours, and
-    ``note`` says why.
-    """
+    """Rank the leads likely to carry the same mistake as ``correction`` (nothing is stored)."""
     config = config or SimilarConfig()
     head, before, after = correction["field"], correction["old_label"], correction["new_label"]
     model = _model(store, config)
@@ -422,27 +373,7 @@ def rank_candidates(
 def build_suggestions(
     store: Store, correction_id: int, config: SimilarConfig | None = None
 ) -> SuggestionSet | None:
-    """Rank the unreviewed leads served the same answer, store the top ones as suggestions.
-
-    Built once per correction: a second call returns the stored set.
-
-    Parameters
-    ----------
-    store : Store
-    correction_id : int
-        A ``reclassify`` correction that changed a label (X → Y).
-
-    Returns
-    -------
-    SuggestionSet or None
-        None when the correction changed nothing to learn from (a confirm, an
-        undo, a label set where none was served, X == Y).
-
-    Raises
-    ------
-    KeyError
-        Unknown correction.
-    """
+    """Rank the unreviewed leads served the same answer, store the top ones as suggestions."""
     config = config or SimilarConfig()
     existing = suggestion_set(store, correction_id)
     if existing is not None:
@@ -567,11 +498,7 @@ def suggestion_set(
 
 
 def sets_for_lead(store: Store, lead_id: str, *, preview: int = 10) -> list[SuggestionSet]:
-    """The sets built from this lead's corrections, newest first, each with a preview.
-
-    Only sets whose correction is still the lead's current label of that field
-    (an undone reclassify's suggestions are not offered any more).
-    """
+    """The sets built from this lead's corrections, newest first, each with a preview."""
     with store.engine.connect() as conn:
         rows = (
             conn.execute(
@@ -680,17 +607,7 @@ def accept_suggestions(
     batch_id: str | None = None,
     source: str = "ui",
 ) -> AcceptResult:
-    """Turn the suggestions a rep ticked into that rep's corrections (marked as from a suggestion).
-
-    All or nothing on the checks: an unknown id raises :class:`UnknownSuggestions`,
-    a stale one (decided already, the lead relabelled or rescored to another
-    answer since) :class:`StaleSuggestions`, and nothing is written.
-
-    Each correction is a ``reclassify`` of the suggestion's field to its
-    ``to_label``, by ``reviewer``, with ``corrections.suggestion_id`` set, the
-    ``batch_id`` of the bulk action (undoable as one step), and the
-    prediction the suggestion was about. The suggestion becomes ``accepted``.
-    """
+    """Turn the suggestions a rep ticked into that rep's corrections (marked as from a suggestion)."""
     rows = _checked(store, correction_id, suggestion_ids)
     ids = [int(r["id"]) for r in rows]
     # Claim them first (open → accepted), so two reps confirming the same
@@ -743,11 +660,7 @@ def accept_suggestions(
 def dismiss_suggestions(
     store: Store, correction_id: int, suggestion_ids: Iterable[int], *, reviewer: str
 ) -> list[int]:
-    """Mark suggestions dismissed (no correction is written); returns their ids.
-
-    Unknown ids raise :class:`UnknownSuggestions`; ones no longer open raise
-    :class:`StaleSuggestions` (a dismissal does not need the lead unchanged).
-    """
+    """Mark suggestions dismissed (no correction is written); returns their ids."""
     wanted = list(dict.fromkeys(int(i) for i in suggestion_ids))
     if not wanted:
         return []
