@@ -304,11 +304,11 @@ def _count(conn: Connection, where: list[Any], *, only_unreviewed: bool) -> int:
     where counting the unreviewed directly reads nearly every row.
     """
     if only_unreviewed:
-        everyone = conn.execute(sa.select(sa.func.count()).select_from(_Q)).scalar_one()
-        done = conn.execute(
-            sa.select(sa.func.count()).select_from(_Q).where(_Q.c.reviewed == sa.true())
-        ).scalar_one()
-        return int(everyone) - int(done)
+        return _rows(conn) - _rows(conn, _Q.c.reviewed == sa.true())
+    return _rows(conn, *where)
+
+
+def _rows(conn: Connection, *where: Any) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one())
 
 
@@ -371,9 +371,7 @@ def _reranked_ids(
         .limit(limit)
         .offset(offset)
     )
-    ids = list(conn.execute(stmt).scalars()) if limit else []
-    total = conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one()
-    return ids, int(total)
+    return (list(conn.execute(stmt).scalars()) if limit else []), _rows(conn, *where)
 
 
 def _page_rows(conn: Connection, lead_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
@@ -508,14 +506,8 @@ def _items(
     if not rows:
         return []
     recent = [as_utc(row["scored_at"]) >= cutoff for row in rows]
-    previous = [
-        row["previous_stage"] if is_recent else None
-        for row, is_recent in zip(rows, recent, strict=True)
-    ]
-    changed = [
-        is_recent and row["changed_at"] is not None
-        for row, is_recent in zip(rows, recent, strict=True)
-    ]
+    previous = [row["previous_stage"] if r else None for row, r in zip(rows, recent, strict=True)]
+    changed = [r and row["changed_at"] is not None for row, r in zip(rows, recent, strict=True)]
     scores = row_scores(rows, config, changed)
     learned = np.zeros(len(rows), dtype=bool)
     stored = np.full(len(rows), np.nan)
@@ -714,14 +706,8 @@ def model_versions(store_or_session: Any) -> list[dict[str, Any]]:
     )
     with _connection(store_or_session) as conn:
         rows = conn.execute(stmt).mappings().all()
-    return [
-        {
-            **dict(row),
-            "first_used": as_utc(row["first_used"]) if row["first_used"] else None,
-            "last_used": as_utc(row["last_used"]) if row["last_used"] else None,
-        }
-        for row in rows
-    ]
+    times = ("first_used", "last_used")
+    return [{**row, **{t: row[t] and as_utc(row[t]) for t in times}} for row in rows]
 
 
 # ------------------------------------------------ learned keys (issue 19)
@@ -746,11 +732,7 @@ def queue_frame(store_or_session: Any) -> Any:
     with _connection(store_or_session) as conn:
         rows = conn.execute(sa.select(*columns)).mappings().all()
     frame = pd.DataFrame.from_records([dict(r) for r in rows], columns=[c.name for c in columns])
-    if frame.empty:
-        frame["base_priority"] = pd.Series(dtype=float)
-        return frame.set_index("lead_id")
-    records = frame.to_dict("records")
-    frame["base_priority"] = row_scores(records, STORED_CONFIG)
+    frame["base_priority"] = row_scores(frame.to_dict("records"), STORED_CONFIG)
     return frame.set_index("lead_id")
 
 
