@@ -7,7 +7,6 @@ the one priority formula); the review UI, the API (``GET /v1/review/queue``) and
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -32,7 +31,7 @@ from data.priority import (
 from data.schema import DEFAULT_PERSONAS, DEFAULT_STAGES
 from data.store import LeadRow, PredictionRow, QueueRow
 from data.text import check_text
-from data.values import as_utc, percent, utc_now
+from data.values import as_utc, finite, percent, utc_now
 
 __all__ = [
     "REASON_CODES",
@@ -435,12 +434,9 @@ def _reasons(
 ) -> tuple[QueueReason, ...]:
     """The reasons that fire for one queue row, in the order of :data:`REASON_CODES`."""
     stage, persona = row["stage"], row["persona"]
-    p_stage, p_persona = (
-        _opt_float(row["p_marketing_stage"]),
-        _opt_float(row["p_marketing_persona"]),
-    )
-    confidence = _opt_float(row["stage_confidence"])
-    margin, persona_margin = _opt_float(row["stage_margin"]), _opt_float(row["persona_margin"])
+    p_stage, p_persona = finite(row["p_marketing_stage"]), finite(row["p_marketing_persona"])
+    confidence = finite(row["stage_confidence"])
+    margin, persona_margin = finite(row["stage_margin"]), finite(row["persona_margin"])
     out: list[QueueReason] = []
     if _below(p_stage, config.mislabel_threshold):
         text = _mislabel(row["marketing_stage"], p_stage, stage)
@@ -458,10 +454,8 @@ def _reasons(
         text = _mislabel(row["marketing_persona"], p_persona, persona)
         out.append(QueueReason("possible_persona_mislabel", text))
     if _below(persona_margin, config.close_call_margin):
-        other = row["persona_runner_up"]
-        text = "Persona is a close call between " + _versus(
-            persona, other, "persona", persona_margin
-        )
+        other = _versus(persona, row["persona_runner_up"], "persona", persona_margin)
+        text = "Persona is a close call between " + other
         out.append(QueueReason("persona_close_call", text))
     return tuple(out)
 
@@ -480,16 +474,6 @@ def _mislabel(marketing: str | None, p: float | None, predicted: str | None) -> 
 def _versus(top: str | None, other: str | None, head: str, margin: float | None) -> str:
     versus = f" and {other}" if other else f" and the next {head}"
     return f"{top or '?'}{versus} ({margin:.0%} apart)"
-
-
-def _opt_float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _items(
@@ -544,7 +528,7 @@ def _item(
             f"persona is wrong at {percent(p_wrong)}"
         )
         reasons = (QueueReason("learned_wrong", text), *reasons)
-    numbers = {name: _opt_float(row[name]) for name in PREDICTION_NUMBERS}
+    numbers = {name: finite(row[name]) for name in PREDICTION_NUMBERS}
     names = ("stage", "persona", "route", "company", "job_title", "model_version")
     return QueueItem(
         lead_id=row["lead_id"],
@@ -553,8 +537,8 @@ def _item(
         **{name: row[name] for name in (*names, "marketing_stage", "marketing_persona")},
         **numbers,
         previous_stage=previous,
-        marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
-        marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
+        marketing_stage_probability=finite(row["p_marketing_stage"]),
+        marketing_persona_probability=finite(row["p_marketing_persona"]),
         reviewed=bool(row["reviewed"]),
         priority=round(score, 6),
         reasons=reasons,
