@@ -30,7 +30,7 @@ from data.priority import (
 )
 from data.schema import DEFAULT_PERSONAS, DEFAULT_STAGES
 from data.store import LeadRow, PredictionRow, QueueRow
-from data.text import check_text
+from data.text import check_text, like_pattern
 from data.values import as_utc, finite, percent, utc_now
 
 __all__ = [
@@ -181,11 +181,6 @@ def _connection(source: Any) -> Iterator[Connection]:
     )
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 # ------------------------------------------------------------------ the query
 
 
@@ -236,7 +231,7 @@ def _filters(
     needle = (search or "").strip()
     if needle:
         check_text(needle, "search")
-        pattern = _like_pattern(needle)
+        pattern = like_pattern(needle)
         where.append(
             sa.or_(
                 _contains(_Q.c.lead_id, pattern, dialect),
