@@ -259,12 +259,8 @@ def _ranked_ids(
     config: QueueConfig,
     cutoff: datetime,
 ) -> list[str]:
-    """The page's lead ids in the stored order, the change term applied at read time.
-
-    Two walks of ``(reviewed, sort_key, lead_id)``, each stopping after ``offset +
-    limit`` rows: leads whose stage changed since ``cutoff`` (their key shifted by
-    ``w_changed``) and the others; the page is the merge of the two.
-    """
+    """The page's lead ids in the stored order, the change term applied at read time: the
+    merge of two index walks, leads whose stage changed since ``cutoff`` and the others."""
     n = offset + limit
     order = (_Q.c.reviewed, _Q.c.sort_key, _Q.c.lead_id)
 
@@ -352,11 +348,8 @@ def _reranked_ids(
     config: QueueConfig,
     cutoff: datetime,
 ) -> tuple[list[str], int]:
-    """The page's lead ids and the total under weights the stored order does not follow.
-
-    The rows matching ``where`` are sorted by :func:`data.priority.priority_sql` (a top-N
-    sort over one scan of the narrow queue table) and counted.
-    """
+    """The page's lead ids and the total under weights the stored order does not follow,
+    ranked by :func:`data.priority.priority_sql`."""
     key = -priority_sql(_Q.c, config, _Q.c.changed_at >= cutoff)
     stmt = (
         sa.select(_Q.c.lead_id)
@@ -689,13 +682,7 @@ def model_versions(store_or_session: Any) -> list[dict[str, Any]]:
     return [{**row, **{t: row[t] and as_utc(row[t]) for t in times}} for row in rows]
 
 
-# ------------------------------------------------ learned keys (issue 19)
-#
-# The adaptive queue (``training.learned_queue``) fits a model of corrections
-# and writes its ranking into ``lead_queue.sort_key``, so a page stays an index
-# walk. The store's own write paths (a rescoring, a change of marketing's
-# labels) recompute a row's key with today's formula; the next refit (after
-# every N corrections, or ``leadready queue --refit``) brings it back.
+# ------------------------------------------------ learned keys (docs/design/data.md)
 
 
 def queue_frame(store_or_session: Any) -> Any:

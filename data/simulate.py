@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -89,26 +89,15 @@ class SimulationConfig:
             raise ValueError(f"window_days must be at least 1, got {self.window_days}")
         if self.activity < 0:
             raise ValueError(f"activity must be at least 0, got {self.activity}")
-        for name in (
-            "label_noise",
-            "late_stage_share",
-            "non_buyer_share",
-            "systematic_noise_share",
-            "webinar_lead_share",
-            "bot_share",
-            "missing_title_share",
-            "partial_profile_share",
-        ):
+        for name in (f.name for f in fields(self)):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if (name == "label_noise" or name.endswith("_share")) and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         if self.late_stage_share == 1.0 and self.non_buyer_share > 0:
             raise ValueError("non-buyers are never late-stage: late_stage_share must be below 1")
-        end = self.end
-        if not isinstance(end, datetime):
-            raise ValueError(f"end must be a datetime, got {end!r}")
-        end = as_utc(end)
-        object.__setattr__(self, "end", end)
+        if not isinstance(self.end, datetime):
+            raise ValueError(f"end must be a datetime, got {self.end!r}")
+        object.__setattr__(self, "end", as_utc(self.end))
 
     @property
     def start(self) -> datetime:
