@@ -129,21 +129,13 @@ class Screened:
 
     def messages(self) -> list[str]:
         out = []
-        for what, cols, how in (
-            ("personal data", self.personal, "--allow-column NAME keeps one"),
-            (
-                "a vendor's score of the lead (it leaks the label)",
-                self.vendor_scores,
-                "--allow-column NAME keeps one",
-            ),
-            (
-                "dates known only after the outcome (they leak the label)",
-                self.after_outcome,
-                "--allow-column NAME keeps one",
-            ),
+        for what, cols in (
+            ("personal data", self.personal),
+            ("a vendor's score of the lead (it leaks the label)", self.vendor_scores),
+            ("dates known only after the outcome (they leak the label)", self.after_outcome),
         ):
             if cols:
-                out.append(f"excluded as {what}: {', '.join(cols)} ({how})")
+                out.append(f"excluded as {what}: {', '.join(cols)} (--allow-column NAME keeps one)")
         if self.id_like:
             out.append(f"id-like columns (unique per row), not features: {', '.join(self.id_like)}")
         if self.allowed:
@@ -241,10 +233,8 @@ def _leak_keys(col: pd.Series) -> np.ndarray | None:
         except ValueError:
             return None
         keys = np.where(np.isnan(bins.to_numpy(dtype="float64")), -1, bins).astype(np.int64)
-        keys, _ = pd.factorize(keys)
-        return keys
-    keys, _ = pd.factorize(col, use_na_sentinel=False)
-    return keys
+        return pd.factorize(keys)[0]
+    return pd.factorize(col, use_na_sentinel=False)[0]
 
 
 def single_column_leaks(
