@@ -380,9 +380,8 @@ def _read_json_text(path: Path, fmt: str, text: str) -> _Raw:
                 RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}", line=row)
             )
     raw = _from_records(path, parsed)
-    for i, e in enumerate(raw.errors):
-        raw.errors[i] = replace(e, line=e.row)
-    raw.errors = sorted(errors + raw.errors, key=lambda e: e.row or 0)
+    numbered = [replace(e, line=e.row) for e in raw.errors]
+    raw.errors = sorted(errors + numbered, key=lambda e: e.row or 0)
     raw.n_rows = len(physical)
     raw.line_base = 0
     return raw
@@ -670,8 +669,7 @@ def _stream_into(
         else _parquet_chunks(path, chunk_rows)
     )
     errors: list[RowError] = []
-    n_bad = 0
-    n_good = 0
+    n_bad = n_good = 0
     columns: pd.Index | None = None
     try:
         for chunk in chunks:
