@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from data.store import CorrectionRow, PredictionRow
-from data.values import utc_now
+from data.values import as_utc, utc_now
 
 __all__ = [
     "HEADS",
@@ -562,11 +562,7 @@ def _first_prediction(store: Any, version: str | None) -> datetime | None:
         stmt = stmt.where(_P.c.model_version == version)
     with store.engine.connect() as conn:
         value = conn.execute(stmt).scalar()
-    if value is None:
-        return None
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
-    return stamp.to_pydatetime()
+    return None if value is None else as_utc(value)
 
 
 def _reference_start(

@@ -720,14 +720,8 @@ def _events_frame(
     m = len(ev.kind)
     group = leads.group[ev.lead]
     type_code = np.array([EVENT_TYPES.index(k.type) for k in _KINDS])[ev.kind]
-    pages = tuple(sorted({k.page_category for k in _KINDS if k.page_category}))
-    contents = tuple(sorted({k.content_type for k in _KINDS if k.content_type}))
-    page_code = np.array(
-        [pages.index(k.page_category) if k.page_category else len(pages) for k in _KINDS]
-    )
-    content_code = np.array(
-        [contents.index(k.content_type) if k.content_type else len(contents) for k in _KINDS]
-    )
+    pages, page_code = _kind_codes("page_category")
+    contents, content_code = _kind_codes("content_type")
 
     # Topics: mostly the persona's own interests, sometimes anything.
     width = max(len(t) for t in _TOPICS_BY_GROUP.values())
@@ -764,6 +758,14 @@ def _events_frame(
         }
     )
     return frame[list(EVENT_COLUMNS)]
+
+
+def _kind_codes(attribute: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """The sorted values of a ``_Kind`` attribute, and each kind's index into them
+    (one past the end where the kind has none)."""
+    values = tuple(sorted({getattr(k, attribute) for k in _KINDS} - {None}))
+    own = [getattr(k, attribute) for k in _KINDS]
+    return values, np.array([values.index(v) if v else len(values) for v in own])
 
 
 def _draw_index(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarray:
