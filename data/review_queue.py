@@ -623,13 +623,11 @@ def queue_facets(store_or_session: Any) -> dict[str, list[str]]:
     The labels of each lead's latest prediction: exactly what the queue's
     filters can match.
     """
-    out: dict[str, list[str]] = {}
+    known = {"stage": DEFAULT_STAGES, "persona": DEFAULT_PERSONAS, "route": ()}
     with _connection(store_or_session) as conn:
-        for name in ("stage", "persona", "route"):
-            out[name] = sorted(_labels_in_use(conn, _Q.c[name]))
-    out["stage"] = _ordered(out["stage"], DEFAULT_STAGES)
-    out["persona"] = _ordered(out["persona"], DEFAULT_PERSONAS)
-    return out
+        return {
+            name: _ordered(_labels_in_use(conn, _Q.c[name]), order) for name, order in known.items()
+        }
 
 
 def _ordered(labels: Sequence[str], known: Sequence[str]) -> list[str]:
