@@ -839,7 +839,6 @@ def _may_exceed(values: pd.Series, max_length: int) -> bool:
     Arrow-backed column are read from its offsets, while counting characters
     decodes every string (0.15 s a column of 1.9 M events). Other columns: True.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if values.dtype != "str":
