@@ -178,10 +178,8 @@ class CsvScanner:
 
     def _text_blocks(self) -> Iterator[bytes]:
         """The file after the header as UTF-8 bytes, in blocks that end at a line break."""
-        if self.encoding in ("utf-8", "utf-8-sig"):
-            decode = None
-        else:
-            decode = codecs.getincrementaldecoder(self.encoding)()
+        utf8 = self.encoding in ("utf-8", "utf-8-sig")
+        decode = None if utf8 else codecs.getincrementaldecoder(self.encoding)()
         with self.path.open("rb") as fh:
             rest = b""
             while True:
