@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from data.store import CorrectionRow, PredictionRow
-from data.values import utc_now
+from data.values import as_utc, utc_now
 
 __all__ = [
     "HEADS",
@@ -58,19 +58,6 @@ MAX_CATEGORIES = 30
 
 _C = CorrectionRow.__table__
 _P = PredictionRow.__table__
-_REVIEW_COLUMNS = [
-    "id",
-    "lead_id",
-    "field",
-    "reviewer",
-    "kind",
-    "reason",
-    "created_at",
-    "rep_label",
-    "prediction_id",
-    "model_version",
-    "model_label",
-]
 
 
 def _utc(series: pd.Series) -> pd.Series:
@@ -128,9 +115,9 @@ def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
     if since is not None:
         stmt = stmt.where(_C.c.created_at >= since)
     with store.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+        result = conn.execute(stmt)
+        frame = pd.DataFrame.from_records(result.all(), columns=list(result.keys()))
         undos = pd.DataFrame(conn.execute(undo_stmt).all(), columns=["id", "undo_of"])
-    frame = pd.DataFrame.from_records(rows, columns=_REVIEW_COLUMNS)
     if len(undos):
         frame = frame[~frame["id"].isin(_in_effect(undos))]
     frame = frame.drop_duplicates(
@@ -196,6 +183,12 @@ def _week(series: pd.Series) -> pd.Series:
     return days - pd.to_timedelta(days.dt.weekday, unit="D")
 
 
+def _every_week(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (indexed by week) with the weeks between its first and last filled with zeros."""
+    full = pd.date_range(table.index.min(), table.index.max(), freq="7D", name="week")
+    return table.reindex(full, fill_value=0).astype(int)
+
+
 def corrections_per_week(reviews: pd.DataFrame, *, weeks: int | None = None) -> pd.DataFrame:
     """Reviews per week (Monday, UTC) and kind: columns ``reclassify``, ``confirm``.
 
@@ -205,10 +198,7 @@ def corrections_per_week(reviews: pd.DataFrame, *, weeks: int | None = None) -> 
     if reviews.empty:
         return pd.DataFrame(columns=["reclassify", "confirm"], dtype=int)
     table = pd.crosstab(_week(reviews["created_at"]), reviews["kind"])
-    table = table.reindex(columns=["reclassify", "confirm"], fill_value=0)
-    full = pd.date_range(table.index.min(), table.index.max(), freq="7D")
-    table = table.reindex(full, fill_value=0).astype(int)
-    table.index.name = "week"
+    table = _every_week(table.reindex(columns=["reclassify", "confirm"], fill_value=0))
     return table.tail(weeks) if weeks else table
 
 
@@ -243,10 +233,7 @@ def override_rate_per_week(reviews: pd.DataFrame, *, weeks: int | None = None) -
         return pd.DataFrame(columns=["leads", "changed", "rate"])
     part = part.assign(week=_week(part["created_at"]))
     per_lead = part.groupby(["week", "lead_id"])["changed"].any().reset_index()
-    table = per_lead.groupby("week")["changed"].agg(leads="size", changed="sum")
-    full = pd.date_range(table.index.min(), table.index.max(), freq="7D")
-    table = table.reindex(full, fill_value=0).astype(int)
-    table.index.name = "week"
+    table = _every_week(per_lead.groupby("week")["changed"].agg(leads="size", changed="sum"))
     with np.errstate(invalid="ignore", divide="ignore"):
         table["rate"] = np.where(table["leads"] > 0, table["changed"] / table["leads"], np.nan)
     return table.tail(weeks) if weeks else table
@@ -551,10 +538,9 @@ def _snapshots(
     stmt = sa.select(_P.c.lead_id, _P.c.features).where(_P.c.features.is_not(None))
     if start is not None:
         stmt = stmt.where(_P.c.created_at >= start)
-    if end is not None:
-        stmt = stmt.where(_P.c.created_at < end)
-    if exclude_from is not None:
-        stmt = stmt.where(_P.c.created_at < exclude_from)
+    for bound in (end, exclude_from):
+        if bound is not None:
+            stmt = stmt.where(_P.c.created_at < bound)
     if version is not None:
         stmt = stmt.where(_P.c.model_version == version)
     stmt = stmt.order_by(_P.c.id.desc()).limit(limit)
@@ -576,11 +562,7 @@ def _first_prediction(store: Any, version: str | None) -> datetime | None:
         stmt = stmt.where(_P.c.model_version == version)
     with store.engine.connect() as conn:
         value = conn.execute(stmt).scalar()
-    if value is None:
-        return None
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
-    return stamp.to_pydatetime()
+    return None if value is None else as_utc(value)
 
 
 def _reference_start(
@@ -654,17 +636,15 @@ def drift_report(
     )
     report = DriftReport(how, start, end, len(reference), recent_start, len(recent))
     if reference.empty or recent.empty:
-        if reference.empty:
-            note = f"No predictions with feature snapshots before the last {window_days} days."
-        else:
-            note = f"No predictions with feature snapshots in the last {window_days} days."
-        return DriftReport(**{**report.__dict__, "note": note})
+        when = "before" if reference.empty else "in"
+        note = f"No predictions with feature snapshots {when} the last {window_days} days."
+        return replace(report, note=note)
     if len(reference) < min_leads or len(recent) < min_leads:
         note = (
             f"Too few leads to compare ({len(reference)} in the reference, {len(recent)} recent;"
             f" at least {min_leads} each)."
         )
-        return DriftReport(**{**report.__dict__, "note": note})
+        return replace(report, note=note)
     drifts, skipped = [], 0
     for column in sorted(set(reference.columns) & set(recent.columns)):
         result = feature_psi(reference[column], recent[column], bins=bins)
@@ -673,7 +653,7 @@ def drift_report(
             continue
         drifts.append(FeatureDrift(str(column), result[0], result[1]))
     drifts.sort(key=lambda d: (-d.psi, d.feature))
-    return DriftReport(**{**report.__dict__, "features": drifts, "skipped": skipped})
+    return replace(report, features=drifts, skipped=skipped)
 
 
 # --------------------------------------------------------------------- gauges

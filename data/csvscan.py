@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DELIMITERS", "BadLine", "CsvChunk", "CsvScanner", "detect_encoding"]
+__all__ = ["DELIMITERS", "BadLine", "CsvChunk", "CsvScanner", "detect_encoding", "field_spans"]
 
 #: Delimiters the sniffer chooses from, most usual first.
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
@@ -101,37 +101,37 @@ def _sniff(lines: list[str]) -> str:
     return best
 
 
-def _open_quote_field(text: str, delim: str) -> int:
-    """The field (0-based) of ``text`` whose opening quote is never properly closed.
-
-    Fields are read as RFC 4180 has them; a quoted field is broken when no quote
-    closes it or when its closing quote is followed by something other than the
-    delimiter (``"Acme, Inc,414,"$36"``: the quote of ``Acme`` is the broken one).
-    """
-    i, index, n = 0, 0, len(text)
-    while i < n:
-        if text[i] == '"':
+def field_spans(text: str, delim: str) -> list[tuple[int, int]]:
+    """Where each field of a CSV line is, as (start, end), fields read as RFC 4180 has
+    them; a quoted field that is never closed, or whose closing quote is followed by
+    something other than the delimiter (``"Acme, Inc,414,"$36"``), runs to the end of
+    the line (one span): it is the last span."""
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(text)
+    while True:
+        if i < n and text[i] == '"':
             j = i + 1
             while True:
                 k = text.find('"', j)
                 if k < 0:
-                    return index
+                    return [*spans, (i, n)]
                 if text.startswith('""', k):
                     j = k + 2
                     continue
-                if k + 1 == n or text[k + 1] == delim:
-                    i = k + 1
-                    break
-                return index
+                break
+            end = k + 1
+            if end < n and text[end] != delim:
+                return [*spans, (i, n)]
+            spans.append((i, end))
+            if end >= n:
+                return spans
+            i = end + 1
         else:
             k = text.find(delim, i)
             if k < 0:
-                return index
-            i = k
-        if i < n and text[i] == delim:
-            index += 1
-            i += 1
-    return index
+                return [*spans, (i, n)]
+            spans.append((i, k))
+            i = k + 1
 
 
 class CsvScanner:
@@ -178,10 +178,8 @@ class CsvScanner:
 
     def _text_blocks(self) -> Iterator[bytes]:
         """The file after the header as UTF-8 bytes, in blocks that end at a line break."""
-        if self.encoding in ("utf-8", "utf-8-sig"):
-            decode = None
-        else:
-            decode = codecs.getincrementaldecoder(self.encoding)()
+        utf8 = self.encoding in ("utf-8", "utf-8-sig")
+        decode = None if utf8 else codecs.getincrementaldecoder(self.encoding)()
         with self.path.open("rb") as fh:
             rest = b""
             while True:
@@ -329,7 +327,7 @@ class CsvScanner:
         cut = buf.find(b"\n")
         first = buf if cut < 0 else buf[:cut]
         text = first.decode("utf-8", errors="replace").rstrip("\r")
-        field_index = _open_quote_field(text, self.delimiter)
+        field_index = len(field_spans(text, self.delimiter)) - 1
         column = self.header[min(field_index, self.n_fields - 1)]
         bad.append(
             BadLine(

@@ -35,10 +35,7 @@ def match_label(label: object, known: Iterable[str]) -> str | None:
     key = label_key(label)
     if not key:
         return None
-    for k in known:
-        if label_key(k) == key:
-            return str(k)
-    return None
+    return next((str(k) for k in known if label_key(k) == key), None)
 
 
 #: How CRMs (HubSpot, Salesforce, Marketo) show their lifecycle stages, by label key.
@@ -102,8 +99,7 @@ def merge_label_variants(values: pd.Series) -> tuple[pd.Series, dict[str, list[s
     )
     for key, spellings in groups.items():
         name = LIFECYCLE_NAMES[key] if lifecycle else readable_name(spellings, counts)
-        for s in spellings:
-            mapping[s] = name
+        mapping.update(dict.fromkeys(spellings, name))
         others = [s for s in spellings if s != name]
         if others:
             variants[name] = [name, *others]
@@ -120,8 +116,9 @@ def describe_variants(head: str, variants: dict[str, list[str]]) -> list[str]:
     ]
 
 
-#: CRM lifecycle stages in order (keys as :func:`label_key` gives them), with the
-#: spellings HubSpot, Salesforce and Marketo use; the value is the rank.
+#: CRM lifecycle stages in order (keys as :func:`label_key` gives them, so MQL/SQL/SAL/opp
+#: arrive as their long forms), with the spellings HubSpot, Salesforce and Marketo use;
+#: the value is the rank.
 LIFECYCLE_ORDER: dict[str, int] = {
     "subscriber": 0,
     "lead": 1,
@@ -129,13 +126,9 @@ LIFECYCLE_ORDER: dict[str, int] = {
     "rawlead": 1,
     "inquiry": 1,
     "marketingqualifiedlead": 2,
-    "mql": 2,
     "salesacceptedlead": 3,
-    "sal": 3,
     "salesqualifiedlead": 3,
-    "sql": 3,
     "opportunity": 4,
-    "opp": 4,
     "customer": 5,
     "closedwon": 5,
     "evangelist": 6,

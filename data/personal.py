@@ -13,6 +13,8 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from data.csvscan import field_spans
+
 __all__ = [
     "LEAK_ACCURACY",
     "MASK",
@@ -60,44 +62,13 @@ def personal_by_name(name: str) -> bool:
     return bool(_PERSONAL_NAME.search(str(name)))
 
 
-def _field_spans(text: str, delim: str) -> list[tuple[int, int]]:
-    """Where each field of a CSV line is, as (start, end); a quoted field that is never
-    properly closed runs to the end of the line (one span)."""
-    spans: list[tuple[int, int]] = []
-    i, n = 0, len(text)
-    while True:
-        if i < n and text[i] == '"':
-            j = i + 1
-            while True:
-                k = text.find('"', j)
-                if k < 0:
-                    return [*spans, (i, n)]
-                if text.startswith('""', k):
-                    j = k + 2
-                    continue
-                break
-            end = k + 1
-            if end < n and text[end] != delim:
-                return [*spans, (i, n)]
-            spans.append((i, end))
-            if end >= n:
-                return spans
-            i = end + 1
-        else:
-            k = text.find(delim, i)
-            if k < 0:
-                return [*spans, (i, n)]
-            spans.append((i, k))
-            i = k + 1
-
-
 def mask_line(text: str, header: list[str], delimiter: str) -> str:
     """A rejected line as it can be kept in a report: the fields of personal columns
     (by the header's names, at their position) replaced by ``***``, and anything that
     looks like an e-mail address or an international phone number replaced wherever it
     is (a line with too many or too few fields may have its values shifted); the rest
     of the line is kept as it is in the file."""
-    spans = _field_spans(text, delimiter)
+    spans = field_spans(text, delimiter)
     out = text
     for index, (start, end) in reversed(list(enumerate(spans))):
         if index < len(header) and end > start and personal_by_name(header[index]):
@@ -129,21 +100,13 @@ class Screened:
 
     def messages(self) -> list[str]:
         out = []
-        for what, cols, how in (
-            ("personal data", self.personal, "--allow-column NAME keeps one"),
-            (
-                "a vendor's score of the lead (it leaks the label)",
-                self.vendor_scores,
-                "--allow-column NAME keeps one",
-            ),
-            (
-                "dates known only after the outcome (they leak the label)",
-                self.after_outcome,
-                "--allow-column NAME keeps one",
-            ),
+        for what, cols in (
+            ("personal data", self.personal),
+            ("a vendor's score of the lead (it leaks the label)", self.vendor_scores),
+            ("dates known only after the outcome (they leak the label)", self.after_outcome),
         ):
             if cols:
-                out.append(f"excluded as {what}: {', '.join(cols)} ({how})")
+                out.append(f"excluded as {what}: {', '.join(cols)} (--allow-column NAME keeps one)")
         if self.id_like:
             out.append(f"id-like columns (unique per row), not features: {', '.join(self.id_like)}")
         if self.allowed:
@@ -241,10 +204,8 @@ def _leak_keys(col: pd.Series) -> np.ndarray | None:
         except ValueError:
             return None
         keys = np.where(np.isnan(bins.to_numpy(dtype="float64")), -1, bins).astype(np.int64)
-        keys, _ = pd.factorize(keys)
-        return keys
-    keys, _ = pd.factorize(col, use_na_sentinel=False)
-    return keys
+        return pd.factorize(keys)[0]
+    return pd.factorize(col, use_na_sentinel=False)[0]
 
 
 def single_column_leaks(

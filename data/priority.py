@@ -88,9 +88,9 @@ RETRAINING_CONFIG: QueueConfig = QueueConfig(w_mislabel=0.0, w_persona_mislabel=
 # ------------------------------------------------------------------ the formula
 
 
-def _floats(values: Any, n: int, name: str) -> np.ndarray:
-    """A float vector of length ``n``; None becomes NaN."""
-    out = np.asarray(values, dtype=float).reshape(-1)
+def _floats(values: Any, n: int, name: str, dtype: type = float) -> np.ndarray:
+    """A vector of length ``n`` (floats: None becomes NaN)."""
+    out = np.asarray(values, dtype=dtype).reshape(-1)
     if out.shape[0] != n:
         raise ValueError(f"{name}: expected {n} values, got {out.shape[0]}")
     return out
@@ -123,9 +123,7 @@ def priority_scores(
     ready = np.fromiter((s in ready_labels for s in stage), dtype=bool, count=n)
     changed = np.zeros(n, dtype=bool)
     if stage_changed is not None:
-        changed = np.asarray(stage_changed, dtype=bool).reshape(-1)
-        if changed.shape[0] != n:
-            raise ValueError(f"stage_changed: expected {n} values, got {changed.shape[0]}")
+        changed = _floats(stage_changed, n, "stage_changed", bool)
     terms = SimpleNamespace(
         ready=ready & ~np.isnan(confidence),
         stage_confidence=confidence,
@@ -318,13 +316,7 @@ def row_scores(
     rows: Sequence[Mapping[str, Any]], config: QueueConfig, changed: Any = None
 ) -> np.ndarray:
     """:func:`priority_scores` over rows carrying the ``lead_queue`` columns."""
-    return priority_scores(
-        stage=[r["stage"] for r in rows],
-        stage_confidence=[r["stage_confidence"] for r in rows],
-        stage_margin=[r["stage_margin"] for r in rows],
-        persona_margin=[r["persona_margin"] for r in rows],
-        p_marketing_stage=[r["p_marketing_stage"] for r in rows],
-        p_marketing_persona=[r["p_marketing_persona"] for r in rows],
-        stage_changed=changed,
-        config=config,
-    )
+    columns = ("stage", "stage_confidence", "stage_margin", "persona_margin")
+    columns += ("p_marketing_stage", "p_marketing_persona")
+    values = {name: [r[name] for r in rows] for name in columns}
+    return priority_scores(**values, stage_changed=changed, config=config)

@@ -67,15 +67,7 @@ _REPORT_LIMIT = 20
 _DIGITS = re.compile(r"\d{9,19}(\.\d+)?")
 
 
-def _max_length(model: type[Any], name: str) -> int | None:
-    for item in model.model_fields[name].metadata:
-        limit = getattr(item, "max_length", None)
-        if limit is not None:
-            return int(limit)
-    return None
-
-
-def _bound(model: type[Any], name: str, attr: str) -> int | None:
+def _bound(model: type[Any], name: str, attr: str = "max_length") -> int | None:
     for item in model.model_fields[name].metadata:
         value = getattr(item, attr, None)
         if value is not None:
@@ -85,15 +77,15 @@ def _bound(model: type[Any], name: str, attr: str) -> int | None:
 
 #: Text columns of a leads table and their length limits (from ``LeadProfile``).
 _LEAD_TEXT = {
-    c: _max_length(LeadProfile, c)
+    c: _bound(LeadProfile, c)
     for c in LEAD_COLUMNS
     if c not in ("lead_id", "company_size", "created_at")
 }
-_ID_MAX = _max_length(LeadProfile, "lead_id")
+_ID_MAX = _bound(LeadProfile, "lead_id")
 _SIZE_MIN = _bound(LeadProfile, "company_size", "ge")
 _SIZE_MAX = _bound(LeadProfile, "company_size", "le")
 #: Event property columns and their length limits (from ``Event``).
-_EVENT_TEXT = {c: _max_length(Event, c) for c in EVENT_PROPERTY_COLUMNS}
+_EVENT_TEXT = {c: _bound(Event, c) for c in EVENT_PROPERTY_COLUMNS}
 
 
 # --------------------------------------------------------------------------- errors
@@ -388,9 +380,8 @@ def _read_json_text(path: Path, fmt: str, text: str) -> _Raw:
                 RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}", line=row)
             )
     raw = _from_records(path, parsed)
-    for i, e in enumerate(raw.errors):
-        raw.errors[i] = replace(e, line=e.row)
-    raw.errors = sorted(errors + raw.errors, key=lambda e: e.row or 0)
+    numbered = [replace(e, line=e.row) for e in raw.errors]
+    raw.errors = sorted(errors + numbered, key=lambda e: e.row or 0)
     raw.n_rows = len(physical)
     raw.line_base = 0
     return raw
@@ -422,9 +413,7 @@ def _read_excel(path: Path, text_columns: Collection[str] | bool) -> _Raw:
     """The first sheet of an ``.xlsx`` workbook (python-calamine); lines are sheet rows."""
     try:
         frame = pd.read_excel(path, engine="calamine", dtype=_csv_dtype(text_columns))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path.name}: cannot read as an Excel workbook: {exc}") from exc
-    except Exception as exc:  # calamine raises its own error types for broken workbooks
+    except Exception as exc:  # OSError, ValueError, or calamine's own types for broken workbooks
         raise InputError(f"{path.name}: cannot read as an Excel workbook: {exc}") from exc
     blank = frame.isna().all(axis=1).to_numpy()
     rows = np.flatnonzero(~blank).astype(np.int64) + 1
@@ -680,8 +669,7 @@ def _stream_into(
         else _parquet_chunks(path, chunk_rows)
     )
     errors: list[RowError] = []
-    n_bad = 0
-    n_good = 0
+    n_bad = n_good = 0
     columns: pd.Index | None = None
     try:
         for chunk in chunks:
@@ -851,7 +839,6 @@ def _may_exceed(values: pd.Series, max_length: int) -> bool:
     Arrow-backed column are read from its offsets, while counting characters
     decodes every string (0.15 s a column of 1.9 M events). Other columns: True.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if values.dtype != "str":
@@ -893,11 +880,9 @@ def _epoch(numbers: pd.Series) -> pd.Series:
 
 def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """Parse to ``datetime64[us, UTC]``; returns (parsed, missing mask, unparsable mask)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        parsed = values.dt.tz_convert("UTC").dt.as_unit("us")
-        return parsed, parsed.isna().to_numpy(), np.zeros(len(values), dtype=bool)
-    if pd.api.types.is_datetime64_dtype(values):
-        parsed = values.dt.tz_localize("UTC").dt.as_unit("us")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        aware = isinstance(values.dtype, pd.DatetimeTZDtype)
+        parsed = (values.dt.tz_convert if aware else values.dt.tz_localize)("UTC").dt.as_unit("us")
         return parsed, parsed.isna().to_numpy(), np.zeros(len(values), dtype=bool)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         missing = values.isna().to_numpy()

@@ -7,7 +7,6 @@ the one priority formula); the review UI, the API (``GET /v1/review/queue``) and
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -31,8 +30,8 @@ from data.priority import (
 )
 from data.schema import DEFAULT_PERSONAS, DEFAULT_STAGES
 from data.store import LeadRow, PredictionRow, QueueRow
-from data.text import check_text
-from data.values import as_utc, percent, utc_now
+from data.text import check_text, like_pattern
+from data.values import as_utc, finite, percent, utc_now
 
 __all__ = [
     "REASON_CODES",
@@ -182,11 +181,6 @@ def _connection(source: Any) -> Iterator[Connection]:
     )
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 # ------------------------------------------------------------------ the query
 
 
@@ -237,7 +231,7 @@ def _filters(
     needle = (search or "").strip()
     if needle:
         check_text(needle, "search")
-        pattern = _like_pattern(needle)
+        pattern = like_pattern(needle)
         where.append(
             sa.or_(
                 _contains(_Q.c.lead_id, pattern, dialect),
@@ -265,12 +259,8 @@ def _ranked_ids(
     config: QueueConfig,
     cutoff: datetime,
 ) -> list[str]:
-    """The page's lead ids in the stored order, the change term applied at read time.
-
-    Two walks of ``(reviewed, sort_key, lead_id)``, each stopping after ``offset +
-    limit`` rows: leads whose stage changed since ``cutoff`` (their key shifted by
-    ``w_changed``) and the others; the page is the merge of the two.
-    """
+    """The page's lead ids in the stored order, the change term applied at read time: the
+    merge of two index walks, leads whose stage changed since ``cutoff`` and the others."""
     n = offset + limit
     order = (_Q.c.reviewed, _Q.c.sort_key, _Q.c.lead_id)
 
@@ -304,11 +294,11 @@ def _count(conn: Connection, where: list[Any], *, only_unreviewed: bool) -> int:
     where counting the unreviewed directly reads nearly every row.
     """
     if only_unreviewed:
-        everyone = conn.execute(sa.select(sa.func.count()).select_from(_Q)).scalar_one()
-        done = conn.execute(
-            sa.select(sa.func.count()).select_from(_Q).where(_Q.c.reviewed == sa.true())
-        ).scalar_one()
-        return int(everyone) - int(done)
+        return _rows(conn) - _rows(conn, _Q.c.reviewed == sa.true())
+    return _rows(conn, *where)
+
+
+def _rows(conn: Connection, *where: Any) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one())
 
 
@@ -358,11 +348,8 @@ def _reranked_ids(
     config: QueueConfig,
     cutoff: datetime,
 ) -> tuple[list[str], int]:
-    """The page's lead ids and the total under weights the stored order does not follow.
-
-    The rows matching ``where`` are sorted by :func:`data.priority.priority_sql` (a top-N
-    sort over one scan of the narrow queue table) and counted.
-    """
+    """The page's lead ids and the total under weights the stored order does not follow,
+    ranked by :func:`data.priority.priority_sql`."""
     key = -priority_sql(_Q.c, config, _Q.c.changed_at >= cutoff)
     stmt = (
         sa.select(_Q.c.lead_id)
@@ -371,9 +358,7 @@ def _reranked_ids(
         .limit(limit)
         .offset(offset)
     )
-    ids = list(conn.execute(stmt).scalars()) if limit else []
-    total = conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one()
-    return ids, int(total)
+    return (list(conn.execute(stmt).scalars()) if limit else []), _rows(conn, *where)
 
 
 def _page_rows(conn: Connection, lead_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
@@ -437,12 +422,9 @@ def _reasons(
 ) -> tuple[QueueReason, ...]:
     """The reasons that fire for one queue row, in the order of :data:`REASON_CODES`."""
     stage, persona = row["stage"], row["persona"]
-    p_stage, p_persona = (
-        _opt_float(row["p_marketing_stage"]),
-        _opt_float(row["p_marketing_persona"]),
-    )
-    confidence = _opt_float(row["stage_confidence"])
-    margin, persona_margin = _opt_float(row["stage_margin"]), _opt_float(row["persona_margin"])
+    p_stage, p_persona = finite(row["p_marketing_stage"]), finite(row["p_marketing_persona"])
+    confidence = finite(row["stage_confidence"])
+    margin, persona_margin = finite(row["stage_margin"]), finite(row["persona_margin"])
     out: list[QueueReason] = []
     if _below(p_stage, config.mislabel_threshold):
         text = _mislabel(row["marketing_stage"], p_stage, stage)
@@ -460,10 +442,8 @@ def _reasons(
         text = _mislabel(row["marketing_persona"], p_persona, persona)
         out.append(QueueReason("possible_persona_mislabel", text))
     if _below(persona_margin, config.close_call_margin):
-        other = row["persona_runner_up"]
-        text = "Persona is a close call between " + _versus(
-            persona, other, "persona", persona_margin
-        )
+        other = _versus(persona, row["persona_runner_up"], "persona", persona_margin)
+        text = "Persona is a close call between " + other
         out.append(QueueReason("persona_close_call", text))
     return tuple(out)
 
@@ -484,16 +464,6 @@ def _versus(top: str | None, other: str | None, head: str, margin: float | None)
     return f"{top or '?'}{versus} ({margin:.0%} apart)"
 
 
-def _opt_float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _items(
     rows: Sequence[Mapping[str, Any]], config: QueueConfig, cutoff: datetime
 ) -> list[QueueItem]:
@@ -508,14 +478,8 @@ def _items(
     if not rows:
         return []
     recent = [as_utc(row["scored_at"]) >= cutoff for row in rows]
-    previous = [
-        row["previous_stage"] if is_recent else None
-        for row, is_recent in zip(rows, recent, strict=True)
-    ]
-    changed = [
-        is_recent and row["changed_at"] is not None
-        for row, is_recent in zip(rows, recent, strict=True)
-    ]
+    previous = [row["previous_stage"] if r else None for row, r in zip(rows, recent, strict=True)]
+    changed = [r and row["changed_at"] is not None for row, r in zip(rows, recent, strict=True)]
     scores = row_scores(rows, config, changed)
     learned = np.zeros(len(rows), dtype=bool)
     stored = np.full(len(rows), np.nan)
@@ -552,7 +516,7 @@ def _item(
             f"persona is wrong at {percent(p_wrong)}"
         )
         reasons = (QueueReason("learned_wrong", text), *reasons)
-    numbers = {name: _opt_float(row[name]) for name in PREDICTION_NUMBERS}
+    numbers = {name: finite(row[name]) for name in PREDICTION_NUMBERS}
     names = ("stage", "persona", "route", "company", "job_title", "model_version")
     return QueueItem(
         lead_id=row["lead_id"],
@@ -561,8 +525,8 @@ def _item(
         **{name: row[name] for name in (*names, "marketing_stage", "marketing_persona")},
         **numbers,
         previous_stage=previous,
-        marketing_stage_probability=_opt_float(row["p_marketing_stage"]),
-        marketing_persona_probability=_opt_float(row["p_marketing_persona"]),
+        marketing_stage_probability=finite(row["p_marketing_stage"]),
+        marketing_persona_probability=finite(row["p_marketing_persona"]),
         reviewed=bool(row["reviewed"]),
         priority=round(score, 6),
         reasons=reasons,
@@ -659,13 +623,11 @@ def queue_facets(store_or_session: Any) -> dict[str, list[str]]:
     The labels of each lead's latest prediction: exactly what the queue's
     filters can match.
     """
-    out: dict[str, list[str]] = {}
+    known = {"stage": DEFAULT_STAGES, "persona": DEFAULT_PERSONAS, "route": ()}
     with _connection(store_or_session) as conn:
-        for name in ("stage", "persona", "route"):
-            out[name] = sorted(_labels_in_use(conn, _Q.c[name]))
-    out["stage"] = _ordered(out["stage"], DEFAULT_STAGES)
-    out["persona"] = _ordered(out["persona"], DEFAULT_PERSONAS)
-    return out
+        return {
+            name: _ordered(_labels_in_use(conn, _Q.c[name]), order) for name, order in known.items()
+        }
 
 
 def _ordered(labels: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -714,23 +676,11 @@ def model_versions(store_or_session: Any) -> list[dict[str, Any]]:
     )
     with _connection(store_or_session) as conn:
         rows = conn.execute(stmt).mappings().all()
-    return [
-        {
-            **dict(row),
-            "first_used": as_utc(row["first_used"]) if row["first_used"] else None,
-            "last_used": as_utc(row["last_used"]) if row["last_used"] else None,
-        }
-        for row in rows
-    ]
+    times = ("first_used", "last_used")
+    return [{**row, **{t: row[t] and as_utc(row[t]) for t in times}} for row in rows]
 
 
-# ------------------------------------------------ learned keys (issue 19)
-#
-# The adaptive queue (``training.learned_queue``) fits a model of corrections
-# and writes its ranking into ``lead_queue.sort_key``, so a page stays an index
-# walk. The store's own write paths (a rescoring, a change of marketing's
-# labels) recompute a row's key with today's formula; the next refit (after
-# every N corrections, or ``leadready queue --refit``) brings it back.
+# ------------------------------------------------ learned keys (docs/design/data.md)
 
 
 def queue_frame(store_or_session: Any) -> Any:
@@ -746,11 +696,7 @@ def queue_frame(store_or_session: Any) -> Any:
     with _connection(store_or_session) as conn:
         rows = conn.execute(sa.select(*columns)).mappings().all()
     frame = pd.DataFrame.from_records([dict(r) for r in rows], columns=[c.name for c in columns])
-    if frame.empty:
-        frame["base_priority"] = pd.Series(dtype=float)
-        return frame.set_index("lead_id")
-    records = frame.to_dict("records")
-    frame["base_priority"] = row_scores(records, STORED_CONFIG)
+    frame["base_priority"] = row_scores(frame.to_dict("records"), STORED_CONFIG)
     return frame.set_index("lead_id")
 
 

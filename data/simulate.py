@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -89,26 +89,15 @@ class SimulationConfig:
             raise ValueError(f"window_days must be at least 1, got {self.window_days}")
         if self.activity < 0:
             raise ValueError(f"activity must be at least 0, got {self.activity}")
-        for name in (
-            "label_noise",
-            "late_stage_share",
-            "non_buyer_share",
-            "systematic_noise_share",
-            "webinar_lead_share",
-            "bot_share",
-            "missing_title_share",
-            "partial_profile_share",
-        ):
+        for name in (f.name for f in fields(self)):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if (name == "label_noise" or name.endswith("_share")) and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         if self.late_stage_share == 1.0 and self.non_buyer_share > 0:
             raise ValueError("non-buyers are never late-stage: late_stage_share must be below 1")
-        end = self.end
-        if not isinstance(end, datetime):
-            raise ValueError(f"end must be a datetime, got {end!r}")
-        end = as_utc(end)
-        object.__setattr__(self, "end", end)
+        if not isinstance(self.end, datetime):
+            raise ValueError(f"end must be a datetime, got {self.end!r}")
+        object.__setattr__(self, "end", as_utc(self.end))
 
     @property
     def start(self) -> datetime:
@@ -731,14 +720,8 @@ def _events_frame(
     m = len(ev.kind)
     group = leads.group[ev.lead]
     type_code = np.array([EVENT_TYPES.index(k.type) for k in _KINDS])[ev.kind]
-    pages = tuple(sorted({k.page_category for k in _KINDS if k.page_category}))
-    contents = tuple(sorted({k.content_type for k in _KINDS if k.content_type}))
-    page_code = np.array(
-        [pages.index(k.page_category) if k.page_category else len(pages) for k in _KINDS]
-    )
-    content_code = np.array(
-        [contents.index(k.content_type) if k.content_type else len(contents) for k in _KINDS]
-    )
+    pages, page_code = _kind_codes("page_category")
+    contents, content_code = _kind_codes("content_type")
 
     # Topics: mostly the persona's own interests, sometimes anything.
     width = max(len(t) for t in _TOPICS_BY_GROUP.values())
@@ -775,6 +758,14 @@ def _events_frame(
         }
     )
     return frame[list(EVENT_COLUMNS)]
+
+
+def _kind_codes(attribute: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """The sorted values of a ``_Kind`` attribute, and each kind's index into them
+    (one past the end where the kind has none)."""
+    values = tuple(sorted({getattr(k, attribute) for k in _KINDS} - {None}))
+    own = [getattr(k, attribute) for k in _KINDS]
+    return values, np.array([values.index(v) if v else len(values) for v in own])
 
 
 def _draw_index(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarray:

@@ -9,7 +9,14 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["bad_text_reason", "check_text", "find_bad_text", "name_skeleton", "user_name_problem"]
+__all__ = [
+    "bad_text_reason",
+    "check_text",
+    "find_bad_text",
+    "like_pattern",
+    "name_skeleton",
+    "user_name_problem",
+]
 
 _BAD = re.compile("[\x00\ud800-\udfff]")
 
@@ -31,6 +38,13 @@ def check_text(text: str, name: str) -> str:
     if reason is not None:
         raise ValueError(f"{name}: {reason}")
     return text
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (escape character ``\\``) matching ``text`` lower-cased anywhere,
+    its ``%`` and ``_`` matching themselves."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def find_bad_text(

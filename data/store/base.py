@@ -117,10 +117,8 @@ class StoreBase:
     ) -> None:
         self._url = make_url(url)
         kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps}
-        if pool_size is not None:
-            kwargs["pool_size"] = pool_size
-        if max_overflow is not None:
-            kwargs["max_overflow"] = max_overflow
+        pool = {"pool_size": pool_size, "max_overflow": max_overflow}
+        kwargs.update({name: value for name, value in pool.items() if value is not None})
         self._sqlite = self._url.get_backend_name() == "sqlite"
         if self._sqlite:
             path = _sqlite_file(self._url)
@@ -223,9 +221,7 @@ class StoreBase:
 
     def _insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT (with ON CONFLICT support)."""
-        if self._sqlite:
-            return sqlite_dialect.insert(table)
-        return pg_dialect.insert(table)
+        return (sqlite_dialect if self._sqlite else pg_dialect).insert(table)
 
     def _reserve_ids(self, conn: Connection, table: sa.Table, n: int) -> list[int]:
         """``n`` new ascending ids of ``table`` (so a bulk insert knows its rows' ids).

@@ -75,6 +75,13 @@ def _note(note: Any) -> str | None:
     return note
 
 
+def _check_scored(conn: Connection, lead_id: str) -> None:
+    """``KeyError`` for a lead that has no stored prediction."""
+    stmt = sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
+    if conn.execute(stmt).first() is None:
+        raise KeyError(f"unknown lead {lead_id!r}")
+
+
 class CorrectionsRoom(QueueUpkeep):
     """Append-only corrections of a lead's stage or persona, undos and bulk undos."""
 
@@ -93,11 +100,7 @@ class CorrectionsRoom(QueueUpkeep):
         row = conn.execute(stmt).mappings().first()
         if row is not None:
             return row
-        scored = conn.execute(
-            sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
-        ).first()
-        if scored is None:
-            raise KeyError(f"unknown lead {lead_id!r}")
+        _check_scored(conn, lead_id)
         now = utc_now()
         insert = self._insert(_LEADS).values(lead_id=lead_id, first_seen=now, updated_at=now)
         conn.execute(insert.on_conflict_do_nothing(index_elements=["lead_id"]))
@@ -253,12 +256,10 @@ class CorrectionsRoom(QueueUpkeep):
             "reviewer": _req_str(reviewer, "reviewer", _LABEL_MAX),
             "source": _choice(source, "source", CORRECTION_SOURCES),
             "reason": _opt_str(reason, "reason"),
-            "note": note,
+            "note": _note(note),
             "kind": "undo",
             "batch_id": batch_id,
         }
-        if note is not None and len(note) > _NOTE_MAX:
-            raise ValueError(f"note: longer than {_NOTE_MAX} characters")
 
         def work(conn: Connection) -> CorrectionResult:
             target = _first(conn, sa.select(_CORRECTIONS).where(_CORRECTIONS.c.id == correction_id))
@@ -378,11 +379,7 @@ class CorrectionsRoom(QueueUpkeep):
                 ).where(_LEADS.c.lead_id == lead_id),
             )
             if lead is None:
-                scored = conn.execute(
-                    sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
-                ).first()
-                if scored is None:
-                    raise KeyError(f"unknown lead {lead_id!r}")
+                _check_scored(conn, lead_id)
                 lead = {"lead_id": lead_id, "marketing_stage": None, "marketing_persona": None}
             return {field: self._label_state(conn, lead, field)[0] for field in CORRECTION_FIELDS}
 
@@ -429,16 +426,13 @@ class CorrectionsRoom(QueueUpkeep):
         """
         import pandas as pd
 
-        columns = list(_CORRECTIONS.c)
-        stmt = sa.select(*columns)
+        stmt = sa.select(_CORRECTIONS)
         if with_features:
             stmt = stmt.add_columns(_PREDICTIONS.c.features).outerjoin(
                 _PREDICTIONS, _PREDICTIONS.c.id == _CORRECTIONS.c.prediction_id
             )
-        stmt = stmt.order_by(_CORRECTIONS.c.id)
-        names = [c.name for c in columns] + (["features"] if with_features else [])
         with self._engine.connect() as conn:
-            rows = [tuple(row) for row in conn.execute(stmt)]
-        frame = pd.DataFrame.from_records(rows, columns=names)
+            result = conn.execute(stmt.order_by(_CORRECTIONS.c.id))
+            frame = pd.DataFrame.from_records(result.all(), columns=list(result.keys()))
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
         return frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -23,7 +24,7 @@ from data.store.tables import (
     _LEADS,
     _QUEUE_LEAD_COLUMNS,
 )
-from data.text import check_text
+from data.text import check_text, like_pattern
 from data.values import chunks, finite, is_missing, utc_now
 
 
@@ -54,14 +55,12 @@ def _lead_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     for key, value in record.items():
         if key == "lead_id":
             continue
-        if key in _LEAD_TEXT_COLUMNS:
+        if key in _LEAD_TEXT_COLUMNS or key in ("marketing_stage", "marketing_persona"):
             out[key] = _opt_str(value, f"{where}: {key}")
         elif key == "company_size":
             out[key] = _opt_int(value, f"{where}: {key}")
         elif key == "created_at":
             out[key] = _opt_ts(value, f"{where}: {key}")
-        elif key in ("marketing_stage", "marketing_persona"):
-            out[key] = _opt_str(value, f"{where}: {key}")
         elif key in ("stage", "persona"):
             if f"marketing_{key}" not in record:
                 out[f"marketing_{key}"] = _opt_str(value, f"{where}: {key}")
@@ -178,11 +177,7 @@ class LeadsRoom(QueueUpkeep):
                     self._queue_leads(conn, [row["lead_id"] for row in chunk])
 
             for chunk in chunks(sorted(rows, key=lambda row: row["lead_id"]), _CHUNK):
-                self._write(
-                    lambda conn, chunk=chunk, stmt=stmt, queued=queued: work(
-                        conn, chunk, stmt, queued
-                    )
-                )
+                self._write(functools.partial(work, chunk=chunk, stmt=stmt, queued=queued))
         return len(merged)
 
     def add_events(self, records: Iterable[Mapping[str, Any]]) -> int:
@@ -244,8 +239,7 @@ class LeadsRoom(QueueUpkeep):
         if not needle:
             return []
         check_text(needle, "search")
-        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
+        pattern = like_pattern(needle)
         columns = (_LEADS.c.lead_id, _LEADS.c.company, _LEADS.c.job_title)
         stmt = (
             sa.select(_LEADS)

@@ -45,8 +45,7 @@ def _prediction_values(record: Mapping[str, Any], position: int, now: datetime) 
     for name in PREDICTION_NUMBERS:
         out[name] = _opt_float(record.get(name), f"{where}: {name}")
     for name in ("probabilities", "reasons", "features"):
-        value = record.get(name)
-        out[name] = None if value is None else value
+        out[name] = record.get(name)
     return out
 
 
