@@ -439,18 +439,5 @@ def suggestions(correction_id: str) -> Response:
         raise ApiError(
             404, f"No suggestions were built for correction {correction_id}", "correction_id"
         )
-    out = SuggestionSetOut(
-        correction_id=found.correction_id,
-        lead_id=found.lead_id,
-        field=found.field,
-        from_label=found.from_label,
-        to_label=found.to_label,
-        method=found.method,
-        n_candidates=found.n_candidates,
-        n_likely=found.n_likely,
-        n_reviewed=found.n_reviewed,
-        note=found.note,
-        created_at=found.created_at,
-        items=[SuggestionOut.model_validate(i) for i in found.items],
-    )
+    out = SuggestionSetOut.model_validate(found, from_attributes=True)
     return jsonify(out.model_dump(mode="json"))
