@@ -496,32 +496,18 @@ def _queue_table(items: list[QueueItem], total: int) -> Table:
     is_flag=True,
     help="First refit the model of corrections and re-rank the queue (message on stderr).",
 )
-def queue(
-    top: int,
-    fmt: str,
-    stage: str | None,
-    persona: str | None,
-    route: str | None,
-    reviewed: bool | None,
-    search: str | None,
-    refit: bool,
-) -> None:
+def queue(top: int, fmt: str, refit: bool, **filters: Any) -> None:
     """Print the review queue in its order, with the reasons each lead is in it.
 
     The same queue, in the same order, as the review UI and GET /v1/review/queue.
+    \f
+    ``filters``: stage, persona, route, reviewed and search, as ``review_queue`` takes them.
     """
     if refit:
         from training.learned_queue import refit_queue
 
         with open_store() as store:
             click.echo(refit_queue(store).summary(), err=True)
-    filters = {
-        "stage": stage,
-        "persona": persona,
-        "route": route,
-        "reviewed": reviewed,
-        "search": search,
-    }
     with open_store() as store:
         items, total = _queue_items(store, top, filters)
     if fmt == "json":
