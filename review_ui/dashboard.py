@@ -137,10 +137,7 @@ class DriftCache:
 
 
 def _versions_cache() -> ModelVersions:
-    ext = current_app.extensions
-    if _EXTENSION not in ext:
-        ext[_EXTENSION] = ModelVersions()
-    return ext[_EXTENSION]
+    return current_app.extensions.setdefault(_EXTENSION, ModelVersions())
 
 
 def _drift_cache() -> DriftCache:
