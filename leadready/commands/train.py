@@ -262,21 +262,16 @@ def train(
 )
 @click.option("--as-of", default=None, help="Reference time of engagement features.")
 def evaluate(
-    model_uri: str | None,
-    leads_path: Path,
-    events_path: Path | None,
-    id_col: str,
-    stage_col: str | None,
-    persona_col: str | None,
-    exclude: str | None,
-    holdout_share: float,
-    as_of: str | None,
+    model_uri: str | None, leads_path: Path, exclude: str | None, as_of: str | None, **options: Any
 ) -> None:
-    """Evaluate a registered model on a labelled table, next to baselines."""
+    """Evaluate a registered model on a labelled table, next to baselines.
+    \f
+    ``options``: the other options, named as ``evaluate_on_table``'s keywords.
+    """
     from model.registry import load_model
     from training.evaluate import evaluate_on_table
 
-    if stage_col is None and persona_col is None:
+    if options["stage_col"] is None and options["persona_col"] is None:
         raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
     settings = common.settings()
     uri = model_uri or f"models:/{settings.model_name}@champion"
@@ -289,13 +284,9 @@ def evaluate(
             report = evaluate_on_table(
                 model,
                 leads_path,
-                events_path=events_path,
-                id_col=id_col,
-                stage_col=stage_col,
-                persona_col=persona_col,
                 exclude=common.split(exclude),
                 as_of=common.as_of(as_of),
-                holdout_share=holdout_share,
+                **options,
             )
     except common.errors() as exc:
         raise common.fail(exc) from None
