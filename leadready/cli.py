@@ -44,13 +44,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module_name, attr, _ = COMMANDS[name]
-        try:
-            module = importlib.import_module(f"leadready.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"leadready.commands.{module_name}":
-                raise
-            return None
-        return getattr(module, attr)
+        return getattr(importlib.import_module(f"leadready.commands.{module_name}"), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import closing
 from datetime import timedelta
 from functools import wraps
 from pathlib import Path
@@ -265,24 +266,12 @@ class LoginLimiter:
             ).fetchall()
         return [float(r[0]) for r in rows]
 
-    def _connect(self) -> _Closing:
+    def _connect(self) -> closing[sqlite3.Connection]:
+        """A connection in autocommit mode, closed at the end of ``with``."""
         conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
         conn.execute("pragma journal_mode=wal")
         conn.execute("pragma busy_timeout=10000")
-        return _Closing(conn)
-
-
-class _Closing:
-    """A connection that commits (autocommit mode) and closes at the end of ``with``."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.conn
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.conn.close()
+        return closing(conn)
 
 
 def _login_name() -> str:

@@ -53,27 +53,20 @@ def read_model_versions(tracking_uri: str, model_name: str, limit: int = 8) -> d
     """
     from mlflow.tracking import MlflowClient
 
+    from model.registry import versions_overview
+
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    found = client.search_model_versions(f"name = '{model_name}'")
-    found = sorted(found, key=lambda v: int(v.version), reverse=True)
-    # search_model_versions leaves aliases out on some stores; the registered model has them.
-    aliases: dict[str, list[str]] = {}
-    if found:
-        for alias, version in (client.get_registered_model(model_name).aliases or {}).items():
-            aliases.setdefault(str(version), []).append(alias)
     versions, champion = [], None
-    for mv in found[:limit]:
+    for found in versions_overview(model_name, client=client)[:limit]:
         metrics: dict[str, float] = {}
         tags: dict[str, str] = {}
-        if mv.run_id:
-            run = client.get_run(mv.run_id)
+        if found["run_id"]:
+            run = client.get_run(found["run_id"])
             metrics, tags = dict(run.data.metrics), dict(run.data.tags)
-        registered = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC)
+        registered = datetime.fromtimestamp(found["registered_at"] / 1000, UTC)
         row: dict[str, Any] = {
-            "version": str(mv.version),
-            "aliases": sorted(
-                set(getattr(mv, "aliases", None) or []) | set(aliases.get(str(mv.version), []))
-            ),
+            "version": found["version"],
+            "aliases": found["aliases"],
             "registered_at": registered,
             "decision": tags.get("gate.decision"),
         }
@@ -137,10 +130,7 @@ class DriftCache:
 
 
 def _versions_cache() -> ModelVersions:
-    ext = current_app.extensions
-    if _EXTENSION not in ext:
-        ext[_EXTENSION] = ModelVersions()
-    return ext[_EXTENSION]
+    return current_app.extensions.setdefault(_EXTENSION, ModelVersions())
 
 
 def _drift_cache() -> DriftCache:

@@ -117,20 +117,14 @@ class RetrainRunner:
     """
 
     def __init__(self, folder: Path | str | None = None) -> None:
-        self._folder = Path(folder) if folder is not None else None
+        base = Path(folder) if folder is not None else None
+        self._status_path = None if base is None else base / "retrain-status.json"
+        self._lock_path = None if base is None else base / "retrain.lock"
         self._mutex = threading.Lock()
         self._memory: dict[str, Any] = dict(_IDLE)
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- status
-
-    @property
-    def _status_path(self) -> Path | None:
-        return None if self._folder is None else self._folder / "retrain-status.json"
-
-    @property
-    def _lock_path(self) -> Path | None:
-        return None if self._folder is None else self._folder / "retrain.lock"
 
     def _write(self, status: Mapping[str, Any]) -> None:
         with self._mutex:

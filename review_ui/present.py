@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,16 +111,8 @@ def reason_lines(reasons: Any, head: str, limit: int = 5) -> list[dict[str, Any]
 
 
 def heat_level(count: int) -> int:
-    """0–4: how dark a timeline cell is drawn."""
-    if count <= 0:
-        return 0
-    if count == 1:
-        return 1
-    if count <= 3:
-        return 2
-    if count <= 6:
-        return 3
-    return 4
+    """0–4: how dark a timeline cell is drawn (no event, 1, 2–3, 4–6, 7 or more)."""
+    return bisect_left((0, 1, 3, 6), count)
 
 
 def _monday(ts: datetime) -> date:

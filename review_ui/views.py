@@ -386,6 +386,14 @@ def _row_response(lead_id: str, message: str | None, category: str, status: int 
     return html, status
 
 
+def _tell(lead_id: str, message: str, category: str, next_url: str | None, default: str) -> Any:
+    """The lead's row with ``message`` for a partial request, else flash it and redirect (PRG)."""
+    if _is_partial():
+        return _row_response(lead_id, message, category)
+    flash(message, category)
+    return redirect(_safe_next(next_url, default))
+
+
 # ------------------------------------------------------------------------ lead
 
 
@@ -501,6 +509,16 @@ def _remember(lead_id: str, ids: list[int]) -> None:
     session["review_recent"] = recent[-_RECENT_ACTIONS:]
 
 
+def _remember_batch(batch_id: str, verb: str, count: int) -> None:
+    """Keep this rep's last bulk action in the session, for the queue's "undo batch" bar."""
+    session["review_batch"] = {
+        "id": batch_id,
+        "verb": verb,
+        "count": count,
+        "at": datetime.now(UTC).isoformat(),
+    }
+
+
 def _recall(lead_id: str) -> list[int]:
     recent = session.get("review_recent", [])
     for entry in reversed(recent):
@@ -566,13 +584,10 @@ def _finish(
         notes = "; ".join(_conflict_note(lead_id, r) for r in conflicts)
         message = f"{message} Heads up: {notes}. Both corrections are kept; yours is now current."
         category = "warning"
-    if _is_partial():
-        return _row_response(lead_id, message, category)
-    if advance is not None:
+    if advance is not None and not _is_partial():
         next_url, words = advance
         message += words
-    flash(message, category)
-    return redirect(_safe_next(next_url, default))
+    return _tell(lead_id, message, category, next_url, default)
 
 
 def _form_errors(form: Any) -> str:
@@ -708,10 +723,7 @@ def _undo(ids: list[int], lead_id: str, next_url: str | None, default: str) -> A
             " Heads up: someone changed this lead after that correction; it is undone all the same."
         )
         category = "warning"
-    if _is_partial():
-        return _row_response(lead_id, message, category)
-    flash(message, category)
-    return redirect(_safe_next(next_url, default))
+    return _tell(lead_id, message, category, next_url, default)
 
 
 @bp.route("/review/corrections/<int:correction_id>/undo", methods=["POST"])
@@ -758,11 +770,9 @@ def undo_last(lead_id: str) -> Any:
     default = url_for("review.lead", lead_id=lead_id)
     ids = _undo_targets(lead_id)
     if not ids:
-        message = f"Nothing of yours to undo on {lead_id}."
-        if _is_partial():
-            return _row_response(lead_id, message, "info")
-        flash(message, "info")
-        return redirect(_safe_next(form.next.data, default))
+        return _tell(
+            lead_id, f"Nothing of yours to undo on {lead_id}.", "info", form.next.data, default
+        )
     _forget(lead_id)
     return _undo(ids, lead_id, form.next.data, default)
 
@@ -790,12 +800,7 @@ def bulk() -> Any:
     done, conflicted, skipped = _bulk_write(form, lead_ids, batch_id)
     verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
     if done:
-        session["review_batch"] = {
-            "id": batch_id,
-            "verb": verb.lower(),
-            "count": len(done),
-            "at": datetime.now(UTC).isoformat(),
-        }
+        _remember_batch(batch_id, verb.lower(), len(done))
     message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
     if done:
         message += " Undo the whole batch from the bar above the queue."
@@ -1178,12 +1183,7 @@ def suggestions(correction_id: int) -> Any:
             for r in result.corrections:
                 _remember(r.lead_id, [r.id])
             n = len(result.corrections)
-            session["review_batch"] = {
-                "id": batch_id,
-                "verb": "reclassified",
-                "count": n,
-                "at": datetime.now(UTC).isoformat(),
-            }
+            _remember_batch(batch_id, "reclassified", n)
             flash(
                 f"Reclassified {n} suggested lead{'s' if n != 1 else ''} "
                 f"({', '.join(result.lead_ids[:10])}{'…' if n > 10 else ''}). "

@@ -31,7 +31,7 @@ from serve.schemas import (
 )
 from serve.state import get_state
 
-__all__ = ["bp", "model_info", "nosniff"]
+__all__ = ["authenticate", "bp", "model_info", "nosniff"]
 
 bp = Blueprint("api", __name__)
 
@@ -39,7 +39,8 @@ _JSON_TYPES = ("application/json",)
 
 
 @bp.before_request
-def _authenticate() -> None:
+def authenticate() -> None:
+    """Who calls: the API key the endpoint's operation asks for (``api_key`` by default)."""
     view = current_app.view_functions.get(request.endpoint or "")
     op = get_operation(view)
     need = op.auth if op is not None else "api_key"

@@ -67,11 +67,7 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.field = field
-        self.details = (
-            [dict(d) for d in details]
-            if details is not None
-            else [{"field": field, "message": message, "type": "invalid"}]
-        )
+        self.details = _details(message, field, details)
         self.headers = dict(headers or {})
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,11 +100,18 @@ def error_body(
         "error": {
             "message": message,
             "field": field,
-            "details": [dict(d) for d in details]
-            if details is not None
-            else [{"field": field, "message": message, "type": "invalid"}],
+            "details": _details(message, field, details),
         }
     }
+
+
+def _details(
+    message: str, field: str | None, details: Sequence[Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """``details`` as a list of dicts; by default the one problem ``field`` and ``message`` say."""
+    if details is None:
+        return [{"field": field, "message": message, "type": "invalid"}]
+    return [dict(d) for d in details]
 
 
 def format_loc(loc: Iterable[str | int], prefix: str = "") -> str | None:
@@ -184,8 +187,7 @@ def wants_json() -> bool:
 def _json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> Response:
     response = jsonify(body)
     response.status_code = status
-    for key, value in headers.items():
-        response.headers[key] = value
+    response.headers.update(headers)
     return response
 
 
@@ -221,10 +223,7 @@ def _html_page(status: int, title: str, message: str, headers: Mapping[str, str]
         f"<title>{status} {escape(title)}</title></head><body>"
         f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
     )
-    response = Response(body, status=status, mimetype="text/html")
-    for key, value in headers.items():
-        response.headers[key] = value
-    return response
+    return Response(body, status=status, mimetype="text/html", headers=dict(headers))
 
 
 def _handle_api_error(exc: ApiError) -> Response:

@@ -75,17 +75,21 @@ def _task_differences(current: Any, new: Any) -> list[str]:
         return []
 
 
+def _notify(listeners: list[Callable[..., None]], what: str, *args: Any) -> None:
+    """Call every listener with ``args``; a failing one is logged, never raised."""
+    for listener in listeners:
+        try:
+            listener(*args)
+        except Exception:
+            _log.exception("model %s listener failed", what)
+
+
 def parse_model_uri(uri: str) -> ModelUri:
     """``models:/lead-readiness@champion`` → name ``lead-readiness``, alias ``champion``."""
     match = _REGISTRY_URI.match(uri.strip())
     if not match:
         return ModelUri(uri=uri, name=None, alias=None, version=None)
-    return ModelUri(
-        uri=uri,
-        name=match["name"],
-        alias=match["alias"],
-        version=match["version"],
-    )
+    return ModelUri(uri=uri, **match.groupdict())
 
 
 @dataclass(frozen=True)
@@ -311,20 +315,14 @@ class ModelHolder:
             time.perf_counter() - t0,
             f" (was version {current.version})" if current is not None else "",
         )
-        for listener in self._listeners:
-            try:
-                listener(loaded, current)
-            except Exception:
-                _log.exception("model swap listener failed")
+        _notify(self._listeners, "swap", loaded, current)
         return True
 
     def _refuse_task(self, version: str, differences: list[str], current: LoadedModel) -> None:
         """Keep serving ``current``: the new version does another task."""
         first_time = self.refused_task is None or self.refused_task[0] != version
         self.refused_task = (version, differences)
-        count = self._failed.get(version, (0, 0.0))[0] + 1
-        delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** (count - 1))
-        self._failed[version] = (count, self._clock() + delay)
+        self._back_off(version)
         if first_time:
             _log.error(
                 "model %s version %s does another task than the served version %s (%s): not "
@@ -336,11 +334,13 @@ class ModelHolder:
                 "; ".join(differences),
                 current.version,
             )
-            for listener in self._refusal_listeners:
-                try:
-                    listener(version, differences)
-                except Exception:
-                    _log.exception("model task refusal listener failed")
+            _notify(self._refusal_listeners, "task refusal", version, differences)
+
+    def _back_off(self, version: str) -> None:
+        """Count one more failure of ``version`` and wait longer (doubling) before retrying it."""
+        count = self._failed.get(version, (0, 0.0))[0] + 1
+        delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** (count - 1))
+        self._failed[version] = (count, self._clock() + delay)
 
     def _backing_off(self, version: str) -> bool:
         failed = self._failed.get(version)
@@ -349,9 +349,7 @@ class ModelHolder:
     def _record_failure(self, exc: BaseException, version: str | None) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
         if version is not None:
-            count = self._failed.get(version, (0, 0.0))[0] + 1
-            delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** (count - 1))
-            self._failed[version] = (count, self._clock() + delay)
+            self._back_off(version)
         kept = self._current
         _log.error(
             "loading model %s failed (%s); %s",
@@ -359,11 +357,7 @@ class ModelHolder:
             self.last_error,
             f"still serving version {kept.version}" if kept else "no model loaded yet",
         )
-        for listener in self._failure_listeners:
-            try:
-                listener(exc)
-            except Exception:
-                _log.exception("model failure listener failed")
+        _notify(self._failure_listeners, "failure", exc)
 
     def _run(self) -> None:
         stop = self._stop

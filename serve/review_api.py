@@ -16,9 +16,9 @@ from data.labels import match_label
 from data.review_queue import review_queue
 from data.schema import CORRECTION_REASONS
 from serve import scoring
-from serve.api import nosniff
+from serve.api import authenticate, nosniff
 from serve.errors import ApiError
-from serve.openapi import get_operation, operation
+from serve.openapi import operation
 from serve.schemas import ErrorResponse
 from serve.state import get_state
 
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 bp = Blueprint("review_api", __name__)
+bp.before_request(authenticate)
 bp.after_request(nosniff)
 
 _REASON_CODES = tuple(code for code, _ in CORRECTION_REASONS)
@@ -151,14 +152,6 @@ class QueueResponse(BaseModel):
     limit: int
     offset: int
     items: list[QueueItemOut]
-
-
-@bp.before_request
-def _authenticate() -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    op = get_operation(view)
-    need = op.auth if op is not None else "api_key"
-    g.api_identity = get_state().auth.authenticate(request.headers.get("Authorization"), need)
 
 
 def _known_labels(field: str) -> tuple[str, ...]:
@@ -439,18 +432,5 @@ def suggestions(correction_id: str) -> Response:
         raise ApiError(
             404, f"No suggestions were built for correction {correction_id}", "correction_id"
         )
-    out = SuggestionSetOut(
-        correction_id=found.correction_id,
-        lead_id=found.lead_id,
-        field=found.field,
-        from_label=found.from_label,
-        to_label=found.to_label,
-        method=found.method,
-        n_candidates=found.n_candidates,
-        n_likely=found.n_likely,
-        n_reviewed=found.n_reviewed,
-        note=found.note,
-        created_at=found.created_at,
-        items=[SuggestionOut.model_validate(i) for i in found.items],
-    )
+    out = SuggestionSetOut.model_validate(found, from_attributes=True)
     return jsonify(out.model_dump(mode="json"))

@@ -316,10 +316,6 @@ _SCALARS = (str, int, float, bool, type(None))
 _FAST_TOP_K = 100
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(name)
-
-
 def _scalar_rows(obj: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The rows of a plain ``dataframe_records`` / ``dataframe_split`` payload, else None."""
     if "dataframe_records" in obj:
@@ -422,7 +418,7 @@ def fast_invocations(
         if key.strip() != "charset" or value.strip().lower() != "utf-8" or ";" in value:
             return None
     try:
-        obj = json.loads(body, parse_constant=_no_constants)
+        obj = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if type(obj) is not dict:

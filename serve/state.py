@@ -61,33 +61,31 @@ class ServeState:
         ``observed`` lists the predictions to count in the metrics when they
         are more than the recorded ones (``/invocations`` rows without a lead id).
         """
-        if self.writer is None or not prepared:
-            self.metrics.observe_predictions(results if observed is None else observed)
-            return
-        try:
-            self.writer.submit(
-                leads=[p.lead for p in prepared if p.lead is not None],
-                events=[e for p in prepared for e in p.events],
-                predictions=prediction_rows(
-                    prepared,
-                    results,
-                    model_name=loaded.name,
-                    model_version=loaded.version,
-                    source=source,
-                ),
-            )
-        except WriterFull as exc:
-            # Refused before answering: the client retries; nothing acknowledged is lost.
-            if exc.too_large:
+        if self.writer is not None and prepared:
+            try:
+                self.writer.submit(
+                    leads=[p.lead for p in prepared if p.lead is not None],
+                    events=[e for p in prepared for e in p.events],
+                    predictions=prediction_rows(
+                        prepared,
+                        results,
+                        model_name=loaded.name,
+                        model_version=loaded.version,
+                        source=source,
+                    ),
+                )
+            except WriterFull as exc:
+                # Refused before answering: the client retries; nothing acknowledged is lost.
+                if exc.too_large:
+                    raise ApiError(
+                        413, f"Too much to record in one request: {exc}; send fewer leads or events"
+                    ) from None
                 raise ApiError(
-                    413, f"Too much to record in one request: {exc}; send fewer leads or events"
+                    503,
+                    f"The store is behind ({exc}); retry shortly",
+                    None,
+                    headers={"Retry-After": WRITER_RETRY_AFTER},
                 ) from None
-            raise ApiError(
-                503,
-                f"The store is behind ({exc}); retry shortly",
-                None,
-                headers={"Retry-After": WRITER_RETRY_AFTER},
-            ) from None
         self.metrics.observe_predictions(results if observed is None else observed)
 
     def close(self, timeout: float = 10.0) -> bool:

@@ -365,3 +365,41 @@ def test_the_drift_report_is_reused_for_the_same_champion():
     assert cache.get(("1", None), lambda: calls.append(1) or "b") == "a"
     assert cache.get(("2", None), lambda: calls.append(1) or "c") == "c"  # new champion
     assert len(calls) == 2
+
+
+def test_read_model_versions_from_a_registry(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment("dash", artifact_location=str(tmp_path / "art"))
+    client.create_registered_model("lr")
+    for i in range(3):
+        run = client.create_run(experiment).info.run_id
+        client.log_metric(run, "stage_macro_f1", 0.5 + i / 10)
+        if i == 2:
+            client.log_metric(run, "gate_challenger_stage_macro_f1", 0.9)
+            client.log_metric(run, "gate_champion_persona_macro_f1", 0.4)
+            client.set_tag(run, "gate.decision", "promoted")
+        client.create_model_version("lr", str(tmp_path / f"model{i}"), run)
+    client.set_registered_model_alias("lr", "champion", "3")
+    client.set_registered_model_alias("lr", "previous_champion", "2")
+
+    found = dashboard.read_model_versions(uri, "lr", limit=2)
+
+    newest, second = found["versions"]
+    assert (newest["version"], newest["aliases"], newest["decision"]) == (
+        "3",
+        ["champion"],
+        "promoted",
+    )
+    assert newest["stage_f1"] == 0.9  # the gate set's figure wins over the holdout's
+    assert newest["champion_persona_f1"] == 0.4 and newest["persona_f1"] is None
+    assert (second["version"], second["aliases"], second["decision"]) == (
+        "2",
+        ["previous_champion"],
+        None,
+    )
+    assert second["stage_f1"] == pytest.approx(0.6)
+    assert found["champion"] == {"version": "3", "registered_at": newest["registered_at"]}
+    assert newest["registered_at"].tzinfo is UTC

@@ -132,6 +132,7 @@ def _retrain_table(result: RetrainResult) -> Table:
 )
 @click.option(
     "--weight",
+    "correction_weight",
     type=click.FloatRange(0, min_open=True),
     default=2.0,
     show_default=True,
@@ -169,22 +170,7 @@ def _retrain_table(result: RetrainResult) -> Table:
     "this probability (predicted rep label as an extra row at weight p); 0: down-weight "
     "them instead.",
 )
-def retrain(
-    leads_path: Path | None,
-    events_path: Path | None,
-    id_col: str | None,
-    stage_col: str | None,
-    persona_col: str | None,
-    base_version: str | None,
-    weight: float,
-    gate_share: float | None,
-    min_gate_leads: int,
-    seed: int | None,
-    gate: bool,
-    min_refuse_leads: int,
-    force: bool,
-    soft_relabel: float | None,
-) -> None:
+def retrain(soft_relabel: float, **options: Any) -> None:
     """Retrain with reps' corrections and run the promotion gate.
 
     The training set is the champion's training data (read from its MLflow run,
@@ -192,7 +178,8 @@ def retrain(
     snapshot the rep reviewed; a hash share of rep-verified leads is the gate
     set. Serving processes pick a promoted model up by themselves.
     \f
-    Long for its parameters, one per option; the work is ``training.retrain``'s.
+    ``options``: the other options, named as ``RetrainConfig``'s fields; the work is
+    ``training.retrain``'s.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -205,21 +192,9 @@ def retrain(
             tracking_uri=settings.mlflow_tracking_uri,
             artifact_root=settings.artifact_root,
             model_name=settings.model_name,
-            base_version=base_version,
-            leads_path=leads_path,
-            events_path=events_path,
-            id_col=id_col,
-            stage_col=stage_col,
-            persona_col=persona_col,
-            correction_weight=weight,
-            gate_share=gate_share,
-            min_gate_leads=min_gate_leads,
-            gate=gate,
-            seed=seed,
             actor=f"{common.actor()} (leadready retrain)",
-            min_refuse_leads=min_refuse_leads,
-            force=force,
             soft_relabel=soft_relabel or None,
+            **options,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -496,32 +471,18 @@ def _queue_table(items: list[QueueItem], total: int) -> Table:
     is_flag=True,
     help="First refit the model of corrections and re-rank the queue (message on stderr).",
 )
-def queue(
-    top: int,
-    fmt: str,
-    stage: str | None,
-    persona: str | None,
-    route: str | None,
-    reviewed: bool | None,
-    search: str | None,
-    refit: bool,
-) -> None:
+def queue(top: int, fmt: str, refit: bool, **filters: Any) -> None:
     """Print the review queue in its order, with the reasons each lead is in it.
 
     The same queue, in the same order, as the review UI and GET /v1/review/queue.
+    \f
+    ``filters``: stage, persona, route, reviewed and search, as ``review_queue`` takes them.
     """
     if refit:
         from training.learned_queue import refit_queue
 
         with open_store() as store:
             click.echo(refit_queue(store).summary(), err=True)
-    filters = {
-        "stage": stage,
-        "persona": persona,
-        "route": route,
-        "reviewed": reviewed,
-        "search": search,
-    }
     with open_store() as store:
         items, total = _queue_items(store, top, filters)
     if fmt == "json":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -30,20 +31,13 @@ __all__ = ["serve"]
     show_default=True,
     help="Apply the store's migrations before starting.",
 )
-def serve(
-    host: str,
-    port: int,
-    workers: int,
-    threads: int,
-    poll_seconds: float | None,
-    timeout: int,
-    access_log: bool,
-    migrate: bool,
-) -> None:
+def serve(**options: Any) -> None:
     """Serve the API under gunicorn; every worker follows the champion alias.
 
     State comes from LEADREADY_HOME, DATABASE_URL and MLFLOW_TRACKING_URI;
     LEADREADY_* variables set the app's other keys (LEADREADY_BATCH_LIMIT=500).
+    \f
+    ``options``: the options, named as ``ServeOptions``' fields.
     """
     from leadready.config import Settings
     from leadready.server import ServeOptions, run
@@ -52,16 +46,4 @@ def serve(
         level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    run(
-        ServeOptions(
-            host=host,
-            port=port,
-            workers=workers,
-            threads=threads,
-            poll_seconds=poll_seconds,
-            timeout=timeout,
-            access_log=access_log,
-            migrate=migrate,
-        ),
-        Settings.from_env(),
-    )
+    run(ServeOptions(**options), Settings.from_env())

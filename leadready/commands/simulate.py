@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -42,6 +43,7 @@ _TABLES = ("leads", "events", "truth")
 )
 @click.option(
     "--noise",
+    "label_noise",
     type=click.FloatRange(0.0, 1.0),
     default=_DEFAULTS.label_noise,
     show_default=True,
@@ -62,6 +64,7 @@ _TABLES = ("leads", "events", "truth")
 )
 @click.option(
     "--late-share",
+    "late_stage_share",
     type=click.FloatRange(0.0, 1.0, max_open=True),
     default=_DEFAULTS.late_stage_share,
     show_default=True,
@@ -75,33 +78,22 @@ _TABLES = ("leads", "events", "truth")
     show_default=True,
     help="File format.",
 )
-def simulate(
-    n_leads: int,
-    seed: int,
-    out_dir: Path | None,
-    noise: float,
-    window_days: int,
-    end: datetime | None,
-    late_share: float,
-    fmt: str,
-) -> None:
+def simulate(out_dir: Path | None, end: datetime | None, fmt: str, **options: Any) -> None:
     """Simulate leads, their engagement events and the hidden truth.
 
     Writes leads (profile + marketing's stage/persona labels, noisy), events and
     truth (the real stage and persona) to --out, and prints the class balance and
     the measured label noise.
+    \f
+    ``options``: n_leads, seed, window_days, label_noise and late_stage_share, as
+    ``SimulationConfig`` takes them.
     """
     console = Console()
     if out_dir is None:
         out_dir = Settings.from_env().home / "data"
     try:
         config = SimulationConfig(
-            n_leads=n_leads,
-            seed=seed,
-            window_days=window_days,
-            label_noise=noise,
-            late_stage_share=late_share,
-            end=(end.replace(tzinfo=UTC) if end is not None else _DEFAULTS.end),
+            end=(end.replace(tzinfo=UTC) if end is not None else _DEFAULTS.end), **options
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -124,6 +124,7 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 )
 @click.option(
     "--threads",
+    "num_threads",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
@@ -166,28 +167,15 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 @common.report_option()
 def train(
     leads_path: Path,
-    events_path: Path | None,
-    id_col: str,
-    stage_col: str | None,
-    persona_col: str | None,
     exclude: str | None,
     sales_ready: str | None,
     slice_cols: str,
-    n_estimators: int,
-    learning_rate: float,
-    holdout_share: float,
-    seed: int,
     max_rows: int,
-    threads: int,
     as_of: str | None,
     label_noise: str | None,
-    gate: bool,
     model_name: str | None,
-    force: bool,
-    strict: bool,
     report_path: Path | None,
-    types: str | None,
-    allow_columns: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Train on a lead table, log to MLflow, register a challenger and run the gate.
 
@@ -196,13 +184,14 @@ def train(
     --events is given. A table of more than --max-rows leads is streamed and
     sampled uniformly, so memory stays bounded whatever the file's size.
     \f
-    Long for its parameters, one per option; the work is ``training.train``'s.
+    ``options``: the other options, named as ``TrainConfig``'s fields; the work is
+    ``training.train``'s.
     """
     from training.input_report import rejected_report_path
     from training.train import TrainConfig
     from training.train import train as run_training
 
-    if stage_col is None and persona_col is None:
+    if options["stage_col"] is None and options["persona_col"] is None:
         raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
     settings = common.settings()
     if model_name:
@@ -211,31 +200,18 @@ def train(
         settings = replace(settings, model_name=model_name)
     config = TrainConfig(
         leads_path=leads_path,
-        events_path=events_path,
         tracking_uri=settings.mlflow_tracking_uri,
         artifact_root=settings.artifact_root,
-        id_col=id_col,
-        stage_col=stage_col,
-        persona_col=persona_col,
         exclude=common.split(exclude),
         as_of=common.as_of(as_of),
         slice_cols=common.split(slice_cols),
-        holdout_share=holdout_share,
-        seed=seed,
         max_rows=max_rows or None,
-        n_estimators=n_estimators,
-        learning_rate=learning_rate,
-        num_threads=threads,
         sales_ready=common.split(sales_ready) or None,
         model_name=settings.model_name,
-        gate=gate,
-        force=force,
-        strict=strict,
-        types=types,
-        allow_columns=tuple(allow_columns),
         rejected_report=report_path or rejected_report_path(settings.home, leads_path),
         actor=f"{common.actor()} (leadready train)",
         **({} if label_noise is None else {"label_noise": label_noise}),
+        **options,
     )
     console = Console()
     stop_on_sigterm()
@@ -286,21 +262,16 @@ def train(
 )
 @click.option("--as-of", default=None, help="Reference time of engagement features.")
 def evaluate(
-    model_uri: str | None,
-    leads_path: Path,
-    events_path: Path | None,
-    id_col: str,
-    stage_col: str | None,
-    persona_col: str | None,
-    exclude: str | None,
-    holdout_share: float,
-    as_of: str | None,
+    model_uri: str | None, leads_path: Path, exclude: str | None, as_of: str | None, **options: Any
 ) -> None:
-    """Evaluate a registered model on a labelled table, next to baselines."""
+    """Evaluate a registered model on a labelled table, next to baselines.
+    \f
+    ``options``: the other options, named as ``evaluate_on_table``'s keywords.
+    """
     from model.registry import load_model
     from training.evaluate import evaluate_on_table
 
-    if stage_col is None and persona_col is None:
+    if options["stage_col"] is None and options["persona_col"] is None:
         raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
     settings = common.settings()
     uri = model_uri or f"models:/{settings.model_name}@champion"
@@ -313,13 +284,9 @@ def evaluate(
             report = evaluate_on_table(
                 model,
                 leads_path,
-                events_path=events_path,
-                id_col=id_col,
-                stage_col=stage_col,
-                persona_col=persona_col,
                 exclude=common.split(exclude),
                 as_of=common.as_of(as_of),
-                holdout_share=holdout_share,
+                **options,
             )
     except common.errors() as exc:
         raise common.fail(exc) from None
