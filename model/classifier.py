@@ -23,7 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from data.values import is_missing
-from model.linear import fit_linear_cv
+from model.linear import LinearHead, fit_linear_cv
 
 __all__ = [
     "HEADS",
@@ -735,11 +735,7 @@ class _ClassTreeShap:
         head, _, rest = text.partition("\nTree=")
         trees_text, _, _ = ("Tree=" + rest).partition("end of trees")
         blocks = [b for b in re.split(r"\n(?=Tree=\d+\n)", trees_text.strip()) if b.strip()]
-        header: dict[str, str] = {}
-        for line in head.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                header[key] = value
+        header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
         k = int(header.get("num_tree_per_iteration", "1"))
         if k < 2 or len(blocks) % k:
             raise ValueError(
@@ -950,8 +946,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         index: pd.Index,
     ) -> None:
         """Cross-fitting: out-of-fold logits and round counts, then one booster on all rows,
-        then the family chosen (:meth:`_choose_family`); one pass over the folds, kept whole so
-        the state it sets on ``self`` reads in order."""
+        then the family chosen (:meth:`_choose_family`)."""
         K = int(folds.max()) + 1
         k = len(self.classes_)
         oof = np.zeros((len(y_index), k))
@@ -975,24 +970,10 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.n_train_rows_ = len(y_index)
         halves = _row_uniforms(index, self.random_state, "halves")
         candidates = {"lightgbm": oof}
-        linear_report = None
+        linear = linear_report = None
         if self.family != "lightgbm":
-            linear, linear_oof, linear_report = fit_linear_cv(
-                Z,
-                y_index,
-                weight,
-                weight * cw[y_index],
-                folds,
-                n_classes=k,
-                categorical=list(self.encoder_.categorical_indices_),
-                n_categories=[
-                    len(self.encoder_.categories_[self.encoder_.output_sources_[j]])
-                    for j in self.encoder_.categorical_indices_
-                ],
-                logit_shift=self.logit_shift_,
-            )
-            candidates["linear"] = linear_oof
-            candidates["blend"] = 0.5 * (oof + linear_oof)
+            linear, linear_oof, linear_report = self._fit_linear(Z, y_index, weight, cw, folds)
+            candidates.update(linear=linear_oof, blend=0.5 * (oof + linear_oof))
             if self.family != "auto":
                 candidates = {self.family: candidates[self.family]}
         chosen, scores, proba = self._choose_family(Z, y_index, weight, halves, candidates)
@@ -1008,6 +989,31 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             "families": scores,
             "linear": linear_report,
         }
+
+    def _fit_linear(
+        self,
+        Z: np.ndarray,
+        y_index: np.ndarray,
+        weight: np.ndarray,
+        cw: np.ndarray,
+        folds: np.ndarray,
+    ) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
+        """The linear family cross-fitted on the same folds: (model, out-of-fold logits, report)."""
+        encoder = self.encoder_
+        return fit_linear_cv(
+            Z,
+            y_index,
+            weight,
+            weight * cw[y_index],
+            folds,
+            n_classes=len(self.classes_),
+            categorical=list(encoder.categorical_indices_),
+            n_categories=[
+                len(encoder.categories_[encoder.output_sources_[j]])
+                for j in encoder.categorical_indices_
+            ],
+            logit_shift=self.logit_shift_,
+        )
 
     def _choose_family(
         self,
@@ -1376,10 +1382,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
-        state.pop("_path_cache", None)
-        state.pop("_compiled", None)
-        state.pop("_shap_cache", None)
-        state.pop("_tree_view", None)
+        for cache in ("_path_cache", "_compiled", "_shap_cache", "_tree_view"):
+            state.pop(cache, None)
         return state
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -1400,15 +1404,6 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
 
 
 # --------------------------------------------------------------------------- two heads
-
-
-def _head_labels(y: Any, n_rows: int, head: str) -> np.ndarray | None:
-    if y is None:
-        return None
-    labels = normalize_labels(y)
-    if len(labels) != n_rows:
-        raise ValueError(f"y_{head} has {len(labels)} rows, X has {n_rows}")
-    return labels
 
 
 class TwoHeadClassifier(BaseEstimator):
@@ -1441,9 +1436,11 @@ class TwoHeadClassifier(BaseEstimator):
         templates = {"stage": self.stage_estimator, "persona": self.persona_estimator}
         fitted: dict[str, HeadClassifier] = {}
         for head, y in (("stage", y_stage), ("persona", y_persona)):
-            labels = _head_labels(y, n, head)
-            if labels is None:
+            if y is None:
                 continue
+            labels = normalize_labels(y)
+            if len(labels) != n:
+                raise ValueError(f"y_{head} has {len(labels)} rows, X has {n}")
             rows = np.flatnonzero([v is not None for v in labels])
             if rows.size == 0:
                 continue

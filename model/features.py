@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from data.schema import EVENT_TYPES
+from data.values import is_missing
 from model.titles import TITLE_FEATURES, parse_title, parse_titles
 
 __all__ = [
@@ -369,15 +370,6 @@ def _engagement(
 # --------------------------------------------------------------------------- scalars
 
 
-def _missing(value: object) -> bool:
-    return (
-        value is None
-        or value is pd.NA
-        or value is pd.NaT
-        or (isinstance(value, float) and math.isnan(value))
-    )
-
-
 def _datetime_ns(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -403,7 +395,7 @@ def _ns(value: object) -> int:
         return _datetime_ns(value)
     if isinstance(value, date):
         return _datetime_ns(datetime(value.year, value.month, value.day))
-    if _missing(value):
+    if is_missing(value):
         return _NAT
     if isinstance(value, np.datetime64):
         return _ns(pd.Timestamp(value))
@@ -436,7 +428,7 @@ def _date_value_ns(value: object) -> int:
 
 def _size_log(value: object) -> float:
     """log(1 + company size); NaN for missing, negative or non-numeric sizes."""
-    if isinstance(value, bool) or _missing(value):
+    if isinstance(value, bool) or is_missing(value):
         return math.nan
     try:
         size = float(value)  # type: ignore[arg-type]
@@ -512,7 +504,7 @@ def _code(value: object, seen: dict[object, int]) -> int:
     """Code of a topic or channel by first appearance; -1 when missing or blank."""
     if isinstance(value, str):
         return seen.setdefault(value, len(seen)) if value.strip() else -1
-    return -1 if _missing(value) else seen.setdefault(value, len(seen))
+    return -1 if is_missing(value) else seen.setdefault(value, len(seen))
 
 
 def _records_matrix(events: Sequence[Mapping[str, Any]]) -> np.ndarray:

@@ -496,23 +496,10 @@ def _excluded_columns(
 
 
 #: Column names (as ``data.labels.label_key`` gives them) that hold a job title.
-_TITLE_NAMES = (
-    "jobtitle",
-    "title",
-    "position",
-    "jobposition",
-    "role",
-    "jobrole",
-    "poste",
-    "fonction",
-    "intituledeposte",
-    "berufsbezeichnung",
-    "position",
-    "cargo",
-    "puesto",
-    "functie",
-    "functietitel",
-)
+_TITLE_NAMES = frozenset((
+    "jobtitle", "title", "position", "jobposition", "role", "jobrole", "poste", "fonction",
+    "intituledeposte", "berufsbezeichnung", "cargo", "puesto", "functie", "functietitel",
+))  # fmt: skip
 
 
 def title_column(columns: Iterable[Any]) -> str | None:

@@ -499,13 +499,10 @@ def _split_gate(
         return full, None, np.ones(len(full.ids), dtype=bool)
     gate_rows = np.asarray(full.ids.isin(gate_ids))
     gate_set = full.subset(gate_rows)
-    gate_set = replace(
-        gate_set,
-        y_stage=None if labels["stage"] is None else _rep_only(rep["stage"], gate_set.ids, "stage"),
-        y_persona=None
-        if labels["persona"] is None
-        else _rep_only(rep["persona"], gate_set.ids, "persona"),
-    )
+    rep_labels = {
+        h: None if labels[h] is None else _labels_of(rep[h], gate_set.ids).rename(h) for h in HEADS
+    }
+    gate_set = replace(gate_set, y_stage=rep_labels["stage"], y_persona=rep_labels["persona"])
     return full.subset(~gate_rows), gate_set, ~gate_rows
 
 
@@ -552,14 +549,6 @@ def _label_counts(rows: pd.DataFrame) -> dict[str, int]:
     """How many rows carry each ``new_label``, by label."""
     counts = rows["new_label"].astype(str).value_counts().sort_index()
     return {str(k): int(v) for k, v in counts.items()}
-
-
-def _rep_only(rep: pd.Series, ids: pd.Index, head: str) -> pd.Series:
-    """The reps' labels of one head for ``ids`` (None where the rep gave none)."""
-    y = rep.reindex(ids).astype(object)
-    y = y.where(y.notna(), None)
-    y.name = head
-    return y
 
 
 # ----------------------------------------------------------------------------- run
@@ -644,7 +633,7 @@ def retrain(
     base_config = base_train_config(config, logged, base_version=base_version)
 
     report(f"reading {Path(base_config.leads_path).name} and building features", 0.05)
-    base = _base_table(base_config)
+    base = load_training_table(base_config.leads_path, **base_config.table_args())
 
     report("collecting reps' corrections", 0.3)
     retrain_set = build_retrain_set(
@@ -753,20 +742,6 @@ def _gate_sets(
         config.min_refuse_leads,
     )
     return first, [holdout_set]
-
-
-def _base_table(base_config: TrainConfig) -> TrainingSet:
-    """The base run's lead table, read with its settings."""
-    return load_training_table(
-        base_config.leads_path,
-        events_path=base_config.events_path,
-        id_col=base_config.id_col,
-        stage_col=base_config.stage_col,
-        persona_col=base_config.persona_col,
-        exclude=base_config.exclude,
-        as_of=base_config.as_of,
-        slice_cols=base_config.slice_cols,
-    )
 
 
 def _run_gate(

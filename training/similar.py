@@ -448,12 +448,7 @@ def suggestions_in_set(
     """The stored suggestions of one correction, best first, with the lead's profile columns."""
     leads = LeadRow.__table__
     stmt = (
-        sa.select(
-            _SUGGESTIONS,
-            leads.c.company,
-            leads.c.job_title,
-            leads.c.country,
-        )
+        sa.select(_SUGGESTIONS, leads.c.company, leads.c.job_title, leads.c.country)
         .outerjoin(leads, leads.c.lead_id == _SUGGESTIONS.c.lead_id)
         .where(_SUGGESTIONS.c.source_correction_id == correction_id)
         .order_by(_SUGGESTIONS.c.rank)
@@ -511,10 +506,7 @@ def sets_for_lead(store: Store, lead_id: str, *, preview: int = 10) -> list[Sugg
         )
     if not rows:
         return []
-    history = store.corrections_for(lead_id)
-    latest = {}
-    for c in history:
-        latest[c["field"]] = c["id"]
+    latest = {c["field"]: c["id"] for c in store.corrections_for(lead_id)}
     out = []
     for row in rows:
         if latest.get(row["field"]) != row["correction_id"]:
@@ -528,10 +520,7 @@ def pending_for_lead(store: Store, lead_id: str) -> list[dict[str, Any]]:
     """This lead's current reclassify corrections that suggestions can be built for but
     have none yet (being built in the background, or made before this feature).
     """
-    history = store.corrections_for(lead_id)
-    latest: dict[str, Mapping[str, Any]] = {}
-    for c in history:
-        latest[c["field"]] = c
+    latest = {c["field"]: c for c in store.corrections_for(lead_id)}
     candidates = [
         dict(c)
         for c in latest.values()

@@ -110,6 +110,18 @@ class TrainConfig:
             out[key] = "" if value is None else str(value)
         return out
 
+    def table_args(self) -> dict[str, Any]:
+        """The :func:`~training.dataset.load_training_table` arguments that name the data."""
+        return {
+            "events_path": self.events_path,
+            "id_col": self.id_col,
+            "stage_col": self.stage_col,
+            "persona_col": self.persona_col,
+            "exclude": self.exclude,
+            "as_of": self.as_of,
+            "slice_cols": self.slice_cols,
+        }
+
 
 @functools.cache
 def _config_adapter() -> Any:
@@ -273,13 +285,7 @@ def train(
     ):
         training_set = load_training_table(
             config.leads_path,
-            events_path=config.events_path,
-            id_col=config.id_col,
-            stage_col=config.stage_col,
-            persona_col=config.persona_col,
-            exclude=config.exclude,
-            as_of=config.as_of,
-            slice_cols=config.slice_cols,
+            **config.table_args(),
             max_rows=config.max_rows,
             seed=config.seed,
             strict=config.strict,
