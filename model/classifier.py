@@ -31,7 +31,6 @@ __all__ = [
     "TableEncoder",
     "TwoHeadClassifier",
     "expected_calibration_error",
-    "normalize_label",
     "normalize_labels",
     "tune_decision_weights",
 ]
@@ -111,18 +110,14 @@ def _tokens(text: str) -> set[str]:
     return {t for t in _TOKEN_RE.findall(text.lower()) if len(t) >= 2}
 
 
-def normalize_label(value: Any) -> str | None:
-    """A label as a string: ``True`` → ``"True"``, ``1``/``1.0`` → ``"1"``; missing → None."""
-    return _to_key(value)
-
-
 def normalize_labels(y: Any) -> np.ndarray:
-    """Labels as an object array of ``str`` or ``None`` (missing), shape (n_rows,)."""
+    """Labels as an object array of ``str`` or ``None`` (missing), shape (n_rows,):
+    ``True`` → ``"True"``, ``1``/``1.0`` → ``"1"``."""
     values = y.to_numpy(dtype=object) if isinstance(y, pd.Series) else np.asarray(y, dtype=object)
     values = values.reshape(-1) if values.ndim > 1 and values.shape[1] == 1 else values
     if values.ndim != 1:
         raise ValueError(f"labels must be one-dimensional, got shape {values.shape}")
-    return np.array([normalize_label(v) for v in values], dtype=object)
+    return np.array([_to_key(v) for v in values], dtype=object)
 
 
 def expected_calibration_error(
@@ -1419,11 +1414,7 @@ class TwoHeadClassifier(BaseEstimator):
         self.persona_estimator = persona_estimator
 
     def fit(
-        self,
-        X: pd.DataFrame,
-        y_stage: Any = None,
-        y_persona: Any = None,
-        sample_weight: Any = None,
+        self, X: pd.DataFrame, y_stage: Any = None, y_persona: Any = None, sample_weight: Any = None
     ) -> TwoHeadClassifier:
         """Fit each head on the rows that carry its label."""
         frame, _ = _as_frame(X)

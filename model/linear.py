@@ -4,6 +4,7 @@ Design notes: ``docs/design/model.md``."""
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import warnings
 from typing import Any
 
@@ -208,19 +209,8 @@ def fit_linear_cv(
         list(pool.map(fold_chain, range(K)))
     scores = {c: _weighted_log_loss(oof[c], logit_shift, y_index, weight) for c in grid}
     best = min(grid, key=lambda c: (scores[c], grid.index(c)))
-    head = LinearHead(n_classes, categorical, n_categories, C=best)
-    head.numeric_, head.lo_, head.hi_, head.fill_ = (
-        probe.numeric_,
-        probe.lo_,
-        probe.hi_,
-        probe.fill_,
-    )
-    head.indicator_, head.owner_, head.n_features_ = (
-        probe.indicator_,
-        probe.owner_,
-        probe.n_features_,
-    )
-    head.scaler_ = probe.scaler_
+    head = copy.copy(probe)  # the layout and scaler of every fit above
+    head.C = best
     rows = _capped(np.arange(len(y_index)))
     head.fit_standardised(S[rows], y_index[rows], fit_weight[rows])
     report = {

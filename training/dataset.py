@@ -19,12 +19,7 @@ from data.labels import describe_variants, merge_label_variants
 from data.personal import screen_columns, single_column_leaks
 from data.readers import ROW_ID, InputError, RowError, Sample, read_events, read_leads
 
-__all__ = [
-    "TrainingSet",
-    "holdout_mask",
-    "load_training_table",
-    "normalize_labels",
-]
+__all__ = ["TrainingSet", "holdout_mask", "load_training_table", "normalize_labels"]
 
 #: The slice columns reported when present in a table (besides the labels).
 DEFAULT_SLICE_COLUMNS: tuple[str, ...] = ("lead_source",)
@@ -201,7 +196,7 @@ def load_training_table(
     """Read a lead table (and events) and turn it into a :class:`TrainingSet`: read and check
     the table, its labels, the columns screened and typed, leaks dropped, features built.
     ``inferred`` (what a person should know, in words) and ``report`` (the input report)
-    gather what each step found."""
+    gather what each step found; one pass, as each step reads what the one before left."""
     from model.features import FeatureConfig, build_features
 
     path = Path(leads_path)
@@ -223,24 +218,9 @@ def load_training_table(
         dropped |= set(leaked)
     # Every column left out of the features and why, for the column report.
     report["excluded_columns"] = _excluded_columns(screened, leaked, exclude, unusable)
-    title_col = title_column(leads.columns)
-    if title_col is not None and title_col != "job_title":
-        # The feature builder parses ``job_title``; a CRM names it otherwise.
-        leads["job_title"] = leads[title_col]
-        report["title_column"] = title_col
-        inferred.append(f"job titles read from {title_col!r} (seniority and function)")
+    title_col = _job_titles(leads, inferred, report)
     leads[id_col] = ids.to_numpy()
-
-    events = None
-    rejected_events: list[RowError] = []
-    source = str(path.resolve())
-    if events_path is not None:
-        ev = read_events(events_path, strict=strict)
-        events, rejected_events = ev.frame, ev.rejected
-        source = f"{source} + {Path(events_path).resolve()}"
-        if as_of is None and len(events):
-            as_of = events["timestamp"].max().to_pydatetime()
-
+    events, rejected_events, as_of, source = _read_events(path, events_path, strict, as_of)
     config = feature_config if feature_config is not None else FeatureConfig()
     X = build_features(leads, events, as_of=as_of, config=config, id_col=id_col)
     if title_col is not None and "title_seniority" in X.columns:
@@ -326,6 +306,30 @@ def _read_table(
     if len(result.frame) == 0:
         raise ValueError(f"{name}: no usable rows")
     return result
+
+
+def _read_events(
+    path: Path, events_path: str | Path | None, strict: bool, as_of: datetime | None
+) -> tuple[pd.DataFrame | None, list[RowError], datetime | None, str]:
+    """(the events or None, their rejected lines, ``as_of``: by default the latest event,
+    the source of the training set)."""
+    if events_path is None:
+        return None, [], as_of, str(path.resolve())
+    read = read_events(events_path, strict=strict)
+    if as_of is None and len(read.frame):
+        as_of = read.frame["timestamp"].max().to_pydatetime()
+    return read.frame, read.rejected, as_of, f"{path.resolve()} + {Path(events_path).resolve()}"
+
+
+def _job_titles(leads: pd.DataFrame, inferred: list[str], report: dict[str, Any]) -> str | None:
+    """The column of job titles, copied to ``job_title`` (what the feature builder parses)
+    when a CRM names it otherwise."""
+    title_col = title_column(leads.columns)
+    if title_col is not None and title_col != "job_title":
+        leads["job_title"] = leads[title_col]
+        report["title_column"] = title_col
+        inferred.append(f"job titles read from {title_col!r} (seniority and function)")
+    return title_col
 
 
 def _read_labels(

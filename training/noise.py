@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,6 @@ __all__ = [
     "out_of_fold_proba",
 ]
 
-LabelNoiseMode = Literal["none", "prune", "reweight"]
 #: The accepted values of ``TrainConfig.label_noise`` / ``--label-noise``.
 LABEL_NOISE_MODES: tuple[str, ...] = ("none", "prune", "reweight")
 #: The out-of-fold classifier: 2 folds of 40 trees at a high learning rate. On
@@ -168,10 +167,7 @@ def out_of_fold_proba(
 
 
 def confident_flags(
-    proba: np.ndarray,
-    y_index: np.ndarray,
-    *,
-    min_keep_share: float = 0.5,
+    proba: np.ndarray, y_index: np.ndarray, *, min_keep_share: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Confident-learning flags from out-of-fold probabilities."""
     proba = np.asarray(proba, dtype=float)

@@ -119,13 +119,8 @@ class CorrectionSummary:
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics: ``corrections_*`` counts overall, by class, rep, reason, kind, source."""
-        out = {
-            "corrections_labels": float(self.n_labels),
-            "corrections_leads": float(self.n_leads),
-            "corrections_training": float(self.n_training),
-            "corrections_gate": float(self.n_gate),
-            "corrections_new_leads": float(self.n_new_leads),
-        }
+        counted = ("labels", "leads", "training", "gate", "new_leads")
+        out = {f"corrections_{name}": float(getattr(self, f"n_{name}")) for name in counted}
         for head, n in self.n_changed.items():
             out[metric_key("corrections_changed", head)] = float(n)
         for prefix, by_class in (

@@ -105,11 +105,6 @@ class SuggestionSet:
     created_at: datetime
     items: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def method_words(self) -> str:
-        """How the leads were ranked, for a person."""
-        return METHODS.get(self.method, self.method)
-
     def counts(self) -> dict[str, int]:
         """Open, accepted and dismissed suggestions among the stored ones."""
         out = {"open": 0, "accepted": 0, "dismissed": 0}

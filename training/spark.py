@@ -203,9 +203,7 @@ def _bucket_function(plan: _Plan) -> Callable[[pd.DataFrame, pd.DataFrame], pd.D
     return run
 
 
-def _partition_function(
-    plan: _Plan,
-) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def _partition_function(plan: _Plan) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for leads in batches:
             yield _features_of(plan, leads, None)

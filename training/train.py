@@ -27,6 +27,7 @@ from training.promote import CHALLENGER, GateDecision, inputs_from_table, move_a
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from model.classifier import HeadClassifier
     from model.package import LeadReadinessModel
 
 __all__ = [
@@ -200,23 +201,10 @@ def fit_lead_model(
     metadata: dict[str, Any] | None = None,
     trusted: Sequence[bool] | None = None,
 ) -> LeadReadinessModel:
-    """Fit the two-head classifier on a training set and package it (its length is the
-    settings handed through to ``TwoHeadClassifier`` and ``LeadReadinessModel``)."""
-    from model.classifier import HeadClassifier, TwoHeadClassifier
+    """Fit the two-head classifier on a training set and package it."""
+    from model.classifier import TwoHeadClassifier
     from model.features import FeatureConfig
     from model.package import LeadReadinessModel
-
-    def head() -> HeadClassifier:
-        return HeadClassifier(
-            n_estimators=config.n_estimators,
-            learning_rate=config.learning_rate,
-            num_leaves=config.num_leaves,
-            num_threads=config.num_threads,
-            random_state=config.seed,
-            cv_folds=config.cv_folds,
-            decision=config.decision,
-            family=config.family,
-        )
 
     labels = {
         "stage": None if train_set.y_stage is None else train_set.y_stage.to_numpy(dtype=object),
@@ -233,7 +221,9 @@ def fit_lead_model(
         seed=config.seed,
         trusted=trusted,
     )
-    classifier = TwoHeadClassifier(stage_estimator=head(), persona_estimator=head())
+    classifier = TwoHeadClassifier(
+        stage_estimator=_head_classifier(config), persona_estimator=_head_classifier(config)
+    )
     if config.label_noise == "reweight":
         X, y_stage, y_persona, weight = _per_head_rows(train_set.X, noise, weight)
     else:
@@ -252,6 +242,22 @@ def fit_lead_model(
         feature_config=feature_config if feature_config is not None else FeatureConfig(),
         routing=_routing(config),
         metadata=metadata,
+    )
+
+
+def _head_classifier(config: TrainConfig) -> HeadClassifier:
+    """One head as the settings ask for it."""
+    from model.classifier import HeadClassifier
+
+    return HeadClassifier(
+        n_estimators=config.n_estimators,
+        learning_rate=config.learning_rate,
+        num_leaves=config.num_leaves,
+        num_threads=config.num_threads,
+        random_state=config.seed,
+        cv_folds=config.cv_folds,
+        decision=config.decision,
+        family=config.family,
     )
 
 
