@@ -215,15 +215,11 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         cat_idx: list[int] = []
         for col in self.columns_:
             kind = self.kinds_[col]
-            if kind == "text":
-                for tok in self.tokens_[col]:
-                    names.append(f"{col}__{tok}")
-                    sources.append(col)
-            else:
-                if kind == "categorical":
-                    cat_idx.append(len(names))
-                names.append(col)
-                sources.append(col)
+            if kind == "categorical":
+                cat_idx.append(len(names))
+            outputs = [f"{col}__{tok}" for tok in self.tokens_[col]] if kind == "text" else [col]
+            names += outputs
+            sources += [col] * len(outputs)
         self.feature_names_out_ = np.asarray(names, dtype=object)
         self.output_sources_ = sources
         self.output_slices_ = {
@@ -967,7 +963,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         candidates = {"lightgbm": oof}
         linear = linear_report = None
         if self.family != "lightgbm":
-            linear, linear_oof, linear_report = self._fit_linear(Z, y_index, weight, cw, folds)
+            linear, linear_oof, linear_report = self._fit_linear(
+                Z, y_index, weight=weight, fit_weight=weight * cw[y_index], folds=folds
+            )
             candidates.update(linear=linear_oof, blend=0.5 * (oof + linear_oof))
             if self.family != "auto":
                 candidates = {self.family: candidates[self.family]}
@@ -989,8 +987,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self,
         Z: np.ndarray,
         y_index: np.ndarray,
+        *,
         weight: np.ndarray,
-        cw: np.ndarray,
+        fit_weight: np.ndarray,
         folds: np.ndarray,
     ) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
         """The linear family cross-fitted on the same folds: (model, out-of-fold logits, report)."""
@@ -999,7 +998,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             Z,
             y_index,
             weight,
-            weight * cw[y_index],
+            fit_weight,
             folds,
             n_classes=len(self.classes_),
             categorical=list(encoder.categorical_indices_),
@@ -1161,10 +1160,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         report["log_loss_uncalibrated"] = _log_loss(_softmax(raw), y_index, weight)
         logits = raw + self.logit_shift_
         if self.calibration == "auto":
-            # Measured on synthetic leads (600 and 3,000 rows, 6 seeds, ECE on 3,000
-            # unseen rows): temperature scaling lowered ECE and log loss on average,
-            # per-class isotonic overfit small held-out sets. So isotonic competes only
-            # with enough held-out rows of every class; "none" is measured and reported.
+            # isotonic only with 100 rows of every class (docs/design/model.md, "auto")
             counts = np.bincount(y_index, minlength=len(self.classes_))
             methods = ["temperature", "isotonic"] if counts.min() >= 100 else ["temperature"]
             candidates = ["none", *methods]

@@ -230,10 +230,7 @@ def top_reasons(
     out: list[list[dict[str, Any]]] = []
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
     for i, row in enumerate(contributions):
-        # (rank key, merely missing, position, reason); a merely-missing value ranks by a discounted
-        # weight: a rep can act on "3 pricing visits", not on "created date not
-        # given", so the latter leads only when it outweighs every present value
-        # MISSING_DOMINANCE times over.
+        # (rank key, merely missing, position, reason); see MISSING_DOMINANCE
         ranked: list[tuple[float, bool, int, dict[str, Any]]] = []
         for j in order[i]:
             weight = float(row[j])

@@ -4,7 +4,6 @@ Design notes: ``docs/design/training.md``."""
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -18,6 +17,7 @@ from data.coltypes import format_report
 from data.labels import describe_variants, merge_label_variants
 from data.personal import screen_columns, single_column_leaks
 from data.readers import ROW_ID, InputError, RowError, Sample, read_events, read_leads
+from data.values import is_missing
 
 __all__ = ["TrainingSet", "holdout_mask", "load_training_table", "normalize_labels"]
 
@@ -108,21 +108,16 @@ def holdout_mask(ids: Iterable[Any], share: float = 0.2) -> np.ndarray:
 
 
 def _label_text(value: Any) -> str | None:
-    """One label as text; None when missing."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    """One label as text; None when missing or blank."""
+    if is_missing(value, blank=True):
         return None
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return None
-        if float(value).is_integer():
-            return str(int(value))
-        return str(float(value))
+        return str(int(value)) if float(value).is_integer() else str(float(value))
     if isinstance(value, int | np.integer):
         return str(int(value))
-    text = str(value).strip()
-    return text or None
+    return str(value).strip()
 
 
 def normalize_labels(values: pd.Series) -> pd.Series:

@@ -27,10 +27,8 @@ __all__ = [
 
 #: The accepted values of ``TrainConfig.label_noise`` / ``--label-noise``.
 LABEL_NOISE_MODES: tuple[str, ...] = ("none", "prune", "reweight")
-#: The out-of-fold classifier: 2 folds of 40 trees at a high learning rate. On
-#: 20,000 simulated leads it flags as well as 3 folds of 60 trees (persona
-#: flags 99% precise either way) for about 40% of the CPU: ~1.6 s a head, where
-#: the final head takes ~3.5 s (``python -m bench.quality``).
+#: The out-of-fold classifier: 2 folds of 40 trees at a high learning rate (measured:
+#: ``docs/design/training.md``).
 N_FOLDS = 2
 N_ESTIMATORS = 40
 LEARNING_RATE = 0.15

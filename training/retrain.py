@@ -191,17 +191,9 @@ def base_train_config(
 ) -> TrainConfig:
     """The training settings of the base run, with the retrain's overrides."""
     values: dict[str, Any] = dict(logged or {})
-    overrides = {
-        "leads_path": config.leads_path,
-        "events_path": config.events_path,
-        "id_col": config.id_col,
-        "stage_col": config.stage_col,
-        "persona_col": config.persona_col,
-        "f1_tolerance": config.f1_tolerance,
-        "recall_margin": config.recall_margin,
-        "seed": config.seed,
-    }
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = ("leads_path", "events_path", "id_col", "stage_col", "persona_col")
+    overrides += ("f1_tolerance", "recall_margin", "seed")
+    values.update({k: getattr(config, k) for k in overrides if getattr(config, k) is not None})
     which = f"version {base_version}" if base_version else "the base model"
     if values.get("leads_path") is None:
         raise ValueError(

@@ -410,9 +410,6 @@ def build_suggestions(
             "method": ranked.method,
             "created_at": now,
             "status": "open",
-            "decided_by": None,
-            "decided_at": None,
-            "correction_id": None,
         }
         for rank, lead_id in enumerate(ranked.order[: config.keep], start=1)
     ]

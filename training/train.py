@@ -249,15 +249,9 @@ def _head_classifier(config: TrainConfig) -> HeadClassifier:
     """One head as the settings ask for it."""
     from model.classifier import HeadClassifier
 
+    same = ("n_estimators", "learning_rate", "num_leaves", "num_threads", "cv_folds", "decision")
     return HeadClassifier(
-        n_estimators=config.n_estimators,
-        learning_rate=config.learning_rate,
-        num_leaves=config.num_leaves,
-        num_threads=config.num_threads,
-        random_state=config.seed,
-        cv_folds=config.cv_folds,
-        decision=config.decision,
-        family=config.family,
+        random_state=config.seed, family=config.family, **{k: getattr(config, k) for k in same}
     )
 
 
