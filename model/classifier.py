@@ -330,20 +330,13 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     def _build_plan(self) -> list[tuple[str, str, int, Any]]:
         """Per used column: (name, kind, first output index, category codes or token index)."""
         plan: list[tuple[str, str, int, Any]] = []
-        start = 0
         for col in self.columns_:
-            kind = self.kinds_[col]
-            if kind == "numeric":
-                plan.append((col, kind, start, None))
-                start += 1
-            elif kind == "categorical":
-                codes = {c: float(i) for i, c in enumerate(self.categories_[col])}
-                plan.append((col, kind, start, codes))
-                start += 1
-            else:
-                toks = {t: j for j, t in enumerate(self.tokens_[col])}
-                plan.append((col, kind, start, toks))
-                start += len(toks)
+            kind, payload = self.kinds_[col], None
+            if kind == "categorical":
+                payload = {c: float(i) for i, c in enumerate(self.categories_[col])}
+            elif kind == "text":
+                payload = {t: j for j, t in enumerate(self.tokens_[col])}
+            plan.append((col, kind, self.output_slices_[col][0], payload))
         return plan
 
     def transform(self, X: Any) -> np.ndarray:

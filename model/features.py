@@ -129,10 +129,6 @@ def _signal_members(signal: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     )
 
 
-def _window_name(days: float) -> str:
-    return f"{days:g}d"
-
-
 #: Rows of the event matrix :func:`_engagement` takes, shape (7, n_events), int64.
 _LEAD, _TIME, _TYPE, _PAGE, _CONTENT, _TOPIC, _CHANNEL = range(7)
 
@@ -167,7 +163,7 @@ def _type_mask(types: Iterable[str]) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def _plan(config: FeatureConfig) -> _Plan:
-    window_names = [_window_name(w) for w in config.windows]
+    window_names = [f"{w:g}d" for w in config.windows]
     int_names = [f"n_events_{w}" for w in window_names]
     int_names += [f"n_{t}_{w}" for t in EVENT_TYPES for w in window_names]
     int_names += [f"n_{k}_{w}" for k in _KINDS for w in window_names]

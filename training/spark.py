@@ -365,14 +365,13 @@ def _featurize(
     keep_input: bool,
 ) -> DataFrame:
     """The Spark plan of the feature job (lazy: nothing runs until it is written or collected):
-    output fields, the plan the workers run, then one map or a bucketed cogroup with events."""
+    output fields, the plan the workers run, then one map or a bucketed cogroup with events
+    (the callers have checked the events)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructType
 
     if id_col not in leads.columns:
         raise ValueError(f"leads lack the id column {id_col!r}")
-    if events is not None:
-        _check_events(events)
     leads_x, lead_micros = _to_micros(leads)
     events_x, event_micros = _to_micros(events) if events is not None else (None, ())
 
