@@ -179,11 +179,8 @@ def _read(path: Path) -> tuple[pd.DataFrame, list[str]]:
     if "lead_id" not in frame.columns:
         errors.append(RowError(path.name, None, "lead_id", None, "missing column 'lead_id'"))
     if not set(_FIELDS) & set(frame.columns):
-        errors.append(
-            RowError(
-                path.name, None, "stage", None, "missing columns: give 'stage' and/or 'persona'"
-            )
-        )
+        message = "missing columns: give 'stage' and/or 'persona'"
+        errors.append(RowError(path.name, None, "stage", None, message))
     if errors:
         found = ", ".join(repr(str(c)) for c in frame.columns)
         raise InputError(f"{path.name}: {errors[0].message}; the columns are: {found}", errors)
@@ -252,16 +249,12 @@ class _Checker:
         reviewer = cells["reviewer"] or self.reviewer_default
         if reviewer is None:
             bad("reviewer", None, "no reviewer (fill the column or give a default reviewer)")
-        reason = None
-        if cells["reason"] is not None:
-            reason = self.reasons.get(_key(cells["reason"]))
+        reason, given = None, cells["reason"]
+        if given is not None:
+            reason = self.reasons.get(_key(given))
             if reason is None:
                 codes = ", ".join(self.reason_codes)
-                bad(
-                    "reason",
-                    cells["reason"],
-                    f"unknown reason {cells['reason']!r}; use one of {codes}",
-                )
+                bad("reason", given, f"unknown reason {given!r}; use one of {codes}")
         created_at = None
         if cells["created_at"] is not None:
             try:

@@ -333,16 +333,11 @@ def rank_candidates(
                 f"not seen a {head} change to {after} yet: ranked by nearest neighbours instead"
             )
     elif not model.fitted_:
-        wrong = (
-            f" ({sum(model.n_wrong_.values())} with a wrong served answer)"
-            if model.n_wrong_
-            else ""
-        )
-        n_rev = model.n_reviewed_
+        n_wrong, n_rev = sum(model.n_wrong_.values()), model.n_reviewed_
+        wrong = f" ({n_wrong} with a wrong served answer)" if model.n_wrong_ else ""
         note = (
             f"cold start: {n_rev} reviewed lead{'' if n_rev == 1 else 's'}{wrong}; "
-            "the model of corrections "
-            f"needs {config.model.min_corrections} reviewed leads with "
+            f"the model of corrections needs {config.model.min_corrections} reviewed leads with "
             f"{config.model.min_wrong} wrong answers"
         )
     if probability is not None:
