@@ -23,7 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from data.values import is_missing
-from model.linear import fit_linear_cv
+from model.linear import LinearHead, fit_linear_cv
 
 __all__ = [
     "HEADS",
@@ -31,7 +31,6 @@ __all__ = [
     "TableEncoder",
     "TwoHeadClassifier",
     "expected_calibration_error",
-    "normalize_label",
     "normalize_labels",
     "tune_decision_weights",
 ]
@@ -111,18 +110,14 @@ def _tokens(text: str) -> set[str]:
     return {t for t in _TOKEN_RE.findall(text.lower()) if len(t) >= 2}
 
 
-def normalize_label(value: Any) -> str | None:
-    """A label as a string: ``True`` → ``"True"``, ``1``/``1.0`` → ``"1"``; missing → None."""
-    return _to_key(value)
-
-
 def normalize_labels(y: Any) -> np.ndarray:
-    """Labels as an object array of ``str`` or ``None`` (missing), shape (n_rows,)."""
+    """Labels as an object array of ``str`` or ``None`` (missing), shape (n_rows,):
+    ``True`` → ``"True"``, ``1``/``1.0`` → ``"1"``."""
     values = y.to_numpy(dtype=object) if isinstance(y, pd.Series) else np.asarray(y, dtype=object)
     values = values.reshape(-1) if values.ndim > 1 and values.shape[1] == 1 else values
     if values.ndim != 1:
         raise ValueError(f"labels must be one-dimensional, got shape {values.shape}")
-    return np.array([normalize_label(v) for v in values], dtype=object)
+    return np.array([_to_key(v) for v in values], dtype=object)
 
 
 def expected_calibration_error(
@@ -220,15 +215,11 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         cat_idx: list[int] = []
         for col in self.columns_:
             kind = self.kinds_[col]
-            if kind == "text":
-                for tok in self.tokens_[col]:
-                    names.append(f"{col}__{tok}")
-                    sources.append(col)
-            else:
-                if kind == "categorical":
-                    cat_idx.append(len(names))
-                names.append(col)
-                sources.append(col)
+            if kind == "categorical":
+                cat_idx.append(len(names))
+            outputs = [f"{col}__{tok}" for tok in self.tokens_[col]] if kind == "text" else [col]
+            names += outputs
+            sources += [col] * len(outputs)
         self.feature_names_out_ = np.asarray(names, dtype=object)
         self.output_sources_ = sources
         self.output_slices_ = {
@@ -339,20 +330,13 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     def _build_plan(self) -> list[tuple[str, str, int, Any]]:
         """Per used column: (name, kind, first output index, category codes or token index)."""
         plan: list[tuple[str, str, int, Any]] = []
-        start = 0
         for col in self.columns_:
-            kind = self.kinds_[col]
-            if kind == "numeric":
-                plan.append((col, kind, start, None))
-                start += 1
-            elif kind == "categorical":
-                codes = {c: float(i) for i, c in enumerate(self.categories_[col])}
-                plan.append((col, kind, start, codes))
-                start += 1
-            else:
-                toks = {t: j for j, t in enumerate(self.tokens_[col])}
-                plan.append((col, kind, start, toks))
-                start += len(toks)
+            kind, payload = self.kinds_[col], None
+            if kind == "categorical":
+                payload = {c: float(i) for i, c in enumerate(self.categories_[col])}
+            elif kind == "text":
+                payload = {t: j for j, t in enumerate(self.tokens_[col])}
+            plan.append((col, kind, self.output_slices_[col][0], payload))
         return plan
 
     def transform(self, X: Any) -> np.ndarray:
@@ -735,11 +719,7 @@ class _ClassTreeShap:
         head, _, rest = text.partition("\nTree=")
         trees_text, _, _ = ("Tree=" + rest).partition("end of trees")
         blocks = [b for b in re.split(r"\n(?=Tree=\d+\n)", trees_text.strip()) if b.strip()]
-        header: dict[str, str] = {}
-        for line in head.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                header[key] = value
+        header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
         k = int(header.get("num_tree_per_iteration", "1"))
         if k < 2 or len(blocks) % k:
             raise ValueError(
@@ -950,8 +930,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         index: pd.Index,
     ) -> None:
         """Cross-fitting: out-of-fold logits and round counts, then one booster on all rows,
-        then the family chosen (:meth:`_choose_family`); one pass over the folds, kept whole so
-        the state it sets on ``self`` reads in order."""
+        then the family chosen (:meth:`_choose_family`)."""
         K = int(folds.max()) + 1
         k = len(self.classes_)
         oof = np.zeros((len(y_index), k))
@@ -975,24 +954,12 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.n_train_rows_ = len(y_index)
         halves = _row_uniforms(index, self.random_state, "halves")
         candidates = {"lightgbm": oof}
-        linear_report = None
+        linear = linear_report = None
         if self.family != "lightgbm":
-            linear, linear_oof, linear_report = fit_linear_cv(
-                Z,
-                y_index,
-                weight,
-                weight * cw[y_index],
-                folds,
-                n_classes=k,
-                categorical=list(self.encoder_.categorical_indices_),
-                n_categories=[
-                    len(self.encoder_.categories_[self.encoder_.output_sources_[j]])
-                    for j in self.encoder_.categorical_indices_
-                ],
-                logit_shift=self.logit_shift_,
+            linear, linear_oof, linear_report = self._fit_linear(
+                Z, y_index, weight=weight, fit_weight=weight * cw[y_index], folds=folds
             )
-            candidates["linear"] = linear_oof
-            candidates["blend"] = 0.5 * (oof + linear_oof)
+            candidates.update(linear=linear_oof, blend=0.5 * (oof + linear_oof))
             if self.family != "auto":
                 candidates = {self.family: candidates[self.family]}
         chosen, scores, proba = self._choose_family(Z, y_index, weight, halves, candidates)
@@ -1008,6 +975,32 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             "families": scores,
             "linear": linear_report,
         }
+
+    def _fit_linear(
+        self,
+        Z: np.ndarray,
+        y_index: np.ndarray,
+        *,
+        weight: np.ndarray,
+        fit_weight: np.ndarray,
+        folds: np.ndarray,
+    ) -> tuple[LinearHead, np.ndarray, dict[str, Any]]:
+        """The linear family cross-fitted on the same folds: (model, out-of-fold logits, report)."""
+        encoder = self.encoder_
+        return fit_linear_cv(
+            Z,
+            y_index,
+            weight,
+            fit_weight,
+            folds,
+            n_classes=len(self.classes_),
+            categorical=list(encoder.categorical_indices_),
+            n_categories=[
+                len(encoder.categories_[encoder.output_sources_[j]])
+                for j in encoder.categorical_indices_
+            ],
+            logit_shift=self.logit_shift_,
+        )
 
     def _choose_family(
         self,
@@ -1160,10 +1153,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         report["log_loss_uncalibrated"] = _log_loss(_softmax(raw), y_index, weight)
         logits = raw + self.logit_shift_
         if self.calibration == "auto":
-            # Measured on synthetic leads (600 and 3,000 rows, 6 seeds, ECE on 3,000
-            # unseen rows): temperature scaling lowered ECE and log loss on average,
-            # per-class isotonic overfit small held-out sets. So isotonic competes only
-            # with enough held-out rows of every class; "none" is measured and reported.
+            # isotonic only with 100 rows of every class (docs/design/model.md, "auto")
             counts = np.bincount(y_index, minlength=len(self.classes_))
             methods = ["temperature", "isotonic"] if counts.min() >= 100 else ["temperature"]
             candidates = ["none", *methods]
@@ -1376,10 +1366,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
-        state.pop("_path_cache", None)
-        state.pop("_compiled", None)
-        state.pop("_shap_cache", None)
-        state.pop("_tree_view", None)
+        for cache in ("_path_cache", "_compiled", "_shap_cache", "_tree_view"):
+            state.pop(cache, None)
         return state
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -1402,15 +1390,6 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
 # --------------------------------------------------------------------------- two heads
 
 
-def _head_labels(y: Any, n_rows: int, head: str) -> np.ndarray | None:
-    if y is None:
-        return None
-    labels = normalize_labels(y)
-    if len(labels) != n_rows:
-        raise ValueError(f"y_{head} has {len(labels)} rows, X has {n_rows}")
-    return labels
-
-
 class TwoHeadClassifier(BaseEstimator):
     """The buying-stage head and the persona head, each fit on the rows with its label."""
 
@@ -1424,11 +1403,7 @@ class TwoHeadClassifier(BaseEstimator):
         self.persona_estimator = persona_estimator
 
     def fit(
-        self,
-        X: pd.DataFrame,
-        y_stage: Any = None,
-        y_persona: Any = None,
-        sample_weight: Any = None,
+        self, X: pd.DataFrame, y_stage: Any = None, y_persona: Any = None, sample_weight: Any = None
     ) -> TwoHeadClassifier:
         """Fit each head on the rows that carry its label."""
         frame, _ = _as_frame(X)
@@ -1441,9 +1416,11 @@ class TwoHeadClassifier(BaseEstimator):
         templates = {"stage": self.stage_estimator, "persona": self.persona_estimator}
         fitted: dict[str, HeadClassifier] = {}
         for head, y in (("stage", y_stage), ("persona", y_persona)):
-            labels = _head_labels(y, n, head)
-            if labels is None:
+            if y is None:
                 continue
+            labels = normalize_labels(y)
+            if len(labels) != n:
+                raise ValueError(f"y_{head} has {len(labels)} rows, X has {n}")
             rows = np.flatnonzero([v is not None for v in labels])
             if rows.size == 0:
                 continue

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from data.schema import EVENT_TYPES
+from data.values import is_missing
 from model.titles import TITLE_FEATURES, parse_title, parse_titles
 
 __all__ = [
@@ -128,10 +129,6 @@ def _signal_members(signal: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     )
 
 
-def _window_name(days: float) -> str:
-    return f"{days:g}d"
-
-
 #: Rows of the event matrix :func:`_engagement` takes, shape (7, n_events), int64.
 _LEAD, _TIME, _TYPE, _PAGE, _CONTENT, _TOPIC, _CHANNEL = range(7)
 
@@ -166,7 +163,7 @@ def _type_mask(types: Iterable[str]) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def _plan(config: FeatureConfig) -> _Plan:
-    window_names = [_window_name(w) for w in config.windows]
+    window_names = [f"{w:g}d" for w in config.windows]
     int_names = [f"n_events_{w}" for w in window_names]
     int_names += [f"n_{t}_{w}" for t in EVENT_TYPES for w in window_names]
     int_names += [f"n_{k}_{w}" for k in _KINDS for w in window_names]
@@ -267,17 +264,25 @@ def _lead_time_order(lead: np.ndarray, t_ns: np.ndarray, n_leads: int) -> np.nda
 def _engagement(
     events: np.ndarray, *, n_leads: int, as_of_ns: int, config: FeatureConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Engagement features of ``n_leads`` leads from an event matrix."""
+    """Engagement features of ``n_leads`` leads from an event matrix: (counts, reals)."""
     plan = _plan(config)
     lead, t_ns = events[_LEAD], events[_TIME]
     keep = np.flatnonzero((lead >= 0) & (t_ns != _NAT) & (t_ns <= as_of_ns))
     # Sort by (lead, time): per-lead sums then add up in the same order in both paths.
     order = keep[_lead_time_order(lead[keep], t_ns[keep], n_leads)]
-    lead, t_ns, type_code, page_kind, content_kind, topic, channel = np.take(events, order, axis=1)
+    kept = np.take(events, order, axis=1)
+    age = (as_of_ns - kept[_TIME]) / _DAY_NS
+    return _counts(kept, age, n_leads, plan, config), _reals(kept, age, n_leads, plan, config)
 
+
+def _counts(
+    events: np.ndarray, age: np.ndarray, n_leads: int, plan: _Plan, config: FeatureConfig
+) -> np.ndarray:
+    """Event counts per window, type and kind, breadth and the busiest minute of each lead
+    (the events sorted by lead and time), shape (n_leads, len(plan.int_names))."""
+    lead, t_ns, type_code, page_kind, content_kind, topic, channel = events
     n_types, n_kinds, n_windows = len(EVENT_TYPES), len(_KINDS), len(plan.windows)
     n_buckets = n_windows + 1
-    age = (as_of_ns - t_ns) / _DAY_NS
     # bucket j < n_windows: the smallest window that holds the event; n_windows: none.
     bucket = np.searchsorted(plan.windows, age, side="right")
 
@@ -313,7 +318,7 @@ def _engagement(
     # Bot-likeness: most events of one lead within burst_seconds of one of them.
     busiest = _busiest_span(lead, t_ns, n_leads, int(config.burst_seconds * 1e9))
 
-    counts = np.concatenate(
+    return np.concatenate(
         [
             all_types[:, :n_windows],
             # explicit widths: a reshape to (0, -1) is ambiguous with no leads
@@ -326,6 +331,13 @@ def _engagement(
         axis=1,
     )
 
+
+def _reals(
+    events: np.ndarray, age: np.ndarray, n_leads: int, plan: _Plan, config: FeatureConfig
+) -> np.ndarray:
+    """Decayed engagement, recency per signal and velocity of each lead (the events sorted
+    by lead and time), shape (n_leads, len(plan.float_names))."""
+    lead, _, type_code, page_kind, content_kind, _, _ = events
     weight = np.exp2(-age / config.half_life_days)
     late = (
         plan.late_type[type_code] | plan.late_kind[page_kind + 1] | plan.late_kind[content_kind + 1]
@@ -354,7 +366,7 @@ def _engagement(
         spans[:, 1] * (config.velocity_days / config.velocity_prior_days) + 1.0
     )
 
-    reals = np.concatenate(
+    return np.concatenate(
         [
             decayed[:, None],
             decayed_late[:, None],
@@ -363,19 +375,9 @@ def _engagement(
         ],
         axis=1,
     )
-    return counts, reals
 
 
 # --------------------------------------------------------------------------- scalars
-
-
-def _missing(value: object) -> bool:
-    return (
-        value is None
-        or value is pd.NA
-        or value is pd.NaT
-        or (isinstance(value, float) and math.isnan(value))
-    )
 
 
 def _datetime_ns(value: datetime) -> int:
@@ -403,7 +405,7 @@ def _ns(value: object) -> int:
         return _datetime_ns(value)
     if isinstance(value, date):
         return _datetime_ns(datetime(value.year, value.month, value.day))
-    if _missing(value):
+    if is_missing(value):
         return _NAT
     if isinstance(value, np.datetime64):
         return _ns(pd.Timestamp(value))
@@ -436,7 +438,7 @@ def _date_value_ns(value: object) -> int:
 
 def _size_log(value: object) -> float:
     """log(1 + company size); NaN for missing, negative or non-numeric sizes."""
-    if isinstance(value, bool) or _missing(value):
+    if isinstance(value, bool) or is_missing(value):
         return math.nan
     try:
         size = float(value)  # type: ignore[arg-type]
@@ -512,7 +514,7 @@ def _code(value: object, seen: dict[object, int]) -> int:
     """Code of a topic or channel by first appearance; -1 when missing or blank."""
     if isinstance(value, str):
         return seen.setdefault(value, len(seen)) if value.strip() else -1
-    return -1 if _missing(value) else seen.setdefault(value, len(seen))
+    return -1 if is_missing(value) else seen.setdefault(value, len(seen))
 
 
 def _records_matrix(events: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -696,6 +698,30 @@ def _company_size_log(values: pd.Series) -> np.ndarray:
     return np.append(lookup, np.nan)[codes]
 
 
+def _profile_columns(
+    leads: pd.DataFrame, excluded: set[str], as_of_ns: int
+) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+    """(the lead columns kept as they are, each other date column as days before ``as_of``,
+    the lead's age in days from ``created_at``)."""
+    own_cols: list[str] = []
+    date_days: dict[str, np.ndarray] = {}
+    created_days = np.full(len(leads), np.nan)
+    for col in leads.columns:
+        if col in excluded:
+            continue
+        values = leads[col]
+        if not (pd.api.types.is_datetime64_any_dtype(values.dtype) or _date_name(col)):
+            own_cols.append(col)
+            continue
+        t_ns = _date_column_ns(values)
+        days = np.where(t_ns == _NAT, np.nan, (as_of_ns - t_ns).astype(np.float64) / _DAY_NS)
+        if col == "created_at":
+            created_days = days
+        else:
+            date_days[_days_column(col)] = days
+    return own_cols, date_days, created_days
+
+
 def build_features(
     leads: pd.DataFrame,
     events: pd.DataFrame | EventCodes | None = None,
@@ -720,25 +746,7 @@ def build_features(
         matrix = _events_matrix(events, ids) if events is not None else None
     as_of_ns = _resolve_as_of(as_of, matrix)
 
-    excluded = set(exclude) | {id_col}
-    own_cols: list[str] = []
-    date_days: dict[str, np.ndarray] = {}
-    created_days = np.full(n_leads, np.nan)
-    for col in leads.columns:
-        if col in excluded:
-            continue
-        values = leads[col]
-        is_date = pd.api.types.is_datetime64_any_dtype(values.dtype) or _date_name(col)
-        if not is_date:
-            own_cols.append(col)
-            continue
-        t_ns = _date_column_ns(values)
-        days = np.where(t_ns == _NAT, np.nan, (as_of_ns - t_ns).astype(np.float64) / _DAY_NS)
-        if col == "created_at":
-            created_days = days
-        else:
-            date_days[_days_column(col)] = days
-
+    own_cols, date_days, created_days = _profile_columns(leads, set(exclude) | {id_col}, as_of_ns)
     titles = (
         parse_titles(leads["job_title"])
         if "job_title" in leads.columns

@@ -4,6 +4,7 @@ Design notes: ``docs/design/model.md``."""
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import warnings
 from typing import Any
 
@@ -17,9 +18,7 @@ __all__ = ["LinearHead", "fit_linear_cv"]
 
 #: C values tried by :func:`fit_linear_cv` (on standardised columns), weakest fit first.
 C_GRID: tuple[float, ...] = (0.003, 0.03, 0.3, 3.0)
-#: Most rows a linear fit uses (a fixed random subset beyond): a few hundred
-#: coefficients are settled long before, and the 13 fits of a head cost ~16 s CPU
-#: on 20,000 simulated leads (230 design columns), growing linearly with rows.
+#: Most rows a linear fit uses (a fixed random subset beyond; docs/design/model.md).
 MAX_FIT_ROWS = 20_000
 
 
@@ -200,27 +199,13 @@ def fit_linear_cv(
             warm = part.model_
             oof[c][out] = S[out] @ part.coef_.T + part.intercept_
 
-    # The folds' chains are independent (each writes its own rows): two threads run
-    # them side by side. Their numpy/BLAS work releases the GIL, and with BLAS held
-    # to one thread each, two chains use both cores (100,000 simulated leads: the
-    # linear candidate's share of training fell by about a third).
+    # Two threads, one fold's chain each (docs/design/model.md, fit_linear_cv).
     with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="linear-cv") as pool:
         list(pool.map(fold_chain, range(K)))
     scores = {c: _weighted_log_loss(oof[c], logit_shift, y_index, weight) for c in grid}
     best = min(grid, key=lambda c: (scores[c], grid.index(c)))
-    head = LinearHead(n_classes, categorical, n_categories, C=best)
-    head.numeric_, head.lo_, head.hi_, head.fill_ = (
-        probe.numeric_,
-        probe.lo_,
-        probe.hi_,
-        probe.fill_,
-    )
-    head.indicator_, head.owner_, head.n_features_ = (
-        probe.indicator_,
-        probe.owner_,
-        probe.n_features_,
-    )
-    head.scaler_ = probe.scaler_
+    head = copy.copy(probe)  # the layout and scaler of every fit above
+    head.C = best
     rows = _capped(np.arange(len(y_index)))
     head.fit_standardised(S[rows], y_index[rows], fit_weight[rows])
     report = {

@@ -47,6 +47,7 @@ _KIND_PHRASES: dict[str, tuple[str, str]] = {
     "learning": ("blog or ebook read", "blog or ebook reads"),
     "product": ("product-page view", "product-page views"),
 }
+_PHRASES = {**_EVENT_PHRASES, **_KIND_PHRASES}
 #: Recency signals of model.features: what "last …" refers to.
 _SIGNAL_PHRASES: dict[str, str] = {
     "pricing": "pricing-page visit",
@@ -143,11 +144,7 @@ def describe(feature: str, value: Any) -> str:
     match = _WINDOW_RE.match(feature)
     if match and x is not None:
         what, days = match["what"], match["days"]
-        phrases = (
-            ("event", "events")
-            if what == "events"
-            else _EVENT_PHRASES.get(what) or _KIND_PHRASES.get(what)
-        )
+        phrases = ("event", "events") if what == "events" else _PHRASES.get(what)
         if phrases is not None:
             if x == 0:
                 return f"no {phrases[1]} {_window(days)}"
@@ -156,7 +153,7 @@ def describe(feature: str, value: Any) -> str:
         signal = feature.removeprefix("days_since_")
         thing = _SIGNAL_PHRASES.get(signal)
         if thing is None:
-            phrases = _EVENT_PHRASES.get(signal) or _KIND_PHRASES.get(signal)
+            phrases = _PHRASES.get(signal)
             thing = phrases[0] if phrases else signal.replace("_", " ")
         if x is None:
             return f"no {thing} on record"
@@ -230,10 +227,7 @@ def top_reasons(
     out: list[list[dict[str, Any]]] = []
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")
     for i, row in enumerate(contributions):
-        # (rank key, merely missing, position, reason); a merely-missing value ranks by a discounted
-        # weight: a rep can act on "3 pricing visits", not on "created date not
-        # given", so the latter leads only when it outweighs every present value
-        # MISSING_DOMINANCE times over.
+        # (rank key, merely missing, position, reason); see MISSING_DOMINANCE
         ranked: list[tuple[float, bool, int, dict[str, Any]]] = []
         for j in order[i]:
             weight = float(row[j])

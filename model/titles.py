@@ -22,31 +22,13 @@ __all__ = [
 
 #: Seniority labels, most senior first; ``unknown`` when no rule matches.
 SENIORITIES: tuple[str, ...] = (
-    "c_level",
-    "vp",
-    "director",
-    "head",
-    "manager",
-    "senior_ic",
-    "ic",
-    "student",
-    "unknown",
-)
+    "c_level", "vp", "director", "head", "manager", "senior_ic", "ic", "student", "unknown",
+)  # fmt: skip
 #: Function labels; ``other`` when no rule matches.
 FUNCTIONS: tuple[str, ...] = (
-    "engineering",
-    "it",
-    "data",
-    "finance",
-    "procurement",
-    "marketing",
-    "sales",
-    "operations",
-    "hr",
-    "executive",
-    "education",
-    "other",
-)
+    "engineering", "it", "data", "finance", "procurement", "marketing", "sales", "operations",
+    "hr", "executive", "education", "other",
+)  # fmt: skip
 #: Names of the columns :func:`parse_titles` returns.
 TITLE_FEATURES: tuple[str, ...] = ("title_seniority", "title_function")
 
@@ -229,9 +211,7 @@ def _label_one(regex: re.Pattern[str], labels: np.ndarray, title: str) -> str:
 
 def parse_title(title: object) -> tuple[str, str]:
     """Seniority and function of one job title."""
-    if not isinstance(title, str) or not title.strip():
-        return _UNKNOWN_SENIORITY, _OTHER_FUNCTION
-    return _parse_text(title)
+    return _parse_text(title) if _usable(title) else (_UNKNOWN_SENIORITY, _OTHER_FUNCTION)
 
 
 @lru_cache(maxsize=4096)

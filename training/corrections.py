@@ -92,16 +92,9 @@ class ImportResult:
             writer.writerow([*_REPORT_COLUMNS, *IMPORT_COLUMNS])
             for e in self.rejected:
                 raw = by_row.get(e.row or -1, {})
-                writer.writerow(
-                    [
-                        e.file,
-                        "" if e.row is None else e.row,
-                        e.column or "",
-                        "" if e.value is None else e.value,
-                        e.message,
-                        *(_text(raw.get(c)) or "" for c in IMPORT_COLUMNS),
-                    ]
-                )
+                cells = (e.file, e.row, e.column, e.value, e.message)
+                given = (_text(raw.get(c)) or "" for c in IMPORT_COLUMNS)
+                writer.writerow([*("" if cell is None else cell for cell in cells), *given])
         return path
 
 
@@ -186,11 +179,8 @@ def _read(path: Path) -> tuple[pd.DataFrame, list[str]]:
     if "lead_id" not in frame.columns:
         errors.append(RowError(path.name, None, "lead_id", None, "missing column 'lead_id'"))
     if not set(_FIELDS) & set(frame.columns):
-        errors.append(
-            RowError(
-                path.name, None, "stage", None, "missing columns: give 'stage' and/or 'persona'"
-            )
-        )
+        message = "missing columns: give 'stage' and/or 'persona'"
+        errors.append(RowError(path.name, None, "stage", None, message))
     if errors:
         found = ", ".join(repr(str(c)) for c in frame.columns)
         raise InputError(f"{path.name}: {errors[0].message}; the columns are: {found}", errors)
@@ -259,16 +249,12 @@ class _Checker:
         reviewer = cells["reviewer"] or self.reviewer_default
         if reviewer is None:
             bad("reviewer", None, "no reviewer (fill the column or give a default reviewer)")
-        reason = None
-        if cells["reason"] is not None:
-            reason = self.reasons.get(_key(cells["reason"]))
+        reason, given = None, cells["reason"]
+        if given is not None:
+            reason = self.reasons.get(_key(given))
             if reason is None:
                 codes = ", ".join(self.reason_codes)
-                bad(
-                    "reason",
-                    cells["reason"],
-                    f"unknown reason {cells['reason']!r}; use one of {codes}",
-                )
+                bad("reason", given, f"unknown reason {given!r}; use one of {codes}")
         created_at = None
         if cells["created_at"] is not None:
             try:
@@ -318,8 +304,7 @@ def import_corrections(
     reviewer_default: str | None = None,
     dry_run: bool = False,
 ) -> ImportResult:
-    """Validate a corrections export and append its good rows to the store (read, check each
-    row, write the good ones: one pass kept whole so a row's fate reads in one place)."""
+    """Validate a corrections export and append its good rows to the store."""
     path = Path(path)
     if reasons is None:
         reasons = dict(CORRECTION_REASONS)
@@ -334,6 +319,20 @@ def import_corrections(
         if row is not None:
             good.append(row)
     result = ImportResult(path=path, n_rows=len(frame), ignored_columns=ignored, dry_run=dry_run)
+    _write(store, good, result, errors)
+    errors.sort(key=lambda e: e.row or 0)
+    result.rejected = errors
+    rows = sorted({e.row for e in errors if e.row is not None})
+    rejected = frame.iloc[[r - 1 for r in rows]] if rows else frame.iloc[:0]
+    rejected = rejected.drop(columns=["row"], errors="ignore").copy()
+    rejected.insert(0, "row", rows)
+    result.rejected_rows = rejected.reset_index(drop=True)
+    return result
+
+
+def _write(store: Store, good: list[_Row], result: ImportResult, errors: list[RowError]) -> None:
+    """Append the checked rows (counted only on a dry run), skipping what the same import
+    wrote before; the store's refusals go to ``errors``."""
     latest = _latest_imports(store) if good else {}
     for row in good:
         current: dict[str, str | None] | None = None
@@ -346,7 +345,7 @@ def import_corrections(
             if current is None:
                 current = store.labels_for(row.lead_id)
             kind = "confirm" if current.get(f) == label else "reclassify"
-            if dry_run:
+            if result.dry_run:
                 result.written += 1
                 result.confirmed += kind == "confirm"
                 continue
@@ -364,21 +363,13 @@ def import_corrections(
                     created_at=row.created_at,
                 )
             except (KeyError, ValueError) as exc:
-                errors.append(_store_error(path.name, row, f, exc))
+                errors.append(_store_error(result.path.name, row, f, exc))
                 continue
             latest[key] = signature
             current[f] = label
             result.written += 1
             result.confirmed += kind == "confirm"
             result.conflicts += stored.conflict
-    errors.sort(key=lambda e: e.row or 0)
-    result.rejected = errors
-    rows = sorted({e.row for e in errors if e.row is not None})
-    rejected = frame.iloc[[r - 1 for r in rows]] if rows else frame.iloc[:0]
-    rejected = rejected.drop(columns=["row"], errors="ignore").copy()
-    rejected.insert(0, "row", rows)
-    result.rejected_rows = rejected.reset_index(drop=True)
-    return result
 
 
 def _latest_imports(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:

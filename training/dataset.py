@@ -4,7 +4,6 @@ Design notes: ``docs/design/training.md``."""
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -18,13 +17,9 @@ from data.coltypes import format_report
 from data.labels import describe_variants, merge_label_variants
 from data.personal import screen_columns, single_column_leaks
 from data.readers import ROW_ID, InputError, RowError, Sample, read_events, read_leads
+from data.values import is_missing
 
-__all__ = [
-    "TrainingSet",
-    "holdout_mask",
-    "load_training_table",
-    "normalize_labels",
-]
+__all__ = ["TrainingSet", "holdout_mask", "load_training_table", "normalize_labels"]
 
 #: The slice columns reported when present in a table (besides the labels).
 DEFAULT_SLICE_COLUMNS: tuple[str, ...] = ("lead_source",)
@@ -113,21 +108,16 @@ def holdout_mask(ids: Iterable[Any], share: float = 0.2) -> np.ndarray:
 
 
 def _label_text(value: Any) -> str | None:
-    """One label as text; None when missing."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    """One label as text; None when missing or blank."""
+    if is_missing(value, blank=True):
         return None
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return None
-        if float(value).is_integer():
-            return str(int(value))
-        return str(float(value))
+        return str(int(value)) if float(value).is_integer() else str(float(value))
     if isinstance(value, int | np.integer):
         return str(int(value))
-    text = str(value).strip()
-    return text or None
+    return str(value).strip()
 
 
 def normalize_labels(values: pd.Series) -> pd.Series:
@@ -201,7 +191,7 @@ def load_training_table(
     """Read a lead table (and events) and turn it into a :class:`TrainingSet`: read and check
     the table, its labels, the columns screened and typed, leaks dropped, features built.
     ``inferred`` (what a person should know, in words) and ``report`` (the input report)
-    gather what each step found."""
+    gather what each step found; one pass, as each step reads what the one before left."""
     from model.features import FeatureConfig, build_features
 
     path = Path(leads_path)
@@ -223,24 +213,9 @@ def load_training_table(
         dropped |= set(leaked)
     # Every column left out of the features and why, for the column report.
     report["excluded_columns"] = _excluded_columns(screened, leaked, exclude, unusable)
-    title_col = title_column(leads.columns)
-    if title_col is not None and title_col != "job_title":
-        # The feature builder parses ``job_title``; a CRM names it otherwise.
-        leads["job_title"] = leads[title_col]
-        report["title_column"] = title_col
-        inferred.append(f"job titles read from {title_col!r} (seniority and function)")
+    title_col = _job_titles(leads, inferred, report)
     leads[id_col] = ids.to_numpy()
-
-    events = None
-    rejected_events: list[RowError] = []
-    source = str(path.resolve())
-    if events_path is not None:
-        ev = read_events(events_path, strict=strict)
-        events, rejected_events = ev.frame, ev.rejected
-        source = f"{source} + {Path(events_path).resolve()}"
-        if as_of is None and len(events):
-            as_of = events["timestamp"].max().to_pydatetime()
-
+    events, rejected_events, as_of, source = _read_events(path, events_path, strict, as_of)
     config = feature_config if feature_config is not None else FeatureConfig()
     X = build_features(leads, events, as_of=as_of, config=config, id_col=id_col)
     if title_col is not None and "title_seniority" in X.columns:
@@ -326,6 +301,30 @@ def _read_table(
     if len(result.frame) == 0:
         raise ValueError(f"{name}: no usable rows")
     return result
+
+
+def _read_events(
+    path: Path, events_path: str | Path | None, strict: bool, as_of: datetime | None
+) -> tuple[pd.DataFrame | None, list[RowError], datetime | None, str]:
+    """(the events or None, their rejected lines, ``as_of``: by default the latest event,
+    the source of the training set)."""
+    if events_path is None:
+        return None, [], as_of, str(path.resolve())
+    read = read_events(events_path, strict=strict)
+    if as_of is None and len(read.frame):
+        as_of = read.frame["timestamp"].max().to_pydatetime()
+    return read.frame, read.rejected, as_of, f"{path.resolve()} + {Path(events_path).resolve()}"
+
+
+def _job_titles(leads: pd.DataFrame, inferred: list[str], report: dict[str, Any]) -> str | None:
+    """The column of job titles, copied to ``job_title`` (what the feature builder parses)
+    when a CRM names it otherwise."""
+    title_col = title_column(leads.columns)
+    if title_col is not None and title_col != "job_title":
+        leads["job_title"] = leads[title_col]
+        report["title_column"] = title_col
+        inferred.append(f"job titles read from {title_col!r} (seniority and function)")
+    return title_col
 
 
 def _read_labels(
@@ -496,23 +495,10 @@ def _excluded_columns(
 
 
 #: Column names (as ``data.labels.label_key`` gives them) that hold a job title.
-_TITLE_NAMES = (
-    "jobtitle",
-    "title",
-    "position",
-    "jobposition",
-    "role",
-    "jobrole",
-    "poste",
-    "fonction",
-    "intituledeposte",
-    "berufsbezeichnung",
-    "position",
-    "cargo",
-    "puesto",
-    "functie",
-    "functietitel",
-)
+_TITLE_NAMES = frozenset((
+    "jobtitle", "title", "position", "jobposition", "role", "jobrole", "poste", "fonction",
+    "intituledeposte", "berufsbezeichnung", "cargo", "puesto", "functie", "functietitel",
+))  # fmt: skip
 
 
 def title_column(columns: Iterable[Any]) -> str | None:

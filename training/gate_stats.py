@@ -39,15 +39,6 @@ class HeadComparison:
                 out[key] = [float(v) for v in out[key]]
         return out
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HeadComparison:
-        """The inverse of :meth:`to_dict`."""
-        values = dict(data)
-        for key in ("challenger_interval", "champion_interval", "difference_interval"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
-
     @property
     def inside_noise(self) -> bool:
         """True when the difference's interval contains 0."""

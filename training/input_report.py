@@ -15,12 +15,7 @@ from rich.markup import escape
 from data.personal import open_private
 from data.values import utc_now
 
-__all__ = [
-    "print_read_summary",
-    "print_training_input",
-    "rejected_report_path",
-    "write_rejected",
-]
+__all__ = ["print_read_summary", "print_training_input", "rejected_report_path", "write_rejected"]
 
 #: Rejected lines printed before "and N more".
 _SHOWN = 10
@@ -40,16 +35,8 @@ def write_rejected(path: Path, errors: Iterable[Any]) -> Path:
         writer = csv.writer(fh)
         writer.writerow(["file", "line", "row", "column", "value", "message"])
         for e in errors:
-            writer.writerow(
-                [
-                    e.file,
-                    "" if e.line is None else e.line,
-                    "" if e.row is None else e.row,
-                    e.column or "",
-                    "" if e.value is None else e.value,
-                    e.message,
-                ]
-            )
+            cells = (e.file, e.line, e.row, e.column, e.value, e.message)
+            writer.writerow(["" if cell is None else cell for cell in cells])
     return path
 
 

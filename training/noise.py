@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,13 +25,10 @@ __all__ = [
     "out_of_fold_proba",
 ]
 
-LabelNoiseMode = Literal["none", "prune", "reweight"]
 #: The accepted values of ``TrainConfig.label_noise`` / ``--label-noise``.
 LABEL_NOISE_MODES: tuple[str, ...] = ("none", "prune", "reweight")
-#: The out-of-fold classifier: 2 folds of 40 trees at a high learning rate. On
-#: 20,000 simulated leads it flags as well as 3 folds of 60 trees (persona
-#: flags 99% precise either way) for about 40% of the CPU: ~1.6 s a head, where
-#: the final head takes ~3.5 s (``python -m bench.quality``).
+#: The out-of-fold classifier: 2 folds of 40 trees at a high learning rate (measured:
+#: ``docs/design/training.md``).
 N_FOLDS = 2
 N_ESTIMATORS = 40
 LEARNING_RATE = 0.15
@@ -168,10 +165,7 @@ def out_of_fold_proba(
 
 
 def confident_flags(
-    proba: np.ndarray,
-    y_index: np.ndarray,
-    *,
-    min_keep_share: float = 0.5,
+    proba: np.ndarray, y_index: np.ndarray, *, min_keep_share: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Confident-learning flags from out-of-fold probabilities."""
     proba = np.asarray(proba, dtype=float)

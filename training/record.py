@@ -67,8 +67,7 @@ def prediction_records(
     input_columns: Sequence[str] | None = None,
     created_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for ``Store.record_predictions`` from a scored frame and its features (one loop
-    building each row, kept whole so a stored row's layout reads in one place)."""
+    """Rows for ``Store.record_predictions`` from a scored frame and its features."""
     if len(features) != len(scored):
         raise ValueError(f"{len(features)} feature rows but {len(scored)} scored rows")
     if not features.index.equals(scored.index) and not isinstance(scored.index, pd.RangeIndex):
@@ -80,14 +79,10 @@ def prediction_records(
     ids = [str(i) for i in features.index]
     heads = [h for h in _HEADS if h in scored.columns]
     proba_cols = {
-        h: [
-            (str(c)[len(f"{h}_proba__") :], c)
-            for c in scored.columns
-            if str(c).startswith(f"{h}_proba__")
-        ]
-        for h in heads
+        h: [c for c in scored.columns if str(c).startswith(f"{h}_proba__")] for h in heads
     }
-    proba_values = {h: scored[[c for _, c in proba_cols[h]]].to_numpy(dtype=float) for h in heads}
+    classes = {h: [str(c)[len(f"{h}_proba__") :] for c in proba_cols[h]] for h in heads}
+    proba_values = {h: scored[proba_cols[h]].to_numpy(dtype=float) for h in heads}
     records: list[dict[str, Any]] = []
     for i, lead_id in enumerate(ids):
         row: dict[str, Any] = {
@@ -97,16 +92,10 @@ def prediction_records(
             "model_version": str(model_version),
             "source": source,
         }
-        probabilities: dict[str, dict[str, float] | None] = {}
+        probabilities: dict[str, dict[str, float] | None] = dict.fromkeys(_HEADS)
         reasons: dict[str, Any] = {}
-        for head in _HEADS:
-            if head not in heads:
-                probabilities[head] = None
-                continue
-            probs = {
-                label: float(p)
-                for (label, _), p in zip(proba_cols[head], proba_values[head][i], strict=True)
-            }
+        for head in heads:
+            probs = dict(zip(classes[head], proba_values[head][i].tolist(), strict=True))
             probabilities[head] = probs
             row[head] = _value(scored[head].iat[i])
             row[f"{head}_confidence"] = _value(scored[f"{head}_confidence"].iat[i])
@@ -114,10 +103,9 @@ def prediction_records(
             if f"{head}_reasons" in scored.columns:
                 reasons[head] = _reasons(scored[f"{head}_reasons"].iat[i])
         row["probabilities"] = probabilities
-        if "readiness" in scored.columns:
-            row["readiness"] = _value(scored["readiness"].iat[i])
-        if "route" in scored.columns:
-            row["route"] = _value(scored["route"].iat[i])
+        for name in ("readiness", "route"):
+            if name in scored.columns:
+                row[name] = _value(scored[name].iat[i])
         if reasons:
             row["reasons"] = reasons
         row["features"] = {

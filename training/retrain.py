@@ -119,13 +119,8 @@ class CorrectionSummary:
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics: ``corrections_*`` counts overall, by class, rep, reason, kind, source."""
-        out = {
-            "corrections_labels": float(self.n_labels),
-            "corrections_leads": float(self.n_leads),
-            "corrections_training": float(self.n_training),
-            "corrections_gate": float(self.n_gate),
-            "corrections_new_leads": float(self.n_new_leads),
-        }
+        counted = ("labels", "leads", "training", "gate", "new_leads")
+        out = {f"corrections_{name}": float(getattr(self, f"n_{name}")) for name in counted}
         for head, n in self.n_changed.items():
             out[metric_key("corrections_changed", head)] = float(n)
         for prefix, by_class in (
@@ -196,17 +191,9 @@ def base_train_config(
 ) -> TrainConfig:
     """The training settings of the base run, with the retrain's overrides."""
     values: dict[str, Any] = dict(logged or {})
-    overrides = {
-        "leads_path": config.leads_path,
-        "events_path": config.events_path,
-        "id_col": config.id_col,
-        "stage_col": config.stage_col,
-        "persona_col": config.persona_col,
-        "f1_tolerance": config.f1_tolerance,
-        "recall_margin": config.recall_margin,
-        "seed": config.seed,
-    }
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = ("leads_path", "events_path", "id_col", "stage_col", "persona_col")
+    overrides += ("f1_tolerance", "recall_margin", "seed")
+    values.update({k: getattr(config, k) for k in overrides if getattr(config, k) is not None})
     which = f"version {base_version}" if base_version else "the base model"
     if values.get("leads_path") is None:
         raise ValueError(
@@ -499,13 +486,10 @@ def _split_gate(
         return full, None, np.ones(len(full.ids), dtype=bool)
     gate_rows = np.asarray(full.ids.isin(gate_ids))
     gate_set = full.subset(gate_rows)
-    gate_set = replace(
-        gate_set,
-        y_stage=None if labels["stage"] is None else _rep_only(rep["stage"], gate_set.ids, "stage"),
-        y_persona=None
-        if labels["persona"] is None
-        else _rep_only(rep["persona"], gate_set.ids, "persona"),
-    )
+    rep_labels = {
+        h: None if labels[h] is None else _labels_of(rep[h], gate_set.ids).rename(h) for h in HEADS
+    }
+    gate_set = replace(gate_set, y_stage=rep_labels["stage"], y_persona=rep_labels["persona"])
     return full.subset(~gate_rows), gate_set, ~gate_rows
 
 
@@ -552,14 +536,6 @@ def _label_counts(rows: pd.DataFrame) -> dict[str, int]:
     """How many rows carry each ``new_label``, by label."""
     counts = rows["new_label"].astype(str).value_counts().sort_index()
     return {str(k): int(v) for k, v in counts.items()}
-
-
-def _rep_only(rep: pd.Series, ids: pd.Index, head: str) -> pd.Series:
-    """The reps' labels of one head for ``ids`` (None where the rep gave none)."""
-    y = rep.reindex(ids).astype(object)
-    y = y.where(y.notna(), None)
-    y.name = head
-    return y
 
 
 # ----------------------------------------------------------------------------- run
@@ -644,7 +620,7 @@ def retrain(
     base_config = base_train_config(config, logged, base_version=base_version)
 
     report(f"reading {Path(base_config.leads_path).name} and building features", 0.05)
-    base = _base_table(base_config)
+    base = load_training_table(base_config.leads_path, **base_config.table_args())
 
     report("collecting reps' corrections", 0.3)
     retrain_set = build_retrain_set(
@@ -753,20 +729,6 @@ def _gate_sets(
         config.min_refuse_leads,
     )
     return first, [holdout_set]
-
-
-def _base_table(base_config: TrainConfig) -> TrainingSet:
-    """The base run's lead table, read with its settings."""
-    return load_training_table(
-        base_config.leads_path,
-        events_path=base_config.events_path,
-        id_col=base_config.id_col,
-        stage_col=base_config.stage_col,
-        persona_col=base_config.persona_col,
-        exclude=base_config.exclude,
-        as_of=base_config.as_of,
-        slice_cols=base_config.slice_cols,
-    )
 
 
 def _run_gate(

@@ -105,11 +105,6 @@ class SuggestionSet:
     created_at: datetime
     items: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def method_words(self) -> str:
-        """How the leads were ranked, for a person."""
-        return METHODS.get(self.method, self.method)
-
     def counts(self) -> dict[str, int]:
         """Open, accepted and dismissed suggestions among the stored ones."""
         out = {"open": 0, "accepted": 0, "dismissed": 0}
@@ -207,12 +202,9 @@ def _queue(store: Store, where: Any, *, with_features: bool) -> tuple[pd.DataFra
 
 
 def _n_reviewed(store: Store) -> int:
+    stmt = sa.select(sa.func.count()).select_from(_QUEUE).where(_QUEUE.c.reviewed.is_(True))
     with store.engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).select_from(_QUEUE).where(_QUEUE.c.reviewed.is_(True))
-            ).scalar_one()
-        )
+        return int(conn.execute(stmt).scalar_one())
 
 
 def _rep_labels(corrections: pd.DataFrame) -> pd.DataFrame:
@@ -341,16 +333,11 @@ def rank_candidates(
                 f"not seen a {head} change to {after} yet: ranked by nearest neighbours instead"
             )
     elif not model.fitted_:
-        wrong = (
-            f" ({sum(model.n_wrong_.values())} with a wrong served answer)"
-            if model.n_wrong_
-            else ""
-        )
-        n_rev = model.n_reviewed_
+        n_wrong, n_rev = sum(model.n_wrong_.values()), model.n_reviewed_
+        wrong = f" ({n_wrong} with a wrong served answer)" if model.n_wrong_ else ""
         note = (
             f"cold start: {n_rev} reviewed lead{'' if n_rev == 1 else 's'}{wrong}; "
-            "the model of corrections "
-            f"needs {config.model.min_corrections} reviewed leads with "
+            f"the model of corrections needs {config.model.min_corrections} reviewed leads with "
             f"{config.model.min_wrong} wrong answers"
         )
     if probability is not None:
@@ -415,9 +402,6 @@ def build_suggestions(
             "method": ranked.method,
             "created_at": now,
             "status": "open",
-            "decided_by": None,
-            "decided_at": None,
-            "correction_id": None,
         }
         for rank, lead_id in enumerate(ranked.order[: config.keep], start=1)
     ]
@@ -448,12 +432,7 @@ def suggestions_in_set(
     """The stored suggestions of one correction, best first, with the lead's profile columns."""
     leads = LeadRow.__table__
     stmt = (
-        sa.select(
-            _SUGGESTIONS,
-            leads.c.company,
-            leads.c.job_title,
-            leads.c.country,
-        )
+        sa.select(_SUGGESTIONS, leads.c.company, leads.c.job_title, leads.c.country)
         .outerjoin(leads, leads.c.lead_id == _SUGGESTIONS.c.lead_id)
         .where(_SUGGESTIONS.c.source_correction_id == correction_id)
         .order_by(_SUGGESTIONS.c.rank)
@@ -467,15 +446,9 @@ def suggestions_in_set(
         # An accepted suggestion whose correction was undone since (say, its batch):
         # one lookup for the accepted ones only (most sets have few or none).
         made = [i["correction_id"] for i in items if i["correction_id"] is not None]
-        undone: set[int] = set()
-        if made:
-            undone = set(
-                conn.execute(
-                    sa.select(_CORRECTIONS.c.undo_of).where(
-                        _CORRECTIONS.c.undo_of.in_(made), _CORRECTIONS.c.kind == "undo"
-                    )
-                ).scalars()
-            )
+        c = _CORRECTIONS.c
+        undo = sa.select(c.undo_of).where(c.undo_of.in_(made), c.kind == "undo")
+        undone = set(conn.execute(undo).scalars()) if made else set()
     for item in items:
         item["undone"] = item["correction_id"] in undone
     return items
@@ -485,12 +458,9 @@ def suggestion_set(
     store: Store, correction_id: int, *, limit: int | None = None
 ) -> SuggestionSet | None:
     """One correction's stored set (None: none built), with its suggestions (``limit``)."""
+    stmt = sa.select(_SETS).where(_SETS.c.correction_id == correction_id)
     with store.engine.connect() as conn:
-        row = (
-            conn.execute(sa.select(_SETS).where(_SETS.c.correction_id == correction_id))
-            .mappings()
-            .first()
-        )
+        row = conn.execute(stmt).mappings().first()
     if row is None:
         return None
     items = suggestions_in_set(store, correction_id, limit=limit)
@@ -499,22 +469,12 @@ def suggestion_set(
 
 def sets_for_lead(store: Store, lead_id: str, *, preview: int = 10) -> list[SuggestionSet]:
     """The sets built from this lead's corrections, newest first, each with a preview."""
+    stmt = sa.select(_SETS).where(_SETS.c.lead_id == lead_id).order_by(_SETS.c.correction_id.desc())
     with store.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                sa.select(_SETS)
-                .where(_SETS.c.lead_id == lead_id)
-                .order_by(_SETS.c.correction_id.desc())
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(stmt).mappings().all()
     if not rows:
         return []
-    history = store.corrections_for(lead_id)
-    latest = {}
-    for c in history:
-        latest[c["field"]] = c["id"]
+    latest = {c["field"]: c["id"] for c in store.corrections_for(lead_id)}
     out = []
     for row in rows:
         if latest.get(row["field"]) != row["correction_id"]:
@@ -528,10 +488,7 @@ def pending_for_lead(store: Store, lead_id: str) -> list[dict[str, Any]]:
     """This lead's current reclassify corrections that suggestions can be built for but
     have none yet (being built in the background, or made before this feature).
     """
-    history = store.corrections_for(lead_id)
-    latest: dict[str, Mapping[str, Any]] = {}
-    for c in history:
-        latest[c["field"]] = c
+    latest = {c["field"]: c for c in store.corrections_for(lead_id)}
     candidates = [
         dict(c)
         for c in latest.values()
@@ -543,36 +500,37 @@ def pending_for_lead(store: Store, lead_id: str) -> list[dict[str, Any]]:
     ]
     if not candidates:
         return []
+    ids = [c["id"] for c in candidates]
+    stmt = sa.select(_SETS.c.correction_id).where(_SETS.c.correction_id.in_(ids))
     with store.engine.connect() as conn:
-        built = set(
-            conn.execute(
-                sa.select(_SETS.c.correction_id).where(
-                    _SETS.c.correction_id.in_([c["id"] for c in candidates])
-                )
-            ).scalars()
-        )
+        built = set(conn.execute(stmt).scalars())
     return [c for c in candidates if c["id"] not in built]
 
 
 # ------------------------------------------------------------------ decide
 
 
-def _checked(
-    store: Store, correction_id: int, suggestion_ids: Iterable[int]
-) -> list[Mapping[str, Any]]:
-    """The suggestions, checked: all in the set, open, and the lead still served the same."""
+def _in_set(conn: Any, correction_id: int, suggestion_ids: Iterable[int]) -> list[Any]:
+    """The rows of the suggestion ids (each once, in order); ids not in the set raise."""
     wanted = list(dict.fromkeys(int(i) for i in suggestion_ids))
     if not wanted:
         return []
     stmt = sa.select(_SUGGESTIONS).where(
         _SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.source_correction_id == correction_id
     )
-    with store.engine.connect() as conn:
-        found = {r["id"]: r for r in conn.execute(stmt).mappings()}
+    found = {r["id"]: r for r in conn.execute(stmt).mappings()}
     unknown = [i for i in wanted if i not in found]
     if unknown:
         raise UnknownSuggestions(unknown)
-    rows = [found[i] for i in wanted]
+    return [found[i] for i in wanted]
+
+
+def _checked(
+    store: Store, correction_id: int, suggestion_ids: Iterable[int]
+) -> list[Mapping[str, Any]]:
+    """The suggestions, checked: all in the set, open, and the lead still served the same."""
+    with store.engine.connect() as conn:
+        rows = _in_set(conn, correction_id, suggestion_ids)
     problems: dict[int, str] = {}
     reps = store.current_labels([r["lead_id"] for r in rows])
     for r in rows:
@@ -661,21 +619,15 @@ def dismiss_suggestions(
     store: Store, correction_id: int, suggestion_ids: Iterable[int], *, reviewer: str
 ) -> list[int]:
     """Mark suggestions dismissed (no correction is written); returns their ids."""
-    wanted = list(dict.fromkeys(int(i) for i in suggestion_ids))
-    if not wanted:
-        return []
-    stmt = sa.select(_SUGGESTIONS.c.id, _SUGGESTIONS.c.status, _SUGGESTIONS.c.lead_id).where(
-        _SUGGESTIONS.c.id.in_(wanted), _SUGGESTIONS.c.source_correction_id == correction_id
-    )
     with _writing(store) as conn:
-        found = {r.id: r for r in conn.execute(stmt)}
-        unknown = [i for i in wanted if i not in found]
-        if unknown:
-            raise UnknownSuggestions(unknown)
+        rows = _in_set(conn, correction_id, suggestion_ids)
+        if not rows:
+            return []
+        wanted = [int(r["id"]) for r in rows]
         stale = {
-            i: f"{found[i].lead_id} was {found[i].status} already"
-            for i in wanted
-            if found[i].status != "open"
+            r["id"]: f"{r['lead_id']} was {r['status']} already"
+            for r in rows
+            if r["status"] != "open"
         }
         if stale:
             raise StaleSuggestions(stale)

@@ -3,6 +3,7 @@ Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -196,21 +197,10 @@ def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _bucket_function(plan: _Plan) -> Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]:
-    def run(leads: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-        return _features_of(plan, leads, events)
-
-    return run
-
-
-def _partition_function(
-    plan: _Plan,
-) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for leads in batches:
-            yield _features_of(plan, leads, None)
-
-    return run
+def _features_of_batches(plan: _Plan, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """:func:`_features_of` over a partition's batches of leads (no events)."""
+    for leads in batches:
+        yield _features_of(plan, leads, None)
 
 
 def _is_ltz(data_type: DataType) -> bool:
@@ -375,14 +365,13 @@ def _featurize(
     keep_input: bool,
 ) -> DataFrame:
     """The Spark plan of the feature job (lazy: nothing runs until it is written or collected):
-    output fields, the plan the workers run, then one map or a bucketed cogroup with events."""
+    output fields, the plan the workers run, then one map or a bucketed cogroup with events
+    (the callers have checked the events)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructType
 
     if id_col not in leads.columns:
         raise ValueError(f"leads lack the id column {id_col!r}")
-    if events is not None:
-        _check_events(events)
     leads_x, lead_micros = _to_micros(leads)
     events_x, event_micros = _to_micros(events) if events is not None else (None, ())
 
@@ -412,7 +401,7 @@ def _featurize(
     )
 
     if events_x is None:
-        out = leads_x.mapInPandas(_partition_function(plan), schema)
+        out = leads_x.mapInPandas(functools.partial(_features_of_batches, plan), schema)
     else:
         n = buckets or int(leads.sparkSession.conf.get("spark.sql.shuffle.partitions"))
         if n < 1:
@@ -424,7 +413,7 @@ def _featurize(
 
         left = leads_x.withColumn(_BUCKET, bucket(id_col)).groupBy(_BUCKET)
         right = events_x.withColumn(_BUCKET, bucket("lead_id")).groupBy(_BUCKET)
-        out = left.cogroup(right).applyInPandas(_bucket_function(plan), schema)
+        out = left.cogroup(right).applyInPandas(functools.partial(_features_of, plan), schema)
     if keep_input:
         for name in lead_micros:
             out = out.withColumn(name, F.timestamp_micros(F.col(_quoted(name))))

@@ -27,6 +27,7 @@ from training.promote import CHALLENGER, GateDecision, inputs_from_table, move_a
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from model.classifier import HeadClassifier
     from model.package import LeadReadinessModel
 
 __all__ = [
@@ -110,6 +111,18 @@ class TrainConfig:
             out[key] = "" if value is None else str(value)
         return out
 
+    def table_args(self) -> dict[str, Any]:
+        """The :func:`~training.dataset.load_training_table` arguments that name the data."""
+        return {
+            "events_path": self.events_path,
+            "id_col": self.id_col,
+            "stage_col": self.stage_col,
+            "persona_col": self.persona_col,
+            "exclude": self.exclude,
+            "as_of": self.as_of,
+            "slice_cols": self.slice_cols,
+        }
+
 
 @functools.cache
 def _config_adapter() -> Any:
@@ -188,23 +201,10 @@ def fit_lead_model(
     metadata: dict[str, Any] | None = None,
     trusted: Sequence[bool] | None = None,
 ) -> LeadReadinessModel:
-    """Fit the two-head classifier on a training set and package it (its length is the
-    settings handed through to ``TwoHeadClassifier`` and ``LeadReadinessModel``)."""
-    from model.classifier import HeadClassifier, TwoHeadClassifier
+    """Fit the two-head classifier on a training set and package it."""
+    from model.classifier import TwoHeadClassifier
     from model.features import FeatureConfig
     from model.package import LeadReadinessModel
-
-    def head() -> HeadClassifier:
-        return HeadClassifier(
-            n_estimators=config.n_estimators,
-            learning_rate=config.learning_rate,
-            num_leaves=config.num_leaves,
-            num_threads=config.num_threads,
-            random_state=config.seed,
-            cv_folds=config.cv_folds,
-            decision=config.decision,
-            family=config.family,
-        )
 
     labels = {
         "stage": None if train_set.y_stage is None else train_set.y_stage.to_numpy(dtype=object),
@@ -221,7 +221,9 @@ def fit_lead_model(
         seed=config.seed,
         trusted=trusted,
     )
-    classifier = TwoHeadClassifier(stage_estimator=head(), persona_estimator=head())
+    classifier = TwoHeadClassifier(
+        stage_estimator=_head_classifier(config), persona_estimator=_head_classifier(config)
+    )
     if config.label_noise == "reweight":
         X, y_stage, y_persona, weight = _per_head_rows(train_set.X, noise, weight)
     else:
@@ -240,6 +242,16 @@ def fit_lead_model(
         feature_config=feature_config if feature_config is not None else FeatureConfig(),
         routing=_routing(config),
         metadata=metadata,
+    )
+
+
+def _head_classifier(config: TrainConfig) -> HeadClassifier:
+    """One head as the settings ask for it."""
+    from model.classifier import HeadClassifier
+
+    same = ("n_estimators", "learning_rate", "num_leaves", "num_threads", "cv_folds", "decision")
+    return HeadClassifier(
+        random_state=config.seed, family=config.family, **{k: getattr(config, k) for k in same}
     )
 
 
@@ -273,13 +285,7 @@ def train(
     ):
         training_set = load_training_table(
             config.leads_path,
-            events_path=config.events_path,
-            id_col=config.id_col,
-            stage_col=config.stage_col,
-            persona_col=config.persona_col,
-            exclude=config.exclude,
-            as_of=config.as_of,
-            slice_cols=config.slice_cols,
+            **config.table_args(),
             max_rows=config.max_rows,
             seed=config.seed,
             strict=config.strict,
