@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import inspect
 import json
 import logging
 import os
@@ -100,16 +99,6 @@ def _decision(gate: Any) -> dict[str, Any] | None:
     return json.loads(json.dumps(gate.to_dict(), default=str))
 
 
-def _accepts_progress(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "progress" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
-
-
 class RetrainRunner:
     """Runs one retrain at a time in a background thread and reports its status.
 
@@ -195,7 +184,7 @@ class RetrainRunner:
     # ----------------------------------------------------------------- running
 
     def start(self, job: Callable[..., Any], *, started_by: str) -> None:
-        """Start ``job`` in a background thread (with ``progress=`` when it accepts it).
+        """Start ``job(progress=)`` in a background thread (``progress``: :data:`Progress`).
 
         Raises :class:`JobBusy` when a retrain is already running.
         """
@@ -255,7 +244,7 @@ class RetrainRunner:
                 self._update(step=str(step), fraction=max(0.0, min(1.0, float(fraction))))
 
             try:
-                result = job(progress=progress) if _accepts_progress(job) else job()
+                result = job(progress=progress)
             except Exception as exc:
                 _log.error("retrain failed:\n%s", traceback.format_exc())
                 self._update(

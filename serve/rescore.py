@@ -63,6 +63,12 @@ def rescore_to(
     missing: Counter[str] = Counter()
     inputs = list(model.input_columns)
     cursor: str | None = None
+
+    def clock() -> None:
+        result.missing_inputs = dict(missing)
+        result.seconds = time.perf_counter() - started
+        result.cpu_seconds = time.process_time() - cpu0
+
     while True:
         if should_stop is not None and should_stop():
             result.stopped = True
@@ -91,14 +97,10 @@ def rescore_to(
             )
             store.record_predictions(rows)
             result.rescored += len(rows)
-        result.missing_inputs = dict(missing)
-        result.seconds = time.perf_counter() - started
-        result.cpu_seconds = time.process_time() - cpu0
+        clock()
         if progress is not None:
             progress(result)
-    result.missing_inputs = dict(missing)
-    result.seconds = time.perf_counter() - started
-    result.cpu_seconds = time.process_time() - cpu0
+    clock()
     return result
 
 
