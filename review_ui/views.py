@@ -124,11 +124,8 @@ def _is_partial() -> bool:
 
 
 def _safe_next(target: str | None, default: str) -> str:
-    """A redirect target on this site only (no scheme, no host, no ``//``)."""
-    if not target:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    """A redirect target on this site only: a path (so no scheme, no host), not ``//``."""
+    if not target or not target.startswith("/") or target.startswith("//"):
         return default
     if "\\" in target or any(ord(ch) < 32 for ch in target):
         return default
@@ -711,15 +708,14 @@ def undo(correction_id: int) -> Any:
 def _undo_targets(lead_id: str) -> list[int]:
     """The corrections ``u`` undoes: this rep's last action here, else their newest live row."""
     ids = _recall(lead_id)
-    if not ids:
-        rows = correction_rows(_store().corrections_for(lead_id))
-        mine = [
-            r
-            for r in rows
-            if r["reviewer"] == current_user.name and r["kind"] != "undo" and not r["undone"]
-        ]
-        ids = [mine[0]["id"]] if mine else []
-    return ids
+    if ids:
+        return ids
+    mine = [
+        r["id"]
+        for r in correction_rows(_store().corrections_for(lead_id))
+        if r["reviewer"] == current_user.name and r["kind"] != "undo" and not r["undone"]
+    ]
+    return mine[:1]
 
 
 @bp.route("/review/leads/<path:lead_id>/undo-last", methods=["POST"])
