@@ -26,16 +26,9 @@ _log = logging.getLogger(__name__)
 
 #: ``progress(step, fraction)`` as ``training.retrain.retrain`` calls it.
 Progress = Callable[[str, float], None]
-_IDLE: dict[str, Any] = {
-    "state": "idle",
-    "step": None,
-    "fraction": None,
-    "started_by": None,
-    "started_at": None,
-    "finished_at": None,
-    "result": None,
-    "error": None,
-}
+_IDLE: dict[str, Any] = {"state": "idle"} | dict.fromkeys(
+    ("step", "fraction", "started_by", "started_at", "finished_at", "result", "error")
+)
 
 
 class JobBusy(RuntimeError):

@@ -175,10 +175,6 @@ def _template_globals() -> dict[str, Any]:
     }
 
 
-def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
-    return render_template(template, **context), status
-
-
 #: The UI's error pages: title and words per status (a 400 says what was wrong, when it can).
 _ERROR_PAGES = {
     400: ("Bad request", "The request could not be understood."),
@@ -192,7 +188,7 @@ def _error_page(exc: Any) -> tuple[str, int]:
     title, message = _ERROR_PAGES[code]
     if code == 400:
         message = getattr(exc, "description", None) or message
-    return _render("review/error.html", code, code=code, title=title, message=message)
+    return render_template("review/error.html", code=code, title=title, message=message), code
 
 
 for _code in _ERROR_PAGES:
@@ -217,8 +213,8 @@ def login() -> Any:
             flash(f"Welcome, {user.name}.", "success")
             return redirect(_safe_next(form.next.data, default))
         flash("Wrong user name or password.", "error")
-        return _render("review/login.html", 401, form=form)
-    return _render("review/login.html", 400 if request.method == "POST" else 200, form=form)
+        return render_template("review/login.html", form=form), 401
+    return render_template("review/login.html", form=form), 400 if request.method == "POST" else 200
 
 
 @bp.route("/logout", methods=["POST"])
@@ -323,13 +319,11 @@ def queue() -> Any:
     context = {
         "page": page,
         "last_batch": session.get("review_batch"),
-        "batch_form": PlainForm(),
         "args": args,
         "current": _row_context(page.items),
         "facets": queue_facets(store),
         "labels": labels,
         "bulk": bulk,
-        "row_form": PlainForm(),
         "next_url": here,
         "prev_href": _page_url(request.args, args["page"] - 1) if page.has_previous else None,
         "next_href": _page_url(request.args, args["page"] + 1) if page.has_next else None,
@@ -349,7 +343,6 @@ def _row_response(lead_id: str, message: str | None, category: str, status: int 
         item=item,
         cur=_row_context([item])[lead_id],
         labels=label_choices(_store()),
-        row_form=PlainForm(),
         next_url=url_for("review.queue"),
         message=message,
         message_category=category,
@@ -428,7 +421,6 @@ def lead(lead_id: str) -> Any:
         corrections=corrections,
         reclassify=reclassify,
         confirm=confirm,
-        undo_form=PlainForm(),
         labels=labels,
         queue_url=queue_url,
         here=here,
@@ -906,7 +898,6 @@ def models() -> Any:
         versions=model_versions(_store()),
         job=ui.jobs.status(),
         retrain_ready=ui.retrain_available(),
-        retrain_form=PlainForm(),
     )
 
 
@@ -961,9 +952,7 @@ def users() -> Any:
         else:
             flash(_form_errors(form), "error")
         return redirect(url_for("review.users"))
-    return render_template(
-        "review/users.html", users=_store().list_users(), form=form, disable_form=DisableUserForm()
-    )
+    return render_template("review/users.html", users=_store().list_users(), form=form)
 
 
 @bp.route("/review/users/disable", methods=["POST"])
