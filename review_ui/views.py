@@ -9,6 +9,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping
+from concurrent import futures
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -55,6 +56,7 @@ from review_ui.forms import (
     set_label_choices,
 )
 from review_ui.jobs import JobBusy
+from review_ui.models_page import in_thread, registry_state, rescore_state, serving_state
 from review_ui.present import (
     correction_rows,
     event_label,
@@ -63,6 +65,7 @@ from review_ui.present import (
     reason_lines,
     weekly_timeline,
 )
+from review_ui.security import apply_headers
 from review_ui.words import day_words, label_words, when_words
 
 __all__ = ["bp", "wait_for_suggestions"]
@@ -145,8 +148,6 @@ def _before() -> Response | None:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    from review_ui.security import apply_headers
-
     static = request.endpoint == "review.static"
     apply_headers(response, static=static)
     if not static:
@@ -881,8 +882,6 @@ def undo_batch(batch_id: str) -> Any:
 def models() -> Any:
     """Served model against the champion, re-scoring progress, the alias history,
     versions and their gate decisions, and the retrain button."""
-    from review_ui.models_page import registry_state, rescore_state, serving_state
-
     ui = _ui()
     cfg = current_app.config
     registry = registry_state(
@@ -977,7 +976,7 @@ def disable_user() -> Any:
 # ------------------------------------------------ "leads like this one" (#19 part A)
 
 
-_BUILDS: set[threading.Thread] = set()
+_BUILDS: set[futures.Future[int]] = set()
 _BUILDS_LOCK = threading.Lock()
 #: A reclassify younger than this whose suggestions are missing shows as "being looked for".
 _BUILD_GRACE = timedelta(minutes=2)
@@ -996,12 +995,10 @@ def _build_all(similar: Any, store: Any, correction_ids: list[int]) -> int:
 
 
 def wait_for_suggestions(timeout: float | None = None) -> bool:
-    """Join the background builds started so far (tests, shutdown); True if all finished."""
+    """Wait for the background builds started so far (tests, shutdown); True if all finished."""
     with _BUILDS_LOCK:
-        threads = list(_BUILDS)
-    for thread in threads:
-        thread.join(timeout)
-    return not any(t.is_alive() for t in threads)
+        builds = list(_BUILDS)
+    return not futures.wait(builds, timeout).not_done
 
 
 def _offer_similar(stored: list[Any]) -> None:
@@ -1021,18 +1018,15 @@ def _offer_similar(stored: list[Any]) -> None:
         return
     # No flash of its own: the lead page's card says the leads are being looked for.
     store, similar = _store(), _similar()
-
-    def run() -> None:
-        try:
-            _build_all(similar, store, ids)
-        finally:
-            with _BUILDS_LOCK:
-                _BUILDS.discard(threading.current_thread())
-
-    thread = threading.Thread(target=run, name="similar-build", daemon=True)
+    build = in_thread(lambda: _build_all(similar, store, ids), "similar-build")
     with _BUILDS_LOCK:
-        _BUILDS.add(thread)
-    thread.start()
+        _BUILDS.add(build)
+    build.add_done_callback(_forget_build)
+
+
+def _forget_build(build: futures.Future[int]) -> None:
+    with _BUILDS_LOCK:
+        _BUILDS.discard(build)
 
 
 @bp.route("/review/leads/<path:lead_id>/similar", methods=["POST"])

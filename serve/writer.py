@@ -392,6 +392,10 @@ class PredictionWriter:
         return ok
 
 
+#: What a deduper remembers of a key it never saw (equal to no mark).
+_UNSEEN = object()
+
+
 class _Deduper:
     """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink.
 
@@ -427,9 +431,6 @@ class _Deduper:
         while len(self._last) > self.max_entries:
             self._last.popitem(last=False)
         return len(fresh)
-
-
-_UNSEEN = object()
 
 
 class EventDeduper(_Deduper):
