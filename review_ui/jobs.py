@@ -184,42 +184,12 @@ class RetrainRunner:
         with self._mutex:
             if self._thread is not None and self._thread.is_alive():
                 raise JobBusy("a retrain is already running")
-            ready = threading.Event()
-            failure: list[BaseException] = []
+            lock = contextlib.ExitStack()
+            lock.enter_context(self._exclusive())  # JobBusy while another worker runs one
             thread = threading.Thread(
-                target=self._run,
-                args=(job, started_by, ready, failure),
-                name="leadready-retrain",
-                daemon=True,
+                target=self._run, args=(job, lock), name="leadready-retrain", daemon=True
             )
             self._thread = thread
-        thread.start()
-        ready.wait()
-        if failure:
-            raise failure[0]
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the running job (tests, shutdown); True when none is left running."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
-
-    def _run(
-        self,
-        job: Callable[..., Any],
-        started_by: str,
-        ready: threading.Event,
-        failure: list[BaseException],
-    ) -> None:
-        try:
-            lock = self._exclusive()
-            lock.__enter__()
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-            return
         try:
             self._write(
                 {
@@ -231,11 +201,26 @@ class RetrainRunner:
                     "started_at": _now(),
                 }
             )
-            ready.set()
+            thread.start()
+        except BaseException:
+            lock.close()
+            raise
 
-            def progress(step: str, fraction: float) -> None:
-                self._update(step=str(step), fraction=max(0.0, min(1.0, float(fraction))))
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the running job (tests, shutdown); True when none is left running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
+    def _run(self, job: Callable[..., Any], lock: contextlib.ExitStack) -> None:
+        """Run ``job`` holding ``lock`` (the cross-process one ``start`` took) to its end."""
+
+        def progress(step: str, fraction: float) -> None:
+            self._update(step=str(step), fraction=max(0.0, min(1.0, float(fraction))))
+
+        with lock:
             try:
                 result = job(progress=progress)
             except Exception as exc:
@@ -253,6 +238,3 @@ class RetrainRunner:
                     result=summarize_result(result),
                     finished_at=_now(),
                 )
-        finally:
-            ready.set()
-            lock.__exit__(None, None, None)
