@@ -112,6 +112,16 @@ def _rescore_batch(
         result.rescored += len(rows)
 
 
+def _counted(model_name: str, version: str, counts: VersionCounts) -> dict[str, Any]:
+    """The status fields saying how many stored leads there are and how many are on ``version``."""
+    return {
+        "model_name": model_name,
+        "version": version,
+        "total": counts.total,
+        "done": counts.on(version),
+    }
+
+
 def _now() -> str:
     return utc_now().isoformat(timespec="seconds")
 
@@ -237,14 +247,7 @@ class Rescorer:
                 if self._stop.wait(self.settle_seconds) or self._changed.is_set():
                     return
             counts = version_counts(self.store)
-            self._write(
-                state="done",
-                model_name=model_name,
-                version=version,
-                total=counts.total,
-                done=counts.on(version),
-                finished_at=_now(),
-            )
+            self._write(state="done", **_counted(model_name, version, counts), finished_at=_now())
             self.finished.set()
         finally:
             lock.release()
@@ -255,10 +258,7 @@ class Rescorer:
         """One pass over the leads not on ``version``, its progress written to the status."""
         self._write(
             state="running",
-            model_name=model_name,
-            version=version,
-            total=counts.total,
-            done=counts.on(version),
+            **_counted(model_name, version, counts),
             started_at=_now(),
             finished_at=None,
             error=None,
