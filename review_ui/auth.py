@@ -9,9 +9,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import wraps
 from pathlib import Path
@@ -190,17 +189,22 @@ class LoginLimiter:
         self.max_per_ip = int(max_per_ip)
         self.window = float(window_seconds)
         self.clock = clock
-        self._memory: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
-        if path is not None:
+        #: Without a file: one in-memory database, behind the lock.
+        self._memory: sqlite3.Connection | None = None
+        if path is None:
+            self._memory = sqlite3.connect(
+                ":memory:", check_same_thread=False, isolation_level=None
+            )
+        else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as conn:
-                conn.execute(
-                    "create table if not exists login_failures (key text not null, at real not null)"
-                )
-                conn.execute(
-                    "create index if not exists login_failures_key on login_failures (key, at)"
-                )
+        with self._connect() as conn:
+            conn.execute(
+                "create table if not exists login_failures (key text not null, at real not null)"
+            )
+            conn.execute(
+                "create index if not exists login_failures_key on login_failures (key, at)"
+            )
 
     @staticmethod
     def keys(name: str, address: str | None) -> tuple[str, str]:
@@ -225,16 +229,11 @@ class LoginLimiter:
         """Count a failed attempt against the name from this address, and the address."""
         now = self.clock()
         keys = self.keys(name, address)
-        if self.path is None:
-            with self._lock:
-                for key in keys:
-                    self._memory.setdefault(key, deque(maxlen=1000)).append(now)
-        else:
-            with self._connect() as conn:
-                conn.executemany(
-                    "insert into login_failures (key, at) values (?, ?)", [(k, now) for k in keys]
-                )
-                conn.execute("delete from login_failures where at < ?", (now - self.window,))
+        with self._connect() as conn:
+            conn.executemany(
+                "insert into login_failures (key, at) values (?, ?)", [(k, now) for k in keys]
+            )
+            conn.execute("delete from login_failures where at < ?", (now - self.window,))
         if len(self._recent(keys[0], now)) == self.max_per_user:
             _log.warning(
                 "login: %d failed logins for user name %r from %s within %.0f s; "
@@ -248,30 +247,31 @@ class LoginLimiter:
     def succeeded(self, name: str, address: str | None = None) -> None:
         """A correct password clears the name's failures from that address (not the address's)."""
         pair_key, _ = self.keys(name, address)
-        if self.path is None:
-            with self._lock:
-                self._memory.pop(pair_key, None)
-            return
         with self._connect() as conn:
             conn.execute("delete from login_failures where key = ?", (pair_key,))
 
     def _recent(self, key: str, now: float) -> list[float]:
-        since = now - self.window
-        if self.path is None:
-            with self._lock:
-                return sorted(t for t in self._memory.get(key, ()) if t > since)
         with self._connect() as conn:
             rows = conn.execute(
-                "select at from login_failures where key = ? and at > ? order by at", (key, since)
+                "select at from login_failures where key = ? and at > ? order by at",
+                (key, now - self.window),
             ).fetchall()
         return [float(r[0]) for r in rows]
 
-    def _connect(self) -> closing[sqlite3.Connection]:
-        """A connection in autocommit mode, closed at the end of ``with``."""
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """The file's connection in autocommit mode (closed after), or the in-memory one."""
+        if self._memory is not None:
+            with self._lock:
+                yield self._memory
+            return
         conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
-        conn.execute("pragma journal_mode=wal")
-        conn.execute("pragma busy_timeout=10000")
-        return closing(conn)
+        try:
+            conn.execute("pragma journal_mode=wal")
+            conn.execute("pragma busy_timeout=10000")
+            yield conn
+        finally:
+            conn.close()
 
 
 def _login_name() -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import inspect
 import json
 import logging
 import os
@@ -27,16 +26,9 @@ _log = logging.getLogger(__name__)
 
 #: ``progress(step, fraction)`` as ``training.retrain.retrain`` calls it.
 Progress = Callable[[str, float], None]
-_IDLE: dict[str, Any] = {
-    "state": "idle",
-    "step": None,
-    "fraction": None,
-    "started_by": None,
-    "started_at": None,
-    "finished_at": None,
-    "result": None,
-    "error": None,
-}
+_IDLE: dict[str, Any] = {"state": "idle"} | dict.fromkeys(
+    ("step", "fraction", "started_by", "started_at", "finished_at", "result", "error")
+)
 
 
 class JobBusy(RuntimeError):
@@ -98,16 +90,6 @@ def _decision(gate: Any) -> dict[str, Any] | None:
     if gate is None or not hasattr(gate, "to_dict"):
         return None
     return json.loads(json.dumps(gate.to_dict(), default=str))
-
-
-def _accepts_progress(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "progress" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
 
 
 class RetrainRunner:
@@ -195,49 +177,19 @@ class RetrainRunner:
     # ----------------------------------------------------------------- running
 
     def start(self, job: Callable[..., Any], *, started_by: str) -> None:
-        """Start ``job`` in a background thread (with ``progress=`` when it accepts it).
+        """Start ``job(progress=)`` in a background thread (``progress``: :data:`Progress`).
 
         Raises :class:`JobBusy` when a retrain is already running.
         """
         with self._mutex:
             if self._thread is not None and self._thread.is_alive():
                 raise JobBusy("a retrain is already running")
-            ready = threading.Event()
-            failure: list[BaseException] = []
+            lock = contextlib.ExitStack()
+            lock.enter_context(self._exclusive())  # JobBusy while another worker runs one
             thread = threading.Thread(
-                target=self._run,
-                args=(job, started_by, ready, failure),
-                name="leadready-retrain",
-                daemon=True,
+                target=self._run, args=(job, lock), name="leadready-retrain", daemon=True
             )
             self._thread = thread
-        thread.start()
-        ready.wait()
-        if failure:
-            raise failure[0]
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the running job (tests, shutdown); True when none is left running."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
-
-    def _run(
-        self,
-        job: Callable[..., Any],
-        started_by: str,
-        ready: threading.Event,
-        failure: list[BaseException],
-    ) -> None:
-        try:
-            lock = self._exclusive()
-            lock.__enter__()
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-            return
         try:
             self._write(
                 {
@@ -249,13 +201,28 @@ class RetrainRunner:
                     "started_at": _now(),
                 }
             )
-            ready.set()
+            thread.start()
+        except BaseException:
+            lock.close()
+            raise
 
-            def progress(step: str, fraction: float) -> None:
-                self._update(step=str(step), fraction=max(0.0, min(1.0, float(fraction))))
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the running job (tests, shutdown); True when none is left running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
+    def _run(self, job: Callable[..., Any], lock: contextlib.ExitStack) -> None:
+        """Run ``job`` holding ``lock`` (the cross-process one ``start`` took) to its end."""
+
+        def progress(step: str, fraction: float) -> None:
+            self._update(step=str(step), fraction=max(0.0, min(1.0, float(fraction))))
+
+        with lock:
             try:
-                result = job(progress=progress) if _accepts_progress(job) else job()
+                result = job(progress=progress)
             except Exception as exc:
                 _log.error("retrain failed:\n%s", traceback.format_exc())
                 self._update(
@@ -271,6 +238,3 @@ class RetrainRunner:
                     result=summarize_result(result),
                     finished_at=_now(),
                 )
-        finally:
-            ready.set()
-            lock.__exit__(None, None, None)

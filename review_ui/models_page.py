@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 
 from data.rescore import version_counts
 
@@ -22,6 +22,8 @@ __all__ = [
     "serving_state",
     "within",
 ]
+
+T = TypeVar("T")
 
 #: Seconds the page waits for the registry before it says "unavailable".
 MLFLOW_WAIT = 3.0
@@ -49,9 +51,10 @@ def registry_unavailable(tracking_uri: str | None, model_name: str | None) -> st
     return None
 
 
-def in_thread(read: Callable[[], dict[str, Any]], name: str) -> Future[dict[str, Any]]:
-    """Run ``read`` in a daemon thread: a hung tracking server never holds up a page or an exit."""
-    future: Future[dict[str, Any]] = Future()
+def in_thread(read: Callable[[], T], name: str) -> Future[T]:
+    """Run ``read`` in a daemon thread: a hung tracking server (or a long build) never holds up
+    a page or an exit."""
+    future: Future[T] = Future()
 
     def run() -> None:
         try:

@@ -9,6 +9,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping
+from concurrent import futures
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -28,6 +29,7 @@ from flask import (
 )
 from flask.sansio.blueprints import BlueprintSetupState
 from flask_login import current_user
+from werkzeug.datastructures import MultiDict
 
 from data.review_queue import (
     QueueConfig,
@@ -54,6 +56,7 @@ from review_ui.forms import (
     set_label_choices,
 )
 from review_ui.jobs import JobBusy
+from review_ui.models_page import in_thread, registry_state, rescore_state, serving_state
 from review_ui.present import (
     correction_rows,
     event_label,
@@ -62,6 +65,7 @@ from review_ui.present import (
     reason_lines,
     weekly_timeline,
 )
+from review_ui.security import apply_headers
 from review_ui.words import day_words, label_words, when_words
 
 __all__ = ["bp", "wait_for_suggestions"]
@@ -123,11 +127,8 @@ def _is_partial() -> bool:
 
 
 def _safe_next(target: str | None, default: str) -> str:
-    """A redirect target on this site only (no scheme, no host, no ``//``)."""
-    if not target:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    """A redirect target on this site only: a path (so no scheme, no host), not ``//``."""
+    if not target or not target.startswith("/") or target.startswith("//"):
         return default
     if "\\" in target or any(ord(ch) < 32 for ch in target):
         return default
@@ -147,8 +148,6 @@ def _before() -> Response | None:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    from review_ui.security import apply_headers
-
     static = request.endpoint == "review.static"
     apply_headers(response, static=static)
     if not static:
@@ -161,19 +160,9 @@ def _pct(value: float | None, digits: int = 0) -> str:
     return percent(value, digits=digits, missing="—")
 
 
-@bp.app_template_filter("when")
-def _when(value: datetime | date | None) -> str:
-    return when_words(value)
-
-
-@bp.app_template_filter("day")
-def _day(value: datetime | date | None) -> str:
-    return day_words(value)
-
-
-@bp.app_template_filter("label")
-def _label(value: str | None, empty: str = "—") -> str:
-    return label_words(value, empty)
+bp.add_app_template_filter(when_words, "when")
+bp.add_app_template_filter(day_words, "day")
+bp.add_app_template_filter(label_words, "label")
 
 
 @bp.app_context_processor
@@ -185,10 +174,6 @@ def _template_globals() -> dict[str, Any]:
         "event_label": event_label,
         "heat_level": heat_level,
     }
-
-
-def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
-    return render_template(template, **context), status
 
 
 #: The UI's error pages: title and words per status (a 400 says what was wrong, when it can).
@@ -204,7 +189,7 @@ def _error_page(exc: Any) -> tuple[str, int]:
     title, message = _ERROR_PAGES[code]
     if code == 400:
         message = getattr(exc, "description", None) or message
-    return _render("review/error.html", code, code=code, title=title, message=message)
+    return render_template("review/error.html", code=code, title=title, message=message), code
 
 
 for _code in _ERROR_PAGES:
@@ -229,8 +214,8 @@ def login() -> Any:
             flash(f"Welcome, {user.name}.", "success")
             return redirect(_safe_next(form.next.data, default))
         flash("Wrong user name or password.", "error")
-        return _render("review/login.html", 401, form=form)
-    return _render("review/login.html", 400 if request.method == "POST" else 200, form=form)
+        return render_template("review/login.html", form=form), 401
+    return render_template("review/login.html", form=form), 400 if request.method == "POST" else 200
 
 
 @bp.route("/logout", methods=["POST"])
@@ -244,41 +229,23 @@ def logout() -> Any:
 # ----------------------------------------------------------------------- queue
 
 
-def _parse_since(text: str | None) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 #: Highest queue page number taken from a URL (pages beyond it show as this one).
 _MAX_PAGE = 1_000_000
 
 
-def _queue_args(args: Mapping[str, str] | None = None) -> dict[str, Any]:
+def _queue_args(args: MultiDict[str, str] | None = None) -> dict[str, Any]:
     args = request.args if args is None else args
-    reviewed = {"yes": True, "no": False}.get(args.get("reviewed", ""))
-    try:
-        per = int(args.get("per", 50))
-    except ValueError:
-        per = 50
-    per = per if per in _PAGE_SIZES else 50
-    try:
-        # Clamped: a page past any queue is just empty, never an integer overflow in SQL.
-        page = min(max(1, int(args.get("page", 1))), _MAX_PAGE)
-    except ValueError:
-        page = 1
+    per = args.get("per", 50, type=int)
     return {
         "stage": args.get("stage") or None,
         "persona": args.get("persona") or None,
         "route": args.get("route") or None,
-        "reviewed": reviewed,
-        "since": _parse_since(args.get("since")),
+        "reviewed": {"yes": True, "no": False}.get(args.get("reviewed", "")),
+        "since": args.get("since", type=date.fromisoformat),
         "search": (args.get("q") or "").strip()[:200] or None,
-        "per": per,
-        "page": page,
+        "per": per if per in _PAGE_SIZES else 50,
+        # Clamped: a page past any queue is just empty, never an integer overflow in SQL.
+        "page": min(max(1, args.get("page", 1, type=int)), _MAX_PAGE),
     }
 
 
@@ -298,8 +265,9 @@ def _row_context(items: list[QueueItem]) -> dict[str, dict[str, str | None]]:
     return {i.lead_id: _current(i, reps.get(i.lead_id)) for i in items}
 
 
-def _page_url(args: Mapping[str, Any], page: int) -> str:
-    params = {k: v for k, v in request.args.items() if k != "page" and v}
+def _page_url(query: Mapping[str, str], page: int) -> str:
+    """The queue URL of ``page`` with the other (non-blank) parameters of ``query``."""
+    params = {k: v for k, v in query.items() if k != "page" and v}
     params["page"] = str(page)
     return url_for("review.queue", **params)
 
@@ -327,7 +295,7 @@ def _next_in_queue(lead_id: str, back: str) -> str | None:
         return _next_suggested(lead_id, parts.path)
     if parts.path != url_for("review.queue"):
         return None
-    args = _queue_args(dict(parse_qsl(parts.query)))
+    args = _queue_args(MultiDict(parse_qsl(parts.query)))
     page = _queue_page(_store(), args, extra=1)
     ids = [i.lead_id for i in page.items]
     if lead_id in ids:
@@ -352,16 +320,14 @@ def queue() -> Any:
     context = {
         "page": page,
         "last_batch": session.get("review_batch"),
-        "batch_form": PlainForm(),
         "args": args,
         "current": _row_context(page.items),
         "facets": queue_facets(store),
         "labels": labels,
         "bulk": bulk,
-        "row_form": PlainForm(),
         "next_url": here,
-        "prev_href": _page_url(args, args["page"] - 1) if page.has_previous else None,
-        "next_href": _page_url(args, args["page"] + 1) if page.has_next else None,
+        "prev_href": _page_url(request.args, args["page"] - 1) if page.has_previous else None,
+        "next_href": _page_url(request.args, args["page"] + 1) if page.has_next else None,
         "since_text": request.args.get("since", ""),
     }
     template = "review/_queue_table.html" if _is_partial() else "review/queue.html"
@@ -378,7 +344,6 @@ def _row_response(lead_id: str, message: str | None, category: str, status: int 
         item=item,
         cur=_row_context([item])[lead_id],
         labels=label_choices(_store()),
-        row_form=PlainForm(),
         next_url=url_for("review.queue"),
         message=message,
         message_category=category,
@@ -415,6 +380,7 @@ def lead(lead_id: str) -> Any:
     latest = predictions[0] if predictions else None
     current = store.labels_for(lead_id)
     probabilities = latest.get("probabilities") if latest else None
+    reasons = latest.get("reasons") if latest else None
     labels = _label_menus(lead_id)
 
     queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
@@ -442,12 +408,12 @@ def lead(lead_id: str) -> Any:
         item=queue_item(store, lead_id, config=_queue_config()),
         stage_bars=probability_bars(probabilities, "stage"),
         persona_bars=probability_bars(probabilities, "persona"),
-        stage_reasons=reason_lines(latest.get("reasons") if latest else None, "stage"),
-        persona_reasons=reason_lines(latest.get("reasons") if latest else None, "persona"),
+        stage_reasons=reason_lines(reasons, "stage"),
+        persona_reasons=reason_lines(reasons, "persona"),
         model_reasons=[
             {**r, "head": head}
             for head in ("stage", "persona")
-            for r in reason_lines(latest.get("reasons") if latest else None, head)
+            for r in reason_lines(reasons, head)
         ],
         weeks=weeks,
         kinds=kinds,
@@ -456,7 +422,6 @@ def lead(lead_id: str) -> Any:
         corrections=corrections,
         reclassify=reclassify,
         confirm=confirm,
-        undo_form=PlainForm(),
         labels=labels,
         queue_url=queue_url,
         here=here,
@@ -520,11 +485,9 @@ def _remember_batch(batch_id: str, verb: str, count: int) -> None:
 
 
 def _recall(lead_id: str) -> list[int]:
-    recent = session.get("review_recent", [])
-    for entry in reversed(recent):
-        if entry.get("lead") == lead_id:
-            return [int(i) for i in entry.get("ids", [])]
-    return []
+    """The ids of this rep's last action on ``lead_id`` (``_remember`` keeps one per lead)."""
+    entries = [r for r in session.get("review_recent", []) if r.get("lead") == lead_id]
+    return [int(i) for i in entries[-1].get("ids", [])] if entries else []
 
 
 def _forget(lead_id: str) -> None:
@@ -590,6 +553,17 @@ def _finish(
     return _tell(lead_id, message, category, next_url, default)
 
 
+def _correct(lead_id: str, field: str, label: str, **how: Any) -> Any:
+    """Append this rep's correction made in the UI (``how``: the store's other arguments)."""
+    return _store().add_correction(
+        lead_id, field, label, reviewer=current_user.name, source="ui", **how
+    )
+
+
+def _note(form: Any) -> str | None:
+    return (form.note.data or "").strip() or None
+
+
 def _form_errors(form: Any) -> str:
     parts = []
     for name, errors in form.errors.items():
@@ -608,27 +582,18 @@ def _reject(form: Any, lead_id: str | None, default: str) -> Any:
 
 
 def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
+    """The label choices, plus the lead's predicted and current labels the store lacks."""
     store = _store()
-    labels = label_choices(store)
-    extras: list[Mapping[str, Any]] = []
-    if lead_id is not None:
-        latest = store.latest_prediction(lead_id)
-        if latest is not None:
-            probs = latest.get("probabilities")
-            extras.append(
-                {
-                    "stage": [b.label for b in probability_bars(probs, "stage")],
-                    "persona": [b.label for b in probability_bars(probs, "persona")],
-                }
-            )
-        extras.append(store.labels_for(lead_id))
-    out = {head: list(values) for head, values in labels.items()}
-    for extra in extras:
-        for head in ("stage", "persona"):
-            values = extra.get(head)
-            for value in values if isinstance(values, list) else [values]:
-                if value and value not in out[head]:
-                    out[head].append(value)
+    out = {head: list(values) for head, values in label_choices(store).items()}
+    if lead_id is None:
+        return out
+    latest = store.latest_prediction(lead_id)
+    probs = latest.get("probabilities") if latest is not None else None
+    current = store.labels_for(lead_id)
+    for head in ("stage", "persona"):
+        for value in [*(b.label for b in probability_bars(probs, head)), current.get(head)]:
+            if value and value not in out[head]:
+                out[head].append(value)
     return out
 
 
@@ -651,15 +616,13 @@ def reclassify(lead_id: str) -> Any:
             continue
         try:
             stored.append(
-                _store().add_correction(
+                _correct(
                     lead_id,
                     field,
                     value,
-                    reviewer=current_user.name,
                     kind="reclassify",
                     reason=form.reason.data,
-                    note=(form.note.data or "").strip() or None,
-                    source="ui",
+                    note=_note(form),
                     prediction_id=form.prediction(),
                     expected_label=form.expected(field),
                 )
@@ -693,13 +656,11 @@ def confirm(lead_id: str) -> Any:
         if not label:
             continue
         stored.append(
-            _store().add_correction(
+            _correct(
                 lead_id,
                 field,
                 label,
-                reviewer=current_user.name,
                 kind="confirm",
-                source="ui",
                 prediction_id=reviewed["id"],
                 expected_label=form.expected(field),
             )
@@ -731,34 +692,23 @@ def _undo(ids: list[int], lead_id: str, next_url: str | None, default: str) -> A
 def undo(correction_id: int) -> Any:
     """Append an undo row for one correction (nothing is overwritten)."""
     form = PlainForm()
-    found = None
     lead_id = request.form.get("lead_id") or ""
-    if lead_id:
-        found = next(
-            (c for c in _store().corrections_for(lead_id) if c["id"] == correction_id), None
-        )
-    if found is None:
+    if not lead_id or all(c["id"] != correction_id for c in _store().corrections_for(lead_id)):
         abort(404)
-    return _undo(
-        [correction_id],
-        lead_id,
-        form.next.data,
-        url_for("review.lead", lead_id=lead_id),
-    )
+    return _undo([correction_id], lead_id, form.next.data, url_for("review.lead", lead_id=lead_id))
 
 
 def _undo_targets(lead_id: str) -> list[int]:
     """The corrections ``u`` undoes: this rep's last action here, else their newest live row."""
     ids = _recall(lead_id)
-    if not ids:
-        rows = correction_rows(_store().corrections_for(lead_id))
-        mine = [
-            r
-            for r in rows
-            if r["reviewer"] == current_user.name and r["kind"] != "undo" and not r["undone"]
-        ]
-        ids = [mine[0]["id"]] if mine else []
-    return ids
+    if ids:
+        return ids
+    mine = [
+        r["id"]
+        for r in correction_rows(_store().corrections_for(lead_id))
+        if r["reviewer"] == current_user.name and r["kind"] != "undo" and not r["undone"]
+    ]
+    return mine[:1]
 
 
 @bp.route("/review/leads/<path:lead_id>/undo-last", methods=["POST"])
@@ -845,15 +795,13 @@ def _bulk_write(
                 continue
             try:
                 results.append(
-                    store.add_correction(
+                    _correct(
                         lead_id,
                         field,
                         label,
-                        reviewer=current_user.name,
                         kind=kind,
                         reason=reason,
-                        note=(form.note.data or "").strip() or None,
-                        source="ui",
+                        note=_note(form),
                         prediction_id=pid,
                         expected_label=expected,
                         batch_id=batch_id,
@@ -934,8 +882,6 @@ def undo_batch(batch_id: str) -> Any:
 def models() -> Any:
     """Served model against the champion, re-scoring progress, the alias history,
     versions and their gate decisions, and the retrain button."""
-    from review_ui.models_page import registry_state, rescore_state, serving_state
-
     ui = _ui()
     cfg = current_app.config
     registry = registry_state(
@@ -951,7 +897,6 @@ def models() -> Any:
         versions=model_versions(_store()),
         job=ui.jobs.status(),
         retrain_ready=ui.retrain_available(),
-        retrain_form=PlainForm(),
     )
 
 
@@ -1006,9 +951,7 @@ def users() -> Any:
         else:
             flash(_form_errors(form), "error")
         return redirect(url_for("review.users"))
-    return render_template(
-        "review/users.html", users=_store().list_users(), form=form, disable_form=DisableUserForm()
-    )
+    return render_template("review/users.html", users=_store().list_users(), form=form)
 
 
 @bp.route("/review/users/disable", methods=["POST"])
@@ -1033,7 +976,7 @@ def disable_user() -> Any:
 # ------------------------------------------------ "leads like this one" (#19 part A)
 
 
-_BUILDS: set[threading.Thread] = set()
+_BUILDS: set[futures.Future[int]] = set()
 _BUILDS_LOCK = threading.Lock()
 #: A reclassify younger than this whose suggestions are missing shows as "being looked for".
 _BUILD_GRACE = timedelta(minutes=2)
@@ -1052,12 +995,10 @@ def _build_all(similar: Any, store: Any, correction_ids: list[int]) -> int:
 
 
 def wait_for_suggestions(timeout: float | None = None) -> bool:
-    """Join the background builds started so far (tests, shutdown); True if all finished."""
+    """Wait for the background builds started so far (tests, shutdown); True if all finished."""
     with _BUILDS_LOCK:
-        threads = list(_BUILDS)
-    for thread in threads:
-        thread.join(timeout)
-    return not any(t.is_alive() for t in threads)
+        builds = list(_BUILDS)
+    return not futures.wait(builds, timeout).not_done
 
 
 def _offer_similar(stored: list[Any]) -> None:
@@ -1077,18 +1018,15 @@ def _offer_similar(stored: list[Any]) -> None:
         return
     # No flash of its own: the lead page's card says the leads are being looked for.
     store, similar = _store(), _similar()
-
-    def run() -> None:
-        try:
-            _build_all(similar, store, ids)
-        finally:
-            with _BUILDS_LOCK:
-                _BUILDS.discard(threading.current_thread())
-
-    thread = threading.Thread(target=run, name="similar-build", daemon=True)
+    build = in_thread(lambda: _build_all(similar, store, ids), "similar-build")
     with _BUILDS_LOCK:
-        _BUILDS.add(thread)
-    thread.start()
+        _BUILDS.add(build)
+    build.add_done_callback(_forget_build)
+
+
+def _forget_build(build: futures.Future[int]) -> None:
+    with _BUILDS_LOCK:
+        _BUILDS.discard(build)
 
 
 @bp.route("/review/leads/<path:lead_id>/similar", methods=["POST"])
@@ -1177,7 +1115,7 @@ def suggestions(correction_id: int) -> Any:
                 ids,
                 reviewer=current_user.name,
                 reason=form.reason.data,
-                note=(form.note.data or "").strip() or None,
+                note=_note(form),
                 batch_id=batch_id,
             )
             for r in result.corrections:

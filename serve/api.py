@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from data.values import finite
 from serve import guard, scoring
-from serve.errors import ApiError
+from serve.errors import ApiError, json_response
 from serve.holder import LoadedModel
 from serve.openapi import build_openapi, get_operation, operation
 from serve.rounding import round_floats
@@ -260,7 +260,7 @@ def invocations() -> Response:
             fast = _fast_invocations(data, content_type, loaded)
             if fast is None:
                 body, status, mimetype = scoring.invocations(data, content_type, loaded.pyfunc)
-            rows = fast.rows if fast is not None else _invocation_rows(data, content_type)
+            rows = fast.rows if fast is not None else scoring.input_rows(data, content_type)
             _refuse_unknown_columns(rows, loaded)
         except RecursionError:
             raise ApiError(400, "Body nests too deeply to be a scoring request", None) from None
@@ -269,29 +269,14 @@ def invocations() -> Response:
         codes = {400: "BAD_REQUEST", 413: "RESOURCE_LIMIT_EXCEEDED", 415: "BAD_REQUEST"}
         payload["error_code"] = codes.get(exc.status, "INTERNAL_ERROR")
         payload["message"] = exc.message
-        response = jsonify(payload)
-        response.status_code = exc.status
-        response.headers.update(exc.headers)
-        return response
+        return json_response(exc.status, payload, exc.headers)
     if fast is not None:
         prepared, results, every = scoring.fast_invocation_records(fast)
         body, status, mimetype = fast.body, 200, "application/json"
     else:
-        prepared, results, every = scoring.invocation_records(
-            request.get_data(), request.headers.get("Content-Type", ""), body
-        )
+        prepared, results, every = scoring.invocation_records(rows, body)
     get_state().record(prepared, results, loaded, source="invocations", observed=every)
     return _with_model_header(Response(body, status=status, mimetype=mimetype), loaded)
-
-
-def _invocation_rows(data: bytes, content_type: str | None) -> list[dict[str, Any]] | None:
-    """The request's rows when they can be read as rows (else MLflow reports the problem)."""
-    if not content_type:
-        return None
-    try:
-        return scoring._input_rows(data, content_type)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return None
 
 
 def _refuse_unknown_columns(rows: list[dict[str, Any]] | None, loaded: LoadedModel) -> None:
@@ -452,11 +437,7 @@ def readyz() -> Response:
         "error": holder.last_error,
         "store": "ok" if store_ok else "unavailable",
     }
-    response = jsonify(body)
-    response.status_code = 200 if ready else 503
-    if not ready:
-        response.headers["Retry-After"] = "1"
-    return response
+    return json_response(200 if ready else 503, body, None if ready else {"Retry-After": "1"})
 
 
 @bp.get("/metrics")

@@ -22,6 +22,7 @@ __all__ = [
     "error_body",
     "format_loc",
     "init_app",
+    "json_response",
     "store_unavailable",
     "validation_details",
     "wants_json",
@@ -184,10 +185,11 @@ def wants_json() -> bool:
     )
 
 
-def _json_response(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -> Response:
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+    """``body`` as JSON with ``status`` and ``headers``."""
     response = jsonify(body)
     response.status_code = status
-    response.headers.update(headers)
+    response.headers.update(headers or {})
     return response
 
 
@@ -230,7 +232,7 @@ def _handle_api_error(exc: ApiError) -> Response:
     if not wants_json():
         title = {400: "Bad request", 503: "Service unavailable"}.get(exc.status, "Error")
         return _html_page(exc.status, title, exc.message, exc.headers)
-    return _json_response(exc.status, exc.to_dict(), exc.headers)
+    return json_response(exc.status, exc.to_dict(), exc.headers)
 
 
 def _handle_store_error(exc: Exception) -> Response | tuple[str, int]:
@@ -241,7 +243,7 @@ def _handle_store_error(exc: Exception) -> Response | tuple[str, int]:
     message = "The store is unavailable right now; retry shortly"
     if not wants_json():
         return _html_page(503, "Service unavailable", message + ".", headers)
-    return _json_response(503, error_body(message, None), headers)
+    return json_response(503, error_body(message, None), headers)
 
 
 def _handle_http_exception(exc: HTTPException) -> Response | HTTPException:
@@ -259,16 +261,14 @@ def _handle_http_exception(exc: HTTPException) -> Response | HTTPException:
         valid = getattr(exc, "valid_methods", None)
         if valid:
             headers["Allow"] = ", ".join(valid)
-    return _json_response(status, error_body(message, None), headers)
+    return json_response(status, error_body(message, None), headers)
 
 
 def _handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
     _log.exception("Unhandled error on %s %s", request.method, request.path)
     if not wants_json():
         return "Internal Server Error", 500
-    return _json_response(
-        500, error_body("Internal server error: the failure has been logged", None), {}
-    )
+    return json_response(500, error_body("Internal server error: the failure has been logged"))
 
 
 def init_app(app: Flask) -> None:

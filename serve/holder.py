@@ -1,18 +1,6 @@
 """The model holder: loads the served model in the background and follows the alias.
 
-``ModelHolder`` serves ``models:/<name>@<alias>`` (default ``champion``). A
-background thread loads it (``/readyz`` answers 503 until then), then polls
-the alias every ``poll_seconds``; when the alias moves (a promotion or a
-rollback) it loads the new version in the background and swaps it in with one
-reference assignment. A request reads :attr:`ModelHolder.current` once at its
-start and uses that object to the end, so requests in flight finish on the
-old model and no request ever sees half a swap. A failed load keeps the old
-model in service; the failure is logged, counted and shown by ``/readyz``.
-
-The thread is started by :meth:`ModelHolder.start`, which the app calls on
-its first request and gunicorn's ``post_worker_init`` hook calls in every
-worker: never before gunicorn forks. A holder that finds itself in a new
-process (forked after starting) starts a fresh thread there.
+Design notes (swaps, failed loads, forks): ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -246,7 +234,8 @@ class ModelHolder:
         and the current model stays in service.
         """
         try:
-            return self._refresh(force=False)
+            with self._load_lock:
+                return self._load_target(force=False)
         except Exception:
             return False
 
@@ -262,10 +251,6 @@ class ModelHolder:
             current = self._current
             assert current is not None
             return current, previous
-
-    def _refresh(self, *, force: bool) -> bool:
-        with self._load_lock:
-            return self._load_target(force=force)
 
     def _load_target(self, *, force: bool) -> bool:
         current = self._current

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -25,23 +26,12 @@ from prometheus_client.core import GaugeMetricFamily
 
 __all__ = ["LATENCY_BUCKETS", "AlignmentCollector", "Metrics", "init_app"]
 
-#: Request latency buckets (seconds): fine below 10 ms, where the API should answer.
+#: Request latency buckets (seconds), by decade: fine below 10 ms, where the API should answer.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
+    *(0.0005, 0.001, 0.0025, 0.005, 0.0075),
+    *(0.01, 0.025, 0.05),
+    *(0.1, 0.25, 0.5),
+    *(1.0, 2.5, 5.0, 10.0),
 )
 
 
@@ -114,89 +104,75 @@ class Metrics:
 
     def __post_init__(self) -> None:
         """Declare every metric of the app (long: one flat list, one declaration each)."""
-        reg = self.registry
-        self.requests = Counter(
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        self.requests = counter(
             "leadready_http_requests",
             "HTTP requests answered, per endpoint, method and status.",
             ["endpoint", "method", "status"],
-            registry=reg,
         )
         self.latency = Histogram(
             "leadready_http_request_duration_seconds",
             "Time from request start to response, per endpoint.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
-            registry=reg,
+            registry=self.registry,
         )
-        self.predictions = Counter(
+        self.predictions = counter(
             "leadready_predictions",
             "Predictions made, per head (stage, persona) and predicted class.",
             ["head", "label"],
-            registry=reg,
         )
-        self.routes = Counter(
-            "leadready_routes", "Predictions per route (sales, nurture).", ["route"], registry=reg
+        self.routes = counter(
+            "leadready_routes", "Predictions per route (sales, nurture).", ["route"]
         )
-        self.model_info = Gauge(
+        self.model_info = gauge(
             "leadready_model_info",
             "1 for the model version a worker serves (max over live workers).",
             ["name", "version"],
             multiprocess_mode="livemax",
-            registry=reg,
         )
-        self.model_version = Gauge(
+        self.model_version = gauge(
             "leadready_model_version",
             "The numeric model version each worker serves.",
             ["name"],
             multiprocess_mode="liveall",
-            registry=reg,
         )
-        self.model_loads = Counter(
-            "leadready_model_loads",
-            "Model versions loaded and swapped in.",
-            ["name", "version"],
-            registry=reg,
+        self.model_loads = counter(
+            "leadready_model_loads", "Model versions loaded and swapped in.", ["name", "version"]
         )
-        self.model_load_failures = Counter(
+        self.model_load_failures = counter(
             "leadready_model_load_failures",
             "Failed model loads or alias look-ups (the old model stays in service).",
             ["name"],
-            registry=reg,
         )
-        self.model_task_refusals = Counter(
+        self.model_task_refusals = counter(
             "leadready_model_task_refusals",
             "Versions not swapped in because they do another task than the served model.",
             ["name", "version"],
-            registry=reg,
         )
-        self.auth_failures = Counter(
+        self.auth_failures = counter(
             "leadready_auth_failures",
             "Rejected API requests, per reason (missing, invalid, revoked, forbidden).",
             ["reason"],
-            registry=reg,
         )
-        self.writer_rows = Counter(
+        self.writer_rows = counter(
             "leadready_writer_rows",
             "Rows the background writer stored, per kind (predictions, leads, events).",
             ["kind"],
-            registry=reg,
         )
-        self.writer_failures = Counter(
-            "leadready_writer_failures",
-            "Failed store writes of the background writer (retried).",
-            registry=reg,
+        self.writer_failures = counter(
+            "leadready_writer_failures", "Failed store writes of the background writer (retried)."
         )
-        self.writer_dropped = Counter(
+        self.writer_dropped = counter(
             "leadready_writer_dropped_rows",
             "Rows the store refused for their content (isolated, logged, not retried); "
             "rows are never dropped for room: a full writer answers 503 instead.",
-            registry=reg,
         )
-        self.writer_pending = Gauge(
+        self.writer_pending = gauge(
             "leadready_writer_pending_rows",
             "Rows waiting in the background writer's queue.",
             multiprocess_mode="livesum",
-            registry=reg,
         )
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:

@@ -115,11 +115,7 @@ def _path_of(rule: str) -> tuple[str, list[str]]:
 def build_openapi(
     app: Flask, *, title: str = "leadready", version: str = "0.1.0"
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every documented route ``app`` serves.
-
-    One walk over the URL map that fills the path items, parameters, bodies and
-    responses; kept whole so the document's shape reads top to bottom.
-    """
+    """The OpenAPI 3.1 document of every documented route ``app`` serves."""
     ops: list[tuple[str, str, str, Operation]] = []
     for rule in app.url_map.iter_rules():
         op = get_operation(app.view_functions.get(rule.endpoint))
@@ -137,37 +133,7 @@ def build_openapi(
     paths: dict[str, dict[str, Any]] = {}
     for rule, method, endpoint, op in ops:
         path, params = _path_of(rule)
-        responses: dict[str, Any] = {}
-        for status, (description, body) in {**_error_responses(op), **op.responses}.items():
-            entry: dict[str, Any] = {"description": description}
-            content = _content(body, key_map, "serialization")
-            if content:
-                entry["content"] = content
-            responses[str(status)] = entry
-        spec: dict[str, Any] = {
-            "operationId": endpoint.replace(".", "_"),
-            "summary": op.summary,
-            "responses": dict(sorted(responses.items())),
-        }
-        if op.description:
-            spec["description"] = op.description
-        if op.tags:
-            spec["tags"] = list(op.tags)
-        if params:
-            spec["parameters"] = [
-                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                | ({"example": PATH_EXAMPLES[n]} if n in PATH_EXAMPLES else {})
-                for n in params
-            ]
-        if op.request is not None or op.request_media:
-            content = _content(op.request, key_map, "validation") or {}
-            content.update({media: {"schema": dict(s)} for media, s in op.request_media.items()})
-            examples = EXAMPLES.get(spec["operationId"])
-            if examples and "application/json" in content:
-                content["application/json"]["examples"] = examples
-            spec["requestBody"] = {"required": True, "content": content}
-        spec["security"] = [{"bearerAuth": []}] if op.auth != "none" else []
-        paths.setdefault(path, {})[method] = spec
+        paths.setdefault(path, {})[method] = _operation_spec(endpoint, op, params, key_map)
 
     return {
         "openapi": "3.1.0",
@@ -192,6 +158,43 @@ def build_openapi(
             },
         },
     }
+
+
+def _operation_spec(
+    endpoint: str, op: Operation, params: list[str], key_map: Mapping[Any, Any]
+) -> dict[str, Any]:
+    """The OpenAPI operation object of one view and method."""
+    responses: dict[str, Any] = {}
+    for status, (description, body) in {**_error_responses(op), **op.responses}.items():
+        entry: dict[str, Any] = {"description": description}
+        content = _content(body, key_map, "serialization")
+        if content:
+            entry["content"] = content
+        responses[str(status)] = entry
+    spec: dict[str, Any] = {
+        "operationId": endpoint.replace(".", "_"),
+        "summary": op.summary,
+        "responses": dict(sorted(responses.items())),
+    }
+    if op.description:
+        spec["description"] = op.description
+    if op.tags:
+        spec["tags"] = list(op.tags)
+    if params:
+        spec["parameters"] = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            | ({"example": PATH_EXAMPLES[n]} if n in PATH_EXAMPLES else {})
+            for n in params
+        ]
+    if op.request is not None or op.request_media:
+        content = _content(op.request, key_map, "validation") or {}
+        content.update({media: {"schema": dict(s)} for media, s in op.request_media.items()})
+        examples = EXAMPLES.get(spec["operationId"])
+        if examples and "application/json" in content:
+            content["application/json"]["examples"] = examples
+        spec["requestBody"] = {"required": True, "content": content}
+    spec["security"] = [{"bearerAuth": []}] if op.auth != "none" else []
+    return spec
 
 
 def _known_values(schemas: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.rescore import RescoreLock, snapshots, stale_leads, version_counts
+from data.rescore import RescoreLock, VersionCounts, snapshots, stale_leads, version_counts
 from data.values import utc_now
 
 __all__ = ["RescoreResult", "Rescorer", "rescore_to"]
@@ -56,13 +56,16 @@ def rescore_to(
     ``progress`` gets the running result after each batch; ``should_stop`` is checked between
     batches and ends the pass early (``stopped``).
     """
-    from serve.scoring import Prepared, prediction_rows, score
-
     result = RescoreResult(model_name=model_name, version=str(version))
     started, cpu0 = time.perf_counter(), time.process_time()
     missing: Counter[str] = Counter()
-    inputs = list(model.input_columns)
     cursor: str | None = None
+
+    def clock() -> None:
+        result.missing_inputs = dict(missing)
+        result.seconds = time.perf_counter() - started
+        result.cpu_seconds = time.process_time() - cpu0
+
     while True:
         if should_stop is not None and should_stop():
             result.stopped = True
@@ -71,35 +74,52 @@ def rescore_to(
         if not ids:
             break
         cursor = ids[-1]
-        snaps = snapshots(store, ids)
-        prepared = [
-            Prepared(index=i, lead_id=lead_id, features=snaps[lead_id])
-            for i, lead_id in enumerate(ids)
-            if lead_id in snaps
-        ]
-        result.without_snapshot += len(ids) - len(prepared)
-        for p in prepared:
-            if len(p.features) < len(inputs) or any(c not in p.features for c in inputs):
-                missing.update(c for c in inputs if c not in p.features)
-        if prepared:
-            rows = prediction_rows(
-                prepared,
-                score(prepared, model),
-                model_name=model_name,
-                model_version=str(version),
-                source="rescore",
-            )
-            store.record_predictions(rows)
-            result.rescored += len(rows)
-        result.missing_inputs = dict(missing)
-        result.seconds = time.perf_counter() - started
-        result.cpu_seconds = time.process_time() - cpu0
+        _rescore_batch(store, model, ids, result, missing)
+        clock()
         if progress is not None:
             progress(result)
-    result.missing_inputs = dict(missing)
-    result.seconds = time.perf_counter() - started
-    result.cpu_seconds = time.process_time() - cpu0
+    clock()
     return result
+
+
+def _rescore_batch(
+    store: Any, model: Any, ids: list[str], result: RescoreResult, missing: Counter[str]
+) -> None:
+    """Score ``ids`` from their feature snapshots and store the predictions, counted in ``result``
+    (and the inputs each lead lacks in ``missing``)."""
+    from serve.scoring import Prepared, prediction_rows, score
+
+    snaps = snapshots(store, ids)
+    prepared = [
+        Prepared(index=i, lead_id=lead_id, features=snaps[lead_id])
+        for i, lead_id in enumerate(ids)
+        if lead_id in snaps
+    ]
+    result.without_snapshot += len(ids) - len(prepared)
+    inputs = list(model.input_columns)
+    for p in prepared:
+        if len(p.features) < len(inputs) or any(c not in p.features for c in inputs):
+            missing.update(c for c in inputs if c not in p.features)
+    if prepared:
+        rows = prediction_rows(
+            prepared,
+            score(prepared, model),
+            model_name=result.model_name,
+            model_version=result.version,
+            source="rescore",
+        )
+        store.record_predictions(rows)
+        result.rescored += len(rows)
+
+
+def _counted(model_name: str, version: str, counts: VersionCounts) -> dict[str, Any]:
+    """The status fields saying how many stored leads there are and how many are on ``version``."""
+    return {
+        "model_name": model_name,
+        "version": version,
+        "total": counts.total,
+        "done": counts.on(version),
+    }
 
 
 def _now() -> str:
@@ -209,11 +229,7 @@ class Rescorer:
                 self.finished.set()
 
     def _work(self, model: Any, model_name: str, version: str) -> None:
-        """Wait for the lock, run a pass, settle, run the second pass, write the status.
-
-        Kept whole: the lock's acquire and release and the status writes around
-        the two passes read best in one place.
-        """
+        """Wait for the lock, run a pass, settle, run the second pass, write the status."""
         lock = RescoreLock(self.store, self.folder)
         if not lock.acquire(blocking=False):
             self._write(state="waiting", version=version, note="another worker is re-scoring")
@@ -225,55 +241,51 @@ class Rescorer:
                 counts = version_counts(self.store)
                 if counts.total == counts.on(version):
                     break
-                self._write(
-                    state="running",
-                    model_name=model_name,
-                    version=version,
-                    total=counts.total,
-                    done=counts.on(version),
-                    started_at=_now(),
-                    finished_at=None,
-                    error=None,
-                    pid=os.getpid(),
-                )
-                before = counts.on(version)
-                result = rescore_to(
-                    self.store,
-                    model,
-                    model_name=model_name,
-                    version=version,
-                    batch_size=self.batch_size,
-                    progress=lambda r, before=before: self._write(
-                        rescored=r.rescored,
-                        done=before + r.rescored,
-                        seconds=round(r.seconds, 1),
-                        missing_inputs=r.missing_inputs,
-                        without_snapshot=r.without_snapshot,
-                    ),
-                    should_stop=lambda: self._changed.is_set() or self._stop.is_set(),
-                )
-                _log.info(
-                    "re-scored %d stored leads with %s version %s in %.1f s (%.1f s CPU)",
-                    result.rescored,
-                    model_name,
-                    version,
-                    result.seconds,
-                    result.cpu_seconds,
-                )
-                if result.stopped or attempt == 1:
+                if self._pass(model, model_name, version, counts).stopped or attempt == 1:
                     break
                 # Workers that had not swapped yet may have scored with the old version.
                 if self._stop.wait(self.settle_seconds) or self._changed.is_set():
                     return
             counts = version_counts(self.store)
-            self._write(
-                state="done",
-                model_name=model_name,
-                version=version,
-                total=counts.total,
-                done=counts.on(version),
-                finished_at=_now(),
-            )
+            self._write(state="done", **_counted(model_name, version, counts), finished_at=_now())
             self.finished.set()
         finally:
             lock.release()
+
+    def _pass(
+        self, model: Any, model_name: str, version: str, counts: VersionCounts
+    ) -> RescoreResult:
+        """One pass over the leads not on ``version``, its progress written to the status."""
+        self._write(
+            state="running",
+            **_counted(model_name, version, counts),
+            started_at=_now(),
+            finished_at=None,
+            error=None,
+            pid=os.getpid(),
+        )
+        before = counts.on(version)
+        result = rescore_to(
+            self.store,
+            model,
+            model_name=model_name,
+            version=version,
+            batch_size=self.batch_size,
+            progress=lambda r: self._write(
+                rescored=r.rescored,
+                done=before + r.rescored,
+                seconds=round(r.seconds, 1),
+                missing_inputs=r.missing_inputs,
+                without_snapshot=r.without_snapshot,
+            ),
+            should_stop=lambda: self._changed.is_set() or self._stop.is_set(),
+        )
+        _log.info(
+            "re-scored %d stored leads with %s version %s in %.1f s (%.1f s CPU)",
+            result.rescored,
+            model_name,
+            version,
+            result.seconds,
+            result.cpu_seconds,
+        )
+        return result

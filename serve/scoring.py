@@ -26,6 +26,7 @@ __all__ = [
     "Prepared",
     "FastInvocation",
     "fast_invocations",
+    "input_rows",
     "invocation_records",
     "invocations",
     "loads_json",
@@ -520,9 +521,10 @@ def _invocations_csv(
 
 
 def invocation_records(
-    body: bytes, content_type: str, response_body: str, *, id_col: str = "lead_id"
+    rows: list[dict[str, Any]] | None, response_body: str, *, id_col: str = "lead_id"
 ) -> tuple[list[Prepared], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows of an answered ``/invocations`` request that carry a ``lead_id`` column.
+    """The ``rows`` (:func:`input_rows`) of an answered ``/invocations`` request that carry a
+    ``lead_id`` column.
 
     ``(prepared, results)`` for the store (the row minus the id is the snapshot; unmatched rows
     give none), and every prediction in the ``/v1`` shape, for metrics.
@@ -534,10 +536,6 @@ def invocation_records(
     if not isinstance(predictions, list):
         return [], [], []
     every = [result_from_frame_row(p) for p in predictions if isinstance(p, Mapping)]
-    try:
-        rows = _input_rows(body, content_type)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
-        return [], [], every
     if rows is None or len(rows) != len(every):
         return [], [], every
     return (*_named_rows(rows, every, id_col), every)
@@ -584,9 +582,18 @@ def result_from_frame_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _input_rows(body: bytes, content_type: str) -> list[dict[str, Any]] | None:
-    """The request's rows as dicts (JSON formats and CSV), or None when not row-shaped."""
-    mime = content_type.split(";")[0].strip().lower()
+def input_rows(body: bytes, content_type: str | None) -> list[dict[str, Any]] | None:
+    """The request's rows as dicts (JSON formats and CSV), or None when they cannot be read as
+    rows (MLflow reports what is wrong with the body)."""
+    try:
+        return _input_rows(body, (content_type or "").split(";")[0].strip().lower())
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def _input_rows(body: bytes, mime: str) -> list[dict[str, Any]] | None:
+    if not mime:
+        return None
     if mime == "text/csv":
         import io
 

@@ -1,29 +1,6 @@
 """Background writer: predictions, profiles and events reach the store off the hot path.
 
-A request puts its rows on an in-memory queue and answers; one thread per
-process takes them off and writes them in batches, every ``flush_seconds`` or
-as soon as ``batch_size`` rows wait, whichever comes first. Within a batch,
-kinds are written in the order given by ``sinks`` (leads before their events
-and predictions). A failed write is retried on the next tick with the rows
-kept in order; ``close()`` (atexit, gunicorn's ``worker_exit``) writes
-everything still queued, so nothing a client got an answer for is lost on a
-clean shutdown.
-
-Back-pressure, not loss: ``submit`` refuses (:class:`WriterFull`) rows that
-would take the backlog past ``max_pending``, *before* the request is
-answered, so the API can say 503 + Retry-After (or 413 for a request larger
-than the whole backlog) instead of acknowledging rows it cannot keep. Rows
-once accepted are never dropped to make room.
-
-A row the store refuses for its content (``ValueError``, a constraint or data
-error) is found by bisecting the chunk (a handful of writes, not one per row),
-reported once with its reason and counted, and the rest are written: one bad
-row can never stall the rows behind it.
-
-The thread starts on the first ``submit``, i.e. after gunicorn has forked the
-worker, never in the parent process. ``submit`` only appends to a list: the
-thread is woken when ``batch_size`` rows wait (or by ``flush``/``close``), not
-once per request, so a request does not hand the GIL to the writer.
+Design notes (batching, back-pressure, refused rows, forks): ``docs/design/serving.md``.
 """
 
 from __future__ import annotations
@@ -415,84 +392,73 @@ class PredictionWriter:
         return ok
 
 
-class EventDeduper:
-    """Drops events this process has already stored (API clients resend a lead's history).
+#: What a deduper remembers of a key it never saw (equal to no mark).
+_UNSEEN = object()
 
-    A client that scores a lead with its full event history on every call
-    would otherwise append the same events again each time. This filter
-    remembers the last ``max_entries`` events it let through (an LRU of their
-    fingerprints) and keeps only unseen ones; it wraps the events sink.
-    Duplicates across worker processes are not seen here; the store's unique
-    event id (``ON CONFLICT DO NOTHING``) skips those.
+
+class _Deduper:
+    """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink.
+
+    A row whose key last went through with the same mark is skipped; a failed
+    write remembers nothing.
     """
 
-    def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
+    def __init__(self, sink: Sink, *, max_entries: int) -> None:
         self.sink = sink
         self.max_entries = int(max_entries)
-        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self._last: OrderedDict[Any, Any] = OrderedDict()
+
+    def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
+        raise NotImplementedError
 
     def __call__(self, rows: list[Any]) -> Any:
-        """Write the rows not seen before, then remember them."""
+        """Write the rows not seen before (or changed), then remember them."""
         fresh: list[Any] = []
-        keys: list[tuple[Any, ...]] = []
-        batch: set[tuple[Any, ...]] = set()
+        marks: dict[Any, Any] = {}
         for row in rows:
-            key = _event_key(row)
-            if key in self._seen:
-                self._seen.move_to_end(key)
+            key, mark = self._key_mark(row)
+            if marks.get(key, self._last.get(key, _UNSEEN)) == mark:
+                if key in self._last:
+                    self._last.move_to_end(key)
                 continue
-            if key in batch:
-                continue
-            batch.add(key)
+            marks[key] = mark
             fresh.append(row)
-            keys.append(key)
         if fresh:
             self.sink(fresh)
-        for key in keys:
-            self._seen[key] = None
-        while len(self._seen) > self.max_entries:
-            self._seen.popitem(last=False)
-        return len(fresh)
-
-
-class LeadDeduper:
-    """Skips lead profiles identical to the one this process last wrote for that lead.
-
-    API clients send the lead's profile with every score request; upserting an
-    unchanged profile again changes nothing but costs a write. This filter
-    remembers, per lead id, a fingerprint of the last profile it let through
-    (LRU of ``max_entries`` leads) and keeps only changed ones; it wraps the
-    leads sink. A profile changed in the store by someone else is not seen here:
-    the next *different* profile from the API still overwrites it.
-    """
-
-    def __init__(self, sink: Sink, *, max_entries: int = 100_000, id_key: str = "lead_id") -> None:
-        self.sink = sink
-        self.max_entries = int(max_entries)
-        self.id_key = id_key
-        self._last: OrderedDict[Any, str] = OrderedDict()
-
-    def __call__(self, rows: list[Any]) -> Any:
-        """Write the rows whose profile changed, then remember them."""
-        fresh: list[Any] = []
-        marks: list[tuple[Any, str]] = []
-        latest: dict[Any, str] = {}
-        for row in rows:
-            lead_id = row.get(self.id_key)
-            mark = _fingerprint(row)
-            if latest.get(lead_id, self._last.get(lead_id)) == mark:
-                continue
-            latest[lead_id] = mark
-            fresh.append(row)
-            marks.append((lead_id, mark))
-        if fresh:
-            self.sink(fresh)
-        for lead_id, mark in marks:
-            self._last[lead_id] = mark
-            self._last.move_to_end(lead_id)
+        for key, mark in marks.items():
+            self._last[key] = mark
+            self._last.move_to_end(key)
         while len(self._last) > self.max_entries:
             self._last.popitem(last=False)
         return len(fresh)
+
+
+class EventDeduper(_Deduper):
+    """Drops events this process has already stored (API clients resend a lead's history).
+
+    The store's unique event id skips duplicates across worker processes.
+    """
+
+    def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
+        super().__init__(sink, max_entries=max_entries)
+
+    def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
+        return _event_key(row), None
+
+
+class LeadDeduper(_Deduper):
+    """Skips lead profiles identical to the one this process last wrote for that lead.
+
+    A profile changed in the store by someone else is not seen here: the next
+    *different* profile from the API still overwrites it.
+    """
+
+    def __init__(self, sink: Sink, *, max_entries: int = 100_000, id_key: str = "lead_id") -> None:
+        super().__init__(sink, max_entries=max_entries)
+        self.id_key = id_key
+
+    def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
+        return row.get(self.id_key), _fingerprint(row)
 
 
 def _fingerprint(row: Mapping[str, Any]) -> str:

@@ -447,6 +447,14 @@ def test_queue_orders_by_priority_and_reviewed_leads_sink(rep, store):
     assert 'id="row-' not in paged and "6 leads" in paged
 
 
+def test_queue_page_links_keep_the_filters(rep):
+    page = rep.get("/review/?per=25&page=3&route=sales&q=").get_data(as_text=True)
+    prev = re.search(r'href="(/review/\?[^"]*page=2[^"]*)"', page)
+    assert prev is not None
+    link = prev.group(1).replace("&amp;", "&")
+    assert "per=25" in link and "route=sales" in link and "q=" not in link
+
+
 def test_lead_page_shows_profile_model_timeline_and_history(rep, store):
     store.add_correction("L1", "stage", "purchase", reviewer="rep2", reason="talking_to_sales")
     page = rep.get("/review/leads/L1").get_data(as_text=True)

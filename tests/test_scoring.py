@@ -277,10 +277,11 @@ def test_frame_rows_convert_to_the_v1_shape():
 def test_invocation_records_keep_only_rows_with_ids():
     body = json.dumps({"inputs": {"lead_id": ["a", None, 7], "x": [1, 2, 3]}}).encode()
     answer = json.dumps({"predictions": [{"stage": "s", "route": "r"}] * 3})
-    prepared, results, every = scoring.invocation_records(body, "application/json", answer)
+    rows = scoring.input_rows(body, "application/json")
+    prepared, results, every = scoring.invocation_records(rows, answer)
     assert [p.lead_id for p in prepared] == ["a", "7"]
     assert [p.features for p in prepared] == [{"x": 1}, {"x": 3}]
     assert len(results) == 2 and len(every) == 3
     # rows that cannot be matched one to one with the predictions are not recorded
     short = json.dumps({"predictions": [{"stage": "s"}]})
-    assert scoring.invocation_records(body, "application/json", short)[0] == []
+    assert scoring.invocation_records(rows, short)[0] == []

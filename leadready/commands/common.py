@@ -56,7 +56,7 @@ def as_of(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        return datetime.fromisoformat(value.strip())
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not an ISO 8601 time (e.g. 2026-06-30T00:00:00Z)", param_hint="--as-of"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -11,6 +10,7 @@ import pandas as pd
 
 from data.readers import ReadResult, read_events, read_leads
 from data.values import as_utc
+from leadready.commands import common
 from model.features import FeatureConfig, build_features, feature_names
 
 __all__ = ["features"]
@@ -34,20 +34,6 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
         table.to_parquet(path, index=False)
     else:
         table.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n")
-
-
-def _as_of(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"cannot parse {value!r} as a date (use ISO 8601, e.g. 2026-06-30 or "
-            "2026-06-30T12:00:00Z)",
-            param_hint="--as-of",
-        ) from None
-    return as_utc(parsed)
 
 
 @click.command("features")
@@ -117,7 +103,8 @@ def features(
         raise click.BadParameter(
             f"{out_path.name}: the output must end in .csv or .parquet", param_hint="--out"
         )
-    reference = _as_of(as_of)
+    parsed = common.as_of(as_of)
+    reference = None if parsed is None else as_utc(parsed)
     config = FeatureConfig(half_life_days=half_life_days)
     started = time.perf_counter()
     try:

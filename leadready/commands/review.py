@@ -350,12 +350,11 @@ def import_(
                 raise common.fail(exc) from None
             console.print(f"[red]{escape(str(exc))}[/red]")
             console.print("nothing was imported")
-    _print_import(console, result)
-    if not dry_run and result.written:
-        # The queue learns from what was just imported (issue 19).
-        from training.learned_queue import refit_queue
+        _print_import(console, result)
+        if not dry_run and result.written:
+            # The queue learns from what was just imported (issue 19).
+            from training.learned_queue import refit_queue
 
-        with open_store(settings) as store:
             console.print(refit_queue(store).summary(), soft_wrap=True, highlight=False)
     if result.rejected:
         path = result.write_report(report_path or _report_path(settings, file))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -41,26 +42,15 @@ def score_on_spark(
     """
     from mlflow.exceptions import MlflowException
     from pyspark.errors import PySparkException
-    from pyspark.sql import SparkSession
 
     from model.registry import configure
-    from training.spark import local_session, score_spark
+    from training.spark import score_spark
 
     console = console or Console(stderr=True)
     settings.ensure_home()
     configure(settings.mlflow_tracking_uri, settings.artifact_root)
-    # A session this process already runs is used as it is, and left running.
-    existing = SparkSession.getActiveSession()
-    if existing is None:
-        with console.status(f"starting Spark ({master})…"):
-            spark = local_session(
-                master,
-                app_name="leadready-score",
-                driver_memory=driver_memory,
-                local_dir=settings.home / "spark",
-            )
-    else:
-        spark = existing
+    spark, started = _session(settings, master, driver_memory, console)
+    if not started:
         master = spark.sparkContext.master
     try:
         with console.status(f"scoring {Path(in_path).name} on Spark with {model_uri}…"):
@@ -79,7 +69,7 @@ def score_on_spark(
     except PySparkException as exc:
         raise click.ClickException(_first_lines(str(exc))) from None
     finally:
-        if existing is None:
+        if started:
             spark.stop()
     label = (
         summary.model_uri if summary.version is None else f"{model_uri} (version {summary.version})"
@@ -91,6 +81,28 @@ def score_on_spark(
         label=label,
         events_given=events_path is not None,
     )
+
+
+def _session(
+    settings: Settings, master: str, driver_memory: str, console: Console
+) -> tuple[Any, bool]:
+    """``(session, started)``: the session this process already runs (used as it is and left
+    running), else a new one on ``master``."""
+    from pyspark.sql import SparkSession
+
+    from training.spark import local_session
+
+    existing = SparkSession.getActiveSession()
+    if existing is not None:
+        return existing, False
+    with console.status(f"starting Spark ({master})…"):
+        spark = local_session(
+            master,
+            app_name="leadready-score",
+            driver_memory=driver_memory,
+            local_dir=settings.home / "spark",
+        )
+    return spark, True
 
 
 def _first_lines(text: str, limit: int = 12) -> str:
