@@ -605,14 +605,10 @@ def drift_report(
 ) -> DriftReport:
     """PSI of the recent predictions' features against a reference, per feature.
 
-    The training run logs no feature distribution, so the reference is the
-    champion's first ``reference_days`` days of predictions: from
-    ``registered_at`` (its registration in MLflow) when predictions of that
-    version were stored then, else from the version's first stored prediction
-    (or, without a known champion, the first stored prediction of any model).
-    The recent sample is the last ``window_days`` days of predictions; each side
-    keeps the newest prediction of each lead, at most ``limit`` leads, and the
-    reference never reaches into the recent window. With fewer than
+    The reference is the champion's first ``reference_days`` days of predictions
+    (from ``registered_at``, its registration in MLflow, when it has predictions
+    then: docs/design/data.md), the recent sample the last ``window_days`` days;
+    each keeps the newest prediction of at most ``limit`` leads. With fewer than
     ``min_leads`` leads on a side the report has no features, and says why.
     """
     now = now or utc_now()
@@ -622,18 +618,10 @@ def drift_report(
         store, champion_version, registered_at, reference_days, recent_start
     )
     end = start + timedelta(days=reference_days) if start is not None else None
-    reference = (
-        _snapshots(
-            store,
-            start=start,
-            end=end,
-            version=champion_version,
-            exclude_from=recent_start,
-            limit=limit,
-        )
-        if start is not None
-        else pd.DataFrame()
-    )
+    window = {"start": start, "end": end, "version": champion_version, "limit": limit}
+    reference = pd.DataFrame()
+    if start is not None:
+        reference = _snapshots(store, **window, exclude_from=recent_start)
     report = DriftReport(how, start, end, len(reference), recent_start, len(recent))
     if reference.empty or recent.empty:
         when = "before" if reference.empty else "in"
@@ -645,15 +633,13 @@ def drift_report(
             f" at least {min_leads} each)."
         )
         return replace(report, note=note)
-    drifts, skipped = [], 0
-    for column in sorted(set(reference.columns) & set(recent.columns)):
-        result = feature_psi(reference[column], recent[column], bins=bins)
-        if result is None:
-            skipped += 1
-            continue
-        drifts.append(FeatureDrift(str(column), result[0], result[1]))
-    drifts.sort(key=lambda d: (-d.psi, d.feature))
-    return replace(report, features=drifts, skipped=skipped)
+    drifts = {
+        str(column): feature_psi(reference[column], recent[column], bins=bins)
+        for column in set(reference.columns) & set(recent.columns)
+    }
+    features = [FeatureDrift(name, *psi) for name, psi in drifts.items() if psi is not None]
+    features.sort(key=lambda d: (-d.psi, d.feature))
+    return replace(report, features=features, skipped=len(drifts) - len(features))
 
 
 # --------------------------------------------------------------------- gauges

@@ -515,23 +515,17 @@ def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np
     title_code = np.zeros(n, dtype=np.int64)
     for g, pool in _TITLES.items():
         idx = np.flatnonzero(group == g)
-        w = np.array([t[3] for t in pool])
-        code = rng.choice(len(pool), size=len(idx), p=w / w.sum())
+        table = np.array(pool, dtype=object)
+        code = _draw_index(rng, table[:, 3].astype(float), len(idx))
         title_code[idx] = code
-        titles[idx] = np.array([t[0] for t in pool], dtype=object)[code]
-        seniority[idx] = np.array([t[1] for t in pool], dtype=object)[code]
-        department[idx] = np.array([t[2] for t in pool], dtype=object)[code]
+        titles[idx], seniority[idx], department[idx] = table[code, :3].T
 
     # Companies: a heavy-tailed number of leads per company; size, industry, country per company.
     n_companies = max(20, n // 3)
     company_id = np.minimum((n_companies * rng.random(n) ** 1.8).astype(np.int64), n_companies - 1)
     c_size = np.clip(np.round(rng.lognormal(np.log(300), 1.7, n_companies)), 2, 2_000_000)
-    c_industry = rng.choice(
-        len(_INDUSTRIES), n_companies, p=_INDUSTRY_WEIGHTS / _INDUSTRY_WEIGHTS.sum()
-    )
-    c_country = rng.choice(
-        len(_COUNTRIES), n_companies, p=_COUNTRY_WEIGHTS / _COUNTRY_WEIGHTS.sum()
-    )
+    c_industry = _draw_index(rng, _INDUSTRY_WEIGHTS, n_companies)
+    c_country = _draw_index(rng, _COUNTRY_WEIGHTS, n_companies)
     n_pre, n_suf = len(_COMPANY_PREFIX), len(_COMPANY_SUFFIX)
     pre = _text(_COMPANY_PREFIX, company_id % n_pre)
     suf = _text(_COMPANY_SUFFIX, (company_id // n_pre) % n_suf)
@@ -568,9 +562,7 @@ def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np
     industry[nowhere] = None
     industry[at_uni] = "education"
     industry[vendor] = np.where(rng.random(n) < 0.5, "software", "media")[vendor]
-    own_country = np.array(_COUNTRIES, dtype=object)[
-        rng.choice(len(_COUNTRIES), n, p=_COUNTRY_WEIGHTS / _COUNTRY_WEIGHTS.sum())
-    ]
+    own_country = np.array(_COUNTRIES, dtype=object)[_draw_index(rng, _COUNTRY_WEIGHTS, n)]
     country[nowhere] = own_country[nowhere]
 
     profile = pd.DataFrame(

@@ -60,13 +60,6 @@ class _Missing(enum.Enum):
 _MISSING: Final = _Missing.MISSING
 
 
-def _reason(reason: Any) -> str | None:
-    why = _opt_str(reason, "reason")
-    if why is not None and len(why) > _REASON_MAX:
-        raise ValueError(f"reason: longer than {_REASON_MAX} characters")
-    return why
-
-
 def _note(note: Any) -> str | None:
     if note is not None and not isinstance(note, str):
         raise ValueError("note: expected text")
@@ -160,20 +153,15 @@ class CorrectionsRoom(QueueUpkeep):
     ) -> CorrectionResult:
         """Append a rep's correction of one label (``field``: stage or persona) of one lead.
 
-        ``new_label`` is any non-empty text; ``kind`` is ``"reclassify"``, ``"confirm"``
-        (the rep agrees with the current label) or ``"undo"`` (imports only: use
-        :meth:`undo_correction`); ``source`` is ``"ui"``, ``"api"`` or ``"import"``.
-        ``prediction_id``/``model_version`` name the prediction reviewed (default:
-        the lead's newest now, so retraining finds the features the rep saw).
-        ``expected_label`` is the label the caller believes current: when it is not,
-        the row is stored all the same and ``conflict`` is true. ``created_at``
-        (imports), ``api_key`` (the key that sent it), ``batch_id`` (the bulk
-        action, :meth:`undo_batch`) and ``suggestion_id`` (:mod:`training.similar`)
-        are recorded as given. The result's ``old_label`` is the label that was
-        current: the latest rep label, else the latest prediction's, else
-        marketing's. ``KeyError`` for an unknown lead; ``ValueError`` naming the
-        argument for a bad field, kind, source, empty label or reviewer, or a
-        prediction of another lead.
+        ``kind`` is ``"reclassify"``, ``"confirm"`` (the rep agrees with the current label)
+        or ``"undo"`` (imports only: use :meth:`undo_correction`); ``source`` is ``"ui"``,
+        ``"api"`` or ``"import"``. ``prediction_id``/``model_version`` name the prediction
+        reviewed (default: the lead's newest). When ``expected_label`` is not the current
+        label (:meth:`labels_for`, returned as ``old_label``) the row is stored all the same
+        and ``conflict`` is true. ``created_at``, ``api_key``, ``batch_id``
+        (:meth:`undo_batch`) and ``suggestion_id`` are recorded as given. ``KeyError`` for
+        an unknown lead; ``ValueError`` naming the argument for a bad value or a prediction
+        of another lead. Long only for its keyword arguments.
         """
         values: dict[str, Any] = {
             "field": _choice(field, "field", CORRECTION_FIELDS),
@@ -181,7 +169,7 @@ class CorrectionsRoom(QueueUpkeep):
             "source": _choice(source, "source", CORRECTION_SOURCES),
             "new_label": _req_str(new_label, "new_label", _LABEL_MAX),
             "reviewer": _req_str(reviewer, "reviewer", _LABEL_MAX),
-            "reason": _reason(reason),
+            "reason": _opt_str(reason, "reason", _REASON_MAX),
             "note": _note(note),
             "created_at": _opt_ts(created_at, "created_at"),
             "api_key": None if api_key is None else _req_str(api_key, "api_key", _NAME_MAX),
