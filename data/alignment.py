@@ -65,12 +65,8 @@ def _utc(series: pd.Series) -> pd.Series:
 
 
 def _in_effect(undos: pd.DataFrame) -> set[int]:
-    """Ids of corrections an undo still in effect has undone.
-
-    An undo can itself be undone (which restores what it undid), so a row is in
-    effect unless an undo of it is in effect; undos come after their targets,
-    so one pass from the newest id down settles every chain.
-    """
+    """Ids of corrections an undo still in effect has undone (an undo can be undone in
+    turn; undos come after their targets, so one pass from the newest id down settles it)."""
     undoers: dict[int, list[int]] = {}
     for uid, target in zip(undos["id"], undos["undo_of"], strict=True):
         if target is not None and not pd.isna(target):
@@ -329,11 +325,9 @@ def pairwise_kappa(reviews: pd.DataFrame, *, min_shared: int = 5) -> list[KappaR
 class SalesFollowUp:
     """Leads the model routed to sales, and whether a rep reviewed them in time.
 
-    ``pending`` leads were routed less than ``days`` ago and are not reviewed
-    yet: they still have time. ``due`` counts every routed lead whose ``days``
-    are over, reviewed or not, and ``due_in_time`` those of them a rep reviewed
-    in time: ``share_in_time`` is their ratio, so a lead reviewed early does not
-    count unless the leads routed with it that nobody reviewed count too.
+    ``pending`` leads were routed less than ``days`` ago and are not reviewed yet; ``due``
+    counts every routed lead whose ``days`` are over, ``due_in_time`` those a rep reviewed
+    in time (so ``share_in_time`` counts the leads nobody reviewed too).
     """
 
     days: int
@@ -448,13 +442,10 @@ def _numeric(series: pd.Series) -> pd.Series | None:
 def feature_psi(
     reference: pd.Series, recent: pd.Series, *, bins: int = 10
 ) -> tuple[float, str] | None:
-    """PSI of one feature and its kind (``numeric`` or ``categorical``).
-
-    Numbers are binned at the reference's deciles (ties merged, open ends);
-    other values are categories. Missing values have a bin of their own on both
-    kinds. None when the reference or the recent sample is empty, or a
-    categorical feature has more than :data:`MAX_CATEGORIES` values or more
-    values than half the reference's rows (text or identifiers, not categories).
+    """PSI of one feature and its kind (``numeric``: binned at the reference's deciles, or
+    ``categorical``; missing values in a bin of their own). None when a sample is empty, or
+    a categorical feature has more than :data:`MAX_CATEGORIES` values or more than half the
+    reference's rows (text or identifiers, not categories).
     """
     if reference.empty or recent.empty:
         return None
@@ -655,13 +646,10 @@ def alignment_gauges(
     registered_at: datetime | None = None,
     now: datetime | None = None,
 ) -> dict[str, float]:
-    """Figures for Prometheus gauges, keyed ``name`` or ``name:label``.
-
-    Keys: ``override_rate`` (last ``window_days``), ``agreement_rate:stage``,
-    ``agreement_rate:persona`` (same window), ``reviews`` (same window) and
-    ``feature_psi:<feature>`` for the ``top`` features by PSI (see
-    :func:`drift_report`; pass ``drift`` to reuse one). Figures without data
-    are left out rather than reported as zero.
+    """Figures for Prometheus gauges: ``override_rate``, ``agreement_rate:<head>`` and
+    ``reviews`` over the last ``window_days``, and ``feature_psi:<feature>`` for the ``top``
+    features of :func:`drift_report` (``drift`` reuses one). Figures without data are left
+    out rather than reported as zero.
     """
     now = now or utc_now()
     reviews = reviews_frame(store, since=now - timedelta(days=window_days))

@@ -459,11 +459,9 @@ def infer_types(
 ) -> tuple[pd.DataFrame, list[ColumnReport]]:
     """Give every column of ``frame`` (as read) but ``skip`` one kind and parse it that way.
 
-    ``overrides`` maps a column to a kind (see ``KINDS``) instead of inferring it (a
-    column the table does not have is a ``ValueError``); ``lines`` are the physical lines
-    of the rows, for the report's examples. ``number``, ``date`` (days since 1970) and
-    ``boolean`` (1.0 / 0.0) columns come back float64, text stays text; one report per
-    typed column.
+    ``overrides`` maps a column to a kind of ``KINDS`` (``ValueError`` for a column the
+    table lacks); ``lines`` are the rows' physical lines, for examples. Number, date (days
+    since 1970) and boolean columns come back float64, text as text; one report a column.
     """
     overrides = dict(overrides or {})
     unknown = [c for c in overrides if c not in frame.columns]
@@ -510,13 +508,9 @@ def type_record(
     specs: Mapping[str, Mapping[str, Any]] | None,
     title_column: str | None = None,
 ) -> dict[str, Any]:
-    """One lead (the API's profile: fields, and CRM columns under ``"extra"``) read as
-    the training table's columns were: the same :func:`apply_types` as ``score`` uses,
-    so ``"$4,365,000"`` is 4365000.0 and a date is days since 1970 in the column's
-    day/month order; the title column (``title_column``, e.g. ``"Job Title"``) is also
-    the ``job_title`` the title features are parsed from.
-
-    Values are read once each (cached), so a repeated value costs a dictionary lookup.
+    """One lead (the API's profile, CRM columns under ``"extra"``) read as the training
+    table's columns were, by :func:`apply_types` (each value once: cached); the title
+    column (``title_column``, e.g. ``"Job Title"``) is also its ``job_title``.
     """
     out = dict(record)
     extra = out.get("extra")

@@ -98,12 +98,10 @@ def priority_scores(
 ) -> np.ndarray:
     """The queue priority of each of n leads, vectorised (:func:`_formula` over numpy arrays).
 
-    ``stage`` is the predicted stage; ``stage_confidence``, ``stage_margin``,
-    ``persona_margin`` come from the prediction and ``p_marketing_stage``,
-    ``p_marketing_persona`` are the model's probability of marketing's label
-    (:func:`marketing_probability`), each array-like of length n with None or NaN where
-    missing; ``stage_changed`` (bool, default none) marks a recent stage change;
-    ``config`` defaults to :class:`QueueConfig`. Returns a float array of shape (n,).
+    Each argument is array-like of length n (None or NaN where missing): the predicted
+    ``stage``, its confidence and margins, and the model's probability of marketing's labels
+    (:func:`marketing_probability`); ``stage_changed`` marks a recent stage change. Returns
+    a float array of shape (n,).
     """
     config = config or QueueConfig()
     n = len(stage)
@@ -230,13 +228,10 @@ def queue_rows(
     """Column values of the store's ``lead_queue`` rows (:class:`data.store.QueueRow`),
     one per lead's latest prediction (as stored, with ``id`` and ``probabilities``).
 
-    ``leads`` maps lead ids to ``company``, ``marketing_stage`` and
-    ``marketing_persona`` (a scored lead without a profile may be absent);
-    ``previous_stages`` the stage of the prediction before the latest; ``reviewed``
-    holds the leads whose current label of some field is a rep's. ``sort_key`` is
-    minus :func:`priority_scores` under :data:`STORED_CONFIG` without the stage-change
-    term; ``changed_at`` is the prediction's time when its stage differs from the
-    previous one.
+    ``leads`` maps lead ids to ``company`` and marketing's labels (may lack a lead);
+    ``previous_stages`` the stage of the prediction before; ``reviewed`` the leads with a
+    rep's label. ``sort_key`` is minus :func:`priority_scores` under :data:`STORED_CONFIG`
+    without the stage-change term.
     """
     rows = [
         _queue_row(

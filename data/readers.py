@@ -229,13 +229,21 @@ class ReadResult:
 
 
 @dataclass
-class _Raw:
-    """Rows as parsed from a file, before validation."""
+class TableChunk:
+    """Some rows of a table as :func:`iter_table` streams them (parsed, not validated)."""
 
     frame: pd.DataFrame
-    rows: np.ndarray  # 1-based data row number of each frame row
-    errors: list[RowError]  # rows that could not be parsed at all
-    n_rows: int
+    #: The data row number of each frame row (1-based, the header not counted).
+    rows: np.ndarray
+    #: The lines no parser could read (field count, unterminated quote), with their line.
+    errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass
+class _Raw(TableChunk):
+    """All rows as parsed from a file, before validation."""
+
+    n_rows: int = 0
     line_base: int | None = None  # physical line = row + line_base (None: no lines)
     notes: list[str] = field(default_factory=list)  # what the reader chose (encoding…)
 
@@ -511,17 +519,6 @@ def _count_rows(path: Path, fmt: str) -> int | None:
     return max(lines - (fmt == "csv"), 0)
 
 
-@dataclass
-class TableChunk:
-    """Some rows of a table as :func:`iter_table` streams them (parsed, not validated)."""
-
-    frame: pd.DataFrame
-    #: The data row number of each frame row (1-based, the header not counted).
-    rows: np.ndarray
-    #: The lines no parser could read (field count, unterminated quote), with their line.
-    errors: list[RowError] = field(default_factory=list)
-
-
 def _block_bytes(path: Path, chunk_rows: int) -> int:
     """Bytes holding about ``chunk_rows`` lines, from the first lines' length."""
     with path.open("rb") as fh:
@@ -556,15 +553,10 @@ def iter_table(
     text_columns: Collection[str] | bool = (),
     notes: list[str] | None = None,
 ) -> Iterator[TableChunk]:
-    """Stream any table in chunks of about ``chunk_rows`` rows, bad lines reported.
-
-    The one reader of every entry point (``train``, ``score``, ``features``,
-    ``corrections import``): CSV with any delimiter, quoting and encoding, Excel, Parquet
-    and JSON Lines are split the same way, and every line that cannot be read is a
-    :class:`RowError` of its chunk. CSV and Parquet are streamed (memory: one chunk; CSV
-    chunks are cut by bytes); other formats are read whole, then sliced.
-    ``text_columns`` are kept as text (True: all); ``notes`` receives what the reader
-    chose (encoding, delimiter), to tell the user.
+    """Stream any table in chunks of about ``chunk_rows`` rows, each line that cannot be
+    read a :class:`RowError` of its chunk: the one reader of every entry point. CSV and
+    Parquet are streamed, other formats read whole, then sliced. ``text_columns`` are kept
+    as text (True: all); ``notes`` receives what the reader chose (encoding, delimiter).
     """
     path = Path(path)
     fmt = _format(path)
@@ -971,14 +963,12 @@ def _event_properties(check: _Checker) -> dict[str, pd.Series]:
 def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
     """Read and validate an events table (CSV, Parquet or JSON Lines).
 
-    Required columns are ``lead_id``, ``timestamp`` and ``type`` (one of
-    ``data.schema.EVENT_TYPES``); the optional properties ``page_category``,
-    ``content_type``, ``content_topic`` and ``channel`` may also come in a ``properties``
-    column of JSON objects (a value in the column itself wins). The frame has
-    ``data.schema.EVENT_COLUMNS`` (``timestamp`` as ``datetime64[us, UTC]``, the others
-    text) followed by the file's other columns. ``strict`` raises :class:`InputError` on a
-    bad row instead of returning it in ``rejected``; ``InputError`` too when the file
-    cannot be read or lacks a required column.
+    ``lead_id``, ``timestamp`` and ``type`` (of ``data.schema.EVENT_TYPES``) are required;
+    the properties may also come in a ``properties`` column of JSON objects (a column of
+    the file wins). The frame has ``data.schema.EVENT_COLUMNS`` (``timestamp`` as
+    ``datetime64[us, UTC]``, the others text), then the file's other columns. ``strict``
+    raises :class:`InputError` on a bad row instead of listing it in ``rejected``;
+    ``InputError`` too for a file that cannot be read or lacks a required column.
     """
     path = Path(path)
     raw = _read_raw(path, text_columns=(*REQUIRED_EVENT_COLUMNS, *EVENT_PROPERTY_COLUMNS))

@@ -36,12 +36,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CorrectionResult:
-    """What ``add_correction`` / ``undo_correction`` stored.
-
-    ``conflict`` is true when the label the caller expected to replace was not
-    the current one any more (another rep changed it first). The row is stored
-    anyway; the caller decides whether to tell the rep.
-    """
+    """What ``add_correction`` / ``undo_correction`` stored; ``conflict``: the label the
+    caller expected to replace was not current any more (stored anyway; tell the rep?)."""
 
     id: int
     old_label: str | None
@@ -230,15 +226,10 @@ class CorrectionsRoom(QueueUpkeep):
         source: str = "ui",
         batch_id: str | None = None,
     ) -> CorrectionResult:
-        """Append an ``undo`` row that restores the label from before a correction.
-
-        Nothing is overwritten: the undone row stays and the new row points at it
-        (``undo_of``). When the undone correction was the field's first rep label,
-        the lead goes back to the model's (else marketing's) label and no longer
-        counts as rep-labelled in :meth:`current_labels`; undoing an undo restores
-        what the undo replaced. ``conflict`` is true when the label changed since
-        the undone correction (the undo is stored all the same). ``KeyError`` for
-        an unknown correction id.
+        """Append an ``undo`` row (``undo_of`` the undone one) restoring the label from before
+        a correction: the model's (else marketing's) when it was the field's first rep label,
+        so the lead no longer counts as rep-labelled. ``conflict`` is true when the label
+        changed since the undone correction. ``KeyError`` for an unknown correction id.
         """
         values = {
             "reviewer": _req_str(reviewer, "reviewer", _LABEL_MAX),

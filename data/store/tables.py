@@ -62,12 +62,8 @@ _EVENT_PROPERTIES: Final[tuple[str, ...]] = EVENT_COLUMNS[3:]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """A timezone-aware timestamp stored as UTC on every backend.
-
-    Naive datetimes are taken as UTC; aware ones are converted to UTC. Values read
-    back are always aware and in UTC (SQLite keeps no zone, PostgreSQL answers in
-    the session's zone: both are normalised).
-    """
+    """A timezone-aware timestamp stored as UTC on every backend (naive means UTC); read
+    back aware and in UTC whatever the backend keeps."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
@@ -235,13 +231,9 @@ _QUEUE_RANK_COLUMNS: Final[tuple[str, ...]] = (
 
 
 class QueueRow(Base):
-    """The review queue, materialized: one row per scored lead, from its latest prediction.
-
-    Written only by the store's write paths, in the transaction of the write that
-    changes it, with the values of :func:`data.priority.queue_rows`; ``sort_key`` is
-    minus the priority without the stage-change term, stored negated so the queue's
-    order is one ascending index (docs/design/data.md: the order and the indexes).
-    """
+    """The review queue, materialized: one row per scored lead, from its latest prediction,
+    written by the store's write paths with :func:`data.priority.queue_rows`'s values
+    (``sort_key``, the order and the indexes: docs/design/data.md)."""
 
     __tablename__ = "lead_queue"
     __table_args__ = (
