@@ -91,13 +91,10 @@ def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
     )
     stmt = (
         sa.select(
-            _C.c.id,
-            _C.c.lead_id,
-            _C.c.field,
-            _C.c.reviewer,
-            _C.c.kind,
-            _C.c.reason,
-            _C.c.created_at,
+            *(
+                _C.c[n]
+                for n in ("id", "lead_id", "field", "reviewer", "kind", "reason", "created_at")
+            ),
             _C.c.new_label.label("rep_label"),
             _C.c.prediction_id,
             sa.func.coalesce(_P.c.model_version, _C.c.model_version).label("model_version"),

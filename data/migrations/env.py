@@ -25,13 +25,15 @@ def _url() -> str:
     return url
 
 
-def _configure(connection: Connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
     )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def run_migrations_offline() -> None:
@@ -51,16 +53,12 @@ def run_migrations_online() -> None:
     """Run on the caller's connection, or on a short-lived engine for the URL."""
     connection = config.attributes.get("connection")
     if connection is not None:
-        _configure(connection)
-        with context.begin_transaction():
-            context.run_migrations()
+        _run(connection)
         return
     engine = create_engine(_url(), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            _configure(conn)
-            with context.begin_transaction():
-                context.run_migrations()
+            _run(conn)
     finally:
         engine.dispose()
 

@@ -9,7 +9,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from data.priority import queue_rows
+from data.priority import PREDICTION_NUMBERS, queue_rows
 from data.store.base import StoreBase, _copy
 from data.store.tables import (
     _CHUNK,
@@ -33,18 +33,8 @@ _PG_ARRAY_TYPES: Final[dict[str, str]] = {
 _QUEUE_COPY_MIN_ROWS = 500
 #: Prediction columns a queue row is built from.
 _QUEUE_PREDICTION_COLUMNS: Final[tuple[str, ...]] = (
-    "id",
-    "lead_id",
-    "created_at",
-    "model_version",
-    "stage",
-    "stage_confidence",
-    "stage_margin",
-    "persona",
-    "persona_confidence",
-    "persona_margin",
-    "probabilities",
-    "readiness",
+    *("id", "lead_id", "created_at", "model_version", "stage", "persona", "probabilities"),
+    *PREDICTION_NUMBERS,
     "route",
 )
 

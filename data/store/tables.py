@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from data.schema import EVENT_COLUMNS
+from data.schema import EVENT_COLUMNS, LEAD_COLUMNS
 from data.values import as_utc
 
 #: Label fields a rep can correct.
@@ -46,14 +46,8 @@ _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_CACHE_KIB = 32 * 1024
 _WRITE_RETRIES = 6
 _PG_CONNECT_TIMEOUT_S = 5
-_LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = (
-    "job_title",
-    "seniority",
-    "department",
-    "company",
-    "industry",
-    "country",
-    "lead_source",
+_LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = tuple(
+    c for c in LEAD_COLUMNS if c not in ("lead_id", "company_size", "created_at")
 )
 _EVENT_PROPERTIES: Final[tuple[str, ...]] = EVENT_COLUMNS[3:]
 
