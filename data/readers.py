@@ -300,17 +300,14 @@ def _bad_lines(scanner: CsvScanner, bad: Iterable[BadLine]) -> list[RowError]:
     ]
 
 
-def _parse_chunk(
-    scanner: CsvScanner, data: bytes, dtype: Any, *, columns: Sequence[str] | None = None
-) -> pd.DataFrame:
+def _parse_chunk(scanner: CsvScanner, data: bytes, dtype: Any) -> pd.DataFrame:
     """Parse good records (as :class:`CsvScanner` checked them) with pandas' C parser."""
     try:
-        frame = pd.read_csv(io.BytesIO(data), sep=scanner.delimiter, dtype=dtype, encoding="utf-8")
+        return pd.read_csv(io.BytesIO(data), sep=scanner.delimiter, dtype=dtype, encoding="utf-8")
     except pd.errors.EmptyDataError:
-        frame = pd.DataFrame(columns=list(columns or scanner.header))
+        return pd.DataFrame(columns=list(scanner.header))
     except pd.errors.ParserError as exc:  # not expected after the scan; say where anyway
         raise InputError(f"{scanner.name}: cannot read as CSV: {exc}") from exc
-    return frame
 
 
 def _encoding_notes(scanner: CsvScanner) -> list[str]:

@@ -1,9 +1,6 @@
-"""What a lead, an engagement event and a label are.
-
-These records are the data contract shared by the readers, the simulator, the
-store, the feature builder and the API. Event *types* are a closed vocabulary
-(an unknown type is an input error); labels (stages, personas) are learned from
-the data and are open.
+"""What a lead, an engagement event and a label are: the data contract of the readers, the
+simulator, the store, the feature builder and the API. Event *types* are a closed vocabulary
+(an unknown type is an input error); labels (stages, personas) are learned from the data.
 """
 
 from __future__ import annotations

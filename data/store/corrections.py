@@ -64,6 +64,12 @@ def _note(note: Any) -> str | None:
     return note
 
 
+def _lead_labels(lead_id: str) -> sa.Select[Any]:
+    """The lead's id and marketing labels."""
+    columns = (_LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona)
+    return sa.select(*columns).where(_LEADS.c.lead_id == lead_id)
+
+
 def _check_scored(conn: Connection, lead_id: str) -> None:
     """``KeyError`` for a lead that has no stored prediction."""
     stmt = sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
@@ -81,11 +87,7 @@ class CorrectionsRoom(QueueUpkeep):
         (so there is a row to lock and a target for the foreign key). Unknown
         leads raise ``KeyError``.
         """
-        stmt = (
-            sa.select(_LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona)
-            .where(_LEADS.c.lead_id == lead_id)
-            .with_for_update()
-        )
+        stmt = _lead_labels(lead_id).with_for_update()
         row = conn.execute(stmt).mappings().first()
         if row is not None:
             return row
@@ -351,12 +353,7 @@ class CorrectionsRoom(QueueUpkeep):
         stored nor scored.
         """
         with self._engine.connect() as conn:
-            lead = _first(
-                conn,
-                sa.select(
-                    _LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona
-                ).where(_LEADS.c.lead_id == lead_id),
-            )
+            lead = _first(conn, _lead_labels(lead_id))
             if lead is None:
                 _check_scored(conn, lead_id)
                 lead = {"lead_id": lead_id, "marketing_stage": None, "marketing_persona": None}
