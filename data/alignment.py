@@ -5,6 +5,7 @@ review, agreement, override rate and PSI: docs/design/data.md).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -300,18 +301,16 @@ def pairwise_kappa(reviews: pd.DataFrame, *, min_shared: int = 5) -> list[KappaR
         if part.empty:
             continue
         wide = part.pivot(index="lead_id", columns="reviewer", values="rep_label")
-        reps = sorted(wide.columns)
-        for i, a in enumerate(reps):
-            for b in reps[i + 1 :]:
-                both = wide[[a, b]].dropna()
-                if both.empty:
-                    continue
-                n = len(both)
-                agreed = int((both[a] == both[b]).sum())
-                kappa: float | None = None
-                if n >= min_shared and len(set(both[a]) | set(both[b])) > 1:
-                    kappa = float(cohen_kappa_score(both[a], both[b]))
-                out.append(KappaRow(head, str(a), str(b), n, kappa, agreed))
+        for a, b in itertools.combinations(sorted(wide.columns), 2):
+            both = wide[[a, b]].dropna()
+            if both.empty:
+                continue
+            n = len(both)
+            agreed = int((both[a] == both[b]).sum())
+            kappa: float | None = None
+            if n >= min_shared and len(set(both[a]) | set(both[b])) > 1:
+                kappa = float(cohen_kappa_score(both[a], both[b]))
+            out.append(KappaRow(head, str(a), str(b), n, kappa, agreed))
     return out
 
 

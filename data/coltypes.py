@@ -230,14 +230,8 @@ def _dates(t: pd.Series, dayfirst: bool | None) -> tuple[pd.Series, bool | None,
         y = y.where(y >= 100, y + 2000)
         day, month = (a, b) if order else (b, a)
         rest = slashed.loc[has, 3].fillna("")
-        iso_text = (
-            y.astype(str).str.zfill(4)
-            + "-"
-            + month.astype(str).str.zfill(2)
-            + "-"
-            + day.astype(str).str.zfill(2)
-            + rest.map(lambda r: f"T{r}" if r else "")
-        )
+        ymd = [part.astype(str).str.zfill(width) for part, width in ((y, 4), (month, 2), (day, 2))]
+        iso_text = ymd[0].str.cat(ymd[1:], sep="-") + rest.map(lambda r: f"T{r}" if r else "")
         parsed.loc[has] = _iso(iso_text)
     left = parsed.isna() & t.notna() & ~has
     if left.any():

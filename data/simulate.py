@@ -215,20 +215,13 @@ _TITLES: dict[int, tuple[_Title, ...]] = {
 #: Titles marketing reads as "the boss" although their holder evaluates technology.
 _SENIOR_TECH = ("c_level", "vp", "director", "head")
 
-_INDUSTRIES = (
-    "software",
-    "financial_services",
-    "healthcare",
-    "manufacturing",
-    "retail",
-    "logistics",
-    "telecom",
-    "public_sector",
-    "media",
-    "energy",
-    "education",
-)
-_INDUSTRY_WEIGHTS = np.array([18, 14, 11, 12, 9, 7, 6, 6, 5, 6, 6], dtype=float)
+#: Industries and how often a company is in each.
+_INDUSTRY_SHARES = {
+    "software": 18, "financial_services": 14, "healthcare": 11, "manufacturing": 12, "retail": 9,
+    "logistics": 7, "telecom": 6, "public_sector": 6, "media": 5, "energy": 6, "education": 6,
+}  # fmt: skip
+_INDUSTRIES = tuple(_INDUSTRY_SHARES)
+_INDUSTRY_WEIGHTS = np.array(list(_INDUSTRY_SHARES.values()), dtype=float)
 _COUNTRIES = ("US", "GB", "DE", "FR", "CA", "NL", "AU", "IN", "SE", "ES", "BR", "JP", "SG", "IE")
 _COUNTRY_WEIGHTS = np.array([34, 11, 9, 6, 6, 4, 4, 8, 3, 3, 4, 3, 2, 3], dtype=float)
 _COMPANY_PREFIX = (
