@@ -95,30 +95,6 @@ CORRECTION_REASONS: tuple[tuple[str, str], ...] = (
     ("other", "Other"),
 )
 
-#: Columns of a leads table (one row a lead) besides free extra columns.
-LEAD_COLUMNS: tuple[str, ...] = (
-    "lead_id",
-    "job_title",
-    "seniority",
-    "department",
-    "company",
-    "company_size",
-    "industry",
-    "country",
-    "lead_source",
-    "created_at",
-)
-#: Columns of an events table: the event properties are flattened into columns.
-EVENT_COLUMNS: tuple[str, ...] = (
-    "lead_id",
-    "timestamp",
-    "type",
-    "page_category",
-    "content_type",
-    "content_topic",
-    "channel",
-)
-
 
 def to_utc(value: datetime) -> datetime:
     """Naive timestamps are taken as UTC; aware ones are converted to UTC.
@@ -208,3 +184,9 @@ class Event(BaseModel):
             for k, v in self.model_dump(exclude={"lead_id", "timestamp", "type"}).items()
             if v is not None
         }
+
+
+#: Columns of a leads table (one row a lead) besides free extra columns.
+LEAD_COLUMNS: tuple[str, ...] = tuple(n for n in LeadProfile.model_fields if n != "extra")
+#: Columns of an events table: the event properties are flattened into columns.
+EVENT_COLUMNS: tuple[str, ...] = tuple(Event.model_fields)
