@@ -130,7 +130,6 @@ class QueueUpkeep(StoreBase):
         (on PostgreSQL a concurrent write of the same lead may leave the previous stage,
         doubt term or reviewed flag one write behind: docs/design/data.md).
         """
-
         latest: dict[str, Mapping[str, Any]] = {}
         before: dict[str, str | None] = {}
         for row in values:
@@ -144,10 +143,7 @@ class QueueUpkeep(StoreBase):
                 row.lead_id: row
                 for row in conn.execute(
                     sa.select(
-                        _QUEUE.c.lead_id,
-                        _QUEUE.c.prediction_id,
-                        _QUEUE.c.stage,
-                        _QUEUE.c.reviewed,
+                        *(_QUEUE.c[n] for n in ("lead_id", "prediction_id", "stage", "reviewed"))
                     ).where(self._among(_QUEUE.c.lead_id, chunk))
                 )
             }
@@ -181,7 +177,6 @@ class QueueUpkeep(StoreBase):
 
     def _queue_leads(self, conn: Connection, lead_ids: Sequence[str]) -> None:
         """Rebuild the queue rows whose copy of the lead's company or labels is stale."""
-
         differs = sa.or_(
             *(_QUEUE.c[name].is_distinct_from(_LEADS.c[name]) for name in _QUEUE_LEAD_COLUMNS)
         )
