@@ -183,19 +183,12 @@ def _connection(source: Any) -> Iterator[Connection]:
 
 @dataclass(frozen=True)
 class _Page:
-    """What a page asks for: its slice, the ranking, since when a stage change is recent, and
-    the filters of :func:`review_queue` (a blank label is None)."""
+    """What a page asks for: its slice, the ranking, and since when a stage change is recent."""
 
     limit: int
     offset: int
     config: QueueConfig
     cutoff: datetime
-    stage: str | None = None
-    persona: str | None = None
-    route: str | None = None
-    reviewed: bool | None = None
-    since: datetime | date | None = None
-    search: str | None = None
 
 
 def _contains(column: Any, pattern: str, dialect: str) -> Any:
@@ -206,23 +199,32 @@ def _contains(column: Any, pattern: str, dialect: str) -> Any:
     return sa.func.lower(column).like(pattern, escape="\\")
 
 
-def _filters(dialect: str, page: _Page, *, walking: bool) -> list[Any]:
+def _filters(
+    dialect: str,
+    *,
+    walking: bool,
+    stage: str | None,
+    persona: str | None,
+    route: str | None,
+    reviewed: bool | None,
+    since: datetime | date | None,
+    search: str | None,
+) -> list[Any]:
     """The WHERE terms of the filters; ``walking``: for a walk of the rank indexes, where
     SQLite gets label terms no index can take (``coalesce(stage, '') = ?``: docs/design/data.md)."""
     where: list[Any] = []
-    for column in (_Q.c.stage, _Q.c.persona, _Q.c.route):
-        value = getattr(page, column.name)
+    for column, value in ((_Q.c.stage, stage), (_Q.c.persona, persona), (_Q.c.route, route)):
         if not value:
             continue
         if walking and dialect == "sqlite":
             where.append(sa.func.coalesce(column, "") == value)
         else:
             where.append(column == value)
-    if page.reviewed is not None:
-        where.append(_Q.c.reviewed == bool(page.reviewed))
-    if page.since is not None:
-        where.append(_Q.c.scored_at >= as_utc(page.since))
-    needle = (page.search or "").strip()
+    if reviewed is not None:
+        where.append(_Q.c.reviewed == bool(reviewed))
+    if since is not None:
+        where.append(_Q.c.scored_at >= as_utc(since))
+    needle = (search or "").strip()
     if needle:
         check_text(needle, "search")
         pattern = like_pattern(needle)
@@ -330,19 +332,19 @@ def _page_rows(conn: Connection, lead_ids: Sequence[str]) -> dict[str, Mapping[s
     return {row["lead_id"]: row for row in conn.execute(stmt).mappings()}
 
 
-def _run(conn: Connection, page: _Page) -> QueuePage:
-    where = _filters(conn.dialect.name, page, walking=False)
+def _run(conn: Connection, page: _Page, filters: dict[str, Any]) -> QueuePage:
+    where = _filters(conn.dialect.name, walking=False, **filters)
     one_pass = None
     if not _stored_order_fits(page.config):
         one_pass = _reranked_ids(conn, where, page)
-    elif (page.search or "").strip():
+    elif (filters["search"] or "").strip():
         one_pass = _searched_ids(conn, where, page)
     if one_pass is not None:
         ids, total = one_pass
     else:
-        walk = _filters(conn.dialect.name, page, walking=True)
+        walk = _filters(conn.dialect.name, walking=True, **filters)
         ids = _ranked_ids(conn, walk, page) if page.limit else []
-        unreviewed = page.reviewed is False and len(where) == 1
+        unreviewed = filters["reviewed"] is False and len(where) == 1
         total = _count(conn, where, only_unreviewed=unreviewed)
     rows = _page_rows(conn, ids)
     items = _items([rows[i] for i in ids if i in rows], page.config, page.cutoff)
@@ -499,11 +501,10 @@ def review_queue(
         raise ValueError(f"limit and offset must not be negative; got {limit}, {offset}")
     config = config or QueueConfig()
     cutoff = as_utc(now or utc_now()) - timedelta(days=config.changed_days)
-    labels = {"stage": stage or None, "persona": persona or None, "route": route or None}
-    rest = {"reviewed": reviewed, "since": since, "search": search}
-    page = _Page(min(int(limit), _MAX_LIMIT), int(offset), config, cutoff, **labels, **rest)
+    page = _Page(min(int(limit), _MAX_LIMIT), int(offset), config, cutoff)
+    filters = dict(stage=stage or None, persona=persona or None, route=route or None)
     with _connection(store_or_session) as conn:
-        return _run(conn, page)
+        return _run(conn, page, {**filters, "reviewed": reviewed, "since": since, "search": search})
 
 
 def queue_item(
