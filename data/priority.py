@@ -204,18 +204,13 @@ def runner_up(probabilities: Any, head: str, top: str | None) -> str | None:
     probs = probabilities.get(head)
     if not isinstance(probs, Mapping):
         return None
-    best: str | None = None
-    best_p = -math.inf
-    for label, value in probs.items():
-        # Strictly greater: among equals the first listed wins (and NaN never).
-        if (
-            type(value) in (float, int)
-            and value > best_p
-            and str(label) != top
-            and math.isfinite(value)
-        ):
-            best, best_p = str(label), float(value)
-    return best
+    ranked = [
+        (float(value), str(label))
+        for label, value in probs.items()
+        if type(value) in (float, int) and str(label) != top and math.isfinite(value)
+    ]
+    # Among equals the first listed wins: max keeps the first of equal keys.
+    return max(ranked, key=lambda item: item[0])[1] if ranked else None
 
 
 def queue_rows(

@@ -160,11 +160,7 @@ def _connection(source: Any) -> Iterator[Connection]:
     if isinstance(source, Connection):
         yield source
         return
-    if isinstance(source, Engine):
-        with source.connect() as conn:
-            yield conn
-        return
-    engine = getattr(source, "engine", None)
+    engine = getattr(source, "engine", None)  # an Engine's engine is itself
     if isinstance(engine, Engine) and not hasattr(source, "connection"):
         with engine.connect() as conn:
             yield conn
