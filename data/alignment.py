@@ -5,6 +5,7 @@ review, agreement, override rate and PSI: docs/design/data.md).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -65,12 +66,8 @@ def _utc(series: pd.Series) -> pd.Series:
 
 
 def _in_effect(undos: pd.DataFrame) -> set[int]:
-    """Ids of corrections an undo still in effect has undone.
-
-    An undo can itself be undone (which restores what it undid), so a row is in
-    effect unless an undo of it is in effect; undos come after their targets,
-    so one pass from the newest id down settles every chain.
-    """
+    """Ids of corrections an undo still in effect has undone (an undo can be undone in
+    turn; undos come after their targets, so one pass from the newest id down settles it)."""
     undoers: dict[int, list[int]] = {}
     for uid, target in zip(undos["id"], undos["undo_of"], strict=True):
         if target is not None and not pd.isna(target):
@@ -95,13 +92,10 @@ def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
     )
     stmt = (
         sa.select(
-            _C.c.id,
-            _C.c.lead_id,
-            _C.c.field,
-            _C.c.reviewer,
-            _C.c.kind,
-            _C.c.reason,
-            _C.c.created_at,
+            *(
+                _C.c[n]
+                for n in ("id", "lead_id", "field", "reviewer", "kind", "reason", "created_at")
+            ),
             _C.c.new_label.label("rep_label"),
             _C.c.prediction_id,
             sa.func.coalesce(_P.c.model_version, _C.c.model_version).label("model_version"),
@@ -307,18 +301,16 @@ def pairwise_kappa(reviews: pd.DataFrame, *, min_shared: int = 5) -> list[KappaR
         if part.empty:
             continue
         wide = part.pivot(index="lead_id", columns="reviewer", values="rep_label")
-        reps = sorted(wide.columns)
-        for i, a in enumerate(reps):
-            for b in reps[i + 1 :]:
-                both = wide[[a, b]].dropna()
-                if both.empty:
-                    continue
-                n = len(both)
-                agreed = int((both[a] == both[b]).sum())
-                kappa: float | None = None
-                if n >= min_shared and len(set(both[a]) | set(both[b])) > 1:
-                    kappa = float(cohen_kappa_score(both[a], both[b]))
-                out.append(KappaRow(head, str(a), str(b), n, kappa, agreed))
+        for a, b in itertools.combinations(sorted(wide.columns), 2):
+            both = wide[[a, b]].dropna()
+            if both.empty:
+                continue
+            n = len(both)
+            agreed = int((both[a] == both[b]).sum())
+            kappa: float | None = None
+            if n >= min_shared and len(set(both[a]) | set(both[b])) > 1:
+                kappa = float(cohen_kappa_score(both[a], both[b]))
+            out.append(KappaRow(head, str(a), str(b), n, kappa, agreed))
     return out
 
 
@@ -329,11 +321,9 @@ def pairwise_kappa(reviews: pd.DataFrame, *, min_shared: int = 5) -> list[KappaR
 class SalesFollowUp:
     """Leads the model routed to sales, and whether a rep reviewed them in time.
 
-    ``pending`` leads were routed less than ``days`` ago and are not reviewed
-    yet: they still have time. ``due`` counts every routed lead whose ``days``
-    are over, reviewed or not, and ``due_in_time`` those of them a rep reviewed
-    in time: ``share_in_time`` is their ratio, so a lead reviewed early does not
-    count unless the leads routed with it that nobody reviewed count too.
+    ``pending`` leads were routed less than ``days`` ago and are not reviewed yet; ``due``
+    counts every routed lead whose ``days`` are over, ``due_in_time`` those a rep reviewed
+    in time (so ``share_in_time`` counts the leads nobody reviewed too).
     """
 
     days: int
@@ -448,13 +438,10 @@ def _numeric(series: pd.Series) -> pd.Series | None:
 def feature_psi(
     reference: pd.Series, recent: pd.Series, *, bins: int = 10
 ) -> tuple[float, str] | None:
-    """PSI of one feature and its kind (``numeric`` or ``categorical``).
-
-    Numbers are binned at the reference's deciles (ties merged, open ends);
-    other values are categories. Missing values have a bin of their own on both
-    kinds. None when the reference or the recent sample is empty, or a
-    categorical feature has more than :data:`MAX_CATEGORIES` values or more
-    values than half the reference's rows (text or identifiers, not categories).
+    """PSI of one feature and its kind (``numeric``: binned at the reference's deciles, or
+    ``categorical``; missing values in a bin of their own). None when a sample is empty, or
+    a categorical feature has more than :data:`MAX_CATEGORIES` values or more than half the
+    reference's rows (text or identifiers, not categories).
     """
     if reference.empty or recent.empty:
         return None
@@ -605,14 +592,10 @@ def drift_report(
 ) -> DriftReport:
     """PSI of the recent predictions' features against a reference, per feature.
 
-    The training run logs no feature distribution, so the reference is the
-    champion's first ``reference_days`` days of predictions: from
-    ``registered_at`` (its registration in MLflow) when predictions of that
-    version were stored then, else from the version's first stored prediction
-    (or, without a known champion, the first stored prediction of any model).
-    The recent sample is the last ``window_days`` days of predictions; each side
-    keeps the newest prediction of each lead, at most ``limit`` leads, and the
-    reference never reaches into the recent window. With fewer than
+    The reference is the champion's first ``reference_days`` days of predictions
+    (from ``registered_at``, its registration in MLflow, when it has predictions
+    then: docs/design/data.md), the recent sample the last ``window_days`` days;
+    each keeps the newest prediction of at most ``limit`` leads. With fewer than
     ``min_leads`` leads on a side the report has no features, and says why.
     """
     now = now or utc_now()
@@ -622,18 +605,10 @@ def drift_report(
         store, champion_version, registered_at, reference_days, recent_start
     )
     end = start + timedelta(days=reference_days) if start is not None else None
-    reference = (
-        _snapshots(
-            store,
-            start=start,
-            end=end,
-            version=champion_version,
-            exclude_from=recent_start,
-            limit=limit,
-        )
-        if start is not None
-        else pd.DataFrame()
-    )
+    window = {"start": start, "end": end, "version": champion_version, "limit": limit}
+    reference = pd.DataFrame()
+    if start is not None:
+        reference = _snapshots(store, **window, exclude_from=recent_start)
     report = DriftReport(how, start, end, len(reference), recent_start, len(recent))
     if reference.empty or recent.empty:
         when = "before" if reference.empty else "in"
@@ -645,15 +620,13 @@ def drift_report(
             f" at least {min_leads} each)."
         )
         return replace(report, note=note)
-    drifts, skipped = [], 0
-    for column in sorted(set(reference.columns) & set(recent.columns)):
-        result = feature_psi(reference[column], recent[column], bins=bins)
-        if result is None:
-            skipped += 1
-            continue
-        drifts.append(FeatureDrift(str(column), result[0], result[1]))
-    drifts.sort(key=lambda d: (-d.psi, d.feature))
-    return replace(report, features=drifts, skipped=skipped)
+    drifts = {
+        str(column): feature_psi(reference[column], recent[column], bins=bins)
+        for column in set(reference.columns) & set(recent.columns)
+    }
+    features = [FeatureDrift(name, *psi) for name, psi in drifts.items() if psi is not None]
+    features.sort(key=lambda d: (-d.psi, d.feature))
+    return replace(report, features=features, skipped=len(drifts) - len(features))
 
 
 # --------------------------------------------------------------------- gauges
@@ -669,13 +642,10 @@ def alignment_gauges(
     registered_at: datetime | None = None,
     now: datetime | None = None,
 ) -> dict[str, float]:
-    """Figures for Prometheus gauges, keyed ``name`` or ``name:label``.
-
-    Keys: ``override_rate`` (last ``window_days``), ``agreement_rate:stage``,
-    ``agreement_rate:persona`` (same window), ``reviews`` (same window) and
-    ``feature_psi:<feature>`` for the ``top`` features by PSI (see
-    :func:`drift_report`; pass ``drift`` to reuse one). Figures without data
-    are left out rather than reported as zero.
+    """Figures for Prometheus gauges: ``override_rate``, ``agreement_rate:<head>`` and
+    ``reviews`` over the last ``window_days``, and ``feature_psi:<feature>`` for the ``top``
+    features of :func:`drift_report` (``drift`` reuses one). Figures without data are left
+    out rather than reported as zero.
     """
     now = now or utc_now()
     reviews = reviews_frame(store, since=now - timedelta(days=window_days))

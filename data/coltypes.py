@@ -230,14 +230,8 @@ def _dates(t: pd.Series, dayfirst: bool | None) -> tuple[pd.Series, bool | None,
         y = y.where(y >= 100, y + 2000)
         day, month = (a, b) if order else (b, a)
         rest = slashed.loc[has, 3].fillna("")
-        iso_text = (
-            y.astype(str).str.zfill(4)
-            + "-"
-            + month.astype(str).str.zfill(2)
-            + "-"
-            + day.astype(str).str.zfill(2)
-            + rest.map(lambda r: f"T{r}" if r else "")
-        )
+        ymd = [part.astype(str).str.zfill(width) for part, width in ((y, 4), (month, 2), (day, 2))]
+        iso_text = ymd[0].str.cat(ymd[1:], sep="-") + rest.map(lambda r: f"T{r}" if r else "")
         parsed.loc[has] = _iso(iso_text)
     left = parsed.isna() & t.notna() & ~has
     if left.any():
@@ -459,11 +453,9 @@ def infer_types(
 ) -> tuple[pd.DataFrame, list[ColumnReport]]:
     """Give every column of ``frame`` (as read) but ``skip`` one kind and parse it that way.
 
-    ``overrides`` maps a column to a kind (see ``KINDS``) instead of inferring it (a
-    column the table does not have is a ``ValueError``); ``lines`` are the physical lines
-    of the rows, for the report's examples. ``number``, ``date`` (days since 1970) and
-    ``boolean`` (1.0 / 0.0) columns come back float64, text stays text; one report per
-    typed column.
+    ``overrides`` maps a column to a kind of ``KINDS`` (``ValueError`` for a column the
+    table lacks); ``lines`` are the rows' physical lines, for examples. Number, date (days
+    since 1970) and boolean columns come back float64, text as text; one report a column.
     """
     overrides = dict(overrides or {})
     unknown = [c for c in overrides if c not in frame.columns]
@@ -510,13 +502,9 @@ def type_record(
     specs: Mapping[str, Mapping[str, Any]] | None,
     title_column: str | None = None,
 ) -> dict[str, Any]:
-    """One lead (the API's profile: fields, and CRM columns under ``"extra"``) read as
-    the training table's columns were: the same :func:`apply_types` as ``score`` uses,
-    so ``"$4,365,000"`` is 4365000.0 and a date is days since 1970 in the column's
-    day/month order; the title column (``title_column``, e.g. ``"Job Title"``) is also
-    the ``job_title`` the title features are parsed from.
-
-    Values are read once each (cached), so a repeated value costs a dictionary lookup.
+    """One lead (the API's profile, CRM columns under ``"extra"``) read as the training
+    table's columns were, by :func:`apply_types` (each value once: cached); the title
+    column (``title_column``, e.g. ``"Job Title"``) is also its ``job_title``.
     """
     out = dict(record)
     extra = out.get("extra")

@@ -135,14 +135,11 @@ def field_spans(text: str, delim: str) -> list[tuple[int, int]]:
 
 
 class CsvScanner:
-    """Reads a CSV file's header and then its records, block by block.
+    """Reads a CSV file's header and then its records, ``block_bytes`` at a time.
 
-    The delimiter is sniffed from the first lines unless given; ``block_bytes`` are
-    scanned at a time (memory stays around a few times this). It exposes ``encoding``
-    (and ``encoding_note``, said to the user when the file is not plain UTF-8),
-    ``delimiter``, ``header`` (names stripped), ``header_line`` (the physical line of the
-    header, blank lines before it skipped) and ``n_records`` (records seen so far, good
-    and bad; blank lines are not records).
+    It exposes ``encoding`` (``encoding_note`` when not plain UTF-8), ``delimiter``
+    (sniffed unless given), ``header`` (names stripped), ``header_line`` (after blank
+    lines) and ``n_records`` (records seen so far, good and bad; blank lines are not).
     """
 
     def __init__(

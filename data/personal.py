@@ -214,14 +214,10 @@ def single_column_leaks(
     columns: Collection[str],
     cache: dict[str, np.ndarray | None] | None = None,
 ) -> list[tuple[str, float]]:
-    """Columns that alone predict the label almost perfectly, out of fold.
-
-    Each column is cut into at most 20 quantile bins (numbers) or taken as it is
-    (text, missing as its own value); each row's label is predicted by the most
-    frequent label of its value in the other four of five folds (rows by position).
-    A column whose out-of-fold accuracy reaches ``LEAK_ACCURACY`` while always
-    answering the majority class would not is returned with its accuracy.
-    """
+    """Columns that alone predict the label almost perfectly, out of fold, with their
+    accuracy: each row's label predicted by the most frequent label of its value (a
+    quantile bin of a number) in the other four of five folds reaches ``LEAK_ACCURACY``,
+    where the majority class would not."""
     labelled = y.notna().to_numpy()
     if labelled.sum() < 50:
         return []

@@ -34,12 +34,10 @@ __all__ = [
 class QueueConfig:
     """Thresholds (when a reason fires) and weights (how much it adds to the priority).
 
-    A stage is sales-ready when in ``sales_ready_stages``; a stage (or persona) margin
-    below ``close_call_margin`` is a close call; a sales-ready prediction less sure
-    than ``sales_confidence`` is "sales-ready, unsure"; marketing's label is suspect
-    when the model gives it less than ``mislabel_threshold``; a stage change counts
-    when the latest prediction is at most ``changed_days`` old. The ``w_*`` weights
-    multiply those terms in :func:`_formula`.
+    A stage (or persona) margin below ``close_call_margin`` is a close call; a prediction
+    in ``sales_ready_stages`` less sure than ``sales_confidence`` is "sales-ready, unsure";
+    marketing's label is suspect when the model gives it less than ``mislabel_threshold``;
+    a stage change counts for ``changed_days``. The ``w_*`` weights multiply those terms.
     """
 
     sales_ready_stages: tuple[str, ...] = DEFAULT_SALES_READY_STAGES
@@ -70,18 +68,9 @@ class QueueConfig:
 #: with other weights or thresholds are ranked at read time (docs/design/data.md).
 STORED_CONFIG: QueueConfig = QueueConfig()
 
-#: The order that makes reps' corrections pay most when the model is retrained
-#: on them: close calls and unsure sales-ready calls first, where the model is
-#: most likely wrong itself. "Possible mislabel" still shows as a reason but adds
-#: nothing to the priority: on most of those leads the model already sees
-#: through marketing's label, so a rep's label teaches it little. On simulated
-#: data (``bench/results/review_loop.md``) the stored order's top 2,000 are 36%
-#: such leads and 6% mistakes the model learned from marketing; this order's
-#: are 13% and 14%, and retraining on them gains 0.052 stage macro-F1 against
-#: the truth where the stored order gains 0.037 and random leads 0.039 (0.018,
-#: 0.009 and 0.008 at 500 leads). Use it for a labelling sprint before a
-#: retrain: ``review_queue(store, config=RETRAINING_CONFIG)``, or the review UI's
-#: ``REVIEW_QUEUE`` setting; pages rank at read time.
+#: The order that makes reps' corrections pay most when the model is retrained on them
+#: (close calls and unsure sales-ready calls first; "possible mislabel" adds nothing):
+#: for a labelling sprint before a retrain (docs/design/data.md has the measurements).
 RETRAINING_CONFIG: QueueConfig = QueueConfig(w_mislabel=0.0, w_persona_mislabel=0.0)
 
 
@@ -109,12 +98,10 @@ def priority_scores(
 ) -> np.ndarray:
     """The queue priority of each of n leads, vectorised (:func:`_formula` over numpy arrays).
 
-    ``stage`` is the predicted stage; ``stage_confidence``, ``stage_margin``,
-    ``persona_margin`` come from the prediction and ``p_marketing_stage``,
-    ``p_marketing_persona`` are the model's probability of marketing's label
-    (:func:`marketing_probability`), each array-like of length n with None or NaN where
-    missing; ``stage_changed`` (bool, default none) marks a recent stage change;
-    ``config`` defaults to :class:`QueueConfig`. Returns a float array of shape (n,).
+    Each argument is array-like of length n (None or NaN where missing): the predicted
+    ``stage``, its confidence and margins, and the model's probability of marketing's labels
+    (:func:`marketing_probability`); ``stage_changed`` marks a recent stage change. Returns
+    a float array of shape (n,).
     """
     config = config or QueueConfig()
     n = len(stage)
@@ -137,12 +124,8 @@ def priority_scores(
 
 
 def priority_sql(columns: Any, config: QueueConfig, changed: Any) -> Any:
-    """:func:`priority_scores` as a SQL expression over the ``lead_queue`` columns.
-
-    ``columns`` is the table's column collection and ``changed`` the SQL condition of a
-    recent stage change; NULL plays the part NaN plays in numpy (a comparison with it
-    is not true, ``coalesce`` fills it).
-    """
+    """:func:`priority_scores` as a SQL expression over the ``lead_queue`` columns
+    (``columns``), ``changed`` the SQL condition of a recent stage change."""
     stages = config.sales_ready_stages
     terms = SimpleNamespace(
         ready=sa.and_(columns.stage.in_(stages), columns.stage_confidence.is_not(None))
@@ -170,9 +153,8 @@ def _formula(
     t: Any, config: QueueConfig, *, fill: Callable[..., Any], where: Callable[..., Any]
 ) -> Any:
     """The queue priority, once, over numpy arrays or SQL columns (``fill`` a missing
-    value, ``where`` a condition): a missing margin counts as 1 (no close call), a
-    missing probability never fires; the stage-change term comes last, so a stored
-    score without it plus ``w_changed`` is exactly the score with it."""
+    value, ``where`` a condition; docs/design/data.md): a missing margin counts as 1 (no
+    close call), a missing probability never fires, the stage-change term comes last."""
     threshold = config.mislabel_threshold
     score = (
         config.w_margin * (1.0 - fill(t.stage_margin, 1.0))
@@ -222,18 +204,13 @@ def runner_up(probabilities: Any, head: str, top: str | None) -> str | None:
     probs = probabilities.get(head)
     if not isinstance(probs, Mapping):
         return None
-    best: str | None = None
-    best_p = -math.inf
-    for label, value in probs.items():
-        # Strictly greater: among equals the first listed wins (and NaN never).
-        if (
-            type(value) in (float, int)
-            and value > best_p
-            and str(label) != top
-            and math.isfinite(value)
-        ):
-            best, best_p = str(label), float(value)
-    return best
+    ranked = [
+        (float(value), str(label))
+        for label, value in probs.items()
+        if type(value) in (float, int) and str(label) != top and math.isfinite(value)
+    ]
+    # Among equals the first listed wins: max keeps the first of equal keys.
+    return max(ranked, key=lambda item: item[0])[1] if ranked else None
 
 
 def queue_rows(
@@ -246,13 +223,10 @@ def queue_rows(
     """Column values of the store's ``lead_queue`` rows (:class:`data.store.QueueRow`),
     one per lead's latest prediction (as stored, with ``id`` and ``probabilities``).
 
-    ``leads`` maps lead ids to ``company``, ``marketing_stage`` and
-    ``marketing_persona`` (a scored lead without a profile may be absent);
-    ``previous_stages`` the stage of the prediction before the latest; ``reviewed``
-    holds the leads whose current label of some field is a rep's. ``sort_key`` is
-    minus :func:`priority_scores` under :data:`STORED_CONFIG` without the stage-change
-    term; ``changed_at`` is the prediction's time when its stage differs from the
-    previous one.
+    ``leads`` maps lead ids to ``company`` and marketing's labels (may lack a lead);
+    ``previous_stages`` the stage of the prediction before; ``reviewed`` the leads with a
+    rep's label. ``sort_key`` is minus :func:`priority_scores` under :data:`STORED_CONFIG`
+    without the stage-change term.
     """
     rows = [
         _queue_row(

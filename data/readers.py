@@ -5,6 +5,7 @@ why, never dropped silently (formats, validation and timestamps: docs/design/dat
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -228,18 +229,31 @@ class ReadResult:
 
 
 @dataclass
-class _Raw:
-    """Rows as parsed from a file, before validation."""
+class TableChunk:
+    """Some rows of a table as :func:`iter_table` streams them (parsed, not validated)."""
 
     frame: pd.DataFrame
-    rows: np.ndarray  # 1-based data row number of each frame row
-    errors: list[RowError]  # rows that could not be parsed at all
-    n_rows: int
+    #: The data row number of each frame row (1-based, the header not counted).
+    rows: np.ndarray
+    #: The lines no parser could read (field count, unterminated quote), with their line.
+    errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass
+class _Raw(TableChunk):
+    """All rows as parsed from a file, before validation."""
+
+    n_rows: int = 0
     line_base: int | None = None  # physical line = row + line_base (None: no lines)
     notes: list[str] = field(default_factory=list)  # what the reader chose (encoding…)
 
 
 def _format(path: Path) -> str:
+    """The format of an existing file, by its suffix (:class:`InputError` otherwise)."""
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
     fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         allowed = ", ".join(sorted(SUPPORTED_SUFFIXES))
@@ -247,11 +261,13 @@ def _format(path: Path) -> str:
     return fmt
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"no such file: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """An ``OSError`` while reading ``path`` becomes an :class:`InputError` naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
 
 
 def _csv_dtype(text_columns: Collection[str] | bool) -> Any:
@@ -284,17 +300,14 @@ def _bad_lines(scanner: CsvScanner, bad: Iterable[BadLine]) -> list[RowError]:
     ]
 
 
-def _parse_chunk(
-    scanner: CsvScanner, data: bytes, dtype: Any, *, columns: Sequence[str] | None = None
-) -> pd.DataFrame:
+def _parse_chunk(scanner: CsvScanner, data: bytes, dtype: Any) -> pd.DataFrame:
     """Parse good records (as :class:`CsvScanner` checked them) with pandas' C parser."""
     try:
-        frame = pd.read_csv(io.BytesIO(data), sep=scanner.delimiter, dtype=dtype, encoding="utf-8")
+        return pd.read_csv(io.BytesIO(data), sep=scanner.delimiter, dtype=dtype, encoding="utf-8")
     except pd.errors.EmptyDataError:
-        frame = pd.DataFrame(columns=list(columns or scanner.header))
+        return pd.DataFrame(columns=list(scanner.header))
     except pd.errors.ParserError as exc:  # not expected after the scan; say where anyway
         raise InputError(f"{scanner.name}: cannot read as CSV: {exc}") from exc
-    return frame
 
 
 def _encoding_notes(scanner: CsvScanner) -> list[str]:
@@ -430,9 +443,8 @@ def _strip_names(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
-    _check_file(path)
     fmt = _format(path)
-    try:
+    with _reading(path):
         if fmt == "csv":
             raw = _read_csv(path, text_columns)
         elif fmt == "excel":
@@ -441,8 +453,6 @@ def _read_raw(path: Path, text_columns: Collection[str] | bool = ()) -> _Raw:
             raw = _read_parquet(path)
         else:
             raw = _read_json(path, fmt)
-    except OSError as exc:
-        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
     _strip_names(path, raw.frame)
     return raw
 
@@ -457,10 +467,8 @@ _BOUNDED_ERRORS = 1_000
 
 @dataclass(frozen=True)
 class Sample:
-    """How a bounded read kept at most ``max_rows`` rows of a bigger table: a uniform
-    random sample without replacement of the readable rows, in file order (bottom-k on
-    one uniform key a row, drawn in file order from ``numpy.random.default_rng(seed)``:
-    the same file and seed give the same rows, whatever the chunk size)."""
+    """How a bounded read kept at most ``max_rows`` rows of a bigger table (a uniform
+    sample of the readable rows, in file order: docs/design/data.md)."""
 
     max_rows: int
     seed: int
@@ -508,17 +516,6 @@ def _count_rows(path: Path, fmt: str) -> int | None:
     return max(lines - (fmt == "csv"), 0)
 
 
-@dataclass
-class TableChunk:
-    """Some rows of a table as :func:`iter_table` streams them (parsed, not validated)."""
-
-    frame: pd.DataFrame
-    #: The data row number of each frame row (1-based, the header not counted).
-    rows: np.ndarray
-    #: The lines no parser could read (field count, unterminated quote), with their line.
-    errors: list[RowError] = field(default_factory=list)
-
-
 def _block_bytes(path: Path, chunk_rows: int) -> int:
     """Bytes holding about ``chunk_rows`` lines, from the first lines' length."""
     with path.open("rb") as fh:
@@ -528,10 +525,13 @@ def _block_bytes(path: Path, chunk_rows: int) -> int:
 
 
 def _csv_chunks(
-    path: Path, text_columns: Collection[str] | bool, chunk_rows: int
+    path: Path, text_columns: Collection[str] | bool, chunk_rows: int, notes: list[str] | None
 ) -> Iterator[TableChunk]:
-    """CSV chunks: records split and checked by :class:`CsvScanner`, parsed by pandas."""
+    """CSV chunks: records split and checked by :class:`CsvScanner`, parsed by pandas;
+    ``notes`` receives what the scanner chose (encoding, delimiter)."""
     scanner = _scanner(path)
+    if notes is not None:
+        notes.extend(_encoding_notes(scanner))
     scanner.block_bytes = _block_bytes(path, chunk_rows)
     dtype = _csv_dtype(text_columns)
     for chunk in scanner.chunks():
@@ -550,25 +550,16 @@ def iter_table(
     text_columns: Collection[str] | bool = (),
     notes: list[str] | None = None,
 ) -> Iterator[TableChunk]:
-    """Stream any table in chunks of about ``chunk_rows`` rows, bad lines reported.
-
-    The one reader of every entry point (``train``, ``score``, ``features``,
-    ``corrections import``): CSV with any delimiter, quoting and encoding, Excel, Parquet
-    and JSON Lines are split the same way, and every line that cannot be read is a
-    :class:`RowError` of its chunk. CSV and Parquet are streamed (memory: one chunk; CSV
-    chunks are cut by bytes); other formats are read whole, then sliced.
-    ``text_columns`` are kept as text (True: all); ``notes`` receives what the reader
-    chose (encoding, delimiter), to tell the user.
+    """Stream any table in chunks of about ``chunk_rows`` rows, each line that cannot be
+    read a :class:`RowError` of its chunk: the one reader of every entry point. CSV and
+    Parquet are streamed, other formats read whole, then sliced. ``text_columns`` are kept
+    as text (True: all); ``notes`` receives what the reader chose (encoding, delimiter).
     """
     path = Path(path)
-    _check_file(path)
     fmt = _format(path)
-    try:
+    with _reading(path):
         if fmt == "csv":
-            scanner = _scanner(path)
-            if notes is not None:
-                notes.extend(_encoding_notes(scanner))
-            yield from _csv_chunks(path, text_columns, chunk_rows)
+            yield from _csv_chunks(path, text_columns, chunk_rows, notes)
         elif fmt == "parquet":
             yield from _parquet_chunks(path, chunk_rows)
         else:
@@ -582,8 +573,6 @@ def iter_table(
                 part = raw.frame.iloc[start : start + chunk_rows].reset_index(drop=True)
                 yield TableChunk(part, raw.rows[start : start + chunk_rows], errors)
                 errors = []
-    except OSError as exc:
-        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
 
 
 def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[TableChunk]:
@@ -601,14 +590,8 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[TableChunk]:
 
 
 class _Reservoir:
-    """The ``k`` rows of smallest key among all rows offered (bottom-k sampling).
-
-    Candidates are buffered and merged into the ``k`` kept rows when they reach a
-    quarter of ``k`` (the first merge when ``k`` rows have come), so memory holds at
-    most about ``1.25 k`` rows plus one chunk; a row whose key is not below the
-    k-th smallest key of the last merge can never be kept and is dropped at once
-    (after the first ``k`` rows, only about ``k / n`` of the n-th row's chunk is).
-    """
+    """The ``k`` rows of smallest key among all rows offered (bottom-k sampling; memory:
+    about ``1.25 k`` rows plus one chunk, docs/design/data.md)."""
 
     def __init__(self, k: int) -> None:
         self.k = k
@@ -664,14 +647,14 @@ def _stream_into(
     """Offer every chunk of a CSV or Parquet file to ``reservoir``; returns the first
     row errors, the counts of readable and unreadable rows, and the columns."""
     chunks = (
-        _csv_chunks(path, text_columns, chunk_rows)
+        _csv_chunks(path, text_columns, chunk_rows, None)
         if fmt == "csv"
         else _parquet_chunks(path, chunk_rows)
     )
     errors: list[RowError] = []
     n_bad = n_good = 0
     columns: pd.Index | None = None
-    try:
+    with _reading(path):
         for chunk in chunks:
             n_bad += len(chunk.errors)
             if len(errors) < _BOUNDED_ERRORS:
@@ -682,8 +665,6 @@ def _stream_into(
                 continue
             n_good += len(chunk.frame)
             reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
-    except OSError as exc:
-        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
     if columns is None and fmt == "csv":
         columns = pd.Index(_scanner(path).header)
     return errors, n_good, n_bad, columns
@@ -696,21 +677,14 @@ def _read_raw_bounded(
     seed: int,
     chunk_rows: int = SAMPLE_CHUNK_ROWS,
 ) -> tuple[_Raw, Sample]:
-    """At most ``max_rows`` rows of a table, a uniform sample when it has more.
-
-    CSV and Parquet are streamed in chunks of ``chunk_rows`` (memory bounded by
-    about twice ``max_rows`` rows plus one chunk); JSON files are read whole and
-    then sampled. A file whose row count (from its line count or Parquet
-    metadata) is within the bound is read as :func:`_read_raw` reads it.
-    """
+    """At most ``max_rows`` rows of a table, a uniform sample when it has more (CSV and
+    Parquet streamed in chunks of ``chunk_rows``, JSON read whole; a file within the bound
+    by its line count or Parquet metadata is read as :func:`_read_raw` reads it)."""
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
-    _check_file(path)
     fmt = _format(path)
-    try:
+    with _reading(path):
         estimate = _count_rows(path, fmt)
-    except OSError as exc:
-        raise InputError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from exc
     rng = np.random.default_rng(seed)
     reservoir = _Reservoir(max_rows)
     if fmt not in ("csv", "parquet") or (estimate is not None and estimate <= max_rows):
@@ -832,13 +806,9 @@ class _Checker:
 
 
 def _may_exceed(values: pd.Series, max_length: int) -> bool:
-    """Whether any text may be longer than ``max_length`` characters.
-
-    A character is at least one byte, so when no value has more than
-    ``max_length`` bytes none has more characters: the byte lengths of an
-    Arrow-backed column are read from its offsets, while counting characters
-    decodes every string (0.15 s a column of 1.9 M events). Other columns: True.
-    """
+    """Whether any text may be longer than ``max_length`` characters: no more bytes than
+    that means no more characters, and an Arrow column's byte lengths are read from its
+    offsets without decoding (0.15 s less a column of 1.9 M events). Other columns: True."""
     import pyarrow.compute as pc
 
     if values.dtype != "str":
@@ -990,14 +960,12 @@ def _event_properties(check: _Checker) -> dict[str, pd.Series]:
 def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
     """Read and validate an events table (CSV, Parquet or JSON Lines).
 
-    Required columns are ``lead_id``, ``timestamp`` and ``type`` (one of
-    ``data.schema.EVENT_TYPES``); the optional properties ``page_category``,
-    ``content_type``, ``content_topic`` and ``channel`` may also come in a ``properties``
-    column of JSON objects (a value in the column itself wins). The frame has
-    ``data.schema.EVENT_COLUMNS`` (``timestamp`` as ``datetime64[us, UTC]``, the others
-    text) followed by the file's other columns. ``strict`` raises :class:`InputError` on a
-    bad row instead of returning it in ``rejected``; ``InputError`` too when the file
-    cannot be read or lacks a required column.
+    ``lead_id``, ``timestamp`` and ``type`` (of ``data.schema.EVENT_TYPES``) are required;
+    the properties may also come in a ``properties`` column of JSON objects (a column of
+    the file wins). The frame has ``data.schema.EVENT_COLUMNS`` (``timestamp`` as
+    ``datetime64[us, UTC]``, the others text), then the file's other columns. ``strict``
+    raises :class:`InputError` on a bad row instead of listing it in ``rejected``;
+    ``InputError`` too for a file that cannot be read or lacks a required column.
     """
     path = Path(path)
     raw = _read_raw(path, text_columns=(*REQUIRED_EVENT_COLUMNS, *EVENT_PROPERTY_COLUMNS))
@@ -1094,14 +1062,10 @@ def read_leads(
     on a bad row instead of returning it in ``rejected``; ``InputError`` too when the file
     cannot be read or has no id column.
 
-    ``max_rows`` bounds the rows held in memory: CSV and Parquet are read in chunks of
-    ``chunk_rows`` and, past ``max_rows`` readable rows, a uniform sample (``seed``) is
-    kept (JSON is read whole, then sampled); only kept rows are validated, unreadable
-    rows are counted over the whole file (the first 1,000 listed) and
-    ``ReadResult.sample`` says what was kept. ``text_columns`` are kept as the file's
-    text (``12.000`` in a German export is twelve thousand, which ``data.coltypes`` can
-    tell from its column and pandas cannot). The function is long only for this
-    docstring: the checks are :func:`_lead_ids`, ``_Checker`` and :func:`_company_size`.
+    ``max_rows`` bounds the rows held in memory: past it a uniform sample (``seed``) of
+    the readable rows is kept, read in chunks of ``chunk_rows`` (docs/design/data.md), and
+    ``ReadResult.sample`` says what was kept. ``text_columns`` are kept as the file's text
+    (``12.000`` in a German export is twelve thousand: ``data.coltypes`` tells it).
     """
     path = Path(path)
     text_cols = (id_col, *_LEAD_TEXT, *text_columns)

@@ -106,14 +106,11 @@ class QueueItem:
     reviewed: bool
     priority: float
     reasons: tuple[QueueReason, ...] = field(default=())
-    #: How :attr:`priority` was computed: ``"formula"`` (today's weighted sum,
-    #: :func:`priority_scores`) or ``"learned"`` (after ``leadready queue
-    #: --refit``: ``LEARNED_KEY_SCALE`` × the estimated probability that the
-    #: served answer is wrong, discounted for later leads of the same predicted
-    #: change). Either way it is what the page is sorted by.
+    #: ``"formula"`` (:func:`priority_scores`) or ``"learned"`` (after ``leadready queue
+    #: --refit``: ``LEARNED_KEY_SCALE`` × ``p_wrong``); either way what the page is sorted by.
     priority_method: str = "formula"
-    #: With ``priority_method == "learned"``: that estimated (discounted)
-    #: probability that the served stage or persona is wrong; else None.
+    #: When learned: the estimated (discounted) probability that the served stage or
+    #: persona is wrong; else None.
     p_wrong: float | None = None
 
     @property
@@ -163,11 +160,7 @@ def _connection(source: Any) -> Iterator[Connection]:
     if isinstance(source, Connection):
         yield source
         return
-    if isinstance(source, Engine):
-        with source.connect() as conn:
-            yield conn
-        return
-    engine = getattr(source, "engine", None)
+    engine = getattr(source, "engine", None)  # an Engine's engine is itself
     if isinstance(engine, Engine) and not hasattr(source, "connection"):
         with engine.connect() as conn:
             yield conn
@@ -184,13 +177,19 @@ def _connection(source: Any) -> Iterator[Connection]:
 # ------------------------------------------------------------------ the query
 
 
-def _contains(column: Any, pattern: str, dialect: str) -> Any:
-    """``column`` contains the (lower-case) pattern, case-insensitively.
+@dataclass(frozen=True)
+class _Page:
+    """What a page asks for: its slice, the ranking, and since when a stage change is recent."""
 
-    SQLite's LIKE already ignores ASCII case, and its ``lower()`` folds ASCII
-    only, so ``lower()`` would change nothing but the cost (twice the time of a
-    search); PostgreSQL compares ``lower(column)`` (faster there than ILIKE).
-    """
+    limit: int
+    offset: int
+    config: QueueConfig
+    cutoff: datetime
+
+
+def _contains(column: Any, pattern: str, dialect: str) -> Any:
+    """``column`` contains the (lower-case) pattern, case-insensitively (SQLite's LIKE
+    already folds ASCII case, as its ``lower()`` does; PostgreSQL: ``lower(column)``)."""
     if dialect == "sqlite":
         return column.like(pattern, escape="\\")
     return sa.func.lower(column).like(pattern, escape="\\")
@@ -207,15 +206,8 @@ def _filters(
     since: datetime | date | None,
     search: str | None,
 ) -> list[Any]:
-    """The WHERE terms of the filters; ``walking``: for a walk of the rank indexes.
-
-    SQLite plans without statistics: offered ``stage = ?`` it would read every
-    lead of that stage through ``ix_lead_queue_filters`` and sort them all.
-    For a walk, the label terms are written so no index can take them
-    (``coalesce(stage, '') = ?``, the same test for a non-empty label) and the
-    walk follows the rank index. PostgreSQL keeps the plain terms and chooses
-    by its statistics (for a rare label, that sort is the better plan).
-    """
+    """The WHERE terms of the filters; ``walking``: for a walk of the rank indexes, where
+    SQLite gets label terms no index can take (``coalesce(stage, '') = ?``: docs/design/data.md)."""
     where: list[Any] = []
     for column, value in ((_Q.c.stage, stage), (_Q.c.persona, persona), (_Q.c.route, route)):
         if not value:
@@ -250,18 +242,10 @@ def _stored_order_fits(config: QueueConfig) -> bool:
     return static(config) == static(STORED_CONFIG)
 
 
-def _ranked_ids(
-    conn: Connection,
-    where: list[Any],
-    *,
-    limit: int,
-    offset: int,
-    config: QueueConfig,
-    cutoff: datetime,
-) -> list[str]:
+def _ranked_ids(conn: Connection, where: list[Any], page: _Page) -> list[str]:
     """The page's lead ids in the stored order, the change term applied at read time: the
     merge of two index walks, leads whose stage changed since ``cutoff`` and the others."""
-    n = offset + limit
+    n = page.offset + page.limit
     order = (_Q.c.reviewed, _Q.c.sort_key, _Q.c.lead_id)
 
     def walk(condition: Any, shift: float) -> Any:
@@ -274,25 +258,21 @@ def _ranked_ids(
             .subquery()
         )
 
-    changed = walk(_Q.c.changed_at >= cutoff, config.w_changed)
-    others = walk(sa.or_(_Q.c.changed_at.is_(None), _Q.c.changed_at < cutoff), 0.0)
+    changed = walk(_Q.c.changed_at >= page.cutoff, page.config.w_changed)
+    others = walk(sa.or_(_Q.c.changed_at.is_(None), _Q.c.changed_at < page.cutoff), 0.0)
     merged = sa.union_all(sa.select(changed), sa.select(others)).subquery("ranked")
     stmt = (
         sa.select(merged.c.lead_id)
         .order_by(merged.c.reviewed, merged.c.key, merged.c.lead_id)
-        .limit(limit)
-        .offset(offset)
+        .limit(page.limit)
+        .offset(page.offset)
     )
     return list(conn.execute(stmt).scalars())
 
 
 def _count(conn: Connection, where: list[Any], *, only_unreviewed: bool) -> int:
-    """The number of queue rows matching ``where``.
-
-    "Not reviewed" alone is counted as all rows minus the reviewed ones: both
-    are cheap (the whole table's count, and a short range of the rank index),
-    where counting the unreviewed directly reads nearly every row.
-    """
+    """The number of queue rows matching ``where`` ("not reviewed" alone as all rows minus
+    the reviewed ones: both cheap, where counting the unreviewed reads nearly every row)."""
     if only_unreviewed:
         return _rows(conn) - _rows(conn, _Q.c.reviewed == sa.true())
     return _rows(conn, *where)
@@ -302,23 +282,9 @@ def _rows(conn: Connection, *where: Any) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(_Q).where(*where)).scalar_one())
 
 
-def _searched_ids(
-    conn: Connection,
-    where: list[Any],
-    *,
-    limit: int,
-    offset: int,
-    config: QueueConfig,
-    cutoff: datetime,
-) -> tuple[list[str], int] | None:
-    """A text search's page and total from one pass, or None when it matches many.
-
-    A substring search cannot use an index to find its leads, so walking the
-    rank index would test every entry twice (once per walk) and the count a
-    third time. A search usually matches few leads: their keys are read in one
-    pass and sorted here (the stored key with the change term applied, as the
-    walks compute it). Past :data:`_SEARCH_ROWS` matches, None: the caller walks.
-    """
+def _searched_ids(conn: Connection, where: list[Any], page: _Page) -> tuple[list[str], int] | None:
+    """A text search's page and total from one pass (its keys read and sorted here, the
+    change term applied as the walks apply it), or None past :data:`_SEARCH_ROWS` matches."""
     rows = conn.execute(
         sa.select(_Q.c.lead_id, _Q.c.reviewed, _Q.c.sort_key, _Q.c.changed_at)
         .where(*where)
@@ -328,37 +294,26 @@ def _searched_ids(
         return None
 
     def key(row: Any) -> tuple[bool, float, str]:
-        changed = row.changed_at is not None and row.changed_at >= cutoff
-        return (
-            bool(row.reviewed),
-            row.sort_key - (config.w_changed if changed else 0.0),
-            row.lead_id,
-        )
+        changed = row.changed_at is not None and row.changed_at >= page.cutoff
+        shift = page.config.w_changed if changed else 0.0
+        return bool(row.reviewed), row.sort_key - shift, row.lead_id
 
-    ranked = sorted(rows, key=key)
-    return [row.lead_id for row in ranked[offset : offset + limit]], len(rows)
+    ranked = sorted(rows, key=key)[page.offset : page.offset + page.limit]
+    return [row.lead_id for row in ranked], len(rows)
 
 
-def _reranked_ids(
-    conn: Connection,
-    where: list[Any],
-    *,
-    limit: int,
-    offset: int,
-    config: QueueConfig,
-    cutoff: datetime,
-) -> tuple[list[str], int]:
+def _reranked_ids(conn: Connection, where: list[Any], page: _Page) -> tuple[list[str], int]:
     """The page's lead ids and the total under weights the stored order does not follow,
     ranked by :func:`data.priority.priority_sql`."""
-    key = -priority_sql(_Q.c, config, _Q.c.changed_at >= cutoff)
+    key = -priority_sql(_Q.c, page.config, _Q.c.changed_at >= page.cutoff)
     stmt = (
         sa.select(_Q.c.lead_id)
         .where(*where)
         .order_by(_Q.c.reviewed, key, _Q.c.lead_id)
-        .limit(limit)
-        .offset(offset)
+        .limit(page.limit)
+        .offset(page.offset)
     )
-    return (list(conn.execute(stmt).scalars()) if limit else []), _rows(conn, *where)
+    return (list(conn.execute(stmt).scalars()) if page.limit else []), _rows(conn, *where)
 
 
 def _page_rows(conn: Connection, lead_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
@@ -373,45 +328,23 @@ def _page_rows(conn: Connection, lead_ids: Sequence[str]) -> dict[str, Mapping[s
     return {row["lead_id"]: row for row in conn.execute(stmt).mappings()}
 
 
-def _run(
-    conn: Connection,
-    *,
-    limit: int,
-    offset: int,
-    stage: str | None,
-    persona: str | None,
-    route: str | None,
-    reviewed: bool | None,
-    since: datetime | date | None,
-    search: str | None,
-    config: QueueConfig,
-    now: datetime,
-) -> QueuePage:
-    filters = {
-        "stage": stage,
-        "persona": persona,
-        "route": route,
-        "reviewed": reviewed,
-        "since": since,
-        "search": search,
-    }
+def _run(conn: Connection, page: _Page, filters: dict[str, Any]) -> QueuePage:
     where = _filters(conn.dialect.name, walking=False, **filters)
-    cutoff = now - timedelta(days=config.changed_days)
-    paging = {"limit": limit, "offset": offset, "config": config, "cutoff": cutoff}
     one_pass = None
-    if not _stored_order_fits(config):
-        one_pass = _reranked_ids(conn, where, **paging)
-    elif (search or "").strip():
-        one_pass = _searched_ids(conn, where, **paging)
+    if not _stored_order_fits(page.config):
+        one_pass = _reranked_ids(conn, where, page)
+    elif (filters["search"] or "").strip():
+        one_pass = _searched_ids(conn, where, page)
     if one_pass is not None:
         ids, total = one_pass
     else:
         walk = _filters(conn.dialect.name, walking=True, **filters)
-        ids = _ranked_ids(conn, walk, **paging) if limit else []
-        total = _count(conn, where, only_unreviewed=reviewed is False and len(where) == 1)
+        ids = _ranked_ids(conn, walk, page) if page.limit else []
+        unreviewed = filters["reviewed"] is False and len(where) == 1
+        total = _count(conn, where, only_unreviewed=unreviewed)
     rows = _page_rows(conn, ids)
-    items = _items([rows[i] for i in ids if i in rows], config, cutoff)
-    return QueuePage(items=items, total=total, limit=limit, offset=offset)
+    items = _items([rows[i] for i in ids if i in rows], page.config, page.cutoff)
+    return QueuePage(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 # --------------------------------------------------------------- rows → items
@@ -467,14 +400,9 @@ def _versus(top: str | None, other: str | None, head: str, margin: float | None)
 def _items(
     rows: Sequence[Mapping[str, Any]], config: QueueConfig, cutoff: datetime
 ) -> list[QueueItem]:
-    """Queue rows as items: the previous stage shows, and counts, only when recent.
-
-    When the page follows the stored order, each item's priority is the one it
-    is sorted by: ``-sort_key`` plus the stage-change term. A key that is not
-    today's formula (:func:`priority_scores` of the row's terms) was written by
-    a refit of the adaptive queue: the item says ``priority_method="learned"``
-    and shows the estimated probability that its served answer is wrong.
-    """
+    """Queue rows as items: the previous stage shows, and counts, only when recent. In the
+    stored order an item's priority is the one it is sorted by (``-sort_key`` plus the
+    change term); a key that is not today's formula is a refit's (``"learned"``)."""
     if not rows:
         return []
     recent = [as_utc(row["scored_at"]) >= cutoff for row in rows]
@@ -568,21 +496,11 @@ def review_queue(
     if limit < 0 or offset < 0:
         raise ValueError(f"limit and offset must not be negative; got {limit}, {offset}")
     config = config or QueueConfig()
-    now = as_utc(now or utc_now())
+    cutoff = as_utc(now or utc_now()) - timedelta(days=config.changed_days)
+    page = _Page(min(int(limit), _MAX_LIMIT), int(offset), config, cutoff)
+    filters = dict(stage=stage or None, persona=persona or None, route=route or None)
     with _connection(store_or_session) as conn:
-        return _run(
-            conn,
-            limit=min(int(limit), _MAX_LIMIT),
-            offset=int(offset),
-            stage=stage or None,
-            persona=persona or None,
-            route=route or None,
-            reviewed=reviewed,
-            since=since,
-            search=search,
-            config=config,
-            now=now,
-        )
+        return _run(conn, page, {**filters, "reviewed": reviewed, "since": since, "search": search})
 
 
 def queue_item(
@@ -603,12 +521,8 @@ def queue_item(
 
 
 def _labels_in_use(conn: Connection, column: Any) -> list[str]:
-    """Distinct non-null values of an indexed column, one index probe per value.
-
-    A recursive "loose index scan": the smallest value, then the smallest one
-    above it, and so on (SQLite and PostgreSQL both walk the index that leads
-    with the column instead of reading every row).
-    """
+    """Distinct non-null values of an indexed column, one index probe per value (a recursive
+    "loose index scan": the smallest value, then the smallest one above it, and so on)."""
     seed = sa.select(sa.func.min(column).label("v")).where(column.is_not(None))
     found = seed.cte("found", recursive=True)
     following = sa.select(sa.func.min(column)).where(column > found.c.v).scalar_subquery()

@@ -1,9 +1,6 @@
-"""What a lead, an engagement event and a label are.
-
-These records are the data contract shared by the readers, the simulator, the
-store, the feature builder and the API. Event *types* are a closed vocabulary
-(an unknown type is an input error); labels (stages, personas) are learned from
-the data and are open.
+"""What a lead, an engagement event and a label are: the data contract of the readers, the
+simulator, the store, the feature builder and the API. Event *types* are a closed vocabulary
+(an unknown type is an input error); labels (stages, personas) are learned from the data.
 """
 
 from __future__ import annotations
@@ -98,30 +95,6 @@ CORRECTION_REASONS: tuple[tuple[str, str], ...] = (
     ("other", "Other"),
 )
 
-#: Columns of a leads table (one row a lead) besides free extra columns.
-LEAD_COLUMNS: tuple[str, ...] = (
-    "lead_id",
-    "job_title",
-    "seniority",
-    "department",
-    "company",
-    "company_size",
-    "industry",
-    "country",
-    "lead_source",
-    "created_at",
-)
-#: Columns of an events table: the event properties are flattened into columns.
-EVENT_COLUMNS: tuple[str, ...] = (
-    "lead_id",
-    "timestamp",
-    "type",
-    "page_category",
-    "content_type",
-    "content_topic",
-    "channel",
-)
-
 
 def to_utc(value: datetime) -> datetime:
     """Naive timestamps are taken as UTC; aware ones are converted to UTC.
@@ -211,3 +184,9 @@ class Event(BaseModel):
             for k, v in self.model_dump(exclude={"lead_id", "timestamp", "type"}).items()
             if v is not None
         }
+
+
+#: Columns of a leads table (one row a lead) besides free extra columns.
+LEAD_COLUMNS: tuple[str, ...] = tuple(n for n in LeadProfile.model_fields if n != "extra")
+#: Columns of an events table: the event properties are flattened into columns.
+EVENT_COLUMNS: tuple[str, ...] = tuple(Event.model_fields)

@@ -215,20 +215,13 @@ _TITLES: dict[int, tuple[_Title, ...]] = {
 #: Titles marketing reads as "the boss" although their holder evaluates technology.
 _SENIOR_TECH = ("c_level", "vp", "director", "head")
 
-_INDUSTRIES = (
-    "software",
-    "financial_services",
-    "healthcare",
-    "manufacturing",
-    "retail",
-    "logistics",
-    "telecom",
-    "public_sector",
-    "media",
-    "energy",
-    "education",
-)
-_INDUSTRY_WEIGHTS = np.array([18, 14, 11, 12, 9, 7, 6, 6, 5, 6, 6], dtype=float)
+#: Industries and how often a company is in each.
+_INDUSTRY_SHARES = {
+    "software": 18, "financial_services": 14, "healthcare": 11, "manufacturing": 12, "retail": 9,
+    "logistics": 7, "telecom": 6, "public_sector": 6, "media": 5, "energy": 6, "education": 6,
+}  # fmt: skip
+_INDUSTRIES = tuple(_INDUSTRY_SHARES)
+_INDUSTRY_WEIGHTS = np.array(list(_INDUSTRY_SHARES.values()), dtype=float)
 _COUNTRIES = ("US", "GB", "DE", "FR", "CA", "NL", "AU", "IN", "SE", "ES", "BR", "JP", "SG", "IE")
 _COUNTRY_WEIGHTS = np.array([34, 11, 9, 6, 6, 4, 4, 8, 3, 3, 4, 3, 2, 3], dtype=float)
 _COMPANY_PREFIX = (
@@ -515,23 +508,17 @@ def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np
     title_code = np.zeros(n, dtype=np.int64)
     for g, pool in _TITLES.items():
         idx = np.flatnonzero(group == g)
-        w = np.array([t[3] for t in pool])
-        code = rng.choice(len(pool), size=len(idx), p=w / w.sum())
+        table = np.array(pool, dtype=object)
+        code = _draw_index(rng, table[:, 3].astype(float), len(idx))
         title_code[idx] = code
-        titles[idx] = np.array([t[0] for t in pool], dtype=object)[code]
-        seniority[idx] = np.array([t[1] for t in pool], dtype=object)[code]
-        department[idx] = np.array([t[2] for t in pool], dtype=object)[code]
+        titles[idx], seniority[idx], department[idx] = table[code, :3].T
 
     # Companies: a heavy-tailed number of leads per company; size, industry, country per company.
     n_companies = max(20, n // 3)
     company_id = np.minimum((n_companies * rng.random(n) ** 1.8).astype(np.int64), n_companies - 1)
     c_size = np.clip(np.round(rng.lognormal(np.log(300), 1.7, n_companies)), 2, 2_000_000)
-    c_industry = rng.choice(
-        len(_INDUSTRIES), n_companies, p=_INDUSTRY_WEIGHTS / _INDUSTRY_WEIGHTS.sum()
-    )
-    c_country = rng.choice(
-        len(_COUNTRIES), n_companies, p=_COUNTRY_WEIGHTS / _COUNTRY_WEIGHTS.sum()
-    )
+    c_industry = _draw_index(rng, _INDUSTRY_WEIGHTS, n_companies)
+    c_country = _draw_index(rng, _COUNTRY_WEIGHTS, n_companies)
     n_pre, n_suf = len(_COMPANY_PREFIX), len(_COMPANY_SUFFIX)
     pre = _text(_COMPANY_PREFIX, company_id % n_pre)
     suf = _text(_COMPANY_SUFFIX, (company_id // n_pre) % n_suf)
@@ -568,9 +555,7 @@ def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np
     industry[nowhere] = None
     industry[at_uni] = "education"
     industry[vendor] = np.where(rng.random(n) < 0.5, "software", "media")[vendor]
-    own_country = np.array(_COUNTRIES, dtype=object)[
-        rng.choice(len(_COUNTRIES), n, p=_COUNTRY_WEIGHTS / _COUNTRY_WEIGHTS.sum())
-    ]
+    own_country = np.array(_COUNTRIES, dtype=object)[_draw_index(rng, _COUNTRY_WEIGHTS, n)]
     country[nowhere] = own_country[nowhere]
 
     profile = pd.DataFrame(

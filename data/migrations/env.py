@@ -1,20 +1,6 @@
-"""Alembic environment of the leadready store.
-
-``Store.upgrade()`` runs the migrations on its own connection (passed in
-``config.attributes["connection"]``), inside one transaction. For developers,
-the same scripts run from Alembic's API with a URL, for instance to generate the
-next revision against the ORM models in ``data.store``::
-
-    from alembic import command
-    from data.store import alembic_config
-
-    cfg = alembic_config(url="sqlite:////tmp/dev.db")
-    command.upgrade(cfg, "head")
-    command.revision(cfg, "add lead owner", autogenerate=True)
-
-Review generated scripts by hand: keep them free of imports from ``data`` (a
-migration describes the schema as it was then) and use plain SQLAlchemy types.
-"""
+"""Alembic environment of the leadready store: ``Store.upgrade()`` runs the migrations on
+its own connection (``config.attributes["connection"]``), in one transaction; developers run
+them with a URL (how to write the next one: docs/design/data.md)."""
 
 from __future__ import annotations
 
@@ -39,13 +25,15 @@ def _url() -> str:
     return url
 
 
-def _configure(connection: Connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
     )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def run_migrations_offline() -> None:
@@ -65,16 +53,12 @@ def run_migrations_online() -> None:
     """Run on the caller's connection, or on a short-lived engine for the URL."""
     connection = config.attributes.get("connection")
     if connection is not None:
-        _configure(connection)
-        with context.begin_transaction():
-            context.run_migrations()
+        _run(connection)
         return
     engine = create_engine(_url(), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            _configure(conn)
-            with context.begin_transaction():
-                context.run_migrations()
+            _run(conn)
     finally:
         engine.dispose()
 

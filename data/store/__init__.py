@@ -65,12 +65,9 @@ __all__ = [
 class Store(LeadsRoom, PredictionsRoom, CorrectionsRoom, AccountsRoom, StoreBase):
     """The leadready database: one engine, plain methods, sessions managed inside.
 
-    ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/file.db`` (the folder is created) or
-    ``postgresql+psycopg://user@host/db``; a ``search_path`` in its ``options`` puts every
-    table, and Alembic's version table, in that schema. ``pool_size``/``max_overflow``
-    size the pool (SQLAlchemy's defaults when None); ``echo`` logs SQL. Passwords are
-    hashed by ``password_hasher`` (default: argon2-cffi's recommended argon2id; hashes of
-    other parameters are replaced at the user's next login). Call :meth:`upgrade` once
-    before use; a ``Store`` is safe to share between threads; :meth:`dispose` it when done
-    (or use it as a context manager).
+    ``url``: ``sqlite:///path/to/file.db`` (the folder is created) or
+    ``postgresql+psycopg://user@host/db`` (a ``search_path`` in its ``options`` puts every
+    table in that schema); ``pool_size``/``max_overflow`` size the pool; ``echo`` logs SQL;
+    ``password_hasher`` defaults to argon2-cffi's argon2id. Call :meth:`upgrade` once before
+    use; share it between threads; :meth:`dispose` it when done (or use ``with``).
     """

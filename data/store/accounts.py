@@ -228,14 +228,8 @@ class AccountsRoom(StoreBase):
 
     @staticmethod
     def _key_info(row: Mapping[str, Any]) -> ApiKeyInfo:
-        return ApiKeyInfo(
-            name=row["name"],
-            role=row["role"],
-            revoked=row["revoked_at"] is not None,
-            prefix=row["prefix"],
-            created_at=row["created_at"],
-            revoked_at=row["revoked_at"],
-        )
+        names = ("name", "role", "prefix", "created_at", "revoked_at")
+        return ApiKeyInfo(revoked=row["revoked_at"] is not None, **{n: row[n] for n in names})
 
     def create_api_key(self, name: str, role: str = "client") -> str:
         """Create an API key and return it: the only time the key is available.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -79,6 +79,35 @@ def _retryable(exc: DBAPIError) -> bool:
         return True
     message = str(orig).lower()
     return "database is locked" in message or "database is busy" in message
+
+
+def _copy(
+    conn: Connection,
+    copy: str,
+    rows: Iterable[Sequence[Any]],
+    *,
+    before: Sequence[str] = (),
+    after: Sequence[str] = (),
+) -> None:
+    """``rows`` sent by the ``COPY … FROM STDIN`` statement ``copy`` through psycopg 3, on
+    one cursor with the ``before`` and ``after`` statements; psycopg's errors are wrapped as
+    SQLAlchemy would wrap them (``IntegrityError``, …)."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.driver_connection.cursor()
+    statement = copy
+    try:
+        for statement in before:
+            cursor.execute(statement)
+        statement = copy
+        with cursor.copy(statement) as writer:
+            for row in rows:
+                writer.write_row(row)
+        for statement in after:
+            cursor.execute(statement)
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
 
 
 def _first(conn: Connection, stmt: Any) -> Any:
@@ -199,25 +228,14 @@ class StoreBase:
         json_names = {n for n in names if isinstance(table.c[n].type, sa.JSON)}
         quoted = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
         target = conn.dialect.identifier_preparer.format_table(table)
-        statement = f"COPY {target} ({quoted}) FROM STDIN"
-        dbapi_error = conn.dialect.loaded_dbapi.Error
-        cursor = conn.connection.driver_connection.cursor()
-        try:
-            with cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row(
-                        [
-                            _json_dumps(row[n])
-                            if n in json_names and row[n] is not None
-                            else row[n]
-                            for n in names
-                        ]
-                    )
-        except dbapi_error as exc:
-            # Raised by psycopg directly: wrap it as SQLAlchemy would (IntegrityError, …).
-            raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
-        finally:
-            cursor.close()
+        values = (
+            [
+                _json_dumps(row[n]) if n in json_names and row[n] is not None else row[n]
+                for n in names
+            ]
+            for row in rows
+        )
+        _copy(conn, f"COPY {target} ({quoted}) FROM STDIN", values)
 
     def _insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT (with ON CONFLICT support)."""

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
+from data.schema import to_utc
 from data.text import check_text
-from data.values import as_utc, finite, is_missing, plain
+from data.values import finite, is_missing, plain
 
 
-def _opt_str(value: Any, name: str) -> str | None:
+def _opt_str(value: Any, name: str, max_len: int | None = None) -> str | None:
     if is_missing(value):
         return None
     value = plain(value)
@@ -21,15 +22,15 @@ def _opt_str(value: Any, name: str) -> str | None:
     if not isinstance(value, str | int | float | bool):
         raise ValueError(f"{name}: expected text, got {type(value).__name__}")
     text = check_text(str(value), name).strip()
+    if max_len is not None and len(text) > max_len:
+        raise ValueError(f"{name}: longer than {max_len} characters")
     return text or None
 
 
 def _req_str(value: Any, name: str, max_len: int) -> str:
-    text = _opt_str(value, name)
+    text = _opt_str(value, name, max_len)
     if text is None:
         raise ValueError(f"{name}: must not be empty")
-    if len(text) > max_len:
-        raise ValueError(f"{name}: longer than {max_len} characters")
     return text
 
 
@@ -84,11 +85,9 @@ def _opt_ts(value: Any, name: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise ValueError(f"{name}: expected a timestamp, got {type(value).__name__}")
     try:
-        return as_utc(value)
-    except OverflowError:
-        raise ValueError(
-            f"{name}: {value.isoformat()} is outside the range of timestamps"
-        ) from None
+        return to_utc(value)
+    except ValueError as exc:  # outside the range of timestamps
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _req_ts(value: Any, name: str) -> datetime:

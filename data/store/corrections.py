@@ -36,12 +36,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CorrectionResult:
-    """What ``add_correction`` / ``undo_correction`` stored.
-
-    ``conflict`` is true when the label the caller expected to replace was not
-    the current one any more (another rep changed it first). The row is stored
-    anyway; the caller decides whether to tell the rep.
-    """
+    """What ``add_correction`` / ``undo_correction`` stored; ``conflict``: the label the
+    caller expected to replace was not current any more (stored anyway; tell the rep?)."""
 
     id: int
     old_label: str | None
@@ -60,19 +56,18 @@ class _Missing(enum.Enum):
 _MISSING: Final = _Missing.MISSING
 
 
-def _reason(reason: Any) -> str | None:
-    why = _opt_str(reason, "reason")
-    if why is not None and len(why) > _REASON_MAX:
-        raise ValueError(f"reason: longer than {_REASON_MAX} characters")
-    return why
-
-
 def _note(note: Any) -> str | None:
     if note is not None and not isinstance(note, str):
         raise ValueError("note: expected text")
     if note is not None and len(note) > _NOTE_MAX:
         raise ValueError(f"note: longer than {_NOTE_MAX} characters")
     return note
+
+
+def _lead_labels(lead_id: str) -> sa.Select[Any]:
+    """The lead's id and marketing labels."""
+    columns = (_LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona)
+    return sa.select(*columns).where(_LEADS.c.lead_id == lead_id)
 
 
 def _check_scored(conn: Connection, lead_id: str) -> None:
@@ -92,11 +87,7 @@ class CorrectionsRoom(QueueUpkeep):
         (so there is a row to lock and a target for the foreign key). Unknown
         leads raise ``KeyError``.
         """
-        stmt = (
-            sa.select(_LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona)
-            .where(_LEADS.c.lead_id == lead_id)
-            .with_for_update()
-        )
+        stmt = _lead_labels(lead_id).with_for_update()
         row = conn.execute(stmt).mappings().first()
         if row is not None:
             return row
@@ -160,20 +151,15 @@ class CorrectionsRoom(QueueUpkeep):
     ) -> CorrectionResult:
         """Append a rep's correction of one label (``field``: stage or persona) of one lead.
 
-        ``new_label`` is any non-empty text; ``kind`` is ``"reclassify"``, ``"confirm"``
-        (the rep agrees with the current label) or ``"undo"`` (imports only: use
-        :meth:`undo_correction`); ``source`` is ``"ui"``, ``"api"`` or ``"import"``.
-        ``prediction_id``/``model_version`` name the prediction reviewed (default:
-        the lead's newest now, so retraining finds the features the rep saw).
-        ``expected_label`` is the label the caller believes current: when it is not,
-        the row is stored all the same and ``conflict`` is true. ``created_at``
-        (imports), ``api_key`` (the key that sent it), ``batch_id`` (the bulk
-        action, :meth:`undo_batch`) and ``suggestion_id`` (:mod:`training.similar`)
-        are recorded as given. The result's ``old_label`` is the label that was
-        current: the latest rep label, else the latest prediction's, else
-        marketing's. ``KeyError`` for an unknown lead; ``ValueError`` naming the
-        argument for a bad field, kind, source, empty label or reviewer, or a
-        prediction of another lead.
+        ``kind`` is ``"reclassify"``, ``"confirm"`` (the rep agrees with the current label)
+        or ``"undo"`` (imports only: use :meth:`undo_correction`); ``source`` is ``"ui"``,
+        ``"api"`` or ``"import"``. ``prediction_id``/``model_version`` name the prediction
+        reviewed (default: the lead's newest). When ``expected_label`` is not the current
+        label (:meth:`labels_for`, returned as ``old_label``) the row is stored all the same
+        and ``conflict`` is true. ``created_at``, ``api_key``, ``batch_id``
+        (:meth:`undo_batch`) and ``suggestion_id`` are recorded as given. ``KeyError`` for
+        an unknown lead; ``ValueError`` naming the argument for a bad value or a prediction
+        of another lead. Long only for its keyword arguments.
         """
         values: dict[str, Any] = {
             "field": _choice(field, "field", CORRECTION_FIELDS),
@@ -181,7 +167,7 @@ class CorrectionsRoom(QueueUpkeep):
             "source": _choice(source, "source", CORRECTION_SOURCES),
             "new_label": _req_str(new_label, "new_label", _LABEL_MAX),
             "reviewer": _req_str(reviewer, "reviewer", _LABEL_MAX),
-            "reason": _reason(reason),
+            "reason": _opt_str(reason, "reason", _REASON_MAX),
             "note": _note(note),
             "created_at": _opt_ts(created_at, "created_at"),
             "api_key": None if api_key is None else _req_str(api_key, "api_key", _NAME_MAX),
@@ -242,15 +228,10 @@ class CorrectionsRoom(QueueUpkeep):
         source: str = "ui",
         batch_id: str | None = None,
     ) -> CorrectionResult:
-        """Append an ``undo`` row that restores the label from before a correction.
-
-        Nothing is overwritten: the undone row stays and the new row points at it
-        (``undo_of``). When the undone correction was the field's first rep label,
-        the lead goes back to the model's (else marketing's) label and no longer
-        counts as rep-labelled in :meth:`current_labels`; undoing an undo restores
-        what the undo replaced. ``conflict`` is true when the label changed since
-        the undone correction (the undo is stored all the same). ``KeyError`` for
-        an unknown correction id.
+        """Append an ``undo`` row (``undo_of`` the undone one) restoring the label from before
+        a correction: the model's (else marketing's) when it was the field's first rep label,
+        so the lead no longer counts as rep-labelled. ``conflict`` is true when the label
+        changed since the undone correction. ``KeyError`` for an unknown correction id.
         """
         values = {
             "reviewer": _req_str(reviewer, "reviewer", _LABEL_MAX),
@@ -372,12 +353,7 @@ class CorrectionsRoom(QueueUpkeep):
         stored nor scored.
         """
         with self._engine.connect() as conn:
-            lead = _first(
-                conn,
-                sa.select(
-                    _LEADS.c.lead_id, _LEADS.c.marketing_stage, _LEADS.c.marketing_persona
-                ).where(_LEADS.c.lead_id == lead_id),
-            )
+            lead = _first(conn, _lead_labels(lead_id))
             if lead is None:
                 _check_scored(conn, lead_id)
                 lead = {"lead_id": lead_id, "marketing_stage": None, "marketing_persona": None}

@@ -141,15 +141,12 @@ class LeadsRoom(QueueUpkeep):
         """Insert new leads and update known ones (profile and marketing labels); returns
         the number of distinct leads written.
 
-        A record has ``lead_id`` and any profile column (:data:`data.schema.LEAD_COLUMNS`),
-        marketing's labels as ``stage``/``persona`` (or ``marketing_stage``/
-        ``marketing_persona``), an ``extra`` mapping and other keys (kept in ``extra``);
-        rows of ``df.to_dict("records")`` are accepted as they are. Missing values are
-        stored as NULL; a column a record does not carry is left as it is. Duplicated ids
-        are merged (later values win); chunks of 5000 go in one ``INSERT … ON CONFLICT DO
-        UPDATE`` transaction each, which also brings the queue rows of leads whose company
-        or marketing labels changed up to date. ``ValueError`` (nothing of the chunk is
-        written) for a record without a lead id or with a value of the wrong kind.
+        A record (a ``df.to_dict("records")`` row too) has ``lead_id``, any column of
+        :data:`data.schema.LEAD_COLUMNS`, marketing's ``stage``/``persona`` (or
+        ``marketing_stage``/``marketing_persona``) and other keys (kept in ``extra``).
+        Missing values are NULL; a column a record does not carry is left as it is; later
+        records of an id win. Each chunk of 5000 is one upsert transaction, with the queue
+        rows it changes. ``ValueError`` (nothing of the chunk written) for a bad record.
         """
         merged: dict[str, dict[str, Any]] = {}
         for position, record in enumerate(records, start=1):

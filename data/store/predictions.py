@@ -56,14 +56,11 @@ class PredictionsRoom(QueueUpkeep):
         """Store scored leads in one bulk insert (``COPY`` on PostgreSQL); returns how many.
 
         A row has ``lead_id``, ``model_name``, ``model_version``, ``source`` (one of
-        :data:`PREDICTION_SOURCES`) and any of the other columns of
-        :class:`~data.store.PredictionRow` (``probabilities`` as ``{"stage": {label: p},
-        "persona": {...}}``, ``features`` the feature snapshot, ``created_at`` default
-        now); JSON values may hold numpy scalars, NaN is stored as null, and the lead need
-        not be in the leads table. In the same transaction each lead's queue row is
-        replaced by one built from its newest prediction of the batch (rows are numbered
-        up front). ``ValueError``, and nothing written, for an unknown key, a missing
-        required value or a bad source.
+        :data:`PREDICTION_SOURCES`) and any other column of :class:`~data.store.PredictionRow`
+        (``probabilities`` as ``{"stage": {label: p}, "persona": {...}}``, ``created_at``
+        default now; numpy scalars and NaN are fine); the lead need not be stored. Each
+        lead's queue row follows its newest prediction, in the same transaction.
+        ``ValueError``, and nothing written, for an unknown key, a missing value or a bad source.
         """
         now = utc_now()
         values = [_prediction_values(row, i, now) for i, row in enumerate(rows, start=1)]

@@ -3,15 +3,14 @@ transaction, with the rows :func:`data.priority.queue_rows` builds (see docs/des
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
-from data.priority import queue_rows
-from data.store.base import StoreBase
+from data.priority import PREDICTION_NUMBERS, queue_rows
+from data.store.base import StoreBase, _copy
 from data.store.tables import (
     _CHUNK,
     _CORRECTIONS,
@@ -34,18 +33,8 @@ _PG_ARRAY_TYPES: Final[dict[str, str]] = {
 _QUEUE_COPY_MIN_ROWS = 500
 #: Prediction columns a queue row is built from.
 _QUEUE_PREDICTION_COLUMNS: Final[tuple[str, ...]] = (
-    "id",
-    "lead_id",
-    "created_at",
-    "model_version",
-    "stage",
-    "stage_confidence",
-    "stage_margin",
-    "persona",
-    "persona_confidence",
-    "persona_margin",
-    "probabilities",
-    "readiness",
+    *("id", "lead_id", "created_at", "model_version", "stage", "persona", "probabilities"),
+    *PREDICTION_NUMBERS,
     "route",
 )
 
@@ -123,14 +112,24 @@ class QueueUpkeep(StoreBase):
                 {c.name: [row[i] for row in table_values] for i, c in enumerate(columns)},
             )
             return
-        _copy_upsert(conn, table, names, conflict, (values(row) for row in rows))
+        batch = quote("lead_queue_batch")  # COPY into it, then one INSERT … SELECT
+        _copy(
+            conn,
+            f"COPY {batch} ({names}) FROM STDIN",
+            (values(row) for row in rows),
+            before=(f"CREATE TEMPORARY TABLE {batch} (LIKE {table}) ON COMMIT DROP",),
+            after=(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM {batch} "
+                f"ORDER BY lead_id {conflict}",
+                f"DROP TABLE {batch}",
+            ),
+        )
 
     def _queue_predictions(self, conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
         """Bring the queue rows of a batch's leads to their newest prediction of the batch
         (on PostgreSQL a concurrent write of the same lead may leave the previous stage,
         doubt term or reviewed flag one write behind: docs/design/data.md).
         """
-
         latest: dict[str, Mapping[str, Any]] = {}
         before: dict[str, str | None] = {}
         for row in values:
@@ -144,10 +143,7 @@ class QueueUpkeep(StoreBase):
                 row.lead_id: row
                 for row in conn.execute(
                     sa.select(
-                        _QUEUE.c.lead_id,
-                        _QUEUE.c.prediction_id,
-                        _QUEUE.c.stage,
-                        _QUEUE.c.reviewed,
+                        *(_QUEUE.c[n] for n in ("lead_id", "prediction_id", "stage", "reviewed"))
                     ).where(self._among(_QUEUE.c.lead_id, chunk))
                 )
             }
@@ -181,7 +177,6 @@ class QueueUpkeep(StoreBase):
 
     def _queue_leads(self, conn: Connection, lead_ids: Sequence[str]) -> None:
         """Rebuild the queue rows whose copy of the lead's company or labels is stale."""
-
         differs = sa.or_(
             *(_QUEUE.c[name].is_distinct_from(_LEADS.c[name]) for name in _QUEUE_LEAD_COLUMNS)
         )
@@ -234,32 +229,3 @@ class QueueUpkeep(StoreBase):
         """Set the queue row's reviewed flag from the lead's corrections."""
         reviewed = lead_id in self._rep_labelled(conn, [lead_id])
         conn.execute(sa.update(_QUEUE).where(_QUEUE.c.lead_id == lead_id).values(reviewed=reviewed))
-
-
-def _copy_upsert(
-    conn: Connection, table: str, names: str, conflict: str, rows: Iterable[list[Any]]
-) -> None:
-    """The upsert of a batch on PostgreSQL: ``COPY`` into a temporary table, then one
-    ``INSERT … SELECT`` from it in lead id order (psycopg's errors wrapped as SQLAlchemy's)."""
-    batch = conn.dialect.identifier_preparer.quote("lead_queue_batch")
-    statements = (
-        f"CREATE TEMPORARY TABLE {batch} (LIKE {table}) ON COMMIT DROP",
-        f"COPY {batch} ({names}) FROM STDIN",
-        f"INSERT INTO {table} ({names}) SELECT {names} FROM {batch} ORDER BY lead_id {conflict}",
-        f"DROP TABLE {batch}",
-    )
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    cursor = conn.connection.driver_connection.cursor()
-    statement = statements[0]
-    try:
-        cursor.execute(statement)
-        statement = statements[1]
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-        for statement in statements[2:]:
-            cursor.execute(statement)
-    except dbapi_error as exc:
-        raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
-    finally:
-        cursor.close()

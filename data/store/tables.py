@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from data.schema import EVENT_COLUMNS
+from data.schema import EVENT_COLUMNS, LEAD_COLUMNS
 from data.values import as_utc
 
 #: Label fields a rep can correct.
@@ -46,14 +46,8 @@ _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_CACHE_KIB = 32 * 1024
 _WRITE_RETRIES = 6
 _PG_CONNECT_TIMEOUT_S = 5
-_LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = (
-    "job_title",
-    "seniority",
-    "department",
-    "company",
-    "industry",
-    "country",
-    "lead_source",
+_LEAD_TEXT_COLUMNS: Final[tuple[str, ...]] = tuple(
+    c for c in LEAD_COLUMNS if c not in ("lead_id", "company_size", "created_at")
 )
 _EVENT_PROPERTIES: Final[tuple[str, ...]] = EVENT_COLUMNS[3:]
 
@@ -62,12 +56,8 @@ _EVENT_PROPERTIES: Final[tuple[str, ...]] = EVENT_COLUMNS[3:]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """A timezone-aware timestamp stored as UTC on every backend.
-
-    Naive datetimes are taken as UTC; aware ones are converted to UTC. Values read
-    back are always aware and in UTC (SQLite keeps no zone, PostgreSQL answers in
-    the session's zone: both are normalised).
-    """
+    """A timezone-aware timestamp stored as UTC on every backend (naive means UTC); read
+    back aware and in UTC whatever the backend keeps."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
@@ -235,13 +225,9 @@ _QUEUE_RANK_COLUMNS: Final[tuple[str, ...]] = (
 
 
 class QueueRow(Base):
-    """The review queue, materialized: one row per scored lead, from its latest prediction.
-
-    Written only by the store's write paths, in the transaction of the write that
-    changes it, with the values of :func:`data.priority.queue_rows`; ``sort_key`` is
-    minus the priority without the stage-change term, stored negated so the queue's
-    order is one ascending index (docs/design/data.md: the order and the indexes).
-    """
+    """The review queue, materialized: one row per scored lead, from its latest prediction,
+    written by the store's write paths with :func:`data.priority.queue_rows`'s values
+    (``sort_key``, the order and the indexes: docs/design/data.md)."""
 
     __tablename__ = "lead_queue"
     __table_args__ = (
