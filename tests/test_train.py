@@ -226,6 +226,7 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
             "20",
             "--threads",
             "1",
+            "--no-compile",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -246,7 +247,9 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
     common = ["--leads", str(root / "contacts.csv"), "--id-col", "Contact ID"]
     labels = ["--stage-col", "Lifecycle Stage", "--persona-col", "Segment"]
     again = runner.invoke(
-        main, ["train", *common, *labels, "--n-estimators", "5", "--threads", "1", "--no-gate"]
+        main,
+        ["train", *common, *labels, "--n-estimators", "5", "--threads", "1", "--no-gate"]
+        + ["--no-compile"],
     )
     assert again.exit_code == 0, again.output
     assert "gate: not run" in again.output
