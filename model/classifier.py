@@ -1220,6 +1220,11 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         threads = self.num_threads if num_threads is None else num_threads
         return self.calibrator_.transform(self._raw_logits(Z, threads) + self.logit_shift_)
 
+    def raw_logits_encoded(self, Z: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
+        """Class scores before calibration (the ones contributions add up to), (n_rows, k)."""
+        _check_fitted(self, "booster_")
+        return self._raw_logits(Z, self.num_threads if num_threads is None else num_threads)
+
     def contributions_encoded(
         self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "shap"
     ) -> np.ndarray:

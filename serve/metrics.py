@@ -59,6 +59,11 @@ class AlignmentCollector:
         """Names only: registering the collector never reads the store."""
         return [GaugeMetricFamily(f"leadready_{k}", doc) for k, doc in self._DOCS.items()]
 
+    def expire(self) -> None:
+        """Forget the cached figures: the next scrape reads the store again."""
+        with self._lock:
+            self._at = float("-inf")
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges, recomputed at most every ``ttl`` seconds."""
         from data.alignment import alignment_gauges

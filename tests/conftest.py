@@ -128,3 +128,68 @@ def crm_export(tmp_path_factory):
         return CrmExport(root, table)
 
     return write
+
+
+@dataclass(frozen=True)
+class SimulatedChampion:
+    """A champion ``training.train.train`` registered on simulated leads (``paths``)."""
+
+    paths: dict[str, Path]
+    config: Any
+    result: Any
+    model: Any
+    version: str
+    base: Any
+
+    def record_scores(self, store: Any, leads: Any) -> None:
+        """Record the champion's scores of its training table in ``store``, as a batch
+        scoring would (``leads``: the lead rows the store keeps with them)."""
+        from training.record import record_scored_frame
+
+        record_scored_frame(
+            store,
+            self.base.X,
+            self.model.predict_frame(self.base.X),
+            self.config.model_name,
+            self.version,
+            leads=leads,
+            input_columns=self.model.input_columns,
+        )
+
+
+@pytest.fixture(scope="session")
+def simulated_champion():
+    """``simulated_champion(sim, root, n_estimators, fmt="csv")``: ``sim`` written to
+    ``root / "data"``,
+    a champion trained on it by ``train`` (both heads, one thread, no compiled trees) into an
+    MLflow store in ``root``, loaded back, with its training table as ``load_training_table``
+    reads it."""
+
+    def train_champion(
+        sim: Any, root: Path, n_estimators: int, fmt: str = "csv"
+    ) -> SimulatedChampion:
+        from data.simulate import write
+        from model.registry import load_model
+        from training.dataset import load_training_table
+        from training.train import TrainConfig, train
+
+        paths = write(sim, root / "data", fmt=fmt)
+        config = TrainConfig(
+            leads_path=paths["leads"],
+            events_path=paths["events"],
+            tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+            artifact_root=root / "artifacts",
+            stage_col="stage",
+            persona_col="persona",
+            n_estimators=n_estimators,
+            num_threads=1,
+            compile=False,
+        )
+        result = train(config)
+        model, version = load_model(f"models:/{config.model_name}/{result.version}")
+        base = load_training_table(
+            paths["leads"], events_path=paths["events"], stage_col="stage", persona_col="persona"
+        )
+        return SimulatedChampion(paths, config, result, model, version, base)
+
+    return train_champion

@@ -35,7 +35,7 @@ def _train(tmp_path: Path, leads: Path, events: Path | None, *extra: str):
     cmd = [sys.executable, "-m", "leadready", "train", "--leads", str(leads)]
     if events is not None:
         cmd += ["--events", str(events)]
-    cmd += ["--n-estimators", "5", "--no-gate", *extra]
+    cmd += ["--n-estimators", "5", "--no-gate", "--no-compile", *extra]
     env = {**os.environ, "LEADREADY_HOME": str(tmp_path / "home")}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DATABASE_URL", None)
@@ -124,7 +124,7 @@ def test_a_table_bigger_than_max_rows_is_sampled_with_a_notice(tables, tmp_path)
     leads.to_csv(path, index=False)
     cmd = [sys.executable, "-m", "leadready", "train", "--leads", str(path)]
     cmd += ["--events", str(events), *_labels("stage", "persona")]
-    cmd += ["--n-estimators", "5", "--no-gate", "--max-rows", "150", "--seed", "4"]
+    cmd += ["--n-estimators", "5", "--no-gate", "--no-compile", "--max-rows", "150", "--seed", "4"]
     env = {**os.environ, "LEADREADY_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DATABASE_URL", None)

@@ -185,7 +185,7 @@ def test_calibration_lowers_ece_on_held_out_data():
     assert cal["ece_calibrated"] < cal["ece_uncalibrated"]
     y_index = np.searchsorted(head.classes_.astype(str), stage_t)
     Z = head.encode(Xt)
-    raw = head._raw_logits(Z, 1)
+    raw = head.raw_logits_encoded(Z, num_threads=1)
     raw_proba = np.exp(raw - raw.max(axis=1, keepdims=True))
     raw_proba /= raw_proba.sum(axis=1, keepdims=True)
     ece_raw = expected_calibration_error(raw_proba, y_index)
@@ -289,7 +289,7 @@ def test_contributions_add_up_to_the_raw_score(leads):
         Z = head.encode(X.head(10))
         contrib = head.contributions_encoded(Z)
         assert contrib.shape == (10, len(head.classes_), Z.shape[1] + 1)
-        raw = head._raw_logits(Z, 1)
+        raw = head.raw_logits_encoded(Z, num_threads=1)
         if len(head.classes_) == 2:
             np.testing.assert_allclose(contrib[:, 1].sum(axis=1), raw[:, 1], atol=1e-9)
             np.testing.assert_allclose(contrib[:, 0], -contrib[:, 1])

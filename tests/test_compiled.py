@@ -50,8 +50,8 @@ def test_compiled_scores_equal_lightgbms(artifact):
     rows = _hard_rows(X)
     for head, est in fresh.heads.items():
         Z = est.encode(rows)
-        native = est._raw_logits(Z, 1)
-        lgbm = model.heads[head]._raw_logits(Z, 1)
+        native = est.raw_logits_encoded(Z, num_threads=1)
+        lgbm = model.heads[head].raw_logits_encoded(Z, num_threads=1)
         assert not model.heads[head].uses_compiled
         np.testing.assert_allclose(native, lgbm, rtol=0, atol=1e-9)
     a = fresh.predict_frame(rows, reasons=True)

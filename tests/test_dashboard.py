@@ -57,10 +57,12 @@ def _text(html: str, element_id: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", html[start:end]).split())
 
 
-def _stub_versions(app, result=None, *, error: Exception | None = None, delay: float = 0.0):
+def _stub_versions(
+    app, result=None, *, error: Exception | None = None, hang: threading.Event | None = None
+):
     def read(uri, name, limit=8):
-        # A slow MLflow IS the behaviour under test: the dashboard stops waiting after 0.3 s.
-        time.sleep(delay)
+        if hang is not None:  # an MLflow that answers only once the test has seen the page
+            hang.wait(30)
         if error is not None:
             raise error
         return result
@@ -217,21 +219,26 @@ def test_model_versions_from_mlflow_with_gate_metrics(app, client, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("error", "delay", "words"),
+    ("error", "hangs", "words"),
     [
-        (ConnectionError("connection refused"), 0.0, "could not be read (connection refused)"),
-        (None, 2.0, "did not answer within 0.3 s"),
+        (ConnectionError("connection refused"), False, "could not be read (connection refused)"),
+        (None, True, "did not answer within 0.3 s"),
     ],
 )
 def test_model_versions_read_unavailable_when_mlflow_fails(
-    app, client, monkeypatch, error, delay, words
+    app, client, monkeypatch, error, hangs, words
 ):
+    hang = threading.Event() if hangs else None
     monkeypatch.setattr(
-        dashboard, "read_model_versions", _stub_versions(app, {}, error=error, delay=delay)
+        dashboard, "read_model_versions", _stub_versions(app, {}, error=error, hang=hang)
     )
     login(app, client, "rep1")
     started = time.monotonic()
-    response = client.get("/review/dashboard")
+    try:
+        response = client.get("/review/dashboard")
+    finally:
+        if hang is not None:  # the page answered while MLflow was still silent
+            hang.set()
     assert response.status_code == 200
     assert time.monotonic() - started < 1.8
     text = _text(response.get_data(as_text=True), "model-versions")

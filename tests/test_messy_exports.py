@@ -181,7 +181,7 @@ def test_train_and_score_a_hubspot_export_end_to_end(tmp_path, monkeypatch):
     runner = CliRunner()
     args = ["--leads", str(path), "--id-col", ID, "--stage-col", "Lifecycle Stage"]
     trained = runner.invoke(
-        main, ["train", *args, "--persona-col", "Persona", "--n-estimators", "10"]
+        main, ["train", *args, "--persona-col", "Persona", "--n-estimators", "10", "--no-compile"]
     )
     assert trained.exit_code == 0, trained.output
     out = trained.output

@@ -199,7 +199,7 @@ def test_leadready_train_takes_label_noise(crm, monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     args = ["train", "--leads", str(root / "contacts.csv"), "--id-col", "Contact ID"]
     args += ["--stage-col", "Lifecycle Stage", "--persona-col", "Segment"]
-    args += ["--exclude", "Email,Converted", "--n-estimators", "10", "--no-gate"]
+    args += ["--exclude", "Email,Converted", "--n-estimators", "10", "--no-gate", "--no-compile"]
     bad = CliRunner().invoke(main, [*args, "--label-noise", "drop"])
     assert bad.exit_code != 0 and "drop" in bad.output
     result = CliRunner().invoke(main, [*args, "--label-noise", "reweight"])

@@ -24,19 +24,14 @@ NAME = "lead-readiness-test"
 
 @pytest.fixture(scope="module")
 def mlflow_home(tmp_path_factory):
-    """A throwaway SQLite tracking store; MLflow's process-wide settings are restored after."""
-    from mlflow.tracking import _model_registry, _tracking_service, fluent
-
+    """A throwaway SQLite tracking store; MLflow's process-wide settings are restored after
+    through its public setters (URIs, then the active experiment when one was set)."""
     home = tmp_path_factory.mktemp("mlflow")
     saved_env = {
         k: os.environ.get(k)
         for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
     }
-    saved = (
-        _tracking_service.utils._tracking_uri,
-        _model_registry.utils._registry_uri,
-        fluent._active_experiment_id,
-    )
+    saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     cwd = os.getcwd()
     os.chdir(home)  # anything written to ./mlruns would land here, and is checked
     try:
@@ -45,11 +40,10 @@ def mlflow_home(tmp_path_factory):
         yield {"home": home, "uri": uri, "experiment_id": experiment_id}
     finally:
         os.chdir(cwd)
-        (
-            _tracking_service.utils._tracking_uri,
-            _model_registry.utils._registry_uri,
-            fluent._active_experiment_id,
-        ) = saved
+        mlflow.set_tracking_uri(saved_uris[0])
+        mlflow.set_registry_uri(saved_uris[1])
+        if saved_env["MLFLOW_EXPERIMENT_ID"] is not None:
+            mlflow.set_experiment(experiment_id=saved_env["MLFLOW_EXPERIMENT_ID"])
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -136,10 +130,28 @@ def test_load_model_skips_the_dependency_mismatch_check(logged, tmp_path):
     assert not [m for m in handler.messages if "mismatches" in m]
 
 
-def test_registry_client_is_made_once_per_uri(mlflow_home, logged):
-    assert registry._client() is registry._client()
+def test_registry_client_is_made_once_per_uri(mlflow_home, logged, monkeypatch, tmp_path):
+    from mlflow import tracking
+
+    made: list[str | None] = []
+
+    class Counted(tracking.MlflowClient):
+        def __init__(self, tracking_uri=None, registry_uri=None):
+            made.append(tracking_uri)
+            super().__init__(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+    monkeypatch.setattr(tracking, "MlflowClient", Counted)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    try:
+        registry.configure(other)
+        assert registry.alias_version(NAME, "no-such-alias") is None
+        assert registry.alias_version(NAME, "no-such-alias") is None
+        assert made == [other]  # a new URI: one client, made on first use
+    finally:
+        registry.configure(mlflow_home["uri"], mlflow_home["home"] / "artifacts")
     assert registry.alias_version(NAME, "no-such-alias") is None
-    assert len([k for k in registry._CLIENTS if k[0] == mlflow_home["uri"]]) == 1
+    registry.version_task(NAME, logged.registered_model_version)
+    assert made == [other]  # back on the first URI: its client is reused
 
 
 def test_pyfunc_predict_accepts_frames_records_and_params(logged):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -155,29 +156,54 @@ def test_explain_head_offers_both_methods(multiclass):
         assert top["text"] == texts[top["feature"]]
 
 
-def test_tables_are_built_once_and_left_out_of_pickles(data):
+def _booster_reads(monkeypatch) -> Counter:
+    """Count the reads of a whole booster that building the explanation tables takes:
+    ``dump_model`` for the path tables, ``model_to_string`` for the one-class boosters."""
+    import lightgbm as lgb
+
+    reads: Counter = Counter()
+    for name in ("dump_model", "model_to_string"):
+        real = getattr(lgb.Booster, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            reads[_name] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(lgb.Booster, name, counted)
+    return reads
+
+
+def _explain_both_ways(head: HeadClassifier, Z: np.ndarray, index: np.ndarray) -> None:
+    for method in ("path", "shap"):
+        head.class_contributions_encoded(Z, index, method=method)
+
+
+def test_tables_are_built_once_and_left_out_of_pickles(data, monkeypatch):
     X, stage, _ = data
     head = HeadClassifier(**HEAD).fit(X, stage)
     before = len(pickle.dumps(head))
-    assert head.prepare_explanations() is head
-    boosters = head._class_tree_shap()
-    assert head._class_tree_shap() is boosters and len(boosters.boosters) == 3
-    tables = head._path_attribution()
-    assert head._path_attribution() is tables
-    assert len(pickle.dumps(head)) == before
-    copy = pickle.loads(pickle.dumps(head))
-    assert "_path_cache" not in copy.__dict__ and "_shap_cache" not in copy.__dict__
     Z = head.encode(X.head(5))
     index = np.array([0, 1, 2, 1, 0])
+    reads = _booster_reads(monkeypatch)
+    assert head.prepare_explanations() is head
+    assert reads == {"model_to_string": 1}  # the one-class boosters, built now
+    for _ in range(3):
+        _explain_both_ways(head, Z, index)
+    assert reads == {"model_to_string": 1, "dump_model": 1}  # path tables on first use; once
+    assert len(pickle.dumps(head)) == before
+    copy = pickle.loads(pickle.dumps(head))
+    reads.clear()
     for method in ("path", "shap"):
         np.testing.assert_array_equal(
             copy.class_contributions_encoded(Z, index, method=method),
             head.class_contributions_encoded(Z, index, method=method),
         )
+    assert reads == {"model_to_string": 1, "dump_model": 1}  # the copy built its own
     # Refitting replaces the booster: the tables and the one-class boosters follow it.
     head.fit(X.head(300), stage[:300])
-    assert head._path_attribution() is not tables
-    assert head._class_tree_shap() is not boosters
+    reads.clear()
+    _explain_both_ways(head, Z, index)
+    assert reads == {"model_to_string": 1, "dump_model": 1}
     for method in ("path", "shap"):
         np.testing.assert_allclose(
             head.contributions_encoded(Z, method=method).sum(axis=2),

@@ -355,45 +355,16 @@ def test_retrain_config_refuses_bad_settings(kw, message):
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory):
+def loop(tmp_path_factory, simulated_champion):
     """A champion trained by ``train`` on simulated leads; its scores and reps' truth in a store."""
-    from data.simulate import SimulationConfig, simulate, write
-    from model.registry import load_model
-    from training.record import record_scored_frame
-    from training.train import train
+    from data.simulate import SimulationConfig, simulate
 
     root = tmp_path_factory.mktemp("retrain")
     sim = simulate(SimulationConfig(n_leads=900, seed=11))
-    paths = write(sim, root / "data")
-    config = TrainConfig(
-        leads_path=paths["leads"],
-        events_path=paths["events"],
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=root / "artifacts",
-        stage_col="stage",
-        persona_col="persona",
-        n_estimators=25,
-        num_threads=1,
-        compile=False,
-    )
-    first = train(config)
-    champion, version = load_model(f"models:/lead-readiness/{first.version}")
-    from training.dataset import load_training_table
-
-    base = load_training_table(
-        paths["leads"], events_path=paths["events"], stage_col="stage", persona_col="persona"
-    )
+    champion = simulated_champion(sim, root, n_estimators=25)
     store = Store(f"sqlite:///{root / 'store.db'}")
     store.upgrade()
-    record_scored_frame(
-        store,
-        base.X,
-        champion.predict_frame(base.X),
-        "lead-readiness",
-        version,
-        leads=sim.leads,
-        input_columns=champion.input_columns,
-    )
+    champion.record_scores(store, sim.leads)
     truth = sim.truth.set_index("lead_id")
     reviewed = list(truth.index[:300])
     for n, lead_id in enumerate(reviewed):
@@ -401,7 +372,7 @@ def loop(tmp_path_factory):
             store.add_correction(
                 lead_id, head, truth.at[lead_id, f"true_{head}"], reviewer=f"rep{n % 2}"
             )
-    yield root, config, store, reviewed
+    yield root, champion.config, store, reviewed
     store.dispose()
 
 

@@ -153,7 +153,7 @@ def test_metrics_export_the_alignment_gauges(api_app, api_client, api_headers, t
         ).status_code
         == 201
     )
-    get_state(api_app).metrics.alignment._at = float("-inf")  # expire the scrape cache
+    get_state(api_app).metrics.alignment.expire()  # the next scrape reads the store
     text = api_client.get("/metrics").get_data(as_text=True)
     assert "# HELP leadready_override_rate" in text
     override = next(

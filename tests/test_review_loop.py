@@ -160,39 +160,22 @@ def test_the_table_averages_random_draws_and_counts_seeds_the_queue_wins():
 
 
 @pytest.mark.slow
-def test_the_real_retrain_path_closes_the_loop(tmp_path):
-    from data.simulate import Simulation, SimulationConfig, simulate, write
+def test_the_real_retrain_path_closes_the_loop(tmp_path, simulated_champion):
+    from data.simulate import Simulation, SimulationConfig, simulate
     from model.features import build_features
     from model.registry import load_model
-    from training.dataset import load_training_table
-    from training.record import record_scored_frame
     from training.retrain import RetrainConfig, retrain
-    from training.train import TrainConfig, train
 
     sim = simulate(SimulationConfig(n_leads=2000, seed=4))
     test_ids = set(sim.leads["lead_id"].iloc[::4])
     in_test = sim.leads["lead_id"].isin(test_ids)
     pool = sim.leads[~in_test].reset_index(drop=True)
     pool_events = sim.events[~sim.events["lead_id"].isin(test_ids)]
-    paths = write(Simulation(pool, pool_events, sim.truth, sim.config), tmp_path / "crm")
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = train(
-        TrainConfig(
-            leads_path=paths["leads"],
-            events_path=paths["events"],
-            tracking_uri=tracking,
-            artifact_root=tmp_path / "artifacts",
-            stage_col="stage",
-            persona_col="persona",
-            n_estimators=40,
-            num_threads=1,
-            compile=False,
-        )
+    trained = simulated_champion(
+        Simulation(pool, pool_events, sim.truth, sim.config), tmp_path, n_estimators=40
     )
-    champion, version = load_model(f"models:/lead-readiness/{first.version}")
-    base = load_training_table(
-        paths["leads"], events_path=paths["events"], stage_col="stage", persona_col="persona"
-    )
+    champion, first, base, paths = trained.model, trained.result, trained.base, trained.paths
+    tracking = trained.config.tracking_uri
     test_X = build_features(
         sim.leads[in_test].drop(columns=["stage", "persona"]),
         sim.events[sim.events["lead_id"].isin(test_ids)],
@@ -202,15 +185,7 @@ def test_the_real_retrain_path_closes_the_loop(tmp_path):
 
     with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         store.upgrade()
-        record_scored_frame(
-            store,
-            base.X,
-            champion.predict_frame(base.X),
-            "lead-readiness",
-            version,
-            leads=pool,
-            input_columns=champion.input_columns,
-        )
+        trained.record_scores(store, pool)
         picked = pick_leads(store, "queue", 400, seed=4)
         apply_reviews(store, picked, truth, dict(champion.labels), rep_error=0.0, seed=4)
         result = retrain(

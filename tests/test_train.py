@@ -226,6 +226,7 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
             "20",
             "--threads",
             "1",
+            "--no-compile",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -246,7 +247,9 @@ def test_train_cli_prints_the_comparison_and_the_gate(crm, monkeypatch, tmp_path
     common = ["--leads", str(root / "contacts.csv"), "--id-col", "Contact ID"]
     labels = ["--stage-col", "Lifecycle Stage", "--persona-col", "Segment"]
     again = runner.invoke(
-        main, ["train", *common, *labels, "--n-estimators", "5", "--threads", "1", "--no-gate"]
+        main,
+        ["train", *common, *labels, "--n-estimators", "5", "--threads", "1", "--no-gate"]
+        + ["--no-compile"],
     )
     assert again.exit_code == 0, again.output
     assert "gate: not run" in again.output
@@ -295,41 +298,27 @@ def test_train_cli_errors_are_messages_not_tracebacks(crm, monkeypatch, tmp_path
 
 
 @pytest.mark.slow
-def test_training_on_simulator_output_beats_the_baselines_against_the_truth(tmp_path):
-    from data.simulate import SimulationConfig, simulate, write
-    from model.registry import load_model
+def test_training_on_simulator_output_beats_the_baselines_against_the_truth(
+    tmp_path, simulated_champion
+):
+    from data.simulate import SimulationConfig, simulate
+    from model.registry import alias_version
     from training.evaluate import evaluate_heads
 
     sim = simulate(SimulationConfig(n_leads=2500, seed=11))
-    paths = write(sim, tmp_path / "sim", fmt="parquet")
-    config = TrainConfig(
-        leads_path=paths["leads"],
-        events_path=paths["events"],
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifact_root=tmp_path / "artifacts",
-        stage_col="stage",
-        persona_col="persona",
-        n_estimators=60,
-        num_threads=1,
-        compile=False,
-    )
-    result = train(config)
+    trained = simulated_champion(sim, tmp_path, n_estimators=60, fmt="parquet")
+    result = trained.result
     assert result.gate.promote
     for head in ("stage", "persona"):
         assert result.macro_f1(head) > result.macro_f1(head, "majority") + 0.2
 
     # Against the hidden truth on the held-out leads, the registered model does
     # better than marketing's own (noisy) labels do on those leads.
-    from training.dataset import load_training_table
-
-    ts = load_training_table(
-        paths["leads"], events_path=paths["events"], stage_col="stage", persona_col="persona"
-    )
+    ts = trained.base
     held = ts.subset(holdout_mask(ts.ids, 0.2))
     truth = sim.truth.set_index("lead_id").loc[held.ids]
-    model, version = load_model(f"models:/{MODEL}@champion")
-    assert version == result.version
-    scored = evaluate_heads(model, held.X, truth["true_stage"], truth["true_persona"])
+    assert alias_version(MODEL, "champion") == result.version == trained.version
+    scored = evaluate_heads(trained.model, held.X, truth["true_stage"], truth["true_persona"])
     assert scored["stage"]["macro_f1"] > 0.5
     assert scored["persona"]["macro_f1"] > 0.6
 

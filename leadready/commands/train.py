@@ -140,6 +140,14 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 )
 @click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
 @click.option(
+    "--compile/--no-compile",
+    "compile",
+    default=True,
+    show_default=True,
+    help="Compile the trees to native code (LLVM) for fast single-row scoring; "
+    "--no-compile trains faster and the served model scores with LightGBM itself.",
+)
+@click.option(
     "--model-name",
     default=None,
     help="Registered model name [default: LEADREADY_MODEL_NAME or lead-readiness]; "
