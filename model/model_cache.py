@@ -17,7 +17,17 @@ from urllib.parse import unquote
 if TYPE_CHECKING:
     from model.package import LeadReadinessModel
 
-__all__ = ["CacheEntry", "keep", "load_cached", "recall", "registry_stamp", "remember"]
+__all__ = [
+    "SERVED",
+    "CacheEntry",
+    "keep",
+    "keep_served",
+    "load_cached",
+    "load_copy",
+    "recall",
+    "registry_stamp",
+    "remember",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -81,6 +91,10 @@ def load_cached(
     entry = _fresh_entry(_entry_path(cache_dir, registry_uri, uri), registry_uri, uri=uri)
     if entry is None:
         return None
+    if not explanations and entry.get("compiled") is not None:
+        served = _load_served(cache_dir / entry["copy"], entry["compiled"])
+        if served is not None:
+            return served, str(entry["version"])
     try:
         model = _load_copy(
             cache_dir / entry["copy"], entry["lead_model"], entry.get("compiled"), explanations
@@ -106,6 +120,58 @@ def _load_copy(
     if compiled is not None and any(s != "compiled" for s in status.values()):
         _logger.warning("compiled trees not used for every head: %s", status)
     return model
+
+
+#: The served copy's file (``model.served``) inside a kept model copy.
+SERVED = "served_model.pkl"
+
+
+def keep_served(folder: Path, model: LeadReadinessModel) -> bool:
+    """Write the served copy of ``model`` (loaded from the kept copy ``folder``) beside
+    it, when every head scores with compiled trees; whether it was written."""
+    from model.pyfunc import COMPILED_KEY
+    from model.served import served_copy
+
+    if (folder / SERVED).is_file():  # the folder holds one version's artifacts only
+        return True
+    try:
+        compiled = _pyfunc_artifacts(folder).get(COMPILED_KEY)
+        if compiled is None or model.engine != "compiled":
+            return False
+        served = served_copy(model, folder / compiled)
+        if served is None:
+            return False
+        tmp = folder / f".{SERVED}.{uuid.uuid4().hex}"
+        with open(tmp, "wb") as fh:
+            pickle.dump(served, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, folder / SERVED)
+    except (OSError, KeyError, ValueError, pickle.PicklingError) as exc:
+        _logger.warning("no served copy kept for %s (%s)", folder.name, exc)
+        return False
+    return True
+
+
+def _load_served(folder: Path, compiled: str) -> LeadReadinessModel | None:
+    """The served copy in ``folder`` on its compiled trees, or None (then the full copy
+    is loaded: no served copy, or one whose trees do not load here)."""
+    if not (folder / SERVED).is_file():
+        return None
+    try:
+        with open(folder / SERVED, "rb") as fh:
+            model = pickle.load(fh)
+        status = model.prepare(str(folder / compiled), explanations=False)
+    except Exception as exc:  # any doubt: the full copy serves
+        _logger.warning("served copy of %s not used (%s)", folder.name, exc)
+        return None
+    return model if all(s == "compiled" for s in status.values()) else None
+
+
+def load_copy(folder: Path, *, explanations: bool = True) -> LeadReadinessModel:
+    """The full model of a kept copy (as MLflow's pyfunc loads it, without MLflow)."""
+    from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY
+
+    artifacts = _pyfunc_artifacts(folder)
+    return _load_copy(folder, artifacts[ARTIFACT_KEY], artifacts.get(COMPILED_KEY), explanations)
 
 
 def _pyfunc_artifacts(folder: Path) -> dict[str, str]:
