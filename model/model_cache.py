@@ -24,6 +24,7 @@ __all__ = [
     "keep_served",
     "load_cached",
     "load_copy",
+    "load_served",
     "recall",
     "registry_stamp",
     "remember",
@@ -92,7 +93,7 @@ def load_cached(
     if entry is None:
         return None
     if not explanations and entry.get("compiled") is not None:
-        served = _load_served(cache_dir / entry["copy"], entry["compiled"])
+        served = _load_served(cache_dir / entry["copy"], entry["compiled"], entry.get("served"))
         if served is not None:
             return served, str(entry["version"])
     try:
@@ -122,20 +123,24 @@ def _load_copy(
     return model
 
 
-#: The served copy's file (``model.served``) inside a kept model copy.
+#: The served copy's file (``model.served``) kept beside a copy logged without one.
 SERVED = "served_model.pkl"
 
 
 def keep_served(folder: Path, model: LeadReadinessModel) -> bool:
     """Write the served copy of ``model`` (loaded from the kept copy ``folder``) beside
-    it, when every head scores with compiled trees; whether it was written."""
-    from model.pyfunc import COMPILED_KEY
+    it, when every head scores with compiled trees and the model was logged without
+    one; whether the folder has one now."""
+    from model.pyfunc import COMPILED_KEY, SERVED_KEY
     from model.served import served_copy
 
     if (folder / SERVED).is_file():  # the folder holds one version's artifacts only
         return True
     try:
-        compiled = _pyfunc_artifacts(folder).get(COMPILED_KEY)
+        artifacts = _pyfunc_artifacts(folder)
+        if SERVED_KEY in artifacts:
+            return True
+        compiled = artifacts.get(COMPILED_KEY)
         if compiled is None or model.engine != "compiled":
             return False
         served = served_copy(model, folder / compiled)
@@ -151,13 +156,30 @@ def keep_served(folder: Path, model: LeadReadinessModel) -> bool:
     return True
 
 
-def _load_served(folder: Path, compiled: str) -> LeadReadinessModel | None:
-    """The served copy in ``folder`` on its compiled trees, or None (then the full copy
-    is loaded: no served copy, or one whose trees do not load here)."""
-    if not (folder / SERVED).is_file():
+def load_served(folder: Path) -> LeadReadinessModel | None:
+    """The served copy of the kept copy ``folder`` (logged with it, or kept beside it)
+    on its compiled trees, or None when there is none that loads here."""
+    from model.pyfunc import COMPILED_KEY, SERVED_KEY
+
+    try:
+        artifacts = _pyfunc_artifacts(folder)
+    except (OSError, KeyError, ValueError):
+        return None
+    compiled = artifacts.get(COMPILED_KEY)
+    if compiled is None:
+        return None
+    return _load_served(folder, compiled, artifacts.get(SERVED_KEY))
+
+
+def _load_served(folder: Path, compiled: str, logged: str | None) -> LeadReadinessModel | None:
+    """The served copy in ``folder`` (the ``logged`` artifact, else the kept file) on
+    its compiled trees, or None (then the full copy is loaded: no served copy, or one
+    whose trees do not load here)."""
+    path = folder / (logged or SERVED)
+    if not path.is_file():
         return None
     try:
-        with open(folder / SERVED, "rb") as fh:
+        with open(path, "rb") as fh:
             model = pickle.load(fh)
         status = model.prepare(str(folder / compiled), explanations=False)
     except Exception as exc:  # any doubt: the full copy serves
@@ -196,7 +218,7 @@ def remember(
     """Copy version ``version``'s artifacts into the cache and record the resolution."""
     from mlflow.artifacts import download_artifacts
 
-    from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY
+    from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY, SERVED_KEY
 
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     copy = f"{safe}-v{version}-{hashlib.sha256(source_key.encode()).hexdigest()[:16]}"
@@ -220,6 +242,7 @@ def remember(
             "copy": copy,
             "lead_model": artifacts[ARTIFACT_KEY],
             "compiled": artifacts.get(COMPILED_KEY),
+            "served": artifacts.get(SERVED_KEY),
         }
         if taken_ns is None or settled(stamp, taken_ns):
             target = _entry_path(cache_dir, registry_uri, uri)

@@ -155,8 +155,12 @@ def load_model(
             taken_ns=taken_ns,
         )
     if copy is not None:
-        from model.model_cache import keep_served, load_copy
+        from model.model_cache import keep_served, load_copy, load_served
 
+        if not explanations:  # no scikit-learn, SciPy or LightGBM when it was logged with one
+            served = load_served(copy)
+            if served is not None:
+                return served, version
         # The copy is loaded as the pyfunc's load_context loads it (pickle, then
         # prepare), without MLflow's model loading around it.
         model = load_copy(copy, explanations=explanations)

@@ -20,15 +20,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from data.values import is_missing
-
-if TYPE_CHECKING:
-    from model.package import LeadReadinessModel
 
 __all__ = ["HEADS", "ServedHead", "TableEncoding", "served_copy"]
 
@@ -415,11 +412,12 @@ class ServedClassifier:
         self.heads_ = dict(heads)
 
 
-def served_copy(model: LeadReadinessModel, compiled_dir: str | Path) -> LeadReadinessModel | None:
-    """``model`` (prepared, every head on compiled trees) with :class:`ServedHead` heads,
-    attached to the compiled trees of ``compiled_dir``; None when a head is not on
-    compiled trees or not of the LightGBM family. Checked to give the same probabilities
-    and decisions as ``model`` on the compiled artifact's check rows (else ValueError)."""
+def served_copy(model: Any, compiled_dir: str | Path) -> Any | None:
+    """``model`` (a ``model.package.LeadReadinessModel``, prepared, every head on
+    compiled trees) with :class:`ServedHead` heads attached to the compiled trees of
+    ``compiled_dir``; None when a head is not on compiled trees or not of the LightGBM
+    family. Checked to give the same probabilities and decisions as ``model`` on the
+    compiled artifact's check rows (else ValueError)."""
     heads = model.heads
     if not heads or not all(
         est.uses_compiled and est.__dict__.get("family_", "lightgbm") == "lightgbm"
