@@ -33,6 +33,11 @@ have something to move; simulated tables are cached under the system temp
 folder by size. The load average is recorded next to each figure: on a busy
 machine wall times are inflated, CPU times much less.
 
+MLflow's own floor is measured beside them (``mlflow_floor``): whole ``python -c``
+processes that only ``import mlflow``, import its client, and open the client and read
+the champion alias from the same SQLite registry — what any command that talks to the
+registry pays before any of our code.
+
 The import table runs each short command once under ``python -X importtime``
 and lists, per command, the time of the top-level imports by package and
 whether scikit-learn's metrics, SciPy's stats or ``training.evaluate`` were
@@ -353,8 +358,9 @@ def importtime_markdown(table: dict[str, Any], load: float) -> str:
         f"PYTHONDONTWRITEBYTECODE=1, load average {load:.1f} on {os.cpu_count()} cores: "
         "importtime reports wall-clock, so on a busy machine every figure is inflated alike).",
         "Milliseconds of the top-level imports by package (a package imported by another "
-        "counts under the first); then whether scikit-learn's metrics, SciPy's stats, "
-        "`training.evaluate`, LightGBM and MLflow were imported at all.",
+        "counts under the first); then whether MLflow, scikit-learn, SciPy, scikit-learn's "
+        "metrics, SciPy's stats, `training.evaluate` and LightGBM were imported at all "
+        "(MLflow imports SciPy itself: `import mlflow` alone does).",
         "",
         "| command | modules | total ms | " + " | ".join(packages) + " | "
         + " | ".join(f"{w}?" for w in WATCH) + " |",

@@ -17,6 +17,7 @@ pytest.importorskip("lleaves")
 from model import compiled  # noqa: E402
 from model.served import ServedHead, served_copy  # noqa: E402
 from tests.support.leads import trained  # noqa: E402
+from tests.test_compiled import _hard_rows  # noqa: E402  (missing values, unseen categories)
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +35,6 @@ def prepared(tmp_path_factory):
     return model, X, folder
 
 
-def _rows(X: pd.DataFrame) -> pd.DataFrame:
-    """Training rows with missing values and unseen categories."""
-    rows = X.head(300).copy()
-    rows.iloc[::7, :] = np.nan
-    for col in rows.columns[:20]:
-        rows.loc[rows.index[1::5], col] = np.nan
-    if "industry" in rows:
-        rows["industry"] = rows["industry"].astype(object)
-        rows.loc[rows.index[::3], "industry"] = "Never Seen"
-    return rows
-
-
 def test_the_served_copy_scores_as_the_full_model(prepared, tmp_path):
     model, X, folder = prepared
     served = served_copy(model, folder)
@@ -53,8 +42,9 @@ def test_the_served_copy_scores_as_the_full_model(prepared, tmp_path):
     assert all(isinstance(est, ServedHead) for est in served.heads.values())
     again = pickle.loads(pickle.dumps(served))  # as the cache keeps it
     assert set(again.prepare(folder, explanations=False).values()) == {"compiled"}
-    rows = _rows(X)
-    for big in (rows, pd.concat([rows] * 2, ignore_index=True)):  # both encoding paths
+    rows = _hard_rows(X)
+    # 200 rows, then 400: below and above the rows from which strings are encoded once each
+    for big in (rows, pd.concat([rows] * 2, ignore_index=True)):
         a = again.predict_frame(big)
         b = model.predict_frame(big)
         assert list(a.columns) == list(b.columns)
@@ -101,10 +91,10 @@ def test_a_served_copy_of_other_trees_does_not_score(prepared, tmp_path):
 def test_the_served_copy_loads_and_scores_without_sklearn_scipy_or_lightgbm(prepared, tmp_path):
     model, X, folder = prepared
     (tmp_path / "served.pkl").write_bytes(pickle.dumps(served_copy(model, folder)))
-    rows = _rows(X)
+    rows = _hard_rows(X)
     rows.to_pickle(tmp_path / "rows.pkl")
     model.predict_frame(rows).to_pickle(tmp_path / "want.pkl")
-    script = (
+    script = (  # a fresh interpreter: what unpickling and scoring import
         "import pickle, sys\n"
         "import numpy as np, pandas as pd\n"
         f"served = pickle.loads(open({str(tmp_path / 'served.pkl')!r}, 'rb').read())\n"
