@@ -137,7 +137,7 @@ def test_load_model_skips_the_dependency_mismatch_check(logged, tmp_path):
 
 
 def test_registry_client_is_made_once_per_uri(mlflow_home, logged):
-    assert registry._client() is registry._client()
+    assert registry.registry_client() is registry.registry_client()
     assert registry.alias_version(NAME, "no-such-alias") is None
     assert len([k for k in registry._CLIENTS if k[0] == mlflow_home["uri"]]) == 1
 
