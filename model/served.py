@@ -1,12 +1,13 @@
 """What scoring needs at serving time, without scikit-learn, SciPy or LightGBM.
 
 The encoder's transform half, the calibration map and the decision rule are plain
-numpy/pandas code here; ``model.classifier`` fits them (its estimators subclass the
-classes below). :func:`served_copy` turns a prepared ``LeadReadinessModel`` whose heads
-all score with compiled trees into one whose heads are :class:`ServedHead` objects: it
-unpickles without importing scikit-learn, SciPy or LightGBM (about a second of a
-command's start-up), and scores exactly as the full model (checked when it is made).
-It cannot explain (no booster): commands that want reasons load the full model.
+numpy/pandas code here; ``model.classifier`` fits them (``TableEncoder`` subclasses
+``TableEncoding``; the heads keep a ``_Calibrator``). :func:`served_copy` turns a
+prepared ``LeadReadinessModel`` whose heads all score with compiled trees into one
+whose heads are :class:`ServedHead` objects: it unpickles without importing
+scikit-learn, SciPy or LightGBM (about a second of a command's start-up), and
+scores exactly as the full model (checked when it is made). It cannot explain (no
+booster): commands that want reasons load the full model.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pandas as pd
 
 from data.values import is_missing
 
-__all__ = ["HEADS", "ServedHead", "TableEncoding", "served_copy"]
+__all__ = ["HEADS", "ServedClassifier", "ServedHead", "TableEncoding", "served_copy"]
 
 #: The heads of the two-head classifier, in output order.
 HEADS: tuple[str, ...] = ("stage", "persona")
