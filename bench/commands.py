@@ -33,6 +33,11 @@ have something to move; simulated tables are cached under the system temp
 folder by size. The load average is recorded next to each figure: on a busy
 machine wall times are inflated, CPU times much less.
 
+MLflow's own floor is measured beside them (``mlflow_floor``): whole ``python -c``
+processes that only ``import mlflow``, import its client, and open the client and read
+the champion alias from the same SQLite registry — what any command that talks to the
+registry pays before any of our code.
+
 The import table runs each short command once under ``python -X importtime``
 and lists, per command, the time of the top-level imports by package and
 whether scikit-learn's metrics, SciPy's stats or ``training.evaluate`` were
@@ -83,7 +88,15 @@ PACKAGES = (
     "click",
 )
 #: Modules whose presence the import table reports.
-WATCH = ("mlflow", "sklearn.metrics", "scipy.stats", "training.evaluate", "lightgbm")
+WATCH = (
+    "mlflow",
+    "sklearn",
+    "scipy",
+    "sklearn.metrics",
+    "scipy.stats",
+    "training.evaluate",
+    "lightgbm",
+)
 SEED = 11
 _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)$")
 
@@ -345,8 +358,9 @@ def importtime_markdown(table: dict[str, Any], load: float) -> str:
         f"PYTHONDONTWRITEBYTECODE=1, load average {load:.1f} on {os.cpu_count()} cores: "
         "importtime reports wall-clock, so on a busy machine every figure is inflated alike).",
         "Milliseconds of the top-level imports by package (a package imported by another "
-        "counts under the first); then whether scikit-learn's metrics, SciPy's stats, "
-        "`training.evaluate`, LightGBM and MLflow were imported at all.",
+        "counts under the first); then whether MLflow, scikit-learn, SciPy, scikit-learn's "
+        "metrics, SciPy's stats, `training.evaluate` and LightGBM were imported at all "
+        "(MLflow imports SciPy itself: `import mlflow` alone does).",
         "",
         "| command | modules | total ms | " + " | ".join(packages) + " | "
         + " | ".join(f"{w}?" for w in WATCH) + " |",
@@ -364,6 +378,44 @@ def importtime_markdown(table: dict[str, Any], load: float) -> str:
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- MLflow's floor
+
+
+def mlflow_floor(home: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
+    """What a command that talks to the registry pays in MLflow before any of our code:
+    whole ``python -c`` processes (wall), each step adding to the one before, and the
+    ``-X importtime`` sum of ``import mlflow``."""
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    steps = {
+        "python -c pass": "pass",
+        "import mlflow": "import mlflow",
+        "from mlflow import MlflowClient": "from mlflow import MlflowClient",
+        # MlflowClient opens the tracking store too (its constructor does), then the
+        # registry store on the first registry call.
+        "MlflowClient(): champion alias read (tracking and registry stores opened)": (
+            "from mlflow import MlflowClient\n"
+            f"MlflowClient({uri!r}, {uri!r}).get_model_version_by_alias({MODEL!r}, 'champion')"
+        ),
+    }
+    out: dict[str, Any] = {}
+    for name, code in steps.items():
+        samples = [timed([sys.executable, "-c", code], env) for _ in range(runs)]
+        out[name] = _figures(samples)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import mlflow"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    parsed = parse_importtime(proc.stderr.decode(errors="replace"))
+    out["import mlflow, -X importtime"] = {
+        "total_ms": parsed["total_ms"],
+        "modules": parsed["modules"],
+        "load": os.getloadavg()[0],
+    }
+    return out
 
 
 # --------------------------------------------------------------------------- the run
@@ -417,6 +469,7 @@ def run(
         if 1 in sizes:
             figures["score 1 lead"]["leads"] = 1
             figures["score 1 lead, first after a champion move"]["leads"] = 1
+        result["mlflow_floor"] = mlflow_floor(home, env, runs)
         write_result("commands", result)  # what is measured so far, should a later part stop
 
         if server:
@@ -541,6 +594,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for figure, value, target in summary_rows(result):
         print(f"{figure}: {value}   [{target}]")
+    for name, fig in result.get("mlflow_floor", {}).items():
+        if "wall" in fig:
+            wall, load = fig["wall"]["median"], fig["load"]["median"]
+            print(f"MLflow floor, {name}: {wall:.2f} s wall (load {load:.1f})")
+        else:
+            print(f"MLflow floor, {name}: {fig['total_ms']:.0f} ms, {fig['modules']} modules")
     return 0
 
 

@@ -4,7 +4,6 @@ Design notes: ``docs/design/model.md``."""
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import numbers
 import re
@@ -24,6 +23,16 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from data.values import is_missing
 from model.linear import LinearHead, fit_linear_cv
+from model.served import (  # the serving half, importable without sklearn or LightGBM
+    HEADS,
+    TableEncoding,
+    _Calibrator,
+    _log_loss,
+    _softmax,
+    _to_key,
+    _to_number,
+    _tokens,
+)
 
 __all__ = [
     "HEADS",
@@ -35,16 +44,6 @@ __all__ = [
     "tune_decision_weights",
 ]
 
-#: The heads of the two-head classifier, in output order.
-HEADS: tuple[str, ...] = ("stage", "persona")
-
-_TOKEN_RE = re.compile(r"[^\W_]+", re.UNICODE)
-_TRUE_WORDS = frozenset({"true", "yes", "y", "t"})
-_FALSE_WORDS = frozenset({"false", "no", "n", "f"})
-#: Frames of at least this many rows encode each distinct string once (pd.factorize).
-_FACTORIZE_ROWS = 256
-#: Isotonic calibration floors each class probability at this value before renormalizing.
-_PROBA_FLOOR = 1e-4
 #: HeadClassifier(family=...) values; "auto" chooses among the other three.
 _FAMILIES = ("auto", "lightgbm", "linear", "blend")
 #: Out-of-fold macro-F1 within this of the best counts as a tie (log loss decides).
@@ -52,62 +51,6 @@ _FAMILY_TIE = 0.002
 
 
 # --------------------------------------------------------------------------- values
-
-
-def _to_number(value: Any) -> float:
-    """One cell of a numeric column as a float (bools 0/1, timedeltas in days, else NaN)."""
-    kind = type(value)
-    if kind is float:
-        return value
-    if kind is int:
-        return float(value)
-    if is_missing(value, blank=True):
-        return math.nan
-    if isinstance(value, bool | np.bool_):
-        return 1.0 if value else 0.0
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, timedelta):
-        return value.total_seconds() / 86400.0
-    if isinstance(value, np.timedelta64):
-        return float(value / np.timedelta64(1, "D"))
-    if isinstance(value, str):
-        text = value.strip()
-        low = text.lower()
-        if low in _TRUE_WORDS:
-            return 1.0
-        if low in _FALSE_WORDS:
-            return 0.0
-        try:
-            return float(text.replace(",", ""))
-        except ValueError:
-            return math.nan
-    return math.nan
-
-
-def _to_key(value: Any) -> str | None:
-    """One cell of a categorical or text column as a stripped string (None when missing)."""
-    if is_missing(value, blank=True):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return "True" if value else "False"
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def _key(value: Any) -> str | None:
-    """:func:`_to_key`, with plain strings (most categorical cells) answered inline."""
-    if type(value) is str:
-        return value.strip() or None
-    return _to_key(value)
-
-
-def _tokens(text: str) -> set[str]:
-    """Lower-cased word tokens of two or more characters."""
-    return {t for t in _TOKEN_RE.findall(text.lower()) if len(t) >= 2}
 
 
 def normalize_labels(y: Any) -> np.ndarray:
@@ -173,7 +116,7 @@ def _check_fitted(estimator: Any, attribute: str) -> None:
 # --------------------------------------------------------------------------- encoder
 
 
-class TableEncoder(TransformerMixin, BaseEstimator):
+class TableEncoder(TransformerMixin, BaseEstimator, TableEncoding):
     """Encode a lead table as a float matrix for LightGBM."""
 
     def __init__(
@@ -317,28 +260,6 @@ class TableEncoder(TransformerMixin, BaseEstimator):
 
     # ---- transforming
 
-    @staticmethod
-    def _numeric_values(s: pd.Series) -> np.ndarray:
-        if pd.api.types.is_timedelta64_dtype(s.dtype):
-            return (s.dt.total_seconds() / 86400.0).to_numpy(dtype=float, na_value=np.nan)
-        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "biuf":
-            return s.to_numpy(dtype=float)
-        if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
-            return s.to_numpy(dtype=float, na_value=np.nan)
-        return np.array([_to_number(v) for v in s.to_numpy(dtype=object)], dtype=float)
-
-    def _build_plan(self) -> list[tuple[str, str, int, Any]]:
-        """Per used column: (name, kind, first output index, category codes or token index)."""
-        plan: list[tuple[str, str, int, Any]] = []
-        for col in self.columns_:
-            kind, payload = self.kinds_[col], None
-            if kind == "categorical":
-                payload = {c: float(i) for i, c in enumerate(self.categories_[col])}
-            elif kind == "text":
-                payload = {t: j for j, t in enumerate(self.tokens_[col])}
-            plan.append((col, kind, self.output_slices_[col][0], payload))
-        return plan
-
     def transform(self, X: Any) -> np.ndarray:
         """Encode a table. Missing columns give NaN; columns not seen in ``fit`` are ignored."""
         _check_fitted(self, "columns_")
@@ -348,135 +269,17 @@ class TableEncoder(TransformerMixin, BaseEstimator):
                 f"X has {frame.shape[1]} features, but {type(self).__name__} "
                 f"is expecting {self.n_features_in_} features as input"
             )
-        lookup = {str(c): c for c in frame.columns}
-        # Column-major: each input column fills contiguous memory (LightGBM reads either order).
-        out = np.full((len(frame), len(self.feature_names_out_)), np.nan, order="F")
-        for col, kind, start, payload in self._plan:
-            if col not in lookup:
-                continue
-            s = frame[lookup[col]]
-            if kind == "numeric":
-                out[:, start] = self._numeric_values(s)
-                continue
-            block = out[:, start : start + (1 if kind == "categorical" else len(payload))]
-            if len(s) >= _FACTORIZE_ROWS and self._encode_distinct(block, s, kind, payload):
-                continue
-            values = s.to_numpy(dtype=object)
-            if kind == "categorical":
-                out[:, start] = [payload.get(_to_key(v), np.nan) for v in values]
-            else:
-                for r, v in enumerate(values):
-                    self._fill_text(block, r, v, payload)
-        return out
-
-    @classmethod
-    def _encode_distinct(
-        cls, block: np.ndarray, s: pd.Series, kind: str, payload: dict[str, Any]
-    ) -> bool:
-        """Encode each distinct string once and copy it to its rows (large frames)."""
-        if isinstance(s.dtype, pd.StringDtype):
-            codes, uniques = s.factorize()  # Arrow-backed strings: no Python objects per row
-            uniques = uniques.to_numpy(dtype=object)
-        else:
-            codes, uniques = pd.factorize(s.to_numpy(dtype=object))
-        if not all(type(u) is str for u in uniques):
-            return False
-        width = block.shape[1]
-        table = np.full((len(uniques) + 1, width), np.nan)  # row -1: missing
-        for i, value in enumerate(uniques):
-            if kind == "categorical":
-                table[i, 0] = payload.get(_to_key(value), np.nan)
-            else:
-                cls._fill_text(table, i, value, payload)
-        block[:] = table[codes]
-        return True
-
-    @staticmethod
-    def _fill_text(block: np.ndarray, row: int, value: Any, tokens: dict[str, int]) -> None:
-        key = _key(value)
-        if key is None:
-            return
-        block[row, :] = 0.0
-        for t in _tokens(key):
-            j = tokens.get(t)
-            if j is not None:
-                block[row, j] = 1.0
+        return self.encode_frame(frame)
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode plain dicts without pandas; equals ``transform(pd.DataFrame(records))``."""
         _check_fitted(self, "columns_")
-        plan = self._plan
-        width = len(self.feature_names_out_)
-        if len(records) > _ROW_WISE_RECORDS:
-            return self._transform_records_by_column(records, plan, width)
-        nan = math.nan
-        rows: list[list[float]] = []
-        for rec in records:
-            row = [nan] * width
-            get = rec.get
-            for col, kind, start, payload in plan:
-                v = get(col)
-                if kind == "numeric":
-                    kind_v = type(v)
-                    row[start] = (
-                        v if kind_v is float else float(v) if kind_v is int else _to_number(v)
-                    )
-                elif kind == "categorical":
-                    row[start] = payload.get(_key(v), nan)
-                else:
-                    key = _key(v)
-                    if key is not None:
-                        row[start : start + len(payload)] = [0.0] * len(payload)
-                        for t in _tokens(key):
-                            j = payload.get(t)
-                            if j is not None:
-                                row[start + j] = 1.0
-            rows.append(row)
-        if not rows:
-            return np.full((0, width), np.nan)
-        return np.array(rows, dtype=np.float64)
-
-    @staticmethod
-    def _transform_records_by_column(
-        records: Sequence[Mapping[str, Any]], plan: list[tuple[str, str, int, Any]], width: int
-    ) -> np.ndarray:
-        """:meth:`transform_records` column by column (many rows): a numeric column
-        of plain ints, floats, bools and Nones converts in one numpy call (the
-        values ``_to_number`` gives), any other cell by cell."""
-        n = len(records)
-        out = np.full((n, width), np.nan)
-        nan = math.nan
-        plain = all(type(rec) is dict for rec in records)
-        for col, kind, start, payload in plan:
-            if plain:  # dict.get mapped in C
-                values = list(map(dict.get, records, itertools.repeat(col, n)))
-            else:
-                values = [rec.get(col) for rec in records]
-            if kind == "numeric":
-                if set(map(type, values)) <= _PLAIN_NUMBERS:
-                    out[:, start] = np.array(values, dtype=np.float64)  # None → NaN
-                else:
-                    out[:, start] = [_to_number(v) for v in values]
-            elif kind == "categorical":
-                out[:, start] = [payload.get(_key(v), nan) for v in values]
-            else:
-                block = out[:, start : start + len(payload)]
-                for r, v in enumerate(values):
-                    TableEncoder._fill_text(block, r, v, payload)
-        return out
+        return self.encode_records(records)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the encoded columns, shape (n_features_out,)."""
         check_is_fitted(self, "columns_")
         return self.feature_names_out_.copy()
-
-    def decode(self, column: str, encoded: float) -> Any:
-        """The readable value of one encoded numeric or categorical cell (None when missing)."""
-        if encoded is None or math.isnan(encoded):
-            return None
-        if self.kinds_.get(column) == "categorical":
-            return self.categories_[column][int(encoded)]
-        return float(encoded)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -503,17 +306,6 @@ def _mutual_information(present: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- calibration
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _log_loss(proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray) -> float:
-    p = np.clip(proba[np.arange(len(y_index)), y_index], 1e-12, 1.0)
-    return float(-np.average(np.log(p), weights=weight))
 
 
 def _macro_f1(y_index: np.ndarray, pred: np.ndarray, k: int, weight: np.ndarray) -> float:
@@ -559,52 +351,6 @@ def tune_decision_weights(
             break
     w = w / np.exp(np.mean(np.log(w)))
     return w, float(best)
-
-
-class _Calibrator:
-    """Maps prior-corrected logits (n, k) to calibrated probabilities (n, k)."""
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.temperature = 1.0
-        self.curves: list[tuple[np.ndarray, np.ndarray] | None] = []
-
-    def fit(self, logits: np.ndarray, y_index: np.ndarray, weight: np.ndarray) -> _Calibrator:
-        if self.method == "temperature":
-            from scipy.optimize import minimize_scalar
-
-            def nll(log_t: float) -> float:
-                return _log_loss(_softmax(logits / math.exp(log_t)), y_index, weight)
-
-            res = minimize_scalar(nll, bounds=(math.log(0.25), math.log(20.0)), method="bounded")
-            self.temperature = float(math.exp(res.x))
-        elif self.method == "isotonic":
-            from sklearn.isotonic import IsotonicRegression
-
-            base = _softmax(logits)
-            self.curves = []
-            for c in range(logits.shape[1]):
-                target = (y_index == c).astype(float)
-                if target.sum() < 2 or (1 - target).sum() < 2:
-                    self.curves.append(None)
-                    continue
-                iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-                iso.fit(base[:, c], target, sample_weight=weight)
-                self.curves.append((iso.X_thresholds_.copy(), iso.y_thresholds_.copy()))
-        return self
-
-    def transform(self, logits: np.ndarray) -> np.ndarray:
-        if self.method == "temperature":
-            return _softmax(logits / self.temperature)
-        base = _softmax(logits)
-        if self.method != "isotonic":
-            return base
-        out = base.copy()
-        for c, curve in enumerate(self.curves):
-            if curve is not None:
-                out[:, c] = np.interp(base[:, c], curve[0], curve[1])
-        out = np.maximum(out, _PROBA_FLOOR)
-        return out / out.sum(axis=1, keepdims=True)
 
 
 def _row_uniforms(index: pd.Index, seed: int, salt: str) -> np.ndarray:
@@ -704,11 +450,6 @@ class _PathAttribution:
                 rows + self.features[take], weights=self.values[take], minlength=(hi - lo) * width
             ).reshape(hi - lo, width)
         return out
-
-
-#: transform_records encodes at most this many records row by row, more column by column.
-_ROW_WISE_RECORDS = 8
-_PLAIN_NUMBERS = frozenset({int, float, bool, type(None)})
 
 
 class _ClassTreeShap:

@@ -17,7 +17,18 @@ from urllib.parse import unquote
 if TYPE_CHECKING:
     from model.package import LeadReadinessModel
 
-__all__ = ["CacheEntry", "keep", "load_cached", "recall", "registry_stamp", "remember"]
+__all__ = [
+    "SERVED",
+    "CacheEntry",
+    "keep",
+    "keep_served",
+    "load_cached",
+    "load_copy",
+    "load_served",
+    "recall",
+    "registry_stamp",
+    "remember",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -81,6 +92,10 @@ def load_cached(
     entry = _fresh_entry(_entry_path(cache_dir, registry_uri, uri), registry_uri, uri=uri)
     if entry is None:
         return None
+    if not explanations and entry.get("compiled") is not None:
+        served = _load_served(cache_dir / entry["copy"], entry["compiled"], entry.get("served"))
+        if served is not None:
+            return served, str(entry["version"])
     try:
         model = _load_copy(
             cache_dir / entry["copy"], entry["lead_model"], entry.get("compiled"), explanations
@@ -108,6 +123,79 @@ def _load_copy(
     return model
 
 
+#: The served copy's file (``model.served``) kept beside a copy logged without one.
+SERVED = "served_model.pkl"
+
+
+def keep_served(folder: Path, model: LeadReadinessModel) -> bool:
+    """Write the served copy of ``model`` (loaded from the kept copy ``folder``) beside
+    it, when every head scores with compiled trees and the model was logged without
+    one; whether the folder has one now."""
+    from model.pyfunc import COMPILED_KEY, SERVED_KEY
+    from model.served import served_copy
+
+    if (folder / SERVED).is_file():  # the folder holds one version's artifacts only
+        return True
+    try:
+        artifacts = _pyfunc_artifacts(folder)
+        if SERVED_KEY in artifacts:
+            return True
+        compiled = artifacts.get(COMPILED_KEY)
+        if compiled is None or model.engine != "compiled":
+            return False
+        served = served_copy(model, folder / compiled)
+        if served is None:
+            return False
+        tmp = folder / f".{SERVED}.{uuid.uuid4().hex}"
+        with open(tmp, "wb") as fh:
+            pickle.dump(served, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, folder / SERVED)
+    except (OSError, KeyError, ValueError, pickle.PicklingError) as exc:
+        _logger.warning("no served copy kept for %s (%s)", folder.name, exc)
+        return False
+    return True
+
+
+def load_served(folder: Path) -> LeadReadinessModel | None:
+    """The served copy of the kept copy ``folder`` (logged with it, or kept beside it)
+    on its compiled trees, or None when there is none that loads here."""
+    from model.pyfunc import COMPILED_KEY, SERVED_KEY
+
+    try:
+        artifacts = _pyfunc_artifacts(folder)
+    except (OSError, KeyError, ValueError):
+        return None
+    compiled = artifacts.get(COMPILED_KEY)
+    if compiled is None:
+        return None
+    return _load_served(folder, compiled, artifacts.get(SERVED_KEY))
+
+
+def _load_served(folder: Path, compiled: str, logged: str | None) -> LeadReadinessModel | None:
+    """The served copy in ``folder`` (the ``logged`` artifact, else the kept file) on
+    its compiled trees, or None (then the full copy is loaded: no served copy, or one
+    whose trees do not load here)."""
+    path = folder / (logged or SERVED)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            model = pickle.load(fh)
+        status = model.prepare(str(folder / compiled), explanations=False)
+    except Exception as exc:  # any doubt: the full copy serves
+        _logger.warning("served copy of %s not used (%s)", folder.name, exc)
+        return None
+    return model if all(s == "compiled" for s in status.values()) else None
+
+
+def load_copy(folder: Path, *, explanations: bool = True) -> LeadReadinessModel:
+    """The full model of a kept copy (as MLflow's pyfunc loads it, without MLflow)."""
+    from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY
+
+    artifacts = _pyfunc_artifacts(folder)
+    return _load_copy(folder, artifacts[ARTIFACT_KEY], artifacts.get(COMPILED_KEY), explanations)
+
+
 def _pyfunc_artifacts(folder: Path) -> dict[str, str]:
     """Artifact key → path (relative to ``folder``) from the copy's ``MLmodel`` file."""
     import yaml
@@ -130,7 +218,7 @@ def remember(
     """Copy version ``version``'s artifacts into the cache and record the resolution."""
     from mlflow.artifacts import download_artifacts
 
-    from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY
+    from model.pyfunc import ARTIFACT_KEY, COMPILED_KEY, SERVED_KEY
 
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     copy = f"{safe}-v{version}-{hashlib.sha256(source_key.encode()).hexdigest()[:16]}"
@@ -154,6 +242,7 @@ def remember(
             "copy": copy,
             "lead_model": artifacts[ARTIFACT_KEY],
             "compiled": artifacts.get(COMPILED_KEY),
+            "served": artifacts.get(SERVED_KEY),
         }
         if taken_ns is None or settled(stamp, taken_ns):
             target = _entry_path(cache_dir, registry_uri, uri)

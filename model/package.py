@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data.values import finite, utc_now
-from model.classifier import HEADS, HeadClassifier, TwoHeadClassifier
 from model.reasons import explain_head
 from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
+from model.served import HEADS
 from model.task import ModelTask
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from model.classifier import HeadClassifier, TwoHeadClassifier
     from model.features import FeatureConfig
 
 __all__ = ["CHUNK_ROWS", "SMALL_BATCH", "LeadReadinessModel"]

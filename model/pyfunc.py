@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARTIFACT_KEY",
     "COMPILED_KEY",
+    "SERVED_KEY",
     "LeadReadinessPyfunc",
     "log_model",
     "signature_for",
@@ -41,6 +42,9 @@ _logger = logging.getLogger(__name__)
 ARTIFACT_KEY = "lead_model"
 #: Name of the folder of compiled trees among the pyfunc's artifacts (optional).
 COMPILED_KEY = "compiled"
+#: Name of the served copy (``model.served``) among the pyfunc's artifacts (optional: only
+#: with compiled trees); commands that score without reasons load it instead.
+SERVED_KEY = "served"
 _REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "scipy", "numpy", "pandas", "pydantic")
 
 
@@ -193,6 +197,10 @@ def _log(
             folder = Path(tmp) / COMPILED_KEY
             if _compile(lead_model, folder, compile_rows):
                 artifacts[COMPILED_KEY] = str(folder)
+        if COMPILED_KEY in artifacts:
+            served = _served(path, Path(artifacts[COMPILED_KEY]), Path(tmp) / "served_model.pkl")
+            if served is not None:
+                artifacts[SERVED_KEY] = str(served)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=LeadReadinessPyfunc(),
@@ -205,6 +213,27 @@ def _log(
             ),
             metadata={"leadready_format": LeadReadinessModel.format_version},
         )
+
+
+def _served(pickled: Path, compiled_dir: Path, out: Path) -> Path | None:
+    """Write the served copy of the pickled model on its compiled trees to ``out``
+    (None, with a warning, when it cannot be made: commands then load the full model)."""
+    from model.served import served_copy
+
+    try:
+        with open(pickled, "rb") as fh:
+            model = pickle.load(fh)  # a copy: the model being logged is left as it is
+        if any(s != "compiled" for s in model.prepare(compiled_dir, explanations=False).values()):
+            return None
+        served = served_copy(model, compiled_dir)
+        if served is None:
+            return None
+        with open(out, "wb") as fh:
+            pickle.dump(served, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    except (OSError, ValueError, pickle.PicklingError) as exc:
+        _logger.warning("no served copy logged with the model: %s", exc)
+        return None
+    return out
 
 
 def unwrap(pyfunc_model: Any) -> LeadReadinessModel:

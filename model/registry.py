@@ -20,6 +20,7 @@ __all__ = [
     "alias_version",
     "configure",
     "load_model",
+    "registry_client",
     "resolve_uri",
     "set_alias",
     "tag_task",
@@ -41,7 +42,7 @@ def configure(tracking_uri: str, artifact_root: str | Path | None = None) -> str
     mlflow.set_registry_uri(tracking_uri)
     if not tracking_uri.startswith("sqlite:") or artifact_root is None:
         return None
-    client = _client()
+    client = registry_client()
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         root = Path(artifact_root).expanduser().resolve()
@@ -55,7 +56,7 @@ def configure(tracking_uri: str, artifact_root: str | Path | None = None) -> str
     return experiment_id
 
 
-def _client():
+def registry_client() -> Any:
     """One MLflow client per tracking/registry URI pair, made on first use."""
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -67,7 +68,7 @@ def _client():
     return client
 
 
-#: The clients made by :func:`_client`, by (tracking URI, registry URI).
+#: The clients made by :func:`registry_client`, by (tracking URI, registry URI).
 _CLIENTS: dict[tuple[str, str], object] = {}
 
 
@@ -76,7 +77,7 @@ def alias_version(model_name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        version = _client().get_model_version_by_alias(model_name, alias)
+        version = registry_client().get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
@@ -86,14 +87,14 @@ def alias_version(model_name: str, alias: str) -> str | None:
 
 def set_alias(model_name: str, alias: str, version: str | int) -> None:
     """Point ``alias`` of ``model_name`` at ``version`` (moving it if it was set)."""
-    _client().set_registered_model_alias(model_name, alias, str(version))
+    registry_client().set_registered_model_alias(model_name, alias, str(version))
 
 
 def tag_task(model_name: str, version: str | int, task: ModelTask) -> None:
     """Write a version's task (labels, sales-ready stages, inputs) as registry tags."""
     from model.task import task_tags
 
-    client = _client()
+    client = registry_client()
     for key, value in task_tags(task).items():
         client.set_model_version_tag(model_name, str(version), key, value)
 
@@ -102,7 +103,7 @@ def version_task(model_name: str, version: str | int) -> ModelTask | None:
     """A version's task from its registry tags (None when it was registered without them)."""
     from model.task import task_from_tags
 
-    tags = _client().get_model_version(model_name, str(version)).tags or {}
+    tags = registry_client().get_model_version(model_name, str(version)).tags or {}
     return task_from_tags(tags)
 
 
@@ -120,13 +121,17 @@ def resolve_uri(uri: str) -> tuple[str, str | None]:
     return uri, None
 
 
-def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessModel, str | None]:
-    """Load a leadready model from the registry, a run or a path."""
+def load_model(
+    uri: str, cache_dir: Path | None = None, *, explanations: bool = True
+) -> tuple[LeadReadinessModel, str | None]:
+    """Load a leadready model from the registry, a run or a path (with ``cache_dir``, a
+    registry version is copied there and loaded from the copy; ``explanations=False``
+    leaves the reason tables to be built on first use)."""
     import mlflow.pyfunc
 
     from model.pyfunc import unwrap
 
-    stamp = None
+    stamp = copy = None
     if cache_dir is not None:
         from model.model_cache import registry_stamp
 
@@ -138,7 +143,7 @@ def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessMo
         from model.model_cache import remember
 
         name = pinned.split("/")[1]
-        source = _client().get_model_version(name, version).source
+        source = registry_client().get_model_version(name, version).source
         copy = remember(
             Path(cache_dir),
             mlflow.get_registry_uri(),
@@ -149,8 +154,18 @@ def load_model(uri: str, cache_dir: Path | None = None) -> tuple[LeadReadinessMo
             name=name,
             taken_ns=taken_ns,
         )
-        if copy is not None:
-            pinned = str(copy)
+    if copy is not None:
+        from model.model_cache import keep_served, load_copy, load_served
+
+        if not explanations:  # no scikit-learn, SciPy or LightGBM when it was logged with one
+            served = load_served(copy)
+            if served is not None:
+                return served, version
+        # The copy is loaded as the pyfunc's load_context loads it (pickle, then
+        # prepare), without MLflow's model loading around it.
+        model = load_copy(copy, explanations=explanations)
+        keep_served(copy, model)  # the next command scores without sklearn or LightGBM
+        return model, version
     # suppress_warnings=True skips MLflow's dependency-mismatch check (the model's pip
     # requirements against this environment, ~0.7 s a load) and its Python-version
     # warning: a leadready model is run by the leadready that logged it, installed from

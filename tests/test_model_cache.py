@@ -73,6 +73,32 @@ def _score(cli, root: Path, out: Path):
     return result, pd.read_csv(out)
 
 
+def _score_in_a_new_process(
+    root: Path, settings: Settings, out: Path, *watched: str
+) -> subprocess.CompletedProcess:
+    """``leadready score`` in a fresh interpreter; it prints whether MLflow was imported
+    (``MLFLOW``) and which of LightGBM and ``watched`` were (``FITTING``)."""
+    env = {**os.environ, "LEADREADY_HOME": str(settings.home), "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    modules = ("lightgbm", *watched)
+    script = (
+        "import sys\n"
+        "from leadready.cli import main\n"
+        "try:\n"
+        f"    main(['score', '--in', {str(root / 'contacts.csv')!r}, '--events', "
+        f"{str(root / 'events.csv')!r}, '--id-col', 'Contact ID', '--out', {str(out)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('MLFLOW', 'mlflow' in sys.modules)\n"
+        f"print('FITTING', sorted(m for m in {modules!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def _settle(settings: Settings) -> None:
     """As if the registry's last write were a second old (commands run seconds apart):
     a stamp of a file written in the last 100 ms is not trusted (``model_cache.settled``)."""
@@ -124,24 +150,10 @@ def test_a_second_process_scores_without_importing_mlflow(home, cli, tmp_path):
     root, settings, _, _ = home
     _settle(settings)
     _score(cli, root, tmp_path / "warm.csv")  # resolves and caches
-    env = {**os.environ, "LEADREADY_HOME": str(settings.home), "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    script = (
-        "import sys\n"
-        "from leadready.cli import main\n"
-        "try:\n"
-        f"    main(['score', '--in', {str(root / 'contacts.csv')!r}, '--events', "
-        f"{str(root / 'events.csv')!r}, '--id-col', 'Contact ID', '--out', "
-        f"{str(tmp_path / 'fresh.csv')!r}])\n"
-        "except SystemExit as exc:\n"
-        "    assert not exc.code, exc.code\n"
-        "print('MLFLOW', 'mlflow' in sys.modules)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _score_in_a_new_process(root, settings, tmp_path / "fresh.csv", "sklearn", "scipy")
     assert "MLFLOW False" in proc.stdout
+    # The served copy (model.served) scores: no scikit-learn, SciPy or LightGBM either.
+    assert "FITTING []" in proc.stdout
     assert "(version" in proc.stderr
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "fresh.csv"), pd.read_csv(tmp_path / "warm.csv")
@@ -235,3 +247,23 @@ def test_a_stamp_of_a_file_written_in_the_same_clock_tick_is_not_trusted(tmp_pat
     assert recall(tmp_path / "c", uri, "k") is None
     keep(tmp_path / "c", uri, "k", stamp, 2, taken_ns=time.time_ns() + SETTLED_NS)
     assert recall(tmp_path / "c", uri, "k") == 2
+
+
+def test_the_first_score_after_a_move_loads_the_served_copy_logged_with_the_model(
+    home, cli, tmp_path
+):
+    import shutil
+
+    root, settings, _, _ = home
+    shutil.rmtree(settings.model_cache_dir, ignore_errors=True)  # as after a move
+    # (Not SciPy: MLflow imports it itself, mlflow.models.utils imports scipy.sparse.)
+    proc = _score_in_a_new_process(root, settings, tmp_path / "served.csv", "sklearn")
+    assert "MLFLOW True" in proc.stdout and "FITTING []" in proc.stdout
+    # The full model (reasons need its booster) gives the same predictions.
+    cli(
+        "score", "--in", str(root / "contacts.csv"), "--events", str(root / "events.csv"),
+        "--id-col", "Contact ID", "--out", str(tmp_path / "full.csv"), "--reasons",
+    )  # fmt: skip
+    served = pd.read_csv(tmp_path / "served.csv")
+    full = pd.read_csv(tmp_path / "full.csv")[served.columns]
+    pd.testing.assert_frame_equal(served, full, check_exact=False, rtol=0, atol=1e-9)

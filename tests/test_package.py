@@ -211,12 +211,12 @@ def _messy_records(features: pd.DataFrame, n: int = 40) -> list[dict]:
 
 
 def test_records_encode_the_same_row_by_row_and_column_by_column(model, features, monkeypatch):
-    from model import classifier
+    from model import served  # the encoder's transform half (model.classifier fits it)
 
     records = _messy_records(features)
     for est in model.heads.values():
         by_column = est.encode_records(records)
-        monkeypatch.setattr(classifier, "_ROW_WISE_RECORDS", 10_000)
+        monkeypatch.setattr(served, "_ROW_WISE_RECORDS", 10_000)
         by_row = est.encode_records(records)
         monkeypatch.undo()
         np.testing.assert_array_equal(by_column, by_row)

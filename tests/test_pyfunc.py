@@ -147,6 +147,7 @@ def test_registry_client_is_made_once_per_uri(mlflow_home, logged, monkeypatch, 
         assert registry.alias_version(NAME, "no-such-alias") is None
         assert registry.alias_version(NAME, "no-such-alias") is None
         assert made == [other]  # a new URI: one client, made on first use
+        assert registry.registry_client() is registry.registry_client()
     finally:
         registry.configure(mlflow_home["uri"], mlflow_home["home"] / "artifacts")
     assert registry.alias_version(NAME, "no-such-alias") is None

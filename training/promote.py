@@ -276,29 +276,33 @@ def _head_findings(
 
 
 def _client(client: Any | None) -> Any:
-    if client is not None:
-        return client
-    from mlflow import MlflowClient
-
-    return MlflowClient()
+    """``client``, else the one client of the configured registry (opened once)."""
+    return client if client is not None else _registry.registry_client()
 
 
 def current_version(model_name: str, alias: str, *, client: Any | None = None) -> str | None:
     """The version an alias points at, or None when the alias (or the model) does not exist."""
+    found = _aliased(model_name, alias, _client(client))
+    return None if found is None else str(found.version)
+
+
+def _aliased(model_name: str, alias: str, client: Any) -> Any | None:
+    """The model version (with its tags) an alias points at, or None."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(_client(client).get_model_version_by_alias(model_name, alias).version)
+        return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None
 
 
-def _check_version(model_name: str, version: str, client: Any) -> None:
-    """Raise ValueError, listing the versions that exist, if ``version`` does not."""
+def _check_version(model_name: str, version: str, client: Any) -> Any:
+    """The model version (with its tags); ValueError listing the versions that exist
+    if there is no such version."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.get_model_version(model_name, str(version))
+        return client.get_model_version(model_name, str(version))
     except MlflowException:
         try:
             found = client.search_model_versions(f"name = '{model_name}'")
@@ -329,6 +333,21 @@ def move_alias(
     """Point ``alias`` at ``version`` (None deletes it) and record the move."""
     client = _client(client)
     before = current_version(model_name, alias, client=client)
+    return _move(model_name, alias, before, version, by, why, client, gate, forced)
+
+
+def _move(
+    model_name: str,
+    alias: str,
+    before: str | None,
+    version: str | None,
+    by: str,
+    why: str,
+    client: Any,
+    gate: str | None = None,
+    forced: bool = False,
+) -> AliasMove:
+    """:func:`move_alias` from ``before``, the version the alias points at now."""
     move = AliasMove(
         model_name=model_name,
         alias=alias,
@@ -381,19 +400,21 @@ def promote(
     """Make ``version`` the champion; the current champion becomes ``previous_champion``."""
     client = _client(client)
     version = str(version)
-    _check_version(model_name, version, client)
-    current = current_version(model_name, CHAMPION, client=client)
+    # Each version and alias is read once (with its tags): every read is a round trip.
+    target = _check_version(model_name, version, client)
+    champion = _aliased(model_name, CHAMPION, client)
+    current = None if champion is None else str(champion.version)
     if current == version:
         return []
     if gate is None:
-        differences = _tagged_task_differences(model_name, current, version, client)
+        differences = _tagged_task_differences(champion, target)
         if differences and not forced:
             raise ValueError(
                 f"version {version} of {model_name!r} does another task than the champion "
                 f"(version {current}): " + "; ".join(differences) + ". Register it under its "
                 "own name (--model-name), or replace the champion's task on purpose with --force"
             )
-        tags = client.get_model_version(model_name, version).tags or {}
+        tags = target.tags or {}
         said = tags.get(GATE_SUMMARY_TAG)
         gate = (
             f"no gate for this move (by hand); the gate had said: {said}"
@@ -416,24 +437,18 @@ def promote(
             )
         )
     client.set_model_version_tag(model_name, version, PROMOTED_FROM_TAG, current or "")
-    moves.append(
-        move_alias(
-            model_name, CHAMPION, version, by=by, why=why, client=client, gate=gate, forced=forced
-        )
-    )
+    moves.append(_move(model_name, CHAMPION, current, version, by, why, client, gate, forced))
     return moves
 
 
-def _tagged_task_differences(
-    model_name: str, current: str | None, version: str, client: Any
-) -> list[str]:
+def _tagged_task_differences(champion: Any | None, target: Any) -> list[str]:
     """Task differences of two versions from their registry tags (empty if either has none)."""
     from model.task import task_from_tags
 
-    if current is None:
+    if champion is None:
         return []
-    old = task_from_tags(client.get_model_version(model_name, current).tags or {})
-    new = task_from_tags(client.get_model_version(model_name, version).tags or {})
+    old = task_from_tags(champion.tags or {})
+    new = task_from_tags(target.tags or {})
     if old is None or new is None:
         return []
     return old.differences(new)
@@ -448,35 +463,20 @@ def rollback(
 ) -> list[AliasMove]:
     """Point ``champion`` back at ``previous_champion``."""
     client = _client(client)
-    previous = current_version(model_name, PREVIOUS_CHAMPION, client=client)
-    if previous is None:
+    aliased = _aliased(model_name, PREVIOUS_CHAMPION, client)
+    if aliased is None:
         raise ValueError(f"model {model_name!r} has no previous champion to roll back to")
+    previous = str(aliased.version)
     current = current_version(model_name, CHAMPION, client=client)
-    moves = [
-        move_alias(
-            model_name,
-            CHAMPION,
-            previous,
-            by=by,
-            why=f"rollback from version {current}: {why}",
-            client=client,
-        )
-    ]
+    why_from = f"rollback from version {current}: {why}"
+    moves = [_move(model_name, CHAMPION, current, previous, by, why_from, client)]
     if current is not None:
         client.set_model_version_tag(
             model_name, current, "leadready.rolled_back", json.dumps({"by": by, "at": _now()})
         )
-    before = client.get_model_version(model_name, previous).tags.get(PROMOTED_FROM_TAG) or None
-    moves.append(
-        move_alias(
-            model_name,
-            PREVIOUS_CHAMPION,
-            before,
-            by=by,
-            why=f"rollback to version {previous}: {why}",
-            client=client,
-        )
-    )
+    before = (aliased.tags or {}).get(PROMOTED_FROM_TAG) or None
+    why_to = f"rollback to version {previous}: {why}"
+    moves.append(_move(model_name, PREVIOUS_CHAMPION, previous, before, by, why_to, client))
     return moves
 
 

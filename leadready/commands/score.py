@@ -35,8 +35,8 @@ def _load(settings: Settings, uri: str, *, reasons: bool = True):
         return cached
     from model.registry import configure, load_model
 
-    configure(settings.mlflow_tracking_uri, settings.artifact_root)
-    return load_model(uri, cache_dir=settings.model_cache_dir)
+    configure(settings.mlflow_tracking_uri)  # the registry only: no experiment is looked up
+    return load_model(uri, cache_dir=settings.model_cache_dir, explanations=reasons)
 
 
 def busy(load: float, cores: int) -> bool:

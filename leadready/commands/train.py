@@ -320,11 +320,12 @@ def evaluate(
 )
 def promote(version: str, reason: str, force: bool) -> None:
     """Point the champion alias at VERSION (the old champion becomes previous_champion)."""
+    from model.registry import configure
     from training.promote import promote as promote_version
 
     settings = common.settings()
     try:
-        _configure(settings)
+        configure(settings.mlflow_tracking_uri)  # the registry only: no experiment is needed
         moves = promote_version(
             version, model_name=settings.model_name, by=common.actor(), why=reason, forced=force
         )
@@ -343,11 +344,12 @@ def promote(version: str, reason: str, force: bool) -> None:
 )
 def rollback(reason: str) -> None:
     """Move the champion alias back to the previous champion."""
+    from model.registry import configure
     from training.promote import rollback as rollback_champion
 
     settings = common.settings()
     try:
-        _configure(settings)
+        configure(settings.mlflow_tracking_uri)  # the registry only: no experiment is needed
         moves = rollback_champion(model_name=settings.model_name, by=common.actor(), why=reason)
     except common.errors() as exc:
         raise common.fail(exc) from None
