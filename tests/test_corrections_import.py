@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -281,6 +284,29 @@ def test_cli_import_of_a_clean_file_exits_0_and_uses_the_default_reviewer(tmp_pa
     assert result.exit_code == 0, result.output
     assert store.corrections_frame()["reviewer"].tolist() == ["crm-sync"]
     assert not (home / "reports").exists()
+    # The queue re-ranks in a process of its own; the command said which, and its log.
+    found = re.search(r"in the background \(process (\d+), log (.+?)\)", result.output)
+    assert found, result.output
+    _wait_for_child(int(found.group(1)))
+    assert re.match(r"cold start: \d+ reviewed leads are too few", Path(found.group(2)).read_text())
+
+
+def _wait_for_child(pid: int) -> None:
+    """Wait for a process this test started (already reaped by ``subprocess``: done)."""
+    with contextlib.suppress(ChildProcessError):
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.slow
+def test_cli_import_refit_now_reranks_before_returning(tmp_path, home, store):
+    from leadready.cli import main
+
+    path = write(tmp_path, HEADER + "L3,,economic_buyer,ann,wrong title,\n")
+    result = CliRunner().invoke(main, ["corrections", "import", str(path), "--refit-now"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"cold start: \d+ reviewed leads are too few", result.output)
+    assert "in the background" not in result.output
 
 
 def test_cli_import_of_a_file_without_lead_ids_reports_and_imports_nothing(tmp_path, home, store):

@@ -5,10 +5,14 @@ Design notes: ``docs/design/serving.md``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -308,6 +312,35 @@ def _print_import(console: Console, result: ImportResult) -> None:
         )
 
 
+@contextlib.contextmanager
+def _refit_lock(settings: Settings) -> Iterator[None]:
+    """One queue refit at a time per home folder: a later one waits, then reads every
+    correction so far, so the last order written is the one that knows the most."""
+    path = settings.ensure_home() / "queue-refit.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _refit_in_background(settings: Settings) -> tuple[int, Path]:
+    """``leadready queue --refit`` in its own session; its summary goes to a log file."""
+    log = settings.ensure_home() / "logs" / "queue-refit.log"
+    log.parent.mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "leadready", "queue", "--refit", "--top", "1", "--format", "csv"]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            start_new_session=True,
+        )
+    return process.pid, log
+
+
 @corrections.command("import")
 @click.argument("file", type=_FILE)
 @click.option(
@@ -317,8 +350,17 @@ def _print_import(console: Console, result: ImportResult) -> None:
 )
 @common.report_option("rows")
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
+@click.option(
+    "--refit-now",
+    is_flag=True,
+    help="Re-rank the review queue before returning  [default: in the background].",
+)
 def import_(
-    file: Path, reviewer_default: str | None, report_path: Path | None, dry_run: bool
+    file: Path,
+    reviewer_default: str | None,
+    report_path: Path | None,
+    dry_run: bool,
+    refit_now: bool,
 ) -> None:
     """Load a CRM export of corrections (lead_id, stage, persona, reviewer, reason, note).
 
@@ -352,10 +394,22 @@ def import_(
             console.print("nothing was imported")
         _print_import(console, result)
         if not dry_run and result.written:
-            # The queue learns from what was just imported (issue 19).
-            from training.learned_queue import refit_queue
+            # The queue learns from what was just imported (issue 19): a refit takes
+            # seconds to minutes with many leads, so by default it runs on its own.
+            if refit_now:
+                from training.learned_queue import refit_queue
 
-            console.print(refit_queue(store).summary(), soft_wrap=True, highlight=False)
+                with _refit_lock(settings):
+                    console.print(refit_queue(store).summary(), soft_wrap=True, highlight=False)
+            else:
+                pid, log = _refit_in_background(settings)
+                console.print(
+                    f"the review queue re-ranks with these corrections in the background "
+                    f"(process {pid}, log {log}); `leadready queue` shows the new order "
+                    "when it is done",
+                    soft_wrap=True,
+                    highlight=False,
+                )
     if result.rejected:
         path = result.write_report(report_path or _report_path(settings, file))
         console.print(f"rejected rows written to {path}", soft_wrap=True, highlight=False)
@@ -480,7 +534,7 @@ def queue(top: int, fmt: str, refit: bool, **filters: Any) -> None:
     if refit:
         from training.learned_queue import refit_queue
 
-        with open_store() as store:
+        with _refit_lock(common.settings()), open_store() as store:
             click.echo(refit_queue(store).summary(), err=True)
     with open_store() as store:
         items, total = _queue_items(store, top, filters)
