@@ -76,7 +76,9 @@ REPS: tuple[tuple[str, float], ...] = (("ana", 0.03), ("ben", 0.03), ("chloe", 0
 #: soft-relabelled (the predicted rep label as an extra row at weight p) at p ≥ 0.5 / 0.8
 #: (``soft80``: ``leadready retrain``'s default), all through ``training.label_trust.
 #: apply_label_trust`` as ``retrain`` composes it; ``k4`` rep labels
-#: at weight 4; ``soft50_k4`` / ``soft80_k4`` both; ``soft50_k8`` rep labels at weight 8.
+#: at weight 4; ``soft50_k4`` / ``soft80_k4`` both; ``soft50_k8`` rep labels at weight 8;
+#: ``_iw``: the model of corrections behind the soft labels weighs the reviewed leads as
+#: the unreviewed ones (``gather_evidence(importance_weighted=True)``).
 DESIGNS: dict[str, dict[str, Any]] = {
     "plain": {"weight": 2.0, "trust": False, "soft": None},
     "trust": {"weight": 2.0, "trust": True, "soft": None},
@@ -86,6 +88,8 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "soft50_k4": {"weight": 4.0, "trust": True, "soft": 0.5},
     "soft80_k4": {"weight": 4.0, "trust": True, "soft": 0.8},
     "soft50_k8": {"weight": 8.0, "trust": True, "soft": 0.5},
+    "soft80_iw": {"weight": 2.0, "trust": True, "soft": 0.8, "iw": True},
+    "soft50_k4_iw": {"weight": 4.0, "trust": True, "soft": 0.5, "iw": True},
 }
 
 
@@ -192,11 +196,14 @@ def _retrain(
     from training.train import fit_lead_model
 
     corrections = current_corrections(store)
-    evidence = gather_evidence(store)
+    evidences: dict[bool, Any] = {}
     out: dict[str, Any] = {}
     for design in designs:
         spec = DESIGNS[design]
         started = time.perf_counter()
+        iw = bool(spec.get("iw"))
+        if spec["trust"] and iw not in evidences:
+            evidences[iw] = gather_evidence(store, importance_weighted=iw)
         retrain_set = build_retrain_set(
             prepared.base,
             corrections,
@@ -207,7 +214,7 @@ def _retrain(
         if spec["trust"]:
             retrain_set, trust = apply_label_trust(
                 retrain_set,
-                evidence,
+                evidences[iw],
                 soft_threshold=spec["soft"],
                 holdout_share=config.holdout_share,
             )

@@ -22,7 +22,12 @@ from tests.support.review_data import (
     review_leads,
     top_of_queue,
 )
-from training.correction_model import CorrectionModel, CorrectionModelConfig, design_frame
+from training.correction_model import (
+    CorrectionModel,
+    CorrectionModelConfig,
+    design_frame,
+    selection_weights,
+)
 from training.label_trust import TrustConfig, adjust_weights, marketing_doubt, rep_quality
 from training.learned_queue import LearnedQueueConfig, diversified, refit_queue
 
@@ -111,6 +116,62 @@ def test_design_frame_keeps_fit_time_categories():
     assert list(frame["c_title_function"].cat.categories) == ["student"]
     assert pd.isna(frame.at["y", "c_title_function"])
     assert frame.at["y", "f_n"] == 2.0
+
+
+def _leads(n, seed=0):
+    rng = np.random.default_rng(seed)
+    index = pd.Index([f"L{i:05d}" for i in range(n)])
+    features = pd.DataFrame(
+        {
+            "x": rng.uniform(size=n),
+            "title_function": rng.choice(["student", "engineer", "manager"], size=n),
+        },
+        index=index,
+    )
+    queue = pd.DataFrame(
+        {
+            "stage": ["engaged"] * n,
+            "persona": ["practitioner"] * n,
+            "marketing_stage": ["engaged"] * n,
+            "marketing_persona": ["practitioner"] * n,
+        },
+        index=index,
+    )
+    return features, queue, rng
+
+
+def test_selection_weights_up_weigh_the_leads_a_queue_rarely_picks():
+    features, queue, rng = _leads(3000)
+    high = features.index[features["x"] > 0.8]
+    rest = features.index[features["x"] <= 0.8]
+    # A queue that reviews the top of one region, and a few leads elsewhere.
+    reviewed = high[:270].append(pd.Index(rng.choice(rest, size=30, replace=False)))
+    weights = selection_weights(features, queue, reviewed)
+    assert set(weights.index) == set(reviewed)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[rest.intersection(reviewed)].mean() > 3 * weights[high[:270]].mean()
+    # Leads reviewed at random stand for the rest as they are: about equal weights.
+    at_random = pd.Index(rng.choice(features.index, size=300, replace=False))
+    flat = selection_weights(features, queue, at_random)
+    assert flat.std() < weights.std() / 2
+    assert flat.between(0.2, 5.0).mean() > 0.9
+    assert (selection_weights(features, queue, pd.Index([])) == 1.0).all()
+
+
+def test_the_model_of_corrections_fits_to_the_weights_it_is_given():
+    features, queue, _ = _leads(400, seed=1)
+    # Two reps' answers on look-alike leads disagree: half say the persona is wrong.
+    wrong = pd.Series(np.arange(400) % 2 == 0, index=queue.index)
+    reps = pd.DataFrame(
+        {"stage": "engaged", "persona": np.where(wrong, "non_buyer", "practitioner")},
+        index=queue.index,
+    )
+    config = CorrectionModelConfig(min_corrections=10)
+    plain = CorrectionModel(config).fit(features, queue, reps).predict(features, queue)
+    heavy = pd.Series(np.where(wrong, 5.0, 1.0), index=queue.index)
+    weighted = CorrectionModel(config).fit(features, queue, reps, heavy).predict(features, queue)
+    assert weighted["p_persona_wrong"].mean() > plain["p_persona_wrong"].mean() + 0.2
+    assert (weighted["persona_to"] == "non_buyer").all()
 
 
 def _corrections(rows):

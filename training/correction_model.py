@@ -15,6 +15,7 @@ __all__ = [
     "CorrectionModel",
     "CorrectionModelConfig",
     "design_frame",
+    "selection_weights",
 ]
 
 HEADS: tuple[str, ...] = ("stage", "persona")
@@ -132,20 +133,28 @@ class CorrectionModel:
             random_state=c.seed,
         )
 
-    def _fit(self, X: pd.DataFrame, y: np.ndarray) -> tuple[Any, list[str]]:
+    def _fit(
+        self, X: pd.DataFrame, y: np.ndarray, weight: np.ndarray | None = None
+    ) -> tuple[Any, list[str]]:
         """A classifier on the columns that have a value in these rows, and those columns."""
         columns = [c for c in X.columns if X[c].notna().any()]
         with threadpool_limits(limits=self.config.n_threads, user_api="openmp"):
-            return self._classifier().fit(X[columns], y), columns
+            return self._classifier().fit(X[columns], y, sample_weight=weight), columns
 
     def fit(
         self,
         features: pd.DataFrame,
         queue: pd.DataFrame,
         rep_labels: pd.DataFrame,
+        sample_weight: pd.Series | None = None,
     ) -> CorrectionModel:
-        """Fit on the reviewed leads."""
+        """Fit on the reviewed leads (each weighted by ``sample_weight[lead]``, if given)."""
         ids = rep_labels.index
+        weight = (
+            None
+            if sample_weight is None
+            else sample_weight.reindex(ids).fillna(1.0).to_numpy(dtype=float)
+        )
         self.fitted_ = False
         self.wrong_, self.change_, self.n_wrong_ = {}, {}, {}
         self.n_reviewed_ = len(ids)
@@ -171,11 +180,15 @@ class CorrectionModel:
             y = wrong[known]
             if y.all() or not y.any():
                 continue
-            self.wrong_[head] = self._fit(X[known], y.astype(int))
+            self.wrong_[head] = self._fit(
+                X[known], y.astype(int), None if weight is None else weight[known]
+            )
             changed = known & wrong
             targets = rep.astype(object).to_numpy()[changed].astype(str)
             if len(set(targets)) >= 2 and len(targets) >= _MIN_CHANGE_ROWS:
-                self.change_[head] = self._fit(X[changed], targets)
+                self.change_[head] = self._fit(
+                    X[changed], targets, None if weight is None else weight[changed]
+                )
             elif len(targets):
                 # Too few changes to learn which: the most frequent one.
                 values, counts = np.unique(targets, return_counts=True)
@@ -217,6 +230,65 @@ class CorrectionModel:
                 out[f"{head}_to"] = classes[np.argmax(proba, axis=1)]
         out["p_wrong"] = 1.0 - keep
         return out
+
+
+# ------------------------------------- the reviewed leads weighed as the unreviewed population
+
+
+def selection_weights(
+    features: pd.DataFrame,
+    queue: pd.DataFrame,
+    reviewed: pd.Index,
+    *,
+    folds: int = 3,
+    max_ratio: float = 10.0,
+    seed: int = 0,
+) -> pd.Series:
+    """Per reviewed lead, the odds of *not* being reviewed given its inputs (mean 1).
+
+    A queue reviews the leads it ranks first, so a model of corrections fitted on
+    them learns where it looked, not where it is applied (the leads not reviewed).
+    A classifier of reviewed vs not (cross-fitted over ``folds`` parts of the
+    leads, so no lead's own row scores it) gives each lead's probability π of
+    having been reviewed; weighing each reviewed lead by (1 − π) / π makes the
+    reviewed leads stand for the unreviewed ones (importance weighting under
+    covariate shift). Weights are capped at ``max_ratio`` × their median and
+    scaled to mean 1; leads reviewed at random all weigh about 1.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X = design_frame(features.reindex(queue.index), queue, categories=None)
+    X = X[[c for c in X.columns if X[c].notna().any()]]
+    y = queue.index.isin(reviewed).astype(int)
+    if y.sum() == 0 or y.sum() == len(y):
+        return pd.Series(1.0, index=queue.index[y == 1], dtype=float)
+    part = pd.util.hash_pandas_object(queue.index.to_series(), index=False).to_numpy() % folds
+    pi = np.full(len(X), y.mean())
+    for k in range(folds):
+        fit_rows = part != k
+        if y[fit_rows].min() == y[fit_rows].max():
+            continue
+        clf = HistGradientBoostingClassifier(
+            max_iter=100,
+            learning_rate=0.1,
+            max_leaf_nodes=15,
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            categorical_features="from_dtype",
+            # Stopped on held-out loss: with nothing to learn (leads reviewed at
+            # random) it stops near the base rate instead of fitting noise.
+            early_stopping=True,
+            validation_fraction=0.25,
+            n_iter_no_change=5,
+            random_state=seed,
+        )
+        with threadpool_limits(limits=1, user_api="openmp"):
+            clf.fit(X[fit_rows], y[fit_rows])
+            pi[~fit_rows] = clf.predict_proba(X[~fit_rows])[:, 1]
+    pi = np.clip(pi[y == 1], 1e-3, 1.0 - 1e-3)
+    odds = (1.0 - pi) / pi
+    odds = np.minimum(odds, max_ratio * float(np.median(odds)))
+    return pd.Series(odds / odds.mean(), index=queue.index[y == 1], dtype=float)
 
 
 # ------------------------------------------------- issue #19 part A: one change's probability

@@ -231,6 +231,97 @@ def soft_row_id(lead_id: str, head: str, holdout_share: float) -> str:
     raise RuntimeError(f"no soft-row id on the holdout side of {lead_id!r}")  # pragma: no cover
 
 
+@dataclass
+class _SoftRows:
+    """The extra rows :func:`soft_relabel` adds: source row, id, labels per head, weight."""
+
+    rows: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    labels: dict[str, list[Any]] = field(default_factory=lambda: {h: [] for h in _HEADS})
+    weights: list[float] = field(default_factory=list)
+    #: Per source row, the highest p of its doubted heads (marketing's row keeps 1 − p).
+    down: dict[int, float] = field(default_factory=dict)
+
+
+def _doubted_rows(
+    training: Any,
+    corrected: np.ndarray,
+    weights: np.ndarray,
+    predictions: pd.DataFrame,
+    queue: pd.DataFrame,
+    result: SoftRelabelResult,
+    holdout_share: float,
+) -> _SoftRows:
+    """Uncorrected marketing rows doubted at ``result.threshold``, as extra (soft) rows."""
+    position = {str(lead_id): n for n, lead_id in enumerate(training.ids)}
+    q = queue.reindex(predictions.index)
+    soft = _SoftRows()
+    for head in _HEADS:
+        y = training.labels(head)
+        if y is None or f"p_{head}_wrong" not in predictions or f"{head}_to" not in predictions:
+            continue
+        served = q[head].astype(object).to_numpy()
+        marketing = q[f"marketing_{head}"].astype(object).to_numpy()
+        p = predictions[f"p_{head}_wrong"].to_numpy(dtype=float)
+        to = predictions[f"{head}_to"].astype(object).to_numpy()
+        for k, lead_id in enumerate(predictions.index.astype(str)):
+            n = position.get(lead_id)
+            if n is None or corrected[n] or p[k] < result.threshold or to[k] is None:
+                continue
+            if served[k] != marketing[k] or str(to[k]) == str(marketing[k]):
+                continue
+            if str(y.iloc[n]) != str(marketing[k]):
+                continue
+            soft.rows.append(n)
+            soft.ids.append(soft_row_id(lead_id, head, holdout_share))
+            for other in _HEADS:
+                other_y = training.labels(other)
+                value = None if other_y is None else other_y.iloc[n]
+                soft.labels[other].append(str(to[k]) if other == head else value)
+            soft.weights.append(float(p[k]) * weights[n])
+            soft.down[n] = max(soft.down.get(n, 0.0), float(p[k]))
+            result.relabelled.setdefault(lead_id, {})[head] = {
+                "marketing": str(marketing[k]),
+                "inferred": str(to[k]),
+                "p_wrong": round(float(p[k]), 4),
+            }
+    return soft
+
+
+def _with_soft_rows(training: Any, soft: _SoftRows) -> Any:
+    """``training`` with the soft rows appended (``label_source`` inferred)."""
+    new_index = pd.Index(soft.ids, name=training.ids.name, dtype=object)
+    src = training.ids[soft.rows]
+
+    def add(frame: pd.DataFrame) -> pd.DataFrame:
+        rows = frame.loc[src].copy()
+        rows.index = new_index
+        return pd.concat([frame, rows])
+
+    labels: dict[str, pd.Series | None] = {}
+    for head in _HEADS:
+        y = training.labels(head)
+        labels[head] = (
+            None
+            if y is None
+            else pd.concat([y, pd.Series(soft.labels[head], index=new_index, name=y.name)])
+        )
+    slices = add(training.slices)
+    slices.loc[new_index, "label_source"] = "inferred"
+    for head in _HEADS:
+        if labels[head] is not None and head in slices.columns:
+            slices[head] = labels[head].to_numpy(dtype=object)
+    return replace(
+        training,
+        X=add(training.X),
+        y_stage=labels["stage"],
+        y_persona=labels["persona"],
+        ids=training.ids.append(new_index),
+        leads=add(training.leads),
+        slices=slices,
+    )
+
+
 def soft_relabel(
     retrain_set: Any,
     predictions: pd.DataFrame | None,
@@ -247,84 +338,18 @@ def soft_relabel(
         )
         return retrain_set, result
     training = retrain_set.training
-    ids = [str(i) for i in training.ids]
-    position = {lead_id: n for n, lead_id in enumerate(ids)}
     weights = np.asarray(retrain_set.sample_weight, dtype=float).copy()
     corrected = np.asarray(retrain_set.corrected, dtype=bool)
-    q = queue.reindex(predictions.index)
-    extra_rows: list[int] = []
-    extra_ids: list[str] = []
-    extra_labels: dict[str, list[Any]] = {h: [] for h in _HEADS}
-    extra_weights: list[float] = []
-    down: dict[int, float] = {}
-    for head in _HEADS:
-        y = training.labels(head)
-        if y is None or f"p_{head}_wrong" not in predictions or f"{head}_to" not in predictions:
-            continue
-        served = q[head].astype(object).to_numpy()
-        marketing = q[f"marketing_{head}"].astype(object).to_numpy()
-        p = predictions[f"p_{head}_wrong"].to_numpy(dtype=float)
-        to = predictions[f"{head}_to"].astype(object).to_numpy()
-        for k, lead_id in enumerate(predictions.index.astype(str)):
-            n = position.get(lead_id)
-            if n is None or corrected[n] or p[k] < threshold or to[k] is None:
-                continue
-            if served[k] != marketing[k] or str(to[k]) == str(marketing[k]):
-                continue
-            if str(y.iloc[n]) != str(marketing[k]):
-                continue
-            extra_rows.append(n)
-            extra_ids.append(soft_row_id(lead_id, head, holdout_share))
-            for other in _HEADS:
-                other_y = training.labels(other)
-                value = None if other_y is None else other_y.iloc[n]
-                extra_labels[other].append(str(to[k]) if other == head else value)
-            extra_weights.append(float(p[k]) * weights[n])
-            down[n] = max(down.get(n, 0.0), float(p[k]))
-            result.relabelled.setdefault(lead_id, {})[head] = {
-                "marketing": str(marketing[k]),
-                "inferred": str(to[k]),
-                "p_wrong": round(float(p[k]), 4),
-            }
-    for n, p_max in down.items():
+    soft = _doubted_rows(training, corrected, weights, predictions, queue, result, holdout_share)
+    for n, p_max in soft.down.items():
         weights[n] *= 1.0 - p_max
-    if not extra_rows:
+    if not soft.rows:
         result.notes.append(
             f"no marketing label soft-relabelled: none doubted with probability ≥ {threshold:.0%}"
         )
         return replace(retrain_set, sample_weight=weights), result
-    new_index = pd.Index(extra_ids, name=training.ids.name, dtype=object)
-    src = training.ids[extra_rows]
-
-    def add(frame: pd.DataFrame) -> pd.DataFrame:
-        rows = frame.loc[src].copy()
-        rows.index = new_index
-        return pd.concat([frame, rows])
-
-    labels: dict[str, pd.Series | None] = {}
-    for head in _HEADS:
-        y = training.labels(head)
-        labels[head] = (
-            None
-            if y is None
-            else pd.concat([y, pd.Series(extra_labels[head], index=new_index, name=y.name)])
-        )
-    slices = add(training.slices)
-    slices.loc[new_index, "label_source"] = "inferred"
-    for head in _HEADS:
-        if labels[head] is not None and head in slices.columns:
-            slices[head] = labels[head].to_numpy(dtype=object)
-    new_training = replace(
-        training,
-        X=add(training.X),
-        y_stage=labels["stage"],
-        y_persona=labels["persona"],
-        ids=training.ids.append(new_index),
-        leads=add(training.leads),
-        slices=slices,
-    )
     result.notes.append(
-        f"{len(extra_rows)} marketing label(s) on {len(result.relabelled)} lead(s) soft-relabelled: "
+        f"{len(soft.rows)} marketing label(s) on {len(result.relabelled)} lead(s) soft-relabelled: "
         f"the model of corrections says they are wrong with probability ≥ {threshold:.0%}; "
         "marketing's label keeps weight 1 − p and the predicted rep label is an extra "
         "row at weight p (label_source inferred, never a rep label)"
@@ -332,9 +357,9 @@ def soft_relabel(
     return (
         replace(
             retrain_set,
-            training=new_training,
-            sample_weight=np.concatenate([weights, np.asarray(extra_weights)]),
-            corrected=np.concatenate([corrected, np.zeros(len(extra_rows), dtype=bool)]),
+            training=_with_soft_rows(training, soft),
+            sample_weight=np.concatenate([weights, np.asarray(soft.weights)]),
+            corrected=np.concatenate([corrected, np.zeros(len(soft.rows), dtype=bool)]),
             notes=(*retrain_set.notes, *result.notes),
         ),
         result,
@@ -351,14 +376,22 @@ class TrustEvidence:
     queue: pd.DataFrame
 
 
-def gather_evidence(store: Any) -> TrustEvidence:
-    """Fit what :func:`apply_label_trust` needs from ``store`` (a :class:`data.store.Store`)."""
+def gather_evidence(store: Any, *, importance_weighted: bool = False) -> TrustEvidence:
+    """Fit what :func:`apply_label_trust` needs from ``store`` (a :class:`data.store.Store`).
+
+    ``importance_weighted``: the model of corrections weighs the reviewed leads as the
+    unreviewed ones it relabels (:func:`training.correction_model.selection_weights`).
+    """
     frame = store.corrections_frame()
     reviewed = sorted(set(frame["lead_id"])) if not frame.empty else []
     latest = store.latest_predictions(reviewed, with_features=False)
     probabilities = {i: row.get("probabilities") or {} for i, row in latest.items()}
     quality, n_shared = rep_quality(frame, probabilities, label_choices(store))
-    refit = refit_queue(store, LearnedQueueConfig(out_of_fold=True), write=False)
+    refit = refit_queue(
+        store,
+        LearnedQueueConfig(out_of_fold=True, importance_weighted=importance_weighted),
+        write=False,
+    )
     queue = refit.queue if refit.queue is not None else pd.DataFrame()
     return TrustEvidence(quality, n_shared, refit.predictions, queue)
 

@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 
 from data.review_queue import LEARNED_KEY_SCALE, queue_frame, write_sort_keys
-from training.correction_model import HEADS, CorrectionModel, CorrectionModelConfig
+from training.correction_model import (
+    HEADS,
+    CorrectionModel,
+    CorrectionModelConfig,
+    selection_weights,
+)
 from training.noise import out_of_fold_proba
 from training.rep_labels import current_corrections
 
@@ -41,6 +46,9 @@ class LearnedQueueConfig:
     diversity_scale: float = 150.0
     key_scale: float = LEARNED_KEY_SCALE
     out_of_fold: bool = False
+    #: Weigh the reviewed leads as the unreviewed ones (:func:`training.correction_model.
+    #: selection_weights`) when fitting the model of corrections.
+    importance_weighted: bool = False
 
     def __post_init__(self) -> None:
         if self.diversity_scale < 0:
@@ -182,7 +190,12 @@ def refit_queue(
             started = time.perf_counter()
             queue = queue.join(out_of_fold_disagreement(features, queue))
             oof_seconds = time.perf_counter() - started
-        model.fit(features.reindex(reps.index), queue.loc[reps.index], reps)
+        weights = (
+            selection_weights(features, queue, reps.index, seed=config.model.seed)
+            if config.importance_weighted
+            else None
+        )
+        model.fit(features.reindex(reps.index), queue.loc[reps.index], reps, weights)
     predictions = None
     if model.fitted_:
         assert features is not None
