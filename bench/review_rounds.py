@@ -422,7 +422,8 @@ def summarize(results: list[dict[str, Any]], config: RoundsConfig) -> dict[str, 
                 "marketing_errors_fixed_share": _mean(
                     [r["marketing_errors_fixed_share"] for r in per_seed.values()]
                 ),
-                # Suggestions ("leads like this one", #19 part A) are not in this branch: 0 accepted.
+                # The simulated reps review queue pages only; they do not act on "leads like
+                # this one" suggestions, so none are accepted here.
                 "marketing_errors_fixed_by_suggestions": 0,
                 "oracle_share": oracle,
                 "lift": mine_paired / ref if ref else float("nan"),
@@ -556,7 +557,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Share of reviewed leads whose served answer was wrong (mean over seeds), lift over "
         "random (paired seeds), the oracle's ceiling, and marketing label errors fixed "
-        '(suggestions accepted: 0 — "leads like this one" is not in this branch):',
+        '(suggestions accepted: 0 — the simulated reps review queue pages only, not "leads '
+        'like this one"):',
         "",
         "| K | arm | served wrong | per seed | lift vs random | oracle lift "
         "| marketing errors fixed |",
