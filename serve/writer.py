@@ -57,27 +57,7 @@ class _FlushRequest:
 
 
 class PredictionWriter:
-    """Queue + thread that writes rows to the store in batches.
-
-    Parameters
-    ----------
-    sinks
-        Kind → function writing a list of rows of that kind, in write order
-        (e.g. ``{"leads": store.upsert_leads, "events": store.add_events,
-        "predictions": store.record_predictions}``).
-    flush_seconds
-        Longest time a row waits before it is written.
-    batch_size
-        Write as soon as this many rows wait.
-    max_pending
-        Most rows accepted but not yet written; ``submit`` refuses more
-        (:class:`WriterFull`), so a dead store cannot exhaust memory and no
-        accepted row is ever dropped.
-    on_written, on_failure, on_dropped, on_pending
-        Metric hooks: ``(kind, n)``, ``()``, ``(n)``, ``(n)``. ``on_dropped``
-        counts rows the store refused for their content (never rows dropped
-        for room).
-    """
+    """Queue + thread that writes rows to the store in batches."""
 
     def __init__(
         self,
