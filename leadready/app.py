@@ -140,10 +140,7 @@ def registry_source(tracking_uri: str, artifact_root: str) -> tuple[Loader, Reso
         pyfunc = mlflow.pyfunc.load_model(pinned)
         return unwrap(pyfunc), pyfunc, version or "local"
 
-    def resolve(name: str, alias: str) -> str | None:
-        return registry.alias_version(name, alias)
-
-    return load, resolve
+    return load, registry.alias_version
 
 
 def retrain_job(settings: Settings, artifact_root: str | None) -> Callable[..., Any]:

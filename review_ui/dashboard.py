@@ -129,17 +129,11 @@ class DriftCache:
         return value
 
 
-def _versions_cache() -> ModelVersions:
-    return current_app.extensions.setdefault(_EXTENSION, ModelVersions())
-
-
-def _drift_cache() -> DriftCache:
-    return current_app.extensions.setdefault(_EXTENSION + "_drift", DriftCache())
-
-
 def _models() -> dict[str, Any]:
     cfg = current_app.config
-    return _versions_cache().get(cfg.get("MLFLOW_TRACKING_URI"), cfg.get("MODEL_NAME") or "")
+    return current_app.extensions.setdefault(_EXTENSION, ModelVersions()).get(
+        cfg.get("MLFLOW_TRACKING_URI"), cfg.get("MODEL_NAME") or ""
+    )
 
 
 # ------------------------------------------------------------------ figures
@@ -194,7 +188,7 @@ def dashboard() -> Any:
     models = _models()
     champion = models.get("champion") or {}
     key = (champion.get("version"), champion.get("registered_at"))
-    drift = _drift_cache().get(
+    drift = current_app.extensions.setdefault(_EXTENSION + "_drift", DriftCache()).get(
         key,
         lambda: alignment.drift_report(
             store, champion_version=key[0], registered_at=key[1], now=now

@@ -560,6 +560,15 @@ def _correct(lead_id: str, field: str, label: str, **how: Any) -> Any:
     )
 
 
+def _correct_heads(lead_id: str, form: Any, labels: Mapping[str, Any], **how: Any) -> list[Any]:
+    """:func:`_correct` each head ``labels`` sets, stamped with what the rep saw on ``form``."""
+    return [
+        _correct(lead_id, field, labels[field], expected_label=form.expected(field), **how)
+        for field in ("stage", "persona")
+        if labels.get(field)
+    ]
+
+
 def _note(form: Any) -> str | None:
     return (form.note.data or "").strip() or None
 
@@ -609,26 +618,19 @@ def reclassify(lead_id: str) -> Any:
     if not form.validate():
         return _reject(form, lead_id, default)
     advance = _advance(lead_id, form)
-    stored = []
-    for field in ("stage", "persona"):
-        value = getattr(form, field).data
-        if not value:
-            continue
-        try:
-            stored.append(
-                _correct(
-                    lead_id,
-                    field,
-                    value,
-                    kind="reclassify",
-                    reason=form.reason.data,
-                    note=_note(form),
-                    prediction_id=form.prediction(),
-                    expected_label=form.expected(field),
-                )
-            )
-        except ValueError as exc:
-            abort(400, description=str(exc))
+    chosen = {field: getattr(form, field).data for field in ("stage", "persona")}
+    try:
+        stored = _correct_heads(
+            lead_id,
+            form,
+            chosen,
+            kind="reclassify",
+            reason=form.reason.data,
+            note=_note(form),
+            prediction_id=form.prediction(),
+        )
+    except ValueError as exc:
+        abort(400, description=str(exc))
     _offer_similar(stored)
     return _finish(
         lead_id, stored, "Reclassified", form.next.data, default=default, advance=advance
@@ -650,21 +652,7 @@ def confirm(lead_id: str) -> Any:
     if reviewed is None:
         abort(400, description="This lead has no prediction to confirm.")
     advance = _advance(lead_id, form)
-    stored = []
-    for field in ("stage", "persona"):
-        label = reviewed.get(field)
-        if not label:
-            continue
-        stored.append(
-            _correct(
-                lead_id,
-                field,
-                label,
-                kind="confirm",
-                prediction_id=reviewed["id"],
-                expected_label=form.expected(field),
-            )
-        )
+    stored = _correct_heads(lead_id, form, reviewed, kind="confirm", prediction_id=reviewed["id"])
     return _finish(lead_id, stored, "Confirmed", form.next.data, default=default, advance=advance)
 
 
@@ -947,7 +935,6 @@ def users() -> Any:
                 flash(f"Not added: {exc}", "error")
             else:
                 flash(f"Added {user.name} ({user.role}).", "success")
-                return redirect(url_for("review.users"))
         else:
             flash(_form_errors(form), "error")
         return redirect(url_for("review.users"))
