@@ -285,11 +285,7 @@ def _queue_page(store: Any, args: Mapping[str, Any], extra: int = 0) -> Any:
 
 
 def _next_in_queue(lead_id: str, back: str) -> str | None:
-    """The lead after ``lead_id`` in the queue ``back`` points at (its filters and page).
-
-    Reviewed leads sink to the end of the queue, so once a rep saved this lead
-    it may have left the page: then the page's first lead not yet reviewed is next.
-    """
+    """The lead after ``lead_id`` in the queue ``back`` points at (its filters and page)."""
     parts = urlsplit(back)
     if parts.path.startswith("/review/suggestions/"):
         return _next_suggested(lead_id, parts.path)
@@ -512,12 +508,7 @@ def _conflict_note(lead_id: str, result: Any) -> str:
 
 
 def _advance(lead_id: str, form: Any) -> tuple[str, str] | None:
-    """Save-and-next: where to go after saving, and the words for it (None: stay).
-
-    Asked for by the "Save and next" button (``advance``), which Enter and the
-    ``c`` key press. Worked out *before* saving, while the lead still holds its
-    place in the queue (reviewed leads sink to the end).
-    """
+    """Save-and-next: where to go after saving, and the words for it (None: stay)."""
     if _is_partial() or not request.form.get("advance"):
         return None
     back = _safe_next(form.back.data, url_for("review.queue"))
@@ -989,13 +980,7 @@ def wait_for_suggestions(timeout: float | None = None) -> bool:
 
 
 def _offer_similar(stored: list[Any]) -> None:
-    """Build the suggestions of each label change just saved, off the request.
-
-    At 100k scored leads a build reads ~35k feature snapshots (about 3 s of
-    CPU, see ``bench/results/similar.json``): a thread does it after the
-    response, and the lead page reads the stored result (or says it is being
-    looked for). Tests join it with :func:`wait_for_suggestions`.
-    """
+    """Build the suggestions of each label change just saved, off the request."""
     ids = [
         r.id
         for r in stored

@@ -281,12 +281,7 @@ class PredictionWriter:
         progress: list[int],
         refused: list[tuple[Any, Exception]],
     ) -> None:
-        """Write ``rows``; when the store refuses their content, bisect to the bad rows.
-
-        ``progress[0]`` counts the leading rows done (written or refused), so a
-        store failure half-way keeps exactly the rest pending. Any error other
-        than a content error propagates (the store is failing: retry later).
-        """
+        """Write ``rows``; when the store refuses their content, bisect to the bad rows."""
         try:
             sink(rows)
         except _DATA_ERRORS as exc:
@@ -377,11 +372,7 @@ _UNSEEN = object()
 
 
 class _Deduper:
-    """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink.
-
-    A row whose key last went through with the same mark is skipped; a failed
-    write remembers nothing.
-    """
+    """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink."""
 
     def __init__(self, sink: Sink, *, max_entries: int) -> None:
         self.sink = sink

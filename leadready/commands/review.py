@@ -243,12 +243,7 @@ def corrections() -> None:
 
 
 def _model_labels(settings: Settings) -> dict[str, list[str]]:
-    """The champion's labels per head, from its run's parameters (else the model itself).
-
-    Read through MLflow once, then kept under ``$LEADREADY_HOME/cache/models`` while
-    the SQLite registry file is unchanged (``model.model_cache``): an import of
-    corrections then does not open MLflow when no model moved.
-    """
+    """The champion's labels per head, from its run's parameters (else the model itself)."""
     from model.model_cache import keep, recall, registry_stamp
 
     uri = settings.mlflow_tracking_uri
