@@ -210,17 +210,17 @@ def retrain(soft_relabel: float, **options: Any) -> None:
         TimeElapsedColumn(),
     ]
     stop_on_sigterm()
-    with open_store(settings) as store:
-        try:
-            with Progress(*columns, console=console, transient=True) as progress:
-                task = progress.add_task("retraining", total=1.0)
+    with (
+        open_store(settings) as store,
+        common.failing(),
+        Progress(*columns, console=console, transient=True) as progress,
+    ):
+        task = progress.add_task("retraining", total=1.0)
 
-                def step(text: str, fraction: float) -> None:
-                    progress.update(task, description=text, completed=fraction)
+        def step(text: str, fraction: float) -> None:
+            progress.update(task, description=text, completed=fraction)
 
-                result = run_retrain(config, store, progress=step)
-        except common.errors() as exc:
-            raise common.fail(exc) from None
+        result = run_retrain(config, store, progress=step)
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(_retrain_table(result))
@@ -368,10 +368,8 @@ def import_(
 
     settings = common.settings()
     console = Console()
-    try:
+    with common.failing():
         model_labels = _model_labels(settings)
-    except common.errors() as exc:
-        raise common.fail(exc) from None
     with open_store(settings) as store:
         try:
             result = import_corrections(
