@@ -121,12 +121,7 @@ def _holder(cfg: Mapping[str, Any], settings: Settings) -> ModelHolder:
 
 
 def registry_source(tracking_uri: str, artifact_root: str) -> tuple[Loader, Resolver]:
-    """Loader and alias resolver backed by the MLflow registry (``model.registry``).
-
-    The loader keeps the MLflow pyfunc model (``/invocations`` answers through
-    it, exactly as ``mlflow models serve``) and the ``LeadReadinessModel`` inside
-    it (the lean ``/v1`` path): one load, two views of the same object.
-    """
+    """Loader and alias resolver backed by the MLflow registry (``model.registry``)."""
     from model import registry
 
     registry.configure(tracking_uri, artifact_root)

@@ -875,7 +875,7 @@ def models() -> Any:
         rescore=rescore_state(ui.rescorer, _store(), target),
         versions=model_versions(_store()),
         job=ui.jobs.status(),
-        retrain_ready=ui.retrain_available(),
+        retrain_ready=ui.retrain is not None,
     )
 
 

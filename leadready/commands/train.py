@@ -22,12 +22,7 @@ DEFAULT_MAX_ROWS = 1_000_000
 
 
 def stop_on_sigterm() -> None:
-    """Turn SIGTERM (a job scheduler, ``kill``, a container stop) into ``SystemExit(143)``.
-
-    Python's default for SIGTERM ends the process on the spot; raised as an
-    exception it unwinds instead, so an MLflow run under way is ended (KILLED)
-    rather than left RUNNING forever. The exit status stays 128 + 15.
-    """
+    """Turn SIGTERM (a job scheduler, ``kill``, a container stop) into ``SystemExit(143)``."""
     import signal
 
     from training.train import request_stop
