@@ -18,15 +18,13 @@ from flask import Response, abort, current_app, render_template, request
 
 from data import alignment
 from review_ui import auth
-from review_ui.models_page import in_thread, registry_unavailable, within
+from review_ui.models_page import MLFLOW_WAIT, in_thread, registry_unavailable, within
 from review_ui.views import bp
 
 __all__ = ["MLFLOW_TTL", "MLFLOW_WAIT", "DriftCache", "ModelVersions", "read_model_versions"]
 
 #: Seconds a read of the registry is reused.
 MLFLOW_TTL = 60.0
-#: Seconds a page waits for MLflow before it says "unavailable".
-MLFLOW_WAIT = 3.0
 _EXTENSION = "review_dashboard"
 _WEEKS = 12
 _MAX_DAYS = 90

@@ -463,10 +463,6 @@ def _csv_row(rank: int, item: QueueItem) -> dict[str, Any]:
     return row
 
 
-def _pct(value: float | None) -> str:
-    return percent(value, missing="")
-
-
 def _queue_table(items: list[QueueItem], total: int) -> Table:
     table = Table(
         title=f"review queue: top {len(items):,} of {total:,} scored leads",
@@ -480,8 +476,8 @@ def _queue_table(items: list[QueueItem], total: int) -> Table:
     table.add_column("why it is in the queue", ratio=1)
     for rank, item in enumerate(items, start=1):
         says = (
-            f"{item.stage or '—'} {_pct(item.stage_confidence)}\n"
-            f"{item.persona or '—'} {_pct(item.persona_confidence)}\n"
+            f"{item.stage or '—'} {percent(item.stage_confidence, missing='')}\n"
+            f"{item.persona or '—'} {percent(item.persona_confidence, missing='')}\n"
             f"→ {item.route or '—'}"
         )
         why = "\n".join(f"• {escape(r.text)}" for r in item.reasons) or "—"
