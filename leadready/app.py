@@ -156,10 +156,7 @@ def retrain_job(settings: Settings, artifact_root: str | None) -> Callable[..., 
 
 
 class _Suggestions:
-    """``training.similar`` as the UI's suggestion service, imported on first use.
-
-    Importing it loads scikit-learn (seconds), which an API-only worker never needs.
-    """
+    """``training.similar`` as the UI's suggestion service, imported on first use."""
 
     def __getattr__(self, name: str) -> Any:
         from training import similar
