@@ -121,12 +121,7 @@ def _holder(cfg: Mapping[str, Any], settings: Settings) -> ModelHolder:
 
 
 def registry_source(tracking_uri: str, artifact_root: str) -> tuple[Loader, Resolver]:
-    """Loader and alias resolver backed by the MLflow registry (``model.registry``).
-
-    The loader keeps the MLflow pyfunc model (``/invocations`` answers through
-    it, exactly as ``mlflow models serve``) and the ``LeadReadinessModel`` inside
-    it (the lean ``/v1`` path): one load, two views of the same object.
-    """
+    """Loader and alias resolver backed by the MLflow registry (``model.registry``)."""
     from model import registry
 
     registry.configure(tracking_uri, artifact_root)
@@ -140,10 +135,7 @@ def registry_source(tracking_uri: str, artifact_root: str) -> tuple[Loader, Reso
         pyfunc = mlflow.pyfunc.load_model(pinned)
         return unwrap(pyfunc), pyfunc, version or "local"
 
-    def resolve(name: str, alias: str) -> str | None:
-        return registry.alias_version(name, alias)
-
-    return load, resolve
+    return load, registry.alias_version
 
 
 def retrain_job(settings: Settings, artifact_root: str | None) -> Callable[..., Any]:
@@ -164,10 +156,7 @@ def retrain_job(settings: Settings, artifact_root: str | None) -> Callable[..., 
 
 
 class _Suggestions:
-    """``training.similar`` as the UI's suggestion service, imported on first use.
-
-    Importing it loads scikit-learn (seconds), which an API-only worker never needs.
-    """
+    """``training.similar`` as the UI's suggestion service, imported on first use."""
 
     def __getattr__(self, name: str) -> Any:
         from training import similar

@@ -36,11 +36,7 @@ def serving_url(bind: list[str] | str) -> str:
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """Replace the pools of SQLAlchemy engines inherited from the master (fork safety).
-
-    ``Engine.dispose(close=False)`` is SQLAlchemy's recipe for a forked child:
-    the child starts a new pool and leaves the parent's connections alone.
-    """
+    """Replace the pools of SQLAlchemy engines inherited from the master (fork safety)."""
     import sys
 
     if "sqlalchemy" not in sys.modules:
@@ -91,11 +87,7 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges (prometheus_client multiprocess mode).
-
-    Runs in the master: it reads the folder from the environment and imports
-    only ``prometheus_client.multiprocess`` (not the app), so it stays fast.
-    """
+    """Drop a dead worker's live gauges (prometheus_client multiprocess mode)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         from prometheus_client import multiprocess

@@ -85,12 +85,7 @@ def prepare_home(settings: Settings, port: int) -> tuple[Path, str]:
 
 
 def _multiprocess_metrics(folder: Path) -> None:
-    """Switch prometheus_client to multiprocess mode for the workers about to be forked.
-
-    prometheus_client picks its value store when it is first imported; if the
-    calling process imported it already (``leadready demo`` builds an app
-    before serving), pick again now that the folder is set.
-    """
+    """Switch prometheus_client to multiprocess mode for the workers about to be forked."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     values = sys.modules.get("prometheus_client.values")
     if values is not None:

@@ -70,10 +70,6 @@ class ReviewUI:
         """The store the UI reads and writes."""
         return self._store
 
-    def retrain_available(self) -> bool:
-        """True when the retrain button has something to call."""
-        return self.retrain is not None
-
     def retrain_job(self, actor: str) -> Callable[[Callable[[str, float], None]], Any] | None:
         """The job the retrain button starts, or None when retraining is not set up."""
         retrain, store = self.retrain, self._store

@@ -18,15 +18,13 @@ from flask import Response, abort, current_app, render_template, request
 
 from data import alignment
 from review_ui import auth
-from review_ui.models_page import in_thread, registry_unavailable, within
+from review_ui.models_page import MLFLOW_WAIT, in_thread, registry_unavailable, within
 from review_ui.views import bp
 
 __all__ = ["MLFLOW_TTL", "MLFLOW_WAIT", "DriftCache", "ModelVersions", "read_model_versions"]
 
 #: Seconds a read of the registry is reused.
 MLFLOW_TTL = 60.0
-#: Seconds a page waits for MLflow before it says "unavailable".
-MLFLOW_WAIT = 3.0
 _EXTENSION = "review_dashboard"
 _WEEKS = 12
 _MAX_DAYS = 90
@@ -129,17 +127,11 @@ class DriftCache:
         return value
 
 
-def _versions_cache() -> ModelVersions:
-    return current_app.extensions.setdefault(_EXTENSION, ModelVersions())
-
-
-def _drift_cache() -> DriftCache:
-    return current_app.extensions.setdefault(_EXTENSION + "_drift", DriftCache())
-
-
 def _models() -> dict[str, Any]:
     cfg = current_app.config
-    return _versions_cache().get(cfg.get("MLFLOW_TRACKING_URI"), cfg.get("MODEL_NAME") or "")
+    return current_app.extensions.setdefault(_EXTENSION, ModelVersions()).get(
+        cfg.get("MLFLOW_TRACKING_URI"), cfg.get("MODEL_NAME") or ""
+    )
 
 
 # ------------------------------------------------------------------ figures
@@ -194,7 +186,7 @@ def dashboard() -> Any:
     models = _models()
     champion = models.get("champion") or {}
     key = (champion.get("version"), champion.get("registered_at"))
-    drift = _drift_cache().get(
+    drift = current_app.extensions.setdefault(_EXTENSION + "_drift", DriftCache()).get(
         key,
         lambda: alignment.drift_report(
             store, champion_version=key[0], registered_at=key[1], now=now

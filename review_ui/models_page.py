@@ -77,16 +77,14 @@ def within(future: Future[dict[str, Any]], wait: float) -> dict[str, Any]:
         return {"error": f"MLflow could not be read ({reason})"}
 
 
-def registry_state(
-    tracking_uri: str | None, model_name: str | None, *, wait: float = MLFLOW_WAIT
-) -> dict[str, Any]:
+def registry_state(tracking_uri: str | None, model_name: str | None) -> dict[str, Any]:
     """Versions, alias moves (newest first) and the champion, or ``{"error": words}``."""
     empty: dict[str, Any] = {"versions": [], "moves": [], "champion": None}
     why = registry_unavailable(tracking_uri, model_name)
     if why is not None:
         return {**empty, "error": why}
     future = in_thread(lambda: _read(tracking_uri, model_name), "models-page-mlflow")
-    return {**empty, **within(future, wait)}
+    return {**empty, **within(future, MLFLOW_WAIT)}
 
 
 def serving_state(holder: Any, champion: str | None) -> dict[str, Any] | None:

@@ -36,12 +36,7 @@ def apply_headers(response: Response, *, static: bool = False) -> Response:
 
 
 def configure_cookies(app: Flask) -> None:
-    """HttpOnly, SameSite=Lax session cookies; ``Secure`` from ``SESSION_COOKIE_SECURE``.
-
-    ``SESSION_COOKIE_SECURE`` (env ``LEADREADY_SESSION_COOKIE_SECURE=true``)
-    should be on wherever the UI is served over HTTPS; it stays off by default
-    so ``leadready demo`` works on plain ``http://127.0.0.1``.
-    """
+    """HttpOnly, SameSite=Lax session cookies; ``Secure`` from ``SESSION_COOKIE_SECURE``."""
     cfg = app.config
     cfg["SESSION_COOKIE_HTTPONLY"] = True
     cfg["SESSION_COOKIE_SAMESITE"] = "Lax"

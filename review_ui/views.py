@@ -285,11 +285,7 @@ def _queue_page(store: Any, args: Mapping[str, Any], extra: int = 0) -> Any:
 
 
 def _next_in_queue(lead_id: str, back: str) -> str | None:
-    """The lead after ``lead_id`` in the queue ``back`` points at (its filters and page).
-
-    Reviewed leads sink to the end of the queue, so once a rep saved this lead
-    it may have left the page: then the page's first lead not yet reviewed is next.
-    """
+    """The lead after ``lead_id`` in the queue ``back`` points at (its filters and page)."""
     parts = urlsplit(back)
     if parts.path.startswith("/review/suggestions/"):
         return _next_suggested(lead_id, parts.path)
@@ -512,12 +508,7 @@ def _conflict_note(lead_id: str, result: Any) -> str:
 
 
 def _advance(lead_id: str, form: Any) -> tuple[str, str] | None:
-    """Save-and-next: where to go after saving, and the words for it (None: stay).
-
-    Asked for by the "Save and next" button (``advance``), which Enter and the
-    ``c`` key press. Worked out *before* saving, while the lead still holds its
-    place in the queue (reviewed leads sink to the end).
-    """
+    """Save-and-next: where to go after saving, and the words for it (None: stay)."""
     if _is_partial() or not request.form.get("advance"):
         return None
     back = _safe_next(form.back.data, url_for("review.queue"))
@@ -558,6 +549,15 @@ def _correct(lead_id: str, field: str, label: str, **how: Any) -> Any:
     return _store().add_correction(
         lead_id, field, label, reviewer=current_user.name, source="ui", **how
     )
+
+
+def _correct_heads(lead_id: str, form: Any, labels: Mapping[str, Any], **how: Any) -> list[Any]:
+    """:func:`_correct` each head ``labels`` sets, stamped with what the rep saw on ``form``."""
+    return [
+        _correct(lead_id, field, labels[field], expected_label=form.expected(field), **how)
+        for field in ("stage", "persona")
+        if labels.get(field)
+    ]
 
 
 def _note(form: Any) -> str | None:
@@ -609,26 +609,19 @@ def reclassify(lead_id: str) -> Any:
     if not form.validate():
         return _reject(form, lead_id, default)
     advance = _advance(lead_id, form)
-    stored = []
-    for field in ("stage", "persona"):
-        value = getattr(form, field).data
-        if not value:
-            continue
-        try:
-            stored.append(
-                _correct(
-                    lead_id,
-                    field,
-                    value,
-                    kind="reclassify",
-                    reason=form.reason.data,
-                    note=_note(form),
-                    prediction_id=form.prediction(),
-                    expected_label=form.expected(field),
-                )
-            )
-        except ValueError as exc:
-            abort(400, description=str(exc))
+    chosen = {field: getattr(form, field).data for field in ("stage", "persona")}
+    try:
+        stored = _correct_heads(
+            lead_id,
+            form,
+            chosen,
+            kind="reclassify",
+            reason=form.reason.data,
+            note=_note(form),
+            prediction_id=form.prediction(),
+        )
+    except ValueError as exc:
+        abort(400, description=str(exc))
     _offer_similar(stored)
     return _finish(
         lead_id, stored, "Reclassified", form.next.data, default=default, advance=advance
@@ -650,21 +643,7 @@ def confirm(lead_id: str) -> Any:
     if reviewed is None:
         abort(400, description="This lead has no prediction to confirm.")
     advance = _advance(lead_id, form)
-    stored = []
-    for field in ("stage", "persona"):
-        label = reviewed.get(field)
-        if not label:
-            continue
-        stored.append(
-            _correct(
-                lead_id,
-                field,
-                label,
-                kind="confirm",
-                prediction_id=reviewed["id"],
-                expected_label=form.expected(field),
-            )
-        )
+    stored = _correct_heads(lead_id, form, reviewed, kind="confirm", prediction_id=reviewed["id"])
     return _finish(lead_id, stored, "Confirmed", form.next.data, default=default, advance=advance)
 
 
@@ -896,7 +875,7 @@ def models() -> Any:
         rescore=rescore_state(ui.rescorer, _store(), target),
         versions=model_versions(_store()),
         job=ui.jobs.status(),
-        retrain_ready=ui.retrain_available(),
+        retrain_ready=ui.retrain is not None,
     )
 
 
@@ -947,7 +926,6 @@ def users() -> Any:
                 flash(f"Not added: {exc}", "error")
             else:
                 flash(f"Added {user.name} ({user.role}).", "success")
-                return redirect(url_for("review.users"))
         else:
             flash(_form_errors(form), "error")
         return redirect(url_for("review.users"))
@@ -1002,13 +980,7 @@ def wait_for_suggestions(timeout: float | None = None) -> bool:
 
 
 def _offer_similar(stored: list[Any]) -> None:
-    """Build the suggestions of each label change just saved, off the request.
-
-    At 100k scored leads a build reads ~35k feature snapshots (about 3 s of
-    CPU, see ``bench/results/similar.json``): a thread does it after the
-    response, and the lead page reads the stored result (or says it is being
-    looked for). Tests join it with :func:`wait_for_suggestions`.
-    """
+    """Build the suggestions of each label change just saved, off the request."""
     ids = [
         r.id
         for r in stored

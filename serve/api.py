@@ -81,11 +81,7 @@ def _json_body() -> Any:
 
 
 def _limit_events(body: Any, *, batch: bool = False) -> Any:
-    """413 when a request carries more events than ``MAX_EVENTS_PER_REQUEST`` (all leads).
-
-    Checked before validation, so an oversized history costs no parsing work
-    and is never acknowledged without being stored.
-    """
+    """413 when a request carries more events than ``MAX_EVENTS_PER_REQUEST`` (all leads)."""
     limit = int(current_app.config["MAX_EVENTS_PER_REQUEST"])
     items = body.get("leads") if batch and isinstance(body, dict) else [body]
     if not isinstance(items, list):
@@ -280,11 +276,7 @@ def invocations() -> Response:
 
 
 def _refuse_unknown_columns(rows: list[dict[str, Any]] | None, loaded: LoadedModel) -> None:
-    """400 naming the columns neither the model nor the store knows (``lead_id`` is the store's).
-
-    MLflow's schema enforcement ignores extra columns; ``/v1/score`` refuses them,
-    and so does this endpoint, so a misspelt column is not scored as missing.
-    """
+    """400 naming the columns neither the model nor the store knows (``lead_id`` is the store's)."""
     columns = getattr(loaded.model, "input_columns", None)
     if not rows or not columns:
         return
@@ -304,11 +296,7 @@ def _refuse_unknown_columns(rows: list[dict[str, Any]] | None, loaded: LoadedMod
 def _fast_invocations(
     data: bytes, content_type: str | None, loaded: LoadedModel
 ) -> scoring.FastInvocation | None:
-    """The pandas-free answer for plain JSON rows, or None for MLflow's own path.
-
-    Only for the leadready model the pyfunc wraps; a model error falls back to
-    MLflow's path, which words it as ``mlflow models serve`` does.
-    """
+    """The pandas-free answer for plain JSON rows, or None for MLflow's own path."""
     if not hasattr(loaded.model, "predict_rows"):
         return None
     try:

@@ -70,12 +70,7 @@ def create_app(
     multiproc_dir: str | None = None,
     suggestion_set: Callable[[Any, int], Any] | None = None,
 ) -> Flask:
-    """The API app over ``store`` and ``holder`` with the resolved ``config``.
-
-    ``suggestion_set(store, correction_id)`` answers
-    ``GET /v1/corrections/<id>/suggestions`` (``training.similar``, handed in
-    by the composition root so that serve does not import training).
-    """
+    """The API app over ``store`` and ``holder`` with the resolved ``config``."""
     app = Flask(__name__)
     app.config.update({"SECRET_KEY": secrets.token_hex(32), **DEFAULTS, **config})
     _trust_proxies(app, int(app.config["PROXY_HOPS"] or 0))

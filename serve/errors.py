@@ -129,11 +129,7 @@ def format_loc(loc: Iterable[str | int], prefix: str = "") -> str | None:
 def validation_details(
     errors: Sequence[Mapping[str, Any]], *, prefix: str = ""
 ) -> list[dict[str, Any]]:
-    """pydantic errors as ``{"field", "message", "type"}``, one per field.
-
-    A value that matches no member of a union (``extra.k`` = ``{"x": 1}``)
-    makes pydantic report one error per member; those collapse into one.
-    """
+    """pydantic errors as ``{"field", "message", "type"}``, one per field."""
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for err in errors:
         groups.setdefault(tuple(err["loc"][:-1]), []).append(err)
@@ -203,11 +199,7 @@ _UNAVAILABLE_SQLSTATES = ("25006", "57P01", "57P02", "57P03", "53300")
 
 
 def store_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` says the store is unreachable, read-only or shutting down.
-
-    Such a failure is the service's, not the client's: it is answered 503 with
-    ``Retry-After``, never 500, and never blamed on the input.
-    """
+    """True when ``exc`` says the store is unreachable, read-only or shutting down."""
     if isinstance(exc, sa_exc.TimeoutError | sa_exc.InterfaceError):
         return True
     if not isinstance(exc, sa_exc.DBAPIError):

@@ -102,29 +102,7 @@ Status = Literal["loading", "ready", "failed"]
 
 
 class ModelHolder:
-    """Holds the served model, loads it in the background and follows the alias.
-
-    Parameters
-    ----------
-    uri
-        ``models:/<name>@<alias>`` (followed), ``models:/<name>/<version>`` or
-        any other MLflow model URI (loaded once).
-    loader
-        Loads a URI; see :data:`Loader`.
-    resolver
-        Resolves an alias to a version; see :data:`Resolver`.
-    poll_seconds
-        How often the alias is checked.
-    name
-        Model name shown when the URI carries none.
-    allow_task_change
-        Swap in a version whose task (labels, sales-ready stages, input kinds;
-        ``LeadReadinessModel.task``) differs from the served one. Off by
-        default: such a version is loaded, refused, logged and counted, and
-        the served model stays until the setting is turned on.
-    clock
-        Monotonic seconds for the retry back-off of a failed version (tests inject one).
-    """
+    """Holds the served model, loads it in the background and follows the alias."""
 
     #: Longest wait before retrying a version that failed to load.
     max_retry_seconds = 300.0

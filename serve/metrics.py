@@ -36,11 +36,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 
 
 class AlignmentCollector:
-    """Reps' agreement and feature drift from the store at scrape time (cached ``ttl`` s).
-
-    Read at scrape time rather than counted per request, so every worker answers
-    the same figures without multiprocess bookkeeping.
-    """
+    """Reps' agreement and feature drift from the store at scrape time (cached ``ttl`` s)."""
 
     _DOCS = {
         "override_rate": "Share of leads reviewed in the last 30 days where a rep changed a label.",

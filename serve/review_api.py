@@ -155,11 +155,7 @@ class QueueResponse(BaseModel):
 
 
 def _known_labels(field: str) -> tuple[str, ...]:
-    """The serving model's labels of ``field``; while none is loaded, the last one's.
-
-    503 + Retry-After when no model was ever loaded in this home: a label is
-    never accepted unchecked (it would become a "known" label for retraining).
-    """
+    """The serving model's labels of ``field``; while none is loaded, the last one's."""
     state = get_state()
     loaded = state.holder.current
     if loaded is not None:

@@ -350,12 +350,7 @@ def _scalar_rows(obj: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def _pandas_like(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with the values pandas' column inference would hand the model.
-
-    ``pd.DataFrame(rows)`` turns an integer column with floats or missing cells
-    into float64 (``3`` → ``3.0``); everything else reaches the model as sent
-    (the encoder treats None and NaN alike).
-    """
+    """Rows with the values pandas' column inference would hand the model."""
     n = len(rows)
     keys = rows[0].keys()
     if all(row.keys() == keys for row in rows):

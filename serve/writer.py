@@ -57,27 +57,7 @@ class _FlushRequest:
 
 
 class PredictionWriter:
-    """Queue + thread that writes rows to the store in batches.
-
-    Parameters
-    ----------
-    sinks
-        Kind → function writing a list of rows of that kind, in write order
-        (e.g. ``{"leads": store.upsert_leads, "events": store.add_events,
-        "predictions": store.record_predictions}``).
-    flush_seconds
-        Longest time a row waits before it is written.
-    batch_size
-        Write as soon as this many rows wait.
-    max_pending
-        Most rows accepted but not yet written; ``submit`` refuses more
-        (:class:`WriterFull`), so a dead store cannot exhaust memory and no
-        accepted row is ever dropped.
-    on_written, on_failure, on_dropped, on_pending
-        Metric hooks: ``(kind, n)``, ``()``, ``(n)``, ``(n)``. ``on_dropped``
-        counts rows the store refused for their content (never rows dropped
-        for room).
-    """
+    """Queue + thread that writes rows to the store in batches."""
 
     def __init__(
         self,
@@ -301,12 +281,7 @@ class PredictionWriter:
         progress: list[int],
         refused: list[tuple[Any, Exception]],
     ) -> None:
-        """Write ``rows``; when the store refuses their content, bisect to the bad rows.
-
-        ``progress[0]`` counts the leading rows done (written or refused), so a
-        store failure half-way keeps exactly the rest pending. Any error other
-        than a content error propagates (the store is failing: retry later).
-        """
+        """Write ``rows``; when the store refuses their content, bisect to the bad rows."""
         try:
             sink(rows)
         except _DATA_ERRORS as exc:
@@ -397,11 +372,7 @@ _UNSEEN = object()
 
 
 class _Deduper:
-    """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink.
-
-    A row whose key last went through with the same mark is skipped; a failed
-    write remembers nothing.
-    """
+    """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink."""
 
     def __init__(self, sink: Sink, *, max_entries: int) -> None:
         self.sink = sink

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "errors",
     "f1",
     "fail",
+    "failing",
     "report_option",
     "settings",
     "split",
@@ -76,6 +78,15 @@ def fail(exc: BaseException, *, first_line: bool = False) -> click.ClickExceptio
     return click.ClickException(
         (text.splitlines()[0] if first_line and text else text) or type(exc).__name__
     )
+
+
+@contextlib.contextmanager
+def failing(*, first_line: bool = False) -> Iterator[None]:
+    """Turn the :func:`errors` raised inside into a one-line command error (:func:`fail`)."""
+    try:
+        yield
+    except errors() as exc:
+        raise fail(exc, first_line=first_line) from None
 
 
 def f1(value: float | None) -> str:

@@ -51,10 +51,8 @@ def history(model_name: str | None, limit: int) -> None:
     from model.registry import alias_history
 
     settings = common.settings(model_name)
-    try:
+    with common.failing(first_line=True):
         moves = alias_history(settings.model_name, tracking_uri=settings.mlflow_tracking_uri)
-    except common.errors() as exc:
-        raise common.fail(exc, first_line=True) from None
     console = Console()
     if not moves:
         console.print(f"no alias of {settings.model_name} has moved yet")
@@ -84,10 +82,8 @@ def list_versions(model_name: str | None) -> None:
     from model.registry import versions_overview
 
     settings = common.settings(model_name)
-    try:
+    with common.failing(first_line=True):
         versions = versions_overview(settings.model_name, tracking_uri=settings.mlflow_tracking_uri)
-    except common.errors() as exc:
-        raise common.fail(exc, first_line=True) from None
     console = Console()
     if not versions:
         console.print(f"no versions of {settings.model_name} are registered")
@@ -129,11 +125,9 @@ def rescore(model_name: str | None, batch_size: int) -> None:
 
     settings = common.settings(model_name)
     console = Console()
-    try:
+    with common.failing(first_line=True):
         configure(settings.mlflow_tracking_uri, settings.artifact_root)
         model, version = load_model(f"models:/{settings.model_name}@champion")
-    except common.errors() as exc:
-        raise common.fail(exc, first_line=True) from None
     with open_store(settings) as store:
         before = version_counts(store)
         console.print(

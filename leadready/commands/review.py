@@ -210,17 +210,17 @@ def retrain(soft_relabel: float, **options: Any) -> None:
         TimeElapsedColumn(),
     ]
     stop_on_sigterm()
-    with open_store(settings) as store:
-        try:
-            with Progress(*columns, console=console, transient=True) as progress:
-                task = progress.add_task("retraining", total=1.0)
+    with (
+        open_store(settings) as store,
+        common.failing(),
+        Progress(*columns, console=console, transient=True) as progress,
+    ):
+        task = progress.add_task("retraining", total=1.0)
 
-                def step(text: str, fraction: float) -> None:
-                    progress.update(task, description=text, completed=fraction)
+        def step(text: str, fraction: float) -> None:
+            progress.update(task, description=text, completed=fraction)
 
-                result = run_retrain(config, store, progress=step)
-        except common.errors() as exc:
-            raise common.fail(exc) from None
+        result = run_retrain(config, store, progress=step)
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(_retrain_table(result))
@@ -243,12 +243,7 @@ def corrections() -> None:
 
 
 def _model_labels(settings: Settings) -> dict[str, list[str]]:
-    """The champion's labels per head, from its run's parameters (else the model itself).
-
-    Read through MLflow once, then kept under ``$LEADREADY_HOME/cache/models`` while
-    the SQLite registry file is unchanged (``model.model_cache``): an import of
-    corrections then does not open MLflow when no model moved.
-    """
+    """The champion's labels per head, from its run's parameters (else the model itself)."""
     from model.model_cache import keep, recall, registry_stamp
 
     uri = settings.mlflow_tracking_uri
@@ -373,10 +368,8 @@ def import_(
 
     settings = common.settings()
     console = Console()
-    try:
+    with common.failing():
         model_labels = _model_labels(settings)
-    except common.errors() as exc:
-        raise common.fail(exc) from None
     with open_store(settings) as store:
         try:
             result = import_corrections(
@@ -470,10 +463,6 @@ def _csv_row(rank: int, item: QueueItem) -> dict[str, Any]:
     return row
 
 
-def _pct(value: float | None) -> str:
-    return percent(value, missing="")
-
-
 def _queue_table(items: list[QueueItem], total: int) -> Table:
     table = Table(
         title=f"review queue: top {len(items):,} of {total:,} scored leads",
@@ -487,8 +476,8 @@ def _queue_table(items: list[QueueItem], total: int) -> Table:
     table.add_column("why it is in the queue", ratio=1)
     for rank, item in enumerate(items, start=1):
         says = (
-            f"{item.stage or '—'} {_pct(item.stage_confidence)}\n"
-            f"{item.persona or '—'} {_pct(item.persona_confidence)}\n"
+            f"{item.stage or '—'} {percent(item.stage_confidence, missing='')}\n"
+            f"{item.persona or '—'} {percent(item.persona_confidence, missing='')}\n"
             f"→ {item.route or '—'}"
         )
         why = "\n".join(f"• {escape(r.text)}" for r in item.reasons) or "—"

@@ -250,11 +250,7 @@ def _events_source(
     processes: int | None,
     console: Console,
 ) -> Any:
-    """The events for ``score_table``: a large table is read ahead in other processes.
-
-    It is read while MLflow and the model load here, in one or two processes
-    (``--feature-processes``; by default two on a quiet machine, said on the console).
-    """
+    """The events for ``score_table``: a large table is read ahead in other processes."""
     from training.score import READ_AHEAD_BYTES, EventsAhead
 
     if events_path is None or events_path.stat().st_size < READ_AHEAD_BYTES:

@@ -22,12 +22,7 @@ DEFAULT_MAX_ROWS = 1_000_000
 
 
 def stop_on_sigterm() -> None:
-    """Turn SIGTERM (a job scheduler, ``kill``, a container stop) into ``SystemExit(143)``.
-
-    Python's default for SIGTERM ends the process on the spot; raised as an
-    exception it unwinds instead, so an MLflow run under way is ended (KILLED)
-    rather than left RUNNING forever. The exit status stays 128 + 15.
-    """
+    """Turn SIGTERM (a job scheduler, ``kill``, a container stop) into ``SystemExit(143)``."""
     import signal
 
     from training.train import request_stop
@@ -223,10 +218,8 @@ def train(
     )
     console = Console()
     stop_on_sigterm()
-    try:
+    with common.failing():
         result = run_training(config, console=console, notices=Console(stderr=True))
-    except common.errors() as exc:
-        raise common.fail(exc) from None
     console.print(
         _comparison_table(
             f"{settings.model_name} version {result.version} — "
@@ -284,7 +277,7 @@ def evaluate(
     settings = common.settings()
     uri = model_uri or f"models:/{settings.model_name}@champion"
     console = Console()
-    try:
+    with common.failing():
         _configure(settings)
         with console.status(f"loading {uri}…"):
             model, version = load_model(uri)
@@ -296,8 +289,6 @@ def evaluate(
                 as_of=common.as_of(as_of),
                 **options,
             )
-    except common.errors() as exc:
-        raise common.fail(exc) from None
     label = uri if version is None else f"{uri} (version {version})"
     console.print(
         _comparison_table(
@@ -324,13 +315,11 @@ def promote(version: str, reason: str, force: bool) -> None:
     from training.promote import promote as promote_version
 
     settings = common.settings()
-    try:
+    with common.failing():
         configure(settings.mlflow_tracking_uri)  # the registry only: no experiment is needed
         moves = promote_version(
             version, model_name=settings.model_name, by=common.actor(), why=reason, forced=force
         )
-    except common.errors() as exc:
-        raise common.fail(exc) from None
     console = Console()
     if not moves:
         console.print(f"version {version} already is the champion of {settings.model_name}")
@@ -348,11 +337,9 @@ def rollback(reason: str) -> None:
     from training.promote import rollback as rollback_champion
 
     settings = common.settings()
-    try:
+    with common.failing():
         configure(settings.mlflow_tracking_uri)  # the registry only: no experiment is needed
         moves = rollback_champion(model_name=settings.model_name, by=common.actor(), why=reason)
-    except common.errors() as exc:
-        raise common.fail(exc) from None
     console = Console()
     _print_moves(console, settings.model_name, moves)
 
