@@ -16,7 +16,6 @@ from data.store.base import _first
 from data.store.checks import _choice, _opt_str, _opt_ts, _req_str
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
-    _CHUNK,
     _CORRECTIONS,
     _LABEL_MAX,
     _LEADS,
@@ -28,7 +27,7 @@ from data.store.tables import (
     CORRECTION_KINDS,
     CORRECTION_SOURCES,
 )
-from data.values import chunks, utc_now
+from data.values import utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -311,8 +310,7 @@ class CorrectionsRoom(QueueUpkeep):
 
     def _corrections_where(self, condition: Any) -> list[dict[str, Any]]:
         stmt = sa.select(_CORRECTIONS).where(condition).order_by(_CORRECTIONS.c.id)
-        with self._engine.connect() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
+        return [dict(row) for row in self._read(stmt)]
 
     def undo_batch(
         self, batch_id: str, *, reviewer: str, undo_batch_id: str, source: str = "ui"
@@ -384,14 +382,9 @@ class CorrectionsRoom(QueueUpkeep):
             )
 
         out: dict[str, dict[str, str | None]] = {}
-        with self._engine.connect() as conn:
-            if lead_ids is None:
-                statements = [query(None)]
-            else:
-                statements = [query(chunk) for chunk in chunks(sorted(set(lead_ids)), _CHUNK)]
-            for stmt in statements:
-                for lead_id, field, label in conn.execute(stmt):
-                    out.setdefault(lead_id, dict.fromkeys(CORRECTION_FIELDS))[field] = label
+        for row in self._read_by_ids(query, lead_ids):
+            labels = out.setdefault(row["lead_id"], dict.fromkeys(CORRECTION_FIELDS))
+            labels[row["field"]] = row["new_label"]
         return out
 
     def corrections_frame(self, *, with_features: bool = False) -> pd.DataFrame:

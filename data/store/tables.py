@@ -67,15 +67,11 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value is None:
             return None
         value = as_utc(value)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Attach (or convert to) UTC after reading."""
-        if value is None:
-            return None
-        return as_utc(value)
+        return None if value is None else as_utc(value)
 
 
 def _json_type() -> sa.types.TypeEngine[Any]:
