@@ -167,9 +167,12 @@ class CsvScanner:
         self.header_line = skipped + 1
         self.n_fields = len(self.header)
         self._sep = ord(self.delimiter)
+        self._header_bytes = self._csv_line(self.header).encode("utf-8")
+
+    def _csv_line(self, fields: list[str]) -> str:
         out = io.StringIO()
-        csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(self.header)
-        self._header_bytes = out.getvalue().encode("utf-8")
+        csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(fields)
+        return out.getvalue()
 
     # ------------------------------------------------------------------ text blocks
 
@@ -348,11 +351,8 @@ class CsvScanner:
         text = record.decode("utf-8", errors="replace").rstrip("\r")
         fields = next(csv.reader([text], delimiter=self.delimiter), [])
         n = len(fields)
-        if n == self.n_fields:
-            out = io.StringIO()
-            csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(fields)
-            if "\n" not in out.getvalue()[:-1]:
-                return out.getvalue().encode("utf-8")
+        if n == self.n_fields and "\n" not in (clean := self._csv_line(fields))[:-1]:
+            return clean.encode("utf-8")
         if n > self.n_fields:
             extra = n - self.n_fields
             message = (

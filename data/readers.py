@@ -203,15 +203,8 @@ class ReadResult:
             writer = csv.writer(fh)
             writer.writerow(["file", "row", "column", "value", "message"])
             for e in self.rejected:
-                writer.writerow(
-                    [
-                        e.file,
-                        "" if e.row is None else e.row,
-                        e.column or "",
-                        "" if e.value is None else e.value,
-                        e.message,
-                    ]
-                )
+                row, value = ("" if v is None else v for v in (e.row, e.value))
+                writer.writerow([e.file, row, e.column or "", value, e.message])
         return path
 
     def raise_if_rejected(self) -> ReadResult:
@@ -788,13 +781,8 @@ class _Checker:
         unread = [e for e in self.raw.errors if e.row is not None]
         if unread:
             extra = pd.DataFrame({"row": [e.row for e in unread], "raw": [e.value for e in unread]})
-            rejected_rows = (
-                pd.concat([rejected_rows, extra], ignore_index=True)
-                .sort_values("row", kind="stable")
-                .reset_index(drop=True)
-            )
-        else:
-            rejected_rows = rejected_rows.reset_index(drop=True)
+            rejected_rows = pd.concat([rejected_rows, extra]).sort_values("row", kind="stable")
+        rejected_rows = rejected_rows.reset_index(drop=True)
         kept = frame if keep.all() else frame.loc[keep]  # no copy when every row is kept
         return ReadResult(
             frame=kept.reset_index(drop=True),
