@@ -138,17 +138,15 @@ class CsvScanner:
     """Reads a CSV file's header and then its records, ``block_bytes`` at a time.
 
     It exposes ``encoding`` (``encoding_note`` when not plain UTF-8), ``delimiter``
-    (sniffed unless given), ``header`` (names stripped), ``header_line`` (after blank
+    (sniffed), ``header`` (names stripped), ``header_line`` (after blank
     lines) and ``n_records`` (records seen so far, good and bad; blank lines are not).
     """
 
-    def __init__(
-        self, path: Path, *, delimiter: str | None = None, block_bytes: int = BLOCK_BYTES
-    ) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.name = self.path.name
         self.encoding, self.encoding_note = detect_encoding(self.path)
-        self.block_bytes = block_bytes
+        self.block_bytes = BLOCK_BYTES
         self.n_records = 0
         with self.path.open(encoding=self.encoding, newline="") as fh:
             first: list[str] = []
@@ -162,7 +160,7 @@ class CsvScanner:
                     break
         if not first:
             raise ValueError(f"{self.name}: the file is empty (no header row)")
-        self.delimiter = delimiter or _sniff(first)
+        self.delimiter = _sniff(first)
         self.header = [h.strip() for h in next(csv.reader([first[0]], delimiter=self.delimiter))]
         self.header_line = skipped + 1
         self.n_fields = len(self.header)
