@@ -87,7 +87,7 @@ class CorrectionsRoom(QueueUpkeep):
         leads raise ``KeyError``.
         """
         stmt = _lead_labels(lead_id).with_for_update()
-        row = conn.execute(stmt).mappings().first()
+        row = _first(conn, stmt)
         if row is not None:
             return row
         _check_scored(conn, lead_id)
@@ -325,12 +325,8 @@ class CorrectionsRoom(QueueUpkeep):
         if not rows:
             raise KeyError(f"unknown batch {batch_id!r}")
         ids = [r["id"] for r in rows if r["kind"] != "undo"]
-        with self._engine.connect() as conn:
-            undone = set(
-                conn.execute(
-                    sa.select(_CORRECTIONS.c.undo_of).where(_CORRECTIONS.c.undo_of.in_(ids))
-                ).scalars()
-            )
+        stmt = sa.select(_CORRECTIONS.c.undo_of).where(_CORRECTIONS.c.undo_of.in_(ids))
+        undone = {row["undo_of"] for row in self._read(stmt)}
         return [
             self.undo_correction(cid, reviewer=reviewer, source=source, batch_id=undo_batch_id)
             for cid in ids
