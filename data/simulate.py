@@ -83,12 +83,9 @@ class SimulationConfig:
     activity: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.n_leads < 1:
-            raise ValueError(f"n_leads must be at least 1, got {self.n_leads}")
-        if self.window_days < 1:
-            raise ValueError(f"window_days must be at least 1, got {self.window_days}")
-        if self.activity < 0:
-            raise ValueError(f"activity must be at least 0, got {self.activity}")
+        for name, least in (("n_leads", 1), ("window_days", 1), ("activity", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
         for name in (f.name for f in fields(self)):
             value = getattr(self, name)
             if (name == "label_noise" or name.endswith("_share")) and not 0.0 <= value <= 1.0:
