@@ -47,7 +47,6 @@ SIMULATED_LEAD_COLUMNS: tuple[str, ...] = (*LEAD_COLUMNS, "stage", "persona")
 TRUTH_COLUMNS: tuple[str, ...] = ("lead_id", "true_stage", "true_persona")
 
 _DAY = 86_400
-_US = 1_000_000  # microseconds per second: timestamps are datetime64[us, UTC]
 
 
 @dataclass(frozen=True)
@@ -426,9 +425,9 @@ def _seconds(dt: datetime) -> int:
 
 
 def _timestamps(seconds: np.ndarray) -> pd.Series:
-    return pd.Series((seconds.astype(np.int64) * _US).astype("datetime64[us]")).dt.tz_localize(
-        "UTC"
-    )
+    """Epoch seconds as ``datetime64[us, UTC]``."""
+    utc = seconds.astype(np.int64).astype("datetime64[s]").astype("datetime64[us]")
+    return pd.Series(utc).dt.tz_localize("UTC")
 
 
 # --------------------------------------------------------------------------- truth and profiles
