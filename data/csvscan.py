@@ -199,12 +199,11 @@ class CsvScanner:
 
     def chunks(self) -> Iterator[CsvChunk]:
         """Good records block by block, with the bad lines of each block."""
-        blocks = self._text_blocks()
         pending = b""
         line = 1  # physical line number of pending's first byte
         skip_header = True
         bom = self.encoding == "utf-8-sig"
-        for block in blocks:
+        for block in self._text_blocks():
             if bom:
                 block = block.removeprefix(codecs.BOM_UTF8)
                 bom = False
