@@ -93,9 +93,7 @@ class ColumnReport:
 def parse_types(text: str | None) -> dict[str, str]:
     """``"Annual Revenue=number, Close Date=date"`` → ``{"Annual Revenue": "number", ...}``."""
     out: dict[str, str] = {}
-    if not text:
-        return out
-    for part in text.split(","):
+    for part in (text or "").split(","):
         if not part.strip():
             continue
         name, sep, kind = part.rpartition("=")
