@@ -533,14 +533,11 @@ def _snapshots(
     stmt = stmt.order_by(_P.c.id.desc()).limit(limit)
     with store.engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    seen: set[str] = set()
-    records = []
+    newest: dict[str, Mapping[str, Any]] = {}
     for lead_id, features in rows:
-        if lead_id in seen or not isinstance(features, Mapping):
-            continue
-        seen.add(lead_id)
-        records.append(features)
-    return pd.DataFrame.from_records(records)
+        if isinstance(features, Mapping):
+            newest.setdefault(lead_id, features)
+    return pd.DataFrame.from_records(list(newest.values()))
 
 
 def _first_prediction(store: Any, version: str | None) -> datetime | None:

@@ -138,17 +138,15 @@ class CsvScanner:
     """Reads a CSV file's header and then its records, ``block_bytes`` at a time.
 
     It exposes ``encoding`` (``encoding_note`` when not plain UTF-8), ``delimiter``
-    (sniffed unless given), ``header`` (names stripped), ``header_line`` (after blank
+    (sniffed), ``header`` (names stripped), ``header_line`` (after blank
     lines) and ``n_records`` (records seen so far, good and bad; blank lines are not).
     """
 
-    def __init__(
-        self, path: Path, *, delimiter: str | None = None, block_bytes: int = BLOCK_BYTES
-    ) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.name = self.path.name
         self.encoding, self.encoding_note = detect_encoding(self.path)
-        self.block_bytes = block_bytes
+        self.block_bytes = BLOCK_BYTES
         self.n_records = 0
         with self.path.open(encoding=self.encoding, newline="") as fh:
             first: list[str] = []
@@ -162,14 +160,17 @@ class CsvScanner:
                     break
         if not first:
             raise ValueError(f"{self.name}: the file is empty (no header row)")
-        self.delimiter = delimiter or _sniff(first)
+        self.delimiter = _sniff(first)
         self.header = [h.strip() for h in next(csv.reader([first[0]], delimiter=self.delimiter))]
         self.header_line = skipped + 1
         self.n_fields = len(self.header)
         self._sep = ord(self.delimiter)
+        self._header_bytes = self._csv_line(self.header).encode("utf-8")
+
+    def _csv_line(self, fields: list[str]) -> str:
         out = io.StringIO()
-        csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(self.header)
-        self._header_bytes = out.getvalue().encode("utf-8")
+        csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(fields)
+        return out.getvalue()
 
     # ------------------------------------------------------------------ text blocks
 
@@ -198,12 +199,11 @@ class CsvScanner:
 
     def chunks(self) -> Iterator[CsvChunk]:
         """Good records block by block, with the bad lines of each block."""
-        blocks = self._text_blocks()
         pending = b""
         line = 1  # physical line number of pending's first byte
         skip_header = True
         bom = self.encoding == "utf-8-sig"
-        for block in blocks:
+        for block in self._text_blocks():
             if bom:
                 block = block.removeprefix(codecs.BOM_UTF8)
                 bom = False
@@ -348,11 +348,8 @@ class CsvScanner:
         text = record.decode("utf-8", errors="replace").rstrip("\r")
         fields = next(csv.reader([text], delimiter=self.delimiter), [])
         n = len(fields)
-        if n == self.n_fields:
-            out = io.StringIO()
-            csv.writer(out, delimiter=self.delimiter, lineterminator="\n").writerow(fields)
-            if "\n" not in out.getvalue()[:-1]:
-                return out.getvalue().encode("utf-8")
+        if n == self.n_fields and "\n" not in (clean := self._csv_line(fields))[:-1]:
+            return clean.encode("utf-8")
         if n > self.n_fields:
             extra = n - self.n_fields
             message = (

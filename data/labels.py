@@ -33,9 +33,7 @@ def label_key(label: object) -> str:
 def match_label(label: object, known: Iterable[str]) -> str | None:
     """The known label ``label`` is a spelling of, or None."""
     key = label_key(label)
-    if not key:
-        return None
-    return next((str(k) for k in known if label_key(k) == key), None)
+    return next((str(k) for k in known if key and label_key(k) == key), None)
 
 
 #: How CRMs (HubSpot, Salesforce, Marketo) show their lifecycle stages, by label key.

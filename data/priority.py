@@ -199,9 +199,7 @@ def marketing_probability(
 
 def runner_up(probabilities: Any, head: str, top: str | None) -> str | None:
     """The most probable label of ``head`` other than ``top`` (None when there is none)."""
-    if not isinstance(probabilities, Mapping):
-        return None
-    probs = probabilities.get(head)
+    probs = probabilities.get(head) if isinstance(probabilities, Mapping) else None
     if not isinstance(probs, Mapping):
         return None
     ranked = [

@@ -203,15 +203,8 @@ class ReadResult:
             writer = csv.writer(fh)
             writer.writerow(["file", "row", "column", "value", "message"])
             for e in self.rejected:
-                writer.writerow(
-                    [
-                        e.file,
-                        "" if e.row is None else e.row,
-                        e.column or "",
-                        "" if e.value is None else e.value,
-                        e.message,
-                    ]
-                )
+                row, value = ("" if v is None else v for v in (e.row, e.value))
+                writer.writerow([e.file, row, e.column or "", value, e.message])
         return path
 
     def raise_if_rejected(self) -> ReadResult:
@@ -356,18 +349,14 @@ def _read_json(path: Path, fmt: str) -> _Raw:
         text = path.read_text(encoding=encoding)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    raw = _read_json_text(path, fmt, text.removeprefix("\ufeff"))
-    raw.notes = [note] if note else []
-    return raw
-
-
-def _read_json_text(path: Path, fmt: str, text: str) -> _Raw:
+    text = text.removeprefix("\ufeff")
+    notes = [note] if note else []
     if fmt == "json" and text.lstrip().startswith("["):
         try:
             records = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path.name}: not valid JSON: {exc}") from exc
-        return _from_records(path, list(enumerate(records, start=1)))
+        return _from_records(path, list(enumerate(records, start=1)), notes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -376,10 +365,8 @@ def _read_json_text(path: Path, fmt: str, text: str) -> _Raw:
         frame = None
     physical = [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if frame is not None and len(frame) == len(physical):
-        n = len(frame)
-        return _Raw(
-            frame.reset_index(drop=True), np.asarray(physical, dtype=np.int64), [], n, line_base=0
-        )
+        rows = np.asarray(physical, dtype=np.int64)
+        return _Raw(frame.reset_index(drop=True), rows, [], len(frame), 0, notes)
     # Some line is not a JSON object: parse line by line to say which.
     parsed: list[tuple[int, Any]] = []
     errors: list[RowError] = []
@@ -392,7 +379,7 @@ def _read_json_text(path: Path, fmt: str, text: str) -> _Raw:
             errors.append(
                 RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}", line=row)
             )
-    raw = _from_records(path, parsed)
+    raw = _from_records(path, parsed, notes)
     numbered = [replace(e, line=e.row) for e in raw.errors]
     raw.errors = sorted(errors + numbered, key=lambda e: e.row or 0)
     raw.n_rows = len(physical)
@@ -400,7 +387,7 @@ def _read_json_text(path: Path, fmt: str, text: str) -> _Raw:
     return raw
 
 
-def _from_records(path: Path, numbered: list[tuple[int, Any]]) -> _Raw:
+def _from_records(path: Path, numbered: list[tuple[int, Any]], notes: list[str]) -> _Raw:
     errors = [
         RowError(path.name, row, None, str(rec)[:200], "expected a JSON object")
         for row, rec in numbered
@@ -409,7 +396,7 @@ def _from_records(path: Path, numbered: list[tuple[int, Any]]) -> _Raw:
     good = [(row, rec) for row, rec in numbered if isinstance(rec, dict)]
     frame = pd.DataFrame([rec for _, rec in good])
     rows = np.asarray([row for row, _ in good], dtype=np.int64)
-    return _Raw(frame, rows, errors, len(numbered))
+    return _Raw(frame, rows, errors, len(numbered), notes=notes)
 
 
 def _read_parquet(path: Path) -> _Raw:
@@ -788,13 +775,8 @@ class _Checker:
         unread = [e for e in self.raw.errors if e.row is not None]
         if unread:
             extra = pd.DataFrame({"row": [e.row for e in unread], "raw": [e.value for e in unread]})
-            rejected_rows = (
-                pd.concat([rejected_rows, extra], ignore_index=True)
-                .sort_values("row", kind="stable")
-                .reset_index(drop=True)
-            )
-        else:
-            rejected_rows = rejected_rows.reset_index(drop=True)
+            rejected_rows = pd.concat([rejected_rows, extra]).sort_values("row", kind="stable")
+        rejected_rows = rejected_rows.reset_index(drop=True)
         kept = frame if keep.all() else frame.loc[keep]  # no copy when every row is kept
         return ReadResult(
             frame=kept.reset_index(drop=True),

@@ -76,12 +76,9 @@ def snapshots(store: Store, lead_ids: Sequence[str]) -> dict[str, dict[str, Any]
     stmt = sa.select(_PREDICTIONS.c.lead_id, _PREDICTIONS.c.features).join(
         newest, _PREDICTIONS.c.id == newest.c.prediction_id
     )
-    out: dict[str, dict[str, Any]] = {}
     with store.engine.connect() as conn:
-        for lead_id, features in conn.execute(stmt):
-            if isinstance(features, dict):
-                out[str(lead_id)] = features
-    return out
+        rows = conn.execute(stmt).all()
+    return {str(lead_id): features for lead_id, features in rows if isinstance(features, dict)}
 
 
 class RescoreLock:

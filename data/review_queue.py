@@ -235,11 +235,8 @@ def _filters(
 
 def _stored_order_fits(config: QueueConfig) -> bool:
     """True when ``sort_key`` ranks as ``config`` does (the change term is added at read time)."""
-
-    def static(c: QueueConfig) -> QueueConfig:
-        return replace(c, changed_days=0.0, w_changed=0.0)
-
-    return static(config) == static(STORED_CONFIG)
+    read_time = {"changed_days": 0.0, "w_changed": 0.0}
+    return replace(config, **read_time) == replace(STORED_CONFIG, **read_time)
 
 
 def _ranked_ids(conn: Connection, where: list[Any], page: _Page) -> list[str]:

@@ -47,7 +47,6 @@ SIMULATED_LEAD_COLUMNS: tuple[str, ...] = (*LEAD_COLUMNS, "stage", "persona")
 TRUTH_COLUMNS: tuple[str, ...] = ("lead_id", "true_stage", "true_persona")
 
 _DAY = 86_400
-_US = 1_000_000  # microseconds per second: timestamps are datetime64[us, UTC]
 
 
 @dataclass(frozen=True)
@@ -83,12 +82,9 @@ class SimulationConfig:
     activity: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.n_leads < 1:
-            raise ValueError(f"n_leads must be at least 1, got {self.n_leads}")
-        if self.window_days < 1:
-            raise ValueError(f"window_days must be at least 1, got {self.window_days}")
-        if self.activity < 0:
-            raise ValueError(f"activity must be at least 0, got {self.activity}")
+        for name, least in (("n_leads", 1), ("window_days", 1), ("activity", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}")
         for name in (f.name for f in fields(self)):
             value = getattr(self, name)
             if (name == "label_noise" or name.endswith("_share")) and not 0.0 <= value <= 1.0:
@@ -429,9 +425,9 @@ def _seconds(dt: datetime) -> int:
 
 
 def _timestamps(seconds: np.ndarray) -> pd.Series:
-    return pd.Series((seconds.astype(np.int64) * _US).astype("datetime64[us]")).dt.tz_localize(
-        "UTC"
-    )
+    """Epoch seconds as ``datetime64[us, UTC]``."""
+    utc = seconds.astype(np.int64).astype("datetime64[s]").astype("datetime64[us]")
+    return pd.Series(utc).dt.tz_localize("UTC")
 
 
 # --------------------------------------------------------------------------- truth and profiles

@@ -62,13 +62,10 @@ class AccountsRoom(StoreBase):
     """Who may use leadready: review UI users and API keys."""
 
     def _user(self, row: Mapping[str, Any]) -> User:
+        generation = int(row.get("session_generation") or 0)
+        names = ("id", "name", "role", "created_at")
         return User(
-            row["id"],
-            row["name"],
-            row["role"],
-            bool(row["active"]),
-            row["created_at"],
-            int(row.get("session_generation") or 0),
+            active=bool(row["active"]), session_generation=generation, **{n: row[n] for n in names}
         )
 
     @staticmethod
@@ -120,8 +117,7 @@ class AccountsRoom(StoreBase):
             raise ValueError(f"a user named {name!r} already exists") from None
 
     def _user_row(self, name: str) -> Mapping[str, Any] | None:
-        with self._engine.connect() as conn:
-            return conn.execute(sa.select(_USERS).where(_USERS.c.name == name)).mappings().first()
+        return self._read_first(sa.select(_USERS).where(_USERS.c.name == name))
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The active user with this name and password, else None.
@@ -159,8 +155,7 @@ class AccountsRoom(StoreBase):
 
     def get_user(self, user_id: int) -> User | None:
         """The user with this id (active or not), or None."""
-        with self._engine.connect() as conn:
-            row = conn.execute(sa.select(_USERS).where(_USERS.c.id == user_id)).mappings().first()
+        row = self._read_first(sa.select(_USERS).where(_USERS.c.id == user_id))
         return None if row is None else self._user(row)
 
     def get_user_by_name(self, name: str) -> User | None:
@@ -170,9 +165,7 @@ class AccountsRoom(StoreBase):
 
     def list_users(self) -> list[User]:
         """Every user, by name."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(sa.select(_USERS).order_by(_USERS.c.name)).mappings().all()
-        return [self._user(row) for row in rows]
+        return [self._user(row) for row in self._read(sa.select(_USERS).order_by(_USERS.c.name))]
 
     def _update_user(self, name: str, **values: Any) -> User:
         def work(conn: Connection) -> User:
@@ -260,10 +253,9 @@ class AccountsRoom(StoreBase):
         """The key's name, role and revocation, or None for an unknown key."""
         if not isinstance(token, str) or not token or len(token) > 512:
             return None
-        with self._engine.connect() as conn:
-            row = _first(
-                conn, sa.select(_API_KEYS).where(_API_KEYS.c.key_hash == self._key_hash(token))
-            )
+        row = self._read_first(
+            sa.select(_API_KEYS).where(_API_KEYS.c.key_hash == self._key_hash(token))
+        )
         return None if row is None else self._key_info(row)
 
     def revoke_api_key(self, name: str) -> ApiKeyInfo:
@@ -286,6 +278,5 @@ class AccountsRoom(StoreBase):
 
     def list_api_keys(self) -> list[ApiKeyInfo]:
         """Every key (revoked ones too), by name; never the keys themselves."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(sa.select(_API_KEYS).order_by(_API_KEYS.c.name)).mappings().all()
+        rows = self._read(sa.select(_API_KEYS).order_by(_API_KEYS.c.name))
         return [self._key_info(row) for row in rows]

@@ -19,12 +19,14 @@ from sqlalchemy.exc import DBAPIError
 
 from data.store.checks import _json_dumps
 from data.store.tables import (
+    _CHUNK,
     _PG_CONNECT_TIMEOUT_S,
     _SQLITE_BUSY_TIMEOUT_MS,
     _SQLITE_CACHE_KIB,
     _WRITE_RETRIES,
     MIGRATIONS_DIR,
 )
+from data.values import chunks
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -257,6 +259,28 @@ class StoreBase:
         return sorted(ids)
 
     # ------------------------------------------------------------------ queries
+
+    def _read(self, stmt: Any) -> list[Any]:
+        """Every row of ``stmt`` as a mapping, read on a connection of its own."""
+        with self._engine.connect() as conn:
+            return list(conn.execute(stmt).mappings())
+
+    def _read_first(self, stmt: Any) -> Any:
+        """The first row of ``stmt`` as a mapping, or None."""
+        with self._engine.connect() as conn:
+            return _first(conn, stmt)
+
+    def _read_by_ids(
+        self, query: Callable[[Sequence[str] | None], Any], ids: Iterable[str] | None
+    ) -> list[Any]:
+        """The rows of ``query(None)`` (no ids: all), else of ``query(chunk)`` for each
+        chunk of the distinct ``ids`` in order, on one connection."""
+        if ids is None:
+            statements = [query(None)]
+        else:
+            statements = [query(chunk) for chunk in chunks(sorted(set(ids)), _CHUNK)]
+        with self._engine.connect() as conn:
+            return [row for stmt in statements for row in conn.execute(stmt).mappings()]
 
     def _among(self, column: Any, ids: Sequence[str]) -> Any:
         """``column IN ids`` as one parameter (a JSON array on SQLite, an array on PostgreSQL).

@@ -16,7 +16,6 @@ from data.store.base import _first
 from data.store.checks import _choice, _opt_str, _opt_ts, _req_str
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
-    _CHUNK,
     _CORRECTIONS,
     _LABEL_MAX,
     _LEADS,
@@ -28,7 +27,7 @@ from data.store.tables import (
     CORRECTION_KINDS,
     CORRECTION_SOURCES,
 )
-from data.values import chunks, utc_now
+from data.values import utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,7 +87,7 @@ class CorrectionsRoom(QueueUpkeep):
         leads raise ``KeyError``.
         """
         stmt = _lead_labels(lead_id).with_for_update()
-        row = conn.execute(stmt).mappings().first()
+        row = _first(conn, stmt)
         if row is not None:
             return row
         _check_scored(conn, lead_id)
@@ -311,8 +310,7 @@ class CorrectionsRoom(QueueUpkeep):
 
     def _corrections_where(self, condition: Any) -> list[dict[str, Any]]:
         stmt = sa.select(_CORRECTIONS).where(condition).order_by(_CORRECTIONS.c.id)
-        with self._engine.connect() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
+        return [dict(row) for row in self._read(stmt)]
 
     def undo_batch(
         self, batch_id: str, *, reviewer: str, undo_batch_id: str, source: str = "ui"
@@ -327,12 +325,8 @@ class CorrectionsRoom(QueueUpkeep):
         if not rows:
             raise KeyError(f"unknown batch {batch_id!r}")
         ids = [r["id"] for r in rows if r["kind"] != "undo"]
-        with self._engine.connect() as conn:
-            undone = set(
-                conn.execute(
-                    sa.select(_CORRECTIONS.c.undo_of).where(_CORRECTIONS.c.undo_of.in_(ids))
-                ).scalars()
-            )
+        stmt = sa.select(_CORRECTIONS.c.undo_of).where(_CORRECTIONS.c.undo_of.in_(ids))
+        undone = {row["undo_of"] for row in self._read(stmt)}
         return [
             self.undo_correction(cid, reviewer=reviewer, source=source, batch_id=undo_batch_id)
             for cid in ids
@@ -384,14 +378,9 @@ class CorrectionsRoom(QueueUpkeep):
             )
 
         out: dict[str, dict[str, str | None]] = {}
-        with self._engine.connect() as conn:
-            if lead_ids is None:
-                statements = [query(None)]
-            else:
-                statements = [query(chunk) for chunk in chunks(sorted(set(lead_ids)), _CHUNK)]
-            for stmt in statements:
-                for lead_id, field, label in conn.execute(stmt):
-                    out.setdefault(lead_id, dict.fromkeys(CORRECTION_FIELDS))[field] = label
+        for row in self._read_by_ids(query, lead_ids):
+            labels = out.setdefault(row["lead_id"], dict.fromkeys(CORRECTION_FIELDS))
+            labels[row["field"]] = row["new_label"]
         return out
 
     def corrections_frame(self, *, with_features: bool = False) -> pd.DataFrame:

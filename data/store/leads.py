@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, Checked
-from data.store.base import _first
 from data.store.checks import _extra_value, _opt_int, _opt_str, _opt_ts, _req_str, _req_ts
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
@@ -210,8 +209,7 @@ class LeadsRoom(QueueUpkeep):
 
     def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         """A lead's stored profile, marketing labels and timestamps, or None."""
-        with self._engine.connect() as conn:
-            row = _first(conn, sa.select(_LEADS).where(_LEADS.c.lead_id == lead_id))
+        row = self._read_first(sa.select(_LEADS).where(_LEADS.c.lead_id == lead_id))
         return None if row is None else _lead_dict(row)
 
     def events_for(self, lead_id: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -222,9 +220,7 @@ class LeadsRoom(QueueUpkeep):
         stmt = sa.select(_EVENTS).where(_EVENTS.c.lead_id == lead_id).order_by(*order)
         if limit is not None:
             stmt = stmt.limit(max(int(limit), 0))
-        with self._engine.connect() as conn:
-            rows = conn.execute(stmt).mappings().all()
-        return [_event_dict(row) for row in reversed(rows)]
+        return [_event_dict(row) for row in reversed(self._read(stmt))]
 
     def search_leads(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
         """Leads whose id, company or job title contains ``text`` (case-insensitive).
@@ -248,5 +244,4 @@ class LeadsRoom(QueueUpkeep):
             )
             .limit(max(1, min(int(limit), 1000)))
         )
-        with self._engine.connect() as conn:
-            return [_lead_dict(row) for row in conn.execute(stmt).mappings()]
+        return [_lead_dict(row) for row in self._read(stmt)]

@@ -14,14 +14,13 @@ from data.priority import PREDICTION_NUMBERS
 from data.store.checks import _choice, _opt_float, _opt_str, _opt_ts, _req_str
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
-    _CHUNK,
     _LABEL_MAX,
     _LEAD_ID_MAX,
     _PREDICTION_KEYS,
     _PREDICTIONS,
     PREDICTION_SOURCES,
 )
-from data.values import chunks, utc_now
+from data.values import utc_now
 
 
 def _prediction_values(record: Mapping[str, Any], position: int, now: datetime) -> dict[str, Any]:
@@ -85,8 +84,7 @@ class PredictionsRoom(QueueUpkeep):
         )
         if limit is not None:
             stmt = stmt.limit(max(int(limit), 0))
-        with self._engine.connect() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
+        return [dict(row) for row in self._read(stmt)]
 
     def latest_prediction(self, lead_id: str) -> dict[str, Any] | None:
         """A lead's newest prediction, or None."""
@@ -111,14 +109,4 @@ class PredictionsRoom(QueueUpkeep):
             sub = newest.subquery()
             return sa.select(*columns).join(sub, _PREDICTIONS.c.id == sub.c.id)
 
-        out: dict[str, dict[str, Any]] = {}
-        with self._engine.connect() as conn:
-            if lead_ids is None:
-                statements = [query(None)]
-            else:
-                ids = sorted(set(lead_ids))
-                statements = [query(chunk) for chunk in chunks(ids, _CHUNK)]
-            for stmt in statements:
-                for row in conn.execute(stmt).mappings():
-                    out[row["lead_id"]] = dict(row)
-        return out
+        return {row["lead_id"]: dict(row) for row in self._read_by_ids(query, lead_ids)}

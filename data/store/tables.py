@@ -67,21 +67,14 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value is None:
             return None
         value = as_utc(value)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Attach (or convert to) UTC after reading."""
-        if value is None:
-            return None
-        return as_utc(value)
+        return None if value is None else as_utc(value)
 
 
-def _json_type() -> sa.types.TypeEngine[Any]:
-    return sa.JSON(none_as_null=True)
-
-
+_JSON = sa.JSON(none_as_null=True)
 _NAMING: Final[dict[str, str]] = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -113,7 +106,7 @@ class LeadRow(Base):
     country: Mapped[str | None] = mapped_column(sa.String())
     lead_source: Mapped[str | None] = mapped_column(sa.String())
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    extra: Mapped[dict[str, Any] | None] = mapped_column(_json_type())
+    extra: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
     marketing_stage: Mapped[str | None] = mapped_column(sa.String())
     marketing_persona: Mapped[str | None] = mapped_column(sa.String())
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -161,11 +154,11 @@ class PredictionRow(Base):
     persona: Mapped[str | None] = mapped_column(sa.String())
     persona_confidence: Mapped[float | None] = mapped_column(sa.Float())
     persona_margin: Mapped[float | None] = mapped_column(sa.Float())
-    probabilities: Mapped[dict[str, Any] | None] = mapped_column(_json_type())
+    probabilities: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
     readiness: Mapped[float | None] = mapped_column(sa.Float())
     route: Mapped[str | None] = mapped_column(sa.String())
-    reasons: Mapped[Any | None] = mapped_column(_json_type())
-    features: Mapped[dict[str, Any] | None] = mapped_column(_json_type())
+    reasons: Mapped[Any | None] = mapped_column(_JSON)
+    features: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
     source: Mapped[str] = mapped_column(sa.String(20))
 
 
