@@ -25,6 +25,7 @@ from data.values import is_missing
 from model.linear import LinearHead, fit_linear_cv
 from model.served import (  # the serving half, importable without sklearn or LightGBM
     HEADS,
+    ServedHead,
     TableEncoding,
     _Calibrator,
     _log_loss,
@@ -319,29 +320,26 @@ def _macro_f1(y_index: np.ndarray, pred: np.ndarray, k: int, weight: np.ndarray)
     return float(f1[seen].mean()) if seen.any() else 0.0
 
 
+#: The factors each class weight is tried at, no change first.
+_WEIGHT_GRID = np.exp(np.linspace(-2.5, 2.5, 51))
+_WEIGHT_GRID = _WEIGHT_GRID[np.argsort(np.abs(np.log(_WEIGHT_GRID)), kind="stable")]
+
+
 def tune_decision_weights(
-    proba: np.ndarray,
-    y_index: np.ndarray,
-    weight: np.ndarray | None = None,
-    *,
-    rounds: int = 3,
-    grid: np.ndarray | None = None,
+    proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
-    """Per-class weights ``w`` maximising the macro-F1 of ``argmax(proba * w)``."""
+    """Per-class weights ``w`` maximising the macro-F1 of ``argmax(proba * w)`` (at most
+    three rounds of trying each class's weight at every factor of the grid)."""
     proba = np.asarray(proba, dtype=float)
     n, k = proba.shape
     weight = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
-    if grid is None:
-        grid = np.exp(np.linspace(-2.5, 2.5, 51))
-    order = np.argsort(np.abs(np.log(grid)), kind="stable")  # no change first
-    grid = grid[order]
     w = np.ones(k)
     best = _macro_f1(y_index, proba.argmax(axis=1), k, weight)
-    for _ in range(rounds):
+    for _ in range(3):
         improved = False
         for c in range(k):
             start, chosen = w[c], w[c]
-            for g in grid:
+            for g in _WEIGHT_GRID:
                 w[c] = start * g
                 score = _macro_f1(y_index, (proba * w).argmax(axis=1), k, weight)
                 if score > best + 1e-9:
@@ -791,12 +789,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             str(c): float(x) for c, x in zip(self.classes_, w, strict=True)
         }
 
-    def decide(self, proba: np.ndarray) -> np.ndarray:
-        """The chosen class index per row of calibrated probabilities (see ``decision``)."""
-        weights = self.__dict__.get("decision_weights_")
-        if weights is None:  # a model pickled before decision weights existed
-            return np.asarray(proba).argmax(axis=1)
-        return (np.asarray(proba) * weights).argmax(axis=1)
+    decide = ServedHead.decide  # the decision rule of ``decision``, shared with the served head
 
     def _booster_params(self, k: int) -> dict[str, Any]:
         params: dict[str, Any] = {

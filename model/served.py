@@ -373,10 +373,13 @@ class ServedHead:
         return self.calibrator_.transform(raw + self.logit_shift_)
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
-        """The chosen class index per row (decision weights times probabilities)."""
-        if self.decision_weights_ is None:
+        """The chosen class index per row of calibrated probabilities: decision weights
+        times probabilities (``HeadClassifier.decide`` too; a head pickled before decision
+        weights existed has none: argmax)."""
+        weights = self.__dict__.get("decision_weights_")
+        if weights is None:
             return np.asarray(proba).argmax(axis=1)
-        return (np.asarray(proba) * self.decision_weights_).argmax(axis=1)
+        return (np.asarray(proba) * weights).argmax(axis=1)
 
     def attach_compiled(self, predict_raw: Callable[[np.ndarray, int], np.ndarray] | None) -> None:
         """Score with this native code (None: detach it; the head cannot score then)."""
