@@ -76,16 +76,10 @@ def expected_calibration_error(
     confidence = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y_index).astype(float)
     bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    total = weight.sum()
-    ece = 0.0
-    for b in np.unique(bins):
-        mask = bins == b
-        w = weight[mask]
-        if w.sum() <= 0:
-            continue
-        gap = abs(np.average(correct[mask], weights=w) - np.average(confidence[mask], weights=w))
-        ece += w.sum() / total * gap
-    return float(ece)
+    # Per bin, its weight share times |mean accuracy - mean confidence| is this sum's share.
+    gaps = np.bincount(bins, weights=weight * (correct - confidence), minlength=n_bins)
+    used = np.bincount(bins, weights=weight, minlength=n_bins) > 0
+    return float(np.abs(gaps[used]).sum() / weight.sum()) if used.any() else 0.0
 
 
 def _as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
