@@ -148,24 +148,15 @@ class TableEncoder(TransformerMixin, BaseEstimator, TableEncoding):
             self._fit_column(name, frame[column], y_codes)
         self.columns_ = [c for c in self.input_columns_ if c in self.kinds_]
 
-        names: list[str] = []
-        sources: list[str] = []
-        cat_idx: list[int] = []
-        for col in self.columns_:
-            kind = self.kinds_[col]
-            if kind == "categorical":
-                cat_idx.append(len(names))
-            outputs = [f"{col}__{tok}" for tok in self.tokens_[col]] if kind == "text" else [col]
-            names += outputs
-            sources += [col] * len(outputs)
-        self.feature_names_out_ = np.asarray(names, dtype=object)
-        self.output_sources_ = sources
-        self.output_slices_ = {
-            col: (sources.index(col), len(sources) - sources[::-1].index(col))
-            for col in self.columns_
-        }
-        self.categorical_indices_ = cat_idx
         self._plan = self._build_plan()
+        outputs = {  # a text column has one output per token, the others one
+            col: [f"{col}__{tok}" for tok in self.tokens_[col]] if kind == "text" else [col]
+            for col, kind, _, _ in self._plan
+        }
+        self.feature_names_out_ = np.asarray([n for o in outputs.values() for n in o], dtype=object)
+        self.output_sources_ = [col for col, o in outputs.items() for _ in o]
+        self.output_slices_ = {col: (at, at + len(outputs[col])) for col, _, at, _ in self._plan}
+        self.categorical_indices_ = [at for _, kind, at, _ in self._plan if kind == "categorical"]
         return self
 
     def _fit_column(self, name: str, s: pd.Series, y_codes: np.ndarray | None) -> None:
