@@ -25,6 +25,7 @@ from data.values import is_missing
 from model.linear import LinearHead, fit_linear_cv
 from model.served import (  # the serving half, importable without sklearn or LightGBM
     HEADS,
+    ServedHead,
     TableEncoding,
     _Calibrator,
     _log_loss,
@@ -75,16 +76,10 @@ def expected_calibration_error(
     confidence = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y_index).astype(float)
     bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    total = weight.sum()
-    ece = 0.0
-    for b in np.unique(bins):
-        mask = bins == b
-        w = weight[mask]
-        if w.sum() <= 0:
-            continue
-        gap = abs(np.average(correct[mask], weights=w) - np.average(confidence[mask], weights=w))
-        ece += w.sum() / total * gap
-    return float(ece)
+    # Per bin, its weight share times |mean accuracy - mean confidence| is this sum's share.
+    gaps = np.bincount(bins, weights=weight * (correct - confidence), minlength=n_bins)
+    used = np.bincount(bins, weights=weight, minlength=n_bins) > 0
+    return float(np.abs(gaps[used]).sum() / weight.sum()) if used.any() else 0.0
 
 
 def _as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
@@ -153,24 +148,15 @@ class TableEncoder(TransformerMixin, BaseEstimator, TableEncoding):
             self._fit_column(name, frame[column], y_codes)
         self.columns_ = [c for c in self.input_columns_ if c in self.kinds_]
 
-        names: list[str] = []
-        sources: list[str] = []
-        cat_idx: list[int] = []
-        for col in self.columns_:
-            kind = self.kinds_[col]
-            if kind == "categorical":
-                cat_idx.append(len(names))
-            outputs = [f"{col}__{tok}" for tok in self.tokens_[col]] if kind == "text" else [col]
-            names += outputs
-            sources += [col] * len(outputs)
-        self.feature_names_out_ = np.asarray(names, dtype=object)
-        self.output_sources_ = sources
-        self.output_slices_ = {
-            col: (sources.index(col), len(sources) - sources[::-1].index(col))
-            for col in self.columns_
-        }
-        self.categorical_indices_ = cat_idx
         self._plan = self._build_plan()
+        outputs = {  # a text column has one output per token, the others one
+            col: [f"{col}__{tok}" for tok in self.tokens_[col]] if kind == "text" else [col]
+            for col, kind, _, _ in self._plan
+        }
+        self.feature_names_out_ = np.asarray([n for o in outputs.values() for n in o], dtype=object)
+        self.output_sources_ = [col for col, o in outputs.items() for _ in o]
+        self.output_slices_ = {col: (at, at + len(outputs[col])) for col, _, at, _ in self._plan}
+        self.categorical_indices_ = [at for _, kind, at, _ in self._plan if kind == "categorical"]
         return self
 
     def _fit_column(self, name: str, s: pd.Series, y_codes: np.ndarray | None) -> None:
@@ -319,29 +305,26 @@ def _macro_f1(y_index: np.ndarray, pred: np.ndarray, k: int, weight: np.ndarray)
     return float(f1[seen].mean()) if seen.any() else 0.0
 
 
+#: The factors each class weight is tried at, no change first.
+_WEIGHT_GRID = np.exp(np.linspace(-2.5, 2.5, 51))
+_WEIGHT_GRID = _WEIGHT_GRID[np.argsort(np.abs(np.log(_WEIGHT_GRID)), kind="stable")]
+
+
 def tune_decision_weights(
-    proba: np.ndarray,
-    y_index: np.ndarray,
-    weight: np.ndarray | None = None,
-    *,
-    rounds: int = 3,
-    grid: np.ndarray | None = None,
+    proba: np.ndarray, y_index: np.ndarray, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
-    """Per-class weights ``w`` maximising the macro-F1 of ``argmax(proba * w)``."""
+    """Per-class weights ``w`` maximising the macro-F1 of ``argmax(proba * w)`` (at most
+    three rounds of trying each class's weight at every factor of the grid)."""
     proba = np.asarray(proba, dtype=float)
     n, k = proba.shape
     weight = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
-    if grid is None:
-        grid = np.exp(np.linspace(-2.5, 2.5, 51))
-    order = np.argsort(np.abs(np.log(grid)), kind="stable")  # no change first
-    grid = grid[order]
     w = np.ones(k)
     best = _macro_f1(y_index, proba.argmax(axis=1), k, weight)
-    for _ in range(rounds):
+    for _ in range(3):
         improved = False
         for c in range(k):
             start, chosen = w[c], w[c]
-            for g in grid:
+            for g in _WEIGHT_GRID:
                 w[c] = start * g
                 score = _macro_f1(y_index, (proba * w).argmax(axis=1), k, weight)
                 if score > best + 1e-9:
@@ -791,12 +774,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             str(c): float(x) for c, x in zip(self.classes_, w, strict=True)
         }
 
-    def decide(self, proba: np.ndarray) -> np.ndarray:
-        """The chosen class index per row of calibrated probabilities (see ``decision``)."""
-        weights = self.__dict__.get("decision_weights_")
-        if weights is None:  # a model pickled before decision weights existed
-            return np.asarray(proba).argmax(axis=1)
-        return (np.asarray(proba) * weights).argmax(axis=1)
+    decide = ServedHead.decide  # the decision rule of ``decision``, shared with the served head
 
     def _booster_params(self, k: int) -> dict[str, Any]:
         params: dict[str, Any] = {

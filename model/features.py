@@ -148,17 +148,11 @@ class _Plan:
 
 
 def _kind_mask(kinds: Iterable[str]) -> np.ndarray:
-    mask = np.zeros(len(_KINDS) + 1, dtype=bool)
-    for kind in kinds:
-        mask[_KIND_INDEX[kind] + 1] = True
-    return mask
+    return np.isin(np.arange(len(_KINDS) + 1), [_KIND_INDEX[kind] + 1 for kind in kinds])
 
 
 def _type_mask(types: Iterable[str]) -> np.ndarray:
-    mask = np.zeros(len(EVENT_TYPES), dtype=bool)
-    for event_type in types:
-        mask[_TYPE_INDEX[event_type]] = True
-    return mask
+    return np.isin(np.arange(len(EVENT_TYPES)), [_TYPE_INDEX[t] for t in types])
 
 
 @lru_cache(maxsize=32)

@@ -137,29 +137,25 @@ class LinearHead:
     def contributions(self, Z: np.ndarray, class_index: np.ndarray | None = None) -> np.ndarray:
         """Additive log-odds contributions per encoded column, the bias last."""
         S = self.standardise(Z)
-        n, f, k = len(S), self.n_features_, self.n_classes
+        f = self.n_features_
         group = np.zeros((S.shape[1], f))
         group[np.arange(S.shape[1]), self.owner_] = 1.0
-        if k == 2:
-            one = np.empty((n, f + 1))
-            one[:, :f] = (S * self.coef_[1]) @ group
-            one[:, f] = self.intercept_[1]
-            if class_index is None:
-                return np.stack([-one, one], axis=1)
-            out = one.copy()
-            out[np.asarray(class_index).reshape(-1) == 0] *= -1.0
+        coef, intercept = self.coef_, self.intercept_
+        if self.n_classes == 2:  # the booster's convention: class 0 is class 1 negated
+            coef, intercept = (
+                np.vstack([-coef[1], coef[1]]),
+                np.array([-intercept[1], intercept[1]]),
+            )
+
+        def of(index: np.ndarray) -> np.ndarray:  # contributions to class index[i] per row
+            out = np.empty((len(S), f + 1))
+            out[:, :f] = (S * coef[index]) @ group
+            out[:, f] = intercept[index]
             return out
+
         if class_index is not None:
-            index = np.asarray(class_index, dtype=np.int64).reshape(-1)
-            out = np.empty((n, f + 1))
-            out[:, :f] = (S * self.coef_[index]) @ group
-            out[:, f] = self.intercept_[index]
-            return out
-        out = np.empty((n, k, f + 1))
-        for c in range(k):
-            out[:, c, :f] = (S * self.coef_[c]) @ group
-            out[:, c, f] = self.intercept_[c]
-        return out
+            return of(np.asarray(class_index, dtype=np.int64).reshape(-1))
+        return np.stack([of(np.full(len(S), c)) for c in range(self.n_classes)], axis=1)
 
 
 def _weighted_log_loss(raw: np.ndarray, shift: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:

@@ -80,9 +80,18 @@ def settled(stamp: list[Any], taken_ns: int) -> bool:
     return bool(times) and taken_ns - max(times) >= SETTLED_NS
 
 
-def _entry_path(cache_dir: Path, registry_uri: str, uri: str) -> Path:
-    key = hashlib.sha256(f"{registry_uri}\n{uri}".encode()).hexdigest()[:24]
-    return cache_dir / f"{key}.json"
+def _entry_path(cache_dir: Path, registry_uri: str, key: str, prefix: str = "") -> Path:
+    """The entry file of a model URI (no prefix) or of a kept value (``value-``)."""
+    digest = hashlib.sha256(f"{registry_uri}\n{key}".encode()).hexdigest()[:24]
+    return cache_dir / f"{prefix}{digest}.json"
+
+
+def _write_entry(target: Path, registry_uri: str, stamp: list[Any], **fields: Any) -> None:
+    """Write a cache entry at ``target`` atomically (a reader sees the old or the new one)."""
+    entry = {"format": FORMAT, "registry_uri": registry_uri, "stamp": stamp, **fields}
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(entry))
+    os.replace(tmp, target)
 
 
 def load_cached(
@@ -233,22 +242,18 @@ def remember(
             except OSError:  # another process made it meanwhile
                 shutil.rmtree(partial, ignore_errors=True)
         artifacts = _pyfunc_artifacts(folder)
-        entry = {
-            "format": FORMAT,
-            "registry_uri": registry_uri,
-            "uri": uri,
-            "version": str(version),
-            "stamp": stamp,
-            "copy": copy,
-            "lead_model": artifacts[ARTIFACT_KEY],
-            "compiled": artifacts.get(COMPILED_KEY),
-            "served": artifacts.get(SERVED_KEY),
-        }
         if taken_ns is None or settled(stamp, taken_ns):
-            target = _entry_path(cache_dir, registry_uri, uri)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-            tmp.write_text(json.dumps(entry))
-            os.replace(tmp, target)
+            _write_entry(
+                _entry_path(cache_dir, registry_uri, uri),
+                registry_uri,
+                stamp,
+                uri=uri,
+                version=str(version),
+                copy=copy,
+                lead_model=artifacts[ARTIFACT_KEY],
+                compiled=artifacts.get(COMPILED_KEY),
+                served=artifacts.get(SERVED_KEY),
+            )
         _prune(cache_dir)
     except (OSError, KeyError, ValueError) as exc:
         _logger.warning("could not cache %s version %s (%s)", uri, version, exc)
@@ -275,14 +280,9 @@ def _prune(cache_dir: Path) -> None:
             continue
 
 
-def _value_path(cache_dir: Path, registry_uri: str, key: str) -> Path:
-    digest = hashlib.sha256(f"{registry_uri}\n{key}".encode()).hexdigest()[:24]
-    return cache_dir / f"value-{digest}.json"
-
-
 def recall(cache_dir: Path, registry_uri: str, key: str) -> Any | None:
     """A value :func:`keep` stored under ``key``, if the registry is still as stamped then."""
-    entry = _fresh_entry(_value_path(cache_dir, registry_uri, key), registry_uri, key=key)
+    entry = _fresh_entry(_entry_path(cache_dir, registry_uri, key, "value-"), registry_uri, key=key)
     return None if entry is None else entry.get("value")
 
 
@@ -316,18 +316,9 @@ def keep(
     (at ``taken_ns``: not stored when the stamp is not :func:`settled`)."""
     if taken_ns is not None and not settled(stamp, taken_ns):
         return
-    entry = {
-        "format": FORMAT,
-        "registry_uri": registry_uri,
-        "key": key,
-        "stamp": stamp,
-        "value": value,
-    }
-    target = _value_path(cache_dir, registry_uri, key)
+    target = _entry_path(cache_dir, registry_uri, key, "value-")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps(entry))
-        os.replace(tmp, target)
+        _write_entry(target, registry_uri, stamp, key=key, value=value)
     except OSError as exc:
         _logger.warning("could not cache %s (%s)", key, exc)

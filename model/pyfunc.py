@@ -155,9 +155,38 @@ def log_model(
         # The signature declares every column optional and of any type, so MLflow's
         # hint that integer columns cannot hold missing values does not apply.
         warnings.filterwarnings("ignore", message=".*contains integer column")
-        return _log(
-            lead_model, name, registered_model_name, input_example, compile_rows, precompiled
-        )
+        signature = signature_for(lead_model, input_example)
+        with tempfile.TemporaryDirectory(prefix="leadready-model-") as tmp:
+            path = Path(tmp) / f"{ARTIFACT_KEY}.pkl"
+            with open(path, "wb") as fh:
+                pickle.dump(lead_model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            artifacts = {ARTIFACT_KEY: str(path)}
+            if precompiled is not None:
+                ready = precompiled.folder()
+                if ready is not None:
+                    artifacts[COMPILED_KEY] = str(ready)
+            elif compile_rows is not None and len(compile_rows):
+                folder = Path(tmp) / COMPILED_KEY
+                if _compile(lead_model, folder, compile_rows):
+                    artifacts[COMPILED_KEY] = str(folder)
+            if COMPILED_KEY in artifacts:
+                served = _served(
+                    path, Path(artifacts[COMPILED_KEY]), Path(tmp) / "served_model.pkl"
+                )
+                if served is not None:
+                    artifacts[SERVED_KEY] = str(served)
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=LeadReadinessPyfunc(),
+                artifacts=artifacts,
+                signature=signature,
+                input_example=input_example,
+                registered_model_name=registered_model_name,
+                pip_requirements=_pip_requirements(
+                    ("lleaves", "llvmlite") if COMPILED_KEY in artifacts else ()
+                ),
+                metadata={"leadready_format": LeadReadinessModel.format_version},
+            )
 
 
 def _compile(lead_model: LeadReadinessModel, folder: Path, rows: pd.DataFrame) -> bool:
@@ -173,46 +202,6 @@ def _compile(lead_model: LeadReadinessModel, folder: Path, rows: pd.DataFrame) -
         _logger.warning("compiling the trees failed, logged without them: %s", exc)
         return False
     return True
-
-
-def _log(
-    lead_model: LeadReadinessModel,
-    name: str,
-    registered_model_name: str | None,
-    input_example: pd.DataFrame,
-    compile_rows: pd.DataFrame | None = None,
-    precompiled: Precompiled | None = None,
-) -> Any:
-    signature = signature_for(lead_model, input_example)
-    with tempfile.TemporaryDirectory(prefix="leadready-model-") as tmp:
-        path = Path(tmp) / f"{ARTIFACT_KEY}.pkl"
-        with open(path, "wb") as fh:
-            pickle.dump(lead_model, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        artifacts = {ARTIFACT_KEY: str(path)}
-        if precompiled is not None:
-            ready = precompiled.folder()
-            if ready is not None:
-                artifacts[COMPILED_KEY] = str(ready)
-        elif compile_rows is not None and len(compile_rows):
-            folder = Path(tmp) / COMPILED_KEY
-            if _compile(lead_model, folder, compile_rows):
-                artifacts[COMPILED_KEY] = str(folder)
-        if COMPILED_KEY in artifacts:
-            served = _served(path, Path(artifacts[COMPILED_KEY]), Path(tmp) / "served_model.pkl")
-            if served is not None:
-                artifacts[SERVED_KEY] = str(served)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=LeadReadinessPyfunc(),
-            artifacts=artifacts,
-            signature=signature,
-            input_example=input_example,
-            registered_model_name=registered_model_name,
-            pip_requirements=_pip_requirements(
-                ("lleaves", "llvmlite") if COMPILED_KEY in artifacts else ()
-            ),
-            metadata={"leadready_format": LeadReadinessModel.format_version},
-        )
 
 
 def _served(pickled: Path, compiled_dir: Path, out: Path) -> Path | None:

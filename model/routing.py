@@ -98,9 +98,6 @@ def route(
     ready: np.ndarray | None = None,
 ) -> np.ndarray:
     """Route each lead to ``"sales"``, ``"nurture"`` or ``"review"`` (rules in the module doc)."""
-    if stage_proba is None and persona is None:
-        raise ValueError("route needs stage probabilities, personas or both")
-    n = len(stage_proba) if stage_proba is not None else len(persona)
     return _decide(
         stage_proba=stage_proba,
         stage_classes=stage_classes,
@@ -108,7 +105,7 @@ def route(
         persona_confidence=persona_confidence,
         config=config,
         ready=ready,
-        n=n,
+        caller="route",
     )[0].astype(str)
 
 
@@ -122,9 +119,6 @@ def route_reasons(
     ready: np.ndarray | None = None,
 ) -> list[str]:
     """Why each lead got its route, with the thresholds applied (same rules as :func:`route`)."""
-    if stage_proba is None and persona is None:
-        raise ValueError("route_reasons needs stage probabilities, personas or both")
-    n = len(stage_proba) if stage_proba is not None else len(persona)
     routes, rule, ready, conf = _decide(
         stage_proba=stage_proba,
         stage_classes=stage_classes,
@@ -132,10 +126,10 @@ def route_reasons(
         persona_confidence=persona_confidence,
         config=config,
         ready=ready,
-        n=n,
+        caller="route_reasons",
     )
     out: list[str] = []
-    for i in range(n):
+    for i in range(len(routes)):
         if rule[i] == "persona":
             out.append(f"persona {persona[i]} ({conf[i]:.2f} >= {config.min_confidence:.2f})")
         elif rule[i] == "no_readiness":
@@ -244,10 +238,16 @@ def _decide(
     persona_confidence: np.ndarray | None,
     config: RoutingConfig,
     ready: np.ndarray | None,
-    n: int,
+    n: int | None = None,
+    caller: str = "route",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """Routes, the rule that decided each (persona / no_readiness / doubt / readiness),
-    readiness and the persona confidence."""
+    readiness and the persona confidence; ``n`` rows (by default those of ``stage_proba``
+    or ``persona``, one of which ``caller`` needs)."""
+    if n is None:
+        if stage_proba is None and persona is None:
+            raise ValueError(f"{caller} needs stage probabilities, personas or both")
+        n = len(stage_proba) if stage_proba is not None else len(persona)
     out = np.full(n, "review", dtype=object)
     rule = np.full(n, "no_readiness", dtype=object)
     if stage_proba is not None or ready is not None:

@@ -158,7 +158,7 @@ class TableEncoding:
                 out[:, start] = [payload.get(_to_key(v), np.nan) for v in values]
             else:
                 for r, v in enumerate(values):
-                    self._fill_text(block, r, v, payload)
+                    self._fill_text(out[r], start, v, payload)
         return out
 
     @classmethod
@@ -179,20 +179,22 @@ class TableEncoding:
             if kind == "categorical":
                 table[i, 0] = payload.get(_to_key(value), np.nan)
             else:
-                cls._fill_text(table, i, value, payload)
+                cls._fill_text(table[i], 0, value, payload)
         block[:] = table[codes]
         return True
 
     @staticmethod
-    def _fill_text(block: np.ndarray, row: int, value: Any, tokens: dict[str, int]) -> None:
+    def _fill_text(row: Any, start: int, value: Any, tokens: dict[str, int]) -> None:
+        """One text cell's token columns, from ``start`` of ``row`` (a list or a numpy
+        row): 1.0 for its tokens, 0.0 for the others, left as they are when missing."""
         key = _key(value)
         if key is None:
             return
-        block[row, :] = 0.0
+        row[start : start + len(tokens)] = [0.0] * len(tokens)
         for t in _tokens(key):
             j = tokens.get(t)
             if j is not None:
-                block[row, j] = 1.0
+                row[start + j] = 1.0
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode plain dicts without pandas; equals ``encode_frame(pd.DataFrame(records))``."""
@@ -215,13 +217,7 @@ class TableEncoding:
                 elif kind == "categorical":
                     row[start] = payload.get(_key(v), nan)
                 else:
-                    key = _key(v)
-                    if key is not None:
-                        row[start : start + len(payload)] = [0.0] * len(payload)
-                        for t in _tokens(key):
-                            j = payload.get(t)
-                            if j is not None:
-                                row[start + j] = 1.0
+                    self._fill_text(row, start, v, payload)
             rows.append(row)
         if not rows:
             return np.full((0, width), np.nan)
@@ -251,9 +247,8 @@ class TableEncoding:
             elif kind == "categorical":
                 out[:, start] = [payload.get(_key(v), nan) for v in values]
             else:
-                block = out[:, start : start + len(payload)]
                 for r, v in enumerate(values):
-                    TableEncoding._fill_text(block, r, v, payload)
+                    TableEncoding._fill_text(out[r], start, v, payload)
         return out
 
     def decode(self, column: str, encoded: float) -> Any:
@@ -373,10 +368,13 @@ class ServedHead:
         return self.calibrator_.transform(raw + self.logit_shift_)
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
-        """The chosen class index per row (decision weights times probabilities)."""
-        if self.decision_weights_ is None:
+        """The chosen class index per row of calibrated probabilities: decision weights
+        times probabilities (``HeadClassifier.decide`` too; a head pickled before decision
+        weights existed has none: argmax)."""
+        weights = self.__dict__.get("decision_weights_")
+        if weights is None:
             return np.asarray(proba).argmax(axis=1)
-        return (np.asarray(proba) * self.decision_weights_).argmax(axis=1)
+        return (np.asarray(proba) * weights).argmax(axis=1)
 
     def attach_compiled(self, predict_raw: Callable[[np.ndarray, int], np.ndarray] | None) -> None:
         """Score with this native code (None: detach it; the head cannot score then)."""
