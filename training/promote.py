@@ -96,9 +96,7 @@ class GateDecision:
         if self.task_differences:
             parts.append("different task: " + "; ".join(self.task_differences))
         for gate_set in self.sets:
-            heads = []
-            for comp in gate_set.get("heads", []):
-                heads.append(_short_comparison(comp))
+            heads = [_short_comparison(comp) for comp in gate_set.get("heads", [])]
             if heads:
                 parts.append(f"{gate_set['name']}: " + "; ".join(heads))
             elif gate_set.get("note"):
@@ -527,33 +525,25 @@ def run_gate(
     *,
     model_name: str,
     challenger_version: str,
-    X: pd.DataFrame,
-    y_stage: pd.Series | None,
-    y_persona: pd.Series | None,
+    sets: Sequence[GateSet],
     run_id: str | None = None,
     challenger: Any | None = None,
-    challenger_metrics: Mapping[str, Any] | None = None,
     f1_tolerance: float = 0.01,
     recall_margin: float = 0.05,
     by: str = "leadready train",
     client: Any | None = None,
-    set_name: str = "training holdout",
-    champion_inputs: Callable[[Any], pd.DataFrame] | None = None,
-    min_refuse: int = 0,
-    extra_sets: Sequence[GateSet] = (),
     force: bool = False,
     seed: int = 0,
 ) -> tuple[GateDecision, dict[str, Any]]:
-    """Compare challenger and champion on the same leads, decide, move ``champion``: the task
-    check, each gate set (:func:`_gate_set`), then the decision recorded; its length is its
-    keyword arguments, which callers pass by name."""
+    """Compare challenger and champion on the same leads (``sets``, the first one's metrics
+    returned), decide, move ``champion``: the task check, each gate set (:func:`_gate_set`),
+    then the decision recorded; its length is its keyword arguments, which callers pass by name."""
     from model.registry import load_model
 
     client = _client(client)
     challenger_version = str(challenger_version)
     if challenger is None:
         challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
-    sets = [GateSet(set_name, X, y_stage, y_persona, champion_inputs, min_refuse), *extra_sets]
     champion_version = current_version(model_name, CHAMPION, client=client)
     check = _task_check(model_name, challenger, challenger_version, champion_version, force)
     champion, differences = check.champion, check.differences

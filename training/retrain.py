@@ -368,8 +368,7 @@ def _corrected_features(
     """The base feature rows with each corrected lead's reviewed snapshot in place of its
     row (base leads without one keep theirs), new leads appended."""
     snap_ids = [i for i in usable if i in snapshot_of]
-    X_base = base.X.copy()
-    X_base.index = base_ids
+    X_base = base.X.set_axis(base_ids)
     snapshots = _snapshot_frame([snapshot_of[i] for i in snap_ids], snap_ids, X_base)
     partial = sum(1 for i in snap_ids if set(X_base.columns) - set(snapshot_of[i]))
     if partial:
@@ -420,12 +419,8 @@ def _corrected_table(
     """The base training set with the corrected features and labels, its slices saying
     ``label_source`` = ``rep`` or ``marketing`` per lead."""
     ids = X.index
-    leads = base.leads.copy()
-    leads.index = base_ids
-    leads = leads.reindex(ids)
-    slices = base.slices.copy()
-    slices.index = base_ids
-    slices = slices.reindex(ids)
+    leads = base.leads.set_axis(base_ids).reindex(ids)
+    slices = base.slices.set_axis(base_ids).reindex(ids)
     for column in slices.columns:
         if column in X.columns and len(new_ids):
             slices.loc[new_ids, column] = X.loc[new_ids, column].to_numpy(dtype=object)
@@ -506,11 +501,6 @@ def _summary(
     n_new_leads: int,
 ) -> CorrectionSummary:
     """The :class:`CorrectionSummary` of the used rows and the counts given."""
-
-    def count(column: str) -> dict[str, int]:
-        values = used[column].astype(object).where(used[column].notna(), "(none)").map(str)
-        return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
-
     return CorrectionSummary(
         n_labels=int(len(corrections)),
         n_leads=int(corrections["lead_id"].nunique()) if len(corrections) else 0,
@@ -519,23 +509,24 @@ def _summary(
         n_new_leads=n_new_leads,
         n_changed=changed,
         skipped=dict(skipped),
-        by_class={h: _label_counts(used[used["field"] == h]) for h in heads},
+        by_class={h: _counts(used.loc[used["field"] == h, "new_label"]) for h in heads},
         gate_by_class={
-            h: _label_counts(used[(used["field"] == h) & (used["role"] == "gate")]) for h in heads
+            h: _counts(used.loc[(used["field"] == h) & (used["role"] == "gate"), "new_label"])
+            for h in heads
         },
         gate_share=float(share),
-        by_rep=count("reviewer"),
-        by_reason=count("reason"),
-        by_kind=count("kind"),
-        by_source=count("source"),
+        by_rep=_counts(used["reviewer"]),
+        by_reason=_counts(used["reason"]),
+        by_kind=_counts(used["kind"]),
+        by_source=_counts(used["source"]),
         correction_ids=tuple(int(i) for i in used["id"]),
     )
 
 
-def _label_counts(rows: pd.DataFrame) -> dict[str, int]:
-    """How many rows carry each ``new_label``, by label."""
-    counts = rows["new_label"].astype(str).value_counts().sort_index()
-    return {str(k): int(v) for k, v in counts.items()}
+def _counts(values: pd.Series) -> dict[str, int]:
+    """How many rows carry each value (a missing one as ``(none)``), by value."""
+    counts = values.astype(object).where(values.notna(), "(none)").map(str).value_counts()
+    return {str(k): int(v) for k, v in counts.sort_index().items()}
 
 
 # ----------------------------------------------------------------------------- run
@@ -669,11 +660,11 @@ def retrain(
     gate_metrics: dict[str, Any] = {}
     gate_set = "none"
     if config.gate:
-        first, extra = _gate_sets(config, base_config, base, retrain_set)
-        gate_set = first.name
-        n_leads = len(first.X) + sum(len(e.X) for e in extra)
+        sets = _gate_sets(config, base_config, base, retrain_set)
+        gate_set = sets[0].name
+        n_leads = sum(len(s.X) for s in sets)
         report(f"running the promotion gate on the {gate_set} set ({n_leads:,} leads)", 0.85)
-        decision, gate_metrics = _run_gate(config, base_config, trained, first, extra, client)
+        decision, gate_metrics = _run_gate(config, base_config, trained, sets, client)
     verdict = "not gated" if decision is None else ("promoted" if decision.promote else "refused")
     report(f"done: version {trained.version} {verdict}", 1.0)
     return RetrainResult(
@@ -694,7 +685,7 @@ def retrain(
 
 def _gate_sets(
     config: RetrainConfig, base_config: TrainConfig, base: TrainingSet, retrain_set: RetrainSet
-) -> tuple[GateSet, list[GateSet]]:
+) -> list[GateSet]:
     """The gate's sets: the rep-verified leads first and the training holdout as well, or
     the training holdout alone; the champion is scored on its own inputs from the base data."""
 
@@ -717,44 +708,34 @@ def _gate_sets(
         "training holdout", holdout.X, holdout.y_stage, holdout.y_persona, table_inputs(holdout.X)
     )
     if retrain_set.gate is None:
-        return holdout_set, []
+        return [holdout_set]
     # The reps' labels decide first; below min_refuse_leads per head they are
     # reported but cannot refuse alone, and the training holdout is compared too.
+    gate = retrain_set.gate
+    inputs = table_inputs(gate.X)
     first = GateSet(
-        "rep-verified",
-        retrain_set.gate.X,
-        retrain_set.gate.y_stage,
-        retrain_set.gate.y_persona,
-        table_inputs(retrain_set.gate.X),
-        config.min_refuse_leads,
+        "rep-verified", gate.X, gate.y_stage, gate.y_persona, inputs, config.min_refuse_leads
     )
-    return first, [holdout_set]
+    return [first, holdout_set]
 
 
 def _run_gate(
     config: RetrainConfig,
     base_config: TrainConfig,
     trained: TrainResult,
-    first: GateSet,
-    extra: list[GateSet],
+    sets: list[GateSet],
     client: Any,
 ) -> tuple[GateDecision, dict[str, Any]]:
     """The promotion gate on the retrain's sets, with the base run's gate settings."""
     return run_gate(
         model_name=config.model_name,
         challenger_version=trained.version,
-        X=first.X,
-        y_stage=first.y_stage,
-        y_persona=first.y_persona,
+        sets=sets,
         run_id=trained.run_id,
         f1_tolerance=base_config.f1_tolerance,
         recall_margin=base_config.recall_margin,
         by=config.actor,
         client=client,
-        set_name=first.name,
-        champion_inputs=first.champion_inputs,
-        min_refuse=first.min_refuse,
-        extra_sets=extra,
         force=config.force,
         seed=base_config.seed,
     )

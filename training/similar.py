@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,10 +108,8 @@ class SuggestionSet:
 
     def counts(self) -> dict[str, int]:
         """Open, accepted and dismissed suggestions among the stored ones."""
-        out = {"open": 0, "accepted": 0, "dismissed": 0}
-        for item in self.items:
-            out[item["status"]] = out.get(item["status"], 0) + 1
-        return out
+        counted = Counter(item["status"] for item in self.items)
+        return {"open": 0, "accepted": 0, "dismissed": 0} | dict(counted)
 
 
 class UnknownSuggestions(KeyError):
