@@ -85,12 +85,8 @@ class TrainingSet:
 
     def label_frame(self) -> pd.DataFrame:
         """The features with the labels as ``stage`` / ``persona`` columns (for MLflow)."""
-        frame = self.X.copy()
-        for head in ("stage", "persona"):
-            y = self.labels(head)
-            if y is not None:
-                frame[f"label_{head}"] = y
-        return frame
+        labels = {f"label_{head}": self.labels(head) for head in ("stage", "persona")}
+        return self.X.assign(**{name: y for name, y in labels.items() if y is not None})
 
 
 def holdout_mask(ids: Iterable[Any], share: float = 0.2) -> np.ndarray:
