@@ -65,6 +65,16 @@ class TrainingSet:
         """The labels of one head (``"stage"`` or ``"persona"``)."""
         return {"stage": self.y_stage, "persona": self.y_persona}[head]
 
+    def relabelled(self, labels: Mapping[str, pd.Series | None], **changes: Any) -> TrainingSet:
+        """A copy with these labels per head (the slices' label columns follow: ``slices``
+        in ``changes`` is filled in place) and ``changes``."""
+        slices = changes.pop("slices", self.slices)
+        for head, y in labels.items():
+            if y is not None and head in slices.columns:
+                slices[head] = y.to_numpy(dtype=object)
+        y_stage, y_persona = labels["stage"], labels["persona"]
+        return replace(self, y_stage=y_stage, y_persona=y_persona, slices=slices, **changes)
+
     def subset(self, mask: np.ndarray | pd.Series) -> TrainingSet:
         """The rows where ``mask`` is true (a boolean array in table order)."""
         mask = np.asarray(mask, dtype=bool)

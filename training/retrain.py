@@ -392,12 +392,11 @@ def _relabelled(
 ) -> tuple[dict[str, pd.Series | None], dict[str, int]]:
     """Per head, the base labels with the reps' in their place (None for a head the base
     data has no labels of), and how many rep labels changed one."""
-    labels: dict[str, pd.Series | None] = {}
+    labels: dict[str, pd.Series | None] = dict.fromkeys(HEADS)
     changed: dict[str, int] = {}
     for head in HEADS:
         y = _labels_of(base.labels(head), ids)
         if y is None:
-            labels[head] = None
             continue
         corrected = rep[head]
         before = y.reindex(corrected.index)
@@ -424,19 +423,8 @@ def _corrected_table(
     for column in slices.columns:
         if column in X.columns and len(new_ids):
             slices.loc[new_ids, column] = X.loc[new_ids, column].to_numpy(dtype=object)
-    for head in HEADS:
-        if labels[head] is not None and head in slices.columns:
-            slices[head] = labels[head].to_numpy(dtype=object)
     slices["label_source"] = np.where(is_corrected, "rep", "marketing")
-    return replace(
-        base,
-        X=X,
-        y_stage=labels["stage"],
-        y_persona=labels["persona"],
-        ids=ids,
-        leads=leads,
-        slices=slices,
-    )
+    return base.relabelled(labels, X=X, ids=ids, leads=leads, slices=slices)
 
 
 def _gate_ids(

@@ -32,6 +32,7 @@ from training.correction_model import (
     CorrectionModelConfig,
     change_probability,
 )
+from training.learned_queue import rep_label_frame
 from training.rep_labels import current_corrections
 
 if TYPE_CHECKING:
@@ -67,7 +68,6 @@ METHODS: dict[str, str] = {
     "correction_model": "the model of corrections' probability of the same change",
     "neighbours": "nearest neighbours in feature space (too few corrections to learn from yet)",
 }
-_HEADS = ("stage", "persona")
 
 
 @dataclass(frozen=True)
@@ -206,15 +206,6 @@ def _n_reviewed(store: Store) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def _rep_labels(corrections: pd.DataFrame) -> pd.DataFrame:
-    if corrections.empty:
-        return pd.DataFrame(columns=list(_HEADS), dtype=object)
-    wide = corrections.pivot_table(
-        index="lead_id", columns="field", values="new_label", aggfunc="last"
-    )
-    return wide.reindex(columns=list(_HEADS)).astype(object)
-
-
 def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
     """The model of corrections for this store, cached until ``refit_every`` more reviews."""
 
@@ -228,7 +219,7 @@ def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
     if cached is not None and 0 <= n - cached[0] < max(config.refit_every, 1):
         return cached[1]
     queue, features = _queue(store, _QUEUE.c.reviewed.is_(True), with_features=True)
-    reps = _rep_labels(current_corrections(store))
+    reps = rep_label_frame(current_corrections(store))
     reps = reps[reps.index.isin(queue.index)]
     model.fit(features.loc[reps.index], queue.loc[reps.index], reps)
     with _MODELS_LOCK:
