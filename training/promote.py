@@ -66,8 +66,7 @@ class GateDecision:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GateDecision:
         """The inverse of :meth:`to_dict` (unknown keys ignored)."""
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values.setdefault("promote", False)
         return cls(**values)
 

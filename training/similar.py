@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from data.review_queue import STORED_CONFIG, priority_scores
+from data.review_queue import STORED_CONFIG, row_scores
 from data.store import (
     CorrectionRow,
     LeadRow,
@@ -181,18 +181,8 @@ def _queue(store: Store, where: Any, *, with_features: bool) -> tuple[pd.DataFra
     frame = pd.DataFrame.from_records(
         [tuple(r)[: len(names)] for r in rows], columns=names
     ).set_index("lead_id")
-    if len(frame):
-        frame["base_priority"] = priority_scores(
-            stage=frame["stage"].tolist(),
-            stage_confidence=frame["stage_confidence"].to_numpy(dtype=float, na_value=np.nan),
-            stage_margin=frame["stage_margin"].to_numpy(dtype=float, na_value=np.nan),
-            persona_margin=frame["persona_margin"].to_numpy(dtype=float, na_value=np.nan),
-            p_marketing_stage=frame["p_marketing_stage"].to_numpy(dtype=float, na_value=np.nan),
-            p_marketing_persona=frame["p_marketing_persona"].to_numpy(dtype=float, na_value=np.nan),
-            config=STORED_CONFIG,
-        )
-    else:
-        frame["base_priority"] = pd.Series(dtype=float)
+    # Today's priority, as data.review_queue.queue_frame computes it.
+    frame["base_priority"] = row_scores(frame.to_dict("records"), STORED_CONFIG)
     features = pd.DataFrame(index=frame.index)
     if with_features and rows:
         snaps = [r[-1] if isinstance(r[-1], Mapping) else {} for r in rows]

@@ -114,15 +114,8 @@ class TrainConfig:
 
     def table_args(self) -> dict[str, Any]:
         """The :func:`~training.dataset.load_training_table` arguments that name the data."""
-        return {
-            "events_path": self.events_path,
-            "id_col": self.id_col,
-            "stage_col": self.stage_col,
-            "persona_col": self.persona_col,
-            "exclude": self.exclude,
-            "as_of": self.as_of,
-            "slice_cols": self.slice_cols,
-        }
+        data = ("events_path", "id_col", "stage_col", "persona_col", "exclude", "as_of")
+        return {key: getattr(self, key) for key in (*data, "slice_cols")}
 
 
 @functools.cache
