@@ -512,12 +512,8 @@ def title_column(columns: Iterable[Any]) -> str | None:
     from data.labels import label_key
 
     names = [str(c) for c in columns]
-    if "job_title" in names:
-        return "job_title"
-    for name in names:
-        if label_key(name) in _TITLE_NAMES:
-            return name
-    return None
+    titles = [name for name in names if name == "job_title" or label_key(name) in _TITLE_NAMES]
+    return "job_title" if "job_title" in titles else next(iter(titles), None)
 
 
 def _type_columns(

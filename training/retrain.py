@@ -21,11 +21,10 @@ from training.promote import (
     GateDecision,
     GateSet,
     current_version,
-    inputs_from_table,
     run_gate,
 )
 from training.rep_labels import CURRENT_COLUMNS, current_corrections
-from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, train_on
+from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, gate_set, train_on
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -677,33 +676,15 @@ def _gate_sets(
     """The gate's sets: the rep-verified leads first and the training holdout as well, or
     the training holdout alone; the champion is scored on its own inputs from the base data."""
 
-    def table_inputs(fallback: pd.DataFrame) -> Any:
-        return inputs_from_table(
-            leads_path=base_config.leads_path,
-            fallback=fallback,
-            events_path=base_config.events_path,
-            id_col=base_config.id_col,
-            stage_col=base_config.stage_col,
-            persona_col=base_config.persona_col,
-            as_of=base.as_of,
-            seed=base_config.seed,
-        )
-
-    holdout = retrain_set.training.subset(
-        holdout_mask(retrain_set.training.ids, base_config.holdout_share)
-    )
-    holdout_set = GateSet(
-        "training holdout", holdout.X, holdout.y_stage, holdout.y_persona, table_inputs(holdout.X)
-    )
+    training = retrain_set.training
+    holdout = training.subset(holdout_mask(training.ids, base_config.holdout_share))
+    holdout_set = gate_set(base_config, holdout, base.as_of)
     if retrain_set.gate is None:
         return [holdout_set]
     # The reps' labels decide first; below min_refuse_leads per head they are
     # reported but cannot refuse alone, and the training holdout is compared too.
-    gate = retrain_set.gate
-    inputs = table_inputs(gate.X)
-    first = GateSet(
-        "rep-verified", gate.X, gate.y_stage, gate.y_persona, inputs, config.min_refuse_leads
-    )
+    name, min_refuse = "rep-verified", config.min_refuse_leads
+    first = gate_set(base_config, retrain_set.gate, base.as_of, name=name, min_refuse=min_refuse)
     return [first, holdout_set]
 
 

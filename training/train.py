@@ -8,7 +8,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "fit_lead_model",
+    "gate_set",
     "request_stop",
     "train",
     "train_on",
@@ -163,11 +164,8 @@ class _Steps:
     @contextmanager
     def step(self, key: str, text: str) -> Iterator[None]:
         start = time.perf_counter()
-        if self.console is None:
+        with nullcontext() if self.console is None else self.console.status(f"{text}…"):
             yield
-        else:
-            with self.console.status(f"{text}…"):
-                yield
         took = time.perf_counter() - start
         self.timings[key] = took
         if self.console is not None:
@@ -557,21 +555,11 @@ def _gate_on_holdout(
     run_id: str,
 ) -> GateDecision:
     """Run the promotion gate on the holdout, the champion scored on its own inputs."""
-    inputs = inputs_from_table(
-        leads_path=config.leads_path,
-        fallback=holdout.X,
-        events_path=config.events_path,
-        id_col=training_set.id_col,
-        stage_col=training_set.stage_col,
-        persona_col=training_set.persona_col,
-        as_of=training_set.as_of,
-        max_rows=config.max_rows,
-        seed=config.seed,
-    )
+    holdout_set = gate_set(config, holdout, training_set.as_of, max_rows=config.max_rows)
     decision, _ = run_gate(
         model_name=config.model_name,
         challenger_version=version,
-        sets=[GateSet("training holdout", holdout.X, holdout.y_stage, holdout.y_persona, inputs)],
+        sets=[holdout_set],
         run_id=run_id,
         challenger=lead_model,
         f1_tolerance=config.f1_tolerance,
@@ -581,6 +569,23 @@ def _gate_on_holdout(
         seed=config.seed,
     )
     return decision
+
+
+def gate_set(
+    config: TrainConfig,
+    leads: TrainingSet,
+    as_of: datetime | None,
+    *,
+    name: str = "training holdout",
+    min_refuse: int = 0,
+    max_rows: int | None = None,
+) -> GateSet:
+    """These leads as a gate set, the champion scored on its own inputs from the lead table
+    ``config`` names (read as of ``as_of``, at most ``max_rows``)."""
+    table = ("leads_path", "events_path", "id_col", "stage_col", "persona_col", "seed")
+    table_args = {key: getattr(config, key) for key in table}
+    inputs = inputs_from_table(fallback=leads.X, as_of=as_of, max_rows=max_rows, **table_args)
+    return GateSet(name, leads.X, leads.y_stage, leads.y_persona, inputs, min_refuse)
 
 
 @contextmanager
