@@ -102,10 +102,7 @@ def rep_quality(
         rows = rows[rows["lead_id"].isin(shared)]
         index = {label: i for i, label in enumerate(names)}
         matrix = rows.pivot_table(
-            index="lead_id",
-            columns="reviewer",
-            values="new_label",
-            aggfunc="last",
+            index="lead_id", columns="reviewer", values="new_label", aggfunc="last"
         )
         matrix = matrix.apply(lambda col, index=index: col.map(index.get)).astype(float)
         matrix = matrix.loc[:, matrix.notna().any(axis=0)]

@@ -85,8 +85,7 @@ class GateDecision:
             lines.append(f"set: {gate_set['name']} ({sizes or 'no labelled'} leads)")
             if gate_set.get("note"):
                 lines.append(f"  {gate_set['note']}")
-            for comp in gate_set.get("heads", []):
-                lines.append("  " + describe_comparison(comp))
+            lines += ["  " + describe_comparison(comp) for comp in gate_set.get("heads", [])]
         return lines
 
     def summary(self) -> str:
@@ -221,39 +220,20 @@ def _head_findings(
     if not chall or chall.get("missing_head") or chall.get("n", 0) == 0:
         return [("refuse", f"{head}: the challenger has no {head} head but the champion has one")]
     if chall["n"] != champ["n"]:
-        return [
-            (
-                "refuse",
-                f"{head}: not evaluated on the same rows "
-                f"(challenger {chall['n']}, champion {champ['n']})",
-            )
-        ]
+        rows = f"(challenger {chall['n']}, champion {champ['n']})"
+        return [("refuse", f"{head}: not evaluated on the same rows {rows}")]
     noise = ""
-    interval = comp.get("difference_interval")
-    if interval:
+    if interval := comp.get("difference_interval"):
         lo, hi = interval
-        inside = lo <= 0.0 <= hi
-        noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + (
-            "inside the noise" if inside else "outside the noise"
-        )
-    findings = []
+        where = "inside" if lo <= 0.0 <= hi else "outside"
+        noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] {where} the noise"
     f1_new, f1_old = chall["macro_f1"], champ["macro_f1"]
     if f1_new < f1_old - f1_tolerance:
-        findings.append(
-            (
-                "check",
-                f"{head}: macro-F1 {f1_new:.3f} is below the champion's {f1_old:.3f} "
-                f"by more than {f1_tolerance:.3f}{noise}",
-            )
-        )
+        below = f"is below the champion's {f1_old:.3f} by more than {f1_tolerance:.3f}"
+        findings = [("check", f"{head}: macro-F1 {f1_new:.3f} {below}{noise}")]
     else:
-        findings.append(
-            (
-                "ok",
-                f"{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
-                f"(tolerance {f1_tolerance:.3f}){noise}: ok",
-            )
-        )
+        versus = f"vs champion {f1_old:.3f} (tolerance {f1_tolerance:.3f})"
+        findings = [("ok", f"{head}: macro-F1 {f1_new:.3f} {versus}{noise}: ok")]
     drops = []
     for label, old in champ.get("per_class", {}).items():
         if old.get("support", 0) == 0:
