@@ -8,30 +8,16 @@ import types
 from importlib import import_module
 from typing import Any
 
-#: Public name → module that defines it.
-_EXPORTS: dict[str, str] = {
-    "TrainingSet": "training.dataset",
-    "holdout_mask": "training.dataset",
-    "load_training_table": "training.dataset",
-    "normalize_labels": "training.dataset",
-    "baselines": "training.evaluate",
-    "evaluate_heads": "training.evaluate",
-    "evaluate_on_table": "training.evaluate",
-    "flatten_metrics": "training.evaluate",
-    "plots": "training.evaluate",
-    "GateDecision": "training.promote",
-    "gate": "training.promote",
-    "promote": "training.promote",
-    "rollback": "training.promote",
-    "run_gate": "training.promote",
-    "ScoreSummary": "training.score",
-    "score_table": "training.score",
-    "TrainConfig": "training.train",
-    "TrainResult": "training.train",
-    "fit_lead_model": "training.train",
-    "train": "training.train",
-    "train_on": "training.train",
+#: Public names per module that defines them.
+_MODULES: dict[str, tuple[str, ...]] = {
+    "dataset": ("TrainingSet", "holdout_mask", "load_training_table", "normalize_labels"),
+    "evaluate": ("baselines", "evaluate_heads", "evaluate_on_table", "flatten_metrics", "plots"),
+    "promote": ("GateDecision", "gate", "promote", "rollback", "run_gate"),
+    "score": ("ScoreSummary", "score_table"),
+    "train": ("TrainConfig", "TrainResult", "fit_lead_model", "train", "train_on"),
 }
+#: Public name → module that defines it.
+_EXPORTS = {name: f"training.{module}" for module, names in _MODULES.items() for name in names}
 
 __all__ = sorted(_EXPORTS)
 

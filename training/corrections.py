@@ -81,10 +81,8 @@ class ImportResult:
         """Write every error as CSV: the error, then the row's import columns as read."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        by_row: dict[int, dict[str, Any]] = {}
-        if len(self.rejected_rows) and "row" in self.rejected_rows.columns:
-            for record in self.rejected_rows.to_dict("records"):
-                by_row[int(record["row"])] = record
+        records = self.rejected_rows.to_dict("records") if "row" in self.rejected_rows else []
+        by_row = {int(record["row"]): record for record in records}
         from data.personal import open_private
 
         with open_private(path) as fh:  # owner only: the values are the user's data
@@ -345,31 +343,28 @@ def _write(store: Store, good: list[_Row], result: ImportResult, errors: list[Ro
             if current is None:
                 current = store.labels_for(row.lead_id)
             kind = "confirm" if current.get(f) == label else "reclassify"
-            if result.dry_run:
-                result.written += 1
-                result.confirmed += kind == "confirm"
-                continue
-            try:
-                stored = store.add_correction(
-                    row.lead_id,
-                    f,
-                    label,
-                    reviewer=row.reviewer,
-                    kind=kind,
-                    reason=row.reason,
-                    note=row.note,
-                    source="import",
-                    expected_label=current.get(f),
-                    created_at=row.created_at,
-                )
-            except (KeyError, ValueError) as exc:
-                errors.append(_store_error(result.path.name, row, f, exc))
-                continue
-            latest[key] = signature
-            current[f] = label
+            if not result.dry_run:
+                try:
+                    stored = store.add_correction(
+                        row.lead_id,
+                        f,
+                        label,
+                        reviewer=row.reviewer,
+                        kind=kind,
+                        reason=row.reason,
+                        note=row.note,
+                        source="import",
+                        expected_label=current.get(f),
+                        created_at=row.created_at,
+                    )
+                except (KeyError, ValueError) as exc:
+                    errors.append(_store_error(result.path.name, row, f, exc))
+                    continue
+                latest[key] = signature
+                current[f] = label
+                result.conflicts += stored.conflict
             result.written += 1
             result.confirmed += kind == "confirm"
-            result.conflicts += stored.conflict
 
 
 def _latest_imports(store: Store) -> dict[tuple[str, str], tuple[Any, ...]]:

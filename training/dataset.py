@@ -65,6 +65,16 @@ class TrainingSet:
         """The labels of one head (``"stage"`` or ``"persona"``)."""
         return {"stage": self.y_stage, "persona": self.y_persona}[head]
 
+    def relabelled(self, labels: Mapping[str, pd.Series | None], **changes: Any) -> TrainingSet:
+        """A copy with these labels per head (the slices' label columns follow: ``slices``
+        in ``changes`` is filled in place) and ``changes``."""
+        slices = changes.pop("slices", self.slices)
+        for head, y in labels.items():
+            if y is not None and head in slices.columns:
+                slices[head] = y.to_numpy(dtype=object)
+        y_stage, y_persona = labels["stage"], labels["persona"]
+        return replace(self, y_stage=y_stage, y_persona=y_persona, slices=slices, **changes)
+
     def subset(self, mask: np.ndarray | pd.Series) -> TrainingSet:
         """The rows where ``mask`` is true (a boolean array in table order)."""
         mask = np.asarray(mask, dtype=bool)
@@ -85,12 +95,8 @@ class TrainingSet:
 
     def label_frame(self) -> pd.DataFrame:
         """The features with the labels as ``stage`` / ``persona`` columns (for MLflow)."""
-        frame = self.X.copy()
-        for head in ("stage", "persona"):
-            y = self.labels(head)
-            if y is not None:
-                frame[f"label_{head}"] = y
-        return frame
+        labels = {f"label_{head}": self.labels(head) for head in ("stage", "persona")}
+        return self.X.assign(**{name: y for name, y in labels.items() if y is not None})
 
 
 def holdout_mask(ids: Iterable[Any], share: float = 0.2) -> np.ndarray:
@@ -506,12 +512,8 @@ def title_column(columns: Iterable[Any]) -> str | None:
     from data.labels import label_key
 
     names = [str(c) for c in columns]
-    if "job_title" in names:
-        return "job_title"
-    for name in names:
-        if label_key(name) in _TITLE_NAMES:
-            return name
-    return None
+    titles = [name for name in names if name == "job_title" or label_key(name) in _TITLE_NAMES]
+    return "job_title" if "job_title" in titles else next(iter(titles), None)
 
 
 def _type_columns(

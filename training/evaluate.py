@@ -117,20 +117,10 @@ def _calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> di
     """Top-label reliability: per equal-width confidence bin, mean confidence and accuracy."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    conf, acc, count = [], [], []
-    ece = 0.0
-    for b in range(n_bins):
-        mask = which == b
-        k = int(mask.sum())
-        count.append(k)
-        if k == 0:
-            conf.append(None)
-            acc.append(None)
-            continue
-        c, a = float(confidence[mask].mean()), float(correct[mask].mean())
-        conf.append(c)
-        acc.append(a)
-        ece += abs(a - c) * k / len(confidence)
+    count = np.bincount(which, minlength=n_bins).tolist()
+    sums = (np.bincount(which, weights=w, minlength=n_bins) for w in (confidence, correct))
+    conf, acc = ([float(t / k) if k else None for t, k in zip(s, count, strict=True)] for s in sums)
+    ece = sum(abs(a - c) * k for c, a, k in zip(conf, acc, count, strict=True) if k) / len(correct)
     return {
         "ece": float(ece),
         "bins": {"edges": edges.tolist(), "confidence": conf, "accuracy": acc, "count": count},

@@ -65,11 +65,10 @@ def _macro_f1_rows(truth: np.ndarray, pred: np.ndarray, draws: np.ndarray, k: in
     tp = np.bincount((t + offset)[correct], minlength=size).reshape(b, k)
     true_count = np.bincount((t + offset).ravel(), minlength=size).reshape(b, k)
     pred_count = np.bincount((p + offset).ravel(), minlength=size).reshape(b, k)
-    fp = pred_count - tp
-    fn = true_count - tp
-    seen = (true_count + pred_count) > 0
-    denom = 2 * tp + fp + fn
-    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    # 2·tp + fp + fn is every true and every predicted count: F1 = 2·tp / that (0 unseen).
+    denom = true_count + pred_count
+    seen = denom > 0
+    f1 = 2 * tp / np.maximum(denom, 1)
     return (f1 * seen).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
 
 
@@ -133,11 +132,5 @@ def compare_head(
         out["difference_interval"] = (lo, hi)
         verdict = "better" if lo > 0 else "worse" if hi < 0 else "inside the noise"
     return HeadComparison(
-        head=head,
-        n=n,
-        challenger=chall_f1,
-        champion=champ_f1,
-        verdict=verdict,
-        confidence=confidence,
-        **out,
+        head, n, chall_f1, champ_f1, verdict=verdict, confidence=confidence, **out
     )

@@ -102,10 +102,7 @@ def rep_quality(
         rows = rows[rows["lead_id"].isin(shared)]
         index = {label: i for i, label in enumerate(names)}
         matrix = rows.pivot_table(
-            index="lead_id",
-            columns="reviewer",
-            values="new_label",
-            aggfunc="last",
+            index="lead_id", columns="reviewer", values="new_label", aggfunc="last"
         )
         matrix = matrix.apply(lambda col, index=index: col.map(index.get)).astype(float)
         matrix = matrix.loc[:, matrix.notna().any(axis=0)]
@@ -294,32 +291,19 @@ def _with_soft_rows(training: Any, soft: _SoftRows) -> Any:
     src = training.ids[soft.rows]
 
     def add(frame: pd.DataFrame) -> pd.DataFrame:
-        rows = frame.loc[src].copy()
-        rows.index = new_index
-        return pd.concat([frame, rows])
+        return pd.concat([frame, frame.loc[src].set_axis(new_index)])
 
-    labels: dict[str, pd.Series | None] = {}
-    for head in _HEADS:
-        y = training.labels(head)
-        labels[head] = (
-            None
-            if y is None
-            else pd.concat([y, pd.Series(soft.labels[head], index=new_index, name=y.name)])
-        )
+    def extended(head: str, y: pd.Series | None) -> pd.Series | None:
+        if y is None:
+            return None
+        return pd.concat([y, pd.Series(soft.labels[head], index=new_index, name=y.name)])
+
+    labels = {head: extended(head, training.labels(head)) for head in _HEADS}
     slices = add(training.slices)
     slices.loc[new_index, "label_source"] = "inferred"
-    for head in _HEADS:
-        if labels[head] is not None and head in slices.columns:
-            slices[head] = labels[head].to_numpy(dtype=object)
-    return replace(
-        training,
-        X=add(training.X),
-        y_stage=labels["stage"],
-        y_persona=labels["persona"],
-        ids=training.ids.append(new_index),
-        leads=add(training.leads),
-        slices=slices,
-    )
+    ids = training.ids.append(new_index)
+    leads = add(training.leads)
+    return training.relabelled(labels, X=add(training.X), ids=ids, leads=leads, slices=slices)
 
 
 def soft_relabel(

@@ -194,30 +194,13 @@ def find_label_issues(
     X: pd.DataFrame,
     labels: Sequence[str],
     *,
-    n_folds: int = N_FOLDS,
-    n_estimators: int = N_ESTIMATORS,
-    learning_rate: float = LEARNING_RATE,
-    num_leaves: int = 15,
-    num_threads: int = 1,
     min_keep_share: float = 0.5,
-    seed: int = 0,
-    sample_weight: Sequence[float] | None = None,
-    fold_keys: Sequence[Any] | None = None,
+    **fit: Any,
 ) -> HeadIssues:
-    """Flag the rows of one head whose label is probably wrong (confident learning)."""
+    """Flag the rows of one head whose label is probably wrong (confident learning); ``fit``:
+    the keywords of :func:`out_of_fold_proba` (folds, trees, seed, weights, fold keys)."""
     y = np.asarray(labels, dtype=object).astype(str)
-    classes, proba = out_of_fold_proba(
-        X,
-        y,
-        n_folds=n_folds,
-        n_estimators=n_estimators,
-        learning_rate=learning_rate,
-        num_leaves=num_leaves,
-        num_threads=num_threads,
-        seed=seed,
-        sample_weight=sample_weight,
-        fold_keys=fold_keys,
-    )
+    classes, proba = out_of_fold_proba(X, y, **fit)
     y_index = np.searchsorted(np.asarray(classes), y)
     thresholds, flagged, suggested = confident_flags(proba, y_index, min_keep_share=min_keep_share)
     names = np.asarray(classes, dtype=object)

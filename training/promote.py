@@ -66,8 +66,7 @@ class GateDecision:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GateDecision:
         """The inverse of :meth:`to_dict` (unknown keys ignored)."""
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values.setdefault("promote", False)
         return cls(**values)
 
@@ -86,8 +85,7 @@ class GateDecision:
             lines.append(f"set: {gate_set['name']} ({sizes or 'no labelled'} leads)")
             if gate_set.get("note"):
                 lines.append(f"  {gate_set['note']}")
-            for comp in gate_set.get("heads", []):
-                lines.append("  " + describe_comparison(comp))
+            lines += ["  " + describe_comparison(comp) for comp in gate_set.get("heads", [])]
         return lines
 
     def summary(self) -> str:
@@ -96,9 +94,7 @@ class GateDecision:
         if self.task_differences:
             parts.append("different task: " + "; ".join(self.task_differences))
         for gate_set in self.sets:
-            heads = []
-            for comp in gate_set.get("heads", []):
-                heads.append(_short_comparison(comp))
+            heads = [_short_comparison(comp) for comp in gate_set.get("heads", [])]
             if heads:
                 parts.append(f"{gate_set['name']}: " + "; ".join(heads))
             elif gate_set.get("note"):
@@ -224,39 +220,20 @@ def _head_findings(
     if not chall or chall.get("missing_head") or chall.get("n", 0) == 0:
         return [("refuse", f"{head}: the challenger has no {head} head but the champion has one")]
     if chall["n"] != champ["n"]:
-        return [
-            (
-                "refuse",
-                f"{head}: not evaluated on the same rows "
-                f"(challenger {chall['n']}, champion {champ['n']})",
-            )
-        ]
+        rows = f"(challenger {chall['n']}, champion {champ['n']})"
+        return [("refuse", f"{head}: not evaluated on the same rows {rows}")]
     noise = ""
-    interval = comp.get("difference_interval")
-    if interval:
+    if interval := comp.get("difference_interval"):
         lo, hi = interval
-        inside = lo <= 0.0 <= hi
-        noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] " + (
-            "inside the noise" if inside else "outside the noise"
-        )
-    findings = []
+        where = "inside" if lo <= 0.0 <= hi else "outside"
+        noise = f"; difference {comp['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] {where} the noise"
     f1_new, f1_old = chall["macro_f1"], champ["macro_f1"]
     if f1_new < f1_old - f1_tolerance:
-        findings.append(
-            (
-                "check",
-                f"{head}: macro-F1 {f1_new:.3f} is below the champion's {f1_old:.3f} "
-                f"by more than {f1_tolerance:.3f}{noise}",
-            )
-        )
+        below = f"is below the champion's {f1_old:.3f} by more than {f1_tolerance:.3f}"
+        findings = [("check", f"{head}: macro-F1 {f1_new:.3f} {below}{noise}")]
     else:
-        findings.append(
-            (
-                "ok",
-                f"{head}: macro-F1 {f1_new:.3f} vs champion {f1_old:.3f} "
-                f"(tolerance {f1_tolerance:.3f}){noise}: ok",
-            )
-        )
+        versus = f"vs champion {f1_old:.3f} (tolerance {f1_tolerance:.3f})"
+        findings = [("ok", f"{head}: macro-F1 {f1_new:.3f} {versus}{noise}: ok")]
     drops = []
     for label, old in champ.get("per_class", {}).items():
         if old.get("support", 0) == 0:
@@ -527,33 +504,25 @@ def run_gate(
     *,
     model_name: str,
     challenger_version: str,
-    X: pd.DataFrame,
-    y_stage: pd.Series | None,
-    y_persona: pd.Series | None,
+    sets: Sequence[GateSet],
     run_id: str | None = None,
     challenger: Any | None = None,
-    challenger_metrics: Mapping[str, Any] | None = None,
     f1_tolerance: float = 0.01,
     recall_margin: float = 0.05,
     by: str = "leadready train",
     client: Any | None = None,
-    set_name: str = "training holdout",
-    champion_inputs: Callable[[Any], pd.DataFrame] | None = None,
-    min_refuse: int = 0,
-    extra_sets: Sequence[GateSet] = (),
     force: bool = False,
     seed: int = 0,
 ) -> tuple[GateDecision, dict[str, Any]]:
-    """Compare challenger and champion on the same leads, decide, move ``champion``: the task
-    check, each gate set (:func:`_gate_set`), then the decision recorded; its length is its
-    keyword arguments, which callers pass by name."""
+    """Compare challenger and champion on the same leads (``sets``, the first one's metrics
+    returned), decide, move ``champion``: the task check, each gate set (:func:`_gate_set`),
+    then the decision recorded; its length is its keyword arguments, which callers pass by name."""
     from model.registry import load_model
 
     client = _client(client)
     challenger_version = str(challenger_version)
     if challenger is None:
         challenger, _ = load_model(f"models:/{model_name}/{challenger_version}")
-    sets = [GateSet(set_name, X, y_stage, y_persona, champion_inputs, min_refuse), *extra_sets]
     champion_version = current_version(model_name, CHAMPION, client=client)
     check = _task_check(model_name, challenger, challenger_version, champion_version, force)
     champion, differences = check.champion, check.differences

@@ -21,11 +21,10 @@ from training.promote import (
     GateDecision,
     GateSet,
     current_version,
-    inputs_from_table,
     run_gate,
 )
 from training.rep_labels import CURRENT_COLUMNS, current_corrections
-from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, train_on
+from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, gate_set, train_on
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -368,8 +367,7 @@ def _corrected_features(
     """The base feature rows with each corrected lead's reviewed snapshot in place of its
     row (base leads without one keep theirs), new leads appended."""
     snap_ids = [i for i in usable if i in snapshot_of]
-    X_base = base.X.copy()
-    X_base.index = base_ids
+    X_base = base.X.set_axis(base_ids)
     snapshots = _snapshot_frame([snapshot_of[i] for i in snap_ids], snap_ids, X_base)
     partial = sum(1 for i in snap_ids if set(X_base.columns) - set(snapshot_of[i]))
     if partial:
@@ -393,12 +391,11 @@ def _relabelled(
 ) -> tuple[dict[str, pd.Series | None], dict[str, int]]:
     """Per head, the base labels with the reps' in their place (None for a head the base
     data has no labels of), and how many rep labels changed one."""
-    labels: dict[str, pd.Series | None] = {}
+    labels: dict[str, pd.Series | None] = dict.fromkeys(HEADS)
     changed: dict[str, int] = {}
     for head in HEADS:
         y = _labels_of(base.labels(head), ids)
         if y is None:
-            labels[head] = None
             continue
         corrected = rep[head]
         before = y.reindex(corrected.index)
@@ -420,28 +417,13 @@ def _corrected_table(
     """The base training set with the corrected features and labels, its slices saying
     ``label_source`` = ``rep`` or ``marketing`` per lead."""
     ids = X.index
-    leads = base.leads.copy()
-    leads.index = base_ids
-    leads = leads.reindex(ids)
-    slices = base.slices.copy()
-    slices.index = base_ids
-    slices = slices.reindex(ids)
+    leads = base.leads.set_axis(base_ids).reindex(ids)
+    slices = base.slices.set_axis(base_ids).reindex(ids)
     for column in slices.columns:
         if column in X.columns and len(new_ids):
             slices.loc[new_ids, column] = X.loc[new_ids, column].to_numpy(dtype=object)
-    for head in HEADS:
-        if labels[head] is not None and head in slices.columns:
-            slices[head] = labels[head].to_numpy(dtype=object)
     slices["label_source"] = np.where(is_corrected, "rep", "marketing")
-    return replace(
-        base,
-        X=X,
-        y_stage=labels["stage"],
-        y_persona=labels["persona"],
-        ids=ids,
-        leads=leads,
-        slices=slices,
-    )
+    return base.relabelled(labels, X=X, ids=ids, leads=leads, slices=slices)
 
 
 def _gate_ids(
@@ -506,11 +488,6 @@ def _summary(
     n_new_leads: int,
 ) -> CorrectionSummary:
     """The :class:`CorrectionSummary` of the used rows and the counts given."""
-
-    def count(column: str) -> dict[str, int]:
-        values = used[column].astype(object).where(used[column].notna(), "(none)").map(str)
-        return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
-
     return CorrectionSummary(
         n_labels=int(len(corrections)),
         n_leads=int(corrections["lead_id"].nunique()) if len(corrections) else 0,
@@ -519,23 +496,24 @@ def _summary(
         n_new_leads=n_new_leads,
         n_changed=changed,
         skipped=dict(skipped),
-        by_class={h: _label_counts(used[used["field"] == h]) for h in heads},
+        by_class={h: _counts(used.loc[used["field"] == h, "new_label"]) for h in heads},
         gate_by_class={
-            h: _label_counts(used[(used["field"] == h) & (used["role"] == "gate")]) for h in heads
+            h: _counts(used.loc[(used["field"] == h) & (used["role"] == "gate"), "new_label"])
+            for h in heads
         },
         gate_share=float(share),
-        by_rep=count("reviewer"),
-        by_reason=count("reason"),
-        by_kind=count("kind"),
-        by_source=count("source"),
+        by_rep=_counts(used["reviewer"]),
+        by_reason=_counts(used["reason"]),
+        by_kind=_counts(used["kind"]),
+        by_source=_counts(used["source"]),
         correction_ids=tuple(int(i) for i in used["id"]),
     )
 
 
-def _label_counts(rows: pd.DataFrame) -> dict[str, int]:
-    """How many rows carry each ``new_label``, by label."""
-    counts = rows["new_label"].astype(str).value_counts().sort_index()
-    return {str(k): int(v) for k, v in counts.items()}
+def _counts(values: pd.Series) -> dict[str, int]:
+    """How many rows carry each value (a missing one as ``(none)``), by value."""
+    counts = values.astype(object).where(values.notna(), "(none)").map(str).value_counts()
+    return {str(k): int(v) for k, v in counts.sort_index().items()}
 
 
 # ----------------------------------------------------------------------------- run
@@ -669,11 +647,11 @@ def retrain(
     gate_metrics: dict[str, Any] = {}
     gate_set = "none"
     if config.gate:
-        first, extra = _gate_sets(config, base_config, base, retrain_set)
-        gate_set = first.name
-        n_leads = len(first.X) + sum(len(e.X) for e in extra)
+        sets = _gate_sets(config, base_config, base, retrain_set)
+        gate_set = sets[0].name
+        n_leads = sum(len(s.X) for s in sets)
         report(f"running the promotion gate on the {gate_set} set ({n_leads:,} leads)", 0.85)
-        decision, gate_metrics = _run_gate(config, base_config, trained, first, extra, client)
+        decision, gate_metrics = _run_gate(config, base_config, trained, sets, client)
     verdict = "not gated" if decision is None else ("promoted" if decision.promote else "refused")
     report(f"done: version {trained.version} {verdict}", 1.0)
     return RetrainResult(
@@ -694,67 +672,39 @@ def retrain(
 
 def _gate_sets(
     config: RetrainConfig, base_config: TrainConfig, base: TrainingSet, retrain_set: RetrainSet
-) -> tuple[GateSet, list[GateSet]]:
+) -> list[GateSet]:
     """The gate's sets: the rep-verified leads first and the training holdout as well, or
     the training holdout alone; the champion is scored on its own inputs from the base data."""
 
-    def table_inputs(fallback: pd.DataFrame) -> Any:
-        return inputs_from_table(
-            leads_path=base_config.leads_path,
-            fallback=fallback,
-            events_path=base_config.events_path,
-            id_col=base_config.id_col,
-            stage_col=base_config.stage_col,
-            persona_col=base_config.persona_col,
-            as_of=base.as_of,
-            seed=base_config.seed,
-        )
-
-    holdout = retrain_set.training.subset(
-        holdout_mask(retrain_set.training.ids, base_config.holdout_share)
-    )
-    holdout_set = GateSet(
-        "training holdout", holdout.X, holdout.y_stage, holdout.y_persona, table_inputs(holdout.X)
-    )
+    training = retrain_set.training
+    holdout = training.subset(holdout_mask(training.ids, base_config.holdout_share))
+    holdout_set = gate_set(base_config, holdout, base.as_of)
     if retrain_set.gate is None:
-        return holdout_set, []
+        return [holdout_set]
     # The reps' labels decide first; below min_refuse_leads per head they are
     # reported but cannot refuse alone, and the training holdout is compared too.
-    first = GateSet(
-        "rep-verified",
-        retrain_set.gate.X,
-        retrain_set.gate.y_stage,
-        retrain_set.gate.y_persona,
-        table_inputs(retrain_set.gate.X),
-        config.min_refuse_leads,
-    )
-    return first, [holdout_set]
+    name, min_refuse = "rep-verified", config.min_refuse_leads
+    first = gate_set(base_config, retrain_set.gate, base.as_of, name=name, min_refuse=min_refuse)
+    return [first, holdout_set]
 
 
 def _run_gate(
     config: RetrainConfig,
     base_config: TrainConfig,
     trained: TrainResult,
-    first: GateSet,
-    extra: list[GateSet],
+    sets: list[GateSet],
     client: Any,
 ) -> tuple[GateDecision, dict[str, Any]]:
     """The promotion gate on the retrain's sets, with the base run's gate settings."""
     return run_gate(
         model_name=config.model_name,
         challenger_version=trained.version,
-        X=first.X,
-        y_stage=first.y_stage,
-        y_persona=first.y_persona,
+        sets=sets,
         run_id=trained.run_id,
         f1_tolerance=base_config.f1_tolerance,
         recall_margin=base_config.recall_margin,
         by=config.actor,
         client=client,
-        set_name=first.name,
-        champion_inputs=first.champion_inputs,
-        min_refuse=first.min_refuse,
-        extra_sets=extra,
         force=config.force,
         seed=base_config.seed,
     )

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -313,16 +314,9 @@ def score_table(
     # while this one is scored and written here.
     depth = ahead.workers + 1 if ahead is not None else 1
     try:
-        queue: deque[tuple[pd.DataFrame, pd.DataFrame, pd.Index, Any]] = deque()
         source = prepared()
-        while True:
-            while len(queue) < depth:
-                item = next(source, None)
-                if item is None:
-                    break
-                queue.append(item)
-            if not queue:
-                break
+        queue = deque(islice(source, depth))
+        while queue:
             chunk, leads, ids, started = queue.popleft()
             if started is not None:
                 features = started.get()
@@ -341,11 +335,8 @@ def score_table(
                 on_scored(leads, features, scored)
             if not missing:
                 missing = list(scored.attrs.get("missing_columns", []))
-            out = chunk.copy()
-            for name in prediction_columns:
-                if name in out.columns:
-                    renamed[name] = f"{name}_input"
-            out = out.rename(columns=renamed)
+            renamed.update({n: f"{n}_input" for n in prediction_columns if n in chunk.columns})
+            out = chunk.rename(columns=renamed)
             out = pd.concat([out, scored[prediction_columns].reset_index(drop=True)], axis=1)
             writer.write(out)
             for value, count in out["route"].value_counts().items():
@@ -354,9 +345,9 @@ def score_table(
             chunks += 1
             if on_chunk is not None:
                 on_chunk(rows, total)
+            queue.extend(islice(source, 1))
         if chunks == 0:
-            empty = pd.DataFrame(columns=prediction_columns)
-            writer.write(empty)
+            writer.write(pd.DataFrame(columns=prediction_columns))
         writer.close()
     except BaseException:
         writer.abort()

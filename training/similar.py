@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from data.review_queue import STORED_CONFIG, priority_scores
+from data.review_queue import STORED_CONFIG, row_scores
 from data.store import (
     CorrectionRow,
     LeadRow,
@@ -31,6 +32,7 @@ from training.correction_model import (
     CorrectionModelConfig,
     change_probability,
 )
+from training.learned_queue import rep_label_frame
 from training.rep_labels import current_corrections
 
 if TYPE_CHECKING:
@@ -66,7 +68,6 @@ METHODS: dict[str, str] = {
     "correction_model": "the model of corrections' probability of the same change",
     "neighbours": "nearest neighbours in feature space (too few corrections to learn from yet)",
 }
-_HEADS = ("stage", "persona")
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,8 @@ class SuggestionSet:
 
     def counts(self) -> dict[str, int]:
         """Open, accepted and dismissed suggestions among the stored ones."""
-        out = {"open": 0, "accepted": 0, "dismissed": 0}
-        for item in self.items:
-            out[item["status"]] = out.get(item["status"], 0) + 1
-        return out
+        counted = Counter(item["status"] for item in self.items)
+        return {"open": 0, "accepted": 0, "dismissed": 0} | dict(counted)
 
 
 class UnknownSuggestions(KeyError):
@@ -182,18 +181,8 @@ def _queue(store: Store, where: Any, *, with_features: bool) -> tuple[pd.DataFra
     frame = pd.DataFrame.from_records(
         [tuple(r)[: len(names)] for r in rows], columns=names
     ).set_index("lead_id")
-    if len(frame):
-        frame["base_priority"] = priority_scores(
-            stage=frame["stage"].tolist(),
-            stage_confidence=frame["stage_confidence"].to_numpy(dtype=float, na_value=np.nan),
-            stage_margin=frame["stage_margin"].to_numpy(dtype=float, na_value=np.nan),
-            persona_margin=frame["persona_margin"].to_numpy(dtype=float, na_value=np.nan),
-            p_marketing_stage=frame["p_marketing_stage"].to_numpy(dtype=float, na_value=np.nan),
-            p_marketing_persona=frame["p_marketing_persona"].to_numpy(dtype=float, na_value=np.nan),
-            config=STORED_CONFIG,
-        )
-    else:
-        frame["base_priority"] = pd.Series(dtype=float)
+    # Today's priority, as data.review_queue.queue_frame computes it.
+    frame["base_priority"] = row_scores(frame.to_dict("records"), STORED_CONFIG)
     features = pd.DataFrame(index=frame.index)
     if with_features and rows:
         snaps = [r[-1] if isinstance(r[-1], Mapping) else {} for r in rows]
@@ -205,15 +194,6 @@ def _n_reviewed(store: Store) -> int:
     stmt = sa.select(sa.func.count()).select_from(_QUEUE).where(_QUEUE.c.reviewed.is_(True))
     with store.engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
-
-
-def _rep_labels(corrections: pd.DataFrame) -> pd.DataFrame:
-    if corrections.empty:
-        return pd.DataFrame(columns=list(_HEADS), dtype=object)
-    wide = corrections.pivot_table(
-        index="lead_id", columns="field", values="new_label", aggfunc="last"
-    )
-    return wide.reindex(columns=list(_HEADS)).astype(object)
 
 
 def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
@@ -229,7 +209,7 @@ def _model(store: Store, config: SimilarConfig) -> CorrectionModel:
     if cached is not None and 0 <= n - cached[0] < max(config.refit_every, 1):
         return cached[1]
     queue, features = _queue(store, _QUEUE.c.reviewed.is_(True), with_features=True)
-    reps = _rep_labels(current_corrections(store))
+    reps = rep_label_frame(current_corrections(store))
     reps = reps[reps.index.isin(queue.index)]
     model.fit(features.loc[reps.index], queue.loc[reps.index], reps)
     with _MODELS_LOCK:

@@ -112,8 +112,9 @@ class _Plan:
     as_of_ns: int
     lead_micros: tuple[str, ...]  # lead TIMESTAMP columns passed as µs since the epoch
     event_micros: tuple[str, ...]
-    text_ids: bool  # normalise ids as score_table does (text, stripped)
-    keep_input: bool  # output: the input columns + generated ones (else build_features' row)
+    # Scoring: ids as score_table keeps them (text, stripped), and the output is the input
+    # columns + generated ones (else build_features' row).
+    keep_input: bool
     columns: tuple[str, ...]  # output columns, in order
     empty_dtypes: tuple[str, ...]  # pandas dtypes of an empty output, per column
     with_events: bool
@@ -124,11 +125,10 @@ def _micros_to_utc(frame: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
     names = [n for n in names if n in frame.columns]
     if not names:
         return frame
-    frame = frame.copy()
-    for name in names:
-        values = pd.to_numeric(frame[name], errors="coerce")
-        frame[name] = pd.to_datetime(values, unit="us", utc=True).dt.as_unit("us")
-    return frame
+    micros = {n: pd.to_numeric(frame[n], errors="coerce") for n in names}
+    return frame.assign(
+        **{n: pd.to_datetime(v, unit="us", utc=True).dt.as_unit("us") for n, v in micros.items()}
+    )
 
 
 def _text_ids(values: pd.Series, id_col: str) -> np.ndarray:
@@ -144,25 +144,19 @@ def _features_of(plan: _Plan, leads: pd.DataFrame, events: pd.DataFrame | None) 
     """One bucket (or partition): ``build_features`` on its leads and events, shaped for Spark."""
     leads = leads.drop(columns=[_BUCKET], errors="ignore").reset_index(drop=True)
     if len(leads) == 0:  # a bucket with events of other leads only
-        return pd.DataFrame(
-            {
-                name: pd.Series([], dtype=dtype)
-                for name, dtype in zip(plan.columns, plan.empty_dtypes, strict=True)
-            }
-        )
+        dtypes = dict(zip(plan.columns, plan.empty_dtypes, strict=True))
+        return pd.DataFrame(columns=list(dtypes)).astype(dtypes)
     original = leads
     work = _micros_to_utc(leads, plan.lead_micros)
-    if plan.text_ids:
-        work = work.copy() if work is original else work
-        work[plan.id_col] = _text_ids(work[plan.id_col], plan.id_col)
+    if plan.keep_input:
+        work = work.assign(**{plan.id_col: _text_ids(work[plan.id_col], plan.id_col)})
     if events is not None:
         events = _micros_to_utc(
             events.drop(columns=[_BUCKET], errors="ignore").reset_index(drop=True),
             plan.event_micros,
         )
-        if plan.text_ids:
-            events = events.copy()
-            events["lead_id"] = events["lead_id"].astype(str)
+        if plan.keep_input:
+            events = events.assign(lead_id=events["lead_id"].astype(str))
     features = build_features(
         work,
         events if plan.with_events else None,
@@ -190,11 +184,7 @@ def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
     text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype | pd.ArrowDtype)]
     if not text:
         return frame
-    frame = frame.copy()
-    for name in text:
-        values = frame[name]
-        frame[name] = values.astype(object).where(values.notna(), None)
-    return frame
+    return frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), None) for c in text})
 
 
 def _features_of_batches(plan: _Plan, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -361,7 +351,6 @@ def _featurize(
     id_col: str,
     exclude: tuple[str, ...],
     buckets: int | None,
-    text_ids: bool,
     keep_input: bool,
 ) -> DataFrame:
     """The Spark plan of the feature job (lazy: nothing runs until it is written or collected):
@@ -393,7 +382,6 @@ def _featurize(
         as_of_ns=as_of_ns,
         lead_micros=lead_micros,
         event_micros=event_micros,
-        text_ids=text_ids,
         keep_input=keep_input,
         columns=tuple(f.name for f in fields),
         empty_dtypes=tuple(_empty_dtype(f.dataType) for f in fields),
@@ -433,7 +421,6 @@ def build_features_spark(
     """One feature row per lead on Spark: ``model.features.build_features``, bucket by bucket."""
     from pyspark.sql import functions as F
 
-    exclude = tuple(exclude)
     if events is not None:
         _check_events(events)
         if id_col not in leads.columns:
@@ -450,9 +437,8 @@ def build_features_spark(
         as_of_ns=as_of_ns,
         config=config,
         id_col=id_col,
-        exclude=exclude,
+        exclude=tuple(exclude),
         buckets=buckets,
-        text_ids=False,
         keep_input=False,
     )
 
@@ -464,18 +450,10 @@ def _result_type(columns: Iterable[str]) -> StructType:
     """The UDF's struct: labels, routes and reasons as text, every other output a double."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    return StructType(
-        [
-            StructField(
-                name,
-                StringType()
-                if name in _TEXT_OUTPUTS or name.endswith("_reasons")
-                else DoubleType(),
-                True,
-            )
-            for name in columns
-        ]
-    )
+    def kind(name: str) -> Any:
+        return StringType() if name in _TEXT_OUTPUTS or name.endswith("_reasons") else DoubleType()
+
+    return StructType([StructField(name, kind(name), True) for name in columns])
 
 
 def _is_local(path: str) -> bool:
@@ -576,7 +554,6 @@ def _featurized_leads(
         id_col=id_col,
         exclude=(),
         buckets=buckets,
-        text_ids=True,
         keep_input=True,
     )
     return featurized, reference

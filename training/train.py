@@ -8,7 +8,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,19 +22,21 @@ from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, l
 from training.evaluate import HEADS, evaluate_with_baselines, flatten_metrics, plots
 from training.noise import LabelNoiseResult, clean_labels
 from training.procedure import procedure_metrics, procedure_report, procedure_table
-from training.promote import CHALLENGER, GateDecision, inputs_from_table, move_alias, run_gate
+from training.promote import CHALLENGER, GateSet, inputs_from_table, move_alias, run_gate
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from model.classifier import HeadClassifier
     from model.package import LeadReadinessModel
+    from training.promote import GateDecision
 
 __all__ = [
     "CONFIG_ARTIFACT",
     "TrainConfig",
     "TrainResult",
     "fit_lead_model",
+    "gate_set",
     "request_stop",
     "train",
     "train_on",
@@ -113,15 +115,8 @@ class TrainConfig:
 
     def table_args(self) -> dict[str, Any]:
         """The :func:`~training.dataset.load_training_table` arguments that name the data."""
-        return {
-            "events_path": self.events_path,
-            "id_col": self.id_col,
-            "stage_col": self.stage_col,
-            "persona_col": self.persona_col,
-            "exclude": self.exclude,
-            "as_of": self.as_of,
-            "slice_cols": self.slice_cols,
-        }
+        data = ("events_path", "id_col", "stage_col", "persona_col", "exclude", "as_of")
+        return {key: getattr(self, key) for key in (*data, "slice_cols")}
 
 
 @functools.cache
@@ -169,11 +164,8 @@ class _Steps:
     @contextmanager
     def step(self, key: str, text: str) -> Iterator[None]:
         start = time.perf_counter()
-        if self.console is None:
+        with nullcontext() if self.console is None else self.console.status(f"{text}…"):
             yield
-        else:
-            with self.console.status(f"{text}…"):
-                yield
         took = time.perf_counter() - start
         self.timings[key] = took
         if self.console is not None:
@@ -206,12 +198,8 @@ def fit_lead_model(
     from model.features import FeatureConfig
     from model.package import LeadReadinessModel
 
-    labels = {
-        "stage": None if train_set.y_stage is None else train_set.y_stage.to_numpy(dtype=object),
-        "persona": None
-        if train_set.y_persona is None
-        else train_set.y_persona.to_numpy(dtype=object),
-    }
+    labels = {h: train_set.labels(h) for h in HEADS}
+    labels = {h: None if y is None else y.to_numpy(dtype=object) for h, y in labels.items()}
     weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     noise = clean_labels(
         train_set.X,
@@ -414,9 +402,7 @@ def train_on(
     decision = None
     if config.gate:
         with steps.step("gate_s", "running the promotion gate on the holdout"):
-            decision = _gate_on_holdout(
-                config, training_set, holdout, lead_model, evaluation, version, run_id
-            )
+            decision = _gate_on_holdout(config, training_set, holdout, lead_model, version, run_id)
     mlflow.log_metrics({f"time_{k}": v for k, v in steps.timings.items()}, run_id=run_id)
     return TrainResult(
         run_id=run_id,
@@ -565,38 +551,41 @@ def _gate_on_holdout(
     training_set: TrainingSet,
     holdout: TrainingSet,
     lead_model: Any,
-    evaluation: dict[str, Any],
     version: str,
     run_id: str,
 ) -> GateDecision:
     """Run the promotion gate on the holdout, the champion scored on its own inputs."""
+    holdout_set = gate_set(config, holdout, training_set.as_of, max_rows=config.max_rows)
     decision, _ = run_gate(
         model_name=config.model_name,
         challenger_version=version,
-        X=holdout.X,
-        y_stage=holdout.y_stage,
-        y_persona=holdout.y_persona,
+        sets=[holdout_set],
         run_id=run_id,
         challenger=lead_model,
-        challenger_metrics={h: _without_slices(m) for h, m in evaluation.items()},
         f1_tolerance=config.f1_tolerance,
         recall_margin=config.recall_margin,
         by=config.actor,
-        champion_inputs=inputs_from_table(
-            leads_path=config.leads_path,
-            fallback=holdout.X,
-            events_path=config.events_path,
-            id_col=training_set.id_col,
-            stage_col=training_set.stage_col,
-            persona_col=training_set.persona_col,
-            as_of=training_set.as_of,
-            max_rows=config.max_rows,
-            seed=config.seed,
-        ),
         force=config.force,
         seed=config.seed,
     )
     return decision
+
+
+def gate_set(
+    config: TrainConfig,
+    leads: TrainingSet,
+    as_of: datetime | None,
+    *,
+    name: str = "training holdout",
+    min_refuse: int = 0,
+    max_rows: int | None = None,
+) -> GateSet:
+    """These leads as a gate set, the champion scored on its own inputs from the lead table
+    ``config`` names (read as of ``as_of``, at most ``max_rows``)."""
+    table = ("leads_path", "events_path", "id_col", "stage_col", "persona_col", "seed")
+    table_args = {key: getattr(config, key) for key in table}
+    inputs = inputs_from_table(fallback=leads.X, as_of=as_of, max_rows=max_rows, **table_args)
+    return GateSet(name, leads.X, leads.y_stage, leads.y_persona, inputs, min_refuse)
 
 
 @contextmanager
@@ -663,11 +652,6 @@ def _noise_metrics(info: dict[str, Any]) -> dict[str, float]:
     result = LabelNoiseResult(mode=info["mode"], y={}, weights={}, flagged=flagged)
     result.seconds = float(info.get("seconds", 0.0))
     return result.metrics()
-
-
-def _without_slices(metrics: dict[str, Any]) -> dict[str, Any]:
-    """One head's evaluation without its slices (the gate compares whole gate sets)."""
-    return {k: v for k, v in metrics.items() if k != "slices"}
 
 
 def _log_datasets(full: TrainingSet, train_set: TrainingSet, holdout: TrainingSet) -> None:
