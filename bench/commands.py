@@ -577,7 +577,11 @@ def run(
             write_result("commands", result)
 
         load = os.getloadavg()[0]
-        table = importtime_table({"--help": ["--help"], **short}, env)
+        fresh = {  # each import with rows of its own, as timed above
+            name: [str(next(imports)) if a == "<next file>" else a for a in argv]
+            for name, argv in short.items()
+        }
+        table = importtime_table({"--help": ["--help"], **fresh}, env)
         result["importtime"] = table
         (Path(write_result("commands", result)).parent / "importtime.md").write_text(
             importtime_markdown(table, load)
