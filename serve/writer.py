@@ -5,6 +5,7 @@ Design notes (batching, back-pressure, refused rows, forks): ``docs/design/servi
 
 from __future__ import annotations
 
+import abc
 import atexit
 import logging
 import os
@@ -371,16 +372,18 @@ class PredictionWriter:
 _UNSEEN = object()
 
 
-class _Deduper:
-    """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink."""
+class _Deduper(abc.ABC):
+    """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink;
+    a subclass says what a row's key and mark are."""
 
     def __init__(self, sink: Sink, *, max_entries: int) -> None:
         self.sink = sink
         self.max_entries = int(max_entries)
         self._last: OrderedDict[Any, Any] = OrderedDict()
 
+    @abc.abstractmethod
     def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
-        raise NotImplementedError
+        """The row's key, and what must equal the remembered mark for it to be skipped."""
 
     def __call__(self, rows: list[Any]) -> Any:
         """Write the rows not seen before (or changed), then remember them."""
