@@ -38,7 +38,6 @@ _TABLES = ("leads", "events", "truth")
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
     help="Folder for leads, events and truth  [default: $LEADREADY_HOME/data]",
 )
 @click.option(
@@ -59,7 +58,6 @@ _TABLES = ("leads", "events", "truth")
 @click.option(
     "--end",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    default=None,
     help=f"End of the window, UTC  [default: {_DEFAULTS.end:%Y-%m-%d}]",
 )
 @click.option(
