@@ -223,7 +223,7 @@ def score(
                 on_scored=on_scored,
             )
     except common.errors() as exc:
-        raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
+        raise common.fail(exc) from None
     finally:
         if isinstance(events, EventsAhead):
             events.close()
