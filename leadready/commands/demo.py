@@ -217,13 +217,11 @@ def demo(n_leads: int, seed: int, host: str, port: int, workers: int, no_serve: 
 
     On an empty LEADREADY_HOME everything is made; a second run reuses it.
     """
-    from data.readers import InputError
-
     console = Console()
     settings = Settings.from_env()
     try:
         facts = prepare_demo(settings, n_leads=n_leads, seed=seed, console=console)
-    except (InputError, ValueError, KeyError) as exc:
+    except (ValueError, KeyError) as exc:  # data.readers.InputError is a ValueError
         raise click.ClickException(str(exc)) from exc
     base_url = f"http://{host}:{port}"
     console.rule("leadready demo")
