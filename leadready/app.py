@@ -25,12 +25,12 @@ from serve.rescore import Rescorer
 
 __all__ = ["create_app", "registry_source", "resolve_config", "retrain_job"]
 
-#: Config keys that name the same thing as the settings' environment variables.
+#: Config keys that name the same thing as a setting: its environment variable and field.
 _SETTING_KEYS = {
-    "LEADREADY_HOME": "LEADREADY_HOME",
-    "DATABASE_URL": "DATABASE_URL",
-    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
-    "MODEL_NAME": "LEADREADY_MODEL_NAME",
+    "LEADREADY_HOME": ("LEADREADY_HOME", "home"),
+    "DATABASE_URL": ("DATABASE_URL", "database_url"),
+    "MLFLOW_TRACKING_URI": ("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+    "MODEL_NAME": ("LEADREADY_MODEL_NAME", "model_name"),
 }
 
 
@@ -81,12 +81,9 @@ def resolve_config(config: Mapping[str, Any]) -> tuple[Config, Settings]:
     cfg = Config(str(Path.cwd()), serve_app.DEFAULTS)
     cfg.from_prefixed_env("LEADREADY")
     cfg.update(config)
-    overrides = {env: str(cfg[key]) for key, env in _SETTING_KEYS.items() if cfg.get(key)}
+    overrides = {env: str(cfg[key]) for key, (env, _) in _SETTING_KEYS.items() if cfg.get(key)}
     settings = Settings.from_env({**os.environ, **overrides})
-    cfg["LEADREADY_HOME"] = str(settings.home)
-    cfg["DATABASE_URL"] = settings.database_url
-    cfg["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
-    cfg["MODEL_NAME"] = settings.model_name
+    cfg.update({key: str(getattr(settings, field)) for key, (_, field) in _SETTING_KEYS.items()})
     cfg["MLFLOW_ARTIFACT_ROOT"] = cfg["MLFLOW_ARTIFACT_ROOT"] or str(settings.artifact_root)
     cfg["MODEL_URI"] = cfg["MODEL_URI"] or f"models:/{settings.model_name}@champion"
     return cfg, settings
@@ -106,10 +103,9 @@ def _store(cfg: Mapping[str, Any], settings: Settings) -> Any:
 
 def _holder(cfg: Mapping[str, Any], settings: Settings) -> ModelHolder:
     """The model holder of ``MODEL_URI`` (its thread starts later, after any fork)."""
-    source = cfg.get("MODEL_SOURCE")
-    if source is None:
-        source = registry_source(cfg["MLFLOW_TRACKING_URI"], cfg["MLFLOW_ARTIFACT_ROOT"])
-    loader, resolver = source
+    loader, resolver = cfg.get("MODEL_SOURCE") or registry_source(
+        cfg["MLFLOW_TRACKING_URI"], cfg["MLFLOW_ARTIFACT_ROOT"]
+    )
     return ModelHolder(
         cfg["MODEL_URI"],
         loader=loader,

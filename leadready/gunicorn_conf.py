@@ -5,8 +5,10 @@ Design notes: ``docs/design/serving.md``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 from typing import Any
 
 __all__ = ["child_exit", "post_fork", "post_worker_init", "serving_url", "worker_exit"]
@@ -37,12 +39,8 @@ def serving_url(bind: list[str] | str) -> str:
 
 def post_fork(server: Any, worker: Any) -> None:
     """Replace the pools of SQLAlchemy engines inherited from the master (fork safety)."""
-    import sys
-
     if "sqlalchemy" not in sys.modules:
         return
-    import gc
-
     from sqlalchemy.engine import Engine
 
     for obj in gc.get_objects():

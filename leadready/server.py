@@ -5,7 +5,6 @@ Design notes: ``docs/design/serving.md``.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import shutil
@@ -21,8 +20,6 @@ from leadready import gunicorn_conf
 from leadready.config import Settings
 
 __all__ = ["GunicornApp", "ServeOptions", "prepare_home", "run"]
-
-_log = logging.getLogger("leadready.serve")
 
 
 @dataclass(frozen=True)

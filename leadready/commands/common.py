@@ -96,9 +96,7 @@ def f1(value: float | None) -> str:
 
 # Options more than one command takes, with the same words.
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-AS_OF = click.option(
-    "--as-of", default=None, help="Reference time of engagement features [default: last event]."
-)
+AS_OF = click.option("--as-of", help="Reference time of engagement features [default: last event].")
 FORCE = click.option(
     "--force",
     is_flag=True,
@@ -112,6 +110,5 @@ def report_option(what: str = "lines") -> Callable[[Any], Any]:
         "--report",
         "report_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
         help=f"Where to write the rejected {what}  [default: $LEADREADY_HOME/reports/…]",
     )

@@ -6,7 +6,6 @@ Design notes: ``docs/design/serving.md``.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from data.personal import open_private
 from leadready.config import Settings
 
 __all__ = ["demo", "prepare_demo"]
@@ -33,8 +33,7 @@ def _demo_password(home: Path, name: str) -> str:
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     if name not in known:
         known[name] = secrets.token_urlsafe(9)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
+        with open_private(path) as fh:
             json.dump(known, fh, indent=2)
     return known[name]
 
@@ -47,8 +46,7 @@ def _api_key(store: Any, home: Path) -> str:
         return path.read_text().strip()
     name = f"{DEMO_KEY_NAME}-{len(known)}" if DEMO_KEY_NAME in known else DEMO_KEY_NAME
     key = store.create_api_key(name, role="admin")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
+    with open_private(path) as fh:
         fh.write(key + "\n")
     return key
 
@@ -219,13 +217,11 @@ def demo(n_leads: int, seed: int, host: str, port: int, workers: int, no_serve: 
 
     On an empty LEADREADY_HOME everything is made; a second run reuses it.
     """
-    from data.readers import InputError
-
     console = Console()
     settings = Settings.from_env()
     try:
         facts = prepare_demo(settings, n_leads=n_leads, seed=seed, console=console)
-    except (InputError, ValueError, KeyError) as exc:
+    except (ValueError, KeyError) as exc:  # data.readers.InputError is a ValueError
         raise click.ClickException(str(exc)) from exc
     base_url = f"http://{host}:{port}"
     console.rule("leadready demo")

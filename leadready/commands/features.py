@@ -48,7 +48,6 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     "--events",
     "events_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
     help="Events table; without it only profile features are built.",
 )
 @click.option(
@@ -61,7 +60,6 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 @click.option(
     "--as-of",
     "as_of",
-    default=None,
     help="Reference time, ISO 8601 (naive = UTC). Events after it never count. "
     "[default: the latest event]",
 )
@@ -110,12 +108,9 @@ def features(
     try:
         leads = read_leads(leads_path, id_col=id_col, strict=strict)
         events = read_events(events_path, strict=strict) if events_path is not None else None
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _report(leads, "leads")
-    if events is not None:
-        _report(events, "events")
-    try:
+        _report(leads, "leads")
+        if events is not None:
+            _report(events, "events")
         frame = build_features(
             leads.frame,
             events.frame if events is not None else None,

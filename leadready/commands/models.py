@@ -32,9 +32,7 @@ def _when(at: str | int | None) -> str:
 
 
 _NAME = click.option(
-    "--model-name",
-    default=None,
-    help="Registered model name [default: LEADREADY_MODEL_NAME or lead-readiness].",
+    "--model-name", help="Registered model name [default: LEADREADY_MODEL_NAME or lead-readiness]."
 )
 
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,28 +110,16 @@ def _retrain_table(result: RetrainResult) -> Table:
 
 @click.command("retrain")
 @click.option(
-    "--leads",
-    "leads_path",
-    type=_FILE,
-    default=None,
-    help="Base lead table [default: the champion's].",
+    "--leads", "leads_path", type=_FILE, help="Base lead table [default: the champion's]."
 )
 @click.option(
-    "--events",
-    "events_path",
-    type=_FILE,
-    default=None,
-    help="Base events table [default: the champion's].",
+    "--events", "events_path", type=_FILE, help="Base events table [default: the champion's]."
 )
+@click.option("--id-col", help="Id column of the base table [default: the champion's].")
+@click.option("--stage-col", help="Stage label column [default: the champion's].")
+@click.option("--persona-col", help="Persona label column [default: the champion's].")
 @click.option(
-    "--id-col", default=None, help="Id column of the base table [default: the champion's]."
-)
-@click.option("--stage-col", default=None, help="Stage label column [default: the champion's].")
-@click.option("--persona-col", default=None, help="Persona label column [default: the champion's].")
-@click.option(
-    "--base-version",
-    default=None,
-    help="Take the base data from this version's run [default: champion].",
+    "--base-version", help="Take the base data from this version's run [default: champion]."
 )
 @click.option(
     "--weight",
@@ -145,7 +132,6 @@ def _retrain_table(result: RetrainResult) -> Table:
 @click.option(
     "--gate-share",
     type=click.FloatRange(0, 1, max_open=True),
-    default=None,
     help="Share of rep-verified leads kept as the gate set [default: the training holdout share].",
 )
 @click.option(
@@ -155,7 +141,7 @@ def _retrain_table(result: RetrainResult) -> Table:
     show_default=True,
     help="Fewer gate leads than this: gate on the training holdout instead.",
 )
-@click.option("--seed", type=int, default=None, help="Classifier seed [default: the champion's].")
+@click.option("--seed", type=int, help="Classifier seed [default: the champion's].")
 @click.option("--gate/--no-gate", default=True, show_default=True, help="Run the promotion gate.")
 @click.option(
     "--min-refuse-leads",
@@ -290,11 +276,6 @@ def _model_labels_from_mlflow(settings: Settings) -> dict[str, list[str]]:
     return {head: list(values) for head, values in model.labels.items()}
 
 
-def _report_path(settings: Settings, source: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return settings.home / "reports" / f"{source.stem}-rejected-{stamp}.csv"
-
-
 def _print_import(console: Console, result: ImportResult) -> None:
     for line in result.report().splitlines():
         console.print(escape(line), highlight=False, soft_wrap=True)
@@ -338,11 +319,7 @@ def _refit_in_background(settings: Settings) -> tuple[int, Path]:
 
 @corrections.command("import")
 @click.argument("file", type=_FILE)
-@click.option(
-    "--reviewer-default",
-    default=None,
-    help="Reviewer of rows whose reviewer column is empty.",
-)
+@click.option("--reviewer-default", help="Reviewer of rows whose reviewer column is empty.")
 @common.report_option("rows")
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @click.option(
@@ -365,6 +342,7 @@ def import_(
     """
     from data.readers import InputError
     from training.corrections import ImportResult, import_corrections, known_labels
+    from training.input_report import rejected_report_path
 
     settings = common.settings()
     console = Console()
@@ -404,7 +382,7 @@ def import_(
                     highlight=False,
                 )
     if result.rejected:
-        path = result.write_report(report_path or _report_path(settings, file))
+        path = result.write_report(report_path or rejected_report_path(settings.home, file))
         console.print(f"rejected rows written to {path}", soft_wrap=True, highlight=False)
         raise click.exceptions.Exit(1)
 
@@ -499,9 +477,9 @@ def _queue_table(items: list[QueueItem], total: int) -> Table:
     show_default=True,
     help="table for people; csv and json (on standard output) for scripts.",
 )
-@click.option("--stage", default=None, help="Only leads predicted in this stage.")
-@click.option("--persona", default=None, help="Only leads predicted as this persona.")
-@click.option("--route", default=None, help="Only leads with this route (sales, nurture, review).")
+@click.option("--stage", help="Only leads predicted in this stage.")
+@click.option("--persona", help="Only leads predicted as this persona.")
+@click.option("--route", help="Only leads with this route (sales, nurture, review).")
 @click.option(
     "--reviewed/--unreviewed",
     default=None,

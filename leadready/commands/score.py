@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,6 @@ def busy(load: float, cores: int) -> bool:
 
 def _feature_workers(in_path: Path, events_path: Path, chunk_size: int) -> int:
     """Processes that can build features: 2 or 1 (when and why: docs/design/serving.md)."""
-    import os
-
     if (os.cpu_count() or 1) < 2:
         return 1
     if in_path.suffix.lower() in (".parquet", ".pq"):
@@ -101,14 +100,12 @@ def _available_memory() -> int:
 @click.option(
     "--model",
     "model_uri",
-    default=None,
     help="Model URI, e.g. models:/lead-readiness@challenger  [default: …@champion]",
 )
 @click.option(
     "--events",
     "events_path",
     type=click.Path(exists=True, path_type=Path),
-    default=None,
     help="Events of the leads; engagement features are built from them as in training.",
 )
 @click.option("--id-col", default="lead_id", show_default=True, help="The lead id column.")
@@ -122,7 +119,6 @@ def _available_memory() -> int:
 @click.option(
     "--feature-processes",
     type=click.IntRange(min=1, max=2),
-    default=None,
     help="Processes building features from a large events table, each holding the whole "
     "events table; 2 is used only with 2+ cores, several chunks and the memory for two "
     "copies of the events (else 1, said on the console)  [default: 2 when those hold and "
@@ -173,8 +169,7 @@ def score(
     from training.score import EventsAhead, score_table
 
     reference = common.as_of(as_of)
-    settings = Settings.from_env()
-    settings.ensure_home()
+    settings = common.settings()
     uri = model_uri or f"models:/{settings.model_name}@champion"
     console = Console(stderr=True)
     if engine == "spark":
@@ -228,7 +223,7 @@ def score(
                 on_scored=on_scored,
             )
     except common.errors() as exc:
-        raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
+        raise common.fail(exc) from None
     finally:
         if isinstance(events, EventsAhead):
             events.close()
@@ -255,26 +250,21 @@ def _events_source(
 
     if events_path is None or events_path.stat().st_size < READ_AHEAD_BYTES:
         return events_path
-    workers = 1
-    if processes == 2:
-        workers = _feature_workers(in_path, events_path, chunk_size)
-        if workers == 1:
-            console.print(
-                "features built in one process: --feature-processes 2 needs 2 cores, "
-                "more than one chunk and the memory for two copies of the events"
-            )
-    elif processes is None:
-        import os
-
-        workers = _feature_workers(in_path, events_path, chunk_size)
+    workers = 1 if processes == 1 else _feature_workers(in_path, events_path, chunk_size)
+    if processes == 2 and workers == 1:
+        console.print(
+            "features built in one process: --feature-processes 2 needs 2 cores, "
+            "more than one chunk and the memory for two copies of the events"
+        )
+    elif processes is None and workers == 2:
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
-        if workers == 2 and busy(load, cores):
+        if busy(load, cores):
             workers = 1
             console.print(
                 f"features built in one process: the machine is busy (load average "
                 f"{load:.1f} on {cores} cores); --feature-processes 2 asks for two"
             )
-        elif workers == 2:
+        else:
             console.print("features built in two processes (--feature-processes 1 for one)")
     return EventsAhead(events_path, workers=workers)
 

@@ -20,7 +20,6 @@ __all__ = ["serve"]
 @click.option(
     "--poll-seconds",
     type=click.FloatRange(min=0.05),
-    default=None,
     help="How often each worker checks the champion alias (default 10).",
 )
 @click.option("--timeout", default=30, show_default=True, type=click.IntRange(1, 3600))

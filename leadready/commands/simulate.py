@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,6 @@ _TABLES = ("leads", "events", "truth")
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
     help="Folder for leads, events and truth  [default: $LEADREADY_HOME/data]",
 )
 @click.option(
@@ -59,7 +59,6 @@ _TABLES = ("leads", "events", "truth")
 @click.option(
     "--end",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    default=None,
     help=f"End of the window, UTC  [default: {_DEFAULTS.end:%Y-%m-%d}]",
 )
 @click.option(
@@ -135,9 +134,7 @@ def _summary(console: Console, sim: Simulation, paths: dict[str, Path], seconds:
     table.add_column("share", justify="right")
     table.add_column("persona")
     table.add_column("share", justify="right")
-    for i in range(max(len(DEFAULT_STAGES), len(DEFAULT_PERSONAS))):
-        stage = DEFAULT_STAGES[i] if i < len(DEFAULT_STAGES) else ""
-        persona = DEFAULT_PERSONAS[i] if i < len(DEFAULT_PERSONAS) else ""
+    for stage, persona in zip_longest(DEFAULT_STAGES, DEFAULT_PERSONAS, fillvalue=""):
         table.add_row(
             stage,
             f"{balance['stage'][stage]:.1%}" if stage else "",

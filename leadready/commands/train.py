@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from leadready.commands import common
-from leadready.config import Settings
 
 __all__ = ["evaluate", "promote", "rollback", "stop_on_sigterm", "train"]
 
@@ -32,12 +31,6 @@ def stop_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _stop)
-
-
-def _configure(settings: Settings) -> None:
-    from model.registry import configure
-
-    configure(settings.mlflow_tracking_uri, settings.artifact_root)
 
 
 def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, Any]) -> Table:
@@ -71,19 +64,17 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
     required=True,
     help="Lead table (CSV, Parquet, JSON Lines).",
 )
-@click.option(
-    "--events", "events_path", type=_FILE, default=None, help="Events table of the leads."
-)
+@click.option("--events", "events_path", type=_FILE, help="Events table of the leads.")
 @click.option(
     "--id-col",
     default="lead_id",
     show_default=True,
     help="The lead id column ('row_id' numbers the rows of a table without ids).",
 )
-@click.option("--stage-col", default=None, help="The buying-stage label column.")
-@click.option("--persona-col", default=None, help="The persona label column.")
-@click.option("--exclude", default=None, help="Columns that must not become features: A,B,…")
-@click.option("--sales-ready", default=None, help="Stage labels that count as sales-ready: A,B,…")
+@click.option("--stage-col", help="The buying-stage label column.")
+@click.option("--persona-col", help="The persona label column.")
+@click.option("--exclude", help="Columns that must not become features: A,B,…")
+@click.option("--sales-ready", help="Stage labels that count as sales-ready: A,B,…")
 @click.option(
     "--slice-cols",
     default="lead_source",
@@ -129,7 +120,6 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 @click.option(
     "--label-noise",
     type=click.Choice(["none", "prune", "reweight"]),
-    default=None,
     help="Training labels confident learning flags as wrong: keep them, drop them, or "
     "down-weight them [default: TrainConfig.label_noise].",
 )
@@ -144,7 +134,6 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 )
 @click.option(
     "--model-name",
-    default=None,
     help="Registered model name [default: LEADREADY_MODEL_NAME or lead-readiness]; "
     "a model of another task (other labels) needs its own name.",
 )
@@ -156,7 +145,6 @@ def _comparison_table(title: str, evaluation: dict[str, Any], base: dict[str, An
 )
 @click.option(
     "--types",
-    default=None,
     help="Force column kinds instead of the inferred ones: 'Annual Revenue=number,Close "
     "Date=date' (number, date, date-dmy, date-mdy, boolean, text).",
 )
@@ -196,11 +184,7 @@ def train(
 
     if options["stage_col"] is None and options["persona_col"] is None:
         raise click.UsageError("name at least one label column: --stage-col and/or --persona-col")
-    settings = common.settings()
-    if model_name:
-        from dataclasses import replace
-
-        settings = replace(settings, model_name=model_name)
+    settings = common.settings(model_name)
     config = TrainConfig(
         leads_path=leads_path,
         tracking_uri=settings.mlflow_tracking_uri,
@@ -240,20 +224,13 @@ def train(
 
 
 @click.command("evaluate")
-@click.option(
-    "--model",
-    "model_uri",
-    default=None,
-    help="Model URI  [default: models:/<model name>@champion]",
-)
+@click.option("--model", "model_uri", help="Model URI  [default: models:/<model name>@champion]")
 @click.option("--leads", "leads_path", type=_FILE, required=True, help="Labelled lead table.")
-@click.option(
-    "--events", "events_path", type=_FILE, default=None, help="Events table of the leads."
-)
+@click.option("--events", "events_path", type=_FILE, help="Events table of the leads.")
 @click.option("--id-col", default="lead_id", show_default=True)
-@click.option("--stage-col", default=None, help="The buying-stage label column.")
-@click.option("--persona-col", default=None, help="The persona label column.")
-@click.option("--exclude", default=None, help="Columns to leave out: A,B,…")
+@click.option("--stage-col", help="The buying-stage label column.")
+@click.option("--persona-col", help="The persona label column.")
+@click.option("--exclude", help="Columns to leave out: A,B,…")
 @click.option(
     "--holdout-share",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -261,7 +238,7 @@ def train(
     show_default=True,
     help="Evaluate on the held-out leads (by id hash); baselines train on the rest.",
 )
-@click.option("--as-of", default=None, help="Reference time of engagement features.")
+@click.option("--as-of", help="Reference time of engagement features.")
 def evaluate(
     model_uri: str | None, leads_path: Path, exclude: str | None, as_of: str | None, **options: Any
 ) -> None:
@@ -269,7 +246,7 @@ def evaluate(
     \f
     ``options``: the other options, named as ``evaluate_on_table``'s keywords.
     """
-    from model.registry import load_model
+    from model.registry import configure, load_model
     from training.evaluate import evaluate_on_table
 
     if options["stage_col"] is None and options["persona_col"] is None:
@@ -278,7 +255,7 @@ def evaluate(
     uri = model_uri or f"models:/{settings.model_name}@champion"
     console = Console()
     with common.failing():
-        _configure(settings)
+        configure(settings.mlflow_tracking_uri, settings.artifact_root)
         with console.status(f"loading {uri}…"):
             model, version = load_model(uri)
         with console.status("building features and evaluating…"):

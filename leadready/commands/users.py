@@ -5,6 +5,8 @@ Design notes: ``docs/design/serving.md``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import IO
 
 import click
@@ -15,10 +17,14 @@ from leadready.commands.db import open_store
 __all__ = ["apikey", "user"]
 
 
-def _fail(exc: Exception) -> click.ClickException:
-    """A store error as a one-line message (KeyError's repr quotes are dropped)."""
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return click.ClickException(str(message).strip() or type(exc).__name__)
+@contextlib.contextmanager
+def _failing(*errors: type[Exception]) -> Iterator[None]:
+    """The store's ``errors`` as one-line command errors (KeyError's repr quotes dropped)."""
+    try:
+        yield
+    except errors as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise click.ClickException(str(message).strip() or type(exc).__name__) from None
 
 
 def _read_password(password_file: IO[str] | None) -> str:
@@ -56,10 +62,8 @@ def user_add(name: str, role: str, password_file: IO[str] | None) -> None:
         if store.get_user_by_name(name.strip()) is not None:
             raise click.ClickException(f"a user named {name.strip()!r} already exists")
         password = _read_password(password_file)
-        try:
+        with _failing(ValueError):
             created = store.create_user(name, role, password)
-        except ValueError as exc:
-            raise _fail(exc) from None
     click.echo(f"added user {created.name!r} with role {created.role}")
 
 
@@ -88,10 +92,8 @@ def user_passwd(name: str, password_file: IO[str] | None) -> None:
         if store.get_user_by_name(name) is None:
             raise click.ClickException(f"no user named {name!r}")
         password = _read_password(password_file)
-        try:
+        with _failing(KeyError, ValueError):
             store.set_password(name, password)
-        except (KeyError, ValueError) as exc:
-            raise _fail(exc) from None
     click.echo(f"password of {name!r} changed")
 
 
@@ -99,11 +101,8 @@ def user_passwd(name: str, password_file: IO[str] | None) -> None:
 @click.argument("name")
 def user_disable(name: str) -> None:
     """Disable user NAME: they can no longer log in; their history stays."""
-    with open_store() as store:
-        try:
-            store.deactivate_user(name)
-        except KeyError as exc:
-            raise _fail(exc) from None
+    with open_store() as store, _failing(KeyError):
+        store.deactivate_user(name)
     click.echo(f"user {name!r} disabled")
 
 
@@ -126,11 +125,8 @@ def apikey() -> None:
 )
 def apikey_create(name: str, role: str) -> None:
     """Create an API key NAME and print it (the only time it is shown)."""
-    with open_store() as store:
-        try:
-            key = store.create_api_key(name, role)
-        except ValueError as exc:
-            raise _fail(exc) from None
+    with open_store() as store, _failing(ValueError):
+        key = store.create_api_key(name, role)
     click.echo(key)
     click.echo(
         f"API key {name.strip()!r} ({role}) created. It is not shown again: store it now and "
@@ -143,11 +139,8 @@ def apikey_create(name: str, role: str) -> None:
 @click.argument("name")
 def apikey_revoke(name: str) -> None:
     """Revoke API key NAME: requests with it are refused from now on."""
-    with open_store() as store:
-        try:
-            info = store.revoke_api_key(name)
-        except KeyError as exc:
-            raise _fail(exc) from None
+    with open_store() as store, _failing(KeyError):
+        info = store.revoke_api_key(name)
     when = info.revoked_at.strftime("%Y-%m-%d %H:%M UTC") if info.revoked_at else "now"
     click.echo(f"API key {info.name!r} revoked ({when})")
 
