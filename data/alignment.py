@@ -368,8 +368,6 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
     both = both[both["reviewed"] >= both["routed_at"]]
     first = both.groupby("lead_id")["reviewed"].min()
     frame = routed.merge(first.rename("reviewed"), left_on="lead_id", right_index=True, how="left")
-    if frame.empty:
-        return SalesFollowUp(days, 0, 0, 0, 0, 0, None)
     routed_at = frame["routed_at"]
     reviewed_at = pd.to_datetime(frame["reviewed"], utc=True)
     delay = reviewed_at - routed_at
