@@ -206,12 +206,9 @@ def _filters(
     SQLite gets label terms no index can take (``coalesce(stage, '') = ?``: docs/design/data.md)."""
     where: list[Any] = []
     for column, value in ((_Q.c.stage, stage), (_Q.c.persona, persona), (_Q.c.route, route)):
-        if not value:
-            continue
-        if walking and dialect == "sqlite":
-            where.append(sa.func.coalesce(column, "") == value)
-        else:
-            where.append(column == value)
+        if value:
+            padded = walking and dialect == "sqlite"
+            where.append((sa.func.coalesce(column, "") if padded else column) == value)
     if reviewed is not None:
         where.append(_Q.c.reviewed == bool(reviewed))
     if since is not None:
