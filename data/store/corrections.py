@@ -112,17 +112,10 @@ class CorrectionsRoom(QueueUpkeep):
         """(current label, latest correction row, latest prediction row) of one field."""
         lead_id = lead["lead_id"]
         correction = _first(conn, _latest_correction(lead_id, field))
-        prediction = _first(
-            conn,
-            sa.select(
-                _PREDICTIONS.c.id,
-                _PREDICTIONS.c.model_version,
-                _PREDICTIONS.c[field].label("label"),
-            )
-            .where(_PREDICTIONS.c.lead_id == lead_id)
-            .order_by(_PREDICTIONS.c.id.desc())
-            .limit(1),
-        )
+        p = _PREDICTIONS.c
+        columns = (p.id, p.model_version, p[field].label("label"))
+        newest = sa.select(*columns).where(p.lead_id == lead_id).order_by(p.id.desc()).limit(1)
+        prediction = _first(conn, newest)
         if correction is not None and correction["is_rep_label"]:
             return correction["new_label"], correction, prediction
         if prediction is not None and prediction["label"] is not None:
@@ -210,12 +203,9 @@ class CorrectionsRoom(QueueUpkeep):
         else the lead's newest (so retraining finds the feature snapshot the rep saw)."""
         if prediction_id is None:
             return latest
-        reviewed = _first(
-            conn,
-            sa.select(
-                _PREDICTIONS.c.id, _PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version
-            ).where(_PREDICTIONS.c.id == prediction_id),
-        )
+        p = _PREDICTIONS.c
+        stmt = sa.select(p.id, p.lead_id, p.model_version).where(p.id == prediction_id)
+        reviewed = _first(conn, stmt)
         if reviewed is None or reviewed["lead_id"] != lead_id:
             raise ValueError(f"prediction {prediction_id} is not a prediction of lead {lead_id!r}")
         return reviewed
