@@ -312,11 +312,8 @@ class StoreBase:
 
         with self._write_engine.begin() as conn:
             if not self._sqlite:
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_advisory_xact_lock(hashtext('leadready:migrate:' || current_schema()))"
-                    )
-                )
+                lock = "SELECT pg_advisory_xact_lock(hashtext('leadready:migrate:' || current_schema()))"
+                conn.execute(sa.text(lock))
             command.upgrade(alembic_config(conn), revision)
 
     def current_revision(self) -> str | None:

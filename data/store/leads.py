@@ -154,8 +154,7 @@ class LeadsRoom(QueueUpkeep):
         now = utc_now()
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for values in merged.values():
-            values["first_seen"] = now
-            values["updated_at"] = now
+            values.update(first_seen=now, updated_at=now)
             groups.setdefault(tuple(sorted(values)), []).append(values)
         for columns, rows in groups.items():
             stmt = self._insert(_LEADS)
