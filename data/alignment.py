@@ -87,19 +87,15 @@ def reviews_frame(store: Any, *, since: datetime | None = None) -> pd.DataFrame:
     ``rep_label, prediction_id, model_version, model_label`` and ``agreed`` (False where
     ``model_label`` is missing: filter on ``model_label.notna()`` for rates).
     """
-    model_label = sa.case((_C.c.field == "stage", _P.c.stage), else_=_P.c.persona).label(
-        "model_label"
-    )
+    columns = ("id", "lead_id", "field", "reviewer", "kind", "reason", "created_at")
+    model_label = sa.case((_C.c.field == "stage", _P.c.stage), else_=_P.c.persona)
     stmt = (
         sa.select(
-            *(
-                _C.c[n]
-                for n in ("id", "lead_id", "field", "reviewer", "kind", "reason", "created_at")
-            ),
+            *(_C.c[n] for n in columns),
             _C.c.new_label.label("rep_label"),
             _C.c.prediction_id,
             sa.func.coalesce(_P.c.model_version, _C.c.model_version).label("model_version"),
-            model_label,
+            model_label.label("model_label"),
         )
         .select_from(_C.outerjoin(_P, _P.c.id == _C.c.prediction_id))
         .where(_C.c.kind != "undo")
@@ -372,8 +368,6 @@ def sales_follow_up(store: Any, *, days: int = 7, now: datetime | None = None) -
     both = both[both["reviewed"] >= both["routed_at"]]
     first = both.groupby("lead_id")["reviewed"].min()
     frame = routed.merge(first.rename("reviewed"), left_on="lead_id", right_index=True, how="left")
-    if frame.empty:
-        return SalesFollowUp(days, 0, 0, 0, 0, 0, None)
     routed_at = frame["routed_at"]
     reviewed_at = pd.to_datetime(frame["reviewed"], utc=True)
     delay = reviewed_at - routed_at

@@ -159,19 +159,15 @@ def _connection(source: Any) -> Iterator[Connection]:
     """A connection from a Store, an Engine, a Connection or an ORM Session."""
     if isinstance(source, Connection):
         yield source
-        return
-    engine = getattr(source, "engine", None)  # an Engine's engine is itself
-    if isinstance(engine, Engine) and not hasattr(source, "connection"):
-        with engine.connect() as conn:
+    elif callable(getattr(source, "connection", None)):  # a Session
+        yield source.connection()
+    elif isinstance(getattr(source, "engine", None), Engine):  # an Engine's engine is itself
+        with source.engine.connect() as conn:
             yield conn
-        return
-    connection = getattr(source, "connection", None)
-    if callable(connection):
-        yield connection()
-        return
-    raise TypeError(
-        f"expected a Store, an Engine, a Connection or a Session; got {type(source).__name__}"
-    )
+    else:
+        raise TypeError(
+            f"expected a Store, an Engine, a Connection or a Session; got {type(source).__name__}"
+        )
 
 
 # ------------------------------------------------------------------ the query
@@ -210,12 +206,9 @@ def _filters(
     SQLite gets label terms no index can take (``coalesce(stage, '') = ?``: docs/design/data.md)."""
     where: list[Any] = []
     for column, value in ((_Q.c.stage, stage), (_Q.c.persona, persona), (_Q.c.route, route)):
-        if not value:
-            continue
-        if walking and dialect == "sqlite":
-            where.append(sa.func.coalesce(column, "") == value)
-        else:
-            where.append(column == value)
+        if value:
+            padded = walking and dialect == "sqlite"
+            where.append((sa.func.coalesce(column, "") if padded else column) == value)
     if reviewed is not None:
         where.append(_Q.c.reviewed == bool(reviewed))
     if since is not None:
@@ -265,14 +258,6 @@ def _ranked_ids(conn: Connection, where: list[Any], page: _Page) -> list[str]:
         .offset(page.offset)
     )
     return list(conn.execute(stmt).scalars())
-
-
-def _count(conn: Connection, where: list[Any], *, only_unreviewed: bool) -> int:
-    """The number of queue rows matching ``where`` ("not reviewed" alone as all rows minus
-    the reviewed ones: both cheap, where counting the unreviewed reads nearly every row)."""
-    if only_unreviewed:
-        return _rows(conn) - _rows(conn, _Q.c.reviewed == sa.true())
-    return _rows(conn, *where)
 
 
 def _rows(conn: Connection, *where: Any) -> int:
@@ -337,8 +322,12 @@ def _run(conn: Connection, page: _Page, filters: dict[str, Any]) -> QueuePage:
     else:
         walk = _filters(conn.dialect.name, walking=True, **filters)
         ids = _ranked_ids(conn, walk, page) if page.limit else []
-        unreviewed = filters["reviewed"] is False and len(where) == 1
-        total = _count(conn, where, only_unreviewed=unreviewed)
+        if filters["reviewed"] is False and len(where) == 1:
+            # All rows minus the reviewed ones: both cheap, where counting the unreviewed
+            # reads nearly every row.
+            total = _rows(conn) - _rows(conn, _Q.c.reviewed == sa.true())
+        else:
+            total = _rows(conn, *where)
     rows = _page_rows(conn, ids)
     items = _items([rows[i] for i in ids if i in rows], page.config, page.cutoff)
     return QueuePage(items=items, total=total, limit=page.limit, offset=page.offset)
@@ -414,15 +403,10 @@ def _items(
         learned = ~np.isclose(stored, formula, rtol=1e-9, atol=1e-12)
         change = np.where(np.asarray(changed, dtype=bool), config.w_changed, 0.0)
         scores = np.where(learned, stored + change, scores)
+    parts = zip(rows, previous, scores, stored / LEARNED_KEY_SCALE, learned, strict=True)
     return [
-        _item(
-            row,
-            prev,
-            float(score),
-            float(stored[n]) / LEARNED_KEY_SCALE if learned[n] else None,
-            config,
-        )
-        for n, (row, prev, score) in enumerate(zip(rows, previous, scores, strict=True))
+        _item(row, prev, float(score), float(p_wrong) if is_learned else None, config)
+        for row, prev, score, p_wrong, is_learned in parts
     ]
 
 
@@ -629,8 +613,7 @@ def write_sort_keys(store_or_session: Any, keys: Mapping[str, float]) -> int:
     ]
     if isinstance(store_or_session, Connection):
         store_or_session.execute(stmt, params)
-        return len(params)
-    engine = store_or_session if isinstance(store_or_session, Engine) else store_or_session.engine
-    with engine.begin() as conn:
-        conn.execute(stmt, params)
+    else:
+        with store_or_session.engine.begin() as conn:  # an Engine's engine is itself
+            conn.execute(stmt, params)
     return len(params)

@@ -29,6 +29,9 @@ from data.store.tables import (
 from data.text import name_skeleton, user_name_problem
 from data.values import utc_now
 
+#: A user's next session generation: bumped, every open session of theirs ends.
+_NEXT_GENERATION = _USERS.c.session_generation + 1
+
 
 @dataclass(frozen=True)
 class User:
@@ -186,26 +189,21 @@ class AccountsRoom(StoreBase):
         """Replace a user's password; ``KeyError`` for no such user, ``ValueError`` for an empty
         password.
         """
-        return self._update_user(
-            name,
-            password_hash=self._hasher.hash(self._password(password)),
-            session_generation=_USERS.c.session_generation + 1,
-        )
+        hashed = self._hasher.hash(self._password(password))
+        return self._update_user(name, password_hash=hashed, session_generation=_NEXT_GENERATION)
 
     def set_role(self, name: str, role: str) -> User:
         """Change a user's role; their open sessions end (they log in again). ``KeyError`` for no
         such user, ``ValueError`` for a role outside :data:`USER_ROLES`.
         """
         role = _choice(role, "role", USER_ROLES)
-        return self._update_user(
-            name, role=role, session_generation=_USERS.c.session_generation + 1
-        )
+        return self._update_user(name, role=role, session_generation=_NEXT_GENERATION)
 
     def end_sessions(self, name: str) -> User:
         """End every session of a user, on every server (logout; a stolen cookie); ``KeyError``
         for no such user.
         """
-        return self._update_user(name, session_generation=_USERS.c.session_generation + 1)
+        return self._update_user(name, session_generation=_NEXT_GENERATION)
 
     def deactivate_user(self, name: str) -> User:
         """Disable a user: they can no longer log in; the row (and history) stays. ``KeyError``

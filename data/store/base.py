@@ -117,6 +117,14 @@ def _first(conn: Connection, stmt: Any) -> Any:
     return conn.execute(stmt).mappings().first()
 
 
+def _newest(table: sa.Table, ids: Sequence[str] | None, *group: str) -> Any:
+    """A subquery of the newest ``id`` of ``table`` per ``group`` (of the lead ``ids``, or all)."""
+    newest = sa.select(sa.func.max(table.c.id).label("id")).group_by(*(table.c[g] for g in group))
+    if ids is not None:
+        newest = newest.where(table.c.lead_id.in_(ids))
+    return newest.subquery()
+
+
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """An Alembic ``Config`` built in code (no ini file, any working directory) whose
     ``script_location`` is :data:`MIGRATIONS_DIR`: on an open ``connection`` (what
@@ -304,11 +312,8 @@ class StoreBase:
 
         with self._write_engine.begin() as conn:
             if not self._sqlite:
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_advisory_xact_lock(hashtext('leadready:migrate:' || current_schema()))"
-                    )
-                )
+                lock = "SELECT pg_advisory_xact_lock(hashtext('leadready:migrate:' || current_schema()))"
+                conn.execute(sa.text(lock))
             command.upgrade(alembic_config(conn), revision)
 
     def current_revision(self) -> str | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from data.store.base import _first
+from data.store.base import _first, _newest
 from data.store.checks import _choice, _opt_str, _opt_ts, _req_str
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
@@ -69,6 +69,16 @@ def _lead_labels(lead_id: str) -> sa.Select[Any]:
     return sa.select(*columns).where(_LEADS.c.lead_id == lead_id)
 
 
+def _latest_correction(lead_id: str, field: str, *columns: Any) -> sa.Select[Any]:
+    """The newest correction row of one field of a lead (``columns``, default all)."""
+    return (
+        sa.select(*(columns or (_CORRECTIONS,)))
+        .where(_CORRECTIONS.c.lead_id == lead_id, _CORRECTIONS.c.field == field)
+        .order_by(_CORRECTIONS.c.id.desc())
+        .limit(1)
+    )
+
+
 def _check_scored(conn: Connection, lead_id: str) -> None:
     """``KeyError`` for a lead that has no stored prediction."""
     stmt = sa.select(_PREDICTIONS.c.id).where(_PREDICTIONS.c.lead_id == lead_id).limit(1)
@@ -101,33 +111,24 @@ class CorrectionsRoom(QueueUpkeep):
     ) -> tuple[str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
         """(current label, latest correction row, latest prediction row) of one field."""
         lead_id = lead["lead_id"]
-        correction = _first(
-            conn,
-            sa.select(_CORRECTIONS)
-            .where(_CORRECTIONS.c.lead_id == lead_id, _CORRECTIONS.c.field == field)
-            .order_by(_CORRECTIONS.c.id.desc())
-            .limit(1),
-        )
-        prediction = _first(
-            conn,
-            sa.select(
-                _PREDICTIONS.c.id,
-                _PREDICTIONS.c.model_version,
-                _PREDICTIONS.c[field].label("label"),
-            )
-            .where(_PREDICTIONS.c.lead_id == lead_id)
-            .order_by(_PREDICTIONS.c.id.desc())
-            .limit(1),
-        )
+        correction = _first(conn, _latest_correction(lead_id, field))
+        p = _PREDICTIONS.c
+        columns = (p.id, p.model_version, p[field].label("label"))
+        newest = sa.select(*columns).where(p.lead_id == lead_id).order_by(p.id.desc()).limit(1)
+        prediction = _first(conn, newest)
         if correction is not None and correction["is_rep_label"]:
             return correction["new_label"], correction, prediction
         if prediction is not None and prediction["label"] is not None:
             return prediction["label"], correction, prediction
         return lead[f"marketing_{field}"], correction, prediction
 
-    def _append(self, conn: Connection, values: dict[str, Any]) -> int:
-        result = conn.execute(sa.insert(_CORRECTIONS).returning(_CORRECTIONS.c.id), values)
-        return int(result.scalar_one())
+    def _append(self, conn: Connection, row: dict[str, Any], conflict: bool) -> CorrectionResult:
+        """Append one correction row and bring the lead's queue row's reviewed flag along."""
+        insert = sa.insert(_CORRECTIONS).returning(_CORRECTIONS.c.id)
+        new_id = conn.execute(insert, row).scalar_one()
+        self._queue_reviewed(conn, row["lead_id"])
+        names = ("old_label", "new_label", "created_at", "lead_id", "field", "kind")
+        return CorrectionResult(int(new_id), conflict=conflict, **{n: row[n] for n in names})
 
     def add_correction(
         self,
@@ -189,13 +190,8 @@ class CorrectionsRoom(QueueUpkeep):
                 "prediction_id": reviewed.get("id"),
                 "model_version": version,
             }
-            new_id = self._append(conn, row)
-            self._queue_reviewed(conn, lead_id)
             conflict = expected_label is not _MISSING and expected_label != current
-            stamp, label, field_, kind_ = (
-                row[k] for k in ("created_at", "new_label", "field", "kind")
-            )
-            return CorrectionResult(new_id, current, label, conflict, stamp, lead_id, field_, kind_)
+            return self._append(conn, row, conflict)
 
         return self._write(work)
 
@@ -207,12 +203,9 @@ class CorrectionsRoom(QueueUpkeep):
         else the lead's newest (so retraining finds the feature snapshot the rep saw)."""
         if prediction_id is None:
             return latest
-        reviewed = _first(
-            conn,
-            sa.select(
-                _PREDICTIONS.c.id, _PREDICTIONS.c.lead_id, _PREDICTIONS.c.model_version
-            ).where(_PREDICTIONS.c.id == prediction_id),
-        )
+        p = _PREDICTIONS.c
+        stmt = sa.select(p.id, p.lead_id, p.model_version).where(p.id == prediction_id)
+        reviewed = _first(conn, stmt)
         if reviewed is None or reviewed["lead_id"] != lead_id:
             raise ValueError(f"prediction {prediction_id} is not a prediction of lead {lead_id!r}")
         return reviewed
@@ -249,7 +242,6 @@ class CorrectionsRoom(QueueUpkeep):
             lead = self._lock_lead(conn, target["lead_id"])
             current, _, latest_prediction = self._label_state(conn, lead, field)
             rep_label, restored = self._restored(conn, target, lead, latest_prediction)
-            stamp = utc_now()
             row = {
                 **values,
                 "lead_id": target["lead_id"],
@@ -257,17 +249,12 @@ class CorrectionsRoom(QueueUpkeep):
                 "old_label": current,
                 "new_label": restored,
                 "is_rep_label": rep_label,
-                "created_at": stamp,
+                "created_at": utc_now(),
                 "prediction_id": target["prediction_id"],
                 "model_version": target["model_version"],
                 "undo_of": target["id"],
             }
-            new_id = self._append(conn, row)
-            self._queue_reviewed(conn, target["lead_id"])
-            conflict = current != target["new_label"]
-            return CorrectionResult(
-                new_id, current, restored, conflict, stamp, target["lead_id"], field, "undo"
-            )
+            return self._append(conn, row, conflict=current != target["new_label"])
 
         return self._write(work)
 
@@ -282,20 +269,8 @@ class CorrectionsRoom(QueueUpkeep):
         the label ``target`` replaced when a rep's label came before it, else the
         model's newest, else marketing's."""
         field = target["field"]
-        before = (
-            conn.execute(
-                sa.select(_CORRECTIONS.c.is_rep_label)
-                .where(
-                    _CORRECTIONS.c.lead_id == target["lead_id"],
-                    _CORRECTIONS.c.field == field,
-                    _CORRECTIONS.c.id < target["id"],
-                )
-                .order_by(_CORRECTIONS.c.id.desc())
-                .limit(1)
-            )
-            .scalars()
-            .first()
-        )
+        latest = _latest_correction(target["lead_id"], field, _CORRECTIONS.c.is_rep_label)
+        before = conn.execute(latest.where(_CORRECTIONS.c.id < target["id"])).scalar()
         if before:
             return True, target["old_label"]
         if latest_prediction is not None and latest_prediction["label"] is not None:
@@ -362,20 +337,10 @@ class CorrectionsRoom(QueueUpkeep):
         """
 
         def query(ids: Sequence[str] | None) -> sa.Select[Any]:
-            newest = sa.select(sa.func.max(_CORRECTIONS.c.id).label("id")).group_by(
-                _CORRECTIONS.c.lead_id, _CORRECTIONS.c.field
-            )
-            if ids is not None:
-                newest = newest.where(_CORRECTIONS.c.lead_id.in_(ids))
-            sub = newest.subquery()
-            return sa.select(
-                _CORRECTIONS.c.lead_id,
-                _CORRECTIONS.c.field,
-                _CORRECTIONS.c.new_label,
-            ).join(
-                sub,
-                sa.and_(_CORRECTIONS.c.id == sub.c.id, _CORRECTIONS.c.is_rep_label.is_(True)),
-            )
+            sub = _newest(_CORRECTIONS, ids, "lead_id", "field")
+            rep = sa.and_(_CORRECTIONS.c.id == sub.c.id, _CORRECTIONS.c.is_rep_label.is_(True))
+            columns = (_CORRECTIONS.c.lead_id, _CORRECTIONS.c.field, _CORRECTIONS.c.new_label)
+            return sa.select(*columns).join(sub, rep)
 
         out: dict[str, dict[str, str | None]] = {}
         for row in self._read_by_ids(query, lead_ids):

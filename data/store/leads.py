@@ -116,9 +116,7 @@ def _event_values(record: Mapping[str, Any], position: int) -> dict[str, Any]:
     for name in _EVENT_PROPERTIES:
         value = record[name] if name in record else props.get(name)
         out[name] = _opt_str(value, f"{where}: {name}")
-    given = _opt_str(record.get("event_id"), f"{where}: event_id")
-    if given is not None and len(given) > _EVENT_ID_MAX:
-        raise ValueError(f"{where}: event_id longer than {_EVENT_ID_MAX} characters")
+    given = _opt_str(record.get("event_id"), f"{where}: event_id", _EVENT_ID_MAX)
     out["event_id"] = given or event_id_of(out)
     return out
 
@@ -156,8 +154,7 @@ class LeadsRoom(QueueUpkeep):
         now = utc_now()
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for values in merged.values():
-            values["first_seen"] = now
-            values["updated_at"] = now
+            values.update(first_seen=now, updated_at=now)
             groups.setdefault(tuple(sorted(values)), []).append(values)
         for columns, rows in groups.items():
             stmt = self._insert(_LEADS)

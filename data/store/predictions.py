@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from data.priority import PREDICTION_NUMBERS
+from data.store.base import _newest
 from data.store.checks import _choice, _opt_float, _opt_str, _opt_ts, _req_str
 from data.store.queue import QueueUpkeep
 from data.store.tables import (
@@ -101,12 +102,7 @@ class PredictionsRoom(QueueUpkeep):
         columns = [c for c in _PREDICTIONS.c if with_features or c.name != "features"]
 
         def query(ids: Sequence[str] | None) -> sa.Select[Any]:
-            newest = sa.select(sa.func.max(_PREDICTIONS.c.id).label("id")).group_by(
-                _PREDICTIONS.c.lead_id
-            )
-            if ids is not None:
-                newest = newest.where(_PREDICTIONS.c.lead_id.in_(ids))
-            sub = newest.subquery()
+            sub = _newest(_PREDICTIONS, ids, "lead_id")
             return sa.select(*columns).join(sub, _PREDICTIONS.c.id == sub.c.id)
 
         return {row["lead_id"]: dict(row) for row in self._read_by_ids(query, lead_ids)}

@@ -43,7 +43,8 @@ class QueueUpkeep(StoreBase):
     """The write paths' share of the review queue (``lead_queue``), one method per kind of write."""
 
     def _rep_labelled(self, conn: Connection, lead_ids: Sequence[str]) -> set[str]:
-        """Leads whose latest correction of some field leaves a rep's label current."""
+        """Leads (a chunk at most) whose latest correction of some field leaves a rep's label
+        current."""
         if not lead_ids:
             return set()
         newer = _CORRECTIONS.alias("newer")
@@ -52,23 +53,24 @@ class QueueUpkeep(StoreBase):
             .where(newer.c.lead_id == _CORRECTIONS.c.lead_id, newer.c.field == _CORRECTIONS.c.field)
             .scalar_subquery()
         )
-        out: set[str] = set()
-        for chunk in chunks(sorted(lead_ids), _CHUNK):
-            stmt = (
-                sa.select(_CORRECTIONS.c.lead_id)
-                .where(
-                    self._among(_CORRECTIONS.c.lead_id, chunk),
-                    _CORRECTIONS.c.is_rep_label.is_(True),
-                    _CORRECTIONS.c.id == latest,
-                )
-                .distinct()
-            )
-            out.update(conn.execute(stmt).scalars())
-        return out
+        stmt = sa.select(_CORRECTIONS.c.lead_id).where(
+            self._among(_CORRECTIONS.c.lead_id, lead_ids),
+            _CORRECTIONS.c.is_rep_label.is_(True),
+            _CORRECTIONS.c.id == latest,
+        )
+        return set(conn.execute(stmt.distinct()).scalars())
+
+    def _by_lead(
+        self, conn: Connection, table: sa.Table, names: Sequence[str], lead_ids: Sequence[str]
+    ) -> dict[str, Mapping[str, Any]]:
+        """The ``lead_id`` and ``names`` columns of these leads' rows of ``table``, by lead id."""
+        columns = (table.c[name] for name in ("lead_id", *names))
+        stmt = sa.select(*columns).where(self._among(table.c.lead_id, lead_ids))
+        return {row["lead_id"]: row for row in conn.execute(stmt).mappings()}
 
     def _queue_upsert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace queue rows, in lead id order; a row is only replaced by a newer
-        prediction's, and its ``reviewed`` flag is left alone (corrections own it). Runs at
+        """Insert or replace queue rows, in lead id order; a row is only replaced by one of the
+        same or a newer prediction, and its ``reviewed`` flag is left alone (corrections own it). Runs at
         the driver level: executemany on SQLite; ``unnest`` of arrays, or from 500 rows a
         ``COPY`` into a temporary table, on PostgreSQL (docs/design/data.md).
         """
@@ -87,7 +89,7 @@ class QueueUpkeep(StoreBase):
         table = dialect.identifier_preparer.format_table(_QUEUE)
         conflict = (
             f"ON CONFLICT (lead_id) DO UPDATE SET {updates} "
-            f"WHERE {table}.prediction_id < excluded.prediction_id"
+            f"WHERE {table}.prediction_id <= excluded.prediction_id"
         )
         processors = [c.type.bind_processor(dialect) for c in columns]
 
@@ -139,36 +141,21 @@ class QueueUpkeep(StoreBase):
             latest[row["lead_id"]] = row
         rows: list[dict[str, Any]] = []
         for chunk in chunks(sorted(latest), _CHUNK):
-            existing = {
-                row.lead_id: row
-                for row in conn.execute(
-                    sa.select(
-                        *(_QUEUE.c[n] for n in ("lead_id", "prediction_id", "stage", "reviewed"))
-                    ).where(self._among(_QUEUE.c.lead_id, chunk))
-                )
-            }
-            leads = {
-                row["lead_id"]: row
-                for row in conn.execute(
-                    sa.select(
-                        _LEADS.c.lead_id,
-                        *(_LEADS.c[name] for name in sorted(_QUEUE_LEAD_COLUMNS)),
-                    ).where(self._among(_LEADS.c.lead_id, chunk))
-                ).mappings()
-            }
+            existing = self._by_lead(conn, _QUEUE, ("prediction_id", "stage", "reviewed"), chunk)
+            leads = self._by_lead(conn, _LEADS, sorted(_QUEUE_LEAD_COLUMNS), chunk)
             reviewed = self._rep_labelled(conn, [i for i in chunk if i not in existing])
             previous: dict[str, str | None] = {}
             predictions = []
             for lead_id in chunk:
                 prediction, old = latest[lead_id], existing.get(lead_id)
-                if old is not None and old.prediction_id > prediction["id"]:
+                if old is not None and old["prediction_id"] > prediction["id"]:
                     continue
-                if old is not None and old.reviewed:
+                if old is not None and old["reviewed"]:
                     reviewed.add(lead_id)
                 if lead_id in before:
                     previous[lead_id] = before[lead_id]
                 elif old is not None:
-                    previous[lead_id] = old.stage
+                    previous[lead_id] = old["stage"]
                 predictions.append(prediction)
             rows.extend(
                 queue_rows(predictions, leads=leads, previous_stages=previous, reviewed=reviewed)
@@ -195,35 +182,13 @@ class QueueUpkeep(StoreBase):
             .where(self._among(_QUEUE.c.lead_id, lead_ids), differs)
         )
         stale = conn.execute(stmt).mappings().all()
-        if not stale:
-            return
         rows = queue_rows(
             stale,
             leads={row["lead_id"]: row for row in stale},
             previous_stages={row["lead_id"]: row["previous_stage"] for row in stale},
             reviewed={row["lead_id"] for row in stale if row["reviewed"]},
         )
-        doubt = ("p_marketing_stage", "p_marketing_persona", "sort_key")
-        changed = (*sorted(_QUEUE_LEAD_COLUMNS), *doubt)
-        update = (
-            sa.update(_QUEUE)
-            .where(
-                _QUEUE.c.lead_id == sa.bindparam("q_lead_id"),
-                _QUEUE.c.prediction_id == sa.bindparam("q_prediction_id"),
-            )
-            .values({name: sa.bindparam(f"q_{name}") for name in changed})
-        )
-        conn.execute(
-            update,
-            [
-                {
-                    "q_lead_id": row["lead_id"],
-                    "q_prediction_id": row["prediction_id"],
-                    **{f"q_{name}": row[name] for name in changed},
-                }
-                for row in sorted(rows, key=lambda row: row["lead_id"])
-            ],
-        )
+        self._queue_upsert(conn, rows)
 
     def _queue_reviewed(self, conn: Connection, lead_id: str) -> None:
         """Set the queue row's reviewed flag from the lead's corrections."""
