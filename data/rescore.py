@@ -4,7 +4,7 @@ champion, read from ``lead_queue`` itself so the work resumes anywhere (docs/des
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from data.locks import file_lock
 from data.store import PredictionRow, QueueRow
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class RescoreLock:
         self.store = store
         self._folder = Path(folder) if folder is not None else None
         self._conn: Any = None
-        self._handle: Any = None
+        self._held: contextlib.ExitStack | None = None
 
     def _key(self) -> int:
         digest = hashlib.sha1(b"leadready.rescore").digest()
@@ -121,14 +122,12 @@ class RescoreLock:
         path = self._path()
         if path is None:
             return True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a+", encoding="utf-8")
+        held = contextlib.ExitStack()
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            held.enter_context(file_lock(path, blocking=blocking))
         except BlockingIOError:
-            handle.close()
             return False
-        self._handle = handle
+        self._held = held
         return True
 
     def release(self) -> None:
@@ -140,7 +139,6 @@ class RescoreLock:
             finally:
                 self._conn.close()
                 self._conn = None
-        if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from data.locks import file_lock
 from data.values import utc_now
 
 __all__ = ["JobBusy", "RetrainRunner", "summarize_result"]
@@ -152,18 +152,12 @@ class RetrainRunner:
         if path is None:
             yield None
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise JobBusy("a retrain is already running") from None
-        try:
+        with contextlib.ExitStack() as held:
+            try:
+                handle = held.enter_context(file_lock(path, blocking=False))
+            except BlockingIOError:
+                raise JobBusy("a retrain is already running") from None
             yield handle
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            handle.close()
 
     def _locked_elsewhere(self) -> bool:
         if self._thread is not None and self._thread.is_alive():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from data.locks import file_lock
 from data.values import percent
 from leadready.commands import common
 from leadready.commands.db import open_store
@@ -292,13 +292,8 @@ def _print_import(console: Console, result: ImportResult) -> None:
 def _refit_lock(settings: Settings) -> Iterator[None]:
     """One queue refit at a time per home folder: a later one waits, then reads every
     correction so far, so the last order written is the one that knows the most."""
-    path = settings.ensure_home() / "queue-refit.lock"
-    with open(path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with file_lock(settings.ensure_home() / "queue-refit.lock"):
+        yield
 
 
 def _refit_in_background(settings: Settings) -> tuple[int, Path]:
