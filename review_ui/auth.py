@@ -19,6 +19,8 @@ from typing import Any, TypeVar, cast
 from flask import Flask, Response, abort, current_app, render_template, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
+from review_ui.words import count_words
+
 _log = logging.getLogger(__name__)
 
 __all__ = [
@@ -309,7 +311,7 @@ def init_login_limiter(app: Flask) -> LoginLimiter:
             title="Too many login attempts",
             message=(
                 "Too many failed logins for this user name from this address. "
-                f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}, "
+                f"Try again in about {count_words(minutes, 'minute')}, "
                 "or ask an admin to reset your password."
             ),
         )

@@ -191,16 +191,8 @@ class RetrainRunner:
             )
             self._thread = thread
         try:
-            self._write(
-                {
-                    **_IDLE,
-                    "state": "running",
-                    "step": "starting",
-                    "fraction": 0.0,
-                    "started_by": started_by,
-                    "started_at": _now(),
-                }
-            )
+            running = {"state": "running", "step": "starting", "fraction": 0.0}
+            self._write(_IDLE | running | {"started_by": started_by, "started_at": _now()})
             thread.start()
         except BaseException:
             lock.close()
