@@ -32,7 +32,6 @@ from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from data.review_queue import (
-    QueueConfig,
     QueueItem,
     label_choices,
     model_versions,
@@ -118,10 +117,6 @@ def _similar() -> Any:
     return _ui().suggestions
 
 
-def _queue_config() -> QueueConfig:
-    return _ui().queue_config
-
-
 def _is_partial() -> bool:
     return request.headers.get("HX-Request", "").lower() == "true"
 
@@ -130,9 +125,7 @@ def _safe_next(target: str | None, default: str) -> str:
     """A redirect target on this site only: a path (so no scheme, no host), not ``//``."""
     if not target or not target.startswith("/") or target.startswith("//"):
         return default
-    if "\\" in target or any(ord(ch) < 32 for ch in target):
-        return default
-    return target
+    return default if "\\" in target or any(ord(ch) < 32 for ch in target) else target
 
 
 @bp.before_request
@@ -279,7 +272,7 @@ def _queue_page(store: Any, args: Mapping[str, Any], extra: int = 0) -> Any:
         store,
         limit=args["per"] + extra,
         offset=(args["page"] - 1) * args["per"],
-        config=_queue_config(),
+        config=_ui().queue_config,
         **filters,
     )
 
@@ -311,8 +304,7 @@ def queue() -> Any:
     store = _store()
     page = _queue_page(store, args)
     labels = label_choices(store)
-    bulk = BulkForm()
-    set_label_choices(bulk, labels["stage"], labels["persona"])
+    bulk = set_label_choices(BulkForm(), labels)
     here = request.full_path.rstrip("?")
     bulk.next.data = here
     context = {
@@ -334,7 +326,7 @@ def queue() -> Any:
 
 def _row_response(lead_id: str, message: str | None, category: str, status: int = 200) -> Any:
     """The ``_row.html`` partial of one lead, carrying the message for the page to show."""
-    item = queue_item(_store(), lead_id, config=_queue_config())
+    item = queue_item(_store(), lead_id, config=_ui().queue_config)
     if item is None:
         return Response(status=204)
     html = render_template(
@@ -403,7 +395,7 @@ def lead(lead_id: str) -> Any:
         current=current,
         current_source=sources,
         undo_preview=undo_preview,
-        item=queue_item(store, lead_id, config=_queue_config()),
+        item=queue_item(store, lead_id, config=_ui().queue_config),
         stage_bars=probability_bars(probabilities, "stage"),
         persona_bars=probability_bars(probabilities, "persona"),
         model_reasons=[
@@ -435,8 +427,7 @@ def _lead_forms(
     labels: Mapping[str, Any], current: Mapping[str, Any], latest: Any, here: str, back: str
 ) -> tuple[ReclassifyForm, ConfirmForm]:
     """The lead page's reclassify and confirm forms, stamped with what the rep saw."""
-    reclassify = ReclassifyForm()
-    set_label_choices(reclassify, labels["stage"], labels["persona"])
+    reclassify = set_label_choices(ReclassifyForm(), labels)
     confirm = ConfirmForm()
     for form in (reclassify, confirm):
         form.expected_stage.data = current.get("stage") or ""
@@ -597,9 +588,7 @@ def reclassify(lead_id: str) -> Any:
     """Append a reclassify correction per field the rep set (stage and/or persona)."""
     _lead_or_404(lead_id)
     default = url_for("review.lead", lead_id=lead_id)
-    form = ReclassifyForm()
-    labels = _label_menus(lead_id)
-    set_label_choices(form, labels["stage"], labels["persona"])
+    form = set_label_choices(ReclassifyForm(), _label_menus(lead_id))
     if not form.validate():
         return _reject(form, lead_id, default)
     advance = _advance(lead_id, form)
@@ -700,9 +689,7 @@ def undo_last(lead_id: str) -> Any:
 @auth.role_required("rep")
 def bulk() -> Any:
     """Reclassify or confirm the leads ticked in the queue, one correction row each."""
-    form = BulkForm()
-    labels = _label_menus()
-    set_label_choices(form, labels["stage"], labels["persona"])
+    form = set_label_choices(BulkForm(), _label_menus())
     default = url_for("review.queue")
     lead_ids = list(dict.fromkeys(x for x in request.form.getlist("lead_id") if x))
     if not lead_ids:
@@ -714,7 +701,7 @@ def bulk() -> Any:
         return _reject(form, None, default)
     if form.confirmed.data != str(len(lead_ids)):
         # Nothing is written until the rep has seen how many leads it touches.
-        return _bulk_confirm_page(form, lead_ids, labels)
+        return _bulk_confirm_page(form, lead_ids)
     batch_id = uuid.uuid4().hex
     done, conflicted, skipped = _bulk_write(form, lead_ids, batch_id)
     verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
@@ -774,7 +761,7 @@ def _bulk_write(
     return done, conflicted, skipped
 
 
-def _bulk_confirm_page(form: BulkForm, lead_ids: list[str], labels: Mapping[str, Any]) -> Any:
+def _bulk_confirm_page(form: BulkForm, lead_ids: list[str]) -> Any:
     """The count and the change, with Confirm (posts it all again) and Cancel."""
     hidden = [
         (key, value)
