@@ -139,10 +139,6 @@ class RetrainRunner:
             status["error"] = "the server process running this retrain stopped"
         return status
 
-    def running(self) -> bool:
-        """True while a retrain runs (in this process or another)."""
-        return self.status()["state"] == "running"
-
     # ---------------------------------------------------------------- locking
 
     @contextlib.contextmanager
