@@ -371,7 +371,7 @@ def lead(lead_id: str) -> Any:
     current = store.labels_for(lead_id)
     probabilities = latest.get("probabilities") if latest else None
     reasons = latest.get("reasons") if latest else None
-    labels = _label_menus(lead_id)
+    labels = _label_menus(latest, current)
 
     queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
     # After a save that stays, or an undo, the lead page keeps the queue it came from.
@@ -385,7 +385,6 @@ def lead(lead_id: str) -> Any:
     ]
     events = store.events_for(lead_id, limit=2000)
     weeks, kinds = weekly_timeline(events)
-    corrections = correction_rows(history)
     return render_template(
         "review/lead.html",
         lead_id=lead_id,
@@ -407,7 +406,7 @@ def lead(lead_id: str) -> Any:
         kinds=kinds,
         recent_events=list(reversed(events[-12:])),
         event_count=len(events),
-        corrections=corrections,
+        corrections=correction_rows(history),
         reclassify=reclassify,
         confirm=confirm,
         labels=labels,
@@ -566,17 +565,13 @@ def _reject(form: Any, lead_id: str | None, default: str) -> Any:
     return redirect(_safe_next(getattr(form, "next", None) and form.next.data, default))
 
 
-def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
-    """The label choices, plus the lead's predicted and current labels the store lacks."""
-    store = _store()
-    out = {head: list(values) for head, values in label_choices(store).items()}
-    if lead_id is None:
-        return out
-    latest = store.latest_prediction(lead_id)
-    probs = latest.get("probabilities") if latest is not None else None
-    current = store.labels_for(lead_id)
+def _label_menus(latest: Any = None, current: Any = None) -> dict[str, list[str]]:
+    """The label choices, plus the labels of a lead's ``latest`` prediction and its ``current``
+    labels that the store lacks."""
+    out = {head: list(values) for head, values in label_choices(_store()).items()}
+    probs = latest.get("probabilities") if latest else None
     for head in ("stage", "persona"):
-        for value in [*(b.label for b in probability_bars(probs, head)), current.get(head)]:
+        for value in [*(b.label for b in probability_bars(probs, head)), (current or {}).get(head)]:
             if value and value not in out[head]:
                 out[head].append(value)
     return out
@@ -586,9 +581,10 @@ def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
 @auth.role_required("rep")
 def reclassify(lead_id: str) -> Any:
     """Append a reclassify correction per field the rep set (stage and/or persona)."""
-    _lead_or_404(lead_id)
+    _, predictions = _lead_or_404(lead_id)
     default = url_for("review.lead", lead_id=lead_id)
-    form = set_label_choices(ReclassifyForm(), _label_menus(lead_id))
+    latest = predictions[0] if predictions else None
+    form = set_label_choices(ReclassifyForm(), _label_menus(latest, _store().labels_for(lead_id)))
     if not form.validate():
         return _reject(form, lead_id, default)
     advance = _advance(lead_id, form)
