@@ -509,7 +509,12 @@ def _advance(lead_id: str, form: Any) -> tuple[str, str] | None:
 
 
 def _finish(
-    lead_id: str, stored: list[Any], verb: str, form: Any, default: str, advance: Any
+    lead_id: str,
+    stored: list[Any],
+    verb: str,
+    form: Any,
+    default: str,
+    advance: tuple[str, str] | None,
 ) -> Any:
     """Flash (or return in the partial) what happened, then redirect (PRG) to ``form.next``
     or, with ``advance`` (from :func:`_advance`), to the next lead."""
