@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, abort, current_app, render_template, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+
+from review_ui.words import count_words
 
 _log = logging.getLogger(__name__)
 
@@ -42,29 +45,26 @@ _GENERATION = "review_session_generation"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(eq=False)  # UserMixin's equality (by id) stays
 class ReviewUser(UserMixin):
     """The logged-in user as Flask-Login sees them (built from ``data.store.User``)."""
 
-    def __init__(
-        self, user_id: int, name: str, role: str, active: bool = True, generation: int = 0
-    ) -> None:
-        self.id = int(user_id)
-        self.name = name
-        self.role = role
-        self._active = bool(active)
-        self.generation = int(generation)
+    id: int
+    name: str
+    role: str
+    active: bool = True
+    generation: int = 0
 
     @classmethod
     def from_store(cls, user: Any) -> ReviewUser:
         """Wrap a ``data.store.User``."""
-        return cls(
-            user.id, user.name, user.role, user.active, getattr(user, "session_generation", 0)
-        )
+        generation = getattr(user, "session_generation", 0)
+        return cls(int(user.id), user.name, user.role, bool(user.active), int(generation))
 
     @property
     def is_active(self) -> bool:  # type: ignore[override]
         """Disabled users cannot log in, and their sessions end."""
-        return self._active
+        return self.active
 
     def get_id(self) -> str:
         """The id Flask-Login keeps in the session."""
@@ -309,7 +309,7 @@ def init_login_limiter(app: Flask) -> LoginLimiter:
             title="Too many login attempts",
             message=(
                 "Too many failed logins for this user name from this address. "
-                f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}, "
+                f"Try again in about {count_words(minutes, 'minute')}, "
                 "or ask an admin to reset your password."
             ),
         )

@@ -19,7 +19,8 @@ from flask import Response, abort, current_app, render_template, request
 from data import alignment
 from review_ui import auth
 from review_ui.models_page import MLFLOW_WAIT, in_thread, registry_unavailable, within
-from review_ui.views import bp
+from review_ui.present import whole_percent
+from review_ui.views import _store, bp
 
 __all__ = ["MLFLOW_TTL", "MLFLOW_WAIT", "DriftCache", "ModelVersions", "read_model_versions"]
 
@@ -137,10 +138,6 @@ def _models() -> dict[str, Any]:
 # ------------------------------------------------------------------ figures
 
 
-def _store() -> Any:
-    return current_app.extensions["review_ui"].store()
-
-
 def _days() -> int:
     try:
         days = int(request.args.get("days", 7))
@@ -149,10 +146,6 @@ def _days() -> int:
     if not 1 <= days <= _MAX_DAYS:
         abort(400, description=f"days: between 1 and {_MAX_DAYS}")
     return days
-
-
-def _percent(value: float | None) -> int:
-    return 0 if value is None else max(0, min(100, round(value * 100)))
 
 
 def _confusion_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -167,11 +160,6 @@ def _confusion_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
             cells.append({"n": int(n), "share": share, "level": level, "diag": rep_label == label})
         rows.append({"label": label, "cells": cells, "total": total})
     return rows
-
-
-def _psi_width(value: float) -> int:
-    """Bar width in percent: the scale ends at 0.5 (twice the "act" threshold)."""
-    return max(1, min(100, round(value / 0.5 * 100)))
 
 
 @bp.route("/review/dashboard")
@@ -210,14 +198,15 @@ def dashboard() -> Any:
         has_weeks=not weekly.empty,
         has_override_weeks=not override_weeks.empty,
         override_weeks=override_weeks,
-        reasons=[(r, n, _percent(n / top_reason) if top_reason else 0) for r, n in reasons],
+        reasons=[(r, n, whole_percent(n / top_reason) if top_reason else 0) for r, n in reasons],
         follow=alignment.sales_follow_up(store, days=days, now=now),
         models=models,
         drift=drift,
-        drift_top=[(d, _psi_width(d.psi)) for d in drift.top(10)],
+        # Bar widths: the PSI scale ends at 0.5 (twice the "act" threshold).
+        drift_top=[(d, whole_percent(d.psi / 0.5, floor=1)) for d in drift.top(10)],
         psi_watch=alignment.PSI_WATCH,
         psi_act=alignment.PSI_ACT,
-        percent=_percent,
+        percent=whole_percent,
         now=now,
     )
 
@@ -233,7 +222,7 @@ def dashboard_reps() -> Any:
         reps=alignment.per_rep(reviews),
         kappas={h: [k for k in kappas if k.head == h] for h in alignment.HEADS},
         min_shared=_KAPPA_MIN_SHARED,
-        percent=_percent,
+        percent=whole_percent,
     )
 
 

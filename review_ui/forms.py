@@ -5,8 +5,8 @@ Design notes: ``docs/design/serving.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -76,8 +76,7 @@ class _Expected(FlaskForm):
 
     def expected(self, name: str) -> str | None:
         """The label the rep saw for ``name`` ("stage" or "persona"), or None."""
-        value = getattr(self, f"expected_{name}").data
-        return value or None
+        return getattr(self, f"expected_{name}").data or None
 
     def prediction(self) -> int | None:
         """The reviewed prediction's id, or None."""
@@ -156,12 +155,15 @@ class DisableUserForm(FlaskForm):
     name = HiddenField(validators=[DataRequired()])
 
 
-def set_label_choices(
-    form: ReclassifyForm | BulkForm, stages: Sequence[str], personas: Sequence[str]
-) -> None:
-    """Fill the stage and persona menus (first entry: keep the current label)."""
-    form.stage.choices = [_KEEP, *((s, label_words(s)) for s in stages)]
-    form.persona.choices = [_KEEP, *((p, label_words(p)) for p in personas)]
+_Menus = TypeVar("_Menus", ReclassifyForm, BulkForm)
+
+
+def set_label_choices(form: _Menus, labels: Mapping[str, Sequence[str]]) -> _Menus:
+    """Fill ``form``'s stage and persona menus from ``labels`` (first entry: keep the current
+    label); returns ``form``."""
+    form.stage.choices = [_KEEP, *((s, label_words(s)) for s in labels["stage"])]
+    form.persona.choices = [_KEEP, *((p, label_words(p)) for p in labels["persona"])]
+    return form
 
 
 # ------------------------------------------- issue #19 part A: "leads like this one"

@@ -139,10 +139,6 @@ class RetrainRunner:
             status["error"] = "the server process running this retrain stopped"
         return status
 
-    def running(self) -> bool:
-        """True while a retrain runs (in this process or another)."""
-        return self.status()["state"] == "running"
-
     # ---------------------------------------------------------------- locking
 
     @contextlib.contextmanager
@@ -185,16 +181,8 @@ class RetrainRunner:
             )
             self._thread = thread
         try:
-            self._write(
-                {
-                    **_IDLE,
-                    "state": "running",
-                    "step": "starting",
-                    "fraction": 0.0,
-                    "started_by": started_by,
-                    "started_at": _now(),
-                }
-            )
+            running = {"state": "running", "step": "starting", "fraction": 0.0}
+            self._write(_IDLE | running | {"started_by": started_by, "started_at": _now()})
             thread.start()
         except BaseException:
             lock.close()

@@ -95,11 +95,12 @@ def serving_state(holder: Any, champion: str | None) -> dict[str, Any] | None:
     if holder is None:
         return None
     loaded = getattr(holder, "current", None)
+    version = None if loaded is None else str(loaded.version)
     out: dict[str, Any] = {
         "name": getattr(holder, "name", None),
-        "version": None if loaded is None else str(loaded.version),
-        "alias": None if loaded is None else loaded.alias,
-        "loaded_at": None if loaded is None else loaded.loaded_at,
+        "version": version,
+        "alias": getattr(loaded, "alias", None),
+        "loaded_at": getattr(loaded, "loaded_at", None),
         "champion": champion,
         "poll_seconds": getattr(holder, "poll_seconds", None),
         "follows_alias": bool(getattr(holder, "follows_alias", False)),
@@ -109,12 +110,7 @@ def serving_state(holder: Any, champion: str | None) -> dict[str, Any] | None:
     refused = getattr(holder, "refused_task", None)
     if refused is not None and champion is not None and refused[0] == champion:
         out["refused"] = {"version": refused[0], "differences": list(refused[1])}
-    elif (
-        loaded is not None
-        and champion is not None
-        and out["follows_alias"]
-        and str(loaded.version) != str(champion)
-    ):
+    elif champion is not None and out["follows_alias"] and version not in (None, str(champion)):
         out["switching"] = True
     return out
 

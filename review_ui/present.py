@@ -20,6 +20,7 @@ __all__ = [
     "probability_bars",
     "reason_lines",
     "weekly_timeline",
+    "whole_percent",
 ]
 
 _EVENT_LABELS: dict[str, str] = {
@@ -55,6 +56,11 @@ class TimelineWeek:
     total: int
 
 
+def whole_percent(share: float | None, floor: int = 0) -> int:
+    """A share as a whole percent for a CSS width class, clamped to ``floor``..100 (None: 0)."""
+    return 0 if share is None else max(floor, min(100, round(share * 100)))
+
+
 def event_label(kind: str) -> str:
     """Words for an event type."""
     return _EVENT_LABELS.get(kind, kind.replace("_", " ").capitalize())
@@ -62,19 +68,14 @@ def event_label(kind: str) -> str:
 
 def probability_bars(probabilities: Any, head: str) -> list[Bar]:
     """The head's probabilities, most probable first (empty when absent)."""
-    if not isinstance(probabilities, Mapping):
-        return []
-    probs = probabilities.get(head)
+    probs = probabilities.get(head) if isinstance(probabilities, Mapping) else None
     if not isinstance(probs, Mapping):
         return []
     pairs = sorted(
         ((str(k), float(v)) for k, v in probs.items() if isinstance(v, int | float)),
         key=lambda kv: (-kv[1], kv[0]),
     )
-    return [
-        Bar(label, p, max(0, min(100, round(p * 100))), i == 0)
-        for i, (label, p) in enumerate(pairs)
-    ]
+    return [Bar(label, p, whole_percent(p), i == 0) for i, (label, p) in enumerate(pairs)]
 
 
 def reason_lines(reasons: Any, head: str, limit: int = 5) -> list[dict[str, Any]]:
@@ -92,20 +93,13 @@ def reason_lines(reasons: Any, head: str, limit: int = 5) -> list[dict[str, Any]
         return []
     out = []
     for item in items:
-        if not isinstance(item, Mapping):
-            continue
-        text = item.get("text") or item.get("feature")
+        text = isinstance(item, Mapping) and (item.get("text") or item.get("feature"))
         if not text:
             continue
         weight = item.get("weight")
         weight = float(weight) if isinstance(weight, int | float) else 0.0
-        out.append(
-            {
-                "text": str(text),
-                "weight": weight,
-                "direction": "for" if weight >= 0 else "against",
-            }
-        )
+        direction = "for" if weight >= 0 else "against"
+        out.append({"text": str(text), "weight": weight, "direction": direction})
     out.sort(key=lambda r: -abs(r["weight"]))
     return out[:limit]
 

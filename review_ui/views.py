@@ -32,7 +32,6 @@ from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from data.review_queue import (
-    QueueConfig,
     QueueItem,
     label_choices,
     model_versions,
@@ -66,7 +65,7 @@ from review_ui.present import (
     weekly_timeline,
 )
 from review_ui.security import apply_headers
-from review_ui.words import day_words, label_words, when_words
+from review_ui.words import count_words, day_words, label_words, when_words
 
 __all__ = ["bp", "wait_for_suggestions"]
 
@@ -118,10 +117,6 @@ def _similar() -> Any:
     return _ui().suggestions
 
 
-def _queue_config() -> QueueConfig:
-    return _ui().queue_config
-
-
 def _is_partial() -> bool:
     return request.headers.get("HX-Request", "").lower() == "true"
 
@@ -130,9 +125,7 @@ def _safe_next(target: str | None, default: str) -> str:
     """A redirect target on this site only: a path (so no scheme, no host), not ``//``."""
     if not target or not target.startswith("/") or target.startswith("//"):
         return default
-    if "\\" in target or any(ord(ch) < 32 for ch in target):
-        return default
-    return target
+    return default if "\\" in target or any(ord(ch) < 32 for ch in target) else target
 
 
 @bp.before_request
@@ -279,7 +272,7 @@ def _queue_page(store: Any, args: Mapping[str, Any], extra: int = 0) -> Any:
         store,
         limit=args["per"] + extra,
         offset=(args["page"] - 1) * args["per"],
-        config=_queue_config(),
+        config=_ui().queue_config,
         **filters,
     )
 
@@ -293,11 +286,13 @@ def _next_in_queue(lead_id: str, back: str) -> str | None:
         return None
     args = _queue_args(MultiDict(parse_qsl(parts.query)))
     page = _queue_page(_store(), args, extra=1)
-    ids = [i.lead_id for i in page.items]
-    if lead_id in ids:
-        rest = ids[ids.index(lead_id) + 1 :]
-    else:
-        rest = [i.lead_id for i in page.items if not i.reviewed]
+    unreviewed = [i.lead_id for i in page.items if not i.reviewed]
+    return _following([i.lead_id for i in page.items], lead_id, unreviewed)
+
+
+def _following(ids: list[str], lead_id: str, otherwise: list[str]) -> str | None:
+    """The first other id after ``lead_id`` in ``ids``; from ``otherwise`` when it is not in them."""
+    rest = ids[ids.index(lead_id) + 1 :] if lead_id in ids else otherwise
     return next((x for x in rest if x != lead_id), None)
 
 
@@ -309,8 +304,7 @@ def queue() -> Any:
     store = _store()
     page = _queue_page(store, args)
     labels = label_choices(store)
-    bulk = BulkForm()
-    set_label_choices(bulk, labels["stage"], labels["persona"])
+    bulk = set_label_choices(BulkForm(), labels)
     here = request.full_path.rstrip("?")
     bulk.next.data = here
     context = {
@@ -332,7 +326,7 @@ def queue() -> Any:
 
 def _row_response(lead_id: str, message: str | None, category: str, status: int = 200) -> Any:
     """The ``_row.html`` partial of one lead, carrying the message for the page to show."""
-    item = queue_item(_store(), lead_id, config=_queue_config())
+    item = queue_item(_store(), lead_id, config=_ui().queue_config)
     if item is None:
         return Response(status=204)
     html = render_template(
@@ -377,7 +371,7 @@ def lead(lead_id: str) -> Any:
     current = store.labels_for(lead_id)
     probabilities = latest.get("probabilities") if latest else None
     reasons = latest.get("reasons") if latest else None
-    labels = _label_menus(lead_id)
+    labels = _label_menus(latest, current)
 
     queue_url = _safe_next(request.args.get("back"), url_for("review.queue"))
     # After a save that stays, or an undo, the lead page keeps the queue it came from.
@@ -391,7 +385,6 @@ def lead(lead_id: str) -> Any:
     ]
     events = store.events_for(lead_id, limit=2000)
     weeks, kinds = weekly_timeline(events)
-    corrections = correction_rows(history)
     return render_template(
         "review/lead.html",
         lead_id=lead_id,
@@ -401,11 +394,9 @@ def lead(lead_id: str) -> Any:
         current=current,
         current_source=sources,
         undo_preview=undo_preview,
-        item=queue_item(store, lead_id, config=_queue_config()),
+        item=queue_item(store, lead_id, config=_ui().queue_config),
         stage_bars=probability_bars(probabilities, "stage"),
         persona_bars=probability_bars(probabilities, "persona"),
-        stage_reasons=reason_lines(reasons, "stage"),
-        persona_reasons=reason_lines(reasons, "persona"),
         model_reasons=[
             {**r, "head": head}
             for head in ("stage", "persona")
@@ -415,7 +406,7 @@ def lead(lead_id: str) -> Any:
         kinds=kinds,
         recent_events=list(reversed(events[-12:])),
         event_count=len(events),
-        corrections=corrections,
+        corrections=correction_rows(history),
         reclassify=reclassify,
         confirm=confirm,
         labels=labels,
@@ -435,8 +426,7 @@ def _lead_forms(
     labels: Mapping[str, Any], current: Mapping[str, Any], latest: Any, here: str, back: str
 ) -> tuple[ReclassifyForm, ConfirmForm]:
     """The lead page's reclassify and confirm forms, stamped with what the rep saw."""
-    reclassify = ReclassifyForm()
-    set_label_choices(reclassify, labels["stage"], labels["persona"])
+    reclassify = set_label_choices(ReclassifyForm(), labels)
     confirm = ConfirmForm()
     for form in (reclassify, confirm):
         form.expected_stage.data = current.get("stage") or ""
@@ -465,8 +455,7 @@ def _label_sources(rep: Mapping[str, Any], latest: Any, profile: Any) -> dict[st
 
 def _remember(lead_id: str, ids: list[int]) -> None:
     """Keep this rep's last action per lead in the session, for "undo" (``u``)."""
-    recent = [r for r in session.get("review_recent", []) if r.get("lead") != lead_id]
-    recent.append({"lead": lead_id, "ids": ids})
+    recent = [*_forget(lead_id), {"lead": lead_id, "ids": ids}]
     session["review_recent"] = recent[-_RECENT_ACTIONS:]
 
 
@@ -486,10 +475,11 @@ def _recall(lead_id: str) -> list[int]:
     return [int(i) for i in entries[-1].get("ids", [])] if entries else []
 
 
-def _forget(lead_id: str) -> None:
-    session["review_recent"] = [
-        r for r in session.get("review_recent", []) if r.get("lead") != lead_id
-    ]
+def _forget(lead_id: str) -> list[dict[str, Any]]:
+    """Drop this rep's remembered action on ``lead_id``; returns the others."""
+    rest = [r for r in session.get("review_recent", []) if r.get("lead") != lead_id]
+    session["review_recent"] = rest
+    return rest
 
 
 def _conflict_note(lead_id: str, result: Any) -> str:
@@ -522,26 +512,25 @@ def _finish(
     lead_id: str,
     stored: list[Any],
     verb: str,
-    next_url: str | None,
-    *,
+    form: Any,
     default: str,
-    advance: tuple[str, str] | None = None,
+    advance: tuple[str, str] | None,
 ) -> Any:
-    """Flash (or return in the partial) what happened, then redirect (PRG)."""
+    """Flash (or return in the partial) what happened, then redirect (PRG) to ``form.next``
+    or, with ``advance`` (from :func:`_advance`), to the next lead."""
     conflicts = [r for r in stored if r.conflict]
     if stored:
         _remember(lead_id, [r.id for r in stored])
     changes = ", ".join(f"{r.field} → {label_words(r.new_label)}" for r in stored)
     message = f"{verb} {lead_id}: {changes}." if changes else f"Nothing to change on {lead_id}."
-    category = "success"
     if conflicts:
         notes = "; ".join(_conflict_note(lead_id, r) for r in conflicts)
         message = f"{message} Heads up: {notes}. Both corrections are kept; yours is now current."
-        category = "warning"
-    if advance is not None and not _is_partial():
+    next_url = form.next.data
+    if advance is not None:
         next_url, words = advance
         message += words
-    return _tell(lead_id, message, category, next_url, default)
+    return _tell(lead_id, message, "warning" if conflicts else "success", next_url, default)
 
 
 def _correct(lead_id: str, field: str, label: str, **how: Any) -> Any:
@@ -581,17 +570,13 @@ def _reject(form: Any, lead_id: str | None, default: str) -> Any:
     return redirect(_safe_next(getattr(form, "next", None) and form.next.data, default))
 
 
-def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
-    """The label choices, plus the lead's predicted and current labels the store lacks."""
-    store = _store()
-    out = {head: list(values) for head, values in label_choices(store).items()}
-    if lead_id is None:
-        return out
-    latest = store.latest_prediction(lead_id)
-    probs = latest.get("probabilities") if latest is not None else None
-    current = store.labels_for(lead_id)
+def _label_menus(latest: Any = None, current: Any = None) -> dict[str, list[str]]:
+    """The label choices, plus the labels of a lead's ``latest`` prediction and its ``current``
+    labels that the store lacks."""
+    out = {head: list(values) for head, values in label_choices(_store()).items()}
+    probs = latest.get("probabilities") if latest else None
     for head in ("stage", "persona"):
-        for value in [*(b.label for b in probability_bars(probs, head)), current.get(head)]:
+        for value in [*(b.label for b in probability_bars(probs, head)), (current or {}).get(head)]:
             if value and value not in out[head]:
                 out[head].append(value)
     return out
@@ -601,11 +586,10 @@ def _label_menus(lead_id: str | None = None) -> dict[str, list[str]]:
 @auth.role_required("rep")
 def reclassify(lead_id: str) -> Any:
     """Append a reclassify correction per field the rep set (stage and/or persona)."""
-    _lead_or_404(lead_id)
+    _, predictions = _lead_or_404(lead_id)
     default = url_for("review.lead", lead_id=lead_id)
-    form = ReclassifyForm()
-    labels = _label_menus(lead_id)
-    set_label_choices(form, labels["stage"], labels["persona"])
+    latest = predictions[0] if predictions else None
+    form = set_label_choices(ReclassifyForm(), _label_menus(latest, _store().labels_for(lead_id)))
     if not form.validate():
         return _reject(form, lead_id, default)
     advance = _advance(lead_id, form)
@@ -623,9 +607,7 @@ def reclassify(lead_id: str) -> Any:
     except ValueError as exc:
         abort(400, description=str(exc))
     _offer_similar(stored)
-    return _finish(
-        lead_id, stored, "Reclassified", form.next.data, default=default, advance=advance
-    )
+    return _finish(lead_id, stored, "Reclassified", form, default, advance)
 
 
 @bp.route("/review/leads/<path:lead_id>/confirm", methods=["POST"])
@@ -644,7 +626,7 @@ def confirm(lead_id: str) -> Any:
         abort(400, description="This lead has no prediction to confirm.")
     advance = _advance(lead_id, form)
     stored = _correct_heads(lead_id, form, reviewed, kind="confirm", prediction_id=reviewed["id"])
-    return _finish(lead_id, stored, "Confirmed", form.next.data, default=default, advance=advance)
+    return _finish(lead_id, stored, "Confirmed", form, default, advance)
 
 
 def _undo(ids: list[int], lead_id: str, next_url: str | None, default: str) -> Any:
@@ -654,16 +636,14 @@ def _undo(ids: list[int], lead_id: str, next_url: str | None, default: str) -> A
             stored.append(_store().undo_correction(cid, reviewer=current_user.name, source="ui"))
         except KeyError:
             abort(404)
-    conflicts = [r for r in stored if r.conflict]
     changes = ", ".join(f"{r.field} back to {label_words(r.new_label, 'unset')}" for r in stored)
     message = f"Undone on {lead_id}: {changes}."
-    category = "success"
-    if conflicts:
+    conflict = any(r.conflict for r in stored)
+    if conflict:
         message += (
             " Heads up: someone changed this lead after that correction; it is undone all the same."
         )
-        category = "warning"
-    return _tell(lead_id, message, category, next_url, default)
+    return _tell(lead_id, message, "warning" if conflict else "success", next_url, default)
 
 
 @bp.route("/review/corrections/<int:correction_id>/undo", methods=["POST"])
@@ -710,9 +690,7 @@ def undo_last(lead_id: str) -> Any:
 @auth.role_required("rep")
 def bulk() -> Any:
     """Reclassify or confirm the leads ticked in the queue, one correction row each."""
-    form = BulkForm()
-    labels = _label_menus()
-    set_label_choices(form, labels["stage"], labels["persona"])
+    form = set_label_choices(BulkForm(), _label_menus())
     default = url_for("review.queue")
     lead_ids = list(dict.fromkeys(x for x in request.form.getlist("lead_id") if x))
     if not lead_ids:
@@ -724,26 +702,22 @@ def bulk() -> Any:
         return _reject(form, None, default)
     if form.confirmed.data != str(len(lead_ids)):
         # Nothing is written until the rep has seen how many leads it touches.
-        return _bulk_confirm_page(form, lead_ids, labels)
+        return _bulk_confirm_page(form, lead_ids)
     batch_id = uuid.uuid4().hex
     done, conflicted, skipped = _bulk_write(form, lead_ids, batch_id)
     verb = "Confirmed" if form.action.data == "confirm" else "Reclassified"
+    message = f"{verb} {count_words(len(done), 'lead')}."
     if done:
         _remember_batch(batch_id, verb.lower(), len(done))
-    message = f"{verb} {len(done)} lead{'s' if len(done) != 1 else ''}."
-    if done:
         message += " Undo the whole batch from the bar above the queue."
-    category = "success"
     if conflicted:
         message += (
             f" Heads up: {', '.join(conflicted)} changed while you had the queue open;"
             " both corrections are kept and yours is now current."
         )
-        category = "warning"
     if skipped:
         message += f" Skipped (not scored): {', '.join(sorted(set(skipped)))}."
-        category = "warning"
-    flash(message, category)
+    flash(message, "warning" if conflicted or skipped else "success")
     return redirect(_safe_next(form.next.data, default))
 
 
@@ -751,8 +725,14 @@ def _bulk_write(
     form: BulkForm, lead_ids: list[str], batch_id: str
 ) -> tuple[list[str], list[str], list[str]]:
     """One correction row per ticked lead and head: (done, conflicted, skipped) lead ids."""
-    store = _store()
-    latest = store.latest_predictions(lead_ids, with_features=False)
+    latest = _store().latest_predictions(lead_ids, with_features=False)
+    confirming = form.action.data == "confirm"
+    how = {
+        "kind": "confirm" if confirming else "reclassify",
+        "reason": None if confirming else form.reason.data,
+        "note": _note(form),
+        "batch_id": batch_id,
+    }
     done: list[str] = []
     conflicted: list[str] = []
     skipped: list[str] = []
@@ -762,30 +742,15 @@ def _bulk_write(
             skipped.append(lead_id)
             continue
         raw_pid = request.form.get(f"prediction:{lead_id}") or ""
-        pid = int(raw_pid) if is_prediction_id(raw_pid) else prediction["id"]
+        how["prediction_id"] = int(raw_pid) if is_prediction_id(raw_pid) else prediction["id"]
         results = []
         for field in ("stage", "persona"):
             expected = request.form.get(f"expected_{field}:{lead_id}") or None
-            if form.action.data == "confirm":
-                label, kind, reason = prediction.get(field), "confirm", None
-            else:
-                label, kind, reason = getattr(form, field).data, "reclassify", form.reason.data
+            label = prediction.get(field) if confirming else getattr(form, field).data
             if not label:
                 continue
             try:
-                results.append(
-                    _correct(
-                        lead_id,
-                        field,
-                        label,
-                        kind=kind,
-                        reason=reason,
-                        note=_note(form),
-                        prediction_id=pid,
-                        expected_label=expected,
-                        batch_id=batch_id,
-                    )
-                )
+                results.append(_correct(lead_id, field, label, expected_label=expected, **how))
             except (KeyError, ValueError):
                 skipped.append(lead_id)
                 break
@@ -797,7 +762,7 @@ def _bulk_write(
     return done, conflicted, skipped
 
 
-def _bulk_confirm_page(form: BulkForm, lead_ids: list[str], labels: Mapping[str, Any]) -> Any:
+def _bulk_confirm_page(form: BulkForm, lead_ids: list[str]) -> Any:
     """The count and the change, with Confirm (posts it all again) and Cancel."""
     hidden = [
         (key, value)
@@ -831,22 +796,20 @@ def undo_batch(batch_id: str) -> Any:
         batch_id, reviewer=current_user.name, undo_batch_id=uuid.uuid4().hex, source="ui"
     )
     leads = sorted({r.lead_id for r in results})
-    last = session.get("review_batch") or {}
-    if last.get("id") == batch_id:
+    if (session.get("review_batch") or {}).get("id") == batch_id:
         session.pop("review_batch", None)
     for lead_id in leads:
         _forget(lead_id)
     if results:
         message = (
-            f"Undid the batch: {len(results)} correction{'s' if len(results) != 1 else ''}"
-            f" on {len(leads)} lead{'s' if len(leads) != 1 else ''} put back."
+            f"Undid the batch: {count_words(len(results), 'correction')}"
+            f" on {count_words(len(leads), 'lead')} put back."
         )
-        category = "success"
-        if any(r.conflict for r in results):
+        category = "warning" if any(r.conflict for r in results) else "success"
+        if category == "warning":
             message += (
                 " Heads up: some of these leads were changed after the batch; undone all the same."
             )
-            category = "warning"
     else:
         message, category = "That batch was already undone.", "info"
     flash(message, category)
@@ -1025,8 +988,7 @@ def _next_suggested(lead_id: str, path: str) -> str | None:
     if not is_prediction_id(tail):
         return None
     ids = [r["lead_id"] for r in _similar().suggestions_in_set(_store(), int(tail), status="open")]
-    rest = ids[ids.index(lead_id) + 1 :] if lead_id in ids else ids
-    return next((x for x in rest if x != lead_id), None)
+    return _following(ids, lead_id, ids)
 
 
 def _suggestion_ids(values: list[str]) -> list[int]:
@@ -1095,7 +1057,7 @@ def suggestions(correction_id: int) -> Any:
             n = len(result.corrections)
             _remember_batch(batch_id, "reclassified", n)
             flash(
-                f"Reclassified {n} suggested lead{'s' if n != 1 else ''} "
+                f"Reclassified {count_words(n, 'suggested lead')} "
                 f"({', '.join(result.lead_ids[:10])}{'…' if n > 10 else ''}). "
                 "Undo the whole batch from the bar above the queue.",
                 "success",
@@ -1105,8 +1067,7 @@ def suggestions(correction_id: int) -> Any:
                 store, correction_id, ids, reviewer=current_user.name
             )
             flash(
-                f"Dismissed {len(done)} suggestion{'s' if len(done) != 1 else ''}; "
-                "no labels were changed.",
+                f"Dismissed {count_words(len(done), 'suggestion')}; no labels were changed.",
                 "success",
             )
     except similar.UnknownSuggestions as exc:
