@@ -318,7 +318,8 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "version": loaded.version,
         "alias": loaded.alias,
         "uri": loaded.uri,
-        "run_id": meta.get("run_id") or _pyfunc_run_id(loaded),
+        "run_id": meta.get("run_id")
+        or getattr(getattr(loaded.pyfunc, "metadata", None), "run_id", None),
         "trained_at": _iso(meta.get("trained_at")),
         "loaded_at": loaded.loaded_at.isoformat(),
         "metrics": {k: finite(v) for k, v in metrics.items()},
@@ -326,11 +327,6 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "personas": [str(s) for s in (getattr(model, "persona_labels", None) or [])],
         "input_columns": [str(c) for c in (getattr(model, "input_columns", None) or [])],
     }
-
-
-def _pyfunc_run_id(loaded: LoadedModel) -> str | None:
-    meta = getattr(loaded.pyfunc, "metadata", None)
-    return getattr(meta, "run_id", None)
 
 
 def _iso(value: Any) -> str | None:

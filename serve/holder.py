@@ -227,15 +227,14 @@ class ModelHolder:
                 if version is None:
                     raise LookupError(f"model alias {self.uri.uri} does not exist")
                 version = str(version)
-                if not force and current is not None and current.version == version:
-                    return False
-                if not force and current is not None and self._backing_off(version):
-                    return False
-                uri = self.uri.for_version(version)
-            else:
-                if not force and current is not None:
-                    return False
-                uri = self.uri.uri
+            # A fixed URI is loaded once; an alias's version when it moved and is not backing off.
+            if (
+                not force
+                and current is not None
+                and (version is None or version == current.version or self._backing_off(version))
+            ):
+                return False
+            uri = self.uri.uri if version is None else self.uri.for_version(version)
             t0 = time.perf_counter()
             model, pyfunc, loaded_version = self.loader(uri)
             loaded = LoadedModel(
