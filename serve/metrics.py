@@ -72,19 +72,15 @@ class AlignmentCollector:
         for k in ("override_rate", "reviews"):
             if k in values:
                 yield GaugeMetricFamily(f"leadready_{k}", self._DOCS[k], value=values[k])
-        agree = GaugeMetricFamily(
-            "leadready_agreement_rate", self._DOCS["agreement_rate"], labels=["head"]
-        )
-        psi = GaugeMetricFamily(
-            "leadready_feature_psi", self._DOCS["feature_psi"], labels=["feature"]
-        )
-        by_name = {"agreement_rate": agree, "feature_psi": psi}
+        by_name = {
+            name: GaugeMetricFamily(f"leadready_{name}", self._DOCS[name], labels=[label])
+            for name, label in (("agreement_rate", "head"), ("feature_psi", "feature"))
+        }
         for key, value in values.items():
             name, _, label = key.partition(":")
             if name in by_name and label:
                 by_name[name].add_metric([label], value)
-        yield agree
-        yield psi
+        yield from by_name.values()
 
 
 @dataclass

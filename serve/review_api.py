@@ -76,12 +76,17 @@ class CorrectionRequest(BaseModel):
         return self
 
 
-class CorrectionOut(BaseModel):
+class _Correction(BaseModel):
+    """The fields of a correction row in every answer."""
+
     id: int
     field: str
     old_label: str | None
     new_label: str
     kind: str
+
+
+class CorrectionOut(_Correction):
     conflict: bool
     created_at: datetime
 
@@ -97,12 +102,7 @@ class CorrectionResponse(BaseModel):
     corrections: list[CorrectionOut]
 
 
-class CorrectionHistoryItem(BaseModel):
-    id: int
-    field: str
-    old_label: str | None
-    new_label: str
-    kind: str
+class CorrectionHistoryItem(_Correction):
     reviewer: str
     reason: str | None
     note: str | None
@@ -322,6 +322,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 
 
 _QUEUE_PARAMS = {"limit", "offset", "stage", "persona", "route", "reviewed", "search"}
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 @bp.get("/v1/review/queue")
@@ -342,21 +343,17 @@ def queue() -> Response:
         raise ApiError(400, f"unknown query parameter {unknown[0]!r}", unknown[0])
     limit = _int_arg("limit", 50, 1, QUEUE_LIMIT_MAX)
     offset = _int_arg("offset", 0, 0, 10_000_000)
-    reviewed_raw = request.args.get("reviewed")
-    reviewed: bool | None = None
-    if reviewed_raw is not None:
-        if reviewed_raw.lower() not in ("true", "false", "1", "0"):
-            raise ApiError(400, "reviewed must be true or false", "reviewed")
-        reviewed = reviewed_raw.lower() in ("true", "1")
+    reviewed = request.args.get("reviewed")
+    if reviewed is not None and reviewed.lower() not in _BOOLEANS:
+        raise ApiError(400, "reviewed must be true or false", "reviewed")
     page = review_queue(
         get_state().store,
         limit=limit,
         offset=offset,
-        stage=request.args.get("stage") or None,
-        persona=request.args.get("persona") or None,
-        route=request.args.get("route") or None,
-        reviewed=reviewed,
-        search=request.args.get("search") or None,
+        reviewed=None if reviewed is None else _BOOLEANS[reviewed.lower()],
+        **{
+            name: request.args.get(name) or None for name in ("stage", "persona", "route", "search")
+        },
     )
     out = QueueResponse(
         total=page.total,

@@ -580,42 +580,37 @@ def result_from_frame_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def input_rows(body: bytes, content_type: str | None) -> list[dict[str, Any]] | None:
     """The request's rows as dicts (JSON formats and CSV), or None when they cannot be read as
     rows (MLflow reports what is wrong with the body)."""
-    try:
-        return _input_rows(body, (content_type or "").split(";")[0].strip().lower())
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return None
-
-
-def _input_rows(body: bytes, mime: str) -> list[dict[str, Any]] | None:
+    mime = (content_type or "").split(";")[0].strip().lower()
     if not mime:
         return None
-    if mime == "text/csv":
-        import io
+    try:
+        if mime == "text/csv":
+            import io
 
-        import pandas as pd
+            import pandas as pd
 
-        frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
-        return [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in frame.to_dict("records")
-        ]
-    obj = json.loads(body)
-    if not isinstance(obj, dict):
-        return None
-    if "dataframe_split" in obj:
-        split = obj["dataframe_split"]
-        return [dict(zip(split["columns"], values, strict=True)) for values in split["data"]]
-    for key in ("dataframe_records", "instances", "inputs"):
-        if key not in obj:
-            continue
-        value = obj[key]
-        if isinstance(value, list) and all(isinstance(r, dict) for r in value):
-            return value
-        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-            columns = list(value)
+            frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
             return [
-                dict(zip(columns, vals, strict=True)) for vals in zip(*value.values(), strict=True)
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                for r in frame.to_dict("records")
             ]
+        obj = json.loads(body)
+        if not isinstance(obj, dict):
+            return None
+        if "dataframe_split" in obj:
+            split = obj["dataframe_split"]
+            return [dict(zip(split["columns"], values, strict=True)) for values in split["data"]]
+        for key in ("dataframe_records", "instances", "inputs"):
+            value = obj.get(key)
+            if isinstance(value, list) and all(isinstance(r, dict) for r in value):
+                return value
+            if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+                return [
+                    dict(zip(value, vals, strict=True))
+                    for vals in zip(*value.values(), strict=True)
+                ]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
     return None
 
 
