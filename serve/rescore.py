@@ -98,9 +98,7 @@ def _rescore_batch(
     ]
     result.without_snapshot += len(ids) - len(prepared)
     inputs = list(model.input_columns)
-    for p in prepared:
-        if len(p.features) < len(inputs) or any(c not in p.features for c in inputs):
-            missing.update(c for c in inputs if c not in p.features)
+    missing.update(c for p in prepared for c in inputs if c not in p.features)
     if prepared:
         rows = prediction_rows(
             prepared,

@@ -361,7 +361,7 @@ class _Deduper(abc.ABC):
     """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink;
     a subclass says what a row's key and mark are."""
 
-    def __init__(self, sink: Sink, *, max_entries: int) -> None:
+    def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
         self.sink = sink
         self.max_entries = int(max_entries)
         self._last: OrderedDict[Any, Any] = OrderedDict()
@@ -392,17 +392,28 @@ class _Deduper(abc.ABC):
         return len(fresh)
 
 
+#: What tells an event apart, besides its timestamp.
+_EVENT_KEY_FIELDS = (
+    "lead_id",
+    "type",
+    "page_category",
+    "content_type",
+    "content_topic",
+    "channel",
+    "event_id",
+)
+
+
 class EventDeduper(_Deduper):
     """Drops events this process has already stored (API clients resend a lead's history).
 
     The store's unique event id skips duplicates across worker processes.
     """
 
-    def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
-        super().__init__(sink, max_entries=max_entries)
-
     def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
-        return _event_key(row), None
+        ts = row.get("timestamp")
+        ts = ts.isoformat() if hasattr(ts, "isoformat") else ts
+        return (ts, *map(row.get, _EVENT_KEY_FIELDS)), None
 
 
 class LeadDeduper(_Deduper):
@@ -417,22 +428,4 @@ class LeadDeduper(_Deduper):
         self.id_key = id_key
 
     def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
-        return row.get(self.id_key), _fingerprint(row)
-
-
-def _fingerprint(row: Mapping[str, Any]) -> str:
-    return repr(sorted(row.items(), key=lambda kv: str(kv[0])))
-
-
-def _event_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    ts = row.get("timestamp")
-    return (
-        row.get("lead_id"),
-        ts.isoformat() if hasattr(ts, "isoformat") else ts,
-        row.get("type"),
-        row.get("page_category"),
-        row.get("content_type"),
-        row.get("content_topic"),
-        row.get("channel"),
-        row.get("event_id"),
-    )
+        return row.get(self.id_key), repr(sorted(row.items(), key=lambda kv: str(kv[0])))
