@@ -23,6 +23,7 @@ __all__ = [
     "format_loc",
     "init_app",
     "json_response",
+    "prefers",
     "store_unavailable",
     "validation_details",
     "wants_json",
@@ -170,15 +171,17 @@ def _message(err: Mapping[str, Any]) -> str:
     return str(err.get("msg", "Invalid value"))
 
 
+def prefers(mimetype: str) -> bool:
+    """True when the request's ``Accept`` ranks ``mimetype`` (JSON or HTML) above the other."""
+    other = "text/html" if mimetype == "application/json" else "application/json"
+    accept = request.accept_mimetypes
+    best = accept.best_match(["application/json", "text/html"])
+    return best == mimetype and accept[mimetype] > accept[other]
+
+
 def wants_json() -> bool:
     """True when the current request is an API client's (JSON errors), not a browser's."""
-    path = request.path
-    if path.startswith(API_PATH_PREFIXES):
-        return True
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "application/json" and (
-        request.accept_mimetypes["application/json"] > request.accept_mimetypes["text/html"]
-    )
+    return request.path.startswith(API_PATH_PREFIXES) or prefers("application/json")
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
