@@ -143,9 +143,8 @@ def score_one() -> Response:
     try:
         [result] = scoring.score([prepared], loaded.model)
     except (ValueError, TypeError) as exc:
-        raise ApiError(
-            400, f"The model cannot score this input: {exc}", _input_field(item)
-        ) from None
+        field = "features" if prepared.lead is None else "lead"
+        raise ApiError(400, f"The model cannot score this input: {exc}", field) from None
     result["model"] = loaded.ref
     state.record([prepared], [result], loaded, source="api")
     return _with_model_header(jsonify(round_floats(result, _digits())), loaded)
@@ -215,10 +214,6 @@ def _score_isolating(
     return ok, kept, failed
 
 
-def _input_field(item: scoring.ScoreItem) -> str:
-    return "features" if isinstance(item, scoring.FeatureScoreRequest) else "lead"
-
-
 _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pandas.read_csv)."}
 
 
@@ -253,7 +248,7 @@ def invocations() -> Response:
         guard.check_invocations_body(data, content_type)
         try:
             # Plain JSON rows: answered without pandas, byte for byte as MLflow would.
-            fast = _fast_invocations(data, content_type, loaded)
+            fast = scoring.fast_invocations(data, content_type, loaded.model)
             if fast is None:
                 body, status, mimetype = scoring.invocations(data, content_type, loaded.pyfunc)
             rows = fast.rows if fast is not None else scoring.input_rows(data, content_type)
@@ -291,18 +286,6 @@ def _refuse_unknown_columns(rows: list[dict[str, Any]] | None, loaded: LoadedMod
             "input columns are listed by GET /v1/model",
             unknown[0],
         )
-
-
-def _fast_invocations(
-    data: bytes, content_type: str | None, loaded: LoadedModel
-) -> scoring.FastInvocation | None:
-    """The pandas-free answer for plain JSON rows, or None for MLflow's own path."""
-    if not hasattr(loaded.model, "predict_rows"):
-        return None
-    try:
-        return scoring.fast_invocations(data, content_type, loaded.model)
-    except (ValueError, TypeError):
-        return None
 
 
 # -- model and admin -------------------------------------------------------------------------

@@ -402,9 +402,9 @@ def fast_invocations(
     """Answer a plain JSON ``/invocations`` request without pandas, byte for byte as MLflow would.
 
     None for anything else, which goes through MLflow's own parsing (which requests qualify:
-    docs/design/serving.md).
+    docs/design/serving.md), and for a model without ``predict_rows`` or that refuses the rows.
     """
-    if not content_type:
+    if not content_type or not hasattr(model, "predict_rows"):
         return None
     mime, _, rest = content_type.partition(";")
     if mime.strip() != "application/json":
@@ -434,7 +434,10 @@ def fast_invocations(
     rows = _scalar_rows(obj)
     if rows is None:
         return None
-    predictions = model.predict_rows(_pandas_like(rows), reasons=reasons, top_k=top_k)
+    try:
+        predictions = model.predict_rows(_pandas_like(rows), reasons=reasons, top_k=top_k)
+    except (ValueError, TypeError):
+        return None  # MLflow's own path words the error
     return FastInvocation(
         body=json.dumps({"predictions": predictions}), rows=rows, predictions=predictions
     )
