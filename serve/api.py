@@ -136,7 +136,6 @@ _BUSY = (
     tags=("scoring",),
 )
 def score_one() -> Response:
-    state = get_state()
     loaded = _loaded()
     item = scoring.parse_item(_limit_events(_json_body()))
     prepared = scoring.prepare(item, loaded.model)
@@ -146,7 +145,7 @@ def score_one() -> Response:
         field = "features" if prepared.lead is None else "lead"
         raise ApiError(400, f"The model cannot score this input: {exc}", field) from None
     result["model"] = loaded.ref
-    state.record([prepared], [result], loaded, source="api")
+    get_state().record([prepared], [result], loaded, source="api")
     return _with_model_header(jsonify(round_floats(result, _digits())), loaded)
 
 
@@ -167,7 +166,6 @@ def score_one() -> Response:
     tags=("scoring",),
 )
 def score_batch() -> Response:
-    state = get_state()
     loaded = _loaded()
     items = scoring.parse_batch(
         _limit_events(_json_body(), batch=True), limit=int(current_app.config["BATCH_LIMIT"])
@@ -179,7 +177,7 @@ def score_batch() -> Response:
     for res, p in zip(scored, prepared, strict=True):
         res["index"] = p.index
         res["model"] = ref
-    state.record(prepared, scored, loaded, source="batch")
+    get_state().record(prepared, scored, loaded, source="batch")
     results = sorted([*scored, *failed], key=lambda r: r["index"])
     body = {"model": ref, "scored": len(scored), "failed": len(failed), "results": results}
     return _with_model_header(jsonify(round_floats(body, _digits())), loaded)
@@ -349,9 +347,8 @@ def get_model() -> Response:
     tags=("admin",),
 )
 def admin_reload() -> Response:
-    holder = get_state().holder
     try:
-        new, previous = holder.reload()
+        new, previous = get_state().holder.reload()
     except Exception as exc:
         raise ApiError(503, f"Reload failed, the current model stays: {exc}", None) from None
     return jsonify(

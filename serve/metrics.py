@@ -34,6 +34,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     *(1.0, 2.5, 5.0, 10.0),
 )
 
+#: The model's heads, each counted per predicted class.
+_HEADS = ("stage", "persona")
+
 
 class AlignmentCollector:
     """Reps' agreement and feature drift from the store at scrape time (cached ``ttl`` s)."""
@@ -183,16 +186,10 @@ class Metrics:
         Counted per distinct label first: one ``inc`` per label and request, not
         per lead (each is a write to a shared file in multiprocess mode).
         """
-        classes: collections.Counter[tuple[str, str]] = collections.Counter()
-        routes: collections.Counter[str] = collections.Counter()
-        for out in outputs:
-            for head in ("stage", "persona"):
-                pred = out.get(head)
-                if pred:
-                    classes[head, str(pred["label"])] += 1
-            route = out.get("route")
-            if route is not None:
-                routes[str(route)] += 1
+        classes = collections.Counter(
+            (head, str(out[head]["label"])) for out in outputs for head in _HEADS if out.get(head)
+        )
+        routes = collections.Counter(str(o["route"]) for o in outputs if o.get("route") is not None)
         for (head, label), n in classes.items():
             self.predictions.labels(head, label).inc(n)
         for route_name, n in routes.items():

@@ -159,8 +159,7 @@ def _known_labels(field: str) -> tuple[str, ...]:
     state = get_state()
     loaded = state.holder.current
     if loaded is not None:
-        labels = getattr(loaded.model, f"{field}_labels", None)
-        return tuple(labels or ())
+        return tuple(getattr(loaded.model, f"{field}_labels", None) or ())
     book = state.labels.load(state.holder.name) if state.labels is not None else None
     if book is None:
         raise ApiError(
@@ -238,8 +237,7 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     changes = _label_changes(body)
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
-    identity = g.get("api_identity")
-    key_name = getattr(identity, "name", None)
+    key_name = getattr(g.get("api_identity"), "name", None)
     # A key cannot prove which rep it speaks for: its reviewer is stored as external,
     # so it never counts as (or can be undone by) the review UI user of that name.
     reviewer = external_reviewer(body.reviewer)
