@@ -31,11 +31,9 @@ from serve.schemas import (
 )
 from serve.state import get_state
 
-__all__ = ["authenticate", "bp", "model_info", "nosniff"]
+__all__ = ["authenticate", "bp", "json_body", "model_info", "nosniff"]
 
 bp = Blueprint("api", __name__)
-
-_JSON_TYPES = ("application/json",)
 
 
 @bp.before_request
@@ -66,16 +64,18 @@ def _loaded() -> LoadedModel:
     return loaded
 
 
-def _json_body() -> Any:
+def json_body(*, any_json: bool = True) -> Any:
+    """The request's JSON body, 415 for another type: with ``any_json`` also ``*+json``, UTF-8
+    only; without (the review API), only ``application/json``, in any charset."""
     mimetype = request.mimetype
-    if mimetype not in _JSON_TYPES and not mimetype.endswith("+json"):
+    if mimetype != "application/json" and not (any_json and mimetype.endswith("+json")):
         raise ApiError(
             415,
             f"Content-Type must be application/json, not {request.content_type or 'missing'!r}",
             "Content-Type",
         )
     charset = request.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8"):
+    if any_json and charset not in ("utf-8", "utf8"):
         raise ApiError(415, f"Only UTF-8 JSON is accepted, not {charset!r}", "Content-Type")
     return scoring.loads_json(request.get_data(cache=False))
 
@@ -137,7 +137,7 @@ _BUSY = (
 )
 def score_one() -> Response:
     loaded = _loaded()
-    item = scoring.parse_item(_limit_events(_json_body()))
+    item = scoring.parse_item(_limit_events(json_body()))
     prepared = scoring.prepare(item, loaded.model)
     try:
         [result] = scoring.score([prepared], loaded.model)
@@ -168,7 +168,7 @@ def score_one() -> Response:
 def score_batch() -> Response:
     loaded = _loaded()
     items = scoring.parse_batch(
-        _limit_events(_json_body(), batch=True), limit=int(current_app.config["BATCH_LIMIT"])
+        _limit_events(json_body(), batch=True), limit=int(current_app.config["BATCH_LIMIT"])
     )
     prepared, failed = scoring.prepare_batch(items, loaded.model)
     scored, prepared, more_failed = _score_isolating(prepared, loaded)

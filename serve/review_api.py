@@ -15,8 +15,7 @@ from sqlalchemy.exc import OperationalError
 from data.labels import match_label
 from data.review_queue import review_queue
 from data.schema import CORRECTION_REASONS
-from serve import scoring
-from serve.api import authenticate, nosniff
+from serve.api import authenticate, json_body, nosniff
 from serve.errors import ApiError
 from serve.openapi import operation
 from serve.schemas import ErrorResponse
@@ -181,13 +180,7 @@ def external_reviewer(name: str) -> str:
 
 
 def _body(model: type[BaseModel]) -> Any:
-    if request.mimetype != "application/json":
-        raise ApiError(
-            415,
-            f"Content-Type must be application/json, not {request.content_type or 'missing'!r}",
-            "Content-Type",
-        )
-    payload = scoring.loads_json(request.get_data(cache=False))
+    payload = json_body(any_json=False)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
