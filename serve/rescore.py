@@ -18,6 +18,7 @@ from typing import Any
 
 from data.rescore import RescoreLock, VersionCounts, snapshots, stale_leads, version_counts
 from data.values import utc_now
+from serve.scoring import Prepared, prediction_rows, score
 from serve.threads import ProcessThread
 
 __all__ = ["RescoreResult", "Rescorer", "rescore_to"]
@@ -88,8 +89,6 @@ def _rescore_batch(
 ) -> None:
     """Score ``ids`` from their feature snapshots and store the predictions, counted in ``result``
     (and the inputs each lead lacks in ``missing``)."""
-    from serve.scoring import Prepared, prediction_rows, score
-
     snaps = snapshots(store, ids)
     prepared = [
         Prepared(index=i, lead_id=lead_id, features=snaps[lead_id])

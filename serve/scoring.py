@@ -5,10 +5,11 @@ Design notes: ``docs/design/serving.md``.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -236,8 +237,6 @@ def routing_of(
 
     None per answer for a model without routing settings (a stand-in scoring object).
     """
-    from dataclasses import replace
-
     from model.routing import RoutingConfig, routing_answers
 
     if not isinstance(getattr(model, "routing", None), RoutingConfig):
@@ -482,8 +481,6 @@ def _invocations_csv(
     body: bytes, content_type: str, pyfunc_model: Any, schema: Any
 ) -> tuple[str, int, str]:
     """The CSV branch of MLflow's ``invocations()`` (see :func:`invocations`)."""
-    import io
-
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
     from mlflow.types import DataType
@@ -588,8 +585,6 @@ def input_rows(body: bytes, content_type: str | None) -> list[dict[str, Any]] | 
         return None
     try:
         if mime == "text/csv":
-            import io
-
             import pandas as pd
 
             frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
