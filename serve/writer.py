@@ -229,12 +229,9 @@ class PredictionWriter:
                 batch = rows.popleft()
             except IndexError:
                 break
-            self._take(batch)
-
-    def _take(self, batch: Mapping[str, list[Any]]) -> None:
-        for kind, items in batch.items():
-            self._pending[kind].extend(items)
-        self.on_pending(self.pending)
+            for kind, items in batch.items():
+                self._pending[kind].extend(items)
+            self.on_pending(self.pending)
 
     def _write_pending(self) -> bool:
         """Write pending rows kind by kind, in sink order; keep the rest on failure."""
