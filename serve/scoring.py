@@ -421,15 +421,12 @@ def fast_invocations(
     formats = [k for k in _FAST_FORMATS if k in obj]
     if len(formats) != 1 or not set(obj) <= {formats[0], "params"}:
         return None
-    reasons, top_k = False, 3
-    if "params" in obj:
-        params = obj["params"]
-        if type(params) is not dict or not set(params) <= {"reasons", "top_k"}:
-            return None
-        reasons = params.get("reasons", False)
-        top_k = params.get("top_k", 3)
-        if type(reasons) is not bool or type(top_k) is not int or not 0 <= top_k <= _FAST_TOP_K:
-            return None
+    params = obj.get("params", {})
+    if type(params) is not dict or not set(params) <= {"reasons", "top_k"}:
+        return None
+    reasons, top_k = params.get("reasons", False), params.get("top_k", 3)
+    if type(reasons) is not bool or type(top_k) is not int or not 0 <= top_k <= _FAST_TOP_K:
+        return None
     rows = _scalar_rows(obj)
     if rows is None:
         return None
