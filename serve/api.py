@@ -31,11 +31,9 @@ from serve.schemas import (
 )
 from serve.state import get_state
 
-__all__ = ["authenticate", "bp", "model_info", "nosniff"]
+__all__ = ["authenticate", "bp", "json_body", "model_info", "nosniff"]
 
 bp = Blueprint("api", __name__)
-
-_JSON_TYPES = ("application/json",)
 
 
 @bp.before_request
@@ -66,16 +64,18 @@ def _loaded() -> LoadedModel:
     return loaded
 
 
-def _json_body() -> Any:
+def json_body(*, any_json: bool = True) -> Any:
+    """The request's JSON body, 415 for another type: with ``any_json`` also ``*+json``, UTF-8
+    only; without (the review API), only ``application/json``, in any charset."""
     mimetype = request.mimetype
-    if mimetype not in _JSON_TYPES and not mimetype.endswith("+json"):
+    if mimetype != "application/json" and not (any_json and mimetype.endswith("+json")):
         raise ApiError(
             415,
             f"Content-Type must be application/json, not {request.content_type or 'missing'!r}",
             "Content-Type",
         )
     charset = request.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8"):
+    if any_json and charset not in ("utf-8", "utf8"):
         raise ApiError(415, f"Only UTF-8 JSON is accepted, not {charset!r}", "Content-Type")
     return scoring.loads_json(request.get_data(cache=False))
 
@@ -136,18 +136,16 @@ _BUSY = (
     tags=("scoring",),
 )
 def score_one() -> Response:
-    state = get_state()
     loaded = _loaded()
-    item = scoring.parse_item(_limit_events(_json_body()))
+    item = scoring.parse_item(_limit_events(json_body()))
     prepared = scoring.prepare(item, loaded.model)
     try:
         [result] = scoring.score([prepared], loaded.model)
     except (ValueError, TypeError) as exc:
-        raise ApiError(
-            400, f"The model cannot score this input: {exc}", _input_field(item)
-        ) from None
+        field = "features" if prepared.lead is None else "lead"
+        raise ApiError(400, f"The model cannot score this input: {exc}", field) from None
     result["model"] = loaded.ref
-    state.record([prepared], [result], loaded, source="api")
+    get_state().record([prepared], [result], loaded, source="api")
     return _with_model_header(jsonify(round_floats(result, _digits())), loaded)
 
 
@@ -168,10 +166,9 @@ def score_one() -> Response:
     tags=("scoring",),
 )
 def score_batch() -> Response:
-    state = get_state()
     loaded = _loaded()
     items = scoring.parse_batch(
-        _limit_events(_json_body(), batch=True), limit=int(current_app.config["BATCH_LIMIT"])
+        _limit_events(json_body(), batch=True), limit=int(current_app.config["BATCH_LIMIT"])
     )
     prepared, failed = scoring.prepare_batch(items, loaded.model)
     scored, prepared, more_failed = _score_isolating(prepared, loaded)
@@ -180,7 +177,7 @@ def score_batch() -> Response:
     for res, p in zip(scored, prepared, strict=True):
         res["index"] = p.index
         res["model"] = ref
-    state.record(prepared, scored, loaded, source="batch")
+    get_state().record(prepared, scored, loaded, source="batch")
     results = sorted([*scored, *failed], key=lambda r: r["index"])
     body = {"model": ref, "scored": len(scored), "failed": len(failed), "results": results}
     return _with_model_header(jsonify(round_floats(body, _digits())), loaded)
@@ -213,10 +210,6 @@ def _score_isolating(
         ok.append(res)
         kept.append(p)
     return ok, kept, failed
-
-
-def _input_field(item: scoring.ScoreItem) -> str:
-    return "features" if isinstance(item, scoring.FeatureScoreRequest) else "lead"
 
 
 _CSV_BODY = {"type": "string", "description": "A CSV table with a header row (pandas.read_csv)."}
@@ -253,7 +246,7 @@ def invocations() -> Response:
         guard.check_invocations_body(data, content_type)
         try:
             # Plain JSON rows: answered without pandas, byte for byte as MLflow would.
-            fast = _fast_invocations(data, content_type, loaded)
+            fast = scoring.fast_invocations(data, content_type, loaded.model)
             if fast is None:
                 body, status, mimetype = scoring.invocations(data, content_type, loaded.pyfunc)
             rows = fast.rows if fast is not None else scoring.input_rows(data, content_type)
@@ -293,18 +286,6 @@ def _refuse_unknown_columns(rows: list[dict[str, Any]] | None, loaded: LoadedMod
         )
 
 
-def _fast_invocations(
-    data: bytes, content_type: str | None, loaded: LoadedModel
-) -> scoring.FastInvocation | None:
-    """The pandas-free answer for plain JSON rows, or None for MLflow's own path."""
-    if not hasattr(loaded.model, "predict_rows"):
-        return None
-    try:
-        return scoring.fast_invocations(data, content_type, loaded.model)
-    except (ValueError, TypeError):
-        return None
-
-
 # -- model and admin -------------------------------------------------------------------------
 
 
@@ -318,7 +299,8 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "version": loaded.version,
         "alias": loaded.alias,
         "uri": loaded.uri,
-        "run_id": meta.get("run_id") or _pyfunc_run_id(loaded),
+        "run_id": meta.get("run_id")
+        or getattr(getattr(loaded.pyfunc, "metadata", None), "run_id", None),
         "trained_at": _iso(meta.get("trained_at")),
         "loaded_at": loaded.loaded_at.isoformat(),
         "metrics": {k: finite(v) for k, v in metrics.items()},
@@ -326,11 +308,6 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "personas": [str(s) for s in (getattr(model, "persona_labels", None) or [])],
         "input_columns": [str(c) for c in (getattr(model, "input_columns", None) or [])],
     }
-
-
-def _pyfunc_run_id(loaded: LoadedModel) -> str | None:
-    meta = getattr(loaded.pyfunc, "metadata", None)
-    return getattr(meta, "run_id", None)
 
 
 def _iso(value: Any) -> str | None:
@@ -370,9 +347,8 @@ def get_model() -> Response:
     tags=("admin",),
 )
 def admin_reload() -> Response:
-    holder = get_state().holder
     try:
-        new, previous = holder.reload()
+        new, previous = get_state().holder.reload()
     except Exception as exc:
         raise ApiError(503, f"Reload failed, the current model stays: {exc}", None) from None
     return jsonify(

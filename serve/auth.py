@@ -62,7 +62,7 @@ class ApiKeyAuth:
     ) -> None:
         self.store = store
         self.cache_seconds = float(cache_seconds)
-        self.on_failure = on_failure
+        self.on_failure = on_failure or (lambda reason: None)
         self.clock = clock
         self._cache: dict[bytes, tuple[float, Identity]] = {}
         self._known: OrderedDict[bytes, tuple[float, Identity]] = OrderedDict()
@@ -79,7 +79,7 @@ class ApiKeyAuth:
             return None
         token = _bearer_token(header)
         if token is None:
-            self._fail("missing")
+            self.on_failure("missing")
             raise ApiError(
                 401,
                 "Missing API key: send 'Authorization: Bearer <key>'",
@@ -88,7 +88,7 @@ class ApiKeyAuth:
             )
         identity = self._lookup(token)
         if need == ADMIN_ROLE and identity.role != ADMIN_ROLE:
-            self._fail("forbidden")
+            self.on_failure("forbidden")
             raise ApiError(403, "This endpoint needs an admin API key", "Authorization")
         return identity
 
@@ -111,10 +111,10 @@ class ApiKeyAuth:
                 raise
             return self._known_during_outage(digest, now)
         if info is None:
-            self._fail("invalid")
+            self.on_failure("invalid")
             raise ApiError(401, "Invalid API key", "Authorization", headers=_CHALLENGE)
         if getattr(info, "revoked", False):
-            self._fail("revoked")
+            self.on_failure("revoked")
             raise ApiError(403, "This API key has been revoked", "Authorization")
         identity = Identity(name=str(info.name), role=str(info.role))
         with self._lock:
@@ -144,15 +144,9 @@ class ApiKeyAuth:
             headers={"Retry-After": STORE_RETRY_AFTER},
         )
 
-    def _fail(self, reason: str) -> None:
-        if self.on_failure is not None:
-            self.on_failure(reason)
-
 
 def _bearer_token(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
+    scheme, _, token = (header or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 512:
         return None

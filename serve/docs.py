@@ -8,16 +8,9 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from flask import (
-    Blueprint,
-    Flask,
-    current_app,
-    jsonify,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, url_for
+
+from serve.errors import prefers
 
 __all__ = ["SWAGGER_UI_DIR", "bp", "init_app"]
 
@@ -51,19 +44,11 @@ def docs() -> Any:
     return response
 
 
-def _wants_html() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return (
-        best == "text/html"
-        and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
-    )
-
-
 @bp.get("/")
 def index() -> Any:
     """Browsers go to the review UI; API clients get a JSON index."""
     has_ui = "review.queue" in current_app.view_functions
-    if _wants_html():
+    if prefers("text/html"):
         return redirect(url_for("review.queue") if has_ui else url_for("docs.docs"))
     links = {
         "docs": url_for("docs.docs"),

@@ -23,6 +23,7 @@ __all__ = [
     "format_loc",
     "init_app",
     "json_response",
+    "prefers",
     "store_unavailable",
     "validation_details",
     "wants_json",
@@ -170,15 +171,17 @@ def _message(err: Mapping[str, Any]) -> str:
     return str(err.get("msg", "Invalid value"))
 
 
+def prefers(mimetype: str) -> bool:
+    """True when the request's ``Accept`` ranks ``mimetype`` (JSON or HTML) above the other."""
+    other = "text/html" if mimetype == "application/json" else "application/json"
+    accept = request.accept_mimetypes
+    best = accept.best_match(["application/json", "text/html"])
+    return best == mimetype and accept[mimetype] > accept[other]
+
+
 def wants_json() -> bool:
     """True when the current request is an API client's (JSON errors), not a browser's."""
-    path = request.path
-    if path.startswith(API_PATH_PREFIXES):
-        return True
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "application/json" and (
-        request.accept_mimetypes["application/json"] > request.accept_mimetypes["text/html"]
-    )
+    return request.path.startswith(API_PATH_PREFIXES) or prefers("application/json")
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
@@ -210,32 +213,31 @@ def store_unavailable(exc: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
 
 
-def _html_page(status: int, title: str, message: str, headers: Mapping[str, str]) -> Response:
-    """A self-contained error page (no template, no session, no store: works in an outage)."""
-    body = (
+def _answer(status: int, message: str, body: Any, headers: Mapping[str, str]) -> Response:
+    """``body`` as JSON for an API client; for a browser, a self-contained page saying
+    ``message`` (no template, no session, no store: works in an outage)."""
+    if wants_json():
+        return json_response(status, body, headers)
+    title = escape({400: "Bad request", 503: "Service unavailable"}.get(status, "Error"))
+    page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{status} {escape(title)}</title></head><body>"
-        f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
+        f"<title>{status} {title}</title></head><body>"
+        f"<h1>{title}</h1><p>{escape(message)}</p></body></html>"
     )
-    return Response(body, status=status, mimetype="text/html", headers=dict(headers))
+    return Response(page, status=status, mimetype="text/html", headers=dict(headers))
 
 
 def _handle_api_error(exc: ApiError) -> Response:
-    if not wants_json():
-        title = {400: "Bad request", 503: "Service unavailable"}.get(exc.status, "Error")
-        return _html_page(exc.status, title, exc.message, exc.headers)
-    return json_response(exc.status, exc.to_dict(), exc.headers)
+    return _answer(exc.status, exc.message, exc.to_dict(), exc.headers)
 
 
 def _handle_store_error(exc: Exception) -> Response | tuple[str, int]:
     if not store_unavailable(exc):
         return _handle_unexpected(exc)
     _log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
-    headers = {"Retry-After": STORE_RETRY_AFTER}
     message = "The store is unavailable right now; retry shortly"
-    if not wants_json():
-        return _html_page(503, "Service unavailable", message + ".", headers)
-    return json_response(503, error_body(message, None), headers)
+    body = error_body(message, None)
+    return _answer(503, f"{message}.", body, {"Retry-After": STORE_RETRY_AFTER})
 
 
 def _handle_http_exception(exc: HTTPException) -> Response | HTTPException:

@@ -68,9 +68,7 @@ def _check_request() -> None:
     for name, value in (request.view_args or {}).items():
         if isinstance(value, str):
             _refuse(name, value)
-    for source in (request.args, request.form if request.method == "POST" else None):
-        if source is None:
-            continue
+    for source in (request.args, request.form) if request.method == "POST" else (request.args,):
         for name, value in source.items(multi=True):
             _refuse(name, name)
             _refuse(name, value)

@@ -6,7 +6,6 @@ Design notes (swaps, failed loads, forks): ``docs/design/serving.md``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -14,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from serve.threads import ProcessThread
 
 __all__ = [
     "LoadedModel",
@@ -130,11 +131,9 @@ class ModelHolder:
         self._clock = clock
         self._current: LoadedModel | None = None
         self._load_lock = threading.Lock()
-        self._start_lock = threading.Lock()
         self._ready = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self._thread = ProcessThread(self._run, "leadready-model")
         self._listeners: list[Callable[[LoadedModel, LoadedModel | None], None]] = []
         self._failure_listeners: list[Callable[[BaseException], None]] = []
         self._failed: dict[str, tuple[int, float]] = {}
@@ -175,29 +174,18 @@ class ModelHolder:
 
     def start(self) -> None:
         """Start the background loader/poller in this process (idempotent, cheap)."""
-        pid = os.getpid()
-        if self._pid == pid and self._thread is not None:
-            return
-        with self._start_lock:
-            if self._pid == pid and self._thread is not None:
-                return
-            self._pid = pid
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._run, name="leadready-model", daemon=True)
-            self._thread.start()
+        # A forked child of a stopped holder polls again.
+        self._thread.start(before=self._stop.clear)
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the poller (a load in progress finishes first)."""
         self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._thread.join(timeout)
 
     @property
     def running(self) -> bool:
         """True while the background loader/poller thread is alive in this process."""
-        thread = self._thread
-        return thread is not None and thread.is_alive() and self._pid == os.getpid()
+        return self._thread.running
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until a model is loaded; False on timeout."""
@@ -239,15 +227,14 @@ class ModelHolder:
                 if version is None:
                     raise LookupError(f"model alias {self.uri.uri} does not exist")
                 version = str(version)
-                if not force and current is not None and current.version == version:
-                    return False
-                if not force and current is not None and self._backing_off(version):
-                    return False
-                uri = self.uri.for_version(version)
-            else:
-                if not force and current is not None:
-                    return False
-                uri = self.uri.uri
+            # A fixed URI is loaded once; an alias's version when it moved and is not backing off.
+            if (
+                not force
+                and current is not None
+                and (version is None or version == current.version or self._backing_off(version))
+            ):
+                return False
+            uri = self.uri.uri if version is None else self.uri.for_version(version)
             t0 = time.perf_counter()
             model, pyfunc, loaded_version = self.loader(uri)
             loaded = LoadedModel(

@@ -34,6 +34,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     *(1.0, 2.5, 5.0, 10.0),
 )
 
+#: The model's heads, each counted per predicted class.
+_HEADS = ("stage", "persona")
+
 
 class AlignmentCollector:
     """Reps' agreement and feature drift from the store at scrape time (cached ``ttl`` s)."""
@@ -72,19 +75,15 @@ class AlignmentCollector:
         for k in ("override_rate", "reviews"):
             if k in values:
                 yield GaugeMetricFamily(f"leadready_{k}", self._DOCS[k], value=values[k])
-        agree = GaugeMetricFamily(
-            "leadready_agreement_rate", self._DOCS["agreement_rate"], labels=["head"]
-        )
-        psi = GaugeMetricFamily(
-            "leadready_feature_psi", self._DOCS["feature_psi"], labels=["feature"]
-        )
-        by_name = {"agreement_rate": agree, "feature_psi": psi}
+        by_name = {
+            name: GaugeMetricFamily(f"leadready_{name}", self._DOCS[name], labels=[label])
+            for name, label in (("agreement_rate", "head"), ("feature_psi", "feature"))
+        }
         for key, value in values.items():
             name, _, label = key.partition(":")
             if name in by_name and label:
                 by_name[name].add_metric([label], value)
-        yield agree
-        yield psi
+        yield from by_name.values()
 
 
 @dataclass
@@ -187,16 +186,10 @@ class Metrics:
         Counted per distinct label first: one ``inc`` per label and request, not
         per lead (each is a write to a shared file in multiprocess mode).
         """
-        classes: collections.Counter[tuple[str, str]] = collections.Counter()
-        routes: collections.Counter[str] = collections.Counter()
-        for out in outputs:
-            for head in ("stage", "persona"):
-                pred = out.get(head)
-                if pred:
-                    classes[head, str(pred["label"])] += 1
-            route = out.get("route")
-            if route is not None:
-                routes[str(route)] += 1
+        classes = collections.Counter(
+            (head, str(out[head]["label"])) for out in outputs for head in _HEADS if out.get(head)
+        )
+        routes = collections.Counter(str(o["route"]) for o in outputs if o.get("route") is not None)
         for (head, label), n in classes.items():
             self.predictions.labels(head, label).inc(n)
         for route_name, n in routes.items():
@@ -226,10 +219,6 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _endpoint_label() -> str:
-    return request.endpoint or "unmatched"
-
-
 def init_app(app: Flask, metrics: Metrics) -> None:
     """Time and count every request of ``app`` into ``metrics``."""
 
@@ -241,7 +230,6 @@ def init_app(app: Flask, metrics: Metrics) -> None:
     def _observe(response: Response) -> Response:
         t0 = g.pop("leadready_t0", None)
         if t0 is not None:
-            metrics.observe_request(
-                _endpoint_label(), request.method, response.status_code, time.perf_counter() - t0
-            )
+            seconds, endpoint = time.perf_counter() - t0, request.endpoint or "unmatched"
+            metrics.observe_request(endpoint, request.method, response.status_code, seconds)
         return response

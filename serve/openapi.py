@@ -124,10 +124,9 @@ def build_openapi(
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             ops.append((rule.rule, method.lower(), rule.endpoint, op))
 
-    models: dict[tuple[type[BaseModel], str], None] = {}
-    for *_, op in ops:
-        for key in [*_models_of(op), (ErrorResponse, "serialization")]:
-            models[key] = None
+    models = dict.fromkeys(
+        key for *_, op in ops for key in [*_models_of(op), (ErrorResponse, "serialization")]
+    )
     key_map, defs = models_json_schema(list(models), ref_template=_REF)  # type: ignore[arg-type]
 
     paths: dict[str, dict[str, Any]] = {}

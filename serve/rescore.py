@@ -18,6 +18,8 @@ from typing import Any
 
 from data.rescore import RescoreLock, VersionCounts, snapshots, stale_leads, version_counts
 from data.values import utc_now
+from serve.scoring import Prepared, prediction_rows, score
+from serve.threads import ProcessThread
 
 __all__ = ["RescoreResult", "Rescorer", "rescore_to"]
 
@@ -87,8 +89,6 @@ def _rescore_batch(
 ) -> None:
     """Score ``ids`` from their feature snapshots and store the predictions, counted in ``result``
     (and the inputs each lead lacks in ``missing``)."""
-    from serve.scoring import Prepared, prediction_rows, score
-
     snaps = snapshots(store, ids)
     prepared = [
         Prepared(index=i, lead_id=lead_id, features=snaps[lead_id])
@@ -97,9 +97,7 @@ def _rescore_batch(
     ]
     result.without_snapshot += len(ids) - len(prepared)
     inputs = list(model.input_columns)
-    for p in prepared:
-        if len(p.features) < len(inputs) or any(c not in p.features for c in inputs):
-            missing.update(c for c in inputs if c not in p.features)
+    missing.update(c for p in prepared for c in inputs if c not in p.features)
     if prepared:
         rows = prediction_rows(
             prepared,
@@ -149,8 +147,7 @@ class Rescorer:
         self._changed = threading.Event()
         self._stop = threading.Event()
         self._mutex = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self._thread = ProcessThread(self._run, "leadready-rescore", restart_ended=True)
         self._memory: dict[str, Any] = {"state": "idle"}
         #: Set after each finished pass (tests and benchmarks wait on it).
         self.finished = threading.Event()
@@ -192,24 +189,13 @@ class Rescorer:
             self._target = (model, model_name, str(version))
         self.finished.clear()
         self._changed.set()
-        self._ensure_thread()
+        self._thread.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop after the current batch."""
         self._stop.set()
         self._changed.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _ensure_thread(self) -> None:
-        pid = os.getpid()
-        with self._mutex:
-            if self._pid == pid and self._thread is not None and self._thread.is_alive():
-                return
-            self._pid = pid
-            self._thread = threading.Thread(target=self._run, name="leadready-rescore", daemon=True)
-            self._thread.start()
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -15,8 +15,7 @@ from sqlalchemy.exc import OperationalError
 from data.labels import match_label
 from data.review_queue import review_queue
 from data.schema import CORRECTION_REASONS
-from serve import scoring
-from serve.api import authenticate, nosniff
+from serve.api import authenticate, json_body, nosniff
 from serve.errors import ApiError
 from serve.openapi import operation
 from serve.schemas import ErrorResponse
@@ -76,12 +75,17 @@ class CorrectionRequest(BaseModel):
         return self
 
 
-class CorrectionOut(BaseModel):
+class _Correction(BaseModel):
+    """The fields of a correction row in every answer."""
+
     id: int
     field: str
     old_label: str | None
     new_label: str
     kind: str
+
+
+class CorrectionOut(_Correction):
     conflict: bool
     created_at: datetime
 
@@ -97,12 +101,7 @@ class CorrectionResponse(BaseModel):
     corrections: list[CorrectionOut]
 
 
-class CorrectionHistoryItem(BaseModel):
-    id: int
-    field: str
-    old_label: str | None
-    new_label: str
-    kind: str
+class CorrectionHistoryItem(_Correction):
     reviewer: str
     reason: str | None
     note: str | None
@@ -159,8 +158,7 @@ def _known_labels(field: str) -> tuple[str, ...]:
     state = get_state()
     loaded = state.holder.current
     if loaded is not None:
-        labels = getattr(loaded.model, f"{field}_labels", None)
-        return tuple(labels or ())
+        return tuple(getattr(loaded.model, f"{field}_labels", None) or ())
     book = state.labels.load(state.holder.name) if state.labels is not None else None
     if book is None:
         raise ApiError(
@@ -182,13 +180,7 @@ def external_reviewer(name: str) -> str:
 
 
 def _body(model: type[BaseModel]) -> Any:
-    if request.mimetype != "application/json":
-        raise ApiError(
-            415,
-            f"Content-Type must be application/json, not {request.content_type or 'missing'!r}",
-            "Content-Type",
-        )
-    payload = scoring.loads_json(request.get_data(cache=False))
+    payload = json_body(any_json=False)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -238,8 +230,7 @@ def add_correction(lead_id: str) -> tuple[Response, int]:
     changes = _label_changes(body)
     if store.get_lead(lead_id) is None and store.latest_prediction(lead_id) is None:
         raise ApiError(404, f"No lead {lead_id!r} is known to the store", "lead_id")
-    identity = g.get("api_identity")
-    key_name = getattr(identity, "name", None)
+    key_name = getattr(g.get("api_identity"), "name", None)
     # A key cannot prove which rep it speaks for: its reviewer is stored as external,
     # so it never counts as (or can be undone by) the review UI user of that name.
     reviewer = external_reviewer(body.reviewer)
@@ -322,6 +313,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 
 
 _QUEUE_PARAMS = {"limit", "offset", "stage", "persona", "route", "reviewed", "search"}
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 @bp.get("/v1/review/queue")
@@ -342,21 +334,17 @@ def queue() -> Response:
         raise ApiError(400, f"unknown query parameter {unknown[0]!r}", unknown[0])
     limit = _int_arg("limit", 50, 1, QUEUE_LIMIT_MAX)
     offset = _int_arg("offset", 0, 0, 10_000_000)
-    reviewed_raw = request.args.get("reviewed")
-    reviewed: bool | None = None
-    if reviewed_raw is not None:
-        if reviewed_raw.lower() not in ("true", "false", "1", "0"):
-            raise ApiError(400, "reviewed must be true or false", "reviewed")
-        reviewed = reviewed_raw.lower() in ("true", "1")
+    reviewed = request.args.get("reviewed")
+    if reviewed is not None and reviewed.lower() not in _BOOLEANS:
+        raise ApiError(400, "reviewed must be true or false", "reviewed")
     page = review_queue(
         get_state().store,
         limit=limit,
         offset=offset,
-        stage=request.args.get("stage") or None,
-        persona=request.args.get("persona") or None,
-        route=request.args.get("route") or None,
-        reviewed=reviewed,
-        search=request.args.get("search") or None,
+        reviewed=None if reviewed is None else _BOOLEANS[reviewed.lower()],
+        **{
+            name: request.args.get(name) or None for name in ("stage", "persona", "route", "search")
+        },
     )
     out = QueueResponse(
         total=page.total,

@@ -80,9 +80,7 @@ class LeadScoreRequest(BaseModel):
     @field_validator("as_of")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return to_utc(value)
+        return None if value is None else to_utc(value)
 
 
 class FeatureScoreRequest(BaseModel):

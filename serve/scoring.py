@@ -5,10 +5,11 @@ Design notes: ``docs/design/serving.md``.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -236,8 +237,6 @@ def routing_of(
 
     None per answer for a model without routing settings (a stand-in scoring object).
     """
-    from dataclasses import replace
-
     from model.routing import RoutingConfig, routing_answers
 
     if not isinstance(getattr(model, "routing", None), RoutingConfig):
@@ -402,9 +401,9 @@ def fast_invocations(
     """Answer a plain JSON ``/invocations`` request without pandas, byte for byte as MLflow would.
 
     None for anything else, which goes through MLflow's own parsing (which requests qualify:
-    docs/design/serving.md).
+    docs/design/serving.md), and for a model without ``predict_rows`` or that refuses the rows.
     """
-    if not content_type:
+    if not content_type or not hasattr(model, "predict_rows"):
         return None
     mime, _, rest = content_type.partition(";")
     if mime.strip() != "application/json":
@@ -422,19 +421,19 @@ def fast_invocations(
     formats = [k for k in _FAST_FORMATS if k in obj]
     if len(formats) != 1 or not set(obj) <= {formats[0], "params"}:
         return None
-    reasons, top_k = False, 3
-    if "params" in obj:
-        params = obj["params"]
-        if type(params) is not dict or not set(params) <= {"reasons", "top_k"}:
-            return None
-        reasons = params.get("reasons", False)
-        top_k = params.get("top_k", 3)
-        if type(reasons) is not bool or type(top_k) is not int or not 0 <= top_k <= _FAST_TOP_K:
-            return None
+    params = obj.get("params", {})
+    if type(params) is not dict or not set(params) <= {"reasons", "top_k"}:
+        return None
+    reasons, top_k = params.get("reasons", False), params.get("top_k", 3)
+    if type(reasons) is not bool or type(top_k) is not int or not 0 <= top_k <= _FAST_TOP_K:
+        return None
     rows = _scalar_rows(obj)
     if rows is None:
         return None
-    predictions = model.predict_rows(_pandas_like(rows), reasons=reasons, top_k=top_k)
+    try:
+        predictions = model.predict_rows(_pandas_like(rows), reasons=reasons, top_k=top_k)
+    except (ValueError, TypeError):
+        return None  # MLflow's own path words the error
     return FastInvocation(
         body=json.dumps({"predictions": predictions}), rows=rows, predictions=predictions
     )
@@ -479,8 +478,6 @@ def _invocations_csv(
     body: bytes, content_type: str, pyfunc_model: Any, schema: Any
 ) -> tuple[str, int, str]:
     """The CSV branch of MLflow's ``invocations()`` (see :func:`invocations`)."""
-    import io
-
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
     from mlflow.types import DataType
@@ -580,42 +577,35 @@ def result_from_frame_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def input_rows(body: bytes, content_type: str | None) -> list[dict[str, Any]] | None:
     """The request's rows as dicts (JSON formats and CSV), or None when they cannot be read as
     rows (MLflow reports what is wrong with the body)."""
-    try:
-        return _input_rows(body, (content_type or "").split(";")[0].strip().lower())
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return None
-
-
-def _input_rows(body: bytes, mime: str) -> list[dict[str, Any]] | None:
+    mime = (content_type or "").split(";")[0].strip().lower()
     if not mime:
         return None
-    if mime == "text/csv":
-        import io
+    try:
+        if mime == "text/csv":
+            import pandas as pd
 
-        import pandas as pd
-
-        frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
-        return [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in frame.to_dict("records")
-        ]
-    obj = json.loads(body)
-    if not isinstance(obj, dict):
-        return None
-    if "dataframe_split" in obj:
-        split = obj["dataframe_split"]
-        return [dict(zip(split["columns"], values, strict=True)) for values in split["data"]]
-    for key in ("dataframe_records", "instances", "inputs"):
-        if key not in obj:
-            continue
-        value = obj[key]
-        if isinstance(value, list) and all(isinstance(r, dict) for r in value):
-            return value
-        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-            columns = list(value)
+            frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
             return [
-                dict(zip(columns, vals, strict=True)) for vals in zip(*value.values(), strict=True)
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                for r in frame.to_dict("records")
             ]
+        obj = json.loads(body)
+        if not isinstance(obj, dict):
+            return None
+        if "dataframe_split" in obj:
+            split = obj["dataframe_split"]
+            return [dict(zip(split["columns"], values, strict=True)) for values in split["data"]]
+        for key in ("dataframe_records", "instances", "inputs"):
+            value = obj.get(key)
+            if isinstance(value, list) and all(isinstance(r, dict) for r in value):
+                return value
+            if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+                return [
+                    dict(zip(value, vals, strict=True))
+                    for vals in zip(*value.values(), strict=True)
+                ]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
     return None
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import abc
 import atexit
 import logging
-import os
 import queue
 import threading
 import time
@@ -17,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
+
+from serve.threads import ProcessThread
 
 __all__ = ["EventDeduper", "LeadDeduper", "PredictionWriter", "Sink", "WriterFull"]
 
@@ -49,6 +50,10 @@ class WriterFull(Exception):
         self.too_large = too_large
 
 
+def _ignore(*_: Any) -> None:
+    """The default of every writer hook: nothing to tell."""
+
+
 class _FlushRequest:
     """Put on the queue by ``flush()``: set once everything before it is written."""
 
@@ -76,10 +81,10 @@ class PredictionWriter:
         self.flush_seconds = float(flush_seconds)
         self.batch_size = int(batch_size)
         self.max_pending = int(max_pending)
-        self.on_written = on_written
-        self.on_failure = on_failure
-        self.on_dropped = on_dropped
-        self.on_pending = on_pending
+        self.on_written = on_written or _ignore
+        self.on_failure = on_failure or _ignore
+        self.on_dropped = on_dropped or _ignore
+        self.on_pending = on_pending or _ignore
         # Control messages (wake-ups, flush requests, stop) for the thread.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Submitted batches, in order (deque appends and pops are atomic).
@@ -88,8 +93,7 @@ class PredictionWriter:
         self._woken = False
         #: Times ``submit`` woke the thread before the deadline (``batch_size`` rows waited).
         self.wakeups = 0
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self._thread = ProcessThread(self._run, "leadready-writer")
         self._lock = threading.Lock()
         self._closed = False
         # Rows taken off the queue but not yet written (kept in order across retries).
@@ -133,7 +137,8 @@ class PredictionWriter:
                     f"{self._backlog} rows are waiting for the store; it cannot take {n} more now"
                 )
             self._backlog += n
-        self._ensure_thread()
+        if self._thread.start():
+            atexit.register(self.close)
         self._rows.append(batch)
         # An estimate (no lock): it only decides when to wake the thread early.
         self._waiting_rows += n
@@ -144,7 +149,7 @@ class PredictionWriter:
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Block until everything submitted before this call is written; True on success."""
-        if self._thread is None or not self._thread.is_alive():
+        if not self._thread.running:
             return self._drain_inline()
         request = _FlushRequest()
         self._queue.put(request)
@@ -156,15 +161,14 @@ class PredictionWriter:
             if self._closed:
                 return True
             self._closed = True
-            thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
+        if self._thread.running:
             request = _FlushRequest()
             self._queue.put(request)
             self._queue.put(_STOP)
-            thread.join(timeout)
+            self._thread.join(timeout)
             if request.done.is_set() and request.ok:
                 return True
-            if thread.is_alive():
+            if self._thread.running:
                 _log.error("prediction writer: store writes did not finish within %.1f s", timeout)
                 return False
         # No live writer thread (never started, or started before a fork): write from here.
@@ -173,8 +177,7 @@ class PredictionWriter:
     @property
     def running(self) -> bool:
         """True while the writer thread is alive in this process (it starts on the first row)."""
-        thread = self._thread
-        return thread is not None and thread.is_alive() and self._pid == os.getpid()
+        return self._thread.running
 
     @property
     def pending(self) -> int:
@@ -191,18 +194,6 @@ class PredictionWriter:
             self._backlog -= n
 
     # -- consumer side -----------------------------------------------------------------
-
-    def _ensure_thread(self) -> None:
-        pid = os.getpid()
-        if self._thread is not None and self._pid == pid:
-            return
-        with self._lock:
-            if self._thread is not None and self._pid == pid:
-                return
-            self._pid = pid
-            self._thread = threading.Thread(target=self._run, name="leadready-writer", daemon=True)
-            self._thread.start()
-            atexit.register(self.close)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.flush_seconds
@@ -238,12 +229,8 @@ class PredictionWriter:
                 batch = rows.popleft()
             except IndexError:
                 break
-            self._take(batch)
-
-    def _take(self, batch: Mapping[str, list[Any]]) -> None:
-        for kind, items in batch.items():
-            self._pending[kind].extend(items)
-        if self.on_pending:
+            for kind, items in batch.items():
+                self._pending[kind].extend(items)
             self.on_pending(self.pending)
 
     def _write_pending(self) -> bool:
@@ -270,8 +257,7 @@ class PredictionWriter:
             )
             self._failing_since = None
             self._failures = 0
-        if self.on_pending:
-            self.on_pending(0)
+        self.on_pending(0)
         return True
 
     def _write_isolating(
@@ -297,8 +283,7 @@ class PredictionWriter:
             return
         progress[0] += len(rows)
         self._settle(len(rows))
-        if self.on_written:
-            self.on_written(kind, len(rows))
+        self.on_written(kind, len(rows))
 
     def _report_refused(self, kind: str, total: int, refused: list[tuple[Any, Exception]]) -> None:
         """One log line per chunk for the rows the store refused (with the first reasons)."""
@@ -315,8 +300,7 @@ class PredictionWriter:
             shown,
             more,
         )
-        if self.on_dropped:
-            self.on_dropped(len(refused))
+        self.on_dropped(len(refused))
 
     def _failed(self, kind: str, n: int, exc: Exception) -> bool:
         """Count a failed write; log the first of a streak, then at most every 30 s."""
@@ -342,10 +326,8 @@ class PredictionWriter:
                 self._backlog,
                 exc,
             )
-        if self.on_failure:
-            self.on_failure()
-        if self.on_pending:
-            self.on_pending(self.pending)
+        self.on_failure()
+        self.on_pending(self.pending)
         return False
 
     def _drain_inline(self) -> bool:
@@ -376,7 +358,7 @@ class _Deduper(abc.ABC):
     """An LRU of the last ``max_entries`` keys this process wrote, wrapping a sink;
     a subclass says what a row's key and mark are."""
 
-    def __init__(self, sink: Sink, *, max_entries: int) -> None:
+    def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
         self.sink = sink
         self.max_entries = int(max_entries)
         self._last: OrderedDict[Any, Any] = OrderedDict()
@@ -407,17 +389,28 @@ class _Deduper(abc.ABC):
         return len(fresh)
 
 
+#: What tells an event apart, besides its timestamp.
+_EVENT_KEY_FIELDS = (
+    "lead_id",
+    "type",
+    "page_category",
+    "content_type",
+    "content_topic",
+    "channel",
+    "event_id",
+)
+
+
 class EventDeduper(_Deduper):
     """Drops events this process has already stored (API clients resend a lead's history).
 
     The store's unique event id skips duplicates across worker processes.
     """
 
-    def __init__(self, sink: Sink, *, max_entries: int = 200_000) -> None:
-        super().__init__(sink, max_entries=max_entries)
-
     def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
-        return _event_key(row), None
+        ts = row.get("timestamp")
+        ts = ts.isoformat() if hasattr(ts, "isoformat") else ts
+        return (ts, *map(row.get, _EVENT_KEY_FIELDS)), None
 
 
 class LeadDeduper(_Deduper):
@@ -432,22 +425,4 @@ class LeadDeduper(_Deduper):
         self.id_key = id_key
 
     def _key_mark(self, row: Mapping[str, Any]) -> tuple[Any, Any]:
-        return row.get(self.id_key), _fingerprint(row)
-
-
-def _fingerprint(row: Mapping[str, Any]) -> str:
-    return repr(sorted(row.items(), key=lambda kv: str(kv[0])))
-
-
-def _event_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    ts = row.get("timestamp")
-    return (
-        row.get("lead_id"),
-        ts.isoformat() if hasattr(ts, "isoformat") else ts,
-        row.get("type"),
-        row.get("page_category"),
-        row.get("content_type"),
-        row.get("content_topic"),
-        row.get("channel"),
-        row.get("event_id"),
-    )
+        return row.get(self.id_key), repr(sorted(row.items(), key=lambda kv: str(kv[0])))
