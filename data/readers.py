@@ -135,15 +135,20 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _first_errors(errors: Sequence[RowError], limit: int, more: str = "") -> list[str]:
+    """Up to ``limit`` errors, one an indented line, then how many more there are."""
+    lines = [f"  {e}" for e in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more{more}")
+    return lines
+
+
 def _list_errors(name: str, errors: Sequence[RowError], n_rows: int, n_bad: int) -> str:
     head = (
         f"{name}: {n_bad} of {n_rows} rows rejected ({_plural(len(errors), 'error')}); "
         "first errors:"
     )
-    lines = [head, *(f"  {e}" for e in errors[:_FIRST_ERRORS])]
-    if len(errors) > _FIRST_ERRORS:
-        lines.append(f"  ... and {len(errors) - _FIRST_ERRORS} more")
-    return "\n".join(lines)
+    return "\n".join([head, *_first_errors(errors, _FIRST_ERRORS)])
 
 
 # --------------------------------------------------------------------------- result
@@ -178,20 +183,21 @@ class ReadResult:
         """The distinct row numbers that were rejected, ascending."""
         return sorted({e.row for e in self.rejected if e.row is not None})
 
+    @property
+    def _name(self) -> str:
+        return self.path.name if self.path is not None else "input"
+
     def report(self, limit: int = _REPORT_LIMIT) -> str:
         """A short text report: counts, then up to ``limit`` errors."""
-        name = self.path.name if self.path is not None else "input"
-        n_bad = len(self.rejected_row_numbers)
         if not self.rejected:
-            return f"{name}: {self.n_rows:,} rows read, all kept"
-        lines = [
-            f"{name}: {self.n_rows:,} rows read, {len(self.frame):,} kept, "
-            f"{n_bad:,} rejected ({_plural(len(self.rejected), 'error')})"
-        ]
-        lines += [f"  {e}" for e in self.rejected[:limit]]
-        if len(self.rejected) > limit:
-            lines.append(f"  ... and {len(self.rejected) - limit} more (write_report() lists all)")
-        return "\n".join(lines)
+            return f"{self._name}: {self.n_rows:,} rows read, all kept"
+        head = (
+            f"{self._name}: {self.n_rows:,} rows read, {len(self.frame):,} kept, "
+            f"{len(self.rejected_row_numbers):,} rejected "
+            f"({_plural(len(self.rejected), 'error')})"
+        )
+        more = " (write_report() lists all)"
+        return "\n".join([head, *_first_errors(self.rejected, limit, more)])
 
     def write_report(self, path: str | Path) -> Path:
         """Write every error as CSV (``file, row, column, value, message``) to ``path``, its
@@ -210,11 +216,9 @@ class ReadResult:
     def raise_if_rejected(self) -> ReadResult:
         """Raise :class:`InputError` if any row was rejected; return ``self`` otherwise."""
         if self.rejected:
-            name = self.path.name if self.path is not None else "input"
-            raise InputError(
-                _list_errors(name, self.rejected, self.n_rows, len(self.rejected_row_numbers)),
-                self.rejected,
-            )
+            n_bad = len(self.rejected_row_numbers)
+            message = _list_errors(self._name, self.rejected, self.n_rows, n_bad)
+            raise InputError(message, self.rejected)
         return self
 
 
@@ -623,50 +627,13 @@ class _Reservoir:
         return self.frames[0].reset_index(drop=True), self.rows[0].astype(np.int64)
 
 
-def _stream_into(
-    path: Path,
-    fmt: str,
-    text_columns: Collection[str] | bool,
-    chunk_rows: int,
-    reservoir: _Reservoir,
-    rng: np.random.Generator,
-) -> tuple[list[RowError], int, int, pd.Index | None]:
-    """Offer every chunk of a CSV or Parquet file to ``reservoir``; returns the first
-    row errors, the counts of readable and unreadable rows, and the columns."""
-    chunks = (
-        _csv_chunks(path, text_columns, chunk_rows, None)
-        if fmt == "csv"
-        else _parquet_chunks(path, chunk_rows)
-    )
-    errors: list[RowError] = []
-    n_bad = n_good = 0
-    columns: pd.Index | None = None
-    with _reading(path):
-        for chunk in chunks:
-            n_bad += len(chunk.errors)
-            if len(errors) < _BOUNDED_ERRORS:
-                errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
-            if columns is None:
-                columns = chunk.frame.columns
-            if not len(chunk.frame):
-                continue
-            n_good += len(chunk.frame)
-            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
-    if columns is None and fmt == "csv":
-        columns = pd.Index(_scanner(path).header)
-    return errors, n_good, n_bad, columns
-
-
 def _read_raw_bounded(
-    path: Path,
-    text_columns: Collection[str] | bool,
-    max_rows: int,
-    seed: int,
-    chunk_rows: int = SAMPLE_CHUNK_ROWS,
+    path: Path, text_columns: Collection[str] | bool, max_rows: int, seed: int, chunk_rows: int
 ) -> tuple[_Raw, Sample]:
     """At most ``max_rows`` rows of a table, a uniform sample when it has more (CSV and
-    Parquet streamed in chunks of ``chunk_rows``, JSON read whole; a file within the bound
-    by its line count or Parquet metadata is read as :func:`_read_raw` reads it)."""
+    Parquet streamed by :func:`iter_table` in chunks of ``chunk_rows``, JSON read whole; a
+    file within the bound by its line count or Parquet metadata is read as :func:`_read_raw`
+    reads it). The first 1,000 unreadable rows are listed, all are counted."""
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     fmt = _format(path)
@@ -683,16 +650,27 @@ def _read_raw_bounded(
         unreadable = sum(1 for e in raw.errors if e.row is not None)
         return raw, Sample(max_rows, seed, raw.n_rows, len(raw.frame), unreadable)
 
-    notes = _encoding_notes(_scanner(path)) if fmt == "csv" else []
-    errors, n_good, n_bad, columns = _stream_into(
-        path, fmt, text_columns, chunk_rows, reservoir, rng
-    )
+    notes: list[str] = []
+    errors: list[RowError] = []
+    n_bad = n_good = 0
+    columns: pd.Index | None = None
+    for chunk in iter_table(path, chunk_rows=chunk_rows, text_columns=text_columns, notes=notes):
+        n_bad += len(chunk.errors)
+        errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
+        columns = chunk.frame.columns if columns is None else columns
+        if len(chunk.frame):
+            n_good += len(chunk.frame)
+            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
+    base = None
+    if fmt == "csv":
+        with _reading(path):
+            scanner = _scanner(path)
+        base = scanner.header_line
+        columns = pd.Index(scanner.header) if columns is None else columns
     frame, rows = reservoir.result(columns)
-    n_rows = n_good + n_bad
     _strip_names(path, frame)
-    base = _scanner(path).header_line if fmt == "csv" else None
-    raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_rows, base, notes)
-    return raw, Sample(max_rows, seed, n_rows, len(frame), n_bad)
+    raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_good + n_bad, base, notes)
+    return raw, Sample(max_rows, seed, n_good + n_bad, len(frame), n_bad)
 
 
 def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.DataFrame:
@@ -716,10 +694,12 @@ def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.Da
 
 
 class _Checker:
-    """Collects row errors from boolean masks over one raw frame."""
+    """Collects row errors from boolean masks over one raw frame (of ``path``, which must
+    have the ``required`` columns: :class:`InputError` otherwise)."""
 
-    def __init__(self, name: str, raw: _Raw) -> None:
-        self.name = name
+    def __init__(self, path: Path, raw: _Raw, required: Sequence[str]) -> None:
+        _missing_columns(path.name, raw.frame.columns, required)
+        self.path = path
         self.raw = raw
         self.bad = np.zeros(len(raw.frame), dtype=bool)
         self.errors: list[RowError] = list(raw.errors)
@@ -743,7 +723,7 @@ class _Checker:
             value = None if is_missing(value) else value
             text = message(value) if callable(message) else message
             line = None if base is None else row + base
-            self.errors.append(RowError(self.name, row, column, value, text, line=line))
+            self.errors.append(RowError(self.path.name, row, column, value, text, line=line))
 
     def text(
         self, column: str, *, required: bool, max_length: int | None, what: str | None = None
@@ -765,7 +745,8 @@ class _Checker:
         self.flag(unparsable, column, source, lambda v: f"cannot parse {v!r} as a timestamp")
         return parsed
 
-    def finish(self, frame: pd.DataFrame, columns_order: Sequence[str]) -> ReadResult:
+    def finish(self, frame: pd.DataFrame, columns_order: Sequence[str], strict: bool) -> ReadResult:
+        """``frame``'s good rows and every error; ``strict``: :class:`InputError` instead."""
         order = {c: i for i, c in enumerate(columns_order)}
         self.errors.sort(key=lambda e: (e.row or 0, order.get(e.column or "", -1)))
         keep = ~self.bad
@@ -778,13 +759,15 @@ class _Checker:
             rejected_rows = pd.concat([rejected_rows, extra]).sort_values("row", kind="stable")
         rejected_rows = rejected_rows.reset_index(drop=True)
         kept = frame if keep.all() else frame.loc[keep]  # no copy when every row is kept
-        return ReadResult(
+        result = ReadResult(
             frame=kept.reset_index(drop=True),
             rejected=self.errors,
-            path=None,
+            path=self.path,
             n_rows=self.raw.n_rows,
             rejected_rows=rejected_rows,
+            notes=list(self.raw.notes),
         )
+        return result.raise_if_rejected() if strict else result
 
 
 def _may_exceed(values: pd.Series, max_length: int) -> bool:
@@ -835,22 +818,19 @@ def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndar
     if pd.api.types.is_datetime64_any_dtype(values):
         aware = isinstance(values.dtype, pd.DatetimeTZDtype)
         parsed = (values.dt.tz_convert if aware else values.dt.tz_localize)("UTC").dt.as_unit("us")
-        return parsed, parsed.isna().to_numpy(), np.zeros(len(values), dtype=bool)
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        missing = parsed.isna().to_numpy()
+    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         missing = values.isna().to_numpy()
         parsed = _epoch(values)
-        return parsed, missing, parsed.isna().to_numpy() & ~missing
-    text = _as_text(values)
-    missing = text.isna().to_numpy()
-    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601").dt.as_unit("us")
-    failed = parsed.isna().to_numpy() & ~missing
-    if failed.any():
-        sub = text[failed]
+    else:
+        text = _as_text(values)
+        missing = text.isna().to_numpy()
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601").dt.as_unit("us")
+        sub = text[parsed.isna().to_numpy() & ~missing]
         digits = sub.str.fullmatch(_DIGITS.pattern).to_numpy(dtype=bool, na_value=False)
         if digits.any():
             parsed.loc[sub.index[digits]] = _epoch(pd.to_numeric(sub[digits])).to_numpy()
-        others = sub[~digits]
-        if len(others):
+        if len(others := sub[~digits]):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 retry = pd.to_datetime(others, utc=True, errors="coerce", format="mixed")
@@ -869,17 +849,6 @@ def _missing_columns(name: str, columns: Iterable[str], required: Sequence[str])
             f"{', '.join(map(repr, missing))} (columns found: {found})",
             errors,
         )
-
-
-def _result(
-    path: Path, checker: _Checker, frame: pd.DataFrame, order: Sequence[str], strict: bool
-) -> ReadResult:
-    result = checker.finish(frame, order)
-    result.path = path
-    result.notes = list(checker.raw.notes)
-    if strict:
-        result.raise_if_rejected()
-    return result
 
 
 # --------------------------------------------------------------------------- events
@@ -951,8 +920,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
     """
     path = Path(path)
     raw = _read_raw(path, text_columns=(*REQUIRED_EVENT_COLUMNS, *EVENT_PROPERTY_COLUMNS))
-    _missing_columns(path.name, raw.frame.columns, REQUIRED_EVENT_COLUMNS)
-    check = _Checker(path.name, raw)
+    check = _Checker(path, raw, REQUIRED_EVENT_COLUMNS)
     df = raw.frame
     columns: dict[str, pd.Series] = {
         "lead_id": check.text("lead_id", required=True, max_length=_ID_MAX),
@@ -970,7 +938,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
     frame = pd.DataFrame(columns, index=df.index)
     for c in extras:
         frame[c] = df[c]
-    return _result(path, check, frame, [*EVENT_COLUMNS, "properties", *extras], strict)
+    return check.finish(frame, [*EVENT_COLUMNS, "properties", *extras], strict)
 
 
 # --------------------------------------------------------------------------- leads
@@ -991,15 +959,16 @@ def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
         source,
         lambda v: f"cannot parse {v!r} as a company size (a whole number)",
     )
+    x = numbers.to_numpy()
     finite = numbers.notna().to_numpy()
-    whole = finite & np.isfinite(numbers.to_numpy()) & (numbers.to_numpy() % 1 == 0)
-    check.flag(finite & ~whole, column, source, lambda v: f"company size must be whole, got {v!r}")
-    low = whole & (numbers.to_numpy() < _SIZE_MIN)
-    high = whole & (numbers.to_numpy() > _SIZE_MAX)
-    check.flag(low, column, source, lambda v: f"company size must be at least {_SIZE_MIN}, got {v}")
-    check.flag(
-        high, column, source, lambda v: f"company size must be at most {_SIZE_MAX:,}, got {v}"
-    )
+    whole = finite & np.isfinite(x) & (x % 1 == 0)
+    low, high = whole & (x < _SIZE_MIN), whole & (x > _SIZE_MAX)
+    for mask, message in (
+        (finite & ~whole, lambda v: f"company size must be whole, got {v!r}"),
+        (low, lambda v: f"company size must be at least {_SIZE_MIN}, got {v}"),
+        (high, lambda v: f"company size must be at most {_SIZE_MAX:,}, got {v}"),
+    ):
+        check.flag(mask, column, source, message)
     return numbers.where(whole & ~low & ~high).astype("Int64")
 
 
@@ -1059,8 +1028,7 @@ def read_leads(
     if id_col == ROW_ID and ROW_ID not in raw.frame.columns:
         # A table without ids (an analytics export): each lead is its row number.
         raw.frame.insert(0, ROW_ID, [str(r) for r in raw.rows])
-    _missing_columns(path.name, raw.frame.columns, (id_col,))
-    check = _Checker(path.name, raw)
+    check = _Checker(path, raw, (id_col,))
     df = raw.frame
     frame = df.copy()
     frame[id_col] = _lead_ids(check, id_col)
@@ -1071,6 +1039,6 @@ def read_leads(
         frame["company_size"] = _company_size(check)
     if "created_at" in df.columns and id_col != "created_at":
         frame["created_at"] = check.timestamp("created_at", required=False)
-    result = _result(path, check, frame, list(df.columns), strict)
+    result = check.finish(frame, list(df.columns), strict)
     result.sample = sample
     return result
