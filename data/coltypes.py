@@ -23,6 +23,7 @@ __all__ = [
     "format_report",
     "infer_types",
     "parse_types",
+    "stripped_text",
     "type_record",
 ]
 
@@ -111,10 +112,12 @@ def parse_types(text: str | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- parsers
 
 
-def _text(values: pd.Series) -> pd.Series:
-    s = values.astype("str").str.strip() if values.dtype != "str" else values.str.strip()
-    s = s.where(values.notna())
-    return s.mask(s == "")
+def stripped_text(values: pd.Series) -> pd.Series:
+    """Text with surrounding space stripped; empty text and missing values are missing."""
+    if values.dtype != "str":
+        values = values.astype("str")
+    values = values.str.strip()
+    return values.mask(values == "")
 
 
 def _plain_numbers(u: pd.Series) -> pd.Series | None:
@@ -147,7 +150,7 @@ def _distinct_text(raw: pd.Series) -> tuple[np.ndarray, pd.Series, pd.Series | N
     when it needs the text).
     """
     if raw.dtype != "str":
-        t = _text(raw)
+        t = stripped_text(raw)
         codes, uniques = pd.factorize(t)
         return codes, pd.Series(uniques, dtype="str"), t
     codes, uniques = pd.factorize(raw)
@@ -329,12 +332,12 @@ def _read_column(
             )
         return t, report
     rows = codes >= 0
-    out = np.full(len(t), np.nan)
+    out = np.full(len(raw), np.nan)
     out[rows] = values_u.to_numpy(dtype="float64")[codes[rows]]
-    unfit = np.zeros(len(t), dtype=bool)
+    unfit = np.zeros(len(raw), dtype=bool)
     unfit[rows] = unfit_u[codes[rows]]
     report.examples = _examples(raw, pd.Series(unfit), lines)
-    return pd.Series(out, index=t.index), report
+    return pd.Series(out, index=raw.index), report
 
 
 def _read_distinct(

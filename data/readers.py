@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from data.coltypes import stripped_text
 from data.csvscan import BadLine, CsvScanner, detect_encoding
 from data.personal import mask_line, open_private
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
@@ -729,7 +730,7 @@ class _Checker:
         self, column: str, *, required: bool, max_length: int | None, what: str | None = None
     ) -> pd.Series:
         source = self.raw.frame[column]
-        values = _as_text(source)
+        values = stripped_text(source)
         if required:
             self.flag(values.isna(), column, source, f"{what or column} is missing")
         if max_length is not None and _may_exceed(values, max_length):
@@ -788,14 +789,6 @@ def _may_exceed(values: pd.Series, max_length: int) -> bool:
     return longest is not None and longest > max_length
 
 
-def _as_text(values: pd.Series) -> pd.Series:
-    """Text with surrounding space stripped; empty text and NaN become missing."""
-    if values.dtype != "str":
-        values = values.astype("str")
-    values = values.str.strip()
-    return values.mask(values == "")
-
-
 def _epoch(numbers: pd.Series) -> pd.Series:
     """Unix epoch numbers to UTC timestamps; the unit follows the magnitude."""
     x = numbers.astype("float64")
@@ -823,7 +816,7 @@ def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndar
         missing = values.isna().to_numpy()
         parsed = _epoch(values)
     else:
-        text = _as_text(values)
+        text = stripped_text(values)
         missing = text.isna().to_numpy()
         parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601").dt.as_unit("us")
         sub = text[parsed.isna().to_numpy() & ~missing]
@@ -950,7 +943,7 @@ def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
         numbers = source.astype("float64")
         unparsable = np.zeros(len(source), dtype=bool)
     else:
-        text = _as_text(source)
+        text = stripped_text(source)
         numbers = pd.to_numeric(text, errors="coerce").astype("float64")
         unparsable = (numbers.isna() & text.notna()).to_numpy()
     check.flag(
