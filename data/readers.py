@@ -337,15 +337,9 @@ def _read_csv(path: Path, text_columns: Collection[str] | bool) -> _Raw:
             f"{path.name}: {len(frame)} records parsed but {len(line)} expected; "
             "please report this file's shape"
         )
-    rows = line - scanner.header_line
-    return _Raw(
-        frame,
-        rows.astype(np.int64),
-        errors,
-        scanner.n_records,
-        line_base=scanner.header_line,
-        notes=_encoding_notes(scanner),
-    )
+    rows = (line - scanner.header_line).astype(np.int64)
+    notes = _encoding_notes(scanner)
+    return _Raw(frame, rows, errors, scanner.n_records, scanner.header_line, notes)
 
 
 def _read_json(path: Path, fmt: str) -> _Raw:
@@ -368,22 +362,20 @@ def _read_json(path: Path, fmt: str) -> _Raw:
             frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
     except ValueError:
         frame = None
-    physical = [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines = text.splitlines()
+    physical = [i for i, line in enumerate(lines, start=1) if line.strip()]
     if frame is not None and len(frame) == len(physical):
         rows = np.asarray(physical, dtype=np.int64)
         return _Raw(frame.reset_index(drop=True), rows, [], len(frame), 0, notes)
     # Some line is not a JSON object: parse line by line to say which.
     parsed: list[tuple[int, Any]] = []
     errors: list[RowError] = []
-    for row, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for row in physical:
         try:
-            parsed.append((row, json.loads(line)))
+            parsed.append((row, json.loads(lines[row - 1])))
         except json.JSONDecodeError as exc:
-            errors.append(
-                RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}", line=row)
-            )
+            shown = lines[row - 1][:200]
+            errors.append(RowError(path.name, row, None, shown, f"not valid JSON: {exc.msg}", row))
     raw = _from_records(path, parsed, notes)
     numbered = [replace(e, line=e.row) for e in raw.errors]
     raw.errors = sorted(errors + numbered, key=lambda e: e.row or 0)
@@ -928,9 +920,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
     columns["type"] = kind
     columns.update(_event_properties(check))
     extras = [c for c in df.columns if c not in EVENT_COLUMNS and c != "properties"]
-    frame = pd.DataFrame(columns, index=df.index)
-    for c in extras:
-        frame[c] = df[c]
+    frame = pd.DataFrame(columns | {c: df[c] for c in extras}, index=df.index)
     return check.finish(frame, [*EVENT_COLUMNS, "properties", *extras], strict)
 
 
