@@ -302,8 +302,7 @@ def _read_column(
     training table decided), or inferred when None."""
     n = int(raw.notna().sum())
     if pd.api.types.is_bool_dtype(raw.dtype):
-        rep = ColumnReport(name, "boolean", n, spec=ColumnSpec("boolean"))
-        return raw.astype("float64"), rep
+        return raw.astype("float64"), ColumnReport(name, "boolean", n, spec=ColumnSpec("boolean"))
     if pd.api.types.is_numeric_dtype(raw.dtype) and (
         spec is None or spec.kind in ("number", "boolean")
     ):

@@ -508,25 +508,6 @@ def _block_bytes(path: Path, chunk_rows: int) -> int:
     return int(min(max(chunk_rows * per_line, 4096), 256 << 20))
 
 
-def _csv_chunks(
-    path: Path, text_columns: Collection[str] | bool, chunk_rows: int, notes: list[str] | None
-) -> Iterator[TableChunk]:
-    """CSV chunks: records split and checked by :class:`CsvScanner`, parsed by pandas;
-    ``notes`` receives what the scanner chose (encoding, delimiter)."""
-    scanner = _scanner(path)
-    if notes is not None:
-        notes.extend(_encoding_notes(scanner))
-    scanner.block_bytes = _block_bytes(path, chunk_rows)
-    dtype = _csv_dtype(text_columns)
-    for chunk in scanner.chunks():
-        frame = _parse_chunk(scanner, chunk.data, dtype)
-        yield TableChunk(
-            frame,
-            (chunk.lines - scanner.header_line).astype(np.int64),
-            _bad_lines(scanner, chunk.bad),
-        )
-
-
 def iter_table(
     path: str | Path,
     *,
@@ -536,14 +517,22 @@ def iter_table(
 ) -> Iterator[TableChunk]:
     """Stream any table in chunks of about ``chunk_rows`` rows, each line that cannot be
     read a :class:`RowError` of its chunk: the one reader of every entry point. CSV and
-    Parquet are streamed, other formats read whole, then sliced. ``text_columns`` are kept
-    as text (True: all); ``notes`` receives what the reader chose (encoding, delimiter).
+    Parquet are streamed (CSV records split and checked by :class:`CsvScanner`, parsed by
+    pandas), other formats read whole, then sliced. ``text_columns`` are kept as text
+    (True: all); ``notes`` receives what the reader chose (encoding, delimiter).
     """
     path = Path(path)
     fmt = _format(path)
     with _reading(path):
         if fmt == "csv":
-            yield from _csv_chunks(path, text_columns, chunk_rows, notes)
+            scanner = _scanner(path)
+            if notes is not None:
+                notes.extend(_encoding_notes(scanner))
+            scanner.block_bytes = _block_bytes(path, chunk_rows)
+            for chunk in scanner.chunks():
+                frame = _parse_chunk(scanner, chunk.data, _csv_dtype(text_columns))
+                rows = (chunk.lines - scanner.header_line).astype(np.int64)
+                yield TableChunk(frame, rows, _bad_lines(scanner, chunk.bad))
         elif fmt == "parquet":
             yield from _parquet_chunks(path, chunk_rows)
         else:

@@ -875,12 +875,8 @@ def simulate(
             "true_persona": _text(DEFAULT_PERSONAS, _GROUP_PERSONA[leads.group[order]]),
         }
     )
-    return Simulation(
-        leads=leads_frame[list(SIMULATED_LEAD_COLUMNS)],
-        events=events,
-        truth=truth,
-        config=config,
-    )
+    leads_frame = leads_frame[list(SIMULATED_LEAD_COLUMNS)]
+    return Simulation(leads=leads_frame, events=events, truth=truth, config=config)
 
 
 _NEEDS_QUOTES = r'[,"\r\n]'
