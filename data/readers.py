@@ -540,9 +540,7 @@ def iter_table(
             if notes is not None:
                 notes.extend(raw.notes)
             errors = list(raw.errors)
-            if not len(raw.frame):
-                yield TableChunk(raw.frame, raw.rows, errors)
-            for start in range(0, len(raw.frame), chunk_rows):
+            for start in range(0, max(len(raw.frame), 1), chunk_rows):  # one chunk when empty
                 part = raw.frame.iloc[start : start + chunk_rows].reset_index(drop=True)
                 yield TableChunk(part, raw.rows[start : start + chunk_rows], errors)
                 errors = []
@@ -832,9 +830,7 @@ def _flatten_properties(checker: _Checker, column: str = "properties") -> pd.Dat
     """The ``properties`` objects (or JSON text) as one column per known property."""
     source = checker.raw.frame[column]
     out: dict[str, list[Any]] = {c: [None] * len(source) for c in EVENT_PROPERTY_COLUMNS}
-    bad_json = np.zeros(len(source), dtype=bool)
-    not_object = np.zeros(len(source), dtype=bool)
-    not_scalar = np.zeros(len(source), dtype=bool)
+    bad_json, not_object, not_scalar = (np.zeros(len(source), dtype=bool) for _ in range(3))
     for i, value in enumerate(source.tolist()):
         if is_missing(value):
             continue
