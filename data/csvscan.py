@@ -343,17 +343,14 @@ class CsvScanner:
         n = len(fields)
         if n == self.n_fields and "\n" not in (clean := self._csv_line(fields))[:-1]:
             return clean.encode("utf-8")
+        message = f"expected {self.n_fields} fields, found {n}: "
         if n > self.n_fields:
-            extra = n - self.n_fields
-            message = (
-                f"expected {self.n_fields} fields, found {n}: "
-                f"{extra} more than the header (after its last column)"
-            )
-            column = self.header[-1]
+            message += f"{n - self.n_fields} more than the header (after its last column)"
+            column: str | None = self.header[-1]
         else:
             column = self.header[n] if n < self.n_fields else None
-            message = (
-                f"expected {self.n_fields} fields, found {n}: the line ends before this column "
+            message += (
+                "the line ends before this column "
                 "(the line was rejected, not padded with empty values)"
             )
         bad.append(BadLine(line, column, message, text[:500]))

@@ -481,7 +481,8 @@ class Sample:
 
 
 def _count_rows(path: Path, fmt: str) -> int | None:
-    """Data rows of a file, cheaply and never fewer than there are; None when unknown."""
+    """Data rows of a CSV or Parquet file (the formats a bounded read streams), cheaply and
+    never fewer than there are; None when unknown."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -489,7 +490,7 @@ def _count_rows(path: Path, fmt: str) -> int | None:
             return int(pq.ParquetFile(path).metadata.num_rows)
         except (OSError, ValueError, pa.ArrowException):
             return None
-    if fmt not in ("csv", "jsonl"):
+    if fmt != "csv":
         return None
     lines, last = 0, b"\n"
     with path.open("rb") as fh:
@@ -497,7 +498,7 @@ def _count_rows(path: Path, fmt: str) -> int | None:
             lines += block.count(b"\n")
             last = block[-1:]
     lines += last != b"\n"  # a last line without a newline
-    return max(lines - (fmt == "csv"), 0)
+    return max(lines - 1, 0)
 
 
 def _block_bytes(path: Path, chunk_rows: int) -> int:
@@ -664,9 +665,8 @@ def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.Da
     path = Path(path)
     raw = _read_raw(path, text_columns)
     if raw.errors:
-        raise InputError(
-            _list_errors(path.name, raw.errors, raw.n_rows, len(raw.errors)), raw.errors
-        )
+        message = _list_errors(path.name, raw.errors, raw.n_rows, len(raw.errors))
+        raise InputError(message, raw.errors)
     return raw.frame.reset_index(drop=True)
 
 
