@@ -23,6 +23,7 @@ __all__ = [
     "format_report",
     "infer_types",
     "parse_types",
+    "stripped_text",
     "type_record",
 ]
 
@@ -111,10 +112,12 @@ def parse_types(text: str | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- parsers
 
 
-def _text(values: pd.Series) -> pd.Series:
-    s = values.astype("str").str.strip() if values.dtype != "str" else values.str.strip()
-    s = s.where(values.notna())
-    return s.mask(s == "")
+def stripped_text(values: pd.Series) -> pd.Series:
+    """Text with surrounding space stripped; empty text and missing values are missing."""
+    if values.dtype != "str":
+        values = values.astype("str")
+    values = values.str.strip()
+    return values.mask(values == "")
 
 
 def _plain_numbers(u: pd.Series) -> pd.Series | None:
@@ -147,7 +150,7 @@ def _distinct_text(raw: pd.Series) -> tuple[np.ndarray, pd.Series, pd.Series | N
     when it needs the text).
     """
     if raw.dtype != "str":
-        t = _text(raw)
+        t = stripped_text(raw)
         codes, uniques = pd.factorize(t)
         return codes, pd.Series(uniques, dtype="str"), t
     codes, uniques = pd.factorize(raw)
@@ -299,8 +302,7 @@ def _read_column(
     training table decided), or inferred when None."""
     n = int(raw.notna().sum())
     if pd.api.types.is_bool_dtype(raw.dtype):
-        rep = ColumnReport(name, "boolean", n, spec=ColumnSpec("boolean"))
-        return raw.astype("float64"), rep
+        return raw.astype("float64"), ColumnReport(name, "boolean", n, spec=ColumnSpec("boolean"))
     if pd.api.types.is_numeric_dtype(raw.dtype) and (
         spec is None or spec.kind in ("number", "boolean")
     ):
@@ -329,12 +331,12 @@ def _read_column(
             )
         return t, report
     rows = codes >= 0
-    out = np.full(len(t), np.nan)
+    out = np.full(len(raw), np.nan)
     out[rows] = values_u.to_numpy(dtype="float64")[codes[rows]]
-    unfit = np.zeros(len(t), dtype=bool)
+    unfit = np.zeros(len(raw), dtype=bool)
     unfit[rows] = unfit_u[codes[rows]]
     report.examples = _examples(raw, pd.Series(unfit), lines)
-    return pd.Series(out, index=t.index), report
+    return pd.Series(out, index=raw.index), report
 
 
 def _read_distinct(
@@ -354,49 +356,41 @@ def _read_distinct(
         if len(t) == 1:
             return t, none, ColumnReport(name, "constant", n, note=f"always {t.iloc[0]!r}")
         low = t.str.lower()
+        digits = t.str.contains(r"\d", regex=True)
         if low.isin(_TRUE | _FALSE).all() and low.isin(_WORD_BOOL).any():
             spec = ColumnSpec("boolean")
-        elif share(t.str.contains(r"\d", regex=True)) < FIT_SHARE:
-            # Too few values hold a digit to be numbers or dates: text, without parsing.
-            return t, none, ColumnReport(name, "text", n, spec=ColumnSpec("text"))
-        else:
+        elif share(digits) >= FIT_SHARE:  # else too few hold a digit: text, without parsing
             comma = _decimal_comma(t)
             x, pct = _numbers(t, comma)
             if share(x.notna()) >= FIT_SHARE:
                 spec = ColumnSpec("number", decimal_comma=comma, percent=bool(pct.any()))
-            else:
-                looks = t.str.contains(r"\d", regex=True) & t.str.contains(
-                    r"[-/.:]|\d{4}", regex=True
-                )
-                if share(looks) >= FIT_SHARE:
-                    inferred = _dates(t, None)
-                    if share(inferred[0].notna()) >= FIT_SHARE:
-                        spec = ColumnSpec("date", dayfirst=inferred[1])
-                if spec is None:
-                    return t, none, ColumnReport(name, "text", n, spec=ColumnSpec("text"))
-    kind = spec.kind
-    if kind == "text":
+            elif share(digits & t.str.contains(r"[-/.:]|\d{4}", regex=True)) >= FIT_SHARE:
+                inferred = _dates(t, None)
+                if share(inferred[0].notna()) >= FIT_SHARE:
+                    spec = ColumnSpec("date", dayfirst=inferred[1])
+        spec = spec or ColumnSpec("text")
+    if spec.kind == "text":
         return t, none, ColumnReport(name, "text", n, spec=spec, forced=forced)
-    if kind == "boolean":
+    if spec.kind == "boolean":
         low = t.str.lower()
         out = pd.Series(np.where(low.isin(_TRUE), 1.0, np.where(low.isin(_FALSE), 0.0, np.nan)))
         out.index = t.index
-        unfit = out.isna().to_numpy()
-        bad = int((unfit * w).sum())
-        return out, unfit, ColumnReport(name, "boolean", n, bad, spec=spec, forced=forced)
-    if kind == "number":
-        return _read_numbers(name, t, w, spec, forced)
-    return _read_dates(name, t, w, spec, forced, inferred)
+        report = ColumnReport(name, "boolean", n, spec=spec, forced=forced)
+    elif spec.kind == "number":
+        out, report = _read_numbers(name, t, n, spec, forced)
+    else:
+        out, report = _read_dates(name, t, n, spec, forced, inferred)
+    unfit = out.isna().to_numpy()
+    report.n_unfit = int((unfit * w).sum())
+    return out, unfit, report
 
 
 def _read_numbers(
-    name: str, t: pd.Series, w: np.ndarray, spec: ColumnSpec, forced: bool
-) -> tuple[pd.Series, np.ndarray, ColumnReport]:
+    name: str, t: pd.Series, n: int, spec: ColumnSpec, forced: bool
+) -> tuple[pd.Series, ColumnReport]:
     """A number column's distinct values parsed, and what the parse removed, said."""
-    n = int(w.sum())
     comma = spec.decimal_comma if not forced else _decimal_comma(t)
     x, pct = _numbers(t, comma)
-    unfit = x.isna().to_numpy()
     notes = []
     if comma:
         notes.append("decimal comma")
@@ -407,27 +401,22 @@ def _read_numbers(
     if pct.any():
         notes.append("percent as a fraction (12.5% → 0.125)")
     spec = ColumnSpec("number", decimal_comma=comma, percent=bool(pct.any()))
-    bad = int((unfit * w).sum())
-    rep = ColumnReport(name, "number", n, bad, note=", ".join(notes), spec=spec, forced=forced)
-    return x, unfit, rep
+    return x, ColumnReport(name, "number", n, note=", ".join(notes), spec=spec, forced=forced)
 
 
 def _read_dates(
     name: str,
     t: pd.Series,
-    w: np.ndarray,
+    n: int,
     spec: ColumnSpec,
     forced: bool,
     inferred: tuple[pd.Series, bool | None, str] | None,
-) -> tuple[pd.Series, np.ndarray, ColumnReport]:
+) -> tuple[pd.Series, ColumnReport]:
     """A date column's distinct values as days since 1970 (epoch seconds, or dates in the
     day/month order decided: ``inferred`` when the inference already parsed them)."""
-    n = int(w.sum())
-    kind = spec.kind
-    dayfirst = {"date-dmy": True, "date-mdy": False}.get(kind, spec.dayfirst)
+    dayfirst = {"date-dmy": True, "date-mdy": False}.get(spec.kind, spec.dayfirst)
     if spec.epoch:
-        x = pd.to_numeric(t, errors="coerce")
-        days = _epoch_days(x)
+        days = _epoch_days(pd.to_numeric(t, errors="coerce"))
         note = "epoch seconds, as days since 1970"
     else:
         parsed, dayfirst, note = inferred if inferred is not None else _dates(t, dayfirst)
@@ -435,10 +424,8 @@ def _read_dates(
             note = ""  # the order a training table decided: said when it was decided
         days = _days(parsed)
         note = ", ".join(p for p in (note, "as days since 1970") if p)
-    unfit = days.isna().to_numpy()
     spec = ColumnSpec("date", dayfirst=dayfirst, epoch=spec.epoch)
-    bad = int((unfit * w).sum())
-    return days, unfit, ColumnReport(name, "date", n, bad, note=note, spec=spec, forced=forced)
+    return days, ColumnReport(name, "date", n, note=note, spec=spec, forced=forced)
 
 
 def infer_types(

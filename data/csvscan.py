@@ -57,12 +57,9 @@ def detect_encoding(path: Path, block: int = BLOCK_BYTES) -> tuple[str, str | No
     """
     with path.open("rb") as fh:
         head = fh.read(4)
-        if head.startswith(codecs.BOM_UTF8):
-            enc, note = "utf-8-sig", None
-        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return "utf-16", f"{path.name}: read as UTF-16 (byte-order mark)"
-        else:
-            enc, note = "utf-8", None
+        enc = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
         fh.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset = 0
@@ -84,7 +81,7 @@ def detect_encoding(path: Path, block: int = BLOCK_BYTES) -> tuple[str, str | No
             return enc, (
                 f"{path.name}: not UTF-8 (byte {where:,} is not valid UTF-8); read as {label}"
             )
-    return enc, note
+    return enc, None
 
 
 def _sniff(lines: list[str]) -> str:
@@ -210,12 +207,8 @@ class CsvScanner:
             buf = pending + block
             if skip_header:
                 # Drop blank lines and the header line itself.
-                for _ in range(self.header_line):
-                    cut = buf.find(b"\n")
-                    if cut < 0:
-                        buf = b""
-                        break
-                    buf = buf[cut + 1 :]
+                lines = buf.split(b"\n", self.header_line)
+                buf = lines[-1] if len(lines) > self.header_line else b""
                 line = self.header_line + 1
                 skip_header = False
             chunk, pending, line = self._scan(buf, line, final=False)
@@ -350,17 +343,14 @@ class CsvScanner:
         n = len(fields)
         if n == self.n_fields and "\n" not in (clean := self._csv_line(fields))[:-1]:
             return clean.encode("utf-8")
+        message = f"expected {self.n_fields} fields, found {n}: "
         if n > self.n_fields:
-            extra = n - self.n_fields
-            message = (
-                f"expected {self.n_fields} fields, found {n}: "
-                f"{extra} more than the header (after its last column)"
-            )
-            column = self.header[-1]
+            message += f"{n - self.n_fields} more than the header (after its last column)"
+            column: str | None = self.header[-1]
         else:
             column = self.header[n] if n < self.n_fields else None
-            message = (
-                f"expected {self.n_fields} fields, found {n}: the line ends before this column "
+            message += (
+                "the line ends before this column "
                 "(the line was rejected, not padded with empty values)"
             )
         bad.append(BadLine(line, column, message, text[:500]))

@@ -232,15 +232,14 @@ def single_column_leaks(
     cache = {} if cache is None else cache
     every = len(rows) == len(frame)
     for name in columns:
-        if every and name in cache:  # coded for another label of the same rows
-            keys_or_none = cache[name]
+        if not every:
+            keys = _leak_keys(frame[name].iloc[rows])
+        elif name in cache:  # coded for another label of the same rows
+            keys = cache[name]
         else:
-            keys_or_none = _leak_keys(frame[name] if every else frame[name].iloc[rows])
-            if every:
-                cache[name] = keys_or_none
-        if keys_or_none is None:
+            keys = cache[name] = _leak_keys(frame[name])
+        if keys is None:
             continue
-        keys = keys_or_none
         m = int(keys.max()) + 1 if len(keys) else 0
         if m == 0 or m > len(target) // 2:
             continue  # (almost) one value a row: id-like, not a leak test

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from data.coltypes import stripped_text
 from data.csvscan import BadLine, CsvScanner, detect_encoding
 from data.personal import mask_line, open_private
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
@@ -135,15 +136,20 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _first_errors(errors: Sequence[RowError], limit: int, more: str = "") -> list[str]:
+    """Up to ``limit`` errors, one an indented line, then how many more there are."""
+    lines = [f"  {e}" for e in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more{more}")
+    return lines
+
+
 def _list_errors(name: str, errors: Sequence[RowError], n_rows: int, n_bad: int) -> str:
     head = (
         f"{name}: {n_bad} of {n_rows} rows rejected ({_plural(len(errors), 'error')}); "
         "first errors:"
     )
-    lines = [head, *(f"  {e}" for e in errors[:_FIRST_ERRORS])]
-    if len(errors) > _FIRST_ERRORS:
-        lines.append(f"  ... and {len(errors) - _FIRST_ERRORS} more")
-    return "\n".join(lines)
+    return "\n".join([head, *_first_errors(errors, _FIRST_ERRORS)])
 
 
 # --------------------------------------------------------------------------- result
@@ -178,20 +184,21 @@ class ReadResult:
         """The distinct row numbers that were rejected, ascending."""
         return sorted({e.row for e in self.rejected if e.row is not None})
 
+    @property
+    def _name(self) -> str:
+        return self.path.name if self.path is not None else "input"
+
     def report(self, limit: int = _REPORT_LIMIT) -> str:
         """A short text report: counts, then up to ``limit`` errors."""
-        name = self.path.name if self.path is not None else "input"
-        n_bad = len(self.rejected_row_numbers)
         if not self.rejected:
-            return f"{name}: {self.n_rows:,} rows read, all kept"
-        lines = [
-            f"{name}: {self.n_rows:,} rows read, {len(self.frame):,} kept, "
-            f"{n_bad:,} rejected ({_plural(len(self.rejected), 'error')})"
-        ]
-        lines += [f"  {e}" for e in self.rejected[:limit]]
-        if len(self.rejected) > limit:
-            lines.append(f"  ... and {len(self.rejected) - limit} more (write_report() lists all)")
-        return "\n".join(lines)
+            return f"{self._name}: {self.n_rows:,} rows read, all kept"
+        head = (
+            f"{self._name}: {self.n_rows:,} rows read, {len(self.frame):,} kept, "
+            f"{len(self.rejected_row_numbers):,} rejected "
+            f"({_plural(len(self.rejected), 'error')})"
+        )
+        more = " (write_report() lists all)"
+        return "\n".join([head, *_first_errors(self.rejected, limit, more)])
 
     def write_report(self, path: str | Path) -> Path:
         """Write every error as CSV (``file, row, column, value, message``) to ``path``, its
@@ -210,11 +217,9 @@ class ReadResult:
     def raise_if_rejected(self) -> ReadResult:
         """Raise :class:`InputError` if any row was rejected; return ``self`` otherwise."""
         if self.rejected:
-            name = self.path.name if self.path is not None else "input"
-            raise InputError(
-                _list_errors(name, self.rejected, self.n_rows, len(self.rejected_row_numbers)),
-                self.rejected,
-            )
+            n_bad = len(self.rejected_row_numbers)
+            message = _list_errors(self._name, self.rejected, self.n_rows, n_bad)
+            raise InputError(message, self.rejected)
         return self
 
 
@@ -332,15 +337,9 @@ def _read_csv(path: Path, text_columns: Collection[str] | bool) -> _Raw:
             f"{path.name}: {len(frame)} records parsed but {len(line)} expected; "
             "please report this file's shape"
         )
-    rows = line - scanner.header_line
-    return _Raw(
-        frame,
-        rows.astype(np.int64),
-        errors,
-        scanner.n_records,
-        line_base=scanner.header_line,
-        notes=_encoding_notes(scanner),
-    )
+    rows = (line - scanner.header_line).astype(np.int64)
+    notes = _encoding_notes(scanner)
+    return _Raw(frame, rows, errors, scanner.n_records, scanner.header_line, notes)
 
 
 def _read_json(path: Path, fmt: str) -> _Raw:
@@ -363,22 +362,20 @@ def _read_json(path: Path, fmt: str) -> _Raw:
             frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
     except ValueError:
         frame = None
-    physical = [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines = text.splitlines()
+    physical = [i for i, line in enumerate(lines, start=1) if line.strip()]
     if frame is not None and len(frame) == len(physical):
         rows = np.asarray(physical, dtype=np.int64)
         return _Raw(frame.reset_index(drop=True), rows, [], len(frame), 0, notes)
     # Some line is not a JSON object: parse line by line to say which.
     parsed: list[tuple[int, Any]] = []
     errors: list[RowError] = []
-    for row, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for row in physical:
         try:
-            parsed.append((row, json.loads(line)))
+            parsed.append((row, json.loads(lines[row - 1])))
         except json.JSONDecodeError as exc:
-            errors.append(
-                RowError(path.name, row, None, line[:200], f"not valid JSON: {exc.msg}", line=row)
-            )
+            shown = lines[row - 1][:200]
+            errors.append(RowError(path.name, row, None, shown, f"not valid JSON: {exc.msg}", row))
     raw = _from_records(path, parsed, notes)
     numbered = [replace(e, line=e.row) for e in raw.errors]
     raw.errors = sorted(errors + numbered, key=lambda e: e.row or 0)
@@ -484,7 +481,8 @@ class Sample:
 
 
 def _count_rows(path: Path, fmt: str) -> int | None:
-    """Data rows of a file, cheaply and never fewer than there are; None when unknown."""
+    """Data rows of a CSV or Parquet file (the formats a bounded read streams), cheaply and
+    never fewer than there are; None when unknown."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -492,7 +490,7 @@ def _count_rows(path: Path, fmt: str) -> int | None:
             return int(pq.ParquetFile(path).metadata.num_rows)
         except (OSError, ValueError, pa.ArrowException):
             return None
-    if fmt not in ("csv", "jsonl"):
+    if fmt != "csv":
         return None
     lines, last = 0, b"\n"
     with path.open("rb") as fh:
@@ -500,7 +498,7 @@ def _count_rows(path: Path, fmt: str) -> int | None:
             lines += block.count(b"\n")
             last = block[-1:]
     lines += last != b"\n"  # a last line without a newline
-    return max(lines - (fmt == "csv"), 0)
+    return max(lines - 1, 0)
 
 
 def _block_bytes(path: Path, chunk_rows: int) -> int:
@@ -509,25 +507,6 @@ def _block_bytes(path: Path, chunk_rows: int) -> int:
         head = fh.read(1 << 16)
     per_line = max(len(head) / max(head.count(b"\n"), 1), 16.0)
     return int(min(max(chunk_rows * per_line, 4096), 256 << 20))
-
-
-def _csv_chunks(
-    path: Path, text_columns: Collection[str] | bool, chunk_rows: int, notes: list[str] | None
-) -> Iterator[TableChunk]:
-    """CSV chunks: records split and checked by :class:`CsvScanner`, parsed by pandas;
-    ``notes`` receives what the scanner chose (encoding, delimiter)."""
-    scanner = _scanner(path)
-    if notes is not None:
-        notes.extend(_encoding_notes(scanner))
-    scanner.block_bytes = _block_bytes(path, chunk_rows)
-    dtype = _csv_dtype(text_columns)
-    for chunk in scanner.chunks():
-        frame = _parse_chunk(scanner, chunk.data, dtype)
-        yield TableChunk(
-            frame,
-            (chunk.lines - scanner.header_line).astype(np.int64),
-            _bad_lines(scanner, chunk.bad),
-        )
 
 
 def iter_table(
@@ -539,14 +518,22 @@ def iter_table(
 ) -> Iterator[TableChunk]:
     """Stream any table in chunks of about ``chunk_rows`` rows, each line that cannot be
     read a :class:`RowError` of its chunk: the one reader of every entry point. CSV and
-    Parquet are streamed, other formats read whole, then sliced. ``text_columns`` are kept
-    as text (True: all); ``notes`` receives what the reader chose (encoding, delimiter).
+    Parquet are streamed (CSV records split and checked by :class:`CsvScanner`, parsed by
+    pandas), other formats read whole, then sliced. ``text_columns`` are kept as text
+    (True: all); ``notes`` receives what the reader chose (encoding, delimiter).
     """
     path = Path(path)
     fmt = _format(path)
     with _reading(path):
         if fmt == "csv":
-            yield from _csv_chunks(path, text_columns, chunk_rows, notes)
+            scanner = _scanner(path)
+            if notes is not None:
+                notes.extend(_encoding_notes(scanner))
+            scanner.block_bytes = _block_bytes(path, chunk_rows)
+            for chunk in scanner.chunks():
+                frame = _parse_chunk(scanner, chunk.data, _csv_dtype(text_columns))
+                rows = (chunk.lines - scanner.header_line).astype(np.int64)
+                yield TableChunk(frame, rows, _bad_lines(scanner, chunk.bad))
         elif fmt == "parquet":
             yield from _parquet_chunks(path, chunk_rows)
         else:
@@ -554,9 +541,7 @@ def iter_table(
             if notes is not None:
                 notes.extend(raw.notes)
             errors = list(raw.errors)
-            if not len(raw.frame):
-                yield TableChunk(raw.frame, raw.rows, errors)
-            for start in range(0, len(raw.frame), chunk_rows):
+            for start in range(0, max(len(raw.frame), 1), chunk_rows):  # one chunk when empty
                 part = raw.frame.iloc[start : start + chunk_rows].reset_index(drop=True)
                 yield TableChunk(part, raw.rows[start : start + chunk_rows], errors)
                 errors = []
@@ -623,50 +608,13 @@ class _Reservoir:
         return self.frames[0].reset_index(drop=True), self.rows[0].astype(np.int64)
 
 
-def _stream_into(
-    path: Path,
-    fmt: str,
-    text_columns: Collection[str] | bool,
-    chunk_rows: int,
-    reservoir: _Reservoir,
-    rng: np.random.Generator,
-) -> tuple[list[RowError], int, int, pd.Index | None]:
-    """Offer every chunk of a CSV or Parquet file to ``reservoir``; returns the first
-    row errors, the counts of readable and unreadable rows, and the columns."""
-    chunks = (
-        _csv_chunks(path, text_columns, chunk_rows, None)
-        if fmt == "csv"
-        else _parquet_chunks(path, chunk_rows)
-    )
-    errors: list[RowError] = []
-    n_bad = n_good = 0
-    columns: pd.Index | None = None
-    with _reading(path):
-        for chunk in chunks:
-            n_bad += len(chunk.errors)
-            if len(errors) < _BOUNDED_ERRORS:
-                errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
-            if columns is None:
-                columns = chunk.frame.columns
-            if not len(chunk.frame):
-                continue
-            n_good += len(chunk.frame)
-            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
-    if columns is None and fmt == "csv":
-        columns = pd.Index(_scanner(path).header)
-    return errors, n_good, n_bad, columns
-
-
 def _read_raw_bounded(
-    path: Path,
-    text_columns: Collection[str] | bool,
-    max_rows: int,
-    seed: int,
-    chunk_rows: int = SAMPLE_CHUNK_ROWS,
+    path: Path, text_columns: Collection[str] | bool, max_rows: int, seed: int, chunk_rows: int
 ) -> tuple[_Raw, Sample]:
     """At most ``max_rows`` rows of a table, a uniform sample when it has more (CSV and
-    Parquet streamed in chunks of ``chunk_rows``, JSON read whole; a file within the bound
-    by its line count or Parquet metadata is read as :func:`_read_raw` reads it)."""
+    Parquet streamed by :func:`iter_table` in chunks of ``chunk_rows``, JSON read whole; a
+    file within the bound by its line count or Parquet metadata is read as :func:`_read_raw`
+    reads it). The first 1,000 unreadable rows are listed, all are counted."""
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     fmt = _format(path)
@@ -683,16 +631,27 @@ def _read_raw_bounded(
         unreadable = sum(1 for e in raw.errors if e.row is not None)
         return raw, Sample(max_rows, seed, raw.n_rows, len(raw.frame), unreadable)
 
-    notes = _encoding_notes(_scanner(path)) if fmt == "csv" else []
-    errors, n_good, n_bad, columns = _stream_into(
-        path, fmt, text_columns, chunk_rows, reservoir, rng
-    )
+    notes: list[str] = []
+    errors: list[RowError] = []
+    n_bad = n_good = 0
+    columns: pd.Index | None = None
+    for chunk in iter_table(path, chunk_rows=chunk_rows, text_columns=text_columns, notes=notes):
+        n_bad += len(chunk.errors)
+        errors += chunk.errors[: _BOUNDED_ERRORS - len(errors)]
+        columns = chunk.frame.columns if columns is None else columns
+        if len(chunk.frame):
+            n_good += len(chunk.frame)
+            reservoir.offer(chunk.frame, chunk.rows, rng.random(len(chunk.frame)))
+    base = None
+    if fmt == "csv":
+        with _reading(path):
+            scanner = _scanner(path)
+        base = scanner.header_line
+        columns = pd.Index(scanner.header) if columns is None else columns
     frame, rows = reservoir.result(columns)
-    n_rows = n_good + n_bad
     _strip_names(path, frame)
-    base = _scanner(path).header_line if fmt == "csv" else None
-    raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_rows, base, notes)
-    return raw, Sample(max_rows, seed, n_rows, len(frame), n_bad)
+    raw = _Raw(frame, rows, sorted(errors, key=lambda e: e.row or 0), n_good + n_bad, base, notes)
+    return raw, Sample(max_rows, seed, n_good + n_bad, len(frame), n_bad)
 
 
 def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.DataFrame:
@@ -706,9 +665,8 @@ def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.Da
     path = Path(path)
     raw = _read_raw(path, text_columns)
     if raw.errors:
-        raise InputError(
-            _list_errors(path.name, raw.errors, raw.n_rows, len(raw.errors)), raw.errors
-        )
+        message = _list_errors(path.name, raw.errors, raw.n_rows, len(raw.errors))
+        raise InputError(message, raw.errors)
     return raw.frame.reset_index(drop=True)
 
 
@@ -716,10 +674,12 @@ def read_table(path: str | Path, *, text_columns: Collection[str] = ()) -> pd.Da
 
 
 class _Checker:
-    """Collects row errors from boolean masks over one raw frame."""
+    """Collects row errors from boolean masks over one raw frame (of ``path``, which must
+    have the ``required`` columns: :class:`InputError` otherwise)."""
 
-    def __init__(self, name: str, raw: _Raw) -> None:
-        self.name = name
+    def __init__(self, path: Path, raw: _Raw, required: Sequence[str]) -> None:
+        _missing_columns(path.name, raw.frame.columns, required)
+        self.path = path
         self.raw = raw
         self.bad = np.zeros(len(raw.frame), dtype=bool)
         self.errors: list[RowError] = list(raw.errors)
@@ -743,13 +703,13 @@ class _Checker:
             value = None if is_missing(value) else value
             text = message(value) if callable(message) else message
             line = None if base is None else row + base
-            self.errors.append(RowError(self.name, row, column, value, text, line=line))
+            self.errors.append(RowError(self.path.name, row, column, value, text, line=line))
 
     def text(
         self, column: str, *, required: bool, max_length: int | None, what: str | None = None
     ) -> pd.Series:
         source = self.raw.frame[column]
-        values = _as_text(source)
+        values = stripped_text(source)
         if required:
             self.flag(values.isna(), column, source, f"{what or column} is missing")
         if max_length is not None and _may_exceed(values, max_length):
@@ -765,7 +725,8 @@ class _Checker:
         self.flag(unparsable, column, source, lambda v: f"cannot parse {v!r} as a timestamp")
         return parsed
 
-    def finish(self, frame: pd.DataFrame, columns_order: Sequence[str]) -> ReadResult:
+    def finish(self, frame: pd.DataFrame, columns_order: Sequence[str], strict: bool) -> ReadResult:
+        """``frame``'s good rows and every error; ``strict``: :class:`InputError` instead."""
         order = {c: i for i, c in enumerate(columns_order)}
         self.errors.sort(key=lambda e: (e.row or 0, order.get(e.column or "", -1)))
         keep = ~self.bad
@@ -778,13 +739,15 @@ class _Checker:
             rejected_rows = pd.concat([rejected_rows, extra]).sort_values("row", kind="stable")
         rejected_rows = rejected_rows.reset_index(drop=True)
         kept = frame if keep.all() else frame.loc[keep]  # no copy when every row is kept
-        return ReadResult(
+        result = ReadResult(
             frame=kept.reset_index(drop=True),
             rejected=self.errors,
-            path=None,
+            path=self.path,
             n_rows=self.raw.n_rows,
             rejected_rows=rejected_rows,
+            notes=list(self.raw.notes),
         )
+        return result.raise_if_rejected() if strict else result
 
 
 def _may_exceed(values: pd.Series, max_length: int) -> bool:
@@ -803,14 +766,6 @@ def _may_exceed(values: pd.Series, max_length: int) -> bool:
         return True
     longest = pc.max(pc.binary_length(array)).as_py()
     return longest is not None and longest > max_length
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    """Text with surrounding space stripped; empty text and NaN become missing."""
-    if values.dtype != "str":
-        values = values.astype("str")
-    values = values.str.strip()
-    return values.mask(values == "")
 
 
 def _epoch(numbers: pd.Series) -> pd.Series:
@@ -835,22 +790,19 @@ def _parse_timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndar
     if pd.api.types.is_datetime64_any_dtype(values):
         aware = isinstance(values.dtype, pd.DatetimeTZDtype)
         parsed = (values.dt.tz_convert if aware else values.dt.tz_localize)("UTC").dt.as_unit("us")
-        return parsed, parsed.isna().to_numpy(), np.zeros(len(values), dtype=bool)
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        missing = parsed.isna().to_numpy()
+    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         missing = values.isna().to_numpy()
         parsed = _epoch(values)
-        return parsed, missing, parsed.isna().to_numpy() & ~missing
-    text = _as_text(values)
-    missing = text.isna().to_numpy()
-    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601").dt.as_unit("us")
-    failed = parsed.isna().to_numpy() & ~missing
-    if failed.any():
-        sub = text[failed]
+    else:
+        text = stripped_text(values)
+        missing = text.isna().to_numpy()
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601").dt.as_unit("us")
+        sub = text[parsed.isna().to_numpy() & ~missing]
         digits = sub.str.fullmatch(_DIGITS.pattern).to_numpy(dtype=bool, na_value=False)
         if digits.any():
             parsed.loc[sub.index[digits]] = _epoch(pd.to_numeric(sub[digits])).to_numpy()
-        others = sub[~digits]
-        if len(others):
+        if len(others := sub[~digits]):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 retry = pd.to_datetime(others, utc=True, errors="coerce", format="mixed")
@@ -871,17 +823,6 @@ def _missing_columns(name: str, columns: Iterable[str], required: Sequence[str])
         )
 
 
-def _result(
-    path: Path, checker: _Checker, frame: pd.DataFrame, order: Sequence[str], strict: bool
-) -> ReadResult:
-    result = checker.finish(frame, order)
-    result.path = path
-    result.notes = list(checker.raw.notes)
-    if strict:
-        result.raise_if_rejected()
-    return result
-
-
 # --------------------------------------------------------------------------- events
 
 
@@ -889,9 +830,7 @@ def _flatten_properties(checker: _Checker, column: str = "properties") -> pd.Dat
     """The ``properties`` objects (or JSON text) as one column per known property."""
     source = checker.raw.frame[column]
     out: dict[str, list[Any]] = {c: [None] * len(source) for c in EVENT_PROPERTY_COLUMNS}
-    bad_json = np.zeros(len(source), dtype=bool)
-    not_object = np.zeros(len(source), dtype=bool)
-    not_scalar = np.zeros(len(source), dtype=bool)
+    bad_json, not_object, not_scalar = (np.zeros(len(source), dtype=bool) for _ in range(3))
     for i, value in enumerate(source.tolist()):
         if is_missing(value):
             continue
@@ -951,8 +890,7 @@ def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
     """
     path = Path(path)
     raw = _read_raw(path, text_columns=(*REQUIRED_EVENT_COLUMNS, *EVENT_PROPERTY_COLUMNS))
-    _missing_columns(path.name, raw.frame.columns, REQUIRED_EVENT_COLUMNS)
-    check = _Checker(path.name, raw)
+    check = _Checker(path, raw, REQUIRED_EVENT_COLUMNS)
     df = raw.frame
     columns: dict[str, pd.Series] = {
         "lead_id": check.text("lead_id", required=True, max_length=_ID_MAX),
@@ -967,10 +905,8 @@ def read_events(path: str | Path, *, strict: bool = False) -> ReadResult:
     columns["type"] = kind
     columns.update(_event_properties(check))
     extras = [c for c in df.columns if c not in EVENT_COLUMNS and c != "properties"]
-    frame = pd.DataFrame(columns, index=df.index)
-    for c in extras:
-        frame[c] = df[c]
-    return _result(path, check, frame, [*EVENT_COLUMNS, "properties", *extras], strict)
+    frame = pd.DataFrame(columns | {c: df[c] for c in extras}, index=df.index)
+    return check.finish(frame, [*EVENT_COLUMNS, "properties", *extras], strict)
 
 
 # --------------------------------------------------------------------------- leads
@@ -982,7 +918,7 @@ def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
         numbers = source.astype("float64")
         unparsable = np.zeros(len(source), dtype=bool)
     else:
-        text = _as_text(source)
+        text = stripped_text(source)
         numbers = pd.to_numeric(text, errors="coerce").astype("float64")
         unparsable = (numbers.isna() & text.notna()).to_numpy()
     check.flag(
@@ -991,15 +927,16 @@ def _company_size(check: _Checker, column: str = "company_size") -> pd.Series:
         source,
         lambda v: f"cannot parse {v!r} as a company size (a whole number)",
     )
+    x = numbers.to_numpy()
     finite = numbers.notna().to_numpy()
-    whole = finite & np.isfinite(numbers.to_numpy()) & (numbers.to_numpy() % 1 == 0)
-    check.flag(finite & ~whole, column, source, lambda v: f"company size must be whole, got {v!r}")
-    low = whole & (numbers.to_numpy() < _SIZE_MIN)
-    high = whole & (numbers.to_numpy() > _SIZE_MAX)
-    check.flag(low, column, source, lambda v: f"company size must be at least {_SIZE_MIN}, got {v}")
-    check.flag(
-        high, column, source, lambda v: f"company size must be at most {_SIZE_MAX:,}, got {v}"
-    )
+    whole = finite & np.isfinite(x) & (x % 1 == 0)
+    low, high = whole & (x < _SIZE_MIN), whole & (x > _SIZE_MAX)
+    for mask, message in (
+        (finite & ~whole, lambda v: f"company size must be whole, got {v!r}"),
+        (low, lambda v: f"company size must be at least {_SIZE_MIN}, got {v}"),
+        (high, lambda v: f"company size must be at most {_SIZE_MAX:,}, got {v}"),
+    ):
+        check.flag(mask, column, source, message)
     return numbers.where(whole & ~low & ~high).astype("Int64")
 
 
@@ -1059,8 +996,7 @@ def read_leads(
     if id_col == ROW_ID and ROW_ID not in raw.frame.columns:
         # A table without ids (an analytics export): each lead is its row number.
         raw.frame.insert(0, ROW_ID, [str(r) for r in raw.rows])
-    _missing_columns(path.name, raw.frame.columns, (id_col,))
-    check = _Checker(path.name, raw)
+    check = _Checker(path, raw, (id_col,))
     df = raw.frame
     frame = df.copy()
     frame[id_col] = _lead_ids(check, id_col)
@@ -1071,6 +1007,6 @@ def read_leads(
         frame["company_size"] = _company_size(check)
     if "created_at" in df.columns and id_col != "created_at":
         frame["created_at"] = check.timestamp("created_at", required=False)
-    result = _result(path, check, frame, list(df.columns), strict)
+    result = check.finish(frame, list(df.columns), strict)
     result.sample = sample
     return result

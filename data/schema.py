@@ -124,6 +124,11 @@ def _storable(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    """A model's time field in UTC (:func:`to_utc`); an optional one may be None."""
+    return None if value is None else to_utc(value)
+
+
 class Checked(dict[str, Any]):
     """The ``model_dump`` of a :class:`LeadProfile` or :class:`Event` (an event with its
     ``lead_id`` and optional ``event_id``): the store takes its values as the model
@@ -150,11 +155,7 @@ class LeadProfile(BaseModel):
     extra: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
     _text = field_validator("*")(_storable)
-
-    @field_validator("created_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else to_utc(value)
+    _utc = field_validator("created_at")(_utc_or_none)
 
 
 class Event(BaseModel):
@@ -171,11 +172,7 @@ class Event(BaseModel):
     channel: str | None = Field(default=None, max_length=100)
 
     _text = field_validator("*")(_storable)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return to_utc(value)
+    _utc = field_validator("timestamp")(_utc_or_none)
 
     def properties(self) -> dict[str, Any]:
         """The event's properties (everything but lead id, timestamp and type)."""

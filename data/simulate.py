@@ -515,13 +515,12 @@ def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np
     c_size = np.clip(np.round(rng.lognormal(np.log(300), 1.7, n_companies)), 2, 2_000_000)
     c_industry = _draw_index(rng, _INDUSTRY_WEIGHTS, n_companies)
     c_country = _draw_index(rng, _COUNTRY_WEIGHTS, n_companies)
-    n_pre, n_suf = len(_COMPANY_PREFIX), len(_COMPANY_SUFFIX)
-    pre = _text(_COMPANY_PREFIX, company_id % n_pre)
-    suf = _text(_COMPANY_SUFFIX, (company_id // n_pre) % n_suf)
-    n_qual = len(_COMPANY_QUALIFIER)
-    qualifier = _text(_COMPANY_QUALIFIER, (company_id // (n_pre * n_suf)) % n_qual)
-    round_ = company_id // (n_pre * n_suf * n_qual)
-    company = (qualifier + pre).str.cat(suf, sep=" ")
+    # A company's name is its number's digits in prefix, suffix and qualifier, then a round.
+    rest, pre = np.divmod(company_id, len(_COMPANY_PREFIX))
+    rest, suf = np.divmod(rest, len(_COMPANY_SUFFIX))
+    round_, qual = np.divmod(rest, len(_COMPANY_QUALIFIER))
+    named = _text(_COMPANY_QUALIFIER, qual) + _text(_COMPANY_PREFIX, pre)
+    company = named.str.cat(_text(_COMPANY_SUFFIX, suf), sep=" ")
     numbered = round_ > 0
     company[numbered] = (
         company[numbered] + " " + pd.Series(round_[numbered] + 1).astype("str").to_numpy()
@@ -534,7 +533,7 @@ def _draw_leads(config: SimulationConfig, rng: np.random.Generator, webinars: np
     student = group == _STUDENT
     at_uni = student & (rng.random(n) < 0.4)
     uni = (
-        _text(_COMPANY_PREFIX, rng.integers(0, n_pre, n))
+        _text(_COMPANY_PREFIX, rng.integers(0, len(_COMPANY_PREFIX), n))
         + " "
         + _text(_UNIVERSITIES, rng.integers(0, len(_UNIVERSITIES), n))
     )
@@ -875,12 +874,8 @@ def simulate(
             "true_persona": _text(DEFAULT_PERSONAS, _GROUP_PERSONA[leads.group[order]]),
         }
     )
-    return Simulation(
-        leads=leads_frame[list(SIMULATED_LEAD_COLUMNS)],
-        events=events,
-        truth=truth,
-        config=config,
-    )
+    leads_frame = leads_frame[list(SIMULATED_LEAD_COLUMNS)]
+    return Simulation(leads=leads_frame, events=events, truth=truth, config=config)
 
 
 _NEEDS_QUOTES = r'[,"\r\n]'

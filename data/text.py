@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
@@ -56,30 +55,22 @@ def find_bad_text(
     indices (``("leads", 3, "lead", "company")``). Iterative, so deeply nested
     input cannot exhaust the stack.
     """
-    for where, text in _strings(value, path):
-        reason = bad_text_reason(text)
-        if reason is not None:
-            return where, reason
-    return None
-
-
-def _strings(
-    value: Any, path: tuple[str | int, ...]
-) -> Iterator[tuple[tuple[str | int, ...], str]]:
     stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
     while stack:
         where, item = stack.pop()
         if isinstance(item, str):
-            yield where, item
+            if (reason := bad_text_reason(item)) is not None:
+                return where, reason
         elif isinstance(item, dict):
             children = []
             for key, child in item.items():
-                if isinstance(key, str):
-                    yield (*where, key), key
+                if isinstance(key, str) and (reason := bad_text_reason(key)) is not None:
+                    return (*where, key), reason
                 children.append(((*where, key), child))
             stack.extend(reversed(children))
         elif isinstance(item, list):
             stack.extend(reversed([((*where, i), child) for i, child in enumerate(item)]))
+    return None
 
 
 def user_name_problem(name: str) -> str | None:

@@ -34,6 +34,12 @@ def test_numbers_as_people_type_them():
     assert "currency signs removed" in report.note
 
 
+def test_numbers_with_padded_text_are_numbers():
+    # Values that stripping merges: the column used to be dropped before typing (a crash).
+    values, report = _one([" $12 ", "$13", " $14", "$13 "])
+    assert report.kind == "number" and values.tolist() == [12.0, 13.0, 14.0, 13.0]
+
+
 def test_decimal_commas_and_percent():
     values, report = _one(["1.234,50 €", "12,5", "3,25", "1.000.000,00"])
     assert report.kind == "number" and "decimal comma" in report.note
