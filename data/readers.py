@@ -24,7 +24,7 @@ from data.coltypes import stripped_text
 from data.csvscan import BadLine, CsvScanner, detect_encoding
 from data.personal import mask_line, open_private
 from data.schema import EVENT_COLUMNS, EVENT_TYPES, LEAD_COLUMNS, Event, LeadProfile
-from data.values import is_missing
+from data.values import count_words, is_missing
 
 #: ``read_leads(path, id_col=ROW_ID)`` on a table without ids numbers its rows.
 ROW_ID = "row_id"
@@ -132,10 +132,6 @@ class InputError(ValueError):
         self.errors: list[RowError] = list(errors)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _first_errors(errors: Sequence[RowError], limit: int, more: str = "") -> list[str]:
     """Up to ``limit`` errors, one an indented line, then how many more there are."""
     lines = [f"  {e}" for e in errors[:limit]]
@@ -146,7 +142,7 @@ def _first_errors(errors: Sequence[RowError], limit: int, more: str = "") -> lis
 
 def _list_errors(name: str, errors: Sequence[RowError], n_rows: int, n_bad: int) -> str:
     head = (
-        f"{name}: {n_bad} of {n_rows} rows rejected ({_plural(len(errors), 'error')}); "
+        f"{name}: {n_bad} of {n_rows} rows rejected ({count_words(len(errors), 'error')}); "
         "first errors:"
     )
     return "\n".join([head, *_first_errors(errors, _FIRST_ERRORS)])
@@ -195,7 +191,7 @@ class ReadResult:
         head = (
             f"{self._name}: {self.n_rows:,} rows read, {len(self.frame):,} kept, "
             f"{len(self.rejected_row_numbers):,} rejected "
-            f"({_plural(len(self.rejected), 'error')})"
+            f"({count_words(len(self.rejected), 'error')})"
         )
         more = " (write_report() lists all)"
         return "\n".join([head, *_first_errors(self.rejected, limit, more)])

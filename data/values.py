@@ -1,5 +1,5 @@
 """One helper per small idea that every layer needs: missing values, UTC times,
-JSON-safe numbers, chunks and percentages. Each has one meaning, said here, so a
+JSON-safe numbers, chunks, percentages and counted nouns. Each has one meaning, said here, so a
 module never needs its own copy with a slightly different one."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-__all__ = ["as_utc", "chunks", "finite", "is_missing", "percent", "plain", "utc_now"]
+__all__ = ["as_utc", "chunks", "count_words", "finite", "is_missing", "percent", "plain", "utc_now"]
 
 T = TypeVar("T")
 
@@ -81,3 +81,8 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 def percent(value: float | None, *, digits: int = 0, missing: str = "?") -> str:
     """A share (0.25) as text ("25%"), or ``missing`` when there is none."""
     return missing if value is None else f"{value * 100:.{digits}f}%"
+
+
+def count_words(n: int, word: str) -> str:
+    """A count with its noun: ``1 lead``, ``3 leads``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 from flask import Flask, Response, abort, current_app, render_template, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
-from review_ui.words import count_words
+from data.values import count_words
 
 _log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from data.review_queue import (
     queue_item,
     review_queue,
 )
-from data.values import percent
+from data.values import count_words, percent
 from review_ui import auth
 from review_ui.forms import (
     REASONS,
@@ -65,7 +65,7 @@ from review_ui.present import (
     weekly_timeline,
 )
 from review_ui.security import apply_headers
-from review_ui.words import count_words, day_words, label_words, when_words
+from review_ui.words import day_words, label_words, when_words
 
 __all__ = ["bp", "wait_for_suggestions"]
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 from data.values import as_utc
 
-__all__ = ["count_words", "day_words", "label_words", "when_words"]
+__all__ = ["day_words", "label_words", "when_words"]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -27,11 +27,6 @@ def label_words(label: str | None, empty: str = "—") -> str:
     words = text.replace("_", " ").replace("-", " ").split()
     joined = " ".join(words)
     return joined[:1].upper() + joined[1:]
-
-
-def count_words(n: int, word: str) -> str:
-    """A count with its noun: ``1 lead``, ``3 leads``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def day_words(value: datetime | date | None) -> str:
