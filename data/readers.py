@@ -623,7 +623,7 @@ def _read_raw_bounded(
         if len(raw.frame) > max_rows:
             reservoir.offer(raw.frame, raw.rows, rng.random(len(raw.frame)))
             frame, rows = reservoir.result(raw.frame.columns)
-            raw = _Raw(frame, rows, raw.errors, raw.n_rows)
+            raw = replace(raw, frame=frame, rows=rows)  # its line numbers and notes too
         unreadable = sum(1 for e in raw.errors if e.row is not None)
         return raw, Sample(max_rows, seed, raw.n_rows, len(raw.frame), unreadable)
 

@@ -517,6 +517,20 @@ def test_a_bounded_read_counts_unreadable_rows_over_the_whole_file(tmp_path):
     assert "2,000 rows read, 250 kept, 200 rejected" in result.report()
 
 
+def test_a_bounded_read_of_json_lines_names_lines_like_a_whole_read(tmp_path):
+    """A JSON Lines file is read whole, then sampled: its kept rows still name their lines."""
+    path = tmp_path / "leads.jsonl"
+    sizes = [-5 if i % 2 else 10 for i in range(60)]  # every other lead's size is refused
+    records = [{"lead_id": f"L{i}", "company_size": n} for i, n in enumerate(sizes)]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+
+    full, bounded = read_leads(path), read_leads(path, max_rows=20, seed=1)
+    assert bounded.sample is not None and bounded.sample.sampled
+    assert [e.line for e in full.rejected[:2]] == [2, 4]  # no header: data row N is line N
+    assert bounded.rejected and all(e.line == e.row for e in bounded.rejected)
+    assert ", line " in bounded.report() and ", row " not in bounded.report()
+
+
 def test_a_bounded_read_refuses_a_bound_below_one(tmp_path):
     path = tmp_path / "leads.csv"
     _lead_table(10).to_csv(path, index=False)
