@@ -721,16 +721,11 @@ GATE_JSON_TAG = _registry.GATE_JSON_TAG
 def _tag_version(client: Any, model_name: str, version: str, decision: GateDecision) -> None:
     """Keep the decision on the version (the Models page and ``models history`` read it)."""
     client.set_model_version_tag(model_name, version, GATE_SUMMARY_TAG, decision.summary()[:4900])
-    text = json.dumps(_compact(decision.to_dict()))
+    # The reasons cut short: the whole list is in the run's ``gate/decision.json``.
+    reasons = [r[:300] for r in decision.reasons[:12]]
+    text = json.dumps({**decision.to_dict(), "reasons": reasons})
     if len(text) <= 4900:
         client.set_model_version_tag(model_name, version, GATE_JSON_TAG, text)
-
-
-def _compact(data: dict[str, Any]) -> dict[str, Any]:
-    """The decision without its long reasons list (kept in the run's ``gate/decision.json``)."""
-    out = dict(data)
-    out["reasons"] = [r[:300] for r in data.get("reasons", [])[:12]]
-    return out
 
 
 def gate_decision_of(
@@ -809,18 +804,11 @@ def _log_gate(
 
 
 def inputs_from_table(
-    *,
-    leads_path: Any,
-    fallback: pd.DataFrame,
-    events_path: Any | None = None,
-    id_col: str = "lead_id",
-    stage_col: str | None = None,
-    persona_col: str | None = None,
-    as_of: Any | None = None,
-    max_rows: int | None = None,
-    seed: int = 0,
+    leads_path: Any, fallback: pd.DataFrame, **table: Any
 ) -> Callable[[Any], pd.DataFrame]:
-    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table."""
+    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table
+    (``table``: the :func:`~training.dataset.load_training_table` keywords that name and read
+    it: events, id and label columns, ``as_of``, ``max_rows``, ``seed``)."""
 
     def build(champion: Any) -> pd.DataFrame:
         import pandas as pd
@@ -830,19 +818,10 @@ def inputs_from_table(
         from model.features import FeatureConfig
         from training.dataset import load_training_table
 
+        config = champion.feature_config or FeatureConfig()
         try:
             full = load_training_table(
-                leads_path,
-                events_path=events_path,
-                id_col=id_col,
-                stage_col=stage_col,
-                persona_col=persona_col,
-                exclude=(),
-                as_of=as_of,
-                slice_cols=(),
-                feature_config=champion.feature_config or FeatureConfig(),
-                max_rows=max_rows,
-                seed=seed,
+                leads_path, **table, exclude=(), slice_cols=(), feature_config=config
             )
         except (ValueError, OSError):
             return fallback
