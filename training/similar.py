@@ -347,7 +347,7 @@ def build_suggestions(
         return existing
     correction = _correction(store, correction_id)
     head, before, after = correction["field"], correction["old_label"], correction["new_label"]
-    if correction["kind"] != "reclassify" or not before or not after or before == after:
+    if not _suggestible(correction):
         return None
     start = time.perf_counter()
     ranked = rank_candidates(store, correction, config)
@@ -394,6 +394,12 @@ def build_suggestions(
         # Built by another request meanwhile: theirs stands.
         pass
     return suggestion_set(store, correction_id)
+
+
+def _suggestible(correction: Mapping[str, Any]) -> bool:
+    """A reclassification from one label to another: what suggestions are built for."""
+    before, after = correction["old_label"], correction["new_label"]
+    return correction["kind"] == "reclassify" and bool(before and after) and before != after
 
 
 def _int(value: Any) -> int | None:
@@ -470,13 +476,7 @@ def pending_for_lead(store: Store, lead_id: str) -> list[dict[str, Any]]:
     """
     latest = {c["field"]: c for c in store.corrections_for(lead_id)}
     candidates = [
-        dict(c)
-        for c in latest.values()
-        if c["kind"] == "reclassify"
-        and c["old_label"]
-        and c["new_label"]
-        and c["old_label"] != c["new_label"]
-        and c["suggestion_id"] is None
+        dict(c) for c in latest.values() if _suggestible(c) and c["suggestion_id"] is None
     ]
     if not candidates:
         return []
