@@ -182,13 +182,9 @@ def gate(
 
     for head in HEADS:
         comp = (comparisons or {}).get(head) or {}
+        chall, champ = challenger_metrics.get(head), champion_metrics.get(head)
         findings = _head_findings(
-            head,
-            challenger_metrics.get(head),
-            champion_metrics.get(head),
-            comp,
-            f1_tolerance=f1_tolerance,
-            recall_margin=recall_margin,
+            head, chall, champ, comp, f1_tolerance=f1_tolerance, recall_margin=recall_margin
         )
         for kind, text in findings:
             if kind == "check":
@@ -391,27 +387,17 @@ def promote(
                 f"(version {current}): " + "; ".join(differences) + ". Register it under its "
                 "own name (--model-name), or replace the champion's task on purpose with --force"
             )
-        tags = target.tags or {}
-        said = tags.get(GATE_SUMMARY_TAG)
-        gate = (
-            f"no gate for this move (by hand); the gate had said: {said}"
-            if said
-            else "no gate for this move (by hand); the version was never gated"
-        )
+        said = (target.tags or {}).get(GATE_SUMMARY_TAG)
+        before = f"the gate had said: {said}" if said else "the version was never gated"
+        gate = f"no gate for this move (by hand); {before}"
         forced = bool(differences)
         if differences:
             gate = "forced over a task change: " + "; ".join(differences) + f" • {gate}"
     moves = []
     if current is not None:
+        replaced = f"replaced by version {version}: {why}"
         moves.append(
-            move_alias(
-                model_name,
-                PREVIOUS_CHAMPION,
-                current,
-                by=by,
-                why=f"replaced by version {version}: {why}",
-                client=client,
-            )
+            move_alias(model_name, PREVIOUS_CHAMPION, current, by=by, why=replaced, client=client)
         )
     client.set_model_version_tag(model_name, version, PROMOTED_FROM_TAG, current or "")
     moves.append(_move(model_name, CHAMPION, current, version, by, why, client, gate, forced))
@@ -475,23 +461,18 @@ class GateSet:
 
 def _predict(model: Any, X: pd.DataFrame, gate_set: GateSet) -> tuple[dict, dict]:
     """(metrics per head as ``evaluate_heads``, predicted labels per head on the labelled rows)."""
-    from training.evaluate import HEADS, head_metrics, predict_heads
+    from training.evaluate import evaluate_heads, predict_heads
 
     predictions = predict_heads(model, X)
-    metrics: dict[str, Any] = {}
+    y_stage, y_persona = gate_set.y_stage, gate_set.y_persona
+    metrics = evaluate_heads(model, X, y_stage, y_persona, predictions=predictions)
     labels: dict[str, Any] = {}
-    for head in HEADS:
-        y = gate_set.labels(head)
-        if y is None or len(y) == 0:
-            continue
-        if head not in predictions:
-            metrics[head] = {"n": len(y), "missing_head": True}
-            continue
-        pred = predictions[head]
-        positions = pred.index.get_indexer(y.index)
-        # The label the model gives (its decision rule), as head_metrics scores it.
-        labels[head] = pred.predicted[positions]
-        metrics[head] = {k: v for k, v in head_metrics(y, pred).items() if k != "slices"}
+    for head, found in metrics.items():
+        found.pop("slices", None)
+        if head in predictions:
+            pred = predictions[head]
+            # The label the model gives (its decision rule), as head_metrics scores it.
+            labels[head] = pred.predicted[pred.index.get_indexer(gate_set.labels(head).index)]
     return metrics, labels
 
 
