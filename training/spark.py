@@ -91,10 +91,7 @@ def local_session(
     if local_dir is not None:
         settings["spark.local.dir"] = str(local_dir)
     settings.update(conf or {})
-    builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = SparkSession.builder.master(master).appName(app_name).config(map=settings).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -118,13 +115,6 @@ class _Plan:
     with_events: bool
     columns: tuple[str, ...] = ()  # output columns, in order (learnt by _output_fields)
     empty_dtypes: tuple[str, ...] = ()  # pandas dtypes of an empty output, per column
-
-    def features(self, leads: pd.DataFrame, events: pd.DataFrame | None) -> pd.DataFrame:
-        """``build_features`` with this job's reference time, settings and id column."""
-        as_of = pd.Timestamp(self.as_of_ns, unit="ns", tz="UTC")
-        return build_features(
-            leads, events, as_of=as_of, config=self.config, id_col=self.id_col, exclude=self.exclude
-        )
 
 
 def _micros_to_utc(frame: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
@@ -164,7 +154,16 @@ def _features_of(plan: _Plan, leads: pd.DataFrame, events: pd.DataFrame | None) 
         )
         if plan.keep_input:
             events = events.assign(lead_id=events["lead_id"].astype(str))
-    features = plan.features(work, events if plan.with_events else None).reset_index(drop=True)
+    # Called here, not through a helper: a worker's error reaches the user as the first
+    # lines of its traceback, and each frame more pushes the message itself out.
+    features = build_features(
+        work,
+        events if plan.with_events else None,
+        as_of=pd.Timestamp(plan.as_of_ns, unit="ns", tz="UTC"),
+        config=plan.config,
+        id_col=plan.id_col,
+        exclude=plan.exclude,
+    ).reset_index(drop=True)
     if plan.keep_input:
         generated = [c for c in plan.columns if c not in original.columns]
         out = pd.concat([original, features[generated]], axis=1)
@@ -312,7 +311,14 @@ def _output_fields(leads_x: DataFrame, events_x: DataFrame | None, plan: _Plan) 
     probe_events = None
     if events_x is not None:
         probe_events = _probe_frame(events_x.schema, plan.event_micros, 0)
-    probe = plan.features(probe_leads, probe_events)
+    probe = build_features(
+        probe_leads,
+        probe_events,
+        as_of=pd.Timestamp(plan.as_of_ns, unit="ns", tz="UTC"),
+        config=plan.config,
+        id_col=plan.id_col,
+        exclude=plan.exclude,
+    )
     input_fields = {f.name: f for f in leads_x.schema.fields}
     generated = [
         StructField(name, _spark_type(probe[name].dtype), True)
