@@ -3,7 +3,6 @@ Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -528,15 +527,12 @@ def _log_corrections(run_id: str, retrain_set: RetrainSet, base_version: str | N
         "corrections/summary.json",
         run_id=run_id,
     )
-    with tempfile.TemporaryDirectory(prefix="leadready-corrections-") as tmp:
-        path = Path(tmp) / "used.csv"
-        frame = retrain_set.used.copy()
-        if "created_at" in frame.columns:
-            frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).map(
-                lambda t: None if pd.isna(t) else t.isoformat()
-            )
-        frame.to_csv(path, index=False)
-        client.log_artifact(run_id, str(path), "corrections")
+    frame = retrain_set.used.copy()
+    if "created_at" in frame.columns:
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).map(
+            lambda t: None if pd.isna(t) else t.isoformat()
+        )
+    client.log_text(run_id, frame.to_csv(index=False), "corrections/used.csv")
 
 
 def _log_trust(run_id: str, trust: Any) -> None:
