@@ -386,13 +386,8 @@ def train_on(
             if precompiled is not None:
                 precompiled.close()
         tag_task(config.model_name, version, lead_model.task)
-        move_alias(
-            config.model_name,
-            CHALLENGER,
-            version,
-            by=config.actor,
-            why=f"trained in run {run_id} on {training_set.name}",
-        )
+        why = f"trained in run {run_id} on {training_set.name}"
+        move_alias(config.model_name, CHALLENGER, version, by=config.actor, why=why)
 
     decision = None
     if config.gate:
@@ -593,13 +588,10 @@ def _tracked_run(run_name: str | None) -> Iterator[Any]:
         with _stops_deferred():
             run = mlflow.start_run(run_name=run_name)
         yield run
-    except (KeyboardInterrupt, SystemExit):
+    except BaseException as exc:
         if run is not None:
-            mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        if run is not None:
-            mlflow.end_run("FAILED")
+            stopped = isinstance(exc, KeyboardInterrupt | SystemExit)
+            mlflow.end_run("KILLED" if stopped else "FAILED")
         raise
     else:
         if _stop_requested:  # a stop whose exception Python had to drop (see request_stop)
