@@ -353,35 +353,29 @@ def build_suggestions(
     ranked = rank_candidates(store, correction, config)
     probability, distance = ranked.probability, ranked.distance
     n_likely = None if probability is None else int((probability >= config.likely).sum())
-    now = utc_now()
+    # What the set and each of its suggestions say alike: the change, the method, the time.
+    change = {"field": head, "from_label": before, "to_label": after}
+    common = {**change, "method": ranked.method, "created_at": utc_now()}
     set_values = {
         "correction_id": int(correction_id),
         "lead_id": correction["lead_id"],
-        "field": head,
-        "from_label": before,
-        "to_label": after,
-        "method": ranked.method,
         "n_candidates": len(ranked.candidates),
         "n_likely": n_likely,
         "n_reviewed": ranked.n_reviewed,
         "note": ranked.note,
         "seconds": float(time.perf_counter() - start),
-        "created_at": now,
+        **common,
     }
     rows = [
         {
             "source_correction_id": int(correction_id),
             "lead_id": lead_id,
-            "field": head,
-            "from_label": before,
-            "to_label": after,
             "prediction_id": _int(ranked.candidates.at[lead_id, "prediction_id"]),
             "rank": rank,
             "probability": None if probability is None else float(probability[lead_id]),
             "distance": None if distance is None else float(distance[lead_id]),
-            "method": ranked.method,
-            "created_at": now,
             "status": "open",
+            **common,
         }
         for rank, lead_id in enumerate(ranked.order[: config.keep], start=1)
     ]
