@@ -261,7 +261,7 @@ class _Checker:
                 bad("created_at", cells["created_at"], "not an ISO 8601 time")
         if errors:
             return None, errors
-        row = _Row(
+        return _Row(
             row=position,
             lead_id=str(lead_id),
             labels=chosen,
@@ -269,8 +269,7 @@ class _Checker:
             reason=reason,
             note=cells["note"],
             created_at=created_at,
-        )
-        return row, errors
+        ), errors
 
 
 def _lead_known(store: Store, lead_id: str) -> bool:

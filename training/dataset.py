@@ -378,17 +378,10 @@ def _screen_and_type(
 ) -> tuple[pd.DataFrame, set[str], list[str], Any]:
     """Screen out personal and id-like columns, type the rest: (typed frame, columns that
     are not features, empty or constant ones, the screening or None)."""
-    screened = (
-        screen_columns(frame, skip={id_col, *label_cols, *exclude}, allow=allow_columns)
-        if screen
-        else None
-    )
-    frame, kinds = _type_columns(
-        frame,
-        result,
-        skip={id_col, *label_cols, *exclude, *(screened.excluded if screened else ())},
-        types=types or {},
-    )
+    skip = {id_col, *label_cols, *exclude}
+    screened = screen_columns(frame, skip=skip, allow=allow_columns) if screen else None
+    excluded = set(screened.excluded) if screened else set()
+    frame, kinds = _type_columns(frame, result, skip=skip | excluded, types=types or {})
     if screened is not None:
         # Unique per row is id-like only for text: revenue figures are all different too.
         kind = {k.name: k.kind for k in kinds}
@@ -403,7 +396,7 @@ def _screen_and_type(
         inferred += format_report(kinds)
     if unusable:
         inferred.append(f"not features (empty or constant): {', '.join(unusable)}")
-    dropped = label_cols | set(exclude) | set(screened.excluded if screened else ()) | set(unusable)
+    dropped = label_cols | set(exclude) | excluded | set(unusable)
     return frame, dropped, unusable, screened
 
 

@@ -224,9 +224,11 @@ def evaluate_heads(
     y_persona: pd.Series | None,
     *,
     slices: pd.DataFrame | None = None,
+    predictions: Mapping[str, HeadPrediction] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate every head of ``model`` that has labels, on the rows of ``X``."""
-    predictions = predict_heads(model, X)
+    """Evaluate every head of ``model`` that has labels, on the rows of ``X`` (``predictions``:
+    :func:`predict_heads` of them, when the caller has it already)."""
+    predictions = predict_heads(model, X) if predictions is None else predictions
     result: dict[str, dict[str, Any]] = {}
     for head, y in zip(HEADS, (y_stage, y_persona), strict=True):
         y = _labelled(y)

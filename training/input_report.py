@@ -83,14 +83,9 @@ def _write_and_say(console: Console, path: Path, errors: Sequence[Any]) -> Path:
 def print_training_input(console: Console, training_set: Any, report_path: Path | None) -> None:
     """The read summary of a training set's leads (and events) and what was inferred."""
     errors = list(training_set.rejected)
-    print_read_summary(
-        console,
-        training_set.name,
-        n_kept=len(training_set),
-        errors=errors,
-        notes=training_set.notes,
-        report_path=None,
-    )
+    # The report is written below, with the events' rejected lines in it too.
+    n_kept, notes = len(training_set), training_set.notes
+    print_read_summary(console, training_set.name, n_kept=n_kept, errors=errors, notes=notes)
     events = list(training_set.rejected_events)
     if events:
         console.print(f"events: {len({e.row for e in events}):,} lines rejected", highlight=False)

@@ -390,11 +390,8 @@ def apply_label_trust(
 ) -> tuple[Any, TrustResult]:
     """The retrain set with reps weighed and doubted marketing labels handled, and what changed."""
     config = config or TrustConfig()
-    doubt = (
-        {}
-        if soft_threshold is not None
-        else marketing_doubt(evidence.predictions, evidence.queue, config)
-    )
+    soft = soft_threshold is not None  # soft labels replace down-weighting marketing's
+    doubt = {} if soft else marketing_doubt(evidence.predictions, evidence.queue, config)
     weights, trust = adjust_weights(
         [str(i) for i in retrain_set.training.ids],
         retrain_set.sample_weight,
@@ -405,11 +402,11 @@ def apply_label_trust(
         doubt=doubt,
         config=config,
     )
-    if soft_threshold is not None:
+    if soft:
         # adjust_weights' note on marketing rows would say 0 down-weighted: soft labels replace it.
         trust.notes = [n for n in trust.notes if "marketing labels down-weighted" not in n]
     out = replace(retrain_set, sample_weight=weights, notes=(*retrain_set.notes, *trust.notes))
-    if soft_threshold is not None:
+    if soft:
         out, trust.soft = soft_relabel(
             out,
             evidence.predictions,

@@ -41,10 +41,9 @@ def procedure_metrics(report: dict[str, dict[str, Any]]) -> dict[str, float]:
         metrics[p + "rows_boosted"] = float(r["rows_boosted"])
         metrics[p + "rounds"] = float(r["rounds"])
         decision = r["decision"]
-        for key in ("macro_f1_argmax", "macro_f1"):
+        for key, name in (("macro_f1_argmax", "argmax"), ("macro_f1", "decided")):
             if decision.get(key) is not None:
-                name = "oof_macro_f1_argmax" if key == "macro_f1_argmax" else "oof_macro_f1_decided"
-                metrics[p + name] = float(decision[key])
+                metrics[f"{p}oof_macro_f1_{name}"] = float(decision[key])
         for method, scores in r["calibration"]["candidates"].items():
             for key, value in scores.items():
                 metrics[f"{p}calibration_{method}_{key}"] = float(value)

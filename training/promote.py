@@ -182,13 +182,9 @@ def gate(
 
     for head in HEADS:
         comp = (comparisons or {}).get(head) or {}
+        chall, champ = challenger_metrics.get(head), champion_metrics.get(head)
         findings = _head_findings(
-            head,
-            challenger_metrics.get(head),
-            champion_metrics.get(head),
-            comp,
-            f1_tolerance=f1_tolerance,
-            recall_margin=recall_margin,
+            head, chall, champ, comp, f1_tolerance=f1_tolerance, recall_margin=recall_margin
         )
         for kind, text in findings:
             if kind == "check":
@@ -391,27 +387,17 @@ def promote(
                 f"(version {current}): " + "; ".join(differences) + ". Register it under its "
                 "own name (--model-name), or replace the champion's task on purpose with --force"
             )
-        tags = target.tags or {}
-        said = tags.get(GATE_SUMMARY_TAG)
-        gate = (
-            f"no gate for this move (by hand); the gate had said: {said}"
-            if said
-            else "no gate for this move (by hand); the version was never gated"
-        )
+        said = (target.tags or {}).get(GATE_SUMMARY_TAG)
+        before = f"the gate had said: {said}" if said else "the version was never gated"
+        gate = f"no gate for this move (by hand); {before}"
         forced = bool(differences)
         if differences:
             gate = "forced over a task change: " + "; ".join(differences) + f" • {gate}"
     moves = []
     if current is not None:
+        replaced = f"replaced by version {version}: {why}"
         moves.append(
-            move_alias(
-                model_name,
-                PREVIOUS_CHAMPION,
-                current,
-                by=by,
-                why=f"replaced by version {version}: {why}",
-                client=client,
-            )
+            move_alias(model_name, PREVIOUS_CHAMPION, current, by=by, why=replaced, client=client)
         )
     client.set_model_version_tag(model_name, version, PROMOTED_FROM_TAG, current or "")
     moves.append(_move(model_name, CHAMPION, current, version, by, why, client, gate, forced))
@@ -475,23 +461,18 @@ class GateSet:
 
 def _predict(model: Any, X: pd.DataFrame, gate_set: GateSet) -> tuple[dict, dict]:
     """(metrics per head as ``evaluate_heads``, predicted labels per head on the labelled rows)."""
-    from training.evaluate import HEADS, head_metrics, predict_heads
+    from training.evaluate import evaluate_heads, predict_heads
 
     predictions = predict_heads(model, X)
-    metrics: dict[str, Any] = {}
+    y_stage, y_persona = gate_set.y_stage, gate_set.y_persona
+    metrics = evaluate_heads(model, X, y_stage, y_persona, predictions=predictions)
     labels: dict[str, Any] = {}
-    for head in HEADS:
-        y = gate_set.labels(head)
-        if y is None or len(y) == 0:
-            continue
-        if head not in predictions:
-            metrics[head] = {"n": len(y), "missing_head": True}
-            continue
-        pred = predictions[head]
-        positions = pred.index.get_indexer(y.index)
-        # The label the model gives (its decision rule), as head_metrics scores it.
-        labels[head] = pred.predicted[positions]
-        metrics[head] = {k: v for k, v in head_metrics(y, pred).items() if k != "slices"}
+    for head, found in metrics.items():
+        found.pop("slices", None)
+        if head in predictions:
+            pred = predictions[head]
+            # The label the model gives (its decision rule), as head_metrics scores it.
+            labels[head] = pred.predicted[pred.index.get_indexer(gate_set.labels(head).index)]
     return metrics, labels
 
 
@@ -721,16 +702,11 @@ GATE_JSON_TAG = _registry.GATE_JSON_TAG
 def _tag_version(client: Any, model_name: str, version: str, decision: GateDecision) -> None:
     """Keep the decision on the version (the Models page and ``models history`` read it)."""
     client.set_model_version_tag(model_name, version, GATE_SUMMARY_TAG, decision.summary()[:4900])
-    text = json.dumps(_compact(decision.to_dict()))
+    # The reasons cut short: the whole list is in the run's ``gate/decision.json``.
+    reasons = [r[:300] for r in decision.reasons[:12]]
+    text = json.dumps({**decision.to_dict(), "reasons": reasons})
     if len(text) <= 4900:
         client.set_model_version_tag(model_name, version, GATE_JSON_TAG, text)
-
-
-def _compact(data: dict[str, Any]) -> dict[str, Any]:
-    """The decision without its long reasons list (kept in the run's ``gate/decision.json``)."""
-    out = dict(data)
-    out["reasons"] = [r[:300] for r in data.get("reasons", [])[:12]]
-    return out
 
 
 def gate_decision_of(
@@ -809,18 +785,11 @@ def _log_gate(
 
 
 def inputs_from_table(
-    *,
-    leads_path: Any,
-    fallback: pd.DataFrame,
-    events_path: Any | None = None,
-    id_col: str = "lead_id",
-    stage_col: str | None = None,
-    persona_col: str | None = None,
-    as_of: Any | None = None,
-    max_rows: int | None = None,
-    seed: int = 0,
+    leads_path: Any, fallback: pd.DataFrame, **table: Any
 ) -> Callable[[Any], pd.DataFrame]:
-    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table."""
+    """``champion_inputs`` for :func:`run_gate`: the champion's own columns from the same table
+    (``table``: the :func:`~training.dataset.load_training_table` keywords that name and read
+    it: events, id and label columns, ``as_of``, ``max_rows``, ``seed``)."""
 
     def build(champion: Any) -> pd.DataFrame:
         import pandas as pd
@@ -830,19 +799,10 @@ def inputs_from_table(
         from model.features import FeatureConfig
         from training.dataset import load_training_table
 
+        config = champion.feature_config or FeatureConfig()
         try:
             full = load_training_table(
-                leads_path,
-                events_path=events_path,
-                id_col=id_col,
-                stage_col=stage_col,
-                persona_col=persona_col,
-                exclude=(),
-                as_of=as_of,
-                slice_cols=(),
-                feature_config=champion.feature_config or FeatureConfig(),
-                max_rows=max_rows,
-                seed=seed,
+                leads_path, **table, exclude=(), slice_cols=(), feature_config=config
             )
         except (ValueError, OSError):
             return fallback

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from data.values import is_missing, plain, utc_now
+from data.values import chunks, is_missing, plain, utc_now
 
 if TYPE_CHECKING:
     from data.store import Store
@@ -148,6 +148,6 @@ def record_scored_frame(
         input_columns=input_columns,
         created_at=created_at,
     )
-    for start in range(0, len(records), _CHUNK):
-        store.record_predictions(records[start : start + _CHUNK])
+    for chunk in chunks(records, _CHUNK):
+        store.record_predictions(chunk)
     return len(records)

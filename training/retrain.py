@@ -3,7 +3,6 @@ Design notes: ``docs/design/training.md``."""
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -16,15 +15,16 @@ import pandas as pd
 from training.dataset import TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, metric_key
 from training.label_trust import apply_label_trust, gather_evidence
-from training.promote import (
-    CHAMPION,
-    GateDecision,
-    GateSet,
-    current_version,
-    run_gate,
-)
+from training.promote import CHAMPION, GateDecision, GateSet, current_version
 from training.rep_labels import CURRENT_COLUMNS, current_corrections
-from training.train import CONFIG_ARTIFACT, TrainConfig, TrainResult, gate_set, train_on
+from training.train import (
+    CONFIG_ARTIFACT,
+    TrainConfig,
+    TrainResult,
+    gate_set,
+    run_gate_with,
+    train_on,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -122,20 +122,13 @@ class CorrectionSummary:
         out = {f"corrections_{name}": float(getattr(self, f"n_{name}")) for name in counted}
         for head, n in self.n_changed.items():
             out[metric_key("corrections_changed", head)] = float(n)
-        for prefix, by_class in (
-            ("corrections", self.by_class),
-            ("corrections_gate", self.gate_by_class),
-        ):
-            for head, counts in by_class.items():
+        by_class = {"corrections": self.by_class, "corrections_gate": self.gate_by_class}
+        for prefix, per_head in by_class.items():
+            for head, counts in per_head.items():
                 for label, n in counts.items():
                     out[f"{metric_key(prefix, head)}__{metric_key(label)}"] = float(n)
-        for name, counts in (
-            ("rep", self.by_rep),
-            ("reason", self.by_reason),
-            ("kind", self.by_kind),
-            ("source", self.by_source),
-        ):
-            for key, n in counts.items():
+        for name in ("rep", "reason", "kind", "source"):
+            for key, n in getattr(self, f"by_{name}").items():
                 out[f"corrections_by_{name}__{metric_key(key)}"] = float(n)
         return out
 
@@ -534,36 +527,28 @@ def _log_corrections(run_id: str, retrain_set: RetrainSet, base_version: str | N
         "corrections/summary.json",
         run_id=run_id,
     )
-    with tempfile.TemporaryDirectory(prefix="leadready-corrections-") as tmp:
-        path = Path(tmp) / "used.csv"
-        frame = retrain_set.used.copy()
-        if "created_at" in frame.columns:
-            frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).map(
-                lambda t: None if pd.isna(t) else t.isoformat()
-            )
-        frame.to_csv(path, index=False)
-        client.log_artifact(run_id, str(path), "corrections")
+    frame = retrain_set.used.copy()
+    if "created_at" in frame.columns:
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).map(
+            lambda t: None if pd.isna(t) else t.isoformat()
+        )
+    client.log_text(run_id, frame.to_csv(index=False), "corrections/used.csv")
 
 
 def _log_trust(run_id: str, trust: Any) -> None:
     """Log every change of training labels' weights: per-rep factors and doubted marketing rows."""
     import mlflow
 
-    mlflow.log_metrics(
-        {
-            "retrain_marketing_downweighted": float(len(trust.marketing_downweighted)),
-            "retrain_shared_rep_labels": float(trust.n_shared_leads),
-        },
-        run_id=run_id,
-    )
+    metrics = {
+        "retrain_marketing_downweighted": float(len(trust.marketing_downweighted)),
+        "retrain_shared_rep_labels": float(trust.n_shared_leads),
+    }
     mlflow.log_dict(trust.to_dict(), "corrections/label_trust.json", run_id=run_id)
-    soft = getattr(trust, "soft", None)
-    if soft is not None:
-        mlflow.log_metrics(
-            {"retrain_marketing_soft_relabelled": float(soft.to_dict()["n_rows_added"])},
-            run_id=run_id,
-        )
-        mlflow.log_dict(soft.to_dict(), "corrections/marketing_soft_relabelled.json", run_id=run_id)
+    if trust.soft is not None:
+        soft = trust.soft.to_dict()
+        metrics["retrain_marketing_soft_relabelled"] = float(soft["n_rows_added"])
+        mlflow.log_dict(soft, "corrections/marketing_soft_relabelled.json", run_id=run_id)
+    mlflow.log_metrics(metrics, run_id=run_id)
     mlflow.log_dict(
         {"marketing_weight_factor": trust.marketing_downweighted},
         "corrections/marketing_downweighted.json",
@@ -651,7 +636,11 @@ def retrain(
         gate_set = sets[0].name
         n_leads = sum(len(s.X) for s in sets)
         report(f"running the promotion gate on the {gate_set} set ({n_leads:,} leads)", 0.85)
-        decision, gate_metrics = _run_gate(config, base_config, trained, sets, client)
+        # The base run's gate settings, with this retrain's --force.
+        gate_config = replace(base_config, force=config.force)
+        decision, gate_metrics = run_gate_with(
+            gate_config, trained.version, sets, trained.run_id, client=client
+        )
     verdict = "not gated" if decision is None else ("promoted" if decision.promote else "refused")
     report(f"done: version {trained.version} {verdict}", 1.0)
     return RetrainResult(
@@ -686,25 +675,3 @@ def _gate_sets(
     name, min_refuse = "rep-verified", config.min_refuse_leads
     first = gate_set(base_config, retrain_set.gate, base.as_of, name=name, min_refuse=min_refuse)
     return [first, holdout_set]
-
-
-def _run_gate(
-    config: RetrainConfig,
-    base_config: TrainConfig,
-    trained: TrainResult,
-    sets: list[GateSet],
-    client: Any,
-) -> tuple[GateDecision, dict[str, Any]]:
-    """The promotion gate on the retrain's sets, with the base run's gate settings."""
-    return run_gate(
-        model_name=config.model_name,
-        challenger_version=trained.version,
-        sets=sets,
-        run_id=trained.run_id,
-        f1_tolerance=base_config.f1_tolerance,
-        recall_margin=base_config.recall_margin,
-        by=config.actor,
-        client=client,
-        force=config.force,
-        seed=base_config.seed,
-    )

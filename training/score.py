@@ -261,11 +261,10 @@ def score_table(
     ahead = events_path if isinstance(events_path, EventsAhead) else None
     events = _Events(Path(events_path)) if events_path is not None and not ahead else None
     if ahead is not None:
-        last = ahead.last_event()
-        if as_of is None and last is not None:
-            as_of = last
-    elif as_of is None and events is not None and events.last is not None:
-        as_of = events.last.to_pydatetime()
+        last = ahead.last_event()  # waits for the table to be read
+    else:
+        last = None if events is None or events.last is None else events.last.to_pydatetime()
+    as_of = last if as_of is None else as_of
     has_events = ahead is not None or events is not None
     feature_config = getattr(model, "feature_config", None)
     prediction_columns = model.output_columns(reasons=reasons)

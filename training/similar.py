@@ -347,41 +347,35 @@ def build_suggestions(
         return existing
     correction = _correction(store, correction_id)
     head, before, after = correction["field"], correction["old_label"], correction["new_label"]
-    if correction["kind"] != "reclassify" or not before or not after or before == after:
+    if not _suggestible(correction):
         return None
     start = time.perf_counter()
     ranked = rank_candidates(store, correction, config)
     probability, distance = ranked.probability, ranked.distance
     n_likely = None if probability is None else int((probability >= config.likely).sum())
-    now = utc_now()
+    # What the set and each of its suggestions say alike: the change, the method, the time.
+    change = {"field": head, "from_label": before, "to_label": after}
+    common = {**change, "method": ranked.method, "created_at": utc_now()}
     set_values = {
         "correction_id": int(correction_id),
         "lead_id": correction["lead_id"],
-        "field": head,
-        "from_label": before,
-        "to_label": after,
-        "method": ranked.method,
         "n_candidates": len(ranked.candidates),
         "n_likely": n_likely,
         "n_reviewed": ranked.n_reviewed,
         "note": ranked.note,
         "seconds": float(time.perf_counter() - start),
-        "created_at": now,
+        **common,
     }
     rows = [
         {
             "source_correction_id": int(correction_id),
             "lead_id": lead_id,
-            "field": head,
-            "from_label": before,
-            "to_label": after,
             "prediction_id": _int(ranked.candidates.at[lead_id, "prediction_id"]),
             "rank": rank,
             "probability": None if probability is None else float(probability[lead_id]),
             "distance": None if distance is None else float(distance[lead_id]),
-            "method": ranked.method,
-            "created_at": now,
             "status": "open",
+            **common,
         }
         for rank, lead_id in enumerate(ranked.order[: config.keep], start=1)
     ]
@@ -394,6 +388,12 @@ def build_suggestions(
         # Built by another request meanwhile: theirs stands.
         pass
     return suggestion_set(store, correction_id)
+
+
+def _suggestible(correction: Mapping[str, Any]) -> bool:
+    """A reclassification from one label to another: what suggestions are built for."""
+    before, after = correction["old_label"], correction["new_label"]
+    return correction["kind"] == "reclassify" and bool(before and after) and before != after
 
 
 def _int(value: Any) -> int | None:
@@ -470,13 +470,7 @@ def pending_for_lead(store: Store, lead_id: str) -> list[dict[str, Any]]:
     """
     latest = {c["field"]: c for c in store.corrections_for(lead_id)}
     candidates = [
-        dict(c)
-        for c in latest.values()
-        if c["kind"] == "reclassify"
-        and c["old_label"]
-        and c["new_label"]
-        and c["old_label"] != c["new_label"]
-        and c["suggestion_id"] is None
+        dict(c) for c in latest.values() if _suggestible(c) and c["suggestion_id"] is None
     ]
     if not candidates:
         return []

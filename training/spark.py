@@ -9,8 +9,8 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,10 +91,7 @@ def local_session(
     if local_dir is not None:
         settings["spark.local.dir"] = str(local_dir)
     settings.update(conf or {})
-    builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = SparkSession.builder.master(master).appName(app_name).config(map=settings).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -115,9 +112,9 @@ class _Plan:
     # Scoring: ids as score_table keeps them (text, stripped), and the output is the input
     # columns + generated ones (else build_features' row).
     keep_input: bool
-    columns: tuple[str, ...]  # output columns, in order
-    empty_dtypes: tuple[str, ...]  # pandas dtypes of an empty output, per column
     with_events: bool
+    columns: tuple[str, ...] = ()  # output columns, in order (learnt by _output_fields)
+    empty_dtypes: tuple[str, ...] = ()  # pandas dtypes of an empty output, per column
 
 
 def _micros_to_utc(frame: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
@@ -157,6 +154,8 @@ def _features_of(plan: _Plan, leads: pd.DataFrame, events: pd.DataFrame | None) 
         )
         if plan.keep_input:
             events = events.assign(lead_id=events["lead_id"].astype(str))
+    # Called here, not through a helper: a worker's error reaches the user as the first
+    # lines of its traceback, and each frame more pushes the message itself out.
     features = build_features(
         work,
         events if plan.with_events else None,
@@ -287,7 +286,8 @@ def _latest_event_ns(events: DataFrame) -> int | None:
     return None if latest is None else int(latest) * 1000
 
 
-def _as_of_ns(as_of: object | None, fallback: Callable[[], int | None]) -> int:
+def _as_of_ns(as_of: object | None, events: DataFrame | None) -> int:
+    """``as_of`` in ns since the epoch; by default the latest event, else now."""
     if as_of is not None:
         stamp = pd.Timestamp(as_of)
         if stamp is pd.NaT:
@@ -295,38 +295,29 @@ def _as_of_ns(as_of: object | None, fallback: Callable[[], int | None]) -> int:
         if stamp.tzinfo is None:
             stamp = stamp.tz_localize("UTC")
         return int(stamp.as_unit("ns").value)
-    latest = fallback()
+    latest = None if events is None else _latest_event_ns(events)
     if latest is not None:
         return latest
     return int(pd.Timestamp(utc_now()).as_unit("ns").value)
 
 
-def _output_fields(
-    leads_x: DataFrame,
-    events_x: DataFrame | None,
-    micros: tuple[Any, Any],
-    *,
-    as_of_ns: int,
-    config: FeatureConfig,
-    id_col: str,
-    exclude: tuple[str, ...],
-    keep_input: bool,
-) -> list[Any]:
+def _output_fields(leads_x: DataFrame, events_x: DataFrame | None, plan: _Plan) -> list[Any]:
     """The Spark fields of the feature job's output, learnt by running the real code."""
     from pyspark.sql.types import StructField
 
-    lead_micros, event_micros = micros
     # Probe: run the real code on one lead of missing values (build_features needs
     # a lead) and no events, shaped like the workers' input, to learn the columns.
-    probe_leads = _probe_frame(leads_x.schema, lead_micros, 1)
-    probe_events = _probe_frame(events_x.schema, event_micros, 0) if events_x is not None else None
+    probe_leads = _probe_frame(leads_x.schema, plan.lead_micros, 1)
+    probe_events = None
+    if events_x is not None:
+        probe_events = _probe_frame(events_x.schema, plan.event_micros, 0)
     probe = build_features(
         probe_leads,
         probe_events,
-        as_of=pd.Timestamp(as_of_ns, unit="ns", tz="UTC"),
-        config=config,
-        id_col=id_col,
-        exclude=exclude,
+        as_of=pd.Timestamp(plan.as_of_ns, unit="ns", tz="UTC"),
+        config=plan.config,
+        id_col=plan.id_col,
+        exclude=plan.exclude,
     )
     input_fields = {f.name: f for f in leads_x.schema.fields}
     generated = [
@@ -334,12 +325,10 @@ def _output_fields(
         for name in probe.columns
         if name not in input_fields
     ]
-    if keep_input:
-        fields = [*leads_x.schema.fields, *generated]
-    else:
-        own = [input_fields[name] for name in probe.columns if name in input_fields]
-        fields = [input_fields[id_col], *own, *generated]
-    return fields
+    if plan.keep_input:
+        return [*leads_x.schema.fields, *generated]
+    own = [input_fields[name] for name in probe.columns if name in input_fields]
+    return [input_fields[plan.id_col], *own, *generated]
 
 
 def _featurize(
@@ -354,27 +343,14 @@ def _featurize(
     keep_input: bool,
 ) -> DataFrame:
     """The Spark plan of the feature job (lazy: nothing runs until it is written or collected):
-    output fields, the plan the workers run, then one map or a bucketed cogroup with events
-    (the callers have checked the events)."""
+    the plan the workers run with its output fields, then one map or a bucketed cogroup with
+    events (the callers have checked the events and the id column)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructType
 
-    if id_col not in leads.columns:
-        raise ValueError(f"leads lack the id column {id_col!r}")
     leads_x, lead_micros = _to_micros(leads)
     events_x, event_micros = _to_micros(events) if events is not None else (None, ())
 
-    fields = _output_fields(
-        leads_x,
-        events_x,
-        (lead_micros, event_micros),
-        as_of_ns=as_of_ns,
-        config=config,
-        id_col=id_col,
-        exclude=exclude,
-        keep_input=keep_input,
-    )
-    schema = StructType(fields)
     plan = _Plan(
         id_col=id_col,
         config=config,
@@ -383,10 +359,13 @@ def _featurize(
         lead_micros=lead_micros,
         event_micros=event_micros,
         keep_input=keep_input,
-        columns=tuple(f.name for f in fields),
-        empty_dtypes=tuple(_empty_dtype(f.dataType) for f in fields),
         with_events=events is not None,
     )
+    fields = _output_fields(leads_x, events_x, plan)
+    schema = StructType(fields)
+    columns = tuple(f.name for f in fields)
+    dtypes = tuple(_empty_dtype(f.dataType) for f in fields)
+    plan = replace(plan, columns=columns, empty_dtypes=dtypes)
 
     if events_x is None:
         out = leads_x.mapInPandas(functools.partial(_features_of_batches, plan), schema)
@@ -423,18 +402,15 @@ def build_features_spark(
 
     if events is not None:
         _check_events(events)
-        if id_col not in leads.columns:
-            raise ValueError(f"leads lack the id column {id_col!r}")
-        ours = events.join(
-            leads.select(F.col(_quoted(id_col)).alias("lead_id")), on="lead_id", how="left_semi"
-        )
-        as_of_ns = _as_of_ns(as_of, lambda: _latest_event_ns(ours))
-    else:
-        as_of_ns = _as_of_ns(as_of, lambda: None)
+    if id_col not in leads.columns:
+        raise ValueError(f"leads lack the id column {id_col!r}")
+    # The default as_of is the latest event of these leads.
+    ids = leads.select(F.col(_quoted(id_col)).alias("lead_id"))
+    ours = None if events is None else events.join(ids, on="lead_id", how="left_semi")
     return _featurize(
         leads,
         events,
-        as_of_ns=as_of_ns,
+        as_of_ns=_as_of_ns(as_of, ours),
         config=config,
         id_col=id_col,
         exclude=tuple(exclude),
@@ -542,9 +518,7 @@ def _featurized_leads(
     events = spark.read.parquet(str(events_path)) if events_path is not None else None
     if events is not None:
         _check_events(events)
-    as_of_ns = _as_of_ns(
-        as_of, (lambda: _latest_event_ns(events)) if events is not None else (lambda: None)
-    )
+    as_of_ns = _as_of_ns(as_of, events)
     reference = pd.Timestamp(as_of_ns, unit="ns", tz="UTC").to_pydatetime()
     featurized = _featurize(
         leads,

@@ -38,6 +38,7 @@ __all__ = [
     "fit_lead_model",
     "gate_set",
     "request_stop",
+    "run_gate_with",
     "train",
     "train_on",
 ]
@@ -252,15 +253,13 @@ def _per_head_rows(
     n = len(X)
     base = np.ones(n) if weight is None else weight
     present = [h for h in ("stage", "persona") if noise.y[h] is not None]
-    frames, ys, ws = [], {h: [] for h in present}, []
+    ys: dict[str, list[np.ndarray]] = {h: [] for h in present}
     for h in present:
-        frames.append(X)
-        ws.append(base * noise.weights[h])
         for other in present:
             ys[other].append(noise.y[h] if other == h else np.full(n, None, dtype=object))
-    stacked = pd.concat(frames, axis=0)
     y = {h: np.concatenate(ys[h]) for h in present}
-    return stacked, y.get("stage"), y.get("persona"), np.concatenate(ws)
+    weights = np.concatenate([base * noise.weights[h] for h in present])
+    return pd.concat([X] * len(present), axis=0), y.get("stage"), y.get("persona"), weights
 
 
 def train(
@@ -285,13 +284,10 @@ def train(
     notices = notices if notices is not None else console
     try:
         config, training_set = _with_sales_ready(config, training_set)
-    except ValueError:
-        if notices is not None:  # what was read and inferred is said before the stop
+    finally:  # what was read and inferred is said, before a stop too
+        if notices is not None:
             print_training_input(notices, training_set, config.rejected_report)
-        raise
     sample = training_set.sample
-    if notices is not None:
-        print_training_input(notices, training_set, config.rejected_report)
     if sample is not None and sample.sampled and notices is not None:
         notices.print(f"[yellow]{sample.describe(training_set.name)} (--max-rows)")
     return train_on(training_set, config, console=console, _steps=steps)
@@ -309,10 +305,9 @@ def _with_sales_ready(config: TrainConfig, ts: TrainingSet) -> tuple[TrainConfig
     ready = infer_sales_ready(classes)
     if ready:
         sentence = f"sales-ready stages inferred: {', '.join(ready)}; --sales-ready overrides"
-        return replace(config, sales_ready=tuple(ready)), replace(
-            ts, inferred=(*ts.inferred, sentence)
-        )
-    found = infer_stage_order(classes)
+        found: tuple[Any, str] | None = (tuple(ready), sentence)
+    else:
+        found = infer_stage_order(classes)
     if found is None:
         raise ValueError(
             f"{ts.name}: cannot tell which stage labels are sales-ready "
@@ -391,18 +386,17 @@ def train_on(
             if precompiled is not None:
                 precompiled.close()
         tag_task(config.model_name, version, lead_model.task)
-        move_alias(
-            config.model_name,
-            CHALLENGER,
-            version,
-            by=config.actor,
-            why=f"trained in run {run_id} on {training_set.name}",
-        )
+        why = f"trained in run {run_id} on {training_set.name}"
+        move_alias(config.model_name, CHALLENGER, version, by=config.actor, why=why)
 
     decision = None
     if config.gate:
         with steps.step("gate_s", "running the promotion gate on the holdout"):
-            decision = _gate_on_holdout(config, training_set, holdout, lead_model, version, run_id)
+            # The champion is scored on its own inputs from the lead table.
+            holdout_set = gate_set(config, holdout, training_set.as_of, max_rows=config.max_rows)
+            decision, _ = run_gate_with(
+                config, version, [holdout_set], run_id, challenger=lead_model
+            )
     mlflow.log_metrics({f"time_{k}": v for k, v in steps.timings.items()}, run_id=run_id)
     return TrainResult(
         run_id=run_id,
@@ -466,8 +460,9 @@ def _metrics(
     if training_set.input_report.get("title_column"):
         lead_model.metadata["title_column"] = training_set.input_report["title_column"]
     noise_info = lead_model.metadata.get("label_noise")
-    if noise_info:
-        metrics.update(_noise_metrics(noise_info))
+    if noise_info:  # the label-noise step's flagged rows per head and class, and its time
+        flagged, seconds = noise_info.get("flagged", {}), float(noise_info.get("seconds", 0.0))
+        metrics.update(LabelNoiseResult(noise_info["mode"], {}, {}, flagged, seconds).metrics())
     return metrics
 
 
@@ -546,29 +541,23 @@ def _log_results(
         mlflow.log_artifacts(tmp, "plots")
 
 
-def _gate_on_holdout(
-    config: TrainConfig,
-    training_set: TrainingSet,
-    holdout: TrainingSet,
-    lead_model: Any,
-    version: str,
-    run_id: str,
-) -> GateDecision:
-    """Run the promotion gate on the holdout, the champion scored on its own inputs."""
-    holdout_set = gate_set(config, holdout, training_set.as_of, max_rows=config.max_rows)
-    decision, _ = run_gate(
+def run_gate_with(
+    config: TrainConfig, version: str, sets: list[GateSet], run_id: str, **options: Any
+) -> tuple[GateDecision, dict[str, Any]]:
+    """:func:`~training.promote.run_gate` with the settings' model name, gate thresholds,
+    actor, ``force`` and seed (``options``: its ``challenger`` and ``client``)."""
+    return run_gate(
         model_name=config.model_name,
         challenger_version=version,
-        sets=[holdout_set],
+        sets=sets,
         run_id=run_id,
-        challenger=lead_model,
         f1_tolerance=config.f1_tolerance,
         recall_margin=config.recall_margin,
         by=config.actor,
         force=config.force,
         seed=config.seed,
+        **options,
     )
-    return decision
 
 
 def gate_set(
@@ -599,13 +588,10 @@ def _tracked_run(run_name: str | None) -> Iterator[Any]:
         with _stops_deferred():
             run = mlflow.start_run(run_name=run_name)
         yield run
-    except (KeyboardInterrupt, SystemExit):
+    except BaseException as exc:
         if run is not None:
-            mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        if run is not None:
-            mlflow.end_run("FAILED")
+            stopped = isinstance(exc, KeyboardInterrupt | SystemExit)
+            mlflow.end_run("KILLED" if stopped else "FAILED")
         raise
     else:
         if _stop_requested:  # a stop whose exception Python had to drop (see request_stop)
@@ -644,14 +630,6 @@ def _stops_deferred() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         for signum in caught:
             signal.raise_signal(signum)
-
-
-def _noise_metrics(info: dict[str, Any]) -> dict[str, float]:
-    """MLflow metrics of the label-noise step: flagged rows per head and class, seconds."""
-    flagged = info.get("flagged", {})
-    result = LabelNoiseResult(mode=info["mode"], y={}, weights={}, flagged=flagged)
-    result.seconds = float(info.get("seconds", 0.0))
-    return result.metrics()
 
 
 def _log_datasets(full: TrainingSet, train_set: TrainingSet, holdout: TrainingSet) -> None:
