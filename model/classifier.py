@@ -947,31 +947,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     def contributions_encoded(
         self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "shap"
     ) -> np.ndarray:
-        """Per-feature contributions to each class's raw score."""
-        n, f = self._check_contrib(Z, method)
-        k = len(self.classes_)
-        if f == 0:
-            return np.zeros((n, k, 1))
-        mixed = self._family_contributions(Z, None, num_threads, method)
-        if mixed is not None:
-            return mixed
-        threads = self.num_threads if num_threads is None else num_threads
-        if method == "shap":
-            contrib = np.asarray(self.booster_.predict(Z, pred_contrib=True, num_threads=threads))
-        else:
-            paths = self._path_attribution()
-            leaves = self._leaves(Z, threads)
-            contrib = np.stack(
-                [
-                    paths.contributions(leaves, np.full(n, c, dtype=np.int64))
-                    for c in range(paths.per_iteration)
-                ],
-                axis=1,
-            )
-        if k == 2:
-            contrib = contrib.reshape(n, 1, f + 1)
-            return np.concatenate([-contrib, contrib], axis=1)
-        return contrib.reshape(n, k, f + 1)
+        """Per-feature contributions to each class's raw score, (n_rows, n_classes, f + 1)."""
+        return self._contributions(Z, None, num_threads, method)
 
     def class_contributions_encoded(
         self,
@@ -982,40 +959,57 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         method: str = "shap",
     ) -> np.ndarray:
         """Contributions to one class per row (the one to explain), without the others."""
-        n, f = self._check_contrib(Z, method)
-        index = np.asarray(class_index, dtype=np.int64).reshape(-1)
-        if index.shape[0] != n:
+        return self._contributions(Z, class_index, num_threads, method)
+
+    def _contributions(
+        self, Z: np.ndarray, class_index: Any, num_threads: int | None, method: str
+    ) -> np.ndarray:
+        """Contributions to every class, (n_rows, k, f + 1), or with ``class_index`` to that
+        class of each row only, (n_rows, f + 1); the bias last."""
+        _check_fitted(self, "booster_")
+        if method not in ("path", "shap"):
+            raise ValueError(f"method must be 'path' or 'shap', got {method!r}")
+        n, f = Z.shape
+        k = len(self.classes_)
+        index = None if class_index is None else np.asarray(class_index, dtype=np.int64).ravel()
+        if index is not None and index.shape[0] != n:
             raise ValueError(f"class_index has {index.shape[0]} rows, Z has {n}")
         if f == 0:
-            return np.zeros((n, 1))
-        mixed = self._family_contributions(Z, index, num_threads, method)
-        if mixed is not None:
-            return mixed
+            return np.zeros((n, k, 1) if index is None else (n, 1))
+        if self.__dict__.get("family_", "lightgbm") != "lightgbm":
+            return self._family_contributions(Z, index, num_threads, method)
         threads = self.num_threads if num_threads is None else num_threads
         if method == "shap":
-            per_class = self._class_tree_shap()
+            per_class = None if index is None else self._class_tree_shap()
             if per_class is not None:
                 return per_class.contributions(Z, index, threads)
             contrib = np.asarray(self.booster_.predict(Z, pred_contrib=True, num_threads=threads))
+        elif index is not None and k > 2:
+            return self._path_attribution().contributions(self._leaves(Z, threads), index)
+        else:
+            paths = self._path_attribution()
+            leaves = self._leaves(Z, threads)
+            contrib = np.stack(
+                [
+                    paths.contributions(leaves, np.full(n, c, dtype=np.int64))
+                    for c in range(paths.per_iteration)
+                ],
+                axis=1,
+            )
+        if index is not None:  # a binary head: class 0's contributions are class 1's negated
             contrib = contrib.reshape(n, f + 1)
             return np.where((index == 0)[:, None], -contrib, contrib)
-        paths = self._path_attribution()
-        leaves = self._leaves(Z, threads)
-        if len(self.classes_) == 2:
-            contrib = paths.contributions(leaves, np.zeros(n, dtype=np.int64))
-            contrib[index == 0] *= -1.0
-            return contrib
-        return paths.contributions(leaves, index)
+        if k == 2:
+            contrib = contrib.reshape(n, 1, f + 1)
+            return np.concatenate([-contrib, contrib], axis=1)
+        return contrib.reshape(n, k, f + 1)
 
     def _family_contributions(
         self, Z: np.ndarray, index: np.ndarray | None, num_threads: int | None, method: str
-    ) -> np.ndarray | None:
-        """Contributions of a linear or blend head (None for a LightGBM head)."""
-        family = self.__dict__.get("family_", "lightgbm")
-        if family == "lightgbm":
-            return None
+    ) -> np.ndarray:
+        """Contributions of a linear or blend head."""
         linear = self.linear_.contributions(Z, index)
-        if family == "linear":
+        if self.family_ == "linear":
             return linear
         cached = self.__dict__.get("_tree_view")
         if cached is None or cached[0] is not self.booster_:
@@ -1026,14 +1020,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
                 view.__dict__["_compiled"] = compiled
             cached = (self.booster_, view)
             self.__dict__["_tree_view"] = cached
-        view = cached[1]
-        if index is None:
-            tree = view.contributions_encoded(Z, num_threads=num_threads, method=method)
-        else:
-            tree = view.class_contributions_encoded(
-                Z, index, num_threads=num_threads, method=method
-            )
-        return 0.5 * (tree + linear)
+        return 0.5 * (cached[1]._contributions(Z, index, num_threads, method) + linear)
 
     def attach_compiled(
         self, predict_raw: Callable[[np.ndarray, int], np.ndarray] | None
@@ -1058,12 +1045,6 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         if self.n_features_out_ > 0:
             self._class_tree_shap()
         return self
-
-    def _check_contrib(self, Z: np.ndarray, method: str) -> tuple[int, int]:
-        _check_fitted(self, "booster_")
-        if method not in ("path", "shap"):
-            raise ValueError(f"method must be 'path' or 'shap', got {method!r}")
-        return Z.shape
 
     def _leaves(self, Z: np.ndarray, threads: int) -> np.ndarray:
         leaves = self.booster_.predict(Z, pred_leaf=True, num_threads=threads)
