@@ -85,20 +85,26 @@ def expected_calibration_error(
 def _as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
     """A DataFrame view of ``X`` and whether it came as one (arrays get columns x0, x1, …)."""
     if isinstance(X, pd.DataFrame):
-        if X.shape[0] < 1:
-            raise ValueError(
-                f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
-            )
-        if X.shape[1] < 1:
-            raise ValueError(
-                f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
-            )
+        for size, what in zip(X.shape, ("sample", "feature"), strict=True):
+            if size < 1:
+                raise ValueError(
+                    f"Found array with 0 {what}(s) (shape={X.shape}) "
+                    "while a minimum of 1 is required."
+                )
         return X, True
     array = check_array(X, dtype=None, ensure_all_finite="allow-nan", accept_sparse=False)
     frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
     if array.dtype == object:
         frame = frame.infer_objects()
     return frame, False
+
+
+def _sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """``sample_weight`` as a float array of ``n`` rows."""
+    weight = np.asarray(sample_weight, dtype=float).reshape(-1)
+    if len(weight) != n:
+        raise ValueError(f"sample_weight has {len(weight)} rows, X has {n}")
+    return weight
 
 
 def _check_fitted(estimator: Any, attribute: str) -> None:
@@ -547,6 +553,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             cw = np.ones(k)
         self.class_weight_ = {str(c): float(w) for c, w in zip(self.classes_, cw, strict=True)}
         self.logit_shift_ = -np.log(cw)
+        fit_weight = weight * cw[y_index]  # what boosting weighs each row by
 
         self.n_features_out_ = Z.shape[1]
         self.decision_weights_ = np.ones(k)
@@ -555,7 +562,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.linear_ = None
         folds = self._folds(frame.index, y_index)
         if folds is not None:
-            self._fit_cross(Z, y_index, weight, cw, folds, frame.index)
+            self._fit_cross(Z, y_index, weight, fit_weight, folds, frame.index)
             return self
         held = _held_out(
             y_index,
@@ -570,10 +577,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("every class needs a training row")
         valid = None
         if self.early_stopping_rounds and held.any():
-            valid = (Z[held], y_index[held], weight[held] * cw[y_index[held]])
-        self.booster_ = self._train_booster(
-            Z[train], y_index[train], weight[train] * cw[y_index[train]], valid
-        )
+            valid = (Z[held], y_index[held], fit_weight[held])
+        self.booster_ = self._train_booster(Z[train], y_index[train], fit_weight[train], valid)
         self.n_train_rows_ = int(train.sum())
         halves = _row_uniforms(frame.index[held], self.random_state, "halves")
         self._fit_calibration(Z[held], y_index[held], weight[held], halves)
@@ -616,10 +621,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         weight = (
             np.ones(len(labels))
             if sample_weight is None
-            else np.asarray(sample_weight, dtype=float).reshape(-1)
+            else _sample_weight(sample_weight, len(labels))
         )
-        if weight.shape[0] != len(labels):
-            raise ValueError(f"sample_weight has {weight.shape[0]} rows, X has {len(labels)}")
         if np.any(weight < 0):
             raise ValueError("sample_weight must be non-negative")
         if weight.sum() <= 0:
@@ -649,7 +652,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         Z: np.ndarray,
         y_index: np.ndarray,
         weight: np.ndarray,
-        cw: np.ndarray,
+        fit_weight: np.ndarray,
         folds: np.ndarray,
         index: pd.Index,
     ) -> None:
@@ -662,10 +665,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         stop = self.early_stopping_rounds
         for f in range(K):
             out = folds == f
-            valid = (Z[out], y_index[out], weight[out] * cw[y_index[out]]) if stop else None
-            booster = self._train_booster(
-                Z[~out], y_index[~out], weight[~out] * cw[y_index[~out]], valid
-            )
+            valid = (Z[out], y_index[out], fit_weight[out]) if stop else None
+            booster = self._train_booster(Z[~out], y_index[~out], fit_weight[~out], valid)
             rounds.append(int(self.n_rounds_))
             self.booster_ = booster  # _raw_logits reads it
             oof[out] = self._raw_logits(Z[out], self.num_threads)
@@ -673,7 +674,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         full = clone(self).set_params(n_estimators=n_rounds, early_stopping_rounds=None)
         full.classes_ = self.classes_
         full.encoder_ = self.encoder_
-        self.booster_ = full._train_booster(Z, y_index, weight * cw[y_index], None)
+        self.booster_ = full._train_booster(Z, y_index, fit_weight, None)
         self.n_rounds_ = n_rounds
         self.n_train_rows_ = len(y_index)
         halves = _row_uniforms(index, self.random_state, "halves")
@@ -681,7 +682,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         linear = linear_report = None
         if self.family != "lightgbm":
             linear, linear_oof, linear_report = self._fit_linear(
-                Z, y_index, weight=weight, fit_weight=weight * cw[y_index], folds=folds
+                Z, y_index, weight=weight, fit_weight=fit_weight, folds=folds
             )
             candidates.update(linear=linear_oof, blend=0.5 * (oof + linear_oof))
             if self.family != "auto":
@@ -1113,11 +1114,7 @@ class TwoHeadClassifier(BaseEstimator):
         """Fit each head on the rows that carry its label."""
         frame, _ = _as_frame(X)
         n = len(frame)
-        weight = (
-            None if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
-        )
-        if weight is not None and len(weight) != n:
-            raise ValueError(f"sample_weight has {len(weight)} rows, X has {n}")
+        weight = None if sample_weight is None else _sample_weight(sample_weight, n)
         templates = {"stage": self.stage_estimator, "persona": self.persona_estimator}
         fitted: dict[str, HeadClassifier] = {}
         for head, y in (("stage", y_stage), ("persona", y_persona)):
