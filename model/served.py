@@ -124,17 +124,13 @@ class TableEncoding:
         start = 0
         for col in self.columns_:
             kind = self.kinds_[col]
-            if kind == "numeric":
-                plan.append((col, kind, start, None))
-                start += 1
-            elif kind == "categorical":
-                codes = {c: float(i) for i, c in enumerate(self.categories_[col])}
-                plan.append((col, kind, start, codes))
-                start += 1
-            else:
-                toks = {t: j for j, t in enumerate(self.tokens_[col])}
-                plan.append((col, kind, start, toks))
-                start += len(toks)
+            payload: dict[str, Any] | None = None
+            if kind == "categorical":
+                payload = {c: float(i) for i, c in enumerate(self.categories_[col])}
+            elif kind == "text":
+                payload = {t: j for j, t in enumerate(self.tokens_[col])}
+            plan.append((col, kind, start, payload))
+            start += len(payload) if kind == "text" else 1
         return plan
 
     def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
