@@ -192,19 +192,23 @@ def routing_answers(
         n=n,
     )
     th = thresholds(config)
+    t, m = config.sales_threshold, config.review_margin
     out: list[dict[str, object]] = []
     for i in range(n):
         r = rule[i]
         if r != "persona" and not known[i]:
-            r, route_i = "no_readiness", "review"
-        else:
-            route_i = routes[i]
+            r = "no_readiness"
         if r == "persona":
             why = f"persona {personas[i]} ({conf_used[i]:.2f} >= {config.min_confidence:.2f})"
         elif r == "no_readiness":
             why = "no sales-ready stage known" if ready is not None else "no stage head"
+        elif r == "doubt":
+            why = f"readiness {values[i]:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
         else:
-            why = _readiness_why(values[i], r == "doubt", route_i == "sales", config)
+            sign = ">=" if routes[i] == "sales" else "<"
+            why = (
+                f"readiness {values[i]:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
+            )
         out.append(
             {
                 **th,
@@ -214,15 +218,6 @@ def routing_answers(
             }
         )
     return out
-
-
-def _readiness_why(value: float, doubt: bool, sales: bool, config: RoutingConfig) -> str:
-    """Why a readiness routed a lead, in words."""
-    t, m = config.sales_threshold, config.review_margin
-    if doubt:
-        return f"readiness {value:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
-    sign = ">=" if sales else "<"
-    return f"readiness {value:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
 
 
 def _decide(
