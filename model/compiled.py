@@ -37,6 +37,7 @@ __all__ = [
     "available",
     "compile_head",
     "compile_model",
+    "installed_versions",
     "host_cpu",
 ]
 
@@ -60,9 +61,12 @@ def available() -> bool:
     return True
 
 
-def _versions() -> dict[str, str | None]:
+def installed_versions(
+    dists: tuple[str, ...] = ("lleaves", "llvmlite", "lightgbm"),
+) -> dict[str, str | None]:
+    """Installed version of each distribution (None when it is not installed)."""
     out: dict[str, str | None] = {}
-    for dist in ("lleaves", "llvmlite", "lightgbm"):
+    for dist in dists:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -155,7 +159,7 @@ def compile_model(
     np.savez(directory / "check.npz", **checks)
     manifest = {
         "format": FORMAT,
-        "versions": _versions(),
+        "versions": installed_versions(),
         "cpu": host_cpu(),
         "check_rows": len(check_rows),
         "heads": heads,
@@ -173,9 +177,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         return float("inf")
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)))
+    return float(np.max(np.abs(a - b), initial=0.0))
 
 
 def attach_compiled(lead_model: LeadReadinessModel, directory: Path | str) -> dict[str, str]:
@@ -226,7 +228,7 @@ def _refusal(directory: Path) -> str | None:
     manifest = json.loads((directory / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
         return f"artifact format {manifest.get('format')!r}, this code reads {FORMAT}"
-    built, here = manifest.get("versions", {}), _versions()
+    built, here = manifest.get("versions", {}), installed_versions()
     for dist in ("lleaves", "llvmlite"):
         if built.get(dist) != here[dist]:
             return f"compiled with {dist} {built.get(dist)}, this process has {here[dist]}"

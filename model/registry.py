@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import time
 from pathlib import Path
@@ -185,8 +187,6 @@ def _client_for(tracking_uri: str | None, client: Any | None) -> Any:
         return client
     from mlflow.tracking import MlflowClient
 
-    if tracking_uri is None:
-        return MlflowClient()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -194,8 +194,6 @@ def alias_history(
     model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
 ) -> list[dict[str, Any]]:
     """Every recorded move of an alias of ``model_name``, oldest first."""
-    import json
-
     client = _client_for(tracking_uri, client)
     moves = []
     for mv in client.search_model_versions(f"name = '{model_name}'"):
@@ -216,8 +214,6 @@ def versions_overview(
     model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
 ) -> list[dict[str, Any]]:
     """Registered versions, newest first: aliases, task, the gate's decision on it."""
-    import json
-
     from model.task import task_from_tags
 
     client = _client_for(tracking_uri, client)
@@ -234,11 +230,8 @@ def versions_overview(
     for mv in found:
         tags = dict(mv.tags or {})
         decision = None
-        if tags.get(GATE_JSON_TAG):
-            try:
-                decision = json.loads(tags[GATE_JSON_TAG])
-            except ValueError:
-                decision = None
+        with contextlib.suppress(ValueError):
+            decision = json.loads(tags[GATE_JSON_TAG]) if tags.get(GATE_JSON_TAG) else None
         out.append(
             {
                 "version": str(mv.version),
