@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data.values import finite, utc_now
+from model.compiled import attach_compiled
 from model.reasons import explain_head
 from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
 from model.served import HEADS
@@ -134,8 +135,6 @@ class LeadReadinessModel:
         if compiled_dir is None:
             status = {h: "lightgbm: no compiled artifact" for h in self.heads}
         else:
-            from model.compiled import attach_compiled
-
             try:
                 status = attach_compiled(self, compiled_dir)
             except Exception as exc:  # a broken artifact must never stop serving

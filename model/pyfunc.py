@@ -22,6 +22,7 @@ from mlflow.types.schema import AnyType
 
 from model import compiled
 from model.package import LeadReadinessModel
+from model.served import served_copy
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -200,8 +201,6 @@ def _compile(lead_model: LeadReadinessModel, folder: Path, rows: pd.DataFrame) -
 def _served(pickled: Path, compiled_dir: Path, out: Path) -> Path | None:
     """Write the served copy of the pickled model on its compiled trees to ``out``
     (None, with a warning, when it cannot be made: commands then load the full model)."""
-    from model.served import served_copy
-
     try:
         with open(pickled, "rb") as fh:
             model = pickle.load(fh)  # a copy: the model being logged is left as it is
