@@ -811,10 +811,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         validation log loss and keep only the rounds up to the best one, so the model
         that is stored, compiled and explained is the one that predicts."""
         k = len(self.classes_)
-        names = [f"f{i}" for i in range(Z.shape[1])]
         if Z.shape[1] == 0:
             Z = np.zeros((len(Z), 1))
-            names = ["f0"]
             if valid is not None:
                 valid = (np.zeros((len(valid[0]), 1)), valid[1], valid[2])
         categorical = list(self.encoder_.categorical_indices_)
@@ -822,7 +820,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             Z,
             label=y_index,
             weight=weight,
-            feature_name=names,
+            feature_name=[f"f{i}" for i in range(Z.shape[1])],
             categorical_feature=categorical,
             free_raw_data=True,
             params={"verbosity": -1},
