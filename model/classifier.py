@@ -947,24 +947,19 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "shap"
     ) -> np.ndarray:
         """Per-feature contributions to each class's raw score, (n_rows, n_classes, f + 1)."""
-        return self._contributions(Z, None, num_threads, method)
+        return self.class_contributions_encoded(Z, None, num_threads=num_threads, method=method)
 
     def class_contributions_encoded(
         self,
         Z: np.ndarray,
-        class_index: np.ndarray,
+        class_index: np.ndarray | None,
         *,
         num_threads: int | None = None,
         method: str = "shap",
     ) -> np.ndarray:
-        """Contributions to one class per row (the one to explain), without the others."""
-        return self._contributions(Z, class_index, num_threads, method)
-
-    def _contributions(
-        self, Z: np.ndarray, class_index: Any, num_threads: int | None, method: str
-    ) -> np.ndarray:
-        """Contributions to every class, (n_rows, k, f + 1), or with ``class_index`` to that
-        class of each row only, (n_rows, f + 1); the bias last."""
+        """Contributions to one class per row (the one to explain), without the others,
+        (n_rows, f + 1), the bias last; with ``class_index=None`` to every class, (n_rows,
+        n_classes, f + 1)."""
         _check_fitted(self, "booster_")
         if method not in ("path", "shap"):
             raise ValueError(f"method must be 'path' or 'shap', got {method!r}")
@@ -1019,7 +1014,10 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
                 view.__dict__["_compiled"] = compiled
             cached = (self.booster_, view)
             self.__dict__["_tree_view"] = cached
-        return 0.5 * (cached[1]._contributions(Z, index, num_threads, method) + linear)
+        tree = cached[1].class_contributions_encoded(
+            Z, index, num_threads=num_threads, method=method
+        )
+        return 0.5 * (tree + linear)
 
     def attach_compiled(
         self, predict_raw: Callable[[np.ndarray, int], np.ndarray] | None
