@@ -90,6 +90,16 @@ class CompiledForest:
         self._n_classes = int(model._n_classes)
         self._entry = model._c_entry_func if getattr(model, "use_fp64", True) else None
 
+    @classmethod
+    def load(cls, directory: Path, name: str) -> CompiledForest:
+        """The trees of ``directory/<name>.txt`` compiled (LLVM's object file cached as
+        ``<name>.o`` there)."""
+        import lleaves
+
+        model = lleaves.Model(model_file=str(directory / f"{name}.txt"))
+        model.compile(cache=str(directory / f"{name}.o"), raw_score=True)
+        return cls(model)
+
     def predict_raw(self, Z: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Raw scores, shape (n_rows,) for one model per iteration, else (n_rows, n_classes)."""
         Z = np.ascontiguousarray(Z, dtype=np.float64)
@@ -111,14 +121,9 @@ def _digest(text: str) -> str:
 
 def compile_head(booster: Any, directory: Path, name: str) -> CompiledForest:
     """Compile one booster to ``directory/<name>.o`` (with its ``<name>.txt``)."""
-    import lleaves
-
     directory.mkdir(parents=True, exist_ok=True)
-    model_file = directory / f"{name}.txt"
-    model_file.write_text(booster.model_to_string())
-    model = lleaves.Model(model_file=str(model_file))
-    model.compile(cache=str(directory / f"{name}.o"), raw_score=True)
-    return CompiledForest(model)
+    (directory / f"{name}.txt").write_text(booster.model_to_string())
+    return CompiledForest.load(directory, name)
 
 
 def compile_model(
@@ -189,8 +194,6 @@ def attach_compiled(lead_model: LeadReadinessModel, directory: Path | str) -> di
     if refusal is not None:
         return {name: f"lightgbm: {refusal}" for name in heads}
     manifest = json.loads((directory / MANIFEST).read_text())
-    import lleaves
-
     with np.load(directory / "check.npz") as checks:
         for name, est in heads.items():
             entry: Mapping[str, Any] | None = manifest["heads"].get(name)
@@ -203,10 +206,7 @@ def attach_compiled(lead_model: LeadReadinessModel, directory: Path | str) -> di
             if digest != entry["model_sha256"]:
                 status[name] = "lightgbm: the compiled booster is not this model's"
                 continue
-            model_file = directory / f"{name}.txt"
-            model = lleaves.Model(model_file=str(model_file))
-            model.compile(cache=str(directory / f"{name}.o"), raw_score=True)
-            forest = CompiledForest(model)
+            forest = CompiledForest.load(directory, name)
             Z = checks[f"{name}__Z"]
             recorded = checks[f"{name}__raw"]
             expected = recorded if booster is None else _lightgbm_raw(est, Z)
