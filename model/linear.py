@@ -100,11 +100,9 @@ class LinearHead:
         self, S: np.ndarray, y_index: np.ndarray, weight: np.ndarray, *, warm: Any = None
     ) -> LinearHead:
         """Fit the logistic regression on an already standardised design matrix."""
-        model = (
-            warm
-            if warm is not None
-            else LogisticRegression(C=self.C, max_iter=self.max_iter, warm_start=True)
-        )
+        model = warm
+        if model is None:
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, warm_start=True)
         model.set_params(C=self.C)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)

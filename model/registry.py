@@ -133,23 +133,16 @@ def load_model(
 
     stamp = copy = None
     if cache_dir is not None:
+        registry_uri = mlflow.get_registry_uri()
         # Taken before the alias is read: a move after it changes the file again.
-        stamp = registry_stamp(mlflow.get_registry_uri())
+        stamp = registry_stamp(registry_uri)
         taken_ns = time.time_ns()
     pinned, version = resolve_uri(uri)
     if stamp is not None and version is not None:
         name = pinned.split("/")[1]
         source = registry_client().get_model_version(name, version).source
-        copy = remember(
-            Path(cache_dir),
-            mlflow.get_registry_uri(),
-            uri,
-            version,
-            stamp,
-            source_key=f"{mlflow.get_registry_uri()}\n{name}\n{version}\n{source}",
-            name=name,
-            taken_ns=taken_ns,
-        )
+        key = f"{registry_uri}\n{name}\n{version}\n{source}"
+        copy = remember(Path(cache_dir), registry_uri, uri, version, stamp, key, name, taken_ns)
     if copy is not None:
         if not explanations:  # no scikit-learn, SciPy or LightGBM when it was logged with one
             served = load_served(copy)
