@@ -768,9 +768,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             self.decision_weights_ = np.ones(k)
             self.decision_["macro_f1"] = before
             return
-        w, after = tune_decision_weights(proba, y_index, weight)
+        w, self.decision_["macro_f1"] = tune_decision_weights(proba, y_index, weight)
         self.decision_weights_ = w
-        self.decision_["macro_f1"] = after
         self.decision_["weights"] = {
             str(c): float(x) for c, x in zip(self.classes_, w, strict=True)
         }
@@ -865,10 +864,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             raw = self._raw_logits(Z, self.num_threads)
         else:
             report["out_of_fold"] = True
-        report["ece_uncalibrated"] = expected_calibration_error(
-            _softmax(raw), y_index, sample_weight=weight
-        )
-        report["log_loss_uncalibrated"] = _log_loss(_softmax(raw), y_index, weight)
+        base = _softmax(raw)
+        report["ece_uncalibrated"] = expected_calibration_error(base, y_index, sample_weight=weight)
+        report["log_loss_uncalibrated"] = _log_loss(base, y_index, weight)
         logits = raw + self.logit_shift_
         if self.calibration == "auto":
             # isotonic only with 100 rows of every class (docs/design/model.md, "auto")
