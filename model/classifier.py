@@ -85,20 +85,26 @@ def expected_calibration_error(
 def _as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
     """A DataFrame view of ``X`` and whether it came as one (arrays get columns x0, x1, …)."""
     if isinstance(X, pd.DataFrame):
-        if X.shape[0] < 1:
-            raise ValueError(
-                f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
-            )
-        if X.shape[1] < 1:
-            raise ValueError(
-                f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
-            )
+        for size, what in zip(X.shape, ("sample", "feature"), strict=True):
+            if size < 1:
+                raise ValueError(
+                    f"Found array with 0 {what}(s) (shape={X.shape}) "
+                    "while a minimum of 1 is required."
+                )
         return X, True
     array = check_array(X, dtype=None, ensure_all_finite="allow-nan", accept_sparse=False)
     frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
     if array.dtype == object:
         frame = frame.infer_objects()
     return frame, False
+
+
+def _sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """``sample_weight`` as a float array of ``n`` rows."""
+    weight = np.asarray(sample_weight, dtype=float).reshape(-1)
+    if len(weight) != n:
+        raise ValueError(f"sample_weight has {len(weight)} rows, X has {n}")
+    return weight
 
 
 def _check_fitted(estimator: Any, attribute: str) -> None:
@@ -547,6 +553,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             cw = np.ones(k)
         self.class_weight_ = {str(c): float(w) for c, w in zip(self.classes_, cw, strict=True)}
         self.logit_shift_ = -np.log(cw)
+        fit_weight = weight * cw[y_index]  # what boosting weighs each row by
 
         self.n_features_out_ = Z.shape[1]
         self.decision_weights_ = np.ones(k)
@@ -555,7 +562,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         self.linear_ = None
         folds = self._folds(frame.index, y_index)
         if folds is not None:
-            self._fit_cross(Z, y_index, weight, cw, folds, frame.index)
+            self._fit_cross(Z, y_index, weight, fit_weight, folds, frame.index)
             return self
         held = _held_out(
             y_index,
@@ -570,10 +577,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("every class needs a training row")
         valid = None
         if self.early_stopping_rounds and held.any():
-            valid = (Z[held], y_index[held], weight[held] * cw[y_index[held]])
-        self.booster_ = self._train_booster(
-            Z[train], y_index[train], weight[train] * cw[y_index[train]], valid
-        )
+            valid = (Z[held], y_index[held], fit_weight[held])
+        self.booster_ = self._train_booster(Z[train], y_index[train], fit_weight[train], valid)
         self.n_train_rows_ = int(train.sum())
         halves = _row_uniforms(frame.index[held], self.random_state, "halves")
         self._fit_calibration(Z[held], y_index[held], weight[held], halves)
@@ -616,10 +621,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         weight = (
             np.ones(len(labels))
             if sample_weight is None
-            else np.asarray(sample_weight, dtype=float).reshape(-1)
+            else _sample_weight(sample_weight, len(labels))
         )
-        if weight.shape[0] != len(labels):
-            raise ValueError(f"sample_weight has {weight.shape[0]} rows, X has {len(labels)}")
         if np.any(weight < 0):
             raise ValueError("sample_weight must be non-negative")
         if weight.sum() <= 0:
@@ -649,7 +652,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         Z: np.ndarray,
         y_index: np.ndarray,
         weight: np.ndarray,
-        cw: np.ndarray,
+        fit_weight: np.ndarray,
         folds: np.ndarray,
         index: pd.Index,
     ) -> None:
@@ -662,10 +665,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         stop = self.early_stopping_rounds
         for f in range(K):
             out = folds == f
-            valid = (Z[out], y_index[out], weight[out] * cw[y_index[out]]) if stop else None
-            booster = self._train_booster(
-                Z[~out], y_index[~out], weight[~out] * cw[y_index[~out]], valid
-            )
+            valid = (Z[out], y_index[out], fit_weight[out]) if stop else None
+            booster = self._train_booster(Z[~out], y_index[~out], fit_weight[~out], valid)
             rounds.append(int(self.n_rounds_))
             self.booster_ = booster  # _raw_logits reads it
             oof[out] = self._raw_logits(Z[out], self.num_threads)
@@ -673,7 +674,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         full = clone(self).set_params(n_estimators=n_rounds, early_stopping_rounds=None)
         full.classes_ = self.classes_
         full.encoder_ = self.encoder_
-        self.booster_ = full._train_booster(Z, y_index, weight * cw[y_index], None)
+        self.booster_ = full._train_booster(Z, y_index, fit_weight, None)
         self.n_rounds_ = n_rounds
         self.n_train_rows_ = len(y_index)
         halves = _row_uniforms(index, self.random_state, "halves")
@@ -681,7 +682,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         linear = linear_report = None
         if self.family != "lightgbm":
             linear, linear_oof, linear_report = self._fit_linear(
-                Z, y_index, weight=weight, fit_weight=weight * cw[y_index], folds=folds
+                Z, y_index, weight=weight, fit_weight=fit_weight, folds=folds
             )
             candidates.update(linear=linear_oof, blend=0.5 * (oof + linear_oof))
             if self.family != "auto":
@@ -767,9 +768,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             self.decision_weights_ = np.ones(k)
             self.decision_["macro_f1"] = before
             return
-        w, after = tune_decision_weights(proba, y_index, weight)
+        w, self.decision_["macro_f1"] = tune_decision_weights(proba, y_index, weight)
         self.decision_weights_ = w
-        self.decision_["macro_f1"] = after
         self.decision_["weights"] = {
             str(c): float(x) for c, x in zip(self.classes_, w, strict=True)
         }
@@ -810,10 +810,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         validation log loss and keep only the rounds up to the best one, so the model
         that is stored, compiled and explained is the one that predicts."""
         k = len(self.classes_)
-        names = [f"f{i}" for i in range(Z.shape[1])]
         if Z.shape[1] == 0:
             Z = np.zeros((len(Z), 1))
-            names = ["f0"]
             if valid is not None:
                 valid = (np.zeros((len(valid[0]), 1)), valid[1], valid[2])
         categorical = list(self.encoder_.categorical_indices_)
@@ -821,7 +819,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             Z,
             label=y_index,
             weight=weight,
-            feature_name=names,
+            feature_name=[f"f{i}" for i in range(Z.shape[1])],
             categorical_feature=categorical,
             free_raw_data=True,
             params={"verbosity": -1},
@@ -866,10 +864,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
             raw = self._raw_logits(Z, self.num_threads)
         else:
             report["out_of_fold"] = True
-        report["ece_uncalibrated"] = expected_calibration_error(
-            _softmax(raw), y_index, sample_weight=weight
-        )
-        report["log_loss_uncalibrated"] = _log_loss(_softmax(raw), y_index, weight)
+        base = _softmax(raw)
+        report["ece_uncalibrated"] = expected_calibration_error(base, y_index, sample_weight=weight)
+        report["log_loss_uncalibrated"] = _log_loss(base, y_index, weight)
         logits = raw + self.logit_shift_
         if self.calibration == "auto":
             # isotonic only with 100 rows of every class (docs/design/model.md, "auto")
@@ -947,17 +944,40 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
     def contributions_encoded(
         self, Z: np.ndarray, *, num_threads: int | None = None, method: str = "shap"
     ) -> np.ndarray:
-        """Per-feature contributions to each class's raw score."""
-        n, f = self._check_contrib(Z, method)
+        """Per-feature contributions to each class's raw score, (n_rows, n_classes, f + 1)."""
+        return self.class_contributions_encoded(Z, None, num_threads=num_threads, method=method)
+
+    def class_contributions_encoded(
+        self,
+        Z: np.ndarray,
+        class_index: np.ndarray | None,
+        *,
+        num_threads: int | None = None,
+        method: str = "shap",
+    ) -> np.ndarray:
+        """Contributions to one class per row (the one to explain), without the others,
+        (n_rows, f + 1), the bias last; with ``class_index=None`` to every class, (n_rows,
+        n_classes, f + 1)."""
+        _check_fitted(self, "booster_")
+        if method not in ("path", "shap"):
+            raise ValueError(f"method must be 'path' or 'shap', got {method!r}")
+        n, f = Z.shape
         k = len(self.classes_)
+        index = None if class_index is None else np.asarray(class_index, dtype=np.int64).ravel()
+        if index is not None and index.shape[0] != n:
+            raise ValueError(f"class_index has {index.shape[0]} rows, Z has {n}")
         if f == 0:
-            return np.zeros((n, k, 1))
-        mixed = self._family_contributions(Z, None, num_threads, method)
-        if mixed is not None:
-            return mixed
+            return np.zeros((n, k, 1) if index is None else (n, 1))
+        if self.__dict__.get("family_", "lightgbm") != "lightgbm":
+            return self._family_contributions(Z, index, num_threads, method)
         threads = self.num_threads if num_threads is None else num_threads
         if method == "shap":
+            per_class = None if index is None else self._class_tree_shap()
+            if per_class is not None:
+                return per_class.contributions(Z, index, threads)
             contrib = np.asarray(self.booster_.predict(Z, pred_contrib=True, num_threads=threads))
+        elif index is not None and k > 2:
+            return self._path_attribution().contributions(self._leaves(Z, threads), index)
         else:
             paths = self._path_attribution()
             leaves = self._leaves(Z, threads)
@@ -968,54 +988,20 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
                 ],
                 axis=1,
             )
+        if index is not None:  # a binary head: class 0's contributions are class 1's negated
+            contrib = contrib.reshape(n, f + 1)
+            return np.where((index == 0)[:, None], -contrib, contrib)
         if k == 2:
             contrib = contrib.reshape(n, 1, f + 1)
             return np.concatenate([-contrib, contrib], axis=1)
         return contrib.reshape(n, k, f + 1)
 
-    def class_contributions_encoded(
-        self,
-        Z: np.ndarray,
-        class_index: np.ndarray,
-        *,
-        num_threads: int | None = None,
-        method: str = "shap",
-    ) -> np.ndarray:
-        """Contributions to one class per row (the one to explain), without the others."""
-        n, f = self._check_contrib(Z, method)
-        index = np.asarray(class_index, dtype=np.int64).reshape(-1)
-        if index.shape[0] != n:
-            raise ValueError(f"class_index has {index.shape[0]} rows, Z has {n}")
-        if f == 0:
-            return np.zeros((n, 1))
-        mixed = self._family_contributions(Z, index, num_threads, method)
-        if mixed is not None:
-            return mixed
-        threads = self.num_threads if num_threads is None else num_threads
-        if method == "shap":
-            per_class = self._class_tree_shap()
-            if per_class is not None:
-                return per_class.contributions(Z, index, threads)
-            contrib = np.asarray(self.booster_.predict(Z, pred_contrib=True, num_threads=threads))
-            contrib = contrib.reshape(n, f + 1)
-            return np.where((index == 0)[:, None], -contrib, contrib)
-        paths = self._path_attribution()
-        leaves = self._leaves(Z, threads)
-        if len(self.classes_) == 2:
-            contrib = paths.contributions(leaves, np.zeros(n, dtype=np.int64))
-            contrib[index == 0] *= -1.0
-            return contrib
-        return paths.contributions(leaves, index)
-
     def _family_contributions(
         self, Z: np.ndarray, index: np.ndarray | None, num_threads: int | None, method: str
-    ) -> np.ndarray | None:
-        """Contributions of a linear or blend head (None for a LightGBM head)."""
-        family = self.__dict__.get("family_", "lightgbm")
-        if family == "lightgbm":
-            return None
+    ) -> np.ndarray:
+        """Contributions of a linear or blend head."""
         linear = self.linear_.contributions(Z, index)
-        if family == "linear":
+        if self.family_ == "linear":
             return linear
         cached = self.__dict__.get("_tree_view")
         if cached is None or cached[0] is not self.booster_:
@@ -1026,13 +1012,9 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
                 view.__dict__["_compiled"] = compiled
             cached = (self.booster_, view)
             self.__dict__["_tree_view"] = cached
-        view = cached[1]
-        if index is None:
-            tree = view.contributions_encoded(Z, num_threads=num_threads, method=method)
-        else:
-            tree = view.class_contributions_encoded(
-                Z, index, num_threads=num_threads, method=method
-            )
+        tree = cached[1].class_contributions_encoded(
+            Z, index, num_threads=num_threads, method=method
+        )
         return 0.5 * (tree + linear)
 
     def attach_compiled(
@@ -1058,12 +1040,6 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         if self.n_features_out_ > 0:
             self._class_tree_shap()
         return self
-
-    def _check_contrib(self, Z: np.ndarray, method: str) -> tuple[int, int]:
-        _check_fitted(self, "booster_")
-        if method not in ("path", "shap"):
-            raise ValueError(f"method must be 'path' or 'shap', got {method!r}")
-        return Z.shape
 
     def _leaves(self, Z: np.ndarray, threads: int) -> np.ndarray:
         leaves = self.booster_.predict(Z, pred_leaf=True, num_threads=threads)
@@ -1132,11 +1108,7 @@ class TwoHeadClassifier(BaseEstimator):
         """Fit each head on the rows that carry its label."""
         frame, _ = _as_frame(X)
         n = len(frame)
-        weight = (
-            None if sample_weight is None else np.asarray(sample_weight, dtype=float).reshape(-1)
-        )
-        if weight is not None and len(weight) != n:
-            raise ValueError(f"sample_weight has {len(weight)} rows, X has {n}")
+        weight = None if sample_weight is None else _sample_weight(sample_weight, n)
         templates = {"stage": self.stage_estimator, "persona": self.persona_estimator}
         fitted: dict[str, HeadClassifier] = {}
         for head, y in (("stage", y_stage), ("persona", y_persona)):

@@ -37,6 +37,7 @@ __all__ = [
     "available",
     "compile_head",
     "compile_model",
+    "installed_versions",
     "host_cpu",
 ]
 
@@ -60,9 +61,12 @@ def available() -> bool:
     return True
 
 
-def _versions() -> dict[str, str | None]:
+def installed_versions(
+    dists: tuple[str, ...] = ("lleaves", "llvmlite", "lightgbm"),
+) -> dict[str, str | None]:
+    """Installed version of each distribution (None when it is not installed)."""
     out: dict[str, str | None] = {}
-    for dist in ("lleaves", "llvmlite", "lightgbm"):
+    for dist in dists:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -86,6 +90,16 @@ class CompiledForest:
         self._n_classes = int(model._n_classes)
         self._entry = model._c_entry_func if getattr(model, "use_fp64", True) else None
 
+    @classmethod
+    def load(cls, directory: Path, name: str) -> CompiledForest:
+        """The trees of ``directory/<name>.txt`` compiled (LLVM's object file cached as
+        ``<name>.o`` there)."""
+        import lleaves
+
+        model = lleaves.Model(model_file=str(directory / f"{name}.txt"))
+        model.compile(cache=str(directory / f"{name}.o"), raw_score=True)
+        return cls(model)
+
     def predict_raw(self, Z: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Raw scores, shape (n_rows,) for one model per iteration, else (n_rows, n_classes)."""
         Z = np.ascontiguousarray(Z, dtype=np.float64)
@@ -107,14 +121,9 @@ def _digest(text: str) -> str:
 
 def compile_head(booster: Any, directory: Path, name: str) -> CompiledForest:
     """Compile one booster to ``directory/<name>.o`` (with its ``<name>.txt``)."""
-    import lleaves
-
     directory.mkdir(parents=True, exist_ok=True)
-    model_file = directory / f"{name}.txt"
-    model_file.write_text(booster.model_to_string())
-    model = lleaves.Model(model_file=str(model_file))
-    model.compile(cache=str(directory / f"{name}.o"), raw_score=True)
-    return CompiledForest(model)
+    (directory / f"{name}.txt").write_text(booster.model_to_string())
+    return CompiledForest.load(directory, name)
 
 
 def compile_model(
@@ -155,7 +164,7 @@ def compile_model(
     np.savez(directory / "check.npz", **checks)
     manifest = {
         "format": FORMAT,
-        "versions": _versions(),
+        "versions": installed_versions(),
         "cpu": host_cpu(),
         "check_rows": len(check_rows),
         "heads": heads,
@@ -173,9 +182,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         return float("inf")
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)))
+    return float(np.max(np.abs(a - b), initial=0.0))
 
 
 def attach_compiled(lead_model: LeadReadinessModel, directory: Path | str) -> dict[str, str]:
@@ -187,8 +194,6 @@ def attach_compiled(lead_model: LeadReadinessModel, directory: Path | str) -> di
     if refusal is not None:
         return {name: f"lightgbm: {refusal}" for name in heads}
     manifest = json.loads((directory / MANIFEST).read_text())
-    import lleaves
-
     with np.load(directory / "check.npz") as checks:
         for name, est in heads.items():
             entry: Mapping[str, Any] | None = manifest["heads"].get(name)
@@ -201,10 +206,7 @@ def attach_compiled(lead_model: LeadReadinessModel, directory: Path | str) -> di
             if digest != entry["model_sha256"]:
                 status[name] = "lightgbm: the compiled booster is not this model's"
                 continue
-            model_file = directory / f"{name}.txt"
-            model = lleaves.Model(model_file=str(model_file))
-            model.compile(cache=str(directory / f"{name}.o"), raw_score=True)
-            forest = CompiledForest(model)
+            forest = CompiledForest.load(directory, name)
             Z = checks[f"{name}__Z"]
             recorded = checks[f"{name}__raw"]
             expected = recorded if booster is None else _lightgbm_raw(est, Z)
@@ -226,7 +228,7 @@ def _refusal(directory: Path) -> str | None:
     manifest = json.loads((directory / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
         return f"artifact format {manifest.get('format')!r}, this code reads {FORMAT}"
-    built, here = manifest.get("versions", {}), _versions()
+    built, here = manifest.get("versions", {}), installed_versions()
     for dist in ("lleaves", "llvmlite"):
         if built.get(dist) != here[dist]:
             return f"compiled with {dist} {built.get(dist)}, this process has {here[dist]}"

@@ -741,11 +741,7 @@ def build_features(
     as_of_ns = _resolve_as_of(as_of, matrix)
 
     own_cols, date_days, created_days = _profile_columns(leads, set(exclude) | {id_col}, as_of_ns)
-    titles = (
-        parse_titles(leads["job_title"])
-        if "job_title" in leads.columns
-        else parse_titles(pd.Series([None] * n_leads, dtype=object))
-    )
+    titles = parse_titles(leads.get("job_title", pd.Series([None] * n_leads, dtype=object)))
     generated: dict[str, Any] = {
         "lead_age_days": created_days,
         "log_company_size": (

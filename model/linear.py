@@ -22,12 +22,11 @@ C_GRID: tuple[float, ...] = (0.003, 0.03, 0.3, 3.0)
 MAX_FIT_ROWS = 20_000
 
 
-def _capped(rows: np.ndarray, limit: int | None = None) -> np.ndarray:
-    """``rows`` itself, or a fixed random subset of ``limit`` of them (sorted)."""
-    limit = MAX_FIT_ROWS if limit is None else limit
-    if len(rows) <= limit:
+def _capped(rows: np.ndarray) -> np.ndarray:
+    """``rows`` itself, or a fixed random subset of ``MAX_FIT_ROWS`` of them (sorted)."""
+    if len(rows) <= MAX_FIT_ROWS:
         return rows
-    pick = np.random.default_rng(0).choice(len(rows), size=limit, replace=False)
+    pick = np.random.default_rng(0).choice(len(rows), size=MAX_FIT_ROWS, replace=False)
     return rows[np.sort(pick)]
 
 
@@ -62,11 +61,8 @@ class LinearHead:
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
             lo = np.nanpercentile(num, 0.5, axis=0) if len(num) else np.zeros(0)
             hi = np.nanpercentile(num, 99.5, axis=0) if len(num) else np.zeros(0)
-        self.lo_ = np.nan_to_num(lo)
-        self.hi_ = np.nan_to_num(hi)
-        clipped = np.clip(num, self.lo_, self.hi_)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+            self.lo_, self.hi_ = np.nan_to_num(lo), np.nan_to_num(hi)
+            clipped = np.clip(num, self.lo_, self.hi_)
             self.fill_ = np.nan_to_num(np.nanmean(clipped, axis=0)) if len(num) else self.lo_
         self.indicator_ = np.flatnonzero(missing.any(axis=0))  # positions within numeric_
         # encoded column of every design column, in design order
@@ -104,11 +100,9 @@ class LinearHead:
         self, S: np.ndarray, y_index: np.ndarray, weight: np.ndarray, *, warm: Any = None
     ) -> LinearHead:
         """Fit the logistic regression on an already standardised design matrix."""
-        model = (
-            warm
-            if warm is not None
-            else LogisticRegression(C=self.C, max_iter=self.max_iter, warm_start=True)
-        )
+        model = warm
+        if model is None:
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, warm_start=True)
         model.set_params(C=self.C)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)

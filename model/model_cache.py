@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -265,19 +266,15 @@ def _prune(cache_dir: Path) -> None:
     """Remove copies no entry names once they are an hour old (a copy in use is named)."""
     named = set()
     for path in cache_dir.glob("[!v]*.json"):
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             named.add(json.loads(path.read_text()).get("copy"))
-        except (OSError, ValueError, AttributeError):
-            continue
     now = time.time()
     for folder in cache_dir.iterdir():
         if not folder.is_dir() or folder.name in named:
             continue
-        try:
+        with contextlib.suppress(OSError):
             if now - folder.stat().st_mtime > _STALE_SECONDS:
                 shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue
 
 
 def recall(cache_dir: Path, registry_uri: str, key: str) -> Any | None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from data.values import finite, utc_now
+from model.compiled import attach_compiled
 from model.reasons import explain_head
 from model.routing import RoutingConfig, readiness, resolve_sales_ready, route
 from model.served import HEADS
@@ -118,10 +119,8 @@ class LeadReadinessModel:
             "task": self.task.to_dict(),
             "feature_config": None if self.feature_config is None else repr(self.feature_config),
             "routing": {
+                **asdict(self.routing),
                 "sales_ready_stages": list(self.sales_ready_stages),
-                "sales_threshold": self.routing.sales_threshold,
-                "review_margin": self.routing.review_margin,
-                "min_confidence": self.routing.min_confidence,
                 "nurture_personas": list(self.routing.nurture_personas),
             },
             "metadata": finite(self.metadata),
@@ -136,8 +135,6 @@ class LeadReadinessModel:
         if compiled_dir is None:
             status = {h: "lightgbm: no compiled artifact" for h in self.heads}
         else:
-            from model.compiled import attach_compiled
-
             try:
                 status = attach_compiled(self, compiled_dir)
             except Exception as exc:  # a broken artifact must never stop serving
@@ -203,13 +200,9 @@ class LeadReadinessModel:
                     est, Z, index, text_values(est), top_k=top_k, num_threads=num_threads
                 )
             result[head] = part
-        stage = result.get("stage")
-        persona = result.get("persona")
-        ready = (
-            readiness(stage["proba"], self.labels["stage"], self._routing_resolved())
-            if stage is not None
-            else None
-        )
+        config = self._routing_resolved()
+        stage, persona = result.get("stage"), result.get("persona")
+        ready = None if stage is None else readiness(stage["proba"], self.labels["stage"], config)
         result["readiness"] = ready
         result["route"] = route(
             stage_proba=None if stage is None else stage["proba"],
@@ -218,7 +211,7 @@ class LeadReadinessModel:
             if persona is None
             else np.asarray(self.labels["persona"], dtype=object)[persona["index"]],
             persona_confidence=None if persona is None else persona["confidence"],
-            config=self._routing_resolved(),
+            config=config,
             ready=ready,
         )
         return result
@@ -371,8 +364,7 @@ class LeadReadinessModel:
                 row[f"{head}_confidence"] = part["confidence"]
                 for label, p in part["probabilities"].items():
                     row[f"{head}_proba__{label}"] = p
-            ready = item["readiness"]
-            row["readiness"] = math.nan if ready is None else ready
+            row["readiness"] = math.nan if item["readiness"] is None else item["readiness"]
             row["route"] = item["route"]
             if reasons:
                 for head in present:

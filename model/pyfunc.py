@@ -9,7 +9,6 @@ import pickle
 import tempfile
 import warnings
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,9 @@ from mlflow.models.signature import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
+from model import compiled
 from model.package import LeadReadinessModel
+from model.served import served_copy
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -110,13 +111,8 @@ def signature_for(lead_model: LeadReadinessModel, input_example: pd.DataFrame) -
 
 
 def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
-    reqs = []
-    for dist in (*_REQUIREMENTS, *extra):
-        try:
-            reqs.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            reqs.append(dist)
-    return reqs
+    versions = compiled.installed_versions((*_REQUIREMENTS, *extra))
+    return [dist if version is None else f"{dist}=={version}" for dist, version in versions.items()]
 
 
 class Precompiled:
@@ -191,8 +187,6 @@ def log_model(
 
 def _compile(lead_model: LeadReadinessModel, folder: Path, rows: pd.DataFrame) -> bool:
     """Compile the heads into ``folder``; False (with a warning) when it cannot be used."""
-    from model import compiled
-
     if not compiled.available():
         _logger.warning("lleaves is not installed: the model is logged without compiled trees")
         return False
@@ -207,8 +201,6 @@ def _compile(lead_model: LeadReadinessModel, folder: Path, rows: pd.DataFrame) -
 def _served(pickled: Path, compiled_dir: Path, out: Path) -> Path | None:
     """Write the served copy of the pickled model on its compiled trees to ``out``
     (None, with a warning, when it cannot be made: commands then load the full model)."""
-    from model.served import served_copy
-
     try:
         with open(pickled, "rb") as fh:
             model = pickle.load(fh)  # a copy: the model being logged is left as it is

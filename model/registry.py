@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.model_cache import keep_served, load_copy, load_served, registry_stamp, remember
+from model.task import ModelTask, task_from_tags, task_tags
+
 if TYPE_CHECKING:
     from model.package import LeadReadinessModel
-    from model.task import ModelTask
 
 __all__ = [
     "ALIAS_MOVE_TAG",
@@ -92,8 +96,6 @@ def set_alias(model_name: str, alias: str, version: str | int) -> None:
 
 def tag_task(model_name: str, version: str | int, task: ModelTask) -> None:
     """Write a version's task (labels, sales-ready stages, inputs) as registry tags."""
-    from model.task import task_tags
-
     client = registry_client()
     for key, value in task_tags(task).items():
         client.set_model_version_tag(model_name, str(version), key, value)
@@ -101,8 +103,6 @@ def tag_task(model_name: str, version: str | int, task: ModelTask) -> None:
 
 def version_task(model_name: str, version: str | int) -> ModelTask | None:
     """A version's task from its registry tags (None when it was registered without them)."""
-    from model.task import task_from_tags
-
     tags = registry_client().get_model_version(model_name, str(version)).tags or {}
     return task_from_tags(tags)
 
@@ -133,30 +133,17 @@ def load_model(
 
     stamp = copy = None
     if cache_dir is not None:
-        from model.model_cache import registry_stamp
-
+        registry_uri = mlflow.get_registry_uri()
         # Taken before the alias is read: a move after it changes the file again.
-        stamp = registry_stamp(mlflow.get_registry_uri())
+        stamp = registry_stamp(registry_uri)
         taken_ns = time.time_ns()
     pinned, version = resolve_uri(uri)
     if stamp is not None and version is not None:
-        from model.model_cache import remember
-
         name = pinned.split("/")[1]
         source = registry_client().get_model_version(name, version).source
-        copy = remember(
-            Path(cache_dir),
-            mlflow.get_registry_uri(),
-            uri,
-            version,
-            stamp,
-            source_key=f"{mlflow.get_registry_uri()}\n{name}\n{version}\n{source}",
-            name=name,
-            taken_ns=taken_ns,
-        )
+        key = f"{registry_uri}\n{name}\n{version}\n{source}"
+        copy = remember(Path(cache_dir), registry_uri, uri, version, stamp, key, name, taken_ns)
     if copy is not None:
-        from model.model_cache import keep_served, load_copy, load_served
-
         if not explanations:  # no scikit-learn, SciPy or LightGBM when it was logged with one
             served = load_served(copy)
             if served is not None:
@@ -185,8 +172,6 @@ def _client_for(tracking_uri: str | None, client: Any | None) -> Any:
         return client
     from mlflow.tracking import MlflowClient
 
-    if tracking_uri is None:
-        return MlflowClient()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -194,8 +179,6 @@ def alias_history(
     model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
 ) -> list[dict[str, Any]]:
     """Every recorded move of an alias of ``model_name``, oldest first."""
-    import json
-
     client = _client_for(tracking_uri, client)
     moves = []
     for mv in client.search_model_versions(f"name = '{model_name}'"):
@@ -216,10 +199,6 @@ def versions_overview(
     model_name: str, *, tracking_uri: str | None = None, client: Any | None = None
 ) -> list[dict[str, Any]]:
     """Registered versions, newest first: aliases, task, the gate's decision on it."""
-    import json
-
-    from model.task import task_from_tags
-
     client = _client_for(tracking_uri, client)
     found = sorted(
         client.search_model_versions(f"name = '{model_name}'"),
@@ -234,11 +213,8 @@ def versions_overview(
     for mv in found:
         tags = dict(mv.tags or {})
         decision = None
-        if tags.get(GATE_JSON_TAG):
-            try:
-                decision = json.loads(tags[GATE_JSON_TAG])
-            except ValueError:
-                decision = None
+        with contextlib.suppress(ValueError):
+            decision = json.loads(tags[GATE_JSON_TAG]) if tags.get(GATE_JSON_TAG) else None
         out.append(
             {
                 "version": str(mv.version),

@@ -105,7 +105,6 @@ def route(
         persona_confidence=persona_confidence,
         config=config,
         ready=ready,
-        caller="route",
     )[0].astype(str)
 
 
@@ -118,25 +117,21 @@ def route_reasons(
     config: RoutingConfig,
     ready: np.ndarray | None = None,
 ) -> list[str]:
-    """Why each lead got its route, with the thresholds applied (same rules as :func:`route`)."""
-    routes, rule, ready, conf = _decide(
-        stage_proba=stage_proba,
-        stage_classes=stage_classes,
-        persona=persona,
-        persona_confidence=persona_confidence,
-        config=config,
+    """Why each lead got its route, with the thresholds applied (same rules as :func:`route`;
+    the ``why`` of :func:`routing_answers`)."""
+    if stage_proba is None and persona is None:
+        raise ValueError("route_reasons needs stage probabilities, personas or both")
+    if ready is None and stage_proba is not None:
+        ready = readiness(np.asarray(stage_proba, dtype=float), stage_classes, config)
+        if ready is None:  # a stage head, but no sales-ready stage known
+            ready = [None] * len(stage_proba)
+    answers = routing_answers(
+        config,
         ready=ready,
-        caller="route_reasons",
+        persona=None if persona is None else list(persona),
+        persona_confidence=persona_confidence,
     )
-    out: list[str] = []
-    for i in range(len(routes)):
-        if rule[i] == "persona":
-            out.append(f"persona {persona[i]} ({conf[i]:.2f} >= {config.min_confidence:.2f})")
-        elif rule[i] == "no_readiness":
-            out.append("no stage head" if stage_proba is None else "no sales-ready stage known")
-        else:
-            out.append(_readiness_why(ready[i], rule[i] == "doubt", routes[i] == "sales", config))
-    return out
+    return [str(a["why"]) for a in answers]
 
 
 def thresholds(config: RoutingConfig) -> dict[str, object]:
@@ -197,19 +192,23 @@ def routing_answers(
         n=n,
     )
     th = thresholds(config)
+    t, m = config.sales_threshold, config.review_margin
     out: list[dict[str, object]] = []
     for i in range(n):
         r = rule[i]
         if r != "persona" and not known[i]:
-            r, route_i = "no_readiness", "review"
-        else:
-            route_i = routes[i]
+            r = "no_readiness"
         if r == "persona":
             why = f"persona {personas[i]} ({conf_used[i]:.2f} >= {config.min_confidence:.2f})"
         elif r == "no_readiness":
             why = "no sales-ready stage known" if ready is not None else "no stage head"
+        elif r == "doubt":
+            why = f"readiness {values[i]:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
         else:
-            why = _readiness_why(values[i], r == "doubt", route_i == "sales", config)
+            sign = ">=" if routes[i] == "sales" else "<"
+            why = (
+                f"readiness {values[i]:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
+            )
         out.append(
             {
                 **th,
@@ -221,15 +220,6 @@ def routing_answers(
     return out
 
 
-def _readiness_why(value: float, doubt: bool, sales: bool, config: RoutingConfig) -> str:
-    """Why a readiness routed a lead, in words."""
-    t, m = config.sales_threshold, config.review_margin
-    if doubt:
-        return f"readiness {value:.2f} within ±{m:.2f} of sales threshold {t:.2f}"
-    sign = ">=" if sales else "<"
-    return f"readiness {value:.2f} {sign} sales threshold {t:.2f} (review within ±{m:.2f})"
-
-
 def _decide(
     *,
     stage_proba: np.ndarray | None,
@@ -239,14 +229,13 @@ def _decide(
     config: RoutingConfig,
     ready: np.ndarray | None,
     n: int | None = None,
-    caller: str = "route",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """Routes, the rule that decided each (persona / no_readiness / doubt / readiness),
     readiness and the persona confidence; ``n`` rows (by default those of ``stage_proba``
-    or ``persona``, one of which ``caller`` needs)."""
+    or ``persona``, one of which :func:`route` needs)."""
     if n is None:
         if stage_proba is None and persona is None:
-            raise ValueError(f"{caller} needs stage probabilities, personas or both")
+            raise ValueError("route needs stage probabilities, personas or both")
         n = len(stage_proba) if stage_proba is not None else len(persona)
     out = np.full(n, "review", dtype=object)
     rule = np.full(n, "no_readiness", dtype=object)

@@ -124,17 +124,13 @@ class TableEncoding:
         start = 0
         for col in self.columns_:
             kind = self.kinds_[col]
-            if kind == "numeric":
-                plan.append((col, kind, start, None))
-                start += 1
-            elif kind == "categorical":
-                codes = {c: float(i) for i, c in enumerate(self.categories_[col])}
-                plan.append((col, kind, start, codes))
-                start += 1
-            else:
-                toks = {t: j for j, t in enumerate(self.tokens_[col])}
-                plan.append((col, kind, start, toks))
-                start += len(toks)
+            payload: dict[str, Any] | None = None
+            if kind == "categorical":
+                payload = {c: float(i) for i, c in enumerate(self.categories_[col])}
+            elif kind == "text":
+                payload = {t: j for j, t in enumerate(self.tokens_[col])}
+            plan.append((col, kind, start, payload))
+            start += len(payload) if kind == "text" else 1
         return plan
 
     def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
@@ -153,12 +149,7 @@ class TableEncoding:
             block = out[:, start : start + (1 if kind == "categorical" else len(payload))]
             if len(s) >= _FACTORIZE_ROWS and self._encode_distinct(block, s, kind, payload):
                 continue
-            values = s.to_numpy(dtype=object)
-            if kind == "categorical":
-                out[:, start] = [payload.get(_to_key(v), np.nan) for v in values]
-            else:
-                for r, v in enumerate(values):
-                    self._fill_text(out[r], start, v, payload)
+            self._fill_coded(out, start, kind, payload, s.to_numpy(dtype=object))
         return out
 
     @classmethod
@@ -173,15 +164,21 @@ class TableEncoding:
             codes, uniques = pd.factorize(s.to_numpy(dtype=object))
         if not all(type(u) is str for u in uniques):
             return False
-        width = block.shape[1]
-        table = np.full((len(uniques) + 1, width), np.nan)  # row -1: missing
-        for i, value in enumerate(uniques):
-            if kind == "categorical":
-                table[i, 0] = payload.get(_to_key(value), np.nan)
-            else:
-                cls._fill_text(table[i], 0, value, payload)
+        table = np.full((len(uniques) + 1, block.shape[1]), np.nan)  # row -1: missing
+        cls._fill_coded(table[:-1], 0, kind, payload, uniques)
         block[:] = table[codes]
         return True
+
+    @staticmethod
+    def _fill_coded(
+        out: np.ndarray, start: int, kind: str, payload: dict[str, Any], values: Sequence[Any]
+    ) -> None:
+        """A categorical or text column's outputs from ``start`` of ``out``, one row per value."""
+        if kind == "categorical":
+            out[:, start] = [payload.get(_key(v), math.nan) for v in values]
+        else:
+            for r, v in enumerate(values):
+                TableEncoding._fill_text(out[r], start, v, payload)
 
     @staticmethod
     def _fill_text(row: Any, start: int, value: Any, tokens: dict[str, int]) -> None:
@@ -232,7 +229,6 @@ class TableEncoding:
         values ``_to_number`` gives), any other cell by cell."""
         n = len(records)
         out = np.full((n, width), np.nan)
-        nan = math.nan
         plain = all(type(rec) is dict for rec in records)
         for col, kind, start, payload in plan:
             if plain:  # dict.get mapped in C
@@ -244,11 +240,8 @@ class TableEncoding:
                     out[:, start] = np.array(values, dtype=np.float64)  # None → NaN
                 else:
                     out[:, start] = [_to_number(v) for v in values]
-            elif kind == "categorical":
-                out[:, start] = [payload.get(_key(v), nan) for v in values]
             else:
-                for r, v in enumerate(values):
-                    TableEncoding._fill_text(out[r], start, v, payload)
+                TableEncoding._fill_coded(out, start, kind, payload, values)
         return out
 
     def decode(self, column: str, encoded: float) -> Any:

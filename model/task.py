@@ -46,15 +46,11 @@ class ModelTask:
         out: list[str] = []
         for head in _HEADS:
             mine, theirs = self.labels.get(head), other.labels.get(head)
-            if mine is None and theirs is None:
-                continue
-            if mine is None:
+            if mine is None and theirs is not None:
                 out.append(f"the new model has a {head} head, the current one has none")
-                continue
-            if theirs is None:
+            elif theirs is None and mine is not None:
                 out.append(f"the new model has no {head} head (the current one does)")
-                continue
-            if set(mine) != set(theirs):
+            elif mine is not None and set(mine) != set(theirs):
                 out.append(_label_difference(head, mine, theirs))
         if set(self.sales_ready) != set(other.sales_ready) and "stage" in self.labels:
             out.append(
