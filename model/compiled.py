@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import hashlib
 import json
 import time
@@ -49,7 +48,6 @@ MANIFEST = "compiled.json"
 TOLERANCE = 1e-9
 #: Rows at or above which a multi-threaded call splits the rows over threads.
 _THREADED_ROWS = 10_000
-_DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 
 
 def available() -> bool:
@@ -87,8 +85,6 @@ class CompiledForest:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.n_features = int(model.num_feature())
-        self._n_classes = int(model._n_classes)
-        self._entry = model._c_entry_func if getattr(model, "use_fp64", True) else None
 
     @classmethod
     def load(cls, directory: Path, name: str) -> CompiledForest:
@@ -103,15 +99,7 @@ class CompiledForest:
     def predict_raw(self, Z: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Raw scores, shape (n_rows,) for one model per iteration, else (n_rows, n_classes)."""
         Z = np.ascontiguousarray(Z, dtype=np.float64)
-        n = len(Z)
-        if n < _THREADED_ROWS and self._entry is not None and Z.ndim == 2:
-            # lleaves' own predict, minus its per-call conversions (a third of a one-row call)
-            if Z.shape[1] != self.n_features:
-                raise ValueError(f"Data must be of dimension (N, {self.n_features}), is {Z.shape}.")
-            out = np.zeros(n if self._n_classes == 1 else (n, self._n_classes))
-            self._entry(Z.ctypes.data_as(_DOUBLE_P), out.ctypes.data_as(_DOUBLE_P), 0, n)
-            return out
-        jobs = max(1, int(num_threads)) if n >= _THREADED_ROWS else 1
+        jobs = max(1, int(num_threads)) if len(Z) >= _THREADED_ROWS else 1
         return self.model.predict(Z, n_jobs=jobs)
 
 
