@@ -162,7 +162,8 @@ class CsvScanner:
         self.header_line = skipped + 1
         self.n_fields = len(self.header)
         self._sep = ord(self.delimiter)
-        self._header_bytes = self._csv_line(self.header).encode("utf-8")
+        #: The header re-written as one UTF-8 CSV line (each block of rows is parsed after it).
+        self.header_bytes = self._csv_line(self.header).encode("utf-8")
 
     def _csv_line(self, fields: list[str]) -> str:
         out = io.StringIO()
@@ -231,7 +232,7 @@ class CsvScanner:
         starts, ends, field counts, first lines); what stands alone (a bad line, a
         runaway quote, a merged record) is its own method.
         """
-        parts: list[bytes] = [self._header_bytes]
+        parts: list[bytes] = [self.header_bytes]
         lines: list[np.ndarray] = []
         bad: list[BadLine] = []
         while buf:

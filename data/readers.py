@@ -320,12 +320,12 @@ def _read_csv(path: Path, text_columns: Collection[str] | bool) -> _Raw:
     parts: list[bytes] = []
     lines: list[np.ndarray] = []
     errors: list[RowError] = []
-    header = len(scanner._header_bytes)
+    header = len(scanner.header_bytes)
     for i, chunk in enumerate(scanner.chunks()):
         parts.append(chunk.data if i == 0 else chunk.data[header:])
         lines.append(chunk.lines)
         errors += _bad_lines(scanner, chunk.bad)
-    data = b"".join(parts) if parts else scanner._header_bytes
+    data = b"".join(parts) if parts else scanner.header_bytes
     frame = _parse_chunk(scanner, data, _csv_dtype(text_columns))
     line = np.concatenate(lines) if lines else np.empty(0, dtype=np.int64)
     if len(line) != len(frame):  # pragma: no cover - the scanner and pandas disagree
