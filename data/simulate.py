@@ -213,9 +213,18 @@ _SENIOR_TECH = ("c_level", "vp", "director", "head")
 
 #: Industries and how often a company is in each.
 _INDUSTRY_SHARES = {
-    "software": 18, "financial_services": 14, "healthcare": 11, "manufacturing": 12, "retail": 9,
-    "logistics": 7, "telecom": 6, "public_sector": 6, "media": 5, "energy": 6, "education": 6,
-}  # fmt: skip
+    "software": 18,
+    "financial_services": 14,
+    "healthcare": 11,
+    "manufacturing": 12,
+    "retail": 9,
+    "logistics": 7,
+    "telecom": 6,
+    "public_sector": 6,
+    "media": 5,
+    "energy": 6,
+    "education": 6,
+}
 _INDUSTRIES = tuple(_INDUSTRY_SHARES)
 _INDUSTRY_WEIGHTS = np.array(list(_INDUSTRY_SHARES.values()), dtype=float)
 _COUNTRIES = ("US", "GB", "DE", "FR", "CA", "NL", "AU", "IN", "SE", "ES", "BR", "JP", "SG", "IE")

@@ -22,13 +22,31 @@ __all__ = [
 
 #: Seniority labels, most senior first; ``unknown`` when no rule matches.
 SENIORITIES: tuple[str, ...] = (
-    "c_level", "vp", "director", "head", "manager", "senior_ic", "ic", "student", "unknown",
-)  # fmt: skip
+    "c_level",
+    "vp",
+    "director",
+    "head",
+    "manager",
+    "senior_ic",
+    "ic",
+    "student",
+    "unknown",
+)
 #: Function labels; ``other`` when no rule matches.
 FUNCTIONS: tuple[str, ...] = (
-    "engineering", "it", "data", "finance", "procurement", "marketing", "sales", "operations",
-    "hr", "executive", "education", "other",
-)  # fmt: skip
+    "engineering",
+    "it",
+    "data",
+    "finance",
+    "procurement",
+    "marketing",
+    "sales",
+    "operations",
+    "hr",
+    "executive",
+    "education",
+    "other",
+)
 #: Names of the columns :func:`parse_titles` returns.
 TITLE_FEATURES: tuple[str, ...] = ("title_seniority", "title_function")
 

@@ -494,10 +494,24 @@ def _excluded_columns(
 
 
 #: Column names (as ``data.labels.label_key`` gives them) that hold a job title.
-_TITLE_NAMES = frozenset((
-    "jobtitle", "title", "position", "jobposition", "role", "jobrole", "poste", "fonction",
-    "intituledeposte", "berufsbezeichnung", "cargo", "puesto", "functie", "functietitel",
-))  # fmt: skip
+_TITLE_NAMES = frozenset(
+    (
+        "jobtitle",
+        "title",
+        "position",
+        "jobposition",
+        "role",
+        "jobrole",
+        "poste",
+        "fonction",
+        "intituledeposte",
+        "berufsbezeichnung",
+        "cargo",
+        "puesto",
+        "functie",
+        "functietitel",
+    )
+)
 
 
 def title_column(columns: Iterable[Any]) -> str | None:
