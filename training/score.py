@@ -239,7 +239,11 @@ def score_table(
     num_threads: int | None = None,
     strict: bool = False,
 ) -> ScoreSummary:
-    """Score every row of a lead table and write them with their predictions."""
+    """Score every row of a lead table and write them with their predictions.
+
+    Long on purpose: one pass over the file, in which reading, the features (built one chunk
+    ahead in the events process when there is one) and writing share the counts, and the
+    writer is removed on any failure."""
     from data.coltypes import apply_types
     from data.readers import SUPPORTED_SUFFIXES
     from model.features import build_features

@@ -164,7 +164,10 @@ def score(
     strict: bool,
     report_path: Path | None,
 ) -> None:
-    """Write every input row with predicted stage, persona, probabilities, readiness and route."""
+    """Write every input row with predicted stage, persona, probabilities, readiness and route.
+
+    Long only in its argument lists: each option is handed on by name to Spark or to
+    :func:`training.score.score_table`, and each step is a helper of this module."""
     from training.input_report import rejected_report_path
     from training.score import EventsAhead, score_table
 
