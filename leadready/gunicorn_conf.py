@@ -11,7 +11,14 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["child_exit", "post_fork", "post_worker_init", "serving_url", "worker_exit"]
+__all__ = [
+    "child_exit",
+    "freeze_heap",
+    "post_fork",
+    "post_worker_init",
+    "serving_url",
+    "worker_exit",
+]
 
 _log = logging.getLogger("leadready.serve")
 
@@ -48,11 +55,23 @@ def post_fork(server: Any, worker: Any) -> None:
             obj.dispose(close=False)
 
 
+def freeze_heap(*_swap: Any) -> None:
+    """After a model swap, keep the cyclic garbage collector off the long-lived heap: one full
+    collection (it frees what the last swap left in cycles), then every object alive now is
+    frozen, so the collections that requests' garbage sets off scan only what came since. Without
+    it a worker's full collections (35-300 ms, measured) were the single lead's p99."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def post_worker_init(worker: Any) -> None:
-    """Start the model holder in this worker; the first worker logs the start line."""
+    """Start the model holder in this worker (its heap frozen after each swap, see
+    :func:`freeze_heap`); the first worker logs the start line."""
     state = _state(worker)
     if state is None:
         return
+    state.holder.on_swap(freeze_heap)
     if getattr(worker, "age", 0) == 1:
         url = serving_url(worker.cfg.bind)
         workers = worker.cfg.workers

@@ -80,3 +80,45 @@ def test_post_fork_gives_inherited_engines_a_fresh_pool(tmp_path):
     assert engine.pool is not old_pool and engine.pool.checkedin() == 0
     engine.dispose()
     old_pool.dispose()
+
+
+def test_post_worker_init_freezes_the_heap_after_every_model_swap():
+    """The worker's heap is frozen once a model is in (the collector then scans only what
+    requests make) and frozen afresh at the next swap, after one full collection."""
+    import gc
+    from types import SimpleNamespace
+
+    from leadready.gunicorn_conf import post_worker_init
+    from serve.state import EXTENSION
+
+    class Holder:
+        def __init__(self):
+            self.listeners, self.started = [], False
+
+        def on_swap(self, listener):
+            self.listeners.append(listener)
+
+        def start(self):
+            self.started = True
+
+    holder = Holder()
+    app = SimpleNamespace(extensions={EXTENSION: SimpleNamespace(holder=holder)})
+    post_worker_init(SimpleNamespace(wsgi=app, age=2))
+    assert holder.started and holder.listeners
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        for listener in holder.listeners:
+            listener("version 2", "version 1")
+        assert gc.get_freeze_count() > 0
+        made_after = [[] for _ in range(3)]  # objects a request makes: not frozen yet
+
+        def tracked():
+            return {id(o) for o in gc.get_objects()}
+
+        assert {id(x) for x in made_after} <= tracked()
+        for listener in holder.listeners:
+            listener("version 3", "version 2")
+        assert not {id(x) for x in made_after} & tracked()  # frozen at the next swap
+    finally:
+        gc.unfreeze()
