@@ -22,6 +22,7 @@ __all__ = [
     "clean_labels",
     "confident_flags",
     "find_label_issues",
+    "noise_metrics",
     "out_of_fold_proba",
 ]
 
@@ -72,12 +73,17 @@ class LabelNoiseResult:
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics: flagged rows per head and class, and the time it took."""
-        out: dict[str, float] = {"label_noise_seconds": float(self.seconds)}
-        for head, per_class in self.flagged.items():
-            out[f"{head}_label_noise_flagged"] = float(sum(per_class.values()))
-            for label, n in per_class.items():
-                out[f"{head}_label_noise_flagged__{_metric_key(label)}"] = float(n)
-        return out
+        return noise_metrics(self.flagged, self.seconds)
+
+
+def noise_metrics(flagged: dict[str, dict[str, int]], seconds: float) -> dict[str, float]:
+    """The label-noise step's MLflow metrics, also from its record in a model's metadata."""
+    out: dict[str, float] = {"label_noise_seconds": float(seconds)}
+    for head, per_class in flagged.items():
+        out[f"{head}_label_noise_flagged"] = float(sum(per_class.values()))
+        for label, n in per_class.items():
+            out[f"{head}_label_noise_flagged__{_metric_key(label)}"] = float(n)
+    return out
 
 
 def _metric_key(label: str) -> str:

@@ -20,7 +20,7 @@ from data.coltypes import parse_types
 from data.values import utc_now
 from training.dataset import DEFAULT_SLICE_COLUMNS, TrainingSet, holdout_mask, load_training_table
 from training.evaluate import HEADS, evaluate_with_baselines, flatten_metrics, plots
-from training.noise import LabelNoiseResult, clean_labels
+from training.noise import LabelNoiseResult, clean_labels, noise_metrics
 from training.procedure import procedure_metrics, procedure_report, procedure_table
 from training.promote import CHALLENGER, GateSet, inputs_from_table, move_alias, run_gate
 
@@ -461,8 +461,8 @@ def _metrics(
         lead_model.metadata["title_column"] = training_set.input_report["title_column"]
     noise_info = lead_model.metadata.get("label_noise")
     if noise_info:  # the label-noise step's flagged rows per head and class, and its time
-        flagged, seconds = noise_info.get("flagged", {}), float(noise_info.get("seconds", 0.0))
-        metrics.update(LabelNoiseResult(noise_info["mode"], {}, {}, flagged, seconds).metrics())
+        seconds = float(noise_info.get("seconds", 0.0))
+        metrics.update(noise_metrics(noise_info.get("flagged", {}), seconds))
     return metrics
 
 
